@@ -1,0 +1,417 @@
+"""The ``katib`` command line: validate, run, resume, get, describe, logs, delete."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import typer
+import yaml
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from katib.errors import KatibError, NotFoundError, ValidationError
+
+app = typer.Typer(
+    help="Run Kubeflow Katib experiments on this machine: no cluster, no server.",
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+)
+get_app = typer.Typer(help="List experiments or trials.", no_args_is_help=True)
+describe_app = typer.Typer(help="Show one experiment in detail.", no_args_is_help=True)
+delete_app = typer.Typer(help="Delete an experiment with its trials.", no_args_is_help=True)
+app.add_typer(get_app, name="get")
+app.add_typer(describe_app, name="describe")
+app.add_typer(delete_app, name="delete")
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True)
+
+EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 1, 2, 130
+
+
+class Output(str, Enum):
+    table = "table"
+    json = "json"
+    yaml = "yaml"
+
+
+DbOption = typer.Option(None, "--db", envvar="KATIB_DB", help="SQLite file or database URL (default ~/.katib/katib.db).")
+NamespaceOption = typer.Option("default", "--namespace", "-n", help="Namespace of the experiment.")
+OutputOption = typer.Option(Output.table, "--output", "-o", help="table, json or yaml.")
+
+
+def _store(db: str | None) -> Any:
+    from katib.store import Store
+
+    return Store(db)
+
+
+def _runs_root(store: Any) -> Path:
+    if store.dialect == "sqlite" and store.url not in ("sqlite://", "sqlite:///:memory:"):
+        return Path(store.url.split("///", 1)[1]).parent / "runs"
+    return Path(os.environ.get("KATIB_HOME", Path.home() / ".katib")) / "runs"
+
+
+def _print_errors(exc: ValidationError, source: str = "") -> None:
+    where = f"{source}: " if source else ""
+    err.print(f"[bold red]error:[/] {where}invalid {exc.what} ({len(exc.errors)} error(s))", highlight=False)
+    for e in exc.errors:
+        err.print(f"  - {e}", highlight=False, markup=False)
+
+
+def _dump(obj: Any, fmt: Output) -> None:
+    if fmt is Output.json:
+        out.print_json(json.dumps(obj))
+    else:
+        print(yaml.safe_dump(obj, sort_keys=False), end="")
+
+
+def _read_experiments(path: Path) -> list[Any]:
+    from katib.spec import experiment_documents
+
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise KatibError(f"cannot read {path}: {exc.strerror}") from None
+    docs = experiment_documents(text)
+    if not docs:
+        raise KatibError(f"{path}: no Experiment found")
+    return docs
+
+
+# -- validate ---------------------------------------------------------------------------
+
+
+@app.command()
+def validate(
+    files: list[Path] = typer.Argument(..., help="Experiment YAML or JSON files."),
+    output: Output | None = typer.Option(None, "--output", "-o", help="Print the defaulted experiment (json or yaml)."),
+) -> None:
+    """Check experiments like `kubectl apply --dry-run`: defaults applied, every rule checked."""
+    from katib.controller import admit
+
+    bad = 0
+    for path in files:
+        for doc in _read_experiments(path):
+            try:
+                exp = admit(doc)
+            except ValidationError as exc:
+                bad += 1
+                _print_errors(exc, str(path))
+                continue
+            if output in (Output.json, Output.yaml):
+                _dump(exp.to_dict(), output)
+            else:
+                out.print(f"experiment.kubeflow.org/{exp.name} validated ({path}; dry run)", highlight=False)
+    if bad:
+        raise typer.Exit(EXIT_INVALID)
+
+
+# -- run / resume -------------------------------------------------------------------------
+
+
+class _Progress:
+    """Shows an experiment as it runs: a live table on a terminal, plain lines elsewhere."""
+
+    def __init__(self, live: bool) -> None:
+        self.live_mode = live
+        self.live: Live | None = None
+        self.run: Any = None
+
+    def __call__(self, event: str, run: Any, trial: Any) -> None:
+        self.run = run
+        if self.live_mode:
+            if self.live is not None:
+                self.live.update(self._table())
+            return
+        if event == "launched":
+            params = " ".join(f"{a['name']}={a['value']}" for a in trial.assignments)
+            out.print(f"{trial.name}  Running    {params}", highlight=False)
+        elif event == "finished":
+            out.print(f"{trial.name}  {trial.state:<10} {self._metrics(trial)}{self._best_text()}", highlight=False)
+
+    def _metrics(self, trial: Any) -> str:
+        if trial.state not in ("Succeeded", "EarlyStopped"):
+            message = next((c.get("message", "") for c in reversed(trial.conditions) if c.get("status") == "True"), "")
+            return message if len(message) <= 240 else "…" + message[-240:]
+        return " ".join(f"{k}={v['latest']}" for k, v in (trial.observation or {}).items())
+
+    def _best_text(self) -> str:
+        best = self.run._best() if self.run else None
+        return f"  (best {self.run.objective}={best:g})" if best is not None else ""
+
+    def _table(self) -> Table:
+        run = self.run
+        trials = list(run.trials.values())
+        spec = run.exp.spec
+        done = sum(1 for t in trials if t.state not in ("Created", "Running"))
+        total = spec.max_trial_count or len(trials)
+        width = 30
+        filled = int(width * done / total) if total else 0
+        best = run._best()
+        title = (f"{run.exp.name}  [{'#' * filled}{'.' * (width - filled)}] {done}/{total} trials"
+                 + (f"   best {run.objective} = {best:g}" if best is not None else ""))
+        table = Table(title=title, title_justify="left", expand=False)
+        table.add_column("trial")
+        table.add_column("state")
+        for p in spec.parameters or []:
+            table.add_column(p.name or "", justify="right")
+        for m in run.names:
+            table.add_column(m, justify="right")
+        for t in trials[-12:]:
+            params = t.parameters()
+            reducer = run.reducers.get(t.name)
+            obs = t.observation or (reducer.observation(run.names) if reducer else {})
+            style = {"Succeeded": "green", "Failed": "red", "Running": "cyan", "MetricsUnavailable": "yellow"}.get(t.state, "")
+            table.add_row(
+                t.name, f"[{style}]{t.state}[/]" if style else t.state,
+                *[params.get(p.name or "", "") for p in spec.parameters or []],
+                *[(obs.get(m) or {}).get("latest", "") for m in run.names],
+            )
+        return table
+
+
+def _summary(store: Any, namespace: str, name: str) -> int:
+    from katib import views
+
+    rec = store.get_experiment(namespace, name)
+    status = rec.status
+    phase, reason = views.phase(rec), views.reason(rec)
+    colour = "green" if phase == "Succeeded" else "red" if phase == "Failed" else "yellow"
+    out.print(f"\nexperiment [bold]{name}[/] [{colour}]{phase}[/] ({reason})", highlight=False)
+    counts = ", ".join(
+        f"{status.get(k, 0)} {label}" for k, label in (
+            ("trialsSucceeded", "succeeded"), ("trialsFailed", "failed"), ("trialsKilled", "killed"),
+            ("trialsEarlyStopped", "early stopped"), ("trialMetricsUnavailable", "metrics unavailable"))
+        if status.get(k)
+    )
+    out.print(f"trials: {status.get('trials', 0)} ({counts or 'none finished'})", highlight=False)
+    best = status.get("currentOptimalTrial") or {}
+    if best.get("bestTrialName"):
+        out.print(f"best trial: {best['bestTrialName']}", highlight=False)
+        for a in best.get("parameterAssignments", []):
+            out.print(f"  {a['name']} = {a['value']}", highlight=False)
+        for m in (best.get("observation") or {}).get("metrics", []):
+            out.print(f"  {m['name']}: latest {m.get('latest')}, min {m.get('min')}, max {m.get('max')}", highlight=False)
+    return 0 if phase == "Succeeded" else EXIT_FAILED
+
+
+def _drive(store: Any, namespace: str, name: str, tick: float) -> int:
+    from katib.controller import Controller
+
+    progress = _Progress(live=out.is_terminal)
+    controller = Controller(store, runs_root=_runs_root(store), tick=tick, listener=progress)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        stop.set()
+
+    previous = signal.signal(signal.SIGTERM, on_signal)
+    try:
+        if progress.live_mode:
+            with Live(console=out, refresh_per_second=4, transient=False) as live:
+                progress.live = live
+                controller.run(namespace, name, stop=stop)
+                if progress.run is not None:
+                    live.update(progress._table())
+        else:
+            controller.run(namespace, name, stop=stop)
+    except KeyboardInterrupt:
+        stop.set()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if stop.is_set():
+        err.print(f"interrupted: running trials were stopped; `katib resume {name}` carries on", highlight=False)
+        return EXIT_INTERRUPTED
+    return _summary(store, namespace, name)
+
+
+@app.command()
+def run(
+    file: Path = typer.Argument(..., help="Experiment YAML or JSON file."),
+    db: str | None = DbOption,
+    tick: float = typer.Option(1.0, help="Seconds between metric reads of running trials."),
+) -> None:
+    """Run an experiment to its end in the foreground (local processes, SQLite).
+
+    Running the same file again resumes it; raising maxTrialCount restarts a finished
+    experiment whose resumePolicy is LongRunning or FromVolume."""
+    from katib.controller import Controller, admit
+
+    docs = _read_experiments(file)
+    if len(docs) > 1:
+        raise KatibError(f"{file}: holds {len(docs)} experiments; `katib run` takes one")
+    exp = admit(docs[0])
+    store = _store(db)
+    rec, action = Controller(store, runs_root=_runs_root(store)).submit(exp, file.resolve().parent)
+    verb = {"created": "created", "resumed": "resumed", "restarted": "restarted",
+            "unchanged": "already finished"}[action]
+    out.print(f"experiment.kubeflow.org/{rec.name} {verb}", highlight=False)
+    raise typer.Exit(_drive(store, rec.namespace, rec.name, tick))
+
+
+@app.command()
+def resume(
+    name: str = typer.Argument(..., help="Experiment name."),
+    namespace: str = NamespaceOption,
+    db: str | None = DbOption,
+    tick: float = typer.Option(1.0, help="Seconds between metric reads of running trials."),
+) -> None:
+    """Carry on with an experiment whose controller stopped or died."""
+    store = _store(db)
+    store.get_experiment(namespace, name)
+    raise typer.Exit(_drive(store, namespace, name, tick))
+
+
+# -- read commands ----------------------------------------------------------------------
+
+
+def _age(ts: float) -> str:
+    seconds = max(0, int(time.time() - ts))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+@get_app.command("experiments")
+def get_experiments(
+    namespace: str | None = typer.Option(None, "--namespace", "-n", help="Only this namespace."),
+    output: Output = OutputOption,
+    db: str | None = DbOption,
+) -> None:
+    """List experiments."""
+    from katib import views
+
+    recs = _store(db).list_experiments(namespace)
+    if output is not Output.table:
+        _dump({"apiVersion": "v1", "kind": "List", "items": [views.experiment_object(r) for r in recs]}, output)
+        return
+    table = Table(box=None)
+    for col in ("NAMESPACE", "NAME", "STATUS", "REASON", "TRIALS", "SUCCEEDED", "FAILED", "BEST", "AGE"):
+        table.add_column(col)
+    for r in recs:
+        best = r.status.get("currentOptimalTrial") or {}
+        objective = r.spec.get("spec", {}).get("objective", {}).get("objectiveMetricName")
+        value = next((m.get("latest") for m in (best.get("observation") or {}).get("metrics", []) if m["name"] == objective), "")
+        table.add_row(r.namespace, r.name, views.phase(r), views.reason(r), str(r.status.get("trials", 0)),
+                      str(r.status.get("trialsSucceeded", 0)), str(r.status.get("trialsFailed", 0)),
+                      f"{objective}={value}" if value else "", _age(r.created_at))
+    out.print(table)
+
+
+@get_app.command("trials")
+def get_trials(
+    experiment: str = typer.Argument(..., help="Experiment name."),
+    namespace: str = NamespaceOption,
+    output: Output = OutputOption,
+    db: str | None = DbOption,
+) -> None:
+    """List an experiment's trials with their parameters and metrics."""
+    from katib import views
+
+    store = _store(db)
+    rec = store.get_experiment(namespace, experiment)
+    trials = store.list_trials(rec.id)
+    if output is not Output.table:
+        _dump({"apiVersion": "v1", "kind": "List", "items": [views.trial_object(rec, t) for t in trials]}, output)
+        return
+    spec = rec.spec.get("spec", {})
+    params = [p["name"] for p in spec.get("parameters", [])]
+    obj = spec.get("objective", {})
+    metrics = [obj.get("objectiveMetricName"), *obj.get("additionalMetricNames", [])]
+    table = Table(box=None)
+    for col in ("NAME", "STATUS", *params, *metrics):
+        table.add_column(col)
+    for t in trials:
+        p = t.parameters()
+        obs = t.observation or {}
+        table.add_row(t.name, t.state, *[p.get(n, "") for n in params],
+                      *[(obs.get(m) or {}).get("latest", "") for m in metrics])
+    out.print(table)
+
+
+@describe_app.command("experiment")
+def describe_experiment(
+    name: str = typer.Argument(..., help="Experiment name."),
+    namespace: str = NamespaceOption,
+    output: Output = typer.Option(Output.yaml, "--output", "-o", help="yaml or json."),
+    db: str | None = DbOption,
+) -> None:
+    """The whole experiment object: spec and status, as Katib shows it."""
+    from katib import views
+
+    rec = _store(db).get_experiment(namespace, name)
+    _dump(views.experiment_object(rec), Output.json if output is Output.json else Output.yaml)
+
+
+@app.command()
+def logs(
+    trial: str = typer.Argument(..., help="Trial name."),
+    namespace: str = NamespaceOption,
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing while the trial runs."),
+    db: str | None = DbOption,
+) -> None:
+    """Print a trial's output (stdout and stderr of its process)."""
+    store = _store(db)
+    rec, t = store.get_trial(namespace, trial)
+    path = _runs_root(store) / rec.namespace / rec.name / t.name / "trial.log"
+    if not path.exists():
+        raise NotFoundError(f"no log for trial {trial} (it has not started on this machine)")
+    with open(path, "rb") as f:
+        while True:
+            chunk = f.read()
+            if chunk:
+                sys.stdout.write(chunk.decode(errors="replace"))
+                sys.stdout.flush()
+            if not follow:
+                break
+            _, t = store.get_trial(namespace, trial)
+            if t.state not in ("Created", "Running"):
+                sys.stdout.write(f.read().decode(errors="replace"))
+                break
+            time.sleep(0.5)
+
+
+@delete_app.command("experiment")
+def delete_experiment(
+    name: str = typer.Argument(..., help="Experiment name."),
+    namespace: str = NamespaceOption,
+    db: str | None = DbOption,
+) -> None:
+    """Delete an experiment, its trials, their logs and observations."""
+    import shutil
+
+    from trials import owner_alive
+
+    store = _store(db)
+    rec = store.get_experiment(namespace, name)
+    if rec.owner and owner_alive(rec.owner):
+        raise KatibError(f"experiment {name} is running under {rec.owner}; stop it first")
+    store.delete_experiment(namespace, name)
+    shutil.rmtree(_runs_root(store) / namespace / name, ignore_errors=True)
+    out.print(f'experiment.kubeflow.org "{name}" deleted', highlight=False)
+
+
+def main() -> None:
+    """Entry point: every error this project raises on purpose is a message, not a trace."""
+    try:
+        app()
+    except ValidationError as exc:
+        _print_errors(exc)
+        sys.exit(EXIT_INVALID)
+    except KatibError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(EXIT_FAILED)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,20 @@
+"""The experiment controller: admission, the reconcile loop, status arithmetic."""
+
+from ._admission import admit, runnable_errors
+from ._arithmetic import Counts, end_condition, goal_reached, trials_to_create
+from ._controller import Controller, ExperimentRun, is_completed
+from ._status import experiment_phase, metric_value
+
+__all__ = [
+    "Controller",
+    "Counts",
+    "ExperimentRun",
+    "admit",
+    "end_condition",
+    "experiment_phase",
+    "goal_reached",
+    "is_completed",
+    "metric_value",
+    "runnable_errors",
+    "trials_to_create",
+]

@@ -1,0 +1,46 @@
+"""Admission: everything that must hold before an experiment is stored or run.
+
+``admit`` = parse + Katib's defaults + Katib's rules + the algorithm's own checks of its
+settings and search space. ``runnable_errors`` adds what a given executor can't do.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from katib.errors import FieldError, ValidationError
+from katib.spec import Experiment
+from katib.spec import admit as spec_admit
+
+LOCAL_COLLECTORS = ("StdOut", "File", "Push")
+
+
+def admit(doc: Any) -> Experiment:
+    """A defaulted, fully validated experiment, or ``ValidationError`` with every error."""
+    from suggestion import algorithm_names, early_stopping_names, get_algorithm
+
+    exp = spec_admit(doc, algorithm_names(), early_stopping_names())
+    assert exp.spec.algorithm is not None and exp.spec.algorithm.algorithm_name
+    errors = get_algorithm(exp.spec.algorithm.algorithm_name).validate(exp)
+    if errors:
+        raise ValidationError(errors)
+    return exp
+
+
+def runnable_errors(exp: Experiment, executor: str = "local") -> list[FieldError]:
+    """What stops ``exp`` from running on ``executor`` (an empty list when it can)."""
+    errors = []
+    tt = exp.spec.trial_template
+    if tt is not None and tt.config_map is not None:
+        errors.append(FieldError(
+            "spec.trialTemplate.configMap",
+            f"a ConfigMap template needs a Kubernetes cluster; the {executor} executor needs the template inline as trialSpec",
+        ))
+    mc = exp.spec.metrics_collector_spec
+    kind = mc.collector.kind if mc and mc.collector else "StdOut"
+    if kind not in LOCAL_COLLECTORS:
+        errors.append(FieldError(
+            "spec.metricsCollectorSpec.collector.kind",
+            f"{kind} is not supported by the {executor} executor (supported: {', '.join(LOCAL_COLLECTORS)})",
+        ))
+    return errors

@@ -1,0 +1,511 @@
+"""The experiment controller: the one writer of experiment and trial state.
+
+``Controller.submit`` stores a new experiment (or applies an allowed edit to an existing
+one); ``Controller.run`` drives it to the end with Katib's reconcile step, repeated on
+every event (a trial finished, metrics arrived) and on a tick:
+
+1. follow running trials: collect their metrics, notice the ones that ended;
+2. set each ended trial's condition (Succeeded needs the objective metric);
+3. derive the experiment status; stop when an end condition holds;
+4. ask the algorithm for ``min(parallel, max − completed) − active`` new assignments;
+5. store the new trials *before* launching them, then launch.
+
+Writing before launching is what makes ``kill -9`` at any point recoverable: on the next
+``run``, trials that were running under the dead controller are *lost*; whatever is left
+of their processes is killed and they are run again under the same name with the same
+parameters, so nothing is duplicated and no assignment is lost.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from katib.errors import ConflictError, FieldError, NotFoundError, ValidationError
+from katib.spec import Experiment, TrialMeta, render
+from katib.store import ExperimentRecord, ObservationRow, Store, TrialRecord
+from suggestion import Algorithm, TrialView, get_algorithm
+from trials import Collector, Executor, LaunchError, LocalExecutor, RunState, TrialJob
+from trials import owner_alive, owner_id
+
+from ._admission import runnable_errors
+from ._arithmetic import end_condition, goal_reached, trials_to_create
+from ._status import (
+    ACTIVE_TRIAL_STATES,
+    FINAL_TRIAL_STATES,
+    MetricReducer,
+    counts_of,
+    experiment_status,
+    has_condition,
+    mark_trial,
+    metric_names,
+    metric_value,
+    remove_condition,
+    rfc3339,
+    set_condition,
+    strategies,
+)
+
+EDITABLE = ("parallelTrialCount", "maxTrialCount", "maxFailedTrialCount")
+NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # Kubernetes' rand.String alphabet
+EXPERIMENT_LABEL = "katib.kubeflow.org/experiment"
+TRIAL_LABEL = "katib.kubeflow.org/trial"
+STATUS_SAVE_INTERVAL = 0.5
+
+Listener = Callable[[str, "ExperimentRun", TrialRecord | None], None]
+
+
+def is_completed(status: dict[str, Any]) -> bool:
+    conditions = status.get("conditions", [])
+    return has_condition(conditions, "Succeeded") or has_condition(conditions, "Failed")
+
+
+def _spec_without_budget(spec: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in (spec.get("spec") or {}).items() if k not in EDITABLE}
+
+
+class Controller:
+    """Stores experiments and runs them to the end.
+
+    >>> ctl = Controller(Store("sqlite://"), runs_root=Path("/tmp/katib-runs"))  # doctest: +SKIP
+    >>> rec, action = ctl.submit(experiment, workdir=Path("examples"))  # doctest: +SKIP
+    >>> ctl.run(rec.namespace, rec.name)["conditions"][-1]["reason"]  # doctest: +SKIP
+    'ExperimentMaxTrialsReached'
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        executor: Executor | None = None,
+        runs_root: Path | None = None,
+        tick: float = 1.0,
+        listener: Listener | None = None,
+    ) -> None:
+        self.store = store
+        self.executor = executor or LocalExecutor()
+        self.runs_root = runs_root or Path.home() / ".katib" / "runs"
+        self.tick = tick
+        self.listener = listener
+
+    # -- submission --------------------------------------------------------------------
+
+    def submit(self, exp: Experiment, workdir: Path) -> tuple[ExperimentRecord, str]:
+        """Store ``exp`` (admitted already). Returns the record and what happened:
+        ``created``, ``resumed`` (unfinished, budget possibly edited), ``restarted``
+        (finished, budget raised, resumePolicy allows it) or ``unchanged`` (finished)."""
+        errors = runnable_errors(exp, self.executor.name)
+        if errors:
+            raise ValidationError(errors)
+        spec = exp.model_dump(by_alias=True, exclude_none=True, mode="json", exclude={"status"})
+        try:
+            rec = self.store.get_experiment(exp.namespace, exp.name)
+        except NotFoundError:
+            now = time.time()
+            status: dict[str, Any] = {"startTime": rfc3339(now), "conditions": []}
+            set_condition(status["conditions"], "Created", "True", "ExperimentCreated", "Experiment is created", now)
+            rec = self.store.create_experiment(exp.namespace, exp.name, spec, status, str(workdir.resolve()))
+            return rec, "created"
+        return rec, self._edit(rec, spec)
+
+    def _edit(self, rec: ExperimentRecord, spec: dict[str, Any]) -> str:
+        if _spec_without_budget(rec.spec) != _spec_without_budget(spec):
+            changed = sorted(
+                k for k in set(_spec_without_budget(rec.spec)) | set(_spec_without_budget(spec))
+                if _spec_without_budget(rec.spec).get(k) != _spec_without_budget(spec).get(k)
+            )
+            raise ValidationError([
+                FieldError(f"spec.{k}", "cannot be changed on an existing experiment (only parallelTrialCount, maxTrialCount and maxFailedTrialCount can)")
+                for k in changed
+            ])
+        old, new = rec.spec["spec"], spec["spec"]
+        budget_changed = any(old.get(k) != new.get(k) for k in EDITABLE)
+        status = rec.status
+        if not is_completed(status):
+            if budget_changed:
+                self.store.update_experiment(rec.id, spec=spec)
+            return "resumed"
+        if not budget_changed:
+            return "unchanged"
+        errors = self._restart_errors(rec, new)
+        if errors:
+            raise ValidationError(errors)
+        conditions = status["conditions"]
+        remove_condition(conditions, "Succeeded")
+        set_condition(conditions, "Restarting", "True", "ExperimentRestarting", "Experiment is restarting")
+        status.pop("completionTime", None)
+        self.store.update_experiment(rec.id, spec=spec, status=status)
+        return "restarted"
+
+    def _restart_errors(self, rec: ExperimentRecord, new: dict[str, Any]) -> list[FieldError]:
+        conditions = rec.status.get("conditions", [])
+        reason = next((c.get("reason") for c in conditions if c["type"] == "Succeeded" and c.get("status") == "True"), None)
+        if reason != "ExperimentMaxTrialsReached":
+            state = "Failed" if has_condition(conditions, "Failed") else f"Succeeded ({reason})"
+            return [FieldError("spec.maxTrialCount", f"only an experiment that ended with ExperimentMaxTrialsReached can be restarted (this one is {state})")]
+        policy = new.get("resumePolicy", "Never")
+        if policy not in ("LongRunning", "FromVolume"):
+            return [FieldError("spec.resumePolicy", f"must be LongRunning or FromVolume to restart a finished experiment (got {policy})")]
+        ran = rec.status.get("trials", 0)
+        if new.get("maxTrialCount") is None or new["maxTrialCount"] <= ran:
+            return [FieldError("spec.maxTrialCount", f"must exceed the {ran} trials already run to restart the experiment")]
+        return []
+
+    # -- running -----------------------------------------------------------------------
+
+    def run(self, namespace: str, name: str, stop: threading.Event | None = None) -> dict[str, Any]:
+        """Drive the experiment until it ends (or ``stop`` is set); returns its status."""
+        rec = self.store.get_experiment(namespace, name)
+        me = owner_id()
+        self.store.claim_experiment(rec.id, me, owner_alive)
+        try:
+            run = ExperimentRun(self, rec)
+            return run.loop(stop)
+        finally:
+            self.store.update_experiment(rec.id, owner=None)
+
+
+class ExperimentRun:
+    """One controller's hold on one experiment, from ``run`` to its end."""
+
+    def __init__(self, ctl: Controller, rec: ExperimentRecord) -> None:
+        self.ctl = ctl
+        self.store = ctl.store
+        self.executor = ctl.executor
+        self.rec = rec
+        self.exp = Experiment.model_validate(rec.spec)
+        assert self.exp.spec.algorithm and self.exp.spec.algorithm.algorithm_name
+        self.algorithm: Algorithm = get_algorithm(self.exp.spec.algorithm.algorithm_name)
+        self.algorithm_state: dict[str, Any] = self.store.algorithm_state(rec.id) or {}
+        self.trials: dict[str, TrialRecord] = {t.name: t for t in self.store.list_trials(rec.id)}
+        self.reducers: dict[str, MetricReducer] = {}
+        self.collectors: dict[str, Collector] = {}
+        self.status: dict[str, Any] = dict(rec.status)
+        self.names = metric_names(self.exp)
+        self.strategies = strategies(self.exp)
+        obj = self.exp.spec.objective
+        assert obj is not None and obj.objective_metric_name
+        self.objective = obj.objective_metric_name
+        self.maximize = obj.type == "maximize"
+        self.exhausted = False
+        self._dirty = True
+        self._saved_at = 0.0
+
+    # -- the loop ----------------------------------------------------------------------
+
+    def loop(self, stop: threading.Event | None) -> dict[str, Any]:
+        if is_completed(self.status):
+            return self._save_status(force=True)
+        self._recover()
+        conditions = self.status.setdefault("conditions", [])
+        remove_condition(conditions, "Restarting")
+        set_condition(conditions, "Running", "True", "ExperimentRunning", "Experiment is running")
+        self._save_status(force=True)
+        self._emit("started", None)
+        try:
+            while True:
+                self._follow_running()
+                if self._check_end():
+                    break
+                self._create_trials()
+                self._launch_created()
+                self._save_status()
+                if stop is not None and stop.is_set():
+                    self._interrupt()
+                    break
+                self.executor.wait(self.ctl.tick)
+        except BaseException:
+            self._interrupt()
+            raise
+        return self.status
+
+    def _emit(self, event: str, trial: TrialRecord | None) -> None:
+        if self.ctl.listener is not None:
+            self.ctl.listener(event, self, trial)
+
+    # -- step 1 and 2: follow running trials -------------------------------------------
+
+    def _follow_running(self) -> None:
+        for t in list(self.trials.values()):
+            if t.state != "Running":
+                continue
+            collector = self._collector(t)
+            samples = collector.collect()
+            if samples:
+                self._reduce(t, samples)
+                self.store.add_observations(t.id, [ObservationRow(*s) for s in samples])
+                self._emit("metrics", t)
+            state = self.executor.poll(t.handle or {})
+            if state.finished:
+                self._finish(t, state)
+
+    def _collector(self, t: TrialRecord) -> Collector:
+        collector = self.collectors.get(t.name)
+        if collector is None:
+            mc = self.exp.spec.metrics_collector_spec
+            kind = mc.collector.kind if mc and mc.collector and mc.collector.kind else "StdOut"
+            fsp = mc.source.file_system_path if mc and mc.source else None
+            filters = mc.source.filter.metrics_format if mc and mc.source and mc.source.filter else None
+            trial_dir = self._trial_dir(t)
+            collector = Collector(
+                kind=kind, names=set(self.names), output=trial_dir / "trial.log",
+                push_file=trial_dir / "push.jsonl",
+                metrics_file=Path(self._path_map(t)[fsp.path]) if kind == "File" and fsp and fsp.path else None,
+                file_format=(fsp.format or "TEXT") if fsp else "TEXT",
+                filters=filters or None,
+            )
+            self.collectors[t.name] = collector
+        return collector
+
+    def _reduce(self, t: TrialRecord, samples: list[Any]) -> None:
+        reducer = self.reducers.setdefault(t.name, MetricReducer())
+        for s in samples:
+            reducer.add(s.time, s.metric, s.value)
+
+    def _finish(self, t: TrialRecord, state: RunState) -> None:
+        collector = self._collector(t)
+        samples = collector.collect(final=True)
+        self._reduce(t, samples)
+        reducer = self.reducers.get(t.name, MetricReducer())
+        t.observation = reducer.observation(self.names)
+        t.objective = metric_value(t.observation, self.objective, self.strategies.get(self.objective, "latest"))
+        t.completion_time = time.time()
+        if state.reason == "Killed":
+            mark_trial(t, "Killed", state.message)
+        elif state.succeeded:
+            if t.objective is not None:
+                mark_trial(t, "Succeeded")
+            else:
+                mark_trial(t, "MetricsUnavailable", self._no_metrics_hint(t, collector))
+        else:
+            mark_trial(t, "Failed", self._failure_message(t, state), reason="TrialFailed")
+        self.store.save_trial(t, [ObservationRow(*s) for s in samples])
+        self.collectors.pop(t.name, None)
+        self.reducers.pop(t.name, None)
+        self._dirty = True
+        self._emit("finished", t)
+
+    def _log_tail(self, t: TrialRecord, lines: int = 5) -> str:
+        try:
+            text = (self._trial_dir(t) / "trial.log").read_text(errors="replace")
+        except OSError:
+            return ""
+        tail = [line for line in text.splitlines() if line.strip()][-lines:]
+        return " | ".join(tail)
+
+    def _failure_message(self, t: TrialRecord, state: RunState) -> str:
+        tail = self._log_tail(t)
+        return f"{state.message}" + (f"; last output: {tail}" if tail else "")
+
+    def _no_metrics_hint(self, t: TrialRecord, collector: Collector) -> str:
+        kind = collector.kind
+        if kind == "File":
+            where = f"the file {self._metrics_path_hint()}"
+        elif kind == "Push":
+            where = "katib.report_metrics() calls"
+        else:
+            where = "the trial's output"
+        example = f"{self.objective}=0.93"
+        tail = self._log_tail(t, 3)
+        hint = (
+            f"the objective metric {self.objective!r} was never reported: the {kind} collector read {where}"
+            + (f" with filters {collector.filter_patterns}, expecting lines such as {example!r}" if kind != "Push" else "")
+        )
+        return hint + (f"; last output: {tail}" if tail else "")
+
+    def _metrics_path_hint(self) -> str:
+        mc = self.exp.spec.metrics_collector_spec
+        fsp = mc.source.file_system_path if mc and mc.source else None
+        return fsp.path if fsp and fsp.path else "(none)"
+
+    # -- step 3: status and the end -----------------------------------------------------
+
+    def _best(self) -> float | None:
+        values = [t.objective for t in self.trials.values()
+                  if t.state in ("Succeeded", "EarlyStopped") and t.objective is not None]
+        if not values:
+            return None
+        return max(values) if self.maximize else min(values)  # type: ignore[type-var]
+
+    def _check_end(self) -> bool:
+        spec = self.exp.spec
+        counts = counts_of(self.trials.values())
+        goal = spec.objective.goal if spec.objective else None
+        ended = end_condition(
+            counts, spec.max_trial_count, spec.max_failed_trial_count,
+            goal_reached(self._best(), goal, self.maximize), self.exhausted,
+        )
+        if ended is None:
+            return False
+        condition, reason = ended
+        for t in self.trials.values():
+            if t.state in ACTIVE_TRIAL_STATES:
+                if t.handle:
+                    self.executor.stop(t.handle)
+                t.completion_time = time.time()
+                mark_trial(t, "Killed", f"the experiment ended ({reason})")
+                self.store.save_trial(t)
+        messages = {
+            "ExperimentGoalReached": "Experiment has succeeded because Objective goal has reached",
+            "ExperimentMaxTrialsReached": "Experiment has succeeded because max trial count has reached",
+            "ExperimentSuggestionEndReached": "Experiment has succeeded because the search space is exhausted",
+            "ExperimentFailed": "Experiment has failed because max failed count has reached",
+        }
+        conditions = self.status["conditions"]
+        running = next((c for c in conditions if c["type"] == "Running"), None)
+        if running is not None:
+            set_condition(conditions, "Running", "False", running.get("reason", ""), running.get("message", ""))
+        set_condition(conditions, condition, "True", reason, messages[reason])
+        self.status["completionTime"] = rfc3339(time.time())
+        self._save_status(force=True)
+        self._emit("ended", None)
+        return True
+
+    def _save_status(self, force: bool = False) -> dict[str, Any]:
+        now = time.monotonic()
+        if not force and (not self._dirty or now - self._saved_at < STATUS_SAVE_INTERVAL):
+            return self.status
+        self.status = experiment_status(self.exp, list(self.trials.values()), self.status)
+        self.store.update_experiment(self.rec.id, status=self.status)
+        self._dirty = False
+        self._saved_at = now
+        return self.status
+
+    # -- steps 4 and 5: new trials ------------------------------------------------------
+
+    def _new_name(self) -> str:
+        while True:
+            name = f"{self.exp.name}-{''.join(random.choices(NAME_ALPHABET, k=8))}"
+            if name not in self.trials:
+                return name
+
+    def _create_trials(self) -> None:
+        spec = self.exp.spec
+        want = trials_to_create(spec.parallel_trial_count or 1, spec.max_trial_count, counts_of(self.trials.values()))
+        if want <= 0 or self.exhausted:
+            return
+        views = [
+            TrialView(t.name, t.parameters(), t.state, t.objective,
+                      {k: float(v["latest"]) for k, v in (t.observation or {}).items() if v.get("latest") not in (None, "unavailable")})
+            for t in self.trials.values()
+        ]
+        before = dict(self.algorithm_state)
+        assignments = self.algorithm.suggest(self.exp, views, want, self.algorithm_state)
+        if len(assignments) < want:
+            self.exhausted = True
+        if self.algorithm_state != before:
+            self.store.save_algorithm_state(self.rec.id, self.algorithm_state)
+        order = [p.name for p in spec.parameters or []]
+        now = time.time()
+        new = []
+        for a in assignments:
+            name = a.name or self._new_name()
+            params = [{"name": k, "value": a.parameters[k]} for k in order if k in a.parameters]
+            params += [{"name": k, "value": v} for k, v in a.parameters.items() if k not in order]
+            t = TrialRecord(
+                id=0, experiment_id=self.rec.id, name=name, state="Created", assignments=params,
+                labels={EXPERIMENT_LABEL: self.exp.name, **a.labels}, created_at=now,
+            )
+            mark_trial(t, "Created")
+            new.append(t)
+        if new:
+            self.store.add_trials(new)
+            for t in new:
+                self.trials[t.name] = t
+            self._dirty = True
+
+    def _trial_dir(self, t: TrialRecord) -> Path:
+        return self.ctl.runs_root / self.exp.namespace / self.exp.name / t.name
+
+    def _path_map(self, t: TrialRecord) -> dict[str, str]:
+        """Katib's absolute metrics paths, mapped into the trial's own directory."""
+        mc = self.exp.spec.metrics_collector_spec
+        fsp = mc.source.file_system_path if mc and mc.source else None
+        if mc and mc.collector and mc.collector.kind == "File" and fsp and fsp.path:
+            return {fsp.path: str(self._trial_dir(t) / fsp.path.lstrip("/"))}
+        return {}
+
+    def _job(self, t: TrialRecord) -> TrialJob:
+        tt = self.exp.spec.trial_template
+        assert tt is not None and tt.primary_container_name
+        labels = {**t.labels, TRIAL_LABEL: t.name}
+        run_spec = render(tt, t.parameters(), TrialMeta(name=t.name, namespace=self.exp.namespace, labels=labels))
+        metadata = run_spec.setdefault("metadata", {})
+        metadata.update(name=t.name, namespace=self.exp.namespace)
+        metadata["labels"] = {**(metadata.get("labels") or {}), **labels}
+        trial_dir = self._trial_dir(t)
+        return TrialJob(
+            name=t.name, experiment=self.exp.name, namespace=self.exp.namespace, run_spec=run_spec,
+            primary_container=tt.primary_container_name, workdir=Path(self.rec.workdir),
+            trial_dir=trial_dir, path_map=self._path_map(t),
+            env={
+                "KATIB_TRIAL_NAME": t.name, "KATIB_EXPERIMENT_NAME": self.exp.name,
+                "KATIB_NAMESPACE": self.exp.namespace, "KATIB_TRIAL_DIR": str(trial_dir),
+                "KATIB_PUSH_FILE": str(trial_dir / "push.jsonl"),
+            },
+        )
+
+    def _launch_created(self) -> None:
+        for t in list(self.trials.values()):
+            if t.state != "Created":
+                continue
+            job = self._job(t)
+            try:
+                t.handle = self.executor.launch(job)
+            except LaunchError as exc:
+                t.completion_time = time.time()
+                t.observation = MetricReducer().observation(self.names)
+                mark_trial(t, "Failed", str(exc), reason="LaunchFailed")
+                self.store.save_trial(t)
+                self._dirty = True
+                self._emit("finished", t)
+                continue
+            t.start_time = time.time()
+            mark_trial(t, "Running")
+            self.store.save_trial(t)
+            self._dirty = True
+            self._emit("launched", t)
+
+    # -- crash recovery -----------------------------------------------------------------
+
+    def _recover(self) -> None:
+        """Trials left active by a dead controller: kill what remains, run them again."""
+        for t in self.trials.values():
+            if t.state not in ACTIVE_TRIAL_STATES:
+                continue
+            trial_dir = self._trial_dir(t)
+            if not (t.handle and self.executor.owns(t.handle)):
+                self.executor.recover(t.handle or {}, trial_dir)
+            if t.state == "Running" or trial_dir.exists():
+                self.store.clear_observations(t.id)
+                shutil.rmtree(trial_dir, ignore_errors=True)
+                t.attempt += 1
+                t.handle = None
+                t.start_time = None
+                t.state = "Created"
+                t.conditions = [c for c in t.conditions if c["type"] == "Created"]
+                set_condition(t.conditions, "Created", "True", "TrialRestarted",
+                              f"the controller running this trial was lost; run again (attempt {t.attempt + 1})")
+                self.store.save_trial(t)
+        self._dirty = True
+
+    def _interrupt(self) -> None:
+        """Stop what runs without marking it: the next ``run`` re-runs those trials."""
+        for t in self.trials.values():
+            if t.state == "Running" and t.handle:
+                self.executor.stop(t.handle)
+        try:
+            self._save_status(force=True)
+        except Exception:  # the database may be what failed; the trials are stopped anyway
+            pass
+
+    @property
+    def final_trials(self) -> list[TrialRecord]:
+        return [t for t in self.trials.values() if t.state in FINAL_TRIAL_STATES]
+
+
+__all__ = ["Controller", "ExperimentRun", "ConflictError", "is_completed"]

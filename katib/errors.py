@@ -1,0 +1,51 @@
+"""The one exception hierarchy of the project.
+
+Errors in the user's input are *permanent* and carry every problem found at once, each
+naming the field path and the rule (``spec.parameters[1].feasibleSpace.min: must be less
+than max``). Errors a retry can fix are *temporary*. The CLI and the API render the same
+objects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One broken rule: where (``path``) and what (``message``)."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+    def to_dict(self) -> dict[str, str]:
+        return {"field": self.path, "message": self.message}
+
+
+class KatibError(Exception):
+    """Base of every error this project raises on purpose."""
+
+
+class ValidationError(KatibError):
+    """The input broke one or more rules; ``errors`` lists them all."""
+
+    def __init__(self, errors: list[FieldError], what: str = "experiment") -> None:
+        self.errors = list(errors)
+        self.what = what
+        lines = "\n".join(f"  - {e}" for e in self.errors)
+        super().__init__(f"invalid {what} ({len(self.errors)} error(s)):\n{lines}")
+
+
+class NotFoundError(KatibError):
+    """A named experiment or trial does not exist."""
+
+
+class ConflictError(KatibError):
+    """The request contradicts the current state (exists already, run elsewhere, …)."""
+
+
+class TemporaryError(KatibError):
+    """A failure a retry can fix (a busy database, a lost connection)."""

@@ -1,0 +1,70 @@
+"""Katib's v1beta1 resources: models, defaults, validation and template rendering.
+
+>>> from katib.spec import admit
+>>> exp = admit(yaml.safe_load(open("examples/random.yaml")))  # doctest: +SKIP
+>>> exp.spec.parallel_trial_count  # doctest: +SKIP
+3
+"""
+
+from ._defaults import apply_defaults
+from ._load import admit, experiment_documents, load_documents, parse_experiment
+from ._models import (
+    API_VERSION,
+    AlgorithmSetting,
+    AlgorithmSpec,
+    Condition,
+    EarlyStoppingSpec,
+    Experiment,
+    ExperimentSpec,
+    ExperimentStatus,
+    FeasibleSpace,
+    MetricsCollectorSpec,
+    Metric,
+    NasConfig,
+    ObjectiveSpec,
+    Observation,
+    OptimalTrial,
+    ParameterAssignment,
+    ParameterSpec,
+    Suggestion,
+    Trial,
+    TrialAssignment,
+    TrialTemplate,
+)
+from ._template import TrialMeta, find_containers, render
+from ._validate import filter_problem, validate, validate_parameter
+
+__all__ = [
+    "API_VERSION",
+    "AlgorithmSetting",
+    "AlgorithmSpec",
+    "Condition",
+    "EarlyStoppingSpec",
+    "Experiment",
+    "ExperimentSpec",
+    "ExperimentStatus",
+    "FeasibleSpace",
+    "Metric",
+    "MetricsCollectorSpec",
+    "NasConfig",
+    "ObjectiveSpec",
+    "Observation",
+    "OptimalTrial",
+    "ParameterAssignment",
+    "ParameterSpec",
+    "Suggestion",
+    "Trial",
+    "TrialAssignment",
+    "TrialMeta",
+    "TrialTemplate",
+    "admit",
+    "apply_defaults",
+    "experiment_documents",
+    "filter_problem",
+    "find_containers",
+    "load_documents",
+    "parse_experiment",
+    "render",
+    "validate",
+    "validate_parameter",
+]

@@ -1,0 +1,110 @@
+"""Katib's defaulting webhook, as a pure function (reference §3)."""
+
+from __future__ import annotations
+
+from ._models import (
+    API_VERSION,
+    CollectorSpec,
+    Experiment,
+    FileSystemPath,
+    MetricsCollectorSpec,
+    MetricStrategy,
+    SourceSpec,
+)
+from ._template import (
+    JOB_FAILURE,
+    JOB_SUCCESS,
+    KUBEFLOW_FAILURE,
+    KUBEFLOW_JOB_KINDS,
+    KUBEFLOW_PRIMARY_POD_LABELS,
+    KUBEFLOW_SUCCESS,
+)
+
+DEFAULT_PARALLEL_TRIAL_COUNT = 3
+DEFAULT_RESUME_POLICY = "Never"
+DEFAULT_NAMESPACE = "default"
+DEFAULT_METRICS_FILE = "/var/log/katib/metrics.log"
+DEFAULT_TFEVENT_DIR = "/var/log/katib/tfevent/"
+
+
+def apply_defaults(experiment: Experiment) -> Experiment:
+    """A copy of ``experiment`` with every default Katib's webhook would set."""
+    exp = experiment.model_copy(deep=True)
+    exp.api_version = exp.api_version or API_VERSION
+    exp.kind = exp.kind or "Experiment"
+    exp.metadata.namespace = exp.metadata.namespace or DEFAULT_NAMESPACE
+    spec = exp.spec
+    if spec.parallel_trial_count is None:
+        spec.parallel_trial_count = DEFAULT_PARALLEL_TRIAL_COUNT
+    if not spec.resume_policy:
+        spec.resume_policy = DEFAULT_RESUME_POLICY
+    for param in spec.parameters or []:
+        if param.feasible_space is not None and not param.feasible_space.distribution:
+            param.feasible_space.distribution = "uniform"
+    _default_objective(exp)
+    _default_trial_template(exp)
+    _default_metrics_collector(exp)
+    return exp
+
+
+def _default_objective(exp: Experiment) -> None:
+    obj = exp.spec.objective
+    if obj is None or obj.type not in ("minimize", "maximize"):
+        return
+    strategy = "min" if obj.type == "minimize" else "max"
+    strategies = list(obj.metric_strategies or [])
+    have = {s.name for s in strategies}
+    for name in [obj.objective_metric_name, *(obj.additional_metric_names or [])]:
+        if name and name not in have:
+            strategies.append(MetricStrategy(name=name, value=strategy))
+            have.add(name)
+    obj.metric_strategies = strategies
+
+
+def _default_trial_template(exp: Experiment) -> None:
+    tt = exp.spec.trial_template
+    if tt is None:
+        return
+    if tt.config_map is not None and not tt.config_map.config_map_namespace:
+        tt.config_map.config_map_namespace = exp.namespace
+    if tt.trial_spec is None:
+        return
+    kind = tt.trial_spec.get("kind")
+    api_version = str(tt.trial_spec.get("apiVersion", ""))
+    if kind == "Job" and api_version == "batch/v1":
+        tt.success_condition = tt.success_condition or JOB_SUCCESS
+        tt.failure_condition = tt.failure_condition or JOB_FAILURE
+    elif kind in KUBEFLOW_JOB_KINDS:
+        tt.success_condition = tt.success_condition or KUBEFLOW_SUCCESS
+        tt.failure_condition = tt.failure_condition or KUBEFLOW_FAILURE
+        if tt.primary_pod_labels is None:
+            tt.primary_pod_labels = dict(KUBEFLOW_PRIMARY_POD_LABELS)
+
+
+def _default_metrics_collector(exp: Experiment) -> None:
+    spec = exp.spec
+    if spec.metrics_collector_spec is None:
+        spec.metrics_collector_spec = MetricsCollectorSpec()
+    mc = spec.metrics_collector_spec
+    if mc.collector is None:
+        mc.collector = CollectorSpec()
+    if not mc.collector.kind:
+        mc.collector.kind = "StdOut"
+    kind = mc.collector.kind
+    if kind == "File":
+        mc.source = mc.source or SourceSpec()
+        fsp = mc.source.file_system_path = mc.source.file_system_path or FileSystemPath()
+        fsp.path = fsp.path or DEFAULT_METRICS_FILE
+        fsp.kind = fsp.kind or "File"
+        fsp.format = fsp.format or "TEXT"
+    elif kind == "TensorFlowEvent":
+        mc.source = mc.source or SourceSpec()
+        fsp = mc.source.file_system_path = mc.source.file_system_path or FileSystemPath()
+        fsp.path = fsp.path or DEFAULT_TFEVENT_DIR
+        fsp.kind = fsp.kind or "Directory"
+    elif kind == "PrometheusMetric":
+        mc.source = mc.source or SourceSpec()
+        http = dict(mc.source.http_get or {})
+        http.setdefault("path", "/metrics")
+        http.setdefault("port", 8080)
+        mc.source.http_get = http

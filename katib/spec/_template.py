@@ -1,0 +1,127 @@
+"""Trial template rendering, exactly as Katib substitutes placeholders.
+
+``${trialParameters.<name>}`` is replaced by the value of the trial parameter whose
+``reference`` is either an experiment parameter name or a metadata key such as
+``${trialSpec.Name}`` or ``${trialSpec.Labels[app]}``.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._models import TrialTemplate
+
+PLACEHOLDER = re.compile(r"\$\{trialParameters\.([^}]*)\}")
+METADATA_REFERENCE = re.compile(
+    r"^\$\{trialSpec\.(Name|Namespace|Kind|APIVersion|Labels\[(.+)\]|Annotations\[(.+)\])\}$"
+)
+
+# Batch Jobs and Kubeflow training jobs get Katib's default conditions.
+JOB_SUCCESS = 'status.conditions.#(type=="Complete")#|#(status=="True")#'
+JOB_FAILURE = 'status.conditions.#(type=="Failed")#|#(status=="True")#'
+KUBEFLOW_SUCCESS = 'status.conditions.#(type=="Succeeded")#|#(status=="True")#'
+KUBEFLOW_FAILURE = 'status.conditions.#(type=="Failed")#|#(status=="True")#'
+KUBEFLOW_JOB_KINDS = frozenset({"TFJob", "PyTorchJob", "XGBoostJob", "MPIJob"})
+KUBEFLOW_PRIMARY_POD_LABELS = {"training.kubeflow.org/job-role": "master"}
+
+
+@dataclass
+class TrialMeta:
+    """What a metadata reference can name."""
+
+    name: str
+    namespace: str
+    kind: str = ""
+    api_version: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+
+
+def is_metadata_reference(reference: str) -> bool:
+    return METADATA_REFERENCE.match(reference) is not None
+
+
+def resolve_metadata(reference: str, meta: TrialMeta) -> str | None:
+    m = METADATA_REFERENCE.match(reference)
+    if m is None:
+        return None
+    key = m.group(1)
+    if key == "Name":
+        return meta.name
+    if key == "Namespace":
+        return meta.namespace
+    if key == "Kind":
+        return meta.kind
+    if key == "APIVersion":
+        return meta.api_version
+    if m.group(2) is not None:
+        return meta.labels.get(m.group(2), "")
+    return meta.annotations.get(m.group(3) or "", "")
+
+
+def placeholders(obj: Any) -> set[str]:
+    """Every ``${trialParameters.X}`` name used anywhere in ``obj``."""
+    found: set[str] = set()
+    _walk_strings(obj, lambda s: found.update(PLACEHOLDER.findall(s)) or s)
+    return found
+
+
+def substitute(obj: Any, values: Mapping[str, str]) -> Any:
+    """A deep copy of ``obj`` with every placeholder in keys and values replaced."""
+
+    def replace(text: str) -> str:
+        return PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), text)
+
+    return _walk_strings(copy.deepcopy(obj), replace)
+
+
+def trial_parameter_values(
+    template: TrialTemplate, assignments: Mapping[str, str], meta: TrialMeta
+) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for tp in template.trial_parameters or []:
+        if not tp.name or tp.reference is None:
+            continue
+        resolved = resolve_metadata(tp.reference, meta)
+        values[tp.name] = resolved if resolved is not None else assignments.get(tp.reference, "")
+    return values
+
+
+def render(template: TrialTemplate, assignments: Mapping[str, str], meta: TrialMeta) -> dict:
+    """The trial's run spec: ``trialSpec`` with every placeholder substituted."""
+    if template.trial_spec is None:
+        raise ValueError("trialTemplate has no trialSpec to render")
+    spec = template.trial_spec
+    meta.kind = meta.kind or str(spec.get("kind", ""))
+    meta.api_version = meta.api_version or str(spec.get("apiVersion", ""))
+    rendered = substitute(spec, trial_parameter_values(template, assignments, meta))
+    return rendered
+
+
+def find_containers(obj: Any) -> list[dict]:
+    """All container objects (entries of any ``containers`` list) inside a job manifest."""
+    found: list[dict] = []
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            if key == "containers" and isinstance(value, list):
+                found.extend(c for c in value if isinstance(c, dict))
+            else:
+                found.extend(find_containers(value))
+    elif isinstance(obj, list):
+        for item in obj:
+            found.extend(find_containers(item))
+    return found
+
+
+def _walk_strings(obj: Any, fn: Any) -> Any:
+    if isinstance(obj, str):
+        return fn(obj)
+    if isinstance(obj, dict):
+        return {_walk_strings(k, fn): _walk_strings(v, fn) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_walk_strings(v, fn) for v in obj]
+    return obj

@@ -1,0 +1,453 @@
+"""Katib's validation rules (reference §4) plus the checks Katib forgets.
+
+``validate(experiment)`` runs on a *defaulted* experiment and returns every broken rule
+as a ``FieldError``; it never stops at the first one.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Collection
+from re import _parser as sre_parse  # type: ignore[attr-defined]
+from typing import Any
+
+from katib.errors import FieldError
+
+from ._models import Experiment, ParameterSpec, TrialTemplate
+from ._template import (
+    TrialMeta,
+    find_containers,
+    is_metadata_reference,
+    placeholders,
+    render,
+)
+
+NAME_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+NAME_MAX = 40
+PARAMETER_TYPES = ("double", "int", "discrete", "categorical")
+DISTRIBUTIONS = ("uniform", "logUniform", "normal", "logNormal")
+OBJECTIVE_TYPES = ("minimize", "maximize")
+STRATEGIES = ("min", "max", "latest")
+RESUME_POLICIES = ("Never", "LongRunning", "FromVolume")
+COLLECTOR_KINDS = ("StdOut", "File", "TensorFlowEvent", "PrometheusMetric", "Custom", "Push")
+# Trial parameters that the NAS algorithms hand to trials.
+NAS_PARAMETERS = ("architecture", "nn_config", "algorithm-settings", "search-space", "num-layers")
+
+
+def validate(
+    exp: Experiment,
+    known_algorithms: Collection[str] | None = None,
+    known_early_stopping: Collection[str] | None = None,
+) -> list[FieldError]:
+    """Every rule ``exp`` breaks. ``known_*`` are the registries' names (None: skip)."""
+    errors: list[FieldError] = []
+    errors += _metadata(exp)
+    errors += _counts(exp)
+    errors += _objective(exp)
+    errors += _algorithms(exp, known_algorithms, known_early_stopping)
+    errors += _search_space(exp)
+    errors += _trial_template(exp)
+    errors += _metrics_collector(exp)
+    return errors
+
+
+def _metadata(exp: Experiment) -> list[FieldError]:
+    errors = []
+    if exp.api_version not in (None, "kubeflow.org/v1beta1"):
+        errors.append(FieldError("apiVersion", f"must be kubeflow.org/v1beta1 (got {exp.api_version!r})"))
+    if exp.kind not in (None, "Experiment"):
+        errors.append(FieldError("kind", f"must be Experiment (got {exp.kind!r})"))
+    name = exp.metadata.name
+    if not name:
+        errors.append(FieldError("metadata.name", "is required"))
+    else:
+        if not NAME_RE.match(name):
+            errors.append(FieldError(
+                "metadata.name",
+                f"must consist of lower case letters, digits and '-', start with a letter and end with a letter or digit (regex {NAME_RE.pattern}; got {name!r})",
+            ))
+        if len(name) > NAME_MAX:
+            errors.append(FieldError("metadata.name", f"must be at most {NAME_MAX} characters (got {len(name)})"))
+    return errors
+
+
+def _counts(exp: Experiment) -> list[FieldError]:
+    s = exp.spec
+    errors = []
+    if s.max_failed_trial_count is not None and s.max_failed_trial_count < 0:
+        errors.append(FieldError("spec.maxFailedTrialCount", f"must be >= 0 (got {s.max_failed_trial_count})"))
+    if s.max_trial_count is not None and s.max_trial_count <= 0:
+        errors.append(FieldError("spec.maxTrialCount", f"must be > 0 (got {s.max_trial_count})"))
+    if s.parallel_trial_count is not None and s.parallel_trial_count <= 0:
+        errors.append(FieldError("spec.parallelTrialCount", f"must be > 0 (got {s.parallel_trial_count})"))
+    if s.max_trial_count is not None and s.max_trial_count > 0:
+        if s.max_failed_trial_count is not None and s.max_failed_trial_count > s.max_trial_count:
+            errors.append(FieldError(
+                "spec.maxFailedTrialCount",
+                f"must be <= maxTrialCount (got {s.max_failed_trial_count} > {s.max_trial_count})",
+            ))
+        if s.parallel_trial_count is not None and s.parallel_trial_count > s.max_trial_count:
+            errors.append(FieldError(
+                "spec.parallelTrialCount",
+                f"must be <= maxTrialCount (got {s.parallel_trial_count} > {s.max_trial_count})",
+            ))
+    if s.resume_policy and s.resume_policy not in RESUME_POLICIES:
+        errors.append(FieldError("spec.resumePolicy", f"must be one of {', '.join(RESUME_POLICIES)} (got {s.resume_policy!r})"))
+    return errors
+
+
+def _objective(exp: Experiment) -> list[FieldError]:
+    obj = exp.spec.objective
+    if obj is None:
+        return [FieldError("spec.objective", "is required")]
+    errors = []
+    if obj.type not in OBJECTIVE_TYPES:
+        errors.append(FieldError("spec.objective.type", f"must be minimize or maximize (got {obj.type!r})"))
+    if not obj.objective_metric_name:
+        errors.append(FieldError("spec.objective.objectiveMetricName", "is required"))
+    names = [obj.objective_metric_name, *(obj.additional_metric_names or [])]
+    if obj.objective_metric_name and obj.objective_metric_name in (obj.additional_metric_names or []):
+        errors.append(FieldError(
+            "spec.objective.additionalMetricNames",
+            f"must not contain the objective metric {obj.objective_metric_name!r}",
+        ))
+    if obj.goal is not None and not math.isfinite(obj.goal):
+        errors.append(FieldError("spec.objective.goal", "must be a finite number"))
+    for i, ms in enumerate(obj.metric_strategies or []):
+        path = f"spec.objective.metricStrategies[{i}]"
+        if ms.name not in names:
+            errors.append(FieldError(f"{path}.name", f"must name the objective or an additional metric (got {ms.name!r})"))
+        if ms.value not in STRATEGIES:
+            errors.append(FieldError(f"{path}.value", f"must be min, max or latest (got {ms.value!r})"))
+    return errors
+
+
+def _algorithms(
+    exp: Experiment,
+    known: Collection[str] | None,
+    known_es: Collection[str] | None,
+) -> list[FieldError]:
+    errors = []
+    alg = exp.spec.algorithm
+    if alg is None or not alg.algorithm_name:
+        errors.append(FieldError("spec.algorithm.algorithmName", "is required"))
+    elif known is not None and alg.algorithm_name not in known:
+        errors.append(FieldError(
+            "spec.algorithm.algorithmName",
+            f"unknown algorithm {alg.algorithm_name!r} (available: {', '.join(sorted(known))})",
+        ))
+    if alg is not None:
+        errors += _settings_names("spec.algorithm.algorithmSettings", alg.algorithm_settings)
+    es = exp.spec.early_stopping
+    if es is not None:
+        if not es.algorithm_name:
+            errors.append(FieldError("spec.earlyStopping.algorithmName", "is required when earlyStopping is set"))
+        elif known_es is not None and es.algorithm_name not in known_es:
+            avail = ", ".join(sorted(known_es)) or "none"
+            errors.append(FieldError(
+                "spec.earlyStopping.algorithmName",
+                f"unknown early stopping algorithm {es.algorithm_name!r} (available: {avail})",
+            ))
+        errors += _settings_names("spec.earlyStopping.algorithmSettings", es.algorithm_settings)
+    return errors
+
+
+def _settings_names(path: str, settings: list | None) -> list[FieldError]:
+    errors, seen = [], set()
+    for i, s in enumerate(settings or []):
+        if not s.name:
+            errors.append(FieldError(f"{path}[{i}].name", "is required"))
+        elif s.name in seen:
+            errors.append(FieldError(f"{path}[{i}].name", f"duplicate setting {s.name!r}"))
+        seen.add(s.name)
+    return errors
+
+
+def _search_space(exp: Experiment) -> list[FieldError]:
+    s = exp.spec
+    has_params, has_nas = bool(s.parameters), s.nas_config is not None
+    if has_params == has_nas:
+        return [FieldError("spec", "exactly one of parameters and nasConfig must be set")]
+    if has_nas:
+        return _nas_config(exp)
+    errors: list[FieldError] = []
+    seen: set[str] = set()
+    for i, p in enumerate(s.parameters or []):
+        errors += validate_parameter(p, f"spec.parameters[{i}]")
+        if p.name and p.name in seen:
+            errors.append(FieldError(f"spec.parameters[{i}].name", f"duplicate parameter name {p.name!r}"))
+        seen.add(p.name or "")
+    return errors
+
+
+def _nas_config(exp: Experiment) -> list[FieldError]:
+    nas = exp.spec.nas_config
+    assert nas is not None
+    errors = []
+    gc = nas.graph_config
+    if gc is None:
+        errors.append(FieldError("spec.nasConfig.graphConfig", "is required"))
+    elif not gc.num_layers or gc.num_layers <= 0:
+        errors.append(FieldError("spec.nasConfig.graphConfig.numLayers", "must be > 0"))
+    if not nas.operations:
+        errors.append(FieldError("spec.nasConfig.operations", "must list at least one operation"))
+    for i, op in enumerate(nas.operations or []):
+        path = f"spec.nasConfig.operations[{i}]"
+        if not op.operation_type:
+            errors.append(FieldError(f"{path}.operationType", "is required"))
+        for j, p in enumerate(op.parameters or []):
+            errors += validate_parameter(p, f"{path}.parameters[{j}]")
+    return errors
+
+
+def _number(text: str | None, integer: bool) -> float | None:
+    if text is None:
+        return None
+    try:
+        value = float(int(text)) if integer else float(text)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def validate_parameter(p: ParameterSpec, path: str) -> list[FieldError]:
+    """The rules of one parameter (type, distribution, feasible space)."""
+    errors = []
+    if not p.name:
+        errors.append(FieldError(f"{path}.name", "is required"))
+    if p.parameter_type not in PARAMETER_TYPES:
+        errors.append(FieldError(f"{path}.parameterType", f"must be one of {', '.join(PARAMETER_TYPES)} (got {p.parameter_type!r})"))
+    fs = p.feasible_space
+    fpath = f"{path}.feasibleSpace"
+    if fs is None or (fs.min is None and fs.max is None and not fs.list_ and fs.step is None):
+        errors.append(FieldError(fpath, "must not be empty"))
+        return errors
+    if fs.distribution not in (None, *DISTRIBUTIONS):
+        errors.append(FieldError(f"{fpath}.distribution", f"must be one of {', '.join(DISTRIBUTIONS)} (got {fs.distribution!r})"))
+    if p.parameter_type in ("double", "int"):
+        integer = p.parameter_type == "int"
+        kind = "an integer" if integer else "a number"
+        if fs.list_ is not None:
+            errors.append(FieldError(f"{fpath}.list", f"must not be set for a {p.parameter_type} parameter"))
+        lo, hi = _number(fs.min, integer), _number(fs.max, integer)
+        for field, raw, value in (("min", fs.min, lo), ("max", fs.max, hi)):
+            if raw is None:
+                errors.append(FieldError(f"{fpath}.{field}", f"is required for a {p.parameter_type} parameter"))
+            elif value is None:
+                errors.append(FieldError(f"{fpath}.{field}", f"must be {kind} (got {raw!r})"))
+        if lo is not None and hi is not None:
+            if lo >= hi:
+                errors.append(FieldError(f"{fpath}.min", f"must be less than max (got {fs.min} >= {fs.max})"))
+            if fs.distribution in ("logUniform", "logNormal") and lo <= 0:
+                errors.append(FieldError(f"{fpath}.min", f"must be > 0 for the {fs.distribution} distribution (got {fs.min})"))
+        if fs.step is not None:
+            step = _number(fs.step, integer)
+            if step is None:
+                errors.append(FieldError(f"{fpath}.step", f"must be {kind} (got {fs.step!r})"))
+            elif step <= 0:
+                errors.append(FieldError(f"{fpath}.step", f"must be > 0 (got {fs.step})"))
+            elif lo is not None and hi is not None and lo < hi and step > hi - lo:
+                errors.append(FieldError(f"{fpath}.step", f"must be at most max - min = {hi - lo:g} (got {fs.step})"))
+    elif p.parameter_type in ("discrete", "categorical"):
+        for field, value in (("min", fs.min), ("max", fs.max), ("step", fs.step)):
+            if value is not None:
+                errors.append(FieldError(f"{fpath}.{field}", f"must not be set for a {p.parameter_type} parameter"))
+        if not fs.list_:
+            errors.append(FieldError(f"{fpath}.list", f"must be a non-empty list for a {p.parameter_type} parameter"))
+        else:
+            seen: set[str] = set()
+            for k, item in enumerate(fs.list_):
+                if p.parameter_type == "discrete" and _number(item, False) is None:
+                    errors.append(FieldError(f"{fpath}.list[{k}]", f"must be a number for a discrete parameter (got {item!r})"))
+                if item in seen:
+                    errors.append(FieldError(f"{fpath}.list[{k}]", f"duplicate value {item!r}"))
+                seen.add(item)
+    return errors
+
+
+def _parameter_names(exp: Experiment) -> set[str]:
+    if exp.spec.nas_config is not None:
+        return set(NAS_PARAMETERS)
+    return {p.name for p in exp.spec.parameters or [] if p.name}
+
+
+def _trial_template(exp: Experiment) -> list[FieldError]:
+    tt = exp.spec.trial_template
+    path = "spec.trialTemplate"
+    if tt is None:
+        return [FieldError(path, "is required")]
+    errors = []
+    if not tt.primary_container_name:
+        errors.append(FieldError(f"{path}.primaryContainerName", "is required"))
+    kind = (tt.trial_spec or {}).get("kind", "this kind")
+    for field, value in (("successCondition", tt.success_condition), ("failureCondition", tt.failure_condition)):
+        if not value:
+            errors.append(FieldError(
+                f"{path}.{field}",
+                f"is required for trials of kind {kind} (defaults exist only for batch/v1 Job, TFJob, PyTorchJob, XGBoostJob and MPIJob)",
+            ))
+    if (tt.trial_spec is None) == (tt.config_map is None):
+        errors.append(FieldError(path, "exactly one of trialSpec and configMap must be set"))
+    if tt.config_map is not None:
+        cm = tt.config_map
+        for field, value in (("configMapName", cm.config_map_name), ("templatePath", cm.template_path)):
+            if not value:
+                errors.append(FieldError(f"{path}.configMap.{field}", "is required"))
+    if not tt.trial_parameters:
+        errors.append(FieldError(f"{path}.trialParameters", "must list at least one trial parameter"))
+    errors += _trial_parameters(tt, _parameter_names(exp), path)
+    if tt.trial_spec is not None:
+        errors += _rendered(exp, tt, path)
+    return errors
+
+
+def _trial_parameters(tt: TrialTemplate, param_names: set[str], path: str) -> list[FieldError]:
+    errors = []
+    names: set[str] = set()
+    refs: set[str] = set()
+    used = placeholders(tt.trial_spec) if tt.trial_spec is not None else None
+    for i, tp in enumerate(tt.trial_parameters or []):
+        p = f"{path}.trialParameters[{i}]"
+        if not tp.name:
+            errors.append(FieldError(f"{p}.name", "is required"))
+        elif "{" in tp.name or "}" in tp.name:
+            errors.append(FieldError(f"{p}.name", f"must not contain '{{' or '}}' (got {tp.name!r})"))
+        elif tp.name in names:
+            errors.append(FieldError(f"{p}.name", f"duplicate trial parameter name {tp.name!r}"))
+        elif used is not None and tp.name not in used:
+            errors.append(FieldError(f"{p}.name", f"${{trialParameters.{tp.name}}} does not appear in the trial template"))
+        if not tp.reference:
+            errors.append(FieldError(f"{p}.reference", "is required"))
+        elif tp.reference in refs:
+            errors.append(FieldError(f"{p}.reference", f"duplicate reference {tp.reference!r}"))
+        elif tp.reference not in param_names and not is_metadata_reference(tp.reference):
+            known = ", ".join(sorted(param_names)) or "none"
+            errors.append(FieldError(
+                f"{p}.reference",
+                f"must name a parameter ({known}) or a metadata key such as ${{trialSpec.Name}} (got {tp.reference!r})",
+            ))
+        names.add(tp.name or "")
+        refs.add(tp.reference or "")
+    for missing in sorted((used or set()) - names):
+        errors.append(FieldError(f"{path}.trialSpec", f"placeholder ${{trialParameters.{missing}}} has no trial parameter"))
+    return errors
+
+
+def _rendered(exp: Experiment, tt: TrialTemplate, path: str) -> list[FieldError]:
+    errors = []
+    assert tt.trial_spec is not None
+    rendered = render(tt, {}, TrialMeta(name=f"{exp.name or 'experiment'}-abcdefgh", namespace=exp.namespace))
+    p = f"{path}.trialSpec"
+    if not rendered.get("apiVersion"):
+        errors.append(FieldError(f"{p}.apiVersion", "is required"))
+    if not rendered.get("kind"):
+        errors.append(FieldError(f"{p}.kind", "is required"))
+    metadata = rendered.get("metadata") or {}
+    for field in ("name", "namespace"):
+        if isinstance(metadata, dict) and metadata.get(field):
+            errors.append(FieldError(f"{p}.metadata.{field}", "must not be set: Katib names each trial's job itself"))
+    if rendered.get("kind") == "Job" and rendered.get("apiVersion") == "batch/v1":
+        errors += _batch_job(rendered, p)
+    if tt.primary_container_name:
+        containers = find_containers(rendered)
+        if containers and tt.primary_container_name not in [c.get("name") for c in containers]:
+            names = ", ".join(repr(c.get("name")) for c in containers)
+            errors.append(FieldError(
+                f"{path}.primaryContainerName",
+                f"no container named {tt.primary_container_name!r} in the trial template (containers: {names})",
+            ))
+    return errors
+
+
+def _batch_job(job: dict[str, Any], p: str) -> list[FieldError]:
+    template = (job.get("spec") or {}).get("template")
+    if not isinstance(template, dict):
+        return [FieldError(f"{p}.spec.template", "is required for a batch/v1 Job")]
+    pod = template.get("spec")
+    if not isinstance(pod, dict):
+        return [FieldError(f"{p}.spec.template.spec", "is required for a batch/v1 Job")]
+    errors = []
+    containers = pod.get("containers")
+    if not isinstance(containers, list) or not containers:
+        errors.append(FieldError(f"{p}.spec.template.spec.containers", "must list at least one container"))
+    else:
+        for i, c in enumerate(containers):
+            cp = f"{p}.spec.template.spec.containers[{i}]"
+            if not isinstance(c, dict):
+                errors.append(FieldError(cp, "must be an object"))
+                continue
+            if not c.get("name"):
+                errors.append(FieldError(f"{cp}.name", "is required"))
+            if not c.get("image"):
+                errors.append(FieldError(f"{cp}.image", "is required"))
+            for field in ("command", "args"):
+                if field in c and not isinstance(c[field], list):
+                    errors.append(FieldError(f"{cp}.{field}", "must be a list of strings"))
+    restart = pod.get("restartPolicy")
+    if restart is not None and restart not in ("Never", "OnFailure"):
+        errors.append(FieldError(f"{p}.spec.template.spec.restartPolicy", f"must be Never or OnFailure for a Job (got {restart!r})"))
+    return errors
+
+
+def _metrics_collector(exp: Experiment) -> list[FieldError]:
+    mc = exp.spec.metrics_collector_spec
+    if mc is None or mc.collector is None:
+        return []
+    path = "spec.metricsCollectorSpec"
+    kind = mc.collector.kind
+    errors = []
+    if kind not in COLLECTOR_KINDS:
+        return [FieldError(f"{path}.collector.kind", f"must be one of {', '.join(COLLECTOR_KINDS)} (got {kind!r})")]
+    source = mc.source
+    fsp = source.file_system_path if source else None
+    fpath = f"{path}.source.fileSystemPath"
+    if kind == "File":
+        if fsp is None:
+            errors.append(FieldError(fpath, "is required for the File collector"))
+        else:
+            if fsp.kind != "File":
+                errors.append(FieldError(f"{fpath}.kind", f"must be File for the File collector (got {fsp.kind!r})"))
+            if not fsp.path or not fsp.path.startswith("/"):
+                errors.append(FieldError(f"{fpath}.path", f"must be an absolute path (got {fsp.path!r})"))
+            if fsp.format not in ("TEXT", "JSON"):
+                errors.append(FieldError(f"{fpath}.format", f"must be TEXT or JSON (got {fsp.format!r})"))
+            if fsp.format == "JSON" and source and source.filter and source.filter.metrics_format:
+                errors.append(FieldError(f"{path}.source.filter", "must not be set with the JSON format"))
+    elif kind == "TensorFlowEvent":
+        if fsp is None:
+            errors.append(FieldError(fpath, "is required for the TensorFlowEvent collector"))
+        else:
+            if fsp.kind != "Directory":
+                errors.append(FieldError(f"{fpath}.kind", f"must be Directory for the TensorFlowEvent collector (got {fsp.kind!r})"))
+            if not fsp.path or not fsp.path.startswith("/"):
+                errors.append(FieldError(f"{fpath}.path", f"must be an absolute path (got {fsp.path!r})"))
+    elif kind == "PrometheusMetric":
+        http = (source.http_get if source else None) or {}
+        port = http.get("port")
+        if not isinstance(port, int) or port <= 0:
+            errors.append(FieldError(f"{path}.source.httpGet.port", f"must be a positive port number (got {port!r})"))
+        if not str(http.get("path", "")).startswith("/"):
+            errors.append(FieldError(f"{path}.source.httpGet.path", f"must start with '/' (got {http.get('path')!r})"))
+    elif kind == "Custom" and not mc.collector.custom_collector:
+        errors.append(FieldError(f"{path}.collector.customCollector", "is required for the Custom collector"))
+    if source and source.filter:
+        for i, fmt in enumerate(source.filter.metrics_format or []):
+            problem = filter_problem(fmt)
+            if problem:
+                errors.append(FieldError(f"{path}.source.filter.metricsFormat[{i}]", problem))
+    return errors
+
+
+def filter_problem(pattern: str) -> str | None:
+    """Why a ``metricsFormat`` regex is unusable, or None."""
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        return f"is not a valid regular expression ({exc})"
+    groups = sum(
+        1 for op, arg in sre_parse.parse(pattern) if op is sre_parse.SUBPATTERN and arg[0] is not None
+    )
+    if groups != 2:
+        return f"must have exactly two top-level groups, the metric name and its value (got {groups})"
+    return None

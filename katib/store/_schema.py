@@ -1,0 +1,74 @@
+"""The tables. Alembic migrations under ``migrations/`` create and evolve them."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+experiments = Table(
+    "experiments",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("namespace", String(253), nullable=False),
+    Column("name", String(63), nullable=False),
+    Column("uid", String(36), nullable=False),
+    Column("spec", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("workdir", Text, nullable=False),
+    Column("owner", String(255), nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    UniqueConstraint("namespace", "name", name="uq_experiments_namespace_name"),
+)
+
+trials = Table(
+    "trials",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("experiment_id", Integer, ForeignKey("experiments.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(63), nullable=False),
+    Column("state", String(32), nullable=False),
+    Column("assignments", Text, nullable=False),
+    Column("labels", Text, nullable=False),
+    Column("conditions", Text, nullable=False),
+    Column("observation", Text, nullable=True),
+    Column("objective", Float, nullable=True),
+    Column("handle", Text, nullable=True),
+    Column("attempt", Integer, nullable=False, default=0),
+    Column("created_at", Float, nullable=False),
+    Column("start_time", Float, nullable=True),
+    Column("completion_time", Float, nullable=True),
+    UniqueConstraint("experiment_id", "name", name="uq_trials_experiment_name"),
+)
+Index("ix_trials_experiment_state", trials.c.experiment_id, trials.c.state)
+
+observations = Table(
+    "observations",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("trial_id", Integer, ForeignKey("trials.id", ondelete="CASCADE"), nullable=False),
+    Column("time", Float, nullable=False),
+    Column("metric_name", String(255), nullable=False),
+    Column("value", String(64), nullable=False),
+)
+Index("ix_observations_trial_metric", observations.c.trial_id, observations.c.metric_name, observations.c.time)
+
+algorithm_state = Table(
+    "algorithm_state",
+    metadata,
+    Column("experiment_id", Integer, ForeignKey("experiments.id", ondelete="CASCADE"), primary_key=True),
+    Column("state", Text, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)

@@ -1,0 +1,382 @@
+"""The store: experiments, trials, observation logs and algorithm state in one database.
+
+SQLite (a file, WAL mode) by default, PostgreSQL by URL; the same SQLAlchemy Core code
+serves both. Only the controller writes experiment and trial state; every write is one
+short transaction, retried with backoff when the database is momentarily busy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+
+from katib.errors import ConflictError, NotFoundError, TemporaryError
+
+from ._schema import algorithm_state, experiments, observations, trials
+
+SCHEMA_REVISION = "0001"
+DB_ENV = "KATIB_DB"
+T = TypeVar("T")
+
+
+def default_db_url() -> str:
+    """``$KATIB_DB`` if set, else ``~/.katib/katib.db``."""
+    return os.environ.get(DB_ENV) or str(Path.home() / ".katib" / "katib.db")
+
+
+def normalise_url(db: str) -> str:
+    """A SQLAlchemy URL for a path or a URL (``postgresql://`` uses psycopg 3)."""
+    if "://" not in db:
+        path = Path(db).expanduser()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{path.resolve()}"
+    if db.startswith("postgresql://") or db.startswith("postgres://"):
+        return "postgresql+psycopg://" + db.split("://", 1)[1]
+    return db
+
+
+@dataclass
+class ExperimentRecord:
+    id: int
+    namespace: str
+    name: str
+    uid: str
+    spec: dict[str, Any]
+    status: dict[str, Any]
+    workdir: str
+    owner: str | None
+    created_at: float
+    updated_at: float
+
+
+@dataclass
+class TrialRecord:
+    id: int
+    experiment_id: int
+    name: str
+    state: str
+    assignments: list[dict[str, str]]
+    labels: dict[str, str] = field(default_factory=dict)
+    conditions: list[dict[str, Any]] = field(default_factory=list)
+    observation: dict[str, dict[str, str]] | None = None
+    objective: float | None = None
+    handle: dict[str, Any] | None = None
+    attempt: int = 0
+    created_at: float = 0.0
+    start_time: float | None = None
+    completion_time: float | None = None
+
+    def parameters(self) -> dict[str, str]:
+        return {a["name"]: a["value"] for a in self.assignments}
+
+
+@dataclass
+class ObservationRow:
+    time: float
+    metric_name: str
+    value: str
+
+
+def _loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def _dumps(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, separators=(",", ":"))
+
+
+class Store:
+    """One database holding every experiment.
+
+    >>> store = Store("sqlite://")          # in memory; a path or a URL works too
+    >>> store.list_experiments()
+    []
+    """
+
+    def __init__(self, db: str | None = None) -> None:
+        self.url = normalise_url(db or default_db_url())
+        self.dialect = self.url.split(":", 1)[0].split("+", 1)[0]
+        self._engine = self._create_engine()
+        self._migrate()
+
+    # -- plumbing ----------------------------------------------------------------------
+
+    def _create_engine(self) -> Engine:
+        if self.dialect == "sqlite":
+            memory = self.url in ("sqlite://", "sqlite:///:memory:")
+            kwargs: dict[str, Any] = {"connect_args": {"timeout": 30, "check_same_thread": False}}
+            if memory:
+                kwargs["poolclass"] = sa.pool.StaticPool
+            engine = sa.create_engine(self.url, **kwargs)
+
+            @sa.event.listens_for(engine, "connect")
+            def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+                cur = dbapi_conn.cursor()
+                if not memory:
+                    cur.execute("PRAGMA journal_mode=WAL")
+                cur.execute("PRAGMA synchronous=NORMAL")
+                cur.execute("PRAGMA foreign_keys=ON")
+                cur.execute("PRAGMA busy_timeout=30000")
+                cur.close()
+
+            return engine
+        return sa.create_engine(self.url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+
+    def _revision(self) -> str | None:
+        with self._engine.connect() as conn:
+            if not sa.inspect(conn).has_table("alembic_version"):
+                return None
+            return conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+
+    def _migrate(self) -> None:
+        if self._revision() == SCHEMA_REVISION:
+            return
+        from alembic import command
+        from alembic.config import Config
+
+        cfg = Config(str(Path(__file__).with_name("alembic.ini")))
+        cfg.set_main_option("script_location", str(Path(__file__).with_name("migrations")))
+        try:
+            with self._engine.begin() as conn:
+                if self.dialect == "postgresql":
+                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(724001)"))
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+        except (OperationalError, IntegrityError, DBAPIError):
+            # Another process migrated at the same moment; fine if it got there.
+            if self._revision() != SCHEMA_REVISION:
+                raise
+
+    def _retry(self, fn: Callable[[Connection], T], attempts: int = 6) -> T:
+        delay = 0.05
+        for attempt in range(attempts):
+            try:
+                with self._engine.begin() as conn:
+                    return fn(conn)
+            except OperationalError as exc:
+                text = str(exc.orig).lower()
+                temporary = "locked" in text or "busy" in text or exc.connection_invalidated
+                if not temporary:
+                    raise
+                if attempt == attempts - 1:
+                    raise TemporaryError(f"database busy after {attempts} attempts: {exc.orig}") from exc
+                time.sleep(delay * (1 + random.random()))
+                delay *= 2
+        raise AssertionError("unreachable")
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self._engine.connect() as conn:
+            yield conn
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    # -- experiments -------------------------------------------------------------------
+
+    @staticmethod
+    def _experiment(row: Any) -> ExperimentRecord:
+        return ExperimentRecord(
+            id=row.id, namespace=row.namespace, name=row.name, uid=row.uid,
+            spec=json.loads(row.spec), status=json.loads(row.status), workdir=row.workdir,
+            owner=row.owner, created_at=row.created_at, updated_at=row.updated_at,
+        )
+
+    def create_experiment(
+        self, namespace: str, name: str, spec: dict[str, Any], status: dict[str, Any], workdir: str
+    ) -> ExperimentRecord:
+        now = time.time()
+        values = {
+            "namespace": namespace, "name": name, "uid": str(uuid.uuid4()), "spec": _dumps(spec),
+            "status": _dumps(status), "workdir": workdir, "owner": None,
+            "created_at": now, "updated_at": now,
+        }
+
+        def insert(conn: Connection) -> int:
+            return conn.execute(experiments.insert().values(**values)).inserted_primary_key[0]
+
+        try:
+            exp_id = self._retry(insert)
+        except IntegrityError:
+            raise ConflictError(f"experiment {namespace}/{name} already exists") from None
+        return self.get_experiment_by_id(exp_id)
+
+    def get_experiment(self, namespace: str, name: str) -> ExperimentRecord:
+        with self._read() as conn:
+            row = conn.execute(
+                experiments.select().where(experiments.c.namespace == namespace, experiments.c.name == name)
+            ).first()
+        if row is None:
+            raise NotFoundError(f"experiment {namespace}/{name} not found")
+        return self._experiment(row)
+
+    def get_experiment_by_id(self, exp_id: int) -> ExperimentRecord:
+        with self._read() as conn:
+            row = conn.execute(experiments.select().where(experiments.c.id == exp_id)).first()
+        if row is None:
+            raise NotFoundError(f"experiment #{exp_id} not found")
+        return self._experiment(row)
+
+    def list_experiments(self, namespace: str | None = None) -> list[ExperimentRecord]:
+        query = experiments.select().order_by(experiments.c.created_at)
+        if namespace is not None:
+            query = query.where(experiments.c.namespace == namespace)
+        with self._read() as conn:
+            return [self._experiment(r) for r in conn.execute(query)]
+
+    def update_experiment(self, exp_id: int, **fields: Any) -> None:
+        """Set any of ``spec``, ``status``, ``owner``, ``workdir``."""
+        values = {k: (_dumps(v) if k in ("spec", "status") else v) for k, v in fields.items()}
+        values["updated_at"] = time.time()
+        self._retry(lambda c: c.execute(experiments.update().where(experiments.c.id == exp_id).values(**values)))
+
+    def claim_experiment(self, exp_id: int, owner: str, is_alive: Callable[[str], bool]) -> None:
+        """Make ``owner`` the experiment's one controller, unless a live one holds it."""
+
+        def claim(conn: Connection) -> None:
+            row = conn.execute(
+                sa.select(experiments.c.owner).where(experiments.c.id == exp_id).with_for_update()
+            ).first()
+            if row is None:
+                raise NotFoundError(f"experiment #{exp_id} not found")
+            current = row.owner
+            if current and current != owner and is_alive(current):
+                raise ConflictError(f"experiment is being run by another controller ({current}); stop it first")
+            conn.execute(experiments.update().where(experiments.c.id == exp_id).values(owner=owner))
+
+        self._retry(claim)
+
+    def delete_experiment(self, namespace: str, name: str) -> None:
+        exp = self.get_experiment(namespace, name)
+
+        def delete(conn: Connection) -> None:
+            trial_ids = sa.select(trials.c.id).where(trials.c.experiment_id == exp.id)
+            conn.execute(observations.delete().where(observations.c.trial_id.in_(trial_ids)))
+            conn.execute(trials.delete().where(trials.c.experiment_id == exp.id))
+            conn.execute(algorithm_state.delete().where(algorithm_state.c.experiment_id == exp.id))
+            conn.execute(experiments.delete().where(experiments.c.id == exp.id))
+
+        self._retry(delete)
+
+    # -- trials ------------------------------------------------------------------------
+
+    @staticmethod
+    def _trial(row: Any) -> TrialRecord:
+        return TrialRecord(
+            id=row.id, experiment_id=row.experiment_id, name=row.name, state=row.state,
+            assignments=json.loads(row.assignments), labels=json.loads(row.labels),
+            conditions=json.loads(row.conditions), observation=_loads(row.observation),
+            objective=row.objective, handle=_loads(row.handle), attempt=row.attempt,
+            created_at=row.created_at, start_time=row.start_time, completion_time=row.completion_time,
+        )
+
+    @staticmethod
+    def _trial_values(t: TrialRecord) -> dict[str, Any]:
+        return {
+            "experiment_id": t.experiment_id, "name": t.name, "state": t.state,
+            "assignments": _dumps(t.assignments), "labels": _dumps(t.labels),
+            "conditions": _dumps(t.conditions), "observation": _dumps(t.observation),
+            "objective": t.objective, "handle": _dumps(t.handle), "attempt": t.attempt,
+            "created_at": t.created_at, "start_time": t.start_time, "completion_time": t.completion_time,
+        }
+
+    def add_trials(self, new: list[TrialRecord]) -> list[TrialRecord]:
+        """Insert trials in one transaction; returns them with their ids set."""
+
+        def insert(conn: Connection) -> list[int]:
+            return [conn.execute(trials.insert().values(**self._trial_values(t))).inserted_primary_key[0] for t in new]
+
+        try:
+            ids = self._retry(insert)
+        except IntegrityError:
+            raise ConflictError("a trial with that name already exists") from None
+        for t, trial_id in zip(new, ids, strict=True):
+            t.id = trial_id
+        return new
+
+    def save_trial(self, t: TrialRecord, new_observations: Iterable[ObservationRow] = ()) -> None:
+        """Write a trial's state (and any new observations) in one transaction."""
+        values = self._trial_values(t)
+        rows = [{"trial_id": t.id, "time": o.time, "metric_name": o.metric_name, "value": o.value}
+                for o in new_observations]
+
+        def write(conn: Connection) -> None:
+            conn.execute(trials.update().where(trials.c.id == t.id).values(**values))
+            if rows:
+                conn.execute(observations.insert(), rows)
+
+        self._retry(write)
+
+    def list_trials(self, exp_id: int, states: Iterable[str] | None = None) -> list[TrialRecord]:
+        query = trials.select().where(trials.c.experiment_id == exp_id).order_by(trials.c.id)
+        if states is not None:
+            query = query.where(trials.c.state.in_(list(states)))
+        with self._read() as conn:
+            return [self._trial(r) for r in conn.execute(query)]
+
+    def get_trial(self, namespace: str, name: str) -> tuple[ExperimentRecord, TrialRecord]:
+        query = (
+            sa.select(trials, experiments.c.namespace)
+            .join(experiments, experiments.c.id == trials.c.experiment_id)
+            .where(experiments.c.namespace == namespace, trials.c.name == name)
+        )
+        with self._read() as conn:
+            row = conn.execute(query).first()
+        if row is None:
+            raise NotFoundError(f"trial {namespace}/{name} not found")
+        trial = self._trial(row)
+        return self.get_experiment_by_id(trial.experiment_id), trial
+
+    # -- observation logs --------------------------------------------------------------
+
+    def add_observations(self, trial_id: int, rows: Iterable[ObservationRow]) -> None:
+        values = [{"trial_id": trial_id, "time": o.time, "metric_name": o.metric_name, "value": o.value}
+                  for o in rows]
+        if values:
+            self._retry(lambda c: c.execute(observations.insert(), values))
+
+    def observations(self, trial_id: int, metric_name: str | None = None) -> list[ObservationRow]:
+        query = (
+            sa.select(observations.c.time, observations.c.metric_name, observations.c.value)
+            .where(observations.c.trial_id == trial_id)
+            .order_by(observations.c.time, observations.c.id)
+        )
+        if metric_name is not None:
+            query = query.where(observations.c.metric_name == metric_name)
+        with self._read() as conn:
+            return [ObservationRow(r.time, r.metric_name, r.value) for r in conn.execute(query)]
+
+    def clear_observations(self, trial_id: int) -> None:
+        self._retry(lambda c: c.execute(observations.delete().where(observations.c.trial_id == trial_id)))
+
+    # -- algorithm state ---------------------------------------------------------------
+
+    def algorithm_state(self, exp_id: int) -> dict[str, Any] | None:
+        with self._read() as conn:
+            row = conn.execute(
+                sa.select(algorithm_state.c.state).where(algorithm_state.c.experiment_id == exp_id)
+            ).first()
+        return None if row is None else json.loads(row.state)
+
+    def save_algorithm_state(self, exp_id: int, state: dict[str, Any]) -> None:
+        def upsert(conn: Connection) -> None:
+            values = {"state": _dumps(state), "updated_at": time.time()}
+            done = conn.execute(
+                algorithm_state.update().where(algorithm_state.c.experiment_id == exp_id).values(**values)
+            ).rowcount
+            if not done:
+                conn.execute(algorithm_state.insert().values(experiment_id=exp_id, **values))
+
+        self._retry(upsert)

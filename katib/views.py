@@ -1,0 +1,71 @@
+"""Katib-shaped objects built from store records: what the CLI prints and the API serves.
+
+One set of status objects for every surface: ``experiment_object`` and ``trial_object``
+return exactly what ``kubectl get experiment -o yaml`` / ``get trial`` would show.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from katib.spec import API_VERSION
+from katib.store import ExperimentRecord, TrialRecord
+
+from .controller._status import experiment_phase, rfc3339
+
+
+def experiment_object(rec: ExperimentRecord) -> dict[str, Any]:
+    obj = dict(rec.spec)
+    metadata = dict(obj.get("metadata") or {})
+    metadata.update(name=rec.name, namespace=rec.namespace, uid=rec.uid,
+                    creationTimestamp=rfc3339(rec.created_at))
+    obj["apiVersion"] = obj.get("apiVersion") or API_VERSION
+    obj["kind"] = "Experiment"
+    obj["metadata"] = metadata
+    obj["status"] = rec.status
+    return obj
+
+
+def trial_object(exp: ExperimentRecord, t: TrialRecord) -> dict[str, Any]:
+    spec = exp.spec.get("spec", {})
+    tt = spec.get("trialTemplate", {})
+    status: dict[str, Any] = {"conditions": t.conditions}
+    if t.start_time:
+        status["startTime"] = rfc3339(t.start_time)
+    if t.completion_time:
+        status["completionTime"] = rfc3339(t.completion_time)
+    if t.observation:
+        status["observation"] = {"metrics": [{"name": k, **v} for k, v in t.observation.items()]}
+    trial_spec: dict[str, Any] = {
+        "objective": spec.get("objective"),
+        "parameterAssignments": t.assignments,
+        "metricsCollector": spec.get("metricsCollectorSpec"),
+        "primaryContainerName": tt.get("primaryContainerName"),
+        "successCondition": tt.get("successCondition"),
+        "failureCondition": tt.get("failureCondition"),
+        "retainRun": tt.get("retain", False),
+        "labels": t.labels,
+    }
+    if tt.get("primaryPodLabels"):
+        trial_spec["primaryPodLabels"] = tt["primaryPodLabels"]
+    annotations = {"katib.kubeflow.org/attempt": str(t.attempt)} if t.attempt else None
+    metadata: dict[str, Any] = {
+        "name": t.name, "namespace": exp.namespace, "labels": t.labels,
+        "creationTimestamp": rfc3339(t.created_at),
+        "ownerReferences": [{"apiVersion": API_VERSION, "kind": "Experiment", "name": exp.name, "uid": exp.uid, "controller": True}],
+    }
+    if annotations:
+        metadata["annotations"] = annotations
+    return {"apiVersion": API_VERSION, "kind": "Trial", "metadata": metadata,
+            "spec": {k: v for k, v in trial_spec.items() if v is not None}, "status": status}
+
+
+def phase(rec: ExperimentRecord) -> str:
+    return experiment_phase(rec.status.get("conditions", []))
+
+
+def reason(rec: ExperimentRecord) -> str:
+    for cond in reversed(rec.status.get("conditions", [])):
+        if cond.get("status") == "True":
+            return cond.get("reason", "")
+    return ""

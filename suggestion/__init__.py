@@ -1,0 +1,21 @@
+"""Suggestion algorithms behind one small interface (``Algorithm``) and one registry.
+
+>>> from suggestion import get_algorithm, algorithm_names
+>>> sorted(algorithm_names())[:2]
+['grid', 'random']
+"""
+
+from ._base import ACTIVE_STATES, COMPLETED_STATES, Algorithm, Assignment, Setting, TrialView
+from ._registry import algorithm_names, early_stopping_names, get_algorithm
+
+__all__ = [
+    "ACTIVE_STATES",
+    "COMPLETED_STATES",
+    "Algorithm",
+    "Assignment",
+    "Setting",
+    "TrialView",
+    "algorithm_names",
+    "early_stopping_names",
+    "get_algorithm",
+]

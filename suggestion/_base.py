@@ -1,0 +1,112 @@
+"""The algorithm seam: what every suggestion algorithm implements.
+
+An algorithm is asked two things. ``validate(experiment)`` returns every problem with its
+settings or with the search space it is given (each a ``FieldError`` naming the field),
+before the first trial runs. ``suggest(experiment, trials, count)`` returns up to
+``count`` new assignments, given *all* the experiment's trials so far, pending and running
+ones included, so parallel proposals never repeat a point. Returning fewer than ``count``
+means the search space is exhausted (the experiment then ends with
+``ExperimentSuggestionEndReached`` once its running trials finish).
+
+Algorithms are stateless between calls: whatever they need is rebuilt from ``trials``
+(and from ``state``, a JSON-able dict the controller persists for the few algorithms that
+need more), so a restarted process carries on where it stopped.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from katib.errors import FieldError
+from katib.spec import Experiment
+
+# Trial states an algorithm sees (Katib's trial condition types).
+ACTIVE_STATES = frozenset({"Created", "Running"})
+COMPLETED_STATES = frozenset({"Succeeded", "Failed", "Killed", "EarlyStopped", "MetricsUnavailable"})
+
+
+@dataclass(frozen=True)
+class TrialView:
+    """What an algorithm knows of one trial."""
+
+    name: str
+    parameters: dict[str, str]
+    state: str
+    objective: float | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Assignment:
+    """One proposal: parameter values as Katib strings, optionally a name and labels."""
+
+    parameters: dict[str, str]
+    name: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One algorithm setting: its parser (raises ValueError with a reason) and default."""
+
+    parse: Callable[[str], Any]
+    default: Any = None
+
+
+def integer(minimum: int | None = None) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise ValueError(f"must be an integer (got {text!r})") from None
+        if minimum is not None and value < minimum:
+            raise ValueError(f"must be >= {minimum} (got {value})")
+        return value
+
+    return parse
+
+
+class Algorithm(ABC):
+    """Base class of every suggestion algorithm; see the module docstring for the contract."""
+
+    #: Katib's algorithm name, e.g. ``"random"``.
+    name: ClassVar[str]
+    #: The settings this algorithm accepts, by Katib name.
+    settings: ClassVar[dict[str, Setting]] = {}
+
+    def validate(self, experiment: Experiment) -> list[FieldError]:
+        """Problems with the settings or the search space; an empty list when fine."""
+        errors: list[FieldError] = []
+        algorithm = experiment.spec.algorithm
+        for i, s in enumerate((algorithm.algorithm_settings if algorithm else None) or []):
+            path = f"spec.algorithm.algorithmSettings[{i}]"
+            if s.name not in self.settings:
+                known = ", ".join(sorted(self.settings)) or "none"
+                errors.append(FieldError(f"{path}.name", f"unknown setting {s.name!r} for algorithm {self.name} (known: {known})"))
+                continue
+            try:
+                self.settings[s.name].parse(s.value or "")
+            except ValueError as exc:
+                errors.append(FieldError(f"{path}.value", f"{s.name} {exc}"))
+        return errors
+
+    def parsed_settings(self, experiment: Experiment) -> dict[str, Any]:
+        """Every setting's value, defaults filled in (call after ``validate``)."""
+        given = experiment.spec.algorithm.settings() if experiment.spec.algorithm else {}
+        return {
+            name: (setting.parse(given[name]) if name in given else setting.default)
+            for name, setting in self.settings.items()
+        }
+
+    @abstractmethod
+    def suggest(
+        self,
+        experiment: Experiment,
+        trials: Sequence[TrialView],
+        count: int,
+        state: dict[str, Any] | None = None,
+    ) -> list[Assignment]:
+        """Up to ``count`` new assignments; fewer means the space is exhausted."""

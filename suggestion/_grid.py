@@ -1,0 +1,74 @@
+"""Grid search."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from katib.errors import FieldError
+from katib.spec import Experiment
+
+from ._base import Algorithm, Assignment, Setting, TrialView, integer
+from ._space import SearchSpace
+
+MAX_SHUFFLED_GRID = 1_000_000
+
+
+class GridSearch(Algorithm):
+    """Every combination of the parameters' grid values, each exactly once.
+
+    Doubles need a ``step`` (values ``min, min+step, … <= max``), ints step by their
+    ``step`` or 1, lists give their values. Points come in lexicographic order, or in a
+    seeded random order with ``random_state``. When every point has been proposed the
+    space is exhausted and the experiment ends with ``ExperimentSuggestionEndReached``.
+    """
+
+    name = "grid"
+    settings = {"random_state": Setting(integer(0))}
+
+    def validate(self, experiment: Experiment) -> list[FieldError]:
+        errors = super().validate(experiment)
+        for i, p in enumerate(experiment.spec.parameters or []):
+            fs = p.feasible_space
+            if p.parameter_type == "double" and fs is not None and fs.step is None:
+                errors.append(FieldError(
+                    f"spec.parameters[{i}].feasibleSpace.step",
+                    "is required for double parameters with the grid algorithm",
+                ))
+        if experiment.spec.nas_config is not None:
+            errors.append(FieldError("spec.algorithm.algorithmName", "grid does not search nasConfig spaces"))
+        return errors
+
+    def _points(self, space: SearchSpace, seed: int | None) -> Iterator[dict[str, str]]:
+        names = [d.name for d in space.dims]
+        grids = [d.grid() for d in space.dims]
+        if seed is None or space.size() > MAX_SHUFFLED_GRID:
+            for values in itertools.product(*grids):
+                yield dict(zip(names, values, strict=True))
+            return
+        points = list(itertools.product(*grids))
+        order = np.random.default_rng(seed).permutation(len(points))
+        for i in order:
+            yield dict(zip(names, points[int(i)], strict=True))
+
+    def suggest(
+        self,
+        experiment: Experiment,
+        trials: Sequence[TrialView],
+        count: int,
+        state: dict[str, Any] | None = None,
+    ) -> list[Assignment]:
+        space = SearchSpace.from_experiment(experiment)
+        seen = {space.key(t.parameters) for t in trials}
+        out: list[Assignment] = []
+        if count <= 0:
+            return out
+        for params in self._points(space, self.parsed_settings(experiment)["random_state"]):
+            if space.key(params) not in seen:
+                out.append(Assignment(params))
+                if len(out) == count:
+                    break
+        return out

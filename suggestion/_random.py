@@ -1,0 +1,66 @@
+"""Random search."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from katib.spec import Experiment
+
+from ._base import Algorithm, Assignment, Setting, TrialView, integer
+from ._space import SearchSpace
+
+
+class RandomSearch(Algorithm):
+    """Independent draws from each parameter's distribution.
+
+    Settings: ``random_state`` (an integer seed; the n-th batch of a seeded experiment is
+    the same on every run, and after a restart). In a finite space (lists, ints, stepped
+    doubles) no point is proposed twice; once every point is taken, the space is exhausted.
+
+    >>> from suggestion import get_algorithm
+    >>> get_algorithm("random").name
+    'random'
+    """
+
+    name = "random"
+    settings = {"random_state": Setting(integer(0))}
+
+    def suggest(
+        self,
+        experiment: Experiment,
+        trials: Sequence[TrialView],
+        count: int,
+        state: dict[str, Any] | None = None,
+    ) -> list[Assignment]:
+        seed = self.parsed_settings(experiment)["random_state"]
+        rng = np.random.default_rng(None if seed is None else [seed, len(trials)])
+        space = SearchSpace.from_experiment(experiment)
+        seen = {space.key(t.parameters) for t in trials}
+        free = space.size() - len(seen)
+        out: list[Assignment] = []
+        while len(out) < count and free > 0:
+            for _ in range(1000):
+                params = space.sample(rng)
+                key = space.key(params)
+                if key not in seen:
+                    break
+            else:  # a nearly full finite space: take the first free point
+                if space.size() <= 1e6:
+                    params = self._first_free(space, seen)
+                    key = space.key(params)
+            seen.add(key)
+            free -= 1
+            out.append(Assignment(params))
+        return out
+
+    @staticmethod
+    def _first_free(space: SearchSpace, seen: set) -> dict[str, str]:
+        for values in itertools.product(*(d.grid() for d in space.dims)):
+            params = dict(zip((d.name for d in space.dims), values, strict=True))
+            if space.key(params) not in seen:
+                return params
+        raise AssertionError("no free point left in a space that has one")

@@ -1,0 +1,53 @@
+"""Katib algorithm name → class, imported on first use.
+
+Third parties add algorithms through the ``katib.algorithms`` entry-point group
+(``name = "package.module:Class"``).
+"""
+
+from __future__ import annotations
+
+import importlib
+from functools import cache
+from importlib.metadata import entry_points
+
+from katib.errors import KatibError
+
+from ._base import Algorithm
+
+ENTRY_POINT_GROUP = "katib.algorithms"
+
+_BUILTIN: dict[str, str] = {
+    "random": "suggestion._random:RandomSearch",
+    "grid": "suggestion._grid:GridSearch",
+}
+_EARLY_STOPPING: dict[str, str] = {}
+
+
+@cache
+def _plugins() -> dict[str, str]:
+    return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def algorithm_names() -> set[str]:
+    """Every algorithm name this installation knows (no imports happen)."""
+    return set(_BUILTIN) | set(_plugins())
+
+
+def early_stopping_names() -> set[str]:
+    return set(_EARLY_STOPPING)
+
+
+def _load(target: str) -> type:
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def get_algorithm(name: str) -> Algorithm:
+    """A new instance of the algorithm Katib calls ``name``."""
+    target = _BUILTIN.get(name) or _plugins().get(name)
+    if target is None:
+        raise KatibError(f"unknown algorithm {name!r} (available: {', '.join(sorted(algorithm_names()))})")
+    cls = _load(target)
+    if not (isinstance(cls, type) and issubclass(cls, Algorithm)):
+        raise KatibError(f"{target} is not a suggestion.Algorithm")
+    return cls()

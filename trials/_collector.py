@@ -1,0 +1,173 @@
+"""Metrics collection: turn what a trial emits into ``(time, metric, value)`` samples.
+
+Sources, per the experiment's ``metricsCollectorSpec``:
+
+- ``StdOut``: the trial's output (stdout and stderr), parsed as TEXT with the
+  ``metricsFormat`` filters (Katib's default: ``name=value``);
+- ``File``: a file the trial writes, TEXT (filters) or JSON (one object per line);
+- ``Push``: values the trial sends with ``katib.report_metrics`` (always read, whatever
+  the collector kind, as Katib's DB manager accepts them whatever the kind).
+
+A TEXT line whose first token is an RFC3339 timestamp gets that time; other lines get the
+time they were read. Only the experiment's metric names are kept. Collection is
+incremental: each ``collect()`` reads the lines completed since the last one, so early
+stopping and live views see intermediate values while the trial runs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from collections.abc import Iterable
+from datetime import datetime
+from pathlib import Path
+from typing import NamedTuple
+
+DEFAULT_FILTER = r"([\w|-]+)\s*=\s*([+-]?\d*(\.\d+)?([Ee][+-]?\d+)?)"
+
+
+class Sample(NamedTuple):
+    time: float
+    metric: str
+    value: str
+
+
+def parse_time(text: object) -> float | None:
+    """Seconds since the epoch from an RFC3339 string or an epoch number, else None."""
+    if isinstance(text, bool):
+        return None
+    if isinstance(text, int | float):
+        return float(text)
+    if not isinstance(text, str):
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        try:
+            return float(text)
+        except ValueError:
+            return None
+
+
+def _number(value: object) -> str | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    text = str(value).strip()
+    try:
+        number = float(text)
+    except ValueError:
+        return None
+    return text if math.isfinite(number) else None
+
+
+def parse_text(
+    lines: Iterable[str], names: set[str], filters: list[re.Pattern[str]], now: float | None = None
+) -> list[Sample]:
+    """TEXT format: each filter's (name, value) matches on each line."""
+    out: list[Sample] = []
+    read_at = time.time() if now is None else now
+    for line in lines:
+        stamp = None
+        first, _, rest = line.strip().partition(" ")
+        if rest and "T" in first:
+            stamp = parse_time(first)
+        body = rest if stamp is not None else line
+        for pattern in filters:
+            for match in pattern.finditer(body):
+                name, value = match.group(1), match.group(2)
+                value = _number(value)
+                if name in names and value is not None:
+                    out.append(Sample(stamp if stamp is not None else read_at, name, value))
+    return out
+
+
+def parse_json(lines: Iterable[str], names: set[str], now: float | None = None) -> list[Sample]:
+    """JSON format: one object per line, an optional ``timestamp``, metric values."""
+    out: list[Sample] = []
+    read_at = time.time() if now is None else now
+    for line in lines:
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if not isinstance(obj, dict):
+            continue
+        stamp = parse_time(obj.get("timestamp"))
+        for name, raw in obj.items():
+            value = _number(raw)
+            if name in names and value is not None:
+                out.append(Sample(stamp if stamp is not None else read_at, name, value))
+    return out
+
+
+class _Tail:
+    """Reads the complete lines appended to a file since the last read."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = 0
+
+    def read(self, final: bool = False) -> list[str]:
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                data = f.read()
+        except FileNotFoundError:
+            return []
+        if not final:
+            end = data.rfind(b"\n") + 1
+            data = data[:end]
+        self.offset += len(data)
+        return data.decode("utf-8", errors="replace").splitlines()
+
+
+class Collector:
+    """Collects one trial's metrics from its sources.
+
+    >>> c = Collector(kind="StdOut", names={"loss"}, output=Path("trial.log"))  # doctest: +SKIP
+    >>> c.collect()  # doctest: +SKIP
+    [Sample(time=1700000000.0, metric='loss', value='0.25')]
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        names: set[str],
+        output: Path,
+        push_file: Path | None = None,
+        metrics_file: Path | None = None,
+        file_format: str = "TEXT",
+        filters: list[str] | None = None,
+    ) -> None:
+        self.kind = kind
+        self.names = names
+        self.format = file_format
+        self.filters = [re.compile(f) for f in (filters or [DEFAULT_FILTER])]
+        self._text: _Tail | None = None
+        if kind == "StdOut":
+            self._text = _Tail(output)
+        elif kind == "File" and metrics_file is not None:
+            self._text = _Tail(metrics_file)
+        self._push = _Tail(push_file) if push_file is not None else None
+
+    @property
+    def filter_patterns(self) -> list[str]:
+        return [f.pattern for f in self.filters]
+
+    def collect(self, final: bool = False) -> list[Sample]:
+        """New samples since the last call; ``final`` also reads an unterminated last line."""
+        out: list[Sample] = []
+        if self._text is not None:
+            lines = self._text.read(final)
+            if self.kind == "File" and self.format == "JSON":
+                out += parse_json(lines, self.names)
+            else:
+                out += parse_text(lines, self.names, self.filters)
+        if self._push is not None:
+            out += parse_json(self._push.read(final), self.names)
+        return out

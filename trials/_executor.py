@@ -1,0 +1,89 @@
+"""The executor seam: where and how a trial's job runs.
+
+``launch`` starts a rendered trial and returns a *handle*, a JSON-able dict the controller
+persists before relying on it, so a restarted controller can find (and stop) what an
+earlier one started. ``poll`` says whether it is still running and how it ended;
+``stop`` ends it and everything it started; ``wait`` blocks until some trial may have
+changed state (or the timeout passes) so the controller reacts to events, not to a timer.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class TrialJob:
+    """Everything an executor needs to run one trial."""
+
+    name: str
+    experiment: str
+    namespace: str
+    run_spec: dict[str, Any]
+    primary_container: str
+    workdir: Path
+    trial_dir: Path
+    env: dict[str, str] = field(default_factory=dict)
+    path_map: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def log_path(self) -> Path:
+        return self.trial_dir / "trial.log"
+
+
+@dataclass(frozen=True)
+class RunState:
+    """How a trial's job stands: running, or finished with an outcome."""
+
+    finished: bool
+    succeeded: bool = False
+    reason: str = ""
+    message: str = ""
+    exit_code: int | None = None
+
+    @classmethod
+    def running(cls) -> RunState:
+        return cls(False)
+
+
+class Executor(ABC):
+    """Runs trials; one instance per controller."""
+
+    name: str = ""
+
+    @abstractmethod
+    def launch(self, job: TrialJob) -> dict[str, Any]:
+        """Start the job; return its handle. Raise ``LaunchError`` if it cannot start."""
+
+    @abstractmethod
+    def poll(self, handle: dict[str, Any]) -> RunState:
+        """The job's state. A handle this executor does not know is reported lost."""
+
+    @abstractmethod
+    def stop(self, handle: dict[str, Any]) -> None:
+        """End the job and everything it started; idempotent."""
+
+    def owns(self, handle: dict[str, Any]) -> bool:
+        """Whether this executor instance started (and so can follow) the job."""
+        return False
+
+    def recover(self, handle: dict[str, Any], trial_dir: Path | None = None) -> None:
+        """Clean up after a job an earlier controller started (kill what is left);
+        ``handle`` may be empty when that controller died before storing it."""
+        if handle:
+            self.stop(handle)
+
+    def wait(self, timeout: float) -> None:
+        """Block until a job may have changed state, at most ``timeout`` seconds."""
+        time.sleep(timeout)
+
+    def close(self) -> None:
+        """Release resources; running jobs are not stopped."""
+
+
+class LaunchError(Exception):
+    """The trial could not be started (bad command, missing program, …)."""

@@ -1,0 +1,199 @@
+"""The local executor: each trial is a process group on this machine.
+
+The trial template's primary container runs as ``command + args`` (the image is not
+used locally), in the experiment's working directory (the folder of its YAML file), with
+the container's ``env`` plus ``KATIB_TRIAL_NAME``, ``KATIB_TRIAL_DIR`` and
+``KATIB_PUSH_FILE``; stdout and stderr go to ``<trial dir>/trial.log``. The Python running
+katib comes first on ``PATH``, so ``python3`` in a command is the same environment.
+A Job's ``activeDeadlineSeconds`` is enforced; ``stop`` ends the whole process group
+(SIGTERM, then SIGKILL after a grace period), so nothing the trial started outlives it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from katib.spec import find_containers
+
+from ._executor import Executor, LaunchError, RunState, TrialJob
+from ._process import alive, describe_exit, kill_group, start_ticks
+
+GRACE_SECONDS = 3.0
+
+
+def primary_container(run_spec: dict[str, Any], name: str) -> dict[str, Any]:
+    for container in find_containers(run_spec):
+        if container.get("name") == name:
+            return container
+    raise LaunchError(f"no container named {name!r} in the trial's job")
+
+
+def command_of(container: dict[str, Any], path_map: dict[str, str]) -> list[str]:
+    argv = [str(a) for a in (container.get("command") or []) + (container.get("args") or [])]
+    if not argv:
+        raise LaunchError(
+            f"container {container.get('name')!r} has no command or args: the local executor "
+            "runs the container's command and args on this machine (the image is not used)"
+        )
+    return [_remap(a, path_map) for a in argv]
+
+
+def _remap(text: str, path_map: dict[str, str]) -> str:
+    for old, new in path_map.items():
+        text = text.replace(old, new)
+    return text
+
+
+def deadline_of(run_spec: dict[str, Any]) -> float | None:
+    value = (run_spec.get("spec") or {}).get("activeDeadlineSeconds")
+    try:
+        return float(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def trial_env(job: TrialJob, container: dict[str, Any]) -> dict[str, str]:
+    env = dict(os.environ)
+    python_bin = str(Path(sys.executable).parent)
+    env["PATH"] = python_bin + os.pathsep + env.get("PATH", "")
+    for item in container.get("env") or []:
+        if isinstance(item, dict) and item.get("name") and "value" in item:
+            env[str(item["name"])] = _remap(str(item["value"]), job.path_map)
+    env.update(job.env)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+class _Proc:
+    def __init__(self, popen: subprocess.Popen[bytes], deadline: float | None) -> None:
+        self.popen = popen
+        self.deadline = deadline
+        self.stopped = False
+        self.timed_out = False
+        self.code: int | None = None
+
+
+class LocalExecutor(Executor):
+    """Runs trials as local process groups.
+
+    >>> ex = LocalExecutor()
+    >>> handle = ex.launch(job)  # doctest: +SKIP
+    >>> ex.poll(handle).finished  # doctest: +SKIP
+    False
+    """
+
+    name = "local"
+
+    def __init__(self) -> None:
+        self._procs: dict[int, _Proc] = {}
+        self._lock = threading.Lock()
+        self._changed = threading.Event()
+
+    def launch(self, job: TrialJob) -> dict[str, Any]:
+        container = primary_container(job.run_spec, job.primary_container)
+        argv = command_of(container, job.path_map)
+        env = trial_env(job, container)
+        job.trial_dir.mkdir(parents=True, exist_ok=True)
+        for target in job.path_map.values():
+            Path(target).parent.mkdir(parents=True, exist_ok=True)
+        cwd = job.workdir
+        working_dir = container.get("workingDir")
+        if working_dir and Path(str(working_dir)).is_dir():
+            cwd = Path(str(working_dir))
+        log = open(job.log_path, "ab")
+        try:
+            popen = subprocess.Popen(
+                argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        except OSError as exc:
+            raise LaunchError(f"cannot start {argv[0]!r}: {exc.strerror or exc}") from None
+        finally:
+            log.close()
+        ticks = start_ticks(popen.pid)
+        # Written at once, so a controller that dies before storing the handle can still
+        # find (and kill) this process group when it recovers.
+        (job.trial_dir / "pid").write_text(f"{popen.pid} {ticks or 0}\n")
+        proc = _Proc(popen, deadline_of(job.run_spec))
+        with self._lock:
+            self._procs[popen.pid] = proc
+        threading.Thread(target=self._watch, args=(proc,), daemon=True).start()
+        return {"executor": self.name, "pid": popen.pid, "start": ticks, "log": str(job.log_path)}
+
+    def _watch(self, proc: _Proc) -> None:
+        try:
+            code = proc.popen.wait(timeout=proc.deadline)
+        except subprocess.TimeoutExpired:
+            proc.timed_out = True
+            self._terminate(proc.popen.pid)
+            code = proc.popen.wait()
+        # The leader is gone; make sure nothing it started lingers either.
+        kill_group(proc.popen.pid)
+        proc.code = code
+        self._changed.set()
+
+    def _terminate(self, pgid: int) -> None:
+        kill_group(pgid, signal.SIGTERM)
+        timer = threading.Timer(GRACE_SECONDS, kill_group, args=(pgid,))
+        timer.daemon = True
+        timer.start()
+
+    def owns(self, handle: dict[str, Any]) -> bool:
+        with self._lock:
+            return handle.get("pid") in self._procs
+
+    def poll(self, handle: dict[str, Any]) -> RunState:
+        with self._lock:
+            proc = self._procs.get(handle.get("pid", -1))
+        if proc is None:
+            return RunState(True, reason="Lost", message="the trial process is not known to this controller")
+        if proc.code is None:
+            return RunState.running()
+        with self._lock:
+            self._procs.pop(proc.popen.pid, None)
+        code = proc.code
+        if proc.timed_out:
+            return RunState(True, reason="DeadlineExceeded", exit_code=code,
+                            message=f"the trial ran past activeDeadlineSeconds ({proc.deadline:g}s) and was stopped")
+        if proc.stopped:
+            return RunState(True, reason="Killed", exit_code=code, message="the trial was stopped")
+        if code == 0:
+            return RunState(True, succeeded=True, reason="Completed", exit_code=0)
+        reason, message = describe_exit(code)
+        return RunState(True, reason=reason, message=message, exit_code=code)
+
+    def stop(self, handle: dict[str, Any]) -> None:
+        pid = handle.get("pid")
+        with self._lock:
+            proc = self._procs.get(pid or -1)
+        if proc is not None:
+            proc.stopped = True
+            if proc.code is None:
+                self._terminate(proc.popen.pid)
+        elif pid and alive(pid, handle.get("start")):
+            kill_group(pid)
+
+    def recover(self, handle: dict[str, Any], trial_dir: Path | None = None) -> None:
+        pid, ticks = handle.get("pid"), handle.get("start")
+        if not pid and trial_dir is not None:
+            try:
+                pid_text, ticks_text = (trial_dir / "pid").read_text().split()
+                pid, ticks = int(pid_text), int(ticks_text) or None
+            except (OSError, ValueError):
+                return
+        if pid and alive(pid, ticks):
+            kill_group(pid)
+
+    def wait(self, timeout: float) -> None:
+        if self._changed.wait(timeout):
+            self._changed.clear()
+
+    def close(self) -> None:
+        with self._lock:
+            self._procs.clear()
