@@ -32,7 +32,7 @@ app.add_typer(describe_app, name="describe")
 app.add_typer(delete_app, name="delete")
 
 out = Console(soft_wrap=True)
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 1, 2, 130
 

@@ -96,8 +96,11 @@ def render(template: TrialTemplate, assignments: Mapping[str, str], meta: TrialM
     if template.trial_spec is None:
         raise ValueError("trialTemplate has no trialSpec to render")
     spec = template.trial_spec
+    own = spec.get("metadata") or {}
     meta.kind = meta.kind or str(spec.get("kind", ""))
     meta.api_version = meta.api_version or str(spec.get("apiVersion", ""))
+    meta.labels = {**(own.get("labels") or {}), **meta.labels}
+    meta.annotations = {**(own.get("annotations") or {}), **meta.annotations}
     rendered = substitute(spec, trial_parameter_values(template, assignments, meta))
     return rendered
 

@@ -220,7 +220,7 @@ def validate_parameter(p: ParameterSpec, path: str) -> list[FieldError]:
         errors.append(FieldError(f"{path}.parameterType", f"must be one of {', '.join(PARAMETER_TYPES)} (got {p.parameter_type!r})"))
     fs = p.feasible_space
     fpath = f"{path}.feasibleSpace"
-    if fs is None or (fs.min is None and fs.max is None and not fs.list_ and fs.step is None):
+    if fs is None or (fs.min is None and fs.max is None and fs.list_ is None and fs.step is None):
         errors.append(FieldError(fpath, "must not be empty"))
         return errors
     if fs.distribution not in (None, *DISTRIBUTIONS):
@@ -280,9 +280,10 @@ def _trial_template(exp: Experiment) -> list[FieldError]:
     errors = []
     if not tt.primary_container_name:
         errors.append(FieldError(f"{path}.primaryContainerName", "is required"))
-    kind = (tt.trial_spec or {}).get("kind", "this kind")
+    kind = (tt.trial_spec or {}).get("kind")
     for field, value in (("successCondition", tt.success_condition), ("failureCondition", tt.failure_condition)):
-        if not value:
+        # A ConfigMap template's kind is only known once the cluster hands it over.
+        if not value and tt.trial_spec is not None:
             errors.append(FieldError(
                 f"{path}.{field}",
                 f"is required for trials of kind {kind} (defaults exist only for batch/v1 Job, TFJob, PyTorchJob, XGBoostJob and MPIJob)",

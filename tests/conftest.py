@@ -1,0 +1,120 @@
+"""Shared fixtures: experiments from small YAML strings, stores on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+POSTGRES_ENV = "KATIB_TEST_POSTGRES_URL"
+
+BASE = """
+apiVersion: kubeflow.org/v1beta1
+kind: Experiment
+metadata:
+  name: demo
+spec:
+  objective:
+    type: minimize
+    objectiveMetricName: loss
+  algorithm:
+    algorithmName: random
+    algorithmSettings:
+      - name: random_state
+        value: "1"
+  parallelTrialCount: 2
+  maxTrialCount: 4
+  maxFailedTrialCount: 4
+  parameters:
+    - name: x
+      parameterType: double
+      feasibleSpace: {min: "0.1", max: "0.9"}
+  trialTemplate:
+    primaryContainerName: main
+    trialParameters:
+      - name: x
+        reference: x
+    trialSpec:
+      apiVersion: batch/v1
+      kind: Job
+      spec:
+        template:
+          spec:
+            restartPolicy: Never
+            containers:
+              - name: main
+                image: python:3.11
+                command: ["python3", "-c", "print('loss=${trialParameters.x}')"]
+"""
+
+
+def experiment(**spec: Any) -> dict[str, Any]:
+    """The base experiment with ``spec`` fields replaced (``command=[...]`` sets the command)."""
+    doc = yaml.safe_load(BASE)
+    command = spec.pop("command", None)
+    name = spec.pop("name", None)
+    if name:
+        doc["metadata"]["name"] = name
+    doc["spec"].update(spec)
+    if "maxTrialCount" in spec and "maxFailedTrialCount" not in spec and spec["maxTrialCount"]:
+        doc["spec"]["maxFailedTrialCount"] = min(4, spec["maxTrialCount"])
+    if command is not None:
+        job = doc["spec"]["trialTemplate"]["trialSpec"]
+        job["spec"]["template"]["spec"]["containers"][0]["command"] = command
+    return doc
+
+
+def python_command(code: str) -> list[str]:
+    """``python -c code``; the base trial parameter is referenced (in a comment) so the
+    template stays valid whatever ``code`` uses."""
+    return [sys.executable, "-c", code + "\n# x=${trialParameters.x}"]
+
+
+def store_urls() -> list[Any]:
+    urls = [pytest.param("sqlite", id="sqlite")]
+    if os.environ.get(POSTGRES_ENV) or os.environ.get("CI"):
+        urls.append(pytest.param("postgresql", id="postgresql"))
+    return urls
+
+
+@pytest.fixture(params=store_urls())
+def store(request: pytest.FixtureRequest, tmp_path: Path):
+    """A fresh store on each backend: SQLite always, PostgreSQL when a server is given."""
+    from katib.store import Store
+
+    if request.param == "sqlite":
+        s = Store(str(tmp_path / "katib.db"))
+    else:
+        url = os.environ.get(POSTGRES_ENV)
+        if not url:
+            pytest.fail(f"CI must provide a PostgreSQL server in {POSTGRES_ENV}")
+        s = Store(_fresh_schema(url))
+    yield s
+    s.close()
+
+
+def _fresh_schema(url: str) -> str:
+    """A database of its own for one test, so tests never see each other's rows."""
+    import sqlalchemy as sa
+
+    name = "t_" + uuid.uuid4().hex[:12]
+    admin = sa.create_engine("postgresql+psycopg://" + url.split("://", 1)[1], isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return url.rsplit("/", 1)[0] + "/" + name
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path):
+    from katib.store import Store
+
+    s = Store(str(tmp_path / "katib.db"))
+    yield s
+    s.close()

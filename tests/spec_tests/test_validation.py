@@ -1,0 +1,189 @@
+"""Every validation rule of reference §4 (and the checks Katib forgets): one bad document
+per rule, asserting the field path and the message the user sees."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from katib.controller import admit
+from katib.errors import ValidationError
+from katib.spec import load_documents
+from tests.conftest import REPO, experiment
+
+
+def errors_of(doc) -> list[str]:
+    with pytest.raises(ValidationError) as info:
+        admit(doc)
+    return [str(e) for e in info.value.errors]
+
+
+def with_spec(path: str, value, doc=None):
+    """The base experiment with the dotted ``path`` set (None deletes it)."""
+    doc = copy.deepcopy(doc or experiment())
+    parts = path.split(".")
+    node = doc
+    for part in parts[:-1]:
+        node = node[int(part)] if part.isdigit() else node[part]
+    last = parts[-1]
+    if value is None:
+        if last.isdigit():
+            del node[int(last)]
+        else:
+            node.pop(last, None)
+    elif last.isdigit():
+        if int(last) == len(node):
+            node.append(value)
+        else:
+            node[int(last)] = value
+    else:
+        node[last] = value
+    return doc
+
+
+CONTAINER = "spec.trialTemplate.trialSpec.spec.template.spec.containers.0"
+FS = "spec.parameters.0.feasibleSpace"
+
+CASES = [
+    # 1. names
+    ("metadata.name", "Bad_Name", "metadata.name: must consist of lower case letters"),
+    ("metadata.name", "a" * 41, "metadata.name: must be at most 40 characters (got 41)"),
+    ("metadata.name", None, "metadata.name: is required"),
+    # 2. counts
+    ("spec.maxFailedTrialCount", -1, "spec.maxFailedTrialCount: must be >= 0 (got -1)"),
+    ("spec.maxTrialCount", 0, "spec.maxTrialCount: must be > 0 (got 0)"),
+    ("spec.parallelTrialCount", 0, "spec.parallelTrialCount: must be > 0 (got 0)"),
+    ("spec.maxFailedTrialCount", 5, "spec.maxFailedTrialCount: must be <= maxTrialCount (got 5 > 4)"),
+    ("spec.parallelTrialCount", 5, "spec.parallelTrialCount: must be <= maxTrialCount (got 5 > 4)"),
+    # 4. objective
+    ("spec.objective", None, "spec.objective: is required"),
+    ("spec.objective.type", "minimise", "spec.objective.type: must be minimize or maximize (got 'minimise')"),
+    ("spec.objective.objectiveMetricName", None, "spec.objective.objectiveMetricName: is required"),
+    ("spec.objective.additionalMetricNames", ["loss"], "spec.objective.additionalMetricNames: must not contain the objective metric 'loss'"),
+    ("spec.objective.metricStrategies", [{"name": "loss", "value": "avg"}], "spec.objective.metricStrategies[0].value: must be min, max or latest (got 'avg')"),
+    # 5. algorithms, resume policy
+    ("spec.algorithm.algorithmName", None, "spec.algorithm.algorithmName: is required"),
+    ("spec.algorithm.algorithmName", "simulated-annealing", "spec.algorithm.algorithmName: unknown algorithm 'simulated-annealing' (available: grid, random)"),
+    ("spec.earlyStopping", {"algorithmName": "nope"}, "spec.earlyStopping.algorithmName: unknown early stopping algorithm 'nope'"),
+    ("spec.resumePolicy", "Sometimes", "spec.resumePolicy: must be one of Never, LongRunning, FromVolume (got 'Sometimes')"),
+    # 6. trial template
+    ("spec.trialTemplate", None, "spec.trialTemplate: is required"),
+    ("spec.trialTemplate.primaryContainerName", None, "spec.trialTemplate.primaryContainerName: is required"),
+    ("spec.trialTemplate.trialParameters", [], "spec.trialTemplate.trialParameters: must list at least one trial parameter"),
+    ("spec.trialTemplate.configMap", {"configMapName": "c", "templatePath": "t"}, "spec.trialTemplate: exactly one of trialSpec and configMap must be set"),
+    ("spec.trialTemplate.trialSpec.kind", "Workflow", "spec.trialTemplate.successCondition: is required for trials of kind Workflow"),
+    # 7. trial parameters
+    ("spec.trialTemplate.trialParameters.0.reference", None, "spec.trialTemplate.trialParameters[0].reference: is required"),
+    ("spec.trialTemplate.trialParameters.0.name", "{x}", "spec.trialTemplate.trialParameters[0].name: must not contain '{' or '}'"),
+    ("spec.trialTemplate.trialParameters.0.reference", "y", "spec.trialTemplate.trialParameters[0].reference: must name a parameter (x) or a metadata key"),
+    ("spec.trialTemplate.trialParameters.1", {"name": "x", "reference": "${trialSpec.Name}"}, "spec.trialTemplate.trialParameters[1].name: duplicate trial parameter name 'x'"),
+    ("spec.trialTemplate.trialParameters.1", {"name": "unused", "reference": "${trialSpec.Name}"}, "spec.trialTemplate.trialParameters[1].name: ${trialParameters.unused} does not appear in the trial template"),
+    (f"{CONTAINER}.args", ["--y=${trialParameters.y}"], "spec.trialTemplate.trialSpec: placeholder ${trialParameters.y} has no trial parameter"),
+    # 8. rendered template
+    ("spec.trialTemplate.trialSpec.apiVersion", None, "spec.trialTemplate.trialSpec.apiVersion: is required"),
+    ("spec.trialTemplate.trialSpec.metadata", {"name": "fixed"}, "spec.trialTemplate.trialSpec.metadata.name: must not be set"),
+    (f"{CONTAINER}.image", None, "spec.trialTemplate.trialSpec.spec.template.spec.containers[0].image: is required"),
+    ("spec.trialTemplate.trialSpec.spec.template.spec.restartPolicy", "Always", "restartPolicy: must be Never or OnFailure for a Job (got 'Always')"),
+    (f"{CONTAINER}.name", "other", "spec.trialTemplate.primaryContainerName: no container named 'main' in the trial template"),
+    # 9. search space
+    ("spec.parameters", None, "spec: exactly one of parameters and nasConfig must be set"),
+    # 10. parameters
+    ("spec.parameters.0.parameterType", "float", "spec.parameters[0].parameterType: must be one of double, int, discrete, categorical (got 'float')"),
+    (f"{FS}.distribution", "beta", "spec.parameters[0].feasibleSpace.distribution: must be one of uniform, logUniform, normal, logNormal (got 'beta')"),
+    ("spec.parameters.0.feasibleSpace", {}, "spec.parameters[0].feasibleSpace: must not be empty"),
+    (f"{FS}.max", None, "spec.parameters[0].feasibleSpace.max: is required for a double parameter"),
+    (f"{FS}.list", ["1"], "spec.parameters[0].feasibleSpace.list: must not be set for a double parameter"),
+    (f"{FS}.min", "0.95", "spec.parameters[0].feasibleSpace.min: must be less than max (got 0.95 >= 0.9)"),
+    (f"{FS}.min", "abc", "spec.parameters[0].feasibleSpace.min: must be a number (got 'abc')"),
+    (f"{FS}.step", "0", "spec.parameters[0].feasibleSpace.step: must be > 0 (got 0)"),
+    (f"{FS}.step", "2", "spec.parameters[0].feasibleSpace.step: must be at most max - min = 0.8 (got 2)"),
+    (f"{FS}.distribution", "logUniform", None),  # valid: 0.1 > 0
+    ("spec.parameters.0", {"name": "x", "parameterType": "int", "feasibleSpace": {"min": "1.5", "max": "3"}}, "spec.parameters[0].feasibleSpace.min: must be an integer (got '1.5')"),
+    ("spec.parameters.0", {"name": "x", "parameterType": "double", "feasibleSpace": {"min": "0", "max": "1", "distribution": "logUniform"}}, "spec.parameters[0].feasibleSpace.min: must be > 0 for the logUniform distribution (got 0)"),
+    ("spec.parameters.0", {"name": "x", "parameterType": "categorical", "feasibleSpace": {"list": []}}, "spec.parameters[0].feasibleSpace.list: must be a non-empty list for a categorical parameter"),
+    ("spec.parameters.0", {"name": "x", "parameterType": "categorical", "feasibleSpace": {"list": ["a"], "min": "1"}}, "spec.parameters[0].feasibleSpace.min: must not be set for a categorical parameter"),
+    ("spec.parameters.0", {"name": "x", "parameterType": "discrete", "feasibleSpace": {"list": ["1", "two"]}}, "spec.parameters[0].feasibleSpace.list[1]: must be a number for a discrete parameter (got 'two')"),
+    ("spec.parameters.1", {"name": "x", "parameterType": "int", "feasibleSpace": {"min": "1", "max": "3"}}, "spec.parameters[1].name: duplicate parameter name 'x'"),
+    # 11. collectors
+    ("spec.metricsCollectorSpec", {"collector": {"kind": "Sidecar"}}, "spec.metricsCollectorSpec.collector.kind: must be one of StdOut, File, TensorFlowEvent, PrometheusMetric, Custom, Push (got 'Sidecar')"),
+    ("spec.metricsCollectorSpec", {"collector": {"kind": "File"}, "source": {"fileSystemPath": {"path": "metrics.log", "kind": "File"}}}, "spec.metricsCollectorSpec.source.fileSystemPath.path: must be an absolute path (got 'metrics.log')"),
+    ("spec.metricsCollectorSpec", {"collector": {"kind": "File"}, "source": {"fileSystemPath": {"path": "/m", "kind": "Directory"}}}, "spec.metricsCollectorSpec.source.fileSystemPath.kind: must be File for the File collector (got 'Directory')"),
+    ("spec.metricsCollectorSpec", {"collector": {"kind": "File"}, "source": {"fileSystemPath": {"path": "/m", "kind": "File", "format": "XML"}}}, "spec.metricsCollectorSpec.source.fileSystemPath.format: must be TEXT or JSON (got 'XML')"),
+    ("spec.metricsCollectorSpec", {"collector": {"kind": "File"}, "source": {"fileSystemPath": {"path": "/m", "kind": "File", "format": "JSON"}, "filter": {"metricsFormat": ["(a)=(b)"]}}}, "spec.metricsCollectorSpec.source.filter: must not be set with the JSON format"),
+    ("spec.metricsCollectorSpec", {"collector": {"kind": "TensorFlowEvent"}, "source": {"fileSystemPath": {"path": "/tb", "kind": "File"}}}, "spec.metricsCollectorSpec.source.fileSystemPath.kind: must be Directory for the TensorFlowEvent collector (got 'File')"),
+    ("spec.metricsCollectorSpec", {"collector": {"kind": "PrometheusMetric"}, "source": {"httpGet": {"port": -1, "path": "/metrics"}}}, "spec.metricsCollectorSpec.source.httpGet.port: must be a positive port number (got -1)"),
+    ("spec.metricsCollectorSpec", {"collector": {"kind": "PrometheusMetric"}, "source": {"httpGet": {"port": 80, "path": "metrics"}}}, "spec.metricsCollectorSpec.source.httpGet.path: must start with '/' (got 'metrics')"),
+    ("spec.metricsCollectorSpec", {"collector": {"kind": "Custom"}}, "spec.metricsCollectorSpec.collector.customCollector: is required for the Custom collector"),
+    # 12. filters
+    ("spec.metricsCollectorSpec", {"source": {"filter": {"metricsFormat": ["(unclosed"]}}}, "spec.metricsCollectorSpec.source.filter.metricsFormat[0]: is not a valid regular expression"),
+    ("spec.metricsCollectorSpec", {"source": {"filter": {"metricsFormat": ["(\\w+)=(\\d+)=(\\d+)"]}}}, "spec.metricsCollectorSpec.source.filter.metricsFormat[0]: must have exactly two top-level groups, the metric name and its value (got 3)"),
+    # 13. algorithm settings
+    ("spec.algorithm.algorithmSettings", [{"name": "seed", "value": "1"}], "spec.algorithm.algorithmSettings[0].name: unknown setting 'seed' for algorithm random (known: random_state)"),
+    ("spec.algorithm.algorithmSettings", [{"name": "random_state", "value": "x"}], "spec.algorithm.algorithmSettings[0].value: random_state must be an integer (got 'x')"),
+    ("spec.algorithm", {"algorithmName": "grid"}, "spec.parameters[0].feasibleSpace.step: is required for double parameters with the grid algorithm"),
+    # types and typos
+    ("spec.maxTrialCounts", 3, "spec.maxTrialCounts: unknown field"),
+    ("spec.maxTrialCount", "many", "spec.maxTrialCount: Input should be a valid integer"),
+]
+
+
+@pytest.mark.parametrize(("path", "value", "message"), CASES, ids=[f"{c[0]}={str(c[1])[:20]}" for c in CASES])
+def test_rule(path, value, message):
+    doc = with_spec(path, value)
+    if message is None:
+        admit(doc)
+        return
+    errors = errors_of(doc)
+    assert any(message in e for e in errors), errors
+
+
+def test_base_experiment_is_valid():
+    exp = admit(experiment())
+    assert exp.name == "demo"
+
+
+def test_all_errors_are_reported_together():
+    doc = with_spec("spec.maxTrialCount", 0, with_spec(f"{FS}.min", "5", with_spec("spec.typo", 1)))
+    errors = errors_of(doc)
+    assert "spec.typo: unknown field" in errors
+    assert any(e.startswith("spec.maxTrialCount: must be > 0") for e in errors)
+    assert any(e.startswith("spec.parameters[0].feasibleSpace.min: must be less than max") for e in errors)
+
+
+def test_metadata_references_are_valid():
+    doc = with_spec("spec.trialTemplate.trialParameters.1", {"name": "trialName", "reference": "${trialSpec.Name}"})
+    doc = with_spec(f"{CONTAINER}.args", ["--name=${trialParameters.trialName}"], doc)
+    admit(doc)
+
+
+def test_nas_config_is_the_other_search_space():
+    doc = with_spec("spec.parameters", None)
+    doc["spec"]["nasConfig"] = {"graphConfig": {"numLayers": 0}, "operations": []}
+    errors = errors_of(doc)
+    assert "spec.nasConfig.graphConfig.numLayers: must be > 0" in errors
+    assert "spec.nasConfig.operations: must list at least one operation" in errors
+
+
+def test_invalid_yaml_names_line_and_column():
+    with pytest.raises(ValidationError) as info:
+        load_documents("spec:\n  a: [1, 2\n")
+    assert str(info.value.errors[0]).startswith("line 3, column 1: invalid YAML")
+
+
+# Experiments from Katib's documentation and examples, whatever their trial kind, must pass.
+KATIB_DOCS = REPO / "tests" / "data" / "katib-examples"
+
+
+@pytest.mark.parametrize("path", sorted(KATIB_DOCS.glob("*.yaml")), ids=lambda p: p.name)
+def test_katib_examples_validate(path: Path):
+    for doc in yaml.safe_load_all(path.read_text()):
+        if doc and doc.get("kind") == "Experiment":
+            admit(doc)
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "examples").glob("*.yaml")), ids=lambda p: p.name)
+def test_our_examples_validate(path: Path):
+    admit(yaml.safe_load(path.read_text()))

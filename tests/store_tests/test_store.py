@@ -1,0 +1,95 @@
+"""The store on SQLite and on a real PostgreSQL server."""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+
+import pytest
+
+from katib.errors import ConflictError, NotFoundError
+from katib.store import ObservationRow, Store, TrialRecord
+
+
+def new_trial(exp_id: int, name: str) -> TrialRecord:
+    return TrialRecord(id=0, experiment_id=exp_id, name=name, state="Created",
+                       assignments=[{"name": "x", "value": "1"}], created_at=time.time())
+
+
+def test_experiment_round_trip_and_conflict(store):
+    rec = store.create_experiment("ns", "e1", {"spec": {"a": 1}}, {"conditions": []}, "/w")
+    assert store.get_experiment("ns", "e1").spec == {"spec": {"a": 1}}
+    with pytest.raises(ConflictError, match="ns/e1 already exists"):
+        store.create_experiment("ns", "e1", {}, {}, "/w")
+    store.create_experiment("other", "e1", {}, {}, "/w")  # names are per namespace
+    assert [r.namespace for r in store.list_experiments()] == ["ns", "other"]
+    assert [r.name for r in store.list_experiments("ns")] == ["e1"]
+    store.update_experiment(rec.id, status={"trials": 3})
+    assert store.get_experiment("ns", "e1").status == {"trials": 3}
+
+
+def test_trials_observations_and_cascade(store):
+    rec = store.create_experiment("ns", "e", {}, {}, "/w")
+    t = store.add_trials([new_trial(rec.id, "e-a"), new_trial(rec.id, "e-b")])[0]
+    t.state = "Succeeded"
+    t.observation = {"loss": {"min": "0.1", "max": "0.5", "latest": "0.1"}}
+    store.save_trial(t, [ObservationRow(2.0, "loss", "0.1"), ObservationRow(1.0, "loss", "0.5")])
+    store.add_observations(t.id, [ObservationRow(3.0, "acc", "0.9")])
+    assert [o.value for o in store.observations(t.id, "loss")] == ["0.5", "0.1"]  # ordered by time
+    assert len(store.observations(t.id)) == 3
+    _, got = store.get_trial("ns", "e-a")
+    assert got.state == "Succeeded" and got.observation["loss"]["latest"] == "0.1"
+    assert [x.name for x in store.list_trials(rec.id, states=["Created"])] == ["e-b"]
+    with pytest.raises(ConflictError):
+        store.add_trials([new_trial(rec.id, "e-a")])
+    store.delete_experiment("ns", "e")
+    with pytest.raises(NotFoundError):
+        store.get_trial("ns", "e-a")
+    with pytest.raises(NotFoundError, match="experiment ns/e not found"):
+        store.get_experiment("ns", "e")
+
+
+def test_algorithm_state_upsert(store):
+    rec = store.create_experiment("ns", "e", {}, {}, "/w")
+    assert store.algorithm_state(rec.id) is None
+    store.save_algorithm_state(rec.id, {"bracket": 1})
+    store.save_algorithm_state(rec.id, {"bracket": 2})
+    assert store.algorithm_state(rec.id) == {"bracket": 2}
+
+
+def test_claim_refuses_a_live_owner(store):
+    rec = store.create_experiment("ns", "e", {}, {}, "/w")
+    store.claim_experiment(rec.id, "a", lambda owner: True)
+    with pytest.raises(ConflictError, match="being run by another controller"):
+        store.claim_experiment(rec.id, "b", lambda owner: True)
+    store.claim_experiment(rec.id, "b", lambda owner: False)  # a dead owner is replaced
+    assert store.get_experiment("ns", "e").owner == "b"
+
+
+def test_schema_is_migrated_once(store):
+    again = Store(store.url)  # opening an existing database does not migrate twice
+    assert again._revision() == "0001"
+    again.close()
+
+
+def _writer(url: str, exp_id: int, worker: int) -> None:
+    s = Store(url)
+    for i in range(40):
+        t = s.add_trials([new_trial(exp_id, f"w{worker}-{i}")])[0]
+        s.add_observations(t.id, [ObservationRow(time.time(), "loss", str(i)) for _ in range(5)])
+        s.save_trial(t)
+    s.close()
+
+
+def test_parallel_writers_never_lose_rows_or_lock(store):
+    rec = store.create_experiment("ns", "busy", {}, {}, "/w")
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(store.url, rec.id, w)) for w in range(6)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0] * 6
+    trials = store.list_trials(rec.id)
+    assert len(trials) == 240
+    assert sum(len(store.observations(t.id)) for t in trials[:10]) == 50

@@ -1,0 +1,152 @@
+"""The shared suite every algorithm passes, plus each algorithm's own behaviour."""
+
+from __future__ import annotations
+
+import math
+import statistics
+
+import pytest
+
+from katib.controller import admit
+from suggestion import TrialView, algorithm_names, get_algorithm
+from tests.conftest import experiment
+
+ALL_TYPES = [
+    {"name": "d", "parameterType": "double", "feasibleSpace": {"min": "0.001", "max": "0.1", "distribution": "logUniform"}},
+    {"name": "n", "parameterType": "double", "feasibleSpace": {"min": "-1", "max": "1", "distribution": "normal"}},
+    {"name": "ln", "parameterType": "double", "feasibleSpace": {"min": "1", "max": "100", "distribution": "logNormal"}},
+    {"name": "q", "parameterType": "double", "feasibleSpace": {"min": "0.5", "max": "2.5", "step": "0.5"}},
+    {"name": "i", "parameterType": "int", "feasibleSpace": {"min": "2", "max": "11", "step": "3"}},
+    {"name": "li", "parameterType": "int", "feasibleSpace": {"min": "1", "max": "1024", "distribution": "logUniform"}},
+    {"name": "disc", "parameterType": "discrete", "feasibleSpace": {"list": ["16", "32", "64"]}},
+    {"name": "cat", "parameterType": "categorical", "feasibleSpace": {"list": ["sgd", "adam"]}},
+]
+GRIDDABLE = [p for p in ALL_TYPES if p["parameterType"] != "double" or "step" in p["feasibleSpace"]]
+
+
+def exp_for(algorithm: str, params: list[dict], seed: str | None = "3"):
+    settings = [{"name": "random_state", "value": seed}] if seed else []
+    doc = experiment(parameters=params, algorithm={"algorithmName": algorithm, "algorithmSettings": settings},
+                     maxTrialCount=500, parallelTrialCount=10)
+    doc["spec"]["trialTemplate"]["trialParameters"] = [{"name": p["name"], "reference": p["name"]} for p in params]
+    doc["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]["command"] = [
+        "echo", *[f"${{trialParameters.{p['name']}}}" for p in params]]
+    return admit(doc)
+
+
+def params_for(algorithm: str) -> list[dict]:
+    return GRIDDABLE if algorithm == "grid" else ALL_TYPES
+
+
+def in_space(p: dict, value: str) -> bool:
+    fs, kind = p["feasibleSpace"], p["parameterType"]
+    if kind in ("discrete", "categorical"):
+        return value in fs["list"]
+    x = float(value)
+    if kind == "int" and str(int(x)) != value:
+        return False
+    lo, hi = float(fs["min"]), float(fs["max"])
+    if not lo <= x <= hi:
+        return False
+    if "step" in fs:
+        k = (x - lo) / float(fs["step"])
+        return abs(k - round(k)) < 1e-9
+    return True
+
+
+@pytest.mark.parametrize("name", sorted(algorithm_names()))
+def test_proposals_stay_in_the_feasible_space(name):
+    params = params_for(name)
+    exp = exp_for(name, params)
+    out = get_algorithm(name).suggest(exp, [], 40)
+    assert out
+    for a in out:
+        for p in params:
+            assert in_space(p, a.parameters[p["name"]]), (p, a.parameters)
+
+
+@pytest.mark.parametrize("name", sorted(algorithm_names()))
+def test_parallel_proposals_never_repeat_a_point(name):
+    params = [{"name": "a", "parameterType": "int", "feasibleSpace": {"min": "1", "max": "4"}},
+              {"name": "b", "parameterType": "categorical", "feasibleSpace": {"list": ["x", "y", "z"]}}]
+    exp = exp_for(name, params)
+    alg = get_algorithm(name)
+    running = [TrialView(f"t{i}", a.parameters, "Running") for i, a in enumerate(alg.suggest(exp, [], 5))]
+    more = alg.suggest(exp, running, 5)
+    keys = [tuple(sorted(t.parameters.items())) for t in running] + [tuple(sorted(a.parameters.items())) for a in more]
+    assert len(keys) == len(set(keys)) == 10
+
+
+@pytest.mark.parametrize("name", sorted(algorithm_names()))
+def test_a_finite_space_is_exhausted_not_repeated(name):
+    params = [{"name": "a", "parameterType": "categorical", "feasibleSpace": {"list": ["x", "y", "z"]}}]
+    exp = exp_for(name, params)
+    alg = get_algorithm(name)
+    first = alg.suggest(exp, [], 2)
+    views = [TrialView(f"t{i}", a.parameters, "Succeeded", 1.0) for i, a in enumerate(first)]
+    rest = alg.suggest(exp, views, 5)
+    assert len(rest) == 1 and {a.parameters["a"] for a in first + rest} == {"x", "y", "z"}
+
+
+@pytest.mark.parametrize("name", sorted(algorithm_names()))
+def test_same_history_same_proposals_after_a_restart(name):
+    exp = exp_for(name, params_for(name))
+    history = [TrialView("t0", a.parameters, "Succeeded", 0.5) for a in get_algorithm(name).suggest(exp, [], 3)]
+    # A new instance (a restarted process) given the same stored trials proposes the same.
+    a = get_algorithm(name).suggest(exp, history, 4)
+    b = get_algorithm(name).suggest(exp, history, 4)
+    assert [x.parameters for x in a] == [x.parameters for x in b]
+
+
+@pytest.mark.parametrize("name", sorted(algorithm_names()))
+def test_unknown_setting_is_refused_by_name(name):
+    doc = experiment(algorithm={"algorithmName": name, "algorithmSettings": [{"name": "bogus", "value": "1"}]},
+                     parameters=[{"name": "x", "parameterType": "double", "feasibleSpace": {"min": "0.1", "max": "0.9", "step": "0.1"}}])
+    from katib.errors import ValidationError
+
+    with pytest.raises(ValidationError) as info:
+        admit(doc)
+    assert any(str(e).startswith(f"spec.algorithm.algorithmSettings[0].name: unknown setting 'bogus' for algorithm {name}")
+               for e in info.value.errors)
+
+
+def test_random_honours_distributions():
+    exp = exp_for("random", ALL_TYPES)
+    draws = get_algorithm("random").suggest(exp, [], 2000)
+    d = [float(a.parameters["d"]) for a in draws]
+    # logUniform over [0.001, 0.1]: the median is the geometric mean 0.01, not 0.05.
+    assert 0.007 < statistics.median(d) < 0.014
+    n = [float(a.parameters["n"]) for a in draws]
+    # normal with mu=0, sigma=(max-min)/6: about 68 % within one sigma.
+    assert 0.6 < sum(abs(x) <= 1 / 3 for x in n) / len(n) < 0.76
+    ln = [math.log(float(a.parameters["ln"])) for a in draws]
+    assert abs(statistics.median(ln) - math.log(10)) < 0.2
+    i = {a.parameters["i"] for a in draws}
+    assert i == {"2", "5", "8", "11"}
+    q = {a.parameters["q"] for a in draws}
+    assert q == {"0.5", "1.0", "1.5", "2.0", "2.5"}
+    li = [int(a.parameters["li"]) for a in draws]
+    assert statistics.median(li) < 100 and min(li) >= 1 and max(li) <= 1024
+
+
+def test_random_state_makes_runs_reproducible_and_none_does_not():
+    exp = exp_for("random", ALL_TYPES)
+    assert get_algorithm("random").suggest(exp, [], 3) == get_algorithm("random").suggest(exp, [], 3)
+    unseeded = exp_for("random", ALL_TYPES, seed=None)
+    assert get_algorithm("random").suggest(unseeded, [], 3) != get_algorithm("random").suggest(unseeded, [], 3)
+
+
+def test_grid_enumerates_every_point_once_in_order():
+    params = [{"name": "lr", "parameterType": "double", "feasibleSpace": {"min": "0.001", "max": "0.031", "step": "0.01"}},
+              {"name": "n", "parameterType": "int", "feasibleSpace": {"min": "1", "max": "2"}}]
+    exp = exp_for("grid", params, seed=None)
+    points = [a.parameters for a in get_algorithm("grid").suggest(exp, [], 100)]
+    assert points[:3] == [{"lr": "0.001", "n": "1"}, {"lr": "0.001", "n": "2"}, {"lr": "0.011", "n": "1"}]
+    assert len(points) == 8 and len({tuple(p.items()) for p in points}) == 8
+
+
+def test_grid_needs_a_step_for_doubles():
+    from katib.errors import ValidationError
+
+    with pytest.raises(ValidationError, match="step: is required for double parameters with the grid algorithm"):
+        admit(experiment(algorithm={"algorithmName": "grid"}))

@@ -1,0 +1,94 @@
+"""Metrics formats: TEXT with the default and custom filters, timestamps, JSON, Push."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime
+
+import pytest
+
+from trials import DEFAULT_FILTER, Collector, parse_json, parse_text
+
+NAMES = {"loss", "accuracy", "Validation-accuracy"}
+DEFAULT = [re.compile(DEFAULT_FILTER)]
+
+
+def test_default_filter_reads_name_value_pairs():
+    samples = parse_text(["epoch 1: loss=0.3 accuracy = 0.91 other=5", "Validation-accuracy=9.5e-01"], NAMES, DEFAULT, now=7.0)
+    assert [(s.metric, s.value) for s in samples] == [("loss", "0.3"), ("accuracy", "0.91"), ("Validation-accuracy", "9.5e-01")]
+    assert all(s.time == 7.0 for s in samples)
+
+
+@pytest.mark.parametrize("line", ["Score=-7.5e-05", "Score=+3", "Score=.5"])
+def test_default_filter_number_forms(line):
+    assert parse_text([line], {"Score"}, DEFAULT, now=0)[0].value == line.split("=")[1]
+
+
+def test_unrequested_metrics_and_non_numbers_are_dropped():
+    assert parse_text(["foo=1 loss=abc loss="], NAMES, DEFAULT, now=0) == []
+
+
+def test_rfc3339_timestamp_at_line_start():
+    samples = parse_text(["2026-01-02T03:04:05Z loss=0.5", "2026-01-02T03:04:06.5+00:00 loss=0.4"], NAMES, DEFAULT)
+    expected = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC).timestamp()
+    assert [s.time for s in samples] == [expected, expected + 1.5]
+
+
+def test_custom_filter():
+    pattern = [re.compile(r"{metricName: ([\w|-]+), metricValue: ((-?\d+)(\.\d+)?)}")]
+    lines = ["2026-01-02T03:04:05Z INFO {metricName: loss, metricValue: 0.2100}",
+             "loss=9 is ignored by this filter"]
+    samples = parse_text(lines, NAMES, pattern)
+    assert [(s.metric, s.value) for s in samples] == [("loss", "0.2100")]
+
+
+def test_json_lines_with_timestamps_strings_and_numbers():
+    lines = [json.dumps({"timestamp": "2026-01-02T03:04:05Z", "loss": "0.5", "accuracy": 0.9}),
+             json.dumps({"timestamp": 1700000000, "loss": 0.25}), json.dumps({"loss": "0.1"}),
+             "not json", json.dumps({"loss": "nan-ish"})]
+    samples = parse_json(lines, NAMES, now=3.0)
+    assert [(s.metric, s.value) for s in samples] == [("loss", "0.5"), ("accuracy", "0.9"), ("loss", "0.25"), ("loss", "0.1")]
+    assert samples[2].time == 1700000000 and samples[3].time == 3.0
+
+
+def test_incremental_reads_only_complete_lines(tmp_path):
+    log = tmp_path / "trial.log"
+    c = Collector("StdOut", NAMES, output=log)
+    assert c.collect() == []
+    log.write_text("loss=0.5\nloss=0.4")
+    assert [s.value for s in c.collect()] == ["0.5"]          # the second line is unfinished
+    with open(log, "a") as f:
+        f.write("\nloss=0.3\n")
+    assert [s.value for s in c.collect()] == ["0.4", "0.3"]
+    with open(log, "a") as f:
+        f.write("loss=0.2")
+    assert [s.value for s in c.collect(final=True)] == ["0.2"]
+
+
+def test_file_json_collector_and_push_file(tmp_path):
+    metrics, push = tmp_path / "m.json", tmp_path / "push.jsonl"
+    metrics.write_text(json.dumps({"accuracy": "0.8"}) + "\n")
+    push.write_text(json.dumps({"timestamp": "2026-01-01T00:00:00Z", "loss": "0.7"}) + "\n")
+    c = Collector("File", NAMES, output=tmp_path / "trial.log", push_file=push, metrics_file=metrics, file_format="JSON")
+    assert sorted((s.metric, s.value) for s in c.collect()) == [("accuracy", "0.8"), ("loss", "0.7")]
+
+
+def test_report_metrics_writes_the_push_file(tmp_path, monkeypatch):
+    import katib
+
+    push = tmp_path / "push.jsonl"
+    monkeypatch.setenv("KATIB_PUSH_FILE", str(push))
+    katib.report_metrics({"loss": 0.25, "accuracy": "0.9"})
+    samples = Collector("Push", NAMES, output=tmp_path / "x", push_file=push).collect()
+    assert sorted((s.metric, s.value) for s in samples) == [("accuracy", "0.9"), ("loss", "0.25")]
+    with pytest.raises(ValueError, match="metric 'loss' must be a number"):
+        katib.report_metrics({"loss": "abc"})
+
+
+def test_report_metrics_outside_a_trial_says_why(monkeypatch):
+    import katib
+
+    monkeypatch.delenv("KATIB_PUSH_FILE", raising=False)
+    with pytest.raises(katib.KatibError, match="inside a trial started by katib"):
+        katib.report_metrics({"loss": 1})
