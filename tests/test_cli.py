@@ -1,0 +1,117 @@
+"""The `katib` command line as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from tests.conftest import REPO, experiment
+
+
+def katib(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "katib", *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=300)
+
+
+def write(tmp_path: Path, doc, name="exp.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(doc) if not isinstance(doc, str) else doc)
+    return path
+
+
+def test_validate_ok_prints_dry_run_and_defaults(tmp_path):
+    path = write(tmp_path, experiment())
+    result = katib("validate", str(path))
+    assert result.returncode == 0 and "experiment.kubeflow.org/demo validated" in result.stdout
+    defaulted = yaml.safe_load(katib("validate", str(path), "-o", "yaml").stdout)
+    assert defaulted["spec"]["resumePolicy"] == "Never"
+    assert defaulted["spec"]["metricsCollectorSpec"] == {"collector": {"kind": "StdOut"}}
+
+
+def test_validate_lists_every_error_without_a_traceback(tmp_path):
+    doc = experiment(maxTrialCount=0, parallelTrialCount=0)
+    doc["spec"]["parameters"][0]["feasibleSpace"]["min"] = "2"
+    result = katib("validate", str(write(tmp_path, doc)))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    for line in ("spec.maxTrialCount: must be > 0 (got 0)", "spec.parallelTrialCount: must be > 0 (got 0)",
+                 "spec.parameters[0].feasibleSpace.min: must be less than max (got 2 >= 0.9)"):
+        assert line in result.stderr
+
+
+def test_validate_bad_yaml_and_missing_file(tmp_path):
+    result = katib("validate", str(write(tmp_path, "spec: [unclosed\n")))
+    assert result.returncode == 2 and "invalid YAML" in result.stderr and "Traceback" not in result.stderr
+    result = katib("validate", str(tmp_path / "nope.yaml"))
+    assert result.returncode == 1 and "cannot read" in result.stderr
+
+
+def test_run_get_describe_logs_delete(tmp_path):
+    db = str(tmp_path / "k.db")
+    path = write(tmp_path, experiment())
+    result = katib("run", str(path), "--db", db, "--tick", "0.05")
+    assert result.returncode == 0, result.stderr
+    assert "experiment.kubeflow.org/demo created" in result.stdout
+    assert "experiment demo Succeeded (ExperimentMaxTrialsReached)" in result.stdout
+    assert "best trial: demo-" in result.stdout
+
+    listing = katib("get", "experiments", "--db", db)
+    assert "demo" in listing.stdout and "Succeeded" in listing.stdout and "ExperimentMaxTrialsReached" in listing.stdout
+    items = json.loads(katib("get", "experiments", "--db", db, "-o", "json").stdout)["items"]
+    assert items[0]["metadata"]["name"] == "demo" and items[0]["status"]["trialsSucceeded"] == 4
+
+    trials = json.loads(katib("get", "trials", "demo", "--db", db, "-o", "json").stdout)["items"]
+    assert len(trials) == 4 and trials[0]["kind"] == "Trial"
+    assert trials[0]["metadata"]["labels"]["katib.kubeflow.org/experiment"] == "demo"
+    assert trials[0]["status"]["observation"]["metrics"][0]["name"] == "loss"
+    table = katib("get", "trials", "demo", "--db", db).stdout
+    assert "Succeeded" in table and "loss" in table
+
+    described = yaml.safe_load(katib("describe", "experiment", "demo", "--db", db).stdout)
+    assert described["kind"] == "Experiment" and described["status"]["currentOptimalTrial"]["bestTrialName"]
+
+    name = trials[0]["metadata"]["name"]
+    value = trials[0]["spec"]["parameterAssignments"][0]["value"]
+    assert katib("logs", name, "--db", db).stdout.strip() == f"loss={value}"
+
+    again = katib("run", str(path), "--db", db)
+    assert again.returncode == 0 and "already finished" in again.stdout
+
+    deleted = katib("delete", "experiment", "demo", "--db", db)
+    assert deleted.returncode == 0 and 'experiment.kubeflow.org "demo" deleted' in deleted.stdout
+    gone = katib("describe", "experiment", "demo", "--db", db)
+    assert gone.returncode == 1 and "experiment default/demo not found" in gone.stderr
+
+
+def test_failed_experiment_exits_non_zero(tmp_path):
+    doc = experiment(command=["false", "${trialParameters.x}"], maxTrialCount=2, maxFailedTrialCount=1)
+    result = katib("run", str(write(tmp_path, doc)), "--db", str(tmp_path / "k.db"), "--tick", "0.05")
+    assert result.returncode == 1
+    assert "Failed (ExperimentFailed)" in result.stdout
+
+
+def test_editing_a_frozen_field_is_refused(tmp_path):
+    db = str(tmp_path / "k.db")
+    katib("run", str(write(tmp_path, experiment(maxTrialCount=2))), "--db", db, "--tick", "0.05")
+    changed = experiment(maxTrialCount=2, algorithm={"algorithmName": "grid"},
+                         parameters=[{"name": "x", "parameterType": "int", "feasibleSpace": {"min": "1", "max": "3"}}])
+    result = katib("run", str(write(tmp_path, changed)), "--db", db)
+    assert result.returncode == 2
+    assert "spec.algorithm: cannot be changed on an existing experiment" in result.stderr
+    assert "spec.parameters: cannot be changed on an existing experiment" in result.stderr
+
+
+def test_help_lists_the_commands():
+    result = katib("--help")
+    for command in ("validate", "run", "resume", "get", "describe", "logs", "delete"):
+        assert command in result.stdout
+
+
+def test_examples_use_only_files_that_exist():
+    for path in (REPO / "examples").glob("*.yaml"):
+        command = yaml.safe_load(path.read_text())["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]["command"]
+        assert (path.parent / command[1]).exists(), path

@@ -1,0 +1,104 @@
+"""kill -9 the controller mid-experiment; `katib resume` (or running the file again)
+carries on with nothing lost and nothing duplicated."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from katib.store import Store
+from tests.conftest import experiment, python_command
+from trials._process import alive
+
+SLOW = "import time, random; time.sleep(0.4 + random.random() * 0.4); print('loss=${trialParameters.x}')"
+
+
+def katib(*args: str, **kw) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "katib", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, **kw)
+
+
+def wait_for(predicate, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not reached in time")
+
+
+@pytest.mark.parametrize("how", ["resume", "run-again"])
+def test_kill_9_then_resume(tmp_path: Path, how: str):
+    db = tmp_path / "katib.db"
+    spec = tmp_path / "exp.yaml"
+    spec.write_text(yaml.safe_dump(experiment(command=python_command(SLOW), maxTrialCount=12,
+                                              parallelTrialCount=3, maxFailedTrialCount=0)))
+    proc = katib("run", str(spec), "--db", str(db), "--tick", "0.05")
+    store = Store(str(db))
+
+    def progressed() -> bool:
+        try:
+            rec = store.get_experiment("default", "demo")
+        except Exception:
+            return False
+        states = [t.state for t in store.list_trials(rec.id)]
+        return states.count("Succeeded") >= 3 and states.count("Running") >= 2
+
+    wait_for(progressed)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    rec = store.get_experiment("default", "demo")
+    before = {t.name: t for t in store.list_trials(rec.id)}
+    lost = [t for t in before.values() if t.state == "Running"]
+    assert lost and rec.owner  # the dead controller still holds it
+
+    if how == "resume":
+        again = katib("resume", "demo", "--db", str(db), "--tick", "0.05")
+    else:
+        again = katib("run", str(spec), "--db", str(db), "--tick", "0.05")
+    output, _ = again.communicate(timeout=120)
+    assert again.returncode == 0, output
+    assert "ExperimentMaxTrialsReached" in output
+
+    after = {t.name: t for t in store.list_trials(rec.id)}
+    assert len(after) == 12  # exactly maxTrialCount, none duplicated
+    assert {t.state for t in after.values()} == {"Succeeded"}
+    for name, t in before.items():  # every trial keeps its name and parameters
+        assert after[name].assignments == t.assignments
+    for t in lost:  # the lost ones ran again, once
+        assert after[t.name].attempt == 1
+        assert len(store.observations(after[t.name].id, "loss")) == 1
+        assert not alive(t.handle["pid"], t.handle["start"])  # leftovers were killed
+    params = [tuple(a["value"] for a in t.assignments) for t in after.values()]
+    assert len(set(params)) == 12
+    status = store.get_experiment("default", "demo").status
+    assert status["trials"] == status["trialsSucceeded"] == 12
+    assert store.get_experiment("default", "demo").owner is None
+
+
+def test_a_second_controller_is_refused(tmp_path: Path):
+    db = tmp_path / "katib.db"
+    spec = tmp_path / "exp.yaml"
+    spec.write_text(yaml.safe_dump(experiment(command=python_command(SLOW), maxTrialCount=6)))
+    first = katib("run", str(spec), "--db", str(db), "--tick", "0.05")
+    store = Store(str(db))
+    wait_for(lambda: bool(store.list_experiments()) and store.list_experiments()[0].owner)
+    second = katib("resume", "demo", "--db", str(db))
+    output, _ = second.communicate(timeout=60)
+    assert second.returncode == 1
+    assert "being run by another controller" in output
+    first.send_signal(signal.SIGTERM)  # a polite stop: trials are stopped, resume carries on
+    output, _ = first.communicate(timeout=60)
+    assert first.returncode == 130 and "katib resume demo" in output
+    rec = store.get_experiment("default", "demo")
+    for t in store.list_trials(rec.id):
+        if t.handle:
+            wait_for(lambda t=t: not alive(t.handle["pid"], t.handle["start"]), timeout=10)
+    assert os.path.exists(db)
