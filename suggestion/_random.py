@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -39,6 +40,8 @@ class RandomSearch(Algorithm):
         seed = self.parsed_settings(experiment)["random_state"]
         rng = np.random.default_rng(None if seed is None else [seed, len(trials)])
         space = SearchSpace.from_experiment(experiment)
+        if math.isinf(space.size()):  # a continuous dimension: a repeat has probability zero
+            return [Assignment(space.sample(rng)) for _ in range(count)]
         seen = {space.key(t.parameters) for t in trials}
         free = space.size() - len(seen)
         out: list[Assignment] = []

@@ -81,7 +81,10 @@ class Executor(ABC):
         """Block until a job may have changed state, at most ``timeout`` seconds."""
         time.sleep(timeout)
 
-    def close(self) -> None:
+    def settle(self, timeout: float = 5.0) -> None:  # noqa: B027 - optional hook
+        """Let stopped jobs finish stopping (escalating as needed) before returning."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook, most executors hold nothing
         """Release resources; running jobs are not stopped."""
 
 

@@ -12,10 +12,11 @@ A Job's ``activeDeadlineSeconds`` is enforced; ``stop`` ends the whole process g
 from __future__ import annotations
 
 import os
+import select
 import signal
 import subprocess
 import sys
-import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -74,13 +75,30 @@ class _Proc:
     def __init__(self, popen: subprocess.Popen[bytes], deadline: float | None) -> None:
         self.popen = popen
         self.deadline = deadline
+        self.deadline_at = time.monotonic() + deadline if deadline is not None else None
+        self.kill_at: float | None = None
         self.stopped = False
         self.timed_out = False
         self.code: int | None = None
+        self.pidfd: int | None = None
+        if hasattr(os, "pidfd_open"):
+            try:
+                self.pidfd = os.pidfd_open(popen.pid)
+            except OSError:
+                self.pidfd = None
+
+    def close_fd(self) -> None:
+        if self.pidfd is not None:
+            os.close(self.pidfd)
+            self.pidfd = None
 
 
 class LocalExecutor(Executor):
     """Runs trials as local process groups.
+
+    Exits are noticed without a thread per trial: ``wait`` blocks on the processes'
+    pidfds (Linux), so the controller wakes the moment a trial ends; elsewhere it polls
+    every 50 ms. Deadlines and the SIGTERM → SIGKILL escalation are checked on each wake.
 
     >>> ex = LocalExecutor()
     >>> handle = ex.launch(job)  # doctest: +SKIP
@@ -92,8 +110,6 @@ class LocalExecutor(Executor):
 
     def __init__(self) -> None:
         self._procs: dict[int, _Proc] = {}
-        self._lock = threading.Lock()
-        self._changed = threading.Event()
 
     def launch(self, job: TrialJob) -> dict[str, Any]:
         container = primary_container(job.run_spec, job.primary_container)
@@ -120,43 +136,42 @@ class LocalExecutor(Executor):
         # Written at once, so a controller that dies before storing the handle can still
         # find (and kill) this process group when it recovers.
         (job.trial_dir / "pid").write_text(f"{popen.pid} {ticks or 0}\n")
-        proc = _Proc(popen, deadline_of(job.run_spec))
-        with self._lock:
-            self._procs[popen.pid] = proc
-        threading.Thread(target=self._watch, args=(proc,), daemon=True).start()
+        self._procs[popen.pid] = _Proc(popen, deadline_of(job.run_spec))
         return {"executor": self.name, "pid": popen.pid, "start": ticks, "log": str(job.log_path)}
 
-    def _watch(self, proc: _Proc) -> None:
-        try:
-            code = proc.popen.wait(timeout=proc.deadline)
-        except subprocess.TimeoutExpired:
+    def _check(self, proc: _Proc) -> None:
+        """Reap an exited process, enforce its deadline, escalate a stop to SIGKILL."""
+        if proc.code is not None:
+            return
+        code = proc.popen.poll()
+        now = time.monotonic()
+        if code is not None:
+            proc.code = code
+            proc.close_fd()
+            kill_group(proc.popen.pid)  # the leader is gone; nothing it started may linger
+            return
+        if proc.deadline_at is not None and now >= proc.deadline_at and not proc.timed_out:
             proc.timed_out = True
-            self._terminate(proc.popen.pid)
-            code = proc.popen.wait()
-        # The leader is gone; make sure nothing it started lingers either.
-        kill_group(proc.popen.pid)
-        proc.code = code
-        self._changed.set()
+            self._terminate(proc)
+        if proc.kill_at is not None and now >= proc.kill_at:
+            kill_group(proc.popen.pid)
+            proc.kill_at = None
 
-    def _terminate(self, pgid: int) -> None:
-        kill_group(pgid, signal.SIGTERM)
-        timer = threading.Timer(GRACE_SECONDS, kill_group, args=(pgid,))
-        timer.daemon = True
-        timer.start()
+    def _terminate(self, proc: _Proc) -> None:
+        kill_group(proc.popen.pid, signal.SIGTERM)
+        proc.kill_at = time.monotonic() + GRACE_SECONDS
 
     def owns(self, handle: dict[str, Any]) -> bool:
-        with self._lock:
-            return handle.get("pid") in self._procs
+        return handle.get("pid") in self._procs
 
     def poll(self, handle: dict[str, Any]) -> RunState:
-        with self._lock:
-            proc = self._procs.get(handle.get("pid", -1))
+        proc = self._procs.get(handle.get("pid", -1))
         if proc is None:
             return RunState(True, reason="Lost", message="the trial process is not known to this controller")
+        self._check(proc)
         if proc.code is None:
             return RunState.running()
-        with self._lock:
-            self._procs.pop(proc.popen.pid, None)
+        del self._procs[proc.popen.pid]
         code = proc.code
         if proc.timed_out:
             return RunState(True, reason="DeadlineExceeded", exit_code=code,
@@ -170,12 +185,11 @@ class LocalExecutor(Executor):
 
     def stop(self, handle: dict[str, Any]) -> None:
         pid = handle.get("pid")
-        with self._lock:
-            proc = self._procs.get(pid or -1)
+        proc = self._procs.get(pid or -1)
         if proc is not None:
             proc.stopped = True
-            if proc.code is None:
-                self._terminate(proc.popen.pid)
+            if proc.code is None and proc.kill_at is None:
+                self._terminate(proc)
         elif pid and alive(pid, handle.get("start")):
             kill_group(pid)
 
@@ -191,9 +205,35 @@ class LocalExecutor(Executor):
             kill_group(pid)
 
     def wait(self, timeout: float) -> None:
-        if self._changed.wait(timeout):
-            self._changed.clear()
+        procs = [p for p in self._procs.values() if p.code is None]
+        now = time.monotonic()
+        for p in procs:
+            for at in (p.deadline_at, p.kill_at):
+                if at is not None:
+                    timeout = min(timeout, max(0.0, at - now))
+        fds = [p.pidfd for p in procs if p.pidfd is not None]
+        if len(fds) == len(procs) and fds:
+            select.select(fds, [], [], timeout)
+        elif procs:
+            time.sleep(min(timeout, 0.05))
+        else:
+            time.sleep(timeout)
+        for p in procs:
+            self._check(p)
+
+    def settle(self, timeout: float = GRACE_SECONDS + 1) -> None:
+        """Wait for stopped trials to exit, killing any that outlive their grace period."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            pending = [p for p in self._procs.values() if p.stopped and p.code is None]
+            if not pending:
+                return
+            self.wait(0.05)
+        for p in self._procs.values():
+            if p.stopped and p.code is None:
+                kill_group(p.popen.pid)
 
     def close(self) -> None:
-        with self._lock:
-            self._procs.clear()
+        for p in self._procs.values():
+            p.close_fd()
+        self._procs.clear()

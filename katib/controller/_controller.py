@@ -30,14 +30,23 @@ from katib.errors import ConflictError, FieldError, NotFoundError, ValidationErr
 from katib.spec import Experiment, TrialMeta, render
 from katib.store import ExperimentRecord, ObservationRow, Store, TrialRecord
 from suggestion import Algorithm, TrialView, get_algorithm
-from trials import Collector, Executor, LaunchError, LocalExecutor, RunState, TrialJob
-from trials import owner_alive, owner_id
+from trials import (
+    Collector,
+    Executor,
+    LaunchError,
+    LocalExecutor,
+    RunState,
+    TrialJob,
+    owner_alive,
+    owner_id,
+)
 
 from ._admission import runnable_errors
 from ._arithmetic import end_condition, goal_reached, trials_to_create
 from ._status import (
     ACTIVE_TRIAL_STATES,
     FINAL_TRIAL_STATES,
+    UNAVAILABLE,
     MetricReducer,
     counts_of,
     experiment_status,
@@ -194,6 +203,10 @@ class ExperimentRun:
         self.exhausted = False
         self._dirty = True
         self._saved_at = 0.0
+        self._collected_at = 0.0
+        self._unsaved: dict[str, TrialRecord] = {}
+        self._samples: list[tuple[int, ObservationRow]] = []
+        self._views: dict[str, TrialView] = {}
 
     # -- the loop ----------------------------------------------------------------------
 
@@ -209,10 +222,17 @@ class ExperimentRun:
         try:
             while True:
                 self._follow_running()
-                if self._check_end():
+                ended = self._check_end()
+                new = [] if ended else self._create_trials()
+                # One transaction per event: what ended, what was measured, what is new.
+                # The new trials are stored before they are launched.
+                self._flush(new)
+                if ended:
+                    self._save_status(force=True)
+                    self._emit("ended", None)
                     break
-                self._create_trials()
                 self._launch_created()
+                self._flush()
                 self._save_status()
                 if stop is not None and stop.is_set():
                     self._interrupt()
@@ -221,7 +241,22 @@ class ExperimentRun:
         except BaseException:
             self._interrupt()
             raise
+        finally:
+            self.executor.settle()
         return self.status
+
+    def _touch(self, t: TrialRecord) -> None:
+        self._unsaved[t.name] = t
+        self._dirty = True
+
+    def _flush(self, new: list[TrialRecord] | None = None) -> None:
+        if not (self._unsaved or new or self._samples):
+            return
+        self.store.write_trials(save=list(self._unsaved.values()), new=new or [], samples=self._samples)
+        self._unsaved.clear()
+        self._samples = []
+        for t in new or []:
+            self.trials[t.name] = t
 
     def _emit(self, event: str, trial: TrialRecord | None) -> None:
         if self.ctl.listener is not None:
@@ -230,18 +265,23 @@ class ExperimentRun:
     # -- step 1 and 2: follow running trials -------------------------------------------
 
     def _follow_running(self) -> None:
+        """Notice ended trials (every wake) and read running ones' metrics (every tick)."""
+        now = time.monotonic()
+        read_metrics = now - self._collected_at >= self.ctl.tick
+        if read_metrics:
+            self._collected_at = now
         for t in list(self.trials.values()):
             if t.state != "Running":
                 continue
-            collector = self._collector(t)
-            samples = collector.collect()
-            if samples:
-                self._reduce(t, samples)
-                self.store.add_observations(t.id, [ObservationRow(*s) for s in samples])
-                self._emit("metrics", t)
             state = self.executor.poll(t.handle or {})
             if state.finished:
                 self._finish(t, state)
+            elif read_metrics:
+                samples = self._collector(t).collect()
+                if samples:
+                    self._reduce(t, samples)
+                    self._samples += [(t.id, ObservationRow(*x)) for x in samples]
+                    self._emit("metrics", t)
 
     def _collector(self, t: TrialRecord) -> Collector:
         collector = self.collectors.get(t.name)
@@ -283,10 +323,10 @@ class ExperimentRun:
                 mark_trial(t, "MetricsUnavailable", self._no_metrics_hint(t, collector))
         else:
             mark_trial(t, "Failed", self._failure_message(t, state), reason="TrialFailed")
-        self.store.save_trial(t, [ObservationRow(*s) for s in samples])
+        self._samples += [(t.id, ObservationRow(*x)) for x in samples]
+        self._touch(t)
         self.collectors.pop(t.name, None)
         self.reducers.pop(t.name, None)
-        self._dirty = True
         self._emit("finished", t)
 
     def _log_tail(self, t: TrialRecord, lines: int = 5) -> str:
@@ -348,7 +388,7 @@ class ExperimentRun:
                     self.executor.stop(t.handle)
                 t.completion_time = time.time()
                 mark_trial(t, "Killed", f"the experiment ended ({reason})")
-                self.store.save_trial(t)
+                self._touch(t)
         messages = {
             "ExperimentGoalReached": "Experiment has succeeded because Objective goal has reached",
             "ExperimentMaxTrialsReached": "Experiment has succeeded because max trial count has reached",
@@ -361,8 +401,6 @@ class ExperimentRun:
             set_condition(conditions, "Running", "False", running.get("reason", ""), running.get("message", ""))
         set_condition(conditions, condition, "True", reason, messages[reason])
         self.status["completionTime"] = rfc3339(time.time())
-        self._save_status(force=True)
-        self._emit("ended", None)
         return True
 
     def _save_status(self, force: bool = False) -> dict[str, Any]:
@@ -383,16 +421,22 @@ class ExperimentRun:
             if name not in self.trials:
                 return name
 
-    def _create_trials(self) -> None:
+    def _view(self, t: TrialRecord) -> TrialView:
+        view = self._views.get(t.name)
+        if view is None or view.state != t.state:
+            metrics = {k: float(v["latest"]) for k, v in (t.observation or {}).items()
+                       if v.get("latest") not in (None, UNAVAILABLE)}
+            view = TrialView(t.name, t.parameters(), t.state, t.objective, metrics)
+            self._views[t.name] = view
+        return view
+
+    def _create_trials(self) -> list[TrialRecord]:
+        """New trials for the free slots, in memory; ``_flush`` stores them."""
         spec = self.exp.spec
         want = trials_to_create(spec.parallel_trial_count or 1, spec.max_trial_count, counts_of(self.trials.values()))
         if want <= 0 or self.exhausted:
-            return
-        views = [
-            TrialView(t.name, t.parameters(), t.state, t.objective,
-                      {k: float(v["latest"]) for k, v in (t.observation or {}).items() if v.get("latest") not in (None, "unavailable")})
-            for t in self.trials.values()
-        ]
+            return []
+        views = [self._view(t) for t in self.trials.values()]
         before = dict(self.algorithm_state)
         assignments = self.algorithm.suggest(self.exp, views, want, self.algorithm_state)
         if len(assignments) < want:
@@ -413,10 +457,8 @@ class ExperimentRun:
             mark_trial(t, "Created")
             new.append(t)
         if new:
-            self.store.add_trials(new)
-            for t in new:
-                self.trials[t.name] = t
             self._dirty = True
+        return new
 
     def _trial_dir(self, t: TrialRecord) -> Path:
         return self.ctl.runs_root / self.exp.namespace / self.exp.name / t.name
@@ -460,14 +502,12 @@ class ExperimentRun:
                 t.completion_time = time.time()
                 t.observation = MetricReducer().observation(self.names)
                 mark_trial(t, "Failed", str(exc), reason="LaunchFailed")
-                self.store.save_trial(t)
-                self._dirty = True
+                self._touch(t)
                 self._emit("finished", t)
                 continue
             t.start_time = time.time()
             mark_trial(t, "Running")
-            self.store.save_trial(t)
-            self._dirty = True
+            self._touch(t)
             self._emit("launched", t)
 
     # -- crash recovery -----------------------------------------------------------------
@@ -499,6 +539,7 @@ class ExperimentRun:
             if t.state == "Running" and t.handle:
                 self.executor.stop(t.handle)
         try:
+            self._flush()
             self._save_status(force=True)
         except Exception:  # the database may be what failed; the trials are stopped anyway
             pass

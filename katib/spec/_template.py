@@ -66,7 +66,12 @@ def resolve_metadata(reference: str, meta: TrialMeta) -> str | None:
 def placeholders(obj: Any) -> set[str]:
     """Every ``${trialParameters.X}`` name used anywhere in ``obj``."""
     found: set[str] = set()
-    _walk_strings(obj, lambda s: found.update(PLACEHOLDER.findall(s)) or s)
+
+    def collect(text: str) -> str:
+        found.update(PLACEHOLDER.findall(text))
+        return text
+
+    _walk_strings(obj, collect)
     return found
 
 

@@ -250,8 +250,8 @@ def validate_parameter(p: ParameterSpec, path: str) -> list[FieldError]:
             elif lo is not None and hi is not None and lo < hi and step > hi - lo:
                 errors.append(FieldError(f"{fpath}.step", f"must be at most max - min = {hi - lo:g} (got {fs.step})"))
     elif p.parameter_type in ("discrete", "categorical"):
-        for field, value in (("min", fs.min), ("max", fs.max), ("step", fs.step)):
-            if value is not None:
+        for field, text in (("min", fs.min), ("max", fs.max), ("step", fs.step)):
+            if text is not None:
                 errors.append(FieldError(f"{fpath}.{field}", f"must not be set for a {p.parameter_type} parameter"))
         if not fs.list_:
             errors.append(FieldError(f"{fpath}.list", f"must be a non-empty list for a {p.parameter_type} parameter"))

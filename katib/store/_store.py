@@ -12,7 +12,7 @@ import os
 import random
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +24,9 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from katib.errors import ConflictError, NotFoundError, TemporaryError
 
-from ._schema import algorithm_state, experiments, observations, trials
+from ._schema import algorithm_state, experiments, metadata, observations, trials
+
+_UPDATE_TRIAL = trials.update().where(trials.c.id == sa.bindparam("_id"))
 
 SCHEMA_REVISION = "0001"
 DB_ENV = "KATIB_DB"
@@ -141,23 +143,38 @@ class Store:
             return conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
 
     def _migrate(self) -> None:
-        if self._revision() == SCHEMA_REVISION:
+        """Bring the schema to ``SCHEMA_REVISION``. An empty database gets the current
+        tables at once (what the migrations would build, as a test checks); an older
+        one is upgraded by Alembic's migrations."""
+        revision = self._revision()
+        if revision == SCHEMA_REVISION:
             return
+        try:
+            with self._engine.begin() as conn:
+                if self.dialect == "postgresql":
+                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(724001)"))
+                if revision is None and not sa.inspect(conn).get_table_names():
+                    metadata.create_all(conn)
+                    version = sa.Table("alembic_version", sa.MetaData(),
+                                       sa.Column("version_num", sa.String(32), primary_key=True))
+                    version.create(conn)
+                    conn.execute(version.insert().values(version_num=SCHEMA_REVISION))
+                else:
+                    self._alembic_upgrade(conn)
+        except (OperationalError, IntegrityError, DBAPIError):
+            # Another process migrated at the same moment; fine if it got there.
+            if self._revision() != SCHEMA_REVISION:
+                raise
+
+    @staticmethod
+    def _alembic_upgrade(conn: Connection, target: str = "head") -> None:
         from alembic import command
         from alembic.config import Config
 
         cfg = Config(str(Path(__file__).with_name("alembic.ini")))
         cfg.set_main_option("script_location", str(Path(__file__).with_name("migrations")))
-        try:
-            with self._engine.begin() as conn:
-                if self.dialect == "postgresql":
-                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(724001)"))
-                cfg.attributes["connection"] = conn
-                command.upgrade(cfg, "head")
-        except (OperationalError, IntegrityError, DBAPIError):
-            # Another process migrated at the same moment; fine if it got there.
-            if self._revision() != SCHEMA_REVISION:
-                raise
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, target)
 
     def _retry(self, fn: Callable[[Connection], T], attempts: int = 6) -> T:
         delay = 0.05
@@ -205,7 +222,7 @@ class Store:
         }
 
         def insert(conn: Connection) -> int:
-            return conn.execute(experiments.insert().values(**values)).inserted_primary_key[0]
+            return int(conn.execute(experiments.insert().values(**values)).inserted_primary_key[0])  # type: ignore[index]
 
         try:
             exp_id = self._retry(insert)
@@ -292,32 +309,47 @@ class Store:
             "created_at": t.created_at, "start_time": t.start_time, "completion_time": t.completion_time,
         }
 
-    def add_trials(self, new: list[TrialRecord]) -> list[TrialRecord]:
-        """Insert trials in one transaction; returns them with their ids set."""
+    def write_trials(
+        self,
+        save: Sequence[TrialRecord] = (),
+        new: Sequence[TrialRecord] = (),
+        samples: Iterable[tuple[int, ObservationRow]] = (),
+    ) -> None:
+        """In one transaction: update ``save``, insert ``new`` (their ids are set), and
+        append ``samples``, ``(trial_id, row)`` observations. The controller's one write per event."""
+        updates = [{"_id": t.id, **self._trial_values(t)} for t in save]
+        inserts = [self._trial_values(t) for t in new]
+        rows = [{"trial_id": tid, "time": o.time, "metric_name": o.metric_name, "value": o.value}
+                for tid, o in samples]
 
-        def insert(conn: Connection) -> list[int]:
-            return [conn.execute(trials.insert().values(**self._trial_values(t))).inserted_primary_key[0] for t in new]
+        def write(conn: Connection) -> list[int]:
+            if updates:
+                conn.execute(_UPDATE_TRIAL, updates)
+            ids: list[int] = []
+            if inserts:
+                result = conn.execute(
+                    trials.insert().returning(trials.c.id, sort_by_parameter_order=True), inserts
+                )
+                ids = [row[0] for row in result]
+            if rows:
+                conn.execute(observations.insert(), rows)
+            return ids
 
         try:
-            ids = self._retry(insert)
+            ids = self._retry(write)
         except IntegrityError:
             raise ConflictError("a trial with that name already exists") from None
         for t, trial_id in zip(new, ids, strict=True):
             t.id = trial_id
+
+    def add_trials(self, new: list[TrialRecord]) -> list[TrialRecord]:
+        """Insert trials in one transaction; returns them with their ids set."""
+        self.write_trials(new=new)
         return new
 
     def save_trial(self, t: TrialRecord, new_observations: Iterable[ObservationRow] = ()) -> None:
         """Write a trial's state (and any new observations) in one transaction."""
-        values = self._trial_values(t)
-        rows = [{"trial_id": t.id, "time": o.time, "metric_name": o.metric_name, "value": o.value}
-                for o in new_observations]
-
-        def write(conn: Connection) -> None:
-            conn.execute(trials.update().where(trials.c.id == t.id).values(**values))
-            if rows:
-                conn.execute(observations.insert(), rows)
-
-        self._retry(write)
+        self.write_trials(save=[t], samples=((t.id, o) for o in new_observations))
 
     def list_trials(self, exp_id: int, states: Iterable[str] | None = None) -> list[TrialRecord]:
         query = trials.select().where(trials.c.experiment_id == exp_id).order_by(trials.c.id)
