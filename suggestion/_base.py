@@ -15,6 +15,7 @@ need more), so a restarted process carries on where it stopped.
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -65,6 +66,36 @@ def integer(minimum: int | None = None) -> Callable[[str], int]:
         if minimum is not None and value < minimum:
             raise ValueError(f"must be >= {minimum} (got {value})")
         return value
+
+    return parse
+
+
+def number(low: float | None = None, high: float | None = None, low_open: bool = False) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError(f"must be a number (got {text!r})") from None
+        if not math.isfinite(value):
+            raise ValueError(f"must be finite (got {text!r})")
+        if low is not None and (value <= low if low_open else value < low):
+            raise ValueError(f"must be {'>' if low_open else '>='} {low:g} (got {text})")
+        if high is not None and value > high:
+            raise ValueError(f"must be <= {high:g} (got {text})")
+        return value
+
+    return parse
+
+
+def choice(*allowed: str, rejected: dict[str, str] | None = None) -> Callable[[str], str]:
+    """One of ``allowed``; ``rejected`` maps known-but-unsupported values to the reason."""
+
+    def parse(text: str) -> str:
+        if text in allowed:
+            return text
+        if rejected and text in rejected:
+            raise ValueError(f"{text!r} is not supported: {rejected[text]}")
+        raise ValueError(f"must be one of {', '.join(allowed)} (got {text!r})")
 
     return parse
 

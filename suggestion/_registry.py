@@ -19,6 +19,11 @@ ENTRY_POINT_GROUP = "katib.algorithms"
 _BUILTIN: dict[str, str] = {
     "random": "suggestion._random:RandomSearch",
     "grid": "suggestion._grid:GridSearch",
+    "sobol": "suggestion._sobol:Sobol",
+    "tpe": "suggestion._tpe:TPE",
+    "multivariate-tpe": "suggestion._tpe:MultivariateTPE",
+    "cmaes": "suggestion._cmaes:CMAES",
+    "bayesianoptimization": "suggestion._bayesopt:BayesianOptimization",
 }
 _EARLY_STOPPING: dict[str, str] = {}
 

@@ -1,5 +1,13 @@
-"""A search space built from Katib parameter specs: sampling and grids, honouring every
-distribution (uniform, logUniform, normal, logNormal) and ``step`` quantisation.
+"""A search space built from Katib parameter specs, honouring every distribution
+(uniform, logUniform, normal, logNormal) and ``step`` quantisation.
+
+Every numeric dimension maps to the unit interval through its distribution's quantile
+function (``from_unit``): a uniform ``u`` gives a value distributed as the parameter's
+prior, so random search, Sobol sequences and model-based samplers (TPE, CMA-ES, GP), which
+all work on ``[0, 1]``, honour the same distributions. ``normal`` has mu = (min+max)/2 and
+sigma = (max-min)/6, truncated to [min, max]; ``logNormal`` the same on the log scale.
+Integers and stepped doubles snap to ``min + k·step``; ``discrete`` lists are ordered
+numbers, ``categorical`` lists are choices.
 
 Values come out as Katib strings: ints as integers, doubles in their shortest form (or
 rounded to the step's decimals when quantised), list values exactly as written.
@@ -10,10 +18,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from decimal import Decimal
+from statistics import NormalDist
 
 import numpy as np
 
 from katib.spec import Experiment, ParameterSpec
+
+_STD = NormalDist()
+_LO, _HI = _STD.cdf(-3.0), _STD.cdf(3.0)  # the truncation: three sigmas either side
 
 
 def _decimals(text: str) -> int:
@@ -38,7 +50,10 @@ class Dimension:
         fs = p.feasible_space
         assert p.name and p.parameter_type and fs is not None
         if p.parameter_type in ("discrete", "categorical"):
-            return cls(p.name, p.parameter_type, choices=tuple(fs.list_ or ()))
+            choices = tuple(fs.list_ or ())
+            if p.parameter_type == "discrete":
+                choices = tuple(sorted(choices, key=float))
+            return cls(p.name, p.parameter_type, choices=choices)
         step_text = fs.step if fs.step is not None else ("1" if p.parameter_type == "int" else None)
         return cls(
             name=p.name,
@@ -52,16 +67,8 @@ class Dimension:
         )
 
     @property
-    def finite(self) -> bool:
-        return self.type in ("discrete", "categorical") or self.step is not None
-
-    def grid(self) -> list[str]:
-        """Every value on this dimension's grid (lists, or min + k·step up to max)."""
-        if self.choices:
-            return list(self.choices)
-        assert self.step is not None, f"{self.name}: a grid needs a step"
-        n = int(math.floor((self.high - self.low) / self.step + 1e-9))
-        return [self.format(self.low + k * self.step) for k in range(n + 1)]
+    def categorical(self) -> bool:
+        return self.type == "categorical"
 
     def size(self) -> float:
         if self.choices:
@@ -70,6 +77,13 @@ class Dimension:
             return math.inf
         return math.floor((self.high - self.low) / self.step + 1e-9) + 1
 
+    def grid(self) -> list[str]:
+        """Every value on this dimension's grid (lists, or min + k·step up to max)."""
+        if self.choices:
+            return list(self.choices)
+        assert self.step is not None, f"{self.name}: a grid needs a step"
+        return [self.format(self.low + k * self.step) for k in range(int(self.size()))]
+
     def format(self, value: float) -> str:
         if self.type == "int":
             return str(int(round(value)))
@@ -77,34 +91,61 @@ class Dimension:
             return f"{value:.{self.decimals}f}"
         return repr(float(value))
 
-    def _continuous(self, rng: np.random.Generator) -> float:
+    # -- the unit interval ------------------------------------------------------------
+
+    def _bounds(self) -> tuple[float, float, bool]:
         lo, hi = self.low, self.high
-        if self.type == "int":  # widen so both ends are as likely as the inner integers
-            lo, hi = lo - 0.5 + 1e-9, hi + 0.5 - 1e-9
+        if self.type == "int" or self.step is not None:  # each grid point gets an equal cell
+            half = (self.step or 1.0) / 2
+            lo, hi = lo - half, self.low + (self.size() - 1) * (self.step or 1.0) + half
         log = self.distribution in ("logUniform", "logNormal")
-        a, b = (math.log(max(lo, 1e-300)), math.log(hi)) if log else (lo, hi)
+        if log:
+            lo = max(lo, self.low / 2, 1e-300)
+            return math.log(lo), math.log(hi), True
+        return lo, hi, False
+
+    def from_unit(self, u: float) -> str:
+        """The value at quantile ``u`` of this parameter's distribution."""
+        u = min(max(float(u), 0.0), 1.0)
+        if self.choices:
+            return self.choices[min(int(u * len(self.choices)), len(self.choices) - 1)]
+        a, b, log = self._bounds()
         if self.distribution in ("normal", "logNormal"):
             mu, sigma = (a + b) / 2, (b - a) / 6
-            for _ in range(1000):  # truncated normal: resample until inside the space
-                x = rng.normal(mu, sigma)
-                if a <= x <= b:
-                    break
-            else:
-                x = min(max(x, a), b)
+            q = min(max(_LO + u * (_HI - _LO), 1e-12), 1 - 1e-12)
+            x = mu + sigma * _STD.inv_cdf(q)
         else:
-            x = rng.uniform(a, b)
+            x = a + u * (b - a)
         value = math.exp(x) if log else x
-        return min(max(value, lo), hi)
+        if self.step is not None:
+            k = min(max(round((value - self.low) / self.step), 0), int(self.size()) - 1)
+            value = self.low + k * self.step
+        else:
+            value = min(max(value, self.low), self.high)
+        return self.format(value)
+
+    def to_unit(self, value: str) -> float:
+        """The quantile of ``value`` (the inverse of ``from_unit`` up to quantisation)."""
+        if self.choices:
+            try:
+                i = self.choices.index(value)
+            except ValueError:
+                i = min(range(len(self.choices)), key=lambda j: abs(float(self.choices[j]) - float(value)))
+            return (i + 0.5) / len(self.choices)
+        a, b, log = self._bounds()
+        x = float(value)
+        x = math.log(max(x, 1e-300)) if log else x
+        if self.distribution in ("normal", "logNormal"):
+            mu, sigma = (a + b) / 2, (b - a) / 6
+            u = (_STD.cdf((x - mu) / sigma) - _LO) / (_HI - _LO)
+        else:
+            u = (x - a) / (b - a)
+        return min(max(u, 0.0), 1.0)
 
     def sample(self, rng: np.random.Generator) -> str:
-        if self.choices:
+        if self.categorical:
             return self.choices[int(rng.integers(len(self.choices)))]
-        value = self._continuous(rng)
-        if self.step is not None:
-            k = round((value - self.low) / self.step)
-            k = min(max(k, 0), int(self.size()) - 1)
-            value = self.low + k * self.step
-        return self.format(value)
+        return self.from_unit(float(rng.random()))
 
 
 class SearchSpace:

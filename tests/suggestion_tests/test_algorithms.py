@@ -25,7 +25,7 @@ GRIDDABLE = [p for p in ALL_TYPES if p["parameterType"] != "double" or "step" in
 
 
 def exp_for(algorithm: str, params: list[dict], seed: str | None = "3"):
-    settings = [{"name": "random_state", "value": seed}] if seed else []
+    settings = [{"name": "random_state", "value": seed}] if seed and "random_state" in get_algorithm(algorithm).settings else []
     doc = experiment(parameters=params, algorithm={"algorithmName": algorithm, "algorithmSettings": settings},
                      maxTrialCount=500, parallelTrialCount=10)
     doc["spec"]["trialTemplate"]["trialParameters"] = [{"name": p["name"], "reference": p["name"]} for p in params]
@@ -68,7 +68,7 @@ def test_proposals_stay_in_the_feasible_space(name):
 @pytest.mark.parametrize("name", sorted(algorithm_names()))
 def test_parallel_proposals_never_repeat_a_point(name):
     params = [{"name": "a", "parameterType": "int", "feasibleSpace": {"min": "1", "max": "4"}},
-              {"name": "b", "parameterType": "categorical", "feasibleSpace": {"list": ["x", "y", "z"]}}]
+              {"name": "b", "parameterType": "discrete", "feasibleSpace": {"list": ["0.5", "1", "2"]}}]
     exp = exp_for(name, params)
     alg = get_algorithm(name)
     running = [TrialView(f"t{i}", a.parameters, "Running") for i, a in enumerate(alg.suggest(exp, [], 5))]
@@ -79,13 +79,15 @@ def test_parallel_proposals_never_repeat_a_point(name):
 
 @pytest.mark.parametrize("name", sorted(algorithm_names()))
 def test_a_finite_space_is_exhausted_not_repeated(name):
-    params = [{"name": "a", "parameterType": "categorical", "feasibleSpace": {"list": ["x", "y", "z"]}}]
+    params = [{"name": "a", "parameterType": "discrete", "feasibleSpace": {"list": ["1", "2", "3"]}},
+              {"name": "b", "parameterType": "int", "feasibleSpace": {"min": "1", "max": "2"}}]
     exp = exp_for(name, params)
     alg = get_algorithm(name)
-    first = alg.suggest(exp, [], 2)
-    views = [TrialView(f"t{i}", a.parameters, "Succeeded", 1.0) for i, a in enumerate(first)]
+    first = alg.suggest(exp, [], 4)
+    views = [TrialView(f"t{i}", a.parameters, "Succeeded", float(i)) for i, a in enumerate(first)]
     rest = alg.suggest(exp, views, 5)
-    assert len(rest) == 1 and {a.parameters["a"] for a in first + rest} == {"x", "y", "z"}
+    points = {(a.parameters["a"], a.parameters["b"]) for a in first + rest}
+    assert len(rest) == 2 and len(points) == 6
 
 
 @pytest.mark.parametrize("name", sorted(algorithm_names()))

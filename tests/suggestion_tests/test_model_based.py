@@ -1,0 +1,102 @@
+"""The Optuna-backed algorithms and Sobol: their settings, and that they learn."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from katib.controller import admit
+from katib.errors import ValidationError
+from suggestion import TrialView, get_algorithm
+from tests.conftest import experiment
+
+TWO = [{"name": "x", "parameterType": "double", "feasibleSpace": {"min": "-5", "max": "5"}},
+       {"name": "y", "parameterType": "double", "feasibleSpace": {"min": "-5", "max": "5"}}]
+
+
+def doc_for(name: str, settings: list[dict], params=TWO):
+    doc = experiment(algorithm={"algorithmName": name, "algorithmSettings": settings}, parameters=params,
+                     maxTrialCount=100, parallelTrialCount=4)
+    doc["spec"]["trialTemplate"]["trialParameters"] = [{"name": p["name"], "reference": p["name"]} for p in params]
+    doc["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]["command"] = [
+        "echo", *[f"${{trialParameters.{p['name']}}}" for p in params]]
+    return doc
+
+
+@pytest.mark.parametrize(
+    ("name", "setting", "value", "message"),
+    [
+        ("tpe", "n_startup_trials", "-1", "n_startup_trials must be >= 0 (got -1)"),
+        ("tpe", "n_ei_candidates", "0", "n_ei_candidates must be >= 1 (got 0)"),
+        ("tpe", "gamma", "1.5", "gamma must be <= 1 (got 1.5)"),
+        ("multivariate-tpe", "prior_weight", "0", "prior_weight must be > 0 (got 0)"),
+        ("cmaes", "restart_strategy", "sometimes", "restart_strategy must be one of ipop, bipop, none (got 'sometimes')"),
+        ("cmaes", "sigma", "abc", "sigma must be a number (got 'abc')"),
+        ("bayesianoptimization", "base_estimator", "RF", "base_estimator 'RF' is not supported: katib's bayesianoptimization is a Gaussian process"),
+        ("bayesianoptimization", "acq_func", "LCB", "acq_func 'LCB' is not supported"),
+        ("bayesianoptimization", "n_initial_points", "x", "n_initial_points must be an integer (got 'x')"),
+    ],
+)
+def test_settings_are_checked_by_name(name, setting, value, message):
+    with pytest.raises(ValidationError) as info:
+        admit(doc_for(name, [{"name": setting, "value": value}]))
+    assert any(str(e) == f"spec.algorithm.algorithmSettings[0].value: {message}" or message in str(e)
+               for e in info.value.errors), info.value.errors
+
+
+def test_katib_defaults_are_accepted():
+    admit(doc_for("bayesianoptimization", [{"name": "base_estimator", "value": "GP"}, {"name": "n_initial_points", "value": "10"},
+                                           {"name": "acq_func", "value": "gp_hedge"}, {"name": "acq_optimizer", "value": "auto"},
+                                           {"name": "random_state", "value": "10"}]))
+    admit(doc_for("tpe", [{"name": "n_startup_trials", "value": "5"}, {"name": "n_ei_candidates", "value": "24"},
+                          {"name": "random_state", "value": "1"}]))
+    admit(doc_for("cmaes", [{"name": "restart_strategy", "value": "ipop"}, {"name": "sigma", "value": "0.2"}]))
+
+
+def test_cmaes_needs_two_numeric_parameters():
+    one = [TWO[0], {"name": "c", "parameterType": "categorical", "feasibleSpace": {"list": ["a", "b"]}}]
+    with pytest.raises(ValidationError, match="cmaes needs at least 2 numeric parameters"):
+        admit(doc_for("cmaes", [], one))
+
+
+def sphere(p: dict[str, str]) -> float:
+    return float(p["x"]) ** 2 + float(p["y"]) ** 2
+
+
+@pytest.mark.parametrize("name", ["tpe", "multivariate-tpe", "cmaes", "bayesianoptimization"])
+def test_model_based_algorithms_learn(name):
+    """On a sphere, the last proposals after 40 trials beat random search's typical value."""
+    settings = [{"name": "random_state", "value": "1"}]
+    if name == "bayesianoptimization":
+        settings.append({"name": "n_initial_points", "value": "8"})
+    exp = admit(doc_for(name, settings))
+    alg = get_algorithm(name)
+    history: list[TrialView] = []
+    while len(history) < 40:
+        for a in alg.suggest(exp, history, 4):
+            history.append(TrialView(f"t{len(history)}", a.parameters, "Succeeded", sphere(a.parameters)))
+    late = sorted(t.objective for t in history[-12:])
+    # Uniform random points on [-5, 5]^2 have a median sphere value near 16.
+    assert late[len(late) // 2] < 10 and late[0] < 2, late
+
+
+def test_sobol_fills_the_space_evenly():
+    exp = admit(doc_for("sobol", []))
+    points = [(float(a.parameters["x"]), float(a.parameters["y"])) for a in get_algorithm("sobol").suggest(exp, [], 64)]
+    quadrants = [sum(1 for x, y in points if (x > 0) == qx and (y > 0) == qy) for qx in (True, False) for qy in (True, False)]
+    assert all(14 <= q <= 18 for q in quadrants), quadrants
+    # The next call continues the sequence instead of repeating it.
+    history = [TrialView(f"t{i}", {"x": str(x), "y": str(y)}, "Running") for i, (x, y) in enumerate(points)]
+    more = get_algorithm("sobol").suggest(exp, history, 4)
+    assert not {(float(a.parameters["x"]), float(a.parameters["y"])) for a in more} & set(points)
+
+
+def test_optuna_adapter_honours_a_log_prior():
+    params = [{"name": "lr", "parameterType": "double", "feasibleSpace": {"min": "0.0001", "max": "1", "distribution": "logUniform"}},
+              TWO[1]]
+    exp = admit(doc_for("tpe", [{"name": "random_state", "value": "2"}, {"name": "n_startup_trials", "value": "200"}], params))
+    lrs = sorted(float(a.parameters["lr"]) for a in get_algorithm("tpe").suggest(exp, [], 200))
+    # Log-uniform over four decades: the median is near 0.01, a uniform draw's would be 0.5.
+    assert 0.003 < lrs[100] < 0.03
+    assert math.isclose(min(lrs), 0.0001, rel_tol=2) and max(lrs) <= 1
