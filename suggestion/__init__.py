@@ -6,11 +6,16 @@
 """
 
 from ._base import ACTIVE_STATES, COMPLETED_STATES, Algorithm, Assignment, Setting, TrialView
-from ._registry import algorithm_names, early_stopping_names, get_algorithm
+from ._early_stopping import ASHA, Curve, EarlyStopper, MedianStop
+from ._registry import algorithm_names, early_stopping_names, get_algorithm, get_early_stopper
 
 __all__ = [
     "ACTIVE_STATES",
+    "ASHA",
     "COMPLETED_STATES",
+    "Curve",
+    "EarlyStopper",
+    "MedianStop",
     "Algorithm",
     "Assignment",
     "Setting",
@@ -18,4 +23,5 @@ __all__ = [
     "algorithm_names",
     "early_stopping_names",
     "get_algorithm",
+    "get_early_stopper",
 ]

@@ -4,9 +4,10 @@ An algorithm is asked two things. ``validate(experiment)`` returns every problem
 settings or with the search space it is given (each a ``FieldError`` naming the field),
 before the first trial runs. ``suggest(experiment, trials, count)`` returns up to
 ``count`` new assignments, given *all* the experiment's trials so far, pending and running
-ones included, so parallel proposals never repeat a point. Returning fewer than ``count``
-means the search space is exhausted (the experiment then ends with
-``ExperimentSuggestionEndReached`` once its running trials finish).
+ones included, so parallel proposals never repeat a point. It may return fewer than
+``count``: either nothing more can come *now* (hyperband waits for a rung to finish) or
+ever; ``exhausted(experiment, trials, state)`` says which. When it is exhausted the
+experiment ends with ``ExperimentSuggestionEndReached`` once its running trials finish.
 
 Algorithms are stateless between calls: whatever they need is rebuilt from ``trials``
 (and from ``state``, a JSON-able dict the controller persists for the few algorithms that
@@ -132,6 +133,18 @@ class Algorithm(ABC):
             for name, setting in self.settings.items()
         }
 
+    def exhausted(
+        self, experiment: Experiment, trials: Sequence[TrialView], state: dict[str, Any] | None = None
+    ) -> bool:
+        """Whether no new assignment can ever come. By default: a finite space whose every
+        point has been proposed."""
+        from ._space import SearchSpace
+
+        space = SearchSpace.from_experiment(experiment)
+        if math.isinf(space.size()):
+            return False
+        return len({space.key(t.parameters) for t in trials}) >= space.size()
+
     @abstractmethod
     def suggest(
         self,
@@ -140,4 +153,4 @@ class Algorithm(ABC):
         count: int,
         state: dict[str, Any] | None = None,
     ) -> list[Assignment]:
-        """Up to ``count`` new assignments; fewer means the space is exhausted."""
+        """Up to ``count`` new assignments (see ``exhausted`` when there are fewer)."""

@@ -13,6 +13,7 @@ from importlib.metadata import entry_points
 from katib.errors import KatibError
 
 from ._base import Algorithm
+from ._early_stopping import EarlyStopper
 
 ENTRY_POINT_GROUP = "katib.algorithms"
 
@@ -24,8 +25,12 @@ _BUILTIN: dict[str, str] = {
     "multivariate-tpe": "suggestion._tpe:MultivariateTPE",
     "cmaes": "suggestion._cmaes:CMAES",
     "bayesianoptimization": "suggestion._bayesopt:BayesianOptimization",
+    "hyperband": "suggestion._hyperband:Hyperband",
 }
-_EARLY_STOPPING: dict[str, str] = {}
+_EARLY_STOPPING: dict[str, str] = {
+    "medianstop": "suggestion._early_stopping:MedianStop",
+    "asha": "suggestion._early_stopping:ASHA",
+}
 
 
 @cache
@@ -45,6 +50,14 @@ def early_stopping_names() -> set[str]:
 def _load(target: str) -> type:
     module, _, attr = target.partition(":")
     return getattr(importlib.import_module(module), attr)
+
+
+def get_early_stopper(name: str) -> EarlyStopper:
+    """A new instance of the early stopping rule Katib calls ``name``."""
+    target = _EARLY_STOPPING.get(name)
+    if target is None:
+        raise KatibError(f"unknown early stopping algorithm {name!r} (available: {', '.join(sorted(_EARLY_STOPPING))})")
+    return _load(target)()
 
 
 def get_algorithm(name: str) -> Algorithm:

@@ -17,11 +17,13 @@ LOCAL_COLLECTORS = ("StdOut", "File", "Push")
 
 def admit(doc: Any) -> Experiment:
     """A defaulted, fully validated experiment, or ``ValidationError`` with every error."""
-    from suggestion import algorithm_names, early_stopping_names, get_algorithm
+    from suggestion import algorithm_names, early_stopping_names, get_algorithm, get_early_stopper
 
     exp = spec_admit(doc, algorithm_names(), early_stopping_names())
     assert exp.spec.algorithm is not None and exp.spec.algorithm.algorithm_name
     errors = get_algorithm(exp.spec.algorithm.algorithm_name).validate(exp)
+    if exp.spec.early_stopping is not None and exp.spec.early_stopping.algorithm_name:
+        errors += get_early_stopper(exp.spec.early_stopping.algorithm_name).validate(exp)
     if errors:
         raise ValidationError(errors)
     return exp

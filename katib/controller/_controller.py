@@ -18,6 +18,7 @@ parameters, so nothing is duplicated and no assignment is lost.
 
 from __future__ import annotations
 
+import json
 import random
 import shutil
 import threading
@@ -29,7 +30,7 @@ from typing import Any
 from katib.errors import ConflictError, FieldError, NotFoundError, ValidationError
 from katib.spec import Experiment, TrialMeta, render
 from katib.store import ExperimentRecord, ObservationRow, Store, TrialRecord
-from suggestion import Algorithm, TrialView, get_algorithm
+from suggestion import Algorithm, Curve, EarlyStopper, TrialView, get_algorithm, get_early_stopper
 from trials import (
     Collector,
     Executor,
@@ -207,6 +208,18 @@ class ExperimentRun:
         self._unsaved: dict[str, TrialRecord] = {}
         self._samples: list[tuple[int, ObservationRow]] = []
         self._views: dict[str, TrialView] = {}
+        es = self.exp.spec.early_stopping
+        self.stopper: EarlyStopper | None = (
+            get_early_stopper(es.algorithm_name) if es is not None and es.algorithm_name else None
+        )
+        # Objective values in report order, per trial: what early stopping compares.
+        self.curves: dict[str, list[float]] = {}
+        self._stopping: dict[str, str] = {}
+        if self.stopper is not None:
+            by_id = self.store.metric_series(rec.id, self.objective)
+            for t in self.trials.values():
+                if t.state in FINAL_TRIAL_STATES:
+                    self.curves[t.name] = [float(v) for v in by_id.get(t.id, [])]
 
     # -- the loop ----------------------------------------------------------------------
 
@@ -282,6 +295,25 @@ class ExperimentRun:
                     self._reduce(t, samples)
                     self._samples += [(t.id, ObservationRow(*x)) for x in samples]
                     self._emit("metrics", t)
+                    if self._extend_curve(t, samples):
+                        self._consider_stopping(t)
+
+    def _extend_curve(self, t: TrialRecord, samples: list[Any]) -> bool:
+        values = [float(x.value) for x in samples if x.metric == self.objective]
+        if values:
+            self.curves.setdefault(t.name, []).extend(values)
+        return bool(values)
+
+    def _consider_stopping(self, t: TrialRecord) -> None:
+        if self.stopper is None or t.name in self._stopping or not t.handle:
+            return
+        others = [Curve(o.name, self.curves.get(o.name, []), o.state == "Succeeded")
+                  for o in self.trials.values() if o.name != t.name and o.state != "Created"]
+        reason = self.stopper.should_stop(self.exp, Curve(t.name, self.curves.get(t.name, []), False), others)
+        if reason:
+            self._stopping[t.name] = reason
+            self.executor.stop(t.handle)
+            self._emit("stopping", t)
 
     def _collector(self, t: TrialRecord) -> Collector:
         collector = self.collectors.get(t.name)
@@ -310,11 +342,14 @@ class ExperimentRun:
         collector = self._collector(t)
         samples = collector.collect(final=True)
         self._reduce(t, samples)
+        self._extend_curve(t, samples)
         reducer = self.reducers.get(t.name, MetricReducer())
         t.observation = reducer.observation(self.names)
         t.objective = metric_value(t.observation, self.objective, self.strategies.get(self.objective, "latest"))
         t.completion_time = time.time()
-        if state.reason == "Killed":
+        if t.name in self._stopping:
+            mark_trial(t, "EarlyStopped", self._stopping.pop(t.name))
+        elif state.reason == "Killed":
             mark_trial(t, "Killed", state.message)
         elif state.succeeded:
             if t.objective is not None:
@@ -437,11 +472,14 @@ class ExperimentRun:
         if want <= 0 or self.exhausted:
             return []
         views = [self._view(t) for t in self.trials.values()]
-        before = dict(self.algorithm_state)
+        before = json.dumps(self.algorithm_state, sort_keys=True)
         assignments = self.algorithm.suggest(self.exp, views, want, self.algorithm_state)
         if len(assignments) < want:
-            self.exhausted = True
-        if self.algorithm_state != before:
+            active = any(t.state in ACTIVE_TRIAL_STATES for t in self.trials.values())
+            # Nothing now, nothing running to wait for: nothing will ever come.
+            self.exhausted = self.algorithm.exhausted(self.exp, views, self.algorithm_state) or (
+                not assignments and not active)
+        if json.dumps(self.algorithm_state, sort_keys=True) != before:
             self.store.save_algorithm_state(self.rec.id, self.algorithm_state)
         order = [p.name for p in spec.parameters or []]
         now = time.time()

@@ -390,6 +390,20 @@ class Store:
         with self._read() as conn:
             return [ObservationRow(r.time, r.metric_name, r.value) for r in conn.execute(query)]
 
+    def metric_series(self, exp_id: int, metric_name: str) -> dict[int, list[str]]:
+        """Every trial's values of one metric, in time order, in one query."""
+        query = (
+            sa.select(observations.c.trial_id, observations.c.value)
+            .join(trials, trials.c.id == observations.c.trial_id)
+            .where(trials.c.experiment_id == exp_id, observations.c.metric_name == metric_name)
+            .order_by(observations.c.trial_id, observations.c.time, observations.c.id)
+        )
+        out: dict[int, list[str]] = {}
+        with self._read() as conn:
+            for row in conn.execute(query):
+                out.setdefault(row.trial_id, []).append(row.value)
+        return out
+
     def clear_observations(self, trial_id: int) -> None:
         self._retry(lambda c: c.execute(observations.delete().where(observations.c.trial_id == trial_id)))
 

@@ -1,0 +1,132 @@
+"""Early stopping: whether a running trial should stop, from the objective values it has
+reported so far and the other trials' curves.
+
+A *curve* is the objective metric's values in the order the trial reported them; step k
+is the k-th report (Katib's convention). ``should_stop`` returns a reason (a sentence the
+trial's condition will carry) or None to let the trial go on.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from katib.errors import FieldError
+from katib.spec import Experiment
+
+from ._base import Setting, integer, number
+
+
+@dataclass(frozen=True)
+class Curve:
+    """One trial's objective values, in report order, and whether it ran to completion
+    (Succeeded: early-stopped trials' partial curves are no yardstick)."""
+
+    name: str
+    values: list[float]
+    completed: bool
+
+
+class EarlyStopper(ABC):
+    """Base class: settings by Katib name, validated like an algorithm's."""
+
+    name: ClassVar[str]
+    settings: ClassVar[dict[str, Setting]] = {}
+
+    def validate(self, experiment: Experiment) -> list[FieldError]:
+        errors: list[FieldError] = []
+        es = experiment.spec.early_stopping
+        for i, s in enumerate((es.algorithm_settings if es else None) or []):
+            path = f"spec.earlyStopping.algorithmSettings[{i}]"
+            if s.name not in self.settings:
+                known = ", ".join(sorted(self.settings)) or "none"
+                errors.append(FieldError(f"{path}.name", f"unknown setting {s.name!r} for early stopping {self.name} (known: {known})"))
+                continue
+            try:
+                self.settings[s.name].parse(s.value or "")
+            except ValueError as exc:
+                errors.append(FieldError(f"{path}.value", f"{s.name} {exc}"))
+        return errors
+
+    def parsed_settings(self, experiment: Experiment) -> dict[str, Any]:
+        given = experiment.spec.early_stopping.settings() if experiment.spec.early_stopping else {}
+        return {n: (s.parse(given[n]) if n in given else s.default) for n, s in self.settings.items()}
+
+    @abstractmethod
+    def should_stop(self, experiment: Experiment, trial: Curve, others: Sequence[Curve]) -> str | None:
+        """A reason to stop ``trial`` now, or None."""
+
+
+def _maximize(experiment: Experiment) -> bool:
+    return experiment.spec.objective is not None and experiment.spec.objective.type == "maximize"
+
+
+class MedianStop(EarlyStopper):
+    """Katib's median stopping rule, with the true median.
+
+    Once ``min_trials_required`` trials have succeeded, a running trial that has reported
+    at least ``start_step`` values stops when its best value so far is worse than the
+    median of the succeeded trials' values at the same step (trials that never reached
+    that step are left out; if fewer than ``min_trials_required`` did, it goes on).
+    """
+
+    name = "medianstop"
+    settings = {"min_trials_required": Setting(integer(1), 3), "start_step": Setting(integer(1), 4)}
+
+    def should_stop(self, experiment: Experiment, trial: Curve, others: Sequence[Curve]) -> str | None:
+        s = self.parsed_settings(experiment)
+        step = len(trial.values)
+        if step < s["start_step"]:
+            return None
+        peers = [c.values[step - 1] for c in others if c.completed and len(c.values) >= step]
+        if len(peers) < s["min_trials_required"]:
+            return None
+        maximize = _maximize(experiment)
+        best = max(trial.values) if maximize else min(trial.values)
+        median = statistics.median(peers)
+        if (best < median) if maximize else (best > median):
+            return (f"medianstop: best value {best:g} after {step} reports is worse than the median "
+                    f"{median:g} of {len(peers)} succeeded trials at that step")
+        return None
+
+
+class ASHA(EarlyStopper):
+    """Asynchronous successive halving (Li et al., 2020), as a stopping rule.
+
+    Rungs sit at steps ``min_resource · reduction_factor^(k + min_early_stopping_rate)``.
+    When a trial reaches a rung, it goes on only if its value there is in the top
+    ``1 / reduction_factor`` of all trials that reached the rung (at least one always goes
+    on); otherwise it stops.
+    """
+
+    name = "asha"
+    settings = {
+        "min_resource": Setting(integer(1), 1),
+        "reduction_factor": Setting(number(1, low_open=True), 3.0),
+        "min_early_stopping_rate": Setting(integer(0), 0),
+    }
+
+    def should_stop(self, experiment: Experiment, trial: Curve, others: Sequence[Curve]) -> str | None:
+        s = self.parsed_settings(experiment)
+        eta, r0 = s["reduction_factor"], s["min_resource"]
+        step = len(trial.values)
+        k = s["min_early_stopping_rate"]
+        rung = None
+        while r0 * eta**k <= step:
+            rung = int(round(r0 * eta**k))
+            k += 1
+        if rung is None or rung != step:
+            return None  # decisions happen when a trial reaches a rung
+        maximize = _maximize(experiment)
+        value = trial.values[rung - 1]
+        peers = [c.values[rung - 1] for c in others if len(c.values) >= rung] + [value]
+        keep = max(1, math.floor(len(peers) / eta))
+        ranked = sorted(peers, reverse=maximize)
+        if (value < ranked[keep - 1]) if maximize else (value > ranked[keep - 1]):
+            return (f"asha: value {value:g} at rung {rung} is outside the top {keep} of "
+                    f"{len(peers)} trials that reached it")
+        return None

@@ -1,0 +1,164 @@
+"""Hyperband (Li et al., 2018), as Katib runs it: synchronous brackets of successive
+halving, the resource handed to each trial through a parameter."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from katib.errors import FieldError
+from katib.spec import Experiment
+
+from ._base import Algorithm, Assignment, Setting, TrialView, integer, number
+from ._space import SearchSpace
+
+NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+
+
+def _plan(r_l: float, eta: float) -> tuple[int, float]:
+    s_max = int(math.floor(math.log(r_l) / math.log(eta) + 1e-9))
+    return s_max, (s_max + 1) * r_l
+
+
+def bracket_sizes(r_l: float, eta: float) -> list[list[tuple[int, float]]]:
+    """Per bracket (s = s_max … 0), per rung: (number of configurations, resource)."""
+    s_max, budget = _plan(r_l, eta)
+    brackets = []
+    for s in range(s_max, -1, -1):
+        n = int(math.ceil(budget / r_l / (s + 1) * eta**s))
+        r = r_l * eta ** (-s)
+        brackets.append([(int(math.floor(n * eta ** (-i))), r * eta**i) for i in range(s + 1)])
+    return brackets
+
+
+class Hyperband(Algorithm):
+    """Hyperband with Katib's settings.
+
+    ``r_l`` is the largest resource a trial gets (epochs, say), ``resource_name`` the
+    parameter that carries it (its value is set by the algorithm, not searched), ``eta``
+    the halving rate (default 3). Each bracket starts ``n`` random configurations on a
+    small resource; when a rung has finished, the best ``1/eta`` go on with ``eta`` times
+    the resource, as new trials. A rung runs all at once, so ``parallelTrialCount`` must be
+    at least the first bracket's size, ``ceil(eta^floor(log(r_l)/log(eta)))``, as in Katib.
+    The plan (which bracket and rung, which configurations) is kept in the algorithm state
+    the controller persists, so a restart carries on; when every bracket is done the
+    experiment ends with ``ExperimentSuggestionEndReached``.
+    """
+
+    name = "hyperband"
+    settings = {
+        "r_l": Setting(number(0, low_open=True)),
+        "resource_name": Setting(str),
+        "eta": Setting(number(1, low_open=True), 3.0),
+        "random_state": Setting(integer(0)),
+    }
+
+    def validate(self, experiment: Experiment) -> list[FieldError]:
+        errors = super().validate(experiment)
+        if errors:
+            return errors
+        given = experiment.spec.algorithm.settings() if experiment.spec.algorithm else {}
+        path = "spec.algorithm.algorithmSettings"
+        for required in ("r_l", "resource_name"):
+            if required not in given:
+                errors.append(FieldError(path, f"hyperband needs the setting {required!r}"))
+        if errors:
+            return errors
+        s = self.parsed_settings(experiment)
+        params = {p.name or "": p for p in experiment.spec.parameters or []}
+        resource = params.get(s["resource_name"])
+        if resource is None:
+            errors.append(FieldError(path, f"resource_name {s['resource_name']!r} must name a parameter (have: {', '.join(params)})"))
+        elif resource.parameter_type not in ("int", "double"):
+            errors.append(FieldError(path, f"resource_name {s['resource_name']!r} must be an int or double parameter"))
+        if s["r_l"] < 1:
+            errors.append(FieldError(path, f"r_l must be >= 1 (got {s['r_l']:g})"))
+        else:
+            need = int(math.ceil(s["eta"] ** math.floor(math.log(s["r_l"]) / math.log(s["eta"]) + 1e-9)))
+            parallel = experiment.spec.parallel_trial_count or 0
+            if parallel < need:
+                errors.append(FieldError("spec.parallelTrialCount",
+                                         f"must be >= {need} for hyperband with r_l={s['r_l']:g} and eta={s['eta']:g} (got {parallel})"))
+        if len(params) < 2:
+            errors.append(FieldError("spec.parameters", "hyperband needs a parameter to search besides the resource"))
+        return errors
+
+    def exhausted(self, experiment: Experiment, trials: Sequence[TrialView], state: dict[str, Any] | None = None) -> bool:
+        return bool(state and state.get("done"))
+
+    def suggest(
+        self,
+        experiment: Experiment,
+        trials: Sequence[TrialView],
+        count: int,
+        state: dict[str, Any] | None = None,
+    ) -> list[Assignment]:
+        state = {} if state is None else state
+        s = self.parsed_settings(experiment)
+        plan = bracket_sizes(s["r_l"], s["eta"])
+        rng = np.random.default_rng(None if s["random_state"] is None else [s["random_state"], len(trials)])
+        by_name = {t.name: t for t in trials}
+        if "bracket" not in state:
+            state.update(bracket=0, rung=0, queue=[], members=[])
+            self._start_rung(experiment, state, plan, rng, configs=None)
+        while not state.get("done"):
+            if state["queue"]:
+                break
+            members = [by_name.get(m) for m in state["members"]]
+            if any(m is None or m.state in ("Created", "Running") for m in members):
+                return self._pop(experiment, state, count)  # the rung is still running
+            self._next_rung(experiment, state, plan, rng, [m for m in members if m is not None])
+        return self._pop(experiment, state, count)
+
+    def _pop(self, experiment: Experiment, state: dict[str, Any], count: int) -> list[Assignment]:
+        out: list[Assignment] = []
+        while state["queue"] and len(out) < count:
+            item = state["queue"].pop(0)
+            state["members"].append(item["name"])
+            out.append(Assignment(item["parameters"], name=item["name"],
+                                  labels={"katib.kubeflow.org/hyperband-bracket": str(state["bracket"]),
+                                          "katib.kubeflow.org/hyperband-rung": str(state["rung"])}))
+        return out
+
+    def _start_rung(self, experiment: Experiment, state: dict[str, Any], plan: list, rng: np.random.Generator,
+                    configs: list[dict[str, str]] | None) -> None:
+        s = self.parsed_settings(experiment)
+        n, resource = plan[state["bracket"]][state["rung"]]
+        space = SearchSpace.from_experiment(experiment)
+        others = [d for d in space.dims if d.name != s["resource_name"]]
+        if configs is None:
+            configs = [{d.name: d.sample(rng) for d in others} for _ in range(max(n, 1))]
+        res_dim = next(d for d in space.dims if d.name == s["resource_name"])
+        value = str(max(1, int(round(resource)))) if res_dim.type == "int" else repr(float(resource))
+        state["members"] = []
+        state["queue"] = [{"name": self._name(experiment), "parameters": {**c, s["resource_name"]: value}} for c in configs]
+
+    def _next_rung(self, experiment: Experiment, state: dict[str, Any], plan: list, rng: np.random.Generator,
+                   members: list[TrialView]) -> None:
+        s = self.parsed_settings(experiment)
+        rungs = plan[state["bracket"]]
+        if state["rung"] + 1 < len(rungs):
+            keep = max(1, int(math.floor(len(members) / s["eta"])))
+            maximize = experiment.spec.objective is not None and experiment.spec.objective.type == "maximize"
+            scored = [m for m in members if m.objective is not None]
+            scored.sort(key=lambda m: m.objective, reverse=maximize)  # type: ignore[arg-type, return-value]
+            survivors = [{k: v for k, v in m.parameters.items() if k != s["resource_name"]} for m in scored[:keep]]
+            if survivors:
+                state["rung"] += 1
+                self._start_rung(experiment, state, plan, rng, survivors)
+                return
+        if state["bracket"] + 1 < len(plan):
+            state["bracket"] += 1
+            state["rung"] = 0
+            self._start_rung(experiment, state, plan, rng, None)
+        else:
+            state["done"] = True
+            state["queue"] = []
+
+    @staticmethod
+    def _name(experiment: Experiment) -> str:
+        return f"{experiment.name}-{''.join(random.choices(NAME_ALPHABET, k=8))}"

@@ -1,0 +1,97 @@
+"""Early stopping rules, alone and in a running experiment."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from katib.controller import Controller, admit
+from katib.errors import ValidationError
+from katib.spec import apply_defaults, parse_experiment
+from suggestion import ASHA, Curve, MedianStop
+from tests.conftest import experiment, python_command
+
+
+def exp_with(rule: str, settings: dict[str, str], objective_type: str = "minimize"):
+    doc = experiment(earlyStopping={"algorithmName": rule,
+                                    "algorithmSettings": [{"name": k, "value": v} for k, v in settings.items()]},
+                     objective={"type": objective_type, "objectiveMetricName": "loss"})
+    return apply_defaults(parse_experiment(doc))
+
+
+def done(*values: float) -> Curve:
+    return Curve("c", list(values), True)
+
+
+@pytest.mark.parametrize(
+    ("trial", "others", "stop"),
+    [
+        ([0.9, 0.9], [done(0.5, 0.5), done(0.4, 0.4), done(0.6, 0.6)], True),    # worse than the median 0.5
+        ([0.9, 0.45], [done(0.5, 0.5), done(0.4, 0.4), done(0.6, 0.6)], False),  # its best beats the median
+        ([0.9], [done(0.5, 0.5), done(0.4, 0.4), done(0.6, 0.6)], False),        # before start_step
+        ([0.9, 0.9], [done(0.5, 0.5), done(0.4, 0.4)], False),                   # too few completed
+        ([0.9, 0.9], [done(0.5, 0.5), done(0.4, 0.4), done(0.6)], False),        # one never reached step 2
+        ([0.9, 0.9], [done(0.5, 0.5), done(0.4, 0.4), Curve("r", [0.1, 0.1], False), done(0.6, 0.6)], True),
+        # the median, not the mean: median 0.5 < 0.6 < mean 0.67 → stop
+        ([0.6, 0.6], [done(0.5, 0.5), done(0.4, 0.4), done(1.1, 1.1)], True),
+    ],
+)
+def test_medianstop(trial, others, stop):
+    exp = exp_with("medianstop", {"min_trials_required": "3", "start_step": "2"})
+    reason = MedianStop().should_stop(exp, Curve("t", trial, False), others)
+    assert (reason is not None) is stop
+    if stop:
+        assert "worse than the median" in reason
+
+
+def test_medianstop_maximize():
+    exp = exp_with("medianstop", {"min_trials_required": "2", "start_step": "1"}, "maximize")
+    assert MedianStop().should_stop(exp, Curve("t", [0.3], False), [done(0.5), done(0.7)])
+    assert not MedianStop().should_stop(exp, Curve("t", [0.8], False), [done(0.5), done(0.7)])
+
+
+def test_asha_keeps_the_top_third_at_each_rung():
+    exp = exp_with("asha", {"min_resource": "1", "reduction_factor": "3"})
+    peers = [Curve(f"p{i}", [v], True) for i, v in enumerate([0.1, 0.2, 0.3, 0.4, 0.5])]
+    assert ASHA().should_stop(exp, Curve("t", [0.9], False), peers)            # 6 at rung 1: keep 2
+    assert not ASHA().should_stop(exp, Curve("t", [0.15], False), peers)
+    assert not ASHA().should_stop(exp, Curve("t", [0.9, 0.9], False), peers)   # step 2 is no rung
+    assert not ASHA().should_stop(exp, Curve("t", [0.9], False), [])           # alone: it goes on
+
+
+def test_unknown_early_stopping_setting_is_refused():
+    doc = experiment(earlyStopping={"algorithmName": "medianstop", "algorithmSettings": [{"name": "patience", "value": "2"}]})
+    with pytest.raises(ValidationError, match=r"spec.earlyStopping.algorithmSettings\[0\].name: unknown setting 'patience' for early stopping medianstop"):
+        admit(doc)
+    doc = experiment(earlyStopping={"algorithmName": "medianstop", "algorithmSettings": [{"name": "start_step", "value": "0"}]})
+    with pytest.raises(ValidationError, match="start_step must be >= 1"):
+        admit(doc)
+
+
+def test_medianstop_stops_bad_trials_in_a_running_experiment(store, tmp_path):
+    code = ("import time\nx = float('${trialParameters.x}')\n"
+            "for step in range(12):\n    print(f'loss={x}', flush=True)\n    time.sleep(0.08)")
+    doc = experiment(
+        command=python_command(code), maxTrialCount=7, parallelTrialCount=1,
+        algorithm={"algorithmName": "grid"},
+        parameters=[{"name": "x", "parameterType": "discrete", "feasibleSpace": {"list": ["0.1", "0.2", "0.3", "0.5", "0.6", "0.7", "0.8"]}}],
+        earlyStopping={"algorithmName": "medianstop",
+                       "algorithmSettings": [{"name": "min_trials_required", "value": "3"}, {"name": "start_step", "value": "2"}]},
+    )
+    ctl = Controller(store, runs_root=tmp_path / "runs", tick=0.05)
+    rec, _ = ctl.submit(admit(doc), tmp_path)
+    started = time.monotonic()
+    status = ctl.run(rec.namespace, rec.name)
+    trials = {t.parameters()["x"]: t for t in store.list_trials(rec.id)}
+    assert [trials[x].state for x in ("0.1", "0.2", "0.3")] == ["Succeeded"] * 3
+    stopped = [trials[x] for x in ("0.5", "0.6", "0.7", "0.8")]
+    assert [t.state for t in stopped] == ["EarlyStopped"] * 4
+    for t in stopped:
+        assert "worse than the median 0.2" in t.conditions[-1]["message"]
+        reports = len(store.observations(t.id, "loss"))
+        assert 2 <= reports < 12  # partial results are kept
+        assert t.objective is not None
+    assert status["trialsEarlyStopped"] == 4 and status["earlyStoppedTrialList"]
+    assert [c["reason"] for c in status["conditions"] if c["status"] == "True"][-1] == "ExperimentMaxTrialsReached"
+    assert time.monotonic() - started < 3 * 1.2 + 4 * 1.0 + 5

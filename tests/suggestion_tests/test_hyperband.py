@@ -1,0 +1,110 @@
+"""Hyperband: the plan, the halving, the state across restarts, a whole experiment."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from katib.controller import Controller, admit
+from katib.errors import ValidationError
+from suggestion import TrialView, get_algorithm
+from suggestion._hyperband import bracket_sizes
+from tests.conftest import experiment, python_command
+
+PARAMS = [{"name": "x", "parameterType": "double", "feasibleSpace": {"min": "0", "max": "1"}},
+          {"name": "epochs", "parameterType": "int", "feasibleSpace": {"min": "1", "max": "9"}}]
+
+
+def hb_doc(r_l="9", eta="3", parallel=9, resource="epochs", command=None, max_trials=100):
+    doc = experiment(algorithm={"algorithmName": "hyperband", "algorithmSettings": [
+        {"name": "r_l", "value": r_l}, {"name": "eta", "value": eta}, {"name": "resource_name", "value": resource},
+        {"name": "random_state", "value": "4"}]},
+        parameters=PARAMS, parallelTrialCount=parallel, maxTrialCount=max_trials)
+    tt = doc["spec"]["trialTemplate"]
+    tt["trialParameters"] = [{"name": "x", "reference": "x"}, {"name": "epochs", "reference": "epochs"}]
+    tt["trialSpec"]["spec"]["template"]["spec"]["containers"][0]["command"] = command or [
+        "echo", "${trialParameters.x}", "${trialParameters.epochs}"]
+    return doc
+
+
+def test_plan_matches_the_paper():
+    assert bracket_sizes(81, 3) == [
+        [(81, 1.0), (27, 3.0), (9, 9.0), (3, 27.0), (1, 81.0)],
+        [(34, 3.0), (11, 9.0), (3, 27.0), (1, 81.0)],
+        [(15, 9.0), (5, 27.0), (1, 81.0)],
+        [(8, 27.0), (2, 81.0)],
+        [(5, 81.0)],
+    ]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"parallel": 8}, "spec.parallelTrialCount: must be >= 9 for hyperband with r_l=9 and eta=3 (got 8)"),
+        ({"resource": "lr"}, "resource_name 'lr' must name a parameter (have: x, epochs)"),
+        ({"eta": "1"}, "eta must be > 1 (got 1)"),
+        ({"r_l": "0.5", "parallel": 1}, "r_l must be >= 1 (got 0.5)"),
+    ],
+)
+def test_validation(kwargs, message):
+    with pytest.raises(ValidationError) as info:
+        admit(hb_doc(**kwargs))
+    assert any(message in str(e) for e in info.value.errors), info.value.errors
+
+
+def objective(p: dict[str, str]) -> float:
+    return float(p["x"]) / float(p["epochs"])  # lower x is better, more epochs help
+
+
+def test_successive_halving_runs_the_whole_plan_and_keeps_the_best():
+    exp = admit(hb_doc())
+    alg = get_algorithm("hyperband")
+    state: dict = {}
+    history: list[TrialView] = []
+    rungs: list[list[TrialView]] = []
+    while True:
+        batch = alg.suggest(exp, history, 100, state)
+        if not batch:
+            assert alg.exhausted(exp, history, state)
+            break
+        rung = [TrialView(a.name, a.parameters, "Succeeded", objective(a.parameters)) for a in batch]
+        assert all(a.name and a.name.startswith("demo-") for a in batch)
+        rungs.append(rung)
+        history += rung
+    sizes = [(len(r), r[0].parameters["epochs"]) for r in rungs]
+    assert sizes == [(9, "1"), (3, "3"), (1, "9"), (5, "3"), (1, "9"), (3, "9")]
+    # The survivors of a rung are its best third, with the same x.
+    best3 = sorted(rungs[0], key=lambda t: t.objective)[:3]
+    assert {t.parameters["x"] for t in rungs[1]} == {t.parameters["x"] for t in best3}
+
+
+def test_a_rung_waits_for_its_trials_and_state_survives_a_restart():
+    exp = admit(hb_doc())
+    state: dict = {}
+    first = get_algorithm("hyperband").suggest(exp, [], 4, state)
+    assert len(first) == 4
+    running = [TrialView(a.name, a.parameters, "Running") for a in first]
+    rest = get_algorithm("hyperband").suggest(exp, running, 10, state)
+    assert len(rest) == 5  # the rest of the first rung
+    views = running + [TrialView(a.name, a.parameters, "Running") for a in rest]
+    saved = copy.deepcopy(state)  # what the controller persisted
+    assert get_algorithm("hyperband").suggest(exp, views, 10, state) == []  # waiting, not exhausted
+    assert not get_algorithm("hyperband").exhausted(exp, views, state)
+    finished = [TrialView(v.name, v.parameters, "Succeeded", objective(v.parameters)) for v in views]
+    again = get_algorithm("hyperband").suggest(exp, finished, 10, saved)
+    assert len(again) == 3 and all(a.parameters["epochs"] == "3" for a in again)
+
+
+def test_hyperband_experiment_end_to_end(store, tmp_path):
+    code = "print('loss=' + str(float('${trialParameters.x}') / int('${trialParameters.epochs}')))"
+    doc = hb_doc(r_l="3", parallel=3, command=python_command(code), max_trials=20)
+    ctl = Controller(store, runs_root=tmp_path / "runs", tick=0.05)
+    rec, _ = ctl.submit(admit(doc), tmp_path)
+    status = ctl.run(rec.namespace, rec.name)
+    trials = store.list_trials(rec.id)
+    assert [c["reason"] for c in status["conditions"] if c["status"] == "True"][-1] == "ExperimentSuggestionEndReached"
+    assert [t.parameters()["epochs"] for t in trials] == ["1", "1", "1", "3", "3", "3"]
+    assert {t.state for t in trials} == {"Succeeded"}
+    assert trials[0].labels["katib.kubeflow.org/hyperband-bracket"] == "0"
+    assert store.algorithm_state(rec.id)["done"] is True
