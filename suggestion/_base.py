@@ -32,13 +32,20 @@ COMPLETED_STATES = frozenset({"Succeeded", "Failed", "Killed", "EarlyStopped", "
 
 @dataclass(frozen=True)
 class TrialView:
-    """What an algorithm knows of one trial."""
+    """What an algorithm knows of one trial.
+
+    ``objective`` is the primary objective's value (per its metric strategy); ``values``
+    holds every objective's value, primary first, when the experiment has several;
+    ``violations`` how far each constraint is broken (0: it holds).
+    """
 
     name: str
     parameters: dict[str, str]
     state: str
     objective: float | None = None
     metrics: dict[str, float] = field(default_factory=dict)
+    values: tuple[float, ...] | None = None
+    violations: tuple[float, ...] = ()
 
 
 @dataclass
@@ -108,6 +115,8 @@ class Algorithm(ABC):
     name: ClassVar[str]
     #: The settings this algorithm accepts, by Katib name.
     settings: ClassVar[dict[str, Setting]] = {}
+    #: Whether it can optimise several objectives at once (``additionalObjectives``).
+    multi_objective: ClassVar[bool] = False
 
     def validate(self, experiment: Experiment) -> list[FieldError]:
         """Problems with the settings or the search space; an empty list when fine."""
@@ -123,6 +132,13 @@ class Algorithm(ABC):
                 self.settings[s.name].parse(s.value or "")
             except ValueError as exc:
                 errors.append(FieldError(f"{path}.value", f"{s.name} {exc}"))
+        objective = experiment.spec.objective
+        if objective is not None and objective.additional_objectives and not self.multi_objective:
+            errors.append(FieldError(
+                "spec.objective.additionalObjectives",
+                f"the {self.name} algorithm optimises one objective; for several use tpe, "
+                "multivariate-tpe, random, grid or sobol",
+            ))
         return errors
 
     def parsed_settings(self, experiment: Experiment) -> dict[str, Any]:

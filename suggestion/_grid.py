@@ -27,6 +27,7 @@ class GridSearch(Algorithm):
     """
 
     name = "grid"
+    multi_objective = True
     settings = {"random_state": Setting(integer(0))}
 
     def validate(self, experiment: Experiment) -> list[FieldError]:

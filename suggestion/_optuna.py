@@ -1,10 +1,11 @@
 """Adapters over Optuna's samplers: the algorithm is Optuna's, the seam is ours.
 
-Each call rebuilds an in-memory Optuna study from the experiment's trials — completed
-ones with their objective, failed ones as failed, pending and running ones as running (so
-TPE's constant liar and the others never propose what is already being tried) — then asks
-for the new points. Nothing lives between calls, so a restarted controller proposes
-exactly what it would have.
+An in-memory Optuna study mirrors the experiment's trials — completed ones with their
+objective, failed ones as failed, pending and running ones as running (so TPE's constant
+liar and the others never propose what is already being tried) — and the sampler, seeded
+per history length, asks for the new points. The study is only a cache: it is built
+from the trials the controller passes and kept in step with them, so a restarted
+controller rebuilds the same knowledge from the store.
 
 Numeric parameters enter Optuna as their quantile in ``[0, 1]`` (see ``_space``), so
 every Katib distribution and step is honoured whatever the sampler; categorical ones as
@@ -13,6 +14,7 @@ Optuna categoricals.
 
 from __future__ import annotations
 
+import json
 import math
 import warnings
 from collections.abc import Sequence
@@ -51,6 +53,9 @@ def _from_optuna(d: Dimension, value: Any) -> str:
 class OptunaAlgorithm(Algorithm):
     """Base of the adapters: subclasses say which sampler, from the parsed settings."""
 
+    def __init__(self) -> None:
+        self._cache: tuple[str, Any, dict[str, tuple[int, Any]]] | None = None
+
     def make_sampler(self, settings: dict[str, Any], seed: int | None, n_params: int) -> Any:
         raise NotImplementedError  # pragma: no cover - every subclass defines it
 
@@ -69,8 +74,55 @@ class OptunaAlgorithm(Algorithm):
             warnings.simplefilter("ignore")
             return self._suggest(optuna, experiment, trials, count)
 
-    def _suggest(self, optuna: Any, experiment: Experiment, trials: Sequence[TrialView], count: int) -> list[Assignment]:
+    def _study(self, optuna: Any, experiment: Experiment, space: SearchSpace, dists: dict[str, Any],
+               trials: Sequence[TrialView]) -> Any:
+        """The in-memory study holding ``trials``: built once, then kept in step with the
+        trials the controller passes (new ones added, finished ones told), so a call costs
+        what the sampler costs, not a rebuild of the whole history."""
         from optuna.trial import TrialState, create_trial
+
+        key = json.dumps([experiment.namespace, experiment.name,
+                          experiment.spec.model_dump(mode="json", include={"parameters", "objective", "algorithm"})],
+                         sort_keys=True)
+        if self._cache is None or self._cache[0] != key:
+            obj = experiment.spec.objective
+            assert obj is not None
+            directions = [obj.type or "minimize", *[a.type or "minimize" for a in obj.additional_objectives or []]]
+            study = optuna.create_study(directions=directions)
+            self._cache = (key, study, {})
+        _, study, known = self._cache
+        n_objectives = len(study.directions)
+        storage, study_id = study._storage, study._study_id
+        for t in trials:
+            values = list(t.values) if t.values is not None else ([t.objective] if t.objective is not None else None)
+            if (t.state in _COMPLETE and values is not None and len(values) == n_objectives
+                    and all(math.isfinite(v) for v in values)):
+                kind = TrialState.COMPLETE
+            elif t.state in _FAILED or t.state in _COMPLETE:
+                kind, values = TrialState.FAIL, None
+            else:
+                kind, values = TrialState.RUNNING, None
+            seen = known.get(t.name)
+            if seen is not None:
+                trial_id, state = seen
+                if state != kind and state == TrialState.RUNNING:
+                    if t.violations:
+                        storage.set_trial_system_attr(trial_id, "constraints", [min(v, 1e300) for v in t.violations])
+                    storage.set_trial_state_values(trial_id, kind, values)
+                    known[t.name] = (trial_id, kind)
+                continue
+            params = {d.name: _to_optuna(d, t.parameters[d.name]) for d in space.dims if d.name in t.parameters}
+            if len(params) != len(space.dims):
+                continue
+            frozen = create_trial(
+                state=kind, params=params, distributions=dists, values=values,
+                constraints={f"c{i}": min(v, 1e300) for i, v in enumerate(t.violations)} if t.violations else None,
+            )
+            known[t.name] = (storage.create_new_trial(study_id, template_trial=frozen), kind)
+        return study
+
+    def _suggest(self, optuna: Any, experiment: Experiment, trials: Sequence[TrialView], count: int) -> list[Assignment]:
+        from optuna.trial import TrialState
 
         space = SearchSpace.from_experiment(experiment)
         dists = _distributions(space)
@@ -78,40 +130,32 @@ class OptunaAlgorithm(Algorithm):
         base = settings.get("random_state")
         # A seed per history length: the same history gives the same proposals.
         seed = None if base is None else (base * 1_000_003 + len(trials)) % 2**31
-        maximize = experiment.spec.objective is not None and experiment.spec.objective.type == "maximize"
-        study = optuna.create_study(
-            direction="maximize" if maximize else "minimize",
-            sampler=self.make_sampler(settings, seed, len(space.dims)),
-        )
-        for t in trials:
-            params = {d.name: _to_optuna(d, t.parameters[d.name]) for d in space.dims if d.name in t.parameters}
-            if len(params) != len(space.dims):
-                continue
-            if t.state in _COMPLETE and t.objective is not None and math.isfinite(t.objective):
-                study.add_trial(create_trial(params=params, distributions=dists, value=t.objective))
-            elif t.state in _FAILED or t.state in _COMPLETE:
-                study.add_trial(create_trial(state=TrialState.FAIL, params=params, distributions=dists))
-            else:
-                study.add_trial(create_trial(state=TrialState.RUNNING, params=params, distributions=dists))
+        study = self._study(optuna, experiment, space, dists, trials)
+        study.sampler = self.make_sampler(settings, seed, len(space.dims))
 
         finite = space.size() < math.inf
         seen = {space.key(t.parameters) for t in trials} if finite else set()
         rng = np.random.default_rng(seed)
         out: list[Assignment] = []
+        asked = []
         for _ in range(count):
             if finite and len(seen) >= space.size():
                 break  # every point is taken: the space is exhausted
             for _attempt in range(MAX_RETRIES):
                 trial = study.ask(dists)
+                asked.append(trial)
                 params = {d.name: _from_optuna(d, trial.params[d.name]) for d in space.dims}
                 if space.key(params) not in seen:
                     break
-                # A repeat of a known point in a finite space: tell the sampler and retry.
-                study.tell(trial, state=TrialState.FAIL)
             else:
                 params = self._free_point(space, seen, rng)
             seen.add(space.key(params))
             out.append(Assignment(params))
+        # This call's asks were "running" only while it lasted (constant liar within a
+        # batch); the controller's trials come back by name next time. Failed trials are
+        # ignored by every sampler.
+        for trial in asked:
+            study.tell(trial, state=TrialState.FAIL)
         return out
 
     @staticmethod

@@ -28,6 +28,7 @@ class RandomSearch(Algorithm):
     """
 
     name = "random"
+    multi_objective = True
     settings = {"random_state": Setting(integer(0))}
 
     def suggest(

@@ -23,6 +23,7 @@ class Sobol(Algorithm):
     """
 
     name = "sobol"
+    multi_objective = True
     settings: ClassVar[dict[str, Setting]] = {}
 
     def suggest(

@@ -28,6 +28,7 @@ class TPE(OptunaAlgorithm):
     """
 
     name = "tpe"
+    multi_objective = True
     settings = TPE_SETTINGS
     multivariate = False
 
@@ -40,8 +41,11 @@ class TPE(OptunaAlgorithm):
             kwargs["gamma"] = lambda n: min(math.ceil(g * n), 25)
         if settings["prior_weight"] is not None:
             kwargs["prior_weight"] = settings["prior_weight"]
+        # Optuna 5 defaults to the multivariate TPE; Katib's tpe is the independent one.
         if self.multivariate:
             kwargs.update(multivariate=True, group=True)
+        else:
+            kwargs["multivariate"] = False
         return TPESampler(
             n_startup_trials=settings["n_startup_trials"], n_ei_candidates=settings["n_ei_candidates"],
             seed=seed, constant_liar=True, **kwargs,

@@ -48,7 +48,10 @@ from ._status import (
     ACTIVE_TRIAL_STATES,
     FINAL_TRIAL_STATES,
     UNAVAILABLE,
+    WARM_START_LABEL,
     MetricReducer,
+    Scoring,
+    best_trial,
     counts_of,
     experiment_status,
     has_condition,
@@ -77,6 +80,36 @@ def is_completed(status: dict[str, Any]) -> bool:
 
 def _spec_without_budget(spec: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in (spec.get("spec") or {}).items() if k not in EDITABLE}
+
+
+def warm_start_trials(exp: Experiment) -> list[TrialRecord]:
+    """The experiment's ``warmStart`` results as Succeeded trials (``experiment_id`` unset)."""
+    if exp.spec.warm_start is None:
+        return []
+    names = metric_names(exp)
+    strategy = strategies(exp)
+    objective = names[0]
+    now = time.time()
+    out = []
+    for i, w in enumerate(exp.spec.warm_start.trials or []):
+        observation: dict[str, dict[str, str]] = {}
+        for m in (w.observation.metrics if w.observation else []):
+            given = [v for v in (m.latest, m.min, m.max) if v is not None]
+            if m.name in names and given:
+                observation[m.name] = {"min": m.min or given[0], "max": m.max or given[0], "latest": m.latest or given[0]}
+        for name in names:
+            observation.setdefault(name, {"min": UNAVAILABLE, "max": UNAVAILABLE, "latest": UNAVAILABLE})
+        t = TrialRecord(
+            id=0, experiment_id=0, name=f"{exp.name}-warm-{i + 1}", state="Created",
+            assignments=[{"name": a.name, "value": a.value} for a in w.parameter_assignments or []],
+            labels={EXPERIMENT_LABEL: exp.name, WARM_START_LABEL: "true"}, observation=observation,
+            objective=metric_value(observation, objective, strategy.get(objective, "latest")),
+            created_at=now, start_time=now, completion_time=now,
+        )
+        mark_trial(t, "Created")
+        mark_trial(t, "Succeeded", "Known result given in spec.warmStart", reason="TrialWarmStarted")
+        out.append(t)
+    return out
 
 
 class Controller:
@@ -118,7 +151,8 @@ class Controller:
             now = time.time()
             status: dict[str, Any] = {"startTime": rfc3339(now), "conditions": []}
             set_condition(status["conditions"], "Created", "True", "ExperimentCreated", "Experiment is created", now)
-            rec = self.store.create_experiment(exp.namespace, exp.name, spec, status, str(workdir.resolve()))
+            rec = self.store.create_experiment(exp.namespace, exp.name, spec, status, str(workdir.resolve()),
+                                               initial_trials=warm_start_trials(exp))
             return rec, "created"
         return rec, self._edit(rec, spec)
 
@@ -201,6 +235,7 @@ class ExperimentRun:
         assert obj is not None and obj.objective_metric_name
         self.objective = obj.objective_metric_name
         self.maximize = obj.type == "maximize"
+        self.scoring = Scoring(self.exp)
         self.exhausted = False
         self._dirty = True
         self._saved_at = 0.0
@@ -400,15 +435,15 @@ class ExperimentRun:
     # -- step 3: status and the end -----------------------------------------------------
 
     def _best(self) -> float | None:
-        values = [t.objective for t in self.trials.values()
-                  if t.state in ("Succeeded", "EarlyStopped") and t.objective is not None]
-        if not values:
+        """The best primary objective among feasible trials (what the goal is checked on)."""
+        best = best_trial(self.exp, self.trials.values())
+        if best is None or not self.scoring.feasible(best.observation):
             return None
-        return max(values) if self.maximize else min(values)  # type: ignore[type-var]
+        return best.objective
 
     def _check_end(self) -> bool:
         spec = self.exp.spec
-        counts = counts_of(self.trials.values())
+        counts = counts_of(self.trials.values(), budget=True)
         goal = spec.objective.goal if spec.objective else None
         ended = end_condition(
             counts, spec.max_trial_count, spec.max_failed_trial_count,
@@ -461,14 +496,20 @@ class ExperimentRun:
         if view is None or view.state != t.state:
             metrics = {k: float(v["latest"]) for k, v in (t.observation or {}).items()
                        if v.get("latest") not in (None, UNAVAILABLE)}
-            view = TrialView(t.name, t.parameters(), t.state, t.objective, metrics)
+            final = t.state in FINAL_TRIAL_STATES
+            view = TrialView(
+                t.name, t.parameters(), t.state, t.objective, metrics,
+                values=self.scoring.values(t.observation) if final and self.scoring.multi_objective else None,
+                violations=self.scoring.violations(t.observation) if final and self.scoring.constraints else (),
+            )
             self._views[t.name] = view
         return view
 
     def _create_trials(self) -> list[TrialRecord]:
         """New trials for the free slots, in memory; ``_flush`` stores them."""
         spec = self.exp.spec
-        want = trials_to_create(spec.parallel_trial_count or 1, spec.max_trial_count, counts_of(self.trials.values()))
+        want = trials_to_create(spec.parallel_trial_count or 1, spec.max_trial_count,
+                                counts_of(self.trials.values(), budget=True))
         if want <= 0 or self.exhausted:
             return []
         views = [self._view(t) for t in self.trials.values()]

@@ -145,9 +145,19 @@ def metric_names(exp: Experiment) -> list[str]:
     return [obj.objective_metric_name, *(obj.additional_metric_names or [])]
 
 
-def counts_of(trials: Iterable[TrialRecord]) -> Counts:
+WARM_START_LABEL = "katib.kubeflow.org/warm-start"
+
+
+def is_warm_start(t: TrialRecord) -> bool:
+    return t.labels.get(WARM_START_LABEL) == "true"
+
+
+def counts_of(trials: Iterable[TrialRecord], budget: bool = False) -> Counts:
+    """Trials by state; with ``budget``, without warm-start trials (they use none of it)."""
     c: dict[str, int] = dict.fromkeys(TRIAL_STATES, 0)
     for t in trials:
+        if budget and is_warm_start(t):
+            continue
         c[t.state] = c.get(t.state, 0) + 1
     return Counts(
         pending=c["Created"], running=c["Running"], succeeded=c["Succeeded"], failed=c["Failed"],
@@ -155,15 +165,91 @@ def counts_of(trials: Iterable[TrialRecord]) -> Counts:
     )
 
 
+class Scoring:
+    """How trials compare: the objectives (the first is Katib's), and the constraints.
+
+    A constraint's *violation* is how far the metric lies outside ``[min, max]`` (0 when
+    inside; a metric never reported counts as violated). Feasible trials rank first; among
+    infeasible ones, the smaller total violation ranks first.
+    """
+
+    def __init__(self, exp: Experiment) -> None:
+        obj = exp.spec.objective
+        assert obj is not None and obj.objective_metric_name and obj.type
+        self.strategies = strategies(exp)
+        self.objectives: list[tuple[str, bool]] = [(obj.objective_metric_name, obj.type == "maximize")]
+        self.objectives += [(a.metric_name or "", a.type == "maximize") for a in obj.additional_objectives or []]
+        self.constraints = [
+            (c.metric_name or "", float(c.min) if c.min is not None else None, float(c.max) if c.max is not None else None)
+            for c in obj.constraints or []
+        ]
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.objectives) > 1
+
+    def values(self, observation: dict[str, dict[str, str]] | None) -> tuple[float, ...] | None:
+        out = []
+        for name, _ in self.objectives:
+            v = metric_value(observation, name, self.strategies.get(name, "latest"))
+            if v is None:
+                return None
+            out.append(v)
+        return tuple(out)
+
+    def violations(self, observation: dict[str, dict[str, str]] | None) -> tuple[float, ...]:
+        out = []
+        for name, lo, hi in self.constraints:
+            v = metric_value(observation, name, self.strategies.get(name, "latest"))
+            if v is None:
+                out.append(float("inf"))
+            else:
+                out.append(max(0.0, (lo - v) if lo is not None else 0.0, (v - hi) if hi is not None else 0.0))
+        return tuple(out)
+
+    def feasible(self, observation: dict[str, dict[str, str]] | None) -> bool:
+        return all(v == 0 for v in self.violations(observation))
+
+    def rank_key(self, t: TrialRecord) -> tuple[float, float]:
+        """Smaller is better: (total violation, primary objective in the minimising sense)."""
+        violation = sum(self.violations(t.observation))
+        assert t.objective is not None
+        return violation, (-t.objective if self.objectives[0][1] else t.objective)
+
+
+def _scored(trials: Iterable[TrialRecord]) -> list[TrialRecord]:
+    return [t for t in trials if t.state in ("Succeeded", "EarlyStopped") and t.objective is not None]
+
+
 def best_trial(exp: Experiment, trials: Iterable[TrialRecord]) -> TrialRecord | None:
-    maximize = exp.spec.objective is not None and exp.spec.objective.type == "maximize"
-    best: TrialRecord | None = None
-    for t in trials:
-        if t.state not in ("Succeeded", "EarlyStopped") or t.objective is None:
-            continue
-        if best is None or (t.objective > best.objective if maximize else t.objective < best.objective):  # type: ignore[operator]
-            best = t
-    return best
+    """Katib's ``currentOptimalTrial``: the best primary objective, feasible trials first."""
+    scoring = Scoring(exp)
+    candidates = _scored(trials)
+    return min(candidates, key=scoring.rank_key) if candidates else None
+
+
+def pareto_front(exp: Experiment, trials: Iterable[TrialRecord]) -> list[TrialRecord]:
+    """The feasible trials no other feasible trial beats on every objective."""
+    scoring = Scoring(exp)
+    points = []
+    for t in _scored(trials):
+        values = scoring.values(t.observation)
+        if values is not None and scoring.feasible(t.observation):
+            points.append((tuple(-v if mx else v for v, (_, mx) in zip(values, scoring.objectives, strict=True)), t))
+    points.sort(key=lambda p: p[0])
+    front: list[tuple[tuple[float, ...], TrialRecord]] = []
+    for vec, t in points:
+        if not any(all(a <= b for a, b in zip(f, vec, strict=True)) and f != vec for f, _ in front):
+            front.append((vec, t))
+    return [t for _, t in front]
+
+
+def _optimal(t: TrialRecord | None) -> dict[str, Any]:
+    return {
+        "bestTrialName": t.name if t else "",
+        "parameterAssignments": t.assignments if t else [],
+        "observation": {"metrics": _metrics_list(t.observation) if t else []},
+    }
 
 
 def _metrics_list(observation: dict[str, dict[str, str]] | None) -> list[dict[str, str]]:
@@ -181,11 +267,9 @@ def experiment_status(
     status = {k: v for k, v in base.items() if k in ("startTime", "completionTime", "conditions")}
     status["lastReconcileTime"] = rfc3339(time.time())
     best = best_trial(exp, trials)
-    status["currentOptimalTrial"] = {
-        "bestTrialName": best.name if best else "",
-        "parameterAssignments": best.assignments if best else [],
-        "observation": {"metrics": _metrics_list(best.observation) if best else []},
-    }
+    status["currentOptimalTrial"] = _optimal(best)
+    if Scoring(exp).multi_objective:
+        status["paretoFront"] = [_optimal(t) for t in pareto_front(exp, trials)]
     for key, state in (
         ("pendingTrialList", "Created"), ("runningTrialList", "Running"),
         ("succeededTrialList", "Succeeded"), ("failedTrialList", "Failed"),

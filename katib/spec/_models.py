@@ -68,12 +68,30 @@ class MetricStrategy(KatibModel):
     value: str | None = None
 
 
+class AdditionalObjective(KatibModel):
+    """Extension: one more metric to optimise; the result is then a Pareto front."""
+
+    metric_name: str | None = None
+    type: str | None = None
+
+
+class MetricConstraint(KatibModel):
+    """Extension: a trial is feasible only when ``min <= metric <= max``."""
+
+    metric_name: str | None = None
+    min: NumStr | None = None
+    max: NumStr | None = None
+
+
 class ObjectiveSpec(KatibModel):
     type: str | None = None
     goal: float | None = None
     objective_metric_name: str | None = None
     additional_metric_names: list[str] | None = None
     metric_strategies: list[MetricStrategy] | None = None
+    # Extensions (not in Katib): several objectives, constraints on metrics.
+    additional_objectives: list[AdditionalObjective] | None = None
+    constraints: list[MetricConstraint] | None = None
 
 
 class AlgorithmSetting(KatibModel):
@@ -158,6 +176,17 @@ class NasConfig(KatibModel):
     operations: list[Operation] | None = None
 
 
+class WarmStartTrial(KatibModel):
+    parameter_assignments: list[ParameterAssignment] | None = None
+    observation: Observation | None = None
+
+
+class WarmStart(KatibModel):
+    """Extension: known results that seed the experiment (they use none of its budget)."""
+
+    trials: list[WarmStartTrial] | None = None
+
+
 class ExperimentSpec(KatibModel):
     parameters: list[ParameterSpec] | None = None
     objective: ObjectiveSpec | None = None
@@ -170,6 +199,7 @@ class ExperimentSpec(KatibModel):
     trial_template: TrialTemplate | None = None
     nas_config: NasConfig | None = None
     resume_policy: str | None = None
+    warm_start: WarmStart | None = None  # extension
 
 
 class ObjectMeta(BaseModel):

@@ -49,7 +49,87 @@ def validate(
     errors += _search_space(exp)
     errors += _trial_template(exp)
     errors += _metrics_collector(exp)
+    errors += _extensions(exp)
     return errors
+
+
+def _extensions(exp: Experiment) -> list[FieldError]:
+    """Our optional fields: several objectives, constraints, warm start."""
+    obj = exp.spec.objective
+    errors: list[FieldError] = []
+    if obj is None:
+        return errors
+    additional = obj.additional_metric_names or []
+    metrics = [obj.objective_metric_name, *additional]
+    seen: set[str] = set()
+    for i, ao in enumerate(obj.additional_objectives or []):
+        path = f"spec.objective.additionalObjectives[{i}]"
+        if ao.metric_name not in additional:
+            errors.append(FieldError(f"{path}.metricName", f"must be one of additionalMetricNames, so it is collected (got {ao.metric_name!r})"))
+        elif ao.metric_name in seen:
+            errors.append(FieldError(f"{path}.metricName", f"duplicate objective {ao.metric_name!r}"))
+        seen.add(ao.metric_name or "")
+        if ao.type not in OBJECTIVE_TYPES:
+            errors.append(FieldError(f"{path}.type", f"must be minimize or maximize (got {ao.type!r})"))
+    for i, c in enumerate(obj.constraints or []):
+        path = f"spec.objective.constraints[{i}]"
+        if c.metric_name not in metrics:
+            errors.append(FieldError(f"{path}.metricName", f"must be the objective or one of additionalMetricNames (got {c.metric_name!r})"))
+        lo, hi = _number(c.min, False), _number(c.max, False)
+        if c.min is None and c.max is None:
+            errors.append(FieldError(path, "needs min, max or both"))
+        for field, raw, value in (("min", c.min, lo), ("max", c.max, hi)):
+            if raw is not None and value is None:
+                errors.append(FieldError(f"{path}.{field}", f"must be a number (got {raw!r})"))
+        if lo is not None and hi is not None and lo > hi:
+            errors.append(FieldError(f"{path}.min", f"must be at most max (got {c.min} > {c.max})"))
+    if exp.spec.warm_start is not None:
+        errors += _warm_start(exp)
+    return errors
+
+
+def _warm_start(exp: Experiment) -> list[FieldError]:
+    assert exp.spec.warm_start is not None and exp.spec.objective is not None
+    errors: list[FieldError] = []
+    params = {p.name: p for p in exp.spec.parameters or [] if p.name}
+    objective = exp.spec.objective.objective_metric_name
+    for i, t in enumerate(exp.spec.warm_start.trials or []):
+        path = f"spec.warmStart.trials[{i}]"
+        given = {a.name: a.value for a in t.parameter_assignments or []}
+        for name in sorted(set(params) - set(given)):
+            errors.append(FieldError(f"{path}.parameterAssignments", f"has no value for parameter {name!r}"))
+        for j, a in enumerate(t.parameter_assignments or []):
+            p = params.get(a.name)
+            apath = f"{path}.parameterAssignments[{j}]"
+            if p is None:
+                errors.append(FieldError(f"{apath}.name", f"is not a parameter of the experiment (got {a.name!r})"))
+                continue
+            problem = _outside(p, a.value)
+            if problem:
+                errors.append(FieldError(f"{apath}.value", problem))
+        values = {m.name: m for m in (t.observation.metrics if t.observation else [])}
+        m = values.get(objective or "")
+        if m is None or all(_number(v, False) is None for v in (m.latest, m.min, m.max)):
+            errors.append(FieldError(f"{path}.observation.metrics", f"needs a numeric value of the objective metric {objective!r}"))
+    return errors
+
+
+def _outside(p: ParameterSpec, value: str) -> str | None:
+    """Why ``value`` is outside ``p``'s feasible space, or None."""
+    fs = p.feasible_space
+    if fs is None:
+        return None
+    if p.parameter_type in ("discrete", "categorical"):
+        if value not in (fs.list_ or []):
+            return f"must be one of {fs.list_} (got {value!r})"
+        return None
+    number = _number(value, p.parameter_type == "int")
+    if number is None:
+        return f"must be {'an integer' if p.parameter_type == 'int' else 'a number'} (got {value!r})"
+    lo, hi = _number(fs.min, False), _number(fs.max, False)
+    if lo is not None and hi is not None and not lo <= number <= hi:
+        return f"must be within [{fs.min}, {fs.max}] (got {value})"
+    return None
 
 
 def _metadata(exp: Experiment) -> list[FieldError]:

@@ -212,8 +212,10 @@ class Store:
         )
 
     def create_experiment(
-        self, namespace: str, name: str, spec: dict[str, Any], status: dict[str, Any], workdir: str
+        self, namespace: str, name: str, spec: dict[str, Any], status: dict[str, Any], workdir: str,
+        initial_trials: Sequence[TrialRecord] = (),
     ) -> ExperimentRecord:
+        """Insert an experiment, and with it (same transaction) any trials it starts with."""
         now = time.time()
         values = {
             "namespace": namespace, "name": name, "uid": str(uuid.uuid4()), "spec": _dumps(spec),
@@ -222,7 +224,11 @@ class Store:
         }
 
         def insert(conn: Connection) -> int:
-            return int(conn.execute(experiments.insert().values(**values)).inserted_primary_key[0])  # type: ignore[index]
+            exp_id = int(conn.execute(experiments.insert().values(**values)).inserted_primary_key[0])  # type: ignore[index]
+            for t in initial_trials:
+                t.experiment_id = exp_id
+                t.id = int(conn.execute(trials.insert().values(**self._trial_values(t))).inserted_primary_key[0])  # type: ignore[index]
+            return exp_id
 
         try:
             exp_id = self._retry(insert)

