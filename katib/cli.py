@@ -25,11 +25,13 @@ app = typer.Typer(
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
 )
 get_app = typer.Typer(help="List experiments or trials.", no_args_is_help=True)
+suggestion_app = typer.Typer(help="The gRPC suggestion service (Katib's API).", no_args_is_help=True)
 describe_app = typer.Typer(help="Show one experiment in detail.", no_args_is_help=True)
 delete_app = typer.Typer(help="Delete an experiment with its trials.", no_args_is_help=True)
 app.add_typer(get_app, name="get")
 app.add_typer(describe_app, name="describe")
 app.add_typer(delete_app, name="delete")
+app.add_typer(suggestion_app, name="suggestion")
 
 # Piped output is never cut to 80 columns: scripts and logs get whole lines.
 out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 400)
@@ -44,6 +46,10 @@ class Output(StrEnum):
     yaml = "yaml"
 
 
+SuggestionOption = typer.Option(
+    None, "--suggestion-service", envvar="KATIB_SUGGESTION_SERVICE",
+    help="host:port of a gRPC suggestion service (ours or Katib's) to ask instead of the built-in algorithms.",
+)
 DbOption = typer.Option(None, "--db", envvar="KATIB_DB", help="SQLite file or database URL (default ~/.katib/katib.db).")
 NamespaceOption = typer.Option("default", "--namespace", "-n", help="Namespace of the experiment.")
 OutputOption = typer.Option(Output.table, "--output", "-o", help="table, json or yaml.")
@@ -205,11 +211,12 @@ def _summary(store: Any, namespace: str, name: str) -> int:
     return 0 if phase == "Succeeded" else EXIT_FAILED
 
 
-def _drive(store: Any, namespace: str, name: str, tick: float) -> int:
+def _drive(store: Any, namespace: str, name: str, tick: float, suggestion: str | None = None) -> int:
     from katib.controller import Controller
 
     progress = _Progress(live=out.is_terminal)
-    controller = Controller(store, runs_root=_runs_root(store), tick=tick, listener=progress)
+    controller = Controller(store, runs_root=_runs_root(store), tick=tick, listener=progress,
+                            suggestion_address=suggestion)
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: Any) -> None:
@@ -240,23 +247,24 @@ def run(
     file: Path = typer.Argument(..., help="Experiment YAML or JSON file."),
     db: str | None = DbOption,
     tick: float = typer.Option(1.0, help="Seconds between metric reads of running trials."),
+    suggestion: str | None = SuggestionOption,
 ) -> None:
     """Run an experiment to its end in the foreground (local processes, SQLite).
 
     Running the same file again resumes it; raising maxTrialCount restarts a finished
     experiment whose resumePolicy is LongRunning or FromVolume."""
-    from katib.controller import Controller, admit
+    from katib.controller import Controller, admit, admit_remote
 
     docs = _read_experiments(file)
     if len(docs) > 1:
         raise KatibError(f"{file}: holds {len(docs)} experiments; `katib run` takes one")
-    exp = admit(docs[0])
+    exp = admit_remote(docs[0], suggestion) if suggestion else admit(docs[0])
     store = _store(db)
     rec, action = Controller(store, runs_root=_runs_root(store)).submit(exp, file.resolve().parent)
     verb = {"created": "created", "resumed": "resumed", "restarted": "restarted",
             "unchanged": "already finished"}[action]
     out.print(f"experiment.kubeflow.org/{rec.name} {verb}", highlight=False)
-    raise typer.Exit(_drive(store, rec.namespace, rec.name, tick))
+    raise typer.Exit(_drive(store, rec.namespace, rec.name, tick, suggestion))
 
 
 @app.command()
@@ -265,11 +273,31 @@ def resume(
     namespace: str = NamespaceOption,
     db: str | None = DbOption,
     tick: float = typer.Option(1.0, help="Seconds between metric reads of running trials."),
+    suggestion: str | None = SuggestionOption,
 ) -> None:
     """Carry on with an experiment whose controller stopped or died."""
     store = _store(db)
     store.get_experiment(namespace, name)
-    raise typer.Exit(_drive(store, namespace, name, tick))
+    raise typer.Exit(_drive(store, namespace, name, tick, suggestion))
+
+
+@suggestion_app.command("serve")
+def suggestion_serve(
+    host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0 inside a pod)."),
+    port: int = typer.Option(6789, help="Port (Katib's suggestion port is 6789)."),
+) -> None:
+    """Serve every algorithm over Katib's gRPC Suggestion API, with the gRPC health check."""
+    from suggestion import serve
+
+    server = serve(host, port)
+    err.print(f"suggestion service on {host}:{server.bound_port} (api.v1.beta1.Suggestion, grpc.health.v1)", highlight=False)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    server.stop(grace=2).wait()
 
 
 # -- read commands ----------------------------------------------------------------------

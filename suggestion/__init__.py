@@ -8,6 +8,7 @@
 from ._base import ACTIVE_STATES, COMPLETED_STATES, Algorithm, Assignment, Setting, TrialView
 from ._early_stopping import ASHA, Curve, EarlyStopper, MedianStop
 from ._registry import algorithm_names, early_stopping_names, get_algorithm, get_early_stopper
+from ._service import RemoteAlgorithm, serve
 
 __all__ = [
     "ACTIVE_STATES",
@@ -16,6 +17,7 @@ __all__ = [
     "Curve",
     "EarlyStopper",
     "MedianStop",
+    "RemoteAlgorithm",
     "Algorithm",
     "Assignment",
     "Setting",
@@ -24,4 +26,5 @@ __all__ = [
     "early_stopping_names",
     "get_algorithm",
     "get_early_stopper",
+    "serve",
 ]

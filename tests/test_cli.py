@@ -115,3 +115,23 @@ def test_examples_use_only_files_that_exist():
     for path in (REPO / "examples").glob("*.yaml"):
         command = yaml.safe_load(path.read_text())["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]["command"]
         assert (path.parent / command[1]).exists(), path
+
+
+def test_suggestion_serve_answers_health_checks():
+    import re
+
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    proc = subprocess.Popen([sys.executable, "-m", "katib", "suggestion", "serve", "--port", "0"],
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stderr.readline()
+        port = int(re.search(r":(\d+) ", line).group(1))
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            reply = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service="manager.v1beta1.Suggestion"), timeout=10)
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=10) == 0

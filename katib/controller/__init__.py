@@ -1,6 +1,6 @@
 """The experiment controller: admission, the reconcile loop, status arithmetic."""
 
-from ._admission import admit, runnable_errors
+from ._admission import admit, admit_remote, runnable_errors
 from ._arithmetic import Counts, end_condition, goal_reached, trials_to_create
 from ._controller import Controller, ExperimentRun, is_completed
 from ._status import experiment_phase, metric_value
@@ -10,6 +10,7 @@ __all__ = [
     "Counts",
     "ExperimentRun",
     "admit",
+    "admit_remote",
     "end_condition",
     "experiment_phase",
     "goal_reached",

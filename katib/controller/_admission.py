@@ -29,6 +29,18 @@ def admit(doc: Any) -> Experiment:
     return exp
 
 
+def admit_remote(doc: Any, address: str) -> Experiment:
+    """Like ``admit``, with the algorithm (any name) checked by the gRPC service at ``address``."""
+    from suggestion import RemoteAlgorithm, early_stopping_names
+
+    exp = spec_admit(doc, None, early_stopping_names())
+    assert exp.spec.algorithm is not None
+    errors = RemoteAlgorithm(address, exp.spec.algorithm.algorithm_name or "").validate(exp)
+    if errors:
+        raise ValidationError(errors)
+    return exp
+
+
 def runnable_errors(exp: Experiment, executor: str = "local") -> list[FieldError]:
     """What stops ``exp`` from running on ``executor`` (an empty list when it can)."""
     errors = []

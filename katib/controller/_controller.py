@@ -30,7 +30,15 @@ from typing import Any
 from katib.errors import ConflictError, FieldError, NotFoundError, ValidationError
 from katib.spec import Experiment, TrialMeta, render
 from katib.store import ExperimentRecord, ObservationRow, Store, TrialRecord
-from suggestion import Algorithm, Curve, EarlyStopper, TrialView, get_algorithm, get_early_stopper
+from suggestion import (
+    Algorithm,
+    Curve,
+    EarlyStopper,
+    RemoteAlgorithm,
+    TrialView,
+    get_algorithm,
+    get_early_stopper,
+)
 from trials import (
     Collector,
     Executor,
@@ -128,8 +136,10 @@ class Controller:
         runs_root: Path | None = None,
         tick: float = 1.0,
         listener: Listener | None = None,
+        suggestion_address: str | None = None,
     ) -> None:
         self.store = store
+        self.suggestion_address = suggestion_address
         self.executor = executor or LocalExecutor()
         self.runs_root = runs_root or Path.home() / ".katib" / "runs"
         self.tick = tick
@@ -223,7 +233,10 @@ class ExperimentRun:
         self.rec = rec
         self.exp = Experiment.model_validate(rec.spec)
         assert self.exp.spec.algorithm and self.exp.spec.algorithm.algorithm_name
-        self.algorithm: Algorithm = get_algorithm(self.exp.spec.algorithm.algorithm_name)
+        name = self.exp.spec.algorithm.algorithm_name
+        self.algorithm: Algorithm = (
+            RemoteAlgorithm(ctl.suggestion_address, name) if ctl.suggestion_address else get_algorithm(name)
+        )
         self.algorithm_state: dict[str, Any] = self.store.algorithm_state(rec.id) or {}
         self.trials: dict[str, TrialRecord] = {t.name: t for t in self.store.list_trials(rec.id)}
         self.reducers: dict[str, MetricReducer] = {}

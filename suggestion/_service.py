@@ -1,0 +1,291 @@
+"""Our algorithms behind Katib's gRPC ``Suggestion`` service, and a client for any such
+service (ours or Katib's own) that the controller can use instead of a local algorithm.
+
+``katib suggestion serve`` starts the server: an existing Katib deployment pointed at it
+(a custom suggestion image whose command runs it) gets every algorithm of this project.
+Algorithm state (hyperband's plan) travels in the reply's ``algorithm.algorithm_settings``
+under ``katib_state``, as Katib's own services do, and comes back with the next request.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from katib.errors import KatibError
+from katib.spec import Experiment, apply_defaults
+
+from ._base import Algorithm, Assignment, TrialView
+from ._registry import get_algorithm
+
+STATE_SETTING = "katib_state"
+SERVICE_NAME = "manager.v1beta1.Suggestion"
+_TYPES = {1: "double", 2: "int", 3: "discrete", 4: "categorical"}
+_DISTRIBUTIONS = {1: "uniform", 2: "logUniform", 3: "normal", 4: "logNormal"}
+_STATES = {0: "Created", 1: "Running", 2: "Succeeded", 3: "Killed", 4: "Failed",
+           5: "MetricsUnavailable", 6: "EarlyStopped", 7: "Running"}
+
+
+def _pb() -> Any:
+    from .grpc import api_pb2
+
+    return api_pb2
+
+
+# -- proto -> ours ---------------------------------------------------------------------
+
+
+def experiment_from_proto(pb: Any) -> tuple[Experiment, dict[str, Any]]:
+    """Our ``Experiment`` (defaults applied) and the algorithm state from a request."""
+    spec = pb.spec
+    state: dict[str, Any] = {}
+    settings = []
+    for s in spec.algorithm.algorithm_settings:
+        if s.name == STATE_SETTING:
+            state = json.loads(s.value or "{}")
+        else:
+            settings.append({"name": s.name, "value": s.value})
+    doc: dict[str, Any] = {
+        "metadata": {"name": pb.name or "experiment"},
+        "spec": {
+            "objective": {
+                "type": {1: "minimize", 2: "maximize"}.get(spec.objective.type, "minimize"),
+                "objectiveMetricName": spec.objective.objective_metric_name,
+                "additionalMetricNames": list(spec.objective.additional_metric_names) or None,
+            },
+            "algorithm": {"algorithmName": spec.algorithm.algorithm_name, "algorithmSettings": settings},
+            "parallelTrialCount": spec.parallel_trial_count or None,
+            "maxTrialCount": spec.max_trial_count or None,
+        },
+    }
+    if spec.objective.goal:
+        doc["spec"]["objective"]["goal"] = spec.objective.goal
+    params = [_parameter(p) for p in spec.parameter_specs.parameters]
+    if params:
+        doc["spec"]["parameters"] = params
+    if spec.early_stopping.algorithm_name:
+        doc["spec"]["earlyStopping"] = {
+            "algorithmName": spec.early_stopping.algorithm_name,
+            "algorithmSettings": [{"name": s.name, "value": s.value} for s in spec.early_stopping.algorithm_settings],
+        }
+    return apply_defaults(Experiment.model_validate(doc)), state
+
+
+def _parameter(p: Any) -> dict[str, Any]:
+    fs = p.feasible_space
+    space: dict[str, Any] = {k: v for k, v in (("min", fs.min), ("max", fs.max), ("step", fs.step)) if v}
+    if len(fs.list):
+        space["list"] = list(fs.list)
+    if fs.distribution:
+        space["distribution"] = _DISTRIBUTIONS[fs.distribution]
+    return {"name": p.name, "parameterType": _TYPES.get(p.parameter_type, "unknown"), "feasibleSpace": space}
+
+
+def trials_from_proto(trials: Sequence[Any], objective: str) -> list[TrialView]:
+    views = []
+    for t in trials:
+        params = {a.name: a.value for a in t.spec.parameter_assignments.assignments}
+        value = None
+        for m in t.status.observation.metrics:
+            if m.name == objective:
+                try:
+                    value = float(m.value)
+                except ValueError:
+                    value = None
+        if value is not None and not math.isfinite(value):
+            value = None
+        views.append(TrialView(t.name, params, _STATES.get(t.status.condition, "Running"), value))
+    return views
+
+
+# -- ours -> proto ---------------------------------------------------------------------
+
+
+def experiment_to_proto(exp: Experiment, state: dict[str, Any] | None = None) -> Any:
+    pb = _pb()
+    spec = exp.spec
+    obj = spec.objective
+    assert obj is not None
+    settings = [pb.AlgorithmSetting(name=s.name or "", value=s.value or "")
+                for s in (spec.algorithm.algorithm_settings if spec.algorithm else None) or []]
+    if state:
+        settings.append(pb.AlgorithmSetting(name=STATE_SETTING, value=json.dumps(state)))
+    message = pb.Experiment(name=exp.name, spec=pb.ExperimentSpec(
+        objective=pb.ObjectiveSpec(type={"minimize": 1, "maximize": 2}[obj.type or "minimize"], goal=obj.goal or 0.0,
+                                   objective_metric_name=obj.objective_metric_name or "",
+                                   additional_metric_names=obj.additional_metric_names or []),
+        algorithm=pb.AlgorithmSpec(algorithm_name=spec.algorithm.algorithm_name if spec.algorithm else "",
+                                   algorithm_settings=settings),
+        parallel_trial_count=spec.parallel_trial_count or 0, max_trial_count=spec.max_trial_count or 0,
+    ))
+    kinds = {v: k for k, v in _TYPES.items()}
+    dists = {v: k for k, v in _DISTRIBUTIONS.items()}
+    for p in spec.parameters or []:
+        fs = p.feasible_space
+        assert fs is not None
+        message.spec.parameter_specs.parameters.append(pb.ParameterSpec(
+            name=p.name or "", parameter_type=kinds.get(p.parameter_type or "", 0),
+            feasible_space=pb.FeasibleSpace(max=fs.max or "", min=fs.min or "", list=fs.list_ or [],
+                                            step=fs.step or "", distribution=dists.get(fs.distribution or "", 0)),
+        ))
+    return message
+
+
+def trials_to_proto(views: Sequence[TrialView], objective: str) -> list[Any]:
+    pb = _pb()
+    conditions = {v: k for k, v in _STATES.items() if k != 7}
+    out = []
+    for v in views:
+        trial = pb.Trial(name=v.name, status=pb.TrialStatus(condition=conditions.get(v.state, 7)))
+        for name, value in v.parameters.items():
+            trial.spec.parameter_assignments.assignments.append(pb.ParameterAssignment(name=name, value=value))
+        if v.objective is not None:
+            trial.status.observation.metrics.append(pb.Metric(name=objective, value=repr(v.objective)))
+        out.append(trial)
+    return out
+
+
+# -- the server ------------------------------------------------------------------------
+
+
+class SuggestionServicer:
+    """``api.v1.beta1.Suggestion`` over our algorithm registry."""
+
+    def __init__(self) -> None:
+        self._algorithms: dict[tuple[str, str], Algorithm] = {}
+
+    def _algorithm(self, exp: Experiment) -> Algorithm:
+        assert exp.spec.algorithm is not None
+        name = exp.spec.algorithm.algorithm_name or ""
+        key = (exp.name, name)
+        if key not in self._algorithms:  # one instance per experiment: samplers keep caches
+            self._algorithms[key] = get_algorithm(name)
+        return self._algorithms[key]
+
+    def _checked(self, request_experiment: Any, context: Any) -> tuple[Experiment, dict[str, Any], Algorithm]:
+        import grpc
+
+        try:
+            exp, state = experiment_from_proto(request_experiment)
+            alg = self._algorithm(exp)
+        except (KatibError, ValueError) as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        errors = alg.validate(exp)
+        if errors:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "; ".join(str(e) for e in errors))
+        return exp, state, alg
+
+    def GetSuggestions(self, request: Any, context: Any) -> Any:  # noqa: N802 - gRPC's name
+        import grpc
+
+        pb = _pb()
+        exp, state, alg = self._checked(request.experiment, context)
+        assert exp.spec.objective is not None
+        views = trials_from_proto(request.trials, exp.spec.objective.objective_metric_name or "")
+        count = max(request.current_request_number, 0)
+        assignments: list[Assignment] = alg.suggest(exp, views, count, state)
+        if count and not assignments:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"the search space of {exp.name} is exhausted")
+        reply = pb.GetSuggestionsReply()
+        for a in assignments:
+            item = reply.parameter_assignments.add(trial_name=a.name or "")
+            for name, value in a.parameters.items():
+                item.assignments.append(pb.ParameterAssignment(name=name, value=value))
+            item.labels.update(a.labels)
+        settings = list(request.experiment.spec.algorithm.algorithm_settings)
+        reply.algorithm.algorithm_name = exp.spec.algorithm.algorithm_name if exp.spec.algorithm else ""
+        for s in settings:
+            if s.name != STATE_SETTING:
+                reply.algorithm.algorithm_settings.append(pb.AlgorithmSetting(name=s.name, value=s.value))
+        if state:
+            reply.algorithm.algorithm_settings.append(pb.AlgorithmSetting(name=STATE_SETTING, value=json.dumps(state)))
+        return reply
+
+    def ValidateAlgorithmSettings(self, request: Any, context: Any) -> Any:  # noqa: N802
+        self._checked(request.experiment, context)
+        return _pb().ValidateAlgorithmSettingsReply()
+
+
+def serve(host: str = "127.0.0.1", port: int = 6789, max_workers: int = 4) -> Any:
+    """Start the gRPC server (Suggestion + health); returns it, already serving."""
+    from concurrent import futures
+
+    import grpc
+    from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+    from .grpc import api_pb2_grpc
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers))
+    servicer = SuggestionServicer()
+    api_pb2_grpc.add_SuggestionServicer_to_server(servicer, server)  # type: ignore[arg-type]
+    checker = health.HealthServicer()
+    for name in ("", SERVICE_NAME, "api.v1.beta1.Suggestion"):
+        checker.set(name, health_pb2.HealthCheckResponse.SERVING)
+    health_pb2_grpc.add_HealthServicer_to_server(checker, server)
+    bound = server.add_insecure_port(f"{host}:{port}")
+    if not bound:
+        raise KatibError(f"cannot listen on {host}:{port}")
+    server.start()
+    server.bound_port = bound  # type: ignore[attr-defined]
+    return server
+
+
+# -- the client ------------------------------------------------------------------------
+
+
+class RemoteAlgorithm(Algorithm):
+    """An algorithm served over Katib's gRPC API at ``address`` (ours or Katib's).
+
+    >>> alg = RemoteAlgorithm("127.0.0.1:6789", "tpe")  # doctest: +SKIP
+    """
+
+    def __init__(self, address: str, name: str, timeout: float = 600.0) -> None:
+        import grpc
+
+        from .grpc import api_pb2_grpc
+
+        self.address = address
+        self.name = name  # type: ignore[misc]
+        self.timeout = timeout
+        self._channel = grpc.insecure_channel(address)
+        self._stub = api_pb2_grpc.SuggestionStub(self._channel)
+
+    def validate(self, experiment: Experiment) -> list[Any]:
+        import grpc
+
+        from katib.errors import FieldError
+
+        try:
+            self._stub.ValidateAlgorithmSettings(
+                _pb().ValidateAlgorithmSettingsRequest(experiment=experiment_to_proto(experiment)), timeout=self.timeout)
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
+                return [FieldError("spec.algorithm", f"the suggestion service at {self.address} refused it: {exc.details()}")]
+            raise KatibError(f"suggestion service at {self.address}: {exc.code().name}: {exc.details()}") from None
+        return []
+
+    def suggest(self, experiment: Experiment, trials: Sequence[TrialView], count: int,
+                state: dict[str, Any] | None = None) -> list[Assignment]:
+        import grpc
+
+        obj = experiment.spec.objective
+        assert obj is not None
+        remote_state = (state or {}).get("remote")
+        request = _pb().GetSuggestionsRequest(
+            experiment=experiment_to_proto(experiment, remote_state),
+            trials=trials_to_proto(trials, obj.objective_metric_name or ""),
+            current_request_number=count, total_request_number=len(trials) + count,
+        )
+        try:
+            reply = self._stub.GetSuggestions(request, timeout=self.timeout)
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.FAILED_PRECONDITION:
+                return []
+            raise KatibError(f"suggestion service at {self.address}: {exc.code().name}: {exc.details()}") from None
+        for s in reply.algorithm.algorithm_settings:
+            if s.name == STATE_SETTING and state is not None:
+                state["remote"] = json.loads(s.value)
+        return [Assignment({a.name: a.value for a in item.assignments}, name=item.trial_name or None,
+                           labels=dict(item.labels)) for item in reply.parameter_assignments]

@@ -1,0 +1,123 @@
+"""Katib's gRPC Suggestion API, round trip: Katib-shaped requests to our server, and the
+controller using a remote service instead of a local algorithm."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from katib.controller import Controller, admit_remote
+from suggestion import serve
+from suggestion.grpc import api_pb2 as pb
+from suggestion.grpc import api_pb2_grpc
+from tests.conftest import experiment
+
+
+@pytest.fixture(scope="module")
+def server():
+    s = serve("127.0.0.1", 0)
+    yield f"127.0.0.1:{s.bound_port}"
+    s.stop(grace=0)
+
+
+def katib_experiment(algorithm: str, settings: dict[str, str] | None = None) -> pb.Experiment:
+    """What Katib's controller sends for a two-parameter experiment."""
+    spec = pb.ExperimentSpec(
+        objective=pb.ObjectiveSpec(type=pb.MAXIMIZE, goal=0.99, objective_metric_name="Validation-accuracy",
+                                   additional_metric_names=["Train-accuracy"]),
+        algorithm=pb.AlgorithmSpec(algorithm_name=algorithm,
+                                   algorithm_settings=[pb.AlgorithmSetting(name=k, value=v) for k, v in (settings or {}).items()]),
+        parallel_trial_count=3, max_trial_count=12,
+    )
+    spec.parameter_specs.parameters.extend([
+        pb.ParameterSpec(name="lr", parameter_type=pb.DOUBLE,
+                         feasible_space=pb.FeasibleSpace(min="0.001", max="0.1", distribution=pb.LOG_UNIFORM)),
+        pb.ParameterSpec(name="optimizer", parameter_type=pb.CATEGORICAL, feasible_space=pb.FeasibleSpace(list=["sgd", "adam"])),
+    ])
+    return pb.Experiment(name="random", spec=spec)
+
+
+def katib_trial(name: str, lr: str, opt: str, accuracy: str | None, condition=pb.TrialStatus.SUCCEEDED) -> pb.Trial:
+    t = pb.Trial(name=name, status=pb.TrialStatus(condition=condition))
+    t.spec.parameter_assignments.assignments.extend([pb.ParameterAssignment(name="lr", value=lr),
+                                                     pb.ParameterAssignment(name="optimizer", value=opt)])
+    if accuracy is not None:
+        t.status.observation.metrics.append(pb.Metric(name="Validation-accuracy", value=accuracy))
+    return t
+
+
+def test_health_check_serving(server):
+    with grpc.insecure_channel(server) as channel:
+        reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service="manager.v1beta1.Suggestion"))
+    assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+@pytest.mark.parametrize("algorithm", ["random", "tpe", "sobol"])
+def test_get_suggestions_returns_exactly_the_requested_number(server, algorithm):
+    trials = [katib_trial("random-aaaa", "0.01", "adam", "0.95"), katib_trial("random-bbbb", "0.05", "sgd", "0.90"),
+              katib_trial("random-cccc", "0.02", "sgd", None, pb.TrialStatus.RUNNING)]
+    with grpc.insecure_channel(server) as channel:
+        reply = api_pb2_grpc.SuggestionStub(channel).GetSuggestions(pb.GetSuggestionsRequest(
+            experiment=katib_experiment(algorithm), trials=trials, current_request_number=3, total_request_number=6))
+    assert len(reply.parameter_assignments) == 3
+    for item in reply.parameter_assignments:
+        values = {a.name: a.value for a in item.assignments}
+        assert 0.001 <= float(values["lr"]) <= 0.1 and values["optimizer"] in ("sgd", "adam")
+    assert reply.algorithm.algorithm_name == algorithm
+
+
+def test_invalid_settings_are_invalid_argument_naming_the_setting(server):
+    with grpc.insecure_channel(server) as channel, pytest.raises(grpc.RpcError) as info:
+        api_pb2_grpc.SuggestionStub(channel).ValidateAlgorithmSettings(
+            pb.ValidateAlgorithmSettingsRequest(experiment=katib_experiment("tpe", {"n_ei_candidates": "0"})))
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "n_ei_candidates must be >= 1 (got 0)" in info.value.details()
+    with grpc.insecure_channel(server) as channel:
+        api_pb2_grpc.SuggestionStub(channel).ValidateAlgorithmSettings(
+            pb.ValidateAlgorithmSettingsRequest(experiment=katib_experiment("tpe", {"n_ei_candidates": "12"})))
+
+
+def test_unknown_algorithm_is_invalid_argument(server):
+    with grpc.insecure_channel(server) as channel, pytest.raises(grpc.RpcError) as info:
+        api_pb2_grpc.SuggestionStub(channel).ValidateAlgorithmSettings(
+            pb.ValidateAlgorithmSettingsRequest(experiment=katib_experiment("annealing")))
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "unknown algorithm 'annealing'" in info.value.details()
+
+
+def test_algorithm_state_travels_in_the_settings(server):
+    exp = katib_experiment("hyperband", {"r_l": "9", "resource_name": "epochs", "eta": "3"})
+    exp.spec.parallel_trial_count = 9
+    exp.spec.parameter_specs.parameters.append(
+        pb.ParameterSpec(name="epochs", parameter_type=pb.INT, feasible_space=pb.FeasibleSpace(min="1", max="9")))
+    with grpc.insecure_channel(server) as channel:
+        stub = api_pb2_grpc.SuggestionStub(channel)
+        first = stub.GetSuggestions(pb.GetSuggestionsRequest(experiment=exp, current_request_number=9))
+        assert len(first.parameter_assignments) == 9 and all(i.trial_name for i in first.parameter_assignments)
+        state = [s for s in first.algorithm.algorithm_settings if s.name == "katib_state"]
+        assert state
+        # Katib sends the reply's settings back with the finished rung.
+        del exp.spec.algorithm.algorithm_settings[:]
+        exp.spec.algorithm.algorithm_settings.extend(first.algorithm.algorithm_settings)
+        done = []
+        for i, item in enumerate(first.parameter_assignments):
+            t = pb.Trial(name=item.trial_name, status=pb.TrialStatus(condition=pb.TrialStatus.SUCCEEDED))
+            t.spec.parameter_assignments.assignments.extend(item.assignments)
+            t.status.observation.metrics.append(pb.Metric(name="Validation-accuracy", value=str(i / 10)))
+            done.append(t)
+        second = stub.GetSuggestions(pb.GetSuggestionsRequest(experiment=exp, trials=done, current_request_number=9))
+    epochs = {a.value for item in second.parameter_assignments for a in item.assignments if a.name == "epochs"}
+    assert len(second.parameter_assignments) == 3 and epochs == {"3"}
+
+
+def test_controller_uses_a_remote_service(server, store, tmp_path):
+    doc = experiment(algorithm={"algorithmName": "tpe", "algorithmSettings": [{"name": "random_state", "value": "5"}]})
+    ctl = Controller(store, runs_root=tmp_path / "runs", tick=0.05, suggestion_address=server)
+    rec, _ = ctl.submit(admit_remote(doc, server), tmp_path)
+    status = ctl.run(rec.namespace, rec.name)
+    assert status["trialsSucceeded"] == 4
+    bad = experiment(algorithm={"algorithmName": "tpe", "algorithmSettings": [{"name": "gamma", "value": "2"}]})
+    from katib.errors import ValidationError
+
+    with pytest.raises(ValidationError, match="refused it: .*gamma must be <= 1"):
+        admit_remote(bad, server)
