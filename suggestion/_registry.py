@@ -26,6 +26,7 @@ _BUILTIN: dict[str, str] = {
     "cmaes": "suggestion._cmaes:CMAES",
     "bayesianoptimization": "suggestion._bayesopt:BayesianOptimization",
     "hyperband": "suggestion._hyperband:Hyperband",
+    "pbt": "suggestion._pbt:PBT",
 }
 _EARLY_STOPPING: dict[str, str] = {
     "medianstop": "suggestion._early_stopping:MedianStop",

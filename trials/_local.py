@@ -46,8 +46,8 @@ def command_of(container: dict[str, Any], path_map: dict[str, str]) -> list[str]
 
 
 def _remap(text: str, path_map: dict[str, str]) -> str:
-    for old, new in path_map.items():
-        text = text.replace(old, new)
+    for old in sorted(path_map, key=len, reverse=True):  # the longest path first
+        text = text.replace(old, path_map[old])
     return text
 
 

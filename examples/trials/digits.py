@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import pickle
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 from sklearn.datasets import load_digits
@@ -38,6 +40,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--report", default="stdout", choices=["stdout", "file", "json", "push"])
     parser.add_argument("--log-path", default="/var/log/katib/metrics.log")
+    parser.add_argument("--checkpoint", default=None,
+                        help="a folder: continue from the model saved there, save it there after training")
     args = parser.parse_args()
 
     x, y = load_digits(return_X_y=True)
@@ -52,6 +56,12 @@ def main() -> None:
         random_state=args.seed,
     )
     classes = np.unique(y)
+    saved = Path(args.checkpoint) / "model.pkl" if args.checkpoint else None
+    if saved is not None and saved.exists():  # population based training: go on from the parent
+        with open(saved, "rb") as f:
+            model = pickle.load(f)
+        model.set_params(learning_rate_init=args.lr)
+        print(f"resumed from {saved}", flush=True)
     rng = np.random.default_rng(args.seed)
     print(f"training {args.num_layers}x{args.num_units} MLP, {args.optimizer}, lr={args.lr}", flush=True)
     for epoch in range(1, args.epochs + 1):
@@ -68,6 +78,10 @@ def main() -> None:
             "loss": log_loss(y_val, model.predict_proba(x_val), labels=classes),
         }
         report(args, epoch, metrics)
+    if saved is not None:
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        with open(saved, "wb") as f:
+            pickle.dump(model, f)
 
 
 def report(args: argparse.Namespace, epoch: int, metrics: dict[str, float]) -> None:

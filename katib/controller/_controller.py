@@ -74,6 +74,8 @@ from ._status import (
 
 EDITABLE = ("parallelTrialCount", "maxTrialCount", "maxFailedTrialCount")
 NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # Kubernetes' rand.String alphabet
+CHECKPOINT_FROM_LABEL = "katib.kubeflow.org/checkpoint-from"
+DEFAULT_CHECKPOINT_DIR = "/var/log/katib/checkpoints/"
 EXPERIMENT_LABEL = "katib.kubeflow.org/experiment"
 TRIAL_LABEL = "katib.kubeflow.org/trial"
 STATUS_SAVE_INTERVAL = 0.5
@@ -555,13 +557,34 @@ class ExperimentRun:
     def _trial_dir(self, t: TrialRecord) -> Path:
         return self.ctl.runs_root / self.exp.namespace / self.exp.name / t.name
 
+    def _checkpoint_dir(self, name: str) -> Path:
+        return self.ctl.runs_root / self.exp.namespace / self.exp.name / "checkpoints" / name
+
     def _path_map(self, t: TrialRecord) -> dict[str, str]:
-        """Katib's absolute metrics paths, mapped into the trial's own directory."""
+        """Katib's absolute paths, mapped into the trial's own directories: the metrics
+        file, and the checkpoint directory (``suggestion_trial_dir``) of PBT."""
+        out = {}
         mc = self.exp.spec.metrics_collector_spec
         fsp = mc.source.file_system_path if mc and mc.source else None
         if mc and mc.collector and mc.collector.kind == "File" and fsp and fsp.path:
-            return {fsp.path: str(self._trial_dir(t) / fsp.path.lstrip("/"))}
-        return {}
+            out[fsp.path] = str(self._trial_dir(t) / fsp.path.lstrip("/"))
+        checkpoints = self.exp.spec.algorithm.settings().get("suggestion_trial_dir") if self.exp.spec.algorithm else None
+        if self.exp.spec.algorithm and self.exp.spec.algorithm.algorithm_name == "pbt":
+            checkpoints = checkpoints or DEFAULT_CHECKPOINT_DIR
+        if checkpoints:
+            out[checkpoints.rstrip("/")] = str(self._checkpoint_dir(t.name))
+        return out
+
+    def _prepare_checkpoint(self, t: TrialRecord) -> None:
+        """A trial that starts from another's checkpoint gets a fresh copy of it."""
+        target = self._checkpoint_dir(t.name)
+        shutil.rmtree(target, ignore_errors=True)
+        source_name = t.labels.get(CHECKPOINT_FROM_LABEL)
+        source = self._checkpoint_dir(source_name) if source_name else None
+        if source is not None and source.is_dir():
+            shutil.copytree(source, target)
+        else:
+            target.mkdir(parents=True, exist_ok=True)
 
     def _job(self, t: TrialRecord) -> TrialJob:
         tt = self.exp.spec.trial_template
@@ -580,6 +603,7 @@ class ExperimentRun:
                 "KATIB_TRIAL_NAME": t.name, "KATIB_EXPERIMENT_NAME": self.exp.name,
                 "KATIB_NAMESPACE": self.exp.namespace, "KATIB_TRIAL_DIR": str(trial_dir),
                 "KATIB_PUSH_FILE": str(trial_dir / "push.jsonl"),
+                "KATIB_CHECKPOINT_DIR": str(self._checkpoint_dir(t.name)),
             },
         )
 
@@ -589,6 +613,7 @@ class ExperimentRun:
                 continue
             job = self._job(t)
             try:
+                self._prepare_checkpoint(t)
                 t.handle = self.executor.launch(job)
             except LaunchError as exc:
                 t.completion_time = time.time()
