@@ -143,7 +143,7 @@ def run(args: tuple[str, str, int, int]) -> tuple[str, str, int, list[float], fl
             if not batch:
                 break
             y = problem.evaluate(batch[0].parameters)
-            views.append(TrialView(f"t{len(views)}", batch[0].parameters, "Succeeded", y))
+            views.append(TrialView(batch[0].name or f"t{len(views)}", batch[0].parameters, "Succeeded", y))
             values.append(y)
     best, curve = (-math.inf if problem.maximize else math.inf), []
     for y in values:

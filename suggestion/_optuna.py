@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -31,6 +32,8 @@ from ._space import Dimension, SearchSpace
 _COMPLETE = ("Succeeded", "EarlyStopped")
 _FAILED = ("Failed", "MetricsUnavailable", "Killed")
 MAX_RETRIES = 30
+NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+_RNG = random.Random()
 
 
 def _distributions(space: SearchSpace) -> dict[str, Any]:
@@ -136,26 +139,30 @@ class OptunaAlgorithm(Algorithm):
         finite = space.size() < math.inf
         seen = {space.key(t.parameters) for t in trials} if finite else set()
         rng = np.random.default_rng(seed)
+        known = self._cache[2] if self._cache is not None else {}
         out: list[Assignment] = []
-        asked = []
         for _ in range(count):
             if finite and len(seen) >= space.size():
                 break  # every point is taken: the space is exhausted
+            kept = None
             for _attempt in range(MAX_RETRIES):
                 trial = study.ask(dists)
-                asked.append(trial)
                 params = {d.name: _from_optuna(d, trial.params[d.name]) for d in space.dims}
                 if space.key(params) not in seen:
+                    kept = trial
                     break
+                # A known point of a finite space: failed trials are ignored by every sampler.
+                study.tell(trial, state=TrialState.FAIL)
             else:
                 params = self._free_point(space, seen, rng)
             seen.add(space.key(params))
-            out.append(Assignment(params))
-        # This call's asks were "running" only while it lasted (constant liar within a
-        # batch); the controller's trials come back by name next time. Failed trials are
-        # ignored by every sampler.
-        for trial in asked:
-            study.tell(trial, state=TrialState.FAIL)
+            # The trial is named here, so when it comes back from the controller it is
+            # matched to the very Optuna trial that was asked (CMA-ES keeps its
+            # generation in it) and completed in place.
+            name = f"{experiment.name}-{''.join(_RNG.choices(NAME_ALPHABET, k=8))}"
+            if kept is not None:
+                known[name] = (kept._trial_id, TrialState.RUNNING)
+            out.append(Assignment(params, name=name))
         return out
 
     @staticmethod

@@ -75,7 +75,7 @@ def test_model_based_algorithms_learn(name):
     history: list[TrialView] = []
     while len(history) < 40:
         for a in alg.suggest(exp, history, 4):
-            history.append(TrialView(f"t{len(history)}", a.parameters, "Succeeded", sphere(a.parameters)))
+            history.append(TrialView(a.name or f"t{len(history)}", a.parameters, "Succeeded", sphere(a.parameters)))
     late = sorted(t.objective for t in history[-12:])
     # Uniform random points on [-5, 5]^2 have a median sphere value near 16.
     assert late[len(late) // 2] < 10 and late[0] < 2, late
