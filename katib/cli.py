@@ -281,6 +281,45 @@ def resume(
     raise typer.Exit(_drive(store, namespace, name, tick, suggestion))
 
 
+def _loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@app.command()
+def server(
+    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    port: int = typer.Option(8080, help="Port."),
+    db: str | None = DbOption,
+    workdir: Path = typer.Option(Path("."), help="Folder that relative trial commands run in."),
+    tick: float = typer.Option(1.0, help="Seconds between metric reads of running trials."),
+    allow_unauthenticated: bool = typer.Option(
+        False, "--allow-unauthenticated", help="Listen on a non-loopback address although the API has no authentication."),
+) -> None:
+    """Serve the REST API and the Kubernetes-style endpoints, and run every experiment.
+
+    Unfinished experiments carry on when the server starts; stopping it stops their
+    running trials, which the next start runs again."""
+    if not _loopback(host) and not allow_unauthenticated:
+        raise KatibError(f"refusing to listen on {host}: the API has no authentication yet; "
+                         "listen on 127.0.0.1, or pass --allow-unauthenticated")
+    try:
+        import uvicorn
+
+        from api import create_app
+    except ImportError as exc:
+        raise KatibError(f"katib server needs its extra: pip install 'katib[server]' ({exc.name} is missing)") from None
+    store = _store(db)
+    application = create_app(store, _runs_root(store), workdir.resolve(), tick=tick)
+    uvicorn.run(application, host=host, port=port, log_level="info")
+
+
 @suggestion_app.command("serve")
 def suggestion_serve(
     host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0 inside a pod)."),

@@ -2,12 +2,15 @@
 
 from ._admission import admit, admit_remote, runnable_errors
 from ._arithmetic import Counts, end_condition, goal_reached, trials_to_create
-from ._controller import Controller, ExperimentRun, is_completed
+from ._controller import EDITABLE, Controller, ExperimentRun, is_completed
+from ._manager import ExperimentManager
 from ._status import experiment_phase, metric_value
 
 __all__ = [
+    "EDITABLE",
     "Controller",
     "Counts",
+    "ExperimentManager",
     "ExperimentRun",
     "admit",
     "admit_remote",

@@ -256,6 +256,8 @@ class ExperimentRun:
         self._saved_at = 0.0
         self._collected_at = 0.0
         self._unsaved: dict[str, TrialRecord] = {}
+        self._budget_lock = threading.Lock()
+        self._new_budget: dict[str, Any] | None = None
         self._samples: list[tuple[int, ObservationRow]] = []
         self._views: dict[str, TrialView] = {}
         es = self.exp.spec.early_stopping
@@ -284,6 +286,7 @@ class ExperimentRun:
         self._emit("started", None)
         try:
             while True:
+                self._apply_budget()
                 self._follow_running()
                 ended = self._check_end()
                 new = [] if ended else self._create_trials()
@@ -307,6 +310,22 @@ class ExperimentRun:
         finally:
             self.executor.settle()
         return self.status
+
+    def update_budget(self, spec: dict[str, Any]) -> None:
+        """Take new ``parallelTrialCount``/``maxTrialCount``/``maxFailedTrialCount`` values
+        (from another thread); the loop applies them at its next step."""
+        with self._budget_lock:
+            self._new_budget = {k: spec.get(k) for k in EDITABLE}
+
+    def _apply_budget(self) -> None:
+        with self._budget_lock:
+            budget, self._new_budget = self._new_budget, None
+        if budget:
+            spec = self.exp.spec
+            spec.parallel_trial_count = budget["parallelTrialCount"] or spec.parallel_trial_count
+            spec.max_trial_count = budget["maxTrialCount"]
+            spec.max_failed_trial_count = budget["maxFailedTrialCount"]
+            self._dirty = True
 
     def _touch(self, t: TrialRecord) -> None:
         self._unsaved[t.name] = t

@@ -463,7 +463,7 @@ def _batch_job(job: dict[str, Any], p: str) -> list[FieldError]:
             if not c.get("image"):
                 errors.append(FieldError(f"{cp}.image", "is required"))
             for field in ("command", "args"):
-                if field in c and not isinstance(c[field], list):
+                if c.get(field) is not None and not isinstance(c[field], list):
                     errors.append(FieldError(f"{cp}.{field}", "must be a list of strings"))
     restart = pod.get("restartPolicy")
     if restart is not None and restart not in ("Never", "OnFailure"):

@@ -1,0 +1,74 @@
+"""The FastAPI application: our REST API, the Kubernetes-style endpoints, health."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from katib.controller import ExperimentManager
+from katib.errors import ConflictError, KatibError, NotFoundError, TemporaryError, ValidationError
+from katib.store import Store
+
+from ._state import ServerState
+from .routes import experiments, kube, system
+
+_CODES = {ValidationError: 422, NotFoundError: 404, ConflictError: 409, TemporaryError: 503}
+_REASONS = {422: "Invalid", 404: "NotFound", 409: "AlreadyExists", 503: "ServiceUnavailable", 400: "BadRequest"}
+
+
+def _kube_style(request: Request) -> bool:
+    path = request.url.path
+    return path.startswith("/apis/") or "/pods" in path
+
+
+def _error(request: Request, code: int, message: str, fields: list[dict[str, str]] | None = None) -> JSONResponse:
+    if _kube_style(request):
+        body: dict[str, Any] = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                                "message": message, "reason": _REASONS.get(code, "InternalError"), "code": code}
+        if code == 409 and "already exists" not in message:
+            body["reason"] = "Conflict"
+        if fields:
+            body["details"] = {"causes": [{"field": f["field"], "message": f["message"], "reason": "FieldValueInvalid"}
+                                          for f in fields]}
+        return JSONResponse(body, status_code=code)
+    return JSONResponse({"message": message, **({"errors": fields} if fields else {})}, status_code=code)
+
+
+def create_app(store: Store, runs_root: Path, workdir: Path, tick: float = 1.0, resume: bool = True) -> FastAPI:
+    """The app; its lifespan starts the unfinished experiments and stops all at shutdown."""
+    manager = ExperimentManager(store, runs_root, tick=tick)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> Any:
+        if resume:
+            manager.resume_all()
+        yield
+        manager.shutdown()
+
+    app = FastAPI(title="katib", version="0.1.0", lifespan=lifespan,
+                  description="Kubeflow Katib's experiments as a service: REST, Kubernetes-style endpoints for "
+                              "the kubeflow-katib SDK, server-sent events.")
+    app.state.katib = ServerState(store=store, manager=manager, workdir=workdir)
+
+    @app.exception_handler(KatibError)
+    async def katib_error(request: Request, exc: KatibError) -> JSONResponse:
+        code = next((c for cls, c in _CODES.items() if isinstance(exc, cls)), 400)
+        if isinstance(exc, ValidationError):
+            return _error(request, 422, f"invalid {exc.what}: " + "; ".join(str(e) for e in exc.errors),
+                          [e.to_dict() for e in exc.errors])
+        return _error(request, code, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def request_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        fields = [{"field": ".".join(str(p) for p in e["loc"] if p != "body"), "message": e["msg"]} for e in exc.errors()]
+        return _error(request, 422, "invalid request: " + "; ".join(f"{f['field']}: {f['message']}" for f in fields), fields)
+
+    app.include_router(system.router)
+    app.include_router(experiments.router)
+    app.include_router(kube.router)
+    return app

@@ -1,0 +1,71 @@
+"""The operations both API flavours offer (ours and the Kubernetes-style one)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from katib import views
+from katib.controller import admit, runnable_errors
+from katib.errors import ConflictError, FieldError, NotFoundError, ValidationError
+from katib.store import ExperimentRecord, TrialRecord
+
+from ._documents import merge_patch
+from ._state import ServerState
+
+
+def create(state: ServerState, doc: Any, namespace: str, dry_run: bool = False) -> dict[str, Any]:
+    """Admit and store a new experiment (409 when the name is taken), then run it."""
+    if isinstance(doc, dict):
+        metadata = doc.setdefault("metadata", {}) if isinstance(doc.get("metadata", {}), dict) else None
+        if metadata is not None:
+            given = metadata.get("namespace")
+            if given and given != namespace:
+                raise ValidationError([FieldError("metadata.namespace", f"must be {namespace!r}, the namespace in the URL (got {given!r})")])
+            metadata["namespace"] = namespace
+    exp = admit(doc)
+    errors = runnable_errors(exp)
+    if errors:
+        raise ValidationError(errors)
+    try:
+        state.store.get_experiment(exp.namespace, exp.name)
+        raise ConflictError(f'experiments.kubeflow.org "{exp.name}" already exists')
+    except NotFoundError:
+        pass
+    if dry_run:
+        obj = exp.to_dict()
+        obj["status"] = {}
+        return obj
+    rec, _ = state.manager.submit(exp, state.workdir)
+    return views.experiment_object(rec)
+
+
+def patch(state: ServerState, namespace: str, name: str, patch_doc: Any) -> dict[str, Any]:
+    """A merge patch; only the trial budget may change, as in Katib."""
+    rec = state.store.get_experiment(namespace, name)
+    current = views.experiment_object(rec)
+    current.pop("status", None)
+    if isinstance(patch_doc, dict):
+        patch_doc = {k: v for k, v in patch_doc.items() if k != "status"}
+    merged = merge_patch(current, patch_doc)
+    for key in ("uid", "creationTimestamp", "resourceVersion", "generation", "managedFields"):
+        (merged.get("metadata") or {}).pop(key, None)
+    exp = admit(merged)
+    if (exp.namespace, exp.name) != (namespace, name):
+        raise ValidationError([FieldError("metadata.name", "cannot be changed")])
+    rec, _ = state.manager.submit(exp, Path(rec.workdir))
+    return views.experiment_object(rec)
+
+
+def trial(state: ServerState, namespace: str, name: str) -> tuple[ExperimentRecord, TrialRecord]:
+    return state.store.get_trial(namespace, name)
+
+
+def trial_log(state: ServerState, rec: ExperimentRecord, t: TrialRecord, tail: int | None = None) -> str:
+    path = state.runs_root / rec.namespace / rec.name / t.name / "trial.log"
+    if not path.exists():
+        return ""
+    text = path.read_text(errors="replace")
+    if tail is not None:
+        text = "\n".join(text.splitlines()[-tail:]) + ("\n" if text.endswith("\n") else "")
+    return text

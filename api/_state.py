@@ -1,0 +1,26 @@
+"""What every route needs: the store, the experiment manager and the settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from fastapi import Request
+
+from katib.controller import ExperimentManager
+from katib.store import Store
+
+
+@dataclass
+class ServerState:
+    store: Store
+    manager: ExperimentManager
+    workdir: Path
+
+    @property
+    def runs_root(self) -> Path:
+        return self.manager.runs_root
+
+
+def get_state(request: Request) -> ServerState:
+    return request.app.state.katib  # type: ignore[no-any-return]

@@ -1,0 +1,153 @@
+"""Our REST API: ``/api/v1/…``. Errors are ``{"message", "errors": [{field, message}]}``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import PlainTextResponse, StreamingResponse
+
+from katib import views
+from katib.controller import EDITABLE, is_completed
+
+from .. import _service
+from .._documents import read_document
+from .._state import ServerState, get_state
+
+router = APIRouter(prefix="/api/v1", tags=["experiments"])
+
+EXPERIMENT_BODY = {
+    "requestBody": {"required": True, "content": {
+        "application/yaml": {"schema": {"type": "string"}},
+        "application/json": {"schema": {"type": "object"}},
+    }}
+}
+
+
+@router.get("/experiments")
+def list_all(namespace: str | None = None, state: ServerState = Depends(get_state)) -> dict[str, Any]:
+    """Every experiment (of one namespace if given), as Katib objects."""
+    return {"items": [views.experiment_object(r) for r in state.store.list_experiments(namespace)]}
+
+
+@router.post("/namespaces/{namespace}/experiments", status_code=201, openapi_extra=EXPERIMENT_BODY)
+async def create(namespace: str, request: Request, dry_run: bool = Query(False, alias="dryRun"),
+                 state: ServerState = Depends(get_state)) -> dict[str, Any]:
+    """Create an experiment from YAML or JSON and start it. 422 lists every field error."""
+    doc = await read_document(request)
+    return await asyncio.to_thread(_service.create, state, doc, namespace, dry_run)
+
+
+@router.get("/namespaces/{namespace}/experiments/{name}")
+def get(namespace: str, name: str, state: ServerState = Depends(get_state)) -> dict[str, Any]:
+    return views.experiment_object(state.store.get_experiment(namespace, name))
+
+
+@router.delete("/namespaces/{namespace}/experiments/{name}")
+async def delete(namespace: str, name: str, state: ServerState = Depends(get_state)) -> dict[str, str]:
+    await asyncio.to_thread(state.manager.delete, namespace, name)
+    return {"message": f"experiment {namespace}/{name} deleted"}
+
+
+@router.post("/namespaces/{namespace}/experiments/{name}/stop")
+async def stop(namespace: str, name: str, state: ServerState = Depends(get_state)) -> dict[str, Any]:
+    """Stop the controller and the running trials; ``resume`` carries on."""
+    state.store.get_experiment(namespace, name)
+    await asyncio.to_thread(state.manager.stop, namespace, name)
+    return {"running": state.manager.is_running(namespace, name)}
+
+
+@router.post("/namespaces/{namespace}/experiments/{name}/resume")
+async def resume(namespace: str, name: str, state: ServerState = Depends(get_state)) -> dict[str, Any]:
+    await asyncio.to_thread(state.manager.resume, namespace, name)
+    return {"running": True}
+
+
+@router.patch("/namespaces/{namespace}/experiments/{name}/budget")
+async def edit_budget(namespace: str, name: str, body: dict[str, int | None],
+                      state: ServerState = Depends(get_state)) -> dict[str, Any]:
+    """Change ``maxTrialCount``, ``parallelTrialCount`` or ``maxFailedTrialCount``."""
+    from katib.errors import FieldError, ValidationError
+
+    unknown = sorted(set(body) - set(EDITABLE))
+    if unknown:
+        raise ValidationError([FieldError(k, "is not part of the budget (maxTrialCount, parallelTrialCount, maxFailedTrialCount)") for k in unknown], "budget")
+    return await asyncio.to_thread(_service.patch, state, namespace, name, {"spec": body})
+
+
+@router.get("/namespaces/{namespace}/experiments/{name}/trials")
+def trials(namespace: str, name: str, state: ServerState = Depends(get_state)) -> dict[str, Any]:
+    rec = state.store.get_experiment(namespace, name)
+    return {"items": [views.trial_object(rec, t) for t in state.store.list_trials(rec.id)]}
+
+
+@router.get("/namespaces/{namespace}/trials/{trial}")
+def trial(namespace: str, trial: str, state: ServerState = Depends(get_state)) -> dict[str, Any]:
+    rec, t = _service.trial(state, namespace, trial)
+    return views.trial_object(rec, t)
+
+
+@router.get("/namespaces/{namespace}/trials/{trial}/observations")
+def observations(namespace: str, trial: str, metric: str | None = None,
+                 state: ServerState = Depends(get_state)) -> dict[str, Any]:
+    """The trial's observation log: every reported value with its time (RFC 3339)."""
+    from katib.controller._status import rfc3339
+
+    _, t = _service.trial(state, namespace, trial)
+    rows = state.store.observations(t.id, metric)
+    return {"metricLogs": [{"timeStamp": rfc3339(r.time), "metric": {"name": r.metric_name, "value": r.value}}
+                           for r in rows]}
+
+
+@router.get("/namespaces/{namespace}/trials/{trial}/log", response_class=PlainTextResponse)
+def log(namespace: str, trial: str, tail: int | None = Query(None, ge=1),
+        state: ServerState = Depends(get_state)) -> str:
+    """The trial process's output."""
+    rec, t = _service.trial(state, namespace, trial)
+    return _service.trial_log(state, rec, t, tail)
+
+
+@router.get("/events")
+async def events(request: Request, namespace: str | None = None, experiment: str | None = None,
+                 state: ServerState = Depends(get_state)) -> StreamingResponse:
+    """Server-sent events: trials launched, metrics, trials finished, experiments ended."""
+    queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=10_000)
+    loop = asyncio.get_running_loop()
+
+    def push(event: dict[str, Any]) -> None:
+        if namespace and event.get("namespace") != namespace:
+            return
+        if experiment and event.get("experiment") != experiment:
+            return
+        def deliver() -> None:
+            if not queue.full():  # a subscriber that stopped reading loses events, not memory
+                queue.put_nowait(event)
+
+        loop.call_soon_threadsafe(deliver)
+
+    unsubscribe = state.manager.subscribe(push)
+
+    async def stream() -> Any:
+        try:
+            yield ": connected\n\n"
+            while not await request.is_disconnected():
+                try:
+                    event = await asyncio.wait_for(queue.get(), timeout=15)
+                except TimeoutError:
+                    yield ": keep-alive\n\n"
+                    continue
+                yield f"event: {event['type']}\ndata: {json.dumps(event)}\n\n"
+        finally:
+            unsubscribe()
+
+    return StreamingResponse(stream(), media_type="text/event-stream")
+
+
+@router.get("/namespaces/{namespace}/experiments/{name}/status")
+def status(namespace: str, name: str, state: ServerState = Depends(get_state)) -> dict[str, Any]:
+    """Just the status, with whether a controller is running it now."""
+    rec = state.store.get_experiment(namespace, name)
+    return {"status": rec.status, "running": state.manager.is_running(namespace, name),
+            "completed": is_completed(rec.status), "phase": views.phase(rec)}

@@ -1,0 +1,176 @@
+"""The subset of the Kubernetes API that ``kubeflow-katib``'s ``KatibClient`` calls: custom
+objects under ``/apis/kubeflow.org/v1beta1`` and trial "pods" with their logs under
+``/api/v1``. Errors are Kubernetes ``Status`` objects."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import PlainTextResponse
+
+from katib import views
+from katib.controller import is_completed
+from katib.errors import FieldError, NotFoundError, ValidationError
+from katib.spec import API_VERSION
+from katib.store import ExperimentRecord, TrialRecord
+
+from .. import _service
+from .._documents import read_document
+from .._state import ServerState, get_state
+
+router = APIRouter(tags=["kubernetes"])
+PREFIX = "/apis/kubeflow.org/v1beta1/namespaces/{namespace}"
+EXPERIMENT_LABEL = "katib.kubeflow.org/experiment"
+TRIAL_LABEL = "katib.kubeflow.org/trial"
+
+
+def _selector(label_selector: str | None) -> dict[str, str]:
+    """``a=b,c=d`` (equality selectors, the only ones the SDK sends)."""
+    out: dict[str, str] = {}
+    for part in (label_selector or "").split(","):
+        if not part.strip():
+            continue
+        key, sep, value = part.partition("=")
+        if not sep:
+            raise ValidationError([FieldError("labelSelector", f"only key=value selectors are supported (got {part!r})")], "request")
+        out[key.strip()] = value.lstrip("=").strip()
+    return out
+
+
+def _matches(labels: dict[str, str], selector: dict[str, str]) -> bool:
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+def _list(kind: str, items: list[dict[str, Any]], api_version: str = API_VERSION) -> dict[str, Any]:
+    return {"apiVersion": api_version, "kind": f"{kind}List", "metadata": {"resourceVersion": ""}, "items": items}
+
+
+@router.post(PREFIX + "/experiments", status_code=201)
+async def create_experiment(namespace: str, request: Request, dry_run: str | None = Query(None, alias="dryRun"),
+                            state: ServerState = Depends(get_state)) -> dict[str, Any]:
+    doc = await read_document(request)
+    return await asyncio.to_thread(_service.create, state, doc, namespace, dry_run == "All")
+
+
+@router.get(PREFIX + "/experiments")
+def list_experiments(namespace: str, label_selector: str | None = Query(None, alias="labelSelector"),
+                     state: ServerState = Depends(get_state)) -> dict[str, Any]:
+    selector = _selector(label_selector)
+    items = [views.experiment_object(r) for r in state.store.list_experiments(namespace)]
+    return _list("Experiment", [i for i in items if _matches(i["metadata"].get("labels") or {}, selector)])
+
+
+@router.get(PREFIX + "/experiments/{name}")
+def get_experiment(namespace: str, name: str, state: ServerState = Depends(get_state)) -> dict[str, Any]:
+    return views.experiment_object(state.store.get_experiment(namespace, name))
+
+
+@router.patch(PREFIX + "/experiments/{name}")
+async def patch_experiment(namespace: str, name: str, request: Request,
+                           state: ServerState = Depends(get_state)) -> dict[str, Any]:
+    """A merge patch (the SDK sends the whole object): only the budget may change."""
+    doc = await read_document(request)
+    if isinstance(doc, list):
+        raise ValidationError([FieldError("", "JSON patches are not supported; send a merge patch")], "request")
+    return await asyncio.to_thread(_service.patch, state, namespace, name, doc)
+
+
+@router.delete(PREFIX + "/experiments/{name}")
+async def delete_experiment(namespace: str, name: str, state: ServerState = Depends(get_state)) -> dict[str, Any]:
+    await asyncio.to_thread(state.manager.delete, namespace, name)
+    return {"apiVersion": "v1", "kind": "Status", "metadata": {}, "status": "Success",
+            "details": {"name": name, "group": "kubeflow.org", "kind": "experiments"}}
+
+
+@router.get(PREFIX + "/trials")
+def list_trials(namespace: str, label_selector: str | None = Query(None, alias="labelSelector"),
+                state: ServerState = Depends(get_state)) -> dict[str, Any]:
+    selector = _selector(label_selector)
+    records = state.store.list_experiments(namespace)
+    wanted = selector.get(EXPERIMENT_LABEL)
+    items = []
+    for rec in records:
+        if wanted is not None and rec.name != wanted:
+            continue
+        items += [views.trial_object(rec, t) for t in state.store.list_trials(rec.id) if _matches(t.labels, selector)]
+    return _list("Trial", items)
+
+
+@router.get(PREFIX + "/trials/{name}")
+def get_trial(namespace: str, name: str, state: ServerState = Depends(get_state)) -> dict[str, Any]:
+    rec, t = state.store.get_trial(namespace, name)
+    return views.trial_object(rec, t)
+
+
+def _suggestion(state: ServerState, rec: ExperimentRecord) -> dict[str, Any]:
+    spec = rec.spec.get("spec", {})
+    trials = state.store.list_trials(rec.id)
+    done = is_completed(rec.status)
+    conditions = [{"type": "Created", "status": "True", "reason": "SuggestionCreated", "message": "Suggestion is created"},
+                  {"type": "Running", "status": "False" if done else "True", "reason": "SuggestionRunning",
+                   "message": "Suggestion is running"}]
+    if done:
+        conditions.append({"type": "Succeeded", "status": "True", "reason": "SuggestionSucceeded",
+                           "message": "Suggestion is succeeded"})
+    return {
+        "apiVersion": API_VERSION, "kind": "Suggestion",
+        "metadata": {"name": rec.name, "namespace": rec.namespace, "labels": {EXPERIMENT_LABEL: rec.name},
+                     "ownerReferences": [{"apiVersion": API_VERSION, "kind": "Experiment", "name": rec.name, "uid": rec.uid}]},
+        "spec": {"algorithm": spec.get("algorithm"), "earlyStopping": spec.get("earlyStopping"),
+                 "requests": len(trials), "resumePolicy": spec.get("resumePolicy", "Never")},
+        "status": {"suggestionCount": len(trials), "conditions": conditions,
+                   "suggestions": [{"name": t.name, "parameterAssignments": t.assignments, "labels": t.labels} for t in trials]},
+    }
+
+
+@router.get(PREFIX + "/suggestions")
+def list_suggestions(namespace: str, state: ServerState = Depends(get_state)) -> dict[str, Any]:
+    return _list("Suggestion", [_suggestion(state, r) for r in state.store.list_experiments(namespace)])
+
+
+@router.get(PREFIX + "/suggestions/{name}")
+def get_suggestion(namespace: str, name: str, state: ServerState = Depends(get_state)) -> dict[str, Any]:
+    return _suggestion(state, state.store.get_experiment(namespace, name))
+
+
+_PHASES = {"Created": "Pending", "Running": "Running", "Succeeded": "Succeeded", "EarlyStopped": "Succeeded",
+           "MetricsUnavailable": "Succeeded", "Failed": "Failed", "Killed": "Failed"}
+
+
+def _pod(rec: ExperimentRecord, t: TrialRecord) -> dict[str, Any]:
+    template = rec.spec.get("spec", {}).get("trialTemplate", {})
+    container = template.get("primaryContainerName", "main")
+    labels = {**(template.get("primaryPodLabels") or {}), EXPERIMENT_LABEL: rec.name, TRIAL_LABEL: t.name, "job-name": t.name}
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": t.name, "namespace": rec.namespace, "labels": labels},
+            "spec": {"containers": [{"name": container, "image": "local"}]},
+            "status": {"phase": _PHASES.get(t.state, "Unknown")}}
+
+
+@router.get("/api/v1/namespaces/{namespace}/pods")
+def list_pods(namespace: str, label_selector: str | None = Query(None, alias="labelSelector"),
+              state: ServerState = Depends(get_state)) -> dict[str, Any]:
+    """Each trial that has run shows as one pod named after it."""
+    selector = _selector(label_selector)
+    items = []
+    if TRIAL_LABEL in selector:
+        try:
+            rec, t = state.store.get_trial(namespace, selector[TRIAL_LABEL])
+            items = [_pod(rec, t)]
+        except NotFoundError:
+            items = []
+    else:
+        for rec in state.store.list_experiments(namespace):
+            if EXPERIMENT_LABEL in selector and rec.name != selector[EXPERIMENT_LABEL]:
+                continue
+            items += [_pod(rec, t) for t in state.store.list_trials(rec.id)]
+    return _list("Pod", [p for p in items if _matches(p["metadata"]["labels"], selector)], "v1")
+
+
+@router.get("/api/v1/namespaces/{namespace}/pods/{name}/log", response_class=PlainTextResponse)
+def pod_log(namespace: str, name: str, container: str | None = None, tail_lines: int | None = Query(None, alias="tailLines"),
+            state: ServerState = Depends(get_state)) -> str:
+    rec, t = state.store.get_trial(namespace, name)
+    return _service.trial_log(state, rec, t, tail_lines)

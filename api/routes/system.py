@@ -1,0 +1,42 @@
+"""Health and Prometheus metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import PlainTextResponse
+
+from katib import views
+
+from .._state import ServerState, get_state
+
+router = APIRouter(tags=["system"])
+
+
+@router.get("/healthz", response_class=PlainTextResponse)
+def healthz(state: ServerState = Depends(get_state)) -> str:
+    state.store.list_experiments("-")  # the database answers
+    return "ok"
+
+
+@router.get("/metrics", response_class=PlainTextResponse)
+def metrics(state: ServerState = Depends(get_state)) -> str:
+    """Prometheus text format: experiments by phase, trials by state, controllers running."""
+    lines = ["# HELP katib_experiments Experiments by phase.", "# TYPE katib_experiments gauge"]
+    phases: dict[tuple[str, str], int] = {}
+    trials: dict[tuple[str, str, str], int] = {}
+    running = 0
+    for rec in state.store.list_experiments():
+        key = (rec.namespace, views.phase(rec))
+        phases[key] = phases.get(key, 0) + 1
+        running += state.manager.is_running(rec.namespace, rec.name)
+        for field, label in (("trialsSucceeded", "Succeeded"), ("trialsFailed", "Failed"), ("trialsRunning", "Running"),
+                             ("trialsPending", "Pending"), ("trialsKilled", "Killed"), ("trialsEarlyStopped", "EarlyStopped"),
+                             ("trialMetricsUnavailable", "MetricsUnavailable")):
+            tkey = (rec.namespace, rec.name, label)
+            trials[tkey] = rec.status.get(field, 0)
+    lines += [f'katib_experiments{{namespace="{ns}",phase="{ph}"}} {n}' for (ns, ph), n in sorted(phases.items())]
+    lines += ["# HELP katib_trials Trials by experiment and state.", "# TYPE katib_trials gauge"]
+    lines += [f'katib_trials{{namespace="{ns}",experiment="{e}",state="{s}"}} {n}' for (ns, e, s), n in sorted(trials.items())]
+    lines += ["# HELP katib_controllers_running Experiments whose controller runs in this server.",
+              "# TYPE katib_controllers_running gauge", f"katib_controllers_running {running}"]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,174 @@
+"""Many experiments at once: what ``katib server`` runs.
+
+The manager owns one controller thread per running experiment (each with its own
+executor), starts the unfinished ones when the server starts, applies budget edits to the
+running loop, and tells subscribers (the API's event stream) what happens.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from katib.errors import ConflictError, NotFoundError
+from katib.spec import Experiment
+from katib.store import ExperimentRecord, Store, TrialRecord
+from trials import LocalExecutor, owner_alive
+
+from ._controller import EDITABLE, Controller, ExperimentRun, is_completed
+
+Subscriber = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class _Running:
+    thread: threading.Thread
+    stop: threading.Event
+    run: ExperimentRun | None = None
+    error: BaseException | None = field(default=None)
+
+
+class ExperimentManager:
+    """Runs experiments in background threads of this process.
+
+    >>> manager = ExperimentManager(Store("sqlite://"), Path("/tmp/runs"))  # doctest: +SKIP
+    >>> rec, action = manager.submit(experiment, Path("."))  # doctest: +SKIP
+    """
+
+    def __init__(self, store: Store, runs_root: Path, tick: float = 1.0) -> None:
+        self.store = store
+        self.runs_root = runs_root
+        self.tick = tick
+        self._running: dict[tuple[str, str], _Running] = {}
+        self._lock = threading.Lock()
+        self._subscribers: list[Subscriber] = []
+
+    # -- events ------------------------------------------------------------------------
+
+    def subscribe(self, fn: Subscriber) -> Callable[[], None]:
+        with self._lock:
+            self._subscribers.append(fn)
+        return lambda: self._unsubscribe(fn)
+
+    def _unsubscribe(self, fn: Subscriber) -> None:
+        with self._lock:
+            if fn in self._subscribers:
+                self._subscribers.remove(fn)
+
+    def _publish(self, event: dict[str, Any]) -> None:
+        with self._lock:
+            subscribers = list(self._subscribers)
+        for fn in subscribers:
+            fn(event)
+
+    def _listener(self, key: tuple[str, str]) -> Callable[[str, ExperimentRun, TrialRecord | None], None]:
+        def listen(event: str, run: ExperimentRun, trial: TrialRecord | None) -> None:
+            running = self._running.get(key)
+            if running is not None and running.run is None:
+                running.run = run
+            payload: dict[str, Any] = {"type": event, "namespace": key[0], "experiment": key[1]}
+            if trial is not None:
+                payload.update(trial=trial.name, state=trial.state)
+            self._publish(payload)
+
+        return listen
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def _controller(self, key: tuple[str, str]) -> Controller:
+        return Controller(self.store, LocalExecutor(), runs_root=self.runs_root, tick=self.tick,
+                          listener=self._listener(key))
+
+    def submit(self, exp: Experiment, workdir: Path) -> tuple[ExperimentRecord, str]:
+        """Store (or edit) an admitted experiment and run it unless it has finished."""
+        key = (exp.namespace, exp.name)
+        rec, action = self._controller(key).submit(exp, workdir)
+        if action in ("created", "restarted") or (action == "resumed" and key not in self._running):
+            self.start(*key)
+        elif action == "resumed":
+            running = self._running.get(key)
+            if running is not None and running.run is not None:
+                running.run.update_budget(exp.to_dict()["spec"])
+        return self.store.get_experiment(*key), action
+
+    def start(self, namespace: str, name: str) -> None:
+        key = (namespace, name)
+        with self._lock:
+            if key in self._running and self._running[key].thread.is_alive():
+                return
+            stop = threading.Event()
+            thread = threading.Thread(target=self._run, args=(key, stop), name=f"katib-{namespace}-{name}", daemon=True)
+            self._running[key] = _Running(thread, stop)
+        thread.start()
+
+    def _run(self, key: tuple[str, str], stop: threading.Event) -> None:
+        try:
+            self._controller(key).run(*key, stop=stop)
+        except BaseException as exc:  # reported on the event stream; the experiment stays resumable
+            self._running[key].error = exc
+            self._publish({"type": "error", "namespace": key[0], "experiment": key[1], "message": str(exc)})
+        finally:
+            with self._lock:
+                current = self._running.get(key)
+                if current is not None and current.thread is threading.current_thread():
+                    del self._running[key]
+            self._publish({"type": "stopped", "namespace": key[0], "experiment": key[1]})
+
+    def is_running(self, namespace: str, name: str) -> bool:
+        running = self._running.get((namespace, name))
+        return running is not None and running.thread.is_alive()
+
+    def stop(self, namespace: str, name: str, timeout: float = 30.0) -> None:
+        """Stop the experiment's controller and its running trials (resume carries on)."""
+        running = self._running.get((namespace, name))
+        if running is None:
+            return
+        running.stop.set()
+        running.thread.join(timeout)
+
+    def resume(self, namespace: str, name: str) -> None:
+        rec = self.store.get_experiment(namespace, name)
+        if is_completed(rec.status):
+            raise ConflictError(f"experiment {namespace}/{name} has finished; raise maxTrialCount to restart it")
+        if rec.owner and owner_alive(rec.owner) and not self.is_running(namespace, name):
+            from trials import owner_id
+
+            if rec.owner != owner_id():
+                raise ConflictError(f"experiment {namespace}/{name} is being run by {rec.owner}")
+        self.start(namespace, name)
+
+    def resume_all(self) -> list[str]:
+        """Start every unfinished experiment no live controller holds (after a restart)."""
+        started = []
+        for rec in self.store.list_experiments():
+            if is_completed(rec.status) or (rec.owner and owner_alive(rec.owner)):
+                continue
+            self.start(rec.namespace, rec.name)
+            started.append(f"{rec.namespace}/{rec.name}")
+        return started
+
+    def delete(self, namespace: str, name: str) -> None:
+        self.store.get_experiment(namespace, name)
+        self.stop(namespace, name)
+        self.store.delete_experiment(namespace, name)
+        import shutil
+
+        shutil.rmtree(self.runs_root / namespace / name, ignore_errors=True)
+
+    def shutdown(self, timeout: float = 30.0) -> None:
+        with self._lock:
+            running = list(self._running.values())
+        for r in running:
+            r.stop.set()
+        for r in running:
+            r.thread.join(timeout)
+
+    def budget(self, namespace: str, name: str) -> dict[str, Any]:
+        rec = self.store.get_experiment(namespace, name)
+        return {k: rec.spec.get("spec", {}).get(k) for k in EDITABLE}
+
+
+__all__ = ["ExperimentManager", "NotFoundError"]

@@ -1,0 +1,144 @@
+"""Our REST API through HTTP: every endpoint, and its 4xx answers with their messages."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import yaml
+
+from tests.conftest import experiment, python_command
+
+BASE = "/api/v1/namespaces/default"
+
+
+def test_create_from_yaml_runs_to_the_end(live):
+    r = live.client.post(f"{BASE}/experiments", content=yaml.safe_dump(experiment()),
+                         headers={"content-type": "application/yaml"})
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert body["kind"] == "Experiment" and body["metadata"]["name"] == "demo" and body["metadata"]["uid"]
+    status = live.wait_for("default", "demo")
+    assert status["status"]["trialsSucceeded"] == 4
+    got = live.client.get(f"{BASE}/experiments/demo").json()
+    assert got["status"]["currentOptimalTrial"]["bestTrialName"].startswith("demo-")
+    listing = live.client.get("/api/v1/experiments", params={"namespace": "default"}).json()["items"]
+    assert [e["metadata"]["name"] for e in listing] == ["demo"]
+    trials = live.client.get(f"{BASE}/experiments/demo/trials").json()["items"]
+    assert len(trials) == 4 and trials[0]["kind"] == "Trial"
+    name = trials[0]["metadata"]["name"]
+    assert live.client.get(f"{BASE}/trials/{name}").json()["metadata"]["name"] == name
+    logs = live.client.get(f"{BASE}/trials/{name}/observations").json()["metricLogs"]
+    assert logs[0]["metric"]["name"] == "loss" and logs[0]["timeStamp"].endswith("Z")
+    value = trials[0]["spec"]["parameterAssignments"][0]["value"]
+    assert live.client.get(f"{BASE}/trials/{name}/log").text.strip() == f"loss={value}"
+    assert live.client.get(f"{BASE}/trials/{name}/log", params={"tail": 1}).text.strip() == f"loss={value}"
+
+
+def test_validation_errors_come_back_together(live):
+    doc = experiment(maxTrialCount=0, parallelTrialCount=0)
+    r = live.client.post(f"{BASE}/experiments", json=doc)
+    assert r.status_code == 422
+    fields = {e["field"]: e["message"] for e in r.json()["errors"]}
+    assert fields["spec.maxTrialCount"] == "must be > 0 (got 0)"
+    assert fields["spec.parallelTrialCount"] == "must be > 0 (got 0)"
+    assert live.client.get("/api/v1/experiments").json()["items"] == []  # nothing half-written
+
+
+def test_4xx_answers(live):
+    c = live.client
+    assert c.post(f"{BASE}/experiments", content="").json()["message"] == "invalid request: the request body is empty"
+    r = c.post(f"{BASE}/experiments", content="spec: [unclosed", headers={"content-type": "application/yaml"})
+    assert r.status_code == 422 and "invalid YAML" in r.json()["message"]
+    r = c.post("/api/v1/namespaces/other/experiments", json=experiment() | {"metadata": {"name": "demo", "namespace": "default"}})
+    assert r.status_code == 422 and "metadata.namespace: must be 'other'" in r.json()["message"]
+    assert c.get(f"{BASE}/experiments/nope").status_code == 404
+    assert c.get(f"{BASE}/experiments/nope").json()["message"] == "experiment default/nope not found"
+    assert c.get(f"{BASE}/trials/nope").status_code == 404
+    assert c.get(f"{BASE}/trials/nope/log").status_code == 404
+    assert c.delete(f"{BASE}/experiments/nope").status_code == 404
+    assert c.post(f"{BASE}/experiments/nope/resume").status_code == 404
+    assert c.patch(f"{BASE}/experiments/nope/budget", json={"maxTrialCount": 3}).status_code == 404
+    assert c.post(f"{BASE}/experiments", json=experiment()).status_code == 201
+    r = c.post(f"{BASE}/experiments", json=experiment())
+    assert r.status_code == 409 and r.json()["message"] == 'experiments.kubeflow.org "demo" already exists'
+    r = c.patch(f"{BASE}/experiments/demo/budget", json={"objective": 1})
+    assert r.status_code == 422
+    r = c.patch(f"{BASE}/experiments/demo/budget", json={"maxTrialCount": 0})
+    assert r.status_code == 422 and "spec.maxTrialCount: must be > 0" in r.json()["message"]
+    live.wait_for("default", "demo")
+    r = c.post(f"{BASE}/experiments/demo/resume")
+    assert r.status_code == 409 and "has finished" in r.json()["message"]
+
+
+def test_dry_run_validates_without_creating(live):
+    r = live.client.post(f"{BASE}/experiments", params={"dryRun": "true"}, json=experiment())
+    assert r.status_code == 201 and r.json()["spec"]["resumePolicy"] == "Never"
+    assert live.client.get(f"{BASE}/experiments/demo").status_code == 404
+
+
+def test_budget_edit_restarts_a_long_running_experiment(live):
+    doc = experiment(maxTrialCount=2, resumePolicy="LongRunning")
+    assert live.client.post(f"{BASE}/experiments", json=doc).status_code == 201
+    live.wait_for("default", "demo")
+    r = live.client.patch(f"{BASE}/experiments/demo/budget", json={"maxTrialCount": 4})
+    assert r.status_code == 200, r.text
+    status = live.wait_for("default", "demo")
+    assert status["status"]["trials"] == 4
+
+
+def test_stop_resume_delete(live):
+    code = "import time; time.sleep(30); print('loss=${trialParameters.x}')"
+    assert live.client.post(f"{BASE}/experiments", json=experiment(command=python_command(code))).status_code == 201
+    deadline = time.monotonic() + 20
+    while live.client.get(f"{BASE}/experiments/demo").json()["status"].get("trialsRunning", 0) < 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    r = live.client.post(f"{BASE}/experiments/demo/stop")
+    assert r.status_code == 200 and r.json() == {"running": False}
+    st = live.client.get(f"{BASE}/experiments/demo/status").json()
+    assert st["running"] is False and st["completed"] is False
+    assert live.client.post(f"{BASE}/experiments/demo/resume").json() == {"running": True}
+    r = live.client.delete(f"{BASE}/experiments/demo")
+    assert r.status_code == 200
+    assert live.client.get(f"{BASE}/experiments/demo").status_code == 404
+
+
+def test_event_stream(live):
+    events: list[dict] = []
+    ready = threading.Event()
+
+    def listen() -> None:
+        with live.client.stream("GET", "/api/v1/events", params={"experiment": "demo"}) as r:
+            for line in r.iter_lines():
+                if line.startswith(": connected"):
+                    ready.set()
+                if line.startswith("data: "):
+                    events.append(json.loads(line[6:]))
+                    if events[-1]["type"] == "ended":
+                        return
+
+    t = threading.Thread(target=listen, daemon=True)
+    t.start()
+    assert ready.wait(10)
+    live.client.post(f"{BASE}/experiments", json=experiment())
+    t.join(30)
+    kinds = [e["type"] for e in events]
+    assert kinds[0] == "started" and kinds.count("launched") == 4 and kinds.count("finished") == 4 and kinds[-1] == "ended"
+
+
+def test_health_and_metrics(live):
+    assert live.client.get("/healthz").text == "ok"
+    live.client.post(f"{BASE}/experiments", json=experiment())
+    live.wait_for("default", "demo")
+    text = live.client.get("/metrics").text
+    assert 'katib_experiments{namespace="default",phase="Succeeded"} 1' in text
+    assert 'katib_trials{namespace="default",experiment="demo",state="Succeeded"} 4' in text
+
+
+def test_openapi_schema_documents_the_routes(live):
+    paths = live.client.get("/openapi.json").json()["paths"]
+    for path in ("/api/v1/namespaces/{namespace}/experiments", "/api/v1/namespaces/{namespace}/experiments/{name}/budget",
+                 "/apis/kubeflow.org/v1beta1/namespaces/{namespace}/experiments", "/healthz", "/metrics"):
+        assert path in paths
