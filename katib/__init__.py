@@ -7,6 +7,7 @@ modules load on first use so that ``katib validate`` stays fast.
 
 from __future__ import annotations
 
+from . import search
 from ._push import report_metrics
 from .errors import (
     ConflictError,
@@ -21,6 +22,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ConflictError",
+    "KatibClient",
     "FieldError",
     "KatibError",
     "NotFoundError",
@@ -28,4 +30,14 @@ __all__ = [
     "ValidationError",
     "__version__",
     "report_metrics",
+    "search",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # The client pulls in the store and the controller: load it only when asked for.
+    if name == "KatibClient":
+        from .client import KatibClient
+
+        return KatibClient
+    raise AttributeError(f"module 'katib' has no attribute {name!r}")

@@ -8,11 +8,13 @@ import pytest
 
 PUBLIC = {
     "katib": {"report_metrics", "KatibError", "ValidationError", "FieldError", "NotFoundError",
-              "ConflictError", "TemporaryError", "__version__"},
+              "ConflictError", "TemporaryError", "__version__", "KatibClient", "search"},
+    "api": {"create_app"},
     "katib.spec": {"Experiment", "Trial", "Suggestion", "admit", "apply_defaults", "validate", "render"},
     "katib.store": {"Store", "TrialRecord", "ExperimentRecord", "ObservationRow"},
-    "katib.controller": {"Controller", "admit", "trials_to_create", "end_condition"},
-    "suggestion": {"Algorithm", "Assignment", "TrialView", "get_algorithm", "algorithm_names"},
+    "katib.controller": {"Controller", "ExperimentManager", "admit", "trials_to_create", "end_condition"},
+    "suggestion": {"Algorithm", "Assignment", "TrialView", "get_algorithm", "algorithm_names", "get_early_stopper",
+                   "EarlyStopper", "RemoteAlgorithm", "serve"},
     "trials": {"Executor", "LocalExecutor", "Collector", "RunState", "TrialJob"},
 }
 

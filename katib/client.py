@@ -1,0 +1,313 @@
+"""``KatibClient``: the method names and meanings of ``kubeflow-katib``'s client, working
+against a ``katib server`` URL or embedded (the store and the controllers in this process).
+
+>>> from katib import KatibClient, search
+>>> client = KatibClient()                          # embedded: ~/.katib/katib.db
+>>> def objective(parameters):
+...     print(f"loss={(float(parameters['x']) - 2) ** 2}")
+>>> client.tune("quadratic", objective, {"x": search.double(-5, 5)},
+...             objective_metric_name="loss", objective_type="minimize", max_trial_count=12)  # doctest: +SKIP
+>>> client.wait_for_experiment_condition("quadratic")  # doctest: +SKIP
+>>> client.get_optimal_hyperparameters("quadratic")   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+import textwrap
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import KatibError, NotFoundError
+
+CONDITIONS = ("Created", "Running", "Restarting", "Succeeded", "Failed")
+
+
+class _Embedded:
+    def __init__(self, db: str | None, workdir: Path, tick: float) -> None:
+        from katib.controller import ExperimentManager
+        from katib.store import Store
+
+        self.store = Store(db)
+        runs = Path(self.store.url.split("///", 1)[1]).parent / "runs" if self.store.dialect == "sqlite" and "///" in self.store.url \
+            else Path.home() / ".katib" / "runs"
+        self.manager = ExperimentManager(self.store, runs, tick=tick)
+        self.workdir = workdir
+
+    def create(self, doc: dict[str, Any], namespace: str) -> dict[str, Any]:
+        from katib import views
+        from katib.controller import admit
+
+        doc.setdefault("metadata", {})["namespace"] = namespace
+        exp = admit(doc)
+        try:
+            self.store.get_experiment(exp.namespace, exp.name)
+            raise KatibError(f"experiment {exp.namespace}/{exp.name} already exists")
+        except NotFoundError:
+            pass
+        rec, _ = self.manager.submit(exp, self.workdir)
+        return views.experiment_object(rec)
+
+    def get(self, name: str, namespace: str) -> dict[str, Any]:
+        from katib import views
+
+        rec = self.store.get_experiment(namespace, name)
+        if not self.manager.is_running(namespace, name) and rec.status and not _done(rec.status):
+            if not (rec.owner and _owner_alive(rec.owner)):
+                self.manager.start(namespace, name)  # an embedded client resumes what it finds unfinished
+        return views.experiment_object(rec)
+
+    def experiments(self, namespace: str) -> list[dict[str, Any]]:
+        from katib import views
+
+        return [views.experiment_object(r) for r in self.store.list_experiments(namespace)]
+
+    def trials(self, name: str, namespace: str) -> list[dict[str, Any]]:
+        from katib import views
+
+        rec = self.store.get_experiment(namespace, name)
+        return [views.trial_object(rec, t) for t in self.store.list_trials(rec.id)]
+
+    def observations(self, trial: str, namespace: str, metric: str | None) -> list[dict[str, Any]]:
+        from katib.controller._status import rfc3339
+
+        _, t = self.store.get_trial(namespace, trial)
+        return [{"timeStamp": rfc3339(o.time), "metric": {"name": o.metric_name, "value": o.value}}
+                for o in self.store.observations(t.id, metric)]
+
+    def budget(self, name: str, namespace: str, budget: dict[str, Any]) -> dict[str, Any]:
+        from katib import views
+        from katib.controller import admit
+
+        rec = self.store.get_experiment(namespace, name)
+        obj = views.experiment_object(rec)
+        obj.pop("status")
+        obj["spec"].update(budget)
+        for key in ("uid", "creationTimestamp"):
+            obj["metadata"].pop(key, None)
+        rec, _ = self.manager.submit(admit(obj), Path(rec.workdir))
+        return views.experiment_object(rec)
+
+    def delete(self, name: str, namespace: str) -> None:
+        self.manager.delete(namespace, name)
+
+
+class _Remote:
+    def __init__(self, url: str, timeout: float) -> None:
+        import httpx
+
+        self.http = httpx.Client(base_url=url.rstrip("/"), timeout=timeout)
+
+    def _call(self, method: str, path: str, **kw: Any) -> Any:
+        from katib.errors import ConflictError, FieldError, ValidationError
+
+        r = self.http.request(method, "/api/v1" + path, **kw)
+        if r.status_code < 300:
+            return r.json()
+        body: dict[str, Any] = (r.json() if r.headers.get("content-type", "").startswith("application/json")
+                                else {"message": r.text})
+        if r.status_code == 422 and body.get("errors"):
+            raise ValidationError([FieldError(e["field"], e["message"]) for e in body["errors"]])
+        if r.status_code == 404:
+            raise NotFoundError(body.get("message", r.text))
+        if r.status_code == 409:
+            raise ConflictError(body.get("message", r.text))
+        raise KatibError(f"{method} {path}: {r.status_code} {body.get('message', r.text)}")
+
+    def create(self, doc: dict[str, Any], namespace: str) -> dict[str, Any]:
+        return self._call("POST", f"/namespaces/{namespace}/experiments", json=doc)  # type: ignore[no-any-return]
+
+    def get(self, name: str, namespace: str) -> dict[str, Any]:
+        return self._call("GET", f"/namespaces/{namespace}/experiments/{name}")  # type: ignore[no-any-return]
+
+    def experiments(self, namespace: str) -> list[dict[str, Any]]:
+        return self._call("GET", "/experiments", params={"namespace": namespace})["items"]  # type: ignore[no-any-return]
+
+    def trials(self, name: str, namespace: str) -> list[dict[str, Any]]:
+        return self._call("GET", f"/namespaces/{namespace}/experiments/{name}/trials")["items"]  # type: ignore[no-any-return]
+
+    def observations(self, trial: str, namespace: str, metric: str | None) -> list[dict[str, Any]]:
+        params = {"metric": metric} if metric else {}
+        return self._call("GET", f"/namespaces/{namespace}/trials/{trial}/observations", params=params)["metricLogs"]  # type: ignore[no-any-return]
+
+    def budget(self, name: str, namespace: str, budget: dict[str, Any]) -> dict[str, Any]:
+        return self._call("PATCH", f"/namespaces/{namespace}/experiments/{name}/budget", json=budget)  # type: ignore[no-any-return]
+
+    def delete(self, name: str, namespace: str) -> None:
+        self._call("DELETE", f"/namespaces/{namespace}/experiments/{name}")
+
+
+def _done(status: dict[str, Any]) -> bool:
+    return any(c["type"] in ("Succeeded", "Failed") and c.get("status") == "True" for c in status.get("conditions", []))
+
+
+def _owner_alive(owner: str) -> bool:
+    from trials import owner_alive
+
+    return owner_alive(owner)
+
+
+def _true(obj: dict[str, Any], condition: str) -> bool:
+    return any(c["type"] == condition and c.get("status") == "True" for c in (obj.get("status") or {}).get("conditions", []))
+
+
+class KatibClient:
+    """Katib's SDK calls, embedded (``url=None``) or against ``katib server`` at ``url``."""
+
+    def __init__(self, url: str | None = None, db: str | None = None, namespace: str = "default",
+                 workdir: str | Path | None = None, tick: float = 0.5, timeout: float = 60.0) -> None:
+        self.namespace = namespace
+        self._backend: _Embedded | _Remote = (
+            _Remote(url, timeout) if url else _Embedded(db, Path(workdir or Path.cwd()), tick)
+        )
+
+    def _ns(self, namespace: str | None) -> str:
+        return namespace or self.namespace
+
+    # -- experiments -------------------------------------------------------------------
+
+    def create_experiment(self, experiment: dict[str, Any] | str | Any, namespace: str | None = None) -> dict[str, Any]:
+        """Create from a dict, a YAML string or a ``katib.spec.Experiment``; returns the object."""
+        if isinstance(experiment, str):
+            experiment = yaml.safe_load(experiment)
+        elif hasattr(experiment, "to_dict"):
+            experiment = experiment.to_dict()
+        return self._backend.create(dict(experiment), self._ns(namespace))
+
+    def tune(
+        self,
+        name: str,
+        objective: Callable[[dict[str, str]], Any],
+        parameters: dict[str, dict[str, Any]],
+        objective_metric_name: str,
+        objective_type: str = "maximize",
+        objective_goal: float | None = None,
+        additional_metric_names: list[str] | None = None,
+        algorithm_name: str = "random",
+        algorithm_settings: dict[str, Any] | None = None,
+        max_trial_count: int | None = None,
+        parallel_trial_count: int | None = None,
+        max_failed_trial_count: int | None = None,
+        resources_per_trial: dict[str, Any] | None = None,
+        env_per_trial: dict[str, str] | None = None,
+        metrics_collector: str = "StdOut",
+        namespace: str | None = None,
+    ) -> dict[str, Any]:
+        """Tune a Python function: each trial runs it in its own process with the
+        parameters as strings; it reports by printing ``name=value`` (StdOut) or calling
+        ``katib.report_metrics`` (``metrics_collector="Push"``)."""
+        source = textwrap.dedent(inspect.getsource(objective))
+        values = {p: f"${{trialParameters.{p}}}" for p in parameters}
+        script = f"{source}\n{objective.__name__}({values!r})\n"
+        container: dict[str, Any] = {"name": "training-container", "image": "python:3.11",
+                                     "command": [sys.executable, "-u", "-c", script]}
+        if resources_per_trial:
+            container["resources"] = {"limits": {k: str(v) for k, v in resources_per_trial.items()}}
+        if env_per_trial:
+            container["env"] = [{"name": k, "value": str(v)} for k, v in env_per_trial.items()]
+        doc: dict[str, Any] = {
+            "apiVersion": "kubeflow.org/v1beta1", "kind": "Experiment", "metadata": {"name": name},
+            "spec": {
+                "objective": {"type": objective_type, "objectiveMetricName": objective_metric_name},
+                "algorithm": {"algorithmName": algorithm_name,
+                              "algorithmSettings": [{"name": k, "value": str(v)} for k, v in (algorithm_settings or {}).items()]},
+                "parameters": [{"name": p, **spec} for p, spec in parameters.items()],
+                "metricsCollectorSpec": {"collector": {"kind": metrics_collector}},
+                "trialTemplate": {
+                    "primaryContainerName": "training-container",
+                    "trialParameters": [{"name": p, "reference": p} for p in parameters],
+                    "trialSpec": {"apiVersion": "batch/v1", "kind": "Job", "spec": {"template": {"spec": {
+                        "restartPolicy": "Never", "containers": [container]}}}},
+                },
+            },
+        }
+        spec = doc["spec"]
+        if parallel_trial_count is None and max_trial_count is not None:
+            parallel_trial_count = min(3, max_trial_count)  # Katib's default, within the budget
+        if objective_goal is not None:
+            spec["objective"]["goal"] = objective_goal
+        if additional_metric_names:
+            spec["objective"]["additionalMetricNames"] = additional_metric_names
+        for key, value in (("maxTrialCount", max_trial_count), ("parallelTrialCount", parallel_trial_count),
+                           ("maxFailedTrialCount", max_failed_trial_count)):
+            if value is not None:
+                spec[key] = value
+        return self.create_experiment(doc, namespace)
+
+    def get_experiment(self, name: str, namespace: str | None = None) -> dict[str, Any]:
+        return self._backend.get(name, self._ns(namespace))
+
+    def list_experiments(self, namespace: str | None = None) -> list[dict[str, Any]]:
+        return self._backend.experiments(self._ns(namespace))
+
+    def get_experiment_conditions(self, name: str, namespace: str | None = None) -> list[dict[str, Any]]:
+        return (self.get_experiment(name, namespace).get("status") or {}).get("conditions", [])  # type: ignore[no-any-return]
+
+    def is_experiment_created(self, name: str, namespace: str | None = None) -> bool:
+        return _true(self.get_experiment(name, namespace), "Created")
+
+    def is_experiment_running(self, name: str, namespace: str | None = None) -> bool:
+        return _true(self.get_experiment(name, namespace), "Running")
+
+    def is_experiment_restarting(self, name: str, namespace: str | None = None) -> bool:
+        return _true(self.get_experiment(name, namespace), "Restarting")
+
+    def is_experiment_succeeded(self, name: str, namespace: str | None = None) -> bool:
+        return _true(self.get_experiment(name, namespace), "Succeeded")
+
+    def is_experiment_failed(self, name: str, namespace: str | None = None) -> bool:
+        return _true(self.get_experiment(name, namespace), "Failed")
+
+    def wait_for_experiment_condition(self, name: str, namespace: str | None = None,
+                                      expected_condition: str = "Succeeded", timeout: float = 600,
+                                      polling_interval: float = 0.5) -> dict[str, Any]:
+        """Block until the condition holds; ``RuntimeError`` if the experiment fails first."""
+        if expected_condition not in CONDITIONS:
+            raise ValueError(f"expected_condition must be one of {', '.join(CONDITIONS)} (got {expected_condition!r})")
+        deadline = time.monotonic() + timeout
+        while True:
+            obj = self.get_experiment(name, namespace)
+            if _true(obj, expected_condition):
+                return obj
+            if expected_condition != "Failed" and _true(obj, "Failed"):
+                raise RuntimeError(f"experiment {self._ns(namespace)}/{name} failed")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"experiment {self._ns(namespace)}/{name} is not {expected_condition} after {timeout}s")
+            time.sleep(polling_interval)
+
+    def get_optimal_hyperparameters(self, name: str, namespace: str | None = None) -> dict[str, Any] | None:
+        optimal = (self.get_experiment(name, namespace).get("status") or {}).get("currentOptimalTrial") or {}
+        return optimal if optimal.get("bestTrialName") else None
+
+    def edit_experiment_budget(self, name: str, namespace: str | None = None, max_trial_count: int | None = None,
+                               parallel_trial_count: int | None = None, max_failed_trial_count: int | None = None) -> dict[str, Any]:
+        budget = {k: v for k, v in (("maxTrialCount", max_trial_count), ("parallelTrialCount", parallel_trial_count),
+                                    ("maxFailedTrialCount", max_failed_trial_count)) if v is not None}
+        if not budget:
+            raise ValueError("set max_trial_count, parallel_trial_count or max_failed_trial_count")
+        return self._backend.budget(name, self._ns(namespace), budget)
+
+    def delete_experiment(self, name: str, namespace: str | None = None) -> None:
+        self._backend.delete(name, self._ns(namespace))
+
+    # -- trials ------------------------------------------------------------------------
+
+    def list_trials(self, experiment_name: str, namespace: str | None = None) -> list[dict[str, Any]]:
+        return self._backend.trials(experiment_name, self._ns(namespace))
+
+    def get_success_trial_details(self, experiment_name: str, namespace: str | None = None) -> list[dict[str, Any]]:
+        out = []
+        for t in self.list_trials(experiment_name, namespace):
+            if any(c["type"] == "Succeeded" and c.get("status") == "True" for c in t["status"].get("conditions", [])):
+                out.append({"name": t["metadata"]["name"], "parameter_assignments": t["spec"]["parameterAssignments"],
+                            "metrics": (t["status"].get("observation") or {}).get("metrics", [])})
+        return out
+
+    def get_trial_metrics(self, name: str, namespace: str | None = None, metric_name: str | None = None) -> list[dict[str, Any]]:
+        """The trial's observation log: every value with its time."""
+        return self._backend.observations(name, self._ns(namespace), metric_name)
