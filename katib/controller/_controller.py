@@ -187,6 +187,10 @@ class Controller:
             return "resumed"
         if not budget_changed:
             return "unchanged"
+        if (new.get("maxTrialCount") or 0) <= (old.get("maxTrialCount") or 0):
+            # A finished experiment keeps its result; only a larger budget restarts it.
+            self.store.update_experiment(rec.id, spec=spec)
+            return "unchanged"
         errors = self._restart_errors(rec, new)
         if errors:
             raise ValidationError(errors)
