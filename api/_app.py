@@ -6,19 +6,30 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from katib.controller import ExperimentManager
-from katib.errors import ConflictError, KatibError, NotFoundError, TemporaryError, ValidationError
-from katib.store import Store
+from katib.errors import (
+    ConflictError,
+    ForbiddenError,
+    KatibError,
+    NotFoundError,
+    TemporaryError,
+    UnauthorizedError,
+    ValidationError,
+)
+from katib.store import Store, UserStore
 
+from ._auth import authorize
 from ._state import ServerState
 from .routes import experiments, kube, system
 
-_CODES = {ValidationError: 422, NotFoundError: 404, ConflictError: 409, TemporaryError: 503}
-_REASONS = {422: "Invalid", 404: "NotFound", 409: "AlreadyExists", 503: "ServiceUnavailable", 400: "BadRequest"}
+_CODES = {ValidationError: 422, NotFoundError: 404, ConflictError: 409, TemporaryError: 503,
+          UnauthorizedError: 401, ForbiddenError: 403}
+_REASONS = {422: "Invalid", 404: "NotFound", 409: "AlreadyExists", 503: "ServiceUnavailable", 400: "BadRequest",
+            401: "Unauthorized", 403: "Forbidden"}
 
 
 def _kube_style(request: Request) -> bool:
@@ -39,8 +50,10 @@ def _error(request: Request, code: int, message: str, fields: list[dict[str, str
     return JSONResponse({"message": message, **({"errors": fields} if fields else {})}, status_code=code)
 
 
-def create_app(store: Store, runs_root: Path, workdir: Path, tick: float = 1.0, resume: bool = True) -> FastAPI:
-    """The app; its lifespan starts the unfinished experiments and stops all at shutdown."""
+def create_app(store: Store, runs_root: Path, workdir: Path, tick: float = 1.0, resume: bool = True,
+               auth: bool = False) -> FastAPI:
+    """The app; its lifespan starts the unfinished experiments and stops all at shutdown.
+    With ``auth``, requests need a bearer token and a role in the namespace."""
     manager = ExperimentManager(store, runs_root, tick=tick)
 
     @asynccontextmanager
@@ -53,11 +66,16 @@ def create_app(store: Store, runs_root: Path, workdir: Path, tick: float = 1.0, 
     app = FastAPI(title="katib", version="0.1.0", lifespan=lifespan,
                   description="Kubeflow Katib's experiments as a service: REST, Kubernetes-style endpoints for "
                               "the kubeflow-katib SDK, server-sent events.")
-    app.state.katib = ServerState(store=store, manager=manager, workdir=workdir)
+    app.state.katib = ServerState(store=store, manager=manager, workdir=workdir,
+                                  users=UserStore(store) if auth else None)
 
     @app.exception_handler(KatibError)
     async def katib_error(request: Request, exc: KatibError) -> JSONResponse:
         code = next((c for cls, c in _CODES.items() if isinstance(exc, cls)), 400)
+        if isinstance(exc, UnauthorizedError):
+            response = _error(request, 401, str(exc))
+            response.headers["WWW-Authenticate"] = "Bearer"
+            return response
         if isinstance(exc, ValidationError):
             return _error(request, 422, f"invalid {exc.what}: " + "; ".join(str(e) for e in exc.errors),
                           [e.to_dict() for e in exc.errors])
@@ -68,7 +86,8 @@ def create_app(store: Store, runs_root: Path, workdir: Path, tick: float = 1.0, 
         fields = [{"field": ".".join(str(p) for p in e["loc"] if p != "body"), "message": e["msg"]} for e in exc.errors()]
         return _error(request, 422, "invalid request: " + "; ".join(f"{f['field']}: {f['message']}" for f in fields), fields)
 
+    guarded = [Depends(authorize)]
     app.include_router(system.router)
-    app.include_router(experiments.router)
-    app.include_router(kube.router)
+    app.include_router(experiments.router, dependencies=guarded)
+    app.include_router(kube.router, dependencies=guarded)
     return app

@@ -8,7 +8,7 @@ from pathlib import Path
 from fastapi import Request
 
 from katib.controller import ExperimentManager
-from katib.store import Store
+from katib.store import Store, UserStore
 
 
 @dataclass
@@ -16,6 +16,7 @@ class ServerState:
     store: Store
     manager: ExperimentManager
     workdir: Path
+    users: UserStore | None = None  # None: authentication is off
 
     @property
     def runs_root(self) -> Path:

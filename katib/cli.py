@@ -26,12 +26,14 @@ app = typer.Typer(
 )
 get_app = typer.Typer(help="List experiments or trials.", no_args_is_help=True)
 suggestion_app = typer.Typer(help="The gRPC suggestion service (Katib's API).", no_args_is_help=True)
+user_app = typer.Typer(help="Users, API tokens and roles for `katib server --auth`.", no_args_is_help=True)
 describe_app = typer.Typer(help="Show one experiment in detail.", no_args_is_help=True)
 delete_app = typer.Typer(help="Delete an experiment with its trials.", no_args_is_help=True)
 app.add_typer(get_app, name="get")
 app.add_typer(describe_app, name="describe")
 app.add_typer(delete_app, name="delete")
 app.add_typer(suggestion_app, name="suggestion")
+app.add_typer(user_app, name="user")
 
 # Piped output is never cut to 80 columns: scripts and logs get whole lines.
 out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 400)
@@ -299,16 +301,17 @@ def server(
     db: str | None = DbOption,
     workdir: Path = typer.Option(Path("."), help="Folder that relative trial commands run in."),
     tick: float = typer.Option(1.0, help="Seconds between metric reads of running trials."),
+    auth: bool = typer.Option(False, "--auth", help="Require bearer tokens and per-namespace roles (katib user …)."),
     allow_unauthenticated: bool = typer.Option(
-        False, "--allow-unauthenticated", help="Listen on a non-loopback address although the API has no authentication."),
+        False, "--allow-unauthenticated", help="Listen on a non-loopback address without --auth."),
 ) -> None:
     """Serve the REST API and the Kubernetes-style endpoints, and run every experiment.
 
     Unfinished experiments carry on when the server starts; stopping it stops their
     running trials, which the next start runs again."""
-    if not _loopback(host) and not allow_unauthenticated:
-        raise KatibError(f"refusing to listen on {host}: the API has no authentication yet; "
-                         "listen on 127.0.0.1, or pass --allow-unauthenticated")
+    if not _loopback(host) and not (auth or allow_unauthenticated):
+        raise KatibError(f"refusing to listen on {host} without authentication: pass --auth "
+                         "(and create users with `katib user add`), or --allow-unauthenticated")
     try:
         import uvicorn
 
@@ -316,8 +319,48 @@ def server(
     except ImportError as exc:
         raise KatibError(f"katib server needs its extra: pip install 'katib[server]' ({exc.name} is missing)") from None
     store = _store(db)
-    application = create_app(store, _runs_root(store), workdir.resolve(), tick=tick)
+    application = create_app(store, _runs_root(store), workdir.resolve(), tick=tick, auth=auth)
     uvicorn.run(application, host=host, port=port, log_level="info")
+
+
+@user_app.command("add")
+def user_add(name: str = typer.Argument(..., help="User name."),
+             admin: bool = typer.Option(False, "--admin", help="May do everything in every namespace."),
+             db: str | None = DbOption) -> None:
+    """Create a user and print their first API token (it is stored hashed: keep it)."""
+    from katib.store import UserStore
+
+    print(UserStore(_store(db)).add_user(name, admin))
+
+
+@user_app.command("token")
+def user_token(name: str = typer.Argument(..., help="User name."), db: str | None = DbOption) -> None:
+    """Print a new API token for the user."""
+    from katib.store import UserStore
+
+    print(UserStore(_store(db)).new_token(name))
+
+
+@user_app.command("grant")
+def user_grant(name: str = typer.Argument(..., help="User name."),
+               namespace: str = typer.Argument(..., help="Namespace."),
+               role: str = typer.Argument(..., help="viewer, editor or owner."),
+               db: str | None = DbOption) -> None:
+    """Give the user a role in a namespace (replacing the one they had there)."""
+    from katib.store import UserStore
+
+    UserStore(_store(db)).grant(name, namespace, role)
+    out.print(f"{name} is {role} in {namespace}", highlight=False)
+
+
+@user_app.command("list")
+def user_list(db: str | None = DbOption) -> None:
+    """Users and their roles."""
+    from katib.store import UserStore
+
+    for u in UserStore(_store(db)).list_users():
+        roles = ", ".join(f"{ns}: {r}" for ns, r in sorted(u.roles.items())) or "-"
+        out.print(f"{u.name}{' (admin)' if u.admin else ''}  {roles}", highlight=False)
 
 
 @suggestion_app.command("serve")

@@ -49,3 +49,11 @@ class ConflictError(KatibError):
 
 class TemporaryError(KatibError):
     """A failure a retry can fix (a busy database, a lost connection)."""
+
+
+class UnauthorizedError(KatibError):
+    """No valid credentials came with the request."""
+
+
+class ForbiddenError(KatibError):
+    """The caller may not do this in this namespace."""

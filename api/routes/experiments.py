@@ -13,6 +13,7 @@ from katib import views
 from katib.controller import EDITABLE, is_completed
 
 from .. import _service
+from .._auth import can_read, current_user
 from .._documents import read_document
 from .._state import ServerState, get_state
 
@@ -27,9 +28,11 @@ EXPERIMENT_BODY = {
 
 
 @router.get("/experiments")
-def list_all(namespace: str | None = None, state: ServerState = Depends(get_state)) -> dict[str, Any]:
-    """Every experiment (of one namespace if given), as Katib objects."""
-    return {"items": [views.experiment_object(r) for r in state.store.list_experiments(namespace)]}
+def list_all(request: Request, namespace: str | None = None, state: ServerState = Depends(get_state)) -> dict[str, Any]:
+    """Every experiment the caller may read (of one namespace if given), as Katib objects."""
+    user = current_user(request)
+    return {"items": [views.experiment_object(r) for r in state.store.list_experiments(namespace)
+                      if can_read(user, r.namespace)]}
 
 
 @router.post("/namespaces/{namespace}/experiments", status_code=201, openapi_extra=EXPERIMENT_BODY)
@@ -115,9 +118,12 @@ async def events(request: Request, namespace: str | None = None, experiment: str
     """Server-sent events: trials launched, metrics, trials finished, experiments ended."""
     queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=10_000)
     loop = asyncio.get_running_loop()
+    user = current_user(request)
 
     def push(event: dict[str, Any]) -> None:
         if namespace and event.get("namespace") != namespace:
+            return
+        if not can_read(user, event.get("namespace", "")):
             return
         if experiment and event.get("experiment") != experiment:
             return

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import PlainTextResponse
 
 from katib import views
 
+from .._auth import can_read, current_user
 from .._state import ServerState, get_state
 
 router = APIRouter(tags=["system"])
@@ -19,13 +20,17 @@ def healthz(state: ServerState = Depends(get_state)) -> str:
 
 
 @router.get("/metrics", response_class=PlainTextResponse)
-def metrics(state: ServerState = Depends(get_state)) -> str:
-    """Prometheus text format: experiments by phase, trials by state, controllers running."""
+def metrics(request: Request, state: ServerState = Depends(get_state)) -> str:
+    """Prometheus text format: experiments by phase, trials by state, controllers running
+    (of the namespaces the caller may read)."""
+    user = current_user(request)
     lines = ["# HELP katib_experiments Experiments by phase.", "# TYPE katib_experiments gauge"]
     phases: dict[tuple[str, str], int] = {}
     trials: dict[tuple[str, str, str], int] = {}
     running = 0
     for rec in state.store.list_experiments():
+        if not can_read(user, rec.namespace):
+            continue
         key = (rec.namespace, views.phase(rec))
         phases[key] = phases.get(key, 0) + 1
         running += state.manager.is_running(rec.namespace, rec.name)

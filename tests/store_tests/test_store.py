@@ -68,7 +68,7 @@ def test_claim_refuses_a_live_owner(store):
 
 def test_schema_is_migrated_once(store):
     again = Store(store.url)  # opening an existing database does not migrate twice
-    assert again._revision() == "0001"
+    assert again._revision() == "0002"
     again.close()
 
 
@@ -109,6 +109,6 @@ def test_migrations_build_exactly_the_declared_schema(tmp_path):
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), metadata)
         assert diff == []
-        assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+        assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == "0002"
     engine.dispose()
     Store(str(tmp_path / "migrated.db")).close()  # and the store opens it without migrating again

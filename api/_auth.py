@@ -1,0 +1,53 @@
+"""Multi-tenancy in small: bearer tokens, roles per namespace (viewer < editor < owner).
+
+With authentication off every request may do everything (and the server listens on
+loopback only). With it on, each request carries ``Authorization: Bearer <token>``;
+reading needs ``viewer`` in the namespace, creating, editing, stopping, resuming and
+deleting need ``editor``; admins may do everything everywhere.
+"""
+
+from __future__ import annotations
+
+from fastapi import Request
+
+from katib.errors import ForbiddenError, UnauthorizedError
+from katib.store import User
+
+from ._state import get_state
+
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def current_user(request: Request) -> User | None:
+    """The caller (None when authentication is off)."""
+    state = get_state(request)
+    if state.users is None:
+        return None
+    cached = getattr(request.state, "user", None)
+    if cached is not None:
+        return cached  # type: ignore[no-any-return]
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise UnauthorizedError("authentication required: send Authorization: Bearer <token> (katib user token NAME)")
+    user = state.users.authenticate(token.strip())
+    if user is None:
+        raise UnauthorizedError("invalid token")
+    request.state.user = user
+    return user
+
+
+def authorize(request: Request) -> None:
+    """Router dependency: the caller may act on the namespace in the path."""
+    user = current_user(request)
+    namespace = request.path_params.get("namespace")
+    if user is None or namespace is None:
+        return
+    role = "viewer" if request.method in READ_METHODS else "editor"
+    if not user.can(namespace, role):
+        action = "read" if role == "viewer" else "change"
+        raise ForbiddenError(f"user {user.name!r} may not {action} anything in namespace {namespace!r} (needs the {role} role)")
+
+
+def can_read(user: User | None, namespace: str) -> bool:
+    return user is None or user.can(namespace, "viewer")
