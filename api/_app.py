@@ -8,6 +8,7 @@ from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import JSONResponse
 
 from katib.controller import ExperimentManager
@@ -86,6 +87,8 @@ def create_app(store: Store, runs_root: Path, workdir: Path, tick: float = 1.0, 
         fields = [{"field": ".".join(str(p) for p in e["loc"] if p != "body"), "message": e["msg"]} for e in exc.errors()]
         return _error(request, 422, "invalid request: " + "; ".join(f"{f['field']}: {f['message']}" for f in fields), fields)
 
+    # Trial lists compress about tenfold; small answers are sent as they are.
+    app.add_middleware(GZipMiddleware, minimum_size=4096)
     guarded = [Depends(authorize)]
     app.include_router(system.router)
     app.include_router(experiments.router, dependencies=guarded)

@@ -77,7 +77,7 @@ def optuna_native(algorithm: str, n: int, repeat: int) -> float | None:
     samplers = {
         "random": lambda: optuna.samplers.RandomSampler(),
         "sobol": lambda: optuna.samplers.QMCSampler(qmc_type="sobol"),
-        "tpe": lambda: optuna.samplers.TPESampler(constant_liar=True),
+        "tpe": lambda: optuna.samplers.TPESampler(multivariate=False, constant_liar=True),
         "multivariate-tpe": lambda: optuna.samplers.TPESampler(multivariate=True, group=True, constant_liar=True),
         "cmaes": lambda: optuna.samplers.CmaEsSampler(),
         "bayesianoptimization": lambda: optuna.samplers.GPSampler(),

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import PlainTextResponse, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
 from katib import views
 from katib.controller import EDITABLE, is_completed
@@ -80,10 +80,14 @@ async def edit_budget(namespace: str, name: str, body: dict[str, int | None],
     return await asyncio.to_thread(_service.patch, state, namespace, name, {"spec": body})
 
 
-@router.get("/namespaces/{namespace}/experiments/{name}/trials")
-def trials(namespace: str, name: str, state: ServerState = Depends(get_state)) -> dict[str, Any]:
+@router.get("/namespaces/{namespace}/experiments/{name}/trials", response_model=None)
+def trials(namespace: str, name: str, limit: int | None = Query(None, ge=1), offset: int = Query(0, ge=0),
+           state: ServerState = Depends(get_state)) -> JSONResponse:
+    """The experiment's trials, oldest first; ``limit``/``offset`` page through them."""
     rec = state.store.get_experiment(namespace, name)
-    return {"items": [views.trial_object(rec, t) for t in state.store.list_trials(rec.id)]}
+    rows = state.store.list_trials(rec.id, limit=limit, offset=offset)
+    # Serialised directly: thousands of plain dicts need no model validation.
+    return JSONResponse({"items": [views.trial_object(rec, t) for t in rows]})
 
 
 @router.get("/namespaces/{namespace}/trials/{trial}")

@@ -8,7 +8,7 @@ import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 
 from katib import views
 from katib.controller import is_completed
@@ -84,9 +84,9 @@ async def delete_experiment(namespace: str, name: str, state: ServerState = Depe
             "details": {"name": name, "group": "kubeflow.org", "kind": "experiments"}}
 
 
-@router.get(PREFIX + "/trials")
+@router.get(PREFIX + "/trials", response_model=None)
 def list_trials(namespace: str, label_selector: str | None = Query(None, alias="labelSelector"),
-                state: ServerState = Depends(get_state)) -> dict[str, Any]:
+                state: ServerState = Depends(get_state)) -> JSONResponse:
     selector = _selector(label_selector)
     records = state.store.list_experiments(namespace)
     wanted = selector.get(EXPERIMENT_LABEL)
@@ -95,7 +95,7 @@ def list_trials(namespace: str, label_selector: str | None = Query(None, alias="
         if wanted is not None and rec.name != wanted:
             continue
         items += [views.trial_object(rec, t) for t in state.store.list_trials(rec.id) if _matches(t.labels, selector)]
-    return _list("Trial", items)
+    return JSONResponse(_list("Trial", items))
 
 
 @router.get(PREFIX + "/trials/{name}")

@@ -366,10 +366,13 @@ class Store:
         """Write a trial's state (and any new observations) in one transaction."""
         self.write_trials(save=[t], samples=((t.id, o) for o in new_observations))
 
-    def list_trials(self, exp_id: int, states: Iterable[str] | None = None) -> list[TrialRecord]:
+    def list_trials(self, exp_id: int, states: Iterable[str] | None = None, limit: int | None = None,
+                    offset: int = 0) -> list[TrialRecord]:
         query = trials.select().where(trials.c.experiment_id == exp_id).order_by(trials.c.id)
         if states is not None:
             query = query.where(trials.c.state.in_(list(states)))
+        if limit is not None or offset:
+            query = query.limit(limit).offset(offset)
         with self._read() as conn:
             return [self._trial(r) for r in conn.execute(query)]
 
