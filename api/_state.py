@@ -7,7 +7,7 @@ from pathlib import Path
 
 from fastapi import Request
 
-from katib.controller import ExperimentManager
+from katib.controller import AskTell, ExperimentManager
 from katib.store import Store, UserStore
 
 
@@ -17,6 +17,11 @@ class ServerState:
     manager: ExperimentManager
     workdir: Path
     users: UserStore | None = None  # None: authentication is off
+    ask_tell: AskTell | None = None
+
+    def __post_init__(self) -> None:
+        if self.ask_tell is None:
+            self.ask_tell = AskTell(self.store)
 
     @property
     def runs_root(self) -> Path:

@@ -38,6 +38,9 @@ class _Embedded:
             else Path.home() / ".katib" / "runs"
         self.manager = ExperimentManager(self.store, runs, tick=tick)
         self.workdir = workdir
+        from katib.controller import AskTell
+
+        self.ask_tell = AskTell(self.store)
 
     def create(self, doc: dict[str, Any], namespace: str) -> dict[str, Any]:
         from katib import views
@@ -96,6 +99,12 @@ class _Embedded:
     def delete(self, name: str, namespace: str) -> None:
         self.manager.delete(namespace, name)
 
+    def ask(self, name: str, namespace: str, count: int) -> list[dict[str, Any]]:
+        return self.ask_tell.ask(namespace, name, count)
+
+    def tell(self, name: str, namespace: str, trial: str, metrics: Any, outcome: str) -> dict[str, Any]:
+        return self.ask_tell.tell(namespace, name, trial, metrics, outcome)
+
 
 class _Remote:
     def __init__(self, url: str, timeout: float) -> None:
@@ -140,6 +149,13 @@ class _Remote:
 
     def delete(self, name: str, namespace: str) -> None:
         self._call("DELETE", f"/namespaces/{namespace}/experiments/{name}")
+
+    def ask(self, name: str, namespace: str, count: int) -> list[dict[str, Any]]:
+        return self._call("POST", f"/namespaces/{namespace}/experiments/{name}/ask", params={"count": count})["trials"]  # type: ignore[no-any-return]
+
+    def tell(self, name: str, namespace: str, trial: str, metrics: Any, outcome: str) -> dict[str, Any]:
+        return self._call("POST", f"/namespaces/{namespace}/experiments/{name}/tell",  # type: ignore[no-any-return]
+                          json={"trial": trial, "metrics": metrics, "outcome": outcome})
 
 
 def _done(status: dict[str, Any]) -> bool:
@@ -294,6 +310,17 @@ class KatibClient:
 
     def delete_experiment(self, name: str, namespace: str | None = None) -> None:
         self._backend.delete(name, self._ns(namespace))
+
+    # -- ask and tell (spec.executor: external) -------------------------------------------
+
+    def ask(self, name: str, count: int = 1, namespace: str | None = None) -> list[dict[str, Any]]:
+        """New trials for your own loop: ``[{"name": …, "parameters": {…}}]``."""
+        return self._backend.ask(name, self._ns(namespace), count)
+
+    def tell(self, name: str, trial: str, metrics: dict[str, float] | list[dict[str, Any]],
+             outcome: str = "Succeeded", namespace: str | None = None) -> dict[str, Any]:
+        """Report a trial's metrics (and ``Failed`` if it failed)."""
+        return self._backend.tell(name, self._ns(namespace), trial, metrics, outcome)
 
     # -- trials ------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from pydantic import BaseModel, Field
 
 from katib import views
 from katib.controller import EDITABLE, is_completed
@@ -161,3 +162,28 @@ def status(namespace: str, name: str, state: ServerState = Depends(get_state)) -
     rec = state.store.get_experiment(namespace, name)
     return {"status": rec.status, "running": state.manager.is_running(namespace, name),
             "completed": is_completed(rec.status), "phase": views.phase(rec)}
+
+
+class TellBody(BaseModel):
+    """A trial's results: metric name → number (or ``[{name, value, timestamp}]``)."""
+
+    trial: str
+    metrics: dict[str, float] | list[dict[str, Any]] = Field(default_factory=dict)
+    outcome: str = "Succeeded"
+    message: str | None = None
+
+
+@router.post("/namespaces/{namespace}/experiments/{name}/ask")
+async def ask(namespace: str, name: str, count: int = Query(1, ge=1, le=1000),
+              state: ServerState = Depends(get_state)) -> dict[str, Any]:
+    """New trials for an outside loop (``spec.executor: external``): their names and parameters."""
+    assert state.ask_tell is not None
+    return {"trials": await asyncio.to_thread(state.ask_tell.ask, namespace, name, count)}
+
+
+@router.post("/namespaces/{namespace}/experiments/{name}/tell")
+async def tell(namespace: str, name: str, body: TellBody, state: ServerState = Depends(get_state)) -> dict[str, Any]:
+    """A trial's metrics and outcome (``Succeeded`` or ``Failed``) from the outside loop."""
+    assert state.ask_tell is not None
+    return await asyncio.to_thread(state.ask_tell.tell, namespace, name, body.trial, body.metrics,  # type: ignore[arg-type]
+                                   body.outcome, body.message)

@@ -2,11 +2,13 @@
 
 from ._admission import admit, admit_remote, runnable_errors
 from ._arithmetic import Counts, end_condition, goal_reached, trials_to_create
+from ._ask_tell import AskTell
 from ._controller import EDITABLE, Controller, ExperimentRun, is_completed
 from ._manager import ExperimentManager
 from ._status import experiment_phase, metric_value
 
 __all__ = [
+    "AskTell",
     "EDITABLE",
     "Controller",
     "Counts",

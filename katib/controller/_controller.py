@@ -220,6 +220,9 @@ class Controller:
     def run(self, namespace: str, name: str, stop: threading.Event | None = None) -> dict[str, Any]:
         """Drive the experiment until it ends (or ``stop`` is set); returns its status."""
         rec = self.store.get_experiment(namespace, name)
+        if (rec.spec.get("spec") or {}).get("executor") == "external":
+            raise ConflictError(f"experiment {namespace}/{name} is driven from outside (spec.executor: external): "
+                                "use ask and tell (katib server or KatibClient)")
         me = owner_id()
         self.store.claim_experiment(rec.id, me, owner_alive)
         try:

@@ -86,6 +86,8 @@ class ExperimentManager:
         """Store (or edit) an admitted experiment and run it unless it has finished."""
         key = (exp.namespace, exp.name)
         rec, action = self._controller(key).submit(exp, workdir)
+        if exp.spec.executor == "external":
+            return self.store.get_experiment(*key), action  # an outside loop drives it (ask and tell)
         if action in ("created", "restarted") or (action == "resumed" and key not in self._running):
             self.start(*key)
         elif action == "resumed":
@@ -131,6 +133,8 @@ class ExperimentManager:
 
     def resume(self, namespace: str, name: str) -> None:
         rec = self.store.get_experiment(namespace, name)
+        if (rec.spec.get("spec") or {}).get("executor") == "external":
+            raise ConflictError(f"experiment {namespace}/{name} is driven from outside (ask and tell)")
         if is_completed(rec.status):
             raise ConflictError(f"experiment {namespace}/{name} has finished; raise maxTrialCount to restart it")
         if rec.owner and owner_alive(rec.owner) and not self.is_running(namespace, name):
@@ -145,6 +149,8 @@ class ExperimentManager:
         started = []
         for rec in self.store.list_experiments():
             if is_completed(rec.status) or (rec.owner and owner_alive(rec.owner)):
+                continue
+            if (rec.spec.get("spec") or {}).get("executor") == "external":
                 continue
             self.start(rec.namespace, rec.name)
             started.append(f"{rec.namespace}/{rec.name}")

@@ -200,6 +200,9 @@ class ExperimentSpec(KatibModel):
     nas_config: NasConfig | None = None
     resume_policy: str | None = None
     warm_start: WarmStart | None = None  # extension
+    # Extension: "local" (default) runs trials from trialTemplate; "external" hands them
+    # to an outside loop through ask and tell, and needs no trialTemplate.
+    executor: str | None = None
 
 
 class ObjectMeta(BaseModel):

@@ -352,9 +352,16 @@ def _parameter_names(exp: Experiment) -> set[str]:
     return {p.name for p in exp.spec.parameters or [] if p.name}
 
 
+EXECUTORS = ("local", "external")
+
+
 def _trial_template(exp: Experiment) -> list[FieldError]:
     tt = exp.spec.trial_template
     path = "spec.trialTemplate"
+    if exp.spec.executor not in (None, *EXECUTORS):
+        return [FieldError("spec.executor", f"must be one of {', '.join(EXECUTORS)} (got {exp.spec.executor!r})")]
+    if exp.spec.executor == "external":
+        return [] if tt is None else [FieldError(path, "must not be set with the external executor (trials come from ask and tell)")]
     if tt is None:
         return [FieldError(path, "is required")]
     errors = []

@@ -1,0 +1,217 @@
+"""Ask and tell: an outside loop asks for parameters and reports results.
+
+For experiments with ``spec.executor: external``. ``ask`` stores new trials (Running)
+with the algorithm's proposals, within the experiment's budget and parallelism; ``tell``
+stores a trial's metrics and outcome, then derives the experiment's status and end
+conditions exactly as the controller does for trials it runs itself.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from typing import Any
+
+from katib.errors import ConflictError, FieldError, ValidationError
+from katib.spec import Experiment
+from katib.store import ObservationRow, Store, TrialRecord
+from suggestion import Algorithm, TrialView, get_algorithm
+
+from ._arithmetic import end_condition, goal_reached, trials_to_create
+from ._status import (
+    FINAL_TRIAL_STATES,
+    UNAVAILABLE,
+    MetricReducer,
+    Scoring,
+    best_trial,
+    counts_of,
+    experiment_status,
+    mark_trial,
+    metric_names,
+    metric_value,
+    rfc3339,
+    set_condition,
+    strategies,
+)
+
+NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+OUTCOMES = ("Succeeded", "Failed")
+
+
+class AskTell:
+    """Ask-and-tell over the store; one lock and one algorithm instance per experiment."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._locks: dict[tuple[str, str], threading.Lock] = {}
+        self._algorithms: dict[tuple[str, str], Algorithm] = {}
+        self._guard = threading.Lock()
+
+    def _lock(self, key: tuple[str, str]) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(key, threading.Lock())
+
+    def _load(self, namespace: str, name: str) -> tuple[Any, Experiment, list[TrialRecord]]:
+        rec = self.store.get_experiment(namespace, name)
+        exp = Experiment.model_validate(rec.spec)
+        if exp.spec.executor != "external":
+            raise ConflictError(f"experiment {namespace}/{name} runs its own trials; ask and tell need spec.executor: external")
+        return rec, exp, self.store.list_trials(rec.id)
+
+    def ask(self, namespace: str, name: str, count: int = 1) -> list[dict[str, Any]]:
+        """Up to ``count`` new trials to run: ``[{name, parameters}]``."""
+        key = (namespace, name)
+        with self._lock(key):
+            rec, exp, trials = self._load(namespace, name)
+            status = rec.status
+            if any(c["type"] in ("Succeeded", "Failed") and c.get("status") == "True" for c in status.get("conditions", [])):
+                raise ConflictError(f"experiment {namespace}/{name} has finished")
+            want = min(count, trials_to_create(exp.spec.parallel_trial_count or 1, exp.spec.max_trial_count,
+                                               counts_of(trials, budget=True)))
+            if want <= 0:
+                raise ConflictError(f"experiment {namespace}/{name} has no free slot: tell the results of its running "
+                                    "trials first (parallelTrialCount), or its budget is spent (maxTrialCount)")
+            algorithm = self._algorithms.setdefault(key, get_algorithm(exp.spec.algorithm.algorithm_name))  # type: ignore[union-attr, arg-type]
+            scoring = Scoring(exp)
+            views = [TrialView(t.name, t.parameters(), t.state, t.objective,
+                               values=scoring.values(t.observation) if scoring.multi_objective and t.state in FINAL_TRIAL_STATES else None,
+                               violations=scoring.violations(t.observation) if scoring.constraints and t.state in FINAL_TRIAL_STATES else ())
+                     for t in trials]
+            state = self.store.algorithm_state(rec.id) or {}
+            before = dict(state)
+            assignments = algorithm.suggest(exp, views, want, state)
+            if state != before:
+                self.store.save_algorithm_state(rec.id, state)
+            if not assignments:
+                if not any(t.state == "Running" for t in trials):
+                    self._finish(rec, exp, trials, ("Succeeded", "ExperimentSuggestionEndReached"))
+                raise ConflictError(f"experiment {namespace}/{name} has nothing more to try now")
+            now = time.time()
+            names = {t.name for t in trials}
+            order = [p.name for p in exp.spec.parameters or []]
+            new = []
+            for a in assignments:
+                trial_name = a.name or _fresh(exp.name, names)
+                names.add(trial_name)
+                t = TrialRecord(id=0, experiment_id=rec.id, name=trial_name, state="Created",
+                                assignments=[{"name": k, "value": a.parameters[k]} for k in order if k in a.parameters],
+                                labels={"katib.kubeflow.org/experiment": exp.name, **a.labels}, created_at=now,
+                                start_time=now)
+                mark_trial(t, "Created")
+                mark_trial(t, "Running")
+                new.append(t)
+            self.store.write_trials(new=new)
+            self._save_status(rec, exp, trials + new)
+            return [{"name": t.name, "parameters": t.parameters()} for t in new]
+
+    def tell(self, namespace: str, name: str, trial: str, metrics: dict[str, float] | None = None,
+             outcome: str = "Succeeded", message: str | None = None) -> dict[str, Any]:
+        """Report a trial's metrics (name → value, or a list of ``{name, value, timestamp}``)
+        and its outcome; returns the trial's final state."""
+        if outcome not in OUTCOMES:
+            raise ValidationError([FieldError("outcome", f"must be Succeeded or Failed (got {outcome!r})")], "request")
+        key = (namespace, name)
+        with self._lock(key):
+            rec, exp, trials = self._load(namespace, name)
+            t = next((x for x in trials if x.name == trial), None)
+            if t is None:
+                raise ValidationError([FieldError("trial", f"no trial {trial!r} in experiment {namespace}/{name}")], "request")
+            if t.state != "Running":
+                raise ConflictError(f"trial {trial} has already ended ({t.state})")
+            names = metric_names(exp)
+            rows = _rows(metrics or {}, set(names))
+            reducer = MetricReducer()
+            for old in self.store.observations(t.id):
+                reducer.add(old.time, old.metric_name, old.value)
+            for row in rows:
+                reducer.add(row.time, row.metric_name, row.value)
+            t.observation = reducer.observation(names)
+            objective = names[0]
+            t.objective = metric_value(t.observation, objective, strategies(exp).get(objective, "latest"))
+            t.completion_time = time.time()
+            if outcome == "Failed":
+                mark_trial(t, "Failed", message or "the outside loop reported a failure")
+            elif t.objective is None:
+                mark_trial(t, "MetricsUnavailable", f"no value of the objective metric {objective!r} was told")
+            else:
+                mark_trial(t, "Succeeded")
+            self.store.write_trials(save=[t], samples=[(t.id, r) for r in rows])
+            ended = self._end(exp, trials)
+            if ended:
+                self._finish(rec, exp, trials, ended)
+            else:
+                self._save_status(rec, exp, trials)
+            return {"name": t.name, "state": t.state, "observation": t.observation}
+
+    def _end(self, exp: Experiment, trials: list[TrialRecord]) -> tuple[str, str] | None:
+        best = best_trial(exp, trials)
+        scoring = Scoring(exp)
+        value = best.objective if best is not None and scoring.feasible(best.observation) else None
+        obj = exp.spec.objective
+        assert obj is not None
+        return end_condition(counts_of(trials, budget=True), exp.spec.max_trial_count, exp.spec.max_failed_trial_count,
+                             goal_reached(value, obj.goal, obj.type == "maximize"), False)
+
+    def _save_status(self, rec: Any, exp: Experiment, trials: list[TrialRecord]) -> None:
+        status = dict(rec.status)
+        conditions = status.setdefault("conditions", [])
+        if not any(c["type"] == "Running" for c in conditions):
+            set_condition(conditions, "Running", "True", "ExperimentRunning", "Experiment is running")
+        self.store.update_experiment(rec.id, status=experiment_status(exp, trials, status))
+
+    def _finish(self, rec: Any, exp: Experiment, trials: list[TrialRecord], ended: tuple[str, str]) -> None:
+        condition, reason = ended
+        status = dict(rec.status)
+        conditions = status.setdefault("conditions", [])
+        running = next((c for c in conditions if c["type"] == "Running"), None)
+        if running is not None:
+            set_condition(conditions, "Running", "False", running.get("reason", ""), running.get("message", ""))
+        set_condition(conditions, condition, "True", reason, f"Experiment has {condition.lower()} ({reason})")
+        status["completionTime"] = rfc3339(time.time())
+        killed = []
+        for t in trials:
+            if t.state in ("Created", "Running"):
+                t.completion_time = time.time()
+                t.observation = t.observation or MetricReducer().observation(metric_names(exp))
+                mark_trial(t, "Killed", f"the experiment ended ({reason})")
+                killed.append(t)
+        if killed:
+            self.store.write_trials(save=killed)
+        self.store.update_experiment(rec.id, status=experiment_status(exp, trials, status))
+
+
+def _fresh(experiment: str, taken: set[str]) -> str:
+    while True:
+        name = f"{experiment}-{''.join(random.choices(NAME_ALPHABET, k=8))}"
+        if name not in taken:
+            return name
+
+
+def _rows(metrics: Any, names: set[str]) -> list[ObservationRow]:
+    """Told metrics as observation rows (numbers only; unknown metric names refused)."""
+    from trials import parse_time
+
+    items = metrics.items() if isinstance(metrics, dict) else [(m.get("name"), m) for m in metrics]
+    rows, errors, now = [], [], time.time()
+    for i, (name, raw) in enumerate(items):
+        value = raw.get("value") if isinstance(raw, dict) else raw
+        when = parse_time(raw.get("timestamp")) if isinstance(raw, dict) and raw.get("timestamp") is not None else now
+        if name not in names:
+            errors.append(FieldError(f"metrics[{i}]", f"{name!r} is not a metric of the experiment ({', '.join(sorted(names))})"))
+            continue
+        try:
+            number = float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            errors.append(FieldError(f"metrics[{i}]", f"{name} must be a number (got {value!r})"))
+            continue
+        if number != number or number in (float("inf"), float("-inf")):
+            errors.append(FieldError(f"metrics[{i}]", f"{name} must be finite (got {value!r})"))
+            continue
+        rows.append(ObservationRow(when if when is not None else now, str(name), str(value)))
+    if errors:
+        raise ValidationError(errors, "request")
+    return rows
+
+
+__all__ = ["AskTell", "UNAVAILABLE"]

@@ -1,0 +1,29 @@
+"""Property-based fuzzing of the OpenAPI schema (schemathesis): no request the schema
+allows may crash the server or answer 5xx."""
+
+from __future__ import annotations
+
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+
+SKIP = {"/api/v1/events"}  # the event stream never ends by design
+
+
+def test_no_request_makes_a_5xx(live):
+    schema = schemathesis.openapi.from_url(live.url + "/openapi.json")
+    operations = [result.ok() for result in schema.get_all_operations()]
+    fuzzed = []
+    for operation in operations:
+        if operation.path in SKIP:
+            continue
+
+        @given(case=operation.as_strategy())
+        @settings(max_examples=25, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+        def check(case):
+            response = case.call(timeout=30)
+            assert response.status_code < 500, (
+                f"{case.method} {case.formatted_path}: {response.status_code} {response.text[:500]}")
+
+        check()
+        fuzzed.append(f"{operation.method.upper()} {operation.path}")
+    assert len(fuzzed) >= 20, fuzzed

@@ -1,0 +1,115 @@
+"""Ask and tell: an outside loop drives an experiment (spec.executor: external)."""
+
+from __future__ import annotations
+
+import pytest
+
+from katib import KatibClient
+from katib.errors import ConflictError, ValidationError
+from tests.api_tests.conftest import LiveServer
+
+
+def external(name="outside", **spec):
+    doc = {
+        "apiVersion": "kubeflow.org/v1beta1", "kind": "Experiment", "metadata": {"name": name},
+        "spec": {"objective": {"type": "minimize", "objectiveMetricName": "loss", "goal": 0.001},
+                 "algorithm": {"algorithmName": "tpe", "algorithmSettings": [{"name": "random_state", "value": "2"}]},
+                 "executor": "external", "parallelTrialCount": 2, "maxTrialCount": 8, "maxFailedTrialCount": 2,
+                 "parameters": [{"name": "x", "parameterType": "double", "feasibleSpace": {"min": "-3", "max": "3"}}]},
+    }
+    doc["spec"].update(spec)
+    return doc
+
+
+@pytest.fixture(params=["embedded", "server"])
+def client(request, tmp_path, sqlite_store):
+    if request.param == "embedded":
+        yield KatibClient(db=str(tmp_path / "e.db"), workdir=tmp_path)
+    else:
+        with LiveServer(sqlite_store, tmp_path) as server:
+            yield KatibClient(url=server.url)
+
+
+def test_an_outside_loop_runs_the_experiment(client):
+    client.create_experiment(external())
+    told = 0
+    while True:
+        try:
+            batch = client.ask("outside", count=2)
+        except ConflictError as exc:
+            assert "has finished" in str(exc) or "budget" in str(exc)
+            break
+        assert 1 <= len(batch) <= 2
+        for trial in batch:
+            x = float(trial["parameters"]["x"])
+            result = client.tell("outside", trial["name"], {"loss": (x - 1) ** 2})
+            assert result["state"] == "Succeeded"
+            told += 1
+    assert told == 8
+    obj = client.get_experiment("outside")
+    assert [c["reason"] for c in obj["status"]["conditions"] if c["status"] == "True"][-1] == "ExperimentMaxTrialsReached"
+    assert obj["status"]["trialsSucceeded"] == 8
+    assert obj["status"]["currentOptimalTrial"]["bestTrialName"]
+
+
+def test_parallelism_failures_and_errors(client):
+    client.create_experiment(external(name="strict"))
+    first = client.ask("strict", count=5)
+    assert len(first) == 2  # parallelTrialCount
+    with pytest.raises(ConflictError, match="no free slot"):
+        client.ask("strict")
+    with pytest.raises(ValidationError, match="'acc' is not a metric of the experiment"):
+        client.tell("strict", first[0]["name"], {"acc": 1})
+    with pytest.raises(ValidationError, match="no trial 'nope'"):
+        client.tell("strict", "nope", {"loss": 1})
+    assert client.tell("strict", first[0]["name"], {}, outcome="Failed")["state"] == "Failed"
+    assert client.tell("strict", first[1]["name"], {"loss": 0.5}, outcome="Succeeded")["state"] == "Succeeded"
+    with pytest.raises(ConflictError, match="already ended"):
+        client.tell("strict", first[1]["name"], {"loss": 0.1})
+    second = client.ask("strict", count=2)
+    assert client.tell("strict", second[0]["name"], {})["state"] == "MetricsUnavailable"
+    obj = client.get_experiment("strict")
+    # Failed + MetricsUnavailable reached maxFailedTrialCount: the experiment failed.
+    assert [c["type"] for c in obj["status"]["conditions"] if c["status"] == "True"][-1] == "Failed"
+    assert obj["status"]["trialsKilled"] == 1  # the one still out
+
+
+def test_a_goal_ends_it_and_local_experiments_refuse(client):
+    client.create_experiment(external(name="goal"))
+    trial = client.ask("goal")[0]
+    client.tell("goal", trial["name"], [{"name": "loss", "value": 0.0001, "timestamp": "2026-01-01T00:00:00Z"}])
+    assert client.is_experiment_succeeded("goal")
+    with pytest.raises(ConflictError, match="has finished"):
+        client.ask("goal")
+    from tests.conftest import experiment
+
+    client.create_experiment(experiment(name="local"))
+    with pytest.raises(ConflictError, match="spec.executor: external"):
+        client.ask("local")
+
+
+def test_external_experiments_need_no_template_but_refuse_one():
+    from katib.controller import admit
+    from tests.conftest import experiment
+
+    admit(external())
+    doc = experiment()
+    doc["spec"]["executor"] = "external"
+    with pytest.raises(ValidationError, match="trialTemplate: must not be set with the external executor"):
+        admit(doc)
+    doc["spec"]["executor"] = "ray"
+    with pytest.raises(ValidationError, match="spec.executor: must be one of local, external"):
+        admit(doc)
+
+
+def test_katib_run_refuses_an_external_experiment(tmp_path):
+    import subprocess
+    import sys
+
+    import yaml
+
+    path = tmp_path / "ext.yaml"
+    path.write_text(yaml.safe_dump(external()))
+    r = subprocess.run([sys.executable, "-m", "katib", "run", str(path), "--db", str(tmp_path / "k.db")],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "driven from outside (spec.executor: external)" in r.stderr
