@@ -36,6 +36,8 @@ def trial_object(exp: ExperimentRecord, t: TrialRecord) -> dict[str, Any]:
         status["completionTime"] = rfc3339(t.completion_time)
     if t.observation:
         status["observation"] = {"metrics": [{"name": k, **v} for k, v in t.observation.items()]}
+    if t.handle and t.handle.get("devices"):
+        status["devices"] = t.handle["devices"]  # extension: what the trial ran on
     trial_spec: dict[str, Any] = {
         "objective": spec.get("objective"),
         "parameterAssignments": t.assignments,

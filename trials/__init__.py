@@ -5,19 +5,25 @@ the metrics ``Collector`` (StdOut, File TEXT/JSON, Push).
 """
 
 from ._collector import DEFAULT_FILTER, Collector, Sample, parse_json, parse_text, parse_time
-from ._executor import Executor, LaunchError, RunState, TrialJob
+from ._executor import Deferred, Executor, LaunchError, RunState, TrialJob
 from ._local import LocalExecutor
 from ._process import owner_alive, owner_id
+from ._resources import Inventory, Ledger, Resources, discover_gpus
 
 __all__ = [
     "DEFAULT_FILTER",
     "Collector",
+    "Deferred",
     "Executor",
+    "Inventory",
     "LaunchError",
+    "Ledger",
     "LocalExecutor",
+    "Resources",
     "RunState",
     "Sample",
     "TrialJob",
+    "discover_gpus",
     "owner_alive",
     "owner_id",
     "parse_json",

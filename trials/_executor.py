@@ -90,3 +90,7 @@ class Executor(ABC):
 
 class LaunchError(Exception):
     """The trial could not be started (bad command, missing program, …)."""
+
+
+class Deferred(Exception):  # noqa: N818 - a signal, not a failure
+    """Not now: the trial waits (pending) until running trials free what it needs."""

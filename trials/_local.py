@@ -22,8 +22,19 @@ from typing import Any
 
 from katib.spec import find_containers
 
-from ._executor import Executor, LaunchError, RunState, TrialJob
+from ._executor import Deferred, Executor, LaunchError, RunState, TrialJob
 from ._process import alive, describe_exit, kill_group, start_ticks
+from ._resources import Allocation, Ledger, NoCapacity, Resources
+
+_SHARED_LEDGER: Ledger | None = None
+
+
+def shared_ledger() -> Ledger:
+    """One ledger per process: experiments run side by side never share a GPU."""
+    global _SHARED_LEDGER
+    if _SHARED_LEDGER is None:
+        _SHARED_LEDGER = Ledger()
+    return _SHARED_LEDGER
 
 GRACE_SECONDS = 3.0
 
@@ -72,8 +83,9 @@ def trial_env(job: TrialJob, container: dict[str, Any]) -> dict[str, str]:
 
 
 class _Proc:
-    def __init__(self, popen: subprocess.Popen[bytes], deadline: float | None) -> None:
+    def __init__(self, popen: subprocess.Popen[bytes], deadline: float | None, allocation: Allocation) -> None:
         self.popen = popen
+        self.allocation = allocation
         self.deadline = deadline
         self.deadline_at = time.monotonic() + deadline if deadline is not None else None
         self.kill_at: float | None = None
@@ -108,13 +120,31 @@ class LocalExecutor(Executor):
 
     name = "local"
 
-    def __init__(self) -> None:
+    def __init__(self, ledger: Ledger | None = None) -> None:
         self._procs: dict[int, _Proc] = {}
+        self.ledger = ledger or shared_ledger()
 
     def launch(self, job: TrialJob) -> dict[str, Any]:
         container = primary_container(job.run_spec, job.primary_container)
         argv = command_of(container, job.path_map)
         env = trial_env(job, container)
+        try:
+            need = Resources.of_container(container)
+            allocation = self.ledger.take(need)
+        except NoCapacity:
+            raise Deferred() from None
+        except ValueError as exc:
+            raise LaunchError(str(exc)) from None
+        if self.ledger.inventory.gpus or need.gpu:
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(allocation.gpus)  # its own GPUs, and only those
+        try:
+            return self._start(job, container, argv, env, allocation)
+        except BaseException:
+            self.ledger.give_back(allocation)
+            raise
+
+    def _start(self, job: TrialJob, container: dict[str, Any], argv: list[str], env: dict[str, str],
+               allocation: Allocation) -> dict[str, Any]:
         job.trial_dir.mkdir(parents=True, exist_ok=True)
         for target in job.path_map.values():
             Path(target).parent.mkdir(parents=True, exist_ok=True)
@@ -136,8 +166,9 @@ class LocalExecutor(Executor):
         # Written at once, so a controller that dies before storing the handle can still
         # find (and kill) this process group when it recovers.
         (job.trial_dir / "pid").write_text(f"{popen.pid} {ticks or 0}\n")
-        self._procs[popen.pid] = _Proc(popen, deadline_of(job.run_spec))
-        return {"executor": self.name, "pid": popen.pid, "start": ticks, "log": str(job.log_path)}
+        self._procs[popen.pid] = _Proc(popen, deadline_of(job.run_spec), allocation)
+        return {"executor": self.name, "pid": popen.pid, "start": ticks, "log": str(job.log_path),
+                "devices": allocation.to_dict()}
 
     def _check(self, proc: _Proc) -> None:
         """Reap an exited process, enforce its deadline, escalate a stop to SIGKILL."""
@@ -149,6 +180,7 @@ class LocalExecutor(Executor):
             proc.code = code
             proc.close_fd()
             kill_group(proc.popen.pid)  # the leader is gone; nothing it started may linger
+            self.ledger.give_back(proc.allocation)
             return
         if proc.deadline_at is not None and now >= proc.deadline_at and not proc.timed_out:
             proc.timed_out = True
@@ -236,4 +268,6 @@ class LocalExecutor(Executor):
     def close(self) -> None:
         for p in self._procs.values():
             p.close_fd()
+            if p.code is None:
+                self.ledger.give_back(p.allocation)
         self._procs.clear()

@@ -41,6 +41,7 @@ from suggestion import (
 )
 from trials import (
     Collector,
+    Deferred,
     Executor,
     LaunchError,
     LocalExecutor,
@@ -641,6 +642,8 @@ class ExperimentRun:
             try:
                 self._prepare_checkpoint(t)
                 t.handle = self.executor.launch(job)
+            except Deferred:
+                continue  # it waits, pending, for running trials to free what it needs
             except LaunchError as exc:
                 t.completion_time = time.time()
                 t.observation = MetricReducer().observation(self.names)
