@@ -18,6 +18,7 @@ EXPECTED = {
     "file-metrics-collector.yaml": ("file-metrics-collector", 6, "ExperimentMaxTrialsReached"),
     "push-metrics.yaml": ("push-metrics", 6, "ExperimentMaxTrialsReached"),
     "pbt.yaml": ("pbt", 15, "ExperimentMaxTrialsReached"),
+    "pytorchjob-digits.yaml": ("pytorchjob-digits", 4, "ExperimentMaxTrialsReached"),
 }
 
 
@@ -41,9 +42,9 @@ def test_example_runs(path: Path, tmp_path: Path):
     best = rec.status["currentOptimalTrial"]["observation"]["metrics"]
     values = {m["name"]: float(m["latest"]) for m in best}
     if "Validation-accuracy" in values:
-        assert values["Validation-accuracy"] > 0.85
+        assert values["Validation-accuracy"] > 0.85 if name != "pytorchjob-digits" else 0.8
     else:
         assert values["loss"] < 0.5
     # Intermediate values are kept per epoch, not only the last one.
-    epochs = 2 if name == "pbt" else 6
+    epochs = {"pbt": 2, "pytorchjob-digits": 5}.get(name, 6)
     assert len(store.observations(trials[0].id, rec.spec["spec"]["objective"]["objectiveMetricName"])) >= epochs

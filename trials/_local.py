@@ -11,12 +11,15 @@ A Job's ``activeDeadlineSeconds`` is enforced; ``stop`` ends the whole process g
 
 from __future__ import annotations
 
+import json
 import os
 import select
 import signal
+import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -82,9 +85,82 @@ def trial_env(job: TrialJob, container: dict[str, Any]) -> dict[str, str]:
     return env
 
 
+@dataclass
+class Member:
+    """One process of a trial: a replica's container, its command and environment."""
+
+    replica: str
+    container: dict[str, Any]
+    argv: list[str]
+    env: dict[str, str]
+    log_name: str = "trial.log"
+    resources: Resources = field(default_factory=Resources)
+
+
+# Kubeflow training jobs: the replica specs field, and the replica types in rank order.
+REPLICA_SPECS = {
+    "pytorchReplicaSpecs": ("Master", "Worker"),
+    "xgbReplicaSpecs": ("Master", "Worker"),
+    "tfReplicaSpecs": ("Chief", "Master", "Worker", "PS", "Evaluator"),
+}
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def replica_processes(job: TrialJob) -> list[Member]:
+    """The processes a trial runs here: one for a plain job; for a PyTorchJob, TFJob or
+    XGBoostJob, one per replica with the environment its training operator would set
+    (``MASTER_ADDR``, ``MASTER_PORT``, ``WORLD_SIZE``, ``RANK``; ``TF_CONFIG``). The
+    primary replica (master or chief) comes first; its output is the trial's log."""
+    spec = job.run_spec.get("spec") or {}
+    field_name = next((k for k in REPLICA_SPECS if isinstance(spec.get(k), dict)), None)
+    if field_name is None:
+        if isinstance(spec.get("mpiReplicaSpecs"), dict):
+            raise LaunchError("MPIJob trials need mpirun across pods: run them with the Kubernetes executor")
+        container = primary_container(job.run_spec, job.primary_container)
+        return [Member("main", container, command_of(container, job.path_map), trial_env(job, container))]
+    replicas = spec[field_name]
+    order = [t for t in REPLICA_SPECS[field_name] if t in replicas] + [t for t in replicas if t not in REPLICA_SPECS[field_name]]
+    members: list[Member] = []
+    for replica_type in order:
+        rspec = replicas[replica_type] or {}
+        containers = find_containers(rspec.get("template") or {})
+        if not containers:
+            raise LaunchError(f"replica {replica_type} has no container")
+        container = next((c for c in containers if c.get("name") == job.primary_container), containers[0])
+        for index in range(int(rspec.get("replicas", 1) or 1)):
+            name = f"{replica_type.lower()}-{index}"
+            members.append(Member(name, container, command_of(container, job.path_map), trial_env(job, container),
+                                  log_name="trial.log" if not members else f"{name}.log"))
+    if field_name == "tfReplicaSpecs":
+        tf_ports = [_free_port() for _ in members]
+        cluster: dict[str, list[str]] = {}
+        for m, tf_port in zip(members, tf_ports, strict=True):
+            cluster.setdefault(m.replica.rsplit("-", 1)[0], []).append(f"localhost:{tf_port}")
+        for m in members:
+            kind, task_index = m.replica.rsplit("-", 1)
+            m.env["TF_CONFIG"] = json.dumps({"cluster": cluster, "task": {"type": kind, "index": int(task_index)},
+                                             "environment": "cloud"})
+    else:
+        master_port = str(_free_port())
+        for rank, m in enumerate(members):
+            m.env.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=master_port, WORLD_SIZE=str(len(members)),
+                         RANK=str(rank), PET_MASTER_ADDR="127.0.0.1", PET_MASTER_PORT=master_port,
+                         PET_NNODES=str(len(members)), PET_NODE_RANK=str(rank))
+    return members
+
+
 class _Proc:
-    def __init__(self, popen: subprocess.Popen[bytes], deadline: float | None, allocation: Allocation) -> None:
-        self.popen = popen
+    """One trial: its process group, led by the primary replica (the only member for a
+    plain Job; master and workers for a distributed job)."""
+
+    def __init__(self, members: list[subprocess.Popen[bytes]], deadline: float | None, allocation: Allocation) -> None:
+        self.members = members
+        self.popen = members[0]
         self.allocation = allocation
         self.deadline = deadline
         self.deadline_at = time.monotonic() + deadline if deadline is not None else None
@@ -92,17 +168,18 @@ class _Proc:
         self.stopped = False
         self.timed_out = False
         self.code: int | None = None
-        self.pidfd: int | None = None
+        self.first_failure: int | None = None
+        self.pidfds: list[int] = []
         if hasattr(os, "pidfd_open"):
             try:
-                self.pidfd = os.pidfd_open(popen.pid)
+                self.pidfds = [os.pidfd_open(m.pid) for m in members]
             except OSError:
-                self.pidfd = None
+                self.close_fd()
 
     def close_fd(self) -> None:
-        if self.pidfd is not None:
-            os.close(self.pidfd)
-            self.pidfd = None
+        for fd in self.pidfds:
+            os.close(fd)
+        self.pidfds = []
 
 
 class LocalExecutor(Executor):
@@ -125,72 +202,97 @@ class LocalExecutor(Executor):
         self.ledger = ledger or shared_ledger()
 
     def launch(self, job: TrialJob) -> dict[str, Any]:
-        container = primary_container(job.run_spec, job.primary_container)
-        argv = command_of(container, job.path_map)
-        env = trial_env(job, container)
+        members = replica_processes(job)
+        need = Resources()
         try:
-            need = Resources.of_container(container)
+            for m in members:
+                m.resources = Resources.of_container(m.container)
+                need = need + m.resources
             allocation = self.ledger.take(need)
         except NoCapacity:
             raise Deferred() from None
         except ValueError as exc:
             raise LaunchError(str(exc)) from None
-        if self.ledger.inventory.gpus or need.gpu:
-            env["CUDA_VISIBLE_DEVICES"] = ",".join(allocation.gpus)  # its own GPUs, and only those
+        gpus = list(allocation.gpus)
+        for m in members:
+            if self.ledger.inventory.gpus or need.gpu:
+                mine, gpus = gpus[:m.resources.gpu], gpus[m.resources.gpu:]
+                m.env["CUDA_VISIBLE_DEVICES"] = ",".join(mine)  # its own GPUs, and only those
         try:
-            return self._start(job, container, argv, env, allocation)
+            return self._start(job, members, allocation)
         except BaseException:
             self.ledger.give_back(allocation)
             raise
 
-    def _start(self, job: TrialJob, container: dict[str, Any], argv: list[str], env: dict[str, str],
-               allocation: Allocation) -> dict[str, Any]:
+    def _start(self, job: TrialJob, members: list[Member], allocation: Allocation) -> dict[str, Any]:
         job.trial_dir.mkdir(parents=True, exist_ok=True)
         for target in job.path_map.values():
             Path(target).parent.mkdir(parents=True, exist_ok=True)
-        cwd = job.workdir
-        working_dir = container.get("workingDir")
-        if working_dir and Path(str(working_dir)).is_dir():
-            cwd = Path(str(working_dir))
-        log = open(job.log_path, "ab")
+        started: list[subprocess.Popen[bytes]] = []
         try:
-            popen = subprocess.Popen(
-                argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=log,
-                stderr=subprocess.STDOUT, start_new_session=True,
-            )
-        except OSError as exc:
-            raise LaunchError(f"cannot start {argv[0]!r}: {exc.strerror or exc}") from None
-        finally:
-            log.close()
-        ticks = start_ticks(popen.pid)
+            for m in members:
+                cwd = job.workdir
+                working_dir = m.container.get("workingDir")
+                if working_dir and Path(str(working_dir)).is_dir():
+                    cwd = Path(str(working_dir))
+                log = open(job.trial_dir / m.log_name, "ab")
+                try:
+                    # Each replica leads a process group of its own: stopping the trial
+                    # signals every group, so nothing any replica started survives it.
+                    started.append(subprocess.Popen(
+                        m.argv, cwd=cwd, env=m.env, stdin=subprocess.DEVNULL, stdout=log,
+                        stderr=subprocess.STDOUT, start_new_session=True,
+                    ))
+                except OSError as exc:
+                    raise LaunchError(f"cannot start {m.argv[0]!r}: {exc.strerror or exc}") from None
+                finally:
+                    log.close()
+        except BaseException:
+            for p in started:
+                kill_group(p.pid)
+            raise
+        leader = started[0]
+        ticks = start_ticks(leader.pid)
         # Written at once, so a controller that dies before storing the handle can still
-        # find (and kill) this process group when it recovers.
-        (job.trial_dir / "pid").write_text(f"{popen.pid} {ticks or 0}\n")
-        self._procs[popen.pid] = _Proc(popen, deadline_of(job.run_spec), allocation)
-        return {"executor": self.name, "pid": popen.pid, "start": ticks, "log": str(job.log_path),
-                "devices": allocation.to_dict()}
+        # find (and kill) these process groups when it recovers.
+        (job.trial_dir / "pid").write_text("".join(f"{p.pid} {start_ticks(p.pid) or 0}\n" for p in started))
+        self._procs[leader.pid] = _Proc(started, deadline_of(job.run_spec), allocation)
+        handle = {"executor": self.name, "pid": leader.pid, "start": ticks, "log": str(job.log_path),
+                  "devices": allocation.to_dict()}
+        if len(members) > 1:
+            handle["replicas"] = [{"name": m.replica, "pid": p.pid, "start": start_ticks(p.pid), "log": m.log_name}
+                                  for m, p in zip(members, started, strict=True)]
+        return handle
 
     def _check(self, proc: _Proc) -> None:
         """Reap an exited process, enforce its deadline, escalate a stop to SIGKILL."""
         if proc.code is not None:
             return
-        code = proc.popen.poll()
+        codes = [m.poll() for m in proc.members]
         now = time.monotonic()
-        if code is not None:
-            proc.code = code
+        if proc.first_failure is None:
+            proc.first_failure = next((c for c in codes if c), None)
+        if all(c is not None for c in codes):
+            # The replica that failed first says why, not the ones stopped because of it.
+            proc.code = proc.first_failure if proc.first_failure is not None else next((c for c in codes if c), 0)
             proc.close_fd()
-            kill_group(proc.popen.pid)  # the leader is gone; nothing it started may linger
+            for m in proc.members:  # every replica is gone; nothing they started may linger
+                kill_group(m.pid)
             self.ledger.give_back(proc.allocation)
             return
+        if any(c for c in codes) and proc.kill_at is None:
+            self._terminate(proc)  # one replica failed: the distributed job cannot go on
         if proc.deadline_at is not None and now >= proc.deadline_at and not proc.timed_out:
             proc.timed_out = True
             self._terminate(proc)
         if proc.kill_at is not None and now >= proc.kill_at:
-            kill_group(proc.popen.pid)
+            for m in proc.members:
+                kill_group(m.pid)
             proc.kill_at = None
 
     def _terminate(self, proc: _Proc) -> None:
-        kill_group(proc.popen.pid, signal.SIGTERM)
+        for m in proc.members:
+            kill_group(m.pid, signal.SIGTERM)
         proc.kill_at = time.monotonic() + GRACE_SECONDS
 
     def owns(self, handle: dict[str, Any]) -> bool:
@@ -222,19 +324,24 @@ class LocalExecutor(Executor):
             proc.stopped = True
             if proc.code is None and proc.kill_at is None:
                 self._terminate(proc)
-        elif pid and alive(pid, handle.get("start")):
-            kill_group(pid)
+        else:
+            self.recover(handle)
 
     def recover(self, handle: dict[str, Any], trial_dir: Path | None = None) -> None:
-        pid, ticks = handle.get("pid"), handle.get("start")
-        if not pid and trial_dir is not None:
+        """Kill what is left of a trial an earlier controller started (every replica)."""
+        processes = [(r["pid"], r.get("start")) for r in handle.get("replicas", [])]
+        if not processes and handle.get("pid"):
+            processes = [(handle["pid"], handle.get("start"))]
+        if not processes and trial_dir is not None:
             try:
-                pid_text, ticks_text = (trial_dir / "pid").read_text().split()
-                pid, ticks = int(pid_text), int(ticks_text) or None
+                for line in (trial_dir / "pid").read_text().splitlines():
+                    pid_text, ticks_text = line.split()
+                    processes.append((int(pid_text), int(ticks_text) or None))
             except (OSError, ValueError):
                 return
-        if pid and alive(pid, ticks):
-            kill_group(pid)
+        for pid, ticks in processes:
+            if pid and alive(pid, ticks):
+                kill_group(pid)
 
     def wait(self, timeout: float) -> None:
         procs = [p for p in self._procs.values() if p.code is None]
@@ -243,8 +350,8 @@ class LocalExecutor(Executor):
             for at in (p.deadline_at, p.kill_at):
                 if at is not None:
                     timeout = min(timeout, max(0.0, at - now))
-        fds = [p.pidfd for p in procs if p.pidfd is not None]
-        if len(fds) == len(procs) and fds:
+        fds = [fd for p in procs for fd in p.pidfds]
+        if fds and all(p.pidfds for p in procs):
             select.select(fds, [], [], timeout)
         elif procs:
             time.sleep(min(timeout, 0.05))
