@@ -108,6 +108,27 @@ def choice(*allowed: str, rejected: dict[str, str] | None = None) -> Callable[[s
     return parse
 
 
+def check_settings(path: str, given: Sequence[Any] | None, known: dict[str, Setting], owner: str) -> list[FieldError]:
+    """Every unknown setting name and unparsable value among ``given`` (``{name, value}``)."""
+    errors: list[FieldError] = []
+    for i, s in enumerate(given or []):
+        where = f"{path}[{i}]"
+        if s.name not in known:
+            names = ", ".join(sorted(known)) or "none"
+            errors.append(FieldError(f"{where}.name", f"unknown setting {s.name!r} for {owner} (known: {names})"))
+            continue
+        try:
+            known[s.name].parse(s.value or "")
+        except ValueError as exc:
+            errors.append(FieldError(f"{where}.value", f"{s.name} {exc}"))
+    return errors
+
+
+def resolve_settings(given: dict[str, str], known: dict[str, Setting]) -> dict[str, Any]:
+    """Every known setting's value, parsed, defaults filled in."""
+    return {name: (s.parse(given[name]) if name in given else s.default) for name, s in known.items()}
+
+
 class Algorithm(ABC):
     """Base class of every suggestion algorithm; see the module docstring for the contract."""
 
@@ -120,18 +141,9 @@ class Algorithm(ABC):
 
     def validate(self, experiment: Experiment) -> list[FieldError]:
         """Problems with the settings or the search space; an empty list when fine."""
-        errors: list[FieldError] = []
         algorithm = experiment.spec.algorithm
-        for i, s in enumerate((algorithm.algorithm_settings if algorithm else None) or []):
-            path = f"spec.algorithm.algorithmSettings[{i}]"
-            if s.name not in self.settings:
-                known = ", ".join(sorted(self.settings)) or "none"
-                errors.append(FieldError(f"{path}.name", f"unknown setting {s.name!r} for algorithm {self.name} (known: {known})"))
-                continue
-            try:
-                self.settings[s.name].parse(s.value or "")
-            except ValueError as exc:
-                errors.append(FieldError(f"{path}.value", f"{s.name} {exc}"))
+        errors = check_settings("spec.algorithm.algorithmSettings", algorithm.algorithm_settings if algorithm else None,
+                                self.settings, f"algorithm {self.name}")
         objective = experiment.spec.objective
         if objective is not None and objective.additional_objectives and not self.multi_objective:
             errors.append(FieldError(
@@ -143,11 +155,7 @@ class Algorithm(ABC):
 
     def parsed_settings(self, experiment: Experiment) -> dict[str, Any]:
         """Every setting's value, defaults filled in (call after ``validate``)."""
-        given = experiment.spec.algorithm.settings() if experiment.spec.algorithm else {}
-        return {
-            name: (setting.parse(given[name]) if name in given else setting.default)
-            for name, setting in self.settings.items()
-        }
+        return resolve_settings(experiment.spec.algorithm.settings() if experiment.spec.algorithm else {}, self.settings)
 
     def exhausted(
         self, experiment: Experiment, trials: Sequence[TrialView], state: dict[str, Any] | None = None

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 from katib.errors import FieldError
 from katib.spec import Experiment
 
-from ._base import Setting, integer, number
+from ._base import Setting, check_settings, integer, number, resolve_settings
 
 
 @dataclass(frozen=True)
@@ -38,23 +38,13 @@ class EarlyStopper(ABC):
     settings: ClassVar[dict[str, Setting]] = {}
 
     def validate(self, experiment: Experiment) -> list[FieldError]:
-        errors: list[FieldError] = []
         es = experiment.spec.early_stopping
-        for i, s in enumerate((es.algorithm_settings if es else None) or []):
-            path = f"spec.earlyStopping.algorithmSettings[{i}]"
-            if s.name not in self.settings:
-                known = ", ".join(sorted(self.settings)) or "none"
-                errors.append(FieldError(f"{path}.name", f"unknown setting {s.name!r} for early stopping {self.name} (known: {known})"))
-                continue
-            try:
-                self.settings[s.name].parse(s.value or "")
-            except ValueError as exc:
-                errors.append(FieldError(f"{path}.value", f"{s.name} {exc}"))
-        return errors
+        return check_settings("spec.earlyStopping.algorithmSettings", es.algorithm_settings if es else None,
+                              self.settings, f"early stopping {self.name}")
 
     def parsed_settings(self, experiment: Experiment) -> dict[str, Any]:
-        given = experiment.spec.early_stopping.settings() if experiment.spec.early_stopping else {}
-        return {n: (s.parse(given[n]) if n in given else s.default) for n, s in self.settings.items()}
+        es = experiment.spec.early_stopping
+        return resolve_settings(es.settings() if es else {}, self.settings)
 
     @abstractmethod
     def should_stop(self, experiment: Experiment, trial: Curve, others: Sequence[Curve]) -> str | None:

@@ -690,9 +690,5 @@ class ExperimentRun:
         except Exception:  # the database may be what failed; the trials are stopped anyway
             pass
 
-    @property
-    def final_trials(self) -> list[TrialRecord]:
-        return [t for t in self.trials.values() if t.state in FINAL_TRIAL_STATES]
 
-
-__all__ = ["Controller", "ExperimentRun", "ConflictError", "is_completed"]
+__all__ = ["Controller", "ExperimentRun", "is_completed"]

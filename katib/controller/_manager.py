@@ -18,7 +18,7 @@ from katib.spec import Experiment
 from katib.store import ExperimentRecord, Store, TrialRecord
 from trials import LocalExecutor, owner_alive
 
-from ._controller import EDITABLE, Controller, ExperimentRun, is_completed
+from ._controller import Controller, ExperimentRun, is_completed
 
 Subscriber = Callable[[dict[str, Any]], None]
 
@@ -172,9 +172,6 @@ class ExperimentManager:
         for r in running:
             r.thread.join(timeout)
 
-    def budget(self, namespace: str, name: str) -> dict[str, Any]:
-        rec = self.store.get_experiment(namespace, name)
-        return {k: rec.spec.get("spec", {}).get(k) for k in EDITABLE}
 
 
 __all__ = ["ExperimentManager", "NotFoundError"]

@@ -68,11 +68,6 @@ def experiment_phase(conditions: Sequence[dict[str, Any]]) -> str:
     return "Unknown"
 
 
-def condition_reason(conditions: Sequence[dict[str, Any]], type_: str) -> str | None:
-    for cond in conditions:
-        if cond["type"] == type_ and cond.get("status") == "True":
-            return cond.get("reason")
-    return None
 
 
 def mark_trial(t: TrialRecord, state: str, message: str | None = None, reason: str | None = None) -> None:
@@ -116,8 +111,6 @@ class MetricReducer:
                 out[name] = {"min": cur[1], "max": cur[3], "latest": cur[5]}
         return out
 
-    def has(self, name: str) -> bool:
-        return name in self._m
 
 
 def metric_value(observation: dict[str, dict[str, str]] | None, name: str, strategy: str) -> float | None:

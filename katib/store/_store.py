@@ -391,11 +391,6 @@ class Store:
 
     # -- observation logs --------------------------------------------------------------
 
-    def add_observations(self, trial_id: int, rows: Iterable[ObservationRow]) -> None:
-        values = [{"trial_id": trial_id, "time": o.time, "metric_name": o.metric_name, "value": o.value}
-                  for o in rows]
-        if values:
-            self._retry(lambda c: c.execute(observations.insert(), values))
 
     def observations(self, trial_id: int, metric_name: str | None = None) -> list[ObservationRow]:
         query = (

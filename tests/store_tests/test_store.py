@@ -34,7 +34,7 @@ def test_trials_observations_and_cascade(store):
     t.state = "Succeeded"
     t.observation = {"loss": {"min": "0.1", "max": "0.5", "latest": "0.1"}}
     store.save_trial(t, [ObservationRow(2.0, "loss", "0.1"), ObservationRow(1.0, "loss", "0.5")])
-    store.add_observations(t.id, [ObservationRow(3.0, "acc", "0.9")])
+    store.write_trials(samples=[(t.id, ObservationRow(3.0, "acc", "0.9"))])
     assert [o.value for o in store.observations(t.id, "loss")] == ["0.5", "0.1"]  # ordered by time
     assert len(store.observations(t.id)) == 3
     _, got = store.get_trial("ns", "e-a")
@@ -76,7 +76,7 @@ def _writer(url: str, exp_id: int, worker: int) -> None:
     s = Store(url)
     for i in range(40):
         t = s.add_trials([new_trial(exp_id, f"w{worker}-{i}")])[0]
-        s.add_observations(t.id, [ObservationRow(time.time(), "loss", str(i)) for _ in range(5)])
+        s.write_trials(samples=[(t.id, ObservationRow(time.time(), "loss", str(i))) for _ in range(5)])
         s.save_trial(t)
     s.close()
 
