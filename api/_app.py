@@ -52,10 +52,11 @@ def _error(request: Request, code: int, message: str, fields: list[dict[str, str
 
 
 def create_app(store: Store, runs_root: Path, workdir: Path, tick: float = 1.0, resume: bool = True,
-               auth: bool = False) -> FastAPI:
+               auth: bool = False, executor_factory: Any = None) -> FastAPI:
     """The app; its lifespan starts the unfinished experiments and stops all at shutdown.
     With ``auth``, requests need a bearer token and a role in the namespace."""
-    manager = ExperimentManager(store, runs_root, tick=tick)
+    manager = (ExperimentManager(store, runs_root, tick=tick, executor_factory=executor_factory)
+               if executor_factory is not None else ExperimentManager(store, runs_root, tick=tick))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> Any:

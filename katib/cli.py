@@ -48,6 +48,25 @@ class Output(StrEnum):
     yaml = "yaml"
 
 
+ExecutorOption = typer.Option("local", "--executor", help="Where trials run: local (processes here) or ray.")
+RayAddressOption = typer.Option(None, "--ray-address", envvar="RAY_ADDRESS",
+                                help="Ray cluster to use with --executor ray (default: start a local one).")
+
+
+def _executor_factory(executor: str, ray_address: str | None) -> Any:
+    if executor == "local":
+        from trials import LocalExecutor
+
+        return LocalExecutor
+    if executor == "ray":
+        try:
+            from trials._ray import RayExecutor
+        except ImportError:
+            raise KatibError("--executor ray needs Ray: pip install 'katib[ray]'") from None
+        return lambda: RayExecutor(ray_address)
+    raise KatibError(f"--executor must be local or ray (got {executor!r})")
+
+
 SuggestionOption = typer.Option(
     None, "--suggestion-service", envvar="KATIB_SUGGESTION_SERVICE",
     help="host:port of a gRPC suggestion service (ours or Katib's) to ask instead of the built-in algorithms.",
@@ -213,12 +232,13 @@ def _summary(store: Any, namespace: str, name: str) -> int:
     return 0 if phase == "Succeeded" else EXIT_FAILED
 
 
-def _drive(store: Any, namespace: str, name: str, tick: float, suggestion: str | None = None) -> int:
+def _drive(store: Any, namespace: str, name: str, tick: float, suggestion: str | None = None,
+           executor: Any = None) -> int:
     from katib.controller import Controller
 
     progress = _Progress(live=out.is_terminal)
-    controller = Controller(store, runs_root=_runs_root(store), tick=tick, listener=progress,
-                            suggestion_address=suggestion)
+    controller = Controller(store, executor=executor() if executor else None, runs_root=_runs_root(store), tick=tick,
+                            listener=progress, suggestion_address=suggestion)
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: Any) -> None:
@@ -250,6 +270,8 @@ def run(
     db: str | None = DbOption,
     tick: float = typer.Option(1.0, help="Seconds between metric reads of running trials."),
     suggestion: str | None = SuggestionOption,
+    executor: str = ExecutorOption,
+    ray_address: str | None = RayAddressOption,
 ) -> None:
     """Run an experiment to its end in the foreground (local processes, SQLite).
 
@@ -261,12 +283,18 @@ def run(
     if len(docs) > 1:
         raise KatibError(f"{file}: holds {len(docs)} experiments; `katib run` takes one")
     exp = admit_remote(docs[0], suggestion) if suggestion else admit(docs[0])
+    factory = _executor_factory(executor, ray_address)
     store = _store(db)
+    from katib.controller import runnable_errors
+
+    errors = runnable_errors(exp, executor)
+    if errors:
+        raise ValidationError(errors)
     rec, action = Controller(store, runs_root=_runs_root(store)).submit(exp, file.resolve().parent)
     verb = {"created": "created", "resumed": "resumed", "restarted": "restarted",
             "unchanged": "already finished"}[action]
     out.print(f"experiment.kubeflow.org/{rec.name} {verb}", highlight=False)
-    raise typer.Exit(_drive(store, rec.namespace, rec.name, tick, suggestion))
+    raise typer.Exit(_drive(store, rec.namespace, rec.name, tick, suggestion, factory))
 
 
 @app.command()
@@ -276,11 +304,14 @@ def resume(
     db: str | None = DbOption,
     tick: float = typer.Option(1.0, help="Seconds between metric reads of running trials."),
     suggestion: str | None = SuggestionOption,
+    executor: str = ExecutorOption,
+    ray_address: str | None = RayAddressOption,
 ) -> None:
     """Carry on with an experiment whose controller stopped or died."""
+    factory = _executor_factory(executor, ray_address)
     store = _store(db)
     store.get_experiment(namespace, name)
-    raise typer.Exit(_drive(store, namespace, name, tick, suggestion))
+    raise typer.Exit(_drive(store, namespace, name, tick, suggestion, factory))
 
 
 def _loopback(host: str) -> bool:
@@ -301,6 +332,8 @@ def server(
     db: str | None = DbOption,
     workdir: Path = typer.Option(Path("."), help="Folder that relative trial commands run in."),
     tick: float = typer.Option(1.0, help="Seconds between metric reads of running trials."),
+    executor: str = ExecutorOption,
+    ray_address: str | None = RayAddressOption,
     auth: bool = typer.Option(False, "--auth", help="Require bearer tokens and per-namespace roles (katib user …)."),
     allow_unauthenticated: bool = typer.Option(
         False, "--allow-unauthenticated", help="Listen on a non-loopback address without --auth."),
@@ -318,8 +351,9 @@ def server(
         from api import create_app
     except ImportError as exc:
         raise KatibError(f"katib server needs its extra: pip install 'katib[server]' ({exc.name} is missing)") from None
+    factory = _executor_factory(executor, ray_address)
     store = _store(db)
-    application = create_app(store, _runs_root(store), workdir.resolve(), tick=tick, auth=auth)
+    application = create_app(store, _runs_root(store), workdir.resolve(), tick=tick, auth=auth, executor_factory=factory)
     uvicorn.run(application, host=host, port=port, log_level="info")
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from katib.errors import ConflictError, NotFoundError
 from katib.spec import Experiment
 from katib.store import ExperimentRecord, Store, TrialRecord
-from trials import LocalExecutor, owner_alive
+from trials import Executor, LocalExecutor, owner_alive
 
 from ._controller import Controller, ExperimentRun, is_completed
 
@@ -38,10 +38,12 @@ class ExperimentManager:
     >>> rec, action = manager.submit(experiment, Path("."))  # doctest: +SKIP
     """
 
-    def __init__(self, store: Store, runs_root: Path, tick: float = 1.0) -> None:
+    def __init__(self, store: Store, runs_root: Path, tick: float = 1.0,
+                 executor_factory: Callable[[], Executor] = LocalExecutor) -> None:
         self.store = store
         self.runs_root = runs_root
         self.tick = tick
+        self.executor_factory = executor_factory
         self._running: dict[tuple[str, str], _Running] = {}
         self._lock = threading.Lock()
         self._subscribers: list[Subscriber] = []
@@ -79,7 +81,7 @@ class ExperimentManager:
     # -- lifecycle ---------------------------------------------------------------------
 
     def _controller(self, key: tuple[str, str]) -> Controller:
-        return Controller(self.store, LocalExecutor(), runs_root=self.runs_root, tick=self.tick,
+        return Controller(self.store, self.executor_factory(), runs_root=self.runs_root, tick=self.tick,
                           listener=self._listener(key))
 
     def submit(self, exp: Experiment, workdir: Path) -> tuple[ExperimentRecord, str]:

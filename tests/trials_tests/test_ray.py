@@ -1,0 +1,99 @@
+"""The Ray executor against a real local Ray cluster that the tests start (2 CPUs and 2
+declared GPUs, so GPU assignment can be checked on a machine without GPUs)."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import ray  # noqa: E402
+
+from katib.controller import Controller, admit  # noqa: E402
+from tests.conftest import experiment, python_command  # noqa: E402
+from trials._ray import RayExecutor  # noqa: E402
+
+RAY = str(Path(sys.executable).with_name("ray"))
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """A head node of this machine, for this test module alone."""
+    port = _port()
+    temp = tmp_path_factory.mktemp("ray")
+    saved = {k: os.environ.get(k) for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")}
+    # The driver may have imported Ray already, too late to read a token from the
+    # environment: this throw-away cluster runs without token authentication.
+    os.environ["RAY_AUTH_MODE"] = "disabled"
+    subprocess.run([RAY, "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=2",
+                    "--num-gpus=2", "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}"],
+                   check=True, capture_output=True, timeout=120, env={**os.environ, "RAY_AUTH_MODE": "disabled"})
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        if ray.is_initialized():
+            ray.shutdown()
+        subprocess.run([RAY, "stop", "--force"], capture_output=True, timeout=120)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def run(store, tmp_path, doc, address, tick=0.1):
+    ctl = Controller(store, executor=RayExecutor(address), runs_root=tmp_path / "runs", tick=tick)
+    rec, _ = ctl.submit(admit(doc), tmp_path)
+    status = ctl.run(rec.namespace, rec.name)
+    return status, store.list_trials(rec.id)
+
+
+def test_an_experiment_runs_on_the_cluster(cluster, sqlite_store, tmp_path):
+    code = ("import time, katib\nfor i in range(3):\n    print(f'loss={float(\"${trialParameters.x}\") + i}', flush=True)\n"
+            "    time.sleep(0.1)\nkatib.report_metrics({'accuracy': 0.5})")
+    doc = experiment(command=python_command(code), maxTrialCount=4, parallelTrialCount=2,
+                     objective={"type": "minimize", "objectiveMetricName": "loss", "additionalMetricNames": ["accuracy"]})
+    status, trials = run(sqlite_store, tmp_path, doc, cluster)
+    assert status["trialsSucceeded"] == 4
+    for t in trials:
+        assert t.handle["executor"] == "ray" and t.handle["node"]
+        assert t.objective == float(t.parameters()["x"])  # min over the streamed stdout values
+        assert t.observation["accuracy"]["latest"] == "0.5"  # pushed on the node, mirrored here
+        log = (tmp_path / "runs" / "default" / "demo" / t.name / "trial.log").read_text()
+        assert log.count("loss=") == 3
+
+
+def test_gpus_come_from_ray(cluster, sqlite_store, tmp_path):
+    code = ("import os, time; print('gpus=[' + os.environ.get('CUDA_VISIBLE_DEVICES', '?') + ']', flush=True); "
+            "time.sleep(0.5); print('loss=${trialParameters.x}')")
+    doc = experiment(command=python_command(code), maxTrialCount=4, parallelTrialCount=4)
+    doc["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]["resources"] = {
+        "limits": {"nvidia.com/gpu": 1, "cpu": "0.5"}}
+    status, trials = run(sqlite_store, tmp_path, doc, cluster)
+    assert status["trialsSucceeded"] == 4
+    for t in trials:
+        log = (tmp_path / "runs" / "default" / "demo" / t.name / "trial.log").read_text()
+        visible = re.search(r"gpus=\[(.*?)\]", log).group(1)
+        assert visible in ("0", "1") and t.handle["devices"]["gpus"] == [visible]
+
+
+def test_stopping_kills_the_trial_on_its_node(cluster, sqlite_store, tmp_path):
+    code = "import time; time.sleep(60); print('loss=${trialParameters.x}')"
+    doc = experiment(command=python_command(code), maxTrialCount=1, parallelTrialCount=1,
+                     objective={"type": "minimize", "objectiveMetricName": "loss", "goal": 0.5})
+    doc["spec"]["trialTemplate"]["trialSpec"]["spec"]["activeDeadlineSeconds"] = 1
+    started = time.monotonic()
+    status, trials = run(sqlite_store, tmp_path, doc, cluster)
+    assert time.monotonic() - started < 30
+    assert trials[0].state == "Failed" and "activeDeadlineSeconds" in trials[0].conditions[-1]["message"]
