@@ -40,6 +40,8 @@ def _runner_class() -> Any:
             import tempfile
             import threading
 
+            self.buffers = {"out": bytearray()}  # an actor is reused: forget the last trial
+            self.files = {}
             gpus = [str(g) for g in ray.get_gpu_ids()]
             env = dict(env)
             if gpus or "CUDA_VISIBLE_DEVICES" in env:
@@ -107,6 +109,7 @@ class _RayTrial:
         self.deadline_at = time.monotonic() + deadline if deadline is not None else None
         self.stopped = False
         self.timed_out = False
+        self.shape: tuple[float, int] = (1.0, 0)
 
 
 class RayExecutor(Executor):
@@ -128,6 +131,9 @@ class RayExecutor(Executor):
                      ignore_reinit_error=True, **local)
         self._runner = _runner_class()
         self._trials: dict[str, _RayTrial] = {}
+        # Finished trials' actors, by (CPUs, GPUs), for the next trials of the same shape:
+        # an actor is a worker process, too slow to start anew for every short trial.
+        self._idle: dict[tuple[float, int], list[Any]] = {}
 
     def launch(self, job: TrialJob) -> dict[str, Any]:
         import ray
@@ -147,9 +153,17 @@ class RayExecutor(Executor):
         if need.gpu > total.get("GPU", 0) or cpus > total.get("CPU", 0):
             raise LaunchError(f"the trial needs {cpus:g} CPUs and {need.gpu} GPUs; the Ray cluster has "
                               f"{total.get('CPU', 0):g} and {total.get('GPU', 0):g}")
-        if need.gpu > free.get("GPU", 0) + 1e-9 or cpus > free.get("CPU", 0) + 1e-9:
-            raise Deferred()  # the cluster is full now: the trial waits, pending
-        actor = self._runner.options(num_cpus=cpus, num_gpus=need.gpu).remote()
+        shape = (cpus, need.gpu)
+        pool = self._idle.get(shape) or []
+        if pool:
+            actor = pool.pop()
+        else:
+            if need.gpu > free.get("GPU", 0) + 1e-9 or cpus > free.get("CPU", 0) + 1e-9:
+                for other in [a for s, actors in self._idle.items() if s != shape for a in actors]:
+                    ray.kill(other)  # idle actors of another shape give their room back
+                self._idle = {shape: pool}
+                raise Deferred()  # the cluster is full now: the trial waits, pending
+            actor = self._runner.options(num_cpus=cpus, num_gpus=need.gpu).remote()
         try:
             info = ray.get(actor.start.remote(m.argv, m.env, str(job.workdir), {k: str(v) for k, v in files.items()}),
                            timeout=30)
@@ -160,6 +174,7 @@ class RayExecutor(Executor):
             ray.kill(actor)
             raise LaunchError(f"cannot start the trial on Ray: {exc}") from None
         self._trials[job.name] = _RayTrial(job, actor, actor.wait.remote(), files, deadline_of(job.run_spec))
+        self._trials[job.name].shape = shape
         return {"executor": self.name, "trial": job.name, "node": info["node"], "pid": info["pid"],
                 "log": str(job.log_path), "devices": {"cpu": need.cpu or 1, "memory": need.memory, "gpus": info["gpus"]}}
 
@@ -180,7 +195,6 @@ class RayExecutor(Executor):
         return code  # type: ignore[no-any-return]
 
     def poll(self, handle: dict[str, Any]) -> RunState:
-        import ray
 
         trial = self._trials.get(handle.get("trial", ""))
         if trial is None:
@@ -193,7 +207,7 @@ class RayExecutor(Executor):
             return RunState.running()
         self._mirror(trial)  # the last bytes written before the exit
         del self._trials[trial.job.name]
-        ray.kill(trial.actor)
+        self._idle.setdefault(trial.shape, []).append(trial.actor)
         if trial.timed_out:
             return RunState(True, reason="DeadlineExceeded", exit_code=code,
                             message=f"the trial ran past activeDeadlineSeconds ({trial.deadline:g}s) and was stopped")
@@ -236,4 +250,8 @@ class RayExecutor(Executor):
 
         for t in self._trials.values():
             ray.kill(t.actor)
+        for actors in self._idle.values():
+            for actor in actors:
+                ray.kill(actor)
         self._trials.clear()
+        self._idle.clear()

@@ -317,6 +317,7 @@ class ExperimentRun:
             raise
         finally:
             self.executor.settle()
+            self.executor.close()  # nothing of this run is running any more: release what it holds
         return self.status
 
     def update_budget(self, spec: dict[str, Any]) -> None:
