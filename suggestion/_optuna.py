@@ -18,6 +18,7 @@ import json
 import math
 import random
 import warnings
+from abc import abstractmethod
 from collections.abc import Sequence
 from typing import Any
 
@@ -59,8 +60,9 @@ class OptunaAlgorithm(Algorithm):
     def __init__(self) -> None:
         self._cache: tuple[str, Any, dict[str, tuple[int, Any]]] | None = None
 
+    @abstractmethod
     def make_sampler(self, settings: dict[str, Any], seed: int | None, n_params: int) -> Any:
-        raise NotImplementedError  # pragma: no cover - every subclass defines it
+        """The Optuna sampler for these settings, seeded with ``seed``."""
 
     def suggest(
         self,
