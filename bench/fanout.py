@@ -67,7 +67,8 @@ def objective(config):
 ray.init(num_cpus={parallel}, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
 start = time.perf_counter()
 tuner = tune.Tuner(objective, param_space={{"x": tune.uniform(0, 1)}},
-                   tune_config=tune.TuneConfig(num_samples={n}, max_concurrent_trials={parallel}, metric="loss", mode="min"),
+                   tune_config=tune.TuneConfig(num_samples={n}, max_concurrent_trials={parallel}, metric="loss", mode="min",
+                                               reuse_actors=True),
                    run_config=tune.RunConfig(storage_path={str(workdir)!r}, verbose=0))
 results = tuner.fit()
 assert len(results) == {n} and not results.errors
