@@ -9,6 +9,8 @@ prints ``Validation-accuracy=…`` after each epoch.
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 
 import torch
 import torch.distributed as dist
@@ -60,7 +62,12 @@ def main() -> None:
             val_loss = loss_fn(logits, y_val_t).item()
         if rank == 0:
             print(f"epoch {epoch}: Validation-accuracy={accuracy:.4f} loss={val_loss:.4f} world-size={world}", flush=True)
+    dist.barrier()  # every rank is done before any tears the group down
     dist.destroy_process_group()
+    # gloo's threads can race the interpreter's teardown ("terminate called without an
+    # active exception"): leave without running it, everything is written.
+    sys.stdout.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":
