@@ -31,6 +31,7 @@ from katib.errors import ConflictError, FieldError, NotFoundError, ValidationErr
 from katib.spec import Experiment, TrialMeta, render
 from katib.store import ExperimentRecord, ObservationRow, Store, TrialRecord
 from suggestion import (
+    CHECKPOINT_FROM_LABEL,
     Algorithm,
     Curve,
     EarlyStopper,
@@ -75,7 +76,6 @@ from ._status import (
 
 EDITABLE = ("parallelTrialCount", "maxTrialCount", "maxFailedTrialCount")
 NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # Kubernetes' rand.String alphabet
-CHECKPOINT_FROM_LABEL = "katib.kubeflow.org/checkpoint-from"
 DEFAULT_CHECKPOINT_DIR = "/var/log/katib/checkpoints/"
 EXPERIMENT_LABEL = "katib.kubeflow.org/experiment"
 TRIAL_LABEL = "katib.kubeflow.org/trial"
