@@ -4,19 +4,16 @@ halving, the resource handed to each trial through a parameter."""
 from __future__ import annotations
 
 import math
-import random
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from katib.errors import FieldError
-from katib.spec import Experiment
+from katib.spec import Experiment, new_trial_name
 
 from ._base import Algorithm, Assignment, Setting, TrialView, integer, number
 from ._space import SearchSpace
-
-NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 
 
 def _plan(r_l: float, eta: float) -> tuple[int, float]:
@@ -135,7 +132,7 @@ class Hyperband(Algorithm):
         res_dim = next(d for d in space.dims if d.name == s["resource_name"])
         value = str(max(1, int(round(resource)))) if res_dim.type == "int" else repr(float(resource))
         state["members"] = []
-        state["queue"] = [{"name": self._name(experiment), "parameters": {**c, s["resource_name"]: value}} for c in configs]
+        state["queue"] = [{"name": new_trial_name(experiment.name), "parameters": {**c, s["resource_name"]: value}} for c in configs]
 
     def _next_rung(self, experiment: Experiment, state: dict[str, Any], plan: list, rng: np.random.Generator,
                    members: list[TrialView]) -> None:
@@ -159,6 +156,3 @@ class Hyperband(Algorithm):
             state["done"] = True
             state["queue"] = []
 
-    @staticmethod
-    def _name(experiment: Experiment) -> str:
-        return f"{experiment.name}-{''.join(random.choices(NAME_ALPHABET, k=8))}"

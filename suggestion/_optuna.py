@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import math
-import random
 import warnings
 from abc import abstractmethod
 from collections.abc import Sequence
@@ -24,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from katib.spec import Experiment
+from katib.spec import Experiment, new_trial_name
 
 from ._base import Algorithm, Assignment, TrialView
 from ._space import Dimension, SearchSpace
@@ -33,8 +32,6 @@ from ._space import Dimension, SearchSpace
 _COMPLETE = ("Succeeded", "EarlyStopped")
 _FAILED = ("Failed", "MetricsUnavailable", "Killed")
 MAX_RETRIES = 30
-NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
-_RNG = random.Random()
 
 
 def _distributions(space: SearchSpace) -> dict[str, Any]:
@@ -161,7 +158,7 @@ class OptunaAlgorithm(Algorithm):
             # The trial is named here, so when it comes back from the controller it is
             # matched to the very Optuna trial that was asked (CMA-ES keeps its
             # generation in it) and completed in place.
-            name = f"{experiment.name}-{''.join(_RNG.choices(NAME_ALPHABET, k=8))}"
+            name = new_trial_name(experiment.name)
             if kept is not None:
                 known[name] = (kept._trial_id, TrialState.RUNNING)
             out.append(Assignment(params, name=name))

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from katib.errors import FieldError
-from katib.spec import Experiment
+from katib.spec import Experiment, new_trial_name
 
 from ._base import Algorithm, Assignment, Setting, TrialView, integer, number
 from ._space import Dimension, SearchSpace
@@ -31,7 +31,6 @@ from ._space import Dimension, SearchSpace
 GENERATION_LABEL = "pbt.suggestion.katib.kubeflow.org/generation"
 PARENT_LABEL = "pbt.suggestion.katib.kubeflow.org/parent"
 CHECKPOINT_FROM_LABEL = "katib.kubeflow.org/checkpoint-from"
-NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 DEFAULT_TRIAL_DIR = "/var/log/katib/checkpoints/"
 
 
@@ -111,9 +110,7 @@ class PBT(Algorithm):
     @staticmethod
     def _new(experiment: Experiment, state: dict[str, Any], params: dict[str, str], gen: int,
              parent: str | None, checkpoint_from: str | None) -> Assignment:
-        import random
-
-        name = f"{experiment.name}-{''.join(random.choices(NAME_ALPHABET, k=8))}"
+        name = new_trial_name(experiment.name, state["generation"])
         state["generation"][name] = gen
         labels = {GENERATION_LABEL: str(gen)}
         if parent:

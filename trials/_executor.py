@@ -49,6 +49,21 @@ class RunState:
     def running(cls) -> RunState:
         return cls(False)
 
+    @classmethod
+    def ended(cls, code: int, timed_out: bool, stopped: bool, deadline: float | None) -> RunState:
+        """How a job that exited with ``code`` ended, whoever ran it."""
+        from ._process import describe_exit
+
+        if timed_out:
+            return cls(True, reason="DeadlineExceeded", exit_code=code,
+                       message=f"the trial ran past activeDeadlineSeconds ({deadline:g}s) and was stopped")
+        if stopped:
+            return cls(True, reason="Killed", exit_code=code, message="the trial was stopped")
+        if code == 0:
+            return cls(True, succeeded=True, reason="Completed", exit_code=0)
+        reason, message = describe_exit(code)
+        return cls(True, reason=reason, message=message, exit_code=code)
+
 
 class Executor(ABC):
     """Runs trials; one instance per controller."""

@@ -26,7 +26,7 @@ from typing import Any
 from katib.spec import find_containers
 
 from ._executor import Deferred, Executor, LaunchError, RunState, TrialJob
-from ._process import alive, describe_exit, kill_group, start_ticks
+from ._process import alive, kill_group, start_ticks
 from ._resources import Allocation, Ledger, NoCapacity, Resources
 
 _SHARED_LEDGER: Ledger | None = None
@@ -307,15 +307,7 @@ class LocalExecutor(Executor):
             return RunState.running()
         del self._procs[proc.popen.pid]
         code = proc.code
-        if proc.timed_out:
-            return RunState(True, reason="DeadlineExceeded", exit_code=code,
-                            message=f"the trial ran past activeDeadlineSeconds ({proc.deadline:g}s) and was stopped")
-        if proc.stopped:
-            return RunState(True, reason="Killed", exit_code=code, message="the trial was stopped")
-        if code == 0:
-            return RunState(True, succeeded=True, reason="Completed", exit_code=0)
-        reason, message = describe_exit(code)
-        return RunState(True, reason=reason, message=message, exit_code=code)
+        return RunState.ended(code, proc.timed_out, proc.stopped, proc.deadline)
 
     def stop(self, handle: dict[str, Any]) -> None:
         pid = handle.get("pid")

@@ -17,7 +17,6 @@ from typing import Any
 
 from ._executor import Deferred, Executor, LaunchError, RunState, TrialJob
 from ._local import GRACE_SECONDS, deadline_of, replica_processes
-from ._process import describe_exit
 from ._resources import Resources
 
 
@@ -208,15 +207,7 @@ class RayExecutor(Executor):
         self._mirror(trial)  # the last bytes written before the exit
         del self._trials[trial.job.name]
         self._idle.setdefault(trial.shape, []).append(trial.actor)
-        if trial.timed_out:
-            return RunState(True, reason="DeadlineExceeded", exit_code=code,
-                            message=f"the trial ran past activeDeadlineSeconds ({trial.deadline:g}s) and was stopped")
-        if trial.stopped:
-            return RunState(True, reason="Killed", exit_code=code, message="the trial was stopped")
-        if code == 0:
-            return RunState(True, succeeded=True, reason="Completed", exit_code=0)
-        reason, message = describe_exit(code)
-        return RunState(True, reason=reason, message=message, exit_code=code)
+        return RunState.ended(code, trial.timed_out, trial.stopped, trial.deadline)
 
     def stop(self, handle: dict[str, Any]) -> None:
         trial = self._trials.get(handle.get("trial", ""))

@@ -8,13 +8,12 @@ conditions exactly as the controller does for trials it runs itself.
 
 from __future__ import annotations
 
-import random
 import threading
 import time
 from typing import Any
 
 from katib.errors import ConflictError, FieldError, ValidationError
-from katib.spec import Experiment
+from katib.spec import Experiment, new_trial_name
 from katib.store import ObservationRow, Store, TrialRecord
 from suggestion import Algorithm, TrialView, get_algorithm
 
@@ -35,7 +34,6 @@ from ._status import (
     strategies,
 )
 
-NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 OUTCOMES = ("Succeeded", "Failed")
 
 
@@ -92,7 +90,7 @@ class AskTell:
             order = [p.name for p in exp.spec.parameters or []]
             new = []
             for a in assignments:
-                trial_name = a.name or _fresh(exp.name, names)
+                trial_name = a.name or new_trial_name(exp.name, names)
                 names.add(trial_name)
                 t = TrialRecord(id=0, experiment_id=rec.id, name=trial_name, state="Created",
                                 assignments=[{"name": k, "value": a.parameters[k]} for k in order if k in a.parameters],
@@ -181,11 +179,6 @@ class AskTell:
         self.store.update_experiment(rec.id, status=experiment_status(exp, trials, status))
 
 
-def _fresh(experiment: str, taken: set[str]) -> str:
-    while True:
-        name = f"{experiment}-{''.join(random.choices(NAME_ALPHABET, k=8))}"
-        if name not in taken:
-            return name
 
 
 def _rows(metrics: Any, names: set[str]) -> list[ObservationRow]:

@@ -19,7 +19,6 @@ parameters, so nothing is duplicated and no assignment is lost.
 from __future__ import annotations
 
 import json
-import random
 import shutil
 import threading
 import time
@@ -28,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from katib.errors import ConflictError, FieldError, NotFoundError, ValidationError
-from katib.spec import Experiment, TrialMeta, render
+from katib.spec import Experiment, TrialMeta, new_trial_name, render
 from katib.store import ExperimentRecord, ObservationRow, Store, TrialRecord
 from suggestion import (
     CHECKPOINT_FROM_LABEL,
@@ -75,7 +74,6 @@ from ._status import (
 )
 
 EDITABLE = ("parallelTrialCount", "maxTrialCount", "maxFailedTrialCount")
-NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # Kubernetes' rand.String alphabet
 DEFAULT_CHECKPOINT_DIR = "/var/log/katib/checkpoints/"
 EXPERIMENT_LABEL = "katib.kubeflow.org/experiment"
 TRIAL_LABEL = "katib.kubeflow.org/trial"
@@ -528,11 +526,6 @@ class ExperimentRun:
 
     # -- steps 4 and 5: new trials ------------------------------------------------------
 
-    def _new_name(self) -> str:
-        while True:
-            name = f"{self.exp.name}-{''.join(random.choices(NAME_ALPHABET, k=8))}"
-            if name not in self.trials:
-                return name
 
     def _view(self, t: TrialRecord) -> TrialView:
         view = self._views.get(t.name)
@@ -569,7 +562,7 @@ class ExperimentRun:
         now = time.time()
         new = []
         for a in assignments:
-            name = a.name or self._new_name()
+            name = a.name or new_trial_name(self.exp.name, self.trials)
             params = [{"name": k, "value": a.parameters[k]} for k in order if k in a.parameters]
             params += [{"name": k, "value": v} for k, v in a.parameters.items() if k not in order]
             t = TrialRecord(

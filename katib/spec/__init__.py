@@ -31,7 +31,7 @@ from ._models import (
     TrialAssignment,
     TrialTemplate,
 )
-from ._template import TrialMeta, find_containers, render
+from ._template import TrialMeta, find_containers, new_trial_name, render
 from ._validate import filter_problem, validate, validate_parameter
 
 __all__ = [
@@ -63,6 +63,7 @@ __all__ = [
     "filter_problem",
     "find_containers",
     "load_documents",
+    "new_trial_name",
     "parse_experiment",
     "render",
     "validate",

@@ -8,8 +8,9 @@
 from __future__ import annotations
 
 import copy
+import random
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +40,17 @@ class TrialMeta:
     api_version: str = ""
     labels: dict[str, str] = field(default_factory=dict)
     annotations: dict[str, str] = field(default_factory=dict)
+
+
+NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # Kubernetes' rand.String alphabet
+
+
+def new_trial_name(experiment: str, taken: Collection[str] = ()) -> str:
+    """Katib's trial name, ``<experiment>-<8 random characters>``, not one of ``taken``."""
+    while True:
+        name = f"{experiment}-{''.join(random.choices(NAME_ALPHABET, k=8))}"
+        if name not in taken:
+            return name
 
 
 def is_metadata_reference(reference: str) -> bool:
