@@ -228,7 +228,10 @@ def _summary(store: Any, namespace: str, name: str) -> int:
         for a in best.get("parameterAssignments", []):
             out.print(f"  {a['name']} = {a['value']}", highlight=False)
         for m in (best.get("observation") or {}).get("metrics", []):
-            out.print(f"  {m['name']}: latest {m.get('latest')}, min {m.get('min')}, max {m.get('max')}", highlight=False)
+            if m.get("min") == m.get("max") == m.get("latest"):  # one value, or a text metric
+                out.print(f"  {m['name']}: {m.get('latest')}", highlight=False)
+            else:
+                out.print(f"  {m['name']}: latest {m.get('latest')}, min {m.get('min')}, max {m.get('max')}", highlight=False)
     return 0 if phase == "Succeeded" else EXIT_FAILED
 
 

@@ -138,6 +138,8 @@ class Algorithm(ABC):
     settings: ClassVar[dict[str, Setting]] = {}
     #: Whether it can optimise several objectives at once (``additionalObjectives``).
     multi_objective: ClassVar[bool] = False
+    #: Whether it searches ``nasConfig`` spaces (ENAS, DARTS) instead of ``parameters``.
+    searches_nas: ClassVar[bool] = False
 
     def validate(self, experiment: Experiment) -> list[FieldError]:
         """Problems with the settings or the search space; an empty list when fine."""
@@ -151,6 +153,10 @@ class Algorithm(ABC):
                 f"the {self.name} algorithm optimises one objective; for several use tpe, "
                 "multivariate-tpe, random, grid or sobol",
             ))
+        if experiment.spec.nas_config is not None and not self.searches_nas:
+            errors.append(FieldError("spec.nasConfig", f"the {self.name} algorithm searches parameters; for nasConfig use enas or darts"))
+        if experiment.spec.nas_config is None and self.searches_nas:
+            errors.append(FieldError("spec.nasConfig", f"the {self.name} algorithm needs spec.nasConfig (not parameters)"))
         return errors
 
     def parsed_settings(self, experiment: Experiment) -> dict[str, Any]:

@@ -39,8 +39,6 @@ class GridSearch(Algorithm):
                     f"spec.parameters[{i}].feasibleSpace.step",
                     "is required for double parameters with the grid algorithm",
                 ))
-        if experiment.spec.nas_config is not None:
-            errors.append(FieldError("spec.algorithm.algorithmName", "grid does not search nasConfig spaces"))
         return errors
 
     def _points(self, space: SearchSpace, seed: int | None) -> Iterator[dict[str, str]]:

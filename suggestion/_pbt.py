@@ -52,8 +52,6 @@ class PBT(Algorithm):
         if "suggestion_trial_dir" in given and not given["suggestion_trial_dir"].startswith("/"):
             errors.append(FieldError("spec.algorithm.algorithmSettings",
                                      f"suggestion_trial_dir must be an absolute path (got {given['suggestion_trial_dir']!r})"))
-        if experiment.spec.nas_config is not None:
-            errors.append(FieldError("spec.algorithm.algorithmName", "pbt does not search nasConfig spaces"))
         return errors
 
     def exhausted(self, experiment: Experiment, trials: Sequence[TrialView], state: dict[str, Any] | None = None) -> bool:

@@ -27,6 +27,8 @@ _BUILTIN: dict[str, str] = {
     "bayesianoptimization": "suggestion._bayesopt:BayesianOptimization",
     "hyperband": "suggestion._hyperband:Hyperband",
     "pbt": "suggestion._pbt:PBT",
+    "enas": "suggestion._nas:ENAS",
+    "darts": "suggestion._nas:DARTS",
 }
 _EARLY_STOPPING: dict[str, str] = {
     "medianstop": "suggestion._early_stopping:MedianStop",

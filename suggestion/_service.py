@@ -65,6 +65,15 @@ def experiment_from_proto(pb: Any) -> tuple[Experiment, dict[str, Any]]:
     params = [_parameter(p) for p in spec.parameter_specs.parameters]
     if params:
         doc["spec"]["parameters"] = params
+    if spec.HasField("nas_config"):
+        gc = spec.nas_config.graph_config
+        doc["spec"]["nasConfig"] = {
+            "graphConfig": {"numLayers": gc.num_layers, "inputSizes": list(gc.input_sizes) or None,
+                            "outputSizes": list(gc.output_sizes) or None},
+            "operations": [{"operationType": op.operation_type,
+                            "parameters": [_parameter(p) for p in op.parameter_specs.parameters] or None}
+                           for op in spec.nas_config.operations.operation],
+        }
     if spec.early_stopping.algorithm_name:
         doc["spec"]["earlyStopping"] = {
             "algorithmName": spec.early_stopping.algorithm_name,
@@ -120,17 +129,31 @@ def experiment_to_proto(exp: Experiment, state: dict[str, Any] | None = None) ->
                                    algorithm_settings=settings),
         parallel_trial_count=spec.parallel_trial_count or 0, max_trial_count=spec.max_trial_count or 0,
     ))
+    message.spec.parameter_specs.parameters.extend(_parameter_to_proto(p) for p in spec.parameters or [])
+    nas = spec.nas_config
+    if nas is not None:
+        gc = nas.graph_config
+        if gc is not None:
+            message.spec.nas_config.graph_config.CopyFrom(pb.GraphConfig(
+                num_layers=gc.num_layers or 0, input_sizes=gc.input_sizes or [], output_sizes=gc.output_sizes or []))
+        for op in nas.operations or []:
+            message.spec.nas_config.operations.operation.append(pb.Operation(
+                operation_type=op.operation_type or "",
+                parameter_specs=pb.Operation.ParameterSpecs(parameters=[_parameter_to_proto(p) for p in op.parameters or []])))
+    return message
+
+
+def _parameter_to_proto(p: Any) -> Any:
+    pb = _pb()
+    fs = p.feasible_space
+    assert fs is not None
     kinds = {v: k for k, v in _TYPES.items()}
     dists = {v: k for k, v in _DISTRIBUTIONS.items()}
-    for p in spec.parameters or []:
-        fs = p.feasible_space
-        assert fs is not None
-        message.spec.parameter_specs.parameters.append(pb.ParameterSpec(
-            name=p.name or "", parameter_type=kinds.get(p.parameter_type or "", 0),
-            feasible_space=pb.FeasibleSpace(max=fs.max or "", min=fs.min or "", list=fs.list_ or [],
-                                            step=fs.step or "", distribution=dists.get(fs.distribution or "", 0)),
-        ))
-    return message
+    return pb.ParameterSpec(
+        name=p.name or "", parameter_type=kinds.get(p.parameter_type or "", 0),
+        feasible_space=pb.FeasibleSpace(max=fs.max or "", min=fs.min or "", list=fs.list_ or [],
+                                        step=fs.step or "", distribution=dists.get(fs.distribution or "", 0)),
+    )
 
 
 def trials_to_proto(views: Sequence[TrialView], objective: str) -> list[Any]:

@@ -11,7 +11,7 @@ import pytest
 from katib.store import Store
 from tests.conftest import REPO
 
-EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
+EXAMPLES = sorted((REPO / "examples").glob("**/*.yaml"))
 EXPECTED = {
     "random.yaml": ("random", 12, "ExperimentMaxTrialsReached"),
     "grid.yaml": ("grid", 12, "ExperimentSuggestionEndReached"),
@@ -19,19 +19,25 @@ EXPECTED = {
     "push-metrics.yaml": ("push-metrics", 6, "ExperimentMaxTrialsReached"),
     "pbt.yaml": ("pbt", 15, "ExperimentMaxTrialsReached"),
     "pytorchjob-digits.yaml": ("pytorchjob-digits", 4, "ExperimentMaxTrialsReached"),
+    "nas/enas.yaml": ("enas", 12, "ExperimentMaxTrialsReached"),
+    "nas/darts.yaml": ("darts", 1, "ExperimentMaxTrialsReached"),
 }
 
 
+def key(path: Path) -> str:
+    return path.relative_to(REPO / "examples").as_posix()
+
+
 def test_every_example_is_covered():
-    assert {p.name for p in EXAMPLES} == set(EXPECTED)
+    assert {key(p) for p in EXAMPLES} == set(EXPECTED)
 
 
-@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", EXAMPLES, ids=key)
 def test_example_runs(path: Path, tmp_path: Path):
     db = tmp_path / "katib.db"
     result = subprocess.run([sys.executable, "-m", "katib", "run", str(path), "--db", str(db)],
                             capture_output=True, text=True, timeout=600, cwd=tmp_path)
-    name, count, reason = EXPECTED[path.name]
+    name, count, reason = EXPECTED[key(path)]
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"Succeeded ({reason})" in result.stdout
     store = Store(str(db))
@@ -40,11 +46,13 @@ def test_example_runs(path: Path, tmp_path: Path):
     assert len(trials) == count and {t.state for t in trials} == {"Succeeded"}
     # The models really learn: digits accuracy well above chance (0.1) for the best trial.
     best = rec.status["currentOptimalTrial"]["observation"]["metrics"]
-    values = {m["name"]: float(m["latest"]) for m in best}
-    if "Validation-accuracy" in values:
-        assert values["Validation-accuracy"] > 0.85 if name != "pytorchjob-digits" else 0.8
+    values = {m["name"].lower(): m["latest"] for m in best}
+    if "validation-accuracy" in values:
+        assert float(values["validation-accuracy"]) > (0.8 if name == "pytorchjob-digits" else 0.85)
     else:
-        assert values["loss"] < 0.5
+        assert float(values["loss"]) < 0.5
+    if name == "darts":  # the architecture found: Katib's genotype, collected as text
+        assert values["best-genotype"].startswith("Genotype(normal=[[(")
     # Intermediate values are kept per epoch, not only the last one.
-    epochs = {"pbt": 2, "pytorchjob-digits": 5}.get(name, 6)
+    epochs = {"pbt": 2, "pytorchjob-digits": 5, "enas": 3, "darts": 4}.get(name, 6)
     assert len(store.observations(trials[0].id, rec.spec["spec"]["objective"]["objectiveMetricName"])) >= epochs

@@ -62,10 +62,24 @@ def _number(value: object) -> str | None:
     return text if math.isfinite(number) else None
 
 
+def _text(value: object) -> str | None:
+    """A metric value as stored: a finite number, else non-empty text (a genotype, say)."""
+    if isinstance(value, bool) or value is None:
+        return None
+    text = str(value).strip()
+    try:
+        float(text)
+    except ValueError:
+        return text or None
+    return _number(text)
+
+
 def parse_text(
     lines: Iterable[str], names: set[str], filters: list[re.Pattern[str]], now: float | None = None
 ) -> list[Sample]:
-    """TEXT format: each filter's (name, value) matches on each line."""
+    """TEXT format: each filter's (name, value) matches on each line. A custom filter may
+    capture text values (Katib's DARTS filter ``([\\w-]+)=(Genotype.*)``); the default one
+    only numbers."""
     out: list[Sample] = []
     read_at = time.time() if now is None else now
     for line in lines:
@@ -75,9 +89,9 @@ def parse_text(
             stamp = parse_time(first)
         body = rest if stamp is not None else line
         for pattern in filters:
+            read = _number if pattern.pattern == DEFAULT_FILTER else _text
             for match in pattern.finditer(body):
-                name, value = match.group(1), match.group(2)
-                value = _number(value)
+                name, value = match.group(1), read(match.group(2))
                 if name in names and value is not None:
                     out.append(Sample(stamp if stamp is not None else read_at, name, value))
     return out

@@ -67,7 +67,9 @@ from ._status import (
     mark_trial,
     metric_names,
     metric_value,
+    numbers,
     remove_condition,
+    reported,
     rfc3339,
     set_condition,
     strategies,
@@ -277,7 +279,7 @@ class ExperimentRun:
             by_id = self.store.metric_series(rec.id, self.objective)
             for t in self.trials.values():
                 if t.state in FINAL_TRIAL_STATES:
-                    self.curves[t.name] = [float(v) for v in by_id.get(t.id, [])]
+                    self.curves[t.name] = numbers(by_id.get(t.id, []))
 
     # -- the loop ----------------------------------------------------------------------
 
@@ -375,7 +377,7 @@ class ExperimentRun:
                         self._consider_stopping(t)
 
     def _extend_curve(self, t: TrialRecord, samples: list[Any]) -> bool:
-        values = [float(x.value) for x in samples if x.metric == self.objective]
+        values = numbers(x.value for x in samples if x.metric == self.objective)
         if values:
             self.curves.setdefault(t.name, []).extend(values)
         return bool(values)
@@ -428,7 +430,7 @@ class ExperimentRun:
         elif state.reason == "Killed":
             mark_trial(t, "Killed", state.message)
         elif state.succeeded:
-            if t.objective is not None:
+            if t.objective is not None or reported(t.observation, self.objective):
                 mark_trial(t, "Succeeded")
             else:
                 mark_trial(t, "MetricsUnavailable", self._no_metrics_hint(t, collector))

@@ -83,16 +83,26 @@ def mark_trial(t: TrialRecord, state: str, message: str | None = None, reason: s
 
 
 class MetricReducer:
-    """Running min / max / latest of each metric of one trial."""
+    """Running min / max / latest of each metric of one trial. A text metric (a DARTS
+    genotype) has only a latest value, which stands for min and max too."""
 
     def __init__(self) -> None:
         self._m: dict[str, list[Any]] = {}
 
     def add(self, when: float, name: str, value: str) -> None:
-        number = float(value)
+        try:
+            number = float(value)
+        except ValueError:
+            number = None
         cur = self._m.get(name)
-        if cur is None:
+        if cur is None or (number is None) != (cur[0] is None):
+            if cur is not None and when < cur[4]:
+                return
             self._m[name] = [number, value, number, value, when, value]
+            return
+        if number is None:
+            if when >= cur[4]:
+                self._m[name] = [None, value, None, value, when, value]
             return
         if number < cur[0]:
             cur[0], cur[1] = number, value
@@ -124,6 +134,23 @@ def metric_value(observation: dict[str, dict[str, str]] | None, name: str, strat
         return float(text)
     except ValueError:
         return None
+
+
+def numbers(values: Iterable[str]) -> list[float]:
+    """The numeric ones among metric values (text values are left out)."""
+    out = []
+    for v in values:
+        try:
+            out.append(float(v))
+        except ValueError:
+            pass
+    return out
+
+
+def reported(observation: dict[str, dict[str, str]] | None, name: str) -> bool:
+    """Whether the trial reported ``name`` at all (a text objective, such as DARTS'
+    ``Best-Genotype``, has no number but a trial that reports it has succeeded)."""
+    return bool(observation and observation.get(name, {}).get("latest", UNAVAILABLE) != UNAVAILABLE)
 
 
 def strategies(exp: Experiment) -> dict[str, str]:
@@ -215,10 +242,15 @@ def _scored(trials: Iterable[TrialRecord]) -> list[TrialRecord]:
 
 
 def best_trial(exp: Experiment, trials: Iterable[TrialRecord]) -> TrialRecord | None:
-    """Katib's ``currentOptimalTrial``: the best primary objective, feasible trials first."""
+    """Katib's ``currentOptimalTrial``: the best primary objective, feasible trials first.
+    With a text objective (a DARTS genotype), the latest trial that succeeded."""
     scoring = Scoring(exp)
+    trials = list(trials)
     candidates = _scored(trials)
-    return min(candidates, key=scoring.rank_key) if candidates else None
+    if candidates:
+        return min(candidates, key=scoring.rank_key)
+    texts = [t for t in trials if t.state == "Succeeded"]
+    return max(texts, key=lambda t: t.completion_time or 0.0) if texts else None
 
 
 def pareto_front(exp: Experiment, trials: Iterable[TrialRecord]) -> list[TrialRecord]:

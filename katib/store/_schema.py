@@ -62,7 +62,7 @@ observations = Table(
     Column("trial_id", Integer, ForeignKey("trials.id", ondelete="CASCADE"), nullable=False),
     Column("time", Float, nullable=False),
     Column("metric_name", String(255), nullable=False),
-    Column("value", String(64), nullable=False),
+    Column("value", Text, nullable=False),  # numbers as text, or text (a DARTS genotype)
 )
 Index("ix_observations_trial_metric", observations.c.trial_id, observations.c.metric_name, observations.c.time)
 

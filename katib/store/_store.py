@@ -37,7 +37,7 @@ from ._schema import (
 
 _UPDATE_TRIAL = trials.update().where(trials.c.id == sa.bindparam("_id"))
 
-SCHEMA_REVISION = "0002"
+SCHEMA_REVISION = "0003"
 DB_ENV = "KATIB_DB"
 T = TypeVar("T")
 

@@ -9,6 +9,7 @@ import pytest
 
 from katib.errors import ConflictError, NotFoundError
 from katib.store import ObservationRow, Store, TrialRecord
+from katib.store._store import SCHEMA_REVISION
 
 
 def new_trial(exp_id: int, name: str) -> TrialRecord:
@@ -68,7 +69,7 @@ def test_claim_refuses_a_live_owner(store):
 
 def test_schema_is_migrated_once(store):
     again = Store(store.url)  # opening an existing database does not migrate twice
-    assert again._revision() == "0002"
+    assert again._revision() == SCHEMA_REVISION
     again.close()
 
 
@@ -109,6 +110,15 @@ def test_migrations_build_exactly_the_declared_schema(tmp_path):
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), metadata)
         assert diff == []
-        assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == "0002"
+        assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == SCHEMA_REVISION
     engine.dispose()
     Store(str(tmp_path / "migrated.db")).close()  # and the store opens it without migrating again
+
+
+def test_text_metric_values_of_any_length(store):
+    """A DARTS genotype is a metric value of several hundred characters."""
+    rec = store.create_experiment("ns", "darts", {}, {}, "/w")
+    t = store.add_trials([new_trial(rec.id, "darts-1")])[0]
+    genotype = "Genotype(normal=[[('separable_convolution_3x3', 0), ('skip_connection', 1)]] * 20, normal_concat=range(2, 6))" * 4
+    store.write_trials(samples=[(t.id, ObservationRow(time.time(), "Best-Genotype", genotype))])
+    assert [o.value for o in store.observations(t.id)] == [genotype]

@@ -22,6 +22,8 @@ ALL_TYPES = [
     {"name": "cat", "parameterType": "categorical", "feasibleSpace": {"list": ["sgd", "adam"]}},
 ]
 GRIDDABLE = [p for p in ALL_TYPES if p["parameterType"] != "double" or "step" in p["feasibleSpace"]]
+# The algorithms over parameters; ENAS and DARTS search nasConfig spaces (tests/nas_tests).
+PARAMETER_SEARCHES = sorted(n for n in algorithm_names() if not get_algorithm(n).searches_nas)
 
 
 def exp_for(algorithm: str, params: list[dict], seed: str | None = "3"):
@@ -57,7 +59,7 @@ def in_space(p: dict, value: str) -> bool:
     return True
 
 
-@pytest.mark.parametrize("name", sorted(algorithm_names()))
+@pytest.mark.parametrize("name", PARAMETER_SEARCHES)
 def test_proposals_stay_in_the_feasible_space(name):
     params = params_for(name)
     exp = exp_for(name, params)
@@ -71,7 +73,7 @@ def test_proposals_stay_in_the_feasible_space(name):
 # Hyperband proposes a configuration again with more resource and ends with its plan;
 # PBT trains the same configuration on from different checkpoints and never ends by itself:
 # their own tests cover them.
-POINT_SEARCHES = sorted(algorithm_names() - {"hyperband", "pbt"})
+POINT_SEARCHES = sorted(set(PARAMETER_SEARCHES) - {"hyperband", "pbt"})
 
 
 @pytest.mark.parametrize("name", POINT_SEARCHES)
@@ -101,7 +103,7 @@ def test_a_finite_space_is_exhausted_not_repeated(name):
     assert alg.exhausted(exp, done_views) and not alg.exhausted(exp, views)
 
 
-@pytest.mark.parametrize("name", sorted(algorithm_names()))
+@pytest.mark.parametrize("name", PARAMETER_SEARCHES)
 def test_same_history_same_proposals_after_a_restart(name):
     exp = exp_for(name, params_for(name))
     history = [TrialView("t0", a.parameters, "Succeeded", 0.5) for a in get_algorithm(name).suggest(exp, [], 3)]

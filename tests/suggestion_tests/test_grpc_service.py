@@ -121,3 +121,18 @@ def test_controller_uses_a_remote_service(server, store, tmp_path):
 
     with pytest.raises(ValidationError, match="refused it: .*gamma must be <= 1"):
         admit_remote(bad, server)
+
+
+def test_enas_over_grpc_reads_katibs_nas_config(server):
+    from suggestion._service import experiment_to_proto
+    from tests.nas_tests.conftest import enas_experiment
+
+    message = experiment_to_proto(enas_experiment())
+    assert message.spec.nas_config.graph_config.input_sizes == [8, 8, 1]
+    with grpc.insecure_channel(server) as channel:
+        stub = api_pb2_grpc.SuggestionStub(channel)
+        stub.ValidateAlgorithmSettings(pb.ValidateAlgorithmSettingsRequest(experiment=message))
+        reply = stub.GetSuggestions(pb.GetSuggestionsRequest(experiment=message, current_request_number=2))
+    assert len(reply.parameter_assignments) == 2
+    names = {a.name for a in reply.parameter_assignments[0].assignments}
+    assert names == {"architecture", "nn_config"}

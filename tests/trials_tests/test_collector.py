@@ -92,3 +92,11 @@ def test_report_metrics_outside_a_trial_says_why(monkeypatch):
     monkeypatch.delenv("KATIB_PUSH_FILE", raising=False)
     with pytest.raises(katib.KatibError, match="inside a trial started by katib"):
         katib.report_metrics({"loss": 1})
+
+
+def test_katib_genotype_filter_keeps_text_values():
+    genotype = "Genotype(normal=[[('separable_convolution_3x3', 0), ('skip_connection', 1)]], normal_concat=range(2, 3))"
+    filters = [re.compile(r"([\w-]+)=(Genotype.*)"), re.compile(DEFAULT_FILTER)]
+    lines = ["Validation-Accuracy=0.93", f"Best-Genotype={genotype}", "loss=e5"]
+    samples = parse_text(lines, {"Best-Genotype", "Validation-Accuracy", "loss"}, filters, now=1.0)
+    assert [(s.metric, s.value) for s in samples] == [("Validation-Accuracy", "0.93"), ("Best-Genotype", genotype)]

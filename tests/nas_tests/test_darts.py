@@ -1,0 +1,52 @@
+"""DARTS: the proposals Katib's service makes, and one bi-level step on a tiny supernet."""
+
+from __future__ import annotations
+
+import re
+
+import torch
+
+from nas import parse_katib_text
+from nas.darts import Search, SearchSettings, Supernet
+from suggestion import get_algorithm
+from tests.nas_tests.conftest import example
+
+
+def test_darts_hands_each_trial_katibs_three_parameters():
+    from katib.controller import admit
+
+    exp = admit(example("darts"))
+    out = get_algorithm("darts").suggest(exp, [], 1, {})
+    assert len(out) == 1
+    p = out[0].parameters
+    assert set(p) == {"algorithm-settings", "search-space", "num-layers"}
+    settings = parse_katib_text(p["algorithm-settings"])
+    assert settings["num_epochs"] == 4 and settings["w_momentum"] == 0.9 and settings["num_workers"] == 4
+    assert parse_katib_text(p["search-space"])[-1] == "skip_connection" and p["num-layers"] == "3"
+
+
+def test_one_step_updates_both_weights_and_alphas():
+    torch.manual_seed(0)
+    net = Supernet(["separable_convolution_3x3", "max_pooling_3x3", "skip_connection"], 1, 10, layers=3,
+                   init_channels=4, nodes=2, stem_multiplier=1)
+    search = Search(net, SearchSettings(num_epochs=1, alpha_lr=0.01, w_lr=0.05))
+    alphas = [a.detach().clone() for a in net.alphas()]
+    weights = [w.detach().clone() for w in net.weights()]
+    x, y = torch.randn(8, 1, 8, 8), torch.randint(0, 10, (8,))
+    loss = search.step((x, y), (x.flip(0), y.flip(0)))
+    assert loss > 0
+    assert all(not torch.equal(a, b) for a, b in zip(alphas, net.alphas(), strict=True))
+    assert sum(not torch.equal(a, b) for a, b in zip(weights, net.weights(), strict=True)) > len(weights) // 2
+
+
+def test_genotype_is_katibs_format():
+    torch.manual_seed(1)
+    net = Supernet(["separable_convolution_3x3", "dilated_convolution_3x3", "skip_connection"], 1, 10, layers=2,
+                   init_channels=4, nodes=3, stem_multiplier=1)
+    text = str(net.genotype())
+    assert re.fullmatch(r"([\w-]+)=(Genotype.*)", f"Best-Genotype={text}")
+    assert text.startswith("Genotype(normal=[[(") and text.endswith("reduce_concat=range(2, 5))")
+    assert "'none'" not in text  # the zero operation is never chosen
+    # Each node keeps its two strongest incoming edges, from distinct earlier states.
+    for node in net.genotype().normal:
+        assert len(node) == 2 and node[0][1] != node[1][1]
