@@ -48,12 +48,17 @@ class Output(StrEnum):
     yaml = "yaml"
 
 
-ExecutorOption = typer.Option("local", "--executor", help="Where trials run: local (processes here) or ray.")
+ExecutorOption = typer.Option("local", "--executor",
+                              help="Where trials run: local (processes here), ray or kubernetes.")
 RayAddressOption = typer.Option(None, "--ray-address", envvar="RAY_ADDRESS",
                                 help="Ray cluster to use with --executor ray (default: start a local one).")
+KubeconfigOption = typer.Option(None, "--kubeconfig", envvar="KUBECONFIG",
+                                help="kubeconfig for --executor kubernetes (default: in-cluster, else ~/.kube/config).")
+ContextOption = typer.Option(None, "--context", help="kubeconfig context for --executor kubernetes.")
 
 
-def _executor_factory(executor: str, ray_address: str | None) -> Any:
+def _executor_factory(executor: str, ray_address: str | None, kubeconfig: str | None = None,
+                      context: str | None = None) -> Any:
     if executor == "local":
         from trials import LocalExecutor
 
@@ -64,7 +69,14 @@ def _executor_factory(executor: str, ray_address: str | None) -> Any:
         except ImportError:
             raise KatibError("--executor ray needs Ray: pip install 'katib[ray]'") from None
         return lambda: RayExecutor(ray_address)
-    raise KatibError(f"--executor must be local or ray (got {executor!r})")
+    if executor == "kubernetes":
+        try:
+            from trials._kubernetes import KubernetesExecutor
+        except ImportError:
+            raise KatibError("--executor kubernetes needs its extra: pip install 'katib[kubernetes]'") from None
+        KubernetesExecutor.connect(kubeconfig, context)  # fail now, with the reason, if there is no cluster
+        return lambda: KubernetesExecutor(kubeconfig=kubeconfig, context=context)
+    raise KatibError(f"--executor must be local, ray or kubernetes (got {executor!r})")
 
 
 SuggestionOption = typer.Option(
@@ -275,6 +287,8 @@ def run(
     suggestion: str | None = SuggestionOption,
     executor: str = ExecutorOption,
     ray_address: str | None = RayAddressOption,
+    kubeconfig: str | None = KubeconfigOption,
+    context: str | None = ContextOption,
 ) -> None:
     """Run an experiment to its end in the foreground (local processes, SQLite).
 
@@ -286,7 +300,7 @@ def run(
     if len(docs) > 1:
         raise KatibError(f"{file}: holds {len(docs)} experiments; `katib run` takes one")
     exp = admit_remote(docs[0], suggestion) if suggestion else admit(docs[0])
-    factory = _executor_factory(executor, ray_address)
+    factory = _executor_factory(executor, ray_address, kubeconfig, context)
     store = _store(db)
     from katib.controller import runnable_errors
 
@@ -309,9 +323,11 @@ def resume(
     suggestion: str | None = SuggestionOption,
     executor: str = ExecutorOption,
     ray_address: str | None = RayAddressOption,
+    kubeconfig: str | None = KubeconfigOption,
+    context: str | None = ContextOption,
 ) -> None:
     """Carry on with an experiment whose controller stopped or died."""
-    factory = _executor_factory(executor, ray_address)
+    factory = _executor_factory(executor, ray_address, kubeconfig, context)
     store = _store(db)
     store.get_experiment(namespace, name)
     raise typer.Exit(_drive(store, namespace, name, tick, suggestion, factory))
@@ -337,6 +353,8 @@ def server(
     tick: float = typer.Option(1.0, help="Seconds between metric reads of running trials."),
     executor: str = ExecutorOption,
     ray_address: str | None = RayAddressOption,
+    kubeconfig: str | None = KubeconfigOption,
+    context: str | None = ContextOption,
     auth: bool = typer.Option(False, "--auth", help="Require bearer tokens and per-namespace roles (katib user …)."),
     allow_unauthenticated: bool = typer.Option(
         False, "--allow-unauthenticated", help="Listen on a non-loopback address without --auth."),
@@ -354,7 +372,7 @@ def server(
         from api import create_app
     except ImportError as exc:
         raise KatibError(f"katib server needs its extra: pip install 'katib[server]' ({exc.name} is missing)") from None
-    factory = _executor_factory(executor, ray_address)
+    factory = _executor_factory(executor, ray_address, kubeconfig, context)
     store = _store(db)
     application = create_app(store, _runs_root(store), workdir.resolve(), tick=tick, auth=auth, executor_factory=factory)
     uvicorn.run(application, host=host, port=port, log_level="info")

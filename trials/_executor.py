@@ -29,6 +29,12 @@ class TrialJob:
     trial_dir: Path
     env: dict[str, str] = field(default_factory=dict)
     path_map: dict[str, str] = field(default_factory=dict)
+    # What a cluster executor needs of the trial template (GJSON conditions over the job
+    # object, the labels of the pod whose log holds the metrics, whether to keep the job).
+    success_condition: str | None = None
+    failure_condition: str | None = None
+    primary_pod_labels: dict[str, str] | None = None
+    retain: bool = False
 
     @property
     def log_path(self) -> Path:

@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from katib import views
 from katib.controller import is_completed
 from katib.errors import FieldError, NotFoundError, ValidationError
-from katib.spec import API_VERSION
+from katib.spec import API_VERSION, EXPERIMENT_LABEL, TRIAL_LABEL
 from katib.store import ExperimentRecord, TrialRecord
 
 from .. import _service
@@ -22,8 +22,6 @@ from .._state import ServerState, get_state
 
 router = APIRouter(tags=["kubernetes"])
 PREFIX = "/apis/kubeflow.org/v1beta1/namespaces/{namespace}"
-EXPERIMENT_LABEL = "katib.kubeflow.org/experiment"
-TRIAL_LABEL = "katib.kubeflow.org/trial"
 
 
 def _selector(label_selector: str | None) -> dict[str, str]:

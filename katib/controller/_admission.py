@@ -13,6 +13,8 @@ from katib.spec import Experiment
 from katib.spec import admit as spec_admit
 
 LOCAL_COLLECTORS = ("StdOut", "File", "Push")
+# In a cluster the metrics come from the primary pod's log stream (no sidecar).
+COLLECTORS = {"local": LOCAL_COLLECTORS, "ray": LOCAL_COLLECTORS, "kubernetes": ("StdOut",)}
 
 
 def admit(doc: Any) -> Experiment:
@@ -50,13 +52,14 @@ def runnable_errors(exp: Experiment, executor: str = "local") -> list[FieldError
     if tt is not None and tt.config_map is not None:
         errors.append(FieldError(
             "spec.trialTemplate.configMap",
-            f"a ConfigMap template needs a Kubernetes cluster; the {executor} executor needs the template inline as trialSpec",
+            f"the {executor} executor needs the trial template inline as trialSpec (ConfigMap templates are not read)",
         ))
     mc = exp.spec.metrics_collector_spec
     kind = mc.collector.kind if mc and mc.collector else "StdOut"
-    if kind not in LOCAL_COLLECTORS:
+    supported = COLLECTORS.get(executor, LOCAL_COLLECTORS)
+    if kind not in supported:
         errors.append(FieldError(
             "spec.metricsCollectorSpec.collector.kind",
-            f"{kind} is not supported by the {executor} executor (supported: {', '.join(LOCAL_COLLECTORS)})",
+            f"{kind} is not supported by the {executor} executor (supported: {', '.join(supported)})",
         ))
     return errors

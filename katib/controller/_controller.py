@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from katib.errors import ConflictError, FieldError, NotFoundError, ValidationError
-from katib.spec import Experiment, TrialMeta, new_trial_name, render
+from katib.spec import EXPERIMENT_LABEL, TRIAL_LABEL, Experiment, TrialMeta, new_trial_name, render
 from katib.store import ExperimentRecord, ObservationRow, Store, TrialRecord
 from suggestion import (
     CHECKPOINT_FROM_LABEL,
@@ -77,8 +77,6 @@ from ._status import (
 
 EDITABLE = ("parallelTrialCount", "maxTrialCount", "maxFailedTrialCount")
 DEFAULT_CHECKPOINT_DIR = "/var/log/katib/checkpoints/"
-EXPERIMENT_LABEL = "katib.kubeflow.org/experiment"
-TRIAL_LABEL = "katib.kubeflow.org/trial"
 STATUS_SAVE_INTERVAL = 0.5
 
 Listener = Callable[[str, "ExperimentRun", TrialRecord | None], None]
@@ -622,6 +620,8 @@ class ExperimentRun:
             name=t.name, experiment=self.exp.name, namespace=self.exp.namespace, run_spec=run_spec,
             primary_container=tt.primary_container_name, workdir=Path(self.rec.workdir),
             trial_dir=trial_dir, path_map=self._path_map(t),
+            success_condition=tt.success_condition, failure_condition=tt.failure_condition,
+            primary_pod_labels=tt.primary_pod_labels, retain=bool(tt.retain),
             env={
                 "KATIB_TRIAL_NAME": t.name, "KATIB_EXPERIMENT_NAME": self.exp.name,
                 "KATIB_NAMESPACE": self.exp.namespace, "KATIB_TRIAL_DIR": str(trial_dir),

@@ -32,10 +32,19 @@ from ._models import (
     TrialAssignment,
     TrialTemplate,
 )
-from ._template import TrialMeta, find_containers, new_trial_name, render
+from ._template import (
+    EXPERIMENT_LABEL,
+    TRIAL_LABEL,
+    TrialMeta,
+    find_containers,
+    new_trial_name,
+    render,
+)
 from ._validate import filter_problem, validate, validate_parameter
 
 __all__ = [
+    "EXPERIMENT_LABEL",
+    "TRIAL_LABEL",
     "API_VERSION",
     "AlgorithmSetting",
     "AlgorithmSpec",

@@ -1,0 +1,418 @@
+"""The Kubernetes executor: each trial is the trial template's job (a batch/v1 Job, a
+PyTorchJob, TFJob, XGBoostJob, MPIJob, or any other kind) created in a cluster through the
+official ``kubernetes`` client, as Katib's trial controller would.
+
+- The manifest is the rendered template with the trial's name and namespace, and the labels
+  ``katib.kubeflow.org/experiment`` and ``katib.kubeflow.org/trial`` on the job and on every
+  pod template in it; resources (GPU limits included) are left as written. It is validated
+  against the official Kubernetes schemas (``kubernetes-validate``) before it is sent: a
+  built-in kind whole, a custom resource through each of its pod templates.
+- Jobs and pods are followed with watches (one of each per experiment), not polled; the
+  trial's state is the template's ``successCondition`` / ``failureCondition`` (GJSON) over
+  the latest job object. A failure names what the pods saw: ``OOMKilled``, an eviction, an
+  exit code.
+- Metrics come from the primary pod's log stream (the pod labelled with the trial and with
+  ``primaryPodLabels``, container ``primaryContainerName``): it is copied into the trial's
+  log, where the StdOut collector reads it as for a local trial; no sidecar is needed.
+- When a trial ends its job is deleted (with its pods, ``propagationPolicy: Background``),
+  unless the template says ``retain: true``; a stopped trial's job is deleted at once.
+  ``activeDeadlineSeconds`` is enforced here too, should the cluster not do it.
+
+Point it at a cluster with a kubeconfig (``--kubeconfig``/``--context``, or
+``$KUBECONFIG``), or run it in a pod with a service account (in-cluster config). The
+RBAC it needs is in docs/kubernetes.md.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from katib.errors import KatibError
+from katib.spec import EXPERIMENT_LABEL, TRIAL_LABEL
+
+from ._executor import Deferred, Executor, LaunchError, RunState, TrialJob
+from ._gjson import holds
+
+# Kinds whose plural is not simply lower-case + "s".
+_PLURALS = {"Job": "jobs", "Workflow": "workflows", "PipelineRun": "pipelineruns"}
+KUBERNETES_VERSION = "1.33.0"  # the schemas manifests are validated against
+_LOG_GRACE = 10.0  # seconds a finished job waits for its log stream to drain
+
+
+def plural_of(kind: str) -> str:
+    return _PLURALS.get(kind, kind.lower() + "s")
+
+
+def group_version(api_version: str) -> tuple[str, str]:
+    group, _, version = api_version.rpartition("/")
+    return group, version
+
+
+def pod_templates(manifest: Any, path: str = "") -> list[tuple[str, dict[str, Any]]]:
+    """Every pod template in a manifest (a dict whose ``spec`` lists ``containers``), with
+    its dotted path."""
+    found: list[tuple[str, dict[str, Any]]] = []
+    if isinstance(manifest, dict):
+        spec = manifest.get("spec")
+        if isinstance(spec, dict) and isinstance(spec.get("containers"), list) and path:
+            found.append((path, manifest))
+        for key, value in manifest.items():
+            found += pod_templates(value, f"{path}.{key}" if path else key)
+    elif isinstance(manifest, list):
+        for i, value in enumerate(manifest):
+            found += pod_templates(value, f"{path}[{i}]")
+    return found
+
+
+def manifest_errors(manifest: dict[str, Any], version: str = KUBERNETES_VERSION) -> list[str]:
+    """Where ``manifest`` breaks the official schemas (an empty list when it is valid)."""
+    import kubernetes_validate
+
+    def check(document: dict[str, Any], prefix: str) -> list[str]:
+        try:
+            kubernetes_validate.validate(document, version, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            where = ".".join(str(p) for p in exc.path)
+            return [f"{prefix}{'.' if prefix and where else ''}{where}: {exc.message}"]
+        return []
+
+    try:
+        return check(manifest, "")
+    except kubernetes_validate.SchemaNotFoundError:
+        pass  # a custom resource (PyTorchJob, TFJob…): its pod templates are Kubernetes'
+    errors = []
+    for path, template in pod_templates(manifest):
+        errors += check({"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": "t"}, "template": template},
+                        path + ".<PodTemplate>")
+    return [e.replace(".<PodTemplate>.template", "") for e in errors]
+
+
+@dataclass
+class _KubeTrial:
+    job: TrialJob
+    group: str
+    version: str
+    plural: str
+    success: str
+    failure: str
+    primary_labels: dict[str, str]
+    retain: bool
+    deadline: float | None
+    started: float = field(default_factory=time.time)
+    obj: dict[str, Any] | None = None
+    pods: dict[str, dict[str, Any]] = field(default_factory=dict)
+    finished_at: float | None = None
+    stopped: bool = False
+    gone: bool = False
+    log_started: bool = False
+    log_done: threading.Event = field(default_factory=threading.Event)
+    outcome: RunState | None = None
+
+
+class KubernetesExecutor(Executor):
+    """Runs trials as jobs in a Kubernetes cluster; see the module docstring.
+
+    >>> ex = KubernetesExecutor(kubeconfig="~/.kube/config", context="gpu-cluster")  # doctest: +SKIP
+    """
+
+    name = "kubernetes"
+
+    def __init__(self, api_client: Any = None, kubeconfig: str | None = None, context: str | None = None,
+                 validate: bool = True, watch_timeout: int = 60) -> None:
+        from kubernetes import client
+
+        if api_client is None:
+            api_client = self.connect(kubeconfig, context)
+        self.custom = client.CustomObjectsApi(api_client)
+        self.core = client.CoreV1Api(api_client)
+        self.validate = validate
+        self.watch_timeout = watch_timeout
+        self._trials: dict[str, _KubeTrial] = {}
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._watching: set[tuple[str, ...]] = set()
+        self._closed = threading.Event()
+
+    @staticmethod
+    def connect(kubeconfig: str | None = None, context: str | None = None) -> Any:
+        """An API client for the cluster: in-cluster (a pod's service account) when running
+        in one, else the kubeconfig (``kubeconfig``, ``$KUBECONFIG`` or ``~/.kube/config``)."""
+        from kubernetes import client, config
+
+        try:
+            config.load_incluster_config()
+        except config.ConfigException:
+            try:
+                config.load_kube_config(config_file=kubeconfig, context=context)
+            except (config.ConfigException, OSError, TypeError) as exc:
+                raise KatibError(f"no Kubernetes cluster to use: {exc} "
+                                 "(give --kubeconfig and --context, or run katib in a pod)") from None
+        return client.ApiClient()
+
+    # -- launching ----------------------------------------------------------------------
+
+    def manifest(self, job: TrialJob) -> dict[str, Any]:
+        """The object created for ``job``: the rendered template, named and labelled."""
+        manifest = copy.deepcopy(job.run_spec)
+        labels = {EXPERIMENT_LABEL: job.experiment, TRIAL_LABEL: job.name}
+        meta = manifest.setdefault("metadata", {})
+        meta.update(name=job.name, namespace=job.namespace)
+        meta["labels"] = {**(meta.get("labels") or {}), **labels}
+        for _, template in pod_templates(manifest):
+            tmeta = template.setdefault("metadata", {})
+            tmeta["labels"] = {**(tmeta.get("labels") or {}), **labels}
+            for container in template["spec"]["containers"]:
+                if container.get("name") == job.primary_container:
+                    env = [e for e in container.get("env") or [] if e.get("name") not in ("KATIB_TRIAL_NAME",)]
+                    env.append({"name": "KATIB_TRIAL_NAME", "value": job.name})
+                    container["env"] = env
+        return manifest
+
+    def launch(self, job: TrialJob) -> dict[str, Any]:
+        from kubernetes.client.exceptions import ApiException
+
+        manifest = self.manifest(job)
+        kind, api_version = str(manifest.get("kind", "")), str(manifest.get("apiVersion", ""))
+        if self.validate:
+            errors = manifest_errors(manifest)
+            if errors:
+                raise LaunchError(f"the {kind} for trial {job.name} is not valid Kubernetes: " + "; ".join(errors))
+        group, version = group_version(api_version)
+        if not group:
+            raise LaunchError(f"a trial must be a job of an API group (batch/v1 Job, kubeflow.org/v1 PyTorchJob…), "
+                              f"not a core {api_version} {kind}")
+        plural = plural_of(kind)
+        trial = _KubeTrial(
+            job=job, group=group, version=version, plural=plural,
+            success=job.success_condition or "", failure=job.failure_condition or "",
+            primary_labels=dict(job.primary_pod_labels or {}), retain=bool(job.retain),
+            deadline=_deadline(manifest),
+        )
+        job.trial_dir.mkdir(parents=True, exist_ok=True)
+        job.log_path.touch()
+        with self._lock:
+            self._trials[job.name] = trial
+        self._watch(job.namespace, group, version, plural, job.experiment)
+        self._watch(job.namespace, "", "v1", "pods", job.experiment)
+        try:
+            created = self._create(group, version, job.namespace, plural, manifest)
+        except ApiException as exc:
+            with self._lock:
+                self._trials.pop(job.name, None)
+            if exc.status == 409:
+                raise Deferred() from None  # the last attempt's job is still being deleted
+            raise LaunchError(f"the cluster refused the {kind} for trial {job.name}: {_status_message(exc)}") from None
+        with self._lock:
+            trial.obj = trial.obj or created
+        return {"executor": self.name, "apiVersion": api_version, "kind": kind, "plural": plural,
+                "namespace": job.namespace, "name": job.name}
+
+    def _create(self, group: str, version: str, namespace: str, plural: str, body: dict[str, Any]) -> dict[str, Any]:
+        return self.custom.create_namespaced_custom_object(group, version, namespace, plural, body)
+
+    # -- following ----------------------------------------------------------------------
+
+    def _watch(self, namespace: str, group: str, version: str, plural: str, experiment: str) -> None:
+        key = (namespace, group, version, plural, experiment)
+        with self._lock:
+            if key in self._watching:
+                return
+            self._watching.add(key)
+        threading.Thread(target=self._follow, args=key, daemon=True, name=f"watch-{plural}").start()
+
+    def _follow(self, namespace: str, group: str, version: str, plural: str, experiment: str) -> None:
+        from kubernetes import watch
+
+        selector = f"{EXPERIMENT_LABEL}={experiment}"
+        while not self._closed.is_set():
+            w = watch.Watch()
+            try:
+                if plural == "pods":
+                    stream = w.stream(self.core.list_namespaced_pod, namespace, label_selector=selector,
+                                      timeout_seconds=self.watch_timeout)
+                else:
+                    stream = w.stream(self.custom.list_namespaced_custom_object, group, version, namespace, plural,
+                                      label_selector=selector, timeout_seconds=self.watch_timeout)
+                for event in stream:
+                    if self._closed.is_set():
+                        w.stop()
+                        return
+                    obj = event.get("object")
+                    if isinstance(obj, dict):
+                        self._observe(plural, event.get("type", ""), obj)
+                    elif obj is not None:  # a typed V1Pod
+                        self._observe(plural, event.get("type", ""), self.core.api_client.sanitize_for_serialization(obj))
+            except Exception:  # noqa: BLE001 - a dropped watch is reopened
+                time.sleep(0.5)
+
+    def _observe(self, plural: str, kind: str, obj: dict[str, Any]) -> None:
+        labels = (obj.get("metadata") or {}).get("labels") or {}
+        name = labels.get(TRIAL_LABEL)
+        with self._changed:
+            trial = self._trials.get(name or "")
+            if trial is None:
+                return
+            if plural == "pods":
+                pod_name = obj["metadata"]["name"]
+                if kind == "DELETED":
+                    trial.pods.pop(pod_name, None)
+                else:
+                    trial.pods[pod_name] = obj
+                self._maybe_follow_log(trial)
+            elif obj["metadata"].get("name") == trial.job.name:
+                if kind == "DELETED":
+                    trial.gone = True
+                else:
+                    trial.obj = obj
+            self._changed.notify_all()
+
+    def _primary_pod(self, trial: _KubeTrial) -> dict[str, Any] | None:
+        for pod in trial.pods.values():
+            labels = pod["metadata"].get("labels") or {}
+            if all(labels.get(k) == v for k, v in trial.primary_labels.items()):
+                return pod
+        return None
+
+    def _maybe_follow_log(self, trial: _KubeTrial) -> None:
+        pod = self._primary_pod(trial)
+        if pod is None or trial.log_started or (pod.get("status") or {}).get("phase") in (None, "Pending"):
+            return
+        trial.log_started = True
+        threading.Thread(target=self._copy_log, args=(trial, pod["metadata"]["name"]), daemon=True,
+                         name=f"log-{trial.job.name}").start()
+
+    def _copy_log(self, trial: _KubeTrial, pod: str) -> None:
+        """The primary container's log, followed to its end, into the trial's log file."""
+        job = trial.job
+        try:
+            response = self.core.read_namespaced_pod_log(pod, job.namespace, container=job.primary_container,
+                                                         follow=True, _preload_content=False)
+            with job.log_path.open("ab") as out:
+                for chunk in response.stream(4096):
+                    out.write(chunk)
+                    out.flush()
+        except Exception as exc:  # noqa: BLE001 - the trial's state says what happened to it
+            with job.log_path.open("a") as out:
+                out.write(f"\n[katib] the log of pod {pod} could not be read: {exc}\n")
+        finally:
+            trial.log_done.set()
+            with self._changed:
+                self._changed.notify_all()
+
+    # -- the executor seam --------------------------------------------------------------
+
+    def poll(self, handle: dict[str, Any]) -> RunState:
+        with self._lock:
+            trial = self._trials.get(handle.get("name", ""))
+            if trial is None:
+                return RunState(True, reason="Lost", message="the trial's job is not followed by this controller")
+            if trial.outcome is None:
+                trial.outcome = self._judge(trial)
+            outcome = trial.outcome
+            if outcome is None:
+                return RunState.running()
+            if trial.finished_at is None:
+                trial.finished_at = time.time()
+            # A job that ran to its end has its last log lines still in flight; a killed one not.
+            draining = (outcome.reason in ("Completed", "Failed") and trial.log_started
+                        and not trial.log_done.is_set())
+            if draining and time.time() - trial.finished_at < _LOG_GRACE:
+                return RunState.running()  # the last lines of the log are still coming
+        self._finish(trial)
+        return outcome
+
+    def _judge(self, trial: _KubeTrial) -> RunState | None:
+        """The trial's outcome from what the watches saw, or None while it runs."""
+        if trial.stopped:
+            return RunState(True, reason="Killed", message="the trial was stopped; its job was deleted")
+        obj = trial.obj or {}
+        if trial.failure and holds(obj, trial.failure):
+            return RunState(True, reason="Failed", exit_code=self._exit_code(trial),
+                            message=self._failure_message(trial, obj))
+        if trial.success and holds(obj, trial.success):
+            return RunState(True, succeeded=True, reason="Completed", exit_code=0)
+        if trial.gone:
+            return RunState(True, reason="Lost", message=f"the {obj.get('kind', 'job')} was deleted outside katib")
+        if trial.deadline is not None and time.time() - trial.started > trial.deadline + 5:
+            return RunState(True, reason="DeadlineExceeded",
+                            message=f"the trial ran past activeDeadlineSeconds ({trial.deadline:g}s); its job was deleted")
+        return None
+
+    def _exit_code(self, trial: _KubeTrial) -> int | None:
+        pod = self._primary_pod(trial)
+        for status in ((pod or {}).get("status") or {}).get("containerStatuses") or []:
+            terminated = (status.get("state") or {}).get("terminated") or {}
+            if status.get("name") == trial.job.primary_container and "exitCode" in terminated:
+                return int(terminated["exitCode"])
+        return None
+
+    def _failure_message(self, trial: _KubeTrial, obj: dict[str, Any]) -> str:
+        """Why it failed: the job's failed condition and what its pods reported."""
+        parts = []
+        for cond in (obj.get("status") or {}).get("conditions") or []:
+            if cond.get("type") == "Failed" and cond.get("status") == "True":
+                parts.append(f"{obj.get('kind', 'job')} failed: {cond.get('reason', '')} {cond.get('message', '')}".strip())
+        for name, pod in sorted(trial.pods.items()):
+            status = pod.get("status") or {}
+            if status.get("reason"):  # Evicted, DeadlineExceeded, NodeLost…
+                parts.append(f"pod {name} {status['reason']}: {status.get('message', '')}".strip(": "))
+            for cs in status.get("containerStatuses") or []:
+                terminated = (cs.get("state") or {}).get("terminated") or {}
+                if terminated and terminated.get("exitCode", 0) != 0:
+                    parts.append(f"container {cs.get('name')} in pod {name} ended {terminated.get('reason', 'Error')} "
+                                 f"(exit code {terminated.get('exitCode')})")
+        return "; ".join(parts) or "the job failed"
+
+    def _finish(self, trial: _KubeTrial) -> None:
+        if not trial.retain:
+            self._delete(trial.job.namespace, trial.group, trial.version, trial.plural, trial.job.name)
+        with self._lock:
+            self._trials.pop(trial.job.name, None)
+
+    def _delete(self, namespace: str, group: str, version: str, plural: str, name: str) -> None:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            self.custom.delete_namespaced_custom_object(group, version, namespace, plural, name,
+                                                        propagation_policy="Background")
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    def stop(self, handle: dict[str, Any]) -> None:
+        name = handle.get("name", "")
+        with self._lock:
+            trial = self._trials.get(name)
+            if trial is not None:
+                trial.stopped = True
+        group, version = group_version(str(handle.get("apiVersion", "")))
+        self._delete(str(handle.get("namespace")), group, version, str(handle.get("plural")), name)
+
+    def owns(self, handle: dict[str, Any]) -> bool:
+        with self._lock:
+            return handle.get("name") in self._trials
+
+    def wait(self, timeout: float) -> None:
+        with self._changed:
+            self._changed.wait(timeout)
+
+    def close(self) -> None:
+        self._closed.set()
+
+
+def _deadline(manifest: dict[str, Any]) -> float | None:
+    value = (manifest.get("spec") or {}).get("activeDeadlineSeconds")
+    return float(value) if value is not None else None
+
+
+def _status_message(exc: Any) -> str:
+    import json
+
+    try:
+        return str(json.loads(exc.body).get("message") or exc.reason)
+    except (TypeError, ValueError, AttributeError):
+        return str(exc.reason)
