@@ -10,6 +10,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 
 from katib.controller import ExperimentManager
 from katib.errors import (
@@ -25,7 +26,7 @@ from katib.store import Store, UserStore
 
 from ._auth import authorize
 from ._state import ServerState
-from .routes import experiments, kube, system
+from .routes import experiments, kube, system, viewer
 
 _CODES = {ValidationError: 422, NotFoundError: 404, ConflictError: 409, TemporaryError: 503,
           UnauthorizedError: 401, ForbiddenError: 403}
@@ -94,4 +95,7 @@ def create_app(store: Store, runs_root: Path, workdir: Path, tick: float = 1.0, 
     app.include_router(system.router)
     app.include_router(experiments.router, dependencies=guarded)
     app.include_router(kube.router, dependencies=guarded)
+    app.include_router(viewer.router, dependencies=guarded)
+    app.include_router(viewer.page)
+    app.mount("/ui", StaticFiles(directory=viewer.STATIC), name="ui")
     return app

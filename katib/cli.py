@@ -378,6 +378,27 @@ def server(
     uvicorn.run(application, host=host, port=port, log_level="info")
 
 
+@app.command()
+def ui(
+    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    port: int = typer.Option(8080, help="Port."),
+    db: str | None = DbOption,
+) -> None:
+    """Open the web viewer on a store (e.g. after `katib run`), without running experiments."""
+    try:
+        import uvicorn
+
+        from api import create_app
+    except ImportError as exc:
+        raise KatibError(f"katib ui needs the server extra: pip install 'katib[server]' ({exc.name} is missing)") from None
+    if not _loopback(host):
+        raise KatibError(f"katib ui serves without authentication; listen on loopback, not {host} (or use katib server --auth)")
+    store = _store(db)
+    application = create_app(store, _runs_root(store), Path(".").resolve(), resume=False)
+    out.print(f"the viewer: http://{host}:{port}/", highlight=False)
+    uvicorn.run(application, host=host, port=port, log_level="warning")
+
+
 @user_app.command("add")
 def user_add(name: str = typer.Argument(..., help="User name."),
              admin: bool = typer.Option(False, "--admin", help="May do everything in every namespace."),

@@ -32,8 +32,13 @@ EXPERIMENT_BODY = {
 def list_all(request: Request, namespace: str | None = None, state: ServerState = Depends(get_state)) -> dict[str, Any]:
     """Every experiment the caller may read (of one namespace if given), as Katib objects."""
     user = current_user(request)
-    return {"items": [views.experiment_object(r) for r in state.store.list_experiments(namespace)
-                      if can_read(user, r.namespace)]}
+    items = []
+    for r in state.store.list_experiments(namespace):
+        if can_read(user, r.namespace):
+            obj = views.experiment_object(r)
+            obj["active"] = state.manager.is_running(r.namespace, r.name)  # whether a controller runs it now
+            items.append(obj)
+    return {"items": items}
 
 
 @router.post("/namespaces/{namespace}/experiments", status_code=201, openapi_extra=EXPERIMENT_BODY)

@@ -403,14 +403,16 @@ class Store:
         with self._read() as conn:
             return [ObservationRow(r.time, r.metric_name, r.value) for r in conn.execute(query)]
 
-    def metric_series(self, exp_id: int, metric_name: str) -> dict[int, list[str]]:
-        """Every trial's values of one metric, in time order, in one query."""
+    def metric_series(self, exp_id: int, metric_name: str, trial_ids: Iterable[int] | None = None) -> dict[int, list[str]]:
+        """Every trial's (or the given trials') values of one metric, in time order, in one query."""
         query = (
             sa.select(observations.c.trial_id, observations.c.value)
             .join(trials, trials.c.id == observations.c.trial_id)
             .where(trials.c.experiment_id == exp_id, observations.c.metric_name == metric_name)
             .order_by(observations.c.trial_id, observations.c.time, observations.c.id)
         )
+        if trial_ids is not None:
+            query = query.where(observations.c.trial_id.in_(list(trial_ids)))
         out: dict[int, list[str]] = {}
         with self._read() as conn:
             for row in conn.execute(query):

@@ -1,0 +1,150 @@
+"""What the web viewer's experiment page needs, aggregated on the server in one response:
+the trials as columns (one array per field, not one object per trial), a bounded sample of
+learning curves, each down-sampled, and parameter importance (fANOVA) computed on request.
+
+An experiment of 10,000 trials with 50 reports each is one query for the trials and one
+for the sampled curves: never a query per trial, and the browser gets columns it can sort,
+filter and plot without reshaping.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from typing import Any
+
+from katib.store import ExperimentRecord, Store
+
+FINAL = ("Succeeded", "Failed", "Killed", "EarlyStopped", "MetricsUnavailable")
+_importance_cache: dict[tuple[int, int], dict[str, float]] = {}
+_importance_lock = threading.Lock()
+
+
+def _number(text: Any) -> float | str | None:
+    if text is None:
+        return None
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return str(text)
+    return value if math.isfinite(value) else None
+
+
+def objective_of(rec: ExperimentRecord) -> tuple[str, bool, list[str]]:
+    obj = rec.spec.get("spec", {}).get("objective", {})
+    name = obj.get("objectiveMetricName", "")
+    extra = [a.get("metricName") for a in obj.get("additionalObjectives") or []]
+    return name, obj.get("type") == "maximize", [name, *obj.get("additionalMetricNames", []), *[e for e in extra if e]]
+
+
+def strategies_of(rec: ExperimentRecord) -> dict[str, str]:
+    obj = rec.spec.get("spec", {}).get("objective", {})
+    return {s["name"]: s.get("value", "latest") for s in obj.get("metricStrategies") or [] if s.get("name")}
+
+
+def experiment_summary(store: Store, rec: ExperimentRecord, curves: int = 100, points: int = 50) -> dict[str, Any]:
+    objective, maximize, metrics = objective_of(rec)
+    strategy = strategies_of(rec)
+    spec = rec.spec.get("spec", {})
+    parameters = [{"name": p["name"], "type": p.get("parameterType"), "feasibleSpace": p.get("feasibleSpace", {})}
+                  for p in spec.get("parameters") or []]
+    trials = store.list_trials(rec.id)
+    names = [p["name"] for p in parameters] or sorted({a["name"] for t in trials for a in t.assignments})
+    columns: dict[str, Any] = {
+        "name": [t.name for t in trials],
+        "state": [t.state for t in trials],
+        "created": [round(t.created_at, 3) for t in trials],
+        "duration": [round(t.completion_time - t.start_time, 3) if t.completion_time and t.start_time else None
+                     for t in trials],
+        "params": {n: [] for n in names},
+        "metrics": {m: [] for m in metrics},
+    }
+    for t in trials:
+        values = {a["name"]: a["value"] for a in t.assignments}
+        for n in names:
+            columns["params"][n].append(_number(values.get(n)))
+        obs = t.observation or {}
+        for m in metrics:
+            entry = obs.get(m) or {}
+            columns["metrics"][m].append(_number(entry.get(strategy.get(m, "latest"))) if entry.get("latest") != "unavailable" else None)
+    # Learning curves: the best trials and the latest ones, never all of them.
+    scored = [(v, i) for i, v in enumerate(columns["metrics"].get(objective, [])) if isinstance(v, float)]
+    scored.sort(reverse=maximize)
+    chosen = [i for _, i in scored[:curves // 2]]
+    taken = set(chosen)
+    chosen += [i for i in range(len(trials) - 1, -1, -1) if i not in taken][: curves - len(chosen)]
+    chosen_ids = {trials[i].id: i for i in chosen}
+    series = store.metric_series(rec.id, objective, chosen_ids) if chosen_ids and objective else {}
+    learning = []
+    for trial_id, reported in series.items():
+        numbers = [v for v in (_number(x) for x in reported) if isinstance(v, float)]
+        if len(numbers) < 2:
+            continue
+        i = chosen_ids[trial_id]
+        learning.append({"name": trials[i].name, "state": trials[i].state, "steps": len(numbers),
+                         "points": _downsample(numbers, points)})
+    return {
+        "name": rec.name, "namespace": rec.namespace, "status": rec.status,
+        "objective": {"name": objective, "maximize": maximize,
+                      "goal": spec.get("objective", {}).get("goal"),
+                      "additional": [a for a in spec.get("objective", {}).get("additionalObjectives") or []]},
+        "metrics": metrics, "parameters": parameters, "algorithm": spec.get("algorithm", {}),
+        "budget": {k: spec.get(k) for k in ("maxTrialCount", "parallelTrialCount", "maxFailedTrialCount")},
+        "columns": columns, "curves": learning,
+    }
+
+
+def _downsample(values: list[float], points: int) -> list[list[float]]:
+    """At most ``points`` (step, value) pairs, evenly spread, first and last kept."""
+    n = len(values)
+    if n <= points:
+        return [[i + 1, v] for i, v in enumerate(values)]
+    idx = sorted({round(k * (n - 1) / (points - 1)) for k in range(points)})
+    return [[i + 1, values[i]] for i in idx]
+
+
+def importance(store: Store, rec: ExperimentRecord, sample: int = 1000) -> dict[str, float]:
+    """fANOVA importance of each parameter for the objective (Optuna's evaluator), over at
+    most ``sample`` finished trials; cached until more trials finish."""
+    import optuna
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+
+    objective, maximize, _ = objective_of(rec)
+    strategy = strategies_of(rec).get(objective, "latest")
+    done = [t for t in store.list_trials(rec.id, states=("Succeeded", "EarlyStopped"))]
+    key = (rec.id, len(done))
+    with _importance_lock:
+        if key in _importance_cache:
+            return _importance_cache[key]
+    params = rec.spec.get("spec", {}).get("parameters") or []
+    dists: dict[str, Any] = {}
+    for p in params:
+        fs = p.get("feasibleSpace", {})
+        if p.get("parameterType") in ("double", "int") and fs.get("min") is not None:
+            low, high = float(fs["min"]), float(fs["max"])
+            log = fs.get("distribution") in ("logUniform", "logNormal") and low > 0
+            dists[p["name"]] = FloatDistribution(low, high, log=log)
+        else:
+            dists[p["name"]] = CategoricalDistribution(list(fs.get("list") or []))
+    frozen = []
+    step = max(1, len(done) // sample)
+    for t in done[::step]:
+        value = _number((t.observation or {}).get(objective, {}).get(strategy))
+        values = {a["name"]: a["value"] for a in t.assignments}
+        if not isinstance(value, float) or any(n not in values for n in dists):
+            continue
+        try:
+            chosen = {n: float(values[n]) if isinstance(d, FloatDistribution) else values[n] for n, d in dists.items()}
+            frozen.append(optuna.trial.create_trial(params=chosen, distributions=dists, value=value))
+        except ValueError:
+            continue
+    result: dict[str, float] = {}
+    if len(frozen) >= 2 and dists:
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        study = optuna.create_study(direction="maximize" if maximize else "minimize")
+        study.add_trials(frozen)
+        evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
+        result = {k: float(v) for k, v in optuna.importance.get_param_importances(study, evaluator=evaluator).items()}
+    with _importance_lock:
+        _importance_cache[key] = result
+    return result

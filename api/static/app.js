@@ -1,0 +1,703 @@
+// katib's web viewer: a static page over the REST API, no build step. Routes (in the hash):
+//   #/                      experiments        #/new                  submit
+//   #/e/<ns>/<experiment>   an experiment      #/t/<ns>/<trial>       a trial
+"use strict";
+
+const $ = (sel, root = document) => root.querySelector(sel);
+const STATES = ["Created", "Running", "Succeeded", "Failed", "Killed", "EarlyStopped", "MetricsUnavailable"];
+const STATE_COLORS = { Succeeded: "#1a8a4a", Failed: "#c8342b", MetricsUnavailable: "#c8342b", Running: "#2f6fde",
+  Created: "#2f6fde", EarlyStopped: "#8a4fd1", Killed: "#8a4fd1" };
+let cleanup = [];   // what the current page must undo when another is shown
+
+// -- plumbing ----------------------------------------------------------------------------
+
+function esc(v) {
+  return String(v ?? "").replace(/[&<>"']/g, c => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
+}
+function h(html) { const t = document.createElement("template"); t.innerHTML = html.trim(); return t.content.firstElementChild; }
+function toast(text) { const t = $("#toast"); t.textContent = text; t.hidden = false; clearTimeout(toast.timer); toast.timer = setTimeout(() => { t.hidden = true; }, 4000); }
+function fmt(v) {
+  if (v === null || v === undefined || v === "") return "";
+  if (typeof v === "number") return Math.abs(v) >= 1e5 || (Math.abs(v) < 1e-3 && v !== 0) ? v.toExponential(3) : String(+v.toPrecision(5));
+  return String(v);
+}
+function age(ts) {
+  if (!ts) return "";
+  const s = (Date.now() - Date.parse(ts)) / 1000;
+  return s < 90 ? `${Math.round(s)}s` : s < 5400 ? `${Math.round(s / 60)}m` : s < 172800 ? `${Math.round(s / 3600)}h` : `${Math.round(s / 86400)}d`;
+}
+function stateBadge(s) { return `<span class="state ${esc(s)}">${esc(s)}</span>`; }
+
+async function api(path, options = {}) {
+  const headers = { ...(options.headers || {}) };
+  const token = localStorage.getItem("katibToken");
+  if (token) headers.Authorization = `Bearer ${token}`;
+  const res = await fetch(path, { ...options, headers });
+  if (res.status === 401) { $("#auth").hidden = false; throw new Error("this server needs an API token (top right)"); }
+  const text = await res.text();
+  let body = text;
+  try { body = text ? JSON.parse(text) : null; } catch (_) { /* plain text */ }
+  if (!res.ok) { const e = new Error((body && body.message) || `${res.status} ${res.statusText}`); e.body = body; e.status = res.status; throw e; }
+  return body;
+}
+
+function chart(el) {
+  const c = echarts.init(el, null, { renderer: "canvas" });
+  const resize = () => c.resize();
+  window.addEventListener("resize", resize);
+  cleanup.push(() => { window.removeEventListener("resize", resize); c.dispose(); });
+  return c;
+}
+
+function phaseOf(status) {
+  for (const t of ["Succeeded", "Failed", "Restarting", "Running", "Created"]) {
+    if ((status.conditions || []).some(c => c.type === t && c.status === "True")) return t;
+  }
+  return "Unknown";
+}
+function reasonOf(status) {
+  const conds = (status.conditions || []).filter(c => c.status === "True");
+  return conds.length ? conds[conds.length - 1].reason : "";
+}
+
+// -- router ------------------------------------------------------------------------------
+
+async function route() {
+  cleanup.forEach(f => { try { f(); } catch (_) { /* gone */ } });
+  cleanup = [];
+  window.__katibReady = false;
+  const parts = location.hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent);
+  const view = $("#view");
+  try {
+    if (parts[0] === "new") await submitPage(view);
+    else if (parts[0] === "e" && parts.length >= 3) await experimentPage(view, parts[1], parts[2]);
+    else if (parts[0] === "t" && parts.length >= 3) await trialPage(view, parts[1], parts[2]);
+    else await listPage(view);
+  } catch (e) {
+    view.innerHTML = `<div class="card"><h2>Could not load this page</h2><p class="muted">${esc(e.message)}</p></div>`;
+  }
+}
+window.addEventListener("hashchange", route);
+window.addEventListener("DOMContentLoaded", () => {
+  $("#save-token").onclick = () => { localStorage.setItem("katibToken", $("#token").value.trim()); $("#auth").hidden = true; route(); };
+  route();
+});
+
+// -- experiments list --------------------------------------------------------------------
+
+async function listPage(view) {
+  const ui = { ns: localStorage.getItem("katibNamespace") || "", filter: "", sort: "age", asc: true };
+  view.innerHTML = `
+    <div class="toolbar">
+      <h1 style="margin-right:auto">Experiments</h1>
+      <label>Namespace <select id="ns"><option value="">all</option></select></label>
+      <input id="filter" placeholder="filter by name, status, algorithm" size="30">
+      <a href="#/new"><button class="primary">Submit…</button></a>
+    </div>
+    <div class="card scroll"><table id="experiments"><thead><tr>
+      <th data-k="name">Name</th><th data-k="namespace">Namespace</th><th data-k="status">Status</th>
+      <th data-k="algorithm">Algorithm</th><th data-k="trials">Trials</th><th data-k="best">Best</th>
+      <th data-k="age">Age</th><th></th></tr></thead><tbody></tbody></table>
+      <p id="empty" class="muted" hidden>No experiments yet. <a href="#/new">Submit one</a>, or run <code>katib run examples/random.yaml</code>.</p>
+    </div>`;
+  let rows = [];
+  const draw = () => {
+    const f = ui.filter.toLowerCase();
+    let shown = rows.filter(r => (!ui.ns || r.namespace === ui.ns) && (!f || `${r.name} ${r.status} ${r.reason} ${r.algorithm}`.toLowerCase().includes(f)));
+    const key = ui.sort;
+    shown.sort((a, b) => {
+      const x = key === "age" ? -a.created : a[key], y = key === "age" ? -b.created : b[key];
+      return (x > y ? 1 : x < y ? -1 : 0) * (ui.asc ? 1 : -1);
+    });
+    $("#experiments tbody").innerHTML = shown.map(r => `
+      <tr data-ns="${esc(r.namespace)}" data-name="${esc(r.name)}">
+        <td><a href="#/e/${encodeURIComponent(r.namespace)}/${encodeURIComponent(r.name)}">${esc(r.name)}</a></td>
+        <td>${esc(r.namespace)}</td>
+        <td>${stateBadge(r.status)} <span class="muted">${esc(r.reason)}</span></td>
+        <td>${esc(r.algorithm)}</td>
+        <td title="running / succeeded / failed / early stopped">${r.counts}</td>
+        <td class="num">${esc(fmt(r.best))}</td>
+        <td>${esc(age(r.createdAt))}</td>
+        <td>${r.status === "Running" || r.status === "Created" || r.status === "Restarting"
+            ? '<button data-act="stop">Stop</button>' : '<button data-act="resume">Resume</button>'}
+            <button data-act="delete" class="danger">Delete</button></td>
+      </tr>`).join("");
+    $("#empty").hidden = rows.length > 0;
+    view.querySelectorAll("th").forEach(th => th.classList.toggle("sorted", th.dataset.k === ui.sort));
+    view.querySelectorAll("th.sorted").forEach(th => th.classList.toggle("asc", ui.asc));
+  };
+  const load = async () => {
+    const data = await api("/api/v1/experiments");
+    rows = data.items.map(e => {
+      const s = e.status || {}, spec = e.spec || {};
+      const best = ((s.currentOptimalTrial || {}).observation || {}).metrics || [];
+      const objective = (spec.objective || {}).objectiveMetricName;
+      const m = best.find(x => x.name === objective);
+      return {
+        name: e.metadata.name, namespace: e.metadata.namespace, active: e.active,
+        status: phaseOf(s) === "Running" && e.active === false ? "Stopped" : phaseOf(s), reason: reasonOf(s),
+        algorithm: (spec.algorithm || {}).algorithmName || "", createdAt: e.metadata.creationTimestamp,
+        created: Date.parse(e.metadata.creationTimestamp) || 0, trials: s.trials || 0,
+        counts: `${s.trialsRunning || 0} / ${s.trialsSucceeded || 0} / ${s.trialsFailed || 0} / ${s.trialsEarlyStopped || 0}`,
+        best: m ? (isNaN(+m.latest) ? m.latest : +m.latest) : "",
+      };
+    });
+    const namespaces = [...new Set(rows.map(r => r.namespace))].sort();
+    const sel = $("#ns");
+    sel.innerHTML = `<option value="">all</option>` + namespaces.map(n => `<option ${n === ui.ns ? "selected" : ""}>${esc(n)}</option>`).join("");
+    draw();
+  };
+  $("#ns").onchange = e => { ui.ns = e.target.value; localStorage.setItem("katibNamespace", ui.ns); draw(); };
+  $("#filter").oninput = e => { ui.filter = e.target.value; draw(); };
+  view.querySelector("thead").onclick = e => {
+    const k = e.target.dataset.k; if (!k) return;
+    ui.asc = ui.sort === k ? !ui.asc : true; ui.sort = k; draw();
+  };
+  $("#experiments tbody").onclick = async e => {
+    const act = e.target.dataset.act; if (!act) return;
+    const tr = e.target.closest("tr"), ns = tr.dataset.ns, name = tr.dataset.name;
+    const base = `/api/v1/namespaces/${encodeURIComponent(ns)}/experiments/${encodeURIComponent(name)}`;
+    try {
+      if (act === "delete") { if (!confirm(`Delete experiment ${name}, its trials and logs?`)) return; await api(base, { method: "DELETE" }); }
+      else await api(`${base}/${act}`, { method: "POST" });
+      toast(`${name}: ${act}`); await load();
+    } catch (err) { toast(err.message); }
+  };
+  await load();
+  const timer = setInterval(() => load().catch(() => {}), 3000);
+  cleanup.push(() => clearInterval(timer));
+  window.__katibReady = true;
+}
+
+// -- experiment page ---------------------------------------------------------------------
+
+async function experimentPage(view, ns, name) {
+  const base = `/api/v1/namespaces/${encodeURIComponent(ns)}/experiments/${encodeURIComponent(name)}`;
+  view.innerHTML = `
+    <div class="toolbar">
+      <div style="margin-right:auto"><h1 id="title">${esc(name)}</h1><div id="subtitle" class="muted"></div></div>
+      <button id="stop">Stop</button><button id="resume">Resume</button>
+      <button id="budget-edit">Edit budget</button><button id="csv">Export CSV</button>
+    </div>
+    <form id="budget" class="card toolbar" hidden>
+      <label>maxTrialCount <input name="maxTrialCount" type="number" min="1" style="width:90px"></label>
+      <label>parallelTrialCount <input name="parallelTrialCount" type="number" min="1" style="width:90px"></label>
+      <label>maxFailedTrialCount <input name="maxFailedTrialCount" type="number" min="0" style="width:90px"></label>
+      <button class="primary">Save</button>
+    </form>
+    <div class="row">
+      <div class="card" id="best" style="flex:0 1 360px"></div>
+      <div class="card grow"><h2>Optimisation history</h2><div id="history" class="chart"></div></div>
+    </div>
+    <div class="tabs" id="tabs">
+      <button data-tab="trials" class="on">Trials</button><button data-tab="importance">Importance &amp; slices</button>
+      <button data-tab="curves">Learning curves</button><button data-tab="pareto" hidden>Pareto front</button>
+      <button data-tab="yaml">YAML</button>
+    </div>
+    <section data-pane="trials">
+      <div class="card"><h2>Parallel coordinates <span class="muted" id="brush-note">(drag along an axis to filter the table)</span></h2>
+        <div id="parallel" class="chart"></div></div>
+      <div class="card">
+        <div class="toolbar"><h2 style="margin:0 auto 0 0">Trials <span id="count" class="muted"></span></h2>
+          <select id="state-filter"><option value="">every state</option>${STATES.map(s => `<option>${s}</option>`).join("")}</select>
+          <input id="trial-filter" placeholder="filter: name, or lr>0.01" size="24">
+          <button id="clear-brush" hidden>Clear brush</button></div>
+        <div class="scroll"><table id="trials"><thead></thead><tbody></tbody></table></div>
+        <div class="pager"><button id="prev">‹ Prev</button><span id="page" class="muted"></span><button id="next">Next ›</button></div>
+      </div>
+    </section>
+    <section data-pane="importance" hidden>
+      <div class="card"><h2>Parameter importance (fANOVA)</h2><div id="importance" class="chart small"></div></div>
+      <div class="card"><h2>Slices: objective against each parameter</h2><div id="slices" class="row"></div></div>
+    </section>
+    <section data-pane="curves" hidden><div class="card"><h2>Intermediate values <span id="curves-note" class="muted"></span></h2><div id="curves" class="chart" style="height:420px"></div></div></section>
+    <section data-pane="pareto" hidden><div class="card"><h2>Pareto front</h2><div id="pareto" class="chart"></div></div></section>
+    <section data-pane="yaml" hidden><div class="card"><pre id="yaml">…</pre></div></section>`;
+
+  const ui = { sort: null, asc: true, page: 0, size: 50, state: "", text: "", brush: {}, tab: "trials", drawn: {} };
+  let S = null;           // the summary
+  let order = [];         // trial indexes in table order
+  const charts = { history: chart($("#history")), parallel: chart($("#parallel")) };
+
+  const col = (key) => key === "name" ? S.columns.name : key === "state" ? S.columns.state : key === "duration" ? S.columns.duration
+    : key.startsWith("p:") ? S.columns.params[key.slice(2)] : S.columns.metrics[key.slice(2)];
+  const objective = () => S.columns.metrics[S.objective.name] || [];
+
+  function textFilter(i) {
+    const t = ui.text.trim();
+    if (!t) return true;
+    const m = t.match(/^([\w.-]+)\s*(<=|>=|<|>|=)\s*(.+)$/);
+    if (m) {
+      const key = S.columns.params[m[1]] ? "p:" + m[1] : S.columns.metrics[m[1]] ? "m:" + m[1] : null;
+      if (!key) return false;
+      const v = col(key)[i], w = isNaN(+m[3]) ? m[3] : +m[3];
+      return m[2] === "<" ? v < w : m[2] === ">" ? v > w : m[2] === "<=" ? v <= w : m[2] === ">=" ? v >= w : String(v) === String(w);
+    }
+    return S.columns.name[i].includes(t);
+  }
+  function brushFilter(i) {
+    for (const [dim, intervals] of Object.entries(ui.brush)) {
+      if (!intervals.length) continue;
+      const v = dimValue(dim, i);
+      if (v === null || v === undefined || !intervals.some(([a, b]) => v >= a && v <= b)) return false;
+    }
+    return true;
+  }
+  function dimValue(dim, i) {  // the value a parallel axis plots for trial i
+    const d = dims()[dim];
+    const v = d.key.startsWith("p:") ? S.columns.params[d.key.slice(2)][i] : S.columns.metrics[d.key.slice(2)][i];
+    return d.categories ? d.categories.indexOf(String(v)) : v;
+  }
+  function dims() {
+    if (dims.cache && dims.cache.S === S) return dims.cache.list;
+    const list = S.parameters.map(p => {
+      const values = S.columns.params[p.name];
+      const numeric = values.every(v => v === null || typeof v === "number") && p.type !== "categorical";
+      const log = numeric && ["logUniform", "logNormal"].includes((p.feasibleSpace || {}).distribution);
+      return { key: "p:" + p.name, name: p.name, log, categories: numeric ? null : [...new Set(values.map(String))].sort() };
+    });
+    list.push({ key: "m:" + S.objective.name, name: S.objective.name, categories: null });
+    dims.cache = { S, list };
+    return list;
+  }
+
+  function drawTable() {
+    const n = S.columns.name.length;
+    const rows = [];
+    for (let i = 0; i < n; i++) if ((!ui.state || S.columns.state[i] === ui.state) && textFilter(i) && brushFilter(i)) rows.push(i);
+    if (ui.sort) {
+      const c = col(ui.sort), dir = ui.asc ? 1 : -1;
+      rows.sort((a, b) => { const x = c[a], y = c[b]; if (x === null) return 1; if (y === null) return -1; return (x > y ? 1 : x < y ? -1 : 0) * dir; });
+    } else rows.reverse();  // newest first
+    order = rows;
+    const pages = Math.max(1, Math.ceil(rows.length / ui.size));
+    ui.page = Math.min(ui.page, pages - 1);
+    const params = Object.keys(S.columns.params), metrics = S.metrics;
+    const head = [["name", "Trial"], ["state", "State"], ...params.map(p => ["p:" + p, p]), ...metrics.map(m => ["m:" + m, m]), ["duration", "Seconds"]];
+    $("#trials thead").innerHTML = `<tr>${head.map(([k, label]) => `<th data-k="${esc(k)}" class="${ui.sort === k ? "sorted" + (ui.asc ? " asc" : "") : ""}">${esc(label)}</th>`).join("")}</tr>`;
+    const slice = rows.slice(ui.page * ui.size, (ui.page + 1) * ui.size);
+    $("#trials tbody").innerHTML = slice.map(i => `<tr>
+      <td><a href="#/t/${encodeURIComponent(ns)}/${encodeURIComponent(S.columns.name[i])}">${esc(S.columns.name[i])}</a></td>
+      <td>${stateBadge(S.columns.state[i])}</td>
+      ${params.map(p => `<td class="num">${esc(fmt(S.columns.params[p][i]))}</td>`).join("")}
+      ${metrics.map(m => `<td class="num">${esc(fmt(S.columns.metrics[m][i]))}</td>`).join("")}
+      <td class="num">${esc(fmt(S.columns.duration[i]))}</td></tr>`).join("");
+    $("#count").textContent = `${rows.length} of ${n}`;
+    $("#page").textContent = `page ${ui.page + 1} of ${pages}`;
+    $("#prev").disabled = ui.page === 0; $("#next").disabled = ui.page >= pages - 1;
+    $("#clear-brush").hidden = !Object.values(ui.brush).some(v => v.length);
+  }
+
+  function drawHeader() {
+    const s = S.status || {};
+    const phase = phaseOf(s), stopped = !S.active && !s.completionTime && phase !== "Succeeded" && phase !== "Failed";
+    $("#subtitle").innerHTML = `${stateBadge(stopped ? "Stopped" : phase)} ${esc(stopped ? "stopped; Resume carries on" : reasonOf(s))} · ${esc(S.algorithm.algorithmName || "")} · ` +
+      `${s.trials || 0} trials: ${s.trialsRunning || 0} running, ${s.trialsSucceeded || 0} succeeded, ${s.trialsFailed || 0} failed, ` +
+      `${s.trialsEarlyStopped || 0} early stopped · budget ${esc(S.budget.maxTrialCount)} (parallel ${esc(S.budget.parallelTrialCount)})`;
+    const best = s.currentOptimalTrial || {};
+    const metrics = ((best.observation || {}).metrics || []);
+    $("#best").innerHTML = best.bestTrialName ? `
+      <h2>Best trial</h2>
+      <p><a href="#/t/${encodeURIComponent(ns)}/${encodeURIComponent(best.bestTrialName)}">${esc(best.bestTrialName)}</a></p>
+      <dl class="kv">${(best.parameterAssignments || []).map(a => `<dt>${esc(a.name)}</dt><dd>${esc(a.value)}</dd>`).join("")}
+      ${metrics.map(m => `<dt>${esc(m.name)}</dt><dd><b>${esc(m.latest)}</b> <span class="muted">(min ${esc(m.min)}, max ${esc(m.max)})</span></dd>`).join("")}</dl>`
+      : `<h2>Best trial</h2><p class="muted">No trial has reported ${esc(S.objective.name)} yet.</p>`;
+    const form = $("#budget");
+    for (const k of ["maxTrialCount", "parallelTrialCount", "maxFailedTrialCount"]) if (document.activeElement !== form[k]) form[k].value = S.budget[k] ?? "";
+    $("#tabs [data-tab=pareto]").hidden = !(S.objective.additional || []).length;
+    $("#stop").hidden = stopped || !!s.completionTime; $("#resume").hidden = !stopped;
+  }
+
+  function drawHistory() {
+    const y = objective(), states = S.columns.state, pts = [], bestLine = [];
+    let best = null;
+    for (let i = 0; i < y.length; i++) {
+      const v = y[i];
+      if (typeof v !== "number") continue;
+      pts.push([i + 1, v, states[i]]);
+      if ((states[i] === "Succeeded" || states[i] === "EarlyStopped") && (best === null || (S.objective.maximize ? v > best : v < best))) best = v;
+      if (best !== null) bestLine.push([i + 1, best]);
+    }
+    charts.history.setOption({
+      animation: false, grid: { left: 60, right: 20, top: 30, bottom: 40 },
+      tooltip: { trigger: "item", formatter: p => `trial #${p.value[0]}: ${fmt(p.value[1])}` },
+      legend: { data: [S.objective.name, "best so far"], top: 0 },
+      xAxis: { type: "value", name: "trial", nameLocation: "middle", nameGap: 25, min: 1 },
+      yAxis: { type: "value", scale: true, name: S.objective.name },
+      series: [
+        { name: S.objective.name, type: "scatter", large: pts.length > 2000, symbolSize: 5, data: pts,
+          itemStyle: { color: p => STATE_COLORS[p.value[2]] || "#888", opacity: 0.7 } },
+        { name: "best so far", type: "line", step: "end", showSymbol: false, data: bestLine, lineStyle: { width: 2, color: "#1d2330" } },
+      ],
+    }, true);
+  }
+
+  function drawParallel() {
+    const D = dims(), y = objective(), n = y.length;
+    let idx = [];
+    for (let i = 0; i < n; i++) if (typeof y[i] === "number") idx.push(i);
+    const limit = 2000;
+    if (idx.length > limit) {  // draw a sample (the best quarter and an even spread); brushing filters every trial
+      const sorted = [...idx].sort((a, b) => (S.objective.maximize ? y[b] - y[a] : y[a] - y[b]));
+      const keep = new Set(sorted.slice(0, limit / 4));
+      const step = idx.length / (limit - keep.size);
+      for (let k = 0; keep.size < limit && k * step < idx.length; k++) keep.add(idx[Math.floor(k * step)]);
+      idx = [...keep];
+      $("#brush-note").textContent = `(${limit} of ${n} trials drawn; drag along an axis to filter the table)`;
+    }
+    const data = idx.map(i => D.map((d, k) => dimValue(k, i)));
+    const values = y.filter(v => typeof v === "number");
+    charts.parallel.setOption({
+      animation: false,
+      parallel: { left: 50, right: 80, top: 40, bottom: 30 },
+      parallelAxis: D.map((d, k) => d.categories
+        ? { dim: k, id: "ax" + k, name: d.name, type: "category", data: d.categories }
+        : { dim: k, id: "ax" + k, name: d.name, type: d.log ? "log" : "value", scale: true }),
+      visualMap: values.length ? { show: true, dimension: D.length - 1, min: Math.min(...values), max: Math.max(...values), right: 0, top: "middle",
+        itemHeight: 150, inRange: { color: S.objective.maximize ? ["#c8d6f0", "#2f6fde", "#102a66"] : ["#102a66", "#2f6fde", "#c8d6f0"] } } : undefined,
+      series: [{ type: "parallel", lineStyle: { width: 1, opacity: 0.45 }, progressive: 500, data }],
+    }, true);
+  }
+
+  charts.parallel.on("axisareaselected", () => {
+    // Every axis' active intervals (in the axis' own values; category axes in indexes).
+    const brush = {};
+    const model = charts.parallel.getModel();
+    dims().forEach((d, k) => {
+      const axis = model.getComponent("parallelAxis", k);
+      const intervals = axis && axis.activeIntervals ? axis.activeIntervals : [];
+      if (intervals.length) brush[k] = intervals.map(([a, b]) => [Math.min(a, b), Math.max(a, b)]);
+    });
+    ui.brush = brush; ui.page = 0; drawTable();
+  });
+
+  function drawImportance() {
+    const c = ui.drawn.importance || (ui.drawn.importance = chart($("#importance")));
+    api(`${base}/importance`).then(imp => {
+      const names = Object.keys(imp).reverse();
+      c.setOption({ animation: false, grid: { left: 120, right: 30, top: 10, bottom: 30 }, xAxis: { type: "value", max: 1 },
+        yAxis: { type: "category", data: names }, series: [{ type: "bar", data: names.map(k => +imp[k].toFixed(4)), label: { show: true, position: "right" } }] }, true);
+    }).catch(e => c.setOption({ title: { text: e.message, textStyle: { fontSize: 12 } } }));
+    const holder = $("#slices");
+    if (!ui.drawn.slices) { ui.drawn.slices = {}; }
+    const y = objective();
+    S.parameters.forEach(p => {
+      let c2 = ui.drawn.slices[p.name];
+      if (!c2) { const el = h(`<div class="card grow" style="flex-basis:320px"><h2>${esc(p.name)}</h2><div class="chart small"></div></div>`); holder.appendChild(el); c2 = ui.drawn.slices[p.name] = chart($(".chart", el)); }
+      const xs = S.columns.params[p.name], pts = [];
+      for (let i = 0; i < y.length; i++) if (typeof y[i] === "number" && xs[i] !== null) pts.push([xs[i], y[i]]);
+      const categorical = pts.some(q => typeof q[0] !== "number");
+      const log = (p.feasibleSpace || {}).distribution === "logUniform";
+      c2.setOption({ animation: false, grid: { left: 55, right: 15, top: 10, bottom: 30 },
+        xAxis: categorical ? { type: "category", data: [...new Set(pts.map(q => String(q[0])))] } : { type: log ? "log" : "value", scale: true },
+        yAxis: { type: "value", scale: true }, tooltip: {},
+        series: [{ type: "scatter", symbolSize: 5, large: pts.length > 2000, data: categorical ? pts.map(q => [String(q[0]), q[1]]) : pts, itemStyle: { opacity: 0.6 } }] }, true);
+    });
+  }
+
+  function drawCurves() {
+    const c = ui.drawn.curves || (ui.drawn.curves = chart($("#curves")));
+    const stopped = S.curves.filter(k => k.state === "EarlyStopped").length;
+    $("#curves-note").textContent = `${S.curves.length} trials shown (the best and the latest), ${stopped} early stopped (dashed, red)`;
+    c.setOption({ animation: false, grid: { left: 60, right: 20, top: 20, bottom: 40 }, tooltip: { trigger: "item", formatter: p => `${p.seriesName}: ${fmt(p.value[1])} at ${p.value[0]}` },
+      xAxis: { type: "value", name: "report", nameLocation: "middle", nameGap: 25, min: 1 }, yAxis: { type: "value", scale: true, name: S.objective.name },
+      series: S.curves.map(k => ({ name: k.name, type: "line", showSymbol: false, data: k.points,
+        lineStyle: { width: 1.2, type: k.state === "EarlyStopped" ? "dashed" : "solid", color: k.state === "EarlyStopped" ? "#c8342b" : undefined, opacity: 0.8 },
+        endLabel: { show: k.state === "EarlyStopped", formatter: "stopped", color: "#c8342b", fontSize: 10 } })) }, true);
+  }
+
+  function drawPareto() {
+    const c = ui.drawn.pareto || (ui.drawn.pareto = chart($("#pareto")));
+    const second = S.objective.additional[0].metricName, a = objective(), b = S.columns.metrics[second] || [];
+    const front = new Set((S.status.paretoFront || []).map(t => t.bestTrialName));
+    const pts = [], fr = [];
+    for (let i = 0; i < a.length; i++) if (typeof a[i] === "number" && typeof b[i] === "number") (front.has(S.columns.name[i]) ? fr : pts).push([a[i], b[i], S.columns.name[i]]);
+    fr.sort((p, q) => p[0] - q[0]);
+    c.setOption({ animation: false, grid: { left: 60, right: 20, top: 30, bottom: 40 }, legend: { top: 0 }, tooltip: { formatter: p => `${p.value[2]}: ${fmt(p.value[0])}, ${fmt(p.value[1])}` },
+      xAxis: { type: "value", scale: true, name: S.objective.name, nameLocation: "middle", nameGap: 25 }, yAxis: { type: "value", scale: true, name: second },
+      series: [{ name: "trials", type: "scatter", data: pts, itemStyle: { color: "#9aa6bd" } },
+               { name: "Pareto front", type: "line", step: "end", data: fr, symbolSize: 8, itemStyle: { color: "#c8342b" } }] }, true);
+  }
+
+  function drawTab() {
+    view.querySelectorAll("[data-pane]").forEach(p => { p.hidden = p.dataset.pane !== ui.tab; });
+    view.querySelectorAll("#tabs button").forEach(b => b.classList.toggle("on", b.dataset.tab === ui.tab));
+    if (ui.tab === "importance") drawImportance();
+    if (ui.tab === "curves") drawCurves();
+    if (ui.tab === "pareto") drawPareto();
+    if (ui.tab === "yaml") api(`${base}/yaml`).then(t => { $("#yaml").textContent = t; });
+    if (ui.tab === "trials") { charts.parallel.resize(); }
+  }
+
+  async function load(first) {
+    S = await api(`${base}/summary`);
+    drawHeader(); drawHistory(); drawTable();
+    if (first || ui.tab === "trials") drawParallel();
+    if (!first && ui.tab !== "trials") drawTab();
+  }
+
+  $("#tabs").onclick = e => { if (e.target.dataset.tab) { ui.tab = e.target.dataset.tab; drawTab(); } };
+  $("#trials").onclick = e => {
+    const k = e.target.dataset && e.target.dataset.k; if (!k) return;
+    ui.asc = ui.sort === k ? !ui.asc : true; ui.sort = k; drawTable();
+  };
+  $("#prev").onclick = () => { ui.page--; drawTable(); };
+  $("#next").onclick = () => { ui.page++; drawTable(); };
+  $("#state-filter").onchange = e => { ui.state = e.target.value; ui.page = 0; drawTable(); };
+  $("#trial-filter").oninput = e => { ui.text = e.target.value; ui.page = 0; drawTable(); };
+  $("#clear-brush").onclick = () => { ui.brush = {}; drawParallel(); drawTable(); };
+  $("#stop").onclick = () => api(`${base}/stop`, { method: "POST" }).then(() => { toast("stopped"); load(); }, e => toast(e.message));
+  $("#resume").onclick = () => api(`${base}/resume`, { method: "POST" }).then(() => { toast("resumed"); load(); }, e => toast(e.message));
+  $("#budget-edit").onclick = () => { $("#budget").hidden = !$("#budget").hidden; };
+  $("#budget").onsubmit = async e => {
+    e.preventDefault();
+    const f = e.target, body = {};
+    for (const k of ["maxTrialCount", "parallelTrialCount", "maxFailedTrialCount"]) if (f[k].value !== "") body[k] = +f[k].value;
+    try { await api(`${base}/budget`, { method: "PATCH", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) }); toast("budget saved"); f.hidden = true; load(); }
+    catch (err) { toast(err.message); }
+  };
+  $("#csv").onclick = () => {
+    const params = Object.keys(S.columns.params), head = ["trial", "state", ...params, ...S.metrics, "seconds"];
+    const q = v => { const s = v === null || v === undefined ? "" : String(v); return /[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s; };
+    const lines = [head.map(q).join(",")];
+    for (const i of order) lines.push([S.columns.name[i], S.columns.state[i], ...params.map(p => S.columns.params[p][i]), ...S.metrics.map(m => S.columns.metrics[m][i]), S.columns.duration[i]].map(q).join(","));
+    const a = document.createElement("a");
+    a.href = URL.createObjectURL(new Blob([lines.join("\n") + "\n"], { type: "text/csv" }));
+    a.download = `${name}-trials.csv`; a.click();
+  };
+
+  await load(true);
+  window.__katibReady = true;
+
+  // Live updates while it runs: server-sent events, then a debounced refresh.
+  let pending = null;
+  const refresh = () => { if (!pending) pending = setTimeout(() => { pending = null; load().catch(() => {}); }, 1500); };
+  if (!localStorage.getItem("katibToken")) {
+    const es = new EventSource(`/api/v1/events?namespace=${encodeURIComponent(ns)}&experiment=${encodeURIComponent(name)}`);
+    ["launched", "finished", "ended", "metrics", "started"].forEach(t => es.addEventListener(t, refresh));
+    cleanup.push(() => es.close());
+  } else {
+    const timer = setInterval(refresh, 5000);
+    cleanup.push(() => clearInterval(timer));
+  }
+  cleanup.push(() => clearTimeout(pending));
+}
+
+// -- trial page --------------------------------------------------------------------------
+
+async function trialPage(view, ns, name) {
+  const base = `/api/v1/namespaces/${encodeURIComponent(ns)}/trials/${encodeURIComponent(name)}`;
+  const t = await api(base);
+  const experiment = (t.metadata.ownerReferences || [{}])[0].name;
+  const exp = await api(`/api/v1/namespaces/${encodeURIComponent(ns)}/experiments/${encodeURIComponent(experiment)}`);
+  const tt = exp.spec.trialTemplate || {};
+  const containers = [];
+  (function walk(o) { if (o && typeof o === "object") { if (Array.isArray(o.containers)) containers.push(...o.containers); Object.values(o).forEach(walk); } })(tt.trialSpec);
+  const primary = containers.find(c => c.name === tt.primaryContainerName) || {};
+  const state = (t.status.conditions || []).filter(c => c.status === "True").map(c => c.type).pop() || "Created";
+  view.innerHTML = `
+    <div class="toolbar"><div style="margin-right:auto"><h1>${esc(name)}</h1>
+      <div class="muted">${stateBadge(state)} of <a href="#/e/${encodeURIComponent(ns)}/${encodeURIComponent(experiment)}">${esc(experiment)}</a></div></div></div>
+    <div class="row">
+      <div class="card" style="flex:0 1 380px"><h2>Parameters</h2><dl class="kv" id="params">${(t.spec.parameterAssignments || []).map(a => `<dt>${esc(a.name)}</dt><dd>${esc(a.value)}</dd>`).join("")}</dl>
+        <h2 style="margin-top:14px">Metrics</h2><dl class="kv">${(((t.status.observation || {}).metrics) || []).map(m => `<dt>${esc(m.name)}</dt><dd>${esc(m.latest)} <span class="muted">(min ${esc(m.min)}, max ${esc(m.max)})</span></dd>`).join("") || "<dd class='muted'>none yet</dd>"}</dl>
+        <h2 style="margin-top:14px">Resources</h2><dl class="kv">
+          <dt>requests</dt><dd>${esc(JSON.stringify((primary.resources || {}).requests || {}))}</dd>
+          <dt>limits</dt><dd>${esc(JSON.stringify((primary.resources || {}).limits || {}))}</dd>
+          <dt>devices</dt><dd id="devices">${esc(JSON.stringify(t.status.devices || {}))}</dd>
+          <dt>started</dt><dd>${esc(t.status.startTime || "")}</dd><dt>completed</dt><dd>${esc(t.status.completionTime || "")}</dd></dl></div>
+      <div class="card grow"><h2>Metrics over time</h2><div id="series" class="chart"></div></div>
+    </div>
+    <div class="card"><h2>Conditions</h2><table><thead><tr><th>Type</th><th>Status</th><th>Reason</th><th>Message</th><th>Last transition</th></tr></thead>
+      <tbody>${(t.status.conditions || []).map(c => `<tr><td>${esc(c.type)}</td><td>${esc(c.status)}</td><td>${esc(c.reason)}</td><td style="white-space:normal">${esc(c.message)}</td><td>${esc(c.lastTransitionTime)}</td></tr>`).join("")}</tbody></table></div>
+    <div class="card"><div class="toolbar"><h2 style="margin:0 auto 0 0">Log</h2>
+      <label>last <input id="tail" type="number" value="200" min="1" style="width:80px"> lines</label>
+      <label><input id="follow" type="checkbox" ${state === "Running" || state === "Created" ? "checked" : ""}> follow</label></div>
+      <pre id="log">…</pre></div>`;
+  const obs = await api(`${base}/observations`);
+  const byMetric = {};
+  for (const l of obs.metricLogs) {
+    const v = +l.metric.value, pts = (byMetric[l.metric.name] = byMetric[l.metric.name] || []);
+    if (!isNaN(v)) pts.push([pts.length + 1, v]);
+  }
+  chart($("#series")).setOption({ animation: false, legend: { top: 0 }, grid: { left: 60, right: 20, top: 30, bottom: 40 }, tooltip: { trigger: "axis" },
+    xAxis: { type: "value", name: "report", nameLocation: "middle", nameGap: 25, min: 1 }, yAxis: { type: "value", scale: true },
+    series: Object.entries(byMetric).map(([k, pts]) => ({ name: k, type: "line", showSymbol: pts.length < 60, data: pts })) });
+  const loadLog = async () => {
+    const text = await api(`${base}/log?tail=${Math.max(1, +$("#tail").value || 200)}`);
+    const pre = $("#log"), atEnd = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 20;
+    pre.textContent = text || "(no output yet)";
+    if (atEnd || $("#follow").checked) pre.scrollTop = pre.scrollHeight;
+  };
+  $("#tail").onchange = loadLog;
+  await loadLog();
+  const timer = setInterval(() => { if ($("#follow") && $("#follow").checked) loadLog().catch(() => {}); }, 1000);
+  cleanup.push(() => clearInterval(timer));
+  window.__katibReady = true;
+}
+
+// -- submit ------------------------------------------------------------------------------
+
+const STARTER = `apiVersion: kubeflow.org/v1beta1
+kind: Experiment
+metadata:
+  namespace: default
+  name: my-experiment
+spec:
+  objective:
+    type: maximize
+    objectiveMetricName: accuracy
+  algorithm:
+    algorithmName: tpe
+  parallelTrialCount: 2
+  maxTrialCount: 12
+  maxFailedTrialCount: 3
+  parameters:
+    - name: lr
+      parameterType: double
+      feasibleSpace:
+        min: "0.001"
+        max: "0.1"
+        distribution: logUniform
+  trialTemplate:
+    primaryContainerName: training
+    trialParameters:
+      - name: lr
+        reference: lr
+    trialSpec:
+      apiVersion: batch/v1
+      kind: Job
+      spec:
+        template:
+          spec:
+            restartPolicy: Never
+            containers:
+              - name: training
+                image: python:3.11
+                command: ["python3", "-c", "import math; lr = \${trialParameters.lr}; print(f'accuracy={1 - abs(math.log10(lr) + 2) / 3}')"]
+`;
+
+// The line of a field path (spec.parameters[0].feasibleSpace.min) in YAML text, or -1.
+function lineOf(lines, path) {
+  const segs = path.replace(/\[(\d+)\]/g, ".$1").split(".").filter(Boolean);
+  let start = 0, indent = -1, found = -1;
+  const ind = l => l.search(/\S/);
+  for (const seg of segs) {
+    let hit = -1, nextIndent = indent;
+    if (/^\d+$/.test(seg)) {
+      let n = -1, itemIndent = null;
+      for (let i = start; i < lines.length; i++) {
+        const l = lines[i], d = ind(l);
+        if (d < 0 || l.trim().startsWith("#")) continue;
+        if (i > start && d <= indent && !(d === itemIndent && l.trim().startsWith("- "))) break;
+        const m = l.match(/^(\s*)- /);
+        if (m && (itemIndent === null || m[1].length === itemIndent) && m[1].length >= indent) {
+          itemIndent = m[1].length; n++;
+          if (n === +seg) { hit = i; nextIndent = m[1].length; break; }
+        }
+      }
+    } else {
+      const re = new RegExp("^(\\s*(?:- )?)" + seg.replace(/[.*+?^${}()|[\]\\]/g, "\\$&") + "\\s*:");
+      for (let i = start; i < lines.length; i++) {
+        const l = lines[i], d = ind(l);
+        if (d < 0 || l.trim().startsWith("#")) continue;
+        const m = l.match(re);
+        const keyIndent = m ? m[1].length : d;
+        if (i > start && keyIndent <= indent && !m) { if (d <= indent) break; }
+        if (m && keyIndent > indent) { hit = i; nextIndent = keyIndent; break; }
+        if (i > start && d <= indent) break;
+      }
+    }
+    if (hit < 0) break;
+    found = hit; start = hit; indent = nextIndent;
+    if (!/^\d+$/.test(seg)) start = hit + 1;
+  }
+  return found;
+}
+
+async function submitPage(view) {
+  view.innerHTML = `
+    <div class="toolbar"><h1 style="margin-right:auto">Submit an experiment</h1>
+      <label>Namespace <input id="namespace" value="default" size="12"></label>
+      <button id="create" class="primary">Create</button></div>
+    <div class="row">
+      <div class="card" style="flex:0 1 360px">
+        <h2>The common case</h2>
+        <form id="quick" class="form-grid">
+          <label>Name</label><input name="name" value="my-experiment">
+          <label>Objective</label><span><input name="metric" value="accuracy" size="12"> <select name="type"><option>maximize</option><option>minimize</option></select></span>
+          <label>Algorithm</label><select name="algorithm">${["tpe", "multivariate-tpe", "random", "grid", "sobol", "cmaes", "bayesianoptimization", "hyperband"].map(a => `<option>${a}</option>`).join("")}</select>
+          <label>Trials</label><span><input name="max" type="number" value="12" style="width:70px"> parallel <input name="parallel" type="number" value="2" style="width:60px"></span>
+          <label>Parameters</label><div id="params"></div>
+          <span></span><button type="button" id="add-param">+ parameter</button>
+          <label>Command</label><input name="command" value="python3 train.py --lr=\${trialParameters.lr}">
+          <span></span><button class="primary">Write YAML</button>
+        </form>
+        <p class="muted">The form writes the YAML; edit it freely. Errors are checked as you type, without creating anything.</p>
+      </div>
+      <div class="grow">
+        <div class="editor" id="editor"><div class="gutter" id="gutter"></div><textarea id="yaml" spellcheck="false"></textarea><div class="notes" id="notes"></div></div>
+        <ul class="errors" id="errors"></ul><p id="ok" class="muted"></p>
+      </div>
+    </div>`;
+  const ta = $("#yaml");
+  ta.value = STARTER;
+  const addParam = (p = { name: "lr", type: "double", min: "0.001", max: "0.1" }) => {
+    $("#params").appendChild(h(`<div class="param-row"><input placeholder="name" value="${esc(p.name)}">
+      <select><option ${p.type === "double" ? "selected" : ""}>double</option><option ${p.type === "int" ? "selected" : ""}>int</option><option ${p.type === "categorical" ? "selected" : ""}>categorical</option></select>
+      <input placeholder="min or a,b,c" value="${esc(p.min)}"><input placeholder="max" value="${esc(p.max)}"></div>`));
+  };
+  addParam();
+  $("#add-param").onclick = () => addParam({ name: "", type: "int", min: "1", max: "4" });
+  $("#quick").onsubmit = e => {
+    e.preventDefault();
+    const f = e.target, ns = $("#namespace").value || "default";
+    const params = [...$("#params").children].map(r => { const [n, t, a, b] = r.querySelectorAll("input,select"); return { name: n.value, type: t.value, a: a.value, b: b.value }; }).filter(p => p.name);
+    const yamlParams = params.map(p => p.type === "categorical"
+      ? `    - name: ${p.name}\n      parameterType: categorical\n      feasibleSpace:\n        list: [${p.a.split(",").map(s => JSON.stringify(s.trim())).join(", ")}]`
+      : `    - name: ${p.name}\n      parameterType: ${p.type}\n      feasibleSpace:\n        min: "${p.a}"\n        max: "${p.b}"`).join("\n");
+    const cmd = f.command.value.trim().split(/\s+/).map(s => JSON.stringify(s)).join(", ");
+    ta.value = `apiVersion: kubeflow.org/v1beta1\nkind: Experiment\nmetadata:\n  namespace: ${ns}\n  name: ${f.name.value}\nspec:\n  objective:\n    type: ${f.type.value}\n    objectiveMetricName: ${f.metric.value}\n  algorithm:\n    algorithmName: ${f.algorithm.value}\n  parallelTrialCount: ${f.parallel.value}\n  maxTrialCount: ${f.max.value}\n  parameters:\n${yamlParams}\n  trialTemplate:\n    primaryContainerName: training\n    trialParameters:\n${params.map(p => `      - name: ${p.name}\n        reference: ${p.name}`).join("\n")}\n    trialSpec:\n      apiVersion: batch/v1\n      kind: Job\n      spec:\n        template:\n          spec:\n            restartPolicy: Never\n            containers:\n              - name: training\n                image: python:3.11\n                command: [${cmd}]\n`;
+    check();
+  };
+  const namespace = () => { const m = ta.value.match(/^metadata:\s*\n(?:[ \t]+.*\n)*?[ \t]+namespace:\s*(\S+)/m); return (m && m[1].replace(/["']/g, "")) || $("#namespace").value || "default"; };
+  const lines = () => ta.value.split("\n");
+  const paint = (errors) => {
+    const L = lines();
+    const marks = new Map();
+    for (const e of errors) { const i = lineOf(L, e.field || ""); (marks.get(i) || marks.set(i, []).get(i)).push(e); }
+    $("#gutter").innerHTML = L.map((_, i) => marks.has(i) ? `<span class="err">${i + 1}</span>` : String(i + 1)).join("\n");
+    $("#notes").innerHTML = [...marks.entries()].filter(([i]) => i >= 0).map(([i, es]) =>
+      `<div class="note" style="top:${6 + i * 20}px" title="${esc(es.map(e => e.message).join("; "))}">◀ ${esc(es.map(e => e.message).join("; "))}</div>`).join("");
+    $("#errors").innerHTML = errors.map(e => `<li><code>${esc(e.field)}</code>: ${esc(e.message)}</li>`).join("");
+    ta.style.height = `${L.length * 20 + 12}px`;
+  };
+  let seq = 0;
+  const check = async () => {
+    const mine = ++seq;
+    $("#namespace").value = namespace();
+    try {
+      await api(`/api/v1/namespaces/${encodeURIComponent(namespace())}/experiments?dryRun=true`, { method: "POST", headers: { "Content-Type": "application/yaml" }, body: ta.value });
+      if (mine !== seq) return;
+      paint([]); $("#ok").textContent = "Valid: ready to create."; $("#create").disabled = false;
+    } catch (e) {
+      if (mine !== seq) return;
+      const errors = (e.body && e.body.errors) || [{ field: "", message: e.message }];
+      paint(errors); $("#ok").textContent = ""; $("#create").disabled = e.status === 422;
+    }
+  };
+  let timer = null;
+  ta.addEventListener("input", () => { paint([]); clearTimeout(timer); timer = setTimeout(check, 350); });
+  cleanup.push(() => clearTimeout(timer));
+  $("#create").onclick = async () => {
+    try {
+      const ns = namespace();
+      const created = await api(`/api/v1/namespaces/${encodeURIComponent(ns)}/experiments`, { method: "POST", headers: { "Content-Type": "application/yaml" }, body: ta.value });
+      toast(`created ${created.metadata.name}`);
+      location.hash = `#/e/${encodeURIComponent(ns)}/${encodeURIComponent(created.metadata.name)}`;
+    } catch (e) { const errors = (e.body && e.body.errors) || [{ field: "", message: e.message }]; paint(errors); }
+  };
+  paint([]);
+  await check();
+  window.__katibReady = true;
+}

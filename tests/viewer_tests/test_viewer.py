@@ -1,0 +1,255 @@
+"""The web viewer in a real browser: Debian's headless Chromium, driven by Playwright,
+against a live `katib server` with a finished and a running experiment. Screenshots of each
+page go to $KATIB_SCREENSHOTS (docs/screenshots when refreshing the README's)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import experiment
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+if not Path(CHROMIUM).exists():
+    if os.environ.get("CI"):
+        raise RuntimeError("the viewer tests need Debian's chromium (apt-get install chromium); .ci/run installs it")
+    pytest.skip("no chromium here (apt-get install chromium)", allow_module_level=True)
+playwright = pytest.importorskip("playwright.sync_api")
+
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
+        "--disable-background-networking", "--disable-component-update"]
+TRIAL = """
+import sys, time
+x, steps, pause = float(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+for i in range(steps):
+    print(f"loss={(x - 0.3) ** 2 + 1.0 / (i + 1):.5f}", flush=True)
+    time.sleep(pause)
+"""
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _doc(name: str, trials: int, parallel: int, steps: int, pause: float) -> dict:
+    doc = experiment(name=name, maxTrialCount=trials, parallelTrialCount=parallel,
+                     command=["python3", "trial.py", "${trialParameters.x}", str(steps), str(pause), "${trialParameters.opt}"],
+                     algorithm={"algorithmName": "random", "algorithmSettings": [{"name": "random_state", "value": "1"}]},
+                     parameters=[{"name": "x", "parameterType": "double", "feasibleSpace": {"min": "0", "max": "1"}},
+                                 {"name": "opt", "parameterType": "categorical", "feasibleSpace": {"list": ["sgd", "adam"]}}])
+    doc["spec"]["trialTemplate"]["trialParameters"] = [{"name": "x", "reference": "x"}, {"name": "opt", "reference": "opt"}]
+    return doc
+
+
+def _call(base: str, method: str, path: str, body: dict | None = None) -> dict:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(base + path, data=data, method=method, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return json.loads(r.read() or b"null")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    work = tmp_path_factory.mktemp("viewer")
+    (work / "trial.py").write_text(TRIAL)
+    port = _port()
+    proc = subprocess.Popen([sys.executable, "-m", "katib", "server", "--db", str(work / "k.db"), "--port", str(port),
+                             "--workdir", str(work), "--tick", "0.2"], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(150):
+            try:
+                urllib.request.urlopen(base + "/healthz", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        _call(base, "POST", "/api/v1/namespaces/default/experiments", _doc("finished", 10, 5, 5, 0.01))
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            status = _call(base, "GET", "/api/v1/namespaces/default/experiments/finished")["status"]
+            if status.get("completionTime"):
+                break
+            time.sleep(0.3)
+        _call(base, "POST", "/api/v1/namespaces/default/experiments", _doc("running", 16, 2, 10, 0.4))
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with playwright.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    pg = context.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    yield pg
+    context.close()
+    assert errors == []  # no script error on any page
+
+
+def shot(page, name: str) -> None:
+    folder = Path(os.environ.get("KATIB_SCREENSHOTS") or "/tmp/katib-screenshots")
+    folder.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
+
+
+def ready(page) -> None:
+    page.wait_for_function("window.__katibReady === true", timeout=15000)
+
+
+def follow(page, selector: str) -> None:
+    """Click a link to another page of the viewer and wait until that page is ready."""
+    page.evaluate("window.__katibReady = false")
+    page.click(selector)
+    ready(page)
+
+
+def test_list_experiment_trial(server, page):
+    page.goto(server + "/")
+    ready(page)
+    rows = page.locator("#experiments tbody tr")
+    assert rows.count() == 2
+    finished = page.locator("#experiments tbody tr[data-name=finished]")
+    assert "Succeeded" in finished.inner_text() and "ExperimentMaxTrialsReached" in finished.inner_text()
+    assert "0 / 10 / 0 / 0" in finished.inner_text()
+    assert "Running" in page.locator("#experiments tbody tr[data-name=running]").inner_text()
+    page.fill("#filter", "runn")
+    assert rows.count() == 1
+    page.fill("#filter", "")
+    shot(page, "experiments")
+
+    follow(page, "#experiments a:text-is('finished')")
+    assert page.inner_text("#count") == "10 of 10"
+    best = page.inner_text("#best")
+    assert "Best trial" in best and "finished-" in best and "loss" in best
+    assert page.locator("#history canvas").count() >= 1 and page.locator("#parallel canvas").count() >= 1
+    header = page.locator("#trials thead th").all_inner_texts()
+    assert header[:4] == ["Trial", "State", "x", "opt"] and "loss" in header
+    # Sorting by the objective puts the smallest first.
+    page.click("#trials thead th[data-k='m:loss']")
+    values = [float(v) for v in page.locator("#trials tbody tr td:nth-child(5)").all_inner_texts()]
+    assert values == sorted(values)
+    shot(page, "experiment")
+
+    # Brush the parallel coordinates: drag along the objective's axis over its lower half.
+    box = page.locator("#parallel").bounding_box()
+    axis_x = box["x"] + box["width"] - 80  # the last axis (grid right: 80)
+    top, bottom = box["y"] + 40, box["y"] + box["height"] - 30
+    page.mouse.move(axis_x, top + (bottom - top) * 0.5)
+    page.mouse.down()
+    page.mouse.move(axis_x, bottom - 2, steps=8)
+    page.mouse.up()
+    page.wait_for_function("!document.querySelector('#count').textContent.startsWith('10 of')", timeout=5000)
+    shown = int(page.inner_text("#count").split(" of ")[0])
+    shot(page, "experiment-brushed")
+    assert 0 < shown < 10
+    # The table keeps exactly the trials inside the brushed band of the axis: a run of the
+    # sorted objective values, no gaps.
+    kept = [float(v) for v in page.locator("#trials tbody tr td:nth-child(5)").all_inner_texts()]
+    assert len(kept) == shown
+    start = values.index(kept[0])
+    assert values[start:start + shown] == kept
+    shot(page, "experiment-brushed")
+    page.click("#clear-brush")
+    assert page.inner_text("#count") == "10 of 10"
+
+    for tab in ("importance", "curves", "yaml"):
+        page.click(f"#tabs [data-tab={tab}]")
+    page.click("#tabs [data-tab=importance]")
+    page.wait_for_function("document.querySelectorAll('#slices .chart').length === 2")
+    page.click("#tabs [data-tab=curves]")
+    assert "10 trials shown" in page.inner_text("#curves-note")
+    page.click("#tabs [data-tab=yaml]")
+    page.wait_for_function("document.querySelector('#yaml').textContent.includes('objectiveMetricName: loss')")
+    page.click("#tabs [data-tab=trials]")
+
+    follow(page, "#trials tbody tr:first-child a")
+    assert "finished-" in page.inner_text("h1")
+    assert page.locator("#params dt").all_inner_texts() == ["x", "opt"]
+    conditions = page.inner_text("table")
+    assert "Succeeded" in conditions and "TrialSucceeded" in conditions
+    page.wait_for_function("document.querySelector('#log').textContent.includes('loss=')")
+    assert len(page.inner_text("#log").strip().splitlines()) == 5
+    assert page.locator("#series canvas").count() >= 1
+    shot(page, "trial")
+
+
+def test_a_running_experiment_updates_live(server, page):
+    page.goto(server + "/#/e/default/running")
+    ready(page)
+    assert "Running" in page.inner_text("#subtitle")
+    # Trials finish every few seconds: the page follows (server-sent events) without a reload.
+    done = page.evaluate("document.querySelector('#subtitle').textContent.match(/(\\d+) succeeded/)[1]")
+    page.wait_for_function(f"document.querySelector('#subtitle').textContent.match(/(\\d+) succeeded/)[1] !== '{done}'",
+                           timeout=30000)
+    assert page.locator("#trials tbody tr").count() >= 3
+    # Budget editing from the page.
+    page.click("#budget-edit")
+    page.fill("#budget input[name=maxTrialCount]", "18")
+    page.click("#budget button")
+    page.wait_for_function("document.querySelector('#subtitle').textContent.includes('budget 18')", timeout=10000)
+    shot(page, "experiment-running")
+    page.click("#stop")
+    page.wait_for_function("document.querySelector('#subtitle').textContent.includes('Stopped')", timeout=30000)
+    assert page.locator("#resume").is_visible() and not page.locator("#stop").is_visible()
+    page.goto(server + "/")
+    ready(page)
+    assert "Stopped" in page.locator("#experiments tbody tr[data-name=running]").inner_text()
+
+
+def test_submit_shows_errors_beside_the_field_then_creates(server, page):
+    page.goto(server + "/#/new")
+    ready(page)
+    doc = _doc("submitted", 2, 2, 2, 0.01)
+    broken = yaml.safe_load(yaml.safe_dump(doc))
+    broken["spec"]["parameters"][0]["feasibleSpace"]["max"] = "-1"
+    broken["spec"]["algorithm"]["algorithmName"] = "annealing"
+    text = yaml.safe_dump(broken, sort_keys=False)
+    page.fill("#yaml", text)
+    page.wait_for_function("document.querySelectorAll('#errors li').length >= 2", timeout=10000)
+    errors = page.inner_text("#errors")
+    assert "spec.parameters[0].feasibleSpace.min: must be less than max" in errors
+    assert "unknown algorithm 'annealing'" in errors
+    # The markers sit on the offending lines.
+    lines = text.splitlines()
+    marked = {int(n) for n in page.locator("#gutter .err").all_inner_texts()}
+    assert next(i + 1 for i, line in enumerate(lines) if "algorithmName: annealing" in line) in marked
+    min_line = next(i + 1 for i, line in enumerate(lines) if line.strip().startswith("min:"))
+    assert min_line in marked
+    assert page.locator("#create").is_disabled()
+    shot(page, "submit")
+
+    page.fill("#yaml", yaml.safe_dump(doc, sort_keys=False))
+    page.wait_for_function("document.querySelector('#ok').textContent.startsWith('Valid')", timeout=10000)
+    follow(page, "#create")
+    assert page.inner_text("#title") == "submitted"
+
+
+def test_the_short_form_writes_valid_yaml(server, page):
+    page.goto(server + "/#/new")
+    ready(page)
+    page.fill("#quick input[name=name]", "from-form")
+    page.click("#quick button.primary")
+    page.wait_for_function("document.querySelector('#ok').textContent.startsWith('Valid')", timeout=10000)
+    assert "name: from-form" in page.input_value("#yaml")
