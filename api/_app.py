@@ -53,7 +53,7 @@ def _error(request: Request, code: int, message: str, fields: list[dict[str, str
 
 
 def create_app(store: Store, runs_root: Path, workdir: Path, tick: float = 1.0, resume: bool = True,
-               auth: bool = False, executor_factory: Any = None) -> FastAPI:
+               auth: bool = False, executor_factory: Any = None, executor: str = "local") -> FastAPI:
     """The app; its lifespan starts the unfinished experiments and stops all at shutdown.
     With ``auth``, requests need a bearer token and a role in the namespace."""
     manager = (ExperimentManager(store, runs_root, tick=tick, executor_factory=executor_factory)
@@ -70,7 +70,7 @@ def create_app(store: Store, runs_root: Path, workdir: Path, tick: float = 1.0, 
                   description="Kubeflow Katib's experiments as a service: REST, Kubernetes-style endpoints for "
                               "the kubeflow-katib SDK, server-sent events.")
     app.state.katib = ServerState(store=store, manager=manager, workdir=workdir,
-                                  users=UserStore(store) if auth else None)
+                                  users=UserStore(store) if auth else None, executor=executor)
 
     @app.exception_handler(KatibError)
     async def katib_error(request: Request, exc: KatibError) -> JSONResponse:

@@ -24,7 +24,7 @@ def create(state: ServerState, doc: Any, namespace: str, dry_run: bool = False) 
                 raise ValidationError([FieldError("metadata.namespace", f"must be {namespace!r}, the namespace in the URL (got {given!r})")])
             metadata["namespace"] = namespace
     exp = admit(doc)
-    errors = runnable_errors(exp)
+    errors = runnable_errors(exp, state.executor)
     if errors:
         raise ValidationError(errors)
     try:

@@ -18,6 +18,7 @@ class ServerState:
     workdir: Path
     users: UserStore | None = None  # None: authentication is off
     ask_tell: AskTell | None = None
+    executor: str = "local"  # where trials run: local, ray or kubernetes
 
     def __post_init__(self) -> None:
         if self.ask_tell is None:

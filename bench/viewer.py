@@ -8,11 +8,15 @@ a learning curve per trial, a tenth early-stopped), serves it with `katib ui`, a
 the experiment page: the time from navigation until it is interactive (the summary fetched,
 the best trial, history, parallel coordinates and the first page of the table drawn), the
 bytes transferred, and the server's time for the summary request.
+
+The peer, in the same run: the same trials in an Optuna study (a journal file), served by
+optuna-dashboard, whose study page counts as interactive once its history plot has drawn.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import random
 import shutil
@@ -29,6 +33,36 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
         "--disable-background-networking", "--disable-component-update"]
+
+
+def trial_data(n: int, steps: int):
+    """The same synthetic search for both viewers: parameters, a learning curve, early stop."""
+    rng = random.Random(0)
+    for _ in range(n):
+        lr, layers, dropout, opt = 10 ** rng.uniform(-4, -1), rng.randint(1, 8), rng.uniform(0, 0.5), rng.choice(["sgd", "adam", "rmsprop"])
+        final = 0.05 + abs(math.log10(lr) + 2.5) * 0.3 + 0.02 * abs(layers - 4) + dropout * 0.2 + (0.1 if opt == "sgd" else 0)
+        stopped = rng.random() < 0.1
+        length = steps // 3 if stopped else steps
+        yield lr, layers, dropout, opt, [final + 2.0 / (k + 1) + rng.gauss(0, 0.01) for k in range(length)], stopped
+
+
+def seed_optuna(path: str, n: int, steps: int) -> None:
+    """The same trials in an Optuna study (a journal file, which optuna-dashboard reads)."""
+    import optuna
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+    from optuna.trial import TrialState, create_trial
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(study_name="big", storage=JournalStorage(JournalFileBackend(path)), direction="minimize")
+    dists = {"lr": FloatDistribution(1e-4, 0.1, log=True), "layers": IntDistribution(1, 8),
+             "dropout": FloatDistribution(0, 0.5), "optimizer": CategoricalDistribution(["sgd", "adam", "rmsprop"])}
+    study.add_trials([
+        create_trial(params={"lr": lr, "layers": layers, "dropout": dropout, "optimizer": opt}, distributions=dists,
+                     value=None if stopped else curve[-1], state=TrialState.PRUNED if stopped else TrialState.COMPLETE,
+                     intermediate_values=dict(enumerate(curve)))
+        for lr, layers, dropout, opt, curve, stopped in trial_data(n, steps)])
 
 
 def seed(db: str, n: int, steps: int) -> None:
@@ -59,14 +93,8 @@ def seed(db: str, n: int, steps: int) -> None:
     now = time.time() - n * 2
     rec = store.create_experiment("default", "big", exp.model_dump(by_alias=True, exclude_none=True, mode="json"),
                                   {"conditions": []}, "/tmp")
-    rng = random.Random(0)
     records, curves = [], []
-    for i in range(n):
-        lr, layers, dropout, opt = 10 ** rng.uniform(-4, -1), rng.randint(1, 8), rng.uniform(0, 0.5), rng.choice(["sgd", "adam", "rmsprop"])
-        final = 0.05 + abs(math.log10(lr) + 2.5) * 0.3 + 0.02 * abs(layers - 4) + dropout * 0.2 + (0.1 if opt == "sgd" else 0)
-        stopped = rng.random() < 0.1
-        length = steps // 3 if stopped else steps
-        curve = [final + 2.0 / (k + 1) + rng.gauss(0, 0.01) for k in range(length)]
+    for i, (lr, layers, dropout, opt, curve, stopped) in enumerate(trial_data(n, steps)):
         t = TrialRecord(id=0, experiment_id=rec.id, name=f"big-{i:05d}", state="Created",
                         assignments=[{"name": "lr", "value": repr(lr)}, {"name": "layers", "value": str(layers)},
                                      {"name": "dropout", "value": repr(dropout)}, {"name": "optimizer", "value": opt}],
@@ -93,76 +121,116 @@ def seed(db: str, n: int, steps: int) -> None:
     store.close()
 
 
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _serve(argv: list[str], probe: str) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    for _ in range(600):
+        try:
+            urllib.request.urlopen(probe, timeout=1)
+            return proc
+        except OSError:
+            time.sleep(0.1)
+    proc.terminate()
+    raise RuntimeError(f"{argv[0]} did not start")
+
+
+def _load(browser, url: str, ready_js: str, screenshot: str | None = None) -> tuple[float, dict]:
+    """One cold load: seconds from navigation until ``ready_js`` holds, and bytes moved."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.goto(url)
+    page.wait_for_function(ready_js, timeout=300_000, polling=50)
+    ready = page.evaluate("performance.now()") / 1000
+    sizes = page.evaluate("""() => {
+        const nav = performance.getEntriesByType('navigation')[0];
+        const res = performance.getEntriesByType('resource');
+        const data = res.filter(r => r.initiatorType === 'fetch' || r.initiatorType === 'xmlhttprequest');
+        return {total: nav.transferSize + res.reduce((a, r) => a + r.transferSize, 0),
+                data: data.reduce((a, r) => a + r.transferSize, 0),
+                decoded: data.reduce((a, r) => a + r.decodedBodySize, 0)};
+    }""")
+    if screenshot:
+        page.wait_for_timeout(500)
+        page.screenshot(path=screenshot, full_page=True)
+    context.close()
+    return ready, sizes
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trials", type=int, default=10_000)
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--screenshot", help="save the last load's page as this PNG")
+    parser.add_argument("--no-peer", action="store_true", help="skip optuna-dashboard")
+    parser.add_argument("--screenshot", help="save the last load of our page as this PNG")
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
     chromium = shutil.which("chromium") or "/usr/bin/chromium"
     work = Path(tempfile.mkdtemp())
-    db = str(work / "big.db")
+    db, journal = str(work / "big.db"), str(work / "optuna.journal")
     started = time.perf_counter()
     seed(db, args.trials, args.steps)
-    print(f"seeded {args.trials} trials x {args.steps} values in {time.perf_counter() - started:.1f} s")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "katib", "ui", "--db", db, "--port", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
+    print(f"seeded katib's store: {args.trials} trials x {args.steps} values in {time.perf_counter() - started:.1f} s")
+    peer = not args.no_peer and shutil.which("optuna-dashboard", path=str(Path(sys.executable).parent)) is not None
+    if not args.no_peer and not peer:
+        print("optuna-dashboard is not installed (pip install -e '.[bench]'): measuring katib alone")
+    if peer:
+        started = time.perf_counter()
+        seed_optuna(journal, args.trials, args.steps)
+        print(f"seeded the same trials into an Optuna journal in {time.perf_counter() - started:.1f} s")
+    rows: list[tuple[str, int, float, dict]] = []
+    port = _port()
+    server = _serve([sys.executable, "-m", "katib", "ui", "--db", db, "--port", str(port)], f"http://127.0.0.1:{port}/healthz")
     try:
-        for _ in range(200):
-            try:
-                urllib.request.urlopen(base + "/healthz", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.1)
-        server_times = []
-        for _ in range(args.runs):
-            t0 = time.perf_counter()
-            req = urllib.request.Request(base + "/api/v1/namespaces/default/experiments/big/summary",
-                                         headers={"Accept-Encoding": "gzip"})
-            with urllib.request.urlopen(req) as r:
-                body = r.read()
-            server_times.append(time.perf_counter() - t0)
-        rows = []
+        t0 = time.perf_counter()
+        with urllib.request.urlopen(urllib.request.Request(
+                f"http://127.0.0.1:{port}/api/v1/namespaces/default/experiments/big/summary",
+                headers={"Accept-Encoding": "gzip"})) as r:
+            body = r.read()
+        summary_ms = (time.perf_counter() - t0) * 1000
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=chromium, args=ARGS)
             for run in range(args.runs):
-                context = browser.new_context(viewport={"width": 1400, "height": 1000})  # a cold cache each time
-                page = context.new_page()
-                page.goto(f"{base}/#/e/default/big")
-                page.wait_for_function("window.__katibReady === true", timeout=60_000)
-                ready = page.evaluate("performance.now()")
-                sizes = page.evaluate("""() => {
-                    const nav = performance.getEntriesByType('navigation')[0];
-                    const res = performance.getEntriesByType('resource');
-                    const by = n => res.filter(r => r.name.includes(n)).reduce((a, r) => a + r.transferSize, 0);
-                    return {total: nav.transferSize + res.reduce((a, r) => a + r.transferSize, 0),
-                            summary: by('/summary'), echarts: by('echarts'), decoded: by('/summary') && res.filter(r => r.name.includes('/summary'))[0].decodedBodySize};
-                }""")
-                count = page.inner_text("#count")
-                rows.append((run + 1, ready / 1000, sizes, count))
-                if args.screenshot and run == args.runs - 1:
-                    page.wait_for_timeout(500)
-                    page.screenshot(path=args.screenshot, full_page=True)
-                context.close()
+                shot = args.screenshot if run == args.runs - 1 else None
+                seconds, sizes = _load(browser, f"http://127.0.0.1:{port}/#/e/default/big", "window.__katibReady === true", shot)
+                rows.append(("katib", run + 1, seconds, sizes))
             browser.close()
     finally:
         server.terminate()
         server.wait(30)
-    print(f"\nexperiment page of {args.trials} trials x {args.steps} intermediate values, {args.runs} cold loads\n")
-    print("| load | interactive (s) | transferred (KiB) | of it: summary (KiB, gzip; JSON KiB) | of it: ECharts (KiB) | table |")
-    print("|---|---|---|---|---|---|")
-    for run, seconds, sizes, count in rows:
-        print(f"| {run} | {seconds:.2f} | {sizes['total'] / 1024:.0f} | {sizes['summary'] / 1024:.0f}; {sizes['decoded'] / 1024:.0f} "
-              f"| {sizes['echarts'] / 1024:.0f} | {count} |")
-    print(f"\nmedian interactive {statistics.median(r[1] for r in rows):.2f} s; summary request alone "
-          f"{statistics.median(server_times) * 1000:.0f} ms ({len(body) / 1024:.0f} KiB gzip)")
+    if peer:
+        port = _port()
+        dashboard = str(Path(sys.executable).with_name("optuna-dashboard"))
+        server = _serve([dashboard, journal, "--host", "127.0.0.1", "--port", str(port)], f"http://127.0.0.1:{port}/api/studies")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies") as r:
+                study_id = json.loads(r.read())["study_summaries"][0]["study_id"]
+            with sync_playwright() as p:
+                browser = p.chromium.launch(executable_path=chromium, args=ARGS)
+                for run in range(args.runs):
+                    # Its study page is usable once the history plot (Plotly) has drawn its trials.
+                    seconds, sizes = _load(browser, f"http://127.0.0.1:{port}/dashboard/studies/{study_id}",
+                                           "document.querySelectorAll('.js-plotly-plot .scatterlayer .trace').length > 0")
+                    rows.append(("optuna-dashboard", run + 1, seconds, sizes))
+                browser.close()
+        finally:
+            server.terminate()
+            server.wait(30)
+    print(f"\nexperiment page of {args.trials} trials x {args.steps} intermediate values, {args.runs} cold loads each\n")
+    print("| viewer | load | interactive (s) | transferred (KiB) | of it: data requests (KiB; decoded KiB) |")
+    print("|---|---|---|---|---|")
+    for viewer, run, seconds, sizes in rows:
+        print(f"| {viewer} | {run} | {seconds:.2f} | {sizes['total'] / 1024:,.0f} | {sizes['data'] / 1024:,.0f}; {sizes['decoded'] / 1024:,.0f} |")
+    print()
+    for viewer in dict.fromkeys(r[0] for r in rows):
+        print(f"{viewer}: median {statistics.median(r[2] for r in rows if r[0] == viewer):.2f} s to interactive")
+    print(f"katib's summary request alone: {summary_ms:.0f} ms ({len(body) / 1024:.0f} KiB gzip)")
     shutil.rmtree(work, ignore_errors=True)
 
 

@@ -374,7 +374,8 @@ def server(
         raise KatibError(f"katib server needs its extra: pip install 'katib[server]' ({exc.name} is missing)") from None
     factory = _executor_factory(executor, ray_address, kubeconfig, context)
     store = _store(db)
-    application = create_app(store, _runs_root(store), workdir.resolve(), tick=tick, auth=auth, executor_factory=factory)
+    application = create_app(store, _runs_root(store), workdir.resolve(), tick=tick, auth=auth, executor_factory=factory,
+                             executor=executor)
     uvicorn.run(application, host=host, port=port, log_level="info")
 
 
