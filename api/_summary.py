@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from typing import Any
 
 from katib.store import ExperimentRecord, Store
@@ -42,13 +43,17 @@ def strategies_of(rec: ExperimentRecord) -> dict[str, str]:
     return {s["name"]: s.get("value", "latest") for s in obj.get("metricStrategies") or [] if s.get("name")}
 
 
-def experiment_summary(store: Store, rec: ExperimentRecord, curves: int = 100, points: int = 50) -> dict[str, Any]:
+def experiment_summary(store: Store, rec: ExperimentRecord, curves: int = 100, points: int = 50,
+                       since: float | None = None) -> dict[str, Any]:
+    """The summary; with ``since`` (a previous answer's ``now``), only the trials written
+    after it and no curves: what a page that holds the rest needs to catch up."""
+    now = time.time() - 1.0  # a second of overlap: a write in flight during the read is sent again
     objective, maximize, metrics = objective_of(rec)
     strategy = strategies_of(rec)
     spec = rec.spec.get("spec", {})
     parameters = [{"name": p["name"], "type": p.get("parameterType"), "feasibleSpace": p.get("feasibleSpace", {})}
                   for p in spec.get("parameters") or []]
-    trials = store.list_trials(rec.id)
+    trials = store.list_trials(rec.id, updated_since=since)
     names = [p["name"] for p in parameters] or sorted({a["name"] for t in trials for a in t.assignments})
     columns: dict[str, Any] = {
         "name": [t.name for t in trials],
@@ -68,6 +73,8 @@ def experiment_summary(store: Store, rec: ExperimentRecord, curves: int = 100, p
             entry = obs.get(m) or {}
             columns["metrics"][m].append(_number(entry.get(strategy.get(m, "latest"))) if entry.get("latest") != "unavailable" else None)
     # Learning curves: the best trials and the latest ones, never all of them.
+    if since is not None:
+        curves = 0
     scored = [(v, i) for i, v in enumerate(columns["metrics"].get(objective, [])) if isinstance(v, float)]
     scored.sort(reverse=maximize)
     chosen = [i for _, i in scored[:curves // 2]]
@@ -90,7 +97,7 @@ def experiment_summary(store: Store, rec: ExperimentRecord, curves: int = 100, p
                       "additional": [a for a in spec.get("objective", {}).get("additionalObjectives") or []]},
         "metrics": metrics, "parameters": parameters, "algorithm": spec.get("algorithm", {}),
         "budget": {k: spec.get(k) for k in ("maxTrialCount", "parallelTrialCount", "maxFailedTrialCount")},
-        "columns": columns, "curves": learning,
+        "columns": columns, "curves": learning, "now": now, "since": since,
     }
 
 

@@ -29,10 +29,12 @@ def index() -> FileResponse:
 
 @router.get("/namespaces/{namespace}/experiments/{name}/summary")
 async def summary(namespace: str, name: str, curves: int = Query(100, ge=0, le=1000),
-                  points: int = Query(50, ge=2, le=1000), state: ServerState = Depends(get_state)) -> dict[str, Any]:
-    """The experiment's trials as columns, a sample of learning curves, down-sampled."""
+                  points: int = Query(50, ge=2, le=1000), since: float | None = Query(None),
+                  state: ServerState = Depends(get_state)) -> dict[str, Any]:
+    """The experiment's trials as columns, a sample of learning curves, down-sampled; with
+    ``since`` (the ``now`` of an earlier answer) only the trials written after it."""
     rec = state.store.get_experiment(namespace, name)
-    result = await asyncio.to_thread(_summary.experiment_summary, state.store, rec, curves, points)
+    result = await asyncio.to_thread(_summary.experiment_summary, state.store, rec, curves, points, since)
     result["active"] = state.manager.is_running(namespace, name)  # whether a controller runs it now
     return result
 

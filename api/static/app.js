@@ -429,8 +429,30 @@ async function experimentPage(view, ns, name) {
     if (ui.tab === "trials") { charts.parallel.resize(); }
   }
 
+  function merge(delta) {
+    // Fold the trials written since the last answer into the columns held (by name).
+    const index = new Map(S.columns.name.map((n, i) => [n, i]));
+    const C = S.columns, D = delta.columns;
+    D.name.forEach((n, j) => {
+      let i = index.get(n);
+      if (i === undefined) { i = C.name.length; index.set(n, i); }
+      C.name[i] = n; C.state[i] = D.state[j]; C.created[i] = D.created[j]; C.duration[i] = D.duration[j];
+      for (const p of Object.keys(C.params)) C.params[p][i] = (D.params[p] || [])[j] ?? null;
+      for (const m of Object.keys(C.metrics)) C.metrics[m][i] = (D.metrics[m] || [])[j] ?? null;
+    });
+    S = { ...S, status: delta.status, budget: delta.budget, active: delta.active, now: delta.now, columns: C };
+    return D.name.length;
+  }
+
   async function load(first) {
-    S = await api(`${base}/summary`);
+    // The first load and every tenth refresh take it all (with fresh learning curves);
+    // the others only the trials written since.
+    if (first || !S || (ui.refreshes = (ui.refreshes || 0) + 1) % 10 === 0 || ui.tab === "curves") {
+      S = await api(`${base}/summary`);
+    } else {
+      merge(await api(`${base}/summary?since=${S.now}`));
+    }
+    window.__katibLoads = (window.__katibLoads || 0) + 1;
     drawHeader(); drawHistory(); drawTable();
     if (first || ui.tab === "trials") drawParallel();
     if (!first && ui.tab !== "trials") drawTab();

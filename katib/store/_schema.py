@@ -51,9 +51,11 @@ trials = Table(
     Column("created_at", Float, nullable=False),
     Column("start_time", Float, nullable=True),
     Column("completion_time", Float, nullable=True),
+    Column("updated_at", Float, nullable=True),  # every write; the viewer fetches what changed since
     UniqueConstraint("experiment_id", "name", name="uq_trials_experiment_name"),
 )
 Index("ix_trials_experiment_state", trials.c.experiment_id, trials.c.state)
+Index("ix_trials_experiment_updated", trials.c.experiment_id, trials.c.updated_at)
 
 observations = Table(
     "observations",

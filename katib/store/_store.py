@@ -37,7 +37,7 @@ from ._schema import (
 
 _UPDATE_TRIAL = trials.update().where(trials.c.id == sa.bindparam("_id"))
 
-SCHEMA_REVISION = "0003"
+SCHEMA_REVISION = "0004"
 DB_ENV = "KATIB_DB"
 T = TypeVar("T")
 
@@ -322,6 +322,7 @@ class Store:
             "conditions": _dumps(t.conditions), "observation": _dumps(t.observation),
             "objective": t.objective, "handle": _dumps(t.handle), "attempt": t.attempt,
             "created_at": t.created_at, "start_time": t.start_time, "completion_time": t.completion_time,
+            "updated_at": time.time(),
         }
 
     def write_trials(
@@ -367,8 +368,12 @@ class Store:
         self.write_trials(save=[t], samples=((t.id, o) for o in new_observations))
 
     def list_trials(self, exp_id: int, states: Iterable[str] | None = None, limit: int | None = None,
-                    offset: int = 0) -> list[TrialRecord]:
+                    offset: int = 0, updated_since: float | None = None) -> list[TrialRecord]:
+        """The experiment's trials, oldest first; of some states, a page, or those written
+        after ``updated_since`` (seconds since the epoch)."""
         query = trials.select().where(trials.c.experiment_id == exp_id).order_by(trials.c.id)
+        if updated_since is not None:
+            query = query.where(trials.c.updated_at > updated_since)
         if states is not None:
             query = query.where(trials.c.state.in_(list(states)))
         if limit is not None or offset:

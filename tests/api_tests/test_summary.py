@@ -82,3 +82,17 @@ def test_routes_and_the_page(sqlite_store, tmp_path):
         assert page.status_code == 200 and '<script src="/ui/app.js"' in page.text
         assert client.get("/ui/vendor/echarts-6.1.0.min.js").status_code == 200
         assert client.get(base.replace(rec.name, "missing") + "/summary").status_code == 404
+
+
+def test_since_sends_only_the_trials_written_after(sqlite_store):
+    rec = _seed(sqlite_store, n=20)
+    first = experiment_summary(sqlite_store, rec)
+    assert first["since"] is None and len(first["columns"]["name"]) == 20
+    time.sleep(1.1)  # past the answer's second of overlap
+    quiet = experiment_summary(sqlite_store, rec, since=first["now"] + 1.0)
+    assert quiet["columns"]["name"] == [] and quiet["curves"] == []
+    t = sqlite_store.list_trials(rec.id)[7]
+    t.observation = {"loss": {"min": "0.01", "max": "0.01", "latest": "0.01"}}
+    sqlite_store.save_trial(t)
+    delta = experiment_summary(sqlite_store, rec, since=first["now"] + 1.0)
+    assert delta["columns"]["name"] == ["t007"] and delta["columns"]["metrics"]["loss"] == [0.01]

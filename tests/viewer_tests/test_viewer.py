@@ -196,6 +196,8 @@ def test_list_experiment_trial(server, page):
 
 
 def test_a_running_experiment_updates_live(server, page):
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url))
     page.goto(server + "/#/e/default/running")
     ready(page)
     assert "Running" in page.inner_text("#subtitle")
@@ -204,6 +206,8 @@ def test_a_running_experiment_updates_live(server, page):
     page.wait_for_function(f"document.querySelector('#subtitle').textContent.match(/(\\d+) succeeded/)[1] !== '{done}'",
                            timeout=30000)
     assert page.locator("#trials tbody tr").count() >= 3
+    # Catching up fetched only what changed, not the whole experiment again.
+    assert any("/summary?since=" in u for u in requests)
     # Budget editing from the page.
     page.click("#budget-edit")
     page.fill("#budget input[name=maxTrialCount]", "18")
