@@ -199,6 +199,58 @@ class Supernet(nn.Module):
                         reduce=parse(self.alpha_reduce), reduce_concat=concat)
 
 
+class _DiscreteCell(nn.Module):
+    """A cell of a derived network: each node sums its two chosen edges' operations."""
+
+    def __init__(self, gene: list[list[tuple[str, int]]], c_pp: int, c_p: int, c: int,
+                 reduction: bool, reduction_prev: bool) -> None:
+        super().__init__()
+        self.reduction, self.gene = reduction, gene
+        self.pre0 = _FactorizedReduce(c_pp, c) if reduction_prev else _ReLUConvBN(c_pp, c, 1, 1, 0, affine=True)
+        self.pre1 = _ReLUConvBN(c_p, c, 1, 1, 0, affine=True)
+        self.ops = nn.ModuleList(make_primitive(name, c, 2 if reduction and j < 2 else 1) for node in gene for name, j in node)
+
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor) -> torch.Tensor:
+        states = [self.pre0(s0), self.pre1(s1)]
+        k = 0
+        for node in self.gene:
+            out = 0
+            for _, j in node:
+                out = out + self.ops[k](states[j])
+                k += 1
+            states.append(out)  # type: ignore[arg-type]
+        return torch.cat(states[2:], 1)
+
+
+class Network(nn.Module):
+    """The network a genotype describes (the architecture DARTS found), to train from scratch."""
+
+    def __init__(self, genotype: Genotype, in_channels: int, classes: int, layers: int,
+                 init_channels: int = 16, stem_multiplier: int = 3) -> None:
+        super().__init__()
+        nodes = len(genotype.normal)
+        c_cur = stem_multiplier * init_channels
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, c_cur, 3, 1, 1, bias=False), nn.BatchNorm2d(c_cur))
+        c_pp, c_p, c = c_cur, c_cur, init_channels
+        self.cells = nn.ModuleList()
+        reduction_prev = False
+        for i in range(layers):
+            reduction = layers >= 3 and i in (layers // 3, 2 * layers // 3)
+            if reduction:
+                c *= 2
+            gene = genotype.reduce if reduction else genotype.normal
+            self.cells.append(_DiscreteCell(gene, c_pp, c_p, c, reduction, reduction_prev))
+            reduction_prev = reduction
+            c_pp, c_p = c_p, nodes * c
+        self.classifier = nn.Linear(c_p, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s0 = s1 = self.stem(x)
+        for cell in self.cells:
+            s0, s1 = s1, cell(s0, s1)
+        return self.classifier(F.adaptive_avg_pool2d(s1, 1).flatten(1))
+
+
 @dataclass
 class SearchSettings:
     """Katib's DARTS algorithm settings (the ones the search uses)."""

@@ -51,8 +51,9 @@ def test_example_runs(path: Path, tmp_path: Path):
         assert float(values["validation-accuracy"]) > (0.8 if name == "pytorchjob-digits" else 0.85)
     else:
         assert float(values["loss"]) < 0.5
-    if name == "darts":  # the architecture found: Katib's genotype, collected as text
+    if name == "darts":  # the architecture found: Katib's genotype, collected as text, and its accuracy
         assert values["best-genotype"].startswith("Genotype(normal=[[(")
+        assert float(values["genotype-accuracy"]) > 0.85
     # Intermediate values are kept per epoch, not only the last one.
     epochs = {"pbt": 2, "pytorchjob-digits": 5, "enas": 3, "darts": 4}.get(name, 6)
     assert len(store.observations(trials[0].id, rec.spec["spec"]["objective"]["objectiveMetricName"])) >= epochs

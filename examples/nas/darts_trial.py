@@ -3,7 +3,8 @@ trial. Reads Katib's three parameters, builds the supernet of the given primitiv
 bi-level search (alphas on one half of the training data, weights on the other) and after
 each epoch prints the supernet's ``Validation-Accuracy=`` and the genotype derived so far,
 ``Best-Genotype=Genotype(normal=[…], …)`` (collected with Katib's filter
-``([\\w-]+)=(Genotype.*)``).
+``([\\w-]+)=(Genotype.*)``). Then the network that genotype describes is trained from
+scratch for ``--eval-epochs`` and its accuracy printed as ``Genotype-Accuracy=``.
 
     python darts_trial.py --algorithm-settings="{'num_epochs': 5, …}" \\
         --search-space="['separable_convolution_3x3', 'skip_connection']" --num-layers=3 \\
@@ -17,7 +18,7 @@ import argparse
 import torch
 
 from nas import data, parse_katib_text
-from nas.darts import Search, SearchSettings, Supernet
+from nas.darts import Network, Search, SearchSettings, Supernet
 
 
 def main() -> None:
@@ -29,6 +30,7 @@ def main() -> None:
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--eval-epochs", type=int, default=3, help="epochs to train the found network (0: skip)")
     args = parser.parse_args()
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
@@ -64,6 +66,21 @@ def main() -> None:
         print(f"epoch {epoch} genotype {genotype}")
         print(f"Validation-Accuracy={accuracy:.4f}")
         print(f"Best-Genotype={best_genotype}", flush=True)
+    if args.eval_epochs and best_genotype is not None:
+        # The architecture found, as a network of its own, trained from scratch on all the training data.
+        model = Network(best_genotype, channels, d.num_classes, int(args.num_layers.strip("\"'")),
+                        init_channels=int(settings.get("init_channels", 16)),
+                        stem_multiplier=int(settings.get("stem_multiplier", 3))).to(device)
+        optimizer = torch.optim.SGD(model.parameters(), lr=s.w_lr, momentum=s.w_momentum, weight_decay=s.w_weight_decay)
+        x_train, y_train = d.x_train.to(device), d.y_train.to(device)
+        for epoch in range(1, args.eval_epochs + 1):
+            for xb, yb in data.batches(x_train, y_train, s.batch_size, generator):
+                optimizer.zero_grad()
+                torch.nn.functional.cross_entropy(model(xb), yb).backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), s.w_grad_clip)
+                optimizer.step()
+            print(f"genotype network epoch {epoch}")
+            print(f"Genotype-Accuracy={data.accuracy(model, x_test, y_test):.4f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -50,3 +50,23 @@ def test_genotype_is_katibs_format():
     # Each node keeps its two strongest incoming edges, from distinct earlier states.
     for node in net.genotype().normal:
         assert len(node) == 2 and node[0][1] != node[1][1]
+
+
+def test_the_found_genotype_builds_a_network_that_trains():
+    from nas.darts import Network
+
+    torch.manual_seed(2)
+    supernet = Supernet(["separable_convolution_3x3", "max_pooling_3x3", "skip_connection"], 1, 10, layers=3,
+                        init_channels=4, nodes=2, stem_multiplier=1)
+    net = Network(supernet.genotype(), 1, 10, layers=3, init_channels=4, stem_multiplier=1)
+    assert len(net.cells) == 3 and sum(c.reduction for c in net.cells) == 2
+    x, y = torch.randn(6, 1, 8, 8), torch.randint(0, 10, (6,))
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+    losses = []
+    for _ in range(15):
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(net(x), y)
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss))
+    assert losses[-1] < losses[0] / 2  # it learns (here: memorises six images)
