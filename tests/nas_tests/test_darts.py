@@ -68,5 +68,5 @@ def test_the_found_genotype_builds_a_network_that_trains():
         loss = torch.nn.functional.cross_entropy(net(x), y)
         loss.backward()
         optimizer.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     assert losses[-1] < losses[0] / 2  # it learns (here: memorises six images)
