@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,29 @@ def patch(state: ServerState, namespace: str, name: str, patch_doc: Any) -> dict
 
 def trial(state: ServerState, namespace: str, name: str) -> tuple[ExperimentRecord, TrialRecord]:
     return state.store.get_trial(namespace, name)
+
+
+def push_metrics(state: ServerState, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
+    """Append a pushed record to the running trial's push file, which its controller tails."""
+    from katib._push import metrics_record
+
+    rec, t = trial(state, namespace, name)
+    if t.state not in ("Created", "Running"):
+        raise ConflictError(f"trial {namespace}/{name} is {t.state}: it takes no more metrics")
+    values = {k: v for k, v in body.items() if k != "timestamp"}
+    if not values:
+        raise ValidationError([FieldError("body", "needs at least one metric: {\"loss\": 0.25}")])
+    try:
+        record = metrics_record(values)
+    except ValueError as exc:
+        raise ValidationError([FieldError("body", str(exc))]) from None
+    if isinstance(body.get("timestamp"), str | int | float):
+        record["timestamp"] = str(body["timestamp"])
+    path = state.runs_root / rec.namespace / rec.name / t.name / "push.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as f:
+        f.write(json.dumps(record) + "\n")
+    return {"accepted": len(values)}
 
 
 def trial_log(state: ServerState, rec: ExperimentRecord, t: TrialRecord, tail: int | None = None) -> str:

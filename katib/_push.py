@@ -1,9 +1,15 @@
 """``katib.report_metrics``: the Push collector's trial-side half.
 
-A trial started by katib gets ``KATIB_TRIAL_NAME`` and ``KATIB_PUSH_FILE`` in its
-environment; each call appends one JSON line ``{"timestamp": …, "<metric>": "<value>"}``
-to that file, which the controller reads while the trial runs. No database access and no
-network from inside the trial, so parallel trials never contend for a lock.
+A trial started by katib on this machine (or on Ray) gets ``KATIB_TRIAL_NAME`` and
+``KATIB_PUSH_FILE`` in its environment; each call appends one JSON line
+``{"timestamp": …, "<metric>": "<value>"}`` to that file, which the controller reads while
+the trial runs. No database access and no network from inside the trial, so parallel
+trials never contend for a lock.
+
+A trial in a Kubernetes pod has no such file: it gets ``KATIB_PUSH_URL`` (the address of
+the ``katib server`` running it), ``KATIB_NAMESPACE`` and, with ``--auth``,
+``KATIB_API_TOKEN``, and each call POSTs the same record to
+``/api/v1/namespaces/{namespace}/trials/{trial}/metrics``.
 """
 
 from __future__ import annotations
@@ -18,6 +24,9 @@ from typing import Any
 from .errors import KatibError
 
 PUSH_FILE_ENV = "KATIB_PUSH_FILE"
+PUSH_URL_ENV = "KATIB_PUSH_URL"
+TOKEN_ENV = "KATIB_API_TOKEN"
+NAMESPACE_ENV = "KATIB_NAMESPACE"
 TRIAL_NAME_ENV = "KATIB_TRIAL_NAME"
 
 
@@ -34,12 +43,27 @@ def report_metrics(
     ``db_manager_address`` and ``timeout`` are accepted for compatibility with
     ``kubeflow-katib``'s signature; the local channel needs neither.
     """
-    path = os.environ.get(PUSH_FILE_ENV)
-    if not path:
+    path, url = os.environ.get(PUSH_FILE_ENV), os.environ.get(PUSH_URL_ENV)
+    if not path and not url:
         raise KatibError(
             "report_metrics() must be called inside a trial started by katib "
-            f"({PUSH_FILE_ENV} is not set in this process's environment)"
+            f"(neither {PUSH_FILE_ENV} nor {PUSH_URL_ENV} is set in this process's environment)"
         )
+    record = metrics_record(metrics)
+    if not path:
+        assert url is not None
+        _post(url, record, timeout)
+        return
+    line = (json.dumps(record) + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line)
+    finally:
+        os.close(fd)
+
+
+def metrics_record(metrics: Mapping[str, Any]) -> dict[str, str]:
+    """``{"timestamp": now, name: value as text}``; a value that is not a finite number is refused."""
     record: dict[str, str] = {"timestamp": datetime.now(UTC).isoformat()}
     for name, value in metrics.items():
         try:
@@ -49,9 +73,26 @@ def report_metrics(
         if not math.isfinite(number):
             raise ValueError(f"metric {name!r} must be finite (got {value!r})")
         record[str(name)] = str(value)
-    line = (json.dumps(record) + "\n").encode()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    return record
+
+
+def _post(url: str, record: dict[str, str], timeout: int | None) -> None:
+    import urllib.error
+    import urllib.request
+    from urllib.parse import quote
+
+    trial = os.environ.get(TRIAL_NAME_ENV, "")
+    namespace = os.environ.get(NAMESPACE_ENV, "default")
+    headers = {"Content-Type": "application/json"}
+    if os.environ.get(TOKEN_ENV):
+        headers["Authorization"] = f"Bearer {os.environ[TOKEN_ENV]}"
+    request = urllib.request.Request(
+        f"{url.rstrip('/')}/api/v1/namespaces/{quote(namespace)}/trials/{quote(trial)}/metrics",
+        data=json.dumps(record).encode(), headers=headers, method="POST")
     try:
-        os.write(fd, line)
-    finally:
-        os.close(fd)
+        with urllib.request.urlopen(request, timeout=timeout or 30):
+            pass
+    except urllib.error.HTTPError as exc:
+        raise KatibError(f"katib server refused the metrics of trial {trial}: {exc.code} {exc.read().decode(errors='replace')}") from None
+    except OSError as exc:
+        raise KatibError(f"cannot reach katib server at {url} to report metrics: {exc}") from None

@@ -58,7 +58,7 @@ ContextOption = typer.Option(None, "--context", help="kubeconfig context for --e
 
 
 def _executor_factory(executor: str, ray_address: str | None, kubeconfig: str | None = None,
-                      context: str | None = None) -> Any:
+                      context: str | None = None, push_url: str | None = None, push_token: str | None = None) -> Any:
     if executor == "local":
         from trials import LocalExecutor
 
@@ -75,7 +75,7 @@ def _executor_factory(executor: str, ray_address: str | None, kubeconfig: str | 
         except ImportError:
             raise KatibError("--executor kubernetes needs its extra: pip install 'katib[kubernetes]'") from None
         KubernetesExecutor.connect(kubeconfig, context)  # fail now, with the reason, if there is no cluster
-        return lambda: KubernetesExecutor(kubeconfig=kubeconfig, context=context)
+        return lambda: KubernetesExecutor(kubeconfig=kubeconfig, context=context, push_url=push_url, push_token=push_token)
     raise KatibError(f"--executor must be local, ray or kubernetes (got {executor!r})")
 
 
@@ -355,6 +355,10 @@ def server(
     ray_address: str | None = RayAddressOption,
     kubeconfig: str | None = KubeconfigOption,
     context: str | None = ContextOption,
+    push_url: str | None = typer.Option(
+        None, "--push-url", help="This server's address as pods reach it, for the Push collector with --executor kubernetes."),
+    push_token: str | None = typer.Option(
+        None, "--push-token", envvar="KATIB_PUSH_TOKEN", help="The API token pods push metrics with (with --auth)."),
     auth: bool = typer.Option(False, "--auth", help="Require bearer tokens and per-namespace roles (katib user …)."),
     allow_unauthenticated: bool = typer.Option(
         False, "--allow-unauthenticated", help="Listen on a non-loopback address without --auth."),
@@ -372,7 +376,7 @@ def server(
         from api import create_app
     except ImportError as exc:
         raise KatibError(f"katib server needs its extra: pip install 'katib[server]' ({exc.name} is missing)") from None
-    factory = _executor_factory(executor, ray_address, kubeconfig, context)
+    factory = _executor_factory(executor, ray_address, kubeconfig, context, push_url, push_token)
     store = _store(db)
     application = create_app(store, _runs_root(store), workdir.resolve(), tick=tick, auth=auth, executor_factory=factory,
                              executor=executor)

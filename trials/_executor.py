@@ -35,6 +35,7 @@ class TrialJob:
     failure_condition: str | None = None
     primary_pod_labels: dict[str, str] | None = None
     retain: bool = False
+    collector: str = "StdOut"  # the metrics collector's kind
 
     @property
     def log_path(self) -> Path:

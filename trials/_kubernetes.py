@@ -13,7 +13,9 @@ official ``kubernetes`` client, as Katib's trial controller would.
   exit code.
 - Metrics come from the primary pod's log stream (the pod labelled with the trial and with
   ``primaryPodLabels``, container ``primaryContainerName``): it is copied into the trial's
-  log, where the StdOut collector reads it as for a local trial; no sidecar is needed.
+  log, where the StdOut collector reads it as for a local trial; no sidecar is needed. With
+  the Push collector, ``katib.report_metrics`` in the pod posts to the katib server at
+  ``push_url`` (``KATIB_PUSH_URL`` in the container's env).
 - When a trial ends its job is deleted (with its pods, ``propagationPolicy: Background``),
   unless the template says ``retain: true``; a stopped trial's job is deleted at once.
   ``activeDeadlineSeconds`` is enforced here too, should the cluster not do it.
@@ -122,7 +124,8 @@ class KubernetesExecutor(Executor):
     name = "kubernetes"
 
     def __init__(self, api_client: Any = None, kubeconfig: str | None = None, context: str | None = None,
-                 validate: bool = True, watch_timeout: int = 60) -> None:
+                 validate: bool = True, watch_timeout: int = 60, push_url: str | None = None,
+                 push_token: str | None = None) -> None:
         from kubernetes import client
 
         if api_client is None:
@@ -131,6 +134,7 @@ class KubernetesExecutor(Executor):
         self.core = client.CoreV1Api(api_client)
         self.validate = validate
         self.watch_timeout = watch_timeout
+        self.push_url, self.push_token = push_url, push_token
         self._trials: dict[str, _KubeTrial] = {}
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
@@ -167,14 +171,21 @@ class KubernetesExecutor(Executor):
             tmeta["labels"] = {**(tmeta.get("labels") or {}), **labels}
             for container in template["spec"]["containers"]:
                 if container.get("name") == job.primary_container:
-                    env = [e for e in container.get("env") or [] if e.get("name") not in ("KATIB_TRIAL_NAME",)]
-                    env.append({"name": "KATIB_TRIAL_NAME", "value": job.name})
-                    container["env"] = env
+                    ours = {"KATIB_TRIAL_NAME": job.name, "KATIB_NAMESPACE": job.namespace}
+                    if self.push_url:  # katib.report_metrics posts to the server running the trial
+                        ours["KATIB_PUSH_URL"] = self.push_url
+                        if self.push_token:
+                            ours["KATIB_API_TOKEN"] = self.push_token
+                    env = [e for e in container.get("env") or [] if e.get("name") not in ours]
+                    container["env"] = env + [{"name": k, "value": v} for k, v in ours.items()]
         return manifest
 
     def launch(self, job: TrialJob) -> dict[str, Any]:
         from kubernetes.client.exceptions import ApiException
 
+        if job.collector == "Push" and not self.push_url:
+            raise LaunchError("the Push collector in a cluster needs the address of a katib server the pods can reach: "
+                              "katib server --executor kubernetes --push-url http://<address>:<port>")
         manifest = self.manifest(job)
         kind, api_version = str(manifest.get("kind", "")), str(manifest.get("apiVersion", ""))
         if self.validate:

@@ -102,6 +102,15 @@ def trial(namespace: str, trial: str, state: ServerState = Depends(get_state)) -
     return views.trial_object(rec, t)
 
 
+@router.post("/namespaces/{namespace}/trials/{trial}/metrics", status_code=202)
+async def push_metrics(namespace: str, trial: str, body: dict[str, Any],
+                       state: ServerState = Depends(get_state)) -> dict[str, Any]:
+    """The Push collector for trials that run elsewhere (pods): ``{"timestamp"?: …,
+    "<metric>": <number>, …}``, as ``katib.report_metrics`` sends it. The controller reads
+    it with the trial's other pushed values."""
+    return await asyncio.to_thread(_service.push_metrics, state, namespace, trial, body)
+
+
 @router.get("/namespaces/{namespace}/trials/{trial}/observations")
 def observations(namespace: str, trial: str, metric: str | None = None,
                  state: ServerState = Depends(get_state)) -> dict[str, Any]:

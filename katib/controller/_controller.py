@@ -575,6 +575,10 @@ class ExperimentRun:
             self._dirty = True
         return new
 
+    def _collector_kind(self) -> str:
+        mc = self.exp.spec.metrics_collector_spec
+        return mc.collector.kind if mc and mc.collector and mc.collector.kind else "StdOut"
+
     def _trial_dir(self, t: TrialRecord) -> Path:
         return self.ctl.runs_root / self.exp.namespace / self.exp.name / t.name
 
@@ -621,7 +625,7 @@ class ExperimentRun:
             primary_container=tt.primary_container_name, workdir=Path(self.rec.workdir),
             trial_dir=trial_dir, path_map=self._path_map(t),
             success_condition=tt.success_condition, failure_condition=tt.failure_condition,
-            primary_pod_labels=tt.primary_pod_labels, retain=bool(tt.retain),
+            primary_pod_labels=tt.primary_pod_labels, retain=bool(tt.retain), collector=self._collector_kind(),
             env={
                 "KATIB_TRIAL_NAME": t.name, "KATIB_EXPERIMENT_NAME": self.exp.name,
                 "KATIB_NAMESPACE": self.exp.namespace, "KATIB_TRIAL_DIR": str(trial_dir),

@@ -40,8 +40,8 @@ def cluster(_cluster):
     return _cluster
 
 
-def run(store, tmp_path, doc, cluster, tick=0.1):
-    executor = KubernetesExecutor(api_client=cluster.api, watch_timeout=5)
+def run(store, tmp_path, doc, cluster, tick=0.1, push_url=None):
+    executor = KubernetesExecutor(api_client=cluster.api, watch_timeout=5, push_url=push_url)
     ctl = Controller(store, executor=executor, runs_root=tmp_path / "runs", tick=tick)
     rec, _ = ctl.submit(admit(doc), tmp_path)
     try:
@@ -268,4 +268,44 @@ def test_collectors_a_cluster_cannot_reach_are_refused():
 
     exp = admit(yaml.safe_load((REPO / "examples" / "file-metrics-collector.yaml").read_text()))
     assert [str(e) for e in runnable_errors(exp, "kubernetes")] == [
-        "spec.metricsCollectorSpec.collector.kind: File is not supported by the kubernetes executor (supported: StdOut)"]
+        "spec.metricsCollectorSpec.collector.kind: File is not supported by the kubernetes executor (supported: StdOut, Push)"]
+
+
+PUSH = "import katib\nfor i in range(3):\n    katib.report_metrics({'loss': 0.5 - i / 10})\n# ${trialParameters.x}"
+
+
+def test_pods_push_metrics_to_the_katib_server(sqlite_store, tmp_path, cluster):
+    """The Push collector in a cluster: report_metrics in the pod posts to katib server's API."""
+    import socket
+    import threading
+
+    import uvicorn
+
+    from api import create_app
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app = create_app(sqlite_store, tmp_path / "runs", tmp_path, resume=False, executor="kubernetes")
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            time.sleep(0.05)
+        doc = _one(["python3", "-c", PUSH], metricsCollectorSpec={"collector": {"kind": "Push"}})
+        _, (t,) = run(sqlite_store, tmp_path, doc, cluster, push_url=f"http://127.0.0.1:{port}")
+    finally:
+        server.should_exit = True
+        thread.join(10)
+    assert t.state == "Succeeded", t.conditions
+    assert t.observation["loss"] == {"min": "0.3", "max": "0.5", "latest": "0.3"}
+    env = {e["name"]: e["value"] for e in container_of(cluster.created[0])["env"]}
+    assert env["KATIB_PUSH_URL"] == f"http://127.0.0.1:{port}" and env["KATIB_NAMESPACE"] == "default"
+
+
+def test_push_without_a_server_address_is_a_clear_failure(sqlite_store, tmp_path, cluster):
+    doc = _one(["python3", "-c", PUSH], metricsCollectorSpec={"collector": {"kind": "Push"}})
+    _, (t,) = run(sqlite_store, tmp_path, doc, cluster)
+    assert t.state == "Failed" and "--push-url" in next(c["message"] for c in t.conditions if c["type"] == "Failed")
+    assert cluster.created == []
