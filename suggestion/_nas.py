@@ -122,10 +122,33 @@ class ENAS(_NasAlgorithm):
                 text = katib_text(arc)
                 if text not in seen:
                     break
+            else:  # the controller has converged: explore with one changed layer instead of repeating
+                arc = _mutated(arc, len(space.operations), seen, generator)
+                text = katib_text(arc)
             seen.add(text)
             out.append(Assignment({"architecture": text, "nn_config": katib_text(space.nn_config(arc))}))
         state["controller"] = learner.state()
         return out
+
+
+def _mutated(arc: list[list[int]], operations: int, seen: set[str | None], generator: Any) -> list[list[int]]:
+    """``arc`` with one layer's operation (or one skip bit) changed, preferring one not seen."""
+    import torch
+
+    from nas import katib_text
+
+    candidate = arc
+    for _ in range(50):
+        candidate = [list(layer) for layer in arc]
+        layer = int(torch.randint(len(arc), (1,), generator=generator))
+        slot = int(torch.randint(len(arc[layer]), (1,), generator=generator))
+        if slot == 0:
+            candidate[layer][0] = (arc[layer][0] + 1 + int(torch.randint(max(1, operations - 1), (1,), generator=generator))) % operations
+        else:
+            candidate[layer][slot] = 1 - arc[layer][slot]
+        if katib_text(candidate) not in seen:
+            return candidate
+    return candidate
 
 
 class DARTS(_NasAlgorithm):

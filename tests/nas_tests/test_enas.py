@@ -82,3 +82,18 @@ def test_child_network_builds_and_runs_for_every_operation():
         out = net(torch.randn(3, 1, 8, 8))
         assert out.shape == (3, 10), op
         out.sum().backward()
+
+
+def test_a_converged_controller_explores_instead_of_repeating(monkeypatch):
+    """When the controller only draws architectures already tried, a neighbour is proposed."""
+    exp = enas_experiment(seed="3")
+    fixed = [[0], [0, 0], [0, 0, 0], [0, 0, 0, 0]]
+    monkeypatch.setattr(EnasLearner, "sample", lambda self, count, generator=None: [fixed] * count)
+    out = get_algorithm("enas").suggest(exp, [], 5, {})
+    arcs = [a.parameters["architecture"] for a in out]
+    assert len(set(arcs)) == 5
+    # Each is the converged one or one change away from it.
+    for text in arcs:
+        arc = parse_katib_text(text)
+        changes = sum(x != y for la, lb in zip(arc, fixed, strict=True) for x, y in zip(la, lb, strict=True))
+        assert changes <= 1
