@@ -19,7 +19,7 @@ from decimal import Decimal
 from typing import Any
 
 from katib.errors import FieldError
-from katib.spec import NasConfig, Operation
+from katib.spec import NasConfig, Operation, nas_config_errors
 
 # Operation type → the parameters it accepts (Katib's, plus ``depth_multiplier`` and
 # ``pool_size`` that Katib's examples use). ``none`` (the zero operation of DARTS and
@@ -69,7 +69,7 @@ class NasSpace:
         """The space of a valid ``nasConfig`` (run ``validate_nas_config`` first)."""
         if isinstance(config, dict):
             config = NasConfig.model_validate(config)
-        errors = validate_nas_config(config, sizes=False)
+        errors = nas_config_errors(config) + validate_nas_config(config, sizes=False)
         if errors:
             raise ValueError("; ".join(str(e) for e in errors))
         gc = config.graph_config
@@ -131,22 +131,16 @@ def _values(p: Any) -> list[Any]:
 
 
 def validate_nas_config(config: NasConfig, path: str = "spec.nasConfig", sizes: bool = True) -> list[FieldError]:
-    """The rules a NAS algorithm needs beyond the general ones: input and output sizes (when
-    ``sizes``: ENAS builds whole networks from them), known operation types and their
-    parameters, finite parameter values."""
+    """The rules a NAS algorithm needs beyond Katib's (``katib.spec.nas_config_errors``):
+    input and output sizes (when ``sizes``: ENAS builds whole networks from them), known
+    operation types and their parameters, finite parameter values."""
     errors: list[FieldError] = []
     gc = config.graph_config
-    if gc is None:
-        return [FieldError(f"{path}.graphConfig", "is required")]
-    if not gc.num_layers or gc.num_layers <= 0:
-        errors.append(FieldError(f"{path}.graphConfig.numLayers", "must be > 0"))
-    for name, given in (("inputSizes", gc.input_sizes), ("outputSizes", gc.output_sizes)):
+    for name, given in (("inputSizes", gc.input_sizes if gc else None), ("outputSizes", gc.output_sizes if gc else None)):
         if not given and sizes:
             errors.append(FieldError(f"{path}.graphConfig.{name}", "is required (e.g. [32, 32, 3] and [10])"))
         elif given and any(s <= 0 for s in given):
             errors.append(FieldError(f"{path}.graphConfig.{name}", f"must be positive (got {given})"))
-    if not config.operations:
-        errors.append(FieldError(f"{path}.operations", "must list at least one operation"))
     for i, op in enumerate(config.operations or []):
         errors += _validate_operation(op, f"{path}.operations[{i}]")
     return errors
@@ -154,7 +148,9 @@ def validate_nas_config(config: NasConfig, path: str = "spec.nasConfig", sizes: 
 
 def _validate_operation(op: Operation, path: str) -> list[FieldError]:
     errors: list[FieldError] = []
-    allowed = OPERATION_PARAMETERS.get(op.operation_type or "")
+    if not op.operation_type:
+        return errors  # Katib's rules report it
+    allowed = OPERATION_PARAMETERS.get(op.operation_type)
     if allowed is None:
         known = ", ".join(sorted(OPERATION_PARAMETERS))
         return [FieldError(f"{path}.operationType", f"unknown operation {op.operation_type!r} (known: {known})")]

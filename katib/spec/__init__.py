@@ -40,7 +40,7 @@ from ._template import (
     new_trial_name,
     render,
 )
-from ._validate import filter_problem, validate, validate_parameter
+from ._validate import filter_problem, nas_config_errors, validate, validate_parameter
 
 __all__ = [
     "EXPERIMENT_LABEL",
@@ -78,5 +78,6 @@ __all__ = [
     "parse_experiment",
     "render",
     "validate",
+    "nas_config_errors",
     "validate_parameter",
 ]

@@ -14,7 +14,7 @@ from typing import Any
 
 from katib.errors import FieldError
 
-from ._models import Experiment, ParameterSpec, TrialTemplate
+from ._models import Experiment, NasConfig, ParameterSpec, TrialTemplate
 from ._template import (
     TrialMeta,
     find_containers,
@@ -250,7 +250,8 @@ def _search_space(exp: Experiment) -> list[FieldError]:
     if has_params == has_nas:
         return [FieldError("spec", "exactly one of parameters and nasConfig must be set")]
     if has_nas:
-        return _nas_config(exp)
+        assert s.nas_config is not None
+        return nas_config_errors(s.nas_config)
     errors: list[FieldError] = []
     seen: set[str] = set()
     for i, p in enumerate(s.parameters or []):
@@ -261,23 +262,22 @@ def _search_space(exp: Experiment) -> list[FieldError]:
     return errors
 
 
-def _nas_config(exp: Experiment) -> list[FieldError]:
-    nas = exp.spec.nas_config
-    assert nas is not None
+def nas_config_errors(nas: NasConfig, path: str = "spec.nasConfig") -> list[FieldError]:
+    """Katib's rules of a ``nasConfig``: the graph's layers, the operations and their parameters."""
     errors = []
     gc = nas.graph_config
     if gc is None:
-        errors.append(FieldError("spec.nasConfig.graphConfig", "is required"))
+        errors.append(FieldError(f"{path}.graphConfig", "is required"))
     elif not gc.num_layers or gc.num_layers <= 0:
-        errors.append(FieldError("spec.nasConfig.graphConfig.numLayers", "must be > 0"))
+        errors.append(FieldError(f"{path}.graphConfig.numLayers", "must be > 0"))
     if not nas.operations:
-        errors.append(FieldError("spec.nasConfig.operations", "must list at least one operation"))
+        errors.append(FieldError(f"{path}.operations", "must list at least one operation"))
     for i, op in enumerate(nas.operations or []):
-        path = f"spec.nasConfig.operations[{i}]"
+        where = f"{path}.operations[{i}]"
         if not op.operation_type:
-            errors.append(FieldError(f"{path}.operationType", "is required"))
+            errors.append(FieldError(f"{where}.operationType", "is required"))
         for j, p in enumerate(op.parameters or []):
-            errors += validate_parameter(p, f"{path}.parameters[{j}]")
+            errors += validate_parameter(p, f"{where}.parameters[{j}]")
     return errors
 
 
