@@ -138,6 +138,25 @@ class _Cell(nn.Module):
         return torch.cat(states[2:], 1)
 
 
+def _stem(in_channels: int, channels: int) -> nn.Module:
+    return nn.Sequential(nn.Conv2d(in_channels, channels, 3, 1, 1, bias=False), nn.BatchNorm2d(channels))
+
+
+def _layout(layers: int, init_channels: int, stem_multiplier: int, nodes: int) -> list[tuple[int, int, int, bool, bool]]:
+    """Each cell's (channels of its two inputs, its own channels, reduction?, previous a
+    reduction?): reduction cells at 1/3 and 2/3 of the depth double the channels."""
+    c_pp = c_p = stem_multiplier * init_channels
+    c, reduction_prev, out = init_channels, False, []
+    for i in range(layers):
+        reduction = layers >= 3 and i in (layers // 3, 2 * layers // 3)
+        if reduction:
+            c *= 2
+        out.append((c_pp, c_p, c, reduction, reduction_prev))
+        reduction_prev = reduction
+        c_pp, c_p = c_p, nodes * c
+    return out
+
+
 class Supernet(nn.Module):
     """The DARTS search network: a stem, ``layers`` cells (reduction cells at 1/3 and 2/3),
     a classifier, and the alphas of normal and reduction cells."""
@@ -147,19 +166,11 @@ class Supernet(nn.Module):
         super().__init__()
         self.primitives = list(primitives) + ([] if "none" in primitives else ["none"])
         self.nodes = nodes
-        c_cur = stem_multiplier * init_channels
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, c_cur, 3, 1, 1, bias=False), nn.BatchNorm2d(c_cur))
-        c_pp, c_p, c = c_cur, c_cur, init_channels
-        self.cells = nn.ModuleList()
-        reduction_prev = False
-        for i in range(layers):
-            reduction = layers >= 3 and i in (layers // 3, 2 * layers // 3)
-            if reduction:
-                c *= 2
-            self.cells.append(_Cell(self.primitives, nodes, c_pp, c_p, c, reduction, reduction_prev))
-            reduction_prev = reduction
-            c_pp, c_p = c_p, nodes * c
-        self.classifier = nn.Linear(c_p, classes)
+        self.stem = _stem(in_channels, stem_multiplier * init_channels)
+        layout = _layout(layers, init_channels, stem_multiplier, nodes)
+        self.cells = nn.ModuleList(_Cell(self.primitives, nodes, c_pp, c_p, c, reduction, reduction_prev)
+                                   for c_pp, c_p, c, reduction, reduction_prev in layout)
+        self.classifier = nn.Linear(nodes * layout[-1][2], classes)
         edges = sum(2 + i for i in range(nodes))
         self.alpha_normal = nn.Parameter(1e-3 * torch.randn(edges, len(self.primitives)))
         self.alpha_reduce = nn.Parameter(1e-3 * torch.randn(edges, len(self.primitives)))
@@ -229,20 +240,12 @@ class Network(nn.Module):
                  init_channels: int = 16, stem_multiplier: int = 3) -> None:
         super().__init__()
         nodes = len(genotype.normal)
-        c_cur = stem_multiplier * init_channels
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, c_cur, 3, 1, 1, bias=False), nn.BatchNorm2d(c_cur))
-        c_pp, c_p, c = c_cur, c_cur, init_channels
-        self.cells = nn.ModuleList()
-        reduction_prev = False
-        for i in range(layers):
-            reduction = layers >= 3 and i in (layers // 3, 2 * layers // 3)
-            if reduction:
-                c *= 2
-            gene = genotype.reduce if reduction else genotype.normal
-            self.cells.append(_DiscreteCell(gene, c_pp, c_p, c, reduction, reduction_prev))
-            reduction_prev = reduction
-            c_pp, c_p = c_p, nodes * c
-        self.classifier = nn.Linear(c_p, classes)
+        self.stem = _stem(in_channels, stem_multiplier * init_channels)
+        layout = _layout(layers, init_channels, stem_multiplier, nodes)
+        self.cells = nn.ModuleList(
+            _DiscreteCell(genotype.reduce if reduction else genotype.normal, c_pp, c_p, c, reduction, reduction_prev)
+            for c_pp, c_p, c, reduction, reduction_prev in layout)
+        self.classifier = nn.Linear(nodes * layout[-1][2], classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s0 = s1 = self.stem(x)
