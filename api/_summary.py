@@ -16,7 +16,6 @@ from typing import Any
 
 from katib.store import ExperimentRecord, Store
 
-FINAL = ("Succeeded", "Failed", "Killed", "EarlyStopped", "MetricsUnavailable")
 _importance_cache: dict[tuple[int, int], dict[str, float]] = {}
 _importance_lock = threading.Lock()
 

@@ -74,8 +74,8 @@ def _executor_factory(executor: str, ray_address: str | None, kubeconfig: str | 
             from trials._kubernetes import KubernetesExecutor
         except ImportError:
             raise KatibError("--executor kubernetes needs its extra: pip install 'katib[kubernetes]'") from None
-        KubernetesExecutor.connect(kubeconfig, context)  # fail now, with the reason, if there is no cluster
-        return lambda: KubernetesExecutor(kubeconfig=kubeconfig, context=context, push_url=push_url, push_token=push_token)
+        api = KubernetesExecutor.connect(kubeconfig, context)  # fail now, with the reason, if there is no cluster
+        return lambda: KubernetesExecutor(api_client=api, push_url=push_url, push_token=push_token)
     raise KatibError(f"--executor must be local, ray or kubernetes (got {executor!r})")
 
 
