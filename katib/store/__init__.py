@@ -2,21 +2,19 @@
 
 from ._store import (
     DB_ENV,
-    ROLES,
     ExperimentRecord,
     ObservationRow,
     Store,
     TrialRecord,
-    User,
-    UserStore,
     default_db_url,
-    hash_token,
     normalise_url,
 )
+from ._users import ROLES, TokenInfo, User, UserStore, hash_token
 
 __all__ = [
     "DB_ENV",
     "ROLES",
+    "TokenInfo",
     "User",
     "UserStore",
     "ExperimentRecord",

@@ -92,6 +92,8 @@ tokens = Table(
     Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
     Column("token_hash", String(64), nullable=False, unique=True),
     Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=True),  # None: until revoked
+    Column("last_used_at", Float, nullable=True),  # written at most once a minute
 )
 
 grants = Table(

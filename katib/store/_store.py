@@ -22,22 +22,19 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
-from katib.errors import ConflictError, FieldError, NotFoundError, TemporaryError, ValidationError
+from katib.errors import ConflictError, NotFoundError, TemporaryError
 
 from ._schema import (
     algorithm_state,
     experiments,
-    grants,
     metadata,
     observations,
-    tokens,
     trials,
-    users,
 )
 
 _UPDATE_TRIAL = trials.update().where(trials.c.id == sa.bindparam("_id"))
 
-SCHEMA_REVISION = "0004"
+SCHEMA_REVISION = "0005"
 DB_ENV = "KATIB_DB"
 T = TypeVar("T")
 
@@ -447,95 +444,3 @@ class Store:
 
         self._retry(upsert)
 
-
-ROLES = ("viewer", "editor", "owner")
-
-
-@dataclass
-class User:
-    id: int
-    name: str
-    admin: bool
-    roles: dict[str, str]  # namespace -> role
-
-    def can(self, namespace: str, role: str) -> bool:
-        """Whether the user holds ``role`` (or a stronger one) in ``namespace``."""
-        if self.admin:
-            return True
-        held = self.roles.get(namespace)
-        return held is not None and ROLES.index(held) >= ROLES.index(role)
-
-
-def hash_token(token: str) -> str:
-    """Tokens are random and long, so one SHA-256 is as good as a slow hash here."""
-    import hashlib
-
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-class UserStore:
-    """Users, hashed tokens and per-namespace roles, in the same database."""
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-
-    def add_user(self, name: str, admin: bool = False) -> str:
-        """Create the user; returns their first token (shown once, stored hashed)."""
-
-        def insert(conn: Connection) -> int:
-            return int(conn.execute(users.insert().values(name=name, admin=admin, created_at=time.time())).inserted_primary_key[0])  # type: ignore[index]
-
-        try:
-            self.store._retry(insert)
-        except IntegrityError:
-            raise ConflictError(f"user {name!r} already exists") from None
-        return self.new_token(name)
-
-    def _user_id(self, conn: Connection, name: str) -> int:
-        row = conn.execute(sa.select(users.c.id).where(users.c.name == name)).first()
-        if row is None:
-            raise NotFoundError(f"user {name!r} not found")
-        return int(row.id)
-
-    def new_token(self, name: str) -> str:
-        import secrets
-
-        token = "katib_" + secrets.token_urlsafe(32)
-
-        def insert(conn: Connection) -> None:
-            conn.execute(tokens.insert().values(user_id=self._user_id(conn, name), token_hash=hash_token(token),
-                                                created_at=time.time()))
-
-        self.store._retry(insert)
-        return token
-
-    def grant(self, name: str, namespace: str, role: str) -> None:
-        if role not in ROLES:
-            raise ValidationError([FieldError("role", f"must be one of {', '.join(ROLES)} (got {role!r})")], "grant")
-
-        def upsert(conn: Connection) -> None:
-            uid = self._user_id(conn, name)
-            conn.execute(grants.delete().where(grants.c.user_id == uid, grants.c.namespace == namespace))
-            conn.execute(grants.insert().values(user_id=uid, namespace=namespace, role=role))
-
-        self.store._retry(upsert)
-
-    def authenticate(self, token: str) -> User | None:
-        with self.store._read() as conn:
-            row = conn.execute(
-                sa.select(users.c.id, users.c.name, users.c.admin)
-                .join(tokens, tokens.c.user_id == users.c.id)
-                .where(tokens.c.token_hash == hash_token(token))
-            ).first()
-            if row is None:
-                return None
-            roles = {g.namespace: g.role for g in conn.execute(sa.select(grants).where(grants.c.user_id == row.id))}
-        return User(id=row.id, name=row.name, admin=bool(row.admin), roles=roles)
-
-    def list_users(self) -> list[User]:
-        with self.store._read() as conn:
-            out = []
-            for row in conn.execute(sa.select(users).order_by(users.c.name)):
-                roles = {g.namespace: g.role for g in conn.execute(sa.select(grants).where(grants.c.user_id == row.id))}
-                out.append(User(id=row.id, name=row.name, admin=bool(row.admin), roles=roles))
-        return out
