@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
+import types
 
 import httpx
 import pytest
@@ -116,3 +118,34 @@ def test_user_commands(tmp_path):
     r = subprocess.run([sys.executable, "-m", "katib", "server", "--host", "0.0.0.0", "--db", db],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and "refusing to listen on 0.0.0.0 without authentication" in r.stderr
+
+
+def test_revoked_expired_and_removed_tokens_are_refused_on_the_next_request(sqlite_store, tmp_path, monkeypatch):
+    from katib.store import _users
+
+    now = [time.time()]
+    monkeypatch.setattr(_users, "time", types.SimpleNamespace(time=lambda: now[0]))
+    users = UserStore(sqlite_store)
+    kept = users.add_user("ann")
+    revoked, info = users.issue_token("ann")
+    expiring = users.new_token("ann", expires_in=3600)
+    removed = users.add_user("bob")
+    with LiveServer(sqlite_store, tmp_path, auth=True) as server:
+        # One keep-alive connection per token: nothing is remembered between requests.
+        clients = {t: httpx.Client(base_url=server.url, headers={"authorization": f"Bearer {t}"}, timeout=60)
+                   for t in (kept, revoked, expiring, removed)}
+
+        def status(token: str) -> int:
+            return clients[token].get("/api/v1/experiments").status_code
+
+        assert [status(t) for t in clients] == [200, 200, 200, 200]
+        users.revoke_token("ann", info.id)
+        assert status(revoked) == 401
+        now[0] += 3600
+        assert status(expiring) == 401
+        users.remove_user("bob")
+        r = clients[removed].get("/api/v1/experiments")
+        assert r.status_code == 401 and r.json()["message"] == "invalid token"
+        assert status(kept) == 200
+        for c in clients.values():
+            c.close()
