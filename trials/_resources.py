@@ -10,28 +10,27 @@ waits (it stays pending); one that could never fit fails at once, saying why.
 
 from __future__ import annotations
 
+import math
 import os
-import re
 import shutil
 import subprocess
 import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from katib.spec import parse_quantity
+
 GPU_KEY = "nvidia.com/gpu"
-_UNITS = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
 
 
 def parse_cpu(value: Any) -> float:
-    text = str(value).strip()
-    return float(text[:-1]) / 1000 if text.endswith("m") else float(text)
+    """CPUs of a Kubernetes quantity (``500m`` is half a CPU); ``ValueError`` if it is none."""
+    return float(parse_quantity(value))
 
 
 def parse_memory(value: Any) -> int:
-    m = re.fullmatch(r"([0-9.]+)([a-zA-Z]*)", str(value).strip())
-    if not m or m.group(2) not in _UNITS:
-        raise ValueError(f"not a Kubernetes memory quantity: {value!r}")
-    return int(float(m.group(1)) * _UNITS[m.group(2)])
+    """Bytes of a Kubernetes quantity (``1.5Gi``, ``129e6``, ``2Pi``), rounded up as Kubernetes does."""
+    return math.ceil(parse_quantity(value))
 
 
 @dataclass(frozen=True)
@@ -52,7 +51,7 @@ class Resources:
         return cls(
             cpu=parse_cpu(quantities["cpu"]) if "cpu" in quantities else 0.0,
             memory=parse_memory(quantities["memory"]) if "memory" in quantities else 0,
-            gpu=int(quantities.get(GPU_KEY, 0) or 0),
+            gpu=math.ceil(parse_quantity(quantities[GPU_KEY])) if quantities.get(GPU_KEY) is not None else 0,
         )
 
 

@@ -32,6 +32,7 @@ from ._models import (
     TrialAssignment,
     TrialTemplate,
 )
+from ._quantity import parse_quantity
 from ._template import (
     EXPERIMENT_LABEL,
     TRIAL_LABEL,
@@ -76,6 +77,7 @@ __all__ = [
     "load_documents",
     "new_trial_name",
     "parse_experiment",
+    "parse_quantity",
     "render",
     "validate",
     "nas_config_errors",

@@ -12,14 +12,23 @@ from trials import Inventory, Ledger, LocalExecutor, Resources, discover_gpus
 from trials._resources import NoCapacity, parse_cpu, parse_memory
 
 
-@pytest.mark.parametrize(("text", "cpus"), [("500m", 0.5), ("2", 2.0), (1, 1.0), ("1.5", 1.5)])
+@pytest.mark.parametrize(("text", "cpus"), [("500m", 0.5), ("2", 2.0), (1, 1.0), ("1.5", 1.5), (0.25, 0.25), ("1e1", 10.0)])
 def test_cpu_quantities(text, cpus):
     assert parse_cpu(text) == cpus
 
 
-@pytest.mark.parametrize(("text", "size"), [("1Gi", 2**30), ("512Mi", 512 * 2**20), ("1G", 10**9), ("1000", 1000)])
+@pytest.mark.parametrize(("text", "size"), [("1Gi", 2**30), ("512Mi", 512 * 2**20), ("1G", 10**9), ("1000", 1000),
+                                            # every quantity validation admits works at launch too
+                                            ("129e6", 129 * 10**6), ("2Pi", 2**51), ("1.5Gi", 3 * 2**29), ("1E", 10**18),
+                                            ("100k", 10**5), ("500m", 1)])
 def test_memory_quantities(text, size):
     assert parse_memory(text) == size
+
+
+@pytest.mark.parametrize("text", ["lots", "1Gb", "-", ""])
+def test_bad_quantities_are_refused(text):
+    with pytest.raises(ValueError):
+        parse_memory(text)
 
 
 def test_container_resources_limits_win_over_requests():
