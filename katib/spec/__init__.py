@@ -7,6 +7,7 @@
 """
 
 from ._defaults import apply_defaults
+from ._limits import Limits
 from ._load import admit, experiment_documents, load_documents, parse_experiment
 from ._models import (
     API_VERSION,
@@ -55,6 +56,7 @@ __all__ = [
     "ExperimentSpec",
     "ExperimentStatus",
     "FeasibleSpace",
+    "Limits",
     "Metric",
     "MetricsCollectorSpec",
     "NasConfig",

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
 
 API_VERSION = "kubeflow.org/v1beta1"
 
@@ -26,6 +27,16 @@ def _to_str(value: Any) -> Any:
 
 
 NumStr = Annotated[str, BeforeValidator(_to_str)]
+
+
+def _not_bool(value: Any) -> Any:
+    # pydantic reads `true` as 1; in a count it is a mistake, not a number.
+    if isinstance(value, bool):
+        raise PydanticCustomError("int_type", f"must be an integer (got {value!r})")
+    return value
+
+
+Count = Annotated[int, BeforeValidator(_not_bool)]
 
 
 class KatibModel(BaseModel):
@@ -161,9 +172,9 @@ class MetricsCollectorSpec(KatibModel):
 
 
 class GraphConfig(KatibModel):
-    num_layers: int | None = None
-    input_sizes: list[int] | None = None
-    output_sizes: list[int] | None = None
+    num_layers: Count | None = None
+    input_sizes: list[Count] | None = None
+    output_sizes: list[Count] | None = None
 
 
 class Operation(KatibModel):
@@ -192,9 +203,9 @@ class ExperimentSpec(KatibModel):
     objective: ObjectiveSpec | None = None
     algorithm: AlgorithmSpec | None = None
     early_stopping: EarlyStoppingSpec | None = None
-    parallel_trial_count: int | None = None
-    max_trial_count: int | None = None
-    max_failed_trial_count: int | None = None
+    parallel_trial_count: Count | None = None
+    max_trial_count: Count | None = None
+    max_failed_trial_count: Count | None = None
     metrics_collector_spec: MetricsCollectorSpec | None = None
     trial_template: TrialTemplate | None = None
     nas_config: NasConfig | None = None

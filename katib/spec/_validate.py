@@ -12,8 +12,10 @@ from collections.abc import Collection
 from re import _parser as sre_parse  # type: ignore[attr-defined]
 from typing import Any
 
+from katib import names
 from katib.errors import FieldError
 
+from ._limits import METRIC_NAME_MAX, Limits, too_long
 from ._models import Experiment, NasConfig, ParameterSpec, TrialTemplate
 from ._template import (
     TrialMeta,
@@ -22,9 +24,8 @@ from ._template import (
     placeholders,
     render,
 )
+from ._workload import workload_errors
 
-NAME_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
-NAME_MAX = 40
 PARAMETER_TYPES = ("double", "int", "discrete", "categorical")
 DISTRIBUTIONS = ("uniform", "logUniform", "normal", "logNormal")
 OBJECTIVE_TYPES = ("minimize", "maximize")
@@ -39,17 +40,38 @@ def validate(
     exp: Experiment,
     known_algorithms: Collection[str] | None = None,
     known_early_stopping: Collection[str] | None = None,
+    limits: Limits | None = None,
 ) -> list[FieldError]:
-    """Every rule ``exp`` breaks. ``known_*`` are the registries' names (None: skip)."""
+    """Every rule ``exp`` breaks. ``known_*`` are the registries' names (None: skip);
+    ``limits`` the server's bounds (None: the defaults and the operator's environment)."""
+    limits = limits or Limits.from_env()
     errors: list[FieldError] = []
     errors += _metadata(exp)
-    errors += _counts(exp)
+    errors += _counts(exp, limits)
     errors += _objective(exp)
     errors += _algorithms(exp, known_algorithms, known_early_stopping)
-    errors += _search_space(exp)
-    errors += _trial_template(exp)
+    errors += _search_space(exp, limits)
+    errors += _trial_template(exp, limits)
     errors += _metrics_collector(exp)
     errors += _extensions(exp)
+    errors += nul_errors(exp.model_dump(by_alias=True, exclude_none=True, mode="json"))
+    return errors
+
+
+def nul_errors(obj: Any, path: str = "") -> list[FieldError]:
+    """Every string (or mapping key) in ``obj`` holding a NUL byte: PostgreSQL refuses them
+    in text, so such a value would fail every write of the run."""
+    if isinstance(obj, str):
+        return [FieldError(path, "must not contain a NUL byte (\\x00)")] if "\x00" in obj else []
+    errors = []
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            if isinstance(key, str) and "\x00" in key:
+                errors.append(FieldError(path, f"must not contain a NUL byte in a key ({key!r})"))
+            errors += nul_errors(value, f"{path}.{key}" if path else str(key))
+    elif isinstance(obj, list):
+        for i, item in enumerate(obj):
+            errors += nul_errors(item, f"{path}[{i}]")
     return errors
 
 
@@ -142,19 +164,23 @@ def _metadata(exp: Experiment) -> list[FieldError]:
     if not name:
         errors.append(FieldError("metadata.name", "is required"))
     else:
-        if not NAME_RE.match(name):
-            errors.append(FieldError(
-                "metadata.name",
-                f"must consist of lower case letters, digits and '-', start with a letter and end with a letter or digit (regex {NAME_RE.pattern}; got {name!r})",
-            ))
-        if len(name) > NAME_MAX:
-            errors.append(FieldError("metadata.name", f"must be at most {NAME_MAX} characters (got {len(name)})"))
+        errors += names.name_errors("experiment", name, "metadata.name")
+    if exp.metadata.namespace is not None:  # None: the default namespace
+        errors += names.name_errors("namespace", exp.metadata.namespace, "metadata.namespace")
     return errors
 
 
-def _counts(exp: Experiment) -> list[FieldError]:
+def _counts(exp: Experiment, limits: Limits) -> list[FieldError]:
     s = exp.spec
     errors = []
+    for field, value, limit in (
+        ("parallelTrialCount", s.parallel_trial_count, "parallel_trials"),
+        ("maxTrialCount", s.max_trial_count, "trials"),
+        ("maxFailedTrialCount", s.max_failed_trial_count, "trials"),
+    ):
+        problem = limits.exceeded(limit, value) if value is not None else None
+        if problem:
+            errors.append(FieldError(f"spec.{field}", problem))
     if s.max_failed_trial_count is not None and s.max_failed_trial_count < 0:
         errors.append(FieldError("spec.maxFailedTrialCount", f"must be >= 0 (got {s.max_failed_trial_count})"))
     if s.max_trial_count is not None and s.max_trial_count <= 0:
@@ -186,6 +212,12 @@ def _objective(exp: Experiment) -> list[FieldError]:
         errors.append(FieldError("spec.objective.type", f"must be minimize or maximize (got {obj.type!r})"))
     if not obj.objective_metric_name:
         errors.append(FieldError("spec.objective.objectiveMetricName", "is required"))
+    metrics = [("spec.objective.objectiveMetricName", obj.objective_metric_name)]
+    metrics += [(f"spec.objective.additionalMetricNames[{i}]", m) for i, m in enumerate(obj.additional_metric_names or [])]
+    for field, metric in metrics:
+        problem = too_long(metric or "", METRIC_NAME_MAX, "metric_name")
+        if problem:
+            errors.append(FieldError(field, problem))
     names = [obj.objective_metric_name, *(obj.additional_metric_names or [])]
     if obj.objective_metric_name and obj.objective_metric_name in (obj.additional_metric_names or []):
         errors.append(FieldError(
@@ -244,32 +276,40 @@ def _settings_names(path: str, settings: list | None) -> list[FieldError]:
     return errors
 
 
-def _search_space(exp: Experiment) -> list[FieldError]:
+def _search_space(exp: Experiment, limits: Limits) -> list[FieldError]:
     s = exp.spec
     has_params, has_nas = bool(s.parameters), s.nas_config is not None
     if has_params == has_nas:
         return [FieldError("spec", "exactly one of parameters and nasConfig must be set")]
     if has_nas:
         assert s.nas_config is not None
-        return nas_config_errors(s.nas_config)
+        return nas_config_errors(s.nas_config, limits=limits)
     errors: list[FieldError] = []
+    problem = limits.exceeded("parameters", len(s.parameters or []), "parameters")
+    if problem:
+        return [FieldError("spec.parameters", problem)]
     seen: set[str] = set()
     for i, p in enumerate(s.parameters or []):
-        errors += validate_parameter(p, f"spec.parameters[{i}]")
+        errors += validate_parameter(p, f"spec.parameters[{i}]", limits)
         if p.name and p.name in seen:
             errors.append(FieldError(f"spec.parameters[{i}].name", f"duplicate parameter name {p.name!r}"))
         seen.add(p.name or "")
     return errors
 
 
-def nas_config_errors(nas: NasConfig, path: str = "spec.nasConfig") -> list[FieldError]:
+def nas_config_errors(
+    nas: NasConfig, path: str = "spec.nasConfig", limits: Limits | None = None
+) -> list[FieldError]:
     """Katib's rules of a ``nasConfig``: the graph's layers, the operations and their parameters."""
+    limits = limits or Limits.from_env()
     errors = []
     gc = nas.graph_config
     if gc is None:
         errors.append(FieldError(f"{path}.graphConfig", "is required"))
     elif not gc.num_layers or gc.num_layers <= 0:
         errors.append(FieldError(f"{path}.graphConfig.numLayers", "must be > 0"))
+    elif problem := limits.exceeded("nas_layers", gc.num_layers):
+        errors.append(FieldError(f"{path}.graphConfig.numLayers", problem))
     if not nas.operations:
         errors.append(FieldError(f"{path}.operations", "must list at least one operation"))
     for i, op in enumerate(nas.operations or []):
@@ -277,7 +317,7 @@ def nas_config_errors(nas: NasConfig, path: str = "spec.nasConfig") -> list[Fiel
         if not op.operation_type:
             errors.append(FieldError(f"{where}.operationType", "is required"))
         for j, p in enumerate(op.parameters or []):
-            errors += validate_parameter(p, f"{where}.parameters[{j}]")
+            errors += validate_parameter(p, f"{where}.parameters[{j}]", limits)
     return errors
 
 
@@ -291,7 +331,7 @@ def _number(text: str | None, integer: bool) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def validate_parameter(p: ParameterSpec, path: str) -> list[FieldError]:
+def validate_parameter(p: ParameterSpec, path: str, limits: Limits | None = None) -> list[FieldError]:
     """The rules of one parameter (type, distribution, feasible space)."""
     errors = []
     if not p.name:
@@ -335,6 +375,8 @@ def validate_parameter(p: ParameterSpec, path: str) -> list[FieldError]:
                 errors.append(FieldError(f"{fpath}.{field}", f"must not be set for a {p.parameter_type} parameter"))
         if not fs.list_:
             errors.append(FieldError(f"{fpath}.list", f"must be a non-empty list for a {p.parameter_type} parameter"))
+        elif problem := (limits or Limits.from_env()).exceeded("list_values", len(fs.list_), "values"):
+            errors.append(FieldError(f"{fpath}.list", problem))
         else:
             seen: set[str] = set()
             for k, item in enumerate(fs.list_):
@@ -355,7 +397,7 @@ def _parameter_names(exp: Experiment) -> set[str]:
 EXECUTORS = ("local", "external")
 
 
-def _trial_template(exp: Experiment) -> list[FieldError]:
+def _trial_template(exp: Experiment, limits: Limits) -> list[FieldError]:
     tt = exp.spec.trial_template
     path = "spec.trialTemplate"
     if exp.spec.executor not in (None, *EXECUTORS):
@@ -387,6 +429,7 @@ def _trial_template(exp: Experiment) -> list[FieldError]:
     errors += _trial_parameters(tt, _parameter_names(exp), path)
     if tt.trial_spec is not None:
         errors += _rendered(exp, tt, path)
+        errors += workload_errors(tt.trial_spec, f"{path}.trialSpec", limits)
     return errors
 
 
@@ -513,8 +556,10 @@ def _metrics_collector(exp: Experiment) -> list[FieldError]:
     elif kind == "PrometheusMetric":
         http = (source.http_get if source else None) or {}
         port = http.get("port")
-        if not isinstance(port, int) or port <= 0:
+        if isinstance(port, bool) or not isinstance(port, int) or port <= 0:
             errors.append(FieldError(f"{path}.source.httpGet.port", f"must be a positive port number (got {port!r})"))
+        elif port > 65535:
+            errors.append(FieldError(f"{path}.source.httpGet.port", f"must be a port number from 1 to 65535 (got {port})"))
         if not str(http.get("path", "")).startswith("/"):
             errors.append(FieldError(f"{path}.source.httpGet.path", f"must start with '/' (got {http.get('path')!r})"))
     elif kind == "Custom" and not mc.collector.custom_collector:
