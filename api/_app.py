@@ -25,6 +25,7 @@ from katib.errors import (
 from katib.store import Store, UserStore
 
 from ._auth import authorize
+from ._head import HeadAsGet
 from ._state import ServerState
 from .routes import experiments, kube, system, viewer
 
@@ -91,6 +92,7 @@ def create_app(store: Store, runs_root: Path, workdir: Path, tick: float = 1.0, 
 
     # Trial lists compress about tenfold; small answers are sent as they are.
     app.add_middleware(GZipMiddleware, minimum_size=4096)
+    app.add_middleware(HeadAsGet)  # HEAD is the GET without its body (GET routes alone refuse HEAD)
     guarded = [Depends(authorize)]
     app.include_router(system.router)
     app.include_router(experiments.router, dependencies=guarded)
