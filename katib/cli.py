@@ -17,6 +17,7 @@ import yaml
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from katib.errors import FieldError, KatibError, NotFoundError, ValidationError
 
@@ -244,6 +245,10 @@ def _summary(store: Any, namespace: str, name: str) -> int:
                 out.print(f"  {m['name']}: {m.get('latest')}", highlight=False)
             else:
                 out.print(f"  {m['name']}: latest {m.get('latest')}, min {m.get('min')}, max {m.get('max')}", highlight=False)
+    note = views.no_result(rec, store.list_trials(rec.id))
+    if note:
+        out.print(Text.assemble(("no result: ", "bold red"), note))
+        return EXIT_FAILED
     return 0 if phase == "Succeeded" else EXIT_FAILED
 
 
@@ -626,8 +631,12 @@ def describe_experiment(
     """The whole experiment object: spec and status, as Katib shows it."""
     from katib import views
 
-    rec = _store(db).get_experiment(namespace, name)
+    store = _store(db)
+    rec = store.get_experiment(namespace, name)
     _dump(views.experiment_object(rec), Output.json if output is Output.json else Output.yaml)
+    note = views.no_result(rec, store.list_trials(rec.id))
+    if note:
+        err.print(Text.assemble(("no result: ", "bold red"), note))
 
 
 @app.command()

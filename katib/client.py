@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from .errors import KatibError, NotFoundError
+from .errors import KatibError, NoResultError, NotFoundError
 
 CONDITIONS = ("Created", "Running", "Restarting", "Succeeded", "Failed")
 
@@ -172,6 +172,21 @@ def _true(obj: dict[str, Any], condition: str) -> bool:
     return any(c["type"] == condition and c.get("status") == "True" for c in (obj.get("status") or {}).get("conditions", []))
 
 
+def _no_result(obj: dict[str, Any]) -> NoResultError | None:
+    """The error for an experiment that ended without a best trial; ``None`` if it has one
+    or has not ended. The ended condition's message says why (the status carries it)."""
+    status = obj.get("status") or {}
+    if (status.get("currentOptimalTrial") or {}).get("bestTrialName"):
+        return None
+    ended = next((c for c in status.get("conditions", [])
+                  if c["type"] in ("Succeeded", "Failed") and c.get("status") == "True"), None)
+    if ended is None:
+        return None
+    meta = obj.get("metadata") or {}
+    return NoResultError(f"experiment {meta.get('namespace')}/{meta.get('name')} ended ({ended.get('reason')}) "
+                         f"without a result: {ended.get('message')}")
+
+
 class KatibClient:
     """Katib's SDK calls, embedded (``url=None``) or against ``katib server`` at ``url``."""
 
@@ -282,13 +297,18 @@ class KatibClient:
     def wait_for_experiment_condition(self, name: str, namespace: str | None = None,
                                       expected_condition: str = "Succeeded", timeout: float = 600,
                                       polling_interval: float = 0.5) -> dict[str, Any]:
-        """Block until the condition holds; ``RuntimeError`` if the experiment fails first."""
+        """Block until the condition holds; ``RuntimeError`` if the experiment fails first.
+        Waiting for ``Succeeded`` raises ``NoResultError`` when the experiment succeeded (in
+        Katib's terms: its budget is spent) but no trial reported the objective metric."""
         if expected_condition not in CONDITIONS:
             raise ValueError(f"expected_condition must be one of {', '.join(CONDITIONS)} (got {expected_condition!r})")
         deadline = time.monotonic() + timeout
         while True:
             obj = self.get_experiment(name, namespace)
             if _true(obj, expected_condition):
+                no_result = _no_result(obj) if expected_condition == "Succeeded" else None
+                if no_result is not None:
+                    raise no_result
                 return obj
             if expected_condition != "Failed" and _true(obj, "Failed"):
                 raise RuntimeError(f"experiment {self._ns(namespace)}/{name} failed")
@@ -297,7 +317,13 @@ class KatibClient:
             time.sleep(polling_interval)
 
     def get_optimal_hyperparameters(self, name: str, namespace: str | None = None) -> dict[str, Any] | None:
-        optimal = (self.get_experiment(name, namespace).get("status") or {}).get("currentOptimalTrial") or {}
+        """The best trial so far (``None`` while none has a result); ``NoResultError`` once
+        the experiment has ended without one."""
+        obj = self.get_experiment(name, namespace)
+        no_result = _no_result(obj)
+        if no_result is not None:
+            raise no_result
+        optimal = (obj.get("status") or {}).get("currentOptimalTrial") or {}
         return optimal if optimal.get("bestTrialName") else None
 
     def edit_experiment_budget(self, name: str, namespace: str | None = None, max_trial_count: int | None = None,

@@ -47,6 +47,11 @@ class ConflictError(KatibError):
     """The request contradicts the current state (exists already, run elsewhere, …)."""
 
 
+class NoResultError(KatibError):
+    """The experiment ended, but no trial reported the objective metric: there is no
+    best trial to return. The message quotes the trials' most common failure."""
+
+
 class TemporaryError(KatibError):
     """A failure a retry can fix (a busy database, a lost connection)."""
 

@@ -11,7 +11,7 @@ from typing import Any
 from katib.spec import API_VERSION
 from katib.store import ExperimentRecord, TrialRecord
 
-from .controller._status import experiment_phase, rfc3339
+from .controller._status import experiment_phase, no_result_note, rfc3339
 
 
 def experiment_object(rec: ExperimentRecord) -> dict[str, Any]:
@@ -71,3 +71,14 @@ def reason(rec: ExperimentRecord) -> str:
         if cond.get("status") == "True":
             return cond.get("reason", "")
     return ""
+
+
+def no_result(rec: ExperimentRecord, trials: list[TrialRecord]) -> str | None:
+    """For an ended experiment that has no best trial (every trial crashed or never
+    reported the objective metric): what to tell the user. ``None`` otherwise."""
+    if phase(rec) not in ("Succeeded", "Failed"):
+        return None
+    if (rec.status.get("currentOptimalTrial") or {}).get("bestTrialName"):
+        return None
+    objective = rec.spec.get("spec", {}).get("objective", {}).get("objectiveMetricName", "")
+    return no_result_note(objective, trials)

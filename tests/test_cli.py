@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.conftest import REPO, experiment
+from tests.conftest import REPO, experiment, python_command
 
 
 def katib(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -144,3 +144,30 @@ def test_ui_stays_on_loopback_and_executor_names_are_checked(tmp_path):
     assert r.returncode != 0 and "katib ui serves without authentication; listen on loopback" in r.stderr
     r = katib("run", str(REPO / "examples" / "random.yaml"), "--db", str(tmp_path / "k.db"), "--executor", "slurm")
     assert r.returncode != 0 and "--executor must be local, ray or kubernetes (got 'slurm')" in r.stderr
+
+
+def test_a_run_where_no_trial_reports_the_objective_exits_non_zero(tmp_path):
+    db = str(tmp_path / "k.db")
+    code = "import sys; print('loading data'); sys.exit('no GPU found')"
+    doc = experiment(command=python_command(code), maxTrialCount=3)
+    del doc["spec"]["maxFailedTrialCount"]  # failures alone never end it: it runs to maxTrialCount
+    result = katib("run", str(write(tmp_path, doc)), "--db", db, "--tick", "0.05")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Succeeded (ExperimentMaxTrialsReached)" in result.stdout  # Katib's conditions are kept
+    assert "no trial reported the objective metric 'loss'" in result.stdout
+    assert "3 of 3 trials" in result.stdout and "no GPU found" in result.stdout
+
+    described = katib("describe", "experiment", "demo", "--db", db)
+    assert "no trial reported the objective metric 'loss'" in described.stderr
+    conditions = yaml.safe_load(described.stdout)["status"]["conditions"]
+    ended = [c for c in conditions if c["type"] == "Succeeded"][0]
+    assert ended["reason"] == "ExperimentMaxTrialsReached" and "no GPU found" in ended["message"]
+
+
+def test_a_run_where_trials_print_no_metric_names_the_hint(tmp_path):
+    doc = experiment(command=python_command("print('accuracy: 0.9')"), maxTrialCount=2)
+    del doc["spec"]["maxFailedTrialCount"]
+    result = katib("run", str(write(tmp_path, doc)), "--db", str(tmp_path / "k.db"), "--tick", "0.05")
+    assert result.returncode == 1
+    assert "no trial reported the objective metric 'loss'" in result.stdout
+    assert "2 of 2 trials" in result.stdout and "MetricsUnavailable" in result.stdout

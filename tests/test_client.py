@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from katib import KatibClient, search
-from katib.errors import ValidationError
+from katib.errors import NoResultError, ValidationError
 from tests.api_tests.conftest import LiveServer
 from tests.conftest import experiment
 
@@ -79,3 +79,16 @@ def test_failed_experiment_raises_while_waiting(client):
                 max_trial_count=3, max_failed_trial_count=1)
     with pytest.raises(RuntimeError, match="failed"):
         client.wait_for_experiment_condition("broken", timeout=60)
+
+
+def test_no_result_is_an_error_not_a_success(client):
+    def silent(parameters):
+        print("training done")  # never prints loss=...
+
+    client.tune("silent", silent, {"x": search.double(0, 1)}, objective_metric_name="loss",
+                objective_type="minimize", max_trial_count=2)
+    with pytest.raises(NoResultError, match="no trial reported the objective metric 'loss'"):
+        client.wait_for_experiment_condition("silent", timeout=60)
+    assert client.is_experiment_succeeded("silent")  # Katib's conditions are kept
+    with pytest.raises(NoResultError, match="MetricsUnavailable"):
+        client.get_optimal_hyperparameters("silent")

@@ -7,7 +7,7 @@ import importlib
 import pytest
 
 PUBLIC = {
-    "katib": {"report_metrics", "KatibError", "ValidationError", "FieldError", "NotFoundError",
+    "katib": {"report_metrics", "KatibError", "ValidationError", "FieldError", "NotFoundError", "NoResultError",
               "ConflictError", "TemporaryError", "__version__", "KatibClient", "search"},
     "api": {"create_app"},
     "katib.spec": {"Experiment", "Trial", "Suggestion", "admit", "apply_defaults", "validate", "render"},

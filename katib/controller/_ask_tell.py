@@ -19,6 +19,7 @@ from suggestion import Algorithm, TrialView, get_algorithm
 
 from ._arithmetic import end_condition, goal_reached, trials_to_create
 from ._status import (
+    END_MESSAGES,
     FINAL_TRIAL_STATES,
     UNAVAILABLE,
     MetricReducer,
@@ -165,7 +166,7 @@ class AskTell:
         running = next((c for c in conditions if c["type"] == "Running"), None)
         if running is not None:
             set_condition(conditions, "Running", "False", running.get("reason", ""), running.get("message", ""))
-        set_condition(conditions, condition, "True", reason, f"Experiment has {condition.lower()} ({reason})")
+        set_condition(conditions, condition, "True", reason, END_MESSAGES[reason])
         status["completionTime"] = rfc3339(time.time())
         killed = []
         for t in trials:

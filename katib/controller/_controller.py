@@ -55,7 +55,9 @@ from ._admission import runnable_errors
 from ._arithmetic import end_condition, goal_reached, trials_to_create
 from ._status import (
     ACTIVE_TRIAL_STATES,
+    END_MESSAGES,
     FINAL_TRIAL_STATES,
+    LAST_OUTPUT,
     UNAVAILABLE,
     WARM_START_LABEL,
     MetricReducer,
@@ -450,7 +452,7 @@ class ExperimentRun:
 
     def _failure_message(self, t: TrialRecord, state: RunState) -> str:
         tail = self._log_tail(t)
-        return f"{state.message}" + (f"; last output: {tail}" if tail else "")
+        return f"{state.message}" + (f"{LAST_OUTPUT}{tail}" if tail else "")
 
     def _no_metrics_hint(self, t: TrialRecord, collector: Collector) -> str:
         kind = collector.kind
@@ -466,7 +468,7 @@ class ExperimentRun:
             f"the objective metric {self.objective!r} was never reported: the {kind} collector read {where}"
             + (f" with filters {collector.filter_patterns}, expecting lines such as {example!r}" if kind != "Push" else "")
         )
-        return hint + (f"; last output: {tail}" if tail else "")
+        return hint + (f"{LAST_OUTPUT}{tail}" if tail else "")
 
     def _metrics_path_hint(self) -> str:
         mc = self.exp.spec.metrics_collector_spec
@@ -500,17 +502,11 @@ class ExperimentRun:
                 t.completion_time = time.time()
                 mark_trial(t, "Killed", f"the experiment ended ({reason})")
                 self._touch(t)
-        messages = {
-            "ExperimentGoalReached": "Experiment has succeeded because Objective goal has reached",
-            "ExperimentMaxTrialsReached": "Experiment has succeeded because max trial count has reached",
-            "ExperimentSuggestionEndReached": "Experiment has succeeded because the search space is exhausted",
-            "ExperimentFailed": "Experiment has failed because max failed count has reached",
-        }
         conditions = self.status["conditions"]
         running = next((c for c in conditions if c["type"] == "Running"), None)
         if running is not None:
             set_condition(conditions, "Running", "False", running.get("reason", ""), running.get("message", ""))
-        set_condition(conditions, condition, "True", reason, messages[reason])
+        set_condition(conditions, condition, "True", reason, END_MESSAGES[reason])
         self.status["completionTime"] = rfc3339(time.time())
         return True
 

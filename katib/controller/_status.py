@@ -28,6 +28,17 @@ TRIAL_REASONS = {
 }
 
 
+# Katib's messages for the condition that ends an experiment, by reason.
+END_MESSAGES = {
+    "ExperimentGoalReached": "Experiment has succeeded because Objective goal has reached",
+    "ExperimentMaxTrialsReached": "Experiment has succeeded because max trial count has reached",
+    "ExperimentSuggestionEndReached": "Experiment has succeeded because the search space is exhausted",
+    "ExperimentFailed": "Experiment has failed because max failed count has reached",
+}
+# How a trial's failure message joins what the trial printed last (see the controller).
+LAST_OUTPUT = "; last output: "
+
+
 def rfc3339(ts: float | None) -> str | None:
     if ts is None:
         return None
@@ -269,6 +280,28 @@ def pareto_front(exp: Experiment, trials: Iterable[TrialRecord]) -> list[TrialRe
     return [t for _, t in front]
 
 
+def no_result_note(objective: str, trials: Iterable[TrialRecord]) -> str:
+    """Why an experiment has no best trial: no trial reported the objective metric; the
+    trials' most common failure (grouped by state, reason and message before the trial's
+    last output), quoted with one trial's full message.
+
+    >>> no_result_note("loss", [])
+    "no trial reported the objective metric 'loss' (no trial ran)"
+    """
+    ended = [t for t in trials if t.state in FINAL_TRIAL_STATES and not is_warm_start(t)]
+    head = f"no trial reported the objective metric {objective!r}"
+    if not ended:
+        return f"{head} (no trial ran)"
+    groups: dict[tuple[str, str, str], list[str]] = {}
+    for t in ended:
+        cond: dict[str, Any] = next((c for c in reversed(t.conditions) if c["type"] == t.state), {})
+        message = cond.get("message") or ""
+        groups.setdefault((t.state, cond.get("reason") or "", message.split(LAST_OUTPUT, 1)[0]), []).append(message)
+    (state, reason, _), messages = max(groups.items(), key=lambda kv: len(kv[1]))  # first of the largest
+    return (f"{head}; most common outcome ({len(messages)} of {len(ended)} trials): "
+            f"{state} ({reason}): {messages[0]}")
+
+
 def _optimal(t: TrialRecord | None) -> dict[str, Any]:
     return {
         "bestTrialName": t.name if t else "",
@@ -279,6 +312,14 @@ def _optimal(t: TrialRecord | None) -> dict[str, Any]:
 
 def _metrics_list(observation: dict[str, dict[str, str]] | None) -> list[dict[str, str]]:
     return [{"name": name, **values} for name, values in (observation or {}).items()]
+
+
+def _note_no_result(conditions: list[dict[str, Any]], objective: str, trials: Sequence[TrialRecord]) -> None:
+    """An ended experiment without a best trial keeps Katib's condition (type and reason)
+    and says in its message that there is no result, and why."""
+    for cond in conditions:
+        if cond["type"] in ("Succeeded", "Failed") and cond.get("status") == "True" and cond.get("reason") in END_MESSAGES:
+            cond["message"] = f"{END_MESSAGES[cond['reason']]}; {no_result_note(objective, trials)}"
 
 
 def experiment_status(
@@ -293,6 +334,8 @@ def experiment_status(
     status["lastReconcileTime"] = rfc3339(time.time())
     best = best_trial(exp, trials)
     status["currentOptimalTrial"] = _optimal(best)
+    if best is None:
+        _note_no_result(status.get("conditions") or [], metric_names(exp)[0], trials)
     if Scoring(exp).multi_objective:
         status["paretoFront"] = [_optimal(t) for t in pareto_front(exp, trials)]
     for key, state in (
