@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -25,38 +26,27 @@ from katib.errors import (
 from katib.store import Store, UserStore
 
 from ._auth import authorize
+from ._guard import DEFAULT_MAX_BODY, BodyTooLarge, RequestGuard, check_path_names, error_body
 from ._head import HeadAsGet
-from ._state import ServerState
+from ._state import ServerLimits, ServerState
 from .routes import experiments, kube, system, viewer
 
 _CODES = {ValidationError: 422, NotFoundError: 404, ConflictError: 409, TemporaryError: 503,
           UnauthorizedError: 401, ForbiddenError: 403}
-_REASONS = {422: "Invalid", 404: "NotFound", 409: "AlreadyExists", 503: "ServiceUnavailable", 400: "BadRequest",
-            401: "Unauthorized", 403: "Forbidden"}
-
-
-def _kube_style(request: Request) -> bool:
-    path = request.url.path
-    return path.startswith("/apis/") or "/pods" in path
 
 
 def _error(request: Request, code: int, message: str, fields: list[dict[str, str]] | None = None) -> JSONResponse:
-    if _kube_style(request):
-        body: dict[str, Any] = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                                "message": message, "reason": _REASONS.get(code, "InternalError"), "code": code}
-        if code == 409 and "already exists" not in message:
-            body["reason"] = "Conflict"
-        if fields:
-            body["details"] = {"causes": [{"field": f["field"], "message": f["message"], "reason": "FieldValueInvalid"}
-                                          for f in fields]}
-        return JSONResponse(body, status_code=code)
-    return JSONResponse({"message": message, **({"errors": fields} if fields else {})}, status_code=code)
+    return JSONResponse(error_body(request.url.path, code, message, fields), status_code=code)
 
 
 def create_app(store: Store, runs_root: Path, workdir: Path, tick: float = 1.0, resume: bool = True,
-               auth: bool = False, executor_factory: Any = None, executor: str = "local") -> FastAPI:
+               auth: bool = False, executor_factory: Any = None, executor: str = "local", read_only: bool = False,
+               allowed_hosts: Iterable[str] = (), max_body: int = DEFAULT_MAX_BODY,
+               limits: ServerLimits | None = None) -> FastAPI:
     """The app; its lifespan starts the unfinished experiments and stops all at shutdown.
-    With ``auth``, requests need a bearer token and a role in the namespace."""
+    With ``auth``, requests need a bearer token and a role in the namespace; without it,
+    only programs on this machine and the server's own pages may use it (``RequestGuard``).
+    ``read_only`` (``katib ui``) serves reads and runs nothing."""
     manager = (ExperimentManager(store, runs_root, tick=tick, executor_factory=executor_factory)
                if executor_factory is not None else ExperimentManager(store, runs_root, tick=tick))
 
@@ -71,7 +61,8 @@ def create_app(store: Store, runs_root: Path, workdir: Path, tick: float = 1.0, 
                   description="Kubeflow Katib's experiments as a service: REST, Kubernetes-style endpoints for "
                               "the kubeflow-katib SDK, server-sent events.")
     app.state.katib = ServerState(store=store, manager=manager, workdir=workdir,
-                                  users=UserStore(store) if auth else None, executor=executor)
+                                  users=UserStore(store) if auth else None, executor=executor,
+                                  limits=limits or ServerLimits())
 
     @app.exception_handler(KatibError)
     async def katib_error(request: Request, exc: KatibError) -> JSONResponse:
@@ -85,6 +76,10 @@ def create_app(store: Store, runs_root: Path, workdir: Path, tick: float = 1.0, 
                           [e.to_dict() for e in exc.errors])
         return _error(request, code, str(exc))
 
+    @app.exception_handler(BodyTooLarge)
+    async def too_large(request: Request, exc: BodyTooLarge) -> JSONResponse:
+        return _error(request, 413, str(exc))
+
     @app.exception_handler(RequestValidationError)
     async def request_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         fields = [{"field": ".".join(str(p) for p in e["loc"] if p != "body"), "message": e["msg"]} for e in exc.errors()]
@@ -93,7 +88,9 @@ def create_app(store: Store, runs_root: Path, workdir: Path, tick: float = 1.0, 
     # Trial lists compress about tenfold; small answers are sent as they are.
     app.add_middleware(GZipMiddleware, minimum_size=4096)
     app.add_middleware(HeadAsGet)  # HEAD is the GET without its body (GET routes alone refuse HEAD)
-    guarded = [Depends(authorize)]
+    # Outermost: nothing reaches a route (or is decompressed) before the guard has passed it.
+    app.add_middleware(RequestGuard, auth=auth, read_only=read_only, allowed_hosts=allowed_hosts, max_body=max_body)
+    guarded = [Depends(check_path_names), Depends(authorize)]
     app.include_router(system.router)
     app.include_router(experiments.router, dependencies=guarded)
     app.include_router(kube.router, dependencies=guarded)

@@ -9,6 +9,8 @@ from typing import Any
 from katib import views
 from katib.controller import admit, runnable_errors
 from katib.errors import ConflictError, FieldError, NotFoundError, ValidationError
+from katib.logtail import read_log
+from katib.names import RunLayout
 from katib.store import ExperimentRecord, TrialRecord
 
 from ._documents import merge_patch
@@ -43,11 +45,12 @@ def create(state: ServerState, doc: Any, namespace: str, dry_run: bool = False) 
 
 def patch(state: ServerState, namespace: str, name: str, patch_doc: Any) -> dict[str, Any]:
     """A merge patch; only the trial budget may change, as in Katib."""
+    if not isinstance(patch_doc, dict):
+        raise ValidationError([FieldError("", f"a merge patch must be an object (got {type(patch_doc).__name__})")], "request")
     rec = state.store.get_experiment(namespace, name)
     current = views.experiment_object(rec)
     current.pop("status", None)
-    if isinstance(patch_doc, dict):
-        patch_doc = {k: v for k, v in patch_doc.items() if k != "status"}
+    patch_doc = {k: v for k, v in patch_doc.items() if k != "status"}
     merged = merge_patch(current, patch_doc)
     for key in ("uid", "creationTimestamp", "resourceVersion", "generation", "managedFields"):
         (merged.get("metadata") or {}).pop(key, None)
@@ -78,7 +81,7 @@ def push_metrics(state: ServerState, namespace: str, name: str, body: dict[str, 
         raise ValidationError([FieldError("body", str(exc))]) from None
     if isinstance(body.get("timestamp"), str | int | float):
         record["timestamp"] = str(body["timestamp"])
-    path = state.runs_root / rec.namespace / rec.name / t.name / "push.jsonl"
+    path = RunLayout(state.runs_root).push_file(rec.namespace, rec.name, t.name)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as f:
         f.write(json.dumps(record) + "\n")
@@ -86,10 +89,7 @@ def push_metrics(state: ServerState, namespace: str, name: str, body: dict[str, 
 
 
 def trial_log(state: ServerState, rec: ExperimentRecord, t: TrialRecord, tail: int | None = None) -> str:
-    path = state.runs_root / rec.namespace / rec.name / t.name / "trial.log"
-    if not path.exists():
-        return ""
-    text = path.read_text(errors="replace")
-    if tail is not None:
-        text = "\n".join(text.splitlines()[-tail:]) + ("\n" if text.endswith("\n") else "")
-    return text
+    """The trial's log, or its last ``tail`` lines, read from the end of the file and at
+    most ``limits.log_bytes`` of it."""
+    path = RunLayout(state.runs_root).trial_log(rec.namespace, rec.name, t.name)
+    return read_log(path, tail, state.limits.log_bytes)

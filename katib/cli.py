@@ -20,6 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from katib.errors import FieldError, KatibError, NotFoundError, ValidationError
+from katib.names import RunLayout
 
 app = typer.Typer(
     help="Run Kubeflow Katib experiments on this machine: no cluster, no server.",
@@ -338,6 +339,12 @@ def resume(
     raise typer.Exit(_drive(store, namespace, name, tick, suggestion, factory))
 
 
+AllowedHostOption = typer.Option(
+    [], "--allowed-host",
+    help="A name the Host header may carry besides loopback names (without --auth, other names are refused: DNS rebinding).")
+MaxBodyOption = typer.Option(1 << 20, "--max-body", help="The largest request body accepted, in bytes.")
+
+
 def _loopback(host: str) -> bool:
     import ipaddress
 
@@ -367,6 +374,8 @@ def server(
     auth: bool = typer.Option(False, "--auth", help="Require bearer tokens and per-namespace roles (katib user …)."),
     allow_unauthenticated: bool = typer.Option(
         False, "--allow-unauthenticated", help="Listen on a non-loopback address without --auth."),
+    allowed_host: list[str] = AllowedHostOption,
+    max_body: int = MaxBodyOption,
 ) -> None:
     """Serve the REST API and the Kubernetes-style endpoints, and run every experiment.
 
@@ -384,7 +393,7 @@ def server(
     factory = _executor_factory(executor, ray_address, kubeconfig, context, push_url, push_token)
     store = _store(db)
     application = create_app(store, _runs_root(store), workdir.resolve(), tick=tick, auth=auth, executor_factory=factory,
-                             executor=executor)
+                             executor=executor, allowed_hosts=[*allowed_host, host], max_body=max_body)
     uvicorn.run(application, host=host, port=port, log_level="info")
 
 
@@ -393,8 +402,10 @@ def ui(
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     port: int = typer.Option(8080, help="Port."),
     db: str | None = DbOption,
+    allowed_host: list[str] = AllowedHostOption,
 ) -> None:
-    """Open the web viewer on a store (e.g. after `katib run`), without running experiments."""
+    """Open the web viewer on a store (e.g. after `katib run`), read-only: it runs, changes
+    and deletes nothing."""
     try:
         import uvicorn
 
@@ -404,7 +415,8 @@ def ui(
     if not _loopback(host):
         raise KatibError(f"katib ui serves without authentication; listen on loopback, not {host} (or use katib server --auth)")
     store = _store(db)
-    application = create_app(store, _runs_root(store), Path(".").resolve(), resume=False)
+    application = create_app(store, _runs_root(store), Path(".").resolve(), resume=False, read_only=True,
+                             allowed_hosts=[*allowed_host, host])
     out.print(f"the viewer: http://{host}:{port}/", highlight=False)
     uvicorn.run(application, host=host, port=port, log_level="warning")
 
@@ -649,7 +661,7 @@ def logs(
     """Print a trial's output (stdout and stderr of its process)."""
     store = _store(db)
     rec, t = store.get_trial(namespace, trial)
-    path = _runs_root(store) / rec.namespace / rec.name / t.name / "trial.log"
+    path = RunLayout(_runs_root(store)).trial_log(rec.namespace, rec.name, t.name)
     if not path.exists():
         raise NotFoundError(f"no log for trial {trial} (it has not started on this machine)")
     with open(path, "rb") as f:
@@ -679,11 +691,12 @@ def delete_experiment(
     from trials import owner_alive
 
     store = _store(db)
+    folder = RunLayout(_runs_root(store)).experiment(namespace, name)  # checks the names first
     rec = store.get_experiment(namespace, name)
     if rec.owner and owner_alive(rec.owner):
         raise KatibError(f"experiment {name} is running under {rec.owner}; stop it first")
     store.delete_experiment(namespace, name)
-    shutil.rmtree(_runs_root(store) / namespace / name, ignore_errors=True)
+    shutil.rmtree(folder, ignore_errors=True)
     out.print(f'experiment.kubeflow.org "{name}" deleted', highlight=False)
 
 

@@ -138,7 +138,13 @@ class _Remote:
         return self._call("GET", "/experiments", params={"namespace": namespace})["items"]  # type: ignore[no-any-return]
 
     def trials(self, name: str, namespace: str) -> list[dict[str, Any]]:
-        return self._call("GET", f"/namespaces/{namespace}/experiments/{name}/trials")["items"]  # type: ignore[no-any-return]
+        items: list[dict[str, Any]] = []
+        offset: int | None = 0
+        while offset is not None:  # the server answers a page at a time
+            page = self._call("GET", f"/namespaces/{namespace}/experiments/{name}/trials", params={"offset": offset})
+            items += page["items"]
+            offset = page.get("next")
+        return items
 
     def observations(self, trial: str, namespace: str, metric: str | None) -> list[dict[str, Any]]:
         params = {"metric": metric} if metric else {}

@@ -8,7 +8,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from katib import views
 from katib.controller import EDITABLE, is_completed
@@ -70,30 +70,44 @@ async def stop(namespace: str, name: str, state: ServerState = Depends(get_state
 
 @router.post("/namespaces/{namespace}/experiments/{name}/resume")
 async def resume(namespace: str, name: str, state: ServerState = Depends(get_state)) -> dict[str, Any]:
-    await asyncio.to_thread(state.manager.resume, namespace, name)
-    return {"running": True}
+    """Start the experiment's controller again; ``running`` says whether it runs now (a
+    controller that fails at once answers ``false`` with its error)."""
+    error = await asyncio.to_thread(state.manager.resume, namespace, name)
+    running = state.manager.is_running(namespace, name)
+    return {"running": running, **({"message": error} if error and not running else {})}
+
+
+class Budget(BaseModel):
+    """The part of an experiment's spec that may change while it runs; null restores the default."""
+
+    model_config = ConfigDict(extra="forbid")
+    maxTrialCount: int | None = Field(None, le=2**31 - 1)
+    parallelTrialCount: int | None = Field(None, le=2**31 - 1)
+    maxFailedTrialCount: int | None = Field(None, le=2**31 - 1)
 
 
 @router.patch("/namespaces/{namespace}/experiments/{name}/budget")
-async def edit_budget(namespace: str, name: str, body: dict[str, int | None],
+async def edit_budget(namespace: str, name: str, body: Budget,
                       state: ServerState = Depends(get_state)) -> dict[str, Any]:
     """Change ``maxTrialCount``, ``parallelTrialCount`` or ``maxFailedTrialCount``."""
-    from katib.errors import FieldError, ValidationError
-
-    unknown = sorted(set(body) - set(EDITABLE))
-    if unknown:
-        raise ValidationError([FieldError(k, "is not part of the budget (maxTrialCount, parallelTrialCount, maxFailedTrialCount)") for k in unknown], "budget")
-    return await asyncio.to_thread(_service.patch, state, namespace, name, {"spec": body})
+    spec = body.model_dump(exclude_unset=True)
+    assert set(spec) <= set(EDITABLE)
+    return await asyncio.to_thread(_service.patch, state, namespace, name, {"spec": spec})
 
 
 @router.get("/namespaces/{namespace}/experiments/{name}/trials", response_model=None)
-def trials(namespace: str, name: str, limit: int | None = Query(None, ge=1), offset: int = Query(0, ge=0),
-           state: ServerState = Depends(get_state)) -> JSONResponse:
-    """The experiment's trials, oldest first; ``limit``/``offset`` page through them."""
+def trials(namespace: str, name: str, limit: int | None = Query(None, ge=1, le=100_000),
+           offset: int = Query(0, ge=0, le=2**31 - 1), state: ServerState = Depends(get_state)) -> JSONResponse:
+    """The experiment's trials, oldest first; ``limit``/``offset`` page through them (at
+    most the server's ``page`` limit a page; ``next`` is the next page's offset)."""
     rec = state.store.get_experiment(namespace, name)
-    rows = state.store.list_trials(rec.id, limit=limit, offset=offset)
+    limit = min(limit or state.limits.page, state.limits.page)
+    rows = state.store.list_trials(rec.id, limit=limit + 1, offset=offset)
+    body: dict[str, Any] = {"items": [views.trial_object(rec, t) for t in rows[:limit]]}
+    if len(rows) > limit:  # more to come: the offset of the next page
+        body["next"] = offset + limit
     # Serialised directly: thousands of plain dicts need no model validation.
-    return JSONResponse({"items": [views.trial_object(rec, t) for t in rows]})
+    return JSONResponse(body)
 
 
 @router.get("/namespaces/{namespace}/trials/{trial}")
@@ -124,9 +138,10 @@ def observations(namespace: str, trial: str, metric: str | None = None,
 
 
 @router.get("/namespaces/{namespace}/trials/{trial}/log", response_class=PlainTextResponse)
-def log(namespace: str, trial: str, tail: int | None = Query(None, ge=1),
+def log(namespace: str, trial: str, tail: int | None = Query(None, ge=0, le=2**31 - 1),
         state: ServerState = Depends(get_state)) -> str:
-    """The trial process's output."""
+    """The trial process's output: its last ``tail`` lines, and at most the server's
+    ``log_bytes`` limit of it (the end)."""
     rec, t = _service.trial(state, namespace, trial)
     return _service.trial_log(state, rec, t, tail)
 
@@ -138,6 +153,13 @@ async def events(request: Request, namespace: str | None = None, experiment: str
     queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=10_000)
     loop = asyncio.get_running_loop()
     user = current_user(request)
+    client = f"user:{user.name}" if user is not None else f"addr:{request.client.host if request.client else '-'}"
+    open_streams = state.streams
+    if open_streams.get(client, 0) >= state.limits.streams_per_client or sum(open_streams.values()) >= state.limits.streams_total:
+        return JSONResponse(  # type: ignore[return-value]
+            {"message": f"too many open event streams (at most {state.limits.streams_per_client} per client and "
+                        f"{state.limits.streams_total} in all); close one first"}, status_code=429)
+    open_streams[client] = open_streams.get(client, 0) + 1
 
     def push(event: dict[str, Any]) -> None:
         if namespace and event.get("namespace") != namespace:
@@ -166,6 +188,9 @@ async def events(request: Request, namespace: str | None = None, experiment: str
                 yield f"event: {event['type']}\ndata: {json.dumps(event)}\n\n"
         finally:
             unsubscribe()
+            open_streams[client] -= 1
+            if not open_streams[client]:
+                del open_streams[client]
 
     return StreamingResponse(stream(), media_type="text/event-stream")
 

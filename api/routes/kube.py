@@ -168,7 +168,7 @@ def list_pods(namespace: str, label_selector: str | None = Query(None, alias="la
 
 
 @router.get("/api/v1/namespaces/{namespace}/pods/{name}/log", response_class=PlainTextResponse)
-def pod_log(namespace: str, name: str, container: str | None = None, tail_lines: int | None = Query(None, alias="tailLines"),
+def pod_log(namespace: str, name: str, container: str | None = None, tail_lines: int | None = Query(None, alias="tailLines", ge=0, le=2**31 - 1),
             state: ServerState = Depends(get_state)) -> str:
     rec, t = state.store.get_trial(namespace, name)
     return _service.trial_log(state, rec, t, tail_lines)

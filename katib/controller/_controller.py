@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from katib.errors import ConflictError, FieldError, NotFoundError, ValidationError
+from katib.names import RunLayout, map_into
 from katib.spec import EXPERIMENT_LABEL, TRIAL_LABEL, Experiment, TrialMeta, new_trial_name, render
 from katib.store import ExperimentRecord, ObservationRow, Store, TrialRecord
 from suggestion import (
@@ -576,10 +577,10 @@ class ExperimentRun:
         return mc.collector.kind if mc and mc.collector and mc.collector.kind else "StdOut"
 
     def _trial_dir(self, t: TrialRecord) -> Path:
-        return self.ctl.runs_root / self.exp.namespace / self.exp.name / t.name
+        return RunLayout(self.ctl.runs_root).trial(self.exp.namespace, self.exp.name, t.name)
 
     def _checkpoint_dir(self, name: str) -> Path:
-        return self.ctl.runs_root / self.exp.namespace / self.exp.name / "checkpoints" / name
+        return RunLayout(self.ctl.runs_root).checkpoint(self.exp.namespace, self.exp.name, name)
 
     def _path_map(self, t: TrialRecord) -> dict[str, str]:
         """Katib's absolute paths, mapped into the trial's own directories: the metrics
@@ -588,7 +589,7 @@ class ExperimentRun:
         mc = self.exp.spec.metrics_collector_spec
         fsp = mc.source.file_system_path if mc and mc.source else None
         if mc and mc.collector and mc.collector.kind == "File" and fsp and fsp.path:
-            out[fsp.path] = str(self._trial_dir(t) / fsp.path.lstrip("/"))
+            out[fsp.path] = str(map_into(self._trial_dir(t), fsp.path))
         checkpoints = self.exp.spec.algorithm.settings().get("suggestion_trial_dir") if self.exp.spec.algorithm else None
         if self.exp.spec.algorithm and self.exp.spec.algorithm.algorithm_name == "pbt":
             checkpoints = checkpoints or DEFAULT_CHECKPOINT_DIR

@@ -7,18 +7,25 @@ running loop, and tells subscribers (the API's event stream) what happens.
 
 from __future__ import annotations
 
+import logging
+import shutil
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from katib.errors import ConflictError, NotFoundError
+from katib.errors import ConflictError, NotFoundError, TemporaryError
+from katib.names import RunLayout
 from katib.spec import Experiment
 from katib.store import ExperimentRecord, Store, TrialRecord
 from trials import Executor, LocalExecutor, owner_alive
 
 from ._controller import Controller, ExperimentRun, is_completed
+from ._status import rfc3339, set_condition
+
+log = logging.getLogger("katib.controller")
 
 Subscriber = Callable[[dict[str, Any]], None]
 
@@ -47,6 +54,7 @@ class ExperimentManager:
         self._running: dict[tuple[str, str], _Running] = {}
         self._lock = threading.Lock()
         self._subscribers: list[Subscriber] = []
+        self.errors: dict[tuple[str, str], str] = {}  # the last failure of each experiment's controller
 
     # -- events ------------------------------------------------------------------------
 
@@ -111,15 +119,42 @@ class ExperimentManager:
     def _run(self, key: tuple[str, str], stop: threading.Event) -> None:
         try:
             self._controller(key).run(*key, stop=stop)
-        except BaseException as exc:  # reported on the event stream; the experiment stays resumable
-            self._running[key].error = exc
-            self._publish({"type": "error", "namespace": key[0], "experiment": key[1], "message": str(exc)})
+        except (TemporaryError, ConflictError) as exc:  # a retry can fix it: the experiment stays resumable
+            self._fail(key, exc, permanent=False)
+        except Exception as exc:  # the controller cannot run this experiment: say so, in its status
+            self._fail(key, exc, permanent=True)
         finally:
             with self._lock:
                 current = self._running.get(key)
                 if current is not None and current.thread is threading.current_thread():
                     del self._running[key]
             self._publish({"type": "stopped", "namespace": key[0], "experiment": key[1]})
+
+    def _fail(self, key: tuple[str, str], exc: Exception, permanent: bool) -> None:
+        message = f"the controller failed: {type(exc).__name__}: {exc}"
+        self._running[key].error = exc
+        self.errors[key] = message
+        if permanent:
+            log.error("experiment %s/%s: %s", *key, message, exc_info=exc)
+            self._mark_failed(key, message)
+        else:
+            log.warning("experiment %s/%s: %s (resume carries on)", *key, message)
+        self._publish({"type": "error", "namespace": key[0], "experiment": key[1], "message": message})
+
+    def _mark_failed(self, key: tuple[str, str], message: str) -> None:
+        """Mark the experiment Failed (``ExperimentControllerFailed``): re-running it would
+        crash the same way, and a stuck ``Running`` would hide that."""
+        try:
+            rec = self.store.get_experiment(*key)
+            status = dict(rec.status)
+            conditions = list(status.get("conditions") or [])
+            set_condition(conditions, "Running", "False", "ExperimentControllerFailed", message)
+            set_condition(conditions, "Failed", "True", "ExperimentControllerFailed", message)
+            status["conditions"] = conditions
+            status.setdefault("completionTime", rfc3339(time.time()))
+            self.store.update_experiment(rec.id, status=status)
+        except Exception:  # the store itself is what failed: the log has it
+            log.exception("experiment %s/%s: could not record the failure", *key)
 
     def is_running(self, namespace: str, name: str) -> bool:
         running = self._running.get((namespace, name))
@@ -133,7 +168,9 @@ class ExperimentManager:
         running.stop.set()
         running.thread.join(timeout)
 
-    def resume(self, namespace: str, name: str) -> None:
+    def resume(self, namespace: str, name: str, settle: float = 0.5) -> str | None:
+        """Start the experiment's controller; the error of one that fails within ``settle``
+        seconds, or None."""
         rec = self.store.get_experiment(namespace, name)
         if (rec.spec.get("spec") or {}).get("executor") == "external":
             raise ConflictError(f"experiment {namespace}/{name} is driven from outside (ask and tell)")
@@ -144,7 +181,12 @@ class ExperimentManager:
 
             if rec.owner != owner_id():
                 raise ConflictError(f"experiment {namespace}/{name} is being run by {rec.owner}")
+        self.errors.pop((namespace, name), None)
         self.start(namespace, name)
+        running = self._running.get((namespace, name))
+        if running is not None:
+            running.thread.join(settle)
+        return self.errors.get((namespace, name))
 
     def resume_all(self) -> list[str]:
         """Start every unfinished experiment no live controller holds (after a restart)."""
@@ -159,12 +201,11 @@ class ExperimentManager:
         return started
 
     def delete(self, namespace: str, name: str) -> None:
+        folder = RunLayout(self.runs_root).experiment(namespace, name)  # checks the names first
         self.store.get_experiment(namespace, name)
         self.stop(namespace, name)
         self.store.delete_experiment(namespace, name)
-        import shutil
-
-        shutil.rmtree(self.runs_root / namespace / name, ignore_errors=True)
+        shutil.rmtree(folder, ignore_errors=True)
 
     def shutdown(self, timeout: float = 30.0) -> None:
         with self._lock:

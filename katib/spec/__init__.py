@@ -8,7 +8,7 @@
 
 from ._defaults import apply_defaults
 from ._limits import Limits
-from ._load import admit, experiment_documents, load_documents, parse_experiment
+from ._load import admit, experiment_documents, load_documents, load_json, parse_experiment
 from ._models import (
     API_VERSION,
     AlgorithmSetting,
@@ -77,6 +77,7 @@ __all__ = [
     "filter_problem",
     "find_containers",
     "load_documents",
+    "load_json",
     "new_trial_name",
     "parse_experiment",
     "parse_quantity",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Collection
 from typing import Any
 
@@ -15,17 +16,147 @@ from ._defaults import apply_defaults
 from ._models import Experiment
 from ._validate import validate
 
+# What one document may cost to load (docs/security.md): aliases may expand to at most
+# ALIAS_BUDGET nodes in all (a "billion laughs" file is refused, not expanded), and no
+# document may nest deeper than MAX_DEPTH.
+ALIAS_BUDGET = 10_000
+MAX_DEPTH = 64
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing duplicate keys and alias bombs."""
+
+    depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                raise _LoadError(f"nests deeper than {MAX_DEPTH} levels", self.peek_event().start_mark)
+            return super().compose_node(parent, index)  # type: ignore[no-any-return]
+        finally:
+            self.depth -= 1
+
+    def compose_document(self) -> yaml.Node | None:
+        node = super().compose_document()
+        if node is not None:
+            _Expansion().size(node, 0)
+        return node
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[tuple[str, str]] = set()
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                key = (key_node.tag, key_node.value)
+                if key in seen:
+                    raise _LoadError(f"duplicate key {key_node.value!r}", key_node.start_mark)
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)  # type: ignore[no-any-return]
+
+
+class _LoadError(Exception):
+    def __init__(self, message: str, mark: Any = None) -> None:
+        super().__init__(message)
+        self.mark = mark
+
+
+class _Expansion:
+    """The size of a node graph with every alias expanded, bounded as it is counted."""
+
+    def __init__(self) -> None:
+        self.sizes: dict[int, int] = {}
+        self.open: set[int] = set()
+        self.aliased = 0
+
+    def size(self, node: yaml.Node, depth: int) -> int:
+        if depth > MAX_DEPTH:
+            raise _LoadError(f"nests deeper than {MAX_DEPTH} levels", node.start_mark)
+        key = id(node)
+        if key in self.open:
+            raise _LoadError("an alias refers to a node that contains it", node.start_mark)
+        if key in self.sizes:  # a node met again is an alias: its expansion counts
+            self.aliased += self.sizes[key]
+            if self.aliased > ALIAS_BUDGET:
+                raise _LoadError(f"aliases expand to more than {ALIAS_BUDGET} nodes", node.start_mark)
+            return self.sizes[key]
+        self.open.add(key)
+        n = 1
+        if isinstance(node, yaml.SequenceNode):
+            n += sum(self.size(child, depth + 1) for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            n += sum(self.size(k, depth + 1) + self.size(v, depth + 1) for k, v in node.value)
+        self.open.discard(key)
+        self.sizes[key] = n
+        return n
+
+
+def _depth_error(doc: Any) -> str | None:
+    """Why a parsed (JSON) document is too deep, or None; iterative, so it cannot recurse."""
+    stack = [(doc, 0)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return f"nests deeper than {MAX_DEPTH} levels"
+        if isinstance(value, dict):
+            stack += [(v, depth + 1) for v in value.values()]
+        elif isinstance(value, list):
+            stack += [(v, depth + 1) for v in value]
+    return None
+
+
+def _refuse(where: str, problem: str, what: str = "YAML") -> ValidationError:
+    return ValidationError([FieldError(where, f"invalid {what}: {problem}")], what)
+
+
+def _number_problem(exc: ValueError) -> str:
+    return "a number has more than 4300 digits" if "digits" in str(exc) else str(exc)
+
 
 def load_documents(text: str) -> list[Any]:
-    """Every document of a (multi-document) YAML or JSON text; empty documents dropped."""
+    """Every document of a (multi-document) YAML or JSON text; empty documents dropped.
+    Duplicate keys, alias bombs, deep nesting and oversized numbers are refused."""
     try:
-        docs = list(yaml.safe_load_all(text))
+        docs = list(yaml.load_all(text, Loader=_BoundedLoader))  # noqa: S506 (a SafeLoader)
+    except _LoadError as exc:
+        mark = exc.mark
+        raise _refuse(f"line {mark.line + 1}, column {mark.column + 1}" if mark else "document", str(exc)) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "document"
         problem = getattr(exc, "problem", None) or str(exc)
-        raise ValidationError([FieldError(where, f"invalid YAML: {problem}")], "YAML") from None
+        raise _refuse(where, problem) from None
+    except RecursionError:
+        raise _refuse("document", f"nests deeper than {MAX_DEPTH} levels") from None
+    except ValueError as exc:  # an integer past Python's 4,300 digits
+        raise _refuse("document", _number_problem(exc)) from None
     return [d for d in docs if d is not None]
+
+
+def load_json(text: str) -> Any:
+    """One JSON document, with the YAML loader's bounds (duplicate keys, depth, numbers)."""
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in items:
+            if key in out:
+                raise _LoadError(f"duplicate key {key!r}")
+            out[key] = value
+        return out
+
+    try:
+        doc = json.loads(text, object_pairs_hook=pairs)
+    except json.JSONDecodeError as exc:
+        raise _refuse(f"line {exc.lineno}, column {exc.colno}", exc.msg, "JSON") from None
+    except _LoadError as exc:
+        raise _refuse("document", str(exc), "JSON") from None
+    except RecursionError:
+        raise _refuse("document", f"nests deeper than {MAX_DEPTH} levels", "JSON") from None
+    except ValueError as exc:
+        raise _refuse("document", _number_problem(exc), "JSON") from None
+    problem = _depth_error(doc)
+    if problem:
+        raise _refuse("document", problem, "JSON")
+    return doc
 
 
 def _loc_path(loc: tuple[Any, ...]) -> str:

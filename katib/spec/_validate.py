@@ -541,6 +541,8 @@ def _metrics_collector(exp: Experiment) -> list[FieldError]:
                 errors.append(FieldError(f"{fpath}.kind", f"must be File for the File collector (got {fsp.kind!r})"))
             if not fsp.path or not fsp.path.startswith("/"):
                 errors.append(FieldError(f"{fpath}.path", f"must be an absolute path (got {fsp.path!r})"))
+            elif ".." in fsp.path.split("/"):
+                errors.append(FieldError(f"{fpath}.path", f"must not contain '..': it is mapped into the trial's folder (got {fsp.path!r})"))
             if fsp.format not in ("TEXT", "JSON"):
                 errors.append(FieldError(f"{fpath}.format", f"must be TEXT or JSON (got {fsp.format!r})"))
             if fsp.format == "JSON" and source and source.filter and source.filter.metrics_format:
@@ -553,6 +555,8 @@ def _metrics_collector(exp: Experiment) -> list[FieldError]:
                 errors.append(FieldError(f"{fpath}.kind", f"must be Directory for the TensorFlowEvent collector (got {fsp.kind!r})"))
             if not fsp.path or not fsp.path.startswith("/"):
                 errors.append(FieldError(f"{fpath}.path", f"must be an absolute path (got {fsp.path!r})"))
+            elif ".." in fsp.path.split("/"):
+                errors.append(FieldError(f"{fpath}.path", f"must not contain '..': it is mapped into the trial's folder (got {fsp.path!r})"))
     elif kind == "PrometheusMetric":
         http = (source.http_get if source else None) or {}
         port = http.get("port")

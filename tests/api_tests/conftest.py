@@ -14,9 +14,9 @@ from api import create_app
 
 
 class LiveServer:
-    def __init__(self, store, tmp_path: Path, tick: float = 0.05, auth: bool = False) -> None:
+    def __init__(self, store, tmp_path: Path, tick: float = 0.05, auth: bool = False, **options) -> None:
         self.store = store
-        self.app = create_app(store, tmp_path / "runs", tmp_path, tick=tick, auth=auth)
+        self.app = create_app(store, tmp_path / "runs", tmp_path, tick=tick, auth=auth, **options)
         config = uvicorn.Config(self.app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)

@@ -19,7 +19,7 @@ def test_pushed_metrics_land_in_the_trials_push_file(sqlite_store, tmp_path):
     running.state = "Running"
     sqlite_store.save_trial(running)
     app = create_app(sqlite_store, tmp_path / "runs", tmp_path, resume=False)
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://localhost") as client:
         url = f"/api/v1/namespaces/{rec.namespace}/trials/{{}}/metrics"
         ok = client.post(url.format(running.name), json={"loss": 0.25, "timestamp": "2026-01-01T00:00:00Z"})
         assert ok.status_code == 202 and ok.json() == {"accepted": 1}

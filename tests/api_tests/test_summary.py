@@ -71,7 +71,7 @@ def test_importance_finds_the_parameter_that_matters(sqlite_store):
 def test_routes_and_the_page(sqlite_store, tmp_path):
     rec = _seed(sqlite_store)
     app = create_app(sqlite_store, tmp_path / "runs", tmp_path, resume=False)
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://localhost") as client:
         base = f"/api/v1/namespaces/{rec.namespace}/experiments/{rec.name}"
         summary = client.get(base + "/summary", headers={"Accept-Encoding": "gzip"})
         assert summary.status_code == 200 and summary.headers["content-encoding"] == "gzip"

@@ -1,0 +1,198 @@
+"""What every request passes before it reaches a route: the drive-by web page's guard and
+the size of a body.
+
+Without ``--auth`` the server trusts whoever can reach it, so it must be sure that
+"whoever" is a program on this machine and not a web page the user happens to have open:
+
+- the ``Host`` header must name the server (a loopback name, or one the operator listed):
+  a DNS-rebinding page reaches the server under its own name, and is refused, for reads
+  too;
+- a request that changes state and carries an ``Origin`` (every browser sends one on a
+  cross-origin POST, a form's included) must come from the server's own origin;
+  ``Sec-Fetch-Site: cross-site``/``same-site`` is refused too (another port on localhost
+  is same-site but not same-origin).
+
+With ``--auth`` the bearer token is the guard: a browser never attaches it on its own.
+Whatever the mode, a body must declare ``application/json`` (or ``…+json``) or
+``application/yaml``: the "simple" types a page may send without a CORS preflight
+(``text/plain``, forms) are refused, and a body may not exceed ``max_body`` bytes.
+A read-only server (``katib ui``) refuses every method but GET, HEAD and OPTIONS.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+READS = frozenset({"GET", "HEAD", "OPTIONS"})
+BODY_TYPES = ("application/json", "application/yaml", "application/x-yaml")
+DEFAULT_MAX_BODY = 1 << 20  # 1 MiB: an experiment's YAML is a few KiB
+LOOPBACK_NAMES = frozenset({"localhost", "localhost.", "ip6-localhost"})
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a name or an address, IPv6 with or without brackets) is loopback."""
+    host = host.strip().lower()
+    if host in LOOPBACK_NAMES or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def split_host(value: str) -> str:
+    """``example.org:8080`` → ``example.org``; ``[::1]:80`` → ``::1``."""
+    value = value.strip().lower()
+    if value.startswith("["):
+        return value[1:].split("]", 1)[0]
+    return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
+
+
+def body_type_allowed(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media in BODY_TYPES or (media.startswith("application/") and media.endswith("+json"))
+
+
+class RequestGuard:
+    """ASGI middleware: Host, Origin and body type and size, refused with 4xx before any
+    route runs. ``allowed_hosts`` are extra names the ``Host`` header may carry."""
+
+    def __init__(self, app: ASGIApp, *, auth: bool, read_only: bool = False,
+                 allowed_hosts: Iterable[str] = (), max_body: int = DEFAULT_MAX_BODY) -> None:
+        self.app = app
+        self.auth = auth
+        self.read_only = read_only
+        self.allowed_hosts = {split_host(h) for h in allowed_hosts if h}
+        self.max_body = max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        problem = self._refusal(scope, headers)
+        if problem is not None:
+            await _refuse(scope, send, *problem)
+            return
+        await self.app(scope, self._bounded(scope, receive, send), send)
+
+    def _host_ok(self, host: str) -> bool:
+        name = split_host(host)
+        return is_loopback(name) or name in self.allowed_hosts
+
+    def _refusal(self, scope: Scope, headers: dict[str, str]) -> tuple[int, str] | None:
+        method = scope["method"].upper()
+        if self.read_only and method not in READS:
+            return 405, "this server is read-only (katib ui): it serves the viewer and refuses every change; use katib server"
+        if not self.auth:
+            host = headers.get("host", "")
+            if not self._host_ok(host):
+                return 403, (f"Host {host!r} does not name this server: without --auth it answers only to loopback "
+                             "names and those given with --allowed-host")
+            if method not in READS:
+                origin = headers.get("origin")
+                if origin is not None and origin.rstrip("/").lower() not in {f"http://{host.lower()}", f"https://{host.lower()}"}:
+                    return 403, (f"cross-origin request refused: Origin {origin!r} is not this server's origin; "
+                                 "without --auth only the server's own pages may change anything")
+                if headers.get("sec-fetch-site", "same-origin") in ("cross-site", "same-site"):
+                    return 403, "cross-site request refused: without --auth only the server's own pages may change anything"
+        length = headers.get("content-length")
+        if length is not None:
+            if not length.isdigit():
+                return 400, f"Content-Length must be a number of bytes (got {length[:40]!r})"
+            if int(length) > self.max_body:
+                return 413, (f"the body has {int(length)} bytes, more than the limit of {self.max_body} "
+                             "(raise it with katib server --max-body)")
+        has_body = (length is not None and int(length) > 0) or "chunked" in headers.get("transfer-encoding", "")
+        if method not in READS and has_body and not body_type_allowed(headers.get("content-type", "")):
+            return 415, (f"Content-Type {headers.get('content-type', '')!r} is not accepted: send the body as "
+                         "application/json or application/yaml")
+        return None
+
+    def _bounded(self, scope: Scope, receive: Receive, send: Send) -> Receive:
+        """``receive`` that stops a chunked body at ``max_body`` bytes."""
+        seen = 0
+        limit = self.max_body
+
+        async def bounded() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise BodyTooLarge(limit)
+            return message
+
+        return bounded
+
+
+class BodyTooLarge(Exception):
+    """A chunked body passed the limit while it was read (answered 413)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the body is larger than the limit of {limit} bytes (raise it with katib server --max-body)")
+
+
+def kube_style(path: str) -> bool:
+    """Whether the path belongs to the Kubernetes-style API (errors are ``Status`` objects)."""
+    return path.startswith("/apis/") or "/pods" in path
+
+
+_REASONS = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 405: "MethodNotAllowed",
+            409: "AlreadyExists", 413: "RequestEntityTooLarge", 415: "UnsupportedMediaType", 422: "Invalid",
+            429: "TooManyRequests", 503: "ServiceUnavailable"}
+
+
+def error_body(path: str, code: int, message: str, fields: list[dict[str, str]] | None = None) -> dict[str, Any]:
+    """An error as our API writes it (``{"message", "errors"}``), or as a Kubernetes
+    ``Status`` on the Kubernetes-style paths."""
+    if kube_style(path):
+        body: dict[str, Any] = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                                "message": message, "reason": _REASONS.get(code, "InternalError"), "code": code}
+        if code == 409 and "already exists" not in message:
+            body["reason"] = "Conflict"
+        if fields:
+            body["details"] = {"causes": [{"field": f["field"], "message": f["message"], "reason": "FieldValueInvalid"}
+                                          for f in fields]}
+        return body
+    return {"message": message, **({"errors": fields} if fields else {})}
+
+
+async def _refuse(scope: Scope, send: Send, code: int, message: str) -> None:
+    body = json.dumps(error_body(scope.get("path", ""), code, message)).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if code == 405:
+        headers.append((b"allow", b"GET, HEAD, OPTIONS"))
+    await send({"type": "http.response.start", "status": code, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+_PATH_NAMES = {"namespace": "namespace", "name": "experiment", "trial": "trial"}
+
+
+def check_path_names(request: Request) -> None:
+    """Router dependency: the names in the path (and the ``namespace``/``experiment``
+    query parameters) follow the name rule, before any route reads, writes or deletes."""
+    from katib.names import check
+
+    route = getattr(request.scope.get("route"), "path", "")
+    for param, kind in _PATH_NAMES.items():
+        value = request.path_params.get(param)
+        if value is not None:
+            # On /pods/{name} and the Kubernetes-style /trials/{name} the name is a trial's.
+            trial = param == "name" and ("/pods/{name}" in route or "/trials/{name}" in route)
+            check("trial" if trial else kind, value, param)
+    for param, kind in (("namespace", "namespace"), ("experiment", "experiment")):
+        value = request.query_params.get(param)
+        if value:
+            check(kind, value, param)
+
+
+__all__ = ["BodyTooLarge", "check_path_names", "DEFAULT_MAX_BODY", "RequestGuard", "body_type_allowed", "error_body", "is_loopback",
+           "kube_style", "split_host"]

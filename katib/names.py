@@ -1,0 +1,124 @@
+"""One name rule for every entry point, and one owner of the run-folder layout.
+
+Namespaces, experiment and trial names follow Kubernetes' DNS-1123 label rule (lower-case
+letters, digits and ``-``, starting and ending with a letter or digit, at most 63
+characters); an experiment name, as in Katib, also starts with a letter and has at most 40
+characters, so that its trials' names (``<experiment>-<8 characters>``) stay labels too.
+Every name is checked before it becomes part of a path, a query or a stored row: YAML, the
+REST and Kubernetes-style APIs, the CLI and grants all call :func:`check`.
+
+:class:`RunLayout` is the only place that turns names into paths under the runs folder.
+Each path it returns is resolved and checked to stay under that folder, so no name, link
+or collector path can make a read, write or delete land outside it.
+
+>>> check("namespace", "team-a")
+>>> check("namespace", "..")  # doctest: +IGNORE_EXCEPTION_DETAIL
+Traceback (most recent call last):
+katib.errors.ValidationError: invalid name …
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from pathlib import Path
+
+from katib.errors import FieldError, ValidationError
+
+LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+EXPERIMENT_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+LABEL_MAX = 63
+EXPERIMENT_MAX = 40
+
+_RULES = {
+    # kind: (regex, longest, what the regex means in words)
+    "namespace": (LABEL_RE, LABEL_MAX, "lower case letters, digits and '-', starting and ending with a letter or digit"),
+    "experiment": (EXPERIMENT_RE, EXPERIMENT_MAX,
+                   "lower case letters, digits and '-', starting with a letter and ending with a letter or digit"),
+    "trial": (LABEL_RE, LABEL_MAX, "lower case letters, digits and '-', starting and ending with a letter or digit"),
+    "user": (LABEL_RE, LABEL_MAX, "lower case letters, digits and '-', starting and ending with a letter or digit"),
+}
+
+
+def name_errors(kind: str, value: object, field: str | None = None) -> list[FieldError]:
+    """Why ``value`` is not a valid ``kind`` name (namespace, experiment, trial, user)."""
+    regex, longest, words = _RULES[kind]
+    field = field or kind
+    if not isinstance(value, str) or not value:
+        return [FieldError(field, f"must be a non-empty string (got {value!r})")]
+    shown = value if len(value) <= 80 else value[:77] + "..."
+    errors = []
+    if len(value) > longest:
+        errors.append(FieldError(field, f"must be at most {longest} characters (got {len(value)})"))
+    if not regex.match(value):
+        errors.append(FieldError(field, f"must consist of {words} (regex {regex.pattern}; got {shown!r})"))
+    return errors
+
+
+def check(kind: str, value: object, field: str | None = None) -> None:
+    """Raise ``ValidationError`` (a 422 in the API) unless ``value`` is a valid ``kind`` name."""
+    errors = name_errors(kind, value, field)
+    if errors:
+        raise ValidationError(errors, "name")
+
+
+def inside(root: Path, *parts: str) -> Path:
+    """``root / parts``, resolved, or ``ValidationError`` if it would leave ``root``
+    (through ``..``, an absolute part or a symbolic link)."""
+    base = root.resolve()
+    path = base.joinpath(*parts).resolve()
+    if path != base and base not in path.parents:
+        raise ValidationError([FieldError("path", f"{'/'.join(parts)!r} leaves its folder {str(base)!r}")], "path")
+    return path
+
+
+def map_into(root: Path, path: str) -> Path:
+    """An absolute container path (a File collector's ``/var/log/katib/metrics.log``)
+    mapped under ``root``. The path is normalised first; one that climbs out of ``/``
+    (``/../../outside``) is refused, as is anything a link takes outside ``root``."""
+    if not path.startswith("/"):
+        raise ValidationError([FieldError("path", f"must be an absolute path (got {path!r})")], "path")
+    parts = path.split("/")
+    if ".." in parts:
+        raise ValidationError([FieldError("path", f"must not contain '..' (got {path!r})")], "path")
+    normal = posixpath.normpath(path).lstrip("/")
+    return inside(root, normal) if normal and normal != "." else root.resolve()
+
+
+class RunLayout:
+    """Where an experiment's files live under the runs folder::
+
+        <root>/<namespace>/<experiment>/<trial>/trial.log, push.jsonl, …
+        <root>/<namespace>/<experiment>/checkpoints/<trial>/
+
+    Each method checks the names and that the path stays under ``root``.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def namespace(self, namespace: str) -> Path:
+        check("namespace", namespace)
+        return inside(self.root, namespace)
+
+    def experiment(self, namespace: str, experiment: str) -> Path:
+        check("namespace", namespace)
+        check("experiment", experiment)
+        return inside(self.root, namespace, experiment)
+
+    def trial(self, namespace: str, experiment: str, trial: str) -> Path:
+        check("trial", trial)
+        return inside(self.experiment(namespace, experiment), trial)
+
+    def trial_log(self, namespace: str, experiment: str, trial: str) -> Path:
+        return self.trial(namespace, experiment, trial) / "trial.log"
+
+    def push_file(self, namespace: str, experiment: str, trial: str) -> Path:
+        return self.trial(namespace, experiment, trial) / "push.jsonl"
+
+    def checkpoint(self, namespace: str, experiment: str, trial: str) -> Path:
+        check("trial", trial)
+        return inside(self.experiment(namespace, experiment), "checkpoints", trial)
+
+
+__all__ = ["EXPERIMENT_MAX", "LABEL_MAX", "RunLayout", "check", "inside", "map_into", "name_errors"]
