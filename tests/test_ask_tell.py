@@ -113,3 +113,37 @@ def test_katib_run_refuses_an_external_experiment(tmp_path):
     r = subprocess.run([sys.executable, "-m", "katib", "run", str(path), "--db", str(tmp_path / "k.db")],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and "driven from outside (spec.executor: external)" in r.stderr
+
+
+@pytest.mark.parametrize("algorithm", ["hyperband", "pbt"])
+def test_stateful_algorithms_carry_on_round_after_round(client, algorithm):
+    """Hyperband's brackets and PBT's population live in the algorithm state: every ask
+    must store what it took from it, or the next ask proposes the same trials again."""
+    x = {"name": "x", "parameterType": "double", "feasibleSpace": {"min": "0.1", "max": "0.9"}}
+    if algorithm == "hyperband":
+        settings = {"r_l": "9", "eta": "3", "resource_name": "epochs", "random_state": "1"}
+        parameters = [x, {"name": "epochs", "parameterType": "int", "feasibleSpace": {"min": "1", "max": "9"}}]
+        parallel = 9
+    else:
+        settings = {"n_population": "5", "random_state": "1"}
+        parameters, parallel = [x], 5
+    client.create_experiment(external(
+        name=algorithm, objective={"type": "minimize", "objectiveMetricName": "loss"}, parameters=parameters,
+        algorithm={"algorithmName": algorithm, "algorithmSettings": [{"name": k, "value": v} for k, v in settings.items()]},
+        parallelTrialCount=parallel, maxTrialCount=20))
+    seen: set[str] = set()
+    rounds = 0
+    while True:
+        try:
+            batch = client.ask(algorithm, count=2)  # less than a rung (a generation): the rest stays queued
+        except ConflictError as exc:
+            assert "has finished" in str(exc)
+            break
+        rounds += 1
+        for trial in batch:
+            assert trial["name"] not in seen
+            seen.add(trial["name"])
+            p = trial["parameters"]
+            client.tell(algorithm, trial["name"], {"loss": float(p["x"]) / float(p.get("epochs", 1))})
+    assert rounds >= 10 and len(seen) == 20
+    assert client.get_experiment(algorithm)["status"]["trialsSucceeded"] == 20

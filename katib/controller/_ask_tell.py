@@ -8,6 +8,7 @@ conditions exactly as the controller does for trials it runs itself.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from typing import Any
@@ -78,9 +79,11 @@ class AskTell:
                                violations=scoring.violations(t.observation) if scoring.constraints and t.state in FINAL_TRIAL_STATES else ())
                      for t in trials]
             state = self.store.algorithm_state(rec.id) or {}
-            before = dict(state)
+            # A deep snapshot: the algorithms change nested lists (hyperband's queue, PBT's
+            # population) in place, which a shallow copy would share and never see change.
+            before = json.dumps(state, sort_keys=True)
             assignments = algorithm.suggest(exp, views, want, state)
-            if state != before:
+            if json.dumps(state, sort_keys=True) != before:
                 self.store.save_algorithm_state(rec.id, state)
             if not assignments:
                 if not any(t.state == "Running" for t in trials):
