@@ -24,11 +24,23 @@ from ._base import Setting, check_settings, integer, number, resolve_settings
 @dataclass(frozen=True)
 class Curve:
     """One trial's objective values, in report order, and whether it ran to completion
-    (Succeeded: early-stopped trials' partial curves are no yardstick)."""
+    (Succeeded: early-stopped trials' partial curves are no yardstick).
+
+    ``decided`` is how many of the values a stopper was already asked about (the curve's
+    length at the previous call): several reports can arrive between two calls, and a rule
+    that decides at given steps decides at each step in between too. ``None``: all but the
+    last value."""
 
     name: str
     values: list[float]
     completed: bool
+    decided: int | None = None
+
+    @property
+    def new_steps(self) -> range:
+        """The steps (1-based) not decided on yet."""
+        first = len(self.values) if self.decided is None else self.decided + 1
+        return range(max(first, 1), len(self.values) + 1)
 
 
 class EarlyStopper(ABC):
@@ -103,14 +115,21 @@ class ASHA(EarlyStopper):
     def should_stop(self, experiment: Experiment, trial: Curve, others: Sequence[Curve]) -> str | None:
         s = self.parsed_settings(experiment)
         eta, r0 = s["reduction_factor"], s["min_resource"]
-        step = len(trial.values)
         k = s["min_early_stopping_rate"]
-        rung = None
-        while r0 * eta**k <= step:
-            rung = int(round(r0 * eta**k))
+        new = trial.new_steps
+        rungs = []
+        while r0 * eta**k <= len(trial.values):
+            rungs.append(int(round(r0 * eta**k)))
             k += 1
-        if rung is None or rung != step:
-            return None  # decisions happen when a trial reaches a rung
+        # Decisions happen when a trial reaches a rung: at each rung reached since the last call.
+        for rung in sorted(set(rungs)):
+            if rung in new:
+                reason = self._at_rung(experiment, rung, trial, others, eta)
+                if reason:
+                    return reason
+        return None
+
+    def _at_rung(self, experiment: Experiment, rung: int, trial: Curve, others: Sequence[Curve], eta: float) -> str | None:
         maximize = _maximize(experiment)
         value = trial.values[rung - 1]
         peers = [c.values[rung - 1] for c in others if len(c.values) >= rung] + [value]

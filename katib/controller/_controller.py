@@ -276,6 +276,7 @@ class ExperimentRun:
         # Objective values in report order, per trial: what early stopping compares.
         self.curves: dict[str, list[float]] = {}
         self._stopping: dict[str, str] = {}
+        self._decided: dict[str, int] = {}  # per trial: how much of its curve the stopper has seen
         if self.stopper is not None:
             by_id = self.store.metric_series(rec.id, self.objective)
             for t in self.trials.values():
@@ -388,7 +389,9 @@ class ExperimentRun:
             return
         others = [Curve(o.name, self.curves.get(o.name, []), o.state == "Succeeded")
                   for o in self.trials.values() if o.name != t.name and o.state != "Created"]
-        reason = self.stopper.should_stop(self.exp, Curve(t.name, self.curves.get(t.name, []), False), others)
+        curve = self.curves.get(t.name, [])
+        reason = self.stopper.should_stop(self.exp, Curve(t.name, curve, False, self._decided.get(t.name, 0)), others)
+        self._decided[t.name] = len(curve)
         if reason:
             self._stopping[t.name] = reason
             self.executor.stop(t.handle)

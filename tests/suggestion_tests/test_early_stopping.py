@@ -60,6 +60,41 @@ def test_asha_keeps_the_top_third_at_each_rung():
     assert not ASHA().should_stop(exp, Curve("t", [0.9], False), [])           # alone: it goes on
 
 
+def test_asha_decides_at_every_rung_passed_since_its_last_decision():
+    """Two reports between two reads: the curve jumps from 2 to 4 values, past the rung at
+    step 3; ASHA still decides there."""
+    exp = exp_with("asha", {"min_resource": "1", "reduction_factor": "3"})
+    peers = [Curve(f"p{i}", [0.5, 0.4, v, 0.1], True) for i, v in enumerate([0.1, 0.2, 0.3, 0.4, 0.5])]
+    jumped = Curve("t", [0.2, 0.2, 0.9, 0.9], False, decided=2)
+    reason = ASHA().should_stop(exp, jumped, peers)
+    assert reason and "at rung 3" in reason
+    assert not ASHA().should_stop(exp, Curve("t", [0.2, 0.2, 0.15, 0.9], False, decided=2), peers)
+    # From the start: rung 1 comes first, and there it is already out.
+    reason = ASHA().should_stop(exp, Curve("t", [0.9, 0.1, 0.1], False, decided=0), peers)
+    assert reason and "at rung 1" in reason
+    # Rungs decided before are not decided again.
+    assert not ASHA().should_stop(exp, Curve("t", [0.9, 0.9], False, decided=1), peers)
+
+
+def test_asha_stops_trials_whose_reports_come_in_pairs(store, tmp_path):
+    """Each metric read sees two new reports (2, 4, 6): no read lands on rung 1 or 3."""
+    code = ("import time\nx = float('${trialParameters.x}')\n"
+            "for _ in range(3):\n    print(f'loss={x}\\nloss={x}', flush=True)\n    time.sleep(0.4)")
+    doc = experiment(
+        command=python_command(code), maxTrialCount=4, parallelTrialCount=1, algorithm={"algorithmName": "grid"},
+        parameters=[{"name": "x", "parameterType": "discrete", "feasibleSpace": {"list": ["0.1", "0.7", "0.8", "0.9"]}}],
+        earlyStopping={"algorithmName": "asha", "algorithmSettings": [{"name": "reduction_factor", "value": "3"}]},
+    )
+    ctl = Controller(store, runs_root=tmp_path / "runs", tick=0.05)
+    rec, _ = ctl.submit(admit(doc), tmp_path)
+    ctl.run(rec.namespace, rec.name)
+    trials = {t.parameters()["x"]: t for t in store.list_trials(rec.id)}
+    assert trials["0.1"].state == "Succeeded"
+    for x in ("0.7", "0.8", "0.9"):
+        assert trials[x].state == "EarlyStopped", (x, trials[x].conditions[-1])
+        assert "at rung 1" in trials[x].conditions[-1]["message"]
+
+
 def test_unknown_early_stopping_setting_is_refused():
     doc = experiment(earlyStopping={"algorithmName": "medianstop", "algorithmSettings": [{"name": "patience", "value": "2"}]})
     with pytest.raises(ValidationError, match=r"spec.earlyStopping.algorithmSettings\[0\].name: unknown setting 'patience' for early stopping medianstop"):
