@@ -34,7 +34,10 @@ def objective_of(rec: ExperimentRecord) -> tuple[str, bool, list[str]]:
     obj = rec.spec.get("spec", {}).get("objective", {})
     name = obj.get("objectiveMetricName", "")
     extra = [a.get("metricName") for a in obj.get("additionalObjectives") or []]
-    return name, obj.get("type") == "maximize", [name, *obj.get("additionalMetricNames", []), *[e for e in extra if e]]
+    # An additional objective is an additional metric too (admission requires it): each name once,
+    # or its column would get a value per listing, out of step with the trials.
+    metrics = dict.fromkeys([name, *obj.get("additionalMetricNames", []), *[e for e in extra if e]])
+    return name, obj.get("type") == "maximize", list(metrics)
 
 
 def strategies_of(rec: ExperimentRecord) -> dict[str, str]:

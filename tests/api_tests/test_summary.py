@@ -96,3 +96,25 @@ def test_since_sends_only_the_trials_written_after(sqlite_store):
     sqlite_store.save_trial(t)
     delta = experiment_summary(sqlite_store, rec, since=first["now"] + 1.0)
     assert delta["columns"]["name"] == ["t007"] and delta["columns"]["metrics"]["loss"] == [0.01]
+
+
+def test_a_metric_that_is_an_additional_objective_is_one_column(sqlite_store):
+    """Additional objectives must be additional metrics too: listed once, one value per trial."""
+    doc = experiment(objective={"type": "minimize", "objectiveMetricName": "loss", "additionalMetricNames": ["cost"],
+                                "additionalObjectives": [{"metricName": "cost", "type": "minimize"}]})
+    exp = admit(doc)
+    rec = sqlite_store.create_experiment(exp.namespace, exp.name, exp.model_dump(by_alias=True, exclude_none=True, mode="json"),
+                                         {"conditions": []}, "/tmp")
+    trials = []
+    for i in range(4):
+        t = TrialRecord(id=0, experiment_id=rec.id, name=f"t{i}", state="Created",
+                        assignments=[{"name": "x", "value": str(i / 10)}], created_at=time.time())
+        mark_trial(t, "Succeeded")
+        t.observation = {"loss": {"min": str(i), "max": str(i), "latest": str(i)},
+                         "cost": {"min": str(10 * i), "max": str(10 * i), "latest": str(10 * i)}}
+        trials.append(t)
+    sqlite_store.add_trials(trials)
+    s = experiment_summary(sqlite_store, sqlite_store.get_experiment(exp.namespace, exp.name))
+    assert s["metrics"] == ["loss", "cost"]
+    assert s["columns"]["metrics"]["cost"] == [0.0, 10.0, 20.0, 30.0]
+    assert s["objective"]["additional"] == [{"metricName": "cost", "type": "minimize"}]
