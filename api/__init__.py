@@ -1,5 +1,6 @@
 """The katib service: FastAPI app with our REST API and Kubernetes-style endpoints."""
 
 from ._app import create_app
+from ._state import ServerLimits
 
-__all__ = ["create_app"]
+__all__ = ["ServerLimits", "create_app"]

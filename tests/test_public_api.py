@@ -9,7 +9,7 @@ import pytest
 PUBLIC = {
     "katib": {"report_metrics", "KatibError", "ValidationError", "FieldError", "NotFoundError", "NoResultError",
               "ConflictError", "TemporaryError", "__version__", "KatibClient", "search"},
-    "api": {"create_app"},
+    "api": {"ServerLimits", "create_app"},
     "katib.spec": {"Experiment", "Trial", "Suggestion", "admit", "apply_defaults", "validate", "render"},
     "katib.store": {"Store", "TrialRecord", "ExperimentRecord", "ObservationRow"},
     "katib.controller": {"Controller", "ExperimentManager", "admit", "trials_to_create", "end_condition"},

@@ -196,3 +196,35 @@ def test_a_malformed_request_is_a_4xx_with_a_message(live, method, path, body, c
     status, text = _raw(live.url, method, path, body, {"Content-Type": ctype} if ctype else {})
     assert 400 <= status < 500, (status, text)
     assert json.loads(text)["message"], text
+
+
+def test_a_duplicate_key_is_refused_not_last_wins(live):
+    text = yaml.safe_dump(experiment(maxTrialCount=2, parallelTrialCount=1), sort_keys=False)
+    text = text.replace("  maxTrialCount: 2\n", "  maxTrialCount: 2\n  maxTrialCount: 50\n")
+    r = live.client.post("/api/v1/namespaces/default/experiments", content=text,
+                         headers={"content-type": "application/yaml"})
+    assert r.status_code == 422 and "duplicate key 'maxTrialCount'" in r.json()["message"], r.text
+    assert live.client.get("/api/v1/experiments").json()["items"] == []
+
+
+def test_event_streams_per_client_are_bounded(sqlite_store, tmp_path):
+    from api import ServerLimits
+
+    with LiveServer(sqlite_store, tmp_path, limits=ServerLimits(streams_per_client=2)) as server:
+        import httpx
+
+        streams = [httpx.Client(base_url=server.url, timeout=10) for _ in range(3)]
+        opened = []
+        try:
+            for c in streams[:2]:
+                cm = c.stream("GET", "/api/v1/events")
+                r = cm.__enter__()
+                opened.append(cm)
+                assert r.status_code == 200
+            r = streams[2].get("/api/v1/events")
+            assert r.status_code == 429 and "too many open event streams" in r.json()["message"]
+        finally:
+            for cm in opened:
+                cm.__exit__(None, None, None)
+            for c in streams:
+                c.close()

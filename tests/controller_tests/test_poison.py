@@ -1,0 +1,65 @@
+"""Issue 19: an experiment its controller cannot run is marked Failed with the reason, and
+``resume`` says truthfully whether anything runs."""
+
+from __future__ import annotations
+
+import time
+
+from katib.controller import ExperimentManager
+from katib.spec import admit
+from tests.api_tests.conftest import LiveServer, live  # noqa: F401 (a fixture)
+from tests.conftest import experiment, python_command
+
+
+def _store_unchecked(store, namespace: str, name: str = "demo"):
+    """An experiment as an older database may hold it: stored without today's admission."""
+    exp = admit(experiment(name=name, maxTrialCount=1, parallelTrialCount=1))
+    spec = exp.model_dump(by_alias=True, exclude_none=True, mode="json")
+    spec["metadata"]["namespace"] = namespace
+    return store.create_experiment(namespace, name, spec, {"conditions": []}, "/tmp")
+
+
+def test_a_poisoned_experiment_is_marked_failed_with_the_reason(sqlite_store, tmp_path):
+    # "Bad_NS" breaks the name rule: the controller cannot build a path for its trials.
+    _store_unchecked(sqlite_store, "Bad_NS")
+    with LiveServer(sqlite_store, tmp_path) as server:  # its start resumes every unfinished experiment
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            rec = sqlite_store.get_experiment("Bad_NS", "demo")
+            if any(c["type"] == "Failed" and c["status"] == "True" for c in rec.status.get("conditions", [])):
+                break
+            time.sleep(0.05)
+        failed = next(c for c in rec.status["conditions"] if c["type"] == "Failed")
+        assert failed["reason"] == "ExperimentControllerFailed"
+        assert "namespace" in failed["message"] and "Bad_NS" in failed["message"]
+        assert not server.app.state.katib.manager.is_running("Bad_NS", "demo")
+
+
+def test_resume_says_whether_the_controller_runs(sqlite_store, tmp_path):
+    class Broken(Exception):
+        pass
+
+    def broken_executor():
+        raise Broken("no executor today")
+
+    rec = _store_unchecked(sqlite_store, "default")
+    manager = ExperimentManager(sqlite_store, tmp_path / "runs", tick=0.05, executor_factory=broken_executor)
+    error = manager.resume(rec.namespace, rec.name)
+    assert error is not None and "no executor today" in error
+    assert not manager.is_running(rec.namespace, rec.name)
+    status = sqlite_store.get_experiment(rec.namespace, rec.name).status
+    assert any(c["type"] == "Failed" and c["reason"] == "ExperimentControllerFailed" for c in status["conditions"])
+
+
+def test_resume_over_the_api_is_truthful(live):
+    c = live.client
+    slow = python_command("import time; time.sleep(1.5); print('loss=0.5')")
+    assert c.post("/api/v1/namespaces/default/experiments",
+                  json=experiment(maxTrialCount=2, parallelTrialCount=1, command=slow)).status_code == 201
+    r = c.post("/api/v1/namespaces/default/experiments/demo/stop")
+    assert r.status_code == 200 and r.json() == {"running": False}
+    r = c.post("/api/v1/namespaces/default/experiments/demo/resume")
+    assert r.status_code == 200 and r.json() == {"running": True}
+    live.wait_for("default", "demo", timeout=60)
+    r = c.post("/api/v1/namespaces/default/experiments/demo/resume")
+    assert r.status_code == 409 and "has finished" in r.json()["message"]
