@@ -57,20 +57,27 @@ RayAddressOption = typer.Option(None, "--ray-address", envvar="RAY_ADDRESS",
 KubeconfigOption = typer.Option(None, "--kubeconfig", envvar="KUBECONFIG",
                                 help="kubeconfig for --executor kubernetes (default: in-cluster, else ~/.kube/config).")
 ContextOption = typer.Option(None, "--context", help="kubeconfig context for --executor kubernetes.")
+CleanEnvOption = typer.Option(
+    False, "--clean-env",
+    help="Start trials with only their template's env, katib's KATIB_* variables, PATH, the locale and TZ "
+         "(HOME is the trial's folder), not with this shell's environment (katib server always does).")
 
 
 def _executor_factory(executor: str, ray_address: str | None, kubeconfig: str | None = None,
-                      context: str | None = None, push_url: str | None = None, push_token: str | None = None) -> Any:
+                      context: str | None = None, push_url: str | None = None, push_token: str | None = None,
+                      clean_env: bool = False) -> Any:
+    """What makes each experiment's executor. ``clean_env``: trials get none of this
+    process's environment but ``PATH``, the locale and ``TZ`` (pods never get it)."""
     if executor == "local":
         from trials import LocalExecutor
 
-        return LocalExecutor
+        return lambda: LocalExecutor(clean_env=clean_env)
     if executor == "ray":
         try:
             from trials._ray import RayExecutor
         except ImportError:
             raise KatibError("--executor ray needs Ray: pip install 'katib[ray]'") from None
-        return lambda: RayExecutor(ray_address)
+        return lambda: RayExecutor(ray_address, clean_env=clean_env)
     if executor == "kubernetes":
         try:
             from trials._kubernetes import KubernetesExecutor
@@ -295,6 +302,7 @@ def run(
     ray_address: str | None = RayAddressOption,
     kubeconfig: str | None = KubeconfigOption,
     context: str | None = ContextOption,
+    clean_env: bool = CleanEnvOption,
 ) -> None:
     """Run an experiment to its end in the foreground (local processes, SQLite).
 
@@ -306,7 +314,7 @@ def run(
     if len(docs) > 1:
         raise KatibError(f"{file}: holds {len(docs)} experiments; `katib run` takes one")
     exp = admit_remote(docs[0], suggestion) if suggestion else admit(docs[0])
-    factory = _executor_factory(executor, ray_address, kubeconfig, context)
+    factory = _executor_factory(executor, ray_address, kubeconfig, context, clean_env=clean_env)
     store = _store(db)
     from katib.controller import runnable_errors
 
@@ -331,9 +339,10 @@ def resume(
     ray_address: str | None = RayAddressOption,
     kubeconfig: str | None = KubeconfigOption,
     context: str | None = ContextOption,
+    clean_env: bool = CleanEnvOption,
 ) -> None:
     """Carry on with an experiment whose controller stopped or died."""
-    factory = _executor_factory(executor, ray_address, kubeconfig, context)
+    factory = _executor_factory(executor, ray_address, kubeconfig, context, clean_env=clean_env)
     store = _store(db)
     store.get_experiment(namespace, name)
     raise typer.Exit(_drive(store, namespace, name, tick, suggestion, factory))
@@ -390,7 +399,8 @@ def server(
         from api import create_app
     except ImportError as exc:
         raise KatibError(f"katib server needs its extra: pip install 'katib[server]' ({exc.name} is missing)") from None
-    factory = _executor_factory(executor, ray_address, kubeconfig, context, push_url, push_token)
+    # A server's trials never see its environment: its tokens, keys and store URL stay its own.
+    factory = _executor_factory(executor, ray_address, kubeconfig, context, push_url, push_token, clean_env=True)
     store = _store(db)
     application = create_app(store, _runs_root(store), workdir.resolve(), tick=tick, auth=auth, executor_factory=factory,
                              executor=executor, allowed_hosts=[*allowed_host, host], max_body=max_body)

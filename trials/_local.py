@@ -73,8 +73,26 @@ def deadline_of(run_spec: dict[str, Any]) -> float | None:
         return None
 
 
-def trial_env(job: TrialJob, container: dict[str, Any]) -> dict[str, str]:
-    env = dict(os.environ)
+# What a clean environment keeps of the server's: where programs are, and the locale.
+KEPT_VARIABLES = frozenset({"PATH", "LANG", "LANGUAGE", "TZ"})
+
+
+def base_env(clean: bool) -> dict[str, str]:
+    """The environment a trial starts from: this process's whole environment, or with
+    ``clean`` only ``PATH``, the locale (``LANG``, ``LANGUAGE``, ``LC_*``) and ``TZ``, so
+    no secret of the server's (a token, a cloud key, the store's URL) reaches a trial."""
+    if not clean:
+        return dict(os.environ)
+    return {k: v for k, v in os.environ.items() if k in KEPT_VARIABLES or k.startswith("LC_")}
+
+
+def trial_env(job: TrialJob, container: dict[str, Any], clean: bool = False) -> dict[str, str]:
+    """The trial's environment: ``base_env(clean)``, this Python first on ``PATH``, the
+    container's ``env``, then katib's ``KATIB_*`` variables; a clean one has ``HOME`` set
+    to the trial's directory."""
+    env = base_env(clean)
+    if clean:
+        env["HOME"] = str(job.trial_dir)
     python_bin = str(Path(sys.executable).parent)
     env["PATH"] = python_bin + os.pathsep + env.get("PATH", "")
     for item in container.get("env") or []:
@@ -111,18 +129,19 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def replica_processes(job: TrialJob) -> list[Member]:
+def replica_processes(job: TrialJob, clean_env: bool = False) -> list[Member]:
     """The processes a trial runs here: one for a plain job; for a PyTorchJob, TFJob or
     XGBoostJob, one per replica with the environment its training operator would set
     (``MASTER_ADDR``, ``MASTER_PORT``, ``WORLD_SIZE``, ``RANK``; ``TF_CONFIG``). The
-    primary replica (master or chief) comes first; its output is the trial's log."""
+    primary replica (master or chief) comes first; its output is the trial's log.
+    ``clean_env``: each starts from ``base_env(clean=True)``, not this process's environment."""
     spec = job.run_spec.get("spec") or {}
     field_name = next((k for k in REPLICA_SPECS if isinstance(spec.get(k), dict)), None)
     if field_name is None:
         if isinstance(spec.get("mpiReplicaSpecs"), dict):
             raise LaunchError("MPIJob trials need mpirun across pods: run them with the Kubernetes executor")
         container = primary_container(job.run_spec, job.primary_container)
-        return [Member("main", container, command_of(container, job.path_map), trial_env(job, container))]
+        return [Member("main", container, command_of(container, job.path_map), trial_env(job, container, clean_env))]
     replicas = spec[field_name]
     order = [t for t in REPLICA_SPECS[field_name] if t in replicas] + [t for t in replicas if t not in REPLICA_SPECS[field_name]]
     members: list[Member] = []
@@ -134,7 +153,7 @@ def replica_processes(job: TrialJob) -> list[Member]:
         container = next((c for c in containers if c.get("name") == job.primary_container), containers[0])
         for index in range(int(rspec.get("replicas", 1) or 1)):
             name = f"{replica_type.lower()}-{index}"
-            members.append(Member(name, container, command_of(container, job.path_map), trial_env(job, container),
+            members.append(Member(name, container, command_of(container, job.path_map), trial_env(job, container, clean_env),
                                   log_name="trial.log" if not members else f"{name}.log"))
     if field_name == "tfReplicaSpecs":
         tf_ports = [_free_port() for _ in members]
@@ -189,7 +208,12 @@ class LocalExecutor(Executor):
     pidfds (Linux), so the controller wakes the moment a trial ends; elsewhere it polls
     every 50 ms. Deadlines and the SIGTERM → SIGKILL escalation are checked on each wake.
 
-    >>> ex = LocalExecutor()
+    ``clean_env``: a trial gets only its template's ``env``, katib's ``KATIB_*`` variables,
+    ``PATH``, the locale and ``TZ`` (``HOME`` is its trial directory), none of this
+    process's other variables; ``katib server`` runs trials so, ``katib run`` with
+    ``--clean-env``.
+
+    >>> ex = LocalExecutor(clean_env=True)
     >>> handle = ex.launch(job)  # doctest: +SKIP
     >>> ex.poll(handle).finished  # doctest: +SKIP
     False
@@ -197,12 +221,13 @@ class LocalExecutor(Executor):
 
     name = "local"
 
-    def __init__(self, ledger: Ledger | None = None) -> None:
+    def __init__(self, ledger: Ledger | None = None, clean_env: bool = False) -> None:
         self._procs: dict[int, _Proc] = {}
         self.ledger = ledger or shared_ledger()
+        self.clean_env = clean_env
 
     def launch(self, job: TrialJob) -> dict[str, Any]:
-        members = replica_processes(job)
+        members = replica_processes(job, self.clean_env)
         need = Resources()
         try:
             for m in members:

@@ -52,6 +52,8 @@ def _runner_class() -> Any:
                 self.files[key] = local
                 env = {k: v.replace(original, local) for k, v in env.items()}
                 argv = [a.replace(original, local) for a in argv]
+            if "HOME" in env and not os.path.isdir(env["HOME"]):
+                env["HOME"] = workdir  # a clean environment's HOME (the trial dir) is on the driver
             self.proc = subprocess.Popen(argv, env=env, cwd=cwd if os.path.isdir(cwd) else workdir,
                                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                          stderr=subprocess.STDOUT, start_new_session=True)
@@ -114,14 +116,18 @@ class _RayTrial:
 class RayExecutor(Executor):
     """Runs trials on a Ray cluster (``address=None`` starts a local one).
 
+    ``clean_env`` as for ``LocalExecutor``: a trial's environment holds its template's
+    ``env``, katib's variables, ``PATH`` and the locale, nothing else of this process's.
+
     >>> ex = RayExecutor("ray://head:10001")  # doctest: +SKIP
     """
 
     name = "ray"
 
-    def __init__(self, address: str | None = None, namespace: str = "katib") -> None:
+    def __init__(self, address: str | None = None, namespace: str = "katib", clean_env: bool = False) -> None:
         import ray
 
+        self.clean_env = clean_env
         if not ray.is_initialized():
             host = (address or "127.0.0.1").split("://")[-1].rsplit(":", 1)[0]
             # A local cluster (or one on loopback) stays on loopback.
@@ -137,7 +143,7 @@ class RayExecutor(Executor):
     def launch(self, job: TrialJob) -> dict[str, Any]:
         import ray
 
-        members = replica_processes(job)
+        members = replica_processes(job, self.clean_env)
         if len(members) > 1:
             raise LaunchError("distributed (multi-replica) trials run with the local executor, not on Ray")
         m = members[0]
