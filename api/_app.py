@@ -23,6 +23,8 @@ from katib.errors import (
     UnauthorizedError,
     ValidationError,
 )
+from katib.names import EXPERIMENT_MAX, EXPERIMENT_RE, LABEL_MAX, LABEL_RE
+from katib.spec import Experiment
 from katib.store import Store, UserStore
 
 from ._auth import authorize
@@ -37,6 +39,24 @@ _CODES = {ValidationError: 422, NotFoundError: 404, ConflictError: 409, Temporar
 
 def _error(request: Request, code: int, message: str, fields: list[dict[str, str]] | None = None) -> JSONResponse:
     return JSONResponse(error_body(request.url.path, code, message, fields), status_code=code)
+
+
+def _name_patterns(schema: dict[str, Any]) -> None:
+    """Path and query names carry the name rule (katib.names) in the schema too."""
+    rules = {"namespace": (LABEL_RE, LABEL_MAX), "name": (EXPERIMENT_RE, EXPERIMENT_MAX), "trial": (LABEL_RE, LABEL_MAX),
+             "experiment": (EXPERIMENT_RE, EXPERIMENT_MAX)}
+    for path, operations in schema.get("paths", {}).items():
+        for op in operations.values():
+            for param in op.get("parameters", []):
+                rule = rules.get(param.get("name"))
+                if rule is None or param.get("in") not in ("path", "query"):
+                    continue
+                trial = param["name"] == "name" and ("/pods/{name}" in path or "/trials/{name}" in path)
+                regex, longest = (LABEL_RE, LABEL_MAX) if trial else rule
+                param.setdefault("schema", {})
+                if "anyOf" in param["schema"]:  # an optional query parameter
+                    param["schema"] = {"type": "string"}
+                param["schema"].update(pattern=regex.pattern, maxLength=longest)
 
 
 def create_app(store: Store, runs_root: Path, workdir: Path, tick: float = 1.0, resume: bool = True,
@@ -84,6 +104,20 @@ def create_app(store: Store, runs_root: Path, workdir: Path, tick: float = 1.0, 
     async def request_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         fields = [{"field": ".".join(str(p) for p in e["loc"] if p != "body"), "message": e["msg"]} for e in exc.errors()]
         return _error(request, 422, "invalid request: " + "; ".join(f"{f['field']}: {f['message']}" for f in fields), fields)
+
+    def openapi() -> dict[str, Any]:
+        """The schema, with the Experiment model (and its parts) as components, so request
+        bodies are typed by the model itself."""
+        if app.openapi_schema is None:
+            schema = FastAPI.openapi(app)
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            model = Experiment.model_json_schema(by_alias=True, ref_template="#/components/schemas/{model}")
+            components.update(model.pop("$defs", {}))
+            components["Experiment"] = model
+            _name_patterns(schema)
+        return app.openapi_schema  # type: ignore[return-value]
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     # Trial lists compress about tenfold; small answers are sent as they are.
     app.add_middleware(GZipMiddleware, minimum_size=4096)

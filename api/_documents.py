@@ -12,6 +12,21 @@ from katib.errors import FieldError, ValidationError
 from katib.spec import load_documents, load_json
 
 
+def experiment_body(*json_types: str) -> dict[str, Any]:
+    """OpenAPI for a route whose body is an Experiment, as JSON (typed by the model) or YAML."""
+    ref = {"$ref": "#/components/schemas/Experiment"}
+    content: dict[str, Any] = {t: {"schema": ref} for t in json_types or ("application/json",)}
+    content["application/yaml"] = {"schema": {"type": "string", "description": "the Experiment as YAML"}}
+    return {"requestBody": {"required": True, "content": content}}
+
+
+def created_links(get: str, namespace: str = "$request.path.namespace") -> dict[int | str, dict[str, Any]]:
+    """OpenAPI links from a create's 201 to the operations on what it created (stateful fuzzing)."""
+    params = {"namespace": namespace, "name": "$response.body#/metadata/name"}
+    return {201: {"description": "Created", "links": {
+        op: {"operationId": op, "parameters": params} for op in get.split()}}}
+
+
 def parse_body(body: bytes, content_type: str) -> Any:
     """The one document of a body: JSON for ``application/json`` (and ``…+json``), YAML
     for ``application/yaml``; bounded as ``katib.spec`` loads (no alias bombs, no

@@ -121,4 +121,4 @@ class RunLayout:
         return inside(self.experiment(namespace, experiment), "checkpoints", trial)
 
 
-__all__ = ["EXPERIMENT_MAX", "LABEL_MAX", "RunLayout", "check", "inside", "map_into", "name_errors"]
+__all__ = ["EXPERIMENT_MAX", "EXPERIMENT_RE", "LABEL_MAX", "LABEL_RE", "RunLayout", "check", "inside", "map_into", "name_errors"]

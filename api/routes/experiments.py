@@ -15,17 +15,12 @@ from katib.controller import EDITABLE, is_completed
 
 from .. import _service
 from .._auth import can_read, current_user
-from .._documents import read_document
+from .._documents import created_links, experiment_body, read_document
 from .._state import ServerState, get_state
 
 router = APIRouter(prefix="/api/v1", tags=["experiments"])
 
-EXPERIMENT_BODY = {
-    "requestBody": {"required": True, "content": {
-        "application/yaml": {"schema": {"type": "string"}},
-        "application/json": {"schema": {"type": "object"}},
-    }}
-}
+LINKS = created_links("getExperiment getExperimentStatus listTrials stopExperiment editBudget deleteExperiment")
 
 
 @router.get("/experiments")
@@ -41,7 +36,7 @@ def list_all(request: Request, namespace: str | None = None, state: ServerState 
     return {"items": items}
 
 
-@router.post("/namespaces/{namespace}/experiments", status_code=201, openapi_extra=EXPERIMENT_BODY)
+@router.post("/namespaces/{namespace}/experiments", status_code=201, openapi_extra=experiment_body(), responses=LINKS)
 async def create(namespace: str, request: Request, dry_run: bool = Query(False, alias="dryRun"),
                  state: ServerState = Depends(get_state)) -> dict[str, Any]:
     """Create an experiment from YAML or JSON and start it. 422 lists every field error."""
@@ -49,18 +44,18 @@ async def create(namespace: str, request: Request, dry_run: bool = Query(False, 
     return await asyncio.to_thread(_service.create, state, doc, namespace, dry_run)
 
 
-@router.get("/namespaces/{namespace}/experiments/{name}")
+@router.get("/namespaces/{namespace}/experiments/{name}", operation_id="getExperiment")
 def get(namespace: str, name: str, state: ServerState = Depends(get_state)) -> dict[str, Any]:
     return views.experiment_object(state.store.get_experiment(namespace, name))
 
 
-@router.delete("/namespaces/{namespace}/experiments/{name}")
+@router.delete("/namespaces/{namespace}/experiments/{name}", operation_id="deleteExperiment")
 async def delete(namespace: str, name: str, state: ServerState = Depends(get_state)) -> dict[str, str]:
     await asyncio.to_thread(state.manager.delete, namespace, name)
     return {"message": f"experiment {namespace}/{name} deleted"}
 
 
-@router.post("/namespaces/{namespace}/experiments/{name}/stop")
+@router.post("/namespaces/{namespace}/experiments/{name}/stop", operation_id="stopExperiment")
 async def stop(namespace: str, name: str, state: ServerState = Depends(get_state)) -> dict[str, Any]:
     """Stop the controller and the running trials; ``resume`` carries on."""
     state.store.get_experiment(namespace, name)
@@ -86,7 +81,7 @@ class Budget(BaseModel):
     maxFailedTrialCount: int | None = Field(None, le=2**31 - 1)
 
 
-@router.patch("/namespaces/{namespace}/experiments/{name}/budget")
+@router.patch("/namespaces/{namespace}/experiments/{name}/budget", operation_id="editBudget")
 async def edit_budget(namespace: str, name: str, body: Budget,
                       state: ServerState = Depends(get_state)) -> dict[str, Any]:
     """Change ``maxTrialCount``, ``parallelTrialCount`` or ``maxFailedTrialCount``."""
@@ -95,7 +90,7 @@ async def edit_budget(namespace: str, name: str, body: Budget,
     return await asyncio.to_thread(_service.patch, state, namespace, name, {"spec": spec})
 
 
-@router.get("/namespaces/{namespace}/experiments/{name}/trials", response_model=None)
+@router.get("/namespaces/{namespace}/experiments/{name}/trials", response_model=None, operation_id="listTrials")
 def trials(namespace: str, name: str, limit: int | None = Query(None, ge=1, le=100_000),
            offset: int = Query(0, ge=0, le=2**31 - 1), state: ServerState = Depends(get_state)) -> JSONResponse:
     """The experiment's trials, oldest first; ``limit``/``offset`` page through them (at
@@ -117,7 +112,7 @@ def trial(namespace: str, trial: str, state: ServerState = Depends(get_state)) -
 
 
 @router.post("/namespaces/{namespace}/trials/{trial}/metrics", status_code=202)
-async def push_metrics(namespace: str, trial: str, body: dict[str, Any],
+async def push_metrics(namespace: str, trial: str, body: dict[str, float | str],
                        state: ServerState = Depends(get_state)) -> dict[str, Any]:
     """The Push collector for trials that run elsewhere (pods): ``{"timestamp"?: …,
     "<metric>": <number>, …}``, as ``katib.report_metrics`` sends it. The controller reads
@@ -195,7 +190,7 @@ async def events(request: Request, namespace: str | None = None, experiment: str
     return StreamingResponse(stream(), media_type="text/event-stream")
 
 
-@router.get("/namespaces/{namespace}/experiments/{name}/status")
+@router.get("/namespaces/{namespace}/experiments/{name}/status", operation_id="getExperimentStatus")
 def status(namespace: str, name: str, state: ServerState = Depends(get_state)) -> dict[str, Any]:
     """Just the status, with whether a controller is running it now."""
     rec = state.store.get_experiment(namespace, name)
@@ -203,11 +198,21 @@ def status(namespace: str, name: str, state: ServerState = Depends(get_state)) -
             "completed": is_completed(rec.status), "phase": views.phase(rec)}
 
 
+class MetricLog(BaseModel):
+    """One reported value of a metric."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    value: float | str
+    timestamp: str | float | None = None
+
+
 class TellBody(BaseModel):
     """A trial's results: metric name → number (or ``[{name, value, timestamp}]``)."""
 
+    model_config = ConfigDict(extra="forbid")
     trial: str
-    metrics: dict[str, float] | list[dict[str, Any]] = Field(default_factory=dict)
+    metrics: dict[str, float] | list[MetricLog] = Field(default_factory=dict)
     outcome: str = "Succeeded"
     message: str | None = None
 
@@ -224,5 +229,6 @@ async def ask(namespace: str, name: str, count: int = Query(1, ge=1, le=1000),
 async def tell(namespace: str, name: str, body: TellBody, state: ServerState = Depends(get_state)) -> dict[str, Any]:
     """A trial's metrics and outcome (``Succeeded`` or ``Failed``) from the outside loop."""
     assert state.ask_tell is not None
-    return await asyncio.to_thread(state.ask_tell.tell, namespace, name, body.trial, body.metrics,  # type: ignore[arg-type]
+    metrics = body.metrics if isinstance(body.metrics, dict) else [m.model_dump(exclude_none=True) for m in body.metrics]
+    return await asyncio.to_thread(state.ask_tell.tell, namespace, name, body.trial, metrics,  # type: ignore[arg-type]
                                    body.outcome, body.message)

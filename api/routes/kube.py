@@ -17,7 +17,7 @@ from katib.spec import API_VERSION, EXPERIMENT_LABEL, TRIAL_LABEL
 from katib.store import ExperimentRecord, TrialRecord
 
 from .. import _service
-from .._documents import read_document
+from .._documents import created_links, experiment_body, read_document
 from .._state import ServerState, get_state
 
 router = APIRouter(tags=["kubernetes"])
@@ -45,7 +45,8 @@ def _list(kind: str, items: list[dict[str, Any]], api_version: str = API_VERSION
     return {"apiVersion": api_version, "kind": f"{kind}List", "metadata": {"resourceVersion": ""}, "items": items}
 
 
-@router.post(PREFIX + "/experiments", status_code=201)
+@router.post(PREFIX + "/experiments", status_code=201, openapi_extra=experiment_body(),
+             responses=created_links("kubeGetExperiment kubePatchExperiment kubeDeleteExperiment getSuggestion"))
 async def create_experiment(namespace: str, request: Request, dry_run: str | None = Query(None, alias="dryRun"),
                             state: ServerState = Depends(get_state)) -> dict[str, Any]:
     doc = await read_document(request)
@@ -60,12 +61,13 @@ def list_experiments(namespace: str, label_selector: str | None = Query(None, al
     return _list("Experiment", [i for i in items if _matches(i["metadata"].get("labels") or {}, selector)])
 
 
-@router.get(PREFIX + "/experiments/{name}")
+@router.get(PREFIX + "/experiments/{name}", operation_id="kubeGetExperiment")
 def get_experiment(namespace: str, name: str, state: ServerState = Depends(get_state)) -> dict[str, Any]:
     return views.experiment_object(state.store.get_experiment(namespace, name))
 
 
-@router.patch(PREFIX + "/experiments/{name}")
+@router.patch(PREFIX + "/experiments/{name}", operation_id="kubePatchExperiment",
+              openapi_extra=experiment_body("application/merge-patch+json", "application/json"))
 async def patch_experiment(namespace: str, name: str, request: Request,
                            state: ServerState = Depends(get_state)) -> dict[str, Any]:
     """A merge patch (the SDK sends the whole object): only the budget may change."""
@@ -75,7 +77,7 @@ async def patch_experiment(namespace: str, name: str, request: Request,
     return await asyncio.to_thread(_service.patch, state, namespace, name, doc)
 
 
-@router.delete(PREFIX + "/experiments/{name}")
+@router.delete(PREFIX + "/experiments/{name}", operation_id="kubeDeleteExperiment")
 async def delete_experiment(namespace: str, name: str, state: ServerState = Depends(get_state)) -> dict[str, Any]:
     await asyncio.to_thread(state.manager.delete, namespace, name)
     return {"apiVersion": "v1", "kind": "Status", "metadata": {}, "status": "Success",
@@ -128,7 +130,7 @@ def list_suggestions(namespace: str, state: ServerState = Depends(get_state)) ->
     return _list("Suggestion", [_suggestion(state, r) for r in state.store.list_experiments(namespace)])
 
 
-@router.get(PREFIX + "/suggestions/{name}")
+@router.get(PREFIX + "/suggestions/{name}", operation_id="getSuggestion")
 def get_suggestion(namespace: str, name: str, state: ServerState = Depends(get_state)) -> dict[str, Any]:
     return _suggestion(state, state.store.get_experiment(namespace, name))
 

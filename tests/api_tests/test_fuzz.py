@@ -27,3 +27,23 @@ def test_no_request_makes_a_5xx(live):
         check()
         fuzzed.append(f"{operation.method.upper()} {operation.path}")
     assert len(fuzzed) >= 20, fuzzed
+
+
+def test_stateful_sequences_make_no_5xx(live):
+    """Sequences that follow the schema's links (create → get, status, trials, stop,
+    budget, patch, delete of what was created): no 5xx, whatever the order."""
+    from hypothesis import settings as hsettings
+
+    schema = schemathesis.openapi.from_url(live.url + "/openapi.json")
+    base = schema.as_state_machine()
+    calls: list[str] = []
+
+    class Machine(base):  # type: ignore[misc, valid-type]
+        def validate_response(self, response, case, **kwargs):
+            calls.append(f"{case.method} {case.path} {response.status_code}")
+            assert response.status_code < 500, (
+                f"{case.method} {case.formatted_path}: {response.status_code} {response.text[:500]}")
+
+    Machine.run(settings=hsettings(max_examples=40, stateful_step_count=6, deadline=None, database=None,
+                                   suppress_health_check=list(HealthCheck)))
+    assert calls
