@@ -82,7 +82,7 @@ def create_app(store: Store, runs_root: Path, workdir: Path, tick: float = 1.0, 
                               "the kubeflow-katib SDK, server-sent events.")
     app.state.katib = ServerState(store=store, manager=manager, workdir=workdir,
                                   users=UserStore(store) if auth else None, executor=executor,
-                                  limits=limits or ServerLimits())
+                                  limits=limits or ServerLimits.from_env())
 
     @app.exception_handler(KatibError)
     async def katib_error(request: Request, exc: KatibError) -> JSONResponse:

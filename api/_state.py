@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from fastapi import Request
@@ -13,12 +15,28 @@ from katib.store import Store, UserStore
 
 @dataclass(frozen=True)
 class ServerLimits:
-    """Bounds on what one request may cost (docs/security.md lists them)."""
+    """Bounds on what one request may cost (docs/security.md lists them); an operator
+    changes each with its environment variable (``KATIB_MAX_LOG_BYTES=8388608``)."""
 
-    streams_per_client: int = 8  # open event streams per client address (or user, with --auth)
-    streams_total: int = 256
-    log_bytes: int = 1 << 20  # the most of a log one answer returns (its end)
-    page: int = 10_000  # the most trials one page of …/trials holds
+    streams_per_client: int = field(default=8, metadata={"env": "KATIB_MAX_STREAMS_PER_CLIENT"})
+    """Open event streams per client address (per user with --auth)."""
+    streams_total: int = field(default=256, metadata={"env": "KATIB_MAX_STREAMS"})
+    log_bytes: int = field(default=1 << 20, metadata={"env": "KATIB_MAX_LOG_BYTES"})
+    """The most of a trial's log one answer returns (its end)."""
+    page: int = field(default=10_000, metadata={"env": "KATIB_MAX_PAGE"})
+    """The most trials one page of …/trials holds."""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ServerLimits:
+        environ = os.environ if environ is None else environ
+        values = {}
+        for f in fields(cls):
+            text = environ.get(f.metadata["env"])
+            if text is not None:
+                if not text.strip().isdigit() or int(text) <= 0:
+                    raise ValueError(f"{f.metadata['env']} must be a positive integer (got {text!r})")
+                values[f.name] = int(text)
+        return cls(**values)
 
 
 @dataclass
