@@ -93,7 +93,17 @@ SuggestionOption = typer.Option(
     help="host:port of a gRPC suggestion service (ours or Katib's) to ask instead of the built-in algorithms.",
 )
 DbOption = typer.Option(None, "--db", envvar="KATIB_DB", help="SQLite file or database URL (default ~/.katib/katib.db).")
-NamespaceOption = typer.Option("default", "--namespace", "-n", help="Namespace of the experiment.")
+def _namespace(value: str) -> str:
+    """The namespace option follows the name rule before anything is looked up or touched."""
+    from katib.names import name_errors
+
+    errors = name_errors("namespace", value, "--namespace")
+    if errors:
+        raise typer.BadParameter("; ".join(e.message for e in errors))
+    return value
+
+
+NamespaceOption = typer.Option("default", "--namespace", "-n", help="Namespace of the experiment.", callback=_namespace)
 OutputOption = typer.Option(Output.table, "--output", "-o", help="table, json or yaml.")
 
 

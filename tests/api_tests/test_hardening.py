@@ -228,3 +228,56 @@ def test_event_streams_per_client_are_bounded(sqlite_store, tmp_path):
                 cm.__exit__(None, None, None)
             for c in streams:
                 c.close()
+
+
+def test_katib_ui_itself_refuses_every_write(tmp_path):
+    """The real command, not just the app: `katib ui` serves the viewer and refuses writes."""
+    import socket
+    import subprocess
+    import sys
+
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    db = tmp_path / "katib.db"
+    proc = subprocess.Popen([sys.executable, "-m", "katib", "ui", "--db", str(db), "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline and proc.poll() is None, "katib ui did not start"
+                time.sleep(0.1)
+        marker = tmp_path / "pwned"
+        r = httpx.post(url + "/api/v1/namespaces/default/experiments", json=_evil(marker))
+        assert r.status_code == 405 and "read-only" in r.json()["message"]
+        r = httpx.post(url + "/apis/kubeflow.org/v1beta1/namespaces/default/experiments", json=_evil(marker))
+        assert r.status_code == 405 and r.json()["kind"] == "Status"
+        assert httpx.get(url + "/").status_code == 200
+        time.sleep(0.5)
+        assert not marker.exists()
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+@pytest.mark.parametrize("namespace", ["..", ".", "../x", "/tmp"])
+def test_the_cli_keeps_names_inside_their_folder(tmp_path, namespace):
+    import subprocess
+    import sys
+
+    sentinel = tmp_path / "runs" / "keep.txt"
+    sentinel.parent.mkdir(parents=True)
+    sentinel.write_text("keep")
+    for argv in (["delete", "experiment", "runs"], ["logs", "x-trial"]):
+        r = subprocess.run([sys.executable, "-m", "katib", *argv, "-n", namespace, "--db", str(tmp_path / "katib.db")],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr
+        assert "namespace" in r.stderr + r.stdout, r.stderr
+    assert sentinel.read_text() == "keep"
