@@ -332,7 +332,9 @@ class Store:
         append ``samples``, ``(trial_id, row)`` observations. The controller's one write per event."""
         updates = [{"_id": t.id, **self._trial_values(t)} for t in save]
         inserts = [self._trial_values(t) for t in new]
-        rows = [{"trial_id": tid, "time": o.time, "metric_name": o.metric_name, "value": o.value}
+        # A value a trial printed may hold a NUL byte, which PostgreSQL's text refuses: one
+        # bad line must not fail every later write of the experiment.
+        rows = [{"trial_id": tid, "time": o.time, "metric_name": o.metric_name, "value": o.value.replace("\x00", "\ufffd")}
                 for tid, o in samples]
 
         def write(conn: Connection) -> list[int]:

@@ -122,3 +122,15 @@ def test_text_metric_values_of_any_length(store):
     genotype = "Genotype(normal=[[('separable_convolution_3x3', 0), ('skip_connection', 1)]] * 20, normal_concat=range(2, 6))" * 4
     store.write_trials(samples=[(t.id, ObservationRow(time.time(), "Best-Genotype", genotype))])
     assert [o.value for o in store.observations(t.id)] == [genotype]
+
+
+def test_a_nul_byte_a_trial_printed_cannot_poison_the_store(store):
+    """PostgreSQL's text refuses NUL: a value or message holding one is stored, readable."""
+    rec = store.create_experiment("ns", "nul", {"spec": {}}, {"conditions": []}, "/w")
+    t = new_trial(rec.id, "nul-t")
+    store.add_trials([t])
+    t.conditions = [{"type": "Failed", "status": "True", "reason": "TrialFailed", "message": "last output: a\x00b"}]
+    store.write_trials(save=[t], samples=[(t.id, ObservationRow(1.0, "genotype", "ab\x00cd"))])
+    assert [o.value for o in store.observations(t.id)] == ["ab\ufffdcd"]
+    _, again = store.get_trial("ns", "nul-t")
+    assert again.conditions[0]["message"] == "last output: a\x00b"
