@@ -28,6 +28,7 @@ from katib.spec import find_containers
 from ._executor import Deferred, Executor, LaunchError, RunState, TrialJob
 from ._process import alive, kill_group, start_ticks
 from ._resources import Allocation, Ledger, NoCapacity, Resources
+from ._sandbox import Sandbox
 
 _SHARED_LEDGER: Ledger | None = None
 
@@ -211,7 +212,10 @@ class LocalExecutor(Executor):
     ``clean_env``: a trial gets only its template's ``env``, katib's ``KATIB_*`` variables,
     ``PATH``, the locale and ``TZ`` (``HOME`` is its trial directory), none of this
     process's other variables; ``katib server`` runs trials so, ``katib run`` with
-    ``--clean-env``.
+    ``--clean-env``. ``sandbox``: each process runs fenced in (``trials._sandbox``): it
+    sees the system read-only, its experiment's folder read-only, its own trial folder,
+    and nothing of the store, of other trials or of other tenants' processes; its memory
+    limit is enforced. ``katib server --auth`` runs trials so.
 
     >>> ex = LocalExecutor(clean_env=True)
     >>> handle = ex.launch(job)  # doctest: +SKIP
@@ -221,10 +225,11 @@ class LocalExecutor(Executor):
 
     name = "local"
 
-    def __init__(self, ledger: Ledger | None = None, clean_env: bool = False) -> None:
+    def __init__(self, ledger: Ledger | None = None, clean_env: bool = False, sandbox: Sandbox | None = None) -> None:
         self._procs: dict[int, _Proc] = {}
         self.ledger = ledger or shared_ledger()
         self.clean_env = clean_env
+        self.sandbox = sandbox
 
     def launch(self, job: TrialJob) -> dict[str, Any]:
         members = replica_processes(job, self.clean_env)
@@ -244,10 +249,27 @@ class LocalExecutor(Executor):
                 mine, gpus = gpus[:m.resources.gpu], gpus[m.resources.gpu:]
                 m.env["CUDA_VISIBLE_DEVICES"] = ",".join(mine)  # its own GPUs, and only those
         try:
+            if self.sandbox is not None:
+                self._fence(job, members)
             return self._start(job, members, allocation)
         except BaseException:
             self.ledger.give_back(allocation)
             raise
+
+    def _fence(self, job: TrialJob, members: list[Member]) -> None:
+        """Each member's command, run in the sandbox."""
+        assert self.sandbox is not None
+        logs = [m.log_name for m in members]
+        # What the server reads and writes by name in the trial folder: the logs, the exit
+        # records; and what the trial writes and the server reads: pushed and file metrics.
+        protected = [*logs, *(f"{name.rsplit('.', 1)[0]}.exit{tmp}" for name in logs for tmp in ("", ".tmp"))]
+        writable = [Path(t) for t in [job.env.get("KATIB_PUSH_FILE"), *job.path_map.values()] if t]
+        for m in members:
+            working_dir = m.container.get("workingDir")
+            m.argv = self.sandbox.command(job, m.argv, memory=m.resources.memory,
+                                          gpu=bool(m.resources.gpu or m.env.get("CUDA_VISIBLE_DEVICES")),
+                                          cwd=Path(str(working_dir)) if working_dir else None,
+                                          writable_files=writable, protected=protected)
 
     def _start(self, job: TrialJob, members: list[Member], allocation: Allocation) -> dict[str, Any]:
         job.trial_dir.mkdir(parents=True, exist_ok=True)

@@ -607,7 +607,9 @@ class ExperimentRun:
         source_name = t.labels.get(CHECKPOINT_FROM_LABEL)
         source = self._checkpoint_dir(source_name) if source_name else None
         if source is not None and source.is_dir():
-            shutil.copytree(source, target)
+            # Links stay links: the trial that made them must not get the server to copy
+            # what they point to (the store, another tenant's files) into its checkpoint.
+            shutil.copytree(source, target, symlinks=True)
         else:
             target.mkdir(parents=True, exist_ok=True)
 

@@ -1,0 +1,151 @@
+"""The local executor's sandbox: what a fenced-in trial can and cannot reach."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from katib.controller import Controller, admit
+from tests.conftest import experiment, python_command
+from trials import LocalExecutor, TrialJob
+from trials._sandbox import Sandbox, problem, store_files
+
+pytestmark = pytest.mark.skipif(problem() is not None, reason=f"no sandbox on this machine: {problem()}")
+
+
+def _run(sqlite_store, tmp_path: Path, code: str, name: str = "demo", **spec):
+    sandbox = Sandbox(tmp_path / "runs", hidden=store_files(tmp_path / "katib.db"))
+    ctl = Controller(sqlite_store, LocalExecutor(clean_env=True, sandbox=sandbox), runs_root=tmp_path / "runs", tick=0.05)
+    doc = experiment(name=name, command=python_command(code), maxTrialCount=1, parallelTrialCount=1, **spec)
+    rec, _ = ctl.submit(admit(doc), tmp_path)
+    ctl.run(rec.namespace, rec.name)
+    t = sqlite_store.list_trials(rec.id)[0]
+    folder = tmp_path / "runs" / rec.namespace / rec.name / t.name
+    return t, folder, (folder / "trial.log").read_text()
+
+
+def test_a_trial_sees_its_own_folder_and_nothing_of_the_store_other_runs_or_processes(sqlite_store, tmp_path):
+    other = tmp_path / "runs" / "ns-b" / "exp" / "exp-1"
+    other.mkdir(parents=True)
+    (other / "trial.log").write_text("ns-b's secret")
+    code = f"""
+import os, katib
+def attempt(what, fn):
+    try:
+        fn()
+        print(what, "ALLOWED")
+    except OSError as exc:
+        print(what, "refused", type(exc).__name__)
+attempt("read-db", lambda: open({str(tmp_path / 'katib.db')!r}, 'rb').read())
+attempt("read-wal", lambda: open({str(tmp_path / 'katib.db-wal')!r}, 'rb').read())
+attempt("read-other", lambda: open({str(other / 'trial.log')!r}).read())
+attempt("list-runs", lambda: os.listdir({str(other.parent)!r}))
+attempt("write-workdir", lambda: open({str(tmp_path / 'planted.py')!r}, 'w').write('x'))
+attempt("write-other", lambda: open({str(other / 'planted')!r}, 'w').write('x'))
+attempt("link-log", lambda: os.replace(os.environ['KATIB_TRIAL_DIR'] + '/x', os.environ['KATIB_TRIAL_DIR'] + '/trial.log')
+        if os.symlink({str(tmp_path / 'katib.db')!r}, os.environ['KATIB_TRIAL_DIR'] + '/x') is None else None)
+attempt("link-pid", lambda: os.replace(os.environ['KATIB_TRIAL_DIR'] + '/x', os.environ['KATIB_TRIAL_DIR'] + '/pid'))
+open(os.environ['KATIB_TRIAL_DIR'] + '/own', 'w').write('mine')
+open('/tmp/scratch', 'w').write('private')
+print("processes", sorted(int(p) for p in os.listdir('/proc') if p.isdigit()))
+katib.report_metrics({{'loss': 0.25}})
+"""
+    t, folder, log = _run(sqlite_store, tmp_path, code)
+    assert t.state == "Succeeded" and t.objective == 0.25, log
+    for what in ("read-db", "read-wal", "read-other", "list-runs", "write-workdir", "write-other", "link-log", "link-pid"):
+        assert f"{what} refused" in log, log
+    assert (folder / "own").read_text() == "mine"
+    assert not (tmp_path / "planted.py").exists() and not (other / "planted").exists()
+    assert not (folder / "trial.log").is_symlink() and not (folder / "pid").is_symlink()
+    assert "processes [1, 2]" in log  # bwrap's init and the trial: no one else's
+    assert (folder / "pid").read_text().split()  # the server's record, whole
+
+
+def test_memory_past_the_limit_fails_the_trial_not_the_machine(sqlite_store, tmp_path):
+    code = "b = bytearray(1 << 30); print('loss=1')"
+    doc_limits = {"resources": {"limits": {"memory": "200Mi"}}}
+    sandbox = Sandbox(tmp_path / "runs", hidden=store_files(tmp_path / "katib.db"))
+    ctl = Controller(sqlite_store, LocalExecutor(clean_env=True, sandbox=sandbox), runs_root=tmp_path / "runs", tick=0.05)
+    for name, code in (("big", code), ("small", "b = bytearray(50 << 20); print('loss=1')")):
+        doc = experiment(name=name, command=python_command(code), maxTrialCount=1, parallelTrialCount=1)
+        doc["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0].update(doc_limits)
+        rec, _ = ctl.submit(admit(doc), tmp_path)
+        ctl.run(rec.namespace, rec.name)
+        t = sqlite_store.list_trials(rec.id)[0]
+        log = (tmp_path / "runs" / "default" / name / t.name / "trial.log").read_text()
+        if name == "big":
+            assert t.state == "Failed" and "MemoryError" in log, log
+        else:
+            assert t.state == "Succeeded", log
+
+
+def test_stop_gives_the_grace_period_then_ends_everything_the_trial_started(tmp_path):
+    code = """
+import os, signal, subprocess, sys, time
+folder = os.environ['KATIB_TRIAL_DIR']
+# A child that leaves the trial's process group and session, beating every 50 ms.
+subprocess.Popen([sys.executable, '-c', 'import time\\nwhile True:\\n    open(%r, "w").write(str(time.time())); time.sleep(0.05)'
+                  % (folder + '/beat')], start_new_session=True)
+def term(*_):
+    open(folder + '/graceful', 'w').write('yes')
+    sys.exit(3)
+signal.signal(signal.SIGTERM, term)
+open(folder + '/ready', 'w').write('yes')
+time.sleep(60)
+"""
+    executor = LocalExecutor(clean_env=True, sandbox=Sandbox(tmp_path / "runs"))
+    job = TrialJob(name="demo-x", experiment="demo", namespace="default",
+                   run_spec=experiment(command=python_command(code))["spec"]["trialTemplate"]["trialSpec"],
+                   primary_container="main", workdir=tmp_path, trial_dir=tmp_path / "runs" / "default" / "demo" / "demo-x",
+                   env={"KATIB_TRIAL_DIR": str(tmp_path / "runs" / "default" / "demo" / "demo-x")})
+    folder = job.trial_dir
+    handle = executor.launch(job)
+    deadline = time.monotonic() + 30
+    while not ((folder / "ready").exists() and (folder / "beat").exists()):
+        assert time.monotonic() < deadline, (folder / "trial.log").read_text()
+        time.sleep(0.05)
+    executor.stop(handle)
+    while not executor.poll(handle).finished:
+        executor.wait(0.1)
+    assert (folder / "graceful").read_text() == "yes"
+    last = (folder / "beat").stat().st_mtime
+    time.sleep(0.5)
+    assert (folder / "beat").stat().st_mtime == last, "the child that left the group outlived the trial"
+    assert not any(os.path.exists(f"/proc/{line.split()[0]}") and _not_zombie(int(line.split()[0]))
+                   for line in (folder / "pid").read_text().splitlines())
+
+
+def _not_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
+def test_without_bwrap_the_sandbox_says_why(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert "bubblewrap" in (problem("bwrap-missing") or "")
+
+
+def test_a_link_in_a_checkpoint_is_copied_as_a_link_not_as_what_it_points_to(sqlite_store, tmp_path):
+    # PBT hands a trial's checkpoint folder down to the next generation: the server copies
+    # it, outside the sandbox, so a link planted there must not be followed.
+    code = (f"import os, pathlib\nd = pathlib.Path(os.environ['KATIB_CHECKPOINT_DIR'])\nleak = d / 'leak'\n"
+            f"if leak.exists() and not leak.is_symlink() and leak.read_bytes().startswith(b'SQLite'):\n"
+            f"    print('LEAKED')\n"
+            f"if not leak.is_symlink():\n    leak.unlink(missing_ok=True)\n"
+            f"    os.symlink({str(tmp_path / 'katib.db')!r}, leak)\nprint('loss=${{trialParameters.x}}')")
+    doc = experiment(algorithm={"algorithmName": "pbt", "algorithmSettings": [
+        {"name": "n_population", "value": "5"}, {"name": "truncation_threshold", "value": "0.2"},
+        {"name": "random_state", "value": "1"}]}, command=python_command(code), maxTrialCount=10, parallelTrialCount=5)
+    sandbox = Sandbox(tmp_path / "runs", hidden=store_files(tmp_path / "katib.db"))
+    ctl = Controller(sqlite_store, LocalExecutor(clean_env=True, sandbox=sandbox), runs_root=tmp_path / "runs", tick=0.05)
+    rec, _ = ctl.submit(admit(doc), tmp_path)
+    ctl.run(rec.namespace, rec.name)
+    trials = sqlite_store.list_trials(rec.id)
+    assert len(trials) == 10 and all(t.state == "Succeeded" for t in trials)
+    for t in trials:
+        assert "LEAKED" not in (tmp_path / "runs" / "default" / "demo" / t.name / "trial.log").read_text()

@@ -1,0 +1,219 @@
+"""The local executor's fence: each trial runs in a bubblewrap (``bwrap``) sandbox.
+
+What a trial sees, in the order the mounts are made (a later one covers an earlier one):
+
+- the system, read-only (``/``), with a fresh ``/dev`` and ``/proc``; the GPUs' device
+  nodes only when the trial was given GPUs;
+- nothing of ``/home``, ``/root``, ``/run``, ``/srv``, ``/mnt``, ``/media``, the server's
+  ``HOME``, ``/tmp`` and ``/var/tmp`` (empty folders), but the Python running katib and
+  katib's own code (read-only), so ``python3`` in a command is the same environment;
+- its experiment's working folder, read-only;
+- nothing of the store (the SQLite file and its ``-wal``/``-shm``/``-journal``) nor of any
+  other file the server keeps to itself (``hidden``);
+- nothing of the runs folder (every namespace's trials) but its own trial folder and
+  checkpoint folder, read-write; in its folder the files the server reads or writes
+  (``pid``, the logs, the exit records) cannot be replaced, so a link planted there
+  cannot turn the server's own reads and writes on another tenant's files;
+- a private ``/tmp`` and ``/dev/shm`` (memory, at most the trial's memory limit).
+
+It has its own PID, IPC and UTS namespaces (it cannot signal or even see another
+tenant's processes), no capabilities, no way to gain privileges (``no_new_privs``),
+no further user namespaces where the kernel allows, and the network as it is (a trial
+may push its metrics over loopback). Its memory limit (``limits``, else ``requests``) is
+its address space's (``RLIMIT_AS`` through ``prlimit``), so allocating past it fails in
+the trial, not in the machine; a trial with GPUs gets none (CUDA reserves address space
+far beyond memory). CPU shares are not fenced: ``RLIMIT_CPU`` counts CPU seconds, the
+deadline already bounds them.
+
+Stopping a trial signals its process group: ``bwrap`` itself ignores ``SIGTERM`` (the
+trial gets it and its grace period), and ``SIGKILL`` of ``bwrap`` ends the whole PID
+namespace, whatever the trial forked or however it left the group. A trial killed by a
+signal N is reported as exit code 128 + N, as a shell reports it.
+
+>>> sandbox = Sandbox(runs_root=Path("/srv/katib/runs"), hidden=[Path("/srv/katib/katib.db")])  # doctest: +SKIP
+>>> problem()  # None: bwrap works here  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import functools
+import glob
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from ._executor import LaunchError, TrialJob
+
+# Folders that hold people's and services' data rather than the system: hidden.
+MASKED = ("/home", "/root", "/run", "/srv", "/mnt", "/media", "/tmp", "/var/tmp")
+# How each namespace is made, most isolated first; the first that runs here is used.
+_USERNS_FLAGS = (("--unshare-user", "--disable-userns"), ("--unshare-user",), ())
+
+
+def store_files(db: Path) -> list[Path]:
+    """A SQLite store's file and the files SQLite keeps beside it."""
+    return [db, *(db.with_name(db.name + suffix) for suffix in ("-wal", "-shm", "-journal"))]
+
+
+@functools.lru_cache(maxsize=8)
+def _probe(bwrap: str) -> tuple[tuple[str, ...] | None, str]:
+    """The namespace flags that work with ``bwrap`` here, or None and why none do."""
+    found = shutil.which(bwrap)
+    if found is None:
+        return None, f"{bwrap} (bubblewrap) is not installed: apt-get install bubblewrap"
+    if shutil.which("prlimit") is None:
+        return None, "prlimit (util-linux) is not installed"
+    why = ""
+    for flags in _USERNS_FLAGS:
+        argv = ["env", "--ignore-signal=TERM", found, *flags, "--die-with-parent", "--unshare-pid", "--unshare-ipc",
+                "--unshare-uts", "--cap-drop", "ALL", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+                "--", "env", "--default-signal=TERM", "prlimit", "--core=0", "--", "true"]
+        try:
+            result = subprocess.run(argv, capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+        except (OSError, subprocess.SubprocessError) as exc:
+            return None, f"{found} cannot run: {exc}"
+        if result.returncode == 0:
+            return flags, ""
+        why = why or (result.stderr.strip().splitlines() or [f"exit code {result.returncode}"])[-1]
+    return None, f"{found} cannot make a sandbox here ({why}); user namespaces may be disabled"
+
+
+def problem(bwrap: str = "bwrap") -> str | None:
+    """Why trials cannot be sandboxed on this machine, or None when they can."""
+    flags, why = _probe(bwrap)
+    return None if flags is not None else why
+
+
+def _within(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def _real(path: Path | str) -> Path:
+    return Path(os.path.realpath(path))
+
+
+class Sandbox:
+    """Builds the ``bwrap`` command that runs one trial's process fenced in.
+
+    ``runs_root`` is the folder of every trial's files (all hidden but the trial's own);
+    ``hidden`` the files no trial may read (the store's, a secret's): each is covered by
+    an empty folder, or by an empty file where its folder must stay visible (a working
+    folder that holds the store). ``visible`` adds read-only folders a trial needs.
+    """
+
+    def __init__(self, runs_root: Path, hidden: Iterable[Path] = (), visible: Iterable[Path] = (),
+                 bwrap: str = "bwrap") -> None:
+        self.runs_root = _real(runs_root)
+        self.hidden = [Path(os.path.abspath(p)) for p in hidden]
+        self.visible = [_real(p) for p in visible]
+        self.bwrap = bwrap
+
+    def problem(self) -> str | None:
+        return problem(self.bwrap)
+
+    def _software(self) -> list[Path]:
+        """Katib's Python and code, wherever they are (often under a hidden home)."""
+        import katib
+
+        found = {_real(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
+        found.add(_real(Path(katib.__file__).parents[1]))
+        return sorted(p for p in found if p.is_dir() and p != Path("/"))
+
+    def command(self, job: TrialJob, argv: Sequence[str], memory: int = 0, gpu: bool = False,
+                cwd: Path | None = None, writable_files: Iterable[Path] = (), protected: Iterable[str] = ()) -> list[str]:
+        """``argv`` run in the sandbox. ``memory``: the address-space limit in bytes (0:
+        none); ``gpu``: the GPUs' device nodes are passed in; ``writable_files``: files
+        under the trial folder the trial writes and the server reads (made now, and
+        pinned so they stay plain files); ``protected``: names in the trial folder the
+        server reads or writes (logs, exit records), which the trial sees as empty files
+        it cannot change, remove or replace."""
+        flags, why = _probe(self.bwrap)
+        if flags is None:
+            raise LaunchError(f"cannot fence the trial in: {why}")
+        bwrap = shutil.which(self.bwrap) or self.bwrap
+        trial_dir = _real(job.trial_dir)
+        trial_dir.mkdir(parents=True, exist_ok=True)
+        out = ["env", "--ignore-signal=TERM", bwrap, *flags, "--die-with-parent", "--unshare-pid", "--unshare-ipc",
+               "--unshare-uts", "--cap-drop", "ALL", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
+        if gpu:
+            for node in sorted(glob.glob("/dev/nvidia*")) + sorted(glob.glob("/dev/dri/*")):
+                out += ["--dev-bind", node, node]
+        size = ["--size", str(memory)] if memory else []
+        # Empty folders over what is hidden, made read-only once the mounts inside are made.
+        empty = [f for f in dict.fromkeys([*MASKED, str(Path.home())])
+                 if f != "/" and os.path.isdir(f) and not os.path.islink(f)]
+        for name in empty:
+            out += [*size, "--tmpfs", name] if name == "/tmp" else ["--tmpfs", name]
+        out += [*size, "--tmpfs", "/dev/shm"]
+        resolv = _real("/etc/resolv.conf")  # name lookups through a resolver's file under /run
+        if _within(resolv, Path("/run")) and resolv.exists():
+            out += ["--ro-bind", str(resolv), str(resolv)]
+        shown = [*self._software(), *self.visible, _real(job.workdir)]
+        for shown_dir in shown:
+            if shown_dir.is_dir():
+                out += ["--ro-bind", str(shown_dir), str(shown_dir)]
+        hide, covered = self._hide(shown)
+        out += hide
+        out += ["--tmpfs", str(self.runs_root), "--bind", str(trial_dir), str(trial_dir)]
+        checkpoint = job.env.get("KATIB_CHECKPOINT_DIR")
+        if checkpoint and os.path.isdir(checkpoint):
+            out += ["--bind", str(_real(checkpoint)), str(_real(checkpoint))]
+        out += self._pin(trial_dir, writable_files, ["pid", *protected])
+        for name in [*(f for f in empty if f != "/tmp"), *covered, str(self.runs_root)]:
+            out += ["--remount-ro", name]
+        workdir = cwd if cwd is not None and cwd.is_dir() else job.workdir
+        out += ["--chdir", str(workdir), "--", "env", "--default-signal=TERM", "prlimit", "--core=0"]
+        if memory and not gpu:
+            out.append(f"--as={memory}")
+        return [*out, "--", *argv]
+
+    def _hide(self, shown: Sequence[Path]) -> tuple[list[str], list[str]]:
+        """Cover each hidden file: its folder by an empty one where nothing shown lies in
+        that folder (not a top-level one such as ``/etc``), else the file itself by an
+        empty file (when it exists). The arguments, and the folders covered."""
+        out: list[str] = []
+        covered: list[str] = []
+        for path in self.hidden:
+            folder = path.parent
+            if str(folder) in covered:
+                continue
+            if len(folder.parts) > 2 and not any(_within(s, folder) for s in shown):
+                out += ["--tmpfs", str(folder)]
+                covered.append(str(folder))
+            elif path.exists():
+                out += ["--ro-bind", "/dev/null", str(path)]
+        return out, covered
+
+    @staticmethod
+    def _pin(trial_dir: Path, writable: Iterable[Path], protected: Iterable[str]) -> list[str]:
+        """Mount points cannot be renamed or removed: binding a file (and the folders
+        between it and the trial folder) onto itself keeps it the plain file the server
+        opens by name."""
+        out: list[str] = []
+        pinned: set[Path] = set()
+        for name in dict.fromkeys(protected):
+            _no_link(trial_dir / name)  # a link an earlier run of the trial left
+            out += ["--ro-bind", "/dev/null", str(trial_dir / name)]
+        for target in writable:
+            path = Path(os.path.abspath(target))
+            if not _within(path, trial_dir) or path == trial_dir:
+                continue
+            parts = [*reversed(path.relative_to(trial_dir).parents[:-1]), path.relative_to(trial_dir)]
+            for part in parts:
+                _no_link(trial_dir / part)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch()
+            for part in parts:
+                full = trial_dir / part
+                if full not in pinned:
+                    pinned.add(full)
+                    out += ["--bind", str(full), str(full)]
+        return out
+
+
+def _no_link(path: Path) -> None:
+    if path.is_symlink():
+        path.unlink()
