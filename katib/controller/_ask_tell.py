@@ -83,9 +83,10 @@ class AskTell:
             # population) in place, which a shallow copy would share and never see change.
             before = json.dumps(state, sort_keys=True)
             assignments = algorithm.suggest(exp, views, want, state)
-            if json.dumps(state, sort_keys=True) != before:
-                self.store.save_algorithm_state(rec.id, state)
+            changed = (rec.id, state) if json.dumps(state, sort_keys=True) != before else None
             if not assignments:
+                if changed:
+                    self.store.save_algorithm_state(*changed)
                 if not any(t.state == "Running" for t in trials):
                     self._finish(rec, exp, trials, ("Succeeded", "ExperimentSuggestionEndReached"))
                 raise ConflictError(f"experiment {namespace}/{name} has nothing more to try now")
@@ -103,7 +104,7 @@ class AskTell:
                 mark_trial(t, "Created")
                 mark_trial(t, "Running")
                 new.append(t)
-            self.store.write_trials(new=new)
+            self.store.write_trials(new=new, algorithm_state=changed)  # the plan and its trials together
             self._save_status(rec, exp, trials + new)
             return [{"name": t.name, "parameters": t.parameters()} for t in new]
 

@@ -249,6 +249,7 @@ class ExperimentRun:
             RemoteAlgorithm(ctl.suggestion_address, name) if ctl.suggestion_address else get_algorithm(name)
         )
         self.algorithm_state: dict[str, Any] = self.store.algorithm_state(rec.id) or {}
+        self._state_changed = False  # the algorithm's state changed since the last write
         self.trials: dict[str, TrialRecord] = {t.name: t for t in self.store.list_trials(rec.id)}
         self.reducers: dict[str, MetricReducer] = {}
         self.collectors: dict[str, Collector] = {}
@@ -343,9 +344,14 @@ class ExperimentRun:
         self._dirty = True
 
     def _flush(self, new: list[TrialRecord] | None = None) -> None:
-        if not (self._unsaved or new or self._samples):
+        if not (self._unsaved or new or self._samples or self._state_changed):
             return
-        self.store.write_trials(save=list(self._unsaved.values()), new=new or [], samples=self._samples)
+        state = (self.rec.id, self.algorithm_state) if self._state_changed else None
+        # Cleared first: if this write fails, the plan goes with its trials, and no later
+        # write (the interrupt's) may store it without them.
+        self._state_changed = False
+        self.store.write_trials(save=list(self._unsaved.values()), new=new or [], samples=self._samples,
+                                algorithm_state=state)
         self._unsaved.clear()
         self._samples = []
         for t in new or []:
@@ -557,7 +563,7 @@ class ExperimentRun:
             self.exhausted = self.algorithm.exhausted(self.exp, views, self.algorithm_state) or (
                 not assignments and not active)
         if json.dumps(self.algorithm_state, sort_keys=True) != before:
-            self.store.save_algorithm_state(self.rec.id, self.algorithm_state)
+            self._state_changed = True  # stored by _flush, in one transaction with the new trials
         order = [p.name for p in spec.parameters or []]
         now = time.time()
         new = []

@@ -105,6 +105,15 @@ def _dumps(value: Any) -> str | None:
     return None if value is None else json.dumps(value, separators=(",", ":"))
 
 
+def _upsert_state(conn: Connection, exp_id: int, state: dict[str, Any]) -> None:
+    values = {"state": _dumps(state), "updated_at": time.time()}
+    done = conn.execute(
+        algorithm_state.update().where(algorithm_state.c.experiment_id == exp_id).values(**values)
+    ).rowcount
+    if not done:
+        conn.execute(algorithm_state.insert().values(experiment_id=exp_id, **values))
+
+
 class Store:
     """One database holding every experiment.
 
@@ -327,9 +336,12 @@ class Store:
         save: Sequence[TrialRecord] = (),
         new: Sequence[TrialRecord] = (),
         samples: Iterable[tuple[int, ObservationRow]] = (),
+        algorithm_state: tuple[int, dict[str, Any]] | None = None,
     ) -> None:
-        """In one transaction: update ``save``, insert ``new`` (their ids are set), and
-        append ``samples``, ``(trial_id, row)`` observations. The controller's one write per event."""
+        """In one transaction: update ``save``, insert ``new`` (their ids are set),
+        append ``samples``, ``(trial_id, row)`` observations, and replace an experiment's
+        ``algorithm_state`` (``(experiment_id, state)``). The controller's one write per
+        event: a crash leaves either all of it or none (never a plan without its trials)."""
         updates = [{"_id": t.id, **self._trial_values(t)} for t in save]
         inserts = [self._trial_values(t) for t in new]
         # A value a trial printed may hold a NUL byte, which PostgreSQL's text refuses: one
@@ -348,6 +360,8 @@ class Store:
                 ids = [row[0] for row in result]
             if rows:
                 conn.execute(observations.insert(), rows)
+            if algorithm_state is not None:
+                _upsert_state(conn, *algorithm_state)
             return ids
 
         try:
@@ -436,13 +450,5 @@ class Store:
         return None if row is None else json.loads(row.state)
 
     def save_algorithm_state(self, exp_id: int, state: dict[str, Any]) -> None:
-        def upsert(conn: Connection) -> None:
-            values = {"state": _dumps(state), "updated_at": time.time()}
-            done = conn.execute(
-                algorithm_state.update().where(algorithm_state.c.experiment_id == exp_id).values(**values)
-            ).rowcount
-            if not done:
-                conn.execute(algorithm_state.insert().values(experiment_id=exp_id, **values))
-
-        self._retry(upsert)
+        self._retry(lambda conn: _upsert_state(conn, exp_id, state))
 
