@@ -65,13 +65,14 @@ CleanEnvOption = typer.Option(
 
 def _executor_factory(executor: str, ray_address: str | None, kubeconfig: str | None = None,
                       context: str | None = None, push_url: str | None = None, push_token: str | None = None,
-                      clean_env: bool = False) -> Any:
+                      clean_env: bool = False, sandbox: Any = None) -> Any:
     """What makes each experiment's executor. ``clean_env``: trials get none of this
-    process's environment but ``PATH``, the locale and ``TZ`` (pods never get it)."""
+    process's environment but ``PATH``, the locale and ``TZ`` (pods never get it);
+    ``sandbox``: local trials run in it (``trials._sandbox.Sandbox``)."""
     if executor == "local":
         from trials import LocalExecutor
 
-        return lambda: LocalExecutor(clean_env=clean_env)
+        return lambda: LocalExecutor(clean_env=clean_env, sandbox=sandbox)
     if executor == "ray":
         try:
             from trials._ray import RayExecutor
@@ -364,6 +365,41 @@ AllowedHostOption = typer.Option(
 MaxBodyOption = typer.Option(1 << 20, "--max-body", help="The largest request body accepted, in bytes.")
 
 
+UNFENCED = ("every editor of a namespace could run code as this server's user: read and change the store, "
+            "other namespaces' trials and files, and the server's secrets")
+
+
+def _fence(executor: str, auth: bool, sandbox: bool | None, allow_unfenced: bool, store: Any) -> Any:
+    """The sandbox local trials run in (None: none). With ``auth`` an executor that cannot
+    fence trials in is refused unless ``allow_unfenced``: a tenant's trial would be code
+    run as this server. Kubernetes pods are fenced in by their cluster."""
+    want = auth if sandbox is None else sandbox
+    if executor == "local" and want:
+        from trials._sandbox import Sandbox, problem, store_files
+
+        why = problem()
+        if why is None:
+            sqlite = store.dialect == "sqlite" and store.url not in ("sqlite://", "sqlite:///:memory:")
+            hidden = store_files(Path(store.url.split("///", 1)[1])) if sqlite else []
+            return Sandbox(_runs_root(store), hidden=hidden)
+        if sandbox:
+            raise KatibError(f"--sandbox: trials cannot be sandboxed on this machine: {why}")
+        unfenced = f"local trials cannot be sandboxed on this machine ({why})"
+    elif executor == "local":
+        unfenced = "--no-sandbox runs local trials unfenced"
+    elif executor == "ray":
+        unfenced = "Ray has no sandbox: a trial runs as the Ray workers' user, with their files and processes"
+    else:
+        return None
+    if auth and not allow_unfenced:
+        raise KatibError(f"refusing to run trials under --auth: {unfenced}, so {UNFENCED}. Install bubblewrap "
+                         "(apt-get install bubblewrap) for the local executor, use --executor kubernetes, or pass "
+                         "--allow-unfenced-trials if every editor may do that")
+    if auth:
+        err.print(f"[bold yellow]warning:[/] --allow-unfenced-trials: {unfenced}; {UNFENCED}", highlight=False)
+    return None
+
+
 def _loopback(host: str) -> bool:
     import ipaddress
 
@@ -393,6 +429,15 @@ def server(
     auth: bool = typer.Option(False, "--auth", help="Require bearer tokens and per-namespace roles (katib user …)."),
     allow_unauthenticated: bool = typer.Option(
         False, "--allow-unauthenticated", help="Listen on a non-loopback address without --auth."),
+    sandbox: bool | None = typer.Option(
+        None, "--sandbox/--no-sandbox",
+        help="Run local trials in a bubblewrap sandbox (the default with --auth): no store, no other namespace's "
+             "files or processes, no server secrets, memory limits enforced."),
+    allow_unfenced_trials: bool = typer.Option(
+        False, "--allow-unfenced-trials",
+        help="With --auth, run trials even where they cannot be fenced in (no bubblewrap, --no-sandbox, --executor ray): "
+             "every editor may then run code as this server's user, reading and changing the store, other "
+             "namespaces' files and the server's secrets. docs/security.md"),
     allowed_host: list[str] = AllowedHostOption,
     max_body: int = MaxBodyOption,
 ) -> None:
@@ -409,9 +454,11 @@ def server(
         from api import create_app
     except ImportError as exc:
         raise KatibError(f"katib server needs its extra: pip install 'katib[server]' ({exc.name} is missing)") from None
-    # A server's trials never see its environment: its tokens, keys and store URL stay its own.
-    factory = _executor_factory(executor, ray_address, kubeconfig, context, push_url, push_token, clean_env=True)
     store = _store(db)
+    fence = _fence(executor, auth, sandbox, allow_unfenced_trials, store)
+    # A server's trials never see its environment: its tokens, keys and store URL stay its own.
+    factory = _executor_factory(executor, ray_address, kubeconfig, context, push_url, push_token, clean_env=True,
+                                sandbox=fence)
     application = create_app(store, _runs_root(store), workdir.resolve(), tick=tick, auth=auth, executor_factory=factory,
                              executor=executor, allowed_hosts=[*allowed_host, host], max_body=max_body)
     uvicorn.run(application, host=host, port=port, log_level="info")
