@@ -7,7 +7,7 @@ import time
 
 from katib.controller import ExperimentManager
 from katib.spec import admit
-from tests.api_tests.conftest import LiveServer, live  # noqa: F401 (a fixture)
+from tests.api_tests.conftest import LiveServer
 from tests.conftest import experiment, python_command
 
 
@@ -51,7 +51,12 @@ def test_resume_says_whether_the_controller_runs(sqlite_store, tmp_path):
     assert any(c["type"] == "Failed" and c["reason"] == "ExperimentControllerFailed" for c in status["conditions"])
 
 
-def test_resume_over_the_api_is_truthful(live):
+def test_resume_over_the_api_is_truthful(sqlite_store, tmp_path):
+    with LiveServer(sqlite_store, tmp_path) as live:
+        _resume_truthfully(live)
+
+
+def _resume_truthfully(live):
     c = live.client
     slow = python_command("import time; time.sleep(1.5); print('loss=0.5')")
     assert c.post("/api/v1/namespaces/default/experiments",
