@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 from katib.store import ExperimentRecord, Store
+from katib.views import shown_value, strategies_of
 
 _importance_cache: dict[tuple[int, int], dict[str, float]] = {}
 _importance_lock = threading.Lock()
@@ -40,9 +41,6 @@ def objective_of(rec: ExperimentRecord) -> tuple[str, bool, list[str]]:
     return name, obj.get("type") == "maximize", list(metrics)
 
 
-def strategies_of(rec: ExperimentRecord) -> dict[str, str]:
-    obj = rec.spec.get("spec", {}).get("objective", {})
-    return {s["name"]: s.get("value", "latest") for s in obj.get("metricStrategies") or [] if s.get("name")}
 
 
 def experiment_summary(store: Store, rec: ExperimentRecord, curves: int = 100, points: int = 50,
@@ -72,8 +70,8 @@ def experiment_summary(store: Store, rec: ExperimentRecord, curves: int = 100, p
             columns["params"][n].append(_number(values.get(n)))
         obs = t.observation or {}
         for m in metrics:
-            entry = obs.get(m) or {}
-            columns["metrics"][m].append(_number(entry.get(strategy.get(m, "latest"))) if entry.get("latest") != "unavailable" else None)
+            text = shown_value(obs, m, strategy)
+            columns["metrics"][m].append(_number(text) if text not in ("", "unavailable") else None)
     # Learning curves: the best trials and the latest ones, never all of them.
     if since is not None:
         curves = 0
@@ -97,7 +95,7 @@ def experiment_summary(store: Store, rec: ExperimentRecord, curves: int = 100, p
         "objective": {"name": objective, "maximize": maximize,
                       "goal": spec.get("objective", {}).get("goal"),
                       "additional": [a for a in spec.get("objective", {}).get("additionalObjectives") or []]},
-        "metrics": metrics, "parameters": parameters, "algorithm": spec.get("algorithm", {}),
+        "metrics": metrics, "strategies": strategy, "parameters": parameters, "algorithm": spec.get("algorithm", {}),
         "budget": {k: spec.get(k) for k in ("maxTrialCount", "parallelTrialCount", "maxFailedTrialCount")},
         "columns": columns, "curves": learning, "now": now, "since": since,
     }
@@ -119,7 +117,7 @@ def importance(store: Store, rec: ExperimentRecord, sample: int = 1000) -> dict[
     from optuna.distributions import CategoricalDistribution, FloatDistribution
 
     objective, maximize, _ = objective_of(rec)
-    strategy = strategies_of(rec).get(objective, "latest")
+    strategies = strategies_of(rec)
     done = [t for t in store.list_trials(rec.id, states=("Succeeded", "EarlyStopped"))]
     key = (rec.id, len(done))
     with _importance_lock:
@@ -138,7 +136,7 @@ def importance(store: Store, rec: ExperimentRecord, sample: int = 1000) -> dict[
     frozen = []
     step = max(1, len(done) // sample)
     for t in done[::step]:
-        value = _number((t.observation or {}).get(objective, {}).get(strategy))
+        value = _number(shown_value(t.observation, objective, strategies))
         values = {a["name"]: a["value"] for a in t.assignments}
         if not isinstance(value, float) or any(n not in values for n in dists):
             continue

@@ -11,7 +11,15 @@ from typing import Any
 from katib.spec import API_VERSION
 from katib.store import ExperimentRecord, TrialRecord
 
-from .controller._status import experiment_phase, no_result_note, rfc3339
+from .controller._status import (
+    experiment_phase,
+    metric_strategies,
+    no_result_note,
+    rfc3339,
+    shown_value,
+)
+
+__all__ = ["experiment_object", "no_result", "phase", "reason", "shown_value", "strategies_of", "trial_object"]
 
 
 def experiment_object(rec: ExperimentRecord) -> dict[str, Any]:
@@ -60,6 +68,12 @@ def trial_object(exp: ExperimentRecord, t: TrialRecord) -> dict[str, Any]:
         metadata["annotations"] = annotations
     return {"apiVersion": API_VERSION, "kind": "Trial", "metadata": metadata,
             "spec": {k: v for k, v in trial_spec.items() if v is not None}, "status": status}
+
+
+def strategies_of(rec: ExperimentRecord) -> dict[str, str]:
+    """Each metric's strategy (Katib's ``metricStrategies`` and its defaults): with
+    ``shown_value``, the one value of a trial's metric that every screen shows."""
+    return metric_strategies(rec.spec.get("spec", {}).get("objective") or {})
 
 
 def phase(rec: ExperimentRecord) -> str:

@@ -171,3 +171,20 @@ def test_a_run_where_trials_print_no_metric_names_the_hint(tmp_path):
     assert result.returncode == 1
     assert "no trial reported the objective metric 'loss'" in result.stdout
     assert "2 of 2 trials" in result.stdout and "MetricsUnavailable" in result.stdout
+
+
+def test_every_screen_shows_the_metric_strategy_value(tmp_path):
+    """A trial reports loss 0.2 then 0.7: minimizing, Katib's default strategy is min, so
+    0.2 is its value on every screen (the latest, 0.7, is not)."""
+    db = str(tmp_path / "k.db")
+    doc = experiment(command=python_command("print('loss=0.2', flush=True); print('loss=0.7')"), maxTrialCount=1,
+                     parallelTrialCount=1)
+    result = katib("run", str(write(tmp_path, doc)), "--db", db, "--tick", "0.05")
+    assert result.returncode == 0, result.stderr
+    finished = next(line for line in result.stdout.splitlines() if " Succeeded " in line)
+    assert "loss=0.2" in finished and "0.7" not in finished
+    assert "  loss: 0.2 (min; latest 0.7, min 0.2, max 0.7)" in result.stdout
+    listing = katib("get", "experiments", "--db", db).stdout
+    assert "loss=0.2" in listing and "loss=0.7" not in listing
+    table = katib("get", "trials", "demo", "--db", db).stdout
+    assert "0.2" in table and "0.7" not in table

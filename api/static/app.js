@@ -55,6 +55,22 @@ function phaseOf(status) {
   }
   return "Unknown";
 }
+// One value per metric of a trial, on every screen: the one its metric strategy picks
+// (Katib's metricStrategies; by default min when minimizing, max when maximizing), as
+// katib.controller.metric_strategies / shown_value do on the server.
+function strategiesOf(objective) {
+  const o = objective || {}, fallback = { minimize: "min", maximize: "max" }[o.type] || "latest", out = {};
+  for (const n of [o.objectiveMetricName, ...(o.additionalMetricNames || []), ...(o.additionalObjectives || []).map(a => a.metricName),
+                   ...(o.constraints || []).map(c => c.metricName)]) if (n) out[n] = fallback;
+  for (const s of o.metricStrategies || []) if (s.name && s.value) out[s.name] = s.value;
+  return out;
+}
+function shownValue(m, strategies) { return m[(strategies || {})[m.name] || "latest"]; }
+// A metric's value under its strategy, with the other two in grey.
+function metricText(m, strategies) {
+  const k = (strategies || {})[m.name] || "latest";
+  return `<b>${esc(shownValue(m, strategies))}</b> <span class="muted">(${esc(k)}; latest ${esc(m.latest)}, min ${esc(m.min)}, max ${esc(m.max)})</span>`;
+}
 function reasonOf(status) {
   const conds = (status.conditions || []).filter(c => c.status === "True");
   return conds.length ? conds[conds.length - 1].reason : "";
@@ -132,14 +148,14 @@ async function listPage(view) {
       const s = e.status || {}, spec = e.spec || {};
       const best = ((s.currentOptimalTrial || {}).observation || {}).metrics || [];
       const objective = (spec.objective || {}).objectiveMetricName;
-      const m = best.find(x => x.name === objective);
+      const m = best.find(x => x.name === objective), v = m ? shownValue(m, strategiesOf(spec.objective)) : "";
       return {
         name: e.metadata.name, namespace: e.metadata.namespace, active: e.active,
         status: phaseOf(s) === "Running" && e.active === false ? "Stopped" : phaseOf(s), reason: reasonOf(s),
         algorithm: (spec.algorithm || {}).algorithmName || "", createdAt: e.metadata.creationTimestamp,
         created: Date.parse(e.metadata.creationTimestamp) || 0, trials: s.trials || 0,
         counts: `${s.trialsRunning || 0} / ${s.trialsSucceeded || 0} / ${s.trialsFailed || 0} / ${s.trialsEarlyStopped || 0}`,
-        best: m ? (isNaN(+m.latest) ? m.latest : +m.latest) : "",
+        best: m ? (isNaN(+v) ? v : +v) : "",
       };
     });
     const namespaces = [...new Set(rows.map(r => r.namespace))].sort();
@@ -300,7 +316,7 @@ async function experimentPage(view, ns, name) {
       <h2>Best trial</h2>
       <p><a href="#/t/${encodeURIComponent(ns)}/${encodeURIComponent(best.bestTrialName)}">${esc(best.bestTrialName)}</a></p>
       <dl class="kv">${(best.parameterAssignments || []).map(a => `<dt>${esc(a.name)}</dt><dd>${esc(a.value)}</dd>`).join("")}
-      ${metrics.map(m => `<dt>${esc(m.name)}</dt><dd><b>${esc(m.latest)}</b> <span class="muted">(min ${esc(m.min)}, max ${esc(m.max)})</span></dd>`).join("")}</dl>`
+      ${metrics.map(m => `<dt>${esc(m.name)}</dt><dd>${metricText(m, S.strategies)}</dd>`).join("")}</dl>`
       : `<h2>Best trial</h2><p class="muted">No trial has reported ${esc(S.objective.name)} yet.</p>`;
     const form = $("#budget");
     for (const k of ["maxTrialCount", "parallelTrialCount", "maxFailedTrialCount"]) if (document.activeElement !== form[k]) form[k].value = S.budget[k] ?? "";
@@ -522,7 +538,7 @@ async function trialPage(view, ns, name) {
       <div class="muted">${stateBadge(state)} of <a href="#/e/${encodeURIComponent(ns)}/${encodeURIComponent(experiment)}">${esc(experiment)}</a></div></div></div>
     <div class="row">
       <div class="card" style="flex:0 1 380px"><h2>Parameters</h2><dl class="kv" id="params">${(t.spec.parameterAssignments || []).map(a => `<dt>${esc(a.name)}</dt><dd>${esc(a.value)}</dd>`).join("")}</dl>
-        <h2 style="margin-top:14px">Metrics</h2><dl class="kv">${(((t.status.observation || {}).metrics) || []).map(m => `<dt>${esc(m.name)}</dt><dd>${esc(m.latest)} <span class="muted">(min ${esc(m.min)}, max ${esc(m.max)})</span></dd>`).join("") || "<dd class='muted'>none yet</dd>"}</dl>
+        <h2 style="margin-top:14px">Metrics</h2><dl class="kv">${(((t.status.observation || {}).metrics) || []).map(m => `<dt>${esc(m.name)}</dt><dd>${metricText(m, strategiesOf(exp.spec.objective))}</dd>`).join("") || "<dd class='muted'>none yet</dd>"}</dl>
         <h2 style="margin-top:14px">Resources</h2><dl class="kv">
           <dt>requests</dt><dd>${esc(JSON.stringify((primary.resources || {}).requests || {}))}</dd>
           <dt>limits</dt><dd>${esc(JSON.stringify((primary.resources || {}).limits || {}))}</dd>

@@ -131,7 +131,7 @@ class AskTell:
                 reducer.add(row.time, row.metric_name, row.value)
             t.observation = reducer.observation(names)
             objective = names[0]
-            t.objective = metric_value(t.observation, objective, strategies(exp).get(objective, "latest"))
+            t.objective = metric_value(t.observation, objective, strategies(exp)[objective])
             t.completion_time = time.time()
             if outcome == "Failed":
                 mark_trial(t, "Failed", message or "the outside loop reported a failure")

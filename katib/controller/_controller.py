@@ -115,7 +115,7 @@ def warm_start_trials(exp: Experiment) -> list[TrialRecord]:
             id=0, experiment_id=0, name=f"{exp.name}-warm-{i + 1}", state="Created",
             assignments=[{"name": a.name, "value": a.value} for a in w.parameter_assignments or []],
             labels={EXPERIMENT_LABEL: exp.name, WARM_START_LABEL: "true"}, observation=observation,
-            objective=metric_value(observation, objective, strategy.get(objective, "latest")),
+            objective=metric_value(observation, objective, strategy[objective]),
             created_at=now, start_time=now, completion_time=now,
         )
         mark_trial(t, "Created")
@@ -433,7 +433,7 @@ class ExperimentRun:
         self._extend_curve(t, samples)
         reducer = self.reducers.get(t.name, MetricReducer())
         t.observation = reducer.observation(self.names)
-        t.objective = metric_value(t.observation, self.objective, self.strategies.get(self.objective, "latest"))
+        t.objective = metric_value(t.observation, self.objective, self.strategies[self.objective])
         t.completion_time = time.time()
         if t.name in self._stopping:
             mark_trial(t, "EarlyStopped", self._stopping.pop(t.name))
@@ -536,8 +536,7 @@ class ExperimentRun:
     def _view(self, t: TrialRecord) -> TrialView:
         view = self._views.get(t.name)
         if view is None or view.state != t.state:
-            metrics = {k: float(v["latest"]) for k, v in (t.observation or {}).items()
-                       if v.get("latest") not in (None, UNAVAILABLE)}
+            metrics = {k: v for k in self.names if (v := metric_value(t.observation, k, self.strategies[k])) is not None}
             final = t.state in FINAL_TRIAL_STATES
             view = TrialView(
                 t.name, t.parameters(), t.state, t.objective, metrics,

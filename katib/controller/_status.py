@@ -4,7 +4,7 @@ from its trials (never maintained by hand in two places)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -164,10 +164,42 @@ def reported(observation: dict[str, dict[str, str]] | None, name: str) -> bool:
     return bool(observation and observation.get(name, {}).get("latest", UNAVAILABLE) != UNAVAILABLE)
 
 
+def default_strategy(objective_type: str | None) -> str:
+    """Katib's metric strategy for a metric that names none: ``min`` when the objective is
+    minimized, ``max`` when maximized (``latest`` otherwise)."""
+    return {"minimize": "min", "maximize": "max"}.get(objective_type or "", "latest")
+
+
+def metric_strategies(objective: Mapping[str, Any]) -> dict[str, str]:
+    """Every metric's strategy, from a spec's objective as Katib writes it (camelCase): the
+    ``metricStrategies`` given, Katib's default for the others. One trial has one value per
+    metric, the one its strategy picks, on every screen and in every comparison.
+
+    >>> metric_strategies({"type": "minimize", "objectiveMetricName": "loss",
+    ...                    "metricStrategies": [{"name": "acc", "value": "latest"}]})
+    {'loss': 'min', 'acc': 'latest'}
+    """
+    default = default_strategy(objective.get("type"))
+    names = [objective.get("objectiveMetricName"), *(objective.get("additionalMetricNames") or []),
+             *[a.get("metricName") for a in objective.get("additionalObjectives") or []],
+             *[c.get("metricName") for c in objective.get("constraints") or []]]
+    out = {name: default for name in names if name}
+    out.update({s["name"]: s["value"] for s in objective.get("metricStrategies") or [] if s.get("name") and s.get("value")})
+    return out
+
+
+def shown_value(observation: Mapping[str, Mapping[str, str]] | None, name: str, strategies: Mapping[str, str]) -> str:
+    """The text a screen shows for a trial's metric: the value its strategy picks (``""``
+    when the trial has no such metric; ``unavailable`` when it never reported it)."""
+    entry = (observation or {}).get(name) or {}
+    return entry.get(strategies.get(name) or "latest", "")
+
+
 def strategies(exp: Experiment) -> dict[str, str]:
+    """``metric_strategies`` of an experiment model."""
     obj = exp.spec.objective
     assert obj is not None
-    return {s.name: s.value for s in obj.metric_strategies or [] if s.name and s.value}
+    return metric_strategies(obj.model_dump(by_alias=True, exclude_none=True, mode="json"))
 
 
 def metric_names(exp: Experiment) -> list[str]:
@@ -222,7 +254,7 @@ class Scoring:
     def values(self, observation: dict[str, dict[str, str]] | None) -> tuple[float, ...] | None:
         out = []
         for name, _ in self.objectives:
-            v = metric_value(observation, name, self.strategies.get(name, "latest"))
+            v = metric_value(observation, name, self.strategies[name])
             if v is None:
                 return None
             out.append(v)
@@ -231,7 +263,7 @@ class Scoring:
     def violations(self, observation: dict[str, dict[str, str]] | None) -> tuple[float, ...]:
         out = []
         for name, lo, hi in self.constraints:
-            v = metric_value(observation, name, self.strategies.get(name, "latest"))
+            v = metric_value(observation, name, self.strategies[name])
             if v is None:
                 out.append(float("inf"))
             else:

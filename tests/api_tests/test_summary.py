@@ -118,3 +118,20 @@ def test_a_metric_that_is_an_additional_objective_is_one_column(sqlite_store):
     assert s["metrics"] == ["loss", "cost"]
     assert s["columns"]["metrics"]["cost"] == [0.0, 10.0, 20.0, 30.0]
     assert s["objective"]["additional"] == [{"metricName": "cost", "type": "minimize"}]
+
+
+def test_columns_hold_the_metric_strategy_value(sqlite_store):
+    """A trial's value is the one its metric strategy picks, as on every other screen; a
+    spec stored without metricStrategies gets Katib's default (min when minimizing)."""
+    exp = admit(experiment())
+    spec = exp.model_dump(by_alias=True, exclude_none=True, mode="json")
+    del spec["spec"]["objective"]["metricStrategies"]
+    rec = sqlite_store.create_experiment(exp.namespace, exp.name, spec, {"conditions": []}, "/tmp")
+    t = TrialRecord(id=0, experiment_id=rec.id, name="t0", state="Created", assignments=[{"name": "x", "value": "0.5"}],
+                    created_at=time.time())
+    mark_trial(t, "Succeeded")
+    t.observation = {"loss": {"min": "0.2", "max": "0.7", "latest": "0.7"}}
+    sqlite_store.add_trials([t])
+    s = experiment_summary(sqlite_store, sqlite_store.get_experiment(exp.namespace, exp.name))
+    assert s["strategies"] == {"loss": "min"}
+    assert s["columns"]["metrics"]["loss"] == [0.2]

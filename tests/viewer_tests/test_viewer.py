@@ -143,6 +143,7 @@ def test_list_experiment_trial(server, page):
     assert page.inner_text("#count") == "10 of 10"
     best = page.inner_text("#best")
     assert "Best trial" in best and "finished-" in best and "loss" in best
+    assert "(min; latest " in best  # the value minimizing's default strategy picks, with the others beside it
     assert page.locator("#history canvas").count() >= 1 and page.locator("#parallel canvas").count() >= 1
     header = page.locator("#trials thead th").all_inner_texts()
     assert header[:4] == ["Trial", "State", "x", "opt"] and "loss" in header
