@@ -202,13 +202,17 @@ class _Progress:
         if trial.state not in ("Succeeded", "EarlyStopped"):
             message = next((c.get("message", "") for c in reversed(trial.conditions) if c.get("status") == "True"), "")
             return message if len(message) <= 240 else "…" + message[-240:]
-        return " ".join(f"{k}={v['latest']}" for k, v in (trial.observation or {}).items())
+        from katib.views import shown_value
+
+        return " ".join(f"{k}={shown_value(trial.observation, k, self.run.strategies)}" for k in trial.observation or {})
 
     def _best_text(self) -> str:
         best = self.run._best() if self.run else None
         return f"  (best {self.run.objective}={best:g})" if best is not None else ""
 
     def _table(self) -> Table:
+        from katib import views
+
         run = self.run
         trials = list(run.trials.values())
         spec = run.exp.spec
@@ -234,7 +238,7 @@ class _Progress:
             table.add_row(
                 t.name, f"[{style}]{t.state}[/]" if style else t.state,
                 *[params.get(p.name or "", "") for p in spec.parameters or []],
-                *[(obs.get(m) or {}).get("latest", "") for m in run.names],
+                *[views.shown_value(obs, m, run.strategies) for m in run.names],
             )
         return table
 
@@ -259,11 +263,14 @@ def _summary(store: Any, namespace: str, name: str) -> int:
         out.print(f"best trial: {best['bestTrialName']}", highlight=False)
         for a in best.get("parameterAssignments", []):
             out.print(f"  {a['name']} = {a['value']}", highlight=False)
+        strategies = views.strategies_of(rec)
         for m in (best.get("observation") or {}).get("metrics", []):
+            value = views.shown_value({m["name"]: m}, m["name"], strategies)
             if m.get("min") == m.get("max") == m.get("latest"):  # one value, or a text metric
-                out.print(f"  {m['name']}: {m.get('latest')}", highlight=False)
+                out.print(f"  {m['name']}: {value}", highlight=False)
             else:
-                out.print(f"  {m['name']}: latest {m.get('latest')}, min {m.get('min')}, max {m.get('max')}", highlight=False)
+                out.print(f"  {m['name']}: {value} ({strategies.get(m['name'], 'latest')}; latest {m.get('latest')}, "
+                          f"min {m.get('min')}, max {m.get('max')})", highlight=False)
     note = views.no_result(rec, store.list_trials(rec.id))
     if note:
         out.print(Text.assemble(("no result: ", "bold red"), note))
@@ -662,7 +669,8 @@ def get_experiments(
     for r in recs:
         best = r.status.get("currentOptimalTrial") or {}
         objective = r.spec.get("spec", {}).get("objective", {}).get("objectiveMetricName")
-        value = next((m.get("latest") for m in (best.get("observation") or {}).get("metrics", []) if m["name"] == objective), "")
+        metrics = {m["name"]: m for m in (best.get("observation") or {}).get("metrics", [])}
+        value = views.shown_value(metrics, objective or "", views.strategies_of(r))
         table.add_row(r.namespace, r.name, views.phase(r), views.reason(r), str(r.status.get("trials", 0)),
                       str(r.status.get("trialsSucceeded", 0)), str(r.status.get("trialsFailed", 0)),
                       f"{objective}={value}" if value else "", _age(r.created_at))
@@ -689,6 +697,7 @@ def get_trials(
     params = [p["name"] for p in spec.get("parameters", [])]
     obj = spec.get("objective", {})
     metrics = [obj.get("objectiveMetricName"), *obj.get("additionalMetricNames", [])]
+    strategies = views.strategies_of(rec)
     table = Table(box=None)
     for col in ("NAME", "STATUS", *params, *metrics):
         table.add_column(col)
@@ -696,7 +705,7 @@ def get_trials(
         p = t.parameters()
         obs = t.observation or {}
         table.add_row(t.name, t.state, *[p.get(n, "") for n in params],
-                      *[(obs.get(m) or {}).get("latest", "") for m in metrics])
+                      *[views.shown_value(obs, m, strategies) for m in metrics])
     out.print(table)
 
 
