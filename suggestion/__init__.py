@@ -6,7 +6,7 @@
 """
 
 from ._base import ACTIVE_STATES, COMPLETED_STATES, Algorithm, Assignment, Setting, TrialView
-from ._early_stopping import ASHA, Curve, EarlyStopper, MedianStop
+from ._early_stopping import ASHA, Curve, EarlyStopper, LiveMedianStop, MedianStop
 from ._pbt import CHECKPOINT_FROM_LABEL
 from ._registry import algorithm_names, early_stopping_names, get_algorithm, get_early_stopper
 from ._service import RemoteAlgorithm, serve
@@ -18,6 +18,7 @@ __all__ = [
     "COMPLETED_STATES",
     "Curve",
     "EarlyStopper",
+    "LiveMedianStop",
     "MedianStop",
     "RemoteAlgorithm",
     "Algorithm",

@@ -29,12 +29,18 @@ class Curve:
     ``decided`` is how many of the values a stopper was already asked about (the curve's
     length at the previous call): several reports can arrive between two calls, and a rule
     that decides at given steps decides at each step in between too. ``None``: all but the
-    last value."""
+    last value.
+
+    ``created`` is when the trial was created and ``ended`` when it ended (seconds since
+    the epoch; None: unknown): a rule fixed when a trial is created (Katib's medianstop)
+    counts only the trials that had ended by then."""
 
     name: str
     values: list[float]
     completed: bool
     decided: int | None = None
+    created: float | None = None
+    ended: float | None = None
 
     @property
     def new_steps(self) -> range:
@@ -67,17 +73,58 @@ def _maximize(experiment: Experiment) -> bool:
     return experiment.spec.objective is not None and experiment.spec.objective.type == "maximize"
 
 
+MEDIAN_SETTINGS = {"min_trials_required": Setting(integer(1), 3), "start_step": Setting(integer(1), 4)}
+
+
 class MedianStop(EarlyStopper):
-    """Katib's median stopping rule, with the true median.
+    """Katib's median stopping rule, as Katib applies it (despite its name, a mean).
+
+    When a trial is created its rule is fixed: the mean, over the trials that had
+    succeeded by then, of each one's average over its first ``start_step`` reports; no rule
+    while fewer than ``min_trials_required`` had succeeded. At the trial's
+    ``start_step``-th report its best value so far is compared with the rule, once:
+    strictly worse stops it. (Katib's ``pkg/earlystopping/v1beta1/medianstop/service.py``
+    makes the rule, the metrics collector's ``updateStopRules`` applies it.)
+    ``medianstop-live`` (``LiveMedianStop``) is the rule with the true median, live.
+    """
+
+    name = "medianstop"
+    settings = MEDIAN_SETTINGS
+
+    def should_stop(self, experiment: Experiment, trial: Curve, others: Sequence[Curve]) -> str | None:
+        s = self.parsed_settings(experiment)
+        start = s["start_step"]
+        if start not in trial.new_steps:
+            return None
+        # Succeeded trials without a report are skipped (Katib's service divides by zero).
+        peers = [c for c in others if c.completed and c.values
+                 and (trial.created is None or c.ended is None or c.ended <= trial.created)]
+        if len(peers) < s["min_trials_required"]:
+            return None
+        # Summed in order and divided, as Katib's service does, so the verdicts agree to the bit.
+        averages = [sum(c.values[:start]) / len(c.values[:start]) for c in peers]
+        rule = sum(averages) / len(averages)
+        maximize = _maximize(experiment)
+        best = max(trial.values[:start]) if maximize else min(trial.values[:start])
+        if (best < rule) if maximize else (best > rule):
+            return (f"medianstop: best value {best:g} after {start} reports is worse than {rule:g}, the mean "
+                    f"over {len(peers)} succeeded trials of their average over their first {start} reports")
+        return None
+
+
+class LiveMedianStop(EarlyStopper):
+    """The median stopping rule with the true median, decided live (``medianstop-live``).
 
     Once ``min_trials_required`` trials have succeeded, a running trial that has reported
     at least ``start_step`` values stops when its best value so far is worse than the
     median of the succeeded trials' values at the same step (trials that never reached
-    that step are left out; if fewer than ``min_trials_required`` did, it goes on).
+    that step are left out; if fewer than ``min_trials_required`` did, it goes on). Unlike
+    Katib's ``medianstop`` it is asked again at every report, against the trials that
+    have succeeded so far.
     """
 
-    name = "medianstop"
-    settings = {"min_trials_required": Setting(integer(1), 3), "start_step": Setting(integer(1), 4)}
+    name = "medianstop-live"
+    settings = MEDIAN_SETTINGS
 
     def should_stop(self, experiment: Experiment, trial: Curve, others: Sequence[Curve]) -> str | None:
         s = self.parsed_settings(experiment)
@@ -91,7 +138,7 @@ class MedianStop(EarlyStopper):
         best = max(trial.values) if maximize else min(trial.values)
         median = statistics.median(peers)
         if (best < median) if maximize else (best > median):
-            return (f"medianstop: best value {best:g} after {step} reports is worse than the median "
+            return (f"medianstop-live: best value {best:g} after {step} reports is worse than the median "
                     f"{median:g} of {len(peers)} succeeded trials at that step")
         return None
 

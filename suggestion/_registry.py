@@ -32,6 +32,7 @@ _BUILTIN: dict[str, str] = {
 }
 _EARLY_STOPPING: dict[str, str] = {
     "medianstop": "suggestion._early_stopping:MedianStop",
+    "medianstop-live": "suggestion._early_stopping:LiveMedianStop",
     "asha": "suggestion._early_stopping:ASHA",
 }
 

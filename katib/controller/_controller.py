@@ -393,10 +393,11 @@ class ExperimentRun:
     def _consider_stopping(self, t: TrialRecord) -> None:
         if self.stopper is None or t.name in self._stopping or not t.handle:
             return
-        others = [Curve(o.name, self.curves.get(o.name, []), o.state == "Succeeded")
+        others = [Curve(o.name, self.curves.get(o.name, []), o.state == "Succeeded", ended=o.completion_time)
                   for o in self.trials.values() if o.name != t.name and o.state != "Created"]
         curve = self.curves.get(t.name, [])
-        reason = self.stopper.should_stop(self.exp, Curve(t.name, curve, False, self._decided.get(t.name, 0)), others)
+        reason = self.stopper.should_stop(
+            self.exp, Curve(t.name, curve, False, self._decided.get(t.name, 0), created=t.created_at or None), others)
         self._decided[t.name] = len(curve)
         if reason:
             self._stopping[t.name] = reason

@@ -9,7 +9,7 @@ import pytest
 from katib.controller import Controller, admit
 from katib.errors import ValidationError
 from katib.spec import apply_defaults, parse_experiment
-from suggestion import ASHA, Curve, MedianStop
+from suggestion import ASHA, Curve, LiveMedianStop
 from tests.conftest import experiment, python_command
 
 
@@ -37,18 +37,20 @@ def done(*values: float) -> Curve:
         ([0.6, 0.6], [done(0.5, 0.5), done(0.4, 0.4), done(1.1, 1.1)], True),
     ],
 )
-def test_medianstop(trial, others, stop):
-    exp = exp_with("medianstop", {"min_trials_required": "3", "start_step": "2"})
-    reason = MedianStop().should_stop(exp, Curve("t", trial, False), others)
+def test_live_median(trial, others, stop):
+    """``medianstop-live``: the true median, asked at every report (Katib's own rule is
+    ported in tests/katib_conformance/test_medianstop.py)."""
+    exp = exp_with("medianstop-live", {"min_trials_required": "3", "start_step": "2"})
+    reason = LiveMedianStop().should_stop(exp, Curve("t", trial, False), others)
     assert (reason is not None) is stop
     if stop:
         assert "worse than the median" in reason
 
 
-def test_medianstop_maximize():
-    exp = exp_with("medianstop", {"min_trials_required": "2", "start_step": "1"}, "maximize")
-    assert MedianStop().should_stop(exp, Curve("t", [0.3], False), [done(0.5), done(0.7)])
-    assert not MedianStop().should_stop(exp, Curve("t", [0.8], False), [done(0.5), done(0.7)])
+def test_live_median_maximize():
+    exp = exp_with("medianstop-live", {"min_trials_required": "2", "start_step": "1"}, "maximize")
+    assert LiveMedianStop().should_stop(exp, Curve("t", [0.3], False), [done(0.5), done(0.7)])
+    assert not LiveMedianStop().should_stop(exp, Curve("t", [0.8], False), [done(0.5), done(0.7)])
 
 
 def test_asha_keeps_the_top_third_at_each_rung():
@@ -123,10 +125,43 @@ def test_medianstop_stops_bad_trials_in_a_running_experiment(store, tmp_path):
     stopped = [trials[x] for x in ("0.5", "0.6", "0.7", "0.8")]
     assert [t.state for t in stopped] == ["EarlyStopped"] * 4
     for t in stopped:
-        assert "worse than the median 0.2" in t.conditions[-1]["message"]
+        # Katib's rule: the mean of the three succeeded trials' averages over 2 reports
+        assert "worse than 0.2, the mean over 3 succeeded trials" in t.conditions[-1]["message"]
         reports = len(store.observations(t.id, "loss"))
         assert 2 <= reports < 12  # partial results are kept
         assert t.objective is not None
     assert status["trialsEarlyStopped"] == 4 and status["earlyStoppedTrialList"]
     assert [c["reason"] for c in status["conditions"] if c["status"] == "True"][-1] == "ExperimentMaxTrialsReached"
     assert time.monotonic() - started < 3 * 1.2 + 4 * 1.0 + 5
+
+
+def test_the_controller_tells_the_stopper_when_trials_were_created_and_ended(store, tmp_path, monkeypatch):
+    """Katib's medianstop fixes a trial's rule when it is created: the controller hands the
+    stopper each trial's creation time and the others' completion times from the store."""
+    from suggestion import MedianStop
+
+    seen: list[tuple[Curve, list[Curve]]] = []
+    original = MedianStop.should_stop
+
+    def spy(self, experiment, trial, others):
+        seen.append((trial, list(others)))
+        return original(self, experiment, trial, others)
+
+    monkeypatch.setattr(MedianStop, "should_stop", spy)
+    code = ("import time\nx = float('${trialParameters.x}')\n"
+            "for step in range(3):\n    print(f'loss={x}', flush=True)\n    time.sleep(0.1)")
+    doc = experiment(
+        command=python_command(code), maxTrialCount=2, parallelTrialCount=1, algorithm={"algorithmName": "grid"},
+        parameters=[{"name": "x", "parameterType": "discrete", "feasibleSpace": {"list": ["0.1", "0.2"]}}],
+        earlyStopping={"algorithmName": "medianstop", "algorithmSettings": [{"name": "min_trials_required", "value": "1"}]},
+    )
+    ctl = Controller(store, runs_root=tmp_path / "runs", tick=0.05)
+    rec, _ = ctl.submit(admit(doc), tmp_path)
+    ctl.run(rec.namespace, rec.name)
+    trials = {t.name: t for t in store.list_trials(rec.id)}
+    second = [(t, o) for t, o in seen if o and o[0].completed]
+    assert second, "the second trial was never considered with the first one ended"
+    trial, others = second[-1]
+    assert trial.created == trials[trial.name].created_at
+    assert others[0].ended == trials[others[0].name].completion_time
+    assert others[0].ended <= trial.created
