@@ -16,20 +16,36 @@ from ._base import Algorithm, Assignment, Setting, TrialView, integer, number
 from ._space import SearchSpace
 
 
-def _plan(r_l: float, eta: float) -> tuple[int, float]:
-    s_max = int(math.floor(math.log(r_l) / math.log(eta) + 1e-9))
-    return s_max, (s_max + 1) * r_l
+def s_max(r_l: float, eta: float) -> int:
+    """Katib's ``int(log(r_l)/log(eta))``, float error included (log(1000)/log(10) is
+    2.9999999999999996: 2)."""
+    return int(math.log(r_l) / math.log(eta))
 
 
-def bracket_sizes(r_l: float, eta: float) -> list[list[tuple[int, float]]]:
-    """Per bracket (s = s_max … 0), per rung: (number of configurations, resource)."""
-    s_max, budget = _plan(r_l, eta)
+def bracket_sizes(r_l: float, eta: float) -> list[list[tuple[int, int]]]:
+    """Per bracket (s = s_max … 0), per rung: (number of configurations, resource), with
+    Katib's arithmetic (pkg/suggestion/v1beta1/hyperband/service.py): bracket ``s`` starts
+    ``ceil((s_max+1)·eta^s/(s+1))`` configurations on ``int(r_l·eta^-s)``; rung ``i``
+    promotes ``ceil(ceil(n·eta^-i)/eta)`` of them to ``int(r·eta^(i+1))``."""
+    top = s_max(r_l, eta)
     brackets = []
-    for s in range(s_max, -1, -1):
-        n = int(math.ceil(budget / r_l / (s + 1) * eta**s))
+    for s in range(top, -1, -1):
+        n = int(math.ceil(float(top + 1) * (float(eta**s) / float(s + 1))))
         r = r_l * eta ** (-s)
-        brackets.append([(int(math.floor(n * eta ** (-i))), r * eta**i) for i in range(s + 1)])
+        rungs = [(n, int(r))]
+        rungs += [(int(math.ceil(math.ceil(n * eta ** (-i)) / eta)), int(r * eta ** (i + 1))) for i in range(s)]
+        brackets.append(rungs)
     return brackets
+
+
+def parallel_needed(r_l: float, eta: float) -> int:
+    """The ``parallelTrialCount`` Katib's validator asks for: ``ceil(eta^s_max)`` with eta
+    truncated to an integer there (it divides by log(1) for 1 < eta < 2; we take the
+    first bracket's size instead)."""
+    whole = int(eta)
+    if whole < 2:
+        return bracket_sizes(r_l, eta)[0][0][0]
+    return int(math.ceil(whole ** s_max(r_l, whole)))
 
 
 class Hyperband(Algorithm):
@@ -38,9 +54,11 @@ class Hyperband(Algorithm):
     ``r_l`` is the largest resource a trial gets (epochs, say), ``resource_name`` the
     parameter that carries it (its value is set by the algorithm, not searched), ``eta``
     the halving rate (default 3). Each bracket starts ``n`` random configurations on a
-    small resource; when a rung has finished, the best ``1/eta`` go on with ``eta`` times
-    the resource, as new trials. A rung runs all at once, so ``parallelTrialCount`` must be
-    at least the first bracket's size, ``ceil(eta^floor(log(r_l)/log(eta)))``, as in Katib.
+    small resource; when a rung has finished, the best ``ceil(n/eta)`` go on with ``eta``
+    times the resource, as new trials: Katib's plan and rounding, see ``bracket_sizes``
+    (the resource is an integer, as Katib writes it). A rung runs all at once, so
+    ``parallelTrialCount`` must be at least the first bracket's size,
+    ``ceil(eta^int(log(r_l)/log(eta)))``, as in Katib (see ``parallel_needed``).
     The plan (which bracket and rung, which configurations) is kept in the algorithm state
     the controller persists, so a restart carries on; when every bracket is done the
     experiment ends with ``ExperimentSuggestionEndReached``.
@@ -75,7 +93,7 @@ class Hyperband(Algorithm):
         if s["r_l"] < 1:
             errors.append(FieldError(path, f"r_l must be >= 1 (got {s['r_l']:g})"))
         else:
-            need = int(math.ceil(s["eta"] ** math.floor(math.log(s["r_l"]) / math.log(s["eta"]) + 1e-9)))
+            need = parallel_needed(s["r_l"], s["eta"])
             parallel = experiment.spec.parallel_trial_count or 0
             if parallel < need:
                 errors.append(FieldError("spec.parallelTrialCount",
@@ -129,17 +147,18 @@ class Hyperband(Algorithm):
         others = [d for d in space.dims if d.name != s["resource_name"]]
         if configs is None:
             configs = [{d.name: d.sample(rng) for d in others} for _ in range(max(n, 1))]
-        res_dim = next(d for d in space.dims if d.name == s["resource_name"])
-        value = str(max(1, int(round(resource)))) if res_dim.type == "int" else repr(float(resource))
+        # As Katib: the resource is written as an integer, whatever the parameter's type;
+        # a resource_name that names no parameter (Katib's GetSuggestions does not check) sets nothing.
+        resource_param = {s["resource_name"]: str(resource)} if len(others) < len(space.dims) else {}
         state["members"] = []
-        state["queue"] = [{"name": new_trial_name(experiment.name), "parameters": {**c, s["resource_name"]: value}} for c in configs]
+        state["queue"] = [{"name": new_trial_name(experiment.name), "parameters": {**c, **resource_param}} for c in configs]
 
     def _next_rung(self, experiment: Experiment, state: dict[str, Any], plan: list, rng: np.random.Generator,
                    members: list[TrialView]) -> None:
         s = self.parsed_settings(experiment)
         rungs = plan[state["bracket"]]
         if state["rung"] + 1 < len(rungs):
-            keep = max(1, int(math.floor(len(members) / s["eta"])))
+            keep = rungs[state["rung"] + 1][0]  # Katib's count from the plan: ceil, not floor
             maximize = experiment.spec.objective is not None and experiment.spec.objective.type == "maximize"
             scored = [m for m in members if m.objective is not None]
             scored.sort(key=lambda m: m.objective, reverse=maximize)  # type: ignore[arg-type, return-value]
