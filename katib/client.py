@@ -59,11 +59,24 @@ class _Embedded:
     def get(self, name: str, namespace: str) -> dict[str, Any]:
         from katib import views
 
+        return views.experiment_object(self.store.get_experiment(namespace, name))  # a read starts nothing
+
+    def idle(self, name: str, namespace: str) -> bool:
+        """Unfinished, and nothing runs it: no controller here, no live one elsewhere, no
+        outside loop (ask and tell)."""
+        running = self.manager.is_running(namespace, name)  # before the read: a run that ends in between is done
         rec = self.store.get_experiment(namespace, name)
-        if not self.manager.is_running(namespace, name) and rec.status and not _done(rec.status):
-            if not (rec.owner and _owner_alive(rec.owner)):
-                self.manager.start(namespace, name)  # an embedded client resumes what it finds unfinished
-        return views.experiment_object(rec)
+        external = (rec.spec.get("spec") or {}).get("executor") == "external"
+        return not (running or external or _done(rec.status) or (rec.owner and _owner_alive(rec.owner)))
+
+    def resume(self, name: str, namespace: str) -> dict[str, Any]:
+        error = self.manager.resume(namespace, name)
+        running = self.manager.is_running(namespace, name)
+        return {"running": running, **({"message": error} if error and not running else {})}
+
+    def close(self) -> None:
+        self.manager.shutdown()  # the controllers this client started; their trials stop, resume carries on
+        self.store.close()
 
     def experiments(self, namespace: str) -> list[dict[str, Any]]:
         from katib import views
@@ -134,6 +147,15 @@ class _Remote:
     def get(self, name: str, namespace: str) -> dict[str, Any]:
         return self._call("GET", f"/namespaces/{namespace}/experiments/{name}")  # type: ignore[no-any-return]
 
+    def idle(self, name: str, namespace: str) -> bool:
+        return False  # the server runs what it holds; a stopped one waits for resume, as it would there
+
+    def resume(self, name: str, namespace: str) -> dict[str, Any]:
+        return self._call("POST", f"/namespaces/{namespace}/experiments/{name}/resume")  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        self.http.close()
+
     def experiments(self, namespace: str) -> list[dict[str, Any]]:
         return self._call("GET", "/experiments", params={"namespace": namespace})["items"]  # type: ignore[no-any-return]
 
@@ -194,17 +216,35 @@ def _no_result(obj: dict[str, Any]) -> NoResultError | None:
 
 
 class KatibClient:
-    """Katib's SDK calls, embedded (``url=None``) or against ``katib server`` at ``url``."""
+    """Katib's SDK calls, embedded (``url=None``) or against ``katib server`` at ``url``.
+
+    Reads never start anything. Embedded, the client runs the experiments it creates (or
+    resumes, ``resume_experiment``) in threads of this process until they end or the client
+    is closed; ``close()``, or leaving a ``with KatibClient() as client:`` block, stops them
+    and their running trials (``resume_experiment`` carries on later)."""
 
     def __init__(self, url: str | None = None, db: str | None = None, namespace: str = "default",
                  workdir: str | Path | None = None, tick: float = 0.5, timeout: float = 60.0) -> None:
         self.namespace = namespace
+        self._closed = False
         self._backend: _Embedded | _Remote = (
             _Remote(url, timeout) if url else _Embedded(db, Path(workdir or Path.cwd()), tick)
         )
 
     def _ns(self, namespace: str | None) -> str:
         return namespace or self.namespace
+
+    def close(self) -> None:
+        """Stop the controllers this client started (embedded) or close the connection."""
+        if not self._closed:
+            self._closed = True
+            self._backend.close()
+
+    def __enter__(self) -> KatibClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # -- experiments -------------------------------------------------------------------
 
@@ -279,6 +319,11 @@ class KatibClient:
     def get_experiment(self, name: str, namespace: str | None = None) -> dict[str, Any]:
         return self._backend.get(name, self._ns(namespace))
 
+    def resume_experiment(self, name: str, namespace: str | None = None) -> dict[str, Any]:
+        """Run an unfinished experiment that nothing runs (its controller stopped or died):
+        ``{"running": bool}``, with the controller's error as ``message`` if it failed at once."""
+        return self._backend.resume(name, self._ns(namespace))
+
     def list_experiments(self, namespace: str | None = None) -> list[dict[str, Any]]:
         return self._backend.experiments(self._ns(namespace))
 
@@ -310,6 +355,7 @@ class KatibClient:
             raise ValueError(f"expected_condition must be one of {', '.join(CONDITIONS)} (got {expected_condition!r})")
         deadline = time.monotonic() + timeout
         while True:
+            idle = self._backend.idle(name, self._ns(namespace))
             obj = self.get_experiment(name, namespace)
             if _true(obj, expected_condition):
                 no_result = _no_result(obj) if expected_condition == "Succeeded" else None
@@ -318,6 +364,9 @@ class KatibClient:
                 return obj
             if expected_condition != "Failed" and _true(obj, "Failed"):
                 raise RuntimeError(f"experiment {self._ns(namespace)}/{name} failed")
+            if idle and not _true(obj, "Succeeded") and not _true(obj, "Failed"):
+                raise KatibError(f"experiment {self._ns(namespace)}/{name} is unfinished but nothing runs it: "
+                                 "resume_experiment() carries on")
             if time.monotonic() > deadline:
                 raise TimeoutError(f"experiment {self._ns(namespace)}/{name} is not {expected_condition} after {timeout}s")
             time.sleep(polling_interval)

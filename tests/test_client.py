@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from katib import KatibClient, search
-from katib.errors import NoResultError, ValidationError
+from katib.errors import KatibError, NoResultError, ValidationError
 from tests.api_tests.conftest import LiveServer
-from tests.conftest import experiment
+from tests.conftest import experiment, python_command
 
 
 def objective(parameters):
@@ -92,3 +94,56 @@ def test_no_result_is_an_error_not_a_success(client):
     assert client.is_experiment_succeeded("silent")  # Katib's conditions are kept
     with pytest.raises(NoResultError, match="MetricsUnavailable"):
         client.get_optimal_hyperparameters("silent")
+
+
+def _katib_threads(name: str) -> list[str]:
+    import threading
+
+    return [t.name for t in threading.enumerate() if t.name == f"katib-default-{name}" and t.is_alive()]
+
+
+def test_reading_an_unfinished_experiment_starts_nothing(tmp_path):
+    """A read is a read: an unfinished experiment found in the store stays as it is until
+    someone resumes it."""
+    from katib.controller import Controller, admit
+    from katib.store import Store
+
+    db = str(tmp_path / "k.db")
+    store = Store(db)
+    Controller(store, runs_root=tmp_path / "runs").submit(admit(experiment(name="left")), tmp_path)  # never run
+    store.close()
+    with KatibClient(db=db, workdir=tmp_path, tick=0.05) as client:
+        assert client.get_experiment("left")["status"]["conditions"][-1]["type"] == "Created"
+        client.list_trials("left")
+        client.get_optimal_hyperparameters("left")
+        client.is_experiment_succeeded("left")
+        assert _katib_threads("left") == [] and client.list_trials("left") == []
+        with pytest.raises(KatibError, match="nothing runs it"):
+            client.wait_for_experiment_condition("left", timeout=30)
+        assert "message" not in client.resume_experiment("left")  # running, or done already: no error
+        obj = client.wait_for_experiment_condition("left", timeout=60)
+        assert obj["status"]["trialsSucceeded"] == 4
+
+
+def test_close_stops_the_controllers_the_client_started(tmp_path):
+    slow = experiment(name="slow", command=python_command("import time; time.sleep(60); print('loss=1')"))
+    started = time.monotonic()
+    with KatibClient(db=str(tmp_path / "k.db"), workdir=tmp_path, tick=0.05) as client:
+        client.create_experiment(slow)
+        deadline = time.monotonic() + 30
+        while not any(t["status"].get("startTime") for t in client.list_trials("slow")):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert _katib_threads("slow")
+    assert _katib_threads("slow") == [] and time.monotonic() - started < 30
+    with KatibClient(db=str(tmp_path / "k.db"), workdir=tmp_path) as again:
+        assert not again.is_experiment_succeeded("slow")  # stopped, not finished: resume carries on
+    client.close()  # closing twice is harmless
+
+
+def test_a_remote_client_closes_and_resumes(tmp_path, sqlite_store):
+    with LiveServer(sqlite_store, tmp_path) as server, KatibClient(url=server.url) as client:
+        client.create_experiment(experiment(name="r", command=python_command("import time; time.sleep(60)")))
+        server.client.post("/api/v1/namespaces/default/experiments/r/stop")
+        assert client.resume_experiment("r")["running"] is True
+        server.client.post("/api/v1/namespaces/default/experiments/r/stop")
