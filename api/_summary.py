@@ -147,11 +147,28 @@ def importance(store: Store, rec: ExperimentRecord, sample: int = 1000) -> dict[
             continue
     result: dict[str, float] = {}
     if len(frozen) >= 2 and dists:
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        study = optuna.create_study(direction="maximize" if maximize else "minimize")
-        study.add_trials(frozen)
-        evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
-        result = {k: float(v) for k, v in optuna.importance.get_param_importances(study, evaluator=evaluator).items()}
+        result = _fanova(frozen, dists, maximize)
     with _importance_lock:
         _importance_cache[key] = result
     return result
+
+
+def _fanova(frozen: list[Any], dists: dict[str, Any], maximize: bool) -> dict[str, float]:
+    """fANOVA over two or more trials. An objective that never varies (or whose sampled
+    trees see no variance, as a handful of trials can) is explained by no parameter: all
+    zeros, not fANOVA's error."""
+    import optuna
+
+    zeros = dict.fromkeys(dists, 0.0)
+    if len({t.value for t in frozen}) < 2:
+        return zeros
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize" if maximize else "minimize")
+    study.add_trials(frozen)
+    evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
+    try:
+        return {k: float(v) for k, v in optuna.importance.get_param_importances(study, evaluator=evaluator).items()}
+    except RuntimeError as exc:
+        if "zero total variance" in str(exc):
+            return zeros
+        raise

@@ -135,3 +135,21 @@ def test_columns_hold_the_metric_strategy_value(sqlite_store):
     s = experiment_summary(sqlite_store, sqlite_store.get_experiment(exp.namespace, exp.name))
     assert s["strategies"] == {"loss": "min"}
     assert s["columns"]["metrics"]["loss"] == [0.2]
+
+
+@pytest.mark.parametrize(("losses", "expected"), [
+    ([0.5] * 10, {"x": 0.0, "c": 0.0}),   # the objective never varies: nothing explains it
+    ([0.5, 0.5], {"x": 0.0, "c": 0.0}),
+    ([0.3], {}),                           # too few trials to say anything
+    ([], {}),
+])
+def test_importance_of_a_flat_or_small_experiment_is_an_answer(sqlite_store, tmp_path, losses, expected):
+    rec = _seed(sqlite_store, n=len(losses)) if losses else _seed(sqlite_store, n=0)
+    for t, loss in zip(sqlite_store.list_trials(rec.id), losses, strict=True):
+        t.observation = {"loss": {"min": str(loss), "max": str(loss), "latest": str(loss)}}
+        sqlite_store.save_trial(t)
+    assert importance(sqlite_store, rec) == expected
+    app = create_app(sqlite_store, tmp_path / "runs", tmp_path, resume=False)
+    with TestClient(app, base_url="http://localhost") as client:
+        r = client.get(f"/api/v1/namespaces/{rec.namespace}/experiments/{rec.name}/importance")
+        assert r.status_code == 200 and r.json() == expected
