@@ -23,7 +23,7 @@ def sdk_python() -> str:
     if not SDK_PYTHON:
         if os.environ.get("CI"):
             pytest.fail("CI must provide the kubeflow-katib SDK's Python in KATIB_SDK_PYTHON (.ci/run makes it)")
-        pytest.skip("KATIB_SDK_PYTHON is not set: run .ci/run, or make a venv with kubeflow-katib==0.19.0 'kubernetes<=35'")
+        pytest.skip("KATIB_SDK_PYTHON is not set: run .ci/run, or make a venv with kubeflow-katib==0.19.0 'kubernetes<36'")
     return SDK_PYTHON
 
 
