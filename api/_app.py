@@ -13,6 +13,7 @@ from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
+from katib._pushtoken import PushTokens
 from katib.controller import ExperimentManager
 from katib.errors import (
     ConflictError,
@@ -62,11 +63,12 @@ def _name_patterns(schema: dict[str, Any]) -> None:
 def create_app(store: Store, runs_root: Path, workdir: Path, tick: float = 1.0, resume: bool = True,
                auth: bool = False, executor_factory: Any = None, executor: str = "local", read_only: bool = False,
                allowed_hosts: Iterable[str] = (), max_body: int = DEFAULT_MAX_BODY,
-               limits: ServerLimits | None = None) -> FastAPI:
+               limits: ServerLimits | None = None, push_tokens: PushTokens | None = None) -> FastAPI:
     """The app; its lifespan starts the unfinished experiments and stops all at shutdown.
     With ``auth``, requests need a bearer token and a role in the namespace; without it,
     only programs on this machine and the server's own pages may use it (``RequestGuard``).
-    ``read_only`` (``katib ui``) serves reads and runs nothing."""
+    ``read_only`` (``katib ui``) serves reads and runs nothing. ``push_tokens`` checks the
+    tokens pods push their trial's metrics with (the executor gives them out)."""
     manager = (ExperimentManager(store, runs_root, tick=tick, executor_factory=executor_factory)
                if executor_factory is not None else ExperimentManager(store, runs_root, tick=tick))
 
@@ -81,7 +83,7 @@ def create_app(store: Store, runs_root: Path, workdir: Path, tick: float = 1.0, 
                   description="Kubeflow Katib's experiments as a service: REST, Kubernetes-style endpoints for "
                               "the kubeflow-katib SDK, server-sent events.")
     app.state.katib = ServerState(store=store, manager=manager, workdir=workdir,
-                                  users=UserStore(store) if auth else None, executor=executor,
+                                  users=UserStore(store) if auth else None, push_tokens=push_tokens, executor=executor,
                                   limits=limits or ServerLimits.from_env())
 
     @app.exception_handler(KatibError)

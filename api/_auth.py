@@ -4,18 +4,23 @@ With authentication off every request may do everything (and the server listens 
 loopback only). With it on, each request carries ``Authorization: Bearer <token>``;
 reading needs ``viewer`` in the namespace, creating, editing, stopping, resuming and
 deleting need ``editor``; admins may do everything everywhere.
+
+A trial's push token (``katib._pushtoken``) is no user's: it is taken on its own trial's
+push endpoint and refused everywhere else.
 """
 
 from __future__ import annotations
 
 from fastapi import Request
 
+from katib._pushtoken import PushTokens
 from katib.errors import ForbiddenError, UnauthorizedError
 from katib.store import User
 
 from ._state import get_state
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+PUSH_ROUTE = "/api/v1/namespaces/{namespace}/trials/{trial}/metrics"
 
 
 def current_user(request: Request) -> User | None:
@@ -30,6 +35,8 @@ def current_user(request: Request) -> User | None:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise UnauthorizedError("authentication required: send Authorization: Bearer <token> (katib user token NAME)")
+    if PushTokens.looks_like(token.strip()):
+        raise UnauthorizedError("a trial's push token only pushes that trial's metrics")
     user = state.users.authenticate(token.strip())
     if user is None:
         raise UnauthorizedError("invalid token")
@@ -38,7 +45,10 @@ def current_user(request: Request) -> User | None:
 
 
 def authorize(request: Request) -> None:
-    """Router dependency: the caller may act on the namespace in the path."""
+    """Router dependency: the caller may act on the namespace in the path (or, with a
+    push token, push the metrics of the trial in the path)."""
+    if _pushes_own_metrics(request):
+        return
     user = current_user(request)
     namespace = request.path_params.get("namespace")
     if user is None or namespace is None:
@@ -47,6 +57,22 @@ def authorize(request: Request) -> None:
     if not user.can(namespace, role):
         action = "read" if role == "viewer" else "change"
         raise ForbiddenError(f"user {user.name!r} may not {action} anything in namespace {namespace!r} (needs the {role} role)")
+
+
+def _pushes_own_metrics(request: Request) -> bool:
+    """A push token on its own trial's push endpoint; another trial's is refused here."""
+    state = get_state(request)
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    token = token.strip()
+    if state.users is None or scheme.lower() != "bearer" or not PushTokens.looks_like(token):
+        return False
+    route = request.scope.get("route")
+    if request.method != "POST" or getattr(route, "path", None) != PUSH_ROUTE:
+        return False  # current_user refuses it
+    namespace, trial = request.path_params.get("namespace", ""), request.path_params.get("trial", "")
+    if state.push_tokens is None or not state.push_tokens.valid(token, namespace, trial):
+        raise ForbiddenError(f"this push token is not trial {namespace}/{trial}'s: a trial pushes its own metrics only")
+    return True
 
 
 def can_read(user: User | None, namespace: str) -> bool:

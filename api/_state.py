@@ -9,6 +9,7 @@ from pathlib import Path
 
 from fastapi import Request
 
+from katib._pushtoken import PushTokens
 from katib.controller import AskTell, ExperimentManager
 from katib.store import Store, UserStore
 
@@ -45,6 +46,7 @@ class ServerState:
     manager: ExperimentManager
     workdir: Path
     users: UserStore | None = None  # None: authentication is off
+    push_tokens: PushTokens | None = None  # checks the per-trial tokens pods push metrics with
     ask_tell: AskTell | None = None
     executor: str = "local"  # where trials run: local, ray or kubernetes
     limits: ServerLimits = field(default_factory=ServerLimits)

@@ -7,9 +7,9 @@ the trial runs. No database access and no network from inside the trial, so para
 trials never contend for a lock.
 
 A trial in a Kubernetes pod has no such file: it gets ``KATIB_PUSH_URL`` (the address of
-the ``katib server`` running it), ``KATIB_NAMESPACE`` and, with ``--auth``,
-``KATIB_API_TOKEN``, and each call POSTs the same record to
-``/api/v1/namespaces/{namespace}/trials/{trial}/metrics``.
+the ``katib server`` running it), ``KATIB_NAMESPACE`` and ``KATIB_API_TOKEN`` (a token
+that pushes this trial's metrics and nothing else: ``katib._pushtoken``), and each call
+POSTs the same record to ``/api/v1/namespaces/{namespace}/trials/{trial}/metrics``.
 """
 
 from __future__ import annotations

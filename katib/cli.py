@@ -64,7 +64,7 @@ CleanEnvOption = typer.Option(
 
 
 def _executor_factory(executor: str, ray_address: str | None, kubeconfig: str | None = None,
-                      context: str | None = None, push_url: str | None = None, push_token: str | None = None,
+                      context: str | None = None, push_url: str | None = None, push_tokens: Any = None,
                       clean_env: bool = False, sandbox: Any = None) -> Any:
     """What makes each experiment's executor. ``clean_env``: trials get none of this
     process's environment but ``PATH``, the locale and ``TZ`` (pods never get it);
@@ -85,7 +85,7 @@ def _executor_factory(executor: str, ray_address: str | None, kubeconfig: str | 
         except ImportError:
             raise KatibError("--executor kubernetes needs its extra: pip install 'katib[kubernetes]'") from None
         api = KubernetesExecutor.connect(kubeconfig, context)  # fail now, with the reason, if there is no cluster
-        return lambda: KubernetesExecutor(api_client=api, push_url=push_url, push_token=push_token)
+        return lambda: KubernetesExecutor(api_client=api, push_url=push_url, push_tokens=push_tokens)
     raise KatibError(f"--executor must be local, ray or kubernetes (got {executor!r})")
 
 
@@ -376,10 +376,12 @@ UNFENCED = ("every editor of a namespace could run code as this server's user: r
             "other namespaces' trials and files, and the server's secrets")
 
 
-def _fence(executor: str, auth: bool, sandbox: bool | None, allow_unfenced: bool, store: Any) -> Any:
-    """The sandbox local trials run in (None: none). With ``auth`` an executor that cannot
-    fence trials in is refused unless ``allow_unfenced``: a tenant's trial would be code
-    run as this server. Kubernetes pods are fenced in by their cluster."""
+def _fence(executor: str, auth: bool, sandbox: bool | None, allow_unfenced: bool, store: Any,
+           secrets: list[Path] | None = None) -> Any:
+    """The sandbox local trials run in (None: none), which hides the store's files and
+    ``secrets``. With ``auth`` an executor that cannot fence trials in is refused unless
+    ``allow_unfenced``: a tenant's trial would be code run as this server. Kubernetes pods
+    are fenced in by their cluster."""
     want = auth if sandbox is None else sandbox
     if executor == "local" and want:
         from trials._sandbox import Sandbox, problem, store_files
@@ -387,7 +389,7 @@ def _fence(executor: str, auth: bool, sandbox: bool | None, allow_unfenced: bool
         why = problem()
         if why is None:
             sqlite = store.dialect == "sqlite" and store.url not in ("sqlite://", "sqlite:///:memory:")
-            hidden = store_files(Path(store.url.split("///", 1)[1])) if sqlite else []
+            hidden = [*(store_files(Path(store.url.split("///", 1)[1])) if sqlite else []), *(secrets or [])]
             return Sandbox(_runs_root(store), hidden=hidden)
         if sandbox:
             raise KatibError(f"--sandbox: trials cannot be sandboxed on this machine: {why}")
@@ -432,7 +434,8 @@ def server(
     push_url: str | None = typer.Option(
         None, "--push-url", help="This server's address as pods reach it, for the Push collector with --executor kubernetes."),
     push_token: str | None = typer.Option(
-        None, "--push-token", envvar="KATIB_PUSH_TOKEN", help="The API token pods push metrics with (with --auth)."),
+        None, "--push-token", envvar="KATIB_PUSH_TOKEN", hidden=True,
+        help="No longer used: each pod gets a token that pushes its own trial's metrics and nothing else."),
     auth: bool = typer.Option(False, "--auth", help="Require bearer tokens and per-namespace roles (katib user …)."),
     allow_unauthenticated: bool = typer.Option(
         False, "--allow-unauthenticated", help="Listen on a non-loopback address without --auth."),
@@ -461,13 +464,22 @@ def server(
         from api import create_app
     except ImportError as exc:
         raise KatibError(f"katib server needs its extra: pip install 'katib[server]' ({exc.name} is missing)") from None
+    if push_token:
+        err.print("[bold yellow]warning:[/] --push-token (KATIB_PUSH_TOKEN) is no longer used: each pod gets a "
+                  "token that pushes its own trial's metrics and nothing else", highlight=False)
     store = _store(db)
-    fence = _fence(executor, auth, sandbox, allow_unfenced_trials, store)
+    from katib._pushtoken import PushTokens
+
+    # Beside the runs folder, so tokens given to pods stay good when the server restarts.
+    secret = _runs_root(store).parent / "push-secret"
+    push_tokens = PushTokens.load(secret)
+    fence = _fence(executor, auth, sandbox, allow_unfenced_trials, store, secrets=[secret])
     # A server's trials never see its environment: its tokens, keys and store URL stay its own.
-    factory = _executor_factory(executor, ray_address, kubeconfig, context, push_url, push_token, clean_env=True,
+    factory = _executor_factory(executor, ray_address, kubeconfig, context, push_url, push_tokens, clean_env=True,
                                 sandbox=fence)
     application = create_app(store, _runs_root(store), workdir.resolve(), tick=tick, auth=auth, executor_factory=factory,
-                             executor=executor, allowed_hosts=[*allowed_host, host], max_body=max_body)
+                             executor=executor, allowed_hosts=[*allowed_host, host], max_body=max_body,
+                             push_tokens=push_tokens)
     uvicorn.run(application, host=host, port=port, log_level="info")
 
 

@@ -15,7 +15,8 @@ official ``kubernetes`` client, as Katib's trial controller would.
   ``primaryPodLabels``, container ``primaryContainerName``): it is copied into the trial's
   log, where the StdOut collector reads it as for a local trial; no sidecar is needed. With
   the Push collector, ``katib.report_metrics`` in the pod posts to the katib server at
-  ``push_url`` (``KATIB_PUSH_URL`` in the container's env).
+  ``push_url`` (``KATIB_PUSH_URL`` in the container's env), with a token good for pushing
+  that trial's metrics and nothing else (``KATIB_API_TOKEN``, from ``push_tokens``).
 - When a trial ends its job is deleted (with its pods, ``propagationPolicy: Background``),
   unless the template says ``retain: true``; a stopped trial's job is deleted at once.
   ``activeDeadlineSeconds`` is enforced here too, should the cluster not do it.
@@ -33,6 +34,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from katib._pushtoken import PushTokens
 from katib.errors import KatibError
 from katib.spec import EXPERIMENT_LABEL, TRIAL_LABEL
 
@@ -125,7 +127,7 @@ class KubernetesExecutor(Executor):
 
     def __init__(self, api_client: Any = None, kubeconfig: str | None = None, context: str | None = None,
                  validate: bool = True, watch_timeout: int = 60, push_url: str | None = None,
-                 push_token: str | None = None) -> None:
+                 push_tokens: PushTokens | None = None) -> None:
         from kubernetes import client
 
         if api_client is None:
@@ -134,7 +136,7 @@ class KubernetesExecutor(Executor):
         self.core = client.CoreV1Api(api_client)
         self.validate = validate
         self.watch_timeout = watch_timeout
-        self.push_url, self.push_token = push_url, push_token
+        self.push_url, self.push_tokens = push_url, push_tokens
         self._trials: dict[str, _KubeTrial] = {}
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
@@ -174,8 +176,8 @@ class KubernetesExecutor(Executor):
                     ours = {"KATIB_TRIAL_NAME": job.name, "KATIB_NAMESPACE": job.namespace}
                     if self.push_url:  # katib.report_metrics posts to the server running the trial
                         ours["KATIB_PUSH_URL"] = self.push_url
-                        if self.push_token:
-                            ours["KATIB_API_TOKEN"] = self.push_token
+                        if self.push_tokens is not None:  # this trial's own, never the server's
+                            ours["KATIB_API_TOKEN"] = self.push_tokens.token(job.namespace, job.name)
                     env = [e for e in container.get("env") or [] if e.get("name") not in ours]
                     container["env"] = env + [{"name": k, "value": v} for k, v in ours.items()]
         return manifest

@@ -147,3 +147,115 @@ def test_katib_server_auth_sandboxes_local_trials_by_default(tmp_path):
         assert "store refused" in log and "store read" not in log, log
     finally:
         server.stop()
+
+
+# -- a live server with tenants: ns-a's editor is the attacker --------------------------
+
+
+def _fenced_factory(tmp_path: Path, hidden: list[Path]):
+    from trials import LocalExecutor
+    from trials._sandbox import Sandbox, problem, store_files
+
+    if problem() is not None:
+        return lambda: LocalExecutor(clean_env=True)
+    sandbox = Sandbox(tmp_path / "runs", hidden=[*store_files(tmp_path / "katib.db"), *hidden])
+    return lambda: LocalExecutor(clean_env=True, sandbox=sandbox)
+
+
+@pytest.fixture
+def tenants(sqlite_store, tmp_path):
+    """A live ``--auth`` server as ``katib server --auth`` makes it (clean environment,
+    sandbox, push tokens), an admin, mallory (editor of ns-a) and bob (editor of ns-b)."""
+    from katib._pushtoken import PushTokens
+    from tests.api_tests.conftest import LiveServer
+
+    users = UserStore(sqlite_store)
+    tokens = {"admin": users.add_user("admin", admin=True)}
+    for name, namespace in (("mallory", "ns-a"), ("bob", "ns-b")):
+        tokens[name] = users.add_user(name)
+        users.grant(name, namespace, "editor")
+    push_tokens = PushTokens.load(tmp_path / "push-secret")
+    factory = _fenced_factory(tmp_path, [tmp_path / "push-secret"])
+    with LiveServer(sqlite_store, tmp_path, auth=True, executor_factory=factory, push_tokens=push_tokens) as server:
+        clients = {name: httpx.Client(base_url=server.url, headers={"authorization": f"Bearer {token}"}, timeout=60)
+                   for name, token in tokens.items()}
+        yield server, clients, push_tokens
+        for c in clients.values():
+            c.close()
+
+
+def _submit(client: httpx.Client, namespace: str, name: str, code: str, parallel: int = 1, **spec) -> None:
+    from tests.conftest import experiment, python_command
+
+    doc = experiment(name=name, command=python_command(code), maxTrialCount=parallel, parallelTrialCount=parallel,
+                     **spec)
+    r = client.post(f"/api/v1/namespaces/{namespace}/experiments", json=doc)
+    assert r.status_code == 201, r.text
+
+
+def _trials(client: httpx.Client, namespace: str, name: str, state: str | None = None, count: int = 1,
+            timeout: float = 60) -> list[dict]:
+    """The experiment's trials once ``count`` of them are in ``state`` (any state: None)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        items = client.get(f"/api/v1/namespaces/{namespace}/experiments/{name}/trials").json()["items"]
+        chosen = [t for t in items if state is None or t["status"].get("phase", _phase(t)) == state]
+        if len(chosen) >= count:
+            return chosen
+        assert time.monotonic() < deadline, items
+        time.sleep(0.05)
+
+
+def _phase(trial: dict) -> str:
+    conditions = [c for c in trial["status"].get("conditions", []) if c.get("status") == "True"]
+    return conditions[-1]["type"] if conditions else "Created"
+
+
+SLEEP = "import time; time.sleep(120)"
+
+
+def test_a_push_token_pushes_its_own_trials_metrics_and_nothing_else(tenants):
+    server, clients, push_tokens = tenants
+    _submit(clients["mallory"], "ns-a", "mine", SLEEP, parallel=2)
+    _submit(clients["bob"], "ns-b", "theirs", SLEEP)
+    mine = [t["metadata"]["name"] for t in _trials(clients["mallory"], "ns-a", "mine", "Running", count=2)]
+    theirs = _trials(clients["bob"], "ns-b", "theirs", "Running")[0]["metadata"]["name"]
+    own = push_tokens.token("ns-a", mine[0])  # what the pod of trial mine[0] would hold
+
+    def push(namespace: str, trial: str, token: str) -> httpx.Response:
+        return httpx.post(f"{server.url}/api/v1/namespaces/{namespace}/trials/{trial}/metrics", json={"loss": 0.5},
+                          headers={"authorization": f"Bearer {token}"}, timeout=30)
+
+    assert push("ns-a", mine[0], own).status_code == 202
+    assert push("ns-a", mine[1], own).status_code == 403  # another trial of the same experiment
+    assert push("ns-b", theirs, own).status_code == 403  # another namespace's
+    assert push("ns-b", theirs, push_tokens.token("ns-b", mine[0])).status_code == 403  # the name, elsewhere
+    forged = __import__("katib._pushtoken", fromlist=["PushTokens"]).PushTokens(b"x" * 32).token("ns-b", theirs)
+    assert push("ns-b", theirs, forged).status_code == 403
+    # It is no user's token: every other endpoint refuses it.
+    auth = {"authorization": f"Bearer {own}"}
+    for method, path in (("GET", "/api/v1/namespaces/ns-a/experiments/mine"), ("GET", "/api/v1/experiments"),
+                         ("GET", f"/api/v1/namespaces/ns-a/trials/{mine[0]}/log"),
+                         ("POST", "/api/v1/namespaces/ns-a/experiments/mine/stop"),
+                         ("GET", "/apis/kubeflow.org/v1beta1/namespaces/ns-a/experiments")):
+        r = httpx.request(method, server.url + path, headers=auth, timeout=30)
+        assert r.status_code == 401, (method, path, r.status_code, r.text)
+    # Only while the trial runs: a finished trial's token pushes nothing.
+    _submit(clients["mallory"], "ns-a", "done", "print('loss=1')")
+    _wait_phase(clients["mallory"], "ns-a", "done", "Succeeded")
+    done = _trials(clients["mallory"], "ns-a", "done")[0]["metadata"]["name"]
+    assert push("ns-a", done, push_tokens.token("ns-a", done)).status_code == 409
+
+
+def _wait_phase(client: httpx.Client, namespace: str, name: str, phase: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while client.get(f"/api/v1/namespaces/{namespace}/experiments/{name}/status").json()["phase"] != phase:
+        assert time.monotonic() < deadline, f"{namespace}/{name} did not reach {phase}"
+        time.sleep(0.05)
+
+
+def test_the_servers_own_push_token_is_no_longer_handed_out(tmp_path):
+    server = CliServer(tmp_path, env={"KATIB_PUSH_TOKEN": "katib_server-own-token"}).start()
+    assert "--push-token (KATIB_PUSH_TOKEN) is no longer used" in server.stop()
+    secret = tmp_path / "push-secret"  # beside the runs folder, this user's only
+    assert secret.exists() and secret.stat().st_mode & 0o077 == 0

@@ -309,3 +309,45 @@ def test_push_without_a_server_address_is_a_clear_failure(sqlite_store, tmp_path
     _, (t,) = run(sqlite_store, tmp_path, doc, cluster)
     assert t.state == "Failed" and "--push-url" in next(c["message"] for c in t.conditions if c["type"] == "Failed")
     assert cluster.created == []
+
+
+def test_under_auth_a_pod_pushes_with_a_token_for_its_own_trial_only(sqlite_store, tmp_path, cluster):
+    """The pod gets a token made for its trial (never the server's own), which the --auth
+    server takes on that trial's push endpoint."""
+    import socket
+    import threading
+
+    import uvicorn
+
+    from api import create_app
+    from katib._pushtoken import PushTokens
+    from katib.store import UserStore
+
+    UserStore(sqlite_store).add_user("admin", admin=True)
+    tokens = PushTokens.load(tmp_path / "push-secret")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app = create_app(sqlite_store, tmp_path / "runs", tmp_path, resume=False, executor="kubernetes", auth=True,
+                     push_tokens=tokens)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    executor = KubernetesExecutor(api_client=cluster.api, watch_timeout=5, push_url=f"http://127.0.0.1:{port}",
+                                  push_tokens=tokens)
+    try:
+        while not server.started:
+            time.sleep(0.05)
+        doc = _one(["python3", "-c", PUSH], metricsCollectorSpec={"collector": {"kind": "Push"}})
+        ctl = Controller(sqlite_store, executor=executor, runs_root=tmp_path / "runs", tick=0.1)
+        rec, _ = ctl.submit(admit(doc), tmp_path)
+        ctl.run(rec.namespace, rec.name)
+        (t,) = sqlite_store.list_trials(rec.id)
+    finally:
+        executor.close()
+        server.should_exit = True
+        thread.join(10)
+    assert t.state == "Succeeded", t.conditions
+    assert t.observation["loss"]["latest"] == "0.3"
+    env = {e["name"]: e["value"] for e in container_of(cluster.created[0])["env"]}
+    assert env["KATIB_API_TOKEN"] == tokens.token("default", t.name)

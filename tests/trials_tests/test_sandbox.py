@@ -65,11 +65,11 @@ katib.report_metrics({{'loss': 0.25}})
 
 
 def test_memory_past_the_limit_fails_the_trial_not_the_machine(sqlite_store, tmp_path):
-    code = "b = bytearray(1 << 30); print('loss=1')"
+    big = "b = bytearray(1 << 30); print('loss=1')"
     doc_limits = {"resources": {"limits": {"memory": "200Mi"}}}
     sandbox = Sandbox(tmp_path / "runs", hidden=store_files(tmp_path / "katib.db"))
     ctl = Controller(sqlite_store, LocalExecutor(clean_env=True, sandbox=sandbox), runs_root=tmp_path / "runs", tick=0.05)
-    for name, code in (("big", code), ("small", "b = bytearray(50 << 20); print('loss=1')")):
+    for name, code in (("big", big), ("small", "b = bytearray(50 << 20); print('loss=1')")):
         doc = experiment(name=name, command=python_command(code), maxTrialCount=1, parallelTrialCount=1)
         doc["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0].update(doc_limits)
         rec, _ = ctl.submit(admit(doc), tmp_path)
