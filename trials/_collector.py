@@ -20,6 +20,7 @@ import json
 import math
 import re
 import time
+from collections import Counter
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
@@ -168,6 +169,13 @@ class Collector:
         elif kind == "File" and metrics_file is not None:
             self._text = _Tail(metrics_file)
         self._push = _Tail(push_file) if push_file is not None else None
+        self._stored: Counter[tuple[str, str]] = Counter()
+
+    def skip(self, stored: Iterable[tuple[str, str]]) -> None:
+        """``(metric, value)`` samples already stored. A restarted controller that follows
+        on a running trial reads its output from the start again; one match of each of
+        these is dropped, so nothing is stored twice and nothing not stored is lost."""
+        self._stored.update(stored)
 
     @property
     def filter_patterns(self) -> list[str]:
@@ -184,4 +192,15 @@ class Collector:
                 out += parse_text(lines, self.names, self.filters)
         if self._push is not None:
             out += parse_json(self._push.read(final), self.names)
+        if self._stored:
+            out = [x for x in out if not self._seen(x)]
         return out
+
+    def _seen(self, sample: Sample) -> bool:
+        key = (sample.metric, sample.value)
+        if self._stored[key] <= 0:
+            return False
+        self._stored[key] -= 1
+        if not self._stored[key]:
+            del self._stored[key]
+        return True

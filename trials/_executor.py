@@ -5,6 +5,8 @@ persists before relying on it, so a restarted controller can find (and stop) wha
 earlier one started. ``poll`` says whether it is still running and how it ended;
 ``stop`` ends it and everything it started; ``wait`` blocks until some trial may have
 changed state (or the timeout passes) so the controller reacts to events, not to a timer.
+``adopt`` lets a restarted controller follow on what its predecessor started instead of
+killing it and running it again.
 """
 
 from __future__ import annotations
@@ -72,6 +74,25 @@ class RunState:
         return cls(True, reason=reason, message=message, exit_code=code)
 
 
+@dataclass(frozen=True)
+class Adoption:
+    """Whether an executor follows on a trial an earlier controller started (truthy when
+    it does) and, when it does not, why: the trial is run again and the reason says so."""
+
+    adopted: bool
+    reason: str = ""
+
+    def __bool__(self) -> bool:
+        return self.adopted
+
+    @classmethod
+    def refused(cls, reason: str) -> Adoption:
+        return cls(False, reason)
+
+
+ADOPTED = Adoption(True)
+
+
 class Executor(ABC):
     """Runs trials; one instance per controller."""
 
@@ -92,6 +113,17 @@ class Executor(ABC):
     def owns(self, handle: dict[str, Any]) -> bool:
         """Whether this executor instance started (and so can follow) the job."""
         return False
+
+    def adopt(self, handle: dict[str, Any], job: TrialJob) -> Adoption:
+        """Follow on a job an earlier controller started and stored ``handle`` for (this
+        controller restarted, that one died): from now on ``poll``, ``stop`` and ``wait``
+        treat it as one of this executor's own. Adopt a job that still runs, or one that
+        ended while nobody watched when how it ended is known; refuse (saying why) one that
+        is gone, which is then run again. Never adopt a stranger: a recycled pid, a job of
+        the same name that is not this trial's. ``handle["started_at"]`` (seconds since the
+        epoch) is when the job started, for its deadline."""
+        return Adoption.refused(f"the {self.name or type(self).__name__} executor cannot follow a trial "
+                                "an earlier controller started")
 
     def recover(self, handle: dict[str, Any], trial_dir: Path | None = None) -> None:
         """Clean up after a job an earlier controller started (kill what is left);

@@ -20,6 +20,8 @@ official ``kubernetes`` client, as Katib's trial controller would.
 - When a trial ends its job is deleted (with its pods, ``propagationPolicy: Background``),
   unless the template says ``retain: true``; a stopped trial's job is deleted at once.
   ``activeDeadlineSeconds`` is enforced here too, should the cluster not do it.
+- A restarted controller adopts the jobs its predecessor created (``adopt``): it finds
+  each trial's job by name and labels and watches it on; only a job that is gone is run again.
 
 Point it at a cluster with a kubeconfig (``--kubeconfig``/``--context``, or
 ``$KUBECONFIG``), or run it in a pod with a service account (in-cluster config). The
@@ -32,67 +34,18 @@ import copy
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from katib._pushtoken import PushTokens
 from katib.errors import KatibError
 from katib.spec import EXPERIMENT_LABEL, TRIAL_LABEL
 
-from ._executor import Deferred, Executor, LaunchError, RunState, TrialJob
+from ._executor import ADOPTED, Adoption, Deferred, Executor, LaunchError, RunState, TrialJob
 from ._gjson import holds
+from ._manifest import deadline_of, group_version, manifest_errors, plural_of, pod_templates
 
-# Kinds whose plural is not simply lower-case + "s".
-_PLURALS = {"Job": "jobs", "Workflow": "workflows", "PipelineRun": "pipelineruns"}
-KUBERNETES_VERSION = "1.33.0"  # the schemas manifests are validated against
 _LOG_GRACE = 10.0  # seconds a finished job waits for its log stream to drain
-
-
-def plural_of(kind: str) -> str:
-    return _PLURALS.get(kind, kind.lower() + "s")
-
-
-def group_version(api_version: str) -> tuple[str, str]:
-    group, _, version = api_version.rpartition("/")
-    return group, version
-
-
-def pod_templates(manifest: Any, path: str = "") -> list[tuple[str, dict[str, Any]]]:
-    """Every pod template in a manifest (a dict whose ``spec`` lists ``containers``), with
-    its dotted path."""
-    found: list[tuple[str, dict[str, Any]]] = []
-    if isinstance(manifest, dict):
-        spec = manifest.get("spec")
-        if isinstance(spec, dict) and isinstance(spec.get("containers"), list) and path:
-            found.append((path, manifest))
-        for key, value in manifest.items():
-            found += pod_templates(value, f"{path}.{key}" if path else key)
-    elif isinstance(manifest, list):
-        for i, value in enumerate(manifest):
-            found += pod_templates(value, f"{path}[{i}]")
-    return found
-
-
-def manifest_errors(manifest: dict[str, Any], version: str = KUBERNETES_VERSION) -> list[str]:
-    """Where ``manifest`` breaks the official schemas (an empty list when it is valid)."""
-    import kubernetes_validate
-
-    def check(document: dict[str, Any], prefix: str) -> list[str]:
-        try:
-            kubernetes_validate.validate(document, version, strict=True)
-        except kubernetes_validate.ValidationError as exc:
-            where = ".".join(str(p) for p in exc.path)
-            return [f"{prefix}{'.' if prefix and where else ''}{where}: {exc.message}"]
-        return []
-
-    try:
-        return check(manifest, "")
-    except kubernetes_validate.SchemaNotFoundError:
-        pass  # a custom resource (PyTorchJob, TFJob…): its pod templates are Kubernetes'
-    errors = []
-    for path, template in pod_templates(manifest):
-        errors += check({"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": "t"}, "template": template},
-                        path + ".<PodTemplate>")
-    return [e.replace(".<PodTemplate>.template", "") for e in errors]
 
 
 @dataclass
@@ -114,7 +67,25 @@ class _KubeTrial:
     gone: bool = False
     log_started: bool = False
     log_done: threading.Event = field(default_factory=threading.Event)
+    log_copied: int = 0  # bytes of the log stream already in the trial's log
     outcome: RunState | None = None
+
+
+def _trial_of(job: TrialJob, manifest: dict[str, Any], group: str, version: str, plural: str) -> _KubeTrial:
+    return _KubeTrial(
+        job=job, group=group, version=version, plural=plural,
+        success=job.success_condition or "", failure=job.failure_condition or "",
+        primary_labels=dict(job.primary_pod_labels or {}), retain=bool(job.retain),
+        deadline=deadline_of(manifest),
+    )
+
+
+def _created_at(obj: dict[str, Any]) -> float | None:
+    stamp = (obj.get("metadata") or {}).get("creationTimestamp")
+    try:
+        return datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp() if stamp else None
+    except ValueError:
+        return None
 
 
 class KubernetesExecutor(Executor):
@@ -199,12 +170,7 @@ class KubernetesExecutor(Executor):
             raise LaunchError(f"a trial must be a job of an API group (batch/v1 Job, kubeflow.org/v1 PyTorchJob…), "
                               f"not a core {api_version} {kind}")
         plural = plural_of(kind)
-        trial = _KubeTrial(
-            job=job, group=group, version=version, plural=plural,
-            success=job.success_condition or "", failure=job.failure_condition or "",
-            primary_labels=dict(job.primary_pod_labels or {}), retain=bool(job.retain),
-            deadline=_deadline(manifest),
-        )
+        trial = _trial_of(job, manifest, group, version, plural)
         job.trial_dir.mkdir(parents=True, exist_ok=True)
         job.log_path.touch()
         with self._lock:
@@ -222,7 +188,50 @@ class KubernetesExecutor(Executor):
         with self._lock:
             trial.obj = trial.obj or created
         return {"executor": self.name, "apiVersion": api_version, "kind": kind, "plural": plural,
-                "namespace": job.namespace, "name": job.name}
+                "namespace": job.namespace, "name": job.name, "started_at": trial.started}
+
+    def adopt(self, handle: dict[str, Any], job: TrialJob) -> Adoption:
+        """Follow on a trial's job an earlier controller created: the job named in the
+        handle, labelled with this trial and experiment and not being deleted, is watched
+        on (a job that ended meanwhile ends the trial as it ended). The pod's log is copied
+        on from where the earlier controller's copy stopped."""
+        from kubernetes.client.exceptions import ApiException
+
+        group, version = group_version(str(handle.get("apiVersion", "")))
+        namespace, name, plural = str(handle.get("namespace")), str(handle.get("name")), str(handle.get("plural"))
+        if not (group and name == job.name and plural):
+            return Adoption.refused("its handle does not name its job")
+        try:
+            obj = self.custom.get_namespaced_custom_object(group, version, namespace, plural, name)
+        except ApiException as exc:
+            if exc.status == 404:
+                return Adoption.refused(f"its {handle.get('kind', 'job')} {namespace}/{name} is gone")
+            raise
+        meta = obj.get("metadata") or {}
+        labels = meta.get("labels") or {}
+        if labels.get(TRIAL_LABEL) != job.name or labels.get(EXPERIMENT_LABEL) != job.experiment:
+            return Adoption.refused(f"{namespace}/{name} is not this trial's {handle.get('kind', 'job')}")
+        if meta.get("deletionTimestamp"):
+            return Adoption.refused(f"its {handle.get('kind', 'job')} {namespace}/{name} is being deleted")
+        trial = _trial_of(job, self.manifest(job), group, version, plural)
+        trial.obj = obj
+        trial.started = float(handle.get("started_at") or _created_at(obj) or time.time())
+        job.trial_dir.mkdir(parents=True, exist_ok=True)
+        job.log_path.touch()
+        trial.log_copied = job.log_path.stat().st_size  # the log stream's first bytes are there already
+        # Its pods now, not when the watch gets to them: a job that ended meanwhile is
+        # judged at the first poll, and its log must be copying by then to be waited for.
+        pods = self.core.list_namespaced_pod(namespace, label_selector=f"{TRIAL_LABEL}={job.name}")
+        with self._lock:
+            for pod in pods.items:
+                data = self.core.api_client.sanitize_for_serialization(pod)
+                if (data["metadata"].get("labels") or {}).get(TRIAL_LABEL) == job.name:
+                    trial.pods[data["metadata"]["name"]] = data
+            self._trials[job.name] = trial
+            self._maybe_follow_log(trial)
+        self._watch(namespace, group, version, plural, job.experiment)
+        self._watch(namespace, "", "v1", "pods", job.experiment)
+        return ADOPTED
 
     def _create(self, group: str, version: str, namespace: str, plural: str, body: dict[str, Any]) -> dict[str, Any]:
         return self.custom.create_namespaced_custom_object(group, version, namespace, plural, body)
@@ -304,8 +313,11 @@ class KubernetesExecutor(Executor):
         try:
             response = self.core.read_namespaced_pod_log(pod, job.namespace, container=job.primary_container,
                                                          follow=True, _preload_content=False)
+            skip = trial.log_copied  # an adopted trial's log: what the earlier controller copied
             with job.log_path.open("ab") as out:
                 for chunk in response.stream(4096):
+                    if skip:
+                        chunk, skip = chunk[skip:], max(0, skip - len(chunk))
                     out.write(chunk)
                     out.flush()
         except Exception as exc:  # noqa: BLE001 - the trial's state says what happened to it
@@ -415,11 +427,6 @@ class KubernetesExecutor(Executor):
 
     def close(self) -> None:
         self._closed.set()
-
-
-def _deadline(manifest: dict[str, Any]) -> float | None:
-    value = (manifest.get("spec") or {}).get("activeDeadlineSeconds")
-    return float(value) if value is not None else None
 
 
 def _status_message(exc: Any) -> str:

@@ -7,6 +7,9 @@ the container's ``env`` plus ``KATIB_TRIAL_NAME``, ``KATIB_TRIAL_DIR`` and
 katib comes first on ``PATH``, so ``python3`` in a command is the same environment.
 A Job's ``activeDeadlineSeconds`` is enforced; ``stop`` ends the whole process group
 (SIGTERM, then SIGKILL after a grace period), so nothing the trial started outlives it.
+Each command runs under a small wrapper (``_wrap.py``) that writes its exit status to
+``<trial dir>/trial.exit``: a restarted controller, not the trials' parent, adopts the
+ones still running (pid *and* start time must match) and still learns how they ended.
 """
 
 from __future__ import annotations
@@ -14,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import select
-import signal
 import socket
 import subprocess
 import sys
@@ -25,8 +27,9 @@ from typing import Any
 
 from katib.spec import find_containers
 
-from ._executor import Deferred, Executor, LaunchError, RunState, TrialJob
-from ._process import alive, kill_group, start_ticks
+from ._executor import ADOPTED, Adoption, Deferred, Executor, LaunchError, RunState, TrialJob
+from ._group import GRACE_SECONDS, ProcessGroup, exit_name, start_error
+from ._process import Orphan, alive, kill_group, read_exit, start_ticks, wrapped
 from ._resources import Allocation, Ledger, NoCapacity, Resources
 from ._sandbox import Sandbox
 
@@ -39,8 +42,6 @@ def shared_ledger() -> Ledger:
     if _SHARED_LEDGER is None:
         _SHARED_LEDGER = Ledger()
     return _SHARED_LEDGER
-
-GRACE_SECONDS = 3.0
 
 
 def primary_container(run_spec: dict[str, Any], name: str) -> dict[str, Any]:
@@ -174,34 +175,6 @@ def replica_processes(job: TrialJob, clean_env: bool = False) -> list[Member]:
     return members
 
 
-class _Proc:
-    """One trial: its process group, led by the primary replica (the only member for a
-    plain Job; master and workers for a distributed job)."""
-
-    def __init__(self, members: list[subprocess.Popen[bytes]], deadline: float | None, allocation: Allocation) -> None:
-        self.members = members
-        self.popen = members[0]
-        self.allocation = allocation
-        self.deadline = deadline
-        self.deadline_at = time.monotonic() + deadline if deadline is not None else None
-        self.kill_at: float | None = None
-        self.stopped = False
-        self.timed_out = False
-        self.code: int | None = None
-        self.first_failure: int | None = None
-        self.pidfds: list[int] = []
-        if hasattr(os, "pidfd_open"):
-            try:
-                self.pidfds = [os.pidfd_open(m.pid) for m in members]
-            except OSError:
-                self.close_fd()
-
-    def close_fd(self) -> None:
-        for fd in self.pidfds:
-            os.close(fd)
-        self.pidfds = []
-
-
 class LocalExecutor(Executor):
     """Runs trials as local process groups.
 
@@ -226,7 +199,7 @@ class LocalExecutor(Executor):
     name = "local"
 
     def __init__(self, ledger: Ledger | None = None, clean_env: bool = False, sandbox: Sandbox | None = None) -> None:
-        self._procs: dict[int, _Proc] = {}
+        self._procs: dict[int, ProcessGroup] = {}
         self.ledger = ledger or shared_ledger()
         self.clean_env = clean_env
         self.sandbox = sandbox
@@ -283,17 +256,30 @@ class LocalExecutor(Executor):
                 if working_dir and Path(str(working_dir)).is_dir():
                     cwd = Path(str(working_dir))
                 log = open(job.trial_dir / m.log_name, "ab")
+                exit_file = job.trial_dir / exit_name(m.log_name)
+                exit_file.unlink(missing_ok=True)
+                status_r, status_w = os.pipe()
                 try:
                     # Each replica leads a process group of its own: stopping the trial
                     # signals every group, so nothing any replica started survives it.
+                    # The wrapper records the exit status, for a controller that adopts it.
                     started.append(subprocess.Popen(
-                        m.argv, cwd=cwd, env=m.env, stdin=subprocess.DEVNULL, stdout=log,
-                        stderr=subprocess.STDOUT, start_new_session=True,
+                        wrapped(m.argv, exit_file, status_w), cwd=cwd, env=m.env, stdin=subprocess.DEVNULL,
+                        stdout=log, stderr=subprocess.STDOUT, start_new_session=True, pass_fds=(status_w,),
                     ))
+                    os.close(status_w)
+                    status_w = -1
+                    error = start_error(status_r)
+                    if error:
+                        started.pop().wait()
+                        raise LaunchError(f"cannot start {m.argv[0]!r}: {error}")
                 except OSError as exc:
                     raise LaunchError(f"cannot start {m.argv[0]!r}: {exc.strerror or exc}") from None
                 finally:
                     log.close()
+                    os.close(status_r)
+                    if status_w >= 0:
+                        os.close(status_w)
         except BaseException:
             for p in started:
                 kill_group(p.pid)
@@ -303,47 +289,43 @@ class LocalExecutor(Executor):
         # Written at once, so a controller that dies before storing the handle can still
         # find (and kill) these process groups when it recovers.
         (job.trial_dir / "pid").write_text("".join(f"{p.pid} {start_ticks(p.pid) or 0}\n" for p in started))
-        self._procs[leader.pid] = _Proc(started, deadline_of(job.run_spec), allocation)
+        self._procs[leader.pid] = ProcessGroup(started, deadline_of(job.run_spec), allocation)
         handle = {"executor": self.name, "pid": leader.pid, "start": ticks, "log": str(job.log_path),
-                  "devices": allocation.to_dict()}
+                  "devices": allocation.to_dict(), "started_at": time.time(),
+                  "exit": str((job.trial_dir / exit_name(members[0].log_name)).absolute())}
         if len(members) > 1:
-            handle["replicas"] = [{"name": m.replica, "pid": p.pid, "start": start_ticks(p.pid), "log": m.log_name}
+            handle["replicas"] = [{"name": m.replica, "pid": p.pid, "start": start_ticks(p.pid), "log": m.log_name,
+                                   "exit": str((job.trial_dir / exit_name(m.log_name)).absolute())}
                                   for m, p in zip(members, started, strict=True)]
         return handle
 
-    def _check(self, proc: _Proc) -> None:
-        """Reap an exited process, enforce its deadline, escalate a stop to SIGKILL."""
-        if proc.code is not None:
-            return
-        codes = [m.poll() for m in proc.members]
-        now = time.monotonic()
-        if proc.first_failure is None:
-            proc.first_failure = next((c for c in codes if c), None)
-        if all(c is not None for c in codes):
-            # The replica that failed first says why, not the ones stopped because of it.
-            proc.code = proc.first_failure if proc.first_failure is not None else next((c for c in codes if c), 0)
-            proc.close_fd()
-            for m in proc.members:  # every replica is gone; nothing they started may linger
-                kill_group(m.pid)
+    def _check(self, proc: ProcessGroup) -> None:
+        if proc.check():
             self.ledger.give_back(proc.allocation)
-            return
-        if any(c for c in codes) and proc.kill_at is None:
-            self._terminate(proc)  # one replica failed: the distributed job cannot go on
-        if proc.deadline_at is not None and now >= proc.deadline_at and not proc.timed_out:
-            proc.timed_out = True
-            self._terminate(proc)
-        if proc.kill_at is not None and now >= proc.kill_at:
-            for m in proc.members:
-                kill_group(m.pid)
-            proc.kill_at = None
-
-    def _terminate(self, proc: _Proc) -> None:
-        for m in proc.members:
-            kill_group(m.pid, signal.SIGTERM)
-        proc.kill_at = time.monotonic() + GRACE_SECONDS
 
     def owns(self, handle: dict[str, Any]) -> bool:
         return handle.get("pid") in self._procs
+
+    def adopt(self, handle: dict[str, Any], job: TrialJob) -> Adoption:
+        """Follow on a trial an earlier controller started: its process groups, while
+        they run (the same process: the pid *and* its start time), or its recorded exit."""
+        if not handle.get("exit"):
+            return Adoption.refused("it was started by a katib that did not record exit statuses")
+        records = handle.get("replicas") or [{"pid": handle.get("pid"), "start": handle.get("start"),
+                                              "exit": handle["exit"]}]
+        if not all(r.get("pid") and r.get("start") and r.get("exit") for r in records):
+            return Adoption.refused("its handle does not say which processes are its own")
+        members = [Orphan(int(r["pid"]), int(r["start"]), Path(r["exit"])) for r in records]
+        if not any(m.running() for m in members) and read_exit(members[0].exit_file) is None:
+            return Adoption.refused("its processes are gone and left no exit status")
+        devices = handle.get("devices") or {}
+        allocation = Allocation.from_dict({**devices, "gpus": [g for g in devices.get("gpus") or []
+                                                                if g in self.ledger.inventory.gpus]})
+        self.ledger.hold(allocation)
+        started_at = float(handle.get("started_at") or time.time())
+        self._procs[members[0].pid] = ProcessGroup(members, deadline_of(job.run_spec), allocation,
+                                                   elapsed=max(0.0, time.time() - started_at))
+        return ADOPTED
 
     def poll(self, handle: dict[str, Any]) -> RunState:
         proc = self._procs.get(handle.get("pid", -1))
@@ -362,7 +344,7 @@ class LocalExecutor(Executor):
         if proc is not None:
             proc.stopped = True
             if proc.code is None and proc.kill_at is None:
-                self._terminate(proc)
+                proc.terminate()
         else:
             self.recover(handle)
 

@@ -5,32 +5,78 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import sys
+from pathlib import Path
 
 
-def start_ticks(pid: int) -> int | None:
-    """The process's start time in clock ticks (Linux), to tell a reused pid apart."""
+def _stat(pid: int) -> list[str] | None:
+    """``/proc/<pid>/stat`` from field 3 (the state) on, or None (no such process, not Linux)."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             data = f.read().decode()
     except OSError:
         return None
-    # Field 22, counted after the parenthesised command name (which may hold spaces).
-    fields = data.rsplit(")", 1)[1].split()
-    return int(fields[19])
+    # Counted after the parenthesised command name (which may hold spaces).
+    return data.rsplit(")", 1)[1].split()
+
+
+def start_ticks(pid: int) -> int | None:
+    """The process's start time in clock ticks (Linux), to tell a reused pid apart."""
+    fields = _stat(pid)
+    return int(fields[19]) if fields else None  # field 22
 
 
 def alive(pid: int, ticks: int | None = None) -> bool:
-    """Whether ``pid`` runs and, when ``ticks`` is known, is the same process."""
+    """Whether ``pid`` runs and, when ``ticks`` is known, is the same process. A zombie
+    has ended: one whose parent is not us may stay unreaped for a long time."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    if ticks is not None:
-        current = start_ticks(pid)
-        return current is None or current == ticks
-    return True
+    fields = _stat(pid)
+    if fields is None:
+        return True  # no /proc: what kill said
+    if fields[0] in ("Z", "X"):
+        return False
+    return ticks is None or int(fields[19]) == ticks
+
+
+WRAPPER = str(Path(__file__).with_name("_wrap.py"))
+
+
+def wrapped(argv: list[str], exit_file: Path, status_fd: int) -> list[str]:
+    """``argv`` run through the wrapper that records its exit status in ``exit_file``."""
+    return [sys.executable, "-I", "-S", WRAPPER, str(exit_file.absolute()), str(status_fd), "--", *argv]
+
+
+def read_exit(path: Path) -> int | None:
+    """The exit status the wrapper recorded, or None if there is none (yet)."""
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+class Orphan:
+    """A process an earlier controller started, followed by one that is not its parent:
+    the same ``pid``/``poll()`` face as ``Popen``. Its end is the pid vanishing (or
+    turning zombie); its status is what the wrapper recorded, else SIGKILL's (only a
+    SIGKILL ends the wrapper without a record)."""
+
+    def __init__(self, pid: int, ticks: int | None, exit_file: Path) -> None:
+        self.pid, self.ticks, self.exit_file = pid, ticks, exit_file
+        self.returncode: int | None = None
+
+    def running(self) -> bool:
+        return alive(self.pid, self.ticks)
+
+    def poll(self) -> int | None:
+        if self.returncode is None and not self.running():
+            code = read_exit(self.exit_file)
+            self.returncode = -signal.SIGKILL if code is None else code
+        return self.returncode
 
 
 def kill_group(pgid: int, sig: int = signal.SIGKILL) -> bool:

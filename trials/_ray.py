@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ._executor import Deferred, Executor, LaunchError, RunState, TrialJob
+from ._executor import Adoption, Deferred, Executor, LaunchError, RunState, TrialJob
 from ._local import GRACE_SECONDS, deadline_of, replica_processes
 from ._resources import Resources
 
@@ -220,6 +220,11 @@ class RayExecutor(Executor):
         if trial is not None and not trial.stopped:
             trial.stopped = True
             trial.actor.stop.remote(GRACE_SECONDS)
+
+    def adopt(self, handle: dict[str, Any], job: TrialJob) -> Adoption:
+        """Never: a trial's actor is neither named nor detached, so it belongs to the Ray job
+        of the controller that started it and ended with it. The trial is run again."""
+        return Adoption.refused("a Ray trial's actor is not detached: it ended with the controller that started it")
 
     def recover(self, handle: dict[str, Any], trial_dir: Path | None = None) -> None:
         """An earlier controller's actors died with its Ray job; nothing is left to kill."""

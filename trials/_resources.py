@@ -101,6 +101,11 @@ class Allocation:
     def to_dict(self) -> dict[str, Any]:
         return {"cpu": self.resources.cpu, "memory": self.resources.memory, "gpus": self.gpus}
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Allocation:
+        return cls(Resources(cpu=float(data.get("cpu") or 0), memory=int(data.get("memory") or 0),
+                             gpu=len(data.get("gpus") or [])), [str(g) for g in data.get("gpus") or []])
+
 
 class NoCapacity(Exception):
     """Not now: the trial waits for running trials to free what it needs."""
@@ -133,6 +138,14 @@ class Ledger:
             self._cpu += need.cpu
             self._memory += need.memory
         return Allocation(need, gpus)
+
+    def hold(self, allocation: Allocation) -> None:
+        """Count what a running trial already has (one a restarted controller adopts):
+        its GPUs are given to no other trial until it gives them back."""
+        with self._lock:
+            self._free_gpus = [g for g in self._free_gpus if g not in allocation.gpus]
+            self._cpu += allocation.resources.cpu
+            self._memory += allocation.resources.memory
 
     def give_back(self, allocation: Allocation) -> None:
         with self._lock:

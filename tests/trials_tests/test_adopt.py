@@ -1,0 +1,144 @@
+"""A restarted controller's local executor adopts the trials an earlier one started: it
+follows them on while they run (the same process, never a recycled pid), learns how they
+ended though it is not their parent, enforces their deadline from their start, stops
+them, and holds their GPUs."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from trials import Inventory, LaunchError, Ledger, LocalExecutor, Resources, TrialJob
+from trials._process import alive
+
+
+def _job(tmp_path: Path, code: str, deadline: float | None = None, gpus: int = 0, name: str = "t-1") -> TrialJob:
+    container = {"name": "main", "image": "x", "command": [sys.executable, "-c", code]}
+    if gpus:
+        container["resources"] = {"limits": {"nvidia.com/gpu": gpus}}
+    spec: dict = {"template": {"spec": {"containers": [container]}}}
+    if deadline is not None:
+        spec["activeDeadlineSeconds"] = deadline
+    return TrialJob(name=name, experiment="e", namespace="default", run_spec={"spec": spec},
+                    primary_container="main", workdir=tmp_path, trial_dir=tmp_path / "runs" / name)
+
+
+def _ledger(gpus=()) -> Ledger:
+    return Ledger(Inventory(cpus=8, memory=0, gpus=list(gpus)))
+
+
+def _until_finished(ex: LocalExecutor, handle: dict, timeout: float = 30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ex.wait(0.2)
+        state = ex.poll(handle)
+        if state.finished:
+            return state
+    raise AssertionError("the trial did not end")
+
+
+def _wait_for(predicate, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize(("code", "succeeded", "reason", "exit_code"), [
+    ("import time; time.sleep(0.8); print('loss=1')", True, "Completed", 0),
+    ("import sys, time; time.sleep(0.8); sys.exit(3)", False, "Error", 3),
+    ("import os, signal, time; time.sleep(0.8); os.kill(os.getpid(), signal.SIGKILL)", False, "Signaled", -9),
+])
+def test_an_adopted_trial_is_followed_to_its_end_and_its_exit_status_known(tmp_path, code, succeeded, reason, exit_code):
+    job = _job(tmp_path, code)
+    first = LocalExecutor(ledger=_ledger())
+    handle = first.launch(job)  # then its controller "dies": nobody waits for the process
+    second = LocalExecutor(ledger=_ledger())
+    assert second.adopt(handle, job)
+    assert second.owns(handle) and not second.poll(handle).finished
+    state = _until_finished(second, handle)
+    assert (state.succeeded, state.reason, state.exit_code) == (succeeded, reason, exit_code)
+    assert not alive(handle["pid"], handle["start"])
+
+
+def test_a_trial_that_ended_while_no_controller_watched_is_adopted_with_its_end(tmp_path):
+    job = _job(tmp_path, "import sys; sys.exit(5)")
+    first = LocalExecutor(ledger=_ledger())
+    handle = first.launch(job)
+    _wait_for(lambda: (job.trial_dir / "trial.exit").exists())
+    second = LocalExecutor(ledger=_ledger())
+    assert second.adopt(handle, job)
+    state = second.poll(handle)
+    assert state.finished and state.exit_code == 5 and "exited with code 5" in state.message
+
+
+def test_what_is_gone_or_is_somebody_else_is_refused(tmp_path):
+    job = _job(tmp_path, "import time; time.sleep(30)")
+    first = LocalExecutor(ledger=_ledger())
+    handle = first.launch(job)
+    second = LocalExecutor(ledger=_ledger())
+    # The same pid with another start time is a recycled pid: never adopted.
+    refusal = second.adopt({**handle, "start": handle["start"] + 1}, job)
+    assert not refusal and "gone" in refusal.reason
+    # A handle of a katib that did not record exit statuses cannot be followed.
+    assert not second.adopt({k: v for k, v in handle.items() if k != "exit"}, job)
+    first.stop(handle)
+    first.settle()
+    first.poll(handle)
+    (job.trial_dir / "trial.exit").unlink()  # killed with its wrapper: no record of its end
+    refusal = second.adopt(handle, job)
+    assert not refusal and refusal.reason == "its processes are gone and left no exit status"
+
+
+def test_an_adopted_trial_is_stopped_with_everything_it_started(tmp_path):
+    # The trial starts a grandchild in its group; stopping the adopted trial ends both.
+    code = ("import subprocess, sys, time; p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
+            "open('child', 'w').write(str(p.pid)); time.sleep(60)")
+    job = _job(tmp_path, code)
+    handle = LocalExecutor(ledger=_ledger()).launch(job)
+    _wait_for(lambda: (tmp_path / "child").exists() and (tmp_path / "child").read_text())
+    child = int((tmp_path / "child").read_text())
+    second = LocalExecutor(ledger=_ledger())
+    assert second.adopt(handle, job)
+    second.stop(handle)
+    state = _until_finished(second, handle)
+    assert state.reason == "Killed"
+    assert not alive(handle["pid"], handle["start"])
+    _wait_for(lambda: not alive(child))
+
+
+def test_an_adopted_trial_keeps_its_deadline_counted_from_its_start(tmp_path):
+    job = _job(tmp_path, "import time; time.sleep(60)", deadline=2)
+    handle = LocalExecutor(ledger=_ledger()).launch(job)
+    time.sleep(1.2)
+    second = LocalExecutor(ledger=_ledger())
+    assert second.adopt(handle, job)
+    adopted_at = time.monotonic()
+    state = _until_finished(second, handle)
+    assert state.reason == "DeadlineExceeded" and state.exit_code == -signal.SIGTERM
+    assert time.monotonic() - adopted_at < 1.8  # 2 s from its start, not from adoption
+
+
+def test_an_adopted_trial_keeps_its_gpus(tmp_path):
+    job = _job(tmp_path, "import time; time.sleep(1)", gpus=1)
+    handle = LocalExecutor(ledger=_ledger(["0", "1"])).launch(job)
+    assert handle["devices"]["gpus"] == ["0"]
+    ledger = _ledger(["0", "1"])
+    second = LocalExecutor(ledger=ledger)
+    assert second.adopt(handle, job)
+    other = second.launch(_job(tmp_path, "pass", gpus=1, name="t-2"))
+    assert other["devices"]["gpus"] == ["1"]  # not the adopted trial's GPU
+    _until_finished(second, handle)
+    _until_finished(second, other)
+    assert ledger.take(Resources(gpu=2)).gpus == ["0", "1"]  # both given back at the end
+
+
+def test_a_missing_program_still_fails_the_launch(tmp_path):
+    job = _job(tmp_path, "")
+    job.run_spec["spec"]["template"]["spec"]["containers"][0]["command"] = ["no-such-program-katib"]
+    with pytest.raises(LaunchError, match="cannot start 'no-such-program-katib': No such file or directory"):
+        LocalExecutor(ledger=_ledger()).launch(job)

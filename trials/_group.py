@@ -1,0 +1,96 @@
+"""One local trial's processes, followed: reaped when they exit, stopped at the deadline,
+escalated from SIGTERM to SIGKILL. The members are the ``Popen`` objects of the processes
+this controller started, or ``Orphan`` s of those an earlier controller started and this
+one adopted; both answer ``pid`` and ``poll()``, so both are followed the same way."""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import subprocess
+import time
+from collections.abc import Sequence
+
+from ._process import Orphan, kill_group
+from ._resources import Allocation
+
+GRACE_SECONDS = 3.0
+
+
+def exit_name(log_name: str) -> str:
+    """Where a member's exit status is recorded: ``trial.exit`` beside ``trial.log``."""
+    return log_name.rsplit(".", 1)[0] + ".exit"
+
+
+def start_error(status_fd: int, timeout: float = 30.0) -> str:
+    """What the wrapper says on ``status_fd``: nothing when the command started, else why not."""
+    chunks = []
+    while select.select([status_fd], [], [], timeout)[0]:
+        chunk = os.read(status_fd, 4096)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks).decode(errors="replace")
+
+
+class ProcessGroup:
+    """One trial: its process groups, led by the primary replica (the only member for a
+    plain Job; master and workers for a distributed job). ``elapsed`` is how long it has
+    run already (an adopted trial's deadline counts from its start, not from adoption)."""
+
+    def __init__(self, members: Sequence[subprocess.Popen[bytes] | Orphan], deadline: float | None,
+                 allocation: Allocation, elapsed: float = 0.0) -> None:
+        self.members = members
+        self.popen = members[0]
+        self.allocation = allocation
+        self.deadline = deadline
+        self.deadline_at = time.monotonic() + deadline - elapsed if deadline is not None else None
+        self.kill_at: float | None = None
+        self.stopped = False
+        self.timed_out = False
+        self.code: int | None = None
+        self.first_failure: int | None = None
+        self.pidfds: list[int] = []
+        if hasattr(os, "pidfd_open"):  # a pidfd is readable once its process exits, child or not
+            try:
+                self.pidfds = [os.pidfd_open(m.pid) for m in members]
+            except OSError:
+                self.close_fd()
+
+    def close_fd(self) -> None:
+        for fd in self.pidfds:
+            os.close(fd)
+        self.pidfds = []
+
+    def check(self) -> bool:
+        """Reap exited members, enforce the deadline, escalate a stop to SIGKILL; True
+        when the trial has just ended (every member is gone)."""
+        if self.code is not None:
+            return False
+        codes = [m.poll() for m in self.members]
+        now = time.monotonic()
+        if self.first_failure is None:
+            self.first_failure = next((c for c in codes if c), None)
+        if all(c is not None for c in codes):
+            # The replica that failed first says why, not the ones stopped because of it.
+            self.code = self.first_failure if self.first_failure is not None else next((c for c in codes if c), 0)
+            self.close_fd()
+            for m in self.members:  # every replica is gone; nothing they started may linger
+                kill_group(m.pid)
+            return True
+        if any(c for c in codes) and self.kill_at is None:
+            self.terminate()  # one replica failed: the distributed job cannot go on
+        if self.deadline_at is not None and now >= self.deadline_at and not self.timed_out:
+            self.timed_out = True
+            self.terminate()
+        if self.kill_at is not None and now >= self.kill_at:
+            for m in self.members:
+                kill_group(m.pid)
+            self.kill_at = None
+        return False
+
+    def terminate(self) -> None:
+        for m in self.members:
+            kill_group(m.pid, signal.SIGTERM)
+        self.kill_at = time.monotonic() + GRACE_SECONDS
