@@ -11,9 +11,10 @@ every event (a trial finished, metrics arrived) and on a tick:
 5. store the new trials *before* launching them, then launch.
 
 Writing before launching is what makes ``kill -9`` at any point recoverable: on the next
-``run``, trials that were running under the dead controller are *lost*; whatever is left
-of their processes is killed and they are run again under the same name with the same
-parameters, so nothing is duplicated and no assignment is lost.
+``run``, trials that were running under the dead controller are *adopted* (``_adopt.py``):
+the executor follows them on, with their attempt, start time and observations; only the
+ones that are gone are killed (what is left of them) and run again under the same name
+with the same parameters, so nothing is duplicated and no assignment is lost.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ from trials import (
 )
 
 from ._admission import runnable_errors
+from ._adopt import INTERRUPTED, recover
 from ._arithmetic import end_condition, goal_reached, trials_to_create
 from ._status import (
     ACTIVE_TRIAL_STATES,
@@ -667,31 +669,16 @@ class ExperimentRun:
     # -- crash recovery -----------------------------------------------------------------
 
     def _recover(self) -> None:
-        """Trials left active by a dead controller: kill what remains, run them again."""
-        for t in self.trials.values():
-            if t.state not in ACTIVE_TRIAL_STATES:
-                continue
-            trial_dir = self._trial_dir(t)
-            if not (t.handle and self.executor.owns(t.handle)):
-                self.executor.recover(t.handle or {}, trial_dir)
-            if t.state == "Running" or trial_dir.exists():
-                self.store.clear_observations(t.id)
-                shutil.rmtree(trial_dir, ignore_errors=True)
-                t.attempt += 1
-                t.handle = None
-                t.start_time = None
-                t.state = "Created"
-                t.conditions = [c for c in t.conditions if c["type"] == "Created"]
-                set_condition(t.conditions, "Created", "True", "TrialRestarted",
-                              f"the controller running this trial was lost; run again (attempt {t.attempt + 1})")
-                self.store.save_trial(t)
-        self._dirty = True
+        """Trials left active by an earlier controller: adopt them, or run them again."""
+        recover(self)
 
     def _interrupt(self) -> None:
         """Stop what runs without marking it: the next ``run`` re-runs those trials."""
         for t in self.trials.values():
             if t.state == "Running" and t.handle:
                 self.executor.stop(t.handle)
+                t.handle = {**t.handle, INTERRUPTED: True}  # stopped, so not to be adopted
+                self._touch(t)
         try:
             self._flush()
             self._save_status(force=True)
