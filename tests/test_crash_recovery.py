@@ -18,6 +18,7 @@ from tests.conftest import experiment, python_command
 from trials._process import alive
 
 SLOW = "import time, random; time.sleep(0.4 + random.random() * 0.4); print('loss=${trialParameters.x}')"
+HANG = "import time; time.sleep(300); print('loss=${trialParameters.x}')"
 
 
 def katib(*args: str, **kw) -> subprocess.Popen:
@@ -86,7 +87,9 @@ def test_kill_9_then_resume(tmp_path: Path, how: str):
 def test_a_second_controller_is_refused(tmp_path: Path):
     db = tmp_path / "katib.db"
     spec = tmp_path / "exp.yaml"
-    spec.write_text(yaml.safe_dump(experiment(command=python_command(SLOW), maxTrialCount=6)))
+    # Trials that outlast the test: the first run cannot end (and give the experiment up)
+    # before the second has started, however loaded the machine is.
+    spec.write_text(yaml.safe_dump(experiment(command=python_command(HANG), maxTrialCount=6)))
     first = katib("run", str(spec), "--db", str(db), "--tick", "0.05")
     store = Store(str(db))
     wait_for(lambda: bool(store.list_experiments()) and store.list_experiments()[0].owner)

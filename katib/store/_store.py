@@ -283,7 +283,7 @@ class Store:
     def claim_experiment(self, exp_id: int, owner: str, is_alive: Callable[[str], bool]) -> None:
         """Make ``owner`` the experiment's one controller, unless a live one holds it."""
 
-        def claim(conn: Connection) -> None:
+        def claim(conn: Connection) -> bool:
             row = conn.execute(
                 sa.select(experiments.c.owner).where(experiments.c.id == exp_id).with_for_update()
             ).first()
@@ -292,9 +292,16 @@ class Store:
             current = row.owner
             if current and current != owner and is_alive(current):
                 raise ConflictError(f"experiment is being run by another controller ({current}); stop it first")
-            conn.execute(experiments.update().where(experiments.c.id == exp_id).values(owner=owner))
+            # Only if the owner is still the one just read: SQLite has no row lock (the
+            # read above takes none), so two claimers could both read a dead owner.
+            unchanged = experiments.c.owner.is_(None) if current is None else experiments.c.owner == current
+            done = conn.execute(
+                experiments.update().where(experiments.c.id == exp_id, unchanged).values(owner=owner)
+            ).rowcount
+            return bool(done)
 
-        self._retry(claim)
+        while not self._retry(claim):
+            pass  # another claimer came between the read and the write: read again
 
     def delete_experiment(self, namespace: str, name: str) -> None:
         exp = self.get_experiment(namespace, name)

@@ -67,6 +67,43 @@ def test_claim_refuses_a_live_owner(store):
     assert store.get_experiment("ns", "e").owner == "b"
 
 
+def test_two_controllers_claiming_at_once_one_wins(store):
+    """Both find the owner dead at the same moment; only one may take the experiment
+    (on SQLite the read and the write were two steps, and both controllers ran it)."""
+    import threading
+
+    rec = store.create_experiment("ns", "e", {}, {}, "/w")
+    store.claim_experiment(rec.id, "dead", lambda owner: False)
+    both_read = threading.Barrier(2, timeout=2)
+
+    def is_alive(owner: str) -> bool:
+        if owner == "dead":
+            try:
+                both_read.wait()  # each has read "dead" before either writes
+            except threading.BrokenBarrierError:
+                pass  # PostgreSQL locks the row: the second reads after the first wrote
+            return False
+        return True
+
+    outcomes: dict[str, str] = {}
+
+    def claim(me: str) -> None:
+        try:
+            store.claim_experiment(rec.id, me, is_alive)
+            outcomes[me] = "won"
+        except ConflictError:
+            outcomes[me] = "refused"
+
+    threads = [threading.Thread(target=claim, args=(me,)) for me in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(outcomes.values()) == ["refused", "won"]
+    winner = next(me for me, outcome in outcomes.items() if outcome == "won")
+    assert store.get_experiment("ns", "e").owner == winner
+
+
 def test_schema_is_migrated_once(store):
     again = Store(store.url)  # opening an existing database does not migrate twice
     assert again._revision() == SCHEMA_REVISION
