@@ -5,9 +5,16 @@
 ['grid', 'random']
 """
 
-from ._base import ACTIVE_STATES, COMPLETED_STATES, Algorithm, Assignment, Setting, TrialView
+from ._base import (
+    ACTIVE_STATES,
+    CHECKPOINT_FROM_LABEL,
+    COMPLETED_STATES,
+    Algorithm,
+    Assignment,
+    Setting,
+    TrialView,
+)
 from ._early_stopping import ASHA, Curve, EarlyStopper, LiveMedianStop, MedianStop
-from ._pbt import CHECKPOINT_FROM_LABEL
 from ._registry import algorithm_names, early_stopping_names, get_algorithm, get_early_stopper
 from ._service import RemoteAlgorithm, serve
 

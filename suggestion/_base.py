@@ -28,6 +28,8 @@ from katib.spec import Experiment
 # Trial states an algorithm sees (Katib's trial condition types).
 ACTIVE_STATES = frozenset({"Created", "Running"})
 COMPLETED_STATES = frozenset({"Succeeded", "Failed", "Killed", "EarlyStopped", "MetricsUnavailable"})
+# The label on a trial that starts from another trial's checkpoint (PBT's exploit step).
+CHECKPOINT_FROM_LABEL = "katib.kubeflow.org/checkpoint-from"
 
 
 @dataclass(frozen=True)
@@ -108,12 +110,16 @@ def choice(*allowed: str, rejected: dict[str, str] | None = None) -> Callable[[s
     return parse
 
 
-def check_settings(path: str, given: Sequence[Any] | None, known: dict[str, Setting], owner: str) -> list[FieldError]:
-    """Every unknown setting name and unparsable value among ``given`` (``{name, value}``)."""
+def check_settings(path: str, given: Sequence[Any] | None, known: dict[str, Setting], owner: str,
+                   ignore_unknown: bool = False) -> list[FieldError]:
+    """Every unknown setting name (unless ``ignore_unknown``) and unparsable value among
+    ``given`` (``{name, value}``)."""
     errors: list[FieldError] = []
     for i, s in enumerate(given or []):
         where = f"{path}[{i}]"
         if s.name not in known:
+            if ignore_unknown:
+                continue
             names = ", ".join(sorted(known)) or "none"
             errors.append(FieldError(f"{where}.name", f"unknown setting {s.name!r} for {owner} (known: {names})"))
             continue
@@ -136,6 +142,8 @@ class Algorithm(ABC):
     name: ClassVar[str]
     #: The settings this algorithm accepts, by Katib name.
     settings: ClassVar[dict[str, Setting]] = {}
+    #: Whether a setting it does not know is ignored (as Katib's service for it does) rather than refused.
+    ignores_unknown_settings: ClassVar[bool] = False
     #: Whether it can optimise several objectives at once (``additionalObjectives``).
     multi_objective: ClassVar[bool] = False
     #: Whether it searches ``nasConfig`` spaces (ENAS, DARTS) instead of ``parameters``.
@@ -145,7 +153,7 @@ class Algorithm(ABC):
         """Problems with the settings or the search space; an empty list when fine."""
         algorithm = experiment.spec.algorithm
         errors = check_settings("spec.algorithm.algorithmSettings", algorithm.algorithm_settings if algorithm else None,
-                                self.settings, f"algorithm {self.name}")
+                                self.settings, f"algorithm {self.name}", self.ignores_unknown_settings)
         objective = experiment.spec.objective
         if objective is not None and objective.additional_objectives and not self.multi_objective:
             errors.append(FieldError(

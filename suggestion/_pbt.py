@@ -25,12 +25,11 @@ import numpy as np
 from katib.errors import FieldError
 from katib.spec import Experiment, new_trial_name
 
-from ._base import Algorithm, Assignment, Setting, TrialView, integer, number
+from ._base import CHECKPOINT_FROM_LABEL, Algorithm, Assignment, Setting, TrialView, integer, number
 from ._space import Dimension, SearchSpace
 
 GENERATION_LABEL = "pbt.suggestion.katib.kubeflow.org/generation"
 PARENT_LABEL = "pbt.suggestion.katib.kubeflow.org/parent"
-CHECKPOINT_FROM_LABEL = "katib.kubeflow.org/checkpoint-from"
 DEFAULT_TRIAL_DIR = "/var/log/katib/checkpoints/"
 
 
@@ -38,6 +37,9 @@ class PBT(Algorithm):
     """Population based training; see the module docstring."""
 
     name = "pbt"
+    ignores_unknown_settings = True  # as Katib's service
+    #: Katib's service refuses an experiment without them.
+    required = ("suggestion_trial_dir", "n_population", "truncation_threshold")
     settings = {
         "suggestion_trial_dir": Setting(str, DEFAULT_TRIAL_DIR),
         "n_population": Setting(integer(5), 40),
@@ -49,6 +51,9 @@ class PBT(Algorithm):
     def validate(self, experiment: Experiment) -> list[FieldError]:
         errors = super().validate(experiment)
         given = experiment.spec.algorithm.settings() if experiment.spec.algorithm else {}
+        missing = [k for k in self.required if k not in given]
+        if missing:
+            errors.append(FieldError("spec.algorithm.algorithmSettings", f"pbt needs the settings {', '.join(missing)}"))
         if "suggestion_trial_dir" in given and not given["suggestion_trial_dir"].startswith("/"):
             errors.append(FieldError("spec.algorithm.algorithmSettings",
                                      f"suggestion_trial_dir must be an absolute path (got {given['suggestion_trial_dir']!r})"))

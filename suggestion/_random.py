@@ -7,8 +7,6 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-
 from katib.spec import Experiment
 
 from ._base import Algorithm, Assignment, Setting, TrialView, integer
@@ -39,6 +37,8 @@ class RandomSearch(Algorithm):
         state: dict[str, Any] | None = None,
     ) -> list[Assignment]:
         seed = self.parsed_settings(experiment)["random_state"]
+        import numpy as np
+
         rng = np.random.default_rng(None if seed is None else [seed, len(trials)])
         space = SearchSpace.from_experiment(experiment)
         if math.isinf(space.size()):  # a continuous dimension: a repeat has probability zero

@@ -19,10 +19,12 @@ import math
 from dataclasses import dataclass
 from decimal import Decimal
 from statistics import NormalDist
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from katib.spec import Experiment, ParameterSpec
+
+if TYPE_CHECKING:  # numpy loads with the algorithms that sample, not with validation
+    import numpy as np
 
 _STD = NormalDist()
 _LO, _HI = _STD.cdf(-3.0), _STD.cdf(3.0)  # the truncation: three sigmas either side

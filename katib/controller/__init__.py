@@ -1,11 +1,47 @@
-"""The experiment controller: admission, the reconcile loop, status arithmetic."""
+"""The experiment controller: admission, the reconcile loop, status arithmetic.
 
-from ._admission import admit, admit_remote, runnable_errors
-from ._arithmetic import Counts, end_condition, goal_reached, trials_to_create
-from ._ask_tell import AskTell
-from ._controller import EDITABLE, Controller, ExperimentRun, is_completed
-from ._manager import ExperimentManager
-from ._status import experiment_phase, metric_strategies, metric_value, shown_value
+Names are imported on first use (PEP 562), so ``katib validate``, which needs only
+admission, never loads the store, the executors or the loop.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+_WHERE = {
+    "admit": "_admission", "admit_remote": "_admission", "runnable_errors": "_admission",
+    "Counts": "_arithmetic", "end_condition": "_arithmetic", "goal_reached": "_arithmetic",
+    "trials_to_create": "_arithmetic",
+    "AskTell": "_ask_tell",
+    "EDITABLE": "_controller", "Controller": "_controller", "ExperimentRun": "_controller",
+    "is_completed": "_controller",
+    "ExperimentManager": "_manager",
+    "experiment_phase": "_status", "metric_strategies": "_status", "metric_value": "_status",
+    "shown_value": "_status",
+}
+
+if TYPE_CHECKING:
+    from ._admission import admit, admit_remote, runnable_errors
+    from ._arithmetic import Counts, end_condition, goal_reached, trials_to_create
+    from ._ask_tell import AskTell
+    from ._controller import EDITABLE, Controller, ExperimentRun, is_completed
+    from ._manager import ExperimentManager
+    from ._status import experiment_phase, metric_strategies, metric_value, shown_value
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __all__ = [
     "AskTell",
