@@ -115,11 +115,10 @@ class Sandbox:
         return problem(self.bwrap)
 
     def _software(self) -> list[Path]:
-        """Katib's Python and code, wherever they are (often under a hidden home)."""
-        import katib
-
+        """Katib's Python and code, wherever they are (often under a hidden home); katib's
+        packages (``katib``, ``trials``…) sit side by side, installed or in a checkout."""
         found = {_real(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
-        found.add(_real(Path(katib.__file__).parents[1]))
+        found.add(_real(Path(__file__).parents[1]))
         return sorted(p for p in found if p.is_dir() and p != Path("/"))
 
     def command(self, job: TrialJob, argv: Sequence[str], memory: int = 0, gpu: bool = False,

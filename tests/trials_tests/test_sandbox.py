@@ -140,7 +140,8 @@ def test_a_link_in_a_checkpoint_is_copied_as_a_link_not_as_what_it_points_to(sql
             f"    os.symlink({str(tmp_path / 'katib.db')!r}, leak)\nprint('loss=${{trialParameters.x}}')")
     doc = experiment(algorithm={"algorithmName": "pbt", "algorithmSettings": [
         {"name": "n_population", "value": "5"}, {"name": "truncation_threshold", "value": "0.2"},
-        {"name": "random_state", "value": "1"}]}, command=python_command(code), maxTrialCount=10, parallelTrialCount=5)
+        {"name": "random_state", "value": "1"}, {"name": "suggestion_trial_dir", "value": "/var/log/katib/checkpoints/"}]},
+        command=python_command(code), maxTrialCount=10, parallelTrialCount=5)
     sandbox = Sandbox(tmp_path / "runs", hidden=store_files(tmp_path / "katib.db"))
     ctl = Controller(sqlite_store, LocalExecutor(clean_env=True, sandbox=sandbox), runs_root=tmp_path / "runs", tick=0.05)
     rec, _ = ctl.submit(admit(doc), tmp_path)
