@@ -1,6 +1,7 @@
 """katib: Kubeflow Katib's experiments on a laptop, Ray or Kubernetes.
 
-The public face is small: ``report_metrics`` for trial code, the error classes, and the
+The public face is small: ``report_metrics`` and ``save_model`` for trial code, ``KatibClient``
+(whose ``tune`` returns an ``ExperimentResult``), the error classes, and the
 subpackages ``katib.spec`` (resources), ``katib.store`` and ``katib.controller``. Heavy
 modules load on first use so that ``katib validate`` stays fast.
 """
@@ -8,6 +9,7 @@ modules load on first use so that ``katib validate`` stays fast.
 from __future__ import annotations
 
 from . import search
+from ._model import load_model, save_model
 from ._push import report_metrics
 from .errors import (
     ConflictError,
@@ -23,6 +25,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ConflictError",
+    "ExperimentResult",
     "KatibClient",
     "FieldError",
     "KatibError",
@@ -31,7 +34,9 @@ __all__ = [
     "TemporaryError",
     "ValidationError",
     "__version__",
+    "load_model",
     "report_metrics",
+    "save_model",
     "search",
 ]
 
@@ -42,4 +47,8 @@ def __getattr__(name: str) -> object:
         from .client import KatibClient
 
         return KatibClient
+    if name == "ExperimentResult":
+        from ._results import ExperimentResult
+
+        return ExperimentResult
     raise AttributeError(f"module 'katib' has no attribute {name!r}")

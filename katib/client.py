@@ -13,17 +13,17 @@ against a ``katib server`` URL or embedded (the store and the controllers in thi
 
 from __future__ import annotations
 
-import inspect
-import sys
-import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from .errors import KatibError, NoResultError, NotFoundError
+
+if TYPE_CHECKING:
+    from ._results import ExperimentResult
 
 CONDITIONS = ("Created", "Running", "Restarting", "Succeeded", "Failed")
 
@@ -259,7 +259,7 @@ class KatibClient:
     def tune(
         self,
         name: str,
-        objective: Callable[[dict[str, str]], Any],
+        objective: Callable[..., Any],
         parameters: dict[str, dict[str, Any]],
         objective_metric_name: str,
         objective_type: str = "maximize",
@@ -274,47 +274,58 @@ class KatibClient:
         env_per_trial: dict[str, str] | None = None,
         metrics_collector: str = "StdOut",
         namespace: str | None = None,
-    ) -> dict[str, Any]:
-        """Tune a Python function: each trial runs it in its own process with the
-        parameters as strings; it reports by printing ``name=value`` (StdOut) or calling
-        ``katib.report_metrics`` (``metrics_collector="Push"``)."""
-        source = textwrap.dedent(inspect.getsource(objective))
-        values = {p: f"${{trialParameters.{p}}}" for p in parameters}
-        script = f"{source}\n{objective.__name__}({values!r})\n"
-        container: dict[str, Any] = {"name": "training-container", "image": "python:3.11",
-                                     "command": [sys.executable, "-u", "-c", script]}
-        if resources_per_trial:
-            container["resources"] = {"limits": {k: str(v) for k, v in resources_per_trial.items()}}
-        if env_per_trial:
-            container["env"] = [{"name": k, "value": str(v)} for k, v in env_per_trial.items()]
-        doc: dict[str, Any] = {
-            "apiVersion": "kubeflow.org/v1beta1", "kind": "Experiment", "metadata": {"name": name},
-            "spec": {
-                "objective": {"type": objective_type, "objectiveMetricName": objective_metric_name},
-                "algorithm": {"algorithmName": algorithm_name,
-                              "algorithmSettings": [{"name": k, "value": str(v)} for k, v in (algorithm_settings or {}).items()]},
-                "parameters": [{"name": p, **spec} for p, spec in parameters.items()],
-                "metricsCollectorSpec": {"collector": {"kind": metrics_collector}},
-                "trialTemplate": {
-                    "primaryContainerName": "training-container",
-                    "trialParameters": [{"name": p, "reference": p} for p in parameters],
-                    "trialSpec": {"apiVersion": "batch/v1", "kind": "Job", "spec": {"template": {"spec": {
-                        "restartPolicy": "Never", "containers": [container]}}}},
-                },
-            },
-        }
-        spec = doc["spec"]
-        if parallel_trial_count is None and max_trial_count is not None:
-            parallel_trial_count = min(3, max_trial_count)  # Katib's default, within the budget
-        if objective_goal is not None:
-            spec["objective"]["goal"] = objective_goal
-        if additional_metric_names:
-            spec["objective"]["additionalMetricNames"] = additional_metric_names
-        for key, value in (("maxTrialCount", max_trial_count), ("parallelTrialCount", parallel_trial_count),
-                           ("maxFailedTrialCount", max_failed_trial_count)):
-            if value is not None:
-                spec[key] = value
-        return self.create_experiment(doc, namespace)
+        base_image: str | None = None,
+        *,
+        wait: bool = True,
+        if_exists: str = "error",
+        progress: bool = True,
+        timeout: float | None = None,
+    ) -> ExperimentResult:
+        """Tune a Python function; each trial calls it in its own process.
+
+        The function takes the parameters as a dict (``objective(parameters)``, Katib's SDK)
+        or as keyword arguments named after them (``objective(x, y)``), typed as the search
+        space says (int, float, str). It returns a number (the objective metric), a dict of
+        numbers (metrics) or ``None`` (it printed ``name=value`` or called
+        ``katib.report_metrics`` itself). It travels with cloudpickle, closures, notebook
+        globals and helpers included, to trials in this environment (this machine, Ray);
+        a trial in a Kubernetes pod of another image gets its source, so there it must use
+        nothing from outside its body, and creating the experiment says so otherwise.
+
+        ``wait`` (default): block until the experiment ends, showing its progress (a live
+        line in a terminal, an updating output in Jupyter; ``progress=False`` for none), and
+        return its ``ExperimentResult``; ``NoResultError`` if no trial reported the
+        objective metric. ``wait=False`` returns at once, as Katib's SDK does
+        (``get_experiment_result`` reads it later). ``if_exists``: ``error`` (default),
+        ``reuse`` (keep the experiment of that name and its results; carry on if it is
+        unfinished) or ``replace`` (delete it and start again), so a notebook cell can be
+        run again."""
+        from . import _tune
+
+        ns = self._ns(namespace)
+        manager = getattr(self._backend, "manager", None)
+        payload_dir = None
+        if manager is not None:
+            from .names import RunLayout
+
+            payload_dir = RunLayout(manager.runs_root).experiment(ns, name)
+        doc, shipment = _tune.experiment_doc(
+            name, objective, parameters, objective_metric_name, metrics_collector, payload_dir,
+            objective_type=objective_type, objective_goal=objective_goal, additional_metric_names=additional_metric_names,
+            algorithm_name=algorithm_name, algorithm_settings=algorithm_settings, max_trial_count=max_trial_count,
+            parallel_trial_count=parallel_trial_count, max_failed_trial_count=max_failed_trial_count,
+            resources_per_trial=resources_per_trial, env_per_trial=env_per_trial, base_image=base_image)
+        _tune.create(self, doc, shipment, ns, if_exists)
+        if not wait:
+            return self.get_experiment_result(name, ns)
+        return _tune.watch(self, name, ns, progress, timeout)
+
+    def get_experiment_result(self, name: str, namespace: str | None = None) -> ExperimentResult:
+        """The experiment and its trials as Python values, as they stand now: ``best_params``,
+        ``best_value``, ``trials``, ``trials_dataframe()``, ``to_optuna_study()``."""
+        from ._results import ExperimentResult
+
+        return ExperimentResult(self.get_experiment(name, namespace), self.list_trials(name, namespace))
 
     def get_experiment(self, name: str, namespace: str | None = None) -> dict[str, Any]:
         return self._backend.get(name, self._ns(namespace))

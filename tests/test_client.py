@@ -78,7 +78,7 @@ def test_failed_experiment_raises_while_waiting(client):
         raise SystemExit("boom")
 
     client.tune("broken", broken, {"x": search.double(0, 1)}, objective_metric_name="loss",
-                max_trial_count=3, max_failed_trial_count=1)
+                max_trial_count=3, max_failed_trial_count=1, wait=False)  # Katib's SDK: create, then wait
     with pytest.raises(RuntimeError, match="failed"):
         client.wait_for_experiment_condition("broken", timeout=60)
 
@@ -88,7 +88,7 @@ def test_no_result_is_an_error_not_a_success(client):
         print("training done")  # never prints loss=...
 
     client.tune("silent", silent, {"x": search.double(0, 1)}, objective_metric_name="loss",
-                objective_type="minimize", max_trial_count=2)
+                objective_type="minimize", max_trial_count=2, wait=False)
     with pytest.raises(NoResultError, match="no trial reported the objective metric 'loss'"):
         client.wait_for_experiment_condition("silent", timeout=60)
     assert client.is_experiment_succeeded("silent")  # Katib's conditions are kept

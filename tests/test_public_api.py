@@ -8,7 +8,8 @@ import pytest
 
 PUBLIC = {
     "katib": {"report_metrics", "KatibError", "ValidationError", "FieldError", "NotFoundError", "NoResultError",
-              "ConflictError", "TemporaryError", "__version__", "KatibClient", "search"},
+              "ConflictError", "TemporaryError", "__version__", "KatibClient", "search", "save_model", "load_model",
+              "ExperimentResult"},
     "api": {"ServerLimits", "create_app"},
     "katib.spec": {"Experiment", "Trial", "Suggestion", "admit", "apply_defaults", "validate", "render"},
     "katib.store": {"Store", "TrialRecord", "ExperimentRecord", "ObservationRow"},

@@ -63,4 +63,8 @@ def runnable_errors(exp: Experiment, executor: str = "local") -> list[FieldError
             "spec.metricsCollectorSpec.collector.kind",
             f"{kind} is not supported by the {executor} executor (supported: {', '.join(supported)})",
         ))
+    # A tune()d function whose source cannot run alone cannot run in a pod of another image.
+    from katib._function import executor_errors
+
+    errors += executor_errors(exp.metadata.annotations, executor)
     return errors

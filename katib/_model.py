@@ -1,0 +1,192 @@
+"""A trial's model, saved where ``katib serve`` finds it: ``katib.save_model`` and
+``katib.load_model``.
+
+Each trial gets ``KATIB_ARTIFACT_DIR``, a folder of its own (``<trial dir>/artifacts``).
+``save_model`` writes the model there in the file KServe's runtimes read, with a small
+manifest (``katib-model.json``) naming the format:
+
+- scikit-learn (or anything with ``predict``, pickled by joblib): ``model.joblib``, what
+  KServe's sklearn server loads;
+- PyTorch: a TorchScript module as ``model.pt`` (an ``nn.Module`` is scripted), or, for a
+  module TorchScript cannot compile, its state dict (``model.pth``) and the function that
+  builds it (``factory=``, pickled with cloudpickle: local serving only);
+- ONNX: an ``onnx.ModelProto`` (or its bytes, ``format="onnx"``) as ``model.onnx``,
+  served with onnxruntime when it is installed.
+
+A trial that writes ``model.joblib``/``model.pkl``, ``model.pt`` or ``model.onnx`` into the
+folder itself needs no manifest: the file's name says the format.
+
+>>> import katib
+>>> katib.save_model(classifier)                      # doctest: +SKIP  (inside a trial)
+>>> katib.load_model("~/.katib/runs/default/exp/exp-abc123/artifacts")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import KatibError
+
+ARTIFACT_DIR_ENV = "KATIB_ARTIFACT_DIR"
+MANIFEST = "katib-model.json"
+FILES = {"sklearn": "model.joblib", "torchscript": "model.pt", "pytorch": "model.pth", "onnx": "model.onnx"}
+# What a trial may write without save_model, by file name (KServe's sklearn server's names).
+_BY_NAME = {"model.joblib": "sklearn", "model.pkl": "sklearn", "model.pickle": "sklearn",
+            "model.pt": "torchscript", "model.onnx": "onnx"}
+
+
+@dataclass(frozen=True)
+class SavedModel:
+    """A saved model: its folder, format (``sklearn``, ``torchscript``, ``pytorch``, ``onnx``) and file."""
+
+    path: Path
+    format: str
+    file: str
+
+    @property
+    def file_path(self) -> Path:
+        return self.path / self.file
+
+
+def save_model(model: Any, path: str | os.PathLike[str] | None = None, *, factory: Any = None,
+               format: str | None = None) -> SavedModel:
+    """Save ``model`` for ``katib serve`` into this trial's ``KATIB_ARTIFACT_DIR`` (or ``path``).
+
+    ``factory``: for a PyTorch module TorchScript cannot compile, a function returning a
+    fresh module of the same shape; the state dict is saved and the module rebuilt to serve.
+    ``format`` forces one of ``sklearn``, ``torchscript``, ``pytorch``, ``onnx``."""
+    folder = Path(path or os.environ.get(ARTIFACT_DIR_ENV) or "")
+    if not str(folder) or str(folder) == ".":
+        raise KatibError(f"save_model() needs a folder: inside a trial started by katib {ARTIFACT_DIR_ENV} names "
+                         "one; elsewhere pass path=")
+    folder = folder.expanduser()
+    folder.mkdir(parents=True, exist_ok=True)
+    fmt = format or _format_of(model, factory)
+    if fmt not in FILES:
+        raise KatibError(f"format must be one of {', '.join(FILES)} (got {fmt!r})")
+    target = folder / FILES[fmt]
+    if fmt == "sklearn":
+        import joblib
+
+        joblib.dump(model, target)
+    elif fmt == "torchscript":
+        import torch
+
+        torch.jit.save(_scripted(model), str(target))
+    elif fmt == "pytorch":
+        import cloudpickle
+        import torch
+
+        if factory is None:
+            raise KatibError("a PyTorch state dict is served by rebuilding its module: pass factory= (a function "
+                             "that returns the module)")
+        torch.save(model if isinstance(model, dict) else model.state_dict(), target)
+        (folder / "factory.pickle").write_bytes(cloudpickle.dumps(factory))
+    else:
+        data = model if isinstance(model, (bytes, bytearray)) else model.SerializeToString()
+        target.write_bytes(bytes(data))
+    (folder / MANIFEST).write_text(json.dumps({"format": fmt, "file": target.name}) + "\n")
+    return SavedModel(folder, fmt, target.name)
+
+
+def _format_of(model: Any, factory: Any) -> str:
+    module = type(model).__module__ or ""
+    if module.startswith("torch") or (factory is not None and isinstance(model, dict)):
+        import torch
+
+        if isinstance(model, torch.jit.ScriptModule):
+            return "torchscript"
+        if factory is not None:
+            return "pytorch"
+        if isinstance(model, torch.nn.Module):
+            return "torchscript"
+    if module.startswith("onnx") or type(model).__name__ == "ModelProto":
+        return "onnx"
+    if hasattr(model, "predict"):
+        return "sklearn"
+    raise KatibError(f"save_model() does not know how to save a {type(model).__name__}: it saves scikit-learn "
+                     "estimators (anything with predict), PyTorch modules and ONNX models; or write the file into "
+                     f"{ARTIFACT_DIR_ENV} yourself")
+
+
+def _scripted(model: Any) -> Any:
+    import torch
+
+    if isinstance(model, torch.jit.ScriptModule):
+        return model
+    try:
+        return torch.jit.script(model.eval())
+    except Exception as exc:
+        raise KatibError(f"TorchScript cannot compile this {type(model).__name__} ({type(exc).__name__}): save its "
+                         "state dict instead with save_model(module, factory=<a function that builds it>)") from None
+
+
+def find_model(path: str | os.PathLike[str]) -> SavedModel:
+    """The model saved in ``path``: by its manifest, or by the one model file there."""
+    folder = Path(path).expanduser()
+    manifest = folder / MANIFEST
+    if manifest.is_file():
+        info = json.loads(manifest.read_text())
+        return SavedModel(folder, info["format"], info["file"])
+    found = sorted(f.name for f in folder.iterdir() if f.name in _BY_NAME) if folder.is_dir() else []
+    if len(found) != 1:
+        what = f"{len(found)} model files ({', '.join(found)})" if found else "no model"
+        raise KatibError(f"{folder} holds {what}: a trial saves one with katib.save_model(model) or writes "
+                         f"one of {', '.join(_BY_NAME)} into {ARTIFACT_DIR_ENV}")
+    return SavedModel(folder, _BY_NAME[found[0]], found[0])
+
+
+def load_model(path: str | os.PathLike[str]) -> Any:
+    """The model saved in ``path`` (a trial's artifacts folder), as its library loads it: a
+    scikit-learn estimator, a TorchScript or rebuilt PyTorch module (in eval mode), or an
+    onnxruntime ``InferenceSession``."""
+    saved = find_model(path)
+    file = saved.file_path
+    if saved.format == "sklearn":
+        import joblib
+
+        return joblib.load(file)
+    if saved.format == "torchscript":
+        import torch
+
+        return torch.jit.load(str(file), map_location="cpu").eval()
+    if saved.format == "pytorch":
+        import cloudpickle
+        import torch
+
+        module = cloudpickle.loads((saved.path / "factory.pickle").read_bytes())()
+        module.load_state_dict(torch.load(file, map_location="cpu"))
+        return module.eval()
+    try:
+        import onnxruntime
+    except ImportError:
+        raise KatibError(f"{file} is an ONNX model: serving it needs onnxruntime (pip install onnxruntime)") from None
+    return onnxruntime.InferenceSession(str(file), providers=["CPUExecutionProvider"])
+
+
+def predictor(saved: SavedModel, model: Any) -> Any:
+    """``inputs (numpy) -> outputs (numpy)`` for a loaded model, as its format predicts."""
+    import numpy as np
+
+    if saved.format == "sklearn":
+        proba = os.environ.get("PREDICT_PROBA", "false").lower() == "true" and hasattr(model, "predict_proba")
+        return model.predict_proba if proba else model.predict  # KServe's sklearn server's switch
+    if saved.format == "onnx":
+        name = model.get_inputs()[0].name
+        return lambda x: model.run(None, {name: x})[0]
+    torch = sys.modules.get("torch") or __import__("torch")
+
+    def run(x: Any) -> Any:
+        tensor = torch.from_numpy(np.ascontiguousarray(x))
+        if tensor.is_floating_point():
+            tensor = tensor.float()
+        with torch.no_grad():
+            out = model(tensor)
+        return out.numpy() if hasattr(out, "numpy") else np.asarray(out)
+
+    return run

@@ -1,0 +1,190 @@
+"""KatibClient.tune from a notebook's point of view: the function travels with what it uses,
+parameters arrive typed, a returned value is the result, a re-run cell is not an error,
+and the result reads like Optuna's Study."""
+
+from __future__ import annotations
+
+import json
+import math as m  # an import made outside the function
+import subprocess
+import sys
+
+import pytest
+
+from katib import ExperimentResult, KatibClient, search
+from katib._function import ANNOTATION, executor_errors, ship, trial_program
+from katib.errors import ConflictError, KatibError, NoResultError
+
+SPACE = {"x": search.double(-4, 4), "n": search.int(1, 3), "opt": search.categorical(["a", "b"]),
+         "k": search.discrete([1, 2, 4])}
+OFFSET = 0.5  # a notebook variable
+
+
+def shifted(x):  # a helper function
+    return (x - 1) ** 2 + OFFSET
+
+
+@pytest.fixture
+def client(tmp_path):
+    with KatibClient(db=str(tmp_path / "k.db"), workdir=tmp_path, tick=0.05) as c:
+        yield c
+
+
+def _types_ok(x, n, opt, k):
+    return isinstance(x, float) and isinstance(n, int) and isinstance(opt, str) and isinstance(k, int)
+
+
+def test_a_function_travels_with_its_surroundings_and_gets_typed_parameters(client):
+    scale = 3.0
+
+    def objective(x, n, opt, k):  # keyword arguments named after the parameters
+        assert _types_ok(x, n, opt, k), (x, n, opt, k)
+        return {"loss": scale * shifted(x) + m.log(n) + (opt == "a") + k / 10, "n_used": n}
+
+    result = client.tune("notebook", objective, SPACE, objective_metric_name="loss", objective_type="minimize",
+                         additional_metric_names=["n_used"], max_trial_count=4, parallel_trial_count=2,
+                         algorithm_name="random", algorithm_settings={"random_state": 1})
+    assert isinstance(result, ExperimentResult) and result.state == "Succeeded"
+    assert {t.state for t in result.trials} == {"Succeeded"} and len(result.trials) == 4
+    best = result.best_params
+    assert _types_ok(best["x"], best["n"], best["opt"], best["k"])
+    expected = 3.0 * ((best["x"] - 1) ** 2 + 0.5) + m.log(best["n"]) + (best["opt"] == "a") + best["k"] / 10
+    assert result.best_value == pytest.approx(expected)
+    assert result.best_trial.metrics["n_used"] == best["n"]
+    assert result.best_value == min(t.value for t in result.trials)
+    assert result.best_trial.name in result._repr_html_() and "best" in result._repr_html_()
+    assert "loss" in result.best_trial._repr_html_()
+
+
+def test_a_lambda_and_a_parameters_dict_work(client):
+    result = client.tune("lambda", lambda p: (p["x"] - OFFSET) ** 2, {"x": search.double(-1, 1)},
+                         objective_metric_name="loss", objective_type="minimize", max_trial_count=2, progress=False)
+    assert result.best_value == pytest.approx((result.best_params["x"] - 0.5) ** 2)
+
+
+def test_all_failing_tune_raises_saying_why(client):
+    def broken(parameters):
+        raise ValueError("the data is not there")
+
+    with pytest.raises(NoResultError, match="the data is not there"):
+        client.tune("broken", broken, {"x": search.double(0, 1)}, objective_metric_name="loss", max_trial_count=2)
+    with pytest.raises(NoResultError, match="return a number"):
+        client.tune("text", lambda p: "0.5", {"x": search.double(0, 1)}, objective_metric_name="loss",
+                    max_trial_count=1)
+
+
+def test_a_rerun_cell_reuses_or_replaces_on_request(client):
+    def quad(x):
+        return (x - 1) ** 2
+
+    space = {"x": search.double(-2, 2)}
+    first = client.tune("rerun", quad, space, objective_metric_name="loss", objective_type="minimize",
+                        max_trial_count=2, progress=False)
+    with pytest.raises(ConflictError, match="if_exists='reuse'"):
+        client.tune("rerun", quad, space, objective_metric_name="loss", objective_type="minimize", max_trial_count=2)
+    again = client.tune("rerun", quad, space, objective_metric_name="loss", objective_type="minimize",
+                        max_trial_count=2, if_exists="reuse", progress=False)
+    assert [t.name for t in again.trials] == [t.name for t in first.trials]
+    with pytest.raises(ConflictError, match="spec.parameters"):
+        client.tune("rerun", quad, {"x": search.double(-3, 3)}, objective_metric_name="loss",
+                    objective_type="minimize", if_exists="reuse")
+    fresh = client.tune("rerun", quad, {"x": search.double(-3, 3)}, objective_metric_name="loss",
+                        objective_type="minimize", max_trial_count=2, if_exists="replace", progress=False)
+    assert not {t.name for t in fresh.trials} & {t.name for t in first.trials}
+    with pytest.raises(ValueError, match="if_exists"):
+        client.tune("rerun", quad, space, objective_metric_name="loss", if_exists="overwrite")
+
+
+def test_results_as_a_table_and_an_optuna_study(client, monkeypatch):
+    optuna = pytest.importorskip("optuna")
+
+    def objective(x, n, opt, k):
+        return (x - 1) ** 2 + n + (opt == "b") + k
+
+    result = client.tune("results", objective, SPACE, objective_metric_name="loss", objective_type="minimize",
+                         max_trial_count=5, parallel_trial_count=3, progress=False)
+    frame = result.trials_dataframe()
+    assert list(frame.columns[:8]) == ["number", "name", "state", "value", "params_x", "params_n", "params_opt",
+                                       "params_k"]
+    assert len(frame) == 5 and frame["value"].min() == result.best_value
+    study = result.to_optuna_study()
+    assert study.direction == optuna.study.StudyDirection.MINIMIZE and len(study.trials) == 5
+    assert study.best_value == result.best_value and study.best_params == result.best_params
+    assert study.best_trial.user_attrs["katib_trial"] == result.best_trial.name
+    assert set(optuna.importance.get_param_importances(study)) == set(SPACE)
+    assert optuna.visualization.plot_optimization_history(study) is not None
+    monkeypatch.setitem(sys.modules, "pandas", None)
+    with pytest.raises(KatibError, match="needs pandas"):
+        result.trials_dataframe()
+
+
+def test_a_function_that_needs_its_surroundings_is_refused_for_kubernetes_before_any_trial():
+    from katib._tune import experiment_doc
+    from katib.controller import admit
+    from katib.controller._admission import runnable_errors
+
+    def needs(x):
+        return shifted(x) * m.pi
+
+    def alone(parameters):
+        import math
+
+        return math.sqrt(abs(parameters["x"]))
+
+    def doc(fn):
+        d, _ = experiment_doc("k8s", fn, {"x": search.double(0, 1)}, "loss", "StdOut", None, objective_type="minimize",
+                              objective_goal=None, additional_metric_names=None, algorithm_name="random",
+                              algorithm_settings=None, max_trial_count=2, parallel_trial_count=None,
+                              max_failed_trial_count=None, resources_per_trial=None, env_per_trial=None, base_image=None)
+        return admit(d)
+
+    errors = runnable_errors(doc(needs), "kubernetes")
+    assert len(errors) == 1 and errors[0].path == "spec.trialTemplate.trialSpec"
+    assert "shifted (a function)" in errors[0].message and "m (the module math)" in errors[0].message
+    assert runnable_errors(doc(needs), "local") == [] and runnable_errors(doc(alone), "kubernetes") == []
+    assert runnable_errors(doc(lambda p: 1), "kubernetes")[0].message.count("a lambda has no source") == 1
+    assert executor_errors({ANNOTATION: "not json"}, "kubernetes") == []
+
+
+def test_in_a_pod_of_another_image_the_source_runs(tmp_path):
+    """Where the pickle cannot load (another Python, no cloudpickle) a self-contained
+    function runs from its source, with typed parameters, and reports what it returns."""
+
+    def alone(parameters):
+        import math
+
+        return {"loss": math.sqrt(parameters["x"]) + parameters["n"]}
+
+    shipment = ship(alone, {"x": search.double(0, 9), "n": search.int(1, 3)}, "loss", "StdOut", None)
+    plan = json.loads(shipment.command[4])
+    plan["python"] = [2, 7]  # a pod's Python: the pickle is not for it
+    assert shipment.command[:3] == ["python3", "-u", "-c"] and shipment.command[3] == trial_program()
+    out = subprocess.run([sys.executable, "-I", "-c", trial_program(), json.dumps(plan), "4.0", "2"],
+                         capture_output=True, text=True, cwd=tmp_path, check=True).stdout
+    assert out.strip() == "loss=4.0"
+    plan["source"] = None
+    failed = subprocess.run([sys.executable, "-I", "-c", trial_program(), json.dumps(plan), "4.0", "2"],
+                            capture_output=True, text=True, cwd=tmp_path)
+    assert failed.returncode != 0 and "cannot run 'alone' here" in failed.stderr
+
+
+def test_a_remote_client_tunes_a_closure_and_refuses_a_too_large_one(tmp_path, sqlite_store):
+    np = pytest.importorskip("numpy")
+    from tests.api_tests.conftest import LiveServer
+
+    bias = 2.0
+    with LiveServer(sqlite_store, tmp_path) as server, KatibClient(url=server.url) as client:
+        result = client.tune("remote", lambda x: abs(x - bias), {"x": search.double(0, 4)},
+                             objective_metric_name="loss", objective_type="minimize", max_trial_count=2,
+                             progress=False)
+        assert result.best_value == pytest.approx(abs(result.best_params["x"] - 2.0))
+        data = np.random.default_rng(0).random((400, 400))
+        with pytest.raises(KatibError, match=r"data \(\d+ KiB\)"):
+            client.tune("large", lambda x: float(data.mean()) + x, {"x": search.double(0, 4)},
+                        objective_metric_name="loss")
+        assert [e["metadata"]["name"] for e in client.list_experiments()] == ["remote"]
+
+
+def test_the_function_must_take_the_parameters():
+    with pytest.raises(KatibError, match="keyword arguments named after the parameters"):
+        ship(lambda a, b: 1, {"x": search.double(0, 1)}, "loss", "StdOut", None)
