@@ -19,7 +19,25 @@ from .controller._status import (
     shown_value,
 )
 
-__all__ = ["experiment_object", "no_result", "phase", "reason", "shown_value", "strategies_of", "trial_object"]
+__all__ = [
+    "STOPPED_REASON",
+    "controller_alive",
+    "experiment_object",
+    "last_failure",
+    "no_result",
+    "phase",
+    "reason",
+    "resumable",
+    "shown_phase",
+    "shown_reason",
+    "shown_value",
+    "strategies_of",
+    "trial_object",
+]
+
+# What a screen says of an unfinished experiment that no controller runs.
+STOPPED_REASON = "no controller runs it"
+_UNFINISHED = ("Created", "Running", "Restarting")
 
 
 def experiment_object(rec: ExperimentRecord) -> dict[str, Any]:
@@ -96,3 +114,50 @@ def no_result(rec: ExperimentRecord, trials: list[TrialRecord]) -> str | None:
         return None
     objective = rec.spec.get("spec", {}).get("objective", {}).get("objectiveMetricName", "")
     return no_result_note(objective, trials)
+
+
+def controller_alive(rec: ExperimentRecord) -> bool:
+    """Whether a live controller holds the experiment now: a ``katib run`` or ``resume``, a
+    ``katib server`` or an embedded ``KatibClient`` (its owner process still runs)."""
+    if not rec.owner:
+        return False
+    from trials import owner_alive
+
+    return owner_alive(rec.owner)
+
+
+def _external(rec: ExperimentRecord) -> bool:
+    return (rec.spec.get("spec") or {}).get("executor") == "external"
+
+
+def shown_phase(rec: ExperimentRecord, active: bool | None = None) -> str:
+    """The phase every screen shows: Katib's, except ``Stopped`` for an unfinished
+    experiment that no controller runs (an interrupted ``katib run``, a stopped server); an
+    outside loop (ask and tell) needs none. ``active``: whether a controller runs it, when
+    the caller knows better (a server knows its own threads)."""
+    current = phase(rec)
+    if current in _UNFINISHED and not _external(rec):
+        if not (controller_alive(rec) if active is None else active):
+            return "Stopped"
+    return current
+
+
+def shown_reason(rec: ExperimentRecord, shown: str) -> str:
+    """The reason beside ``shown_phase``: Katib's, or why it is ``Stopped``."""
+    return STOPPED_REASON if shown == "Stopped" else reason(rec)
+
+
+def resumable(rec: ExperimentRecord, active: bool | None = None) -> bool:
+    """Whether resuming can work: unfinished, driven by a controller and none runs it."""
+    return shown_phase(rec, active) == "Stopped"
+
+
+def last_failure(trials: list[TrialRecord]) -> dict[str, str] | None:
+    """The trial that failed last (Failed or MetricsUnavailable) with its reason and
+    message: the cause a screen shows beside a failed experiment. None when none failed."""
+    failed = [t for t in trials if t.state in ("Failed", "MetricsUnavailable")]
+    if not failed:
+        return None
+    t = max(failed, key=lambda t: (t.completion_time or 0.0, t.id))
+    cond: dict[str, Any] = next((c for c in reversed(t.conditions) if c.get("type") == t.state), {})
+    return {"trial": t.name, "state": t.state, "reason": cond.get("reason") or "", "message": cond.get("message") or ""}

@@ -274,6 +274,17 @@ class Store:
         with self._read() as conn:
             return [self._experiment(r) for r in conn.execute(query)]
 
+    def namespaces_of(self, name: str, kind: str = "experiment") -> list[str]:
+        """The namespaces holding an experiment (``kind="trial"``: a trial) of this name,
+        sorted: what lets a command find a name without ``--namespace``."""
+        if kind == "trial":
+            query = (sa.select(experiments.c.namespace).distinct()
+                     .join(trials, trials.c.experiment_id == experiments.c.id).where(trials.c.name == name))
+        else:
+            query = sa.select(experiments.c.namespace).distinct().where(experiments.c.name == name)
+        with self._read() as conn:
+            return sorted(r.namespace for r in conn.execute(query))
+
     def update_experiment(self, exp_id: int, **fields: Any) -> None:
         """Set any of ``spec``, ``status``, ``owner``, ``workdir``."""
         values = {k: (_dumps(v) if k in ("spec", "status") else v) for k, v in fields.items()}

@@ -242,6 +242,9 @@ def test_katib_ui_itself_refuses_every_write(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     db = tmp_path / "katib.db"
+    from katib.store import Store
+
+    Store(str(db)).close()  # katib ui opens an existing store (a typo'd --db is refused)
     proc = subprocess.Popen([sys.executable, "-m", "katib", "ui", "--db", str(db), "--port", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path)
     url = f"http://127.0.0.1:{port}"
