@@ -84,7 +84,7 @@ def create_app(store: Store, runs_root: Path, workdir: Path, tick: float = 1.0, 
                               "the kubeflow-katib SDK, server-sent events.")
     app.state.katib = ServerState(store=store, manager=manager, workdir=workdir,
                                   users=UserStore(store) if auth else None, push_tokens=push_tokens, executor=executor,
-                                  limits=limits or ServerLimits.from_env())
+                                  limits=limits or ServerLimits.from_env(), read_only=read_only)
 
     @app.exception_handler(KatibError)
     async def katib_error(request: Request, exc: KatibError) -> JSONResponse:

@@ -49,6 +49,7 @@ class ServerState:
     push_tokens: PushTokens | None = None  # checks the per-trial tokens pods push metrics with
     ask_tell: AskTell | None = None
     executor: str = "local"  # where trials run: local, ray or kubernetes
+    read_only: bool = False  # katib ui: serves reads, runs and changes nothing
     limits: ServerLimits = field(default_factory=ServerLimits)
     streams: dict[str, int] = field(default_factory=dict)  # open event streams by client
 

@@ -31,9 +31,25 @@ def list_all(request: Request, namespace: str | None = None, state: ServerState 
     for r in state.store.list_experiments(namespace):
         if can_read(user, r.namespace):
             obj = views.experiment_object(r)
-            obj["active"] = state.manager.is_running(r.namespace, r.name)  # whether a controller runs it now
+            obj.update(controls(state, r))
+            if views.phase(r) == "Failed":  # why: the trial that failed last
+                obj["lastFailure"] = views.last_failure(state.store.list_trials(r.id, states=FAILED))
             items.append(obj)
-    return {"items": items}
+    return {"items": items, "readOnly": state.read_only}
+
+
+FAILED = ("Failed", "MetricsUnavailable")
+
+
+def controls(state: ServerState, rec: Any) -> dict[str, Any]:
+    """What the viewer may offer for an experiment, so it never offers what would fail:
+    ``active`` (a controller runs it now: this server's, or a ``katib run`` elsewhere),
+    ``stoppable`` (this server runs it), ``resumable`` (unfinished, and no controller runs
+    it), neither on a read-only server (``katib ui``)."""
+    mine = state.manager.is_running(rec.namespace, rec.name)
+    active = mine or views.controller_alive(rec)
+    return {"active": active, "stoppable": mine and not state.read_only,
+            "resumable": not state.read_only and views.resumable(rec, active)}
 
 
 @router.post("/namespaces/{namespace}/experiments", status_code=201, openapi_extra=experiment_body(), responses=LINKS)

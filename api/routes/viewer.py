@@ -35,7 +35,10 @@ async def summary(namespace: str, name: str, curves: int = Query(100, ge=0, le=1
     ``since`` (the ``now`` of an earlier answer) only the trials written after it."""
     rec = state.store.get_experiment(namespace, name)
     result = await asyncio.to_thread(_summary.experiment_summary, state.store, rec, curves, points, since)
-    result["active"] = state.manager.is_running(namespace, name)  # whether a controller runs it now
+    from .experiments import FAILED, controls
+
+    result.update(controls(state, rec), readOnly=state.read_only, executor=(rec.spec.get("spec") or {}).get("executor"),
+                  lastFailure=views.last_failure(state.store.list_trials(rec.id, states=FAILED)))
     return result
 
 

@@ -16,9 +16,15 @@ function esc(v) {
 }
 function h(html) { const t = document.createElement("template"); t.innerHTML = html.trim(); return t.content.firstElementChild; }
 function toast(text) { const t = $("#toast"); t.textContent = text; t.hidden = false; clearTimeout(toast.timer); toast.timer = setTimeout(() => { t.hidden = true; }, 4000); }
+// Numbers to six significant digits (0.0631860 → 0.063186, 1234567.8 → 1.23457e+6):
+// seventeen digits say nothing more and wrap mid-number. Numeric text is read as a number.
 function fmt(v) {
   if (v === null || v === undefined || v === "") return "";
-  if (typeof v === "number") return Math.abs(v) >= 1e5 || (Math.abs(v) < 1e-3 && v !== 0) ? v.toExponential(3) : String(+v.toPrecision(5));
+  if (typeof v === "string" && v.trim() !== "" && isFinite(+v)) v = +v;
+  if (typeof v === "number") {
+    if (Number.isInteger(v) && Math.abs(v) < 1e15) return String(v);
+    return Math.abs(v) >= 1e6 || (Math.abs(v) < 1e-4 && v !== 0) ? v.toExponential(5).replace(/\.?0+e/, "e") : String(+v.toPrecision(6));
+  }
   return String(v);
 }
 function age(ts) {
@@ -68,12 +74,26 @@ function strategiesOf(objective) {
 function shownValue(m, strategies) { return m[(strategies || {})[m.name] || "latest"]; }
 // A metric's value under its strategy, with the other two in grey.
 function metricText(m, strategies) {
-  const k = (strategies || {})[m.name] || "latest";
-  return `<b>${esc(shownValue(m, strategies))}</b> <span class="muted">(${esc(k)}; latest ${esc(m.latest)}, min ${esc(m.min)}, max ${esc(m.max)})</span>`;
+  const k = (strategies || {})[m.name] || "latest", v = shownValue(m, strategies);
+  return `<b title="${esc(v)}">${esc(fmt(v))}</b> <span class="muted">(${esc(k)}; latest ${esc(fmt(m.latest))}, min ${esc(fmt(m.min))}, max ${esc(fmt(m.max))})</span>`;
 }
 function reasonOf(status) {
   const conds = (status.conditions || []).filter(c => c.status === "True");
   return conds.length ? conds[conds.length - 1].reason : "";
+}
+// The phase every screen shows (katib.views.shown_phase): Stopped for an unfinished
+// experiment that no controller runs; an outside loop (ask and tell) needs none.
+const STOPPED_REASON = "no controller runs it";
+function shownPhase(status, active, spec) {
+  const p = phaseOf(status || {});
+  return ["Created", "Running", "Restarting"].includes(p) && active === false && (spec || {}).executor !== "external" ? "Stopped" : p;
+}
+// Why a failed experiment failed: its condition's message and the trial that failed last.
+function failureHtml(status, last, ns) {
+  const cond = ((status || {}).conditions || []).find(c => c.type === "Failed" && c.status === "True") || {};
+  const trial = last ? `<a href="#/t/${encodeURIComponent(ns)}/${encodeURIComponent(last.trial)}">${esc(last.trial)}</a>` : "";
+  return `<span class="cause">${esc(cond.message || "")}</span>` +
+    (last ? `<span class="last">last failure: ${trial} ${esc(last.state)}${last.reason ? ` (${esc(last.reason)})` : ""}: ${esc(last.message)}</span>` : "");
 }
 
 // -- router ------------------------------------------------------------------------------
@@ -112,11 +132,11 @@ async function listPage(view) {
     </div>
     <div class="card scroll"><table id="experiments"><thead><tr>
       <th data-k="name">Name</th><th data-k="namespace">Namespace</th><th data-k="status">Status</th>
-      <th data-k="algorithm">Algorithm</th><th data-k="trials">Trials</th><th data-k="best">Best</th>
-      <th data-k="age">Age</th><th></th></tr></thead><tbody></tbody></table>
+      <th data-k="algorithm">Algorithm</th><th data-k="progress">Progress</th><th data-k="trials">Trials</th><th data-k="best">Best</th>
+      <th data-k="age">Age</th><th><span class="sr-only">Actions</span></th></tr></thead><tbody></tbody></table>
       <p id="empty" class="muted" hidden>No experiments yet. <a href="#/new">Submit one</a>, or run <code>katib run examples/random.yaml</code>.</p>
     </div>`;
-  let rows = [];
+  let rows = [], readOnly = false;
   const draw = () => {
     const f = ui.filter.toLowerCase();
     let shown = rows.filter(r => (!ui.ns || r.namespace === ui.ns) && (!f || `${r.name} ${r.status} ${r.reason} ${r.algorithm}`.toLowerCase().includes(f)));
@@ -129,14 +149,16 @@ async function listPage(view) {
       <tr data-ns="${esc(r.namespace)}" data-name="${esc(r.name)}">
         <td><a href="#/e/${encodeURIComponent(r.namespace)}/${encodeURIComponent(r.name)}">${esc(r.name)}</a></td>
         <td>${esc(r.namespace)}</td>
-        <td>${stateBadge(r.status)} <span class="muted">${esc(r.reason)}</span></td>
+        <td>${stateBadge(r.status)} <span class="muted">${esc(r.reason)}</span>
+          ${r.status === "Failed" ? `<div class="why">${failureHtml(r.raw, r.lastFailure, r.namespace)}</div>` : ""}</td>
         <td>${esc(r.algorithm)}</td>
+        <td class="progress" title="trials ended of maxTrialCount"><progress value="${r.done}" max="${r.budget || r.trials || 1}"
+          aria-label="${esc(r.name)}: ${r.done} of ${r.budget || r.trials} trials ended"></progress> ${r.done}&thinsp;/&thinsp;${esc(r.budget || r.trials)}</td>
         <td title="running / succeeded / failed / early stopped">${r.counts}</td>
         <td class="num">${esc(fmt(r.best))}</td>
         <td>${esc(age(r.createdAt))}</td>
-        <td>${r.status === "Running" || r.status === "Created" || r.status === "Restarting"
-            ? '<button data-act="stop">Stop</button>' : '<button data-act="resume">Resume</button>'}
-            <button data-act="delete" class="danger">Delete</button></td>
+        <td>${r.stoppable ? '<button data-act="stop">Stop</button>' : ""}${r.resumable ? '<button data-act="resume">Resume</button>' : ""}
+            ${readOnly || (r.active && !r.stoppable) ? "" : '<button data-act="delete" class="danger">Delete</button>'}</td>
       </tr>`).join("");
     $("#empty").hidden = rows.length > 0;
     view.querySelectorAll("th").forEach(th => th.classList.toggle("sorted", th.dataset.k === ui.sort));
@@ -144,14 +166,19 @@ async function listPage(view) {
   };
   const load = async () => {
     const data = await api("/api/v1/experiments");
+    readOnly = !!data.readOnly;
     rows = data.items.map(e => {
       const s = e.status || {}, spec = e.spec || {};
       const best = ((s.currentOptimalTrial || {}).observation || {}).metrics || [];
       const objective = (spec.objective || {}).objectiveMetricName;
       const m = best.find(x => x.name === objective), v = m ? shownValue(m, strategiesOf(spec.objective)) : "";
+      const status = shownPhase(s, e.active, spec);
+      const done = (s.trials || 0) - (s.trialsRunning || 0) - (s.trialsPending || 0);
       return {
-        name: e.metadata.name, namespace: e.metadata.namespace, active: e.active,
-        status: phaseOf(s) === "Running" && e.active === false ? "Stopped" : phaseOf(s), reason: reasonOf(s),
+        name: e.metadata.name, namespace: e.metadata.namespace, active: e.active, stoppable: !!e.stoppable,
+        resumable: !!e.resumable, raw: s, lastFailure: e.lastFailure, done, budget: spec.maxTrialCount,
+        progress: spec.maxTrialCount ? done / spec.maxTrialCount : 0,
+        status, reason: status === "Stopped" ? STOPPED_REASON : reasonOf(s),
         algorithm: (spec.algorithm || {}).algorithmName || "", createdAt: e.metadata.creationTimestamp,
         created: Date.parse(e.metadata.creationTimestamp) || 0, trials: s.trials || 0,
         counts: `${s.trialsRunning || 0} / ${s.trialsSucceeded || 0} / ${s.trialsFailed || 0} / ${s.trialsEarlyStopped || 0}`,
@@ -201,6 +228,7 @@ async function experimentPage(view, ns, name) {
       <label>maxFailedTrialCount <input name="maxFailedTrialCount" type="number" min="0" style="width:90px"></label>
       <button class="primary">Save</button>
     </form>
+    <div class="card failure" id="failure" hidden></div>
     <div class="row">
       <div class="card" id="best" style="flex:0 1 360px"></div>
       <div class="card grow"><h2>Optimisation history</h2><div id="history" class="chart"></div></div>
@@ -223,7 +251,7 @@ async function experimentPage(view, ns, name) {
       </div>
     </section>
     <section data-pane="importance" hidden>
-      <div class="card"><h2>Parameter importance (fANOVA)</h2><div id="importance" class="chart small"></div></div>
+      <div class="card"><h2>Parameter importance (fANOVA)</h2><p id="importance-state" class="muted" role="status"></p><div id="importance" class="chart small"></div></div>
       <div class="card"><h2>Slices: objective against each parameter</h2><div id="slices" class="row"></div></div>
     </section>
     <section data-pane="curves" hidden><div class="card"><h2>Intermediate values <span id="curves-note" class="muted"></span></h2><div id="curves" class="chart" style="height:420px"></div></div></section>
@@ -306,8 +334,8 @@ async function experimentPage(view, ns, name) {
 
   function drawHeader() {
     const s = S.status || {};
-    const phase = phaseOf(s), stopped = !S.active && !s.completionTime && phase !== "Succeeded" && phase !== "Failed";
-    $("#subtitle").innerHTML = `${stateBadge(stopped ? "Stopped" : phase)} ${esc(stopped ? "stopped; Resume carries on" : reasonOf(s))} · ${esc(S.algorithm.algorithmName || "")} · ` +
+    const shown = shownPhase(s, S.active, { executor: S.executor }), stopped = shown === "Stopped";
+    $("#subtitle").innerHTML = `${stateBadge(shown)} ${esc(stopped ? STOPPED_REASON + (S.resumable ? "; Resume carries on" : "") : reasonOf(s))} · ${esc(S.algorithm.algorithmName || "")} · ` +
       `${s.trials || 0} trials: ${s.trialsRunning || 0} running, ${s.trialsSucceeded || 0} succeeded, ${s.trialsFailed || 0} failed, ` +
       `${s.trialsEarlyStopped || 0} early stopped · budget ${esc(S.budget.maxTrialCount)} (parallel ${esc(S.budget.parallelTrialCount)})`;
     const best = s.currentOptimalTrial || {};
@@ -315,13 +343,16 @@ async function experimentPage(view, ns, name) {
     $("#best").innerHTML = best.bestTrialName ? `
       <h2>Best trial</h2>
       <p><a href="#/t/${encodeURIComponent(ns)}/${encodeURIComponent(best.bestTrialName)}">${esc(best.bestTrialName)}</a></p>
-      <dl class="kv">${(best.parameterAssignments || []).map(a => `<dt>${esc(a.name)}</dt><dd>${esc(a.value)}</dd>`).join("")}
+      <dl class="kv">${(best.parameterAssignments || []).map(a => `<dt>${esc(a.name)}</dt><dd title="${esc(a.value)}">${esc(fmt(a.value))}</dd>`).join("")}
       ${metrics.map(m => `<dt>${esc(m.name)}</dt><dd>${metricText(m, S.strategies)}</dd>`).join("")}</dl>`
       : `<h2>Best trial</h2><p class="muted">No trial has reported ${esc(S.objective.name)} yet.</p>`;
     const form = $("#budget");
     for (const k of ["maxTrialCount", "parallelTrialCount", "maxFailedTrialCount"]) if (document.activeElement !== form[k]) form[k].value = S.budget[k] ?? "";
     $("#tabs [data-tab=pareto]").hidden = !(S.objective.additional || []).length;
-    $("#stop").hidden = stopped || !!s.completionTime; $("#resume").hidden = !stopped;
+    $("#stop").hidden = !S.stoppable; $("#resume").hidden = !S.resumable;
+    $("#budget-edit").hidden = !!S.readOnly;
+    $("#failure").hidden = shown !== "Failed";
+    if (shown === "Failed") $("#failure").innerHTML = `<h2>Why it failed</h2>${failureHtml(s, S.lastFailure, ns)}`;
   }
 
   function drawHistory() {
@@ -338,7 +369,7 @@ async function experimentPage(view, ns, name) {
       animation: false, grid: { left: 60, right: 20, top: 30, bottom: 40 },
       tooltip: { trigger: "item", formatter: p => `trial #${p.value[0]}: ${fmt(p.value[1])}` },
       legend: { data: [S.objective.name, "best so far"], top: 0 },
-      xAxis: { type: "value", name: "trial", nameLocation: "middle", nameGap: 25, min: 1 },
+      xAxis: { type: "value", name: "trial", nameLocation: "middle", nameGap: 25, min: 1, minInterval: 1 },  // whole trials
       yAxis: { type: "value", scale: true, name: S.objective.name },
       series: [
         { name: S.objective.name, type: "scatter", large: pts.length > 2000, symbolSize: 5, data: pts,
@@ -389,11 +420,16 @@ async function experimentPage(view, ns, name) {
 
   function drawImportance() {
     const c = ui.drawn.importance || (ui.drawn.importance = chart($("#importance")));
+    const note = $("#importance-state");
+    // The first computation can take seconds: say so rather than show an empty card.
+    if (!ui.drawn.importanceShown) note.textContent = "Computing importance (fANOVA over the finished trials)…";
     api(`${base}/importance`).then(imp => {
       const names = Object.keys(imp).reverse();
+      ui.drawn.importanceShown = true;
+      note.textContent = names.length ? "" : "Not enough finished trials yet: importance needs at least two.";
       c.setOption({ animation: false, grid: { left: 120, right: 30, top: 10, bottom: 30 }, xAxis: { type: "value", max: 1 },
         yAxis: { type: "category", data: names }, series: [{ type: "bar", data: names.map(k => +imp[k].toFixed(4)), label: { show: true, position: "right" } }] }, true);
-    }).catch(e => c.setOption({ title: { text: e.message, textStyle: { fontSize: 12 } } }));
+    }).catch(e => { note.textContent = `Importance could not be computed: ${e.message}`; });
     const holder = $("#slices");
     if (!ui.drawn.slices) { ui.drawn.slices = {}; }
     const y = objective();
@@ -416,7 +452,7 @@ async function experimentPage(view, ns, name) {
     const stopped = S.curves.filter(k => k.state === "EarlyStopped").length;
     $("#curves-note").textContent = `${S.curves.length} trials shown (the best and the latest), ${stopped} early stopped (dashed, red)`;
     c.setOption({ animation: false, grid: { left: 60, right: 20, top: 20, bottom: 40 }, tooltip: { trigger: "item", formatter: p => `${p.seriesName}: ${fmt(p.value[1])} at ${p.value[0]}` },
-      xAxis: { type: "value", name: "report", nameLocation: "middle", nameGap: 25, min: 1 }, yAxis: { type: "value", scale: true, name: S.objective.name },
+      xAxis: { type: "value", name: "report", nameLocation: "middle", nameGap: 25, min: 1, minInterval: 1 }, yAxis: { type: "value", scale: true, name: S.objective.name },
       series: S.curves.map(k => ({ name: k.name, type: "line", showSymbol: false, data: k.points,
         lineStyle: { width: 1.2, type: k.state === "EarlyStopped" ? "dashed" : "solid", color: k.state === "EarlyStopped" ? "#c8342b" : undefined, opacity: 0.8 },
         endLabel: { show: k.state === "EarlyStopped", formatter: "stopped", color: "#c8342b", fontSize: 10 } })) }, true);
@@ -456,7 +492,8 @@ async function experimentPage(view, ns, name) {
       for (const p of Object.keys(C.params)) C.params[p][i] = (D.params[p] || [])[j] ?? null;
       for (const m of Object.keys(C.metrics)) C.metrics[m][i] = (D.metrics[m] || [])[j] ?? null;
     });
-    S = { ...S, status: delta.status, budget: delta.budget, active: delta.active, now: delta.now, columns: C };
+    S = { ...S, status: delta.status, budget: delta.budget, active: delta.active, now: delta.now, columns: C,
+          stoppable: delta.stoppable, resumable: delta.resumable, readOnly: delta.readOnly, lastFailure: delta.lastFailure };
     return D.name.length;
   }
 
@@ -525,42 +562,63 @@ async function experimentPage(view, ns, name) {
 
 async function trialPage(view, ns, name) {
   const base = `/api/v1/namespaces/${encodeURIComponent(ns)}/trials/${encodeURIComponent(name)}`;
-  const t = await api(base);
+  let t = await api(base);
   const experiment = (t.metadata.ownerReferences || [{}])[0].name;
   const exp = await api(`/api/v1/namespaces/${encodeURIComponent(ns)}/experiments/${encodeURIComponent(experiment)}`);
   const tt = exp.spec.trialTemplate || {};
+  const strategies = strategiesOf(exp.spec.objective);
   const containers = [];
   (function walk(o) { if (o && typeof o === "object") { if (Array.isArray(o.containers)) containers.push(...o.containers); Object.values(o).forEach(walk); } })(tt.trialSpec);
   const primary = containers.find(c => c.name === tt.primaryContainerName) || {};
-  const state = (t.status.conditions || []).filter(c => c.status === "True").map(c => c.type).pop() || "Created";
+  const stateOf = tr => (tr.status.conditions || []).filter(c => c.status === "True").map(c => c.type).pop() || "Created";
+  const live = st => st === "Running" || st === "Created";
+  let state = stateOf(t);
   view.innerHTML = `
     <div class="toolbar"><div style="margin-right:auto"><h1>${esc(name)}</h1>
-      <div class="muted">${stateBadge(state)} of <a href="#/e/${encodeURIComponent(ns)}/${encodeURIComponent(experiment)}">${esc(experiment)}</a></div></div></div>
+      <div class="muted"><span id="trial-state">${stateBadge(state)}</span> of <a href="#/e/${encodeURIComponent(ns)}/${encodeURIComponent(experiment)}">${esc(experiment)}</a></div></div></div>
     <div class="row">
-      <div class="card" style="flex:0 1 380px"><h2>Parameters</h2><dl class="kv" id="params">${(t.spec.parameterAssignments || []).map(a => `<dt>${esc(a.name)}</dt><dd>${esc(a.value)}</dd>`).join("")}</dl>
-        <h2 style="margin-top:14px">Metrics</h2><dl class="kv">${(((t.status.observation || {}).metrics) || []).map(m => `<dt>${esc(m.name)}</dt><dd>${metricText(m, strategiesOf(exp.spec.objective))}</dd>`).join("") || "<dd class='muted'>none yet</dd>"}</dl>
+      <div class="card" style="flex:0 1 380px"><h2>Parameters</h2><dl class="kv" id="params">${(t.spec.parameterAssignments || []).map(a => `<dt>${esc(a.name)}</dt><dd title="${esc(a.value)}">${esc(fmt(a.value))}</dd>`).join("")}</dl>
+        <h2 style="margin-top:14px">Metrics</h2><dl class="kv" id="metrics"></dl>
         <h2 style="margin-top:14px">Resources</h2><dl class="kv">
           <dt>requests</dt><dd>${esc(JSON.stringify((primary.resources || {}).requests || {}))}</dd>
           <dt>limits</dt><dd>${esc(JSON.stringify((primary.resources || {}).limits || {}))}</dd>
-          <dt>devices</dt><dd id="devices">${esc(JSON.stringify(t.status.devices || {}))}</dd>
-          <dt>started</dt><dd>${esc(t.status.startTime || "")}</dd><dt>completed</dt><dd>${esc(t.status.completionTime || "")}</dd></dl></div>
+          <dt>devices</dt><dd id="devices"></dd>
+          <dt>started</dt><dd id="started"></dd><dt>completed</dt><dd id="completed"></dd></dl></div>
       <div class="card grow"><h2>Metrics over time</h2><div id="series" class="chart"></div></div>
     </div>
-    <div class="card"><h2>Conditions</h2><table><thead><tr><th>Type</th><th>Status</th><th>Reason</th><th>Message</th><th>Last transition</th></tr></thead>
-      <tbody>${(t.status.conditions || []).map(c => `<tr><td>${esc(c.type)}</td><td>${esc(c.status)}</td><td>${esc(c.reason)}</td><td style="white-space:normal">${esc(c.message)}</td><td>${esc(c.lastTransitionTime)}</td></tr>`).join("")}</tbody></table></div>
+    <div class="card"><h2>Conditions</h2><table><thead><tr><th scope="col">Type</th><th scope="col">Status</th><th scope="col">Reason</th><th scope="col">Message</th><th scope="col">Last transition</th></tr></thead>
+      <tbody id="conditions"></tbody></table></div>
     <div class="card"><div class="toolbar"><h2 style="margin:0 auto 0 0">Log</h2>
       <label>last <input id="tail" type="number" value="200" min="1" style="width:80px"> lines</label>
-      <label><input id="follow" type="checkbox" ${state === "Running" || state === "Created" ? "checked" : ""}> follow</label></div>
-      <pre id="log">…</pre></div>`;
-  const obs = await api(`${base}/observations`);
-  const byMetric = {};
-  for (const l of obs.metricLogs) {
-    const v = +l.metric.value, pts = (byMetric[l.metric.name] = byMetric[l.metric.name] || []);
-    if (!isNaN(v)) pts.push([pts.length + 1, v]);
-  }
-  chart($("#series")).setOption({ animation: false, legend: { top: 0 }, grid: { left: 60, right: 20, top: 30, bottom: 40 }, tooltip: { trigger: "axis" },
-    xAxis: { type: "value", name: "report", nameLocation: "middle", nameGap: 25, min: 1 }, yAxis: { type: "value", scale: true },
-    series: Object.entries(byMetric).map(([k, pts]) => ({ name: k, type: "line", showSymbol: pts.length < 60, data: pts })) });
+      <label><input id="follow" type="checkbox" ${live(state) ? "checked" : ""}> follow</label></div>
+      <pre id="log" tabindex="0" aria-label="the trial's log">…</pre></div>`;
+  const series = chart($("#series"));
+  // Everything that changes while the trial runs: state, metrics, conditions, the chart.
+  const draw = obs => {
+    $("#trial-state").innerHTML = stateBadge(state);
+    // A running trial has no observation in its status yet: its reports so far stand in.
+    const reported = {};
+    for (const l of obs.metricLogs) {
+      const m = (reported[l.metric.name] = reported[l.metric.name] || { name: l.metric.name, min: null, max: null, latest: null });
+      const v = +l.metric.value;
+      m.latest = l.metric.value;
+      if (!isNaN(v)) { m.min = m.min === null ? v : Math.min(m.min, v); m.max = m.max === null ? v : Math.max(m.max, v); }
+    }
+    const metrics = ((t.status.observation || {}).metrics) || Object.values(reported);
+    $("#metrics").innerHTML = metrics.map(m => `<dt>${esc(m.name)}</dt><dd>${metricText(m, strategies)}</dd>`).join("") || "<dd class='muted'>none yet</dd>";
+    $("#devices").textContent = JSON.stringify(t.status.devices || {});
+    $("#started").textContent = t.status.startTime || ""; $("#completed").textContent = t.status.completionTime || "";
+    $("#conditions").innerHTML = (t.status.conditions || []).map(c => `<tr><td>${esc(c.type)}</td><td>${esc(c.status)}</td><td>${esc(c.reason)}</td><td style="white-space:normal">${esc(c.message)}</td><td>${esc(c.lastTransitionTime)}</td></tr>`).join("");
+    const byMetric = {};
+    for (const l of obs.metricLogs) {
+      const v = +l.metric.value, pts = (byMetric[l.metric.name] = byMetric[l.metric.name] || []);
+      if (!isNaN(v)) pts.push([pts.length + 1, v]);
+    }
+    series.setOption({ animation: false, legend: { top: 0 }, grid: { left: 60, right: 20, top: 30, bottom: 40 }, tooltip: { trigger: "axis" },
+      xAxis: { type: "value", name: "report", nameLocation: "middle", nameGap: 25, min: 1, minInterval: 1 }, yAxis: { type: "value", scale: true },
+      series: Object.entries(byMetric).map(([k, pts]) => ({ name: k, type: "line", showSymbol: pts.length < 60, data: pts })) }, true);
+  };
+  draw(await api(`${base}/observations`));
   const loadLog = async () => {
     const text = await api(`${base}/log?tail=${Math.max(1, +$("#tail").value || 200)}`);
     const pre = $("#log"), atEnd = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 20;
@@ -571,6 +629,18 @@ async function trialPage(view, ns, name) {
   await loadLog();
   const timer = setInterval(() => { if ($("#follow") && $("#follow").checked) loadLog().catch(() => {}); }, 1000);
   cleanup.push(() => clearInterval(timer));
+  // While it runs, its metrics follow as its log does (and once more when it ends).
+  let busy = false;
+  const metricsTimer = setInterval(async () => {
+    if (!live(state) || busy) return;
+    busy = true;
+    try {
+      const [fresh, obs] = await Promise.all([api(base), api(`${base}/observations`)]);
+      t = fresh; state = stateOf(t); draw(obs);
+      window.__katibTrialRefreshes = (window.__katibTrialRefreshes || 0) + 1;
+    } catch (_) { /* the next tick tries again */ } finally { busy = false; }
+  }, 1500);
+  cleanup.push(() => clearInterval(metricsTimer));
   window.__katibReady = true;
 }
 
@@ -614,6 +684,24 @@ spec:
                 image: python:3.11
                 command: ["python3", "-c", "import math; lr = \${trialParameters.lr}; print(f'accuracy={1 - abs(math.log10(lr) + 2) / 3}')"]
 `;
+
+// The short form's default command: a trial that runs anywhere (no file needed) and
+// reports the objective, so the form's first experiment works as written.
+const QUICK_COMMAND = `python3 -c "import math; lr = \${trialParameters.lr}; print(f'accuracy={1 - abs(math.log10(lr) + 2) / 3}')"`;
+
+// A command line split as a shell would (quotes group words; no variables, no escapes).
+function shellWords(text) {
+  const words = [];
+  let word = null, quote = null;
+  for (const ch of text) {
+    if (quote) { if (ch === quote) quote = null; else word += ch; }
+    else if (ch === '"' || ch === "'") { quote = ch; word = word ?? ""; }
+    else if (/\s/.test(ch)) { if (word !== null) { words.push(word); word = null; } }
+    else word = (word ?? "") + ch;
+  }
+  if (word !== null) words.push(word);
+  return words;
+}
 
 // The line of a field path (spec.parameters[0].feasibleSpace.min) in YAML text, or -1.
 function lineOf(lines, path) {
@@ -662,13 +750,15 @@ async function submitPage(view) {
       <div class="card" style="flex:0 1 360px">
         <h2>The common case</h2>
         <form id="quick" class="form-grid">
-          <label>Name</label><input name="name" value="my-experiment">
-          <label>Objective</label><span><input name="metric" value="accuracy" size="12"> <select name="type"><option>maximize</option><option>minimize</option></select></span>
-          <label>Algorithm</label><select name="algorithm">${["tpe", "multivariate-tpe", "random", "grid", "sobol", "cmaes", "bayesianoptimization", "hyperband"].map(a => `<option>${a}</option>`).join("")}</select>
-          <label>Trials</label><span><input name="max" type="number" value="12" style="width:70px"> parallel <input name="parallel" type="number" value="2" style="width:60px"></span>
-          <label>Parameters</label><div id="params"></div>
+          <label for="q-name">Name</label><input id="q-name" name="name" value="my-experiment">
+          <label for="q-metric">Objective</label><span><input id="q-metric" name="metric" value="accuracy" size="12">
+            <select name="type" aria-label="objective type"><option>maximize</option><option>minimize</option></select></span>
+          <label for="q-algorithm">Algorithm</label><select id="q-algorithm" name="algorithm">${["tpe", "multivariate-tpe", "random", "grid", "sobol", "cmaes", "bayesianoptimization", "hyperband"].map(a => `<option>${a}</option>`).join("")}</select>
+          <label for="q-max">Trials</label><span><input id="q-max" name="max" type="number" value="12" style="width:70px">
+            <label for="q-parallel">parallel</label> <input id="q-parallel" name="parallel" type="number" value="2" style="width:60px"></span>
+          <span id="q-params">Parameters</span><div id="params" role="group" aria-labelledby="q-params"></div>
           <span></span><button type="button" id="add-param">+ parameter</button>
-          <label>Command</label><input name="command" value="python3 train.py --lr=\${trialParameters.lr}">
+          <label for="q-command">Command</label><input id="q-command" name="command" value="${esc(QUICK_COMMAND)}">
           <span></span><button class="primary">Write YAML</button>
         </form>
         <p class="muted">The form writes the YAML; edit it freely. Errors are checked as you type, without creating anything.</p>
@@ -684,6 +774,9 @@ async function submitPage(view) {
     $("#params").appendChild(h(`<div class="param-row"><input placeholder="name" value="${esc(p.name)}">
       <select><option ${p.type === "double" ? "selected" : ""}>double</option><option ${p.type === "int" ? "selected" : ""}>int</option><option ${p.type === "categorical" ? "selected" : ""}>categorical</option></select>
       <input placeholder="min or a,b,c" value="${esc(p.min)}"><input placeholder="max" value="${esc(p.max)}"></div>`));
+    const [n, t, a, b] = $("#params").lastElementChild.querySelectorAll("input,select");
+    n.setAttribute("aria-label", "parameter name"); t.setAttribute("aria-label", "parameter type");
+    a.setAttribute("aria-label", "minimum, or the values of a categorical parameter (a,b,c)"); b.setAttribute("aria-label", "maximum");
   };
   addParam();
   $("#add-param").onclick = () => addParam({ name: "", type: "int", min: "1", max: "4" });
@@ -691,11 +784,14 @@ async function submitPage(view) {
     e.preventDefault();
     const f = e.target, ns = $("#namespace").value || "default";
     const params = [...$("#params").children].map(r => { const [n, t, a, b] = r.querySelectorAll("input,select"); return { name: n.value, type: t.value, a: a.value, b: b.value }; }).filter(p => p.name);
+    // Every value written as a JSON string or number (JSON is YAML): whatever is typed,
+    // the YAML stays well formed and the server's check names the field that is wrong.
+    const q = JSON.stringify, n = v => (v.trim() !== "" && !isNaN(+v) ? String(+v) : q(v));
     const yamlParams = params.map(p => p.type === "categorical"
-      ? `    - name: ${p.name}\n      parameterType: categorical\n      feasibleSpace:\n        list: [${p.a.split(",").map(s => JSON.stringify(s.trim())).join(", ")}]`
-      : `    - name: ${p.name}\n      parameterType: ${p.type}\n      feasibleSpace:\n        min: "${p.a}"\n        max: "${p.b}"`).join("\n");
-    const cmd = f.command.value.trim().split(/\s+/).map(s => JSON.stringify(s)).join(", ");
-    ta.value = `apiVersion: kubeflow.org/v1beta1\nkind: Experiment\nmetadata:\n  namespace: ${ns}\n  name: ${f.name.value}\nspec:\n  objective:\n    type: ${f.type.value}\n    objectiveMetricName: ${f.metric.value}\n  algorithm:\n    algorithmName: ${f.algorithm.value}\n  parallelTrialCount: ${f.parallel.value}\n  maxTrialCount: ${f.max.value}\n  parameters:\n${yamlParams}\n  trialTemplate:\n    primaryContainerName: training\n    trialParameters:\n${params.map(p => `      - name: ${p.name}\n        reference: ${p.name}`).join("\n")}\n    trialSpec:\n      apiVersion: batch/v1\n      kind: Job\n      spec:\n        template:\n          spec:\n            restartPolicy: Never\n            containers:\n              - name: training\n                image: python:3.11\n                command: [${cmd}]\n`;
+      ? `    - name: ${q(p.name)}\n      parameterType: categorical\n      feasibleSpace:\n        list: [${p.a.split(",").map(s => q(s.trim())).join(", ")}]`
+      : `    - name: ${q(p.name)}\n      parameterType: ${q(p.type)}\n      feasibleSpace:\n        min: ${q(p.a)}\n        max: ${q(p.b)}`).join("\n");
+    const cmd = shellWords(f.command.value).map(s => q(s)).join(", ");
+    ta.value = `apiVersion: kubeflow.org/v1beta1\nkind: Experiment\nmetadata:\n  namespace: ${q(ns)}\n  name: ${q(f.name.value)}\nspec:\n  objective:\n    type: ${q(f.type.value)}\n    objectiveMetricName: ${q(f.metric.value)}\n  algorithm:\n    algorithmName: ${q(f.algorithm.value)}\n  parallelTrialCount: ${n(f.parallel.value)}\n  maxTrialCount: ${n(f.max.value)}\n  parameters:${yamlParams ? "\n" + yamlParams : " []"}\n  trialTemplate:\n    primaryContainerName: training\n    trialParameters:${params.length ? "\n" + params.map(p => `      - name: ${q(p.name)}\n        reference: ${q(p.name)}`).join("\n") : " []"}\n    trialSpec:\n      apiVersion: batch/v1\n      kind: Job\n      spec:\n        template:\n          spec:\n            restartPolicy: Never\n            containers:\n              - name: training\n                image: python:3.11\n                command: [${cmd}]\n`;
     check();
   };
   const namespace = () => { const m = ta.value.match(/^metadata:\s*\n(?:[ \t]+.*\n)*?[ \t]+namespace:\s*(\S+)/m); return (m && m[1].replace(/["']/g, "")) || $("#namespace").value || "default"; };
@@ -707,7 +803,7 @@ async function submitPage(view) {
     $("#gutter").innerHTML = L.map((_, i) => marks.has(i) ? `<span class="err">${i + 1}</span>` : String(i + 1)).join("\n");
     $("#notes").innerHTML = [...marks.entries()].filter(([i]) => i >= 0).map(([i, es]) =>
       `<div class="note" style="top:${6 + i * 20}px" title="${esc(es.map(e => e.message).join("; "))}">◀ ${esc(es.map(e => e.message).join("; "))}</div>`).join("");
-    $("#errors").innerHTML = errors.map(e => `<li><code>${esc(e.field)}</code>: ${esc(e.message)}</li>`).join("");
+    $("#errors").innerHTML = errors.map(e => `<li>${e.field ? `<code>${esc(e.field)}</code>: ` : ""}${esc(e.message)}</li>`).join("");
     ta.style.height = `${L.length * 20 + 12}px`;
   };
   let seq = 0;
@@ -720,9 +816,14 @@ async function submitPage(view) {
       paint([]); $("#ok").textContent = "Valid: ready to create."; $("#create").disabled = false;
     } catch (e) {
       if (mine !== seq) return;
-      const errors = (e.body && e.body.errors) || [{ field: "", message: e.message }];
-      paint(errors); $("#ok").textContent = ""; $("#create").disabled = e.status === 422;
+      refused(e);
     }
+  };
+  // A 422 lists the fields; a 409 is the name, taken: either way Create waits for an edit.
+  const refused = e => {
+    const errors = (e.body && e.body.errors) ||
+      [e.status === 409 ? { field: "metadata.name", message: `${e.message}: choose another name` } : { field: "", message: e.message }];
+    paint(errors); $("#ok").textContent = ""; $("#create").disabled = e.status === 422 || e.status === 409;
   };
   let timer = null;
   ta.addEventListener("input", () => { paint([]); clearTimeout(timer); timer = setTimeout(check, 350); });
@@ -733,7 +834,7 @@ async function submitPage(view) {
       const created = await api(`/api/v1/namespaces/${encodeURIComponent(ns)}/experiments`, { method: "POST", headers: { "Content-Type": "application/yaml" }, body: ta.value });
       toast(`created ${created.metadata.name}`);
       location.hash = `#/e/${encodeURIComponent(ns)}/${encodeURIComponent(created.metadata.name)}`;
-    } catch (e) { const errors = (e.body && e.body.errors) || [{ field: "", message: e.message }]; paint(errors); }
+    } catch (e) { refused(e); }
   };
   paint([]);
   await check();

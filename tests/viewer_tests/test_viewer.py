@@ -53,6 +53,20 @@ def _doc(name: str, trials: int, parallel: int, steps: int, pause: float) -> dic
     return doc
 
 
+WORK: dict[str, Path] = {}  # the server's folder: its store is k.db
+
+
+def _wait(base: str, name: str, done, timeout: float = 120) -> dict:
+    """The experiment's status once ``done(status)`` holds."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        status = _call(base, "GET", f"/api/v1/namespaces/default/experiments/{name}")["status"]
+        if done(status):
+            return status
+        time.sleep(0.3)
+    raise AssertionError(f"{name}: still {status} after {timeout} s")
+
+
 def _call(base: str, method: str, path: str, body: dict | None = None) -> dict:
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(base + path, data=data, method=method, headers={"Content-Type": "application/json"})
@@ -63,6 +77,7 @@ def _call(base: str, method: str, path: str, body: dict | None = None) -> dict:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     work = tmp_path_factory.mktemp("viewer")
+    WORK["work"] = work
     (work / "trial.py").write_text(TRIAL)
     port = _port()
     proc = subprocess.Popen([sys.executable, "-m", "katib", "server", "--db", str(work / "k.db"), "--port", str(port),
@@ -76,12 +91,13 @@ def server(tmp_path_factory):
             except OSError:
                 time.sleep(0.1)
         _call(base, "POST", "/api/v1/namespaces/default/experiments", _doc("finished", 10, 5, 5, 0.01))
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            status = _call(base, "GET", "/api/v1/namespaces/default/experiments/finished")["status"]
-            if status.get("completionTime"):
-                break
-            time.sleep(0.3)
+        broken = _doc("broken", 4, 1, 1, 0.01)  # every trial fails: the experiment fails, and says why
+        broken["spec"]["maxFailedTrialCount"] = 1
+        broken["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]["command"] = [
+            "python3", "-c", "import sys; sys.exit('CUDA out of memory')", "${trialParameters.x}", "${trialParameters.opt}"]
+        _call(base, "POST", "/api/v1/namespaces/default/experiments", broken)
+        for name in ("finished", "broken"):
+            _wait(base, name, lambda s: s.get("completionTime"))
         _call(base, "POST", "/api/v1/namespaces/default/experiments", _doc("running", 16, 2, 10, 0.4))
         yield base
     finally:
@@ -129,7 +145,7 @@ def test_list_experiment_trial(server, page):
     page.goto(server + "/")
     ready(page)
     rows = page.locator("#experiments tbody tr")
-    assert rows.count() == 2
+    assert rows.count() == 3
     finished = page.locator("#experiments tbody tr[data-name=finished]")
     assert "Succeeded" in finished.inner_text() and "ExperimentMaxTrialsReached" in finished.inner_text()
     assert "0 / 10 / 0 / 0" in finished.inner_text()
@@ -220,7 +236,9 @@ def test_a_running_experiment_updates_live(server, page):
     assert page.locator("#resume").is_visible() and not page.locator("#stop").is_visible()
     page.goto(server + "/")
     ready(page)
-    assert "Stopped" in page.locator("#experiments tbody tr[data-name=running]").inner_text()
+    row = page.locator("#experiments tbody tr[data-name=running]")
+    assert "Stopped" in row.inner_text()
+    assert row.locator("[data-act=resume]").count() == 1 and row.locator("[data-act=stop]").count() == 0
 
 
 def test_submit_shows_errors_beside_the_field_then_creates(server, page):
@@ -257,4 +275,148 @@ def test_the_short_form_writes_valid_yaml(server, page):
     page.fill("#quick input[name=name]", "from-form")
     page.click("#quick button.primary")
     page.wait_for_function("document.querySelector('#ok').textContent.startsWith('Valid')", timeout=10000)
-    assert "name: from-form" in page.input_value("#yaml")
+    assert yaml.safe_load(page.input_value("#yaml"))["metadata"]["name"] == "from-form"
+
+
+# -- the daily experience (issue 15) -------------------------------------------------------
+
+
+def test_failures_say_why_and_only_what_works_is_offered(server, page):
+    page.goto(server + "/")
+    ready(page)
+    broken = page.locator("#experiments tbody tr[data-name=broken]")
+    text = broken.inner_text()
+    assert "Failed" in text and "max failed count has reached" in text  # the condition's message
+    assert "last failure: broken-" in text and "CUDA out of memory" in text  # and the trial that failed last
+    finished = page.locator("#experiments tbody tr[data-name=finished]")
+    # Progress against the budget: trials ended of maxTrialCount.
+    bar = finished.locator("progress")
+    assert bar.get_attribute("value") == "10" and bar.get_attribute("max") == "10"
+    # Resume on an ended experiment always fails: it is not offered; neither is Stop.
+    for row in (broken, finished):
+        assert row.locator("[data-act=resume]").count() == 0 and row.locator("[data-act=stop]").count() == 0
+        assert row.locator("[data-act=delete]").count() == 1
+
+    follow(page, "#experiments a:text-is('broken')")
+    failure = page.locator("#failure")
+    assert failure.is_visible()
+    assert "max failed count has reached" in failure.inner_text() and "CUDA out of memory" in failure.inner_text()
+    assert not page.locator("#resume").is_visible() and not page.locator("#stop").is_visible()
+    shot(page, "experiment-failed")
+    follow(page, "#failure a")  # the failed trial, one click away
+    assert "CUDA out of memory" in page.inner_text("#conditions")
+
+
+def test_a_running_trial_page_follows_its_metrics(server, page):
+    _call(server, "POST", "/api/v1/namespaces/default/experiments", _doc("slow", 1, 1, 40, 0.25))
+    try:
+        deadline = time.time() + 60
+        reports: list = []
+        while time.time() < deadline and not reports:
+            trials = _call(server, "GET", "/api/v1/namespaces/default/experiments/slow/trials")["items"]
+            if trials:
+                name = trials[0]["metadata"]["name"]
+                reports = _call(server, "GET", f"/api/v1/namespaces/default/trials/{name}/observations")["metricLogs"]
+            time.sleep(0.2)
+        assert reports and trials[0]["status"]["conditions"][-1]["type"] == "Running"
+        page.goto(server + f"/#/t/default/{name}")
+        ready(page)
+        first = page.inner_text("#metrics")
+        assert "loss" in first
+        # The latest value moves while the trial runs; the page shows it without a reload.
+        page.wait_for_function(f"document.querySelector('#metrics').innerText !== {json.dumps(first)}", timeout=20000)
+        assert page.evaluate("window.__katibTrialRefreshes") >= 1
+    finally:
+        _call(server, "DELETE", "/api/v1/namespaces/default/experiments/slow")
+
+
+def test_importance_says_it_is_computing(server, page):
+    held = []
+    page.route("**/importance", lambda route: held.append(route))
+    page.goto(server + "/#/e/default/finished")
+    ready(page)
+    page.click("#tabs [data-tab=importance]")
+    page.wait_for_function("document.querySelector('#importance-state').textContent.includes('Computing')", timeout=5000)
+    assert page.locator("#importance-state").is_visible()
+    for _ in range(50):
+        if held:
+            break
+        page.wait_for_timeout(100)
+    held[0].continue_()
+    page.wait_for_function("document.querySelector('#importance-state').textContent === ''", timeout=20000)
+    assert page.locator("#importance canvas").count() >= 1
+
+
+def test_the_short_form_by_default_makes_an_experiment_that_works(server, page):
+    page.goto(server + "/#/new")
+    ready(page)
+    page.fill("#quick input[name=name]", "default-form")
+    page.click("#quick button.primary")
+    page.wait_for_function("document.querySelector('#ok').textContent.startsWith('Valid')", timeout=10000)
+    text = page.input_value("#yaml")
+    # The server's own check: the YAML is a valid experiment.
+    req = urllib.request.Request(server + "/api/v1/namespaces/default/experiments?dryRun=true", data=text.encode(),
+                                 method="POST", headers={"Content-Type": "application/yaml"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        assert r.status in (200, 201)
+    # And it runs as written: its trials report the objective (the server's folder has no train.py).
+    follow(page, "#create")
+    try:
+        status = _wait(server, "default-form", lambda s: s.get("trialsSucceeded", 0) + s.get("trialsFailed", 0)
+                       + s.get("trialMetricsUnavailable", 0) >= 1, timeout=60)
+        assert status.get("trialsSucceeded", 0) >= 1, status
+    finally:
+        _call(server, "DELETE", "/api/v1/namespaces/default/experiments/default-form")
+
+
+def test_a_taken_name_disables_create_and_says_so(server, page):
+    page.goto(server + "/#/new")
+    ready(page)
+    text = yaml.safe_dump(_doc("finished", 2, 2, 2, 0.01), sort_keys=False)
+    page.fill("#yaml", text)
+    page.wait_for_function("document.querySelector('#errors').textContent.includes('already exists')", timeout=10000)
+    assert page.locator("#create").is_disabled()
+    message = page.inner_text("#errors li")
+    assert message.startswith("metadata.name: ") and "choose another name" in message
+    name_line = next(i + 1 for i, line in enumerate(text.splitlines()) if line.strip() == "name: finished")
+    assert name_line in {int(n) for n in page.locator("#gutter .err").all_inner_texts()}
+    page.fill("#yaml", text.replace("name: finished", "name: finished-2"))
+    page.wait_for_function("document.querySelector('#ok').textContent.startsWith('Valid')", timeout=10000)
+    assert not page.locator("#create").is_disabled()
+
+
+def test_the_cli_and_the_viewer_agree_while_katib_run_runs_and_after_stop(server, page):
+    """An experiment a `katib run` drives from another process: Running on both screens while
+    it runs; after `katib stop`, Stopped on both, and the viewer offers Resume."""
+    work = WORK["work"]
+    db = str(work / "k.db")
+    (work / "cli.yaml").write_text(yaml.safe_dump(_doc("from-cli", 6, 1, 20, 0.3)))
+    katib = [sys.executable, "-m", "katib"]
+    proc = subprocess.Popen([*katib, "run", str(work / "cli.yaml"), "--db", db, "--tick", "0.2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        while " Running " not in proc.stdout.readline():
+            assert proc.poll() is None
+        page.goto(server + "/")
+        ready(page)
+        row = page.locator("#experiments tbody tr[data-name=from-cli]")
+        page.wait_for_function("document.querySelector('#experiments tr[data-name=from-cli]')", timeout=10000)
+        assert "Running" in row.inner_text() and "Stopped" not in row.inner_text()
+        assert row.locator("[data-act=resume]").count() == 0  # a live controller runs it: Resume would fail
+        cli = subprocess.run([*katib, "get", "experiments", "--db", db], capture_output=True, text=True, timeout=60)
+        line = next(x for x in cli.stdout.splitlines() if "from-cli" in x)
+        assert "Running" in line
+
+        stopped = subprocess.run([*katib, "stop", "from-cli", "--db", db], capture_output=True, text=True, timeout=120)
+        assert stopped.returncode == 0, stopped.stderr
+        assert proc.wait(60) == 130
+        page.wait_for_function(
+            "document.querySelector('#experiments tr[data-name=from-cli]').textContent.includes('Stopped')", timeout=10000)
+        assert row.locator("[data-act=resume]").count() == 1
+        cli = subprocess.run([*katib, "get", "experiments", "--db", db], capture_output=True, text=True, timeout=60)
+        assert "Stopped" in next(x for x in cli.stdout.splitlines() if "from-cli" in x)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        _call(server, "DELETE", "/api/v1/namespaces/default/experiments/from-cli")
