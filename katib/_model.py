@@ -23,9 +23,12 @@ folder itself needs no manifest: the file's name says the format.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,7 +80,8 @@ def save_model(model: Any, path: str | os.PathLike[str] | None = None, *, factor
     elif fmt == "torchscript":
         import torch
 
-        torch.jit.save(_scripted(model), str(target))
+        with _quiet():
+            torch.jit.save(_scripted(model), str(target))
     elif fmt == "pytorch":
         import cloudpickle
         import torch
@@ -120,10 +124,19 @@ def _scripted(model: Any) -> Any:
     if isinstance(model, torch.jit.ScriptModule):
         return model
     try:
-        return torch.jit.script(model.eval())
+        with _quiet():
+            return torch.jit.script(model.eval())
     except Exception as exc:
         raise KatibError(f"TorchScript cannot compile this {type(model).__name__} ({type(exc).__name__}): save its "
                          "state dict instead with save_model(module, factory=<a function that builds it>)") from None
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """TorchScript warns that it is deprecated; it is still what Triton's PyTorch backend reads."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module="torch")
+        yield
 
 
 def find_model(path: str | os.PathLike[str]) -> SavedModel:
@@ -154,7 +167,8 @@ def load_model(path: str | os.PathLike[str]) -> Any:
     if saved.format == "torchscript":
         import torch
 
-        return torch.jit.load(str(file), map_location="cpu").eval()
+        with _quiet():
+            return torch.jit.load(str(file), map_location="cpu").eval()
     if saved.format == "pytorch":
         import cloudpickle
         import torch

@@ -110,8 +110,9 @@ class ExperimentResult:
         return value
 
     def trials_dataframe(self) -> Any:
-        """One row per trial: ``number``, ``name``, ``state``, ``value``, ``params_<name>``,
-        ``metrics_<name>``, ``datetime_start``, ``datetime_complete``, ``duration`` (seconds);
+        """One row per trial: ``number``, ``name``, ``state``, ``value`` (the objective metric),
+        ``params_<name>``, ``metrics_<name>`` (the other metrics), ``datetime_start``,
+        ``datetime_complete``, ``duration`` (seconds);
         Optuna's column names where they mean the same. Needs pandas."""
         try:
             import pandas as pd
@@ -121,7 +122,7 @@ class ExperimentResult:
         for number, t in enumerate(self.trials):
             row: dict[str, Any] = {"number": number, "name": t.name, "state": t.state, "value": t.value}
             row.update({f"params_{k}": v for k, v in t.params.items()})
-            row.update({f"metrics_{k}": v for k, v in t.metrics.items()})
+            row.update({f"metrics_{k}": v for k, v in t.metrics.items() if k != self.metric_name})  # that is value
             row.update(datetime_start=t.started, datetime_complete=t.completed, duration=t.duration)
             rows.append(row)
         columns = ["number", "name", "state", "value", *[f"params_{k}" for k in self._space],

@@ -166,7 +166,14 @@ class _Display:
         self.handle: Any = None
         self.live: Any = None
         if self.console.is_jupyter:
+            import contextlib
+            import warnings
+
             from IPython.display import display
+
+            with warnings.catch_warnings(), contextlib.suppress(ImportError):
+                warnings.simplefilter("ignore")  # Optuna's tqdm.auto warns in Jupyter without ipywidgets
+                import tqdm.auto  # noqa: F401
 
             self.handle = display(_Html(f"tune {name}: starting", f"tune {name}: starting"), display_id=True)
         else:

@@ -85,10 +85,14 @@ def map_into(root: Path, path: str) -> Path:
     return inside(root, normal) if normal and normal != "." else root.resolve()
 
 
+ARTIFACTS = "artifacts"  # a trial's model and outputs (KATIB_ARTIFACT_DIR), what katib serve reads
+
+
 class RunLayout:
     """Where an experiment's files live under the runs folder::
 
         <root>/<namespace>/<experiment>/<trial>/trial.log, push.jsonl, …
+        <root>/<namespace>/<experiment>/<trial>/artifacts/   (the trial's model)
         <root>/<namespace>/<experiment>/checkpoints/<trial>/
 
     Each method checks the names and that the path stays under ``root``.
@@ -116,9 +120,12 @@ class RunLayout:
     def push_file(self, namespace: str, experiment: str, trial: str) -> Path:
         return self.trial(namespace, experiment, trial) / "push.jsonl"
 
+    def artifacts(self, namespace: str, experiment: str, trial: str) -> Path:
+        return self.trial(namespace, experiment, trial) / ARTIFACTS
+
     def checkpoint(self, namespace: str, experiment: str, trial: str) -> Path:
         check("trial", trial)
         return inside(self.experiment(namespace, experiment), "checkpoints", trial)
 
 
-__all__ = ["EXPERIMENT_MAX", "EXPERIMENT_RE", "LABEL_MAX", "LABEL_RE", "RunLayout", "check", "inside", "map_into", "name_errors"]
+__all__ = ["ARTIFACTS", "EXPERIMENT_MAX", "EXPERIMENT_RE", "LABEL_MAX", "LABEL_RE", "RunLayout", "check", "inside", "map_into", "name_errors"]

@@ -9,12 +9,17 @@ pass of ``partial_fit``; after each, the program reports ``Train-accuracy``,
   appended to ``--log-path`` (the format of Katib's file-metrics-collector example);
 - ``json``: one JSON object per epoch appended to ``--log-path``;
 - ``push``: ``katib.report_metrics({...})``.
+
+Run by katib, a trial saves its model (the scaler and the network, as one scikit-learn
+pipeline that takes raw 8x8 images as 64 pixel values) with ``katib.save_model``, so
+``katib serve <experiment>`` answers predictions with the best trial's model.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import pickle
 import time
 import warnings
@@ -26,6 +31,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import log_loss
 from sklearn.model_selection import train_test_split
 from sklearn.neural_network import MLPClassifier
+from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 
@@ -82,6 +88,10 @@ def main() -> None:
         saved.parent.mkdir(parents=True, exist_ok=True)
         with open(saved, "wb") as f:
             pickle.dump(model, f)
+    if os.environ.get("KATIB_ARTIFACT_DIR"):  # run by katib: keep the model for katib serve
+        import katib
+
+        katib.save_model(make_pipeline(scaler, model))
 
 
 def report(args: argparse.Namespace, epoch: int, metrics: dict[str, float]) -> None:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from katib.errors import ConflictError, FieldError, NotFoundError, ValidationError
-from katib.names import RunLayout, map_into
+from katib.names import ARTIFACTS, RunLayout, map_into
 from katib.spec import EXPERIMENT_LABEL, TRIAL_LABEL, Experiment, TrialMeta, new_trial_name, render
 from katib.store import ExperimentRecord, ObservationRow, Store, TrialRecord
 from suggestion import (
@@ -641,6 +641,8 @@ class ExperimentRun:
                 "KATIB_NAMESPACE": self.exp.namespace, "KATIB_TRIAL_DIR": str(trial_dir),
                 "KATIB_PUSH_FILE": str(trial_dir / "push.jsonl"),
                 "KATIB_CHECKPOINT_DIR": str(self._checkpoint_dir(t.name)),
+                # katib.save_model writes the trial's model here; katib serve reads it.
+                "KATIB_ARTIFACT_DIR": str(trial_dir / ARTIFACTS),
             },
         )
 
@@ -651,6 +653,7 @@ class ExperimentRun:
             job = self._job(t)
             try:
                 self._prepare_checkpoint(t)
+                (self._trial_dir(t) / ARTIFACTS).mkdir(parents=True, exist_ok=True)
                 t.handle = self.executor.launch(job)
             except Deferred:
                 continue  # it waits, pending, for running trials to free what it needs

@@ -1,0 +1,258 @@
+"""katib serve: `katib run examples/random.yaml && katib serve random` answers KServe's Open
+Inference Protocol (v2 REST) with the best trial's model, to raw HTTP, Triton's client and
+KServe's own client alike, with the predictions of the model loaded directly; bad input
+gets the protocol's error body. katib export inferenceservice writes what KServe reads."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import REPO
+
+pytest.importorskip("kserve")
+httpx = pytest.importorskip("httpx")
+np = pytest.importorskip("numpy")
+pytest.importorskip("sklearn")
+
+
+@dataclass
+class Served:
+    url: str
+    db: Path
+    folder: Path
+    trial: str
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _katib(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "katib", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("serve")
+    db = tmp / "katib.db"
+    run = _katib("run", str(REPO / "examples" / "random.yaml"), "--db", str(db), cwd=tmp)
+    assert run.returncode == 0, run.stdout + run.stderr
+    from katib.names import RunLayout
+    from katib.store import Store
+
+    store = Store(str(db))
+    trial = store.get_experiment("kubeflow", "random").status["currentOptimalTrial"]["bestTrialName"]
+    store.close()
+    port = _free_port()
+    log = open(tmp / "serve.log", "w")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen([sys.executable, "-m", "katib", "serve", "random", "-n", "kubeflow", "--db", str(db),
+                             "--port", str(port)], stdout=log, stderr=subprocess.STDOUT, cwd=tmp)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180  # importing kserve takes seconds on a busy machine
+    while True:
+        assert proc.poll() is None, (tmp / "serve.log").read_text()
+        try:
+            if httpx.get(f"{url}/v2/health/ready", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, (tmp / "serve.log").read_text()
+        time.sleep(0.5)
+    yield Served(url, db, RunLayout(tmp / "runs").artifacts("kubeflow", "random", trial), trial)
+    proc.send_signal(signal.SIGTERM)
+    try:
+        assert proc.wait(timeout=30) == 0, (tmp / "serve.log").read_text()  # Ctrl-C or SIGTERM ends it cleanly
+    finally:
+        proc.kill()
+        log.close()
+
+
+def _digits(count: int = 12):
+    from sklearn.datasets import load_digits
+
+    x, _ = load_digits(return_X_y=True)
+    return x[-count:].astype(np.float32)  # raw pixels: the saved pipeline scales them itself
+
+
+def test_the_protocols_health_and_metadata(served):
+    assert httpx.get(f"{served.url}/v2/health/live").json() == {"live": True}
+    assert httpx.get(f"{served.url}/v2/health/ready").json() == {"ready": True}
+    assert httpx.get(f"{served.url}/v2/models/random/ready").json() == {"name": "random", "ready": True}
+    meta = httpx.get(f"{served.url}/v2/models/random").json()
+    assert meta["name"] == "random"
+    assert meta["inputs"] == [{"name": "input-0", "datatype": "FP32", "shape": [-1, 64]}]
+    assert meta["outputs"] == [{"name": "output-0", "datatype": "INT64", "shape": [-1]}]
+
+
+def test_predictions_are_the_models_own_through_every_client(served):
+    import joblib
+    import tritonclient.http as triton
+    from kserve import InferenceRESTClient, InferInput, InferRequest, RESTConfig
+
+    import katib
+
+    x = _digits()
+    expected = joblib.load(served.folder / "model.joblib").predict(x)  # the model loaded directly
+    assert (katib.load_model(served.folder).predict(x) == expected).all()
+    assert len(set(expected)) > 3  # a real classifier, not a constant
+
+    body = {"inputs": [{"name": "input-0", "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}]}
+    response = httpx.post(f"{served.url}/v2/models/random/infer", json=body)
+    assert response.status_code == 200, response.text
+    output = response.json()["outputs"][0]
+    assert output["shape"] == [len(x)] and output["data"] == expected.tolist()
+
+    client = triton.InferenceServerClient(url=served.url.removeprefix("http://"))
+    assert client.is_server_live() and client.is_server_ready() and client.is_model_ready("random")
+    for binary in (False, True):  # JSON tensors, and Triton's binary tensor extension
+        tensor = triton.InferInput("input-0", list(x.shape), "FP32")
+        tensor.set_data_from_numpy(x, binary_data=binary)
+        result = client.infer("random", [tensor], outputs=[triton.InferRequestedOutput("output-0", binary_data=binary)])
+        assert (result.as_numpy("output-0") == expected).all(), binary
+    client.close()
+
+    async def kserve_client():
+        rest = InferenceRESTClient(RESTConfig(protocol="v2"))
+        try:
+            tensor = InferInput("input-0", list(x.shape), "FP32")
+            tensor.set_data_from_numpy(x, binary_data=False)
+            result = await rest.infer(served.url, InferRequest(model_name="random", infer_inputs=[tensor]),
+                                      model_name="random")
+            ready = await rest.is_model_ready(served.url, "random")
+        finally:
+            await rest.close()
+        return result.outputs[0].as_numpy(), ready
+
+    predicted, ready = asyncio.run(kserve_client())
+    assert ready and (predicted == expected).all()
+
+
+BAD = {
+    "too few features": {"inputs": [{"name": "input-0", "shape": [1, 10], "datatype": "FP32", "data": [0.0] * 10}]},
+    "data and shape disagree": {"inputs": [{"name": "input-0", "shape": [3, 64], "datatype": "FP32", "data": [0.0] * 20}]},
+    "text for numbers": {"inputs": [{"name": "input-0", "shape": [1], "datatype": "BYTES", "data": ["seven"]}]},
+    "an unknown datatype": {"inputs": [{"name": "input-0", "shape": [1, 64], "datatype": "FP99", "data": [0] * 64}]},
+    "no inputs": {"inputs": []},
+    "not an inference request": {"instances": [[0.0] * 64]},
+    "data that is not a list": {"inputs": [{"name": "input-0", "shape": [1, 64], "datatype": "FP32", "data": "x"}]},
+    "three dimensions": {"inputs": [{"name": "input-0", "shape": [1, 8, 8], "datatype": "FP32", "data": [0] * 64}]},
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_input_gets_the_protocols_error_body(served, case):
+    response = httpx.post(f"{served.url}/v2/models/random/infer", json=BAD[case])
+    assert response.status_code == 400, response.text
+    assert set(response.json()) == {"error"} and response.json()["error"]
+
+
+def test_not_json_and_unknown_models_are_not_server_errors(served):
+    response = httpx.post(f"{served.url}/v2/models/random/infer", content=b"{not json",
+                          headers={"content-type": "application/json"})
+    assert response.status_code == 400 and "error" in response.json()
+    response = httpx.post(f"{served.url}/v2/models/other/infer", json=BAD["too few features"])
+    assert response.status_code == 404 and "other" in response.json()["error"]
+
+
+def test_export_inferenceservice_is_kserves_own(served, tmp_path):
+    from kserve import ApiClient, V1beta1InferenceService
+
+    done = _katib("export", "inferenceservice", "random", "-n", "kubeflow", "--db", str(served.db),
+                  "--storage-uri", "s3://models/katib/random", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"# The model of trial {served.trial} (sklearn)")
+    isvc = yaml.safe_load(done.stdout)
+    assert isvc["apiVersion"] == "serving.kserve.io/v1beta1" and isvc["kind"] == "InferenceService"
+    assert isvc["metadata"]["name"] == "random" and isvc["metadata"]["namespace"] == "kubeflow"
+    assert isvc["spec"]["predictor"]["model"] == {"modelFormat": {"name": "sklearn"}, "protocolVersion": "v2",
+                                                  "runtime": "kserve-sklearnserver",
+                                                  "storageUri": "s3://models/katib/random"}
+
+    from kubernetes.client import ApiClient as KubernetesApiClient
+
+    class Response:  # the generated clients deserialize what a cluster answers
+        def __init__(self, obj):
+            self.data = json.dumps(obj)
+
+    api = ApiClient()
+    spec = api.deserialize(Response(isvc["spec"]), "V1beta1InferenceServiceSpec")
+    metadata = KubernetesApiClient().deserialize(Response(isvc["metadata"]), "V1ObjectMeta")  # KServe uses Kubernetes'
+    model = V1beta1InferenceService(api_version=isvc["apiVersion"], kind=isvc["kind"], metadata=metadata, spec=spec)
+    _within(isvc, api.sanitize_for_serialization(model))  # every field is one of KServe's: nothing dropped
+
+    missing = _katib("export", "inferenceservice", "random", "-n", "kubeflow", "--db", str(served.db), cwd=tmp_path)
+    assert missing.returncode == 1 and "--storage-uri" in missing.stderr and "model.joblib" in missing.stderr
+
+
+def _within(ours, theirs, path="") -> None:
+    """Every field of ``ours`` is in ``theirs`` with the same value (KServe's models add
+    their defaults, e.g. the predictor container's empty name)."""
+    if isinstance(ours, dict):
+        assert isinstance(theirs, dict), path
+        for key, value in ours.items():
+            assert key in theirs, f"{path}.{key} is not a field of KServe's model"
+            _within(value, theirs[key], f"{path}.{key}")
+    else:
+        assert ours == theirs, path
+
+
+def test_a_trial_without_a_model_is_named(tmp_path):
+    from katib import KatibClient, search
+    from katib.errors import KatibError
+    from katib.serve import locate
+
+    with KatibClient(db=str(tmp_path / "k.db"), workdir=tmp_path, tick=0.05) as client:
+        result = client.tune("nomodel", lambda x: x, {"x": search.double(0, 1)}, objective_metric_name="loss",
+                             max_trial_count=1, progress=False)
+        store = client._backend.store  # type: ignore[union-attr]
+        with pytest.raises(KatibError, match=f"trial {result.best_trial.name} saved no model"):
+            locate(store, tmp_path / "runs", "default", "nomodel")
+
+
+def test_pytorch_models_are_served_scripted_or_rebuilt(tmp_path, monkeypatch):
+    """A module TorchScript compiles is saved as model.pt; one it cannot, as its state dict
+    with the function that builds it; both answer v2 requests as the module itself would."""
+    torch = pytest.importorskip("torch")
+    from kserve import InferInput, InferRequest
+
+    import katib
+    from katib.serve import model as served_model
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+    x = np.random.default_rng(0).random((5, 4))  # float64: cast to the module's float32
+    expected = net(torch.from_numpy(x).float()).detach().numpy()
+
+    def build():
+        return torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+
+    monkeypatch.setenv("KATIB_ARTIFACT_DIR", str(tmp_path / "scripted"))
+    assert katib.save_model(net).format == "torchscript"
+    saved = katib.save_model(net, tmp_path / "state", factory=build)
+    assert saved.format == "pytorch" and (tmp_path / "state" / "model.pth").exists()
+    for folder in ("scripted", "state"):
+        server_side = served_model("net", tmp_path / folder)
+        tensor = InferInput("input-0", list(x.shape), "FP64")
+        tensor.set_data_from_numpy(x, binary_data=False)
+        response = server_side.predict(InferRequest(model_name="net", infer_inputs=[tensor]))
+        assert np.allclose(response.outputs[0].as_numpy(), expected, atol=1e-6), folder
+    from kserve.errors import InvalidInput
+
+    with pytest.raises(InvalidInput, match="cannot take this input"):
+        wrong = InferInput("input-0", [2, 3], "FP32")
+        wrong.set_data_from_numpy(np.zeros((2, 3), np.float32), binary_data=False)
+        server_side.predict(InferRequest(model_name="net", infer_inputs=[wrong]))
