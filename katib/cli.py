@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -16,6 +17,7 @@ import typer
 import yaml
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -26,7 +28,7 @@ app = typer.Typer(
     help="Run Kubeflow Katib experiments on this machine: no cluster, no server.",
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
 )
-get_app = typer.Typer(help="List experiments or trials.", no_args_is_help=True)
+get_app = typer.Typer(help="List experiments or trials, or show one.", no_args_is_help=True)
 suggestion_app = typer.Typer(help="The gRPC suggestion service (Katib's API).", no_args_is_help=True)
 user_app = typer.Typer(help="Users, API tokens and roles for `katib server --auth`.", no_args_is_help=True)
 describe_app = typer.Typer(help="Show one experiment in detail.", no_args_is_help=True)
@@ -44,6 +46,27 @@ out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 400)
 err = Console(stderr=True, soft_wrap=True)
 
 EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 1, 2, 130
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            print(f"katib {version('katib')}")
+        except PackageNotFoundError:
+            from katib import __version__
+
+            print(f"katib {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    show_version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                      help="Print katib's version and exit."),
+) -> None:
+    pass
 
 
 class Output(StrEnum):
@@ -77,12 +100,16 @@ def _executor_factory(executor: str, ray_address: str | None, kubeconfig: str | 
         return lambda: LocalExecutor(clean_env=clean_env, sandbox=sandbox)
     if executor == "ray":
         try:
+            import ray  # noqa: F401  (the extra is checked here, before anything is stored)
+
             from trials._ray import RayExecutor
         except ImportError:
             raise KatibError("--executor ray needs Ray: pip install 'katib[ray]'") from None
         return lambda: RayExecutor(ray_address, clean_env=clean_env)
     if executor == "kubernetes":
         try:
+            import kubernetes  # noqa: F401
+
             from trials._kubernetes import KubernetesExecutor
         except ImportError:
             raise KatibError("--executor kubernetes needs its extra: pip install 'katib[kubernetes]'") from None
@@ -91,22 +118,42 @@ def _executor_factory(executor: str, ray_address: str | None, kubeconfig: str | 
     raise KatibError(f"--executor must be local, ray or kubernetes (got {executor!r})")
 
 
+def _start_executor(factory: Any, executor: str) -> Any:
+    """Make the executor now, before the experiment is stored or driven: a Ray node that
+    cannot start, or a cluster out of reach, is one sentence and leaves nothing behind."""
+    try:
+        return factory()
+    except KatibError:
+        raise
+    except Exception as exc:  # Ray and the Kubernetes client raise many kinds; the first line says why
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        why = (lines[0] if lines else type(exc).__name__)[:300]
+        if executor == "ray":
+            raise KatibError(f"--executor ray: Ray could not start a node here or reach its cluster ({why}); "
+                             "give the address of a running one with --ray-address (or $RAY_ADDRESS)") from None
+        raise KatibError(f"--executor {executor} could not start: {why}") from None
+
+
 SuggestionOption = typer.Option(
     None, "--suggestion-service", envvar="KATIB_SUGGESTION_SERVICE",
     help="host:port of a gRPC suggestion service (ours or Katib's) to ask instead of the built-in algorithms.",
 )
 DbOption = typer.Option(None, "--db", envvar="KATIB_DB", help="SQLite file or database URL (default ~/.katib/katib.db).")
-def _namespace(value: str) -> str:
+def _namespace(value: str | None) -> str | None:
     """The namespace option follows the name rule before anything is looked up or touched."""
     from katib.names import name_errors
 
+    if value is None:
+        return None
     errors = name_errors("namespace", value, "--namespace")
     if errors:
         raise typer.BadParameter("; ".join(e.message for e in errors))
     return value
 
 
-NamespaceOption = typer.Option("default", "--namespace", "-n", help="Namespace of the experiment.", callback=_namespace)
+NamespaceOption = typer.Option(
+    None, "--namespace", "-n", callback=_namespace, show_default=False,
+    help="Namespace of the experiment or trial (default: the one namespace that holds the name; else default).")
 OutputOption = typer.Option(Output.table, "--output", "-o", help="table, json or yaml.")
 
 
@@ -114,6 +161,34 @@ def _store(db: str | None) -> Any:
     from katib.store import Store
 
     return Store(db)
+
+
+def _locate(store: Any, name: str, namespace: str | None, kind: str = "experiment") -> str:
+    """The namespace to find ``name`` in: the one given with ``-n``; without it, the one
+    namespace holding that name. A name in several namespaces is refused, naming them;
+    one that is nowhere is looked up in ``default`` (whose error says so)."""
+    found = store.namespaces_of(name, kind)
+    if namespace is not None:
+        if namespace not in found and found:
+            raise NotFoundError(f"{kind} {namespace}/{name} not found; it is in namespace "
+                                f"{', '.join(found)}: -n {found[0]}")
+        return namespace
+    if len(found) > 1:
+        raise KatibError(f"{kind} {name} is in {len(found)} namespaces ({', '.join(found)}): choose one with -n, "
+                         f"e.g. -n {found[0]}")
+    return found[0] if found else "default"
+
+
+def _hint(store: Any, db: str | None, words: list[str], name: str, namespace: str) -> str:
+    """A command to print for the user, complete enough to work as printed: with ``-n``
+    unless the experiment is the only one of its name in ``default``, with ``--db`` when
+    one was given on the command line."""
+    parts = ["katib", *words, name]
+    if namespace != "default" or len(store.namespaces_of(name)) > 1:
+        parts += ["-n", namespace]
+    if db is not None and db != os.environ.get("KATIB_DB"):
+        parts += ["--db", db]
+    return shlex.join(parts)
 
 
 def _runs_root(store: Any) -> Path:
@@ -124,7 +199,7 @@ def _runs_root(store: Any) -> Path:
 
 def _print_errors(exc: ValidationError, source: str = "") -> None:
     where = f"{source}: " if source else ""
-    err.print(f"[bold red]error:[/] {where}invalid {exc.what} ({len(exc.errors)} error(s))", highlight=False)
+    err.print(f"[bold red]error:[/] {escape(where)}invalid {exc.what} ({len(exc.errors)} error(s))", highlight=False)
     for e in exc.errors:
         err.print(f"  - {e}", highlight=False, markup=False)
 
@@ -223,8 +298,9 @@ class _Progress:
         width = 30
         filled = int(width * done / total) if total else 0
         best = run._best()
-        title = (f"{run.exp.name}  [{'#' * filled}{'.' * (width - filled)}] {done}/{total} trials"
-                 + (f"   best {run.objective} = {best:g}" if best is not None else ""))
+        # A Text, not markup: rich would take "[###...]" for a style and print nothing of it.
+        title = Text(f"{run.exp.name}  [{'#' * filled}{'.' * (width - filled)}] {done}/{total} trials"
+                     + (f"   best {run.objective} = {best:g}" if best is not None else ""))
         table = Table(title=title, title_justify="left", expand=False)
         table.add_column("trial")
         table.add_column("state")
@@ -232,17 +308,34 @@ class _Progress:
             table.add_column(p.name or "", justify="right")
         for m in run.names:
             table.add_column(m, justify="right")
-        for t in trials[-12:]:
+        shown = trials[-12:]
+        notes = [_why(t) for t in shown]
+        if any(notes):
+            table.add_column("why", overflow="ellipsis", no_wrap=True, max_width=60)
+        for t, note in zip(shown, notes, strict=True):
             params = t.parameters()
             reducer = run.reducers.get(t.name)
             obs = t.observation or (reducer.observation(run.names) if reducer else {})
             style = {"Succeeded": "green", "Failed": "red", "Running": "cyan", "MetricsUnavailable": "yellow"}.get(t.state, "")
             table.add_row(
-                t.name, f"[{style}]{t.state}[/]" if style else t.state,
-                *[params.get(p.name or "", "") for p in spec.parameters or []],
-                *[views.shown_value(obs, m, run.strategies) for m in run.names],
+                Text(t.name), Text(t.state, style=style),
+                *[Text(_num(params.get(p.name or "", ""))) for p in spec.parameters or []],
+                *[Text(_num(views.shown_value(obs, m, run.strategies))) for m in run.names],
+                *([Text(note, style="red")] if any(notes) else []),
             )
         return table
+
+
+def _why(trial: Any) -> str:
+    """Why a trial failed, in brief: its condition's reason and message (before the
+    trial's last output, which `katib logs` shows whole)."""
+    if trial.state not in ("Failed", "MetricsUnavailable", "Killed"):
+        return ""
+    from katib.controller._status import LAST_OUTPUT
+
+    cond: dict[str, Any] = next((c for c in reversed(trial.conditions) if c.get("type") == trial.state), {})
+    message = (cond.get("message") or "").split(LAST_OUTPUT, 1)[0]
+    return ": ".join(x for x in (cond.get("reason") or "", message) if x)
 
 
 def _summary(store: Any, namespace: str, name: str) -> int:
@@ -273,7 +366,12 @@ def _summary(store: Any, namespace: str, name: str) -> int:
             else:
                 out.print(f"  {m['name']}: {value} ({strategies.get(m['name'], 'latest')}; latest {m.get('latest')}, "
                           f"min {m.get('min')}, max {m.get('max')})", highlight=False)
-    note = views.no_result(rec, store.list_trials(rec.id))
+    trials = store.list_trials(rec.id)
+    failure = views.last_failure(trials)
+    if phase == "Failed" and failure:
+        out.print(Text.assemble(("last failure: ", "bold red"),
+                                f"{failure['trial']} {failure['state']} ({failure['reason']}): {failure['message']}"))
+    note = views.no_result(rec, trials)
     if note:
         out.print(Text.assemble(("no result: ", "bold red"), note))
         return EXIT_FAILED
@@ -281,7 +379,7 @@ def _summary(store: Any, namespace: str, name: str) -> int:
 
 
 def _drive(store: Any, namespace: str, name: str, tick: float, suggestion: str | None = None,
-           executor: Any = None) -> int:
+           executor: Any = None, resume_hint: str | None = None) -> int:
     from katib.controller import Controller
 
     progress = _Progress(live=out.is_terminal)
@@ -307,7 +405,8 @@ def _drive(store: Any, namespace: str, name: str, tick: float, suggestion: str |
     finally:
         signal.signal(signal.SIGTERM, previous)
     if stop.is_set():
-        err.print(f"interrupted: running trials were stopped; `katib resume {name}` carries on", highlight=False)
+        err.print(f"interrupted: running trials were stopped; `{resume_hint or _hint(store, None, ['resume'], name, namespace)}` "
+                  "carries on", highlight=False, markup=False)
         return EXIT_INTERRUPTED
     return _summary(store, namespace, name)
 
@@ -335,23 +434,26 @@ def run(
         raise KatibError(f"{file}: holds {len(docs)} experiments; `katib run` takes one")
     exp = admit_remote(docs[0], suggestion) if suggestion else admit(docs[0])
     factory = _executor_factory(executor, ray_address, kubeconfig, context, clean_env=clean_env)
-    store = _store(db)
     from katib.controller import runnable_errors
 
     errors = runnable_errors(exp, executor)
     if errors:
         raise ValidationError(errors)
+    made = _start_executor(factory, executor)  # before anything is stored: a failure leaves nothing behind
+    store = _store(db)
     rec, action = Controller(store, runs_root=_runs_root(store)).submit(exp, file.resolve().parent)
     verb = {"created": "created", "resumed": "resumed", "restarted": "restarted",
             "unchanged": "already finished"}[action]
     out.print(f"experiment.kubeflow.org/{rec.name} {verb}", highlight=False)
-    raise typer.Exit(_drive(store, rec.namespace, rec.name, tick, suggestion, factory))
+    words = ["resume", *(["--executor", executor] if executor != "local" else [])]
+    raise typer.Exit(_drive(store, rec.namespace, rec.name, tick, suggestion, lambda: made,
+                            _hint(store, db, words, rec.name, rec.namespace)))
 
 
 @app.command()
 def resume(
     name: str = typer.Argument(..., help="Experiment name."),
-    namespace: str = NamespaceOption,
+    namespace: str | None = NamespaceOption,
     db: str | None = DbOption,
     tick: float = typer.Option(1.0, help="Seconds between metric reads of running trials."),
     suggestion: str | None = SuggestionOption,
@@ -364,8 +466,124 @@ def resume(
     """Carry on with an experiment whose controller stopped or died."""
     factory = _executor_factory(executor, ray_address, kubeconfig, context, clean_env=clean_env)
     store = _store(db)
+    namespace = _locate(store, name, namespace)
     store.get_experiment(namespace, name)
-    raise typer.Exit(_drive(store, namespace, name, tick, suggestion, factory))
+    made = _start_executor(factory, executor)
+    words = ["resume", *(["--executor", executor] if executor != "local" else [])]
+    raise typer.Exit(_drive(store, namespace, name, tick, suggestion, lambda: made,
+                            _hint(store, db, words, name, namespace)))
+
+
+def _katib_command(pid: int) -> list[str] | None:
+    """The katib command a process runs (``["run", "exp.yaml", ...]``), from its command
+    line; None when it is not the katib command line (a program using KatibClient)."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return None
+    for i, arg in enumerate(argv):
+        if (arg == "katib" and i > 0 and argv[i - 1] == "-m") or (Path(arg).name == "katib" and i <= 1):
+            return [a for a in argv[i + 1:] if a]
+    return None
+
+
+def _option(args: list[str], name: str, default: str) -> str:
+    for i, arg in enumerate(args):
+        if arg == name and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith(name + "="):
+            return arg.split("=", 1)[1]
+    return default
+
+
+def _stop_on_server(url: str, token: str | None, name: str, namespace: str | None) -> str:
+    """POST …/stop to a katib server; the namespace found there as ``_locate`` does here."""
+    import httpx
+
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    with httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=60) as http:
+        def call(method: str, path: str) -> Any:
+            try:
+                r = http.request(method, "/api/v1" + path)
+            except httpx.HTTPError as exc:
+                raise KatibError(f"cannot reach the katib server at {url}: {exc}") from None
+            if r.status_code == 401:
+                raise KatibError(f"the katib server at {url} needs an API token: --token or $KATIB_TOKEN")
+            if r.status_code == 404:
+                raise NotFoundError(f"experiment {namespace or 'default'}/{name} not found on {url}")
+            if r.status_code >= 300:
+                raise KatibError(f"the katib server at {url} answered {r.status_code}: {r.text[:300]}")
+            return r.json()
+
+        if namespace is None:
+            found = sorted({e["metadata"]["namespace"] for e in call("GET", "/experiments")["items"]
+                            if e["metadata"]["name"] == name})
+            if len(found) > 1:
+                raise KatibError(f"experiment {name} is in {len(found)} namespaces ({', '.join(found)}): "
+                                 f"choose one with -n, e.g. -n {found[0]}")
+            namespace = found[0] if found else "default"
+        call("POST", f"/namespaces/{namespace}/experiments/{name}/stop")
+    return namespace
+
+
+@app.command()
+def stop(
+    name: str = typer.Argument(..., help="Experiment name."),
+    namespace: str | None = NamespaceOption,
+    db: str | None = DbOption,
+    server_url: str | None = typer.Option(
+        None, "--server", envvar="KATIB_SERVER", metavar="URL",
+        help="A katib server that runs it (http://127.0.0.1:8080): stop it through the server's API."),
+    token: str | None = typer.Option(None, "--token", envvar="KATIB_TOKEN", help="API token for --server under --auth."),
+    timeout: float = typer.Option(60.0, help="Seconds to wait for its controller to stop."),
+) -> None:
+    """Stop a running experiment's controller and its running trials; `katib resume` carries on.
+
+    The `katib run` (or `resume`) running it is stopped as Ctrl-C would; one that a
+    `katib server` runs is stopped through that server's API (found from its command line
+    on this machine, or given with --server)."""
+    from katib import views
+
+    if server_url:
+        _stop_on_server(server_url, token, name, namespace)
+        out.print(f"experiment {name} stopped on {server_url}", highlight=False)
+        return
+    store = _store(db)
+    namespace = _locate(store, name, namespace)
+    rec = store.get_experiment(namespace, name)
+    resume_hint = _hint(store, db, ["resume"], name, namespace)
+    shown = views.shown_phase(rec)
+    if shown in ("Succeeded", "Failed"):
+        out.print(f"experiment {name} has ended ({shown}): nothing to stop", highlight=False)
+        return
+    if shown == "Stopped" or not rec.owner:
+        out.print(f"experiment {name} is not running (no controller runs it); `{resume_hint}` carries on",
+                  highlight=False, markup=False)
+        return
+    import socket
+
+    host, pid_text, _ = rec.owner.rsplit(":", 2)
+    if host != socket.gethostname():
+        raise KatibError(f"experiment {name} is run by a controller on {host} (pid {pid_text}); stop it there")
+    pid = int(pid_text)
+    command = _katib_command(pid)
+    if command and command[0] == "server":
+        url = (f"http://{_option(command, '--host', '127.0.0.1')}:{_option(command, '--port', '8080')}")
+        ns = _stop_on_server(url, token, name, namespace)
+        out.print(f"experiment {name} stopped (by the katib server at {url}); "
+                  f"`{_hint(store, db, ['resume'], name, ns)}` carries on", highlight=False, markup=False)
+        return
+    if not command or command[0] not in ("run", "resume"):
+        raise KatibError(f"experiment {name} is run by process {pid}, a program using KatibClient, not by "
+                         "`katib run`: stop it there (KatibClient.close(), or end that program)")
+    os.kill(pid, signal.SIGTERM)  # what Ctrl-C does: running trials are stopped, the store is left resumable
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and views.controller_alive(store.get_experiment(namespace, name)):
+        time.sleep(0.2)
+    if views.controller_alive(store.get_experiment(namespace, name)):
+        raise KatibError(f"experiment {name}: its controller (pid {pid}) is still stopping after {timeout:g} s")
+    out.print(f"experiment {name} stopped: its running trials were ended; `{resume_hint}` carries on",
+              highlight=False, markup=False)
 
 
 AllowedHostOption = typer.Option(
@@ -502,6 +720,13 @@ def ui(
         raise KatibError(f"katib ui needs the server extra: pip install 'katib[server]' ({exc.name} is missing)") from None
     if not _loopback(host):
         raise KatibError(f"katib ui serves without authentication; listen on loopback, not {host} (or use katib server --auth)")
+    from katib.store import default_db_url
+
+    path = db or default_db_url()
+    if "://" not in path and not Path(path).expanduser().exists():
+        # A typo would otherwise open a new, empty store and show no experiments.
+        raise KatibError(f"no store at {path}: katib ui opens an existing one (katib run and katib server make it); "
+                         "check --db (or $KATIB_DB)")
     store = _store(db)
     application = create_app(store, _runs_root(store), Path(".").resolve(), resume=False, read_only=True,
                              allowed_hosts=[*allowed_host, host])
@@ -677,6 +902,14 @@ def get_experiments(
     if output is not Output.table:
         _dump({"apiVersion": "v1", "kind": "List", "items": [views.experiment_object(r) for r in recs]}, output)
         return
+    out.print(_experiments_table(recs))
+
+
+def _experiments_table(recs: list[Any]) -> Table:
+    """Experiments as `katib get experiments` shows them: the phase every screen shows
+    (``Stopped`` when no controller runs an unfinished one), trials done of the budget."""
+    from katib import views
+
     table = Table(box=None)
     for col in ("NAMESPACE", "NAME", "STATUS", "REASON", "TRIALS", "SUCCEEDED", "FAILED", "BEST", "AGE"):
         table.add_column(col)
@@ -685,16 +918,39 @@ def get_experiments(
         objective = r.spec.get("spec", {}).get("objective", {}).get("objectiveMetricName")
         metrics = {m["name"]: m for m in (best.get("observation") or {}).get("metrics", [])}
         value = views.shown_value(metrics, objective or "", views.strategies_of(r))
-        table.add_row(r.namespace, r.name, views.phase(r), views.reason(r), str(r.status.get("trials", 0)),
-                      str(r.status.get("trialsSucceeded", 0)), str(r.status.get("trialsFailed", 0)),
-                      f"{objective}={value}" if value else "", _age(r.created_at))
-    out.print(table)
+        shown = views.shown_phase(r)
+        table.add_row(*map(Text, (
+            r.namespace, r.name, shown, views.shown_reason(r, shown), _trials_done(r),
+            str(r.status.get("trialsSucceeded", 0)), str(r.status.get("trialsFailed", 0)),
+            f"{objective}={_num(value)}" if value else "", _age(r.created_at))))
+    return table
+
+
+def _trials_done(rec: Any) -> str:
+    """Trials ended of the budget (``7/12``), or of those made when there is no budget."""
+    status = rec.status
+    done = status.get("trials", 0) - status.get("trialsRunning", 0) - status.get("trialsPending", 0)
+    budget = (rec.spec.get("spec") or {}).get("maxTrialCount")
+    return f"{done}/{budget}" if budget else f"{done}/{status.get('trials', 0)}"
+
+
+def _num(text: Any) -> str:
+    """A number as a table shows it: six significant digits (0.0631860, 1.23457e+06);
+    integers and text as they are."""
+    value = str(text)
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    if value.lstrip("-").isdigit() or number != number or number in (float("inf"), float("-inf")):
+        return value
+    return f"{number:.6g}"
 
 
 @get_app.command("trials")
 def get_trials(
     experiment: str = typer.Argument(..., help="Experiment name."),
-    namespace: str = NamespaceOption,
+    namespace: str | None = NamespaceOption,
     output: Output = OutputOption,
     db: str | None = DbOption,
 ) -> None:
@@ -702,31 +958,91 @@ def get_trials(
     from katib import views
 
     store = _store(db)
-    rec = store.get_experiment(namespace, experiment)
+    rec = store.get_experiment(_locate(store, experiment, namespace), experiment)
     trials = store.list_trials(rec.id)
     if output is not Output.table:
         _dump({"apiVersion": "v1", "kind": "List", "items": [views.trial_object(rec, t) for t in trials]}, output)
         return
+    out.print(_trials_table(rec, trials))
+
+
+def _trials_table(rec: Any, trials: list[Any], experiment_column: bool = False) -> Table:
+    """Trials with their parameters and metrics (six significant digits), and why the
+    failed ones failed."""
+    from katib import views
+
     spec = rec.spec.get("spec", {})
     params = [p["name"] for p in spec.get("parameters", [])]
     obj = spec.get("objective", {})
     metrics = [obj.get("objectiveMetricName"), *obj.get("additionalMetricNames", [])]
     strategies = views.strategies_of(rec)
+    why = [_why(t) for t in trials]
     table = Table(box=None)
-    for col in ("NAME", "STATUS", *params, *metrics):
+    for col in ("NAME", *(["EXPERIMENT"] if experiment_column else []), "STATUS", *params, *metrics,
+                *(["WHY"] if any(why) else [])):
         table.add_column(col)
-    for t in trials:
+    for t, note in zip(trials, why, strict=True):
         p = t.parameters()
         obs = t.observation or {}
-        table.add_row(t.name, t.state, *[p.get(n, "") for n in params],
-                      *[views.shown_value(obs, m, strategies) for m in metrics])
-    out.print(table)
+        table.add_row(*map(Text, (t.name, *([rec.name] if experiment_column else []), t.state,
+                                  *[_num(p.get(n, "")) for n in params],
+                                  *[_num(views.shown_value(obs, m, strategies)) for m in metrics],
+                                  *([note] if any(why) else []))))
+    return table
+
+
+@get_app.command("experiment")
+def get_experiment(
+    name: str = typer.Argument(..., help="Experiment name."),
+    namespace: str | None = NamespaceOption,
+    output: Output = OutputOption,
+    db: str | None = DbOption,
+) -> None:
+    """One experiment: a table row with why it failed, or Katib's object (-o json|yaml)."""
+    from katib import views
+
+    store = _store(db)
+    rec = store.get_experiment(_locate(store, name, namespace), name)
+    if output is not Output.table:
+        _dump(views.experiment_object(rec), output)
+        return
+    out.print(_experiments_table([rec]))
+    shown = views.shown_phase(rec)
+    if shown == "Failed":
+        message = next((c.get("message", "") for c in rec.status.get("conditions", [])
+                        if c.get("type") == "Failed" and c.get("status") == "True"), "")
+        out.print(Text(f"\nmessage: {message}"))
+        failure = views.last_failure(store.list_trials(rec.id))
+        if failure:
+            out.print(Text(f"last failure: {failure['trial']} {failure['state']} ({failure['reason']}): "
+                           f"{failure['message']}"))
+    elif shown == "Stopped":
+        out.print(Text(f"\nstopped: no controller runs it; `{_hint(store, db, ['resume'], name, rec.namespace)}` "
+                       "carries on"))
+
+
+@get_app.command("trial")
+def get_trial(
+    name: str = typer.Argument(..., help="Trial name."),
+    namespace: str | None = NamespaceOption,
+    output: Output = OutputOption,
+    db: str | None = DbOption,
+) -> None:
+    """One trial: its parameters, metrics and why it failed, or Katib's object (-o json|yaml)."""
+    from katib import views
+
+    store = _store(db)
+    rec, t = store.get_trial(_locate(store, name, namespace, "trial"), name)
+    if output is not Output.table:
+        _dump(views.trial_object(rec, t), output)
+        return
+    out.print(_trials_table(rec, [t], experiment_column=True))
 
 
 @describe_app.command("experiment")
 def describe_experiment(
     name: str = typer.Argument(..., help="Experiment name."),
-    namespace: str = NamespaceOption,
+    namespace: str | None = NamespaceOption,
     output: Output = typer.Option(Output.yaml, "--output", "-o", help="yaml or json."),
     db: str | None = DbOption,
 ) -> None:
@@ -734,22 +1050,25 @@ def describe_experiment(
     from katib import views
 
     store = _store(db)
-    rec = store.get_experiment(namespace, name)
+    rec = store.get_experiment(_locate(store, name, namespace), name)
     _dump(views.experiment_object(rec), Output.json if output is Output.json else Output.yaml)
     note = views.no_result(rec, store.list_trials(rec.id))
     if note:
         err.print(Text.assemble(("no result: ", "bold red"), note))
+    if views.shown_phase(rec) == "Stopped":
+        err.print(Text(f"stopped: no controller runs it; `{_hint(store, db, ['resume'], name, rec.namespace)}` carries on"))
 
 
 @app.command()
 def logs(
     trial: str = typer.Argument(..., help="Trial name."),
-    namespace: str = NamespaceOption,
+    namespace: str | None = NamespaceOption,
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing while the trial runs."),
     db: str | None = DbOption,
 ) -> None:
     """Print a trial's output (stdout and stderr of its process)."""
     store = _store(db)
+    namespace = _locate(store, trial, namespace, "trial")
     rec, t = store.get_trial(namespace, trial)
     path = RunLayout(_runs_root(store)).trial_log(rec.namespace, rec.name, t.name)
     if not path.exists():
@@ -772,7 +1091,7 @@ def logs(
 @delete_app.command("experiment")
 def delete_experiment(
     name: str = typer.Argument(..., help="Experiment name."),
-    namespace: str = NamespaceOption,
+    namespace: str | None = NamespaceOption,
     db: str | None = DbOption,
 ) -> None:
     """Delete an experiment, its trials, their logs and observations."""
@@ -781,13 +1100,16 @@ def delete_experiment(
     from trials import owner_alive
 
     store = _store(db)
+    namespace = _locate(store, name, namespace)
     folder = RunLayout(_runs_root(store)).experiment(namespace, name)  # checks the names first
     rec = store.get_experiment(namespace, name)
     if rec.owner and owner_alive(rec.owner):
-        raise KatibError(f"experiment {name} is running under {rec.owner}; stop it first")
+        raise KatibError(f"experiment {name} is running under {rec.owner}; stop it first: "
+                         f"`{_hint(store, db, ['stop'], name, namespace)}`")
     store.delete_experiment(namespace, name)
     shutil.rmtree(folder, ignore_errors=True)
-    out.print(f'experiment.kubeflow.org "{name}" deleted', highlight=False)
+    where = "" if namespace == "default" else f" in namespace {namespace}"
+    out.print(f'experiment.kubeflow.org "{name}" deleted{where}', highlight=False)
 
 
 @app.command()
@@ -802,11 +1124,11 @@ def serve(
 ) -> None:
     """Serve the best trial's model (katib.save_model) over KServe's Open Inference Protocol
     (v2 REST: /v2/models/NAME/infer), with KServe's own server (pip install 'katib[serve]')."""
-    from katib.serve import locate, namespace_of
+    from katib.serve import locate
     from katib.serve import serve as serve_model
 
     store = _store(db)
-    namespace = namespace_of(store, experiment, namespace)
+    namespace = _locate(store, experiment, namespace)
     trial_name, folder = locate(store, _runs_root(store), namespace, experiment, trial)
     store.close()
     name = model_name or experiment
@@ -827,10 +1149,10 @@ def export_inferenceservice(
     in a cluster (KServe's sklearn or Triton runtime, Open Inference Protocol v2)."""
     from katib._inferenceservice import inference_service, notes
     from katib._model import find_model
-    from katib.serve import locate, namespace_of
+    from katib.serve import locate
 
     store = _store(db)
-    namespace = namespace_of(store, experiment, namespace)
+    namespace = _locate(store, experiment, namespace)
     trial_name, folder = locate(store, _runs_root(store), namespace, experiment, trial)
     saved = find_model(folder)
     if not storage_uri:
@@ -856,7 +1178,7 @@ def main() -> None:
         _print_errors(exc)
         sys.exit(EXIT_INVALID)
     except KatibError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         sys.exit(EXIT_FAILED)
 
 

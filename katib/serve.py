@@ -20,18 +20,7 @@ from typing import Any
 from ._model import find_model, load_model, predictor
 from .errors import KatibError, NoResultError, NotFoundError
 
-__all__ = ["locate", "namespace_of", "serve"]
-
-
-def namespace_of(store: Any, experiment: str, namespace: str | None) -> str:
-    """``-n`` when given; else the one namespace that holds an experiment of that name."""
-    if namespace:
-        return namespace
-    found = sorted({rec.namespace for rec in store.list_experiments() if rec.name == experiment})
-    if len(found) > 1:
-        raise KatibError(f"experiment {experiment} is in {len(found)} namespaces ({', '.join(found)}): choose one "
-                         f"with -n, e.g. -n {found[0]}")
-    return found[0] if found else "default"
+__all__ = ["locate", "serve"]
 
 
 def locate(store: Any, runs_root: Path, namespace: str, experiment: str, trial: str | None = None) -> tuple[str, Path]:
