@@ -32,6 +32,13 @@ function age(ts) {
   const s = (Date.now() - Date.parse(ts)) / 1000;
   return s < 90 ? `${Math.round(s)}s` : s < 5400 ? `${Math.round(s / 60)}m` : s < 172800 ? `${Math.round(s / 3600)}h` : `${Math.round(s / 86400)}d`;
 }
+// A sortable column header: a button inside the <th> (keyboard-operable, announced), with
+// aria-sort on the <th>. Handlers find the column with closest("th[data-k]").
+function sortHeader(key, label, sort, asc) {
+  const on = sort === key;
+  return `<th data-k="${esc(key)}" scope="col" class="${on ? "sorted" + (asc ? " asc" : "") : ""}" aria-sort="${on ? (asc ? "ascending" : "descending") : "none"}"><button type="button" class="sort">${esc(label)}</button></th>`;
+}
+function sortKey(e) { const th = e.target.closest && e.target.closest("th[data-k]"); return th ? th.dataset.k : null; }
 function stateBadge(s) { return `<span class="state ${esc(s)}">${esc(s)}</span>`; }
 
 async function api(path, options = {}) {
@@ -127,13 +134,13 @@ async function listPage(view) {
     <div class="toolbar">
       <h1 style="margin-right:auto">Experiments</h1>
       <label>Namespace <select id="ns"><option value="">all</option></select></label>
-      <input id="filter" placeholder="filter by name, status, algorithm" size="30">
+      <input id="filter" placeholder="filter by name, status, algorithm" aria-label="Filter experiments by name, status or algorithm" size="30">
       <a href="#/new"><button class="primary">Submit…</button></a>
     </div>
     <div class="card scroll"><table id="experiments"><thead><tr>
-      <th data-k="name">Name</th><th data-k="namespace">Namespace</th><th data-k="status">Status</th>
-      <th data-k="algorithm">Algorithm</th><th data-k="progress">Progress</th><th data-k="trials">Trials</th><th data-k="best">Best</th>
-      <th data-k="age">Age</th><th><span class="sr-only">Actions</span></th></tr></thead><tbody></tbody></table>
+      ${[["name", "Name"], ["namespace", "Namespace"], ["status", "Status"], ["algorithm", "Algorithm"], ["progress", "Progress"],
+         ["trials", "Trials"], ["best", "Best"], ["age", "Age"]].map(([k, l]) => sortHeader(k, l, ui.sort, ui.asc)).join("")}
+      <th scope="col"><span class="sr-only">Actions</span></th></tr></thead><tbody></tbody></table>
       <p id="empty" class="muted" hidden>No experiments yet. <a href="#/new">Submit one</a>, or run <code>katib run examples/random.yaml</code>.</p>
     </div>`;
   let rows = [], readOnly = false;
@@ -161,8 +168,11 @@ async function listPage(view) {
             ${readOnly || (r.active && !r.stoppable) ? "" : '<button data-act="delete" class="danger">Delete</button>'}</td>
       </tr>`).join("");
     $("#empty").hidden = rows.length > 0;
-    view.querySelectorAll("th").forEach(th => th.classList.toggle("sorted", th.dataset.k === ui.sort));
-    view.querySelectorAll("th.sorted").forEach(th => th.classList.toggle("asc", ui.asc));
+    view.querySelectorAll("#experiments th[data-k]").forEach(th => {
+      const on = th.dataset.k === ui.sort;
+      th.classList.toggle("sorted", on); th.classList.toggle("asc", on && ui.asc);
+      th.setAttribute("aria-sort", on ? (ui.asc ? "ascending" : "descending") : "none");
+    });
   };
   const load = async () => {
     const data = await api("/api/v1/experiments");
@@ -193,7 +203,7 @@ async function listPage(view) {
   $("#ns").onchange = e => { ui.ns = e.target.value; localStorage.setItem("katibNamespace", ui.ns); draw(); };
   $("#filter").oninput = e => { ui.filter = e.target.value; draw(); };
   view.querySelector("thead").onclick = e => {
-    const k = e.target.dataset.k; if (!k) return;
+    const k = sortKey(e); if (!k) return;
     ui.asc = ui.sort === k ? !ui.asc : true; ui.sort = k; draw();
   };
   $("#experiments tbody").onclick = async e => {
@@ -233,30 +243,30 @@ async function experimentPage(view, ns, name) {
       <div class="card" id="best" style="flex:0 1 360px"></div>
       <div class="card grow"><h2>Optimisation history</h2><div id="history" class="chart"></div></div>
     </div>
-    <div class="tabs" id="tabs">
-      <button data-tab="trials" class="on">Trials</button><button data-tab="importance">Importance &amp; slices</button>
-      <button data-tab="curves">Learning curves</button><button data-tab="pareto" hidden>Pareto front</button>
-      <button data-tab="yaml">YAML</button>
+    <div class="tabs" id="tabs" role="tablist" aria-label="Views of the experiment">
+      ${[["trials", "Trials"], ["importance", "Importance &amp; slices"], ["curves", "Learning curves"], ["pareto", "Pareto front"], ["yaml", "YAML"]]
+        .map(([k, label]) => `<button type="button" role="tab" id="tab-${k}" data-tab="${k}" aria-controls="pane-${k}"
+          aria-selected="${k === "trials"}" tabindex="${k === "trials" ? 0 : -1}" class="${k === "trials" ? "on" : ""}"${k === "pareto" ? " hidden" : ""}>${label}</button>`).join("")}
     </div>
-    <section data-pane="trials">
+    <section data-pane="trials" id="pane-trials" role="tabpanel" aria-labelledby="tab-trials" tabindex="0">
       <div class="card"><h2>Parallel coordinates <span class="muted" id="brush-note">(drag along an axis to filter the table)</span></h2>
         <div id="parallel" class="chart"></div></div>
       <div class="card">
         <div class="toolbar"><h2 style="margin:0 auto 0 0">Trials <span id="count" class="muted"></span></h2>
-          <select id="state-filter"><option value="">every state</option>${STATES.map(s => `<option>${s}</option>`).join("")}</select>
-          <input id="trial-filter" placeholder="filter: name, or lr>0.01" size="24">
+          <select id="state-filter" aria-label="Show trials of this state"><option value="">every state</option>${STATES.map(s => `<option>${s}</option>`).join("")}</select>
+          <input id="trial-filter" placeholder="filter: name, or lr>0.01" aria-label="Filter trials by name, or by an expression such as lr>0.01" size="24">
           <button id="clear-brush" hidden>Clear brush</button></div>
         <div class="scroll"><table id="trials"><thead></thead><tbody></tbody></table></div>
         <div class="pager"><button id="prev">‹ Prev</button><span id="page" class="muted"></span><button id="next">Next ›</button></div>
       </div>
     </section>
-    <section data-pane="importance" hidden>
+    <section data-pane="importance" id="pane-importance" role="tabpanel" aria-labelledby="tab-importance" tabindex="0" hidden>
       <div class="card"><h2>Parameter importance (fANOVA)</h2><p id="importance-state" class="muted" role="status"></p><div id="importance" class="chart small"></div></div>
       <div class="card"><h2>Slices: objective against each parameter</h2><div id="slices" class="row"></div></div>
     </section>
-    <section data-pane="curves" hidden><div class="card"><h2>Intermediate values <span id="curves-note" class="muted"></span></h2><div id="curves" class="chart" style="height:420px"></div></div></section>
-    <section data-pane="pareto" hidden><div class="card"><h2>Pareto front</h2><div id="pareto" class="chart"></div></div></section>
-    <section data-pane="yaml" hidden><div class="card"><pre id="yaml">…</pre></div></section>`;
+    <section data-pane="curves" id="pane-curves" role="tabpanel" aria-labelledby="tab-curves" tabindex="0" hidden><div class="card"><h2>Intermediate values <span id="curves-note" class="muted"></span></h2><div id="curves" class="chart" style="height:420px"></div></div></section>
+    <section data-pane="pareto" id="pane-pareto" role="tabpanel" aria-labelledby="tab-pareto" tabindex="0" hidden><div class="card"><h2>Pareto front</h2><div id="pareto" class="chart"></div></div></section>
+    <section data-pane="yaml" id="pane-yaml" role="tabpanel" aria-labelledby="tab-yaml" tabindex="0" hidden><div class="card"><pre id="yaml" tabindex="0">…</pre></div></section>`;
 
   const ui = { sort: null, asc: true, page: 0, size: 50, state: "", text: "", brush: {}, tab: "trials", drawn: {} };
   let S = null;           // the summary
@@ -318,7 +328,7 @@ async function experimentPage(view, ns, name) {
     ui.page = Math.min(ui.page, pages - 1);
     const params = Object.keys(S.columns.params), metrics = S.metrics;
     const head = [["name", "Trial"], ["state", "State"], ...params.map(p => ["p:" + p, p]), ...metrics.map(m => ["m:" + m, m]), ["duration", "Seconds"]];
-    $("#trials thead").innerHTML = `<tr>${head.map(([k, label]) => `<th data-k="${esc(k)}" class="${ui.sort === k ? "sorted" + (ui.asc ? " asc" : "") : ""}">${esc(label)}</th>`).join("")}</tr>`;
+    $("#trials thead").innerHTML = `<tr>${head.map(([k, label]) => sortHeader(k, label, ui.sort, ui.asc)).join("")}</tr>`;
     const slice = rows.slice(ui.page * ui.size, (ui.page + 1) * ui.size);
     $("#trials tbody").innerHTML = slice.map(i => `<tr>
       <td><a href="#/t/${encodeURIComponent(ns)}/${encodeURIComponent(S.columns.name[i])}">${esc(S.columns.name[i])}</a></td>
@@ -473,7 +483,10 @@ async function experimentPage(view, ns, name) {
 
   function drawTab() {
     view.querySelectorAll("[data-pane]").forEach(p => { p.hidden = p.dataset.pane !== ui.tab; });
-    view.querySelectorAll("#tabs button").forEach(b => b.classList.toggle("on", b.dataset.tab === ui.tab));
+    view.querySelectorAll("#tabs button").forEach(b => {
+      const on = b.dataset.tab === ui.tab;
+      b.classList.toggle("on", on); b.setAttribute("aria-selected", String(on)); b.tabIndex = on ? 0 : -1;
+    });
     if (ui.tab === "importance") drawImportance();
     if (ui.tab === "curves") drawCurves();
     if (ui.tab === "pareto") drawPareto();
@@ -512,8 +525,16 @@ async function experimentPage(view, ns, name) {
   }
 
   $("#tabs").onclick = e => { if (e.target.dataset.tab) { ui.tab = e.target.dataset.tab; drawTab(); } };
-  $("#trials").onclick = e => {
-    const k = e.target.dataset && e.target.dataset.k; if (!k) return;
+  $("#tabs").onkeydown = e => {  // arrow keys move between tabs (WAI-ARIA tabs pattern)
+    const tabs = [...view.querySelectorAll("#tabs button:not([hidden])")], i = tabs.findIndex(b => b.dataset.tab === ui.tab);
+    const j = { ArrowRight: i + 1, ArrowLeft: i - 1, Home: 0, End: tabs.length - 1 }[e.key];
+    if (j === undefined) return;
+    e.preventDefault();
+    const next = tabs[(j + tabs.length) % tabs.length];
+    ui.tab = next.dataset.tab; drawTab(); next.focus();
+  };
+  $("#trials thead").onclick = e => {
+    const k = sortKey(e); if (!k) return;
     ui.asc = ui.sort === k ? !ui.asc : true; ui.sort = k; drawTable();
   };
   $("#prev").onclick = () => { ui.page--; drawTable(); };
@@ -764,7 +785,7 @@ async function submitPage(view) {
         <p class="muted">The form writes the YAML; edit it freely. Errors are checked as you type, without creating anything.</p>
       </div>
       <div class="grow">
-        <div class="editor" id="editor"><div class="gutter" id="gutter"></div><textarea id="yaml" spellcheck="false"></textarea><div class="notes" id="notes"></div></div>
+        <div class="editor" id="editor"><div class="gutter" id="gutter"></div><textarea id="yaml" spellcheck="false" aria-label="The experiment's YAML"></textarea><div class="notes" id="notes"></div></div>
         <ul class="errors" id="errors"></ul><p id="ok" class="muted"></p>
       </div>
     </div>`;

@@ -420,3 +420,67 @@ def test_the_cli_and_the_viewer_agree_while_katib_run_runs_and_after_stop(server
         if proc.poll() is None:
             proc.kill()
         _call(server, "DELETE", "/api/v1/namespaces/default/experiments/from-cli")
+
+
+AXE = Path(__file__).resolve().parents[2] / "api" / "static" / "vendor" / "axe-core-4.14.1.min.js"
+
+
+def serious_violations(page) -> list[str]:
+    """axe-core's serious and critical accessibility violations on the page as it is now."""
+    if not page.evaluate("typeof window.axe !== 'undefined'"):
+        page.add_script_tag(path=str(AXE))
+    return page.evaluate("""async () => (await axe.run(document, { resultTypes: ["violations"] })).violations
+        .filter(v => v.impact === "serious" || v.impact === "critical")
+        .map(v => `${v.id} (${v.impact}): ${v.help}: ` + v.nodes.slice(0, 8).map(n => n.target.join(" ")).join(", "))""")
+
+
+def test_every_page_passes_axe_and_works_from_the_keyboard(server, page):
+    found: dict[str, list[str]] = {}
+    page.goto(server + "/")
+    ready(page)
+    found["experiments"] = serious_violations(page)
+    # Sorting from the keyboard: focus a column's header, press Enter.
+    page.focus("#experiments th[data-k=name] button")
+    page.keyboard.press("Enter")
+    assert page.get_attribute("#experiments th[data-k=name]", "aria-sort") == "ascending"
+    page.keyboard.press("Enter")
+    assert page.get_attribute("#experiments th[data-k=name]", "aria-sort") == "descending"
+
+    page.goto(server + "/#/new")
+    ready(page)
+    found["submit"] = serious_violations(page)
+    assert page.get_by_label("Name", exact=True).input_value() == "my-experiment"  # labels name the form's fields
+
+    page.goto(server + "/#/e/default/finished")
+    ready(page)
+    found["experiment"] = serious_violations(page)
+    # Whole trials on the history's axis, never 2.5.
+    ticks = page.evaluate("""echarts.getInstanceByDom(document.querySelector('#history')).getModel()
+        .getComponent('xAxis', 0).axis.scale.getTicks().map(t => t.value)""")
+    assert ticks and all(float(t).is_integer() for t in ticks)
+    # Tabs: ARIA roles, and the arrow keys move between them.
+    assert page.get_attribute("#tabs", "role") == "tablist"
+    assert page.get_attribute("#tab-trials", "aria-selected") == "true"
+    page.focus("#tab-trials")
+    page.keyboard.press("ArrowRight")
+    assert page.get_attribute("#tab-importance", "aria-selected") == "true"
+    assert page.get_attribute("#tab-trials", "aria-selected") == "false"
+    assert page.locator("#pane-importance").is_visible() and not page.locator("#pane-trials").is_visible()
+    page.wait_for_function("document.querySelector('#importance-state').textContent === ''", timeout=20000)
+    found["importance"] = serious_violations(page)
+    for tab in ("curves", "yaml"):
+        page.click(f"#tab-{tab}")
+        found[tab] = serious_violations(page)
+
+    page.goto(server + "/#/e/default/broken")
+    ready(page)
+    found["failed experiment"] = serious_violations(page)
+    follow(page, "#failure a")
+    found["trial"] = serious_violations(page)
+    # Numbers to six significant digits, the whole value on hover.
+    page.goto(server + "/#/e/default/finished")
+    ready(page)
+    follow(page, "#trials tbody tr:first-child a")
+    x = page.get_attribute("#params dd", "title")
+    assert page.inner_text("#params dd") == f"{float(x):.6g}"
+    assert not any(found.values()), json.dumps({k: v for k, v in found.items() if v}, indent=1)
