@@ -191,8 +191,16 @@ def predictor(saved: SavedModel, model: Any) -> Any:
         proba = os.environ.get("PREDICT_PROBA", "false").lower() == "true" and hasattr(model, "predict_proba")
         return model.predict_proba if proba else model.predict  # KServe's sklearn server's switch
     if saved.format == "onnx":
-        name = model.get_inputs()[0].name
-        return lambda x: model.run(None, {name: x})[0]
+        first = model.get_inputs()[0]
+        width = {"tensor(float)": np.float32, "tensor(double)": np.float64}.get(first.type)
+
+        def run_onnx(x: Any) -> Any:
+            x = np.asarray(x)
+            if width is not None and np.issubdtype(x.dtype, np.floating):
+                x = x.astype(width)  # FP64 JSON numbers for a float32 graph, as for PyTorch
+            return model.run(None, {first.name: x})[0]
+
+        return run_onnx
     torch = sys.modules.get("torch") or __import__("torch")
 
     def run(x: Any) -> Any:

@@ -256,3 +256,28 @@ def test_pytorch_models_are_served_scripted_or_rebuilt(tmp_path, monkeypatch):
         wrong = InferInput("input-0", [2, 3], "FP32")
         wrong.set_data_from_numpy(np.zeros((2, 3), np.float32), binary_data=False)
         server_side.predict(InferRequest(model_name="net", infer_inputs=[wrong]))
+
+
+def test_onnx_models_are_served_with_onnxruntime(tmp_path):
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from kserve import InferInput, InferRequest
+    from onnx import TensorProto, helper, numpy_helper
+
+    import katib
+    from katib.serve import model as served_model
+
+    weights, bias = np.arange(12, dtype=np.float32).reshape(4, 3) / 10, np.array([1, 2, 3], np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["xw"]), helper.make_node("Add", ["xw", "b"], ["y"])], "linear",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 3])],
+        [numpy_helper.from_array(weights, "W"), numpy_helper.from_array(bias, "b")])
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    proto.ir_version = 8
+    assert isinstance(proto, onnx.ModelProto) and katib.save_model(proto, tmp_path).format == "onnx"
+    x = np.random.default_rng(0).random((2, 4))
+    tensor = InferInput("input-0", [2, 4], "FP64")
+    tensor.set_data_from_numpy(x, binary_data=False)
+    response = served_model("linear", tmp_path).predict(InferRequest(model_name="linear", infer_inputs=[tensor]))
+    assert np.allclose(response.outputs[0].as_numpy(), x @ weights + bias, atol=1e-5)

@@ -97,3 +97,29 @@ def test_stopping_kills_the_trial_on_its_node(cluster, sqlite_store, tmp_path):
     status, trials = run(sqlite_store, tmp_path, doc, cluster)
     assert time.monotonic() - started < 30
     assert trials[0].state == "Failed" and "activeDeadlineSeconds" in trials[0].conditions[-1]["message"]
+
+
+def test_a_tuned_function_travels_to_ray_with_its_surroundings(cluster, sqlite_store, tmp_path):
+    """KatibClient.tune's trials on Ray: the function, pickled with what it closes over,
+    runs in the actor's process with typed parameters, and what it returns is the result."""
+    import math
+
+    from katib import search
+    from katib._tune import experiment_doc
+
+    offset = 0.25
+
+    def objective(x, n):
+        assert isinstance(x, float) and isinstance(n, int)
+        return math.fabs(x - offset) + n
+
+    doc, _ = experiment_doc("tuned", objective, {"x": search.double(0, 1), "n": search.int(1, 2)}, "loss", "StdOut",
+                            None, objective_type="minimize", objective_goal=None, additional_metric_names=None,
+                            algorithm_name="random", algorithm_settings=None, max_trial_count=2,
+                            parallel_trial_count=2, max_failed_trial_count=None, resources_per_trial=None,
+                            env_per_trial=None, base_image=None)
+    status, trials = run(sqlite_store, tmp_path, doc, cluster)
+    assert status["trialsSucceeded"] == 2
+    for t in trials:
+        params = {a["name"]: a["value"] for a in t.assignments}
+        assert float(t.observation["loss"]["latest"]) == pytest.approx(abs(float(params["x"]) - 0.25) + int(params["n"]))
