@@ -97,7 +97,14 @@ def load_shipped(plan: dict[str, Any]) -> Any:
             return None
     else:
         return None
-    return cloudpickle.loads(zlib.decompress(data))
+    try:
+        return cloudpickle.loads(zlib.decompress(data))
+    except Exception as exc:  # a module it needs is not here (an image with cloudpickle but not katib)
+        if not plan.get("source"):
+            raise
+        print(f"katib: the pickled function does not load here ({type(exc).__name__}: {exc}); running its source",
+              file=sys.stderr)
+        return None
 
 
 def load_source(plan: dict[str, Any]) -> Any:
@@ -105,7 +112,8 @@ def load_source(plan: dict[str, Any]) -> Any:
     if not source:
         raise SystemExit(f"katib: cannot run {plan.get('function')!r} here: it travelled with cloudpickle, which "
                          f"needs Python {'.'.join(map(str, plan.get('python') or ()))} with cloudpickle (this is "
-                         f"{sys.version.split()[0]}), and its source cannot run alone: {plan.get('why')}")
+                         f"{sys.version.split()[0]}) and the modules it uses, and its source cannot run alone: "
+                         f"{plan.get('why')}")
     namespace: dict[str, Any] = {"__name__": "__katib_trial__"}
     exec(compile(source, f"<{plan['function']}>", "exec"), namespace)
     return namespace[plan["function"]]

@@ -3,11 +3,11 @@ against a ``katib server`` URL or embedded (the store and the controllers in thi
 
 >>> from katib import KatibClient, search
 >>> client = KatibClient()                          # embedded: ~/.katib/katib.db
->>> def objective(parameters):
-...     print(f"loss={(float(parameters['x']) - 2) ** 2}")
->>> client.tune("quadratic", objective, {"x": search.double(-5, 5)},
-...             objective_metric_name="loss", objective_type="minimize", max_trial_count=12)  # doctest: +SKIP
->>> client.wait_for_experiment_condition("quadratic")  # doctest: +SKIP
+>>> def objective(x):
+...     return (x - 2) ** 2                         # the objective metric; or print("loss=…")
+>>> result = client.tune("quadratic", objective, {"x": search.double(-5, 5)}, objective_metric_name="loss",
+...                      objective_type="minimize", max_trial_count=12)  # doctest: +SKIP
+>>> result.best_params, result.best_value           # doctest: +SKIP
 >>> client.get_optimal_hyperparameters("quadratic")   # doctest: +SKIP
 """
 
