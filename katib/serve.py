@@ -114,6 +114,9 @@ def serve(path: Path, name: str, host: str = "127.0.0.1", port: int = 8080) -> N
         where = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors()[:5])
         return JSONResponse(status_code=400, content={"error": f"not an inference request: {where}"})
 
+    import warnings
+
+    warnings.filterwarnings("ignore", message="ORJSONResponse is deprecated")  # KServe's choice, not the user's
     app.add_exception_handler(RequestValidationError, not_a_request)  # FastAPI's 422 is not the protocol's body
     app.add_middleware(_JsonByDefault)
 
