@@ -118,3 +118,23 @@ def sqlite_store(tmp_path: Path):
     s = Store(str(tmp_path / "katib.db"))
     yield s
     s.close()
+
+
+@pytest.fixture(scope="session")
+def example_run(tmp_path_factory: pytest.TempPathFactory):
+    """``katib run`` of an example, as a newcomer runs it, once per session: the examples
+    test and the serving test read the same run (the digits examples take a while)."""
+    import subprocess
+
+    done: dict[Path, tuple[Any, Path]] = {}
+
+    def run(path: Path) -> tuple[Any, Path]:
+        if path not in done:
+            tmp = tmp_path_factory.mktemp("example")
+            db = tmp / "katib.db"
+            result = subprocess.run([sys.executable, "-m", "katib", "run", str(path), "--db", str(db)],
+                                    capture_output=True, text=True, timeout=600, cwd=tmp)
+            done[path] = (result, db)
+        return done[path]
+
+    return run

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -33,10 +31,8 @@ def test_every_example_is_covered():
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=key)
-def test_example_runs(path: Path, tmp_path: Path):
-    db = tmp_path / "katib.db"
-    result = subprocess.run([sys.executable, "-m", "katib", "run", str(path), "--db", str(db)],
-                            capture_output=True, text=True, timeout=600, cwd=tmp_path)
+def test_example_runs(path: Path, example_run):
+    result, db = example_run(path)
     name, count, reason = EXPECTED[key(path)]
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"Succeeded ({reason})" in result.stdout

@@ -46,10 +46,9 @@ def _katib(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedP
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory):
+def served(tmp_path_factory, example_run):
     tmp = tmp_path_factory.mktemp("serve")
-    db = tmp / "katib.db"
-    run = _katib("run", str(REPO / "examples" / "random.yaml"), "--db", str(db), cwd=tmp)
+    run, db = example_run(REPO / "examples" / "random.yaml")  # the examples test's own run, when it ran first
     assert run.returncode == 0, run.stdout + run.stderr
     from katib.names import RunLayout
     from katib.store import Store
@@ -72,7 +71,7 @@ def served(tmp_path_factory):
             pass
         assert time.monotonic() < deadline, (tmp / "serve.log").read_text()
         time.sleep(0.5)
-    yield Served(url, db, RunLayout(tmp / "runs").artifacts("kubeflow", "random", trial), trial)
+    yield Served(url, db, RunLayout(db.parent / "runs").artifacts("kubeflow", "random", trial), trial)
     proc.send_signal(signal.SIGTERM)
     try:
         assert proc.wait(timeout=30) == 0, (tmp / "serve.log").read_text()  # Ctrl-C or SIGTERM ends it cleanly
