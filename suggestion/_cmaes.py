@@ -16,22 +16,24 @@ class CMAES(OptunaAlgorithm):
     (categorical ones are drawn at random alongside).
 
     Settings: ``random_state``, ``sigma`` (initial step size in the unit cube, default
-    1/6), ``restart_strategy`` (``ipop``, ``bipop`` or ``none``). Needs at least two
-    numeric parameters, as Katib's does.
+    1/6), ``restart_strategy`` (``ipop``, ``bipop`` or ``none``). Needs at least two int or
+    double parameters, and ignores settings it does not know, as Katib's stock cmaes
+    (goptuna) does.
     """
 
     name = "cmaes"
+    ignores_unknown_settings = True
     settings = {
-        "random_state": Setting(integer(0)),
+        "random_state": Setting(integer()),
         "sigma": Setting(number(0, low_open=True)),
         "restart_strategy": Setting(choice("ipop", "bipop", "none"), "none"),
     }
 
     def validate(self, experiment: Experiment) -> list[FieldError]:
         errors = super().validate(experiment)
-        numeric = [p for p in experiment.spec.parameters or [] if p.parameter_type != "categorical"]
+        numeric = [p for p in experiment.spec.parameters or [] if p.parameter_type in ("int", "double")]
         if len(numeric) < 2:
-            errors.append(FieldError("spec.parameters", f"cmaes needs at least 2 numeric parameters (got {len(numeric)})"))
+            errors.append(FieldError("spec.parameters", f"cmaes needs at least 2 int or double parameters (got {len(numeric)})"))
         return errors
 
     def make_sampler(self, settings: dict[str, Any], seed: int | None, n_params: int) -> Any:

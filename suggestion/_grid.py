@@ -17,6 +17,26 @@ from ._space import SearchSpace
 MAX_SHUFFLED_GRID = 1_000_000
 
 
+def katib_grid_size(experiment: Experiment) -> int:
+    """The grid's size as Katib's optuna service counts it (``convert_to_combinations``):
+    ints ``range(min, max + 1, step)``, doubles ``np.arange(min, max + step, step)`` without
+    a last value past ``max``, lists their length."""
+    size = 1
+    for p in experiment.spec.parameters or []:
+        fs = p.feasible_space
+        if fs is None:
+            continue
+        if p.parameter_type == "int":
+            size *= len(range(int(fs.min or 0), int(fs.max or 0) + 1, int(fs.step or 1)))
+        elif p.parameter_type == "double":
+            lo, hi, step = float(fs.min or 0), float(fs.max or 0), float(fs.step or 1)
+            values = np.arange(lo, hi + step, step)
+            size *= len(values) - int(len(values) > 0 and values[-1] > hi)
+        else:
+            size *= len(fs.list_ or [])
+    return size
+
+
 class GridSearch(Algorithm):
     """Every combination of the parameters' grid values, each exactly once.
 
@@ -24,6 +44,7 @@ class GridSearch(Algorithm):
     ``step`` or 1, lists give their values. Points come in lexicographic order, or in a
     seeded random order with ``random_state``. When every point has been proposed the
     space is exhausted and the experiment ends with ``ExperimentSuggestionEndReached``.
+    As in Katib, ``maxTrialCount`` may not exceed the number of points.
     """
 
     name = "grid"
@@ -39,6 +60,9 @@ class GridSearch(Algorithm):
                     f"spec.parameters[{i}].feasibleSpace.step",
                     "is required for double parameters with the grid algorithm",
                 ))
+        max_trials = experiment.spec.max_trial_count
+        if not errors and max_trials is not None and max_trials > (points := katib_grid_size(experiment)):
+            errors.append(FieldError("spec.maxTrialCount", f"must be at most the {points} points of the grid (got {max_trials})"))
         return errors
 
     def _points(self, space: SearchSpace, seed: int | None) -> Iterator[dict[str, str]]:

@@ -48,12 +48,22 @@ def parallel_needed(r_l: float, eta: float) -> int:
     return int(math.ceil(whole ** s_max(r_l, whole)))
 
 
+def _eta(text: str) -> float:
+    """Katib's eta: a number, 3 when it is not positive (HyperBandParam.convert)."""
+    value = number()(text)
+    if value <= 0:
+        return 3.0
+    if value <= 1:
+        raise ValueError(f"must be > 1 (got {text})")
+    return value
+
+
 class Hyperband(Algorithm):
     """Hyperband with Katib's settings.
 
     ``r_l`` is the largest resource a trial gets (epochs, say), ``resource_name`` the
     parameter that carries it (its value is set by the algorithm, not searched), ``eta``
-    the halving rate (default 3). Each bracket starts ``n`` random configurations on a
+    the halving rate (default 3; 3 as well when not positive, as in Katib). Each bracket starts ``n`` random configurations on a
     small resource; when a rung has finished, the best ``ceil(n/eta)`` go on with ``eta``
     times the resource, as new trials: Katib's plan and rounding, see ``bracket_sizes``
     (the resource is an integer, as Katib writes it). A rung runs all at once, so
@@ -65,10 +75,11 @@ class Hyperband(Algorithm):
     """
 
     name = "hyperband"
+    ignores_unknown_settings = True  # as Katib's service
     settings = {
         "r_l": Setting(number(0, low_open=True)),
         "resource_name": Setting(str),
-        "eta": Setting(number(1, low_open=True), 3.0),
+        "eta": Setting(_eta, 3.0),
         "random_state": Setting(integer(0)),
     }
 

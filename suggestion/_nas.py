@@ -68,11 +68,11 @@ class ENAS(_NasAlgorithm):
         "controller_hidden_size": Setting(integer(1), 64),
         "controller_temperature": Setting(_none_or(number(0, low_open=True)), 5.0),
         "controller_tanh_const": Setting(_none_or(number(0, low_open=True)), 2.25),
-        "controller_entropy_weight": Setting(_none_or(number(0)), 1e-5),
-        "controller_baseline_decay": Setting(number(0, 1), 0.999),
+        "controller_entropy_weight": Setting(_none_or(number(0, low_open=True)), 1e-5),
+        "controller_baseline_decay": Setting(number(0, 1, low_open=True), 0.999),
         "controller_learning_rate": Setting(number(0, 1, low_open=True), 5e-5),
         "controller_skip_target": Setting(_open_unit, 0.4),
-        "controller_skip_weight": Setting(_none_or(number(0)), 0.8),
+        "controller_skip_weight": Setting(_none_or(number(0, low_open=True)), 0.8),
         "controller_train_steps": Setting(integer(1), 50),
         "controller_log_every_steps": Setting(integer(1), 10),
         "random_state": Setting(integer(0)),  # extension: reproducible proposals
@@ -156,6 +156,9 @@ class DARTS(_NasAlgorithm):
 
     name = "darts"
     needs_sizes = False  # the trial reads its data's shapes
+    # As Katib's service: a setting it does not know is not checked, and goes to the trial
+    # with the others (Katib's test_darts_service.py passes num_epoch).
+    ignores_unknown_settings = True
     settings = {
         "num_epochs": Setting(integer(1), 50),
         "w_lr": Setting(number(0), 0.025),
@@ -198,8 +201,10 @@ class DARTS(_NasAlgorithm):
 
         assert experiment.spec.nas_config is not None
         space = NasSpace.from_config(experiment.spec.nas_config)
+        given = experiment.spec.algorithm.settings() if experiment.spec.algorithm else {}
+        unknown = {k: None if v == "None" else v for k, v in given.items() if k not in self.settings}
         params = {
-            "algorithm-settings": katib_text(self.parsed_settings(experiment)),
+            "algorithm-settings": katib_text({**self.parsed_settings(experiment), **unknown}),
             "search-space": katib_text(space.darts_primitives()),
             "num-layers": str(space.num_layers),
         }

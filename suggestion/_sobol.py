@@ -19,10 +19,12 @@ class Sobol(Algorithm):
 
     The n-th trial gets the (n+1)-th point of the (unscrambled) sequence, so points fill the
     space evenly and the same experiment always gets the same points, across restarts
-    too. No settings, as in Katib. In a finite space a point already taken is skipped.
+    too. No settings, as in Katib (whose stock sobol, goptuna's, ignores any it is given).
+    In a finite space a point already taken is skipped.
     """
 
     name = "sobol"
+    ignores_unknown_settings = True
     multi_objective = True
     settings: ClassVar[dict[str, Setting]] = {}
 

@@ -125,7 +125,8 @@ def test_stateful_algorithms_carry_on_round_after_round(client, algorithm):
         parameters = [x, {"name": "epochs", "parameterType": "int", "feasibleSpace": {"min": "1", "max": "9"}}]
         parallel = 9
     else:
-        settings = {"n_population": "5", "random_state": "1"}
+        settings = {"suggestion_trial_dir": "/var/log/katib/checkpoints/", "n_population": "5",
+                    "truncation_threshold": "0.2", "random_state": "1"}
         parameters, parallel = [x], 5
     client.create_experiment(external(
         name=algorithm, objective={"type": "minimize", "objectiveMetricName": "loss"}, parameters=parameters,

@@ -12,7 +12,7 @@ from tests.conftest import REPO
 EXAMPLES = sorted((REPO / "examples").glob("**/*.yaml"))
 EXPECTED = {
     "random.yaml": ("random", 12, "ExperimentMaxTrialsReached"),
-    "grid.yaml": ("grid", 12, "ExperimentSuggestionEndReached"),
+    "grid.yaml": ("grid", 12, "ExperimentMaxTrialsReached"),
     "file-metrics-collector.yaml": ("file-metrics-collector", 6, "ExperimentMaxTrialsReached"),
     "push-metrics.yaml": ("push-metrics", 6, "ExperimentMaxTrialsReached"),
     "pbt.yaml": ("pbt", 15, "ExperimentMaxTrialsReached"),

@@ -80,8 +80,9 @@ def test_missing_objective_is_metrics_unavailable_with_a_hint(store, tmp_path):
     assert trials[0].observation == {"loss": {"min": "unavailable", "max": "unavailable", "latest": "unavailable"}}
 
 
-def test_grid_exhaustion_ends_with_suggestion_end_reached(store, tmp_path):
-    doc = experiment(algorithm={"algorithmName": "grid"}, maxTrialCount=10,
+def test_an_exhausted_space_ends_with_suggestion_end_reached(store, tmp_path):
+    # (Katib's grid refuses a maxTrialCount above its points; random search runs out instead.)
+    doc = experiment(algorithm={"algorithmName": "random"}, maxTrialCount=10,
                      parameters=[{"name": "x", "parameterType": "discrete", "feasibleSpace": {"list": ["1", "2", "3"]}}])
     _, _, status, trials = run(store, tmp_path, doc)
     assert reason(status) == ("Succeeded", "ExperimentSuggestionEndReached")

@@ -29,7 +29,8 @@ CASES = {
     "cmaes": (_seeded("cmaes"), 1, 7),
     "sobol": ({"algorithmName": "sobol"}, 1, 6),
     "hyperband": (_seeded("hyperband", ("r_l", "3"), ("eta", "3"), ("resource_name", "n")), 3, 20),
-    "pbt": (_seeded("pbt", ("n_population", "5"), ("truncation_threshold", "0.4")), 1, 9),
+    "pbt": (_seeded("pbt", ("suggestion_trial_dir", "/var/log/katib/checkpoints/"), ("n_population", "5"),
+                    ("truncation_threshold", "0.4")), 1, 9),
 }
 
 

@@ -31,8 +31,12 @@ def exp_for(algorithm: str, params: list[dict], seed: str | None = "3"):
     if algorithm == "hyperband":  # the resource is a parameter the algorithm sets itself
         params = [*params, {"name": "epochs", "parameterType": "int", "feasibleSpace": {"min": "1", "max": "9"}}]
         settings += [{"name": "r_l", "value": "9"}, {"name": "resource_name", "value": "epochs"}]
+    if algorithm == "pbt":  # Katib's pbt needs these three
+        settings += [{"name": "suggestion_trial_dir", "value": "/var/log/katib/checkpoints/"},
+                     {"name": "n_population", "value": "5"}, {"name": "truncation_threshold", "value": "0.2"}]
+    # Katib's grid refuses a maxTrialCount above its points; without one, it runs them all.
     doc = experiment(parameters=params, algorithm={"algorithmName": algorithm, "algorithmSettings": settings},
-                     maxTrialCount=500, parallelTrialCount=10)
+                     maxTrialCount=None if algorithm == "grid" else 500, parallelTrialCount=10)
     doc["spec"]["trialTemplate"]["trialParameters"] = [{"name": p["name"], "reference": p["name"]} for p in params]
     doc["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]["command"] = [
         "echo", *[f"${{trialParameters.{p['name']}}}" for p in params]]
@@ -78,8 +82,9 @@ POINT_SEARCHES = sorted(set(PARAMETER_SEARCHES) - {"hyperband", "pbt"})
 
 @pytest.mark.parametrize("name", POINT_SEARCHES)
 def test_parallel_proposals_never_repeat_a_point(name):
-    params = [{"name": "a", "parameterType": "int", "feasibleSpace": {"min": "1", "max": "4"}},
-              {"name": "b", "parameterType": "discrete", "feasibleSpace": {"list": ["0.5", "1", "2"]}}]
+    b = ({"name": "b", "parameterType": "int", "feasibleSpace": {"min": "1", "max": "3"}} if name == "cmaes"  # 2 numeric
+         else {"name": "b", "parameterType": "discrete", "feasibleSpace": {"list": ["0.5", "1", "2"]}})
+    params = [{"name": "a", "parameterType": "int", "feasibleSpace": {"min": "1", "max": "4"}}, b]
     exp = exp_for(name, params)
     alg = get_algorithm(name)
     running = [TrialView(f"t{i}", a.parameters, "Running") for i, a in enumerate(alg.suggest(exp, [], 5))]
@@ -90,8 +95,10 @@ def test_parallel_proposals_never_repeat_a_point(name):
 
 @pytest.mark.parametrize("name", POINT_SEARCHES)
 def test_a_finite_space_is_exhausted_not_repeated(name):
-    params = [{"name": "a", "parameterType": "discrete", "feasibleSpace": {"list": ["1", "2", "3"]}},
-              {"name": "b", "parameterType": "int", "feasibleSpace": {"min": "1", "max": "2"}}]
+    # cmaes counts only int and double parameters (as Katib's goptuna does)
+    a = ({"name": "a", "parameterType": "int", "feasibleSpace": {"min": "1", "max": "3"}} if name == "cmaes"
+         else {"name": "a", "parameterType": "discrete", "feasibleSpace": {"list": ["1", "2", "3"]}})
+    params = [a, {"name": "b", "parameterType": "int", "feasibleSpace": {"min": "1", "max": "2"}}]
     exp = exp_for(name, params)
     alg = get_algorithm(name)
     first = alg.suggest(exp, [], 4)
@@ -113,16 +120,25 @@ def test_same_history_same_proposals_after_a_restart(name):
     assert [x.parameters for x in a] == [x.parameters for x in b]
 
 
+# Katib's services for these ignore a setting they do not know (tests/katib_conformance).
+IGNORE_UNKNOWN = {"cmaes", "sobol", "hyperband", "pbt", "darts"}
+
+
 @pytest.mark.parametrize("name", sorted(algorithm_names()))
-def test_unknown_setting_is_refused_by_name(name):
+def test_unknown_setting_is_refused_by_name_or_ignored_as_katib_does(name):
     doc = experiment(algorithm={"algorithmName": name, "algorithmSettings": [{"name": "bogus", "value": "1"}]},
                      parameters=[{"name": "x", "parameterType": "double", "feasibleSpace": {"min": "0.1", "max": "0.9", "step": "0.1"}}])
     from katib.errors import ValidationError
 
-    with pytest.raises(ValidationError) as info:
+    assert get_algorithm(name).ignores_unknown_settings is (name in IGNORE_UNKNOWN)
+    try:
         admit(doc)
-    assert any(str(e).startswith(f"spec.algorithm.algorithmSettings[0].name: unknown setting 'bogus' for algorithm {name}")
-               for e in info.value.errors)
+        errors = []
+    except ValidationError as exc:
+        errors = exc.errors
+    refused = any(str(e).startswith(f"spec.algorithm.algorithmSettings[0].name: unknown setting 'bogus' for algorithm {name}")
+                  for e in errors)
+    assert refused is (name not in IGNORE_UNKNOWN)
 
 
 def test_random_honours_distributions():
@@ -165,3 +181,13 @@ def test_grid_needs_a_step_for_doubles():
 
     with pytest.raises(ValidationError, match="step: is required for double parameters with the grid algorithm"):
         admit(experiment(algorithm={"algorithmName": "grid"}))
+
+
+def test_grid_refuses_more_trials_than_points():
+    """As Katib's optuna service: maxTrialCount above the grid's points is an error."""
+    from katib.errors import ValidationError
+
+    params = [{"name": "x", "parameterType": "int", "feasibleSpace": {"min": "1", "max": "3"}}]
+    with pytest.raises(ValidationError, match=r"spec.maxTrialCount: must be at most the 3 points of the grid \(got 4\)"):
+        admit(experiment(algorithm={"algorithmName": "grid"}, parameters=params, maxTrialCount=4, parallelTrialCount=1))
+    admit(experiment(algorithm={"algorithmName": "grid"}, parameters=params, maxTrialCount=3, parallelTrialCount=1))

@@ -14,6 +14,7 @@ from tests.conftest import experiment, python_command
 def pbt_doc(population="5", threshold="0.2", command=None, max_trials=12, parallel=3):
     return experiment(
         algorithm={"algorithmName": "pbt", "algorithmSettings": [
+            {"name": "suggestion_trial_dir", "value": "/var/log/katib/checkpoints/"},
             {"name": "n_population", "value": population}, {"name": "truncation_threshold", "value": threshold},
             {"name": "random_state", "value": "1"}]},
         parameters=[{"name": "x", "parameterType": "double", "feasibleSpace": {"min": "0.1", "max": "0.9"}}],
