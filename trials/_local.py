@@ -102,7 +102,16 @@ def trial_env(job: TrialJob, container: dict[str, Any], clean: bool = False) -> 
             env[str(item["name"])] = _remap(str(item["value"]), job.path_map)
     env.update(job.env)
     env.setdefault("PYTHONUNBUFFERED", "1")
+    # A trial that asks for N CPUs gets N threads in its numeric libraries (as Ray does):
+    # three parallel trials that each start one thread per core only slow each other down.
+    cpus = Resources.of_container(container).cpu
+    if cpus:
+        for name in THREAD_VARIABLES:
+            env.setdefault(name, str(max(1, int(cpus))))
     return env
+
+
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
 @dataclass
