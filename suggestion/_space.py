@@ -135,6 +135,8 @@ class Dimension:
                 i = min(range(len(self.choices)), key=lambda j: abs(float(self.choices[j]) - float(value)))
             return (i + 0.5) / len(self.choices)
         a, b, log = self._bounds()
+        if b <= a:  # min == max: one value, in the middle of the unit interval
+            return 0.5
         x = float(value)
         x = math.log(max(x, 1e-300)) if log else x
         if self.distribution in ("normal", "logNormal"):

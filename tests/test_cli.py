@@ -39,7 +39,7 @@ def test_validate_lists_every_error_without_a_traceback(tmp_path):
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     for line in ("spec.maxTrialCount: must be > 0 (got 0)", "spec.parallelTrialCount: must be > 0 (got 0)",
-                 "spec.parameters[0].feasibleSpace.min: must be less than max (got 2 >= 0.9)"):
+                 "spec.parameters[0].feasibleSpace.min: must not exceed max (got 2 > 0.9)"):
         assert line in result.stderr
 
 

@@ -357,8 +357,10 @@ def validate_parameter(p: ParameterSpec, path: str, limits: Limits | None = None
             elif value is None:
                 errors.append(FieldError(f"{fpath}.{field}", f"must be {kind} (got {raw!r})"))
         if lo is not None and hi is not None:
-            if lo >= hi:
-                errors.append(FieldError(f"{fpath}.min", f"must be less than max (got {fs.min} >= {fs.max})"))
+            # Katib's webhook does not compare them: min == max is one value (Katib's own
+            # hyperband example has one); an empty range is refused here all the same.
+            if lo > hi:
+                errors.append(FieldError(f"{fpath}.min", f"must not exceed max (got {fs.min} > {fs.max})"))
             if fs.distribution in ("logUniform", "logNormal") and lo <= 0:
                 errors.append(FieldError(f"{fpath}.min", f"must be > 0 for the {fs.distribution} distribution (got {fs.min})"))
         if fs.step is not None:

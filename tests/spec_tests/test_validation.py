@@ -96,7 +96,7 @@ CASES = [
     ("spec.parameters.0.feasibleSpace", {}, "spec.parameters[0].feasibleSpace: must not be empty"),
     (f"{FS}.max", None, "spec.parameters[0].feasibleSpace.max: is required for a double parameter"),
     (f"{FS}.list", ["1"], "spec.parameters[0].feasibleSpace.list: must not be set for a double parameter"),
-    (f"{FS}.min", "0.95", "spec.parameters[0].feasibleSpace.min: must be less than max (got 0.95 >= 0.9)"),
+    (f"{FS}.min", "0.95", "spec.parameters[0].feasibleSpace.min: must not exceed max (got 0.95 > 0.9)"),
     (f"{FS}.min", "abc", "spec.parameters[0].feasibleSpace.min: must be a number (got 'abc')"),
     (f"{FS}.step", "0", "spec.parameters[0].feasibleSpace.step: must be > 0 (got 0)"),
     (f"{FS}.step", "2", "spec.parameters[0].feasibleSpace.step: must be at most max - min = 0.8 (got 2)"),
@@ -150,7 +150,7 @@ def test_all_errors_are_reported_together():
     errors = errors_of(doc)
     assert "spec.typo: unknown field" in errors
     assert any(e.startswith("spec.maxTrialCount: must be > 0") for e in errors)
-    assert any(e.startswith("spec.parameters[0].feasibleSpace.min: must be less than max") for e in errors)
+    assert any(e.startswith("spec.parameters[0].feasibleSpace.min: must not exceed max") for e in errors)
 
 
 def test_metadata_references_are_valid():

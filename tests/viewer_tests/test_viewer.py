@@ -252,7 +252,7 @@ def test_submit_shows_errors_beside_the_field_then_creates(server, page):
     page.fill("#yaml", text)
     page.wait_for_function("document.querySelectorAll('#errors li').length >= 2", timeout=10000)
     errors = page.inner_text("#errors")
-    assert "spec.parameters[0].feasibleSpace.min: must be less than max" in errors
+    assert "spec.parameters[0].feasibleSpace.min: must not exceed max" in errors
     assert "unknown algorithm 'annealing'" in errors
     # The markers sit on the offending lines.
     lines = text.splitlines()
