@@ -102,7 +102,7 @@ def _executor_factory(executor: str, ray_address: str | None, kubeconfig: str | 
         try:
             import ray  # noqa: F401  (the extra is checked here, before anything is stored)
 
-            from trials._ray import RayExecutor
+            from trials import RayExecutor
         except ImportError:
             raise KatibError("--executor ray needs Ray: pip install 'katib[ray]'") from None
         return lambda: RayExecutor(ray_address, clean_env=clean_env)
@@ -110,7 +110,7 @@ def _executor_factory(executor: str, ray_address: str | None, kubeconfig: str | 
         try:
             import kubernetes  # noqa: F401
 
-            from trials._kubernetes import KubernetesExecutor
+            from trials import KubernetesExecutor
         except ImportError:
             raise KatibError("--executor kubernetes needs its extra: pip install 'katib[kubernetes]'") from None
         api = KubernetesExecutor.connect(kubeconfig, context)  # fail now, with the reason, if there is no cluster
@@ -331,7 +331,7 @@ def _why(trial: Any) -> str:
     trial's last output, which `katib logs` shows whole)."""
     if trial.state not in ("Failed", "MetricsUnavailable", "Killed"):
         return ""
-    from katib.controller._status import LAST_OUTPUT
+    from katib.controller import LAST_OUTPUT
 
     cond: dict[str, Any] = next((c for c in reversed(trial.conditions) if c.get("type") == trial.state), {})
     message = (cond.get("message") or "").split(LAST_OUTPUT, 1)[0]
@@ -604,7 +604,8 @@ def _fence(executor: str, auth: bool, sandbox: bool | None, allow_unfenced: bool
     are fenced in by their cluster."""
     want = auth if sandbox is None else sandbox
     if executor == "local" and want:
-        from trials._sandbox import Sandbox, problem, store_files
+        from trials import Sandbox, store_files
+        from trials import sandbox_problem as problem
 
         why = problem()
         if why is None:

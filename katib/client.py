@@ -90,7 +90,7 @@ class _Embedded:
         return [views.trial_object(rec, t) for t in self.store.list_trials(rec.id)]
 
     def observations(self, trial: str, namespace: str, metric: str | None) -> list[dict[str, Any]]:
-        from katib.controller._status import rfc3339
+        from katib.controller import rfc3339
 
         _, t = self.store.get_trial(namespace, trial)
         return [{"timeStamp": rfc3339(o.time), "metric": {"name": o.metric_name, "value": o.value}}

@@ -11,7 +11,7 @@ from typing import Any
 from katib.spec import API_VERSION
 from katib.store import ExperimentRecord, TrialRecord
 
-from .controller._status import (
+from .controller import (
     experiment_phase,
     metric_strategies,
     no_result_note,

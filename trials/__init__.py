@@ -4,13 +4,41 @@ Executors (``LocalExecutor``; Ray and Kubernetes follow the same ``Executor`` se
 the metrics ``Collector`` (StdOut, File TEXT/JSON, Push).
 """
 
+from typing import TYPE_CHECKING, Any
+
 from ._collector import DEFAULT_FILTER, Collector, Sample, parse_json, parse_text, parse_time
 from ._executor import Adoption, Deferred, Executor, LaunchError, RunState, TrialJob
 from ._local import LocalExecutor
 from ._process import owner_alive, owner_id
 from ._resources import Inventory, Ledger, Resources, discover_gpus
 
+# Executors whose extras may be missing, and the sandbox, load on first use (PEP 562).
+_LAZY = {"RayExecutor": ("_ray", "RayExecutor"), "KubernetesExecutor": ("_kubernetes", "KubernetesExecutor"),
+         "Sandbox": ("_sandbox", "Sandbox"), "sandbox_problem": ("_sandbox", "problem"),
+         "store_files": ("_sandbox", "store_files")}
+
+
+if TYPE_CHECKING:
+    from ._kubernetes import KubernetesExecutor
+    from ._ray import RayExecutor
+    from ._sandbox import Sandbox, store_files
+    from ._sandbox import problem as sandbox_problem
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    module, attr = _LAZY[name]
+    return getattr(import_module(f"{__name__}.{module}"), attr)
+
 __all__ = [
+    "KubernetesExecutor",
+    "RayExecutor",
+    "Sandbox",
+    "sandbox_problem",
+    "store_files",
     "DEFAULT_FILTER",
     "Adoption",
     "Collector",

@@ -140,7 +140,7 @@ async def push_metrics(namespace: str, trial: str, body: dict[str, float | str],
 def observations(namespace: str, trial: str, metric: str | None = None,
                  state: ServerState = Depends(get_state)) -> dict[str, Any]:
     """The trial's observation log: every reported value with its time (RFC 3339)."""
-    from katib.controller._status import rfc3339
+    from katib.controller import rfc3339
 
     _, t = _service.trial(state, namespace, trial)
     rows = state.store.observations(t.id, metric)

@@ -18,7 +18,7 @@ _WHERE = {
     "is_completed": "_controller",
     "ExperimentManager": "_manager",
     "experiment_phase": "_status", "metric_strategies": "_status", "metric_value": "_status",
-    "shown_value": "_status",
+    "shown_value": "_status", "rfc3339": "_status", "LAST_OUTPUT": "_status", "no_result_note": "_status",
 }
 
 if TYPE_CHECKING:
@@ -27,7 +27,15 @@ if TYPE_CHECKING:
     from ._ask_tell import AskTell
     from ._controller import EDITABLE, Controller, ExperimentRun, is_completed
     from ._manager import ExperimentManager
-    from ._status import experiment_phase, metric_strategies, metric_value, shown_value
+    from ._status import (
+        LAST_OUTPUT,
+        experiment_phase,
+        metric_strategies,
+        metric_value,
+        no_result_note,
+        rfc3339,
+        shown_value,
+    )
 
 
 def __getattr__(name: str) -> Any:
@@ -44,6 +52,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "LAST_OUTPUT",
     "AskTell",
     "EDITABLE",
     "Controller",
@@ -58,6 +67,8 @@ __all__ = [
     "is_completed",
     "metric_strategies",
     "metric_value",
+    "no_result_note",
+    "rfc3339",
     "runnable_errors",
     "shown_value",
     "trials_to_create",
