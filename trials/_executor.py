@@ -11,6 +11,7 @@ killing it and running it again.
 
 from __future__ import annotations
 
+import json
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -125,6 +126,18 @@ class Executor(ABC):
         return Adoption.refused(f"the {self.name or type(self).__name__} executor cannot follow a trial "
                                 "an earlier controller started")
 
+    def launched(self, job: TrialJob) -> dict[str, Any] | None:
+        """The handle of a job ``launch`` started for ``job`` that the controller never
+        stored (it died between launching the trial and storing it ``Running``), as the
+        launch left it in the trial's directory (``write_handle``); None when there is
+        none. The trial is then adopted, or run again, as any trial left running."""
+        return read_handle(job.trial_dir)
+
+    def release(self, handle: dict[str, Any]) -> None:  # noqa: B027 - optional hook
+        """The trial's end is stored: let go of what its job leaves behind (a Kubernetes
+        executor deletes the finished job). Called only after the store write, so a
+        controller that dies before it leaves the next one the job to learn the end from."""
+
     def recover(self, handle: dict[str, Any], trial_dir: Path | None = None) -> None:
         """Clean up after a job an earlier controller started (kill what is left);
         ``handle`` may be empty when that controller died before storing it."""
@@ -140,6 +153,26 @@ class Executor(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook, most executors hold nothing
         """Release resources; running jobs are not stopped."""
+
+
+HANDLE_FILE = "handle.json"
+
+
+def write_handle(trial_dir: Path, handle: dict[str, Any]) -> None:
+    """Leave a launch's handle in the trial's directory, for a controller that dies before
+    it stores it (``Executor.launched``). Written in place: under the sandbox the trial
+    sees the name pinned to an empty read-only file, which a rename would unpin."""
+    with open(trial_dir / HANDLE_FILE, "w") as f:
+        f.write(json.dumps(handle))
+
+
+def read_handle(trial_dir: Path) -> dict[str, Any] | None:
+    """The handle ``write_handle`` left, or None (none, or cut short by a kill)."""
+    try:
+        handle = json.loads((trial_dir / HANDLE_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return handle if isinstance(handle, dict) and handle else None
 
 
 class LaunchError(Exception):

@@ -18,7 +18,8 @@ official ``kubernetes`` client, as Katib's trial controller would.
   ``push_url`` (``KATIB_PUSH_URL`` in the container's env), with a token good for pushing
   that trial's metrics and nothing else (``KATIB_API_TOKEN``, from ``push_tokens``).
 - When a trial ends its job is deleted (with its pods, ``propagationPolicy: Background``),
-  unless the template says ``retain: true``; a stopped trial's job is deleted at once.
+  unless the template says ``retain: true``, once the controller has stored the end
+  (``release``); a stopped trial's job is deleted at once.
   ``activeDeadlineSeconds`` is enforced here too, should the cluster not do it.
 - A restarted controller adopts the jobs its predecessor created (``adopt``): it finds
   each trial's job by name and labels and watches it on; only a job that is gone is run again.
@@ -41,7 +42,17 @@ from katib._pushtoken import PushTokens
 from katib.errors import KatibError
 from katib.spec import EXPERIMENT_LABEL, TRIAL_LABEL
 
-from ._executor import ADOPTED, Adoption, Deferred, Executor, LaunchError, RunState, TrialJob
+from ._executor import (
+    ADOPTED,
+    HANDLE_FILE,
+    Adoption,
+    Deferred,
+    Executor,
+    LaunchError,
+    RunState,
+    TrialJob,
+    write_handle,
+)
 from ._gjson import holds
 from ._manifest import deadline_of, group_version, manifest_errors, plural_of, pod_templates
 
@@ -109,6 +120,7 @@ class KubernetesExecutor(Executor):
         self.watch_timeout = watch_timeout
         self.push_url, self.push_tokens = push_url, push_tokens
         self._trials: dict[str, _KubeTrial] = {}
+        self._ended: dict[str, _KubeTrial] = {}  # finished, their jobs kept until ``release``
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._watching: set[tuple[str, ...]] = set()
@@ -177,18 +189,21 @@ class KubernetesExecutor(Executor):
             self._trials[job.name] = trial
         self._watch(job.namespace, group, version, plural, job.experiment)
         self._watch(job.namespace, "", "v1", "pods", job.experiment)
+        handle = {"executor": self.name, "apiVersion": api_version, "kind": kind, "plural": plural,
+                  "namespace": job.namespace, "name": job.name, "started_at": trial.started}
+        write_handle(job.trial_dir, handle)  # before the job exists: a controller dying now leaves it findable
         try:
             created = self._create(group, version, job.namespace, plural, manifest)
         except ApiException as exc:
             with self._lock:
                 self._trials.pop(job.name, None)
+            (job.trial_dir / HANDLE_FILE).unlink(missing_ok=True)
             if exc.status == 409:
                 raise Deferred() from None  # the last attempt's job is still being deleted
             raise LaunchError(f"the cluster refused the {kind} for trial {job.name}: {_status_message(exc)}") from None
         with self._lock:
             trial.obj = trial.obj or created
-        return {"executor": self.name, "apiVersion": api_version, "kind": kind, "plural": plural,
-                "namespace": job.namespace, "name": job.name, "started_at": trial.started}
+        return handle
 
     def adopt(self, handle: dict[str, Any], job: TrialJob) -> Adoption:
         """Follow on a trial's job an earlier controller created: the job named in the
@@ -393,10 +408,19 @@ class KubernetesExecutor(Executor):
         return "; ".join(parts) or "the job failed"
 
     def _finish(self, trial: _KubeTrial) -> None:
-        if not trial.retain:
-            self._delete(trial.job.namespace, trial.group, trial.version, trial.plural, trial.job.name)
+        # The job stays until ``release``: deleted now, a controller that died before
+        # storing the trial's end would find it gone and run the trial again.
         with self._lock:
             self._trials.pop(trial.job.name, None)
+            self._ended[trial.job.name] = trial
+
+    def release(self, handle: dict[str, Any]) -> None:
+        """Delete a finished trial's job (unless the template says ``retain``), now that
+        its end is stored."""
+        with self._lock:
+            trial = self._ended.pop(handle.get("name", ""), None)
+        if trial is not None and not trial.retain:
+            self._delete(trial.job.namespace, trial.group, trial.version, trial.plural, trial.job.name)
 
     def _delete(self, namespace: str, group: str, version: str, plural: str, name: str) -> None:
         from kubernetes.client.exceptions import ApiException

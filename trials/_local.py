@@ -27,7 +27,17 @@ from typing import Any
 
 from katib.spec import find_containers
 
-from ._executor import ADOPTED, Adoption, Deferred, Executor, LaunchError, RunState, TrialJob
+from ._executor import (
+    ADOPTED,
+    HANDLE_FILE,
+    Adoption,
+    Deferred,
+    Executor,
+    LaunchError,
+    RunState,
+    TrialJob,
+    write_handle,
+)
 from ._group import GRACE_SECONDS, ProcessGroup, exit_name, start_error
 from ._process import Orphan, alive, kill_group, read_exit, start_ticks, wrapped
 from ._resources import Allocation, Ledger, NoCapacity, Resources
@@ -244,7 +254,8 @@ class LocalExecutor(Executor):
         logs = [m.log_name for m in members]
         # What the server reads and writes by name in the trial folder: the logs, the exit
         # records; and what the trial writes and the server reads: pushed and file metrics.
-        protected = [*logs, *(f"{name.rsplit('.', 1)[0]}.exit{tmp}" for name in logs for tmp in ("", ".tmp"))]
+        protected = [*logs, *(f"{name.rsplit('.', 1)[0]}.exit{tmp}" for name in logs for tmp in ("", ".tmp")),
+                     HANDLE_FILE]
         writable = [Path(t) for t in [job.env.get("KATIB_PUSH_FILE"), *job.path_map.values()] if t]
         for m in members:
             working_dir = m.container.get("workingDir")
@@ -258,54 +269,79 @@ class LocalExecutor(Executor):
         for target in job.path_map.values():
             Path(target).parent.mkdir(parents=True, exist_ok=True)
         started: list[subprocess.Popen[bytes]] = []
+        pipes: list[tuple[int, int]] = []  # per member: (its status to read, its go to write)
         try:
-            for m in members:
-                cwd = job.workdir
-                working_dir = m.container.get("workingDir")
-                if working_dir and Path(str(working_dir)).is_dir():
-                    cwd = Path(str(working_dir))
-                log = open(job.trial_dir / m.log_name, "ab")
-                exit_file = job.trial_dir / exit_name(m.log_name)
-                exit_file.unlink(missing_ok=True)
-                status_r, status_w = os.pipe()
-                try:
-                    # Each replica leads a process group of its own: stopping the trial
-                    # signals every group, so nothing any replica started survives it.
-                    # The wrapper records the exit status, for a controller that adopts it.
-                    started.append(subprocess.Popen(
-                        wrapped(m.argv, exit_file, status_w), cwd=cwd, env=m.env, stdin=subprocess.DEVNULL,
-                        stdout=log, stderr=subprocess.STDOUT, start_new_session=True, pass_fds=(status_w,),
-                    ))
-                    os.close(status_w)
-                    status_w = -1
-                    error = start_error(status_r)
+            try:
+                for m in members:
+                    started.append(self._spawn(job, m, pipes))
+                # Each wrapper waits for its go: no command runs before the trial's
+                # processes are written down. A controller that dies before that leaves
+                # nothing running (the wrappers read EOF and exit); after it, a trial the
+                # next controller adopts (``launched``).
+                handle = self._record(job, members, started, allocation)
+                for _, go in pipes:
+                    os.write(go, b"1")
+                for (status, _), m in zip(pipes, members, strict=True):
+                    error = start_error(status)
                     if error:
-                        started.pop().wait()
                         raise LaunchError(f"cannot start {m.argv[0]!r}: {error}")
-                except OSError as exc:
-                    raise LaunchError(f"cannot start {m.argv[0]!r}: {exc.strerror or exc}") from None
-                finally:
-                    log.close()
-                    os.close(status_r)
-                    if status_w >= 0:
-                        os.close(status_w)
+            except OSError as exc:
+                m = members[min(len(started), len(members) - 1)]
+                raise LaunchError(f"cannot start {m.argv[0]!r}: {exc.strerror or exc}") from None
+            finally:
+                for fds in pipes:
+                    for fd in fds:
+                        os.close(fd)
         except BaseException:
+            (job.trial_dir / HANDLE_FILE).unlink(missing_ok=True)
             for p in started:
                 kill_group(p.pid)
+            for p in started:
+                p.wait()
             raise
-        leader = started[0]
-        ticks = start_ticks(leader.pid)
-        # Written at once, so a controller that dies before storing the handle can still
-        # find (and kill) these process groups when it recovers.
+        self._procs[started[0].pid] = ProcessGroup(started, deadline_of(job.run_spec), allocation)
+        return handle
+
+    @staticmethod
+    def _spawn(job: TrialJob, m: Member, pipes: list[tuple[int, int]]) -> subprocess.Popen[bytes]:
+        """One member's wrapper, started and waiting for its go (``pipes`` gets its fds)."""
+        cwd = job.workdir
+        working_dir = m.container.get("workingDir")
+        if working_dir and Path(str(working_dir)).is_dir():
+            cwd = Path(str(working_dir))
+        exit_file = job.trial_dir / exit_name(m.log_name)
+        exit_file.unlink(missing_ok=True)
+        status_r, status_w = os.pipe()
+        go_r, go_w = os.pipe()
+        pipes.append((status_r, go_w))
+        try:
+            with open(job.trial_dir / m.log_name, "ab") as log:
+                # Each replica leads a process group of its own: stopping the trial
+                # signals every group, so nothing any replica started survives it.
+                # The wrapper records the exit status, for a controller that adopts it.
+                return subprocess.Popen(
+                    wrapped(m.argv, exit_file, status_w, go_r), cwd=cwd, env=m.env, stdin=subprocess.DEVNULL,
+                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True, pass_fds=(status_w, go_r),
+                )
+        finally:
+            os.close(status_w)
+            os.close(go_r)
+
+    def _record(self, job: TrialJob, members: list[Member], started: list[subprocess.Popen[bytes]],
+                allocation: Allocation) -> dict[str, Any]:
+        """Write down the trial's processes, for a controller that dies before it stores
+        the trial's handle: their pids (``recover`` kills them) and the handle itself
+        (``launched``: the trial is adopted)."""
         (job.trial_dir / "pid").write_text("".join(f"{p.pid} {start_ticks(p.pid) or 0}\n" for p in started))
-        self._procs[leader.pid] = ProcessGroup(started, deadline_of(job.run_spec), allocation)
-        handle = {"executor": self.name, "pid": leader.pid, "start": ticks, "log": str(job.log_path),
+        leader = started[0]
+        handle = {"executor": self.name, "pid": leader.pid, "start": start_ticks(leader.pid), "log": str(job.log_path),
                   "devices": allocation.to_dict(), "started_at": time.time(),
                   "exit": str((job.trial_dir / exit_name(members[0].log_name)).absolute())}
         if len(members) > 1:
             handle["replicas"] = [{"name": m.replica, "pid": p.pid, "start": start_ticks(p.pid), "log": m.log_name,
                                    "exit": str((job.trial_dir / exit_name(m.log_name)).absolute())}
                                   for m, p in zip(members, started, strict=True)]
+        write_handle(job.trial_dir, handle)
         return handle
 
     def _check(self, proc: ProcessGroup) -> None:

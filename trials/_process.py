@@ -46,9 +46,10 @@ def alive(pid: int, ticks: int | None = None) -> bool:
 WRAPPER = str(Path(__file__).with_name("_wrap.py"))
 
 
-def wrapped(argv: list[str], exit_file: Path, status_fd: int) -> list[str]:
-    """``argv`` run through the wrapper that records its exit status in ``exit_file``."""
-    return [sys.executable, "-I", "-S", WRAPPER, str(exit_file.absolute()), str(status_fd), "--", *argv]
+def wrapped(argv: list[str], exit_file: Path, status_fd: int, go_fd: int) -> list[str]:
+    """``argv`` run through the wrapper that records its exit status in ``exit_file``,
+    once the launcher writes its go on ``go_fd``."""
+    return [sys.executable, "-I", "-S", WRAPPER, str(exit_file.absolute()), str(status_fd), str(go_fd), "--", *argv]
 
 
 def read_exit(path: Path) -> int | None:

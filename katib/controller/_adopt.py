@@ -7,24 +7,37 @@ metrics are read on from its output (what was stored already is not stored twice
 it is polled, stopped at its deadline, early-stopped and stopped like any other. A trial
 the executor cannot adopt (its process or job is gone, or the executor cannot follow what
 another controller started, as Ray's) is killed if anything of it is left and run again,
-under the same name with the same parameters, its condition saying why. So is a trial that
-was being launched when the controller died (stored ``Created`` with a trial directory)
-and one its controller stopped on the way out (``katib run`` interrupted).
+under the same name with the same parameters, its condition saying why. A trial stored
+``Created`` whose launch left its handle (the controller died between launching it and
+storing it ``Running``) is adopted the same way; one that left no handle (the controller
+died inside the launch) is killed, what is left of it, and run again. So is one its
+controller stopped on the way out (``katib run`` interrupted). A trial its controller was
+stopping early (the reason is stored before the stop is sent) ends ``EarlyStopped``:
+followed on to its end if it is still there, at once with what was stored if it is gone.
 """
 
 from __future__ import annotations
 
 import shutil
+import time
 from typing import TYPE_CHECKING
 
 from katib.store import TrialRecord
 
-from ._status import ACTIVE_TRIAL_STATES, MetricReducer, numbers, set_condition
+from ._status import (
+    ACTIVE_TRIAL_STATES,
+    MetricReducer,
+    mark_trial,
+    metric_value,
+    numbers,
+    set_condition,
+)
 
 if TYPE_CHECKING:
     from ._controller import ExperimentRun
 
 INTERRUPTED = "interrupted"  # a handle flag: the controller stopped this trial as it stopped
+STOPPING = "stopping"  # a handle flag: the early-stopping reason, stored before the stop is sent
 ADOPTED_MESSAGE = "Trial is running (followed on by a restarted controller)"
 
 
@@ -33,11 +46,14 @@ def recover(run: ExperimentRun) -> None:
     for t in run.trials.values():
         if t.state not in ACTIVE_TRIAL_STATES:
             continue
+        if t.state == "Created" and not t.handle:
+            launched(run, t)
         running = t.state == "Running" and bool(t.handle)
         if running and run.executor.owns(t.handle or {}):
             continue  # this executor started it and follows it already
         why = "the controller running this trial was lost"
-        if running and (t.handle or {}).get(INTERRUPTED):
+        stopping = (t.handle or {}).get(STOPPING) if running else None
+        if running and (t.handle or {}).get(INTERRUPTED) and not stopping:
             why = "the controller running this trial stopped it as it stopped"
         elif running:
             assert t.handle is not None
@@ -45,9 +61,24 @@ def recover(run: ExperimentRun) -> None:
             if adoption:
                 follow_on(run, t)
                 continue
+            if stopping:  # stopped early, and gone before its end was stored: it ended so
+                end_stopped(run, t, stopping)
+                continue
             why += f" and the trial cannot be followed on: {adoption.reason}"
         run_again(run, t, why)
     run._dirty = True
+
+
+def launched(run: ExperimentRun, t: TrialRecord) -> None:
+    """A trial stored ``Created`` that its controller launched but died before storing
+    ``Running``: what the launch left (``Executor.launched``) makes it a running trial, to
+    be adopted (or, if it cannot be, run again) as any other, not launched a second time."""
+    handle = run.executor.launched(run._job(t))
+    if not handle:
+        return
+    t.handle = handle
+    t.start_time = float(handle.get("started_at") or time.time())
+    mark_trial(t, "Running")
 
 
 def follow_on(run: ExperimentRun, t: TrialRecord) -> None:
@@ -66,6 +97,27 @@ def follow_on(run: ExperimentRun, t: TrialRecord) -> None:
     condition = next((c for c in t.conditions if c["type"] == "Running"), None)
     set_condition(t.conditions, "Running", "True", condition.get("reason", "TrialRunning") if condition else "TrialRunning",
                   ADOPTED_MESSAGE)
+    run.store.save_trial(t)
+    reason = (t.handle or {}).get(STOPPING)
+    if reason:  # the earlier controller stopped it early (or was about to): it ends so
+        run._stopping[t.name] = reason
+        run.executor.stop(t.handle or {})
+
+
+def end_stopped(run: ExperimentRun, t: TrialRecord, reason: str) -> None:
+    """End a trial stopped early whose process or job is gone before its end was stored
+    (a Kubernetes job is deleted as it is stopped): ``EarlyStopped``, with the
+    observations stored up to the stop."""
+    run.executor.recover(t.handle or {}, run._trial_dir(t))  # whatever is left of it
+    rows = run.store.observations(t.id)
+    reducer = MetricReducer()
+    for row in rows:
+        reducer.add(row.time, row.metric_name, row.value)
+    t.observation = reducer.observation(run.names)
+    t.objective = metric_value(t.observation, run.objective, run.strategies[run.objective])
+    t.completion_time = time.time()
+    mark_trial(t, "EarlyStopped", reason)
+    run.curves[t.name] = numbers(row.value for row in rows if row.metric_name == run.objective)
     run.store.save_trial(t)
 
 

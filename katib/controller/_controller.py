@@ -54,7 +54,7 @@ from trials import (
 )
 
 from ._admission import runnable_errors
-from ._adopt import INTERRUPTED, recover
+from ._adopt import INTERRUPTED, STOPPING, recover
 from ._arithmetic import end_condition, goal_reached, trials_to_create
 from ._status import (
     ACTIVE_TRIAL_STATES,
@@ -354,10 +354,13 @@ class ExperimentRun:
         self._state_changed = False
         self.store.write_trials(save=list(self._unsaved.values()), new=new or [], samples=self._samples,
                                 algorithm_state=state)
+        ended = [t.handle for t in self._unsaved.values() if t.state in FINAL_TRIAL_STATES and t.handle]
         self._unsaved.clear()
         self._samples = []
         for t in new or []:
             self.trials[t.name] = t
+        for handle in ended:  # their ends are stored: what their jobs leave may go
+            self.executor.release(handle)
 
     def _emit(self, event: str, trial: TrialRecord | None) -> None:
         if self.ctl.listener is not None:
@@ -403,6 +406,11 @@ class ExperimentRun:
         self._decided[t.name] = len(curve)
         if reason:
             self._stopping[t.name] = reason
+            # Stored before the stop is sent: a controller that dies in between leaves the
+            # next one a trial it knows was stopped early, not one that failed or is gone.
+            t.handle = {**t.handle, STOPPING: reason}
+            self._touch(t)
+            self._flush()
             self.executor.stop(t.handle)
             self._emit("stopping", t)
 
