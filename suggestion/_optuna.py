@@ -153,7 +153,7 @@ class OptunaAlgorithm(Algorithm):
                 # A known point of a finite space: failed trials are ignored by every sampler.
                 study.tell(trial, state=TrialState.FAIL)
             else:
-                params = self._free_point(space, seen, rng)
+                params = space.free_point(seen, rng)
             seen.add(space.key(params))
             # The trial is named here, so when it comes back from the controller it is
             # matched to the very Optuna trial that was asked (CMA-ES keeps its
@@ -164,16 +164,3 @@ class OptunaAlgorithm(Algorithm):
             out.append(Assignment(params, name=name))
         return out
 
-    @staticmethod
-    def _free_point(space: SearchSpace, seen: set, rng: np.random.Generator) -> dict[str, str]:
-        for _ in range(1000):
-            params = space.sample(rng)
-            if space.key(params) not in seen:
-                return params
-        import itertools
-
-        for values in itertools.product(*(d.grid() for d in space.dims)):
-            params = dict(zip((d.name for d in space.dims), values, strict=True))
-            if space.key(params) not in seen:
-                return params
-        raise AssertionError("no free point left in a space that has one")

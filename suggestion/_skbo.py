@@ -141,7 +141,7 @@ def propose(space: SearchSpace, trials: Sequence[TrialView], count: int, setting
                     params = pool[int(i)]
                     break
         if params is None:  # still among the initial points, or no candidate is free
-            params = _free(space, seen, rng)
+            params = space.free_point(seen, rng)
         seen.add(space.key(params))
         out.append(params)
     return out
@@ -159,15 +159,3 @@ def _near(space: SearchSpace, params: dict[str, str], rng: np.random.Generator) 
     return out
 
 
-def _free(space: SearchSpace, seen: set, rng: np.random.Generator) -> dict[str, str]:
-    for _ in range(1000):
-        params = space.sample(rng)
-        if space.key(params) not in seen:
-            return params
-    import itertools
-
-    for values in itertools.product(*(d.grid() for d in space.dims)):
-        params = dict(zip((d.name for d in space.dims), values, strict=True))
-        if space.key(params) not in seen:
-            return params
-    raise AssertionError("no free point left in a space that has one")

@@ -168,6 +168,20 @@ class SearchSpace:
     def sample(self, rng: np.random.Generator) -> dict[str, str]:
         return {d.name: d.sample(rng) for d in self.dims}
 
+    def free_point(self, seen: set, rng: np.random.Generator) -> dict[str, str]:
+        """A point whose ``key`` is not in ``seen``: sampled, else the first free grid point."""
+        for _ in range(1000):
+            params = self.sample(rng)
+            if self.key(params) not in seen:
+                return params
+        import itertools
+
+        for values in itertools.product(*(d.grid() for d in self.dims)):
+            params = dict(zip((d.name for d in self.dims), values, strict=True))
+            if self.key(params) not in seen:
+                return params
+        raise AssertionError("no free point left in a space that has one")
+
     @staticmethod
     def key(parameters: dict[str, str]) -> tuple[tuple[str, str], ...]:
         return tuple(sorted(parameters.items()))
