@@ -29,7 +29,14 @@ from katib.spec import Experiment
 from katib.store import Store, UserStore
 
 from ._auth import authorize
-from ._guard import DEFAULT_MAX_BODY, BodyTooLarge, RequestGuard, check_path_names, error_body
+from ._guard import (
+    DEFAULT_MAX_BODY,
+    BodyTooLarge,
+    RequestGuard,
+    check_path_names,
+    error_body,
+    name_kind,
+)
 from ._head import HeadAsGet
 from ._state import ServerLimits, ServerState
 from .routes import experiments, kube, system, viewer
@@ -43,17 +50,18 @@ def _error(request: Request, code: int, message: str, fields: list[dict[str, str
 
 
 def _name_patterns(schema: dict[str, Any]) -> None:
-    """Path and query names carry the name rule (katib.names) in the schema too."""
-    rules = {"namespace": (LABEL_RE, LABEL_MAX), "name": (EXPERIMENT_RE, EXPERIMENT_MAX), "trial": (LABEL_RE, LABEL_MAX),
-             "experiment": (EXPERIMENT_RE, EXPERIMENT_MAX)}
+    """Path and query names carry the name rule (katib.names) in the schema too: the
+    kinds ``check_path_names`` checks, with the same regex and length."""
+    rules = {"namespace": (LABEL_RE, LABEL_MAX), "experiment": (EXPERIMENT_RE, EXPERIMENT_MAX),
+             "trial": (LABEL_RE, LABEL_MAX)}
     for path, operations in schema.get("paths", {}).items():
         for op in operations.values():
             for param in op.get("parameters", []):
-                rule = rules.get(param.get("name"))
-                if rule is None or param.get("in") not in ("path", "query"):
+                where = param.get("in")
+                kind = name_kind(param.get("name", ""), path, where) if where in ("path", "query") else None
+                if kind is None:
                     continue
-                trial = param["name"] == "name" and ("/pods/{name}" in path or "/trials/{name}" in path)
-                regex, longest = (LABEL_RE, LABEL_MAX) if trial else rule
+                regex, longest = rules[kind]
                 param.setdefault("schema", {})
                 if "anyOf" in param["schema"]:  # an optional query parameter
                     param["schema"] = {"type": "string"}

@@ -174,6 +174,17 @@ async def _refuse(scope: Scope, send: Send, code: int, message: str) -> None:
 
 
 _PATH_NAMES = {"namespace": "namespace", "name": "experiment", "trial": "trial"}
+_QUERY_NAMES = {"namespace": "namespace", "experiment": "experiment"}
+
+
+def name_kind(param: str, route: str, where: str = "path") -> str | None:
+    """The kind of name (``katib.names``) a route's parameter holds, or None. On
+    ``/pods/{name}`` and the Kubernetes-style ``/trials/{name}`` the name is a trial's."""
+    if where == "query":
+        return _QUERY_NAMES.get(param)
+    if param == "name" and ("/pods/{name}" in route or "/trials/{name}" in route):
+        return "trial"
+    return _PATH_NAMES.get(param)
 
 
 def check_path_names(request: Request) -> None:
@@ -182,17 +193,15 @@ def check_path_names(request: Request) -> None:
     from katib.names import check
 
     route = getattr(request.scope.get("route"), "path", "")
-    for param, kind in _PATH_NAMES.items():
-        value = request.path_params.get(param)
-        if value is not None:
-            # On /pods/{name} and the Kubernetes-style /trials/{name} the name is a trial's.
-            trial = param == "name" and ("/pods/{name}" in route or "/trials/{name}" in route)
-            check("trial" if trial else kind, value, param)
-    for param, kind in (("namespace", "namespace"), ("experiment", "experiment")):
+    for param, value in request.path_params.items():
+        kind = name_kind(param, route)
+        if kind is not None:
+            check(kind, value, param)
+    for param in _QUERY_NAMES:
         value = request.query_params.get(param)
         if value:
-            check(kind, value, param)
+            check(name_kind(param, route, "query") or param, value, param)
 
 
-__all__ = ["BodyTooLarge", "check_path_names", "DEFAULT_MAX_BODY", "RequestGuard", "body_type_allowed", "error_body", "is_loopback",
+__all__ = ["BodyTooLarge", "check_path_names", "name_kind", "DEFAULT_MAX_BODY", "RequestGuard", "body_type_allowed", "error_body", "is_loopback",
            "kube_style", "split_host"]
