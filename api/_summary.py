@@ -59,6 +59,7 @@ def experiment_summary(store: Store, rec: ExperimentRecord, curves: int = 100, p
         "name": [t.name for t in trials],
         "state": [t.state for t in trials],
         "created": [round(t.created_at, 3) for t in trials],
+        "started": [round(t.start_time, 3) if t.start_time else None for t in trials],
         "duration": [round(t.completion_time - t.start_time, 3) if t.completion_time and t.start_time else None
                      for t in trials],
         "params": {n: [] for n in names},

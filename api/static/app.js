@@ -5,8 +5,6 @@
 
 const $ = (sel, root = document) => root.querySelector(sel);
 const STATES = ["Created", "Running", "Succeeded", "Failed", "Killed", "EarlyStopped", "MetricsUnavailable"];
-const STATE_COLORS = { Succeeded: "#1a8a4a", Failed: "#c8342b", MetricsUnavailable: "#c8342b", Running: "#2f6fde",
-  Created: "#2f6fde", EarlyStopped: "#8a4fd1", Killed: "#8a4fd1" };
 let cleanup = [];   // what the current page must undo when another is shown
 
 // -- plumbing ----------------------------------------------------------------------------
@@ -54,12 +52,45 @@ async function api(path, options = {}) {
   return body;
 }
 
+// Dark mode: the system's choice (prefers-color-scheme) unless the header's toggle picked
+// light or dark (kept in localStorage). Charts take a matching ECharts theme.
+const THEMES = ["auto", "light", "dark"];
+function applyTheme() {
+  const t = localStorage.getItem("katibTheme") || "auto", root = document.documentElement;
+  if (t === "auto") delete root.dataset.theme; else root.dataset.theme = t;
+  const b = $("#theme");
+  if (b) { b.textContent = `Theme: ${t}`; b.setAttribute("aria-label", `Colour theme: ${t} (change)`); }
+}
+function isDark() {
+  const t = document.documentElement.dataset.theme;
+  return t ? t === "dark" : matchMedia("(prefers-color-scheme: dark)").matches;
+}
+function darkTheme() {
+  if (darkTheme.done) return;
+  const fg = "#e3e7ef", muted = "#a3abbb", line = "#343b4a";
+  const axis = { axisLine: { lineStyle: { color: muted } }, axisTick: { lineStyle: { color: muted } }, axisLabel: { color: muted },
+    splitLine: { lineStyle: { color: line } }, nameTextStyle: { color: muted } };
+  echarts.registerTheme("katib-dark", { backgroundColor: "transparent", textStyle: { color: fg }, legend: { textStyle: { color: fg } },
+    visualMap: { textStyle: { color: fg } }, categoryAxis: axis, valueAxis: axis, logAxis: axis, timeAxis: axis });
+  darkTheme.done = true;
+}
+applyTheme();
+
 function chart(el) {
-  const c = echarts.init(el, null, { renderer: "canvas" });
+  if (isDark()) darkTheme();
+  const c = echarts.init(el, isDark() ? "katib-dark" : null, { renderer: "canvas" });
   const resize = () => c.resize();
   window.addEventListener("resize", resize);
   cleanup.push(() => { window.removeEventListener("resize", resize); c.dispose(); });
   return c;
+}
+
+// Draw an option from plots.js, or say (in the note) why there is nothing to draw.
+function plot(c, note, option) {
+  const el = $(note);
+  if (typeof option === "string") { c.clear(); if (el) el.textContent = option; return; }
+  if (el) el.textContent = "";
+  c.setOption(option, true);
 }
 
 function phaseOf(status) {
@@ -122,6 +153,13 @@ async function route() {
 }
 window.addEventListener("hashchange", route);
 window.addEventListener("DOMContentLoaded", () => {
+  applyTheme();
+  $("#theme").onclick = () => {  // auto → light → dark → auto; the page redraws its charts
+    const t = localStorage.getItem("katibTheme") || "auto";
+    localStorage.setItem("katibTheme", THEMES[(THEMES.indexOf(t) + 1) % THEMES.length]);
+    applyTheme(); route();
+  };
+  matchMedia("(prefers-color-scheme: dark)").addEventListener("change", () => { if (!document.documentElement.dataset.theme) route(); });
   $("#save-token").onclick = () => { localStorage.setItem("katibToken", $("#token").value.trim()); $("#auth").hidden = true; route(); };
   route();
 });
@@ -241,10 +279,13 @@ async function experimentPage(view, ns, name) {
     <div class="card failure" id="failure" hidden></div>
     <div class="row">
       <div class="card" id="best" style="flex:0 1 360px"></div>
-      <div class="card grow"><h2>Optimisation history</h2><div id="history" class="chart"></div></div>
+      <div class="card grow"><div class="toolbar"><h2 style="margin:0 auto 0 0">Optimisation history</h2>
+        <label>y axis <select id="history-y"><option value="value">linear</option><option value="log">log</option></select></label>
+        <label>x axis <select id="history-x"><option value="trial">trial number</option><option value="time">time ended</option></select></label></div>
+        <p id="history-note" class="muted" role="status"></p><div id="history" class="chart"></div></div>
     </div>
     <div class="tabs" id="tabs" role="tablist" aria-label="Views of the experiment">
-      ${[["trials", "Trials"], ["importance", "Importance &amp; slices"], ["curves", "Learning curves"], ["pareto", "Pareto front"], ["yaml", "YAML"]]
+      ${[["trials", "Trials"], ["importance", "Importance &amp; slices"], ["curves", "Learning curves"], ["plots", "Contour, rank, EDF, timeline"], ["pareto", "Pareto front"], ["yaml", "YAML"]]
         .map(([k, label]) => `<button type="button" role="tab" id="tab-${k}" data-tab="${k}" aria-controls="pane-${k}"
           aria-selected="${k === "trials"}" tabindex="${k === "trials" ? 0 : -1}" class="${k === "trials" ? "on" : ""}"${k === "pareto" ? " hidden" : ""}>${label}</button>`).join("")}
     </div>
@@ -265,7 +306,18 @@ async function experimentPage(view, ns, name) {
       <div class="card"><h2>Slices: objective against each parameter</h2><div id="slices" class="row"></div></div>
     </section>
     <section data-pane="curves" id="pane-curves" role="tabpanel" aria-labelledby="tab-curves" tabindex="0" hidden><div class="card"><h2>Intermediate values <span id="curves-note" class="muted"></span></h2><div id="curves" class="chart" style="height:420px"></div></div></section>
-    <section data-pane="pareto" id="pane-pareto" role="tabpanel" aria-labelledby="tab-pareto" tabindex="0" hidden><div class="card"><h2>Pareto front</h2><div id="pareto" class="chart"></div></div></section>
+    <section data-pane="plots" id="pane-plots" role="tabpanel" aria-labelledby="tab-plots" tabindex="0" hidden>
+      <div class="card"><div class="toolbar"><h2 style="margin:0 auto 0 0">Contour and rank</h2>
+        <label>x <select id="plot-x"></select></label><label>y <select id="plot-y"></select></label></div>
+        <div class="row"><div class="grow"><h2>Contour <span class="muted">(the objective, interpolated)</span></h2><p id="contour-note" class="muted" role="status"></p><div id="contour" class="chart"></div></div>
+          <div class="grow"><h2>Rank <span class="muted">(trials coloured by the objective's rank)</span></h2><p id="rank-note" class="muted" role="status"></p><div id="rank" class="chart"></div></div></div></div>
+      <div class="row"><div class="card grow"><h2>Empirical distribution (EDF)</h2><p id="edf-note" class="muted" role="status"></p><div id="edf" class="chart"></div></div>
+        <div class="card grow"><h2>Timeline</h2><p id="timeline-note" class="muted" role="status"></p><div id="timeline" class="chart"></div></div></div>
+    </section>
+    <section data-pane="pareto" id="pane-pareto" role="tabpanel" aria-labelledby="tab-pareto" tabindex="0" hidden><div class="card">
+      <div class="toolbar"><h2 style="margin:0 auto 0 0">Pareto front</h2>
+        <label>x <select id="pareto-a"></select></label><label>y <select id="pareto-b"></select></label></div>
+      <p id="pareto-note" class="muted" role="status"></p><div id="pareto" class="chart"></div></div></section>
     <section data-pane="yaml" id="pane-yaml" role="tabpanel" aria-labelledby="tab-yaml" tabindex="0" hidden><div class="card"><pre id="yaml" tabindex="0">…</pre></div></section>`;
 
   const ui = { sort: null, asc: true, page: 0, size: 50, state: "", text: "", brush: {}, tab: "trials", drawn: {} };
@@ -358,7 +410,7 @@ async function experimentPage(view, ns, name) {
       : `<h2>Best trial</h2><p class="muted">No trial has reported ${esc(S.objective.name)} yet.</p>`;
     const form = $("#budget");
     for (const k of ["maxTrialCount", "parallelTrialCount", "maxFailedTrialCount"]) if (document.activeElement !== form[k]) form[k].value = S.budget[k] ?? "";
-    $("#tabs [data-tab=pareto]").hidden = !(S.objective.additional || []).length;
+    $("#tabs [data-tab=pareto]").hidden = S.metrics.length < 2;
     $("#stop").hidden = !S.stoppable; $("#resume").hidden = !S.resumable;
     $("#budget-edit").hidden = !!S.readOnly;
     $("#failure").hidden = shown !== "Failed";
@@ -366,27 +418,7 @@ async function experimentPage(view, ns, name) {
   }
 
   function drawHistory() {
-    const y = objective(), states = S.columns.state, pts = [], bestLine = [];
-    let best = null;
-    for (let i = 0; i < y.length; i++) {
-      const v = y[i];
-      if (typeof v !== "number") continue;
-      pts.push([i + 1, v, states[i]]);
-      if ((states[i] === "Succeeded" || states[i] === "EarlyStopped") && (best === null || (S.objective.maximize ? v > best : v < best))) best = v;
-      if (best !== null) bestLine.push([i + 1, best]);
-    }
-    charts.history.setOption({
-      animation: false, grid: { left: 60, right: 20, top: 30, bottom: 40 },
-      tooltip: { trigger: "item", formatter: p => `trial #${p.value[0]}: ${fmt(p.value[1])}` },
-      legend: { data: [S.objective.name, "best so far"], top: 0 },
-      xAxis: { type: "value", name: "trial", nameLocation: "middle", nameGap: 25, min: 1, minInterval: 1 },  // whole trials
-      yAxis: { type: "value", scale: true, name: S.objective.name },
-      series: [
-        { name: S.objective.name, type: "scatter", large: pts.length > 2000, symbolSize: 5, data: pts,
-          itemStyle: { color: p => STATE_COLORS[p.value[2]] || "#888", opacity: 0.7 } },
-        { name: "best so far", type: "line", step: "end", showSymbol: false, data: bestLine, lineStyle: { width: 2, color: "#1d2330" } },
-      ],
-    }, true);
+    plot(charts.history, "#history-note", historyOption(S, { y: $("#history-y").value, x: $("#history-x").value }));
   }
 
   function drawParallel() {
@@ -468,17 +500,32 @@ async function experimentPage(view, ns, name) {
         endLabel: { show: k.state === "EarlyStopped", formatter: "stopped", color: "#c8342b", fontSize: 10 } })) }, true);
   }
 
+  // Fill a select with choices once (keeping what is chosen); returns its value.
+  function choices(sel, names, fallback) {
+    const el = $(sel);
+    if (el.dataset.names !== names.join("\n")) {
+      const keep = el.value || fallback;
+      el.innerHTML = names.map(n => `<option${n === keep ? " selected" : ""}>${esc(n)}</option>`).join("");
+      el.dataset.names = names.join("\n");
+    }
+    return el.value;
+  }
+  const lazy = id => ui.drawn[id] || (ui.drawn[id] = chart($("#" + id)));
+
+  function drawPlots() {
+    const names = S.parameters.map(p => p.name);
+    const x = choices("#plot-x", names, names[0]), y = choices("#plot-y", names, names[1]);
+    plot(lazy("contour"), "#contour-note", contourOption(S, x, y));
+    plot(lazy("rank"), "#rank-note", rankOption(S, x, y));
+    plot(lazy("edf"), "#edf-note", edfOption([S]));
+    plot(lazy("timeline"), "#timeline-note", timelineOption(S));
+  }
+
   function drawPareto() {
-    const c = ui.drawn.pareto || (ui.drawn.pareto = chart($("#pareto")));
-    const second = S.objective.additional[0].metricName, a = objective(), b = S.columns.metrics[second] || [];
-    const front = new Set((S.status.paretoFront || []).map(t => t.bestTrialName));
-    const pts = [], fr = [];
-    for (let i = 0; i < a.length; i++) if (typeof a[i] === "number" && typeof b[i] === "number") (front.has(S.columns.name[i]) ? fr : pts).push([a[i], b[i], S.columns.name[i]]);
-    fr.sort((p, q) => p[0] - q[0]);
-    c.setOption({ animation: false, grid: { left: 60, right: 20, top: 30, bottom: 40 }, legend: { top: 0 }, tooltip: { formatter: p => `${p.value[2]}: ${fmt(p.value[0])}, ${fmt(p.value[1])}` },
-      xAxis: { type: "value", scale: true, name: S.objective.name, nameLocation: "middle", nameGap: 25 }, yAxis: { type: "value", scale: true, name: second },
-      series: [{ name: "trials", type: "scatter", data: pts, itemStyle: { color: "#9aa6bd" } },
-               { name: "Pareto front", type: "line", step: "end", data: fr, symbolSize: 8, itemStyle: { color: "#c8342b" } }] }, true);
+    // Any two metrics; the additional objectives' directions, else the objective's.
+    const first = choices("#pareto-a", S.metrics, S.objective.name);
+    const second = choices("#pareto-b", S.metrics, ((S.objective.additional || [])[0] || {}).metricName || S.metrics[1]);
+    plot(lazy("pareto"), "#pareto-note", paretoOption(S, first, second, metricDirections(S)));
   }
 
   function drawTab() {
@@ -490,6 +537,7 @@ async function experimentPage(view, ns, name) {
     if (ui.tab === "importance") drawImportance();
     if (ui.tab === "curves") drawCurves();
     if (ui.tab === "pareto") drawPareto();
+    if (ui.tab === "plots") drawPlots();
     if (ui.tab === "yaml") api(`${base}/yaml`).then(t => { $("#yaml").textContent = t; });
     if (ui.tab === "trials") { charts.parallel.resize(); }
   }
@@ -502,6 +550,7 @@ async function experimentPage(view, ns, name) {
       let i = index.get(n);
       if (i === undefined) { i = C.name.length; index.set(n, i); }
       C.name[i] = n; C.state[i] = D.state[j]; C.created[i] = D.created[j]; C.duration[i] = D.duration[j];
+      if (C.started) C.started[i] = (D.started || [])[j] ?? null;
       for (const p of Object.keys(C.params)) C.params[p][i] = (D.params[p] || [])[j] ?? null;
       for (const m of Object.keys(C.metrics)) C.metrics[m][i] = (D.metrics[m] || [])[j] ?? null;
     });
@@ -537,6 +586,9 @@ async function experimentPage(view, ns, name) {
     const k = sortKey(e); if (!k) return;
     ui.asc = ui.sort === k ? !ui.asc : true; ui.sort = k; drawTable();
   };
+  $("#history-y").onchange = $("#history-x").onchange = drawHistory;
+  $("#plot-x").onchange = $("#plot-y").onchange = drawPlots;
+  $("#pareto-a").onchange = $("#pareto-b").onchange = drawPareto;
   $("#prev").onclick = () => { ui.page--; drawTable(); };
   $("#next").onclick = () => { ui.page++; drawTable(); };
   $("#state-filter").onchange = e => { ui.state = e.target.value; ui.page = 0; drawTable(); };

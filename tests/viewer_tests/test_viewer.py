@@ -32,7 +32,7 @@ TRIAL = """
 import sys, time
 x, steps, pause = float(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
 for i in range(steps):
-    print(f"loss={(x - 0.3) ** 2 + 1.0 / (i + 1):.5f}", flush=True)
+    print(f"loss={(x - 0.3) ** 2 + 1.0 / (i + 1):.5f} cost={x:.5f}", flush=True)
     time.sleep(pause)
 """
 
@@ -90,7 +90,9 @@ def server(tmp_path_factory):
                 break
             except OSError:
                 time.sleep(0.1)
-        _call(base, "POST", "/api/v1/namespaces/default/experiments", _doc("finished", 10, 5, 5, 0.01))
+        finished = _doc("finished", 10, 5, 5, 0.01)
+        finished["spec"]["objective"]["additionalMetricNames"] = ["cost"]  # a second metric: a Pareto front
+        _call(base, "POST", "/api/v1/namespaces/default/experiments", finished)
         broken = _doc("broken", 4, 1, 1, 0.01)  # every trial fails: the experiment fails, and says why
         broken["spec"]["maxFailedTrialCount"] = 1
         broken["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]["command"] = [
@@ -124,10 +126,17 @@ def page(browser):
     assert errors == []  # no script error on any page
 
 
-def shot(page, name: str) -> None:
+def shot(page, name: str, full_page: bool = True) -> None:
     folder = Path(os.environ.get("KATIB_SCREENSHOTS") or "/tmp/katib-screenshots")
     folder.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
+    path = folder / f"{name}.png"
+    page.screenshot(path=str(path), full_page=full_page)
+    if os.environ.get("KATIB_SCREENSHOTS"):  # for docs/: 256 colours, a third of the bytes
+        from PIL import Image
+
+        with Image.open(path) as img:
+            small = img.convert("RGB").quantize(256)
+        small.save(path, optimize=True)
 
 
 def ready(page) -> None:
@@ -483,4 +492,133 @@ def test_every_page_passes_axe_and_works_from_the_keyboard(server, page):
     follow(page, "#trials tbody tr:first-child a")
     x = page.get_attribute("#params dd", "title")
     assert page.inner_text("#params dd") == f"{float(x):.6g}"
+    assert not any(found.values()), json.dumps({k: v for k, v in found.items() if v}, indent=1)
+
+
+def option(page, selector: str) -> dict:
+    """The ECharts option a chart holds now."""
+    return page.evaluate(f"echarts.getInstanceByDom(document.querySelector('{selector}')).getOption()")
+
+
+def test_the_plots_optuna_dashboard_has(server, page):
+    """History on a log scale and against time; contour, rank, EDF and timeline; a Pareto
+    front over any two metrics; every one drawn by ECharts from the page's summary."""
+    page.goto(server + "/#/e/default/finished")
+    ready(page)
+    page.select_option("#history-y", "log")
+    assert option(page, "#history")["yAxis"][0]["type"] == "log"
+    page.select_option("#history-x", "time")
+    history = option(page, "#history")
+    assert history["xAxis"][0]["type"] == "time"
+    ended = [p[0] for s in history["series"] if s["type"] == "scatter" for p in s["data"]]
+    assert len(ended) == 10 and all(t > 1.6e12 for t in ended)  # milliseconds since the epoch
+    # The legend's colours are the points' colours: one series per state.
+    assert [s["name"] for s in history["series"]] == ["Succeeded", "best so far"]
+
+    page.click("#tab-plots")
+    assert page.input_value("#plot-x") == "x" and page.input_value("#plot-y") == "opt"
+    contour = option(page, "#contour")
+    heat, trials = contour["series"]
+    assert heat["type"] == "heatmap" and len(heat["data"]) == 24 * 2  # x in 24 bins, opt's two categories
+    assert len(trials["data"]) == 10 and contour["yAxis"][0]["data"] == ["adam", "sgd"]
+    losses = sorted(p[2] for p in trials["data"])
+    assert all(losses[0] - 1e-9 <= cell[2] <= losses[-1] + 1e-9 for cell in heat["data"])  # interpolated, never beyond
+    rank = option(page, "#rank")["series"][0]["data"]
+    assert sorted(round(p[2], 6) for p in rank) == [round(k / 9, 6) for k in range(10)]
+    best = min(rank, key=lambda p: p[3])
+    assert best[2] == 0  # the best trial has rank 0
+    edf = option(page, "#edf")["series"][0]["data"]
+    assert len(edf) == 10 and edf[-1][1] == 1 and [p[0] for p in edf] == sorted(p[0] for p in edf)
+    timeline = option(page, "#timeline")["series"]
+    assert sum(len(s["data"]) for s in timeline) == 10
+    assert all(d["coords"][1][0] > d["coords"][0][0] for s in timeline for d in s["data"])
+    low, high = page.evaluate("""echarts.getInstanceByDom(document.querySelector('#timeline')).getModel()
+        .getComponent('xAxis', 0).axis.scale.getExtent()""")
+    assert all(low <= d["coords"][0][0] and d["coords"][1][0] <= high for s in timeline for d in s["data"])  # in view
+    found = serious_violations(page)
+    shot(page, "experiment-plots")
+
+    page.click("#tab-pareto")
+    assert page.input_value("#pareto-a") == "loss" and page.input_value("#pareto-b") == "cost"
+    pareto = option(page, "#pareto")["series"]
+    front = pareto[1]["data"]
+    points = pareto[0]["data"] + front
+    assert len(points) == 10 and front
+    # No point beats a front point on both metrics (both minimized), and each point off
+    # the front is beaten by one on it.
+    for f in front:
+        assert not any(p[0] <= f[0] and p[1] <= f[1] and (p[0], p[1]) != (f[0], f[1]) for p in points)
+    for p in pareto[0]["data"]:
+        assert any(f[0] <= p[0] and f[1] <= p[1] for f in front)
+    shot(page, "experiment-pareto")
+    page.select_option("#pareto-b", "loss")
+    assert "two different metrics" in page.inner_text("#pareto-note")
+    assert found == [], found
+
+
+WIDTHS = {"phone": 390, "tablet": 800, "desktop": 1440}
+PAGES = {"experiments": ("/", ["#experiments", "#theme"]),
+         "experiment": ("/#/e/default/finished", ["#history", "#tabs", "#trials", "#best"]),
+         "submit": ("/#/new", ["#yaml", "#create", "#quick"])}
+
+
+def overflow(page) -> int:
+    """How far the page is wider than the window (0: no horizontal scrolling)."""
+    return page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+
+
+def test_every_width_and_dark_mode(server, browser):
+    """The list, an experiment and the submit page at a phone's, a tablet's and a desktop's
+    width: no horizontal scrolling, the key parts in view, axe clean; then in dark mode (the
+    system's, and the toggle's), axe's contrast check included."""
+    found: dict[str, list[str]] = {}
+    errors: list[str] = []
+    for label, width in WIDTHS.items():
+        context = browser.new_context(viewport={"width": width, "height": 900})
+        page = context.new_page()
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        for name, (path, key) in PAGES.items():
+            page.goto(server + path)
+            ready(page)
+            assert overflow(page) <= 0, f"{name} at {width} px scrolls sideways by {overflow(page)} px: " + page.evaluate(
+                """[...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > innerWidth + 1)
+                   .slice(-6).map(e => e.tagName + '#' + e.id + '.' + e.className).join(', ')""")
+            for selector in key:
+                assert page.locator(selector).is_visible(), f"{selector} hidden on {name} at {width} px"
+            if label == "phone":
+                found[f"{name} at {width} px"] = serious_violations(page)
+            shot(page, f"{label}-{name}", full_page=False)
+        context.close()
+
+    context = browser.new_context(viewport={"width": 1440, "height": 900}, color_scheme="dark")
+    page = context.new_page()
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    background = "getComputedStyle(document.documentElement).backgroundColor"
+    for name, (path, _key) in PAGES.items():
+        page.goto(server + path)
+        ready(page)
+        assert page.evaluate(background) == "rgb(18, 21, 28)"  # the system's dark, unasked
+        found[f"{name}, dark"] = serious_violations(page)
+        shot(page, f"dark-{name}", full_page=False)
+        if name == "experiment":
+            page.click("#tab-plots")
+            found["plots, dark"] = serious_violations(page)
+    # The toggle: auto → light → dark, kept across a reload; the charts follow.
+    page.goto(server + "/#/e/default/finished")
+    ready(page)
+    assert page.inner_text("#theme") == "Theme: auto"
+    page.click("#theme")
+    ready(page)
+    assert page.inner_text("#theme") == "Theme: light" and page.evaluate(background) == "rgb(246, 247, 249)"
+    page.click("#theme")
+    ready(page)
+    assert page.inner_text("#theme") == "Theme: dark"
+    page.reload()
+    ready(page)
+    assert page.inner_text("#theme") == "Theme: dark" and page.evaluate(background) == "rgb(18, 21, 28)"
+    label_colour = page.evaluate("""echarts.getInstanceByDom(document.querySelector('#parallel')).getModel()
+        .getComponent('parallelAxis', 0).get('axisLabel').color""")
+    assert label_colour == "#a3abbb"  # the chart took the dark theme
+    context.close()
+    assert errors == []
     assert not any(found.values()), json.dumps({k: v for k, v in found.items() if v}, indent=1)
