@@ -13,6 +13,7 @@ from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
+from katib._dbmanager import serve_grpc
 from katib._pushtoken import PushTokens
 from katib.controller import ExperimentManager
 from katib.errors import (
@@ -71,20 +72,30 @@ def _name_patterns(schema: dict[str, Any]) -> None:
 def create_app(store: Store, runs_root: Path, workdir: Path, tick: float = 1.0, resume: bool = True,
                auth: bool = False, executor_factory: Any = None, executor: str = "local", read_only: bool = False,
                allowed_hosts: Iterable[str] = (), max_body: int = DEFAULT_MAX_BODY,
-               limits: ServerLimits | None = None, push_tokens: PushTokens | None = None) -> FastAPI:
+               limits: ServerLimits | None = None, push_tokens: PushTokens | None = None,
+               grpc_address: tuple[str, int] | None = None) -> FastAPI:
     """The app; its lifespan starts the unfinished experiments and stops all at shutdown.
     With ``auth``, requests need a bearer token and a role in the namespace; without it,
     only programs on this machine and the server's own pages may use it (``RequestGuard``).
     ``read_only`` (``katib ui``) serves reads and runs nothing. ``push_tokens`` checks the
-    tokens pods push their trial's metrics with (the executor gives them out)."""
+    tokens pods push their trial's metrics with (the executor gives them out).
+    ``grpc_address`` (host, port; port 0 picks one) serves Katib's gRPC API beside it
+    (Suggestion, EarlyStopping, DBManager: ``katib._dbmanager``); ``app.state.grpc_port``
+    says where."""
     manager = (ExperimentManager(store, runs_root, tick=tick, executor_factory=executor_factory)
                if executor_factory is not None else ExperimentManager(store, runs_root, tick=tick))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> Any:
+        grpc_server = None
+        if grpc_address is not None:
+            grpc_server = serve_grpc(store, runs_root, manager, *grpc_address)
+            app.state.grpc_port = grpc_server.bound_port
         if resume:
             manager.resume_all()
         yield
+        if grpc_server is not None:
+            grpc_server.stop(grace=1)
         manager.shutdown()
 
     app = FastAPI(title="katib", version="0.1.0", lifespan=lifespan,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from katib.errors import KatibError
@@ -21,6 +21,7 @@ from ._base import Algorithm, Assignment, TrialView
 from ._registry import get_algorithm
 
 STATE_SETTING = "katib_state"
+AVAILABLE_KEY = "katib-available"  # trailing metadata: how many suggestions a short answer had
 SERVICE_NAME = "manager.v1beta1.Suggestion"
 _TYPES = {1: "double", 2: "int", 3: "discrete", 4: "categorical"}
 _DISTRIBUTIONS = {1: "uniform", 2: "logUniform", 3: "normal", 4: "logNormal"}
@@ -208,9 +209,16 @@ class SuggestionServicer:
         assert exp.spec.objective is not None
         views = trials_from_proto(request.trials, exp.spec.objective.objective_metric_name or "")
         count = max(request.current_request_number, 0)
-        assignments: list[Assignment] = alg.suggest(exp, views, count, state)
-        if count and not assignments:
-            context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"the search space of {exp.name} is exhausted")
+        assignments: list[Assignment] = alg.suggest(exp, views, count, state)[:count]
+        if len(assignments) < count:
+            # Katib's controller takes exactly as many as it asked for ("The response contains
+            # unexpected trials" otherwise): say how many there are now, and give none.
+            context.set_trailing_metadata(((AVAILABLE_KEY, str(len(assignments))),))
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                          f"{exp.name}: asked for {count} suggestions, the algorithm "
+                          f"{exp.spec.algorithm.algorithm_name if exp.spec.algorithm else ''} has "
+                          f"{len(assignments)} to give now"
+                          + (" (its search space is exhausted)" if not assignments else ""))
         reply = pb.GetSuggestionsReply()
         for a in assignments:
             item = reply.parameter_assignments.add(trial_name=a.name or "")
@@ -231,20 +239,29 @@ class SuggestionServicer:
         return _pb().ValidateAlgorithmSettingsReply()
 
 
-def serve(host: str = "127.0.0.1", port: int = 6789, max_workers: int = 4) -> Any:
-    """Start the gRPC server (Suggestion + health); returns it, already serving."""
+def serve(host: str = "127.0.0.1", port: int = 6789, max_workers: int = 4, db_manager: Any = None,
+          set_trial_status: Callable[[str], str | None] | None = None) -> Any:
+    """Start the gRPC server (Suggestion, EarlyStopping, health; DBManager when given a
+    servicer: ``katib server --grpc-port`` does); returns it, already serving."""
     from concurrent import futures
 
     import grpc
     from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+    from ._es_service import EarlyStoppingServicer
     from .grpc import api_pb2_grpc
 
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers))
     servicer = SuggestionServicer()
     api_pb2_grpc.add_SuggestionServicer_to_server(servicer, server)  # type: ignore[arg-type]
+    api_pb2_grpc.add_EarlyStoppingServicer_to_server(  # type: ignore[arg-type]
+        EarlyStoppingServicer(set_trial_status), server)
+    names = ["", "grpc.health.v1.Health", SERVICE_NAME, "api.v1.beta1.Suggestion", "api.v1.beta1.EarlyStopping"]
+    if db_manager is not None:
+        api_pb2_grpc.add_DBManagerServicer_to_server(db_manager, server)
+        names.append("api.v1.beta1.DBManager")
     checker = health.HealthServicer()
-    for name in ("", SERVICE_NAME, "api.v1.beta1.Suggestion"):
+    for name in names:
         checker.set(name, health_pb2.HealthCheckResponse.SERVING)
     health_pb2_grpc.add_HealthServicer_to_server(checker, server)
     bound = server.add_insecure_port(f"{host}:{port}")
@@ -304,9 +321,13 @@ class RemoteAlgorithm(Algorithm):
         try:
             reply = self._stub.GetSuggestions(request, timeout=self.timeout)
         except grpc.RpcError as exc:
-            if exc.code() == grpc.StatusCode.FAILED_PRECONDITION:
+            if exc.code() != grpc.StatusCode.FAILED_PRECONDITION:
+                raise KatibError(f"suggestion service at {self.address}: {exc.code().name}: {exc.details()}") from None
+            # Fewer than asked: ask again for as many as the service has (ours says how many).
+            available = dict(exc.trailing_metadata() or ()).get(AVAILABLE_KEY)  # type: ignore[attr-defined]
+            if not available or not 0 < int(available) < count:
                 return []
-            raise KatibError(f"suggestion service at {self.address}: {exc.code().name}: {exc.details()}") from None
+            return self.suggest(experiment, trials, int(available), state)
         for s in reply.algorithm.algorithm_settings:
             if s.name == STATE_SETTING and state is not None:
                 state["remote"] = json.loads(s.value)

@@ -270,6 +270,7 @@ class ExperimentRun:
         self._unsaved: dict[str, TrialRecord] = {}
         self._budget_lock = threading.Lock()
         self._new_budget: dict[str, Any] | None = None
+        self._stop_requests: dict[str, str] = {}  # trial -> reason, from another thread (SetTrialStatus)
         self._samples: list[tuple[int, ObservationRow]] = []
         self._views: dict[str, TrialView] = {}
         es = self.exp.spec.early_stopping
@@ -331,9 +332,20 @@ class ExperimentRun:
         with self._budget_lock:
             self._new_budget = {k: spec.get(k) for k in EDITABLE}
 
+    def request_early_stop(self, trial: str, reason: str) -> None:
+        """Stop a running trial early (from another thread: Katib's ``SetTrialStatus``);
+        the loop does it at its next step, and the trial ends ``EarlyStopped``."""
+        with self._budget_lock:
+            self._stop_requests[trial] = reason
+
     def _apply_budget(self) -> None:
         with self._budget_lock:
             budget, self._new_budget = self._new_budget, None
+            requests, self._stop_requests = self._stop_requests, {}
+        for name, reason in requests.items():
+            t = self.trials.get(name)
+            if t is not None and t.state == "Running" and t.handle and name not in self._stopping:
+                self._stop_early(t, reason)
         if budget:
             spec = self.exp.spec
             spec.parallel_trial_count = budget["parallelTrialCount"] or spec.parallel_trial_count
@@ -405,14 +417,18 @@ class ExperimentRun:
             self.exp, Curve(t.name, curve, False, self._decided.get(t.name, 0), created=t.created_at or None), others)
         self._decided[t.name] = len(curve)
         if reason:
-            self._stopping[t.name] = reason
-            # Stored before the stop is sent: a controller that dies in between leaves the
-            # next one a trial it knows was stopped early, not one that failed or is gone.
-            t.handle = {**t.handle, STOPPING: reason}
-            self._touch(t)
-            self._flush()
-            self.executor.stop(t.handle)
-            self._emit("stopping", t)
+            self._stop_early(t, reason)
+
+    def _stop_early(self, t: TrialRecord, reason: str) -> None:
+        assert t.handle is not None
+        self._stopping[t.name] = reason
+        # Stored before the stop is sent: a controller that dies in between leaves the
+        # next one a trial it knows was stopped early, not one that failed or is gone.
+        t.handle = {**t.handle, STOPPING: reason}
+        self._touch(t)
+        self._flush()
+        self.executor.stop(t.handle)
+        self._emit("stopping", t)
 
     def _collector(self, t: TrialRecord) -> Collector:
         collector = self.collectors.get(t.name)

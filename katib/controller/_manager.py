@@ -168,6 +168,15 @@ class ExperimentManager:
         running.stop.set()
         running.thread.join(timeout)
 
+    def stop_trial_early(self, namespace: str, experiment: str, trial: str, reason: str) -> bool:
+        """Ask the experiment's running controller to stop ``trial`` early (it ends
+        ``EarlyStopped``); False when no controller of this process runs the experiment."""
+        running = self._running.get((namespace, experiment))
+        if running is None or running.run is None or not running.thread.is_alive():
+            return False
+        running.run.request_early_stop(trial, reason)
+        return True
+
     def resume(self, namespace: str, name: str, settle: float = 0.5) -> str | None:
         """Start the experiment's controller; the error of one that fails within ``settle``
         seconds, or None."""

@@ -1,5 +1,6 @@
 """Persistence: one database (SQLite file or PostgreSQL) holding every experiment."""
 
+from ._logs import TrialLogs
 from ._store import (
     DB_ENV,
     ExperimentRecord,
@@ -20,6 +21,7 @@ __all__ = [
     "ExperimentRecord",
     "ObservationRow",
     "Store",
+    "TrialLogs",
     "TrialRecord",
     "default_db_url",
     "hash_token",

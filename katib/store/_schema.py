@@ -68,6 +68,19 @@ observations = Table(
 )
 Index("ix_observations_trial_metric", observations.c.trial_id, observations.c.metric_name, observations.c.time)
 
+# Katib's DBManager API keyed by trial name alone: the logs of trials this store does not
+# hold (a Katib control plane's, when our gRPC server stands in for its DB manager).
+external_observations = Table(
+    "external_observations",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("trial_name", String(253), nullable=False),
+    Column("time", Float, nullable=False),
+    Column("metric_name", String(255), nullable=False),
+    Column("value", Text, nullable=False),
+)
+Index("ix_external_observations_trial", external_observations.c.trial_name, external_observations.c.time)
+
 algorithm_state = Table(
     "algorithm_state",
     metadata,

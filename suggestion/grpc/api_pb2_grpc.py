@@ -5,7 +5,7 @@ import warnings
 
 from . import api_pb2 as api__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.81.1'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -23,6 +23,164 @@ if _version_not_supported:
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
     )
+
+
+class DBManagerStub:
+    """Missing associated documentation comment in .proto file."""
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.ReportObservationLog = channel.unary_unary(
+                '/api.v1.beta1.DBManager/ReportObservationLog',
+                request_serializer=api__pb2.ReportObservationLogRequest.SerializeToString,
+                response_deserializer=api__pb2.ReportObservationLogReply.FromString,
+                _registered_method=True)
+        self.GetObservationLog = channel.unary_unary(
+                '/api.v1.beta1.DBManager/GetObservationLog',
+                request_serializer=api__pb2.GetObservationLogRequest.SerializeToString,
+                response_deserializer=api__pb2.GetObservationLogReply.FromString,
+                _registered_method=True)
+        self.DeleteObservationLog = channel.unary_unary(
+                '/api.v1.beta1.DBManager/DeleteObservationLog',
+                request_serializer=api__pb2.DeleteObservationLogRequest.SerializeToString,
+                response_deserializer=api__pb2.DeleteObservationLogReply.FromString,
+                _registered_method=True)
+
+
+class DBManagerServicer:
+    """Missing associated documentation comment in .proto file."""
+
+    def ReportObservationLog(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetObservationLog(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteObservationLog(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_DBManagerServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'ReportObservationLog': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportObservationLog,
+                    request_deserializer=api__pb2.ReportObservationLogRequest.FromString,
+                    response_serializer=api__pb2.ReportObservationLogReply.SerializeToString,
+            ),
+            'GetObservationLog': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetObservationLog,
+                    request_deserializer=api__pb2.GetObservationLogRequest.FromString,
+                    response_serializer=api__pb2.GetObservationLogReply.SerializeToString,
+            ),
+            'DeleteObservationLog': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteObservationLog,
+                    request_deserializer=api__pb2.DeleteObservationLogRequest.FromString,
+                    response_serializer=api__pb2.DeleteObservationLogReply.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'api.v1.beta1.DBManager', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('api.v1.beta1.DBManager', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class DBManager:
+    """Missing associated documentation comment in .proto file."""
+
+    @staticmethod
+    def ReportObservationLog(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/api.v1.beta1.DBManager/ReportObservationLog',
+            api__pb2.ReportObservationLogRequest.SerializeToString,
+            api__pb2.ReportObservationLogReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetObservationLog(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/api.v1.beta1.DBManager/GetObservationLog',
+            api__pb2.GetObservationLogRequest.SerializeToString,
+            api__pb2.GetObservationLogReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteObservationLog(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/api.v1.beta1.DBManager/DeleteObservationLog',
+            api__pb2.DeleteObservationLogRequest.SerializeToString,
+            api__pb2.DeleteObservationLogReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
 
 
 class SuggestionStub:

@@ -1,7 +1,8 @@
 """The unmodified kubeflow-katib SDK (0.19, kubernetes <= 35), installed in its own
 environment by .ci/run, drives our server: create → wait for Succeeded →
 get_optimal_hyperparameters → list_trials → edit_experiment_budget → delete_experiment,
-and tune() of a small function."""
+tune() of a small function, and over Katib's gRPC DBManager on the server's --grpc-port:
+report_metrics in a trial, get_trial_metrics after."""
 
 from __future__ import annotations
 
@@ -28,8 +29,10 @@ def sdk_python() -> str:
 
 
 def test_the_real_sdk_drives_the_server(sdk_python, sqlite_store, tmp_path):
-    with LiveServer(sqlite_store, tmp_path, tick=0.2) as server:
-        result = subprocess.run([sdk_python, str(SCRIPT), server.url], capture_output=True, text=True, timeout=600)
+    with LiveServer(sqlite_store, tmp_path, tick=0.2, grpc_address=("127.0.0.1", 0)) as server:
+        grpc_address = f"127.0.0.1:{server.app.state.grpc_port}"
+        result = subprocess.run([sdk_python, str(SCRIPT), server.url, grpc_address],
+                                capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     found = json.loads(result.stdout.strip().splitlines()[-1])
     assert found["succeeded"] is True
@@ -40,3 +43,9 @@ def test_the_real_sdk_drives_the_server(sdk_python, sqlite_store, tmp_path):
     assert found["trials_after_edit"] == 5
     assert found["experiments"] == ["sdk-random"] and found["after_delete"] == []
     assert found["tune_succeeded"] is True and found["tune_best"].startswith("sdk-tune-")
+    # Katib's DBManager over gRPC: the SDK's report_metrics in a trial, get_trial_metrics after.
+    assert found["grpc_succeeded"] is True
+    [(name, value, stamp)] = found["grpc_metrics"]
+    assert (name, value) == ("accuracy", found["grpc_expected"]) and stamp.endswith("Z")
+    assert found["grpc_observation"] == [["accuracy", found["grpc_expected"]]]
+    assert found["grpc_unknown"] == 0

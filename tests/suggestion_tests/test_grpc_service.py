@@ -105,7 +105,13 @@ def test_algorithm_state_travels_in_the_settings(server):
             t.spec.parameter_assignments.assignments.extend(item.assignments)
             t.status.observation.metrics.append(pb.Metric(name="Validation-accuracy", value=str(i / 10)))
             done.append(t)
-        second = stub.GetSuggestions(pb.GetSuggestionsRequest(experiment=exp, trials=done, current_request_number=9))
+        # The next rung has 3: asked for 9, the service says so instead of answering 3 (Katib's
+        # controller refuses a reply of another length), and answers a request for 3.
+        with pytest.raises(grpc.RpcError) as short:
+            stub.GetSuggestions(pb.GetSuggestionsRequest(experiment=exp, trials=done, current_request_number=9))
+        assert short.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert dict(short.value.trailing_metadata())["katib-available"] == "3"
+        second = stub.GetSuggestions(pb.GetSuggestionsRequest(experiment=exp, trials=done, current_request_number=3))
     epochs = {a.value for item in second.parameter_assignments for a in item.assignments if a.name == "epochs"}
     assert len(second.parameter_assignments) == 3 and epochs == {"3"}
 

@@ -84,4 +84,35 @@ client.tune(name="sdk-tune", objective=objective, parameters={"x": katib.search.
 client.wait_for_experiment_condition(name="sdk-tune", timeout=180, polling_interval=1)
 found["tune_succeeded"] = client.is_experiment_succeeded("sdk-tune")
 found["tune_best"] = client.get_optimal_hyperparameters("sdk-tune").best_trial_name
+
+
+# 5. Katib's gRPC DBManager (argv[2]): a trial pushes with the SDK's own report_metrics, and
+#    get_trial_metrics reads the trial's log back.
+if len(sys.argv) > 2:
+    grpc_address = sys.argv[2]
+    # report_metrics reads the pod's namespace from the service-account file, which only a pod
+    # has: the trial gives that one function its answer; the gRPC call is the SDK's own.
+    push = ("import kubeflow.katib.utils.utils as u; u.get_current_k8s_namespace = lambda: 'default'; "
+            "from kubeflow.katib import report_metrics; "
+            f"report_metrics({{'accuracy': 1 - float('${{trialParameters.lr}}')}}, db_manager_address='{grpc_address}')")
+    job.spec.template.spec.containers[0].command = [sys.executable, "-c", push]
+    experiment.metadata.name = "sdk-grpc"
+    experiment.spec.max_trial_count = 2
+    experiment.spec.metrics_collector_spec = models.V1beta1MetricsCollectorSpec(
+        collector=models.V1beta1CollectorSpec(kind="Push"))
+    experiment.spec.trial_template.trial_spec = ApiClient().sanitize_for_serialization(job)
+    client.create_experiment(experiment)
+    client.wait_for_experiment_condition(name="sdk-grpc", timeout=120, polling_interval=1)
+    found["grpc_succeeded"] = client.is_experiment_succeeded("sdk-grpc")
+    trial = client.list_trials("sdk-grpc")[0]
+    lr = [a.value for a in trial.spec.parameter_assignments if a.name == "lr"][0]
+    logs = client.get_trial_metrics(trial.metadata.name, db_manager_address=grpc_address)
+    found["grpc_metrics"] = [(m.metric.name, m.metric.value, m.time_stamp) for m in logs]
+    found["grpc_expected"] = str(1 - float(lr))
+    found["grpc_observation"] = [(m.name, m.latest) for m in trial.status.observation.metrics]
+    try:
+        found["grpc_unknown"] = len(client.get_trial_metrics("no-such-trial", db_manager_address=grpc_address))
+    except RuntimeError as exc:
+        found["grpc_unknown"] = str(exc)
+
 print(json.dumps(found, default=str))
