@@ -1,0 +1,3 @@
+from katib.cli import main
+
+main()

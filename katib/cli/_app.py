@@ -1,0 +1,210 @@
+"""The ``katib`` command line's root: the Typer apps, the consoles, the options every
+command shares, and the helpers that find an experiment and print what it is."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import typer
+import yaml
+from rich.console import Console
+from rich.markup import escape
+
+from katib.errors import KatibError, NotFoundError, ValidationError
+
+app = typer.Typer(
+    help="Run Kubeflow Katib experiments on this machine: no cluster, no server.",
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+)
+get_app = typer.Typer(help="List experiments or trials, or show one.", no_args_is_help=True)
+suggestion_app = typer.Typer(help="The gRPC suggestion service (Katib's API).", no_args_is_help=True)
+user_app = typer.Typer(help="Users, API tokens and roles for `katib server --auth`.", no_args_is_help=True)
+describe_app = typer.Typer(help="Show one experiment in detail.", no_args_is_help=True)
+delete_app = typer.Typer(help="Delete an experiment with its trials.", no_args_is_help=True)
+export_app = typer.Typer(help="Write what would run an experiment's result in a cluster.", no_args_is_help=True)
+app.add_typer(get_app, name="get")
+app.add_typer(describe_app, name="describe")
+app.add_typer(delete_app, name="delete")
+app.add_typer(export_app, name="export")
+app.add_typer(suggestion_app, name="suggestion")
+app.add_typer(user_app, name="user")
+
+
+# Piped output is never cut to 80 columns: scripts and logs get whole lines.
+out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 400)
+err = Console(stderr=True, soft_wrap=True)
+
+EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 1, 2, 130
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            print(f"katib {version('katib')}")
+        except PackageNotFoundError:
+            from katib import __version__
+
+            print(f"katib {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    show_version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                      help="Print katib's version and exit."),
+) -> None:
+    pass
+
+
+class Output(StrEnum):
+    table = "table"
+    json = "json"
+    yaml = "yaml"
+
+
+ExecutorOption = typer.Option("local", "--executor",
+                              help="Where trials run: local (processes here), ray or kubernetes.")
+RayAddressOption = typer.Option(None, "--ray-address", envvar="RAY_ADDRESS",
+                                help="Ray cluster to use with --executor ray (default: start a local one).")
+KubeconfigOption = typer.Option(None, "--kubeconfig", envvar="KUBECONFIG",
+                                help="kubeconfig for --executor kubernetes (default: in-cluster, else ~/.kube/config).")
+ContextOption = typer.Option(None, "--context", help="kubeconfig context for --executor kubernetes.")
+CleanEnvOption = typer.Option(
+    False, "--clean-env",
+    help="Start trials with only their template's env, katib's KATIB_* variables, PATH, the locale and TZ "
+         "(HOME is the trial's folder), not with this shell's environment (katib server always does).")
+
+
+SuggestionOption = typer.Option(
+    None, "--suggestion-service", envvar="KATIB_SUGGESTION_SERVICE",
+    help="host:port of a gRPC suggestion service (ours or Katib's) to ask instead of the built-in algorithms.",
+)
+DbOption = typer.Option(None, "--db", envvar="KATIB_DB", help="SQLite file or database URL (default ~/.katib/katib.db).")
+def _namespace(value: str | None) -> str | None:
+    """The namespace option follows the name rule before anything is looked up or touched."""
+    from katib.names import name_errors
+
+    if value is None:
+        return None
+    errors = name_errors("namespace", value, "--namespace")
+    if errors:
+        raise typer.BadParameter("; ".join(e.message for e in errors))
+    return value
+
+
+NamespaceOption = typer.Option(
+    None, "--namespace", "-n", callback=_namespace, show_default=False,
+    help="Namespace of the experiment or trial (default: the one namespace that holds the name; else default).")
+OutputOption = typer.Option(Output.table, "--output", "-o", help="table, json or yaml.")
+
+
+def _store(db: str | None) -> Any:
+    from katib.store import Store
+
+    return Store(db)
+
+
+def _locate(store: Any, name: str, namespace: str | None, kind: str = "experiment") -> str:
+    """The namespace to find ``name`` in: the one given with ``-n``; without it, the one
+    namespace holding that name. A name in several namespaces is refused, naming them;
+    one that is nowhere is looked up in ``default`` (whose error says so)."""
+    found = store.namespaces_of(name, kind)
+    if namespace is not None:
+        if namespace not in found and found:
+            raise NotFoundError(f"{kind} {namespace}/{name} not found; it is in namespace "
+                                f"{', '.join(found)}: -n {found[0]}")
+        return namespace
+    if len(found) > 1:
+        raise KatibError(f"{kind} {name} is in {len(found)} namespaces ({', '.join(found)}): choose one with -n, "
+                         f"e.g. -n {found[0]}")
+    return found[0] if found else "default"
+
+
+def _hint(store: Any, db: str | None, words: list[str], name: str, namespace: str) -> str:
+    """A command to print for the user, complete enough to work as printed: with ``-n``
+    unless the experiment is the only one of its name in ``default``, with ``--db`` when
+    one was given on the command line."""
+    parts = ["katib", *words, name]
+    if namespace != "default" or len(store.namespaces_of(name)) > 1:
+        parts += ["-n", namespace]
+    if db is not None and db != os.environ.get("KATIB_DB"):
+        parts += ["--db", db]
+    return shlex.join(parts)
+
+
+def _runs_root(store: Any) -> Path:
+    if store.dialect == "sqlite" and store.url not in ("sqlite://", "sqlite:///:memory:"):
+        return Path(store.url.split("///", 1)[1]).parent / "runs"
+    return Path(os.environ.get("KATIB_HOME", Path.home() / ".katib")) / "runs"
+
+
+def _print_errors(exc: ValidationError, source: str = "") -> None:
+    where = f"{source}: " if source else ""
+    err.print(f"[bold red]error:[/] {escape(where)}invalid {exc.what} ({len(exc.errors)} error(s))", highlight=False)
+    for e in exc.errors:
+        err.print(f"  - {e}", highlight=False, markup=False)
+
+
+def _dump(obj: Any, fmt: Output) -> None:
+    if fmt is Output.json:
+        out.print_json(json.dumps(obj))
+    else:
+        print(yaml.safe_dump(obj, sort_keys=False), end="")
+
+
+def _read_experiments(path: Path) -> list[Any]:
+    from katib.spec import experiment_documents
+
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise KatibError(f"cannot read {path}: {exc.strerror}") from None
+    docs = experiment_documents(text)
+    if not docs:
+        raise KatibError(f"{path}: no Experiment found")
+    return docs
+
+
+def _why(trial: Any) -> str:
+    """Why a trial failed, in brief: its condition's reason and message (before the
+    trial's last output, which `katib logs` shows whole)."""
+    if trial.state not in ("Failed", "MetricsUnavailable", "Killed"):
+        return ""
+    from katib.controller import LAST_OUTPUT
+
+    cond: dict[str, Any] = next((c for c in reversed(trial.conditions) if c.get("type") == trial.state), {})
+    message = (cond.get("message") or "").split(LAST_OUTPUT, 1)[0]
+    return ": ".join(x for x in (cond.get("reason") or "", message) if x)
+
+
+def _num(text: Any) -> str:
+    """A number as a table shows it: six significant digits (0.0631860, 1.23457e+06);
+    integers and text as they are."""
+    value = str(text)
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    if value.lstrip("-").isdigit() or number != number or number in (float("inf"), float("-inf")):
+        return value
+    return f"{number:.6g}"
+
+
+def main() -> None:
+    """Entry point: every error this project raises on purpose is a message, not a trace."""
+    try:
+        app()
+    except ValidationError as exc:
+        _print_errors(exc)
+        sys.exit(EXIT_INVALID)
+    except KatibError as exc:
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        sys.exit(EXIT_FAILED)

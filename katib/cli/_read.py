@@ -1,0 +1,251 @@
+"""Commands that read the store: get, describe, logs; and delete."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from katib.cli._app import (
+    DbOption,
+    NamespaceOption,
+    Output,
+    OutputOption,
+    _dump,
+    _hint,
+    _locate,
+    _num,
+    _runs_root,
+    _store,
+    _why,
+    app,
+    delete_app,
+    describe_app,
+    err,
+    get_app,
+    out,
+)
+from katib.errors import KatibError, NotFoundError
+from katib.names import RunLayout
+
+
+def _age(ts: float) -> str:
+    seconds = max(0, int(time.time() - ts))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+@get_app.command("experiments")
+def get_experiments(
+    namespace: str | None = typer.Option(None, "--namespace", "-n", help="Only this namespace."),
+    output: Output = OutputOption,
+    db: str | None = DbOption,
+) -> None:
+    """List experiments."""
+    from katib import views
+
+    recs = _store(db).list_experiments(namespace)
+    if output is not Output.table:
+        _dump({"apiVersion": "v1", "kind": "List", "items": [views.experiment_object(r) for r in recs]}, output)
+        return
+    out.print(_experiments_table(recs))
+
+
+def _experiments_table(recs: list[Any]) -> Table:
+    """Experiments as `katib get experiments` shows them: the phase every screen shows
+    (``Stopped`` when no controller runs an unfinished one), trials done of the budget."""
+    from katib import views
+
+    table = Table(box=None)
+    for col in ("NAMESPACE", "NAME", "STATUS", "REASON", "TRIALS", "SUCCEEDED", "FAILED", "BEST", "AGE"):
+        table.add_column(col)
+    for r in recs:
+        best = r.status.get("currentOptimalTrial") or {}
+        objective = r.spec.get("spec", {}).get("objective", {}).get("objectiveMetricName")
+        metrics = {m["name"]: m for m in (best.get("observation") or {}).get("metrics", [])}
+        value = views.shown_value(metrics, objective or "", views.strategies_of(r))
+        shown = views.shown_phase(r)
+        table.add_row(*map(Text, (
+            r.namespace, r.name, shown, views.shown_reason(r, shown), _trials_done(r),
+            str(r.status.get("trialsSucceeded", 0)), str(r.status.get("trialsFailed", 0)),
+            f"{objective}={_num(value)}" if value else "", _age(r.created_at))))
+    return table
+
+
+def _trials_done(rec: Any) -> str:
+    """Trials ended of the budget (``7/12``), or of those made when there is no budget."""
+    status = rec.status
+    done = status.get("trials", 0) - status.get("trialsRunning", 0) - status.get("trialsPending", 0)
+    budget = (rec.spec.get("spec") or {}).get("maxTrialCount")
+    return f"{done}/{budget}" if budget else f"{done}/{status.get('trials', 0)}"
+
+
+@get_app.command("trials")
+def get_trials(
+    experiment: str = typer.Argument(..., help="Experiment name."),
+    namespace: str | None = NamespaceOption,
+    output: Output = OutputOption,
+    db: str | None = DbOption,
+) -> None:
+    """List an experiment's trials with their parameters and metrics."""
+    from katib import views
+
+    store = _store(db)
+    rec = store.get_experiment(_locate(store, experiment, namespace), experiment)
+    trials = store.list_trials(rec.id)
+    if output is not Output.table:
+        _dump({"apiVersion": "v1", "kind": "List", "items": [views.trial_object(rec, t) for t in trials]}, output)
+        return
+    out.print(_trials_table(rec, trials))
+
+
+def _trials_table(rec: Any, trials: list[Any], experiment_column: bool = False) -> Table:
+    """Trials with their parameters and metrics (six significant digits), and why the
+    failed ones failed."""
+    from katib import views
+
+    spec = rec.spec.get("spec", {})
+    params = [p["name"] for p in spec.get("parameters", [])]
+    obj = spec.get("objective", {})
+    metrics = [obj.get("objectiveMetricName"), *obj.get("additionalMetricNames", [])]
+    strategies = views.strategies_of(rec)
+    why = [_why(t) for t in trials]
+    table = Table(box=None)
+    for col in ("NAME", *(["EXPERIMENT"] if experiment_column else []), "STATUS", *params, *metrics,
+                *(["WHY"] if any(why) else [])):
+        table.add_column(col)
+    for t, note in zip(trials, why, strict=True):
+        p = t.parameters()
+        obs = t.observation or {}
+        table.add_row(*map(Text, (t.name, *([rec.name] if experiment_column else []), t.state,
+                                  *[_num(p.get(n, "")) for n in params],
+                                  *[_num(views.shown_value(obs, m, strategies)) for m in metrics],
+                                  *([note] if any(why) else []))))
+    return table
+
+
+@get_app.command("experiment")
+def get_experiment(
+    name: str = typer.Argument(..., help="Experiment name."),
+    namespace: str | None = NamespaceOption,
+    output: Output = OutputOption,
+    db: str | None = DbOption,
+) -> None:
+    """One experiment: a table row with why it failed, or Katib's object (-o json|yaml)."""
+    from katib import views
+
+    store = _store(db)
+    rec = store.get_experiment(_locate(store, name, namespace), name)
+    if output is not Output.table:
+        _dump(views.experiment_object(rec), output)
+        return
+    out.print(_experiments_table([rec]))
+    shown = views.shown_phase(rec)
+    if shown == "Failed":
+        message = next((c.get("message", "") for c in rec.status.get("conditions", [])
+                        if c.get("type") == "Failed" and c.get("status") == "True"), "")
+        out.print(Text(f"\nmessage: {message}"))
+        failure = views.last_failure(store.list_trials(rec.id))
+        if failure:
+            out.print(Text(f"last failure: {failure['trial']} {failure['state']} ({failure['reason']}): "
+                           f"{failure['message']}"))
+    elif shown == "Stopped":
+        out.print(Text(f"\nstopped: no controller runs it; `{_hint(store, db, ['resume'], name, rec.namespace)}` "
+                       "carries on"))
+
+
+@get_app.command("trial")
+def get_trial(
+    name: str = typer.Argument(..., help="Trial name."),
+    namespace: str | None = NamespaceOption,
+    output: Output = OutputOption,
+    db: str | None = DbOption,
+) -> None:
+    """One trial: its parameters, metrics and why it failed, or Katib's object (-o json|yaml)."""
+    from katib import views
+
+    store = _store(db)
+    rec, t = store.get_trial(_locate(store, name, namespace, "trial"), name)
+    if output is not Output.table:
+        _dump(views.trial_object(rec, t), output)
+        return
+    out.print(_trials_table(rec, [t], experiment_column=True))
+
+
+@describe_app.command("experiment")
+def describe_experiment(
+    name: str = typer.Argument(..., help="Experiment name."),
+    namespace: str | None = NamespaceOption,
+    output: Output = typer.Option(Output.yaml, "--output", "-o", help="yaml or json."),
+    db: str | None = DbOption,
+) -> None:
+    """The whole experiment object: spec and status, as Katib shows it."""
+    from katib import views
+
+    store = _store(db)
+    rec = store.get_experiment(_locate(store, name, namespace), name)
+    _dump(views.experiment_object(rec), Output.json if output is Output.json else Output.yaml)
+    note = views.no_result(rec, store.list_trials(rec.id))
+    if note:
+        err.print(Text.assemble(("no result: ", "bold red"), note))
+    if views.shown_phase(rec) == "Stopped":
+        err.print(Text(f"stopped: no controller runs it; `{_hint(store, db, ['resume'], name, rec.namespace)}` carries on"))
+
+
+@app.command()
+def logs(
+    trial: str = typer.Argument(..., help="Trial name."),
+    namespace: str | None = NamespaceOption,
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing while the trial runs."),
+    db: str | None = DbOption,
+) -> None:
+    """Print a trial's output (stdout and stderr of its process)."""
+    store = _store(db)
+    namespace = _locate(store, trial, namespace, "trial")
+    rec, t = store.get_trial(namespace, trial)
+    path = RunLayout(_runs_root(store)).trial_log(rec.namespace, rec.name, t.name)
+    if not path.exists():
+        raise NotFoundError(f"no log for trial {trial} (it has not started on this machine)")
+    with open(path, "rb") as f:
+        while True:
+            chunk = f.read()
+            if chunk:
+                sys.stdout.write(chunk.decode(errors="replace"))
+                sys.stdout.flush()
+            if not follow:
+                break
+            _, t = store.get_trial(namespace, trial)
+            if t.state not in ("Created", "Running"):
+                sys.stdout.write(f.read().decode(errors="replace"))
+                break
+            time.sleep(0.5)
+
+
+@delete_app.command("experiment")
+def delete_experiment(
+    name: str = typer.Argument(..., help="Experiment name."),
+    namespace: str | None = NamespaceOption,
+    db: str | None = DbOption,
+) -> None:
+    """Delete an experiment, its trials, their logs and observations."""
+    import shutil
+
+    from trials import owner_alive
+
+    store = _store(db)
+    namespace = _locate(store, name, namespace)
+    folder = RunLayout(_runs_root(store)).experiment(namespace, name)  # checks the names first
+    rec = store.get_experiment(namespace, name)
+    if rec.owner and owner_alive(rec.owner):
+        raise KatibError(f"experiment {name} is running under {rec.owner}; stop it first: "
+                         f"`{_hint(store, db, ['stop'], name, namespace)}`")
+    store.delete_experiment(namespace, name)
+    shutil.rmtree(folder, ignore_errors=True)
+    where = "" if namespace == "default" else f" in namespace {namespace}"
+    out.print(f'experiment.kubeflow.org "{name}" deleted{where}', highlight=False)

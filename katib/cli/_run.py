@@ -1,0 +1,274 @@
+"""Commands that drive an experiment: validate, run, resume."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from katib.cli._app import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_INVALID,
+    CleanEnvOption,
+    ContextOption,
+    DbOption,
+    ExecutorOption,
+    KubeconfigOption,
+    NamespaceOption,
+    Output,
+    RayAddressOption,
+    SuggestionOption,
+    _dump,
+    _hint,
+    _locate,
+    _num,
+    _print_errors,
+    _read_experiments,
+    _runs_root,
+    _store,
+    _why,
+    app,
+    err,
+    out,
+)
+from katib.cli._executors import _executor_factory, _start_executor
+from katib.errors import KatibError, ValidationError
+
+
+@app.command()
+def validate(
+    files: list[Path] = typer.Argument(..., help="Experiment YAML or JSON files."),
+    output: Output | None = typer.Option(None, "--output", "-o", help="Print the defaulted experiment (json or yaml)."),
+) -> None:
+    """Check experiments like `kubectl apply --dry-run`: defaults applied, every rule checked."""
+    from katib.controller import admit
+
+    bad = 0
+    for path in files:
+        for doc in _read_experiments(path):
+            try:
+                exp = admit(doc)
+            except ValidationError as exc:
+                bad += 1
+                _print_errors(exc, str(path))
+                continue
+            if output in (Output.json, Output.yaml):
+                _dump(exp.to_dict(), output)
+            else:
+                out.print(f"experiment.kubeflow.org/{exp.name} validated ({path}; dry run)", highlight=False)
+    if bad:
+        raise typer.Exit(EXIT_INVALID)
+
+
+class _Progress:
+    """Shows an experiment as it runs: a live table on a terminal, plain lines elsewhere."""
+
+    def __init__(self, live: bool) -> None:
+        self.live_mode = live
+        self.live: Live | None = None
+        self.run: Any = None
+
+    def __call__(self, event: str, run: Any, trial: Any) -> None:
+        self.run = run
+        if self.live_mode:
+            if self.live is not None:
+                self.live.update(self._table())
+            return
+        if event == "launched":
+            params = " ".join(f"{a['name']}={a['value']}" for a in trial.assignments)
+            out.print(f"{trial.name}  Running    {params}", highlight=False)
+        elif event == "finished":
+            out.print(f"{trial.name}  {trial.state:<10} {self._metrics(trial)}{self._best_text()}", highlight=False)
+
+    def _metrics(self, trial: Any) -> str:
+        if trial.state not in ("Succeeded", "EarlyStopped"):
+            message = next((c.get("message", "") for c in reversed(trial.conditions) if c.get("status") == "True"), "")
+            return message if len(message) <= 240 else "…" + message[-240:]
+        from katib.views import shown_value
+
+        return " ".join(f"{k}={shown_value(trial.observation, k, self.run.strategies)}" for k in trial.observation or {})
+
+    def _best_text(self) -> str:
+        best = self.run._best() if self.run else None
+        return f"  (best {self.run.objective}={best:g})" if best is not None else ""
+
+    def _table(self) -> Table:
+        from katib import views
+
+        run = self.run
+        trials = list(run.trials.values())
+        spec = run.exp.spec
+        done = sum(1 for t in trials if t.state not in ("Created", "Running"))
+        total = spec.max_trial_count or len(trials)
+        width = 30
+        filled = int(width * done / total) if total else 0
+        best = run._best()
+        # A Text, not markup: rich would take "[###...]" for a style and print nothing of it.
+        title = Text(f"{run.exp.name}  [{'#' * filled}{'.' * (width - filled)}] {done}/{total} trials"
+                     + (f"   best {run.objective} = {best:g}" if best is not None else ""))
+        table = Table(title=title, title_justify="left", expand=False)
+        table.add_column("trial")
+        table.add_column("state")
+        for p in spec.parameters or []:
+            table.add_column(p.name or "", justify="right")
+        for m in run.names:
+            table.add_column(m, justify="right")
+        shown = trials[-12:]
+        notes = [_why(t) for t in shown]
+        if any(notes):
+            table.add_column("why", overflow="ellipsis", no_wrap=True, max_width=60)
+        for t, note in zip(shown, notes, strict=True):
+            params = t.parameters()
+            reducer = run.reducers.get(t.name)
+            obs = t.observation or (reducer.observation(run.names) if reducer else {})
+            style = {"Succeeded": "green", "Failed": "red", "Running": "cyan", "MetricsUnavailable": "yellow"}.get(t.state, "")
+            table.add_row(
+                Text(t.name), Text(t.state, style=style),
+                *[Text(_num(params.get(p.name or "", ""))) for p in spec.parameters or []],
+                *[Text(_num(views.shown_value(obs, m, run.strategies))) for m in run.names],
+                *([Text(note, style="red")] if any(notes) else []),
+            )
+        return table
+
+
+def _summary(store: Any, namespace: str, name: str) -> int:
+    from katib import views
+
+    rec = store.get_experiment(namespace, name)
+    status = rec.status
+    phase, reason = views.phase(rec), views.reason(rec)
+    colour = "green" if phase == "Succeeded" else "red" if phase == "Failed" else "yellow"
+    out.print(f"\nexperiment [bold]{name}[/] [{colour}]{phase}[/] ({reason})", highlight=False)
+    counts = ", ".join(
+        f"{status.get(k, 0)} {label}" for k, label in (
+            ("trialsSucceeded", "succeeded"), ("trialsFailed", "failed"), ("trialsKilled", "killed"),
+            ("trialsEarlyStopped", "early stopped"), ("trialMetricsUnavailable", "metrics unavailable"))
+        if status.get(k)
+    )
+    out.print(f"trials: {status.get('trials', 0)} ({counts or 'none finished'})", highlight=False)
+    best = status.get("currentOptimalTrial") or {}
+    if best.get("bestTrialName"):
+        out.print(f"best trial: {best['bestTrialName']}", highlight=False)
+        for a in best.get("parameterAssignments", []):
+            out.print(f"  {a['name']} = {a['value']}", highlight=False)
+        strategies = views.strategies_of(rec)
+        for m in (best.get("observation") or {}).get("metrics", []):
+            value = views.shown_value({m["name"]: m}, m["name"], strategies)
+            if m.get("min") == m.get("max") == m.get("latest"):  # one value, or a text metric
+                out.print(f"  {m['name']}: {value}", highlight=False)
+            else:
+                out.print(f"  {m['name']}: {value} ({strategies.get(m['name'], 'latest')}; latest {m.get('latest')}, "
+                          f"min {m.get('min')}, max {m.get('max')})", highlight=False)
+    trials = store.list_trials(rec.id)
+    failure = views.last_failure(trials)
+    if phase == "Failed" and failure:
+        out.print(Text.assemble(("last failure: ", "bold red"),
+                                f"{failure['trial']} {failure['state']} ({failure['reason']}): {failure['message']}"))
+    note = views.no_result(rec, trials)
+    if note:
+        out.print(Text.assemble(("no result: ", "bold red"), note))
+        return EXIT_FAILED
+    return 0 if phase == "Succeeded" else EXIT_FAILED
+
+
+def _drive(store: Any, namespace: str, name: str, tick: float, suggestion: str | None = None,
+           executor: Any = None, resume_hint: str | None = None) -> int:
+    from katib.controller import Controller
+
+    progress = _Progress(live=out.is_terminal)
+    controller = Controller(store, executor=executor() if executor else None, runs_root=_runs_root(store), tick=tick,
+                            listener=progress, suggestion_address=suggestion)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        stop.set()
+
+    previous = signal.signal(signal.SIGTERM, on_signal)
+    try:
+        if progress.live_mode:
+            with Live(console=out, refresh_per_second=4, transient=False) as live:
+                progress.live = live
+                controller.run(namespace, name, stop=stop)
+                if progress.run is not None:
+                    live.update(progress._table())
+        else:
+            controller.run(namespace, name, stop=stop)
+    except KeyboardInterrupt:
+        stop.set()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if stop.is_set():
+        err.print(f"interrupted: running trials were stopped; `{resume_hint or _hint(store, None, ['resume'], name, namespace)}` "
+                  "carries on", highlight=False, markup=False)
+        return EXIT_INTERRUPTED
+    return _summary(store, namespace, name)
+
+
+@app.command()
+def run(
+    file: Path = typer.Argument(..., help="Experiment YAML or JSON file."),
+    db: str | None = DbOption,
+    tick: float = typer.Option(1.0, help="Seconds between metric reads of running trials."),
+    suggestion: str | None = SuggestionOption,
+    executor: str = ExecutorOption,
+    ray_address: str | None = RayAddressOption,
+    kubeconfig: str | None = KubeconfigOption,
+    context: str | None = ContextOption,
+    clean_env: bool = CleanEnvOption,
+) -> None:
+    """Run an experiment to its end in the foreground (local processes, SQLite).
+
+    Running the same file again resumes it; raising maxTrialCount restarts a finished
+    experiment whose resumePolicy is LongRunning or FromVolume."""
+    from katib.controller import Controller, admit, admit_remote
+
+    docs = _read_experiments(file)
+    if len(docs) > 1:
+        raise KatibError(f"{file}: holds {len(docs)} experiments; `katib run` takes one")
+    exp = admit_remote(docs[0], suggestion) if suggestion else admit(docs[0])
+    factory = _executor_factory(executor, ray_address, kubeconfig, context, clean_env=clean_env)
+    from katib.controller import runnable_errors
+
+    errors = runnable_errors(exp, executor)
+    if errors:
+        raise ValidationError(errors)
+    made = _start_executor(factory, executor)  # before anything is stored: a failure leaves nothing behind
+    store = _store(db)
+    rec, action = Controller(store, runs_root=_runs_root(store)).submit(exp, file.resolve().parent)
+    verb = {"created": "created", "resumed": "resumed", "restarted": "restarted",
+            "unchanged": "already finished"}[action]
+    out.print(f"experiment.kubeflow.org/{rec.name} {verb}", highlight=False)
+    words = ["resume", *(["--executor", executor] if executor != "local" else [])]
+    raise typer.Exit(_drive(store, rec.namespace, rec.name, tick, suggestion, lambda: made,
+                            _hint(store, db, words, rec.name, rec.namespace)))
+
+
+@app.command()
+def resume(
+    name: str = typer.Argument(..., help="Experiment name."),
+    namespace: str | None = NamespaceOption,
+    db: str | None = DbOption,
+    tick: float = typer.Option(1.0, help="Seconds between metric reads of running trials."),
+    suggestion: str | None = SuggestionOption,
+    executor: str = ExecutorOption,
+    ray_address: str | None = RayAddressOption,
+    kubeconfig: str | None = KubeconfigOption,
+    context: str | None = ContextOption,
+    clean_env: bool = CleanEnvOption,
+) -> None:
+    """Carry on with an experiment whose controller stopped or died."""
+    factory = _executor_factory(executor, ray_address, kubeconfig, context, clean_env=clean_env)
+    store = _store(db)
+    namespace = _locate(store, name, namespace)
+    store.get_experiment(namespace, name)
+    made = _start_executor(factory, executor)
+    words = ["resume", *(["--executor", executor] if executor != "local" else [])]
+    raise typer.Exit(_drive(store, namespace, name, tick, suggestion, lambda: made,
+                            _hint(store, db, words, name, namespace)))

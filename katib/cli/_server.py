@@ -1,0 +1,193 @@
+"""Commands that serve: katib server, katib ui, katib suggestion serve."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from katib.cli._app import (
+    ContextOption,
+    DbOption,
+    ExecutorOption,
+    KubeconfigOption,
+    RayAddressOption,
+    _runs_root,
+    _store,
+    app,
+    err,
+    out,
+    suggestion_app,
+)
+from katib.cli._executors import _executor_factory
+from katib.errors import KatibError
+
+AllowedHostOption = typer.Option(
+    [], "--allowed-host",
+    help="A name the Host header may carry besides loopback names (without --auth, other names are refused: DNS rebinding).")
+MaxBodyOption = typer.Option(1 << 20, "--max-body", help="The largest request body accepted, in bytes.")
+
+
+UNFENCED = ("every editor of a namespace could run code as this server's user: read and change the store, "
+            "other namespaces' trials and files, and the server's secrets")
+
+
+def _fence(executor: str, auth: bool, sandbox: bool | None, allow_unfenced: bool, store: Any,
+           secrets: list[Path] | None = None) -> Any:
+    """The sandbox local trials run in (None: none), which hides the store's files and
+    ``secrets``. With ``auth`` an executor that cannot fence trials in is refused unless
+    ``allow_unfenced``: a tenant's trial would be code run as this server. Kubernetes pods
+    are fenced in by their cluster."""
+    want = auth if sandbox is None else sandbox
+    if executor == "local" and want:
+        from trials import Sandbox, store_files
+        from trials import sandbox_problem as problem
+
+        why = problem()
+        if why is None:
+            sqlite = store.dialect == "sqlite" and store.url not in ("sqlite://", "sqlite:///:memory:")
+            hidden = [*(store_files(Path(store.url.split("///", 1)[1])) if sqlite else []), *(secrets or [])]
+            return Sandbox(_runs_root(store), hidden=hidden)
+        if sandbox:
+            raise KatibError(f"--sandbox: trials cannot be sandboxed on this machine: {why}")
+        unfenced = f"local trials cannot be sandboxed on this machine ({why})"
+    elif executor == "local":
+        unfenced = "--no-sandbox runs local trials unfenced"
+    elif executor == "ray":
+        unfenced = "Ray has no sandbox: a trial runs as the Ray workers' user, with their files and processes"
+    else:
+        return None
+    if auth and not allow_unfenced:
+        raise KatibError(f"refusing to run trials under --auth: {unfenced}, so {UNFENCED}. Install bubblewrap "
+                         "(apt-get install bubblewrap) for the local executor, use --executor kubernetes, or pass "
+                         "--allow-unfenced-trials if every editor may do that")
+    if auth:
+        err.print(f"[bold yellow]warning:[/] --allow-unfenced-trials: {unfenced}; {UNFENCED}", highlight=False)
+    return None
+
+
+def _loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@app.command()
+def server(
+    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    port: int = typer.Option(8080, help="Port."),
+    db: str | None = DbOption,
+    workdir: Path = typer.Option(Path("."), help="Folder that relative trial commands run in."),
+    tick: float = typer.Option(1.0, help="Seconds between metric reads of running trials."),
+    executor: str = ExecutorOption,
+    ray_address: str | None = RayAddressOption,
+    kubeconfig: str | None = KubeconfigOption,
+    context: str | None = ContextOption,
+    push_url: str | None = typer.Option(
+        None, "--push-url", help="This server's address as pods reach it, for the Push collector with --executor kubernetes."),
+    push_token: str | None = typer.Option(
+        None, "--push-token", envvar="KATIB_PUSH_TOKEN", hidden=True,
+        help="No longer used: each pod gets a token that pushes its own trial's metrics and nothing else."),
+    auth: bool = typer.Option(False, "--auth", help="Require bearer tokens and per-namespace roles (katib user …)."),
+    allow_unauthenticated: bool = typer.Option(
+        False, "--allow-unauthenticated", help="Listen on a non-loopback address without --auth."),
+    sandbox: bool | None = typer.Option(
+        None, "--sandbox/--no-sandbox",
+        help="Run local trials in a bubblewrap sandbox (the default with --auth): no store, no other namespace's "
+             "files or processes, no server secrets, memory limits enforced."),
+    allow_unfenced_trials: bool = typer.Option(
+        False, "--allow-unfenced-trials",
+        help="With --auth, run trials even where they cannot be fenced in (no bubblewrap, --no-sandbox, --executor ray): "
+             "every editor may then run code as this server's user, reading and changing the store, other "
+             "namespaces' files and the server's secrets. docs/security.md"),
+    allowed_host: list[str] = AllowedHostOption,
+    max_body: int = MaxBodyOption,
+) -> None:
+    """Serve the REST API and the Kubernetes-style endpoints, and run every experiment.
+
+    Unfinished experiments carry on when the server starts; stopping it stops their
+    running trials, which the next start runs again."""
+    if not _loopback(host) and not (auth or allow_unauthenticated):
+        raise KatibError(f"refusing to listen on {host} without authentication: pass --auth "
+                         "(and create users with `katib user add`), or --allow-unauthenticated")
+    try:
+        import uvicorn
+
+        from api import create_app
+    except ImportError as exc:
+        raise KatibError(f"katib server needs its extra: pip install 'katib[server]' ({exc.name} is missing)") from None
+    if push_token:
+        err.print("[bold yellow]warning:[/] --push-token (KATIB_PUSH_TOKEN) is no longer used: each pod gets a "
+                  "token that pushes its own trial's metrics and nothing else", highlight=False)
+    store = _store(db)
+    from katib._pushtoken import PushTokens
+
+    # Beside the runs folder, so tokens given to pods stay good when the server restarts.
+    secret = _runs_root(store).parent / "push-secret"
+    push_tokens = PushTokens.load(secret)
+    fence = _fence(executor, auth, sandbox, allow_unfenced_trials, store, secrets=[secret])
+    # A server's trials never see its environment: its tokens, keys and store URL stay its own.
+    factory = _executor_factory(executor, ray_address, kubeconfig, context, push_url, push_tokens, clean_env=True,
+                                sandbox=fence)
+    application = create_app(store, _runs_root(store), workdir.resolve(), tick=tick, auth=auth, executor_factory=factory,
+                             executor=executor, allowed_hosts=[*allowed_host, host], max_body=max_body,
+                             push_tokens=push_tokens)
+    uvicorn.run(application, host=host, port=port, log_level="info")
+
+
+@app.command()
+def ui(
+    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    port: int = typer.Option(8080, help="Port."),
+    db: str | None = DbOption,
+    allowed_host: list[str] = AllowedHostOption,
+) -> None:
+    """Open the web viewer on a store (e.g. after `katib run`), read-only: it runs, changes
+    and deletes nothing."""
+    try:
+        import uvicorn
+
+        from api import create_app
+    except ImportError as exc:
+        raise KatibError(f"katib ui needs the server extra: pip install 'katib[server]' ({exc.name} is missing)") from None
+    if not _loopback(host):
+        raise KatibError(f"katib ui serves without authentication; listen on loopback, not {host} (or use katib server --auth)")
+    from katib.store import default_db_url
+
+    path = db or default_db_url()
+    if "://" not in path and not Path(path).expanduser().exists():
+        # A typo would otherwise open a new, empty store and show no experiments.
+        raise KatibError(f"no store at {path}: katib ui opens an existing one (katib run and katib server make it); "
+                         "check --db (or $KATIB_DB)")
+    store = _store(db)
+    application = create_app(store, _runs_root(store), Path(".").resolve(), resume=False, read_only=True,
+                             allowed_hosts=[*allowed_host, host])
+    out.print(f"the viewer: http://{host}:{port}/", highlight=False)
+    uvicorn.run(application, host=host, port=port, log_level="warning")
+
+
+@suggestion_app.command("serve")
+def suggestion_serve(
+    host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0 inside a pod)."),
+    port: int = typer.Option(6789, help="Port (Katib's suggestion port is 6789)."),
+) -> None:
+    """Serve every algorithm over Katib's gRPC Suggestion API, with the gRPC health check."""
+    from suggestion import serve
+
+    server = serve(host, port)
+    err.print(f"suggestion service on {host}:{server.bound_port} (api.v1.beta1.Suggestion, grpc.health.v1)", highlight=False)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    server.stop(grace=2).wait()
