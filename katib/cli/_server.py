@@ -110,6 +110,11 @@ def server(
              "namespaces' files and the server's secrets. docs/security.md"),
     allowed_host: list[str] = AllowedHostOption,
     max_body: int = MaxBodyOption,
+    grpc_port: int | None = typer.Option(
+        None, "--grpc-port", min=0, max=65535,
+        help="Also serve Katib's gRPC API on this port of the same address: Suggestion, EarlyStopping and "
+             "DBManager (the SDK's get_trial_metrics and report_metrics; a Katib control plane's "
+             "katib-db-manager). It carries no credentials: not with --auth."),
 ) -> None:
     """Serve the REST API and the Kubernetes-style endpoints, and run every experiment.
 
@@ -118,6 +123,9 @@ def server(
     if not _loopback(host) and not (auth or allow_unauthenticated):
         raise KatibError(f"refusing to listen on {host} without authentication: pass --auth "
                          "(and create users with `katib user add`), or --allow-unauthenticated")
+    if grpc_port is not None and auth:
+        raise KatibError("--grpc-port cannot be used with --auth: Katib's gRPC API carries no credentials, so any "
+                         "caller could read, write and delete every trial's metrics")
     try:
         import uvicorn
 
@@ -139,7 +147,7 @@ def server(
                                 sandbox=fence)
     application = create_app(store, _runs_root(store), workdir.resolve(), tick=tick, auth=auth, executor_factory=factory,
                              executor=executor, allowed_hosts=[*allowed_host, host], max_body=max_body,
-                             push_tokens=push_tokens)
+                             push_tokens=push_tokens, grpc_address=None if grpc_port is None else (host, grpc_port))
     uvicorn.run(application, host=host, port=port, log_level="info")
 
 
@@ -183,7 +191,7 @@ def suggestion_serve(
     from suggestion import serve
 
     server = serve(host, port)
-    err.print(f"suggestion service on {host}:{server.bound_port} (api.v1.beta1.Suggestion, grpc.health.v1)", highlight=False)
+    err.print(f"suggestion service on {host}:{server.bound_port} (api.v1.beta1.Suggestion, api.v1.beta1.EarlyStopping, grpc.health.v1)", highlight=False)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:

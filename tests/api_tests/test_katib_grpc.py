@@ -260,3 +260,12 @@ def test_remote_algorithm_takes_what_a_short_service_has(grpc_server):
 def test_the_server_without_grpc_serves_none(tmp_path: Path, sqlite_store):
     with LiveServer(sqlite_store, tmp_path) as server:
         assert not hasattr(server.app.state, "grpc_port")
+
+
+def test_katib_server_refuses_grpc_with_auth(tmp_path: Path):
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "katib", "server", "--auth", "--grpc-port", "0",
+                        "--db", str(tmp_path / "k.db")], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "--grpc-port cannot be used with --auth" in r.stderr
