@@ -24,7 +24,7 @@ from collections import Counter
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 DEFAULT_FILTER = r"([\w|-]+)\s*=\s*([+-]?\d*(\.\d+)?([Ee][+-]?\d+)?)"
 
@@ -158,6 +158,8 @@ class Collector:
         metrics_file: Path | None = None,
         file_format: str = "TEXT",
         filters: list[str] | None = None,
+        tfevent_dir: Path | None = None,
+        metric_order: list[str] | None = None,
     ) -> None:
         self.kind = kind
         self.names = names
@@ -169,6 +171,11 @@ class Collector:
         elif kind == "File" and metrics_file is not None:
             self._text = _Tail(metrics_file)
         self._push = _Tail(push_file) if push_file is not None else None
+        self._events: Any = None
+        if kind == "TensorFlowEvent" and tfevent_dir is not None:
+            from ._tfevent import TFEventReader
+
+            self._events = TFEventReader(tfevent_dir, metric_order or sorted(names))
         self._stored: Counter[tuple[str, str]] = Counter()
 
     def skip(self, stored: Iterable[tuple[str, str]]) -> None:
@@ -190,6 +197,8 @@ class Collector:
                 out += parse_json(lines, self.names)
             else:
                 out += parse_text(lines, self.names, self.filters)
+        if self._events is not None:
+            out += self._events.read()
         if self._push is not None:
             out += parse_json(self._push.read(final), self.names)
         if self._stored:

@@ -1,0 +1,71 @@
+"""The TensorFlowEvent collector on files tensorboardX and torch.utils.tensorboard write.
+
+Ported from Katib's ``test/unit/v1beta1/metricscollector/test_tfevent_metricscollector.py``
+(``test_parse_file_with_tensorboardX``; ``test_parse_file`` reads TensorFlow-written files
+that Katib's repository does not ship), plus tensors (``new_style`` scalars), the values'
+text as Katib writes it, and reading on while the files grow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from trials._tfevent import TFEventReader, should_consider
+
+pytest.importorskip("tensorboard")
+UPSTREAM = "test/unit/v1beta1/metricscollector/test_tfevent_metricscollector.py"
+METRIC_DIR_NAMES = ("train", "test")
+METRIC_NAMES = ("accuracy", "loss")
+QUALIFIED = tuple(f"{d}/{m}" for d in METRIC_DIR_NAMES for m in METRIC_NAMES)
+
+
+def test_parse_file_with_tensorboardx(tmp_path: Path):
+    """test_parse_file_with_tensorboardX, case for case."""
+    tensorboardx = pytest.importorskip("tensorboardX")
+    num_iters = 3
+    for dir_name in METRIC_DIR_NAMES:
+        with tensorboardx.SummaryWriter(str(tmp_path / dir_name)) as writer:
+            for metric_name in METRIC_NAMES:
+                for it in range(num_iters):
+                    writer.add_scalar(metric_name, 0.1, it)
+    logs = TFEventReader(tmp_path, list(QUALIFIED)).read()
+    assert len(logs) == num_iters * len(QUALIFIED)
+    assert {s.metric for s in logs} == set(QUALIFIED)
+    # Katib's str(ScalarEvent.value): the float32 as a Python float.
+    assert {s.value for s in logs} == {"0.10000000149011612"}
+    train = TFEventReader(tmp_path / "train", list(METRIC_NAMES)).read()
+    assert len(train) == num_iters * len(METRIC_NAMES) and {s.metric for s in train} == set(METRIC_NAMES)
+
+
+def test_torch_tensorboard_scalars_and_tensors_read_on_as_they_grow(tmp_path: Path):
+    tensorboard = pytest.importorskip("torch.utils.tensorboard")
+    writer = tensorboard.SummaryWriter(str(tmp_path / "train"))
+    reader = TFEventReader(tmp_path, ["train/loss", "accuracy"])
+    writer.add_scalar("loss", 0.5, 0)
+    writer.add_scalar("accuracy", 0.25, 0, new_style=True)  # a tensor, as TF 2's tf.summary writes
+    writer.add_histogram("loss_histogram", __import__("numpy").array([1.0, 2.0]), 0)  # ignored, as Katib keeps scalars and tensors
+    writer.flush()
+    first = reader.read()
+    assert sorted((s.metric, s.value) for s in first) == [("accuracy", "0.25"), ("train/loss", "0.5")]
+    writer.add_scalar("loss", 0.125, 1)
+    writer.close()
+    assert [(s.metric, s.value) for s in reader.read()] == [("train/loss", "0.125")]
+    assert reader.read() == []
+    assert all(s.time > 1.6e9 for s in first)  # the events' wall time
+
+
+@pytest.mark.parametrize(("tag", "name", "path", "expected"), [
+    ("accuracy", "accuracy", "/logs/train/events", True),
+    ("accuracy_top5", "accuracy", "/logs/train/events", True),  # Katib matches the tag's start
+    ("accuracy", "train/accuracy", "/logs/train/events", True),
+    ("accuracy", "test/accuracy", "/logs/train/events", False),
+    ("loss", "accuracy", "/logs/train/events", False),
+])
+def test_should_consider_is_katibs(tag, name, path, expected):
+    assert should_consider(tag, name, path) is expected
+
+
+def test_files_that_are_not_event_files_are_skipped(tmp_path: Path):
+    (tmp_path / "notes.txt").write_text("not an event file\n")
+    assert TFEventReader(tmp_path, ["loss"]).read() == []
