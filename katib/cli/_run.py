@@ -41,11 +41,24 @@ from katib.cli._app import (
 from katib.cli._executors import _executor_factory, _start_executor
 from katib.errors import KatibError, ValidationError
 
+ConfigMapsOption = typer.Option(
+    None, "--configmaps", envvar="KATIB_CONFIGMAPS",
+    help="A ConfigMap manifest (or a folder of them) holding the trial templates that "
+         "spec.trialTemplate.configMap names.")
+
+
+def _with_configmap(doc: object, source: str | None) -> object:
+    """The experiment with its ConfigMap trial template read in, when ConfigMaps are given."""
+    from katib.configmaps import read_configmaps, resolve_trial_template
+
+    return resolve_trial_template(doc, read_configmaps(source), source) if source else doc
+
 
 @app.command()
 def validate(
     files: list[Path] = typer.Argument(..., help="Experiment YAML or JSON files."),
     output: Output | None = typer.Option(None, "--output", "-o", help="Print the defaulted experiment (json or yaml)."),
+    configmaps: str | None = ConfigMapsOption,
 ) -> None:
     """Check experiments like `kubectl apply --dry-run`: defaults applied, every rule checked."""
     from katib.controller import admit
@@ -54,7 +67,7 @@ def validate(
     for path in files:
         for doc in _read_experiments(path):
             try:
-                exp = admit(doc)
+                exp = admit(_with_configmap(doc, configmaps))
             except ValidationError as exc:
                 bad += 1
                 _print_errors(exc, str(path))
@@ -222,6 +235,7 @@ def run(
     kubeconfig: str | None = KubeconfigOption,
     context: str | None = ContextOption,
     clean_env: bool = CleanEnvOption,
+    configmaps: str | None = ConfigMapsOption,
 ) -> None:
     """Run an experiment to its end in the foreground (local processes, SQLite).
 
@@ -232,7 +246,8 @@ def run(
     docs = _read_experiments(file)
     if len(docs) > 1:
         raise KatibError(f"{file}: holds {len(docs)} experiments; `katib run` takes one")
-    exp = admit_remote(docs[0], suggestion) if suggestion else admit(docs[0])
+    doc = _with_configmap(docs[0], configmaps)
+    exp = admit_remote(doc, suggestion) if suggestion else admit(doc)
     factory = _executor_factory(executor, ray_address, kubeconfig, context, clean_env=clean_env)
     from katib.controller import runnable_errors
 

@@ -53,7 +53,9 @@ def runnable_errors(exp: Experiment, executor: str = "local") -> list[FieldError
     if tt is not None and tt.config_map is not None:
         errors.append(FieldError(
             "spec.trialTemplate.configMap",
-            f"the {executor} executor needs the trial template inline as trialSpec (ConfigMap templates are not read)",
+            f"the ConfigMap {tt.config_map.config_map_namespace}/{tt.config_map.config_map_name} is not known here: "
+            "name a ConfigMap manifest or folder with --configmaps (or $KATIB_CONFIGMAPS), or create it on the "
+            "server (POST /api/v1/namespaces/{namespace}/configmaps)",
         ))
     mc = exp.spec.metrics_collector_spec
     kind = mc.collector.kind if mc and mc.collector else "StdOut"

@@ -1,0 +1,77 @@
+"""ConfigMap trial templates: Katib's example whose template lives in a ConfigMap runs
+with ``katib run --configmaps`` (and $KATIB_CONFIGMAPS), and every way of getting the
+ConfigMap wrong is a clear error naming the field."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from katib.configmaps import SOURCE_ANNOTATION, read_configmaps, resolve_trial_template
+from katib.errors import ValidationError
+from tests.conftest import REPO
+
+EXAMPLES = REPO / "tests" / "data" / "katib-examples"
+EXAMPLE = EXAMPLES / "trial-configmap-source.yaml"
+TEMPLATES = EXAMPLES / "trial-templates.yaml"
+
+
+def example() -> dict:
+    return yaml.safe_load(EXAMPLE.read_text())
+
+
+def test_the_template_is_read_into_trial_spec():
+    doc = resolve_trial_template(example(), read_configmaps(TEMPLATES))
+    tt = doc["spec"]["trialTemplate"]
+    assert "configMap" not in tt and tt["trialSpec"]["kind"] == "Job"
+    assert doc["metadata"]["annotations"][SOURCE_ANNOTATION] == "kubeflow/trial-templates/defaultTrialTemplate.yaml"
+    assert "configMap" in example()["spec"]["trialTemplate"]  # the input is left as it was
+
+
+def test_a_folder_and_a_list_are_read(tmp_path: Path):
+    cm = yaml.safe_load(TEMPLATES.read_text())
+    (tmp_path / "list.yaml").write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "List", "items": [cm]}))
+    (tmp_path / "notes.txt").write_text("not read")
+    assert [c["metadata"]["name"] for c in read_configmaps(tmp_path)] == ["trial-templates"]
+
+
+@pytest.mark.parametrize(("change", "field", "message"), [
+    (lambda cm: cm["metadata"].update(name="other"), "configMapName", "ConfigMap kubeflow/trial-templates not found"),
+    (lambda cm: cm.update(data={"x.yaml": "a: 1"}), "templatePath", "has no key 'defaultTrialTemplate.yaml' (keys: x.yaml)"),
+    (lambda cm: cm.update(data={"defaultTrialTemplate.yaml": "a: [1"}), "templatePath", "is not YAML"),
+    (lambda cm: cm.update(data={"defaultTrialTemplate.yaml": "- a"}), "templatePath", "is not a trial spec"),
+])
+def test_wrong_configmaps_name_the_field(change, field, message):
+    cm = yaml.safe_load(TEMPLATES.read_text())
+    change(cm)
+    with pytest.raises(ValidationError) as info:
+        resolve_trial_template(example(), [cm])
+    [error] = info.value.errors
+    assert error.path == f"spec.trialTemplate.configMap.{field}" and message in error.message
+
+
+def katib(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "katib", *args], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, **(env or {})})
+
+
+def test_katibs_configmap_example_runs(tmp_path: Path):
+    db = str(tmp_path / "k.db")
+    refused = katib("run", str(EXAMPLE), "--db", db)
+    assert refused.returncode == 2 and "--configmaps" in refused.stderr
+    result = katib("run", str(EXAMPLE), "--db", db, env={"KATIB_CONFIGMAPS": str(TEMPLATES)})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Succeeded (ExperimentMaxTrialsReached)" in result.stdout
+    from katib.store import Store
+
+    store = Store(db)
+    rec = store.get_experiment("kubeflow", "trial-configmap-source")
+    trials = store.list_trials(rec.id)
+    assert len(trials) == 4 and {t.state for t in trials} == {"Succeeded"}
+    assert {m["name"] for m in rec.status["currentOptimalTrial"]["observation"]["metrics"]} == {
+        "Validation-accuracy", "Train-accuracy"}
