@@ -14,8 +14,8 @@ _WHERE = {
     "Counts": "_arithmetic", "end_condition": "_arithmetic", "goal_reached": "_arithmetic",
     "trials_to_create": "_arithmetic",
     "AskTell": "_ask_tell",
-    "EDITABLE": "_controller", "Controller": "_controller", "ExperimentRun": "_controller",
-    "is_completed": "_controller",
+    "Controller": "_controller",
+    "EDITABLE": "_run", "ExperimentRun": "_run", "is_completed": "_run",
     "ExperimentManager": "_manager",
     "experiment_phase": "_status", "metric_strategies": "_status", "metric_value": "_status",
     "shown_value": "_status", "rfc3339": "_status", "LAST_OUTPUT": "_status", "no_result_note": "_status",
@@ -25,8 +25,9 @@ if TYPE_CHECKING:
     from ._admission import admit, admit_remote, runnable_errors
     from ._arithmetic import Counts, end_condition, goal_reached, trials_to_create
     from ._ask_tell import AskTell
-    from ._controller import EDITABLE, Controller, ExperimentRun, is_completed
+    from ._controller import Controller
     from ._manager import ExperimentManager
+    from ._run import EDITABLE, ExperimentRun, is_completed
     from ._status import (
         LAST_OUTPUT,
         experiment_phase,

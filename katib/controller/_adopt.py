@@ -34,7 +34,7 @@ from ._status import (
 )
 
 if TYPE_CHECKING:
-    from ._controller import ExperimentRun
+    from ._run import ExperimentRun
 
 INTERRUPTED = "interrupted"  # a handle flag: the controller stopped this trial as it stopped
 STOPPING = "stopping"  # a handle flag: the early-stopping reason, stored before the stop is sent

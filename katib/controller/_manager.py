@@ -22,7 +22,8 @@ from katib.spec import Experiment
 from katib.store import ExperimentRecord, Store, TrialRecord
 from trials import Executor, LocalExecutor, owner_alive
 
-from ._controller import Controller, ExperimentRun, is_completed
+from ._controller import Controller
+from ._run import ExperimentRun, is_completed
 from ._status import rfc3339, set_condition
 
 log = logging.getLogger("katib.controller")

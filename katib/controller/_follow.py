@@ -1,0 +1,179 @@
+"""Steps 1 and 2 of the reconcile step: follow running trials, read their metrics, early-stop
+the ones the stopper says to, and set the condition of each trial that ended."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from katib.spec import Experiment
+from katib.store import ObservationRow, TrialRecord
+from suggestion import Curve, EarlyStopper
+from trials import Collector, Executor, RunState
+
+from ._adopt import STOPPING
+from ._status import LAST_OUTPUT, MetricReducer, mark_trial, metric_value, numbers, reported
+
+if TYPE_CHECKING:
+    from ._controller import Controller
+
+
+class Following:
+    """ExperimentRun's steps 1 and 2 (a mixin: the attributes below are ExperimentRun's)."""
+
+    ctl: Controller
+    exp: Experiment
+    executor: Executor
+    trials: dict[str, TrialRecord]
+    names: list[str]
+    objective: str
+    strategies: dict[str, str]
+    reducers: dict[str, MetricReducer]
+    collectors: dict[str, Collector]
+    stopper: EarlyStopper | None
+    curves: dict[str, list[float]]
+    _stopping: dict[str, str]
+    _decided: dict[str, int]
+    _samples: list[tuple[int, ObservationRow]]
+    _collected_at: float
+
+    # ExperimentRun's and Launching's
+    _touch: Callable[[TrialRecord], None]
+    _flush: Callable[..., None]
+    _emit: Callable[[str, TrialRecord | None], None]
+    _trial_dir: Callable[[TrialRecord], Path]
+    _path_map: Callable[[TrialRecord], dict[str, str]]
+
+    def _follow_running(self) -> None:
+        """Notice ended trials (every wake) and read running ones' metrics (every tick)."""
+        now = time.monotonic()
+        read_metrics = now - self._collected_at >= self.ctl.tick
+        if read_metrics:
+            self._collected_at = now
+        for t in list(self.trials.values()):
+            if t.state != "Running":
+                continue
+            state = self.executor.poll(t.handle or {})
+            if state.finished:
+                self._finish(t, state)
+            elif read_metrics:
+                samples = self._collector(t).collect()
+                if samples:
+                    self._reduce(t, samples)
+                    self._samples += [(t.id, ObservationRow(*x)) for x in samples]
+                    self._emit("metrics", t)
+                    if self._extend_curve(t, samples):
+                        self._consider_stopping(t)
+
+    def _extend_curve(self, t: TrialRecord, samples: list[Any]) -> bool:
+        values = numbers(x.value for x in samples if x.metric == self.objective)
+        if values:
+            self.curves.setdefault(t.name, []).extend(values)
+        return bool(values)
+
+    def _consider_stopping(self, t: TrialRecord) -> None:
+        if self.stopper is None or t.name in self._stopping or not t.handle:
+            return
+        others = [Curve(o.name, self.curves.get(o.name, []), o.state == "Succeeded", ended=o.completion_time)
+                  for o in self.trials.values() if o.name != t.name and o.state != "Created"]
+        curve = self.curves.get(t.name, [])
+        reason = self.stopper.should_stop(
+            self.exp, Curve(t.name, curve, False, self._decided.get(t.name, 0), created=t.created_at or None), others)
+        self._decided[t.name] = len(curve)
+        if reason:
+            self._stop_early(t, reason)
+
+    def _stop_early(self, t: TrialRecord, reason: str) -> None:
+        assert t.handle is not None
+        self._stopping[t.name] = reason
+        # Stored before the stop is sent: a controller that dies in between leaves the
+        # next one a trial it knows was stopped early, not one that failed or is gone.
+        t.handle = {**t.handle, STOPPING: reason}
+        self._touch(t)
+        self._flush()
+        self.executor.stop(t.handle)
+        self._emit("stopping", t)
+
+    def _collector(self, t: TrialRecord) -> Collector:
+        collector = self.collectors.get(t.name)
+        if collector is None:
+            mc = self.exp.spec.metrics_collector_spec
+            kind = mc.collector.kind if mc and mc.collector and mc.collector.kind else "StdOut"
+            fsp = mc.source.file_system_path if mc and mc.source else None
+            filters = mc.source.filter.metrics_format if mc and mc.source and mc.source.filter else None
+            trial_dir = self._trial_dir(t)
+            collector = Collector(
+                kind=kind, names=set(self.names), output=trial_dir / "trial.log",
+                push_file=trial_dir / "push.jsonl",
+                metrics_file=Path(self._path_map(t)[fsp.path]) if kind == "File" and fsp and fsp.path else None,
+                file_format=(fsp.format or "TEXT") if fsp else "TEXT",
+                filters=filters or None,
+            )
+            self.collectors[t.name] = collector
+        return collector
+
+    def _reduce(self, t: TrialRecord, samples: list[Any]) -> None:
+        reducer = self.reducers.setdefault(t.name, MetricReducer())
+        for s in samples:
+            reducer.add(s.time, s.metric, s.value)
+
+    def _finish(self, t: TrialRecord, state: RunState) -> None:
+        collector = self._collector(t)
+        samples = collector.collect(final=True)
+        self._reduce(t, samples)
+        self._extend_curve(t, samples)
+        reducer = self.reducers.get(t.name, MetricReducer())
+        t.observation = reducer.observation(self.names)
+        t.objective = metric_value(t.observation, self.objective, self.strategies[self.objective])
+        t.completion_time = time.time()
+        if t.name in self._stopping:
+            mark_trial(t, "EarlyStopped", self._stopping.pop(t.name))
+        elif state.reason == "Killed":
+            mark_trial(t, "Killed", state.message)
+        elif state.succeeded:
+            if t.objective is not None or reported(t.observation, self.objective):
+                mark_trial(t, "Succeeded")
+            else:
+                mark_trial(t, "MetricsUnavailable", self._no_metrics_hint(t, collector))
+        else:
+            mark_trial(t, "Failed", self._failure_message(t, state), reason="TrialFailed")
+        self._samples += [(t.id, ObservationRow(*x)) for x in samples]
+        self._touch(t)
+        self.collectors.pop(t.name, None)
+        self.reducers.pop(t.name, None)
+        self._emit("finished", t)
+
+    def _log_tail(self, t: TrialRecord, lines: int = 5) -> str:
+        try:
+            text = (self._trial_dir(t) / "trial.log").read_text(errors="replace")
+        except OSError:
+            return ""
+        tail = [line for line in text.splitlines() if line.strip()][-lines:]
+        return " | ".join(tail)
+
+    def _failure_message(self, t: TrialRecord, state: RunState) -> str:
+        tail = self._log_tail(t)
+        return f"{state.message}" + (f"{LAST_OUTPUT}{tail}" if tail else "")
+
+    def _no_metrics_hint(self, t: TrialRecord, collector: Collector) -> str:
+        kind = collector.kind
+        if kind == "File":
+            where = f"the file {self._metrics_path_hint()}"
+        elif kind == "Push":
+            where = "katib.report_metrics() calls"
+        else:
+            where = "the trial's output"
+        example = f"{self.objective}=0.93"
+        tail = self._log_tail(t, 3)
+        hint = (
+            f"the objective metric {self.objective!r} was never reported: the {kind} collector read {where}"
+            + (f" with filters {collector.filter_patterns}, expecting lines such as {example!r}" if kind != "Push" else "")
+        )
+        return hint + (f"{LAST_OUTPUT}{tail}" if tail else "")
+
+    def _metrics_path_hint(self) -> str:
+        mc = self.exp.spec.metrics_collector_spec
+        fsp = mc.source.file_system_path if mc and mc.source else None
+        return fsp.path if fsp and fsp.path else "(none)"

@@ -1,0 +1,124 @@
+"""Step 5 of the reconcile step: what a stored trial is launched as (its job, folders, path map
+and checkpoint), and the launch."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from katib.names import ARTIFACTS, RunLayout, map_into
+from katib.spec import TRIAL_LABEL, Experiment, TrialMeta, render
+from katib.store import ExperimentRecord, TrialRecord
+from suggestion import CHECKPOINT_FROM_LABEL
+from trials import Deferred, Executor, LaunchError, TrialJob
+
+from ._status import MetricReducer, mark_trial
+
+if TYPE_CHECKING:
+    from ._controller import Controller
+
+DEFAULT_CHECKPOINT_DIR = "/var/log/katib/checkpoints/"
+
+
+class Launching:
+    """ExperimentRun's step 5 (a mixin: the attributes below are ExperimentRun's)."""
+
+    ctl: Controller
+    exp: Experiment
+    rec: ExperimentRecord
+    executor: Executor
+    trials: dict[str, TrialRecord]
+    names: list[str]
+
+    # ExperimentRun's
+    _touch: Callable[[TrialRecord], None]
+    _emit: Callable[[str, TrialRecord | None], None]
+
+    def _collector_kind(self) -> str:
+        mc = self.exp.spec.metrics_collector_spec
+        return mc.collector.kind if mc and mc.collector and mc.collector.kind else "StdOut"
+
+    def _trial_dir(self, t: TrialRecord) -> Path:
+        return RunLayout(self.ctl.runs_root).trial(self.exp.namespace, self.exp.name, t.name)
+
+    def _checkpoint_dir(self, name: str) -> Path:
+        return RunLayout(self.ctl.runs_root).checkpoint(self.exp.namespace, self.exp.name, name)
+
+    def _path_map(self, t: TrialRecord) -> dict[str, str]:
+        """Katib's absolute paths, mapped into the trial's own directories: the metrics
+        file, and the checkpoint directory (``suggestion_trial_dir``) of PBT."""
+        out = {}
+        mc = self.exp.spec.metrics_collector_spec
+        fsp = mc.source.file_system_path if mc and mc.source else None
+        if mc and mc.collector and mc.collector.kind == "File" and fsp and fsp.path:
+            out[fsp.path] = str(map_into(self._trial_dir(t), fsp.path))
+        checkpoints = self.exp.spec.algorithm.settings().get("suggestion_trial_dir") if self.exp.spec.algorithm else None
+        if self.exp.spec.algorithm and self.exp.spec.algorithm.algorithm_name == "pbt":
+            checkpoints = checkpoints or DEFAULT_CHECKPOINT_DIR
+        if checkpoints:
+            out[checkpoints.rstrip("/")] = str(self._checkpoint_dir(t.name))
+        return out
+
+    def _prepare_checkpoint(self, t: TrialRecord) -> None:
+        """A trial that starts from another's checkpoint gets a fresh copy of it."""
+        target = self._checkpoint_dir(t.name)
+        shutil.rmtree(target, ignore_errors=True)
+        source_name = t.labels.get(CHECKPOINT_FROM_LABEL)
+        source = self._checkpoint_dir(source_name) if source_name else None
+        if source is not None and source.is_dir():
+            # Links stay links: the trial that made them must not get the server to copy
+            # what they point to (the store, another tenant's files) into its checkpoint.
+            shutil.copytree(source, target, symlinks=True)
+        else:
+            target.mkdir(parents=True, exist_ok=True)
+
+    def _job(self, t: TrialRecord) -> TrialJob:
+        tt = self.exp.spec.trial_template
+        assert tt is not None and tt.primary_container_name
+        labels = {**t.labels, TRIAL_LABEL: t.name}
+        run_spec = render(tt, t.parameters(), TrialMeta(name=t.name, namespace=self.exp.namespace, labels=labels))
+        metadata = run_spec.setdefault("metadata", {})
+        metadata.update(name=t.name, namespace=self.exp.namespace)
+        metadata["labels"] = {**(metadata.get("labels") or {}), **labels}
+        trial_dir = self._trial_dir(t)
+        return TrialJob(
+            name=t.name, experiment=self.exp.name, namespace=self.exp.namespace, run_spec=run_spec,
+            primary_container=tt.primary_container_name, workdir=Path(self.rec.workdir),
+            trial_dir=trial_dir, path_map=self._path_map(t),
+            success_condition=tt.success_condition, failure_condition=tt.failure_condition,
+            primary_pod_labels=tt.primary_pod_labels, retain=bool(tt.retain), collector=self._collector_kind(),
+            env={
+                "KATIB_TRIAL_NAME": t.name, "KATIB_EXPERIMENT_NAME": self.exp.name,
+                "KATIB_NAMESPACE": self.exp.namespace, "KATIB_TRIAL_DIR": str(trial_dir),
+                "KATIB_PUSH_FILE": str(trial_dir / "push.jsonl"),
+                "KATIB_CHECKPOINT_DIR": str(self._checkpoint_dir(t.name)),
+                # katib.save_model writes the trial's model here; katib serve reads it.
+                "KATIB_ARTIFACT_DIR": str(trial_dir / ARTIFACTS),
+            },
+        )
+
+    def _launch_created(self) -> None:
+        for t in list(self.trials.values()):
+            if t.state != "Created":
+                continue
+            job = self._job(t)
+            try:
+                self._prepare_checkpoint(t)
+                (self._trial_dir(t) / ARTIFACTS).mkdir(parents=True, exist_ok=True)
+                t.handle = self.executor.launch(job)
+            except Deferred:
+                continue  # it waits, pending, for running trials to free what it needs
+            except LaunchError as exc:
+                t.completion_time = time.time()
+                t.observation = MetricReducer().observation(self.names)
+                mark_trial(t, "Failed", str(exc), reason="LaunchFailed")
+                self._touch(t)
+                self._emit("finished", t)
+                continue
+            t.start_time = time.time()
+            mark_trial(t, "Running")
+            self._touch(t)
+            self._emit("launched", t)

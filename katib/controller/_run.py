@@ -1,0 +1,336 @@
+"""One controller's hold on one experiment (``ExperimentRun``), driven by ``Controller.run``
+with Katib's reconcile step, repeated on every event (a trial finished, metrics arrived)
+and on a tick:
+
+1. follow running trials: collect their metrics, notice the ones that ended;
+2. set each ended trial's condition (Succeeded needs the objective metric);
+3. derive the experiment status; stop when an end condition holds;
+4. ask the algorithm for ``min(parallel, max − completed) − active`` new assignments;
+5. store the new trials *before* launching them, then launch.
+
+Writing before launching is what makes ``kill -9`` at any point recoverable: on the next
+``run``, trials that were running under the dead controller are *adopted* (``_adopt.py``):
+the executor follows them on, with their attempt, start time and observations; only the
+ones that are gone are killed (what is left of them) and run again under the same name
+with the same parameters, so nothing is duplicated and no assignment is lost.
+
+The steps live in three modules: ``_follow.py`` (steps 1 and 2: metrics, ends, early
+stopping), this one (steps 3 and 4, the transaction, the loop), ``_launch.py`` (step 5:
+the trial's job, folders and checkpoint, and the launch).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from katib.spec import EXPERIMENT_LABEL, Experiment, new_trial_name
+from katib.store import ExperimentRecord, ObservationRow, TrialRecord
+from suggestion import (
+    Algorithm,
+    EarlyStopper,
+    RemoteAlgorithm,
+    TrialView,
+    get_algorithm,
+    get_early_stopper,
+)
+from trials import Collector
+
+from ._adopt import INTERRUPTED, recover
+from ._arithmetic import end_condition, goal_reached, trials_to_create
+from ._follow import Following
+from ._launch import Launching
+from ._status import (
+    ACTIVE_TRIAL_STATES,
+    END_MESSAGES,
+    FINAL_TRIAL_STATES,
+    MetricReducer,
+    Scoring,
+    best_trial,
+    counts_of,
+    experiment_status,
+    has_condition,
+    mark_trial,
+    metric_names,
+    metric_value,
+    numbers,
+    remove_condition,
+    rfc3339,
+    set_condition,
+    strategies,
+)
+
+if TYPE_CHECKING:
+    from ._controller import Controller
+
+EDITABLE = ("parallelTrialCount", "maxTrialCount", "maxFailedTrialCount")
+STATUS_SAVE_INTERVAL = 0.5
+
+Listener = Callable[[str, "ExperimentRun", TrialRecord | None], None]
+
+
+def is_completed(status: dict[str, Any]) -> bool:
+    conditions = status.get("conditions", [])
+    return has_condition(conditions, "Succeeded") or has_condition(conditions, "Failed")
+
+
+class ExperimentRun(Following, Launching):
+    """One controller's hold on one experiment, from ``run`` to its end."""
+
+    def __init__(self, ctl: Controller, rec: ExperimentRecord) -> None:
+        self.ctl = ctl
+        self.store = ctl.store
+        self.executor = ctl.executor
+        self.rec = rec
+        self.exp = Experiment.model_validate(rec.spec)
+        assert self.exp.spec.algorithm and self.exp.spec.algorithm.algorithm_name
+        name = self.exp.spec.algorithm.algorithm_name
+        self.algorithm: Algorithm = (
+            RemoteAlgorithm(ctl.suggestion_address, name) if ctl.suggestion_address else get_algorithm(name)
+        )
+        self.algorithm_state: dict[str, Any] = self.store.algorithm_state(rec.id) or {}
+        self._state_changed = False  # the algorithm's state changed since the last write
+        self.trials: dict[str, TrialRecord] = {t.name: t for t in self.store.list_trials(rec.id)}
+        self.reducers: dict[str, MetricReducer] = {}
+        self.collectors: dict[str, Collector] = {}
+        self.status: dict[str, Any] = dict(rec.status)
+        self.names = metric_names(self.exp)
+        self.strategies = strategies(self.exp)
+        obj = self.exp.spec.objective
+        assert obj is not None and obj.objective_metric_name
+        self.objective = obj.objective_metric_name
+        self.maximize = obj.type == "maximize"
+        self.scoring = Scoring(self.exp)
+        self.exhausted = False
+        self._dirty = True
+        self._saved_at = 0.0
+        self._collected_at = 0.0
+        self._unsaved: dict[str, TrialRecord] = {}
+        self._budget_lock = threading.Lock()
+        self._new_budget: dict[str, Any] | None = None
+        self._stop_requests: dict[str, str] = {}  # trial -> reason, from another thread (SetTrialStatus)
+        self._samples: list[tuple[int, ObservationRow]] = []
+        self._views: dict[str, TrialView] = {}
+        es = self.exp.spec.early_stopping
+        self.stopper: EarlyStopper | None = (
+            get_early_stopper(es.algorithm_name) if es is not None and es.algorithm_name else None
+        )
+        # Objective values in report order, per trial: what early stopping compares.
+        self.curves: dict[str, list[float]] = {}
+        self._stopping: dict[str, str] = {}
+        self._decided: dict[str, int] = {}  # per trial: how much of its curve the stopper has seen
+        if self.stopper is not None:
+            by_id = self.store.metric_series(rec.id, self.objective)
+            for t in self.trials.values():
+                if t.state in FINAL_TRIAL_STATES:
+                    self.curves[t.name] = numbers(by_id.get(t.id, []))
+
+    # -- the loop ----------------------------------------------------------------------
+
+    def loop(self, stop: threading.Event | None) -> dict[str, Any]:
+        if is_completed(self.status):
+            return self._save_status(force=True)
+        self._recover()
+        conditions = self.status.setdefault("conditions", [])
+        remove_condition(conditions, "Restarting")
+        set_condition(conditions, "Running", "True", "ExperimentRunning", "Experiment is running")
+        self._save_status(force=True)
+        self._emit("started", None)
+        try:
+            while True:
+                self._apply_budget()
+                self._follow_running()
+                ended = self._check_end()
+                new = [] if ended else self._create_trials()
+                # One transaction per event: what ended, what was measured, what is new.
+                # The new trials are stored before they are launched.
+                self._flush(new)
+                if ended:
+                    self._save_status(force=True)
+                    self._emit("ended", None)
+                    break
+                self._launch_created()
+                self._flush()
+                self._save_status()
+                if stop is not None and stop.is_set():
+                    self._interrupt()
+                    break
+                self.executor.wait(self.ctl.tick)
+        except BaseException:
+            self._interrupt()
+            raise
+        finally:
+            self.executor.settle()
+            self.executor.close()  # nothing of this run is running any more: release what it holds
+        return self.status
+
+    def update_budget(self, spec: dict[str, Any]) -> None:
+        """Take new ``parallelTrialCount``/``maxTrialCount``/``maxFailedTrialCount`` values
+        (from another thread); the loop applies them at its next step."""
+        with self._budget_lock:
+            self._new_budget = {k: spec.get(k) for k in EDITABLE}
+
+    def request_early_stop(self, trial: str, reason: str) -> None:
+        """Stop a running trial early (from another thread: Katib's ``SetTrialStatus``);
+        the loop does it at its next step, and the trial ends ``EarlyStopped``."""
+        with self._budget_lock:
+            self._stop_requests[trial] = reason
+
+    def _apply_budget(self) -> None:
+        with self._budget_lock:
+            budget, self._new_budget = self._new_budget, None
+            requests, self._stop_requests = self._stop_requests, {}
+        for name, reason in requests.items():
+            t = self.trials.get(name)
+            if t is not None and t.state == "Running" and t.handle and name not in self._stopping:
+                self._stop_early(t, reason)
+        if budget:
+            spec = self.exp.spec
+            spec.parallel_trial_count = budget["parallelTrialCount"] or spec.parallel_trial_count
+            spec.max_trial_count = budget["maxTrialCount"]
+            spec.max_failed_trial_count = budget["maxFailedTrialCount"]
+            self._dirty = True
+
+    def _touch(self, t: TrialRecord) -> None:
+        self._unsaved[t.name] = t
+        self._dirty = True
+
+    def _flush(self, new: list[TrialRecord] | None = None) -> None:
+        if not (self._unsaved or new or self._samples or self._state_changed):
+            return
+        state = (self.rec.id, self.algorithm_state) if self._state_changed else None
+        # Cleared first: if this write fails, the plan goes with its trials, and no later
+        # write (the interrupt's) may store it without them.
+        self._state_changed = False
+        self.store.write_trials(save=list(self._unsaved.values()), new=new or [], samples=self._samples,
+                                algorithm_state=state)
+        ended = [t.handle for t in self._unsaved.values() if t.state in FINAL_TRIAL_STATES and t.handle]
+        self._unsaved.clear()
+        self._samples = []
+        for t in new or []:
+            self.trials[t.name] = t
+        for handle in ended:  # their ends are stored: what their jobs leave may go
+            self.executor.release(handle)
+
+    def _emit(self, event: str, trial: TrialRecord | None) -> None:
+        if self.ctl.listener is not None:
+            self.ctl.listener(event, self, trial)
+
+    # -- step 3: status and the end -----------------------------------------------------
+
+    def _best(self) -> float | None:
+        """The best primary objective among feasible trials (what the goal is checked on)."""
+        best = best_trial(self.exp, self.trials.values())
+        if best is None or not self.scoring.feasible(best.observation):
+            return None
+        return best.objective
+
+    def _check_end(self) -> bool:
+        spec = self.exp.spec
+        counts = counts_of(self.trials.values(), budget=True)
+        goal = spec.objective.goal if spec.objective else None
+        ended = end_condition(
+            counts, spec.max_trial_count, spec.max_failed_trial_count,
+            goal_reached(self._best(), goal, self.maximize), self.exhausted,
+        )
+        if ended is None:
+            return False
+        condition, reason = ended
+        for t in self.trials.values():
+            if t.state in ACTIVE_TRIAL_STATES:
+                if t.handle:
+                    self.executor.stop(t.handle)
+                t.completion_time = time.time()
+                mark_trial(t, "Killed", f"the experiment ended ({reason})")
+                self._touch(t)
+        conditions = self.status["conditions"]
+        running = next((c for c in conditions if c["type"] == "Running"), None)
+        if running is not None:
+            set_condition(conditions, "Running", "False", running.get("reason", ""), running.get("message", ""))
+        set_condition(conditions, condition, "True", reason, END_MESSAGES[reason])
+        self.status["completionTime"] = rfc3339(time.time())
+        return True
+
+    def _save_status(self, force: bool = False) -> dict[str, Any]:
+        now = time.monotonic()
+        if not force and (not self._dirty or now - self._saved_at < STATUS_SAVE_INTERVAL):
+            return self.status
+        self.status = experiment_status(self.exp, list(self.trials.values()), self.status)
+        self.store.update_experiment(self.rec.id, status=self.status)
+        self._dirty = False
+        self._saved_at = now
+        return self.status
+
+    # -- steps 4 and 5: new trials (launched by Launching._launch_created) --------------
+
+    def _view(self, t: TrialRecord) -> TrialView:
+        view = self._views.get(t.name)
+        if view is None or view.state != t.state:
+            metrics = {k: v for k in self.names if (v := metric_value(t.observation, k, self.strategies[k])) is not None}
+            final = t.state in FINAL_TRIAL_STATES
+            view = TrialView(
+                t.name, t.parameters(), t.state, t.objective, metrics,
+                values=self.scoring.values(t.observation) if final and self.scoring.multi_objective else None,
+                violations=self.scoring.violations(t.observation) if final and self.scoring.constraints else (),
+            )
+            self._views[t.name] = view
+        return view
+
+    def _create_trials(self) -> list[TrialRecord]:
+        """New trials for the free slots, in memory; ``_flush`` stores them."""
+        spec = self.exp.spec
+        want = trials_to_create(spec.parallel_trial_count or 1, spec.max_trial_count,
+                                counts_of(self.trials.values(), budget=True))
+        if want <= 0 or self.exhausted:
+            return []
+        views = [self._view(t) for t in self.trials.values()]
+        before = json.dumps(self.algorithm_state, sort_keys=True)
+        assignments = self.algorithm.suggest(self.exp, views, want, self.algorithm_state)
+        if len(assignments) < want:
+            active = any(t.state in ACTIVE_TRIAL_STATES for t in self.trials.values())
+            # Nothing now, nothing running to wait for: nothing will ever come.
+            self.exhausted = self.algorithm.exhausted(self.exp, views, self.algorithm_state) or (
+                not assignments and not active)
+        if json.dumps(self.algorithm_state, sort_keys=True) != before:
+            self._state_changed = True  # stored by _flush, in one transaction with the new trials
+        order = [p.name for p in spec.parameters or []]
+        now = time.time()
+        new = []
+        for a in assignments:
+            name = a.name or new_trial_name(self.exp.name, self.trials)
+            params = [{"name": k, "value": a.parameters[k]} for k in order if k in a.parameters]
+            params += [{"name": k, "value": v} for k, v in a.parameters.items() if k not in order]
+            t = TrialRecord(
+                id=0, experiment_id=self.rec.id, name=name, state="Created", assignments=params,
+                labels={EXPERIMENT_LABEL: self.exp.name, **a.labels}, created_at=now,
+            )
+            mark_trial(t, "Created")
+            new.append(t)
+        if new:
+            self._dirty = True
+        return new
+
+    # -- crash recovery -----------------------------------------------------------------
+
+    def _recover(self) -> None:
+        """Trials left active by an earlier controller: adopt them, or run them again."""
+        recover(self)
+
+    def _interrupt(self) -> None:
+        """Stop what runs without marking it: the next ``run`` re-runs those trials."""
+        for t in self.trials.values():
+            if t.state == "Running" and t.handle:
+                self.executor.stop(t.handle)
+                t.handle = {**t.handle, INTERRUPTED: True}  # stopped, so not to be adopted
+                self._touch(t)
+        try:
+            self._flush()
+            self._save_status(force=True)
+        except Exception:  # the database may be what failed; the trials are stopped anyway
+            pass
+
+
+__all__ = ["EDITABLE", "ExperimentRun", "Listener", "is_completed"]
