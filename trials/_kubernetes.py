@@ -17,6 +17,9 @@ official ``kubernetes`` client, as Katib's trial controller would.
   the Push collector, ``katib.report_metrics`` in the pod posts to the katib server at
   ``push_url`` (``KATIB_PUSH_URL`` in the container's env), with a token good for pushing
   that trial's metrics and nothing else (``KATIB_API_TOKEN``, from ``push_tokens``).
+- Its pods stay inside the cluster's fence (``_podfence``): never the server's own service
+  account, no service account token unless the template asks, no other namespace, and
+  under ``--auth`` (``tenants``) no host namespaces, host paths or privileges.
 - When a trial ends its job is deleted (with its pods, ``propagationPolicy: Background``),
   unless the template says ``retain: true``, once the controller has stored the end
   (``release``); a stopped trial's job is deleted at once.
@@ -55,6 +58,7 @@ from ._executor import (
 )
 from ._gjson import holds
 from ._manifest import deadline_of, group_version, manifest_errors, plural_of, pod_templates
+from ._podfence import fence, identity_of_client, parse_account, problems
 
 _LOG_GRACE = 10.0  # seconds a finished job waits for its log stream to drain
 
@@ -109,11 +113,15 @@ class KubernetesExecutor(Executor):
 
     def __init__(self, api_client: Any = None, kubeconfig: str | None = None, context: str | None = None,
                  validate: bool = True, watch_timeout: int = 60, push_url: str | None = None,
-                 push_tokens: PushTokens | None = None) -> None:
+                 push_tokens: PushTokens | None = None, server_account: str | None = None,
+                 tenants: bool = False) -> None:
         from kubernetes import client
 
         if api_client is None:
             api_client = self.connect(kubeconfig, context)
+        # The service account trial pods may not use (_podfence): given, else the one we run as.
+        self.server_account = parse_account(server_account) if server_account else identity_of_client(api_client)
+        self.tenants = tenants  # under --auth: the baseline Pod Security rules too
         self.custom = client.CustomObjectsApi(api_client)
         self.core = client.CoreV1Api(api_client)
         self.validate = validate
@@ -163,6 +171,7 @@ class KubernetesExecutor(Executor):
                             ours["KATIB_API_TOKEN"] = self.push_tokens.token(job.namespace, job.name)
                     env = [e for e in container.get("env") or [] if e.get("name") not in ours]
                     container["env"] = env + [{"name": k, "value": v} for k, v in ours.items()]
+        fence(manifest)
         return manifest
 
     def launch(self, job: TrialJob) -> dict[str, Any]:
@@ -173,6 +182,9 @@ class KubernetesExecutor(Executor):
                               "katib server --executor kubernetes --push-url http://<address>:<port>")
         manifest = self.manifest(job)
         kind, api_version = str(manifest.get("kind", "")), str(manifest.get("apiVersion", ""))
+        escapes = problems(manifest, job.namespace, self.server_account, self.tenants)
+        if escapes:
+            raise LaunchError(f"the {kind} for trial {job.name} would leave its fence: " + "; ".join(escapes))
         if self.validate:
             errors = manifest_errors(manifest)
             if errors:

@@ -15,6 +15,9 @@ cluster's controllers would:
 - a container's ``FAKE_KUBELET`` env var makes its pod misbehave: ``oom`` (killed,
   ``OOMKilled``, exit 137), ``evict`` (the pod is evicted for memory pressure), ``hang``
   (runs forever);
+- with ``containers=True``, a pod's process is started as a container runtime would start
+  it (``_container``): the image's environment and the pod's only, a filesystem of its own,
+  its own PID namespace, its memory limit enforced;
 - deleting a job deletes its pods and kills their processes (the garbage collector).
 """
 
@@ -49,8 +52,9 @@ class _Emulator(kmock.KubernetesEmulator):
 
 
 class FakeCluster:
-    def __init__(self, workdir: Path, logdir: Path, gpus: int = 0) -> None:
+    def __init__(self, workdir: Path, logdir: Path, gpus: int = 0, containers: bool = False) -> None:
         self.workdir, self.logdir = workdir, logdir
+        self.containers = containers  # run each pod as a container would (``_container``)
         self.free_gpus = list(range(gpus))
         self.gpu_log: list[tuple[str, list[int], float, float]] = []  # (pod, devices, start, end)
         self.created: list[dict[str, Any]] = []  # every job object as it was created
@@ -225,6 +229,8 @@ class FakeCluster:
                 argv = ["sh", "-c", "echo allocating; kill -9 $$"]
             argv = [sys.executable if a in ("python", "python3") else a for a in argv]
             proc_env = {**os.environ, **env, "NVIDIA_VISIBLE_DEVICES": ",".join(map(str, devices))}
+            if self.containers:
+                argv, proc_env = _container(pod["spec"], container, argv, env, self.workdir)
             with log.open("wb") as out:
                 proc = subprocess.Popen(argv, cwd=self.workdir, env=proc_env, stdout=out, stderr=subprocess.STDOUT,
                                         start_new_session=True)
@@ -249,6 +255,38 @@ class FakeCluster:
         self.done.add(name)
         terminated = _container_status(container, {"terminated": {"exitCode": code, "reason": reason}})
         self._pod_status(ns, name, {"phase": "Succeeded" if code == 0 else "Failed", "containerStatuses": [terminated]})
+
+
+def _container(spec: dict[str, Any], container: dict[str, Any], argv: list[str], env: dict[str, str],
+               workdir: Path) -> tuple[list[str], dict[str, str]]:
+    """A pod's process as a container runtime would start it: the image's environment (its
+    PATH, katib importable) and the pod's ``env``, nothing of this process's; a filesystem of
+    its own (the host's system read-only, but none of its ``/tmp``, ``/home``, ``/root`` or
+    ``/run``; ``hostPath`` volumes mounted where the pod says), its own PID namespace
+    unless ``hostPID``, and its memory limit enforced (as an address-space limit)."""
+    from trials._resources import parse_memory
+    from trials._sandbox import _probe
+
+    repo = Path(__file__).resolve().parents[2]
+    image = {"PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin", "PYTHONPATH": str(repo),
+             "HOME": "/tmp", "LANG": "C.UTF-8"}
+    memory = parse_memory(((container.get("resources") or {}).get("limits") or {}).get("memory") or 0)
+    limit = ["prlimit", f"--as={memory}", "--"] if memory else []
+    flags, _ = _probe("bwrap")
+    if flags is None:
+        return [*limit, *argv], {**image, **env}
+    out = ["bwrap", *flags, "--die-with-parent", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
+    out += [a for hidden in ("/tmp", "/home", "/root", "/run") if os.path.isdir(hidden) for a in ("--tmpfs", hidden)]
+    for shown in sorted({repo, Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve(), workdir.resolve()}):
+        out += ["--ro-bind", str(shown), str(shown)]
+    volumes = {v.get("name"): v for v in spec.get("volumes") or []}
+    for mount in container.get("volumeMounts") or []:
+        host = (volumes.get(mount.get("name")) or {}).get("hostPath")
+        if host:
+            out += ["--bind", host["path"], mount["mountPath"]]
+    if not spec.get("hostPID"):
+        out.append("--unshare-pid")
+    return [*out, "--chdir", str(workdir), "--", *limit, *argv], {**image, **env}
 
 
 def _container_status(container: dict[str, Any], state: dict[str, Any], ready: bool = False) -> dict[str, Any]:
