@@ -127,6 +127,21 @@ def trial(namespace: str, trial: str, state: ServerState = Depends(get_state)) -
     return views.trial_object(rec, t)
 
 
+@router.post("/namespaces/{namespace}/trials/{trial}/stop", operation_id="stopTrial")
+async def stop_trial(namespace: str, trial: str, state: ServerState = Depends(get_state)) -> dict[str, Any]:
+    """Stop one running trial: it ends ``EarlyStopped`` and the experiment carries on. 409
+    unless the trial is running under this server's controller."""
+    from katib.errors import ConflictError
+
+    rec, t = _service.trial(state, namespace, trial)
+    if t.state != "Running":
+        raise ConflictError(f"trial {namespace}/{trial} is {t.state}: only a running trial can be stopped")
+    if not state.manager.stop_trial_early(namespace, rec.name, trial, "stopped by a user"):
+        raise ConflictError(f"trial {namespace}/{trial}: this server does not run experiment {rec.name} "
+                            "(another process does, or nothing does)")
+    return {"trial": trial, "stopping": True}
+
+
 @router.post("/namespaces/{namespace}/trials/{trial}/metrics", status_code=202)
 async def push_metrics(namespace: str, trial: str, body: dict[str, float | str],
                        state: ServerState = Depends(get_state)) -> dict[str, Any]:

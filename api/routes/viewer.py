@@ -1,5 +1,6 @@
-"""The web viewer: its static page (``/``, assets under ``/ui``, no build step) and the
-aggregated reads its experiment page makes (``…/summary``, ``…/importance``, ``…/yaml``)."""
+"""The web viewer: its static page (``/``, assets under ``/ui``, no build step), the
+aggregated reads its experiment page makes (``…/summary``, ``…/importance``, ``…/yaml``),
+a trial's YAML, and the notes on experiments and trials (``…/note``: GET, PUT)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,15 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, PlainTextResponse
+from pydantic import BaseModel, ConfigDict
 
 from katib import views
+from katib.store import Note, NoteStore
 
-from .. import _summary
+from .. import _service, _summary
+from .._auth import current_user
 from .._state import ServerState, get_state
 
 STATIC = Path(__file__).resolve().parents[1] / "static"
@@ -54,3 +58,56 @@ def experiment_yaml(namespace: str, name: str, state: ServerState = Depends(get_
     obj = views.experiment_object(state.store.get_experiment(namespace, name))
     obj.pop("status", None)
     return yaml.safe_dump(obj, sort_keys=False)
+
+
+@router.get("/namespaces/{namespace}/trials/{trial}/yaml", response_class=PlainTextResponse)
+def trial_yaml(namespace: str, trial: str, state: ServerState = Depends(get_state)) -> str:
+    """The trial as a Katib ``Trial`` object, in YAML (its status included)."""
+    rec, t = _service.trial(state, namespace, trial)
+    return yaml.safe_dump(views.trial_object(rec, t), sort_keys=False)
+
+
+class NoteBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text: str
+
+
+def _note(note: Note | None, state: ServerState) -> dict[str, Any]:
+    return {"text": note.text if note else "", "author": note.author if note else None,
+            "updatedAt": note.updated_at if note else None, "readOnly": state.read_only}
+
+
+def _write_note(state: ServerState, request: Request, exp_id: int, trial_id: int | None, text: str) -> dict[str, Any]:
+    user = current_user(request)
+    note = NoteStore(state.store).set(exp_id, text, trial_id, author=user.name if user else None)
+    return _note(note, state)
+
+
+@router.get("/namespaces/{namespace}/experiments/{name}/note", operation_id="getExperimentNote")
+def experiment_note(namespace: str, name: str, state: ServerState = Depends(get_state)) -> dict[str, Any]:
+    """The experiment's note: ``{text, author, updatedAt, readOnly}`` (text "" when none)."""
+    rec = state.store.get_experiment(namespace, name)
+    return _note(NoteStore(state.store).get(rec.id), state)
+
+
+@router.put("/namespaces/{namespace}/experiments/{name}/note", operation_id="putExperimentNote")
+async def put_experiment_note(namespace: str, name: str, body: NoteBody, request: Request,
+                              state: ServerState = Depends(get_state)) -> dict[str, Any]:
+    """Write the experiment's note (editor role); an empty text removes it."""
+    rec = state.store.get_experiment(namespace, name)
+    return await asyncio.to_thread(_write_note, state, request, rec.id, None, body.text)
+
+
+@router.get("/namespaces/{namespace}/trials/{trial}/note", operation_id="getTrialNote")
+def trial_note(namespace: str, trial: str, state: ServerState = Depends(get_state)) -> dict[str, Any]:
+    """The trial's note, as the experiment's."""
+    rec, t = _service.trial(state, namespace, trial)
+    return _note(NoteStore(state.store).get(rec.id, t.id), state)
+
+
+@router.put("/namespaces/{namespace}/trials/{trial}/note", operation_id="putTrialNote")
+async def put_trial_note(namespace: str, trial: str, body: NoteBody, request: Request,
+                         state: ServerState = Depends(get_state)) -> dict[str, Any]:
+    """Write the trial's note (editor role); an empty text removes it."""
+    rec, t = _service.trial(state, namespace, trial)
+    return await asyncio.to_thread(_write_note, state, request, rec.id, t.id, body.text)

@@ -146,6 +146,7 @@ async function route() {
     if (parts[0] === "new") await submitPage(view);
     else if (parts[0] === "e" && parts.length >= 3) await experimentPage(view, parts[1], parts[2]);
     else if (parts[0] === "t" && parts.length >= 3) await trialPage(view, parts[1], parts[2]);
+    else if (parts[0] === "compare") await comparePage(view, parts.slice(1));
     else await listPage(view);
   } catch (e) {
     view.innerHTML = `<div class="card"><h2>Could not load this page</h2><p class="muted">${esc(e.message)}</p></div>`;
@@ -173,15 +174,17 @@ async function listPage(view) {
       <h1 style="margin-right:auto">Experiments</h1>
       <label>Namespace <select id="ns"><option value="">all</option></select></label>
       <input id="filter" placeholder="filter by name, status, algorithm" aria-label="Filter experiments by name, status or algorithm" size="30">
+      <button id="compare-selected" disabled>Compare selected</button>
       <a href="#/new"><button class="primary">Submit…</button></a>
     </div>
-    <div class="card scroll"><table id="experiments"><thead><tr>
+    <div class="card scroll"><table id="experiments"><thead><tr><th scope="col"><span class="sr-only">Compare</span></th>
       ${[["name", "Name"], ["namespace", "Namespace"], ["status", "Status"], ["algorithm", "Algorithm"], ["progress", "Progress"],
          ["trials", "Trials"], ["best", "Best"], ["age", "Age"]].map(([k, l]) => sortHeader(k, l, ui.sort, ui.asc)).join("")}
       <th scope="col"><span class="sr-only">Actions</span></th></tr></thead><tbody></tbody></table>
       <p id="empty" class="muted" hidden>No experiments yet. <a href="#/new">Submit one</a>, or run <code>katib run examples/random.yaml</code>.</p>
     </div>`;
   let rows = [], readOnly = false;
+  const picked = new Set();  // experiments to compare, "namespace/name"
   const draw = () => {
     const f = ui.filter.toLowerCase();
     let shown = rows.filter(r => (!ui.ns || r.namespace === ui.ns) && (!f || `${r.name} ${r.status} ${r.reason} ${r.algorithm}`.toLowerCase().includes(f)));
@@ -192,6 +195,7 @@ async function listPage(view) {
     });
     $("#experiments tbody").innerHTML = shown.map(r => `
       <tr data-ns="${esc(r.namespace)}" data-name="${esc(r.name)}">
+        <td><input type="checkbox" data-compare="${esc(r.namespace)}/${esc(r.name)}" aria-label="compare ${esc(r.name)}"${picked.has(`${r.namespace}/${r.name}`) ? " checked" : ""}></td>
         <td><a href="#/e/${encodeURIComponent(r.namespace)}/${encodeURIComponent(r.name)}">${esc(r.name)}</a></td>
         <td>${esc(r.namespace)}</td>
         <td>${stateBadge(r.status)} <span class="muted">${esc(r.reason)}</span>
@@ -244,6 +248,13 @@ async function listPage(view) {
     const k = sortKey(e); if (!k) return;
     ui.asc = ui.sort === k ? !ui.asc : true; ui.sort = k; draw();
   };
+  $("#experiments tbody").onchange = e => {
+    const key = e.target.dataset.compare; if (!key) return;
+    if (e.target.checked) picked.add(key); else picked.delete(key);
+    $("#compare-selected").disabled = picked.size < 2;
+    $("#compare-selected").textContent = picked.size ? `Compare ${picked.size}` : "Compare selected";
+  };
+  $("#compare-selected").onclick = () => { location.hash = compareHash([...picked]); };
   $("#experiments tbody").onclick = async e => {
     const act = e.target.dataset.act; if (!act) return;
     const tr = e.target.closest("tr"), ns = tr.dataset.ns, name = tr.dataset.name;
@@ -268,7 +279,7 @@ async function experimentPage(view, ns, name) {
     <div class="toolbar">
       <div style="margin-right:auto"><h1 id="title">${esc(name)}</h1><div id="subtitle" class="muted"></div></div>
       <button id="stop">Stop</button><button id="resume">Resume</button>
-      <button id="budget-edit">Edit budget</button><button id="csv">Export CSV</button>
+      <button id="budget-edit">Edit budget</button><button id="clone" title="A new experiment from this one's YAML, to edit">Clone…</button><button id="csv">Export CSV</button>
     </div>
     <form id="budget" class="card toolbar" hidden>
       <label>maxTrialCount <input name="maxTrialCount" type="number" min="1" style="width:90px"></label>
@@ -278,7 +289,7 @@ async function experimentPage(view, ns, name) {
     </form>
     <div class="card failure" id="failure" hidden></div>
     <div class="row">
-      <div class="card" id="best" style="flex:0 1 360px"></div>
+      <div style="flex:0 1 360px; min-width:0"><div class="card" id="best"></div><div class="card" id="note"></div></div>
       <div class="card grow"><div class="toolbar"><h2 style="margin:0 auto 0 0">Optimisation history</h2>
         <label>y axis <select id="history-y"><option value="value">linear</option><option value="log">log</option></select></label>
         <label>x axis <select id="history-x"><option value="trial">trial number</option><option value="time">time ended</option></select></label></div>
@@ -597,6 +608,16 @@ async function experimentPage(view, ns, name) {
   $("#stop").onclick = () => api(`${base}/stop`, { method: "POST" }).then(() => { toast("stopped"); load(); }, e => toast(e.message));
   $("#resume").onclick = () => api(`${base}/resume`, { method: "POST" }).then(() => { toast("resumed"); load(); }, e => toast(e.message));
   $("#budget-edit").onclick = () => { $("#budget").hidden = !$("#budget").hidden; };
+  $("#clone").onclick = async () => {  // its YAML, under the first free name, on the Submit page
+    try {
+      const [text, all] = await Promise.all([api(`${base}/yaml`), api("/api/v1/experiments")]);
+      const taken = new Set(all.items.filter(e => e.metadata.namespace === ns).map(e => e.metadata.name));
+      let k = 2;
+      while (taken.has(`${name}-${k}`)) k++;
+      sessionStorage.setItem("katibClone", cloneYaml(text, `${name}-${k}`));
+      location.hash = "#/new";
+    } catch (e) { toast(e.message); }
+  };
   $("#budget").onsubmit = async e => {
     e.preventDefault();
     const f = e.target, body = {};
@@ -615,6 +636,7 @@ async function experimentPage(view, ns, name) {
   };
 
   await load(true);
+  await mountNote($("#note"), `${base}/note`);
   window.__katibReady = true;
 
   // Live updates while it runs: server-sent events, then a debounced refresh.
@@ -645,10 +667,11 @@ async function trialPage(view, ns, name) {
   const primary = containers.find(c => c.name === tt.primaryContainerName) || {};
   const stateOf = tr => (tr.status.conditions || []).filter(c => c.status === "True").map(c => c.type).pop() || "Created";
   const live = st => st === "Running" || st === "Created";
-  let state = stateOf(t);
+  let state = stateOf(t), readOnly = false;
   view.innerHTML = `
     <div class="toolbar"><div style="margin-right:auto"><h1>${esc(name)}</h1>
-      <div class="muted"><span id="trial-state">${stateBadge(state)}</span> of <a href="#/e/${encodeURIComponent(ns)}/${encodeURIComponent(experiment)}">${esc(experiment)}</a></div></div></div>
+      <div class="muted"><span id="trial-state">${stateBadge(state)}</span> of <a href="#/e/${encodeURIComponent(ns)}/${encodeURIComponent(experiment)}">${esc(experiment)}</a></div></div>
+      <button id="stop-trial" hidden title="Stop this trial: it ends EarlyStopped, the experiment carries on">Stop trial</button></div>
     <div class="row">
       <div class="card" style="flex:0 1 380px"><h2>Parameters</h2><dl class="kv" id="params">${(t.spec.parameterAssignments || []).map(a => `<dt>${esc(a.name)}</dt><dd title="${esc(a.value)}">${esc(fmt(a.value))}</dd>`).join("")}</dl>
         <h2 style="margin-top:14px">Metrics</h2><dl class="kv" id="metrics"></dl>
@@ -664,11 +687,14 @@ async function trialPage(view, ns, name) {
     <div class="card"><div class="toolbar"><h2 style="margin:0 auto 0 0">Log</h2>
       <label>last <input id="tail" type="number" value="200" min="1" style="width:80px"> lines</label>
       <label><input id="follow" type="checkbox" ${live(state) ? "checked" : ""}> follow</label></div>
-      <pre id="log" tabindex="0" aria-label="the trial's log">…</pre></div>`;
+      <pre id="log" tabindex="0" aria-label="the trial's log">…</pre></div>
+    <div class="row"><div class="card grow" id="note"></div>
+      <div class="card grow"><h2>YAML</h2><pre id="trial-yaml" tabindex="0" aria-label="the trial's YAML">…</pre></div></div>`;
   const series = chart($("#series"));
   // Everything that changes while the trial runs: state, metrics, conditions, the chart.
   const draw = obs => {
     $("#trial-state").innerHTML = stateBadge(state);
+    $("#stop-trial").hidden = state !== "Running" || readOnly;
     // A running trial has no observation in its status yet: its reports so far stand in.
     const reported = {};
     for (const l of obs.metricLogs) {
@@ -700,6 +726,11 @@ async function trialPage(view, ns, name) {
   };
   $("#tail").onchange = loadLog;
   await loadLog();
+  const loadYaml = () => api(`${base}/yaml`).then(text => { $("#trial-yaml").textContent = text; });
+  const note = await Promise.all([mountNote($("#note"), `${base}/note`), loadYaml()]);
+  readOnly = !!(note[0] || {}).readOnly; $("#stop-trial").hidden = state !== "Running" || readOnly;
+  $("#stop-trial").onclick = () => api(`${base}/stop`, { method: "POST" })
+    .then(() => { toast(`${name}: stopping`); $("#stop-trial").disabled = true; }, e => toast(e.message));
   const timer = setInterval(() => { if ($("#follow") && $("#follow").checked) loadLog().catch(() => {}); }, 1000);
   cleanup.push(() => clearInterval(timer));
   // While it runs, its metrics follow as its log does (and once more when it ends).
@@ -710,6 +741,7 @@ async function trialPage(view, ns, name) {
     try {
       const [fresh, obs] = await Promise.all([api(base), api(`${base}/observations`)]);
       t = fresh; state = stateOf(t); draw(obs);
+      if (!live(state)) loadYaml();  // once more, with its final status
       window.__katibTrialRefreshes = (window.__katibTrialRefreshes || 0) + 1;
     } catch (_) { /* the next tick tries again */ } finally { busy = false; }
   }, 1500);
@@ -814,6 +846,19 @@ function lineOf(lines, path) {
   return found;
 }
 
+// An experiment's YAML (GET …/yaml) as a new experiment's: another name, and none of
+// what the server set on the first (uid, creation time, resource version).
+function cloneYaml(text, name) {
+  const lines = text.split("\n"), out = [];
+  let inMeta = false;
+  for (const l of lines) {
+    if (/^\S/.test(l)) inMeta = /^metadata:\s*$/.test(l);
+    if (inMeta && /^  (uid|creationTimestamp|resourceVersion|generation):/.test(l)) continue;
+    out.push(inMeta && /^  name:/.test(l) ? `  name: ${name}` : l);
+  }
+  return out.join("\n");
+}
+
 async function submitPage(view) {
   view.innerHTML = `
     <div class="toolbar"><h1 style="margin-right:auto">Submit an experiment</h1>
@@ -842,7 +887,8 @@ async function submitPage(view) {
       </div>
     </div>`;
   const ta = $("#yaml");
-  ta.value = STARTER;
+  ta.value = sessionStorage.getItem("katibClone") || STARTER;
+  sessionStorage.removeItem("katibClone");
   const addParam = (p = { name: "lr", type: "double", min: "0.001", max: "0.1" }) => {
     $("#params").appendChild(h(`<div class="param-row"><input placeholder="name" value="${esc(p.name)}">
       <select><option ${p.type === "double" ? "selected" : ""}>double</option><option ${p.type === "int" ? "selected" : ""}>int</option><option ${p.type === "categorical" ? "selected" : ""}>categorical</option></select>

@@ -1,6 +1,7 @@
 """Persistence: one database (SQLite file or PostgreSQL) holding every experiment."""
 
 from ._logs import TrialLogs
+from ._notes import MAX_NOTE_CHARS, Note, NoteStore
 from ._store import (
     DB_ENV,
     ExperimentRecord,
@@ -14,6 +15,9 @@ from ._users import ROLES, TokenInfo, User, UserStore, hash_token
 
 __all__ = [
     "DB_ENV",
+    "MAX_NOTE_CHARS",
+    "Note",
+    "NoteStore",
     "ROLES",
     "TokenInfo",
     "User",

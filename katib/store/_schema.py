@@ -81,6 +81,21 @@ external_observations = Table(
 )
 Index("ix_external_observations_trial", external_observations.c.trial_name, external_observations.c.time)
 
+# Notes a user writes on an experiment or on one of its trials (the viewer's), one per
+# subject ("experiment:<id>" or "trial:<id>"); they go with what they are about.
+notes = Table(
+    "notes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("subject", String(64), nullable=False, unique=True),
+    Column("experiment_id", Integer, ForeignKey("experiments.id", ondelete="CASCADE"), nullable=False),
+    Column("trial_id", Integer, ForeignKey("trials.id", ondelete="CASCADE"), nullable=True),
+    Column("text", Text, nullable=False),
+    Column("author", String(255), nullable=True),
+    Column("updated_at", Float, nullable=False),
+)
+Index("ix_notes_experiment", notes.c.experiment_id)
+
 algorithm_state = Table(
     "algorithm_state",
     metadata,

@@ -34,7 +34,7 @@ from ._schema import (
 
 _UPDATE_TRIAL = trials.update().where(trials.c.id == sa.bindparam("_id"))
 
-SCHEMA_REVISION = "0006"
+SCHEMA_REVISION = "0007"
 DB_ENV = "KATIB_DB"
 T = TypeVar("T")
 

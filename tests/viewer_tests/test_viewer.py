@@ -335,6 +335,10 @@ def test_a_running_trial_page_follows_its_metrics(server, page):
         # The latest value moves while the trial runs; the page shows it without a reload.
         page.wait_for_function(f"document.querySelector('#metrics').innerText !== {json.dumps(first)}", timeout=20000)
         assert page.evaluate("window.__katibTrialRefreshes") >= 1
+        # Stop this one trial from its page: it ends EarlyStopped, and the button goes.
+        page.click("#stop-trial")
+        page.wait_for_function("document.querySelector('#trial-state').textContent.includes('EarlyStopped')", timeout=20000)
+        assert not page.locator("#stop-trial").is_visible()
     finally:
         _call(server, "DELETE", "/api/v1/namespaces/default/experiments/slow")
 
@@ -621,4 +625,71 @@ def test_every_width_and_dark_mode(server, browser):
     assert label_colour == "#a3abbb"  # the chart took the dark theme
     context.close()
     assert errors == []
+    assert not any(found.values()), json.dumps({k: v for k, v in found.items() if v}, indent=1)
+
+
+def test_notes_a_trials_yaml_comparing_and_cloning(server, page):
+    """Notes on an experiment and on a trial, kept on the server; the trial's YAML; two
+    experiments on one chart; clone-and-edit; and on `katib ui` (read-only) the notes shown,
+    not editable, and no Stop on a trial."""
+    page.goto(server + "/")
+    ready(page)
+    assert page.locator("#compare-selected").is_disabled()
+    page.check("#experiments input[data-compare='default/finished']")
+    page.check("#experiments input[data-compare='default/broken']")
+    follow(page, "#compare-selected")
+    assert page.locator("#compare-table tbody tr").count() == 2
+    best = option(page, "#compare")["series"]
+    assert sorted(s["name"] for s in best) == ["default/broken", "default/finished"]
+    finished = next(s for s in best if s["name"] == "default/finished")["data"]
+    assert len(finished) == 10 and all(b[1] <= a[1] for a, b in zip(finished, finished[1:], strict=False))  # never worse
+    assert [s["name"] for s in option(page, "#compare-edf")["series"]] == ["default/finished"]  # broken has no values
+    found = {"compare": serious_violations(page)}
+
+    page.goto(server + "/#/e/default/finished")
+    ready(page)
+    # Clone: its YAML on the Submit page under a free name, valid as it stands, to edit.
+    follow(page, "#clone")
+    page.wait_for_function("document.querySelector('#ok').textContent.startsWith('Valid')", timeout=10000)
+    cloned = yaml.safe_load(page.input_value("#yaml"))
+    assert cloned["metadata"]["name"] == "finished-2" and "uid" not in cloned["metadata"]
+    assert cloned["spec"]["parameters"] == _call(server, "GET", "/api/v1/namespaces/default/experiments/finished")["spec"]["parameters"]
+    page.goto(server + "/#/e/default/finished")
+    ready(page)
+    page.fill("#note-text", "x near 0.3 is best; try a finer grid")
+    page.click("#note-save")
+    page.wait_for_function("document.querySelector('#note-meta').textContent.startsWith('saved')", timeout=5000)
+    page.reload()
+    ready(page)
+    assert page.input_value("#note-text") == "x near 0.3 is best; try a finer grid"
+
+    follow(page, "#best a")
+    page.wait_for_function("document.querySelector('#trial-yaml').textContent.includes('kind: Trial')", timeout=5000)
+    trial = page.inner_text("h1")
+    assert f"name: {trial}" in page.inner_text("#trial-yaml")
+    page.fill("#note-text", "rerun with three seeds")
+    page.click("#note-save")
+    page.wait_for_function("document.querySelector('#note-meta').textContent.startsWith('saved')", timeout=5000)
+    found["trial"] = serious_violations(page)
+    assert _call(server, "GET", f"/api/v1/namespaces/default/trials/{trial}/note")["text"] == "rerun with three seeds"
+
+    port = _port()
+    ui = subprocess.Popen([sys.executable, "-m", "katib", "ui", "--db", str(WORK["work"] / "k.db"), "--port", str(port)],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(150):
+            try:
+                urllib.request.urlopen(base + "/healthz", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        page.goto(base + f"/#/t/default/{trial}")
+        ready(page)
+        assert page.input_value("#note-text") == "rerun with three seeds"
+        assert page.locator("#note-text").get_attribute("readonly") is not None and not page.locator("#note-save").is_visible()
+        assert not page.locator("#stop-trial").is_visible()
+    finally:
+        ui.terminate()
+        ui.wait(30)
     assert not any(found.values()), json.dumps({k: v for k, v in found.items() if v}, indent=1)
