@@ -9,10 +9,10 @@ from typing import Any
 from katib import views
 from katib.controller import admit, runnable_errors
 from katib.errors import ConflictError, FieldError, NotFoundError, ValidationError
-from katib.logtail import read_log
 from katib.names import RunLayout
 from katib.store import ExperimentRecord, TrialRecord
 
+from . import _configmaps
 from ._documents import merge_patch
 from ._state import ServerState
 
@@ -26,7 +26,7 @@ def create(state: ServerState, doc: Any, namespace: str, dry_run: bool = False) 
             if given and given != namespace:
                 raise ValidationError([FieldError("metadata.namespace", f"must be {namespace!r}, the namespace in the URL (got {given!r})")])
             metadata["namespace"] = namespace
-    exp = admit(doc)
+    exp = admit(_configmaps.with_template(state, doc, namespace))
     errors = runnable_errors(exp, state.executor)
     if errors:
         raise ValidationError(errors)
@@ -89,7 +89,8 @@ def push_metrics(state: ServerState, namespace: str, name: str, body: dict[str, 
 
 
 def trial_log(state: ServerState, rec: ExperimentRecord, t: TrialRecord, tail: int | None = None) -> str:
-    """The trial's log, or its last ``tail`` lines, read from the end of the file and at
-    most ``limits.log_bytes`` of it."""
-    path = RunLayout(state.runs_root).trial_log(rec.namespace, rec.name, t.name)
-    return read_log(path, tail, state.limits.log_bytes)
+    """The trial's log, or its last ``tail`` lines, at most ``limits.log_bytes`` of it, as
+    the executor that ran it reads it (``Executor.logs``)."""
+    from katib.controller import trial_log as executor_log
+
+    return executor_log(state.runs_root, rec, t, tail, state.limits.log_bytes)

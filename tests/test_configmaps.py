@@ -75,3 +75,24 @@ def test_katibs_configmap_example_runs(tmp_path: Path):
     assert len(trials) == 4 and {t.state for t in trials} == {"Succeeded"}
     assert {m["name"] for m in rec.status["currentOptimalTrial"]["observation"]["metrics"]} == {
         "Validation-accuracy", "Train-accuracy"}
+
+
+def test_the_server_serves_configmaps_and_runs_the_example(sqlite_store, tmp_path: Path):
+    from tests.api_tests.conftest import LiveServer
+
+    cm = yaml.safe_load(TEMPLATES.read_text())
+    with LiveServer(sqlite_store, tmp_path) as server:
+        base = "/api/v1/namespaces/kubeflow/configmaps"
+        missing = server.client.post("/apis/kubeflow.org/v1beta1/namespaces/kubeflow/experiments", json=example())
+        assert missing.status_code == 422 and "ConfigMap kubeflow/trial-templates not found" in missing.text
+        assert server.client.post(base, json=cm).status_code == 201
+        assert server.client.post(base, json=cm).status_code == 409
+        assert [c["metadata"]["name"] for c in server.client.get(base).json()["items"]] == ["trial-templates"]
+        assert server.client.get(f"{base}/trial-templates").json()["data"] == cm["data"]
+        bad = server.client.post(base, json={"kind": "ConfigMap", "metadata": {"name": "Bad_Name"}})
+        assert bad.status_code == 422 and "DNS subdomain" in bad.text
+        created = server.client.post("/apis/kubeflow.org/v1beta1/namespaces/kubeflow/experiments", json=example())
+        assert created.status_code == 201, created.text
+        server.wait_for("kubeflow", "trial-configmap-source")
+        assert server.client.delete(f"{base}/trial-templates").status_code == 200
+        assert server.client.get(f"{base}/trial-templates").status_code == 404

@@ -1,0 +1,95 @@
+"""The server's ConfigMaps (``/api/v1/namespaces/{ns}/configmaps``): trial templates for
+experiments whose ``trialTemplate.configMap`` names them. One JSON file each, under
+``<runs folder>/../configmaps/<namespace>/<name>.json``; data values must be strings, as
+in Kubernetes. With ``--auth`` an experiment reads only its own namespace's ConfigMaps."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from katib.configmaps import resolve_trial_template
+from katib.errors import ConflictError, FieldError, NotFoundError, ValidationError
+from katib.names import check, inside
+
+from ._state import ServerState
+
+_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+def _folder(state: ServerState, namespace: str) -> Path:
+    check("namespace", namespace)
+    return inside(state.runs_root.parent / "configmaps", namespace)
+
+
+def _path(state: ServerState, namespace: str, name: str) -> Path:
+    if len(name) > 253 or not _NAME.match(name):
+        raise ValidationError([FieldError("metadata.name", "must be a DNS subdomain: lower-case letters, digits, "
+                                          f"'-' and '.', at most 253 characters (got {name!r})")])
+    return inside(_folder(state, namespace), f"{name}.json")
+
+
+def _checked(doc: Any, namespace: str) -> dict[str, Any]:
+    if not isinstance(doc, dict) or doc.get("kind", "ConfigMap") != "ConfigMap":
+        raise ValidationError([FieldError("kind", "must be ConfigMap")])
+    meta = doc.get("metadata") if isinstance(doc.get("metadata"), dict) else {}
+    if meta.get("namespace") and meta["namespace"] != namespace:
+        raise ValidationError([FieldError("metadata.namespace", f"must be {namespace!r}, the namespace in the URL "
+                                          f"(got {meta['namespace']!r})")])
+    data = doc.get("data") or {}
+    if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
+        raise ValidationError([FieldError("data", "must map keys to strings")])
+    return {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {**meta, "namespace": namespace, "name": str(meta.get("name") or "")}, "data": data}
+
+
+def create(state: ServerState, namespace: str, doc: Any) -> dict[str, Any]:
+    cm = _checked(doc, namespace)
+    path = _path(state, namespace, cm["metadata"]["name"])
+    if path.exists():
+        raise ConflictError(f'configmaps "{cm["metadata"]["name"]}" already exists')
+    cm["metadata"].update(uid=str(uuid.uuid4()),
+                          creationTimestamp=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(cm))
+    return cm
+
+
+def get(state: ServerState, namespace: str, name: str) -> dict[str, Any]:
+    path = _path(state, namespace, name)
+    if not path.is_file():
+        raise NotFoundError(f'configmaps "{name}" not found')
+    return json.loads(path.read_text())  # type: ignore[no-any-return]
+
+
+def listing(state: ServerState, namespace: str) -> list[dict[str, Any]]:
+    folder = _folder(state, namespace)
+    return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
+
+
+def delete(state: ServerState, namespace: str, name: str) -> dict[str, Any]:
+    cm = get(state, namespace, name)
+    _path(state, namespace, name).unlink()
+    return cm
+
+
+def with_template(state: ServerState, doc: Any, namespace: str) -> Any:
+    """The experiment ``doc`` with its ConfigMap template read in, from this server's
+    ConfigMaps; under ``--auth`` only its own namespace's."""
+    if not isinstance(doc, dict):
+        return doc
+    ref = ((doc.get("spec") or {}).get("trialTemplate") or {})
+    ref = ref.get("configMap") if isinstance(ref, dict) else None
+    if not isinstance(ref, dict):
+        return doc
+    source = str(ref.get("configMapNamespace") or namespace)
+    if state.users is not None and source != namespace:
+        raise ValidationError([FieldError("spec.trialTemplate.configMap.configMapNamespace",
+                                          f"must be {namespace!r}, the experiment's namespace, on a server with "
+                                          f"--auth (got {source!r})")])
+    check("namespace", source, "spec.trialTemplate.configMap.configMapNamespace")
+    return resolve_trial_template(doc, listing(state, source), "this server's ConfigMaps")
