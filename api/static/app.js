@@ -882,12 +882,12 @@ async function submitPage(view) {
         <p class="muted">The form writes the YAML; edit it freely. Errors are checked as you type, without creating anything.</p>
       </div>
       <div class="grow">
-        <div class="editor" id="editor"><div class="gutter" id="gutter"></div><textarea id="yaml" spellcheck="false" aria-label="The experiment's YAML"></textarea><div class="notes" id="notes"></div></div>
+        <div class="editor" id="editor"></div>
         <ul class="errors" id="errors"></ul><p id="ok" class="muted"></p>
       </div>
     </div>`;
-  const ta = $("#yaml");
-  ta.value = sessionStorage.getItem("katibClone") || STARTER;
+  const ed = await yamlEditor($("#editor"), "The experiment's YAML");
+  ed.set(sessionStorage.getItem("katibClone") || STARTER);
   sessionStorage.removeItem("katibClone");
   const addParam = (p = { name: "lr", type: "double", min: "0.001", max: "0.1" }) => {
     $("#params").appendChild(h(`<div class="param-row"><input placeholder="name" value="${esc(p.name)}">
@@ -910,27 +910,24 @@ async function submitPage(view) {
       ? `    - name: ${q(p.name)}\n      parameterType: categorical\n      feasibleSpace:\n        list: [${p.a.split(",").map(s => q(s.trim())).join(", ")}]`
       : `    - name: ${q(p.name)}\n      parameterType: ${q(p.type)}\n      feasibleSpace:\n        min: ${q(p.a)}\n        max: ${q(p.b)}`).join("\n");
     const cmd = shellWords(f.command.value).map(s => q(s)).join(", ");
-    ta.value = `apiVersion: kubeflow.org/v1beta1\nkind: Experiment\nmetadata:\n  namespace: ${q(ns)}\n  name: ${q(f.name.value)}\nspec:\n  objective:\n    type: ${q(f.type.value)}\n    objectiveMetricName: ${q(f.metric.value)}\n  algorithm:\n    algorithmName: ${q(f.algorithm.value)}\n  parallelTrialCount: ${n(f.parallel.value)}\n  maxTrialCount: ${n(f.max.value)}\n  parameters:${yamlParams ? "\n" + yamlParams : " []"}\n  trialTemplate:\n    primaryContainerName: training\n    trialParameters:${params.length ? "\n" + params.map(p => `      - name: ${q(p.name)}\n        reference: ${q(p.name)}`).join("\n") : " []"}\n    trialSpec:\n      apiVersion: batch/v1\n      kind: Job\n      spec:\n        template:\n          spec:\n            restartPolicy: Never\n            containers:\n              - name: training\n                image: python:3.11\n                command: [${cmd}]\n`;
+    ed.set(`apiVersion: kubeflow.org/v1beta1\nkind: Experiment\nmetadata:\n  namespace: ${q(ns)}\n  name: ${q(f.name.value)}\nspec:\n  objective:\n    type: ${q(f.type.value)}\n    objectiveMetricName: ${q(f.metric.value)}\n  algorithm:\n    algorithmName: ${q(f.algorithm.value)}\n  parallelTrialCount: ${n(f.parallel.value)}\n  maxTrialCount: ${n(f.max.value)}\n  parameters:${yamlParams ? "\n" + yamlParams : " []"}\n  trialTemplate:\n    primaryContainerName: training\n    trialParameters:${params.length ? "\n" + params.map(p => `      - name: ${q(p.name)}\n        reference: ${q(p.name)}`).join("\n") : " []"}\n    trialSpec:\n      apiVersion: batch/v1\n      kind: Job\n      spec:\n        template:\n          spec:\n            restartPolicy: Never\n            containers:\n              - name: training\n                image: python:3.11\n                command: [${cmd}]\n`);
     check();
   };
-  const namespace = () => { const m = ta.value.match(/^metadata:\s*\n(?:[ \t]+.*\n)*?[ \t]+namespace:\s*(\S+)/m); return (m && m[1].replace(/["']/g, "")) || $("#namespace").value || "default"; };
-  const lines = () => ta.value.split("\n");
+  const namespace = () => { const m = ed.get().match(/^metadata:\s*\n(?:[ \t]+.*\n)*?[ \t]+namespace:\s*(\S+)/m); return (m && m[1].replace(/["']/g, "")) || $("#namespace").value || "default"; };
+  const lines = () => ed.get().split("\n");
   const paint = (errors) => {
     const L = lines();
     const marks = new Map();
     for (const e of errors) { const i = lineOf(L, e.field || ""); (marks.get(i) || marks.set(i, []).get(i)).push(e); }
-    $("#gutter").innerHTML = L.map((_, i) => marks.has(i) ? `<span class="err">${i + 1}</span>` : String(i + 1)).join("\n");
-    $("#notes").innerHTML = [...marks.entries()].filter(([i]) => i >= 0).map(([i, es]) =>
-      `<div class="note" style="top:${6 + i * 20}px" title="${esc(es.map(e => e.message).join("; "))}">◀ ${esc(es.map(e => e.message).join("; "))}</div>`).join("");
+    ed.mark(marks);
     $("#errors").innerHTML = errors.map(e => `<li>${e.field ? `<code>${esc(e.field)}</code>: ` : ""}${esc(e.message)}</li>`).join("");
-    ta.style.height = `${L.length * 20 + 12}px`;
   };
   let seq = 0;
   const check = async () => {
     const mine = ++seq;
     $("#namespace").value = namespace();
     try {
-      await api(`/api/v1/namespaces/${encodeURIComponent(namespace())}/experiments?dryRun=true`, { method: "POST", headers: { "Content-Type": "application/yaml" }, body: ta.value });
+      await api(`/api/v1/namespaces/${encodeURIComponent(namespace())}/experiments?dryRun=true`, { method: "POST", headers: { "Content-Type": "application/yaml" }, body: ed.get() });
       if (mine !== seq) return;
       paint([]); $("#ok").textContent = "Valid: ready to create."; $("#create").disabled = false;
     } catch (e) {
@@ -945,12 +942,12 @@ async function submitPage(view) {
     paint(errors); $("#ok").textContent = ""; $("#create").disabled = e.status === 422 || e.status === 409;
   };
   let timer = null;
-  ta.addEventListener("input", () => { paint([]); clearTimeout(timer); timer = setTimeout(check, 350); });
+  ed.onChange(() => { paint([]); clearTimeout(timer); timer = setTimeout(check, 350); });
   cleanup.push(() => clearTimeout(timer));
   $("#create").onclick = async () => {
     try {
       const ns = namespace();
-      const created = await api(`/api/v1/namespaces/${encodeURIComponent(ns)}/experiments`, { method: "POST", headers: { "Content-Type": "application/yaml" }, body: ta.value });
+      const created = await api(`/api/v1/namespaces/${encodeURIComponent(ns)}/experiments`, { method: "POST", headers: { "Content-Type": "application/yaml" }, body: ed.get() });
       toast(`created ${created.metadata.name}`);
       location.hash = `#/e/${encodeURIComponent(ns)}/${encodeURIComponent(created.metadata.name)}`;
     } catch (e) { refused(e); }

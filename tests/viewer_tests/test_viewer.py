@@ -250,6 +250,25 @@ def test_a_running_experiment_updates_live(server, page):
     assert row.locator("[data-act=resume]").count() == 1 and row.locator("[data-act=stop]").count() == 0
 
 
+def set_yaml(page, text: str) -> None:
+    """Replace the Submit page's YAML, as typing it would."""
+    page.evaluate("text => window.katibEditor.setValue(text, -1)", text)
+
+
+def get_yaml(page) -> str:
+    return page.evaluate("window.katibEditor.getValue()")
+
+
+def marked_lines(page) -> set[int]:
+    """The lines (from 1) the editor marks with an error: in its gutter, and each with the
+    message shown under it."""
+    page.wait_for_function("document.querySelectorAll('#editor .err-widget').length > 0", timeout=5000)
+    rows = page.evaluate("window.katibEditor.session.getAnnotations().map(a => a.row)")
+    assert page.locator("#editor .ace_gutter-cell.ace_error").count() >= 1 or not rows  # drawn in the gutter
+    assert page.locator("#editor .err-widget").count() == len(rows)
+    return {r + 1 for r in rows}
+
+
 def test_submit_shows_errors_beside_the_field_then_creates(server, page):
     page.goto(server + "/#/new")
     ready(page)
@@ -258,21 +277,25 @@ def test_submit_shows_errors_beside_the_field_then_creates(server, page):
     broken["spec"]["parameters"][0]["feasibleSpace"]["max"] = "-1"
     broken["spec"]["algorithm"]["algorithmName"] = "annealing"
     text = yaml.safe_dump(broken, sort_keys=False)
-    page.fill("#yaml", text)
+    set_yaml(page, text)
     page.wait_for_function("document.querySelectorAll('#errors li').length >= 2", timeout=10000)
     errors = page.inner_text("#errors")
     assert "spec.parameters[0].feasibleSpace.min: must not exceed max" in errors
     assert "unknown algorithm 'annealing'" in errors
     # The markers sit on the offending lines.
     lines = text.splitlines()
-    marked = {int(n) for n in page.locator("#gutter .err").all_inner_texts()}
+    marked = marked_lines(page)
     assert next(i + 1 for i, line in enumerate(lines) if "algorithmName: annealing" in line) in marked
     min_line = next(i + 1 for i, line in enumerate(lines) if line.strip().startswith("min:"))
     assert min_line in marked
+    # Each message under its line; a code editor: line numbers, YAML keys coloured.
+    assert "unknown algorithm 'annealing'" in page.inner_text("#editor .err-widget >> nth=-1") + page.inner_text("#editor .err-widget >> nth=0")
+    assert page.locator("#editor .ace_gutter-cell").count() >= 10
+    assert page.locator("#editor .ace_meta.ace_tag").count() >= 5  # keys: their own colour
     assert page.locator("#create").is_disabled()
     shot(page, "submit")
 
-    page.fill("#yaml", yaml.safe_dump(doc, sort_keys=False))
+    set_yaml(page, yaml.safe_dump(doc, sort_keys=False))
     page.wait_for_function("document.querySelector('#ok').textContent.startsWith('Valid')", timeout=10000)
     follow(page, "#create")
     assert page.inner_text("#title") == "submitted"
@@ -284,7 +307,7 @@ def test_the_short_form_writes_valid_yaml(server, page):
     page.fill("#quick input[name=name]", "from-form")
     page.click("#quick button.primary")
     page.wait_for_function("document.querySelector('#ok').textContent.startsWith('Valid')", timeout=10000)
-    assert yaml.safe_load(page.input_value("#yaml"))["metadata"]["name"] == "from-form"
+    assert yaml.safe_load(get_yaml(page))["metadata"]["name"] == "from-form"
 
 
 # -- the daily experience (issue 15) -------------------------------------------------------
@@ -366,7 +389,7 @@ def test_the_short_form_by_default_makes_an_experiment_that_works(server, page):
     page.fill("#quick input[name=name]", "default-form")
     page.click("#quick button.primary")
     page.wait_for_function("document.querySelector('#ok').textContent.startsWith('Valid')", timeout=10000)
-    text = page.input_value("#yaml")
+    text = get_yaml(page)
     # The server's own check: the YAML is a valid experiment.
     req = urllib.request.Request(server + "/api/v1/namespaces/default/experiments?dryRun=true", data=text.encode(),
                                  method="POST", headers={"Content-Type": "application/yaml"})
@@ -386,14 +409,14 @@ def test_a_taken_name_disables_create_and_says_so(server, page):
     page.goto(server + "/#/new")
     ready(page)
     text = yaml.safe_dump(_doc("finished", 2, 2, 2, 0.01), sort_keys=False)
-    page.fill("#yaml", text)
+    set_yaml(page, text)
     page.wait_for_function("document.querySelector('#errors').textContent.includes('already exists')", timeout=10000)
     assert page.locator("#create").is_disabled()
     message = page.inner_text("#errors li")
     assert message.startswith("metadata.name: ") and "choose another name" in message
     name_line = next(i + 1 for i, line in enumerate(text.splitlines()) if line.strip() == "name: finished")
-    assert name_line in {int(n) for n in page.locator("#gutter .err").all_inner_texts()}
-    page.fill("#yaml", text.replace("name: finished", "name: finished-2"))
+    assert name_line in marked_lines(page)
+    set_yaml(page, text.replace("name: finished", "name: finished-2"))
     page.wait_for_function("document.querySelector('#ok').textContent.startsWith('Valid')", timeout=10000)
     assert not page.locator("#create").is_disabled()
 
@@ -563,7 +586,7 @@ def test_the_plots_optuna_dashboard_has(server, page):
 WIDTHS = {"phone": 390, "tablet": 800, "desktop": 1440}
 PAGES = {"experiments": ("/", ["#experiments", "#theme"]),
          "experiment": ("/#/e/default/finished", ["#history", "#tabs", "#trials", "#best"]),
-         "submit": ("/#/new", ["#yaml", "#create", "#quick"])}
+         "submit": ("/#/new", ["#editor .ace_content", "#create", "#quick"])}
 
 
 def overflow(page) -> int:
@@ -651,7 +674,7 @@ def test_notes_a_trials_yaml_comparing_and_cloning(server, page):
     # Clone: its YAML on the Submit page under a free name, valid as it stands, to edit.
     follow(page, "#clone")
     page.wait_for_function("document.querySelector('#ok').textContent.startsWith('Valid')", timeout=10000)
-    cloned = yaml.safe_load(page.input_value("#yaml"))
+    cloned = yaml.safe_load(get_yaml(page))
     assert cloned["metadata"]["name"] == "finished-2" and "uid" not in cloned["metadata"]
     assert cloned["spec"]["parameters"] == _call(server, "GET", "/api/v1/namespaces/default/experiments/finished")["spec"]["parameters"]
     page.goto(server + "/#/e/default/finished")
