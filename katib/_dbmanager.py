@@ -54,7 +54,7 @@ def format_rfc3339(ts: float) -> str:
     ('2019-02-02T19:05:06.5Z', '2019-02-02T19:05:06Z')
     """
     dt = datetime.fromtimestamp(ts, UTC)
-    text = dt.strftime("%Y-%m-%dT%H:%M:%S")
+    text = f"{dt.year:04d}" + dt.strftime("-%m-%dT%H:%M:%S")  # %Y gives "1" for Katib's zero time
     if dt.microsecond:
         text += "." + f"{dt.microsecond:06d}".rstrip("0")
     return text + "Z"

@@ -8,8 +8,13 @@ Sources, per the experiment's ``metricsCollectorSpec``:
 - ``Push``: values the trial sends with ``katib.report_metrics`` (always read, whatever
   the collector kind, as Katib's DB manager accepts them whatever the kind).
 
-A TEXT line whose first token is an RFC3339 timestamp gets that time; other lines get the
-time they were read. Only the experiment's metric names are kept. Collection is
+As Katib's file collector reads them, a TEXT line whose first token is an RFC 3339
+timestamp gets that time, a JSON line its ``timestamp`` (RFC 3339 text or seconds since the
+epoch); other lines get Go's zero time, 0001-01-01T00:00:00Z (``ZERO_TIME``), so they sort
+before every timestamped value and "latest" is what Katib says it is. In the JSON format a
+metric is a JSON *string* (``"loss": "0.25"``; a genotype is kept as text); JSON numbers are
+not metrics there, as in Katib. Pushed values keep the time they were pushed. Only the
+experiment's metric names are kept. Collection is
 incremental: each ``collect()`` reads the lines completed since the last one, so early
 stopping and live views see intermediate values while the trial runs.
 """
@@ -27,6 +32,8 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 DEFAULT_FILTER = r"([\w|-]+)\s*=\s*([+-]?\d*(\.\d+)?([Ee][+-]?\d+)?)"
+ZERO_TIME = -62135596800.0  # Go's time.Time{}: 0001-01-01T00:00:00Z, Katib's time for a line without one
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
 
 
 class Sample(NamedTuple):
@@ -82,11 +89,11 @@ def parse_text(
     capture text values (Katib's DARTS filter ``([\\w-]+)=(Genotype.*)``); the default one
     only numbers."""
     out: list[Sample] = []
-    read_at = time.time() if now is None else now
+    read_at = ZERO_TIME if now is None else now
     for line in lines:
         stamp = None
         first, _, rest = line.strip().partition(" ")
-        if rest and "T" in first:
+        if rest and _RFC3339.match(first):
             stamp = parse_time(first)
         body = rest if stamp is not None else line
         for pattern in filters:
@@ -117,6 +124,34 @@ def parse_json(lines: Iterable[str], names: set[str], now: float | None = None) 
             value = _number(raw)
             if name in names and value is not None:
                 out.append(Sample(stamp if stamp is not None else read_at, name, value))
+    return out
+
+
+def parse_katib_json(lines: Iterable[str], names: set[str]) -> list[Sample]:
+    """The File collector's JSON format as Katib reads it: one object per line; a metric is
+    a JSON string, kept as written (a number in text, or text such as a genotype); the
+    ``timestamp`` is RFC 3339 text or seconds since the epoch, else ``ZERO_TIME``. A line
+    that is not a JSON object is skipped (Katib fails the whole file)."""
+    out: list[Sample] = []
+    for line in lines:
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if not isinstance(obj, dict):
+            continue
+        raw = obj.get("timestamp")
+        stamp = None
+        if isinstance(raw, str) and _RFC3339.match(raw):
+            stamp = parse_time(raw)
+        elif isinstance(raw, int | float) and not isinstance(raw, bool):
+            stamp = float(raw)
+        for name, value in obj.items():
+            if name in names and isinstance(value, str):
+                out.append(Sample(ZERO_TIME if stamp is None else stamp, name, value))
     return out
 
 
@@ -194,7 +229,7 @@ class Collector:
         if self._text is not None:
             lines = self._text.read(final)
             if self.kind == "File" and self.format == "JSON":
-                out += parse_json(lines, self.names)
+                out += parse_katib_json(lines, self.names)
             else:
                 out += parse_text(lines, self.names, self.filters)
         if self._events is not None:

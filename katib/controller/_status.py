@@ -42,7 +42,8 @@ LAST_OUTPUT = "; last output: "
 def rfc3339(ts: float | None) -> str | None:
     if ts is None:
         return None
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    dt = datetime.fromtimestamp(ts, UTC)
+    return f"{dt.year:04d}" + dt.strftime("-%m-%dT%H:%M:%SZ")  # %Y gives "1" for Katib's zero time
 
 
 def set_condition(
