@@ -36,7 +36,7 @@ def _path(state: ServerState, namespace: str, name: str) -> Path:
 def _checked(doc: Any, namespace: str) -> dict[str, Any]:
     if not isinstance(doc, dict) or doc.get("kind", "ConfigMap") != "ConfigMap":
         raise ValidationError([FieldError("kind", "must be ConfigMap")])
-    meta = doc.get("metadata") if isinstance(doc.get("metadata"), dict) else {}
+    meta: dict[str, Any] = doc["metadata"] if isinstance(doc.get("metadata"), dict) else {}
     if meta.get("namespace") and meta["namespace"] != namespace:
         raise ValidationError([FieldError("metadata.namespace", f"must be {namespace!r}, the namespace in the URL "
                                           f"(got {meta['namespace']!r})")])
