@@ -10,6 +10,14 @@ from ._collector import DEFAULT_FILTER, Collector, Sample, parse_json, parse_tex
 from ._executor import Adoption, Deferred, Executor, LaunchError, RunState, TrialJob
 from ._local import LocalExecutor
 from ._process import owner_alive, owner_id
+from ._registry import (
+    ExecutorOptions,
+    executor_class,
+    executor_factory,
+    executor_names,
+    trial_log_since,
+    trial_logs,
+)
 from ._resources import Inventory, Ledger, Resources, discover_gpus
 
 # Executors whose extras may be missing, and the sandbox, load on first use (PEP 562).
@@ -44,6 +52,7 @@ __all__ = [
     "Collector",
     "Deferred",
     "Executor",
+    "ExecutorOptions",
     "Inventory",
     "LaunchError",
     "Ledger",
@@ -53,9 +62,14 @@ __all__ = [
     "Sample",
     "TrialJob",
     "discover_gpus",
+    "executor_class",
+    "executor_factory",
+    "executor_names",
     "owner_alive",
     "owner_id",
     "parse_json",
     "parse_text",
     "parse_time",
+    "trial_log_since",
+    "trial_logs",
 ]

@@ -154,6 +154,32 @@ class Executor(ABC):
     def close(self) -> None:  # noqa: B027 - optional hook, most executors hold nothing
         """Release resources; running jobs are not stopped."""
 
+    # -- logs: class methods, as reading a trial's output needs no live executor ------------
+
+    @classmethod
+    def logs(cls, handle: dict[str, Any], trial_dir: Path, tail: int | None = None,
+             max_bytes: int = 1 << 20) -> str:
+        """The trial's output (stdout and stderr), or its last ``tail`` lines, at most its
+        last ``max_bytes`` bytes; ``""`` before there is any. The built-in executors all
+        keep it in ``trial_dir/trial.log`` (local processes write it, Ray mirrors the
+        actor's, Kubernetes copies the primary pod's log stream), so they read it there; an
+        executor that keeps it elsewhere says so here."""
+        from katib.logtail import read_log
+
+        return read_log(trial_dir / "trial.log", tail, max_bytes)
+
+    @classmethod
+    def log_since(cls, handle: dict[str, Any], trial_dir: Path, offset: int) -> tuple[bytes, int] | None:
+        """The output written since byte ``offset``, and the offset to read on from
+        (``katib logs -f``); None when the trial has no log (it has not started here)."""
+        try:
+            with open(trial_dir / "trial.log", "rb") as f:
+                f.seek(offset)
+                data = f.read()
+        except FileNotFoundError:
+            return None
+        return data, offset + len(data)
+
 
 HANDLE_FILE = "handle.json"
 

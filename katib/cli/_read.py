@@ -206,25 +206,32 @@ def logs(
     db: str | None = DbOption,
 ) -> None:
     """Print a trial's output (stdout and stderr of its process)."""
+    import codecs
+
+    from katib.controller import trial_log_since
+
     store = _store(db)
     namespace = _locate(store, trial, namespace, "trial")
     rec, t = store.get_trial(namespace, trial)
-    path = RunLayout(_runs_root(store)).trial_log(rec.namespace, rec.name, t.name)
-    if not path.exists():
+    runs_root = _runs_root(store)
+    read = trial_log_since(runs_root, rec, t, 0)  # as the trial's executor reads it (Executor.log_since)
+    if read is None:
         raise NotFoundError(f"no log for trial {trial} (it has not started on this machine)")
-    with open(path, "rb") as f:
-        while True:
-            chunk = f.read()
-            if chunk:
-                sys.stdout.write(chunk.decode(errors="replace"))
-                sys.stdout.flush()
-            if not follow:
-                break
-            _, t = store.get_trial(namespace, trial)
-            if t.state not in ("Created", "Running"):
-                sys.stdout.write(f.read().decode(errors="replace"))
-                break
-            time.sleep(0.5)
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")  # a character may span two reads
+    while True:
+        chunk, offset = read
+        if chunk:
+            sys.stdout.write(decoder.decode(chunk))
+            sys.stdout.flush()
+        if not follow:
+            break
+        _, t = store.get_trial(namespace, trial)
+        if t.state not in ("Created", "Running"):
+            rest = trial_log_since(runs_root, rec, t, offset)
+            sys.stdout.write(decoder.decode(rest[0] if rest else b"", final=True))
+            break
+        time.sleep(0.5)
+        read = trial_log_since(runs_root, rec, t, offset) or (b"", offset)
 
 
 @delete_app.command("experiment")

@@ -17,6 +17,7 @@ _WHERE = {
     "Controller": "_controller",
     "EDITABLE": "_run", "ExperimentRun": "_run", "is_completed": "_run",
     "ExperimentManager": "_manager",
+    "trial_log": "_logs", "trial_log_since": "_logs",
     "experiment_phase": "_status", "metric_strategies": "_status", "metric_value": "_status",
     "shown_value": "_status", "rfc3339": "_status", "LAST_OUTPUT": "_status", "no_result_note": "_status",
 }
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from ._arithmetic import Counts, end_condition, goal_reached, trials_to_create
     from ._ask_tell import AskTell
     from ._controller import Controller
+    from ._logs import trial_log, trial_log_since
     from ._manager import ExperimentManager
     from ._run import EDITABLE, ExperimentRun, is_completed
     from ._status import (
@@ -72,5 +74,7 @@ __all__ = [
     "rfc3339",
     "runnable_errors",
     "shown_value",
+    "trial_log",
+    "trial_log_since",
     "trials_to_create",
 ]

@@ -1,0 +1,121 @@
+"""Executors are a registry with entry points (the ``katib.executors`` group), as algorithms
+are: a package that registers one is picked by ``katib run --executor NAME``; one whose
+code is missing says which package to install; an unknown name lists the known ones. A
+trial's output is read by its executor's ``logs``, in ``katib logs`` and the API alike."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+import trials
+from katib.errors import KatibError
+from tests.conftest import experiment
+from trials import _registry
+
+PLUGIN = '''
+from trials import LocalExecutor
+
+
+class StampingExecutor(LocalExecutor):
+    """Runs trials as the local executor does, and leaves a mark in each trial's folder."""
+
+    name = "stamping"
+
+    def launch(self, job):
+        (job.trial_dir / "stamped-by-plugin").parent.mkdir(parents=True, exist_ok=True)
+        (job.trial_dir / "stamped-by-plugin").write_text(job.name)
+        return super().launch(job)
+
+    # Its logs read as it says: the trial's output in capitals.
+    @classmethod
+    def logs(cls, handle, trial_dir, tail=None, max_bytes=1 << 20):
+        return super().logs(handle, trial_dir, tail, max_bytes).upper()
+
+    @classmethod
+    def log_since(cls, handle, trial_dir, offset):
+        read = super().log_since(handle, trial_dir, offset)
+        return None if read is None else (read[0].upper(), read[1])
+'''
+
+
+def _site(tmp_path: Path) -> Path:
+    """A package installed as pip would leave it: its module and its dist-info."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "katib_stamping.py").write_text(PLUGIN)
+    info = site / "katib_stamping-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: katib-stamping\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(
+        "[katib.executors]\nstamping = katib_stamping:StampingExecutor\nbroken = katib_not_there:Executor\n")
+    return site
+
+
+def _katib(site: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+    return subprocess.run([sys.executable, "-m", "katib", *args], capture_output=True, text=True, env=env, timeout=300)
+
+
+@pytest.fixture
+def plugin_site(tmp_path, monkeypatch):
+    """The plugin on this process's path too (the registry's cache cleared around it)."""
+    site = _site(tmp_path)
+    monkeypatch.syspath_prepend(str(site))
+    _registry._executor_plugins.cache_clear()
+    yield site
+    monkeypatch.undo()
+    _registry._executor_plugins.cache_clear()
+
+
+def test_a_third_party_executor_is_picked_by_its_entry_point_and_reads_its_logs(tmp_path, plugin_site):
+    db = tmp_path / "k.db"
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump(experiment(maxTrialCount=2)))
+
+    r = _katib(plugin_site, "run", str(path), "--db", str(db), "--tick", "0.05", "--executor", "stamping")
+    assert r.returncode == 0, r.stderr
+    stamps = sorted(p.read_text() for p in (tmp_path / "runs").rglob("stamped-by-plugin"))
+    assert len(stamps) == 2 and all(s.startswith("demo-") for s in stamps)
+
+    # katib logs and the API's log routes read the output through the trial's executor.
+    r = _katib(plugin_site, "logs", stamps[0], "--db", str(db))
+    assert r.returncode == 0 and r.stdout.startswith("LOSS=0."), r.stdout + r.stderr
+    from katib.store import Store
+    from tests.api_tests.conftest import LiveServer
+
+    store = Store(str(db))
+    with LiveServer(store, tmp_path, resume=False, read_only=True) as server:
+        for url in (f"/api/v1/namespaces/default/trials/{stamps[0]}/log",
+                    f"/api/v1/namespaces/default/pods/{stamps[0]}/log?tailLines=1"):
+            got = server.client.get(url)
+            assert got.status_code == 200 and got.text.startswith("LOSS=0."), (url, got.text)
+    store.close()
+
+
+def test_a_missing_or_unknown_executor_is_one_sentence(plugin_site):
+    assert trials.executor_names() == ["local", "ray", "kubernetes", "broken", "stamping"]
+    # Registered, but its module is not installed: the package to install is named.
+    with pytest.raises(KatibError, match=r"the broken executor needs what is not installed \(katib_not_there\): "
+                                         r"pip install 'katib-stamping'"):
+        trials.executor_factory("broken")
+    with pytest.raises(KatibError, match=r"--executor must be local, ray, kubernetes, broken or stamping "
+                                         r"\(got 'slurm'\)"):
+        trials.executor_factory("slurm")
+    assert trials.executor_factory("stamping")().name == "stamping"
+    assert trials.executor_class("broken") is trials.Executor  # its logs read as the base class reads them
+
+
+def test_the_built_in_executors_are_registered_in_pyproject():
+    """pyproject.toml's katib.executors group and the registry's fallback table agree."""
+    import tomllib
+
+    from tests.conftest import REPO
+
+    group = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["entry-points"]["katib.executors"]
+    assert group == {name: target for name, (target, _) in _registry.BUILTIN_EXECUTORS.items()}

@@ -1,0 +1,47 @@
+"""The built-in executors' factories (entry points of the ``katib.executors`` group).
+
+Each takes the ``ExecutorOptions`` and returns what makes an experiment's executor,
+after checking what can be checked before anything is stored: the extra is installed
+(an ``ImportError`` here is turned into "pip install 'katib[EXTRA]'"), the cluster answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from katib.errors import KatibError
+
+from ._executor import Executor
+from ._registry import ExecutorOptions
+
+
+def local(options: ExecutorOptions) -> Callable[[], Executor]:
+    from ._local import LocalExecutor
+
+    return lambda: LocalExecutor(clean_env=options.clean_env, sandbox=options.sandbox)
+
+
+def ray(options: ExecutorOptions) -> Callable[[], Executor]:
+    import ray  # noqa: F401  (the extra is checked here, before anything is stored)
+
+    from ._ray import RayExecutor
+
+    def make() -> Executor:
+        try:
+            return RayExecutor(options.ray_address, clean_env=options.clean_env)
+        except Exception as exc:  # Ray raises many kinds; the first line says why
+            lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+            why = (lines[0] if lines else type(exc).__name__)[:300]
+            raise KatibError(f"--executor ray: Ray could not start a node here or reach its cluster ({why}); "
+                             "give the address of a running one with --ray-address (or $RAY_ADDRESS)") from None
+
+    return make
+
+
+def kubernetes(options: ExecutorOptions) -> Callable[[], Executor]:
+    import kubernetes  # noqa: F401
+
+    from ._kubernetes import KubernetesExecutor
+
+    api = KubernetesExecutor.connect(options.kubeconfig, options.context)  # fail now, with the reason
+    return lambda: KubernetesExecutor(api_client=api, push_url=options.push_url, push_tokens=options.push_tokens)
