@@ -9,7 +9,8 @@ What a trial sees, in the order the mounts are made (a later one covers an earli
   katib's own code (read-only), so ``python3`` in a command is the same environment;
 - its experiment's working folder, read-only;
 - nothing of the store (the SQLite file and its ``-wal``/``-shm``/``-journal``) nor of any
-  other file the server keeps to itself (``hidden``);
+  other file the server keeps to itself (``hidden``), nor of what it keeps beside the runs
+  folder (its push-token secret, every namespace's ConfigMaps);
 - nothing of the runs folder (every namespace's trials) but its own trial folder and
   checkpoint folder, read-write; in its folder the files the server reads or writes
   (``pid``, the logs, the exit records) cannot be replaced, so a link planted there
@@ -49,6 +50,10 @@ from ._executor import LaunchError, TrialJob
 
 # Folders that hold people's and services' data rather than the system: hidden.
 MASKED = ("/home", "/root", "/run", "/srv", "/mnt", "/media", "/tmp", "/var/tmp")
+# What katib server keeps beside the runs folder, every namespace's: its push-token secret
+# and its ConfigMaps (trial templates). Hidden from every trial, whatever the caller passes.
+FILES_BESIDE_RUNS = ("push-secret",)
+FOLDERS_BESIDE_RUNS = ("configmaps",)
 # How each namespace is made, most isolated first; the first that runs here is used.
 _USERNS_FLAGS = (("--unshare-user", "--disable-userns"), ("--unshare-user",), ())
 
@@ -107,7 +112,8 @@ class Sandbox:
     def __init__(self, runs_root: Path, hidden: Iterable[Path] = (), visible: Iterable[Path] = (),
                  bwrap: str = "bwrap") -> None:
         self.runs_root = _real(runs_root)
-        self.hidden = [Path(os.path.abspath(p)) for p in hidden]
+        beside = [self.runs_root.parent / name for name in (*FILES_BESIDE_RUNS, *FOLDERS_BESIDE_RUNS)]
+        self.hidden = list(dict.fromkeys([*(Path(os.path.abspath(p)) for p in hidden), *beside]))
         self.visible = [_real(p) for p in visible]
         self.bwrap = bwrap
 
@@ -175,7 +181,13 @@ class Sandbox:
         empty file (when it exists). The arguments, and the folders covered."""
         out: list[str] = []
         covered: list[str] = []
+        for name in FOLDERS_BESIDE_RUNS:  # made now, so a trial never sees it appear in a shown folder
+            (self.runs_root.parent / name).mkdir(parents=True, exist_ok=True)
         for path in self.hidden:
+            if path.is_dir() and not any(_within(s, path) for s in shown):  # a folder the server keeps: covered whole
+                out += ["--tmpfs", str(path)]
+                covered.append(str(path))
+                continue
             folder = path.parent
             if str(folder) in covered:
                 continue

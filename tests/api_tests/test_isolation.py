@@ -291,6 +291,8 @@ attempt("read-db", lambda: open({db!r}, "rb").read(100))
 attempt("read-wal", lambda: open({db!r} + "-wal", "rb").read(100))
 attempt("sqlite-admin", lambda: sqlite3.connect({db!r}).execute("update users set admin=1").rowcount)
 attempt("read-push-secret", lambda: open({secret!r}).read())
+attempt("read-b-configmap", lambda: open({configmaps!r} + "/ns-b/template.json").read())
+attempt("list-configmaps", lambda: os.listdir({configmaps!r}) or 1 / 0)
 attempt("kill-b", lambda: os.kill({b_pid}, signal.SIGKILL))
 attempt("killpg-b", lambda: os.killpg({b_pid}, signal.SIGKILL))
 attempt("push-b", lambda: post("/api/v1/namespaces/ns-b/trials/{b_trial}/metrics"))
@@ -318,7 +320,10 @@ def test_an_editors_trials_cannot_reach_the_server_the_store_or_another_namespac
         assert time.monotonic() < deadline
         time.sleep(0.05)
     b_pid = int((b_dir / "pid").read_text().split()[0])
-    code = ATTACK.format(url=server.url, server_pid=os.getpid(), b_log=str(b_dir / "trial.log"), b_dir=str(b_dir),
+    configmaps = tmp_path / "configmaps"  # the server's ConfigMaps, beside the runs folder, in the working folder
+    (configmaps / "ns-b").mkdir(parents=True, exist_ok=True)
+    (configmaps / "ns-b" / "template.json").write_text('{"data": {"token": "bob-configmap-secret"}}')
+    code = ATTACK.format(configmaps=str(configmaps), url=server.url, server_pid=os.getpid(), b_log=str(b_dir / "trial.log"), b_dir=str(b_dir),
                          db=str(tmp_path / "katib.db"), secret=str(tmp_path / "push-secret"), b_pid=b_pid,
                          b_trial=b_trial)
     _submit(clients["mallory"], "ns-a", "attack", code)
@@ -327,7 +332,8 @@ def test_an_editors_trials_cannot_reach_the_server_the_store_or_another_namespac
     log = clients["mallory"].get(f"/api/v1/namespaces/ns-a/trials/{a_trial}/log").text
     assert "RESULTS " in log, f"the log served as the trial's is not its output (a link?): {log[:300]!r}"
     results = __import__("json").loads(log.split("RESULTS ", 1)[1].splitlines()[0])
-    assert {"env-secret", "read-b-log", "read-db", "sqlite-admin", "kill-b", "push-b", "link-log", "visible"} <= set(results)
+    assert {"env-secret", "read-b-log", "read-db", "sqlite-admin", "kill-b", "push-b", "link-log", "visible",
+            "read-b-configmap"} <= set(results)
     allowed = {k: v for k, v in results.items() if not v.startswith("refused")}
     assert not allowed, allowed
     # Nothing leaked through the server either: its log is its own, the store unchanged.
