@@ -9,7 +9,6 @@ from typing import Any
 from katib import views
 from katib.controller import admit, runnable_errors
 from katib.errors import ConflictError, FieldError, NotFoundError, ValidationError
-from katib.logtail import read_log
 from katib.names import RunLayout
 from katib.store import ExperimentRecord, TrialRecord
 
@@ -90,7 +89,8 @@ def push_metrics(state: ServerState, namespace: str, name: str, body: dict[str, 
 
 
 def trial_log(state: ServerState, rec: ExperimentRecord, t: TrialRecord, tail: int | None = None) -> str:
-    """The trial's log, or its last ``tail`` lines, read from the end of the file and at
-    most ``limits.log_bytes`` of it."""
-    path = RunLayout(state.runs_root).trial_log(rec.namespace, rec.name, t.name)
-    return read_log(path, tail, state.limits.log_bytes)
+    """The trial's log, or its last ``tail`` lines, at most ``limits.log_bytes`` of it, as
+    the executor that ran it reads it (``Executor.logs``)."""
+    from katib.controller import trial_log as executor_log
+
+    return executor_log(state.runs_root, rec, t, tail, state.limits.log_bytes)
