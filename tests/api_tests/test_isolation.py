@@ -283,6 +283,7 @@ def post(path, token=None):
 mine = os.environ["KATIB_TRIAL_DIR"]
 attempt("env-secret", lambda: os.environ["KATIB_TEST_ISOLATION_SECRET"])
 attempt("env-aws", lambda: os.environ["AWS_SECRET_ACCESS_KEY"])
+attempt("env-db-url", lambda: os.environ["KATIB_DB"])  # a PostgreSQL store's URL, password and all
 attempt("server-environ", lambda: open("/proc/{server_pid}/environ", "rb").read())
 attempt("read-b-log", lambda: open({b_log!r}).read())
 attempt("list-b", lambda: os.listdir({b_dir!r}))
@@ -311,6 +312,7 @@ def test_an_editors_trials_cannot_reach_the_server_the_store_or_another_namespac
     server, clients, _ = tenants
     monkeypatch.setenv("KATIB_TEST_ISOLATION_SECRET", "server-secret-value")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "aws-secret-value")
+    monkeypatch.setenv("KATIB_DB", "postgresql://katib:store-password@127.0.0.1:5432/katib")
     # bob's long trial in ns-b: a secret in its log, then it runs on.
     _submit(clients["bob"], "ns-b", "victim", "print('bob-secret-1234', flush=True); import time; time.sleep(300)")
     b_trial = _trials(clients["bob"], "ns-b", "victim", "Running")[0]["metadata"]["name"]
@@ -333,7 +335,7 @@ def test_an_editors_trials_cannot_reach_the_server_the_store_or_another_namespac
     assert "RESULTS " in log, f"the log served as the trial's is not its output (a link?): {log[:300]!r}"
     results = __import__("json").loads(log.split("RESULTS ", 1)[1].splitlines()[0])
     assert {"env-secret", "read-b-log", "read-db", "sqlite-admin", "kill-b", "push-b", "link-log", "visible",
-            "read-b-configmap"} <= set(results)
+            "read-b-configmap", "env-db-url"} <= set(results)
     allowed = {k: v for k, v in results.items() if not v.startswith("refused")}
     assert not allowed, allowed
     # Nothing leaked through the server either: its log is its own, the store unchanged.
