@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import select
 import socket
 import subprocess
@@ -72,9 +73,12 @@ def command_of(container: dict[str, Any], path_map: dict[str, str]) -> list[str]
 
 
 def _remap(text: str, path_map: dict[str, str]) -> str:
-    for old in sorted(path_map, key=len, reverse=True):  # the longest path first
-        text = text.replace(old, path_map[old])
-    return text
+    """Each of Katib's paths in ``text`` replaced, in one pass (a replacement is never
+    replaced again), the longest path first where several start at one place."""
+    if not path_map:
+        return text
+    pattern = "|".join(re.escape(old) for old in sorted(path_map, key=len, reverse=True))
+    return re.sub(pattern, lambda m: path_map[m.group(0)], text)
 
 
 def deadline_of(run_spec: dict[str, Any]) -> float | None:

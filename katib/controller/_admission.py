@@ -12,7 +12,7 @@ from katib.errors import FieldError, ValidationError
 from katib.spec import Experiment
 from katib.spec import admit as spec_admit
 
-LOCAL_COLLECTORS = ("StdOut", "File", "Push")
+LOCAL_COLLECTORS = ("StdOut", "File", "TensorFlowEvent", "Push")
 # In a cluster the metrics come from the primary pod's log stream (no sidecar), or are
 # pushed to the katib server (its --push-url).
 COLLECTORS = {"local": LOCAL_COLLECTORS, "ray": LOCAL_COLLECTORS, "kubernetes": ("StdOut", "Push")}

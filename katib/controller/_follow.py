@@ -110,6 +110,8 @@ class Following:
                 metrics_file=Path(self._path_map(t)[fsp.path]) if kind == "File" and fsp and fsp.path else None,
                 file_format=(fsp.format or "TEXT") if fsp else "TEXT",
                 filters=filters or None,
+                tfevent_dir=Path(self._path_map(t)[fsp.path]) if kind == "TensorFlowEvent" and fsp and fsp.path else None,
+                metric_order=list(self.names),
             )
             self.collectors[t.name] = collector
         return collector
@@ -161,6 +163,8 @@ class Following:
         kind = collector.kind
         if kind == "File":
             where = f"the file {self._metrics_path_hint()}"
+        elif kind == "TensorFlowEvent":
+            where = f"the event files under {self._metrics_path_hint()}"
         elif kind == "Push":
             where = "katib.report_metrics() calls"
         else:
@@ -169,7 +173,8 @@ class Following:
         tail = self._log_tail(t, 3)
         hint = (
             f"the objective metric {self.objective!r} was never reported: the {kind} collector read {where}"
-            + (f" with filters {collector.filter_patterns}, expecting lines such as {example!r}" if kind != "Push" else "")
+            + (f" with filters {collector.filter_patterns}, expecting lines such as {example!r}"
+               if kind not in ("Push", "TensorFlowEvent") else "")
         )
         return hint + (f"{LAST_OUTPUT}{tail}" if tail else "")
 

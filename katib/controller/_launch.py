@@ -53,8 +53,13 @@ class Launching:
         out = {}
         mc = self.exp.spec.metrics_collector_spec
         fsp = mc.source.file_system_path if mc and mc.source else None
-        if mc and mc.collector and mc.collector.kind == "File" and fsp and fsp.path:
-            out[fsp.path] = str(map_into(self._trial_dir(t), fsp.path))
+        if mc and mc.collector and mc.collector.kind in ("File", "TensorFlowEvent") and fsp and fsp.path:
+            mapped = str(map_into(self._trial_dir(t), fsp.path))
+            # A directory written with its slash (Katib's /var/log/katib/tfevent/) keeps it, so
+            # /var/log/katib/tfevent/train maps to <mapped>/train; without it too.
+            out[fsp.path.rstrip("/") or fsp.path] = mapped
+            if fsp.path.endswith("/") and fsp.path != "/":
+                out[fsp.path] = mapped + "/"
         checkpoints = self.exp.spec.algorithm.settings().get("suggestion_trial_dir") if self.exp.spec.algorithm else None
         if self.exp.spec.algorithm and self.exp.spec.algorithm.algorithm_name == "pbt":
             checkpoints = checkpoints or DEFAULT_CHECKPOINT_DIR

@@ -69,3 +69,52 @@ def test_should_consider_is_katibs(tag, name, path, expected):
 def test_files_that_are_not_event_files_are_skipped(tmp_path: Path):
     (tmp_path / "notes.txt").write_text("not an event file\n")
     assert TFEventReader(tmp_path, ["loss"]).read() == []
+
+
+WRITER = """
+import sys, time
+from tensorboard.compat.proto import event_pb2, summary_pb2
+from tensorboard.summary.writer.event_file_writer import EventFileWriter
+x = float('${trialParameters.x}')
+for sub, tag, values in (("train", "loss", [1.0, x]), ("test", "loss", [9.0])):
+    w = EventFileWriter("/var/log/katib/tfevent/" + sub)
+    for step, v in enumerate(values):
+        value = summary_pb2.Summary.Value(tag=tag, simple_value=v)
+        w.add_event(event_pb2.Event(wall_time=time.time(), step=step, summary=summary_pb2.Summary(value=[value])))
+    w.close()
+"""
+
+
+def test_an_experiment_with_the_tensorflowevent_collector_runs(sqlite_store, tmp_path: Path):
+    """Katib's TensorFlowEvent collector locally: the trial writes TensorBoard event files
+    under Katib's directory (mapped into its folder); ``train/loss`` is the ``loss`` tag in
+    the ``train`` folder, the latest value its value."""
+    import sys
+
+    from katib.controller import Controller, admit
+    from tests.conftest import experiment
+
+    doc = experiment(
+        name="tfevent", maxTrialCount=2, parallelTrialCount=2,
+        objective={"type": "minimize", "objectiveMetricName": "train/loss"},
+        metricsCollectorSpec={"collector": {"kind": "TensorFlowEvent"},
+                              "source": {"fileSystemPath": {"path": "/var/log/katib/tfevent/", "kind": "Directory"}}},
+        command=[sys.executable, "-c", WRITER])
+    ctl = Controller(sqlite_store, runs_root=tmp_path / "runs", tick=0.05)
+    rec, _ = ctl.submit(admit(doc), tmp_path)
+    status = ctl.run(rec.namespace, rec.name)
+    assert status["trialsSucceeded"] == 2, status
+    for t in sqlite_store.list_trials(rec.id):
+        x = t.parameters()["x"]
+        assert t.observation["train/loss"]["latest"] == str(float(__import__("numpy").float32(x)))
+        assert [o.value for o in sqlite_store.observations(t.id)][:1] == ["1.0"]
+
+
+def test_katibs_paths_are_replaced_once():
+    """A directory with its slash and without: the longer key wins and nothing is mapped twice."""
+    from trials._local import _remap
+
+    path_map = {"/var/log/katib/tfevent": "/runs/t/var/log/katib/tfevent",
+                "/var/log/katib/tfevent/": "/runs/t/var/log/katib/tfevent/"}
+    assert _remap("--logdir=/var/log/katib/tfevent/train /var/log/katib/tfevent", path_map) == (
+        "--logdir=/runs/t/var/log/katib/tfevent/train /runs/t/var/log/katib/tfevent")
