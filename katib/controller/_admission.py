@@ -15,7 +15,8 @@ from katib.spec import admit as spec_admit
 LOCAL_COLLECTORS = ("StdOut", "File", "TensorFlowEvent", "Push")
 # In a cluster the metrics come from the primary pod's log stream (no sidecar), or are
 # pushed to the katib server (its --push-url).
-COLLECTORS = {"local": LOCAL_COLLECTORS, "ray": LOCAL_COLLECTORS, "kubernetes": ("StdOut", "Push")}
+# On Ray a trial's files come back one by one: an event-file directory does not.
+COLLECTORS = {"local": LOCAL_COLLECTORS, "ray": ("StdOut", "File", "Push"), "kubernetes": ("StdOut", "Push")}
 
 
 def admit(doc: Any) -> Experiment:

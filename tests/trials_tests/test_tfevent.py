@@ -118,3 +118,14 @@ def test_katibs_paths_are_replaced_once():
                 "/var/log/katib/tfevent/": "/runs/t/var/log/katib/tfevent/"}
     assert _remap("--logdir=/var/log/katib/tfevent/train /var/log/katib/tfevent", path_map) == (
         "--logdir=/runs/t/var/log/katib/tfevent/train /runs/t/var/log/katib/tfevent")
+
+
+def test_tensorflowevent_runs_locally_not_on_ray_or_kubernetes_yet():
+    from katib.controller import admit, runnable_errors
+    from tests.conftest import experiment
+
+    exp = admit(experiment(metricsCollectorSpec={"collector": {"kind": "TensorFlowEvent"}}))
+    assert runnable_errors(exp, "local") == []
+    for executor in ("ray", "kubernetes"):
+        [error] = runnable_errors(exp, executor)
+        assert f"TensorFlowEvent is not supported by the {executor} executor" in error.message
