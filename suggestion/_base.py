@@ -167,6 +167,14 @@ class Algorithm(ABC):
             errors.append(FieldError("spec.nasConfig", f"the {self.name} algorithm needs spec.nasConfig (not parameters)"))
         return errors
 
+    def checkpoint_dir(self, experiment: Experiment) -> str | None:
+        """The absolute path where this algorithm's trials keep their checkpoint (Katib's
+        ``suggestion_trial_dir`` setting), mapped by the controller into each trial's own
+        checkpoint folder; None when its trials keep none. A trial whose assignment carries
+        ``CHECKPOINT_FROM_LABEL`` starts from a copy of the named trial's checkpoint."""
+        settings = experiment.spec.algorithm.settings() if experiment.spec.algorithm else {}
+        return settings.get("suggestion_trial_dir") or None
+
     def parsed_settings(self, experiment: Experiment) -> dict[str, Any]:
         """Every setting's value, defaults filled in (call after ``validate``)."""
         return resolve_settings(experiment.spec.algorithm.settings() if experiment.spec.algorithm else {}, self.settings)

@@ -48,6 +48,9 @@ class PBT(Algorithm):
         "random_state": Setting(integer(0)),
     }
 
+    def checkpoint_dir(self, experiment: Experiment) -> str | None:
+        return super().checkpoint_dir(experiment) or DEFAULT_TRIAL_DIR
+
     def validate(self, experiment: Experiment) -> list[FieldError]:
         errors = super().validate(experiment)
         given = experiment.spec.algorithm.settings() if experiment.spec.algorithm else {}

@@ -12,15 +12,13 @@ from typing import TYPE_CHECKING
 from katib.names import ARTIFACTS, RunLayout, map_into
 from katib.spec import TRIAL_LABEL, Experiment, TrialMeta, render
 from katib.store import ExperimentRecord, TrialRecord
-from suggestion import CHECKPOINT_FROM_LABEL
+from suggestion import CHECKPOINT_FROM_LABEL, Algorithm
 from trials import Deferred, Executor, LaunchError, TrialJob
 
 from ._status import MetricReducer, mark_trial
 
 if TYPE_CHECKING:
     from ._controller import Controller
-
-DEFAULT_CHECKPOINT_DIR = "/var/log/katib/checkpoints/"
 
 
 class Launching:
@@ -29,6 +27,7 @@ class Launching:
     ctl: Controller
     exp: Experiment
     rec: ExperimentRecord
+    algorithm: Algorithm
     executor: Executor
     trials: dict[str, TrialRecord]
     names: list[str]
@@ -49,7 +48,8 @@ class Launching:
 
     def _path_map(self, t: TrialRecord) -> dict[str, str]:
         """Katib's absolute paths, mapped into the trial's own directories: the metrics
-        file, and the checkpoint directory (``suggestion_trial_dir``) of PBT."""
+        file, and the directory where the algorithm's trials keep their checkpoint
+        (``Algorithm.checkpoint_dir``: PBT's ``suggestion_trial_dir``)."""
         out = {}
         mc = self.exp.spec.metrics_collector_spec
         fsp = mc.source.file_system_path if mc and mc.source else None
@@ -60,15 +60,14 @@ class Launching:
             out[fsp.path.rstrip("/") or fsp.path] = mapped
             if fsp.path.endswith("/") and fsp.path != "/":
                 out[fsp.path] = mapped + "/"
-        checkpoints = self.exp.spec.algorithm.settings().get("suggestion_trial_dir") if self.exp.spec.algorithm else None
-        if self.exp.spec.algorithm and self.exp.spec.algorithm.algorithm_name == "pbt":
-            checkpoints = checkpoints or DEFAULT_CHECKPOINT_DIR
+        checkpoints = self.algorithm.checkpoint_dir(self.exp)
         if checkpoints:
             out[checkpoints.rstrip("/")] = str(self._checkpoint_dir(t.name))
         return out
 
     def _prepare_checkpoint(self, t: TrialRecord) -> None:
-        """A trial that starts from another's checkpoint gets a fresh copy of it."""
+        """A trial that starts from another's checkpoint (its assignment's
+        ``CHECKPOINT_FROM_LABEL`` names that trial) gets a fresh copy of it."""
         target = self._checkpoint_dir(t.name)
         shutil.rmtree(target, ignore_errors=True)
         source_name = t.labels.get(CHECKPOINT_FROM_LABEL)
