@@ -42,6 +42,13 @@ def kubernetes(options: ExecutorOptions) -> Callable[[], Executor]:
     import kubernetes  # noqa: F401
 
     from ._kubernetes import KubernetesExecutor
+    from ._podfence import parse_account
 
+    if options.server_account:
+        try:
+            parse_account(options.server_account)
+        except ValueError as exc:
+            raise KatibError(f"--server-service-account: {exc}") from None
     api = KubernetesExecutor.connect(options.kubeconfig, options.context)  # fail now, with the reason
-    return lambda: KubernetesExecutor(api_client=api, push_url=options.push_url, push_tokens=options.push_tokens)
+    return lambda: KubernetesExecutor(api_client=api, push_url=options.push_url, push_tokens=options.push_tokens,
+                                      tenants=options.tenants, server_account=options.server_account)

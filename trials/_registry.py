@@ -49,7 +49,11 @@ _BUILTIN_CLASSES = {"local": "trials._local:LocalExecutor", "ray": "trials._ray:
 class ExecutorOptions:
     """What the command line (or a server) says about where trials run; each executor
     takes what concerns it. ``clean_env``: trials get none of this process's environment
-    but ``PATH``, the locale and ``TZ``; ``sandbox``: local trials run in it."""
+    but ``PATH``, the locale and ``TZ``; ``sandbox``: local trials run in it; ``tenants``:
+    people who do not trust each other share the server (``--auth``), so a trial's pods keep
+    the baseline Pod Security rules; ``server_account``: the server's own Kubernetes service
+    account (``NAMESPACE/NAME``), which trial pods may not use (found from the credentials
+    when not given)."""
 
     ray_address: str | None = None
     kubeconfig: str | None = None
@@ -58,6 +62,8 @@ class ExecutorOptions:
     push_tokens: Any = None
     clean_env: bool = False
     sandbox: Any = None
+    tenants: bool = False
+    server_account: str | None = None
 
 
 @dataclass(frozen=True)

@@ -93,6 +93,10 @@ def server(
     context: str | None = ContextOption,
     push_url: str | None = typer.Option(
         None, "--push-url", help="This server's address as pods reach it, for the Push collector with --executor kubernetes."),
+    server_service_account: str | None = typer.Option(
+        None, "--server-service-account", metavar="NAMESPACE/NAME",
+        help="With --executor kubernetes: the service account this server runs as, which trial pods may not use "
+             "(found from the server's own token when not given)."),
     push_token: str | None = typer.Option(
         None, "--push-token", envvar="KATIB_PUSH_TOKEN", hidden=True,
         help="No longer used: each pod gets a token that pushes its own trial's metrics and nothing else."),
@@ -144,7 +148,7 @@ def server(
     fence = _fence(executor, auth, sandbox, allow_unfenced_trials, store, secrets=[secret])
     # A server's trials never see its environment: its tokens, keys and store URL stay its own.
     factory = _executor_factory(executor, ray_address, kubeconfig, context, push_url, push_tokens, clean_env=True,
-                                sandbox=fence)
+                                sandbox=fence, tenants=auth, server_account=server_service_account)
     application = create_app(store, _runs_root(store), workdir.resolve(), tick=tick, auth=auth, executor_factory=factory,
                              executor=executor, allowed_hosts=[*allowed_host, host], max_body=max_body,
                              push_tokens=push_tokens, grpc_address=None if grpc_port is None else (host, grpc_port))

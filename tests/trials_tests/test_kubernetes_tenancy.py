@@ -230,3 +230,34 @@ def test_the_servers_service_account_is_read_from_its_token_and_guarded_without_
     assert problems(job, "team-a", ("kf", "default"), tenants=False) == []  # another namespace's default is not it
     ex = KubernetesExecutor(api_client=client, validate=False)
     assert ex.server_account == ("kf", "default") and ex.tenants is False
+
+
+def test_katib_server_auth_fences_pods_in(tmp_path, _cluster, monkeypatch):
+    """`katib server --auth --executor kubernetes --server-service-account …`, as an operator
+    starts it (in this process, uvicorn.run caught): its executor keeps the tenants' rules
+    and refuses the account it was given to pods; a malformed account is refused at once."""
+    import uvicorn
+    import yaml
+    from typer.testing import CliRunner
+
+    from katib.cli import app
+
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "emulator",
+        "clusters": [{"name": "emulator", "cluster": {"server": _cluster.url}}],
+        "users": [{"name": "me", "user": {"token": "not-checked"}}],
+        "contexts": [{"name": "emulator", "context": {"cluster": "emulator", "user": "me"}}]}))
+    served: list = []
+    monkeypatch.setattr(uvicorn, "run", lambda application, **_: served.append(application))
+    args = ["server", "--db", str(tmp_path / "k.db"), "--auth", "--executor", "kubernetes",
+            "--kubeconfig", str(kubeconfig), "--server-service-account"]
+    bad = CliRunner().invoke(app, [*args, "katib-server"])
+    assert bad.exit_code != 0 and "--server-service-account: a service account is NAMESPACE/NAME" in str(bad.exception)
+    result = CliRunner().invoke(app, [*args, SERVER_ACCOUNT])
+    assert result.exit_code == 0 and len(served) == 1, result.output
+    executor = served[0].state.katib.manager.executor_factory()
+    try:
+        assert executor.tenants is True and executor.server_account == ("ns-a", "katib-server")
+    finally:
+        executor.close()
