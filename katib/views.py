@@ -76,6 +76,9 @@ def trial_object(exp: ExperimentRecord, t: TrialRecord) -> dict[str, Any]:
     }
     if tt.get("primaryPodLabels"):
         trial_spec["primaryPodLabels"] = tt["primaryPodLabels"]
+    run_spec = _run_spec(exp, t)
+    if run_spec is not None:
+        trial_spec["runSpec"] = run_spec
     annotations = {"katib.kubeflow.org/attempt": str(t.attempt)} if t.attempt else None
     metadata: dict[str, Any] = {
         "name": t.name, "namespace": exp.namespace, "labels": t.labels,
@@ -86,6 +89,40 @@ def trial_object(exp: ExperimentRecord, t: TrialRecord) -> dict[str, Any]:
         metadata["annotations"] = annotations
     return {"apiVersion": API_VERSION, "kind": "Trial", "metadata": metadata,
             "spec": {k: v for k, v in trial_spec.items() if v is not None}, "status": status}
+
+
+_TEMPLATES: dict[tuple[str, float], Any] = {}
+
+
+def _run_spec(exp: ExperimentRecord, t: TrialRecord) -> dict[str, Any] | None:
+    """Katib's ``Trial.spec.runSpec``: the trial template rendered with the trial's
+    assignments and its name, namespace and labels (what the executor ran); None when the
+    template cannot be rendered (an ask-and-tell experiment's, say)."""
+    from katib.errors import KatibError
+    from katib.spec import TRIAL_LABEL, TrialMeta, TrialTemplate, render
+
+    key = (exp.uid, exp.updated_at)
+    template = _TEMPLATES.get(key)
+    if template is None:
+        raw = (exp.spec.get("spec") or {}).get("trialTemplate")
+        try:
+            template = TrialTemplate.model_validate(raw) if raw else False
+        except ValueError:
+            template = False
+        if len(_TEMPLATES) > 64:
+            _TEMPLATES.clear()
+        _TEMPLATES[key] = template
+    if not isinstance(template, TrialTemplate) or template.trial_spec is None:
+        return None
+    labels = {**t.labels, TRIAL_LABEL: t.name}
+    try:
+        run = render(template, t.parameters(), TrialMeta(name=t.name, namespace=exp.namespace, labels=labels))
+    except (KatibError, ValueError, KeyError):
+        return None
+    metadata = run.setdefault("metadata", {})
+    metadata.update(name=t.name, namespace=exp.namespace)
+    metadata["labels"] = {**(metadata.get("labels") or {}), **labels}
+    return run
 
 
 def strategies_of(rec: ExperimentRecord) -> dict[str, str]:

@@ -24,7 +24,7 @@ TRIAL_REASONS = {
     "Failed": ("TrialFailed", "Trial has failed"),
     "Killed": ("TrialKilled", "Trial has been killed"),
     "EarlyStopped": ("TrialEarlyStopped", "Trial is early stopped"),
-    "MetricsUnavailable": ("TrialMetricsUnavailable", "Metrics are not available"),
+    "MetricsUnavailable": ("MetricsUnavailable", "Metrics are not available"),  # Katib's TrialMetricsUnavailableReason
 }
 
 
