@@ -16,10 +16,10 @@ import yaml
 import trials
 from katib.errors import KatibError
 from tests.conftest import experiment
-from trials import _registry
+from trials import _registry, _sources
 
 PLUGIN = '''
-from trials import LocalExecutor
+from trials import LocalExecutor, Sample, Source
 
 
 class StampingExecutor(LocalExecutor):
@@ -41,6 +41,15 @@ class StampingExecutor(LocalExecutor):
     def log_since(cls, handle, trial_dir, offset):
         read = super().log_since(handle, trial_dir, offset)
         return None if read is None else (read[0].upper(), read[1])
+
+
+class Sentences(Source):
+    """A collector kind: metrics in sentences ("loss is 0.25") in the trial's output."""
+
+    def read(self, final=False):
+        text = self.ctx.output.read_text() if self.ctx.output.exists() else ""
+        words = [line.split(" is ") for line in text.splitlines() if " is " in line]
+        return [Sample(0.0, name, value) for name, value in words if name in self.ctx.names]
 '''
 
 
@@ -53,7 +62,8 @@ def _site(tmp_path: Path) -> Path:
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: katib-stamping\nVersion: 0.1\n")
     (info / "entry_points.txt").write_text(
-        "[katib.executors]\nstamping = katib_stamping:StampingExecutor\nbroken = katib_not_there:Executor\n")
+        "[katib.executors]\nstamping = katib_stamping:StampingExecutor\nbroken = katib_not_there:Executor\n"
+        "[katib.collectors]\nPrometheusMetric = katib_stamping:Sentences\n")
     return site
 
 
@@ -68,9 +78,11 @@ def plugin_site(tmp_path, monkeypatch):
     site = _site(tmp_path)
     monkeypatch.syspath_prepend(str(site))
     _registry._executor_plugins.cache_clear()
+    _sources._sources.cache_clear()
     yield site
     monkeypatch.undo()
     _registry._executor_plugins.cache_clear()
+    _sources._sources.cache_clear()
 
 
 def test_a_third_party_executor_is_picked_by_its_entry_point_and_reads_its_logs(tmp_path, plugin_site):
@@ -111,11 +123,29 @@ def test_a_missing_or_unknown_executor_is_one_sentence(plugin_site):
     assert trials.executor_class("broken") is trials.Executor  # its logs read as the base class reads them
 
 
-def test_the_built_in_executors_are_registered_in_pyproject():
-    """pyproject.toml's katib.executors group and the registry's fallback table agree."""
+def test_the_built_ins_are_registered_in_pyproject():
+    """pyproject.toml's katib.executors and katib.collectors groups and the registries'
+    fallback tables agree."""
     import tomllib
 
     from tests.conftest import REPO
 
-    group = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["entry-points"]["katib.executors"]
-    assert group == {name: target for name, (target, _) in _registry.BUILTIN_EXECUTORS.items()}
+    groups = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["entry-points"]
+    assert groups["katib.executors"] == {name: target for name, (target, _) in _registry.BUILTIN_EXECUTORS.items()}
+    assert groups["katib.collectors"] == {kind: target for kind, (target, _) in _sources.BUILTIN_SOURCES.items()}
+
+
+def test_a_third_party_collector_kind_reads_the_metrics(tmp_path, plugin_site):
+    """A package that registers a collector kind (here Katib's PrometheusMetric, which the
+    built-ins do not read) makes it admissible on the local executor, and its source reads
+    the trial's metrics."""
+    from katib.controller import admit, runnable_errors
+
+    assert trials.collector_kinds() == ["StdOut", "File", "TensorFlowEvent", "Push", "PrometheusMetric"]
+    doc = experiment(metricsCollectorSpec={"collector": {"kind": "PrometheusMetric"}})
+    assert runnable_errors(admit(doc), "local") == []
+    assert "PrometheusMetric is not supported by the ray executor" in str(runnable_errors(admit(doc), "ray"))
+    log = tmp_path / "trial.log"
+    log.write_text("epoch 1\nloss is 0.25\naccuracy is 0.9\n")
+    samples = trials.Collector(kind="PrometheusMetric", names={"loss"}, output=log).collect(final=True)
+    assert [(s.metric, s.value) for s in samples] == [("loss", "0.25")]

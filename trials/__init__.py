@@ -19,6 +19,7 @@ from ._registry import (
     trial_logs,
 )
 from ._resources import Inventory, Ledger, Resources, discover_gpus
+from ._sources import Source, SourceContext, collector_kinds
 
 # Executors whose extras may be missing, and the sandbox, load on first use (PEP 562).
 _LAZY = {"RayExecutor": ("_ray", "RayExecutor"), "KubernetesExecutor": ("_kubernetes", "KubernetesExecutor"),
@@ -60,7 +61,10 @@ __all__ = [
     "Resources",
     "RunState",
     "Sample",
+    "Source",
+    "SourceContext",
     "TrialJob",
+    "collector_kinds",
     "discover_gpus",
     "executor_class",
     "executor_factory",

@@ -29,7 +29,7 @@ from collections import Counter
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 DEFAULT_FILTER = r"([\w|-]+)\s*=\s*([+-]?\d*(\.\d+)?([Ee][+-]?\d+)?)"
 ZERO_TIME = -62135596800.0  # Go's time.Time{}: 0001-01-01T00:00:00Z, Katib's time for a line without one
@@ -200,17 +200,13 @@ class Collector:
         self.names = names
         self.format = file_format
         self.filters = [re.compile(f) for f in (filters or [DEFAULT_FILTER])]
-        self._text: _Tail | None = None
-        if kind == "StdOut":
-            self._text = _Tail(output)
-        elif kind == "File" and metrics_file is not None:
-            self._text = _Tail(metrics_file)
-        self._push = _Tail(push_file) if push_file is not None else None
-        self._events: Any = None
-        if kind == "TensorFlowEvent" and tfevent_dir is not None:
-            from ._tfevent import TFEventReader
+        from ._sources import SourceContext, make_source
 
-            self._events = TFEventReader(tfevent_dir, metric_order or sorted(names))
+        # What reads this kind: the katib.collectors registry (trials/_sources.py).
+        self._source = make_source(SourceContext(
+            kind, names, output, metrics_file if metrics_file is not None else tfevent_dir, file_format,
+            self.filters, metric_order or []))
+        self._push = _Tail(push_file) if push_file is not None else None
         self._stored: Counter[tuple[str, str]] = Counter()
 
     def skip(self, stored: Iterable[tuple[str, str]]) -> None:
@@ -225,15 +221,7 @@ class Collector:
 
     def collect(self, final: bool = False) -> list[Sample]:
         """New samples since the last call; ``final`` also reads an unterminated last line."""
-        out: list[Sample] = []
-        if self._text is not None:
-            lines = self._text.read(final)
-            if self.kind == "File" and self.format == "JSON":
-                out += parse_katib_json(lines, self.names)
-            else:
-                out += parse_text(lines, self.names, self.filters)
-        if self._events is not None:
-            out += self._events.read()
+        out: list[Sample] = self._source.read(final)
         if self._push is not None:
             out += parse_json(self._push.read(final), self.names)
         if self._stored:

@@ -98,6 +98,9 @@ class Executor(ABC):
     """Runs trials; one instance per controller."""
 
     name: str = ""
+    #: The metrics collector kinds it can serve (None: every registered kind, read from the
+    #: trial's folder on this machine); admission refuses the others, naming these.
+    collector_kinds: tuple[str, ...] | None = None
 
     @abstractmethod
     def launch(self, job: TrialJob) -> dict[str, Any]:

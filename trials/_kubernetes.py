@@ -110,6 +110,9 @@ class KubernetesExecutor(Executor):
     """
 
     name = "kubernetes"
+    # The metrics come from the primary pod's log stream (no sidecar), or are pushed to the
+    # katib server (its --push-url).
+    collector_kinds = ("StdOut", "Push")
 
     def __init__(self, api_client: Any = None, kubeconfig: str | None = None, context: str | None = None,
                  validate: bool = True, watch_timeout: int = 60, push_url: str | None = None,

@@ -123,6 +123,8 @@ class RayExecutor(Executor):
     """
 
     name = "ray"
+    # A trial's files come back one by one: an event-file directory does not.
+    collector_kinds = ("StdOut", "File", "Push")
 
     def __init__(self, address: str | None = None, namespace: str = "katib", clean_env: bool = False) -> None:
         import ray

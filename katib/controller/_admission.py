@@ -12,12 +12,6 @@ from katib.errors import FieldError, ValidationError
 from katib.spec import Experiment
 from katib.spec import admit as spec_admit
 
-LOCAL_COLLECTORS = ("StdOut", "File", "TensorFlowEvent", "Push")
-# In a cluster the metrics come from the primary pod's log stream (no sidecar), or are
-# pushed to the katib server (its --push-url).
-# On Ray a trial's files come back one by one: an event-file directory does not.
-COLLECTORS = {"local": LOCAL_COLLECTORS, "ray": ("StdOut", "File", "Push"), "kubernetes": ("StdOut", "Push")}
-
 
 def admit(doc: Any) -> Experiment:
     """A defaulted, fully validated experiment, or ``ValidationError`` with every error."""
@@ -60,7 +54,12 @@ def runnable_errors(exp: Experiment, executor: str = "local") -> list[FieldError
         ))
     mc = exp.spec.metrics_collector_spec
     kind = mc.collector.kind if mc and mc.collector else "StdOut"
-    supported = COLLECTORS.get(executor, LOCAL_COLLECTORS)
+    # What the executor serves (Executor.collector_kinds), else every kind the
+    # katib.collectors registry reads.
+    from trials import collector_kinds, executor_class
+
+    declared = executor_class(executor).collector_kinds
+    supported = tuple(collector_kinds()) if declared is None else declared
     if kind not in supported:
         errors.append(FieldError(
             "spec.metricsCollectorSpec.collector.kind",

@@ -1,0 +1,144 @@
+"""Metrics collector kinds by name: what reads a trial's samples for
+``metricsCollectorSpec.collector.kind``, a registry with entry points as executors are.
+
+The ``katib.collectors`` entry-point group maps a kind to a ``Source`` subclass
+(``KIND = "package.module:Class"``); the built-ins are registered there too (pyproject.toml,
+and the same list below for a source checkout). A kind nobody registered reads nothing but
+the values pushed with ``katib.report_metrics`` (``Collector`` reads those whatever the kind,
+as Katib's DB manager takes them). Nothing is imported until a kind is used.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from katib.errors import KatibError
+
+from ._collector import Sample, _Tail, parse_katib_json, parse_text
+
+COLLECTORS_GROUP = "katib.collectors"
+
+BUILTIN_SOURCES: dict[str, tuple[str, str | None]] = {
+    "StdOut": ("trials._sources:StdOutSource", None),
+    "File": ("trials._sources:FileSource", None),
+    "TensorFlowEvent": ("trials._sources:TFEventSource", "tfevent"),
+    "Push": ("trials._sources:PushSource", None),
+}
+
+
+@dataclass(frozen=True)
+class SourceContext:
+    """What a source needs to know of its trial: the metric names (``metric_order``: the
+    objective first), the trial's output file, the path the collector spec names (mapped
+    into the trial's folder: a file, or a directory of event files), the File format and
+    the TEXT filters."""
+
+    kind: str
+    names: set[str]
+    output: Path
+    path: Path | None = None
+    file_format: str = "TEXT"
+    filters: list[re.Pattern[str]] = field(default_factory=list)
+    metric_order: list[str] = field(default_factory=list)
+
+
+class Source(ABC):
+    """Reads one trial's samples of one collector kind, incrementally."""
+
+    def __init__(self, ctx: SourceContext) -> None:
+        self.ctx = ctx
+
+    @abstractmethod
+    def read(self, final: bool = False) -> list[Sample]:
+        """The samples written since the last call; ``final``: the trial has ended (read
+        an unterminated last line too)."""
+
+
+class StdOutSource(Source):
+    """The trial's output, parsed as TEXT with the ``metricsFormat`` filters."""
+
+    def __init__(self, ctx: SourceContext) -> None:
+        super().__init__(ctx)
+        self._tail = _Tail(ctx.output)
+
+    def read(self, final: bool = False) -> list[Sample]:
+        return parse_text(self._tail.read(final), self.ctx.names, self.ctx.filters)
+
+
+class FileSource(Source):
+    """A file the trial writes: TEXT (the filters) or JSON (Katib's JSON lines)."""
+
+    def __init__(self, ctx: SourceContext) -> None:
+        super().__init__(ctx)
+        self._tail = _Tail(ctx.path) if ctx.path is not None else None
+
+    def read(self, final: bool = False) -> list[Sample]:
+        if self._tail is None:
+            return []
+        lines = self._tail.read(final)
+        if self.ctx.file_format == "JSON":
+            return parse_katib_json(lines, self.ctx.names)
+        return parse_text(lines, self.ctx.names, self.ctx.filters)
+
+
+class TFEventSource(Source):
+    """TensorBoard event files under a directory (``trials._tfevent``)."""
+
+    def __init__(self, ctx: SourceContext) -> None:
+        super().__init__(ctx)
+        self._reader: Any = None
+        if ctx.path is not None:
+            from ._tfevent import TFEventReader
+
+            self._reader = TFEventReader(ctx.path, ctx.metric_order or sorted(ctx.names))
+
+    def read(self, final: bool = False) -> list[Sample]:
+        return self._reader.read() if self._reader is not None else []
+
+
+class PushSource(Source):
+    """Only the pushed values, which ``Collector`` reads for every kind."""
+
+    def read(self, final: bool = False) -> list[Sample]:
+        return []
+
+
+@cache
+def _sources() -> dict[str, Any]:
+    from ._registry import Plugin, _entry_points
+
+    builtin = {k: Plugin(k, target, extra) for k, (target, extra) in BUILTIN_SOURCES.items()}
+    return {**_entry_points(COLLECTORS_GROUP), **builtin}
+
+
+def collector_kinds() -> list[str]:
+    """Every collector kind this installation reads: the built-ins first (no imports)."""
+    return [*BUILTIN_SOURCES, *sorted(set(_sources()) - set(BUILTIN_SOURCES))]
+
+
+def make_source(ctx: SourceContext) -> Source:
+    """The source registered for ``ctx.kind`` (``PushSource`` for a kind nobody registered).
+    ``KatibError`` names the kind and what to install when its code is missing."""
+    plugin = _sources().get(ctx.kind)
+    if plugin is None:
+        return PushSource(ctx)
+    module, _, attr = plugin.target.partition(":")
+    try:
+        cls = getattr(importlib.import_module(module), attr)
+    except ImportError as exc:
+        raise KatibError(f"the {ctx.kind} metrics collector needs what is not installed "
+                         f"({exc.name or exc}): {plugin.install}") from None
+    except AttributeError:
+        raise KatibError(f"the {ctx.kind} metrics collector: {plugin.target} does not exist") from None
+    if not (isinstance(cls, type) and issubclass(cls, Source)):
+        raise KatibError(f"the {ctx.kind} metrics collector: {plugin.target} is not a trials.Source")
+    return cls(ctx)
+
+
+__all__ = ["COLLECTORS_GROUP", "Source", "SourceContext", "collector_kinds", "make_source"]
