@@ -60,6 +60,8 @@ def trial_object(exp: ExperimentRecord, t: TrialRecord) -> dict[str, Any]:
         status["startTime"] = rfc3339(t.start_time)
     if t.completion_time:
         status["completionTime"] = rfc3339(t.completion_time)
+    if t.updated_at:
+        status["lastReconcileTime"] = rfc3339(t.updated_at)
     if t.observation:
         status["observation"] = {"metrics": [{"name": k, **v} for k, v in t.observation.items()]}
     if t.handle and t.handle.get("devices"):

@@ -1,5 +1,5 @@
-"""Trial objects field for field: Katib's ``Trial.spec.runSpec`` and the
-``MetricsUnavailable`` condition's reason.
+"""Trial objects field for field: Katib's ``Trial.spec.runSpec``, ``status.lastReconcileTime``
+and the ``MetricsUnavailable`` condition's reason.
 
 From ``pkg/controller.v1beta1/trial/trial_controller_status.go`` (``TrialMetricsUnavailableReason
 = "MetricsUnavailable"``) and ``pkg/controller.v1beta1/experiment/experiment_controller_util.go``
@@ -24,6 +24,7 @@ def test_run_spec_and_metrics_unavailable_reason(sqlite_store, tmp_path):
     rec = sqlite_store.get_experiment(rec.namespace, rec.name)
     [t] = sqlite_store.list_trials(rec.id)
     obj = views.trial_object(rec, t)
+    assert obj["status"]["lastReconcileTime"] >= obj["status"]["completionTime"]  # the last write
     condition = obj["status"]["conditions"][-1]
     assert (condition["type"], condition["reason"]) == ("MetricsUnavailable", "MetricsUnavailable")  # STATUS
     run = obj["spec"]["runSpec"]
