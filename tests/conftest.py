@@ -54,6 +54,34 @@ spec:
 """
 
 
+# The longest groups, started first so that no worker is left with one at the end.
+FIRST = ("example-nas/enas.yaml", "tests/test_fault_injection.py", "example-nas/darts.yaml",
+         "example-pytorchjob-digits.yaml", "example-random.yaml", "example-pbt.yaml", "example-grid.yaml",
+         "tests/test_cli_daily.py", "tests/test_notebook.py")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (``--dist loadgroup``) a test file runs on one worker, so its
+    module-scoped services (a Ray head, the Kubernetes emulator, a viewer server) start
+    once. The examples are the exception: each runs on a worker of its own, and the
+    serving test joins the run of the example it serves. The longest groups go first."""
+    groups: dict[str, str] = {}
+    for item in items:
+        if item.get_closest_marker("xdist_group"):
+            continue
+        path = item.nodeid.split("::", 1)[0]
+        group = path
+        if path.endswith("tests/test_examples.py") and "[" in item.nodeid:
+            group = "example-" + item.nodeid.split("[", 1)[1].rstrip("]")
+        elif path.endswith("tests/test_serve.py"):
+            group = "example-random.yaml"
+        item.add_marker(pytest.mark.xdist_group(group))
+        groups[item.nodeid] = group
+    rank = {g: i for i, g in enumerate(FIRST)}
+    items.sort(key=lambda item: rank.get(groups.get(item.nodeid, ""), len(FIRST)))  # stable: others keep their order
+
+
 def experiment(**spec: Any) -> dict[str, Any]:
     """The base experiment with ``spec`` fields replaced (``command=[...]`` sets the command)."""
     doc = yaml.safe_load(BASE)
