@@ -12,13 +12,19 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections import OrderedDict
 from typing import Any
 
-from katib.store import ExperimentRecord, Store
+from katib.store import ExperimentRecord, Store, summary_rows, trial_stamp
 from katib.views import shown_value, strategies_of
 
 _importance_cache: dict[tuple[int, int], dict[str, float]] = {}
 _importance_lock = threading.Lock()
+# The columns and curves of ended experiments, until one of their trials is written again
+# (a budget raised restarts it): reopening a page of 100,000 trials reads nothing again.
+_SUMMARY_CACHE_SIZE = 4
+_summary_cache: OrderedDict[tuple[Any, ...], tuple[tuple[int, float | None], dict[str, Any], list[Any]]] = OrderedDict()
+_summary_lock = threading.Lock()
 
 
 def _number(text: Any) -> float | str | None:
@@ -53,7 +59,15 @@ def experiment_summary(store: Store, rec: ExperimentRecord, curves: int = 100, p
     spec = rec.spec.get("spec", {})
     parameters = [{"name": p["name"], "type": p.get("parameterType"), "feasibleSpace": p.get("feasibleSpace", {})}
                   for p in spec.get("parameters") or []]
-    trials = store.list_trials(rec.id, updated_since=since)
+    key, stamp = (rec.id, rec.uid, curves, points, objective, tuple(metrics)), None
+    if since is None and rec.status.get("completionTime"):
+        stamp = trial_stamp(store, rec.id)
+        with _summary_lock:
+            held = _summary_cache.get(key)
+            if held is not None and held[0] == stamp:
+                _summary_cache.move_to_end(key)
+                return _answer(rec, spec, objective, maximize, metrics, strategy, parameters, held[1], held[2], now, since)
+    trials = summary_rows(store, rec.id, updated_since=since)
     names = [p["name"] for p in parameters] or sorted({a["name"] for t in trials for a in t.assignments})
     columns: dict[str, Any] = {
         "name": [t.name for t in trials],
@@ -91,6 +105,17 @@ def experiment_summary(store: Store, rec: ExperimentRecord, curves: int = 100, p
         i = chosen_ids[trial_id]
         learning.append({"name": trials[i].name, "state": trials[i].state, "steps": len(numbers),
                          "points": _downsample(numbers, points)})
+    if stamp is not None and stamp == trial_stamp(store, rec.id):  # nothing written meanwhile
+        with _summary_lock:
+            _summary_cache[key] = (stamp, columns, learning)
+            while len(_summary_cache) > _SUMMARY_CACHE_SIZE:
+                _summary_cache.popitem(last=False)
+    return _answer(rec, spec, objective, maximize, metrics, strategy, parameters, columns, learning, now, since)
+
+
+def _answer(rec: ExperimentRecord, spec: dict[str, Any], objective: str, maximize: bool, metrics: list[str],
+            strategy: dict[str, str], parameters: list[dict[str, Any]], columns: dict[str, Any], learning: list[Any],
+            now: float, since: float | None) -> dict[str, Any]:
     return {
         "name": rec.name, "namespace": rec.namespace, "status": rec.status,
         "objective": {"name": objective, "maximize": maximize,

@@ -1,5 +1,7 @@
 """Persistence: one database (SQLite file or PostgreSQL) holding every experiment."""
 
+from ._columns import SummaryRow, summary_rows, trial_stamp
+from ._derived import stored as stored_status
 from ._logs import TrialLogs
 from ._notes import MAX_NOTE_CHARS, Note, NoteStore
 from ._store import (
@@ -25,9 +27,13 @@ __all__ = [
     "ExperimentRecord",
     "ObservationRow",
     "Store",
+    "SummaryRow",
     "TrialLogs",
     "TrialRecord",
     "default_db_url",
     "hash_token",
     "normalise_url",
+    "stored_status",
+    "summary_rows",
+    "trial_stamp",
 ]

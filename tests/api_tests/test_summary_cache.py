@@ -1,0 +1,39 @@
+"""The summary of an ended experiment is kept until one of its trials is written again
+(issue 15: reopening a page of 100,000 trials must not read them all again), and never
+served stale."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("fastapi")
+from api import _summary  # noqa: E402
+from tests.api_tests.test_summary import _seed  # noqa: E402
+
+
+def test_an_ended_experiments_summary_is_kept_until_a_trial_changes(sqlite_store, monkeypatch):
+    reads: list[int] = []
+    real = _summary.summary_rows
+    monkeypatch.setattr(_summary, "summary_rows", lambda store, exp_id, updated_since=None:
+                        reads.append(exp_id) or real(store, exp_id, updated_since=updated_since))
+    rec = _seed(sqlite_store)
+    sqlite_store.update_experiment(rec.id, status={**rec.status, "completionTime": "2026-01-01T00:00:00Z"})
+    rec = sqlite_store.get_experiment(rec.namespace, rec.name)
+    first = _summary.experiment_summary(sqlite_store, rec)
+    again = _summary.experiment_summary(sqlite_store, rec)
+    assert len(reads) == 1 and again["columns"] == first["columns"] and again["curves"] == first["curves"]
+    assert again["status"] == rec.status  # what is not kept is read fresh
+
+    # A trial written (its observation changed): the next summary reads the trials again.
+    t = sqlite_store.list_trials(rec.id)[3]
+    t.observation = {"loss": {"min": "9.5", "max": "9.5", "latest": "9.5"}}
+    sqlite_store.write_trials(save=[t])
+    fresh = _summary.experiment_summary(sqlite_store, rec)
+    assert len(reads) == 2 and fresh["columns"]["metrics"]["loss"][3] == 9.5
+
+    # A running experiment is never kept: every full summary reads.
+    running = sqlite_store.get_experiment(rec.namespace, rec.name)
+    running.status.pop("completionTime")
+    _summary.experiment_summary(sqlite_store, running)
+    _summary.experiment_summary(sqlite_store, running)
+    assert len(reads) == 4
