@@ -113,6 +113,7 @@ class KubernetesExecutor(Executor):
     # The metrics come from the primary pod's log stream (no sidecar), or are pushed to the
     # katib server (its --push-url).
     collector_kinds = ("StdOut", "Push")
+    fences = "cluster"
 
     def __init__(self, api_client: Any = None, kubeconfig: str | None = None, context: str | None = None,
                  validate: bool = True, watch_timeout: int = 60, push_url: str | None = None,
@@ -122,8 +123,10 @@ class KubernetesExecutor(Executor):
 
         if api_client is None:
             api_client = self.connect(kubeconfig, context)
-        # The service account trial pods may not use (_podfence): given, else the one we run as.
-        self.server_account = parse_account(server_account) if server_account else identity_of_client(api_client)
+        # The service account trial pods may not use (_podfence): given, else (serving
+        # tenants) the one we run as; one user's own pods may run as that user's account.
+        self.server_account = (parse_account(server_account) if server_account
+                               else identity_of_client(api_client) if tenants else None)
         self.tenants = tenants  # under --auth: the baseline Pod Security rules too
         self.custom = client.CustomObjectsApi(api_client)
         self.core = client.CoreV1Api(api_client)

@@ -7,7 +7,8 @@ makes sure a template does not walk around that fence:
 - **The server's identity stays the server's.** A pod may not run as the service account
   the server itself uses (``serviceAccountName``, or ``default`` when it names none):
   that account may create jobs in every tenant's namespace, so a pod holding its token
-  could do whatever the server does. Refused whenever the server's account is known.
+  could do whatever the server does. Refused under --auth, or whenever the account is
+  given (a single user's ``katib run`` may run its pods as that user's own account).
 - **No API token unless asked for.** Each pod template gets
   ``automountServiceAccountToken: false`` unless it says otherwise: a trial computes,
   it does not talk to the cluster's API.
