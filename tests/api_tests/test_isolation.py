@@ -300,6 +300,15 @@ attempt("push-b", lambda: post("/api/v1/namespaces/ns-b/trials/{b_trial}/metrics
 attempt("push-b-forged", lambda: post("/api/v1/namespaces/ns-b/trials/{b_trial}/metrics", "katib-push.AAAA"))
 attempt("link-log", lambda: (os.symlink({b_log!r}, mine + "/l"), os.replace(mine + "/l", mine + "/trial.log")))
 attempt("link-push", lambda: (os.symlink({b_log!r}, mine + "/m"), os.replace(mine + "/m", mine + "/push.jsonl")))
+def state_folder():  # whatever the server keeps there, now or later, shows as nothing
+    found = []
+    for root, dirs, files in os.walk({state!r}):
+        dirs[:] = [d for d in dirs if os.path.join(root, d) != mine]
+        found += [os.path.join(root, f) for f in files if os.path.getsize(os.path.join(root, f))]
+    if found:
+        return found
+    raise PermissionError("every file there is empty")
+attempt("state-folder", state_folder)
 # Seen, never signalled: should the fence ever fail, this test must not kill the machine.
 results["visible"] = "refused" if not [p for p in os.listdir("/proc") if p.isdigit() and int(p) not in (1, os.getpid())] else "ALLOWED"
 print("RESULTS " + json.dumps(results))
@@ -325,7 +334,7 @@ def test_an_editors_trials_cannot_reach_the_server_the_store_or_another_namespac
     configmaps = tmp_path / "configmaps"  # the server's ConfigMaps, beside the runs folder, in the working folder
     (configmaps / "ns-b").mkdir(parents=True, exist_ok=True)
     (configmaps / "ns-b" / "template.json").write_text('{"data": {"token": "bob-configmap-secret"}}')
-    code = ATTACK.format(configmaps=str(configmaps), url=server.url, server_pid=os.getpid(), b_log=str(b_dir / "trial.log"), b_dir=str(b_dir),
+    code = ATTACK.format(configmaps=str(configmaps), state=str(tmp_path), url=server.url, server_pid=os.getpid(), b_log=str(b_dir / "trial.log"), b_dir=str(b_dir),
                          db=str(tmp_path / "katib.db"), secret=str(tmp_path / "push-secret"), b_pid=b_pid,
                          b_trial=b_trial)
     _submit(clients["mallory"], "ns-a", "attack", code)
@@ -335,7 +344,7 @@ def test_an_editors_trials_cannot_reach_the_server_the_store_or_another_namespac
     assert "RESULTS " in log, f"the log served as the trial's is not its output (a link?): {log[:300]!r}"
     results = __import__("json").loads(log.split("RESULTS ", 1)[1].splitlines()[0])
     assert {"env-secret", "read-b-log", "read-db", "sqlite-admin", "kill-b", "push-b", "link-log", "visible",
-            "read-b-configmap", "env-db-url"} <= set(results)
+            "read-b-configmap", "env-db-url", "state-folder"} <= set(results)
     allowed = {k: v for k, v in results.items() if not v.startswith("refused")}
     assert not allowed, allowed
     # Nothing leaked through the server either: its log is its own, the store unchanged.
