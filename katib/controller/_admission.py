@@ -52,6 +52,14 @@ def runnable_errors(exp: Experiment, executor: str = "local") -> list[FieldError
             "name a ConfigMap manifest or folder with --configmaps (or $KATIB_CONFIGMAPS), or create it on the "
             "server (POST /api/v1/namespaces/{namespace}/configmaps)",
         ))
+    trial_kind = (tt.trial_spec or {}).get("kind") if tt is not None else None
+    engines = {"Workflow": "Argo Workflows", "PipelineRun": "Tekton Pipelines"}
+    if trial_kind in engines and executor in ("local", "ray"):
+        errors.append(FieldError(
+            "spec.trialTemplate.trialSpec.kind",
+            f"a {trial_kind} runs its steps through {engines[trial_kind]}' controller, which the {executor} "
+            "executor does not have: run it with --executor kubernetes in a cluster that has it",
+        ))
     mc = exp.spec.metrics_collector_spec
     kind = mc.collector.kind if mc and mc.collector else "StdOut"
     # What the executor serves (Executor.collector_kinds), else every kind the
