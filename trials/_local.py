@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from katib.runtimes import is_trainjob
 from katib.spec import find_containers
 
 from ._executor import (
@@ -43,6 +44,7 @@ from ._group import GRACE_SECONDS, ProcessGroup, exit_name, start_error
 from ._process import Orphan, alive, kill_group, read_exit, start_ticks, wrapped
 from ._resources import Allocation, Ledger, NoCapacity, Resources
 from ._sandbox import Sandbox
+from ._trainjob import trainjob_members
 
 _SHARED_LEDGER: Ledger | None = None
 
@@ -155,11 +157,14 @@ def _free_port() -> int:
 
 
 def replica_processes(job: TrialJob, clean_env: bool = False) -> list[Member]:
-    """The processes a trial runs here: one for a plain job; for a PyTorchJob, TFJob or
+    """The processes a trial runs here: one for a plain job; one per node for a TrainJob
+    (``_trainjob.py``); for a PyTorchJob, TFJob or
     XGBoostJob, one per replica with the environment its training operator would set
     (``MASTER_ADDR``, ``MASTER_PORT``, ``WORLD_SIZE``, ``RANK``; ``TF_CONFIG``). The
     primary replica (master or chief) comes first; its output is the trial's log.
     ``clean_env``: each starts from ``base_env(clean=True)``, not this process's environment."""
+    if is_trainjob(job.run_spec):
+        return trainjob_members(job, clean_env)
     spec = job.run_spec.get("spec") or {}
     field_name = next((k for k in REPLICA_SPECS if isinstance(spec.get(k), dict)), None)
     if field_name is None:

@@ -18,6 +18,8 @@ from ._template import (
     KUBEFLOW_JOB_KINDS,
     KUBEFLOW_PRIMARY_POD_LABELS,
     KUBEFLOW_SUCCESS,
+    TRAINJOB_KIND,
+    TRAINJOB_PRIMARY_POD_LABELS,
 )
 
 DEFAULT_PARALLEL_TRIAL_COUNT = 3
@@ -79,6 +81,11 @@ def _default_trial_template(exp: Experiment) -> None:
         tt.failure_condition = tt.failure_condition or KUBEFLOW_FAILURE
         if tt.primary_pod_labels is None:
             tt.primary_pod_labels = dict(KUBEFLOW_PRIMARY_POD_LABELS)
+    elif kind == TRAINJOB_KIND:
+        tt.success_condition = tt.success_condition or JOB_SUCCESS
+        tt.failure_condition = tt.failure_condition or JOB_FAILURE
+        if tt.primary_pod_labels is None:
+            tt.primary_pod_labels = dict(TRAINJOB_PRIMARY_POD_LABELS)
 
 
 def _default_metrics_collector(exp: Experiment) -> None:

@@ -417,7 +417,7 @@ def _trial_template(exp: Experiment, limits: Limits) -> list[FieldError]:
         if not value and tt.trial_spec is not None:
             errors.append(FieldError(
                 f"{path}.{field}",
-                f"is required for trials of kind {kind} (defaults exist only for batch/v1 Job, TFJob, PyTorchJob, XGBoostJob and MPIJob)",
+                f"is required for trials of kind {kind} (defaults exist only for batch/v1 Job, TFJob, PyTorchJob, XGBoostJob, MPIJob and TrainJob)",
             ))
     if (tt.trial_spec is None) == (tt.config_map is None):
         errors.append(FieldError(path, "exactly one of trialSpec and configMap must be set"))

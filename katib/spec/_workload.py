@@ -38,6 +38,8 @@ def workload_errors(trial_spec: dict[str, Any], path: str, limits: Limits) -> li
                 for role, rs in replica_specs.items():
                     if isinstance(rs, dict) and "replicas" in rs:
                         errors += _replicas(rs["replicas"], f"{sp}.{key}.{role}.replicas", limits)
+    if trial_spec.get("kind") == "TrainJob" and isinstance(spec, dict):
+        errors += _trainjob(spec, f"{path}.spec", limits)
     for pod, pod_path in _pod_specs(trial_spec, path):
         errors += _deadline(pod, pod_path)
         for field in ("initContainers", "containers"):
@@ -83,6 +85,35 @@ def _replicas(value: Any, path: str, limits: Limits) -> list[FieldError]:
         return [FieldError(path, f"must be a non-negative integer (got {value!r})")]
     problem = limits.exceeded("replicas", value)
     return [FieldError(path, problem)] if problem else []
+
+
+def _trainjob(spec: dict[str, Any], sp: str, limits: Limits) -> list[FieldError]:
+    """Kubeflow Trainer's TrainJob: a runtime named, the trainer's nodes and resources."""
+    errors = []
+    ref = spec.get("runtimeRef")
+    if not isinstance(ref, dict) or not ref.get("name"):
+        errors.append(FieldError(f"{sp}.runtimeRef.name", "is required (the training runtime, e.g. torch-distributed)"))
+    elif ref.get("kind") not in (None, "ClusterTrainingRuntime", "TrainingRuntime"):
+        errors.append(FieldError(f"{sp}.runtimeRef.kind", f"must be ClusterTrainingRuntime or TrainingRuntime (got {ref.get('kind')!r})"))
+    trainer = spec.get("trainer")
+    if trainer is None:
+        return errors
+    if not isinstance(trainer, dict):
+        return errors + [FieldError(f"{sp}.trainer", f"must be a mapping (got {trainer!r})")]
+    if "numNodes" in trainer:
+        if _unknown(trainer["numNodes"]) or (isinstance(trainer["numNodes"], int) and trainer["numNodes"] >= 1):
+            errors += _replicas(trainer["numNodes"], f"{sp}.trainer.numNodes", limits)
+        else:
+            errors.append(FieldError(f"{sp}.trainer.numNodes", f"must be a positive integer (got {trainer['numNodes']!r})"))
+    for field in ("command", "args"):
+        if field in trainer and not isinstance(trainer[field], list):
+            errors.append(FieldError(f"{sp}.trainer.{field}", f"must be a list of strings (got {trainer[field]!r})"))
+    if "resourcesPerNode" in trainer:
+        errors += [FieldError(e.path.replace(".trainer.resources", ".trainer.resourcesPerNode", 1), e.message)
+                   for e in _resources({"resources": trainer["resourcesPerNode"]}, f"{sp}.trainer")]
+    if "env" in trainer:
+        errors += _env(trainer, f"{sp}.trainer")
+    return errors
 
 
 def _is_extended(name: str) -> bool:
