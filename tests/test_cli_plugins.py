@@ -43,6 +43,12 @@ class StampingExecutor(LocalExecutor):
         return None if read is None else (read[0].upper(), read[1])
 
 
+class Unfenced(StampingExecutor):
+    """Says nothing of fencing trials in."""
+
+    fences = None
+
+
 class Sentences(Source):
     """A collector kind: metrics in sentences ("loss is 0.25") in the trial's output."""
 
@@ -63,6 +69,7 @@ def _site(tmp_path: Path) -> Path:
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: katib-stamping\nVersion: 0.1\n")
     (info / "entry_points.txt").write_text(
         "[katib.executors]\nstamping = katib_stamping:StampingExecutor\nbroken = katib_not_there:Executor\n"
+        "unfenced = katib_stamping:Unfenced\n"
         "[katib.collectors]\nPrometheusMetric = katib_stamping:Sentences\n")
     return site
 
@@ -111,12 +118,12 @@ def test_a_third_party_executor_is_picked_by_its_entry_point_and_reads_its_logs(
 
 
 def test_a_missing_or_unknown_executor_is_one_sentence(plugin_site):
-    assert trials.executor_names() == ["local", "ray", "kubernetes", "broken", "stamping"]
+    assert trials.executor_names() == ["local", "ray", "kubernetes", "broken", "stamping", "unfenced"]
     # Registered, but its module is not installed: the package to install is named.
     with pytest.raises(KatibError, match=r"the broken executor needs what is not installed \(katib_not_there\): "
                                          r"pip install 'katib-stamping'"):
         trials.executor_factory("broken")
-    with pytest.raises(KatibError, match=r"--executor must be local, ray, kubernetes, broken or stamping "
+    with pytest.raises(KatibError, match=r"--executor must be local, ray, kubernetes, broken, stamping or unfenced "
                                          r"\(got 'slurm'\)"):
         trials.executor_factory("slurm")
     assert trials.executor_factory("stamping")().name == "stamping"
@@ -149,3 +156,12 @@ def test_a_third_party_collector_kind_reads_the_metrics(tmp_path, plugin_site):
     log.write_text("epoch 1\nloss is 0.25\naccuracy is 0.9\n")
     samples = trials.Collector(kind="PrometheusMetric", names={"loss"}, output=log).collect(final=True)
     assert [(s.metric, s.value) for s in samples] == [("loss", "0.25")]
+
+
+def test_katib_server_auth_refuses_a_plugin_executor_that_does_not_fence_trials_in(tmp_path, plugin_site):
+    """Under --auth every executor must say how it fences trials in (Executor.fences); one
+    that says nothing is refused like Ray, not waved through like Kubernetes."""
+    r = _katib(plugin_site, "server", "--auth", "--executor", "unfenced", "--db", str(tmp_path / "k.db"), "--port", "0")
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert ("refusing to run trials under --auth: the unfenced executor does not say that it fences trials in"
+            in r.stderr), r.stderr

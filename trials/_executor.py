@@ -101,6 +101,13 @@ class Executor(ABC):
     #: The metrics collector kinds it can serve (None: every registered kind, read from the
     #: trial's folder on this machine); admission refuses the others, naming these.
     collector_kinds: tuple[str, ...] | None = None
+    #: How it keeps a trial away from the server's files, store and other tenants, which
+    #: ``katib server --auth`` needs: "sandbox" (it runs trials in the ``trials.Sandbox``
+    #: it is given), "cluster" (its pods are fenced in by their cluster), or None: it does
+    #: not, and ``--auth`` refuses it unless ``--allow-unfenced-trials`` (``unfenced_why``
+    #: says why; a plugin that says nothing is taken as unfenced).
+    fences: str | None = None
+    unfenced_why: str = ""
 
     @abstractmethod
     def launch(self, job: TrialJob) -> dict[str, Any]:

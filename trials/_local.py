@@ -225,6 +225,7 @@ class LocalExecutor(Executor):
     """
 
     name = "local"
+    fences = "sandbox"
 
     def __init__(self, ledger: Ledger | None = None, clean_env: bool = False, sandbox: Sandbox | None = None) -> None:
         self._procs: dict[int, ProcessGroup] = {}

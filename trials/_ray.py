@@ -125,6 +125,7 @@ class RayExecutor(Executor):
     name = "ray"
     # A trial's files come back one by one: an event-file directory does not.
     collector_kinds = ("StdOut", "File", "Push")
+    unfenced_why = "Ray has no sandbox: a trial runs as the Ray workers' user, with their files and processes"
 
     def __init__(self, address: str | None = None, namespace: str = "katib", clean_env: bool = False) -> None:
         import ray

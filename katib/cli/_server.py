@@ -41,8 +41,13 @@ def _fence(executor: str, auth: bool, sandbox: bool | None, allow_unfenced: bool
     ``secrets``. With ``auth`` an executor that cannot fence trials in is refused unless
     ``allow_unfenced``: a tenant's trial would be code run as this server. Kubernetes pods
     are fenced in by their cluster."""
+    from trials import executor_class
+
+    fencing = executor_class(executor).fences  # what the executor says it does
     want = auth if sandbox is None else sandbox
-    if executor == "local" and want:
+    if fencing == "cluster":
+        return None
+    if fencing == "sandbox" and want:
         from trials import Sandbox, store_files
         from trials import sandbox_problem as problem
 
@@ -54,12 +59,11 @@ def _fence(executor: str, auth: bool, sandbox: bool | None, allow_unfenced: bool
         if sandbox:
             raise KatibError(f"--sandbox: trials cannot be sandboxed on this machine: {why}")
         unfenced = f"local trials cannot be sandboxed on this machine ({why})"
-    elif executor == "local":
-        unfenced = "--no-sandbox runs local trials unfenced"
-    elif executor == "ray":
-        unfenced = "Ray has no sandbox: a trial runs as the Ray workers' user, with their files and processes"
+    elif fencing == "sandbox":
+        unfenced = f"--no-sandbox runs {executor} trials unfenced"
     else:
-        return None
+        unfenced = (executor_class(executor).unfenced_why
+                    or f"the {executor} executor does not say that it fences trials in (Executor.fences)")
     if auth and not allow_unfenced:
         raise KatibError(f"refusing to run trials under --auth: {unfenced}, so {UNFENCED}. Install bubblewrap "
                          "(apt-get install bubblewrap) for the local executor, use --executor kubernetes, or pass "
