@@ -168,7 +168,12 @@ def world(sqlite_store, tmp_path):
                   "data": {"template": f"cm-secret-of-{ns}"}}
             assert admin.post(f"/api/v1/namespaces/{ns}/configmaps", json=cm).status_code == 201
             names[ns]["configmap"] = f"cm-{ns}"
-            marks[ns] = {f"exp-{ns}", f"run-{ns}", *trials, f"secret-of-{ns}-{tmp_path.name[-6:]}", f"cm-secret-of-{ns}"}
+            # Notes (the matrix's own note writes go to scratch experiments and the first trial).
+            for path in (f"experiments/exp-{ns}", f"trials/{trials[1]}"):
+                note = {"text": f"note-secret-of-{ns}"}
+                assert admin.put(f"/api/v1/namespaces/{ns}/{path}/note", json=note).status_code == 200
+            marks[ns] = {f"exp-{ns}", f"run-{ns}", *trials, f"secret-of-{ns}-{tmp_path.name[-6:]}", f"cm-secret-of-{ns}",
+                         f"note-secret-of-{ns}"}
         running = _wait_running(admin, "ns-a", "run-ns-a")
         tokens["push-token"] = push_tokens.token("ns-a", running)
         names["push"] = running  # type: ignore[assignment]
