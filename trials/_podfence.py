@@ -101,7 +101,7 @@ def problems(manifest: dict[str, Any], namespace: str, server_account: tuple[str
     for path, template in pod_templates(manifest):
         spec = template["spec"]
         where = f"{path}.spec"
-        own = (template.get("metadata") or {}).get("namespace")
+        own = _dict(template.get("metadata")).get("namespace")
         if own not in (None, "", namespace):
             found.append(f"{path}.metadata.namespace: a trial's pods run in its experiment's namespace "
                          f"{namespace!r}, not {own!r}")
@@ -121,24 +121,32 @@ def _baseline(spec: dict[str, Any], where: str) -> list[str]:
     found = [f"{where}.{key}: a tenant's trial may not share the node's {what}"
              for key, what in (("hostPID", "processes"), ("hostIPC", "IPC"), ("hostNetwork", "network"))
              if spec.get(key)]
-    for i, volume in enumerate(spec.get("volumes") or []):
+    for i, volume in enumerate(_list(spec.get("volumes"))):
         if isinstance(volume, dict) and "hostPath" in volume:
             found.append(f"{where}.volumes[{i}].hostPath: a tenant's trial may not mount the node's files")
     for kind in ("initContainers", "containers", "ephemeralContainers"):
-        for i, container in enumerate(spec.get(kind) or []):
+        for i, container in enumerate(_list(spec.get(kind))):
             if not isinstance(container, dict):
                 continue
             at = f"{where}.{kind}[{i}]"
-            security = container.get("securityContext") or {}
+            security = _dict(container.get("securityContext"))
             if security.get("privileged"):
                 found.append(f"{at}.securityContext.privileged: a tenant's trial may not run privileged")
-            added = set((security.get("capabilities") or {}).get("add") or []) - BASELINE_CAPABILITIES
+            added = set(_list(_dict(security.get("capabilities")).get("add"))) - BASELINE_CAPABILITIES
             if added:
                 found.append(f"{at}.securityContext.capabilities.add: {', '.join(sorted(added))} "
                              f"is beyond what a tenant's trial may add")
-            if any(isinstance(p, dict) and p.get("hostPort") for p in container.get("ports") or []):
+            if any(isinstance(p, dict) and p.get("hostPort") for p in _list(container.get("ports"))):
                 found.append(f"{at}.ports: a tenant's trial may not take a port of the node (hostPort)")
     return found
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}  # a malformed field: the schema check names it
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 __all__ = ["BASELINE_CAPABILITIES", "fence", "identity_of_client", "identity_of_token", "parse_account", "problems"]

@@ -228,6 +228,10 @@ def test_the_servers_service_account_is_read_from_its_token_and_guarded_without_
     # A pod naming no account gets its namespace's default: refused where that is the server's.
     assert "none given: the namespace's default" in " ".join(problems(job, "kf", ("kf", "default"), tenants=False))
     assert problems(job, "team-a", ("kf", "default"), tenants=False) == []  # another namespace's default is not it
+    # Malformed fields are the schema check's to name: the fence neither fails on them nor trusts them.
+    broken = {"spec": {"template": {"metadata": "x", "spec": {
+        "containers": [{"name": "m", "securityContext": "bad", "ports": "x"}], "volumes": {"a": 1}, "hostPID": True}}}}
+    assert [p.split(":")[0] for p in problems(broken, "team-a", None, tenants=True)] == ["spec.template.spec.hostPID"]
     assert KubernetesExecutor(api_client=client, validate=False, tenants=True).server_account == ("kf", "default")
     # One user's own `katib run`: its pods may run as that user's account.
     assert KubernetesExecutor(api_client=client, validate=False).server_account is None
