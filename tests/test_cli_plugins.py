@@ -70,7 +70,7 @@ def _site(tmp_path: Path) -> Path:
     (info / "entry_points.txt").write_text(
         "[katib.executors]\nstamping = katib_stamping:StampingExecutor\nbroken = katib_not_there:Executor\n"
         "unfenced = katib_stamping:Unfenced\n"
-        "[katib.collectors]\nPrometheusMetric = katib_stamping:Sentences\n")
+        "[katib.collectors]\nCustom = katib_stamping:Sentences\n")
     return site
 
 
@@ -143,18 +143,19 @@ def test_the_built_ins_are_registered_in_pyproject():
 
 
 def test_a_third_party_collector_kind_reads_the_metrics(tmp_path, plugin_site):
-    """A package that registers a collector kind (here Katib's PrometheusMetric, which the
-    built-ins do not read) makes it admissible on the local executor, and its source reads
-    the trial's metrics."""
+    """A package that registers a collector kind (here Katib's Custom, which the built-ins
+    do not read) makes it admissible on the local executor, and its source reads the
+    trial's metrics."""
     from katib.controller import admit, runnable_errors
 
-    assert trials.collector_kinds() == ["StdOut", "File", "TensorFlowEvent", "Push", "PrometheusMetric"]
-    doc = experiment(metricsCollectorSpec={"collector": {"kind": "PrometheusMetric"}})
+    assert trials.collector_kinds() == ["StdOut", "File", "TensorFlowEvent", "PrometheusMetric", "Push", "Custom"]
+    doc = experiment(metricsCollectorSpec={"collector": {"kind": "Custom", "customCollector": {
+        "name": "collector", "image": "example/collector:v1"}}})
     assert runnable_errors(admit(doc), "local") == []
-    assert "PrometheusMetric is not supported by the ray executor" in str(runnable_errors(admit(doc), "ray"))
+    assert "Custom is not supported by the ray executor" in str(runnable_errors(admit(doc), "ray"))
     log = tmp_path / "trial.log"
     log.write_text("epoch 1\nloss is 0.25\naccuracy is 0.9\n")
-    samples = trials.Collector(kind="PrometheusMetric", names={"loss"}, output=log).collect(final=True)
+    samples = trials.Collector(kind="Custom", names={"loss"}, output=log).collect(final=True)
     assert [(s.metric, s.value) for s in samples] == [("loss", "0.25")]
 
 

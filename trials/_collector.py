@@ -29,7 +29,7 @@ from collections import Counter
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 DEFAULT_FILTER = r"([\w|-]+)\s*=\s*([+-]?\d*(\.\d+)?([Ee][+-]?\d+)?)"
 ZERO_TIME = -62135596800.0  # Go's time.Time{}: 0001-01-01T00:00:00Z, Katib's time for a line without one
@@ -195,6 +195,7 @@ class Collector:
         filters: list[str] | None = None,
         tfevent_dir: Path | None = None,
         metric_order: list[str] | None = None,
+        http_get: dict[str, Any] | None = None,
     ) -> None:
         self.kind = kind
         self.names = names
@@ -205,7 +206,7 @@ class Collector:
         # What reads this kind: the katib.collectors registry (trials/_sources.py).
         self._source = make_source(SourceContext(
             kind, names, output, metrics_file if metrics_file is not None else tfevent_dir, file_format,
-            self.filters, metric_order or []))
+            self.filters, metric_order or [], http_get))
         self._push = _Tail(push_file) if push_file is not None else None
         self._stored: Counter[tuple[str, str]] = Counter()
 

@@ -28,6 +28,7 @@ BUILTIN_SOURCES: dict[str, tuple[str, str | None]] = {
     "StdOut": ("trials._sources:StdOutSource", None),
     "File": ("trials._sources:FileSource", None),
     "TensorFlowEvent": ("trials._sources:TFEventSource", "tfevent"),
+    "PrometheusMetric": ("trials._prometheus:PrometheusSource", None),
     "Push": ("trials._sources:PushSource", None),
 }
 
@@ -46,6 +47,7 @@ class SourceContext:
     file_format: str = "TEXT"
     filters: list[re.Pattern[str]] = field(default_factory=list)
     metric_order: list[str] = field(default_factory=list)
+    http_get: dict[str, Any] | None = None  # PrometheusMetric: the spec's source.httpGet
 
 
 class Source(ABC):

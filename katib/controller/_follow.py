@@ -112,6 +112,8 @@ class Following:
                 filters=filters or None,
                 tfevent_dir=Path(self._path_map(t)[fsp.path]) if kind == "TensorFlowEvent" and fsp and fsp.path else None,
                 metric_order=list(self.names),
+                http_get=dict(mc.source.http_get) if kind == "PrometheusMetric" and mc and mc.source and mc.source.http_get
+                else None,
             )
             self.collectors[t.name] = collector
         return collector

@@ -1,0 +1,67 @@
+"""The PrometheusMetric collector: the trial's metrics endpoint, scraped while it runs.
+
+``metricsCollectorSpec.source.httpGet`` (Katib's defaults: port 8080, path ``/metrics``)
+names the endpoint; locally the trial serves it on this machine (``host`` defaults to
+127.0.0.1), so parallel trials of one experiment need ports of their own (one trial at a
+time, or an endpoint per trial). Each scrape reads Prometheus' text exposition format;
+a series of a metric the experiment names is a sample when its value (or its own
+timestamp) changed since the last scrape, timed by its timestamp or the scrape. Katib
+declares this kind but ships no collector for it; a trial that ends before it was scraped
+reports nothing.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+from ._collector import Sample
+from ._sources import Source, SourceContext
+
+_LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)(?:\s+(-?\d+))?\s*$")
+
+
+def parse_exposition(text: str, names: set[str], now: float) -> list[tuple[str, str, str, float]]:
+    """``(metric, labels, value, time)`` of each series of ``names`` in a scrape.
+
+    >>> parse_exposition('# HELP accuracy x\\naccuracy{split="val"} 0.75 1700000000000\\nloss 0.3', {"accuracy"}, 5.0)
+    [('accuracy', '{split="val"}', '0.75', 1700000000.0)]
+    """
+    out = []
+    for line in text.splitlines():
+        m = _LINE.match(line.strip())
+        if m is None or m.group(1) not in names:
+            continue
+        stamp = int(m.group(4)) / 1000 if m.group(4) else now
+        out.append((m.group(1), m.group(2) or "", m.group(3), stamp))
+    return out
+
+
+class PrometheusSource(Source):
+    def __init__(self, ctx: SourceContext) -> None:
+        super().__init__(ctx)
+        http: dict[str, Any] = dict(ctx.http_get or {})
+        scheme = str(http.get("scheme") or "HTTP").lower()
+        host = str(http.get("host") or "127.0.0.1")
+        self.url = f"{scheme}://{host}:{http.get('port', 8080)}{http.get('path', '/metrics')}"
+        self._last: dict[tuple[str, str], tuple[str, float | None]] = {}
+
+    def read(self, final: bool = False) -> list[Sample]:
+        try:
+            with urllib.request.urlopen(self.url, timeout=2) as reply:  # noqa: S310 - the spec's own endpoint
+                text = reply.read(1 << 20).decode("utf-8", errors="replace")
+        except (OSError, urllib.error.URLError, ValueError):
+            return []  # not serving yet, or gone
+        now = time.time()
+        out = []
+        for name, labels, value, stamp in parse_exposition(text, self.ctx.names, now):
+            key = (name, labels)
+            own_time = stamp if stamp != now else None
+            if self._last.get(key) == (value, own_time):
+                continue
+            self._last[key] = (value, own_time)
+            out.append(Sample(stamp, name, value))
+        return out
