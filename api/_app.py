@@ -40,7 +40,7 @@ from ._guard import (
 )
 from ._head import HeadAsGet
 from ._state import ServerLimits, ServerState
-from .routes import configmaps, experiments, kube, system, viewer
+from .routes import configmaps, experiments, kube, system, trainer, viewer
 
 _CODES = {ValidationError: 422, NotFoundError: 404, ConflictError: 409, TemporaryError: 503,
           UnauthorizedError: 401, ForbiddenError: 403}
@@ -150,6 +150,7 @@ def create_app(store: Store, runs_root: Path, workdir: Path, tick: float = 1.0, 
     app.include_router(experiments.router, dependencies=guarded)
     app.include_router(kube.router, dependencies=guarded)
     app.include_router(configmaps.router, dependencies=guarded)
+    app.include_router(trainer.router, dependencies=guarded)
     app.include_router(viewer.router, dependencies=guarded)
     app.include_router(viewer.page)
     app.mount("/ui", StaticFiles(directory=viewer.STATIC), name="ui")

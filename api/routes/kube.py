@@ -5,6 +5,7 @@ objects under ``/apis/kubeflow.org/v1beta1`` and trial "pods" with their logs un
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -13,32 +14,41 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from katib import views
 from katib.controller import is_completed
 from katib.errors import FieldError, NotFoundError, ValidationError
+from katib.runtimes import is_trainjob
 from katib.spec import API_VERSION, EXPERIMENT_LABEL, TRIAL_LABEL
 from katib.store import ExperimentRecord, TrialRecord
 
 from .. import _service
 from .._documents import created_links, experiment_body, read_document
 from .._state import ServerState, get_state
+from .._trainjobs import JOBSET_NAME_LABEL, trainjob_of, trainjob_pods
 
 router = APIRouter(tags=["kubernetes"])
 PREFIX = "/apis/kubeflow.org/v1beta1/namespaces/{namespace}"
 
 
-def _selector(label_selector: str | None) -> dict[str, str]:
-    """``a=b,c=d`` (equality selectors, the only ones the SDK sends)."""
-    out: dict[str, str] = {}
-    for part in (label_selector or "").split(","):
+_SET_SELECTOR = re.compile(r"^\s*([^\s=!,()]+)\s+in\s+\(([^()]*)\)\s*$")
+
+
+def _selector(label_selector: str | None) -> dict[str, str | frozenset[str]]:
+    """``a=b,c=d`` and ``e in (f, g)`` (the selectors the Katib and Kubeflow SDKs send)."""
+    out: dict[str, str | frozenset[str]] = {}
+    for part in re.split(r",(?![^()]*\))", label_selector or ""):
         if not part.strip():
             continue
+        found = _SET_SELECTOR.match(part)
+        if found:
+            out[found.group(1)] = frozenset(v.strip() for v in found.group(2).split(",") if v.strip())
+            continue
         key, sep, value = part.partition("=")
-        if not sep:
-            raise ValidationError([FieldError("labelSelector", f"only key=value selectors are supported (got {part!r})")], "request")
+        if not sep or key.rstrip().endswith("!"):
+            raise ValidationError([FieldError("labelSelector", f"only key=value and key in (a, b) selectors are supported (got {part!r})")], "request")
         out[key.strip()] = value.lstrip("=").strip()
     return out
 
 
-def _matches(labels: dict[str, str], selector: dict[str, str]) -> bool:
-    return all(labels.get(k) == v for k, v in selector.items())
+def _matches(labels: dict[str, str], selector: dict[str, str | frozenset[str]]) -> bool:
+    return all(labels.get(k) in v if isinstance(v, frozenset) else labels.get(k) == v for k, v in selector.items())
 
 
 def _list(kind: str, items: list[dict[str, Any]], api_version: str = API_VERSION) -> dict[str, Any]:
@@ -139,10 +149,17 @@ _PHASES = {"Created": "Pending", "Running": "Running", "Succeeded": "Succeeded",
            "MetricsUnavailable": "Succeeded", "Failed": "Failed", "Killed": "Failed"}
 
 
-def _pod(rec: ExperimentRecord, t: TrialRecord) -> dict[str, Any]:
+def _pods(rec: ExperimentRecord, t: TrialRecord) -> list[dict[str, Any]]:
+    """A trial's pods: one named after it; a TrainJob's, one per node with JobSet's labels."""
+    template = rec.spec.get("spec", {}).get("trialTemplate", {})
+    labels = {**(template.get("primaryPodLabels") or {}), EXPERIMENT_LABEL: rec.name, TRIAL_LABEL: t.name, "job-name": t.name}
+    job = trainjob_of(rec, t) if is_trainjob(template.get("trialSpec")) else None
+    return trainjob_pods(rec, t, job, labels) if job is not None else [_pod(rec, t, labels)]
+
+
+def _pod(rec: ExperimentRecord, t: TrialRecord, labels: dict[str, str]) -> dict[str, Any]:
     template = rec.spec.get("spec", {}).get("trialTemplate", {})
     container = template.get("primaryContainerName", "main")
-    labels = {**(template.get("primaryPodLabels") or {}), EXPERIMENT_LABEL: rec.name, TRIAL_LABEL: t.name, "job-name": t.name}
     return {"apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": t.name, "namespace": rec.namespace, "labels": labels},
             "spec": {"containers": [{"name": container, "image": "local"}]},
@@ -155,17 +172,18 @@ def list_pods(namespace: str, label_selector: str | None = Query(None, alias="la
     """Each trial that has run shows as one pod named after it."""
     selector = _selector(label_selector)
     items = []
-    if TRIAL_LABEL in selector:
+    trial = next((selector[k] for k in (TRIAL_LABEL, JOBSET_NAME_LABEL) if isinstance(selector.get(k), str)), None)
+    if trial is not None:
         try:
-            rec, t = state.store.get_trial(namespace, selector[TRIAL_LABEL])
-            items = [_pod(rec, t)]
+            rec, t = state.store.get_trial(namespace, str(trial))
+            items = _pods(rec, t)
         except NotFoundError:
             items = []
     else:
         for rec in state.store.list_experiments(namespace):
             if EXPERIMENT_LABEL in selector and rec.name != selector[EXPERIMENT_LABEL]:
                 continue
-            items += [_pod(rec, t) for t in state.store.list_trials(rec.id)]
+            items += [p for t in state.store.list_trials(rec.id) for p in _pods(rec, t)]
     return _list("Pod", [p for p in items if _matches(p["metadata"]["labels"], selector)], "v1")
 
 

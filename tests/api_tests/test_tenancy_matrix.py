@@ -40,6 +40,7 @@ GRANTS: dict[str, dict[str, str]] = {  # the four users: what each may do where
 }
 CALLERS = (*GRANTS, "anonymous", "push-token")  # and no token at all, and a trial's push token
 PUBLIC, GLOBAL, READ, WRITE, PUSH, STREAM = "public", "global", "read", "write", "push", "stream"
+MISSING = "missing"  # a read of what is not there: 404 for a reader, 403 for anyone else
 
 # Every route: (its kind, the body of a request, whose experiment a write acts on).
 # A write acts on "scratch" (made by that caller's create), "kscratch" (the Kubernetes
@@ -95,6 +96,15 @@ MATRIX: dict[str, tuple[str, Any, str | None]] = {
     "GET /api/v1/namespaces/{namespace}/configmaps": (READ, None, None),
     "GET /api/v1/namespaces/{namespace}/configmaps/{configmap}": (READ, None, None),
     "DELETE /api/v1/namespaces/{namespace}/configmaps/{configmap}": (WRITE, None, "cscratch"),
+    # Kubeflow Trainer's API (issue 13): cluster runtimes are everyone's (read-only); the
+    # namespace has no TrainingRuntime and no TrainJob trial: a reader gets 404, others 403.
+    "GET /apis/trainer.kubeflow.org/v1alpha1/clustertrainingruntimes": (GLOBAL, None, None),
+    "GET /apis/trainer.kubeflow.org/v1alpha1/clustertrainingruntimes/{runtime}": (GLOBAL, None, None),
+    "GET /apis/trainer.kubeflow.org/v1alpha1/namespaces/{namespace}/trainingruntimes": (READ, None, None),
+    "GET /apis/trainer.kubeflow.org/v1alpha1/namespaces/{namespace}/trainingruntimes/{runtime}": (MISSING, None, None),
+    "GET /apis/trainer.kubeflow.org/v1alpha1/namespaces/{namespace}/trainjobs": (READ, None, None),
+    "GET /apis/trainer.kubeflow.org/v1alpha1/namespaces/{namespace}/trainjobs/{trial}": (MISSING, None, None),
+    "GET /api/v1/namespaces/{namespace}/events": (READ, None, None),
 }
 SCRATCH = {"scratch": "s", "kscratch": "k", "cscratch": "c"}  # the name prefix of what each caller's creates make
 
@@ -214,10 +224,10 @@ def _expected(kind: str, caller: str, namespace: str, crossed: bool) -> set[int]
     role = _role(caller, namespace)
     if kind in (GLOBAL, STREAM):
         return {200}
-    may = role is not None if kind == READ else role == "editor"
+    may = role is not None if kind in (READ, MISSING) else role == "editor"
     if not may:
         return {403}
-    return {404} if crossed else None
+    return {404} if crossed or kind == MISSING else None
 
 
 def test_every_route_every_caller_both_namespaces(world, capsys):
@@ -277,7 +287,8 @@ def _one(tally: Tally, client: httpx.Client, caller: str, ns: str, crossed: bool
     if kind == WRITE and role == "editor" and not crossed and target:
         name = configmap = f"{SCRATCH[target]}-{caller}"
     trial = names[source]["trial"]
-    path = template.replace("{namespace}", ns).replace("{trial}", trial).replace("{configmap}", configmap)
+    path = (template.replace("{namespace}", ns).replace("{trial}", trial).replace("{configmap}", configmap)
+            .replace("{runtime}", "torch-distributed"))
     if "/trials/{name}" in path or "/pods/{name}" in path:
         path = path.replace("{name}", trial)
     path = path.replace("{name}", name)

@@ -1,0 +1,59 @@
+"""Kubeflow Trainer's endpoints on katib server (issue 13), without the SDK: runtimes, a
+TrainJob trial as a TrainJob and as JobSet's pods (set-based selectors too), its log, and
+Katib's trial events."""
+
+from __future__ import annotations
+
+from tests.api_tests.conftest import LiveServer
+from tests.conftest import experiment
+
+ROOT = "/apis/trainer.kubeflow.org/v1alpha1"
+
+
+def trainjob_experiment() -> dict:
+    doc = experiment(name="tj", maxTrialCount=1, parallelTrialCount=1)
+    doc["spec"]["trialTemplate"] = {
+        "primaryContainerName": "node", "trialParameters": [{"name": "x", "reference": "x"}],
+        "trialSpec": {"apiVersion": "trainer.kubeflow.org/v1alpha1", "kind": "TrainJob", "spec": {
+            "runtimeRef": {"name": "torch-distributed"},
+            "trainer": {"numNodes": 2, "command": ["python3", "-c", "import os; print('loss=${trialParameters.x}', os.environ['RANK'])"]},
+        }},
+    }
+    return doc
+
+
+def test_runtimes_trainjobs_pods_logs_and_events(sqlite_store, tmp_path):
+    with LiveServer(sqlite_store, tmp_path) as server:
+        c = server.client
+        runtimes = c.get(f"{ROOT}/clustertrainingruntimes").json()
+        assert [r["metadata"]["name"] for r in runtimes["items"]] == ["torch-distributed"]
+        runtime = c.get(f"{ROOT}/clustertrainingruntimes/torch-distributed").json()
+        assert runtime["metadata"]["labels"]["trainer.kubeflow.org/framework"] == "torch"
+        assert c.get(f"{ROOT}/clustertrainingruntimes/nope").status_code == 404
+        assert c.get(f"{ROOT}/namespaces/default/trainingruntimes").json()["items"] == []
+        assert c.get(f"{ROOT}/namespaces/default/trainingruntimes/torch-distributed").status_code == 404
+        assert c.post("/api/v1/namespaces/default/experiments", json=trainjob_experiment()).status_code == 201
+        server.wait_for("default", "tj")
+        [trial] = [t["metadata"]["name"] for t in c.get("/api/v1/namespaces/default/experiments/tj/trials").json()["items"]]
+        job = c.get(f"{ROOT}/namespaces/default/trainjobs/{trial}").json()
+        assert job["kind"] == "TrainJob" and job["spec"]["runtimeRef"]["name"] == "torch-distributed"
+        assert job["status"]["conditions"][0]["type"] == "Complete"
+        assert "${trialParameters" not in str(job["spec"])  # rendered with the trial's parameters
+        assert [j["metadata"]["name"] for j in c.get(f"{ROOT}/namespaces/default/trainjobs").json()["items"]] == [trial]
+        selector = (f"jobset.sigs.k8s.io/jobset-name={trial},jobset.sigs.k8s.io/replicatedjob-name in "
+                    "(dataset-initializer, model-initializer, launcher, node)")
+        pods = c.get("/api/v1/namespaces/default/pods", params={"labelSelector": selector}).json()["items"]
+        assert [(p["metadata"]["name"], p["metadata"]["labels"]["batch.kubernetes.io/job-completion-index"]) for p in pods] == [
+            (trial, "0"), (f"{trial}-node-1", "1")]
+        assert [ct["name"] for ct in pods[0]["spec"]["containers"]] == ["node", "metrics-logger-and-collector"]
+        assert {p["status"]["phase"] for p in pods} == {"Succeeded"}
+        none = c.get("/api/v1/namespaces/default/pods", params={"labelSelector": "jobset.sigs.k8s.io/replicatedjob-name in (launcher)"})
+        assert none.json()["items"] == []
+        assert c.get("/api/v1/namespaces/default/pods", params={"labelSelector": "a!=b"}).status_code == 422
+        log = c.get(f"/api/v1/namespaces/default/pods/{trial}/log", params={"container": "metrics-logger-and-collector"}).text
+        assert log.startswith("loss=") and log.strip().endswith(" 0")  # node 0's output
+        events = c.get("/api/v1/namespaces/default/events").json()["items"]
+        assert [(e["involvedObject"]["name"], e["reason"]) for e in events] == [
+            (trial, "JobCreated"), (trial, "JobRunning"), (trial, "JobSucceeded")]
+        assert events[-1]["message"] == f"Job {trial} has succeeded"
+        assert c.get(f"{ROOT}/namespaces/other/trainjobs").json()["items"] == []
