@@ -206,7 +206,8 @@ def test_only_the_budget_may_change(store, tmp_path):
 
 def test_unsupported_collector_is_refused_before_any_trial(store, tmp_path):
     ctl = Controller(store, runs_root=tmp_path / "runs")
-    doc = experiment(metricsCollectorSpec={"collector": {"kind": "PrometheusMetric"}})
-    with pytest.raises(ValidationError, match="PrometheusMetric is not supported by the local executor"):
+    doc = experiment(metricsCollectorSpec={"collector": {"kind": "Custom", "customCollector": {
+        "name": "collector", "image": "example/collector:v1"}}})
+    with pytest.raises(ValidationError, match="Custom is not supported by the local executor"):
         ctl.submit(admit(doc), tmp_path)
     assert store.list_experiments() == []
