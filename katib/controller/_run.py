@@ -28,7 +28,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from katib.spec import EXPERIMENT_LABEL, Experiment, new_trial_name
-from katib.store import ExperimentRecord, ObservationRow, TrialRecord
+from katib.store import ExperimentRecord, ObservationRow, TrialRecord, stored_status
 from suggestion import (
     Algorithm,
     EarlyStopper,
@@ -107,6 +107,7 @@ class ExperimentRun(Following, Launching):
         self.exhausted = False
         self._dirty = True
         self._saved_at = 0.0
+        self._written: dict[str, Any] | None = None  # the stored part of the status last written
         self._collected_at = 0.0
         self._unsaved: dict[str, TrialRecord] = {}
         self._budget_lock = threading.Lock()
@@ -259,7 +260,12 @@ class ExperimentRun(Following, Launching):
         if not force and (not self._dirty or now - self._saved_at < STATUS_SAVE_INTERVAL):
             return self.status
         self.status = experiment_status(self.exp, list(self.trials.values()), self.status)
-        self.store.update_experiment(self.rec.id, status=self.status)
+        # The store keeps what the trial rows do not say (counts and lists are derived when
+        # read): written when that changes, not because a trial started or ended.
+        kept = {k: v for k, v in stored_status(self.status).items() if k != "lastReconcileTime"}
+        if force or kept != self._written:
+            self.store.update_experiment(self.rec.id, status=self.status)
+            self._written = kept
         self._dirty = False
         self._saved_at = now
         return self.status

@@ -24,6 +24,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from katib.errors import ConflictError, NotFoundError, TemporaryError
 
+from ._derived import derive, stored
 from ._schema import (
     algorithm_state,
     experiments,
@@ -235,7 +236,7 @@ class Store:
         now = time.time()
         values = {
             "namespace": namespace, "name": name, "uid": str(uuid.uuid4()), "spec": _dumps(spec),
-            "status": _dumps(status), "workdir": workdir, "owner": None,
+            "status": _dumps(stored(status)), "workdir": workdir, "owner": None,
             "created_at": now, "updated_at": now,
         }
 
@@ -252,28 +253,37 @@ class Store:
             raise ConflictError(f"experiment {namespace}/{name} already exists") from None
         return self.get_experiment_by_id(exp_id)
 
+    # The status's counts and trial lists are derived from the trial rows when read
+    # (_derived.py), in the same read as the experiment; they are never stored.
+
     def get_experiment(self, namespace: str, name: str) -> ExperimentRecord:
         with self._read() as conn:
             row = conn.execute(
                 experiments.select().where(experiments.c.namespace == namespace, experiments.c.name == name)
             ).first()
-        if row is None:
-            raise NotFoundError(f"experiment {namespace}/{name} not found")
-        return self._experiment(row)
+            if row is None:
+                raise NotFoundError(f"experiment {namespace}/{name} not found")
+            rec = self._experiment(row)
+            derive(conn, {rec.id: rec.status})
+        return rec
 
     def get_experiment_by_id(self, exp_id: int) -> ExperimentRecord:
         with self._read() as conn:
             row = conn.execute(experiments.select().where(experiments.c.id == exp_id)).first()
-        if row is None:
-            raise NotFoundError(f"experiment #{exp_id} not found")
-        return self._experiment(row)
+            if row is None:
+                raise NotFoundError(f"experiment #{exp_id} not found")
+            rec = self._experiment(row)
+            derive(conn, {rec.id: rec.status})
+        return rec
 
     def list_experiments(self, namespace: str | None = None) -> list[ExperimentRecord]:
         query = experiments.select().order_by(experiments.c.created_at)
         if namespace is not None:
             query = query.where(experiments.c.namespace == namespace)
         with self._read() as conn:
-            return [self._experiment(r) for r in conn.execute(query)]
+            recs = [self._experiment(r) for r in conn.execute(query)]
+            derive(conn, {r.id: r.status for r in recs})
+        return recs
 
     def namespaces_of(self, name: str, kind: str = "experiment") -> list[str]:
         """The namespaces holding an experiment (``kind="trial"``: a trial) of this name,
@@ -288,6 +298,8 @@ class Store:
 
     def update_experiment(self, exp_id: int, **fields: Any) -> None:
         """Set any of ``spec``, ``status``, ``owner``, ``workdir``."""
+        if "status" in fields:
+            fields["status"] = stored(fields["status"])  # counts and lists are derived when read
         values = {k: (_dumps(v) if k in ("spec", "status") else v) for k, v in fields.items()}
         values["updated_at"] = time.time()
         self._retry(lambda c: c.execute(experiments.update().where(experiments.c.id == exp_id).values(**values)))
