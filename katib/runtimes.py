@@ -8,9 +8,10 @@ TrainJob's ``spec.trainer`` overrides that container's image, command, args, env
 resources and the number of nodes, as Trainer's controller does.
 
 Runtimes here: the default ``torch-distributed`` ships built in (Trainer's own manifest);
-others come from manifests, ``katib run --runtimes PATH`` (or ``$KATIB_RUNTIMES``: a YAML/JSON
-file of one or more runtimes, a ``List``, or a folder of such files), or are created on
-``katib server`` through ``/apis/trainer.kubeflow.org/v1alpha1/clustertrainingruntimes`` and
+others come from manifests: ``$KATIB_RUNTIMES`` names a YAML/JSON file of one or more
+runtimes (or a ``List``), or a folder of such files, read by ``katib run``, ``katib validate``
+and ``katib server`` alike; the server shows them (read-only) under
+``/apis/trainer.kubeflow.org/v1alpha1/clustertrainingruntimes`` and
 ``.../namespaces/{ns}/trainingruntimes``.
 """
 
@@ -160,7 +161,7 @@ class Runtimes:
         elif path.is_file():
             files = [path]
         else:
-            raise ValidationError([FieldError(f"--runtimes ({RUNTIMES_ENV})", f"{path} is neither a file nor a folder")])
+            raise ValidationError([FieldError(RUNTIMES_ENV, f"{path} is neither a file nor a folder")])
         count = 0
         for f in files:
             try:
@@ -177,20 +178,21 @@ class Runtimes:
         return count
 
 
-_REGISTRY: Runtimes | None = None
+_REGISTRY = Runtimes()
+_LOADED: set[str] = set()
 _REGISTRY_LOCK = threading.Lock()
 
 
 def registry() -> Runtimes:
-    """This process's runtimes: the built-in ones, plus those in ``$KATIB_RUNTIMES`` if set."""
-    global _REGISTRY
-    with _REGISTRY_LOCK:
-        if _REGISTRY is None:
-            runtimes = Runtimes()
-            if os.environ.get(RUNTIMES_ENV):
-                runtimes.load(os.environ[RUNTIMES_ENV])
-            _REGISTRY = runtimes
-        return _REGISTRY
+    """This process's runtimes: the built-in ones, plus those in ``$KATIB_RUNTIMES`` (read
+    once per value it takes)."""
+    source = os.environ.get(RUNTIMES_ENV)
+    if source:
+        with _REGISTRY_LOCK:
+            if source not in _LOADED:
+                _REGISTRY.load(source)
+                _LOADED.add(source)
+    return _REGISTRY
 
 
 @dataclass
@@ -220,9 +222,8 @@ def resolve(trainjob: dict[str, Any], namespace: str, runtimes: Runtimes | None 
         known = ", ".join(r["metadata"]["name"] for r in runtimes.list(kind, namespace)) or "none"
         raise ValidationError([FieldError(
             "spec.runtimeRef.name",
-            f"the {kind} {name!r} is not known here (known: {known}): name its manifest with --runtimes "
-            f"(or ${RUNTIMES_ENV}), or create it on the server (POST /apis/{TRAINER_API_VERSION}/"
-            + ("clustertrainingruntimes)" if kind == CLUSTER_KIND else "namespaces/{namespace}/trainingruntimes)"),
+            f"the {kind} {name!r} is not known here (known: {known}): name a file or folder of runtime "
+            f"manifests in ${RUNTIMES_ENV} (for katib server, when it starts)",
         )])
     base = _trainer_container(runtime)
     assert base is not None  # runtimes are checked when added

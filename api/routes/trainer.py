@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import APIRouter, Depends
 
 from katib.errors import NotFoundError
+from katib.optimizationjobs import optimization_job_object
 from katib.runtimes import CLUSTER_KIND, NAMESPACED_KIND, TRAINER_API_VERSION, registry
 
 from .. import _trainjobs
@@ -23,6 +24,7 @@ ROOT = f"/apis/{TRAINER_API_VERSION}"
 CLUSTER = ROOT + "/clustertrainingruntimes"
 NAMESPACED = ROOT + "/namespaces/{namespace}/trainingruntimes"
 TRAINJOBS = ROOT + "/namespaces/{namespace}/trainjobs"
+OPTIMIZATIONJOBS = ROOT + "/namespaces/{namespace}/optimizationjobs"
 
 
 def _list(kind: str, items: list[dict[str, Any]], api_version: str = TRAINER_API_VERSION) -> dict[str, Any]:
@@ -75,6 +77,28 @@ def get_trainjob(namespace: str, trial: str, state: ServerState = Depends(get_st
     job = _trainjobs.trainjob_of(rec, t)
     if job is None:
         raise NotFoundError(f"TrainJob {trial!r} not found in namespace {namespace!r} (trial {trial} is not a TrainJob)")
+    return job
+
+
+@router.get(OPTIMIZATIONJOBS)
+def list_optimizationjobs(namespace: str, state: ServerState = Depends(get_state)) -> dict[str, Any]:
+    """Every experiment of the namespace written from an OptimizationJob, as one (with
+    status.result and status.trials). They are created as experiments are: POST the
+    OptimizationJob to /api/v1/namespaces/{namespace}/experiments."""
+    items = []
+    for rec in state.store.list_experiments(namespace):
+        job = optimization_job_object(rec, state.store.list_trials(rec.id))
+        if job is not None:
+            items.append(job)
+    return _list("OptimizationJob", items)
+
+
+@router.get(OPTIMIZATIONJOBS + "/{name}")
+def get_optimizationjob(namespace: str, name: str, state: ServerState = Depends(get_state)) -> dict[str, Any]:
+    rec = state.store.get_experiment(namespace, name)
+    job = optimization_job_object(rec, state.store.list_trials(rec.id))
+    if job is None:
+        raise NotFoundError(f"OptimizationJob {name!r} not found in namespace {namespace!r} (experiment {name} is a Katib Experiment)")
     return job
 
 

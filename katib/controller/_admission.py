@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from katib.errors import FieldError, ValidationError
-from katib.spec import Experiment
+from katib.spec import Experiment, as_written
 from katib.spec import admit as spec_admit
 
 
@@ -23,7 +23,7 @@ def admit(doc: Any) -> Experiment:
     if exp.spec.early_stopping is not None and exp.spec.early_stopping.algorithm_name:
         errors += get_early_stopper(exp.spec.early_stopping.algorithm_name).validate(exp)
     if errors:
-        raise ValidationError(errors)
+        raise ValidationError(as_written(doc, errors))
     return exp
 
 

@@ -8,7 +8,14 @@
 
 from ._defaults import apply_defaults
 from ._limits import Limits
-from ._load import admit, experiment_documents, load_documents, load_json, parse_experiment
+from ._load import (
+    admit,
+    as_written,
+    experiment_documents,
+    load_documents,
+    load_json,
+    parse_experiment,
+)
 from ._models import (
     API_VERSION,
     AlgorithmSetting,
@@ -33,6 +40,10 @@ from ._models import (
     TrialAssignment,
     TrialTemplate,
 )
+from ._optimizationjob import LIFTED as OPTIMIZATION_JOB_LIFTED
+from ._optimizationjob import SOURCE_ANNOTATION as OPTIMIZATION_JOB_SOURCE
+from ._optimizationjob import env_name as optimization_env_name
+from ._optimizationjob import is_optimization_job
 from ._quantity import parse_quantity
 from ._template import (
     EXPERIMENT_LABEL,
@@ -45,6 +56,11 @@ from ._template import (
 from ._validate import filter_problem, nas_config_errors, validate, validate_parameter
 
 __all__ = [
+    "OPTIMIZATION_JOB_LIFTED",
+    "as_written",
+    "OPTIMIZATION_JOB_SOURCE",
+    "is_optimization_job",
+    "optimization_env_name",
     "EXPERIMENT_LABEL",
     "TRIAL_LABEL",
     "API_VERSION",

@@ -14,6 +14,7 @@ from katib.errors import FieldError, ValidationError
 
 from ._defaults import apply_defaults
 from ._models import Experiment
+from ._optimizationjob import is_optimization_job, optimization_job_errors, to_experiment
 from ._validate import validate
 
 # What one document may cost to load (docs/security.md): aliases may expand to at most
@@ -205,9 +206,20 @@ def _parse(doc: Any) -> tuple[Experiment | None, list[FieldError]]:
         return exp, errors + more
 
 
+def _as_experiment(doc: Any) -> Any:
+    """A Kubeflow Trainer OptimizationJob as the Katib Experiment it stands for (after
+    upstream's field rules); any other document as it is."""
+    if not is_optimization_job(doc):
+        return doc
+    errors = optimization_job_errors(doc)
+    if errors:
+        raise ValidationError(errors)
+    return to_experiment(doc)
+
+
 def parse_experiment(doc: Any) -> Experiment:
     """The ``Experiment`` model of one document, without defaults or rules."""
-    exp, errors = _parse(doc)
+    exp, errors = _parse(_as_experiment(doc))
     if errors or exp is None:
         raise ValidationError(errors)
     return exp
@@ -218,20 +230,41 @@ def admit(
     known_algorithms: Collection[str] | None = None,
     known_early_stopping: Collection[str] | None = None,
 ) -> Experiment:
-    """Parse, default and validate one experiment document; raise with every error."""
-    parsed, errors = _parse(doc)
-    if parsed is None:
-        raise ValidationError(errors)
-    exp = apply_defaults(parsed)
-    errors += validate(exp, known_algorithms, known_early_stopping)
-    if errors:
-        raise ValidationError(errors)
-    return exp
+    """Parse, default and validate one experiment document (a Katib Experiment, or a
+    Kubeflow Trainer OptimizationJob); raise with every error."""
+    parsed, errors = _parse(_as_experiment(doc))
+    if parsed is not None:
+        parsed = apply_defaults(parsed)
+        errors += validate(parsed, known_algorithms, known_early_stopping)
+    if errors or parsed is None:
+        raise ValidationError(as_written(doc, errors))
+    return parsed
+
+
+def as_written(doc: Any, errors: list[FieldError]) -> list[FieldError]:
+    """``errors`` about the experiment of ``doc``, at the fields ``doc`` wrote (an
+    OptimizationJob's own names; a Katib Experiment's errors as they are)."""
+    return [_in_optimization_job(e) for e in errors] if is_optimization_job(doc) else errors
+
+
+# Where the Experiment's fields came from in an OptimizationJob.
+_OPTIMIZATION_PATHS = (("spec.maxTrialCount", "spec.numTrials"), ("spec.parallelTrialCount", "spec.parallelTrials"),
+                       ("spec.objective", "spec.objectives"), ("spec.algorithm", "spec.searchAlgorithm"),
+                       ("spec.trialTemplate.trialSpec", "spec.trainJobTemplate"))
+
+
+def _in_optimization_job(error: FieldError) -> FieldError:
+    """An error about the Experiment an OptimizationJob was written as, at the field the user wrote."""
+    for katib, ours in _OPTIMIZATION_PATHS:
+        if error.path == katib or error.path.startswith(katib + ".") or error.path.startswith(katib + "["):
+            return FieldError(ours + error.path[len(katib):], f"{error.message} (as the Katib Experiment's {error.path})")
+    return error
 
 
 def experiment_documents(text: str) -> list[dict[str, Any]]:
-    """The documents of ``text`` that are Katib Experiments (kind Experiment or no kind)."""
+    """The documents of ``text`` that are Katib Experiments (kind Experiment or no kind) or
+    Kubeflow Trainer OptimizationJobs."""
     return [
         d for d in load_documents(text)
-        if not isinstance(d, dict) or d.get("kind") in (None, "Experiment")
+        if not isinstance(d, dict) or d.get("kind") in (None, "Experiment") or is_optimization_job(d)
     ]

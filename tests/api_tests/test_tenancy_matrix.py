@@ -105,6 +105,8 @@ MATRIX: dict[str, tuple[str, Any, str | None]] = {
     "GET /apis/trainer.kubeflow.org/v1alpha1/namespaces/{namespace}/trainjobs": (READ, None, None),
     "GET /apis/trainer.kubeflow.org/v1alpha1/namespaces/{namespace}/trainjobs/{trial}": (MISSING, None, None),
     "GET /api/v1/namespaces/{namespace}/events": (READ, None, None),
+    "GET /apis/trainer.kubeflow.org/v1alpha1/namespaces/{namespace}/optimizationjobs": (READ, None, None),
+    "GET /apis/trainer.kubeflow.org/v1alpha1/namespaces/{namespace}/optimizationjobs/{name}": (MISSING, None, None),
 }
 SCRATCH = {"scratch": "s", "kscratch": "k", "cscratch": "c"}  # the name prefix of what each caller's creates make
 

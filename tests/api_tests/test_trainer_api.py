@@ -1,8 +1,12 @@
 """Kubeflow Trainer's endpoints on katib server (issue 13), without the SDK: runtimes, a
 TrainJob trial as a TrainJob and as JobSet's pods (set-based selectors too), its log, and
-Katib's trial events."""
+Katib's trial events; an OptimizationJob created on the server, shown with its result and trials."""
 
 from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
 
 from tests.api_tests.conftest import LiveServer
 from tests.conftest import experiment
@@ -57,3 +61,30 @@ def test_runtimes_trainjobs_pods_logs_and_events(sqlite_store, tmp_path):
             (trial, "JobCreated"), (trial, "JobRunning"), (trial, "JobSucceeded")]
         assert events[-1]["message"] == f"Job {trial} has succeeded"
         assert c.get(f"{ROOT}/namespaces/other/trainjobs").json()["items"] == []
+
+
+def test_an_optimization_job_on_the_server_shows_its_result_and_trials(sqlite_store, tmp_path):
+    doc = yaml.safe_load((Path(__file__).resolve().parents[1] / "data" / "trainer" / "optimizationjob-sample.yaml").read_text())
+    doc["metadata"]["name"] = "oj"
+    doc["spec"].update(numTrials=2, parallelTrials=2)
+    doc["spec"]["trainJobTemplate"]["spec"]["runtimeRef"]["name"] = "torch-distributed"
+    doc["spec"]["trainJobTemplate"]["spec"]["trainer"]["command"] = [
+        "python", "-c", "import os; print('val_loss=' + os.environ['KUBEFLOW_TRAINER_OPT_BATCH_SIZE'])"]
+    with LiveServer(sqlite_store, tmp_path) as server:
+        c = server.client
+        created = c.post("/api/v1/namespaces/default/experiments", json=doc)
+        assert created.status_code == 201, created.text
+        server.wait_for("default", "oj")
+        job = c.get(f"{ROOT}/namespaces/default/optimizationjobs/oj").json()
+        assert job["kind"] == "OptimizationJob" and job["spec"] == doc["spec"]
+        status = job["status"]
+        assert status["nextTrialIndex"] == 2 and [t["state"] for t in status["trials"]] == ["Succeeded", "Succeeded"]
+        best = min(status["trials"], key=lambda t: int(next(p["value"] for p in t["parameters"] if p["name"] == "batch_size")))
+        assert status["result"] == {"trainJobName": best["name"], "parameters": best["parameters"]}
+        assert any(cond["type"] == "Complete" and cond["status"] == "True" for cond in status["conditions"])
+        assert [j["metadata"]["name"] for j in c.get(f"{ROOT}/namespaces/default/optimizationjobs").json()["items"]] == ["oj"]
+        assert c.post("/api/v1/namespaces/default/experiments", json=trainjob_experiment()).status_code == 201
+        assert c.get(f"{ROOT}/namespaces/default/optimizationjobs/tj").status_code == 404  # a Katib Experiment
+        bad = dict(doc, metadata={"name": "bad"}, spec=dict(doc["spec"], parallelTrials=5))
+        refused = c.post("/api/v1/namespaces/default/experiments", json=bad)
+        assert refused.status_code == 422 and "parallelTrials cannot exceed numTrials" in refused.text

@@ -93,7 +93,7 @@ def test_runtimes_load_from_yaml_and_a_bad_one_is_named(tmp_path):
 def test_an_unknown_runtime_fails_the_launch_saying_how_to_add_it(tmp_path):
     job = TrialJob(name="t", experiment="e", namespace="default", run_spec=trainjob({"command": ["true"]}, "nope"),
                    primary_container="node", workdir=tmp_path, trial_dir=tmp_path)
-    with pytest.raises(LaunchError, match=r"'nope' is not known here .*--runtimes"):
+    with pytest.raises(LaunchError, match=r"'nope' is not known here .*KATIB_RUNTIMES"):
         replica_processes(job)
 
 

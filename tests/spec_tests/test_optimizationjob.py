@@ -1,0 +1,124 @@
+"""Kubeflow Trainer's OptimizationJob as a superset (issue 13): upstream's field rules kept,
+the limits lifted on purpose lifted, and the Katib Experiment it is written as."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from katib.controller import admit
+from katib.errors import ValidationError
+from katib.spec import Limits, validate
+
+SAMPLE = Path(__file__).resolve().parents[1] / "data" / "trainer" / "optimizationjob-sample.yaml"
+
+
+def sample() -> dict:
+    return yaml.safe_load(SAMPLE.read_text())
+
+
+def errors_of(doc: dict) -> list[str]:
+    try:
+        admit(doc)
+    except ValidationError as exc:
+        return [str(e) for e in exc.errors]
+    return []
+
+
+def test_upstreams_sample_is_written_as_a_katib_experiment_of_trainjobs():
+    exp = admit(sample())
+    assert exp.name == "random-tuning-mvp" and exp.kind == "Experiment"
+    assert exp.spec.objective is not None and exp.spec.objective.type == "minimize"
+    assert exp.spec.objective.objective_metric_name == "val_loss"
+    assert exp.spec.algorithm is not None and exp.spec.algorithm.algorithm_name == "random"
+    assert (exp.spec.max_trial_count, exp.spec.parallel_trial_count) == (20, 4)
+    [lr, batch] = exp.spec.parameters or []
+    assert (lr.parameter_type, lr.feasible_space.min, lr.feasible_space.distribution) == ("double", "0.0001", "logUniform")
+    assert (batch.parameter_type, batch.feasible_space.list_) == ("categorical", ["16", "32", "64"])
+    tt = exp.spec.trial_template
+    assert tt is not None and tt.trial_spec is not None and tt.trial_spec["kind"] == "TrainJob"
+    assert tt.trial_spec["spec"]["trainer"]["env"] == [
+        {"name": "KUBEFLOW_TRAINER_OPT_LEARNING_RATE", "value": "${trialParameters.learning_rate}"},
+        {"name": "KUBEFLOW_TRAINER_OPT_BATCH_SIZE", "value": "${trialParameters.batch_size}"}]
+    annotation = tt.trial_spec["metadata"]["annotations"]["trainer.kubeflow.org/optimization-parameters"]
+    assert json.loads(annotation) == {"learning_rate": "${trialParameters.learning_rate}", "batch_size": "${trialParameters.batch_size}"}
+    assert tt.success_condition and tt.primary_pod_labels  # Katib 0.19's TrainJob defaults
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    (lambda s: s.update(objectives=[]), "spec.objectives: must list 1 to 8"),
+    (lambda s: s["objectives"][0].update(direction="sideways"), "spec.objectives[0].direction: must be Maximize or Minimize"),
+    (lambda s: s["objectives"].append({"metric": "val_loss"}), "duplicate metric"),
+    (lambda s: s.update(searchAlgorithm={"random": {}, "grid": {}}), "spec.searchAlgorithm: must set exactly one"),
+    (lambda s: s.update(searchAlgorithm={"grid": {}}), "Grid search requires all parameters to be Categorical"),
+    (lambda s: s.update(searchAlgorithm={"random": {"seed": "7"}}), "seed: must be an integer"),
+    (lambda s: s["parameters"][0]["searchSpace"]["logUniform"].update(min="0"), "must be strictly greater than 0"),
+    (lambda s: s["parameters"][0]["searchSpace"]["logUniform"].update(min="0.5"), "min must be strictly less than max"),
+    (lambda s: s["parameters"][0]["searchSpace"]["logUniform"].update(max="1e"), "max: must be a decimal number"),
+    (lambda s: s["parameters"][0]["searchSpace"]["logUniform"].update(type="Double"), "type: must be Float or Int"),
+    (lambda s: s["parameters"][0].update(searchSpace={"uniform": {"min": "0", "max": "1"}, "categorical": {"choices": ["a"]}}),
+     "must set exactly one of uniform, logUniform and categorical"),
+    (lambda s: s["parameters"][1]["searchSpace"]["categorical"].update(choices=[str(i) for i in range(101)]), "must list 1 to 100 choices"),
+    (lambda s: s["parameters"][1]["searchSpace"]["categorical"].update(choices=["a", "a"]), "must not repeat a choice"),
+    (lambda s: s["parameters"].append({"name": "Batch-Size", "searchSpace": {"categorical": {"choices": ["1"]}}}),
+     "makes the same variable KUBEFLOW_TRAINER_OPT_BATCH_SIZE"),
+    (lambda s: s.update(parameters=[dict(s["parameters"][1], name=f"p{i}") for i in range(101)]), "must list 1 to 100 parameters"),
+    (lambda s: s.update(numTrials=0), "spec.numTrials: must be an integer of at least 1"),
+    (lambda s: s.update(parallelTrials=30), "parallelTrials cannot exceed numTrials (30 > 20)"),
+    (lambda s: s["trainJobTemplate"].update(metadata={"name": "x"}), "name and namespace cannot be set in a template."),
+    (lambda s: s.update(maxTrialCount=3), "spec.maxTrialCount: unknown field of an OptimizationJob"),
+])
+def test_upstreams_field_rules_are_kept(change, expected):
+    doc = sample()
+    change(doc["spec"])
+    found = errors_of(doc)
+    assert any(expected in e for e in found), found
+
+
+def beyond() -> dict:
+    doc = sample()
+    spec = doc["spec"]
+    spec.update(numTrials=100_000, parallelTrials=1_000)
+    spec["objectives"] = [{"metric": f"m{i}", "direction": "Maximize" if i % 2 else "Minimize"} for i in range(8)]
+    spec["searchAlgorithm"] = {"katib": {"algorithmName": "multivariate-tpe"}}
+    spec["earlyStopping"] = {"algorithmName": "medianstop"}
+    return doc
+
+
+def test_the_lifted_limits_are_lifted():
+    exp = admit(beyond())
+    assert (exp.spec.max_trial_count, exp.spec.parallel_trial_count) == (100_000, 1_000)
+    assert exp.spec.objective is not None and len(exp.spec.objective.additional_objectives or []) == 7
+    assert exp.spec.algorithm is not None and exp.spec.algorithm.algorithm_name == "multivariate-tpe"
+    assert exp.spec.early_stopping is not None and exp.spec.early_stopping.algorithm_name == "medianstop"
+    hyperband = sample()
+    hyperband["spec"]["parameters"].append({"name": "epochs", "searchSpace": {"uniform": {"min": "1", "max": "9", "type": "Int"}}})
+    hyperband["spec"]["searchAlgorithm"] = {"katib": {"algorithmName": "hyperband", "algorithmSettings": [
+        {"name": "resource_name", "value": "epochs"}, {"name": "eta", "value": "3"}, {"name": "r_l", "value": "9"}]}}
+    assert errors_of(hyperband) == ["spec.parallelTrials: must be >= 9 for hyperband with r_l=9 and eta=3 (got 4) "
+                                    "(as the Katib Experiment's spec.parallelTrialCount)"]  # at the field the user wrote
+    hyperband["spec"]["parallelTrials"] = 9
+    assert errors_of(hyperband) == []
+
+
+def test_what_stays_limited():
+    doc = beyond()
+    doc["spec"]["objectives"].append({"metric": "m8"})
+    assert any("must list 1 to 8 objectives" in e for e in errors_of(doc))
+    doc = beyond()
+    doc["spec"]["parallelTrials"] = 1_001  # the server's limit (KATIB_MAX_PARALLEL_TRIALS), not upstream's 100
+    exp = copy.deepcopy(doc)
+    assert any(e.startswith("spec.parallelTrials:") and "1000" in e for e in errors_of(exp)), errors_of(exp)
+    assert validate(admit(beyond()), limits=Limits(parallel_trials=10)) != []
+
+
+def test_validate_and_run_read_optimization_jobs(tmp_path):
+    from katib.spec import experiment_documents
+
+    text = SAMPLE.read_text() + "\n---\n" + yaml.safe_dump({"apiVersion": "v1", "kind": "ConfigMap"})
+    [doc] = experiment_documents(text)
+    assert doc["kind"] == "OptimizationJob"

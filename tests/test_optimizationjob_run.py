@@ -1,0 +1,72 @@
+"""``katib run`` of Kubeflow Trainer OptimizationJobs to the end (issue 13): upstream's own
+sample (its runtime pytorch-distributed given in $KATIB_RUNTIMES), and one beyond upstream's
+limits (several objectives, Katib's algorithm block and its settings, early stopping; every
+algorithm and 100,000 trials × 1,000 in parallel are admission's, tests/spec_tests/test_optimizationjob.py), trials reading
+their parameters from KUBEFLOW_TRAINER_OPT_* variables."""
+
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from katib.runtimes import TORCH_DISTRIBUTED
+from katib.store import Store
+
+DATA = Path(__file__).resolve().parent / "data" / "trainer"
+TRAIN = """import math, os
+lr = float(os.environ["KUBEFLOW_TRAINER_OPT_LEARNING_RATE"])
+batch = int(os.environ["KUBEFLOW_TRAINER_OPT_BATCH_SIZE"])
+print(f"val_loss={(math.log10(lr) + 2) ** 2 + batch / 640}")
+print(f"latency={batch / 16}")
+"""
+
+
+def run(tmp_path: Path, doc: dict) -> tuple[subprocess.CompletedProcess, Store, str]:
+    runtime = copy.deepcopy(TORCH_DISTRIBUTED)
+    runtime["metadata"]["name"] = "pytorch-distributed"
+    (tmp_path / "runtimes.yaml").write_text(yaml.safe_dump(runtime))
+    (tmp_path / "train.py").write_text(TRAIN)
+    (tmp_path / "job.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    env = {**os.environ, "KATIB_RUNTIMES": str(tmp_path / "runtimes.yaml")}
+    result = subprocess.run([sys.executable, "-m", "katib", "run", str(tmp_path / "job.yaml"), "--db", str(tmp_path / "k.db"),
+                             "--tick", "0.05"], capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    return result, Store(str(tmp_path / "k.db")), doc["metadata"]["name"]
+
+
+def test_upstreams_sample_runs_to_the_end(tmp_path):
+    doc = yaml.safe_load((DATA / "optimizationjob-sample.yaml").read_text())
+    result, store, name = run(tmp_path, doc)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    [rec] = store.list_experiments("default")
+    trials = store.list_trials(rec.id)
+    assert rec.name == name and len(trials) == 20 and {t.state for t in trials} == {"Succeeded"}
+    for t in trials:
+        p = t.parameters()
+        assert 0.0001 <= float(p["learning_rate"]) <= 0.1 and p["batch_size"] in ("16", "32", "64")
+    best = rec.status["currentOptimalTrial"]
+    assert best["bestTrialName"] == min(trials, key=lambda t: t.objective if t.objective is not None else 1e9).name
+    store.close()
+
+
+def test_an_optimization_job_beyond_upstreams_limits_runs_to_the_end(tmp_path):
+    doc = yaml.safe_load((DATA / "optimizationjob-sample.yaml").read_text())
+    doc["metadata"]["name"] = "beyond"
+    spec = doc["spec"]
+    spec["objectives"] = [{"metric": "val_loss", "direction": "Minimize"}, {"metric": "latency", "direction": "Minimize"}]
+    spec["searchAlgorithm"] = {"katib": {"algorithmName": "random", "algorithmSettings": [{"name": "random_state", "value": "3"}]}}
+    spec["earlyStopping"] = {"algorithmName": "medianstop", "algorithmSettings": [{"name": "min_trials_required", "value": "2"}]}
+    spec.update(numTrials=6, parallelTrials=6)
+    result, store, name = run(tmp_path, doc)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    [rec] = store.list_experiments("default")
+    trials = store.list_trials(rec.id)
+    assert len(trials) == 6 and {t.state for t in trials} == {"Succeeded"}
+    for t in trials:
+        assert t.observation is not None and set(t.observation) == {"val_loss", "latency"}
+    assert rec.status.get("paretoFront") or rec.status["currentOptimalTrial"]["bestTrialName"]
+    store.close()
