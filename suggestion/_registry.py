@@ -18,6 +18,7 @@ from ._early_stopping import EarlyStopper
 ENTRY_POINT_GROUP = "katib.algorithms"
 
 _BUILTIN: dict[str, str] = {
+    "auto": "suggestion._auto:Auto",
     "random": "suggestion._random:RandomSearch",
     "grid": "suggestion._grid:GridSearch",
     "sobol": "suggestion._sobol:Sobol",

@@ -60,6 +60,8 @@ def test_a_lambda_and_a_parameters_dict_work(client):
     result = client.tune("lambda", lambda p: (p["x"] - OFFSET) ** 2, {"x": search.double(-1, 1)},
                          objective_metric_name="loss", objective_type="minimize", max_trial_count=2, progress=False)
     assert result.best_value == pytest.approx((result.best_params["x"] - 0.5) ** 2)
+    # No algorithm named: tune() picks 'auto'.
+    assert client.get_experiment("lambda")["spec"]["algorithm"]["algorithmName"] == "auto"
 
 
 def test_all_failing_tune_raises_saying_why(client):

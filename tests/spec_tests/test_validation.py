@@ -66,7 +66,7 @@ CASES = [
     ("spec.objective.metricStrategies", [{"name": "loss", "value": "avg"}], "spec.objective.metricStrategies[0].value: must be min, max or latest (got 'avg')"),
     # 5. algorithms, resume policy
     ("spec.algorithm.algorithmName", None, "spec.algorithm.algorithmName: is required"),
-    ("spec.algorithm.algorithmName", "simulated-annealing", "spec.algorithm.algorithmName: unknown algorithm 'simulated-annealing' (available: bayesianoptimization, cmaes, darts, enas, grid, hyperband, multivariate-tpe, pbt, random, sobol, tpe)"),
+    ("spec.algorithm.algorithmName", "simulated-annealing", "spec.algorithm.algorithmName: unknown algorithm 'simulated-annealing' (available: auto, bayesianoptimization, cmaes, darts, enas, grid, hyperband, multivariate-tpe, pbt, random, sobol, tpe)"),
     ("spec.earlyStopping", {"algorithmName": "nope"}, "spec.earlyStopping.algorithmName: unknown early stopping algorithm 'nope'"),
     ("spec.resumePolicy", "Sometimes", "spec.resumePolicy: must be one of Never, LongRunning, FromVolume (got 'Sometimes')"),
     # 6. trial template
