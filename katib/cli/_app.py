@@ -71,7 +71,8 @@ class Output(StrEnum):
 
 
 ExecutorOption = typer.Option("local", "--executor",
-                              help="Where trials run: local (processes here), ray or kubernetes.")
+                              help="Where trials run: local (processes here), ray, kubernetes, or an executor an "
+                                   "installed package registers (katib.executors entry points, docs/plugins.md).")
 RayAddressOption = typer.Option(None, "--ray-address", envvar="RAY_ADDRESS",
                                 help="Ray cluster to use with --executor ray (default: start a local one).")
 KubeconfigOption = typer.Option(None, "--kubeconfig", envvar="KUBECONFIG",
