@@ -871,7 +871,7 @@ async function submitPage(view) {
           <label for="q-name">Name</label><input id="q-name" name="name" value="my-experiment">
           <label for="q-metric">Objective</label><span><input id="q-metric" name="metric" value="accuracy" size="12">
             <select name="type" aria-label="objective type"><option>maximize</option><option>minimize</option></select></span>
-          <label for="q-algorithm">Algorithm</label><select id="q-algorithm" name="algorithm">${["tpe", "multivariate-tpe", "random", "grid", "sobol", "cmaes", "bayesianoptimization", "hyperband"].map(a => `<option>${a}</option>`).join("")}</select>
+          <label for="q-algorithm">Algorithm</label><select id="q-algorithm" name="algorithm">${["auto", "tpe", "multivariate-tpe", "random", "grid", "sobol", "cmaes", "bayesianoptimization", "hyperband"].map(a => `<option>${a}</option>`).join("")}</select>
           <label for="q-max">Trials</label><span><input id="q-max" name="max" type="number" value="12" style="width:70px">
             <label for="q-parallel">parallel</label> <input id="q-parallel" name="parallel" type="number" value="2" style="width:60px"></span>
           <span id="q-params">Parameters</span><div id="params" role="group" aria-labelledby="q-params"></div>
