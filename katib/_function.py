@@ -255,10 +255,15 @@ def _largest(fn: Callable[..., Any], count: int = 3) -> list[str]:
 
 
 def executor_errors(annotations: dict[str, str] | None, executor: str) -> list[FieldError]:
-    """Before the first trial: a function whose source cannot run alone cannot run in a
-    Kubernetes pod (another image: no cloudpickle copy can load there)."""
+    """Before the first trial: a function whose source cannot run alone cannot run where the
+    executor runs trials in another image, as Kubernetes pods (no cloudpickle copy can load
+    there)."""
     raw = (annotations or {}).get(ANNOTATION)
-    if executor != "kubernetes" or not raw:
+    if not raw:
+        return []
+    from trials import executor_class
+
+    if executor_class(executor).shares_environment:  # what the executor says (Executor.shares_environment)
         return []
     try:
         info = json.loads(raw)
@@ -268,7 +273,7 @@ def executor_errors(annotations: dict[str, str] | None, executor: str) -> list[F
         return []
     return [FieldError(
         "spec.trialTemplate.trialSpec",
-        f"the function {info.get('function')!r} would run in a Kubernetes pod of another image, where only its "
+        f"the function {info.get('function')!r} would run in another image (the {executor} executor's), where only its "
         f"source can travel, and its source cannot run alone: {info.get('why')}. Make it self-contained: import "
         "inside it, define its helpers inside it, pass data through its parameters or files",
     )]

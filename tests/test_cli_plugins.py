@@ -44,9 +44,10 @@ class StampingExecutor(LocalExecutor):
 
 
 class Unfenced(StampingExecutor):
-    """Says nothing of fencing trials in."""
+    """Says nothing of fencing trials in, and runs trials in another image."""
 
     fences = None
+    shares_environment = False
 
 
 class Sentences(Source):
@@ -170,3 +171,15 @@ def test_katib_server_auth_refuses_a_plugin_executor_that_does_not_fence_trials_
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
     assert ("refusing to run trials under --auth: the unfenced executor does not say that it fences trials in"
             in r.stderr), r.stderr
+
+
+def test_a_tuned_function_that_cannot_travel_is_refused_where_the_executor_uses_another_image(plugin_site):
+    """Whether a KatibClient.tune function must run from its source alone is the executor's
+    to say (Executor.shares_environment), not a test of its name."""
+    import json
+
+    from katib._function import ANNOTATION, executor_errors
+
+    stuck = {ANNOTATION: json.dumps({"function": "train", "portable": False, "why": "it uses a global"})}
+    assert executor_errors(stuck, "local") == []
+    assert "would run in another image (the unfenced executor's)" in str(executor_errors(stuck, "unfenced"))

@@ -108,6 +108,9 @@ class Executor(ABC):
     #: says why; a plugin that says nothing is taken as unfenced).
     fences: str | None = None
     unfenced_why: str = ""
+    #: Whether its trials run with this machine's Python environment (a ``KatibClient.tune``
+    #: function travels pickled); False: in another image (a pod), where only its source can.
+    shares_environment: bool = True
 
     @abstractmethod
     def launch(self, job: TrialJob) -> dict[str, Any]:

@@ -114,6 +114,7 @@ class KubernetesExecutor(Executor):
     # katib server (its --push-url).
     collector_kinds = ("StdOut", "Push")
     fences = "cluster"
+    shares_environment = False
 
     def __init__(self, api_client: Any = None, kubeconfig: str | None = None, context: str | None = None,
                  validate: bool = True, watch_timeout: int = 60, push_url: str | None = None,
