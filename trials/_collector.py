@@ -3,7 +3,9 @@
 Sources, per the experiment's ``metricsCollectorSpec``:
 
 - ``StdOut``: the trial's output (stdout and stderr), parsed as TEXT with the
-  ``metricsFormat`` filters (Katib's default: ``name=value``);
+  ``metricsFormat`` filters (Katib's default: ``name=value``); with the default filter, a
+  line that is a JSON object is what the Kubeflow SDK's ``report_metrics`` prints
+  (``split_reported``);
 - ``File``: a file the trial writes, TEXT (filters) or JSON (one object per line);
 - ``Push``: values the trial sends with ``katib.report_metrics`` (always read, whatever
   the collector kind, as Katib's DB manager accepts them whatever the kind).
@@ -125,6 +127,37 @@ def parse_json(lines: Iterable[str], names: set[str], now: float | None = None) 
             if name in names and value is not None:
                 out.append(Sample(stamp if stamp is not None else read_at, name, value))
     return out
+
+
+_REPORT_KEYS = frozenset({"step", "epoch", "timestamp"})
+
+
+def split_reported(lines: Iterable[str], names: set[str]) -> tuple[list[Sample], list[str]]:
+    """The lines the Kubeflow SDK's ``report_metrics(metrics, *, step, epoch, timestamp)``
+    prints (one JSON object a line, values as strings: ``{"loss": "0.25", "step": "3",
+    "timestamp": "…"}``; the metrics may also sit in a ``metrics`` object) read as samples,
+    and the other lines as they are. A metric is a number, in a string or not; the time is
+    the ``timestamp`` (RFC 3339 or seconds since the epoch), else ``ZERO_TIME``."""
+    samples: list[Sample] = []
+    rest: list[str] = []
+    for line in lines:
+        text = line.strip()
+        obj: Any = None
+        if text.startswith("{") and text.endswith("}"):
+            try:
+                obj = json.loads(text)
+            except json.JSONDecodeError:
+                obj = None
+        if not isinstance(obj, dict):
+            rest.append(line)
+            continue
+        stamp = parse_time(obj.get("timestamp"))
+        metrics = obj["metrics"] if isinstance(obj.get("metrics"), dict) else obj
+        for name, raw in metrics.items():
+            value = _number(raw)
+            if name in names and name not in _REPORT_KEYS and value is not None:
+                samples.append(Sample(ZERO_TIME if stamp is None else stamp, name, value))
+    return samples, rest
 
 
 def parse_katib_json(lines: Iterable[str], names: set[str]) -> list[Sample]:

@@ -20,7 +20,7 @@ from typing import Any
 
 from katib.errors import KatibError
 
-from ._collector import Sample, _Tail, parse_katib_json, parse_text
+from ._collector import DEFAULT_FILTER, Sample, _Tail, parse_katib_json, parse_text, split_reported
 
 COLLECTORS_GROUP = "katib.collectors"
 
@@ -63,14 +63,20 @@ class Source(ABC):
 
 
 class StdOutSource(Source):
-    """The trial's output, parsed as TEXT with the ``metricsFormat`` filters."""
+    """The trial's output, parsed as TEXT with the ``metricsFormat`` filters; with Katib's
+    default filter, the Kubeflow SDK's ``report_metrics`` lines (JSON objects) too."""
 
     def __init__(self, ctx: SourceContext) -> None:
         super().__init__(ctx)
         self._tail = _Tail(ctx.output)
 
     def read(self, final: bool = False) -> list[Sample]:
-        return parse_text(self._tail.read(final), self.ctx.names, self.ctx.filters)
+        lines = self._tail.read(final)
+        if [f.pattern for f in self.ctx.filters] != [DEFAULT_FILTER]:
+            return parse_text(lines, self.ctx.names, self.ctx.filters)
+        # The default collector also reads the Kubeflow SDK's report_metrics lines.
+        reported, rest = split_reported(lines, self.ctx.names)
+        return reported + parse_text(rest, self.ctx.names, self.ctx.filters)
 
 
 class FileSource(Source):
