@@ -78,6 +78,8 @@ def trial_object(exp: ExperimentRecord, t: TrialRecord) -> dict[str, Any]:
     }
     if tt.get("primaryPodLabels"):
         trial_spec["primaryPodLabels"] = tt["primaryPodLabels"]
+    if t.early_stopping_rules:
+        trial_spec["earlyStoppingRules"] = t.early_stopping_rules
     run_spec = _run_spec(exp, t)
     if run_spec is not None:
         trial_spec["runSpec"] = run_spec

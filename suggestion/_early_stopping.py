@@ -68,6 +68,12 @@ class EarlyStopper(ABC):
     def should_stop(self, experiment: Experiment, trial: Curve, others: Sequence[Curve]) -> str | None:
         """A reason to stop ``trial`` now, or None."""
 
+    def rules(self, experiment: Experiment, created: float, others: Sequence[Curve]) -> list[dict[str, Any]]:
+        """The rules fixed for a trial created at ``created`` (Katib's
+        ``Trial.spec.earlyStoppingRules``: ``name``, ``value``, ``comparison``, ``startStep``),
+        stored with it; none for a stopper that decides live from the curves."""
+        return []
+
 
 def _maximize(experiment: Experiment) -> bool:
     return experiment.spec.objective is not None and experiment.spec.objective.type == "maximize"
@@ -91,24 +97,43 @@ class MedianStop(EarlyStopper):
     name = "medianstop"
     settings = MEDIAN_SETTINGS
 
-    def should_stop(self, experiment: Experiment, trial: Curve, others: Sequence[Curve]) -> str | None:
+    def _rule(self, experiment: Experiment, created: float | None, others: Sequence[Curve]) -> tuple[float, int] | None:
+        """The rule's value and how many succeeded trials made it, for a trial created at
+        ``created``; None while too few had succeeded."""
         s = self.parsed_settings(experiment)
         start = s["start_step"]
-        if start not in trial.new_steps:
-            return None
         # Succeeded trials without a report are skipped (Katib's service divides by zero).
         peers = [c for c in others if c.completed and c.values
-                 and (trial.created is None or c.ended is None or c.ended <= trial.created)]
+                 and (created is None or c.ended is None or c.ended <= created)]
         if len(peers) < s["min_trials_required"]:
             return None
         # Summed in order and divided, as Katib's service does, so the verdicts agree to the bit.
         averages = [sum(c.values[:start]) / len(c.values[:start]) for c in peers]
-        rule = sum(averages) / len(averages)
+        return sum(averages) / len(averages), len(peers)
+
+    def rules(self, experiment: Experiment, created: float, others: Sequence[Curve]) -> list[dict[str, Any]]:
+        found = self._rule(experiment, created, others)
+        objective = experiment.spec.objective
+        if found is None or objective is None or not objective.objective_metric_name:
+            return []
+        # Katib's service: value str(mean) ("less" when maximising: a lower value stops).
+        return [{"name": objective.objective_metric_name, "value": str(found[0]),
+                 "comparison": "less" if _maximize(experiment) else "greater",
+                 "startStep": self.parsed_settings(experiment)["start_step"]}]
+
+    def should_stop(self, experiment: Experiment, trial: Curve, others: Sequence[Curve]) -> str | None:
+        start = self.parsed_settings(experiment)["start_step"]
+        if start not in trial.new_steps:
+            return None
+        found = self._rule(experiment, trial.created, others)
+        if found is None:
+            return None
+        rule, count = found
         maximize = _maximize(experiment)
         best = max(trial.values[:start]) if maximize else min(trial.values[:start])
         if (best < rule) if maximize else (best > rule):
             return (f"medianstop: best value {best:g} after {start} reports is worse than {rule:g}, the mean "
-                    f"over {len(peers)} succeeded trials of their average over their first {start} reports")
+                    f"over {count} succeeded trials of their average over their first {start} reports")
         return None
 
 

@@ -73,11 +73,19 @@ class Following:
             self.curves.setdefault(t.name, []).extend(values)
         return bool(values)
 
+    def _other_curves(self, name: str) -> list[Curve]:
+        return [Curve(o.name, self.curves.get(o.name, []), o.state == "Succeeded", ended=o.completion_time)
+                for o in self.trials.values() if o.name != name and o.state != "Created"]
+
+    def _stopping_rules(self, t: TrialRecord) -> None:
+        """Fix a new trial's rules (Katib's ``Trial.spec.earlyStoppingRules``), stored with it."""
+        if self.stopper is not None:
+            t.early_stopping_rules = self.stopper.rules(self.exp, t.created_at, self._other_curves(t.name)) or None
+
     def _consider_stopping(self, t: TrialRecord) -> None:
         if self.stopper is None or t.name in self._stopping or not t.handle:
             return
-        others = [Curve(o.name, self.curves.get(o.name, []), o.state == "Succeeded", ended=o.completion_time)
-                  for o in self.trials.values() if o.name != t.name and o.state != "Created"]
+        others = self._other_curves(t.name)
         curve = self.curves.get(t.name, [])
         reason = self.stopper.should_stop(
             self.exp, Curve(t.name, curve, False, self._decided.get(t.name, 0), created=t.created_at or None), others)

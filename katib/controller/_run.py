@@ -314,6 +314,7 @@ class ExperimentRun(Following, Launching):
                 labels={EXPERIMENT_LABEL: self.exp.name, **a.labels}, created_at=now,
             )
             mark_trial(t, "Created")
+            self._stopping_rules(t)
             new.append(t)
         if new:
             self._dirty = True

@@ -52,6 +52,7 @@ trials = Table(
     Column("start_time", Float, nullable=True),
     Column("completion_time", Float, nullable=True),
     Column("updated_at", Float, nullable=True),  # every write; the viewer fetches what changed since
+    Column("early_stopping_rules", Text, nullable=True),  # Katib's Trial.spec.earlyStoppingRules, JSON
     UniqueConstraint("experiment_id", "name", name="uq_trials_experiment_name"),
 )
 Index("ix_trials_experiment_state", trials.c.experiment_id, trials.c.state)

@@ -35,7 +35,7 @@ from ._schema import (
 
 _UPDATE_TRIAL = trials.update().where(trials.c.id == sa.bindparam("_id"))
 
-SCHEMA_REVISION = "0007"
+SCHEMA_REVISION = "0008"
 DB_ENV = "KATIB_DB"
 T = TypeVar("T")
 
@@ -87,6 +87,8 @@ class TrialRecord:
     start_time: float | None = None
     completion_time: float | None = None
     updated_at: float | None = field(default=None, compare=False)  # the last write (lastReconcileTime); read only
+    # Katib's Trial.spec.earlyStoppingRules ({name, value, comparison, startStep}), fixed at creation
+    early_stopping_rules: list[dict[str, Any]] | None = None
 
     def parameters(self) -> dict[str, str]:
         return {a["name"]: a["value"] for a in self.assignments}
@@ -350,6 +352,7 @@ class Store:
             objective=row.objective, handle=_loads(row.handle), attempt=row.attempt,
             created_at=row.created_at, start_time=row.start_time, completion_time=row.completion_time,
             updated_at=getattr(row, "updated_at", None),
+            early_stopping_rules=_loads(getattr(row, "early_stopping_rules", None)),
         )
 
     @staticmethod
@@ -360,7 +363,7 @@ class Store:
             "conditions": _dumps(t.conditions), "observation": _dumps(t.observation),
             "objective": t.objective, "handle": _dumps(t.handle), "attempt": t.attempt,
             "created_at": t.created_at, "start_time": t.start_time, "completion_time": t.completion_time,
-            "updated_at": time.time(),
+            "updated_at": time.time(), "early_stopping_rules": _dumps(t.early_stopping_rules),
         }
 
     def write_trials(
