@@ -34,9 +34,9 @@ class _Embedded:
         from katib.store import Store
 
         self.store = Store(db)
-        runs = Path(self.store.url.split("///", 1)[1]).parent / "runs" if self.store.dialect == "sqlite" and "///" in self.store.url \
-            else Path.home() / ".katib" / "runs"
-        self.manager = ExperimentManager(self.store, runs, tick=tick)
+        from katib.names import runs_root
+
+        self.manager = ExperimentManager(self.store, runs_root(self.store.url), tick=tick)
         self.workdir = workdir
         from katib.controller import AskTell
 

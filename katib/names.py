@@ -19,6 +19,7 @@ katib.errors.ValidationError: invalid name …
 
 from __future__ import annotations
 
+import os
 import posixpath
 import re
 from pathlib import Path
@@ -88,6 +89,15 @@ def map_into(root: Path, path: str) -> Path:
 ARTIFACTS = "artifacts"  # a trial's model and outputs (KATIB_ARTIFACT_DIR), what katib serve reads
 
 
+def runs_root(store_url: str) -> Path:
+    """The runs folder that goes with a store: ``runs/`` beside a SQLite file, else
+    ``$KATIB_HOME/runs`` (``~/.katib/runs``). The CLI, the server, the Python client and
+    the controller all use this one rule, so each finds the files the other wrote."""
+    if store_url.startswith(("sqlite:///", "sqlite+pysqlite:///")) and not store_url.endswith("///:memory:"):
+        return Path(store_url.split("///", 1)[1]).parent / "runs"
+    return Path(os.environ.get("KATIB_HOME", Path.home() / ".katib")) / "runs"
+
+
 class RunLayout:
     """Where an experiment's files live under the runs folder::
 
@@ -128,4 +138,4 @@ class RunLayout:
         return inside(self.experiment(namespace, experiment), "checkpoints", trial)
 
 
-__all__ = ["ARTIFACTS", "EXPERIMENT_MAX", "EXPERIMENT_RE", "LABEL_MAX", "LABEL_RE", "RunLayout", "check", "inside", "map_into", "name_errors"]
+__all__ = ["ARTIFACTS", "EXPERIMENT_MAX", "EXPERIMENT_RE", "LABEL_MAX", "LABEL_RE", "RunLayout", "check", "inside", "map_into", "name_errors", "runs_root"]

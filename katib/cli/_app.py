@@ -142,9 +142,9 @@ def _hint(store: Any, db: str | None, words: list[str], name: str, namespace: st
 
 
 def _runs_root(store: Any) -> Path:
-    if store.dialect == "sqlite" and store.url not in ("sqlite://", "sqlite:///:memory:"):
-        return Path(store.url.split("///", 1)[1]).parent / "runs"
-    return Path(os.environ.get("KATIB_HOME", Path.home() / ".katib")) / "runs"
+    from katib.names import runs_root
+
+    return runs_root(store.url)
 
 
 def _print_errors(exc: ValidationError, source: str = "") -> None:

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from katib import names
 from katib.errors import ConflictError, FieldError, NotFoundError, ValidationError
 from katib.spec import EXPERIMENT_LABEL, Experiment
 from katib.store import ExperimentRecord, Store, TrialRecord
@@ -88,7 +89,7 @@ class Controller:
         self.store = store
         self.suggestion_address = suggestion_address
         self.executor = executor or LocalExecutor()
-        self.runs_root = runs_root or Path.home() / ".katib" / "runs"
+        self.runs_root = runs_root or names.runs_root(store.url)
         self.tick = tick
         self.listener = listener
 
