@@ -173,7 +173,9 @@ class RayExecutor(Executor):
                 raise Deferred()  # the cluster is full now: the trial waits, pending
             actor = self._runner.options(num_cpus=cpus, num_gpus=need.gpu).remote()
         try:
-            info = ray.get(actor.start.remote(m.argv, m.env, str(job.workdir), {k: str(v) for k, v in files.items()}),
+            # A TrainJob node that writes its own script (the SDK's CustomTrainer) has a folder of its own.
+            cwd = str(m.container.get("workingDir") or job.workdir)
+            info = ray.get(actor.start.remote(m.argv, m.env, cwd, {k: str(v) for k, v in files.items()}),
                            timeout=30)
         except ray.exceptions.GetTimeoutError:
             ray.kill(actor)  # not placed after all (another driver took the room): try later

@@ -123,3 +123,20 @@ def test_a_tuned_function_travels_to_ray_with_its_surroundings(cluster, sqlite_s
     for t in trials:
         params = {a["name"]: a["value"] for a in t.assignments}
         assert float(t.observation["loss"]["latest"]) == pytest.approx(abs(float(params["x"]) - 0.25) + int(params["n"]))
+
+
+def test_a_trainjob_trial_runs_on_the_cluster(cluster, sqlite_store, tmp_path):
+    """A one-node TrainJob of the Kubeflow SDK's CustomTrainer shape (issue 13): the script it
+    writes stays in the trial's own folder, torchrun's environment comes along."""
+    from tests.trials_tests.test_trainjob import SDK_SCRIPT, trainjob
+
+    doc = experiment(maxTrialCount=2, parallelTrialCount=2, maxFailedTrialCount=1,
+                     parameters=[{"name": "lr", "parameterType": "double", "feasibleSpace": {"min": "0.1", "max": "0.2"}}])
+    doc["spec"]["trialTemplate"] = {"primaryContainerName": "node", "trialParameters": [{"name": "lr", "reference": "lr"}],
+                                    "trialSpec": trainjob({"command": ["bash", "-c", SDK_SCRIPT]})}
+    status, trials = run(sqlite_store, tmp_path, doc, cluster)
+    assert status["trialsSucceeded"] == 2, [t.conditions for t in trials]
+    for t in trials:
+        assert t.handle["executor"] == "ray"
+        assert t.objective == pytest.approx(float(t.parameters()["lr"]) * 2)
+        assert "node 0 of 1 in node-0" in (tmp_path / "runs" / "default" / "demo" / t.name / "trial.log").read_text()
