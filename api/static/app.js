@@ -446,14 +446,14 @@ async function experimentPage(view, ns, name) {
       $("#brush-note").textContent = `(${limit} of ${n} trials drawn; drag along an axis to filter the table)`;
     }
     const data = idx.map(i => D.map((d, k) => dimValue(k, i)));
-    const values = y.filter(v => typeof v === "number");
+    const [lo, hi] = extent(y.filter(v => typeof v === "number"));
     charts.parallel.setOption({
       animation: false,
       parallel: { left: 50, right: 80, top: 40, bottom: 30 },
       parallelAxis: D.map((d, k) => d.categories
         ? { dim: k, id: "ax" + k, name: d.name, type: "category", data: d.categories }
         : { dim: k, id: "ax" + k, name: d.name, type: d.log ? "log" : "value", scale: true }),
-      visualMap: values.length ? { show: true, dimension: D.length - 1, min: Math.min(...values), max: Math.max(...values), right: 0, top: "middle",
+      visualMap: lo <= hi ? { show: true, dimension: D.length - 1, min: lo, max: hi, right: 0, top: "middle",
         itemHeight: 150, inRange: { color: S.objective.maximize ? ["#c8d6f0", "#2f6fde", "#102a66"] : ["#102a66", "#2f6fde", "#c8d6f0"] } } : undefined,
       series: [{ type: "parallel", lineStyle: { width: 1, opacity: 0.45 }, progressive: 500, data }],
     }, true);

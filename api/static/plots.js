@@ -7,6 +7,13 @@
 const PLOT_STATE_COLORS = { Succeeded: "#1a8a4a", Failed: "#c8342b", MetricsUnavailable: "#c8342b", Running: "#2f6fde",
   Created: "#2f6fde", EarlyStopped: "#8a4fd1", Killed: "#8a4fd1" };
 const plotNum = v => typeof v === "number" && isFinite(v);
+// [min, max] of numbers, by a loop: Math.min(...values) overflows the stack at a few
+// hundred thousand values.
+function extent(values) {
+  let lo = Infinity, hi = -Infinity;
+  for (const v of values) { if (v < lo) lo = v; if (v > hi) hi = v; }
+  return [lo, hi];
+}
 const plotFmt = v => (typeof fmt === "function" ? fmt(v) : String(v));
 // When trial i ended (or started, or was created), in ms since the epoch.
 function plotEnded(S, i) {
