@@ -148,9 +148,9 @@ def test_the_built_ins_are_registered_in_pyproject():
 
 
 def test_a_third_party_collector_kind_reads_the_metrics(tmp_path, plugin_site):
-    """A package that registers a collector kind (here Katib's Custom, which the built-ins
-    do not read) makes it admissible on the local executor, and its source reads the
-    trial's metrics."""
+    """A package that registers a collector kind (here Katib's Custom, whose built-in source
+    reads only what the collector container reports: the package's replaces it) makes it
+    admissible on the local executor, and its source reads the trial's metrics."""
     from katib.controller import admit, runnable_errors
 
     assert trials.collector_kinds() == ["StdOut", "File", "TensorFlowEvent", "PrometheusMetric", "Push", "Custom"]

@@ -39,6 +39,10 @@ class TrialJob:
     primary_pod_labels: dict[str, str] | None = None
     retain: bool = False
     collector: str = "StdOut"  # the metrics collector's kind
+    # A Custom collector: its container (Katib's customCollector), and the DBManager address
+    # ("host:port") it reports to in place of Katib's katib-db-manager service.
+    custom_collector: dict[str, Any] | None = None
+    db_manager: str | None = None
 
     @property
     def log_path(self) -> Path:

@@ -235,6 +235,10 @@ class LocalExecutor(Executor):
 
     def launch(self, job: TrialJob) -> dict[str, Any]:
         members = replica_processes(job, self.clean_env)
+        if job.custom_collector is not None:
+            from ._custom import collector_member
+
+            members.append(collector_member(job, self.clean_env))  # Katib's Custom collector, beside the trial
         need = Resources()
         try:
             for m in members:

@@ -90,6 +90,9 @@ class Controller:
         self.suggestion_address = suggestion_address
         self.executor = executor or LocalExecutor()
         self.runs_root = runs_root or names.runs_root(store.url)
+        # The DBManager a Custom collector reports to ("host:port"; the server's --grpc-port);
+        # None: each run starts one on a loopback port when it needs one.
+        self.db_manager_address: str | None = None
         self.tick = tick
         self.listener = listener
 
@@ -171,10 +174,13 @@ class Controller:
                                 "use ask and tell (katib server or KatibClient)")
         me = owner_id()
         self.store.claim_experiment(rec.id, me, owner_alive)
+        run: ExperimentRun | None = None
         try:
             run = ExperimentRun(self, rec)
             return run.loop(stop)
         finally:
+            if run is not None:
+                run.close()
             self.store.update_experiment(rec.id, owner=None)
 
 

@@ -7,7 +7,7 @@ import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from katib.names import ARTIFACTS, RunLayout, map_into
 from katib.spec import TRIAL_LABEL, Experiment, TrialMeta, render
@@ -35,6 +35,28 @@ class Launching:
     # ExperimentRun's
     _touch: Callable[[TrialRecord], None]
     _emit: Callable[[str, TrialRecord | None], None]
+    _db_manager: Any = None  # the loopback DBManager this run started for a Custom collector
+
+    def _db_manager_address(self) -> str:
+        """Where a Custom collector reports: the controller's DBManager (``katib server
+        --grpc-port``), else one this run starts on a loopback port (stopped by ``close``)."""
+        if self.ctl.db_manager_address:
+            return self.ctl.db_manager_address
+        if self._db_manager is None:
+            try:
+                from katib._dbmanager import serve_grpc
+
+                self._db_manager = serve_grpc(self.ctl.store, self.ctl.runs_root, None, "127.0.0.1", 0)
+            except ImportError as exc:
+                raise LaunchError(f"the Custom metrics collector reports through Katib's DBManager gRPC API, which "
+                                  f"needs what is not installed ({exc.name or exc}): pip install 'katib[grpc]'") from None
+        return f"127.0.0.1:{self._db_manager.bound_port}"
+
+    def close(self) -> None:
+        """Stop what this run started beside its trials (the loopback DBManager)."""
+        if self._db_manager is not None:
+            self._db_manager.stop(grace=1)
+            self._db_manager = None
 
     def _collector_kind(self) -> str:
         mc = self.exp.spec.metrics_collector_spec
@@ -53,7 +75,7 @@ class Launching:
         out = {}
         mc = self.exp.spec.metrics_collector_spec
         fsp = mc.source.file_system_path if mc and mc.source else None
-        if mc and mc.collector and mc.collector.kind in ("File", "TensorFlowEvent") and fsp and fsp.path:
+        if mc and mc.collector and mc.collector.kind in ("File", "TensorFlowEvent", "Custom") and fsp and fsp.path:
             mapped = str(map_into(self._trial_dir(t), fsp.path))
             # A directory written with its slash (Katib's /var/log/katib/tfevent/) keeps it, so
             # /var/log/katib/tfevent/train maps to <mapped>/train; without it too.
@@ -88,7 +110,10 @@ class Launching:
         metadata.update(name=t.name, namespace=self.exp.namespace)
         metadata["labels"] = {**(metadata.get("labels") or {}), **labels}
         trial_dir = self._trial_dir(t)
+        mc = self.exp.spec.metrics_collector_spec
+        custom = mc.collector.custom_collector if mc and mc.collector and mc.collector.kind == "Custom" else None
         return TrialJob(
+            custom_collector=custom, db_manager=self._db_manager_address() if custom else None,
             name=t.name, experiment=self.exp.name, namespace=self.exp.namespace, run_spec=run_spec,
             primary_container=tt.primary_container_name, workdir=Path(self.rec.workdir),
             trial_dir=trial_dir, path_map=self._path_map(t),
@@ -108,8 +133,8 @@ class Launching:
         for t in list(self.trials.values()):
             if t.state != "Created":
                 continue
-            job = self._job(t)
             try:
+                job = self._job(t)
                 self._prepare_checkpoint(t)
                 (self._trial_dir(t) / ARTIFACTS).mkdir(parents=True, exist_ok=True)
                 t.handle = self.executor.launch(job)

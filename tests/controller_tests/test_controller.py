@@ -204,7 +204,11 @@ def test_only_the_budget_may_change(store, tmp_path):
     assert action == "resumed" and store.get_experiment("default", "demo").spec["spec"]["parallelTrialCount"] == 1
 
 
-def test_unsupported_collector_is_refused_before_any_trial(store, tmp_path):
+def test_unsupported_collector_is_refused_before_any_trial(store, tmp_path, monkeypatch):
+    from trials import LocalExecutor
+
+    # An executor that serves only some kinds (as Ray and Kubernetes do; local serves all).
+    monkeypatch.setattr(LocalExecutor, "collector_kinds", ("StdOut", "File"))
     ctl = Controller(store, runs_root=tmp_path / "runs")
     doc = experiment(metricsCollectorSpec={"collector": {"kind": "Custom", "customCollector": {
         "name": "collector", "image": "example/collector:v1"}}})

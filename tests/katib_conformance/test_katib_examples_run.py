@@ -4,7 +4,8 @@ the end, or say why not.
 Their trials need an image's code, so the primary container gets a small stand-in command
 that reports every metric the experiment names the way its collector reads them (printed
 ``name=value``, a JSON-lines file of strings, TensorBoard event files); everything else —
-the trial kind (Job, PyTorchJob, TFJob, Argo Workflow, Tekton PipelineRun), the collector,
+the trial kind (Job, PyTorchJob, TFJob, Argo Workflow, Tekton PipelineRun), the collector
+(a Custom one's container gets a stand-in command, ``tests/custom_collector.py``, with its own args),
 the ConfigMap template, the metadata references — is the example's own. Each runs two
 trials. ``NOT_RUN`` lists the ones that cannot run here, with the reason; the test prints
 which ran and which did not (``pytest -s``).
@@ -26,14 +27,14 @@ from trials import discover_gpus
 
 EXAMPLES = REPO / "tests" / "data" / "katib-examples"
 NOT_RUN = {
-    "custom-metrics-collector.yaml": "the Custom collector (a collector container beside the trial reporting "
-                                     "through the DBManager API) is not run locally yet",
     "argo-workflow.yaml": "a Workflow runs its steps through Argo Workflows' controller (--executor kubernetes)",
     "tekton-pipeline-run.yaml": "a PipelineRun runs its steps through Tekton Pipelines' controller "
                                 "(--executor kubernetes)",
 }
 if not discover_gpus():
     NOT_RUN["pytorchjob-mnist.yaml"] = "its trials ask for nvidia.com/gpu: 1 and this machine has no GPU"
+# A stand-in for the custom collector's image, taking its args (tests/custom_collector.py).
+CUSTOM_COLLECTOR = REPO / "tests" / "custom_collector.py"
 PATHS = sorted(p for p in EXAMPLES.glob("*.yaml") if yaml.safe_load(p.read_text()).get("kind") == "Experiment")
 
 STAND_IN = """
@@ -74,8 +75,12 @@ def with_stand_in(doc: dict) -> dict:
     assert containers, f"no container {primary!r} in the trial spec"
     # The trial's parameters are passed too: every one must appear in the template.
     params = [f"${{trialParameters.{p['name']}}}" for p in spec["trialTemplate"].get("trialParameters") or []]
+    # A Custom collector writes its file as File's TEXT; its own args are kept (-m, -s, -path).
     for c in containers:
-        c["command"], c["args"] = [sys.executable, "-c", STAND_IN, kind, path, names, *params], []
+        c["command"], c["args"] = [sys.executable, "-c", STAND_IN, "File" if kind == "Custom" else kind, path, names,
+                                   *params], []
+    if kind == "Custom":
+        mc["collector"]["customCollector"]["command"] = [sys.executable, str(CUSTOM_COLLECTOR)]
     return doc
 
 
@@ -104,7 +109,6 @@ def test_which_examples_ran():
 
 
 @pytest.mark.parametrize(("name", "message"), [
-    ("custom-metrics-collector.yaml", "Custom is not supported by the local executor"),
     ("argo-workflow.yaml", "a Workflow runs its steps through Argo Workflows' controller"),
     ("tekton-pipeline-run.yaml", "a PipelineRun runs its steps through Tekton Pipelines' controller"),
 ])
