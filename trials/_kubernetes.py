@@ -43,6 +43,7 @@ from typing import Any
 
 from katib._pushtoken import PushTokens
 from katib.errors import KatibError
+from katib.runtimes import is_trainjob
 from katib.spec import EXPERIMENT_LABEL, TRIAL_LABEL
 
 from ._executor import (
@@ -59,6 +60,7 @@ from ._executor import (
 from ._gjson import holds
 from ._manifest import deadline_of, group_version, manifest_errors, plural_of, pod_templates
 from ._podfence import fence, identity_of_client, parse_account, problems
+from ._trainjob import label_trainjob, trainjob_escapes
 
 _LOG_GRACE = 10.0  # seconds a finished job waits for its log stream to drain
 
@@ -178,6 +180,13 @@ class KubernetesExecutor(Executor):
                             ours["KATIB_API_TOKEN"] = self.push_tokens.token(job.namespace, job.name)
                     env = [e for e in container.get("env") or [] if e.get("name") not in ours]
                     container["env"] = env + [{"name": k, "value": v} for k, v in ours.items()]
+        if is_trainjob(manifest):  # its pods come from its runtime: label them through a patch
+            ours = {"KATIB_TRIAL_NAME": job.name, "KATIB_NAMESPACE": job.namespace}
+            if self.push_url:
+                ours["KATIB_PUSH_URL"] = self.push_url
+                if self.push_tokens is not None:
+                    ours["KATIB_API_TOKEN"] = self.push_tokens.token(job.namespace, job.name)
+            label_trainjob(manifest, labels, ours)
         fence(manifest)
         return manifest
 
@@ -190,6 +199,8 @@ class KubernetesExecutor(Executor):
         manifest = self.manifest(job)
         kind, api_version = str(manifest.get("kind", "")), str(manifest.get("apiVersion", ""))
         escapes = problems(manifest, job.namespace, self.server_account, self.tenants)
+        if self.tenants and is_trainjob(manifest):
+            escapes += trainjob_escapes(manifest)
         if escapes:
             raise LaunchError(f"the {kind} for trial {job.name} would leave its fence: " + "; ".join(escapes))
         if self.validate:

@@ -95,3 +95,35 @@ def trainjob_members(job: TrialJob, clean_env: bool) -> list[Any]:
                 env["PATH"] = str(_shim_dir(job.trial_dir)) + os.pathsep + env.get("PATH", "")
         members.append(Member(name, node_container, argv, env, log_name="trial.log" if rank == 0 else f"{name}.log"))
     return members
+
+
+KATIB_MANAGER = "katib.kubeflow.org/manager"  # the runtimePatches entry katib owns
+
+
+def label_trainjob(manifest: dict[str, Any], labels: dict[str, str], env: dict[str, str]) -> None:
+    """A TrainJob created in a cluster: katib's variables in ``spec.trainer.env``, and a
+    ``runtimePatches`` entry of its own (manager ``katib.kubeflow.org/manager``) that puts
+    the trial's labels on the trainer nodes' pods, so the executor finds and follows them
+    (a TrainJob has no pod template of its own to label)."""
+    spec = manifest.setdefault("spec", {})
+    trainer = spec.get("trainer") if isinstance(spec.get("trainer"), dict) else {}
+    spec["trainer"] = trainer
+    kept = [e for e in trainer.get("env") or [] if not (isinstance(e, dict) and e.get("name") in env)]
+    trainer["env"] = kept + [{"name": k, "value": v} for k, v in env.items()]
+    patches = [p for p in spec.get("runtimePatches") or [] if not (isinstance(p, dict) and p.get("manager") == KATIB_MANAGER)]
+    patches.append({"manager": KATIB_MANAGER, "trainingRuntimeSpec": {"template": {"spec": {"replicatedJobs": [
+        {"name": "node", "template": {"spec": {"template": {"metadata": {"labels": dict(labels)}}}}}]}}}})
+    spec["runtimePatches"] = patches
+
+
+def trainjob_escapes(manifest: dict[str, Any]) -> list[str]:
+    """Under --auth: a tenant's TrainJob may not patch its runtime's pods (``runtimePatches``
+    reach pod specs the fence cannot see; the runtime itself is the cluster admin's)."""
+    spec = manifest.get("spec") or {}
+    found = []
+    for i, patch in enumerate(spec.get("runtimePatches") or []):
+        if not (isinstance(patch, dict) and patch.get("manager") == KATIB_MANAGER):
+            found.append(f"spec.runtimePatches[{i}]: a tenant's TrainJob may not patch its runtime's pods")
+    if spec.get("podTemplateOverrides"):
+        found.append("spec.podTemplateOverrides: a tenant's TrainJob may not override its runtime's pods")
+    return found

@@ -37,7 +37,9 @@ from typing import Any
 import kmock
 from kubernetes import client, watch
 
-JOBS = [("batch", "v1", "jobs"), ("kubeflow.org", "v1", "pytorchjobs"), ("kubeflow.org", "v1", "tfjobs")]
+JOBS = [("batch", "v1", "jobs"), ("kubeflow.org", "v1", "pytorchjobs"), ("kubeflow.org", "v1", "tfjobs"),
+        ("trainer.kubeflow.org", "v1alpha1", "trainjobs")]
+JOBSET_NAME = "jobset.sigs.k8s.io/jobset-name"
 ROLE_LABEL = "training.kubeflow.org/job-role"
 
 
@@ -145,6 +147,19 @@ class FakeCluster:
         pods = []
         if plural == "jobs":
             pods.append((f"{name}-{abs(hash(name)) % 100000:05d}", job["spec"]["template"], {"job-name": name}, True))
+        elif plural == "trainjobs":  # Trainer: the runtime's node pods, with the runtimePatches' pod labels
+            from katib.runtimes import resolve
+
+            resolved = resolve(job, ns)
+            labels: dict[str, str] = {}
+            for patch in job["spec"].get("runtimePatches") or []:
+                for rjob in patch["trainingRuntimeSpec"]["template"]["spec"].get("replicatedJobs") or []:
+                    if rjob.get("name") == "node":
+                        labels.update(rjob["template"]["spec"]["template"]["metadata"].get("labels") or {})
+            for i in range(resolved.num_nodes):
+                template = {"metadata": {"labels": labels}, "spec": {"containers": [resolved.container]}}
+                pods.append((f"{name}-node-0-{i}", template, {JOBSET_NAME: name, "jobset.sigs.k8s.io/replicatedjob-name": "node",
+                                                              "batch.kubernetes.io/job-completion-index": str(i)}, i == 0))
         else:
             specs = next(v for k, v in job["spec"].items() if k.endswith("ReplicaSpecs"))
             for role, replica in specs.items():
@@ -164,7 +179,7 @@ class FakeCluster:
         name, ns = job["metadata"]["name"], job["metadata"]["namespace"]
         for pod in self.objects("pods"):
             labels = pod["metadata"].get("labels") or {}
-            if labels.get("job-name") == name or labels.get("training.kubeflow.org/job-name") == name:
+            if name in (labels.get("job-name"), labels.get("training.kubeflow.org/job-name"), labels.get(JOBSET_NAME)):
                 proc = self.procs.pop(pod["metadata"]["name"], None)
                 if proc is not None:
                     _kill(proc)
@@ -182,7 +197,7 @@ class FakeCluster:
             pass  # deleted meanwhile
 
     def _job_status(self, group: str, version: str, plural: str, job: dict[str, Any], ok: bool, reason: str) -> None:
-        kind_ok = "Complete" if plural == "jobs" else "Succeeded"
+        kind_ok = "Complete" if plural in ("jobs", "trainjobs") else "Succeeded"
         cond = {"type": kind_ok if ok else "Failed", "status": "True", "reason": reason,
                 "message": "" if ok else f"Job has reached the specified backoff limit ({reason})"}
         try:

@@ -181,6 +181,47 @@ def test_a_pytorchjob_reads_the_masters_log(sqlite_store, tmp_path, cluster):
         assert manifest_errors(job) == []
 
 
+def test_a_trainjob_runs_as_the_cr_with_katibs_defaults(sqlite_store, tmp_path, cluster):
+    """Issue 13: a TrainJob trial is created as the CR; its node pods carry the trial's
+    labels through katib's runtimePatches entry, node 0 (Katib 0.19's primary pod labels)
+    gives the log, and Complete ends it."""
+    doc = experiment(maxTrialCount=2, parallelTrialCount=2)
+    doc["spec"]["trialTemplate"] = {
+        "primaryContainerName": "node", "trialParameters": [{"name": "x", "reference": "x"}],
+        "trialSpec": {"apiVersion": "trainer.kubeflow.org/v1alpha1", "kind": "TrainJob", "spec": {
+            "runtimeRef": {"name": "torch-distributed"},
+            "trainer": {"numNodes": 2, "command": python_command(
+                "import os; print('loss=${trialParameters.x}', os.environ['KATIB_TRIAL_NAME'])")}}},
+    }
+    status, trials = run(sqlite_store, tmp_path, doc, cluster)
+    assert status["trialsSucceeded"] == 2, [t.conditions for t in trials]
+    for t in trials:
+        assert t.objective == float(t.parameters()["x"])
+        log = (tmp_path / "runs" / "default" / "demo" / t.name / "trial.log").read_text()
+        assert t.name in log  # node 0's output, with katib's variables in spec.trainer.env
+    jobs = [j for j in cluster.created if j["kind"] == "TrainJob"]
+    assert sorted(j["metadata"]["name"] for j in jobs) == sorted(t.name for t in trials)
+    for job in jobs:
+        [patch] = job["spec"]["runtimePatches"]
+        labels = patch["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"][0]["template"]["spec"]["template"]["metadata"]["labels"]
+        assert labels[TRIAL_LABEL] == job["metadata"]["name"] and patch["manager"] == "katib.kubeflow.org/manager"
+        assert manifest_errors(job) == []
+    for t in trials:  # both nodes of each ran
+        assert {f"{t.name}-node-0-0", f"{t.name}-node-0-1"} <= cluster.done
+
+
+def test_under_auth_a_trainjob_may_not_patch_its_runtimes_pods():
+    from trials._trainjob import label_trainjob, trainjob_escapes
+
+    job = {"apiVersion": "trainer.kubeflow.org/v1alpha1", "kind": "TrainJob", "spec": {
+        "runtimeRef": {"name": "torch-distributed"},
+        "runtimePatches": [{"manager": "me", "trainingRuntimeSpec": {}}]}}
+    label_trainjob(job, {TRIAL_LABEL: "t"}, {"KATIB_TRIAL_NAME": "t"})
+    assert trainjob_escapes(job) == ["spec.runtimePatches[0]: a tenant's TrainJob may not patch its runtime's pods"]
+    job["spec"]["runtimePatches"] = job["spec"]["runtimePatches"][1:]
+    assert trainjob_escapes(job) == []  # katib's own entry is allowed
+
+
 def test_an_invalid_manifest_fails_the_trial_naming_the_field(sqlite_store, tmp_path, cluster):
     doc = _one(python_command("print('x=1')"))
     doc["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]["ports"] = [{"port": 80}]
