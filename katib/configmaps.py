@@ -8,7 +8,8 @@ through ``/api/v1/namespaces/{ns}/configmaps``. When an experiment is submitted 
 template is read once and stored inline as ``trialSpec``; the annotation
 ``katib.kubeflow.org/trial-template-configmap`` records where it came from (Katib reads
 the ConfigMap again for each trial, so an edit mid-experiment changes later trials there;
-here the experiment keeps the template it started with).
+here the experiment keeps the template it started with). ``katib run --executor kubernetes``
+without ``--configmaps`` reads the ConfigMap from the cluster (``resolve_from_cluster``).
 """
 
 from __future__ import annotations
@@ -100,6 +101,32 @@ def resolve_trial_template(doc: Any, configmaps: Iterable[dict[str, Any]], where
     meta = out.setdefault("metadata", {})
     meta.setdefault("annotations", {})[SOURCE_ANNOTATION] = f"{namespace}/{name}/{key}"
     return out
+
+
+def resolve_from_cluster(doc: Any, api_client: Any, where: str = "the cluster") -> Any:
+    """``doc`` with its ConfigMap trial template read from a Kubernetes cluster (the official
+    client's ``api_client``), as Katib reads it (``--executor kubernetes`` without
+    ``--configmaps``); any other document unchanged, without a call."""
+    if not isinstance(doc, dict):
+        return doc
+    template = (doc.get("spec") or {}).get("trialTemplate") or {}
+    ref = template.get("configMap") if isinstance(template, dict) else None
+    if not isinstance(ref, dict) or not (ref.get("configMapName") and ref.get("templatePath")):
+        return doc  # no ConfigMap, or the validator names what is missing
+    namespace = str(ref.get("configMapNamespace") or (doc.get("metadata") or {}).get("namespace") or "default")
+    name = str(ref["configMapName"])
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        cm = client.CoreV1Api(api_client).read_namespaced_config_map(name, namespace)
+        found = [{"kind": "ConfigMap", "metadata": {"namespace": namespace, "name": name}, "data": cm.data or {}}]
+    except ApiException as exc:
+        if exc.status != 404:
+            raise ValidationError([FieldError(f"{_FIELD}.configMapName", f"cannot read ConfigMap {namespace}/{name} "
+                                              f"from {where}: {exc.status} {exc.reason}")]) from None
+        found = []
+    return resolve_trial_template(doc, found, where)
 
 
 def from_env(flag: str | None = None) -> list[dict[str, Any]] | None:

@@ -47,11 +47,22 @@ ConfigMapsOption = typer.Option(
          "spec.trialTemplate.configMap names.")
 
 
-def _with_configmap(doc: object, source: str | None) -> object:
-    """The experiment with its ConfigMap trial template read in, when ConfigMaps are given."""
-    from katib.configmaps import read_configmaps, resolve_trial_template
+def _with_configmap(doc: object, source: str | None, executor: str = "local", kubeconfig: str | None = None,
+                    context: str | None = None) -> object:
+    """The experiment with its ConfigMap trial template read in, when ConfigMaps are given;
+    on the Kubernetes executor without them, from the cluster, as Katib reads it."""
+    from katib.configmaps import read_configmaps, resolve_from_cluster, resolve_trial_template
 
-    return resolve_trial_template(doc, read_configmaps(source), source) if source else doc
+    if source:
+        return resolve_trial_template(doc, read_configmaps(source), source)
+    if executor == "kubernetes":
+        from trials import KubernetesExecutor
+
+        tt = ((doc.get("spec") or {}).get("trialTemplate") or {}) if isinstance(doc, dict) else {}
+        if isinstance(tt, dict) and tt.get("configMap"):
+            return resolve_from_cluster(doc, KubernetesExecutor.connect(kubeconfig, context),
+                                        f"the cluster of {kubeconfig or 'the kubeconfig'}")
+    return doc
 
 
 @app.command()
@@ -246,7 +257,7 @@ def run(
     docs = _read_experiments(file)
     if len(docs) > 1:
         raise KatibError(f"{file}: holds {len(docs)} experiments; `katib run` takes one")
-    doc = _with_configmap(docs[0], configmaps)
+    doc = _with_configmap(docs[0], configmaps, executor, kubeconfig, context)
     exp = admit_remote(doc, suggestion) if suggestion else admit(doc)
     factory = _executor_factory(executor, ray_address, kubeconfig, context, clean_env=clean_env)
     from katib.controller import runnable_errors
