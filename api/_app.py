@@ -91,6 +91,9 @@ def create_app(store: Store, runs_root: Path, workdir: Path, tick: float = 1.0, 
         if grpc_address is not None:
             grpc_server = serve_grpc(store, runs_root, manager, *grpc_address)
             app.state.grpc_port = grpc_server.bound_port
+            # Local trials' Custom collectors report here (on loopback when it listens on all).
+            host = grpc_address[0] if grpc_address[0] not in ("", "0.0.0.0", "::", "[::]") else "127.0.0.1"
+            manager.db_manager_address = f"{host}:{grpc_server.bound_port}"
         if resume:
             manager.resume_all()
         yield

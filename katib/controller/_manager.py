@@ -56,6 +56,9 @@ class ExperimentManager:
         self._lock = threading.Lock()
         self._subscribers: list[Subscriber] = []
         self.errors: dict[tuple[str, str], str] = {}  # the last failure of each experiment's controller
+        # The DBManager its trials' Custom collectors report to ("host:port": the server's
+        # --grpc-port); None: each run starts one on a loopback port when it needs one.
+        self.db_manager_address: str | None = None
 
     # -- events ------------------------------------------------------------------------
 
@@ -90,8 +93,10 @@ class ExperimentManager:
     # -- lifecycle ---------------------------------------------------------------------
 
     def _controller(self, key: tuple[str, str]) -> Controller:
-        return Controller(self.store, self.executor_factory(), runs_root=self.runs_root, tick=self.tick,
-                          listener=self._listener(key))
+        ctl = Controller(self.store, self.executor_factory(), runs_root=self.runs_root, tick=self.tick,
+                         listener=self._listener(key))
+        ctl.db_manager_address = self.db_manager_address
+        return ctl
 
     def submit(self, exp: Experiment, workdir: Path) -> tuple[ExperimentRecord, str]:
         """Store (or edit) an admitted experiment and run it unless it has finished."""

@@ -269,3 +269,26 @@ def test_katib_server_refuses_grpc_with_auth(tmp_path: Path):
     r = subprocess.run([sys.executable, "-m", "katib", "server", "--auth", "--grpc-port", "0",
                         "--db", str(tmp_path / "k.db")], capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and "--grpc-port cannot be used with --auth" in r.stderr
+
+
+def test_a_custom_collector_reports_to_the_servers_grpc_port(grpc_server):
+    """A Custom collector's katib-db-manager address is the server's own gRPC port (no
+    DBManager of its own is started): its ReportObservationLog lands on the trial."""
+    import sys
+
+    from tests.conftest import REPO
+
+    doc = experiment(name="grpc-custom", maxTrialCount=1, parallelTrialCount=1,
+                     command=python_command("open('/katib/m.log', 'w').write('loss=0.375\\n')"))
+    doc["spec"]["metricsCollectorSpec"] = {
+        "source": {"fileSystemPath": {"path": "/katib/m.log", "kind": "File"}},
+        "collector": {"kind": "Custom", "customCollector": {
+            "name": "collector", "image": "example/collector:v1",
+            "command": [sys.executable, str(REPO / "tests" / "custom_collector.py")],
+            "args": ["-m", "loss", "-s", "katib-db-manager.kubeflow:6789", "-path", "/katib/m.log"]}}}
+    assert grpc_server.client.post("/api/v1/namespaces/default/experiments", json=doc).status_code == 201
+    grpc_server.wait_for("default", "grpc-custom")
+    [trial] = grpc_server.store.list_trials(grpc_server.store.get_experiment("default", "grpc-custom").id)
+    assert (trial.state, trial.objective) == ("Succeeded", 0.375), trial.conditions
+    [log] = list(grpc_server.tmp.rglob(f"{trial.name}/metrics-collector.log"))
+    assert f"to {grpc_server.grpc}" in log.read_text()

@@ -43,3 +43,20 @@ def test_upstream_example_reports_to_this_trials_db_manager(tmp_path):
 def test_a_collector_without_a_command_is_refused_naming_it(tmp_path):
     with pytest.raises(LaunchError, match="custom-metrics-logger-and-collector.*no command or args"):
         collector_member(job(tmp_path, {"name": "custom-metrics-logger-and-collector", "image": "x"}), clean_env=True)
+
+
+def test_sandboxed_tenants_get_no_unauthenticated_db_manager(sqlite_store, tmp_path):
+    """Under katib server --auth (a sandboxed local executor) a Custom collector's trial
+    fails at launch saying why: Katib's gRPC API carries no credentials, so a tenant's
+    collector could report for another's trials."""
+    from katib.controller import Controller, admit
+    from tests.conftest import experiment
+    from trials import LocalExecutor
+
+    doc = experiment(name="custom-auth", maxTrialCount=1, parallelTrialCount=1, metricsCollectorSpec={
+        "collector": {"kind": "Custom", "customCollector": UPSTREAM}})
+    ctl = Controller(sqlite_store, executor=LocalExecutor(sandbox=object()), runs_root=tmp_path / "runs")  # type: ignore[arg-type]
+    rec, _ = ctl.submit(admit(doc), tmp_path)
+    ctl.run(rec.namespace, rec.name)
+    [t] = sqlite_store.list_trials(rec.id)
+    assert t.state == "Failed" and "carries no credentials" in t.conditions[-1]["message"]
