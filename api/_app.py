@@ -144,7 +144,8 @@ def create_app(store: Store, runs_root: Path, workdir: Path, tick: float = 1.0, 
     app.openapi = openapi  # type: ignore[method-assign]
 
     # Trial lists compress about tenfold; small answers are sent as they are.
-    app.add_middleware(GZipMiddleware, minimum_size=4096)
+    # Level 5, not Starlette's 9: a 13 MB summary compresses in 0.35 s instead of 5 s, 4 % larger.
+    app.add_middleware(GZipMiddleware, minimum_size=4096, compresslevel=5)
     app.add_middleware(HeadAsGet)  # HEAD is the GET without its body (GET routes alone refuse HEAD)
     # Outermost: nothing reaches a route (or is decompressed) before the guard has passed it.
     app.add_middleware(RequestGuard, auth=auth, read_only=read_only, allowed_hosts=allowed_hosts, max_body=max_body)

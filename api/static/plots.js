@@ -51,8 +51,10 @@ function historyOption(S, opts) {
     const v = y[i];
     (byState[states[i]] = byState[states[i]] || []).push([at(i), v, S.columns.name[i]]);
     if ((states[i] === "Succeeded" || states[i] === "EarlyStopped") && (best === null || (S.objective.maximize ? v > best : v < best))) best = v;
-    if (best !== null) bestLine.push([at(i), best]);
+    // A step line needs only the points where the best changes (and the last one).
+    if (best !== null && (!bestLine.length || bestLine[bestLine.length - 1][1] !== best)) bestLine.push([at(i), best]);
   }
+  if (bestLine.length && idx.length) bestLine.push([at(idx[idx.length - 1]), best]);
   const ink = plotInk();
   return { ...plotBase(), grid: { left: 60, right: 20, top: 30, bottom: 40 },
     tooltip: { trigger: "item", formatter: p => `${p.value[2] || p.seriesName}: ${plotFmt(p.value[1])}` },
