@@ -80,7 +80,7 @@ class Auto(Algorithm):
 
     def __init__(self) -> None:
         self._tpe = TPE()
-        self._cma: _WarmCMAES | None = None
+        self._cma: tuple[tuple[str, str], _WarmCMAES] | None = None
         self.last: Choice | None = None
 
     def _choice(self, experiment: Experiment, trials: Sequence[TrialView]) -> Choice:
@@ -100,9 +100,10 @@ class Auto(Algorithm):
         self.last = self._choice(experiment, trials)
         if self.last.algorithm == "tpe":
             return self._tpe.suggest(experiment, trials, count, state)
-        if self._cma is None:
-            self._cma = _WarmCMAES(self._incumbent(experiment, trials))
-        return self._cma.suggest(experiment, trials, count, state)
+        key = (experiment.namespace or "", experiment.name or "")
+        if self._cma is None or self._cma[0] != key:  # started once per experiment
+            self._cma = (key, _WarmCMAES(self._incumbent(experiment, trials)))
+        return self._cma[1].suggest(experiment, trials, count, state)
 
     @staticmethod
     def _incumbent(experiment: Experiment, trials: Sequence[TrialView]) -> dict[str, float]:

@@ -76,3 +76,20 @@ def test_auto_through_ask_and_tell(tmp_path):
             client.tell("auto-outside", trial["name"], {"loss": sphere(trial["parameters"])})
             told += 1
     assert client.get_experiment("auto-outside")["status"]["trialsSucceeded"] == 6
+
+
+def test_each_experiment_gets_its_own_cmaes_start(monkeypatch):
+    """One auto instance serving two experiments starts CMA-ES at each one's incumbent."""
+    monkeypatch.setattr("suggestion._auto.SWITCH_AT", 6)
+    alg = get_algorithm("auto")
+    for name, best in (("first", (1.0, 1.0)), ("second", (-4.0, -4.0))):
+        doc = doc_for("auto", [{"name": "random_state", "value": "1"}])
+        doc["metadata"]["name"] = name
+        exp = admit(doc)
+        points = [best, (4.0, 4.0), (-4.0, 4.0), (4.0, -4.0), (0.0, 4.5), (4.5, 0.0)]
+        history = [TrialView(f"{name}{i}", {"x": repr(x), "y": repr(y)}, "Succeeded", 0.0 if i == 0 else 50.0)
+                   for i, (x, y) in enumerate(points)]
+        batch = alg.suggest(exp, history, 3)
+        assert alg.last.algorithm == "cmaes"  # type: ignore[attr-defined]
+        for a in batch:
+            assert abs(float(a.parameters["x"]) - best[0]) < 3 and abs(float(a.parameters["y"]) - best[1]) < 3
