@@ -1,7 +1,9 @@
 """The web viewer at scale: an experiment of 10,000 trials with 50 intermediate values each,
 opened in a real browser (Debian's headless Chromium, driven by Playwright).
 
-    python bench/viewer.py [--trials 10000] [--steps 50] [--runs 3]
+    python bench/viewer.py [--trials 10000] [--steps 50] [--runs 3] [--peer-timeout 300]
+    python bench/viewer.py --trials 100000 --steps 20 --runs 2   # issue 15's scale
+    python bench/viewer.py ... --reuse DIR   # seed into DIR once, measure again without seeding
 
 Seeds a SQLite store directly (the trials as a finished random search over four parameters,
 a learning curve per trial, a tenth early-stopped), serves it with `katib ui`, and prints for
@@ -11,6 +13,8 @@ bytes transferred, and the server's time for the summary request.
 
 The peer, in the same run: the same trials in an Optuna study (a journal file), served by
 optuna-dashboard, whose study page counts as interactive once its history plot has drawn.
+A load that takes longer than ``--peer-timeout`` seconds is recorded as timed out, with
+what it had transferred by then.
 """
 
 from __future__ import annotations
@@ -139,13 +143,23 @@ def _serve(argv: list[str], probe: str) -> subprocess.Popen[bytes]:
     raise RuntimeError(f"{argv[0]} did not start")
 
 
-def _load(browser, url: str, ready_js: str, screenshot: str | None = None) -> tuple[float, dict]:
-    """One cold load: seconds from navigation until ``ready_js`` holds, and bytes moved."""
+def _load(browser, url: str, ready_js: str, screenshot: str | None = None,
+          timeout: float = 300) -> tuple[float | None, dict]:
+    """One cold load: seconds from navigation until ``ready_js`` holds (None: not within
+    ``timeout`` seconds), and bytes moved."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
-    page.goto(url)
-    page.wait_for_function(ready_js, timeout=300_000, polling=50)
-    ready = page.evaluate("performance.now()") / 1000
+    ready: float | None
+    try:
+        page.goto(url, timeout=timeout * 1000, wait_until="commit")
+        page.wait_for_function(ready_js, timeout=timeout * 1000, polling=50)
+        ready = page.evaluate("performance.now()") / 1000
+    except PlaywrightTimeout:
+        # Its page is still busy: asking it anything more would wait as long again.
+        context.close()
+        return None, {"total": float("nan"), "data": float("nan"), "decoded": float("nan")}
     sizes = page.evaluate("""() => {
         const nav = performance.getEntriesByType('navigation')[0];
         const res = performance.getEntriesByType('resource');
@@ -167,24 +181,28 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--no-peer", action="store_true", help="skip optuna-dashboard")
+    parser.add_argument("--peer-timeout", type=float, default=300, help="give up on a load after this many seconds")
     parser.add_argument("--screenshot", help="save the last load of our page as this PNG")
+    parser.add_argument("--reuse", help="a folder to seed into and keep; seeding is skipped where its files exist")
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
     chromium = shutil.which("chromium") or "/usr/bin/chromium"
-    work = Path(tempfile.mkdtemp())
+    work = Path(args.reuse) if args.reuse else Path(tempfile.mkdtemp())
+    work.mkdir(parents=True, exist_ok=True)
     db, journal = str(work / "big.db"), str(work / "optuna.journal")
     started = time.perf_counter()
-    seed(db, args.trials, args.steps)
-    print(f"seeded katib's store: {args.trials} trials x {args.steps} values in {time.perf_counter() - started:.1f} s")
+    if not Path(db).exists():
+        seed(db, args.trials, args.steps)
+        print(f"seeded katib's store: {args.trials} trials x {args.steps} values in {time.perf_counter() - started:.1f} s")
     peer = not args.no_peer and shutil.which("optuna-dashboard", path=str(Path(sys.executable).parent)) is not None
     if not args.no_peer and not peer:
         print("optuna-dashboard is not installed (pip install -e '.[bench]'): measuring katib alone")
-    if peer:
+    if peer and not Path(journal).exists():
         started = time.perf_counter()
         seed_optuna(journal, args.trials, args.steps)
         print(f"seeded the same trials into an Optuna journal in {time.perf_counter() - started:.1f} s")
-    rows: list[tuple[str, int, float, dict]] = []
+    rows: list[tuple[str, int, float | None, dict]] = []
     port = _port()
     server = _serve([sys.executable, "-m", "katib", "ui", "--db", db, "--port", str(port)], f"http://127.0.0.1:{port}/healthz")
     try:
@@ -200,6 +218,7 @@ def main() -> None:
                 shot = args.screenshot if run == args.runs - 1 else None
                 seconds, sizes = _load(browser, f"http://127.0.0.1:{port}/#/e/default/big", "window.__katibReady === true", shot)
                 rows.append(("katib", run + 1, seconds, sizes))
+                print(f"katib, load {run + 1}: {seconds} s", flush=True)
             browser.close()
     finally:
         server.terminate()
@@ -216,8 +235,12 @@ def main() -> None:
                 for run in range(args.runs):
                     # Its study page is usable once the history plot (Plotly) has drawn its trials.
                     seconds, sizes = _load(browser, f"http://127.0.0.1:{port}/dashboard/studies/{study_id}",
-                                           "document.querySelectorAll('.js-plotly-plot .scatterlayer .trace').length > 0")
+                                           "document.querySelectorAll('.js-plotly-plot .scatterlayer .trace').length > 0",
+                                           timeout=args.peer_timeout)
                     rows.append(("optuna-dashboard", run + 1, seconds, sizes))
+                    print(f"optuna-dashboard, load {run + 1}: {seconds} s", flush=True)
+                    if seconds is None:  # one time-out is the answer: the next load would time out too
+                        break
                 browser.close()
         finally:
             server.terminate()
@@ -226,12 +249,16 @@ def main() -> None:
     print("| viewer | load | interactive (s) | transferred (KiB) | of it: data requests (KiB; decoded KiB) |")
     print("|---|---|---|---|---|")
     for viewer, run, seconds, sizes in rows:
-        print(f"| {viewer} | {run} | {seconds:.2f} | {sizes['total'] / 1024:,.0f} | {sizes['data'] / 1024:,.0f}; {sizes['decoded'] / 1024:,.0f} |")
+        shown = f"{seconds:.2f}" if seconds is not None else f"timed out (> {args.peer_timeout:.0f})"
+        print(f"| {viewer} | {run} | {shown} | {sizes['total'] / 1024:,.0f} | {sizes['data'] / 1024:,.0f}; {sizes['decoded'] / 1024:,.0f} |")
     print()
     for viewer in dict.fromkeys(r[0] for r in rows):
-        print(f"{viewer}: median {statistics.median(r[2] for r in rows if r[0] == viewer):.2f} s to interactive")
+        done = [r[2] for r in rows if r[0] == viewer and r[2] is not None]
+        print(f"{viewer}: " + (f"median {statistics.median(done):.2f} s to interactive" if done
+                               else f"not interactive within {args.peer_timeout:.0f} s"))
     print(f"katib's summary request alone: {summary_ms:.0f} ms ({len(body) / 1024:.0f} KiB gzip)")
-    shutil.rmtree(work, ignore_errors=True)
+    if not args.reuse:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
