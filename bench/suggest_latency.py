@@ -30,7 +30,7 @@ PARAMS = [
     {"name": "n", "parameterType": "int", "feasibleSpace": {"min": "1", "max": "64"}},
     {"name": "opt", "parameterType": "categorical", "feasibleSpace": {"list": ["sgd", "adam", "rmsprop"]}},
 ]
-OURS = ["random", "sobol", "tpe", "multivariate-tpe", "cmaes", "bayesianoptimization"]
+OURS = ["auto", "random", "sobol", "tpe", "multivariate-tpe", "cmaes", "bayesianoptimization"]
 
 
 def experiment(algorithm: str):
@@ -77,7 +77,10 @@ def optuna_native(algorithm: str, n: int, repeat: int) -> float | None:
     samplers = {
         "random": lambda: optuna.samplers.RandomSampler(),
         "sobol": lambda: optuna.samplers.QMCSampler(qmc_type="sobol"),
-        "tpe": lambda: optuna.samplers.TPESampler(multivariate=False, constant_liar=True),
+        # Optuna 5's default TPE (multivariate), as our tpe; auto runs it on this space
+        # (a categorical parameter).
+        "tpe": lambda: optuna.samplers.TPESampler(multivariate=True, constant_liar=True),
+        "auto": lambda: optuna.samplers.TPESampler(multivariate=True, constant_liar=True),
         "multivariate-tpe": lambda: optuna.samplers.TPESampler(multivariate=True, group=True, constant_liar=True),
         "cmaes": lambda: optuna.samplers.CmaEsSampler(),
         "bayesianoptimization": lambda: optuna.samplers.GPSampler(),

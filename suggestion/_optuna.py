@@ -54,8 +54,18 @@ def _from_optuna(d: Dimension, value: Any) -> str:
 class OptunaAlgorithm(Algorithm):
     """Base of the adapters: subclasses say which sampler, from the parsed settings."""
 
+    #: Whether one sampler serves every call on the same study (its caches, such as the
+    #: TPE's search-space intersection, then grow with the history instead of being
+    #: rebuilt over all of it); ``reseed`` makes each call's draws the same as a fresh one's.
+    reuses_sampler = False
+
     def __init__(self) -> None:
         self._cache: tuple[str, Any, dict[str, tuple[int, Any]]] | None = None
+        self._sampler: tuple[tuple[int, str], Any] | None = None
+
+    def reseed(self, sampler: Any, seed: int | None) -> None:
+        """Seed a reused sampler as ``make_sampler`` would seed a new one."""
+        raise NotImplementedError
 
     @abstractmethod
     def make_sampler(self, settings: dict[str, Any], seed: int | None, n_params: int) -> Any:
@@ -133,7 +143,13 @@ class OptunaAlgorithm(Algorithm):
         # A seed per history length: the same history gives the same proposals.
         seed = None if base is None else (base * 1_000_003 + len(trials)) % 2**31
         study = self._study(optuna, experiment, space, dists, trials)
-        study.sampler = self.make_sampler(settings, seed, len(space.dims))
+        key = (id(study), json.dumps(settings, sort_keys=True, default=str))
+        if self.reuses_sampler and self._sampler is not None and self._sampler[0] == key:
+            study.sampler = self._sampler[1]
+            self.reseed(study.sampler, seed)
+        else:
+            study.sampler = self.make_sampler(settings, seed, len(space.dims))
+            self._sampler = (key, study.sampler)
 
         finite = space.size() < math.inf
         seen = {space.key(t.parameters) for t in trials} if finite else set()

@@ -61,6 +61,14 @@ class TPE(OptunaAlgorithm):
     settings = TPE_SETTINGS
     grouped = False
 
+    reuses_sampler = True
+
+    def reseed(self, sampler: Any, seed: int | None) -> None:
+        # TPESampler's generator and its random sampler's (for the startup trials), as
+        # TPESampler(seed=seed) seeds them.
+        sampler._rng.rng.seed(seed)
+        sampler._random_sampler._rng.rng.seed(seed)
+
     def make_sampler(self, settings: dict[str, Any], seed: int | None, n_params: int) -> Any:
         from optuna.samplers import TPESampler
 

@@ -137,3 +137,20 @@ def test_tpe_is_optunas_default_multivariate_tpe_and_gamma_splits_as_hyperopt():
     mv = get_algorithm("multivariate-tpe")
     grouped = mv.make_sampler(mv.parsed_settings(admit(doc_for("multivariate-tpe", []))), 1, 2)  # type: ignore[attr-defined]
     assert grouped._multivariate and grouped._group
+
+
+def test_tpe_keeps_one_sampler_and_draws_as_a_fresh_one():
+    """One TPE sampler serves every call (its search-space cache grows with the history;
+    a new sampler per call recomputed it over every trial: 3x Optuna's time at 5,000
+    trials), reseeded so each call proposes what a fresh instance proposes."""
+    exp = admit(doc_for("tpe", [{"name": "random_state", "value": "5"}, {"name": "n_startup_trials", "value": "3"}]))
+    alg = get_algorithm("tpe")
+    history: list[TrialView] = []
+    samplers = []
+    for _ in range(3):
+        batch = alg.suggest(exp, history, 2)
+        samplers.append(alg._cache[1].sampler)  # type: ignore[attr-defined]
+        fresh = get_algorithm("tpe").suggest(exp, history, 2)
+        assert [a.parameters for a in batch] == [a.parameters for a in fresh]
+        history += [TrialView(a.name or "", a.parameters, "Succeeded", sphere(a.parameters)) for a in batch]
+    assert all(s is samplers[0] for s in samplers)
