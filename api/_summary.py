@@ -9,6 +9,7 @@ filter and plot without reshaping.
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 import time
@@ -25,6 +26,8 @@ _importance_lock = threading.Lock()
 _SUMMARY_CACHE_SIZE = 4
 _summary_cache: OrderedDict[tuple[Any, ...], tuple[tuple[int, float | None], dict[str, Any], list[Any]]] = OrderedDict()
 _summary_lock = threading.Lock()
+# The kept columns and curves as JSON, encoded once: id(columns) -> (columns, text).
+_encoded: dict[int, tuple[dict[str, Any], str]] = {}
 
 
 def _number(text: Any) -> float | str | None:
@@ -109,7 +112,7 @@ def experiment_summary(store: Store, rec: ExperimentRecord, curves: int = 100, p
         with _summary_lock:
             _summary_cache[key] = (stamp, columns, learning)
             while len(_summary_cache) > _SUMMARY_CACHE_SIZE:
-                _summary_cache.popitem(last=False)
+                _encoded.pop(id(_summary_cache.popitem(last=False)[1][1]), None)
     return _answer(rec, spec, objective, maximize, metrics, strategy, parameters, columns, learning, now, since)
 
 
@@ -198,3 +201,24 @@ def _fanova(frozen: list[Any], dists: dict[str, Any], maximize: bool) -> dict[st
         if "zero total variance" in str(exc):
             return zeros
         raise
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
+def encode(result: dict[str, Any]) -> bytes:
+    """The summary as JSON. Kept columns and curves (an ended experiment's) are encoded
+    once and spliced in: 13 MB of JSON at 100,000 trials need not be encoded per request."""
+    columns = result.get("columns")
+    with _summary_lock:
+        kept = any(held[1] is columns for held in _summary_cache.values())
+        text = _encoded.get(id(columns)) if kept else None
+    if not kept or not isinstance(columns, dict):
+        return _dumps(result).encode()
+    if text is None or text[0] is not columns:
+        text = (columns, _dumps({"columns": columns, "curves": result["curves"]}))
+        with _summary_lock:
+            _encoded[id(columns)] = text
+    rest = _dumps({k: v for k, v in result.items() if k not in ("columns", "curves")})
+    return (rest[:-1] + "," + text[1][1:]).encode() if rest != "{}" else text[1].encode()

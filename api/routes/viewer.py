@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
+from fastapi.responses import FileResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict
 
 from katib import views
@@ -34,7 +34,7 @@ def index() -> FileResponse:
 @router.get("/namespaces/{namespace}/experiments/{name}/summary")
 async def summary(namespace: str, name: str, curves: int = Query(100, ge=0, le=1000),
                   points: int = Query(50, ge=2, le=1000), since: float | None = Query(None),
-                  state: ServerState = Depends(get_state)) -> JSONResponse:
+                  state: ServerState = Depends(get_state)) -> Response:
     """The experiment's trials as columns, a sample of learning curves, down-sampled; with
     ``since`` (the ``now`` of an earlier answer) only the trials written after it."""
     rec = state.store.get_experiment(namespace, name)
@@ -43,8 +43,9 @@ async def summary(namespace: str, name: str, curves: int = Query(100, ge=0, le=1
 
     result.update(controls(state, rec), readOnly=state.read_only, executor=(rec.spec.get("spec") or {}).get("executor"),
                   lastFailure=views.last_failure(state.store.list_trials(rec.id, states=FAILED)))
-    # Serialised directly: columns of 100,000 values need no model validation.
-    return JSONResponse(result)
+    # Serialised directly: columns of 100,000 values need no model validation (and an
+    # ended experiment's are encoded once).
+    return Response(_summary.encode(result), media_type="application/json")
 
 
 @router.get("/namespaces/{namespace}/experiments/{name}/importance")

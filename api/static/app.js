@@ -635,8 +635,7 @@ async function experimentPage(view, ns, name) {
     a.download = `${name}-trials.csv`; a.click();
   };
 
-  await load(true);
-  await mountNote($("#note"), `${base}/note`);
+  await Promise.all([load(true), mountNote($("#note"), `${base}/note`)]);  // side by side, not one after the other
   window.__katibReady = true;
 
   // Live updates while it runs: server-sent events, then a debounced refresh.

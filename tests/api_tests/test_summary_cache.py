@@ -37,3 +37,21 @@ def test_an_ended_experiments_summary_is_kept_until_a_trial_changes(sqlite_store
     _summary.experiment_summary(sqlite_store, running)
     _summary.experiment_summary(sqlite_store, running)
     assert len(reads) == 4
+
+
+def test_the_kept_columns_are_encoded_once_and_the_answer_is_the_same_json(sqlite_store):
+    import json
+
+    rec = _seed(sqlite_store)
+    sqlite_store.update_experiment(rec.id, status={**rec.status, "completionTime": "2026-01-01T00:00:00Z"})
+    rec = sqlite_store.get_experiment(rec.namespace, rec.name)
+    result = _summary.experiment_summary(sqlite_store, rec)
+    result = _summary.experiment_summary(sqlite_store, rec)  # served from what is kept
+    result["active"] = False  # what the route adds
+    assert json.loads(_summary.encode(result)) == result
+    assert _summary._encoded[id(result["columns"])][0] is result["columns"]
+    again = _summary.experiment_summary(sqlite_store, rec)
+    again["status"] = {"changed": True}
+    assert json.loads(_summary.encode(again)) == again  # the fresh parts are fresh
+    running = dict(result, columns={"name": ["x"]}, curves=[])
+    assert json.loads(_summary.encode(running)) == running  # not kept: encoded whole
