@@ -126,15 +126,17 @@ class CustomSource(PushSource):
 
 @cache
 def _sources() -> dict[str, Any]:
+    from importlib.metadata import entry_points
+
     from ._registry import Plugin, _entry_points
 
     builtin = {k: Plugin(k, target, extra) for k, (target, extra) in BUILTIN_SOURCES.items()}
-    found = _entry_points(COLLECTORS_GROUP)
-    sources = {**found, **builtin}
-    # Custom is the kind Katib leaves to its users: a package's own Custom source replaces ours.
-    mine = found.get("Custom")
-    if mine is not None and mine.target != BUILTIN_SOURCES["Custom"][0]:
-        sources["Custom"] = mine
+    sources = {**_entry_points(COLLECTORS_GROUP), **builtin}
+    # Custom is the kind Katib leaves to its users: a package's own Custom source replaces
+    # ours, whichever of the two entry points the installation lists first.
+    for ep in entry_points(group=COLLECTORS_GROUP, name="Custom"):
+        if ep.value != BUILTIN_SOURCES["Custom"][0]:
+            sources["Custom"] = Plugin("Custom", ep.value, None, ep.dist.name if ep.dist else None)
     return sources
 
 
