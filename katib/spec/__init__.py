@@ -53,7 +53,8 @@ from ._template import (
     new_trial_name,
     render,
 )
-from ._validate import filter_problem, nas_config_errors, validate, validate_parameter
+from ._validate import nas_config_errors, validate, validate_parameter
+from ._validate_template import filter_problem
 
 __all__ = [
     "OPTIMIZATION_JOB_LIFTED",

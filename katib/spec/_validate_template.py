@@ -1,0 +1,227 @@
+"""A trial template's rules (reference §4): its trial parameters and their references, the
+rendered job, Katib's batch Job and the metrics collector. Part of ``validate``."""
+
+from __future__ import annotations
+
+import re
+from re import _parser as sre_parse  # type: ignore[attr-defined]
+from typing import Any
+
+from katib.errors import FieldError
+
+from ._limits import Limits
+from ._models import Experiment, TrialTemplate
+from ._template import (
+    TrialMeta,
+    find_containers,
+    is_metadata_reference,
+    placeholders,
+    render,
+)
+from ._workload import workload_errors
+
+COLLECTOR_KINDS = ("StdOut", "File", "TensorFlowEvent", "PrometheusMetric", "Custom", "Push")
+# Trial parameters that the NAS algorithms hand to trials.
+NAS_PARAMETERS = ("architecture", "nn_config", "algorithm-settings", "search-space", "num-layers")
+
+
+def _parameter_names(exp: Experiment) -> set[str]:
+    if exp.spec.nas_config is not None:
+        return set(NAS_PARAMETERS)
+    return {p.name for p in exp.spec.parameters or [] if p.name}
+
+
+EXECUTORS = ("local", "external")
+
+
+def _trial_template(exp: Experiment, limits: Limits) -> list[FieldError]:
+    tt = exp.spec.trial_template
+    path = "spec.trialTemplate"
+    if exp.spec.executor not in (None, *EXECUTORS):
+        return [FieldError("spec.executor", f"must be one of {', '.join(EXECUTORS)} (got {exp.spec.executor!r})")]
+    if exp.spec.executor == "external":
+        return [] if tt is None else [FieldError(path, "must not be set with the external executor (trials come from ask and tell)")]
+    if tt is None:
+        return [FieldError(path, "is required")]
+    errors = []
+    if not tt.primary_container_name:
+        errors.append(FieldError(f"{path}.primaryContainerName", "is required"))
+    kind = (tt.trial_spec or {}).get("kind")
+    for field, value in (("successCondition", tt.success_condition), ("failureCondition", tt.failure_condition)):
+        # A ConfigMap template's kind is only known once the cluster hands it over.
+        if not value and tt.trial_spec is not None:
+            errors.append(FieldError(
+                f"{path}.{field}",
+                f"is required for trials of kind {kind} (defaults exist only for batch/v1 Job, TFJob, PyTorchJob, XGBoostJob, MPIJob and TrainJob)",
+            ))
+    if (tt.trial_spec is None) == (tt.config_map is None):
+        errors.append(FieldError(path, "exactly one of trialSpec and configMap must be set"))
+    if tt.config_map is not None:
+        cm = tt.config_map
+        for field, value in (("configMapName", cm.config_map_name), ("templatePath", cm.template_path)):
+            if not value:
+                errors.append(FieldError(f"{path}.configMap.{field}", "is required"))
+    if not tt.trial_parameters:
+        errors.append(FieldError(f"{path}.trialParameters", "must list at least one trial parameter"))
+    errors += _trial_parameters(tt, _parameter_names(exp), path)
+    if tt.trial_spec is not None:
+        errors += _rendered(exp, tt, path)
+        errors += workload_errors(tt.trial_spec, f"{path}.trialSpec", limits)
+    return errors
+
+
+def _trial_parameters(tt: TrialTemplate, param_names: set[str], path: str) -> list[FieldError]:
+    errors = []
+    names: set[str] = set()
+    refs: set[str] = set()
+    used = placeholders(tt.trial_spec) if tt.trial_spec is not None else None
+    for i, tp in enumerate(tt.trial_parameters or []):
+        p = f"{path}.trialParameters[{i}]"
+        if not tp.name:
+            errors.append(FieldError(f"{p}.name", "is required"))
+        elif "{" in tp.name or "}" in tp.name:
+            errors.append(FieldError(f"{p}.name", f"must not contain '{{' or '}}' (got {tp.name!r})"))
+        elif tp.name in names:
+            errors.append(FieldError(f"{p}.name", f"duplicate trial parameter name {tp.name!r}"))
+        elif used is not None and tp.name not in used:
+            errors.append(FieldError(f"{p}.name", f"${{trialParameters.{tp.name}}} does not appear in the trial template"))
+        if not tp.reference:
+            errors.append(FieldError(f"{p}.reference", "is required"))
+        elif tp.reference in refs:
+            errors.append(FieldError(f"{p}.reference", f"duplicate reference {tp.reference!r}"))
+        elif tp.reference not in param_names and not is_metadata_reference(tp.reference):
+            known = ", ".join(sorted(param_names)) or "none"
+            errors.append(FieldError(
+                f"{p}.reference",
+                f"must name a parameter ({known}) or a metadata key such as ${{trialSpec.Name}} (got {tp.reference!r})",
+            ))
+        names.add(tp.name or "")
+        refs.add(tp.reference or "")
+    for missing in sorted((used or set()) - names):
+        errors.append(FieldError(f"{path}.trialSpec", f"placeholder ${{trialParameters.{missing}}} has no trial parameter"))
+    return errors
+
+
+def _rendered(exp: Experiment, tt: TrialTemplate, path: str) -> list[FieldError]:
+    errors = []
+    assert tt.trial_spec is not None
+    rendered = render(tt, {}, TrialMeta(name=f"{exp.name or 'experiment'}-abcdefgh", namespace=exp.namespace))
+    p = f"{path}.trialSpec"
+    if not rendered.get("apiVersion"):
+        errors.append(FieldError(f"{p}.apiVersion", "is required"))
+    if not rendered.get("kind"):
+        errors.append(FieldError(f"{p}.kind", "is required"))
+    metadata = rendered.get("metadata") or {}
+    for field in ("name", "namespace"):
+        if isinstance(metadata, dict) and metadata.get(field):
+            errors.append(FieldError(f"{p}.metadata.{field}", "must not be set: Katib names each trial's job itself"))
+    if rendered.get("kind") == "Job" and rendered.get("apiVersion") == "batch/v1":
+        errors += _batch_job(rendered, p)
+    if tt.primary_container_name:
+        containers = find_containers(rendered)
+        if containers and tt.primary_container_name not in [c.get("name") for c in containers]:
+            names = ", ".join(repr(c.get("name")) for c in containers)
+            errors.append(FieldError(
+                f"{path}.primaryContainerName",
+                f"no container named {tt.primary_container_name!r} in the trial template (containers: {names})",
+            ))
+    return errors
+
+
+def _batch_job(job: dict[str, Any], p: str) -> list[FieldError]:
+    template = (job.get("spec") or {}).get("template")
+    if not isinstance(template, dict):
+        return [FieldError(f"{p}.spec.template", "is required for a batch/v1 Job")]
+    pod = template.get("spec")
+    if not isinstance(pod, dict):
+        return [FieldError(f"{p}.spec.template.spec", "is required for a batch/v1 Job")]
+    errors = []
+    containers = pod.get("containers")
+    if not isinstance(containers, list) or not containers:
+        errors.append(FieldError(f"{p}.spec.template.spec.containers", "must list at least one container"))
+    else:
+        for i, c in enumerate(containers):
+            cp = f"{p}.spec.template.spec.containers[{i}]"
+            if not isinstance(c, dict):
+                errors.append(FieldError(cp, "must be an object"))
+                continue
+            if not c.get("name"):
+                errors.append(FieldError(f"{cp}.name", "is required"))
+            if not c.get("image"):
+                errors.append(FieldError(f"{cp}.image", "is required"))
+            for field in ("command", "args"):
+                if c.get(field) is not None and not isinstance(c[field], list):
+                    errors.append(FieldError(f"{cp}.{field}", "must be a list of strings"))
+    restart = pod.get("restartPolicy")
+    if restart is not None and restart not in ("Never", "OnFailure"):
+        errors.append(FieldError(f"{p}.spec.template.spec.restartPolicy", f"must be Never or OnFailure for a Job (got {restart!r})"))
+    return errors
+
+
+def _metrics_collector(exp: Experiment) -> list[FieldError]:
+    mc = exp.spec.metrics_collector_spec
+    if mc is None or mc.collector is None:
+        return []
+    path = "spec.metricsCollectorSpec"
+    kind = mc.collector.kind
+    errors = []
+    if kind not in COLLECTOR_KINDS:
+        return [FieldError(f"{path}.collector.kind", f"must be one of {', '.join(COLLECTOR_KINDS)} (got {kind!r})")]
+    source = mc.source
+    fsp = source.file_system_path if source else None
+    fpath = f"{path}.source.fileSystemPath"
+    if kind == "File":
+        if fsp is None:
+            errors.append(FieldError(fpath, "is required for the File collector"))
+        else:
+            if fsp.kind != "File":
+                errors.append(FieldError(f"{fpath}.kind", f"must be File for the File collector (got {fsp.kind!r})"))
+            if not fsp.path or not fsp.path.startswith("/"):
+                errors.append(FieldError(f"{fpath}.path", f"must be an absolute path (got {fsp.path!r})"))
+            elif ".." in fsp.path.split("/"):
+                errors.append(FieldError(f"{fpath}.path", f"must not contain '..': it is mapped into the trial's folder (got {fsp.path!r})"))
+            if fsp.format not in ("TEXT", "JSON"):
+                errors.append(FieldError(f"{fpath}.format", f"must be TEXT or JSON (got {fsp.format!r})"))
+            if fsp.format == "JSON" and source and source.filter and source.filter.metrics_format:
+                errors.append(FieldError(f"{path}.source.filter", "must not be set with the JSON format"))
+    elif kind == "TensorFlowEvent":
+        if fsp is None:
+            errors.append(FieldError(fpath, "is required for the TensorFlowEvent collector"))
+        else:
+            if fsp.kind != "Directory":
+                errors.append(FieldError(f"{fpath}.kind", f"must be Directory for the TensorFlowEvent collector (got {fsp.kind!r})"))
+            if not fsp.path or not fsp.path.startswith("/"):
+                errors.append(FieldError(f"{fpath}.path", f"must be an absolute path (got {fsp.path!r})"))
+            elif ".." in fsp.path.split("/"):
+                errors.append(FieldError(f"{fpath}.path", f"must not contain '..': it is mapped into the trial's folder (got {fsp.path!r})"))
+    elif kind == "PrometheusMetric":
+        http = (source.http_get if source else None) or {}
+        port = http.get("port")
+        if isinstance(port, bool) or not isinstance(port, int) or port <= 0:
+            errors.append(FieldError(f"{path}.source.httpGet.port", f"must be a positive port number (got {port!r})"))
+        elif port > 65535:
+            errors.append(FieldError(f"{path}.source.httpGet.port", f"must be a port number from 1 to 65535 (got {port})"))
+        if not str(http.get("path", "")).startswith("/"):
+            errors.append(FieldError(f"{path}.source.httpGet.path", f"must start with '/' (got {http.get('path')!r})"))
+    elif kind == "Custom" and not mc.collector.custom_collector:
+        errors.append(FieldError(f"{path}.collector.customCollector", "is required for the Custom collector"))
+    if source and source.filter:
+        for i, fmt in enumerate(source.filter.metrics_format or []):
+            problem = filter_problem(fmt)
+            if problem:
+                errors.append(FieldError(f"{path}.source.filter.metricsFormat[{i}]", problem))
+    return errors
+
+
+def filter_problem(pattern: str) -> str | None:
+    """Why a ``metricsFormat`` regex is unusable, or None."""
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        return f"is not a valid regular expression ({exc})"
+    groups = sum(
+        1 for op, arg in sre_parse.parse(pattern) if op is sre_parse.SUBPATTERN and arg[0] is not None
+    )
+    if groups != 2:
+        return f"must have exactly two top-level groups, the metric name and its value (got {groups})"
+    return None
