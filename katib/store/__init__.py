@@ -4,15 +4,15 @@ from ._columns import SummaryRow, summary_rows, trial_stamp
 from ._derived import stored as stored_status
 from ._logs import TrialLogs
 from ._notes import MAX_NOTE_CHARS, Note, NoteStore
-from ._store import (
+from ._records import (
     DB_ENV,
     ExperimentRecord,
     ObservationRow,
-    Store,
     TrialRecord,
     default_db_url,
     normalise_url,
 )
+from ._store import Store
 from ._users import ROLES, TokenInfo, User, UserStore, hash_token
 
 __all__ = [

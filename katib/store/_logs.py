@@ -12,8 +12,9 @@ from collections.abc import Iterable
 
 import sqlalchemy as sa
 
+from ._records import ExperimentRecord, ObservationRow, TrialRecord
 from ._schema import experiments, external_observations, trials
-from ._store import ExperimentRecord, ObservationRow, Store, TrialRecord
+from ._store import Store
 
 
 class TrialLogs:

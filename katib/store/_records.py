@@ -1,0 +1,81 @@
+"""What the store hands out (experiment, trial and observation records), how a path or URL
+becomes the store's SQLAlchemy URL, and the JSON columns' encoding."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DB_ENV = "KATIB_DB"
+
+
+def default_db_url() -> str:
+    """``$KATIB_DB`` if set, else ``~/.katib/katib.db``."""
+    return os.environ.get(DB_ENV) or str(Path.home() / ".katib" / "katib.db")
+
+
+def normalise_url(db: str) -> str:
+    """A SQLAlchemy URL for a path or a URL (``postgresql://`` uses psycopg 3)."""
+    if "://" not in db:
+        path = Path(db).expanduser()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{path.resolve()}"
+    if db.startswith("postgresql://") or db.startswith("postgres://"):
+        return "postgresql+psycopg://" + db.split("://", 1)[1]
+    return db
+
+
+@dataclass
+class ExperimentRecord:
+    id: int
+    namespace: str
+    name: str
+    uid: str
+    spec: dict[str, Any]
+    status: dict[str, Any]
+    workdir: str
+    owner: str | None
+    created_at: float
+    updated_at: float
+
+
+@dataclass
+class TrialRecord:
+    id: int
+    experiment_id: int
+    name: str
+    state: str
+    assignments: list[dict[str, str]]
+    labels: dict[str, str] = field(default_factory=dict)
+    conditions: list[dict[str, Any]] = field(default_factory=list)
+    observation: dict[str, dict[str, str]] | None = None
+    objective: float | None = None
+    handle: dict[str, Any] | None = None
+    attempt: int = 0
+    created_at: float = 0.0
+    start_time: float | None = None
+    completion_time: float | None = None
+    updated_at: float | None = field(default=None, compare=False)  # the last write (lastReconcileTime); read only
+    # Katib's Trial.spec.earlyStoppingRules ({name, value, comparison, startStep}), fixed at creation
+    early_stopping_rules: list[dict[str, Any]] | None = None
+
+    def parameters(self) -> dict[str, str]:
+        return {a["name"]: a["value"] for a in self.assignments}
+
+
+@dataclass
+class ObservationRow:
+    time: float
+    metric_name: str
+    value: str
+
+
+def _loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def _dumps(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, separators=(",", ":"))
