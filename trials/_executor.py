@@ -43,6 +43,11 @@ class TrialJob:
     # ("host:port") it reports to in place of Katib's katib-db-manager service.
     custom_collector: dict[str, Any] | None = None
     db_manager: str | None = None
+    # What a metrics-collector sidecar is given (Kubernetes): the metric names (the
+    # objective first), the objective's type and the collector spec's source (Katib's JSON).
+    metric_names: list[str] = field(default_factory=list)
+    objective_type: str = ""
+    collector_source: dict[str, Any] | None = None
 
     @property
     def log_path(self) -> Path:

@@ -51,4 +51,6 @@ def kubernetes(options: ExecutorOptions) -> Callable[[], Executor]:
             raise KatibError(f"--server-service-account: {exc}") from None
     api = KubernetesExecutor.connect(options.kubeconfig, options.context)  # fail now, with the reason
     return lambda: KubernetesExecutor(api_client=api, push_url=options.push_url, push_tokens=options.push_tokens,
-                                      tenants=options.tenants, server_account=options.server_account)
+                                      tenants=options.tenants, server_account=options.server_account,
+                                      db_manager_address=options.db_manager_address,
+                                      collector_images=options.collector_images)

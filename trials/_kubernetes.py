@@ -14,6 +14,8 @@ official ``kubernetes`` client, as Katib's trial controller would.
 - Metrics come from the primary pod's log stream (the pod labelled with the trial and with
   ``primaryPodLabels``, container ``primaryContainerName``): it is copied into the trial's
   log, where the StdOut collector reads it as for a local trial; no sidecar is needed. With
+  the File and TensorFlowEvent collectors the primary pod gets Katib's metrics-collector
+  sidecar (``_sidecar``), which reports to the DBManager at ``db_manager_address``. With
   the Push collector, ``katib.report_metrics`` in the pod posts to the katib server at
   ``push_url`` (``KATIB_PUSH_URL`` in the container's env), with a token good for pushing
   that trial's metrics and nothing else (``KATIB_API_TOKEN``, from ``push_tokens``).
@@ -60,6 +62,7 @@ from ._executor import (
 from ._gjson import holds
 from ._manifest import deadline_of, group_version, manifest_errors, plural_of, pod_templates
 from ._podfence import fence, identity_of_client, parse_account, problems
+from ._sidecar import SIDECAR_KINDS, add_sidecar
 from ._trainjob import label_trainjob, trainjob_escapes
 
 _LOG_GRACE = 10.0  # seconds a finished job waits for its log stream to drain
@@ -112,16 +115,18 @@ class KubernetesExecutor(Executor):
     """
 
     name = "kubernetes"
-    # The metrics come from the primary pod's log stream (no sidecar), or are pushed to the
-    # katib server (its --push-url).
-    collector_kinds = ("StdOut", "Push")
+    # The metrics come from the primary pod's log stream (no sidecar), are pushed to the
+    # katib server (its --push-url), or are reported by Katib's collector sidecar (File,
+    # TensorFlowEvent) to the DBManager at db_manager_address (katib server --grpc-port).
+    collector_kinds = ("StdOut", "Push", "File", "TensorFlowEvent")
     fences = "cluster"
     shares_environment = False
 
     def __init__(self, api_client: Any = None, kubeconfig: str | None = None, context: str | None = None,
                  validate: bool = True, watch_timeout: int = 60, push_url: str | None = None,
                  push_tokens: PushTokens | None = None, server_account: str | None = None,
-                 tenants: bool = False) -> None:
+                 tenants: bool = False, db_manager_address: str | None = None,
+                 collector_images: dict[str, str] | None = None) -> None:
         from kubernetes import client
 
         if api_client is None:
@@ -136,6 +141,7 @@ class KubernetesExecutor(Executor):
         self.validate = validate
         self.watch_timeout = watch_timeout
         self.push_url, self.push_tokens = push_url, push_tokens
+        self.db_manager_address, self.collector_images = db_manager_address, dict(collector_images or {})
         self._trials: dict[str, _KubeTrial] = {}
         self._ended: dict[str, _KubeTrial] = {}  # finished, their jobs kept until ``release``
         self._lock = threading.Lock()
@@ -187,6 +193,8 @@ class KubernetesExecutor(Executor):
                 if self.push_tokens is not None:
                     ours["KATIB_API_TOKEN"] = self.push_tokens.token(job.namespace, job.name)
             label_trainjob(manifest, labels, ours)
+        if job.collector in SIDECAR_KINDS and self.db_manager_address and not self.tenants:
+            add_sidecar(manifest, job, str(self.db_manager_address), self.collector_images.get(job.collector))
         fence(manifest)
         return manifest
 
@@ -196,6 +204,16 @@ class KubernetesExecutor(Executor):
         if job.collector == "Push" and not self.push_url:
             raise LaunchError("the Push collector in a cluster needs the address of a katib server the pods can reach: "
                               "katib server --executor kubernetes --push-url http://<address>:<port>")
+        if job.collector in SIDECAR_KINDS and self.tenants:
+            # As the Custom collector under --auth: Katib's gRPC API carries no credentials,
+            # so a tenant's pod could report metrics for another tenant's trials.
+            raise LaunchError(f"the {job.collector} metrics collector's sidecar reports through Katib's DBManager gRPC "
+                              "API, which carries no credentials: it is not run for tenants (katib server --auth); "
+                              "use StdOut or Push")
+        if job.collector in SIDECAR_KINDS and not self.db_manager_address:
+            raise LaunchError(f"the {job.collector} metrics collector's sidecar in a cluster reports to Katib's "
+                              "DBManager at an address its pods can reach: katib server --executor kubernetes "
+                              "--grpc-port PORT --db-manager-address <address>:PORT")
         manifest = self.manifest(job)
         kind, api_version = str(manifest.get("kind", "")), str(manifest.get("apiVersion", ""))
         escapes = problems(manifest, job.namespace, self.server_account, self.tenants)

@@ -64,6 +64,10 @@ class ExecutorOptions:
     sandbox: Any = None
     tenants: bool = False
     server_account: str | None = None
+    #: Katib's DBManager as pods reach it ("host:port"), for the File and TensorFlowEvent
+    #: collectors' sidecar on Kubernetes, and the sidecar's image per collector kind.
+    db_manager_address: str | None = None
+    collector_images: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)

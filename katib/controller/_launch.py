@@ -124,6 +124,8 @@ class Launching:
             trial_dir=trial_dir, path_map=self._path_map(t),
             success_condition=tt.success_condition, failure_condition=tt.failure_condition,
             primary_pod_labels=tt.primary_pod_labels, retain=bool(tt.retain), collector=self._collector_kind(),
+            metric_names=list(self.names), objective_type=str(getattr(self.exp.spec.objective, "type", None) or ""),
+            collector_source=mc.source.to_dict() if mc and mc.source else None,
             env={
                 "KATIB_TRIAL_NAME": t.name, "KATIB_EXPERIMENT_NAME": self.exp.name,
                 "KATIB_NAMESPACE": self.exp.namespace, "KATIB_TRIAL_DIR": str(trial_dir),

@@ -18,6 +18,12 @@ cluster's controllers would:
 - with ``containers=True``, a pod's process is started as a container runtime would start
   it (``_container``): the image's environment and the pod's only, a filesystem of its own,
   its own PID namespace, its memory limit enforced;
+- a primary pod's other containers (Katib's metrics-collector sidecar) run beside its
+  first one, each from its ``command`` or else its image's entrypoint in ``images``; the pod
+  ends when all have, Succeeded when each exited 0. Each ``emptyDir`` volume is a folder of
+  the pod's own, which the containers that mount it find at their ``mountPath`` (the path
+  is rewritten in their argv and env, as no mount namespace is made). ``command`` and
+  ``args`` are expanded as Kubernetes does: ``$(VAR)`` from the container's env, ``$$`` → ``$``;
 - deleting a job deletes its pods and kills their processes (the garbage collector).
 """
 
@@ -54,8 +60,10 @@ class _Emulator(kmock.KubernetesEmulator):
 
 
 class FakeCluster:
-    def __init__(self, workdir: Path, logdir: Path, gpus: int = 0, containers: bool = False) -> None:
+    def __init__(self, workdir: Path, logdir: Path, gpus: int = 0, containers: bool = False,
+                 images: dict[str, list[str]] | None = None) -> None:
         self.workdir, self.logdir = workdir, logdir
+        self.images = dict(images or {})  # image → its entrypoint, for containers with no command
         self.containers = containers  # run each pod as a container would (``_container``)
         self.free_gpus = list(range(gpus))
         self.gpu_log: list[tuple[str, list[int], float, float]] = []  # (pod, devices, start, end)
@@ -63,6 +71,7 @@ class FakeCluster:
         self.logs: dict[str, Path] = {}
         self.done: set[str] = set()
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.sidecar_procs: dict[str, list[subprocess.Popen[bytes]]] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         ready = threading.Event()
@@ -183,6 +192,8 @@ class FakeCluster:
                 proc = self.procs.pop(pod["metadata"]["name"], None)
                 if proc is not None:
                     _kill(proc)
+                for side in self.sidecar_procs.pop(pod["metadata"]["name"], []):
+                    _kill(side)
                 try:
                     self.core.delete_namespaced_pod(pod["metadata"]["name"], ns)
                 except client.exceptions.ApiException:
@@ -237,7 +248,10 @@ class FakeCluster:
                                             "message": "The node was low on resource: memory."})
                 self._job_status(group, version, plural, job, False, "BackoffLimitExceeded")
                 return None
-            argv = [*(container.get("command") or []), *(container.get("args") or [])]
+            dirs = self._empty_dirs(pod)
+            argv = _argv(container, env, dirs, self.images)
+            env = _remap_env(container, env, dirs)
+            sidecars = self._start_sidecars(pod, dirs)
             if behaviour == "hang":
                 argv = ["sleep", "3600"]
             if behaviour == "oom":
@@ -251,14 +265,17 @@ class FakeCluster:
                                         start_new_session=True)
                 self.procs[name] = proc
                 code = proc.wait()
+            side_codes = [(c, p.wait()) for c, p in sidecars]
             if self.procs.pop(name, None) is None:
                 return None  # deleted: the garbage collector killed it
+            self.sidecar_procs.pop(name, None)
             if code == -signal.SIGKILL and behaviour == "oom":
                 code, reason = 137, "OOMKilled"
             elif code != 0:
                 reason = "Error"
-            self._end(ns, name, container, code, reason)
-            self._job_status(group, version, plural, job, code == 0, "JobSucceeded" if code == 0 else "BackoffLimitExceeded")
+            ok = code == 0 and all(c == 0 for _, c in side_codes)
+            self._end(ns, name, container, code, reason, side_codes)
+            self._job_status(group, version, plural, job, ok, "JobSucceeded" if ok else "BackoffLimitExceeded")
             return None
         finally:
             with self._lock:
@@ -266,10 +283,71 @@ class FakeCluster:
                 if want:
                     self.gpu_log.append((name, devices, started, time.time()))
 
-    def _end(self, ns: str, name: str, container: dict[str, Any], code: int, reason: str) -> None:
+    def _end(self, ns: str, name: str, container: dict[str, Any], code: int, reason: str,
+             sidecars: list[tuple[dict[str, Any], int]] | None = None) -> None:
+        sidecars = sidecars or []
         self.done.add(name)
-        terminated = _container_status(container, {"terminated": {"exitCode": code, "reason": reason}})
-        self._pod_status(ns, name, {"phase": "Succeeded" if code == 0 else "Failed", "containerStatuses": [terminated]})
+        statuses = [_container_status(container, {"terminated": {"exitCode": code, "reason": reason}})]
+        statuses += [_container_status(c, {"terminated": {"exitCode": rc, "reason": "Completed" if rc == 0 else "Error"}})
+                     for c, rc in sidecars]
+        ok = code == 0 and all(rc == 0 for _, rc in sidecars)
+        self._pod_status(ns, name, {"phase": "Succeeded" if ok else "Failed", "containerStatuses": statuses})
+
+    def _empty_dirs(self, pod: dict[str, Any]) -> dict[str, Path]:
+        """The pod's ``emptyDir`` volumes: a fresh folder each, by volume name."""
+        out = {}
+        for volume in pod["spec"].get("volumes") or []:
+            if "emptyDir" in volume:
+                out[volume["name"]] = self.logdir / "volumes" / pod["metadata"]["name"] / volume["name"]
+                out[volume["name"]].mkdir(parents=True, exist_ok=True)
+        return out
+
+    def _start_sidecars(self, pod: dict[str, Any], dirs: dict[str, Path]) -> list[tuple[dict[str, Any], Any]]:
+        """The primary pod's other containers, started beside its first one."""
+        name, started = pod["metadata"]["name"], []
+        for container in pod["spec"]["containers"][1:]:
+            env = {e["name"]: e.get("value", "") for e in container.get("env") or []}
+            argv = _argv(container, env, dirs, self.images)
+            out = (self.logdir / f"{name}-{container['name']}.log").open("wb")
+            proc = subprocess.Popen(argv, cwd=self.workdir, env={**os.environ, **_remap_env(container, env, dirs)},
+                                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            out.close()
+            self.sidecar_procs.setdefault(name, []).append(proc)
+            started.append((container, proc))
+        return started
+
+
+_REFERENCE = re.compile(r"\$(\$|\(([A-Za-z_][A-Za-z0-9_.-]*)\))")
+
+
+def _expand(text: str, env: dict[str, str]) -> str:
+    """Kubernetes' expansion of ``command`` and ``args``: ``$(VAR)`` from the env (left as
+    written when unset), ``$$`` → ``$``."""
+    return _REFERENCE.sub(lambda m: "$" if m.group(1) == "$" else env.get(m.group(2), m.group(0)), text)
+
+
+def _mounts(container: dict[str, Any], dirs: dict[str, Path]) -> list[tuple[str, str]]:
+    found = [(m["mountPath"], str(dirs[m["name"]])) for m in container.get("volumeMounts") or [] if m.get("name") in dirs]
+    return sorted(found, key=lambda pair: -len(pair[0]))
+
+
+def _remap(text: str, mounts: list[tuple[str, str]]) -> str:
+    for mount, host in mounts:
+        text = text.replace(mount, host)
+    return text
+
+
+def _argv(container: dict[str, Any], env: dict[str, str], dirs: dict[str, Path], images: dict[str, list[str]]) -> list[str]:
+    """The container's process: its command (else its image's entrypoint) and args,
+    expanded, its emptyDir mounts mapped to the pod's folders."""
+    command = [_expand(str(a), env) for a in container.get("command") or []] or list(images.get(container.get("image", ""), []))
+    mounts = _mounts(container, dirs)
+    return [_remap(a, mounts) for a in [*command, *(_expand(str(a), env) for a in container.get("args") or [])]]
+
+
+def _remap_env(container: dict[str, Any], env: dict[str, str], dirs: dict[str, Path]) -> dict[str, str]:
+    mounts = _mounts(container, dirs)
+    return {k: _remap(v, mounts) for k, v in env.items()}
 
 
 def _container(spec: dict[str, Any], container: dict[str, Any], argv: list[str], env: dict[str, str],

@@ -307,9 +307,12 @@ def test_katib_run_with_a_kubeconfig(tmp_path, cluster):
 def test_collectors_a_cluster_cannot_reach_are_refused():
     from katib.controller import runnable_errors
 
-    exp = admit(yaml.safe_load((REPO / "examples" / "file-metrics-collector.yaml").read_text()))
-    assert [str(e) for e in runnable_errors(exp, "kubernetes")] == [
-        "spec.metricsCollectorSpec.collector.kind: File is not supported by the kubernetes executor (supported: StdOut, Push)"]
+    doc = yaml.safe_load((REPO / "examples" / "file-metrics-collector.yaml").read_text())
+    assert runnable_errors(admit(doc), "kubernetes") == []  # File: Katib's sidecar (test_kubernetes_sidecar.py)
+    doc["spec"]["metricsCollectorSpec"] = {"collector": {"kind": "PrometheusMetric"}}
+    assert [str(e) for e in runnable_errors(admit(doc), "kubernetes")] == [
+        "spec.metricsCollectorSpec.collector.kind: PrometheusMetric is not supported by the kubernetes executor "
+        "(supported: StdOut, Push, File, TensorFlowEvent)"]
 
 
 PUSH = "import katib\nfor i in range(3):\n    katib.report_metrics({'loss': 0.5 - i / 10})\n# ${trialParameters.x}"

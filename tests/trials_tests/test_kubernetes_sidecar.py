@@ -1,0 +1,140 @@
+"""Katib's metrics-collector sidecar on the Kubernetes executor (trials/_sidecar.py), as
+Katib's pod webhook injects it (pkg/webhook/v1beta1/pod/inject_webhook.go, utils.go): an
+experiment of File-collector trials runs to its end on the kmock emulator, whose kubelet
+runs the sidecar as a stand-in of Katib's collector image (tests/file_collector.py) that
+reports over real gRPC to the DBManager; the manifests are validated; the refusals."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("kmock")
+pytest.importorskip("grpc")
+
+from katib.controller import Controller, admit  # noqa: E402
+from tests.conftest import REPO, experiment  # noqa: E402
+from tests.trials_tests.kube_cluster import FakeCluster, _expand  # noqa: E402
+from trials import LaunchError, TrialJob  # noqa: E402
+from trials._kubernetes import KubernetesExecutor, manifest_errors  # noqa: E402
+from trials._sidecar import inject  # noqa: E402
+
+IMAGE = "katib-test/file-metrics-collector"
+PATH = "/var/log/katib/metrics.log"
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    c = FakeCluster(tmp_path_factory.mktemp("work"), tmp_path_factory.mktemp("pod-logs"),
+                    images={IMAGE: [sys.executable, str(REPO / "tests" / "file_collector.py")]})
+    yield c
+    c.close()
+
+
+def file_experiment(name: str, **spec) -> dict:
+    # The trial writes its metric to Katib's path (its own emptyDir) and a decoy to stdout.
+    doc = experiment(name=name, command=["sh", "-c", "echo loss=999; echo loss=${trialParameters.x} > " + PATH],
+                     metricsCollectorSpec={"collector": {"kind": "File"},
+                                           "source": {"fileSystemPath": {"path": PATH, "kind": "File"}}}, **spec)
+    return doc
+
+
+def test_file_collector_trials_run_with_katibs_sidecar(sqlite_store, tmp_path, cluster):
+    from katib._dbmanager import serve_grpc
+
+    runs = tmp_path / "runs"
+    grpc_server = serve_grpc(sqlite_store, runs, None, "127.0.0.1", 0)
+    executor = KubernetesExecutor(api_client=cluster.api, watch_timeout=5,
+                                  db_manager_address=f"127.0.0.1:{grpc_server.bound_port}",
+                                  collector_images={"File": IMAGE})
+    ctl = Controller(sqlite_store, executor=executor, runs_root=runs, tick=0.1)
+    doc = file_experiment("sidecar-file", maxTrialCount=3, parallelTrialCount=2)
+    rec, _ = ctl.submit(admit(doc), tmp_path)
+    try:
+        status = ctl.run(rec.namespace, rec.name)
+    finally:
+        executor.close()
+        grpc_server.stop(grace=0)
+    trials = sqlite_store.list_trials(rec.id)
+    assert status["trialsSucceeded"] == 3, [(t.name, t.state, t.message) for t in trials]
+    # Each trial's value is its own (each pod has its own emptyDir), reported by the sidecar
+    # (the decoy on stdout is not read).
+    for t in trials:
+        assert float(t.observation["loss"]["latest"]) == pytest.approx(float(t.parameters()["x"]))
+    jobs = [j for j in cluster.created if j["metadata"]["labels"]["katib.kubeflow.org/experiment"] == "sidecar-file"]
+    assert len(jobs) == 3
+    for job in jobs:
+        assert manifest_errors(job) == []
+        spec = job["spec"]["template"]["spec"]
+        primary, sidecar = spec["containers"]
+        assert spec["shareProcessNamespace"] is True
+        assert spec["volumes"][-1] == {"name": "metrics-volume", "emptyDir": {}}
+        mount = {"name": "metrics-volume", "mountPath": "/var/log/katib"}
+        assert mount in primary["volumeMounts"] and sidecar["volumeMounts"] == [mount]
+        assert primary["command"] == ["sh", "-c"]
+        assert primary["args"][0].endswith(" > " + PATH + " && echo completed > /var/log/katib/$$$$.pid")
+        assert (sidecar["name"], sidecar["image"]) == ("metrics-logger-and-collector", IMAGE)
+        assert sidecar["args"] == ["-t", job["metadata"]["name"], "-m", "loss", "-o-type", "minimize", "-s-db",
+                                   f"127.0.0.1:{grpc_server.bound_port}", "-path", PATH, "-format", "TEXT"]
+
+
+def _job(tmp_path: Path, kind: str = "File", run_spec: dict | None = None) -> TrialJob:
+    container = {"name": "training", "image": "python:3.12", "command": ["python", "train.py", "--lr=0.1"]}
+    spec = run_spec or {"apiVersion": "batch/v1", "kind": "Job",
+                        "spec": {"template": {"spec": {"containers": [container], "restartPolicy": "Never"}}}}
+    return TrialJob(name="exp-abc", experiment="exp", namespace="default", run_spec=spec, primary_container="training",
+                    workdir=tmp_path, trial_dir=tmp_path / "t", collector=kind, metric_names=["loss", "acc"],
+                    objective_type="minimize",
+                    collector_source={"fileSystemPath": {"path": "/katib/tfevent/", "kind": "Directory"},
+                                      "filter": {"metricsFormat": ["(\\w+)=(\\d+)"]}})
+
+
+def test_tensorflowevent_sidecar_and_katibs_wrap(tmp_path):
+    """TensorFlowEvent: Katib's metrics-collector container, the event folder itself
+    mounted, -f from metricsFormat, no -format; a command not under sh -c is joined."""
+    job = _job(tmp_path, "TensorFlowEvent")
+    assert inject(job.run_spec, kind="TensorFlowEvent", trial="exp-abc", primary_container="training",
+                  primary_labels=None, metrics=["loss", "acc"], objective_type="minimize",
+                  source=job.collector_source or {}, db_manager="10.0.0.5:6789") == 1
+    spec = job.run_spec["spec"]["template"]["spec"]
+    primary, sidecar = spec["containers"]
+    assert primary["args"] == ["python train.py --lr=0.1 && echo completed > /katib/tfevent/$$$$.pid"]
+    assert sidecar["name"] == "metrics-collector" and "tfevent-metrics-collector" in sidecar["image"]
+    assert sidecar["args"] == ["-t", "exp-abc", "-m", "loss;acc", "-o-type", "minimize", "-s-db", "10.0.0.5:6789",
+                               "-path", "/katib/tfevent/", "-f", "(\\w+)=(\\d+)"]
+    assert sidecar["volumeMounts"][0]["mountPath"] == "/katib/tfevent"
+    assert manifest_errors(job.run_spec) == []
+    # Kubernetes gives the shell $$ (its pid) from Katib's $$$$.
+    assert _expand(primary["args"][0], {}).endswith("/katib/tfevent/$$.pid")
+
+
+def test_only_the_primary_replica_gets_the_sidecar(tmp_path):
+    def replica() -> dict:
+        return {"template": {"spec": {"containers": [{"name": "pytorch", "image": "x", "command": ["python", "t.py"]}]}}}
+
+    run_spec = {"apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob",
+                "spec": {"pytorchReplicaSpecs": {"Master": replica(), "Worker": {**replica(), "replicas": 2}}}}
+    assert inject(run_spec, kind="File", trial="t", primary_container="pytorch",
+                  primary_labels={"training.kubeflow.org/job-role": "master"}, metrics=["loss"], objective_type="minimize",
+                  source={"fileSystemPath": {"path": "/m/l.txt", "format": "TEXT"}}, db_manager="a:1") == 1
+    specs = run_spec["spec"]["pytorchReplicaSpecs"]
+    assert len(specs["Master"]["template"]["spec"]["containers"]) == 2
+    assert len(specs["Worker"]["template"]["spec"]["containers"]) == 1
+
+
+def test_refusals_name_what_is_missing(tmp_path, cluster):
+    job = _job(tmp_path)
+    job.collector_source = {"fileSystemPath": {"path": PATH, "kind": "File", "format": "TEXT"}}
+    with pytest.raises(LaunchError, match="--db-manager-address"):
+        KubernetesExecutor(api_client=cluster.api).launch(job)
+    # Under --auth, as the Custom collector: Katib's gRPC API carries no credentials.
+    tenants = KubernetesExecutor(api_client=cluster.api, tenants=True, server_account="katib/server",
+                                 db_manager_address="10.0.0.5:6789")
+    with pytest.raises(LaunchError, match="carries no credentials"):
+        tenants.launch(job)
+    # A primary container without a command: Katib reads the image's entrypoint; we cannot.
+    del job.run_spec["spec"]["template"]["spec"]["containers"][0]["command"]
+    with pytest.raises(LaunchError, match=r"containers\[training\]\.command"):
+        KubernetesExecutor(api_client=cluster.api, db_manager_address="10.0.0.5:6789").launch(job)
