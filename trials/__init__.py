@@ -24,7 +24,7 @@ from ._sources import Source, SourceContext, collector_kinds
 # Executors whose extras may be missing, and the sandbox, load on first use (PEP 562).
 _LAZY = {"RayExecutor": ("_ray", "RayExecutor"), "KubernetesExecutor": ("_kubernetes", "KubernetesExecutor"),
          "Sandbox": ("_sandbox", "Sandbox"), "sandbox_problem": ("_sandbox", "problem"),
-         "store_files": ("_sandbox", "store_files")}
+         "store_files": ("_sandbox", "store_files"), "SIDECAR_KINDS": ("_sidecar", "SIDECAR_KINDS")}
 
 
 if TYPE_CHECKING:
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from ._ray import RayExecutor
     from ._sandbox import Sandbox, store_files
     from ._sandbox import problem as sandbox_problem
+    from ._sidecar import SIDECAR_KINDS
 
 
 def __getattr__(name: str) -> Any:
@@ -45,6 +46,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "KubernetesExecutor",
     "RayExecutor",
+    "SIDECAR_KINDS",
     "Sandbox",
     "sandbox_problem",
     "store_files",

@@ -11,17 +11,21 @@ from katib.errors import KatibError
 def _executor_factory(executor: str, ray_address: str | None, kubeconfig: str | None = None,
                       context: str | None = None, push_url: str | None = None, push_tokens: Any = None,
                       clean_env: bool = False, sandbox: Any = None, tenants: bool = False,
-                      server_account: str | None = None) -> Any:
+                      server_account: str | None = None, db_manager_address: str | None = None,
+                      collector_images: dict[str, str] | None = None) -> Any:
     """What makes each experiment's executor. ``clean_env``: trials get none of this
     process's environment but ``PATH``, the locale and ``TZ`` (pods never get it);
     ``sandbox``: local trials run in it (``trials.Sandbox``); ``tenants`` and
-    ``server_account``: how pods are fenced in (``trials.ExecutorOptions``). A missing extra or an
+    ``server_account``: how pods are fenced in; ``db_manager_address`` and ``collector_images``:
+    the metrics-collector sidecar's DBManager and images (``trials.ExecutorOptions``). A missing extra or an
     unknown name is a ``KatibError`` that says what to install or which names exist."""
     from trials import ExecutorOptions, executor_factory
 
     return executor_factory(executor, ExecutorOptions(ray_address=ray_address, kubeconfig=kubeconfig, context=context,
                                                       push_url=push_url, push_tokens=push_tokens, clean_env=clean_env,
-                                                      sandbox=sandbox, tenants=tenants, server_account=server_account))
+                                                      sandbox=sandbox, tenants=tenants, server_account=server_account,
+                                                      db_manager_address=db_manager_address,
+                                                      collector_images=collector_images))
 
 
 def _start_executor(factory: Any, executor: str) -> Any:

@@ -73,6 +73,20 @@ def _fence(executor: str, auth: bool, sandbox: bool | None, allow_unfenced: bool
     return None
 
 
+def _collector_images(values: list[str]) -> dict[str, str]:
+    """``--metrics-collector-image KIND=IMAGE`` values, by kind."""
+    from trials import SIDECAR_KINDS
+
+    images = {}
+    for value in values:
+        kind, _, image = value.partition("=")
+        if kind not in SIDECAR_KINDS or not image:
+            raise KatibError(f"--metrics-collector-image: {value!r} is not KIND=IMAGE with KIND one of "
+                             f"{', '.join(SIDECAR_KINDS)}")
+        images[kind] = image
+    return images
+
+
 def _loopback(host: str) -> bool:
     import ipaddress
 
@@ -123,6 +137,15 @@ def server(
         help="Also serve Katib's gRPC API on this port of the same address: Suggestion, EarlyStopping and "
              "DBManager (the SDK's get_trial_metrics and report_metrics; a Katib control plane's "
              "katib-db-manager). It carries no credentials: not with --auth."),
+    db_manager_address: str | None = typer.Option(
+        None, "--db-manager-address", metavar="HOST:PORT",
+        help="With --executor kubernetes: this server's --grpc-port as trial pods reach it (a Service in front of "
+             "it), where the File and TensorFlowEvent collectors' sidecar reports, as to Katib's katib-db-manager. "
+             "Not with --auth."),
+    collector_image: list[str] = typer.Option(
+        [], "--metrics-collector-image", metavar="KIND=IMAGE",
+        help="With --executor kubernetes: the metrics-collector sidecar's image for File or TensorFlowEvent "
+             "(default: Katib 0.19's)."),
 ) -> None:
     """Serve the REST API and the Kubernetes-style endpoints, and run every experiment.
 
@@ -131,6 +154,15 @@ def server(
     if not _loopback(host) and not (auth or allow_unauthenticated):
         raise KatibError(f"refusing to listen on {host} without authentication: pass --auth "
                          "(and create users with `katib user add`), or --allow-unauthenticated")
+    images = _collector_images(collector_image)
+    if db_manager_address is not None:
+        host_part, _, port_part = db_manager_address.rpartition(":")
+        if not host_part or not port_part.isdigit() or not 0 < int(port_part) < 65536:
+            raise KatibError(f"--db-manager-address: {db_manager_address!r} is not HOST:PORT (a port of 1-65535)")
+        if auth:
+            raise KatibError("--db-manager-address cannot be used with --auth: the metrics collectors' sidecar reports "
+                             "through Katib's gRPC API, which carries no credentials, so a tenant's pod could report "
+                             "metrics for another's trials")
     if grpc_port is not None and auth:
         raise KatibError("--grpc-port cannot be used with --auth: Katib's gRPC API carries no credentials, so any "
                          "caller could read, write and delete every trial's metrics")
@@ -152,7 +184,8 @@ def server(
     fence = _fence(executor, auth, sandbox, allow_unfenced_trials, store, secrets=[secret])
     # A server's trials never see its environment: its tokens, keys and store URL stay its own.
     factory = _executor_factory(executor, ray_address, kubeconfig, context, push_url, push_tokens, clean_env=True,
-                                sandbox=fence, tenants=auth, server_account=server_service_account)
+                                sandbox=fence, tenants=auth, server_account=server_service_account,
+                                db_manager_address=db_manager_address, collector_images=images)
     application = create_app(store, _runs_root(store), workdir.resolve(), tick=tick, auth=auth, executor_factory=factory,
                              executor=executor, allowed_hosts=[*allowed_host, host], max_body=max_body,
                              push_tokens=push_tokens, grpc_address=None if grpc_port is None else (host, grpc_port))

@@ -138,3 +138,38 @@ def test_refusals_name_what_is_missing(tmp_path, cluster):
     del job.run_spec["spec"]["template"]["spec"]["containers"][0]["command"]
     with pytest.raises(LaunchError, match=r"containers\[training\]\.command"):
         KubernetesExecutor(api_client=cluster.api, db_manager_address="10.0.0.5:6789").launch(job)
+
+
+def test_katib_server_gives_pods_the_db_manager_address(tmp_path, cluster, monkeypatch):
+    """`katib server --executor kubernetes --db-manager-address … --metrics-collector-image …`
+    (in this process, uvicorn.run caught) makes executors with them; bad values and --auth
+    are refused at once, naming the flag."""
+    import uvicorn
+    import yaml
+    from typer.testing import CliRunner
+
+    from katib.cli import app
+
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "emulator",
+        "clusters": [{"name": "emulator", "cluster": {"server": cluster.url}}],
+        "users": [{"name": "me", "user": {"token": "not-checked"}}],
+        "contexts": [{"name": "emulator", "context": {"cluster": "emulator", "user": "me"}}]}))
+    served: list = []
+    monkeypatch.setattr(uvicorn, "run", lambda application, **_: served.append(application))
+    args = ["server", "--db", str(tmp_path / "k.db"), "--executor", "kubernetes", "--kubeconfig", str(kubeconfig)]
+    for extra, why in ((["--db-manager-address", "katib-db"], "--db-manager-address: 'katib-db' is not HOST:PORT"),
+                       (["--metrics-collector-image", "StdOut=x"], "--metrics-collector-image: 'StdOut=x' is not"),
+                       (["--auth", "--db-manager-address", "katib:6789"], "--db-manager-address cannot be used with --auth")):
+        bad = CliRunner().invoke(app, [*args, *extra])
+        assert bad.exit_code != 0 and why in str(bad.exception), (extra, bad.exception)
+    result = CliRunner().invoke(app, [*args, "--db-manager-address", "katib.example:6789",
+                                      "--metrics-collector-image", "File=registry.example/collector:1"])
+    assert result.exit_code == 0 and len(served) == 1, result.output
+    executor = served[0].state.katib.manager.executor_factory()
+    try:
+        assert executor.db_manager_address == "katib.example:6789"
+        assert executor.collector_images == {"File": "registry.example/collector:1"}
+    finally:
+        executor.close()
