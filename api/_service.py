@@ -94,3 +94,15 @@ def trial_log(state: ServerState, rec: ExperimentRecord, t: TrialRecord, tail: i
     from katib.controller import trial_log as executor_log
 
     return executor_log(state.runs_root, rec, t, tail, state.limits.log_bytes)
+
+
+def trial_log_since(state: ServerState, rec: ExperimentRecord, t: TrialRecord, offset: int) -> tuple[bytes, int]:
+    """What the trial wrote from byte ``offset`` on, at most ``limits.log_bytes`` of it, and
+    the offset to read on from (``offset`` again when there is no log yet)."""
+    from katib.controller import trial_log_since as executor_log_since
+
+    chunk, after = executor_log_since(state.runs_root, rec, t, offset) or (b"", offset)
+    if len(chunk) > state.limits.log_bytes and after == offset + len(chunk):
+        chunk = chunk[:state.limits.log_bytes]
+        after = offset + len(chunk)
+    return chunk, after

@@ -112,6 +112,33 @@ class _Embedded:
     def delete(self, name: str, namespace: str) -> None:
         self.manager.delete(namespace, name)
 
+    def all_experiments(self) -> list[dict[str, Any]]:
+        from katib import views
+
+        return [views.experiment_object(r) for r in self.store.list_experiments(None)]
+
+    def stop(self, name: str, namespace: str) -> dict[str, Any]:
+        self.store.get_experiment(namespace, name)
+        self.manager.stop(namespace, name)
+        return {"running": self.manager.is_running(namespace, name)}
+
+    def trial(self, name: str, namespace: str) -> dict[str, Any]:
+        from katib import views
+
+        return views.trial_object(*self.store.get_trial(namespace, name))
+
+    def log(self, name: str, namespace: str, tail: int | None) -> str:
+        from katib.controller import trial_log
+
+        rec, t = self.store.get_trial(namespace, name)
+        return trial_log(self.manager.runs_root, rec, t, tail)
+
+    def log_since(self, name: str, namespace: str, offset: int) -> tuple[bytes, int]:
+        from katib.controller import trial_log_since
+
+        rec, t = self.store.get_trial(namespace, name)
+        return trial_log_since(self.manager.runs_root, rec, t, offset) or (b"", offset)
+
     def ask(self, name: str, namespace: str, count: int) -> list[dict[str, Any]]:
         return self.ask_tell.ask(namespace, name, count)
 
@@ -120,26 +147,56 @@ class _Embedded:
 
 
 class _Remote:
-    def __init__(self, url: str, timeout: float) -> None:
+    def __init__(self, url: str, timeout: float, token: str | None = None) -> None:
         import httpx
 
-        self.http = httpx.Client(base_url=url.rstrip("/"), timeout=timeout)
+        self.url = url.rstrip("/")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.http = httpx.Client(base_url=self.url, timeout=timeout, headers=headers)
+        self.token = token
 
     def _call(self, method: str, path: str, **kw: Any) -> Any:
-        from katib.errors import ConflictError, FieldError, ValidationError
+        r = self._request(method, path, **kw)
+        return r.json() if r.content else {}
 
-        r = self.http.request(method, "/api/v1" + path, **kw)
+    def _request(self, method: str, path: str, **kw: Any) -> Any:
+        """The server's answer, or an error that says in one sentence what went wrong: the
+        server cannot be reached, wants a (valid) token, forbids this, lacks the object."""
+        import httpx
+
+        from katib.errors import (
+            ConflictError,
+            FieldError,
+            ForbiddenError,
+            UnauthorizedError,
+            ValidationError,
+        )
+
+        try:
+            r = self.http.request(method, "/api/v1" + path, **kw)
+        except httpx.HTTPError as exc:
+            raise KatibError(f"cannot reach the katib server at {self.url}: {exc or type(exc).__name__}") from None
         if r.status_code < 300:
-            return r.json()
-        body: dict[str, Any] = (r.json() if r.headers.get("content-type", "").startswith("application/json")
-                                else {"message": r.text})
+            return r
+        try:
+            body: dict[str, Any] = r.json() if r.headers.get("content-type", "").startswith("application/json") else {}
+        except ValueError:
+            body = {}
+        message = str(body.get("message") or body.get("detail") or r.text[:300] or r.reason_phrase)
         if r.status_code == 422 and body.get("errors"):
             raise ValidationError([FieldError(e["field"], e["message"]) for e in body["errors"]])
+        if r.status_code == 401:
+            raise UnauthorizedError(
+                f"the katib server at {self.url} did not accept the API token ({message})" if self.token else
+                f"the katib server at {self.url} needs an API token (--token or $KATIB_TOKEN; `katib user token NAME` "
+                "on its machine makes one)")
+        if r.status_code == 403:
+            raise ForbiddenError(f"the katib server at {self.url} forbids this: {message}")
         if r.status_code == 404:
-            raise NotFoundError(body.get("message", r.text))
+            raise NotFoundError(message)
         if r.status_code == 409:
-            raise ConflictError(body.get("message", r.text))
-        raise KatibError(f"{method} {path}: {r.status_code} {body.get('message', r.text)}")
+            raise ConflictError(message)
+        raise KatibError(f"the katib server at {self.url} answered {method} {path} with {r.status_code}: {message}")
 
     def create(self, doc: dict[str, Any], namespace: str) -> dict[str, Any]:
         return self._call("POST", f"/namespaces/{namespace}/experiments", json=doc)  # type: ignore[no-any-return]
@@ -177,6 +234,23 @@ class _Remote:
 
     def delete(self, name: str, namespace: str) -> None:
         self._call("DELETE", f"/namespaces/{namespace}/experiments/{name}")
+
+    def all_experiments(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/experiments")["items"]  # type: ignore[no-any-return]
+
+    def stop(self, name: str, namespace: str) -> dict[str, Any]:
+        return self._call("POST", f"/namespaces/{namespace}/experiments/{name}/stop")  # type: ignore[no-any-return]
+
+    def trial(self, name: str, namespace: str) -> dict[str, Any]:
+        return self._call("GET", f"/namespaces/{namespace}/trials/{name}")  # type: ignore[no-any-return]
+
+    def log(self, name: str, namespace: str, tail: int | None) -> str:
+        params = {"tail": tail} if tail is not None else {}
+        return self._request("GET", f"/namespaces/{namespace}/trials/{name}/log", params=params).text  # type: ignore[no-any-return]
+
+    def log_since(self, name: str, namespace: str, offset: int) -> tuple[bytes, int]:
+        r = self._request("GET", f"/namespaces/{namespace}/trials/{name}/log", params={"since": offset})
+        return r.content, int(r.headers.get("x-log-offset", offset + len(r.content)))
 
     def ask(self, name: str, namespace: str, count: int) -> list[dict[str, Any]]:
         return self._call("POST", f"/namespaces/{namespace}/experiments/{name}/ask", params={"count": count})["trials"]  # type: ignore[no-any-return]
@@ -224,11 +298,14 @@ class KatibClient:
     and their running trials (``resume_experiment`` carries on later)."""
 
     def __init__(self, url: str | None = None, db: str | None = None, namespace: str = "default",
-                 workdir: str | Path | None = None, tick: float = 0.5, timeout: float = 60.0) -> None:
+                 workdir: str | Path | None = None, tick: float = 0.5, timeout: float = 60.0,
+                 token: str | None = None) -> None:
         self.namespace = namespace
         self._closed = False
+        if token and not url:
+            raise ValueError("token is for a katib server: give its url too")
         self._backend: _Embedded | _Remote = (
-            _Remote(url, timeout) if url else _Embedded(db, Path(workdir or Path.cwd()), tick)
+            _Remote(url, timeout, token) if url else _Embedded(db, Path(workdir or Path.cwd()), tick)
         )
 
     def _ns(self, namespace: str | None) -> str:
@@ -348,8 +425,32 @@ class KatibClient:
         ``{"running": bool}``, with the controller's error as ``message`` if it failed at once."""
         return self._backend.resume(name, self._ns(namespace))
 
-    def list_experiments(self, namespace: str | None = None) -> list[dict[str, Any]]:
+    def list_experiments(self, namespace: str | None = None, all_namespaces: bool = False) -> list[dict[str, Any]]:
+        """The experiments of ``namespace`` (the client's by default), or of every namespace
+        the caller may read. Against a server each also carries ``active`` (a controller
+        runs it now), ``stoppable`` and ``resumable``."""
+        if all_namespaces:
+            return self._backend.all_experiments()
         return self._backend.experiments(self._ns(namespace))
+
+    def stop_experiment(self, name: str, namespace: str | None = None) -> dict[str, Any]:
+        """Stop the experiment's controller and its running trials (``resume_experiment``
+        carries on): ``{"running": bool}``."""
+        return self._backend.stop(name, self._ns(namespace))
+
+    def get_trial(self, name: str, namespace: str | None = None) -> dict[str, Any]:
+        """One trial, as Katib's ``Trial`` object."""
+        return self._backend.trial(name, self._ns(namespace))
+
+    def get_trial_log(self, name: str, namespace: str | None = None, tail: int | None = None) -> str:
+        """The trial's output (its last ``tail`` lines); a server returns at most its
+        ``KATIB_MAX_LOG_BYTES`` of it, the end."""
+        return self._backend.log(name, self._ns(namespace), tail)
+
+    def get_trial_log_since(self, name: str, offset: int = 0, namespace: str | None = None) -> tuple[bytes, int]:
+        """The bytes of the trial's output from ``offset`` on and the offset to read on from:
+        call again with it to follow a running trial."""
+        return self._backend.log_since(name, self._ns(namespace), offset)
 
     def get_experiment_conditions(self, name: str, namespace: str | None = None) -> list[dict[str, Any]]:
         return (self.get_experiment(name, namespace).get("status") or {}).get("conditions", [])  # type: ignore[no-any-return]

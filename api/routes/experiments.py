@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from katib import views
@@ -165,11 +165,17 @@ def observations(namespace: str, trial: str, metric: str | None = None,
 
 @router.get("/namespaces/{namespace}/trials/{trial}/log", response_class=PlainTextResponse)
 def log(namespace: str, trial: str, tail: int | None = Query(None, ge=0, le=2**31 - 1),
-        state: ServerState = Depends(get_state)) -> str:
+        since: int | None = Query(None, ge=0, le=2**62),
+        state: ServerState = Depends(get_state)) -> Any:
     """The trial process's output: its last ``tail`` lines, and at most the server's
-    ``log_bytes`` limit of it (the end)."""
+    ``log_bytes`` limit of it (the end). With ``since``, the bytes written from that offset
+    on (at most ``log_bytes`` of them) and, in ``X-Log-Offset``, where to read on: how
+    ``katib logs -f`` follows a trial through a server."""
     rec, t = _service.trial(state, namespace, trial)
-    return _service.trial_log(state, rec, t, tail)
+    if since is None:
+        return _service.trial_log(state, rec, t, tail)
+    chunk, offset = _service.trial_log_since(state, rec, t, since)
+    return Response(chunk, media_type="text/plain; charset=utf-8", headers={"X-Log-Offset": str(offset)})
 
 
 @router.get("/events")

@@ -7,6 +7,7 @@ import json
 import os
 import shlex
 import sys
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -56,12 +57,58 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+@dataclass(frozen=True)
+class Remote:
+    """``--server URL`` (``$KATIB_SERVER``) and its ``--token``: the commands go through that
+    server's API instead of opening a store here. ``given``: how the URL was given, and
+    ``command`` the command run, for the sentence that refuses one."""
+
+    url: str
+    token: str | None
+    given: str
+    command: str
+
+
+# What only works on this machine: each refuses --server in one sentence.
+LOCAL_ONLY = {"server": "runs a server here", "ui": "serves a store of this machine",
+              "user": "edits the users of a store of this machine", "serve": "serves a model from this machine's trial folders",
+              "export": "reads this machine's trial folders", "suggestion": "serves algorithms from this machine"}
+_REMOTE: list[Remote | None] = [None]  # set by the root callback on every invocation
+
+
 @app.callback()
 def _root(
+    ctx: typer.Context,
     show_version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                       help="Print katib's version and exit."),
+    server: str | None = typer.Option(
+        None, "--server", metavar="URL", show_default=False,
+        help="A katib server (http://host:8080; default $KATIB_SERVER): run, get, describe, logs, delete, stop and "
+             "resume go through its API instead of a store here."),
+    token: str | None = typer.Option(None, "--token", show_default=False,
+                                     help="API token for --server under --auth (default $KATIB_TOKEN; "
+                                          "katib user token NAME makes one)."),
 ) -> None:
-    pass
+    given = "--server"
+    if server is None and os.environ.get("KATIB_SERVER"):
+        server, given = os.environ["KATIB_SERVER"], "$KATIB_SERVER"
+    _REMOTE[0] = None
+    if not server:
+        return
+    if not server.startswith(("http://", "https://")):
+        raise typer.BadParameter(f"must be an http:// or https:// URL (got {server!r})",
+                                 param_hint="--server" if given == "--server" else "KATIB_SERVER")
+    command = ctx.invoked_subcommand or ""
+    remote = _REMOTE[0] = Remote(server.rstrip("/"), token or os.environ.get("KATIB_TOKEN") or None, given, command)
+    why = LOCAL_ONLY.get(command)
+    if why:
+        raise KatibError(f"`katib {command}` {why}, so it cannot go through {given} {remote.url}: "
+                         f"run it without {given}")
+
+
+def _remote() -> Remote | None:
+    """The server the commands go through (``--server``), or None: the store here."""
+    return _REMOTE[0]
 
 
 class Output(StrEnum):
@@ -108,6 +155,10 @@ OutputOption = typer.Option(Output.table, "--output", "-o", help="table, json or
 
 
 def _store(db: str | None) -> Any:
+    remote = _remote()
+    if remote is not None:  # a command that has no way through a server must not open a store here instead
+        raise KatibError(f"`katib {remote.command}` does not work through a katib server ({remote.url}) yet; "
+                         f"run it without {remote.given}")
     from katib.store import Store
 
     return Store(db)

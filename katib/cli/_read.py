@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from katib.cli import _api as _r
 from katib.cli._app import (
     DbOption,
     NamespaceOption,
@@ -19,6 +20,7 @@ from katib.cli._app import (
     _hint,
     _locate,
     _num,
+    _remote,
     _runs_root,
     _store,
     _why,
@@ -50,6 +52,15 @@ def get_experiments(
     """List experiments."""
     from katib import views
 
+    remote = _remote()
+    if remote is not None:
+        c = _r.client(remote)
+        objs = c.list_experiments(namespace) if namespace else c.list_experiments(all_namespaces=True)
+        if output is not Output.table:
+            _dump({"apiVersion": "v1", "kind": "List", "items": [_r.katib_object(o) for o in objs]}, output)
+            return
+        out.print(_experiments_table([_r.experiment_record(o) for o in objs], [bool(o.get("active")) for o in objs]))
+        return
     recs = _store(db).list_experiments(namespace)
     if output is not Output.table:
         _dump({"apiVersion": "v1", "kind": "List", "items": [views.experiment_object(r) for r in recs]}, output)
@@ -57,20 +68,22 @@ def get_experiments(
     out.print(_experiments_table(recs))
 
 
-def _experiments_table(recs: list[Any]) -> Table:
+def _experiments_table(recs: list[Any], active: list[bool] | None = None) -> Table:
     """Experiments as `katib get experiments` shows them: the phase every screen shows
-    (``Stopped`` when no controller runs an unfinished one), trials done of the budget."""
+    (``Stopped`` when no controller runs an unfinished one), trials done of the budget.
+    ``active``: whether a controller runs each, when a server says so (else this
+    machine's processes tell)."""
     from katib import views
 
     table = Table(box=None)
     for col in ("NAMESPACE", "NAME", "STATUS", "REASON", "TRIALS", "SUCCEEDED", "FAILED", "BEST", "AGE"):
         table.add_column(col)
-    for r in recs:
+    for i, r in enumerate(recs):
         best = r.status.get("currentOptimalTrial") or {}
         objective = r.spec.get("spec", {}).get("objective", {}).get("objectiveMetricName")
         metrics = {m["name"]: m for m in (best.get("observation") or {}).get("metrics", [])}
         value = views.shown_value(metrics, objective or "", views.strategies_of(r))
-        shown = views.shown_phase(r)
+        shown = views.shown_phase(r, active[i] if active is not None else None)
         table.add_row(*map(Text, (
             r.namespace, r.name, shown, views.shown_reason(r, shown), _trials_done(r),
             str(r.status.get("trialsSucceeded", 0)), str(r.status.get("trialsFailed", 0)),
@@ -96,6 +109,16 @@ def get_trials(
     """List an experiment's trials with their parameters and metrics."""
     from katib import views
 
+    remote = _remote()
+    if remote is not None:
+        c = _r.client(remote)
+        rec, _, _ = _r.experiment(c, remote, experiment, namespace)
+        objs = c.list_trials(rec.name, rec.namespace)
+        if output is not Output.table:
+            _dump({"apiVersion": "v1", "kind": "List", "items": objs}, output)
+            return
+        out.print(_trials_table(rec, [_r.trial_record(o, i) for i, o in enumerate(objs)]))
+        return
     store = _store(db)
     rec = store.get_experiment(_locate(store, experiment, namespace), experiment)
     trials = store.list_trials(rec.id)
@@ -140,24 +163,40 @@ def get_experiment(
     """One experiment: a table row with why it failed, or Katib's object (-o json|yaml)."""
     from katib import views
 
+    remote = _remote()
+    if remote is not None:
+        c = _r.client(remote)
+        rec, active, obj = _r.experiment(c, remote, name, namespace)
+        if output is not Output.table:
+            _dump(_r.katib_object(obj), output)
+            return
+        _experiment_notes(rec, active, lambda: _r.trials(c, rec), _r.hint(remote, ["resume"], name, rec.namespace))
+        return
     store = _store(db)
     rec = store.get_experiment(_locate(store, name, namespace), name)
     if output is not Output.table:
         _dump(views.experiment_object(rec), output)
         return
-    out.print(_experiments_table([rec]))
-    shown = views.shown_phase(rec)
+    _experiment_notes(rec, None, lambda: store.list_trials(rec.id), _hint(store, db, ['resume'], name, rec.namespace))
+
+
+def _experiment_notes(rec: Any, active: bool | None, trials: Any, resume_hint: str) -> None:
+    """The experiment's row, with its failure's message and last failed trial, or how to
+    carry on when no controller runs it."""
+    from katib import views
+
+    out.print(_experiments_table([rec], None if active is None else [active]))
+    shown = views.shown_phase(rec, active)
     if shown == "Failed":
         message = next((c.get("message", "") for c in rec.status.get("conditions", [])
                         if c.get("type") == "Failed" and c.get("status") == "True"), "")
         out.print(Text(f"\nmessage: {message}"))
-        failure = views.last_failure(store.list_trials(rec.id))
+        failure = views.last_failure(trials())
         if failure:
             out.print(Text(f"last failure: {failure['trial']} {failure['state']} ({failure['reason']}): "
                            f"{failure['message']}"))
     elif shown == "Stopped":
-        out.print(Text(f"\nstopped: no controller runs it; `{_hint(store, db, ['resume'], name, rec.namespace)}` "
-                       "carries on"))
+        out.print(Text(f"\nstopped: no controller runs it; `{resume_hint}` carries on"))
 
 
 @get_app.command("trial")
@@ -170,6 +209,14 @@ def get_trial(
     """One trial: its parameters, metrics and why it failed, or Katib's object (-o json|yaml)."""
     from katib import views
 
+    remote = _remote()
+    if remote is not None:
+        rec, t, obj = _r.trial(_r.client(remote), remote, name, namespace)
+        if output is not Output.table:
+            _dump(obj, output)
+            return
+        out.print(_trials_table(rec, [t], experiment_column=True))
+        return
     store = _store(db)
     rec, t = store.get_trial(_locate(store, name, namespace, "trial"), name)
     if output is not Output.table:
@@ -188,14 +235,24 @@ def describe_experiment(
     """The whole experiment object: spec and status, as Katib shows it."""
     from katib import views
 
-    store = _store(db)
-    rec = store.get_experiment(_locate(store, name, namespace), name)
-    _dump(views.experiment_object(rec), Output.json if output is Output.json else Output.yaml)
-    note = views.no_result(rec, store.list_trials(rec.id))
+    remote = _remote()
+    active: bool | None = None
+    if remote is not None:
+        c = _r.client(remote)
+        rec, active, obj = _r.experiment(c, remote, name, namespace)
+        shown_obj, trials = _r.katib_object(obj), lambda: _r.trials(c, rec)
+        resume_hint = _r.hint(remote, ["resume"], name, rec.namespace)
+    else:
+        store = _store(db)
+        rec = store.get_experiment(_locate(store, name, namespace), name)
+        shown_obj, trials = views.experiment_object(rec), lambda: store.list_trials(rec.id)
+        resume_hint = _hint(store, db, ["resume"], name, rec.namespace)
+    _dump(shown_obj, Output.json if output is Output.json else Output.yaml)
+    note = views.no_result(rec, trials())
     if note:
         err.print(Text.assemble(("no result: ", "bold red"), note))
-    if views.shown_phase(rec) == "Stopped":
-        err.print(Text(f"stopped: no controller runs it; `{_hint(store, db, ['resume'], name, rec.namespace)}` carries on"))
+    if views.shown_phase(rec, active) == "Stopped":
+        err.print(Text(f"stopped: no controller runs it; `{resume_hint}` carries on"))
 
 
 @app.command()
@@ -208,6 +265,10 @@ def logs(
     """Print a trial's output (stdout and stderr of its process)."""
     import codecs
 
+    remote = _remote()
+    if remote is not None:
+        _follow_remote(remote, trial, namespace, follow)
+        return
     from katib.controller import trial_log_since
 
     store = _store(db)
@@ -234,6 +295,31 @@ def logs(
         read = trial_log_since(runs_root, rec, t, offset) or (b"", offset)
 
 
+def _follow_remote(remote: Any, trial: str, namespace: str | None, follow: bool) -> None:
+    """``katib logs`` through a server: what the trial wrote, read on from where the last
+    read ended while it runs (``-f``)."""
+    import codecs
+
+    c = _r.client(remote)
+    _, t, obj = _r.trial(c, remote, trial, namespace)
+    namespace = obj["metadata"]["namespace"]
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    offset = 0
+    while True:
+        chunk, offset = c.get_trial_log_since(trial, offset, namespace)
+        sys.stdout.write(decoder.decode(chunk))
+        sys.stdout.flush()
+        if chunk:
+            continue  # more may be waiting (one answer holds at most the server's log_bytes)
+        if not follow or t.state not in ("Created", "Running"):
+            break
+        time.sleep(0.5)
+        t = _r.trial_record(c.get_trial(trial, namespace))
+        if t.state not in ("Created", "Running"):
+            continue  # one more read: what it wrote before it ended
+    sys.stdout.write(decoder.decode(b"", final=True))
+
+
 @delete_app.command("experiment")
 def delete_experiment(
     name: str = typer.Argument(..., help="Experiment name."),
@@ -241,6 +327,18 @@ def delete_experiment(
     db: str | None = DbOption,
 ) -> None:
     """Delete an experiment, its trials, their logs and observations."""
+    remote = _remote()
+    if remote is not None:
+        c = _r.client(remote)
+        rec, active, _ = _r.experiment(c, remote, name, namespace)
+        if active:
+            raise KatibError(f"experiment {name} is running on {remote.url}; stop it first: "
+                             f"`{_r.hint(remote, ['stop'], name, rec.namespace)}`")
+        c.delete_experiment(name, rec.namespace)
+        namespace = rec.namespace
+        where = "" if namespace == "default" else f" in namespace {namespace}"
+        out.print(f'experiment.kubeflow.org "{name}" deleted{where}', highlight=False)
+        return
     import shutil
 
     from trials import owner_alive

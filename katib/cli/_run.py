@@ -31,6 +31,7 @@ from katib.cli._app import (
     _num,
     _print_errors,
     _read_experiments,
+    _remote,
     _runs_root,
     _store,
     _why,
@@ -63,6 +64,14 @@ def _with_configmap(doc: object, source: str | None, executor: str = "local", ku
             return resolve_from_cluster(doc, KubernetesExecutor.connect(kubeconfig, context),
                                         f"the cluster of {kubeconfig or 'the kubeconfig'}")
     return doc
+
+
+def _server_runs_it(remote: Any, executor: str, clean_env: bool) -> None:
+    """Options about running trials here mean nothing to a server, which runs them its way."""
+    if executor != "local" or clean_env:
+        option = "--clean-env" if clean_env else "--executor"
+        raise KatibError(f"{option} is for trials run here; the katib server at {remote.url} runs them with "
+                         "its own executor (katib server --executor): drop it or drop --server")
 
 
 @app.command()
@@ -162,10 +171,12 @@ class _Progress:
         return table
 
 
-def _summary(store: Any, namespace: str, name: str) -> int:
+def _summary(rec: Any, trials: list[Any]) -> int:
+    """The ended experiment in a few lines, and the exit code: 0 only when it Succeeded with
+    a best trial (``rec``, ``trials``: records, from the store or converted from a server's)."""
     from katib import views
 
-    rec = store.get_experiment(namespace, name)
+    name = rec.name
     status = rec.status
     phase, reason = views.phase(rec), views.reason(rec)
     colour = "green" if phase == "Succeeded" else "red" if phase == "Failed" else "yellow"
@@ -190,7 +201,6 @@ def _summary(store: Any, namespace: str, name: str) -> int:
             else:
                 out.print(f"  {m['name']}: {value} ({strategies.get(m['name'], 'latest')}; latest {m.get('latest')}, "
                           f"min {m.get('min')}, max {m.get('max')})", highlight=False)
-    trials = store.list_trials(rec.id)
     failure = views.last_failure(trials)
     if phase == "Failed" and failure:
         out.print(Text.assemble(("last failure: ", "bold red"),
@@ -232,7 +242,8 @@ def _drive(store: Any, namespace: str, name: str, tick: float, suggestion: str |
         err.print(f"interrupted: running trials were stopped; `{resume_hint or _hint(store, None, ['resume'], name, namespace)}` "
                   "carries on", highlight=False, markup=False)
         return EXIT_INTERRUPTED
-    return _summary(store, namespace, name)
+    rec = store.get_experiment(namespace, name)
+    return _summary(rec, store.list_trials(rec.id))
 
 
 @app.command()
@@ -251,7 +262,14 @@ def run(
     """Run an experiment to its end in the foreground (local processes, SQLite).
 
     Running the same file again resumes it; raising maxTrialCount restarts a finished
-    experiment whose resumePolicy is LongRunning or FromVolume."""
+    experiment whose resumePolicy is LongRunning or FromVolume. With --server the server
+    runs it (with its executor, in its --workdir) and this follows it to its end."""
+    remote = _remote()
+    if remote is not None:
+        from katib.cli import _follow
+
+        _server_runs_it(remote, executor, clean_env)
+        raise typer.Exit(_follow.submit(remote, file, configmaps, tick))
     from katib.controller import Controller, admit, admit_remote
 
     docs = _read_experiments(file)
@@ -290,6 +308,12 @@ def resume(
     clean_env: bool = CleanEnvOption,
 ) -> None:
     """Carry on with an experiment whose controller stopped or died."""
+    remote = _remote()
+    if remote is not None:
+        from katib.cli import _follow
+
+        _server_runs_it(remote, executor, clean_env)
+        raise typer.Exit(_follow.resume(remote, name, namespace, tick))
     factory = _executor_factory(executor, ray_address, kubeconfig, context, clean_env=clean_env)
     store = _store(db)
     namespace = _locate(store, name, namespace)

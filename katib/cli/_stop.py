@@ -6,20 +6,22 @@ import os
 import signal
 import time
 from pathlib import Path
-from typing import Any
 
 import typer
 
+from katib.cli import _api
 from katib.cli._app import (
     DbOption,
     NamespaceOption,
+    Remote,
     _hint,
     _locate,
+    _remote,
     _store,
     app,
     out,
 )
-from katib.errors import KatibError, NotFoundError
+from katib.errors import KatibError
 
 
 def _katib_command(pid: int) -> list[str] | None:
@@ -45,33 +47,38 @@ def _option(args: list[str], name: str, default: str) -> str:
 
 
 def _stop_on_server(url: str, token: str | None, name: str, namespace: str | None) -> str:
-    """POST …/stop to a katib server; the namespace found there as ``_locate`` does here."""
-    import httpx
+    """POST …/stop to a katib server, through the client; the namespace found there as
+    ``_locate`` does here. Returns the namespace."""
+    from katib.cli import _api
 
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    with httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=60) as http:
-        def call(method: str, path: str) -> Any:
-            try:
-                r = http.request(method, "/api/v1" + path)
-            except httpx.HTTPError as exc:
-                raise KatibError(f"cannot reach the katib server at {url}: {exc}") from None
-            if r.status_code == 401:
-                raise KatibError(f"the katib server at {url} needs an API token: --token or $KATIB_TOKEN")
-            if r.status_code == 404:
-                raise NotFoundError(f"experiment {namespace or 'default'}/{name} not found on {url}")
-            if r.status_code >= 300:
-                raise KatibError(f"the katib server at {url} answered {r.status_code}: {r.text[:300]}")
-            return r.json()
+    remote = Remote(url.rstrip("/"), token, "--server", "stop")
+    c = _api.client(remote)
+    rec, _, _ = _api.experiment(c, remote, name, namespace)
+    c.stop_experiment(name, rec.namespace)
+    return str(rec.namespace)
 
-        if namespace is None:
-            found = sorted({e["metadata"]["namespace"] for e in call("GET", "/experiments")["items"]
-                            if e["metadata"]["name"] == name})
-            if len(found) > 1:
-                raise KatibError(f"experiment {name} is in {len(found)} namespaces ({', '.join(found)}): "
-                                 f"choose one with -n, e.g. -n {found[0]}")
-            namespace = found[0] if found else "default"
-        call("POST", f"/namespaces/{namespace}/experiments/{name}/stop")
-    return namespace
+
+def _stop_through(remote: Remote, name: str, namespace: str | None) -> None:
+    """``katib --server URL stop NAME``: what ``katib stop`` says here, of the server's experiment."""
+    from katib import views
+
+    c = _api.client(remote)
+    rec, active, _ = _api.experiment(c, remote, name, namespace)
+    resume_hint = _api.hint(remote, ["resume"], name, rec.namespace)
+    shown = views.shown_phase(rec, active)
+    if shown in ("Succeeded", "Failed"):
+        out.print(f"experiment {name} has ended ({shown}): nothing to stop", highlight=False)
+        return
+    if shown == "Stopped":
+        out.print(f"experiment {name} is not running (no controller runs it); `{resume_hint}` carries on",
+                  highlight=False, markup=False)
+        return
+    answer = c.stop_experiment(name, rec.namespace)
+    if answer.get("running"):
+        raise KatibError(f"experiment {name} is still running on {remote.url} (run there by another controller "
+                         "than the server's: a katib run on its machine); stop it there")
+    out.print(f"experiment {name} stopped on {remote.url}: its running trials were ended; `{resume_hint}` carries on",
+              highlight=False, markup=False)
 
 
 @app.command()
@@ -80,8 +87,9 @@ def stop(
     namespace: str | None = NamespaceOption,
     db: str | None = DbOption,
     server_url: str | None = typer.Option(
-        None, "--server", envvar="KATIB_SERVER", metavar="URL",
-        help="A katib server that runs it (http://127.0.0.1:8080): stop it through the server's API."),
+        None, "--server", metavar="URL",
+        help="A katib server that runs it (http://127.0.0.1:8080): stop it through the server's API (as "
+             "`katib --server URL stop NAME`)."),
     token: str | None = typer.Option(None, "--token", envvar="KATIB_TOKEN", help="API token for --server under --auth."),
     timeout: float = typer.Option(60.0, help="Seconds to wait for its controller to stop."),
 ) -> None:
@@ -92,9 +100,11 @@ def stop(
     on this machine, or given with --server)."""
     from katib import views
 
+    remote = _remote()
     if server_url:
-        _stop_on_server(server_url, token, name, namespace)
-        out.print(f"experiment {name} stopped on {server_url}", highlight=False)
+        remote = Remote(server_url.rstrip("/"), token or (remote.token if remote else None), "--server", "stop")
+    if remote is not None:
+        _stop_through(remote, name, namespace)
         return
     store = _store(db)
     namespace = _locate(store, name, namespace)

@@ -1,0 +1,115 @@
+"""``katib --server URL run|resume``: submit to (or resume on) a katib server and follow the
+experiment there until it ends, printing what ``katib run`` prints here, with its exit codes."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from katib.cli import _api
+from katib.cli._app import EXIT_INTERRUPTED, Remote, _read_experiments, err, out
+from katib.errors import ConflictError, KatibError
+
+_FINAL = ("Succeeded", "Failed", "Killed", "EarlyStopped", "MetricsUnavailable")
+
+
+class _Seen:
+    """What ``_Progress`` reads of a run, from the server's objects: the metric strategies,
+    the objective and the best value so far."""
+
+    def __init__(self, rec: Any) -> None:
+        self.update(rec)
+
+    def update(self, rec: Any) -> None:
+        from katib import views
+
+        self.rec = rec
+        self.strategies = views.strategies_of(rec)
+        self.objective = ((rec.spec.get("spec") or {}).get("objective") or {}).get("objectiveMetricName", "")
+
+    def _best(self) -> float | None:
+        from katib import views
+
+        best = self.rec.status.get("currentOptimalTrial") or {}
+        if not best.get("bestTrialName"):
+            return None
+        metrics = {m["name"]: m for m in (best.get("observation") or {}).get("metrics", [])}
+        try:
+            return float(views.shown_value(metrics, self.objective, self.strategies))
+        except (TypeError, ValueError):
+            return None
+
+
+def submit(remote: Remote, file: Path, configmaps: str | None, tick: float) -> int:
+    """Create the experiment of ``file`` on the server and follow it to its end."""
+    from katib.cli._run import _with_configmap
+
+    docs = _read_experiments(file)
+    if len(docs) > 1:
+        raise KatibError(f"{file}: holds {len(docs)} experiments; `katib run` takes one")
+    doc = _with_configmap(docs[0], configmaps)
+    meta = (doc.get("metadata") or {}) if isinstance(doc, dict) else {}
+    namespace, name = str(meta.get("namespace") or "default"), str(meta.get("name") or "")
+    c = _api.client(remote)
+    try:
+        obj = c.create_experiment(doc, namespace)
+    except ConflictError:
+        raise KatibError(f"experiment {namespace}/{name} already exists on {remote.url}: "
+                         f"`{_api.hint(remote, ['resume'], name, namespace)}` carries on with it, "
+                         f"`{_api.hint(remote, ['delete', 'experiment'], name, namespace)}` deletes it") from None
+    name = obj["metadata"]["name"]
+    out.print(f"experiment.kubeflow.org/{name} created on {remote.url}", highlight=False)
+    return follow(remote, c, name, namespace, tick)
+
+
+def resume(remote: Remote, name: str, namespace: str | None, tick: float) -> int:
+    """Resume the experiment on the server and follow it to its end."""
+    c = _api.client(remote)
+    rec, active, _ = _api.experiment(c, remote, name, namespace)
+    if not active:
+        answer = c.resume_experiment(name, rec.namespace)
+        if not answer.get("running") and answer.get("message"):
+            raise KatibError(f"experiment {name} did not resume on {remote.url}: {answer['message']}")
+    out.print(f"experiment.kubeflow.org/{name} {'resumed' if not active else 'already running'} on {remote.url}",
+              highlight=False)
+    return follow(remote, c, name, rec.namespace, tick)
+
+
+def follow(remote: Remote, c: Any, name: str, namespace: str, tick: float) -> int:
+    """Print each trial as it starts and ends, then the summary ``katib run`` prints; exit
+    130 when the experiment stops on the server before its end (``katib stop``) or on
+    Ctrl-C here (the server runs on)."""
+    from katib import views
+    from katib.cli._run import _Progress, _summary
+
+    progress = _Progress(live=False)
+    seen: dict[str, str] = {}
+    run: _Seen | None = None
+    idle = 0
+    try:
+        while True:
+            rec, active, _ = _api.experiment(c, remote, name, namespace)
+            trials = _api.trials(c, rec)
+            if run is None:
+                run = _Seen(rec)
+            run.update(rec)
+            for t in trials:
+                before = seen.get(t.name)
+                if t.state != "Created" and before in (None, "Created"):
+                    progress("launched", run, t)
+                if t.state in _FINAL and before not in _FINAL:
+                    progress("finished", run, t)
+                seen[t.name] = t.state
+            if views.phase(rec) in ("Succeeded", "Failed"):
+                return _summary(rec, trials)
+            idle = 0 if active else idle + 1
+            if idle >= 3:  # three looks in a row: not the moment between submit and start
+                err.print(f"stopped on the server: no controller runs it; "
+                          f"`{_api.hint(remote, ['resume'], name, namespace)}` carries on", highlight=False, markup=False)
+                return EXIT_INTERRUPTED
+            time.sleep(tick)
+    except KeyboardInterrupt:
+        err.print(f"interrupted: experiment {name} runs on on {remote.url}; "
+                  f"`{_api.hint(remote, ['stop'], name, namespace)}` stops it", highlight=False, markup=False)
+        return EXIT_INTERRUPTED
