@@ -35,10 +35,13 @@ def _marked(directory: str) -> set[int]:
     return found
 
 
-def wait_for_training(directory: str, timeout: float = 30) -> str | None:
-    """None once the training ended completed, else why not."""
+def wait_for_training(directory: str, timeout: float = 30, grace: float = 1) -> str | None:
+    """None once the training ended completed, else why not. Its container starts before
+    this one: unseen after ``grace`` seconds, with no marker, it ended without one (Katib's
+    collector fails at once when it finds no main process)."""
     seen: set[int] = set()
-    deadline = time.monotonic() + timeout
+    started = time.monotonic()
+    deadline = started + timeout
     while time.monotonic() < deadline:
         alive = _marked(directory)
         seen |= alive
@@ -47,8 +50,8 @@ def wait_for_training(directory: str, timeout: float = 30) -> str | None:
             done = [m for m in marks if m.exists() and m.read_text().strip() == "completed"]
             if done:
                 return None
-            if seen:
-                return f"training container is failed: no completed marker in {', '.join(map(str, marks))}"
+            if seen or time.monotonic() - started > grace:
+                return f"training container is failed: no completed marker in {directory}"
         time.sleep(0.02)
     return f"no training process marks {directory} within {timeout:g}s"
 

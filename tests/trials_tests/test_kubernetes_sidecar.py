@@ -41,23 +41,29 @@ def file_experiment(name: str, **spec) -> dict:
     return doc
 
 
-def test_file_collector_trials_run_with_katibs_sidecar(sqlite_store, tmp_path, cluster):
+def run_with_db_manager(store, tmp_path, cluster, doc):
+    """``doc`` run to its end on the emulator, its sidecars reporting to a DBManager on a
+    loopback port (the emulator's pods are this machine's processes)."""
     from katib._dbmanager import serve_grpc
 
     runs = tmp_path / "runs"
-    grpc_server = serve_grpc(sqlite_store, runs, None, "127.0.0.1", 0)
-    executor = KubernetesExecutor(api_client=cluster.api, watch_timeout=5,
-                                  db_manager_address=f"127.0.0.1:{grpc_server.bound_port}",
+    grpc_server = serve_grpc(store, runs, None, "127.0.0.1", 0)
+    address = f"127.0.0.1:{grpc_server.bound_port}"
+    executor = KubernetesExecutor(api_client=cluster.api, watch_timeout=5, db_manager_address=address,
                                   collector_images={"File": IMAGE})
-    ctl = Controller(sqlite_store, executor=executor, runs_root=runs, tick=0.1)
-    doc = file_experiment("sidecar-file", maxTrialCount=3, parallelTrialCount=2)
+    ctl = Controller(store, executor=executor, runs_root=runs, tick=0.1)
     rec, _ = ctl.submit(admit(doc), tmp_path)
     try:
         status = ctl.run(rec.namespace, rec.name)
     finally:
         executor.close()
         grpc_server.stop(grace=0)
-    trials = sqlite_store.list_trials(rec.id)
+    return status, store.list_trials(rec.id), address
+
+
+def test_file_collector_trials_run_with_katibs_sidecar(sqlite_store, tmp_path, cluster):
+    doc = file_experiment("sidecar-file", maxTrialCount=3, parallelTrialCount=2)
+    status, trials, address = run_with_db_manager(sqlite_store, tmp_path, cluster, doc)
     assert status["trialsSucceeded"] == 3, [(t.name, t.state, t.message) for t in trials]
     # Each trial's value is its own (each pod has its own emptyDir), reported by the sidecar
     # (the decoy on stdout is not read).
@@ -77,7 +83,20 @@ def test_file_collector_trials_run_with_katibs_sidecar(sqlite_store, tmp_path, c
         assert primary["args"][0].endswith(" > " + PATH + " && echo completed > /var/log/katib/$$$$.pid")
         assert (sidecar["name"], sidecar["image"]) == ("metrics-logger-and-collector", IMAGE)
         assert sidecar["args"] == ["-t", job["metadata"]["name"], "-m", "loss", "-o-type", "minimize", "-s-db",
-                                   f"127.0.0.1:{grpc_server.bound_port}", "-path", PATH, "-format", "TEXT"]
+                                   address, "-path", PATH, "-format", "TEXT"]
+
+
+def test_a_failed_training_fails_its_pod_and_collector(sqlite_store, tmp_path, cluster):
+    """Training that exits non-zero writes no completed marker: the collector reports
+    nothing and fails, as Katib's does, and the trial fails with the training's exit code."""
+    doc = file_experiment("sidecar-failed", maxTrialCount=1, parallelTrialCount=1, maxFailedTrialCount=1)
+    container = doc["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]
+    container["command"][-1] += "; exit 3"
+    status, trials, _ = run_with_db_manager(sqlite_store, tmp_path, cluster, doc)
+    message = " ".join(c.get("message", "") for c in trials[0].conditions if c["type"] == "Failed")
+    assert [t.state for t in trials] == ["Failed"] and "container main" in message and "exit code 3" in message, message
+    assert "container metrics-logger-and-collector" in message  # it reported nothing and failed too
+    assert trials[0].observation["loss"]["latest"] == "unavailable"
 
 
 def _job(tmp_path: Path, kind: str = "File", run_spec: dict | None = None) -> TrialJob:
