@@ -84,19 +84,33 @@ def test_run_without_a_result_exits_1_and_says_why(server, tmp_path):
     assert code == 1 and "already exists on" in stderr and f"katib --server {server.url} resume remote-silent" in stderr
 
 
+def _wait_running(server: CliServer, name: str, follower: subprocess.Popen) -> None:
+    """Until the server runs the experiment and its trial runs."""
+    from katib.cli._api import trial_state
+
+    deadline = time.monotonic() + 60
+    while True:
+        listed = httpx.get(f"{server.url}/api/v1/experiments", timeout=10).json()["items"]
+        trials = httpx.get(f"{server.url}/api/v1/namespaces/default/experiments/{name}/trials", timeout=10).json()
+        if any(e["metadata"]["name"] == name and e["active"] for e in listed) and \
+                any(trial_state(t["status"]["conditions"]) == "Running" for t in trials["items"]):
+            return
+        assert time.monotonic() < deadline and follower.poll() is None, follower.communicate()
+        time.sleep(0.1)
+
+
+def _follow(server: CliServer, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "katib", "--server", server.url, *args, "--tick", "0.1"], text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
 def test_stop_a_run_on_the_server_then_resume_it(server, tmp_path):
     go_on = tmp_path / "go-on"
     code = (f"import os, time\nwhile not os.path.exists({str(go_on)!r}):\n    time.sleep(0.05)\nprint('loss=0.5')")
     doc = experiment(name="remote-wait", command=python_command(code), maxTrialCount=1, parallelTrialCount=1)
-    follower = subprocess.Popen([sys.executable, "-m", "katib", "--server", server.url, "run",
-                                 str(write(tmp_path, doc)), "--tick", "0.1"], text=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    follower = _follow(server, "run", str(write(tmp_path, doc)))
     try:
-        deadline = time.monotonic() + 60
-        while "Running" not in httpx.get(f"{server.url}/api/v1/namespaces/default/experiments/remote-wait/trials",
-                                           timeout=10).text:
-            assert time.monotonic() < deadline and follower.poll() is None, follower.communicate()
-            time.sleep(0.1)
+        _wait_running(server, "remote-wait", follower)
         code, stdout, _ = cli("--server", server.url, "delete", "experiment", "remote-wait")
         assert code == 1  # still running: refused, with the command that stops it
         code, stdout, _ = cli("stop", "remote-wait", env={"KATIB_SERVER": server.url})
@@ -108,6 +122,14 @@ def test_stop_a_run_on_the_server_then_resume_it(server, tmp_path):
         follower.kill()
     assert "not running (no controller runs it)" in cli("--server", server.url, "stop", "remote-wait")[1]
     assert "Stopped" in cli("--server", server.url, "get", "experiment", "remote-wait")[1]
+    follower = _follow(server, "resume", "remote-wait")
+    try:  # resumed through the server; stopped by a `katib stop` that finds the server from the store here
+        _wait_running(server, "remote-wait", follower)
+        code, stdout, _ = cli("stop", "remote-wait", "--db", str(server.db))
+        assert code == 0 and f"experiment remote-wait stopped (by the katib server at {server.url})" in stdout
+        assert follower.wait(timeout=60) == 130
+    finally:
+        follower.kill()
     go_on.touch()
     code, stdout, _ = cli("--server", server.url, "resume", "remote-wait", "--tick", "0.1")
     assert code == 0 and "experiment remote-wait Succeeded" in stdout, stdout
