@@ -18,6 +18,7 @@ from katib.cli import app
 from katib.errors import KatibError
 from tests.api_tests.test_isolation import CliServer, _free_port, _user
 from tests.conftest import experiment, python_command
+from tests.test_cli_daily import run_in_terminal
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
@@ -131,8 +132,12 @@ def test_stop_a_run_on_the_server_then_resume_it(server, tmp_path):
     finally:
         follower.kill()
     go_on.touch()
-    code, stdout, _ = cli("--server", server.url, "resume", "remote-wait", "--tick", "0.1")
-    assert code == 0 and "experiment remote-wait Succeeded" in stdout, stdout
+    # In a terminal: the live table `katib run` shows here, then the summary.
+    code, shown = run_in_terminal([sys.executable, "-m", "katib", "--server", server.url, "resume", "remote-wait",
+                                   "--tick", "0.1"])
+    assert code == 0 and "experiment.kubeflow.org/remote-wait resumed on" in shown, shown
+    assert "remote-wait  [##############################] 1/1 trials   best loss = 0.5" in shown
+    assert "Succeeded" in shown.split("experiment \x1b[1mremote-wait\x1b[0m", 1)[1]
     assert "has ended (Succeeded): nothing to stop" in cli("--server", server.url, "stop", "remote-wait")[1]
     assert cli("--server", server.url, "delete", "experiment", "remote-wait")[0] == 0
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from katib.cli import _api
@@ -15,18 +16,24 @@ _FINAL = ("Succeeded", "Failed", "Killed", "EarlyStopped", "MetricsUnavailable")
 
 
 class _Seen:
-    """What ``_Progress`` reads of a run, from the server's objects: the metric strategies,
-    the objective and the best value so far."""
+    """What ``_Progress`` reads of a run (lines, or the live table in a terminal), from the
+    server's objects: the experiment's name, budget and parameters, its trials, the metrics
+    and their strategies, the best value so far."""
 
-    def __init__(self, rec: Any) -> None:
-        self.update(rec)
-
-    def update(self, rec: Any) -> None:
+    def update(self, rec: Any, trials: list[Any]) -> None:
         from katib import views
 
+        spec = rec.spec.get("spec") or {}
+        objective = spec.get("objective") or {}
         self.rec = rec
         self.strategies = views.strategies_of(rec)
-        self.objective = ((rec.spec.get("spec") or {}).get("objective") or {}).get("objectiveMetricName", "")
+        self.objective = objective.get("objectiveMetricName", "")
+        self.names = [self.objective, *objective.get("additionalMetricNames", [])]
+        self.trials = {t.name: t for t in trials}
+        self.reducers: dict[str, Any] = {}  # the server's observations are already reduced
+        self.exp = SimpleNamespace(name=rec.name, spec=SimpleNamespace(
+            max_trial_count=spec.get("maxTrialCount"),
+            parameters=[SimpleNamespace(name=p.get("name")) for p in spec.get("parameters") or []]))
 
     def _best(self) -> float | None:
         from katib import views
@@ -80,36 +87,57 @@ def follow(remote: Remote, c: Any, name: str, namespace: str, tick: float) -> in
     """Print each trial as it starts and ends, then the summary ``katib run`` prints; exit
     130 when the experiment stops on the server before its end (``katib stop``) or on
     Ctrl-C here (the server runs on)."""
-    from katib import views
     from katib.cli._run import _Progress, _summary
 
-    progress = _Progress(live=False)
-    seen: dict[str, str] = {}
-    run: _Seen | None = None
-    idle = 0
+    progress = _Progress(live=out.is_terminal)
     try:
-        while True:
-            rec, active, _ = _api.experiment(c, remote, name, namespace)
-            trials = _api.trials(c, rec)
-            if run is None:
-                run = _Seen(rec)
-            run.update(rec)
-            for t in trials:
-                before = seen.get(t.name)
-                if t.state != "Created" and before in (None, "Created"):
-                    progress("launched", run, t)
-                if t.state in _FINAL and before not in _FINAL:
-                    progress("finished", run, t)
-                seen[t.name] = t.state
-            if views.phase(rec) in ("Succeeded", "Failed"):
-                return _summary(rec, trials)
-            idle = 0 if active else idle + 1
-            if idle >= 3:  # three looks in a row: not the moment between submit and start
-                err.print(f"stopped on the server: no controller runs it; "
-                          f"`{_api.hint(remote, ['resume'], name, namespace)}` carries on", highlight=False, markup=False)
-                return EXIT_INTERRUPTED
-            time.sleep(tick)
+        if progress.live_mode:
+            from rich.live import Live
+
+            with Live(console=out, refresh_per_second=4, transient=False) as live:
+                progress.live = live
+                ended = _watch(remote, c, name, namespace, tick, progress)
+                if progress.run is not None:
+                    live.update(progress._table())
+        else:
+            ended = _watch(remote, c, name, namespace, tick, progress)
     except KeyboardInterrupt:
         err.print(f"interrupted: experiment {name} runs on on {remote.url}; "
                   f"`{_api.hint(remote, ['stop'], name, namespace)}` stops it", highlight=False, markup=False)
         return EXIT_INTERRUPTED
+    if ended is None:
+        err.print(f"stopped on the server: no controller runs it; "
+                  f"`{_api.hint(remote, ['resume'], name, namespace)}` carries on", highlight=False, markup=False)
+        return EXIT_INTERRUPTED
+    return _summary(*ended)
+
+
+def _watch(remote: Remote, c: Any, name: str, namespace: str, tick: float,
+           progress: Any) -> tuple[Any, list[Any]] | None:
+    """Poll until the experiment ends (its record and trials) or stops on the server (None)."""
+    from katib import views
+
+    seen: dict[str, str] = {}
+    run = _Seen()
+    idle = 0
+    while True:
+        obj = next((o for o in c.list_experiments(namespace) if o["metadata"]["name"] == name), None)
+        if obj is None:
+            raise KatibError(f"experiment {namespace}/{name} is no longer on {remote.url} (deleted)")
+        rec, active = _api.experiment_record(obj), bool(obj.get("active"))
+        trials = _api.trials(c, rec)
+        run.update(rec, trials)
+        progress("update", run, None)  # the live table, in a terminal
+        for t in trials:
+            before = seen.get(t.name)
+            if t.state != "Created" and before in (None, "Created"):
+                progress("launched", run, t)
+            if t.state in _FINAL and before not in _FINAL:
+                progress("finished", run, t)
+            seen[t.name] = t.state
+        if views.phase(rec) in ("Succeeded", "Failed"):
+            return rec, trials
+        idle = idle + 1 if views.shown_phase(rec, active) == "Stopped" else 0
+        if idle >= 3:  # three looks in a row: not the moment between submit and start
+            return None
+        time.sleep(tick)
