@@ -41,7 +41,7 @@ def file_experiment(name: str, **spec) -> dict:
     return doc
 
 
-def run_with_db_manager(store, tmp_path, cluster, doc):
+def run_with_db_manager(store, tmp_path, cluster, doc, images=None):
     """``doc`` run to its end on the emulator, its sidecars reporting to a DBManager on a
     loopback port (the emulator's pods are this machine's processes)."""
     from katib._dbmanager import serve_grpc
@@ -50,7 +50,7 @@ def run_with_db_manager(store, tmp_path, cluster, doc):
     grpc_server = serve_grpc(store, runs, None, "127.0.0.1", 0)
     address = f"127.0.0.1:{grpc_server.bound_port}"
     executor = KubernetesExecutor(api_client=cluster.api, watch_timeout=5, db_manager_address=address,
-                                  collector_images={"File": IMAGE})
+                                  collector_images=images or {"File": IMAGE})
     ctl = Controller(store, executor=executor, runs_root=runs, tick=0.1)
     rec, _ = ctl.submit(admit(doc), tmp_path)
     try:
@@ -192,3 +192,34 @@ def test_katib_server_gives_pods_the_db_manager_address(tmp_path, cluster, monke
         assert executor.collector_images == {"File": "registry.example/collector:1"}
     finally:
         executor.close()
+
+
+# TensorBoard's own event writer (tensorboardX's takes 4 s to import).
+WRITE_EVENT = """import sys, time
+from tensorboard.compat.proto import event_pb2, summary_pb2
+from tensorboard.summary.writer.event_file_writer import EventFileWriter
+w = EventFileWriter(sys.argv[1])
+value = summary_pb2.Summary.Value(tag="loss", simple_value=float(sys.argv[2]))
+w.add_event(event_pb2.Event(wall_time=time.time(), step=0, summary=summary_pb2.Summary(value=[value])))
+w.close()
+"""
+
+
+def test_tensorflowevent_trial_runs_with_katibs_sidecar(sqlite_store, tmp_path, cluster):
+    """A TensorFlowEvent trial's event files, written in its pod's emptyDir, read by the
+    collector sidecar (Katib's metrics-collector container) and reported over gRPC."""
+    pytest.importorskip("tensorboard")
+    (cluster.workdir / "write_event.py").write_text(WRITE_EVENT)
+    folder = "/var/log/katib/tfevent/"
+    doc = experiment(name="sidecar-tfevent", maxTrialCount=1, parallelTrialCount=1,
+                     command=[sys.executable, "write_event.py", folder, "${trialParameters.x}"],
+                     metricsCollectorSpec={"collector": {"kind": "TensorFlowEvent"},
+                                           "source": {"fileSystemPath": {"path": folder, "kind": "Directory"}}})
+    cluster.images["katib-test/tfevent-metrics-collector"] = cluster.images[IMAGE]
+    status, trials, _ = run_with_db_manager(sqlite_store, tmp_path, cluster, doc,
+                                            images={"TensorFlowEvent": "katib-test/tfevent-metrics-collector"})
+    assert status["trialsSucceeded"] == 1, trials[0].conditions
+    assert float(trials[0].observation["loss"]["latest"]) == pytest.approx(float(trials[0].parameters()["x"]), rel=1e-6)
+    job = next(j for j in cluster.created if j["metadata"]["name"] == trials[0].name)
+    assert job["spec"]["template"]["spec"]["containers"][1]["name"] == "metrics-collector"
+    assert manifest_errors(job) == []
