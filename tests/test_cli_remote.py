@@ -14,6 +14,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from katib import KatibClient
 from katib.cli import app
 from katib.errors import KatibError
 from tests.api_tests.test_isolation import CliServer, _free_port, _user
@@ -40,13 +41,15 @@ def write(tmp_path: Path, doc: dict, name: str = "exp.yaml") -> Path:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    srv = CliServer(tmp_path_factory.mktemp("remote")).start()
+    # One answer of …/log holds at most 16 bytes here: `katib logs` reads on until it has all.
+    srv = CliServer(tmp_path_factory.mktemp("remote"), env={"KATIB_MAX_LOG_BYTES": "16"}).start()
     yield srv
     srv.stop()
 
 
 def test_run_get_describe_logs_delete_match_the_local_commands(server, tmp_path):
-    doc = experiment(name="remote-quad", command=python_command("print('loss=' + str(float('${trialParameters.x}') ** 2))"),
+    doc = experiment(name="remote-quad", command=python_command("print('loss=' + str(float('${trialParameters.x}') ** 2))\n"
+                                                                "print('the end, with ünïcödé split across answers')"),
                      maxTrialCount=3, parallelTrialCount=2)
     code, stdout, _ = cli("--server", server.url, "run", str(write(tmp_path, doc)), "--tick", "0.1")
     assert code == 0, stdout
@@ -67,7 +70,7 @@ def test_run_get_describe_logs_delete_match_the_local_commands(server, tmp_path)
     for command in (["get", "trial", name], ["logs", name], ["logs", "-f", name]):
         here, there = cli(*command, *local), cli("--server", server.url, *command)
         assert there == here and there[0] == 0, command
-    assert cli("--server", server.url, "logs", name)[1].startswith("loss=")
+    assert cli("--server", server.url, "logs", name)[1].endswith("\nthe end, with ünïcödé split across answers\n")
 
     assert cli("--server", server.url, "delete", "experiment", "remote-quad")[1] == \
         'experiment.kubeflow.org "remote-quad" deleted\n'
@@ -169,6 +172,11 @@ def test_auth_tokens_and_errors_are_one_sentence(tmp_path):
         assert len(r.stderr.strip().splitlines()) == 1
     finally:
         srv.stop()
+
+
+def test_a_token_needs_a_server():
+    with pytest.raises(ValueError, match="token is for a katib server: give its url too"):
+        KatibClient(token="t")
 
 
 def test_commands_of_this_machine_refuse_server():

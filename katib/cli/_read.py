@@ -307,6 +307,8 @@ def _follow_remote(remote: Any, trial: str, namespace: str | None, follow: bool)
     offset = 0
     while True:
         chunk, offset = c.get_trial_log_since(trial, offset, namespace)
+        if not offset and t.state == "Created" and not follow:
+            raise NotFoundError(f"no log for trial {trial} (it has not started)")
         sys.stdout.write(decoder.decode(chunk))
         sys.stdout.flush()
         if chunk:
