@@ -163,6 +163,9 @@ def server(
             raise KatibError("--db-manager-address cannot be used with --auth: the metrics collectors' sidecar reports "
                              "through Katib's gRPC API, which carries no credentials, so a tenant's pod could report "
                              "metrics for another's trials")
+        if grpc_port is None:
+            err.print("[bold yellow]warning:[/] --db-manager-address without --grpc-port: the File and TensorFlowEvent "
+                      "collectors' sidecars report to a DBManager this server does not serve", highlight=False)
     if grpc_port is not None and auth:
         raise KatibError("--grpc-port cannot be used with --auth: Katib's gRPC API carries no credentials, so any "
                          "caller could read, write and delete every trial's metrics")

@@ -186,6 +186,7 @@ def test_katib_server_gives_pods_the_db_manager_address(tmp_path, cluster, monke
     result = CliRunner().invoke(app, [*args, "--db-manager-address", "katib.example:6789",
                                       "--metrics-collector-image", "File=registry.example/collector:1"])
     assert result.exit_code == 0 and len(served) == 1, result.output
+    assert "--db-manager-address without --grpc-port" in result.output
     executor = served[0].state.katib.manager.executor_factory()
     try:
         assert executor.db_manager_address == "katib.example:6789"
