@@ -1,16 +1,20 @@
 """Time per suggestion with a history of 100, 1,000 and 5,000 trials, for each of our
 algorithms next to the Optuna sampler it adapts (same search space, same history).
 
-    python bench/suggest_latency.py [--sizes 100 1000 5000] [--repeat 3]
+    python bench/suggest_latency.py [--sizes 100 1000 5000] [--repeat 3] [--algorithms ...] [--clock wall|cpu]
 
 A 4-dimensional space (two doubles, an int, a categorical); the history's objective is a
-sphere. Our time is one `Algorithm.suggest(experiment, trials, 1)` call as the controller
-makes it; Optuna's is one `study.ask()` on an in-memory study already holding the trials.
+sphere. Our time is one `Algorithm.suggest(experiment, trials, 1, state)` call as the
+controller makes it, its proposal then completed before the next (the median of --repeat
+calls from N trials on); Optuna's is one `study.ask()` on an in-memory study already
+holding the trials. For bayesianoptimization a second table splits its time into the calls
+that refit the GP's kernel and those that do not.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import sys
 import time
@@ -30,6 +34,9 @@ PARAMS = [
     {"name": "n", "parameterType": "int", "feasibleSpace": {"min": "1", "max": "64"}},
     {"name": "opt", "parameterType": "categorical", "feasibleSpace": {"list": ["sgd", "adam", "rmsprop"]}},
 ]
+# --clock cpu: the process's CPU time (every thread), steadier than the wall clock on a
+# loaded machine, and no lower than it for this single-threaded work.
+CLOCK = time.perf_counter
 OURS = ["auto", "random", "sobol", "tpe", "multivariate-tpe", "cmaes", "bayesianoptimization"]
 
 
@@ -57,16 +64,46 @@ def history(n: int, seed: int = 0) -> list[dict]:
     return out
 
 
-def ours(algorithm: str, n: int, repeat: int) -> float:
+def ours(algorithm: str, n: int, repeat: int, state: dict | None = None) -> float:
+    """The median of ``repeat`` calls on histories of n, n+1, ... completed trials: each
+    proposal comes back completed (the controller's loop), after an untimed call at n-1
+    (the sampler and, for bayesianoptimization, the kernel's fit in ``state`` are then
+    what a running experiment holds)."""
     exp = experiment(algorithm)
     views = [TrialView(f"t{i}", {k: str(v) for k, v in p.items()}, "Succeeded", y) for i, (p, y) in enumerate(history(n))]
     alg = get_algorithm(algorithm)
+    state = {} if state is None else state
+    alg.suggest(exp, views[:-1], 1, state)
     times = []
     for _ in range(repeat):
-        start = time.perf_counter()
-        alg.suggest(exp, views, 1)
-        times.append(time.perf_counter() - start)
+        start = CLOCK()
+        (a,) = alg.suggest(exp, views, 1, state)
+        times.append(CLOCK() - start)
+        p = a.parameters
+        views.append(TrialView(a.name or f"t{len(views)}", p, "Succeeded",
+                               float(p["x"]) ** 2 + np.log10(float(p["lr"])) ** 2 + (float(p["n"]) - 32) ** 2 / 100))
     return statistics.median(times)
+
+
+def gp_refit(n: int, repeat: int) -> tuple[float, float, int]:
+    """bayesianoptimization at n trials: the median call without a kernel fit, the median
+    call with one (warm-started from the fit k trials earlier, when the schedule refits),
+    and k."""
+    from suggestion._gp import REFIT_EVERY_TRIAL_UP_TO, refit_due
+
+    k = next(k for k in range(1, n + 1) if refit_due(n, n - k))
+    steady = ours("bayesianoptimization", n, repeat) if n > REFIT_EVERY_TRIAL_UP_TO else math.nan
+    times = []
+    for _ in range(repeat):
+        state: dict = {}
+        ours("bayesianoptimization", n - k, 1, state)  # the kernel fitted k trials ago
+        exp = experiment("bayesianoptimization")
+        views = [TrialView(f"t{i}", {a: str(v) for a, v in p.items()}, "Succeeded", y) for i, (p, y) in enumerate(history(n))]
+        alg = get_algorithm("bayesianoptimization")
+        start = CLOCK()
+        alg.suggest(exp, views, 1, state)
+        times.append(CLOCK() - start)
+    return steady, statistics.median(times), k
 
 
 def optuna_native(algorithm: str, n: int, repeat: int) -> float | None:
@@ -93,9 +130,9 @@ def optuna_native(algorithm: str, n: int, repeat: int) -> float | None:
         study.add_trial(create_trial(params=p, distributions=dists, value=y))
     times = []
     for _ in range(repeat):
-        start = time.perf_counter()
+        start = CLOCK()
         trial = study.ask(dists)
-        times.append(time.perf_counter() - start)
+        times.append(CLOCK() - start)
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
     return statistics.median(times)
 
@@ -105,10 +142,13 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1000, 5000])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--algorithms", nargs="+", default=OURS)
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall")
     args = parser.parse_args()
+    global CLOCK
+    CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
     warnings.simplefilter("ignore")
     header = "| algorithm | " + " | ".join(f"ours @{n}" + " | " + f"Optuna @{n}" for n in args.sizes) + " |"
-    print("Median seconds per suggestion (one new point), history of N completed trials\n")
+    print(f"Median seconds ({args.clock} clock) per suggestion (one new point), history of N completed trials\n")
     print(header)
     print("|" + "---|" * (1 + 2 * len(args.sizes)))
     for algorithm in args.algorithms:
@@ -121,6 +161,14 @@ def main() -> None:
             native = optuna_native(algorithm, n, args.repeat)
             cells.append("—" if native is None else f"{native:.4f}")
         print(f"| {algorithm} | " + " | ".join(cells) + " |", flush=True)
+    if "bayesianoptimization" in args.algorithms:
+        print("\nbayesianoptimization: the kernel refitted every k trials (suggestion/_gp.py)\n")
+        print("| N | k | call without a fit | call with a fit (warm start) | mean over k calls |")
+        print("|---|---|---|---|---|")
+        for n in [n for n in args.sizes if n <= 1000]:
+            steady, refit, k = gp_refit(n, args.repeat)
+            mean = refit if k == 1 else ((k - 1) * steady + refit) / k
+            print(f"| {n} | {k} | {'—' if k == 1 else f'{steady:.4f}'} | {refit:.4f} | {mean:.4f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -42,6 +42,16 @@ class BayesianOptimization(OptunaAlgorithm):
         "acq_optimizer": Setting(choice("auto", "sampling", "lbfgs"), "auto"),
         "random_state": Setting(integer(0)),
     }
+    # One sampler per study, reseeded per call (its search-space intersection grows with
+    # the history instead of being recomputed); the kernel's warm start is in the state.
+    reuses_sampler = True
+    _own_state: tuple[tuple[str, str] | None, dict[str, Any]]
+    _state: dict[str, Any]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._own_state = (None, {})
+        self._state = {}
 
     @staticmethod
     def on_optuna(settings: dict[str, Any]) -> bool:
@@ -75,6 +85,14 @@ class BayesianOptimization(OptunaAlgorithm):
     ) -> list[Assignment]:
         settings = self.parsed_settings(experiment)
         if self.on_optuna(settings):
+            # The kernel's last fit lives in the algorithm state (see ``_gp``); a caller
+            # that keeps none gets one per experiment held here.
+            if state is None:
+                key = (experiment.namespace, experiment.name)
+                if self._own_state[0] != key:
+                    self._own_state = (key, {})
+                state = self._own_state[1]
+            self._state = state
             return super().suggest(experiment, trials, count, state)
         from ._skbo import propose
 
@@ -84,10 +102,21 @@ class BayesianOptimization(OptunaAlgorithm):
         points = propose(SearchSpace.from_experiment(experiment), trials, count, settings, maximize, seed)
         return [Assignment(p) for p in points]
 
-    def make_sampler(self, settings: dict[str, Any], seed: int | None, n_params: int) -> Any:
-        from optuna.samplers import GPSampler, RandomSampler
+    def reseed(self, sampler: Any, seed: int | None) -> None:
+        # GPSampler's generator and its random sampler's, as GPSampler(seed=seed) and
+        # RandomSampler(seed=seed) seed them.
+        sampler._rng.rng.seed(seed)
+        sampler._independent_sampler._rng.rng.seed(seed)
+        sampler.state = self._state
 
-        return GPSampler(
+    def make_sampler(self, settings: dict[str, Any], seed: int | None, n_params: int) -> Any:
+        from optuna.samplers import RandomSampler
+
+        from ._gp import ScheduledGPSampler
+
+        sampler = ScheduledGPSampler(
             seed=seed, n_startup_trials=settings["n_initial_points"],
             independent_sampler=RandomSampler(seed=seed),
         )
+        sampler.state = self._state
+        return sampler
