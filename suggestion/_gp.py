@@ -12,9 +12,10 @@ q-log EI with running trials) is Optuna's, optimised as Optuna does.
 
 The fitted hyperparameters and the number of completed trials they were fitted on live
 in the algorithm state (``state["gp"]``, JSON floats, which round-trip exactly), so a
-proposal is a function of the history and that state: a restarted controller, or a new
-sampler, carries on with the very same proposals. Several objectives and constraints
-are left to Optuna's own code, refitted from scratch at each call as before.
+proposal is a function of the history and that state: a restarted controller carries on
+from the last fit (its proposals differ from an uninterrupted run's only by the rounding
+of the parameters' strings it rebuilds the trials from). Several objectives and
+constraints are left to Optuna's own code, refitted from scratch at each call as before.
 """
 
 from __future__ import annotations
