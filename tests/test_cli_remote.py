@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from katib import KatibClient
 from katib.cli import app
-from katib.errors import KatibError
+from katib.errors import KatibError, ValidationError
 from tests.api_tests.test_isolation import CliServer, _free_port, _user
 from tests.conftest import experiment, python_command
 from tests.test_cli_daily import run_in_terminal
@@ -26,6 +26,8 @@ def cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
     """The command in this process (a subprocess costs seconds of imports): its exit code,
     stdout and stderr, with a KatibError as `main` prints it."""
     r = CliRunner().invoke(app, list(args), env={"KATIB_SERVER": "", "KATIB_TOKEN": "", **(env or {})})
+    if isinstance(r.exception, ValidationError):
+        return 2, r.stdout, r.stderr + f"error: {r.exception}"
     if isinstance(r.exception, KatibError):
         return 1, r.stdout, r.stderr + f"error: {r.exception}"
     if r.exception is not None and not isinstance(r.exception, SystemExit):
@@ -106,6 +108,12 @@ def _wait_running(server: CliServer, name: str, follower: subprocess.Popen) -> N
 def _follow(server: CliServer, *args: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "katib", "--server", server.url, *args, "--tick", "0.1"], text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def test_run_of_an_invalid_experiment_lists_the_servers_field_errors_and_exits_2(server, tmp_path):
+    code, _, stderr = cli("--server", server.url, "run", str(write(tmp_path, experiment(name="remote-bad", maxTrialCount=-3))))
+    assert code == 2 and "spec.maxTrialCount: must be > 0 (got -3)" in stderr
+    assert "remote-bad" not in httpx.get(f"{server.url}/api/v1/experiments", timeout=10).text
 
 
 def test_stop_a_run_on_the_server_then_resume_it(server, tmp_path):
