@@ -85,7 +85,7 @@ def _root(
         None, "--server", metavar="URL", show_default=False,
         help="A katib server (http://host:8080; default $KATIB_SERVER): run, get, describe, logs, delete, stop and "
              "resume go through its API instead of a store here."),
-    token: str | None = typer.Option(None, "--token", show_default=False,
+    token: str | None = typer.Option(None, "--token", metavar="TOKEN", show_default=False,
                                      help="API token for --server under --auth (default $KATIB_TOKEN; "
                                           "katib user token NAME makes one)."),
 ) -> None:
