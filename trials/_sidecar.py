@@ -3,8 +3,8 @@ as Katib's pod webhook injects it (kubeflow/katib ``pkg/webhook/v1beta1/pod``:
 ``inject_webhook.go`` and ``utils.go``) for the ``File`` and ``TensorFlowEvent`` collectors:
 
 - a container ``metrics-logger-and-collector`` (File) or ``metrics-collector``
-  (TensorFlowEvent) of the collector's image with Katib's args: ``-t TRIAL -m METRICS``
-  (the objective first, joined by ``;``) ``-o-type TYPE -s-db DB_MANAGER -path PATH``, then
+  (TensorFlowEvent) of the collector's image, with Katib's default resources and its
+  args: ``-t TRIAL -m METRICS`` (the objective first, joined by ``;``) ``-o-type TYPE -s-db DB_MANAGER -path PATH``, then
   ``-f FILTERS`` (the spec's ``metricsFormat`` joined by ``;``) and, for File, ``-format``;
 - an ``emptyDir`` volume ``metrics-volume`` mounted at the metrics file's folder (the
   event files' folder itself for TensorFlowEvent) in that container and the primary one;
@@ -36,6 +36,11 @@ IMAGES = {  # Katib's katib-config defaults
     "File": "ghcr.io/kubeflow/katib/file-metrics-collector:v0.19.0",
     "TensorFlowEvent": "ghcr.io/kubeflow/katib/tfevent-metrics-collector:v0.19.0",
 }
+# Katib's collector resources: katib-config's (TensorFlowEvent: a 1Gi memory limit), the
+# rest from its defaults (pkg/apis/config/v1beta1/defaults.go setResourceRequirements).
+REQUESTS = {"cpu": "50m", "memory": "10Mi", "ephemeral-storage": "500Mi"}
+LIMITS = {"File": {"cpu": "500m", "memory": "100Mi", "ephemeral-storage": "5Gi"},
+          "TensorFlowEvent": {"cpu": "500m", "memory": "1Gi", "ephemeral-storage": "5Gi"}}
 CONTAINER_NAMES = {"File": "metrics-logger-and-collector", "TensorFlowEvent": "metrics-collector"}
 ROLE_LABELS = ("training.kubeflow.org/job-role", "training.kubeflow.org/replica-type")
 
@@ -106,8 +111,9 @@ def inject(manifest: dict[str, Any], *, kind: str, trial: str, primary_container
         raise SidecarError(f"spec.metricsCollectorSpec.source.fileSystemPath.path: the {kind} collector needs it")
     directory = metrics_dir(kind, path)
     name = CONTAINER_NAMES[kind]
-    sidecar = {"name": name, "image": image or IMAGES[kind],
+    sidecar = {"name": name, "image": image or IMAGES[kind], "imagePullPolicy": "IfNotPresent",
                "args": collector_args(kind, trial, metrics, objective_type, db_manager, source),
+               "resources": {"requests": dict(REQUESTS), "limits": dict(LIMITS[kind])},
                "volumeMounts": [{"name": VOLUME, "mountPath": directory}]}
     done = 0
     for where, template in pod_templates(manifest):

@@ -124,6 +124,7 @@ def test_tensorflowevent_sidecar_and_katibs_wrap(tmp_path):
     assert sidecar["args"] == ["-t", "exp-abc", "-m", "loss;acc", "-o-type", "minimize", "-s-db", "10.0.0.5:6789",
                                "-path", "/katib/tfevent/", "-f", "(\\w+)=(\\d+)"]
     assert sidecar["volumeMounts"][0]["mountPath"] == "/katib/tfevent"
+    assert sidecar["resources"]["limits"]["memory"] == "1Gi" and sidecar["imagePullPolicy"] == "IfNotPresent"
     assert manifest_errors(job.run_spec) == []
     # Kubernetes gives the shell $$ (its pid) from Katib's $$$$.
     assert _expand(primary["args"][0], {}).endswith("/katib/tfevent/$$.pid")
