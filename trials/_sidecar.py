@@ -4,8 +4,8 @@ as Katib's pod webhook injects it (kubeflow/katib ``pkg/webhook/v1beta1/pod``:
 
 - a container ``metrics-logger-and-collector`` (File) or ``metrics-collector``
   (TensorFlowEvent) of the collector's image, with Katib's default resources and its
-  args: ``-t TRIAL -m METRICS`` (the objective first, joined by ``;``) ``-o-type TYPE -s-db DB_MANAGER -path PATH``, then
-  ``-f FILTERS`` (the spec's ``metricsFormat`` joined by ``;``) and, for File, ``-format``;
+  args: ``-t TRIAL -m METRICS`` (the objective first, joined by ``;``) ``-o-type TYPE
+  -s-db DB_MANAGER -path PATH``, then ``-f FILTERS`` (the spec's ``metricsFormat`` joined by ``;``) and, for File, ``-format``;
 - an ``emptyDir`` volume ``metrics-volume`` mounted at the metrics file's folder (the
   event files' folder itself for TensorFlowEvent) in that container and the primary one;
 - ``shareProcessNamespace: true``, so the collector sees the training process end;
