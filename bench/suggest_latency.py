@@ -64,6 +64,11 @@ def history(n: int, seed: int = 0) -> list[dict]:
     return out
 
 
+def value(p: dict[str, str]) -> float:
+    """The history's objective at a proposal (Katib strings)."""
+    return float(p["x"]) ** 2 + float(np.log10(float(p["lr"]))) ** 2 + (float(p["n"]) - 32) ** 2 / 100
+
+
 def ours(algorithm: str, n: int, repeat: int, state: dict | None = None) -> float:
     """The median of ``repeat`` calls on histories of n, n+1, ... completed trials: each
     proposal comes back completed (the controller's loop), after an untimed call at n-1
@@ -73,15 +78,14 @@ def ours(algorithm: str, n: int, repeat: int, state: dict | None = None) -> floa
     views = [TrialView(f"t{i}", {k: str(v) for k, v in p.items()}, "Succeeded", y) for i, (p, y) in enumerate(history(n))]
     alg = get_algorithm(algorithm)
     state = {} if state is None else state
-    alg.suggest(exp, views[:-1], 1, state)
+    (a,) = alg.suggest(exp, views[:-1], 1, state)
+    views[-1] = TrialView(a.name or "warm-up", a.parameters, "Succeeded", value(a.parameters))  # not left running
     times = []
     for _ in range(repeat):
         start = CLOCK()
         (a,) = alg.suggest(exp, views, 1, state)
         times.append(CLOCK() - start)
-        p = a.parameters
-        views.append(TrialView(a.name or f"t{len(views)}", p, "Succeeded",
-                               float(p["x"]) ** 2 + np.log10(float(p["lr"])) ** 2 + (float(p["n"]) - 32) ** 2 / 100))
+        views.append(TrialView(a.name or f"t{len(views)}", a.parameters, "Succeeded", value(a.parameters)))
     return statistics.median(times)
 
 
