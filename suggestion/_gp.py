@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -42,6 +43,22 @@ def refit_due(completed: int, fitted_on: int | None) -> bool:
     return abs(completed - fitted_on) >= math.ceil(REFIT_GROWTH * completed)
 
 
+@cache
+def _internals_present() -> bool:
+    """Whether this Optuna has the ``optuna._gp`` internals the schedule drives (tested on
+    Optuna 5.0); without them every call takes Optuna's own path, refitted from scratch."""
+    try:
+        import optuna._gp.acqf as acqf_module
+        import optuna._gp.gp as gp
+        import optuna._gp.search_space as gp_search_space
+        from optuna.samplers._gp import sampler
+    except ImportError:
+        return False
+    return all(hasattr(m, n) for m, n in ((acqf_module, "qLogEI"), (acqf_module, "LogEI"), (gp, "GPRegressor"),
+                                           (gp_search_space, "SearchSpace"), (sampler, "_standardize_values"),
+                                           (sampler, "_get_params"), (sampler, "_MAX_QMC_SEED_VALUE")))
+
+
 class ScheduledGPSampler(GPSampler):
     """``GPSampler`` whose single-objective, unconstrained path refits the kernel on the
     ``refit_due`` schedule; ``state`` (the algorithm state) holds the last fit under
@@ -56,7 +73,7 @@ class ScheduledGPSampler(GPSampler):
                               search_space: dict[str, Any]) -> dict[str, Any]:
         from optuna.study._constrained_optimization import _is_constrained_optimization
 
-        if len(study.directions) != 1 or _is_constrained_optimization(completed_trials):
+        if len(study.directions) != 1 or _is_constrained_optimization(completed_trials) or not _internals_present():
             # Optuna's own path, from a cold start as a new sampler would fit it.
             self._gprs_cache_list = self._constraints_gprs_cache_list = None
             self.fits += 1
