@@ -126,8 +126,9 @@ def test_stop_then_the_printed_hint_resumes(tmp_path):
     """`katib stop` ends a `katib run` as Ctrl-C would; the run prints a resume command that
     works as printed (namespace and store included); meanwhile every screen says Stopped."""
     db = str(tmp_path / "k.db")
-    doc = in_namespace("kubeflow", command=python_command("import time; time.sleep(4); print('loss=0.5')"),
-                       maxTrialCount=2, parallelTrialCount=1)
+    go = tmp_path / "go"  # trials wait for it, so the run is still going when `katib stop` comes, however loaded the machine
+    wait = f"import os, time\nt0 = time.time()\nwhile not os.path.exists({str(go)!r}) and time.time() - t0 < 120:\n    time.sleep(0.05)\n"
+    doc = in_namespace("kubeflow", command=python_command(wait + "print('loss=0.5')"), maxTrialCount=2, parallelTrialCount=1)
     proc = subprocess.Popen([sys.executable, "-m", "katib", "run", str(write(tmp_path, doc)), "--db", db, "--tick", "0.1"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -150,6 +151,7 @@ def test_stop_then_the_printed_hint_resumes(tmp_path):
     listing = katib("get", "experiments", "--db", db)
     assert "Stopped" in listing.stdout and "no controller runs it" in listing.stdout and "Running" not in listing.stdout
     assert "nothing to stop" not in katib("stop", "demo", "--db", db).stdout  # not running: says how to resume
+    go.touch()
     again = subprocess.run([sys.executable, "-m", *shlex.split(hint)], capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr
     assert "experiment demo Succeeded (ExperimentMaxTrialsReached)" in again.stdout
