@@ -17,7 +17,7 @@ EXPECTED = {
     "push-metrics.yaml": ("push-metrics", 6, "ExperimentMaxTrialsReached"),
     "pbt.yaml": ("pbt", 15, "ExperimentMaxTrialsReached"),
     "pytorchjob-digits.yaml": ("pytorchjob-digits", 4, "ExperimentMaxTrialsReached"),
-    "nas/enas.yaml": ("enas", 12, "ExperimentMaxTrialsReached"),
+    "nas/enas.yaml": ("enas", 6, "ExperimentMaxTrialsReached"),
     "nas/darts.yaml": ("darts", 1, "ExperimentMaxTrialsReached"),
 }
 
