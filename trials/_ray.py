@@ -99,6 +99,9 @@ def _runner_class() -> Any:
     return TrialRunner
 
 
+UNREACHABLE_SECONDS = 60.0  # how long a trial's actor may stay out of reach before the trial is given up
+
+
 class _RayTrial:
     def __init__(self, job: TrialJob, actor: Any, done: Any, files: dict[str, Path], deadline: float | None) -> None:
         self.job = job
@@ -111,6 +114,7 @@ class _RayTrial:
         self.stopped = False
         self.timed_out = False
         self.shape: tuple[float, int] = (1.0, 0)
+        self.unreachable_since: float | None = None  # when the actor first failed to answer
 
 
 class RayExecutor(Executor):
@@ -212,13 +216,34 @@ class RayExecutor(Executor):
         if trial.deadline_at is not None and time.monotonic() >= trial.deadline_at and not trial.timed_out:
             trial.timed_out = True
             trial.actor.stop.remote(GRACE_SECONDS)
-        code = self._mirror(trial)
+        import ray
+
+        try:
+            code = self._mirror(trial)
+        except ray.exceptions.ActorUnavailableError as exc:
+            # Ray may lose contact with a busy node for a moment: ask again at the next tick,
+            # and give the trial up only when its actor stays out of reach.
+            trial.unreachable_since = trial.unreachable_since or time.monotonic()
+            if time.monotonic() - trial.unreachable_since < UNREACHABLE_SECONDS:
+                return RunState.running()
+            return self._lost(trial, f"its Ray actor was out of reach for {UNREACHABLE_SECONDS:.0f} s ({exc})")
+        except ray.exceptions.RayActorError as exc:
+            return self._lost(trial, f"its Ray actor died ({exc})")
+        trial.unreachable_since = None
         if code is None:
             return RunState.running()
-        self._mirror(trial)  # the last bytes written before the exit
+        try:
+            self._mirror(trial)  # the last bytes written before the exit
+        except ray.exceptions.RayActorError:
+            pass
         del self._trials[trial.job.name]
         self._idle.setdefault(trial.shape, []).append(trial.actor)
         return RunState.ended(code, trial.timed_out, trial.stopped, trial.deadline)
+
+    def _lost(self, trial: _RayTrial, why: str) -> RunState:
+        """The trial ended with its actor, which is not reused; the controller carries on."""
+        self._trials.pop(trial.job.name, None)
+        return RunState(True, reason="ActorDied", message=f"the trial ended with its Ray actor: {why}"[:2000])
 
     def stop(self, handle: dict[str, Any]) -> None:
         trial = self._trials.get(handle.get("trial", ""))

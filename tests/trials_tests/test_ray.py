@@ -140,3 +140,14 @@ def test_a_trainjob_trial_runs_on_the_cluster(cluster, sqlite_store, tmp_path):
         assert t.handle["executor"] == "ray"
         assert t.objective == pytest.approx(float(t.parameters()["lr"]) * 2)
         assert "node 0 of 1 in node-0" in (tmp_path / "runs" / "default" / "demo" / t.name / "trial.log").read_text()
+
+
+def test_a_trial_whose_actor_dies_fails_and_the_controller_carries_on(cluster, sqlite_store, tmp_path):
+    """Ray's errors about a trial's actor (dead, or out of reach for good) end that trial as
+    Failed with the reason; they used to escape poll() and end the whole controller."""
+    code = "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)  # the actor's process: the trial's parent"
+    doc = experiment(command=python_command(code), maxTrialCount=2, parallelTrialCount=1, maxFailedTrialCount=2)
+    status, trials = run(sqlite_store, tmp_path, doc, cluster)
+    assert status["trialsFailed"] == 2 and len(trials) == 2
+    for t in trials:
+        assert t.state == "Failed" and "Ray actor" in t.conditions[-1]["message"], t.conditions[-1]
