@@ -149,5 +149,5 @@ def test_a_trial_whose_actor_dies_fails_and_the_controller_carries_on(cluster, s
     doc = experiment(command=python_command(code), maxTrialCount=2, parallelTrialCount=1, maxFailedTrialCount=2)
     status, trials = run(sqlite_store, tmp_path, doc, cluster)
     assert status["trialsFailed"] == 2 and len(trials) == 2
-    for t in trials:
-        assert t.state == "Failed" and "Ray actor" in t.conditions[-1]["message"], t.conditions[-1]
+    for t in trials:  # ended with its actor; on a loaded machine Ray's memory monitor may kill one at launch
+        assert t.state == "Failed" and "actor" in t.conditions[-1]["message"].lower(), t.conditions[-1]
