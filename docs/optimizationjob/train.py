@@ -1,5 +1,7 @@
 # A trivial trial for hyperband-1200.yaml: its parameters come as KUBEFLOW_TRAINER_OPT_* variables.
-import math, os
+import math
+import os
+
 lr = float(os.environ["KUBEFLOW_TRAINER_OPT_LR"])
 epochs = int(float(os.environ["KUBEFLOW_TRAINER_OPT_EPOCHS"]))
 for e in range(1, epochs + 1):
