@@ -44,7 +44,6 @@ class BayesianOptimization(OptunaAlgorithm):
     }
     # One sampler per study, reseeded per call (its search-space intersection grows with
     # the history instead of being recomputed); the kernel's warm start is in the state.
-    reuses_sampler = True
     _own_state: tuple[tuple[str, str] | None, dict[str, Any]]
     _state: dict[str, Any]
 
@@ -102,12 +101,13 @@ class BayesianOptimization(OptunaAlgorithm):
         points = propose(SearchSpace.from_experiment(experiment), trials, count, settings, maximize, seed)
         return [Assignment(p) for p in points]
 
-    def reseed(self, sampler: Any, seed: int | None) -> None:
+    def reseed(self, sampler: Any, seed: int | None) -> bool:
         # GPSampler's generator and its random sampler's, as GPSampler(seed=seed) and
         # RandomSampler(seed=seed) seed them.
         sampler._rng.rng.seed(seed)
         sampler._independent_sampler._rng.rng.seed(seed)
         sampler.state = self._state
+        return True
 
     def make_sampler(self, settings: dict[str, Any], seed: int | None, n_params: int) -> Any:
         from optuna.samplers import RandomSampler

@@ -54,18 +54,16 @@ def _from_optuna(d: Dimension, value: Any) -> str:
 class OptunaAlgorithm(Algorithm):
     """Base of the adapters: subclasses say which sampler, from the parsed settings."""
 
-    #: Whether one sampler serves every call on the same study (its caches, such as the
-    #: TPE's search-space intersection, then grow with the history instead of being
-    #: rebuilt over all of it); ``reseed`` makes each call's draws the same as a fresh one's.
-    reuses_sampler = False
-
     def __init__(self) -> None:
         self._cache: tuple[str, Any, dict[str, tuple[int, Any]]] | None = None
         self._sampler: tuple[tuple[int, str], Any] | None = None
 
-    def reseed(self, sampler: Any, seed: int | None) -> None:
-        """Seed a reused sampler as ``make_sampler`` would seed a new one."""
-        raise NotImplementedError
+    def reseed(self, sampler: Any, seed: int | None) -> bool:
+        """Seed a reused sampler as ``make_sampler`` would seed a new one, and say so. An
+        adapter that can returns True: one sampler then serves every call on the same study
+        (its caches, such as the TPE's search-space intersection, grow with the history
+        instead of being rebuilt over all of it). By default a new sampler serves each call."""
+        return False
 
     @abstractmethod
     def make_sampler(self, settings: dict[str, Any], seed: int | None, n_params: int) -> Any:
@@ -144,9 +142,8 @@ class OptunaAlgorithm(Algorithm):
         seed = None if base is None else (base * 1_000_003 + len(trials)) % 2**31
         study = self._study(optuna, experiment, space, dists, trials)
         key = (id(study), json.dumps(settings, sort_keys=True, default=str))
-        if self.reuses_sampler and self._sampler is not None and self._sampler[0] == key:
+        if self._sampler is not None and self._sampler[0] == key and self.reseed(self._sampler[1], seed):
             study.sampler = self._sampler[1]
-            self.reseed(study.sampler, seed)
         else:
             study.sampler = self.make_sampler(settings, seed, len(space.dims))
             self._sampler = (key, study.sampler)

@@ -61,13 +61,12 @@ class TPE(OptunaAlgorithm):
     settings = TPE_SETTINGS
     grouped = False
 
-    reuses_sampler = True
-
-    def reseed(self, sampler: Any, seed: int | None) -> None:
+    def reseed(self, sampler: Any, seed: int | None) -> bool:
         # TPESampler's generator and its random sampler's (for the startup trials), as
         # TPESampler(seed=seed) seeds them.
         sampler._rng.rng.seed(seed)
         sampler._random_sampler._rng.rng.seed(seed)
+        return True
 
     def make_sampler(self, settings: dict[str, Any], seed: int | None, n_params: int) -> Any:
         from optuna.samplers import TPESampler
