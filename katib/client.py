@@ -64,10 +64,12 @@ class _Embedded:
     def idle(self, name: str, namespace: str) -> bool:
         """Unfinished, and nothing runs it: no controller here, no live one elsewhere, no
         outside loop (ask and tell)."""
+        from katib.controller import is_completed
+
         running = self.manager.is_running(namespace, name)  # before the read: a run that ends in between is done
         rec = self.store.get_experiment(namespace, name)
         external = (rec.spec.get("spec") or {}).get("executor") == "external"
-        return not (running or external or _done(rec.status) or (rec.owner and _owner_alive(rec.owner)))
+        return not (running or external or is_completed(rec.status) or (rec.owner and _owner_alive(rec.owner)))
 
     def resume(self, name: str, namespace: str) -> dict[str, Any]:
         error = self.manager.resume(namespace, name)
@@ -218,12 +220,14 @@ class _Remote:
 
     def trials(self, name: str, namespace: str) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
-        offset: int | None = 0
-        while offset is not None:  # the server answers a page at a time
-            page = self._call("GET", f"/namespaces/{namespace}/experiments/{name}/trials", params={"offset": offset})
+        params: dict[str, str] = {}
+        while True:  # the server answers a page at a time, each naming the next by its token
+            page = self._call("GET", f"/namespaces/{namespace}/experiments/{name}/trials", params=params)
             items += page["items"]
-            offset = page.get("next")
-        return items
+            token = (page.get("metadata") or {}).get("continue")
+            if not token:
+                return items
+            params = {"continue": token}
 
     def observations(self, trial: str, namespace: str, metric: str | None) -> list[dict[str, Any]]:
         params = {"metric": metric} if metric else {}
@@ -258,10 +262,6 @@ class _Remote:
     def tell(self, name: str, namespace: str, trial: str, metrics: Any, outcome: str) -> dict[str, Any]:
         return self._call("POST", f"/namespaces/{namespace}/experiments/{name}/tell",  # type: ignore[no-any-return]
                           json={"trial": trial, "metrics": metrics, "outcome": outcome})
-
-
-def _done(status: dict[str, Any]) -> bool:
-    return any(c["type"] in ("Succeeded", "Failed") and c.get("status") == "True" for c in status.get("conditions", []))
 
 
 def _owner_alive(owner: str) -> bool:

@@ -12,6 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from katib import views
 from katib.controller import EDITABLE, is_completed
+from katib.errors import KatibError
+from katib.store import trial_page
 
 from .. import _service
 from .._auth import can_read, current_user
@@ -108,15 +110,21 @@ async def edit_budget(namespace: str, name: str, body: Budget,
 
 @router.get("/namespaces/{namespace}/experiments/{name}/trials", response_model=None, operation_id="listTrials")
 def trials(namespace: str, name: str, limit: int | None = Query(None, ge=1, le=100_000),
-           offset: int = Query(0, ge=0, le=2**31 - 1), state: ServerState = Depends(get_state)) -> JSONResponse:
-    """The experiment's trials, oldest first; ``limit``/``offset`` page through them (at
-    most the server's ``page`` limit a page; ``next`` is the next page's offset)."""
+           continue_: str | None = Query(None, alias="continue", max_length=1024),
+           offset: str | None = Query(None, include_in_schema=False),
+           state: ServerState = Depends(get_state)) -> JSONResponse:
+    """The experiment's trials, oldest first, a page at a time (at most ``limit`` and the
+    server's ``page`` limit): while more follow, ``metadata.continue`` is the token to
+    pass as ``?continue=`` for the next page (Kubernetes' list paging, by keyset: a page
+    costs the same anywhere in 100,000 trials, and trials added meanwhile never shift it)."""
+    if offset is not None:
+        raise KatibError("offset: trials are paged by continue tokens, not offsets; pass the previous "
+                         "page's metadata.continue as ?continue=")
     rec = state.store.get_experiment(namespace, name)
     limit = min(limit or state.limits.page, state.limits.page)
-    rows = state.store.list_trials(rec.id, limit=limit + 1, offset=offset)
-    body: dict[str, Any] = {"items": [views.trial_object(rec, t) for t in rows[:limit]]}
-    if len(rows) > limit:  # more to come: the offset of the next page
-        body["next"] = offset + limit
+    rows, token = trial_page(state.store, rec, limit, continue_)
+    body: dict[str, Any] = {"metadata": {"continue": token} if token else {},
+                            "items": [views.trial_object(rec, t) for t in rows]}
     # Serialised directly: thousands of plain dicts need no model validation.
     return JSONResponse(body)
 

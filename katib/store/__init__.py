@@ -4,6 +4,7 @@ from ._columns import SummaryRow, summary_rows, trial_stamp
 from ._derived import stored as stored_status
 from ._logs import TrialLogs
 from ._notes import MAX_NOTE_CHARS, Note, NoteStore
+from ._paging import InvalidContinueToken, iter_trials, trial_page
 from ._records import (
     DB_ENV,
     ExperimentRecord,
@@ -25,6 +26,7 @@ __all__ = [
     "User",
     "UserStore",
     "ExperimentRecord",
+    "InvalidContinueToken",
     "ObservationRow",
     "Store",
     "SummaryRow",
@@ -32,8 +34,10 @@ __all__ = [
     "TrialRecord",
     "default_db_url",
     "hash_token",
+    "iter_trials",
     "normalise_url",
     "stored_status",
     "summary_rows",
+    "trial_page",
     "trial_stamp",
 ]

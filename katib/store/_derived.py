@@ -37,6 +37,8 @@ BY_STATE = {
     "MetricsUnavailable": ("trialMetricsUnavailable", "metricsUnavailableTrialList"),
 }
 COUNT_ORDER = ("Succeeded", "Failed", "Killed", "Created", "Running", "EarlyStopped", "MetricsUnavailable")
+# A state of more trials than this has its count in the status but not its list of names.
+LIST_LIMIT = 1000
 DERIVED = frozenset({"trials", *(k for pair in BY_STATE.values() for k in pair)})
 
 
@@ -49,22 +51,35 @@ def derive(conn: Connection, statuses: dict[int, dict[str, Any]]) -> None:
     """Fill each experiment's status (by id) with the counts and lists its trials say."""
     if not statuses:
         return
-    names: dict[int, dict[str, list[str]]] = {i: {} for i in statuses}
-    ids: Iterable[int] = statuses
-    query = (sa.select(trials.c.experiment_id, trials.c.state, trials.c.name)
-             .where(trials.c.experiment_id.in_(list(ids))).order_by(trials.c.id))
-    for row in conn.execute(query):
-        names[row.experiment_id].setdefault(row.state, []).append(row.name)
+    ids = list(statuses)
+    counts: dict[int, dict[str, int]] = {i: {} for i in ids}
+    c = trials.c
+    for row in conn.execute(sa.select(c.experiment_id, c.state, sa.func.count())
+                            .where(c.experiment_id.in_(ids)).group_by(c.experiment_id, c.state)):
+        counts[row[0]][row[1]] = int(row[2])
+    listed = {(exp_id, state) for exp_id, by_state in counts.items() for state, n in by_state.items()
+              if n <= LIST_LIMIT and state in BY_STATE}
+    names: dict[tuple[int, str], list[str]] = {}
+    if listed:
+        # Only the (experiment, state) pairs listed: never the rows of a state too big to list.
+        wanted: dict[int, list[str]] = {}
+        for exp_id, state in sorted(listed):
+            wanted.setdefault(exp_id, []).append(state)
+        query = (sa.select(c.experiment_id, c.state, c.name)
+                 .where(sa.or_(*(sa.and_(c.experiment_id == e, c.state.in_(s)) for e, s in wanted.items())))
+                 .order_by(c.id))
+        for row in conn.execute(query):
+            names.setdefault((row[0], row[1]), []).append(row[2])
     for exp_id, status in statuses.items():
         for key in DERIVED:
             status.pop(key, None)
-        by_state = names[exp_id]
+        by_state = counts[exp_id]
         for state, (_, list_key) in BY_STATE.items():
-            if by_state.get(state):
-                status[list_key] = by_state[state]
-        status["trials"] = sum(len(v) for v in by_state.values())
+            if (exp_id, state) in names:
+                status[list_key] = names[(exp_id, state)]
+        status["trials"] = sum(by_state.values())
         for state in COUNT_ORDER:  # the order Katib's status (and experiment_status) lists them
-            status[BY_STATE[state][0]] = len(by_state.get(state, []))
+            status[BY_STATE[state][0]] = by_state.get(state, 0)
 
 
-__all__ = ["DERIVED", "derive", "stored"]
+__all__ = ["DERIVED", "LIST_LIMIT", "derive", "stored"]

@@ -57,6 +57,7 @@ trials = Table(
 )
 Index("ix_trials_experiment_state", trials.c.experiment_id, trials.c.state)
 Index("ix_trials_experiment_updated", trials.c.experiment_id, trials.c.updated_at)
+Index("ix_trials_experiment_id", trials.c.experiment_id, trials.c.id)  # keyset paging (_paging.py)
 
 observations = Table(
     "observations",

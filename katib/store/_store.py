@@ -42,7 +42,7 @@ from ._schema import (
 
 _UPDATE_TRIAL = trials.update().where(trials.c.id == sa.bindparam("_id"))
 
-SCHEMA_REVISION = "0008"
+SCHEMA_REVISION = "0009"
 T = TypeVar("T")
 
 
