@@ -148,6 +148,9 @@ class Algorithm(ABC):
     multi_objective: ClassVar[bool] = False
     #: Whether it searches ``nasConfig`` spaces (ENAS, DARTS) instead of ``parameters``.
     searches_nas: ClassVar[bool] = False
+    #: Whether it names its trials in a plan of its own (hyperband's brackets, PBT's
+    #: generations), so that a user's retry of one would fall outside the plan.
+    plans_trials: ClassVar[bool] = False
 
     def validate(self, experiment: Experiment) -> list[FieldError]:
         """Problems with the settings or the search space; an empty list when fine."""

@@ -75,6 +75,7 @@ class Hyperband(Algorithm):
     """
 
     name = "hyperband"
+    plans_trials = True
     ignores_unknown_settings = True  # as Katib's service
     settings = {
         "r_l": Setting(number(0, low_open=True)),

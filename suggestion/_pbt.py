@@ -37,6 +37,7 @@ class PBT(Algorithm):
     """Population based training; see the module docstring."""
 
     name = "pbt"
+    plans_trials = True
     ignores_unknown_settings = True  # as Katib's service
     #: Katib's service refuses an experiment without them.
     required = ("suggestion_trial_dir", "n_population", "truncation_threshold")

@@ -288,6 +288,8 @@ class RemoteAlgorithm(Algorithm):
 
         self.address = address
         self.name = name  # type: ignore[misc]
+        # Served elsewhere, planned as the local one of that name is (Katib's hyperband, PBT).
+        self.plans_trials = name in ("hyperband", "pbt")  # type: ignore[misc]
         self.timeout = timeout
         self._channel = grpc.insecure_channel(address)
         self._stub = api_pb2_grpc.SuggestionStub(self._channel)

@@ -150,6 +150,22 @@ async def stop_trial(namespace: str, trial: str, state: ServerState = Depends(ge
     return {"trial": trial, "stopping": True}
 
 
+@router.post("/namespaces/{namespace}/trials/{trial}/retry", operation_id="retryTrial")
+def retry_trial(namespace: str, trial: str, state: ServerState = Depends(get_state)) -> dict[str, Any]:
+    """Run an ended, unsuccessful trial's parameters again, as a new trial labelled
+    ``katib.kubeflow.org/retry-of``; it goes before the algorithm's next suggestion and uses
+    one trial of the budget. 409 with the reason when it cannot be (running or succeeded,
+    already retried, a hyperband or PBT plan, the budget spent, or the experiment not run
+    by this server)."""
+    from katib.errors import ConflictError
+
+    rec, _ = _service.trial(state, namespace, trial)
+    if state.manager.retry_trial(namespace, rec.name, trial) is None:
+        raise ConflictError(f"trial {namespace}/{trial}: this server does not run experiment {rec.name} "
+                            "(it has ended, another process runs it, or nothing does)")
+    return {"trial": trial, "retrying": True}
+
+
 @router.post("/namespaces/{namespace}/trials/{trial}/metrics", status_code=202)
 async def push_metrics(namespace: str, trial: str, body: dict[str, float | str],
                        state: ServerState = Depends(get_state)) -> dict[str, Any]:

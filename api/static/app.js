@@ -654,6 +654,21 @@ async function experimentPage(view, ns, name) {
 
 // -- trial page --------------------------------------------------------------------------
 
+const RETRIED_AS = "katib.kubeflow.org/retried-as", RETRY_OF = "katib.kubeflow.org/retry-of";
+// Offered only where the server can do it: an ended, unsuccessful trial not retried yet, of
+// a running experiment whose algorithm does not plan its trials by name.
+function retryable(state, t, exp) {
+  const ended = (exp.status.conditions || []).some(c => (c.type === "Succeeded" || c.type === "Failed") && c.status === "True");
+  const planned = ["hyperband", "pbt"].includes((exp.spec.algorithm || {}).algorithmName);
+  return ["Failed", "Killed", "EarlyStopped", "MetricsUnavailable"].includes(state) && !ended && !planned
+    && !(t.metadata.labels || {})[RETRIED_AS];
+}
+function retryLinks(ns, labels) {
+  const link = n => `<a href="#/t/${encodeURIComponent(ns)}/${encodeURIComponent(n)}">${esc(n)}</a>`;
+  const as = labels[RETRIED_AS], of = labels[RETRY_OF];
+  return (of ? ` · a retry of ${link(of)}` : "") + (as === "requested" ? " · its retry runs next" : as ? ` · retried as ${link(as)}` : "");
+}
+
 async function trialPage(view, ns, name) {
   const base = `/api/v1/namespaces/${encodeURIComponent(ns)}/trials/${encodeURIComponent(name)}`;
   let t = await api(base);
@@ -669,8 +684,9 @@ async function trialPage(view, ns, name) {
   let state = stateOf(t), readOnly = false;
   view.innerHTML = `
     <div class="toolbar"><div style="margin-right:auto"><h1>${esc(name)}</h1>
-      <div class="muted"><span id="trial-state">${stateBadge(state)}</span> of <a href="#/e/${encodeURIComponent(ns)}/${encodeURIComponent(experiment)}">${esc(experiment)}</a></div></div>
-      <button id="stop-trial" hidden title="Stop this trial: it ends EarlyStopped, the experiment carries on">Stop trial</button></div>
+      <div class="muted"><span id="trial-state">${stateBadge(state)}</span> of <a href="#/e/${encodeURIComponent(ns)}/${encodeURIComponent(experiment)}">${esc(experiment)}</a>${retryLinks(ns, t.metadata.labels || {})}</div></div>
+      <button id="stop-trial" hidden title="Stop this trial: it ends EarlyStopped, the experiment carries on">Stop trial</button>
+      <button id="retry-trial" hidden title="Run this trial's parameters again as a new trial, before the algorithm's next one; it uses one trial of the budget">Retry trial</button></div>
     <div class="row">
       <div class="card" style="flex:0 1 380px"><h2>Parameters</h2><dl class="kv" id="params">${(t.spec.parameterAssignments || []).map(a => `<dt>${esc(a.name)}</dt><dd title="${esc(a.value)}">${esc(fmt(a.value))}</dd>`).join("")}</dl>
         <h2 style="margin-top:14px">Metrics</h2><dl class="kv" id="metrics"></dl>
@@ -694,6 +710,7 @@ async function trialPage(view, ns, name) {
   const draw = obs => {
     $("#trial-state").innerHTML = stateBadge(state);
     $("#stop-trial").hidden = state !== "Running" || readOnly;
+    $("#retry-trial").hidden = !retryable(state, t, exp) || readOnly;
     // A running trial has no observation in its status yet: its reports so far stand in.
     const reported = {};
     for (const l of obs.metricLogs) {
@@ -728,6 +745,9 @@ async function trialPage(view, ns, name) {
   const loadYaml = () => api(`${base}/yaml`).then(text => { $("#trial-yaml").textContent = text; });
   const note = await Promise.all([mountNote($("#note"), `${base}/note`), loadYaml()]);
   readOnly = !!(note[0] || {}).readOnly; $("#stop-trial").hidden = state !== "Running" || readOnly;
+  $("#retry-trial").hidden = !retryable(state, t, exp) || readOnly;
+  $("#retry-trial").onclick = () => api(`${base}/retry`, { method: "POST" })
+    .then(() => { toast(`${name}: its retry runs next`); $("#retry-trial").hidden = true; }, e => toast(e.message));
   $("#stop-trial").onclick = () => api(`${base}/stop`, { method: "POST" })
     .then(() => { toast(`${name}: stopping`); $("#stop-trial").disabled = true; }, e => toast(e.message));
   const timer = setInterval(() => { if ($("#follow") && $("#follow").checked) loadLog().catch(() => {}); }, 1000);

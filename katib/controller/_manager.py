@@ -183,6 +183,20 @@ class ExperimentManager:
         running.run.request_early_stop(trial, reason)
         return True
 
+    def retry_trial(self, namespace: str, experiment: str, trial: str, timeout: float = 10.0) -> str | None:
+        """Ask the experiment's running controller to run an ended, unsuccessful trial's
+        parameters again (``_retry.py``); the original's name once the request is recorded,
+        None when no controller of this process runs the experiment. Raises ConflictError
+        with the reason when the request is refused."""
+        running = self._running.get((namespace, experiment))
+        if running is None or running.run is None or not running.thread.is_alive():
+            return None
+        try:
+            return running.run.request_retry(trial).result(timeout)
+        except TimeoutError:
+            raise ConflictError(f"experiment {namespace}/{experiment} did not take the retry of {trial} "
+                                f"within {timeout:g} s (it may be ending)") from None
+
     def resume(self, namespace: str, name: str, settle: float = 0.5) -> str | None:
         """Start the experiment's controller; the error of one that fails within ``settle``
         seconds, or None."""

@@ -25,6 +25,7 @@ import json
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 from katib.spec import EXPERIMENT_LABEL, Experiment, new_trial_name
@@ -43,6 +44,7 @@ from ._adopt import INTERRUPTED, recover
 from ._arithmetic import end_condition, goal_reached, trials_to_create
 from ._follow import Following
 from ._launch import Launching
+from ._retry import accept, make_retries, waiting
 from ._status import (
     ACTIVE_TRIAL_STATES,
     END_MESSAGES,
@@ -113,6 +115,8 @@ class ExperimentRun(Following, Launching):
         self._budget_lock = threading.Lock()
         self._new_budget: dict[str, Any] | None = None
         self._stop_requests: dict[str, str] = {}  # trial -> reason, from another thread (SetTrialStatus)
+        self._retry_requests: list[tuple[str, Future[str]]] = []  # from another thread (the API)
+        self.retry_queue: list[str] = waiting(self.trials.values())  # originals whose retry is to be made
         self._samples: list[tuple[int, ObservationRow]] = []
         self._views: dict[str, TrialView] = {}
         es = self.exp.spec.early_stopping
@@ -180,14 +184,25 @@ class ExperimentRun(Following, Launching):
         with self._budget_lock:
             self._stop_requests[trial] = reason
 
+    def request_retry(self, trial: str) -> Future[str]:
+        """Run an ended, unsuccessful trial's parameters again (from another thread); the
+        future answers once the loop has checked the request (``_retry.py``)."""
+        answer: Future[str] = Future()
+        with self._budget_lock:
+            self._retry_requests.append((trial, answer))
+        return answer
+
     def _apply_budget(self) -> None:
         with self._budget_lock:
             budget, self._new_budget = self._new_budget, None
             requests, self._stop_requests = self._stop_requests, {}
+            retries, self._retry_requests = self._retry_requests, []
         for name, reason in requests.items():
             t = self.trials.get(name)
             if t is not None and t.state == "Running" and t.handle and name not in self._stopping:
                 self._stop_early(t, reason)
+        for name, answer in retries:
+            accept(self, name, answer)
         if budget:
             spec = self.exp.spec
             spec.parallel_trial_count = budget["parallelTrialCount"] or spec.parallel_trial_count
@@ -290,8 +305,14 @@ class ExperimentRun(Following, Launching):
         spec = self.exp.spec
         want = trials_to_create(spec.parallel_trial_count or 1, spec.max_trial_count,
                                 counts_of(self.trials.values(), budget=True))
-        if want <= 0 or self.exhausted:
+        if want <= 0:
             return []
+        now = time.time()
+        new = make_retries(self, want, now)  # a user's retries go first
+        want -= len(new)
+        if want <= 0 or self.exhausted:
+            self._dirty = self._dirty or bool(new)
+            return new
         views = [self._view(t) for t in self.trials.values()]
         before = json.dumps(self.algorithm_state, sort_keys=True)
         assignments = self.algorithm.suggest(self.exp, views, want, self.algorithm_state)

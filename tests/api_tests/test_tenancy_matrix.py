@@ -76,6 +76,7 @@ MATRIX: dict[str, tuple[str, Any, str | None]] = {
     "POST /api/v1/namespaces/{namespace}/trials/{trial}/metrics": (PUSH, {"loss": 0.5}, None),
     "GET /api/v1/namespaces/{namespace}/trials/{trial}/yaml": (READ, None, None),
     "POST /api/v1/namespaces/{namespace}/trials/{trial}/stop": (WRITE, None, None),
+    "POST /api/v1/namespaces/{namespace}/trials/{trial}/retry": (WRITE, None, None),
     "GET /api/v1/namespaces/{namespace}/experiments/{name}/note": (READ, None, None),
     "PUT /api/v1/namespaces/{namespace}/experiments/{name}/note": (WRITE, {"text": "a note"}, "scratch"),
     "GET /api/v1/namespaces/{namespace}/trials/{trial}/note": (READ, None, None),

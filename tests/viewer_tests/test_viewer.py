@@ -366,6 +366,41 @@ def test_a_running_trial_page_follows_its_metrics(server, page):
         _call(server, "DELETE", "/api/v1/namespaces/default/experiments/slow")
 
 
+def test_a_failed_trial_is_retried_from_its_page(server, page, tmp_path):
+    # Each x fails the first time it runs and succeeds the second.
+    flaky = ("import os, sys, time; m = os.path.join(sys.argv[2], sys.argv[1]); time.sleep(1.5); "
+             "ok = os.path.exists(m); open(m, 'w').close(); print('loss=' + sys.argv[1]) if ok else sys.exit('flaky')")
+    doc = _doc("flaky", 4, 1, 1, 0)  # a budget with room for the retry even if the click comes late
+    doc["spec"]["maxFailedTrialCount"] = 4
+    doc["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]["command"] = [
+        "python3", "-c", flaky, "${trialParameters.x}", str(tmp_path), "${trialParameters.opt}"]
+    _call(server, "POST", "/api/v1/namespaces/default/experiments", doc)
+    trials = "/api/v1/namespaces/default/experiments/flaky/trials"
+    try:
+        deadline = time.time() + 60
+        failed: list = []
+        while time.time() < deadline and not failed:
+            failed = [t for t in _call(server, "GET", trials)["items"] if t["status"]["conditions"][-1]["type"] == "Failed"]
+            time.sleep(0.1)
+        name = failed[0]["metadata"]["name"]
+        page.goto(server + f"/#/t/default/{name}")
+        ready(page)
+        page.click("#retry-trial")  # offered: it failed, and the experiment runs on
+        page.wait_for_selector("#retry-trial", state="hidden")
+        retry: list = []
+        while time.time() < deadline and not retry:
+            retry = [t for t in _call(server, "GET", trials)["items"] if t["metadata"]["labels"].get("katib.kubeflow.org/retry-of") == name]
+            time.sleep(0.1)
+        page.reload()
+        ready(page)
+        assert f"retried as {retry[0]['metadata']['name']}" in page.inner_text("h1 + .muted")
+        assert not page.locator("#retry-trial").is_visible()  # once is enough
+        follow(page, "h1 + .muted a:last-child")
+        assert f"a retry of {name}" in page.inner_text("h1 + .muted")
+    finally:
+        _call(server, "DELETE", "/api/v1/namespaces/default/experiments/flaky")
+
+
 def test_importance_says_it_is_computing(server, page):
     held = []
     page.route("**/importance", lambda route: held.append(route))
