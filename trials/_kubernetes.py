@@ -36,11 +36,8 @@ RBAC it needs is in docs/kubernetes.md.
 
 from __future__ import annotations
 
-import copy
 import threading
 import time
-from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from katib._pushtoken import PushTokens
@@ -59,56 +56,18 @@ from ._executor import (
     TrialJob,
     write_handle,
 )
-from ._gjson import holds
-from ._manifest import deadline_of, group_version, manifest_errors, plural_of, pod_templates
-from ._podfence import fence, identity_of_client, parse_account, problems
-from ._sidecar import SIDECAR_KINDS, add_sidecar
-from ._trainjob import label_trainjob, trainjob_escapes
+from ._kubernetes_manifest import trial_manifest
+from ._kubernetes_status import judge
+from ._kubernetes_watch import JobWatching, KubeTrial, created_at, trial_of
+from ._manifest import group_version, manifest_errors, plural_of
+from ._podfence import identity_of_client, parse_account, problems
+from ._sidecar import SIDECAR_KINDS
+from ._trainjob import trainjob_escapes
 
 _LOG_GRACE = 10.0  # seconds a finished job waits for its log stream to drain
 
 
-@dataclass
-class _KubeTrial:
-    job: TrialJob
-    group: str
-    version: str
-    plural: str
-    success: str
-    failure: str
-    primary_labels: dict[str, str]
-    retain: bool
-    deadline: float | None
-    started: float = field(default_factory=time.time)
-    obj: dict[str, Any] | None = None
-    pods: dict[str, dict[str, Any]] = field(default_factory=dict)
-    finished_at: float | None = None
-    stopped: bool = False
-    gone: bool = False
-    log_started: bool = False
-    log_done: threading.Event = field(default_factory=threading.Event)
-    log_copied: int = 0  # bytes of the log stream already in the trial's log
-    outcome: RunState | None = None
-
-
-def _trial_of(job: TrialJob, manifest: dict[str, Any], group: str, version: str, plural: str) -> _KubeTrial:
-    return _KubeTrial(
-        job=job, group=group, version=version, plural=plural,
-        success=job.success_condition or "", failure=job.failure_condition or "",
-        primary_labels=dict(job.primary_pod_labels or {}), retain=bool(job.retain),
-        deadline=deadline_of(manifest),
-    )
-
-
-def _created_at(obj: dict[str, Any]) -> float | None:
-    stamp = (obj.get("metadata") or {}).get("creationTimestamp")
-    try:
-        return datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp() if stamp else None
-    except ValueError:
-        return None
-
-
-class KubernetesExecutor(Executor):
+class KubernetesExecutor(JobWatching, Executor):
     """Runs trials as jobs in a Kubernetes cluster; see the module docstring.
 
     >>> ex = KubernetesExecutor(kubeconfig="~/.kube/config", context="gpu-cluster")  # doctest: +SKIP
@@ -142,8 +101,8 @@ class KubernetesExecutor(Executor):
         self.watch_timeout = watch_timeout
         self.push_url, self.push_tokens = push_url, push_tokens
         self.db_manager_address, self.collector_images = db_manager_address, dict(collector_images or {})
-        self._trials: dict[str, _KubeTrial] = {}
-        self._ended: dict[str, _KubeTrial] = {}  # finished, their jobs kept until ``release``
+        self._trials: dict[str, KubeTrial] = {}
+        self._ended: dict[str, KubeTrial] = {}  # finished, their jobs kept until ``release``
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._watching: set[tuple[str, ...]] = set()
@@ -168,35 +127,11 @@ class KubernetesExecutor(Executor):
     # -- launching ----------------------------------------------------------------------
 
     def manifest(self, job: TrialJob) -> dict[str, Any]:
-        """The object created for ``job``: the rendered template, named and labelled."""
-        manifest = copy.deepcopy(job.run_spec)
-        labels = {EXPERIMENT_LABEL: job.experiment, TRIAL_LABEL: job.name}
-        meta = manifest.setdefault("metadata", {})
-        meta.update(name=job.name, namespace=job.namespace)
-        meta["labels"] = {**(meta.get("labels") or {}), **labels}
-        for _, template in pod_templates(manifest):
-            tmeta = template.setdefault("metadata", {})
-            tmeta["labels"] = {**(tmeta.get("labels") or {}), **labels}
-            for container in template["spec"]["containers"]:
-                if container.get("name") == job.primary_container:
-                    ours = {"KATIB_TRIAL_NAME": job.name, "KATIB_NAMESPACE": job.namespace}
-                    if self.push_url:  # katib.report_metrics posts to the server running the trial
-                        ours["KATIB_PUSH_URL"] = self.push_url
-                        if self.push_tokens is not None:  # this trial's own, never the server's
-                            ours["KATIB_API_TOKEN"] = self.push_tokens.token(job.namespace, job.name)
-                    env = [e for e in container.get("env") or [] if e.get("name") not in ours]
-                    container["env"] = env + [{"name": k, "value": v} for k, v in ours.items()]
-        if is_trainjob(manifest):  # its pods come from its runtime: label them through a patch
-            ours = {"KATIB_TRIAL_NAME": job.name, "KATIB_NAMESPACE": job.namespace}
-            if self.push_url:
-                ours["KATIB_PUSH_URL"] = self.push_url
-                if self.push_tokens is not None:
-                    ours["KATIB_API_TOKEN"] = self.push_tokens.token(job.namespace, job.name)
-            label_trainjob(manifest, labels, ours)
-        if job.collector in SIDECAR_KINDS and self.db_manager_address and not self.tenants:
-            add_sidecar(manifest, job, str(self.db_manager_address), self.collector_images.get(job.collector))
-        fence(manifest)
-        return manifest
+        """The object created for ``job``: the rendered template, named and labelled
+        (``_kubernetes_manifest.trial_manifest``)."""
+        return trial_manifest(job, push_url=self.push_url, push_tokens=self.push_tokens,
+                              db_manager_address=self.db_manager_address, tenants=self.tenants,
+                              collector_images=self.collector_images)
 
     def launch(self, job: TrialJob) -> dict[str, Any]:
         from kubernetes.client.exceptions import ApiException
@@ -230,7 +165,7 @@ class KubernetesExecutor(Executor):
             raise LaunchError(f"a trial must be a job of an API group (batch/v1 Job, kubeflow.org/v1 PyTorchJob…), "
                               f"not a core {api_version} {kind}")
         plural = plural_of(kind)
-        trial = _trial_of(job, manifest, group, version, plural)
+        trial = trial_of(job, manifest, group, version, plural)
         job.trial_dir.mkdir(parents=True, exist_ok=True)
         job.log_path.touch()
         with self._lock:
@@ -276,9 +211,9 @@ class KubernetesExecutor(Executor):
             return Adoption.refused(f"{namespace}/{name} is not this trial's {handle.get('kind', 'job')}")
         if meta.get("deletionTimestamp"):
             return Adoption.refused(f"its {handle.get('kind', 'job')} {namespace}/{name} is being deleted")
-        trial = _trial_of(job, self.manifest(job), group, version, plural)
+        trial = trial_of(job, self.manifest(job), group, version, plural)
         trial.obj = obj
-        trial.started = float(handle.get("started_at") or _created_at(obj) or time.time())
+        trial.started = float(handle.get("started_at") or created_at(obj) or time.time())
         job.trial_dir.mkdir(parents=True, exist_ok=True)
         job.log_path.touch()
         trial.log_copied = job.log_path.stat().st_size  # the log stream's first bytes are there already
@@ -299,98 +234,6 @@ class KubernetesExecutor(Executor):
     def _create(self, group: str, version: str, namespace: str, plural: str, body: dict[str, Any]) -> dict[str, Any]:
         return self.custom.create_namespaced_custom_object(group, version, namespace, plural, body)
 
-    # -- following ----------------------------------------------------------------------
-
-    def _watch(self, namespace: str, group: str, version: str, plural: str, experiment: str) -> None:
-        key = (namespace, group, version, plural, experiment)
-        with self._lock:
-            if key in self._watching:
-                return
-            self._watching.add(key)
-        threading.Thread(target=self._follow, args=key, daemon=True, name=f"watch-{plural}").start()
-
-    def _follow(self, namespace: str, group: str, version: str, plural: str, experiment: str) -> None:
-        from kubernetes import watch
-
-        selector = f"{EXPERIMENT_LABEL}={experiment}"
-        while not self._closed.is_set():
-            w = watch.Watch()
-            try:
-                if plural == "pods":
-                    stream = w.stream(self.core.list_namespaced_pod, namespace, label_selector=selector,
-                                      timeout_seconds=self.watch_timeout)
-                else:
-                    stream = w.stream(self.custom.list_namespaced_custom_object, group, version, namespace, plural,
-                                      label_selector=selector, timeout_seconds=self.watch_timeout)
-                for event in stream:
-                    if self._closed.is_set():
-                        w.stop()
-                        return
-                    obj = event.get("object")
-                    if isinstance(obj, dict):
-                        self._observe(plural, event.get("type", ""), obj)
-                    elif obj is not None:  # a typed V1Pod
-                        self._observe(plural, event.get("type", ""), self.core.api_client.sanitize_for_serialization(obj))
-            except Exception:  # noqa: BLE001 - a dropped watch is reopened
-                time.sleep(0.5)
-
-    def _observe(self, plural: str, kind: str, obj: dict[str, Any]) -> None:
-        labels = (obj.get("metadata") or {}).get("labels") or {}
-        name = labels.get(TRIAL_LABEL)
-        with self._changed:
-            trial = self._trials.get(name or "")
-            if trial is None:
-                return
-            if plural == "pods":
-                pod_name = obj["metadata"]["name"]
-                if kind == "DELETED":
-                    trial.pods.pop(pod_name, None)
-                else:
-                    trial.pods[pod_name] = obj
-                self._maybe_follow_log(trial)
-            elif obj["metadata"].get("name") == trial.job.name:
-                if kind == "DELETED":
-                    trial.gone = True
-                else:
-                    trial.obj = obj
-            self._changed.notify_all()
-
-    def _primary_pod(self, trial: _KubeTrial) -> dict[str, Any] | None:
-        for pod in trial.pods.values():
-            labels = pod["metadata"].get("labels") or {}
-            if all(labels.get(k) == v for k, v in trial.primary_labels.items()):
-                return pod
-        return None
-
-    def _maybe_follow_log(self, trial: _KubeTrial) -> None:
-        pod = self._primary_pod(trial)
-        if pod is None or trial.log_started or (pod.get("status") or {}).get("phase") in (None, "Pending"):
-            return
-        trial.log_started = True
-        threading.Thread(target=self._copy_log, args=(trial, pod["metadata"]["name"]), daemon=True,
-                         name=f"log-{trial.job.name}").start()
-
-    def _copy_log(self, trial: _KubeTrial, pod: str) -> None:
-        """The primary container's log, followed to its end, into the trial's log file."""
-        job = trial.job
-        try:
-            response = self.core.read_namespaced_pod_log(pod, job.namespace, container=job.primary_container,
-                                                         follow=True, _preload_content=False)
-            skip = trial.log_copied  # an adopted trial's log: what the earlier controller copied
-            with job.log_path.open("ab") as out:
-                for chunk in response.stream(4096):
-                    if skip:
-                        chunk, skip = chunk[skip:], max(0, skip - len(chunk))
-                    out.write(chunk)
-                    out.flush()
-        except Exception as exc:  # noqa: BLE001 - the trial's state says what happened to it
-            with job.log_path.open("a") as out:
-                out.write(f"\n[katib] the log of pod {pod} could not be read: {exc}\n")
-        finally:
-            trial.log_done.set()
-            with self._changed:
-                self._changed.notify_all()
-
     # -- the executor seam --------------------------------------------------------------
 
     def poll(self, handle: dict[str, Any]) -> RunState:
@@ -399,7 +242,7 @@ class KubernetesExecutor(Executor):
             if trial is None:
                 return RunState(True, reason="Lost", message="the trial's job is not followed by this controller")
             if trial.outcome is None:
-                trial.outcome = self._judge(trial)
+                trial.outcome = judge(trial)
             outcome = trial.outcome
             if outcome is None:
                 return RunState.running()
@@ -413,49 +256,7 @@ class KubernetesExecutor(Executor):
         self._finish(trial)
         return outcome
 
-    def _judge(self, trial: _KubeTrial) -> RunState | None:
-        """The trial's outcome from what the watches saw, or None while it runs."""
-        if trial.stopped:
-            return RunState(True, reason="Killed", message="the trial was stopped; its job was deleted")
-        obj = trial.obj or {}
-        if trial.failure and holds(obj, trial.failure):
-            return RunState(True, reason="Failed", exit_code=self._exit_code(trial),
-                            message=self._failure_message(trial, obj))
-        if trial.success and holds(obj, trial.success):
-            return RunState(True, succeeded=True, reason="Completed", exit_code=0)
-        if trial.gone:
-            return RunState(True, reason="Lost", message=f"the {obj.get('kind', 'job')} was deleted outside katib")
-        if trial.deadline is not None and time.time() - trial.started > trial.deadline + 5:
-            return RunState(True, reason="DeadlineExceeded",
-                            message=f"the trial ran past activeDeadlineSeconds ({trial.deadline:g}s); its job was deleted")
-        return None
-
-    def _exit_code(self, trial: _KubeTrial) -> int | None:
-        pod = self._primary_pod(trial)
-        for status in ((pod or {}).get("status") or {}).get("containerStatuses") or []:
-            terminated = (status.get("state") or {}).get("terminated") or {}
-            if status.get("name") == trial.job.primary_container and "exitCode" in terminated:
-                return int(terminated["exitCode"])
-        return None
-
-    def _failure_message(self, trial: _KubeTrial, obj: dict[str, Any]) -> str:
-        """Why it failed: the job's failed condition and what its pods reported."""
-        parts = []
-        for cond in (obj.get("status") or {}).get("conditions") or []:
-            if cond.get("type") == "Failed" and cond.get("status") == "True":
-                parts.append(f"{obj.get('kind', 'job')} failed: {cond.get('reason', '')} {cond.get('message', '')}".strip())
-        for name, pod in sorted(trial.pods.items()):
-            status = pod.get("status") or {}
-            if status.get("reason"):  # Evicted, DeadlineExceeded, NodeLost…
-                parts.append(f"pod {name} {status['reason']}: {status.get('message', '')}".strip(": "))
-            for cs in status.get("containerStatuses") or []:
-                terminated = (cs.get("state") or {}).get("terminated") or {}
-                if terminated and terminated.get("exitCode", 0) != 0:
-                    parts.append(f"container {cs.get('name')} in pod {name} ended {terminated.get('reason', 'Error')} "
-                                 f"(exit code {terminated.get('exitCode')})")
-        return "; ".join(parts) or "the job failed"
-
-    def _finish(self, trial: _KubeTrial) -> None:
+    def _finish(self, trial: KubeTrial) -> None:
         # The job stays until ``release``: deleted now, a controller that died before
         # storing the trial's end would find it gone and run the trial again.
         with self._lock:

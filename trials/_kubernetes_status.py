@@ -1,0 +1,59 @@
+"""How a trial's job stands, judged from what the watches saw of it: the template's
+``successCondition`` / ``failureCondition`` (GJSON) over the latest job object, a job
+deleted outside katib, ``activeDeadlineSeconds``; a failure names what the pods saw
+(``OOMKilled``, an eviction, an exit code)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from ._executor import RunState
+from ._gjson import holds
+from ._kubernetes_watch import KubeTrial, primary_pod
+
+DEADLINE_GRACE = 5.0  # seconds past activeDeadlineSeconds before katib stops the job itself
+
+
+def judge(trial: KubeTrial) -> RunState | None:
+    """The trial's outcome, or None while it runs."""
+    if trial.stopped:
+        return RunState(True, reason="Killed", message="the trial was stopped; its job was deleted")
+    obj = trial.obj or {}
+    if trial.failure and holds(obj, trial.failure):
+        return RunState(True, reason="Failed", exit_code=exit_code(trial), message=failure_message(trial, obj))
+    if trial.success and holds(obj, trial.success):
+        return RunState(True, succeeded=True, reason="Completed", exit_code=0)
+    if trial.gone:
+        return RunState(True, reason="Lost", message=f"the {obj.get('kind', 'job')} was deleted outside katib")
+    if trial.deadline is not None and time.time() - trial.started > trial.deadline + DEADLINE_GRACE:
+        return RunState(True, reason="DeadlineExceeded",
+                        message=f"the trial ran past activeDeadlineSeconds ({trial.deadline:g}s); its job was deleted")
+    return None
+
+
+def exit_code(trial: KubeTrial) -> int | None:
+    pod = primary_pod(trial)
+    for status in ((pod or {}).get("status") or {}).get("containerStatuses") or []:
+        terminated = (status.get("state") or {}).get("terminated") or {}
+        if status.get("name") == trial.job.primary_container and "exitCode" in terminated:
+            return int(terminated["exitCode"])
+    return None
+
+
+def failure_message(trial: KubeTrial, obj: dict[str, Any]) -> str:
+    """Why it failed: the job's failed condition and what its pods reported."""
+    parts = []
+    for cond in (obj.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == "Failed" and cond.get("status") == "True":
+            parts.append(f"{obj.get('kind', 'job')} failed: {cond.get('reason', '')} {cond.get('message', '')}".strip())
+    for name, pod in sorted(trial.pods.items()):
+        status = pod.get("status") or {}
+        if status.get("reason"):  # Evicted, DeadlineExceeded, NodeLost…
+            parts.append(f"pod {name} {status['reason']}: {status.get('message', '')}".strip(": "))
+        for cs in status.get("containerStatuses") or []:
+            terminated = (cs.get("state") or {}).get("terminated") or {}
+            if terminated and terminated.get("exitCode", 0) != 0:
+                parts.append(f"container {cs.get('name')} in pod {name} ended {terminated.get('reason', 'Error')} "
+                             f"(exit code {terminated.get('exitCode')})")
+    return "; ".join(parts) or "the job failed"

@@ -1,0 +1,165 @@
+"""What the Kubernetes executor knows of each trial's job and pods, and how it learns it:
+one watch of the jobs and one of the pods per experiment and namespace (not polling), and
+the primary pod's log stream copied into the trial's log."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from katib.spec import EXPERIMENT_LABEL, TRIAL_LABEL
+
+from ._executor import RunState, TrialJob
+from ._manifest import deadline_of
+
+
+@dataclass
+class KubeTrial:
+    """One followed trial: its job's API coordinates and template conditions, and what the
+    watches have seen of it."""
+
+    job: TrialJob
+    group: str
+    version: str
+    plural: str
+    success: str
+    failure: str
+    primary_labels: dict[str, str]
+    retain: bool
+    deadline: float | None
+    started: float = field(default_factory=time.time)
+    obj: dict[str, Any] | None = None
+    pods: dict[str, dict[str, Any]] = field(default_factory=dict)
+    finished_at: float | None = None
+    stopped: bool = False
+    gone: bool = False
+    log_started: bool = False
+    log_done: threading.Event = field(default_factory=threading.Event)
+    log_copied: int = 0  # bytes of the log stream already in the trial's log
+    outcome: RunState | None = None
+
+
+def trial_of(job: TrialJob, manifest: dict[str, Any], group: str, version: str, plural: str) -> KubeTrial:
+    return KubeTrial(
+        job=job, group=group, version=version, plural=plural,
+        success=job.success_condition or "", failure=job.failure_condition or "",
+        primary_labels=dict(job.primary_pod_labels or {}), retain=bool(job.retain),
+        deadline=deadline_of(manifest),
+    )
+
+
+def created_at(obj: dict[str, Any]) -> float | None:
+    stamp = (obj.get("metadata") or {}).get("creationTimestamp")
+    try:
+        return datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp() if stamp else None
+    except ValueError:
+        return None
+
+
+def primary_pod(trial: KubeTrial) -> dict[str, Any] | None:
+    """The pod labelled with ``primaryPodLabels`` (any of the trial's pods when none are given)."""
+    for pod in trial.pods.values():
+        labels = pod["metadata"].get("labels") or {}
+        if all(labels.get(k) == v for k, v in trial.primary_labels.items()):
+            return pod
+    return None
+
+
+class JobWatching:
+    """The KubernetesExecutor's watches and log copies (a mixin: the attributes below are
+    the executor's)."""
+
+    core: Any
+    custom: Any
+    watch_timeout: int
+    _trials: dict[str, KubeTrial]
+    _lock: threading.Lock
+    _changed: threading.Condition
+    _watching: set[tuple[str, ...]]
+    _closed: threading.Event
+
+    def _watch(self, namespace: str, group: str, version: str, plural: str, experiment: str) -> None:
+        key = (namespace, group, version, plural, experiment)
+        with self._lock:
+            if key in self._watching:
+                return
+            self._watching.add(key)
+        threading.Thread(target=self._follow, args=key, daemon=True, name=f"watch-{plural}").start()
+
+    def _follow(self, namespace: str, group: str, version: str, plural: str, experiment: str) -> None:
+        from kubernetes import watch
+
+        selector = f"{EXPERIMENT_LABEL}={experiment}"
+        while not self._closed.is_set():
+            w = watch.Watch()
+            try:
+                if plural == "pods":
+                    stream = w.stream(self.core.list_namespaced_pod, namespace, label_selector=selector,
+                                      timeout_seconds=self.watch_timeout)
+                else:
+                    stream = w.stream(self.custom.list_namespaced_custom_object, group, version, namespace, plural,
+                                      label_selector=selector, timeout_seconds=self.watch_timeout)
+                for event in stream:
+                    if self._closed.is_set():
+                        w.stop()
+                        return
+                    obj = event.get("object")
+                    if isinstance(obj, dict):
+                        self._observe(plural, event.get("type", ""), obj)
+                    elif obj is not None:  # a typed V1Pod
+                        self._observe(plural, event.get("type", ""), self.core.api_client.sanitize_for_serialization(obj))
+            except Exception:  # noqa: BLE001 - a dropped watch is reopened
+                time.sleep(0.5)
+
+    def _observe(self, plural: str, kind: str, obj: dict[str, Any]) -> None:
+        labels = (obj.get("metadata") or {}).get("labels") or {}
+        name = labels.get(TRIAL_LABEL)
+        with self._changed:
+            trial = self._trials.get(name or "")
+            if trial is None:
+                return
+            if plural == "pods":
+                pod_name = obj["metadata"]["name"]
+                if kind == "DELETED":
+                    trial.pods.pop(pod_name, None)
+                else:
+                    trial.pods[pod_name] = obj
+                self._maybe_follow_log(trial)
+            elif obj["metadata"].get("name") == trial.job.name:
+                if kind == "DELETED":
+                    trial.gone = True
+                else:
+                    trial.obj = obj
+            self._changed.notify_all()
+
+    def _maybe_follow_log(self, trial: KubeTrial) -> None:
+        pod = primary_pod(trial)
+        if pod is None or trial.log_started or (pod.get("status") or {}).get("phase") in (None, "Pending"):
+            return
+        trial.log_started = True
+        threading.Thread(target=self._copy_log, args=(trial, pod["metadata"]["name"]), daemon=True,
+                         name=f"log-{trial.job.name}").start()
+
+    def _copy_log(self, trial: KubeTrial, pod: str) -> None:
+        """The primary container's log, followed to its end, into the trial's log file."""
+        job = trial.job
+        try:
+            response = self.core.read_namespaced_pod_log(pod, job.namespace, container=job.primary_container,
+                                                         follow=True, _preload_content=False)
+            skip = trial.log_copied  # an adopted trial's log: what the earlier controller copied
+            with job.log_path.open("ab") as out:
+                for chunk in response.stream(4096):
+                    if skip:
+                        chunk, skip = chunk[skip:], max(0, skip - len(chunk))
+                    out.write(chunk)
+                    out.flush()
+        except Exception as exc:  # noqa: BLE001 - the trial's state says what happened to it
+            with job.log_path.open("a") as out:
+                out.write(f"\n[katib] the log of pod {pod} could not be read: {exc}\n")
+        finally:
+            trial.log_done.set()
+            with self._changed:
+                self._changed.notify_all()
