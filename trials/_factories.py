@@ -54,3 +54,11 @@ def kubernetes(options: ExecutorOptions) -> Callable[[], Executor]:
                                       tenants=options.tenants, server_account=options.server_account,
                                       db_manager_address=options.db_manager_address,
                                       collector_images=options.collector_images)
+
+
+def slurm(options: ExecutorOptions) -> Callable[[], Executor]:
+    from ._slurm import SlurmExecutor, check_cluster
+
+    check_cluster()  # the Slurm commands are here and a slurmctld answers
+    return lambda: SlurmExecutor(partition=options.slurm_partition, account=options.slurm_account,
+                                 clean_env=options.clean_env)

@@ -39,10 +39,11 @@ BUILTIN_EXECUTORS: dict[str, tuple[str, str | None]] = {
     "local": ("trials._factories:local", None),
     "ray": ("trials._factories:ray", "ray"),
     "kubernetes": ("trials._factories:kubernetes", "kubernetes"),
+    "slurm": ("trials._factories:slurm", None),
 }
 # name → its class, for what needs no live executor (``Executor.logs``)
 _BUILTIN_CLASSES = {"local": "trials._local:LocalExecutor", "ray": "trials._ray:RayExecutor",
-                    "kubernetes": "trials._kubernetes:KubernetesExecutor"}
+                    "kubernetes": "trials._kubernetes:KubernetesExecutor", "slurm": "trials._slurm:SlurmExecutor"}
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,9 @@ class ExecutorOptions:
     #: collectors' sidecar on Kubernetes, and the sidecar's image per collector kind.
     db_manager_address: str | None = None
     collector_images: dict[str, str] | None = None
+    #: sbatch's --partition and --account for the Slurm executor's jobs.
+    slurm_partition: str | None = None
+    slurm_account: str | None = None
 
 
 @dataclass(frozen=True)

@@ -118,13 +118,19 @@ class Output(StrEnum):
 
 
 ExecutorOption = typer.Option("local", "--executor",
-                              help="Where trials run: local (processes here), ray, kubernetes, or an executor an "
+                              help="Where trials run: local (processes here), ray, kubernetes, slurm, or an executor an "
                                    "installed package registers (katib.executors entry points, docs/plugins.md).")
 RayAddressOption = typer.Option(None, "--ray-address", envvar="RAY_ADDRESS",
                                 help="Ray cluster to use with --executor ray (default: start a local one).")
 KubeconfigOption = typer.Option(None, "--kubeconfig", envvar="KUBECONFIG",
                                 help="kubeconfig for --executor kubernetes (default: in-cluster, else ~/.kube/config).")
 ContextOption = typer.Option(None, "--context", help="kubeconfig context for --executor kubernetes.")
+SlurmPartitionOption = typer.Option(None, "--slurm-partition", envvar="SBATCH_PARTITION",
+                                    help="Slurm partition for --executor slurm (a trial template's "
+                                         "slurm.katib.kubeflow.org/partition annotation overrides it).")
+SlurmAccountOption = typer.Option(None, "--slurm-account", envvar="SBATCH_ACCOUNT",
+                                  help="Slurm account for --executor slurm (or the slurm.katib.kubeflow.org/account "
+                                       "annotation).")
 CleanEnvOption = typer.Option(
     False, "--clean-env",
     help="Start trials with only their template's env, katib's KATIB_* variables, PATH, the locale and TZ "

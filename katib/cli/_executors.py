@@ -12,12 +12,14 @@ def _executor_factory(executor: str, ray_address: str | None, kubeconfig: str | 
                       context: str | None = None, push_url: str | None = None, push_tokens: Any = None,
                       clean_env: bool = False, sandbox: Any = None, tenants: bool = False,
                       server_account: str | None = None, db_manager_address: str | None = None,
-                      collector_images: dict[str, str] | None = None) -> Any:
+                      collector_images: dict[str, str] | None = None, slurm_partition: str | None = None,
+                      slurm_account: str | None = None) -> Any:
     """What makes each experiment's executor. ``clean_env``: trials get none of this
     process's environment but ``PATH``, the locale and ``TZ`` (pods never get it);
     ``sandbox``: local trials run in it (``trials.Sandbox``); ``tenants`` and
     ``server_account``: how pods are fenced in; ``db_manager_address`` and ``collector_images``:
-    the metrics-collector sidecar's DBManager and images (``trials.ExecutorOptions``). A missing extra or an
+    the metrics-collector sidecar's DBManager and images; ``slurm_partition`` and
+    ``slurm_account``: sbatch's for the Slurm executor (``trials.ExecutorOptions``). A missing extra or an
     unknown name is a ``KatibError`` that says what to install or which names exist."""
     from trials import ExecutorOptions, executor_factory
 
@@ -25,7 +27,8 @@ def _executor_factory(executor: str, ray_address: str | None, kubeconfig: str | 
                                                       push_url=push_url, push_tokens=push_tokens, clean_env=clean_env,
                                                       sandbox=sandbox, tenants=tenants, server_account=server_account,
                                                       db_manager_address=db_manager_address,
-                                                      collector_images=collector_images))
+                                                      collector_images=collector_images,
+                                                      slurm_partition=slurm_partition, slurm_account=slurm_account))
 
 
 def _start_executor(factory: Any, executor: str) -> Any:

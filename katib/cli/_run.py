@@ -24,6 +24,8 @@ from katib.cli._app import (
     NamespaceOption,
     Output,
     RayAddressOption,
+    SlurmAccountOption,
+    SlurmPartitionOption,
     SuggestionOption,
     _dump,
     _hint,
@@ -256,6 +258,8 @@ def run(
     ray_address: str | None = RayAddressOption,
     kubeconfig: str | None = KubeconfigOption,
     context: str | None = ContextOption,
+    slurm_partition: str | None = SlurmPartitionOption,
+    slurm_account: str | None = SlurmAccountOption,
     clean_env: bool = CleanEnvOption,
     configmaps: str | None = ConfigMapsOption,
 ) -> None:
@@ -277,7 +281,8 @@ def run(
         raise KatibError(f"{file}: holds {len(docs)} experiments; `katib run` takes one")
     doc = _with_configmap(docs[0], configmaps, executor, kubeconfig, context)
     exp = admit_remote(doc, suggestion) if suggestion else admit(doc)
-    factory = _executor_factory(executor, ray_address, kubeconfig, context, clean_env=clean_env)
+    factory = _executor_factory(executor, ray_address, kubeconfig, context, clean_env=clean_env,
+                                slurm_partition=slurm_partition, slurm_account=slurm_account)
     from katib.controller import runnable_errors
 
     errors = runnable_errors(exp, executor)
@@ -305,6 +310,8 @@ def resume(
     ray_address: str | None = RayAddressOption,
     kubeconfig: str | None = KubeconfigOption,
     context: str | None = ContextOption,
+    slurm_partition: str | None = SlurmPartitionOption,
+    slurm_account: str | None = SlurmAccountOption,
     clean_env: bool = CleanEnvOption,
 ) -> None:
     """Carry on with an experiment whose controller stopped or died."""
@@ -314,7 +321,8 @@ def resume(
 
         _server_runs_it(remote, executor, clean_env)
         raise typer.Exit(_follow.resume(remote, name, namespace, tick))
-    factory = _executor_factory(executor, ray_address, kubeconfig, context, clean_env=clean_env)
+    factory = _executor_factory(executor, ray_address, kubeconfig, context, clean_env=clean_env,
+                                slurm_partition=slurm_partition, slurm_account=slurm_account)
     store = _store(db)
     namespace = _locate(store, name, namespace)
     store.get_experiment(namespace, name)

@@ -15,6 +15,8 @@ from katib.cli._app import (
     ExecutorOption,
     KubeconfigOption,
     RayAddressOption,
+    SlurmAccountOption,
+    SlurmPartitionOption,
     _runs_root,
     _store,
     app,
@@ -109,6 +111,8 @@ def server(
     ray_address: str | None = RayAddressOption,
     kubeconfig: str | None = KubeconfigOption,
     context: str | None = ContextOption,
+    slurm_partition: str | None = SlurmPartitionOption,
+    slurm_account: str | None = SlurmAccountOption,
     push_url: str | None = typer.Option(
         None, "--push-url", help="This server's address as pods reach it, for the Push collector with --executor kubernetes."),
     server_service_account: str | None = typer.Option(
@@ -188,7 +192,8 @@ def server(
     # A server's trials never see its environment: its tokens, keys and store URL stay its own.
     factory = _executor_factory(executor, ray_address, kubeconfig, context, push_url, push_tokens, clean_env=True,
                                 sandbox=fence, tenants=auth, server_account=server_service_account,
-                                db_manager_address=db_manager_address, collector_images=images)
+                                db_manager_address=db_manager_address, collector_images=images,
+                                slurm_partition=slurm_partition, slurm_account=slurm_account)
     application = create_app(store, _runs_root(store), workdir.resolve(), tick=tick, auth=auth, executor_factory=factory,
                              executor=executor, allowed_hosts=[*allowed_host, host], max_body=max_body,
                              push_tokens=push_tokens, grpc_address=None if grpc_port is None else (host, grpc_port))
