@@ -1,0 +1,184 @@
+"""The Slurm executor against a real one-node Slurm cluster (``.ci/slurm.sh``: slurmctld
+and slurmd on localhost, a GPU gres on a fake device file): an experiment runs to its
+end; trials end out of memory, past their deadline, stopped, on a GPU, refused a GPU the
+cluster lacks, as a two-task PyTorchJob; a controller killed with SIGKILL is resumed and
+adopts its queued and running jobs without submitting them again."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+
+from katib.controller import Controller, admit
+from katib.store import Store
+from tests.conftest import experiment, python_command
+from trials import LaunchError, TrialJob
+from trials._slurm import SlurmExecutor, check_cluster
+
+CONF = os.environ.get("KATIB_TEST_SLURM_CONF")
+pytestmark = pytest.mark.skipif(
+    not CONF and not os.environ.get("CI"),
+    reason="no Slurm cluster: start one with `bash .ci/slurm.sh` and export KATIB_TEST_SLURM_CONF=<the path it prints>")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cluster():
+    assert CONF, "CI runs these tests against .ci/slurm.sh's cluster: KATIB_TEST_SLURM_CONF is not set"
+    saved = os.environ.get("SLURM_CONF")
+    os.environ["SLURM_CONF"] = CONF
+    try:
+        check_cluster()
+        yield CONF
+    finally:
+        if saved is None:
+            os.environ.pop("SLURM_CONF", None)
+        else:
+            os.environ["SLURM_CONF"] = saved
+
+
+def _job(tmp_path: Path, name: str, code: str, deadline: float | None = None, gpus: int = 0,
+         memory: str | None = None) -> TrialJob:
+    container: dict = {"name": "main", "image": "x", "command": [sys.executable, "-c", code]}
+    limits = {**({"nvidia.com/gpu": gpus} if gpus else {}), **({"memory": memory} if memory else {})}
+    if limits:
+        container["resources"] = {"limits": limits}
+    spec: dict = {"template": {"spec": {"containers": [container]}}}
+    if deadline is not None:
+        spec["activeDeadlineSeconds"] = deadline
+    return TrialJob(name=name, experiment="e", namespace="default", run_spec={"spec": spec},
+                    primary_container="main", workdir=tmp_path, trial_dir=tmp_path / "runs" / name)
+
+
+def _pytorchjob(tmp_path: Path) -> TrialJob:
+    code = ("import os; e = os.environ; print('rank', e['RANK'], 'of', e['WORLD_SIZE'], 'node', e['NODE_RANK'], "
+            "'master', e['MASTER_ADDR'] + ':' + e['MASTER_PORT'], 'pet', e['PET_NNODES'], e['PET_NODE_RANK'])")
+    replica = {"template": {"spec": {"containers": [{"name": "main", "image": "x", "command": [sys.executable, "-c", code]}]}}}
+    spec = {"pytorchReplicaSpecs": {"Master": {"replicas": 1, **replica}, "Worker": {"replicas": 1, **replica}}}
+    return TrialJob(name="torch", experiment="e", namespace="default", primary_container="main", workdir=tmp_path,
+                    trial_dir=tmp_path / "runs" / "torch",
+                    run_spec={"kind": "PyTorchJob", "metadata": {"annotations": {"slurm.katib.kubeflow.org/nodes": "1"}},
+                              "spec": spec})
+
+
+def _wait_for(predicate, timeout: float = 30.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"{what} not reached in time"
+        time.sleep(0.1)
+
+
+def test_trials_end_out_of_memory_late_stopped_on_a_gpu_and_as_a_pytorchjob(tmp_path):
+    ex = SlurmExecutor(interval=0.2)
+    grow = ("import time\nblocks = []\nfor _ in range(40):\n    blocks.append(bytearray(16 << 20))\n"
+            "    time.sleep(0.05)\ntime.sleep(30)")
+    jobs = [_job(tmp_path, "ok", "print('loss=0.5')"),
+            _job(tmp_path, "fails", "import sys; sys.exit(3)"),
+            _job(tmp_path, "oom", grow, memory="64Mi"),
+            _job(tmp_path, "late", "import time; time.sleep(60)", deadline=2),
+            _job(tmp_path, "stopped", "import time; print('started', flush=True); time.sleep(60)"),
+            _job(tmp_path, "gpu", "import os; print('gpus=' + os.environ.get('CUDA_VISIBLE_DEVICES', '?'))", gpus=1),
+            _pytorchjob(tmp_path)]
+    handles = {j.name: ex.launch(j) for j in jobs}
+    assert ex.submitted == len(jobs) and len({h["job_id"] for h in handles.values()}) == len(jobs)
+    assert "--mem=64M" in handles["oom"]["options"] and "--gres=gpu:1" in handles["gpu"]["options"]
+    assert "--time=1" in handles["late"]["options"] and "--ntasks=2" in handles["torch"]["options"]
+    # More GPUs than the cluster has: sbatch refuses the job, and the launch says why.
+    with pytest.raises(LaunchError, match="sbatch refused the trial: .*node configuration is not available"):
+        ex.launch(_job(tmp_path, "greedy", "pass", gpus=2))
+    ended = {}
+    stopped_log = tmp_path / "runs" / "stopped" / "trial.log"
+    deadline = time.monotonic() + 45
+    while len(ended) < len(jobs):
+        assert time.monotonic() < deadline, f"still running: {set(handles) - set(ended)}"
+        ex.wait(1.0)
+        if "stopped" not in ended and stopped_log.exists() and "started" in stopped_log.read_text():
+            ex.stop(handles["stopped"])
+        for name, handle in handles.items():
+            if name not in ended and (state := ex.poll(handle)).finished:
+                ended[name] = state
+    assert ended["ok"].succeeded and ended["ok"].reason == "Completed"
+    assert (tmp_path / "runs" / "ok" / "trial.log").read_text() == "loss=0.5\n"
+    assert (ended["fails"].reason, ended["fails"].exit_code) == ("Error", 3)
+    assert "exited with code 3" in ended["fails"].message and f"Slurm job {handles['fails']['job_id']}" in ended["fails"].message
+    assert ended["oom"].reason == "OOMKilled" and "--mem=64M" in ended["oom"].message, ended["oom"]
+    assert ended["late"].reason == "DeadlineExceeded" and "activeDeadlineSeconds (2s)" in ended["late"].message
+    assert ended["stopped"].reason == "Killed"
+    assert ended["gpu"].succeeded and "gpus=0" in (tmp_path / "runs" / "gpu" / "trial.log").read_text()
+    assert ended["torch"].succeeded, ended["torch"]
+    master = (tmp_path / "runs" / "torch" / "trial.log").read_text()
+    worker = (tmp_path / "runs" / "torch" / "worker-0.log").read_text()
+    assert re.search(r"rank 0 of 2 node 0 master \S+:\d+ pet 2 0", master), master
+    assert re.search(r"rank 1 of 2 node 0 master \S+:\d+ pet 2 1", worker), worker
+    assert master.split("master ")[1].split()[0] == worker.split("master ")[1].split()[0]
+    ex.close()
+
+
+def test_an_experiment_runs_to_its_end_on_slurm(sqlite_store, tmp_path):
+    code = "import katib\nprint('loss=${trialParameters.x}')\nkatib.report_metrics({'accuracy': 0.5})"
+    doc = experiment(command=python_command(code), maxTrialCount=3, parallelTrialCount=3,
+                     objective={"type": "minimize", "objectiveMetricName": "loss", "additionalMetricNames": ["accuracy"]})
+    ex = SlurmExecutor(interval=0.2)
+    ctl = Controller(sqlite_store, executor=ex, runs_root=tmp_path / "runs", tick=0.1)
+    rec, _ = ctl.submit(admit(doc), tmp_path)
+    ctl.run(rec.namespace, rec.name)
+    trials = sqlite_store.list_trials(rec.id)
+    assert [t.state for t in trials] == ["Succeeded"] * 3
+    assert {t.handle["executor"] for t in trials} == {"slurm"} and len({t.handle["job_id"] for t in trials}) == 3
+    for t in trials:
+        assert t.objective == float(t.parameters()["x"])  # from the job's output, read in the trial's folder
+        assert t.observation["accuracy"]["latest"] == "0.5"  # pushed by the job into the trial's folder
+
+
+def _jobs_of(experiment_name: str) -> dict[str, str]:
+    """Every job Slurm knows (MinJobAge keeps ended ones) of this experiment: id → state."""
+    out = subprocess.run(["squeue", "-h", "--states=all", "-o", "%i|%T|%k"], capture_output=True, text=True,
+                         check=True).stdout
+    return {i: s for i, s, c in (line.split("|", 2) for line in out.splitlines())
+            if c.startswith(f"katib:default/{experiment_name}/")}
+
+
+def test_a_controller_killed_with_sigkill_is_resumed_and_adopts_its_queued_and_running_jobs(tmp_path):
+    node = subprocess.run(["scontrol", "show", "node", "-o"], capture_output=True, text=True, check=True).stdout
+    memory = int(re.search(r"RealMemory=(\d+)", node).group(1)) * 2 // 5  # two fit on the node, the third waits
+    name = f"adopt-{uuid.uuid4().hex[:6]}"
+    code = "import time; time.sleep(3); print('loss=${trialParameters.x}')"
+    doc = experiment(name=name, command=python_command(code), maxTrialCount=4, parallelTrialCount=3)
+    doc["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]["resources"] = {
+        "limits": {"memory": f"{memory}Mi"}}
+    spec = tmp_path / "exp.yaml"
+    spec.write_text(yaml.safe_dump(doc))
+    db = tmp_path / "katib.db"
+    env = {**os.environ, "SLURM_CONF": str(CONF)}
+    cli = [sys.executable, "-m", "katib"]
+    first = subprocess.Popen([*cli, "run", str(spec), "--db", str(db), "--executor", "slurm", "--tick", "0.1"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, env=env)
+    try:
+        _wait_for(lambda: sorted(_jobs_of(name).values()) == ["PENDING", "RUNNING", "RUNNING"], timeout=30,
+                  what="two jobs running and one queued")
+        store = Store(str(db))
+        _wait_for(lambda: sum(bool(t.handle) for t in store.list_trials(store.get_experiment("default", name).id)) == 3,
+                  what="three trials stored with their jobs")
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    rec = store.get_experiment("default", name)
+    before = {t.name: t.handle["job_id"] for t in store.list_trials(rec.id) if t.handle}
+    assert sorted(_jobs_of(name)) == sorted(before.values())
+
+    again = subprocess.run([*cli, "resume", name, "--db", str(db), "--executor", "slurm", "--tick", "0.1"],
+                           capture_output=True, text=True, env=env, timeout=120)
+    assert again.returncode == 0, again.stdout + again.stderr
+    after = {t.name: t for t in store.list_trials(rec.id)}
+    assert len(after) == 4 and {t.state for t in after.values()} == {"Succeeded"}
+    for trial_name, job_id in before.items():  # adopted, not submitted again
+        assert after[trial_name].handle["job_id"] == job_id and after[trial_name].attempt == 0
+    assert len(_jobs_of(name)) == 4  # one sbatch per trial, over both controllers
