@@ -123,14 +123,14 @@ def test_a_third_party_executor_is_picked_by_its_entry_point_and_reads_its_logs(
 
 
 def test_a_missing_or_unknown_executor_is_one_sentence(plugin_site):
-    assert trials.executor_names() == ["local", "ray", "kubernetes", "broken", "stamping", "unfenced"]
+    assert trials.executor_names() == ["local", "ray", "kubernetes", "slurm", "broken", "stamping", "unfenced"]
     # Registered, but its module is not installed: the package to install is named.
     with pytest.raises(KatibError, match=r"the broken executor needs what is not installed \(katib_not_there\): "
                                          r"pip install 'katib-stamping'"):
         trials.executor_factory("broken")
-    with pytest.raises(KatibError, match=r"--executor must be local, ray, kubernetes, broken, stamping or unfenced "
-                                         r"\(got 'slurm'\)"):
-        trials.executor_factory("slurm")
+    with pytest.raises(KatibError, match=r"--executor must be local, ray, kubernetes, slurm, broken, stamping or "
+                                         r"unfenced \(got 'lsf'\)"):
+        trials.executor_factory("lsf")
     assert trials.executor_factory("stamping")().name == "stamping"
     assert trials.executor_class("broken") is trials.Executor  # its logs read as the base class reads them
 

@@ -91,6 +91,13 @@ def test_trials_end_out_of_memory_late_stopped_on_a_gpu_and_as_a_pytorchjob(tmp_
     assert ex.submitted == len(jobs) and len({h["job_id"] for h in handles.values()}) == len(jobs)
     assert "--mem=64M" in handles["oom"]["options"] and "--gres=gpu:1" in handles["gpu"]["options"]
     assert "--time=1" in handles["late"]["options"] and "--ntasks=2" in handles["torch"]["options"]
+    # Another controller adopts a job only for its own trial (the job's comment says whose it
+    # is), and finds a submitted job whose handle was never written down by its name and comment.
+    other = SlurmExecutor()
+    refused = other.adopt(handles["stopped"], jobs[0])
+    assert not refused and "is not this trial's" in refused.reason
+    (tmp_path / "runs" / "stopped" / "handle.json").unlink()
+    assert other.launched(jobs[4])["job_id"] == handles["stopped"]["job_id"]
     # More GPUs than the cluster has: sbatch refuses the job, and the launch says why.
     with pytest.raises(LaunchError, match="sbatch refused the trial: .*node configuration is not available"):
         ex.launch(_job(tmp_path, "greedy", "pass", gpus=2))
