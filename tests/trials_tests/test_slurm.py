@@ -129,20 +129,31 @@ def test_trials_end_out_of_memory_late_stopped_on_a_gpu_and_as_a_pytorchjob(tmp_
     ex.close()
 
 
-def test_an_experiment_runs_to_its_end_on_slurm(sqlite_store, tmp_path):
-    code = "import katib\nprint('loss=${trialParameters.x}')\nkatib.report_metrics({'accuracy': 0.5})"
-    doc = experiment(command=python_command(code), maxTrialCount=3, parallelTrialCount=3,
-                     objective={"type": "minimize", "objectiveMetricName": "loss", "additionalMetricNames": ["accuracy"]})
+def test_an_experiment_runs_to_its_end_on_slurm_and_early_stopping_cancels_a_job(sqlite_store, tmp_path):
+    code = ("import katib, time\nx = float('${trialParameters.x}')\nkatib.report_metrics({'accuracy': 0.5})\n"
+            "for step in range(3 if x < 0.5 else 100):\n    print(f'loss={x}', flush=True)\n    time.sleep(0.3)")
+    doc = experiment(command=python_command(code), maxTrialCount=3, parallelTrialCount=2,
+                     algorithm={"algorithmName": "grid"},
+                     parameters=[{"name": "x", "parameterType": "discrete", "feasibleSpace": {"list": ["0.1", "0.2", "0.9"]}}],
+                     objective={"type": "minimize", "objectiveMetricName": "loss", "additionalMetricNames": ["accuracy"]},
+                     earlyStopping={"algorithmName": "medianstop", "algorithmSettings": [
+                         {"name": "min_trials_required", "value": "2"}, {"name": "start_step", "value": "2"}]})
     ex = SlurmExecutor(interval=0.2)
     ctl = Controller(sqlite_store, executor=ex, runs_root=tmp_path / "runs", tick=0.1)
     rec, _ = ctl.submit(admit(doc), tmp_path)
     ctl.run(rec.namespace, rec.name)
-    trials = sqlite_store.list_trials(rec.id)
-    assert [t.state for t in trials] == ["Succeeded"] * 3
-    assert {t.handle["executor"] for t in trials} == {"slurm"} and len({t.handle["job_id"] for t in trials}) == 3
-    for t in trials:
-        assert t.objective == float(t.parameters()["x"])  # from the job's output, read in the trial's folder
+    trials = {t.parameters()["x"]: t for t in sqlite_store.list_trials(rec.id)}
+    assert [trials[x].state for x in ("0.1", "0.2", "0.9")] == ["Succeeded", "Succeeded", "EarlyStopped"]
+    assert {t.handle["executor"] for t in trials.values()} == {"slurm"}
+    assert len({t.handle["job_id"] for t in trials.values()}) == 3
+    for x, t in trials.items():
+        assert t.objective == float(x)  # from the job's output, read in the trial's folder
         assert t.observation["accuracy"]["latest"] == "0.5"  # pushed by the job into the trial's folder
+    # The early stop cancelled the job (scancel): Slurm says so, long before its 100 steps.
+    stopped = trials["0.9"].handle["job_id"]
+    record = subprocess.run(["scontrol", "show", "job", "-o", stopped], capture_output=True, text=True).stdout
+    assert "JobState=CANCELLED" in record, record
+    assert (tmp_path / "runs" / "default" / "demo" / trials["0.9"].name / "trial.log").read_text().count("loss=") < 20
 
 
 def _jobs_of(experiment_name: str) -> dict[str, str]:
