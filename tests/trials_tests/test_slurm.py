@@ -1,6 +1,6 @@
 """The Slurm executor against a real one-node Slurm cluster (``.ci/slurm.sh``: slurmctld
 and slurmd on localhost, a GPU gres on a fake device file): an experiment runs to its
-end; trials end out of memory, past their deadline, stopped, on a GPU, refused a GPU the
+end, early stopping cancelling one job; trials end out of memory, past their deadline, stopped, on a GPU, refused a GPU the
 cluster lacks, as a two-task PyTorchJob; a controller killed with SIGKILL is resumed and
 adopts its queued and running jobs without submitting them again."""
 
