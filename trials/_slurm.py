@@ -150,6 +150,9 @@ class SlurmExecutor(Executor):
     # -- launching ---------------------------------------------------------------------------
 
     def launch(self, job: TrialJob) -> dict[str, Any]:
+        if isinstance((job.run_spec.get("spec") or {}).get("tfReplicaSpecs"), dict):
+            raise LaunchError("TFJob trials need every task's host and port in TF_CONFIG before they start: run them "
+                              "with the local or Kubernetes executor, not on Slurm")
         members = replica_processes(job, self.clean_env)
         needs(members)
         job.trial_dir.mkdir(parents=True, exist_ok=True)

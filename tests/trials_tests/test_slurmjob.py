@@ -114,3 +114,12 @@ def test_a_slurm_job_is_unfenced_so_auth_refuses_it_unless_allowed():
                                          "submits it"):
         _fence("slurm", True, None, False, None)
     assert _fence("slurm", True, None, True, None) is None  # --allow-unfenced-trials
+
+
+def test_tfjob_and_mpijob_trials_are_refused_on_slurm(tmp_path):
+    job = _job(tmp_path)
+    container = job.run_spec["spec"].pop("template")
+    for field, words in (("tfReplicaSpecs", "TFJob trials need every task's host"), ("mpiReplicaSpecs", "MPIJob")):
+        job.run_spec["spec"] = {field: {"Worker": {"replicas": 2, "template": container}}}
+        with pytest.raises(LaunchError, match=words):
+            SlurmExecutor().launch(job)
