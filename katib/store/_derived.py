@@ -6,6 +6,12 @@ So a controller rewrites the stored status only when what is not derivable chang
 conditions, times, optimal trial), never because a trial started or ended, and no reader
 can see counts that disagree with the trials.
 
+The counts are one ``GROUP BY`` on the ``(experiment_id, state)`` index, never a read of
+every trial. A state's list is given only while that state holds at most ``LIST_LIMIT``
+trials (the pending and running ones always do: the parallelism bounds them), so the
+status of a 100,000-trial experiment is not a blob of 100,000 names: page the trials
+(``GET …/trials?limit=&continue=``) to see them all.
+
 >>> from katib.store import Store, TrialRecord
 >>> store = Store("sqlite://")
 >>> rec = store.create_experiment("ns", "e", {}, {"trials": 99}, "/w")
@@ -18,7 +24,6 @@ can see counts that disagree with the trials.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 import sqlalchemy as sa
