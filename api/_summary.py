@@ -9,6 +9,8 @@ filter and plot without reshaping.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import json
 import math
 import threading
@@ -16,7 +18,7 @@ import time
 from collections import OrderedDict
 from typing import Any
 
-from katib.store import ExperimentRecord, Store, summary_rows, trial_stamp
+from katib.store import ExperimentRecord, Store, parameter_names, summary_columns, trial_stamp
 from katib.views import shown_value, strategies_of
 
 _importance_cache: dict[tuple[int, int], dict[str, float]] = {}
@@ -38,6 +40,31 @@ def _number(text: Any) -> float | str | None:
     except (TypeError, ValueError):
         return str(text)
     return value if math.isfinite(value) else None
+
+
+def _numbers(values: list[Any], blank: bool = False) -> list[Any]:
+    """``_number`` of each value (with ``blank``, ``""`` and ``unavailable`` are None, as a
+    metric never reported): all at once while every value is a number, one by one if not."""
+    if blank:
+        values = [None if v == "" or v == "unavailable" else v for v in values]
+    try:
+        out: list[Any] = list(map(float, values))  # every value a number: the common case, at C speed
+        if math.isfinite(math.fsum(out)):
+            return out
+    except (TypeError, ValueError, OverflowError):
+        pass
+    try:
+        out = [None if v is None else float(v) for v in values]
+    except (TypeError, ValueError):  # some text (a categorical column): each distinct value once
+        memo: dict[Any, Any] = {}
+        try:
+            return [memo[v] if v in memo else memo.setdefault(v, _number(v)) for v in values]
+        except TypeError:  # an unhashable value (a JSON object where a value should be)
+            return [_number(v) for v in values]
+    finite = math.isfinite
+    if not all(v is None or finite(v) for v in out):
+        out = [v if v is None or finite(v) else None for v in out]
+    return out
 
 
 def objective_of(rec: ExperimentRecord) -> tuple[str, bool, list[str]]:
@@ -70,35 +97,28 @@ def experiment_summary(store: Store, rec: ExperimentRecord, curves: int = 100, p
             if held is not None and held[0] == stamp:
                 _summary_cache.move_to_end(key)
                 return _answer(rec, spec, objective, maximize, metrics, strategy, parameters, held[1], held[2], now, since)
-    trials = summary_rows(store, rec.id, updated_since=since)
-    names = [p["name"] for p in parameters] or sorted({a["name"] for t in trials for a in t.assignments})
+    names = [p["name"] for p in parameters] or parameter_names(store, rec.id)
+    # The shown values, picked out and aggregated into columns by the database (one query).
+    raw = summary_columns(store, rec.id, names, {m: strategy.get(m) or "latest" for m in metrics},
+                          updated_since=since)
+    ids, started, ended = raw["id"], raw["start_time"], raw["completion_time"]
     columns: dict[str, Any] = {
-        "name": [t.name for t in trials],
-        "state": [t.state for t in trials],
-        "created": [round(t.created_at, 3) for t in trials],
-        "started": [round(t.start_time, 3) if t.start_time else None for t in trials],
-        "duration": [round(t.completion_time - t.start_time, 3) if t.completion_time and t.start_time else None
-                     for t in trials],
-        "params": {n: [] for n in names},
-        "metrics": {m: [] for m in metrics},
+        "name": raw["name"],
+        "state": raw["state"],
+        "created": [round(v, 3) for v in raw["created_at"]],
+        "started": [round(v, 3) if v else None for v in started],
+        "duration": [round(c - s, 3) if c and s else None for s, c in zip(started, ended, strict=True)],
+        "params": {n: _numbers(raw[f"param:{n}"]) for n in names},
+        "metrics": {m: _numbers(raw[f"metric:{m}"], blank=True) for m in metrics},
     }
-    for t in trials:
-        values = {a["name"]: a["value"] for a in t.assignments}
-        for n in names:
-            columns["params"][n].append(_number(values.get(n)))
-        obs = t.observation or {}
-        for m in metrics:
-            text = shown_value(obs, m, strategy)
-            columns["metrics"][m].append(_number(text) if text not in ("", "unavailable") else None)
     # Learning curves: the best trials and the latest ones, never all of them.
     if since is not None:
         curves = 0
     scored = [(v, i) for i, v in enumerate(columns["metrics"].get(objective, [])) if isinstance(v, float)]
-    scored.sort(reverse=maximize)
-    chosen = [i for _, i in scored[:curves // 2]]
+    chosen = [i for _, i in (heapq.nlargest if maximize else heapq.nsmallest)(curves // 2, scored)]
     taken = set(chosen)
-    chosen += [i for i in range(len(trials) - 1, -1, -1) if i not in taken][: curves - len(chosen)]
-    chosen_ids = {trials[i].id: i for i in chosen}
+    chosen += list(itertools.islice((i for i in range(len(ids) - 1, -1, -1) if i not in taken), curves - len(chosen)))
+    chosen_ids = {ids[i]: i for i in chosen}
     series = store.metric_series(rec.id, objective, chosen_ids) if chosen_ids and objective else {}
     learning = []
     for trial_id, reported in series.items():
@@ -106,7 +126,7 @@ def experiment_summary(store: Store, rec: ExperimentRecord, curves: int = 100, p
         if len(numbers) < 2:
             continue
         i = chosen_ids[trial_id]
-        learning.append({"name": trials[i].name, "state": trials[i].state, "steps": len(numbers),
+        learning.append({"name": columns["name"][i], "state": columns["state"][i], "steps": len(numbers),
                          "points": _downsample(numbers, points)})
     if stamp is not None and stamp == trial_stamp(store, rec.id):  # nothing written meanwhile
         with _summary_lock:

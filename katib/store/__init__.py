@@ -1,10 +1,10 @@
 """Persistence: one database (SQLite file or PostgreSQL) holding every experiment."""
 
-from ._columns import SummaryRow, summary_rows, trial_stamp
+from ._columns import SummaryRow, parameter_names, summary_columns, summary_rows, trial_stamp
 from ._derived import stored as stored_status
 from ._logs import TrialLogs
 from ._notes import MAX_NOTE_CHARS, Note, NoteStore
-from ._paging import InvalidContinueToken, iter_trials, trial_page
+from ._paging import InvalidContinueToken, iter_trials, latest_trial, trial_page
 from ._records import (
     DB_ENV,
     ExperimentRecord,
@@ -35,8 +35,11 @@ __all__ = [
     "default_db_url",
     "hash_token",
     "iter_trials",
+    "latest_trial",
     "normalise_url",
+    "parameter_names",
     "stored_status",
+    "summary_columns",
     "summary_rows",
     "trial_page",
     "trial_stamp",

@@ -31,6 +31,8 @@ import json
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+import sqlalchemy as sa
+
 from katib.errors import KatibError
 
 from ._records import ExperimentRecord, TrialRecord
@@ -101,6 +103,17 @@ def trial_page(store: Store, rec: ExperimentRecord, limit: int, token: str | Non
     return rows, (encode_token(rec, rows[-1].id, wanted) if more else None)
 
 
+def latest_trial(store: Store, exp_id: int, states: Iterable[str]) -> TrialRecord | None:
+    """The trial of these states that ended last (by completion time, then id), read
+    alone: what ``views.last_failure`` shows, without reading every failed trial."""
+    c = trials.c
+    query = (trials.select().where(c.experiment_id == exp_id, c.state.in_(list(states)))
+             .order_by(sa.func.coalesce(c.completion_time, 0.0).desc(), c.id.desc()).limit(1))
+    with store._read() as conn:
+        row = conn.execute(query).first()
+    return None if row is None else store._trial(row)
+
+
 def iter_trials(store: Store, rec: ExperimentRecord, page: int = 1000,
                 states: Iterable[str] | None = None) -> Iterable[TrialRecord]:
     """Every trial of the experiment, oldest first, read ``page`` at a time."""
@@ -112,4 +125,4 @@ def iter_trials(store: Store, rec: ExperimentRecord, page: int = 1000,
             return
 
 
-__all__ = ["InvalidContinueToken", "decode_token", "encode_token", "iter_trials", "trial_page"]
+__all__ = ["InvalidContinueToken", "decode_token", "encode_token", "iter_trials", "latest_trial", "trial_page"]

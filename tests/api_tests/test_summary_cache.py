@@ -13,9 +13,9 @@ from tests.api_tests.test_summary import _seed  # noqa: E402
 
 def test_an_ended_experiments_summary_is_kept_until_a_trial_changes(sqlite_store, monkeypatch):
     reads: list[int] = []
-    real = _summary.summary_rows
-    monkeypatch.setattr(_summary, "summary_rows", lambda store, exp_id, updated_since=None:
-                        reads.append(exp_id) or real(store, exp_id, updated_since=updated_since))
+    real = _summary.summary_columns
+    monkeypatch.setattr(_summary, "summary_columns", lambda store, exp_id, *args, updated_since=None:
+                        reads.append(exp_id) or real(store, exp_id, *args, updated_since=updated_since))
     rec = _seed(sqlite_store)
     sqlite_store.update_experiment(rec.id, status={**rec.status, "completionTime": "2026-01-01T00:00:00Z"})
     rec = sqlite_store.get_experiment(rec.namespace, rec.name)
