@@ -8,8 +8,7 @@ import json
 
 import pytest
 
-from katib.store import InvalidContinueToken, TrialRecord, iter_trials, trial_page
-from katib.store import _derived
+from katib.store import InvalidContinueToken, TrialRecord, _derived, iter_trials, trial_page
 
 
 def _experiment(store, name="e", n=7):
