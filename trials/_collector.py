@@ -92,18 +92,19 @@ def parse_text(
     only numbers."""
     out: list[Sample] = []
     read_at = ZERO_TIME if now is None else now
+    readers = [(pattern.finditer, _number if pattern.pattern == DEFAULT_FILTER else _text) for pattern in filters]
     for line in lines:
         stamp = None
         first, _, rest = line.strip().partition(" ")
         if rest and _RFC3339.match(first):
             stamp = parse_time(first)
         body = rest if stamp is not None else line
-        for pattern in filters:
-            read = _number if pattern.pattern == DEFAULT_FILTER else _text
-            for match in pattern.finditer(body):
-                name, value = match.group(1), read(match.group(2))
-                if name in names and value is not None:
-                    out.append(Sample(stamp if stamp is not None else read_at, name, value))
+        at = stamp if stamp is not None else read_at
+        for finditer, read in readers:
+            for match in finditer(body):
+                name, raw = match.group(1, 2)
+                if name in names and (value := read(raw)) is not None:  # other names' values are not read
+                    out.append(Sample(at, name, value))
     return out
 
 
