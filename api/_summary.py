@@ -90,7 +90,7 @@ def experiment_summary(store: Store, rec: ExperimentRecord, curves: int = 100, p
     parameters = [{"name": p["name"], "type": p.get("parameterType"), "feasibleSpace": p.get("feasibleSpace", {})}
                   for p in spec.get("parameters") or []]
     key, stamp = (rec.id, rec.uid, curves, points, objective, tuple(metrics)), None
-    if since is None and rec.status.get("completionTime"):
+    if since is None and rec.status.completion_time:
         stamp = trial_stamp(store, rec.id)
         with _summary_lock:
             held = _summary_cache.get(key)
@@ -140,7 +140,7 @@ def _answer(rec: ExperimentRecord, spec: dict[str, Any], objective: str, maximiz
             strategy: dict[str, str], parameters: list[dict[str, Any]], columns: dict[str, Any], learning: list[Any],
             now: float, since: float | None) -> dict[str, Any]:
     return {
-        "name": rec.name, "namespace": rec.namespace, "status": rec.status,
+        "name": rec.name, "namespace": rec.namespace, "status": rec.status.to_dict(),
         "objective": {"name": objective, "maximize": maximize,
                       "goal": spec.get("objective", {}).get("goal"),
                       "additional": [a for a in spec.get("objective", {}).get("additionalObjectives") or []]},

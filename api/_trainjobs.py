@@ -48,7 +48,7 @@ def trainjob_of(rec: ExperimentRecord, t: TrialRecord) -> dict[str, Any] | None:
                            "message": "jobset completed successfully", "lastTransitionTime": stamp(t.completion_time)})
     elif t.state in ("Failed", "Killed"):
         conditions.append({"type": "Failed", "status": "True", "reason": "JobSetFailed",
-                           "message": (t.conditions[-1].get("message") if t.conditions else "") or "jobset failed",
+                           "message": (t.conditions[-1].message if t.conditions else "") or "jobset failed",
                            "lastTransitionTime": stamp(t.completion_time)})
     return {
         "apiVersion": TRAINER_API_VERSION, "kind": TRAINJOB_KIND,

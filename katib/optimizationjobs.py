@@ -34,10 +34,10 @@ def source_of(rec: ExperimentRecord) -> dict[str, Any] | None:
 
 def _conditions(rec: ExperimentRecord) -> list[dict[str, Any]]:
     out = []
-    for c in rec.status.get("conditions") or []:
-        kind = {"Succeeded": "Complete"}.get(str(c.get("type")), c.get("type"))
-        out.append({"type": kind, "status": c.get("status"), "reason": c.get("reason") or kind,
-                    "message": c.get("message") or "", "lastTransitionTime": c.get("lastTransitionTime")})
+    for c in rec.status.conditions:
+        kind = {"Succeeded": "Complete"}.get(c.type, c.type)
+        out.append({"type": kind, "status": c.status, "reason": c.reason or kind,
+                    "message": c.message or "", "lastTransitionTime": c.last_transition_time})
     return out
 
 
@@ -68,11 +68,10 @@ def optimization_job_object(rec: ExperimentRecord, trials: list[TrialRecord]) ->
         metadata["annotations"] = annotations
     status: dict[str, Any] = {"conditions": _conditions(rec), "trials": [_trial(t) for t in trials],
                               "nextTrialIndex": len(trials)}
-    best = rec.status.get("currentOptimalTrial") or {}
-    if best.get("bestTrialName"):
-        status["result"] = {"trainJobName": best["bestTrialName"],
-                            "parameters": [{"name": a.get("name"), "value": a.get("value")}
-                                           for a in best.get("parameterAssignments") or []]}
+    best = rec.status.current_optimal_trial
+    if best is not None and best.best_trial_name:
+        status["result"] = {"trainJobName": best.best_trial_name,
+                            "parameters": [{"name": a.name, "value": a.value} for a in best.parameter_assignments]}
     return {"apiVersion": source.get("apiVersion"), "kind": "OptimizationJob", "metadata": metadata,
             "spec": source.get("spec") or {}, "status": status}
 

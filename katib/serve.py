@@ -29,7 +29,7 @@ def locate(store: Any, runs_root: Path, namespace: str, experiment: str, trial: 
 
     rec = store.get_experiment(namespace, experiment)
     if trial is None:
-        trial = (rec.status.get("currentOptimalTrial") or {}).get("bestTrialName")
+        trial = rec.status.best.best_trial_name if rec.status.best else None
         if not trial:
             raise NoResultError(f"experiment {namespace}/{experiment} has no best trial yet: --trial NAME serves another")
     else:

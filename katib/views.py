@@ -1,14 +1,29 @@
 """Katib-shaped objects built from store records: what the CLI prints and the API serves.
 
-One set of status objects for every surface: ``experiment_object`` and ``trial_object``
-return exactly what ``kubectl get experiment -o yaml`` / ``get trial`` would show.
+One set of status objects for every surface: ``experiment`` and ``trial`` build the typed
+``ExperimentObject`` and ``Trial`` (``katib.spec``'s models) that ``kubectl get experiment
+-o yaml`` / ``get trial`` would show; ``experiment_object`` and ``trial_object`` are their
+Katib JSON (camelCase, unset fields left out), for a screen or a file.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from katib.spec import API_VERSION
+from katib.spec import (
+    API_VERSION,
+    EarlyStoppingRule,
+    ExperimentStatus,
+    KatibModel,
+    MetricsCollectorSpec,
+    ObjectiveSpec,
+    ObjectMeta,
+    Observation,
+    ParameterAssignment,
+    Trial,
+    TrialSpec,
+    TrialStatus,
+)
 from katib.store import ExperimentRecord, TrialRecord
 
 from .controller import (
@@ -21,7 +36,9 @@ from .controller import (
 
 __all__ = [
     "STOPPED_REASON",
+    "ExperimentObject",
     "controller_alive",
+    "experiment",
     "experiment_object",
     "last_failure",
     "no_result",
@@ -32,6 +49,7 @@ __all__ = [
     "shown_reason",
     "shown_value",
     "strategies_of",
+    "trial",
     "trial_object",
 ]
 
@@ -40,59 +58,85 @@ STOPPED_REASON = "no controller runs it"
 _UNFINISHED = ("Created", "Running", "Restarting")
 
 
+class ExperimentObject(KatibModel):
+    """A Katib ``Experiment`` as served: its document as admitted (``spec`` as stored,
+    the YAML's own form) and its typed status."""
+
+    api_version: str = API_VERSION
+    kind: str = "Experiment"
+    metadata: ObjectMeta
+    spec: dict[str, Any] | None = None
+    status: ExperimentStatus
+
+
+def experiment(rec: ExperimentRecord) -> ExperimentObject:
+    """The experiment as ``kubectl get experiment -o yaml`` shows it."""
+    metadata = {**(rec.spec.get("metadata") or {}), "name": rec.name, "namespace": rec.namespace,
+                "uid": rec.uid, "creationTimestamp": rfc3339(rec.created_at)}
+    return ExperimentObject(api_version=rec.spec.get("apiVersion") or API_VERSION,
+                            metadata=ObjectMeta.model_validate(metadata), spec=rec.spec.get("spec"),
+                            status=rec.status)
+
+
 def experiment_object(rec: ExperimentRecord) -> dict[str, Any]:
-    obj = dict(rec.spec)
-    metadata = dict(obj.get("metadata") or {})
-    metadata.update(name=rec.name, namespace=rec.namespace, uid=rec.uid,
-                    creationTimestamp=rfc3339(rec.created_at))
-    obj["apiVersion"] = obj.get("apiVersion") or API_VERSION
-    obj["kind"] = "Experiment"
-    obj["metadata"] = metadata
-    obj["status"] = rec.status
-    return obj
+    """``experiment(rec)`` as Katib's JSON."""
+    return experiment(rec).to_dict()
+
+
+def trial(exp: ExperimentRecord, t: TrialRecord) -> Trial:
+    """The trial as ``kubectl get trial -o yaml`` shows it."""
+    spec = exp.spec.get("spec") or {}
+    tt = spec.get("trialTemplate") or {}
+    objective, collector = _parsed(exp)
+    status = TrialStatus(
+        conditions=t.conditions, start_time=rfc3339(t.start_time) if t.start_time else None,
+        completion_time=rfc3339(t.completion_time) if t.completion_time else None,
+        last_reconcile_time=rfc3339(t.updated_at) if t.updated_at else None,
+        observation=Observation.of(t.observation) if t.observation else None,
+        devices=(t.handle or {}).get("devices") or None,  # extension: what the trial ran on
+    )
+    trial_spec = TrialSpec(
+        objective=objective,
+        parameter_assignments=[ParameterAssignment.model_validate(a) for a in t.assignments],
+        metrics_collector=collector,
+        primary_container_name=tt.get("primaryContainerName"),
+        success_condition=tt.get("successCondition"), failure_condition=tt.get("failureCondition"),
+        retain_run=tt.get("retain", False), labels=t.labels,
+        primary_pod_labels=tt.get("primaryPodLabels") or None,
+        early_stopping_rules=[EarlyStoppingRule.model_validate(r) for r in t.early_stopping_rules or []] or None,
+        run_spec=_run_spec(exp, t),
+    )
+    metadata = ObjectMeta.model_validate({
+        "name": t.name, "namespace": exp.namespace, "labels": t.labels, "creationTimestamp": rfc3339(t.created_at),
+        "annotations": {"katib.kubeflow.org/attempt": str(t.attempt)} if t.attempt else None,
+        "ownerReferences": [{"apiVersion": API_VERSION, "kind": "Experiment", "name": exp.name, "uid": exp.uid,
+                             "controller": True}],
+    })
+    return Trial(metadata=metadata, spec=trial_spec, status=status)
 
 
 def trial_object(exp: ExperimentRecord, t: TrialRecord) -> dict[str, Any]:
-    spec = exp.spec.get("spec", {})
-    tt = spec.get("trialTemplate", {})
-    status: dict[str, Any] = {"conditions": t.conditions}
-    if t.start_time:
-        status["startTime"] = rfc3339(t.start_time)
-    if t.completion_time:
-        status["completionTime"] = rfc3339(t.completion_time)
-    if t.updated_at:
-        status["lastReconcileTime"] = rfc3339(t.updated_at)
-    if t.observation:
-        status["observation"] = {"metrics": [{"name": k, **v} for k, v in t.observation.items()]}
-    if t.handle and t.handle.get("devices"):
-        status["devices"] = t.handle["devices"]  # extension: what the trial ran on
-    trial_spec: dict[str, Any] = {
-        "objective": spec.get("objective"),
-        "parameterAssignments": t.assignments,
-        "metricsCollector": spec.get("metricsCollectorSpec"),
-        "primaryContainerName": tt.get("primaryContainerName"),
-        "successCondition": tt.get("successCondition"),
-        "failureCondition": tt.get("failureCondition"),
-        "retainRun": tt.get("retain", False),
-        "labels": t.labels,
-    }
-    if tt.get("primaryPodLabels"):
-        trial_spec["primaryPodLabels"] = tt["primaryPodLabels"]
-    if t.early_stopping_rules:
-        trial_spec["earlyStoppingRules"] = t.early_stopping_rules
-    run_spec = _run_spec(exp, t)
-    if run_spec is not None:
-        trial_spec["runSpec"] = run_spec
-    annotations = {"katib.kubeflow.org/attempt": str(t.attempt)} if t.attempt else None
-    metadata: dict[str, Any] = {
-        "name": t.name, "namespace": exp.namespace, "labels": t.labels,
-        "creationTimestamp": rfc3339(t.created_at),
-        "ownerReferences": [{"apiVersion": API_VERSION, "kind": "Experiment", "name": exp.name, "uid": exp.uid, "controller": True}],
-    }
-    if annotations:
-        metadata["annotations"] = annotations
-    return {"apiVersion": API_VERSION, "kind": "Trial", "metadata": metadata,
-            "spec": {k: v for k, v in trial_spec.items() if v is not None}, "status": status}
+    """``trial(exp, t)`` as Katib's JSON."""
+    return trial(exp, t).to_dict()
+
+
+_PARSED: dict[tuple[str, float], tuple[ObjectiveSpec | None, MetricsCollectorSpec | None]] = {}
+
+
+def _parsed(exp: ExperimentRecord) -> tuple[ObjectiveSpec | None, MetricsCollectorSpec | None]:
+    """The experiment's objective and metrics collector, parsed once per version of it
+    (every trial of a page shows them)."""
+    key = (exp.uid, exp.updated_at)
+    found = _PARSED.get(key)
+    if found is None:
+        spec = exp.spec.get("spec") or {}
+        objective, collector = spec.get("objective"), spec.get("metricsCollectorSpec")
+        found = (ObjectiveSpec.model_validate(objective) if objective is not None else None,
+                 MetricsCollectorSpec.model_validate(collector) if collector is not None else None)
+        if len(_PARSED) > 64:
+            _PARSED.clear()
+        _PARSED[key] = found
+    return found
 
 
 _TEMPLATES: dict[tuple[str, float], Any] = {}
@@ -136,13 +180,13 @@ def strategies_of(rec: ExperimentRecord) -> dict[str, str]:
 
 
 def phase(rec: ExperimentRecord) -> str:
-    return experiment_phase(rec.status.get("conditions", []))
+    return experiment_phase(rec.status.conditions)
 
 
 def reason(rec: ExperimentRecord) -> str:
-    for cond in reversed(rec.status.get("conditions", [])):
-        if cond.get("status") == "True":
-            return cond.get("reason", "")
+    for cond in reversed(rec.status.conditions):
+        if cond.status == "True":
+            return cond.reason or ""
     return ""
 
 
@@ -151,7 +195,7 @@ def no_result(rec: ExperimentRecord, trials: list[TrialRecord]) -> str | None:
     reported the objective metric): what to tell the user. ``None`` otherwise."""
     if phase(rec) not in ("Succeeded", "Failed"):
         return None
-    if (rec.status.get("currentOptimalTrial") or {}).get("bestTrialName"):
+    if rec.status.current_optimal_trial is not None and rec.status.current_optimal_trial.best_trial_name:
         return None
     objective = rec.spec.get("spec", {}).get("objective", {}).get("objectiveMetricName", "")
     return no_result_note(objective, trials)
@@ -200,5 +244,6 @@ def last_failure(trials: list[TrialRecord]) -> dict[str, str] | None:
     if not failed:
         return None
     t = max(failed, key=lambda t: (t.completion_time or 0.0, t.id))
-    cond: dict[str, Any] = next((c for c in reversed(t.conditions) if c.get("type") == t.state), {})
-    return {"trial": t.name, "state": t.state, "reason": cond.get("reason") or "", "message": cond.get("message") or ""}
+    cond = next((c for c in reversed(t.conditions) if c.type == t.state), None)
+    return {"trial": t.name, "state": t.state, "reason": (cond.reason if cond else None) or "",
+            "message": (cond.message if cond else None) or ""}

@@ -73,7 +73,7 @@ def test_katibs_configmap_example_runs(tmp_path: Path):
     rec = store.get_experiment("kubeflow", "trial-configmap-source")
     trials = store.list_trials(rec.id)
     assert len(trials) == 4 and {t.state for t in trials} == {"Succeeded"}
-    assert {m["name"] for m in rec.status["currentOptimalTrial"]["observation"]["metrics"]} == {
+    assert {m["name"] for m in rec.status.to_dict()["currentOptimalTrial"]["observation"]["metrics"]} == {
         "Validation-accuracy", "Train-accuracy"}
 
 

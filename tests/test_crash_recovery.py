@@ -79,7 +79,7 @@ def test_kill_9_then_resume(tmp_path: Path, how: str):
         assert not alive(t.handle["pid"], t.handle["start"])  # and followed to their end
     params = [tuple(a["value"] for a in t.assignments) for t in after.values()]
     assert len(set(params)) == 12
-    status = store.get_experiment("default", "demo").status
+    status = store.get_experiment("default", "demo").status.to_dict()
     assert status["trials"] == status["trialsSucceeded"] == 12
     assert store.get_experiment("default", "demo").owner is None
 

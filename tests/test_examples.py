@@ -41,7 +41,7 @@ def test_example_runs(path: Path, example_run):
     trials = store.list_trials(rec.id)
     assert len(trials) == count and {t.state for t in trials} == {"Succeeded"}
     # The models really learn: digits accuracy well above chance (0.1) for the best trial.
-    best = rec.status["currentOptimalTrial"]["observation"]["metrics"]
+    best = rec.status.to_dict()["currentOptimalTrial"]["observation"]["metrics"]
     values = {m["name"].lower(): m["latest"] for m in best}
     if "validation-accuracy" in values:
         assert float(values["validation-accuracy"]) > (0.8 if name == "pytorchjob-digits" else 0.85)

@@ -341,7 +341,7 @@ def check(out: Outcome, seed: int, ref: list[Any] | None) -> dict[str, int]:
     assert set(starts) == set(names), f"{where}: trials that never ran: {set(names) - set(starts)}"
     allowed = {"Succeeded", "EarlyStopped"} if out.case.name in ("medianstop", "asha") else {"Succeeded"}
     assert {t.state for t in trials} <= allowed, f"{where}: {[(t.name, t.state) for t in trials]}"
-    status = rec.status
+    status = rec.status.to_dict()
     assert status["trials"] == len(trials), f"{where}: status counts {status['trials']} trials, the store {len(trials)}"
     reason = next(c["reason"] for c in reversed(status["conditions"]) if c["status"] == "True")
     want = "ExperimentSuggestionEndReached" if out.case.name == "hyperband" else "ExperimentMaxTrialsReached"
@@ -530,7 +530,7 @@ def test_kill_9_in_each_window_between_acting_and_storing(tmp_path: Path, reques
     assert good == [0.1 + (3 - step) * 0.125 for step in range(4)]  # each report once
     bad = [float(o.value) for o in store.observations(trials[1].id, "loss")]
     assert 2 <= len(bad) <= 4 and bad == [5.0 + (3 - step) * 0.125 for step in range(len(bad))]
-    assert "medianstop" in next(c["message"] for c in trials[1].conditions if c["type"] == "EarlyStopped")
-    assert rec.owner is None and rec.status["trials"] == 2
+    assert "medianstop" in next(c.message for c in trials[1].conditions if c.type == "EarlyStopped")
+    assert rec.owner is None and rec.status.to_dict()["trials"] == 2
     assert not trial_processes(str(markers))
     store.close()

@@ -48,7 +48,7 @@ def test_upstreams_sample_runs_to_the_end(tmp_path):
     for t in trials:
         p = t.parameters()
         assert 0.0001 <= float(p["learning_rate"]) <= 0.1 and p["batch_size"] in ("16", "32", "64")
-    best = rec.status["currentOptimalTrial"]
+    best = rec.status.to_dict()["currentOptimalTrial"]
     assert best["bestTrialName"] == min(trials, key=lambda t: t.objective if t.objective is not None else 1e9).name
     store.close()
 
@@ -68,5 +68,5 @@ def test_an_optimization_job_beyond_upstreams_limits_runs_to_the_end(tmp_path):
     assert len(trials) == 6 and {t.state for t in trials} == {"Succeeded"}
     for t in trials:
         assert t.observation is not None and set(t.observation) == {"val_loss", "latency"}
-    assert rec.status.get("paretoFront") or rec.status["currentOptimalTrial"]["bestTrialName"]
+    assert rec.status.pareto_front or rec.status.to_dict()["currentOptimalTrial"]["bestTrialName"]
     store.close()

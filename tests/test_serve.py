@@ -54,7 +54,7 @@ def served(tmp_path_factory, example_run):
     from katib.store import Store
 
     store = Store(str(db))
-    trial = store.get_experiment("kubeflow", "random").status["currentOptimalTrial"]["bestTrialName"]
+    trial = store.get_experiment("kubeflow", "random").status.to_dict()["currentOptimalTrial"]["bestTrialName"]
     store.close()
     port = _free_port()
     log = open(tmp / "serve.log", "w")  # noqa: SIM115 - closed below

@@ -13,11 +13,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from katib import views
 from katib.controller import EDITABLE, is_completed
 from katib.errors import KatibError
-from katib.store import trial_page
+from katib.spec import Trial
+from katib.store import ExperimentRecord, trial_page
 
 from .. import _service
 from .._auth import can_read, current_user
 from .._documents import created_links, experiment_body, read_document
+from .._models import ExperimentItem, ExperimentList, ExperimentStatusAnswer
 from .._state import ServerState, get_state
 
 router = APIRouter(prefix="/api/v1", tags=["experiments"])
@@ -25,25 +27,25 @@ router = APIRouter(prefix="/api/v1", tags=["experiments"])
 LINKS = created_links("getExperiment getExperimentStatus listTrials stopExperiment editBudget deleteExperiment")
 
 
-@router.get("/experiments")
-def list_all(request: Request, namespace: str | None = None, state: ServerState = Depends(get_state)) -> dict[str, Any]:
+@router.get("/experiments", response_model=ExperimentList, response_model_exclude_none=True)
+def list_all(request: Request, namespace: str | None = None, state: ServerState = Depends(get_state)) -> ExperimentList:
     """Every experiment the caller may read (of one namespace if given), as Katib objects."""
     user = current_user(request)
     items = []
     for r in state.store.list_experiments(namespace):
         if can_read(user, r.namespace):
-            obj = views.experiment_object(r)
-            obj.update(controls(state, r))
+            failure = None
             if views.phase(r) == "Failed":  # why: the trial that failed last
-                obj["lastFailure"] = views.last_failure(state.store.list_trials(r.id, states=FAILED))
-            items.append(obj)
-    return {"items": items, "readOnly": state.read_only}
+                failure = views.last_failure(state.store.list_trials(r.id, states=FAILED))
+            items.append(ExperimentItem.model_validate({**dict(views.experiment(r)), **controls(state, r),
+                                                        "last_failure": failure}))
+    return ExperimentList(items=items, read_only=state.read_only)
 
 
 FAILED = ("Failed", "MetricsUnavailable")
 
 
-def controls(state: ServerState, rec: Any) -> dict[str, Any]:
+def controls(state: ServerState, rec: ExperimentRecord) -> dict[str, bool]:
     """What the viewer may offer for an experiment, so it never offers what would fail:
     ``active`` (a controller runs it now: this server's, or a ``katib run`` elsewhere),
     ``stoppable`` (this server runs it), ``resumable`` (unfinished, and no controller runs
@@ -62,9 +64,10 @@ async def create(namespace: str, request: Request, dry_run: bool = Query(False, 
     return await asyncio.to_thread(_service.create, state, doc, namespace, dry_run)
 
 
-@router.get("/namespaces/{namespace}/experiments/{name}", operation_id="getExperiment")
-def get(namespace: str, name: str, state: ServerState = Depends(get_state)) -> dict[str, Any]:
-    return views.experiment_object(state.store.get_experiment(namespace, name))
+@router.get("/namespaces/{namespace}/experiments/{name}", operation_id="getExperiment",
+            response_model=views.ExperimentObject, response_model_exclude_none=True)
+def get(namespace: str, name: str, state: ServerState = Depends(get_state)) -> views.ExperimentObject:
+    return views.experiment(state.store.get_experiment(namespace, name))
 
 
 @router.delete("/namespaces/{namespace}/experiments/{name}", operation_id="deleteExperiment")
@@ -129,10 +132,10 @@ def trials(namespace: str, name: str, limit: int | None = Query(None, ge=1, le=1
     return JSONResponse(body)
 
 
-@router.get("/namespaces/{namespace}/trials/{trial}")
-def trial(namespace: str, trial: str, state: ServerState = Depends(get_state)) -> dict[str, Any]:
+@router.get("/namespaces/{namespace}/trials/{trial}", response_model=Trial, response_model_exclude_none=True)
+def trial(namespace: str, trial: str, state: ServerState = Depends(get_state)) -> Trial:
     rec, t = _service.trial(state, namespace, trial)
-    return views.trial_object(rec, t)
+    return views.trial(rec, t)
 
 
 @router.post("/namespaces/{namespace}/trials/{trial}/stop", operation_id="stopTrial")
@@ -251,12 +254,13 @@ async def events(request: Request, namespace: str | None = None, experiment: str
     return StreamingResponse(stream(), media_type="text/event-stream")
 
 
-@router.get("/namespaces/{namespace}/experiments/{name}/status", operation_id="getExperimentStatus")
-def status(namespace: str, name: str, state: ServerState = Depends(get_state)) -> dict[str, Any]:
+@router.get("/namespaces/{namespace}/experiments/{name}/status", operation_id="getExperimentStatus",
+            response_model=ExperimentStatusAnswer, response_model_exclude_none=True)
+def status(namespace: str, name: str, state: ServerState = Depends(get_state)) -> ExperimentStatusAnswer:
     """Just the status, with whether a controller is running it now."""
     rec = state.store.get_experiment(namespace, name)
-    return {"status": rec.status, "running": state.manager.is_running(namespace, name),
-            "completed": is_completed(rec.status), "phase": views.phase(rec)}
+    return ExperimentStatusAnswer(status=rec.status, running=state.manager.is_running(namespace, name),
+                                  completed=is_completed(rec.status), phase=views.phase(rec))
 
 
 class MetricLog(BaseModel):

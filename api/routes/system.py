@@ -34,11 +34,11 @@ def metrics(request: Request, state: ServerState = Depends(get_state)) -> str:
         key = (rec.namespace, views.phase(rec))
         phases[key] = phases.get(key, 0) + 1
         running += state.manager.is_running(rec.namespace, rec.name)
-        for field, label in (("trialsSucceeded", "Succeeded"), ("trialsFailed", "Failed"), ("trialsRunning", "Running"),
-                             ("trialsPending", "Pending"), ("trialsKilled", "Killed"), ("trialsEarlyStopped", "EarlyStopped"),
-                             ("trialMetricsUnavailable", "MetricsUnavailable")):
-            tkey = (rec.namespace, rec.name, label)
-            trials[tkey] = rec.status.get(field, 0)
+        s = rec.status
+        for count, label in ((s.trials_succeeded, "Succeeded"), (s.trials_failed, "Failed"), (s.trials_running, "Running"),
+                             (s.trials_pending, "Pending"), (s.trials_killed, "Killed"),
+                             (s.trials_early_stopped, "EarlyStopped"), (s.trial_metrics_unavailable, "MetricsUnavailable")):
+            trials[(rec.namespace, rec.name, label)] = count
     lines += [f'katib_experiments{{namespace="{ns}",phase="{ph}"}} {n}' for (ns, ph), n in sorted(phases.items())]
     lines += ["# HELP katib_trials Trials by experiment and state.", "# TYPE katib_trials gauge"]
     lines += [f'katib_trials{{namespace="{ns}",experiment="{e}",state="{s}"}} {n}' for (ns, e, s), n in sorted(trials.items())]

@@ -42,13 +42,14 @@ def katib_object(obj: dict[str, Any]) -> dict[str, Any]:
 def experiment_record(obj: dict[str, Any]) -> Any:
     """A store record from the server's ``Experiment`` (``owner`` is never set: whether
     a controller runs it is the server's ``active``)."""
+    from katib.spec import ExperimentStatus
     from katib.store import ExperimentRecord
 
     meta = obj.get("metadata") or {}
     created = _time(meta.get("creationTimestamp")) or 0.0
     spec = {k: v for k, v in katib_object(obj).items() if k != "status"}
     return ExperimentRecord(id=0, namespace=meta.get("namespace", "default"), name=meta.get("name", ""),
-                            uid=meta.get("uid", ""), spec=spec, status=obj.get("status") or {}, workdir="",
+                            uid=meta.get("uid", ""), spec=spec, status=ExperimentStatus.model_validate(obj.get("status") or {}), workdir="",
                             owner=None, created_at=created, updated_at=created)
 
 
@@ -59,6 +60,7 @@ def trial_state(conditions: list[dict[str, Any]]) -> str:
 
 
 def trial_record(obj: dict[str, Any], index: int = 0) -> Any:
+    from katib.spec import Condition
     from katib.store import TrialRecord
 
     meta, spec, status = obj.get("metadata") or {}, obj.get("spec") or {}, obj.get("status") or {}
@@ -69,7 +71,7 @@ def trial_record(obj: dict[str, Any], index: int = 0) -> Any:
     return TrialRecord(
         id=index, experiment_id=0, name=meta.get("name", ""), state=trial_state(conditions),
         assignments=spec.get("parameterAssignments") or [], labels=meta.get("labels") or {},
-        conditions=conditions, observation=observation, attempt=int(attempt) if attempt.isdigit() else 0,
+        conditions=[Condition.model_validate(c) for c in conditions], observation=observation, attempt=int(attempt) if attempt.isdigit() else 0,
         created_at=_time(meta.get("creationTimestamp")) or 0.0, start_time=_time(status.get("startTime")),
         completion_time=_time(status.get("completionTime")),
         early_stopping_rules=spec.get("earlyStoppingRules"))

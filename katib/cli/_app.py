@@ -238,9 +238,11 @@ def _why(trial: Any) -> str:
         return ""
     from katib.controller import LAST_OUTPUT
 
-    cond: dict[str, Any] = next((c for c in reversed(trial.conditions) if c.get("type") == trial.state), {})
-    message = (cond.get("message") or "").split(LAST_OUTPUT, 1)[0]
-    return ": ".join(x for x in (cond.get("reason") or "", message) if x)
+    cond = next((c for c in reversed(trial.conditions) if c.type == trial.state), None)
+    if cond is None:
+        return ""
+    message = (cond.message or "").split(LAST_OUTPUT, 1)[0]
+    return ": ".join(x for x in (cond.reason or "", message) if x)
 
 
 def _num(text: Any) -> str:

@@ -38,10 +38,10 @@ class _Seen:
     def _best(self) -> float | None:
         from katib import views
 
-        best = self.rec.status.get("currentOptimalTrial") or {}
-        if not best.get("bestTrialName"):
+        best = self.rec.status.best
+        if best is None:
             return None
-        metrics = {m["name"]: m for m in (best.get("observation") or {}).get("metrics", [])}
+        metrics = best.metrics()
         try:
             return float(views.shown_value(metrics, self.objective, self.strategies))
         except (TypeError, ValueError):

@@ -79,14 +79,14 @@ def _experiments_table(recs: list[Any], active: list[bool] | None = None) -> Tab
     for col in ("NAMESPACE", "NAME", "STATUS", "REASON", "TRIALS", "SUCCEEDED", "FAILED", "BEST", "AGE"):
         table.add_column(col)
     for i, r in enumerate(recs):
-        best = r.status.get("currentOptimalTrial") or {}
+        best = r.status.best
         objective = r.spec.get("spec", {}).get("objective", {}).get("objectiveMetricName")
-        metrics = {m["name"]: m for m in (best.get("observation") or {}).get("metrics", [])}
+        metrics = best.metrics() if best else {}
         value = views.shown_value(metrics, objective or "", views.strategies_of(r))
         shown = views.shown_phase(r, active[i] if active is not None else None)
         table.add_row(*map(Text, (
             r.namespace, r.name, shown, views.shown_reason(r, shown), _trials_done(r),
-            str(r.status.get("trialsSucceeded", 0)), str(r.status.get("trialsFailed", 0)),
+            str(r.status.trials_succeeded), str(r.status.trials_failed),
             f"{objective}={_num(value)}" if value else "", _age(r.created_at))))
     return table
 
@@ -94,9 +94,9 @@ def _experiments_table(recs: list[Any], active: list[bool] | None = None) -> Tab
 def _trials_done(rec: Any) -> str:
     """Trials ended of the budget (``7/12``), or of those made when there is no budget."""
     status = rec.status
-    done = status.get("trials", 0) - status.get("trialsRunning", 0) - status.get("trialsPending", 0)
+    done = status.trials - status.trials_running - status.trials_pending
     budget = (rec.spec.get("spec") or {}).get("maxTrialCount")
-    return f"{done}/{budget}" if budget else f"{done}/{status.get('trials', 0)}"
+    return f"{done}/{budget}" if budget else f"{done}/{status.trials}"
 
 
 @get_app.command("trials")
@@ -188,8 +188,8 @@ def _experiment_notes(rec: Any, active: bool | None, trials: Any, resume_hint: s
     out.print(_experiments_table([rec], None if active is None else [active]))
     shown = views.shown_phase(rec, active)
     if shown == "Failed":
-        message = next((c.get("message", "") for c in rec.status.get("conditions", [])
-                        if c.get("type") == "Failed" and c.get("status") == "True"), "")
+        message = next((c.message or "" for c in rec.status.conditions
+                        if c.type == "Failed" and c.status == "True"), "")
         out.print(Text(f"\nmessage: {message}"))
         failure = views.last_failure(trials())
         if failure:

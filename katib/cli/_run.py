@@ -124,7 +124,7 @@ class _Progress:
 
     def _metrics(self, trial: Any) -> str:
         if trial.state not in ("Succeeded", "EarlyStopped"):
-            message = next((c.get("message", "") for c in reversed(trial.conditions) if c.get("status") == "True"), "")
+            message = next((c.message or "" for c in reversed(trial.conditions) if c.status == "True"), "")
             return message if len(message) <= 240 else "…" + message[-240:]
         from katib.views import shown_value
 
@@ -184,24 +184,24 @@ def _summary(rec: Any, trials: list[Any]) -> int:
     colour = "green" if phase == "Succeeded" else "red" if phase == "Failed" else "yellow"
     out.print(f"\nexperiment [bold]{name}[/] [{colour}]{phase}[/] ({reason})", highlight=False)
     counts = ", ".join(
-        f"{status.get(k, 0)} {label}" for k, label in (
-            ("trialsSucceeded", "succeeded"), ("trialsFailed", "failed"), ("trialsKilled", "killed"),
-            ("trialsEarlyStopped", "early stopped"), ("trialMetricsUnavailable", "metrics unavailable"))
-        if status.get(k)
+        f"{n} {label}" for n, label in (
+            (status.trials_succeeded, "succeeded"), (status.trials_failed, "failed"), (status.trials_killed, "killed"),
+            (status.trials_early_stopped, "early stopped"), (status.trial_metrics_unavailable, "metrics unavailable"))
+        if n
     )
-    out.print(f"trials: {status.get('trials', 0)} ({counts or 'none finished'})", highlight=False)
-    best = status.get("currentOptimalTrial") or {}
-    if best.get("bestTrialName"):
-        out.print(f"best trial: {best['bestTrialName']}", highlight=False)
-        for a in best.get("parameterAssignments", []):
-            out.print(f"  {a['name']} = {a['value']}", highlight=False)
+    out.print(f"trials: {status.trials} ({counts or 'none finished'})", highlight=False)
+    best = status.best
+    if best is not None:
+        out.print(f"best trial: {best.best_trial_name}", highlight=False)
+        for a in best.parameter_assignments:
+            out.print(f"  {a.name} = {a.value}", highlight=False)
         strategies = views.strategies_of(rec)
-        for m in (best.get("observation") or {}).get("metrics", []):
-            value = views.shown_value({m["name"]: m}, m["name"], strategies)
+        for name, m in best.metrics().items():
+            value = views.shown_value({name: m}, name, strategies)
             if m.get("min") == m.get("max") == m.get("latest"):  # one value, or a text metric
-                out.print(f"  {m['name']}: {value}", highlight=False)
+                out.print(f"  {name}: {value}", highlight=False)
             else:
-                out.print(f"  {m['name']}: {value} ({strategies.get(m['name'], 'latest')}; latest {m.get('latest')}, "
+                out.print(f"  {name}: {value} ({strategies.get(name, 'latest')}; latest {m.get('latest')}, "
                           f"min {m.get('min')}, max {m.get('max')})", highlight=False)
     failure = views.last_failure(trials)
     if phase == "Failed" and failure:

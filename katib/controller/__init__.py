@@ -15,7 +15,7 @@ _WHERE = {
     "trials_to_create": "_arithmetic",
     "AskTell": "_ask_tell",
     "Controller": "_controller",
-    "EDITABLE": "_run", "ExperimentRun": "_run", "is_completed": "_run",
+    "EDITABLE": "_run", "ExperimentRun": "_run", "is_completed": "_status",
     "ExperimentManager": "_manager",
     "trial_log": "_logs", "trial_log_since": "_logs",
     "experiment_phase": "_status", "metric_strategies": "_status", "metric_value": "_status",
@@ -29,10 +29,11 @@ if TYPE_CHECKING:
     from ._controller import Controller
     from ._logs import trial_log, trial_log_since
     from ._manager import ExperimentManager
-    from ._run import EDITABLE, ExperimentRun, is_completed
+    from ._run import EDITABLE, ExperimentRun
     from ._status import (
         LAST_OUTPUT,
         experiment_phase,
+        is_completed,
         metric_strategies,
         metric_value,
         no_result_note,

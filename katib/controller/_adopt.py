@@ -94,8 +94,8 @@ def follow_on(run: ExperimentRun, t: TrialRecord) -> None:
         curve = numbers(row.value for row in rows if row.metric_name == run.objective)
         run.curves[t.name] = curve
         run._decided[t.name] = len(curve)  # the earlier controller decided on these already
-    condition = next((c for c in t.conditions if c["type"] == "Running"), None)
-    set_condition(t.conditions, "Running", "True", condition.get("reason", "TrialRunning") if condition else "TrialRunning",
+    condition = next((c for c in t.conditions if c.type == "Running"), None)
+    set_condition(t.conditions, "Running", "True", (condition.reason if condition else None) or "TrialRunning",
                   ADOPTED_MESSAGE)
     run.store.save_trial(t)
     reason = (t.handle or {}).get(STOPPING)
@@ -133,6 +133,6 @@ def run_again(run: ExperimentRun, t: TrialRecord, why: str) -> None:
     t.handle = None
     t.start_time = None
     t.state = "Created"
-    t.conditions = [c for c in t.conditions if c["type"] == "Created"]
+    t.conditions = [c for c in t.conditions if c.type == "Created"]
     set_condition(t.conditions, "Created", "True", "TrialRestarted", f"{why}; run again (attempt {t.attempt + 1})")
     run.store.save_trial(t)

@@ -15,7 +15,7 @@ from typing import Any
 
 from katib.errors import ConflictError, FieldError, ValidationError
 from katib.spec import Experiment, new_trial_name
-from katib.store import ObservationRow, Store, TrialRecord
+from katib.store import ExperimentRecord, ObservationRow, Store, TrialRecord
 from suggestion import Algorithm, TrialView, get_algorithm
 
 from ._arithmetic import end_condition, goal_reached, trials_to_create
@@ -28,6 +28,7 @@ from ._status import (
     best_trial,
     counts_of,
     experiment_status,
+    is_completed,
     mark_trial,
     metric_names,
     metric_value,
@@ -64,8 +65,7 @@ class AskTell:
         key = (namespace, name)
         with self._lock(key):
             rec, exp, trials = self._load(namespace, name)
-            status = rec.status
-            if any(c["type"] in ("Succeeded", "Failed") and c.get("status") == "True" for c in status.get("conditions", [])):
+            if is_completed(rec.status):
                 raise ConflictError(f"experiment {namespace}/{name} has finished")
             want = min(count, trials_to_create(exp.spec.parallel_trial_count or 1, exp.spec.max_trial_count,
                                                counts_of(trials, budget=True)))
@@ -156,22 +156,22 @@ class AskTell:
         return end_condition(counts_of(trials, budget=True), exp.spec.max_trial_count, exp.spec.max_failed_trial_count,
                              goal_reached(value, obj.goal, obj.type == "maximize"), False)
 
-    def _save_status(self, rec: Any, exp: Experiment, trials: list[TrialRecord]) -> None:
-        status = dict(rec.status)
-        conditions = status.setdefault("conditions", [])
-        if not any(c["type"] == "Running" for c in conditions):
+    def _save_status(self, rec: ExperimentRecord, exp: Experiment, trials: list[TrialRecord]) -> None:
+        status = rec.status
+        conditions = status.conditions
+        if not any(c.type == "Running" for c in conditions):
             set_condition(conditions, "Running", "True", "ExperimentRunning", "Experiment is running")
         self.store.update_experiment(rec.id, status=experiment_status(exp, trials, status))
 
-    def _finish(self, rec: Any, exp: Experiment, trials: list[TrialRecord], ended: tuple[str, str]) -> None:
+    def _finish(self, rec: ExperimentRecord, exp: Experiment, trials: list[TrialRecord], ended: tuple[str, str]) -> None:
         condition, reason = ended
-        status = dict(rec.status)
-        conditions = status.setdefault("conditions", [])
-        running = next((c for c in conditions if c["type"] == "Running"), None)
+        status = rec.status
+        conditions = status.conditions
+        running = next((c for c in conditions if c.type == "Running"), None)
         if running is not None:
-            set_condition(conditions, "Running", "False", running.get("reason", ""), running.get("message", ""))
+            set_condition(conditions, "Running", "False", running.reason or "", running.message or "")
         set_condition(conditions, condition, "True", reason, END_MESSAGES[reason])
-        status["completionTime"] = rfc3339(time.time())
+        status.completion_time = rfc3339(time.time())
         killed = []
         for t in trials:
             if t.state in ("Created", "Running"):

@@ -14,7 +14,7 @@ from typing import Any
 
 from katib import names
 from katib.errors import ConflictError, FieldError, NotFoundError, ValidationError
-from katib.spec import EXPERIMENT_LABEL, Experiment
+from katib.spec import EXPERIMENT_LABEL, Experiment, ExperimentStatus
 from katib.store import ExperimentRecord, Store, TrialRecord
 from trials import Executor, LocalExecutor, owner_alive, owner_id
 
@@ -110,8 +110,8 @@ class Controller:
             rec = self.store.get_experiment(exp.namespace, exp.name)
         except NotFoundError:
             now = time.time()
-            status: dict[str, Any] = {"startTime": rfc3339(now), "conditions": []}
-            set_condition(status["conditions"], "Created", "True", "ExperimentCreated", "Experiment is created", now)
+            status = ExperimentStatus(start_time=rfc3339(now))
+            set_condition(status.conditions, "Created", "True", "ExperimentCreated", "Experiment is created", now)
             rec = self.store.create_experiment(exp.namespace, exp.name, spec, status, str(workdir.resolve()),
                                                initial_trials=warm_start_trials(exp))
             return rec, "created"
@@ -143,30 +143,30 @@ class Controller:
         errors = self._restart_errors(rec, new)
         if errors:
             raise ValidationError(errors)
-        conditions = status["conditions"]
+        conditions = status.conditions
         remove_condition(conditions, "Succeeded")
         set_condition(conditions, "Restarting", "True", "ExperimentRestarting", "Experiment is restarting")
-        status.pop("completionTime", None)
+        status.completion_time = None
         self.store.update_experiment(rec.id, spec=spec, status=status)
         return "restarted"
 
     def _restart_errors(self, rec: ExperimentRecord, new: dict[str, Any]) -> list[FieldError]:
-        conditions = rec.status.get("conditions", [])
-        reason = next((c.get("reason") for c in conditions if c["type"] == "Succeeded" and c.get("status") == "True"), None)
+        conditions = rec.status.conditions
+        reason = next((c.reason for c in conditions if c.type == "Succeeded" and c.status == "True"), None)
         if reason != "ExperimentMaxTrialsReached":
             state = "Failed" if has_condition(conditions, "Failed") else f"Succeeded ({reason})"
             return [FieldError("spec.maxTrialCount", f"only an experiment that ended with ExperimentMaxTrialsReached can be restarted (this one is {state})")]
         policy = new.get("resumePolicy", "Never")
         if policy not in ("LongRunning", "FromVolume"):
             return [FieldError("spec.resumePolicy", f"must be LongRunning or FromVolume to restart a finished experiment (got {policy})")]
-        ran = rec.status.get("trials", 0)
+        ran = rec.status.trials
         if new.get("maxTrialCount") is None or new["maxTrialCount"] <= ran:
             return [FieldError("spec.maxTrialCount", f"must exceed the {ran} trials already run to restart the experiment")]
         return []
 
     # -- running -----------------------------------------------------------------------
 
-    def run(self, namespace: str, name: str, stop: threading.Event | None = None) -> dict[str, Any]:
+    def run(self, namespace: str, name: str, stop: threading.Event | None = None) -> ExperimentStatus:
         """Drive the experiment until it ends (or ``stop`` is set); returns its status."""
         rec = self.store.get_experiment(namespace, name)
         if (rec.spec.get("spec") or {}).get("executor") == "external":

@@ -152,12 +152,10 @@ class ExperimentManager:
         crash the same way, and a stuck ``Running`` would hide that."""
         try:
             rec = self.store.get_experiment(*key)
-            status = dict(rec.status)
-            conditions = list(status.get("conditions") or [])
-            set_condition(conditions, "Running", "False", "ExperimentControllerFailed", message)
-            set_condition(conditions, "Failed", "True", "ExperimentControllerFailed", message)
-            status["conditions"] = conditions
-            status.setdefault("completionTime", rfc3339(time.time()))
+            status = rec.status
+            set_condition(status.conditions, "Running", "False", "ExperimentControllerFailed", message)
+            set_condition(status.conditions, "Failed", "True", "ExperimentControllerFailed", message)
+            status.completion_time = status.completion_time or rfc3339(time.time())
             self.store.update_experiment(rec.id, status=status)
         except Exception:  # the store itself is what failed: the log has it
             log.exception("experiment %s/%s: could not record the failure", *key)

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
-from katib.spec import EXPERIMENT_LABEL, Experiment, new_trial_name
+from katib.spec import EXPERIMENT_LABEL, Experiment, ExperimentStatus, new_trial_name
 from katib.store import ExperimentRecord, ObservationRow, TrialRecord, stored_status
 from suggestion import (
     Algorithm,
@@ -54,7 +54,7 @@ from ._status import (
     best_trial,
     counts_of,
     experiment_status,
-    has_condition,
+    is_completed,
     mark_trial,
     metric_names,
     metric_value,
@@ -72,11 +72,6 @@ EDITABLE = ("parallelTrialCount", "maxTrialCount", "maxFailedTrialCount")
 STATUS_SAVE_INTERVAL = 0.5
 
 Listener = Callable[[str, "ExperimentRun", TrialRecord | None], None]
-
-
-def is_completed(status: dict[str, Any]) -> bool:
-    conditions = status.get("conditions", [])
-    return has_condition(conditions, "Succeeded") or has_condition(conditions, "Failed")
 
 
 class ExperimentRun(Following, Launching):
@@ -98,7 +93,7 @@ class ExperimentRun(Following, Launching):
         self.trials: dict[str, TrialRecord] = {t.name: t for t in self.store.list_trials(rec.id)}
         self.reducers: dict[str, MetricReducer] = {}
         self.collectors: dict[str, Collector] = {}
-        self.status: dict[str, Any] = dict(rec.status)
+        self.status: ExperimentStatus = rec.status.model_copy(deep=True)
         self.names = metric_names(self.exp)
         self.strategies = strategies(self.exp)
         obj = self.exp.spec.objective
@@ -135,11 +130,11 @@ class ExperimentRun(Following, Launching):
 
     # -- the loop ----------------------------------------------------------------------
 
-    def loop(self, stop: threading.Event | None) -> dict[str, Any]:
+    def loop(self, stop: threading.Event | None) -> ExperimentStatus:
         if is_completed(self.status):
             return self._save_status(force=True)
         self._recover()
-        conditions = self.status.setdefault("conditions", [])
+        conditions = self.status.conditions
         remove_condition(conditions, "Restarting")
         set_condition(conditions, "Running", "True", "ExperimentRunning", "Experiment is running")
         self._save_status(force=True)
@@ -262,22 +257,22 @@ class ExperimentRun(Following, Launching):
                 t.completion_time = time.time()
                 mark_trial(t, "Killed", f"the experiment ended ({reason})")
                 self._touch(t)
-        conditions = self.status["conditions"]
-        running = next((c for c in conditions if c["type"] == "Running"), None)
+        conditions = self.status.conditions
+        running = next((c for c in conditions if c.type == "Running"), None)
         if running is not None:
-            set_condition(conditions, "Running", "False", running.get("reason", ""), running.get("message", ""))
+            set_condition(conditions, "Running", "False", running.reason or "", running.message or "")
         set_condition(conditions, condition, "True", reason, END_MESSAGES[reason])
-        self.status["completionTime"] = rfc3339(time.time())
+        self.status.completion_time = rfc3339(time.time())
         return True
 
-    def _save_status(self, force: bool = False) -> dict[str, Any]:
+    def _save_status(self, force: bool = False) -> ExperimentStatus:
         now = time.monotonic()
         if not force and (not self._dirty or now - self._saved_at < STATUS_SAVE_INTERVAL):
             return self.status
         self.status = experiment_status(self.exp, list(self.trials.values()), self.status)
         # The store keeps what the trial rows do not say (counts and lists are derived when
         # read): written when that changes, not because a trial started or ended.
-        kept = {k: v for k, v in stored_status(self.status).items() if k != "lastReconcileTime"}
+        kept = {k: v for k, v in stored_status(self.status.to_dict()).items() if k != "lastReconcileTime"}
         if force or kept != self._written:
             self.store.update_experiment(self.rec.id, status=self.status)
             self._written = kept

@@ -8,7 +8,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from katib.spec import Experiment
+from katib.spec import (
+    Condition,
+    Experiment,
+    ExperimentStatus,
+    Observation,
+    OptimalTrial,
+    ParameterAssignment,
+)
 from katib.store import TrialRecord
 
 from ._arithmetic import Counts
@@ -47,32 +54,40 @@ def rfc3339(ts: float | None) -> str | None:
 
 
 def set_condition(
-    conditions: list[dict[str, Any]], type_: str, status: str, reason: str, message: str,
+    conditions: list[Condition], type_: str, status: str, reason: str, message: str,
     now: float | None = None,
 ) -> None:
     """Add or update a condition in place (transition time moves only on a change)."""
     stamp = rfc3339(now if now is not None else time.time())
     for cond in conditions:
-        if cond["type"] == type_:
-            if cond.get("status") != status:
-                cond["lastTransitionTime"] = stamp
-            cond.update(status=status, reason=reason, message=message, lastUpdateTime=stamp)
+        if cond.type == type_:
+            if cond.status != status:
+                cond.last_transition_time = stamp
+            cond.status, cond.reason, cond.message, cond.last_update_time = status, reason, message, stamp
             return
-    conditions.append({
-        "type": type_, "status": status, "reason": reason, "message": message,
-        "lastUpdateTime": stamp, "lastTransitionTime": stamp,
-    })
+    conditions.append(Condition(type=type_, status=status, reason=reason, message=message,
+                                last_update_time=stamp, last_transition_time=stamp))
 
 
-def remove_condition(conditions: list[dict[str, Any]], type_: str) -> None:
-    conditions[:] = [c for c in conditions if c["type"] != type_]
+def remove_condition(conditions: list[Condition], type_: str) -> None:
+    conditions[:] = [c for c in conditions if c.type != type_]
 
 
-def has_condition(conditions: Iterable[dict[str, Any]], type_: str) -> bool:
-    return any(c["type"] == type_ and c.get("status") == "True" for c in conditions)
+def has_condition(conditions: Iterable[Condition], type_: str) -> bool:
+    return any(c.type == type_ and c.status == "True" for c in conditions)
 
 
-def experiment_phase(conditions: Sequence[dict[str, Any]]) -> str:
+def condition_of(conditions: Sequence[Condition], type_: str) -> Condition | None:
+    """The newest condition of a type (``None`` if there is none)."""
+    return next((c for c in reversed(conditions) if c.type == type_), None)
+
+
+def is_completed(status: ExperimentStatus) -> bool:
+    """Whether the experiment has ended (Succeeded or Failed)."""
+    return has_condition(status.conditions, "Succeeded") or has_condition(status.conditions, "Failed")
+
+
+def experiment_phase(conditions: Sequence[Condition]) -> str:
     """The one word a table shows: the newest true condition of note."""
     for type_ in ("Succeeded", "Failed", "Restarting", "Running", "Created"):
         if has_condition(conditions, type_):
@@ -88,8 +103,8 @@ def mark_trial(t: TrialRecord, state: str, message: str | None = None, reason: s
     default_reason, default_message = TRIAL_REASONS[state]
     if state in FINAL_TRIAL_STATES:
         for cond in t.conditions:
-            if cond["type"] == "Running" and cond.get("status") == "True":
-                set_condition(t.conditions, "Running", "False", cond.get("reason", ""), cond.get("message", ""), now)
+            if cond.type == "Running" and cond.status == "True":
+                set_condition(t.conditions, "Running", "False", cond.reason or "", cond.message or "", now)
     set_condition(t.conditions, state, "True", reason or default_reason, message or default_message, now)
     t.state = state
 
@@ -327,62 +342,58 @@ def no_result_note(objective: str, trials: Iterable[TrialRecord]) -> str:
         return f"{head} (no trial ran)"
     groups: dict[tuple[str, str, str], list[str]] = {}
     for t in ended:
-        cond: dict[str, Any] = next((c for c in reversed(t.conditions) if c["type"] == t.state), {})
-        message = cond.get("message") or ""
-        groups.setdefault((t.state, cond.get("reason") or "", message.split(LAST_OUTPUT, 1)[0]), []).append(message)
+        cond = condition_of(t.conditions, t.state)
+        message = (cond.message if cond else None) or ""
+        reason = (cond.reason if cond else None) or ""
+        groups.setdefault((t.state, reason, message.split(LAST_OUTPUT, 1)[0]), []).append(message)
     (state, reason, _), messages = max(groups.items(), key=lambda kv: len(kv[1]))  # first of the largest
     return (f"{head}; most common outcome ({len(messages)} of {len(ended)} trials): "
             f"{state} ({reason}): {messages[0]}")
 
 
-def _optimal(t: TrialRecord | None) -> dict[str, Any]:
-    return {
-        "bestTrialName": t.name if t else "",
-        "parameterAssignments": t.assignments if t else [],
-        "observation": {"metrics": _metrics_list(t.observation) if t else []},
-    }
+def optimal_trial(t: TrialRecord | None) -> OptimalTrial:
+    """Katib's ``currentOptimalTrial`` for a trial (empty for none)."""
+    return OptimalTrial(
+        best_trial_name=t.name if t else "",
+        parameter_assignments=[ParameterAssignment.model_validate(a) for a in t.assignments] if t else [],
+        observation=Observation.of(t.observation if t else None),
+    )
 
 
-def _metrics_list(observation: dict[str, dict[str, str]] | None) -> list[dict[str, str]]:
-    return [{"name": name, **values} for name, values in (observation or {}).items()]
-
-
-def _note_no_result(conditions: list[dict[str, Any]], objective: str, trials: Sequence[TrialRecord]) -> None:
+def _note_no_result(conditions: list[Condition], objective: str, trials: Sequence[TrialRecord]) -> None:
     """An ended experiment without a best trial keeps Katib's condition (type and reason)
     and says in its message that there is no result, and why."""
     for cond in conditions:
-        if cond["type"] in ("Succeeded", "Failed") and cond.get("status") == "True" and cond.get("reason") in END_MESSAGES:
-            cond["message"] = f"{END_MESSAGES[cond['reason']]}; {no_result_note(objective, trials)}"
+        if cond.type in ("Succeeded", "Failed") and cond.status == "True" and cond.reason in END_MESSAGES:
+            cond.message = f"{END_MESSAGES[cond.reason]}; {no_result_note(objective, trials)}"
 
 
-def experiment_status(
-    exp: Experiment, trials: Sequence[TrialRecord], base: dict[str, Any]
-) -> dict[str, Any]:
-    """The status object Katib would show: ``base`` (conditions, times) plus what the
+def experiment_status(exp: Experiment, trials: Sequence[TrialRecord], base: ExperimentStatus) -> ExperimentStatus:
+    """The status object Katib would show: ``base``'s conditions and times plus what the
     trials say (counts, per-state lists, ``currentOptimalTrial``)."""
     lists: dict[str, list[str]] = {s: [] for s in TRIAL_STATES}
     for t in trials:
         lists.setdefault(t.state, []).append(t.name)
-    status = {k: v for k, v in base.items() if k in ("startTime", "completionTime", "conditions")}
-    status["lastReconcileTime"] = rfc3339(time.time())
     best = best_trial(exp, trials)
-    status["currentOptimalTrial"] = _optimal(best)
-    if best is None:
-        _note_no_result(status.get("conditions") or [], metric_names(exp)[0], trials)
-    if Scoring(exp).multi_objective:
-        status["paretoFront"] = [_optimal(t) for t in pareto_front(exp, trials)]
-    for key, state in (
-        ("pendingTrialList", "Created"), ("runningTrialList", "Running"),
-        ("succeededTrialList", "Succeeded"), ("failedTrialList", "Failed"),
-        ("killedTrialList", "Killed"), ("earlyStoppedTrialList", "EarlyStopped"),
-        ("metricsUnavailableTrialList", "MetricsUnavailable"),
-    ):
-        if lists[state]:
-            status[key] = lists[state]
-    status.update(
-        trials=len(trials), trialsSucceeded=len(lists["Succeeded"]), trialsFailed=len(lists["Failed"]),
-        trialsKilled=len(lists["Killed"]), trialsPending=len(lists["Created"]),
-        trialsRunning=len(lists["Running"]), trialsEarlyStopped=len(lists["EarlyStopped"]),
-        trialMetricsUnavailable=len(lists["MetricsUnavailable"]),
+    status = ExperimentStatus(
+        start_time=base.start_time, completion_time=base.completion_time,
+        conditions=[c.model_copy() for c in base.conditions],
+        last_reconcile_time=rfc3339(time.time()), current_optimal_trial=optimal_trial(best),
     )
+    if best is None:
+        _note_no_result(status.conditions, metric_names(exp)[0], trials)
+    if Scoring(exp).multi_objective:
+        status.pareto_front = [optimal_trial(t) for t in pareto_front(exp, trials)]
+    status.pending_trial_list = lists["Created"] or None
+    status.running_trial_list = lists["Running"] or None
+    status.succeeded_trial_list = lists["Succeeded"] or None
+    status.failed_trial_list = lists["Failed"] or None
+    status.killed_trial_list = lists["Killed"] or None
+    status.early_stopped_trial_list = lists["EarlyStopped"] or None
+    status.metrics_unavailable_trial_list = lists["MetricsUnavailable"] or None
+    status.trials = len(trials)
+    status.trials_succeeded, status.trials_failed = len(lists["Succeeded"]), len(lists["Failed"])
+    status.trials_killed, status.trials_pending = len(lists["Killed"]), len(lists["Created"])
+    status.trials_running, status.trials_early_stopped = len(lists["Running"]), len(lists["EarlyStopped"])
+    status.trial_metrics_unavailable = len(lists["MetricsUnavailable"])
     return status

@@ -9,6 +9,7 @@ themselves live in ``_validate.py`` so every broken rule is reported at once.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
@@ -251,6 +252,15 @@ class Metric(KatibModel):
 class Observation(KatibModel):
     metrics: list[Metric] = Field(default_factory=list)
 
+    @classmethod
+    def of(cls, metrics: Mapping[str, Mapping[str, str]] | None) -> Observation:
+        """From reduced metrics by name (``{"loss": {"min": …, "max": …, "latest": …}}``)."""
+        return cls(metrics=[Metric(name=name, **values) for name, values in (metrics or {}).items()])
+
+    def by_name(self) -> dict[str, dict[str, str]]:
+        """Each metric's reduced values by name: ``{"loss": {"min": …, "max": …, "latest": …}}``."""
+        return {m.name: m.model_dump(exclude={"name"}, exclude_none=True) for m in self.metrics}
+
 
 class ParameterAssignment(KatibModel):
     name: str
@@ -261,6 +271,10 @@ class OptimalTrial(KatibModel):
     best_trial_name: str | None = None
     parameter_assignments: list[ParameterAssignment] = Field(default_factory=list)
     observation: Observation | None = None
+
+    def metrics(self) -> dict[str, dict[str, str]]:
+        """The best trial's reduced metrics by name (empty when there is none)."""
+        return self.observation.by_name() if self.observation else {}
 
 
 class _Status(KatibModel):
@@ -273,6 +287,7 @@ class ExperimentStatus(_Status):
     last_reconcile_time: str | None = None
     conditions: list[Condition] = Field(default_factory=list)
     current_optimal_trial: OptimalTrial | None = None
+    pareto_front: list[OptimalTrial] | None = None  # extension: several objectives
     pending_trial_list: list[str] | None = None
     running_trial_list: list[str] | None = None
     succeeded_trial_list: list[str] | None = None
@@ -288,6 +303,12 @@ class ExperimentStatus(_Status):
     trials_running: int = 0
     trials_early_stopped: int = 0
     trial_metrics_unavailable: int = 0
+
+    @property
+    def best(self) -> OptimalTrial | None:
+        """``currentOptimalTrial`` when it names a trial (None while there is no best)."""
+        best = self.current_optimal_trial
+        return best if best is not None and best.best_trial_name else None
 
 
 class Experiment(KatibModel):
@@ -308,24 +329,37 @@ class Experiment(KatibModel):
         return self.metadata.namespace or "default"
 
 
+class EarlyStoppingRule(KatibModel):
+    """Katib's ``Trial.spec.earlyStoppingRules`` item: stop once ``name`` is
+    ``comparison`` (less, greater, equal) ``value`` from step ``startStep`` on."""
+
+    name: str
+    value: str
+    comparison: str
+    start_step: int | None = None
+
+
 class TrialSpec(KatibModel):
     objective: ObjectiveSpec | None = None
     parameter_assignments: list[ParameterAssignment] = Field(default_factory=list)
-    run_spec: dict[str, Any] | None = None
     metrics_collector: MetricsCollectorSpec | None = None
-    primary_pod_labels: dict[str, str] | None = None
     primary_container_name: str | None = None
     success_condition: str | None = None
     failure_condition: str | None = None
     retain_run: bool | None = None
     labels: dict[str, str] | None = None
+    primary_pod_labels: dict[str, str] | None = None
+    early_stopping_rules: list[EarlyStoppingRule] | None = None
+    run_spec: dict[str, Any] | None = None  # the rendered trial template: free-form, as Kubernetes takes it
 
 
 class TrialStatus(_Status):
+    conditions: list[Condition] = Field(default_factory=list)
     start_time: str | None = None
     completion_time: str | None = None
-    conditions: list[Condition] = Field(default_factory=list)
+    last_reconcile_time: str | None = None
     observation: Observation | None = None
+    devices: dict[str, Any] | None = None  # extension: what the trial ran on (an executor's own shape)
 
 
 class Trial(KatibModel):

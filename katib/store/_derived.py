@@ -18,7 +18,7 @@ status of a 100,000-trial experiment is not a blob of 100,000 names: page the tr
 >>> _ = store.add_trials([TrialRecord(id=0, experiment_id=rec.id, name="e-1", state="Running",
 ...                                   assignments=[])])
 >>> status = store.get_experiment("ns", "e").status
->>> status["trials"], status["trialsRunning"], status["runningTrialList"]
+>>> status.trials, status.trials_running, status.running_trial_list
 (1, 1, ['e-1'])
 """
 

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from katib.spec import Condition, ExperimentStatus
+
 DB_ENV = "KATIB_DB"
 
 
@@ -30,12 +32,15 @@ def normalise_url(db: str) -> str:
 
 @dataclass
 class ExperimentRecord:
+    """An experiment as stored: its spec (the YAML as given) and its typed status, whose
+    counts and trial lists are derived from the trial rows when read."""
+
     id: int
     namespace: str
     name: str
     uid: str
     spec: dict[str, Any]
-    status: dict[str, Any]
+    status: ExperimentStatus
     workdir: str
     owner: str | None
     created_at: float
@@ -50,7 +55,7 @@ class TrialRecord:
     state: str
     assignments: list[dict[str, str]]
     labels: dict[str, str] = field(default_factory=dict)
-    conditions: list[dict[str, Any]] = field(default_factory=list)
+    conditions: list[Condition] = field(default_factory=list)
     observation: dict[str, dict[str, str]] | None = None
     objective: float | None = None
     handle: dict[str, Any] | None = None

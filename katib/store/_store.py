@@ -11,7 +11,7 @@ import json
 import random
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -21,6 +21,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from katib.errors import ConflictError, NotFoundError, TemporaryError
+from katib.spec import Condition, ExperimentStatus
 
 from ._derived import derive, stored
 from ._records import (
@@ -44,6 +45,14 @@ _UPDATE_TRIAL = trials.update().where(trials.c.id == sa.bindparam("_id"))
 
 SCHEMA_REVISION = "0009"
 T = TypeVar("T")
+
+
+def _stored(status: ExperimentStatus | Mapping[str, Any]) -> dict[str, Any]:
+    """What is written of a status: Katib's JSON of it (validated), less what is derived
+    when read."""
+    if not isinstance(status, ExperimentStatus):
+        status = ExperimentStatus.model_validate(status)
+    return stored(status.to_dict())
 
 
 def _upsert_state(conn: Connection, exp_id: int, state: dict[str, Any]) -> None:
@@ -160,22 +169,27 @@ class Store:
     # -- experiments -------------------------------------------------------------------
 
     @staticmethod
-    def _experiment(row: Any) -> ExperimentRecord:
-        return ExperimentRecord(
+    def _experiments(conn: Connection, rows: Iterable[Any]) -> list[ExperimentRecord]:
+        """Records of experiment rows, each with its typed status: what is stored plus
+        the counts and trial lists derived from the trial rows in the same read."""
+        rows = list(rows)
+        statuses: dict[int, dict[str, Any]] = {row.id: json.loads(row.status) for row in rows}
+        derive(conn, statuses)
+        return [ExperimentRecord(
             id=row.id, namespace=row.namespace, name=row.name, uid=row.uid,
-            spec=json.loads(row.spec), status=json.loads(row.status), workdir=row.workdir,
-            owner=row.owner, created_at=row.created_at, updated_at=row.updated_at,
-        )
+            spec=json.loads(row.spec), status=ExperimentStatus.model_validate(statuses[row.id]),
+            workdir=row.workdir, owner=row.owner, created_at=row.created_at, updated_at=row.updated_at,
+        ) for row in rows]
 
     def create_experiment(
-        self, namespace: str, name: str, spec: dict[str, Any], status: dict[str, Any], workdir: str,
+        self, namespace: str, name: str, spec: dict[str, Any], status: ExperimentStatus | Mapping[str, Any], workdir: str,
         initial_trials: Sequence[TrialRecord] = (),
     ) -> ExperimentRecord:
         """Insert an experiment, and with it (same transaction) any trials it starts with."""
         now = time.time()
         values = {
             "namespace": namespace, "name": name, "uid": str(uuid.uuid4()), "spec": _dumps(spec),
-            "status": _dumps(stored(status)), "workdir": workdir, "owner": None,
+            "status": _dumps(_stored(status)), "workdir": workdir, "owner": None,
             "created_at": now, "updated_at": now,
         }
 
@@ -202,27 +216,21 @@ class Store:
             ).first()
             if row is None:
                 raise NotFoundError(f"experiment {namespace}/{name} not found")
-            rec = self._experiment(row)
-            derive(conn, {rec.id: rec.status})
-        return rec
+            return self._experiments(conn, [row])[0]
 
     def get_experiment_by_id(self, exp_id: int) -> ExperimentRecord:
         with self._read() as conn:
             row = conn.execute(experiments.select().where(experiments.c.id == exp_id)).first()
             if row is None:
                 raise NotFoundError(f"experiment #{exp_id} not found")
-            rec = self._experiment(row)
-            derive(conn, {rec.id: rec.status})
-        return rec
+            return self._experiments(conn, [row])[0]
 
     def list_experiments(self, namespace: str | None = None) -> list[ExperimentRecord]:
         query = experiments.select().order_by(experiments.c.created_at)
         if namespace is not None:
             query = query.where(experiments.c.namespace == namespace)
         with self._read() as conn:
-            recs = [self._experiment(r) for r in conn.execute(query)]
-            derive(conn, {r.id: r.status for r in recs})
-        return recs
+            return self._experiments(conn, conn.execute(query))
 
     def namespaces_of(self, name: str, kind: str = "experiment") -> list[str]:
         """The namespaces holding an experiment (``kind="trial"``: a trial) of this name,
@@ -236,9 +244,10 @@ class Store:
             return sorted(r.namespace for r in conn.execute(query))
 
     def update_experiment(self, exp_id: int, **fields: Any) -> None:
-        """Set any of ``spec``, ``status``, ``owner``, ``workdir``."""
+        """Set any of ``spec``, ``status`` (an ``ExperimentStatus``, or Katib's JSON of
+        one), ``owner``, ``workdir``."""
         if "status" in fields:
-            fields["status"] = stored(fields["status"])  # counts and lists are derived when read
+            fields["status"] = _stored(fields["status"])  # counts and lists are derived when read
         values = {k: (_dumps(v) if k in ("spec", "status") else v) for k, v in fields.items()}
         values["updated_at"] = time.time()
         self._retry(lambda c: c.execute(experiments.update().where(experiments.c.id == exp_id).values(**values)))
@@ -285,7 +294,8 @@ class Store:
         return TrialRecord(
             id=row.id, experiment_id=row.experiment_id, name=row.name, state=row.state,
             assignments=json.loads(row.assignments), labels=json.loads(row.labels),
-            conditions=json.loads(row.conditions), observation=_loads(row.observation),
+            conditions=[Condition.model_validate(c) for c in json.loads(row.conditions)],
+            observation=_loads(row.observation),
             objective=row.objective, handle=_loads(row.handle), attempt=row.attempt,
             created_at=row.created_at, start_time=row.start_time, completion_time=row.completion_time,
             updated_at=getattr(row, "updated_at", None),
@@ -297,7 +307,7 @@ class Store:
         return {
             "experiment_id": t.experiment_id, "name": t.name, "state": t.state,
             "assignments": _dumps(t.assignments), "labels": _dumps(t.labels),
-            "conditions": _dumps(t.conditions), "observation": _dumps(t.observation),
+            "conditions": _dumps([c.to_dict() for c in t.conditions]), "observation": _dumps(t.observation),
             "objective": t.objective, "handle": _dumps(t.handle), "attempt": t.attempt,
             "created_at": t.created_at, "start_time": t.start_time, "completion_time": t.completion_time,
             "updated_at": time.time(), "early_stopping_rules": _dumps(t.early_stopping_rules),

@@ -17,12 +17,12 @@ def test_an_ended_experiments_summary_is_kept_until_a_trial_changes(sqlite_store
     monkeypatch.setattr(_summary, "summary_columns", lambda store, exp_id, *args, updated_since=None:
                         reads.append(exp_id) or real(store, exp_id, *args, updated_since=updated_since))
     rec = _seed(sqlite_store)
-    sqlite_store.update_experiment(rec.id, status={**rec.status, "completionTime": "2026-01-01T00:00:00Z"})
+    sqlite_store.update_experiment(rec.id, status={**rec.status.to_dict(), "completionTime": "2026-01-01T00:00:00Z"})
     rec = sqlite_store.get_experiment(rec.namespace, rec.name)
     first = _summary.experiment_summary(sqlite_store, rec)
     again = _summary.experiment_summary(sqlite_store, rec)
     assert len(reads) == 1 and again["columns"] == first["columns"] and again["curves"] == first["curves"]
-    assert again["status"] == rec.status  # what is not kept is read fresh
+    assert again["status"] == rec.status.to_dict()  # what is not kept is read fresh
 
     # A trial written (its observation changed): the next summary reads the trials again.
     t = sqlite_store.list_trials(rec.id)[3]
@@ -43,7 +43,7 @@ def test_the_kept_columns_are_encoded_once_and_the_answer_is_the_same_json(sqlit
     import json
 
     rec = _seed(sqlite_store)
-    sqlite_store.update_experiment(rec.id, status={**rec.status, "completionTime": "2026-01-01T00:00:00Z"})
+    sqlite_store.update_experiment(rec.id, status={**rec.status.to_dict(), "completionTime": "2026-01-01T00:00:00Z"})
     rec = sqlite_store.get_experiment(rec.namespace, rec.name)
     result = _summary.experiment_summary(sqlite_store, rec)
     result = _summary.experiment_summary(sqlite_store, rec)  # served from what is kept

@@ -80,7 +80,7 @@ def test_kill_9_then_resume_adopts_the_running_trials(tmp_path: Path):
 
     after = {t.name: t for t in store.list_trials(rec.id)}
     assert len(after) == 4 and {t.state for t in after.values()} == {"Succeeded"}
-    status = store.get_experiment("default", "demo").status
+    status = store.get_experiment("default", "demo").status.to_dict()
     assert status["trials"] == status["trialsSucceeded"] == 4
     # Each trial started exactly once: the two running ones were adopted, not run again.
     started = sorted(p.name.rsplit(".", 1)[0] for p in markers.iterdir())
@@ -89,8 +89,8 @@ def test_kill_9_then_resume_adopts_the_running_trials(tmp_path: Path):
         adopted = after[name]
         assert adopted.attempt == 0 and adopted.start_time == t.start_time
         assert adopted.handle["pid"] == t.handle["pid"]
-        assert not any(c.get("reason") == "TrialRestarted" for c in adopted.conditions)
-        assert "restarted controller" in next(c["message"] for c in adopted.conditions if c["type"] == "Running")
+        assert not any(c.reason == "TrialRestarted" for c in adopted.conditions)
+        assert "restarted controller" in next(c.message for c in adopted.conditions if c.type == "Running")
     # Every trial's three losses, once each and in order: none lost, none stored twice.
     for t in after.values():
         x = float(t.assignments[0]["value"])
@@ -132,8 +132,8 @@ def test_trials_stopped_by_an_interrupted_run_are_run_again_not_adopted(tmp_path
     trials = store.list_trials(store.get_experiment("default", "demo").id)
     assert [(t.state, t.attempt) for t in trials] == [("Succeeded", 1)] * 2
     for t in trials:
-        created = next(c for c in t.conditions if c["type"] == "Created")
-        assert created["reason"] == "TrialRestarted" and "stopped it as it stopped" in created["message"]
+        created = next(c for c in t.conditions if c.type == "Created")
+        assert created.reason == "TrialRestarted" and "stopped it as it stopped" in (created.message or "")
 
 
 class _RefusesAsRay(LocalExecutor):
@@ -153,12 +153,12 @@ def test_a_trial_the_executor_cannot_adopt_is_run_again_saying_why(tmp_path: Pat
     first.wait()
     (lost,) = store.list_trials(store.get_experiment("default", "demo").id)
     ctl = Controller(store, executor=_RefusesAsRay(), runs_root=tmp_path / "runs", tick=0.05)
-    status = ctl.run("default", "demo")
+    status = ctl.run("default", "demo").to_dict()
     assert status["trialsSucceeded"] == 1
     (t,) = store.list_trials(store.get_experiment("default", "demo").id)
     assert t.attempt == 1 and len(list(markers.iterdir())) == 2  # run again, from the start
-    created = next(c for c in t.conditions if c["type"] == "Created")
-    assert created["reason"] == "TrialRestarted"
-    assert "cannot be followed on: a Ray trial's actor is not detached" in created["message"]
+    created = next(c for c in t.conditions if c.type == "Created")
+    assert created.reason == "TrialRestarted"
+    assert "cannot be followed on: a Ray trial's actor is not detached" in (created.message or "")
     assert len(store.observations(t.id, "loss")) == 3  # the lost attempt's observations were cleared
     assert not alive(lost.handle["pid"], lost.handle["start"])  # what was left of it was killed

@@ -15,7 +15,7 @@ from tests.conftest import experiment, python_command
 def run(store, tmp_path: Path, doc, **kw):
     ctl = Controller(store, runs_root=tmp_path / "runs", tick=0.05, **kw)
     rec, action = ctl.submit(admit(doc), tmp_path)
-    status = ctl.run(rec.namespace, rec.name)
+    status = ctl.run(rec.namespace, rec.name).to_dict()
     return ctl, rec, status, store.list_trials(rec.id)
 
 
@@ -39,7 +39,7 @@ def test_max_trials_reached_with_katib_status(store, tmp_path):
     for t in trials:
         assert t.name.startswith("demo-") and len(t.name) == len("demo-") + 8
         assert t.labels["katib.kubeflow.org/experiment"] == "demo"
-        types = [(c["type"], c["status"]) for c in t.conditions]
+        types = [(c.type, c.status) for c in t.conditions]
         assert types == [("Created", "True"), ("Running", "False"), ("Succeeded", "True")]
     types = [(c["type"], c["status"]) for c in status["conditions"]]
     assert types == [("Created", "True"), ("Running", "False"), ("Succeeded", "True")]
@@ -65,7 +65,7 @@ def test_max_failed_trials_fails_with_the_output(store, tmp_path):
     assert reason(status) == ("Failed", "ExperimentFailed")
     failed = [t for t in trials if t.state == "Failed"]
     assert len(failed) >= 2
-    message = failed[0].conditions[-1]["message"]
+    message = failed[0].conditions[-1].message
     assert "exited with code 3" in message and "boom: bad input" in message
 
 
@@ -75,7 +75,7 @@ def test_missing_objective_is_metrics_unavailable_with_a_hint(store, tmp_path):
     assert {t.state for t in trials} == {"MetricsUnavailable"}
     assert status["trialMetricsUnavailable"] == 2
     assert reason(status) == ("Failed", "ExperimentFailed")
-    message = trials[0].conditions[-1]["message"]
+    message = trials[0].conditions[-1].message
     assert "'loss' was never reported" in message and "loss=0.93" in message and "accuracy: 0.9" in message
     assert trials[0].observation == {"loss": {"min": "unavailable", "max": "unavailable", "latest": "unavailable"}}
 
@@ -158,7 +158,7 @@ def test_deadline_kills_the_whole_process_group(store, tmp_path):
     _, _, status, trials = run(store, tmp_path, doc)
     assert time.monotonic() - started < 20
     t = trials[0]
-    assert t.state == "Failed" and "activeDeadlineSeconds" in t.conditions[-1]["message"]
+    assert t.state == "Failed" and "activeDeadlineSeconds" in t.conditions[-1].message
     time.sleep(0.2)
     assert not _group_alive(t.handle["pid"])
 
@@ -167,8 +167,8 @@ def test_a_command_that_cannot_start_fails_the_trial(store, tmp_path):
     doc = experiment(command=["/no/such/program", "${trialParameters.x}"], maxTrialCount=1, parallelTrialCount=1, maxFailedTrialCount=1)
     _, _, status, trials = run(store, tmp_path, doc)
     assert trials[0].state == "Failed"
-    assert trials[0].conditions[-1]["reason"] == "LaunchFailed"
-    assert "cannot start '/no/such/program'" in trials[0].conditions[-1]["message"]
+    assert trials[0].conditions[-1].reason == "LaunchFailed"
+    assert "cannot start '/no/such/program'" in trials[0].conditions[-1].message
 
 
 def test_restart_after_raising_max_trials(store, tmp_path):
@@ -179,8 +179,8 @@ def test_restart_after_raising_max_trials(store, tmp_path):
     assert action == "unchanged"
     rec, action = ctl.submit(admit(experiment(maxTrialCount=4, resumePolicy="LongRunning")), tmp_path)
     assert action == "restarted"
-    assert [c["type"] for c in store.get_experiment("default", "demo").status["conditions"] if c["status"] == "True"][-1] == "Restarting"
-    status = ctl.run("default", "demo")
+    assert [c["type"] for c in store.get_experiment("default", "demo").status.to_dict()["conditions"] if c["status"] == "True"][-1] == "Restarting"
+    status = ctl.run("default", "demo").to_dict()
     assert reason(status) == ("Succeeded", "ExperimentMaxTrialsReached")
     assert len(store.list_trials(rec.id)) == 4
     assert not any(c["type"] == "Restarting" for c in status["conditions"])

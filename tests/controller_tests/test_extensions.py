@@ -14,7 +14,7 @@ GRID_X = [{"name": "x", "parameterType": "discrete", "feasibleSpace": {"list": [
 def run(store, tmp_path, doc):
     ctl = Controller(store, runs_root=tmp_path / "runs", tick=0.05)
     rec, _ = ctl.submit(admit(doc), tmp_path)
-    status = ctl.run(rec.namespace, rec.name)
+    status = ctl.run(rec.namespace, rec.name).to_dict()
     return rec, status, store.list_trials(rec.id)
 
 

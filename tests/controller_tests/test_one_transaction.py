@@ -25,7 +25,7 @@ def _doc():
 def _run(store: Store, tmp_path, name: str) -> tuple[str, list[str]]:
     ctl = Controller(store, runs_root=tmp_path / name, tick=0.05)
     rec, _ = ctl.submit(admit(_doc()), tmp_path)
-    status = ctl.run(rec.namespace, rec.name)
+    status = ctl.run(rec.namespace, rec.name).to_dict()
     reason = [c["reason"] for c in status["conditions"] if c["status"] == "True"][-1]
     return reason, [t.parameters()["epochs"] for t in store.list_trials(rec.id)]
 
@@ -50,7 +50,7 @@ def test_a_crash_between_plan_and_trials_loses_nothing(sqlite_store, tmp_path, m
         ctl.run(rec.namespace, rec.name)
     monkeypatch.setattr(Store, "write_trials", original)
     # the restart carries on from exactly what was stored
-    status = Controller(sqlite_store, runs_root=tmp_path / "runs", tick=0.05).run(rec.namespace, rec.name)
+    status = Controller(sqlite_store, runs_root=tmp_path / "runs", tick=0.05).run(rec.namespace, rec.name).to_dict()
     reason = [c["reason"] for c in status["conditions"] if c["status"] == "True"][-1]
     epochs = [t.parameters()["epochs"] for t in sqlite_store.list_trials(rec.id)]
     assert (reason, epochs) == expected

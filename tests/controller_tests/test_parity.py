@@ -58,7 +58,7 @@ def test_the_loop_and_ask_tell_agree(sqlite_store, tmp_path, algorithm):
     spec, parallel, budget = CASES[algorithm]
     ctl = Controller(sqlite_store, runs_root=tmp_path / "runs", tick=0.02)
     rec, _ = ctl.submit(admit(_doc(spec, parallel, budget)), tmp_path)
-    loop_status = ctl.run(rec.namespace, rec.name)
+    loop_status = ctl.run(rec.namespace, rec.name).to_dict()
     loop = [t.parameters() for t in sqlite_store.list_trials(rec.id)]
 
     doc = _doc(spec, parallel, budget)
@@ -80,5 +80,5 @@ def test_the_loop_and_ask_tell_agree(sqlite_store, tmp_path, algorithm):
             told.append(trial["parameters"])
     outside = sqlite_store.get_experiment(exp.namespace, exp.name)
     assert told == loop, algorithm
-    assert _ending(outside.status) == _ending(loop_status)
+    assert _ending(outside.status.to_dict()) == _ending(loop_status)
     assert len(loop) <= budget

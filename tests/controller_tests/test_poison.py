@@ -26,10 +26,10 @@ def test_a_poisoned_experiment_is_marked_failed_with_the_reason(sqlite_store, tm
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             rec = sqlite_store.get_experiment("Bad_NS", "demo")
-            if any(c["type"] == "Failed" and c["status"] == "True" for c in rec.status.get("conditions", [])):
+            if any(c.type == "Failed" and c.status == "True" for c in rec.status.conditions):
                 break
             time.sleep(0.05)
-        failed = next(c for c in rec.status["conditions"] if c["type"] == "Failed")
+        failed = next(c for c in rec.status.to_dict()["conditions"] if c["type"] == "Failed")
         assert failed["reason"] == "ExperimentControllerFailed"
         assert "namespace" in failed["message"] and "Bad_NS" in failed["message"]
         assert not server.app.state.katib.manager.is_running("Bad_NS", "demo")
@@ -47,7 +47,7 @@ def test_resume_says_whether_the_controller_runs(sqlite_store, tmp_path):
     error = manager.resume(rec.namespace, rec.name)
     assert error is not None and "no executor today" in error
     assert not manager.is_running(rec.namespace, rec.name)
-    status = sqlite_store.get_experiment(rec.namespace, rec.name).status
+    status = sqlite_store.get_experiment(rec.namespace, rec.name).status.to_dict()
     assert any(c["type"] == "Failed" and c["reason"] == "ExperimentControllerFailed" for c in status["conditions"])
 
 

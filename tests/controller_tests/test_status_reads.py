@@ -24,8 +24,8 @@ def test_counts_and_lists_are_derived_when_read(store, tmp_path):
     rec = store.create_experiment("default", "demo", experiment(), {"trials": 99, "trialsSucceeded": 7}, str(tmp_path))
     store.add_trials([TrialRecord(id=0, experiment_id=rec.id, name=f"demo-{i}", state=state, assignments=[])
                       for i, state in enumerate(("Succeeded", "Running", "Succeeded"))])
-    for status in (store.get_experiment("default", "demo").status, store.list_experiments()[0].status,
-                   store.get_experiment_by_id(rec.id).status):
+    for status in (store.get_experiment("default", "demo").status.to_dict(), store.list_experiments()[0].status.to_dict(),
+                   store.get_experiment_by_id(rec.id).status.to_dict()):
         assert status["trials"] == 3 and status["trialsSucceeded"] == 2 and status["trialsRunning"] == 1
         assert status["succeededTrialList"] == ["demo-0", "demo-2"] and status["runningTrialList"] == ["demo-1"]
         assert status["trialsFailed"] == 0 and "failedTrialList" not in status
@@ -46,7 +46,7 @@ def test_the_controller_does_not_rewrite_the_status_as_trials_come_and_go(store,
     ctl = Controller(store, runs_root=tmp_path / "runs", tick=0.05)
     rec, _ = ctl.submit(admit(doc), tmp_path)
     ctl.run(rec.namespace, rec.name)
-    status = store.get_experiment(rec.namespace, rec.name).status
+    status = store.get_experiment(rec.namespace, rec.name).status.to_dict()
     assert status["trials"] == 6 and status["trialsSucceeded"] == 6 and len(status["succeededTrialList"]) == 6
     assert status["conditions"][-1]["reason"] == "ExperimentMaxTrialsReached"
     stored = _stored(store, rec.id)

@@ -93,7 +93,7 @@ def test_katib_example_runs(path: Path, sqlite_store, tmp_path):
                                  read_configmaps(EXAMPLES / "trial-templates.yaml"))
     ctl = Controller(sqlite_store, runs_root=tmp_path / "runs", tick=0.05)
     rec, _ = ctl.submit(admit(with_stand_in(doc)), tmp_path)
-    status = ctl.run(rec.namespace, rec.name)
+    status = ctl.run(rec.namespace, rec.name).to_dict()
     assert status["trialsSucceeded"] == 2, status.get("conditions")
     best = {m["name"]: m["latest"] for m in status["currentOptimalTrial"]["observation"]["metrics"]}
     assert best[doc["spec"]["objective"]["objectiveMetricName"]] == "0.5"

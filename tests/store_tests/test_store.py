@@ -8,6 +8,7 @@ import time
 import pytest
 
 from katib.errors import ConflictError, NotFoundError
+from katib.spec import Condition
 from katib.store import ObservationRow, Store, TrialRecord
 from katib.store._store import SCHEMA_REVISION
 
@@ -26,7 +27,7 @@ def test_experiment_round_trip_and_conflict(store):
     assert [r.namespace for r in store.list_experiments()] == ["ns", "other"]
     assert [r.name for r in store.list_experiments("ns")] == ["e1"]
     store.update_experiment(rec.id, status={"startTime": "t", "trials": 3})
-    status = store.get_experiment("ns", "e1").status
+    status = store.get_experiment("ns", "e1").status.to_dict()
     assert status["startTime"] == "t" and status["trials"] == 0  # counts are derived from the trials when read
 
 
@@ -167,8 +168,8 @@ def test_a_nul_byte_a_trial_printed_cannot_poison_the_store(store):
     rec = store.create_experiment("ns", "nul", {"spec": {}}, {"conditions": []}, "/w")
     t = new_trial(rec.id, "nul-t")
     store.add_trials([t])
-    t.conditions = [{"type": "Failed", "status": "True", "reason": "TrialFailed", "message": "last output: a\x00b"}]
+    t.conditions = [Condition(type="Failed", status="True", reason="TrialFailed", message="last output: a\x00b")]
     store.write_trials(save=[t], samples=[(t.id, ObservationRow(1.0, "genotype", "ab\x00cd"))])
     assert [o.value for o in store.observations(t.id)] == ["ab\ufffdcd"]
     _, again = store.get_trial("ns", "nul-t")
-    assert again.conditions[0]["message"] == "last output: a\x00b"
+    assert again.conditions[0].message == "last output: a\x00b"

@@ -94,7 +94,7 @@ def test_asha_stops_trials_whose_reports_come_in_pairs(store, tmp_path):
     assert trials["0.1"].state == "Succeeded"
     for x in ("0.7", "0.8", "0.9"):
         assert trials[x].state == "EarlyStopped", (x, trials[x].conditions[-1])
-        assert "at rung 1" in trials[x].conditions[-1]["message"]
+        assert "at rung 1" in trials[x].conditions[-1].message
 
 
 def test_unknown_early_stopping_setting_is_refused():
@@ -119,14 +119,14 @@ def test_medianstop_stops_bad_trials_in_a_running_experiment(store, tmp_path):
     ctl = Controller(store, runs_root=tmp_path / "runs", tick=0.05)
     rec, _ = ctl.submit(admit(doc), tmp_path)
     started = time.monotonic()
-    status = ctl.run(rec.namespace, rec.name)
+    status = ctl.run(rec.namespace, rec.name).to_dict()
     trials = {t.parameters()["x"]: t for t in store.list_trials(rec.id)}
     assert [trials[x].state for x in ("0.1", "0.2", "0.3")] == ["Succeeded"] * 3
     stopped = [trials[x] for x in ("0.5", "0.6", "0.7", "0.8")]
     assert [t.state for t in stopped] == ["EarlyStopped"] * 4
     for t in stopped:
         # Katib's rule: the mean of the three succeeded trials' averages over 2 reports
-        assert "worse than 0.2, the mean over 3 succeeded trials" in t.conditions[-1]["message"]
+        assert "worse than 0.2, the mean over 3 succeeded trials" in t.conditions[-1].message
         reports = len(store.observations(t.id, "loss"))
         assert 2 <= reports < 12  # partial results are kept
         assert t.objective is not None

@@ -120,7 +120,7 @@ def test_controller_uses_a_remote_service(server, store, tmp_path):
     doc = experiment(algorithm={"algorithmName": "tpe", "algorithmSettings": [{"name": "random_state", "value": "5"}]})
     ctl = Controller(store, runs_root=tmp_path / "runs", tick=0.05, suggestion_address=server)
     rec, _ = ctl.submit(admit_remote(doc, server), tmp_path)
-    status = ctl.run(rec.namespace, rec.name)
+    status = ctl.run(rec.namespace, rec.name).to_dict()
     assert status["trialsSucceeded"] == 4
     bad = experiment(algorithm={"algorithmName": "tpe", "algorithmSettings": [{"name": "gamma", "value": "2"}]})
     from katib.errors import ValidationError

@@ -98,7 +98,7 @@ def test_hyperband_experiment_end_to_end(store, tmp_path):
     doc = hb_doc(r_l="3", parallel=3, command=python_command(code), max_trials=20)
     ctl = Controller(store, runs_root=tmp_path / "runs", tick=0.05)
     rec, _ = ctl.submit(admit(doc), tmp_path)
-    status = ctl.run(rec.namespace, rec.name)
+    status = ctl.run(rec.namespace, rec.name).to_dict()
     trials = store.list_trials(rec.id)
     assert [c["reason"] for c in status["conditions"] if c["status"] == "True"][-1] == "ExperimentSuggestionEndReached"
     assert [t.parameters()["epochs"] for t in trials] == ["1", "1", "1", "3", "3", "3"]

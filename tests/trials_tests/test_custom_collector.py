@@ -59,4 +59,4 @@ def test_sandboxed_tenants_get_no_unauthenticated_db_manager(sqlite_store, tmp_p
     rec, _ = ctl.submit(admit(doc), tmp_path)
     ctl.run(rec.namespace, rec.name)
     [t] = sqlite_store.list_trials(rec.id)
-    assert t.state == "Failed" and "carries no credentials" in t.conditions[-1]["message"]
+    assert t.state == "Failed" and "carries no credentials" in t.conditions[-1].message

@@ -77,7 +77,7 @@ def test_a_failing_worker_fails_the_trial_and_stops_the_master(sqlite_store, tmp
     ctl.run(rec.namespace, rec.name)
     assert time.monotonic() - started < 20
     t = sqlite_store.list_trials(rec.id)[0]
-    assert t.state == "Failed" and "exited with code 4" in t.conditions[-1]["message"]
+    assert t.state == "Failed" and "exited with code 4" in t.conditions[-1].message
     from tests.controller_tests.test_controller import _group_alive
 
     assert not any(_group_alive(r["pid"]) for r in t.handle["replicas"])

@@ -45,7 +45,7 @@ def run(store, tmp_path, doc, cluster, tick=0.1, push_url=None):
     ctl = Controller(store, executor=executor, runs_root=tmp_path / "runs", tick=tick)
     rec, _ = ctl.submit(admit(doc), tmp_path)
     try:
-        status = ctl.run(rec.namespace, rec.name)
+        status = ctl.run(rec.namespace, rec.name).to_dict()
     finally:
         executor.close()
     return status, store.list_trials(rec.id)
@@ -103,7 +103,7 @@ def test_pods_that_die_fail_the_trial_with_the_reason(sqlite_store, tmp_path, cl
     status, trials = run(sqlite_store, tmp_path, _one(python_command("print('x=1')"), {"FAKE_KUBELET": behaviour}), cluster)
     (t,) = trials
     assert t.state == "Failed"
-    message = next(c["message"] for c in t.conditions if c["type"] == "Failed")
+    message = next(c.message for c in t.conditions if c.type == "Failed")
     assert "Job failed: BackoffLimitExceeded" in message
     assert expected.format(trial=t.name) in message
     if behaviour == "oom":
@@ -112,7 +112,7 @@ def test_pods_that_die_fail_the_trial_with_the_reason(sqlite_store, tmp_path, cl
 
 def test_a_failing_command_is_failed_with_its_exit_code(sqlite_store, tmp_path, cluster):
     _, (t,) = run(sqlite_store, tmp_path, _one(python_command("import sys; print('boom'); sys.exit(3)")), cluster)
-    message = next(c["message"] for c in t.conditions if c["type"] == "Failed")
+    message = next(c.message for c in t.conditions if c.type == "Failed")
     assert t.state == "Failed" and "ended Error (exit code 3)" in message
 
 
@@ -122,7 +122,7 @@ def test_a_hung_trial_is_stopped_at_its_deadline_and_its_job_deleted(sqlite_stor
     started = time.time()
     _, (t,) = run(sqlite_store, tmp_path, doc, cluster)
     assert t.state == "Failed" and time.time() - started < 30
-    assert "activeDeadlineSeconds (1s)" in next(c["message"] for c in t.conditions if c["type"] == "Failed")
+    assert "activeDeadlineSeconds (1s)" in next(c.message for c in t.conditions if c.type == "Failed")
     deadline = time.time() + 5
     while (cluster.objects("pods") or cluster.procs) and time.time() < deadline:
         time.sleep(0.1)
@@ -227,7 +227,7 @@ def test_an_invalid_manifest_fails_the_trial_naming_the_field(sqlite_store, tmp_
     doc["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]["ports"] = [{"port": 80}]
     _, (t,) = run(sqlite_store, tmp_path, doc, cluster)
     assert t.state == "Failed"
-    message = next(c["message"] for c in t.conditions if c["type"] == "Failed")
+    message = next(c.message for c in t.conditions if c.type == "Failed")
     assert "is not valid Kubernetes" in message and "spec.template.spec.containers.0.ports.0" in message
     assert cluster.created == []  # nothing half-made reached the cluster
 
@@ -264,7 +264,7 @@ def test_a_job_deleted_outside_katib_is_reported(sqlite_store, tmp_path, cluster
 
     threading.Thread(target=delete_soon, daemon=True).start()
     _, (t,) = run(sqlite_store, tmp_path, doc, cluster)
-    assert t.state == "Failed" and "deleted outside katib" in next(c["message"] for c in t.conditions if c["type"] == "Failed")
+    assert t.state == "Failed" and "deleted outside katib" in next(c.message for c in t.conditions if c.type == "Failed")
 
 
 def test_manifest_errors_for_a_custom_resource_point_into_its_pod_templates():
@@ -351,7 +351,7 @@ def test_pods_push_metrics_to_the_katib_server(sqlite_store, tmp_path, cluster):
 def test_push_without_a_server_address_is_a_clear_failure(sqlite_store, tmp_path, cluster):
     doc = _one(["python3", "-c", PUSH], metricsCollectorSpec={"collector": {"kind": "Push"}})
     _, (t,) = run(sqlite_store, tmp_path, doc, cluster)
-    assert t.state == "Failed" and "--push-url" in next(c["message"] for c in t.conditions if c["type"] == "Failed")
+    assert t.state == "Failed" and "--push-url" in next(c.message for c in t.conditions if c.type == "Failed")
     assert cluster.created == []
 
 

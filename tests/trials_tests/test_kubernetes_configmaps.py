@@ -61,7 +61,7 @@ def test_the_template_is_read_from_the_clusters_configmap_and_runs(sqlite_store,
     ctl = Controller(sqlite_store, executor=executor, runs_root=tmp_path / "runs", tick=0.1)
     rec, _ = ctl.submit(admit(doc), tmp_path)
     try:
-        status = ctl.run(rec.namespace, rec.name)
+        status = ctl.run(rec.namespace, rec.name).to_dict()
     finally:
         executor.close()
     assert status["trialsSucceeded"] == 2, status.get("conditions")

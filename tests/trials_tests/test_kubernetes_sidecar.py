@@ -54,7 +54,7 @@ def run_with_db_manager(store, tmp_path, cluster, doc, images=None):
     ctl = Controller(store, executor=executor, runs_root=runs, tick=0.1)
     rec, _ = ctl.submit(admit(doc), tmp_path)
     try:
-        status = ctl.run(rec.namespace, rec.name)
+        status = ctl.run(rec.namespace, rec.name).to_dict()
     finally:
         executor.close()
         grpc_server.stop(grace=0)
@@ -93,7 +93,7 @@ def test_a_failed_training_fails_its_pod_and_collector(sqlite_store, tmp_path, c
     container = doc["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]
     container["command"][-1] += "; exit 3"
     status, trials, _ = run_with_db_manager(sqlite_store, tmp_path, cluster, doc)
-    message = " ".join(c.get("message", "") for c in trials[0].conditions if c["type"] == "Failed")
+    message = " ".join(c.message or "" for c in trials[0].conditions if c.type == "Failed")
     assert [t.state for t in trials] == ["Failed"] and "container main" in message and "exit code 3" in message, message
     assert "container metrics-logger-and-collector" in message  # it reported nothing and failed too
     assert trials[0].observation["loss"]["latest"] == "unavailable"

@@ -49,7 +49,7 @@ def test_a_trial_endpoint_is_scraped(sqlite_store, tmp_path: Path):
                      command=[sys.executable, "-c", SERVER, str(port), "${trialParameters.x}"])
     ctl = Controller(sqlite_store, runs_root=tmp_path / "runs", tick=0.05)
     rec, _ = ctl.submit(admit(doc), tmp_path)
-    status = ctl.run(rec.namespace, rec.name)
+    status = ctl.run(rec.namespace, rec.name).to_dict()
     assert status["trialsSucceeded"] == 1, status.get("conditions")
     [t] = sqlite_store.list_trials(rec.id)
     assert float(t.observation["accuracy"]["latest"]) == 1 - float(t.parameters()["x"])

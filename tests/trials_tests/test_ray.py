@@ -55,7 +55,7 @@ def cluster(tmp_path_factory):
 def run(store, tmp_path, doc, address, tick=0.1):
     ctl = Controller(store, executor=RayExecutor(address), runs_root=tmp_path / "runs", tick=tick)
     rec, _ = ctl.submit(admit(doc), tmp_path)
-    status = ctl.run(rec.namespace, rec.name)
+    status = ctl.run(rec.namespace, rec.name).to_dict()
     return status, store.list_trials(rec.id)
 
 
@@ -96,7 +96,7 @@ def test_stopping_kills_the_trial_on_its_node(cluster, sqlite_store, tmp_path):
     started = time.monotonic()
     status, trials = run(sqlite_store, tmp_path, doc, cluster)
     assert time.monotonic() - started < 30
-    assert trials[0].state == "Failed" and "activeDeadlineSeconds" in trials[0].conditions[-1]["message"]
+    assert trials[0].state == "Failed" and "activeDeadlineSeconds" in trials[0].conditions[-1].message
 
 
 def test_a_tuned_function_travels_to_ray_with_its_surroundings(cluster, sqlite_store, tmp_path):
@@ -150,4 +150,4 @@ def test_a_trial_whose_actor_dies_fails_and_the_controller_carries_on(cluster, s
     status, trials = run(sqlite_store, tmp_path, doc, cluster)
     assert status["trialsFailed"] == 2 and len(trials) == 2
     for t in trials:  # ended with its actor; on a loaded machine Ray's memory monitor may kill one at launch
-        assert t.state == "Failed" and "actor" in t.conditions[-1]["message"].lower(), t.conditions[-1]
+        assert t.state == "Failed" and "actor" in t.conditions[-1].message.lower(), t.conditions[-1]

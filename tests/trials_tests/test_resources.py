@@ -81,7 +81,7 @@ def run(store, tmp_path, exp, gpus):
     executor = LocalExecutor(Ledger(Inventory(cpus=16, memory=0, gpus=gpus)))
     ctl = Controller(store, executor=executor, runs_root=tmp_path / "runs", tick=0.05)
     rec, _ = ctl.submit(exp, tmp_path)
-    status = ctl.run(rec.namespace, rec.name)
+    status = ctl.run(rec.namespace, rec.name).to_dict()
     out = []
     for t in store.list_trials(rec.id):
         log = (tmp_path / "runs" / "default" / "demo" / t.name / "trial.log").read_text()
@@ -119,7 +119,7 @@ def test_a_trial_that_can_never_fit_fails_saying_why(sqlite_store, tmp_path):
     rec, _ = ctl.submit(exp, tmp_path)
     ctl.run(rec.namespace, rec.name)
     t = sqlite_store.list_trials(rec.id)[0]
-    assert t.state == "Failed" and "needs 4 GPU(s) and this machine has 2" in t.conditions[-1]["message"]
+    assert t.state == "Failed" and "needs 4 GPU(s) and this machine has 2" in t.conditions[-1].message
 
 
 def test_cpu_only_trials_see_no_gpu(sqlite_store, tmp_path):

@@ -102,7 +102,7 @@ def test_an_experiment_with_the_tensorflowevent_collector_runs(sqlite_store, tmp
         command=[sys.executable, "-c", WRITER])
     ctl = Controller(sqlite_store, runs_root=tmp_path / "runs", tick=0.05)
     rec, _ = ctl.submit(admit(doc), tmp_path)
-    status = ctl.run(rec.namespace, rec.name)
+    status = ctl.run(rec.namespace, rec.name).to_dict()
     assert status["trialsSucceeded"] == 2, status
     for t in sqlite_store.list_trials(rec.id):
         x = t.parameters()["x"]
