@@ -93,7 +93,7 @@ def test_trials_end_out_of_memory_late_stopped_on_a_gpu_and_as_a_pytorchjob(tmp_
     assert "--time=1" in handles["late"]["options"] and "--ntasks=2" in handles["torch"]["options"]
     # Another controller adopts a job only for its own trial (the job's comment says whose it
     # is), and finds a submitted job whose handle was never written down by its name and comment.
-    other = SlurmExecutor()
+    other = SlurmExecutor(interval=0.2)
     refused = other.adopt(handles["stopped"], jobs[0])
     assert not refused and "is not this trial's" in refused.reason
     (tmp_path / "runs" / "stopped" / "handle.json").unlink()
@@ -101,12 +101,21 @@ def test_trials_end_out_of_memory_late_stopped_on_a_gpu_and_as_a_pytorchjob(tmp_
     # More GPUs than the cluster has: sbatch refuses the job, and the launch says why.
     with pytest.raises(LaunchError, match="sbatch refused the trial: .*node configuration is not available"):
         ex.launch(_job(tmp_path, "greedy", "pass", gpus=2))
+    # A job whose controller died is adopted, and its deadline still counts from its start.
+    dead = SlurmExecutor()
+    orphan = _job(tmp_path, "orphan", "import time; time.sleep(60)", deadline=3)
+    orphan_handle = dead.launch(orphan)
+    dead.close()
+    assert other.adopt(orphan_handle, orphan)
     ended = {}
     stopped_log = tmp_path / "runs" / "stopped" / "trial.log"
     deadline = time.monotonic() + 45
-    while len(ended) < len(jobs):
+    while len(ended) < len(jobs) + 1:
         assert time.monotonic() < deadline, f"still running: {set(handles) - set(ended)}"
-        ex.wait(1.0)
+        ex.wait(0.5)
+        other.wait(0.5)
+        if "orphan" not in ended and (state := other.poll(orphan_handle)).finished:
+            ended["orphan"] = state
         if "stopped" not in ended and stopped_log.exists() and "started" in stopped_log.read_text():
             ex.stop(handles["stopped"])
         for name, handle in handles.items():
@@ -119,6 +128,7 @@ def test_trials_end_out_of_memory_late_stopped_on_a_gpu_and_as_a_pytorchjob(tmp_
     assert ended["oom"].reason == "OOMKilled" and "--mem=64M" in ended["oom"].message, ended["oom"]
     assert ended["late"].reason == "DeadlineExceeded" and "activeDeadlineSeconds (2s)" in ended["late"].message
     assert ended["stopped"].reason == "Killed"
+    assert ended["orphan"].reason == "DeadlineExceeded" and "(3s)" in ended["orphan"].message
     assert ended["gpu"].succeeded and "gpus=0" in (tmp_path / "runs" / "gpu" / "trial.log").read_text()
     assert ended["torch"].succeeded, ended["torch"]
     master = (tmp_path / "runs" / "torch" / "trial.log").read_text()
