@@ -242,3 +242,47 @@ def encode(result: dict[str, Any]) -> bytes:
             _encoded[id(columns)] = text
     rest = _dumps({k: v for k, v in result.items() if k not in ("columns", "curves")})
     return (rest[:-1] + "," + text[1][1:]).encode() if rest != "{}" else text[1].encode()
+
+
+# -- whole answers, compressed once ------------------------------------------------------------
+#
+# A full summary's answer depends only on the experiment (its row: spec, status, owner), on
+# its trials (``trial_stamp``: how many, and when one was last written), on the request's
+# ``curves`` and ``points`` and on what the route adds (controls, read-only, last failure).
+# Those make its version: the ETag the page revalidates with (304 while nothing changed),
+# and the key under which the gzipped answer is kept, so 13 MB of JSON at 100,000 trials is
+# neither encoded nor compressed again per request. Its ``now`` is the first answer's: a
+# page that asks ``since`` it gets what was written after, which includes all that is new.
+
+_BODY_CACHE_SIZE = 4
+_bodies: OrderedDict[str, bytes] = OrderedDict()  # ETag -> gzip of the answer
+
+
+def summary_etag(store: Store, rec: ExperimentRecord, curves: int, points: int, extra: dict[str, Any]) -> str:
+    """The version of the experiment's full summary, as a quoted (strong) ETag."""
+    import hashlib
+
+    version = _dumps([rec.id, rec.uid, rec.updated_at, list(trial_stamp(store, rec.id)), curves, points,
+                      rec.owner, extra])
+    return '"s-' + hashlib.sha256(version.encode()).hexdigest()[:32] + '"'
+
+
+def kept_body(etag: str) -> bytes | None:
+    """The gzipped answer of this version, if kept."""
+    with _summary_lock:
+        body = _bodies.get(etag)
+        if body is not None:
+            _bodies.move_to_end(etag)
+        return body
+
+
+def keep_body(etag: str, raw: bytes) -> bytes:
+    """Compress an answer once and keep it under its version; returns the gzip."""
+    import gzip
+
+    body = gzip.compress(raw, compresslevel=6, mtime=0)
+    with _summary_lock:
+        _bodies[etag] = body
+        while len(_bodies) > _BODY_CACHE_SIZE:
+            _bodies.popitem(last=False)
+    return body

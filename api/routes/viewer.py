@@ -14,7 +14,7 @@ from fastapi.responses import FileResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict
 
 from katib import views
-from katib.store import Note, NoteStore
+from katib.store import Note, NoteStore, latest_trial
 
 from .. import _service, _summary
 from .._auth import current_user
@@ -32,20 +32,49 @@ def index() -> FileResponse:
 
 
 @router.get("/namespaces/{namespace}/experiments/{name}/summary")
-async def summary(namespace: str, name: str, curves: int = Query(100, ge=0, le=1000),
+async def summary(namespace: str, name: str, request: Request, curves: int = Query(100, ge=0, le=1000),
                   points: int = Query(50, ge=2, le=1000), since: float | None = Query(None),
                   state: ServerState = Depends(get_state)) -> Response:
     """The experiment's trials as columns, a sample of learning curves, down-sampled; with
-    ``since`` (the ``now`` of an earlier answer) only the trials written after it."""
-    rec = state.store.get_experiment(namespace, name)
-    result = await asyncio.to_thread(_summary.experiment_summary, state.store, rec, curves, points, since)
+    ``since`` (the ``now`` of an earlier answer) only the trials written after it. A full
+    answer carries an ``ETag``: ``If-None-Match`` with it is a 304 while nothing changed,
+    and the answer is compressed once per version, not per request."""
     from .experiments import FAILED, controls
 
-    result.update(controls(state, rec), readOnly=state.read_only, executor=(rec.spec.get("spec") or {}).get("executor"),
-                  lastFailure=views.last_failure(state.store.list_trials(rec.id, states=FAILED)))
+    rec = state.store.get_experiment(namespace, name)
+    last = latest_trial(state.store, rec.id, FAILED)
+    extra = {**controls(state, rec), "readOnly": state.read_only,
+             "executor": (rec.spec.get("spec") or {}).get("executor"),
+             "lastFailure": views.last_failure([last] if last else [])}
+    etag = None
+    if since is None:
+        etag = await asyncio.to_thread(_summary.summary_etag, state.store, rec, curves, points, extra)
+        headers = {"ETag": etag, "Cache-Control": "no-cache", "Vary": "Accept-Encoding"}
+        if etag in [t.strip() for t in request.headers.get("if-none-match", "").split(",")]:
+            return Response(status_code=304, headers=headers)
+        body = _summary.kept_body(etag)
+        if body is not None:
+            return _gzipped(request, body, headers)
+    result = await asyncio.to_thread(_summary.experiment_summary, state.store, rec, curves, points, since)
+    result.update(extra)
     # Serialised directly: columns of 100,000 values need no model validation (and an
     # ended experiment's are encoded once).
-    return Response(_summary.encode(result), media_type="application/json")
+    raw = _summary.encode(result)
+    if etag is None:
+        return Response(raw, media_type="application/json")
+    body = await asyncio.to_thread(_summary.keep_body, etag, raw)
+    return _gzipped(request, body, headers)
+
+
+def _gzipped(request: Request, body: bytes, headers: dict[str, str]) -> Response:
+    """A kept (gzipped) answer as it is, or unpacked for a client that takes no gzip."""
+    import gzip
+
+    accepted = [t.split(";")[0].strip() for t in request.headers.get("accept-encoding", "").lower().split(",")
+                if not t.replace(" ", "").endswith(("q=0", "q=0.0", "q=0.00", "q=0.000"))]
+    if "gzip" in accepted or "*" in accepted:
+        return Response(body, media_type="application/json", headers={**headers, "Content-Encoding": "gzip"})
+    return Response(gzip.decompress(body), media_type="application/json", headers=headers)
 
 
 @router.get("/namespaces/{namespace}/experiments/{name}/importance")
