@@ -178,7 +178,7 @@ def test_a_controller_killed_with_sigkill_is_resumed_and_adopts_its_queued_and_r
     node = subprocess.run(["scontrol", "show", "node", "-o"], capture_output=True, text=True, check=True).stdout
     memory = int(re.search(r"RealMemory=(\d+)", node).group(1)) * 2 // 5  # two fit on the node, the third waits
     name = f"adopt-{uuid.uuid4().hex[:6]}"
-    code = "import time; time.sleep(3); print('loss=${trialParameters.x}')"
+    code = "import time; time.sleep(4); print('loss=${trialParameters.x}')"
     doc = experiment(name=name, command=python_command(code), maxTrialCount=4, parallelTrialCount=3)
     doc["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]["resources"] = {
         "limits": {"memory": f"{memory}Mi"}}
