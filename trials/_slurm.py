@@ -244,8 +244,9 @@ class SlurmExecutor(Executor):
             if record is not None:
                 self._sacct = True
                 return record
-            if self._sacct is None:
+            if done.returncode != 0 and self._sacct is None:
                 self._sacct = False  # accounting is off here (or sacct is missing): scontrol from now on
+            # (no line yet: slurmdbd has not recorded the end; scontrol still knows it)
         done = slurm(["scontrol", "show", "job", "-o", job_id])
         return parse_scontrol(done.stdout) if done.returncode == 0 else None
 
