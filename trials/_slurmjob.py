@@ -231,8 +231,9 @@ def end_state(job_id: str, record: JobRecord | None, exit_code: int | None, log:
         return RunState(True, reason="DeadlineExceeded", exit_code=code,
                         message=f"{job} ran past its Slurm time limit and was ended by Slurm")
     if state == "NODE_FAIL":
+        nodes = record.nodes if record and record.nodes not in ("", "(null)", "None assigned") else ""
         return RunState(True, reason="NodeFail", exit_code=code,
-                        message=f"{job} ended because its node failed ({record.nodes if record else '?'})")
+                        message=f"{job} ended because its node failed" + (f" ({nodes})" if nodes else ""))
     if state == "CANCELLED":
         return RunState(True, reason="Cancelled", exit_code=code,
                         message=f"{job} was cancelled outside katib (scancel, or the cluster's administrator)")

@@ -1,7 +1,7 @@
 """The Slurm executor against a real one-node Slurm cluster (``.ci/slurm.sh``: slurmctld
 and slurmd on localhost, a GPU gres on a fake device file): an experiment runs to its
 end, early stopping cancelling one job; trials end out of memory, past their deadline, stopped, on a GPU, refused a GPU the
-cluster lacks, as a two-task PyTorchJob; a controller killed with SIGKILL is resumed and
+cluster lacks, as a two-task PyTorchJob, with their node taken down; a controller killed with SIGKILL is resumed and
 adopts its queued and running jobs without submitting them again."""
 
 from __future__ import annotations
@@ -210,3 +210,26 @@ def test_a_controller_killed_with_sigkill_is_resumed_and_adopts_its_queued_and_r
     for trial_name, job_id in before.items():  # adopted, not submitted again
         assert after[trial_name].handle["job_id"] == job_id and after[trial_name].attempt == 0
     assert len(_jobs_of(name)) == 4  # one sbatch per trial, over both controllers
+
+
+def test_a_job_whose_node_fails_ends_the_trial_saying_so(tmp_path):
+    """Last in this file: the node is taken down (killing its jobs) and brought back."""
+    node = re.search(r"NodeName=(\S+)", subprocess.run(["scontrol", "show", "node", "-o"], capture_output=True,
+                                                         text=True, check=True).stdout).group(1)
+    ex = SlurmExecutor(interval=0.2)
+    job = _job(tmp_path, "doomed", "import time; print('started', flush=True); time.sleep(60)")
+    handle = ex.launch(job)
+    _wait_for(lambda: "started" in (job.log_path.read_text() if job.log_path.exists() else ""), what="the job's start")
+    subprocess.run(["scontrol", "update", f"nodename={node}", "state=down", "reason=katib-test"], check=True)
+    try:
+        state = None
+        deadline = time.monotonic() + 20
+        while state is None or not state.finished:
+            assert time.monotonic() < deadline, "the trial did not end with its node"
+            ex.wait(0.5)
+            state = ex.poll(handle)
+    finally:
+        subprocess.run(["scontrol", "update", f"nodename={node}", "state=resume"], capture_output=True)
+        _wait_for(lambda: subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True).stdout.strip()
+                  == "idle", what="the node back")
+    assert state.reason == "NodeFail" and f"Slurm job {handle['job_id']} ended because its node failed" in state.message

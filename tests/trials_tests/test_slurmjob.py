@@ -73,6 +73,7 @@ def test_slurm_records_are_read():
 @pytest.mark.parametrize(("record", "log", "reason", "words"), [
     (JobRecord("TIMEOUT", -15), "", "DeadlineExceeded", "ran past its Slurm time limit"),
     (JobRecord("NODE_FAIL", None, nodes="node7"), "", "NodeFail", "its node failed (node7)"),
+    (JobRecord("NODE_FAIL", None, nodes="(null)"), "", "NodeFail", "ended because its node failed"),
     (JobRecord("CANCELLED", -15), "", "Cancelled", "cancelled outside katib"),
     (JobRecord("OUT_OF_MEMORY", -9), "", "OOMKilled", "more memory than it asked for (--mem=64M)"),
     # Without cgroups (OverMemoryKill) Slurm says FAILED; slurmstepd says why in the job's log.
