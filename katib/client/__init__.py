@@ -20,254 +20,16 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from .errors import KatibError, NoResultError, NotFoundError
+from ..errors import KatibError, NoResultError
+from ._embedded import _Embedded
+from ._remote import _Remote
 
 if TYPE_CHECKING:
-    from ._results import ExperimentResult
+    from .._results import ExperimentResult
+
+__all__ = ["KatibClient"]
 
 CONDITIONS = ("Created", "Running", "Restarting", "Succeeded", "Failed")
-
-
-class _Embedded:
-    def __init__(self, db: str | None, workdir: Path, tick: float) -> None:
-        from katib.controller import ExperimentManager
-        from katib.store import Store
-
-        self.store = Store(db)
-        from katib.names import runs_root
-
-        self.manager = ExperimentManager(self.store, runs_root(self.store.url), tick=tick)
-        self.workdir = workdir
-        from katib.controller import AskTell
-
-        self.ask_tell = AskTell(self.store)
-
-    def create(self, doc: dict[str, Any], namespace: str) -> dict[str, Any]:
-        from katib import views
-        from katib.controller import admit
-
-        doc.setdefault("metadata", {})["namespace"] = namespace
-        exp = admit(doc)
-        try:
-            self.store.get_experiment(exp.namespace, exp.name)
-            raise KatibError(f"experiment {exp.namespace}/{exp.name} already exists")
-        except NotFoundError:
-            pass
-        rec, _ = self.manager.submit(exp, self.workdir)
-        return views.experiment_object(rec)
-
-    def get(self, name: str, namespace: str) -> dict[str, Any]:
-        from katib import views
-
-        return views.experiment_object(self.store.get_experiment(namespace, name))  # a read starts nothing
-
-    def idle(self, name: str, namespace: str) -> bool:
-        """Unfinished, and nothing runs it: no controller here, no live one elsewhere, no
-        outside loop (ask and tell)."""
-        from katib.controller import is_completed
-
-        running = self.manager.is_running(namespace, name)  # before the read: a run that ends in between is done
-        rec = self.store.get_experiment(namespace, name)
-        external = (rec.spec.get("spec") or {}).get("executor") == "external"
-        return not (running or external or is_completed(rec.status) or (rec.owner and _owner_alive(rec.owner)))
-
-    def resume(self, name: str, namespace: str) -> dict[str, Any]:
-        error = self.manager.resume(namespace, name)
-        running = self.manager.is_running(namespace, name)
-        return {"running": running, **({"message": error} if error and not running else {})}
-
-    def close(self) -> None:
-        self.manager.shutdown()  # the controllers this client started; their trials stop, resume carries on
-        self.store.close()
-
-    def experiments(self, namespace: str) -> list[dict[str, Any]]:
-        from katib import views
-
-        return [views.experiment_object(r) for r in self.store.list_experiments(namespace)]
-
-    def trials(self, name: str, namespace: str) -> list[dict[str, Any]]:
-        from katib import views
-
-        rec = self.store.get_experiment(namespace, name)
-        return [views.trial_object(rec, t) for t in self.store.list_trials(rec.id)]
-
-    def observations(self, trial: str, namespace: str, metric: str | None) -> list[dict[str, Any]]:
-        from katib.controller import rfc3339
-
-        _, t = self.store.get_trial(namespace, trial)
-        return [{"timeStamp": rfc3339(o.time), "metric": {"name": o.metric_name, "value": o.value}}
-                for o in self.store.observations(t.id, metric)]
-
-    def budget(self, name: str, namespace: str, budget: dict[str, Any]) -> dict[str, Any]:
-        from katib import views
-        from katib.controller import admit
-
-        rec = self.store.get_experiment(namespace, name)
-        obj = views.experiment_object(rec)
-        obj.pop("status")
-        obj["spec"].update(budget)
-        for key in ("uid", "creationTimestamp"):
-            obj["metadata"].pop(key, None)
-        rec, _ = self.manager.submit(admit(obj), Path(rec.workdir))
-        return views.experiment_object(rec)
-
-    def delete(self, name: str, namespace: str) -> None:
-        self.manager.delete(namespace, name)
-
-    def all_experiments(self) -> list[dict[str, Any]]:
-        from katib import views
-
-        return [views.experiment_object(r) for r in self.store.list_experiments(None)]
-
-    def stop(self, name: str, namespace: str) -> dict[str, Any]:
-        self.store.get_experiment(namespace, name)
-        self.manager.stop(namespace, name)
-        return {"running": self.manager.is_running(namespace, name)}
-
-    def trial(self, name: str, namespace: str) -> dict[str, Any]:
-        from katib import views
-
-        return views.trial_object(*self.store.get_trial(namespace, name))
-
-    def log(self, name: str, namespace: str, tail: int | None) -> str:
-        from katib.controller import trial_log
-
-        rec, t = self.store.get_trial(namespace, name)
-        return trial_log(self.manager.runs_root, rec, t, tail)
-
-    def log_since(self, name: str, namespace: str, offset: int) -> tuple[bytes, int]:
-        from katib.controller import trial_log_since
-
-        rec, t = self.store.get_trial(namespace, name)
-        return trial_log_since(self.manager.runs_root, rec, t, offset) or (b"", offset)
-
-    def ask(self, name: str, namespace: str, count: int) -> list[dict[str, Any]]:
-        return self.ask_tell.ask(namespace, name, count)
-
-    def tell(self, name: str, namespace: str, trial: str, metrics: Any, outcome: str) -> dict[str, Any]:
-        return self.ask_tell.tell(namespace, name, trial, metrics, outcome)
-
-
-class _Remote:
-    def __init__(self, url: str, timeout: float, token: str | None = None) -> None:
-        import httpx
-
-        self.url = url.rstrip("/")
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.http = httpx.Client(base_url=self.url, timeout=timeout, headers=headers)
-        self.token = token
-
-    def _call(self, method: str, path: str, **kw: Any) -> Any:
-        r = self._request(method, path, **kw)
-        return r.json() if r.content else {}
-
-    def _request(self, method: str, path: str, **kw: Any) -> Any:
-        """The server's answer, or an error that says in one sentence what went wrong: the
-        server cannot be reached, wants a (valid) token, forbids this, lacks the object."""
-        import httpx
-
-        from katib.errors import (
-            ConflictError,
-            FieldError,
-            ForbiddenError,
-            UnauthorizedError,
-            ValidationError,
-        )
-
-        try:
-            r = self.http.request(method, "/api/v1" + path, **kw)
-        except httpx.HTTPError as exc:
-            raise KatibError(f"cannot reach the katib server at {self.url}: {exc or type(exc).__name__}") from None
-        if r.status_code < 300:
-            return r
-        try:
-            body: dict[str, Any] = r.json() if r.headers.get("content-type", "").startswith("application/json") else {}
-        except ValueError:
-            body = {}
-        message = str(body.get("message") or body.get("detail") or r.text[:300] or r.reason_phrase)
-        if r.status_code == 422 and body.get("errors"):
-            raise ValidationError([FieldError(e["field"], e["message"]) for e in body["errors"]])
-        if r.status_code == 401:
-            raise UnauthorizedError(
-                f"the katib server at {self.url} did not accept the API token ({message})" if self.token else
-                f"the katib server at {self.url} needs an API token (--token or $KATIB_TOKEN; `katib user token NAME` "
-                "on its machine makes one)")
-        if r.status_code == 403:
-            raise ForbiddenError(f"the katib server at {self.url} forbids this: {message}")
-        if r.status_code == 404:
-            raise NotFoundError(message)
-        if r.status_code == 409:
-            raise ConflictError(message)
-        raise KatibError(f"the katib server at {self.url} answered {method} {path} with {r.status_code}: {message}")
-
-    def create(self, doc: dict[str, Any], namespace: str) -> dict[str, Any]:
-        return self._call("POST", f"/namespaces/{namespace}/experiments", json=doc)  # type: ignore[no-any-return]
-
-    def get(self, name: str, namespace: str) -> dict[str, Any]:
-        return self._call("GET", f"/namespaces/{namespace}/experiments/{name}")  # type: ignore[no-any-return]
-
-    def idle(self, name: str, namespace: str) -> bool:
-        return False  # the server runs what it holds; a stopped one waits for resume, as it would there
-
-    def resume(self, name: str, namespace: str) -> dict[str, Any]:
-        return self._call("POST", f"/namespaces/{namespace}/experiments/{name}/resume")  # type: ignore[no-any-return]
-
-    def close(self) -> None:
-        self.http.close()
-
-    def experiments(self, namespace: str) -> list[dict[str, Any]]:
-        return self._call("GET", "/experiments", params={"namespace": namespace})["items"]  # type: ignore[no-any-return]
-
-    def trials(self, name: str, namespace: str) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
-        params: dict[str, str] = {}
-        while True:  # the server answers a page at a time, each naming the next by its token
-            page = self._call("GET", f"/namespaces/{namespace}/experiments/{name}/trials", params=params)
-            items += page["items"]
-            token = (page.get("metadata") or {}).get("continue")
-            if not token:
-                return items
-            params = {"continue": token}
-
-    def observations(self, trial: str, namespace: str, metric: str | None) -> list[dict[str, Any]]:
-        params = {"metric": metric} if metric else {}
-        return self._call("GET", f"/namespaces/{namespace}/trials/{trial}/observations", params=params)["metricLogs"]  # type: ignore[no-any-return]
-
-    def budget(self, name: str, namespace: str, budget: dict[str, Any]) -> dict[str, Any]:
-        return self._call("PATCH", f"/namespaces/{namespace}/experiments/{name}/budget", json=budget)  # type: ignore[no-any-return]
-
-    def delete(self, name: str, namespace: str) -> None:
-        self._call("DELETE", f"/namespaces/{namespace}/experiments/{name}")
-
-    def all_experiments(self) -> list[dict[str, Any]]:
-        return self._call("GET", "/experiments")["items"]  # type: ignore[no-any-return]
-
-    def stop(self, name: str, namespace: str) -> dict[str, Any]:
-        return self._call("POST", f"/namespaces/{namespace}/experiments/{name}/stop")  # type: ignore[no-any-return]
-
-    def trial(self, name: str, namespace: str) -> dict[str, Any]:
-        return self._call("GET", f"/namespaces/{namespace}/trials/{name}")  # type: ignore[no-any-return]
-
-    def log(self, name: str, namespace: str, tail: int | None) -> str:
-        params = {"tail": tail} if tail is not None else {}
-        return self._request("GET", f"/namespaces/{namespace}/trials/{name}/log", params=params).text  # type: ignore[no-any-return]
-
-    def log_since(self, name: str, namespace: str, offset: int) -> tuple[bytes, int]:
-        r = self._request("GET", f"/namespaces/{namespace}/trials/{name}/log", params={"since": offset})
-        return r.content, int(r.headers.get("x-log-offset", offset + len(r.content)))
-
-    def ask(self, name: str, namespace: str, count: int) -> list[dict[str, Any]]:
-        return self._call("POST", f"/namespaces/{namespace}/experiments/{name}/ask", params={"count": count})["trials"]  # type: ignore[no-any-return]
-
-    def tell(self, name: str, namespace: str, trial: str, metrics: Any, outcome: str) -> dict[str, Any]:
-        return self._call("POST", f"/namespaces/{namespace}/experiments/{name}/tell",  # type: ignore[no-any-return]
-                          json={"trial": trial, "metrics": metrics, "outcome": outcome})
-
-
-def _owner_alive(owner: str) -> bool:
-    from trials import owner_alive
-
-    return owner_alive(owner)
 
 
 def _true(obj: dict[str, Any], condition: str) -> bool:
@@ -378,13 +140,13 @@ class KatibClient:
         unfinished) or ``replace`` (delete it and start again), so a notebook cell can be
         run again. ``algorithm_name`` defaults to ``auto``, which picks the algorithm per
         search space and budget (docs/algorithms.md); Katib's SDK defaults to ``random``."""
-        from . import _tune
+        from .. import _tune
 
         ns = self._ns(namespace)
         manager = getattr(self._backend, "manager", None)
         payload_dir = None
         if manager is not None:
-            from .names import RunLayout
+            from ..names import RunLayout
 
             payload_dir = RunLayout(manager.runs_root).experiment(ns, name)
         doc, shipment = _tune.experiment_doc(
@@ -401,15 +163,15 @@ class KatibClient:
     def get_experiment_result(self, name: str, namespace: str | None = None) -> ExperimentResult:
         """The experiment and its trials as Python values, as they stand now: ``best_params``,
         ``best_value``, ``trials``, ``trials_dataframe()``, ``to_optuna_study()``."""
-        from ._results import ExperimentResult
+        from .._results import ExperimentResult
 
         return ExperimentResult(self.get_experiment(name, namespace), self.list_trials(name, namespace))
 
     def load_model(self, name: str, trial: str | None = None, namespace: str | None = None) -> Any:
         """The model the experiment's best trial (or ``trial``) saved with ``katib.save_model``,
         loaded as ``katib serve`` serves it (embedded: the trials' folders are on this machine)."""
-        from ._model import load_model
-        from .serve import locate
+        from .._model import load_model
+        from ..serve import locate
 
         if not isinstance(self._backend, _Embedded):
             raise KatibError("load_model() reads the trials' folders, which a katib server keeps on its machine: "

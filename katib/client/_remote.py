@@ -1,0 +1,124 @@
+"""The remote backend of ``KatibClient``: a ``katib server``'s REST API over httpx, each
+error said in one sentence."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import KatibError, NotFoundError
+
+
+class _Remote:
+    def __init__(self, url: str, timeout: float, token: str | None = None) -> None:
+        import httpx
+
+        self.url = url.rstrip("/")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.http = httpx.Client(base_url=self.url, timeout=timeout, headers=headers)
+        self.token = token
+
+    def _call(self, method: str, path: str, **kw: Any) -> Any:
+        r = self._request(method, path, **kw)
+        return r.json() if r.content else {}
+
+    def _request(self, method: str, path: str, **kw: Any) -> Any:
+        """The server's answer, or an error that says in one sentence what went wrong: the
+        server cannot be reached, wants a (valid) token, forbids this, lacks the object."""
+        import httpx
+
+        from katib.errors import (
+            ConflictError,
+            FieldError,
+            ForbiddenError,
+            UnauthorizedError,
+            ValidationError,
+        )
+
+        try:
+            r = self.http.request(method, "/api/v1" + path, **kw)
+        except httpx.HTTPError as exc:
+            raise KatibError(f"cannot reach the katib server at {self.url}: {exc or type(exc).__name__}") from None
+        if r.status_code < 300:
+            return r
+        try:
+            body: dict[str, Any] = r.json() if r.headers.get("content-type", "").startswith("application/json") else {}
+        except ValueError:
+            body = {}
+        message = str(body.get("message") or body.get("detail") or r.text[:300] or r.reason_phrase)
+        if r.status_code == 422 and body.get("errors"):
+            raise ValidationError([FieldError(e["field"], e["message"]) for e in body["errors"]])
+        if r.status_code == 401:
+            raise UnauthorizedError(
+                f"the katib server at {self.url} did not accept the API token ({message})" if self.token else
+                f"the katib server at {self.url} needs an API token (--token or $KATIB_TOKEN; `katib user token NAME` "
+                "on its machine makes one)")
+        if r.status_code == 403:
+            raise ForbiddenError(f"the katib server at {self.url} forbids this: {message}")
+        if r.status_code == 404:
+            raise NotFoundError(message)
+        if r.status_code == 409:
+            raise ConflictError(message)
+        raise KatibError(f"the katib server at {self.url} answered {method} {path} with {r.status_code}: {message}")
+
+    def create(self, doc: dict[str, Any], namespace: str) -> dict[str, Any]:
+        return self._call("POST", f"/namespaces/{namespace}/experiments", json=doc)  # type: ignore[no-any-return]
+
+    def get(self, name: str, namespace: str) -> dict[str, Any]:
+        return self._call("GET", f"/namespaces/{namespace}/experiments/{name}")  # type: ignore[no-any-return]
+
+    def idle(self, name: str, namespace: str) -> bool:
+        return False  # the server runs what it holds; a stopped one waits for resume, as it would there
+
+    def resume(self, name: str, namespace: str) -> dict[str, Any]:
+        return self._call("POST", f"/namespaces/{namespace}/experiments/{name}/resume")  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        self.http.close()
+
+    def experiments(self, namespace: str) -> list[dict[str, Any]]:
+        return self._call("GET", "/experiments", params={"namespace": namespace})["items"]  # type: ignore[no-any-return]
+
+    def trials(self, name: str, namespace: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        params: dict[str, str] = {}
+        while True:  # the server answers a page at a time, each naming the next by its token
+            page = self._call("GET", f"/namespaces/{namespace}/experiments/{name}/trials", params=params)
+            items += page["items"]
+            token = (page.get("metadata") or {}).get("continue")
+            if not token:
+                return items
+            params = {"continue": token}
+
+    def observations(self, trial: str, namespace: str, metric: str | None) -> list[dict[str, Any]]:
+        params = {"metric": metric} if metric else {}
+        return self._call("GET", f"/namespaces/{namespace}/trials/{trial}/observations", params=params)["metricLogs"]  # type: ignore[no-any-return]
+
+    def budget(self, name: str, namespace: str, budget: dict[str, Any]) -> dict[str, Any]:
+        return self._call("PATCH", f"/namespaces/{namespace}/experiments/{name}/budget", json=budget)  # type: ignore[no-any-return]
+
+    def delete(self, name: str, namespace: str) -> None:
+        self._call("DELETE", f"/namespaces/{namespace}/experiments/{name}")
+
+    def all_experiments(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/experiments")["items"]  # type: ignore[no-any-return]
+
+    def stop(self, name: str, namespace: str) -> dict[str, Any]:
+        return self._call("POST", f"/namespaces/{namespace}/experiments/{name}/stop")  # type: ignore[no-any-return]
+
+    def trial(self, name: str, namespace: str) -> dict[str, Any]:
+        return self._call("GET", f"/namespaces/{namespace}/trials/{name}")  # type: ignore[no-any-return]
+
+    def log(self, name: str, namespace: str, tail: int | None) -> str:
+        params = {"tail": tail} if tail is not None else {}
+        return self._request("GET", f"/namespaces/{namespace}/trials/{name}/log", params=params).text  # type: ignore[no-any-return]
+
+    def log_since(self, name: str, namespace: str, offset: int) -> tuple[bytes, int]:
+        r = self._request("GET", f"/namespaces/{namespace}/trials/{name}/log", params={"since": offset})
+        return r.content, int(r.headers.get("x-log-offset", offset + len(r.content)))
+
+    def ask(self, name: str, namespace: str, count: int) -> list[dict[str, Any]]:
+        return self._call("POST", f"/namespaces/{namespace}/experiments/{name}/ask", params={"count": count})["trials"]  # type: ignore[no-any-return]
+
+    def tell(self, name: str, namespace: str, trial: str, metrics: Any, outcome: str) -> dict[str, Any]:
+        return self._call("POST", f"/namespaces/{namespace}/experiments/{name}/tell",  # type: ignore[no-any-return]
+                          json={"trial": trial, "metrics": metrics, "outcome": outcome})
