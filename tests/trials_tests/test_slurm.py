@@ -20,7 +20,7 @@ import yaml
 
 from katib.controller import Controller, admit
 from katib.store import Store
-from tests.conftest import experiment, python_command
+from tests.conftest import REPO, experiment, python_command
 from trials import LaunchError, TrialJob
 from trials._slurm import SlurmExecutor, check_cluster
 
@@ -210,6 +210,32 @@ def test_a_controller_killed_with_sigkill_is_resumed_and_adopts_its_queued_and_r
     for trial_name, job_id in before.items():  # adopted, not submitted again
         assert after[trial_name].handle["job_id"] == job_id and after[trial_name].attempt == 0
     assert len(_jobs_of(name)) == 4  # one sbatch per trial, over both controllers
+
+
+def test_a_controller_killed_between_sbatch_and_storing_the_trial_adopts_the_job(tmp_path):
+    name = f"launched-{uuid.uuid4().hex[:6]}"
+    code = "import time; time.sleep(2); print('loss=${trialParameters.x}')"
+    spec = tmp_path / "exp.yaml"
+    spec.write_text(yaml.safe_dump(experiment(name=name, command=python_command(code), maxTrialCount=2,
+                                              parallelTrialCount=2)))
+    db = tmp_path / "katib.db"
+    env = {**os.environ, "SLURM_CONF": str(CONF)}
+    args = ["--db", str(db), "--executor", "slurm", "--tick", "0.1"]
+    # It kills itself with SIGKILL just before storing a launched trial Running.
+    first = subprocess.run([sys.executable, "-m", "tests._kill_at", "launched", "--", "run", str(spec), *args],
+                           cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert first.returncode == -signal.SIGKILL, first.stdout + first.stderr
+    submitted = set(_jobs_of(name))
+    store = Store(str(db))
+    rec = store.get_experiment("default", name)
+    assert submitted and not any(t.handle for t in store.list_trials(rec.id))  # jobs that nothing stored
+    again = subprocess.run([sys.executable, "-m", "katib", "resume", name, *args], capture_output=True, text=True,
+                           env=env, timeout=120)
+    assert again.returncode == 0, again.stdout + again.stderr
+    after = store.list_trials(rec.id)
+    assert [t.state for t in after] == ["Succeeded"] * 2 and {t.attempt for t in after} == {0}
+    assert submitted <= {t.handle["job_id"] for t in after}  # found by their handle files and adopted
+    assert len(_jobs_of(name)) == 2  # one sbatch per trial
 
 
 def test_a_job_whose_node_fails_ends_the_trial_saying_so(tmp_path):
