@@ -42,6 +42,7 @@ def kubernetes(options: ExecutorOptions) -> Callable[[], Executor]:
     import kubernetes  # noqa: F401
 
     from ._kubernetes import KubernetesExecutor
+    from ._kubernetes_kueue import label_value_problem
     from ._podfence import parse_account
 
     if options.server_account:
@@ -49,11 +50,16 @@ def kubernetes(options: ExecutorOptions) -> Callable[[], Executor]:
             parse_account(options.server_account)
         except ValueError as exc:
             raise KatibError(f"--server-service-account: {exc}") from None
+    for flag, value in (("--kueue-queue", options.kueue_queue), ("--kueue-priority-class", options.kueue_priority_class)):
+        problem = label_value_problem(value) if value is not None else None
+        if problem:
+            raise KatibError(f"{flag}: {problem}")
     api = KubernetesExecutor.connect(options.kubeconfig, options.context)  # fail now, with the reason
     return lambda: KubernetesExecutor(api_client=api, push_url=options.push_url, push_tokens=options.push_tokens,
                                       tenants=options.tenants, server_account=options.server_account,
                                       db_manager_address=options.db_manager_address,
-                                      collector_images=options.collector_images)
+                                      collector_images=options.collector_images, kueue_queue=options.kueue_queue,
+                                      kueue_priority_class=options.kueue_priority_class)
 
 
 def slurm(options: ExecutorOptions) -> Callable[[], Executor]:

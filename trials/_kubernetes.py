@@ -22,6 +22,10 @@ official ``kubernetes`` client, as Katib's trial controller would.
 - Its pods stay inside the cluster's fence (``_podfence``): never the server's own service
   account, no service account token unless the template asks, no other namespace, and
   under ``--auth`` (``tenants``) no host namespaces, host paths or privileges.
+- Trials may be queued by Kueue (``_kubernetes_kueue``): the ``kueue.x-k8s.io/queue-name``
+  label (the template's, else ``kueue_queue``) and priority class, the job created
+  suspended; while it waits for admission (or a pod waits for a GPU) the trial runs on and
+  says so in its Running condition, and its deadline does not count.
 - When a trial ends its job is deleted (with its pods, ``propagationPolicy: Background``),
   unless the template says ``retain: true``, once the controller has stored the end
   (``release``); a stopped trial's job is deleted at once.
@@ -56,8 +60,9 @@ from ._executor import (
     TrialJob,
     write_handle,
 )
+from ._kubernetes_kueue import WORKLOADS, label_value_problem
 from ._kubernetes_manifest import trial_manifest
-from ._kubernetes_status import judge
+from ._kubernetes_status import judge, waiting
 from ._kubernetes_watch import JobWatching, KubeTrial, created_at, trial_of
 from ._manifest import group_version, manifest_errors, plural_of
 from ._podfence import identity_of_client, parse_account, problems
@@ -85,8 +90,14 @@ class KubernetesExecutor(JobWatching, Executor):
                  validate: bool = True, watch_timeout: int = 60, push_url: str | None = None,
                  push_tokens: PushTokens | None = None, server_account: str | None = None,
                  tenants: bool = False, db_manager_address: str | None = None,
-                 collector_images: dict[str, str] | None = None) -> None:
+                 collector_images: dict[str, str] | None = None, kueue_queue: str | None = None,
+                 kueue_priority_class: str | None = None) -> None:
         from kubernetes import client
+
+        for what, value in (("kueue_queue", kueue_queue), ("kueue_priority_class", kueue_priority_class)):
+            problem = label_value_problem(value) if value is not None else None
+            if problem:
+                raise KatibError(f"{what}: {problem}")
 
         if api_client is None:
             api_client = self.connect(kubeconfig, context)
@@ -101,6 +112,8 @@ class KubernetesExecutor(JobWatching, Executor):
         self.watch_timeout = watch_timeout
         self.push_url, self.push_tokens = push_url, push_tokens
         self.db_manager_address, self.collector_images = db_manager_address, dict(collector_images or {})
+        # Kueue's LocalQueue and WorkloadPriorityClass for trials whose template names none.
+        self.kueue_queue, self.kueue_priority_class = kueue_queue, kueue_priority_class
         self._trials: dict[str, KubeTrial] = {}
         self._ended: dict[str, KubeTrial] = {}  # finished, their jobs kept until ``release``
         self._lock = threading.Lock()
@@ -131,7 +144,8 @@ class KubernetesExecutor(JobWatching, Executor):
         (``_kubernetes_manifest.trial_manifest``)."""
         return trial_manifest(job, push_url=self.push_url, push_tokens=self.push_tokens,
                               db_manager_address=self.db_manager_address, tenants=self.tenants,
-                              collector_images=self.collector_images)
+                              collector_images=self.collector_images, queue=self.kueue_queue,
+                              priority_class=self.kueue_priority_class)
 
     def launch(self, job: TrialJob) -> dict[str, Any]:
         from kubernetes.client.exceptions import ApiException
@@ -147,8 +161,8 @@ class KubernetesExecutor(JobWatching, Executor):
                               "use StdOut or Push")
         if job.collector in SIDECAR_KINDS and not self.db_manager_address:
             raise LaunchError(f"the {job.collector} metrics collector's sidecar in a cluster reports to Katib's "
-                              "DBManager at an address its pods can reach: katib server --executor kubernetes "
-                              "--grpc-port PORT --db-manager-address <address>:PORT")
+                              "DBManager at an address its pods can reach: katib run (or katib server) --executor kubernetes "
+                              "--grpc-port PORT --db-manager-address <address>[:PORT]")
         manifest = self.manifest(job)
         kind, api_version = str(manifest.get("kind", "")), str(manifest.get("apiVersion", ""))
         escapes = problems(manifest, job.namespace, self.server_account, self.tenants)
@@ -172,6 +186,8 @@ class KubernetesExecutor(JobWatching, Executor):
             self._trials[job.name] = trial
         self._watch(job.namespace, group, version, plural, job.experiment)
         self._watch(job.namespace, "", "v1", "pods", job.experiment)
+        if trial.queue:
+            self._watch(job.namespace, *WORKLOADS, "")
         handle = {"executor": self.name, "apiVersion": api_version, "kind": kind, "plural": plural,
                   "namespace": job.namespace, "name": job.name, "started_at": trial.started}
         write_handle(job.trial_dir, handle)  # before the job exists: a controller dying now leaves it findable
@@ -185,7 +201,8 @@ class KubernetesExecutor(JobWatching, Executor):
                 raise Deferred() from None  # the last attempt's job is still being deleted
             raise LaunchError(f"the cluster refused the {kind} for trial {job.name}: {_status_message(exc)}") from None
         with self._lock:
-            trial.obj = trial.obj or created
+            if trial.obj is None:
+                trial.saw_job(created)
         return handle
 
     def adopt(self, handle: dict[str, Any], job: TrialJob) -> Adoption:
@@ -212,8 +229,12 @@ class KubernetesExecutor(JobWatching, Executor):
         if meta.get("deletionTimestamp"):
             return Adoption.refused(f"its {handle.get('kind', 'job')} {namespace}/{name} is being deleted")
         trial = trial_of(job, self.manifest(job), group, version, plural)
-        trial.obj = obj
         trial.started = float(handle.get("started_at") or created_at(obj) or time.time())
+        # A running job's clock: its own startTime (the Job controller restarts it on each
+        # resume from Kueue's suspension), else when the trial started.
+        start = created_at({"metadata": {"creationTimestamp": (obj.get("status") or {}).get("startTime")}})
+        trial.running_since = start or trial.started
+        trial.saw_job(obj)
         job.trial_dir.mkdir(parents=True, exist_ok=True)
         job.log_path.touch()
         trial.log_copied = job.log_path.stat().st_size  # the log stream's first bytes are there already
@@ -229,6 +250,8 @@ class KubernetesExecutor(JobWatching, Executor):
             self._maybe_follow_log(trial)
         self._watch(namespace, group, version, plural, job.experiment)
         self._watch(namespace, "", "v1", "pods", job.experiment)
+        if trial.queue:
+            self._watch(namespace, *WORKLOADS, "")
         return ADOPTED
 
     def _create(self, group: str, version: str, namespace: str, plural: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -245,7 +268,7 @@ class KubernetesExecutor(JobWatching, Executor):
                 trial.outcome = judge(trial)
             outcome = trial.outcome
             if outcome is None:
-                return RunState.running()
+                return waiting(trial) or RunState.running()
             if trial.finished_at is None:
                 trial.finished_at = time.time()
             # A job that ran to its end has its last log lines still in flight; a killed one not.

@@ -1,7 +1,8 @@
 """The object the Kubernetes executor creates for a trial: the rendered trial template,
 named and labelled as Katib's trial controller does it, with katib's variables in the
 primary container's env, the metrics-collector sidecar where the collector needs one, and
-the pod fence's defaults (``_podfence.fence``)."""
+the pod fence's defaults (``_podfence.fence``), and Kueue's queue and priority labels
+with the job created suspended (``_kubernetes_kueue``)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from katib.runtimes import is_trainjob
 from katib.spec import EXPERIMENT_LABEL, TRIAL_LABEL
 
 from ._executor import TrialJob
+from ._kubernetes_kueue import enqueue
 from ._manifest import pod_templates
 from ._podfence import fence
 from ._sidecar import SIDECAR_KINDS, add_sidecar
@@ -32,9 +34,12 @@ def pod_env(job: TrialJob, push_url: str | None, push_tokens: PushTokens | None)
 
 def trial_manifest(job: TrialJob, *, push_url: str | None = None, push_tokens: PushTokens | None = None,
                    db_manager_address: str | None = None, tenants: bool = False,
-                   collector_images: dict[str, str] | None = None) -> dict[str, Any]:
-    """The object created for ``job``: the rendered template, named and labelled.
-    ``LaunchError`` when the metrics collector's sidecar cannot be added."""
+                   collector_images: dict[str, str] | None = None, queue: str | None = None,
+                   priority_class: str | None = None) -> dict[str, Any]:
+    """The object created for ``job``: the rendered template, named and labelled, in the
+    Kueue ``queue`` (unless its template names its own) and then created suspended.
+    ``LaunchError`` when the metrics collector's sidecar cannot be added, or Kueue's labels
+    or kind are wrong."""
     manifest = copy.deepcopy(job.run_spec)
     labels = {EXPERIMENT_LABEL: job.experiment, TRIAL_LABEL: job.name}
     meta = manifest.setdefault("metadata", {})
@@ -52,5 +57,6 @@ def trial_manifest(job: TrialJob, *, push_url: str | None = None, push_tokens: P
         label_trainjob(manifest, labels, ours)
     if job.collector in SIDECAR_KINDS and db_manager_address and not tenants:
         add_sidecar(manifest, job, str(db_manager_address), (collector_images or {}).get(job.collector))
+    enqueue(manifest, queue, priority_class)
     fence(manifest)
     return manifest

@@ -1,7 +1,8 @@
 """How a trial's job stands, judged from what the watches saw of it: the template's
 ``successCondition`` / ``failureCondition`` (GJSON) over the latest job object, a job
-deleted outside katib, ``activeDeadlineSeconds``; a failure names what the pods saw
-(``OOMKilled``, an eviction, an exit code)."""
+deleted outside katib, ``activeDeadlineSeconds`` (counted from admission when Kueue queues
+the job); a failure names what the pods saw (``OOMKilled``, an eviction, an exit code).
+While it waits, ``waiting`` says for what: Kueue's admission, a GPU, a node."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 
 from ._executor import RunState
 from ._gjson import holds
+from ._kubernetes_kueue import suspended, waiting_message
 from ._kubernetes_watch import KubeTrial, primary_pod
 
 DEADLINE_GRACE = 5.0  # seconds past activeDeadlineSeconds before katib stops the job itself
@@ -26,7 +28,8 @@ def judge(trial: KubeTrial) -> RunState | None:
         return RunState(True, succeeded=True, reason="Completed", exit_code=0)
     if trial.gone:
         return RunState(True, reason="Lost", message=f"the {obj.get('kind', 'job')} was deleted outside katib")
-    if trial.deadline is not None and time.time() - trial.started > trial.deadline + DEADLINE_GRACE:
+    since = trial.running_since  # None while it waits in Kueue's queue: the deadline does not run
+    if trial.deadline is not None and since is not None and time.time() - since > trial.deadline + DEADLINE_GRACE:
         return RunState(True, reason="DeadlineExceeded",
                         message=f"the trial ran past activeDeadlineSeconds ({trial.deadline:g}s); its job was deleted")
     return None
@@ -57,3 +60,25 @@ def failure_message(trial: KubeTrial, obj: dict[str, Any]) -> str:
                 parts.append(f"container {cs.get('name')} in pod {name} ended {terminated.get('reason', 'Error')} "
                              f"(exit code {terminated.get('exitCode')})")
     return "; ".join(parts) or "the job failed"
+
+
+def waiting(trial: KubeTrial) -> RunState | None:
+    """What a trial still running waits for, as a state its Running condition shows
+    (reason and message), or None when it is not waiting: Kueue's admission while its job
+    is queued and suspended, or a GPU (a node) while a pod of it is unschedulable."""
+    obj = trial.obj or {}
+    if trial.queue and suspended(obj):
+        return RunState(False, reason="WaitingForAdmission",
+                        message=waiting_message(trial.queue, str(obj.get("kind", "job")), trial.workload))
+    for name, pod in sorted(trial.pods.items()):
+        status = pod.get("status") or {}
+        if status.get("phase") not in (None, "Pending"):
+            continue
+        for cond in status.get("conditions") or []:
+            if cond.get("type") == "PodScheduled" and cond.get("status") == "False" and cond.get("reason") == "Unschedulable":
+                said = str(cond.get("message") or "no node fits it")
+                if "gpu" in said.lower():
+                    return RunState(False, reason="WaitingForGPU",
+                                    message=f"waiting for a GPU: pod {name} is unschedulable: {said}")
+                return RunState(False, reason="Unschedulable", message=f"waiting for a node: pod {name} is unschedulable: {said}")
+    return None

@@ -1,6 +1,7 @@
 """What the Kubernetes executor knows of each trial's job and pods, and how it learns it:
-one watch of the jobs and one of the pods per experiment and namespace (not polling), and
-the primary pod's log stream copied into the trial's log."""
+one watch of the jobs and one of the pods per experiment and namespace (not polling), one of
+Kueue's Workloads per namespace where trials are queued, and the primary pod's log stream
+copied into the trial's log."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 from katib.spec import EXPERIMENT_LABEL, TRIAL_LABEL
 
 from ._executor import RunState, TrialJob
+from ._kubernetes_kueue import WORKLOADS, owner_of, queue_of, suspended
 from ._manifest import deadline_of
 
 
@@ -40,15 +42,32 @@ class KubeTrial:
     log_done: threading.Event = field(default_factory=threading.Event)
     log_copied: int = 0  # bytes of the log stream already in the trial's log
     outcome: RunState | None = None
+    queue: str | None = None  # the Kueue queue its job waits in (kueue.x-k8s.io/queue-name)
+    workload: dict[str, Any] | None = None  # Kueue's Workload for its job, when it may be read
+    # Since when its job has run (admitted, not suspended): activeDeadlineSeconds counts
+    # from here, as the Job controller counts it; None while it waits in a queue.
+    running_since: float | None = None
+
+    def saw_job(self, obj: dict[str, Any]) -> None:
+        """The job object as a watch (or a read) gave it."""
+        self.obj = obj
+        self.queue = queue_of(obj) or self.queue  # an adopted job's own label
+        if self.queue and suspended(obj):
+            self.running_since = None
+        elif self.running_since is None:
+            self.running_since = time.time()
 
 
 def trial_of(job: TrialJob, manifest: dict[str, Any], group: str, version: str, plural: str) -> KubeTrial:
-    return KubeTrial(
+    queue = queue_of(manifest)
+    trial = KubeTrial(
         job=job, group=group, version=version, plural=plural,
         success=job.success_condition or "", failure=job.failure_condition or "",
         primary_labels=dict(job.primary_pod_labels or {}), retain=bool(job.retain),
-        deadline=deadline_of(manifest),
+        deadline=deadline_of(manifest), queue=queue,
     )
+    trial.running_since = None if queue else trial.started
+    return trial
 
 
 def created_at(obj: dict[str, Any]) -> float | None:
@@ -91,8 +110,10 @@ class JobWatching:
 
     def _follow(self, namespace: str, group: str, version: str, plural: str, experiment: str) -> None:
         from kubernetes import watch
+        from kubernetes.client.exceptions import ApiException
 
-        selector = f"{EXPERIMENT_LABEL}={experiment}"
+        # Kueue labels its Workloads with none of the trial's labels: they are told by owner.
+        selector = f"{EXPERIMENT_LABEL}={experiment}" if experiment else None
         while not self._closed.is_set():
             w = watch.Watch()
             try:
@@ -111,10 +132,16 @@ class JobWatching:
                         self._observe(plural, event.get("type", ""), obj)
                     elif obj is not None:  # a typed V1Pod
                         self._observe(plural, event.get("type", ""), self.core.api_client.sanitize_for_serialization(obj))
+            except ApiException as exc:
+                if (group, plural) == WORKLOADS[::2] and exc.status in (403, 404):
+                    return  # no Kueue here, or no right to read its Workloads: the jobs' suspend field tells
+                time.sleep(0.5)
             except Exception:  # noqa: BLE001 - a dropped watch is reopened
                 time.sleep(0.5)
 
     def _observe(self, plural: str, kind: str, obj: dict[str, Any]) -> None:
+        if plural == WORKLOADS[2]:
+            return self._observe_workload(kind, obj)
         labels = (obj.get("metadata") or {}).get("labels") or {}
         name = labels.get(TRIAL_LABEL)
         with self._changed:
@@ -132,7 +159,17 @@ class JobWatching:
                 if kind == "DELETED":
                     trial.gone = True
                 else:
-                    trial.obj = obj
+                    trial.saw_job(obj)
+            self._changed.notify_all()
+        return None
+
+    def _observe_workload(self, kind: str, obj: dict[str, Any]) -> None:
+        owner = owner_of(obj)
+        with self._changed:
+            trial = self._trials.get(owner[1]) if owner else None
+            if trial is None or not trial.queue or owner is None or owner[0] != (trial.obj or {}).get("kind", owner[0]):
+                return
+            trial.workload = None if kind == "DELETED" else obj
             self._changed.notify_all()
 
     def _maybe_follow_log(self, trial: KubeTrial) -> None:

@@ -72,6 +72,10 @@ class ExecutorOptions:
     #: sbatch's --partition and --account for the Slurm executor's jobs.
     slurm_partition: str | None = None
     slurm_account: str | None = None
+    #: Kueue's LocalQueue and WorkloadPriorityClass for the Kubernetes executor's jobs whose
+    #: trial template names none (``kueue.x-k8s.io/queue-name``, ``…/priority-class``).
+    kueue_queue: str | None = None
+    kueue_priority_class: str | None = None
 
 
 @dataclass(frozen=True)

@@ -131,6 +131,15 @@ SlurmPartitionOption = typer.Option(None, "--slurm-partition", envvar="SBATCH_PA
 SlurmAccountOption = typer.Option(None, "--slurm-account", envvar="SBATCH_ACCOUNT",
                                   help="Slurm account for --executor slurm (or the slurm.katib.kubeflow.org/account "
                                        "annotation).")
+KueueQueueOption = typer.Option(
+    None, "--kueue-queue", metavar="NAME",
+    help="With --executor kubernetes: submit each trial's job to this Kueue LocalQueue (the "
+         "kueue.x-k8s.io/queue-name label, the job created suspended until Kueue admits it); a trial template's own "
+         "label wins. docs/kubernetes.md")
+KueuePriorityOption = typer.Option(
+    None, "--kueue-priority-class", metavar="NAME",
+    help="With --kueue-queue: the Kueue WorkloadPriorityClass of the trials' jobs (kueue.x-k8s.io/priority-class); "
+         "a trial template's own label wins.")
 CleanEnvOption = typer.Option(
     False, "--clean-env",
     help="Start trials with only their template's env, katib's KATIB_* variables, PATH, the locale and TZ "

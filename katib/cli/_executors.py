@@ -13,22 +13,30 @@ def _executor_factory(executor: str, ray_address: str | None, kubeconfig: str | 
                       clean_env: bool = False, sandbox: Any = None, tenants: bool = False,
                       server_account: str | None = None, db_manager_address: str | None = None,
                       collector_images: dict[str, str] | None = None, slurm_partition: str | None = None,
-                      slurm_account: str | None = None) -> Any:
+                      slurm_account: str | None = None, kueue_queue: str | None = None,
+                      kueue_priority_class: str | None = None) -> Any:
     """What makes each experiment's executor. ``clean_env``: trials get none of this
     process's environment but ``PATH``, the locale and ``TZ`` (pods never get it);
     ``sandbox``: local trials run in it (``trials.Sandbox``); ``tenants`` and
     ``server_account``: how pods are fenced in; ``db_manager_address`` and ``collector_images``:
     the metrics-collector sidecar's DBManager and images; ``slurm_partition`` and
-    ``slurm_account``: sbatch's for the Slurm executor (``trials.ExecutorOptions``). A missing extra or an
+    ``slurm_account``: sbatch's for the Slurm executor; ``kueue_queue`` and ``kueue_priority_class``:
+    Kueue's for the Kubernetes executor (``trials.ExecutorOptions``). A missing extra or an
     unknown name is a ``KatibError`` that says what to install or which names exist."""
     from trials import ExecutorOptions, executor_factory
+
+    for flag, value in (("--kueue-queue", kueue_queue), ("--kueue-priority-class", kueue_priority_class)):
+        if value is not None and executor != "kubernetes":
+            raise KatibError(f"{flag} is for --executor kubernetes (Kueue queues a cluster's jobs), not {executor}")
 
     return executor_factory(executor, ExecutorOptions(ray_address=ray_address, kubeconfig=kubeconfig, context=context,
                                                       push_url=push_url, push_tokens=push_tokens, clean_env=clean_env,
                                                       sandbox=sandbox, tenants=tenants, server_account=server_account,
                                                       db_manager_address=db_manager_address,
                                                       collector_images=collector_images,
-                                                      slurm_partition=slurm_partition, slurm_account=slurm_account))
+                                                      slurm_partition=slurm_partition, slurm_account=slurm_account,
+                                                      kueue_queue=kueue_queue,
+                                                      kueue_priority_class=kueue_priority_class))
 
 
 def _start_executor(factory: Any, executor: str) -> Any:
@@ -42,3 +50,33 @@ def _start_executor(factory: Any, executor: str) -> Any:
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         why = (lines[0] if lines else type(exc).__name__)[:300]
         raise KatibError(f"--executor {executor} could not start: {why}") from None
+
+
+def _db_manager_flags(address: str | None, grpc_port: int | None) -> tuple[str | None, str | None]:
+    """``--db-manager-address HOST[:PORT]`` with ``--grpc-port``: the address pods are given
+    now, or the ``HOST`` given alone, whose port is ``--grpc-port``'s once bound (0 picks one)."""
+    if address is None:
+        return None, None
+    host, colon, port = address.rpartition(":")
+    if not colon:
+        if grpc_port is None or not address:
+            raise KatibError(f"--db-manager-address: {address!r} needs a port (HOST:PORT), or --grpc-port to take "
+                             "it from")
+        return None, address
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise KatibError(f"--db-manager-address: {address!r} is not HOST:PORT (a port of 1-65535) or HOST")
+    return address, None
+
+
+def _serve_db_manager(store: Any, runs_root: Any, host: str, port: int) -> Any:
+    """Katib's gRPC API (DBManager, Suggestion, EarlyStopping) over ``store`` on
+    ``host:port``, as ``katib server --grpc-port`` serves it; stop it with ``.stop(grace)``."""
+    try:
+        from katib._dbmanager import serve_grpc
+
+        return serve_grpc(store, runs_root, None, host, port)
+    except ImportError as exc:
+        raise KatibError(f"--grpc-port needs what is not installed ({exc.name or exc}): "
+                         "pip install 'katib[grpc]'") from None
+    except RuntimeError as exc:  # grpc: the port is taken
+        raise KatibError(f"--grpc-port: cannot serve on {host}:{port} ({exc})") from None

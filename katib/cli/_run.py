@@ -21,6 +21,8 @@ from katib.cli._app import (
     DbOption,
     ExecutorOption,
     KubeconfigOption,
+    KueuePriorityOption,
+    KueueQueueOption,
     NamespaceOption,
     Output,
     RayAddressOption,
@@ -41,13 +43,44 @@ from katib.cli._app import (
     err,
     out,
 )
-from katib.cli._executors import _executor_factory, _start_executor
+from katib.cli._executors import (
+    _db_manager_flags,
+    _executor_factory,
+    _serve_db_manager,
+    _start_executor,
+)
 from katib.errors import KatibError, ValidationError
 
 ConfigMapsOption = typer.Option(
     None, "--configmaps", envvar="KATIB_CONFIGMAPS",
     help="A ConfigMap manifest (or a folder of them) holding the trial templates that "
          "spec.trialTemplate.configMap names.")
+GrpcPortOption = typer.Option(
+    None, "--grpc-port", min=0, max=65535,
+    help="While the experiment runs, serve Katib's gRPC API on this port of --grpc-host (0 picks a free one): the "
+         "DBManager the File and TensorFlowEvent collectors' sidecars report to (--executor kubernetes), as katib "
+         "server --grpc-port does.")
+GrpcHostOption = typer.Option(
+    "127.0.0.1", "--grpc-host", help="The address --grpc-port listens on (0.0.0.0 for pods on other machines).")
+DbManagerOption = typer.Option(
+    None, "--db-manager-address", metavar="HOST[:PORT]",
+    help="With --executor kubernetes: --grpc-port as trial pods reach it, where the File and TensorFlowEvent "
+         "collectors' sidecar reports (HOST alone: --grpc-port's port).")
+CollectorImageOption = typer.Option(
+    [], "--metrics-collector-image", metavar="KIND=IMAGE",
+    help="With --executor kubernetes: the metrics-collector sidecar's image for File or TensorFlowEvent "
+         "(default: Katib 0.19's).")
+
+
+def _serve_grpc(store: Any, made: Any, host: str, port: int | None, host_only: str | None) -> Any:
+    """The run's gRPC DBManager (``--grpc-port``), and the executor's DBManager address when
+    ``--db-manager-address`` gave a host only (its port is the one bound now)."""
+    if port is None:
+        return None
+    server = _serve_db_manager(store, _runs_root(store), host, port)
+    if host_only is not None and hasattr(made, "db_manager_address"):
+        made.db_manager_address = f"{host_only}:{server.bound_port}"
+    return server
 
 
 def _with_configmap(doc: object, source: str | None, executor: str = "local", kubeconfig: str | None = None,
@@ -215,12 +248,14 @@ def _summary(rec: Any, trials: list[Any]) -> int:
 
 
 def _drive(store: Any, namespace: str, name: str, tick: float, suggestion: str | None = None,
-           executor: Any = None, resume_hint: str | None = None) -> int:
+           executor: Any = None, resume_hint: str | None = None, grpc: Any = None) -> int:
     from katib.controller import Controller
 
     progress = _Progress(live=out.is_terminal)
     controller = Controller(store, executor=executor() if executor else None, runs_root=_runs_root(store), tick=tick,
                             listener=progress, suggestion_address=suggestion)
+    if grpc is not None:  # a Custom collector reports to it too
+        controller.db_manager_address = f"127.0.0.1:{grpc.bound_port}"
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: Any) -> None:
@@ -240,6 +275,8 @@ def _drive(store: Any, namespace: str, name: str, tick: float, suggestion: str |
         stop.set()
     finally:
         signal.signal(signal.SIGTERM, previous)
+        if grpc is not None:
+            grpc.stop(grace=1)
     if stop.is_set():
         err.print(f"interrupted: running trials were stopped; `{resume_hint or _hint(store, None, ['resume'], name, namespace)}` "
                   "carries on", highlight=False, markup=False)
@@ -260,6 +297,12 @@ def run(
     context: str | None = ContextOption,
     slurm_partition: str | None = SlurmPartitionOption,
     slurm_account: str | None = SlurmAccountOption,
+    kueue_queue: str | None = KueueQueueOption,
+    kueue_priority_class: str | None = KueuePriorityOption,
+    grpc_port: int | None = GrpcPortOption,
+    grpc_host: str = GrpcHostOption,
+    db_manager_address: str | None = DbManagerOption,
+    collector_image: list[str] = CollectorImageOption,
     clean_env: bool = CleanEnvOption,
     configmaps: str | None = ConfigMapsOption,
 ) -> None:
@@ -281,8 +324,13 @@ def run(
         raise KatibError(f"{file}: holds {len(docs)} experiments; `katib run` takes one")
     doc = _with_configmap(docs[0], configmaps, executor, kubeconfig, context)
     exp = admit_remote(doc, suggestion) if suggestion else admit(doc)
+    from katib.cli._server import _collector_images
+
+    address, host_only = _db_manager_flags(db_manager_address, grpc_port)
     factory = _executor_factory(executor, ray_address, kubeconfig, context, clean_env=clean_env,
-                                slurm_partition=slurm_partition, slurm_account=slurm_account)
+                                slurm_partition=slurm_partition, slurm_account=slurm_account,
+                                kueue_queue=kueue_queue, kueue_priority_class=kueue_priority_class,
+                                db_manager_address=address, collector_images=_collector_images(collector_image))
     from katib.controller import runnable_errors
 
     errors = runnable_errors(exp, executor)
@@ -290,13 +338,14 @@ def run(
         raise ValidationError(errors)
     made = _start_executor(factory, executor)  # before anything is stored: a failure leaves nothing behind
     store = _store(db)
+    grpc = _serve_grpc(store, made, grpc_host, grpc_port, host_only)
     rec, action = Controller(store, runs_root=_runs_root(store)).submit(exp, file.resolve().parent)
     verb = {"created": "created", "resumed": "resumed", "restarted": "restarted",
             "unchanged": "already finished"}[action]
     out.print(f"experiment.kubeflow.org/{rec.name} {verb}", highlight=False)
     words = ["resume", *(["--executor", executor] if executor != "local" else [])]
     raise typer.Exit(_drive(store, rec.namespace, rec.name, tick, suggestion, lambda: made,
-                            _hint(store, db, words, rec.name, rec.namespace)))
+                            _hint(store, db, words, rec.name, rec.namespace), grpc))
 
 
 @app.command()
@@ -312,6 +361,12 @@ def resume(
     context: str | None = ContextOption,
     slurm_partition: str | None = SlurmPartitionOption,
     slurm_account: str | None = SlurmAccountOption,
+    kueue_queue: str | None = KueueQueueOption,
+    kueue_priority_class: str | None = KueuePriorityOption,
+    grpc_port: int | None = GrpcPortOption,
+    grpc_host: str = GrpcHostOption,
+    db_manager_address: str | None = DbManagerOption,
+    collector_image: list[str] = CollectorImageOption,
     clean_env: bool = CleanEnvOption,
 ) -> None:
     """Carry on with an experiment whose controller stopped or died."""
@@ -321,12 +376,18 @@ def resume(
 
         _server_runs_it(remote, executor, clean_env)
         raise typer.Exit(_follow.resume(remote, name, namespace, tick))
+    from katib.cli._server import _collector_images
+
+    address, host_only = _db_manager_flags(db_manager_address, grpc_port)
     factory = _executor_factory(executor, ray_address, kubeconfig, context, clean_env=clean_env,
-                                slurm_partition=slurm_partition, slurm_account=slurm_account)
+                                slurm_partition=slurm_partition, slurm_account=slurm_account,
+                                kueue_queue=kueue_queue, kueue_priority_class=kueue_priority_class,
+                                db_manager_address=address, collector_images=_collector_images(collector_image))
     store = _store(db)
     namespace = _locate(store, name, namespace)
     store.get_experiment(namespace, name)
     made = _start_executor(factory, executor)
+    grpc = _serve_grpc(store, made, grpc_host, grpc_port, host_only)
     words = ["resume", *(["--executor", executor] if executor != "local" else [])]
     raise typer.Exit(_drive(store, namespace, name, tick, suggestion, lambda: made,
-                            _hint(store, db, words, name, namespace)))
+                            _hint(store, db, words, name, namespace), grpc))

@@ -14,6 +14,8 @@ from katib.cli._app import (
     DbOption,
     ExecutorOption,
     KubeconfigOption,
+    KueuePriorityOption,
+    KueueQueueOption,
     RayAddressOption,
     SlurmAccountOption,
     SlurmPartitionOption,
@@ -113,6 +115,8 @@ def server(
     context: str | None = ContextOption,
     slurm_partition: str | None = SlurmPartitionOption,
     slurm_account: str | None = SlurmAccountOption,
+    kueue_queue: str | None = KueueQueueOption,
+    kueue_priority_class: str | None = KueuePriorityOption,
     push_url: str | None = typer.Option(
         None, "--push-url", help="This server's address as pods reach it, for the Push collector with --executor kubernetes."),
     server_service_account: str | None = typer.Option(
@@ -193,7 +197,8 @@ def server(
     factory = _executor_factory(executor, ray_address, kubeconfig, context, push_url, push_tokens, clean_env=True,
                                 sandbox=fence, tenants=auth, server_account=server_service_account,
                                 db_manager_address=db_manager_address, collector_images=images,
-                                slurm_partition=slurm_partition, slurm_account=slurm_account)
+                                slurm_partition=slurm_partition, slurm_account=slurm_account,
+                                kueue_queue=kueue_queue, kueue_priority_class=kueue_priority_class)
     application = create_app(store, _runs_root(store), workdir.resolve(), tick=tick, auth=auth, executor_factory=factory,
                              executor=executor, allowed_hosts=[*allowed_host, host], max_body=max_body,
                              push_tokens=push_tokens, grpc_address=None if grpc_port is None else (host, grpc_port))

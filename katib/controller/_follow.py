@@ -14,7 +14,16 @@ from suggestion import Curve, EarlyStopper
 from trials import Collector, Executor, RunState
 
 from ._adopt import STOPPING
-from ._status import LAST_OUTPUT, MetricReducer, mark_trial, metric_value, numbers, reported
+from ._status import (
+    LAST_OUTPUT,
+    TRIAL_REASONS,
+    MetricReducer,
+    mark_trial,
+    metric_value,
+    numbers,
+    reported,
+    set_condition,
+)
 
 if TYPE_CHECKING:
     from ._controller import Controller
@@ -58,7 +67,9 @@ class Following:
             state = self.executor.poll(t.handle or {})
             if state.finished:
                 self._finish(t, state)
-            elif read_metrics:
+                continue
+            self._note_waiting(t, state)
+            if read_metrics:
                 samples = self._collector(t).collect()
                 if samples:
                     self._reduce(t, samples)
@@ -66,6 +77,17 @@ class Following:
                     self._emit("metrics", t)
                     if self._extend_curve(t, samples):
                         self._consider_stopping(t)
+
+    def _note_waiting(self, t: TrialRecord, state: RunState) -> None:
+        """A running trial's Running condition says what it waits for, as its executor
+        reports it (Kubernetes: Kueue's admission, a GPU), and says it runs once it does."""
+        reason, message = (state.reason, state.message) if state.reason else TRIAL_REASONS["Running"]
+        cond = next((c for c in t.conditions if _field(c, "type") == "Running"), None)
+        if cond is not None and (_field(cond, "reason"), _field(cond, "message")) == (reason, message):
+            return
+        set_condition(t.conditions, "Running", "True", reason, message)
+        self._touch(t)
+        self._emit("waiting" if state.reason else "running", t)
 
     def _extend_curve(self, t: TrialRecord, samples: list[Any]) -> bool:
         values = numbers(x.value for x in samples if x.metric == self.objective)
@@ -192,3 +214,8 @@ class Following:
         mc = self.exp.spec.metrics_collector_spec
         fsp = mc.source.file_system_path if mc and mc.source else None
         return fsp.path if fsp and fsp.path else "(none)"
+
+
+def _field(cond: Any, name: str) -> Any:
+    """A condition's field, whether it is a dict or a model."""
+    return cond.get(name) if isinstance(cond, dict) else getattr(cond, name, None)

@@ -7,7 +7,12 @@ cluster's controllers would:
 
 - the job controller creates the pods of each new job (one for a batch/v1 Job; one per
   replica for Kubeflow's jobs, labelled ``training.kubeflow.org/job-role``) and sets the
-  job's conditions from its pods (``Complete``/``Succeeded`` or ``Failed``);
+  job's conditions from its pods (``Complete``/``Succeeded`` or ``Failed``); a job created
+  suspended (``spec.suspend``, Kubeflow's ``spec.runPolicy.suspend``) gets a ``Suspended``
+  condition and no pods until it is un-suspended (Kueue's admission: kube_kueue.py);
+- the scheduler keeps a pod Pending while the GPUs it asks for are taken, with the
+  ``PodScheduled`` condition the real one sets (``Unschedulable``: ``Insufficient
+  nvidia.com/gpu``);
 - the kubelet runs the primary pod's container command as a process (the job's other
   replicas succeed at once), with the devices the device plugin gave it in
   ``NVIDIA_VISIBLE_DEVICES``, writes its output as the pod's log (served, and followed, at
@@ -43,6 +48,17 @@ from typing import Any
 import kmock
 from kubernetes import client, watch
 
+from tests.trials_tests.kube_pods import (
+    _argv,
+    _container,
+    _container_status,
+    _expand,
+    _kill,
+    _remap_env,
+)
+
+__all__ = ["FakeCluster", "_expand"]
+
 JOBS = [("batch", "v1", "jobs"), ("kubeflow.org", "v1", "pytorchjobs"), ("kubeflow.org", "v1", "tfjobs"),
         ("trainer.kubeflow.org", "v1alpha1", "trainjobs")]
 JOBSET_NAME = "jobset.sigs.k8s.io/jobset-name"
@@ -68,6 +84,7 @@ class FakeCluster:
         self.free_gpus = list(range(gpus))
         self.gpu_log: list[tuple[str, list[int], float, float]] = []  # (pod, devices, start, end)
         self.created: list[dict[str, Any]] = []  # every job object as it was created
+        self.started: set[tuple[str, str]] = set()  # (namespace, name) of the jobs whose pods were made
         self.logs: dict[str, Path] = {}
         self.done: set[str] = set()
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
@@ -93,6 +110,7 @@ class FakeCluster:
             for group, version, plural in JOBS:
                 k.resources[f"{group}/{version}/{plural}"] = kmock.ResourceInfo(namespaced=True)
             k.resources["v1/pods"] = kmock.ResourceInfo(kind="Pod", namespaced=True)
+            k.resources["kueue.x-k8s.io/v1beta1/workloads"] = kmock.ResourceInfo(kind="Workload", namespaced=True)
             k["get", re.compile(r"/api/v1/namespaces/[^/]+/pods/[^/]+/log")] << self._pod_log
             self.emulator = k
             self.url = str(server.url).rstrip("/")
@@ -140,9 +158,18 @@ class FakeCluster:
                 for event in watch.Watch().stream(self.custom.list_cluster_custom_object, group, version, plural,
                                                   timeout_seconds=5):
                     obj = event["object"]
+                    key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
                     if event["type"] == "ADDED" and obj["metadata"]["name"] not in {
                             j["metadata"]["name"] for j in self.created}:
                         self.created.append(obj)
+                        if _suspended(obj):
+                            self._suspended_status(group, version, plural, obj)
+                        else:
+                            self.started.add(key)
+                            self._start_job(group, version, plural, obj)
+                    elif event["type"] == "MODIFIED" and key not in self.started and not _suspended(obj) \
+                            and obj["metadata"]["name"] in {j["metadata"]["name"] for j in self.created}:
+                        self.started.add(key)  # resumed: admitted by Kueue
                         self._start_job(group, version, plural, obj)
                     elif event["type"] == "DELETED":
                         self._collect_garbage(obj)
@@ -183,6 +210,15 @@ class FakeCluster:
                    "spec": template["spec"], "status": {"phase": "Pending"}}
             self.core.create_namespaced_pod(ns, pod, _preload_content=False)
             threading.Thread(target=self._kubelet, args=(group, version, plural, job, pod, primary), daemon=True).start()
+
+    def _suspended_status(self, group: str, version: str, plural: str, job: dict[str, Any]) -> None:
+        cond = {"type": "Suspended", "status": "True", "reason": "JobSuspended", "message": "Job suspended"}
+        try:
+            self.custom.patch_namespaced_custom_object_status(
+                group, version, job["metadata"]["namespace"], plural, job["metadata"]["name"],
+                {"status": {"conditions": [cond]}})
+        except client.exceptions.ApiException:
+            pass
 
     def _collect_garbage(self, job: dict[str, Any]) -> None:
         name, ns = job["metadata"]["name"], job["metadata"]["namespace"]
@@ -226,15 +262,25 @@ class FakeCluster:
         behaviour = env.get("FAKE_KUBELET", "")
         want = int(((container.get("resources") or {}).get("limits") or {}).get("nvidia.com/gpu", 0))
         devices: list[int] = []
+        said = False
         while True:  # the scheduler: a pod waits, Pending, until its GPUs are free
             with self._lock:
                 if len(self.free_gpus) >= want:
                     devices, self.free_gpus = self.free_gpus[:want], self.free_gpus[want:]
                     break
+            if not said:
+                said = True
+                self._pod_status(ns, name, {"phase": "Pending", "conditions": [{
+                    "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                    "message": "0/1 nodes are available: 1 Insufficient nvidia.com/gpu. preemption: 0/1 nodes are "
+                               "available: 1 No preemption victims found for incoming pod."}]})
+            if self._stop.is_set() or not any(p["metadata"]["name"] == name for p in self.objects("pods")):
+                return None  # deleted while it waited
             time.sleep(0.05)
         started = time.time()
         running = _container_status(container, {"running": {"startedAt": "2026-01-01T00:00:00Z"}}, ready=True)
-        self._pod_status(ns, name, {"phase": "Running", "containerStatuses": [running]})
+        scheduled = {"type": "PodScheduled", "status": "True"}
+        self._pod_status(ns, name, {"phase": "Running", "conditions": [scheduled], "containerStatuses": [running]})
         log = self.logdir / f"{name}.log"
         self.logs[name] = log
         code, reason = 0, "Completed"
@@ -317,78 +363,6 @@ class FakeCluster:
         return started
 
 
-_REFERENCE = re.compile(r"\$(\$|\(([A-Za-z_][A-Za-z0-9_.-]*)\))")
-
-
-def _expand(text: str, env: dict[str, str]) -> str:
-    """Kubernetes' expansion of ``command`` and ``args``: ``$(VAR)`` from the env (left as
-    written when unset), ``$$`` → ``$``."""
-    return _REFERENCE.sub(lambda m: "$" if m.group(1) == "$" else env.get(m.group(2), m.group(0)), text)
-
-
-def _mounts(container: dict[str, Any], dirs: dict[str, Path]) -> list[tuple[str, str]]:
-    found = [(m["mountPath"], str(dirs[m["name"]])) for m in container.get("volumeMounts") or [] if m.get("name") in dirs]
-    return sorted(found, key=lambda pair: -len(pair[0]))
-
-
-def _remap(text: str, mounts: list[tuple[str, str]]) -> str:
-    for mount, host in mounts:
-        text = text.replace(mount, host)
-    return text
-
-
-def _argv(container: dict[str, Any], env: dict[str, str], dirs: dict[str, Path], images: dict[str, list[str]]) -> list[str]:
-    """The container's process: its command (else its image's entrypoint) and args,
-    expanded, its emptyDir mounts mapped to the pod's folders."""
-    command = [_expand(str(a), env) for a in container.get("command") or []] or list(images.get(container.get("image", ""), []))
-    mounts = _mounts(container, dirs)
-    return [_remap(a, mounts) for a in [*command, *(_expand(str(a), env) for a in container.get("args") or [])]]
-
-
-def _remap_env(container: dict[str, Any], env: dict[str, str], dirs: dict[str, Path]) -> dict[str, str]:
-    mounts = _mounts(container, dirs)
-    return {k: _remap(v, mounts) for k, v in env.items()}
-
-
-def _container(spec: dict[str, Any], container: dict[str, Any], argv: list[str], env: dict[str, str],
-               workdir: Path) -> tuple[list[str], dict[str, str]]:
-    """A pod's process as a container runtime would start it: the image's environment (its
-    PATH, katib importable) and the pod's ``env``, nothing of this process's; a filesystem of
-    its own (the host's system read-only, but none of its ``/tmp``, ``/home``, ``/root`` or
-    ``/run``; ``hostPath`` volumes mounted where the pod says), its own PID namespace
-    unless ``hostPID``, and its memory limit enforced (as an address-space limit)."""
-    from trials._resources import parse_memory
-    from trials._sandbox import _probe
-
-    repo = Path(__file__).resolve().parents[2]
-    image = {"PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin", "PYTHONPATH": str(repo),
-             "HOME": "/tmp", "LANG": "C.UTF-8"}
-    memory = parse_memory(((container.get("resources") or {}).get("limits") or {}).get("memory") or 0)
-    limit = ["prlimit", f"--as={memory}", "--"] if memory else []
-    flags, _ = _probe("bwrap")
-    if flags is None:
-        return [*limit, *argv], {**image, **env}
-    out = ["bwrap", *flags, "--die-with-parent", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
-    out += [a for hidden in ("/tmp", "/home", "/root", "/run") if os.path.isdir(hidden) for a in ("--tmpfs", hidden)]
-    for shown in sorted({repo, Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve(), workdir.resolve()}):
-        out += ["--ro-bind", str(shown), str(shown)]
-    volumes = {v.get("name"): v for v in spec.get("volumes") or []}
-    for mount in container.get("volumeMounts") or []:
-        host = (volumes.get(mount.get("name")) or {}).get("hostPath")
-        if host:
-            out += ["--bind", host["path"], mount["mountPath"]]
-    if not spec.get("hostPID"):
-        out.append("--unshare-pid")
-    return [*out, "--chdir", str(workdir), "--", *limit, *argv], {**image, **env}
-
-
-def _container_status(container: dict[str, Any], state: dict[str, Any], ready: bool = False) -> dict[str, Any]:
-    return {"name": container["name"], "image": container.get("image", ""), "imageID": "", "ready": ready,
-            "restartCount": 0, "state": state}
-
-
-def _kill(proc: subprocess.Popen[bytes]) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+def _suspended(job: dict[str, Any]) -> bool:
+    spec = job.get("spec") or {}
+    return bool(spec.get("suspend") or (spec.get("runPolicy") or {}).get("suspend"))
