@@ -73,7 +73,7 @@ def create_app(store: Store, runs_root: Path, workdir: Path, tick: float = 1.0, 
                auth: bool = False, executor_factory: Any = None, executor: str = "local", read_only: bool = False,
                allowed_hosts: Iterable[str] = (), max_body: int = DEFAULT_MAX_BODY,
                limits: ServerLimits | None = None, push_tokens: PushTokens | None = None,
-               grpc_address: tuple[str, int] | None = None) -> FastAPI:
+               grpc_address: tuple[str, int] | None = None, lease_seconds: float | None = None) -> FastAPI:
     """The app; its lifespan starts the unfinished experiments and stops all at shutdown.
     With ``auth``, requests need a bearer token and a role in the namespace; without it,
     only programs on this machine and the server's own pages may use it (``RequestGuard``).
@@ -81,7 +81,9 @@ def create_app(store: Store, runs_root: Path, workdir: Path, tick: float = 1.0, 
     tokens pods push their trial's metrics with (the executor gives them out).
     ``grpc_address`` (host, port; port 0 picks one) serves Katib's gRPC API beside it
     (Suggestion, EarlyStopping, DBManager: ``katib._dbmanager``); ``app.state.grpc_port``
-    says where."""
+    says where. ``lease_seconds`` makes this server one of several on its database: it
+    shares the experiments out with the others by lease, and adopts those of one whose
+    lease lapsed (``katib.controller.ExperimentManager.enable_replicas``)."""
     manager = (ExperimentManager(store, runs_root, tick=tick, executor_factory=executor_factory)
                if executor_factory is not None else ExperimentManager(store, runs_root, tick=tick))
 
@@ -94,6 +96,8 @@ def create_app(store: Store, runs_root: Path, workdir: Path, tick: float = 1.0, 
             # Local trials' Custom collectors report here (on loopback when it listens on all).
             host = grpc_address[0] if grpc_address[0] not in ("", "0.0.0.0", "::", "[::]") else "127.0.0.1"
             manager.db_manager_address = f"{host}:{grpc_server.bound_port}"
+        if lease_seconds is not None and not read_only:
+            manager.enable_replicas(lease_seconds)
         if resume:
             manager.resume_all()
         yield

@@ -154,6 +154,11 @@ def server(
         [], "--metrics-collector-image", metavar="KIND=IMAGE",
         help="With --executor kubernetes: the metrics-collector sidecar's image for File or TensorFlowEvent "
              "(default: Katib 0.19's)."),
+    lease_seconds: float = typer.Option(
+        5.0, "--lease-seconds", min=1.0, max=300.0,
+        help="On PostgreSQL, several servers share one database: each holds its experiments by a lease it renews "
+             "every fifth of this time; another server adopts them, with their running trials, once it lapses. "
+             "docs/scaling.md"),
 ) -> None:
     """Serve the REST API and the Kubernetes-style endpoints, and run every experiment.
 
@@ -201,7 +206,8 @@ def server(
                                 kueue_queue=kueue_queue, kueue_priority_class=kueue_priority_class)
     application = create_app(store, _runs_root(store), workdir.resolve(), tick=tick, auth=auth, executor_factory=factory,
                              executor=executor, allowed_hosts=[*allowed_host, host], max_body=max_body,
-                             push_tokens=push_tokens, grpc_address=None if grpc_port is None else (host, grpc_port))
+                             push_tokens=push_tokens, grpc_address=None if grpc_port is None else (host, grpc_port),
+                             lease_seconds=lease_seconds if store.dialect == "postgresql" else None)
     uvicorn.run(application, host=host, port=port, log_level="info")
 
 

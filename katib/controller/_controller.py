@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +96,10 @@ class Controller:
         self.db_manager_address: str | None = None
         self.tick = tick
         self.listener = listener
+        # Whose the experiments it runs are (None: this process's owner_id()) and how a
+        # holder's liveness is judged; a server among several sets both (its replica).
+        self.owner: str | None = None
+        self.is_alive: Callable[[str], bool] = owner_alive
 
     # -- submission --------------------------------------------------------------------
 
@@ -172,8 +177,8 @@ class Controller:
         if (rec.spec.get("spec") or {}).get("executor") == "external":
             raise ConflictError(f"experiment {namespace}/{name} is driven from outside (spec.executor: external): "
                                 "use ask and tell (katib server or KatibClient)")
-        me = owner_id()
-        self.store.claim_experiment(rec.id, me, owner_alive)
+        me = self.owner or owner_id()
+        self.store.claim_experiment(rec.id, me, self.is_alive)
         run: ExperimentRun | None = None
         try:
             run = ExperimentRun(self, rec)

@@ -19,10 +19,11 @@ from typing import Any
 from katib.errors import ConflictError, NotFoundError, TemporaryError
 from katib.names import RunLayout
 from katib.spec import Experiment
-from katib.store import ExperimentRecord, Store, TrialRecord
+from katib.store import ExperimentRecord, LeaseLost, Request, Store, TrialRecord
 from trials import Executor, LocalExecutor, owner_alive
 
 from ._controller import Controller
+from ._replica import FencedExecutor, FencedStore, Replica
 from ._run import ExperimentRun, is_completed
 from ._status import rfc3339, set_condition
 
@@ -59,6 +60,8 @@ class ExperimentManager:
         # The DBManager its trials' Custom collectors report to ("host:port": the server's
         # --grpc-port); None: each run starts one on a loopback port when it needs one.
         self.db_manager_address: str | None = None
+        self.replica: Replica | None = None  # one of several servers on one database (enable_replicas)
+        self._failed_at: dict[tuple[str, str], float] = {}
 
     # -- events ------------------------------------------------------------------------
 
@@ -92,10 +95,16 @@ class ExperimentManager:
 
     # -- lifecycle ---------------------------------------------------------------------
 
-    def _controller(self, key: tuple[str, str]) -> Controller:
-        ctl = Controller(self.store, self.executor_factory(), runs_root=self.runs_root, tick=self.tick,
-                         listener=self._listener(key))
+    def _controller(self, key: tuple[str, str], fenced: bool = False) -> Controller:
+        store: Any = self.store
+        executor: Any = self.executor_factory()
+        replica = self.replica
+        if fenced and replica is not None:  # a run's writes and launches, under this replica's lease
+            store, executor = FencedStore(store, replica.lease), FencedExecutor(executor, replica.lease)
+        ctl = Controller(store, executor, runs_root=self.runs_root, tick=self.tick, listener=self._listener(key))
         ctl.db_manager_address = self.db_manager_address
+        if replica is not None:
+            ctl.owner, ctl.is_alive = replica.id, replica.alive
         return ctl
 
     def submit(self, exp: Experiment, workdir: Path) -> tuple[ExperimentRecord, str]:
@@ -104,7 +113,12 @@ class ExperimentManager:
         rec, action = self._controller(key).submit(exp, workdir)
         if exp.spec.executor == "external":
             return self.store.get_experiment(*key), action  # an outside loop drives it (ask and tell)
-        if action in ("created", "restarted") or (action == "resumed" and key not in self._running):
+        if self.replica is not None and action != "unchanged" and key not in self._running:
+            if self.replica.held_elsewhere(rec.owner):  # another server runs it: it applies the budget
+                self.replica.ask(rec.id, "budget")
+            else:
+                self.replica.place(rec.id, *key, rec.owner)
+        elif action in ("created", "restarted") or (action == "resumed" and key not in self._running):
             self.start(*key)
         elif action == "resumed":
             running = self._running.get(key)
@@ -124,7 +138,9 @@ class ExperimentManager:
 
     def _run(self, key: tuple[str, str], stop: threading.Event) -> None:
         try:
-            self._controller(key).run(*key, stop=stop)
+            self._controller(key, fenced=True).run(*key, stop=stop)
+        except LeaseLost:  # another server adopts it, with its running trials
+            log.info("experiment %s/%s: let go (this server's lease lapsed)", *key)
         except (TemporaryError, ConflictError) as exc:  # a retry can fix it: the experiment stays resumable
             self._fail(key, exc, permanent=False)
         except Exception as exc:  # the controller cannot run this experiment: say so, in its status
@@ -140,6 +156,7 @@ class ExperimentManager:
         message = f"the controller failed: {type(exc).__name__}: {exc}"
         self._running[key].error = exc
         self.errors[key] = message
+        self._failed_at[key] = time.monotonic()
         if permanent:
             log.error("experiment %s/%s: %s", *key, message, exc_info=exc)
             self._mark_failed(key, message)
@@ -160,23 +177,53 @@ class ExperimentManager:
         except Exception:  # the store itself is what failed: the log has it
             log.exception("experiment %s/%s: could not record the failure", *key)
 
-    def is_running(self, namespace: str, name: str) -> bool:
+    def runs_here(self, namespace: str, name: str) -> bool:
+        """Whether a controller of this process runs the experiment."""
         running = self._running.get((namespace, name))
         return running is not None and running.thread.is_alive()
+
+    def is_running(self, namespace: str, name: str) -> bool:
+        """Whether a controller runs the experiment: this process's, or (several servers
+        on one database) another live server's, as of its last heartbeat."""
+        return self.runs_here(namespace, name) or (
+            self.replica is not None and (namespace, name) in self.replica.holders)
 
     def stop(self, namespace: str, name: str, timeout: float = 30.0) -> None:
         """Stop the experiment's controller and its running trials (resume carries on)."""
         running = self._running.get((namespace, name))
         if running is None:
+            if self.replica is not None:
+                self._stop_elsewhere(namespace, name, timeout)
             return
         running.stop.set()
         running.thread.join(timeout)
+
+    def _stop_elsewhere(self, namespace: str, name: str, timeout: float) -> None:
+        """Ask the server holding the experiment to stop it, and wait until it has."""
+        assert self.replica is not None
+        rec = self.store.get_experiment(namespace, name)
+        owner = rec.owner
+        if not owner or owner == self.replica.id or not self.replica.leases.known(owner):
+            return  # nothing holds it (or a `katib run` does, which `katib stop` stops)
+        self.replica.ask(rec.id, "stop")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.store.get_experiment(namespace, name).owner == owner:
+            time.sleep(0.1)
+        self.replica.holders.pop((namespace, name), None)
+        if self.store.get_experiment(namespace, name).owner == owner:
+            raise TemporaryError(f"experiment {namespace}/{name}: the server holding it ({owner}) did not stop it "
+                                 f"within {timeout:g} s")
 
     def stop_trial_early(self, namespace: str, experiment: str, trial: str, reason: str) -> bool:
         """Ask the experiment's running controller to stop ``trial`` early (it ends
         ``EarlyStopped``); False when no controller of this process runs the experiment."""
         running = self._running.get((namespace, experiment))
         if running is None or running.run is None or not running.thread.is_alive():
+            if self.replica is not None:  # another server may run it: ask it
+                rec = self.store.get_experiment(namespace, experiment)
+                if self.replica.held_elsewhere(rec.owner):
+                    self.replica.ask(rec.id, "stop_trial", trial, reason)
+                    return True
             return False
         running.run.request_early_stop(trial, reason)
         return True
@@ -203,11 +250,17 @@ class ExperimentManager:
             raise ConflictError(f"experiment {namespace}/{name} is driven from outside (ask and tell)")
         if is_completed(rec.status):
             raise ConflictError(f"experiment {namespace}/{name} has finished; raise maxTrialCount to restart it")
-        if rec.owner and owner_alive(rec.owner) and not self.is_running(namespace, name):
+        replica = self.replica
+        alive = replica.alive if replica is not None else owner_alive
+        if rec.owner and alive(rec.owner) and not self.runs_here(namespace, name):
             from trials import owner_id
 
-            if rec.owner != owner_id():
+            if rec.owner != (replica.id if replica is not None else owner_id()):
+                if replica is not None and replica.leases.known(rec.owner):
+                    return None  # another server runs it
                 raise ConflictError(f"experiment {namespace}/{name} is being run by {rec.owner}")
+        if replica is not None:
+            replica.leases.withdraw(rec.id, "stop")  # one left from before it was last stopped
         self.errors.pop((namespace, name), None)
         self.start(namespace, name)
         running = self._running.get((namespace, name))
@@ -218,12 +271,18 @@ class ExperimentManager:
     def resume_all(self) -> list[str]:
         """Start every unfinished experiment no live controller holds (after a restart)."""
         started = []
+        replica = self.replica
         for rec in self.store.list_experiments():
-            if is_completed(rec.status) or (rec.owner and owner_alive(rec.owner)):
+            if is_completed(rec.status) or (rec.owner and (replica.alive if replica else owner_alive)(rec.owner)):
                 continue
             if (rec.spec.get("spec") or {}).get("executor") == "external":
                 continue
-            self.start(rec.namespace, rec.name)
+            if replica is None:
+                self.start(rec.namespace, rec.name)
+            elif rec.owner and replica.leases.known(rec.owner):
+                continue  # a server whose lease lapsed: its experiments are shared out with their trials
+            else:
+                replica.place(rec.id, rec.namespace, rec.name, rec.owner)
             started.append(f"{rec.namespace}/{rec.name}")
         return started
 
@@ -235,12 +294,69 @@ class ExperimentManager:
         shutil.rmtree(folder, ignore_errors=True)
 
     def shutdown(self, timeout: float = 30.0) -> None:
+        """Stop every controller of this process and their running trials, or, when other
+        servers share the database, hand the experiments over to them with their trials
+        still running."""
+        replica = self.replica
+        handing_off = replica is not None and replica.hand_off()
         with self._lock:
             running = list(self._running.values())
         for r in running:
             r.stop.set()
         for r in running:
             r.thread.join(timeout)
+        if replica is not None:
+            replica.close()
+            if handing_off:
+                replica.leases.expire(replica.id)  # lapsed now: the others adopt at their next beat
+            else:
+                replica.leases.retire(replica.id)
+
+    # -- several servers on one database (_replica.py) ----------------------------------
+
+    def enable_replicas(self, ttl: float = 5.0, interval: float | None = None,
+                        replica_id: str | None = None) -> Replica:
+        """Run as one of several servers on this database: heartbeat, share experiments out
+        by lease, adopt those of a server whose lease lapsed."""
+        self.replica = Replica(self, ttl, interval, replica_id)
+        self.replica.start()
+        return self.replica
+
+    def abandon(self) -> None:
+        """Let every run go without touching its trials (the lease lapsed: they are another
+        server's now). Their fenced writes and launches raise ``LeaseLost``."""
+        with self._lock:
+            running = list(self._running.values())
+        for r in running:
+            r.stop.set()
+
+    def start_held(self, exp_id: int, namespace: str, name: str, retry_after: float) -> None:
+        """Start an experiment this server holds but does not run (handed to it, or left
+        by a run that let go); give it up when there is nothing to run."""
+        assert self.replica is not None
+        key = (namespace, name)
+        if time.monotonic() - self._failed_at.get(key, -retry_after) < retry_after:
+            return  # its controller failed a moment ago
+        rec = self.store.get_experiment(namespace, name)
+        if is_completed(rec.status) or (rec.spec.get("spec") or {}).get("executor") == "external":
+            self.replica.leases.release(exp_id, self.replica.id)
+            return
+        self.start(namespace, name)
+
+    def apply_request(self, request: Request) -> None:
+        """Carry out what another server asked of an experiment this one holds."""
+        assert self.replica is not None
+        running = self._running.get((request.namespace, request.name))
+        run = running.run if running is not None and running.thread.is_alive() else None
+        if request.action == "stop":
+            if running is not None and running.thread.is_alive():
+                running.stop.set()
+            else:
+                self.replica.leases.release(request.experiment_id, self.replica.id)
+        elif request.action == "budget" and run is not None:
+            run.update_budget(self.store.get_experiment(request.namespace, request.name).spec["spec"])
+        elif request.action == "stop_trial" and run is not None:
+            run.request_early_stop(request.trial or "", request.reason or "stopped by a user")
 
 
 

@@ -2,6 +2,7 @@
 
 from ._columns import SummaryRow, parameter_names, summary_columns, summary_rows, trial_stamp
 from ._derived import stored as stored_status
+from ._leases import LeaseLost, Leases, Replica, Request
 from ._logs import TrialLogs
 from ._notes import MAX_NOTE_CHARS, Note, NoteStore
 from ._paging import InvalidContinueToken, iter_trials, latest_trial, trial_page
@@ -26,8 +27,12 @@ __all__ = [
     "User",
     "UserStore",
     "ExperimentRecord",
+    "LeaseLost",
+    "Leases",
     "InvalidContinueToken",
     "ObservationRow",
+    "Replica",
+    "Request",
     "Store",
     "SummaryRow",
     "TrialLogs",

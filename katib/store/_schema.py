@@ -133,3 +133,30 @@ grants = Table(
     Column("namespace", String(253), primary_key=True),
     Column("role", String(16), nullable=False),
 )
+
+# Several `katib server`s on one database (``_leases.py``): each server (replica) renews its
+# heartbeat, stamped with the database's clock; an experiment's ``owner`` names the replica
+# that holds its lease, which lapses when that heartbeat is older than the lease time.
+replicas = Table(
+    "replicas",
+    metadata,
+    Column("id", String(255), primary_key=True),  # the owner string: host:pid:start
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started_at", Float, nullable=False),
+    Column("heartbeat", Float, nullable=False),  # seconds since the epoch, the database's clock
+)
+
+# What a replica asks of the one that runs an experiment (stop it, apply a budget edit, stop
+# a trial early); the owner reads and removes them at its next heartbeat.
+experiment_requests = Table(
+    "experiment_requests",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("experiment_id", Integer, ForeignKey("experiments.id", ondelete="CASCADE"), nullable=False),
+    Column("action", String(16), nullable=False),  # stop, budget, stop_trial
+    Column("trial", String(63), nullable=True),
+    Column("reason", Text, nullable=True),
+    Column("created_at", Float, nullable=False),
+)
+Index("ix_experiment_requests_experiment", experiment_requests.c.experiment_id)

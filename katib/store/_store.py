@@ -43,7 +43,7 @@ from ._schema import (
 
 _UPDATE_TRIAL = trials.update().where(trials.c.id == sa.bindparam("_id"))
 
-SCHEMA_REVISION = "0009"
+SCHEMA_REVISION = "0010"
 T = TypeVar("T")
 
 

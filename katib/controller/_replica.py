@@ -1,0 +1,237 @@
+"""One ``katib server`` among several on one PostgreSQL database: a replica.
+
+Every ``interval`` seconds (a fifth of the lease time) the replica
+1. renews its heartbeat (``katib.store.Leases``); one that lapsed is never renewed: the
+   replica abandons every experiment it ran, leaving their trials as they are for whoever
+   adopts them, and registers afresh;
+2. carries out what other replicas asked of the experiments it holds (stop, a budget edit,
+   stop a trial early);
+3. starts the experiments it holds but does not run (handed to it, or abandoned);
+4. shares out the experiments of replicas whose lease lapsed, each to the replica holding
+   the fewest (a conditional update: one winner each); the new holder's controller adopts
+   their running trials as a restarted controller does (``_adopt.py``).
+
+Its runs write and launch through ``FencedStore`` and ``FencedExecutor``: once the last
+renewal is older than the lease time less a margin, before any other replica can judge the
+lease lapsed, they raise ``LeaseLost`` instead of writing, launching or stopping, so a
+replica that stalls never acts on an experiment another has taken over.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from katib.store import LeaseLost, Leases, Request
+from trials import owner_alive, owner_id
+
+if TYPE_CHECKING:
+    from ._manager import ExperimentManager
+
+log = logging.getLogger("katib.controller")
+
+RETRY_AFTER = 10.0  # seconds before a held experiment whose controller failed is started again
+
+
+class Lease:
+    """The hold a replica's runs act under, from one registration to its lapse."""
+
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        # The margin covers a write begun just before the deadline and the time a renewal
+        # takes to reach the database after it was sent.
+        self.margin = min(1.0, ttl / 4)
+        self.renewed_at = time.monotonic()
+        self.revoked = False
+
+    def held(self) -> bool:
+        return not self.revoked and time.monotonic() < self.renewed_at + self.ttl - self.margin
+
+    def check(self) -> None:
+        if not self.held():
+            raise LeaseLost("this server's lease lapsed: another server holds its experiments now")
+
+
+class _Fenced:
+    """A proxy that checks the lease before the calls named in ``FENCED``."""
+
+    FENCED: frozenset[str] = frozenset()
+
+    def __init__(self, target: Any, lease: Lease) -> None:
+        self._target = target
+        self._lease = lease
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._target, name)
+        if name not in self.FENCED:
+            return attr
+        lease = self._lease
+
+        def fenced(*args: Any, **kwargs: Any) -> Any:
+            lease.check()
+            return attr(*args, **kwargs)
+
+        return fenced
+
+
+class FencedStore(_Fenced):
+    """The store as a run sees it: its writes only while the lease is held."""
+
+    FENCED = frozenset({"update_experiment", "claim_experiment", "write_trials", "add_trials", "save_trial",
+                        "clear_observations", "save_algorithm_state"})
+
+
+class FencedExecutor(_Fenced):
+    """The executor as a run sees it: launches and stops only while the lease is held."""
+
+    FENCED = frozenset({"launch", "stop", "recover"})
+
+
+class Replica:
+    """This server's heartbeat and its share of the experiments (see the module's doc)."""
+
+    def __init__(self, manager: ExperimentManager, ttl: float = 5.0, interval: float | None = None,
+                 replica_id: str | None = None) -> None:
+        self.manager = manager
+        self.leases = Leases(manager.store, ttl)
+        self.id = replica_id or owner_id()
+        self.interval = interval or max(0.1, ttl / 5)
+        self.lease = Lease(ttl)
+        self.holders: dict[tuple[str, str], str] = {}  # experiment -> live replica holding it
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._reaped_at = 0.0
+        self._handing_off = False
+
+    def alive(self, owner: str) -> bool:
+        """Whether ``owner`` holds its lease (a replica) or runs (a ``katib run``)."""
+        return self.leases.alive(owner, owner_alive)
+
+    def start(self) -> None:
+        self._register()
+        self.step()
+        self._thread = threading.Thread(target=self._loop, name="katib-replica", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+
+    def _register(self) -> None:
+        lease = Lease(self.leases.ttl)
+        self.leases.register(self.id, socket.gethostname(), os.getpid())
+        self.lease = lease  # renewed_at: before the registration was sent
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.step()
+            except Exception:  # the database may be out of reach: the next beat tries again
+                log.exception("replica %s: heartbeat step failed", self.id)
+
+    # -- one step ----------------------------------------------------------------------
+
+    def beat(self) -> bool:
+        """Renew the heartbeat; on a lapse, abandon everything and register afresh. False
+        when the database cannot be reached."""
+        sent = time.monotonic()
+        try:
+            renewed = self.leases.renew(self.id)
+        except Exception as exc:
+            log.warning("replica %s: cannot renew its heartbeat: %s", self.id, exc)
+            renewed = None
+        if self._handing_off:
+            return False
+        if renewed is None:
+            if not self.lease.held() and not self.lease.revoked:
+                self.lapse()
+            return False
+        if not renewed:  # it lapsed in the database: others may hold its experiments now
+            if not self.lease.revoked:
+                self.lapse()
+            self._register()
+        elif self.lease.revoked:
+            # Given up here (no renewal in time) though it never lapsed in the database: a
+            # heartbeat that lapses is never renewed, so no other replica took anything.
+            self.lease = Lease(self.leases.ttl)
+            self.lease.renewed_at = sent
+        else:
+            self.lease.renewed_at = sent
+        return True
+
+    def lapse(self) -> None:
+        """The lease lapsed: let every run go, touching neither its trials nor the store."""
+        log.warning("replica %s: its lease lapsed; other servers adopt its experiments", self.id)
+        self.lease.revoked = True
+        self.manager.abandon()
+
+    def step(self) -> None:
+        if self._stop.is_set() or not self.beat():
+            return
+        for request in self.leases.take_requests(self.id):
+            self.manager.apply_request(request)
+        for exp_id, namespace, name in self.leases.owned(self.id):
+            if not self.manager.runs_here(namespace, name):
+                self.manager.start_held(exp_id, namespace, name, RETRY_AFTER)
+        orphans = self.leases.orphans()
+        if orphans:
+            self._share(orphans)
+        self.holders = self.leases.holders()
+        if time.monotonic() - self._reaped_at > 60:
+            self._reaped_at = time.monotonic()
+            self.leases.reap()
+
+    # -- sharing out -------------------------------------------------------------------
+
+    def _loads(self) -> dict[str, int]:
+        return {r.id: r.leases for r in self.leases.replicas() if r.live}
+
+    def _pick(self, loads: dict[str, int]) -> str:
+        """The live replica holding the fewest experiments (this one on a tie)."""
+        return min(loads, key=lambda r: (loads[r], r != self.id, r))
+
+    def _share(self, orphans: list[tuple[int, str, str, str]]) -> None:
+        loads = self._loads()
+        if self.id not in loads:
+            return
+        for exp_id, namespace, name, dead in orphans:
+            target = self._pick(loads)
+            if self.leases.hand_over(exp_id, dead, target, lapsed=True):
+                loads[target] += 1
+                log.info("experiment %s/%s: %s's lease lapsed; %s adopts it", namespace, name, dead, target)
+                if target == self.id:
+                    self.manager.start(namespace, name)
+
+    def place(self, exp_id: int, namespace: str, name: str, current: str | None) -> None:
+        """Give a new (or resumed) experiment to the replica holding the fewest."""
+        loads = self._loads()
+        loads.setdefault(self.id, 0)
+        target = self._pick(loads)
+        if target == self.id:
+            self.manager.start(namespace, name)
+        elif self.leases.hand_over(exp_id, current, target):
+            self.holders[(namespace, name)] = target
+
+    def ask(self, exp_id: int, action: str, trial: str | None = None, reason: str | None = None) -> None:
+        self.leases.request(exp_id, action, trial, reason)
+
+    def held_elsewhere(self, owner: str | None) -> bool:
+        """Whether ``owner`` is another replica whose lease holds."""
+        return bool(owner) and owner != self.id and self.leases.alive(owner or "", lambda _: False)
+
+    def hand_off(self) -> bool:
+        """Let the lease lapse now, so the other live replicas adopt what this one ran;
+        False (and nothing done) when no other replica is live."""
+        if not any(r != self.id for r in self._loads()):
+            return False
+        self._handing_off = True
+        self.lease.revoked = True
+        return True
+
+
+__all__ = ["FencedExecutor", "FencedStore", "Lease", "Replica", "Request"]

@@ -1,0 +1,78 @@
+"""Two managers (servers) on one database, in one process: a budget edit sent to the one
+that does not run the experiment reaches the one that does; a server that stops renewing
+its lease lets its experiments go, touching neither the store nor their trials, and the
+other adopts them with their running trials."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from katib.controller import ExperimentManager
+from katib.spec import admit
+from katib.store import LeaseLost, Store
+from tests.conftest import experiment
+
+TTL = 1.5
+TRIAL = 'echo start >> "{markers}/$KATIB_TRIAL_NAME"; sleep 1; echo "loss=${{trialParameters.x}}"'
+
+
+def _wait(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{what}: not within {timeout:g} s")
+
+
+def _ended(status) -> bool:
+    return bool(status.get("completionTime") if isinstance(status, dict) else status.completion_time)
+
+
+def _manager(store: Store, tmp_path: Path, replica: str) -> ExperimentManager:
+    manager = ExperimentManager(store, tmp_path / "runs", tick=0.1)
+    manager.enable_replicas(TTL, interval=0.2, replica_id=replica)
+    return manager
+
+
+def test_a_stalled_server_lets_go_and_the_other_adopts(tmp_path: Path):
+    store = Store(str(tmp_path / "katib.db"))
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    doc = experiment(command=["sh", "-c", TRIAL.format(markers=markers)], maxTrialCount=3, parallelTrialCount=2,
+                     maxFailedTrialCount=0)
+    a = _manager(store, tmp_path, "a")
+    b = _manager(store, tmp_path, "b")
+    try:
+        a.submit(admit(doc), tmp_path)  # a holds the fewest (a tie): a runs it
+        _wait(lambda: store.get_experiment("default", "demo").owner == "a", 5, "a claims it")
+        _wait(lambda: len(store.list_trials(store.get_experiment("default", "demo").id, states=["Running"])) == 2,
+              15, "two trials run")
+        _wait(lambda: b.is_running("default", "demo"), 2, "b sees it run (at its next heartbeat)")
+        assert not b.runs_here("default", "demo")
+        doc["spec"]["maxTrialCount"] = 5
+        b.submit(admit(doc), tmp_path)  # sent to b, applied by a's run
+        assert not b.runs_here("default", "demo")
+
+        assert a.replica is not None
+        a.replica.close()  # a stalls: no more heartbeats, its run carries on alone
+        lease = a.replica.lease
+        _wait(lambda: not lease.held(), TTL, "a's lease lapses (as a sees it)")
+        with pytest.raises(LeaseLost):
+            lease.check()
+        _wait(lambda: store.get_experiment("default", "demo").owner == "b", 10, "b adopts the experiment")
+        _wait(lambda: not a.runs_here("default", "demo"), 10, "a's run lets go")
+        _wait(lambda: _ended(store.get_experiment("default", "demo").status), 30, "the experiment ends")
+        trials = store.list_trials(store.get_experiment("default", "demo").id)
+        assert [t.state for t in trials] == ["Succeeded"] * 5, [(t.name, t.state, t.conditions) for t in trials]
+        assert all(t.attempt == 0 for t in trials)
+        starts = {p.name: len(p.read_text().splitlines()) for p in markers.iterdir()}
+        assert starts == {t.name: 1 for t in trials}  # none run twice, none killed by a
+        assert "a" not in a.errors and not a.errors  # letting go is no failure
+    finally:
+        b.shutdown()
+        a.shutdown()
+        store.close()
