@@ -163,10 +163,12 @@ def retry_trial(namespace: str, trial: str, state: ServerState = Depends(get_sta
     from katib.errors import ConflictError
 
     rec, _ = _service.trial(state, namespace, trial)
-    if state.manager.retry_trial(namespace, rec.name, trial) is None:
+    answer = state.manager.retry_trial(namespace, rec.name, trial)
+    if answer is None:
         raise ConflictError(f"trial {namespace}/{trial}: this server does not run experiment {rec.name} "
                             "(it has ended, another process runs it, or nothing does)")
-    return {"trial": trial, "retrying": True}
+    # "asked": another server runs the experiment, checks the request and makes the retry.
+    return {"trial": trial, "retrying": True, "forwarded": answer == "asked"}
 
 
 @router.post("/namespaces/{namespace}/trials/{trial}/metrics", status_code=202)

@@ -200,6 +200,19 @@ class KatibClient:
         carries on): ``{"running": bool}``."""
         return self._backend.stop(name, self._ns(namespace))
 
+    def stop_trial(self, name: str, namespace: str | None = None) -> None:
+        """Stop one running trial: it ends ``EarlyStopped`` and the experiment carries on.
+        ConflictError unless it runs under this client's (or the server's) controller."""
+        self._backend.stop_trial(name, self._ns(namespace))
+
+    def retry_trial(self, name: str, namespace: str | None = None) -> None:
+        """Run an ended, unsuccessful trial's parameters again, as a new trial labelled
+        ``katib.kubeflow.org/retry-of``, before the algorithm's next one and within
+        ``maxTrialCount``. ConflictError with the reason when it cannot be (running or
+        succeeded, already retried, a hyperband or PBT plan, the budget spent, or the
+        experiment not run by this client or the server)."""
+        self._backend.retry_trial(name, self._ns(namespace))
+
     def get_trial(self, name: str, namespace: str | None = None) -> dict[str, Any]:
         """One trial, as Katib's ``Trial`` object."""
         return self._backend.trial(name, self._ns(namespace))

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..errors import KatibError, NotFoundError
+from ..errors import ConflictError, KatibError, NotFoundError
 
 
 class _Embedded:
@@ -104,6 +104,19 @@ class _Embedded:
         self.store.get_experiment(namespace, name)
         self.manager.stop(namespace, name)
         return {"running": self.manager.is_running(namespace, name)}
+
+    def stop_trial(self, name: str, namespace: str) -> None:
+        rec, t = self.store.get_trial(namespace, name)
+        if t.state != "Running" or not self.manager.stop_trial_early(namespace, rec.name, name, "stopped by a user"):
+            raise ConflictError(f"trial {namespace}/{name} is {t.state}"
+                                + ("" if t.state != "Running" else f", and this client does not run experiment {rec.name}")
+                                + ": only a running trial of an experiment this client runs can be stopped")
+
+    def retry_trial(self, name: str, namespace: str) -> None:
+        rec, _ = self.store.get_trial(namespace, name)
+        if self.manager.retry_trial(namespace, rec.name, name) is None:
+            raise ConflictError(f"trial {namespace}/{name}: this client does not run experiment {rec.name} "
+                                "(it has ended, another process runs it, or nothing does)")
 
     def trial(self, name: str, namespace: str) -> dict[str, Any]:
         from katib import views

@@ -108,6 +108,12 @@ class _Remote:
     def trial(self, name: str, namespace: str) -> dict[str, Any]:
         return self._call("GET", f"/namespaces/{namespace}/trials/{name}")  # type: ignore[no-any-return]
 
+    def stop_trial(self, name: str, namespace: str) -> None:
+        self._call("POST", f"/namespaces/{namespace}/trials/{name}/stop")
+
+    def retry_trial(self, name: str, namespace: str) -> None:
+        self._call("POST", f"/namespaces/{namespace}/trials/{name}/retry")
+
     def log(self, name: str, namespace: str, tail: int | None) -> str:
         params = {"tail": tail} if tail is not None else {}
         return self._request("GET", f"/namespaces/{namespace}/trials/{name}/log", params=params).text  # type: ignore[no-any-return]

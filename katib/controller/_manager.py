@@ -12,6 +12,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -230,14 +231,20 @@ class ExperimentManager:
 
     def retry_trial(self, namespace: str, experiment: str, trial: str, timeout: float = 10.0) -> str | None:
         """Ask the experiment's running controller to run an ended, unsuccessful trial's
-        parameters again (``_retry.py``); the original's name once the request is recorded,
-        None when no controller of this process runs the experiment. Raises ConflictError
-        with the reason when the request is refused."""
+        parameters again (``_retry.py``): "recorded" once its controller here has recorded
+        the request, "asked" when another server runs it (that one checks it), None when no
+        controller runs the experiment. Raises ConflictError with the reason when refused."""
         running = self._running.get((namespace, experiment))
         if running is None or running.run is None or not running.thread.is_alive():
+            if self.replica is not None:  # another server may run it: ask it
+                rec = self.store.get_experiment(namespace, experiment)
+                if self.replica.held_elsewhere(rec.owner):
+                    self.replica.ask(rec.id, "retry_trial", trial)
+                    return "asked"
             return None
         try:
-            return running.run.request_retry(trial).result(timeout)
+            running.run.request_retry(trial).result(timeout)
+            return "recorded"
         except TimeoutError:
             raise ConflictError(f"experiment {namespace}/{experiment} did not take the retry of {trial} "
                                 f"within {timeout:g} s (it may be ending)") from None
@@ -357,6 +364,13 @@ class ExperimentManager:
             run.update_budget(self.store.get_experiment(request.namespace, request.name).spec["spec"])
         elif request.action == "stop_trial" and run is not None:
             run.request_early_stop(request.trial or "", request.reason or "stopped by a user")
+        elif request.action == "retry_trial" and run is not None:
+            def said(answer: Future[str]) -> None:
+                if answer.exception() is not None:  # nobody waits for it here: the log says why
+                    log.warning("%s/%s: retry of %s refused: %s", request.namespace, request.name,
+                                request.trial, answer.exception())
+
+            run.request_retry(request.trial or "").add_done_callback(said)
 
 
 

@@ -138,3 +138,36 @@ def test_a_request_is_kept_with_the_trial_and_queued_again_after_a_restart():
     full = _run("random", *full.trials.values(), _trial("t5", "Failed"), max_trials=7)
     with pytest.raises(ConflictError, match="budget is spent"):
         _answer(full, "t5")
+
+
+def test_the_client_retries_and_stops_one_trial(tmp_path, sqlite_store):
+    from katib import KatibClient
+
+    doc = experiment(name="flaky", maxTrialCount=3, parallelTrialCount=1, maxFailedTrialCount=3,
+                     command=python_command(FLAKY.format(folder=str(tmp_path))))
+    with KatibClient(db=str(tmp_path / "embedded.db"), workdir=tmp_path, tick=0.05) as client:
+        client.create_experiment(doc)
+        deadline = time.monotonic() + 30
+        failed: list[dict] = []
+        while not failed and time.monotonic() < deadline:
+            failed = [t for t in client.list_trials("flaky") if _state(t) == "Failed"]
+            time.sleep(0.05)
+        first = failed[0]["metadata"]["name"]
+        client.retry_trial(first)
+        with pytest.raises(ConflictError, match="already retried"):
+            client.retry_trial(first)
+        client.wait_for_experiment_condition("flaky", timeout=60)
+        retried = [t for t in client.list_trials("flaky") if t["metadata"]["labels"].get(RETRY_OF_LABEL) == first]
+        assert len(retried) == 1 and _state(retried[0]) == "Succeeded"
+        with pytest.raises(ConflictError, match="only a running trial"):
+            client.stop_trial(first)
+        with pytest.raises(ConflictError, match="does not run experiment flaky"):
+            client.retry_trial(first)
+    with LiveServer(sqlite_store, tmp_path) as live, KatibClient(url=live.url) as remote:
+        remote.create_experiment(experiment(name="done", maxTrialCount=1, parallelTrialCount=1))
+        live.wait_for("default", "done")
+        trial = remote.list_trials("done")[0]["metadata"]["name"]
+        with pytest.raises(ConflictError, match="only a running trial"):
+            remote.stop_trial(trial)
+        with pytest.raises(ConflictError, match="does not run experiment done"):
+            remote.retry_trial(trial)
