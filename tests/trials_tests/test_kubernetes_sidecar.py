@@ -231,9 +231,10 @@ def test_katib_run_serves_the_db_manager_its_sidecars_report_to(tmp_path, cluste
     """Issue 12: `katib run --executor kubernetes --grpc-port 0 --db-manager-address HOST`
     serves Katib's DBManager for the run (as katib server --grpc-port does) and gives the
     sidecars its address, HOST with the port bound: a File experiment runs to its end."""
-    import subprocess
-
     import yaml
+    from typer.testing import CliRunner
+
+    from katib.cli import app
 
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(yaml.safe_dump({
@@ -243,12 +244,11 @@ def test_katib_run_serves_the_db_manager_its_sidecars_report_to(tmp_path, cluste
         "contexts": [{"name": "emulator", "context": {"cluster": "emulator", "user": "me"}}]}))
     spec = tmp_path / "exp.yaml"
     spec.write_text(yaml.safe_dump(file_experiment("run-file", maxTrialCount=2, parallelTrialCount=2)))
-    args = [sys.executable, "-m", "katib", "run", str(spec), "--db", str(tmp_path / "k.db"), "--tick", "0.2",
+    args = ["run", str(spec), "--db", str(tmp_path / "k.db"), "--tick", "0.2",
             "--executor", "kubernetes", "--kubeconfig", str(kubeconfig), "--metrics-collector-image", f"File={IMAGE}"]
-    result = subprocess.run([*args, "--grpc-port", "0", "--db-manager-address", "127.0.0.1"],
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "Succeeded (ExperimentMaxTrialsReached)" in result.stdout
+    result = CliRunner().invoke(app, [*args, "--grpc-port", "0", "--db-manager-address", "127.0.0.1"])
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert "Succeeded (ExperimentMaxTrialsReached)" in result.output
     jobs = [j for j in cluster.created if j["metadata"]["labels"]["katib.kubeflow.org/experiment"] == "run-file"]
     assert len(jobs) == 2
     for job in jobs:
@@ -260,13 +260,9 @@ def test_katib_run_serves_the_db_manager_its_sidecars_report_to(tmp_path, cluste
     store = Store(str(tmp_path / "k.db"))
     for t in store.list_trials(store.get_experiment("default", "run-file").id):
         assert float(t.observation["loss"]["latest"]) == pytest.approx(float(t.parameters()["x"]))
-    from typer.testing import CliRunner
-
-    from katib.cli import app
-
     for extra, why in ((["--db-manager-address", "pods-reach-me"], "'pods-reach-me' needs a port (HOST:PORT), or --grpc-port"),
                        (["--db-manager-address", "a:99999"], "'a:99999' is not HOST:PORT"),
                        (["--kueue-queue", "q"], None)):
-        bad = CliRunner().invoke(app, [*args[3:], *extra] if why else [*args[3:7], "--kueue-queue", "q"])
+        bad = CliRunner().invoke(app, [*args, *extra] if why else [*args[:4], "--kueue-queue", "q"])
         message = bad.output + str(bad.exception)
         assert bad.exit_code != 0 and (why or "--kueue-queue is for --executor kubernetes") in message, (extra, message)
