@@ -27,6 +27,7 @@ from ._status import (
 
 if TYPE_CHECKING:
     from ._controller import Controller
+    from ._tally import Tally
 
 
 class Following:
@@ -36,6 +37,7 @@ class Following:
     exp: Experiment
     executor: Executor
     trials: dict[str, TrialRecord]
+    tally: Tally
     names: list[str]
     objective: str
     strategies: dict[str, str]
@@ -61,7 +63,7 @@ class Following:
         read_metrics = now - self._collected_at >= self.ctl.tick
         if read_metrics:
             self._collected_at = now
-        for t in list(self.trials.values()):
+        for t in list(self.tally.active.values()):  # not every trial: the active ones
             if t.state != "Running":
                 continue
             state = self.executor.poll(t.handle or {})

@@ -19,6 +19,7 @@ from ._status import MetricReducer, mark_trial
 
 if TYPE_CHECKING:
     from ._controller import Controller
+    from ._tally import Tally
 
 
 class Launching:
@@ -30,6 +31,7 @@ class Launching:
     algorithm: Algorithm
     executor: Executor
     trials: dict[str, TrialRecord]
+    tally: Tally
     names: list[str]
 
     # ExperimentRun's
@@ -137,7 +139,7 @@ class Launching:
         )
 
     def _launch_created(self) -> None:
-        for t in list(self.trials.values()):
+        for t in list(self.tally.active.values()):  # not every trial: the active ones
             if t.state != "Created":
                 continue
             try:

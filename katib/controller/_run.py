@@ -51,8 +51,6 @@ from ._status import (
     FINAL_TRIAL_STATES,
     MetricReducer,
     Scoring,
-    best_trial,
-    counts_of,
     experiment_status,
     is_completed,
     mark_trial,
@@ -64,6 +62,7 @@ from ._status import (
     set_condition,
     strategies,
 )
+from ._tally import Tally
 
 if TYPE_CHECKING:
     from ._controller import Controller
@@ -91,6 +90,8 @@ class ExperimentRun(Following, Launching):
         self.algorithm_state: dict[str, Any] = self.store.algorithm_state(rec.id) or {}
         self._state_changed = False  # the algorithm's state changed since the last write
         self.trials: dict[str, TrialRecord] = {t.name: t for t in self.store.list_trials(rec.id)}
+        # The active trials, and the ended ones summarised: what each step reads (not all trials).
+        self.tally = Tally(self.exp, self.trials.values())
         self.reducers: dict[str, MetricReducer] = {}
         self.collectors: dict[str, Collector] = {}
         self.status: ExperimentStatus = rec.status.model_copy(deep=True)
@@ -113,7 +114,7 @@ class ExperimentRun(Following, Launching):
         self._retry_requests: list[tuple[str, Future[str]]] = []  # from another thread (the API)
         self.retry_queue: list[str] = waiting(self.trials.values())  # originals whose retry is to be made
         self._samples: list[tuple[int, ObservationRow]] = []
-        self._views: dict[str, TrialView] = {}
+        self._views: dict[str, TrialView] = {}  # every trial's, in creation order, once the algorithm asks
         es = self.exp.spec.early_stopping
         self.stopper: EarlyStopper | None = (
             get_early_stopper(es.algorithm_name) if es is not None and es.algorithm_name else None
@@ -223,6 +224,7 @@ class ExperimentRun(Following, Launching):
         self._samples = []
         for t in new or []:
             self.trials[t.name] = t
+            self.tally.add(t)
         for handle in ended:  # their ends are stored: what their jobs leave may go
             self.executor.release(handle)
 
@@ -232,16 +234,23 @@ class ExperimentRun(Following, Launching):
 
     # -- step 3: status and the end -----------------------------------------------------
 
+    def _settle(self) -> None:
+        """Note the trials that ended since the last step (their views too, once built)."""
+        for t in self.tally.settle():
+            if self._views:
+                self._view(t)
+
     def _best(self) -> float | None:
         """The best primary objective among feasible trials (what the goal is checked on)."""
-        best = best_trial(self.exp, self.trials.values())
+        best = self.tally.best
         if best is None or not self.scoring.feasible(best.observation):
             return None
         return best.objective
 
     def _check_end(self) -> bool:
         spec = self.exp.spec
-        counts = counts_of(self.trials.values(), budget=True)
+        self._settle()
+        counts = self.tally.counts(budget=True)
         goal = spec.objective.goal if spec.objective else None
         ended = end_condition(
             counts, spec.max_trial_count, spec.max_failed_trial_count,
@@ -250,7 +259,7 @@ class ExperimentRun(Following, Launching):
         if ended is None:
             return False
         condition, reason = ended
-        for t in self.trials.values():
+        for t in list(self.tally.active.values()):
             if t.state in ACTIVE_TRIAL_STATES:
                 if t.handle:
                     self.executor.stop(t.handle)
@@ -269,7 +278,19 @@ class ExperimentRun(Following, Launching):
         now = time.monotonic()
         if not force and (not self._dirty or now - self._saved_at < STATUS_SAVE_INTERVAL):
             return self.status
-        self.status = experiment_status(self.exp, list(self.trials.values()), self.status)
+        self._settle()
+        if force:  # the run's start and end: every trial, once
+            self.status = experiment_status(self.exp, list(self.trials.values()), self.status)
+        else:  # each step: what the stored part needs (the best, the front) and the counts kept
+            self.status = experiment_status(self.exp, self._status_trials(), self.status)
+            by_state = self.tally.by_state()
+            self.status.trials = len(self.trials)
+            self.status.trials_succeeded, self.status.trials_failed = by_state["Succeeded"], by_state["Failed"]
+            self.status.trials_killed, self.status.trials_early_stopped = by_state["Killed"], by_state["EarlyStopped"]
+            self.status.trial_metrics_unavailable = by_state["MetricsUnavailable"]
+            self.status.succeeded_trial_list = self.status.failed_trial_list = None  # derived when read
+            self.status.killed_trial_list = self.status.early_stopped_trial_list = None
+            self.status.metrics_unavailable_trial_list = None
         # The store keeps what the trial rows do not say (counts and lists are derived when
         # read): written when that changes, not because a trial started or ended.
         kept = {k: v for k, v in stored_status(self.status.to_dict()).items() if k != "lastReconcileTime"}
@@ -279,6 +300,11 @@ class ExperimentRun(Following, Launching):
         self._dirty = False
         self._saved_at = now
         return self.status
+
+    def _status_trials(self) -> list[TrialRecord]:
+        """The trials a step's status is made of: the active ones, the best and the front."""
+        kept = {t.name: t for t in [*([self.tally.best] if self.tally.best else []), *self.tally.front]}
+        return [*kept.values(), *self.tally.active.values()]
 
     # -- steps 4 and 5: new trials (launched by Launching._launch_created) --------------
 
@@ -298,8 +324,8 @@ class ExperimentRun(Following, Launching):
     def _create_trials(self) -> list[TrialRecord]:
         """New trials for the free slots, in memory; ``_flush`` stores them."""
         spec = self.exp.spec
-        want = trials_to_create(spec.parallel_trial_count or 1, spec.max_trial_count,
-                                counts_of(self.trials.values(), budget=True))
+        self._settle()
+        want = trials_to_create(spec.parallel_trial_count or 1, spec.max_trial_count, self.tally.counts(budget=True))
         if want <= 0:
             return []
         now = time.time()
@@ -308,11 +334,16 @@ class ExperimentRun(Following, Launching):
         if want <= 0 or self.exhausted:
             self._dirty = self._dirty or bool(new)
             return new
-        views = [self._view(t) for t in self.trials.values()]
+        if not self._views:  # the first time: every trial's, in creation order
+            for t in self.trials.values():
+                self._view(t)
+        for t in self.tally.active.values():  # then only the active ones change (ended ones in _settle)
+            self._view(t)
+        views = list(self._views.values())
         before = json.dumps(self.algorithm_state, sort_keys=True)
         assignments = self.algorithm.suggest(self.exp, views, want, self.algorithm_state)
         if len(assignments) < want:
-            active = any(t.state in ACTIVE_TRIAL_STATES for t in self.trials.values())
+            active = any(t.state in ACTIVE_TRIAL_STATES for t in self.tally.active.values())
             # Nothing now, nothing running to wait for: nothing will ever come.
             self.exhausted = self.algorithm.exhausted(self.exp, views, self.algorithm_state) or (
                 not assignments and not active)
