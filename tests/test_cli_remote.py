@@ -86,8 +86,15 @@ def test_run_without_a_result_exits_1_and_says_why(server, tmp_path):
     code, stdout, _ = cli("--server", server.url, "run", str(write(tmp_path, doc)), "--tick", "0.1")
     assert code == 1
     assert "no result: no trial reported the objective metric 'loss'" in stdout
+    # The same file again: as katib run here, the finished experiment is shown, not re-run.
+    code, stdout, _ = cli("--server", server.url, "run", str(write(tmp_path, doc)))
+    assert code == 1 and f"experiment.kubeflow.org/remote-silent already finished on {server.url}" in stdout
+    assert "no result: no trial reported the objective metric 'loss'" in stdout
+    assert len(httpx.get(f"{server.url}/api/v1/namespaces/default/experiments/remote-silent/trials").json()["items"]) == 1
+    # A change other than the budget is refused, naming the field.
+    doc["spec"]["objective"]["type"] = "maximize"
     code, _, stderr = cli("--server", server.url, "run", str(write(tmp_path, doc)))
-    assert code == 1 and "already exists on" in stderr and f"katib --server {server.url} resume remote-silent" in stderr
+    assert code == 2 and "spec.objective: cannot be changed on an existing experiment" in stderr, stderr
 
 
 def _wait_running(server: CliServer, name: str, follower: subprocess.Popen) -> None:
@@ -134,12 +141,15 @@ def test_stop_a_run_on_the_server_then_resume_it(server, tmp_path):
         follower.kill()
     assert "not running (no controller runs it)" in cli("--server", server.url, "stop", "remote-wait")[1]
     assert "Stopped" in cli("--server", server.url, "get", "experiment", "remote-wait")[1]
-    follower = _follow(server, "resume", "remote-wait")
-    try:  # resumed through the server; stopped by a `katib stop` that finds the server from the store here
+    # The same file run again resumes it, as katib run does here; stopped by a `katib stop`
+    # that finds the server from the store here.
+    follower = _follow(server, "run", str(write(tmp_path, doc)))
+    try:
         _wait_running(server, "remote-wait", follower)
         code, stdout, _ = cli("stop", "remote-wait", "--db", str(server.db))
         assert code == 0 and f"experiment remote-wait stopped (by the katib server at {server.url})" in stdout
-        assert follower.wait(timeout=60) == 130
+        shown, _ = follower.communicate(timeout=60)
+        assert follower.returncode == 130 and f"experiment.kubeflow.org/remote-wait resumed on {server.url}" in shown
     finally:
         follower.kill()
     go_on.touch()

@@ -147,3 +147,22 @@ def test_a_remote_client_closes_and_resumes(tmp_path, sqlite_store):
         server.client.post("/api/v1/namespaces/default/experiments/r/stop")
         assert client.resume_experiment("r")["running"] is True
         server.client.post("/api/v1/namespaces/default/experiments/r/stop")
+
+
+def test_apply_experiment_creates_then_does_what_katib_run_of_the_same_file_does(client):
+    doc = experiment(name="applied", maxTrialCount=1, parallelTrialCount=1, resumePolicy="LongRunning")
+    obj, action = client.apply_experiment(doc)
+    assert action == "created" and obj["metadata"]["name"] == "applied"
+    client.wait_for_experiment_condition("applied", timeout=60)
+    assert client.apply_experiment(doc)[1] == "unchanged"  # finished: kept, not re-run
+    assert len(client.list_trials("applied")) == 1
+    doc["spec"]["maxTrialCount"] = 2  # a raised budget restarts it
+    assert client.apply_experiment(doc)[1] == "restarted"
+    deadline = time.monotonic() + 60
+    while len(client.list_trials("applied")) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    client.wait_for_experiment_condition("applied", timeout=60)
+    assert len(client.list_trials("applied")) == 2
+    doc["spec"]["objective"]["type"] = "maximize"
+    with pytest.raises(ValidationError, match="spec.objective"):
+        client.apply_experiment(doc)

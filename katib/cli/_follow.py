@@ -10,7 +10,7 @@ from typing import Any
 
 from katib.cli import _api
 from katib.cli._app import EXIT_INTERRUPTED, Remote, _read_experiments, err, out
-from katib.errors import ConflictError, KatibError
+from katib.errors import KatibError
 
 _FINAL = ("Succeeded", "Failed", "Killed", "EarlyStopped", "MetricsUnavailable")
 
@@ -59,14 +59,11 @@ def submit(remote: Remote, file: Path, configmaps: str | None, tick: float) -> i
     meta = (doc.get("metadata") or {}) if isinstance(doc, dict) else {}
     namespace, name = str(meta.get("namespace") or "default"), str(meta.get("name") or "")
     c = _api.client(remote)
-    try:
-        obj = c.create_experiment(doc, namespace)
-    except ConflictError:
-        raise KatibError(f"experiment {namespace}/{name} already exists on {remote.url}: "
-                         f"`{_api.hint(remote, ['resume'], name, namespace)}` carries on with it, "
-                         f"`{_api.hint(remote, ['delete', 'experiment'], name, namespace)}` deletes it") from None
+    # As katib run here: the same file again resumes it, a raised budget restarts it.
+    obj, action = c.apply_experiment(doc, namespace)
     name = obj["metadata"]["name"]
-    out.print(f"experiment.kubeflow.org/{name} created on {remote.url}", highlight=False)
+    verb = {"unchanged": "already finished"}.get(action, action)
+    out.print(f"experiment.kubeflow.org/{name} {verb} on {remote.url}", highlight=False)
     return follow(remote, c, name, namespace, tick)
 
 

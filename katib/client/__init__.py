@@ -32,6 +32,10 @@ __all__ = ["KatibClient"]
 CONDITIONS = ("Created", "Running", "Restarting", "Succeeded", "Failed")
 
 
+def _finished(obj: dict[str, Any]) -> bool:
+    return _true(obj, "Succeeded") or _true(obj, "Failed")
+
+
 def _true(obj: dict[str, Any], condition: str) -> bool:
     return any(c["type"] == condition and c.get("status") == "True" for c in (obj.get("status") or {}).get("conditions", []))
 
@@ -94,6 +98,34 @@ class KatibClient:
         elif hasattr(experiment, "to_dict"):
             experiment = experiment.to_dict()
         return self._backend.create(dict(experiment), self._ns(namespace))
+
+    def apply_experiment(self, experiment: dict[str, Any] | str | Any,
+                         namespace: str | None = None) -> tuple[dict[str, Any], str]:
+        """Create the experiment, or submit it again as ``katib run`` of the same file does:
+        ``(object, action)`` with action ``created``, ``resumed`` (unfinished: it runs on,
+        with an edited budget if the file raises one), ``restarted`` (finished, and the file
+        raises ``maxTrialCount``) or ``unchanged`` (finished). A change other than the budget
+        is refused, naming the fields (ValidationError)."""
+        from katib.errors import ConflictError
+
+        if isinstance(experiment, str):
+            experiment = yaml.safe_load(experiment)
+        elif hasattr(experiment, "to_dict"):
+            experiment = experiment.to_dict()
+        doc, ns = dict(experiment), self._ns(namespace)
+        try:
+            return self._backend.create(dict(doc), ns), "created"
+        except ConflictError:
+            pass  # it exists
+        if not isinstance(self._backend, _Remote):
+            return self._backend.submit_again(doc, ns)  # type: ignore[no-any-return]
+        name = str((doc.get("metadata") or {}).get("name") or "")
+        before = _finished(self._backend.get(name, ns))
+        obj = self._backend.submit_again(doc, ns)
+        after = _finished(self._backend.get(name, ns))
+        if not before:
+            return obj, "resumed"
+        return obj, ("unchanged" if after else "restarted")
 
     def tune(
         self,

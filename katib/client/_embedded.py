@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConflictError, KatibError, NotFoundError
+from ..errors import ConflictError, NotFoundError
 
 
 class _Embedded:
@@ -31,11 +31,22 @@ class _Embedded:
         exp = admit(doc)
         try:
             self.store.get_experiment(exp.namespace, exp.name)
-            raise KatibError(f"experiment {exp.namespace}/{exp.name} already exists")
+            raise ConflictError(f"experiment {exp.namespace}/{exp.name} already exists")
         except NotFoundError:
             pass
         rec, _ = self.manager.submit(exp, self.workdir)
         return views.experiment_object(rec)
+
+    def submit_again(self, doc: dict[str, Any], namespace: str) -> tuple[dict[str, Any], str]:
+        """As ``katib run`` of the same file: resumed, restarted, unchanged, or refused."""
+        from katib import views
+        from katib.controller import admit
+
+        doc.setdefault("metadata", {})["namespace"] = namespace
+        exp = admit(doc)
+        rec = self.store.get_experiment(exp.namespace, exp.name)
+        rec, action = self.manager.submit(exp, self.workdir if not rec.workdir else Path(rec.workdir))
+        return views.experiment_object(rec), action
 
     def get(self, name: str, namespace: str) -> dict[str, Any]:
         from katib import views

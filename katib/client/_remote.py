@@ -21,7 +21,7 @@ class _Remote:
         r = self._request(method, path, **kw)
         return r.json() if r.content else {}
 
-    def _request(self, method: str, path: str, **kw: Any) -> Any:
+    def _request(self, method: str, path: str, prefix: str = "/api/v1", **kw: Any) -> Any:
         """The server's answer, or an error that says in one sentence what went wrong: the
         server cannot be reached, wants a (valid) token, forbids this, lacks the object."""
         import httpx
@@ -35,7 +35,7 @@ class _Remote:
         )
 
         try:
-            r = self.http.request(method, "/api/v1" + path, **kw)
+            r = self.http.request(method, prefix + path, **kw)
         except httpx.HTTPError as exc:
             raise KatibError(f"cannot reach the katib server at {self.url}: {exc or type(exc).__name__}") from None
         if r.status_code < 300:
@@ -47,6 +47,9 @@ class _Remote:
         message = str(body.get("message") or body.get("detail") or r.text[:300] or r.reason_phrase)
         if r.status_code == 422 and body.get("errors"):
             raise ValidationError([FieldError(e["field"], e["message"]) for e in body["errors"]])
+        causes = (body.get("details") or {}).get("causes") if isinstance(body.get("details"), dict) else None
+        if r.status_code == 422 and causes:  # a Kubernetes Status (the /apis routes)
+            raise ValidationError([FieldError(c.get("field", ""), c.get("message", "")) for c in causes])
         if r.status_code == 401:
             raise UnauthorizedError(
                 f"the katib server at {self.url} did not accept the API token ({message})" if self.token else
@@ -65,6 +68,16 @@ class _Remote:
 
     def get(self, name: str, namespace: str) -> dict[str, Any]:
         return self._call("GET", f"/namespaces/{namespace}/experiments/{name}")  # type: ignore[no-any-return]
+
+    def submit_again(self, doc: dict[str, Any], namespace: str) -> dict[str, Any]:
+        """The existing experiment, submitted again as Kubernetes would take it: a merge patch
+        of the whole object (the server resumes, applies a budget, restarts or refuses)."""
+        name = str((doc.get("metadata") or {}).get("name") or "")
+        meta = {k: v for k, v in (doc.get("metadata") or {}).items() if k in ("name", "namespace", "labels", "annotations")}
+        r = self._request("PATCH", f"/namespaces/{namespace}/experiments/{name}", prefix="/apis/kubeflow.org/v1beta1",
+                          json={**doc, "metadata": {**meta, "namespace": namespace}},
+                          headers={"Content-Type": "application/merge-patch+json"})
+        return r.json()  # type: ignore[no-any-return]
 
     def idle(self, name: str, namespace: str) -> bool:
         return False  # the server runs what it holds; a stopped one waits for resume, as it would there
