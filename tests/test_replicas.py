@@ -128,6 +128,8 @@ def test_three_servers_one_killed(servers: Servers, tmp_path: Path):
     # Shared out: each held by a live server, one each (the fewest first).
     _wait(lambda: len(set(owners().values()) - {None}) == 3, 10, "the experiments are shared out")
     by_pid = {servers.procs[p].pid: p for p in ports}
+    here = [_call(p, "GET", "/metrics").split("\nkatib_controllers_running ")[1].split()[0] for p in ports]
+    assert here == ["1", "1", "1"]  # each server counts its own controllers
 
     def port_of(owner: str | None) -> int:
         assert owner is not None

@@ -33,7 +33,7 @@ def metrics(request: Request, state: ServerState = Depends(get_state)) -> str:
             continue
         key = (rec.namespace, views.phase(rec))
         phases[key] = phases.get(key, 0) + 1
-        running += state.manager.is_running(rec.namespace, rec.name)
+        running += state.manager.runs_here(rec.namespace, rec.name)
         s = rec.status
         for count, label in ((s.trials_succeeded, "Succeeded"), (s.trials_failed, "Failed"), (s.trials_running, "Running"),
                              (s.trials_pending, "Pending"), (s.trials_killed, "Killed"),

@@ -163,7 +163,9 @@ def server(
     """Serve the REST API and the Kubernetes-style endpoints, and run every experiment.
 
     Unfinished experiments carry on when the server starts; stopping it stops their
-    running trials, which the next start runs again."""
+    running trials, which the next start runs again. Several servers may share one
+    PostgreSQL database: they share the experiments out, and stopping one (or losing it)
+    hands its experiments, running trials included, to the others (docs/scaling.md)."""
     if not _loopback(host) and not (auth or allow_unauthenticated):
         raise KatibError(f"refusing to listen on {host} without authentication: pass --auth "
                          "(and create users with `katib user add`), or --allow-unauthenticated")

@@ -268,6 +268,8 @@ class ExperimentManager:
                 raise ConflictError(f"experiment {namespace}/{name} is being run by {rec.owner}")
         if replica is not None:
             replica.leases.withdraw(rec.id, "stop")  # one left from before it was last stopped
+            if rec.owner is None:  # held from here on, should its run let go before it claims it
+                replica.leases.hand_over(rec.id, None, replica.id)
         self.errors.pop((namespace, name), None)
         self.start(namespace, name)
         running = self._running.get((namespace, name))
@@ -318,6 +320,7 @@ class ExperimentManager:
                 replica.leases.expire(replica.id)  # lapsed now: the others adopt at their next beat
             else:
                 replica.leases.retire(replica.id)
+            replica.leases.close()
 
     # -- several servers on one database (_replica.py) ----------------------------------
 

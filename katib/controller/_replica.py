@@ -97,7 +97,7 @@ class Replica:
     def __init__(self, manager: ExperimentManager, ttl: float = 5.0, interval: float | None = None,
                  replica_id: str | None = None) -> None:
         self.manager = manager
-        self.leases = Leases(manager.store, ttl)
+        self.leases = Leases(manager.store, ttl, own_pool=True)
         self.id = replica_id or owner_id()
         self.interval = interval or max(0.1, ttl / 5)
         self.lease = Lease(ttl)
@@ -118,6 +118,7 @@ class Replica:
         self._thread.start()
 
     def close(self) -> None:
+        """Stop the heartbeat (``ExperimentManager.shutdown`` then retires or expires it)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(10)
@@ -208,14 +209,17 @@ class Replica:
                     self.manager.start(namespace, name)
 
     def place(self, exp_id: int, namespace: str, name: str, current: str | None) -> None:
-        """Give a new (or resumed) experiment to the replica holding the fewest."""
+        """Give a new (or resumed) experiment to the replica holding the fewest. It is
+        held from here on: should its run let go before it starts (a lapse), the holder's
+        next step (or, after a lapse, the replica adopting it) starts it."""
         loads = self._loads()
         loads.setdefault(self.id, 0)
         target = self._pick(loads)
+        if not self.leases.hand_over(exp_id, current, target):
+            return  # another change came first: whoever holds it now runs it
+        self.holders[(namespace, name)] = target
         if target == self.id:
             self.manager.start(namespace, name)
-        elif self.leases.hand_over(exp_id, current, target):
-            self.holders[(namespace, name)] = target
 
     def ask(self, exp_id: int, action: str, trial: str | None = None, reason: str | None = None) -> None:
         self.leases.request(exp_id, action, trial, reason)

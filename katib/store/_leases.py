@@ -72,11 +72,18 @@ class Request:
 class Leases:
     """The replicas' heartbeats and the experiments' leases, in the store's database."""
 
-    def __init__(self, store: Store, ttl: float = 5.0) -> None:
+    def __init__(self, store: Store, ttl: float = 5.0, own_pool: bool = False) -> None:
+        """``own_pool``: on PostgreSQL, connections of its own, so a heartbeat never waits
+        for a connection behind the server's busy controllers (``close`` releases them)."""
         if ttl <= 0:
             raise ValueError(f"lease time: must be positive (got {ttl})")
-        self.store = store
+        self._own = own_pool and store.dialect == "postgresql"
+        self.store = type(store)(store.url) if self._own else store
         self.ttl = ttl
+
+    def close(self) -> None:
+        if self._own:
+            self.store.close()
 
     def _now(self) -> Any:
         """The database's clock, in seconds since the epoch."""

@@ -76,3 +76,45 @@ def test_a_stalled_server_lets_go_and_the_other_adopts(tmp_path: Path):
         b.shutdown()
         a.shutdown()
         store.close()
+
+
+def test_a_server_that_stops_hands_its_experiments_over_with_their_trials(tmp_path: Path):
+    store = Store(str(tmp_path / "katib.db"))
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    doc = experiment(command=["sh", "-c", TRIAL.format(markers=markers)], maxTrialCount=2, parallelTrialCount=2,
+                     maxFailedTrialCount=0)
+    a = _manager(store, tmp_path, "a")
+    b = _manager(store, tmp_path, "b")
+    try:
+        a.submit(admit(doc), tmp_path)
+        _wait(lambda: len(store.list_trials(store.get_experiment("default", "demo").id, states=["Running"])) == 2,
+              15, "two trials run")
+        stopped = time.monotonic()
+        a.shutdown()  # b is live: a lets go of its runs, trials running, and its lease lapses at once
+        _wait(lambda: store.get_experiment("default", "demo").owner == "b", TTL, "b adopts at its next beat")
+        assert time.monotonic() - stopped < TTL
+        _wait(lambda: _ended(store.get_experiment("default", "demo").status), 30, "the experiment ends")
+        trials = store.list_trials(store.get_experiment("default", "demo").id)
+        assert [(t.state, t.attempt) for t in trials] == [("Succeeded", 0)] * 2
+        assert {p.name: len(p.read_text().splitlines()) for p in markers.iterdir()} == {t.name: 1 for t in trials}
+    finally:
+        b.shutdown()
+        store.close()
+
+
+def test_an_experiment_placed_as_the_lease_lapses_still_runs(tmp_path: Path):
+    """Placed on a server whose lease lapses before its run claims it: the experiment is
+    held from the placement on, so the server's next heartbeat starts it (it was left with
+    no holder, never to run)."""
+    store = Store(str(tmp_path / "katib.db"))
+    a = _manager(store, tmp_path, "a")
+    try:
+        assert a.replica is not None
+        a.replica.lease.revoked = True  # as a lapse seen here leaves it: its runs let go at their first write
+        a.submit(admit(experiment(maxTrialCount=1, parallelTrialCount=1)), tmp_path)
+        assert store.get_experiment("default", "demo").owner == "a"
+        _wait(lambda: _ended(store.get_experiment("default", "demo").status), 15, "the experiment runs to its end")
+    finally:
+        a.shutdown()
+        store.close()
