@@ -41,6 +41,7 @@ class KubeTrial:
     log_started: bool = False
     log_done: threading.Event = field(default_factory=threading.Event)
     log_copied: int = 0  # bytes of the log stream already in the trial's log
+    log_pod: str | None = None  # the pod whose log is (or was last) copied
     outcome: RunState | None = None
     queue: str | None = None  # the Kueue queue its job waits in (kueue.x-k8s.io/queue-name)
     workload: dict[str, Any] | None = None  # Kueue's Workload for its job, when it may be read
@@ -173,12 +174,19 @@ class JobWatching:
             self._changed.notify_all()
 
     def _maybe_follow_log(self, trial: KubeTrial) -> None:
+        """Copy the primary pod's log once it runs; a new primary pod (its job resumed after
+        Kueue evicted it, or a retry) has its log appended once the last one's has ended."""
         pod = primary_pod(trial)
-        if pod is None or trial.log_started or (pod.get("status") or {}).get("phase") in (None, "Pending"):
+        if pod is None or (pod.get("status") or {}).get("phase") in (None, "Pending"):
             return
-        trial.log_started = True
-        threading.Thread(target=self._copy_log, args=(trial, pod["metadata"]["name"]), daemon=True,
-                         name=f"log-{trial.job.name}").start()
+        name = pod["metadata"]["name"]
+        if trial.log_started:
+            if name == trial.log_pod or not trial.log_done.is_set():
+                return
+            trial.log_done.clear()
+            trial.log_copied = 0  # a pod of its own: its log from the start
+        trial.log_started, trial.log_pod = True, name
+        threading.Thread(target=self._copy_log, args=(trial, name), daemon=True, name=f"log-{trial.job.name}").start()
 
     def _copy_log(self, trial: KubeTrial, pod: str) -> None:
         """The primary container's log, followed to its end, into the trial's log file."""
@@ -197,6 +205,7 @@ class JobWatching:
             with job.log_path.open("a") as out:
                 out.write(f"\n[katib] the log of pod {pod} could not be read: {exc}\n")
         finally:
-            trial.log_done.set()
             with self._changed:
+                trial.log_done.set()
+                self._maybe_follow_log(trial)  # a newer primary pod that started meanwhile
                 self._changed.notify_all()

@@ -9,7 +9,8 @@ cluster's controllers would:
   replica for Kubeflow's jobs, labelled ``training.kubeflow.org/job-role``) and sets the
   job's conditions from its pods (``Complete``/``Succeeded`` or ``Failed``); a job created
   suspended (``spec.suspend``, Kubeflow's ``spec.runPolicy.suspend``) gets a ``Suspended``
-  condition and no pods until it is un-suspended (Kueue's admission: kube_kueue.py);
+  condition and no pods until it is un-suspended (Kueue's admission: kube_kueue.py); a job
+  suspended again (Kueue's eviction) loses its pods, and gets new ones when resumed;
 - the scheduler keeps a pod Pending while the GPUs it asks for are taken, with the
   ``PodScheduled`` condition the real one sets (``Unschedulable``: ``Insufficient
   nvidia.com/gpu``);
@@ -85,6 +86,7 @@ class FakeCluster:
         self.gpu_log: list[tuple[str, list[int], float, float]] = []  # (pod, devices, start, end)
         self.created: list[dict[str, Any]] = []  # every job object as it was created
         self.started: set[tuple[str, str]] = set()  # (namespace, name) of the jobs whose pods were made
+        self.restarted: dict[str, list[float]] = {}  # job name → when it was suspended again, its pods deleted
         self.logs: dict[str, Path] = {}
         self.done: set[str] = set()
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
@@ -167,6 +169,11 @@ class FakeCluster:
                         else:
                             self.started.add(key)
                             self._start_job(group, version, plural, obj)
+                    elif event["type"] == "MODIFIED" and key in self.started and _suspended(obj):
+                        self.started.discard(key)  # suspended again (evicted): its pods go
+                        self.restarted.setdefault(key[1], []).append(time.time())
+                        self._collect_garbage(obj)
+                        self._suspended_status(group, version, plural, obj)
                     elif event["type"] == "MODIFIED" and key not in self.started and not _suspended(obj) \
                             and obj["metadata"]["name"] in {j["metadata"]["name"] for j in self.created}:
                         self.started.add(key)  # resumed: admitted by Kueue
@@ -182,7 +189,9 @@ class FakeCluster:
         ns, name = job["metadata"]["namespace"], job["metadata"]["name"]
         pods = []
         if plural == "jobs":
-            pods.append((f"{name}-{abs(hash(name)) % 100000:05d}", job["spec"]["template"], {"job-name": name}, True))
+            starts = len(self.restarted.get(name, []))  # a resumed job's pod is a new one
+            pods.append((f"{name}-{abs(hash((name, starts))) % 100000:05d}", job["spec"]["template"], {"job-name": name},
+                         True))
         elif plural == "trainjobs":  # Trainer: the runtime's node pods, with the runtimePatches' pod labels
             from katib.runtimes import resolve
 
@@ -228,6 +237,7 @@ class FakeCluster:
                 proc = self.procs.pop(pod["metadata"]["name"], None)
                 if proc is not None:
                     _kill(proc)
+                self.done.add(pod["metadata"]["name"])  # its log stream ends
                 for side in self.sidecar_procs.pop(pod["metadata"]["name"], []):
                     _kill(side)
                 try:

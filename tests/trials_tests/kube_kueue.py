@@ -4,7 +4,8 @@ gets a Workload (``kueue.x-k8s.io/v1beta1``, owned by the job) whose ``QuotaRese
 False with Kueue's message for a GPU quota it cannot fit; admission (``admit``, or
 ``admit_after`` seconds after the job appeared; never when None) sets ``QuotaReserved`` and
 ``Admitted`` and un-suspends the job at its kind's field, after which the job controller
-makes its pods. Deleting a job deletes its Workload (the owner's garbage collection)."""
+makes its pods; eviction (``evict``: preemption) sets ``Evicted`` and suspends it again,
+which takes its pods. Deleting a job deletes its Workload (the owner's garbage collection)."""
 
 from __future__ import annotations
 
@@ -88,6 +89,24 @@ class FakeKueue:
         except client.exceptions.ApiException:
             pass
 
+    def evict(self, job_name: str) -> None:
+        """Preempt an admitted job: its Workload ``Evicted``, the job suspended again."""
+        group, version, plural, job = self._jobs[job_name]
+        namespace = job["metadata"]["namespace"]
+        self._conditions(namespace, self.workloads[job_name], [
+            {"type": "QuotaReserved", "status": "False", "reason": "Pending", "message": PENDING},
+            {"type": "Evicted", "status": "True", "reason": "Preempted",
+             "message": "Preempted to accommodate a workload due to prioritization in the ClusterQueue"}])
+        self._suspend(group, version, namespace, plural, job_name, True)
+
+    def _suspend(self, group: str, version: str, namespace: str, plural: str, name: str, value: bool) -> bool:
+        spec = {"runPolicy": {"suspend": value}} if group == "kubeflow.org" else {"suspend": value}
+        try:
+            self.cluster.custom.patch_namespaced_custom_object(group, version, namespace, plural, name, {"spec": spec})
+        except client.exceptions.ApiException:
+            return False  # deleted meanwhile
+        return True
+
     def admit(self, job_name: str) -> None:
         """Admit a job's Workload and un-suspend the job (nothing if it is gone)."""
         if self._stop.is_set() or job_name not in self._jobs:
@@ -99,9 +118,5 @@ class FakeKueue:
              "message": "Quota reserved in ClusterQueue cluster-queue"},
             {"type": "Admitted", "status": "True", "reason": "Admitted",
              "message": "The workload is admitted"}])
-        spec = {"runPolicy": {"suspend": False}} if group == "kubeflow.org" else {"suspend": False}
-        try:
-            self.cluster.custom.patch_namespaced_custom_object(group, version, namespace, plural, job_name, {"spec": spec})
-        except client.exceptions.ApiException:
-            return  # deleted meanwhile
-        self.admitted[job_name] = time.time()
+        if self._suspend(group, version, namespace, plural, job_name, False):
+            self.admitted[job_name] = time.time()

@@ -162,6 +162,34 @@ def test_a_queued_trial_is_stopped_and_adopted_while_it_waits(tmp_path, world):
     _wait_for(lambda: not cluster.objects("jobs") and not cluster.objects("workloads"), 10)
 
 
+def test_a_preempted_trial_waits_again_and_its_new_pods_log_is_read(sqlite_store, tmp_path, world):
+    """Kueue evicts the running job (suspends it again: its pod goes): the trial waits
+    again, saying so, and once re-admitted its new pod's output is read too."""
+    cluster, kueue = world
+    kueue.admit_after = 0.0
+    starts = tmp_path / "starts"
+    starts.mkdir()
+    code = (f"import os, time\nd = {str(starts)!r}\nn = len(os.listdir(d))\nopen(os.path.join(d, str(n)), 'w').close()\n"
+            "print('loss=' + ('0.9' if n == 0 else '0.1'), flush=True)\ntime.sleep(30 if n == 0 else 0)\n")
+    doc = _doc("kueue-evict", code, maxTrialCount=1, parallelTrialCount=1)
+    rec, _, thread, executor = _start(sqlite_store, tmp_path, cluster, doc, kueue_queue="team-d")
+    try:
+        (t,) = _wait_for(lambda: sqlite_store.list_trials(rec.id))
+        log = tmp_path / "runs" / "default" / "kueue-evict" / t.name / "trial.log"
+        _wait_for(lambda: log.exists() and "loss=0.9" in log.read_text())
+        kueue.evict(t.name)
+        evicted = _wait_for(lambda: [t for t in sqlite_store.list_trials(rec.id)
+                                     if _running(t)[1].startswith("evicted by Kueue (Preempted: ")])
+        assert evicted[0].state == "Running" and "waiting in Kueue queue 'team-d' to be admitted again" in _running(evicted[0])[1]
+        kueue.admit(t.name)
+        thread.join(60)
+    finally:
+        executor.close()
+    (t,) = sqlite_store.list_trials(rec.id)
+    assert t.state == "Succeeded" and sorted(p.name for p in starts.iterdir()) == ["0", "1"]
+    assert t.observation["loss"]["latest"] == "0.1"  # the second pod's, read after the first's
+
+
 def test_a_pod_waiting_for_a_gpu_says_so(sqlite_store, tmp_path, world):
     """One GPU, two trials that want one each: the second's Running condition says it waits
     for a GPU until the first has finished."""
