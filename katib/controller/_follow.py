@@ -18,6 +18,7 @@ from ._status import (
     LAST_OUTPUT,
     TRIAL_REASONS,
     MetricReducer,
+    condition_of,
     mark_trial,
     metric_value,
     numbers,
@@ -84,8 +85,8 @@ class Following:
         """A running trial's Running condition says what it waits for, as its executor
         reports it (Kubernetes: Kueue's admission, a GPU), and says it runs once it does."""
         reason, message = (state.reason, state.message) if state.reason else TRIAL_REASONS["Running"]
-        cond = next((c for c in t.conditions if _field(c, "type") == "Running"), None)
-        if cond is not None and (_field(cond, "reason"), _field(cond, "message")) == (reason, message):
+        cond = condition_of(t.conditions, "Running")
+        if cond is not None and (cond.reason, cond.message) == (reason, message):
             return
         set_condition(t.conditions, "Running", "True", reason, message)
         self._touch(t)
@@ -216,8 +217,3 @@ class Following:
         mc = self.exp.spec.metrics_collector_spec
         fsp = mc.source.file_system_path if mc and mc.source else None
         return fsp.path if fsp and fsp.path else "(none)"
-
-
-def _field(cond: Any, name: str) -> Any:
-    """A condition's field, whether it is a dict or a model."""
-    return cond.get(name) if isinstance(cond, dict) else getattr(cond, name, None)

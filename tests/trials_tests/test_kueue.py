@@ -34,13 +34,10 @@ def world(tmp_path_factory):
     cluster.close()
 
 
-def _field(cond, name):
-    return cond.get(name) if isinstance(cond, dict) else getattr(cond, name, None)
-
-
 def _running(trial) -> tuple[str, str]:
-    cond = next((c for c in trial.conditions if _field(c, "type") == "Running"), None)
-    return (_field(cond, "reason") or "", _field(cond, "message") or "") if cond is not None else ("", "")
+    """The reason and message of a trial's Running condition."""
+    cond = next((c for c in trial.conditions if c.type == "Running"), None)
+    return (cond.reason or "", cond.message or "") if cond is not None else ("", "")
 
 
 def _doc(name: str, code: str, deadline: int | None = None, **spec) -> dict:
