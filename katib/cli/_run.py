@@ -135,6 +135,15 @@ def validate(
         raise typer.Exit(EXIT_INVALID)
 
 
+def _waiting(trial: Any) -> str:
+    """What a running trial waits for, as its Running condition says (its executor's
+    reason: WaitingForAdmission, WaitingForGPU…); empty when it just runs."""
+    cond = next((c for c in trial.conditions if c.type == "Running" and c.status == "True"), None)
+    if trial.state != "Running" or cond is None or cond.reason in (None, "", "TrialRunning"):
+        return ""
+    return f"{cond.reason}: {cond.message or ''}".rstrip(": ")
+
+
 class _Progress:
     """Shows an experiment as it runs: a live table on a terminal, plain lines elsewhere."""
 
@@ -154,6 +163,9 @@ class _Progress:
             out.print(f"{trial.name}  Running    {params}", highlight=False)
         elif event == "finished":
             out.print(f"{trial.name}  {trial.state:<10} {self._metrics(trial)}{self._best_text()}", highlight=False)
+        elif event in ("waiting", "running"):  # what a running trial waits for (Kueue, a GPU), and its end
+            out.print(f"{trial.name}  {'Waiting' if event == 'waiting' else 'Running':<10} "
+                      f"{_waiting(trial) or '(no longer waiting)'}", highlight=False)
 
     def _metrics(self, trial: Any) -> str:
         if trial.state not in ("Succeeded", "EarlyStopped"):
@@ -189,7 +201,7 @@ class _Progress:
         for m in run.names:
             table.add_column(m, justify="right")
         shown = trials[-12:]
-        notes = [_why(t) for t in shown]
+        notes = [_why(t) or _waiting(t) for t in shown]
         if any(notes):
             table.add_column("why", overflow="ellipsis", no_wrap=True, max_width=60)
         for t, note in zip(shown, notes, strict=True):

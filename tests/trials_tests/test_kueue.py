@@ -230,3 +230,34 @@ def test_kueue_labels_and_suspension_by_kind():
         enqueue(unqueued, None, None)
     with pytest.raises(Exception, match="kueue_queue: '-x' is not a valid label value"):
         KubernetesExecutor(api_client=object(), kueue_queue="-x")
+
+
+def test_katib_run_kueue_queue(tmp_path, world):
+    """`katib run --executor kubernetes --kueue-queue … --kueue-priority-class …`: the jobs
+    wait in the queue, the run's output says so, and they complete once admitted."""
+    import yaml
+    from typer.testing import CliRunner
+
+    from katib.cli import app
+
+    cluster, kueue = world
+    kueue.admit_after = 1.0
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "emulator",
+        "clusters": [{"name": "emulator", "cluster": {"server": cluster.url}}],
+        "users": [{"name": "me", "user": {"token": "not-checked"}}],
+        "contexts": [{"name": "emulator", "context": {"cluster": "emulator", "user": "me"}}]}))
+    spec = tmp_path / "exp.yaml"
+    spec.write_text(yaml.safe_dump(_doc("kueue-cli", "print('loss=0.5')", maxTrialCount=1, parallelTrialCount=1)))
+    args = ["run", str(spec), "--db", str(tmp_path / "k.db"), "--tick", "0.1", "--executor", "kubernetes",
+            "--kubeconfig", str(kubeconfig)]
+    bad = CliRunner().invoke(app, [*args, "--kueue-queue", "Team A"])
+    assert bad.exit_code != 0 and "--kueue-queue: 'Team A' is not a valid label value" in bad.output + str(bad.exception)
+    result = CliRunner().invoke(app, [*args, "--kueue-queue", "team-e", "--kueue-priority-class", "low"])
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert "Waiting    WaitingForAdmission: waiting in Kueue queue 'team-e' for admission" in result.output
+    assert "Succeeded (ExperimentMaxTrialsReached)" in result.output
+    (job,) = [j for j in cluster.created if j["metadata"]["labels"]["katib.kubeflow.org/experiment"] == "kueue-cli"]
+    assert job["metadata"]["labels"][QUEUE] == "team-e" and job["metadata"]["labels"][PRIORITY] == "low"
+    assert job["spec"]["suspend"] is True
