@@ -13,8 +13,9 @@ Every ``interval`` seconds (a fifth of the lease time) the replica
 
 Its runs write and launch through ``FencedStore`` and ``FencedExecutor``: once the last
 renewal is older than the lease time less a margin, before any other replica can judge the
-lease lapsed, they raise ``LeaseLost`` instead of writing, launching or stopping, so a
-replica that stalls never acts on an experiment another has taken over.
+lease lapsed, they wait for the next renewal, and raise ``LeaseLost`` instead of writing,
+launching or stopping when none comes in time; so a replica that stalls never acts on an
+experiment another has taken over, and a heartbeat that is merely late costs a pause.
 """
 
 from __future__ import annotations
@@ -38,7 +39,9 @@ RETRY_AFTER = 10.0  # seconds before a held experiment whose controller failed i
 
 
 class Lease:
-    """The hold a replica's runs act under, from one registration to its lapse."""
+    """The hold a replica's runs act under, from one registration to its lapse: held while
+    the last renewal was sent less than the lease time (less a margin) ago, so before any
+    other replica can judge it lapsed."""
 
     def __init__(self, ttl: float) -> None:
         self.ttl = ttl
@@ -47,13 +50,33 @@ class Lease:
         self.margin = min(1.0, ttl / 4)
         self.renewed_at = time.monotonic()
         self.revoked = False
+        self._changed = threading.Condition()
 
     def held(self) -> bool:
         return not self.revoked and time.monotonic() < self.renewed_at + self.ttl - self.margin
 
-    def check(self) -> None:
-        if not self.held():
-            raise LeaseLost("this server's lease lapsed: another server holds its experiments now")
+    def renew(self, sent: float) -> None:
+        """A renewal sent at ``sent`` (monotonic) succeeded."""
+        with self._changed:
+            self.renewed_at = max(self.renewed_at, sent)
+            self._changed.notify_all()
+
+    def revoke(self) -> None:
+        with self._changed:
+            self.revoked = True
+            self._changed.notify_all()
+
+    def check(self, wait: float | None = None) -> None:
+        """Return while the lease holds. A renewal that is late (a loaded machine, a slow
+        database) is waited for, up to ``wait`` seconds (the lease time); ``LeaseLost``
+        once it lapsed or was revoked."""
+        deadline = time.monotonic() + (self.ttl if wait is None else wait)
+        with self._changed:
+            while not self.held():
+                left = deadline - time.monotonic()
+                if self.revoked or left <= 0:
+                    raise LeaseLost("this server's lease lapsed: another server holds its experiments now")
+                self._changed.wait(min(left, 0.1))
 
 
 class _Fenced:
@@ -148,27 +171,25 @@ class Replica:
             renewed = None
         if self._handing_off:
             return False
-        if renewed is None:
-            if not self.lease.held() and not self.lease.revoked:
-                self.lapse()
+        if renewed is None:  # out of reach: the runs wait at their fence, then let go
             return False
         if not renewed:  # it lapsed in the database: others may hold its experiments now
             if not self.lease.revoked:
                 self.lapse()
             self._register()
         elif self.lease.revoked:
-            # Given up here (no renewal in time) though it never lapsed in the database: a
-            # heartbeat that lapses is never renewed, so no other replica took anything.
+            # Given up here though it never lapsed in the database (a heartbeat that lapses
+            # is never renewed): no other replica took anything; carry on under a new lease.
             self.lease = Lease(self.leases.ttl)
-            self.lease.renewed_at = sent
+            self.lease.renew(sent)
         else:
-            self.lease.renewed_at = sent
+            self.lease.renew(sent)
         return True
 
     def lapse(self) -> None:
         """The lease lapsed: let every run go, touching neither its trials nor the store."""
         log.warning("replica %s: its lease lapsed; other servers adopt its experiments", self.id)
-        self.lease.revoked = True
+        self.lease.revoke()
         self.manager.abandon()
 
     def step(self) -> None:
@@ -234,7 +255,7 @@ class Replica:
         if not any(r != self.id for r in self._loads()):
             return False
         self._handing_off = True
-        self.lease.revoked = True
+        self.lease.revoke()
         return True
 
 

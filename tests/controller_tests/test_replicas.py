@@ -62,7 +62,7 @@ def test_a_stalled_server_lets_go_and_the_other_adopts(tmp_path: Path):
         lease = a.replica.lease
         _wait(lambda: not lease.held(), TTL, "a's lease lapses (as a sees it)")
         with pytest.raises(LeaseLost):
-            lease.check()
+            lease.check(wait=0)
         _wait(lambda: store.get_experiment("default", "demo").owner == "b", 10, "b adopts the experiment")
         _wait(lambda: not a.runs_here("default", "demo"), 10, "a's run lets go")
         _wait(lambda: _ended(store.get_experiment("default", "demo").status), 30, "the experiment ends")
