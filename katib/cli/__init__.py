@@ -11,6 +11,7 @@ at module level: ``katib validate`` stays light (tests/test_cli_light.py).
   _stop       stop (here, or through a katib server)
   _server     server, ui, suggestion serve
   _read       get, describe, logs, delete
+  _source     where those read: the store here or a katib server (--server)
   _serving    serve, export inferenceservice
   _users      user add/token/tokens/revoke/remove/grant/ungrant/list
 """
