@@ -261,3 +261,33 @@ def test_katib_run_kueue_queue(tmp_path, world):
     (job,) = [j for j in cluster.created if j["metadata"]["labels"]["katib.kubeflow.org/experiment"] == "kueue-cli"]
     assert job["metadata"]["labels"][QUEUE] == "team-e" and job["metadata"]["labels"][PRIORITY] == "low"
     assert job["spec"]["suspend"] is True
+
+
+def test_katib_server_kueue_queue(tmp_path, world, monkeypatch):
+    """`katib server --executor kubernetes --kueue-queue … --kueue-priority-class …` makes
+    executors with them (uvicorn.run caught); another executor refuses the flags."""
+    import uvicorn
+    import yaml
+    from typer.testing import CliRunner
+
+    from katib.cli import app
+
+    cluster, _ = world
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "emulator",
+        "clusters": [{"name": "emulator", "cluster": {"server": cluster.url}}],
+        "users": [{"name": "me", "user": {"token": "not-checked"}}],
+        "contexts": [{"name": "emulator", "context": {"cluster": "emulator", "user": "me"}}]}))
+    served: list = []
+    monkeypatch.setattr(uvicorn, "run", lambda application, **_: served.append(application))
+    args = ["server", "--db", str(tmp_path / "k.db"), "--kueue-queue", "team-f", "--kueue-priority-class", "low"]
+    local = CliRunner().invoke(app, args)
+    assert local.exit_code != 0 and "--kueue-queue is for --executor kubernetes" in local.output + str(local.exception)
+    result = CliRunner().invoke(app, [*args, "--executor", "kubernetes", "--kubeconfig", str(kubeconfig)])
+    assert result.exit_code == 0 and len(served) == 1, (result.output, result.exception)
+    executor = served[0].state.katib.manager.executor_factory()
+    try:
+        assert (executor.kueue_queue, executor.kueue_priority_class) == ("team-f", "low")
+    finally:
+        executor.close()
