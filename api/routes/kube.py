@@ -15,11 +15,12 @@ from katib import views
 from katib.controller import is_completed
 from katib.errors import FieldError, NotFoundError, ValidationError
 from katib.runtimes import is_trainjob
-from katib.spec import API_VERSION, EXPERIMENT_LABEL, TRIAL_LABEL
+from katib.spec import API_VERSION, EXPERIMENT_LABEL, TRIAL_LABEL, Trial
 from katib.store import ExperimentRecord, TrialRecord
 
 from .. import _service
 from .._documents import created_links, experiment_body, read_document
+from .._models import KubeExperimentList
 from .._state import ServerState, get_state
 from .._trainjobs import JOBSET_NAME_LABEL, trainjob_of, trainjob_pods
 
@@ -63,17 +64,19 @@ async def create_experiment(namespace: str, request: Request, dry_run: str | Non
     return await asyncio.to_thread(_service.create, state, doc, namespace, dry_run == "All")
 
 
-@router.get(PREFIX + "/experiments")
+@router.get(PREFIX + "/experiments", response_model=KubeExperimentList, response_model_exclude_none=True)
 def list_experiments(namespace: str, label_selector: str | None = Query(None, alias="labelSelector"),
-                     state: ServerState = Depends(get_state)) -> dict[str, Any]:
+                     state: ServerState = Depends(get_state)) -> KubeExperimentList:
     selector = _selector(label_selector)
-    items = [views.experiment_object(r) for r in state.store.list_experiments(namespace)]
-    return _list("Experiment", [i for i in items if _matches(i["metadata"].get("labels") or {}, selector)])
+    items = [views.experiment(r) for r in state.store.list_experiments(namespace)]
+    return KubeExperimentList(api_version=API_VERSION, kind="ExperimentList", metadata={"resourceVersion": ""},
+                              items=[i for i in items if _matches(i.metadata.labels or {}, selector)])
 
 
-@router.get(PREFIX + "/experiments/{name}", operation_id="kubeGetExperiment")
-def get_experiment(namespace: str, name: str, state: ServerState = Depends(get_state)) -> dict[str, Any]:
-    return views.experiment_object(state.store.get_experiment(namespace, name))
+@router.get(PREFIX + "/experiments/{name}", operation_id="kubeGetExperiment",
+            response_model=views.ExperimentObject, response_model_exclude_none=True)
+def get_experiment(namespace: str, name: str, state: ServerState = Depends(get_state)) -> views.ExperimentObject:
+    return views.experiment(state.store.get_experiment(namespace, name))
 
 
 @router.patch(PREFIX + "/experiments/{name}", operation_id="kubePatchExperiment",
@@ -108,10 +111,10 @@ def list_trials(namespace: str, label_selector: str | None = Query(None, alias="
     return JSONResponse(_list("Trial", items))
 
 
-@router.get(PREFIX + "/trials/{name}")
-def get_trial(namespace: str, name: str, state: ServerState = Depends(get_state)) -> dict[str, Any]:
+@router.get(PREFIX + "/trials/{name}", response_model=Trial, response_model_exclude_none=True)
+def get_trial(namespace: str, name: str, state: ServerState = Depends(get_state)) -> Trial:
     rec, t = state.store.get_trial(namespace, name)
-    return views.trial_object(rec, t)
+    return views.trial(rec, t)
 
 
 def _suggestion(state: ServerState, rec: ExperimentRecord) -> dict[str, Any]:
