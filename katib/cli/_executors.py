@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import typer
+
 from katib.errors import KatibError
 
 
@@ -80,3 +82,33 @@ def _serve_db_manager(store: Any, runs_root: Any, host: str, port: int) -> Any:
                          "pip install 'katib[grpc]'") from None
     except RuntimeError as exc:  # grpc: the port is taken
         raise KatibError(f"--grpc-port: cannot serve on {host}:{port} ({exc})") from None
+
+
+GrpcPortOption = typer.Option(
+    None, "--grpc-port", min=0, max=65535,
+    help="While the experiment runs, serve Katib's gRPC API on this port of --grpc-host (0 picks a free one): the "
+         "DBManager the File and TensorFlowEvent collectors' sidecars report to (--executor kubernetes), as katib "
+         "server --grpc-port does.")
+GrpcHostOption = typer.Option(
+    "127.0.0.1", "--grpc-host", help="The address --grpc-port listens on (0.0.0.0 for pods on other machines).")
+DbManagerOption = typer.Option(
+    None, "--db-manager-address", metavar="HOST[:PORT]",
+    help="With --executor kubernetes: --grpc-port as trial pods reach it, where the File and TensorFlowEvent "
+         "collectors' sidecar reports (HOST alone: --grpc-port's port).")
+CollectorImageOption = typer.Option(
+    [], "--metrics-collector-image", metavar="KIND=IMAGE",
+    help="With --executor kubernetes: the metrics-collector sidecar's image for File or TensorFlowEvent "
+         "(default: Katib 0.19's).")
+
+
+def _serve_grpc(store: Any, made: Any, host: str, port: int | None, host_only: str | None) -> Any:
+    """The run's gRPC DBManager (``--grpc-port``), and the executor's DBManager address when
+    ``--db-manager-address`` gave a host only (its port is the one bound now)."""
+    if port is None:
+        return None
+    from katib.cli._app import _runs_root
+
+    server = _serve_db_manager(store, _runs_root(store), host, port)
+    if host_only is not None and hasattr(made, "db_manager_address"):
+        made.db_manager_address = f"{host_only}:{server.bound_port}"
+    return server
