@@ -101,13 +101,13 @@ def experiment_summary(store: Store, rec: ExperimentRecord, curves: int = 100, p
     # The shown values, picked out and aggregated into columns by the database (one query).
     raw = summary_columns(store, rec.id, names, {m: strategy.get(m) or "latest" for m in metrics},
                           updated_since=since)
-    ids, started, ended = raw["id"], raw["start_time"], raw["completion_time"]
+    ids = raw["id"]
     columns: dict[str, Any] = {
         "name": raw["name"],
         "state": raw["state"],
-        "created": [round(v, 3) for v in raw["created_at"]],
-        "started": [round(v, 3) if v else None for v in started],
-        "duration": [round(c - s, 3) if c and s else None for s, c in zip(started, ended, strict=True)],
+        "created": raw["created"],
+        "started": raw["started"],
+        "duration": raw["duration"],
         "params": {n: _numbers(raw[f"param:{n}"]) for n in names},
         "metrics": {m: _numbers(raw[f"metric:{m}"], blank=True) for m in metrics},
     }

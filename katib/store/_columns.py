@@ -75,6 +75,17 @@ def trial_stamp(store: Store, exp_id: int) -> tuple[int, float | None]:
 # writes it); the few trials whose list is in another order are read again whole.
 
 _BASE = ("id", "name", "state", "created_at", "start_time", "completion_time")
+# The times as the viewer shows them, rounded to the millisecond by the database (a trial
+# not started, or not ended, has no start or duration): the keys after the base columns.
+_TIMES = ("created", "started", "duration")
+_SQLITE_TIMES = ("round(created_at, 3)", "CASE WHEN start_time <> 0 THEN round(start_time, 3) END",
+                 "CASE WHEN start_time <> 0 AND completion_time <> 0 THEN round(completion_time - start_time, 3) END")
+_POSTGRES_TIMES = tuple(
+    e.replace("round(created_at, 3)", "CAST(round(CAST(created_at AS numeric), 3) AS float8)")
+     .replace("round(start_time, 3)", "CAST(round(CAST(start_time AS numeric), 3) AS float8)")
+     .replace("round(completion_time - start_time, 3)",
+              "CAST(round(CAST(completion_time - start_time AS numeric), 3) AS float8)")
+    for e in _SQLITE_TIMES)
 
 
 def _path_key(name: str) -> str | None:
@@ -83,7 +94,7 @@ def _path_key(name: str) -> str | None:
 
 
 def _sqlite(params: Sequence[str], metrics: Mapping[str, str], bind: dict[str, Any]) -> tuple[list[str], str]:
-    cols = [f"json_group_array({c})" for c in _BASE]
+    cols = [f"json_group_array({c})" for c in ("id", "name", "state", *_SQLITE_TIMES)]
     for i in range(len(params)):
         bind[f"pv{i}"] = f"$[{i}].value"
         cols.append(f"json_group_array(json_extract(assignments, :pv{i}))")
@@ -111,7 +122,7 @@ def _sqlite(params: Sequence[str], metrics: Mapping[str, str], bind: dict[str, A
 
 
 def _postgres(params: Sequence[str], metrics: Mapping[str, str], bind: dict[str, Any]) -> tuple[list[str], str]:
-    cols = [f"json_agg({c})" for c in _BASE]  # in the subquery's order (by id)
+    cols = [f"json_agg({c})" for c in ("id", "name", "state", *_POSTGRES_TIMES)]  # in the subquery's order (by id)
     for i in range(len(params)):
         cols.append(f"json_agg(a -> {i} ->> 'value')")
     for i, (name, strategy) in enumerate(metrics.items()):
@@ -127,8 +138,8 @@ def _postgres(params: Sequence[str], metrics: Mapping[str, str], bind: dict[str,
 def summary_columns(store: Store, exp_id: int, params: Sequence[str], metrics: Mapping[str, str],
                     updated_since: float | None = None) -> dict[str, list[Any]]:
     """The experiment's trials, oldest first (or those written after ``updated_since``),
-    as columns: ``id``, ``name``, ``state``, ``created_at``, ``start_time``,
-    ``completion_time``, then ``param:NAME`` for each of ``params`` (the assigned value, None
+    as columns: ``id``, ``name``, ``state``, ``created``, ``started`` and ``duration``
+    (seconds, to the millisecond; None when not started or not ended), then ``param:NAME`` for each of ``params`` (the assigned value, None
     when not assigned) and ``metric:NAME`` for each of ``metrics`` (name to strategy: the
     observation's value under it, None when the trial has none). Values are as stored:
     texts (or a JSON number where the JSON held one)."""
@@ -146,7 +157,7 @@ def summary_columns(store: Store, exp_id: int, params: Sequence[str], metrics: M
         cols, odd = _sqlite(params, metrics, bind)
         agg = (f"SELECT {', '.join(cols)}, group_concat(CASE WHEN {odd} THEN id END) "
                f"FROM (SELECT * FROM trials WHERE {where} ORDER BY id)")
-    keys = [*_BASE, *(f"param:{p}" for p in params), *(f"metric:{m}" for m in metrics)]
+    keys = ["id", "name", "state", *_TIMES, *(f"param:{p}" for p in params), *(f"metric:{m}" for m in metrics)]
     with store._read() as conn:
         *texts, odd_ids = conn.execute(sa.text(agg), bind).one()
         reordered: list[Any] = []

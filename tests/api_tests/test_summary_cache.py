@@ -33,7 +33,7 @@ def test_an_ended_experiments_summary_is_kept_until_a_trial_changes(sqlite_store
 
     # A running experiment is never kept: every full summary reads.
     running = sqlite_store.get_experiment(rec.namespace, rec.name)
-    running.status.pop("completionTime")
+    running.status.completion_time = None
     _summary.experiment_summary(sqlite_store, running)
     _summary.experiment_summary(sqlite_store, running)
     assert len(reads) == 4

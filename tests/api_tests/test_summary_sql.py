@@ -72,7 +72,8 @@ def test_the_sql_summary_gives_the_python_paths_values(store):
     store.add_trials([
         TrialRecord(id=0, experiment_id=rec.id, name=f"e-{i}", state="Succeeded" if i % 3 else "Failed",
                     assignments=[{"name": n, "value": v} for n, v in assign], observation=obs,
-                    created_at=1000.125 + i, start_time=None if i == 4 else 1000.5 + i, completion_time=1010.25 + i)
+                    created_at=1795999904.9563098 + i * 1.2345671, start_time=None if i == 4 else 1795999905.3141592 + i,
+                    completion_time=1795999965.2718281 + i * 0.77)  # the database rounds them as Python does
         for i, (assign, obs) in enumerate(CASES)])
     rec = store.get_experiment("ns", "e")
     new = _summary.experiment_summary(store, rec, curves=0)["columns"]
