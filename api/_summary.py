@@ -19,7 +19,7 @@ from collections import OrderedDict
 from typing import Any
 
 from katib.store import ExperimentRecord, Store, parameter_names, summary_columns, trial_stamp
-from katib.views import shown_value, strategies_of
+from katib.views import strategies_of
 
 _importance_cache: dict[tuple[int, int], dict[str, float]] = {}
 _importance_lock = threading.Lock()
@@ -167,12 +167,15 @@ def importance(store: Store, rec: ExperimentRecord, sample: int = 1000) -> dict[
 
     objective, maximize, _ = objective_of(rec)
     strategies = strategies_of(rec)
-    done = [t for t in store.list_trials(rec.id, states=("Succeeded", "EarlyStopped"))]
+    params = rec.spec.get("spec", {}).get("parameters") or []
+    # Only the values it needs, aggregated by the database (not every trial's whole row).
+    cols = summary_columns(store, rec.id, [p["name"] for p in params],
+                           {objective: strategies.get(objective) or "latest"})
+    done = [i for i, state in enumerate(cols["state"]) if state in ("Succeeded", "EarlyStopped")]
     key = (rec.id, len(done))
     with _importance_lock:
         if key in _importance_cache:
             return _importance_cache[key]
-    params = rec.spec.get("spec", {}).get("parameters") or []
     dists: dict[str, Any] = {}
     for p in params:
         fs = p.get("feasibleSpace", {})
@@ -184,10 +187,10 @@ def importance(store: Store, rec: ExperimentRecord, sample: int = 1000) -> dict[
             dists[p["name"]] = CategoricalDistribution(list(fs.get("list") or []))
     frozen = []
     step = max(1, len(done) // sample)
-    for t in done[::step]:
-        value = _number(shown_value(t.observation, objective, strategies))
-        values = {a["name"]: a["value"] for a in t.assignments}
-        if not isinstance(value, float) or any(n not in values for n in dists):
+    for i in done[::step]:
+        value = _number(cols[f"metric:{objective}"][i])
+        values = {n: cols[f"param:{n}"][i] for n in dists}
+        if not isinstance(value, float) or any(v is None for v in values.values()):
             continue
         try:
             chosen = {n: float(values[n]) if isinstance(d, FloatDistribution) else values[n] for n, d in dists.items()}

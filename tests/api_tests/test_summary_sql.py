@@ -90,3 +90,16 @@ def test_the_sql_summary_gives_the_python_paths_values(store):
     store.write_trials(save=[later])
     since = later.updated_at - 0.001 if later.updated_at else 0.0
     assert _summary.experiment_summary(store, rec, since=since)["columns"] == _old_columns(store, rec, since)
+
+
+def test_importance_reads_the_columns_not_every_trial(sqlite_store, monkeypatch):
+    from tests.api_tests.test_summary import _seed
+
+    rec = _seed(sqlite_store, n=10, steps=2)
+    expected = {(t.assignments[0]["value"], t.assignments[1]["value"], float(t.observation["loss"]["min"]))
+                for t in sqlite_store.list_trials(rec.id)}
+    monkeypatch.setattr(sqlite_store, "list_trials", lambda *a, **k: pytest.fail("read every trial's row"))
+    seen = []
+    monkeypatch.setattr(_summary, "_fanova", lambda frozen, dists, maximize: seen.extend(frozen) or {"x": 1.0})
+    assert _summary.importance(sqlite_store, rec) == {"x": 1.0}
+    assert {(str(t.params["x"]), t.params["c"], t.value) for t in seen} == expected  # every trial, as stored
