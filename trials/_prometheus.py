@@ -8,18 +8,26 @@ a series of a metric the experiment names is a sample when its value (or its own
 timestamp) changed since the last scrape, timed by its timestamp or the scrape. Katib
 declares this kind but ships no collector for it; a trial that ends before it was scraped
 reports nothing.
+
+An executor whose trials run on other machines (Ray) scrapes the endpoint where the trial
+runs, so ``localhost`` is the trial's, and brings the scrapes back into the trial's folder
+as ``SCRAPES`` (one JSON object a line: ``{"time": seconds, "text": exposition}``); when
+that file is there, the scrapes are read from it instead of the endpoint.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import time
 import urllib.error
 import urllib.request
 from typing import Any
 
-from ._collector import Sample
+from ._collector import Sample, _Tail
 from ._sources import Source, SourceContext
+
+SCRAPES = "prometheus-scrapes.jsonl"
 
 _LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)(?:\s+(-?\d+))?\s*$")
 
@@ -40,22 +48,44 @@ def parse_exposition(text: str, names: set[str], now: float) -> list[tuple[str, 
     return out
 
 
+def endpoint_url(http_get: dict[str, Any] | None) -> str:
+    """The URL ``source.httpGet`` names (Katib's defaults: HTTP, port 8080, ``/metrics``; host 127.0.0.1).
+
+    >>> endpoint_url({"port": 9090, "path": "/m"})
+    'http://127.0.0.1:9090/m'
+    """
+    http: dict[str, Any] = dict(http_get or {})
+    scheme = str(http.get("scheme") or "HTTP").lower()
+    host = str(http.get("host") or "127.0.0.1")
+    return f"{scheme}://{host}:{http.get('port', 8080)}{http.get('path', '/metrics')}"
+
+
 class PrometheusSource(Source):
     def __init__(self, ctx: SourceContext) -> None:
         super().__init__(ctx)
-        http: dict[str, Any] = dict(ctx.http_get or {})
-        scheme = str(http.get("scheme") or "HTTP").lower()
-        host = str(http.get("host") or "127.0.0.1")
-        self.url = f"{scheme}://{host}:{http.get('port', 8080)}{http.get('path', '/metrics')}"
+        self.url = endpoint_url(ctx.http_get)
+        self._scrapes = ctx.output.parent / SCRAPES
+        self._tail = _Tail(self._scrapes)
         self._last: dict[tuple[str, str], tuple[str, float | None]] = {}
 
     def read(self, final: bool = False) -> list[Sample]:
+        if self._scrapes.exists():  # scraped where the trial runs, brought back here
+            out = []
+            for line in self._tail.read(final):
+                try:
+                    scrape = json.loads(line)
+                    out += self._samples(str(scrape["text"]), float(scrape["time"]))
+                except (ValueError, TypeError, KeyError):
+                    continue
+            return out
         try:
             with urllib.request.urlopen(self.url, timeout=2) as reply:  # noqa: S310 - the spec's own endpoint
                 text = reply.read(1 << 20).decode("utf-8", errors="replace")
         except (OSError, urllib.error.URLError, ValueError):
             return []  # not serving yet, or gone
-        now = time.time()
+        return self._samples(text, time.time())
+
+    def _samples(self, text: str, now: float) -> list[Sample]:
         out = []
         for name, labels, value, stamp in parse_exposition(text, self.ctx.names, now):
             key = (name, labels)

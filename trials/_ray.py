@@ -1,103 +1,36 @@
 """The Ray executor: each trial runs on a Ray cluster, as an actor that starts the trial's
-command on whichever node Ray picks and streams its output back.
+command on whichever node Ray picks and streams its output back (``trials._ray_runner``).
 
 The actor asks Ray for the trial's CPUs and GPUs (``num_cpus``, ``num_gpus`` from the
 primary container's ``resources``), so Ray's scheduler places and packs trials and sets
-``CUDA_VISIBLE_DEVICES``. The trial's output and its pushed metrics come back to this
-machine, into the same files the local executor writes, so metrics collection, early
-stopping and ``katib logs`` work unchanged. Stopping a trial ends its process group on
-the node, then the actor. Distributed (multi-replica) jobs run with the local executor.
+``CUDA_VISIBLE_DEVICES``. What the trial leaves on its node for katib comes back to this
+machine, into the same files the local executor writes, so every metrics collector, early
+stopping and ``katib logs`` work unchanged: its output, its pushed metrics, a ``File``
+collector's file, a ``TensorFlowEvent`` collector's event files (each file of the
+directory, read here by TensorBoard's loader as they grow), the ``PrometheusMetric``
+endpoint's scrapes (scraped on the node, where the trial's ``localhost`` is) and a
+``Custom`` collector's output: its command runs beside the trial in the actor and reports
+through Katib's DBManager gRPC API, at the controller's address, or the one given as
+``db_manager_address`` (``--db-manager-address``) for nodes that cannot reach this
+machine's loopback. Stopping a trial ends its process groups on the node, then the actor.
+Distributed (multi-replica) jobs run with the local executor.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any
 
 from ._executor import Adoption, Deferred, Executor, LaunchError, RunState, TrialJob
-from ._local import GRACE_SECONDS, deadline_of, replica_processes
+from ._group import GRACE_SECONDS
+from ._members import deadline_of, replica_processes
+from ._ray_runner import runner_class
 from ._resources import Resources
 
-
-def _runner_class() -> Any:
-    import ray
-
-    @ray.remote(max_concurrency=4)  # type: ignore[call-overload]
-    class TrialRunner:
-        """Runs one trial's command on its node; keeps its output for the driver."""
-
-        def __init__(self) -> None:
-            self.proc: Any = None
-            self.buffers: dict[str, bytearray] = {"out": bytearray()}
-            self.files: dict[str, str] = {}
-
-        def start(self, argv: list[str], env: dict[str, str], cwd: str, files: dict[str, str]) -> dict[str, Any]:
-            import os
-            import socket
-            import subprocess
-            import tempfile
-            import threading
-
-            self.buffers = {"out": bytearray()}  # an actor is reused: forget the last trial
-            self.files = {}
-            gpus = [str(g) for g in ray.get_gpu_ids()]
-            env = dict(env)
-            if gpus or "CUDA_VISIBLE_DEVICES" in env:
-                env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
-            # Files the trial writes (pushed metrics, a metrics file) live on this node.
-            workdir = tempfile.mkdtemp(prefix="katib-trial-")
-            for key, original in files.items():
-                local = os.path.join(workdir, key)
-                self.files[key] = local
-                env = {k: v.replace(original, local) for k, v in env.items()}
-                argv = [a.replace(original, local) for a in argv]
-            if "HOME" in env and not os.path.isdir(env["HOME"]):
-                env["HOME"] = workdir  # a clean environment's HOME (the trial dir) is on the driver
-            self.proc = subprocess.Popen(argv, env=env, cwd=cwd if os.path.isdir(cwd) else workdir,
-                                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
-
-            def pump() -> None:
-                for chunk in iter(lambda: self.proc.stdout.read1(65536), b""):
-                    self.buffers["out"] += chunk
-
-            threading.Thread(target=pump, daemon=True).start()
-            return {"node": socket.gethostname(), "pid": self.proc.pid, "gpus": gpus}
-
-        def read(self, offsets: dict[str, int]) -> tuple[dict[str, bytes], int | None]:
-            """New bytes of the output and of each file since ``offsets``, and the exit code."""
-            code = self.proc.poll()
-            out = {"out": bytes(self.buffers["out"][offsets.get("out", 0):])}
-            for key, path in self.files.items():
-                try:
-                    with open(path, "rb") as f:
-                        f.seek(offsets.get(key, 0))
-                        out[key] = f.read()
-                except OSError:
-                    out[key] = b""
-            return out, code
-
-        def wait(self) -> int:
-            return int(self.proc.wait())
-
-        def stop(self, grace: float) -> None:
-            import os
-            import signal
-
-            if self.proc is None or self.proc.poll() is not None:
-                return
-            for sig, pause in ((signal.SIGTERM, grace), (signal.SIGKILL, 0)):
-                try:
-                    os.killpg(self.proc.pid, sig)
-                except ProcessLookupError:
-                    return
-                deadline = time.monotonic() + pause
-                while time.monotonic() < deadline and self.proc.poll() is None:
-                    time.sleep(0.05)
-
-    return TrialRunner
-
+LOOPBACK_HOSTS = ("localhost", "::1", "[::1]")
+SCRAPE_SECONDS = 0.5  # how often a PrometheusMetric trial's endpoint is scraped on its node
 
 UNREACHABLE_SECONDS = 60.0  # how long a trial's actor may stay out of reach before the trial is given up
 
@@ -115,6 +48,7 @@ class _RayTrial:
         self.timed_out = False
         self.shape: tuple[float, int] = (1.0, 0)
         self.unreachable_since: float | None = None  # when the actor first failed to answer
+        self.partial: dict[str, bytes] = {}  # the pushed metrics' unterminated last line, held back
 
 
 class RayExecutor(Executor):
@@ -127,39 +61,79 @@ class RayExecutor(Executor):
     """
 
     name = "ray"
-    # A trial's files come back one by one: an event-file directory does not.
-    collector_kinds = ("StdOut", "File", "Push")
+    # Every built-in kind: what the collectors read comes back into the trial's folder here.
+    collector_kinds = ("StdOut", "File", "TensorFlowEvent", "PrometheusMetric", "Push", "Custom")
     unfenced_why = "Ray has no sandbox: a trial runs as the Ray workers' user, with their files and processes"
 
-    def __init__(self, address: str | None = None, namespace: str = "katib", clean_env: bool = False) -> None:
+    def __init__(self, address: str | None = None, namespace: str = "katib", clean_env: bool = False,
+                 db_manager_address: str | None = None) -> None:
         import ray
 
         self.clean_env = clean_env
+        self.address = address
+        #: Where a Custom collector reports ("host:port" of Katib's gRPC API as the Ray
+        #: workers reach it); None: the controller's own address (a loopback one on one machine).
+        self.db_manager_address = db_manager_address
         if not ray.is_initialized():
             host = (address or "127.0.0.1").split("://")[-1].rsplit(":", 1)[0]
             # A local cluster (or one on loopback) stays on loopback.
             local: dict[str, Any] = {"_node_ip_address": "127.0.0.1"} if host in ("127.0.0.1", "localhost") else {}
             ray.init(address=address, namespace=namespace, include_dashboard=False, log_to_driver=False,
                      ignore_reinit_error=True, **local)
-        self._runner = _runner_class()
+        self._runner = runner_class()
         self._trials: dict[str, _RayTrial] = {}
         # Finished trials' actors, by (CPUs, GPUs), for the next trials of the same shape:
         # an actor is a worker process, too slow to start anew for every short trial.
         self._idle: dict[tuple[float, int], list[Any]] = {}
 
-    def launch(self, job: TrialJob) -> dict[str, Any]:
-        import ray
-
+    def _processes(self, job: TrialJob) -> tuple[list[dict[str, Any]], dict[str, Path], Resources, Resources]:
+        """What the actor starts (the trial's command, and a Custom collector's beside it),
+        the local file each output mirrors to, what the trial needs and what the actor does."""
         members = replica_processes(job, self.clean_env)
         if len(members) > 1:
             raise LaunchError("distributed (multi-replica) trials run with the local executor, not on Ray")
-        m = members[0]
-        need = Resources.of_container(m.container)
+        if job.custom_collector is not None:
+            from ._custom import collector_member
+
+            if self.db_manager_address:
+                job = dataclasses.replace(job, db_manager=self.db_manager_address)
+            members.append(collector_member(job, self.clean_env))  # Katib's Custom collector, beside the trial
+        procs: list[dict[str, Any]] = []
+        logs: dict[str, Path] = {}
+        need = Resources()
+        for i, m in enumerate(members):
+            m.resources = Resources.of_container(m.container)
+            need = need + m.resources
+            key = "out" if i == 0 else "collector"
+            logs[key] = job.trial_dir / m.log_name
+            # A TrainJob node that writes its own script (the SDK's CustomTrainer) has a folder of its own.
+            procs.append({"log": key, "argv": m.argv, "env": m.env, "gpus": m.resources.gpu,
+                          "cwd": str(m.container.get("workingDir") or job.workdir)})
+        return procs, logs, members[0].resources, need
+
+    def launch(self, job: TrialJob) -> dict[str, Any]:
+        import ray
+
+        procs, logs, trial_need, need = self._processes(job)
         job.trial_dir.mkdir(parents=True, exist_ok=True)
         files = {"push": Path(job.env.get("KATIB_PUSH_FILE", job.trial_dir / "push.jsonl"))}
-        for i, target in enumerate(job.path_map.values()):
+        # Katib's paths, each a folder on the node: the collector's file, or its event-file
+        # directory, whose every file comes back (a path with and without its slash: once).
+        fsp = (job.collector_source or {}).get("fileSystemPath") or {}
+        events = job.path_map.get(str(fsp.get("path") or "").rstrip("/")) if job.collector == "TensorFlowEvent" else None
+        trees = []
+        for i, target in enumerate(dict.fromkeys(t.rstrip("/") or t for t in job.path_map.values())):
             files[f"file{i}"] = Path(target)
             Path(target).parent.mkdir(parents=True, exist_ok=True)
+            if target == events:
+                trees.append(f"file{i}")
+        scrape = self._scrape(job)
+        if scrape is not None:
+            from ._prometheus import SCRAPES
+
+            logs["scrape"] = job.trial_dir / SCRAPES
+            logs["scrape"].write_bytes(b"")  # the collector reads the scrapes from here, not the endpoint
+        loopback, driver_node = self._loopback(procs, job)
         cpus = need.cpu or 1
         total, free = ray.cluster_resources(), ray.available_resources()
         if need.gpu > total.get("GPU", 0) or cpus > total.get("CPU", 0):
@@ -177,36 +151,93 @@ class RayExecutor(Executor):
                 raise Deferred()  # the cluster is full now: the trial waits, pending
             actor = self._runner.options(num_cpus=cpus, num_gpus=need.gpu).remote()
         try:
-            # A TrainJob node that writes its own script (the SDK's CustomTrainer) has a folder of its own.
-            cwd = str(m.container.get("workingDir") or job.workdir)
-            info = ray.get(actor.start.remote(m.argv, m.env, cwd, {k: str(v) for k, v in files.items()}),
-                           timeout=30)
+            info = ray.get(actor.start.remote(procs, {k: str(v) for k, v in files.items()}, trees, scrape, loopback,
+                                              driver_node, GRACE_SECONDS), timeout=30)
         except ray.exceptions.GetTimeoutError:
             ray.kill(actor)  # not placed after all (another driver took the room): try later
             raise Deferred() from None
-        except Exception as exc:  # Ray reports a bad command as a task error
+        except Exception as exc:  # Ray's own failures
             ray.kill(actor)
             raise LaunchError(f"cannot start the trial on Ray: {exc}") from None
-        self._trials[job.name] = _RayTrial(job, actor, actor.wait.remote(), files, deadline_of(job.run_spec))
-        self._trials[job.name].shape = shape
+        if info.get("error"):
+            self._idle.setdefault(shape, []).append(actor)  # the actor is sound: the next trial takes it
+            raise LaunchError(f"cannot start the trial on Ray: {info['error']}")
+        trial = _RayTrial(job, actor, actor.wait.remote(), {**files, **logs}, deadline_of(job.run_spec))
+        trial.shape = shape
+        self._trials[job.name] = trial
         return {"executor": self.name, "trial": job.name, "node": info["node"], "pid": info["pid"],
-                "log": str(job.log_path), "devices": {"cpu": need.cpu or 1, "memory": need.memory, "gpus": info["gpus"]}}
+                "log": str(job.log_path),
+                "devices": {"cpu": trial_need.cpu or 1, "memory": trial_need.memory, "gpus": info["gpus"]}}
+
+    @staticmethod
+    def _scrape(job: TrialJob) -> dict[str, Any] | None:
+        """A PrometheusMetric trial's endpoint, scraped on its node (``localhost`` is the trial's)."""
+        if job.collector != "PrometheusMetric":
+            return None
+        from ._prometheus import endpoint_url
+
+        return {"url": endpoint_url((job.collector_source or {}).get("httpGet")), "every": SCRAPE_SECONDS}
+
+    def _loopback(self, procs: list[dict[str, Any]], job: TrialJob) -> tuple[str | None, str | None]:
+        """A Custom collector's DBManager address when it is this machine's loopback, which
+        only a trial on this machine's Ray node reaches; and that node (None: none is, the
+        driver is a Ray client)."""
+        import ray
+
+        if len(procs) < 2:
+            return None, None
+        address = self.db_manager_address or job.db_manager or ""
+        host = address.rpartition(":")[0]
+        if not (host.startswith("127.") or host in LOOPBACK_HOSTS):
+            return None, None
+        client = (self.address or "").startswith("ray://")
+        return address, None if client else ray.get_runtime_context().get_node_id()
 
     def owns(self, handle: dict[str, Any]) -> bool:
         return handle.get("executor") == self.name and handle.get("trial") in self._trials
 
-    def _mirror(self, trial: _RayTrial) -> int | None:
+    def _mirror(self, trial: _RayTrial, final: bool = False) -> int | None:
+        """Append what the actor's outputs and files gained to their files here; the exit code.
+        ``final``: until nothing is left (one read brings at most ``CHUNK`` of each)."""
         import ray
 
-        chunks, code = ray.get(trial.actor.read.remote(trial.offsets), timeout=120)
-        for key, data in chunks.items():
-            if not data:
-                continue
-            path = trial.job.log_path if key == "out" else trial.files[key]
+        while True:
+            chunks, code = ray.get(trial.actor.read.remote(trial.offsets), timeout=120)
+            got = False
+            for key, data in chunks.items():
+                if not data:
+                    continue
+                got = True
+                trial.offsets[key] = trial.offsets.get(key, 0) + len(data)
+                self._append(trial, key, data)
+            if not final or not got:
+                break
+        if final:
+            for key in list(trial.partial):
+                self._append(trial, key, b"", final=True)
+        return code  # type: ignore[no-any-return]
+
+    @staticmethod
+    def _append(trial: _RayTrial, key: str, data: bytes, final: bool = False) -> None:
+        base, _, sub = key.partition("/")
+        path = trial.files[base]
+        if sub:  # a file under a directory the trial writes
+            parts = Path(sub).parts
+            if Path(sub).is_absolute() or ".." in parts:
+                return
+            path = path.joinpath(*parts)
+            path.parent.mkdir(parents=True, exist_ok=True)
+        if key == "push":
+            # Whole lines only: the DBManager appends a Custom collector's reports here too.
+            data = trial.partial.pop(key, b"") + data
+            if not final:
+                end = data.rfind(b"\n") + 1
+                data, rest = data[:end], data[end:]
+                if rest:
+                    trial.partial[key] = rest
+        if data:
             with open(path, "ab") as f:
                 f.write(data)
-            trial.offsets[key] = trial.offsets.get(key, 0) + len(data)
-        return code  # type: ignore[no-any-return]
 
     def poll(self, handle: dict[str, Any]) -> RunState:
 
@@ -233,7 +264,7 @@ class RayExecutor(Executor):
         if code is None:
             return RunState.running()
         try:
-            self._mirror(trial)  # the last bytes written before the exit
+            self._mirror(trial, final=True)  # the last bytes written before the exit
         except ray.exceptions.RayActorError:
             pass
         del self._trials[trial.job.name]

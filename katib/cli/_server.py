@@ -148,8 +148,8 @@ def server(
     db_manager_address: str | None = typer.Option(
         None, "--db-manager-address", metavar="HOST:PORT",
         help="With --executor kubernetes: this server's --grpc-port as trial pods reach it (a Service in front of "
-             "it), where the File and TensorFlowEvent collectors' sidecar reports, as to Katib's katib-db-manager. "
-             "Not with --auth."),
+             "it), where the File and TensorFlowEvent collectors' sidecar reports, as to Katib's katib-db-manager; "
+             "with --executor ray: as the Ray workers reach it, where a Custom collector reports. Not with --auth."),
     collector_image: list[str] = typer.Option(
         [], "--metrics-collector-image", metavar="KIND=IMAGE",
         help="With --executor kubernetes: the metrics-collector sidecar's image for File or TensorFlowEvent "

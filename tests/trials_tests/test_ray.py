@@ -151,3 +151,150 @@ def test_a_trial_whose_actor_dies_fails_and_the_controller_carries_on(cluster, s
     assert status["trialsFailed"] == 2 and len(trials) == 2
     for t in trials:  # ended with its actor; on a loaded machine Ray's memory monitor may kill one at launch
         assert t.state == "Failed" and "actor" in t.conditions[-1].message.lower(), t.conditions[-1]
+
+
+# Every metrics collector on Ray (issue 12): what the collector reads comes back from the
+# trial's node into its folder here, as a multi-node cluster needs.
+
+TFEVENT_WRITER = """
+import os, sys, time
+from tensorboard.compat.proto import event_pb2, summary_pb2
+from tensorboard.summary.writer.event_file_writer import EventFileWriter
+def add(w, step, v):
+    value = summary_pb2.Summary.Value(tag="loss", simple_value=v)
+    w.add_event(event_pb2.Event(wall_time=time.time(), step=step, summary=summary_pb2.Summary(value=[value])))
+logdir = "/var/log/katib/tfevent/train"  # the actor's folder on its node, by now
+w = EventFileWriter(logdir)
+add(w, 0, 1.0)
+w.flush()
+# Wait for katib's copy in the trial's folder: the first value comes back while the trial runs.
+mine = os.path.join(logdir, os.listdir(logdir)[0])
+copy = os.path.join(os.environ["KATIB_TRIAL_DIR"], "var/log/katib/tfevent/train", os.path.basename(mine))
+if mine == copy:
+    sys.exit("the trial wrote into katib's folder, not into its node's")
+deadline = time.time() + 30
+while not (os.path.exists(copy) and os.path.getsize(copy) == os.path.getsize(mine)):
+    if time.time() > deadline:
+        sys.exit("the event file never came back")
+    time.sleep(0.05)
+add(w, 1, float("${trialParameters.x}"))
+w.close()
+"""
+
+
+def test_tensorflowevent_files_come_back_from_the_node(cluster, sqlite_store, tmp_path):
+    """The trial writes TensorBoard event files on its node; they come back into its folder
+    while it runs (the first value before the second is written) and at its end, and
+    TensorBoard's loader reads them here with Katib's tag matching."""
+    pytest.importorskip("tensorboard")
+    doc = experiment(name="tfevent", maxTrialCount=2, parallelTrialCount=2, command=[sys.executable, "-c", TFEVENT_WRITER],
+                     objective={"type": "minimize", "objectiveMetricName": "train/loss"},
+                     metricsCollectorSpec={"collector": {"kind": "TensorFlowEvent"}, "source": {
+                         "fileSystemPath": {"path": "/var/log/katib/tfevent/", "kind": "Directory"}}})
+    status, trials = run(sqlite_store, tmp_path, doc, cluster)
+    assert status["trialsSucceeded"] == 2, [t.conditions for t in trials]
+    for t in trials:
+        x = str(float(__import__("numpy").float32(t.parameters()["x"])))
+        assert [o.value for o in sqlite_store.observations(t.id)] == ["1.0", x]
+        assert t.observation["train/loss"]["latest"] == x
+        assert list((tmp_path / "runs" / "default" / "tfevent" / t.name / "var/log/katib/tfevent/train").iterdir())
+
+
+def test_prometheus_is_scraped_on_the_trials_node(cluster, sqlite_store, tmp_path):
+    """The endpoint is scraped where the trial runs (its localhost); the scrapes come back."""
+    from tests.trials_tests.test_prometheus import SERVER
+    from trials._prometheus import SCRAPES
+
+    port = _port()
+    doc = experiment(name="prometheus", maxTrialCount=1, parallelTrialCount=1,
+                     objective={"type": "maximize", "objectiveMetricName": "accuracy"},
+                     metricsCollectorSpec={"collector": {"kind": "PrometheusMetric"},
+                                           "source": {"httpGet": {"port": port, "path": "/metrics"}}},
+                     command=[sys.executable, "-c", SERVER, str(port), "${trialParameters.x}"])
+    status, [t] = run(sqlite_store, tmp_path, doc, cluster)
+    assert status["trialsSucceeded"] == 1, t.conditions
+    assert float(t.observation["accuracy"]["latest"]) == 1 - float(t.parameters()["x"])
+    assert "accuracy" in (tmp_path / "runs" / "default" / "prometheus" / t.name / SCRAPES).read_text()
+
+
+def custom_collector(command: list[str]) -> dict:
+    """Katib's example's Custom collector (its args, its DB manager, its fieldRef) with ``command``."""
+    return {"source": {"fileSystemPath": {"path": "/katib/mnist.log", "kind": "File"}},
+            "collector": {"kind": "Custom", "customCollector": {
+                "name": "custom-metrics-logger-and-collector", "image": "example/collector", "command": command,
+                "args": ["-m", "accuracy", "-s", "katib-db-manager.kubeflow:6789", "-path", "/katib/mnist.log"],
+                "env": [{"name": "TrialNamePrefix", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]}}}
+
+
+def test_a_custom_collector_runs_beside_the_trial_in_its_actor(cluster, sqlite_store, tmp_path):
+    """The collector's command runs in the trial's actor, reads the file the trial writes on
+    that node and reports through the DBManager gRPC API to the controller."""
+    from tests.custom_collector import __file__ as collector
+
+    code = "open('/katib/mnist.log', 'w').write('accuracy=' + str(1 - float('${trialParameters.x}')) + '\\n')"
+    doc = experiment(name="custom", maxTrialCount=2, parallelTrialCount=2, command=[sys.executable, "-c", code],
+                     objective={"type": "maximize", "objectiveMetricName": "accuracy"},
+                     metricsCollectorSpec=custom_collector([sys.executable, collector]))
+    status, trials = run(sqlite_store, tmp_path, doc, cluster)
+    assert status["trialsSucceeded"] == 2, [t.conditions for t in trials]
+    for t in trials:
+        assert float(t.observation["accuracy"]["latest"]) == 1 - float(t.parameters()["x"])
+        folder = tmp_path / "runs" / "default" / "custom" / t.name
+        assert "reported {'accuracy'" in (folder / "metrics-collector.log").read_text()
+        assert "accuracy" in (folder / "push.jsonl").read_text()  # the DBManager's, not the node's
+
+
+def test_a_failing_custom_collector_fails_the_trial_and_a_loopback_one_is_refused_off_node(cluster, sqlite_store,
+                                                                                           tmp_path, monkeypatch):
+    """A collector that fails ends the training beside it and fails the trial; one whose
+    DBManager is this machine's loopback is refused on another node, saying what to give."""
+    def failing(name):
+        return experiment(name=name, maxTrialCount=1, parallelTrialCount=1, maxFailedTrialCount=1,
+                          command=python_command("import time; time.sleep(60)"),
+                          metricsCollectorSpec=custom_collector([sys.executable, "-c", "import sys; sys.exit(3)"]))
+
+    ex = RayExecutor(cluster)
+    ctl = Controller(sqlite_store, executor=ex, runs_root=tmp_path / "runs", tick=0.1)
+    started = time.monotonic()
+    rec, _ = ctl.submit(admit(failing("failing")), tmp_path)
+    ctl.run(rec.namespace, rec.name)
+    [t] = sqlite_store.list_trials(rec.id)
+    assert time.monotonic() - started < 20 and t.state == "Failed", t.conditions
+    assert "exited with code 3" in t.conditions[-1].message, t.conditions
+
+    own = ex._loopback
+    monkeypatch.setattr(ex, "_loopback", lambda procs, job: (own(procs, job)[0], "another node"))  # as if off-node
+    rec, _ = ctl.submit(admit(failing("off-node")), tmp_path)
+    ctl.run(rec.namespace, rec.name)
+    [t] = sqlite_store.list_trials(rec.id)
+    message = t.conditions[-1].message
+    assert t.state == "Failed" and "cannot reach" in message and "--db-manager-address" in message, message
+    assert RayExecutor(cluster, db_manager_address="10.1.2.3:6789")._loopback([{}, {}], None) == (None, None)
+
+
+def test_pushed_lines_come_back_whole(tmp_path):
+    """The node's pushed metrics are appended here a whole line at a time, as the DBManager
+    appends a Custom collector's reports to the same file; a path that climbs out is dropped."""
+    from types import SimpleNamespace
+
+    push = tmp_path / "push.jsonl"
+    trial = SimpleNamespace(files={"push": push, "file0": tmp_path / "events"}, partial={})
+    RayExecutor._append(trial, "push", b'{"loss": "1"}\n{"loss"')
+    push.open("a").write('{"accuracy": "0.5"}\n')  # the DBManager's
+    RayExecutor._append(trial, "push", b': "2"}\n{"loss": "3"}')
+    RayExecutor._append(trial, "push", b"", final=True)
+    assert push.read_text().splitlines() == ['{"loss": "1"}', '{"accuracy": "0.5"}', '{"loss": "2"}', '{"loss": "3"}']
+    RayExecutor._append(trial, "file0/train/events.out", b"x")
+    RayExecutor._append(trial, "file0/../outside", b"x")
+    assert (tmp_path / "events" / "train" / "events.out").read_bytes() == b"x"
+    assert not (tmp_path / "outside").exists()
+
+
+def test_every_builtin_collector_kind_is_admitted_on_ray():
+    """What `katib run --executor ray` says of each kind: nothing, it runs."""
+    from katib.controller import runnable_errors
+    from trials._sources import BUILTIN_SOURCES
+
+    for kind in BUILTIN_SOURCES:
+        spec = custom_collector(["collector"]) if kind == "Custom" else {"collector": {"kind": kind}}
+        assert runnable_errors(admit(experiment(metricsCollectorSpec=spec)), "ray") == [], kind
