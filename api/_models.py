@@ -48,3 +48,32 @@ class KubeExperimentList(KatibModel):
     kind: str
     metadata: dict[str, str]
     items: list[ExperimentObject]
+
+
+class ControllerAnswer(KatibModel):
+    """Whether the experiment's controller runs now (``message``: why one that was started
+    is not running)."""
+
+    running: bool
+    message: str | None = None
+
+
+class TrialStopping(KatibModel):
+    trial: str
+    stopping: bool
+
+
+class MetricValue(KatibModel):
+    name: str
+    value: str
+
+
+class MetricLogEntry(KatibModel):
+    """One reported value with its time (RFC 3339), as Katib's ``MetricLog``."""
+
+    time_stamp: str | None
+    metric: MetricValue
+
+
+class ObservationLog(KatibModel):
+    metric_logs: list[MetricLogEntry]

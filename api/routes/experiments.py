@@ -19,7 +19,16 @@ from katib.store import ExperimentRecord, trial_page
 from .. import _service
 from .._auth import can_read, current_user
 from .._documents import created_links, experiment_body, read_document
-from .._models import ExperimentItem, ExperimentList, ExperimentStatusAnswer
+from .._models import (
+    ControllerAnswer,
+    ExperimentItem,
+    ExperimentList,
+    ExperimentStatusAnswer,
+    MetricLogEntry,
+    MetricValue,
+    ObservationLog,
+    TrialStopping,
+)
 from .._state import ServerState, get_state
 
 router = APIRouter(prefix="/api/v1", tags=["experiments"])
@@ -76,21 +85,23 @@ async def delete(namespace: str, name: str, state: ServerState = Depends(get_sta
     return {"message": f"experiment {namespace}/{name} deleted"}
 
 
-@router.post("/namespaces/{namespace}/experiments/{name}/stop", operation_id="stopExperiment")
-async def stop(namespace: str, name: str, state: ServerState = Depends(get_state)) -> dict[str, Any]:
+@router.post("/namespaces/{namespace}/experiments/{name}/stop", operation_id="stopExperiment",
+             response_model=ControllerAnswer, response_model_exclude_none=True)
+async def stop(namespace: str, name: str, state: ServerState = Depends(get_state)) -> ControllerAnswer:
     """Stop the controller and the running trials; ``resume`` carries on."""
     state.store.get_experiment(namespace, name)
     await asyncio.to_thread(state.manager.stop, namespace, name)
-    return {"running": state.manager.is_running(namespace, name)}
+    return ControllerAnswer(running=state.manager.is_running(namespace, name))
 
 
-@router.post("/namespaces/{namespace}/experiments/{name}/resume")
-async def resume(namespace: str, name: str, state: ServerState = Depends(get_state)) -> dict[str, Any]:
+@router.post("/namespaces/{namespace}/experiments/{name}/resume", response_model=ControllerAnswer,
+             response_model_exclude_none=True)
+async def resume(namespace: str, name: str, state: ServerState = Depends(get_state)) -> ControllerAnswer:
     """Start the experiment's controller again; ``running`` says whether it runs now (a
     controller that fails at once answers ``false`` with its error)."""
     error = await asyncio.to_thread(state.manager.resume, namespace, name)
     running = state.manager.is_running(namespace, name)
-    return {"running": running, **({"message": error} if error and not running else {})}
+    return ControllerAnswer(running=running, message=error if error and not running else None)
 
 
 class Budget(BaseModel):
@@ -138,8 +149,8 @@ def trial(namespace: str, trial: str, state: ServerState = Depends(get_state)) -
     return views.trial(rec, t)
 
 
-@router.post("/namespaces/{namespace}/trials/{trial}/stop", operation_id="stopTrial")
-async def stop_trial(namespace: str, trial: str, state: ServerState = Depends(get_state)) -> dict[str, Any]:
+@router.post("/namespaces/{namespace}/trials/{trial}/stop", operation_id="stopTrial", response_model=TrialStopping)
+async def stop_trial(namespace: str, trial: str, state: ServerState = Depends(get_state)) -> TrialStopping:
     """Stop one running trial: it ends ``EarlyStopped`` and the experiment carries on. 409
     unless the trial is running under this server's controller."""
     from katib.errors import ConflictError
@@ -150,7 +161,7 @@ async def stop_trial(namespace: str, trial: str, state: ServerState = Depends(ge
     if not state.manager.stop_trial_early(namespace, rec.name, trial, "stopped by a user"):
         raise ConflictError(f"trial {namespace}/{trial}: this server does not run experiment {rec.name} "
                             "(another process does, or nothing does)")
-    return {"trial": trial, "stopping": True}
+    return TrialStopping(trial=trial, stopping=True)
 
 
 @router.post("/namespaces/{namespace}/trials/{trial}/retry", operation_id="retryTrial")
@@ -180,16 +191,16 @@ async def push_metrics(namespace: str, trial: str, body: dict[str, float | str],
     return await asyncio.to_thread(_service.push_metrics, state, namespace, trial, body)
 
 
-@router.get("/namespaces/{namespace}/trials/{trial}/observations")
+@router.get("/namespaces/{namespace}/trials/{trial}/observations", response_model=ObservationLog)
 def observations(namespace: str, trial: str, metric: str | None = None,
-                 state: ServerState = Depends(get_state)) -> dict[str, Any]:
+                 state: ServerState = Depends(get_state)) -> ObservationLog:
     """The trial's observation log: every reported value with its time (RFC 3339)."""
     from katib.controller import rfc3339
 
     _, t = _service.trial(state, namespace, trial)
     rows = state.store.observations(t.id, metric)
-    return {"metricLogs": [{"timeStamp": rfc3339(r.time), "metric": {"name": r.metric_name, "value": r.value}}
-                           for r in rows]}
+    return ObservationLog(metric_logs=[
+        MetricLogEntry(time_stamp=rfc3339(r.time), metric=MetricValue(name=r.metric_name, value=r.value)) for r in rows])
 
 
 @router.get("/namespaces/{namespace}/trials/{trial}/log", response_class=PlainTextResponse)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 from katib import views
+from katib.controller import rfc3339
 from tests.conftest import experiment, python_command
 
 KUBE = "/apis/kubeflow.org/v1beta1/namespaces/default"
@@ -44,3 +45,8 @@ def test_typed_routes_answer_the_katib_json_the_cli_prints(live):
         _same(live.client.get(f"{OURS}/trials/{t.name}").json(), shown)
         _same(live.client.get(f"{KUBE}/trials/{t.name}").json(), shown)
     assert any(views.trial_object(rec, t)["spec"].get("earlyStoppingRules") for t in trials)
+    logged = [{"timeStamp": rfc3339(o.time), "metric": {"name": o.metric_name, "value": o.value}}
+              for o in live.store.observations(trials[0].id)]
+    assert logged
+    _same(live.client.get(f"{OURS}/trials/{trials[0].name}/observations").json(), {"metricLogs": logged})
+    _same(live.client.post(f"{OURS}/experiments/demo/stop").json(), {"running": False})  # no message: left out
