@@ -1,5 +1,6 @@
-"""Katib's ``Custom`` metrics collector on the local executor: the collector container's
-command runs beside the trial, as Katib runs it in the trial's pod.
+"""Katib's ``Custom`` metrics collector on the local and Ray executors: the collector
+container's command runs beside the trial, as Katib runs it in the trial's pod (on Ray, in
+the trial's actor on its node: ``trials._ray``).
 
 Its ``command`` and ``args`` run with the container's ``env``, Katib's paths mapped into the
 trial's folder as for the trial's own container, and Katib's DB manager service

@@ -120,7 +120,7 @@ class PushSource(Source):
 
 class CustomSource(PushSource):
     """Katib's ``Custom`` collector: the user's collector container runs beside the trial
-    (``TrialJob.custom_collector``; the local executor runs its command) and reports through
+    (``TrialJob.custom_collector``; the local and Ray executors run its command) and reports through
     the DBManager's ``ReportObservationLog``, which the trial reads as pushed values."""
 
 
