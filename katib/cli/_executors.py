@@ -87,14 +87,16 @@ def _serve_db_manager(store: Any, runs_root: Any, host: str, port: int) -> Any:
 GrpcPortOption = typer.Option(
     None, "--grpc-port", min=0, max=65535,
     help="While the experiment runs, serve Katib's gRPC API on this port of --grpc-host (0 picks a free one): the "
-         "DBManager the File and TensorFlowEvent collectors' sidecars report to (--executor kubernetes), as katib "
-         "server --grpc-port does.")
+         "DBManager the File and TensorFlowEvent collectors' sidecars report to (--executor kubernetes), and a "
+         "Custom collector, as katib server --grpc-port does.")
 GrpcHostOption = typer.Option(
-    "127.0.0.1", "--grpc-host", help="The address --grpc-port listens on (0.0.0.0 for pods on other machines).")
+    "127.0.0.1", "--grpc-host",
+    help="The address --grpc-port listens on (0.0.0.0 for pods or Ray workers on other machines).")
 DbManagerOption = typer.Option(
     None, "--db-manager-address", metavar="HOST[:PORT]",
     help="With --executor kubernetes: --grpc-port as trial pods reach it, where the File and TensorFlowEvent "
-         "collectors' sidecar reports (HOST alone: --grpc-port's port).")
+         "collectors' sidecar reports; with --executor ray: as the Ray workers reach it, where a Custom collector "
+         "reports (HOST alone: --grpc-port's port).")
 CollectorImageOption = typer.Option(
     [], "--metrics-collector-image", metavar="KIND=IMAGE",
     help="With --executor kubernetes: the metrics-collector sidecar's image for File or TensorFlowEvent "
