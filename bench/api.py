@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 def seed(db: str, n: int) -> None:
     from katib.controller import Controller, admit
     from katib.controller._status import mark_trial
+    from katib.spec import Condition
     from katib.store import ObservationRow, Store, TrialRecord
     from tests.conftest import experiment
 
@@ -50,7 +51,7 @@ def seed(db: str, n: int) -> None:
     from katib.controller._status import experiment_status
 
     status = experiment_status(admit(experiment(name="big")), store.list_trials(rec.id), rec.status)
-    status["conditions"] = [{"type": "Succeeded", "status": "True", "reason": "ExperimentMaxTrialsReached"}]
+    status.conditions = [Condition(type="Succeeded", status="True", reason="ExperimentMaxTrialsReached")]
     store.update_experiment(rec.id, status=status)
 
 

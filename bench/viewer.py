@@ -72,6 +72,7 @@ def seed_optuna(path: str, n: int, steps: int) -> None:
 def seed(db: str, n: int, steps: int) -> None:
     from katib.controller import admit
     from katib.controller._status import experiment_status, mark_trial
+    from katib.spec import ExperimentStatus
     from katib.store import ObservationRow, Store, TrialRecord
 
     doc = {
@@ -117,10 +118,10 @@ def seed(db: str, n: int, steps: int) -> None:
         for t, curve in zip(records[start:start + 500], curves[start:start + 500], strict=True):
             samples += [(t.id, ObservationRow(t.start_time + k, "loss", f"{v:.5f}")) for k, v in enumerate(curve)]
         store.write_trials(samples=samples)
-    status = experiment_status(exp, records, {"conditions": [
+    status = experiment_status(exp, records, ExperimentStatus.model_validate({"conditions": [
         {"type": "Created", "status": "True", "reason": "ExperimentCreated", "message": "Experiment is created"},
         {"type": "Succeeded", "status": "True", "reason": "ExperimentMaxTrialsReached", "message": "Experiment has succeeded"}],
-        "startTime": "2026-01-01T00:00:00Z", "completionTime": "2026-01-01T06:00:00Z"})
+        "startTime": "2026-01-01T00:00:00Z", "completionTime": "2026-01-01T06:00:00Z"}))
     store.update_experiment(rec.id, status=status)
     store.close()
 
