@@ -192,7 +192,9 @@ def test_a_pod_waiting_for_a_gpu_says_so(sqlite_store, tmp_path, world):
     """One GPU, two trials that want one each: the second's Running condition says it waits
     for a GPU until the first has finished."""
     cluster, _ = world
-    doc = _doc("gpu-wait", "import time; time.sleep(1.0); print('loss=1')", maxTrialCount=2, parallelTrialCount=2)
+    release = tmp_path / "release"  # the trials hold their GPU until the test has seen the wait
+    code = f"import os, time\nwhile not os.path.exists({str(release)!r}):\n    time.sleep(0.05)\nprint('loss=1')"
+    doc = _doc("gpu-wait", code, maxTrialCount=2, parallelTrialCount=2)
     container = doc["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]
     container["resources"] = {"limits": {"nvidia.com/gpu": 1}}
     rec, _, thread, executor = _start(sqlite_store, tmp_path, cluster, doc)
@@ -200,6 +202,7 @@ def test_a_pod_waiting_for_a_gpu_says_so(sqlite_store, tmp_path, world):
         waiting = _wait_for(lambda: [t for t in sqlite_store.list_trials(rec.id) if _running(t)[0] == "WaitingForGPU"])
         assert _running(waiting[0])[1].startswith(f"waiting for a GPU: pod {waiting[0].name}-")
         assert "Insufficient nvidia.com/gpu" in _running(waiting[0])[1]
+        release.touch()
         thread.join(60)
     finally:
         executor.close()
