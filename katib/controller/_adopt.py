@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from katib.store import TrialRecord
@@ -121,12 +122,19 @@ def end_stopped(run: ExperimentRun, t: TrialRecord, reason: str) -> None:
     run.store.save_trial(t)
 
 
+def _started(trial_dir: Path) -> bool:
+    """Whether a launch left anything in the trial's folder but the empty folders it makes
+    first (the artifacts folder): one cut short before that (a controller killed, or one
+    whose lease lapsed: _replica.py) started nothing, and is no attempt."""
+    return trial_dir.exists() and any(not p.is_dir() for p in trial_dir.rglob("*"))
+
+
 def run_again(run: ExperimentRun, t: TrialRecord, why: str) -> None:
     """Kill what is left of the trial and make it ``Created`` again (the next attempt)."""
     trial_dir = run._trial_dir(t)
     run.executor.recover(t.handle or {}, trial_dir)
-    if t.state != "Running" and not trial_dir.exists():
-        return  # never launched: it simply waits for its turn
+    if t.state != "Running" and not _started(trial_dir):
+        return  # never launched, or its launch stopped before it started anything: it waits for its turn
     run.store.clear_observations(t.id)
     shutil.rmtree(trial_dir, ignore_errors=True)
     t.attempt += 1

@@ -118,3 +118,24 @@ def test_an_experiment_placed_as_the_lease_lapses_still_runs(tmp_path: Path):
     finally:
         a.shutdown()
         store.close()
+
+
+def test_a_launch_cut_short_before_it_started_anything_is_no_attempt(tmp_path: Path):
+    """A trial stored Created whose launch made its folder but started nothing (its
+    server's lease lapsed at the launch, or it was killed there) runs as its first attempt."""
+    from katib.controller import Controller
+    from katib.names import RunLayout
+    from katib.spec import EXPERIMENT_LABEL
+    from katib.store import TrialRecord
+
+    store = Store(str(tmp_path / "katib.db"))
+    ctl = Controller(store, runs_root=tmp_path / "runs", tick=0.05)
+    rec, _ = ctl.submit(admit(experiment(maxTrialCount=1, parallelTrialCount=1)), tmp_path)
+    t = TrialRecord(id=0, experiment_id=rec.id, name="demo-cut", state="Created",
+                    assignments=[{"name": "x", "value": "0.5"}], labels={EXPERIMENT_LABEL: "demo"},
+                    created_at=time.time())
+    store.add_trials([t])
+    (RunLayout(tmp_path / "runs").trial("default", "demo", "demo-cut") / "artifacts").mkdir(parents=True)
+    ctl.run("default", "demo")
+    assert [(t.name, t.state, t.attempt) for t in store.list_trials(rec.id)] == [("demo-cut", "Succeeded", 0)]
+    store.close()
