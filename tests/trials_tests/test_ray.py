@@ -200,6 +200,21 @@ def test_tensorflowevent_files_come_back_from_the_node(cluster, sqlite_store, tm
         assert list((tmp_path / "runs" / "default" / "tfevent" / t.name / "var/log/katib/tfevent/train").iterdir())
 
 
+def test_a_file_collectors_file_comes_back_from_the_node(cluster, sqlite_store, tmp_path):
+    """The File collector's file (Katib's path, a file of the actor's folder on the node) comes
+    back into the trial's folder and is read there, in Katib's JSON format."""
+    code = ("import json\nwith open('/var/log/katib/metrics.json', 'w') as f:\n"
+            "    for v in ('9', '${trialParameters.x}'):\n        f.write(json.dumps({'loss': v}) + '\\n')")
+    doc = experiment(name="file", maxTrialCount=1, parallelTrialCount=1, command=[sys.executable, "-c", code],
+                     metricsCollectorSpec={"collector": {"kind": "File"}, "source": {"fileSystemPath": {
+                         "path": "/var/log/katib/metrics.json", "kind": "File", "format": "JSON"}}})
+    status, [t] = run(sqlite_store, tmp_path, doc, cluster)
+    assert status["trialsSucceeded"] == 1, t.conditions
+    assert t.objective == float(t.parameters()["x"]) and t.observation["loss"]["min"] == t.parameters()["x"]
+    copy = tmp_path / "runs" / "default" / "file" / t.name / "var/log/katib/metrics.json"
+    assert copy.read_text().count("loss") == 2
+
+
 def test_prometheus_is_scraped_on_the_trials_node(cluster, sqlite_store, tmp_path):
     """The endpoint is scraped where the trial runs (its localhost); the scrapes come back."""
     from tests.trials_tests.test_prometheus import SERVER
