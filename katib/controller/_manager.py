@@ -76,6 +76,13 @@ class ExperimentManager:
             if fn in self._subscribers:
                 self._subscribers.remove(fn)
 
+    def subscribed(self) -> bool:
+        return bool(self._subscribers)
+
+    def publish(self, event: dict[str, Any]) -> None:
+        """Tell every subscriber (the API's event stream)."""
+        self._publish(event)
+
     def _publish(self, event: dict[str, Any]) -> None:
         with self._lock:
             subscribers = list(self._subscribers)

@@ -129,6 +129,8 @@ class Replica:
         self._thread: threading.Thread | None = None
         self._reaped_at = 0.0
         self._handing_off = False
+        self._written: dict[tuple[str, str], float] = {}  # what _relay saw last
+        self._relaying = False
 
     def alive(self, owner: str) -> bool:
         """Whether ``owner`` holds its lease (a replica) or runs (a ``katib run``)."""
@@ -204,9 +206,22 @@ class Replica:
         if orphans:
             self._share(orphans)
         self.holders = self.leases.holders()
+        if self.manager.subscribed():
+            self._relay()
         if time.monotonic() - self._reaped_at > 60:
             self._reaped_at = time.monotonic()
             self.leases.reap()
+
+    def _relay(self) -> None:
+        """Tell this server's subscribers (its event stream) of the experiments another
+        server runs: a ``metrics`` event for each whose trials were written since the last
+        step (the viewer refreshes on it)."""
+        written = self.leases.written(self.id)
+        for (namespace, name), at in written.items():
+            if at > self._written.get((namespace, name), at if not self._relaying else 0.0):
+                self.manager.publish({"type": "metrics", "namespace": namespace, "experiment": name,
+                                      "server": self.holders.get((namespace, name))})
+        self._written, self._relaying = written, True
 
     # -- sharing out -------------------------------------------------------------------
 

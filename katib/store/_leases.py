@@ -29,7 +29,7 @@ from sqlalchemy.engine import Connection
 
 from katib.errors import ConflictError
 
-from ._schema import experiment_requests, experiments, replicas
+from ._schema import experiment_requests, experiments, replicas, trials
 
 if TYPE_CHECKING:
     from ._store import Store
@@ -162,6 +162,16 @@ class Leases:
                  .where(experiments.c.owner.in_(live)))
         with self.store._read() as conn:
             return {(r.namespace, r.name): r.owner for r in conn.execute(query)}
+
+    def written(self, replica_id: str) -> dict[tuple[str, str], float]:
+        """``(namespace, name) -> when a trial of it was last written``, for every
+        experiment another live replica holds (one index lookup each)."""
+        live = sa.select(replicas.c.id).where(~self._stale(), replicas.c.id != replica_id)
+        last = sa.select(sa.func.max(trials.c.updated_at)).where(trials.c.experiment_id == experiments.c.id)
+        query = (sa.select(experiments.c.namespace, experiments.c.name, last.scalar_subquery().label("last"))
+                 .where(experiments.c.owner.in_(live)))
+        with self.store._read() as conn:
+            return {(r.namespace, r.name): float(r.last or 0.0) for r in conn.execute(query)}
 
     def owned(self, replica_id: str) -> list[tuple[int, str, str]]:
         """``(id, namespace, name)`` of the experiments ``replica_id`` holds."""

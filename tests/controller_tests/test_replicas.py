@@ -1,7 +1,8 @@
 """Two managers (servers) on one database, in one process: a budget edit sent to the one
-that does not run the experiment reaches the one that does; a server that stops renewing
-its lease lets its experiments go, touching neither the store nor their trials, and the
-other adopts them with their running trials."""
+that does not run the experiment reaches the one that does, whose progress the other's
+event stream relays; a server that stops renewing its lease lets its experiments go,
+touching neither the store nor their trials, and the other adopts them with their running
+trials."""
 
 from __future__ import annotations
 
@@ -53,6 +54,9 @@ def test_a_stalled_server_lets_go_and_the_other_adopts(tmp_path: Path):
               15, "two trials run")
         _wait(lambda: b.is_running("default", "demo"), 2, "b sees it run (at its next heartbeat)")
         assert not b.runs_here("default", "demo")
+        events: list[dict] = []
+        b.subscribe(events.append)  # b's event stream tells of what a runs, at b's heartbeats
+        _wait(lambda: any(e["experiment"] == "demo" and e.get("server") == "a" for e in events), 10, "b relays")
         doc["spec"]["maxTrialCount"] = 5
         b.submit(admit(doc), tmp_path)  # sent to b, applied by a's run
         assert not b.runs_here("default", "demo")

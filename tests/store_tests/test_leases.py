@@ -66,6 +66,8 @@ def test_a_lapsed_replicas_experiments_go_to_one_taker_each(store):
     assert all(owners[i] in won and i in won[owners[i]] for i in ids)
     assert {r.id: r.leases for r in leases.replicas()}["a"] == 0
     assert leases.holders() == {("ns", f"e{i}"): owners[exp_id] for i, exp_id in enumerate(ids)}
+    # What another server's event stream relays: the experiments the others hold.
+    assert leases.written("b") == {("ns", f"e{i}"): 0.0 for i, exp_id in enumerate(ids) if owners[exp_id] == "c"}
 
 
 def test_release_only_by_the_holder(store):
