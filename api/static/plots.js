@@ -45,11 +45,11 @@ function historyOption(S, opts) {
   if (log && idx.some(i => y[i] <= 0)) return `A log scale needs positive values: ${S.objective.name} has values ≤ 0.`;
   if (time) idx.sort((a, b) => plotEnded(S, a) - plotEnded(S, b));
   const at = i => (time ? plotEnded(S, i) : i + 1);
-  const byState = {}, bestLine = [];
+  const byState = {}, bestLine = [];  // per state: the trials' indexes
   let best = null;
   for (const i of idx) {
     const v = y[i];
-    (byState[states[i]] = byState[states[i]] || []).push([at(i), v, S.columns.name[i]]);
+    (byState[states[i]] = byState[states[i]] || []).push(i);
     if ((states[i] === "Succeeded" || states[i] === "EarlyStopped") && (best === null || (S.objective.maximize ? v > best : v < best))) best = v;
     // A step line needs only the points where the best changes (and the last one).
     if (best !== null && (!bestLine.length || bestLine[bestLine.length - 1][1] !== best)) bestLine.push([at(i), best]);
@@ -57,14 +57,27 @@ function historyOption(S, opts) {
   if (bestLine.length && idx.length) bestLine.push([at(idx[idx.length - 1]), best]);
   const ink = plotInk();
   return { ...plotBase(), grid: { left: 60, right: 20, top: 30, bottom: 40 },
-    tooltip: { trigger: "item", formatter: p => `${p.value[2] || p.seriesName}: ${plotFmt(p.value[1])}` },
+    tooltip: { trigger: "item", formatter: p => {
+      const i = (byState[p.seriesName] || [])[p.dataIndex];
+      return `${i === undefined ? p.seriesName : S.columns.name[i]}: ${plotFmt(p.value[1])}`;
+    } },
     xAxis: plotAxis(time ? { type: "time", name: "ended", nameLocation: "middle", nameGap: 25 }
       : { type: "value", name: "trial", nameLocation: "middle", nameGap: 25, min: 1, minInterval: 1 }),
     yAxis: plotAxis({ type: log ? "log" : "value", scale: true, name: S.objective.name }),
     series: [
       // One series per state: the legend's colour is the points' colour.
-      ...Object.entries(byState).map(([state, pts]) => ({ name: state, type: "scatter", large: pts.length > 2000, symbolSize: 5,
-        data: pts, itemStyle: { color: PLOT_STATE_COLORS[state] || "#888", opacity: 0.75 } })),
+      // A large one (100,000 trials) as one flat typed array of x, y pairs, drawn in
+      // ECharts' large mode: no array per point to make, ingest and collect.
+      ...Object.entries(byState).map(([state, trials]) => {
+        const large = trials.length > 2000;
+        let data;
+        if (large) {
+          data = new Float64Array(trials.length * 2);
+          trials.forEach((i, k) => { data[2 * k] = at(i); data[2 * k + 1] = y[i]; });
+        } else data = trials.map(i => [at(i), y[i]]);
+        return { name: state, type: "scatter", large, largeThreshold: 2000, symbolSize: 5, data,
+          dimensions: ["x", "y"], itemStyle: { color: PLOT_STATE_COLORS[state] || "#888", opacity: 0.75 } };
+      }),
       { name: "best so far", type: "line", step: "end", showSymbol: false, data: bestLine, lineStyle: { width: 2, color: ink.fg }, itemStyle: { color: ink.fg } },
     ] };
 }
