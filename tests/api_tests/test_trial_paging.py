@@ -34,3 +34,19 @@ def test_trials_page_by_continue_token_and_a_bad_token_is_a_400(sqlite_store, tm
         assert bad.status_code == 400 and bad.json()["message"].startswith("continue: "), bad.text
         offset = client.get(BASE, params={"offset": "2"})
         assert offset.status_code == 400 and "continue" in offset.json()["message"]
+
+
+def test_the_remote_client_follows_the_tokens(sqlite_store, tmp_path):
+    from api import ServerLimits
+    from katib.client._remote import _Remote
+    from tests.api_tests.conftest import LiveServer
+
+    rec = sqlite_store.create_experiment("ns", "e", {"spec": {}}, {}, "/w")
+    sqlite_store.add_trials([TrialRecord(id=0, experiment_id=rec.id, name=f"e-{i}", state="Succeeded", assignments=[])
+                             for i in range(5)])
+    with LiveServer(sqlite_store, tmp_path, limits=ServerLimits(page=2)) as server:
+        remote = _Remote(server.url, 30)
+        try:
+            assert [t["metadata"]["name"] for t in remote.trials("e", "ns")] == [f"e-{i}" for i in range(5)]
+        finally:
+            remote.close()
