@@ -43,7 +43,7 @@ def create(state: ServerState, doc: Any, namespace: str, dry_run: bool = False) 
     return views.experiment_object(rec)
 
 
-def patch(state: ServerState, namespace: str, name: str, patch_doc: Any) -> dict[str, Any]:
+def patch(state: ServerState, namespace: str, name: str, patch_doc: Any) -> views.ExperimentObject:
     """A merge patch; only the trial budget may change, as in Katib."""
     if not isinstance(patch_doc, dict):
         raise ValidationError([FieldError("", f"a merge patch must be an object (got {type(patch_doc).__name__})")], "request")
@@ -58,7 +58,7 @@ def patch(state: ServerState, namespace: str, name: str, patch_doc: Any) -> dict
     if (exp.namespace, exp.name) != (namespace, name):
         raise ValidationError([FieldError("metadata.name", "cannot be changed")])
     rec, _ = state.manager.submit(exp, Path(rec.workdir))
-    return views.experiment_object(rec)
+    return views.experiment(rec)
 
 
 def trial(state: ServerState, namespace: str, name: str) -> tuple[ExperimentRecord, TrialRecord]:

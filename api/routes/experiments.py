@@ -113,9 +113,10 @@ class Budget(BaseModel):
     maxFailedTrialCount: int | None = Field(None, le=2**31 - 1)
 
 
-@router.patch("/namespaces/{namespace}/experiments/{name}/budget", operation_id="editBudget")
+@router.patch("/namespaces/{namespace}/experiments/{name}/budget", operation_id="editBudget",
+              response_model=views.ExperimentObject, response_model_exclude_none=True)
 async def edit_budget(namespace: str, name: str, body: Budget,
-                      state: ServerState = Depends(get_state)) -> dict[str, Any]:
+                      state: ServerState = Depends(get_state)) -> views.ExperimentObject:
     """Change ``maxTrialCount``, ``parallelTrialCount`` or ``maxFailedTrialCount``."""
     spec = body.model_dump(exclude_unset=True)
     assert set(spec) <= set(EDITABLE)

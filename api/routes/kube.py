@@ -80,9 +80,10 @@ def get_experiment(namespace: str, name: str, state: ServerState = Depends(get_s
 
 
 @router.patch(PREFIX + "/experiments/{name}", operation_id="kubePatchExperiment",
-              openapi_extra=experiment_body("application/merge-patch+json", "application/json"))
+              openapi_extra=experiment_body("application/merge-patch+json", "application/json"),
+              response_model=views.ExperimentObject, response_model_exclude_none=True)
 async def patch_experiment(namespace: str, name: str, request: Request,
-                           state: ServerState = Depends(get_state)) -> dict[str, Any]:
+                           state: ServerState = Depends(get_state)) -> views.ExperimentObject:
     """A merge patch (the SDK sends the whole object): only the budget may change."""
     doc = await read_document(request)
     if isinstance(doc, list):

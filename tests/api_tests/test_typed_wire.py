@@ -50,3 +50,8 @@ def test_typed_routes_answer_the_katib_json_the_cli_prints(live):
     assert logged
     _same(live.client.get(f"{OURS}/trials/{trials[0].name}/observations").json(), {"metricLogs": logged})
     _same(live.client.post(f"{OURS}/experiments/demo/stop").json(), {"running": False})  # no message: left out
+    patched = live.client.patch(f"{OURS}/experiments/demo/budget", json={"maxTrialCount": 4}).json()
+    _same(patched, views.experiment_object(live.store.get_experiment("default", "demo")))
+    kube_patched = live.client.patch(f"{KUBE}/experiments/demo", json={"spec": {"maxTrialCount": 4}},
+                                     headers={"content-type": "application/merge-patch+json"}).json()
+    _same(kube_patched, views.experiment_object(live.store.get_experiment("default", "demo")))
