@@ -29,7 +29,7 @@ def ray(options: ExecutorOptions) -> Callable[[], Executor]:
     def make() -> Executor:
         try:
             return RayExecutor(options.ray_address, clean_env=options.clean_env,
-                               db_manager_address=options.db_manager_address)
+                               db_manager_address=options.db_manager_address, tenants=options.tenants)
         except Exception as exc:  # Ray raises many kinds; the first line says why
             lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
             why = (lines[0] if lines else type(exc).__name__)[:300]

@@ -66,11 +66,14 @@ class RayExecutor(Executor):
     unfenced_why = "Ray has no sandbox: a trial runs as the Ray workers' user, with their files and processes"
 
     def __init__(self, address: str | None = None, namespace: str = "katib", clean_env: bool = False,
-                 db_manager_address: str | None = None) -> None:
+                 db_manager_address: str | None = None, tenants: bool = False) -> None:
         import ray
 
         self.clean_env = clean_env
         self.address = address
+        #: Trials of several tenants (katib server --auth): no Custom collector, whose
+        #: DBManager gRPC API carries no credentials (the controller refuses it).
+        self.tenants = tenants
         #: Where a Custom collector reports ("host:port" of Katib's gRPC API as the Ray
         #: workers reach it); None: the controller's own address (a loopback one on one machine).
         self.db_manager_address = db_manager_address

@@ -42,11 +42,11 @@ class Launching:
     def _db_manager_address(self) -> str:
         """Where a Custom collector reports: the controller's DBManager (``katib server
         --grpc-port``), else one this run starts on a loopback port (stopped by ``close``)."""
-        if getattr(self.executor, "sandbox", None) is not None:
+        if getattr(self.executor, "sandbox", None) is not None or getattr(self.executor, "tenants", False):
             # Katib's gRPC API carries no credentials: a tenant's collector could report for
             # any trial (katib server --auth refuses --grpc-port for the same reason).
             raise LaunchError("the Custom metrics collector reports through Katib's DBManager gRPC API, which "
-                              "carries no credentials: it is not run for sandboxed tenants (katib server --auth)")
+                              "carries no credentials: it is not run for tenants (katib server --auth)")
         if self.ctl.db_manager_address:
             return self.ctl.db_manager_address
         if self._db_manager is None:
