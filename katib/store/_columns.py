@@ -156,7 +156,8 @@ def summary_columns(store: Store, exp_id: int, params: Sequence[str], metrics: M
     else:
         cols, odd = _sqlite(params, metrics, bind)
         agg = (f"SELECT {', '.join(cols)}, group_concat(CASE WHEN {odd} THEN id END) "
-               f"FROM (SELECT * FROM trials WHERE {where} ORDER BY id)")
+               f"FROM (SELECT id, name, state, created_at, start_time, completion_time, assignments, observation "
+               f"FROM trials WHERE {where} ORDER BY id)")
     keys = ["id", "name", "state", *_TIMES, *(f"param:{p}" for p in params), *(f"metric:{m}" for m in metrics)]
     with store._read() as conn:
         *texts, odd_ids = conn.execute(sa.text(agg), bind).one()
