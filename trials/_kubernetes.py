@@ -15,7 +15,8 @@ official ``kubernetes`` client, as Katib's trial controller would.
   ``primaryPodLabels``, container ``primaryContainerName``): it is copied into the trial's
   log, where the StdOut collector reads it as for a local trial; no sidecar is needed. With
   the File and TensorFlowEvent collectors the primary pod gets Katib's metrics-collector
-  sidecar (``_sidecar``), which reports to the DBManager at ``db_manager_address``. With
+  sidecar (``_sidecar``), with Custom the user's collector container as Katib injects it;
+  they report to the DBManager at ``db_manager_address``. With
   the Push collector, ``katib.report_metrics`` in the pod posts to the katib server at
   ``push_url`` (``KATIB_PUSH_URL`` in the container's env), with a token good for pushing
   that trial's metrics and nothing else (``KATIB_API_TOKEN``, from ``push_tokens``).
@@ -66,7 +67,7 @@ from ._kubernetes_status import judge, waiting
 from ._kubernetes_watch import JobWatching, KubeTrial, created_at, trial_of
 from ._manifest import group_version, manifest_errors, plural_of
 from ._podfence import identity_of_client, parse_account, problems
-from ._sidecar import SIDECAR_KINDS
+from ._sidecar import INJECTED_KINDS
 from ._trainjob import trainjob_escapes
 
 _LOG_GRACE = 10.0  # seconds a finished job waits for its log stream to drain
@@ -81,8 +82,9 @@ class KubernetesExecutor(JobWatching, Executor):
     name = "kubernetes"
     # The metrics come from the primary pod's log stream (no sidecar), are pushed to the
     # katib server (its --push-url), or are reported by Katib's collector sidecar (File,
-    # TensorFlowEvent) to the DBManager at db_manager_address (katib server --grpc-port).
-    collector_kinds = ("StdOut", "Push", "File", "TensorFlowEvent")
+    # TensorFlowEvent; Custom: the user's container) to the DBManager at db_manager_address
+    # (katib server --grpc-port).
+    collector_kinds = ("StdOut", "Push", "File", "TensorFlowEvent", "Custom")
     fences = "cluster"
     shares_environment = False
 
@@ -153,13 +155,13 @@ class KubernetesExecutor(JobWatching, Executor):
         if job.collector == "Push" and not self.push_url:
             raise LaunchError("the Push collector in a cluster needs the address of a katib server the pods can reach: "
                               "katib server --executor kubernetes --push-url http://<address>:<port>")
-        if job.collector in SIDECAR_KINDS and self.tenants:
+        if job.collector in INJECTED_KINDS and self.tenants:
             # As the Custom collector under --auth: Katib's gRPC API carries no credentials,
             # so a tenant's pod could report metrics for another tenant's trials.
             raise LaunchError(f"the {job.collector} metrics collector's sidecar reports through Katib's DBManager gRPC "
                               "API, which carries no credentials: it is not run for tenants (katib server --auth); "
                               "use StdOut or Push")
-        if job.collector in SIDECAR_KINDS and not self.db_manager_address:
+        if job.collector in INJECTED_KINDS and not self.db_manager_address:
             raise LaunchError(f"the {job.collector} metrics collector's sidecar in a cluster reports to Katib's "
                               "DBManager at an address its pods can reach: katib run (or katib server) --executor kubernetes "
                               "--grpc-port PORT --db-manager-address <address>[:PORT]")

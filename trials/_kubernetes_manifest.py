@@ -17,7 +17,7 @@ from ._executor import TrialJob
 from ._kubernetes_kueue import enqueue
 from ._manifest import pod_templates
 from ._podfence import fence
-from ._sidecar import SIDECAR_KINDS, add_sidecar
+from ._sidecar import INJECTED_KINDS, add_sidecar
 from ._trainjob import label_trainjob
 
 
@@ -55,7 +55,7 @@ def trial_manifest(job: TrialJob, *, push_url: str | None = None, push_tokens: P
                 container["env"] = env + [{"name": k, "value": v} for k, v in ours.items()]
     if is_trainjob(manifest):  # its pods come from its runtime: label them through a patch
         label_trainjob(manifest, labels, ours)
-    if job.collector in SIDECAR_KINDS and db_manager_address and not tenants:
+    if job.collector in INJECTED_KINDS and db_manager_address and not tenants:
         add_sidecar(manifest, job, str(db_manager_address), (collector_images or {}).get(job.collector))
     enqueue(manifest, queue, priority_class)
     fence(manifest)

@@ -17,6 +17,19 @@ The collector reports through the DBManager at ``-s-db`` (``katib server --grpc-
 pods reach it: ``--db-manager-address``), where the values land on the trial as pushed
 metrics. Katib's ``-stop-rule`` early stopping in the sidecar is not injected: katib's
 controller applies a trial's early-stopping rules itself and deletes the trial's job.
+
+A ``Custom`` collector (``inject_custom``) is injected as Katib injects it: the user's
+``collector.customCollector`` container itself (its name, image, command, args and env as
+written, no resources added), the ``metrics-volume`` ``emptyDir`` only where the spec's
+``source.fileSystemPath`` names a path (at the file's folder for ``kind: File``, else the
+path), ``shareProcessNamespace: true``, and the primary container left unwrapped (Katib
+wraps only StdOut, File and TensorFlowEvent). As on the local executor (``_custom``), Katib's
+DB manager service (``katib-db-manager[.NAMESPACE…][:PORT]``) in its args or env values is
+replaced by the DBManager the pods reach, which is also in ``$KATIB_DB_MANAGER_ADDRESS``,
+``$KATIB_DB_MANAGER_SERVICE_IP`` and ``$KATIB_DB_MANAGER_SERVICE_PORT``, and the trial's name
+and namespace are in ``$KATIB_TRIAL_NAME`` and ``$KATIB_NAMESPACE`` (Katib gives the primary
+container the first; a collector also reads its pod's name through the downward API, as
+Katib's example does with ``TrialNamePrefix``).
 """
 
 from __future__ import annotations
@@ -27,10 +40,12 @@ from typing import Any
 
 from katib.runtimes import is_trainjob
 
+from ._custom import DB_MANAGER
 from ._executor import LaunchError, TrialJob
 from ._manifest import pod_templates
 
-SIDECAR_KINDS = ("File", "TensorFlowEvent")
+SIDECAR_KINDS = ("File", "TensorFlowEvent")  # Katib's collector images (katib-config)
+INJECTED_KINDS = (*SIDECAR_KINDS, "Custom")  # the kinds whose collector is a sidecar
 VOLUME = "metrics-volume"  # Katib's common.MetricsVolume
 IMAGES = {  # Katib's katib-config defaults
     "File": "ghcr.io/kubeflow/katib/file-metrics-collector:v0.19.0",
@@ -134,17 +149,75 @@ def inject(manifest: dict[str, Any], *, kind: str, trial: str, primary_container
     return done
 
 
+def custom_container(container: Any, trial: str, namespace: str, db_manager: str) -> dict[str, Any]:
+    """The Custom collector's container as it is injected: as written, Katib's DB manager
+    service replaced by ``db_manager`` in its args and env values, katib's variables added."""
+    if not isinstance(container, dict) or not container.get("image"):
+        raise SidecarError("spec.metricsCollectorSpec.collector.customCollector: must be a container with an image")
+    out = copy.deepcopy(container)
+    out.setdefault("name", "custom-metrics-collector")
+    for key in ("command", "args"):
+        if out.get(key):
+            out[key] = [DB_MANAGER.sub(db_manager, str(a)) for a in out[key]]
+    host, _, port = db_manager.rpartition(":")
+    ours = {"KATIB_TRIAL_NAME": trial, "KATIB_NAMESPACE": namespace, "KATIB_DB_MANAGER_ADDRESS": db_manager,
+            "KATIB_DB_MANAGER_SERVICE_IP": host, "KATIB_DB_MANAGER_SERVICE_PORT": port}
+    env = []
+    for item in out.get("env") or []:
+        if isinstance(item, dict) and isinstance(item.get("value"), str):
+            item = {**item, "value": DB_MANAGER.sub(db_manager, item["value"])}
+        env.append(item)
+    written = {item.get("name") for item in env if isinstance(item, dict)}
+    out["env"] = env + [{"name": k, "value": v} for k, v in ours.items() if k not in written]
+    return out
+
+
+def inject_custom(manifest: dict[str, Any], *, trial: str, namespace: str, primary_container: str,
+                  primary_labels: dict[str, str] | None, container: Any, source: dict[str, Any],
+                  db_manager: str) -> int:
+    """Add the Custom collector's container to the primary pod templates of ``manifest``
+    (in place), as Katib's webhook does; returns how many templates got it."""
+    sidecar = custom_container(container, trial, namespace, db_manager)
+    fsp = source.get("fileSystemPath") or {}
+    path = str(fsp.get("path") or "")
+    directory = (posixpath.dirname(path) if fsp.get("kind", "File") == "File" else path) if path else ""
+    mount = {"name": VOLUME, "mountPath": directory}
+    done = 0
+    for where, template in pod_templates(manifest):
+        spec = template["spec"]
+        primary = next((c for c in spec["containers"] if c.get("name") == primary_container), None)
+        if primary is None or not _maybe_primary(where, template, primary_labels or {}):
+            continue
+        injected = copy.deepcopy(sidecar)
+        if directory:
+            for c in (primary, injected):
+                c["volumeMounts"] = [*(m for m in c.get("volumeMounts") or [] if m.get("name") != VOLUME), dict(mount)]
+            spec["volumes"] = [*(v for v in spec.get("volumes") or [] if v.get("name") != VOLUME),
+                               {"name": VOLUME, "emptyDir": {}}]
+        spec["containers"] = [c for c in spec["containers"] if c.get("name") != injected["name"]] + [injected]
+        spec["shareProcessNamespace"] = True
+        done += 1
+    return done
+
+
 def add_sidecar(manifest: dict[str, Any], job: TrialJob, db_manager: str, image: str | None = None) -> None:
-    """``inject`` for the Kubernetes executor's trial ``job``; ``LaunchError`` says why not."""
+    """``inject`` (``inject_custom`` for a Custom collector) for the Kubernetes executor's
+    trial ``job``; ``LaunchError`` says why not."""
     kind = job.collector
     if is_trainjob(manifest):
         raise LaunchError(f"the {kind} collector's sidecar is not injected into a TrainJob's pods: "
                           "use StdOut or Push for TrainJob trials")
     try:
-        added = inject(manifest, kind=kind, trial=job.name, primary_container=job.primary_container,
-                       primary_labels=job.primary_pod_labels, metrics=job.metric_names,
-                       objective_type=job.objective_type, source=job.collector_source or {},
-                       db_manager=db_manager, image=image)
+        if kind == "Custom":
+            added = inject_custom(manifest, trial=job.name, namespace=job.namespace,
+                                  primary_container=job.primary_container, primary_labels=job.primary_pod_labels,
+                                  container=job.custom_collector, source=job.collector_source or {},
+                                  db_manager=db_manager)
+        else:
+            added = inject(manifest, kind=kind, trial=job.name, primary_container=job.primary_container,
+                           primary_labels=job.primary_pod_labels, metrics=job.metric_names,
+                           objective_type=job.objective_type, source=job.collector_source or {},
+                           db_manager=db_manager, image=image)
     except SidecarError as exc:
         raise LaunchError(f"the {kind} metrics collector for trial {job.name}: {exc}") from None
     if not added:

@@ -266,3 +266,58 @@ def test_katib_run_serves_the_db_manager_its_sidecars_report_to(tmp_path, cluste
         bad = CliRunner().invoke(app, [*args, *extra] if why else [*args[:4], "--kueue-queue", "q"])
         message = bad.output + str(bad.exception)
         assert bad.exit_code != 0 and (why or "--kueue-queue is for --executor kubernetes") in message, (extra, message)
+
+
+def test_custom_collector_runs_as_the_injected_sidecar(sqlite_store, tmp_path, cluster):
+    """Issue 12: a Custom collector's container (Katib's example's, its image a stand-in:
+    tests/custom_collector.py) is injected beside the primary container as Katib's webhook
+    injects it, Katib's DB manager service in its args pointed at ours; the experiment runs
+    to its end with the values it reported over gRPC (the decoy on stdout is not read)."""
+    cluster.images["katib-test/custom-metrics-collector"] = [sys.executable, str(REPO / "tests" / "custom_collector.py")]
+    collector = {"name": "custom-metrics-logger-and-collector", "image": "katib-test/custom-metrics-collector",
+                 "args": ["-m", "loss", "-s", "katib-db-manager.kubeflow:6789", "-path", PATH],
+                 "env": [{"name": "TrialNamePrefix", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]}
+    doc = experiment(name="sidecar-custom", maxTrialCount=2, parallelTrialCount=2,
+                     command=["sh", "-c", "echo loss=999; echo loss=${trialParameters.x} > " + PATH],
+                     metricsCollectorSpec={"collector": {"kind": "Custom", "customCollector": collector},
+                                           "source": {"fileSystemPath": {"path": PATH, "kind": "File"}}})
+    status, trials, address = run_with_db_manager(sqlite_store, tmp_path, cluster, doc)
+    assert status["trialsSucceeded"] == 2, [(t.name, t.state, t.message) for t in trials]
+    for t in trials:
+        assert float(t.observation["loss"]["latest"]) == pytest.approx(float(t.parameters()["x"]))
+    jobs = [j for j in cluster.created if j["metadata"]["labels"]["katib.kubeflow.org/experiment"] == "sidecar-custom"]
+    assert len(jobs) == 2
+    for job in jobs:
+        assert manifest_errors(job) == []
+        spec = job["spec"]["template"]["spec"]
+        primary, sidecar = spec["containers"]
+        assert spec["shareProcessNamespace"] is True and spec["volumes"][-1] == {"name": "metrics-volume", "emptyDir": {}}
+        mount = {"name": "metrics-volume", "mountPath": "/var/log/katib"}
+        assert mount in primary["volumeMounts"] and sidecar["volumeMounts"] == [mount]
+        assert primary["command"][:2] == ["sh", "-c"] and "completed" not in " ".join(primary["command"])  # not wrapped
+        assert (sidecar["name"], sidecar["image"]) == (collector["name"], collector["image"])
+        assert sidecar["args"] == ["-m", "loss", "-s", address, "-path", PATH]
+        env = {e["name"]: e.get("value", e.get("valueFrom")) for e in sidecar["env"]}
+        assert env["TrialNamePrefix"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+        assert (env["KATIB_TRIAL_NAME"], env["KATIB_DB_MANAGER_ADDRESS"]) == (job["metadata"]["name"], address)
+        assert "resources" not in sidecar  # as written: Katib adds none to a Custom collector
+
+
+def test_custom_collector_refusals(tmp_path, cluster):
+    job = _job(tmp_path, "Custom")
+    job.custom_collector = {"name": "c", "image": "x", "args": ["-s", "katib-db-manager:6789"]}
+    with pytest.raises(LaunchError, match="--db-manager-address"):
+        KubernetesExecutor(api_client=cluster.api).launch(job)
+    tenants = KubernetesExecutor(api_client=cluster.api, tenants=True, server_account="katib/server",
+                                 db_manager_address="10.0.0.5:6789")
+    with pytest.raises(LaunchError, match="carries no credentials"):
+        tenants.launch(job)
+    job.custom_collector = {"name": "c"}
+    with pytest.raises(LaunchError, match=r"customCollector: must be a container with an image"):
+        KubernetesExecutor(api_client=cluster.api, db_manager_address="10.0.0.5:6789").launch(job)
+    # No fileSystemPath: no volume; the primary container is left as written.
+    job.custom_collector, job.collector_source = {"name": "c", "image": "x"}, None
+    manifest = KubernetesExecutor(api_client=cluster.api, db_manager_address="10.0.0.5:6789").manifest(job)
+    spec = manifest["spec"]["template"]["spec"]
+    assert [c["name"] for c in spec["containers"]] == ["training", "c"] and "volumes" not in spec
+    assert spec["containers"][0]["command"] == ["python", "train.py", "--lr=0.1"]
