@@ -314,6 +314,8 @@ class ExperimentManager:
         servers share the database, hand the experiments over to them with their trials
         still running."""
         replica = self.replica
+        if replica is not None:
+            replica.quiet = True  # its heartbeat goes on while the runs stop, starting nothing more
         handing_off = replica is not None and replica.hand_off()
         with self._lock:
             running = list(self._running.values())

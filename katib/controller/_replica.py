@@ -129,6 +129,7 @@ class Replica:
         self._thread: threading.Thread | None = None
         self._reaped_at = 0.0
         self._handing_off = False
+        self.quiet = False  # stopping: heartbeats only, nothing started or adopted
         self._written: dict[tuple[str, str], float] = {}  # what _relay saw last
         self._relaying = False
 
@@ -195,7 +196,7 @@ class Replica:
         self.manager.abandon()
 
     def step(self) -> None:
-        if self._stop.is_set() or not self.beat():
+        if self._stop.is_set() or not self.beat() or self.quiet:
             return
         for request in self.leases.take_requests(self.id):
             self.manager.apply_request(request)
@@ -214,8 +215,8 @@ class Replica:
 
     def _relay(self) -> None:
         """Tell this server's subscribers (its event stream) of the experiments another
-        server runs: a ``metrics`` event for each whose trials were written since the last
-        step (the viewer refreshes on it)."""
+        server runs: a ``metrics`` event for each with a trial written (started, ended)
+        since the last step (the viewer refreshes on it)."""
         written = self.leases.written(self.id)
         for (namespace, name), at in written.items():
             if at > self._written.get((namespace, name), at if not self._relaying else 0.0):

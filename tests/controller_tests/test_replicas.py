@@ -18,6 +18,9 @@ from tests.conftest import experiment
 
 TTL = 1.5
 TRIAL = 'echo start >> "{markers}/$KATIB_TRIAL_NAME"; sleep 1; echo "loss=${{trialParameters.x}}"'
+# Runs (reporting, so its row is written) until the test lets it end.
+HELD = ('echo start >> "{markers}/$KATIB_TRIAL_NAME"; while [ ! -e "{go}" ]; do echo loss=0.9; sleep 0.3; done; '
+        'echo "loss=${{trialParameters.x}}"')
 
 
 def _wait(predicate, timeout: float, what: str) -> None:
@@ -43,10 +46,13 @@ def test_a_stalled_server_lets_go_and_the_other_adopts(tmp_path: Path):
     store = Store(str(tmp_path / "katib.db"))
     markers = tmp_path / "markers"
     markers.mkdir()
-    doc = experiment(command=["sh", "-c", TRIAL.format(markers=markers)], maxTrialCount=3, parallelTrialCount=2,
-                     maxFailedTrialCount=0)
+    go = tmp_path / "go"
+    doc = experiment(command=["sh", "-c", HELD.format(markers=markers, go=go)], maxTrialCount=3,
+                     parallelTrialCount=2, maxFailedTrialCount=0)
     a = _manager(store, tmp_path, "a")
     b = _manager(store, tmp_path, "b")
+    events: list[dict] = []
+    b.subscribe(events.append)  # b's event stream tells of what a runs (its trials' starts), at b's heartbeats
     try:
         a.submit(admit(doc), tmp_path)  # a holds the fewest (a tie): a runs it
         _wait(lambda: store.get_experiment("default", "demo").owner == "a", 5, "a claims it")
@@ -54,8 +60,6 @@ def test_a_stalled_server_lets_go_and_the_other_adopts(tmp_path: Path):
               15, "two trials run")
         _wait(lambda: b.is_running("default", "demo"), 2, "b sees it run (at its next heartbeat)")
         assert not b.runs_here("default", "demo")
-        events: list[dict] = []
-        b.subscribe(events.append)  # b's event stream tells of what a runs, at b's heartbeats
         _wait(lambda: any(e["experiment"] == "demo" and e.get("server") == "a" for e in events), 10, "b relays")
         doc["spec"]["maxTrialCount"] = 5
         b.submit(admit(doc), tmp_path)  # sent to b, applied by a's run
@@ -69,6 +73,7 @@ def test_a_stalled_server_lets_go_and_the_other_adopts(tmp_path: Path):
             lease.check(wait=0)
         _wait(lambda: store.get_experiment("default", "demo").owner == "b", 10, "b adopts the experiment")
         _wait(lambda: not a.runs_here("default", "demo"), 10, "a's run lets go")
+        go.touch()
         _wait(lambda: _ended(store.get_experiment("default", "demo").status), 30, "the experiment ends")
         trials = store.list_trials(store.get_experiment("default", "demo").id)
         assert [t.state for t in trials] == ["Succeeded"] * 5, [(t.name, t.state, t.conditions) for t in trials]
