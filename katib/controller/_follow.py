@@ -88,6 +88,8 @@ class Following:
         cond = condition_of(t.conditions, "Running")
         if cond is not None and (cond.reason, cond.message) == (reason, message):
             return
+        if cond is not None and not state.reason and cond.reason == reason:
+            return  # running, as it says already (in its own words: "followed on by a restarted controller")
         set_condition(t.conditions, "Running", "True", reason, message)
         self._touch(t)
         self._emit("waiting" if state.reason else "running", t)

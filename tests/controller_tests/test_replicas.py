@@ -81,6 +81,10 @@ def test_a_stalled_server_lets_go_and_the_other_adopts(tmp_path: Path):
         starts = {p.name: len(p.read_text().splitlines()) for p in markers.iterdir()}
         assert starts == {t.name: 1 for t in trials}  # none run twice, none killed by a
         assert "a" not in a.errors and not a.errors  # letting go is no failure
+        # The two a left running were followed on by b, and their conditions say so to the end.
+        followed = [t.name for t in trials if any(
+            c.type == "Running" and "followed on" in (c.message or "") for c in t.conditions)]
+        assert len(followed) == 2, [t.conditions for t in trials]
     finally:
         b.shutdown()
         a.shutdown()
