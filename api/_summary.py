@@ -283,7 +283,7 @@ def keep_body(etag: str, raw: bytes) -> bytes:
     """Compress an answer once and keep it under its version; returns the gzip."""
     import gzip
 
-    body = gzip.compress(raw, compresslevel=6, mtime=0)
+    body = gzip.compress(raw, compresslevel=5, mtime=0)  # as the middleware: 4 % larger than 9, ~10x faster
     with _summary_lock:
         _bodies[etag] = body
         while len(_bodies) > _BODY_CACHE_SIZE:
