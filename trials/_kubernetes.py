@@ -16,7 +16,8 @@ official ``kubernetes`` client, as Katib's trial controller would.
   log, where the StdOut collector reads it as for a local trial; no sidecar is needed. With
   the File and TensorFlowEvent collectors the primary pod gets Katib's metrics-collector
   sidecar (``_sidecar``), with Custom the user's collector container as Katib injects it;
-  they report to the DBManager at ``db_manager_address``. With
+  they report to the DBManager at ``db_manager_address``. With PrometheusMetric the primary
+  pod's endpoint is scraped through the API server's pod proxy (``_kubernetes_scrape``). With
   the Push collector, ``katib.report_metrics`` in the pod posts to the katib server at
   ``push_url`` (``KATIB_PUSH_URL`` in the container's env), with a token good for pushing
   that trial's metrics and nothing else (``KATIB_API_TOKEN``, from ``push_tokens``).
@@ -84,7 +85,9 @@ class KubernetesExecutor(JobWatching, Executor):
     # katib server (its --push-url), or are reported by Katib's collector sidecar (File,
     # TensorFlowEvent; Custom: the user's container) to the DBManager at db_manager_address
     # (katib server --grpc-port).
-    collector_kinds = ("StdOut", "Push", "File", "TensorFlowEvent", "Custom")
+    # PrometheusMetric: the primary pod's endpoint, scraped through the API server's pod
+    # proxy (_kubernetes_scrape).
+    collector_kinds = ("StdOut", "Push", "File", "TensorFlowEvent", "Custom", "PrometheusMetric")
     fences = "cluster"
     shares_environment = False
 
@@ -184,6 +187,7 @@ class KubernetesExecutor(JobWatching, Executor):
         trial = trial_of(job, manifest, group, version, plural)
         job.trial_dir.mkdir(parents=True, exist_ok=True)
         job.log_path.touch()
+        _expect_scrapes(job)
         with self._lock:
             self._trials[job.name] = trial
         self._watch(job.namespace, group, version, plural, job.experiment)
@@ -239,6 +243,7 @@ class KubernetesExecutor(JobWatching, Executor):
         trial.saw_job(obj)
         job.trial_dir.mkdir(parents=True, exist_ok=True)
         job.log_path.touch()
+        _expect_scrapes(job)
         trial.log_copied = job.log_path.stat().st_size  # the log stream's first bytes are there already
         # Its pods now, not when the watch gets to them: a job that ended meanwhile is
         # judged at the first poll, and its log must be copying by then to be waited for.
@@ -325,6 +330,16 @@ class KubernetesExecutor(JobWatching, Executor):
 
     def close(self) -> None:
         self._closed.set()
+
+
+def _expect_scrapes(job: TrialJob) -> None:
+    """A PrometheusMetric trial's scrapes come through the pod proxy into the trial's folder
+    (``_kubernetes_scrape``): the file is there from the start, so the controller's source
+    reads it and never the endpoint's address on its own machine."""
+    if job.collector == "PrometheusMetric":
+        from ._prometheus import SCRAPES
+
+        (job.trial_dir / SCRAPES).touch()
 
 
 def _status_message(exc: Any) -> str:

@@ -1,7 +1,8 @@
 """What the Kubernetes executor knows of each trial's job and pods, and how it learns it:
 one watch of the jobs and one of the pods per experiment and namespace (not polling), one of
 Kueue's Workloads per namespace where trials are queued, and the primary pod's log stream
-copied into the trial's log."""
+copied into the trial's log (and, for the PrometheusMetric collector, its metrics endpoint
+scraped through the API server's pod proxy: ``_kubernetes_scrape``)."""
 
 from __future__ import annotations
 
@@ -187,6 +188,23 @@ class JobWatching:
             trial.log_copied = 0  # a pod of its own: its log from the start
         trial.log_started, trial.log_pod = True, name
         threading.Thread(target=self._copy_log, args=(trial, name), daemon=True, name=f"log-{trial.job.name}").start()
+        if trial.job.collector == "PrometheusMetric":
+            threading.Thread(target=self._scrape, args=(trial, name), daemon=True, name=f"scrape-{trial.job.name}").start()
+
+    def _scrape(self, trial: KubeTrial, pod: str) -> None:
+        """The primary pod's metrics endpoint, scraped while it runs (``_kubernetes_scrape``)."""
+        from ._kubernetes_scrape import proxy_path, scrape
+        from ._prometheus import SCRAPES
+
+        job = trial.job
+
+        def running() -> bool:
+            with self._lock:
+                phase = ((trial.pods.get(pod) or {}).get("status") or {}).get("phase")
+                return phase == "Running" and trial.outcome is None and not trial.stopped and not self._closed.is_set()
+
+        path = proxy_path(job.namespace, pod, (job.collector_source or {}).get("httpGet"))
+        scrape(self.core.api_client, path, job.trial_dir / SCRAPES, running, self._closed.wait)
 
     def _copy_log(self, trial: KubeTrial, pod: str) -> None:
         """The primary container's log, followed to its end, into the trial's log file."""

@@ -30,6 +30,8 @@ cluster's controllers would:
   the pod's own, which the containers that mount it find at their ``mountPath`` (the path
   is rewritten in their argv and env, as no mount namespace is made). ``command`` and
   ``args`` are expanded as Kubernetes does: ``$(VAR)`` from the container's env, ``$$`` → ``$``;
+- the API server's pod proxy (``…/pods/NAME:PORT/proxy/PATH``) forwards to the running
+  pod's port on loopback (``_pod_proxy``);
 - deleting a job deletes its pods and kills their processes (the garbage collector).
 """
 
@@ -91,6 +93,7 @@ class FakeCluster:
         self.done: set[str] = set()
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.sidecar_procs: dict[str, list[subprocess.Popen[bytes]]] = {}
+        self.proxied: list[str] = []  # the pod proxy's requests answered (``_pod_proxy``)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         ready = threading.Event()
@@ -114,6 +117,7 @@ class FakeCluster:
             k.resources["v1/pods"] = kmock.ResourceInfo(kind="Pod", namespaced=True)
             k.resources["kueue.x-k8s.io/v1beta1/workloads"] = kmock.ResourceInfo(kind="Workload", namespaced=True)
             k["get", re.compile(r"/api/v1/namespaces/[^/]+/pods/[^/]+/log")] << self._pod_log
+            k["get", re.compile(r"/api/v1/namespaces/[^/]+/pods/[^/]+/proxy(/.*)?")] << self._pod_proxy
             self.emulator = k
             self.url = str(server.url).rstrip("/")
             ready.set()
@@ -138,6 +142,28 @@ class FakeCluster:
             if finished or not follow or self._stop.is_set():
                 return
             await asyncio.sleep(0.05)
+
+    async def _pod_proxy(self, request: Any) -> Any:
+        """The API server's pod proxy (``…/pods/[SCHEME:]NAME:PORT/proxy/PATH``): the pod's
+        port, on loopback here (its processes are this machine's), while the pod runs."""
+        import urllib.request
+
+        parts = request.url.path.split("/")
+        target, rest = parts[6].split(":"), "/" + "/".join(parts[8:])
+        scheme, pod, port = ("http", *target) if len(target) == 2 else target
+        if not any(p["metadata"]["name"] == pod and (p.get("status") or {}).get("phase") == "Running"
+                   for p in self.objects("pods")):
+            return kmock.Response(status=503, payload={"kind": "Status", "message": f"pod {pod} is not running"})
+        self.proxied.append(request.url.path)
+
+        def fetch() -> bytes:
+            with urllib.request.urlopen(f"{scheme}://127.0.0.1:{port}{rest}", timeout=2) as reply:  # noqa: S310
+                return reply.read()
+
+        try:  # a status of its own each time: kmock keeps the last one returned on the route
+            return kmock.Response(status=200, payload=await asyncio.to_thread(fetch))
+        except OSError as exc:
+            return kmock.Response(status=503, payload={"kind": "Status", "message": f"error trying to reach service: {exc}"})
 
     def objects(self, plural: str) -> list[dict[str, Any]]:
         """The live objects of a resource, as the emulator holds them."""

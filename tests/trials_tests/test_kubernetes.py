@@ -309,10 +309,11 @@ def test_collectors_a_cluster_cannot_reach_are_refused():
 
     doc = yaml.safe_load((REPO / "examples" / "file-metrics-collector.yaml").read_text())
     assert runnable_errors(admit(doc), "kubernetes") == []  # File: Katib's sidecar (test_kubernetes_sidecar.py)
+    # Custom: the user's container injected; PrometheusMetric: scraped through the pod proxy.
     doc["spec"]["metricsCollectorSpec"] = {"collector": {"kind": "PrometheusMetric"}}
-    assert [str(e) for e in runnable_errors(admit(doc), "kubernetes")] == [
-        "spec.metricsCollectorSpec.collector.kind: PrometheusMetric is not supported by the kubernetes executor "
-        "(supported: StdOut, Push, File, TensorFlowEvent)"]
+    assert runnable_errors(admit(doc), "kubernetes") == []
+    doc["spec"]["metricsCollectorSpec"] = {"collector": {"kind": "Custom", "customCollector": {"name": "c", "image": "i"}}}
+    assert runnable_errors(admit(doc), "kubernetes") == []
 
 
 PUSH = "import katib\nfor i in range(3):\n    katib.report_metrics({'loss': 0.5 - i / 10})\n# ${trialParameters.x}"

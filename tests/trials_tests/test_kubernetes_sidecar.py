@@ -64,7 +64,7 @@ def run_with_db_manager(store, tmp_path, cluster, doc, images=None):
 def test_file_collector_trials_run_with_katibs_sidecar(sqlite_store, tmp_path, cluster):
     doc = file_experiment("sidecar-file", maxTrialCount=3, parallelTrialCount=2)
     status, trials, address = run_with_db_manager(sqlite_store, tmp_path, cluster, doc)
-    assert status["trialsSucceeded"] == 3, [(t.name, t.state, t.message) for t in trials]
+    assert status["trialsSucceeded"] == 3, [(t.name, t.state, t.conditions) for t in trials]
     # Each trial's value is its own (each pod has its own emptyDir), reported by the sidecar
     # (the decoy on stdout is not read).
     for t in trials:
@@ -282,7 +282,7 @@ def test_custom_collector_runs_as_the_injected_sidecar(sqlite_store, tmp_path, c
                      metricsCollectorSpec={"collector": {"kind": "Custom", "customCollector": collector},
                                            "source": {"fileSystemPath": {"path": PATH, "kind": "File"}}})
     status, trials, address = run_with_db_manager(sqlite_store, tmp_path, cluster, doc)
-    assert status["trialsSucceeded"] == 2, [(t.name, t.state, t.message) for t in trials]
+    assert status["trialsSucceeded"] == 2, [(t.name, t.state, t.conditions) for t in trials]
     for t in trials:
         assert float(t.observation["loss"]["latest"]) == pytest.approx(float(t.parameters()["x"]))
     jobs = [j for j in cluster.created if j["metadata"]["labels"]["katib.kubeflow.org/experiment"] == "sidecar-custom"]
@@ -321,3 +321,53 @@ def test_custom_collector_refusals(tmp_path, cluster):
     spec = manifest["spec"]["template"]["spec"]
     assert [c["name"] for c in spec["containers"]] == ["training", "c"] and "volumes" not in spec
     assert spec["containers"][0]["command"] == ["python", "train.py", "--lr=0.1"]
+
+
+# A trial serving its metric on the port httpGet names until it was scraped twice.
+SERVE_METRICS = """import sys, threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+scraped = threading.Semaphore(0)
+class Metrics(BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = ("# TYPE loss gauge\\nloss %s\\n" % sys.argv[2]).encode()
+        self.send_response(200 if self.path == "/metrics" else 404)
+        self.end_headers()
+        self.wfile.write(body)
+        scraped.release()
+    def log_message(self, *args):
+        pass
+server = HTTPServer(("127.0.0.1", int(sys.argv[1])), Metrics)
+threading.Thread(target=server.serve_forever, daemon=True).start()
+for _ in range(2):
+    if not scraped.acquire(timeout=20):
+        sys.exit("never scraped")
+"""
+
+
+def test_prometheus_metric_is_scraped_through_the_pod_proxy(sqlite_store, tmp_path, cluster):
+    """Issue 12: PrometheusMetric on Kubernetes (katib-config ships no collector image for
+    it): the controller scrapes the primary pod's endpoint (source.httpGet) through the API
+    server's pod proxy, which the emulator forwards to the pod's port on loopback."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    (cluster.workdir / "serve_metrics.py").write_text(SERVE_METRICS)
+    doc = experiment(name="k8s-prometheus", maxTrialCount=2, parallelTrialCount=1,
+                     command=[sys.executable, "serve_metrics.py", str(port), "${trialParameters.x}"],
+                     metricsCollectorSpec={"collector": {"kind": "PrometheusMetric"},
+                                           "source": {"httpGet": {"port": port, "path": "/metrics"}}})
+    executor = KubernetesExecutor(api_client=cluster.api, watch_timeout=5)
+    ctl = Controller(sqlite_store, executor=executor, runs_root=tmp_path / "runs", tick=0.1)
+    rec, _ = ctl.submit(admit(doc), tmp_path)
+    try:
+        status = ctl.run(rec.namespace, rec.name).to_dict()
+    finally:
+        executor.close()
+    trials = sqlite_store.list_trials(rec.id)
+    assert status["trialsSucceeded"] == 2, [(t.name, t.state, t.conditions) for t in trials]
+    for t in trials:
+        assert float(t.observation["loss"]["latest"]) == pytest.approx(float(t.parameters()["x"]))
+        assert any(p.startswith(f"/api/v1/namespaces/default/pods/{t.name}") and p.endswith(f":{port}/proxy/metrics")
+                   for p in cluster.proxied), cluster.proxied
