@@ -4,6 +4,7 @@ experiment grows, the reads the API and viewer make, and a whole 100,000-trial r
     python bench/scale.py bookkeeping [--sizes 1000 10000 100000] [--new 500] [--parallel 32]
     python bench/scale.py reads --db PATH_OR_URL      # a store holding experiment default/big
     python bench/scale.py full [--trials 100000] [--parallel 64]
+    python bench/scale.py copy --db SQLITE_PATH --to POSTGRESQL_URL   # the same rows into PostgreSQL
 
 ``bookkeeping``: for each size N, a SQLite store is filled with an experiment of N ended
 trials (written directly, as a finished random search), its budget raised by ``--new``, and
@@ -216,6 +217,28 @@ def full(trials: int, parallel: int) -> None:
         store.close()
 
 
+def copy(db: str, to: str) -> None:
+    """Every experiment, trial and observation row of a SQLite store into a new (empty)
+    PostgreSQL database, ids kept: what ``reads`` measures on PostgreSQL."""
+    import sqlalchemy as sa
+
+    from katib.store import Store
+    from katib.store._schema import experiments, observations, trials
+
+    src, dst = Store(db), Store(to)
+    t0 = time.perf_counter()
+    with src._engine.connect() as a, dst._engine.begin() as b:
+        for table in (experiments, trials, observations):
+            result = a.execute(table.select().order_by(table.c.id))
+            while rows := result.fetchmany(20_000):
+                b.execute(table.insert(), [dict(r._mapping) for r in rows])
+            b.execute(sa.text(f"SELECT setval(pg_get_serial_sequence('{table.name}', 'id'), "
+                              f"(SELECT max(id) FROM {table.name}))"))
+    with dst._engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
+        c.execute(sa.text("VACUUM ANALYZE"))
+    print(f"copied in {time.perf_counter() - t0:.0f} s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="what", required=True)
@@ -228,8 +251,13 @@ def main() -> None:
     f = sub.add_parser("full")
     f.add_argument("--trials", type=int, default=100_000)
     f.add_argument("--parallel", type=int, default=64)
+    c = sub.add_parser("copy")
+    c.add_argument("--db", required=True)
+    c.add_argument("--to", required=True, help="a PostgreSQL URL of an empty database")
     args = parser.parse_args()
-    if args.what == "bookkeeping":
+    if args.what == "copy":
+        copy(args.db, args.to)
+    elif args.what == "bookkeeping":
         bookkeeping(args.sizes, args.new, args.parallel)
     elif args.what == "reads":
         reads(args.db)
