@@ -75,7 +75,8 @@ function historyOption(S, opts) {
           data = new Float64Array(trials.length * 2);
           trials.forEach((i, k) => { data[2 * k] = at(i); data[2 * k + 1] = y[i]; });
         } else data = trials.map(i => [at(i), y[i]]);
-        return { name: state, type: "scatter", large, largeThreshold: 2000, symbolSize: 5, data,
+        // Past 2,000 points, squares: a canvas fills 100,000 of them several times faster than arcs.
+        return { name: state, type: "scatter", large, largeThreshold: 2000, symbol: large ? "rect" : "circle", symbolSize: large ? 4 : 5, data,
           dimensions: ["x", "y"], itemStyle: { color: PLOT_STATE_COLORS[state] || "#888", opacity: 0.75 } };
       }),
       { name: "best so far", type: "line", step: "end", showSymbol: false, data: bestLine, lineStyle: { width: 2, color: ink.fg }, itemStyle: { color: ink.fg } },
