@@ -13,7 +13,8 @@ trial. Partition and account come from the executor (``--slurm-partition``,
 A PyTorchJob-style trial is one job of one ``srun`` task per replica, each given torchrun's
 environment from Slurm's (``_slurmjob.task_script``).
 
-Jobs are followed with one ``squeue`` call for all of them at each wake; a job's end is
+Jobs are followed with one ``squeue`` call for all of them at each wake (a pending job's
+reason, ``%r``, is its Running condition's: ``waiting_state``); a job's end is
 read from ``sacct`` when the cluster keeps accounting, else from ``scontrol show job``
 (ended jobs stay there ``MinJobAge`` seconds), and from the job's log, where slurmstepd
 says that it killed the job for its memory. A restarted controller adopts its trials'
@@ -58,6 +59,7 @@ from ._slurmjob import (
     parse_scontrol,
     sbatch_options,
     submit_env,
+    waiting_state,
 )
 
 COMMANDS = ("sbatch", "squeue", "scontrol", "scancel")
@@ -102,6 +104,7 @@ class _Job:
     deadline: float | None
     memory: str = ""
     state: str = "PENDING"
+    reason: str = ""  # squeue's reason (%r) while it is pending
     running_since: float | None = None  # monotonic, when it started running
     stopped: bool = False
     timed_out: bool = False
@@ -189,18 +192,18 @@ class SlurmExecutor(Executor):
 
     # -- following ---------------------------------------------------------------------------
 
-    def _queue(self, ids: list[str]) -> dict[str, tuple[str, str, str]] | None:
-        """Each known job's (state, elapsed, comment) from one squeue call; None when
-        squeue fails (slurmctld busy or down: nothing is concluded from it)."""
-        done = slurm(["squeue", "-h", "--states=all", "-j", ",".join(ids), "-o", "%i|%T|%M|%k"])
+    def _queue(self, ids: list[str]) -> dict[str, tuple[str, str, str, str]] | None:
+        """Each known job's (state, elapsed, pending reason, comment) from one squeue call;
+        None when squeue fails (slurmctld busy or down: nothing is concluded from it)."""
+        done = slurm(["squeue", "-h", "--states=all", "-j", ",".join(ids), "-o", "%i|%T|%M|%r|%k"])
         if done.returncode != 0:
             # One id that Slurm has forgotten fails the whole call.
             return {} if len(ids) == 1 and "Invalid job id" in done.stderr else None
-        out: dict[str, tuple[str, str, str]] = {}
+        out: dict[str, tuple[str, str, str, str]] = {}
         for line in done.stdout.splitlines():
-            parts = line.strip().split("|", 3)
-            if len(parts) == 4:
-                out[parts[0]] = (parts[1], parts[2], parts[3])
+            parts = line.strip().split("|", 4)
+            if len(parts) == 5:
+                out[parts[0]] = (parts[1], parts[2], parts[3], parts[4])
         return out
 
     def _refresh(self, force: bool = False) -> bool:
@@ -218,7 +221,7 @@ class SlurmExecutor(Executor):
             if j.job_id not in found:
                 j.gone = changed = True
                 continue
-            state, elapsed, _ = found[j.job_id]
+            state, elapsed, j.reason, _ = found[j.job_id]
             state = state.split()[0]
             if state != j.state:
                 changed = True
@@ -256,8 +259,8 @@ class SlurmExecutor(Executor):
             return RunState(True, reason="Lost", message="the Slurm job of this trial is not known to this controller")
         self._refresh()
         self._enforce()
-        if not j.ended:
-            return RunState.running()
+        if not j.ended:  # a queued job says why it waits (squeue's reason)
+            return (j.state == "PENDING" and waiting_state(j.job_id, j.reason)) or RunState.running()
         return self._end(j)
 
     def _end(self, j: _Job) -> RunState:
@@ -349,11 +352,11 @@ class SlurmExecutor(Executor):
                 return Adoption.refused(f"Slurm no longer knows job {job_id} and it left no exit status")
             self._follow(handle, job).gone = True
             return ADOPTED
-        state, elapsed, comment = found[job_id]
+        state, elapsed, reason, comment = found[job_id]
         if comment != identity(job):
             return Adoption.refused(f"Slurm job {job_id} is not this trial's (its comment is {comment!r})")
         tracked = self._follow(handle, job)
-        tracked.state = state.split()[0]
+        tracked.state, tracked.reason = state.split()[0], reason
         if tracked.state in ("RUNNING", "COMPLETING") or tracked.ended:
             tracked.running_since = time.monotonic() - parse_elapsed(elapsed)
         return ADOPTED

@@ -247,6 +247,43 @@ def end_state(job_id: str, record: JobRecord | None, exit_code: int | None, log:
     return RunState(True, reason=reason, exit_code=code, message=f"{message} ({job}{why})")
 
 
+# What squeue's pending reasons (%r) mean, for the common ones (Slurm's squeue(1), "JOB
+# REASON CODES"); any other is shown as Slurm words it.
+PENDING_REASONS = {
+    "Resources": "the resources it asks for are in use",
+    "Priority": "jobs of higher priority are ahead of it",
+    "Dependency": "it waits for a job it depends on",
+    "BeginTime": "its start time has not come",
+    "JobHeldUser": "it is held by its user",
+    "JobHeldAdmin": "it is held by an administrator",
+    "ReqNodeNotAvail": "a node it needs is not available",
+    "PartitionDown": "its partition is down",
+    "PartitionInactive": "its partition is inactive",
+    "Licenses": "the licenses it asks for are in use",
+}
+
+
+def waiting_state(job_id: str, reason: str) -> RunState | None:
+    """A pending job's wait as the Running condition shows it (reason ``WaitingInQueue``,
+    squeue's reason in the message), or None when Slurm gives no reason.
+
+    >>> waiting_state("7", "Resources").message
+    'Slurm job 7 is pending (Resources): the resources it asks for are in use'
+    >>> waiting_state("7", "QOSMaxJobsPerUserLimit").message
+    'Slurm job 7 is pending (QOSMaxJobsPerUserLimit): a limit of its QOS is reached'
+    >>> waiting_state("7", "None") is None
+    True
+    """
+    reason = reason.strip()
+    if not reason or reason == "None":
+        return None
+    why = PENDING_REASONS.get(reason) or ("a limit of its QOS is reached" if reason.startswith("QOS")
+                                          else "a limit of its association is reached" if reason.startswith("Assoc")
+                                          else "")
+    return RunState(False, reason="WaitingInQueue",
+                    message=f"Slurm job {job_id} is pending ({reason})" + (f": {why}" if why else ""))
+
+
 def parse_elapsed(text: str) -> float:
     """``squeue``'s ``%M`` (``M:SS``, ``H:MM:SS``, ``D-HH:MM:SS``) in seconds; 0 when unknown."""
     days, _, clock = text.rpartition("-")

@@ -259,3 +259,30 @@ def test_a_job_whose_node_fails_ends_the_trial_saying_so(tmp_path):
         _wait_for(lambda: subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True).stdout.strip()
                   == "idle", what="the node back")
     assert state.reason == "NodeFail" and f"Slurm job {handle['job_id']} ended because its node failed" in state.message
+
+
+def test_a_queued_job_says_why_it_waits(tmp_path):
+    """Issue 12: a PENDING job is not plainly Running: the trial's Running condition gives
+    squeue's reason (%r). The cluster has one GPU: a second GPU job waits for Resources,
+    and runs once the first is stopped."""
+    ex = SlurmExecutor(interval=0.2)
+    holder = _job(tmp_path, "holder", "import time; time.sleep(60)", gpus=1)
+    queued = _job(tmp_path, "queued", "print('loss=0.1')", gpus=1)
+    held, waiting = ex.launch(holder), ex.launch(queued)
+    seen = []
+    try:
+        _wait_for(lambda: seen.append(ex.poll(waiting)) or seen[-1].reason == "WaitingInQueue",
+                  what="a queued job's reason")
+        assert not seen[-1].finished
+        # Slurm says Priority until its scheduler has tried the job, then Resources.
+        assert seen[-1].message in (
+            f"Slurm job {waiting['job_id']} is pending (Resources): the resources it asks for are in use",
+            f"Slurm job {waiting['job_id']} is pending (Priority): jobs of higher priority are ahead of it"), seen[-1]
+        ex.stop(held)
+        _wait_for(lambda: ex.poll(held).finished, what="the stopped job's end")
+        _wait_for(lambda: seen.append(ex.poll(waiting)) or seen[-1].finished, what="the queued job's end")
+        assert seen[-1].succeeded, seen[-1]
+    finally:
+        for handle in (held, waiting):
+            subprocess.run(["scancel", str(handle["job_id"])], capture_output=True, check=False)
+        ex.close()
