@@ -350,8 +350,6 @@ class ExperimentRun(Following, Launching):
         if json.dumps(self.algorithm_state, sort_keys=True) != before:
             self._state_changed = True  # stored by _flush, in one transaction with the new trials
         order = [p.name for p in spec.parameters or []]
-        now = time.time()
-        new = []
         for a in assignments:
             name = a.name or new_trial_name(self.exp.name, self.trials)
             params = [{"name": k, "value": a.parameters[k]} for k in order if k in a.parameters]
