@@ -136,9 +136,11 @@ function failureHtml(status, last, ns) {
 
 // -- router ------------------------------------------------------------------------------
 
+let shownPage = 0;  // which route() drew the page: a page left behind must not overwrite it
 async function route() {
   cleanup.forEach(f => { try { f(); } catch (_) { /* gone */ } });
   cleanup = [];
+  const mine = ++shownPage;
   window.__katibReady = false;
   const parts = location.hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent);
   const view = $("#view");
@@ -149,6 +151,7 @@ async function route() {
     else if (parts[0] === "compare") await comparePage(view, parts.slice(1));
     else await listPage(view);
   } catch (e) {
+    if (mine !== shownPage) return;  // that page was left before it failed
     view.innerHTML = `<div class="card"><h2>Could not load this page</h2><p class="muted">${esc(e.message)}</p></div>`;
   }
 }
@@ -962,7 +965,8 @@ async function submitPage(view) {
   };
   let timer = null;
   ed.onChange(() => { paint([]); clearTimeout(timer); timer = setTimeout(check, 350); });
-  cleanup.push(() => clearTimeout(timer));
+  // Leaving the page: a pending check and one in flight (its answer would paint a page gone).
+  cleanup.push(() => { clearTimeout(timer); seq++; });
   $("#create").onclick = async () => {
     try {
       const ns = namespace();

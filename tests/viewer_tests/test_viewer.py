@@ -440,6 +440,28 @@ def test_the_short_form_by_default_makes_an_experiment_that_works(server, page):
         _call(server, "DELETE", "/api/v1/namespaces/default/experiments/default-form")
 
 
+def test_a_check_answered_after_leaving_the_submit_page_paints_nothing(server, page):
+    # The server's answer to the YAML check comes after the user has gone to another page:
+    # it must not paint the Submit page's fields, which are gone (a script error before),
+    # nor replace the page now shown.
+    held: list = []
+    hold = {"on": False}
+    page.route("**/experiments?dryRun=true", lambda route: held.append(route) if hold["on"] else route.continue_())
+    page.goto(server + "/#/new")
+    ready(page)
+    hold["on"] = True
+    page.fill("#quick input[name=name]", "left-behind")
+    page.click("#quick button.primary")  # writes the YAML: a check 350 ms later, held
+    page.wait_for_timeout(600)
+    assert held
+    page.evaluate("window.__katibReady = false; location.hash = '#/'")
+    ready(page)
+    for route in held:
+        route.continue_()
+    page.wait_for_timeout(500)  # the answers arrive; the page fixture asserts no script error
+    assert page.locator("#experiments").is_visible()
+
+
 def test_a_taken_name_disables_create_and_says_so(server, page):
     page.goto(server + "/#/new")
     ready(page)
