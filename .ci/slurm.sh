@@ -96,8 +96,8 @@ MinJobAge=600
 KillWait=2
 InactiveLimit=0
 Waittime=0
-SlurmctldTimeout=30
-SlurmdTimeout=30
+SlurmctldTimeout=120
+SlurmdTimeout=300
 NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem Gres=gpu:1 State=UNKNOWN
 PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP OverSubscribe=FORCE:4
 EOF
