@@ -15,6 +15,7 @@ from ._base import (
     TrialView,
 )
 from ._early_stopping import ASHA, Curve, EarlyStopper, LiveMedianStop, MedianStop
+from ._es_kube import kube_trial_stopper
 from ._registry import algorithm_names, early_stopping_names, get_algorithm, get_early_stopper
 from ._service import RemoteAlgorithm, serve
 
@@ -37,4 +38,5 @@ __all__ = [
     "get_algorithm",
     "get_early_stopper",
     "serve",
+    "kube_trial_stopper",
 ]

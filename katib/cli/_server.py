@@ -248,11 +248,16 @@ def ui(
 def suggestion_serve(
     host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0 inside a pod)."),
     port: int = typer.Option(6789, help="Port (Katib's suggestion port is 6789)."),
+    namespace: str | None = typer.Option(
+        None, "--namespace", help="Where SetTrialStatus finds the Trials it early-stops (default: this pod's "
+        "namespace, as Katib's service assumes; out of a cluster, default)."),
 ) -> None:
-    """Serve every algorithm over Katib's gRPC Suggestion API, with the gRPC health check."""
-    from suggestion import serve
+    """Serve every algorithm over Katib's gRPC Suggestion API, with the gRPC health check.
+    EarlyStopping's SetTrialStatus marks the Trial EarlyStopped through the Kubernetes API,
+    as Katib's medianstop service does."""
+    from suggestion import kube_trial_stopper, serve
 
-    server = serve(host, port)
+    server = serve(host, port, set_trial_status=kube_trial_stopper(namespace))
     err.print(f"suggestion service on {host}:{server.bound_port} (api.v1.beta1.Suggestion, api.v1.beta1.EarlyStopping, grpc.health.v1)", highlight=False)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -116,6 +116,8 @@ class FakeCluster:
                 k.resources[f"{group}/{version}/{plural}"] = kmock.ResourceInfo(namespaced=True)
             k.resources["v1/pods"] = kmock.ResourceInfo(kind="Pod", namespaced=True)
             k.resources["kueue.x-k8s.io/v1beta1/workloads"] = kmock.ResourceInfo(kind="Workload", namespaced=True)
+            # A Katib control plane's Trials, for the EarlyStopping service's SetTrialStatus.
+            k.resources["kubeflow.org/v1beta1/trials"] = kmock.ResourceInfo(kind="Trial", namespaced=True)
             k["get", re.compile(r"/api/v1/namespaces/[^/]+/pods/[^/]+/log")] << self._pod_log
             k["get", re.compile(r"/api/v1/namespaces/[^/]+/pods/[^/]+/proxy(/.*)?")] << self._pod_proxy
             self.emulator = k
