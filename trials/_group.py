@@ -40,8 +40,13 @@ class ProcessGroup:
     run already (an adopted trial's deadline counts from its start, not from adoption)."""
 
     def __init__(self, members: Sequence[subprocess.Popen[bytes] | Orphan], deadline: float | None,
-                 allocation: Allocation, elapsed: float = 0.0) -> None:
+                 allocation: Allocation, elapsed: float = 0.0, statuses: Sequence[tuple[int, str]] = ()) -> None:
         self.members = members
+        # Per member this controller started: the wrapper's status pipe and the program it
+        # starts. Read once the trial has ended (the launch does not wait for the report):
+        # ``launch_error`` says why a program could not start.
+        self.statuses = list(statuses)
+        self.launch_error = ""
         self.popen = members[0]
         self.allocation = allocation
         self.deadline = deadline
@@ -56,12 +61,26 @@ class ProcessGroup:
             try:
                 self.pidfds = [os.pidfd_open(m.pid) for m in members]
             except OSError:
-                self.close_fd()
+                self.pidfds = []
 
     def close_fd(self) -> None:
         for fd in self.pidfds:
             os.close(fd)
         self.pidfds = []
+        self.close_fd_statuses()
+
+    def _read_statuses(self, timeout: float) -> None:
+        """What the wrappers reported, waiting up to ``timeout`` for each (``start_error``)."""
+        for fd, program in self.statuses:
+            error = start_error(fd, timeout)
+            if error and not self.launch_error:
+                self.launch_error = f"cannot start {program!r}: {error}"
+        self.close_fd_statuses()
+
+    def close_fd_statuses(self) -> None:
+        for fd, _ in self.statuses:
+            os.close(fd)
+        self.statuses = []
 
     def check(self) -> bool:
         """Reap exited members, enforce the deadline, escalate a stop to SIGKILL; True
@@ -75,6 +94,7 @@ class ProcessGroup:
         if all(c is not None for c in codes):
             # The replica that failed first says why, not the ones stopped because of it.
             self.code = self.first_failure if self.first_failure is not None else next((c for c in codes if c), 0)
+            self._read_statuses(0)  # every wrapper has ended: nothing is left to wait for
             self.close_fd()
             for m in self.members:  # every replica is gone; nothing they started may linger
                 kill_group(m.pid)
@@ -91,6 +111,9 @@ class ProcessGroup:
         return False
 
     def terminate(self) -> None:
+        # A stop just after the launch waits for the commands to start: a wrapper ignores
+        # SIGTERM only once it runs, and the signal must reach the command it starts.
+        self._read_statuses(30.0)
         for m in self.members:
             kill_group(m.pid, signal.SIGTERM)
         self.kill_at = time.monotonic() + GRACE_SECONDS

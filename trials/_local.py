@@ -32,7 +32,7 @@ from ._executor import (
     TrialJob,
     write_handle,
 )
-from ._group import GRACE_SECONDS, ProcessGroup, exit_name, start_error
+from ._group import GRACE_SECONDS, ProcessGroup, exit_name
 from ._members import (
     KEPT_VARIABLES,
     REPLICA_SPECS,
@@ -47,7 +47,7 @@ from ._members import (
     replica_processes,
     trial_env,
 )
-from ._process import Orphan, alive, kill_group, read_exit, start_ticks, wrapped
+from ._process import Orphan, alive, kill_group, read_exit, start_ticks, unstartable, wrapped
 from ._resources import Allocation, Ledger, NoCapacity, Resources
 from ._sandbox import Sandbox
 
@@ -162,25 +162,26 @@ class LocalExecutor(Executor):
                 handle = self._record(job, members, started, allocation)
                 for _, go in pipes:
                     os.write(go, b"1")
-                for (status, _), m in zip(pipes, members, strict=True):
-                    error = start_error(status)
-                    if error:
-                        raise LaunchError(f"cannot start {m.argv[0]!r}: {error}")
             except OSError as exc:
                 m = members[min(len(started), len(members) - 1)]
                 raise LaunchError(f"cannot start {m.argv[0]!r}: {exc.strerror or exc}") from None
             finally:
-                for fds in pipes:
-                    for fd in fds:
-                        os.close(fd)
+                for _, go in pipes:
+                    os.close(go)
         except BaseException:
+            for status, _ in pipes:
+                os.close(status)
             (job.trial_dir / HANDLE_FILE).unlink(missing_ok=True)
             for p in started:
                 kill_group(p.pid)
             for p in started:
                 p.wait()
             raise
-        self._procs[started[0].pid] = ProcessGroup(started, deadline_of(job.run_spec), allocation)
+        # The launch does not wait for the wrappers to report that their commands started
+        # (a Python start-up each): the trial runs, and a program found above that still
+        # could not start (not executable after all) ends it LaunchFailed at a later poll.
+        statuses = [(status, m.argv[0]) for (status, _), m in zip(pipes, members, strict=True)]
+        self._procs[started[0].pid] = ProcessGroup(started, deadline_of(job.run_spec), allocation, statuses=statuses)
         return handle
 
     @staticmethod
@@ -190,6 +191,9 @@ class LocalExecutor(Executor):
         working_dir = m.container.get("workingDir")
         if working_dir and Path(str(working_dir)).is_dir():
             cwd = Path(str(working_dir))
+        error = unstartable(m.argv[0], m.env, cwd)
+        if error:
+            raise LaunchError(f"cannot start {m.argv[0]!r}: {error}")
         exit_file = job.trial_dir / exit_name(m.log_name)
         exit_file.unlink(missing_ok=True)
         status_r, status_w = os.pipe()
@@ -262,6 +266,8 @@ class LocalExecutor(Executor):
             return RunState.running()
         del self._procs[proc.popen.pid]
         code = proc.code
+        if proc.launch_error:
+            return RunState(True, reason="LaunchFailed", message=proc.launch_error, exit_code=code)
         return RunState.ended(code, proc.timed_out, proc.stopped, proc.deadline)
 
     def stop(self, handle: dict[str, Any]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import socket
@@ -50,6 +51,21 @@ def wrapped(argv: list[str], exit_file: Path, status_fd: int, go_fd: int) -> lis
     """``argv`` run through the wrapper that records its exit status in ``exit_file``,
     once the launcher writes its go on ``go_fd``."""
     return [sys.executable, "-I", "-S", WRAPPER, str(exit_file.absolute()), str(status_fd), str(go_fd), "--", *argv]
+
+
+def unstartable(program: str, env: dict[str, str], cwd: Path) -> str:
+    """Why ``posix_spawnp`` would not find ``program`` (as the wrapper runs it, with ``env``
+    in ``cwd``), or "" when it finds an executable file: checked before the wrapper starts,
+    so a missing program fails the launch without waiting for the wrapper's report."""
+    if "/" in program:
+        candidates = [os.path.join(cwd, program)]
+    else:
+        candidates = [os.path.join(cwd, d or ".", program) for d in env.get("PATH", os.defpath).split(os.pathsep)]
+    for path in candidates:
+        if os.path.isfile(path) and os.access(path, os.X_OK):
+            return ""
+    missing = "/" in program and not os.path.exists(candidates[0])
+    return os.strerror(errno.ENOENT if missing or "/" not in program else errno.EACCES)
 
 
 def read_exit(path: Path) -> int | None:

@@ -171,6 +171,8 @@ class Following:
             mark_trial(t, "EarlyStopped", self._stopping.pop(t.name))
         elif state.reason == "Killed":
             mark_trial(t, "Killed", state.message)
+        elif state.reason == "LaunchFailed":  # its program could not start (reported after the launch)
+            mark_trial(t, "Failed", state.message, reason="LaunchFailed")
         elif state.succeeded:
             if t.objective is not None or reported(t.observation, self.objective):
                 mark_trial(t, "Succeeded")

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from trials import Inventory, LaunchError, Ledger, LocalExecutor, Resources, TrialJob
-from trials._process import alive
+from trials._process import alive, unstartable
 
 
 def _job(tmp_path: Path, code: str, deadline: float | None = None, gpus: int = 0, name: str = "t-1") -> TrialJob:
@@ -142,3 +142,35 @@ def test_a_missing_program_still_fails_the_launch(tmp_path):
     job.run_spec["spec"]["template"]["spec"]["containers"][0]["command"] = ["no-such-program-katib"]
     with pytest.raises(LaunchError, match="cannot start 'no-such-program-katib': No such file or directory"):
         LocalExecutor(ledger=_ledger()).launch(job)
+
+
+def test_a_program_found_that_cannot_run_fails_the_trial_at_its_poll(tmp_path):
+    # The launch does not wait for the wrapper's report that the command started: a file
+    # that is executable but no program is found by the check before the spawn, and its
+    # start fails in the wrapper; the poll after its end says so, as the launch used to.
+    program = tmp_path / "not-a-program"
+    program.write_bytes(b"\x00\x01garbage, no #! line\n")
+    program.chmod(0o755)
+    job = _job(tmp_path, "")
+    job.run_spec["spec"]["template"]["spec"]["containers"][0]["command"] = [str(program)]
+    ex = LocalExecutor(ledger=_ledger())
+    handle = ex.launch(job)
+    state = _until_finished(ex, handle)
+    assert (state.finished, state.succeeded, state.reason) == (True, False, "LaunchFailed")
+    assert state.message == f"cannot start {str(program)!r}: Exec format error"
+    assert not ex._procs  # its pipes and pidfds are closed with it
+
+
+def test_a_missing_program_is_found_missing_before_anything_starts(tmp_path):
+    (tmp_path / "plain-file").write_text("x")
+    env = {"PATH": f"{tmp_path}:/no/such/dir"}
+    assert unstartable(sys.executable, env, tmp_path) == ""
+    assert unstartable("python3", {"PATH": str(Path(sys.executable).parent)}, tmp_path) == ""
+    assert unstartable("./plain-file", env, tmp_path) == "Permission denied"
+    assert unstartable("plain-file", env, tmp_path) == "No such file or directory"
+    assert unstartable("./nothing", env, tmp_path) == "No such file or directory"
+    job = _job(tmp_path, "")
+    job.run_spec["spec"]["template"]["spec"]["containers"][0]["command"] = ["./plain-file"]
+    with pytest.raises(LaunchError, match="cannot start './plain-file': Permission denied"):
+        LocalExecutor(ledger=_ledger()).launch(job)
+    assert not (job.trial_dir / "trial.log").exists()  # nothing was started
