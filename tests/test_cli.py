@@ -188,3 +188,12 @@ def test_every_screen_shows_the_metric_strategy_value(tmp_path):
     assert "loss=0.2" in listing and "loss=0.7" not in listing
     table = katib("get", "trials", "demo", "--db", db).stdout
     assert "0.2" in table and "0.7" not in table
+
+
+def test_the_resume_hint_carries_the_flags_that_decide_where_trials_run():
+    from katib.cli._run import _resume_words
+
+    assert _resume_words("local", {"--kueue-queue": None}) == ["resume"]
+    assert _resume_words("kubernetes", {"--context": "prod", "--kueue-queue": "team-a", "--grpc-port": 7000,
+                                        "--slurm-partition": None}) == \
+        ["resume", "--executor", "kubernetes", "--context", "prod", "--kueue-queue", "team-a", "--grpc-port", "7000"]

@@ -18,6 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ._prometheus import endpoint_parts
+
 SCRAPE_SECONDS = 0.5
 
 
@@ -29,16 +31,15 @@ def proxy_path(namespace: str, pod: str, http_get: dict[str, Any] | None) -> str
     >>> proxy_path("ns", "p", {"scheme": "HTTPS"})
     '/api/v1/namespaces/ns/pods/https:p:8080/proxy/metrics'
     """
-    http: dict[str, Any] = dict(http_get or {})
-    scheme = "https:" if str(http.get("scheme") or "HTTP").upper() == "HTTPS" else ""
-    path = str(http.get("path") or "/metrics")
-    path = path if path.startswith("/") else "/" + path
-    return f"/api/v1/namespaces/{namespace}/pods/{scheme}{pod}:{http.get('port', 8080)}/proxy{path}"
+    scheme, _, port, path = endpoint_parts(http_get)
+    return f"/api/v1/namespaces/{namespace}/pods/{'https:' if scheme == 'https' else ''}{pod}:{port}/proxy{path}"
 
 
 def scrape(api_client: Any, path: str, out: Path, running: Callable[[], bool], wait: Callable[[float], Any],
            every: float = SCRAPE_SECONDS) -> None:
-    """Scrape ``path`` (``proxy_path``) while ``running()``, appending each answer to ``out``."""
+    """Scrape ``path`` (``proxy_path``) while ``running()``, appending each answer that
+    differs from the last to ``out`` (as the Ray runner does: the file grows with what changed)."""
+    last = None
     while running():
         try:
             reply = api_client.call_api(path, "GET", auth_settings=["BearerToken"], _preload_content=False,
@@ -46,7 +47,8 @@ def scrape(api_client: Any, path: str, out: Path, running: Callable[[], bool], w
             text = reply.data[: 1 << 20].decode("utf-8", errors="replace")
         except Exception:  # noqa: BLE001 - not serving yet, or gone: the next scrape tells
             text = None
-        if text is not None:  # answered while the pod ran, even if it has ended since
+        if text is not None and text != last:  # answered while the pod ran, even if it has ended since
+            last = text
             with out.open("a") as f:
                 f.write(json.dumps({"time": time.time(), "text": text}) + "\n")
         wait(every)

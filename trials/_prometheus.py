@@ -54,10 +54,21 @@ def endpoint_url(http_get: dict[str, Any] | None) -> str:
     >>> endpoint_url({"port": 9090, "path": "/m"})
     'http://127.0.0.1:9090/m'
     """
+    scheme, host, port, path = endpoint_parts(http_get)
+    return f"{scheme}://{host}:{port}{path}"
+
+
+def endpoint_parts(http_get: dict[str, Any] | None) -> tuple[str, str, int | str, str]:
+    """``(scheme, host, port, path)`` of ``source.httpGet``, Katib's defaults filled in, the
+    path with its leading slash (also for a ``null`` or relative one).
+
+    >>> endpoint_parts({"path": "metrics", "scheme": "HTTPS", "port": None})
+    ('https', '127.0.0.1', 8080, '/metrics')
+    """
     http: dict[str, Any] = dict(http_get or {})
-    scheme = str(http.get("scheme") or "HTTP").lower()
-    host = str(http.get("host") or "127.0.0.1")
-    return f"{scheme}://{host}:{http.get('port', 8080)}{http.get('path', '/metrics')}"
+    path = str(http.get("path") or "/metrics")
+    return (str(http.get("scheme") or "HTTP").lower(), str(http.get("host") or "127.0.0.1"),
+            http.get("port") or 8080, path if path.startswith("/") else "/" + path)
 
 
 class PrometheusSource(Source):

@@ -151,9 +151,10 @@ def trial(namespace: str, trial: str, state: ServerState = Depends(get_state)) -
 
 
 @router.post("/namespaces/{namespace}/trials/{trial}/stop", operation_id="stopTrial", response_model=TrialStopping)
-async def stop_trial(namespace: str, trial: str, state: ServerState = Depends(get_state)) -> TrialStopping:
+def stop_trial(namespace: str, trial: str, state: ServerState = Depends(get_state)) -> TrialStopping:
     """Stop one running trial: it ends ``EarlyStopped`` and the experiment carries on. 409
-    unless the trial is running under this server's controller."""
+    unless the trial is running under this server's controller. (Not ``async``: it reads
+    the store and may ask another server, off the event loop.)"""
     from katib.errors import ConflictError
 
     rec, t = _service.trial(state, namespace, trial)

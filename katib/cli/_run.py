@@ -273,6 +273,16 @@ def _drive(store: Any, namespace: str, name: str, tick: float, suggestion: str |
     return _summary(rec, store.list_trials(rec.id))
 
 
+def _resume_words(executor: str, flags: dict[str, object]) -> list[str]:
+    """``resume`` with what decides where and how the trials run, as given: the printed
+    command must carry on as this one ran (a Kueue queue, a Slurm partition, a cluster)."""
+    words = ["resume", *(["--executor", executor] if executor != "local" else [])]
+    for flag, value in flags.items():
+        if value is not None:
+            words += [flag, str(value)]
+    return words
+
+
 @app.command()
 def run(
     file: Path = typer.Argument(..., help="Experiment YAML or JSON file."),
@@ -331,7 +341,10 @@ def run(
     verb = {"created": "created", "resumed": "resumed", "restarted": "restarted",
             "unchanged": "already finished"}[action]
     out.print(f"experiment.kubeflow.org/{rec.name} {verb}", highlight=False)
-    words = ["resume", *(["--executor", executor] if executor != "local" else [])]
+    words = _resume_words(executor, {"--ray-address": ray_address, "--kubeconfig": kubeconfig, "--context": context,
+                                     "--slurm-partition": slurm_partition, "--slurm-account": slurm_account,
+                                     "--kueue-queue": kueue_queue, "--kueue-priority-class": kueue_priority_class,
+                                     "--grpc-port": grpc_port, "--db-manager-address": db_manager_address})
     raise typer.Exit(_drive(store, rec.namespace, rec.name, tick, suggestion, lambda: made,
                             _hint(store, db, words, rec.name, rec.namespace), grpc))
 
@@ -376,6 +389,9 @@ def resume(
     store.get_experiment(namespace, name)
     made = _start_executor(factory, executor)
     grpc = _serve_grpc(store, made, grpc_host, grpc_port, host_only)
-    words = ["resume", *(["--executor", executor] if executor != "local" else [])]
+    words = _resume_words(executor, {"--ray-address": ray_address, "--kubeconfig": kubeconfig, "--context": context,
+                                     "--slurm-partition": slurm_partition, "--slurm-account": slurm_account,
+                                     "--kueue-queue": kueue_queue, "--kueue-priority-class": kueue_priority_class,
+                                     "--grpc-port": grpc_port, "--db-manager-address": db_manager_address})
     raise typer.Exit(_drive(store, namespace, name, tick, suggestion, lambda: made,
                             _hint(store, db, words, name, namespace), grpc))

@@ -124,6 +124,8 @@ class ExperimentManager:
         if self.replica is not None and action != "unchanged" and key not in self._running:
             if self.replica.held_elsewhere(rec.owner):  # another server runs it: it applies the budget
                 self.replica.ask(rec.id, "budget")
+            elif rec.owner and rec.owner != self.replica.id and self.replica.alive(rec.owner):
+                pass  # a live `katib run` on this database holds it: not a server's to place
             else:
                 self.replica.place(rec.id, *key, rec.owner)
         elif action in ("created", "restarted") or (action == "resumed" and key not in self._running):
@@ -376,6 +378,9 @@ class ExperimentManager:
             run.update_budget(self.store.get_experiment(request.namespace, request.name).spec["spec"])
         elif request.action == "stop_trial" and run is not None:
             run.request_early_stop(request.trial or "", request.reason or "stopped by a user")
+        elif request.action in ("budget", "stop_trial", "retry_trial") and run is None:
+            log.warning("%s/%s: %s asked of a server that no longer runs it (it ended or was handed on): dropped",
+                        request.namespace, request.name, request.action)
         elif request.action == "retry_trial" and run is not None:
             def said(answer: Future[str]) -> None:
                 if answer.exception() is not None:  # nobody waits for it here: the log says why

@@ -199,7 +199,11 @@ class Replica:
         if self._stop.is_set() or not self.beat() or self.quiet:
             return
         for request in self.leases.take_requests(self.id):
-            self.manager.apply_request(request)
+            try:
+                self.manager.apply_request(request)
+            except Exception:  # one request that cannot be carried out (its experiment deleted, say) spoils no other
+                log.exception("request %s for experiment %s/%s could not be carried out",
+                              request.action, request.namespace, request.name)
         for exp_id, namespace, name in self.leases.owned(self.id):
             if not self.manager.runs_here(namespace, name):
                 self.manager.start_held(exp_id, namespace, name, RETRY_AFTER)

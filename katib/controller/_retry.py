@@ -22,7 +22,7 @@ from katib.errors import ConflictError
 from katib.spec import EXPERIMENT_LABEL, new_trial_name
 from katib.store import TrialRecord
 
-from ._status import FINAL_TRIAL_STATES, counts_of, mark_trial
+from ._status import FINAL_TRIAL_STATES, mark_trial
 
 if TYPE_CHECKING:
     from ._run import ExperimentRun
@@ -56,7 +56,8 @@ def accept(run: ExperimentRun, name: str, answer: Future[str]) -> None:
             raise ConflictError(f"the {run.algorithm.name} algorithm plans its trials by name; "
                                 f"a retry of {name} would fall outside its plan")
         limit = run.exp.spec.max_trial_count
-        counts = counts_of(run.trials.values(), budget=True)
+        run._settle()
+        counts = run.tally.counts(budget=True)
         used = counts.completed + counts.active + len(run.retry_queue)
         if limit is not None and used >= limit:
             raise ConflictError(f"the budget is spent ({used} of maxTrialCount {limit} trials are done, running "
@@ -81,6 +82,7 @@ def make_retries(run: ExperimentRun, want: int, now: float) -> list[TrialRecord]
             labels={EXPERIMENT_LABEL: run.exp.name, RETRY_OF_LABEL: original.name}, created_at=now,
         )
         mark_trial(t, "Created", f"retry of trial {original.name}, asked for by a user")
+        run._stopping_rules(t)  # as every new trial: its early-stopping rules, fixed now
         original.labels = {**original.labels, RETRY_LABEL: name}
         run._touch(original)
         new.append(t)

@@ -34,7 +34,7 @@ from ._schema import experiment_requests, experiments, replicas, trials
 if TYPE_CHECKING:
     from ._store import Store
 
-REQUESTS = ("stop", "budget", "stop_trial")
+REQUESTS = ("stop", "budget", "stop_trial", "retry_trial")
 
 
 class LeaseLost(ConflictError):

@@ -154,7 +154,7 @@ experiment_requests = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("experiment_id", Integer, ForeignKey("experiments.id", ondelete="CASCADE"), nullable=False),
-    Column("action", String(16), nullable=False),  # stop, budget, stop_trial
+    Column("action", String(16), nullable=False),  # stop, budget, stop_trial, retry_trial
     Column("trial", String(63), nullable=True),
     Column("reason", Text, nullable=True),
     Column("created_at", Float, nullable=False),

@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import pytest
 
 from katib.controller._retry import RETRY_LABEL, RETRY_OF_LABEL, accept, waiting
+from katib.controller._status import counts_of
 from katib.errors import ConflictError
 from katib.spec import Experiment
 from katib.store import TrialRecord
@@ -95,7 +96,9 @@ def test_a_failed_trial_runs_again_first_and_within_the_budget(sqlite_store, tmp
 def _run(algorithm: str, *trials: TrialRecord, max_trials: int = 10) -> SimpleNamespace:
     exp = Experiment.model_validate(experiment(maxTrialCount=max_trials))
     touched: list[str] = []
-    return SimpleNamespace(exp=exp, algorithm=get_algorithm(algorithm), trials={t.name: t for t in trials},
+    by_name = {t.name: t for t in trials}
+    tally = SimpleNamespace(counts=lambda budget=False: counts_of(by_name.values(), budget))  # what the run's tally counts
+    return SimpleNamespace(exp=exp, algorithm=get_algorithm(algorithm), trials=by_name, tally=tally, _settle=lambda: None,
                            retry_queue=waiting(trials), _touch=lambda t: touched.append(t.name), touched=touched)
 
 

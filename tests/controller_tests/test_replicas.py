@@ -152,3 +152,29 @@ def test_a_launch_cut_short_before_it_started_anything_is_no_attempt(tmp_path: P
     ctl.run("default", "demo")
     assert [(t.name, t.state, t.attempt) for t in store.list_trials(rec.id)] == [("demo-cut", "Succeeded", 0)]
     store.close()
+
+
+def test_a_retry_sent_to_the_other_server_is_made_by_the_one_that_runs_it(tmp_path: Path):
+    store = Store(str(tmp_path / "katib.db"))
+    # Each x fails the first time it runs and succeeds the second.
+    flaky = ('m="{d}/${{trialParameters.x}}"; sleep 1; if [ -e "$m" ]; then echo "loss=${{trialParameters.x}}"; '
+             'else touch "$m"; exit 3; fi').format(d=tmp_path)
+    doc = experiment(command=["sh", "-c", flaky], maxTrialCount=3, parallelTrialCount=1, maxFailedTrialCount=3)
+    a = _manager(store, tmp_path, "a")
+    b = _manager(store, tmp_path, "b")
+    try:
+        a.submit(admit(doc), tmp_path)
+        _wait(lambda: store.get_experiment("default", "demo").owner == "a", 5, "a claims it")
+        exp_id = store.get_experiment("default", "demo").id
+        _wait(lambda: store.list_trials(exp_id, states=["Failed"]), 15, "a trial fails")
+        first = store.list_trials(exp_id, states=["Failed"])[0].name
+        assert b.retry_trial("default", "demo", first) == "asked"  # b does not run it: it asks a
+        _wait(lambda: _ended(store.get_experiment("default", "demo").status), 30, "the experiment ends")
+        trials = store.list_trials(exp_id)
+        retried = [t for t in trials if t.labels.get("katib.kubeflow.org/retry-of") == first]
+        assert len(trials) == 3 and len(retried) == 1 and retried[0].state == "Succeeded", \
+            [(t.name, t.state, t.labels) for t in trials]
+    finally:
+        a.shutdown()
+        b.shutdown()
+        store.close()
