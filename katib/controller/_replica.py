@@ -211,8 +211,8 @@ class Replica:
         if orphans:
             self._share(orphans)
         self.holders = self.leases.holders()
-        if self.manager.subscribed():
-            self._relay()
+        if self.manager.subscribed() or not self._relaying:
+            self._relay()  # the first step sets the baseline, so a subscriber hears of what was written since
         if time.monotonic() - self._reaped_at > 60:
             self._reaped_at = time.monotonic()
             self.leases.reap()
