@@ -157,8 +157,8 @@ def test_a_launch_cut_short_before_it_started_anything_is_no_attempt(tmp_path: P
 def test_a_retry_sent_to_the_other_server_is_made_by_the_one_that_runs_it(tmp_path: Path):
     store = Store(str(tmp_path / "katib.db"))
     # Each x fails the first time it runs and succeeds the second.
-    flaky = ('m="{d}/${{trialParameters.x}}"; sleep 1; if [ -e "$m" ]; then echo "loss=${{trialParameters.x}}"; '
-             'else touch "$m"; exit 3; fi').format(d=tmp_path)
+    flaky = (f'm="{tmp_path}/${{trialParameters.x}}"; sleep 1; if [ -e "$m" ]; then echo "loss=${{trialParameters.x}}"; '
+             'else touch "$m"; exit 3; fi')
     doc = experiment(command=["sh", "-c", flaky], maxTrialCount=3, parallelTrialCount=1, maxFailedTrialCount=3)
     a = _manager(store, tmp_path, "a")
     b = _manager(store, tmp_path, "b")
