@@ -21,7 +21,7 @@ from typing import Any
 from katib.store import ExperimentRecord, Store, parameter_names, summary_columns, trial_stamp
 from katib.views import strategies_of
 
-_importance_cache: dict[tuple[int, int], dict[str, float]] = {}
+_importance_cache: dict[tuple[str, int], dict[str, float]] = {}
 _importance_lock = threading.Lock()
 # The columns and curves of ended experiments, until one of their trials is written again
 # (a budget raised restarts it): reopening a page of 100,000 trials reads nothing again.
@@ -172,7 +172,8 @@ def importance(store: Store, rec: ExperimentRecord, sample: int = 1000) -> dict[
     cols = summary_columns(store, rec.id, [p["name"] for p in params],
                            {objective: strategies.get(objective) or "latest"})
     done = [i for i, state in enumerate(cols["state"]) if state in ("Succeeded", "EarlyStopped")]
-    key = (rec.id, len(done))
+    # By uid, not id: another store's experiment (or one made after a delete) may share the id.
+    key = (rec.uid, len(done))
     with _importance_lock:
         if key in _importance_cache:
             return _importance_cache[key]

@@ -103,3 +103,19 @@ def test_importance_reads_the_columns_not_every_trial(sqlite_store, monkeypatch)
     monkeypatch.setattr(_summary, "_fanova", lambda frozen, dists, maximize: seen.extend(frozen) or {"x": 1.0})
     assert _summary.importance(sqlite_store, rec) == {"x": 1.0}
     assert {(str(t.params["x"]), t.params["c"], t.value) for t in seen} == expected  # every trial, as stored
+
+
+def test_importance_is_kept_per_experiment_not_per_id(sqlite_store, tmp_path, monkeypatch):
+    from katib.store import Store
+    from tests.api_tests.test_summary import _seed
+
+    other = Store(str(tmp_path / "other.db"))
+    try:
+        first, second = _seed(sqlite_store, n=10, steps=2), _seed(other, n=10, steps=2)
+        assert first.id == second.id  # two stores: the same id, two experiments
+        monkeypatch.setattr(_summary, "_fanova", lambda frozen, dists, maximize: {"x": 1.0})
+        assert _summary.importance(sqlite_store, first) == {"x": 1.0}
+        monkeypatch.setattr(_summary, "_fanova", lambda frozen, dists, maximize: {"c": 1.0})
+        assert _summary.importance(other, second) == {"c": 1.0}  # not the first one's, kept under its id
+    finally:
+        other.close()
