@@ -273,6 +273,27 @@ def _drive(store: Any, namespace: str, name: str, tick: float, suggestion: str |
     return _summary(rec, store.list_trials(rec.id))
 
 
+def _trials_setup(executor: str, ray_address: str | None, kubeconfig: str | None, context: str | None,
+                  clean_env: bool, slurm_partition: str | None, slurm_account: str | None, kueue_queue: str | None,
+                  kueue_priority_class: str | None, grpc_port: int | None, db_manager_address: str | None,
+                  collector_image: list[str]) -> tuple[Any, str | None, list[str]]:
+    """What ``run`` and ``resume`` make of their executor flags: the executor's factory,
+    the host the DBManager binds alone (``--db-manager-address HOST``), and the words of
+    the resume hint that carries on as this command ran."""
+    from katib.cli._server import _collector_images
+
+    address, host_only = _db_manager_flags(db_manager_address, grpc_port)
+    factory = _executor_factory(executor, ray_address, kubeconfig, context, clean_env=clean_env,
+                                slurm_partition=slurm_partition, slurm_account=slurm_account,
+                                kueue_queue=kueue_queue, kueue_priority_class=kueue_priority_class,
+                                db_manager_address=address, collector_images=_collector_images(collector_image))
+    words = _resume_words(executor, {"--ray-address": ray_address, "--kubeconfig": kubeconfig, "--context": context,
+                                     "--slurm-partition": slurm_partition, "--slurm-account": slurm_account,
+                                     "--kueue-queue": kueue_queue, "--kueue-priority-class": kueue_priority_class,
+                                     "--grpc-port": grpc_port, "--db-manager-address": db_manager_address})
+    return factory, host_only, words
+
+
 def _resume_words(executor: str, flags: dict[str, object]) -> list[str]:
     """``resume`` with what decides where and how the trials run, as given: the printed
     command must carry on as this one ran (a Kueue queue, a Slurm partition, a cluster)."""
@@ -322,13 +343,9 @@ def run(
         raise KatibError(f"{file}: holds {len(docs)} experiments; `katib run` takes one")
     doc = _with_configmap(docs[0], configmaps, executor, kubeconfig, context)
     exp = admit_remote(doc, suggestion) if suggestion else admit(doc)
-    from katib.cli._server import _collector_images
-
-    address, host_only = _db_manager_flags(db_manager_address, grpc_port)
-    factory = _executor_factory(executor, ray_address, kubeconfig, context, clean_env=clean_env,
-                                slurm_partition=slurm_partition, slurm_account=slurm_account,
-                                kueue_queue=kueue_queue, kueue_priority_class=kueue_priority_class,
-                                db_manager_address=address, collector_images=_collector_images(collector_image))
+    factory, host_only, words = _trials_setup(executor, ray_address, kubeconfig, context, clean_env, slurm_partition,
+                                              slurm_account, kueue_queue, kueue_priority_class, grpc_port,
+                                              db_manager_address, collector_image)
     from katib.controller import runnable_errors
 
     errors = runnable_errors(exp, executor)
@@ -341,10 +358,6 @@ def run(
     verb = {"created": "created", "resumed": "resumed", "restarted": "restarted",
             "unchanged": "already finished"}[action]
     out.print(f"experiment.kubeflow.org/{rec.name} {verb}", highlight=False)
-    words = _resume_words(executor, {"--ray-address": ray_address, "--kubeconfig": kubeconfig, "--context": context,
-                                     "--slurm-partition": slurm_partition, "--slurm-account": slurm_account,
-                                     "--kueue-queue": kueue_queue, "--kueue-priority-class": kueue_priority_class,
-                                     "--grpc-port": grpc_port, "--db-manager-address": db_manager_address})
     raise typer.Exit(_drive(store, rec.namespace, rec.name, tick, suggestion, lambda: made,
                             _hint(store, db, words, rec.name, rec.namespace), grpc))
 
@@ -377,21 +390,13 @@ def resume(
 
         _server_runs_it(remote, executor, clean_env)
         raise typer.Exit(_follow.resume(remote, name, namespace, tick))
-    from katib.cli._server import _collector_images
-
-    address, host_only = _db_manager_flags(db_manager_address, grpc_port)
-    factory = _executor_factory(executor, ray_address, kubeconfig, context, clean_env=clean_env,
-                                slurm_partition=slurm_partition, slurm_account=slurm_account,
-                                kueue_queue=kueue_queue, kueue_priority_class=kueue_priority_class,
-                                db_manager_address=address, collector_images=_collector_images(collector_image))
+    factory, host_only, words = _trials_setup(executor, ray_address, kubeconfig, context, clean_env, slurm_partition,
+                                              slurm_account, kueue_queue, kueue_priority_class, grpc_port,
+                                              db_manager_address, collector_image)
     store = _store(db)
     namespace = _locate(store, name, namespace)
     store.get_experiment(namespace, name)
     made = _start_executor(factory, executor)
     grpc = _serve_grpc(store, made, grpc_host, grpc_port, host_only)
-    words = _resume_words(executor, {"--ray-address": ray_address, "--kubeconfig": kubeconfig, "--context": context,
-                                     "--slurm-partition": slurm_partition, "--slurm-account": slurm_account,
-                                     "--kueue-queue": kueue_queue, "--kueue-priority-class": kueue_priority_class,
-                                     "--grpc-port": grpc_port, "--db-manager-address": db_manager_address})
     raise typer.Exit(_drive(store, namespace, name, tick, suggestion, lambda: made,
                             _hint(store, db, words, name, namespace), grpc))
