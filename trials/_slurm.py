@@ -43,7 +43,7 @@ from ._executor import (
     read_handle,
     write_handle,
 )
-from ._local import deadline_of, replica_processes
+from ._members import deadline_of, replica_processes
 from ._slurmjob import (
     ENDED,
     EXIT_FILE,

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ._executor import LaunchError, RunState, TrialJob
-from ._local import Member, deadline_of
+from ._members import Member, deadline_of
 from ._process import describe_exit
 from ._resources import Resources
 
