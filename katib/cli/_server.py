@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -257,12 +256,12 @@ def suggestion_serve(
     as Katib's medianstop service does."""
     from suggestion import kube_trial_stopper, serve
 
+    # SIGTERM and Ctrl-C are held from before the server starts and taken by sigwait: one that
+    # arrives at any moment (even before the service prints its port) ends it cleanly, with no
+    # handler that could run while the main thread holds a lock it needs.
+    ending = {signal.SIGTERM, signal.SIGINT}
+    signal.pthread_sigmask(signal.SIG_BLOCK, ending)
     server = serve(host, port, set_trial_status=kube_trial_stopper(namespace))
     err.print(f"suggestion service on {host}:{server.bound_port} (api.v1.beta1.Suggestion, api.v1.beta1.EarlyStopping, grpc.health.v1)", highlight=False)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
-        stop.wait()
-    except KeyboardInterrupt:
-        pass
+    signal.sigwait(ending)
     server.stop(grace=2).wait()
