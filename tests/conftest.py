@@ -82,6 +82,28 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items.sort(key=lambda item: rank.get(groups.get(item.nodeid, ""), len(FIRST)))  # stable: others keep their order
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """``--dist loadgroup`` works by pytest-xdist setting ``item._nodeid`` to ``id@group``.
+    A pytest release whose ids ignore that attribute (9.2) lets xdist spread a file over
+    workers, each starting its module's services (a Ray head, the Slurm node) and tearing
+    them down under the others: refuse to run, saying why, rather than fail at random."""
+    if config.getoption("dist", None) != "loadgroup" or hasattr(config, "workerinput"):
+        return
+    class Probe(pytest.Item):
+        def runtest(self) -> None: ...
+
+    probe = object.__new__(Probe)
+    probe._nodeid = "test@group"  # type: ignore[attr-defined]  # what xdist does on each worker
+    try:
+        grouped = probe.nodeid == "test@group"
+    except AttributeError:
+        grouped = False
+    if not grouped:
+        raise pytest.UsageError(
+            f"pytest {pytest.__version__} keeps pytest-xdist from grouping tests (--dist loadgroup): "
+            "install the pytest range that pyproject.toml's dev extra names")
+
+
 def experiment(**spec: Any) -> dict[str, Any]:
     """The base experiment with ``spec`` fields replaced (``command=[...]`` sets the command)."""
     doc = yaml.safe_load(BASE)

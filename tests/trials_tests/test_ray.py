@@ -247,8 +247,6 @@ def custom_collector(command: list[str]) -> dict:
                 "env": [{"name": "TrialNamePrefix", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]}}}
 
 
-@pytest.mark.skip(reason="a Custom collector test on Ray twice took its pytest-xdist worker down in CI (the Ray "
-                  "driver exits when its raylet dies), which hangs the whole run; skipped until the cause is found")
 def test_a_custom_collector_runs_beside_the_trial_in_its_actor(cluster, sqlite_store, tmp_path):
     """The collector's command runs in the trial's actor, reads the file the trial writes on
     that node and reports through the DBManager gRPC API to the controller."""
@@ -267,8 +265,6 @@ def test_a_custom_collector_runs_beside_the_trial_in_its_actor(cluster, sqlite_s
         assert "accuracy" in (folder / "push.jsonl").read_text()  # the DBManager's, not the node's
 
 
-@pytest.mark.skip(reason="a Custom collector test on Ray twice took its pytest-xdist worker down in CI (the Ray "
-                  "driver exits when its raylet dies), which hangs the whole run; skipped until the cause is found")
 def test_a_failing_custom_collector_fails_the_trial_and_a_loopback_one_is_refused_off_node(cluster, sqlite_store,
                                                                                            tmp_path, monkeypatch):
     """A collector that fails ends the training beside it and fails the trial; one whose
