@@ -49,6 +49,7 @@ class _RayTrial:
         self.shape: tuple[float, int] = (1.0, 0)
         self.unreachable_since: float | None = None  # when the actor first failed to answer
         self.partial: dict[str, bytes] = {}  # the pushed metrics' unterminated last line, held back
+        self.workdir: str | None = None  # its folder on the node (removed once mirrored)
 
 
 class RayExecutor(Executor):
@@ -167,6 +168,7 @@ class RayExecutor(Executor):
             raise LaunchError(f"cannot start the trial on Ray: {info['error']}")
         trial = _RayTrial(job, actor, actor.wait.remote(), {**files, **logs}, deadline_of(job.run_spec))
         trial.shape = shape
+        trial.workdir = info.get("workdir")
         self._trials[job.name] = trial
         return {"executor": self.name, "trial": job.name, "node": info["node"], "pid": info["pid"],
                 "log": str(job.log_path),
@@ -271,6 +273,8 @@ class RayExecutor(Executor):
         except ray.exceptions.RayActorError:
             pass
         del self._trials[trial.job.name]
+        if trial.workdir:  # everything is mirrored here: the node's copy goes
+            trial.actor.cleanup.remote(trial.workdir)
         self._idle.setdefault(trial.shape, []).append(trial.actor)
         return RunState.ended(code, trial.timed_out, trial.stopped, trial.deadline)
 

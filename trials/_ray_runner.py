@@ -102,7 +102,20 @@ def runner_class() -> Any:
                 self.files["scrape"] = os.path.join(workdir, "scrape")
                 threading.Thread(target=self._scrape, args=(scrape["url"], self.files["scrape"], list(self.procs),
                                                             scrape["every"]), daemon=True).start()
-            return {"node": socket.gethostname(), "pid": self.procs[0].pid, "gpus": every[:members[0]["gpus"]]}
+            return {"node": socket.gethostname(), "pid": self.procs[0].pid, "gpus": every[:members[0]["gpus"]],
+                    "workdir": workdir}
+
+        @staticmethod
+        def cleanup(workdir: str) -> None:
+            """Remove an ended trial's folder on this node, once the driver has read it all.
+            By its path: the actor may already run the next trial, in a folder of its own."""
+            import os
+            import shutil
+            import tempfile
+
+            if os.path.basename(workdir).startswith("katib-trial-") and \
+                    os.path.dirname(workdir) == tempfile.gettempdir():
+                shutil.rmtree(workdir, ignore_errors=True)
 
         @staticmethod
         def _pump(proc: Any, buffer: bytearray) -> None:

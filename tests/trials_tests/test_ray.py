@@ -60,18 +60,27 @@ def run(store, tmp_path, doc, address, tick=0.1):
 
 
 def test_an_experiment_runs_on_the_cluster(cluster, sqlite_store, tmp_path):
-    code = ("import time, katib\nfor i in range(3):\n    print(f'loss={float(\"${trialParameters.x}\") + i}', flush=True)\n"
+    code = ("import os, time, katib\nprint('node folder', os.path.dirname(os.environ['KATIB_PUSH_FILE']))\n"
+            "for i in range(3):\n    print(f'loss={float(\"${trialParameters.x}\") + i}', flush=True)\n"
             "    time.sleep(0.1)\nkatib.report_metrics({'accuracy': 0.5})")
     doc = experiment(command=python_command(code), maxTrialCount=4, parallelTrialCount=2,
                      objective={"type": "minimize", "objectiveMetricName": "loss", "additionalMetricNames": ["accuracy"]})
     status, trials = run(sqlite_store, tmp_path, doc, cluster)
     assert status["trialsSucceeded"] == 4
+    folders = []
     for t in trials:
         assert t.handle["executor"] == "ray" and t.handle["node"]
         assert t.objective == float(t.parameters()["x"])  # min over the streamed stdout values
         assert t.observation["accuracy"]["latest"] == "0.5"  # pushed on the node, mirrored here
         log = (tmp_path / "runs" / "default" / "demo" / t.name / "trial.log").read_text()
         assert log.count("loss=") == 3
+        folders.append(Path(re.search(r"node folder (\S+)", log).group(1)))
+    # Each trial's folder on the node is removed once everything in it has come back.
+    assert all(f.name.startswith("katib-trial-") for f in folders) and len(set(folders)) == 4
+    deadline = time.monotonic() + 10
+    while any(f.exists() for f in folders):
+        assert time.monotonic() < deadline, [f for f in folders if f.exists()]
+        time.sleep(0.1)
 
 
 def test_gpus_come_from_ray(cluster, sqlite_store, tmp_path):
