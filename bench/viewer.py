@@ -22,13 +22,16 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import random
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -144,23 +147,59 @@ def _serve(argv: list[str], probe: str) -> subprocess.Popen[bytes]:
     raise RuntimeError(f"{argv[0]} did not start")
 
 
+def _renderers() -> list[int]:
+    """The Chromium renderer processes descended from this one (Linux's /proc)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(stat.parent.name))
+    found, todo = [], [os.getpid()]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            todo.append(child)
+            try:
+                if b"--type=renderer" in Path(f"/proc/{child}/cmdline").read_bytes():
+                    found.append(child)
+            except OSError:
+                pass
+    return found
+
+
+def _kill_renderers() -> None:
+    for pid in _renderers():
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
 def _load(browser, url: str, ready_js: str, screenshot: str | None = None,
           timeout: float = 300) -> tuple[float | None, dict]:
     """One cold load: seconds from navigation until ``ready_js`` holds (None: not within
-    ``timeout`` seconds), and bytes moved."""
-    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+    ``timeout`` seconds), and bytes moved. A page whose main thread stays busy never lets
+    Playwright's own time-out fire: a watchdog kills its renderer a few seconds after."""
+    from playwright.sync_api import Error as PlaywrightError
 
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
     ready: float | None
+    watchdog = threading.Timer(timeout + 5, _kill_renderers)
+    watchdog.start()
     try:
         page.goto(url, timeout=timeout * 1000, wait_until="commit")
         page.wait_for_function(ready_js, timeout=timeout * 1000, polling=50)
         ready = page.evaluate("performance.now()") / 1000
-    except PlaywrightTimeout:
-        # Its page is still busy: asking it anything more would wait as long again.
-        context.close()
+    except PlaywrightError:  # its time-out, or the renderer the watchdog killed
+        try:
+            context.close()
+        except PlaywrightError:
+            pass
         return None, {"total": float("nan"), "data": float("nan"), "decoded": float("nan")}
+    finally:
+        watchdog.cancel()
     sizes = page.evaluate("""() => {
         const nav = performance.getEntriesByType('navigation')[0];
         const res = performance.getEntriesByType('resource');

@@ -147,6 +147,10 @@ def test_stop_then_the_printed_hint_resumes(tmp_path):
     hint = next(line for line in stderr.splitlines() if "carries on" in line).split("`")[1]
     assert hint == shlex.join(["katib", "resume", "demo", "-n", "kubeflow", "--db", db])
     assert f"`{hint}` carries on" in stopped.stdout
+    from katib.store import Store
+
+    store = Store(db)
+    assert store.get_experiment("kubeflow", "demo").stopped_at is not None  # a server started here leaves it stopped
 
     listing = katib("get", "experiments", "--db", db)
     assert "Stopped" in listing.stdout and "no controller runs it" in listing.stdout and "Running" not in listing.stdout
@@ -155,6 +159,7 @@ def test_stop_then_the_printed_hint_resumes(tmp_path):
     again = subprocess.run([sys.executable, "-m", *shlex.split(hint)], capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr
     assert "experiment demo Succeeded (ExperimentMaxTrialsReached)" in again.stdout
+    assert store.get_experiment("kubeflow", "demo").stopped_at is None  # resumed: the user's stop is over
     assert "nothing to stop" in katib("stop", "demo", "--db", db).stdout
 
 

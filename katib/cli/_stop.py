@@ -115,6 +115,9 @@ def stop(
         out.print(f"experiment {name} has ended ({shown}): nothing to stop", highlight=False)
         return
     if shown == "Stopped" or not rec.owner:
+        from katib.controller import mark_stopped
+
+        mark_stopped(store, namespace, name)  # interrupted, now stopped: a server that starts leaves it so
         out.print(f"experiment {name} is not running (no controller runs it); `{resume_hint}` carries on",
                   highlight=False, markup=False)
         return
@@ -140,5 +143,8 @@ def stop(
         time.sleep(0.2)
     if views.controller_alive(store.get_experiment(namespace, name)):
         raise KatibError(f"experiment {name}: its controller (pid {pid}) is still stopping after {timeout:g} s")
+    from katib.controller import mark_stopped
+
+    mark_stopped(store, namespace, name)  # a katib server started on this store leaves it stopped
     out.print(f"experiment {name} stopped: its running trials were ended; `{resume_hint}` carries on",
               highlight=False, markup=False)

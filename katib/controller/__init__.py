@@ -16,7 +16,7 @@ _WHERE = {
     "AskTell": "_ask_tell",
     "Controller": "_controller",
     "EDITABLE": "_run", "ExperimentRun": "_run", "is_completed": "_status",
-    "ExperimentManager": "_manager",
+    "ExperimentManager": "_manager", "mark_stopped": "_manager",
     "trial_log": "_logs", "trial_log_since": "_logs",
     "experiment_phase": "_status", "metric_strategies": "_status", "metric_value": "_status",
     "shown_value": "_status", "rfc3339": "_status", "LAST_OUTPUT": "_status", "no_result_note": "_status",
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from ._ask_tell import AskTell
     from ._controller import Controller
     from ._logs import trial_log, trial_log_since
-    from ._manager import ExperimentManager
+    from ._manager import ExperimentManager, mark_stopped
     from ._run import EDITABLE, ExperimentRun
     from ._status import (
         LAST_OUTPUT,
@@ -68,6 +68,7 @@ __all__ = [
     "end_condition",
     "experiment_phase",
     "goal_reached",
+    "mark_stopped",
     "is_completed",
     "metric_strategies",
     "metric_value",

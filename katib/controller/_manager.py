@@ -199,14 +199,16 @@ class ExperimentManager:
             self.replica is not None and (namespace, name) in self.replica.holders)
 
     def stop(self, namespace: str, name: str, timeout: float = 30.0) -> None:
-        """Stop the experiment's controller and its running trials (resume carries on)."""
+        """A user's stop: stop the experiment's controller and its running trials, and
+        remember it, so that no server that starts takes it up again (resume carries on)."""
         running = self._running.get((namespace, name))
         if running is None:
             if self.replica is not None:
                 self._stop_elsewhere(namespace, name, timeout)
-            return
-        running.stop.set()
-        running.thread.join(timeout)
+        else:
+            running.stop.set()
+            running.thread.join(timeout)
+        mark_stopped(self.store, namespace, name)
 
     def _stop_elsewhere(self, namespace: str, name: str, timeout: float) -> None:
         """Ask the server holding the experiment to stop it, and wait until it has."""
@@ -287,12 +289,15 @@ class ExperimentManager:
         return self.errors.get((namespace, name))
 
     def resume_all(self) -> list[str]:
-        """Start every unfinished experiment no live controller holds (after a restart)."""
+        """Start every unfinished experiment no live controller holds and no user stopped
+        (after a restart)."""
         started = []
         replica = self.replica
         for rec in self.store.list_experiments():
             if is_completed(rec.status) or (rec.owner and (replica.alive if replica else owner_alive)(rec.owner)):
                 continue
+            if rec.stopped_at is not None:
+                continue  # a user stopped it: it stays stopped until resumed
             if (rec.spec.get("spec") or {}).get("executor") == "external":
                 continue
             if replica is None:
@@ -391,4 +396,12 @@ class ExperimentManager:
 
 
 
-__all__ = ["ExperimentManager", "NotFoundError"]
+def mark_stopped(store: Store, namespace: str, name: str) -> None:
+    """Remember that a user stopped the experiment (unless it has ended): a server that
+    starts leaves it stopped; running it again (resume, run) clears the mark."""
+    rec = store.get_experiment(namespace, name)
+    if not is_completed(rec.status):
+        store.update_experiment(rec.id, stopped_at=time.time())
+
+
+__all__ = ["ExperimentManager", "NotFoundError", "mark_stopped"]

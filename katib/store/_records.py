@@ -45,6 +45,7 @@ class ExperimentRecord:
     owner: str | None
     created_at: float
     updated_at: float
+    stopped_at: float | None = None  # when a user stopped it; a starting server leaves it stopped
 
 
 @dataclass

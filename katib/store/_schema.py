@@ -31,6 +31,8 @@ experiments = Table(
     Column("owner", String(255), nullable=True),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+    # When a user stopped it (katib stop, Stop): no server takes it up until it is run again.
+    Column("stopped_at", Float, nullable=True),
     UniqueConstraint("namespace", "name", name="uq_experiments_namespace_name"),
 )
 

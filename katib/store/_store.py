@@ -43,7 +43,7 @@ from ._schema import (
 
 _UPDATE_TRIAL = trials.update().where(trials.c.id == sa.bindparam("_id"))
 
-SCHEMA_REVISION = "0010"
+SCHEMA_REVISION = "0011"
 T = TypeVar("T")
 
 
@@ -179,6 +179,7 @@ class Store:
             id=row.id, namespace=row.namespace, name=row.name, uid=row.uid,
             spec=json.loads(row.spec), status=ExperimentStatus.model_validate(statuses[row.id]),
             workdir=row.workdir, owner=row.owner, created_at=row.created_at, updated_at=row.updated_at,
+            stopped_at=row.stopped_at,
         ) for row in rows]
 
     def create_experiment(
@@ -245,7 +246,7 @@ class Store:
 
     def update_experiment(self, exp_id: int, **fields: Any) -> None:
         """Set any of ``spec``, ``status`` (an ``ExperimentStatus``, or Katib's JSON of
-        one), ``owner``, ``workdir``."""
+        one), ``owner``, ``workdir``, ``stopped_at``."""
         if "status" in fields:
             fields["status"] = _stored(fields["status"])  # counts and lists are derived when read
         values = {k: (_dumps(v) if k in ("spec", "status") else v) for k, v in fields.items()}
@@ -253,7 +254,8 @@ class Store:
         self._retry(lambda c: c.execute(experiments.update().where(experiments.c.id == exp_id).values(**values)))
 
     def claim_experiment(self, exp_id: int, owner: str, is_alive: Callable[[str], bool]) -> None:
-        """Make ``owner`` the experiment's one controller, unless a live one holds it."""
+        """Make ``owner`` the experiment's one controller, unless a live one holds it. A
+        user's stop (``stopped_at``) ends here: the experiment runs again."""
 
         def claim(conn: Connection) -> bool:
             row = conn.execute(
@@ -268,7 +270,7 @@ class Store:
             # read above takes none), so two claimers could both read a dead owner.
             unchanged = experiments.c.owner.is_(None) if current is None else experiments.c.owner == current
             done = conn.execute(
-                experiments.update().where(experiments.c.id == exp_id, unchanged).values(owner=owner)
+                experiments.update().where(experiments.c.id == exp_id, unchanged).values(owner=owner, stopped_at=None)
             ).rowcount
             return bool(done)
 
