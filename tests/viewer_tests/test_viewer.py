@@ -773,3 +773,15 @@ def test_notes_a_trials_yaml_comparing_and_cloning(server, page):
         ui.terminate()
         ui.wait(30)
     assert not any(found.values()), json.dumps({k: v for k, v in found.items() if v}, indent=1)
+
+
+def test_an_experiment_page_opened_directly_asks_for_its_summary_once_while_its_scripts_load(server, page):
+    """prefetch.js starts the summary request while ECharts and the viewer's scripts load;
+    the page then uses that answer instead of asking again."""
+    page.goto(server + "/#/e/default/finished")
+    ready(page)
+    entries = page.evaluate("""() => performance.getEntriesByType('resource')
+        .map(e => ({name: new URL(e.name).pathname, start: e.startTime, end: e.responseEnd}))""")
+    summaries = [e for e in entries if e["name"] == "/api/v1/namespaces/default/experiments/finished/summary"]
+    assert len(summaries) == 1, entries
+    assert page.evaluate("window.__katibPrefetched") == 1  # the page took prefetch.js's answer
