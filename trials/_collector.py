@@ -189,7 +189,7 @@ def parse_katib_json(lines: Iterable[str], names: set[str]) -> list[Sample]:
     return out
 
 
-class _Tail:
+class Tail:
     """Reads the complete lines appended to a file since the last read."""
 
     def __init__(self, path: Path) -> None:
@@ -241,7 +241,7 @@ class Collector:
         self._source = make_source(SourceContext(
             kind, names, output, metrics_file if metrics_file is not None else tfevent_dir, file_format,
             self.filters, metric_order or [], http_get))
-        self._push = _Tail(push_file) if push_file is not None else None
+        self._push = Tail(push_file) if push_file is not None else None
         self._stored: Counter[tuple[str, str]] = Counter()
 
     def skip(self, stored: Iterable[tuple[str, str]]) -> None:

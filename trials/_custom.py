@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 
 from ._executor import LaunchError, TrialJob
-from ._local import Member, _remap, command_of, trial_env
+from ._members import Member, command_of, remap_paths, trial_env
 
 DB_MANAGER = re.compile(r"\bkatib-db-manager(?:\.[A-Za-z0-9-]+)*(?::\d+)?")
 LOG_NAME = "metrics-collector.log"
@@ -45,7 +45,7 @@ def collector_member(job: TrialJob, clean_env: bool) -> Member:
             continue
         name = str(item["name"])
         if "value" in item:
-            env[name] = DB_MANAGER.sub(address, _remap(str(item["value"]), job.path_map))
+            env[name] = DB_MANAGER.sub(address, remap_paths(str(item["value"]), job.path_map))
             continue
         path = ((item.get("valueFrom") or {}).get("fieldRef") or {}).get("fieldPath")
         if path in fields:

@@ -38,8 +38,6 @@ from ._members import (
     REPLICA_SPECS,
     THREAD_VARIABLES,
     Member,
-    _free_port,
-    _remap,
     base_env,
     command_of,
     deadline_of,
@@ -54,8 +52,7 @@ from ._sandbox import Sandbox
 # The names other modules have imported from here, now in _members.py.
 __all__ = [
     "GRACE_SECONDS", "KEPT_VARIABLES", "REPLICA_SPECS", "THREAD_VARIABLES", "LocalExecutor", "Member",
-    "_free_port", "_remap", "base_env", "command_of", "deadline_of", "primary_container",
-    "replica_processes", "shared_ledger", "trial_env",
+    "base_env", "command_of", "deadline_of", "primary_container", "replica_processes", "shared_ledger", "trial_env",
 ]
 
 

@@ -36,10 +36,10 @@ def command_of(container: dict[str, Any], path_map: dict[str, str]) -> list[str]
             f"container {container.get('name')!r} has no command or args: the local executor "
             "runs the container's command and args on this machine (the image is not used)"
         )
-    return [_remap(a, path_map) for a in argv]
+    return [remap_paths(a, path_map) for a in argv]
 
 
-def _remap(text: str, path_map: dict[str, str]) -> str:
+def remap_paths(text: str, path_map: dict[str, str]) -> str:
     """Each of Katib's paths in ``text`` replaced, in one pass (a replacement is never
     replaced again), the longest path first where several start at one place."""
     if not path_map:
@@ -80,7 +80,7 @@ def trial_env(job: TrialJob, container: dict[str, Any], clean: bool = False) -> 
     env["PATH"] = python_bin + os.pathsep + env.get("PATH", "")
     for item in container.get("env") or []:
         if isinstance(item, dict) and item.get("name") and "value" in item:
-            env[str(item["name"])] = _remap(str(item["value"]), job.path_map)
+            env[str(item["name"])] = remap_paths(str(item["value"]), job.path_map)
     env.update(job.env)
     env.setdefault("PYTHONUNBUFFERED", "1")
     # A trial that asks for N CPUs gets N threads in its numeric libraries (as Ray does):
@@ -115,7 +115,7 @@ REPLICA_SPECS = {
 }
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -151,7 +151,7 @@ def replica_processes(job: TrialJob, clean_env: bool = False) -> list[Member]:
             members.append(Member(name, container, command_of(container, job.path_map), trial_env(job, container, clean_env),
                                   log_name="trial.log" if not members else f"{name}.log"))
     if field_name == "tfReplicaSpecs":
-        tf_ports = [_free_port() for _ in members]
+        tf_ports = [free_port() for _ in members]
         cluster: dict[str, list[str]] = {}
         for m, tf_port in zip(members, tf_ports, strict=True):
             cluster.setdefault(m.replica.rsplit("-", 1)[0], []).append(f"localhost:{tf_port}")
@@ -160,7 +160,7 @@ def replica_processes(job: TrialJob, clean_env: bool = False) -> list[Member]:
             m.env["TF_CONFIG"] = json.dumps({"cluster": cluster, "task": {"type": kind, "index": int(task_index)},
                                              "environment": "cloud"})
     else:
-        master_port = str(_free_port())
+        master_port = str(free_port())
         for rank, m in enumerate(members):
             m.env.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=master_port, WORLD_SIZE=str(len(members)),
                          RANK=str(rank), PET_MASTER_ADDR="127.0.0.1", PET_MASTER_PORT=master_port,

@@ -24,7 +24,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from ._collector import Sample, _Tail
+from ._collector import Sample, Tail
 from ._sources import Source, SourceContext
 
 SCRAPES = "prometheus-scrapes.jsonl"
@@ -76,7 +76,7 @@ class PrometheusSource(Source):
         super().__init__(ctx)
         self.url = endpoint_url(ctx.http_get)
         self._scrapes = ctx.output.parent / SCRAPES
-        self._tail = _Tail(self._scrapes)
+        self._tail = Tail(self._scrapes)
         self._last: dict[tuple[str, str], tuple[str, float | None]] = {}
 
     def read(self, final: bool = False) -> list[Sample]:

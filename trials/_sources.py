@@ -20,7 +20,7 @@ from typing import Any
 
 from katib.errors import KatibError
 
-from ._collector import DEFAULT_FILTER, Sample, _Tail, parse_katib_json, parse_text, split_reported
+from ._collector import DEFAULT_FILTER, Sample, Tail, parse_katib_json, parse_text, split_reported
 
 COLLECTORS_GROUP = "katib.collectors"
 
@@ -69,7 +69,7 @@ class StdOutSource(Source):
 
     def __init__(self, ctx: SourceContext) -> None:
         super().__init__(ctx)
-        self._tail = _Tail(ctx.output)
+        self._tail = Tail(ctx.output)
 
     def read(self, final: bool = False) -> list[Sample]:
         lines = self._tail.read(final)
@@ -85,7 +85,7 @@ class FileSource(Source):
 
     def __init__(self, ctx: SourceContext) -> None:
         super().__init__(ctx)
-        self._tail = _Tail(ctx.path) if ctx.path is not None else None
+        self._tail = Tail(ctx.path) if ctx.path is not None else None
 
     def read(self, final: bool = False) -> list[Sample]:
         if self._tail is None:

@@ -64,7 +64,7 @@ def _shim_dir(trial_dir: Path) -> Path:
 
 def trainjob_members(job: TrialJob, clean_env: bool) -> list[Any]:
     """The trial's nodes as ``Member``s of the local executor."""
-    from ._local import Member, _free_port, command_of, trial_env
+    from ._members import Member, command_of, free_port, trial_env
 
     try:
         resolved = resolve(job.run_spec, job.namespace)
@@ -73,7 +73,7 @@ def trainjob_members(job: TrialJob, clean_env: bool) -> list[Any]:
     container = resolved.container
     argv = command_of(container, job.path_map)
     writes_script = any(_WRITES_SCRIPT in a for a in argv)
-    port = str(_free_port())
+    port = str(free_port())
     n = resolved.num_nodes
     members = []
     for rank in range(n):

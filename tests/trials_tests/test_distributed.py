@@ -12,7 +12,7 @@ import pytest
 from katib.controller import Controller, admit
 from tests.conftest import experiment, python_command
 from trials import LaunchError, TrialJob
-from trials._local import replica_processes
+from trials._members import replica_processes
 
 
 def job(kind_field: str, replicas: dict[str, int], command=None) -> TrialJob:

@@ -16,7 +16,7 @@ import yaml
 from katib.controller import Controller, admit
 from tests.conftest import experiment, python_command
 from trials import LocalExecutor, TrialJob
-from trials._local import trial_env
+from trials._members import trial_env
 
 SECRET = "KATIB_TEST_SERVER_SECRET"
 # The trial prints what it sees; "loss=1" keeps the experiment a success.

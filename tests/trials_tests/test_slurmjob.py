@@ -10,7 +10,7 @@ import pytest
 
 from katib.errors import KatibError
 from trials import LaunchError, TrialJob, executor_class, executor_factory
-from trials._local import replica_processes
+from trials._members import replica_processes
 from trials._slurm import SlurmExecutor
 from trials._slurmjob import (
     JobRecord,

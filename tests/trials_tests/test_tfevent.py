@@ -112,7 +112,7 @@ def test_an_experiment_with_the_tensorflowevent_collector_runs(sqlite_store, tmp
 
 def test_katibs_paths_are_replaced_once():
     """A directory with its slash and without: the longer key wins and nothing is mapped twice."""
-    from trials._local import _remap
+    from trials._members import remap_paths as _remap
 
     path_map = {"/var/log/katib/tfevent": "/runs/t/var/log/katib/tfevent",
                 "/var/log/katib/tfevent/": "/runs/t/var/log/katib/tfevent/"}

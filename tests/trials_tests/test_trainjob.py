@@ -15,7 +15,7 @@ from katib.errors import ValidationError
 from katib.runtimes import TORCH_DISTRIBUTED, Runtimes, registry, resolve
 from tests.conftest import experiment
 from trials import LaunchError, TrialJob
-from trials._local import replica_processes
+from trials._members import replica_processes
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "trainer"
 
