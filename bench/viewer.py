@@ -191,6 +191,7 @@ def _load(browser, url: str, ready_js: str, screenshot: str | None = None,
     try:
         page.goto(url, timeout=timeout * 1000, wait_until="commit")
         page.wait_for_function(ready_js, timeout=timeout * 1000, polling=50)
+        watchdog.cancel()  # interactive: nothing more to kill
         ready = page.evaluate("performance.now()") / 1000
     except PlaywrightError:  # its time-out, or the renderer the watchdog killed
         try:

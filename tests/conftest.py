@@ -87,7 +87,8 @@ def pytest_configure(config: pytest.Config) -> None:
     A pytest release whose ids ignore that attribute (9.2) lets xdist spread a file over
     workers, each starting its module's services (a Ray head, the Slurm node) and tearing
     them down under the others: refuse to run, saying why, rather than fail at random."""
-    if config.getoption("dist", None) != "loadgroup" or hasattr(config, "workerinput"):
+    if config.getoption("dist", None) != "loadgroup" or hasattr(config, "workerinput") \
+            or not config.getoption("numprocesses", None):  # -n 0: nothing is distributed
         return
     class Probe(pytest.Item):
         def runtest(self) -> None: ...

@@ -89,6 +89,7 @@ class RayExecutor(Executor):
         # Finished trials' actors, by (CPUs, GPUs), for the next trials of the same shape:
         # an actor is a worker process, too slow to start anew for every short trial.
         self._idle: dict[tuple[float, int], list[Any]] = {}
+        self._cleanups: dict[int, Any] = {}  # each actor's last folder removal, by id of its handle
 
     def _processes(self, job: TrialJob) -> tuple[list[dict[str, Any]], dict[str, Path], Resources, Resources]:
         """What the actor starts (the trial's command, and a Custom collector's beside it),
@@ -273,8 +274,8 @@ class RayExecutor(Executor):
         except ray.exceptions.RayActorError:
             pass
         del self._trials[trial.job.name]
-        if trial.workdir:  # everything is mirrored here: the node's copy goes
-            trial.actor.cleanup.remote(trial.workdir)
+        if trial.workdir:  # everything is mirrored here: the node's copy goes (close waits for it)
+            self._cleanups[id(trial.actor)] = trial.actor.cleanup.remote(trial.workdir)
         self._idle.setdefault(trial.shape, []).append(trial.actor)
         return RunState.ended(code, trial.timed_out, trial.stopped, trial.deadline)
 
@@ -318,6 +319,9 @@ class RayExecutor(Executor):
     def close(self) -> None:
         import ray
 
+        if self._cleanups:  # killing an actor drops what it has not run yet
+            ray.wait(list(self._cleanups.values()), num_returns=len(self._cleanups), timeout=10)
+            self._cleanups.clear()
         for t in self._trials.values():
             ray.kill(t.actor)
         for actors in self._idle.values():

@@ -158,8 +158,9 @@ async function route() {
     view.innerHTML = `<div class="card"><h2>Could not load this page</h2><p class="muted">${esc(e.message)}</p></div>`;
   }
 }
-window.addEventListener("hashchange", () => { window.__katibPrefetch = null; route(); });  // it was for the first page only
+window.addEventListener("hashchange", () => { window.__katibPrefetch = null; route(); });  // for the first page only
 window.addEventListener("DOMContentLoaded", () => {
+  window.__katibStarted = true;  // prefetch.js, if it runs only now, leaves the page to ask
   applyTheme();
   $("#theme").onclick = () => {  // auto → light → dark → auto; the page redraws its charts
     const t = localStorage.getItem("katibTheme") || "auto";
@@ -642,6 +643,7 @@ async function experimentPage(view, ns, name) {
   };
 
   await Promise.all([load(true), mountNote($("#note"), `${base}/note`)]);  // side by side, not one after the other
+  window.__katibPrefetch = null;  // for this first load only: a later full refresh asks afresh
   window.__katibReady = true;
 
   // Live updates while it runs: server-sent events, then a debounced refresh.

@@ -2,6 +2,7 @@
 // now, while ECharts and the viewer's scripts are still loading; app.js's api() takes its
 // answer for the first summary it asks for (the same path, a plain GET).
 (() => {
+  if (window.__katibStarted) return;  // loaded late: the page has asked for itself
   const parts = location.hash.replace(/^#\/?/, "").split("/");
   if (parts[0] !== "e" || parts.length < 3) return;
   let ns, name;

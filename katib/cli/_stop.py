@@ -70,6 +70,7 @@ def _stop_through(remote: Remote, name: str, namespace: str | None) -> None:
         out.print(f"experiment {name} has ended ({shown}): nothing to stop", highlight=False)
         return
     if shown == "Stopped":
+        c.stop_experiment(name, rec.namespace)  # interrupted, now stopped: the server keeps it so
         out.print(f"experiment {name} is not running (no controller runs it); `{resume_hint}` carries on",
                   highlight=False, markup=False)
         return

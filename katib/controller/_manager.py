@@ -20,7 +20,7 @@ from typing import Any
 from katib.errors import ConflictError, NotFoundError, TemporaryError
 from katib.names import RunLayout
 from katib.spec import Experiment
-from katib.store import ExperimentRecord, LeaseLost, Request, Store, TrialRecord
+from katib.store import ExperimentRecord, LeaseLost, Request, Store, TrialRecord, record_stop
 from trials import Executor, LocalExecutor, owner_alive
 
 from ._controller import Controller
@@ -208,7 +208,7 @@ class ExperimentManager:
         else:
             running.stop.set()
             running.thread.join(timeout)
-        mark_stopped(self.store, namespace, name)
+        mark_stopped(self.store, namespace, name, self.replica.alive if self.replica is not None else owner_alive)
 
     def _stop_elsewhere(self, namespace: str, name: str, timeout: float) -> None:
         """Ask the server holding the experiment to stop it, and wait until it has."""
@@ -277,6 +277,8 @@ class ExperimentManager:
                 if replica is not None and replica.leases.known(rec.owner):
                     return None  # another server runs it
                 raise ConflictError(f"experiment {namespace}/{name} is being run by {rec.owner}")
+        if rec.stopped_at is not None:  # resumed: the user's stop is over (before a replica sees it held)
+            self.store.update_experiment(rec.id, stopped_at=None)
         if replica is not None:
             replica.leases.withdraw(rec.id, "stop")  # one left from before it was last stopped
             if rec.owner is None:  # held from here on, should its run let go before it claims it
@@ -364,7 +366,8 @@ class ExperimentManager:
         if time.monotonic() - self._failed_at.get(key, -retry_after) < retry_after:
             return  # its controller failed a moment ago
         rec = self.store.get_experiment(namespace, name)
-        if is_completed(rec.status) or (rec.spec.get("spec") or {}).get("executor") == "external":
+        if is_completed(rec.status) or (rec.spec.get("spec") or {}).get("executor") == "external" \
+                or rec.stopped_at is not None:  # a user stopped it: it stays stopped until resumed
             self.replica.leases.release(exp_id, self.replica.id)
             return
         self.start(namespace, name)
@@ -396,12 +399,13 @@ class ExperimentManager:
 
 
 
-def mark_stopped(store: Store, namespace: str, name: str) -> None:
-    """Remember that a user stopped the experiment (unless it has ended): a server that
-    starts leaves it stopped; running it again (resume, run) clears the mark."""
+def mark_stopped(store: Store, namespace: str, name: str,
+                 is_alive: Callable[[str], bool] = owner_alive) -> bool:
+    """Remember that a user stopped the experiment (unless it has ended, or a live
+    controller the stop did not reach still holds it): a server that starts leaves it
+    stopped; running it again (resume, run) clears the mark. Whether it was marked."""
     rec = store.get_experiment(namespace, name)
-    if not is_completed(rec.status):
-        store.update_experiment(rec.id, stopped_at=time.time())
+    return not is_completed(rec.status) and record_stop(store, rec.id, is_alive)
 
 
 __all__ = ["ExperimentManager", "NotFoundError", "mark_stopped"]

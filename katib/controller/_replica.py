@@ -242,6 +242,9 @@ class Replica:
         if self.id not in loads:
             return
         for exp_id, namespace, name, dead in orphans:
+            if self.manager.store.get_experiment(namespace, name).stopped_at is not None:
+                self.leases.hand_over(exp_id, dead, None, lapsed=True)  # a user stopped it: let it go, stopped
+                continue
             target = self._pick(loads)
             if self.leases.hand_over(exp_id, dead, target, lapsed=True):
                 loads[target] += 1

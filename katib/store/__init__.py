@@ -14,6 +14,7 @@ from ._records import (
     default_db_url,
     normalise_url,
 )
+from ._stops import record_stop
 from ._store import Store
 from ._users import ROLES, TokenInfo, User, UserStore, hash_token
 
@@ -43,6 +44,7 @@ __all__ = [
     "latest_trial",
     "normalise_url",
     "parameter_names",
+    "record_stop",
     "stored_status",
     "summary_columns",
     "summary_rows",

@@ -81,7 +81,8 @@ _TIMES = ("created", "started", "duration")
 _SQLITE_TIMES = ("round(created_at, 3)", "CASE WHEN start_time <> 0 THEN round(start_time, 3) END",
                  "CASE WHEN start_time <> 0 AND completion_time <> 0 THEN round(completion_time - start_time, 3) END")
 # PostgreSQL rounds a float8 to the millisecond as round(x * 1000) / 1000, in float8 (the
-# division is exact-rounded, so the same double as through numeric, at a third of the cost).
+# division is correctly rounded: the double nearest the millisecond, as through numeric, at a
+# third of the cost; only an exact half millisecond may go the other way, ties to even).
 _POSTGRES_TIMES = tuple(
     e.replace("round(created_at, 3)", "round(created_at * 1000) / 1000")
      .replace("round(start_time, 3)", "round(start_time * 1000) / 1000")

@@ -189,9 +189,9 @@ class Leases:
         with self.store._read() as conn:
             return [(r.id, r.namespace, r.name, r.owner) for r in conn.execute(query)]
 
-    def hand_over(self, exp_id: int, current: str | None, to: str, lapsed: bool = False) -> bool:
-        """Make ``to`` the experiment's owner if ``current`` still is (``lapsed``: and its
-        lease has lapsed). False when another change came first."""
+    def hand_over(self, exp_id: int, current: str | None, to: str | None, lapsed: bool = False) -> bool:
+        """Make ``to`` the experiment's owner (None: nobody) if ``current`` still is
+        (``lapsed``: and its lease has lapsed). False when another change came first."""
         held = experiments.c.owner.is_(None) if current is None else experiments.c.owner == current
         where = [experiments.c.id == exp_id, held]
         if lapsed:

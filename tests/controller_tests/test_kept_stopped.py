@@ -44,3 +44,45 @@ def test_a_stopped_experiment_stays_stopped_when_a_server_starts_and_resume_runs
         assert sorted(third.resume_all()) == ["default/interrupted", "default/stopped"]
     finally:
         third.shutdown()
+
+
+def test_servers_on_one_database_keep_a_stop_too(tmp_path):
+    """Stopped through the server that does not run it: marked; then neither the holder's
+    heartbeat (an experiment it holds but does not run) nor a server adopting a lapsed
+    one's experiments starts it again."""
+    from katib.store import Leases, Store
+
+    store = Store(str(tmp_path / "katib.db"))
+    servers = []
+    for replica in ("a", "b"):
+        manager = ExperimentManager(store, tmp_path / "runs", tick=0.05)
+        manager.enable_replicas(1.5, interval=0.2, replica_id=replica)
+        servers.append(manager)
+    a, b = servers
+    try:
+        a.submit(admit(experiment(name="held", command=SLOW, maxTrialCount=2, parallelTrialCount=1)), tmp_path)
+        _running_trial(store, "held")
+        b.stop("default", "held")  # asked of the server that runs it, through the database
+        rec = store.get_experiment("default", "held")
+        assert rec.stopped_at is not None and rec.owner is None
+        # Held by b but not running (as after a hand-over): b's heartbeat lets it go, stopped.
+        store.update_experiment(rec.id, owner="b")
+        deadline = time.monotonic() + 10
+        while store.get_experiment("default", "held").owner is not None:
+            assert time.monotonic() < deadline, "b kept holding a stopped experiment"
+            time.sleep(0.05)
+        # Held by a replica whose lease lapsed: the others let it go, stopped, rather than adopt it.
+        leases = Leases(store)
+        leases.register("gone", "elsewhere", 1)
+        leases.expire("gone")
+        store.update_experiment(rec.id, owner="gone")
+        deadline = time.monotonic() + 10
+        while store.get_experiment("default", "held").owner is not None:
+            assert time.monotonic() < deadline, "the lapsed server's stopped experiment was not let go"
+            time.sleep(0.05)
+        time.sleep(0.5)  # a heartbeat or two more
+        assert not a.is_running("default", "held") and not b.is_running("default", "held")
+        assert store.get_experiment("default", "held").stopped_at is not None
+    finally:
+        for manager in servers:
+            manager.shutdown()
