@@ -90,6 +90,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.getoption("dist", None) != "loadgroup" or hasattr(config, "workerinput") \
             or not config.getoption("numprocesses", None):  # -n 0: nothing is distributed
         return
+
     class Probe(pytest.Item):
         def runtest(self) -> None: ...
 
