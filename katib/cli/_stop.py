@@ -107,6 +107,8 @@ def stop(
     if remote is not None:
         _stop_through(remote, name, namespace)
         return
+    from katib.controller import mark_stopped
+
     store = _store(db)
     namespace = _locate(store, name, namespace)
     rec = store.get_experiment(namespace, name)
@@ -116,8 +118,6 @@ def stop(
         out.print(f"experiment {name} has ended ({shown}): nothing to stop", highlight=False)
         return
     if shown == "Stopped" or not rec.owner:
-        from katib.controller import mark_stopped
-
         mark_stopped(store, namespace, name)  # interrupted, now stopped: a server that starts leaves it so
         out.print(f"experiment {name} is not running (no controller runs it); `{resume_hint}` carries on",
                   highlight=False, markup=False)
@@ -144,8 +144,6 @@ def stop(
         time.sleep(0.2)
     if views.controller_alive(store.get_experiment(namespace, name)):
         raise KatibError(f"experiment {name}: its controller (pid {pid}) is still stopping after {timeout:g} s")
-    from katib.controller import mark_stopped
-
     mark_stopped(store, namespace, name)  # a katib server started on this store leaves it stopped
     out.print(f"experiment {name} stopped: its running trials were ended; `{resume_hint}` carries on",
               highlight=False, markup=False)

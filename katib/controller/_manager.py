@@ -198,6 +198,10 @@ class ExperimentManager:
         return self.runs_here(namespace, name) or (
             self.replica is not None and (namespace, name) in self.replica.holders)
 
+    def _alive(self, owner: str) -> bool:
+        """Whether ``owner`` runs: a replica holding its lease (several servers), or a live process."""
+        return self.replica.alive(owner) if self.replica is not None else owner_alive(owner)
+
     def stop(self, namespace: str, name: str, timeout: float = 30.0) -> None:
         """A user's stop: stop the experiment's controller and its running trials, and
         remember it, so that no server that starts takes it up again (resume carries on)."""
@@ -208,7 +212,7 @@ class ExperimentManager:
         else:
             running.stop.set()
             running.thread.join(timeout)
-        mark_stopped(self.store, namespace, name, self.replica.alive if self.replica is not None else owner_alive)
+        mark_stopped(self.store, namespace, name, self._alive)
 
     def _stop_elsewhere(self, namespace: str, name: str, timeout: float) -> None:
         """Ask the server holding the experiment to stop it, and wait until it has."""
@@ -269,8 +273,7 @@ class ExperimentManager:
         if is_completed(rec.status):
             raise ConflictError(f"experiment {namespace}/{name} has finished; raise maxTrialCount to restart it")
         replica = self.replica
-        alive = replica.alive if replica is not None else owner_alive
-        if rec.owner and alive(rec.owner) and not self.runs_here(namespace, name):
+        if rec.owner and self._alive(rec.owner) and not self.runs_here(namespace, name):
             from trials import owner_id
 
             if rec.owner != (replica.id if replica is not None else owner_id()):
@@ -296,7 +299,7 @@ class ExperimentManager:
         started = []
         replica = self.replica
         for rec in self.store.list_experiments():
-            if is_completed(rec.status) or (rec.owner and (replica.alive if replica else owner_alive)(rec.owner)):
+            if is_completed(rec.status) or (rec.owner and self._alive(rec.owner)):
                 continue
             if rec.stopped_at is not None:
                 continue  # a user stopped it: it stays stopped until resumed
