@@ -11,7 +11,6 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import JSONResponse
-from fastapi.staticfiles import StaticFiles
 
 from katib._dbmanager import serve_grpc
 from katib._pushtoken import PushTokens
@@ -40,6 +39,7 @@ from ._guard import (
 )
 from ._head import HeadAsGet
 from ._state import ServerLimits, ServerState
+from ._static import CompressedStaticFiles
 from .routes import configmaps, experiments, kube, system, trainer, viewer
 
 _CODES = {ValidationError: 422, NotFoundError: 404, ConflictError: 409, TemporaryError: 503,
@@ -161,5 +161,5 @@ def create_app(store: Store, runs_root: Path, workdir: Path, tick: float = 1.0, 
     app.include_router(trainer.router, dependencies=guarded)
     app.include_router(viewer.router, dependencies=guarded)
     app.include_router(viewer.page)
-    app.mount("/ui", StaticFiles(directory=viewer.STATIC), name="ui")
+    app.mount("/ui", CompressedStaticFiles(directory=viewer.STATIC), name="ui")
     return app

@@ -443,7 +443,7 @@ async function experimentPage(view, ns, name) {
     const D = dims(), y = objective(), n = y.length;
     let idx = [];
     for (let i = 0; i < n; i++) if (typeof y[i] === "number") idx.push(i);
-    const limit = 2000;
+    const limit = 1000;
     if (idx.length > limit) {  // draw a sample (the best quarter and an even spread); brushing filters every trial
       const sorted = [...idx].sort((a, b) => (S.objective.maximize ? y[b] - y[a] : y[a] - y[b]));
       const keep = new Set(sorted.slice(0, limit / 4));

@@ -36,6 +36,7 @@ function plotAxis(extra) {
     splitLine: { lineStyle: { color: ink.line } }, axisLine: { lineStyle: { color: ink.muted } }, ...extra };
 }
 
+const LARGE_AT = 300;
 // Optimisation history. opts.y: "value" | "log"; opts.x: "trial" | "time".
 function historyOption(S, opts) {
   const y = S.columns.metrics[S.objective.name] || [], states = S.columns.state, time = opts.x === "time";
@@ -55,6 +56,10 @@ function historyOption(S, opts) {
     if (best !== null && (!bestLine.length || bestLine[bestLine.length - 1][1] !== best)) bestLine.push([at(i), best]);
   }
   if (bestLine.length && idx.length) bestLine.push([at(idx[idx.length - 1]), best]);
+  // Past LARGE_AT points a state's series is drawn in ECharts' large mode (one path, no
+  // element per point: a thousand circles as elements cost a quarter of a second), and
+  // then every state gets squares, so that the legend and the points agree.
+  const squares = Object.values(byState).some(trials => trials.length > LARGE_AT);
   const ink = plotInk();
   return { ...plotBase(), grid: { left: 60, right: 20, top: 30, bottom: 40 },
     tooltip: { trigger: "item", formatter: p => {
@@ -69,14 +74,14 @@ function historyOption(S, opts) {
       // A large one (100,000 trials) as one flat typed array of x, y pairs, drawn in
       // ECharts' large mode: no array per point to make, ingest and collect.
       ...Object.entries(byState).map(([state, trials]) => {
-        const large = trials.length > 2000;
+        const large = trials.length > LARGE_AT;
         let data;
         if (large) {
           data = new Float64Array(trials.length * 2);
           trials.forEach((i, k) => { data[2 * k] = at(i); data[2 * k + 1] = y[i]; });
         } else data = trials.map(i => [at(i), y[i]]);
         // Past 2,000 points, squares: a canvas fills 100,000 of them several times faster than arcs.
-        return { name: state, type: "scatter", large, largeThreshold: 2000, symbol: large ? "rect" : "circle", symbolSize: large ? 4 : 5, data,
+        return { name: state, type: "scatter", large, largeThreshold: LARGE_AT, symbol: squares ? "rect" : "circle", symbolSize: squares ? 4 : 5, data,
           dimensions: ["x", "y"], itemStyle: { color: PLOT_STATE_COLORS[state] || "#888", opacity: 0.75 } };
       }),
       { name: "best so far", type: "line", step: "end", showSymbol: false, data: bestLine, lineStyle: { width: 2, color: ink.fg }, itemStyle: { color: ink.fg } },

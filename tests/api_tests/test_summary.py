@@ -80,7 +80,7 @@ def test_routes_and_the_page(sqlite_store, tmp_path):
         assert "objectiveMetricName: loss" in client.get(base + "/yaml").text
         page = client.get("/")
         assert page.status_code == 200 and '<script src="/ui/app.js"' in page.text
-        assert client.get("/ui/vendor/echarts-6.1.0.min.js").status_code == 200
+        assert client.get("/ui/vendor/echarts-6.1.0-katib.min.js").status_code == 200
         assert client.get(base.replace(rec.name, "missing") + "/summary").status_code == 404
 
 
