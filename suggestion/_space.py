@@ -182,6 +182,44 @@ class SearchSpace:
                 return params
         raise AssertionError("no free point left in a space that has one")
 
+    def nearest_free(self, params: dict[str, str], seen: set, rng: np.random.Generator,
+                     limit: int = 20_000) -> dict[str, str] | None:
+        """An unseen point nearest ``params`` in grid steps, ties broken at random; None when
+        none is found within ``limit`` points. One step moves one dimension: to the next
+        or previous value of an ordered one (int, stepped double, discrete list), or to any
+        other value of a categorical one. The dimensions must all be finite."""
+        start = self.key(params)
+        visited, frontier = {start}, [params]
+        while frontier and len(visited) < limit:
+            ring = []
+            for point in frontier:
+                for near in self._steps(point):
+                    key = self.key(near)
+                    if key not in visited:
+                        visited.add(key)
+                        ring.append(near)
+            free = [near for near in ring if self.key(near) not in seen]
+            if free:
+                return free[int(rng.integers(len(free)))]
+            frontier = ring
+        return None
+
+    def _steps(self, point: dict[str, str]) -> list[dict[str, str]]:
+        out = []
+        for d in self.dims:
+            value = point[d.name]
+            if d.categorical:
+                moves = [c for c in d.choices if c != value]
+            elif d.choices:  # discrete: ordered numbers
+                i = d.choices.index(value) if value in d.choices else int(d.to_unit(value) * len(d.choices))
+                moves = [d.choices[j] for j in (i - 1, i + 1) if 0 <= j < len(d.choices)]
+            else:
+                assert d.step is not None, f"{d.name}: a step needs a grid"
+                k = round((float(value) - d.low) / d.step)
+                moves = [d.format(d.low + j * d.step) for j in (k - 1, k + 1) if 0 <= j < d.size()]
+            out.extend({**point, d.name: m} for m in moves)
+        return out
+
     @staticmethod
     def key(parameters: dict[str, str]) -> tuple[tuple[str, str], ...]:
         return tuple(sorted(parameters.items()))
