@@ -277,8 +277,8 @@ def main() -> None:
     if bbob:
         print(f"### BBOB ({len(bbob)} functions, d={','.join(map(str, args.dims))}), median best f per function, ranked\n")
         print("| algorithm | mean rank @" + " | mean rank @".join(map(str, checkpoints))
-              + f" | ≤ random @{checkpoints[-1]} | ≤ Optuna TPE @{checkpoints[-1]} |")
-        print("|---|" + "---|" * (len(checkpoints) + 2))
+              + f" | ≤ random @{checkpoints[-1]} | " + " | ".join(f"≤ Optuna TPE @{c}" for c in checkpoints) + " |")
+        print("|---|" + "---|" * (2 * len(checkpoints) + 1))
         algs = [a for a in args.algorithms]
         for a in algs:
             ranks = []
@@ -289,9 +289,12 @@ def main() -> None:
                     per.append(1 + sum(1 for b in algs if values[b] < values[a]))
                 ranks.append(statistics.mean(per))
             last = checkpoints[-1]
-            vs_random = sum(1 for p in bbob if median_at(p, a, last) <= median_at(p, "optuna-random" if "optuna-random" in algs else "random", last))
-            vs_tpe = sum(1 for p in bbob if "optuna-tpe" in algs and median_at(p, a, last) <= median_at(p, "optuna-tpe", last))
-            print(f"| {a} | " + " | ".join(f"{r:.2f}" for r in ranks) + f" | {vs_random}/{len(bbob)} | {vs_tpe}/{len(bbob)} |")
+            baseline = "optuna-random" if "optuna-random" in algs else "random" if "random" in algs else None
+            vs_random = (f"{sum(1 for p in bbob if median_at(p, a, last) <= median_at(p, baseline, last))}/{len(bbob)}"
+                         if baseline else "—")
+            vs_tpe = [f"{sum(1 for p in bbob if median_at(p, a, c) <= median_at(p, 'optuna-tpe', c))}/{len(bbob)}"
+                      if "optuna-tpe" in algs else "—" for c in checkpoints]
+            print(f"| {a} | " + " | ".join(f"{r:.2f}" for r in ranks) + f" | {vs_random} | " + " | ".join(vs_tpe) + " |")
         print()
     print("### seconds spent proposing and evaluating, all runs\n")
     print(" | ".join(f"{a}: {seconds[a]:.0f}" for a in args.algorithms))
