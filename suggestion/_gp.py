@@ -31,6 +31,8 @@ from optuna.study import StudyDirection
 
 REFIT_EVERY_TRIAL_UP_TO = 200
 REFIT_GROWTH = 0.05
+SCREEN = 2048  # Optuna's random points screened before its local searches of the acquisition
+SCREEN_FLOOR = 512
 
 
 def refit_due(completed: int, fitted_on: int | None) -> bool:
@@ -41,6 +43,17 @@ def refit_due(completed: int, fitted_on: int | None) -> bool:
     if completed <= REFIT_EVERY_TRIAL_UP_TO:
         return completed != fitted_on
     return abs(completed - fitted_on) >= math.ceil(REFIT_GROWTH * completed)
+
+
+def screened(completed: int) -> int:
+    """How many random points the acquisition's optimisation screens, for a history of
+    ``completed`` trials: Optuna's 2,048 up to ``REFIT_EVERY_TRIAL_UP_TO`` trials, then
+    fewer as the history grows (the screen's cost is the points times the history), never
+    under ``SCREEN_FLOOR``. The 10 local searches from the best of them and from the
+    incumbent are kept. At 1,000 trials the screen was ~70% of a call without a fit."""
+    if completed <= REFIT_EVERY_TRIAL_UP_TO:
+        return SCREEN
+    return max(SCREEN_FLOOR, round(SCREEN * REFIT_EVERY_TRIAL_UP_TO / completed))
 
 
 @cache
@@ -106,6 +119,7 @@ class ScheduledGPSampler(GPSampler):
         else:
             acqf = acqf_module.LogEI(gpr=gpr, search_space=space, threshold=y.max())
         best = x[np.argmax(y), np.newaxis]
+        self._n_preliminary_samples = screened(len(x))
         return space.get_unnormalized_param(self._optimize_acqf(acqf, best))
 
     def _kernel(self, gp: Any, torch: Any, x: np.ndarray, y: np.ndarray, is_categorical: np.ndarray) -> Any:

@@ -82,3 +82,19 @@ def test_a_caller_without_state_gets_the_same_proposals(state):
         history.append(TrialView(p.name or "", p.parameters, "Succeeded", sphere(p.parameters)))
     ref = run(get_algorithm("bayesianoptimization"), exp, 7, {})
     assert [t.parameters for t in history] == [t.parameters for t in ref]
+
+
+def test_the_acquisition_screen_shrinks_past_200_trials(monkeypatch):
+    # Up to 200 completed trials Optuna's 2,048 random points are screened (the quality
+    # tables run to 200); past them fewer, as the screen's cost grows with the history.
+    assert [_gp.screened(n) for n in (5, 200)] == [2048, 2048]
+    assert [_gp.screened(n) for n in (400, 800, 1000, 5000)] == [1024, 512, 512, 512]
+    monkeypatch.setattr(_gp, "REFIT_EVERY_TRIAL_UP_TO", 6)
+    screens = []
+    real = _gp.ScheduledGPSampler._optimize_acqf
+    monkeypatch.setattr(_gp.ScheduledGPSampler, "_optimize_acqf",
+                        lambda self, acqf, best: screens.append(self._n_preliminary_samples) or real(self, acqf, best))
+    exp = admit(doc_for("bayesianoptimization", SETTINGS))
+    run(get_algorithm("bayesianoptimization"), exp, 10, {})
+    # Random points for the first 4; then 2,048 up to 6 completed trials, then 2048 * 6 / n.
+    assert screens == [2048, 2048, 2048, 1755, 1536, 1365], screens
