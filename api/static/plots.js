@@ -80,7 +80,7 @@ function historyOption(S, opts) {
           data = new Float64Array(trials.length * 2);
           trials.forEach((i, k) => { data[2 * k] = at(i); data[2 * k + 1] = y[i]; });
         } else data = trials.map(i => [at(i), y[i]]);
-        // Past 2,000 points, squares: a canvas fills 100,000 of them several times faster than arcs.
+        // Squares once any state is large: a canvas fills 100,000 of them several times faster than arcs.
         return { name: state, type: "scatter", large, largeThreshold: LARGE_AT, symbol: squares ? "rect" : "circle", symbolSize: squares ? 4 : 5, data,
           dimensions: ["x", "y"], itemStyle: { color: PLOT_STATE_COLORS[state] || "#888", opacity: 0.75 } };
       }),
