@@ -205,7 +205,7 @@ class SearchSpace:
         return None
 
     def _steps(self, point: dict[str, str]) -> list[dict[str, str]]:
-        out = []
+        out: list[dict[str, str]] = []
         for d in self.dims:
             value = point[d.name]
             if d.categorical:
