@@ -108,6 +108,9 @@ class OptunaAlgorithm(Algorithm):
         n_objectives = len(study.directions)
         storage, study_id = study._storage, study._study_id
         for t in trials:
+            seen = known.get(t.name)
+            if seen is not None and seen[1] != TrialState.RUNNING:
+                continue  # told already: a finished trial does not change
             values = list(t.values) if t.values is not None else ([t.objective] if t.objective is not None else None)
             if (t.state in _COMPLETE and values is not None and len(values) == n_objectives
                     and all(math.isfinite(v) for v in values)):
@@ -116,7 +119,6 @@ class OptunaAlgorithm(Algorithm):
                 kind, values = TrialState.FAIL, None
             else:
                 kind, values = TrialState.RUNNING, None
-            seen = known.get(t.name)
             if seen is not None:
                 trial_id, state = seen
                 if state != kind and state == TrialState.RUNNING:
