@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from functools import cache
 from typing import Any
 
 from ._base import Setting, integer, number
@@ -41,6 +42,7 @@ def hyperopt_gamma(gamma: float) -> Callable[[int], int]:
     return n_below
 
 
+@cache
 def _sampler_class() -> Any:
     """Optuna's ``TPESampler``, converting a finished trial's parameters to their internal
     representation once rather than at every proposal: Optuna rebuilds those arrays from
