@@ -23,7 +23,10 @@ LAUGHS = "\n".join(
     + [f"{chr(98 + i)}: &{chr(98 + i)} [" + ",".join([f"*{chr(97 + i)}"] * 9) + "]" for i in range(8)]
 ) + "\n"
 PEAK_RSS_MB = 300  # the server's own peak with every attack below (about 100 MB measured)
-HEALTHZ_MS = 100
+# The slowest /healthz probe while the attacks run. An attack that got through would hold the
+# server for seconds (the aliases expanded, a 300 MB log read whole); on CI's 2 busy cores
+# the scheduler alone has delayed a probe by 170 ms, so 100 ms failed a server that held.
+HEALTHZ_MS = 500
 
 
 def _free_port() -> int:
