@@ -23,6 +23,13 @@ from starlette.types import Scope
 MIN_SIZE = 4096  # as the middleware: smaller files are sent as they are
 
 
+def accepts_gzip(headers: Headers) -> bool:
+    """Whether the request's ``Accept-Encoding`` takes gzip (by name or ``*``, not at q=0)."""
+    accepted = [t.split(";")[0].strip() for t in headers.get("accept-encoding", "").lower().split(",")
+                if not t.replace(" ", "").endswith(("q=0", "q=0.0", "q=0.00", "q=0.000"))]
+    return "gzip" in accepted or "*" in accepted
+
+
 class CompressedStaticFiles(StaticFiles):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -33,9 +40,8 @@ class CompressedStaticFiles(StaticFiles):
                       status_code: int = 200) -> Response:
         response = super().file_response(full_path, stat_result, scope, status_code)
         request = Headers(scope=scope)
-        accepted = {part.split(";")[0].strip() for part in request.get("accept-encoding", "").split(",")}
         if (isinstance(response, NotModifiedResponse) or "range" in request or status_code != 200
-                or stat_result.st_size < MIN_SIZE or not accepted & {"gzip", "*"}):
+                or stat_result.st_size < MIN_SIZE or not accepts_gzip(request)):
             return response
         body = self._gzip(str(full_path), stat_result)
         headers = {k: v for k, v in response.headers.items() if k.lower() not in ("content-length", "accept-ranges")}

@@ -191,14 +191,15 @@ class SearchSpace:
         start = self.key(params)
         visited, frontier = {start}, [params]
         while frontier and len(visited) < limit:
-            ring = []
+            ring, free = [], []
             for point in frontier:
                 for near in self._steps(point):
                     key = self.key(near)
                     if key not in visited:
                         visited.add(key)
                         ring.append(near)
-            free = [near for near in ring if self.key(near) not in seen]
+                        if key not in seen:
+                            free.append(near)
             if free:
                 return free[int(rng.integers(len(free)))]
             frontier = ring

@@ -19,6 +19,7 @@ from katib.store import Note, NoteStore, latest_trial
 from .. import _service, _summary
 from .._auth import current_user
 from .._state import ServerState, get_state
+from .._static import accepts_gzip
 
 STATIC = Path(__file__).resolve().parents[1] / "static"
 
@@ -70,9 +71,7 @@ def _gzipped(request: Request, body: bytes, headers: dict[str, str]) -> Response
     """A kept (gzipped) answer as it is, or unpacked for a client that takes no gzip."""
     import gzip
 
-    accepted = [t.split(";")[0].strip() for t in request.headers.get("accept-encoding", "").lower().split(",")
-                if not t.replace(" ", "").endswith(("q=0", "q=0.0", "q=0.00", "q=0.000"))]
-    if "gzip" in accepted or "*" in accepted:
+    if accepts_gzip(request.headers):
         return Response(body, media_type="application/json", headers={**headers, "Content-Encoding": "gzip"})
     return Response(gzip.decompress(body), media_type="application/json", headers=headers)
 
