@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from functools import cache
 from typing import Any
 
 from ._base import Setting, integer, number
 from ._optuna import OptunaAlgorithm
+from ._tpe_sampler import sampler_class
 
 
 def _open_unit(text: str) -> float:
@@ -42,47 +42,6 @@ def hyperopt_gamma(gamma: float) -> Callable[[int], int]:
     return n_below
 
 
-@cache
-def _sampler_class() -> Any:
-    """Optuna's ``TPESampler``, converting a finished trial's parameters to their internal
-    representation once rather than at every proposal: Optuna rebuilds those arrays from
-    every trial per proposal, ~35% of a proposal at 5,000 trials (docs/benchmarks.md). A
-    finished trial's parameters never change; a running one's (whose relative parameters
-    TPE reads from its system attributes) are converted afresh, as Optuna does. The arrays
-    come out the same, so the proposals do (tests/suggestion_tests/test_tpe_cache.py)."""
-    from optuna.samplers import TPESampler
-
-    if not hasattr(TPESampler, "_get_internal_repr"):  # another Optuna: its own code
-        return TPESampler
-
-    class CachedTPESampler(TPESampler):
-        _katib_storage: Any = None
-        _katib_repr: dict[tuple[tuple[str, str], ...], dict[int, tuple[float, ...] | None]]
-
-        def _get_internal_repr(self, trials: list[Any], search_space: dict[str, Any], study: Any) -> dict[str, Any]:
-            import numpy as np
-
-            names = list(search_space)
-            if self._katib_storage is not study._storage:  # held: its trial ids are its own
-                self._katib_storage, self._katib_repr = study._storage, {}
-            kept: dict[int, tuple[float, ...] | None] = self._katib_repr.setdefault(
-                tuple((n, repr(search_space[n])) for n in names), {})
-            rows = []
-            for trial in trials:
-                row = kept.get(trial._trial_id) if trial.state.is_finished() else None
-                if row is None and trial._trial_id not in kept:
-                    params = self._get_params(trial, study)
-                    row = (tuple(search_space[n].to_internal_repr(params[n]) for n in names)
-                           if search_space.keys() <= params.keys() else None)
-                    if trial.state.is_finished():
-                        kept[trial._trial_id] = row
-                if row is not None:
-                    rows.append(row)
-            return {n: np.asarray([row[i] for row in rows]) for i, n in enumerate(names)}
-
-    return CachedTPESampler
-
-
 class TPE(OptunaAlgorithm):
     """Tree-structured Parzen Estimator: Optuna's ``TPESampler`` as Optuna ships it.
 
@@ -111,7 +70,7 @@ class TPE(OptunaAlgorithm):
         return True
 
     def make_sampler(self, settings: dict[str, Any], seed: int | None, n_params: int) -> Any:
-        TPESampler = _sampler_class()  # noqa: N806
+        TPESampler = sampler_class()  # noqa: N806
 
         kwargs: dict[str, Any] = {}
         if settings["gamma"] is not None:

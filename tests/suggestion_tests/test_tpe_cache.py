@@ -8,7 +8,7 @@ import optuna
 import pytest
 from optuna.samplers import TPESampler
 
-from suggestion._tpe import _sampler_class
+from suggestion._tpe_sampler import sampler_class
 
 DISTS = {
     "x": optuna.distributions.FloatDistribution(-5, 5),
@@ -26,7 +26,7 @@ def _loss(p: dict) -> float:
 def test_the_same_proposals_as_optunas_tpe(kwargs):
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     runs = []
-    for cls in (TPESampler, _sampler_class()):
+    for cls in (TPESampler, sampler_class()):
         sampler = cls(seed=5, n_startup_trials=5, constant_liar=True, **kwargs)
         study = optuna.create_study(sampler=sampler)
         proposed, running = [], []
@@ -42,9 +42,59 @@ def test_the_same_proposals_as_optunas_tpe(kwargs):
     assert runs[0] == runs[1]
 
 
+def _proposals(cls, *, steps: int, direction: str = "minimize", prune: bool = False, **kwargs) -> list:
+    sampler = cls(seed=3, n_startup_trials=5, constant_liar=True, **kwargs)
+    study = optuna.create_study(sampler=sampler, direction=direction)
+    proposed, running = [], []
+    for step in range(steps):
+        trial = study.ask(DISTS)
+        proposed.append(trial.params)
+        running.append(trial)
+        if step % 4 == 3:
+            continue  # some stay running for a while (constant liar)
+        for t in running:
+            loss = _loss(t.params)
+            if prune and t.number % 5 == 1:
+                t.report(loss, step=t.number % 3)
+                study.tell(t, state=optuna.trial.TrialState.PRUNED)
+            elif t.number % 11 == 4:
+                study.tell(t, state=optuna.trial.TrialState.FAIL)
+            else:
+                study.tell(t, -loss if direction == "maximize" else loss)
+        running = []
+    return proposed
+
+
+@pytest.mark.parametrize("case", [
+    {"direction": "maximize"},  # the split sorts best first either way, ties in trial order
+    {"gamma": lambda n: min(int(np.ceil(0.25 * np.sqrt(n))), 25)},  # Katib's hyperopt gamma
+    {"constraints_func": lambda t: (t.params["x"] - 1.0, 0.5 - t.params["lr"])},  # infeasible ones split by score
+    {"prune": True},  # pruned trials: Optuna's own split
+    {"prior_weight": 2.0, "n_ei_candidates": 7},
+], ids=["maximize", "gamma", "constraints", "pruned", "settings"])
+def test_the_same_proposals_past_the_weight_ramp(case):
+    """70 proposals: past 25 trials Optuna weighs older trials less, so the order the
+    history is kept in matters, as does every trial's side of the split."""
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    runs = [_proposals(cls, steps=70, **case) for cls in (TPESampler, sampler_class())]
+    assert runs[0] == runs[1]
+
+
+def test_several_objectives_go_through_optunas_split():
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    runs = []
+    for cls in (TPESampler, sampler_class()):
+        study = optuna.create_study(sampler=cls(seed=2, n_startup_trials=5), directions=["minimize", "maximize"])
+        for _ in range(30):
+            t = study.ask(DISTS)
+            study.tell(t, (_loss(t.params), t.params["n"]))
+        runs.append([t.params for t in study.trials])
+    assert runs[0] == runs[1]
+
+
 def test_finished_trials_are_converted_once(monkeypatch):
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    sampler = _sampler_class()(seed=1, n_startup_trials=3)
+    sampler = sampler_class()(seed=1, n_startup_trials=3)
     assert sampler.__class__ is not TPESampler, "this Optuna has no _get_internal_repr to keep"
     study = optuna.create_study(sampler=sampler)
     for _ in range(10):
@@ -60,3 +110,24 @@ def test_finished_trials_are_converted_once(monkeypatch):
     # finished (the last of the ten, then the two new ones); the nine before were kept.
     # Optuna's own TPESampler reads all of them at every proposal.
     assert calls == [9, 10, 11]
+
+
+def test_grouped_proposals_on_a_conditional_space():
+    """``group=True`` with parameters that appear only in some trials: the groups, kept
+    trial by trial, come out as Optuna recomputes them from every trial."""
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+
+    def objective(trial: optuna.Trial) -> float:
+        opt = trial.suggest_categorical("opt", ["sgd", "adam"])
+        # from trial 30 on, "x" is gone and "y" joins: the groups {opt, x} split again
+        x = trial.suggest_float("x", -5, 5) if trial.number < 30 else trial.suggest_float("y", -5, 5)
+        if opt == "sgd":
+            return x**2 + trial.suggest_float("momentum", 0, 1)
+        return (x - 1) ** 2 + trial.suggest_int("layers", 1, 8) / 4
+
+    runs = []
+    for cls in (TPESampler, sampler_class()):
+        study = optuna.create_study(sampler=cls(seed=4, n_startup_trials=5, multivariate=True, group=True))
+        study.optimize(objective, n_trials=60)
+        runs.append([t.params for t in study.trials])
+    assert runs[0] == runs[1]
