@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from ._tpe_logpdf import log_pdf
+
 
 class _Rows:
     """The finished trials of one search space, one row each, in growable arrays."""
@@ -94,12 +96,25 @@ def sampler_class() -> Any:
     where this Optuna lacks the methods it builds on."""
     from optuna.samplers import TPESampler
     from optuna.samplers._tpe import sampler as tpe_module
+    from optuna.samplers._tpe.parzen_estimator import _ParzenEstimator
     from optuna.study import StudyDirection
     from optuna.trial import TrialState
 
     needed = ("_get_internal_repr", "_get_params", "_sample", "_compute_acquisition_func", "_compare")
     if not all(hasattr(TPESampler, n) for n in needed) or not hasattr(tpe_module, "_get_infeasible_trial_score"):
         return TPESampler
+
+    class _QuickerParzenEstimator(_ParzenEstimator):
+        """Optuna's estimator, its log-density computed by ``_tpe_logpdf`` (the same numbers)."""
+
+        def log_pdf(self, samples_dict: dict[str, Any]) -> Any:
+            mixture = getattr(self, "_mixture_distribution", None)
+            transform = getattr(self, "_transform", None)
+            if mixture is not None and transform is not None:
+                out = log_pdf(mixture, transform(samples_dict))
+                if out is not None:
+                    return out
+            return super().log_pdf(samples_dict)
 
     class CachedTPESampler(TPESampler):
         _katib_storage: Any = None
@@ -109,6 +124,8 @@ def sampler_class() -> Any:
             super().__init__(*args, **kwargs)
             if getattr(self, "_group_decomposed_search_space", None) is not None:
                 self._group_decomposed_search_space = _kept_groups()
+            if getattr(self, "_parzen_estimator_cls", None) is _ParzenEstimator:
+                self._parzen_estimator_cls = _QuickerParzenEstimator
 
         def _history(self, study: Any, search_space: dict[str, Any]) -> _Rows:
             if self._katib_storage is not study._storage:  # held: its trial ids are its own

@@ -18,7 +18,18 @@ DISTS = {
 }
 
 
+# As katib's adapter gives them to Optuna: numbers on the unit interval, and categories.
+UNIT = {
+    "x": optuna.distributions.FloatDistribution(0, 1),
+    "lr": optuna.distributions.FloatDistribution(0, 1),
+    "n": optuna.distributions.FloatDistribution(0, 1),
+    "opt": optuna.distributions.CategoricalDistribution(["sgd", "adam", "rmsprop"]),
+}
+
+
 def _loss(p: dict) -> float:
+    if p["lr"] <= 1:  # UNIT
+        return (p["x"] - 0.3) ** 2 + (p["lr"] - 0.7) ** 2 + abs(p["n"] - 0.5) + (p["opt"] == "sgd")
     return p["x"] ** 2 + np.log10(p["lr"]) ** 2 + (p["n"] - 32) ** 2 / 100 + (p["opt"] == "sgd")
 
 
@@ -42,12 +53,13 @@ def test_the_same_proposals_as_optunas_tpe(kwargs):
     assert runs[0] == runs[1]
 
 
-def _proposals(cls, *, steps: int, direction: str = "minimize", prune: bool = False, **kwargs) -> list:
+def _proposals(cls, *, steps: int, direction: str = "minimize", prune: bool = False, dists: dict = DISTS,
+               **kwargs) -> list:
     sampler = cls(seed=3, n_startup_trials=5, constant_liar=True, **kwargs)
     study = optuna.create_study(sampler=sampler, direction=direction)
     proposed, running = [], []
     for step in range(steps):
-        trial = study.ask(DISTS)
+        trial = study.ask(dists)
         proposed.append(trial.params)
         running.append(trial)
         if step % 4 == 3:
@@ -71,7 +83,9 @@ def _proposals(cls, *, steps: int, direction: str = "minimize", prune: bool = Fa
     {"constraints_func": lambda t: (t.params["x"] - 1.0, 0.5 - t.params["lr"])},  # infeasible ones split by score
     {"prune": True},  # pruned trials: Optuna's own split
     {"prior_weight": 2.0, "n_ei_candidates": 7},
-], ids=["maximize", "gamma", "constraints", "pruned", "settings"])
+    {"dists": UNIT},  # the quicker log-density (tpe_logpdf) runs on these
+    {"dists": UNIT, "direction": "maximize", "n_ei_candidates": 50},
+], ids=["maximize", "gamma", "constraints", "pruned", "settings", "unit", "unit-maximize"])
 def test_the_same_proposals_past_the_weight_ramp(case):
     """70 proposals: past 25 trials Optuna weighs older trials less, so the order the
     history is kept in matters, as does every trial's side of the split."""
@@ -131,3 +145,36 @@ def test_grouped_proposals_on_a_conditional_space():
         study.optimize(objective, n_trials=60)
         runs.append([t.params for t in study.trials])
     assert runs[0] == runs[1]
+
+
+def test_the_log_density_is_optunas_bit_for_bit():
+    """Random mixtures, with candidates outside a component's interval and an empty
+    interval, as Optuna's ``np.select`` sorts them out."""
+    from optuna.samplers._tpe.probability_distributions import (
+        _BatchedCategoricalDistributions,
+        _BatchedTruncNormDistributions,
+        _MixtureOfProductDistribution,
+    )
+
+    from suggestion._tpe_logpdf import log_pdf
+
+    rng = np.random.default_rng(0)
+    for n_numeric, outside, degenerate in [(1, False, False), (3, False, False), (3, True, False), (6, True, False),
+                                           (2, False, True)]:
+        k = 300
+        weights = rng.random(k)
+        dists: list = [_BatchedCategoricalDistributions(rng.dirichlet(np.ones(4), size=k))]
+        for _ in range(n_numeric):
+            dists.append(_BatchedTruncNormDistributions(rng.random(k), rng.random(k) * 0.3 + 1e-3, 0.0, 1.0))
+        if degenerate:  # an empty interval: nan
+            dists.append(_BatchedTruncNormDistributions(np.zeros(k), np.ones(k), 0.5, 0.5))
+        spread = (1.4, 0.2) if outside else (1.0, 0.0)  # candidates outside [0, 1]: -inf
+        x = np.column_stack([rng.integers(0, 4, 24)] + [rng.random(24) * spread[0] - spread[1] for _ in dists[1:]])
+        mixture = _MixtureOfProductDistribution(weights / weights.sum(), dists)
+        with np.errstate(all="ignore"):
+            ours, theirs = log_pdf(mixture, x), mixture.log_pdf(x)
+        assert ours is not None
+        assert np.array_equal(ours, theirs, equal_nan=True)
+        assert np.isneginf(ours).any() == outside and np.isnan(ours).all() == degenerate
+    stepped = _MixtureOfProductDistribution(np.ones(1), [_BatchedTruncNormDistributions(np.zeros(1), np.ones(1), 0.0, 1.0)] * 8)
+    assert log_pdf(stepped, np.zeros((2, 8))) is None  # eight or more: numpy sums pairwise, Optuna's code runs
