@@ -40,6 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 CHECKPOINTS = (25, 50, 100, 200)
 OURS = ["auto", "random", "sobol", "tpe", "multivariate-tpe", "cmaes"]
 PEERS = ["optuna-random", "optuna-tpe", "optuna-cmaes"]
+# Optuna's GPSampler is a peer for bayesianoptimization; not run by default (slow).
+EXTRA_PEERS = ["optuna-gp"]
 
 
 # -- problems -------------------------------------------------------------------------
@@ -160,7 +162,7 @@ def run(args: tuple[str, str, int, int]) -> tuple[str, str, int, list[float], fl
 
         optuna.logging.set_verbosity(optuna.logging.ERROR)
         sampler = {"optuna-random": optuna.samplers.RandomSampler, "optuna-tpe": optuna.samplers.TPESampler,
-                   "optuna-cmaes": optuna.samplers.CmaEsSampler}[algorithm](seed=seed)
+                   "optuna-cmaes": optuna.samplers.CmaEsSampler, "optuna-gp": optuna.samplers.GPSampler}[algorithm](seed=seed)
         study = optuna.create_study(direction="maximize" if problem.maximize else "minimize", sampler=sampler)
         dists = problem.optuna_distributions()
         for _ in range(budget):

@@ -41,7 +41,7 @@ def log_pdf(mixture: Any, x: np.ndarray) -> np.ndarray | None:
         if i not in numeric:
             log_weights = np.log(d.weights)  # (components, choices)
             weighted += log_weights.T[x[:, i].astype(np.int64)]
-    total = None
+    total: Any = None
     for i in numeric:
         d = dists[i]
         mu, sigma = d.mu, d.sigma
