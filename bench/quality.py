@@ -1,5 +1,6 @@
-"""Sample efficiency, offline: each algorithm, its closest Optuna sampler and random search
-on the same problems with the same seeds.
+"""Sample efficiency, offline: each algorithm, its closest Optuna sampler, hyperopt's TPE
+(what Katib serves as ``tpe``) and random search on the same problems with the same seeds.
+Optuna's GPSampler (``optuna-gp``) can be named with --algorithms; it is not run by default.
 
     python bench/quality.py [--seeds 10] [--budget 200] [--dims 5] [--workers 2] [--quick]
                             [--algorithms ...] [--families bbob hpobench nasbench201]
@@ -39,7 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 CHECKPOINTS = (25, 50, 100, 200)
 OURS = ["auto", "random", "sobol", "tpe", "multivariate-tpe", "cmaes"]
-PEERS = ["optuna-random", "optuna-tpe", "optuna-cmaes"]
+# hyperopt-tpe: hyperopt's own tpe.suggest with its defaults, the TPE Katib serves as "tpe".
+PEERS = ["optuna-random", "optuna-tpe", "optuna-cmaes", "hyperopt-tpe"]
 # Optuna's GPSampler is a peer for bayesianoptimization; not run by default (slow).
 EXTRA_PEERS = ["optuna-gp"]
 
@@ -172,6 +174,25 @@ def run(args: tuple[str, str, int, int]) -> tuple[str, str, int, list[float], fl
             study.tell(trial, y)
             values.append(y)
             proposed.append(params)
+    elif algorithm == "hyperopt-tpe":
+        import numpy as np
+        from hyperopt import Trials, fmin, hp, tpe
+
+        space = {}
+        for p in problem.parameters:
+            fs = p["feasibleSpace"]
+            space[p["name"]] = (hp.choice(p["name"], fs["list"]) if "list" in fs
+                                else hp.uniform(p["name"], float(fs["min"]), float(fs["max"])))
+
+        def objective(sample: dict) -> float:
+            params = {k: str(v) for k, v in sample.items()}
+            y = problem.evaluate(params)
+            values.append(y)
+            proposed.append(params)
+            return -y if problem.maximize else y
+
+        fmin(objective, space, algo=tpe.suggest, max_evals=budget, trials=Trials(),
+             rstate=np.random.default_rng(seed), show_progressbar=False)
     else:
         from suggestion import TrialView, get_algorithm
 
