@@ -42,8 +42,6 @@ CHECKPOINTS = (25, 50, 100, 200)
 OURS = ["auto", "random", "sobol", "tpe", "multivariate-tpe", "cmaes"]
 # hyperopt-tpe: hyperopt's own tpe.suggest with its defaults, the TPE Katib serves as "tpe".
 PEERS = ["optuna-random", "optuna-tpe", "optuna-cmaes", "hyperopt-tpe"]
-# Optuna's GPSampler is a peer for bayesianoptimization; not run by default (slow).
-EXTRA_PEERS = ["optuna-gp"]
 
 
 # -- problems -------------------------------------------------------------------------

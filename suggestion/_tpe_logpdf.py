@@ -1,7 +1,7 @@
 """The TPE's log-density of its candidates under a Parzen mixture, bit for bit what
-Optuna's ``_MixtureOfProductDistribution.log_pdf`` returns, in about half its time on a
-long history (the "bad" mixture has a component per trial: 5,000 × 24 candidates × each
-numeric parameter).
+Optuna's ``_MixtureOfProductDistribution.log_pdf`` returns, in about three fifths of its
+time on a long history (the "bad" mixture has a component per trial; 7.3 ms against 12.0 ms
+for 24 candidates, ~5,000 components, three numeric parameters and one categorical).
 
 The same elementwise operations in the same order, done per parameter on 2-D arrays
 rather than on one 3-D array:
