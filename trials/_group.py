@@ -1,7 +1,9 @@
 """One local trial's processes, followed: reaped when they exit, stopped at the deadline,
-escalated from SIGTERM to SIGKILL. The members are the ``Popen`` objects of the processes
-this controller started, or ``Orphan`` s of those an earlier controller started and this
-one adopted; both answer ``pid`` and ``poll()``, so both are followed the same way."""
+escalated from SIGTERM to SIGKILL. The members are ``Orphan`` s: the wrappers this
+controller's spawner forked (``_spawner.py``) and those an earlier controller started and
+this one adopted, followed by pid, start time and exit file; or, where no spawner runs,
+the ``Popen`` objects of the wrappers started here. All answer ``pid`` and ``poll()``, so
+all are followed the same way."""
 
 from __future__ import annotations
 

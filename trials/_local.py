@@ -10,6 +10,8 @@ A Job's ``activeDeadlineSeconds`` is enforced; ``stop`` ends the whole process g
 Each command runs under a small wrapper (``_wrap.py``) that writes its exit status to
 ``<trial dir>/trial.exit``: a restarted controller, not the trials' parent, adopts the
 ones still running (pid *and* start time must match) and still learns how they ended.
+The wrappers are forked by one warm process (``_spawner.py``), so a trial costs no Python
+start-up besides its own.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from ._members import (
 from ._process import Orphan, alive, kill_group, read_exit, start_ticks, unstartable, wrapped
 from ._resources import Allocation, Ledger, NoCapacity, Resources
 from ._sandbox import Sandbox
+from ._spawner import SPAWNER
 
 # The names other modules have imported from here, now in _members.py.
 __all__ = [
@@ -146,7 +149,7 @@ class LocalExecutor(Executor):
         job.trial_dir.mkdir(parents=True, exist_ok=True)
         for target in job.path_map.values():
             Path(target).parent.mkdir(parents=True, exist_ok=True)
-        started: list[subprocess.Popen[bytes]] = []
+        started: list[subprocess.Popen[bytes] | Orphan] = []
         pipes: list[tuple[int, int]] = []  # per member: (its status to read, its go to write)
         try:
             try:
@@ -182,8 +185,10 @@ class LocalExecutor(Executor):
         return handle
 
     @staticmethod
-    def _spawn(job: TrialJob, m: Member, pipes: list[tuple[int, int]]) -> subprocess.Popen[bytes]:
-        """One member's wrapper, started and waiting for its go (``pipes`` gets its fds)."""
+    def _spawn(job: TrialJob, m: Member, pipes: list[tuple[int, int]]) -> subprocess.Popen[bytes] | Orphan:
+        """One member's wrapper, started and waiting for its go (``pipes`` gets its fds):
+        forked by the spawner, followed by its pid and exit file; or, where no spawner
+        runs, started here."""
         cwd = job.workdir
         working_dir = m.container.get("workingDir")
         if working_dir and Path(str(working_dir)).is_dir():
@@ -198,6 +203,9 @@ class LocalExecutor(Executor):
         pipes.append((status_r, go_w))
         try:
             with open(job.trial_dir / m.log_name, "ab") as log:
+                pid = SPAWNER.spawn(m.argv, m.env, cwd, exit_file, log.fileno(), status_w, go_r)
+                if pid is not None:
+                    return Orphan(pid, start_ticks(pid), exit_file)
                 # Each replica leads a process group of its own: stopping the trial
                 # signals every group, so nothing any replica started survives it.
                 # The wrapper records the exit status, for a controller that adopts it.
@@ -209,7 +217,7 @@ class LocalExecutor(Executor):
             os.close(status_w)
             os.close(go_r)
 
-    def _record(self, job: TrialJob, members: list[Member], started: list[subprocess.Popen[bytes]],
+    def _record(self, job: TrialJob, members: list[Member], started: list[subprocess.Popen[bytes] | Orphan],
                 allocation: Allocation) -> dict[str, Any]:
         """Write down the trial's processes, for a controller that dies before it stores
         the trial's handle: their pids (``recover`` kills them) and the handle itself

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import errno
 import os
+import select
 import signal
 import socket
 import sys
+import time
 from pathlib import Path
 
 
@@ -88,6 +90,21 @@ class Orphan:
 
     def running(self) -> bool:
         return alive(self.pid, self.ticks)
+
+    def wait(self) -> int:
+        """Block until it has ended (a pidfd where there is one, else polling)."""
+        while self.poll() is None:
+            try:
+                fd = os.pidfd_open(self.pid)
+            except (AttributeError, OSError):
+                time.sleep(0.01)
+                continue
+            try:
+                select.select([fd], [], [], 1.0)
+            finally:
+                os.close(fd)
+        assert self.returncode is not None
+        return self.returncode
 
     def poll(self) -> int | None:
         if self.returncode is None and not self.running():

@@ -4,6 +4,7 @@ parent can wait for a process's exit status, and after a restart the controller 
 the parent any more.
 
     python -I -S _wrap.py EXIT_FILE STATUS_FD GO_FD -- COMMAND [ARG...]
+    python -I -S _wrap.py --serve SOCKET_FD
 
 The command runs as this process's child, in its process group, with the environment,
 working directory and output it was given, once the launching controller writes its go on
@@ -11,10 +12,20 @@ working directory and output it was given, once the launching controller writes 
 killed before that leaves nothing running (this process reads EOF and exits 127, no exit
 status recorded), so a restarted one never finds a trial that runs unrecorded. Starting it
 reports on ``STATUS_FD`` (a pipe to the launching controller): nothing when it started,
-the error text when it could not (a missing program), and the fd is closed either way.
-When the command ends its exit status is written, atomically, to ``EXIT_FILE`` as Popen
-reports it (``-9`` for SIGKILL), and this process ends the same way, so its own parent
-sees the same status too.
+the error text when it could not (a missing program; its exit status is then 127), and
+the fd is closed either way. When the command ends its exit status is written,
+atomically, to ``EXIT_FILE`` as Popen reports it (``-9`` for SIGKILL), and this process
+ends the same way, so its own parent sees the same status too.
+
+``--serve`` is the same wrapper without a Python start-up per trial: a spawner that the
+controller starts once (``trials._spawner``). Each request on the socket (a Unix
+SOCK_SEQPACKET: a header with the payload's size and the trial's log, status and go fds,
+then the payload, ``marshal`` ed ``(argv, env, cwd, exit_file)``) is answered with the pid
+of a forked wrapper, which is a session leader with the log as stdout and stderr, exactly
+as the first form started by ``Popen``. The spawner ignores SIGCHLD (its wrappers are
+reaped by the kernel: the controller follows them by pid and exit file, as it follows
+adopted ones) and SIGINT (a terminal's Ctrl-C is the controller's to handle), and exits
+when the controller's end of the socket closes; running wrappers outlive it.
 
 Stand-alone on purpose (the standard library only, no site packages): it runs under
 ``-I -S`` and must start in a few milliseconds whatever the trial's environment holds.
@@ -24,9 +35,13 @@ import os
 import signal
 import sys
 
+# Python ignores SIGPIPE and SIGXFSZ; the command gets the defaults, as Popen gives, and
+# none of the handlers this process sets.
+_DEFAULTS = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD)
 
-def main() -> None:
-    exit_file, status_fd, go_fd, argv = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[5:]
+
+def run(argv: list, exit_file: str, status_fd: int, go_fd: int, cwd: str = "") -> None:
+    """Wait for the go, run ``argv``, record its exit status and end the same way."""
     # The whole group is signalled to stop a trial: this process waits for the command to
     # end rather than dying first (a caught signal is reset to the default in the child).
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -37,19 +52,17 @@ def main() -> None:
     if go != b"1":
         os._exit(127)  # the launcher died before writing the trial down: nothing runs
     try:
-        # Python ignores SIGPIPE and SIGXFSZ; the command gets the defaults, as Popen gives.
-        pid = os.posix_spawnp(argv[0], argv, os.environ,
-                              setsigdef=(signal.SIGPIPE, signal.SIGXFSZ, signal.SIGTERM, signal.SIGINT, signal.SIGHUP))
+        if cwd:
+            os.chdir(cwd)
+        pid = os.posix_spawnp(argv[0], argv, os.environ, setsigdef=_DEFAULTS)
     except OSError as exc:
         os.write(status_fd, (exc.strerror or str(exc)).encode())
+        _record(exit_file, 127)
         os._exit(127)
     os.close(status_fd)
     _, status = os.waitpid(pid, 0)
     code = os.waitstatus_to_exitcode(status)
-    tmp = f"{exit_file}.tmp"
-    with open(tmp, "w") as f:
-        f.write(f"{code}\n")
-    os.replace(tmp, exit_file)
+    _record(exit_file, code)
     if code >= 0:
         os._exit(code)
     import resource
@@ -59,6 +72,76 @@ def main() -> None:
         signal.signal(-code, signal.SIG_DFL)
     os.kill(os.getpid(), -code)
     os._exit(128 - code)
+
+
+def _record(exit_file: str, code: int) -> None:
+    tmp = f"{exit_file}.tmp"
+    with open(tmp, "w") as f:
+        f.write(f"{code}\n")
+    os.replace(tmp, exit_file)
+
+
+def serve(sock_fd: int) -> None:
+    """Fork a wrapper per request on ``sock_fd`` until the controller closes its end."""
+    import marshal
+    import socket
+
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps our wrappers
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sock = socket.socket(fileno=sock_fd)
+    while True:
+        try:
+            header, fds, _, _ = socket.recv_fds(sock, 32, 3, socket.MSG_CMSG_CLOEXEC)
+            if not header:
+                return
+            size, parts = int(header), []
+            while size > 0:
+                part = sock.recv(65536)
+                if not part:
+                    return
+                parts.append(part)
+                size -= len(part)
+        except (OSError, ValueError):
+            return
+        try:
+            argv, env, cwd, exit_file = marshal.loads(b"".join(parts))
+            log, status_fd, go_fd = fds
+        except (ValueError, TypeError, EOFError):
+            for fd in fds:
+                os.close(fd)
+            sock.send(b"error: a malformed request")
+            continue
+        pid = os.fork()
+        if pid == 0:
+            try:
+                sock.close()
+                os.setsid()
+                null = os.open(os.devnull, os.O_RDONLY)
+                os.dup2(null, 0)
+                os.dup2(log, 1)
+                os.dup2(log, 2)
+                os.close(null)
+                os.close(log)
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                os.environ.clear()  # posix_spawnp looks the program up on this PATH
+                os.environ.update(env)
+                run(argv, exit_file, status_fd, go_fd, cwd)
+            finally:
+                os._exit(127)
+        for fd in fds:
+            os.close(fd)
+        try:
+            sock.send(str(pid).encode())
+        except OSError:
+            return
+
+
+def main() -> None:
+    if sys.argv[1] == "--serve":
+        serve(int(sys.argv[2]))
+        return
+    run(sys.argv[5:], sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))
 
 
 if __name__ == "__main__":
