@@ -197,3 +197,16 @@ def test_the_resume_hint_carries_the_flags_that_decide_where_trials_run():
     assert _resume_words("kubernetes", {"--context": "prod", "--kueue-queue": "team-a", "--grpc-port": 7000,
                                         "--slurm-partition": None}) == \
         ["resume", "--executor", "kubernetes", "--context", "prod", "--kueue-queue", "team-a", "--grpc-port", "7000"]
+
+
+def test_values_and_messages_that_look_like_rich_markup_are_printed_as_they_are(tmp_path):
+    # Printed as rich markup, "[/x]" raised MarkupError and `katib run` ended in a traceback.
+    doc = experiment(command=python_command("import sys; print('loss=1'); sys.exit('bad [/] input [bold]')"),
+                     maxTrialCount=1, maxFailedTrialCount=1, parallelTrialCount=1)
+    doc["spec"]["parameters"].append({"name": "opt", "parameterType": "categorical",
+                                      "feasibleSpace": {"list": ["[/x]"]}})
+    result = katib("run", str(write(tmp_path, doc)), "--db", str(tmp_path / "k.db"), "--tick", "0.05")
+    assert "Traceback" not in result.stderr, result.stderr
+    assert "opt=[/x]" in result.stdout
+    assert "bad [/] input [bold]" in result.stdout
+    assert result.returncode == 1  # the only trial failed

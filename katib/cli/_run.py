@@ -106,7 +106,7 @@ def validate(
             if output in (Output.json, Output.yaml):
                 _dump(exp.to_dict(), output)
             else:
-                out.print(f"experiment.kubeflow.org/{exp.name} validated ({path}; dry run)", highlight=False)
+                out.print(f"experiment.kubeflow.org/{exp.name} validated ({path}; dry run)", highlight=False, markup=False)
     if bad:
         raise typer.Exit(EXIT_INVALID)
 
@@ -136,12 +136,12 @@ class _Progress:
             return
         if event == "launched":
             params = " ".join(f"{a['name']}={a['value']}" for a in trial.assignments)
-            out.print(f"{trial.name}  Running    {params}", highlight=False)
+            out.print(f"{trial.name}  Running    {params}", highlight=False, markup=False)
         elif event == "finished":
-            out.print(f"{trial.name}  {trial.state:<10} {self._metrics(trial)}{self._best_text()}", highlight=False)
+            out.print(f"{trial.name}  {trial.state:<10} {self._metrics(trial)}{self._best_text()}", highlight=False, markup=False)
         elif event in ("waiting", "running"):  # what a running trial waits for (Kueue, a GPU), and its end
             out.print(f"{trial.name}  {'Waiting' if event == 'waiting' else 'Running':<10} "
-                      f"{_waiting(trial) or '(no longer waiting)'}", highlight=False)
+                      f"{_waiting(trial) or '(no longer waiting)'}", highlight=False, markup=False)
 
     def _metrics(self, trial: Any) -> str:
         if trial.state not in ("Succeeded", "EarlyStopped"):
@@ -215,7 +215,7 @@ def _summary(rec: Any, trials: list[Any]) -> int:
     if best is not None:
         out.print(f"best trial: {best.best_trial_name}", highlight=False)
         for a in best.parameter_assignments:
-            out.print(f"  {a.name} = {a.value}", highlight=False)
+            out.print(f"  {a.name} = {a.value}", highlight=False, markup=False)
         strategies = views.strategies_of(rec)
         for name, m in best.metrics().items():
             value = views.shown_value({name: m}, name, strategies)

@@ -41,7 +41,7 @@ def serve(
     store.close()
     name = model_name or experiment
     err.print(f"serving trial {trial_name}'s model ({folder}) as {name}: POST http://{host}:{port}/v2/models/{name}/infer",
-              highlight=False)
+              highlight=False, markup=False)
     serve_model(folder, name, host, port)
 
 
