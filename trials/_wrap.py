@@ -40,8 +40,27 @@ import sys
 _DEFAULTS = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD)
 
 
-def run(argv: list, exit_file: str, status_fd: int, go_fd: int, cwd: str = "") -> None:
-    """Wait for the go, run ``argv``, record its exit status and end the same way."""
+def _spawnp(argv: list, env: dict) -> int:
+    """``posix_spawnp`` with the program looked up on ``env`` 's ``PATH``, as ``execvpe``
+    does (``posix_spawnp`` reads this process's own ``PATH``; replacing this process's
+    environment for each trial costs more than the lookup)."""
+    program = argv[0]
+    if "/" in program:
+        return os.posix_spawn(program, argv, env, setsigdef=_DEFAULTS)
+    denied = None
+    for folder in env.get("PATH", os.defpath).split(os.pathsep):
+        try:
+            return os.posix_spawn(os.path.join(folder or ".", program), argv, env, setsigdef=_DEFAULTS)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        except PermissionError as exc:
+            denied = exc
+    raise denied or FileNotFoundError(2, os.strerror(2))
+
+
+def run(argv: list, exit_file: str, status_fd: int, go_fd: int, cwd: str = "", env: dict | None = None) -> None:
+    """Wait for the go, run ``argv`` (with ``env``, else this process's environment),
+    record its exit status and end the same way."""
     # The whole group is signalled to stop a trial: this process waits for the command to
     # end rather than dying first (a caught signal is reset to the default in the child).
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -54,7 +73,7 @@ def run(argv: list, exit_file: str, status_fd: int, go_fd: int, cwd: str = "") -
     try:
         if cwd:
             os.chdir(cwd)
-        pid = os.posix_spawnp(argv[0], argv, os.environ, setsigdef=_DEFAULTS)
+        pid = _spawnp(argv, env) if env is not None else os.posix_spawnp(argv[0], argv, os.environ, setsigdef=_DEFAULTS)
     except OSError as exc:
         os.write(status_fd, (exc.strerror or str(exc)).encode())
         _record(exit_file, 127)
@@ -124,9 +143,7 @@ def serve(sock_fd: int) -> None:
                 os.close(log)
                 signal.signal(signal.SIGCHLD, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
-                os.environ.clear()  # posix_spawnp looks the program up on this PATH
-                os.environ.update(env)
-                run(argv, exit_file, status_fd, go_fd, cwd)
+                run(argv, exit_file, status_fd, go_fd, cwd, env)
             finally:
                 os._exit(127)
         for fd in fds:

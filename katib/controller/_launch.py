@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from katib.names import ARTIFACTS, RunLayout, map_into
+from katib.names import ARTIFACTS, RunLayout, check, inside, map_into
 from katib.spec import TRIAL_LABEL, Experiment, TrialMeta, render
 from katib.store import ExperimentRecord, TrialRecord
 from suggestion import CHECKPOINT_FROM_LABEL, Algorithm
@@ -38,6 +38,7 @@ class Launching:
     _touch: Callable[[TrialRecord], None]
     _emit: Callable[[str, TrialRecord | None], None]
     _db_manager: Any = None  # the loopback DBManager this run started for a Custom collector
+    _experiment_folder: Path | None = None
 
     def _db_manager_address(self) -> str:
         """Where a Custom collector reports: the controller's DBManager (``katib server
@@ -69,11 +70,20 @@ class Launching:
         mc = self.exp.spec.metrics_collector_spec
         return mc.collector.kind if mc and mc.collector and mc.collector.kind else "StdOut"
 
+    def _experiment_dir(self) -> Path:
+        """The experiment's folder under the runs root, its names checked and its path
+        resolved once per run; each trial's folder is checked to stay inside it."""
+        if self._experiment_folder is None:
+            self._experiment_folder = RunLayout(self.ctl.runs_root).experiment(self.exp.namespace, self.exp.name)
+        return self._experiment_folder
+
     def _trial_dir(self, t: TrialRecord) -> Path:
-        return RunLayout(self.ctl.runs_root).trial(self.exp.namespace, self.exp.name, t.name)
+        check("trial", t.name)
+        return inside(self._experiment_dir(), t.name)
 
     def _checkpoint_dir(self, name: str) -> Path:
-        return RunLayout(self.ctl.runs_root).checkpoint(self.exp.namespace, self.exp.name, name)
+        check("trial", name)
+        return inside(self._experiment_dir(), "checkpoints", name)
 
     def _path_map(self, t: TrialRecord) -> dict[str, str]:
         """Katib's absolute paths, mapped into the trial's own directories: the metrics
@@ -145,7 +155,7 @@ class Launching:
             try:
                 job = self._job(t)
                 self._prepare_checkpoint(t)
-                (self._trial_dir(t) / ARTIFACTS).mkdir(parents=True, exist_ok=True)
+                (job.trial_dir / ARTIFACTS).mkdir(parents=True, exist_ok=True)
                 t.handle = self.executor.launch(job)
             except Deferred:
                 continue  # it waits, pending, for running trials to free what it needs

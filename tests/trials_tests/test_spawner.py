@@ -125,3 +125,23 @@ def test_the_spawner_leaves_with_its_controller_and_the_trial_runs_on(tmp_path):
         assert time.monotonic() < deadline + 10
         time.sleep(0.05)
     assert read_exit(tmp_path / "runs" / "t-1" / "trial.exit") == 0
+
+
+def test_the_program_is_looked_up_on_the_trials_own_path(tmp_path):
+    # The spawner's own PATH is the system default: the trial's is the one that counts,
+    # in order, past folders that hold a same-named file that is not executable.
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    (first / "mytool").write_text("#!/bin/sh\necho from-first\n")  # not executable: skipped
+    tool = second / "mytool"
+    tool.write_text("#!/bin/sh\necho loss=1 from-second\n")
+    tool.chmod(0o755)
+    container = {"name": "main", "image": "x", "command": ["mytool"],
+                 "env": [{"name": "PATH", "value": f"{tmp_path / 'none'}:{first}:{second}:/usr/bin:/bin"}]}
+    job = TrialJob(name="t-1", experiment="e", namespace="default",
+                   run_spec={"spec": {"template": {"spec": {"containers": [container]}}}},
+                   primary_container="main", workdir=tmp_path, trial_dir=tmp_path / "runs" / "t-1")
+    _, state = _run(LocalExecutor(ledger=Ledger(Inventory(cpus=8, memory=0, gpus=[]))), job)
+    assert state.succeeded, state
+    assert "from-second" in (tmp_path / "runs" / "t-1" / "trial.log").read_text()
