@@ -43,7 +43,7 @@ class Spawner:
     def spawn(self, argv: list[str], env: dict[str, str], cwd: Path, exit_file: Path,
               log_fd: int, status_fd: int, go_fd: int) -> int | None:
         """The pid of a wrapper for ``argv``, waiting for its go; None where no spawner runs."""
-        payload = marshal.dumps(([str(a) for a in argv], dict(env), str(cwd), str(exit_file.absolute())))
+        payload = marshal.dumps(([str(a) for a in argv], dict(env), os.path.abspath(cwd), str(exit_file.absolute())))
         with self._lock:
             for _ in range(2):  # a spawner that died (killed by hand, say) is started again once
                 sock = self._ensure()

@@ -44,7 +44,8 @@ def _ppid(pid: int) -> int:
 
 def test_a_trial_runs_under_a_wrapper_the_spawner_forked(tmp_path):
     code = "import os; print('loss=1'); print('sid', os.getsid(0), 'pgid', os.getpgid(0), 'cwd', os.getcwd());" \
-           "print('var', os.environ.get('ONLY_MINE')); open('ppid', 'w').write(str(os.getppid()))"
+           "print('var', os.environ.get('ONLY_MINE')); open('ppid', 'w').write(str(os.getppid()));" \
+           "print('fds', sorted(int(f) for f in os.listdir('/proc/self/fd')))"
     ex = LocalExecutor(ledger=Ledger(Inventory(cpus=8, memory=0, gpus=[])))
     handle, state = _run(ex, _job(tmp_path, code, env={"ONLY_MINE": "yes"}))
     assert state.succeeded, state
@@ -53,6 +54,7 @@ def test_a_trial_runs_under_a_wrapper_the_spawner_forked(tmp_path):
     out = (tmp_path / "runs" / "t-1" / "trial.log").read_text()
     assert f"sid {wrapper} pgid {wrapper} cwd {tmp_path}" in out  # its own session, led by its wrapper
     assert "var yes" in out
+    assert "fds [0, 1, 2, 3]" in out  # nothing of the spawner's or the controller's (3: the listing itself)
     assert int((tmp_path / "ppid").read_text()) == wrapper  # the command is the wrapper's child
     assert read_exit(Path(handle["exit"])) == 0
 
