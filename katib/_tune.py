@@ -197,6 +197,7 @@ class _Display:
 
 
 def _render(result: ExperimentResult) -> Any:
+    from rich.markup import escape
     from rich.progress_bar import ProgressBar
     from rich.table import Table
 
@@ -206,7 +207,7 @@ def _render(result: ExperimentResult) -> Any:
         counts[t.state] = counts.get(t.state, 0) + 1
     ended = sum(n for s, n in counts.items() if s not in ("Running", "Created"))
     line = Table.grid(padding=(0, 1))
-    line.add_row(f"[bold]{result.name}[/]", ProgressBar(total=total, completed=ended, width=30),
+    line.add_row(f"[bold]{escape(result.name)}[/]", ProgressBar(total=total, completed=ended, width=30),
                  f"{ended}/{total or '?'} trials", _counts(counts), f"[dim]{result.state}[/]")
     grid = Table.grid()
     grid.add_row(line)
@@ -214,7 +215,7 @@ def _render(result: ExperimentResult) -> Any:
         best = result.best_trial
         params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in best.params.items())
         value = f"{best.value:.6g}" if best.value is not None else "?"
-        grid.add_row(f"best {result.metric_name}=[bold green]{value}[/] ({params})")
+        grid.add_row(f"best {escape(result.metric_name)}=[bold green]{value}[/] ({escape(params)})")
     return grid
 
 

@@ -190,3 +190,13 @@ def test_a_remote_client_tunes_a_closure_and_refuses_a_too_large_one(tmp_path, s
 def test_the_function_must_take_the_parameters():
     with pytest.raises(KatibError, match="keyword arguments named after the parameters"):
         ship(lambda a, b: 1, {"x": search.double(0, 1)}, "loss", "StdOut", None)
+
+
+def test_values_that_look_like_rich_markup_show_as_they_are(client, capsys):
+    # The progress line was rich markup with the best parameters in it: "[/x]" raised
+    # MarkupError out of tune(), and "[red]" vanished from what was shown.
+    result = client.tune("markup", lambda p: 1.0 if p["opt"] == "[/x]" else 2.0,
+                         {"opt": search.categorical(["[/x]", "[red]"])}, objective_metric_name="loss",
+                         objective_type="minimize", max_trial_count=2, parallel_trial_count=1, algorithm_name="grid")
+    assert result.best_params == {"opt": "[/x]"}
+    assert "opt=[/x]" in capsys.readouterr().err

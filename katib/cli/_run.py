@@ -173,9 +173,9 @@ class _Progress:
         table.add_column("trial")
         table.add_column("state")
         for p in spec.parameters or []:
-            table.add_column(p.name or "", justify="right")
+            table.add_column(Text(p.name or ""), justify="right")
         for m in run.names:
-            table.add_column(m, justify="right")
+            table.add_column(Text(m), justify="right")  # a metric's name is any text: not markup
         shown = trials[-12:]
         notes = [_why(t) or _waiting(t) for t in shown]
         if any(notes):
