@@ -51,11 +51,20 @@ class Spawner:
                     return None
                 try:
                     socket.send_fds(sock, [str(len(payload)).encode()], [log_fd, status_fd, go_fd])
+                except OSError:
+                    self._stop()  # nothing was sent: a new spawner may take the request
+                    continue
+                try:
                     for at in range(0, len(payload), _CHUNK):
                         sock.send(payload[at:at + _CHUNK])
                     reply = sock.recv(256)
                 except OSError:
                     reply = b""
+                if not reply:
+                    # It may have forked a wrapper already: never send the same fds twice.
+                    # The launch fails; its go pipe closes and any such wrapper exits.
+                    self._stop()
+                    raise OSError("the trial spawner did not answer")
                 if reply.isdigit():
                     return int(reply)
                 if reply:
