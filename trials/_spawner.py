@@ -6,8 +6,8 @@ that adopts it after a crash. Started as a program, that wrapper is a second Pyt
 start-up per trial (about 15 ms of CPU, two thirds of a trivial trial's own), on the same
 cores as the trials. The spawner is that wrapper started once, under ``--serve``: each
 launch sends it the command, environment, working directory and the trial's log, status
-and go fds, and it answers with the pid of a forked wrapper, which then behaves exactly
-as one started by ``Popen`` (its own session, its go awaited, its exit recorded).
+and go fds, and it answers with the pid of a forked wrapper, which runs the command as one
+started by ``Popen`` does (its own session, its go awaited, its exit recorded).
 
 The wrappers are the spawner's children, not the controller's: the controller follows them
 as it follows adopted trials (``Orphan``: the pid with its start time, and the exit file),
@@ -67,9 +67,7 @@ class Spawner:
                     raise OSError("the trial spawner did not answer")
                 if reply.isdigit():
                     return int(reply)
-                if reply:
-                    raise OSError(reply.decode(errors="replace"))
-                self._stop()
+                raise OSError(reply.decode(errors="replace"))
             self.broken = True
             return None
 
