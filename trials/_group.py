@@ -61,14 +61,18 @@ class ProcessGroup:
         self.pidfds: list[int] = []
         if hasattr(os, "pidfd_open"):  # a pidfd is readable once its process exits, child or not
             try:
-                self.pidfds = [os.pidfd_open(m.pid) for m in members]
-            except OSError:
-                self.pidfds = []
+                for m in members:
+                    self.pidfds.append(os.pidfd_open(m.pid))
+            except OSError:  # one has ended already: the executor polls this trial instead
+                self.close_pidfds()
 
-    def close_fd(self) -> None:
+    def close_pidfds(self) -> None:
         for fd in self.pidfds:
             os.close(fd)
         self.pidfds = []
+
+    def close_fd(self) -> None:
+        self.close_pidfds()
         self.close_fd_statuses()
 
     def _read_statuses(self, timeout: float) -> None:

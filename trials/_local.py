@@ -47,7 +47,16 @@ from ._members import (
     replica_processes,
     trial_env,
 )
-from ._process import Orphan, alive, kill_group, read_exit, start_ticks, unstartable, wrapped
+from ._process import (
+    Orphan,
+    alive,
+    kill_group,
+    read_exit,
+    start_ticks,
+    unpassable,
+    unstartable,
+    wrapped,
+)
 from ._resources import Allocation, Ledger, NoCapacity, Resources
 from ._sandbox import Sandbox
 from ._spawner import SPAWNER
@@ -177,9 +186,9 @@ class LocalExecutor(Executor):
             for p in started:
                 p.wait()
             raise
-        # The launch does not wait for the wrappers to report that their commands started
-        # (a Python start-up each): the trial runs, and a program found above that still
-        # could not start (not executable after all) ends it LaunchFailed at a later poll.
+        # The launch does not wait for the wrappers to report that their commands started:
+        # the trial runs, and a program found above that still could not start (not
+        # executable after all) ends it LaunchFailed at a later poll.
         statuses = [(status, m.argv[0]) for (status, _), m in zip(pipes, members, strict=True)]
         self._procs[started[0].pid] = ProcessGroup(started, deadline_of(job.run_spec), allocation, statuses=statuses)
         return handle
@@ -193,7 +202,7 @@ class LocalExecutor(Executor):
         working_dir = m.container.get("workingDir")
         if working_dir and Path(str(working_dir)).is_dir():
             cwd = Path(str(working_dir))
-        error = unstartable(m.argv[0], m.env, cwd)
+        error = unpassable(m.argv, m.env) or unstartable(m.argv[0], m.env, cwd)
         if error:
             raise LaunchError(f"cannot start {m.argv[0]!r}: {error}")
         exit_file = job.trial_dir / exit_name(m.log_name)
@@ -303,6 +312,13 @@ class LocalExecutor(Executor):
 
     def wait(self, timeout: float) -> None:
         procs = [p for p in self._procs.values() if p.code is None]
+        # A trial without pidfds (one that ended before they could be opened, or no
+        # pidfds here) is looked at first: one that has ended wakes the caller at once.
+        for p in procs:
+            if not p.pidfds:
+                self._check(p)
+        if any(p.code is not None for p in procs):
+            return
         now = time.monotonic()
         for p in procs:
             for at in (p.deadline_at, p.kill_at):

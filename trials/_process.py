@@ -70,6 +70,21 @@ def unstartable(program: str, env: dict[str, str], cwd: Path) -> str:
     return os.strerror(errno.ENOENT if missing or "/" not in program else errno.EACCES)
 
 
+def unpassable(argv: list[str], env: dict[str, str]) -> str:
+    """Why ``argv`` and ``env`` cannot be handed to a program (a NUL byte, a variable name
+    that is empty or holds ``=``), or "": checked before the launch, so the trial fails
+    saying which, not as a wrapper that could not start."""
+    for i, arg in enumerate(argv):
+        if "\0" in arg:
+            return f"argument {i} ({arg[:40]!r}) holds a NUL byte"
+    for name, value in env.items():
+        if not name or "=" in name or "\0" in name:
+            return f"environment variable name {name[:40]!r} is empty or holds '=' or a NUL byte"
+        if "\0" in value:
+            return f"environment variable {name} holds a NUL byte"
+    return ""
+
+
 def read_exit(path: Path) -> int | None:
     """The exit status the wrapper recorded, or None if there is none (yet)."""
     try:
@@ -79,10 +94,12 @@ def read_exit(path: Path) -> int | None:
 
 
 class Orphan:
-    """A process an earlier controller started, followed by one that is not its parent:
-    the same ``pid``/``poll()`` face as ``Popen``. Its end is the pid vanishing (or
-    turning zombie); its status is what the wrapper recorded, else SIGKILL's (only a
-    SIGKILL ends the wrapper without a record)."""
+    """A trial's wrapper followed by a controller that is not its parent (one the spawner
+    forked, or one an earlier controller started and this one adopted): the same
+    ``pid``/``poll()`` face as ``Popen``. Its end is the pid vanishing (or turning
+    zombie); its status is what the wrapper recorded, else SIGKILL's: a started wrapper
+    records every end but a SIGKILL of its own (the only other unrecorded end, a launch
+    that never gave the go, ran nothing)."""
 
     def __init__(self, pid: int, ticks: int | None, exit_file: Path) -> None:
         self.pid, self.ticks, self.exit_file = pid, ticks, exit_file

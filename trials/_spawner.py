@@ -12,9 +12,12 @@ started by ``Popen`` does (its own session, its go awaited, its exit recorded).
 The wrappers are the spawner's children, not the controller's: the controller follows them
 as it follows adopted trials (``Orphan``: the pid with its start time, and the exit file),
 which is what makes a restart able to adopt them too. One spawner serves the whole process
-(every executor, every thread); it is started on first use, restarted if it died, and it
-exits when this process does. Where it cannot run, ``spawn`` returns None and the
-launcher starts the wrapper itself, as before.
+(every executor, every thread); it is started on first use, and it exits when this process
+does. A spawner found dead before a request is sent is started again at once; one that
+dies with a request in flight fails that launch, and the next launch starts a new one.
+Where it cannot run (no ``fork``, or it would not start: then for ``RETRY_SECONDS``),
+``spawn`` returns None and the launcher starts the wrapper itself, as before. A forked
+copy of this process starts a spawner of its own.
 """
 
 from __future__ import annotations
@@ -25,11 +28,13 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 from ._process import WRAPPER
 
 _CHUNK = 65536
+RETRY_SECONDS = 30.0  # after a spawner that would not start, launches start their own wrappers this long
 
 
 class Spawner:
@@ -38,7 +43,16 @@ class Spawner:
         self._sock: socket.socket | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._owner = 0  # the pid that started it: a forked copy of this process starts its own
+        self._retry_at = 0.0  # a spawner that would not start is not tried again before this
         self.broken = not (hasattr(os, "fork") and hasattr(socket, "send_fds") and hasattr(os, "pidfd_open"))
+
+    def after_fork(self) -> None:
+        """In a forked copy of this process: a lock another thread held at the fork would
+        never be released here, and the socket is the parent's spawner's."""
+        self._lock = threading.Lock()
+        if self._sock is not None:
+            self._sock.close()
+        self._sock, self._proc = None, None
 
     def spawn(self, argv: list[str], env: dict[str, str], cwd: Path, exit_file: Path,
               log_fd: int, status_fd: int, go_fd: int) -> int | None:
@@ -68,11 +82,11 @@ class Spawner:
                 if reply.isdigit():
                     return int(reply)
                 raise OSError(reply.decode(errors="replace"))
-            self.broken = True
+            self._retry_at = time.monotonic() + RETRY_SECONDS  # two spawners in a row died at once
             return None
 
     def _ensure(self) -> socket.socket | None:
-        if self.broken:
+        if self.broken or time.monotonic() < self._retry_at:
             return None
         if self._sock is not None and self._owner == os.getpid():
             return self._sock
@@ -85,7 +99,7 @@ class Spawner:
             )
         except OSError:
             ours.close()
-            self.broken = True
+            self._retry_at = time.monotonic() + RETRY_SECONDS
             return None
         finally:
             theirs.close()
@@ -104,3 +118,5 @@ class Spawner:
 
 
 SPAWNER = Spawner()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=SPAWNER.after_fork)

@@ -15,7 +15,7 @@ reports on ``STATUS_FD`` (a pipe to the launching controller): nothing when it s
 the error text when it could not (a missing program; its exit status is then 127), and
 the fd is closed either way. When the command ends its exit status is written,
 atomically, to ``EXIT_FILE`` as Popen reports it (``-9`` for SIGKILL), and this process
-ends the same way, so its own parent sees the same status too.
+ends the same way (a parent that waits for it, as ``Popen`` does, sees that status too).
 
 ``--serve`` is the same wrapper without a Python start-up per trial: a spawner that the
 controller starts once (``trials._spawner``). Each request on the socket (a Unix
@@ -74,10 +74,8 @@ def run(argv: list, exit_file: str, status_fd: int, go_fd: int, cwd: str = "", e
         if cwd:
             os.chdir(cwd)
         pid = _spawnp(argv, env) if env is not None else os.posix_spawnp(argv[0], argv, os.environ, setsigdef=_DEFAULTS)
-    except OSError as exc:
-        os.write(status_fd, (exc.strerror or str(exc)).encode())
-        _record(exit_file, 127)
-        os._exit(127)
+    except Exception as exc:  # OSError; ValueError for a NUL byte in an argument, an '=' in a name
+        failed(exit_file, status_fd, exc)
     os.close(status_fd)
     _, status = os.waitpid(pid, 0)
     code = os.waitstatus_to_exitcode(status)
@@ -93,6 +91,19 @@ def run(argv: list, exit_file: str, status_fd: int, go_fd: int, cwd: str = "", e
     os._exit(128 - code)
 
 
+def failed(exit_file: str, status_fd: int, exc: BaseException) -> None:
+    """The command could not start: say why on ``status_fd``, record 127 and exit so."""
+    try:
+        text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__
+        os.write(status_fd, text.encode(errors="replace")[:4096])
+    except OSError:
+        pass
+    try:
+        _record(exit_file, 127)
+    finally:
+        os._exit(127)
+
+
 def _record(exit_file: str, code: int) -> None:
     tmp = f"{exit_file}.tmp"
     with open(tmp, "w") as f:
@@ -105,6 +116,13 @@ def serve(sock_fd: int) -> None:
     import marshal
     import socket
 
+    # A received fd must never land on 0, 1 or 2 (a controller with its output closed
+    # starts us so): the fork below puts the log there and would close it again.
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            os.open(os.devnull, os.O_RDWR)  # the lowest free fd: this one
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps our wrappers
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     sock = socket.socket(fileno=sock_fd)
@@ -130,7 +148,10 @@ def serve(sock_fd: int) -> None:
                 os.close(fd)
             sock.send(b"error: a malformed request")
             continue
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError as exc:  # out of processes or memory: this launch fails, not the spawner
+            pid, reply = -1, f"error: cannot fork a wrapper: {exc.strerror or exc}".encode()
         if pid == 0:
             try:
                 sock.close()
@@ -144,12 +165,14 @@ def serve(sock_fd: int) -> None:
                 signal.signal(signal.SIGCHLD, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
                 run(argv, exit_file, status_fd, go_fd, cwd, env)
+            except BaseException as exc:  # whatever it was, the trial records that it never ran
+                failed(exit_file, status_fd, exc)
             finally:
                 os._exit(127)
         for fd in fds:
             os.close(fd)
         try:
-            sock.send(str(pid).encode())
+            sock.send(str(pid).encode() if pid > 0 else reply)
         except OSError:
             return
 

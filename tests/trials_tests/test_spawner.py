@@ -7,15 +7,19 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
 import time
 from pathlib import Path
 
-from trials import Inventory, Ledger, LocalExecutor, TrialJob
-from trials._process import alive, read_exit
-from trials._spawner import SPAWNER
+import pytest
+
+from trials import Inventory, LaunchError, Ledger, LocalExecutor, TrialJob
+from trials._group import start_error
+from trials._process import WRAPPER, alive, read_exit
+from trials._spawner import SPAWNER, Spawner
 
 
 def _job(tmp_path: Path, code: str, env: dict[str, str] | None = None, name: str = "t-1") -> TrialJob:
@@ -147,3 +151,152 @@ def test_the_program_is_looked_up_on_the_trials_own_path(tmp_path):
     _, state = _run(LocalExecutor(ledger=Ledger(Inventory(cpus=8, memory=0, gpus=[]))), job)
     assert state.succeeded, state
     assert "from-second" in (tmp_path / "runs" / "t-1" / "trial.log").read_text()
+
+
+def _request(spawner: Spawner, tmp_path: Path, argv: list[str], env: dict[str, str] | None = None):
+    """Ask ``spawner`` for a wrapper of ``argv``: (its pid, its status fd, its go fd, its exit file)."""
+    exit_file = tmp_path / f"w{time.monotonic_ns()}.exit"
+    status_r, status_w = os.pipe()
+    go_r, go_w = os.pipe()
+    with open(tmp_path / "w.log", "ab") as log:
+        try:
+            pid = spawner.spawn(argv, env or {"PATH": os.defpath}, tmp_path, exit_file, log.fileno(), status_w, go_r)
+        except BaseException:
+            for fd in (status_r, go_w):
+                os.close(fd)
+            raise
+        finally:
+            os.close(status_w)
+            os.close(go_r)
+    return pid, status_r, go_w, exit_file
+
+
+def _go_and_wait(status_r: int, go_w: int, exit_file: Path) -> tuple[str, int | None]:
+    """Give the go; what the wrapper reported on its status fd, and its recorded exit status."""
+    os.write(go_w, b"1")
+    os.close(go_w)
+    report = start_error(status_r, 10.0)
+    os.close(status_r)
+    deadline = time.monotonic() + 10
+    while read_exit(exit_file) is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return report, read_exit(exit_file)
+
+
+def test_a_command_the_forked_wrapper_cannot_hand_over_is_recorded_as_not_started(tmp_path):
+    # A NUL byte in an argument makes posix_spawn raise ValueError, not OSError: the
+    # wrapper says so and records 127, where it used to die unrecorded (read as SIGKILL).
+    pid, status_r, go_w, exit_file = _request(SPAWNER, tmp_path, [sys.executable, "-c", "pass", "a\0b"])
+    assert pid is not None
+    report, code = _go_and_wait(status_r, go_w, exit_file)
+    assert "null byte" in report
+    assert code == 127
+
+
+def test_an_argument_or_variable_no_program_can_take_fails_the_launch_naming_it(tmp_path):
+    ex = LocalExecutor(ledger=Ledger(Inventory(cpus=8, memory=0, gpus=[])))
+    with pytest.raises(LaunchError, match=r"'A=B' is empty or holds '='"):
+        ex.launch(_job(tmp_path, "print('loss=1')", env={"A=B": "1"}))
+    container = {"name": "main", "image": "x", "command": [sys.executable, "-c", "pass", "x\0y"]}
+    job = TrialJob(name="t-2", experiment="e", namespace="default",
+                   run_spec={"spec": {"template": {"spec": {"containers": [container]}}}},
+                   primary_container="main", workdir=tmp_path, trial_dir=tmp_path / "runs" / "t-2")
+    with pytest.raises(LaunchError, match="argument 3 .* holds a NUL byte"):
+        ex.launch(job)
+
+
+def test_a_failed_fork_fails_one_launch_and_the_spawner_serves_the_next(tmp_path):
+    # The spawner's first fork fails (as when the system is out of processes): that launch
+    # fails with the reason, the spawner lives on and forks the next wrapper.
+    driver = textwrap.dedent(f"""
+        import os, sys
+        sys.path.insert(0, {str(Path(WRAPPER).parent)!r})
+        import _wrap
+        real, calls = os.fork, []
+        def fork():
+            calls.append(1)
+            if len(calls) == 1:
+                raise BlockingIOError(11, "Resource temporarily unavailable")
+            return real()
+        os.fork = fork
+        _wrap.serve(int(sys.argv[1]))
+    """)
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    proc = subprocess.Popen([sys.executable, "-I", "-S", "-c", driver, str(theirs.fileno())],
+                            pass_fds=(theirs.fileno(),))
+    theirs.close()
+    ours.settimeout(30.0)
+    spawner = Spawner()
+    spawner._sock, spawner._proc, spawner._owner = ours, proc, os.getpid()
+    try:
+        with pytest.raises(OSError, match="cannot fork a wrapper: Resource temporarily unavailable"):
+            _request(spawner, tmp_path, [sys.executable, "-c", "pass"])
+        assert proc.poll() is None  # the spawner lives on
+        pid, status_r, go_w, exit_file = _request(spawner, tmp_path, [sys.executable, "-c", "import sys; sys.exit(3)"])
+        assert pid is not None
+        assert _go_and_wait(status_r, go_w, exit_file) == ("", 3)
+    finally:
+        spawner._stop()
+
+
+def test_a_spawner_that_will_not_start_is_tried_again_later_not_never(tmp_path, monkeypatch):
+    spawner = Spawner()
+    real = subprocess.Popen
+    monkeypatch.setattr(subprocess, "Popen", lambda *a, **k: (_ for _ in ()).throw(OSError(11, "no")))
+    assert _request(spawner, tmp_path, [sys.executable, "-c", "pass"])[0] is None  # the launcher starts its own
+    monkeypatch.setattr(subprocess, "Popen", real)
+    assert _request(spawner, tmp_path, [sys.executable, "-c", "pass"])[0] is None  # not at once
+    monkeypatch.setattr(spawner, "_retry_at", time.monotonic() - 1, raising=False)  # the back-off is over
+    try:
+        pid, status_r, go_w, exit_file = _request(spawner, tmp_path, [sys.executable, "-c", "pass"])
+        assert pid is not None
+        assert _go_and_wait(status_r, go_w, exit_file) == ("", 0)
+    finally:
+        spawner._stop()
+
+
+def test_a_forked_copy_of_the_controller_does_not_inherit_a_held_spawner_lock(tmp_path):
+    _request(SPAWNER, tmp_path, [sys.executable, "-c", "pass"])  # a spawner runs: its socket is ours
+    with SPAWNER._lock:  # another thread is launching at the moment of the fork
+        pid = os.fork()
+        if pid == 0:
+            ok = SPAWNER._lock.acquire(timeout=5) and SPAWNER._sock is None
+            os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_a_trial_that_ended_before_its_pidfd_opened_wakes_the_controller_at_once(tmp_path, monkeypatch):
+    ex = LocalExecutor(ledger=Ledger(Inventory(cpus=8, memory=0, gpus=[])))
+    handle = ex.launch(_job(tmp_path, "print('loss=1')"))
+    group = ex._procs[handle["pid"]]
+    group.popen.wait()
+    for fd in group.pidfds:  # as when it ended before the launch could open them
+        os.close(fd)
+    group.pidfds = []
+    monkeypatch.setattr(time, "sleep", lambda s: pytest.fail(f"slept {s} s for a trial that had ended"))
+    ex.wait(5.0)
+    assert ex.poll(handle).succeeded
+
+
+def test_a_controller_with_its_output_closed_still_gets_its_trials_logs(tmp_path):
+    # The spawner inherits closed fds 1 and 2: a log fd it receives must not land there.
+    script = textwrap.dedent(f"""
+        import os, sys, time
+        from pathlib import Path
+        from trials import Inventory, Ledger, LocalExecutor, TrialJob
+        os.close(1); os.close(2)
+        tmp = Path({str(tmp_path)!r})
+        container = {{"name": "main", "image": "x", "command": [sys.executable, "-c", "print('loss=0.5')"]}}
+        job = TrialJob(name="t-1", experiment="e", namespace="default",
+                       run_spec={{"spec": {{"template": {{"spec": {{"containers": [container]}}}}}}}},
+                       primary_container="main", workdir=tmp, trial_dir=tmp / "runs" / "t-1")
+        ex = LocalExecutor(ledger=Ledger(Inventory(cpus=8, memory=0, gpus=[])))
+        handle = ex.launch(job)
+        while not (state := ex.poll(handle)).finished:
+            ex.wait(0.2)
+        (tmp / "done").write_text(repr((state.succeeded, state.exit_code)))
+    """)
+    subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).parents[2], timeout=60, check=True)
+    assert (tmp_path / "done").read_text() == "(True, 0)"
+    assert "loss=0.5" in (tmp_path / "runs" / "t-1" / "trial.log").read_text()
