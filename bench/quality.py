@@ -2,8 +2,11 @@
 (what Katib serves as ``tpe``) and random search on the same problems with the same seeds.
 Optuna's GPSampler (``optuna-gp``) can be named with --algorithms; it is not run by default.
 
-    python bench/quality.py [--seeds 10] [--budget 200] [--dims 5] [--workers 2] [--quick]
-                            [--algorithms ...] [--families bbob hpobench nasbench201]
+    python bench/quality.py [--seeds 10] [--first-seed 0] [--budget 200] [--dims 5] [--workers 2]
+                            [--quick] [--algorithms ...] [--families bbob hpobench nasbench201]
+
+``--first-seed`` runs seeds from there: a setting chosen on one set of seeds is checked on
+another.
 
 Problems (all shipped in PyPI packages, nothing downloaded):
 - the 24 noiseless BBOB functions of `coco-experiment` (`cocoex`), instance 1, on
@@ -228,6 +231,7 @@ def applicable(pid: str, algorithm: str) -> bool:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--budget", type=int, default=200)
     parser.add_argument("--dims", type=int, nargs="+", default=[5])
     parser.add_argument("--workers", type=int, default=2)
@@ -240,7 +244,7 @@ def main() -> None:
     pids = [p for p in problem_ids(args.dims) if p.split(":")[0] in args.families]
     if args.quick:
         pids = [p for p in pids if not p.startswith("bbob") or int(p.split(":")[1]) in (1, 3, 8, 15, 20, 24)]
-    jobs = [(pid, a, seed, args.budget) for pid in pids for a in args.algorithms for seed in range(args.seeds)
+    jobs = [(pid, a, seed, args.budget) for pid in pids for a in args.algorithms for seed in range(args.first_seed, args.first_seed + args.seeds)
             if applicable(pid, a)]
     curves: dict[tuple[str, str], list[list[float]]] = defaultdict(list)
     seconds: dict[str, float] = defaultdict(float)
@@ -254,7 +258,7 @@ def main() -> None:
     def median_at(pid: str, algorithm: str, c: int) -> float:
         return statistics.median(curve[min(c, len(curve)) - 1] for curve in curves[(pid, algorithm)])
 
-    print(f"{args.seeds} seeds, {args.budget} trials, {len(jobs)} runs in {time.perf_counter() - started:.0f} s\n")
+    print(f"{args.seeds} seeds (from {args.first_seed}), {args.budget} trials, {len(jobs)} runs in {time.perf_counter() - started:.0f} s\n")
     random_peer = "random" if "random" in args.algorithms else "optuna-random"
 
     def at_least(a: str, b: str, family: list[str], c: int) -> str:

@@ -8,7 +8,7 @@ import pytest
 from katib import KatibClient
 from katib.controller import admit
 from suggestion import TrialView, get_algorithm
-from suggestion._auto import SWITCH_AT, choose
+from suggestion._auto import choose, switch_point
 from suggestion._space import SearchSpace
 from tests.suggestion_tests.test_model_based import TWO, doc_for, sphere
 
@@ -20,26 +20,35 @@ def space(params) -> SearchSpace:
     return SearchSpace.from_experiment(admit(doc_for("random", [], params)))
 
 
+TWELVE = [{"name": f"x{i}", "parameterType": "double", "feasibleSpace": {"min": "-5", "max": "5"}} for i in range(12)]
+
+
 @pytest.mark.parametrize(
     ("params", "objectives", "constrained", "completed", "expected"),
     [
-        (TWO, 1, False, 0, ("tpe", "fewer than 250 completed trials")),
-        (TWO, 1, False, SWITCH_AT - 1, ("tpe", "fewer than 250 completed trials")),
-        (TWO, 1, False, SWITCH_AT, ("cmaes", "numeric space, 250 or more completed trials")),
-        (TWO, 2, False, 1000, ("tpe", "several objectives")),
-        (TWO, 1, True, 1000, ("tpe", "constraints")),
-        ([*TWO, CAT], 1, False, 1000, ("tpe", "list or categorical parameters")),
-        ([*TWO, DISCRETE], 1, False, 1000, ("tpe", "list or categorical parameters")),
-        (TWO[:1], 1, False, 1000, ("tpe", "fewer than two numeric parameters")),
+        (TWO, 1, False, 0, ("tpe", "2 numeric parameters, fewer than 35 completed trials", 0.0)),
+        (TWO, 1, False, 34, ("tpe", "2 numeric parameters, fewer than 35 completed trials", 0.0)),
+        (TWO, 1, False, 35, ("cmaes", "2 numeric parameters, 35 or more completed trials", 0.05)),
+        (TWELVE, 1, False, 24, ("tpe", "12 numeric parameters, fewer than 25 completed trials", 0.0)),
+        (TWELVE, 1, False, 25, ("cmaes", "12 numeric parameters, 25 or more completed trials", 0.1)),
+        (TWO, 2, False, 1000, ("tpe", "several objectives", 0.0)),
+        (TWO, 1, True, 1000, ("tpe", "constraints", 0.0)),
+        ([*TWO, CAT], 1, False, 1000, ("tpe", "list or categorical parameters", 0.0)),
+        ([*TWO, DISCRETE], 1, False, 1000, ("tpe", "list or categorical parameters", 0.0)),
+        (TWO[:1], 1, False, 1000, ("tpe", "fewer than two numeric parameters", 0.0)),
     ],
 )
 def test_decisions(params, objectives, constrained, completed, expected):
     choice = choose(space(params), objectives, constrained, completed)
-    assert (choice.algorithm, choice.reason) == expected
+    assert (choice.algorithm, choice.reason, choice.sigma) == expected
+
+
+def test_the_switch_comes_earlier_as_the_dimension_grows():
+    assert [switch_point(n) for n in (2, 5, 10, 11, 20, 100)] == [(35, 0.05)] * 3 + [(25, 0.1)] * 3
 
 
 def test_auto_learns_then_switches_to_cmaes_at_the_incumbent(monkeypatch):
-    monkeypatch.setattr("suggestion._auto.SWITCH_AT", 40)
+    monkeypatch.setattr("suggestion._auto.SWITCH_POINTS", ((None, 40, 0.1),))
     exp = admit(doc_for("auto", [{"name": "random_state", "value": "3"}]))
     alg = get_algorithm("auto")
     history: list[TrialView] = []
@@ -56,6 +65,7 @@ def test_auto_learns_then_switches_to_cmaes_at_the_incumbent(monkeypatch):
         history.append(TrialView(f"r{i}", p, "Succeeded", (float(x) - 1) ** 2 + (float(y) - 1) ** 2))
     batch = alg.suggest(exp, history, 4)
     assert alg.last.algorithm == "cmaes"  # type: ignore[attr-defined]
+    assert alg._cma is not None and alg._cma[1].sigma == 0.1  # the step the rule chose
     assert len(batch) == 4
     for a in batch:  # a step of 0.1 of the unit range (1 unit here) around the incumbent
         assert abs(float(a.parameters["x"]) - 1) < 3 and abs(float(a.parameters["y"]) - 1) < 3
@@ -80,7 +90,7 @@ def test_auto_through_ask_and_tell(tmp_path):
 
 def test_each_experiment_gets_its_own_cmaes_start(monkeypatch):
     """One auto instance serving two experiments starts CMA-ES at each one's incumbent."""
-    monkeypatch.setattr("suggestion._auto.SWITCH_AT", 6)
+    monkeypatch.setattr("suggestion._auto.SWITCH_POINTS", ((None, 6, 0.1),))
     alg = get_algorithm("auto")
     for name, best in (("first", (1.0, 1.0)), ("second", (-4.0, -4.0))):
         doc = doc_for("auto", [{"name": "random_state", "value": "1"}])
