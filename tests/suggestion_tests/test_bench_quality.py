@@ -25,3 +25,15 @@ def test_a_short_run_is_scored(pid, algorithm):
         assert all(b <= a for a, b in zip(curve, curve[1:], strict=False))
     else:
         assert all(0 < v <= 100 for v in curve)
+
+
+def test_the_noisy_family_is_observed_with_noise_and_scored_by_the_noiseless_value():
+    noisy, clean = quality.Problem("bbob-noisy:1:2", 0), quality.Problem("bbob:1:2", 0)
+    x = {"x0": "1.0", "x1": "-2.0"}
+    observed = [noisy.evaluate(x) for _ in range(5)]
+    assert len(set(observed)) == 5
+    assert noisy.true_value(x, observed[0]) == clean.evaluate(x)
+    fopt = noisy._fopt()
+    assert fopt < clean.evaluate(x) and all(o > fopt for o in observed)  # the noise scales f - fopt
+    _, _, _, curve, _ = quality.run(("bbob-noisy:1:2", "auto", 0, 12))
+    assert len(curve) == 12 and all(v >= fopt for v in curve)
