@@ -24,6 +24,7 @@ TPE there, for 30 times the CPU. So:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +40,12 @@ from ._tpe import TPE
 # step as a fraction of each parameter's unit range): chosen on BBOB at 2, 5, 10 and 20.
 SWITCH_POINTS = ((10, 35, 0.05), (None, 25, 0.1))
 _COMPLETE = ("Succeeded", "EarlyStopped")
+
+
+def _completed(trials: Sequence[TrialView]) -> list[TrialView]:
+    """The trials with a finite objective: a diverged one (NaN, inf) counts for nothing."""
+    return [t for t in trials if t.state in _COMPLETE and t.objective is not None
+            and math.isfinite(float(t.objective))]
 
 
 @dataclass(frozen=True)
@@ -102,7 +109,7 @@ class Auto(Algorithm):
         obj = experiment.spec.objective
         n_objectives = 1 + len(obj.additional_objectives or []) if obj is not None else 1
         constrained = bool(obj is not None and obj.constraints)
-        completed = sum(1 for t in trials if t.state in _COMPLETE and t.objective is not None)
+        completed = len(_completed(trials))
         return choose(SearchSpace.from_experiment(experiment), n_objectives, constrained, completed)
 
     def suggest(
@@ -124,7 +131,6 @@ class Auto(Algorithm):
     def _incumbent(experiment: Experiment, trials: Sequence[TrialView]) -> dict[str, float]:
         obj = experiment.spec.objective
         sign = -1.0 if obj is not None and obj.type == "maximize" else 1.0
-        done = [t for t in trials if t.state in _COMPLETE and t.objective is not None]
-        best = min(done, key=lambda t: sign * float(t.objective))  # type: ignore[arg-type]
+        best = min(_completed(trials), key=lambda t: sign * float(t.objective))  # type: ignore[arg-type]
         space = SearchSpace.from_experiment(experiment)
         return {d.name: d.to_unit(best.parameters[d.name]) for d in space.dims}

@@ -15,8 +15,8 @@ which is what makes a restart able to adopt them too. One spawner serves the who
 (every executor, every thread); it is started on first use, and it exits when this process
 does. A spawner found dead before a request is sent is started again at once; one that
 dies with a request in flight fails that launch, and the next launch starts a new one.
-Where it cannot run (no ``fork``, or it would not start: then for ``RETRY_SECONDS``),
-``spawn`` returns None and the launcher starts the wrapper itself, as before. A forked
+Where it cannot run (no ``fork``; or it would not start, or died on its first request,
+which fails that launch: then for ``RETRY_SECONDS``), ``spawn`` returns None and the launcher starts the wrapper itself, as before. A forked
 copy of this process starts a spawner of its own.
 """
 
@@ -60,6 +60,7 @@ class Spawner:
         payload = marshal.dumps(([str(a) for a in argv], dict(env), os.path.abspath(cwd), str(exit_file.absolute())))
         with self._lock:
             for _ in range(2):  # a spawner that died (killed by hand, say) is started again once
+                fresh = self._sock is None or self._owner != os.getpid()
                 sock = self._ensure()
                 if sock is None:
                     return None
@@ -78,6 +79,8 @@ class Spawner:
                     # It may have forked a wrapper already: never send the same fds twice.
                     # The launch fails; its go pipe closes and any such wrapper exits.
                     self._stop()
+                    if fresh:  # one just started died on its first request: it cannot run here
+                        self._retry_at = time.monotonic() + RETRY_SECONDS
                     raise OSError("the trial spawner did not answer")
                 if reply.isdigit():
                     return int(reply)

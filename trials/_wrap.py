@@ -76,6 +76,8 @@ def run(argv: list, exit_file: str, status_fd: int, go_fd: int, cwd: str = "", e
         pid = _spawnp(argv, env) if env is not None else os.posix_spawnp(argv[0], argv, os.environ, setsigdef=_DEFAULTS)
     except Exception as exc:  # OSError; ValueError for a NUL byte in an argument, an '=' in a name
         failed(exit_file, status_fd, exc)
+    global _started
+    _started = True  # from here on the command runs: its own status is the one to record
     os.close(status_fd)
     _, status = os.waitpid(pid, 0)
     code = os.waitstatus_to_exitcode(status)
@@ -89,6 +91,9 @@ def run(argv: list, exit_file: str, status_fd: int, go_fd: int, cwd: str = "", e
         signal.signal(-code, signal.SIG_DFL)
     os.kill(os.getpid(), -code)
     os._exit(128 - code)
+
+
+_started = False  # whether ``run`` started the command (in this process)
 
 
 def failed(exit_file: str, status_fd: int, exc: BaseException) -> None:
@@ -113,11 +118,18 @@ def _record(exit_file: str, code: int) -> None:
 
 def serve(sock_fd: int) -> None:
     """Fork a wrapper per request on ``sock_fd`` until the controller closes its end."""
+    import fcntl
     import marshal
     import socket
 
-    # A received fd must never land on 0, 1 or 2 (a controller with its output closed
-    # starts us so): the fork below puts the log there and would close it again.
+    # No fd of ours may sit on 0, 1 or 2 (a controller with its output closed starts us
+    # so): a forked wrapper puts the log there, and would close it again.
+    if sock_fd <= 2:  # the socket itself on 0-2 (passed so): moved up, /dev/null in its place
+        moved = fcntl.fcntl(sock_fd, fcntl.F_DUPFD_CLOEXEC, 3)
+        null = os.open(os.devnull, os.O_RDWR)
+        os.dup2(null, sock_fd)
+        os.close(null)
+        sock_fd = moved
     for fd in (0, 1, 2):
         try:
             os.fstat(fd)
@@ -166,7 +178,8 @@ def serve(sock_fd: int) -> None:
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
                 run(argv, exit_file, status_fd, go_fd, cwd, env)
             except BaseException as exc:  # whatever it was, the trial records that it never ran
-                failed(exit_file, status_fd, exc)
+                if not _started:
+                    failed(exit_file, status_fd, exc)
             finally:
                 os._exit(127)
         for fd in fds:

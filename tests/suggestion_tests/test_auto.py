@@ -103,3 +103,17 @@ def test_each_experiment_gets_its_own_cmaes_start(monkeypatch):
         assert alg.last.algorithm == "cmaes"  # type: ignore[attr-defined]
         for a in batch:
             assert abs(float(a.parameters["x"]) - best[0]) < 3 and abs(float(a.parameters["y"]) - best[1]) < 3
+
+
+def test_a_diverged_trial_is_neither_counted_nor_taken_for_the_incumbent():
+    from suggestion._auto import Auto
+
+    exp = admit(doc_for("auto", [{"name": "random_state", "value": "1"}]))
+    history = [TrialView("nan", {"x": "4.0", "y": "4.0"}, "Succeeded", float("nan")),
+               TrialView("ok", {"x": "1.0", "y": "1.0"}, "Succeeded", 0.0),
+               TrialView("bad", {"x": "-4.0", "y": "-4.0"}, "Succeeded", 50.0)]
+    start = Auto._incumbent(exp, history)
+    assert start == Auto._incumbent(exp, history[1:])  # (1, 1), not the diverged (4, 4)
+    assert Auto()._choice(exp, history).reason.endswith("fewer than 35 completed trials")
+    many = [TrialView(f"n{i}", {"x": "4.0", "y": "4.0"}, "Succeeded", float("nan")) for i in range(40)]
+    assert Auto()._choice(exp, many).algorithm == "tpe"  # 40 diverged trials are not 35 completed ones

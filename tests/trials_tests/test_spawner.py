@@ -300,3 +300,35 @@ def test_a_controller_with_its_output_closed_still_gets_its_trials_logs(tmp_path
     subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).parents[2], timeout=60, check=True)
     assert (tmp_path / "done").read_text() == "(True, 0)"
     assert "loss=0.5" in (tmp_path / "runs" / "t-1" / "trial.log").read_text()
+
+
+def test_a_spawner_that_dies_on_its_first_request_fails_one_launch_then_steps_aside(tmp_path, monkeypatch):
+    # An interpreter that cannot run the spawner: it starts, then dies without answering.
+    # One launch fails (its request may have been taken); the next ones start their own
+    # wrappers, where every one used to fail.
+    dead = tmp_path / "dead.py"
+    dead.write_text("import sys; sys.exit(3)\n")
+    monkeypatch.setattr("trials._spawner.WRAPPER", str(dead))
+    spawner = Spawner()
+    with pytest.raises(OSError, match="did not answer"):
+        _request(spawner, tmp_path, [sys.executable, "-c", "pass"])
+    assert _request(spawner, tmp_path, [sys.executable, "-c", "pass"])[0] is None
+
+
+def test_a_spawner_whose_socket_is_on_fd_1_still_gives_trials_their_output(tmp_path):
+    # A controller with fd 1 closed hands the spawner its socket there: a forked wrapper
+    # used to put the log on fd 1 and close it again.
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    proc = subprocess.Popen([sys.executable, "-I", "-S", WRAPPER, "--serve", "1"], stdout=theirs.fileno())
+    theirs.close()
+    ours.settimeout(30.0)
+    spawner = Spawner()
+    spawner._sock, spawner._proc, spawner._owner = ours, proc, os.getpid()
+    try:
+        pid, status_r, go_w, exit_file = _request(spawner, tmp_path, ["/bin/sh", "-c", "echo to-out; echo to-err >&2"])
+        assert pid is not None
+        assert _go_and_wait(status_r, go_w, exit_file) == ("", 0)
+    finally:
+        spawner._stop()
+    log = (tmp_path / "w.log").read_text()
+    assert "to-out" in log and "to-err" in log
