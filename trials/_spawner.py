@@ -16,8 +16,9 @@ which is what makes a restart able to adopt them too. One spawner serves the who
 does. A spawner found dead before a request is sent is started again at once; one that
 dies with a request in flight fails that launch, and the next launch starts a new one.
 Where it cannot run (no ``fork``; or it would not start, or died on its first request,
-which fails that launch: then for ``RETRY_SECONDS``), ``spawn`` returns None and the launcher starts the wrapper itself, as before. A forked
-copy of this process starts a spawner of its own.
+which fails that launch: then for ``RETRY_SECONDS``), ``spawn`` returns None and the
+launcher starts the wrapper itself, as before. A forked copy of this process starts a
+spawner of its own.
 """
 
 from __future__ import annotations
@@ -80,13 +81,17 @@ class Spawner:
                     # The launch fails; its go pipe closes and any such wrapper exits.
                     self._stop()
                     if fresh:  # one just started died on its first request: it cannot run here
-                        self._retry_at = time.monotonic() + RETRY_SECONDS
+                        self._back_off()
                     raise OSError("the trial spawner did not answer")
                 if reply.isdigit():
                     return int(reply)
                 raise OSError(reply.decode(errors="replace"))
-            self._retry_at = time.monotonic() + RETRY_SECONDS  # two spawners in a row died at once
+            self._back_off()  # two spawners in a row died at once
             return None
+
+    def _back_off(self) -> None:
+        """Launches start their own wrappers for ``RETRY_SECONDS``."""
+        self._retry_at = time.monotonic() + RETRY_SECONDS
 
     def _ensure(self) -> socket.socket | None:
         if self.broken or time.monotonic() < self._retry_at:
@@ -102,7 +107,7 @@ class Spawner:
             )
         except OSError:
             ours.close()
-            self._retry_at = time.monotonic() + RETRY_SECONDS
+            self._back_off()
             return None
         finally:
             theirs.close()

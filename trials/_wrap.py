@@ -124,11 +124,9 @@ def serve(sock_fd: int) -> None:
 
     # No fd of ours may sit on 0, 1 or 2 (a controller with its output closed starts us
     # so): a forked wrapper puts the log there, and would close it again.
-    if sock_fd <= 2:  # the socket itself on 0-2 (passed so): moved up, /dev/null in its place
+    if sock_fd <= 2:  # the socket itself on 0-2 (passed so): moved up, /dev/null in its place below
         moved = fcntl.fcntl(sock_fd, fcntl.F_DUPFD_CLOEXEC, 3)
-        null = os.open(os.devnull, os.O_RDWR)
-        os.dup2(null, sock_fd)
-        os.close(null)
+        os.close(sock_fd)
         sock_fd = moved
     for fd in (0, 1, 2):
         try:

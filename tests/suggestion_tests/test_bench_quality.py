@@ -33,7 +33,7 @@ def test_the_noisy_family_is_observed_with_noise_and_scored_by_the_noiseless_val
     observed = [noisy.evaluate(x) for _ in range(5)]
     assert len(set(observed)) == 5
     assert noisy.true_value(x, observed[0]) == clean.evaluate(x)
-    fopt = noisy._fopt()
+    fopt = noisy.fopt
     assert fopt < clean.evaluate(x) and all(o > fopt for o in observed)  # the noise scales f - fopt
     _, _, _, curve, _ = quality.run(("bbob-noisy:1:2", "auto", 0, 12))
     assert len(curve) == 12 and all(v >= fopt for v in curve)
