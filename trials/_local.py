@@ -58,7 +58,7 @@ from ._process import (
     wrapped,
 )
 from ._resources import Allocation, Ledger, NoCapacity, Resources
-from ._sandbox import Sandbox
+from ._sandbox import Sandbox, split_env
 from ._spawner import SPAWNER
 
 # The names other modules have imported from here, now in _members.py.
@@ -149,10 +149,13 @@ class LocalExecutor(Executor):
         writable = [Path(t) for t in [job.env.get("KATIB_PUSH_FILE"), *job.path_map.values()] if t]
         for m in members:
             working_dir = m.container.get("workingDir")
+            # The wrapper, env and bwrap run outside with the trial's environment less what
+            # the loader acts on (a trial's LD_PRELOAD would run there unfenced).
+            m.env, inside = split_env(m.env)
             m.argv = self.sandbox.command(job, m.argv, memory=m.resources.memory,
                                           gpu=bool(m.resources.gpu or m.env.get("CUDA_VISIBLE_DEVICES")),
                                           cwd=Path(str(working_dir)) if working_dir else None,
-                                          writable_files=writable, protected=protected)
+                                          writable_files=writable, protected=protected, inside_env=inside)
 
     def _start(self, job: TrialJob, members: list[Member], allocation: Allocation) -> dict[str, Any]:
         job.trial_dir.mkdir(parents=True, exist_ok=True)

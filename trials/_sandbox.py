@@ -54,6 +54,15 @@ MASKED = ("/home", "/root", "/run", "/srv", "/mnt", "/media", "/tmp", "/var/tmp"
 # and its ConfigMaps (trial templates). Hidden from every trial, whatever the caller passes.
 FILES_BESIDE_RUNS = ("push-secret",)
 FOLDERS_BESIDE_RUNS = ("configmaps",)
+# The variables glibc's loader and libc act on before a program's own code runs (glibc's
+# unsecvars.h, what it ignores in a setuid program), by name and by prefix. Outside the
+# sandbox (the wrapper, ``env`` and ``bwrap`` run there) a trial's LD_PRELOAD would run its
+# code unfenced: these are set only inside, by the inner ``env``.
+LOADER_VARIABLES = frozenset({
+    "GCONV_PATH", "GETCONF_DIR", "GLIBC_TUNABLES", "HOSTALIASES", "LOCALDOMAIN", "LOCPATH", "MALLOC_TRACE",
+    "NIS_PATH", "NLSPATH", "RESOLV_HOST_CONF", "RES_OPTIONS", "TMPDIR", "TZDIR",
+})
+LOADER_PREFIXES = ("LD_", "MALLOC_")
 # How each namespace is made, most isolated first; the first that runs here is used.
 _USERNS_FLAGS = (("--unshare-user", "--disable-userns"), ("--unshare-user",), ())
 
@@ -66,16 +75,18 @@ def store_files(db: Path) -> list[Path]:
 @functools.lru_cache(maxsize=8)
 def _probe(bwrap: str) -> tuple[tuple[str, ...] | None, str]:
     """The namespace flags that work with ``bwrap`` here, or None and why none do."""
-    found = shutil.which(bwrap)
+    found, env, prlimit = _tool(bwrap), _tool("env"), _tool("prlimit")
     if found is None:
         return None, f"{bwrap} (bubblewrap) is not installed: apt-get install bubblewrap"
-    if shutil.which("prlimit") is None:
+    if prlimit is None:
         return None, "prlimit (util-linux) is not installed"
+    if env is None:
+        return None, "env (coreutils) is not installed"
     why = ""
     for flags in _USERNS_FLAGS:
-        argv = ["env", "--ignore-signal=TERM", found, *flags, "--die-with-parent", "--unshare-pid", "--unshare-ipc",
+        argv = [env, "--ignore-signal=TERM", found, *flags, "--die-with-parent", "--unshare-pid", "--unshare-ipc",
                 "--unshare-uts", "--cap-drop", "ALL", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
-                "--", "env", "--default-signal=TERM", "prlimit", "--core=0", "--", "true"]
+                "--", env, "--default-signal=TERM", prlimit, "--core=0", "--", "true"]
         try:
             result = subprocess.run(argv, capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
         except (OSError, subprocess.SubprocessError) as exc:
@@ -84,6 +95,24 @@ def _probe(bwrap: str) -> tuple[tuple[str, ...] | None, str]:
             return flags, ""
         why = why or (result.stderr.strip().splitlines() or [f"exit code {result.returncode}"])[-1]
     return None, f"{found} cannot make a sandbox here ({why}); user namespaces may be disabled"
+
+
+def split_env(env: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """A trial's environment as (what its launch may run with outside the sandbox, what
+    is set only inside it): the loader's variables (``LOADER_VARIABLES``) go inside."""
+    outside: dict[str, str] = {}
+    inside: dict[str, str] = {}
+    for name, value in env.items():
+        loader = name in LOADER_VARIABLES or name.startswith(LOADER_PREFIXES)
+        (inside if loader else outside)[name] = value
+    return outside, inside
+
+
+def _tool(name: str) -> str | None:
+    """A program the sandbox runs, found on the *server's* ``PATH``: never on the trial's,
+    which the trial chooses (a folder of its own holding an ``env`` would run unfenced)."""
+    found = shutil.which(name, path=os.environ.get("PATH") or os.defpath)
+    return os.path.realpath(found) if found else None
 
 
 def problem(bwrap: str = "bwrap") -> str | None:
@@ -128,20 +157,26 @@ class Sandbox:
         return sorted(p for p in found if p.is_dir() and p != Path("/"))
 
     def command(self, job: TrialJob, argv: Sequence[str], memory: int = 0, gpu: bool = False,
-                cwd: Path | None = None, writable_files: Iterable[Path] = (), protected: Iterable[str] = ()) -> list[str]:
+                cwd: Path | None = None, writable_files: Iterable[Path] = (), protected: Iterable[str] = (),
+                inside_env: dict[str, str] | None = None) -> list[str]:
         """``argv`` run in the sandbox. ``memory``: the address-space limit in bytes (0:
         none); ``gpu``: the GPUs' device nodes are passed in; ``writable_files``: files
         under the trial folder the trial writes and the server reads (made now, and
         pinned so they stay plain files); ``protected``: names in the trial folder the
         server reads or writes (logs, exit records), which the trial sees as empty files
-        it cannot change, remove or replace."""
+        it cannot change, remove or replace; ``inside_env``: variables set only inside
+        (``split_env``). The command runs with the other half of ``split_env``: every
+        program it names outside the sandbox is an absolute path found on the server's
+        ``PATH``."""
         flags, why = _probe(self.bwrap)
         if flags is None:
             raise LaunchError(f"cannot fence the trial in: {why}")
-        bwrap = shutil.which(self.bwrap) or self.bwrap
+        bwrap, env, prlimit = _tool(self.bwrap), _tool("env"), _tool("prlimit")
+        if bwrap is None or env is None or prlimit is None:
+            raise LaunchError("cannot fence the trial in: bwrap, env or prlimit is no longer on the server's PATH")
         trial_dir = _real(job.trial_dir)
         trial_dir.mkdir(parents=True, exist_ok=True)
-        out = ["env", "--ignore-signal=TERM", bwrap, *flags, "--die-with-parent", "--unshare-pid", "--unshare-ipc",
+        out = [env, "--ignore-signal=TERM", bwrap, *flags, "--die-with-parent", "--unshare-pid", "--unshare-ipc",
                "--unshare-uts", "--cap-drop", "ALL", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
         if gpu:
             for node in sorted(glob.glob("/dev/nvidia*")) + sorted(glob.glob("/dev/dri/*")):
@@ -170,7 +205,8 @@ class Sandbox:
         for name in [*(f for f in empty if f != "/tmp"), *covered, str(self.runs_root)]:
             out += ["--remount-ro", name]
         workdir = cwd if cwd is not None and cwd.is_dir() else job.workdir
-        out += ["--chdir", str(workdir), "--", "env", "--default-signal=TERM", "prlimit", "--core=0"]
+        out += ["--chdir", str(workdir), "--", env, "--default-signal=TERM", "--",
+                *(f"{k}={v}" for k, v in (inside_env or {}).items()), prlimit, "--core=0"]
         if memory and not gpu:
             out.append(f"--as={memory}")
         return [*out, "--", *argv]

@@ -374,3 +374,45 @@ def test_memory_past_a_trials_limit_fails_that_trial_and_the_server_lives(tenant
     assert _phase(hog) == "Failed"
     assert "MemoryError" in clients["mallory"].get(f"/api/v1/namespaces/ns-a/trials/{hog['metadata']['name']}/log").text
     assert httpx.get(server.url + "/healthz", timeout=10).status_code == 200
+
+
+PLANT = """
+import os
+folder = os.path.join(os.environ['KATIB_TRIAL_DIR'], 'bin')
+os.makedirs(folder)
+for tool in ('env', 'prlimit', 'bwrap'):
+    with open(os.path.join(folder, tool), 'w') as f:
+        f.write('#!/bin/sh\\necho ESCAPED uid=$(id -u); head -c 15 {db}; echo; ls {runs}\\n')
+    os.chmod(os.path.join(folder, tool), 0o755)
+print('planted', folder)
+print('loss=1')
+"""
+
+
+@needs_sandbox
+def test_an_editor_cannot_run_a_program_of_theirs_outside_the_sandbox_through_the_trials_path(tenants, tmp_path):
+    """Programs planted by one trial, then put first on the next trial's PATH (and a loader
+    variable beside them): the sandbox's own programs come from the server's PATH."""
+    server, clients, _ = tenants
+    mallory = clients["mallory"]
+    _submit(clients["bob"], "ns-b", "bobs", "print('loss=1')")
+    _submit(mallory, "ns-a", "plant", PLANT.format(db=tmp_path / "katib.db", runs=tmp_path / "runs" / "ns-b"))
+    _wait_phase(mallory, "ns-a", "plant", "Succeeded")
+    planted = _trials(mallory, "ns-a", "plant")[0]["metadata"]["name"]
+    log = mallory.get(f"/api/v1/namespaces/ns-a/trials/{planted}/log").text
+    folder = next(line.split()[1] for line in log.splitlines() if line.startswith("planted"))
+    from tests.conftest import experiment, python_command
+
+    doc = experiment(name="escape", command=python_command("import os; print('path', os.environ['PATH']); print('loss=1')"),
+                     maxTrialCount=1, parallelTrialCount=1)
+    doc["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]["env"] = [
+        {"name": "PATH", "value": f"{folder}:/usr/bin:/bin"}, {"name": "LD_PRELOAD", "value": ""}]
+    assert mallory.post("/api/v1/namespaces/ns-a/experiments", json=doc).status_code == 201
+    trial = _trials(mallory, "ns-a", "escape")[0]["metadata"]["name"]
+    deadline = time.monotonic() + 60
+    while mallory.get("/api/v1/namespaces/ns-a/experiments/escape/status").json()["phase"] not in ("Succeeded", "Failed"):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    log = mallory.get(f"/api/v1/namespaces/ns-a/trials/{trial}/log").text
+    assert "ESCAPED" not in log and "SQLite" not in log and "bobs" not in log, log
+    assert f"path {folder}:/usr/bin:/bin" in log  # inside, its PATH is its own

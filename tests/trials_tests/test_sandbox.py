@@ -150,3 +150,40 @@ def test_a_link_in_a_checkpoint_is_copied_as_a_link_not_as_what_it_points_to(sql
     assert len(trials) == 10 and all(t.state == "Succeeded" for t in trials)
     for t in trials:
         assert "LEAKED" not in (tmp_path / "runs" / "default" / "demo" / t.name / "trial.log").read_text()
+
+
+def test_the_trials_environment_cannot_choose_what_runs_outside_the_sandbox(sqlite_store, tmp_path):
+    """An ``env`` and a ``prlimit`` planted on the PATH a trial sets, and a loader variable:
+    none may act before the fence is up (the sandbox's own programs come from the server's
+    PATH, the loader's variables are set only inside), yet the trial sees its environment."""
+    planted = tmp_path / "work" / "bin"  # e.g. what an earlier trial of the tenant left
+    planted.mkdir(parents=True)
+    escaped = tmp_path / "escaped"
+    for tool in ("env", "prlimit", "bwrap"):
+        (planted / tool).write_text(f"#!/bin/sh\necho {tool} >> {escaped}\n")
+        (planted / tool).chmod(0o755)
+    code = ("import os; print('inside', os.environ['LD_LIBRARY_PATH'], os.environ['TMPDIR'], os.environ['PATH'])\n"
+            "print('loss=1')")
+    sandbox = Sandbox(tmp_path / "runs", hidden=store_files(tmp_path / "katib.db"))
+    ctl = Controller(sqlite_store, LocalExecutor(clean_env=True, sandbox=sandbox), runs_root=tmp_path / "runs", tick=0.05)
+    doc = experiment(name="envy", command=python_command(code), maxTrialCount=1, parallelTrialCount=1)
+    doc["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]["env"] = [
+        {"name": "PATH", "value": f"{planted}:/usr/bin:/bin"},
+        {"name": "LD_LIBRARY_PATH", "value": "/nowhere/lib"}, {"name": "TMPDIR", "value": "/tmp/mine"}]
+    rec, _ = ctl.submit(admit(doc), tmp_path / "work")
+    ctl.run(rec.namespace, rec.name)
+    t = sqlite_store.list_trials(rec.id)[0]
+    log = (tmp_path / "runs" / rec.namespace / rec.name / t.name / "trial.log").read_text()
+    assert not escaped.exists(), f"ran outside the sandbox: {escaped.read_text()}"
+    assert t.state == "Succeeded", log
+    assert f"inside /nowhere/lib /tmp/mine {planted}:/usr/bin:/bin" in log
+
+
+def test_the_loader_variables_are_set_only_inside():
+    from trials._sandbox import split_env
+
+    outside, inside = split_env({"PATH": "/bin", "LD_PRELOAD": "/x.so", "LD_AUDIT": "/a.so", "GLIBC_TUNABLES": "t",
+                                 "MALLOC_ARENA_MAX": "2", "GCONV_PATH": "/g", "HOME": "/h", "OLD_LD": "kept"})
+    assert outside == {"PATH": "/bin", "HOME": "/h", "OLD_LD": "kept"}
+    assert inside == {"LD_PRELOAD": "/x.so", "LD_AUDIT": "/a.so", "GLIBC_TUNABLES": "t", "MALLOC_ARENA_MAX": "2",
+                      "GCONV_PATH": "/g"}
