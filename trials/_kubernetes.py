@@ -66,7 +66,7 @@ from ._kubernetes_kueue import WORKLOADS, label_value_problem
 from ._kubernetes_manifest import trial_manifest
 from ._kubernetes_status import judge, waiting
 from ._kubernetes_watch import JobWatching, KubeTrial, created_at, trial_of
-from ._manifest import group_version, manifest_errors, plural_of
+from ._manifest import group_version, manifest_errors, plural_of, pod_templates
 from ._podfence import identity_of_client, parse_account, problems
 from ._sidecar import INJECTED_KINDS
 from ._trainjob import trainjob_escapes
@@ -173,6 +173,11 @@ class KubernetesExecutor(JobWatching, Executor):
         escapes = problems(manifest, job.namespace, self.server_account, self.tenants)
         if self.tenants and is_trainjob(manifest):
             escapes += trainjob_escapes(manifest)
+        elif self.tenants and not pod_templates(manifest):
+            # An Argo Workflow or a Tekton PipelineRun keeps its pods' fields where the fence
+            # does not look (spec.templates[].container, spec.volumes, podSpecPatch…).
+            escapes.append(f"a {kind or 'trial'}'s pods are made by its own controller from fields the fence cannot "
+                           f"check; a tenant's trial is a Job, a Kubeflow training job, a JobSet or a TrainJob")
         if escapes:
             raise LaunchError(f"the {kind} for trial {job.name} would leave its fence: " + "; ".join(escapes))
         if self.validate:

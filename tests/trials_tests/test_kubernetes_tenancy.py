@@ -181,7 +181,21 @@ ESCAPES = {  # name: (how the template is changed, what the refusal names)
                   "the server's own service account ns-a/katib-server may not be used by trial pods"),
     "other-ns": (lambda d, _: _pod(d).setdefault("metadata", {}).update(namespace="ns-b"),
                  "a trial's pods run in its experiment's namespace 'ns-a', not 'ns-b'"),
+    "workflow": (lambda d, _: _workflow(d), "a Workflow's pods are made by its own controller"),
 }
+
+
+def _workflow(doc: dict) -> None:
+    """An Argo Workflow whose pods share the node's namespaces and disk, outside any pod template."""
+    doc["spec"]["trialTemplate"].update(successCondition='status.[@this].#(phase=="Succeeded")#',
+                                        failureCondition='status.[@this].#(phase=="Failed")#')
+    doc["spec"]["trialTemplate"]["trialSpec"] = {
+        "apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
+        "spec": {"entrypoint": "main", "hostNetwork": True, "hostPID": True,
+                 "volumes": [{"name": "root", "hostPath": {"path": "/"}}],
+                 "templates": [{"name": "main", "container": {
+                     "image": "python:3.11", "command": _container(doc)["command"],
+                     "securityContext": {"privileged": True}, "volumeMounts": [{"name": "root", "mountPath": "/host"}]}}]}}
 
 
 def test_templates_that_would_leave_the_clusters_fence_are_refused(tenants, tmp_path, _cluster):
