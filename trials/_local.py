@@ -146,7 +146,11 @@ class LocalExecutor(Executor):
         # records; and what the trial writes and the server reads: pushed and file metrics.
         protected = [*logs, *(f"{name.rsplit('.', 1)[0]}.exit{tmp}" for name in logs for tmp in ("", ".tmp")),
                      HANDLE_FILE]
-        writable = [Path(t) for t in [job.env.get("KATIB_PUSH_FILE"), *job.path_map.values()] if t]
+        mapped = [Path(t) for t in job.path_map.values()]
+        fsp = (job.collector_source or {}).get("fileSystemPath") or {}
+        # A TensorFlowEvent collector reads a folder of event files (Katib's kind Directory).
+        folders = fsp.get("kind") == "Directory" or (not fsp.get("kind") and job.collector == "TensorFlowEvent")
+        writable = [Path(t) for t in [job.env.get("KATIB_PUSH_FILE")] if t] + ([] if folders else mapped)
         for m in members:
             working_dir = m.container.get("workingDir")
             # The wrapper, env and bwrap run outside with the trial's environment less what
@@ -155,7 +159,8 @@ class LocalExecutor(Executor):
             m.argv = self.sandbox.command(job, m.argv, memory=m.resources.memory,
                                           gpu=bool(m.resources.gpu or m.env.get("CUDA_VISIBLE_DEVICES")),
                                           cwd=Path(str(working_dir)) if working_dir else None,
-                                          writable_files=writable, protected=protected, inside_env=inside)
+                                          writable_files=writable, protected=protected, inside_env=inside,
+                                          writable_folders=mapped if folders else ())
 
     def _start(self, job: TrialJob, members: list[Member], allocation: Allocation) -> dict[str, Any]:
         job.trial_dir.mkdir(parents=True, exist_ok=True)

@@ -158,13 +158,14 @@ class Sandbox:
 
     def command(self, job: TrialJob, argv: Sequence[str], memory: int = 0, gpu: bool = False,
                 cwd: Path | None = None, writable_files: Iterable[Path] = (), protected: Iterable[str] = (),
-                inside_env: dict[str, str] | None = None) -> list[str]:
+                inside_env: dict[str, str] | None = None, writable_folders: Iterable[Path] = ()) -> list[str]:
         """``argv`` run in the sandbox. ``memory``: the address-space limit in bytes (0:
         none); ``gpu``: the GPUs' device nodes are passed in; ``writable_files``: files
         under the trial folder the trial writes and the server reads (made now, and
         pinned so they stay plain files); ``protected``: names in the trial folder the
         server reads or writes (logs, exit records), which the trial sees as empty files
-        it cannot change, remove or replace; ``inside_env``: variables set only inside
+        it cannot change, remove or replace; ``writable_folders``: as ``writable_files``,
+        folders (a TensorFlowEvent collector's); ``inside_env``: variables set only inside
         (``split_env``). The command runs with the other half of ``split_env``: every
         program it names outside the sandbox is an absolute path found on the server's
         ``PATH``."""
@@ -201,7 +202,7 @@ class Sandbox:
         checkpoint = job.env.get("KATIB_CHECKPOINT_DIR")
         if checkpoint and os.path.isdir(checkpoint):
             out += ["--bind", str(_real(checkpoint)), str(_real(checkpoint))]
-        out += self._pin(trial_dir, writable_files, ["pid", *protected])
+        out += self._pin(trial_dir, writable_files, ["pid", *protected], writable_folders)
         for name in [*(f for f in empty if f != "/tmp"), *covered, str(self.runs_root)]:
             out += ["--remount-ro", name]
         workdir = cwd if cwd is not None and cwd.is_dir() else job.workdir
@@ -235,24 +236,31 @@ class Sandbox:
         return out, covered
 
     @staticmethod
-    def _pin(trial_dir: Path, writable: Iterable[Path], protected: Iterable[str]) -> list[str]:
-        """Mount points cannot be renamed or removed: binding a file (and the folders
-        between it and the trial folder) onto itself keeps it the plain file the server
-        opens by name."""
+    def _pin(trial_dir: Path, writable: Iterable[Path], protected: Iterable[str],
+             folders: Iterable[Path] = ()) -> list[str]:
+        """Mount points cannot be renamed or removed: binding a file or folder (and the
+        folders between it and the trial folder) onto itself keeps it the plain file or
+        folder the server opens by name."""
         out: list[str] = []
         pinned: set[Path] = set()
         for name in dict.fromkeys(protected):
             _no_link(trial_dir / name)  # a link an earlier run of the trial left
             out += ["--ro-bind", "/dev/null", str(trial_dir / name)]
-        for target in writable:
+        folder_set = {Path(os.path.abspath(f)) for f in folders}
+        for target in [*writable, *folder_set]:
             path = Path(os.path.abspath(target))
             if not _within(path, trial_dir) or path == trial_dir:
                 continue
             parts = [*reversed(path.relative_to(trial_dir).parents[:-1]), path.relative_to(trial_dir)]
             for part in parts:
                 _no_link(trial_dir / part)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.touch()
+            if path in folder_set:
+                if path.exists() and not path.is_dir():
+                    path.unlink()  # a file an earlier run left where its folder goes
+                path.mkdir(parents=True, exist_ok=True)
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.touch()
             for part in parts:
                 full = trial_dir / part
                 if full not in pinned:

@@ -11,11 +11,16 @@ time is the event's wall time, the step is not used. Histograms, images and audi
 ignored, as Katib's accumulator is told to keep only scalars and tensors. Unlike Katib's
 collector, which reads once the trial has ended, this one reads on while the trial runs
 (the loader resumes where it stopped), so early stopping sees the values too.
+
+The folder is the trial's, and the server reads it: only plain files are read, opened
+without following a link (``O_NOFOLLOW``) and without waiting on a FIFO; a link the trial
+planted there (to another tenant's file, the store) is skipped, as are folders it links.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -60,17 +65,38 @@ class TFEventReader:
         self.directory = directory
         self.names = names
         self._loaders: dict[str, Any] = {}
+        self._fds: list[int] = []  # the files the loaders read, held open: each read by its fd
+
+    def __del__(self) -> None:
+        for fd in self._fds:
+            os.close(fd)
+        self._fds = []
+
+    def _open(self, path: str) -> Any:
+        """A loader of the plain file at ``path``, or None (a link, a FIFO, gone)."""
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            return None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            return None
+        self._fds.append(fd)
+        return _loader(f"/proc/self/fd/{fd}")  # this very file, whatever the name now points to
 
     def read(self) -> list[Sample]:
         out: list[Sample] = []
-        if not self.directory.is_dir():
+        if os.path.islink(self.directory) or not self.directory.is_dir():
             return out
-        for root, _dirs, files in sorted(os.walk(self.directory)):
+        for root, _dirs, files in sorted(os.walk(self.directory)):  # links to folders are not walked
             for f in sorted(files):
                 path = os.path.join(root, f)
                 loader = self._loaders.get(path)
                 if loader is None:
-                    loader = self._loaders[path] = _loader(path)
+                    loader = self._open(path)
+                    if loader is None:
+                        continue
+                    self._loaders[path] = loader
                 try:
                     events = list(loader.Load())
                 except Exception:  # noqa: BLE001 - not an event file (Katib logs and skips these)

@@ -110,6 +110,63 @@ def test_an_experiment_with_the_tensorflowevent_collector_runs(sqlite_store, tmp
         assert [o.value for o in sqlite_store.observations(t.id)][:1] == ["1.0"]
 
 
+def test_the_tensorflowevent_collector_runs_in_the_sandbox(sqlite_store, tmp_path: Path):
+    """A fenced trial's event folder is pinned as a folder (it used to be made a file, and
+    the trial failed writing its first event)."""
+    import sys
+
+    from katib.controller import Controller, admit
+    from tests.conftest import experiment
+    from trials import LocalExecutor
+    from trials._sandbox import Sandbox, problem
+
+    if problem() is not None:
+        pytest.skip(f"no sandbox on this machine: {problem()}")
+    doc = experiment(
+        name="tfevent", maxTrialCount=1, parallelTrialCount=1,
+        objective={"type": "minimize", "objectiveMetricName": "train/loss"},
+        metricsCollectorSpec={"collector": {"kind": "TensorFlowEvent"},
+                              "source": {"fileSystemPath": {"path": "/var/log/katib/tfevent/", "kind": "Directory"}}},
+        command=[sys.executable, "-c", WRITER])
+    executor = LocalExecutor(clean_env=True, sandbox=Sandbox(tmp_path / "runs"))
+    ctl = Controller(sqlite_store, executor, runs_root=tmp_path / "runs", tick=0.05)
+    rec, _ = ctl.submit(admit(doc), tmp_path)
+    status = ctl.run(rec.namespace, rec.name).to_dict()
+    t = sqlite_store.list_trials(rec.id)[0]
+    log = (tmp_path / "runs" / rec.namespace / rec.name / t.name / "trial.log").read_text()
+    assert status["trialsSucceeded"] == 1, log
+    assert t.observation["train/loss"]["latest"] == str(float(__import__("numpy").float32(t.parameters()["x"])))
+
+
+def test_links_and_fifos_in_the_event_folder_are_not_read(tmp_path: Path):
+    """The folder is the trial's: a link it plants (to another tenant's events, the store)
+    is not followed, a FIFO does not hang the server, a linked folder is not walked."""
+    import os
+    import threading
+
+    from tensorboard.compat.proto import event_pb2, summary_pb2
+    from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+    elsewhere = tmp_path / "elsewhere"
+    w = EventFileWriter(str(elsewhere))
+    w.add_event(event_pb2.Event(wall_time=1.7e9, step=0, summary=summary_pb2.Summary(
+        value=[summary_pb2.Summary.Value(tag="loss", simple_value=0.25)])))
+    w.close()
+    theirs = next(elsewhere.glob("events.out.tfevents*"))
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "events.out.tfevents.link").symlink_to(theirs)
+    (mine / "linked").symlink_to(elsewhere, target_is_directory=True)
+    os.mkfifo(mine / "events.out.tfevents.fifo")
+    read: list = []
+    reader = threading.Thread(target=lambda: read.append(TFEventReader(mine, ["loss"]).read()), daemon=True)
+    reader.start()
+    reader.join(10)
+    assert read == [[]], "hung on the FIFO" if not read else read
+    assert TFEventReader(mine / "linked", ["loss"]).read() == []  # the folder itself a link
+    assert [s.value for s in TFEventReader(elsewhere, ["loss"]).read()] == ["0.25"]
+
+
 def test_katibs_paths_are_replaced_once():
     """A directory with its slash and without: the longer key wins and nothing is mapped twice."""
     from trials._members import remap_paths as _remap
