@@ -10,7 +10,15 @@ Without ``--auth`` the server trusts whoever can reach it, so it must be sure th
 - a request that changes state and carries an ``Origin`` (every browser sends one on a
   cross-origin POST, a form's included) must come from the server's own origin;
   ``Sec-Fetch-Site: cross-site``/``same-site`` is refused too (another port on localhost
-  is same-site but not same-origin).
+  is same-site but not same-origin);
+- a read another site's page makes (``Sec-Fetch-Site: cross-site``/``same-site``: an
+  image, a script, a fetch, an EventSource) is refused: the page cannot read the answer,
+  but it could make the server build long lists or hold its few event streams. A person
+  following a link to the viewer (a top-level navigation) is let through.
+
+Every answer says no other site may frame it (``X-Frame-Options``, CSP
+``frame-ancestors``): a framed viewer's buttons (stop, delete, submit) could be clicked
+under a decoy, with or without ``--auth``.
 
 With ``--auth`` the bearer token is the guard: a browser never attaches it on its own.
 Whatever the mode, a body must declare ``application/json`` (or ``…+json``) or
@@ -54,6 +62,11 @@ def split_host(value: str) -> str:
     return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
 
 
+def _navigation(headers: dict[str, str]) -> bool:
+    """A person following a link to the server (a top-level page load), not a page's request."""
+    return headers.get("sec-fetch-mode") == "navigate" and headers.get("sec-fetch-dest", "document") == "document"
+
+
 def body_type_allowed(content_type: str) -> bool:
     media = content_type.split(";", 1)[0].strip().lower()
     return media in BODY_TYPES or (media.startswith("application/") and media.endswith("+json"))
@@ -80,7 +93,7 @@ class RequestGuard:
         if problem is not None:
             await _refuse(scope, send, *problem)
             return
-        await self.app(scope, self._bounded(scope, receive, send), send)
+        await self.app(scope, self._bounded(scope, receive, send), _framed_by_none(send))
 
     def _host_ok(self, host: str) -> bool:
         name = split_host(host)
@@ -95,6 +108,12 @@ class RequestGuard:
             if not self._host_ok(host):
                 return 403, (f"Host {host!r} does not name this server: without --auth it answers only to loopback "
                              "names and those given with --allowed-host")
+            site = headers.get("sec-fetch-site", "same-origin")
+            if method in READS and site in ("cross-site", "same-site") and not _navigation(headers):
+                # A page's image, script, fetch or EventSource: it cannot read the answer,
+                # but each costs the server (a long list; one of the few event streams).
+                return 403, ("cross-site request refused: without --auth another site's pages may open the "
+                             "viewer, not read or stream from the API")
             if method not in READS:
                 origin = headers.get("origin")
                 if origin is not None and origin.rstrip("/").lower() not in {f"http://{host.lower()}", f"https://{host.lower()}"}:
@@ -162,6 +181,23 @@ def error_body(path: str, code: int, message: str, fields: list[dict[str, str]] 
                                           for f in fields]}
         return body
     return {"message": message, **({"errors": fields} if fields else {})}
+
+
+# Every answer: no other site may frame the viewer (and have a person click its stop,
+# delete or submit under a decoy), nor take a body for another type than it says.
+_SAFETY_HEADERS = [(b"x-frame-options", b"SAMEORIGIN"), (b"content-security-policy", b"frame-ancestors 'self'"),
+                   (b"x-content-type-options", b"nosniff")]
+
+
+def _framed_by_none(send: Send) -> Send:
+    async def send_with_headers(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            present = {k.lower() for k, _ in message.get("headers", [])}
+            message = {**message, "headers": [*message.get("headers", []),
+                                              *(h for h in _SAFETY_HEADERS if h[0] not in present)]}
+        await send(message)
+
+    return send_with_headers
 
 
 async def _refuse(scope: Scope, send: Send, code: int, message: str) -> None:

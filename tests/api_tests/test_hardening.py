@@ -76,6 +76,35 @@ def test_a_drive_by_page_runs_nothing(target, tmp_path):
     assert target.client.get("/api/v1/experiments").json()["items"] == []
 
 
+def test_another_sites_page_cannot_read_or_hold_the_event_streams(target):
+    """Its reads cost the server even unread (a long list, one of the 8 event streams);
+    a person following a link to the viewer still gets it."""
+    host = {"Host": urlsplit(target.url).netloc}
+    for site in ("cross-site", "same-site"):
+        for mode, dest in (("no-cors", "image"), ("cors", "empty"), ("no-cors", "script")):
+            fetch = {"Sec-Fetch-Site": site, "Sec-Fetch-Mode": mode, "Sec-Fetch-Dest": dest}
+            for path in ("/api/v1/experiments", "/api/v1/namespaces/default/experiments/x/events", "/events"):
+                status, _ = _raw(target.url, "GET", path, headers=host | fetch)
+                assert status == 403, (site, mode, path, status)
+    link = {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document"}
+    assert _raw(target.url, "GET", "/", headers=host | link)[0] == 200
+    assert _raw(target.url, "GET", "/api/v1/experiments", headers=host)[0] == 200  # a program, no Sec-Fetch
+    own = {"Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "cors", "Sec-Fetch-Dest": "empty"}
+    assert _raw(target.url, "GET", "/api/v1/experiments", headers=host | own)[0] == 200
+    frame = {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "iframe"}
+    assert _raw(target.url, "GET", "/", headers=host | frame)[0] == 403
+
+
+def test_no_other_site_may_frame_the_viewer(target):
+    """Clickjacking: a framed viewer's stop, delete and submit under a decoy (with --auth
+    too, where the viewer holds the token)."""
+    for path in ("/", "/api/v1/experiments", "/static/app.js"):
+        r = target.client.get(path)
+        assert r.headers["x-frame-options"] == "SAMEORIGIN", path
+        assert r.headers["content-security-policy"] == "frame-ancestors 'self'", path
+        assert r.headers["x-content-type-options"] == "nosniff", path
+
+
 def test_the_viewer_own_origin_works_and_ui_is_read_only(target, tmp_path):
     host = urlsplit(target.url).netloc
     headers = {"Origin": f"http://{host}", "Sec-Fetch-Site": "same-origin", "Content-Type": "application/yaml"}
