@@ -13,6 +13,7 @@ an inference request) is answered ``400 {"error": …}``, the protocol's error b
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -119,6 +120,7 @@ def serve(path: Path, name: str, host: str = "127.0.0.1", port: int = 8080) -> N
     warnings.filterwarnings("ignore", message="ORJSONResponse is deprecated")  # KServe's choice, not the user's
     app.add_exception_handler(RequestValidationError, not_a_request)  # FastAPI's 422 is not the protocol's body
     app.add_middleware(_JsonByDefault)
+    app.add_middleware(_LocalCallersOnly, loopback=_is_loopback(host))
 
     class Server(kserve.ModelServer):  # type: ignore[misc, name-defined]
         def setup_event_loop(self) -> None:
@@ -127,6 +129,41 @@ def serve(path: Path, name: str, host: str = "127.0.0.1", port: int = 8080) -> N
             super().setup_event_loop()
 
     Server(http_port=port, enable_grpc=False, enable_docs_url=False).start([served])
+
+
+def _is_loopback(host: str) -> bool:
+    from api._guard import is_loopback
+
+    return is_loopback(host)
+
+
+class _LocalCallersOnly:
+    """A model served on loopback answers programs on this machine, not web pages: a
+    ``Host`` that is not a loopback name (a DNS-rebinding page, which could read the
+    predictions and unload the model) and a request another site's page makes
+    (``Sec-Fetch-Site``) are refused with 403. Served on another address, only the second."""
+
+    def __init__(self, app: Any, loopback: bool) -> None:
+        self.app = app
+        self.loopback = loopback
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            from api._guard import is_loopback, split_host
+
+            headers = {k.lower(): v.decode("latin-1") for k, v in scope["headers"]}
+            why = None
+            if self.loopback and not is_loopback(split_host(headers.get(b"host", ""))):
+                why = "this model is served on loopback: it answers to loopback host names only"
+            elif headers.get(b"sec-fetch-site") in ("cross-site", "same-site"):
+                why = "another site's page may not use this model server"
+            if why is not None:
+                body = json.dumps({"error": why}).encode()
+                await send({"type": "http.response.start", "status": 403,
+                            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
 
 
 class _JsonByDefault:

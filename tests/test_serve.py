@@ -280,3 +280,18 @@ def test_onnx_models_are_served_with_onnxruntime(tmp_path):
     tensor.set_data_from_numpy(x, binary_data=False)
     response = served_model("linear", tmp_path).predict(InferRequest(model_name="linear", infer_inputs=[tensor]))
     assert np.allclose(response.outputs[0].as_numpy(), x @ weights + bias, atol=1e-5)
+
+
+def test_web_pages_cannot_use_a_model_served_on_loopback(served):
+    """A DNS-rebinding page (its own name, resolved to 127.0.0.1) could read predictions
+    and unload the model; another site's page could send it work."""
+    body = {"inputs": [{"name": "input-0", "shape": [1, 64], "datatype": "FP32", "data": _digits(1).ravel().tolist()}]}
+    rebinding = {"host": "evil.example:8080"}
+    assert httpx.get(f"{served.url}/v2/models/random", headers=rebinding).status_code == 403
+    assert httpx.post(f"{served.url}/v2/models/random/infer", json=body, headers=rebinding).status_code == 403
+    assert httpx.post(f"{served.url}/v2/repository/models/random/unload", headers=rebinding).status_code == 403
+    page = {"sec-fetch-site": "cross-site", "content-type": "text/plain"}
+    assert httpx.post(f"{served.url}/v2/models/random/infer", content=__import__("json").dumps(body),
+                      headers=page).status_code == 403
+    assert httpx.get(f"{served.url}/v2/models/random/ready").json()["ready"] is True  # still served
+    assert httpx.get(f"{served.url}/v2/models/random", headers={"host": "localhost"}).status_code == 200
