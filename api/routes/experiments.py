@@ -14,7 +14,7 @@ from katib import views
 from katib.controller import EDITABLE, is_completed
 from katib.errors import KatibError
 from katib.spec import Trial
-from katib.store import ExperimentRecord, trial_page
+from katib.store import ExperimentRecord, latest_trial, trial_page
 
 from .. import _service
 from .._auth import can_read, current_user
@@ -44,8 +44,9 @@ def list_all(request: Request, namespace: str | None = None, state: ServerState 
     for r in state.store.list_experiments(namespace):
         if can_read(user, r.namespace):
             failure = None
-            if views.phase(r) == "Failed":  # why: the trial that failed last
-                failure = views.last_failure(state.store.list_trials(r.id, states=FAILED))
+            if views.phase(r) == "Failed":  # why: the trial that failed last (read alone)
+                last = latest_trial(state.store, r.id, FAILED)
+                failure = views.last_failure([last] if last else [])
             items.append(ExperimentItem.model_validate({**dict(views.experiment(r)), **controls(state, r),
                                                         "last_failure": failure}))
     return ExperimentList(items=items, read_only=state.read_only)

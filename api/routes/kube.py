@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Iterator
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -18,7 +19,7 @@ from katib.runtimes import is_trainjob
 from katib.spec import API_VERSION, EXPERIMENT_LABEL, TRIAL_LABEL, Trial
 from katib.store import ExperimentRecord, TrialRecord
 
-from .. import _service
+from .. import _paging, _service
 from .._documents import created_links, experiment_body, read_document
 from .._models import KubeExperimentList
 from .._state import ServerState, get_state
@@ -50,10 +51,6 @@ def _selector(label_selector: str | None) -> dict[str, str | frozenset[str]]:
 
 def _matches(labels: dict[str, str], selector: dict[str, str | frozenset[str]]) -> bool:
     return all(labels.get(k) in v if isinstance(v, frozenset) else labels.get(k) == v for k, v in selector.items())
-
-
-def _list(kind: str, items: list[dict[str, Any]], api_version: str = API_VERSION) -> dict[str, Any]:
-    return {"apiVersion": api_version, "kind": f"{kind}List", "metadata": {"resourceVersion": ""}, "items": items}
 
 
 @router.post(PREFIX + "/experiments", status_code=201, openapi_extra=experiment_body(),
@@ -98,18 +95,37 @@ async def delete_experiment(namespace: str, name: str, state: ServerState = Depe
             "details": {"name": name, "group": "kubeflow.org", "kind": "experiments"}}
 
 
+def _of_experiment(recs: list[ExperimentRecord], selector: dict[str, str | frozenset[str]]) -> list[ExperimentRecord]:
+    """The experiments a selector's ``katib.kubeflow.org/experiment`` (``=`` or ``in``) names."""
+    if EXPERIMENT_LABEL not in selector:
+        return recs
+    wanted = {EXPERIMENT_LABEL: selector[EXPERIMENT_LABEL]}
+    return [r for r in recs if _matches({EXPERIMENT_LABEL: r.name}, wanted)]
+
+
 @router.get(PREFIX + "/trials", response_model=None)
 def list_trials(namespace: str, label_selector: str | None = Query(None, alias="labelSelector"),
+                limit: int | None = _paging.LIMIT, continue_: str | None = _paging.CONTINUE,
                 state: ServerState = Depends(get_state)) -> JSONResponse:
+    """The namespace's trials (of the experiments a selector names), oldest experiment
+    first and each one's trials oldest first, a page at a time: at most ``limit`` and the
+    server's page (``KATIB_MAX_PAGE``); while more follow, ``metadata.continue`` is the
+    token to pass as ``?continue=`` (with the same ``labelSelector``) for the next page.
+    Without ``limit`` a page is the server's whole page: the Katib SDK's ``list_trials``,
+    which asks once, gets every trial of an experiment smaller than that."""
     selector = _selector(label_selector)
-    records = state.store.list_experiments(namespace)
-    wanted = selector.get(EXPERIMENT_LABEL)
-    items = []
-    for rec in records:
-        if wanted is not None and rec.name != wanted:
-            continue
-        items += [views.trial_object(rec, t) for t in state.store.list_trials(rec.id) if _matches(t.labels, selector)]
-    return JSONResponse(_list("Trial", items))
+    size = _paging.page_size(limit, state.limits.page)
+    at = _paging.start(continue_, "trials", namespace, label_selector)
+
+    def trial(rec: ExperimentRecord, t: TrialRecord) -> list[dict[str, Any]]:
+        return [views.trial_object(rec, t)] if _matches(t.labels, selector) else []
+
+    recs = _of_experiment(state.store.list_experiments(namespace), selector)
+    walk = _paging.walk_trials(state.store, recs, at, trial, _paging.chunk_for(size))
+    items, spot = _paging.fill(walk, size)
+    token = _paging.next_token(state.store, spot, "trials", namespace, label_selector)
+    # Serialised directly: thousands of plain dicts need no model validation.
+    return JSONResponse(_paging.kube_list("Trial", [i() for i in items], token, API_VERSION))
 
 
 @router.get(PREFIX + "/trials/{name}", response_model=Trial, response_model_exclude_none=True)
@@ -119,8 +135,14 @@ def get_trial(namespace: str, name: str, state: ServerState = Depends(get_state)
 
 
 def _suggestion(state: ServerState, rec: ExperimentRecord) -> dict[str, Any]:
+    """The experiment's Suggestion. Katib's ``status.suggestions`` lists every assignment
+    the algorithm made (one per trial); here it holds the most recent of them, at most the
+    server's page (``KATIB_MAX_PAGE``), oldest first, so one object is never bigger than a
+    page of trials: all of them for an experiment smaller than that. ``suggestionCount``
+    and ``spec.requests`` count every one; ``…/trials?limit=&continue=`` pages them all."""
     spec = rec.spec.get("spec", {})
-    trials = state.store.list_trials(rec.id)
+    count = rec.status.trials or 0
+    trials = _paging.recent_trials(state.store, rec, state.limits.page)
     done = is_completed(rec.status)
     conditions = [{"type": "Created", "status": "True", "reason": "SuggestionCreated", "message": "Suggestion is created"},
                   {"type": "Running", "status": "False" if done else "True", "reason": "SuggestionRunning",
@@ -133,19 +155,32 @@ def _suggestion(state: ServerState, rec: ExperimentRecord) -> dict[str, Any]:
         "metadata": {"name": rec.name, "namespace": rec.namespace, "labels": {EXPERIMENT_LABEL: rec.name},
                      "ownerReferences": [{"apiVersion": API_VERSION, "kind": "Experiment", "name": rec.name, "uid": rec.uid}]},
         "spec": {"algorithm": spec.get("algorithm"), "earlyStopping": spec.get("earlyStopping"),
-                 "requests": len(trials), "resumePolicy": spec.get("resumePolicy", "Never")},
-        "status": {"suggestionCount": len(trials), "conditions": conditions,
+                 "requests": count, "resumePolicy": spec.get("resumePolicy", "Never")},
+        "status": {"suggestionCount": count, "conditions": conditions,
                    "suggestions": [{"name": t.name, "parameterAssignments": t.assignments, "labels": t.labels} for t in trials]},
     }
 
 
 @router.get(PREFIX + "/suggestions")
-def list_suggestions(namespace: str, state: ServerState = Depends(get_state)) -> dict[str, Any]:
-    return _list("Suggestion", [_suggestion(state, r) for r in state.store.list_experiments(namespace)])
+def list_suggestions(namespace: str, limit: int | None = _paging.LIMIT, continue_: str | None = _paging.CONTINUE,
+                     state: ServerState = Depends(get_state)) -> dict[str, Any]:
+    """A Suggestion per experiment of the namespace, oldest first, a page at a time: at
+    most ``limit`` of them, and while they embed at most the server's page of
+    ``status.suggestions`` together (a page holds its first one whatever it embeds: at
+    most a page, see ``getSuggestion``); ``metadata.continue`` while more follow."""
+    size = _paging.page_size(limit, state.limits.page)
+    at = _paging.start(continue_, "suggestions", namespace, None)
+    walk = _paging.walk_embedding(state.store.list_experiments(namespace), at, state.limits.page,
+                                  lambda rec: _suggestion(state, rec))
+    items, spot = _paging.fill(walk, size, budget=state.limits.page)
+    token = _paging.next_token(state.store, spot, "suggestions", namespace, None)
+    return _paging.kube_list("Suggestion", [i() for i in items], token, API_VERSION)
 
 
 @router.get(PREFIX + "/suggestions/{name}", operation_id="getSuggestion")
 def get_suggestion(namespace: str, name: str, state: ServerState = Depends(get_state)) -> dict[str, Any]:
+    """The experiment's Suggestion: ``status.suggestions`` holds its most recent trials'
+    assignments, at most the server's page (``KATIB_MAX_PAGE``); ``suggestionCount`` counts them all."""
     return _suggestion(state, state.store.get_experiment(namespace, name))
 
 
@@ -172,23 +207,33 @@ def _pod(rec: ExperimentRecord, t: TrialRecord, labels: dict[str, str]) -> dict[
 
 @router.get("/api/v1/namespaces/{namespace}/pods")
 def list_pods(namespace: str, label_selector: str | None = Query(None, alias="labelSelector"),
+              limit: int | None = _paging.LIMIT, continue_: str | None = _paging.CONTINUE,
               state: ServerState = Depends(get_state)) -> dict[str, Any]:
-    """Each trial that has run shows as one pod named after it."""
+    """Each trial that has run shows as one pod named after it (a TrainJob trial as one
+    per node), a page at a time as ``…/trials`` are: at most ``limit`` pods and the
+    server's page (``KATIB_MAX_PAGE``), ``metadata.continue`` while more follow (a page
+    may end within a trial's pods; the next starts where it ended)."""
     selector = _selector(label_selector)
-    items = []
+    size = _paging.page_size(limit, state.limits.page)
+    at = _paging.start(continue_, "pods", namespace, label_selector)
+
+    def wanted(pods: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [p for p in pods if _matches(p["metadata"]["labels"], selector)]
+
     trial = next((selector[k] for k in (TRIAL_LABEL, JOBSET_NAME_LABEL) if isinstance(selector.get(k), str)), None)
+    walk: Iterator[_paging.Entry]
     if trial is not None:
         try:
             rec, t = state.store.get_trial(namespace, str(trial))
-            items = _pods(rec, t)
         except NotFoundError:
-            items = []
+            return _paging.kube_list("Pod", [], None, "v1")
+        walk = _paging.walk_one(rec, wanted(_pods(rec, t)), at)
     else:
-        for rec in state.store.list_experiments(namespace):
-            if EXPERIMENT_LABEL in selector and rec.name != selector[EXPERIMENT_LABEL]:
-                continue
-            items += [p for t in state.store.list_trials(rec.id) for p in _pods(rec, t)]
-    return _list("Pod", [p for p in items if _matches(p["metadata"]["labels"], selector)], "v1")
+        recs = _of_experiment(state.store.list_experiments(namespace), selector)
+        walk = _paging.walk_trials(state.store, recs, at, lambda rec, t: wanted(_pods(rec, t)), _paging.chunk_for(size))
+    items, spot = _paging.fill(walk, size)
+    token = _paging.next_token(state.store, spot, "pods", namespace, label_selector)
+    return _paging.kube_list("Pod", [i() for i in items], token, "v1")
 
 
 @router.get("/api/v1/namespaces/{namespace}/pods/{name}/log", response_class=PlainTextResponse)

@@ -13,10 +13,11 @@ from typing import Any
 from fastapi import APIRouter, Depends
 
 from katib.errors import NotFoundError
-from katib.optimizationjobs import optimization_job_object
+from katib.optimizationjobs import optimization_job_object, source_of
 from katib.runtimes import CLUSTER_KIND, NAMESPACED_KIND, TRAINER_API_VERSION, registry
+from katib.store import ExperimentRecord, TrialRecord
 
-from .. import _trainjobs
+from .. import _paging, _trainjobs
 from .._state import ServerState, get_state
 
 router = APIRouter(tags=["kubeflow trainer"])
@@ -60,15 +61,23 @@ def get_runtime(namespace: str, runtime: str) -> dict[str, Any]:
 
 
 @router.get(TRAINJOBS)
-def list_trainjobs(namespace: str, state: ServerState = Depends(get_state)) -> dict[str, Any]:
-    """Every trial of a TrainJob template in the namespace, as its TrainJob."""
-    items = []
-    for rec in state.store.list_experiments(namespace):
-        for t in state.store.list_trials(rec.id):
-            job = _trainjobs.trainjob_of(rec, t)
-            if job is not None:
-                items.append(job)
-    return _list("TrainJob", items)
+def list_trainjobs(namespace: str, limit: int | None = _paging.LIMIT, continue_: str | None = _paging.CONTINUE,
+                   state: ServerState = Depends(get_state)) -> dict[str, Any]:
+    """Every trial of a TrainJob template in the namespace, as its TrainJob, oldest
+    experiment first and each one's trials oldest first, a page at a time: at most
+    ``limit`` and the server's page (``KATIB_MAX_PAGE``); while more follow,
+    ``metadata.continue`` is the token to pass as ``?continue=`` for the next page."""
+    size = _paging.page_size(limit, state.limits.page)
+    at = _paging.start(continue_, "trainjobs", namespace, None)
+
+    def jobs(rec: ExperimentRecord, t: TrialRecord) -> list[dict[str, Any]]:
+        job = _trainjobs.trainjob_of(rec, t)
+        return [job] if job is not None else []
+
+    walk = _paging.walk_trials(state.store, state.store.list_experiments(namespace), at, jobs, _paging.chunk_for(size))
+    items, spot = _paging.fill(walk, size)
+    token = _paging.next_token(state.store, spot, "trainjobs", namespace, None)
+    return _paging.kube_list("TrainJob", [i() for i in items], token, TRAINER_API_VERSION)
 
 
 @router.get(TRAINJOBS + "/{trial}")
@@ -80,33 +89,60 @@ def get_trainjob(namespace: str, trial: str, state: ServerState = Depends(get_st
     return job
 
 
+def _optimization_job(state: ServerState, rec: ExperimentRecord) -> dict[str, Any] | None:
+    """The experiment as its OptimizationJob (None: it is not one). ``status.trials`` holds
+    its most recent trials, at most the server's page (``KATIB_MAX_PAGE``), oldest first,
+    so one object is never bigger than a page of trials (all of them for a job smaller
+    than that); ``nextTrialIndex`` counts every trial."""
+    job = optimization_job_object(rec, _paging.recent_trials(state.store, rec, state.limits.page))
+    if job is not None:
+        job["status"]["nextTrialIndex"] = rec.status.trials or 0
+    return job
+
+
 @router.get(OPTIMIZATIONJOBS)
-def list_optimizationjobs(namespace: str, state: ServerState = Depends(get_state)) -> dict[str, Any]:
+def list_optimizationjobs(namespace: str, limit: int | None = _paging.LIMIT, continue_: str | None = _paging.CONTINUE,
+                          state: ServerState = Depends(get_state)) -> dict[str, Any]:
     """Every experiment of the namespace written from an OptimizationJob, as one (with
-    status.result and status.trials). They are created as experiments are: POST the
-    OptimizationJob to /api/v1/namespaces/{namespace}/experiments."""
-    items = []
-    for rec in state.store.list_experiments(namespace):
-        job = optimization_job_object(rec, state.store.list_trials(rec.id))
-        if job is not None:
-            items.append(job)
-    return _list("OptimizationJob", items)
+    status.result and status.trials), oldest first, a page at a time: at most ``limit``
+    of them, and while they embed at most the server's page of ``status.trials`` together
+    (a page holds its first one whatever it embeds: at most a page); ``metadata.continue``
+    while more follow. They are created as experiments are: POST the OptimizationJob to
+    /api/v1/namespaces/{namespace}/experiments."""
+    size = _paging.page_size(limit, state.limits.page)
+    at = _paging.start(continue_, "optimizationjobs", namespace, None)
+    recs = [r for r in state.store.list_experiments(namespace) if source_of(r) is not None]
+    walk = _paging.walk_embedding(recs, at, state.limits.page, lambda rec: _optimization_job(state, rec) or {})
+    items, spot = _paging.fill(walk, size, budget=state.limits.page)
+    token = _paging.next_token(state.store, spot, "optimizationjobs", namespace, None)
+    return _paging.kube_list("OptimizationJob", [i() for i in items], token, TRAINER_API_VERSION)
 
 
 @router.get(OPTIMIZATIONJOBS + "/{name}")
 def get_optimizationjob(namespace: str, name: str, state: ServerState = Depends(get_state)) -> dict[str, Any]:
+    """The experiment as its OptimizationJob; ``status.trials`` holds its most recent
+    trials, at most the server's page (``KATIB_MAX_PAGE``); ``nextTrialIndex`` counts them all."""
     rec = state.store.get_experiment(namespace, name)
-    job = optimization_job_object(rec, state.store.list_trials(rec.id))
+    job = _optimization_job(state, rec)
     if job is None:
         raise NotFoundError(f"OptimizationJob {name!r} not found in namespace {namespace!r} (experiment {name} is a Katib Experiment)")
     return job
 
 
 @router.get("/api/v1/namespaces/{namespace}/events")
-def list_events(namespace: str, state: ServerState = Depends(get_state)) -> dict[str, Any]:
-    """The events of every experiment and trial in the namespace, oldest first."""
-    items = []
-    for rec in state.store.list_experiments(namespace):
-        items += _trainjobs.events(rec, state.store.list_trials(rec.id))
-    items.sort(key=lambda e: e["firstTimestamp"] or "")
-    return _list("Event", items, "v1")
+def list_events(namespace: str, limit: int | None = _paging.LIMIT, continue_: str | None = _paging.CONTINUE,
+                state: ServerState = Depends(get_state)) -> dict[str, Any]:
+    """The events of every trial in the namespace (its job created, running, ended), a
+    page at a time: at most ``limit`` and the server's page (``KATIB_MAX_PAGE``),
+    ``metadata.continue`` while more follow. Pages follow the experiments and their trials
+    in the order they were created; within a page the events are oldest first (so an
+    answer of one page, every namespace with fewer events than a page, is all of them
+    oldest first; the Kubeflow SDK sorts what it reads anyway)."""
+    size = _paging.page_size(limit, state.limits.page)
+    at = _paging.start(continue_, "events", namespace, None)
+    walk = _paging.walk_trials(state.store, state.store.list_experiments(namespace), at,
+                               lambda rec, t: _trainjobs.events(rec, [t]), _paging.chunk_for(size))
+    built, spot = _paging.fill(walk, size)
+    items = sorted((i() for i in built), key=lambda e: e["firstTimestamp"] or "")
+    token = _paging.next_token(state.store, spot, "events", namespace, None)
+    return _paging.kube_list("Event", items, token, "v1")

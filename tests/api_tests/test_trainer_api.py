@@ -88,3 +88,68 @@ def test_an_optimization_job_on_the_server_shows_its_result_and_trials(sqlite_st
         bad = dict(doc, metadata={"name": "bad"}, spec=dict(doc["spec"], parallelTrials=5))
         refused = c.post("/api/v1/namespaces/default/experiments", json=bad)
         assert refused.status_code == 422 and "parallelTrials cannot exceed numTrials" in refused.text
+
+
+def test_trainjobs_events_pods_and_optimization_jobs_keep_to_the_page_limit(sqlite_store, tmp_path):
+    """The security review: …/trainjobs, …/events (and …/pods, …/optimizationjobs, which
+    embed trials) answered every trial of the namespace at once, whatever the page limit.
+    Now a page at a time, at most KATIB_MAX_PAGE (here 5); a page may end within a trial's
+    pods or events, and the next starts where it ended."""
+    import json
+
+    from fastapi.testclient import TestClient
+
+    from api import ServerLimits, create_app
+    from katib.spec import OPTIMIZATION_JOB_SOURCE
+    from katib.store import TrialRecord
+
+    def seed(name: str, doc: dict, n: int) -> None:
+        rec = sqlite_store.create_experiment("ns", name, doc, {}, "/w")
+        sqlite_store.add_trials([TrialRecord(
+            id=0, experiment_id=rec.id, name=f"{name}-{i}", state="Succeeded", assignments=[{"name": "x", "value": str(i)}],
+            labels={"katib.kubeflow.org/experiment": name}, created_at=1000.0 + i, start_time=1000.5 + i,
+            completion_time=1001.0 + i) for i in range(n)])
+
+    seed("tj", trainjob_experiment(), 7)  # TrainJob trials of 2 nodes: 14 pods, 21 events
+    plain = experiment(name="oj")
+    plain["metadata"]["annotations"] = {OPTIMIZATION_JOB_SOURCE: json.dumps({"apiVersion": "trainer.kubeflow.org/v1alpha1", "spec": {}})}
+    seed("oj", plain, 12)  # an OptimizationJob of 12 trials
+    seed("oj2", {**plain, "metadata": {**plain["metadata"], "name": "oj2"}}, 2)
+
+    def pages(c, url, **params):
+        out, token = [], None
+        while True:
+            body = c.get(url, params={**params, **({"continue": token} if token else {})}).json()
+            out.append(body["items"])
+            token = body["metadata"].get("continue")
+            if not token:
+                return out
+
+    app = create_app(sqlite_store, tmp_path / "runs", tmp_path, resume=False, limits=ServerLimits(page=5))
+    with TestClient(app, base_url="http://localhost") as c:
+        jobs = pages(c, f"{ROOT}/namespaces/ns/trainjobs")
+        assert [len(p) for p in jobs] == [5, 2]
+        assert [j["metadata"]["name"] for p in jobs for j in p] == [f"tj-{i}" for i in range(7)]
+        assert [len(p) for p in pages(c, f"{ROOT}/namespaces/ns/trainjobs", limit="3")] == [3, 3, 1]
+        assert len(c.get(f"{ROOT}/namespaces/ns/trainjobs", params={"limit": "100"}).json()["items"]) == 5
+
+        events = pages(c, "/api/v1/namespaces/ns/events")  # 3 a trial: 21 + 36 + 6
+        assert [len(p) for p in events] == [5] * 12 + [3]
+        seen = [(e["involvedObject"]["name"], e["reason"]) for p in events for e in p]
+        # every event once; pages follow the experiments and trials, each page oldest first
+        assert sorted(seen) == sorted((f"{name}-{i}", reason) for name, n in (("tj", 7), ("oj", 12), ("oj2", 2))
+                                      for i in range(n) for reason in ("JobCreated", "JobRunning", "JobSucceeded"))
+        assert all(p == sorted(p, key=lambda e: e["firstTimestamp"]) for p in events)
+
+        pods = pages(c, "/api/v1/namespaces/ns/pods", labelSelector="katib.kubeflow.org/experiment=tj", limit="3")
+        assert [len(p) for p in pods] == [3, 3, 3, 3, 2]  # pages end within a trial's two pods
+        assert [p["metadata"]["name"] for page in pods for p in page] == [
+            name for i in range(7) for name in (f"tj-{i}", f"tj-{i}-node-1")]
+        one = pages(c, "/api/v1/namespaces/ns/pods", labelSelector="jobset.sigs.k8s.io/jobset-name=tj-3", limit="1")
+        assert [[p["metadata"]["name"] for p in page] for page in one] == [["tj-3"], ["tj-3-node-1"]]
+
+        job = c.get(f"{ROOT}/namespaces/ns/optimizationjobs/oj").json()
+        assert [t["name"] for t in job["status"]["trials"]] == [f"oj-{i}" for i in range(7, 12)]  # the last page
+        assert job["status"]["nextTrialIndex"] == 12
+        listed = pages(c, f"{ROOT}/namespaces/ns/optimizationjobs")  # at most a page of trials embedded a page
+        assert [[(j["metadata"]["name"], len(j["status"]["trials"])) for j in p] for p in listed] == [[("oj", 5)], [("oj2", 2)]]
