@@ -38,6 +38,11 @@ class ValidationError(KatibError):
         lines = "\n".join(f"  - {e}" for e in self.errors)
         super().__init__(f"invalid {what} ({len(self.errors)} error(s)):\n{lines}")
 
+    def __reduce__(self) -> tuple[type[ValidationError], tuple[list[FieldError], str]]:
+        # Raised in another process (a Ray task, a process pool), it arrives whole: pickled
+        # from its message alone, each character came back as an error of its own.
+        return ValidationError, (self.errors, self.what)
+
 
 class NotFoundError(KatibError):
     """A named experiment or trial does not exist."""

@@ -187,3 +187,15 @@ def test_katib_examples_validate(path: Path):
 @pytest.mark.parametrize("path", sorted((REPO / "examples").glob("*.yaml")), ids=lambda p: p.name)
 def test_our_examples_validate(path: Path):
     admit(yaml.safe_load(path.read_text()))
+
+
+def test_a_validation_error_crosses_a_process_boundary_whole():
+    """Raised in a Ray task or a process pool, it is pickled: it used to come back with each
+    character of its message as an error of its own."""
+    import pickle
+
+    from katib.errors import FieldError, ValidationError
+
+    error = ValidationError([FieldError("spec.parameters[0].name", "is required")], "experiment")
+    back = pickle.loads(pickle.dumps(error))
+    assert back.errors == error.errors and back.what == "experiment" and str(back) == str(error)
