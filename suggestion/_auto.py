@@ -14,6 +14,9 @@ TPE there, for 30 times the CPU. So:
 - several objectives, constraints, any list or categorical parameter, or fewer than two
   numeric parameters: ``tpe`` throughout (on HPOBench and NAS-Bench-201 it is the best or
   tied best of ours at every budget up to 200);
+- where every numeric parameter has at most ``1 / σ`` values (20 integers, say: each
+  value's cell is wider than CMA-ES's first step, so its proposals round back to the
+  incumbent): ``tpe`` throughout;
 - otherwise ``tpe`` until ``switch_point`` trials have completed (35 up to 10 numeric
   parameters, 25 above: the TPE's model thins out with the dimension), then ``cmaes``
   started at the incumbent with a step of 0.05 (0.1 above 10 parameters) of the unit
@@ -75,6 +78,10 @@ def choose(space: SearchSpace, n_objectives: int, constrained: bool, completed: 
     if len(numeric) < 2:
         return Choice("tpe", "fewer than two numeric parameters")
     at, sigma = switch_point(len(numeric))
+    if all(d.size() * sigma <= 1 for d in numeric):
+        # Each value's cell is wider than CMA-ES's first step: its proposals round back to
+        # the incumbent, and the TPE, which draws whole values, does better there.
+        return Choice("tpe", f"every numeric parameter has at most {int(1 / sigma)} values")
     if completed < at:
         return Choice("tpe", f"{len(numeric)} numeric parameters, fewer than {at} completed trials")
     return Choice("cmaes", f"{len(numeric)} numeric parameters, {at} or more completed trials", sigma)
