@@ -86,11 +86,14 @@ def resolve_trial_template(doc: Any, configmaps: Iterable[dict[str, Any]], where
         keys = ", ".join(sorted(data)) or "none"
         raise ValidationError([FieldError(f"{_FIELD}.templatePath",
                                           f"ConfigMap {namespace}/{name} has no key {key!r} (keys: {keys})")])
-    try:
-        spec = yaml.safe_load(data[key])
-    except yaml.YAMLError as exc:
-        raise ValidationError([FieldError(f"{_FIELD}.templatePath",
-                                          f"ConfigMap {namespace}/{name} key {key!r} is not YAML: {exc}")]) from None
+    from katib.spec import load_documents
+
+    try:  # bounded as an experiment's own YAML is: aliases, depth, duplicate keys
+        docs = load_documents(str(data[key]))
+    except ValidationError as exc:
+        raise ValidationError([FieldError(f"{_FIELD}.templatePath", f"ConfigMap {namespace}/{name} key {key!r} is not "
+                                          f"YAML: {'; '.join(str(e) for e in exc.errors)}")]) from None
+    spec = docs[0] if len(docs) == 1 else None
     if not isinstance(spec, dict):
         raise ValidationError([FieldError(f"{_FIELD}.templatePath",
                                           f"ConfigMap {namespace}/{name} key {key!r} is not a trial spec (a mapping)")])

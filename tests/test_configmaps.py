@@ -21,6 +21,10 @@ EXAMPLE = EXAMPLES / "trial-configmap-source.yaml"
 TEMPLATES = EXAMPLES / "trial-templates.yaml"
 
 
+BOMB = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{n}: &{n} [{', '.join(['*' + p] * 10)}]\n" for p, n in zip("abcd", "bcde", strict=True)) + "kind: Job\n"
+
+
 def example() -> dict:
     return yaml.safe_load(EXAMPLE.read_text())
 
@@ -45,6 +49,12 @@ def test_a_folder_and_a_list_are_read(tmp_path: Path):
     (lambda cm: cm.update(data={"x.yaml": "a: 1"}), "templatePath", "has no key 'defaultTrialTemplate.yaml' (keys: x.yaml)"),
     (lambda cm: cm.update(data={"defaultTrialTemplate.yaml": "a: [1"}), "templatePath", "is not YAML"),
     (lambda cm: cm.update(data={"defaultTrialTemplate.yaml": "- a"}), "templatePath", "is not a trial spec"),
+    # The template is YAML inside a string: bounded as the experiment's own YAML is (it
+    # was parsed unbounded: a 600-byte alias bomb took the server minutes, deep nesting a 500).
+    (lambda cm: cm.update(data={"defaultTrialTemplate.yaml": BOMB}), "templatePath", "aliases expand"),
+    (lambda cm: cm.update(data={"defaultTrialTemplate.yaml": "x: " + "[" * 3000 + "]" * 3000}), "templatePath",
+     "nests deeper than 64 levels"),
+    (lambda cm: cm.update(data={"defaultTrialTemplate.yaml": "kind: Job\nkind: Pod\n"}), "templatePath", "duplicate"),
 ])
 def test_wrong_configmaps_name_the_field(change, field, message):
     cm = yaml.safe_load(TEMPLATES.read_text())
