@@ -11,7 +11,6 @@ as Katib's DB manager takes them). Nothing is imported until a kind is used.
 from __future__ import annotations
 
 import importlib
-import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from functools import cache
@@ -46,7 +45,7 @@ class SourceContext:
     output: Path
     path: Path | None = None
     file_format: str = "TEXT"
-    filters: list[re.Pattern[str]] = field(default_factory=list)
+    filters: list[Any] = field(default_factory=list)  # compiled patterns (re's or RE2's: Collector)
     metric_order: list[str] = field(default_factory=list)
     http_get: dict[str, Any] | None = None  # PrometheusMetric: the spec's source.httpGet
 

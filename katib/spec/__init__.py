@@ -59,7 +59,7 @@ from ._template import (
     render,
 )
 from ._validate import nas_config_errors, validate, validate_parameter
-from ._validate_template import filter_problem
+from ._validate_template import compile_filter, filter_problem
 
 __all__ = [
     "OPTIMIZATION_JOB_LIFTED",
@@ -101,6 +101,7 @@ __all__ = [
     "admit",
     "apply_defaults",
     "experiment_documents",
+    "compile_filter",
     "filter_problem",
     "find_containers",
     "load_documents",
