@@ -13,6 +13,7 @@ from ._model import load_model, save_model
 from ._push import report_metrics
 from .errors import (
     ConflictError,
+    ExperimentFailedError,
     FieldError,
     KatibError,
     NoResultError,
@@ -25,6 +26,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ConflictError",
+    "ExperimentFailedError",
     "ExperimentResult",
     "KatibClient",
     "FieldError",

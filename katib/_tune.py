@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._function import ANNOTATION, ship
 from ._results import ExperimentResult
-from .errors import ConflictError, KatibError, NoResultError, NotFoundError
+from .errors import ConflictError, ExperimentFailedError, KatibError, NoResultError, NotFoundError
 
 if TYPE_CHECKING:
     from .client import KatibClient
@@ -151,6 +151,11 @@ def watch(client: KatibClient, name: str, namespace: str, progress: bool, timeou
         from .client import _no_result
 
         raise _no_result(result.experiment) or NoResultError(f"experiment {namespace}/{name} has no result")
+    if result.state == "Failed":  # it has a best trial, but it did not succeed: say so
+        failed: dict[str, Any] = next((c for c in (result.experiment.get("status") or {}).get("conditions", [])
+                       if c.get("type") == "Failed" and c.get("status") == "True"), {})
+        raise ExperimentFailedError(f"experiment {namespace}/{name} failed ({failed.get('reason')}): "
+                                    f"{failed.get('message')}; the error's .result holds what it got to", result)
     return result
 
 

@@ -57,6 +57,19 @@ class NoResultError(KatibError):
     best trial to return. The message quotes the trials' most common failure."""
 
 
+class ExperimentFailedError(KatibError):
+    """The experiment ended ``Failed`` (Katib's ``MaxFailedTrialsReached``: too many trials
+    failed). ``result`` is what it got to, best trial included, for a caller who still
+    wants it; nothing hands it over as a success."""
+
+    def __init__(self, message: str, result: object = None) -> None:
+        super().__init__(message)
+        self.result = result
+
+    def __reduce__(self) -> tuple[type[ExperimentFailedError], tuple[str, object]]:
+        return ExperimentFailedError, (str(self), self.result)
+
+
 class TemporaryError(KatibError):
     """A failure a retry can fix (a busy database, a lost connection)."""
 

@@ -8,7 +8,7 @@ import pytest
 
 PUBLIC = {
     "katib": {"report_metrics", "KatibError", "ValidationError", "FieldError", "NotFoundError", "NoResultError",
-              "ConflictError", "TemporaryError", "__version__", "KatibClient", "search", "save_model", "load_model",
+              "ConflictError", "ExperimentFailedError", "TemporaryError", "__version__", "KatibClient", "search", "save_model", "load_model",
               "ExperimentResult"},
     "api": {"ServerLimits", "create_app"},
     "katib.spec": {"Experiment", "Trial", "Suggestion", "admit", "apply_defaults", "validate", "render"},

@@ -75,6 +75,24 @@ def test_all_failing_tune_raises_saying_why(client):
                     max_trial_count=1)
 
 
+def test_a_failed_experiment_is_not_handed_over_as_a_result(client):
+    """Too many trials failed (Katib's Failed: ExperimentFailed) though one succeeded:
+    tune() returned the result as if the experiment had succeeded, as ``katib run`` (exit
+    1) does not. It raises, and the error carries the result."""
+    from katib import ExperimentFailedError
+
+    def first_only(x):
+        if x != "1":
+            raise ValueError("out of range")
+        return 0.5
+
+    with pytest.raises(ExperimentFailedError, match=r"failed \(ExperimentFailed\): Experiment has failed because max failed count") as info:
+        client.tune("mostly-broken", first_only, {"x": search.categorical(["1", "2", "3", "4"])},
+                    objective_metric_name="loss", max_trial_count=4, max_failed_trial_count=2, algorithm_name="grid",
+                    parallel_trial_count=1, progress=False)
+    assert info.value.result.state == "Failed" and info.value.result.best_value == 0.5
+
+
 def test_a_rerun_cell_reuses_or_replaces_on_request(client):
     def quad(x):
         return (x - 1) ** 2

@@ -166,7 +166,8 @@ class KatibClient:
         ``wait`` (default): block until the experiment ends, showing its progress (a live
         line in a terminal, an updating output in Jupyter; ``progress=False`` for none), and
         return its ``ExperimentResult``; ``NoResultError`` if no trial reported the
-        objective metric. ``wait=False`` returns at once, as Katib's SDK does
+        objective metric, ``ExperimentFailedError`` (its ``result`` attached) if it ended
+        ``Failed`` (too many failed trials), as ``katib run`` exits 1. ``wait=False`` returns at once, as Katib's SDK does
         (``get_experiment_result`` reads it later). ``if_exists``: ``error`` (default),
         ``reuse`` (keep the experiment of that name and its results; carry on if it is
         unfinished) or ``replace`` (delete it and start again), so a notebook cell can be

@@ -55,6 +55,7 @@ class Following:
     _touch: Callable[[TrialRecord], None]
     _flush: Callable[..., None]
     _emit: Callable[[str, TrialRecord | None], None]
+    _settle: Callable[[], None]
     _trial_dir: Callable[[TrialRecord], Path]
     _path_map: Callable[[TrialRecord], dict[str, str]]
 
@@ -184,6 +185,7 @@ class Following:
         self._touch(t)
         self.collectors.pop(t.name, None)
         self.reducers.pop(t.name, None)
+        self._settle()  # the best a listener reads (katib run's line) counts this trial
         self._emit("finished", t)
 
     def _log_tail(self, t: TrialRecord, lines: int = 5) -> str:

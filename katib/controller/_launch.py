@@ -37,6 +37,7 @@ class Launching:
     # ExperimentRun's
     _touch: Callable[[TrialRecord], None]
     _emit: Callable[[str, TrialRecord | None], None]
+    _settle: Callable[[], None]
     _db_manager: Any = None  # the loopback DBManager this run started for a Custom collector
     _experiment_folder: Path | None = None
 
@@ -164,6 +165,7 @@ class Launching:
                 t.observation = MetricReducer().observation(self.names)
                 mark_trial(t, "Failed", str(exc), reason="LaunchFailed")
                 self._touch(t)
+                self._settle()
                 self._emit("finished", t)
                 continue
             t.start_time = time.time()

@@ -145,6 +145,9 @@ class ExperimentRun(Following, Launching):
                 self._apply_budget()
                 self._follow_running()
                 ended = self._check_end()
+                if not ended and stop is not None and stop.is_set():  # asked to stop: nothing new is started
+                    self._interrupt()
+                    break
                 new = [] if ended else self._create_trials()
                 # One transaction per event: what ended, what was measured, what is new.
                 # The new trials are stored before they are launched.

@@ -46,6 +46,37 @@ def test_max_trials_reached_with_katib_status(store, tmp_path):
     assert status["completionTime"] and status["startTime"]
 
 
+def test_a_listener_told_a_trial_finished_sees_it_in_the_best(store, tmp_path):
+    """katib run's line for each finished trial prints the best so far: it was the best
+    before that trial, one step behind."""
+    seen = []
+
+    def listener(event, run, trial):
+        if event == "finished":
+            seen.append((float(trial.parameters()["x"]), run._best()))
+
+    run(store, tmp_path, experiment(parallelTrialCount=1), listener=listener)
+    assert len(seen) == 4
+    for i, (x, best) in enumerate(seen):
+        assert best == min(v for v, _ in seen[:i + 1]), seen
+        assert best <= x
+
+
+def test_nothing_is_started_once_a_stop_is_asked(store, tmp_path):
+    """A stop (SIGTERM, katib stop) that comes while a trial runs: the step that wakes when
+    it ends used to create and launch the next trial, then interrupt it (to run it again
+    on resume)."""
+    import threading
+
+    code = "import time; time.sleep(1); print('loss=${trialParameters.x}')"
+    ctl = Controller(store, runs_root=tmp_path / "runs", tick=30)  # the wait wakes on the trial's end
+    rec, _ = ctl.submit(admit(experiment(command=python_command(code), parallelTrialCount=1)), tmp_path)
+    stop = threading.Event()
+    threading.Timer(0.5, stop.set).start()
+    ctl.run(rec.namespace, rec.name, stop=stop)
+    assert [t.state for t in store.list_trials(rec.id)] == ["Succeeded"]
+
+
 def test_goal_reached_stops_the_others(store, tmp_path):
     code = "import sys,time; x=float('${trialParameters.x}'); time.sleep(0 if x < 0.5 else 30); print(f'loss={x}')"
     doc = experiment(command=python_command(code), maxTrialCount=20, parallelTrialCount=3,
