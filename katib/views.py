@@ -197,8 +197,8 @@ def no_result(rec: ExperimentRecord, trials: list[TrialRecord]) -> str | None:
         return None
     if rec.status.current_optimal_trial is not None and rec.status.current_optimal_trial.best_trial_name:
         return None
-    objective = rec.spec.get("spec", {}).get("objective", {}).get("objectiveMetricName", "")
-    return no_result_note(objective, trials)
+    objective = rec.spec.get("spec", {}).get("objective", {}) or {}
+    return no_result_note(objective.get("objectiveMetricName", ""), trials, objective.get("constraints"))
 
 
 def controller_alive(rec: ExperimentRecord) -> bool:

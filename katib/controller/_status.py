@@ -249,7 +249,8 @@ class Scoring:
 
     A constraint's *violation* is how far the metric lies outside ``[min, max]`` (0 when
     inside; a metric never reported counts as violated). Feasible trials rank first; among
-    infeasible ones, the smaller total violation ranks first.
+    infeasible ones, the smaller total violation ranks first (what an algorithm is told);
+    only a feasible trial is ever the best (``best_trial``).
     """
 
     def __init__(self, exp: Experiment) -> None:
@@ -301,11 +302,16 @@ def _scored(trials: Iterable[TrialRecord]) -> list[TrialRecord]:
 
 
 def best_trial(exp: Experiment, trials: Iterable[TrialRecord]) -> TrialRecord | None:
-    """Katib's ``currentOptimalTrial``: the best primary objective, feasible trials first.
-    With a text objective (a DARTS genotype), the latest trial that succeeded."""
+    """Katib's ``currentOptimalTrial``: the best primary objective among the feasible trials;
+    None while none is feasible (an infeasible trial is no result, as Optuna's
+    ``best_trial`` under constraints). With a text objective (a DARTS genotype), the latest
+    trial that succeeded."""
     scoring = Scoring(exp)
     trials = list(trials)
     candidates = _scored(trials)
+    if scoring.constraints and candidates:
+        candidates = [t for t in candidates if scoring.feasible(t.observation)]
+        return min(candidates, key=scoring.rank_key) if candidates else None
     if candidates:
         return min(candidates, key=scoring.rank_key)
     texts = [t for t in trials if t.state == "Succeeded"]
@@ -328,14 +334,21 @@ def pareto_front(exp: Experiment, trials: Iterable[TrialRecord]) -> list[TrialRe
     return [t for _, t in front]
 
 
-def no_result_note(objective: str, trials: Iterable[TrialRecord]) -> str:
-    """Why an experiment has no best trial: no trial reported the objective metric; the
-    trials' most common failure (grouped by state, reason and message before the trial's
-    last output), quoted with one trial's full message.
+def no_result_note(objective: str, trials: Iterable[TrialRecord], constraints: list[dict[str, Any]] | None = None) -> str:
+    """Why an experiment has no best trial: no trial met the objective's ``constraints``
+    (Katib objective's ``constraints`` as written); or no trial reported the objective
+    metric, with the trials' most common failure (grouped by state, reason and message
+    before the trial's last output), quoted with one trial's full message.
 
     >>> no_result_note("loss", [])
     "no trial reported the objective metric 'loss' (no trial ran)"
     """
+    trials = list(trials)
+    scored = len(_scored(trials))
+    if constraints and scored:
+        rules = ", ".join(f"{c.get('metricName')} in [{c.get('min', '-inf')}, {c.get('max', 'inf')}]" for c in constraints)
+        return (f"no trial met the objective's constraints ({rules}): {scored} trial(s) reported {objective!r}, "
+                "each outside at least one")
     ended = [t for t in trials if t.state in FINAL_TRIAL_STATES and not is_warm_start(t)]
     head = f"no trial reported the objective metric {objective!r}"
     if not ended:
@@ -360,12 +373,14 @@ def optimal_trial(t: TrialRecord | None) -> OptimalTrial:
     )
 
 
-def _note_no_result(conditions: list[Condition], objective: str, trials: Sequence[TrialRecord]) -> None:
+def _note_no_result(conditions: list[Condition], exp: Experiment, trials: Sequence[TrialRecord]) -> None:
     """An ended experiment without a best trial keeps Katib's condition (type and reason)
     and says in its message that there is no result, and why."""
+    obj = exp.spec.objective
+    constraints = [c.to_dict() for c in (obj.constraints or [])] if obj is not None else []
     for cond in conditions:
         if cond.type in ("Succeeded", "Failed") and cond.status == "True" and cond.reason in END_MESSAGES:
-            cond.message = f"{END_MESSAGES[cond.reason]}; {no_result_note(objective, trials)}"
+            cond.message = f"{END_MESSAGES[cond.reason]}; {no_result_note(metric_names(exp)[0], trials, constraints)}"
 
 
 def experiment_status(exp: Experiment, trials: Sequence[TrialRecord], base: ExperimentStatus) -> ExperimentStatus:
@@ -381,7 +396,7 @@ def experiment_status(exp: Experiment, trials: Sequence[TrialRecord], base: Expe
         last_reconcile_time=rfc3339(time.time()), current_optimal_trial=optimal_trial(best),
     )
     if best is None:
-        _note_no_result(status.conditions, metric_names(exp)[0], trials)
+        _note_no_result(status.conditions, exp, trials)
     if Scoring(exp).multi_objective:
         status.pareto_front = [optimal_trial(t) for t in pareto_front(exp, trials)]
     status.pending_trial_list = lists["Created"] or None

@@ -30,6 +30,25 @@ def test_constraints_make_infeasible_trials_rank_last(store, tmp_path):
     assert len(trials) == 9
 
 
+def test_a_trial_that_breaks_the_constraints_is_no_result(store, tmp_path):
+    """Every trial breaks a constraint: there is no best trial (it used to be the least
+    violating one, shown as the result with exit 0), and the end says why."""
+    from katib import views
+
+    code = "x = float('${trialParameters.x}'); print(f'score={x} memory={10 + x}')"
+    doc = experiment(command=python_command(code), algorithm={"algorithmName": "grid"}, parameters=GRID_X,
+                     maxTrialCount=3, parallelTrialCount=3,
+                     objective={"type": "maximize", "objectiveMetricName": "score", "additionalMetricNames": ["memory"],
+                                "constraints": [{"metricName": "memory", "max": "5"}]})
+    rec, status, trials = run(store, tmp_path, doc)
+    assert not (status.get("currentOptimalTrial") or {}).get("bestTrialName")
+    ended = [c for c in status["conditions"] if c["status"] == "True"][-1]
+    assert ended["reason"] == "ExperimentMaxTrialsReached"
+    assert "no trial met the objective's constraints (memory in [-inf, 5]): 3 trial(s) reported 'score'" in ended["message"]
+    note = views.no_result(store.get_experiment_by_id(rec.id), trials)
+    assert note is not None and "constraints" in note
+
+
 def test_goal_counts_only_feasible_trials(store, tmp_path):
     code = "x = float('${trialParameters.x}'); print(f'score={x} memory={10 * x}')"
     doc = experiment(command=python_command(code), algorithm={"algorithmName": "grid"}, parameters=GRID_X[:1],
