@@ -9,6 +9,8 @@ that point runs, as when the controller is killed there from outside:
 - ``launched``: a trial was launched, the write storing it ``Running`` is next;
 - ``finished``: a trial ended, the write storing its end (``Succeeded``) is next;
 - ``stopped``: a trial was stopped early, the write storing it ``EarlyStopped`` is next;
+- ``killed``: the experiment ended and stopped a running trial, the write storing it
+  ``Killed`` is next;
 - ``spawning``: a local trial's wrapper process was just started, nothing of it is
   written down yet (the pid file, the handle).
 
@@ -22,7 +24,7 @@ import os
 import signal
 import sys
 
-STATES = {"launched": "Running", "finished": "Succeeded", "stopped": "EarlyStopped"}
+STATES = {"launched": "Running", "finished": "Succeeded", "stopped": "EarlyStopped", "killed": "Killed"}
 
 
 def die() -> None:

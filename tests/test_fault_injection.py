@@ -534,3 +534,54 @@ def test_kill_9_in_each_window_between_acting_and_storing(tmp_path: Path, reques
     assert rec.owner is None and rec.status.to_dict()["trials"] == 2
     assert not trial_processes(str(markers))
     store.close()
+
+
+# The first trial to start reaches the goal at once; the other runs on until it is killed.
+GOAL_TRIAL = """
+import os, time  # (x=${{trialParameters.x}}: not used)
+try:
+    os.close(os.open(os.path.join({markers!r}, "first"), os.O_CREAT | os.O_EXCL))
+    print("loss=0.1", flush=True)
+except FileExistsError:
+    open(os.path.join({markers!r}, os.environ["KATIB_TRIAL_NAME"] + ".slow"), "w").write(str(os.getpid()))
+    time.sleep(60)
+    print("loss=0.9", flush=True)
+"""
+
+
+def test_kill_9_after_the_end_stopped_a_trial_and_before_it_was_stored_killed(tmp_path: Path, controller_env):
+    """The goal is reached and the other running trial is stopped; the controller dies
+    before storing it Killed. The next one used to adopt a trial killed by SIGTERM and
+    store it Failed (a failure that counts toward maxFailedTrialCount); the stop's reason
+    is now stored before the stop is sent."""
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    doc = experiment(name="goal-kill", command=[sys.executable, "-c", GOAL_TRIAL.format(markers=str(markers))],
+                     maxTrialCount=2, parallelTrialCount=2,
+                     objective={"type": "minimize", "goal": 0.5, "objectiveMetricName": "loss"})
+    spec, log = tmp_path / "exp.yaml", tmp_path / "controller.log"
+    spec.write_text(yaml.safe_dump(doc))
+    common = ["--db", str(tmp_path / "katib.db"), "--tick", "0.05"]
+    with log.open("ab") as out:
+        first = subprocess.run([sys.executable, "-m", "tests._kill_at", "killed", "--", "run", str(spec), *common],
+                               stdout=out, stderr=subprocess.STDOUT, env=controller_env, timeout=60,
+                               cwd=Path(__file__).parents[1])
+    assert first.returncode == -signal.SIGKILL, _tail(log)
+    again = _katib(["resume", "goal-kill", *common], log, controller_env)
+    try:
+        assert again.wait(timeout=45) == 0, _tail(log)
+    except subprocess.TimeoutExpired:
+        _abort(again)
+        raise AssertionError(f"the resumed controller did not end; {_tail(log)}") from None
+    store = Store(str(tmp_path / "katib.db"))
+    rec = store.get_experiment("default", "goal-kill")
+    trials = store.list_trials(rec.id)
+    assert sorted(t.state for t in trials) == ["Killed", "Succeeded"], [(t.state, t.conditions) for t in trials]
+    status = rec.status.to_dict()
+    assert [c["reason"] for c in status["conditions"] if c["status"] == "True"][-1] == "ExperimentGoalReached"
+    assert status.get("trialsFailed", 0) == 0 and status["trialsKilled"] == 1
+    killed = next(t for t in trials if t.state == "Killed")
+    assert "the experiment ended (ExperimentGoalReached)" in next(c.message for c in killed.conditions if c.type == "Killed")
+    assert not trial_processes(str(markers))
+    store.close()
+

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
 INTERRUPTED = "interrupted"  # a handle flag: the controller stopped this trial as it stopped
 STOPPING = "stopping"  # a handle flag: the early-stopping reason, stored before the stop is sent
+KILLING = "killing"  # a handle flag: why the experiment's end kills it, stored before the stop is sent
 ADOPTED_MESSAGE = "Trial is running (followed on by a restarted controller)"
 
 
@@ -53,6 +54,13 @@ def recover(run: ExperimentRun) -> None:
         if running and run.executor.owns(t.handle or {}):
             continue  # this executor started it and follows it already
         why = "the controller running this trial was lost"
+        killing = (t.handle or {}).get(KILLING) if running else None
+        if killing:  # the experiment's end was killing it when its controller died: it ends so
+            run.executor.recover(t.handle or {}, run._trial_dir(t))  # whatever is left of it
+            t.completion_time = time.time()
+            mark_trial(t, "Killed", str(killing))
+            run.store.save_trial(t)
+            continue
         stopping = (t.handle or {}).get(STOPPING) if running else None
         if running and (t.handle or {}).get(INTERRUPTED) and not stopping:
             why = "the controller running this trial stopped it as it stopped"

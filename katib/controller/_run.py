@@ -40,7 +40,7 @@ from suggestion import (
 )
 from trials import Collector
 
-from ._adopt import INTERRUPTED, recover
+from ._adopt import INTERRUPTED, KILLING, recover
 from ._arithmetic import end_condition, goal_reached, trials_to_create
 from ._follow import Following
 from ._launch import Launching
@@ -262,13 +262,21 @@ class ExperimentRun(Following, Launching):
         if ended is None:
             return False
         condition, reason = ended
-        for t in list(self.tally.active.values()):
-            if t.state in ACTIVE_TRIAL_STATES:
-                if t.handle:
-                    self.executor.stop(t.handle)
-                t.completion_time = time.time()
-                mark_trial(t, "Killed", f"the experiment ended ({reason})")
+        message = f"the experiment ended ({reason})"
+        cut = [t for t in self.tally.active.values() if t.state in ACTIVE_TRIAL_STATES]
+        # Stored before the stops are sent (with what ended them): a controller that dies
+        # in between leaves the next one trials it knows it killed, not ones that failed.
+        for t in cut:
+            if t.handle:
+                t.handle = {**t.handle, KILLING: message}
                 self._touch(t)
+        self._flush()
+        for t in cut:
+            if t.handle:
+                self.executor.stop(t.handle)
+            t.completion_time = time.time()
+            mark_trial(t, "Killed", message)
+            self._touch(t)
         conditions = self.status.conditions
         running = next((c for c in conditions if c.type == "Running"), None)
         if running is not None:
@@ -376,16 +384,18 @@ class ExperimentRun(Following, Launching):
 
     def _interrupt(self) -> None:
         """Stop what runs without marking it: the next ``run`` re-runs those trials."""
-        for t in self.trials.values():
-            if t.state == "Running" and t.handle:
-                self.executor.stop(t.handle)
-                t.handle = {**t.handle, INTERRUPTED: True}  # stopped, so not to be adopted
-                self._touch(t)
+        running = [t for t in self.trials.values() if t.state == "Running" and t.handle]
+        for t in running:  # stored before the stop is sent: a stopped trial is never adopted as failed
+            t.handle = {**(t.handle or {}), INTERRUPTED: True}
+            self._touch(t)
         try:
             self._flush()
             self._save_status(force=True)
         except Exception:  # the database may be what failed; the trials are stopped anyway
             pass
+        finally:
+            for t in running:
+                self.executor.stop(t.handle or {})
 
 
 __all__ = ["EDITABLE", "ExperimentRun", "Listener", "is_completed"]
