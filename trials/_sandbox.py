@@ -112,7 +112,7 @@ def _tool(name: str) -> str | None:
     """A program the sandbox runs, found on the *server's* ``PATH``: never on the trial's,
     which the trial chooses (a folder of its own holding an ``env`` would run unfenced)."""
     found = shutil.which(name, path=os.environ.get("PATH") or os.defpath)
-    return os.path.realpath(found) if found else None
+    return os.path.abspath(found) if found else None  # not resolved: a multi-call binary goes by its name
 
 
 def problem(bwrap: str = "bwrap") -> str | None:
