@@ -249,7 +249,17 @@ def _drive(store: Any, namespace: str, name: str, tick: float, suggestion: str |
     def on_signal(signum: int, _frame: Any) -> None:
         stop.set()
 
+    def on_interrupt(signum: int, _frame: Any) -> None:
+        # Ctrl-C: at once (KeyboardInterrupt), and for certain: one raised inside a
+        # finalizer is printed and dropped by Python, and the run went on to its end.
+        stop.set()
+        raise KeyboardInterrupt
+
     previous = signal.signal(signal.SIGTERM, on_signal)
+    # Not where Ctrl-C is ignored (nohup, a background job) or handled by a caller.
+    replaced = signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    if replaced:
+        signal.signal(signal.SIGINT, on_interrupt)
     try:
         if progress.live_mode:
             with Live(console=out, refresh_per_second=4, transient=False) as live:
@@ -263,6 +273,8 @@ def _drive(store: Any, namespace: str, name: str, tick: float, suggestion: str |
         stop.set()
     finally:
         signal.signal(signal.SIGTERM, previous)
+        if replaced:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
         if grpc is not None:
             grpc.stop(grace=1)
     if stop.is_set():
