@@ -228,8 +228,11 @@ def test_interrupt_prints_a_hint_with_the_store(tmp_path):
     """Ctrl-C (SIGINT) on a run in `default`: the hint names the store given with --db."""
     db = str(tmp_path / "k.db")
     doc = experiment(command=python_command("import time; time.sleep(5); print('loss=0.5')"), maxTrialCount=2)
+    # As a terminal starts it: Ctrl-C not ignored (a run started by a shell's `&`, as a
+    # CI script may be, inherits SIGINT ignored, and rightly runs on through one).
     proc = subprocess.Popen([sys.executable, "-m", "katib", "run", str(write(tmp_path, doc)), "--db", db],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert proc.stdout is not None and proc.stderr is not None
     while " Running " not in proc.stdout.readline():
         assert proc.poll() is None
