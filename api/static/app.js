@@ -511,7 +511,7 @@ async function experimentPage(view, ns, name) {
     const c = ui.drawn.curves || (ui.drawn.curves = chart($("#curves")));
     const stopped = S.curves.filter(k => k.state === "EarlyStopped").length;
     $("#curves-note").textContent = `${S.curves.length} trials shown (the best and the latest), ${stopped} early stopped (dashed, red)`;
-    c.setOption({ animation: false, grid: { left: 60, right: 20, top: 20, bottom: 40 }, tooltip: { trigger: "item", formatter: p => `${p.seriesName}: ${fmt(p.value[1])} at ${p.value[0]}` },
+    c.setOption({ animation: false, grid: { left: 60, right: 20, top: 20, bottom: 40 }, tooltip: { trigger: "item", formatter: p => `${esc(p.seriesName)}: ${fmt(p.value[1])} at ${esc(p.value[0])}` },
       xAxis: { type: "value", name: "report", nameLocation: "middle", nameGap: 25, min: 1, minInterval: 1 }, yAxis: { type: "value", scale: true, name: S.objective.name },
       series: S.curves.map(k => ({ name: k.name, type: "line", showSymbol: false, data: k.points,
         lineStyle: { width: 1.2, type: k.state === "EarlyStopped" ? "dashed" : "solid", color: k.state === "EarlyStopped" ? "#c8342b" : undefined, opacity: 0.8 },

@@ -64,7 +64,7 @@ function historyOption(S, opts) {
   return { ...plotBase(), grid: { left: 60, right: 20, top: 30, bottom: 40 },
     tooltip: { trigger: "item", formatter: p => {
       const i = (byState[p.seriesName] || [])[p.dataIndex];
-      return `${i === undefined ? p.seriesName : S.columns.name[i]}: ${plotFmt(p.value[1])}`;
+      return `${esc(i === undefined ? p.seriesName : S.columns.name[i])}: ${plotFmt(p.value[1])}`;
     } },
     xAxis: plotAxis(time ? { type: "time", name: "ended", nameLocation: "middle", nameGap: 25 }
       : { type: "value", name: "trial", nameLocation: "middle", nameGap: 25, min: 1, minInterval: 1 }),
@@ -133,7 +133,7 @@ function contourOption(S, xName, yName, cells = 24) {
   }
   const values = pts.map(p => p[2]), ink = plotInk();
   return { ...plotBase(), grid: { left: 70, right: 90, top: 20, bottom: 50 },
-    tooltip: { formatter: p => (p.seriesType === "scatter" ? `${p.value[3]}: ${plotFmt(p.value[2])}` : `≈ ${plotFmt(p.value[2])}`) },
+    tooltip: { formatter: p => (p.seriesType === "scatter" ? `${esc(p.value[3])}: ${plotFmt(p.value[2])}` : `≈ ${plotFmt(p.value[2])}`) },
     xAxis: plotAxis({ type: "category", data: axes[0].labels, name: xName, nameLocation: "middle", nameGap: 30, splitArea: { show: false } }),
     yAxis: plotAxis({ type: "category", data: axes[1].labels, name: yName, splitArea: { show: false } }),
     visualMap: { min: Math.min(...values), max: Math.max(...values), precision: 3, calculable: true, right: 0, top: "middle", itemHeight: 140, seriesIndex: 0,
@@ -154,7 +154,7 @@ function rankOption(S, xName, yName) {
   const val = (p, i) => (p.numeric ? p.values[i] : String(p.values[i]));
   const ink = plotInk();
   return { ...plotBase(), grid: { left: 70, right: 90, top: 20, bottom: 50 },
-    tooltip: { formatter: p => `${p.value[4]}: ${plotFmt(p.value[3])} (rank ${Math.round(p.value[2] * (sorted.length - 1)) + 1} of ${sorted.length})` },
+    tooltip: { formatter: p => `${esc(p.value[4])}: ${plotFmt(p.value[3])} (rank ${Math.round(p.value[2] * (sorted.length - 1)) + 1} of ${sorted.length})` },
     xAxis: axis(P[0], xName), yAxis: { ...axis(P[1], yName), nameLocation: "end", nameGap: 10 },
     visualMap: { min: 0, max: 1, dimension: 2, right: 0, top: "middle", itemHeight: 140, text: ["worst", "best"], textStyle: { color: ink.fg },
       inRange: { color: ["#1a8a4a", "#e0c341", "#c8342b"] } },
@@ -189,7 +189,7 @@ function timelineOption(S) {
   if (!C.name.length) return "No trials yet.";
   const pad = Math.max(1, (hi - lo) * 0.02);
   return { ...plotBase(), grid: { left: 60, right: 20, top: 30, bottom: 40 },
-    tooltip: { trigger: "item", formatter: p => `${p.name}: ${plotFmt((p.data.coords[1][0] - p.data.coords[0][0]) / 1000)} s` },
+    tooltip: { trigger: "item", formatter: p => `${esc(p.name)}: ${plotFmt((p.data.coords[1][0] - p.data.coords[0][0]) / 1000)} s` },
     xAxis: plotAxis({ type: "time", min: lo - pad, max: hi + pad }),  // a lines series does not set the axis' extent
     yAxis: plotAxis({ type: "value", name: "trial", min: 0, max: C.name.length + 1, minInterval: 1, inverse: true }),
     series: Object.entries(byState).map(([state, data]) => ({ name: state, type: "lines", coordinateSystem: "cartesian2d", polyline: false,
@@ -223,7 +223,7 @@ function paretoOption(S, first, second, dirs) {
   if (!idx.length) return "No trial has reported both metrics yet.";
   const on = new Set(front), pt = i => [a[i], b[i], S.columns.name[i]];
   return { ...plotBase(), grid: { left: 60, right: 20, top: 30, bottom: 40 },
-    tooltip: { formatter: p => `${p.value[2]}: ${plotFmt(p.value[0])}, ${plotFmt(p.value[1])}` },
+    tooltip: { formatter: p => `${esc(p.value[2])}: ${plotFmt(p.value[0])}, ${plotFmt(p.value[1])}` },
     xAxis: plotAxis({ type: "value", scale: true, name: `${first} (${dirs[first]})`, nameLocation: "middle", nameGap: 25 }),
     yAxis: plotAxis({ type: "value", scale: true, name: `${second} (${dirs[second]})` }),
     series: [{ name: "trials", type: "scatter", data: idx.filter(i => !on.has(i)).map(pt), itemStyle: { color: "#9aa6bd" } },

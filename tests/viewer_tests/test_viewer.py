@@ -638,6 +638,14 @@ def test_the_plots_optuna_dashboard_has(server, page):
     page.select_option("#pareto-b", "loss")
     assert "two different metrics" in page.inner_text("#pareto-note")
     assert found == [], found
+    # The tooltips are HTML: the names in them are escaped (a name not a DNS label, from a
+    # remote suggestion service say, must not become markup).
+    evil = "<img src=x onerror=alert(1)>"
+    for selector, point in (("#rank", {"value": [0, 0, 0, 1.0, evil]}), ("#contour", {"seriesType": "scatter", "value": [0, 0, 1.0, evil]}),
+                            ("#timeline", {"name": evil, "data": {"coords": [[0, 0], [1000, 0]]}})):
+        text = page.evaluate(f"""p => echarts.getInstanceByDom(document.querySelector('{selector}')).getOption()
+            .tooltip[0].formatter(p)""", point)
+        assert "<img" not in text and "&lt;img" in text, (selector, text)
 
 
 WIDTHS = {"phone": 390, "tablet": 800, "desktop": 1440}
