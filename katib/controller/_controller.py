@@ -150,7 +150,7 @@ class Controller:
             raise ValidationError(errors)
         conditions = status.conditions
         remove_condition(conditions, "Succeeded")
-        set_condition(conditions, "Restarting", "True", "ExperimentRestarting", "Experiment is restarting")
+        set_condition(conditions, "Restarting", "True", "ExperimentRestarting", "Experiment is restarted")  # Katib's words
         status.completion_time = None
         self.store.update_experiment(rec.id, spec=spec, status=status)
         return "restarted"

@@ -39,7 +39,7 @@ TRIAL_REASONS = {
 END_MESSAGES = {
     "ExperimentGoalReached": "Experiment has succeeded because Objective goal has reached",
     "ExperimentMaxTrialsReached": "Experiment has succeeded because max trial count has reached",
-    "ExperimentSuggestionEndReached": "Experiment has succeeded because the search space is exhausted",
+    "ExperimentSuggestionEndReached": "Experiment has succeeded because suggestion service has reached the end",
     "ExperimentFailed": "Experiment has failed because max failed count has reached",
 }
 # How a trial's failure message joins what the trial printed last (see the controller).

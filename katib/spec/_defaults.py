@@ -79,12 +79,12 @@ def _default_trial_template(exp: Experiment) -> None:
     elif kind in KUBEFLOW_JOB_KINDS:
         tt.success_condition = tt.success_condition or KUBEFLOW_SUCCESS
         tt.failure_condition = tt.failure_condition or KUBEFLOW_FAILURE
-        if tt.primary_pod_labels is None:
+        if not tt.primary_pod_labels:  # unset or empty, as Katib's len(...) == 0
             tt.primary_pod_labels = dict(KUBEFLOW_PRIMARY_POD_LABELS)
     elif kind == TRAINJOB_KIND:
         tt.success_condition = tt.success_condition or JOB_SUCCESS
         tt.failure_condition = tt.failure_condition or JOB_FAILURE
-        if tt.primary_pod_labels is None:
+        if not tt.primary_pod_labels:
             tt.primary_pod_labels = dict(TRAINJOB_PRIMARY_POD_LABELS)
 
 
@@ -112,6 +112,8 @@ def _default_metrics_collector(exp: Experiment) -> None:
     elif kind == "PrometheusMetric":
         mc.source = mc.source or SourceSpec()
         http = dict(mc.source.http_get or {})
-        http.setdefault("path", "/metrics")
-        http.setdefault("port", 8080)
+        if not http.get("path"):
+            http["path"] = "/metrics"
+        if str(http.get("port") or 0) == "0":  # unset or 0, as Katib's Port.String() == "0"
+            http["port"] = 8080
         mc.source.http_get = http

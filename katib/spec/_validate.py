@@ -209,7 +209,6 @@ def _objective(exp: Experiment) -> list[FieldError]:
         problem = too_long(metric or "", METRIC_NAME_MAX, "metric_name")
         if problem:
             errors.append(FieldError(field, problem))
-    names = [obj.objective_metric_name, *(obj.additional_metric_names or [])]
     if obj.objective_metric_name and obj.objective_metric_name in (obj.additional_metric_names or []):
         errors.append(FieldError(
             "spec.objective.additionalMetricNames",
@@ -218,9 +217,10 @@ def _objective(exp: Experiment) -> list[FieldError]:
     if obj.goal is not None and not math.isfinite(obj.goal):
         errors.append(FieldError("spec.objective.goal", "must be a finite number"))
     for i, ms in enumerate(obj.metric_strategies or []):
+        # A strategy for a metric that is not collected is kept and unused, as Katib keeps it.
         path = f"spec.objective.metricStrategies[{i}]"
-        if ms.name not in names:
-            errors.append(FieldError(f"{path}.name", f"must name the objective or an additional metric (got {ms.name!r})"))
+        if not ms.name:
+            errors.append(FieldError(f"{path}.name", "is required"))
         if ms.value not in STRATEGIES:
             errors.append(FieldError(f"{path}.value", f"must be min, max or latest (got {ms.value!r})"))
     return errors

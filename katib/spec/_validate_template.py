@@ -4,7 +4,6 @@ rendered job, Katib's batch Job and the metrics collector. Part of ``validate``.
 from __future__ import annotations
 
 import re
-from re import _parser as sre_parse  # type: ignore[attr-defined]
 from typing import Any
 
 from katib.errors import FieldError
@@ -237,13 +236,11 @@ def filter_problem(pattern: str) -> str | None:
     except re.error as exc:
         return f"is not a valid regular expression ({exc})"
     try:
-        compile_filter(pattern)
+        groups = compile_filter(pattern).groups
     except ValueError as exc:
         return (f"is not a regular expression Katib's collector takes (Go's RE2 syntax: no backreferences or "
                 f"lookaround): {exc}")
-    groups = sum(
-        1 for op, arg in sre_parse.parse(pattern) if op is sre_parse.SUBPATTERN and arg[0] is not None
-    )
-    if groups != 2:
-        return f"must have exactly two top-level groups, the metric name and its value (got {groups})"
+    # Katib's collector reads groups 1 and 2 (the metric's name, its value); more may follow.
+    if groups < 2:
+        return f"must have at least two groups, the metric name and then its value (got {groups})"
     return None

@@ -121,7 +121,7 @@ CASES = [
     ("spec.metricsCollectorSpec", {"source": {"filter": {"metricsFormat": ["(unclosed"]}}}, "spec.metricsCollectorSpec.source.filter.metricsFormat[0]: is not a valid regular expression"),
     # What Katib's collector (Go's RE2) refuses too; Python's re would backtrack on it.
     ("spec.metricsCollectorSpec", {"source": {"filter": {"metricsFormat": ["(\\w+)=(\\1)"]}}}, "spec.metricsCollectorSpec.source.filter.metricsFormat[0]: is not a regular expression Katib's collector takes (Go's RE2 syntax: no backreferences or lookaround): invalid escape sequence: \\1"),
-    ("spec.metricsCollectorSpec", {"source": {"filter": {"metricsFormat": ["(\\w+)=(\\d+)=(\\d+)"]}}}, "spec.metricsCollectorSpec.source.filter.metricsFormat[0]: must have exactly two top-level groups, the metric name and its value (got 3)"),
+    ("spec.metricsCollectorSpec", {"source": {"filter": {"metricsFormat": ["(\\w+)=\\d+"]}}}, "spec.metricsCollectorSpec.source.filter.metricsFormat[0]: must have at least two groups, the metric name and then its value (got 1)"),
     # 13. algorithm settings
     ("spec.algorithm.algorithmSettings", [{"name": "seed", "value": "1"}], "spec.algorithm.algorithmSettings[0].name: unknown setting 'seed' for algorithm random (known: random_state)"),
     ("spec.algorithm.algorithmSettings", [{"name": "random_state", "value": "x"}], "spec.algorithm.algorithmSettings[0].value: random_state must be an integer (got 'x')"),
@@ -201,3 +201,37 @@ def test_a_validation_error_crosses_a_process_boundary_whole():
     error = ValidationError([FieldError("spec.parameters[0].name", "is required")], "experiment")
     back = pickle.loads(pickle.dumps(error))
     assert back.errors == error.errors and back.what == "experiment" and str(back) == str(error)
+
+
+def test_a_filter_with_more_than_two_groups_is_katibs():
+    """Katib's webhook asks for two groups at least, and its collector reads the first two
+    (name, value): a third, as in ``(\\w+)=(\\d+)(\\s|$)``, was refused here."""
+    from katib.controller import admit
+    from tests.conftest import experiment
+
+    exp = admit(experiment(metricsCollectorSpec={"source": {"filter": {"metricsFormat": [r"(\w+)=(\d+)(\s|$)"]}}}))
+    assert exp.spec.metrics_collector_spec.source.filter.metrics_format == [r"(\w+)=(\d+)(\s|$)"]
+
+
+def test_a_strategy_for_a_metric_not_collected_is_kept_as_katib_keeps_it():
+    """Katib's defaulting keeps every metricStrategies entry and collects only the metrics
+    named; one for another metric was refused here."""
+    from katib.controller import admit
+    from tests.conftest import experiment
+
+    doc = experiment()
+    doc["spec"]["objective"]["metricStrategies"] = [{"name": "Validation-loss", "value": "min"}]
+    exp = admit(doc)
+    assert {"name": "Validation-loss", "value": "min"} in [m.to_dict() for m in exp.spec.objective.metric_strategies]
+
+
+def test_katibs_defaults_fill_empty_values_too():
+    """Katib's defaulting fills a Prometheus source's port 0 and empty path (its Go zero
+    values), as it fills them unset (a Kubeflow job's empty primaryPodLabels too)."""
+    from katib.controller import admit
+    from tests.conftest import experiment
+
+    doc = experiment(metricsCollectorSpec={"collector": {"kind": "PrometheusMetric"},
+                                           "source": {"httpGet": {"port": 0, "path": ""}}})
+    exp = admit(doc)
+    assert exp.spec.metrics_collector_spec.source.http_get == {"port": 8080, "path": "/metrics"}
