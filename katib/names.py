@@ -87,6 +87,8 @@ def map_into(root: Path, path: str) -> Path:
 
 
 ARTIFACTS = "artifacts"  # a trial's model and outputs (KATIB_ARTIFACT_DIR), what katib serve reads
+# Folders of an experiment's own beside its trials' (RunLayout): no trial may be named so.
+RESERVED_TRIAL_NAMES = frozenset({"checkpoints"})
 
 
 def runs_root(store_url: str) -> Path:
@@ -96,6 +98,25 @@ def runs_root(store_url: str) -> Path:
     if store_url.startswith(("sqlite:///", "sqlite+pysqlite:///")) and not store_url.endswith("///:memory:"):
         return Path(store_url.split("///", 1)[1]).parent / "runs"
     return Path(os.environ.get("KATIB_HOME", Path.home() / ".katib")) / "runs"
+
+
+def private_dirs(folder: Path) -> Path:
+    """Make ``folder`` and its missing parents, each new one 0700 (this user's alone).
+    Folders that exist already (one the user chose, the current one) are left as they are."""
+    folder = Path(folder)
+    missing = []
+    at = folder
+    while not os.path.lexists(at) and at.parent != at:
+        missing.append(at)
+        at = at.parent
+    for new in reversed(missing):
+        try:
+            os.mkdir(new, 0o700)
+        except FileExistsError:
+            pass  # made meanwhile by another process
+    if not folder.is_dir():
+        raise FileExistsError(f"{folder} exists and is not a folder")
+    return folder
 
 
 class RunLayout:
@@ -138,4 +159,4 @@ class RunLayout:
         return inside(self.experiment(namespace, experiment), "checkpoints", trial)
 
 
-__all__ = ["ARTIFACTS", "EXPERIMENT_MAX", "EXPERIMENT_RE", "LABEL_MAX", "LABEL_RE", "RunLayout", "check", "inside", "map_into", "name_errors", "runs_root"]
+__all__ = ["ARTIFACTS", "EXPERIMENT_MAX", "EXPERIMENT_RE", "LABEL_MAX", "LABEL_RE", "RunLayout", "check", "inside", "map_into", "name_errors", "private_dirs", "runs_root"]

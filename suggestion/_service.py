@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from katib.errors import KatibError
-from katib.spec import Experiment, apply_defaults
+from katib.spec import Experiment, Limits, apply_defaults
 
 from ._base import Algorithm, Assignment, TrialView
 from ._registry import get_algorithm
@@ -209,6 +209,11 @@ class SuggestionServicer:
         assert exp.spec.objective is not None
         views = trials_from_proto(request.trials, exp.spec.objective.objective_metric_name or "")
         count = max(request.current_request_number, 0)
+        most = Limits.from_env().parallel_trials  # what one experiment may run at once: its bound here too
+        if count > most:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                          f"current_request_number: at most {most} suggestions a request (KATIB_MAX_PARALLEL_TRIALS); "
+                          f"got {count}")
         assignments: list[Assignment] = alg.suggest(exp, views, count, state)[:count]
         if len(assignments) < count:
             # Katib's controller takes exactly as many as it asked for ("The response contains
@@ -275,6 +280,52 @@ def serve(host: str = "127.0.0.1", port: int = 6789, max_workers: int = 4, db_ma
 # -- the client ------------------------------------------------------------------------
 
 
+def reply_problem(experiment: Experiment, assignments: Sequence[Assignment], count: int) -> str | None:
+    """Why a remote service's answer is not one the controller may run (None: it may):
+    more suggestions than asked (Katib's controller refuses them too: "The response contains
+    unexpected trials"), a trial name that is not a name, or a value outside its parameter's
+    feasible space. Parameters the experiment does not declare (a NAS service's
+    architecture) are kept, as Katib keeps them."""
+    from katib.names import name_errors
+
+    if len(assignments) > count:
+        return f"answered {len(assignments)} suggestions where {count} were asked for"
+    for a in assignments:
+        if a.name is not None and name_errors("trial", a.name, "trial_name"):
+            return f"trial_name {a.name!r} is not a valid name (a DNS-1123 label)"
+        for p in experiment.spec.parameters or []:
+            value = a.parameters.get(p.name or "")
+            if value is None:
+                return f"no value for parameter {p.name!r}"
+            why = _outside(p, value)
+            if why:
+                return f"parameter {p.name!r}: {value!r} {why}"
+    return None
+
+
+def _outside(p: Any, value: str) -> str | None:
+    fs = p.feasible_space
+    if p.parameter_type in ("categorical", "discrete"):
+        listed = [str(v) for v in (fs.list or [])]
+        if value in listed:
+            return None
+        try:  # a discrete number written another way (1 for 1.0)
+            if p.parameter_type == "discrete" and any(float(v) == float(value) for v in listed):
+                return None
+        except ValueError:
+            pass
+        return "is not one of the feasible list"
+    try:
+        number = float(value)
+    except ValueError:
+        return "is not a number"
+    if not math.isfinite(number) or (p.parameter_type == "int" and not number.is_integer()):
+        return "is not a finite number of the parameter's type"
+    lo = float(fs.min) if fs.min is not None else -math.inf
+    hi = float(fs.max) if fs.max is not None else math.inf
+    return None if lo <= number <= hi else f"is outside [{fs.min}, {fs.max}]"
+
+
 class RemoteAlgorithm(Algorithm):
     """An algorithm served over Katib's gRPC API at ``address`` (ours or Katib's).
 
@@ -333,5 +384,9 @@ class RemoteAlgorithm(Algorithm):
         for s in reply.algorithm.algorithm_settings:
             if s.name == STATE_SETTING and state is not None:
                 state["remote"] = json.loads(s.value)
-        return [Assignment({a.name: a.value for a in item.assignments}, name=item.trial_name or None,
-                           labels=dict(item.labels)) for item in reply.parameter_assignments]
+        out = [Assignment({a.name: a.value for a in item.assignments}, name=item.trial_name or None,
+                          labels=dict(item.labels)) for item in reply.parameter_assignments]
+        problem = reply_problem(experiment, out, count)
+        if problem:
+            raise KatibError(f"suggestion service at {self.address}: {problem}")
+        return out

@@ -28,6 +28,8 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
+from katib.errors import KatibError
+from katib.names import RESERVED_TRIAL_NAMES
 from katib.spec import EXPERIMENT_LABEL, Experiment, ExperimentStatus, new_trial_name
 from katib.store import ExperimentRecord, ObservationRow, TrialRecord, stored_status
 from suggestion import (
@@ -352,7 +354,7 @@ class ExperimentRun(Following, Launching):
             self._view(t)
         views = list(self._views.values())
         before = json.dumps(self.algorithm_state, sort_keys=True)
-        assignments = self.algorithm.suggest(self.exp, views, want, self.algorithm_state)
+        assignments = self.algorithm.suggest(self.exp, views, want, self.algorithm_state)[:want]
         if len(assignments) < want:
             active = any(t.state in ACTIVE_TRIAL_STATES for t in self.tally.active.values())
             # Nothing now, nothing running to wait for: nothing will ever come.
@@ -363,11 +365,13 @@ class ExperimentRun(Following, Launching):
         order = [p.name for p in spec.parameters or []]
         for a in assignments:
             name = a.name or new_trial_name(self.exp.name, self.trials)
+            if name in self.trials or name in RESERVED_TRIAL_NAMES or any(t.name == name for t in new):
+                raise KatibError(f"the algorithm named a new trial {name!r}, which is taken")
             params = [{"name": k, "value": a.parameters[k]} for k in order if k in a.parameters]
             params += [{"name": k, "value": v} for k, v in a.parameters.items() if k not in order]
             t = TrialRecord(
                 id=0, experiment_id=self.rec.id, name=name, state="Created", assignments=params,
-                labels={EXPERIMENT_LABEL: self.exp.name, **a.labels}, created_at=now,
+                labels={**a.labels, EXPERIMENT_LABEL: self.exp.name}, created_at=now,
             )
             mark_trial(t, "Created")
             self._stopping_rules(t)

@@ -142,3 +142,77 @@ def test_enas_over_grpc_reads_katibs_nas_config(server):
     assert len(reply.parameter_assignments) == 2
     names = {a.name for a in reply.parameter_assignments[0].assignments}
     assert names == {"architecture", "nn_config"}
+
+
+class _Misbehaving(api_pb2_grpc.SuggestionServicer):
+    """A remote service whose answers a controller must not run."""
+
+    answer: list[tuple[str, str]] = []  # (trial_name, x) per suggestion
+
+    def ValidateAlgorithmSettings(self, request, context):  # noqa: N802 - gRPC's name
+        return pb.ValidateAlgorithmSettingsReply()
+
+    def GetSuggestions(self, request, context):  # noqa: N802
+        reply = pb.GetSuggestionsReply()
+        for name, x in self.answer:
+            item = reply.parameter_assignments.add(trial_name=name)
+            item.assignments.append(pb.ParameterAssignment(name="x", value=x))
+            item.labels["katib.kubeflow.org/experiment"] = "someone-else"
+        return reply
+
+
+@pytest.mark.parametrize(("answer", "problem"), [
+    ([("", "0.5")] * 12, "answered 12 suggestions where 2 were asked for"),
+    ([("", "-5"), ("", "0.5")], "parameter 'x': '-5' is outside"),
+    ([("", "1e308"), ("", "0.5")], "is outside"),
+    ([("", "nan"), ("", "0.5")], "is not a finite number"),
+    ([("Not_A_Name", "0.5")], "trial_name 'Not_A_Name' is not a valid name"),
+    ([("checkpoints", "0.5")], "the algorithm named a new trial 'checkpoints', which is taken"),
+])
+def test_a_remote_services_answer_is_checked_before_anything_runs(store, tmp_path, answer, problem):
+    """It answered 12 trials to a request for 2 (past maxTrialCount), values outside the
+    space, names that were not names or were the experiment's own folder: all were run."""
+    from concurrent import futures
+
+    from katib.errors import KatibError
+
+    _Misbehaving.answer = answer
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    api_pb2_grpc.add_SuggestionServicer_to_server(_Misbehaving(), server)
+    address = f"127.0.0.1:{server.add_insecure_port('127.0.0.1:0')}"
+    server.start()
+    try:
+        ctl = Controller(store, runs_root=tmp_path / "runs", tick=0.05, suggestion_address=address)
+        rec, _ = ctl.submit(admit_remote(experiment(), address), tmp_path)
+        with pytest.raises(KatibError, match=problem.replace("(", r"\(").replace("[", r"\[")):
+            ctl.run(rec.namespace, rec.name)
+        assert store.list_trials(rec.id) == []
+    finally:
+        server.stop(0)
+
+
+def test_get_suggestions_asks_for_no_more_than_an_experiment_runs_at_once(server, monkeypatch):
+    """2**31 - 1 suggestions in one request made the service build them all (gigabytes)."""
+    stub = api_pb2_grpc.SuggestionStub(grpc.insecure_channel(server))
+    with pytest.raises(grpc.RpcError) as info:
+        stub.GetSuggestions(pb.GetSuggestionsRequest(experiment=katib_experiment("random"),
+                                                     current_request_number=2**31 - 1), timeout=30)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "at most 1000 suggestions a request (KATIB_MAX_PARALLEL_TRIALS)" in info.value.details()
+
+
+def test_a_remote_service_cannot_relabel_a_trial_as_another_experiments(store, tmp_path):
+    from concurrent import futures
+
+    _Misbehaving.answer = [("", "0.5"), ("", "0.6")]
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    api_pb2_grpc.add_SuggestionServicer_to_server(_Misbehaving(), server)
+    address = f"127.0.0.1:{server.add_insecure_port('127.0.0.1:0')}"
+    server.start()
+    try:
+        ctl = Controller(store, runs_root=tmp_path / "runs", tick=0.05, suggestion_address=address)
+        rec, _ = ctl.submit(admit_remote(experiment(maxTrialCount=2), address), tmp_path)
+        ctl.run(rec.namespace, rec.name)
+        assert {t.labels["katib.kubeflow.org/experiment"] for t in store.list_trials(rec.id)} == {rec.name}
+    finally:
+        server.stop(0)
