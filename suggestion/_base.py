@@ -67,7 +67,11 @@ class Setting:
     default: Any = None
 
 
-def integer(minimum: int | None = None) -> Callable[[str], int]:
+def integer(minimum: int | None = None, maximum: int | None = None) -> Callable[[str], int]:
+    """An integer setting in ``[minimum, maximum]`` (either end open when None). An upper
+    bound keeps a tenant's setting from making one suggestion cost the server unbounded
+    time or memory (docs/security.md, "Bounded work per request")."""
+
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -75,6 +79,8 @@ def integer(minimum: int | None = None) -> Callable[[str], int]:
             raise ValueError(f"must be an integer (got {text!r})") from None
         if minimum is not None and value < minimum:
             raise ValueError(f"must be >= {minimum} (got {value})")
+        if maximum is not None and value > maximum:
+            raise ValueError(f"must be <= {maximum} (got {value})")
         return value
 
     return parse

@@ -181,7 +181,7 @@ class ASHA(EarlyStopper):
     settings = {
         "min_resource": Setting(integer(1), 1),
         "reduction_factor": Setting(number(1, low_open=True), 3.0),
-        "min_early_stopping_rate": Setting(integer(0), 0),
+        "min_early_stopping_rate": Setting(integer(0, 64), 0),  # bounded: eta**k overflows past it
     }
 
     def should_stop(self, experiment: Experiment, trial: Curve, others: Sequence[Curve]) -> str | None:

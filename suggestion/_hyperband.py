@@ -22,29 +22,42 @@ def s_max(r_l: float, eta: float) -> int:
     return int(math.log(r_l) / math.log(eta))
 
 
-def bracket_sizes(r_l: float, eta: float) -> list[list[tuple[int, int]]]:
-    """Per bracket (s = s_max … 0), per rung: (number of configurations, resource), with
-    Katib's arithmetic (pkg/suggestion/v1beta1/hyperband/service.py): bracket ``s`` starts
+#: Most brackets (s_max + 1 of them) a plan may have: each bracket's first rung starts
+#: ``ceil((s_max+1)·eta^s/(s+1))`` trials, so a bigger plan is far beyond any
+#: ``parallelTrialCount`` anyway; without a bound, r_l=e^4 with eta=1.001 (4002 brackets)
+#: cost seconds and hundreds of MB to plan.
+MAX_BRACKETS = 64
+
+
+def bracket(r_l: float, eta: float, index: int) -> list[tuple[int, int]]:
+    """The rungs of bracket ``index`` (0 is the first, ``s = s_max - index``): per rung,
+    (number of configurations, resource), with Katib's arithmetic
+    (pkg/suggestion/v1beta1/hyperband/service.py): bracket ``s`` starts
     ``ceil((s_max+1)·eta^s/(s+1))`` configurations on ``int(r_l·eta^-s)``; rung ``i``
     promotes ``ceil(ceil(n·eta^-i)/eta)`` of them to ``int(r·eta^(i+1))``."""
     top = s_max(r_l, eta)
-    brackets = []
-    for s in range(top, -1, -1):
-        n = int(math.ceil(float(top + 1) * (float(eta**s) / float(s + 1))))
-        r = r_l * eta ** (-s)
-        rungs = [(n, int(r))]
-        rungs += [(int(math.ceil(math.ceil(n * eta ** (-i)) / eta)), int(r * eta ** (i + 1))) for i in range(s)]
-        brackets.append(rungs)
-    return brackets
+    s = top - index
+    n = int(math.ceil(float(top + 1) * (float(eta**s) / float(s + 1))))
+    r = r_l * eta ** (-s)
+    rungs = [(n, int(r))]
+    rungs += [(int(math.ceil(math.ceil(n * eta ** (-i)) / eta)), int(r * eta ** (i + 1))) for i in range(s)]
+    return rungs
+
+
+def bracket_sizes(r_l: float, eta: float) -> list[list[tuple[int, int]]]:
+    """Every bracket's rungs (s = s_max … 0), see ``bracket``: O(s_max²), for tests and
+    small plans; the algorithm builds one bracket at a time."""
+    return [bracket(r_l, eta, index) for index in range(s_max(r_l, eta) + 1)]
 
 
 def parallel_needed(r_l: float, eta: float) -> int:
     """The ``parallelTrialCount`` Katib's validator asks for: ``ceil(eta^s_max)`` with eta
     truncated to an integer there (it divides by log(1) for 1 < eta < 2; we take the
-    first bracket's size instead)."""
+    first bracket's size instead, computed alone: O(1))."""
     whole = int(eta)
     if whole < 2:
-        return bracket_sizes(r_l, eta)[0][0][0]
+        top = s_max(r_l, eta)
+        return int(math.ceil(float(top + 1) * (float(eta**top) / float(top + 1))))
     return int(math.ceil(whole ** s_max(r_l, whole)))
 
 
@@ -58,6 +71,23 @@ def _eta(text: str) -> float:
     return value
 
 
+class _Plan:
+    """The plan as ``suggest`` reads it: ``plan[b][i]`` and ``len(plan)``, building only
+    the brackets asked for (one per call), not all of them."""
+
+    def __init__(self, r_l: float, eta: float) -> None:
+        self.r_l, self.eta = r_l, eta
+        self._brackets: dict[int, list[tuple[int, int]]] = {}
+
+    def __len__(self) -> int:
+        return s_max(self.r_l, self.eta) + 1
+
+    def __getitem__(self, index: int) -> list[tuple[int, int]]:
+        if index not in self._brackets:
+            self._brackets[index] = bracket(self.r_l, self.eta, index)
+        return self._brackets[index]
+
+
 class Hyperband(Algorithm):
     """Hyperband with Katib's settings.
 
@@ -68,7 +98,8 @@ class Hyperband(Algorithm):
     times the resource, as new trials: Katib's plan and rounding, see ``bracket_sizes``
     (the resource is an integer, as Katib writes it). A rung runs all at once, so
     ``parallelTrialCount`` must be at least the first bracket's size,
-    ``ceil(eta^int(log(r_l)/log(eta)))``, as in Katib (see ``parallel_needed``).
+    ``ceil(eta^int(log(r_l)/log(eta)))``, as in Katib (see ``parallel_needed``); a plan
+    has at most ``MAX_BRACKETS`` (64) brackets, a bound on the work of one suggestion.
     The plan (which bracket and rung, which configurations) is kept in the algorithm state
     the controller persists, so a restart carries on; when every bracket is done the
     experiment ends with ``ExperimentSuggestionEndReached``.
@@ -104,6 +135,10 @@ class Hyperband(Algorithm):
             errors.append(FieldError(path, f"resource_name {s['resource_name']!r} must be an int or double parameter"))
         if s["r_l"] < 1:
             errors.append(FieldError(path, f"r_l must be >= 1 (got {s['r_l']:g})"))
+        elif s_max(s["r_l"], s["eta"]) + 1 > MAX_BRACKETS:
+            errors.append(FieldError(path, f"r_l={s['r_l']:g} and eta={s['eta']:g} plan "
+                                           f"{s_max(s['r_l'], s['eta']) + 1} brackets (int(log(r_l)/log(eta)) + 1); "
+                                           f"at most {MAX_BRACKETS}: lower r_l or raise eta"))
         else:
             need = parallel_needed(s["r_l"], s["eta"])
             parallel = experiment.spec.parallel_trial_count or 0
@@ -126,7 +161,7 @@ class Hyperband(Algorithm):
     ) -> list[Assignment]:
         state = {} if state is None else state
         s = self.parsed_settings(experiment)
-        plan = bracket_sizes(s["r_l"], s["eta"])
+        plan = _Plan(s["r_l"], s["eta"])
         rng = np.random.default_rng(None if s["random_state"] is None else [s["random_state"], len(trials)])
         by_name = {t.name: t for t in trials}
         if "bracket" not in state:
@@ -151,7 +186,7 @@ class Hyperband(Algorithm):
                                           "katib.kubeflow.org/hyperband-rung": str(state["rung"])}))
         return out
 
-    def _start_rung(self, experiment: Experiment, state: dict[str, Any], plan: list, rng: np.random.Generator,
+    def _start_rung(self, experiment: Experiment, state: dict[str, Any], plan: _Plan, rng: np.random.Generator,
                     configs: list[dict[str, str]] | None) -> None:
         s = self.parsed_settings(experiment)
         n, resource = plan[state["bracket"]][state["rung"]]
@@ -165,7 +200,7 @@ class Hyperband(Algorithm):
         state["members"] = []
         state["queue"] = [{"name": new_trial_name(experiment.name), "parameters": {**c, **resource_param}} for c in configs]
 
-    def _next_rung(self, experiment: Experiment, state: dict[str, Any], plan: list, rng: np.random.Generator,
+    def _next_rung(self, experiment: Experiment, state: dict[str, Any], plan: _Plan, rng: np.random.Generator,
                    members: list[TrialView]) -> None:
         s = self.parsed_settings(experiment)
         rungs = plan[state["bracket"]]

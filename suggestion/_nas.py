@@ -65,7 +65,7 @@ class ENAS(_NasAlgorithm):
 
     name = "enas"
     settings = {
-        "controller_hidden_size": Setting(integer(1), 64),
+        "controller_hidden_size": Setting(integer(1, 512), 64),  # bounds: the server trains the controller
         "controller_temperature": Setting(_none_or(number(0, low_open=True)), 5.0),
         "controller_tanh_const": Setting(_none_or(number(0, low_open=True)), 2.25),
         "controller_entropy_weight": Setting(_none_or(number(0, low_open=True)), 1e-5),
@@ -73,7 +73,7 @@ class ENAS(_NasAlgorithm):
         "controller_learning_rate": Setting(number(0, 1, low_open=True), 5e-5),
         "controller_skip_target": Setting(_open_unit, 0.4),
         "controller_skip_weight": Setting(_none_or(number(0, low_open=True)), 0.8),
-        "controller_train_steps": Setting(integer(1), 50),
+        "controller_train_steps": Setting(integer(1, 1000), 50),
         "controller_log_every_steps": Setting(integer(1), 10),
         "random_state": Setting(integer(0)),  # extension: reproducible proposals
     }

@@ -43,7 +43,7 @@ class PBT(Algorithm):
     required = ("suggestion_trial_dir", "n_population", "truncation_threshold")
     settings = {
         "suggestion_trial_dir": Setting(str, DEFAULT_TRIAL_DIR),
-        "n_population": Setting(integer(5), 40),
+        "n_population": Setting(integer(5, 1000), 40),  # bounded: the server keeps the population
         "truncation_threshold": Setting(number(0, 1), 0.2),
         "resample_probability": Setting(number(0, 1), 0.0),
         "random_state": Setting(integer(0)),

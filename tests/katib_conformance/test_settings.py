@@ -305,6 +305,30 @@ def test_darts_settings(settings, valid):
     assert ok is valid, errors
 
 
+@pytest.mark.parametrize(
+    ("algorithm", "name", "bound", "settings", "nas"),
+    [
+        ("tpe", "n_ei_candidates", 10_000, {}, False),
+        ("tpe", "n_EI_candidates", 10_000, {}, False),
+        ("multivariate-tpe", "n_ei_candidates", 10_000, {}, False),
+        ("pbt", "n_population", 1000, {"suggestion_trial_dir": "/c", "truncation_threshold": "0.2"}, False),
+        ("enas", "controller_hidden_size", 512, {}, True),
+        ("enas", "controller_train_steps", 1000, {}, True),
+    ],
+)
+def test_size_settings_are_bounded(algorithm, name, bound, settings, nas):
+    """Ours, not Katib's: the algorithms run in the server, so a size-like setting has an
+    upper bound (docs/security.md, "Bounded work per request"); the bound itself is fine."""
+    if nas:
+        pytest.importorskip("torch")
+    params = [p("x", "double", "0", "1"), p("y", "double", "0", "1")]
+    ok, errors = verdict(algorithm, {**settings, name: str(bound)}, params, 10, 1, nas=nas)
+    assert ok, errors
+    ok, errors = verdict(algorithm, {**settings, name: str(bound + 1)}, params, 10, 1, nas=nas)
+    assert not ok
+    assert any(name in str(e) and f"must be <= {bound}" in str(e) for e in errors), errors
+
+
 def test_darts_hands_unknown_settings_to_the_trial():
     """test_darts_service.py::test_get_suggestion: the trial's algorithm-settings hold the
     experiment's settings, ``num_epoch`` (no DARTS setting) included, as Katib passes them."""

@@ -106,6 +106,13 @@ def test_unknown_early_stopping_setting_is_refused():
         admit(doc)
 
 
+def test_asha_min_early_stopping_rate_is_bounded():
+    """Past 64 (eta**k overflows; no trial reaches such a rung) the setting is refused."""
+    assert ASHA().validate(exp_with("asha", {"min_early_stopping_rate": "64"})) == []
+    errors = ASHA().validate(exp_with("asha", {"min_early_stopping_rate": "65"}))
+    assert any("min_early_stopping_rate" in str(e) and "must be <= 64" in str(e) for e in errors), errors
+
+
 def test_medianstop_stops_bad_trials_in_a_running_experiment(store, tmp_path):
     code = ("import time\nx = float('${trialParameters.x}')\n"
             "for step in range(12):\n    print(f'loss={x}', flush=True)\n    time.sleep(0.08)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import time
 
 import pytest
 
@@ -48,6 +49,18 @@ def test_validation(kwargs, message):
     with pytest.raises(ValidationError) as info:
         admit(hb_doc(**kwargs))
     assert any(message in str(e) for e in info.value.errors), info.value.errors
+
+
+def test_a_huge_plan_is_refused_fast():
+    """r_l=e^4 with eta=1.001 is 4002 brackets: planning them all took 5 s and 400 MB;
+    r_l=1e9 would take ~10 GB. At most 64 brackets, refused before any is built."""
+    start = time.perf_counter()
+    for r_l in ("54.6", "1e9"):
+        with pytest.raises(ValidationError) as info:
+            admit(hb_doc(r_l=r_l, eta="1.001", parallel=1000, max_trials=10000))
+        assert any("lower r_l or raise eta" in str(e) and "at most 64" in str(e) for e in info.value.errors), \
+            info.value.errors
+    assert time.perf_counter() - start < 0.5
 
 
 def objective(p: dict[str, str]) -> float:
