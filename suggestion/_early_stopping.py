@@ -180,7 +180,7 @@ class ASHA(EarlyStopper):
     name = "asha"
     settings = {
         "min_resource": Setting(integer(1), 1),
-        "reduction_factor": Setting(number(1, low_open=True), 3.0),
+        "reduction_factor": Setting(number(1.01), 3.0),  # nearer 1, a check walks millions of rungs
         "min_early_stopping_rate": Setting(integer(0, 64), 0),  # bounded: eta**k overflows past it
     }
 

@@ -113,6 +113,13 @@ def test_asha_min_early_stopping_rate_is_bounded():
     assert any("min_early_stopping_rate" in str(e) and "must be <= 64" in str(e) for e in errors), errors
 
 
+def test_asha_reduction_factor_near_1_is_refused():
+    """1 + 1e-9 made each check walk about 10**10 rungs, in the server."""
+    assert ASHA().validate(exp_with("asha", {"reduction_factor": "1.01"})) == []
+    errors = ASHA().validate(exp_with("asha", {"reduction_factor": "1.000000001"}))
+    assert any("reduction_factor" in str(e) and "must be >= 1.01" in str(e) for e in errors), errors
+
+
 def test_medianstop_stops_bad_trials_in_a_running_experiment(store, tmp_path):
     code = ("import time\nx = float('${trialParameters.x}')\n"
             "for step in range(12):\n    print(f'loss={x}', flush=True)\n    time.sleep(0.08)")
