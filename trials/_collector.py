@@ -189,25 +189,53 @@ def parse_katib_json(lines: Iterable[str], names: set[str]) -> list[Sample]:
     return out
 
 
+CHUNK = 8 << 20  # the most one read of a trial's file takes into the server's memory
+READS = 4  # reads per call, but for the last (final) one, which reads to the end
+
+
 class Tail:
-    """Reads the complete lines appended to a file since the last read."""
+    """Reads the complete lines appended to a file since the last read (and, ``final``,
+    the last one unfinished too). The file is the trial's: a read takes at most ``CHUNK``
+    bytes, a call at most ``READS`` of them, and a line longer than ``CHUNK`` is dropped,
+    as Katib's line scanner drops it (it was read whole, again at every call, until it
+    ended: a trial writing gigabytes without a newline took the server's memory)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.offset = 0
+        self._skipping = False  # inside a line too long to keep: its rest is dropped
 
     def read(self, final: bool = False) -> list[str]:
         try:
-            with open(self.path, "rb") as f:
-                f.seek(self.offset)
-                data = f.read()
+            f = open(self.path, "rb")  # noqa: SIM115 - closed below
         except FileNotFoundError:
             return []
-        if not final:
-            end = data.rfind(b"\n") + 1
-            data = data[:end]
-        self.offset += len(data)
-        return data.decode("utf-8", errors="replace").splitlines()
+        out: list[str] = []
+        with f:
+            reads = 0
+            while final or reads < READS:
+                reads += 1
+                f.seek(self.offset)
+                data = f.read(CHUNK)
+                if not data:
+                    break
+                if self._skipping:
+                    newline = data.find(b"\n")
+                    self.offset += len(data) if newline < 0 else newline + 1
+                    self._skipping = newline < 0
+                    continue
+                end = len(data) if final and len(data) < CHUNK else data.rfind(b"\n") + 1
+                if end == 0:
+                    if len(data) < CHUNK:
+                        break  # an unfinished line: read once it ends
+                    self.offset += len(data)  # a line longer than a read: dropped
+                    self._skipping = True
+                    continue
+                self.offset += end
+                out += data[:end].decode("utf-8", errors="replace").splitlines()
+                if len(data) < CHUNK:
+                    break
+        return out
 
 
 def _compiled(filters: list[str]) -> list[Any]:

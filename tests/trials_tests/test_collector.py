@@ -115,3 +115,27 @@ def test_a_users_filter_cannot_hold_the_server_on_a_trials_output(tmp_path):
     samples = c.collect(final=True)
     assert time.perf_counter() - started < 2
     assert [(s.metric, s.value) for s in samples] == [("aaa", "7")]
+
+
+def test_a_line_longer_than_a_read_is_dropped_not_held(tmp_path, monkeypatch):
+    """A trial's output without a newline was read whole at every collection (gigabytes
+    into the server's memory, again and again); a line longer than a read is dropped, as
+    Katib's line scanner drops it, and the lines after it are read."""
+    from trials import _collector
+
+    monkeypatch.setattr(_collector, "CHUNK", 64)
+    log = tmp_path / "trial.log"
+    log.write_text("loss=0.9\n" + "x" * 1000)
+    tail = _collector.Tail(log)
+    seen = tail.read()
+    assert seen == ["loss=0.9"]
+    for _ in range(10):  # the long line, read a bounded piece at a time
+        assert tail.read() == []
+    with log.open("a") as f:
+        f.write("x" * 1000 + " loss=0.5\nloss=0.4\nloss=0.3")
+    seen = []
+    for _ in range(20):
+        seen += tail.read()
+    assert seen == ["loss=0.4"]  # the end of the long line went with it; the unfinished one waits
+    assert tail.read(final=True) == ["loss=0.3"]
+    assert tail.offset == log.stat().st_size
