@@ -14,7 +14,7 @@ from typing import Any
 
 from katib.configmaps import resolve_trial_template
 from katib.errors import ConflictError, FieldError, NotFoundError, ValidationError
-from katib.names import check, inside
+from katib.names import check, inside, private_dirs
 
 from ._state import ServerState
 
@@ -54,7 +54,7 @@ def create(state: ServerState, namespace: str, doc: Any) -> dict[str, Any]:
         raise ConflictError(f'configmaps "{cm["metadata"]["name"]}" already exists')
     cm["metadata"].update(uid=str(uuid.uuid4()),
                           creationTimestamp=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dirs(path.parent)  # configmaps/ and its namespaces' folders: 0700 when new
     path.write_text(json.dumps(cm))
     return cm
 

@@ -22,9 +22,42 @@ import hashlib
 import hmac
 import os
 import secrets
+import stat
 from pathlib import Path
 
+from katib.errors import KatibError
+from katib.names import private_dirs
+
 PREFIX = "katib-push."
+
+
+def _read_secret(path: Path) -> bytes:
+    """The secret in ``path``, refused unless it is a regular file (not a link) owned by
+    this user, with no group or other permissions."""
+    fix = f"remove it (the server makes a new one; pods' tokens change) or, if it is yours, chmod 600 {path}"
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        if os.path.islink(path):
+            raise KatibError(f"push-secret at {path} is a symbolic link: {fix}") from None
+        raise KatibError(f"cannot read the push-secret at {path}: {exc.strerror}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise KatibError(f"push-secret at {path} is not a regular file: {fix}")
+        if st.st_uid != os.getuid():
+            raise KatibError(f"push-secret at {path} is not owned by you (uid {st.st_uid}): {fix}")
+        if st.st_mode & 0o077:
+            raise KatibError(f"push-secret at {path} is readable or writable by others "
+                             f"(mode {stat.S_IMODE(st.st_mode):04o}): {fix}")
+        with os.fdopen(os.dup(fd), "rb") as f:
+            text = f.read().decode(errors="replace").strip()
+    finally:
+        os.close(fd)
+    try:
+        return bytes.fromhex(text)
+    except ValueError:
+        raise KatibError(f"push-secret at {path} does not hold a hex secret: {fix}") from None
 
 
 class PushTokens:
@@ -37,15 +70,17 @@ class PushTokens:
 
     @classmethod
     def load(cls, path: Path) -> PushTokens:
-        """The secret in ``path``, made (random, readable by this user only) if there is none."""
-        path.parent.mkdir(parents=True, exist_ok=True)
+        """The secret in ``path``, made (random, 0600) if there is none. An existing one is
+        used only if it is a regular file of this user's that no one else may read or write:
+        a secret another user planted or can read would let them forge tokens."""
+        private_dirs(path.parent)
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         except FileExistsError:
-            return cls(bytes.fromhex(path.read_text().strip()))
+            return cls(_read_secret(path))
         with os.fdopen(fd, "w") as f:
             f.write(secrets.token_hex(32) + "\n")
-        return cls(bytes.fromhex(path.read_text().strip()))
+        return cls(_read_secret(path))
 
     def token(self, namespace: str, trial: str) -> str:
         """The token of trial ``namespace/trial``."""

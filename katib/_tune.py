@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from ._function import ANNOTATION, ship
 from ._results import ExperimentResult
 from .errors import ConflictError, ExperimentFailedError, KatibError, NoResultError, NotFoundError
+from .names import private_dirs
 
 if TYPE_CHECKING:
     from .client import KatibClient
@@ -95,7 +96,7 @@ def create(client: KatibClient, doc: dict[str, Any], shipment: Any, namespace: s
             return "reused"
         client.delete_experiment(name, namespace)
     if shipment.payload_file is not None:
-        shipment.payload_file.parent.mkdir(parents=True, exist_ok=True)
+        private_dirs(shipment.payload_file.parent)  # under the runs folder: 0700 where new
         shipment.payload_file.write_bytes(shipment.payload)
     client.create_experiment(doc, namespace)
     return "created"

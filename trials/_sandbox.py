@@ -46,6 +46,8 @@ import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from katib.names import private_dirs
+
 from ._executor import LaunchError, TrialJob
 
 # Folders that hold people's and services' data rather than the system: hidden.
@@ -219,7 +221,7 @@ class Sandbox:
         out: list[str] = []
         covered: list[str] = []
         for name in FOLDERS_BESIDE_RUNS:  # made now, so a trial never sees it appear in a shown folder
-            (self.runs_root.parent / name).mkdir(parents=True, exist_ok=True)
+            private_dirs(self.runs_root.parent / name)
         for path in self.hidden:
             if path.is_dir() and not any(_within(s, path) for s in shown):  # a folder the server keeps: covered whole
                 out += ["--tmpfs", str(path)]

@@ -194,8 +194,10 @@ def server(
                   "token that pushes its own trial's metrics and nothing else", highlight=False)
     store = _store(db)
     from katib._pushtoken import PushTokens
+    from katib.names import private_dirs
 
     # Beside the runs folder, so tokens given to pods stay good when the server restarts.
+    private_dirs(_runs_root(store))  # 0700 when new: specs' files, trials' logs and pushes are the server's
     secret = _runs_root(store).parent / "push-secret"
     push_tokens = PushTokens.load(secret)
     fence = _fence(executor, auth, sandbox, allow_unfenced_trials, store, secrets=[secret])

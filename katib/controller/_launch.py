@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from katib.names import ARTIFACTS, RunLayout, check, inside, map_into
+from katib.names import ARTIFACTS, RunLayout, check, inside, map_into, private_dirs
 from katib.spec import TRIAL_LABEL, Experiment, TrialMeta, render
 from katib.store import ExperimentRecord, TrialRecord
 from suggestion import CHECKPOINT_FROM_LABEL, Algorithm
@@ -75,6 +75,7 @@ class Launching:
         """The experiment's folder under the runs root, its names checked and its path
         resolved once per run; each trial's folder is checked to stay inside it."""
         if self._experiment_folder is None:
+            private_dirs(self.ctl.runs_root)  # 0700 when new: trials' logs and files are their owner's
             self._experiment_folder = RunLayout(self.ctl.runs_root).experiment(self.exp.namespace, self.exp.name)
         return self._experiment_folder
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from katib.names import private_dirs
 from katib.spec import Condition, ExperimentStatus
 
 DB_ENV = "KATIB_DB"
@@ -23,7 +24,11 @@ def normalise_url(db: str) -> str:
     """A SQLAlchemy URL for a path or a URL (``postgresql://`` uses psycopg 3)."""
     if "://" not in db:
         path = Path(db).expanduser()
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dirs(path.parent)  # a new folder is 0700: the store holds every spec, token and log
+        try:  # a new database is 0600 (SQLite gives its -wal, -shm and -journal the same mode)
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except FileExistsError:
+            pass  # the user's own file, left as it is
         return f"sqlite:///{path.resolve()}"
     if db.startswith("postgresql://") or db.startswith("postgres://"):
         return "postgresql+psycopg://" + db.split("://", 1)[1]
