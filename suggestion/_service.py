@@ -306,7 +306,7 @@ def reply_problem(experiment: Experiment, assignments: Sequence[Assignment], cou
 def _outside(p: Any, value: str) -> str | None:
     fs = p.feasible_space
     if p.parameter_type in ("categorical", "discrete"):
-        listed = [str(v) for v in (fs.list or [])]
+        listed = [str(v) for v in (fs.list_ or [])]
         if value in listed:
             return None
         try:  # a discrete number written another way (1 for 1.0)

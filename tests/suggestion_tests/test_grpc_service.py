@@ -216,3 +216,24 @@ def test_a_remote_service_cannot_relabel_a_trial_as_another_experiments(store, t
         assert {t.labels["katib.kubeflow.org/experiment"] for t in store.list_trials(rec.id)} == {rec.name}
     finally:
         server.stop(0)
+
+
+def test_a_remote_value_is_checked_against_each_kind_of_parameter():
+    from katib.controller import admit
+    from suggestion import Assignment
+    from suggestion._service import reply_problem
+
+    params = [{"name": "x", "parameterType": "double", "feasibleSpace": {"min": "0", "max": "1"}},
+              {"name": "n", "parameterType": "int", "feasibleSpace": {"min": "1", "max": "4"}},
+              {"name": "opt", "parameterType": "categorical", "feasibleSpace": {"list": ["sgd", "adam"]}},
+              {"name": "bs", "parameterType": "discrete", "feasibleSpace": {"list": ["16", "32"]}}]
+    doc = experiment(parameters=params)
+    doc["spec"]["trialTemplate"]["trialParameters"] = [{"name": p["name"], "reference": p["name"]} for p in params]
+    doc["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]["command"] = [
+        "echo", *[f"${{trialParameters.{p['name']}}}" for p in params]]
+    exp = admit(doc)
+    good = {"x": "0.5", "n": "2", "opt": "adam", "bs": "32.0"}
+    assert reply_problem(exp, [Assignment(good)], 1) is None
+    for change, problem in (({"n": "2.5"}, "not a finite number"), ({"opt": "rmsprop"}, "not one of the feasible list"),
+                            ({"bs": "64"}, "not one of the feasible list"), ({"x": "abc"}, "is not a number")):
+        assert problem in (reply_problem(exp, [Assignment({**good, **change})], 1) or ""), change
