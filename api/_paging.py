@@ -38,10 +38,7 @@ read from its start.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
-import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
@@ -49,9 +46,16 @@ from typing import Any
 
 from fastapi import Query
 
-from katib.store import ExperimentRecord, InvalidContinueToken, Store, TrialRecord, trial_page
+from katib.store import (
+    ExperimentRecord,
+    InvalidContinueToken,
+    Store,
+    TrialRecord,
+    open_token,
+    seal_token,
+    trial_page,
+)
 
-_VERSION = 1
 _CHUNK = 1000  # trials read from the store at once
 Item = dict[str, Any]
 
@@ -92,8 +96,7 @@ def _kept(item: Item) -> Callable[[], Item]:
     return lambda: item
 
 
-def _checksum(body: bytes) -> str:
-    return hashlib.sha256(b"katib-list-continue:" + body).hexdigest()[:16]
+_SALT = b"katib-list-continue:"  # not a trial page's token: never taken for one
 
 
 def _selector_hash(selector: str | None) -> str:
@@ -101,10 +104,8 @@ def _selector_hash(selector: str | None) -> str:
 
 
 def encode(listing: str, namespace: str, selector: str | None, at: Position) -> str:
-    body = json.dumps({"v": _VERSION, "l": listing, "n": namespace, "q": _selector_hash(selector),
-                       "e": at.experiment, "u": at.uid, "t": at.trials, "k": at.skip},
-                      separators=(",", ":"), sort_keys=True).encode()
-    return base64.urlsafe_b64encode(body).decode().rstrip("=") + "." + _checksum(body)
+    return seal_token({"l": listing, "n": namespace, "q": _selector_hash(selector),
+                       "e": at.experiment, "u": at.uid, "t": at.trials, "k": at.skip}, _SALT)
 
 
 def _count(value: Any) -> int | None:
@@ -118,16 +119,7 @@ def start(token: str | None, listing: str, namespace: str, selector: str | None)
     if not token:
         return None
     bad = "continue: not a token this server handed out for this listing"
-    head, dot, check = token.partition(".")
-    try:
-        body = base64.urlsafe_b64decode(head + "=" * (-len(head) % 4))
-        data = json.loads(body)
-    except (binascii.Error, ValueError):
-        raise InvalidContinueToken(f"{bad} (it does not decode); start again without it") from None
-    if not dot or check != _checksum(body) or not isinstance(data, dict):
-        raise InvalidContinueToken(f"{bad} (its checksum does not match: it was changed or cut short)")
-    if data.get("v") != _VERSION:
-        raise InvalidContinueToken(f"{bad} (version {data.get('v')!r}; this server reads {_VERSION})")
+    data = open_token(token, _SALT)
     if data.get("l") != listing or data.get("n") != namespace:
         raise InvalidContinueToken(f"{bad} (it belongs to another list or namespace)")
     if data.get("q") != _selector_hash(selector):

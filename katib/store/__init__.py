@@ -5,7 +5,14 @@ from ._derived import stored as stored_status
 from ._leases import LeaseLost, Leases, Replica, Request
 from ._logs import TrialLogs
 from ._notes import MAX_NOTE_CHARS, Note, NoteStore
-from ._paging import InvalidContinueToken, iter_trials, latest_trial, trial_page
+from ._paging import (
+    InvalidContinueToken,
+    iter_trials,
+    latest_trial,
+    open_token,
+    seal_token,
+    trial_page,
+)
 from ._records import (
     DB_ENV,
     ExperimentRecord,
@@ -48,6 +55,8 @@ __all__ = [
     "stored_status",
     "summary_columns",
     "summary_rows",
+    "open_token",
+    "seal_token",
     "trial_page",
     "trial_stamp",
 ]

@@ -48,31 +48,47 @@ class InvalidContinueToken(KatibError):
     """A ``continue`` token that this server did not hand out for this listing (HTTP 400)."""
 
 
-def _checksum(body: bytes) -> str:
-    return hashlib.sha256(b"katib-continue:" + body).hexdigest()[:16]
+_SALT = b"katib-continue:"
+_BAD = "continue: not a token this server handed out for this listing"
 
 
-def encode_token(rec: ExperimentRecord, after: int, states: Iterable[str] | None = None) -> str:
-    """The token of the page that starts after trial id ``after``."""
-    body = json.dumps({"v": _VERSION, "e": rec.uid, "a": after, "s": sorted(states) if states is not None else None},
-                      separators=(",", ":"), sort_keys=True).encode()
-    return base64.urlsafe_b64encode(body).decode().rstrip("=") + "." + _checksum(body)
+def _checksum(body: bytes, salt: bytes) -> str:
+    return hashlib.sha256(salt + body).hexdigest()[:16]
 
 
-def decode_token(token: str, rec: ExperimentRecord, states: Iterable[str] | None = None) -> int:
-    """The trial id a token's page starts after; :class:`InvalidContinueToken` naming
-    what is wrong when it is not one of this listing's."""
-    bad = "continue: not a token this server handed out for this listing"
+def seal_token(data: dict[str, object], salt: bytes = _SALT) -> str:
+    """``data`` (and this format's version) as a continue token: base64url JSON and a
+    checksum of it under ``salt`` (one per kind of listing)."""
+    body = json.dumps({"v": _VERSION, **data}, separators=(",", ":"), sort_keys=True).encode()
+    return base64.urlsafe_b64encode(body).decode().rstrip("=") + "." + _checksum(body, salt)
+
+
+def open_token(token: str, salt: bytes = _SALT) -> dict[str, object]:
+    """What ``seal_token`` sealed; :class:`InvalidContinueToken` when the token does not
+    decode, was changed or cut short, or is of another version."""
     head, dot, check = token.partition(".")
     try:
         body = base64.urlsafe_b64decode(head + "=" * (-len(head) % 4))
         data = json.loads(body)
     except (binascii.Error, ValueError):
-        raise InvalidContinueToken(f"{bad} (it does not decode); start again without it") from None
-    if not dot or check != _checksum(body) or not isinstance(data, dict):
-        raise InvalidContinueToken(f"{bad} (its checksum does not match: it was changed or cut short)")
+        raise InvalidContinueToken(f"{_BAD} (it does not decode); start again without it") from None
+    if not dot or check != _checksum(body, salt) or not isinstance(data, dict):
+        raise InvalidContinueToken(f"{_BAD} (its checksum does not match: it was changed or cut short)")
     if data.get("v") != _VERSION:
-        raise InvalidContinueToken(f"{bad} (version {data.get('v')!r}; this server reads {_VERSION})")
+        raise InvalidContinueToken(f"{_BAD} (version {data.get('v')!r}; this server reads {_VERSION})")
+    return data
+
+
+def encode_token(rec: ExperimentRecord, after: int, states: Iterable[str] | None = None) -> str:
+    """The token of the page that starts after trial id ``after``."""
+    return seal_token({"e": rec.uid, "a": after, "s": sorted(states) if states is not None else None})
+
+
+def decode_token(token: str, rec: ExperimentRecord, states: Iterable[str] | None = None) -> int:
+    """The trial id a token's page starts after; :class:`InvalidContinueToken` naming
+    what is wrong when it is not one of this listing's."""
+    bad = _BAD
+    data = open_token(token)
     if data.get("e") != rec.uid:
         raise InvalidContinueToken(f"{bad} (it belongs to another experiment, or one deleted and created again)")
     if data.get("s") != (sorted(states) if states is not None else None):
