@@ -120,7 +120,7 @@ def serve(path: Path, name: str, host: str = "127.0.0.1", port: int = 8080) -> N
     warnings.filterwarnings("ignore", message="ORJSONResponse is deprecated")  # KServe's choice, not the user's
     app.add_exception_handler(RequestValidationError, not_a_request)  # FastAPI's 422 is not the protocol's body
     app.add_middleware(_JsonByDefault)
-    app.add_middleware(_LocalCallersOnly, loopback=_is_loopback(host))
+    app.add_middleware(_LocalCallersOnly, host=host)
 
     class Server(kserve.ModelServer):  # type: ignore[misc, name-defined]
         def setup_event_loop(self) -> None:
@@ -131,29 +131,24 @@ def serve(path: Path, name: str, host: str = "127.0.0.1", port: int = 8080) -> N
     Server(http_port=port, enable_grpc=False, enable_docs_url=False).start([served])
 
 
-def _is_loopback(host: str) -> bool:
-    from api._guard import is_loopback
-
-    return is_loopback(host)
-
-
 class _LocalCallersOnly:
     """A model served on loopback answers programs on this machine, not web pages: a
     ``Host`` that is not a loopback name (a DNS-rebinding page, which could read the
     predictions and unload the model) and a request another site's page makes
     (``Sec-Fetch-Site``) are refused with 403. Served on another address, only the second."""
 
-    def __init__(self, app: Any, loopback: bool) -> None:
+    def __init__(self, app: Any, host: str) -> None:
+        from api._guard import is_loopback, split_host
+
         self.app = app
-        self.loopback = loopback
+        self.is_loopback, self.split_host = is_loopback, split_host
+        self.loopback = is_loopback(host)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http":
-            from api._guard import is_loopback, split_host
-
             headers = {k.lower(): v.decode("latin-1") for k, v in scope["headers"]}
             why = None
-            if self.loopback and not is_loopback(split_host(headers.get(b"host", ""))):
+            if self.loopback and not self.is_loopback(self.split_host(headers.get(b"host", ""))):
                 why = "this model is served on loopback: it answers to loopback host names only"
             elif headers.get(b"sec-fetch-site") in ("cross-site", "same-site"):
                 why = "another site's page may not use this model server"

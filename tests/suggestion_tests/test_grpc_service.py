@@ -3,6 +3,8 @@ controller using a remote service instead of a local algorithm."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -161,6 +163,22 @@ class _Misbehaving(api_pb2_grpc.SuggestionServicer):
         return reply
 
 
+@contextmanager
+def _misbehaving(answer: list[tuple[str, str]]):
+    """The address of a ``_Misbehaving`` service that answers ``answer``, while it serves."""
+    from concurrent import futures
+
+    _Misbehaving.answer = answer
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    api_pb2_grpc.add_SuggestionServicer_to_server(_Misbehaving(), server)
+    address = f"127.0.0.1:{server.add_insecure_port('127.0.0.1:0')}"
+    server.start()
+    try:
+        yield address
+    finally:
+        server.stop(0)
+
+
 @pytest.mark.parametrize(("answer", "problem"), [
     ([("", "0.5")] * 12, "answered 12 suggestions where 2 were asked for"),
     ([("", "-5"), ("", "0.5")], "parameter 'x': '-5' is outside"),
@@ -172,26 +190,17 @@ class _Misbehaving(api_pb2_grpc.SuggestionServicer):
 def test_a_remote_services_answer_is_checked_before_anything_runs(store, tmp_path, answer, problem):
     """It answered 12 trials to a request for 2 (past maxTrialCount), values outside the
     space, names that were not names or were the experiment's own folder: all were run."""
-    from concurrent import futures
-
     from katib.errors import KatibError
 
-    _Misbehaving.answer = answer
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    api_pb2_grpc.add_SuggestionServicer_to_server(_Misbehaving(), server)
-    address = f"127.0.0.1:{server.add_insecure_port('127.0.0.1:0')}"
-    server.start()
-    try:
+    with _misbehaving(answer) as address:
         ctl = Controller(store, runs_root=tmp_path / "runs", tick=0.05, suggestion_address=address)
         rec, _ = ctl.submit(admit_remote(experiment(), address), tmp_path)
         with pytest.raises(KatibError, match=problem.replace("(", r"\(").replace("[", r"\[")):
             ctl.run(rec.namespace, rec.name)
         assert store.list_trials(rec.id) == []
-    finally:
-        server.stop(0)
 
 
-def test_get_suggestions_asks_for_no_more_than_an_experiment_runs_at_once(server, monkeypatch):
+def test_get_suggestions_asks_for_no_more_than_an_experiment_runs_at_once(server):
     """2**31 - 1 suggestions in one request made the service build them all (gigabytes)."""
     stub = api_pb2_grpc.SuggestionStub(grpc.insecure_channel(server))
     with pytest.raises(grpc.RpcError) as info:
@@ -202,20 +211,11 @@ def test_get_suggestions_asks_for_no_more_than_an_experiment_runs_at_once(server
 
 
 def test_a_remote_service_cannot_relabel_a_trial_as_another_experiments(store, tmp_path):
-    from concurrent import futures
-
-    _Misbehaving.answer = [("", "0.5"), ("", "0.6")]
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    api_pb2_grpc.add_SuggestionServicer_to_server(_Misbehaving(), server)
-    address = f"127.0.0.1:{server.add_insecure_port('127.0.0.1:0')}"
-    server.start()
-    try:
+    with _misbehaving([("", "0.5"), ("", "0.6")]) as address:
         ctl = Controller(store, runs_root=tmp_path / "runs", tick=0.05, suggestion_address=address)
         rec, _ = ctl.submit(admit_remote(experiment(maxTrialCount=2), address), tmp_path)
         ctl.run(rec.namespace, rec.name)
         assert {t.labels["katib.kubeflow.org/experiment"] for t in store.list_trials(rec.id)} == {rec.name}
-    finally:
-        server.stop(0)
 
 
 def test_a_remote_value_is_checked_against_each_kind_of_parameter():
