@@ -160,7 +160,6 @@ async function route() {
 }
 window.addEventListener("hashchange", () => { window.__katibPrefetch = null; route(); });  // for the first page only
 window.addEventListener("DOMContentLoaded", () => {
-  window.__katibStarted = true;  // prefetch.js, if it runs only now, leaves the page to ask
   applyTheme();
   $("#theme").onclick = () => {  // auto → light → dark → auto; the page redraws its charts
     const t = localStorage.getItem("katibTheme") || "auto";

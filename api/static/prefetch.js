@@ -1,8 +1,9 @@
-// Loaded before the rest (async, tiny): on an experiment's page, the summary request starts
-// now, while ECharts and the viewer's scripts are still loading; app.js's api() takes its
-// answer for the first summary it asks for (the same path, a plain GET).
+// Run before the rest (a tiny blocking script: `async`, it sometimes ran after app.js and the
+// page asked again; the browser's preload scanner fetches the deferred scripts meanwhile):
+// on an experiment's page, the summary request starts now, while ECharts and the viewer's
+// scripts are still loading; app.js's api() takes its answer for the first summary it asks
+// for (the same path, a plain GET).
 (() => {
-  if (window.__katibStarted) return;  // loaded late: the page has asked for itself
   const parts = location.hash.replace(/^#\/?/, "").split("/");
   if (parts[0] !== "e" || parts.length < 3) return;
   let ns, name;
