@@ -137,6 +137,12 @@ class Executor(ABC):
         """Whether this executor instance started (and so can follow) the job."""
         return False
 
+    def exited(self, handle: dict[str, Any]) -> bool:
+        """Whether the job, one of this executor's own, has ended on its own (not stopped),
+        before ``poll`` has said so: the controller, stopping, leaves it to be collected by
+        the next one rather than stopping it and running it again. False when unknown."""
+        return False
+
     def adopt(self, handle: dict[str, Any], job: TrialJob) -> Adoption:
         """Follow on a job an earlier controller started and stored ``handle`` for (this
         controller restarted, that one died): from now on ``poll``, ``stop`` and ``wait``

@@ -258,6 +258,13 @@ class LocalExecutor(Executor):
     def owns(self, handle: dict[str, Any]) -> bool:
         return handle.get("pid") in self._procs
 
+    def exited(self, handle: dict[str, Any]) -> bool:
+        proc = self._procs.get(handle.get("pid", -1))
+        if proc is None or proc.stopped or proc.launch_error:
+            return False
+        self._check(proc)
+        return proc.code is not None and not proc.timed_out
+
     def adopt(self, handle: dict[str, Any], job: TrialJob) -> Adoption:
         """Follow on a trial an earlier controller started: its process groups, while
         they run (the same process: the pid *and* its start time), or its recorded exit."""

@@ -41,6 +41,7 @@ INTERRUPTED = "interrupted"  # a handle flag: the controller stopped this trial 
 STOPPING = "stopping"  # a handle flag: the early-stopping reason, stored before the stop is sent
 KILLING = "killing"  # a handle flag: why the experiment's end kills it, stored before the stop is sent
 ADOPTED_MESSAGE = "Trial is running (followed on by a restarted controller)"
+INTERRUPTED_MESSAGE = "the trial was stopped as its controller stopped; the experiment's next run runs it again"
 
 
 def recover(run: ExperimentRun) -> None:
@@ -62,7 +63,7 @@ def recover(run: ExperimentRun) -> None:
             run.store.save_trial(t)
             continue
         stopping = (t.handle or {}).get(STOPPING) if running else None
-        if running and (t.handle or {}).get(INTERRUPTED) and not stopping:
+        if (t.handle or {}).get(INTERRUPTED) and not stopping:  # Created since it was stopped (Running before)
             why = "the controller running this trial stopped it as it stopped"
         elif running:
             assert t.handle is not None

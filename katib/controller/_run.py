@@ -42,7 +42,7 @@ from suggestion import (
 )
 from trials import Collector
 
-from ._adopt import INTERRUPTED, KILLING, recover
+from ._adopt import INTERRUPTED, INTERRUPTED_MESSAGE, KILLING, STOPPING, recover
 from ._arithmetic import end_condition, goal_reached, trials_to_create
 from ._follow import Following
 from ._launch import Launching
@@ -59,7 +59,6 @@ from ._status import (
     metric_names,
     metric_value,
     numbers,
-    remove_condition,
     rfc3339,
     set_condition,
     strategies,
@@ -137,9 +136,9 @@ class ExperimentRun(Following, Launching):
         if is_completed(self.status):
             return self._save_status(force=True)
         self._recover()
-        conditions = self.status.conditions
-        remove_condition(conditions, "Restarting")
-        set_condition(conditions, "Running", "True", "ExperimentRunning", "Experiment is running")
+        # A restarted experiment keeps its Restarting condition, as Katib's does
+        # (MarkExperimentStatusRunning leaves it): Running moves after it.
+        set_condition(self.status.conditions, "Running", "True", "ExperimentRunning", "Experiment is running")
         self._save_status(force=True)
         self._emit("started", None)
         try:
@@ -387,10 +386,18 @@ class ExperimentRun(Following, Launching):
         recover(self)
 
     def _interrupt(self) -> None:
-        """Stop what runs without marking it: the next ``run`` re-runs those trials."""
-        running = [t for t in self.trials.values() if t.state == "Running" and t.handle]
+        """Stop what runs, and say so: a stopped trial waits ``Created`` (its ``Running``
+        condition False, ``TrialInterrupted``) for the next ``run``, which runs it again.
+        A trial that has already ended on its own is neither stopped nor marked: the next
+        ``run`` adopts it and collects its result, rather than running it a second time.
+        A trial being stopped early keeps ``Running``: the next ``run`` ends it so."""
+        running = [t for t in self.trials.values() if t.state == "Running" and t.handle
+                   and not self.executor.exited(t.handle)]
         for t in running:  # stored before the stop is sent: a stopped trial is never adopted as failed
             t.handle = {**(t.handle or {}), INTERRUPTED: True}
+            if not t.handle.get(STOPPING):
+                set_condition(t.conditions, "Running", "False", "TrialInterrupted", INTERRUPTED_MESSAGE)
+                t.state = "Created"
             self._touch(t)
         try:
             self._flush()
@@ -400,6 +407,5 @@ class ExperimentRun(Following, Launching):
         finally:
             for t in running:
                 self.executor.stop(t.handle or {})
-
 
 __all__ = ["EDITABLE", "ExperimentRun", "Listener", "is_completed"]
