@@ -24,7 +24,6 @@ namespace, experiment and name), so it never adopts a stranger that reuses an id
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -44,6 +43,7 @@ from ._executor import (
     write_handle,
 )
 from ._members import deadline_of, replica_processes
+from ._sandbox import _tool
 from ._slurmjob import (
     ENDED,
     EXIT_FILE,
@@ -67,8 +67,14 @@ TIMEOUT = 60.0  # seconds for one Slurm command: a busy slurmctld answers slowly
 
 
 def slurm(args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run a Slurm command: ``args[0]`` is looked up on the *server's* ``PATH`` (``_tool``),
+    never on ``env``'s, which is a trial's for ``sbatch``; exit code 127 when it is not there."""
+    program = _tool(args[0])
+    if program is None:
+        return subprocess.CompletedProcess(args, 127, "", f"{args[0]} is not on the server's PATH "
+                                                          "(a trial's PATH is never searched)")
     try:
-        return subprocess.run(args, capture_output=True, text=True, timeout=TIMEOUT, env=env,
+        return subprocess.run([program, *args[1:]], capture_output=True, text=True, timeout=TIMEOUT, env=env,
                               stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
         return subprocess.CompletedProcess(args, 124, "", f"{args[0]} did not answer in {TIMEOUT:g} s")
@@ -83,7 +89,7 @@ def _last_line(text: str) -> str:
 
 def check_cluster() -> None:
     """Fail now, saying why, when the Slurm commands are missing or no slurmctld answers."""
-    missing = [c for c in COMMANDS if shutil.which(c) is None]
+    missing = [c for c in COMMANDS if _tool(c) is None]
     if missing:
         raise KatibError(f"--executor slurm needs the Slurm commands on PATH ({', '.join(missing)} missing): "
                          "run katib on a Slurm login node, or install slurm-client")
@@ -166,6 +172,8 @@ class SlurmExecutor(Executor):
         script = job.trial_dir / SCRIPT
         script.write_text(batch_script(job, members))
         done = slurm(["sbatch", *options, str(script)], env=submit_env(members[0].env))
+        if done.returncode == 127:  # not on the server's PATH, or it cannot run
+            raise LaunchError(f"cannot submit the trial: {_last_line(done.stderr) or 'sbatch cannot run'}")
         job_id = done.stdout.strip().split(";")[0]
         if done.returncode != 0 or not job_id.isdigit():
             why = _last_line(done.stderr) or _last_line(done.stdout) or f"exit code {done.returncode}"

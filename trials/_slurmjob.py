@@ -12,6 +12,7 @@ import math
 import os
 import re
 import shlex
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from ._executor import LaunchError, RunState, TrialJob
 from ._members import Member, deadline_of
 from ._process import describe_exit
 from ._resources import Resources
+from ._sandbox import split_env
 
 #: Trial-template annotations (on the Job or its pod template) that become sbatch options.
 ANNOTATION_PREFIX = "slurm.katib.kubeflow.org/"
@@ -121,8 +123,9 @@ def batch_script(job: TrialJob, members: list[Member]) -> str:
     """The job's batch script (written to ``<trial dir>/slurm.sh``). It runs the command and
     records its exit status in ``trial.exit``, as the local executor's wrapper does, so a
     job Slurm has forgotten (after ``MinJobAge``) still says how it ended. A distributed
-    trial runs one ``srun`` task per replica (``slurm-task.sh``)."""
-    head = f"#!/bin/bash\n# {identity(job)}: written by katib's Slurm executor\n"
+    trial runs one ``srun`` task per replica (``slurm-task.sh``). It first sets what of the
+    trial's environment ``sbatch`` ran without (``job_env``)."""
+    head = f"#!/bin/bash\n# {identity(job)}: written by katib's Slurm executor\n" + job_env(members[0].env)
     exit_file = job.trial_dir / EXIT_FILE
     if len(members) == 1:
         return head + shlex.join(members[0].argv) + "\n" + _record_exit(exit_file)
@@ -155,14 +158,48 @@ def task_script(job: TrialJob, members: list[Member]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _acting(env: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """``env`` as (what does not act on ``sbatch``, what does): the variables glibc's
+    loader and libc read before a program's own code runs (``split_env``), ``PATH`` (where
+    sbatch and what it runs are found) and sbatch's own input variables (``SBATCH_*``,
+    options no trial template is given). Names a shell cannot set are left out of both
+    (neither glibc nor sbatch reads one)."""
+    rest, acting = split_env(dict(env))
+    for name in [k for k in rest if k == "PATH" or k.startswith("SBATCH_")]:
+        acting[name] = rest.pop(name)
+    return rest, {k: v for k, v in acting.items() if k.isidentifier()}
+
+
+def _trial(env: dict[str, str]) -> dict[str, str]:
+    """The trial's environment less any ``SLURM_*`` of an allocation this controller runs in."""
+    return {k: v for k, v in env.items() if not k.startswith(("SLURM_", "SRUN_"))}
+
+
 def submit_env(env: dict[str, str]) -> dict[str, str]:
     """The environment ``sbatch`` runs with (``--export=ALL`` hands it to the job): the
-    trial's, less any ``SLURM_*`` of an allocation this controller runs in, plus what
-    the Slurm commands need to find the cluster (``SLURM_CONF``)."""
-    out = {k: v for k, v in env.items() if not k.startswith(("SLURM_", "SRUN_"))}
+    trial's (``_trial``), but for what acts on sbatch itself (``_acting``), which is the
+    server's, as for every Slurm command it runs: a trial's ``PATH`` would choose the
+    program, its ``LD_PRELOAD`` load code into it, as the server's user. The batch script
+    sets the trial's own (``job_env``). Plus what the Slurm commands need to find the
+    cluster (``SLURM_CONF``)."""
+    rest, _ = _acting(_trial(env))
+    _, server = _acting(os.environ)
+    out = {**rest, **server}
     if "SLURM_CONF" in os.environ:
         out["SLURM_CONF"] = os.environ["SLURM_CONF"]
     return out
+
+
+def job_env(env: dict[str, str]) -> str:
+    """The batch script's lines that give the job the trial's own values of what ``sbatch``
+    ran with the server's (``submit_env``): each set, quoted, and each the trial lacks
+    removed where it still holds the server's value (one the node's prolog set stays)."""
+    _, trial = _acting(_trial(env))
+    _, server = _acting(os.environ)
+    lines = [f"export {k}={shlex.quote(v)}\n" for k, v in sorted(trial.items())]
+    lines += [f'[ "${{{k}-}}" != {shlex.quote(v)} ] || unset {k}\n' for k, v in sorted(server.items())
+              if k not in trial]
+    return "".join(lines)
 
 
 @dataclass(frozen=True)
