@@ -14,6 +14,7 @@ from katib.store import ExperimentRecord, TrialRecord
 
 from . import _configmaps
 from ._documents import merge_patch
+from ._guard import BodyTooLarge
 from ._state import ServerState
 
 
@@ -67,7 +68,7 @@ def trial(state: ServerState, namespace: str, name: str) -> tuple[ExperimentReco
 
 def push_metrics(state: ServerState, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
     """Append a pushed record to the running trial's push file, which its controller tails."""
-    from katib._push import metrics_record
+    from katib._push import append_pushed, metrics_record
 
     rec, t = trial(state, namespace, name)
     if t.state not in ("Created", "Running"):
@@ -82,10 +83,22 @@ def push_metrics(state: ServerState, namespace: str, name: str, body: dict[str, 
     if isinstance(body.get("timestamp"), str | int | float):
         record["timestamp"] = str(body["timestamp"])
     path = RunLayout(state.runs_root).push_file(rec.namespace, rec.name, t.name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as f:
-        f.write(json.dumps(record) + "\n")
+    line = (json.dumps(record) + "\n").encode()
+    cap = state.limits.push_bytes
+    held = append_pushed(path, line, cap)
+    if held is not None:
+        raise PushCapReached(
+            f"trial {namespace}/{name} has pushed {held} bytes of metrics, and this record ({len(line)} bytes) would "
+            f"pass the server's limit of {cap} bytes of pushed metrics per trial (raise it with KATIB_MAX_PUSH_BYTES): "
+            "it was not recorded")
     return {"accepted": len(values)}
+
+
+class PushCapReached(BodyTooLarge):
+    """A trial's pushed metrics would pass ``limits.push_bytes`` (answered 413, like a too large body)."""
+
+    def __init__(self, message: str) -> None:
+        Exception.__init__(self, message)
 
 
 def trial_log(state: ServerState, rec: ExperimentRecord, t: TrialRecord, tail: int | None = None) -> str:

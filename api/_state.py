@@ -9,6 +9,7 @@ from pathlib import Path
 
 from fastapi import Request
 
+from katib._push import PUSH_BYTES, PUSH_BYTES_ENV
 from katib._pushtoken import PushTokens
 from katib.controller import AskTell, ExperimentManager
 from katib.store import Store, UserStore
@@ -26,6 +27,9 @@ class ServerLimits:
     """The most of a trial's log one answer returns (its end)."""
     page: int = field(default=10_000, metadata={"env": "KATIB_MAX_PAGE"})
     """The most trials one page of …/trials holds."""
+    push_bytes: int = field(default=PUSH_BYTES, metadata={"env": PUSH_BYTES_ENV})
+    """The most bytes of metrics one trial may push (POST …/trials/{trial}/metrics) in all:
+    its push file's size (about a million records); past it a push is a 413 and not kept."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ServerLimits:

@@ -21,11 +21,13 @@ refused (``FAILED_PRECONDITION``) rather than guessed.
 from __future__ import annotations
 
 import json
+import os
 import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ._push import PUSH_BYTES, PUSH_BYTES_ENV, append_pushed
 from .names import RunLayout
 from .store import ObservationRow, Store, TrialLogs
 
@@ -74,6 +76,7 @@ class DBManagerServicer:
         self.logs = TrialLogs(store)
         self.store = store
         self.layout = RunLayout(runs_root)
+        self.push_bytes = int(os.environ.get(PUSH_BYTES_ENV) or PUSH_BYTES)
 
     def _ours(self, name: str, context: Any) -> Any:
         import grpc
@@ -113,10 +116,13 @@ class DBManagerServicer:
                 context.abort(grpc.StatusCode.FAILED_PRECONDITION,
                               f"trial {rec.namespace}/{trial.name} is {trial.state}: it takes no more metrics")
             path = self.layout.push_file(rec.namespace, rec.name, trial.name)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with path.open("a") as f:
-                for r in rows:
-                    f.write(json.dumps({"timestamp": r.time, r.metric_name: r.value}) + "\n")
+            data = "".join(json.dumps({"timestamp": r.time, r.metric_name: r.value}) + "\n" for r in rows).encode()
+            held = append_pushed(path, data, self.push_bytes)
+            if held is not None:
+                context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                              f"trial {rec.namespace}/{trial.name} has pushed {held} bytes of metrics, and these "
+                              f"{len(rows)} would pass the limit of {self.push_bytes} bytes of pushed metrics per "
+                              f"trial (raise it with {PUSH_BYTES_ENV}): they were not recorded")
         return _pb().ReportObservationLogReply()
 
     def GetObservationLog(self, request: Any, context: Any) -> Any:  # noqa: N802

@@ -17,8 +17,10 @@ from __future__ import annotations
 import json
 import math
 import os
+import threading
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from .errors import KatibError
@@ -28,6 +30,22 @@ PUSH_URL_ENV = "KATIB_PUSH_URL"
 TOKEN_ENV = "KATIB_API_TOKEN"
 NAMESPACE_ENV = "KATIB_NAMESPACE"
 TRIAL_NAME_ENV = "KATIB_TRIAL_NAME"
+PUSH_BYTES = 64 << 20  # the most bytes of metrics one trial may push through a server, in all
+PUSH_BYTES_ENV = "KATIB_MAX_PUSH_BYTES"
+_append_lock = threading.Lock()
+
+
+def append_pushed(path: Path, data: bytes, cap: int) -> int | None:
+    """The server's half: append ``data`` (whole JSON lines) to a trial's push file unless
+    the file would pass ``cap`` bytes; None when appended, else the bytes it holds (nothing
+    is appended). One lock: two pushes cannot both pass the cap."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _append_lock, path.open("ab") as f:
+        held = f.seek(0, 2)
+        if held + len(data) > cap:
+            return held
+        f.write(data)
+    return None
 
 
 def report_metrics(
@@ -93,6 +111,11 @@ def _post(url: str, record: dict[str, str], timeout: int | None) -> None:
         with urllib.request.urlopen(request, timeout=timeout or 30):
             pass
     except urllib.error.HTTPError as exc:
-        raise KatibError(f"katib server refused the metrics of trial {trial}: {exc.code} {exc.read().decode(errors='replace')}") from None
+        text = exc.read().decode(errors="replace")
+        try:
+            text = str(json.loads(text).get("message") or text)
+        except (ValueError, AttributeError):
+            pass
+        raise KatibError(f"katib server refused the metrics of trial {trial}: {exc.code} {text}") from None
     except OSError as exc:
         raise KatibError(f"cannot reach katib server at {url} to report metrics: {exc}") from None

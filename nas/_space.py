@@ -39,6 +39,10 @@ OPERATION_PARAMETERS: dict[str, frozenset[str]] = {
 DARTS_OPERATIONS = ("separable_convolution", "dilated_convolution", "convolution", "depthwise_convolution",
                     "avg_pooling", "max_pooling", "skip_connection", "none")
 REDUCTION_TYPES = ("max_pooling", "avg_pooling")
+#: The most candidate operations a ``nasConfig`` may expand to (each operation's parameter
+#: values multiplied out): ENAS' controller holds two weights per operation and hidden unit,
+#: and ``NasSpace.from_config`` lists them all. Katib's ENAS example has 24.
+MAX_OPERATIONS = 1000
 _POSITIVE_INTEGERS = ("filter_size", "num_filter", "stride", "depth_multiplier", "pool_size")
 
 
@@ -130,10 +134,37 @@ def _values(p: Any) -> list[Any]:
     return [float(low + i * delta) for i in range(int((high - low) / delta) + 1)]
 
 
+def _count(p: Any) -> int:
+    """How many values ``_values(p)`` lists, without listing them."""
+    fs = p.feasible_space
+    if p.parameter_type in ("categorical", "discrete"):
+        return len(fs.list_ or [])
+    if p.parameter_type == "int":
+        return len(range(int(fs.min), int(fs.max) + 1, int(fs.step or 1)))
+    low, high, delta = Decimal(fs.min), Decimal(fs.max), Decimal(fs.step)
+    return max(0, int((high - low) / delta) + 1)
+
+
+def operation_count(config: NasConfig) -> int:
+    """How many candidate operations ``config`` expands to (``len(NasSpace.operations)``),
+    counted without listing them; 0 where a parameter's values cannot be counted."""
+    total = 0
+    for op in config.operations or []:
+        product = 1
+        for p in op.parameters or []:
+            try:
+                product *= _count(p)
+            except (TypeError, ValueError, ArithmeticError, AttributeError):
+                return 0
+        total += product
+    return total
+
+
 def validate_nas_config(config: NasConfig, path: str = "spec.nasConfig", sizes: bool = True) -> list[FieldError]:
     """The rules a NAS algorithm needs beyond Katib's (``katib.spec.nas_config_errors``):
     input and output sizes (when ``sizes``: ENAS builds whole networks from them), known
-    operation types and their parameters, finite parameter values."""
+    operation types and their parameters, finite parameter values, and at most
+    ``MAX_OPERATIONS`` candidate operations (counted before any is listed)."""
     errors: list[FieldError] = []
     gc = config.graph_config
     for name, given in (("inputSizes", gc.input_sizes if gc else None), ("outputSizes", gc.output_sizes if gc else None)):
@@ -143,6 +174,9 @@ def validate_nas_config(config: NasConfig, path: str = "spec.nasConfig", sizes: 
             errors.append(FieldError(f"{path}.graphConfig.{name}", f"must be positive (got {given})"))
     for i, op in enumerate(config.operations or []):
         errors += _validate_operation(op, f"{path}.operations[{i}]")
+    if (count := operation_count(config)) > MAX_OPERATIONS:
+        errors.append(FieldError(f"{path}.operations", f"expand to {count} candidate operations (each operation's "
+                                                       f"parameter values multiplied out); at most {MAX_OPERATIONS}"))
     return errors
 
 
@@ -170,6 +204,10 @@ def _validate_operation(op: Operation, path: str) -> list[FieldError]:
             errors.append(FieldError(f"{where}.feasibleSpace.step", "a NAS double parameter needs a step (the values must be finite)"))
             continue
         try:
+            if (count := _count(p)) > MAX_OPERATIONS:  # not listed: a range may hold billions of values
+                errors.append(FieldError(f"{where}.feasibleSpace", f"has {count} values; a NAS operation's "
+                                                                   f"parameter may have at most {MAX_OPERATIONS}"))
+                continue
             values = _values(p)
         except (TypeError, ValueError, ArithmeticError):
             continue  # the general parameter rules report these

@@ -60,6 +60,28 @@ class _NasAlgorithm(Algorithm):
         return False  # maxTrialCount ends a NAS experiment
 
 
+#: The most work ``enas`` may plan for one suggestion: ``enas_work``'s estimate, in units of
+#: 40–55 ns of one core (measured on a loaded 2-core machine), so 6–8 minutes at most.
+ENAS_MAX_WORK = 1 << 33
+ENAS_WORK_RULE = ("controller_train_steps × parallelTrialCount × numLayers × "
+                  "(controller_hidden_size² + controller_hidden_size × operations / 8 + 256 × (numLayers + 128))")
+
+
+def enas_work(train_steps: int, batch: int, num_layers: int, hidden_size: int, operations: int) -> int:
+    """The controller's training work for one suggestion, as ``ENAS_WORK_RULE``: it trains on
+    each trial finished since the last (at most ``batch``, the parallel trials) for
+    ``train_steps`` steps, and each step walks the layers with two LSTM cells (``hidden²``),
+    the operation logits (``hidden × operations``) and attention over the earlier layers; the
+    constant is the fixed cost of a layer's step (about 1.5 ms, the same as hidden size 180)."""
+    per_layer = hidden_size * hidden_size + hidden_size * operations // 8 + 256 * (num_layers + 128)
+    return train_steps * batch * num_layers * per_layer
+
+
+def _batch(experiment: Experiment) -> int:
+    """The most finished trials one suggestion learns from: the parallel trials."""
+    return max(1, experiment.spec.parallel_trial_count or 3)  # 3: Katib's default
+
+
 class ENAS(_NasAlgorithm):
     """Katib's ``enas``; see the module docstring."""
 
@@ -77,6 +99,27 @@ class ENAS(_NasAlgorithm):
         "controller_log_every_steps": Setting(integer(1), 10),
         "random_state": Setting(integer(0)),  # extension: reproducible proposals
     }
+
+    def validate(self, experiment: Experiment) -> list[FieldError]:
+        """The settings one by one, then their product: ``enas_work`` at most ``ENAS_MAX_WORK``."""
+        from nas._space import operation_count
+
+        errors = super().validate(experiment)
+        nas = experiment.spec.nas_config
+        if errors or nas is None or nas.graph_config is None or not nas.graph_config.num_layers:
+            return errors
+        s = self.parsed_settings(experiment)
+        steps, hidden, layers = s["controller_train_steps"], s["controller_hidden_size"], nas.graph_config.num_layers
+        batch, operations = _batch(experiment), operation_count(nas)
+        work = enas_work(steps, batch, layers, hidden, operations)
+        if work > ENAS_MAX_WORK:
+            errors.append(FieldError(
+                "spec.algorithm.algorithmSettings",
+                f"enas would train its controller for about {work:.2e} units of work per suggestion ({ENAS_WORK_RULE}: "
+                f"{steps} × {batch} × {layers} × ({hidden}² + {hidden} × {operations} / 8 + 256 × ({layers} + 128))); "
+                f"at most {ENAS_MAX_WORK} (2^33, minutes of one CPU): lower controller_train_steps, "
+                "controller_hidden_size, numLayers or parallelTrialCount"))
+        return errors
 
     def suggest(
         self,
@@ -106,6 +149,7 @@ class ENAS(_NasAlgorithm):
         maximize = experiment.spec.objective is not None and experiment.spec.objective.type == "maximize"
         fresh = [t for t in trials if t.state in ("Succeeded", "EarlyStopped") and t.objective is not None
                  and t.name not in done and "architecture" in t.parameters]
+        fresh = fresh[:_batch(experiment)]  # the rest next time: one suggestion's work stays within enas_work
         if fresh:
             arcs = [parse_katib_text(t.parameters["architecture"]) for t in fresh]
             rewards = [t.objective if maximize else -t.objective for t in fresh]  # type: ignore[operator]

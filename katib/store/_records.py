@@ -21,18 +21,42 @@ def default_db_url() -> str:
 
 
 def normalise_url(db: str) -> str:
-    """A SQLAlchemy URL for a path or a URL (``postgresql://`` uses psycopg 3)."""
+    """A SQLAlchemy URL for a path or a URL (``postgresql://`` uses psycopg 3). A SQLite
+    file, given as a path or as a ``sqlite:///`` URL, is made private when new."""
     if "://" not in db:
         path = Path(db).expanduser()
-        private_dirs(path.parent)  # a new folder is 0700: the store holds every spec, token and log
-        try:  # a new database is 0600 (SQLite gives its -wal, -shm and -journal the same mode)
-            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-        except FileExistsError:
-            pass  # the user's own file, left as it is
+        _private_sqlite(path)
         return f"sqlite:///{path.resolve()}"
     if db.startswith("postgresql://") or db.startswith("postgres://"):
         return "postgresql+psycopg://" + db.split("://", 1)[1]
+    if (file := _sqlite_file(db)) is not None:
+        _private_sqlite(file)
     return db
+
+
+def _private_sqlite(path: Path) -> None:
+    private_dirs(path.parent)  # a new folder is 0700: the store holds every spec, token and log
+    try:  # a new database is 0600 (SQLite gives its -wal, -shm and -journal the same mode)
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass  # the user's own file, left as it is
+
+
+def _sqlite_file(db: str) -> Path | None:
+    """The file of a ``sqlite[+driver]:///path`` URL; None for another database, an
+    in-memory one or a ``file:`` URI (``?uri=true``, whose own options SQLite reads)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        url = make_url(db)
+    except ArgumentError:
+        return None  # SQLAlchemy's own error follows when the store connects
+    if url.get_backend_name() != "sqlite" or url.query.get("uri") in ("true", "1") or not url.database:
+        return None
+    if url.database == ":memory:" or url.database.startswith("file:"):
+        return None
+    return Path(url.database)
 
 
 @dataclass
