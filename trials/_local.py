@@ -157,7 +157,7 @@ class LocalExecutor(Executor):
             # the loader acts on (a trial's LD_PRELOAD would run there unfenced).
             m.env, inside = split_env(m.env)
             m.argv = self.sandbox.command(job, m.argv, memory=m.resources.memory,
-                                          gpu=bool(m.resources.gpu or m.env.get("CUDA_VISIBLE_DEVICES")),
+                                          gpu=bool(m.resources.gpu),  # what it was given, not what its env says
                                           cwd=Path(str(working_dir)) if working_dir else None,
                                           writable_files=writable, protected=protected, inside_env=inside,
                                           writable_folders=mapped if folders else ())

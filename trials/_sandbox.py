@@ -207,7 +207,9 @@ class Sandbox:
         out += self._pin(trial_dir, writable_files, ["pid", *protected], writable_folders)
         for name in [*(f for f in empty if f != "/tmp"), *covered, str(self.runs_root)]:
             out += ["--remount-ro", name]
-        workdir = cwd if cwd is not None and cwd.is_dir() else job.workdir
+        # The working folder is looked up inside, never on the server's side: whether a
+        # folder outside the fence exists (another tenant's experiment) is not for a trial to learn.
+        workdir = cwd if cwd is not None else job.workdir
         out += ["--chdir", str(workdir), "--", env, "--default-signal=TERM", "--",
                 *(f"{k}={v}" for k, v in (inside_env or {}).items()), prlimit, "--core=0"]
         if memory and not gpu:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import signal
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +90,59 @@ def _collector_images(values: list[str]) -> dict[str, str]:
                              f"{', '.join(SIDECAR_KINDS)}")
         images[kind] = image
     return images
+
+
+# The other address family's twin of each address a server listens on: a client that
+# reaches "localhost" over ::1 (where that name resolves there first) must find this server,
+# not a program that took [::1]:PORT first (a tenant's trial shares the host's network).
+_TWINS = {"127.0.0.1": "::1", "localhost": "::1", "::1": "127.0.0.1", "0.0.0.0": "::"}
+
+
+def _bound(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6 and host != "::":
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind((host, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def listening_sockets(host: str, port: int) -> list[socket.socket]:
+    """The sockets a server answers on: ``host``'s, and its twin in the other family
+    (``_TWINS``) where the machine has one. A twin another program holds is refused, saying
+    so: clients that resolve the name to it would talk to that program."""
+    first = "127.0.0.1" if host == "localhost" else host
+    try:
+        socks = [_bound(first, port)]
+    except OSError as exc:
+        raise KatibError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    port = socks[0].getsockname()[1]
+    twin = _TWINS.get(host)
+    if twin is not None:
+        try:
+            socks.append(_bound(twin, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                for sock in socks:
+                    sock.close()
+                shown = f"[{twin}]" if ":" in twin else twin
+                raise KatibError(f"{shown}:{port} is held by another program: a client that reaches {host} there "
+                                 f"would talk to it, not to katib; stop it or choose another --port") from None
+            # EADDRNOTAVAIL, EAFNOSUPPORT: no such family here, so nothing can hold it either
+    return socks
+
+
+def _serve(application: Any, host: str, port: int, log_level: str) -> None:
+    import uvicorn
+
+    socks = listening_sockets(host, port)
+    uvicorn.Server(uvicorn.Config(application, host=host, port=socks[0].getsockname()[1],
+                                  log_level=log_level)).run(sockets=socks)
 
 
 def _loopback(host: str) -> bool:
@@ -184,7 +239,7 @@ def server(
         raise KatibError("--grpc-port cannot be used with --auth: Katib's gRPC API carries no credentials, so any "
                          "caller could read, write and delete every trial's metrics")
     try:
-        import uvicorn
+        import uvicorn  # noqa: F401 - the extra is checked here; _serve runs it
 
         from api import create_app
     except ImportError as exc:
@@ -211,7 +266,7 @@ def server(
                              executor=executor, allowed_hosts=[*allowed_host, host], max_body=max_body,
                              push_tokens=push_tokens, grpc_address=None if grpc_port is None else (host, grpc_port),
                              lease_seconds=lease_seconds if store.dialect == "postgresql" else None)
-    uvicorn.run(application, host=host, port=port, log_level="info")
+    _serve(application, host, port, "info")
 
 
 @app.command()
@@ -224,7 +279,7 @@ def ui(
     """Open the web viewer on a store (e.g. after `katib run`), read-only: it runs, changes
     and deletes nothing."""
     try:
-        import uvicorn
+        import uvicorn  # noqa: F401 - the extra is checked here; _serve runs it
 
         from api import create_app
     except ImportError as exc:
@@ -242,7 +297,7 @@ def ui(
     application = create_app(store, _runs_root(store), Path(".").resolve(), resume=False, read_only=True,
                              allowed_hosts=[*allowed_host, host])
     out.print(f"the viewer: http://{host}:{port}/", highlight=False)
-    uvicorn.run(application, host=host, port=port, log_level="warning")
+    _serve(application, host, port, "warning")
 
 
 @suggestion_app.command("serve")

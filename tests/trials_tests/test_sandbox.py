@@ -187,3 +187,35 @@ def test_the_loader_variables_are_set_only_inside():
     assert outside == {"PATH": "/bin", "HOME": "/h", "OLD_LD": "kept"}
     assert inside == {"LD_PRELOAD": "/x.so", "LD_AUDIT": "/a.so", "GLIBC_TUNABLES": "t", "MALLOC_ARENA_MAX": "2",
                       "GCONV_PATH": "/g"}
+
+
+def _fenced_trial(sqlite_store, tmp_path: Path, code: str, name: str = "fenced", **container) -> tuple[str, str]:
+    sandbox = Sandbox(tmp_path / "runs", hidden=store_files(tmp_path / "katib.db"))
+    ctl = Controller(sqlite_store, LocalExecutor(clean_env=True, sandbox=sandbox), runs_root=tmp_path / "runs", tick=0.05)
+    doc = experiment(name=name, command=python_command(code), maxTrialCount=1, parallelTrialCount=1)
+    doc["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0].update(container)
+    rec, _ = ctl.submit(admit(doc), tmp_path)
+    ctl.run(rec.namespace, rec.name)
+    t = sqlite_store.list_trials(rec.id)[0]
+    return t.state, (tmp_path / "runs" / rec.namespace / rec.name / t.name / "trial.log").read_text()
+
+
+def test_a_trials_own_cuda_visible_devices_does_not_lift_its_memory_limit(sqlite_store, tmp_path):
+    """GPU access (the device nodes, and no address-space limit, which CUDA cannot live
+    under) follows the GPUs the trial was given, not a CUDA_VISIBLE_DEVICES of its own."""
+    code = "import resource; print('as', resource.getrlimit(resource.RLIMIT_AS)[0]); print('loss=1')"
+    state, log = _fenced_trial(sqlite_store, tmp_path, code, resources={"limits": {"memory": "200Mi"}},
+                               env=[{"name": "CUDA_VISIBLE_DEVICES", "value": "0"}])
+    assert state == "Succeeded" and f"as {200 << 20}" in log, log
+
+
+def test_whether_a_working_folder_exists_outside_the_fence_is_not_told(sqlite_store, tmp_path):
+    """workingDir is looked up inside the sandbox: an existing folder of another namespace's
+    runs and a missing one fail alike (it used to chdir into the one and fall back for the other)."""
+    other = tmp_path / "runs" / "ns-b" / "victim"
+    other.mkdir(parents=True)
+    outcomes = []
+    for name, folder in (("one", other), ("two", tmp_path / "runs" / "ns-b" / "nothing-here")):
+        state, log = _fenced_trial(sqlite_store, tmp_path, "print('loss=1')", name=name, workingDir=str(folder))
+        outcomes.append((state, log.replace(str(folder), "FOLDER")))
+    assert outcomes[0] == outcomes[1] and outcomes[0][0] == "Failed", outcomes
