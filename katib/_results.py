@@ -81,10 +81,13 @@ class ExperimentResult:
 
     @property
     def state(self) -> str:
-        """Running, Succeeded, Failed… (the experiment's newest true condition)."""
-        for kind in ("Succeeded", "Failed", "Restarting", "Running", "Created"):
-            if any(c.get("type") == kind and c.get("status") == "True" for c in self.status.get("conditions", [])):
-                return kind
+        """Running, Succeeded, Failed… (the experiment's newest true condition: the last in
+        Katib's order, as Katib's UI shows it; a restarted experiment that runs again keeps
+        its Restarting condition, listed before Running)."""
+        kinds = ("Created", "Running", "Restarting", "Succeeded", "Failed")
+        for c in reversed(self.status.get("conditions") or []):
+            if c.get("type") in kinds and c.get("status") == "True":
+                return str(c["type"])
         return "Unknown"
 
     @property

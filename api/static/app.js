@@ -96,11 +96,10 @@ function plot(c, note, option) {
   c.setOption(option, true);
 }
 
+// The newest true condition, the last in Katib's order (katib.controller.experiment_phase).
 function phaseOf(status) {
-  for (const t of ["Succeeded", "Failed", "Restarting", "Running", "Created"]) {
-    if ((status.conditions || []).some(c => c.type === t && c.status === "True")) return t;
-  }
-  return "Unknown";
+  const conds = (status.conditions || []).filter(c => c.status === "True" && ["Created", "Running", "Restarting", "Succeeded", "Failed"].includes(c.type));
+  return conds.length ? conds[conds.length - 1].type : "Unknown";
 }
 // One value per metric of a trial, on every screen: the one its metric strategy picks
 // (Katib's metricStrategies; by default min when minimizing, max when maximizing), as
@@ -112,7 +111,12 @@ function strategiesOf(objective) {
   for (const s of o.metricStrategies || []) if (s.name && s.value) out[s.name] = s.value;
   return out;
 }
-function shownValue(m, strategies) { return m[(strategies || {})[m.name] || "latest"]; }
+// A min or max that is "unavailable" (a text metric: no number reported) falls back to the
+// latest value, as Katib picks it (katib.controller.strategy_value).
+function shownValue(m, strategies) {
+  const k = (strategies || {})[m.name] || "latest", v = m[k];
+  return (k === "min" || k === "max") && v === "unavailable" ? m.latest : v;
+}
 // A metric's value under its strategy, with the other two in grey.
 function metricText(m, strategies) {
   const k = (strategies || {})[m.name] || "latest", v = shownValue(m, strategies);

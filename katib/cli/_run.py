@@ -219,7 +219,7 @@ def _summary(rec: Any, trials: list[Any]) -> int:
         strategies = views.strategies_of(rec)
         for name, m in best.metrics().items():
             value = views.shown_value({name: m}, name, strategies)
-            if m.get("min") == m.get("max") == m.get("latest"):  # one value, or a text metric
+            if m.get("min") == m.get("max") in (m.get("latest"), "unavailable"):  # one value, or a text metric
                 out.print(f"  {name}: {value}", highlight=False)
             else:
                 out.print(f"  {name}: {value} ({strategies.get(name, 'latest')}; latest {m.get('latest')}, "

@@ -159,7 +159,7 @@ class AskTell:
     def _save_status(self, rec: ExperimentRecord, exp: Experiment, trials: list[TrialRecord]) -> None:
         status = rec.status
         conditions = status.conditions
-        if not any(c.type == "Running" for c in conditions):
+        if not any(c.type == "Running" and c.status == "True" for c in conditions):  # new, or restarted
             set_condition(conditions, "Running", "True", "ExperimentRunning", "Experiment is running")
         self.store.update_experiment(rec.id, status=experiment_status(exp, trials, status))
 

@@ -14,17 +14,16 @@ from pathlib import Path
 from typing import Any
 
 from katib import names
-from katib.errors import ConflictError, FieldError, NotFoundError, ValidationError
-from katib.spec import EXPERIMENT_LABEL, Experiment, ExperimentStatus
+from katib.errors import ConflictError, NotFoundError, ValidationError
+from katib.spec import EXPERIMENT_LABEL, Experiment, ExperimentStatus, update_errors
 from katib.store import ExperimentRecord, Store, TrialRecord
 from trials import Executor, LocalExecutor, owner_alive, owner_id
 
 from ._admission import runnable_errors
-from ._run import EDITABLE, ExperimentRun, Listener, is_completed
+from ._run import ExperimentRun, Listener, is_completed
 from ._status import (
     UNAVAILABLE,
     WARM_START_LABEL,
-    has_condition,
     mark_trial,
     metric_names,
     metric_value,
@@ -33,10 +32,6 @@ from ._status import (
     set_condition,
     strategies,
 )
-
-
-def _spec_without_budget(spec: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in (spec.get("spec") or {}).items() if k not in EDITABLE}
 
 
 def warm_start_trials(exp: Experiment) -> list[TrialRecord]:
@@ -123,51 +118,29 @@ class Controller:
         return rec, self._edit(rec, spec)
 
     def _edit(self, rec: ExperimentRecord, spec: dict[str, Any]) -> str:
-        if _spec_without_budget(rec.spec) != _spec_without_budget(spec):
-            changed = sorted(
-                k for k in set(_spec_without_budget(rec.spec)) | set(_spec_without_budget(spec))
-                if _spec_without_budget(rec.spec).get(k) != _spec_without_budget(spec).get(k)
-            )
-            raise ValidationError([
-                FieldError(f"spec.{k}", "cannot be changed on an existing experiment (only parallelTrialCount, maxTrialCount and maxFailedTrialCount can)")
-                for k in changed
-            ])
-        old, new = rec.spec["spec"], spec["spec"]
-        budget_changed = any(old.get(k) != new.get(k) for k in EDITABLE)
+        """Apply an edited spec as Katib does: its webhook's rules (``update_errors``), then
+        its controller's restart of a completed experiment the edit reopened."""
+        old, new = rec.spec.get("spec") or {}, spec.get("spec") or {}
         status = rec.status
-        if not is_completed(status):
-            if budget_changed:
-                self.store.update_experiment(rec.id, spec=spec)
-            return "resumed"
-        if not budget_changed:
-            return "unchanged"
-        if (new.get("maxTrialCount") or 0) <= (old.get("maxTrialCount") or 0):
-            # A finished experiment keeps its result; only a larger budget restarts it.
-            self.store.update_experiment(rec.id, spec=spec)
-            return "unchanged"
-        errors = self._restart_errors(rec, new)
+        errors = update_errors(old, new, status)
         if errors:
             raise ValidationError(errors)
+        if old == new:
+            return "unchanged" if is_completed(status) else "resumed"
+        if not is_completed(status):
+            self.store.update_experiment(rec.id, spec=spec)
+            return "resumed"
+        # Accepted on a completed experiment: it is restartable (Succeeded with
+        # ExperimentMaxTrialsReached, resumePolicy LongRunning or FromVolume) and its
+        # maxTrialCount exceeds its trials or is unset, which Katib's controller restarts
+        # (MarkExperimentStatusRestarting: Succeeded and Failed go, Restarting comes and stays).
         conditions = status.conditions
         remove_condition(conditions, "Succeeded")
+        remove_condition(conditions, "Failed")
         set_condition(conditions, "Restarting", "True", "ExperimentRestarting", "Experiment is restarted")  # Katib's words
         status.completion_time = None
         self.store.update_experiment(rec.id, spec=spec, status=status)
         return "restarted"
-
-    def _restart_errors(self, rec: ExperimentRecord, new: dict[str, Any]) -> list[FieldError]:
-        conditions = rec.status.conditions
-        reason = next((c.reason for c in conditions if c.type == "Succeeded" and c.status == "True"), None)
-        if reason != "ExperimentMaxTrialsReached":
-            state = "Failed" if has_condition(conditions, "Failed") else f"Succeeded ({reason})"
-            return [FieldError("spec.maxTrialCount", f"only an experiment that ended with ExperimentMaxTrialsReached can be restarted (this one is {state})")]
-        policy = new.get("resumePolicy", "Never")
-        if policy not in ("LongRunning", "FromVolume"):
-            return [FieldError("spec.resumePolicy", f"must be LongRunning or FromVolume to restart a finished experiment (got {policy})")]
-        ran = rec.status.trials
-        if new.get("maxTrialCount") is None or new["maxTrialCount"] <= ran:
-            return [FieldError("spec.maxTrialCount", f"must exceed the {ran} trials already run to restart the experiment")]
-        return []
 
     # -- running -----------------------------------------------------------------------
 

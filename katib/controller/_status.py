@@ -57,13 +57,22 @@ def set_condition(
     conditions: list[Condition], type_: str, status: str, reason: str, message: str,
     now: float | None = None,
 ) -> None:
-    """Add or update a condition in place (transition time moves only on a change)."""
+    """Add or update a condition in place, as Katib's ``setCondition`` does: a condition
+    whose status or reason changes moves to the end of the list (removed, then appended),
+    so the list reads in the order things happened and its last entry is the newest (what
+    Katib's UI shows, ``GetLastConditionType``); its transition time moves only when its
+    status changes. Only the message (and update time) of an unchanged condition is
+    refreshed in place (Katib leaves even those)."""
     stamp = rfc3339(now if now is not None else time.time())
-    for cond in conditions:
+    for i, cond in enumerate(conditions):
         if cond.type == type_:
-            if cond.status != status:
-                cond.last_transition_time = stamp
-            cond.status, cond.reason, cond.message, cond.last_update_time = status, reason, message, stamp
+            if cond.status == status and cond.reason == reason:
+                cond.message, cond.last_update_time = message, stamp
+                return
+            transition = cond.last_transition_time if cond.status == status else stamp
+            del conditions[i]
+            conditions.append(Condition(type=type_, status=status, reason=reason, message=message,
+                                        last_update_time=stamp, last_transition_time=transition))
             return
     conditions.append(Condition(type=type_, status=status, reason=reason, message=message,
                                 last_update_time=stamp, last_transition_time=stamp))
@@ -88,13 +97,18 @@ def is_completed(status: ExperimentStatus) -> bool:
 
 
 def experiment_phase(conditions: Sequence[Condition]) -> str:
-    """The one word a table shows: the newest true condition of note."""
-    for type_ in ("Succeeded", "Failed", "Restarting", "Running", "Created"):
-        if has_condition(conditions, type_):
-            return type_
+    """The one word a table shows: the newest true condition, the last in Katib's order
+    (``set_condition``), as Katib's UI shows the last condition's type. A restarted
+    experiment keeps its ``Restarting`` condition (as Katib does): it reads Restarting
+    until it runs again, Running while it runs, Succeeded or Failed once it ends."""
+    for cond in reversed(conditions):
+        if cond.status == "True" and cond.type in EXPERIMENT_CONDITIONS:
+            return cond.type
     return "Unknown"
 
 
+# Katib's experiment condition types (ExperimentConditionType), in the order they come.
+EXPERIMENT_CONDITIONS = ("Created", "Running", "Restarting", "Succeeded", "Failed")
 
 
 def mark_trial(t: TrialRecord, state: str, message: str | None = None, reason: str | None = None) -> None:
@@ -110,32 +124,33 @@ def mark_trial(t: TrialRecord, state: str, message: str | None = None, reason: s
 
 
 class MetricReducer:
-    """Running min / max / latest of each metric of one trial. A text metric (a DARTS
-    genotype) has only a latest value, which stands for min and max too."""
+    """Running min / max / latest of each metric of one trial, as Katib's trial controller
+    reduces the observation log (``getMetrics`` in trial_controller_util.go): ``min`` and
+    ``max`` over the values that are numbers, ``latest`` the newest value of any kind. A
+    text metric (a DARTS genotype) has a latest value only: its min and max stay
+    ``unavailable``, and its strategy's value falls back to the latest (``metric_value``,
+    ``shown_value``), as Katib's ``getObjectiveMetricValue`` does."""
 
     def __init__(self) -> None:
+        # name -> [min number, its text, max number, its text, latest's time, latest's text]
         self._m: dict[str, list[Any]] = {}
 
     def add(self, when: float, name: str, value: str) -> None:
         try:
-            number = float(value)
+            number: float | None = float(value)
         except ValueError:
             number = None
         cur = self._m.get(name)
-        if cur is None or (number is None) != (cur[0] is None):
-            if cur is not None and when < cur[4]:
-                return
-            self._m[name] = [number, value, number, value, when, value]
-            return
-        if number is None:
-            if when >= cur[4]:
-                self._m[name] = [None, value, None, value, when, value]
-            return
-        if number < cur[0]:
-            cur[0], cur[1] = number, value
-        if number > cur[2]:
-            cur[2], cur[3] = number, value
-        if when >= cur[4]:
+        if cur is None:
+            cur = self._m[name] = [None, UNAVAILABLE, None, UNAVAILABLE, None, UNAVAILABLE]
+        if number is not None:
+            if cur[0] is None:
+                cur[0], cur[1], cur[2], cur[3] = number, value, number, value
+            elif number < cur[0]:
+                cur[0], cur[1] = number, value
+            elif number > cur[2]:
+                cur[2], cur[3] = number, value
+        if cur[4] is None or when >= cur[4]:  # a tie: the one reported later
             cur[4], cur[5] = when, value
 
     def observation(self, names: Iterable[str]) -> dict[str, dict[str, str]]:
@@ -149,12 +164,11 @@ class MetricReducer:
         return out
 
 
-
 def metric_value(observation: dict[str, dict[str, str]] | None, name: str, strategy: str) -> float | None:
     """The trial's value of ``name`` under a metric strategy (min, max or latest)."""
     if not observation or name not in observation:
         return None
-    text = observation[name].get(strategy)
+    text = strategy_value(observation[name], strategy)
     if text is None or text == UNAVAILABLE:
         return None
     try:
@@ -208,7 +222,18 @@ def shown_value(observation: Mapping[str, Mapping[str, str]] | None, name: str, 
     """The text a screen shows for a trial's metric: the value its strategy picks (``""``
     when the trial has no such metric; ``unavailable`` when it never reported it)."""
     entry = (observation or {}).get(name) or {}
-    return entry.get(strategies.get(name) or "latest", "")
+    return strategy_value(entry, strategies.get(name) or "latest", "")
+
+
+def strategy_value(entry: Mapping[str, str], strategy: str, default: Any = None) -> Any:
+    """A metric's value under its strategy, Katib's way: ``min`` or ``max`` that is
+    ``unavailable`` (the metric never reported a number: a text metric) falls back to the
+    ``latest`` value (``getObjectiveMetricValue`` in status_util.go, and what the
+    suggestion service is given, ``convertTrialObservation``)."""
+    value = entry.get(strategy, default)
+    if strategy in ("min", "max") and value == UNAVAILABLE:
+        return entry.get("latest", value)
+    return value
 
 
 def strategies(exp: Experiment) -> dict[str, str]:

@@ -58,10 +58,12 @@ from ._template import (
     new_trial_name,
     render,
 )
-from ._validate import nas_config_errors, validate, validate_parameter
+from ._validate import EDITABLE, nas_config_errors, update_errors, validate, validate_parameter
 from ._validate_template import compile_filter, filter_problem
 
 __all__ = [
+    "EDITABLE",
+    "update_errors",
     "OPTIMIZATION_JOB_LIFTED",
     "as_written",
     "OPTIMIZATION_JOB_SOURCE",

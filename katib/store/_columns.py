@@ -95,6 +95,14 @@ def _path_key(name: str) -> str | None:
     return None if '"' in name or "\\" in name else f'"{name}"'
 
 
+def _fallback(strategy: str, value: str, latest: str) -> str:
+    """``value`` (a metric's under ``strategy``) with ``shown_value``'s fallback: a ``min`` or
+    ``max`` that is ``unavailable`` (a text metric) is the ``latest`` value, as Katib picks it."""
+    if strategy not in ("min", "max"):
+        return value
+    return f"CASE WHEN {value} = 'unavailable' THEN coalesce({latest}, 'unavailable') ELSE {value} END"
+
+
 def _sqlite(params: Sequence[str], metrics: Mapping[str, str], bind: dict[str, Any]) -> tuple[list[str], str]:
     cols = [f"json_group_array({c})" for c in ("id", "name", "state", *_SQLITE_TIMES)]
     for i in range(len(params)):
@@ -103,12 +111,13 @@ def _sqlite(params: Sequence[str], metrics: Mapping[str, str], bind: dict[str, A
     for i, (name, strategy) in enumerate(metrics.items()):
         key = _path_key(name)
         if key is None:  # not sayable in a JSON path: look the key up instead
-            bind[f"m{i}"], bind[f"s{i}"] = name, "$." + strategy
-            cols.append(f"json_group_array((SELECT json_extract(j.value, :s{i}) FROM json_each(observation) j "
-                        f"WHERE j.key = :m{i}))")
+            bind[f"m{i}"], bind[f"s{i}"], bind[f"l{i}"] = name, "$." + strategy, "$.latest"
+            value = (f"(SELECT {_fallback(strategy, f'json_extract(j.value, :s{i})', f'json_extract(j.value, :l{i})')} "
+                     f"FROM json_each(observation) j WHERE j.key = :m{i})")
         else:
-            bind[f"mp{i}"] = f"$.{key}.{strategy}"
-            cols.append(f"json_group_array(json_extract(observation, :mp{i}))")
+            bind[f"mp{i}"], bind[f"ml{i}"] = f"$.{key}.{strategy}", f"$.{key}.latest"
+            value = _fallback(strategy, f"json_extract(observation, :mp{i})", f"json_extract(observation, :ml{i})")
+        cols.append(f"json_group_array({value})")
     # The trials whose assignments are not in the parameters' order.
     if not params:
         return cols, "0"
@@ -129,7 +138,9 @@ def _postgres(params: Sequence[str], metrics: Mapping[str, str], bind: dict[str,
         cols.append(f"json_agg(a -> {i} ->> 'value')")
     for i, (name, strategy) in enumerate(metrics.items()):
         bind[f"m{i}"], bind[f"s{i}"] = name, strategy
-        cols.append(f"json_agg(o #>> ARRAY[CAST(:m{i} AS text), CAST(:s{i} AS text)])")
+        value = _fallback(strategy, f"o #>> ARRAY[CAST(:m{i} AS text), CAST(:s{i} AS text)]",
+                          f"o #>> ARRAY[CAST(:m{i} AS text), 'latest']")
+        cols.append(f"json_agg({value})")
     checks = [f"jsonb_array_length(a) != {len(params)}"] if params else []
     for i, name in enumerate(params):
         bind[f"p{i}"] = name

@@ -214,12 +214,13 @@ def test_restart_after_raising_max_trials(store, tmp_path):
     status = ctl.run("default", "demo").to_dict()
     assert reason(status) == ("Succeeded", "ExperimentMaxTrialsReached")
     assert len(store.list_trials(rec.id)) == 4
-    assert not any(c["type"] == "Restarting" for c in status["conditions"])
+    # Katib keeps the Restarting condition (True) after the experiment runs again.
+    assert [c["type"] for c in status["conditions"]] == ["Created", "Restarting", "Running", "Succeeded"]
 
 
 def test_restart_is_refused_with_resume_policy_never(store, tmp_path):
     ctl, *_ = run(store, tmp_path, experiment(maxTrialCount=2))
-    with pytest.raises(ValidationError, match="resumePolicy: must be LongRunning or FromVolume"):
+    with pytest.raises(ValidationError, match="spec.resumePolicy: Experiment can be restarted if it is in succeeded state"):
         ctl.submit(admit(experiment(maxTrialCount=4)), tmp_path)
 
 

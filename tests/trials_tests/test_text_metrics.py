@@ -1,0 +1,94 @@
+"""Text metrics (DARTS' ``Best-Genotype=Genotype(...)``) reduced as Katib's trial controller
+reduces the observation log (``getMetrics``, trial_controller_util.go): ``min`` and ``max``
+over the values that are numbers (``unavailable`` when none is), ``latest`` the newest
+value of any kind; a strategy's ``unavailable`` min or max falls back to the latest value
+(``getObjectiveMetricValue``, status_util.go; ``convertTrialObservation``,
+suggestionclient.go)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+from katib import views
+from katib.controller import Controller, admit, metric_value
+from katib.controller._status import MetricReducer
+from katib.store import summary_columns
+from tests.conftest import experiment, python_command
+
+GENOTYPE = "Genotype(normal=[[('separable_convolution_3x3', 0)]], normal_concat=range(2, 3))"
+
+
+def _at(stamp: str) -> float:
+    return datetime.fromisoformat(stamp).timestamp()
+
+
+def test_get_objective_metric_value_ported():
+    """trial_controller_test.go TestGetObjectiveMetricValue: min and max over every value,
+    latest the newest (of equal times, the one logged last)."""
+    logs = [("2020-04-13T14:47:38+08:00", "error", "0.03"), ("2020-04-13T14:47:39+08:00", "error", "0.02"),
+            ("2020-04-13T14:47:40+08:00", "error", "0.01"), ("2020-04-13T14:47:41+08:00", "error", "0.05"),
+            ("2020-04-13T14:47:41+08:00", "error", "0.06"), ("2020-04-13T14:47:41+08:00", "error", "0.07"),
+            ("2020-04-12T14:47:42+08:00", "error", "0.1"),
+            ("2020-04-13T14:47:38+08:00", "acc", "0.7"), ("2020-04-13T14:47:39+08:00", "acc", "0.71"),
+            ("2020-04-13T14:47:40+08:00", "acc", "0.72"), ("2020-04-13T14:47:41+08:00", "acc", "0.68"),
+            ("2020-04-13T14:47:41+08:00", "acc", "0.69"), ("2020-04-13T14:47:41+08:00", "acc", "0.67"),
+            ("2020-04-12T14:47:42+08:00", "acc", "0.6")]
+    reducer = MetricReducer()
+    for stamp, name, value in logs:
+        reducer.add(_at(stamp), name, value)
+    assert reducer.observation(["error", "acc"]) == {"error": {"min": "0.01", "max": "0.1", "latest": "0.07"},
+                                                     "acc": {"min": "0.6", "max": "0.72", "latest": "0.67"}}
+
+
+def test_a_text_metric_has_no_min_or_max():
+    reducer = MetricReducer()
+    reducer.add(1, "Best-Genotype", "Genotype(normal=[])")
+    reducer.add(2, "Best-Genotype", GENOTYPE)
+    reducer.add(1, "acc", "0.5")
+    reducer.add(2, "acc", "not a number")  # a number, then text: min and max keep the numbers
+    reducer.add(3, "acc", "0.25")
+    reducer.add(4, "acc", "still text")
+    reducer.add(0, "acc", "0.9")  # older than the latest, still a number: counts for max
+    assert reducer.observation(["Best-Genotype", "acc", "never"]) == {
+        "Best-Genotype": {"min": "unavailable", "max": "unavailable", "latest": GENOTYPE},
+        "acc": {"min": "0.25", "max": "0.9", "latest": "still text"},
+        "never": {"min": "unavailable", "max": "unavailable", "latest": "unavailable"},
+    }
+
+
+def test_an_unavailable_min_or_max_falls_back_to_latest():
+    """suggestionclient_test.go TestConvertTrialObservation: "Observation doesn't have
+    min (max) metric, latest is assigned"."""
+    obs = {"loss": {"min": "unavailable", "max": "0.99", "latest": "0.05"},
+           "acc": {"min": "0.1", "max": "unavailable", "latest": "0.90"},
+           "g": {"min": "unavailable", "max": "unavailable", "latest": GENOTYPE}}
+    assert metric_value(obs, "loss", "min") == 0.05 and metric_value(obs, "loss", "max") == 0.99
+    assert metric_value(obs, "acc", "max") == 0.90 and metric_value(obs, "acc", "min") == 0.1
+    assert metric_value(obs, "g", "max") is None  # text: no number, but shown as the latest
+    assert views.shown_value(obs, "g", {"g": "max"}) == GENOTYPE
+    assert views.shown_value(obs, "loss", {"loss": "min"}) == "0.05"
+
+
+def test_a_darts_like_trial_stores_katibs_observation(store, tmp_path: Path):
+    code = f"print('Validation-Accuracy=0.5'); print({'Best-Genotype=' + GENOTYPE!r}); print('Validation-Accuracy=0.9')"
+    doc = experiment(maxTrialCount=1, parallelTrialCount=1, command=python_command(code),
+                     objective={"type": "maximize", "objectiveMetricName": "Best-Genotype",
+                                "additionalMetricNames": ["Validation-Accuracy"]},
+                     metricsCollectorSpec={"collector": {"kind": "StdOut"}, "source": {"filter": {"metricsFormat": [
+                         r"([\w-]+)=(Genotype.*)", r"([\w-]+)=([+-]?\d*(\.\d+)?([Ee][+-]?\d+)?)"]}}})
+    ctl = Controller(store, runs_root=tmp_path / "runs", tick=0.05)
+    rec, _ = ctl.submit(admit(doc), tmp_path)
+    status = ctl.run(rec.namespace, rec.name).to_dict()
+    [t] = store.list_trials(rec.id)
+    assert t.state == "Succeeded"
+    assert t.observation == {"Best-Genotype": {"min": "unavailable", "max": "unavailable", "latest": GENOTYPE},
+                             "Validation-Accuracy": {"min": "0.5", "max": "0.9", "latest": "0.9"}}
+    best = status["currentOptimalTrial"]
+    assert best["bestTrialName"] == t.name
+    assert {m["name"]: (m["min"], m["max"], m["latest"]) for m in best["observation"]["metrics"]} == {
+        "Best-Genotype": ("unavailable", "unavailable", GENOTYPE), "Validation-Accuracy": ("0.5", "0.9", "0.9")}
+    # Every screen shows the genotype under the objective's strategy (max): the latest.
+    columns = summary_columns(store, rec.id, [], {"Best-Genotype": "max", "Validation-Accuracy": "min"})
+    assert columns["metric:Best-Genotype"] == [GENOTYPE] and columns["metric:Validation-Accuracy"] == ["0.5"]
+
