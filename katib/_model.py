@@ -154,12 +154,30 @@ def find_model(path: str | os.PathLike[str]) -> SavedModel:
     return SavedModel(folder, _BY_NAME[found[0]], found[0])
 
 
-def load_model(path: str | os.PathLike[str]) -> Any:
+#: Formats whose loading unpickles what the trial wrote: it runs whatever code that names.
+PICKLED = ("sklearn", "pytorch")
+
+
+def shared_store(store: Any) -> bool:
+    """Whether ``store`` is a ``katib server --auth`` one (it has users): its trials' files
+    are its tenants', and a pickle of theirs is not to be loaded by the operator unasked."""
+    from .store import UserStore
+
+    return bool(UserStore(store).list_users())
+
+
+def load_model(path: str | os.PathLike[str], allow_pickle: bool = True) -> Any:
     """The model saved in ``path`` (a trial's artifacts folder), as its library loads it: a
     scikit-learn estimator, a TorchScript or rebuilt PyTorch module (in eval mode), or an
-    onnxruntime ``InferenceSession``."""
+    onnxruntime ``InferenceSession``. ``allow_pickle=False`` refuses the formats loaded by
+    unpickling (``PICKLED``), which run code of the trial's choosing in this process."""
     saved = find_model(path)
     file = saved.file_path
+    if saved.format in PICKLED and not allow_pickle:
+        raise KatibError(f"{file} is a {saved.format} model saved as a pickle: loading it runs whatever code the trial "
+                         "that wrote it chose, as you, and this store's trials are its tenants' (katib server --auth). "
+                         "Serve a model saved as ONNX or TorchScript, or pass --trust-pickles (trust_pickles=True) "
+                         "if you trust every editor of the experiment's namespace")
     if saved.format == "sklearn":
         import joblib
 
@@ -174,7 +192,7 @@ def load_model(path: str | os.PathLike[str]) -> Any:
         import torch
 
         module = cloudpickle.loads((saved.path / "factory.pickle").read_bytes())()
-        module.load_state_dict(torch.load(file, map_location="cpu"))
+        module.load_state_dict(torch.load(file, map_location="cpu", weights_only=True))
         return module.eval()
     try:
         import onnxruntime

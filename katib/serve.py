@@ -59,8 +59,8 @@ def _kserve() -> Any:
     return kserve
 
 
-def model(name: str, path: Path) -> Any:
-    """A ``kserve.Model`` serving the model saved in ``path``, loaded."""
+def model(name: str, path: Path, allow_pickle: bool = True) -> Any:
+    """A ``kserve.Model`` serving the model saved in ``path``, loaded (``load_model``)."""
     kserve = _kserve()
     from kserve.errors import InvalidInput
     from kserve.utils.numpy_codec import from_np_dtype
@@ -74,7 +74,7 @@ def model(name: str, path: Path) -> Any:
         def load(self) -> bool:
             saved = find_model(path)
             self.format = saved.format
-            self._model = load_model(path)
+            self._model = load_model(path, allow_pickle)
             self._predict = predictor(saved, self._model)
             self.ready = True
             return self.ready
@@ -103,9 +103,9 @@ def model(name: str, path: Path) -> Any:
     return served
 
 
-def serve(path: Path, name: str, host: str = "127.0.0.1", port: int = 8080) -> None:
+def serve(path: Path, name: str, host: str = "127.0.0.1", port: int = 8080, allow_pickle: bool = True) -> None:
     """Serve the model saved in ``path`` as ``name`` until interrupted."""
-    served = model(name, path)
+    served = model(name, path, allow_pickle)
     kserve = _kserve()
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse

@@ -295,3 +295,45 @@ def test_web_pages_cannot_use_a_model_served_on_loopback(served):
                       headers=page).status_code == 403
     assert httpx.get(f"{served.url}/v2/models/random/ready").json()["ready"] is True  # still served
     assert httpx.get(f"{served.url}/v2/models/random", headers={"host": "localhost"}).status_code == 200
+
+
+class _Planted:
+    """A "model" whose unpickling runs code of its writer's choosing."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.marker),))
+
+
+def test_a_tenants_pickled_model_is_not_loaded_from_a_shared_store_unless_trusted(tmp_path):
+    """A trial of a katib server --auth store is a tenant's: its model.pkl, unpickled by the
+    operator's katib serve (or load_model), ran the tenant's code as the operator."""
+    import joblib
+
+    from katib import KatibClient, search
+    from katib.errors import KatibError
+    from katib.serve import locate
+    from katib.store import UserStore
+
+    marker = tmp_path / "PWNED"
+    db = tmp_path / "k.db"
+    with KatibClient(db=str(db), workdir=tmp_path, tick=0.05) as client:
+        client.tune("planted", lambda x: x, {"x": search.double(0, 1)}, objective_metric_name="loss",
+                    max_trial_count=1, progress=False)
+        store = client._backend.store  # type: ignore[union-attr]
+        best = client.get_experiment_result("planted").best_trial.name
+        folder = tmp_path / "runs" / "default" / "planted" / best / "artifacts"
+        folder.mkdir(parents=True, exist_ok=True)
+        joblib.dump(_Planted(str(marker)), folder / "model.pkl")
+        assert locate(store, tmp_path / "runs", "default", "planted")[1] == folder
+        UserStore(store).add_user("alice")  # now a shared (--auth) store
+        with pytest.raises(KatibError, match="--trust-pickles"):
+            client.load_model("planted")
+        assert not marker.exists()
+        served = _katib("serve", "planted", "--db", str(db), "--port", str(_free_port()), cwd=tmp_path, timeout=120)
+        assert served.returncode != 0 and "--trust-pickles" in served.stderr, served.stderr
+        assert not marker.exists()
+        client.load_model("planted", trust_pickles=True)  # the operator's explicit choice
+        assert marker.exists()

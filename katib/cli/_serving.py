@@ -29,20 +29,25 @@ def serve(
     port: int = typer.Option(8080, help="Port."),
     model_name: str | None = typer.Option(None, "--model-name", help="The model's name in the URLs (default: the experiment's)."),
     db: str | None = DbOption,
+    trust_pickles: bool = typer.Option(False, "--trust-pickles", help="Load a pickled model (scikit-learn, a "
+                                       "PyTorch state dict's factory) from a katib server --auth store: it runs "
+                                       "code of the trial's choosing, as you."),
 ) -> None:
     """Serve the best trial's model (katib.save_model) over KServe's Open Inference Protocol
     (v2 REST: /v2/models/NAME/infer), with KServe's own server (pip install 'katib[serve]')."""
+    from katib._model import shared_store
     from katib.serve import locate
     from katib.serve import serve as serve_model
 
     store = _store(db)
     namespace = _locate(store, experiment, namespace)
     trial_name, folder = locate(store, _runs_root(store), namespace, experiment, trial)
+    allow_pickle = trust_pickles or not shared_store(store)
     store.close()
     name = model_name or experiment
     err.print(f"serving trial {trial_name}'s model ({folder}) as {name}: POST http://{host}:{port}/v2/models/{name}/infer",
               highlight=False, markup=False)
-    serve_model(folder, name, host, port)
+    serve_model(folder, name, host, port, allow_pickle)
 
 
 @export_app.command("inferenceservice")

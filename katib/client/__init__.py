@@ -200,17 +200,19 @@ class KatibClient:
 
         return ExperimentResult(self.get_experiment(name, namespace), self.list_trials(name, namespace))
 
-    def load_model(self, name: str, trial: str | None = None, namespace: str | None = None) -> Any:
+    def load_model(self, name: str, trial: str | None = None, namespace: str | None = None,
+                   trust_pickles: bool = False) -> Any:
         """The model the experiment's best trial (or ``trial``) saved with ``katib.save_model``,
-        loaded as ``katib serve`` serves it (embedded: the trials' folders are on this machine)."""
-        from .._model import load_model
+        loaded as ``katib serve`` serves it (embedded: the trials' folders are on this machine).
+        A pickled model from a ``katib server --auth`` store loads only with ``trust_pickles``."""
+        from .._model import load_model, shared_store
         from ..serve import locate
 
         if not isinstance(self._backend, _Embedded):
             raise KatibError("load_model() reads the trials' folders, which a katib server keeps on its machine: "
                              "run katib serve there, or use an embedded KatibClient()")
         _, folder = locate(self._backend.store, self._backend.manager.runs_root, self._ns(namespace), name, trial)
-        return load_model(folder)
+        return load_model(folder, allow_pickle=trust_pickles or not shared_store(self._backend.store))
 
     def get_experiment(self, name: str, namespace: str | None = None) -> dict[str, Any]:
         return self._backend.get(name, self._ns(namespace))
