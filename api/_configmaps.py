@@ -27,7 +27,7 @@ def _folder(state: ServerState, namespace: str) -> Path:
 
 
 def _path(state: ServerState, namespace: str, name: str) -> Path:
-    if len(name) > 253 or not _NAME.match(name):
+    if len(name) > 253 or not _NAME.fullmatch(name):
         raise ValidationError([FieldError("metadata.name", "must be a DNS subdomain: lower-case letters, digits, "
                                           f"'-' and '.', at most 253 characters (got {name!r})")])
     return inside(_folder(state, namespace), f"{name}.json")

@@ -114,8 +114,4 @@ def trial_log_since(state: ServerState, rec: ExperimentRecord, t: TrialRecord, o
     the offset to read on from (``offset`` again when there is no log yet)."""
     from katib.controller import trial_log_since as executor_log_since
 
-    chunk, after = executor_log_since(state.runs_root, rec, t, offset) or (b"", offset)
-    if len(chunk) > state.limits.log_bytes and after == offset + len(chunk):
-        chunk = chunk[:state.limits.log_bytes]
-        after = offset + len(chunk)
-    return chunk, after
+    return executor_log_since(state.runs_root, rec, t, offset, state.limits.log_bytes) or (b"", offset)

@@ -43,7 +43,7 @@ def parse_rfc3339(text: str) -> float:
     >>> parse_rfc3339("2019-02-03T04:05:06+09:00")
     1549134306.0
     """
-    if not _RFC3339.match(text):
+    if not _RFC3339.fullmatch(text):
         raise ValueError(f'parsing time "{text}" as RFC 3339: it needs a date, a time and an offset '
                          '(2006-01-02T15:04:05Z07:00)')
     return datetime.fromisoformat(text.replace("z", "Z")).timestamp()

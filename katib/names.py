@@ -51,7 +51,7 @@ def name_errors(kind: str, value: object, field: str | None = None) -> list[Fiel
     errors = []
     if len(value) > longest:
         errors.append(FieldError(field, f"must be at most {longest} characters (got {len(value)})"))
-    if not regex.match(value):
+    if not regex.fullmatch(value):  # not match: "$" also matches before a final newline
         errors.append(FieldError(field, f"must consist of {words} (regex {regex.pattern}; got {shown!r})"))
     return errors
 

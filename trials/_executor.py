@@ -197,13 +197,15 @@ class Executor(ABC):
         return read_log(trial_dir / "trial.log", tail, max_bytes)
 
     @classmethod
-    def log_since(cls, handle: dict[str, Any], trial_dir: Path, offset: int) -> tuple[bytes, int] | None:
-        """The output written since byte ``offset``, and the offset to read on from
-        (``katib logs -f``); None when the trial has no log (it has not started here)."""
+    def log_since(cls, handle: dict[str, Any], trial_dir: Path, offset: int,
+                  max_bytes: int = 1 << 20) -> tuple[bytes, int] | None:
+        """The output written since byte ``offset``, at most ``max_bytes`` of it, and the
+        offset to read on from (``katib logs -f``); None when the trial has no log (it has
+        not started here)."""
         try:
             with open(trial_dir / "trial.log", "rb") as f:
                 f.seek(offset)
-                data = f.read()
+                data = f.read(max_bytes)
         except FileNotFoundError:
             return None
         return data, offset + len(data)

@@ -183,9 +183,11 @@ def trial_logs(handle: dict[str, Any] | None, trial_dir: Path, tail: int | None 
     return executor_class((handle or {}).get("executor") or "local").logs(handle or {}, trial_dir, tail, max_bytes)
 
 
-def trial_log_since(handle: dict[str, Any] | None, trial_dir: Path, offset: int) -> tuple[bytes, int] | None:
-    """What the trial wrote since ``offset`` (``Executor.log_since``), to follow it."""
-    return executor_class((handle or {}).get("executor") or "local").log_since(handle or {}, trial_dir, offset)
+def trial_log_since(handle: dict[str, Any] | None, trial_dir: Path, offset: int,
+                    max_bytes: int = 1 << 20) -> tuple[bytes, int] | None:
+    """What the trial wrote since ``offset``, at most ``max_bytes`` (``Executor.log_since``), to follow it."""
+    return executor_class((handle or {}).get("executor") or "local").log_since(handle or {}, trial_dir, offset,
+                                                                                max_bytes)
 
 
 __all__ = ["COLLECTORS_GROUP", "EXECUTORS_GROUP", "ExecutorOptions", "Plugin", "executor_class", "executor_factory", "executor_names",

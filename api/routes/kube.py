@@ -32,10 +32,33 @@ PREFIX = "/apis/kubeflow.org/v1beta1/namespaces/{namespace}"
 _SET_SELECTOR = re.compile(r"^\s*([^\s=!,()]+)\s+in\s+\(([^()]*)\)\s*$")
 
 
+MAX_SELECTOR = 4096  # characters of a labelSelector: a few hundred labels
+
+
+def _terms(text: str) -> list[str]:
+    """``text`` split at the commas outside parentheses, in one pass (a look-ahead regex
+    re-read the rest of the string at every comma: seconds for one long selector, with
+    the interpreter's lock held)."""
+    terms, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth = max(0, depth - 1)
+        elif ch == "," and depth == 0:
+            terms.append(text[start:i])
+            start = i + 1
+    terms.append(text[start:])
+    return terms
+
+
 def _selector(label_selector: str | None) -> dict[str, str | frozenset[str]]:
     """``a=b,c=d`` and ``e in (f, g)`` (the selectors the Katib and Kubeflow SDKs send)."""
     out: dict[str, str | frozenset[str]] = {}
-    for part in re.split(r",(?![^()]*\))", label_selector or ""):
+    if label_selector and len(label_selector) > MAX_SELECTOR:
+        raise ValidationError([FieldError("labelSelector", f"must be at most {MAX_SELECTOR} characters "
+                                          f"(got {len(label_selector)})")], "request")
+    for part in _terms(label_selector or ""):
         if not part.strip():
             continue
         found = _SET_SELECTOR.match(part)

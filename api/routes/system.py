@@ -19,6 +19,11 @@ def healthz(state: ServerState = Depends(get_state)) -> str:
     return "ok"
 
 
+def _label(value: str) -> str:
+    """A Prometheus label value, escaped as its text format asks (backslash, quote, newline)."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
 @router.get("/metrics", response_class=PlainTextResponse)
 def metrics(request: Request, state: ServerState = Depends(get_state)) -> str:
     """Prometheus text format: experiments by phase, trials by state, controllers running
@@ -39,9 +44,11 @@ def metrics(request: Request, state: ServerState = Depends(get_state)) -> str:
                              (s.trials_pending, "Pending"), (s.trials_killed, "Killed"),
                              (s.trials_early_stopped, "EarlyStopped"), (s.trial_metrics_unavailable, "MetricsUnavailable")):
             trials[(rec.namespace, rec.name, label)] = count
-    lines += [f'katib_experiments{{namespace="{ns}",phase="{ph}"}} {n}' for (ns, ph), n in sorted(phases.items())]
+    q = _label
+    lines += [f'katib_experiments{{namespace="{q(ns)}",phase="{q(ph)}"}} {n}' for (ns, ph), n in sorted(phases.items())]
     lines += ["# HELP katib_trials Trials by experiment and state.", "# TYPE katib_trials gauge"]
-    lines += [f'katib_trials{{namespace="{ns}",experiment="{e}",state="{s}"}} {n}' for (ns, e, s), n in sorted(trials.items())]
+    lines += [f'katib_trials{{namespace="{q(ns)}",experiment="{q(e)}",state="{s}"}} {n}'
+              for (ns, e, s), n in sorted(trials.items())]
     lines += ["# HELP katib_controllers_running Experiments whose controller runs in this server.",
               "# TYPE katib_controllers_running gauge", f"katib_controllers_running {running}"]
     return "\n".join(lines) + "\n"

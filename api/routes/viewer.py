@@ -5,6 +5,7 @@ a trial's YAML, and the notes on experiments and trials (``…/note``: GET, PUT)
 from __future__ import annotations
 
 import asyncio
+import math
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from fastapi.responses import FileResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict
 
 from katib import views
+from katib.errors import FieldError, ValidationError
 from katib.store import Note, NoteStore, latest_trial
 
 from .. import _service, _summary
@@ -42,6 +44,9 @@ async def summary(namespace: str, name: str, request: Request, curves: int = Que
     and the answer is compressed once per version, not per request."""
     from .experiments import FAILED, controls
 
+    if since is not None and not math.isfinite(since):
+        raise ValidationError([FieldError("since", f"must be a finite number (the now of an earlier answer; got {since})")],
+                              "request")
     rec = state.store.get_experiment(namespace, name)
     last = latest_trial(state.store, rec.id, FAILED)
     extra = {**controls(state, rec), "readOnly": state.read_only,

@@ -80,24 +80,24 @@ class Here:
         namespace = _locate(store, trial, namespace, "trial")
         rec, t = store.get_trial(namespace, trial)
         runs_root = _runs_root(store)
-        read = trial_log_since(runs_root, rec, t, 0)  # as the trial's executor reads it (Executor.log_since)
-        if read is None:
+        if trial_log_since(runs_root, rec, t, 0, 0) is None:  # as the trial's executor reads it (Executor.log_since)
             raise NotFoundError(f"no log for trial {trial} (it has not started on this machine)")
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")  # a character may span two reads
+        offset, ended = 0, False
         while True:
-            chunk, offset = read
+            chunk, offset = trial_log_since(runs_root, rec, t, offset) or (b"", offset)
             if chunk:
                 sys.stdout.write(decoder.decode(chunk))
                 sys.stdout.flush()
-            if not follow:
+                continue  # more may be waiting (one read holds at most a MiB)
+            if not follow or ended:
+                sys.stdout.write(decoder.decode(b"", final=True))
                 break
             _, t = store.get_trial(namespace, trial)
             if t.state not in ("Created", "Running"):
-                rest = trial_log_since(runs_root, rec, t, offset)
-                sys.stdout.write(decoder.decode(rest[0] if rest else b"", final=True))
-                break
+                ended = True  # one last read to its end
+                continue
             time.sleep(0.5)
-            read = trial_log_since(runs_root, rec, t, offset) or (b"", offset)
 
     def delete(self, name: str, namespace: str | None) -> str:
         """Delete the experiment, its trials and their folder, unless a controller runs it;

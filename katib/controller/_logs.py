@@ -17,9 +17,11 @@ def trial_log(runs_root: Path, rec: ExperimentRecord, t: TrialRecord, tail: int 
     return trial_logs(t.handle, RunLayout(runs_root).trial(rec.namespace, rec.name, t.name), tail, max_bytes)
 
 
-def trial_log_since(runs_root: Path, rec: ExperimentRecord, t: TrialRecord, offset: int) -> tuple[bytes, int] | None:
-    """What the trial wrote since byte ``offset`` and where to read on; None: no log here."""
-    return _since(t.handle, RunLayout(runs_root).trial(rec.namespace, rec.name, t.name), offset)
+def trial_log_since(runs_root: Path, rec: ExperimentRecord, t: TrialRecord, offset: int,
+                    max_bytes: int = 1 << 20) -> tuple[bytes, int] | None:
+    """What the trial wrote since byte ``offset`` (at most ``max_bytes``) and where to read
+    on; None: no log here."""
+    return _since(t.handle, RunLayout(runs_root).trial(rec.namespace, rec.name, t.name), offset, max_bytes)
 
 
 __all__ = ["trial_log", "trial_log_since"]

@@ -99,7 +99,7 @@ def _space_errors(space: Any, path: str) -> list[FieldError]:
     bounds = {}
     for field in ("min", "max"):
         value = body.get(field)
-        if not isinstance(value, str) or not _DOUBLE.match(value) or len(value) > 64:
+        if not isinstance(value, str) or not _DOUBLE.fullmatch(value) or len(value) > 64:
             errors.append(FieldError(f"{p}.{field}", f"must be a decimal number as a string, such as \"0.01\" (got {value!r})"))
         else:
             bounds[field] = float(value)

@@ -1,0 +1,110 @@
+"""Requests whose cost used to grow without bound, or that a name rule let through (found
+by a review, 2026-12-03): each now costs what its answer is worth, or is refused saying why."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from tests.api_tests.test_summary import _seed
+
+SELECTOR_LIST = "/apis/kubeflow.org/v1beta1/namespaces/default/experiments"
+
+
+def test_a_long_label_selector_is_refused_at_once_and_a_long_legal_one_parses_in_linear_time(live):
+    started = time.monotonic()
+    r = live.client.get(SELECTOR_LIST + "?labelSelector=a" + "," * 60_000 + "x")
+    assert r.status_code == 422 and "labelSelector" in r.text and "at most 4096" in r.text
+    # Just under the cap: a look-ahead regex re-read the rest at every comma (quadratic).
+    from api.routes.kube import _selector
+
+    legal = ",".join(f"k{i}=v" for i in range(700)) + "," * 4
+    parsed = _selector(legal[:4096])
+    assert len(parsed) >= 600
+    assert _selector("a=b, e in (f, g),c=d") == {"a": "b", "e": frozenset({"f", "g"}), "c": "d"}
+    assert time.monotonic() - started < 2.0
+
+
+def test_following_a_trials_log_reads_a_bounded_chunk_not_the_whole_file(sqlite_store, tmp_path: Path, monkeypatch):
+    """…/log?since=0 on a 400 MB log read it whole into memory, then cut it to 1 MiB."""
+    from trials._executor import Executor
+
+    rec = _seed(sqlite_store, n=1, steps=1)
+    (t,) = sqlite_store.list_trials(rec.id)
+    folder = tmp_path / "runs" / rec.namespace / rec.name / t.name
+    folder.mkdir(parents=True)
+    (folder / "trial.log").write_bytes(b"x" * (3 << 20))
+    reads: list[int] = []
+    real_open = open
+
+    class Counting:
+        def __init__(self, f):
+            self.f = f
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def seek(self, n):
+            return self.f.seek(n)
+
+        def read(self, n=-1):
+            data = self.f.read(n)
+            reads.append(len(data))
+            return data
+
+    import builtins
+    import trials._executor as executor_module
+
+    monkeypatch.setattr(executor_module, "open", lambda p, mode="r": Counting(real_open(p, mode)), raising=False)
+    assert builtins.open is real_open
+    chunk, after = Executor.log_since({}, folder, 0, max_bytes=1 << 20)
+    assert len(chunk) == 1 << 20 and after == 1 << 20 and reads == [1 << 20]
+
+
+def test_a_cli_log_reads_a_log_longer_than_one_chunk_to_its_end(tmp_path: Path):
+    import subprocess
+    import sys
+
+    from katib.store import Store
+
+    store = Store(str(tmp_path / "k.db"))
+    rec = _seed(store, n=1, steps=1)
+    (t,) = store.list_trials(rec.id)
+    store.close()
+    folder = tmp_path / "runs" / rec.namespace / rec.name / t.name
+    folder.mkdir(parents=True)
+    body = b"".join(b"line %07d\n" % i for i in range(300_000))  # 3.6 MB: several chunks
+    (folder / "trial.log").write_bytes(body)
+    done = subprocess.run([sys.executable, "-m", "katib", "logs", t.name, "-n", rec.namespace, "--db",
+                           str(tmp_path / "k.db")], capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == body
+
+
+def test_a_name_with_a_trailing_newline_is_refused(live):
+    """The name rule's regex ended in "$", which also matches before a final newline."""
+    from katib.names import name_errors
+
+    assert name_errors("experiment", "nl\n") and name_errors("namespace", "default\n")
+    doc = {"apiVersion": "kubeflow.org/v1beta1", "kind": "Experiment",
+           "metadata": {"name": "nl\n", "namespace": "default"}, "spec": {}}
+    r = live.client.post("/api/v1/namespaces/default/experiments", json=doc)
+    assert r.status_code == 422 and "metadata.name" in r.text
+    r = live.client.post("/api/v1/namespaces/default%0A/experiments", json={**doc, "metadata": {"name": "ok"}})
+    assert r.status_code in (400, 404, 422)
+
+
+def test_metrics_label_values_are_escaped():
+    from api.routes.system import _label
+
+    assert _label('a"b\\c\nd') == 'a\\"b\\\\c\\nd'
+
+
+def test_a_summary_since_that_is_not_finite_is_a_422_not_a_500(live):
+    rec = _seed(live.store, n=2, steps=1)
+    for since in ("nan", "inf", "-inf"):
+        r = live.client.get(f"/api/v1/namespaces/{rec.namespace}/experiments/{rec.name}/summary", params={"since": since})
+        assert r.status_code == 422 and "since" in r.text, (since, r.status_code, r.text[:200])
