@@ -32,6 +32,7 @@ from ._auth import authorize
 from ._guard import (
     DEFAULT_MAX_BODY,
     BodyTooLarge,
+    BodyTooSlow,
     RequestGuard,
     check_path_names,
     error_body,
@@ -127,6 +128,10 @@ def create_app(store: Store, runs_root: Path, workdir: Path, tick: float = 1.0, 
     @app.exception_handler(BodyTooLarge)
     async def too_large(request: Request, exc: BodyTooLarge) -> JSONResponse:
         return _error(request, 413, str(exc))
+
+    @app.exception_handler(BodyTooSlow)
+    async def too_slow(request: Request, exc: BodyTooSlow) -> JSONResponse:
+        return _error(request, 408, str(exc))
 
     @app.exception_handler(RequestValidationError)
     async def request_error(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -29,6 +29,7 @@ A read-only server (``katib ui``) refuses every method but GET, HEAD and OPTIONS
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import json
 from collections.abc import Iterable
@@ -135,20 +136,44 @@ class RequestGuard:
         return None
 
     def _bounded(self, scope: Scope, receive: Receive, send: Send) -> Receive:
-        """``receive`` that stops a chunked body at ``max_body`` bytes."""
+        """``receive`` that stops a chunked body at ``max_body`` bytes, and a body that has
+        not all come ``BODY_SECONDS`` after the request began (a client that sends a byte
+        now and then held its connection, and the request's task, forever). Once the body
+        is whole, ``receive`` waits as long as it must (an event stream waits on it for
+        the client to go)."""
         seen = 0
         limit = self.max_body
+        due = asyncio.get_running_loop().time() + BODY_SECONDS
+        whole = False
 
         async def bounded() -> Message:
-            nonlocal seen
-            message = await receive()
+            nonlocal seen, whole
+            if whole:
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(0.0, due - asyncio.get_running_loop().time()))
+            except TimeoutError:
+                raise BodyTooSlow(BODY_SECONDS) from None
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
                     raise BodyTooLarge(limit)
+                whole = not message.get("more_body", False)
+            else:
+                whole = True
             return message
 
         return bounded
+
+
+BODY_SECONDS = 120.0  # the most a request's body may take to arrive, whole
+
+
+class BodyTooSlow(Exception):
+    """The body did not all arrive in time (answered 408)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"the request's body did not all arrive within {seconds:g} seconds of its start")
 
 
 class BodyTooLarge(Exception):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import signal
 import socket
@@ -137,12 +138,53 @@ def listening_sockets(host: str, port: int) -> list[socket.socket]:
     return socks
 
 
+HEADER_SECONDS = 30.0  # the most a request's head may take to arrive, from the connection or the last answer
+
+
+def _timely_h11() -> type:
+    """uvicorn's h11 protocol, less a way to hold a connection forever: a request's head
+    must have come ``HEADER_SECONDS`` after the connection was made or the last answer was
+    sent, or the connection is closed (uvicorn waits for it without end, so idle sockets
+    that never send a request ran the server out of file descriptors). A request's body
+    has its own deadline (``api._guard.BODY_SECONDS``)."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class TimelyH11(H11Protocol):  # type: ignore[misc]
+        _head_due: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            self._expect_head()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._expect_head()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self._head_due is not None:
+                self._head_due.cancel()
+            super().connection_lost(exc)
+
+        def _expect_head(self) -> None:
+            waiting_on = self.cycle
+            if self._head_due is not None:
+                self._head_due.cancel()
+
+            def late() -> None:
+                if self.cycle is waiting_on and not self.transport.is_closing():  # no new request began
+                    self.transport.close()
+
+            self._head_due = self.loop.call_later(HEADER_SECONDS, late)
+
+    return TimelyH11
+
+
 def _serve(application: Any, host: str, port: int, log_level: str) -> None:
     import uvicorn
 
     socks = listening_sockets(host, port)
-    uvicorn.Server(uvicorn.Config(application, host=host, port=socks[0].getsockname()[1],
-                                  log_level=log_level)).run(sockets=socks)
+    uvicorn.Server(uvicorn.Config(application, host=host, port=socks[0].getsockname()[1], log_level=log_level,
+                                  http=_timely_h11())).run(sockets=socks)
 
 
 def _loopback(host: str) -> bool:

@@ -108,3 +108,55 @@ def test_a_summary_since_that_is_not_finite_is_a_422_not_a_500(live):
     for since in ("nan", "inf", "-inf"):
         r = live.client.get(f"/api/v1/namespaces/{rec.namespace}/experiments/{rec.name}/summary", params={"since": since})
         assert r.status_code == 422 and "since" in r.text, (since, r.status_code, r.text[:200])
+
+
+def test_a_connection_that_never_sends_its_request_or_body_is_let_go(sqlite_store, tmp_path: Path, monkeypatch):
+    """uvicorn waits for a request's head, and a body, without end: idle sockets ran the
+    server out of file descriptors, before any authentication."""
+    import socket
+    import threading
+
+    import uvicorn
+
+    import api._guard
+    import katib.cli._server as server_cli
+    from api import create_app
+
+    monkeypatch.setattr(server_cli, "HEADER_SECONDS", 0.5)
+    monkeypatch.setattr(api._guard, "BODY_SECONDS", 0.5)
+    app = create_app(sqlite_store, tmp_path / "runs", tmp_path, resume=False)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
+                                           http=server_cli._timely_h11()))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+
+    def closed_within(sock: socket.socket, seconds: float) -> bytes:
+        sock.settimeout(seconds)
+        got = b""
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return got
+            got += chunk
+
+    try:
+        for sent in (b"", b"GET /healthz HTTP/1.1\r\nHost: 127"):
+            with socket.create_connection(("127.0.0.1", port)) as s:
+                s.sendall(sent)
+                started = time.monotonic()
+                assert closed_within(s, 10) == b"" and time.monotonic() - started < 5
+        with socket.create_connection(("127.0.0.1", port)) as s:
+            s.sendall(b"POST /api/v1/namespaces/default/experiments HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                      b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"a\"")
+            answer = closed_within(s, 10)
+            assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+        with socket.create_connection(("127.0.0.1", port)) as s:  # a request in time is answered
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            assert closed_within(s, 10).startswith(b"HTTP/1.1 200")
+    finally:
+        server.should_exit = True
+        thread.join(30)
