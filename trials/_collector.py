@@ -19,12 +19,19 @@ not metrics there, as in Katib. Pushed values keep the time they were pushed. On
 experiment's metric names are kept. Collection is
 incremental: each ``collect()`` reads the lines completed since the last one, so early
 stopping and live views see intermediate values while the trial runs.
+
+The files are the trial's, so what reading them costs the server is bounded: a file is read
+a piece at a time, each parsed before the next, also at the trial's end (``Tail``); the
+server reads at most ``KATIB_MAX_PUSH_BYTES`` of a push file, as it takes at most that many
+bytes of pushes; and it stores at most ``KATIB_MAX_TRIAL_SAMPLES`` samples of a trial, then
+of the rest what the trial's observation needs (``Collector.collect``; ``notes`` says so).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import time
 from collections import Counter
@@ -32,6 +39,10 @@ from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple
+
+from katib._push import PUSH_BYTES, PUSH_BYTES_ENV
+
+from ._tail import _PIECES, Tail, _Pieces
 
 DEFAULT_FILTER = r"([\w|-]+)\s*=\s*([+-]?\d*(\.\d+)?([Ee][+-]?\d+)?)"
 ZERO_TIME = -62135596800.0  # Go's time.Time{}: 0001-01-01T00:00:00Z, Katib's time for a line without one
@@ -114,7 +125,7 @@ def parse_json(lines: Iterable[str], names: set[str], now: float | None = None) 
     read_at = time.time() if now is None else now
     for line in lines:
         line = line.strip()
-        if not line:
+        if not line.startswith("{"):  # not an object (a quick no: a trial may write millions)
             continue
         try:
             obj = json.loads(line)
@@ -169,7 +180,7 @@ def parse_katib_json(lines: Iterable[str], names: set[str]) -> list[Sample]:
     out: list[Sample] = []
     for line in lines:
         line = line.strip()
-        if not line:
+        if not line.startswith("{"):  # not an object (a quick no: a trial may write millions)
             continue
         try:
             obj = json.loads(line)
@@ -189,53 +200,50 @@ def parse_katib_json(lines: Iterable[str], names: set[str]) -> list[Sample]:
     return out
 
 
-CHUNK = 8 << 20  # the most one read of a trial's file takes into the server's memory
-READS = 4  # reads per call, but for the last (final) one, which reads to the end
+SAMPLES = 100_000  # the most samples of one trial handed on (stored) before only the reduced rest
+SAMPLES_ENV = "KATIB_MAX_TRIAL_SAMPLES"
 
 
-class Tail:
-    """Reads the complete lines appended to a file since the last read (and, ``final``,
-    the last one unfinished too). The file is the trial's: a read takes at most ``CHUNK``
-    bytes, a call at most ``READS`` of them, and a line longer than ``CHUNK`` is dropped,
-    as Katib's line scanner drops it (it was read whole, again at every call, until it
-    ended: a trial writing gigabytes without a newline took the server's memory)."""
+class _Rest:
+    """Past the cap on a trial's samples: of the rest, each metric's min, max and latest,
+    which is all its observation needs (``MetricReducer``: strict comparisons, so the
+    first of equal values; the latest, the last read of the newest)."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.offset = 0
-        self._skipping = False  # inside a line too long to keep: its rest is dropped
+    def __init__(self) -> None:
+        self.dropped = 0
+        self._m: dict[str, list[Any]] = {}  # metric -> [min, its number, max, its number, latest]
 
-    def read(self, final: bool = False) -> list[str]:
+    def add(self, s: Sample) -> None:
+        self.dropped += 1
         try:
-            f = open(self.path, "rb")  # noqa: SIM115 - closed below
-        except FileNotFoundError:
-            return []
-        out: list[str] = []
-        with f:
-            reads = 0
-            while final or reads < READS:
-                reads += 1
-                f.seek(self.offset)
-                data = f.read(CHUNK)
-                if not data:
-                    break
-                if self._skipping:
-                    newline = data.find(b"\n")
-                    self.offset += len(data) if newline < 0 else newline + 1
-                    self._skipping = newline < 0
-                    continue
-                end = len(data) if final and len(data) < CHUNK else data.rfind(b"\n") + 1
-                if end == 0:
-                    if len(data) < CHUNK:
-                        break  # an unfinished line: read once it ends
-                    self.offset += len(data)  # a line longer than a read: dropped
-                    self._skipping = True
-                    continue
-                self.offset += end
-                out += data[:end].decode("utf-8", errors="replace").splitlines()
-                if len(data) < CHUNK:
-                    break
+            number: float | None = float(s.value)
+        except ValueError:
+            number = None
+        cur = self._m.get(s.metric)
+        if cur is None:
+            cur = self._m[s.metric] = [None, None, None, None, s]
+        if number is not None:
+            if cur[0] is None or number < cur[1]:
+                cur[0], cur[1] = s, number
+            if cur[2] is None or number > cur[3]:
+                cur[2], cur[3] = s, number
+        if s.time >= cur[4].time:
+            cur[4] = s
+
+    def samples(self) -> list[Sample]:
+        """Each metric's min and max, then its latest (added last, it stays the latest)."""
+        out: list[Sample] = []
+        for low, _, high, _, latest in self._m.values():
+            for s in (low, high):
+                if s is not None and s is not latest and s not in out:
+                    out.append(s)
+            out.append(latest)
         return out
+
+
+def _env_limit(name: str, default: int) -> int:
+    text = os.environ.get(name, "").strip()
+    return int(text) if text.isdigit() and int(text) > 0 else default
 
 
 def _compiled(filters: list[str]) -> list[Any]:
@@ -276,6 +284,8 @@ class Collector:
         tfevent_dir: Path | None = None,
         metric_order: list[str] | None = None,
         http_get: dict[str, Any] | None = None,
+        push_bytes: int | None = None,
+        max_samples: int | None = None,
     ) -> None:
         self.kind = kind
         self.names = names
@@ -287,27 +297,77 @@ class Collector:
         self._source = make_source(SourceContext(
             kind, names, output, metrics_file if metrics_file is not None else tfevent_dir, file_format,
             self.filters, metric_order or [], http_get))
-        self._push = Tail(push_file) if push_file is not None else None
+        # The server takes at most KATIB_MAX_PUSH_BYTES of a trial's pushes (POST …/metrics),
+        # and reads no more of a push file a trial writes itself.
+        self.push_bytes = _env_limit(PUSH_BYTES_ENV, PUSH_BYTES) if push_bytes is None else push_bytes
+        self.max_samples = _env_limit(SAMPLES_ENV, SAMPLES) if max_samples is None else max_samples
+        self._push = Tail(push_file, self.push_bytes) if push_file is not None else None
         self._stored: Counter[tuple[str, str]] = Counter()
+        self._kept = 0  # samples handed on (and stored before a restart), up to max_samples
+        self._rest = _Rest()  # past max_samples: what the trial's observation needs of the rest
+        self.notes: list[str] = []  # the limits this trial's metrics reached, said once each
 
     def skip(self, stored: Iterable[tuple[str, str]]) -> None:
         """``(metric, value)`` samples already stored. A restarted controller that follows
         on a running trial reads its output from the start again; one match of each of
         these is dropped, so nothing is stored twice and nothing not stored is lost."""
+        held = self._stored.total()
         self._stored.update(stored)
+        self._kept += self._stored.total() - held
 
     @property
     def filter_patterns(self) -> list[str]:
         return [f.pattern for f in self.filters]
 
     def collect(self, final: bool = False) -> list[Sample]:
-        """New samples since the last call; ``final`` also reads an unterminated last line."""
-        out: list[Sample] = self._source.read(final)
-        if self._push is not None:
-            out += parse_json(self._push.read(final), self.names)
-        if self._stored:
-            out = [x for x in out if not self._seen(x)]
+        """New samples since the last call; ``final`` also reads an unterminated last line,
+        and reads each file to its end (as it was when the read began).
+
+        A file is read a piece at a time (``Tail``), each piece parsed before the next, so
+        what a call holds is a piece's lines and the samples it hands on: at most
+        ``max_samples`` (``KATIB_MAX_TRIAL_SAMPLES``) of a trial in all; of the ones after,
+        each metric's min, max and latest, handed on by the final call, so the trial's
+        observation is what all its samples make it. ``notes`` says which limit was hit."""
+        out: list[Sample] = []
+        pieces = _Pieces()
+        token = _PIECES.set(pieces)
+        try:
+            while True:  # the source's files (what a Tail reads), a piece at a time
+                pieces.more = False
+                self._take(self._source.read(final), out)
+                if not pieces.more:
+                    break
+            while self._push is not None:
+                self._take(parse_json(self._push.read(final), self.names), out)
+                if not self._push.more:
+                    break
+        finally:
+            _PIECES.reset(token)
+        if self._push is not None and self._push.capped:
+            self._note(f"the trial's push file holds more than {self.push_bytes} bytes: the server read its "
+                       f"first {self.push_bytes} bytes of metrics, the rest was not recorded "
+                       f"(the server's limit of pushed metrics per trial; raise it with {PUSH_BYTES_ENV})")
+        if final and self._rest.dropped:
+            out += self._rest.samples()
         return out
+
+    def _take(self, samples: list[Sample], out: list[Sample]) -> None:
+        if self._stored:
+            samples = [x for x in samples if not self._seen(x)]
+        room = max(self.max_samples - self._kept, 0)
+        if len(samples) > room:
+            for s in samples[room:]:
+                self._rest.add(s)
+            del samples[room:]
+            self._note(f"the trial reported more than {self.max_samples} metric values: the first "
+                       f"{self.max_samples} are stored, and of the rest each metric's min, max and latest "
+                       f"(its observation counts them all; the server's limit, raise it with {SAMPLES_ENV})")
+        self._kept += len(samples)
+        out += samples
+
+    def _note(self, message: str) -> None:
+        if message not in self.notes:
+            self.notes.append(message)
 
     def _seen(self, sample: Sample) -> bool:
         key = (sample.metric, sample.value)

@@ -3,6 +3,7 @@ the ones the stopper says to, and set the condition of each trial that ended."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,6 +30,9 @@ from ._status import (
 if TYPE_CHECKING:
     from ._controller import Controller
     from ._tally import Tally
+
+log = logging.getLogger("katib.controller")
+LOG_TAIL_BYTES = 64 << 10  # what a failed trial's message reads of the end of its log
 
 
 class Following:
@@ -74,7 +78,10 @@ class Following:
                 continue
             self._note_waiting(t, state)
             if read_metrics:
-                samples = self._collector(t).collect()
+                collector = self._collector(t)
+                noted = len(collector.notes)
+                samples = collector.collect()
+                self._note_limits(t, collector, noted)
                 if samples:
                     self._reduce(t, samples)
                     self._samples += [(t.id, ObservationRow(*x)) for x in samples]
@@ -161,7 +168,9 @@ class Following:
 
     def _finish(self, t: TrialRecord, state: RunState) -> None:
         collector = self._collector(t)
-        samples = collector.collect(final=True)
+        noted = len(collector.notes)
+        samples = collector.collect(final=True)  # to the files' ends, a piece at a time
+        self._note_limits(t, collector, noted)
         self._reduce(t, samples)
         self._extend_curve(t, samples)
         reducer = self.reducers.get(t.name, MetricReducer())
@@ -181,6 +190,9 @@ class Following:
                 mark_trial(t, "MetricsUnavailable", self._no_metrics_hint(t, collector))
         else:
             mark_trial(t, "Failed", self._failure_message(t, state), reason="TrialFailed")
+        cond = condition_of(t.conditions, t.state)
+        if collector.notes and cond is not None:  # the limits its metrics reached, said where it ended
+            cond.message = "; ".join([cond.message or "", *collector.notes])
         self._samples += [(t.id, ObservationRow(*x)) for x in samples]
         self._touch(t)
         self.collectors.pop(t.name, None)
@@ -188,11 +200,24 @@ class Following:
         self._settle()  # the best a listener reads (katib run's line) counts this trial
         self._emit("finished", t)
 
+    def _note_limits(self, t: TrialRecord, collector: Collector, noted: int) -> None:
+        """Log the limits the trial's metrics reached since ``noted`` (once each)."""
+        for note in collector.notes[noted:]:
+            log.warning("experiment %s/%s, trial %s: %s", self.exp.namespace, self.exp.name, t.name, note)
+
     def _log_tail(self, t: TrialRecord, lines: int = 5) -> str:
+        """The last ``lines`` lines of the trial's log that are not blank (of its last
+        ``LOG_TAIL_BYTES``: a trial's log may be gigabytes)."""
         try:
-            text = (self._trial_dir(t) / "trial.log").read_text(errors="replace")
+            with (self._trial_dir(t) / "trial.log").open("rb") as f:
+                start = max(f.seek(0, 2) - LOG_TAIL_BYTES, 0)
+                f.seek(start)
+                data = f.read(LOG_TAIL_BYTES)
         except OSError:
             return ""
+        if start:
+            data = data[data.find(b"\n") + 1:]  # from the first whole line
+        text = data.decode("utf-8", errors="replace")
         tail = [line for line in text.splitlines() if line.strip()][-lines:]
         return " | ".join(tail)
 

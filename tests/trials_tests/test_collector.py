@@ -121,9 +121,9 @@ def test_a_line_longer_than_a_read_is_dropped_not_held(tmp_path, monkeypatch):
     """A trial's output without a newline was read whole at every collection (gigabytes
     into the server's memory, again and again); a line longer than a read is dropped, as
     Katib's line scanner drops it, and the lines after it are read."""
-    from trials import _collector
+    from trials import _collector, _tail
 
-    monkeypatch.setattr(_collector, "CHUNK", 64)
+    monkeypatch.setattr(_tail, "CHUNK", 64)
     log = tmp_path / "trial.log"
     log.write_text("loss=0.9\n" + "x" * 1000)
     tail = _collector.Tail(log)
