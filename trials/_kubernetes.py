@@ -66,12 +66,20 @@ from ._kubernetes_kueue import WORKLOADS, label_value_problem
 from ._kubernetes_manifest import trial_manifest
 from ._kubernetes_status import judge, waiting
 from ._kubernetes_watch import JobWatching, KubeTrial, created_at, trial_of
-from ._manifest import group_version, manifest_errors, plural_of, pod_templates
+from ._manifest import group_version, manifest_errors, plural_of
 from ._podfence import identity_of_client, parse_account, problems
 from ._sidecar import INJECTED_KINDS
 from ._trainjob import trainjob_escapes
 
 _LOG_GRACE = 10.0  # seconds a finished job waits for its log stream to drain
+
+
+#: What a tenant's trial may be (katib server --auth): kinds whose controllers make pods from
+#: the pod templates the fence checks (``_podfence``); (API group, kind).
+TENANT_KINDS = frozenset({
+    ("batch", "Job"), ("jobset.x-k8s.io", "JobSet"),
+    *(("kubeflow.org", k) for k in ("PyTorchJob", "TFJob", "XGBoostJob", "MPIJob", "PaddleJob", "MXJob", "JAXJob")),
+})
 
 
 class KubernetesExecutor(JobWatching, Executor):
@@ -173,9 +181,11 @@ class KubernetesExecutor(JobWatching, Executor):
         escapes = problems(manifest, job.namespace, self.server_account, self.tenants)
         if self.tenants and is_trainjob(manifest):
             escapes += trainjob_escapes(manifest)
-        elif self.tenants and not pod_templates(manifest):
+        elif self.tenants and (group_version(api_version)[0], kind) not in TENANT_KINDS:
             # An Argo Workflow or a Tekton PipelineRun keeps its pods' fields where the fence
-            # does not look (spec.templates[].container, spec.volumes, podSpecPatch…).
+            # does not look (spec.templates[].container, spec.volumes, podSpecPatch…); a
+            # decoy pod template in one (any field holding {spec: {containers: []}}) is not
+            # where its controller reads, so kinds are allowed by name, not by their fields.
             escapes.append(f"a {kind or 'trial'}'s pods are made by its own controller from fields the fence cannot "
                            f"check; a tenant's trial is a Job, a Kubeflow training job, a JobSet or a TrainJob")
         if escapes:

@@ -108,6 +108,7 @@ class Member:
 
 
 # Kubeflow training jobs: the replica specs field, and the replica types in rank order.
+REPLICA_TYPE = re.compile(r"[A-Za-z][A-Za-z0-9]{0,62}")  # Kubeflow's replica types are such words
 REPLICA_SPECS = {
     "pytorchReplicaSpecs": ("Master", "Worker"),
     "xgbReplicaSpecs": ("Master", "Worker"),
@@ -141,6 +142,10 @@ def replica_processes(job: TrialJob, clean_env: bool = False) -> list[Member]:
     order = [t for t in REPLICA_SPECS[field_name] if t in replicas] + [t for t in replicas if t not in REPLICA_SPECS[field_name]]
     members: list[Member] = []
     for replica_type in order:
+        if not isinstance(replica_type, str) or not REPLICA_TYPE.fullmatch(replica_type):
+            # It names the replica's log and exit files in the trial folder, opened by the server.
+            raise LaunchError(f"{field_name}: replica type {str(replica_type)[:80]!r} is not a word of letters and "
+                              "digits (Master, Worker, Chief, PS, Evaluator)")
         rspec = replicas[replica_type] or {}
         containers = find_containers(rspec.get("template") or {})
         if not containers:

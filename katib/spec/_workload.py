@@ -8,6 +8,7 @@ placeholder is only known per trial and is left to the cluster.
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from typing import Any
 
@@ -18,6 +19,7 @@ from ._quantity import EXAMPLES, parse_quantity
 from ._template import PLACEHOLDER
 
 GPU_KEY = "nvidia.com/gpu"
+REPLICA_TYPE = re.compile(r"[A-Za-z][A-Za-z0-9]{0,62}")  # Kubeflow's replica types: Master, Worker, PS, …
 
 
 def workload_errors(trial_spec: dict[str, Any], path: str, limits: Limits) -> list[FieldError]:
@@ -36,6 +38,10 @@ def workload_errors(trial_spec: dict[str, Any], path: str, limits: Limits) -> li
         for key, replica_specs in spec.items():
             if key.endswith("ReplicaSpecs") and isinstance(replica_specs, dict):
                 for role, rs in replica_specs.items():
+                    if not REPLICA_TYPE.fullmatch(str(role)):
+                        errors.append(FieldError(f"{sp}.{key}", f"a replica type must be a word of letters and digits, "
+                                                 f"at most 63 (Master, Worker, Chief, PS, Evaluator; got {str(role)[:80]!r})"))
+                        continue
                     if isinstance(rs, dict) and "replicas" in rs:
                         errors += _replicas(rs["replicas"], f"{sp}.{key}.{role}.replicas", limits)
     if trial_spec.get("kind") == "TrainJob" and isinstance(spec, dict):

@@ -81,3 +81,21 @@ def test_a_failing_worker_fails_the_trial_and_stops_the_master(sqlite_store, tmp
     from tests.controller_tests.test_controller import _group_alive
 
     assert not any(_group_alive(r["pid"]) for r in t.handle["replicas"])
+
+
+@pytest.mark.parametrize("role", ["../../../ns-b/exp-b/planted", "/home/srv/x", "Worker\n", "a.b"])
+def test_a_replica_type_that_is_not_a_word_is_refused_it_names_files_the_server_opens(role):
+    """A replica type names its log and exit files in the trial folder, which the server
+    opens (appends to) outside the sandbox: "../../../ns-b/exp-b/planted" wrote into
+    another tenant's folder."""
+    from katib.errors import ValidationError
+
+    with pytest.raises(LaunchError, match="replica type"):
+        replica_processes(job("pytorchReplicaSpecs", {"Master": 1, role: 1}))
+    doc = experiment(maxTrialCount=1, parallelTrialCount=1, maxFailedTrialCount=1)
+    pod = {"template": {"spec": {"containers": [{"name": "main", "image": "x", "command": ["true"]}]}}}
+    doc["spec"]["trialTemplate"]["trialSpec"] = {"apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob",
+                                                 "spec": {"pytorchReplicaSpecs": {"Master": pod, role: pod}}}
+    with pytest.raises(ValidationError) as info:
+        admit(doc)
+    assert any(e.path.endswith("pytorchReplicaSpecs") and "replica type" in e.message for e in info.value.errors)

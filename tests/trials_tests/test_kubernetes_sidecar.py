@@ -162,12 +162,12 @@ def test_refusals_name_what_is_missing(tmp_path, cluster):
 
 def test_katib_server_gives_pods_the_db_manager_address(tmp_path, cluster, monkeypatch):
     """`katib server --executor kubernetes --db-manager-address … --metrics-collector-image …`
-    (in this process, uvicorn.run caught) makes executors with them; bad values and --auth
+    (in this process, its serving caught) makes executors with them; bad values and --auth
     are refused at once, naming the flag."""
-    import uvicorn
     import yaml
     from typer.testing import CliRunner
 
+    import katib.cli._server as server_cli
     from katib.cli import app
 
     kubeconfig = tmp_path / "kubeconfig"
@@ -177,7 +177,7 @@ def test_katib_server_gives_pods_the_db_manager_address(tmp_path, cluster, monke
         "users": [{"name": "me", "user": {"token": "not-checked"}}],
         "contexts": [{"name": "emulator", "context": {"cluster": "emulator", "user": "me"}}]}))
     served: list = []
-    monkeypatch.setattr(uvicorn, "run", lambda application, **_: served.append(application))
+    monkeypatch.setattr(server_cli, "_serve", lambda application, *_: served.append(application))
     args = ["server", "--db", str(tmp_path / "k.db"), "--executor", "kubernetes", "--kubeconfig", str(kubeconfig)]
     for extra, why in ((["--db-manager-address", "katib-db"], "--db-manager-address: 'katib-db' is not HOST:PORT"),
                        (["--metrics-collector-image", "StdOut=x"], "--metrics-collector-image: 'StdOut=x' is not"),

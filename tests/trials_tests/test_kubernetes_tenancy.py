@@ -182,11 +182,14 @@ ESCAPES = {  # name: (how the template is changed, what the refusal names)
     "other-ns": (lambda d, _: _pod(d).setdefault("metadata", {}).update(namespace="ns-b"),
                  "a trial's pods run in its experiment's namespace 'ns-a', not 'ns-b'"),
     "workflow": (lambda d, _: _workflow(d), "a Workflow's pods are made by its own controller"),
+    # A decoy pod template where Argo never reads one used to let the whole Workflow through.
+    "decoy": (lambda d, _: _workflow(d, decoy=True), "a Workflow's pods are made by its own controller"),
 }
 
 
-def _workflow(doc: dict) -> None:
-    """An Argo Workflow whose pods share the node's namespaces and disk, outside any pod template."""
+def _workflow(doc: dict, decoy: bool = False) -> None:
+    """An Argo Workflow whose pods share the node's namespaces and disk, outside any pod
+    template (``decoy``: with an innocent pod template in a field Argo ignores)."""
     doc["spec"]["trialTemplate"].update(successCondition='status.[@this].#(phase=="Succeeded")#',
                                         failureCondition='status.[@this].#(phase=="Failed")#')
     doc["spec"]["trialTemplate"]["trialSpec"] = {
@@ -196,6 +199,9 @@ def _workflow(doc: dict) -> None:
                  "templates": [{"name": "main", "container": {
                      "image": "python:3.11", "command": _container(doc)["command"],
                      "securityContext": {"privileged": True}, "volumeMounts": [{"name": "root", "mountPath": "/host"}]}}]}}
+    if decoy:
+        doc["spec"]["trialTemplate"]["trialSpec"]["spec"]["katibDecoy"] = {"spec": {"containers": [
+            {"name": "main", "image": "busybox", "command": ["true"]}]}}
 
 
 def test_templates_that_would_leave_the_clusters_fence_are_refused(tenants, tmp_path, _cluster):
@@ -253,12 +259,12 @@ def test_the_servers_service_account_is_read_from_its_token_and_guarded_without_
 
 def test_katib_server_auth_fences_pods_in(tmp_path, _cluster, monkeypatch):
     """`katib server --auth --executor kubernetes --server-service-account …`, as an operator
-    starts it (in this process, uvicorn.run caught): its executor keeps the tenants' rules
+    starts it (in this process, its serving caught): its executor keeps the tenants' rules
     and refuses the account it was given to pods; a malformed account is refused at once."""
-    import uvicorn
     import yaml
     from typer.testing import CliRunner
 
+    import katib.cli._server as server_cli
     from katib.cli import app
 
     kubeconfig = tmp_path / "kubeconfig"
@@ -268,7 +274,7 @@ def test_katib_server_auth_fences_pods_in(tmp_path, _cluster, monkeypatch):
         "users": [{"name": "me", "user": {"token": "not-checked"}}],
         "contexts": [{"name": "emulator", "context": {"cluster": "emulator", "user": "me"}}]}))
     served: list = []
-    monkeypatch.setattr(uvicorn, "run", lambda application, **_: served.append(application))
+    monkeypatch.setattr(server_cli, "_serve", lambda application, *_: served.append(application))
     args = ["server", "--db", str(tmp_path / "k.db"), "--auth", "--executor", "kubernetes",
             "--kubeconfig", str(kubeconfig), "--server-service-account"]
     bad = CliRunner().invoke(app, [*args, "katib-server"])
