@@ -343,6 +343,8 @@ class Collector:
                     break
         finally:
             _PIECES.reset(token)
+        for note in self._source.notes:
+            self._note(note)
         if self._push is not None and self._push.capped:
             self._note(f"the trial's push file holds more than {self.push_bytes} bytes: the server read its "
                        f"first {self.push_bytes} bytes of metrics, the rest was not recorded "

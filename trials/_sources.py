@@ -56,6 +56,12 @@ class Source(ABC):
     def __init__(self, ctx: SourceContext) -> None:
         self.ctx = ctx
 
+    @property
+    def notes(self) -> list[str]:
+        """The limits this source reached reading the trial's files, said once each (the
+        trial's condition message says them: ``Collector.notes``)."""
+        return []
+
     @abstractmethod
     def read(self, final: bool = False) -> list[Sample]:
         """The samples written since the last call; ``final``: the trial has ended (read
@@ -107,7 +113,12 @@ class TFEventSource(Source):
             self._reader = TFEventReader(ctx.path, ctx.metric_order or sorted(ctx.names))
 
     def read(self, final: bool = False) -> list[Sample]:
-        return self._reader.read() if self._reader is not None else []
+        return self._reader.read(final) if self._reader is not None else []
+
+    @property
+    def notes(self) -> list[str]:
+        """The limits the event folder reached (``TFEventReader.notes``)."""
+        return list(self._reader.notes) if self._reader is not None else []
 
 
 class PushSource(Source):
