@@ -24,8 +24,10 @@ folder itself needs no manifest: the file's name says the format.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import stat
 import sys
 import warnings
 from collections.abc import Iterator
@@ -140,13 +142,97 @@ def _quiet() -> Iterator[None]:
 
 
 def find_model(path: str | os.PathLike[str]) -> SavedModel:
-    """The model saved in ``path``: by its manifest, or by the one model file there."""
+    """The model saved in ``path``: by its manifest, or by the one model file there.
+
+    The folder's trial wrote what is in it: the folder itself must be a folder, not a
+    symbolic link, and the model is one of the plain names below in it (``FILES``,
+    ``_BY_NAME``), never a path the manifest names elsewhere."""
+    with _opened_folder(path) as (folder, dir_fd):
+        return _find(folder, dir_fd)
+
+
+#: The most of a manifest read (it names a format and a file: a few dozen bytes).
+_MANIFEST_MAX = 64 * 1024
+_NO_FOLLOW = os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+
+
+@contextlib.contextmanager
+def _opened_folder(path: str | os.PathLike[str]) -> Iterator[tuple[Path, int]]:
+    """``path`` opened as a folder, refused if it is a symbolic link (one the trial
+    that owns it planted could lead to another tenant's folder). What is read from it
+    is read through this descriptor, so swapping the folder afterwards changes nothing."""
     folder = Path(path).expanduser()
-    manifest = folder / MANIFEST
-    if manifest.is_file():
-        info = json.loads(manifest.read_text())
-        return SavedModel(folder, info["format"], info["file"])
-    found = sorted(f.name for f in folder.iterdir() if f.name in _BY_NAME) if folder.is_dir() else []
+    try:
+        dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | _NO_FOLLOW)
+    except OSError as exc:
+        if os.path.islink(folder):
+            raise KatibError(f"{folder} is a symbolic link, not a folder: a model is read from the trial's own "
+                             "artifacts folder, never through a link") from None
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            raise KatibError(f"{folder} holds no model: a trial saves one with katib.save_model(model) or writes "
+                             f"one of {', '.join(_BY_NAME)} into {ARTIFACT_DIR_ENV}") from None
+        raise KatibError(f"cannot read the model folder {folder}: {exc.strerror or exc}") from None
+    try:
+        yield folder, dir_fd
+    finally:
+        os.close(dir_fd)
+
+
+def _open_file(folder: Path, dir_fd: int, name: str) -> int:
+    """The plain file ``name`` in the folder opened as ``dir_fd``: never through a link
+    (``O_NOFOLLOW``), never a FIFO or device (opened without blocking, then refused)."""
+    if name in ("", ".", "..") or os.path.basename(name) != name or "\0" in name:
+        raise KatibError(f"{folder}: {name!r} is not a plain file name in that folder")
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | _NO_FOLLOW, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise KatibError(f"{folder / name} is a symbolic link: a model file is read only as a plain file of "
+                             "the trial's artifacts folder") from None
+        raise KatibError(f"cannot read {folder / name}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise KatibError(f"{folder / name} is not a plain file: a model file is read only as a plain file of the "
+                         "trial's artifacts folder")
+    os.set_blocking(fd, True)
+    return fd
+
+
+def _read(folder: Path, dir_fd: int, name: str, limit: int | None = None) -> bytes:
+    fd = _open_file(folder, dir_fd, name)
+    with os.fdopen(fd, "rb") as f:
+        data = f.read() if limit is None else f.read(limit + 1)
+    if limit is not None and len(data) > limit:
+        raise KatibError(f"{folder / name} is larger than {limit} bytes: not a manifest save_model wrote")
+    return data
+
+
+def _names(fmt: str) -> set[str]:
+    """The file names a model of format ``fmt`` may be saved as."""
+    return {FILES[fmt], *(name for name, f in _BY_NAME.items() if f == fmt)}
+
+
+def _find(folder: Path, dir_fd: int) -> SavedModel:
+    try:
+        os.stat(MANIFEST, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        manifest = None
+    else:  # there: read as a plain file (a link or a FIFO in its place is refused, not passed over)
+        manifest = _read(folder, dir_fd, MANIFEST, _MANIFEST_MAX)
+    if manifest is not None:
+        try:
+            info = json.loads(manifest)
+            fmt, name = info["format"], info["file"]
+        except (ValueError, TypeError, KeyError):
+            raise KatibError(f"{folder / MANIFEST} is not a manifest save_model wrote: it names a format and a "
+                             "file") from None
+        if not isinstance(fmt, str) or fmt not in FILES:
+            raise KatibError(f"{folder / MANIFEST}: format must be one of {', '.join(FILES)} (got {fmt!r})")
+        if not isinstance(name, str) or name not in _names(fmt):
+            raise KatibError(f"{folder / MANIFEST}: file must be one of {', '.join(sorted(_names(fmt)))}, a plain "
+                             f"name in the artifacts folder, for a {fmt} model (got {name!r})")
+        return SavedModel(folder, fmt, name)
+    found = sorted(name for name in os.listdir(dir_fd) if name in _BY_NAME)
     if len(found) != 1:
         what = f"{len(found)} model files ({', '.join(found)})" if found else "no model"
         raise KatibError(f"{folder} holds {what}: a trial saves one with katib.save_model(model) or writes "
@@ -171,34 +257,39 @@ def load_model(path: str | os.PathLike[str], allow_pickle: bool = True) -> Any:
     scikit-learn estimator, a TorchScript or rebuilt PyTorch module (in eval mode), or an
     onnxruntime ``InferenceSession``. ``allow_pickle=False`` refuses the formats loaded by
     unpickling (``PICKLED``), which run code of the trial's choosing in this process."""
-    saved = find_model(path)
-    file = saved.file_path
-    if saved.format in PICKLED and not allow_pickle:
-        raise KatibError(f"{file} is a {saved.format} model saved as a pickle: loading it runs whatever code the trial "
-                         "that wrote it chose, as you, and this store's trials are its tenants' (katib server --auth). "
-                         "Serve a model saved as ONNX or TorchScript, or pass --trust-pickles (trust_pickles=True) "
-                         "if you trust every editor of the experiment's namespace")
-    if saved.format == "sklearn":
-        import joblib
+    with _opened_folder(path) as (folder, dir_fd):
+        saved = _find(folder, dir_fd)
+        file = saved.file_path
+        if saved.format in PICKLED and not allow_pickle:
+            raise KatibError(f"{file} is a {saved.format} model saved as a pickle: loading it runs whatever code the "
+                             "trial that wrote it chose, as you, and this store's trials are its tenants' (katib "
+                             "server --auth). Serve a model saved as ONNX or TorchScript, or pass --trust-pickles "
+                             "(trust_pickles=True) if you trust every editor of the experiment's namespace")
+        # Each file is read through a descriptor opened in the folder's (no link followed,
+        # a plain file): never by a path name, which a link swapped in later could redirect.
+        if saved.format == "onnx":
+            try:
+                import onnxruntime
+            except ImportError:
+                raise KatibError(f"{file} is an ONNX model: serving it needs onnxruntime (pip install "
+                                 "onnxruntime)") from None
+            return onnxruntime.InferenceSession(_read(folder, dir_fd, saved.file), providers=["CPUExecutionProvider"])
+        factory = _read(folder, dir_fd, "factory.pickle") if saved.format == "pytorch" else b""
+        with os.fdopen(_open_file(folder, dir_fd, saved.file), "rb") as opened:
+            if saved.format == "sklearn":
+                import joblib
 
-        return joblib.load(file)
-    if saved.format == "torchscript":
-        import torch
+                return joblib.load(opened)
+            import torch
 
-        with _quiet():
-            return torch.jit.load(str(file), map_location="cpu").eval()
-    if saved.format == "pytorch":
-        import cloudpickle
-        import torch
+            if saved.format == "torchscript":
+                with _quiet():
+                    return torch.jit.load(opened, map_location="cpu").eval()
+            import cloudpickle
 
-        module = cloudpickle.loads((saved.path / "factory.pickle").read_bytes())()
-        module.load_state_dict(torch.load(file, map_location="cpu", weights_only=True))
-        return module.eval()
-    try:
-        import onnxruntime
-    except ImportError:
-        raise KatibError(f"{file} is an ONNX model: serving it needs onnxruntime (pip install onnxruntime)") from None
-    return onnxruntime.InferenceSession(str(file), providers=["CPUExecutionProvider"])
+            module = cloudpickle.loads(factory)()
+            module.load_state_dict(torch.load(opened, map_location="cpu", weights_only=True))
+            return module.eval()
 
 
 def predictor(saved: SavedModel, model: Any) -> Any:

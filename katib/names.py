@@ -152,7 +152,13 @@ class RunLayout:
         return self.trial(namespace, experiment, trial) / "push.jsonl"
 
     def artifacts(self, namespace: str, experiment: str, trial: str) -> Path:
-        return self.trial(namespace, experiment, trial) / ARTIFACTS
+        """The trial's artifacts folder: its trial wrote it, so a symbolic link in its
+        place (to another tenant's folder) is refused, not followed."""
+        folder = self.trial(namespace, experiment, trial) / ARTIFACTS
+        if folder.is_symlink():
+            raise ValidationError([FieldError("path", f"{str(folder)!r} is a symbolic link, not the trial's own "
+                                                      "artifacts folder")], "path")
+        return folder
 
     def checkpoint(self, namespace: str, experiment: str, trial: str) -> Path:
         check("trial", trial)

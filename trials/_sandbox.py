@@ -46,7 +46,7 @@ import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from katib.names import private_dirs
+from katib.names import ARTIFACTS, private_dirs
 
 from ._executor import LaunchError, TrialJob
 
@@ -250,7 +250,9 @@ class Sandbox:
         for name in dict.fromkeys(protected):
             _no_link(trial_dir / name)  # a link an earlier run of the trial left
             out += ["--ro-bind", "/dev/null", str(trial_dir / name)]
-        folder_set = {Path(os.path.abspath(f)) for f in folders}
+        # The artifacts folder too: katib serve reads the model there, and a link in its
+        # place (to another tenant's artifacts) would have it serve that tenant's model.
+        folder_set = {Path(os.path.abspath(f)) for f in [*folders, trial_dir / ARTIFACTS]}
         for target in [*writable, *folder_set]:
             path = Path(os.path.abspath(target))
             if not _within(path, trial_dir) or path == trial_dir:

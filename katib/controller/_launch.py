@@ -15,6 +15,7 @@ from katib.store import ExperimentRecord, TrialRecord
 from suggestion import CHECKPOINT_FROM_LABEL, Algorithm
 from trials import Deferred, Executor, LaunchError, TrialJob
 
+from ._copy import CheckpointRefused, checkpoint_limit, copy_checkpoint
 from ._status import MetricReducer, mark_trial
 
 if TYPE_CHECKING:
@@ -108,17 +109,27 @@ class Launching:
 
     def _prepare_checkpoint(self, t: TrialRecord) -> None:
         """A trial that starts from another's checkpoint (its assignment's
-        ``CHECKPOINT_FROM_LABEL`` names that trial) gets a fresh copy of it."""
+        ``CHECKPOINT_FROM_LABEL`` names that trial) gets a fresh copy of it.
+
+        The other trial wrote that folder (a tenant's, under ``katib server --auth``) and
+        the server copies it, outside any sandbox: links stay links (never what they point
+        to: the store, another tenant's files), only plain files and folders are copied
+        (a FIFO, socket or device is refused), and at most ``KATIB_MAX_CHECKPOINT_BYTES``
+        of files (apparent sizes: a sparse file of 16 TB counts 16 TB). Whatever goes wrong
+        is a ``LaunchError``: this trial fails with the reason, the experiment goes on."""
         target = self._checkpoint_dir(t.name)
         shutil.rmtree(target, ignore_errors=True)
         source_name = t.labels.get(CHECKPOINT_FROM_LABEL)
         source = self._checkpoint_dir(source_name) if source_name else None
-        if source is not None and source.is_dir():
-            # Links stay links: the trial that made them must not get the server to copy
-            # what they point to (the store, another tenant's files) into its checkpoint.
-            shutil.copytree(source, target, symlinks=True)
-        else:
+        if source is None or not source.is_dir():
             target.mkdir(parents=True, exist_ok=True)
+            return
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            copy_checkpoint(source, target, checkpoint_limit())
+        except (OSError, CheckpointRefused, ValueError) as exc:
+            shutil.rmtree(target, ignore_errors=True)
+            raise LaunchError(f"cannot start from trial {source_name}'s checkpoint: {exc}") from None
 
     def _job(self, t: TrialRecord) -> TrialJob:
         tt = self.exp.spec.trial_template
