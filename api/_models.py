@@ -30,6 +30,7 @@ class ExperimentItem(ExperimentObject):
 class ExperimentList(KatibModel):
     items: list[ExperimentItem]
     read_only: bool
+    metadata: dict[str, str] | None = None  # {"continue": the next page's token} while more follow
 
 
 class ExperimentStatusAnswer(KatibModel):
@@ -77,3 +78,6 @@ class MetricLogEntry(KatibModel):
 
 class ObservationLog(KatibModel):
     metric_logs: list[MetricLogEntry]
+    # "continue": the next page's token while more follow; "resume": the token of what
+    # follows this answer (what was reported since); "earlierItemCount" (with ?tail=).
+    metadata: dict[str, str | int] | None = None

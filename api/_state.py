@@ -26,7 +26,10 @@ class ServerLimits:
     log_bytes: int = field(default=1 << 20, metadata={"env": "KATIB_MAX_LOG_BYTES"})
     """The most of a trial's log one answer returns (its end)."""
     page: int = field(default=10_000, metadata={"env": "KATIB_MAX_PAGE"})
-    """The most trials one page of …/trials holds."""
+    """The most items one page of a list holds (…/trials, the experiment lists, a trial's observations)."""
+    list_bytes: int = field(default=16 << 20, metadata={"env": "KATIB_MAX_LIST_BYTES"})
+    """About the most bytes of experiments one page of an experiment list reads and holds:
+    a page ends before the experiment that would pass it (though it holds at least one)."""
     push_bytes: int = field(default=PUSH_BYTES, metadata={"env": PUSH_BYTES_ENV})
     """The most bytes of metrics one trial may push (POST …/trials/{trial}/metrics) in all:
     its push file's size (about a million records); past it a push is a 413 and not kept."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -14,9 +15,15 @@ from katib import views
 from katib.controller import EDITABLE, is_completed
 from katib.errors import KatibError
 from katib.spec import Trial
-from katib.store import ExperimentRecord, latest_trial, trial_page
+from katib.store import (
+    ExperimentRecord,
+    experiment_page,
+    latest_trial,
+    observation_page,
+    trial_page,
+)
 
-from .. import _service
+from .. import _paging, _service
 from .._auth import can_read, current_user
 from .._documents import created_links, experiment_body, read_document
 from .._models import (
@@ -24,8 +31,6 @@ from .._models import (
     ExperimentItem,
     ExperimentList,
     ExperimentStatusAnswer,
-    MetricLogEntry,
-    MetricValue,
     ObservationLog,
     TrialStopping,
 )
@@ -37,22 +42,51 @@ LINKS = created_links("getExperiment getExperimentStatus listTrials stopExperime
 
 
 @router.get("/experiments", response_model=ExperimentList, response_model_exclude_none=True)
-def list_all(request: Request, namespace: str | None = None, state: ServerState = Depends(get_state)) -> ExperimentList:
-    """Every experiment the caller may read (of one namespace if given), as Katib objects."""
+def list_all(request: Request, namespace: str | None = None, limit: int | None = _paging.LIMIT,
+             continue_: str | None = _paging.CONTINUE,
+             brief: bool = Query(False, description="each item's spec cut to what a list of experiments shows "
+                                 "(objective, algorithm name, budget, executor): what the viewer's home page reads"),
+             state: ServerState = Depends(get_state)) -> ExperimentList:
+    """The experiments the caller may read (of one namespace if given), as Katib objects,
+    oldest first, a page at a time: at most ``limit`` (and the server's ``page`` limit) and
+    about the server's ``list_bytes`` of them (a page ends before the experiment that would
+    pass it, and holds at least one); while more follow, ``metadata.continue`` is the token
+    to pass as ``?continue=`` for the next page. No ``limit`` means a whole page."""
     user = current_user(request)
+    listing, scope = "experiments", namespace if namespace is not None else "*"
+    at = _paging.start(continue_, listing, scope, None)
+    readable = None if user is None or user.admin else {ns for ns in user.roles if can_read(user, ns)}
+    recs, following = experiment_page(state.store, _paging.page_size(limit, state.limits.page), state.limits.list_bytes,
+                                      at.experiment if at else 0, namespace, readable)
     items = []
-    for r in state.store.list_experiments(namespace):
-        if can_read(user, r.namespace):
-            failure = None
-            if views.phase(r) == "Failed":  # why: the trial that failed last (read alone)
-                last = latest_trial(state.store, r.id, FAILED)
-                failure = views.last_failure([last] if last else [])
-            items.append(ExperimentItem.model_validate({**dict(views.experiment(r)), **controls(state, r),
-                                                        "last_failure": failure}))
-    return ExperimentList(items=items, read_only=state.read_only)
+    for r in recs:
+        failure = None
+        if views.phase(r) == "Failed":  # why: the trial that failed last (read alone)
+            last = latest_trial(state.store, r.id, FAILED)
+            failure = views.last_failure([last] if last else [])
+        obj = views.experiment(_brief(r) if brief else r)
+        items.append(ExperimentItem.model_validate({**dict(obj), **controls(state, r), "last_failure": failure}))
+    token = _paging.encode(listing, scope, None, _paging.Position(following, "")) if following is not None else None
+    return ExperimentList(items=items, read_only=state.read_only, metadata={"continue": token} if token else None)
 
 
 FAILED = ("Failed", "MetricsUnavailable")
+# What a list of experiments shows of a spec (?brief=true): never its parameters' values,
+# trial template or NAS config, which may weigh a megabyte.
+BRIEF_SPEC = ("objective", "maxTrialCount", "parallelTrialCount", "maxFailedTrialCount", "resumePolicy", "executor")
+
+
+def _brief(rec: ExperimentRecord) -> ExperimentRecord:
+    """The experiment with its spec cut to what a list shows (``BRIEF_SPEC``, the
+    algorithm's name) and its metadata to its name's and labels."""
+    doc = rec.spec
+    spec = doc.get("spec") or {}
+    cut = {k: spec[k] for k in BRIEF_SPEC if k in spec}
+    if isinstance(spec.get("algorithm"), dict):
+        cut["algorithm"] = {"algorithmName": spec["algorithm"].get("algorithmName")}
+    meta = doc.get("metadata") or {}
+    return replace(rec, spec={**{k: doc[k] for k in ("apiVersion", "kind") if k in doc},
+                              "metadata": {k: meta[k] for k in ("labels",) if k in meta}, "spec": cut})
 
 
 def controls(state: ServerState, rec: ExperimentRecord) -> dict[str, bool]:
@@ -194,16 +228,41 @@ async def push_metrics(namespace: str, trial: str, body: dict[str, float | str],
     return await asyncio.to_thread(_service.push_metrics, state, namespace, trial, body)
 
 
-@router.get("/namespaces/{namespace}/trials/{trial}/observations", response_model=ObservationLog)
-def observations(namespace: str, trial: str, metric: str | None = None,
-                 state: ServerState = Depends(get_state)) -> ObservationLog:
-    """The trial's observation log: every reported value with its time (RFC 3339)."""
+@router.get("/namespaces/{namespace}/trials/{trial}/observations", response_model=ObservationLog,
+            response_model_exclude_none=True)
+def observations(namespace: str, trial: str, metric: str | None = None, limit: int | None = _paging.LIMIT,
+                 continue_: str | None = _paging.CONTINUE,
+                 tail: int | None = Query(None, ge=1, le=100_000, description="the last this many (at most the server's "
+                                          "page); metadata.earlierItemCount says how many precede them"),
+                 state: ServerState = Depends(get_state)) -> Any:
+    """The trial's observation log: each reported value with its time (RFC 3339), in time
+    order, a page at a time: at most ``limit`` and the server's ``page`` limit (no
+    ``limit``: a whole page, so a small trial's log comes whole, as before). While more
+    follow, ``metadata.continue`` is the token of the next page. Asked with ``limit``,
+    ``continue`` or ``tail``, ``metadata.resume`` is the token of what follows this
+    answer's last value, whether or not more follow: passed as ``?continue=`` later, it
+    answers only what was reported since (how the viewer follows a running trial). With
+    ``tail``, the log's last values instead."""
     from katib.controller import rfc3339
 
-    _, t = _service.trial(state, namespace, trial)
-    rows = state.store.observations(t.id, metric)
-    return ObservationLog(metric_logs=[
-        MetricLogEntry(time_stamp=rfc3339(r.time), metric=MetricValue(name=r.metric_name, value=r.value)) for r in rows])
+    if tail is not None and continue_:
+        raise KatibError("tail: the last values of the log take no continue token; pass one or the other")
+    rec, t = _service.trial(state, namespace, trial)
+    size = _paging.page_size(tail if tail is not None else limit, state.limits.page)
+    page = observation_page(state.store, rec, t, size, continue_, metric, tail=tail is not None)
+    metadata: dict[str, Any] = {}
+    if limit is not None or continue_ or tail is not None:  # a reader that pages: a bare GET answers as before
+        metadata["resume"] = page.resume
+    if page.more:
+        metadata["continue"] = page.more
+    if page.earlier is not None:
+        metadata["earlierItemCount"] = page.earlier
+    body: dict[str, Any] = {"metricLogs": [{"timeStamp": rfc3339(r.time), "metric": {"name": r.metric_name, "value": r.value}}
+                                           for r in page.rows]}
+    if metadata:
+        body["metadata"] = metadata
+    # Serialised directly: thousands of plain dicts need no model validation.
+    return JSONResponse(body)
 
 
 @router.get("/namespaces/{namespace}/trials/{trial}/log", response_class=PlainTextResponse)

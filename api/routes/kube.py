@@ -17,7 +17,7 @@ from katib.controller import is_completed
 from katib.errors import FieldError, NotFoundError, ValidationError
 from katib.runtimes import is_trainjob
 from katib.spec import API_VERSION, EXPERIMENT_LABEL, TRIAL_LABEL, Trial
-from katib.store import ExperimentRecord, TrialRecord
+from katib.store import ExperimentRecord, TrialRecord, experiment_page
 
 from .. import _paging, _service
 from .._documents import created_links, experiment_body, read_document
@@ -86,10 +86,23 @@ async def create_experiment(namespace: str, request: Request, dry_run: str | Non
 
 @router.get(PREFIX + "/experiments", response_model=KubeExperimentList, response_model_exclude_none=True)
 def list_experiments(namespace: str, label_selector: str | None = Query(None, alias="labelSelector"),
+                     limit: int | None = _paging.LIMIT, continue_: str | None = _paging.CONTINUE,
                      state: ServerState = Depends(get_state)) -> KubeExperimentList:
+    """The namespace's experiments, oldest first, a page at a time: at most ``limit`` (and
+    the server's ``page`` limit), and about the server's ``list_bytes`` of them read (a page
+    ends before the experiment that would pass it, and holds at least one; one the selector
+    leaves out counts too, so a page may hold fewer than ``limit``); ``metadata.continue``
+    while more follow. No ``limit`` means a whole page (the Katib SDK asks once)."""
     selector = _selector(label_selector)
-    items = [views.experiment(r) for r in state.store.list_experiments(namespace)]
-    return KubeExperimentList(api_version=API_VERSION, kind="ExperimentList", metadata={"resourceVersion": ""},
+    at = _paging.start(continue_, "experiment-objects", namespace, label_selector)
+    recs, following = experiment_page(state.store, _paging.page_size(limit, state.limits.page), state.limits.list_bytes,
+                                      at.experiment if at else 0, namespace)
+    items = [views.experiment(r) for r in recs]
+    metadata = {"resourceVersion": ""}
+    if following is not None:
+        metadata["continue"] = _paging.encode("experiment-objects", namespace, label_selector,
+                                              _paging.Position(following, ""))
+    return KubeExperimentList(api_version=API_VERSION, kind="ExperimentList", metadata=metadata,
                               items=[i for i in items if _matches(i.metadata.labels or {}, selector)])
 
 

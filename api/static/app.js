@@ -54,6 +54,18 @@ async function api(path, options = {}) {
   if (!res.ok) { const e = new Error((body && body.message) || `${res.status} ${res.statusText}`); e.body = body; e.status = res.status; throw e; }
   return body;
 }
+// Every item of a list the server answers a page at a time (each page names the next in
+// metadata.continue): the experiment lists page by count and by bytes.
+async function listAll(path) {
+  const sep = path.includes("?") ? "&" : "?";
+  let data = await api(path);
+  const items = [...data.items];
+  for (let token = (data.metadata || {}).continue; token; token = (data.metadata || {}).continue) {
+    data = await api(`${path}${sep}continue=${encodeURIComponent(token)}`);
+    items.push(...data.items);
+  }
+  return { ...data, items };
+}
 
 // Dark mode: the system's choice (prefers-color-scheme) unless the header's toggle picked
 // light or dark (kept in localStorage). Charts take a matching ECharts theme.
@@ -227,7 +239,7 @@ async function listPage(view) {
     });
   };
   const load = async () => {
-    const data = await api("/api/v1/experiments");
+    const data = await listAll("/api/v1/experiments?brief=true");  // what the table shows of each spec
     readOnly = !!data.readOnly;
     rows = data.items.map(e => {
       const s = e.status || {}, spec = e.spec || {};
@@ -620,7 +632,7 @@ async function experimentPage(view, ns, name) {
   $("#budget-edit").onclick = () => { $("#budget").hidden = !$("#budget").hidden; };
   $("#clone").onclick = async () => {  // its YAML, under the first free name, on the Submit page
     try {
-      const [text, all] = await Promise.all([api(`${base}/yaml`), api("/api/v1/experiments")]);
+      const [text, all] = await Promise.all([api(`${base}/yaml`), listAll("/api/v1/experiments?brief=true")]);
       const taken = new Set(all.items.filter(e => e.metadata.namespace === ns).map(e => e.metadata.name));
       let k = 2;
       while (taken.has(`${name}-${k}`)) k++;
@@ -706,7 +718,7 @@ async function trialPage(view, ns, name) {
           <dt>limits</dt><dd>${esc(JSON.stringify((primary.resources || {}).limits || {}))}</dd>
           <dt>devices</dt><dd id="devices"></dd>
           <dt>started</dt><dd id="started"></dd><dt>completed</dt><dd id="completed"></dd></dl></div>
-      <div class="card grow"><h2>Metrics over time</h2><div id="series" class="chart"></div></div>
+      <div class="card grow"><h2>Metrics over time</h2><div id="series" class="chart"></div><p id="series-note" class="muted" hidden></p></div>
     </div>
     <div class="card"><h2>Conditions</h2><table><thead><tr><th scope="col">Type</th><th scope="col">Status</th><th scope="col">Reason</th><th scope="col">Message</th><th scope="col">Last transition</th></tr></thead>
       <tbody id="conditions"></tbody></table></div>
@@ -717,6 +729,23 @@ async function trialPage(view, ns, name) {
     <div class="row"><div class="card grow" id="note"></div>
       <div class="card grow"><h2>YAML</h2><pre id="trial-yaml" tabindex="0" aria-label="the trial's YAML">…</pre></div></div>`;
   const series = chart($("#series"));
+  // Its reports: the last REPORTS of them at first (a trial may print millions), then only
+  // what was reported since the last fetch (the answer's metadata.resume), the window kept
+  // to the last REPORTS; "showing the last N of M" says when it holds fewer than all.
+  const REPORTS = 5000, reports = { logs: [], earlier: 0, resume: null };
+  const fetchReports = async () => {
+    const path = `${base}/observations`;
+    let page = reports.resume === null ? null
+      : await api(`${path}?continue=${encodeURIComponent(reports.resume)}`).catch(() => null);
+    if (page && !(page.metadata || {}).continue) reports.logs = reports.logs.concat(page.metricLogs);
+    else {  // the first time, more than a page new since, or a token refused: the log's end again
+      page = await api(`${path}?tail=${REPORTS}`);
+      reports.logs = page.metricLogs; reports.earlier = (page.metadata || {}).earlierItemCount || 0;
+    }
+    reports.resume = (page.metadata || {}).resume || null;
+    if (reports.logs.length > REPORTS) { reports.earlier += reports.logs.length - REPORTS; reports.logs = reports.logs.slice(-REPORTS); }
+    return { metricLogs: reports.logs };
+  };
   // Everything that changes while the trial runs: state, metrics, conditions, the chart.
   const draw = obs => {
     $("#trial-state").innerHTML = stateBadge(state);
@@ -740,11 +769,14 @@ async function trialPage(view, ns, name) {
       const v = +l.metric.value, pts = (byMetric[l.metric.name] = byMetric[l.metric.name] || []);
       if (!isNaN(v)) pts.push([pts.length + 1, v]);
     }
+    const shown = obs.metricLogs.length;
+    $("#series-note").hidden = !reports.earlier;
+    $("#series-note").textContent = reports.earlier ? `showing the last ${shown.toLocaleString()} of ${(shown + reports.earlier).toLocaleString()} reports` : "";
     series.setOption({ animation: false, legend: { top: 0 }, grid: { left: 60, right: 20, top: 30, bottom: 40 }, tooltip: { trigger: "axis" },
       xAxis: { type: "value", name: "report", nameLocation: "middle", nameGap: 25, min: 1, minInterval: 1 }, yAxis: { type: "value", scale: true },
       series: Object.entries(byMetric).map(([k, pts]) => ({ name: k, type: "line", showSymbol: pts.length < 60, data: pts })) }, true);
   };
-  draw(await api(`${base}/observations`));
+  draw(await fetchReports());
   const loadLog = async () => {
     const text = await api(`${base}/log?tail=${Math.max(1, +$("#tail").value || 200)}`);
     const pre = $("#log"), atEnd = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 20;
@@ -769,7 +801,7 @@ async function trialPage(view, ns, name) {
     if (!live(state) || busy) return;
     busy = true;
     try {
-      const [fresh, obs] = await Promise.all([api(base), api(`${base}/observations`)]);
+      const [fresh, obs] = await Promise.all([api(base), fetchReports()]);
       t = fresh; state = stateOf(t); draw(obs);
       if (!live(state)) loadYaml();  // once more, with its final status
       window.__katibTrialRefreshes = (window.__katibTrialRefreshes || 0) + 1;

@@ -88,23 +88,28 @@ class _Remote:
     def close(self) -> None:
         self.http.close()
 
-    def experiments(self, namespace: str) -> list[dict[str, Any]]:
-        return self._call("GET", "/experiments", params={"namespace": namespace})["items"]  # type: ignore[no-any-return]
-
-    def trials(self, name: str, namespace: str) -> list[dict[str, Any]]:
+    def _pages(self, path: str, key: str, params: dict[str, str] | None = None) -> list[dict[str, Any]]:
+        """Every item of a list the server answers a page at a time, each page naming the
+        next by its token (``metadata.continue``)."""
         items: list[dict[str, Any]] = []
-        params: dict[str, str] = {}
-        while True:  # the server answers a page at a time, each naming the next by its token
-            page = self._call("GET", f"/namespaces/{namespace}/experiments/{name}/trials", params=params)
-            items += page["items"]
+        params = dict(params or {})
+        while True:
+            page = self._call("GET", path, params=params)
+            items += page[key]
             token = (page.get("metadata") or {}).get("continue")
             if not token:
                 return items
-            params = {"continue": token}
+            params["continue"] = token
+
+    def experiments(self, namespace: str) -> list[dict[str, Any]]:
+        return self._pages("/experiments", "items", {"namespace": namespace})
+
+    def trials(self, name: str, namespace: str) -> list[dict[str, Any]]:
+        return self._pages(f"/namespaces/{namespace}/experiments/{name}/trials", "items")
 
     def observations(self, trial: str, namespace: str, metric: str | None) -> list[dict[str, Any]]:
-        params = {"metric": metric} if metric else {}
-        return self._call("GET", f"/namespaces/{namespace}/trials/{trial}/observations", params=params)["metricLogs"]  # type: ignore[no-any-return]
+        return self._pages(f"/namespaces/{namespace}/trials/{trial}/observations", "metricLogs",
+                           {"metric": metric} if metric else None)
 
     def budget(self, name: str, namespace: str, budget: dict[str, Any]) -> dict[str, Any]:
         return self._call("PATCH", f"/namespaces/{namespace}/experiments/{name}/budget", json=budget)  # type: ignore[no-any-return]
@@ -113,7 +118,7 @@ class _Remote:
         self._call("DELETE", f"/namespaces/{namespace}/experiments/{name}")
 
     def all_experiments(self) -> list[dict[str, Any]]:
-        return self._call("GET", "/experiments")["items"]  # type: ignore[no-any-return]
+        return self._pages("/experiments", "items")
 
     def stop(self, name: str, namespace: str) -> dict[str, Any]:
         return self._call("POST", f"/namespaces/{namespace}/experiments/{name}/stop")  # type: ignore[no-any-return]

@@ -44,6 +44,7 @@ BY_STATE = {
 COUNT_ORDER = ("Succeeded", "Failed", "Killed", "Created", "Running", "EarlyStopped", "MetricsUnavailable")
 # A state of more trials than this has its count in the status but not its list of names.
 LIST_LIMIT = 1000
+_GROUP = 256  # experiments whose trial names one query reads
 DERIVED = frozenset({"trials", *(k for pair in BY_STATE.values() for k in pair)})
 
 
@@ -70,11 +71,15 @@ def derive(conn: Connection, statuses: dict[int, dict[str, Any]]) -> None:
         wanted: dict[int, list[str]] = {}
         for exp_id, state in sorted(listed):
             wanted.setdefault(exp_id, []).append(state)
-        query = (sa.select(c.experiment_id, c.state, c.name)
-                 .where(sa.or_(*(sa.and_(c.experiment_id == e, c.state.in_(s)) for e, s in wanted.items())))
-                 .order_by(c.id))
-        for row in conn.execute(query):
-            names.setdefault((row[0], row[1]), []).append(row[2])
+        # A few hundred experiments a query: SQLite refuses an expression deeper than 1,000
+        # (a page of 1,000 experiments with trials was an OperationalError).
+        groups = list(wanted.items())
+        for at in range(0, len(groups), _GROUP):
+            query = (sa.select(c.experiment_id, c.state, c.name)
+                     .where(sa.or_(*(sa.and_(c.experiment_id == e, c.state.in_(s)) for e, s in groups[at:at + _GROUP])))
+                     .order_by(c.id))
+            for row in conn.execute(query):
+                names.setdefault((row[0], row[1]), []).append(row[2])
     for exp_id, status in statuses.items():
         for key in DERIVED:
             status.pop(key, None)

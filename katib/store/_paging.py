@@ -28,15 +28,17 @@ import base64
 import binascii
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
 from katib.errors import KatibError
 
-from ._records import ExperimentRecord, TrialRecord
-from ._schema import trials
+from ._derived import LIST_LIMIT
+from ._records import ExperimentRecord, ObservationRow, TrialRecord
+from ._schema import experiments, observations, trials
 
 if TYPE_CHECKING:
     from ._store import Store
@@ -141,4 +143,140 @@ def iter_trials(store: Store, rec: ExperimentRecord, page: int = 1000,
             return
 
 
-__all__ = ["InvalidContinueToken", "decode_token", "encode_token", "iter_trials", "latest_trial", "trial_page"]
+# What a derived trial name weighs in a page of experiments (a name of at most 63
+# characters, its quotes and comma): a status lists up to LIST_LIMIT names a state.
+_LISTED_NAME_BYTES = 72
+
+
+def _listed_weight(conn: sa.Connection, ids: list[int]) -> dict[int, int]:
+    """What the trial lists that ``derive`` adds to each experiment's status weigh, from
+    the per-state counts (one ``GROUP BY`` on the index): never a read of the names."""
+    c = trials.c
+    out = dict.fromkeys(ids, 0)
+    for exp_id, _, n in conn.execute(sa.select(c.experiment_id, c.state, sa.func.count())
+                                     .where(c.experiment_id.in_(ids)).group_by(c.experiment_id, c.state)):
+        if n <= LIST_LIMIT:
+            out[exp_id] += int(n) * _LISTED_NAME_BYTES
+    return out
+
+
+def experiment_page(store: Store, limit: int, max_bytes: int, start: int = 0, namespace: str | None = None,
+                    namespaces: Collection[str] | None = None) -> tuple[list[ExperimentRecord], int | None]:
+    """Experiments by id from id ``start`` on (of ``namespace`` if given, and only of
+    ``namespaces`` if given: those the reader may read), at most ``limit`` of them and
+    stopping before the one that would bring what they weigh past ``max_bytes`` (a page
+    holds its first whatever it weighs); and the id the next page starts at (None: no more).
+
+    What an experiment weighs is its stored spec and status and the trial lists its status
+    derives, measured in the database (lengths, counts) a few rows at a time before any
+    is read and parsed: a page reads and holds about ``max_bytes`` whatever the specs weigh."""
+    if limit < 1:
+        raise ValueError("limit must be at least 1")
+    c = experiments.c
+    where = [c.id >= start]
+    if namespace is not None:
+        where.append(c.namespace == namespace)
+    if namespaces is not None:
+        where.append(c.namespace.in_(sorted(namespaces)))
+    weight = sa.func.coalesce(sa.func.length(c.spec), 0) + sa.func.coalesce(sa.func.length(c.status), 0)
+    picked: list[int] = []
+    spent, chunk, low = 0, 16, start
+    following: int | None = None
+    with store._read() as conn:
+        while following is None:
+            rows = conn.execute(sa.select(c.id, weight).where(*where, c.id >= low).order_by(c.id).limit(chunk)).all()
+            listed = _listed_weight(conn, [r[0] for r in rows]) if rows else {}
+            for exp_id, size in rows:
+                size = int(size or 0) + listed[exp_id]
+                if picked and (len(picked) >= limit or spent + size > max_bytes):
+                    following = exp_id
+                    break
+                picked.append(exp_id)
+                spent += size
+            if len(rows) < chunk:
+                break
+            low, chunk = rows[-1][0] + 1, min(chunk * 2, 1024)
+        if not picked:
+            return [], None
+        query = experiments.select().where(*where, c.id <= picked[-1]).order_by(c.id)
+        return store._experiments(conn, conn.execute(query)), following
+
+
+_OBSERVATIONS_SALT = b"katib-observations-continue:"  # never taken for a trial page's token
+
+
+@dataclass(frozen=True)
+class ObservationPage:
+    """A page of a trial's observation log: ``rows`` (oldest first); ``more``, the token
+    of the next page while more follow now (None: this page reached the log's end);
+    ``resume``, the token of the position after ``rows`` whether or not more follow (what
+    a reader passes later to read only what was reported since); ``earlier``, how many
+    observations precede ``rows`` (counted only for a ``tail``)."""
+
+    rows: list[ObservationRow]
+    more: str | None
+    resume: str
+    earlier: int | None = None
+
+
+def _observation_token(rec: ExperimentRecord, t: TrialRecord, metric: str | None, at: tuple[float, int] | None) -> str:
+    return seal_token({"e": rec.uid, "t": t.id, "m": metric, "p": list(at) if at else None}, _OBSERVATIONS_SALT)
+
+
+def _observation_position(token: str, rec: ExperimentRecord, t: TrialRecord, metric: str | None) -> tuple[float, int] | None:
+    data = open_token(token, _OBSERVATIONS_SALT)
+    if data.get("e") != rec.uid or data.get("t") != t.id:
+        raise InvalidContinueToken(f"{_BAD} (it belongs to another trial, or one deleted and created again)")
+    if data.get("m") != metric:
+        raise InvalidContinueToken(f"{_BAD} (it was made for another metric filter: keep the filter across pages)")
+    at = data.get("p")
+    if at is None:
+        return None
+    if (isinstance(at, list) and len(at) == 2 and isinstance(at[0], (int, float)) and not isinstance(at[0], bool)
+            and isinstance(at[1], int) and not isinstance(at[1], bool) and at[1] >= 0):
+        return float(at[0]), at[1]
+    raise InvalidContinueToken(f"{_BAD} (its position is not an observation's)")
+
+
+def observation_page(store: Store, rec: ExperimentRecord, t: TrialRecord, limit: int, token: str | None = None,
+                     metric: str | None = None, tail: bool = False) -> ObservationPage:
+    """At most ``limit`` of the trial's observations (of ``metric`` only, if given), in
+    time order (then id, the order they were stored): the first after ``token``'s
+    position (from the start without one), or with ``tail`` the last ``limit`` of them.
+    Keyset on (time, id) by an index: a page costs the same at report 500,000 as at 1,
+    and reports added meanwhile land after it, never shifting it (one stored later under an
+    earlier time stamp, a pushed value's own, is not read again by a reader already past it)."""
+    if limit < 1:
+        raise ValueError("limit must be at least 1")
+    c = observations.c
+    query = sa.select(c.id, c.time, c.metric_name, c.value).where(c.trial_id == t.id)
+    if metric is not None:
+        query = query.where(c.metric_name == metric)
+    earlier: int | None = None
+    with store._read() as conn:
+        if tail:
+            rows = list(conn.execute(query.order_by(c.time.desc(), c.id.desc()).limit(limit)))[::-1]
+            more = False
+            if len(rows) == limit:
+                counted = sa.select(sa.func.count()).select_from(observations).where(c.trial_id == t.id)
+                if metric is not None:
+                    counted = counted.where(c.metric_name == metric)
+                earlier = max(0, int(conn.execute(counted).scalar() or 0) - limit)
+            else:
+                earlier = 0
+            at = None
+        else:
+            at = _observation_position(token, rec, t, metric) if token else None
+            if at is not None:  # (time, id) > at, written so that the index's range on time serves it
+                query = query.where(c.time >= at[0], sa.or_(c.time > at[0], c.id > at[1]))
+            rows = list(conn.execute(query.order_by(c.time, c.id).limit(limit + 1)))
+            more = len(rows) > limit
+            rows = rows[:limit]
+    end = (rows[-1].time, rows[-1].id) if rows else at
+    resume = _observation_token(rec, t, metric, end)
+    return ObservationPage([ObservationRow(r.time, r.metric_name, r.value) for r in rows],
+                           resume if more else None, resume, earlier)
+
+
+__all__ = ["InvalidContinueToken", "ObservationPage", "decode_token", "encode_token", "experiment_page", "iter_trials", "latest_trial",
+           "observation_page", "trial_page"]

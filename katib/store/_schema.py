@@ -71,6 +71,7 @@ observations = Table(
     Column("value", Text, nullable=False),  # numbers as text, or text (a DARTS genotype)
 )
 Index("ix_observations_trial_metric", observations.c.trial_id, observations.c.metric_name, observations.c.time)
+Index("ix_observations_trial_time", observations.c.trial_id, observations.c.time, observations.c.id)  # keyset paging
 
 # Katib's DBManager API keyed by trial name alone: the logs of trials this store does not
 # hold (a Katib control plane's, when our gRPC server stands in for its DB manager).

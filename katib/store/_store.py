@@ -43,7 +43,7 @@ from ._schema import (
 
 _UPDATE_TRIAL = trials.update().where(trials.c.id == sa.bindparam("_id"))
 
-SCHEMA_REVISION = "0011"
+SCHEMA_REVISION = "0012"
 T = TypeVar("T")
 
 

@@ -56,6 +56,7 @@ def test_following_a_trials_log_reads_a_bounded_chunk_not_the_whole_file(sqlite_
             return data
 
     import builtins
+
     import trials._executor as executor_module
 
     monkeypatch.setattr(executor_module, "open", lambda p, mode="r": Counting(real_open(p, mode)), raising=False)

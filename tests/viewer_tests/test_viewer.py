@@ -793,3 +793,31 @@ def test_an_experiment_page_opened_directly_asks_for_its_summary_once_while_its_
     summaries = [e for e in entries if e["name"] == "/api/v1/namespaces/default/experiments/finished/summary"]
     assert len(summaries) == 1, entries
     assert page.evaluate("window.__katibPrefetched") == 1  # the page took prefetch.js's answer
+
+
+def test_a_trial_of_many_reports_shows_its_last_and_then_asks_only_for_what_is_new(server, page):
+    """A trial that printed 500,000 values made every refresh of its page fetch them all
+    (41 MB each 1.5 s): the page now asks for the last 5,000 once, says so, and then only
+    for what was reported since."""
+    from katib.store import ObservationRow, Store, TrialRecord
+
+    store = Store(f"sqlite:///{WORK['work'] / 'k.db'}")
+    try:  # written to the server's store directly: no controller runs it, its trial stays Created
+        rec = store.create_experiment("default", "chatty", _doc("chatty", 1, 1, 1, 0.01), {}, str(WORK["work"]))
+        [t] = store.add_trials([TrialRecord(id=0, experiment_id=rec.id, name="chatty-1", state="Created", assignments=[])])
+        store.save_trial(t, [ObservationRow(1000.0 + i, "loss", str(i)) for i in range(6000)])
+        page.goto(server + "/#/t/default/chatty-1")
+        ready(page)
+        n = lambda k: page.evaluate(f"({k}).toLocaleString()")  # noqa: E731
+        assert page.inner_text("#series-note") == f"showing the last {n(5000)} of {n(6000)} reports"
+        store.save_trial(t, [ObservationRow(9000.0 + i, "loss", str(6000 + i)) for i in range(3)])
+        page.wait_for_function(f"document.querySelector('#series-note').textContent.includes({json.dumps(n(6003))})",
+                               timeout=20000)
+        assert "6002" in page.inner_text("#metrics")  # the latest report
+        asked = page.evaluate("""() => performance.getEntriesByType('resource').map(e => new URL(e.name))
+            .filter(u => u.pathname.endsWith('/trials/chatty-1/observations')).map(u => u.search)""")
+        assert asked[0] == "?tail=5000" and len(asked) >= 2, asked
+        assert all(a.startswith("?continue=") for a in asked[1:]), asked  # only what is new, after the first
+    finally:
+        _call(server, "DELETE", "/api/v1/namespaces/default/experiments/chatty")
+        store.close()
