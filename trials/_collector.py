@@ -343,7 +343,7 @@ class Collector:
                     break
         finally:
             _PIECES.reset(token)
-        for note in self._source.notes:
+        for note in getattr(self._source, "notes", ()):  # a plugin source may not say
             self._note(note)
         if self._push is not None and self._push.capped:
             self._note(f"the trial's push file holds more than {self.push_bytes} bytes: the server read its "

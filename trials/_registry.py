@@ -185,9 +185,25 @@ def trial_logs(handle: dict[str, Any] | None, trial_dir: Path, tail: int | None 
 
 def trial_log_since(handle: dict[str, Any] | None, trial_dir: Path, offset: int,
                     max_bytes: int = 1 << 20) -> tuple[bytes, int] | None:
-    """What the trial wrote since ``offset``, at most ``max_bytes`` (``Executor.log_since``), to follow it."""
-    return executor_class((handle or {}).get("executor") or "local").log_since(handle or {}, trial_dir, offset,
-                                                                                max_bytes)
+    """What the trial wrote since ``offset``, at most ``max_bytes`` (``Executor.log_since``), to follow it.
+    A plugin's ``log_since`` written before ``max_bytes`` existed is called without it, and cut."""
+    cls = executor_class((handle or {}).get("executor") or "local")
+    if _takes(cls.log_since, "max_bytes"):
+        return cls.log_since(handle or {}, trial_dir, offset, max_bytes=max_bytes)
+    got = cls.log_since(handle or {}, trial_dir, offset)
+    if got is None or len(got[0]) <= max_bytes:
+        return got
+    return got[0][:max_bytes], offset + max_bytes
+
+
+def _takes(method: Any, name: str) -> bool:
+    import inspect
+
+    try:
+        params = inspect.signature(method).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == name or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
 
 
 __all__ = ["COLLECTORS_GROUP", "EXECUTORS_GROUP", "ExecutorOptions", "Plugin", "executor_class", "executor_factory", "executor_names",
