@@ -113,6 +113,11 @@ def problems(manifest: dict[str, Any], namespace: str, server_account: tuple[str
                          f"by trial pods; give the template a service account of its own")
         if tenants:
             found += _baseline(spec, where)
+            for key, value in _dict(_dict(template.get("metadata")).get("annotations")).items():
+                if str(key).startswith(APPARMOR_ANNOTATION) and value != "runtime/default" \
+                        and not str(value).startswith("localhost/"):
+                    found.append(f"{path}.metadata.annotations[{key}]: a tenant's trial may not run without "
+                                 f"AppArmor ({value!r})")
     return found
 
 
@@ -124,12 +129,22 @@ def _baseline(spec: dict[str, Any], where: str) -> list[str]:
     for i, volume in enumerate(_list(spec.get("volumes"))):
         if isinstance(volume, dict) and "hostPath" in volume:
             found.append(f"{where}.volumes[{i}].hostPath: a tenant's trial may not mount the node's files")
+    pod_security = _dict(spec.get("securityContext"))
+    found += _confinement(pod_security, f"{where}.securityContext")
+    for j, sysctl in enumerate(_list(pod_security.get("sysctls"))):
+        name = _dict(sysctl).get("name")
+        if name not in SAFE_SYSCTLS:
+            found.append(f"{where}.securityContext.sysctls[{j}]: {name!r} is not one of the sysctls a tenant's "
+                         "trial may set (Pod Security baseline's safe set)")
     for kind in ("initContainers", "containers", "ephemeralContainers"):
         for i, container in enumerate(_list(spec.get(kind))):
             if not isinstance(container, dict):
                 continue
             at = f"{where}.{kind}[{i}]"
             security = _dict(container.get("securityContext"))
+            found += _confinement(security, f"{at}.securityContext")
+            if security.get("procMount") not in (None, "Default"):
+                found.append(f"{at}.securityContext.procMount: a tenant's trial keeps the default masked /proc")
             if security.get("privileged"):
                 found.append(f"{at}.securityContext.privileged: a tenant's trial may not run privileged")
             added = set(_list(_dict(security.get("capabilities")).get("add"))) - BASELINE_CAPABILITIES
@@ -138,6 +153,34 @@ def _baseline(spec: dict[str, Any], where: str) -> list[str]:
                              f"is beyond what a tenant's trial may add")
             if any(isinstance(p, dict) and p.get("hostPort") for p in _list(container.get("ports"))):
                 found.append(f"{at}.ports: a tenant's trial may not take a port of the node (hostPort)")
+    return found
+
+
+APPARMOR_ANNOTATION = "container.apparmor.security.beta.kubernetes.io/"
+#: Pod Security baseline: the sysctls a pod may set, the SELinux types it may ask for.
+SAFE_SYSCTLS = frozenset({
+    "kernel.shm_rmid_forced", "net.ipv4.ip_local_port_range", "net.ipv4.ip_unprivileged_port_start",
+    "net.ipv4.tcp_syncookies", "net.ipv4.ping_group_range", "net.ipv4.ip_local_reserved_ports",
+    "net.ipv4.tcp_keepalive_time", "net.ipv4.tcp_fin_timeout", "net.ipv4.tcp_keepalive_intvl",
+    "net.ipv4.tcp_keepalive_probes"})
+SELINUX_TYPES = frozenset({"", "container_t", "container_init_t", "container_kvm_t", "container_engine_t"})
+
+
+def _confinement(security: dict[str, Any], at: str) -> list[str]:
+    """Pod Security baseline's rules on a (pod's or container's) ``securityContext``: no
+    unconfined seccomp or AppArmor, no SELinux user, role or type of its own choosing, no
+    Windows host process."""
+    found = []
+    if _dict(security.get("seccompProfile")).get("type") == "Unconfined":
+        found.append(f"{at}.seccompProfile: a tenant's trial may not run without seccomp (Unconfined)")
+    if _dict(security.get("appArmorProfile")).get("type") == "Unconfined":
+        found.append(f"{at}.appArmorProfile: a tenant's trial may not run without AppArmor (Unconfined)")
+    selinux = _dict(security.get("seLinuxOptions"))
+    if selinux.get("user") or selinux.get("role") or selinux.get("type", "") not in SELINUX_TYPES:
+        found.append(f"{at}.seLinuxOptions: a tenant's trial may not choose its SELinux user or role, or a type "
+                     f"beyond {', '.join(sorted(t for t in SELINUX_TYPES if t))}")
+    if _dict(security.get("windowsOptions")).get("hostProcess"):
+        found.append(f"{at}.windowsOptions.hostProcess: a tenant's trial may not run as a host process")
     return found
 
 

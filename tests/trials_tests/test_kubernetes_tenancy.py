@@ -286,3 +286,41 @@ def test_katib_server_auth_fences_pods_in(tmp_path, _cluster, monkeypatch):
         assert executor.tenants is True and executor.server_account == ("ns-a", "katib-server")
     finally:
         executor.close()
+
+
+@pytest.mark.parametrize("change, why", [
+    (lambda s, c, m: s.update(securityContext={"seccompProfile": {"type": "Unconfined"}}), "seccompProfile"),
+    (lambda s, c, m: c.update(securityContext={"seccompProfile": {"type": "Unconfined"}}), "seccompProfile"),
+    (lambda s, c, m: c.update(securityContext={"procMount": "Unmasked"}), "procMount"),
+    (lambda s, c, m: s.update(securityContext={"sysctls": [{"name": "kernel.msgmax", "value": "1"}]}), "sysctls[0]"),
+    (lambda s, c, m: c.update(securityContext={"appArmorProfile": {"type": "Unconfined"}}), "appArmorProfile"),
+    (lambda s, c, m: m.update(annotations={"container.apparmor.security.beta.kubernetes.io/main": "unconfined"}),
+     "AppArmor"),
+    (lambda s, c, m: c.update(securityContext={"seLinuxOptions": {"type": "spc_t"}}), "seLinuxOptions"),
+    (lambda s, c, m: s.update(securityContext={"seLinuxOptions": {"user": "system_u"}}), "seLinuxOptions"),
+    (lambda s, c, m: c.update(securityContext={"windowsOptions": {"hostProcess": True}}), "hostProcess"),
+])
+def test_the_rest_of_pod_security_baseline_is_refused_for_tenants(change, why):
+    from trials._podfence import problems
+
+    job = experiment()["spec"]["trialTemplate"]["trialSpec"]
+    template = job["spec"]["template"]
+    assert problems(job, "team-a", None, tenants=True) == []
+    change(template["spec"], template["spec"]["containers"][0], template.setdefault("metadata", {}))
+    found = problems(job, "team-a", None, tenants=True)
+    assert len(found) == 1 and why in found[0], found
+    assert problems(job, "team-a", None, tenants=False) == []  # one user's own pods: their cluster's rules
+
+
+def test_what_pod_security_baseline_allows_stays_allowed():
+    from trials._podfence import problems
+
+    job = experiment()["spec"]["trialTemplate"]["trialSpec"]
+    template = job["spec"]["template"]
+    template["spec"]["securityContext"] = {"seccompProfile": {"type": "RuntimeDefault"},
+                                           "sysctls": [{"name": "net.ipv4.tcp_syncookies", "value": "1"}],
+                                           "seLinuxOptions": {"type": "container_t", "level": "s0:c1"}}
+    template["spec"]["containers"][0]["securityContext"] = {"procMount": "Default",
+                                                            "appArmorProfile": {"type": "RuntimeDefault"}}
+    template["metadata"] = {"annotations": {"container.apparmor.security.beta.kubernetes.io/main": "localhost/p"}}
+    assert problems(job, "team-a", None, tenants=True) == []
