@@ -21,13 +21,12 @@ refused (``FAILED_PRECONDITION``) rather than guessed.
 from __future__ import annotations
 
 import json
-import os
 import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ._push import PUSH_BYTES, PUSH_BYTES_ENV, append_pushed
+from ._push import PUSH_BYTES_ENV, append_pushed, push_bytes_limit
 from .names import RunLayout
 from .store import ObservationRow, Store, TrialLogs
 
@@ -76,7 +75,7 @@ class DBManagerServicer:
         self.logs = TrialLogs(store)
         self.store = store
         self.layout = RunLayout(runs_root)
-        self.push_bytes = int(os.environ.get(PUSH_BYTES_ENV) or PUSH_BYTES)
+        self.push_bytes = push_bytes_limit()
 
     def _ours(self, name: str, context: Any) -> Any:
         import grpc

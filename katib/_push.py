@@ -35,6 +35,13 @@ PUSH_BYTES_ENV = "KATIB_MAX_PUSH_BYTES"
 _append_lock = threading.Lock()
 
 
+def push_bytes_limit(environ: Mapping[str, str] | None = None) -> int:
+    """``KATIB_MAX_PUSH_BYTES`` where it is a positive number of bytes, else ``PUSH_BYTES``
+    (``katib server`` refuses to start on another value: ``api._state.ServerLimits``)."""
+    text = (os.environ if environ is None else environ).get(PUSH_BYTES_ENV, "").strip()
+    return int(text) if text.isdigit() and int(text) > 0 else PUSH_BYTES
+
+
 def append_pushed(path: Path, data: bytes, cap: int) -> int | None:
     """The server's half: append ``data`` (whole JSON lines) to a trial's push file unless
     the file would pass ``cap`` bytes; None when appended, else the bytes it holds (nothing

@@ -40,7 +40,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from katib._push import PUSH_BYTES, PUSH_BYTES_ENV
+from katib._push import PUSH_BYTES_ENV, push_bytes_limit
 
 from ._tail import _PIECES, Tail, _Pieces
 
@@ -299,7 +299,7 @@ class Collector:
             self.filters, metric_order or [], http_get))
         # The server takes at most KATIB_MAX_PUSH_BYTES of a trial's pushes (POST …/metrics),
         # and reads no more of a push file a trial writes itself.
-        self.push_bytes = _env_limit(PUSH_BYTES_ENV, PUSH_BYTES) if push_bytes is None else push_bytes
+        self.push_bytes = push_bytes_limit() if push_bytes is None else push_bytes
         self.max_samples = _env_limit(SAMPLES_ENV, SAMPLES) if max_samples is None else max_samples
         self._push = Tail(push_file, self.push_bytes) if push_file is not None else None
         self._stored: Counter[tuple[str, str]] = Counter()
@@ -351,6 +351,7 @@ class Collector:
                        f"(the server's limit of pushed metrics per trial; raise it with {PUSH_BYTES_ENV})")
         if final and self._rest.dropped:
             out += self._rest.samples()
+            self._rest = _Rest()  # handed on once
         return out
 
     def _take(self, samples: list[Sample], out: list[Sample]) -> None:

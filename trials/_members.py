@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from katib.runtimes import is_trainjob
-from katib.spec import find_containers
+from katib.spec import REPLICA_TYPE, find_containers
 
 from ._executor import LaunchError, TrialJob
 from ._resources import Resources
@@ -108,7 +108,6 @@ class Member:
 
 
 # Kubeflow training jobs: the replica specs field, and the replica types in rank order.
-REPLICA_TYPE = re.compile(r"[A-Za-z][A-Za-z0-9]{0,62}")  # Kubeflow's replica types are such words
 REPLICA_SPECS = {
     "pytorchReplicaSpecs": ("Master", "Worker"),
     "xgbReplicaSpecs": ("Master", "Worker"),

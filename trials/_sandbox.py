@@ -207,13 +207,16 @@ class Sandbox:
         out += self._pin(trial_dir, writable_files, ["pid", *protected], writable_folders)
         for name in [*(f for f in empty if f != "/tmp"), *covered, str(self.runs_root)]:
             out += ["--remount-ro", name]
-        # The working folder is looked up inside, never on the server's side: whether a
-        # folder outside the fence exists (another tenant's experiment) is not for a trial to learn.
-        workdir = cwd if cwd is not None else job.workdir
-        out += ["--chdir", str(workdir), "--", env, "--default-signal=TERM", "--",
+        out += ["--chdir", str(job.workdir), "--", env, "--default-signal=TERM", "--",
                 *(f"{k}={v}" for k, v in (inside_env or {}).items()), prlimit, "--core=0"]
         if memory and not gpu:
             out.append(f"--as={memory}")
+        if cwd is not None:
+            # The template's workingDir is looked up inside, never on the server's side
+            # (whether a folder outside the fence exists, another tenant's experiment, is
+            # not for a trial to learn); where it is not there, the experiment's folder, as
+            # outside the sandbox.
+            argv = ["/bin/sh", "-c", 'cd -- "$0" 2>/dev/null; exec "$@"', str(cwd), *argv]
         return [*out, "--", *argv]
 
     def _hide(self, shown: Sequence[Path]) -> tuple[list[str], list[str]]:

@@ -99,14 +99,17 @@ def _collector_images(values: list[str]) -> dict[str, str]:
 _TWINS = {"127.0.0.1": "::1", "localhost": "::1", "::1": "127.0.0.1", "0.0.0.0": "::"}
 
 
-def _bound(host: str, port: int) -> socket.socket:
+def _bound(host: str, port: int, twin: bool = False) -> socket.socket:
+    """A listening socket on ``host``; IPv6 only for a twin (``::`` beside ``0.0.0.0``
+    would otherwise overlap it, and fail), and for ``::1``."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if family == socket.AF_INET6 and host != "::":
+        if family == socket.AF_INET6 and (twin or host != "::"):
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind((host, port))
+        sock.listen(2048)  # held from now: a program cannot take it between here and uvicorn's start
     except BaseException:
         sock.close()
         raise
@@ -126,7 +129,7 @@ def listening_sockets(host: str, port: int) -> list[socket.socket]:
     twin = _TWINS.get(host)
     if twin is not None:
         try:
-            socks.append(_bound(twin, port))
+            socks.append(_bound(twin, port, twin=True))
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
                 for sock in socks:
@@ -154,19 +157,19 @@ def _timely_h11() -> type:
 
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
-            self._expect_head()
+            self._expect_head(self.cycle)
 
         def on_response_complete(self) -> None:
+            answered = self.cycle  # before uvicorn starts a pipelined request, which is not late
             super().on_response_complete()
-            self._expect_head()
+            self._expect_head(answered)
 
         def connection_lost(self, exc: Exception | None) -> None:
             if self._head_due is not None:
                 self._head_due.cancel()
             super().connection_lost(exc)
 
-        def _expect_head(self) -> None:
-            waiting_on = self.cycle
+        def _expect_head(self, waiting_on: Any) -> None:
             if self._head_due is not None:
                 self._head_due.cancel()
 

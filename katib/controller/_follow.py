@@ -192,7 +192,7 @@ class Following:
             mark_trial(t, "Failed", self._failure_message(t, state), reason="TrialFailed")
         cond = condition_of(t.conditions, t.state)
         if collector.notes and cond is not None:  # the limits its metrics reached, said where it ended
-            cond.message = "; ".join([cond.message or "", *collector.notes])
+            cond.message = "; ".join([m for m in [cond.message, *collector.notes] if m])
         self._samples += [(t.id, ObservationRow(*x)) for x in samples]
         self._touch(t)
         self.collectors.pop(t.name, None)

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from katib.errors import KatibError
 from katib.names import RESERVED_TRIAL_NAMES
-from katib.spec import EXPERIMENT_LABEL, Experiment, ExperimentStatus, new_trial_name
+from katib.spec import EDITABLE, EXPERIMENT_LABEL, Experiment, ExperimentStatus, new_trial_name
 from katib.store import ExperimentRecord, ObservationRow, TrialRecord, stored_status
 from suggestion import (
     Algorithm,
@@ -68,7 +68,6 @@ from ._tally import Tally
 if TYPE_CHECKING:
     from ._controller import Controller
 
-EDITABLE = ("parallelTrialCount", "maxTrialCount", "maxFailedTrialCount")
 STATUS_SAVE_INTERVAL = 0.5
 
 Listener = Callable[[str, "ExperimentRun", TrialRecord | None], None]

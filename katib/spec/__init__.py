@@ -58,11 +58,14 @@ from ._template import (
     new_trial_name,
     render,
 )
-from ._validate import EDITABLE, nas_config_errors, update_errors, validate, validate_parameter
+from ._update import EDITABLE, update_errors
+from ._validate import nas_config_errors, validate, validate_parameter
 from ._validate_template import compile_filter, filter_problem
+from ._workload import REPLICA_TYPE
 
 __all__ = [
     "EDITABLE",
+    "REPLICA_TYPE",
     "update_errors",
     "OPTIMIZATION_JOB_LIFTED",
     "as_written",

@@ -84,3 +84,16 @@ def test_katib_server_answers_on_ipv6_loopback_and_refuses_a_squatted_port(tmp_p
         assert done.returncode != 0 and f"[::1]:{port} is held by another program" in done.stderr, done.stderr
     finally:
         squatter.close()
+
+
+def test_all_addresses_means_both_families_too():
+    socks = listening_sockets("0.0.0.0", 0)
+    try:
+        assert sorted(s.family for s in socks) == sorted([socket.AF_INET, socket.AF_INET6])
+        port = socks[0].getsockname()[1]
+        with pytest.raises(OSError) as info:
+            _squat("::1", port)
+        assert info.value.errno == errno.EADDRINUSE
+    finally:
+        for s in socks:
+            s.close()

@@ -22,7 +22,7 @@ def test_a_long_label_selector_is_refused_at_once_and_a_long_legal_one_parses_in
     parsed = _selector(legal[:4096])
     assert len(parsed) >= 600
     assert _selector("a=b, e in (f, g),c=d") == {"a": "b", "e": frozenset({"f", "g"}), "c": "d"}
-    assert time.monotonic() - started < 2.0
+    assert time.monotonic() - started < 5.0  # the quadratic split took 8 s for the first alone
 
 
 def test_following_a_trials_log_reads_a_bounded_chunk_not_the_whole_file(sqlite_store, tmp_path: Path, monkeypatch):

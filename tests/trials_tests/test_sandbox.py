@@ -211,11 +211,18 @@ def test_a_trials_own_cuda_visible_devices_does_not_lift_its_memory_limit(sqlite
 
 def test_whether_a_working_folder_exists_outside_the_fence_is_not_told(sqlite_store, tmp_path):
     """workingDir is looked up inside the sandbox: an existing folder of another namespace's
-    runs and a missing one fail alike (it used to chdir into the one and fall back for the other)."""
+    runs and a missing one behave alike, the experiment's folder (it used to fail the trial
+    for the one and fall back for the other)."""
     other = tmp_path / "runs" / "ns-b" / "victim"
     other.mkdir(parents=True)
     outcomes = []
     for name, folder in (("one", other), ("two", tmp_path / "runs" / "ns-b" / "nothing-here")):
-        state, log = _fenced_trial(sqlite_store, tmp_path, "print('loss=1')", name=name, workingDir=str(folder))
-        outcomes.append((state, log.replace(str(folder), "FOLDER")))
-    assert outcomes[0] == outcomes[1] and outcomes[0][0] == "Failed", outcomes
+        state, log = _fenced_trial(sqlite_store, tmp_path, "import os; print(os.getcwd()); print('loss=1')",
+                                   name=name, workingDir=str(folder))
+        outcomes.append((state, log))
+    assert outcomes[0] == outcomes[1] == ("Succeeded", f"{tmp_path}\nloss=1\n"), outcomes
+    visible = tmp_path / "visible"  # a folder the trial may see is its working folder
+    visible.mkdir()
+    state, log = _fenced_trial(sqlite_store, tmp_path, "import os; print(os.getcwd()); print('loss=1')",
+                               name="three", workingDir=str(visible))
+    assert (state, log) == ("Succeeded", f"{visible}\nloss=1\n")
