@@ -151,7 +151,8 @@ class RequestGuard:
             if whole:
                 return await receive()
             try:
-                message = await asyncio.wait_for(receive(), max(0.0, due - asyncio.get_running_loop().time()))
+                async with asyncio.timeout_at(due):  # no task per receive, as wait_for makes
+                    message = await receive()
             except TimeoutError:
                 raise BodyTooSlow(BODY_SECONDS) from None
             if message["type"] == "http.request":
@@ -177,10 +178,12 @@ class BodyTooSlow(Exception):
 
 
 class BodyTooLarge(Exception):
-    """A chunked body passed the limit while it was read (answered 413)."""
+    """A chunked body passed the limit while it was read, or what it would add to the
+    server's files passes theirs (answered 413)."""
 
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"the body is larger than the limit of {limit} bytes (raise it with katib server --max-body)")
+    def __init__(self, limit: int, message: str | None = None) -> None:
+        super().__init__(message or f"the body is larger than the limit of {limit} bytes (raise it with katib server "
+                                    "--max-body)")
 
 
 def kube_style(path: str) -> bool:

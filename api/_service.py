@@ -87,18 +87,11 @@ def push_metrics(state: ServerState, namespace: str, name: str, body: dict[str, 
     cap = state.limits.push_bytes
     held = append_pushed(path, line, cap)
     if held is not None:
-        raise PushCapReached(
+        raise BodyTooLarge(cap,
             f"trial {namespace}/{name} has pushed {held} bytes of metrics, and this record ({len(line)} bytes) would "
             f"pass the server's limit of {cap} bytes of pushed metrics per trial (raise it with KATIB_MAX_PUSH_BYTES): "
             "it was not recorded")
     return {"accepted": len(values)}
-
-
-class PushCapReached(BodyTooLarge):
-    """A trial's pushed metrics would pass ``limits.push_bytes`` (answered 413, like a too large body)."""
-
-    def __init__(self, message: str) -> None:
-        Exception.__init__(self, message)
 
 
 def trial_log(state: ServerState, rec: ExperimentRecord, t: TrialRecord, tail: int | None = None) -> str:

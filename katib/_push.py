@@ -35,11 +35,16 @@ PUSH_BYTES_ENV = "KATIB_MAX_PUSH_BYTES"
 _append_lock = threading.Lock()
 
 
-def push_bytes_limit(environ: Mapping[str, str] | None = None) -> int:
-    """``KATIB_MAX_PUSH_BYTES`` where it is a positive number of bytes, else ``PUSH_BYTES``
+def env_limit(name: str, default: int, environ: Mapping[str, str] | None = None) -> int:
+    """The limit the variable ``name`` sets where it is a positive integer, else ``default``
     (``katib server`` refuses to start on another value: ``api._state.ServerLimits``)."""
-    text = (os.environ if environ is None else environ).get(PUSH_BYTES_ENV, "").strip()
-    return int(text) if text.isdigit() and int(text) > 0 else PUSH_BYTES
+    text = (os.environ if environ is None else environ).get(name, "").strip()
+    return int(text) if text.isdigit() and int(text) > 0 else default
+
+
+def push_bytes_limit(environ: Mapping[str, str] | None = None) -> int:
+    """``KATIB_MAX_PUSH_BYTES``, else ``PUSH_BYTES``."""
+    return env_limit(PUSH_BYTES_ENV, PUSH_BYTES, environ)
 
 
 def append_pushed(path: Path, data: bytes, cap: int) -> int | None:

@@ -129,9 +129,13 @@ def _values(p: Any) -> list[Any]:
     if p.parameter_type in ("categorical", "discrete"):
         return list(fs.list_ or [])
     if p.parameter_type == "int":
-        return list(range(int(fs.min), int(fs.max) + 1, int(fs.step or 1)))
-    low, high, delta = Decimal(fs.min), Decimal(fs.max), Decimal(fs.step)
-    return [float(low + i * delta) for i in range(int((high - low) / delta) + 1)]
+        return list(_int_range(fs))
+    low, delta = Decimal(fs.min), Decimal(fs.step)
+    return [float(low + i * delta) for i in range(_count(p))]
+
+
+def _int_range(fs: Any) -> range:
+    return range(int(fs.min), int(fs.max) + 1, int(fs.step or 1))
 
 
 def _count(p: Any) -> int:
@@ -140,7 +144,7 @@ def _count(p: Any) -> int:
     if p.parameter_type in ("categorical", "discrete"):
         return len(fs.list_ or [])
     if p.parameter_type == "int":
-        return len(range(int(fs.min), int(fs.max) + 1, int(fs.step or 1)))
+        return len(_int_range(fs))
     low, high, delta = Decimal(fs.min), Decimal(fs.max), Decimal(fs.step)
     return max(0, int((high - low) / delta) + 1)
 

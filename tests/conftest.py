@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import sys
 import uuid
 from pathlib import Path
@@ -190,3 +191,16 @@ def example_run(tmp_path_factory: pytest.TempPathFactory):
         return done[path]
 
     return run
+
+
+@pytest.fixture
+def umask_022():
+    """A umask that lets others read what is made: what must stay private is made so anyway."""
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+def file_mode(path: Path) -> int:
+    """``path``'s permission bits (of a link itself, not what it points to)."""
+    return stat.S_IMODE(os.lstat(path).st_mode)

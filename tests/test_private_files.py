@@ -5,7 +5,6 @@ and a push secret someone else could have planted or read is refused."""
 from __future__ import annotations
 
 import os
-import stat
 from pathlib import Path
 
 import pytest
@@ -14,20 +13,16 @@ from katib._pushtoken import PushTokens
 from katib.errors import KatibError
 from katib.names import private_dirs
 from katib.store import Store
+from tests.conftest import file_mode as _mode
 
-pytestmark = pytest.mark.skipif(os.name != "posix", reason="Unix permissions")
-
-
-@pytest.fixture(autouse=True)
-def _umask_022():
-    old = os.umask(0o022)
-    yield
-    os.umask(old)
+pytestmark = [pytest.mark.skipif(os.name != "posix", reason="Unix permissions"), pytest.mark.usefixtures("umask_022")]
 
 
-def _mode(path: Path) -> int:
-    return stat.S_IMODE(os.lstat(path).st_mode)
-
+def _secret(path: Path, mode: int = 0o600) -> Path:
+    """A push secret of ours at ``path``, with ``mode``."""
+    path.write_text("ab" * 32 + "\n")
+    path.chmod(mode)
+    return path
 
 def test_a_new_store_folder_is_0700_and_its_file_0600(tmp_path):
     tmp_path.chmod(0o755)
@@ -81,17 +76,13 @@ def test_a_fresh_push_secret_is_0600(tmp_path):
 
 @pytest.mark.parametrize("mode", [0o666, 0o644, 0o620, 0o604])
 def test_a_push_secret_others_may_read_or_write_is_refused(tmp_path, mode):
-    secret = tmp_path / "push-secret"
-    secret.write_text("ab" * 32 + "\n")
-    secret.chmod(mode)
+    secret = _secret(tmp_path / "push-secret", mode)
     with pytest.raises(KatibError, match="push-secret at .* readable or writable by others.*chmod 600"):
         PushTokens.load(secret)
 
 
 def test_a_symlinked_push_secret_is_refused(tmp_path):
-    real = tmp_path / "real"
-    real.write_text("ab" * 32 + "\n")
-    real.chmod(0o600)
+    real = _secret(tmp_path / "real")
     (tmp_path / "push-secret").symlink_to(real)
     with pytest.raises(KatibError, match="symbolic link"):
         PushTokens.load(tmp_path / "push-secret")
@@ -108,9 +99,7 @@ def test_a_push_secret_that_is_not_a_file_is_refused(tmp_path):
 
 
 def test_a_push_secret_owned_by_another_user_is_refused(tmp_path, monkeypatch):
-    secret = tmp_path / "push-secret"
-    secret.write_text("ab" * 32 + "\n")
-    secret.chmod(0o600)
+    secret = _secret(tmp_path / "push-secret")
     uid = os.getuid()
     monkeypatch.setattr(os, "getuid", lambda: uid + 1)  # as if the file were someone else's
     with pytest.raises(KatibError, match="not owned by you"):
@@ -118,7 +107,5 @@ def test_a_push_secret_owned_by_another_user_is_refused(tmp_path, monkeypatch):
 
 
 def test_a_private_push_secret_of_ours_is_used(tmp_path):
-    secret = tmp_path / "push-secret"
-    secret.write_text("ab" * 32 + "\n")
-    secret.chmod(0o600)
+    secret = _secret(tmp_path / "push-secret")
     assert PushTokens.load(secret).token("ns", "t") == PushTokens(bytes.fromhex("ab" * 32)).token("ns", "t")

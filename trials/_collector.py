@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import time
 from collections import Counter
@@ -40,7 +39,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from katib._push import PUSH_BYTES_ENV, push_bytes_limit
+from katib._push import PUSH_BYTES_ENV, env_limit, push_bytes_limit
 
 from ._tail import _PIECES, Tail, _Pieces
 
@@ -241,11 +240,6 @@ class _Rest:
         return out
 
 
-def _env_limit(name: str, default: int) -> int:
-    text = os.environ.get(name, "").strip()
-    return int(text) if text.isdigit() and int(text) > 0 else default
-
-
 def _compiled(filters: list[str]) -> list[Any]:
     """The filters as patterns: Katib's default by ``re`` (ours, and quicker on short lines),
     a user's by RE2 (``katib.spec.compile_filter``: linear time, whatever the pattern). One
@@ -300,7 +294,7 @@ class Collector:
         # The server takes at most KATIB_MAX_PUSH_BYTES of a trial's pushes (POST …/metrics),
         # and reads no more of a push file a trial writes itself.
         self.push_bytes = push_bytes_limit() if push_bytes is None else push_bytes
-        self.max_samples = _env_limit(SAMPLES_ENV, SAMPLES) if max_samples is None else max_samples
+        self.max_samples = env_limit(SAMPLES_ENV, SAMPLES) if max_samples is None else max_samples
         self._push = Tail(push_file, self.push_bytes) if push_file is not None else None
         self._stored: Counter[tuple[str, str]] = Counter()
         self._kept = 0  # samples handed on (and stored before a restart), up to max_samples

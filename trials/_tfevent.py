@@ -42,7 +42,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ._collector import Sample, _env_limit
+from katib._push import env_limit
+
+from ._collector import Sample
 from ._tail import _PIECES, _Pieces
 
 FILES = 256  # the most files of one trial's folder read (real runs have a few per run folder)
@@ -119,7 +121,7 @@ class TFEventReader:
     def __init__(self, directory: Path, names: list[str], max_files: int | None = None) -> None:
         self.directory = directory
         self.names = names
-        self.max_files = _env_limit(FILES_ENV, FILES) if max_files is None else max_files
+        self.max_files = env_limit(FILES_ENV, FILES) if max_files is None else max_files
         self.notes: list[str] = []  # the limits this folder reached, said once each
         self.more = False  # the last read stopped before the end of what there is to read
         self._files: dict[tuple[int, int], _File] = {}  # at most max_files

@@ -36,14 +36,15 @@ def _squat(host: str, port: int) -> socket.socket:
     return s
 
 
-def test_loopback_means_both_families_on_one_port():
-    socks = listening_sockets("127.0.0.1", 0)
+@pytest.mark.parametrize("host", ["127.0.0.1", "0.0.0.0"])
+def test_both_families_on_one_port(host):
+    """Loopback, and all addresses (where the twin, ``::``, is IPv6 only: dual-stack, it
+    overlapped 0.0.0.0 and failed silently, leaving [::1] free)."""
+    socks = listening_sockets(host, 0)
     try:
         assert sorted(s.family for s in socks) == sorted([socket.AF_INET, socket.AF_INET6])
         port = socks[0].getsockname()[1]
         assert {s.getsockname()[1] for s in socks} == {port}
-        for s in socks:
-            s.listen()
         with pytest.raises(OSError) as info:
             _squat("::1", port)
         assert info.value.errno == errno.EADDRINUSE
@@ -85,15 +86,3 @@ def test_katib_server_answers_on_ipv6_loopback_and_refuses_a_squatted_port(tmp_p
     finally:
         squatter.close()
 
-
-def test_all_addresses_means_both_families_too():
-    socks = listening_sockets("0.0.0.0", 0)
-    try:
-        assert sorted(s.family for s in socks) == sorted([socket.AF_INET, socket.AF_INET6])
-        port = socks[0].getsockname()[1]
-        with pytest.raises(OSError) as info:
-            _squat("::1", port)
-        assert info.value.errno == errno.EADDRINUSE
-    finally:
-        for s in socks:
-            s.close()

@@ -15,8 +15,8 @@ import pytest
 
 from katib.controller import Controller, admit
 from katib.names import RunLayout
-from suggestion import CHECKPOINT_FROM_LABEL, Algorithm, Assignment
 from tests.conftest import experiment, python_command
+from tests.controller_tests.test_checkpoints import chained
 
 # The first trial of each experiment plants PLANT in its checkpoint folder; the others
 # count how many files they found in their copy of it.
@@ -33,22 +33,7 @@ print(f"loss={len(list(d.rglob('*')))}")
 """
 
 
-class Chain(Algorithm):
-    """Three trials, one after another, each starting from the one before."""
-
-    name = "chain"
-
-    def checkpoint_dir(self, experiment):
-        return "/katib-test-chain/"
-
-    def exhausted(self, experiment, trials, state=None):
-        return len(trials) >= 3
-
-    def suggest(self, experiment, trials, count, state=None):
-        if any(t.state in ("Created", "Running") for t in trials) or len(trials) >= 3:
-            return []
-        labels = {CHECKPOINT_FROM_LABEL: trials[-1].name} if trials else {}
-        return [Assignment({"x": "0.5"}, name=f"chain-{len(trials) + 1}", labels=labels)]
+Chain = chained("chain")  # three trials, one after another, each starting from the one before
 
 
 def _run(store, tmp_path: Path, monkeypatch, plant: str):

@@ -17,22 +17,28 @@ STEP = ("import pathlib; p = pathlib.Path('/katib-test-handover/state.txt'); n =
         "p.parent.mkdir(parents=True, exist_ok=True); p.write_text(str(n)); print(f'loss={n}')")
 
 
-class Handover(Algorithm):
-    """Three trials, one after another, each continuing from the one before."""
+def chained(name: str) -> type[Algorithm]:
+    """An algorithm ``name``: three trials, one after another, each continuing from the
+    one before (``CHECKPOINT_FROM_LABEL``), in the checkpoint folder ``/katib-test-<name>/``."""
 
-    name = "handover"
+    class Chained(Algorithm):
+        def checkpoint_dir(self, experiment):
+            return f"/katib-test-{name}/"
 
-    def checkpoint_dir(self, experiment):
-        return "/katib-test-handover/"
+        def exhausted(self, experiment, trials, state=None):
+            return len(trials) >= 3
 
-    def exhausted(self, experiment, trials, state=None):
-        return len(trials) >= 3
+        def suggest(self, experiment, trials, count, state=None):
+            if any(t.state in ("Created", "Running") for t in trials) or len(trials) >= 3:
+                return []
+            labels = {CHECKPOINT_FROM_LABEL: trials[-1].name} if trials else {}
+            return [Assignment({"x": "0.5"}, name=f"{name}-{len(trials) + 1}", labels=labels)]
 
-    def suggest(self, experiment, trials, count, state=None):
-        if any(t.state in ("Created", "Running") for t in trials) or len(trials) >= 3:
-            return []
-        labels = {CHECKPOINT_FROM_LABEL: trials[-1].name} if trials else {}
-        return [Assignment({"x": "0.5"}, name=f"handover-{len(trials) + 1}", labels=labels)]
+    Chained.name = name
+    return Chained
+
+
+Handover = chained("handover")
 
 
 def test_any_algorithm_hands_a_checkpoint_on(store, tmp_path, monkeypatch):

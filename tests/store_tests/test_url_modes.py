@@ -5,7 +5,6 @@ files (-wal, -shm) with it; what exists is left as it is."""
 from __future__ import annotations
 
 import os
-import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -14,19 +13,9 @@ import pytest
 
 from katib.store import Store
 from tests.conftest import REPO
+from tests.conftest import file_mode as _mode
 
-pytestmark = pytest.mark.skipif(os.name != "posix", reason="Unix permissions")
-
-
-@pytest.fixture(autouse=True)
-def _umask_022():
-    old = os.umask(0o022)
-    yield
-    os.umask(old)
-
-
-def _mode(path: Path) -> int:
-    return stat.S_IMODE(os.lstat(path).st_mode)
+pytestmark = [pytest.mark.skipif(os.name != "posix", reason="Unix permissions"), pytest.mark.usefixtures("umask_022")]
 
 
 def _write(store: Store) -> None:
