@@ -18,6 +18,7 @@ import time
 from collections import OrderedDict
 from typing import Any
 
+from katib.controller import is_completed
 from katib.store import ExperimentRecord, Store, parameter_names, summary_columns, trial_stamp
 from katib.views import strategies_of
 
@@ -90,7 +91,7 @@ def experiment_summary(store: Store, rec: ExperimentRecord, curves: int = 100, p
     parameters = [{"name": p["name"], "type": p.get("parameterType"), "feasibleSpace": p.get("feasibleSpace", {})}
                   for p in spec.get("parameters") or []]
     key, stamp = (rec.id, rec.uid, curves, points, objective, tuple(metrics)), None
-    if since is None and rec.status.completion_time:
+    if since is None and is_completed(rec.status):  # not completionTime: a restarted experiment keeps its last end's
         stamp = trial_stamp(store, rec.id)
         with _summary_lock:
             held = _summary_cache.get(key)

@@ -134,11 +134,12 @@ class Controller:
         # ExperimentMaxTrialsReached, resumePolicy LongRunning or FromVolume) and its
         # maxTrialCount exceeds its trials or is unset, which Katib's controller restarts
         # (MarkExperimentStatusRestarting: Succeeded and Failed go, Restarting comes and stays).
+        # startTime and completionTime stay as they are, as Katib's do: completionTime is
+        # the previous end's until the experiment ends again (the conditions say it runs).
         conditions = status.conditions
         remove_condition(conditions, "Succeeded")
         remove_condition(conditions, "Failed")
         set_condition(conditions, "Restarting", "True", "ExperimentRestarting", "Experiment is restarted")  # Katib's words
-        status.completion_time = None
         self.store.update_experiment(rec.id, spec=spec, status=status)
         return "restarted"
 

@@ -180,9 +180,13 @@ class ExperimentManager:
         try:
             rec = self.store.get_experiment(*key)
             status = rec.status
+            # It ends now, as every end in Katib sets completionTime (a restarted
+            # experiment still holds its previous end's); one that had ended keeps its own.
+            ended = is_completed(status)
             set_condition(status.conditions, "Running", "False", "ExperimentControllerFailed", message)
             set_condition(status.conditions, "Failed", "True", "ExperimentControllerFailed", message)
-            status.completion_time = status.completion_time or rfc3339(time.time())
+            if not (ended and status.completion_time):
+                status.completion_time = rfc3339(time.time())
             self.store.update_experiment(rec.id, status=status)
         except Exception:  # the store itself is what failed: the log has it
             log.exception("experiment %s/%s: could not record the failure", *key)

@@ -8,13 +8,14 @@ last condition's type) read them as Katib's would."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from katib import views
 from katib._results import ExperimentResult
-from katib.client import _true
-from katib.controller import Controller, admit, experiment_phase
-from katib.controller._status import remove_condition, set_condition
+from katib.client import _finished, _true
+from katib.controller import Controller, ExperimentManager, admit, experiment_phase
+from katib.controller._status import remove_condition, rfc3339, set_condition
 from katib.spec import Condition
 from tests.conftest import experiment
 
@@ -147,3 +148,77 @@ def test_an_outside_loop_restarted_runs_again_as_katib(tmp_path: Path):
         assert conditions(client.get_experiment("outside")) == [CREATED, RESTARTING, RUNNING]
         client.tell("outside", trial["name"], {"loss": 0.25})
         assert conditions(client.get_experiment("outside")) == [CREATED, RESTARTING, RAN, MAX_REACHED]
+
+
+# A start and an end long ago: rfc3339 keeps whole seconds, and a quick run would end again
+# in the very second it ended before.
+OLD_START, OLD_END = "2020-01-01T00:00:00Z", "2020-01-01T00:01:00Z"
+
+
+def _backdate(store, name: str = "demo") -> None:
+    rec = store.get_experiment("default", name)
+    status = rec.status
+    status.start_time, status.completion_time = OLD_START, OLD_END
+    store.update_experiment(rec.id, status=status)
+
+
+def test_a_restarted_experiment_keeps_its_times_until_it_ends_again(store, tmp_path: Path):
+    """experiment_controller.go ``Reconcile``: restarting (``MarkExperimentStatusRestarting``)
+    touches the conditions only; ``startTime`` is set once, while it is nil, and
+    ``completionTime`` only by status_util.go ``UpdateExperimentStatusCondition`` when the
+    experiment ends (``now``). So while it runs again it shows its previous end's
+    completionTime, and no surface may read that as ended: the conditions say it runs. The
+    trial counts stay the trials' (``updateTrialsSummary``)."""
+    seen: list[dict] = []
+
+    def listener(event, run, trial):
+        if event == "started":
+            seen.append(views.experiment_object(store.get_experiment("default", "demo")))
+
+    ctl = Controller(store, runs_root=tmp_path / "runs", tick=0.05, listener=listener)
+    ctl.submit(admit(experiment(maxTrialCount=2, resumePolicy="LongRunning")), tmp_path)
+    ctl.run("default", "demo")
+    _backdate(store)
+
+    _, action = ctl.submit(admit(experiment(maxTrialCount=4, resumePolicy="LongRunning")), tmp_path)
+    assert action == "restarted"
+    rec = store.get_experiment("default", "demo")
+    restarted = views.experiment_object(rec)
+    status = restarted["status"]
+    assert (status["startTime"], status["completionTime"]) == (OLD_START, OLD_END)
+    assert (status["trials"], status["trialsSucceeded"], status["trialsRunning"]) == (2, 2, 0)
+    assert not _finished(restarted) and views.phase(rec) == ExperimentResult(restarted, []).state == "Restarting"
+
+    before = rfc3339(time.time())
+    ctl.run("default", "demo")
+    running = seen[-1]  # stored as it ran again
+    assert (running["status"]["startTime"], running["status"]["completionTime"]) == (OLD_START, OLD_END)
+    assert not _finished(running) and ExperimentResult(running, []).state == "Running"
+
+    done = views.experiment_object(store.get_experiment("default", "demo"))["status"]
+    assert done["startTime"] == OLD_START
+    assert done["completionTime"] >= before  # the new end's (RFC 3339 UTC text sorts as time)
+    assert (done["trials"], done["trialsSucceeded"]) == (4, 4)
+
+
+def test_a_restarted_experiment_whose_controller_fails_ends_now(sqlite_store, tmp_path: Path):
+    """Marked Failed (ExperimentControllerFailed), a restarted experiment gets the time it
+    failed as its completionTime, as every end in status_util.go
+    ``UpdateExperimentStatusCondition`` sets ``now``, not the end it was restarted from."""
+    ctl = Controller(sqlite_store, runs_root=tmp_path / "runs", tick=0.05)
+    ctl.submit(admit(experiment(maxTrialCount=1, parallelTrialCount=1, resumePolicy="LongRunning")), tmp_path)
+    ctl.run("default", "demo")
+    _backdate(sqlite_store)
+    _, action = ctl.submit(admit(experiment(maxTrialCount=2, parallelTrialCount=1, resumePolicy="LongRunning")),
+                           tmp_path)
+    assert action == "restarted"
+
+    def broken_executor():
+        raise RuntimeError("no executor today")
+
+    before = rfc3339(time.time())
+    manager = ExperimentManager(sqlite_store, tmp_path / "runs", tick=0.05, executor_factory=broken_executor)
+    assert "no executor today" in (manager.resume("default", "demo") or "")
+    status = sqlite_store.get_experiment("default", "demo").status
+    assert _true({"status": status.to_dict()}, "Failed")
+    assert status.start_time == OLD_START and status.completion_time is not None and status.completion_time >= before
