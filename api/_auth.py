@@ -11,6 +11,9 @@ push endpoint and refused everywhere else.
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 from fastapi import Request
 
 from katib._pushtoken import PushTokens
@@ -21,6 +24,7 @@ from ._state import get_state
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 PUSH_ROUTE = "/api/v1/namespaces/{namespace}/trials/{trial}/metrics"
+RECHECK_SECONDS = 1.0  # how stale an open stream's view of its caller may be
 
 
 def current_user(request: Request) -> User | None:
@@ -77,3 +81,41 @@ def _pushes_own_metrics(request: Request) -> bool:
 
 def can_read(user: User | None, namespace: str) -> bool:
     return user is None or user.can(namespace, "viewer")
+
+
+class StreamCaller:
+    """The caller of a long-lived answer (the event stream), looked up again while it
+    lasts: its token and roles are those of now, at most ``RECHECK_SECONDS`` old, not
+    those of when it opened. A token revoked or expired, a user removed or a role taken
+    away while a stream is open takes effect on the stream's next event or keep-alive.
+
+    ``user`` is the caller as last looked up (None when authentication is off), for a
+    cheap filter in the publisher's thread; ``fresh()`` looks it up again when due and
+    answers whether the token still stands."""
+
+    def __init__(self, request: Request) -> None:
+        self._users = get_state(request).users
+        self.user = current_user(request)
+        self._token = request.headers.get("authorization", "").partition(" ")[2].strip()
+        self._checked = time.monotonic()
+
+    async def fresh(self, now: bool = False) -> bool:
+        """False once the token no longer authenticates (revoked, expired, its user
+        removed) or cannot be checked (a busy database: the stream ends, the client
+        reconnects); ``self.user`` is at most ``RECHECK_SECONDS`` old after it, or just
+        looked up with ``now``."""
+        if self._users is None:
+            return True
+        if now or time.monotonic() - self._checked >= RECHECK_SECONDS:
+            try:
+                user = await asyncio.to_thread(self._users.authenticate, self._token)
+            except Exception:  # the database's error or ours: unchecked is not allowed
+                return False
+            self._checked = time.monotonic()
+            if user is None:
+                return False
+            self.user = user
+        return True
+
+    def may_read(self, namespace: str) -> bool:
+        return can_read(self.user, namespace)

@@ -10,6 +10,7 @@ from katib import views
 from katib.controller import admit, runnable_errors
 from katib.errors import ConflictError, FieldError, NotFoundError, ValidationError
 from katib.names import RunLayout
+from katib.optimizationjobs import source_annotation
 from katib.store import ExperimentRecord, TrialRecord
 
 from . import _configmaps
@@ -55,7 +56,7 @@ def patch(state: ServerState, namespace: str, name: str, patch_doc: Any) -> view
     merged = merge_patch(current, patch_doc)
     for key in ("uid", "creationTimestamp", "resourceVersion", "generation", "managedFields"):
         (merged.get("metadata") or {}).pop(key, None)
-    exp = admit(merged)
+    exp = admit(merged, kept_source=source_annotation(rec))  # the OptimizationJob it came from, if it did, stays
     if (exp.namespace, exp.name) != (namespace, name):
         raise ValidationError([FieldError("metadata.name", "cannot be changed")])
     rec, _ = state.manager.submit(exp, Path(rec.workdir))

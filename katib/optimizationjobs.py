@@ -6,6 +6,7 @@ Failed or EarlyStopped; reason TrainJobFailed, TrainJobDeleted or MetricsUnavail
 
 from __future__ import annotations
 
+import copy
 import json
 from typing import Any
 
@@ -20,9 +21,17 @@ _STATES = {"Created": ("Running", None), "Running": ("Running", None), "Succeede
            "Killed": ("Failed", "TrainJobDeleted"), "MetricsUnavailable": ("Failed", "MetricsUnavailable")}
 
 
+def source_annotation(rec: ExperimentRecord) -> str | None:
+    """The annotation ``rec`` keeps its OptimizationJob in (None: it was not written from one).
+    Admission reserves it (``katib.spec.admit``): only our conversion writes it, and an
+    edit keeps it as it is."""
+    text = ((rec.spec.get("metadata") or {}).get("annotations") or {}).get(SOURCE_ANNOTATION)
+    return text if isinstance(text, str) else None
+
+
 def source_of(rec: ExperimentRecord) -> dict[str, Any] | None:
     """The OptimizationJob ``rec`` was written from, or None."""
-    text = ((rec.spec.get("metadata") or {}).get("annotations") or {}).get(SOURCE_ANNOTATION)
+    text = source_annotation(rec)
     if not text:
         return None
     try:
@@ -56,6 +65,40 @@ def _trial(t: TrialRecord) -> dict[str, Any]:
     return out
 
 
+def _objectives(objective: dict[str, Any]) -> list[dict[str, Any]]:
+    """The objectives an experiment runs, as an OptimizationJob writes them."""
+    out = [{"metric": objective.get("objectiveMetricName"), "direction": str(objective.get("type") or "").capitalize()}]
+    return out + [{"metric": o.get("metricName"), "direction": str(o.get("type") or "").capitalize()}
+                  for o in objective.get("additionalObjectives") or [] if isinstance(o, dict)]
+
+
+def _same_objectives(written: Any, running: list[dict[str, Any]]) -> bool:
+    if not isinstance(written, list) or len(written) != len(running):
+        return False
+    return all(isinstance(w, dict) and w.get("metric") == r["metric"]
+               and str(w.get("direction", "Minimize")).lower() == r["direction"].lower() for w, r in zip(written, running, strict=True))
+
+
+def _spec(source: dict[str, Any], rec: ExperimentRecord) -> dict[str, Any]:
+    """The OptimizationJob's spec as written, but where the experiment runs otherwise: the
+    budget after an edit (``numTrials``, ``parallelTrials`` from ``maxTrialCount``,
+    ``parallelTrialCount``; a budget without a bound shows none) and the objectives, so the
+    view never shows what does not run."""
+    written = source.get("spec")
+    spec: dict[str, Any] = copy.deepcopy(written) if isinstance(written, dict) else {}
+    running = rec.spec.get("spec") or {}
+    for ours, katib in (("numTrials", "maxTrialCount"), ("parallelTrials", "parallelTrialCount")):
+        value = running.get(katib)
+        if value is None:
+            spec.pop(ours, None)
+        elif value != spec.get(ours, 1):
+            spec[ours] = value
+    objectives = _objectives(running.get("objective") or {})
+    if not _same_objectives(spec.get("objectives"), objectives):
+        spec["objectives"] = objectives
+    return spec
+
+
 def optimization_job_object(rec: ExperimentRecord, trials: list[TrialRecord]) -> dict[str, Any] | None:
     """``rec`` as the OptimizationJob it was written from (None when it was not)."""
     source = source_of(rec)
@@ -73,7 +116,7 @@ def optimization_job_object(rec: ExperimentRecord, trials: list[TrialRecord]) ->
         status["result"] = {"trainJobName": best.best_trial_name,
                             "parameters": [{"name": a.name, "value": a.value} for a in best.parameter_assignments]}
     return {"apiVersion": source.get("apiVersion"), "kind": "OptimizationJob", "metadata": metadata,
-            "spec": source.get("spec") or {}, "status": status}
+            "spec": _spec(source, rec), "status": status}
 
 
-__all__ = ["SOURCE_ANNOTATION", "optimization_job_object", "source_of"]
+__all__ = ["SOURCE_ANNOTATION", "optimization_job_object", "source_annotation", "source_of"]

@@ -166,3 +166,24 @@ def test_apply_experiment_creates_then_does_what_katib_run_of_the_same_file_does
     doc["spec"]["objective"]["type"] = "maximize"
     with pytest.raises(ValidationError, match="spec.objective"):
         client.apply_experiment(doc)
+
+
+def test_an_optimization_jobs_budget_edit_keeps_its_source_and_a_plant_is_refused(client, tmp_path):
+    """Security review 5: the annotation an OptimizationJob's experiment keeps its source in
+    is the conversion's alone; the client's budget edit (embedded too) keeps it."""
+    from katib.spec import OPTIMIZATION_JOB_SOURCE
+    from tests.api_tests.test_optimizationjob_source import PLANTED, optimization_job
+
+    release = tmp_path / "release"
+    try:
+        created = client.create_experiment(optimization_job("oj", release))
+        source = created["metadata"]["annotations"][OPTIMIZATION_JOB_SOURCE]
+        edited = client.edit_experiment_budget("oj", max_trial_count=4)
+        assert edited["spec"]["maxTrialCount"] == 4
+        assert edited["metadata"]["annotations"][OPTIMIZATION_JOB_SOURCE] == source
+        planted = experiment(name="plain", maxTrialCount=1, parallelTrialCount=1)
+        planted["metadata"]["annotations"] = {OPTIMIZATION_JOB_SOURCE: PLANTED}
+        with pytest.raises(ValidationError, match="is reserved"):
+            client.create_experiment(planted)
+    finally:
+        release.touch()

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from katib import views
 from katib.controller import EDITABLE, is_completed
-from katib.errors import KatibError
+from katib.errors import ForbiddenError, KatibError
 from katib.spec import Trial
 from katib.store import (
     ExperimentRecord,
@@ -24,7 +24,7 @@ from katib.store import (
 )
 
 from .. import _paging, _service
-from .._auth import can_read, current_user
+from .._auth import StreamCaller, can_read, current_user
 from .._documents import created_links, experiment_body, read_document
 from .._models import (
     ControllerAnswer,
@@ -37,6 +37,7 @@ from .._models import (
 from .._state import ServerState, get_state
 
 router = APIRouter(prefix="/api/v1", tags=["experiments"])
+KEEP_ALIVE_SECONDS = 15.0  # an idle event stream's keep-alive, and how often it looks its caller up again
 
 LINKS = created_links("getExperiment getExperimentStatus listTrials stopExperiment editBudget deleteExperiment")
 
@@ -283,10 +284,18 @@ def log(namespace: str, trial: str, tail: int | None = Query(None, ge=0, le=2**3
 @router.get("/events")
 async def events(request: Request, namespace: str | None = None, experiment: str | None = None,
                  state: ServerState = Depends(get_state)) -> StreamingResponse:
-    """Server-sent events: trials launched, metrics, trials finished, experiments ended."""
+    """Server-sent events: trials launched, metrics, trials finished, experiments ended.
+    The caller is looked up again while the stream lasts (``StreamCaller``): a namespace's
+    events reach only those who may read it at that moment, and the stream ends at the
+    next event or keep-alive after its token stops working or, for one namespace's
+    stream, after the caller's role in it is taken away."""
     queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=10_000)
     loop = asyncio.get_running_loop()
-    user = current_user(request)
+    caller = StreamCaller(request)
+    user = caller.user
+    if namespace and not caller.may_read(namespace):
+        assert user is not None
+        raise ForbiddenError(f"user {user.name!r} may not read anything in namespace {namespace!r} (needs the viewer role)")
     client = f"user:{user.name}" if user is not None else f"addr:{request.client.host if request.client else '-'}"
     open_streams = state.streams
     if open_streams.get(client, 0) >= state.limits.streams_per_client or sum(open_streams.values()) >= state.limits.streams_total:
@@ -298,7 +307,7 @@ async def events(request: Request, namespace: str | None = None, experiment: str
     def push(event: dict[str, Any]) -> None:
         if namespace and event.get("namespace") != namespace:
             return
-        if not can_read(user, event.get("namespace", "")):
+        if not caller.may_read(event.get("namespace", "")):  # as last looked up; checked again on delivery
             return
         if experiment and event.get("experiment") != experiment:
             return
@@ -315,11 +324,17 @@ async def events(request: Request, namespace: str | None = None, experiment: str
             yield ": connected\n\n"
             while not await request.is_disconnected():
                 try:
-                    event = await asyncio.wait_for(queue.get(), timeout=15)
+                    event: dict[str, Any] | None = await asyncio.wait_for(queue.get(), timeout=KEEP_ALIVE_SECONDS)
                 except TimeoutError:
+                    event = None
+                # Who reads it now, not who opened it: a keep-alive looks the caller up
+                # again, an event with a lookup at most RECHECK_SECONDS old.
+                if not await caller.fresh(now=event is None) or (namespace and not caller.may_read(namespace)):
+                    return
+                if event is None:
                     yield ": keep-alive\n\n"
-                    continue
-                yield f"event: {event['type']}\ndata: {json.dumps(event)}\n\n"
+                elif caller.may_read(event.get("namespace", "")):
+                    yield f"event: {event['type']}\ndata: {json.dumps(event)}\n\n"
         finally:
             unsubscribe()
             open_streams[client] -= 1

@@ -93,6 +93,7 @@ class _Embedded:
     def budget(self, name: str, namespace: str, budget: dict[str, Any]) -> dict[str, Any]:
         from katib import views
         from katib.controller import admit
+        from katib.optimizationjobs import source_annotation
 
         rec = self.store.get_experiment(namespace, name)
         obj = views.experiment_object(rec)
@@ -100,7 +101,7 @@ class _Embedded:
         obj["spec"].update(budget)
         for key in ("uid", "creationTimestamp"):
             obj["metadata"].pop(key, None)
-        rec, _ = self.manager.submit(admit(obj), Path(rec.workdir))
+        rec, _ = self.manager.submit(admit(obj, kept_source=source_annotation(rec)), Path(rec.workdir))
         return views.experiment_object(rec)
 
     def delete(self, name: str, namespace: str) -> None:

@@ -13,11 +13,13 @@ from katib.spec import Experiment, as_written
 from katib.spec import admit as spec_admit
 
 
-def admit(doc: Any) -> Experiment:
-    """A defaulted, fully validated experiment, or ``ValidationError`` with every error."""
+def admit(doc: Any, kept_source: str | None = None) -> Experiment:
+    """A defaulted, fully validated experiment, or ``ValidationError`` with every error.
+    ``kept_source``: an edit of a stored experiment written from an OptimizationJob, and
+    the annotation that says so (``katib.spec.admit``)."""
     from suggestion import algorithm_names, early_stopping_names, get_algorithm, get_early_stopper
 
-    exp = spec_admit(doc, algorithm_names(), early_stopping_names())
+    exp = spec_admit(doc, algorithm_names(), early_stopping_names(), kept_source)
     assert exp.spec.algorithm is not None and exp.spec.algorithm.algorithm_name
     errors = get_algorithm(exp.spec.algorithm.algorithm_name).validate(exp)
     if exp.spec.early_stopping is not None and exp.spec.early_stopping.algorithm_name:

@@ -14,7 +14,12 @@ from katib.errors import FieldError, ValidationError
 
 from ._defaults import apply_defaults
 from ._models import Experiment
-from ._optimizationjob import is_optimization_job, optimization_job_errors, to_experiment
+from ._optimizationjob import (
+    is_optimization_job,
+    optimization_job_errors,
+    source_errors,
+    to_experiment,
+)
 from ._validate import validate
 
 # What one document may cost to load (docs/security.md): aliases may expand to at most
@@ -229,10 +234,16 @@ def admit(
     doc: Any,
     known_algorithms: Collection[str] | None = None,
     known_early_stopping: Collection[str] | None = None,
+    kept_source: str | None = None,
 ) -> Experiment:
     """Parse, default and validate one experiment document (a Katib Experiment, or a
-    Kubeflow Trainer OptimizationJob); raise with every error."""
+    Kubeflow Trainer OptimizationJob); raise with every error. A Katib Experiment may not
+    carry the annotation that marks one written from an OptimizationJob
+    (``OPTIMIZATION_JOB_SOURCE``), but for an edit of a stored experiment that already does
+    (``kept_source``: its value), which must leave it as it is."""
+    source = source_errors(doc, kept_source)
     parsed, errors = _parse(_as_experiment(doc))
+    errors = source + errors
     if parsed is not None:
         parsed = apply_defaults(parsed)
         errors += validate(parsed, known_algorithms, known_early_stopping)

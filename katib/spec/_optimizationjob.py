@@ -195,6 +195,36 @@ def _parameter(prm: dict[str, Any]) -> dict[str, Any]:
     return {"name": prm["name"], "parameterType": "int" if body.get("type") == "Int" else "double", "feasibleSpace": feasible}
 
 
+def source_errors(doc: Any, kept: str | None = None) -> list[FieldError]:
+    """The reserved ``SOURCE_ANNOTATION`` on a document that is not an OptimizationJob: it
+    is ours to write (``to_experiment``), and the OptimizationJob view trusts it, so a plain
+    Experiment may not carry it. ``kept`` is the one the stored experiment already carries
+    (an edit of it): the edit must leave it as it is.
+
+    >>> [str(e) for e in source_errors({"metadata": {"annotations": {SOURCE_ANNOTATION: "{}"}}})][0][:62]
+    'metadata.annotations[katib.kubeflow.org/optimization-job]: is '
+    >>> source_errors({"metadata": {"annotations": {SOURCE_ANNOTATION: "{}"}}}, kept="{}")
+    []
+    """
+    if is_optimization_job(doc) or not isinstance(doc, dict):
+        return []
+    meta = doc.get("metadata")
+    annotations = meta.get("annotations") if isinstance(meta, dict) else None
+    written = annotations.get(SOURCE_ANNOTATION) if isinstance(annotations, dict) else None
+    has = isinstance(annotations, dict) and SOURCE_ANNOTATION in annotations
+    path = f"metadata.annotations[{SOURCE_ANNOTATION}]"
+    if kept is None:
+        if not has:
+            return []
+        return [FieldError(path, "is reserved: katib writes it on the Experiment it makes of a Kubeflow Trainer "
+                                 "OptimizationJob; submit the OptimizationJob itself (apiVersion trainer.kubeflow.org/"
+                                 "v1alpha1, kind OptimizationJob), or leave the annotation out")]
+    if written == kept:
+        return []
+    return [FieldError(path, "cannot be changed or removed: it records the OptimizationJob this experiment was "
+                             "written from (only the trial budget may change)")]
+
+
 def to_experiment(doc: dict[str, Any]) -> dict[str, Any]:
     """The Katib Experiment an OptimizationJob (checked by ``optimization_job_errors``) stands for."""
     spec = doc["spec"]
@@ -245,4 +275,5 @@ def to_experiment(doc: dict[str, Any]) -> dict[str, Any]:
     return experiment
 
 
-__all__ = ["LIFTED", "UPSTREAM", "env_name", "is_optimization_job", "optimization_job_errors", "to_experiment"]
+__all__ = ["LIFTED", "UPSTREAM", "env_name", "is_optimization_job", "optimization_job_errors", "source_errors",
+           "to_experiment"]

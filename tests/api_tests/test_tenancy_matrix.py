@@ -337,7 +337,8 @@ def _record(tally: Tally, r: httpx.Response, caller: str, ns: str, crossed: bool
 
 def _streams(tally: Tally, server: LiveServer, tokens: dict[str, str], admin: httpx.Client, marks: dict) -> int:
     """Every caller reads the event stream (all namespaces, and each one by name) while an
-    experiment runs in each namespace: only readable namespaces' events arrive."""
+    experiment runs in each namespace: only readable namespaces' events arrive (a stream of
+    one namespace the caller may not read is a 403)."""
     seen: dict[tuple[str, str | None], list[dict]] = {}
     started: dict[tuple[str, str | None], int] = {}
     ready = threading.Barrier(1 + len(CALLERS) * 3, timeout=60)
@@ -393,7 +394,9 @@ def _streams(tally: Tally, server: LiveServer, tokens: dict[str, str], admin: ht
         tally.requests += 1
         tally.by_status[status] = tally.by_status.get(status, 0) + 1
         what = f"GET /api/v1/events?namespace={namespace} as {caller}"
-        tally.check(status == (401 if caller in ("anonymous", "push-token") else 200), f"{what}: {status}")
+        # One namespace's stream is a read of it: 403 without a role there, as its GETs are.
+        readable = namespace is None or caller == "admin" or _role(caller, namespace) is not None
+        tally.check(status == (401 if caller in ("anonymous", "push-token") else 200 if readable else 403), f"{what}: {status}")
         got = {e["namespace"] for e in seen[(caller, namespace)]}
         may = {x for x in NAMESPACES if (namespace in (None, x)) and (caller == "admin" or _role(caller, x))}
         if status == 200:

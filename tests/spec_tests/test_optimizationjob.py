@@ -122,3 +122,47 @@ def test_validate_and_run_read_optimization_jobs(tmp_path):
     text = SAMPLE.read_text() + "\n---\n" + yaml.safe_dump({"apiVersion": "v1", "kind": "ConfigMap"})
     [doc] = experiment_documents(text)
     assert doc["kind"] == "OptimizationJob"
+
+
+def test_the_source_annotation_is_reserved_to_the_conversion():
+    """Security review 5: a plain Experiment planted the annotation an OptimizationJob's
+    Experiment keeps its source in, and was shown as an OptimizationJob of 999 trials
+    maximizing acc while it ran one trial minimizing loss. Only the conversion writes it."""
+    from katib.spec import OPTIMIZATION_JOB_SOURCE
+    from tests.conftest import experiment
+
+    path = f"metadata.annotations[{OPTIMIZATION_JOB_SOURCE}]"
+    converted = admit(sample())
+    source = (converted.metadata.annotations or {})[OPTIMIZATION_JOB_SOURCE]
+    assert json.loads(source)["spec"] == sample()["spec"]
+
+    planted = experiment(name="plain")
+    planted["metadata"]["annotations"] = {OPTIMIZATION_JOB_SOURCE: json.dumps(
+        {"apiVersion": "trainer.kubeflow.org/v1alpha1", "kind": "OptimizationJob",
+         "spec": {"numTrials": 999, "objectives": [{"metric": "acc", "direction": "maximize"}]}})}
+    [error] = [e for e in errors_of(planted) if e.startswith(path)]
+    assert "is reserved" in error and "OptimizationJob" in error
+    for value in ("", source):  # empty, or copied from a real one: reserved all the same
+        planted["metadata"]["annotations"][OPTIMIZATION_JOB_SOURCE] = value
+        assert any(e.startswith(path + ": is reserved") for e in errors_of(planted))
+
+    # An OptimizationJob that writes it itself gets ours, not its own.
+    own = sample()
+    own["metadata"]["annotations"] = {OPTIMIZATION_JOB_SOURCE: '{"spec": {"numTrials": 999}}'}
+    kept = json.loads((admit(own).metadata.annotations or {})[OPTIMIZATION_JOB_SOURCE])
+    assert kept["spec"]["numTrials"] == 20
+
+    # An edit of the stored experiment keeps it as it is, and may not change or drop it.
+    stored = converted.to_dict()
+    stored["spec"]["maxTrialCount"] = 30
+    assert admit(stored, kept_source=source).spec.max_trial_count == 30
+    with pytest.raises(ValidationError, match="is reserved"):
+        admit(copy.deepcopy(stored))  # not an edit of one that carries it
+    for changed in ('{"spec": {"numTrials": 999}}', None):
+        edit = copy.deepcopy(stored)
+        if changed is None:
+            del edit["metadata"]["annotations"][OPTIMIZATION_JOB_SOURCE]
+        else:
+            edit["metadata"]["annotations"][OPTIMIZATION_JOB_SOURCE] = changed
+        with pytest.raises(ValidationError, match=r"optimization-job\]: cannot be changed or removed"):
+            admit(edit, kept_source=source)
