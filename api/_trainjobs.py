@@ -62,6 +62,9 @@ def trainjob_of(rec: ExperimentRecord, t: TrialRecord) -> dict[str, Any] | None:
 
 
 def _nodes(rec: ExperimentRecord, job: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """The nodes and container of a stored trial's TrainJob; one node where it does not
+    resolve, as when its ``numNodes`` is past ``KATIB_MAX_REPLICAS`` (``resolve`` refuses
+    it: a run spec stored before counts from placeholders were checked asked for millions)."""
     try:
         resolved = resolve(job, rec.namespace)
     except KatibError:

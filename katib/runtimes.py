@@ -28,6 +28,7 @@ from typing import Any
 import yaml
 
 from .errors import FieldError, ValidationError
+from .spec import Limits
 
 TRAINER_GROUP = "trainer.kubeflow.org"
 TRAINER_VERSION = "v1alpha1"
@@ -244,10 +245,13 @@ def resolve(trainjob: dict[str, Any], namespace: str, runtimes: Runtimes | None 
     nodes = trainer.get("numNodes") or policy.get("numNodes") or 1
     try:
         num_nodes = int(nodes)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ValidationError([FieldError("spec.trainer.numNodes", f"must be a positive integer (got {nodes!r})")]) from None
     if num_nodes < 1:
         raise ValidationError([FieldError("spec.trainer.numNodes", f"must be a positive integer (got {nodes!r})")])
+    limits = Limits.current()  # a stored trial's count, and the runtime's, bound as admission bounds the template's
+    if problem := limits.exceeded("replicas", num_nodes):
+        raise ValidationError([FieldError("spec.trainer.numNodes", problem)])
     torch = isinstance(policy.get("torch"), dict)
     nproc = str(trainer.get("numProcPerNode") or (policy.get("torch") or {}).get("numProcPerNode") or "auto")
     if nproc == "auto" and not _gpus(container.get("resources")):

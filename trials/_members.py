@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from katib.runtimes import is_trainjob
-from katib.spec import REPLICA_TYPE, find_containers
+from katib.spec import REPLICA_TYPE, Limits, count_value, find_containers
 
 from ._executor import LaunchError, TrialJob
 from ._resources import Resources
@@ -113,12 +113,40 @@ REPLICA_SPECS = {
     "xgbReplicaSpecs": ("Master", "Worker"),
     "tfReplicaSpecs": ("Chief", "Master", "Worker", "PS", "Evaluator"),
 }
+MOST_REPLICA_TYPES = max(len(types) for types in REPLICA_SPECS.values())
 
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def _replica_counts(field_name: str, replicas: dict[str, Any], order: list[Any]) -> dict[str, int]:
+    """Each replica type's count (1 where unset or 0), checked before a process is made:
+    a word for a type, an integer within ``KATIB_MAX_REPLICAS`` for a count (the run spec
+    may have been stored before counts from placeholders were checked), and at most
+    ``KATIB_MAX_REPLICAS`` times the most replica types Kubeflow has (TFJob's five) in all."""
+    limits = Limits.current()
+    counts: dict[str, int] = {}
+    for replica_type in order:
+        if not isinstance(replica_type, str) or not REPLICA_TYPE.fullmatch(replica_type):
+            # It names the replica's log and exit files in the trial folder, opened by the server.
+            raise LaunchError(f"{field_name}: replica type {str(replica_type)[:80]!r} is not a word of letters and "
+                              "digits (Master, Worker, Chief, PS, Evaluator)")
+        rspec = replicas[replica_type]
+        raw = (rspec.get("replicas", 1) if isinstance(rspec, dict) else 1) or 1
+        n = count_value(raw)
+        problem = f"must be a non-negative integer (got {str(raw)[:80]!r})" if n is None or n < 0 else limits.exceeded("replicas", n)
+        if problem:
+            raise LaunchError(f"trialSpec.spec.{field_name}.{replica_type}.replicas: {problem}")
+        assert n is not None
+        counts[replica_type] = n
+    most = limits.replicas * MOST_REPLICA_TYPES
+    if sum(counts.values()) > most:
+        raise LaunchError(f"trialSpec.spec.{field_name}: at most {most} replicas in all ({MOST_REPLICA_TYPES} replica types "
+                          f"of at most {limits.replicas}; raise it with {limits.env_var('replicas')}), not {sum(counts.values())}")
+    return counts
 
 
 def replica_processes(job: TrialJob, clean_env: bool = False) -> list[Member]:
@@ -139,18 +167,15 @@ def replica_processes(job: TrialJob, clean_env: bool = False) -> list[Member]:
         return [Member("main", container, command_of(container, job.path_map), trial_env(job, container, clean_env))]
     replicas = spec[field_name]
     order = [t for t in REPLICA_SPECS[field_name] if t in replicas] + [t for t in replicas if t not in REPLICA_SPECS[field_name]]
+    counts = _replica_counts(field_name, replicas, order)
     members: list[Member] = []
     for replica_type in order:
-        if not isinstance(replica_type, str) or not REPLICA_TYPE.fullmatch(replica_type):
-            # It names the replica's log and exit files in the trial folder, opened by the server.
-            raise LaunchError(f"{field_name}: replica type {str(replica_type)[:80]!r} is not a word of letters and "
-                              "digits (Master, Worker, Chief, PS, Evaluator)")
         rspec = replicas[replica_type] or {}
         containers = find_containers(rspec.get("template") or {})
         if not containers:
             raise LaunchError(f"replica {replica_type} has no container")
         container = next((c for c in containers if c.get("name") == job.primary_container), containers[0])
-        for index in range(int(rspec.get("replicas", 1) or 1)):
+        for index in range(counts[replica_type]):
             name = f"{replica_type.lower()}-{index}"
             members.append(Member(name, container, command_of(container, job.path_map), trial_env(job, container, clean_env),
                                   log_name="trial.log" if not members else f"{name}.log"))

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from katib.names import ARTIFACTS, RunLayout, check, inside, map_into, private_dirs
-from katib.spec import TRIAL_LABEL, Experiment, TrialMeta, render
+from katib.spec import TRIAL_LABEL, Experiment, Limits, TrialMeta, count_errors, render
 from katib.store import ExperimentRecord, TrialRecord
 from suggestion import CHECKPOINT_FROM_LABEL, Algorithm
 from trials import Deferred, Executor, LaunchError, TrialJob
@@ -136,6 +136,12 @@ class Launching:
         assert tt is not None and tt.primary_container_name
         labels = {**t.labels, TRIAL_LABEL: t.name}
         run_spec = render(tt, t.parameters(), TrialMeta(name=t.name, namespace=self.exp.namespace, labels=labels))
+        # The rendered counts, checked again: a template stored before placeholders in counts
+        # were checked, or a value from outside the parameter's feasible space, fails this
+        # trial alone (the executors and the server's views loop over them).
+        problems = count_errors(run_spec, Limits.current())
+        if problems:
+            raise LaunchError("; ".join(map(str, problems)))
         metadata = run_spec.setdefault("metadata", {})
         metadata.update(name=t.name, namespace=self.exp.namespace)
         metadata["labels"] = {**(metadata.get("labels") or {}), **labels}

@@ -61,11 +61,13 @@ from ._template import (
 from ._update import EDITABLE, update_errors
 from ._validate import nas_config_errors, validate, validate_parameter
 from ._validate_template import compile_filter, filter_problem
-from ._workload import REPLICA_TYPE
+from ._workload import REPLICA_TYPE, count_errors, count_value
 
 __all__ = [
     "EDITABLE",
     "REPLICA_TYPE",
+    "count_errors",
+    "count_value",
     "update_errors",
     "OPTIMIZATION_JOB_LIFTED",
     "as_written",

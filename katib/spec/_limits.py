@@ -61,6 +61,16 @@ class Limits:
             changes[f.name] = value
         return replace(cls(), **changes)
 
+    @classmethod
+    def current(cls) -> Limits:
+        """``from_env()`` as a trial's launch and the server's views of stored trials read
+        it: where a variable is bad (validation names it, refusing every experiment until
+        it is fixed) the defaults, not an error in the middle of a run or a list."""
+        try:
+            return cls.from_env()
+        except ValueError:
+            return cls()
+
     def env_var(self, limit: str) -> str:
         """The environment variable that sets ``limit`` (a field name)."""
         return str(next(f for f in fields(self) if f.name == limit).metadata["env"])

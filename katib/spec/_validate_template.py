@@ -9,7 +9,7 @@ from typing import Any
 from katib.errors import FieldError
 
 from ._limits import Limits
-from ._models import Experiment, TrialTemplate
+from ._models import Experiment, ParameterSpec, TrialTemplate
 from ._template import (
     TrialMeta,
     find_containers,
@@ -65,8 +65,18 @@ def _trial_template(exp: Experiment, limits: Limits) -> list[FieldError]:
     errors += _trial_parameters(tt, _parameter_names(exp), path)
     if tt.trial_spec is not None:
         errors += _rendered(exp, tt, path)
-        errors += workload_errors(tt.trial_spec, f"{path}.trialSpec", limits)
+        errors += workload_errors(tt.trial_spec, f"{path}.trialSpec", limits, _referenced(exp, tt))
     return errors
+
+
+def _referenced(exp: Experiment, tt: TrialTemplate) -> dict[str, ParameterSpec]:
+    """Each trial parameter's name, with the experiment parameter it references (a NAS
+    experiment's and a metadata key's values are strings: none)."""
+    if exp.spec.nas_config is not None:
+        return {}
+    params = {p.name: p for p in exp.spec.parameters or [] if p.name}
+    return {tp.name: params[tp.reference] for tp in tt.trial_parameters or []
+            if tp.name and tp.reference in params}
 
 
 def _trial_parameters(tt: TrialTemplate, param_names: set[str], path: str) -> list[FieldError]:

@@ -3,27 +3,38 @@ how wide a job runs (deadlines, replicas) and what each container asks for (reso
 
 Every value is checked where the user wrote it (``trialSpec``, not the rendered job), so the
 field path points into their document; a value holding a ``${trialParameters.…}``
-placeholder is only known per trial and is left to the cluster.
+placeholder is only known per trial and is left to the cluster, except a count (replicas,
+``numNodes``, a Job's ``parallelism`` and ``completions``): the server itself loops over a
+count (a trial's processes, a TrainJob's pods), so a placeholder there must be the whole
+value and reference a parameter whose every value is an integer within the limit. A
+rendered job's counts are checked again when its trial launches (``count_errors``).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator, Mapping
 from decimal import Decimal
 from typing import Any
 
 from katib.errors import FieldError
 
 from ._limits import Limits
+from ._models import ParameterSpec
 from ._quantity import EXAMPLES, parse_quantity
 from ._template import PLACEHOLDER
 
 GPU_KEY = "nvidia.com/gpu"
 REPLICA_TYPE = re.compile(r"[A-Za-z][A-Za-z0-9]{0,62}")  # Kubeflow's replica types: Master, Worker, PS, …
+SOLE_PLACEHOLDER = re.compile(r"\$\{trialParameters\.([^}]*)\}")
+INTEGER = re.compile(r"-?[0-9]+")  # a count as a parameter's value renders it
 
 
-def workload_errors(trial_spec: dict[str, Any], path: str, limits: Limits) -> list[FieldError]:
-    """Every rule the workload ``trial_spec`` (at ``path``) breaks."""
+def workload_errors(trial_spec: dict[str, Any], path: str, limits: Limits,
+                    parameters: Mapping[str, ParameterSpec] | None = None) -> list[FieldError]:
+    """Every rule the workload ``trial_spec`` (at ``path``) breaks. ``parameters``: the
+    experiment parameter each trial parameter references, by the trial parameter's name
+    (what a count's placeholder may take)."""
     errors: list[FieldError] = []
     spec = trial_spec.get("spec")
     if isinstance(spec, dict):
@@ -31,21 +42,16 @@ def workload_errors(trial_spec: dict[str, Any], path: str, limits: Limits) -> li
         errors += _deadline(spec, sp)
         if isinstance(spec.get("runPolicy"), dict):  # Kubeflow training jobs
             errors += _deadline(spec["runPolicy"], f"{sp}.runPolicy")
-        if trial_spec.get("kind") == "Job":
-            for field in ("parallelism", "completions"):
-                if field in spec:
-                    errors += _replicas(spec[field], f"{sp}.{field}", limits)
         for key, replica_specs in spec.items():
             if key.endswith("ReplicaSpecs") and isinstance(replica_specs, dict):
-                for role, rs in replica_specs.items():
+                for role in replica_specs:
                     if not REPLICA_TYPE.fullmatch(str(role)):
                         errors.append(FieldError(f"{sp}.{key}", f"a replica type must be a word of letters and digits, "
                                                  f"at most 63 (Master, Worker, Chief, PS, Evaluator; got {str(role)[:80]!r})"))
-                        continue
-                    if isinstance(rs, dict) and "replicas" in rs:
-                        errors += _replicas(rs["replicas"], f"{sp}.{key}.{role}.replicas", limits)
+        for field, value, least in count_fields(trial_spec):
+            errors += _count(value, f"{path}.{field}", limits, least, parameters or {})
     if trial_spec.get("kind") == "TrainJob" and isinstance(spec, dict):
-        errors += _trainjob(spec, f"{path}.spec", limits)
+        errors += _trainjob(spec, f"{path}.spec")
     for pod, pod_path in _pod_specs(trial_spec, path):
         errors += _deadline(pod, pod_path)
         for field in ("initContainers", "containers"):
@@ -84,16 +90,114 @@ def _deadline(owner: dict[str, Any], path: str) -> list[FieldError]:
     return []
 
 
-def _replicas(value: Any, path: str, limits: Limits) -> list[FieldError]:
+def count_fields(job: Any) -> Iterator[tuple[str, Any, int]]:
+    """Every count of the job (a ``trialSpec``, or a trial's rendered ``runSpec``) that the
+    server loops over or hands to a cluster, as (its path in ``job``, its value, its least
+    value): a Job's ``parallelism`` and ``completions``, each replica spec's ``replicas``,
+    a TrainJob's ``trainer.numNodes``."""
+    spec = job.get("spec") if isinstance(job, dict) else None
+    if not isinstance(spec, dict):
+        return
+    if job.get("kind") == "Job":
+        for field in ("parallelism", "completions"):
+            if field in spec:
+                yield f"spec.{field}", spec[field], 0
+    for key, replica_specs in spec.items():
+        if str(key).endswith("ReplicaSpecs") and isinstance(replica_specs, dict):
+            for role, rs in replica_specs.items():
+                if isinstance(rs, dict) and "replicas" in rs:
+                    yield f"spec.{key}.{str(role)[:80]}.replicas", rs["replicas"], 0
+    trainer = spec.get("trainer")
+    if job.get("kind") == "TrainJob" and isinstance(trainer, dict) and "numNodes" in trainer:
+        yield "spec.trainer.numNodes", trainer["numNodes"], 1
+
+
+def _count_rule(least: int) -> str:
+    return "a positive integer" if least >= 1 else "a non-negative integer"
+
+
+def _count(value: Any, path: str, limits: Limits, least: int, parameters: Mapping[str, ParameterSpec]) -> list[FieldError]:
     if _unknown(value):
-        return []
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        return [FieldError(path, f"must be a non-negative integer (got {value!r})")]
+        return _placeholder_count(value, path, limits, least, parameters)
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        return [FieldError(path, f"must be {_count_rule(least)} (got {value!r})")]
     problem = limits.exceeded("replicas", value)
     return [FieldError(path, problem)] if problem else []
 
 
-def _trainjob(spec: dict[str, Any], sp: str, limits: Limits) -> list[FieldError]:
+def _placeholder_count(value: str, path: str, limits: Limits, least: int,
+                       parameters: Mapping[str, ParameterSpec]) -> list[FieldError]:
+    """A count that a trial's assignment decides: refused unless every value the
+    referenced parameter can take is an integer from ``least`` to the replica limit."""
+    rule = (f"every value must be an integer from {least} to {limits.replicas} "
+            f"(the server's limit; raise it with {limits.env_var('replicas')})")
+    m = SOLE_PLACEHOLDER.fullmatch(value)
+    if m is None:
+        return [FieldError(path, f"may hold a ${{trialParameters.…}} placeholder only as its whole value "
+                                 f"(got {value[:80]!r}): {rule}")]
+    name = m.group(1)[:80]
+    p = parameters.get(m.group(1))
+    if p is None:
+        return [FieldError(path, f"${{trialParameters.{name}}} must reference an int, discrete or categorical "
+                                 f"parameter, not a metadata key or a NAS value: {rule}")]
+    span = integer_span(p)
+    if span is None:
+        return [FieldError(path, f"${{trialParameters.{name}}} takes parameter {p.name}'s values, not all integers: {rule}")]
+    lo, hi = span
+    if lo < least or hi > limits.replicas:
+        return [FieldError(path, f"${{trialParameters.{name}}} takes parameter {p.name}'s values, from {lo} to {hi}: {rule}")]
+    return []
+
+
+def integer_span(p: ParameterSpec) -> tuple[int, int] | None:
+    """The least and the greatest value of parameter ``p`` when every value it takes is an
+    integer (an int parameter's range; a discrete or categorical list of integers), else None."""
+    fs = p.feasible_space
+    if fs is None:
+        return None
+    if p.parameter_type == "int":
+        texts = [fs.min, fs.max]
+    elif p.parameter_type in ("discrete", "categorical"):
+        texts = list(fs.list_ or [])
+    else:
+        return None
+    numbers = [count_value(t) for t in texts]
+    if not numbers or None in numbers:
+        return None
+    known = [n for n in numbers if n is not None]
+    return min(known), max(known)
+
+
+def count_value(value: Any) -> int | None:
+    """A rendered count as a number: an integer, or a placeholder's integer text; else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and INTEGER.fullmatch(value.strip()):
+        try:
+            return int(value)
+        except ValueError:  # past Python's 4,300 digits
+            return None
+    return None
+
+
+def count_errors(run_spec: Any, limits: Limits, path: str = "trialSpec") -> list[FieldError]:
+    """The counts of a trial's rendered job (its ``runSpec``) that are not integers within
+    the replica limit: checked when the trial launches, whatever admitted its template
+    (an experiment stored before placeholders were checked, a parameter's value from
+    outside its feasible space)."""
+    errors = []
+    for field, value, least in count_fields(run_spec):
+        n = count_value(value)
+        if n is None or n < least:
+            errors.append(FieldError(f"{path}.{field}", f"must be {_count_rule(least)} (got {str(value)[:80]!r})"))
+        elif problem := limits.exceeded("replicas", n):
+            errors.append(FieldError(f"{path}.{field}", problem))
+    return errors
+
+
+def _trainjob(spec: dict[str, Any], sp: str) -> list[FieldError]:
     """Kubeflow Trainer's TrainJob: a runtime named, the trainer's nodes and resources."""
     errors = []
     ref = spec.get("runtimeRef")
@@ -106,11 +210,6 @@ def _trainjob(spec: dict[str, Any], sp: str, limits: Limits) -> list[FieldError]
         return errors
     if not isinstance(trainer, dict):
         return errors + [FieldError(f"{sp}.trainer", f"must be a mapping (got {trainer!r})")]
-    if "numNodes" in trainer:
-        if _unknown(trainer["numNodes"]) or (isinstance(trainer["numNodes"], int) and trainer["numNodes"] >= 1):
-            errors += _replicas(trainer["numNodes"], f"{sp}.trainer.numNodes", limits)
-        else:
-            errors.append(FieldError(f"{sp}.trainer.numNodes", f"must be a positive integer (got {trainer['numNodes']!r})"))
     for field in ("command", "args"):
         if field in trainer and not isinstance(trainer[field], list):
             errors.append(FieldError(f"{sp}.trainer.{field}", f"must be a list of strings (got {trainer[field]!r})"))
@@ -193,4 +292,4 @@ def _env(container: dict[str, Any], cpath: str) -> list[FieldError]:
     return errors
 
 
-__all__ = ["workload_errors"]
+__all__ = ["count_errors", "count_fields", "count_value", "integer_span", "workload_errors"]
