@@ -63,6 +63,12 @@ def split_host(value: str) -> str:
     return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
 
 
+def foreign_origin(origin: str | None, host: str) -> bool:
+    """Whether a request carries an ``Origin`` that is not the server's own: ``http://`` or
+    ``https://`` and the ``Host`` the request was sent to (another port is another origin)."""
+    return origin is not None and origin.rstrip("/").lower() not in {f"http://{host.lower()}", f"https://{host.lower()}"}
+
+
 def _navigation(headers: dict[str, str]) -> bool:
     """A person following a link to the server (a top-level page load), not a page's request."""
     return headers.get("sec-fetch-mode") == "navigate" and headers.get("sec-fetch-dest", "document") == "document"
@@ -117,7 +123,7 @@ class RequestGuard:
                              "viewer, not read or stream from the API")
             if method not in READS:
                 origin = headers.get("origin")
-                if origin is not None and origin.rstrip("/").lower() not in {f"http://{host.lower()}", f"https://{host.lower()}"}:
+                if foreign_origin(origin, host):
                     return 403, (f"cross-origin request refused: Origin {origin!r} is not this server's origin; "
                                  "without --auth only the server's own pages may change anything")
                 if headers.get("sec-fetch-site", "same-origin") in ("cross-site", "same-site"):
@@ -267,5 +273,5 @@ def check_path_names(request: Request) -> None:
             check(name_kind(param, route, "query") or param, value, param)
 
 
-__all__ = ["BodyTooLarge", "check_path_names", "name_kind", "DEFAULT_MAX_BODY", "RequestGuard", "body_type_allowed", "error_body", "is_loopback",
+__all__ = ["BodyTooLarge", "check_path_names", "name_kind", "DEFAULT_MAX_BODY", "RequestGuard", "body_type_allowed", "error_body", "foreign_origin", "is_loopback",
            "kube_style", "split_host"]

@@ -6,7 +6,13 @@ The endpoints are KServe's: ``/v2/health/live``, ``/v2/health/ready``, ``/v2/mod
 clients talk to it as they would to an InferenceService. Inputs are read and outputs
 written by KServe's helpers (``get_predict_input``/``get_predict_response``, as its sklearn
 server does). Input the model cannot take (a wrong shape, a wrong type, a body that is not
-an inference request) is answered ``400 {"error": …}``, the protocol's error body, never 500.
+an inference request, binary tensors their header does not describe) is answered
+``400 {"error": …}``, the protocol's error body, never 500.
+
+The model is the server's one and only: KServe's model repository API (``/v2/repository/…``,
+load and unload) is not served. Requests are decoded and answered in the model's worker
+thread, one at a time, so the event loop (``/v2/health/*``) stays free; a body is at most
+``max_body`` bytes (``--max-body``, 16 MiB by default). Web pages are refused (``_Guard``).
 
 >>> serve(Path("~/.katib/runs/default/exp/exp-abc/artifacts"), "exp", port=8080)  # doctest: +SKIP
 """
@@ -18,10 +24,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ._model import find_model, load_model, predictor
+from ._model import find_model
 from .errors import KatibError, NoResultError, NotFoundError
 
-__all__ = ["locate", "serve"]
+__all__ = ["DEFAULT_MAX_BODY", "locate", "serve"]
+
+# The largest request body katib serve takes unless --max-body says otherwise: a batch of 16
+# 224x224 RGB images as FP32 binary tensors (9.6 MB), or about 2 million numbers as JSON.
+DEFAULT_MAX_BODY = 16 << 20
 
 
 def locate(store: Any, runs_root: Path, namespace: str, experiment: str, trial: str | None = None) -> tuple[str, Path]:
@@ -60,56 +70,27 @@ def _kserve() -> Any:
 
 
 def model(name: str, path: Path, allow_pickle: bool = True) -> Any:
-    """A ``kserve.Model`` serving the model saved in ``path``, loaded (``load_model``)."""
-    kserve = _kserve()
-    from kserve.errors import InvalidInput
-    from kserve.utils.numpy_codec import from_np_dtype
-    from kserve.utils.utils import get_predict_input, get_predict_response
+    """A ``kserve.Model`` serving the model saved in ``path``, loaded (``load_model``); its
+    ``predict`` is a coroutine, answered in the model's worker thread."""
+    _kserve()
+    from ._served_model import TrialModel
 
-    class TrialModel(kserve.Model):  # type: ignore[misc, name-defined]
-        def __init__(self) -> None:
-            super().__init__(name)
-            self.ready = False
-
-        def load(self) -> bool:
-            saved = find_model(path)
-            self.format = saved.format
-            self._model = load_model(path, allow_pickle)
-            self._predict = predictor(saved, self._model)
-            self.ready = True
-            return self.ready
-
-        def get_input_types(self) -> list[dict[str, Any]]:  # /v2/models/{name}: what a scikit-learn model takes
-            features = getattr(self._model, "n_features_in_", None)
-            return [{"name": "input-0", "datatype": "FP32", "shape": [-1, int(features)]}] if features else []
-
-        def get_output_types(self) -> list[dict[str, Any]]:
-            classes = getattr(self._model, "classes_", None)
-            return [{"name": "output-0", "datatype": from_np_dtype(classes.dtype), "shape": [-1]}] \
-                if classes is not None else []
-
-        def predict(self, payload: Any, headers: dict[str, str] | None = None) -> Any:
-            try:
-                instances = get_predict_input(payload)
-                result = self._predict(instances)
-            except InvalidInput:
-                raise
-            except Exception as exc:  # the request's data does not fit the model: a client error
-                raise InvalidInput(f"the {self.format} model cannot take this input: {type(exc).__name__}: {exc}") from None
-            return get_predict_response(payload, result, self.name)
-
-    served = TrialModel()
+    served = TrialModel(name, path, allow_pickle)
     served.load()
     return served
 
 
-def serve(path: Path, name: str, host: str = "127.0.0.1", port: int = 8080, allow_pickle: bool = True) -> None:
-    """Serve the model saved in ``path`` as ``name`` until interrupted."""
+def serve(path: Path, name: str, host: str = "127.0.0.1", port: int = 8080, allow_pickle: bool = True,
+          max_body: int = DEFAULT_MAX_BODY) -> None:
+    """Serve the model saved in ``path`` as ``name`` until interrupted; a request body may not
+    exceed ``max_body`` bytes."""
     served = model(name, path, allow_pickle)
     kserve = _kserve()
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
     from kserve.model_server import app
+
+    from ._served_model import OneModelDataPlane
 
     async def not_a_request(_: Any, exc: RequestValidationError) -> JSONResponse:
         where = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors()[:5])
@@ -120,9 +101,13 @@ def serve(path: Path, name: str, host: str = "127.0.0.1", port: int = 8080, allo
     warnings.filterwarnings("ignore", message="ORJSONResponse is deprecated")  # KServe's choice, not the user's
     app.add_exception_handler(RequestValidationError, not_a_request)  # FastAPI's 422 is not the protocol's body
     app.add_middleware(_JsonByDefault)
-    app.add_middleware(_LocalCallersOnly, host=host)
+    app.add_middleware(_Guard, host=host, max_body=max_body)
 
     class Server(kserve.ModelServer):  # type: ignore[misc, name-defined]
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.dataplane = OneModelDataPlane(model_registry=self.registered_models)
+
         def setup_event_loop(self) -> None:
             if self._rest_server is not None:
                 self._rest_server.config.host = host  # KServe listens on 0.0.0.0; a laptop's server on loopback
@@ -131,47 +116,121 @@ def serve(path: Path, name: str, host: str = "127.0.0.1", port: int = 8080, allo
     Server(http_port=port, enable_grpc=False, enable_docs_url=False).start([served])
 
 
-class _LocalCallersOnly:
-    """A model served on loopback answers programs on this machine, not web pages: a
-    ``Host`` that is not a loopback name (a DNS-rebinding page, which could read the
-    predictions and unload the model) and a request another site's page makes
-    (``Sec-Fetch-Site``) are refused with 403. Served on another address, only the second."""
+_READS = frozenset({"GET", "HEAD", "OPTIONS"})  # the methods api._guard lets through with any Origin
 
-    def __init__(self, app: Any, host: str) -> None:
-        from api._guard import is_loopback, split_host
 
-        self.app = app
-        self.is_loopback, self.split_host = is_loopback, split_host
+class _Guard:
+    """What a request passes before KServe's routes, refused with the protocol's error body.
+
+    - Served on loopback, the model answers programs on this machine, not web pages: a
+      ``Host`` that is not a loopback name (a DNS-rebinding page, which could read the
+      predictions) is refused with 403, and, served on any address, a request another site's
+      page makes (``Sec-Fetch-Site``) or one other than a read whose ``Origin`` is not the
+      server's own (``api._guard.foreign_origin``: a form or a fetch of another site, or of
+      another port of localhost) is refused with 403.
+    - ``/v2/repository/…`` (KServe's model load and unload) is 404: the server serves one
+      model, which an unload took down while ``/v2/health/ready`` still said ready.
+    - A body over ``max_body`` bytes is refused with 413: one that says so (``Content-Length``)
+      before it is read, a chunked one as it passes the limit (it is read whole here: KServe
+      reads every body whole anyway)."""
+
+    def __init__(self, app: Any, host: str, max_body: int) -> None:
+        from api._guard import foreign_origin, is_loopback, split_host
+
+        self.app, self.max_body = app, max_body
+        self.foreign_origin, self.is_loopback, self.split_host = foreign_origin, is_loopback, split_host
         self.loopback = is_loopback(host)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            headers = {k.lower(): v.decode("latin-1") for k, v in scope["headers"]}
-            why = None
-            if self.loopback and not self.is_loopback(self.split_host(headers.get(b"host", ""))):
-                why = "this model is served on loopback: it answers to loopback host names only"
-            elif headers.get(b"sec-fetch-site") in ("cross-site", "same-site"):
-                why = "another site's page may not use this model server"
-            if why is not None:
-                body = json.dumps({"error": why}).encode()
-                await send({"type": "http.response.start", "status": 403,
-                            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-                await send({"type": "http.response.body", "body": body})
-                return
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        refusal = self._refusal(scope, headers)
+        if refusal is None and "chunked" in headers.get("transfer-encoding", "").lower():
+            receive, refusal = await self._whole(receive)
+        if refusal is not None:
+            await _answer(send, *refusal)
+            return
         await self.app(scope, receive, send)
+
+    def _refusal(self, scope: Any, headers: dict[str, str]) -> tuple[int, str] | None:
+        host = headers.get("host", "")
+        if self.loopback and not self.is_loopback(self.split_host(host)):
+            return 403, "this model is served on loopback: it answers to loopback host names only"
+        if headers.get("sec-fetch-site") in ("cross-site", "same-site"):
+            return 403, "another site's page may not use this model server"
+        if scope["method"].upper() not in _READS and self.foreign_origin(headers.get("origin"), host):
+            return 403, (f"cross-origin request refused: Origin {headers['origin']!r} is not this server's origin; "
+                         "only programs (which send no Origin) and the server's own pages may use it")
+        path = scope["path"]
+        if path == "/v2/repository" or path.startswith("/v2/repository/"):
+            return 404, "katib serve serves one model, loaded when it starts: the model repository API is not served"
+        length = headers.get("content-length", "")
+        if length.isdigit() and int(length) > self.max_body:
+            return 413, self._too_large(f"the body has {int(length)} bytes, more than")
+        return None
+
+    async def _whole(self, receive: Any) -> tuple[Any, tuple[int, str] | None]:
+        """The chunked body, read up to the limit, handed on as one piece."""
+        chunks, seen = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client left: hand that on
+                return _replay(message, receive), None
+            chunks.append(message.get("body", b""))
+            seen += len(chunks[-1])
+            if seen > self.max_body:
+                return receive, (413, self._too_large("the (chunked) body passed"))
+            if not message.get("more_body", False):
+                return _replay({"type": "http.request", "body": b"".join(chunks), "more_body": False}, receive), None
+
+    def _too_large(self, what: str) -> str:
+        return f"{what} the limit of {self.max_body} bytes of katib serve (raise it with --max-body BYTES)"
+
+
+def _replay(first: dict[str, Any], receive: Any) -> Any:
+    """``receive`` that answers ``first``, then what the connection sends (a disconnect)."""
+    pending = [first]
+
+    async def replayed() -> dict[str, Any]:
+        return pending.pop() if pending else await receive()
+
+    return replayed
+
+
+async def _answer(send: Any, code: int, message: str) -> None:
+    body = json.dumps({"error": message}).encode()
+    await send({"type": "http.response.start", "status": code,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
 
 
 class _JsonByDefault:
     """An inference request without a Content-Type is JSON, unless it says it carries binary
     tensors (Inference-Header-Content-Length): Triton's client sends its JSON requests so, and
-    KServe's endpoint would take them for binary ones without the header and refuse them."""
+    KServe's endpoint would take them for binary ones without the header and refuse them. An
+    answer without one is JSON too, unless it carries binary tensors: the model encodes its
+    answers itself (``_served_model.Encoded``), and KServe hands them on unlabelled."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
-            names = {k.lower() for k, _ in scope["headers"]}
-            if b"content-type" not in names and b"inference-header-content-length" not in names:
-                scope = {**scope, "headers": [*scope["headers"], (b"content-type", b"application/json")]}
-        await self.app(scope, receive, send)
+        if scope["type"] != "http" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        names = {k.lower() for k, _ in scope["headers"]}
+        if b"content-type" not in names and b"inference-header-content-length" not in names:
+            scope = {**scope, "headers": [*scope["headers"], (b"content-type", b"application/json")]}
+
+        async def labelled(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                names = {k.lower() for k, _ in message.get("headers", [])}
+                if b"content-type" not in names:
+                    binary = b"inference-header-content-length" in names
+                    label = b"application/octet-stream" if binary else b"application/json"
+                    message = {**message, "headers": [*message.get("headers", []), (b"content-type", label)]}
+            await send(message)
+
+        await self.app(scope, receive, labelled)

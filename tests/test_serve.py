@@ -6,11 +6,14 @@ gets the protocol's error body. katib export inferenceservice writes what KServe
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +48,34 @@ def _katib(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedP
                           timeout=timeout)
 
 
+MAX_BODY = 65536  # the served model's --max-body: the requests below are a few KiB
+
+
+@contextlib.contextmanager
+def _server(command: list[str], url: str, log_path: Path, cwd: Path, env: dict[str, str] | None = None):
+    """A server process, once it answers ready; stopped as Ctrl-C or SIGTERM stops it."""
+    log = open(log_path, "w")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=cwd, env=env)
+    try:
+        deadline = time.monotonic() + 180  # importing kserve takes seconds on a busy machine
+        while True:
+            assert proc.poll() is None, log_path.read_text()
+            try:
+                if httpx.get(f"{url}/v2/health/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.5)
+        yield proc
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0, log_path.read_text()  # Ctrl-C or SIGTERM ends it cleanly
+    finally:
+        proc.kill()
+        proc.wait()
+        log.close()
+
+
 @pytest.fixture(scope="module")
 def served(tmp_path_factory, example_run):
     tmp = tmp_path_factory.mktemp("serve")
@@ -57,27 +88,11 @@ def served(tmp_path_factory, example_run):
     trial = store.get_experiment("kubeflow", "random").status.to_dict()["currentOptimalTrial"]["bestTrialName"]
     store.close()
     port = _free_port()
-    log = open(tmp / "serve.log", "w")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen([sys.executable, "-m", "katib", "serve", "random", "-n", "kubeflow", "--db", str(db),
-                             "--port", str(port)], stdout=log, stderr=subprocess.STDOUT, cwd=tmp)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180  # importing kserve takes seconds on a busy machine
-    while True:
-        assert proc.poll() is None, (tmp / "serve.log").read_text()
-        try:
-            if httpx.get(f"{url}/v2/health/ready", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, (tmp / "serve.log").read_text()
-        time.sleep(0.5)
-    yield Served(url, db, RunLayout(db.parent / "runs").artifacts("kubeflow", "random", trial), trial)
-    proc.send_signal(signal.SIGTERM)
-    try:
-        assert proc.wait(timeout=30) == 0, (tmp / "serve.log").read_text()  # Ctrl-C or SIGTERM ends it cleanly
-    finally:
-        proc.kill()
-        log.close()
+    command = [sys.executable, "-m", "katib", "serve", "random", "-n", "kubeflow", "--db", str(db), "--port", str(port),
+               "--max-body", str(MAX_BODY)]
+    with _server(command, url, tmp / "serve.log", tmp):
+        yield Served(url, db, RunLayout(db.parent / "runs").artifacts("kubeflow", "random", trial), trial)
 
 
 def _digits(count: int = 12):
@@ -247,14 +262,14 @@ def test_pytorch_models_are_served_scripted_or_rebuilt(tmp_path, monkeypatch):
         server_side = served_model("net", tmp_path / folder)
         tensor = InferInput("input-0", list(x.shape), "FP64")
         tensor.set_data_from_numpy(x, binary_data=False)
-        response = server_side.predict(InferRequest(model_name="net", infer_inputs=[tensor]))
+        response = asyncio.run(server_side.predict(InferRequest(model_name="net", infer_inputs=[tensor])))
         assert np.allclose(response.outputs[0].as_numpy(), expected, atol=1e-6), folder
     from kserve.errors import InvalidInput
 
     with pytest.raises(InvalidInput, match="cannot take this input"):
         wrong = InferInput("input-0", [2, 3], "FP32")
         wrong.set_data_from_numpy(np.zeros((2, 3), np.float32), binary_data=False)
-        server_side.predict(InferRequest(model_name="net", infer_inputs=[wrong]))
+        asyncio.run(server_side.predict(InferRequest(model_name="net", infer_inputs=[wrong])))
 
 
 def test_onnx_models_are_served_with_onnxruntime(tmp_path):
@@ -278,7 +293,8 @@ def test_onnx_models_are_served_with_onnxruntime(tmp_path):
     x = np.random.default_rng(0).random((2, 4))
     tensor = InferInput("input-0", [2, 4], "FP64")
     tensor.set_data_from_numpy(x, binary_data=False)
-    response = served_model("linear", tmp_path).predict(InferRequest(model_name="linear", infer_inputs=[tensor]))
+    response = asyncio.run(served_model("linear", tmp_path).predict(InferRequest(model_name="linear",
+                                                                                 infer_inputs=[tensor])))
     assert np.allclose(response.outputs[0].as_numpy(), x @ weights + bias, atol=1e-5)
 
 
@@ -295,6 +311,163 @@ def test_web_pages_cannot_use_a_model_served_on_loopback(served):
                       headers=page).status_code == 403
     assert httpx.get(f"{served.url}/v2/models/random/ready").json()["ready"] is True  # still served
     assert httpx.get(f"{served.url}/v2/models/random", headers={"host": "localhost"}).status_code == 200
+
+
+def _one_digit() -> dict:
+    return {"inputs": [{"name": "input-0", "shape": [1, 64], "datatype": "FP32", "data": _digits(1).ravel().tolist()}]}
+
+
+def test_a_page_of_another_origin_cannot_send_work_or_unload_the_model(served):
+    """Any page may POST a form or a "simple" fetch (text/plain) to localhost: one of another
+    origin, a page of another port on this machine included, is refused before KServe's routes
+    (it unloaded the model: ready and infer then said it did not exist). Reads and requests
+    from programs, which send no Origin, are served; so is the server's own origin."""
+    infer = f"{served.url}/v2/models/random/infer"
+    simple = {"content-type": "text/plain"}
+    for origin in ("http://evil.example", "http://127.0.0.1:1", "null"):
+        response = httpx.post(infer, content=json.dumps(_one_digit()), headers={**simple, "origin": origin})
+        assert response.status_code == 403 and "Origin" in response.json()["error"], (origin, response.text)
+        response = httpx.post(f"{served.url}/v2/repository/models/random/unload", headers={**simple, "origin": origin})
+        assert response.status_code == 403, (origin, response.text)
+    assert httpx.post(infer, json=_one_digit(), headers={"origin": served.url}).status_code == 200
+    assert httpx.get(f"{served.url}/v2/models/random", headers={"origin": "http://evil.example"}).status_code == 200
+    assert httpx.get(f"{served.url}/v2/models/random/ready").json() == {"name": "random", "ready": True}
+
+
+def test_the_model_repository_api_is_not_served(served):
+    """KServe's model repository API would unload the server's only model (and load none):
+    katib serve serves one, for as long as it runs, and /v2/health/ready says so."""
+    for path in ("models/random/load", "models/random/unload", "index"):
+        response = httpx.post(f"{served.url}/v2/repository/{path}")
+        assert response.status_code == 404 and "one model" in response.json()["error"], (path, response.text)
+    assert httpx.get(f"{served.url}/v2/models/random/ready").json() == {"name": "random", "ready": True}
+    assert httpx.get(f"{served.url}/v2/health/ready").json() == {"ready": True}
+    assert httpx.post(f"{served.url}/v2/models/random/infer", json=_one_digit()).status_code == 200
+
+
+def test_the_server_is_ready_only_while_its_model_is(served):
+    """/v2/health/ready answered ready with no model left to serve."""
+    from kserve.model_repository import ModelRepository
+
+    from katib._served_model import OneModelDataPlane
+    from katib.serve import model as served_model
+
+    server_side = served_model("random", served.folder)
+    models = ModelRepository()
+    models.update(server_side)
+    plane = OneModelDataPlane(model_registry=models)
+    assert asyncio.run(plane.ready())
+    server_side.stop()  # what an unload, or the server's own stop, does to a model
+    assert not asyncio.run(plane.ready())
+    models.unload("random")
+    assert not asyncio.run(plane.ready())
+
+
+def _padded(body: dict, size: int) -> bytes:
+    """``body`` as JSON, padded with spaces to ``size`` bytes."""
+    text = json.dumps(body).encode()
+    return text + b" " * (size - len(text))
+
+
+def test_a_body_over_max_body_gets_413(served):
+    """A body over --max-body is refused, whether it says its size (refused before it is
+    read) or comes in chunks (refused as it passes the limit): a 20 MB body held the whole
+    server for 13-24 s. One of exactly the limit is served."""
+    infer = f"{served.url}/v2/models/random/infer"
+    json_type = {"content-type": "application/json"}
+
+    def chunks(data: bytes):
+        for start in range(0, len(data), 4096):
+            yield data[start:start + 4096]
+
+    response = httpx.post(infer, content=_padded(_one_digit(), MAX_BODY + 1), headers=json_type)
+    assert response.status_code == 413, response.text
+    assert f"{MAX_BODY + 1} bytes" in response.json()["error"] and "--max-body" in response.json()["error"]
+    response = httpx.post(infer, content=chunks(_padded(_one_digit(), MAX_BODY + 1)), headers=json_type)
+    assert response.status_code == 413 and "--max-body" in response.json()["error"], response.text
+    for body in (_padded(_one_digit(), MAX_BODY), chunks(_padded(_one_digit(), MAX_BODY))):
+        response = httpx.post(infer, content=body, headers=json_type)
+        assert response.status_code == 200 and response.headers["content-type"] == "application/json", response.text
+        assert len(response.json()["outputs"][0]["data"]) == 1
+    assert httpx.get(f"{served.url}/v2/health/live").json() == {"live": True}
+
+
+def _binary(header: dict, data: bytes, header_length: str | None = None) -> tuple[bytes, dict[str, str]]:
+    text = json.dumps(header).encode()
+    return text + data, {"inference-header-content-length": header_length or str(len(text))}
+
+
+_TENSOR = {"name": "input-0", "datatype": "FP32", "parameters": {"binary_data_size": 16}}
+MALFORMED = {
+    "a shape larger than the data": _binary({"inputs": [{**_TENSOR, "shape": [1000000000, 4]}]}, b"\0" * 16),
+    "fewer bytes than binary_data_size": _binary({"inputs": [{**_TENSOR, "shape": [1, 4]}]}, b"\0" * 8),
+    "a header without inputs": _binary({"outputs": []}, b"\0" * 16),
+    "a header length that is not a number": _binary({"inputs": [{**_TENSOR, "shape": [1, 4]}]}, b"\0" * 16, "x"),
+    "a header length past the body": _binary({"inputs": [{**_TENSOR, "shape": [1, 4]}]}, b"\0" * 16, "100000"),
+    "a header that is not JSON": (b"{inputs" + b"\0" * 16, {"inference-header-content-length": "7"}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+def test_malformed_binary_tensors_get_400(served, case):
+    """Binary tensors their header does not describe were a 500 ("cannot reshape array of size
+    4 into shape (1000000000,4)"), raised while KServe decoded them."""
+    body, headers = MALFORMED[case]
+    response = httpx.post(f"{served.url}/v2/models/random/infer", content=body, headers=headers)
+    assert response.status_code == 400, response.text
+    assert set(response.json()) == {"error"} and response.json()["error"]
+
+
+SLOW_MODEL = """
+import time
+from pathlib import Path
+
+
+class Slow:
+    \"\"\"A model that takes its time, as a large one computes: x's sum, in seconds.\"\"\"
+
+    def predict(self, x):
+        Path(__file__).with_name("predicting").touch()
+        time.sleep(float(x.sum()))
+        return x.sum(axis=1)
+"""
+
+
+def test_health_answers_while_a_prediction_runs(tmp_path, monkeypatch):
+    """KServe runs a model's synchronous predict on its event loop: while one request was
+    answered, /v2/health/live (a Kubernetes probe) and every other request waited for it.
+    katib serve predicts in the model's worker thread."""
+    from katib import save_model
+
+    (tmp_path / "slowmodel.py").write_text(SLOW_MODEL)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from slowmodel import Slow  # type: ignore[import-not-found]
+
+    save_model(Slow(), tmp_path / "model", format="sklearn")
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-c", "import sys; from pathlib import Path; from katib.serve import serve; "
+               f"serve(Path(sys.argv[1]), 'slow', port={port})", str(tmp_path / "model")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    with _server(command, url, tmp_path / "serve.log", tmp_path, env):
+        seconds = 4.0
+        slow = {"inputs": [{"name": "input-0", "shape": [1, 1], "datatype": "FP32", "data": [seconds]}]}
+        answer = {}
+        worker = threading.Thread(target=lambda: answer.update(r=httpx.post(f"{url}/v2/models/slow/infer", json=slow,
+                                                                               timeout=60)))
+        worker.start()
+        try:
+            deadline = time.monotonic() + 30
+            while not (tmp_path / "predicting").exists():
+                assert time.monotonic() < deadline and worker.is_alive(), answer
+                time.sleep(0.05)
+            began = time.monotonic()
+            assert httpx.get(f"{url}/v2/health/live", timeout=30).json() == {"live": True}
+            assert time.monotonic() - began < seconds / 2  # not after the prediction
+            assert worker.is_alive()
+        finally:
+            worker.join(timeout=60)
+        assert answer["r"].status_code == 200 and answer["r"].json()["outputs"][0]["data"] == [seconds], answer["r"].text
 
 
 class _Planted:

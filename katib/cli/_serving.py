@@ -18,6 +18,7 @@ from katib.cli._app import (
     export_app,
 )
 from katib.errors import KatibError
+from katib.serve import DEFAULT_MAX_BODY
 
 
 @app.command()
@@ -32,6 +33,8 @@ def serve(
     trust_pickles: bool = typer.Option(False, "--trust-pickles", help="Load a pickled model (scikit-learn, a "
                                        "PyTorch state dict's factory) from a katib server --auth store: it runs "
                                        "code of the trial's choosing, as you."),
+    max_body: int = typer.Option(DEFAULT_MAX_BODY, "--max-body", min=1, help="The largest request body accepted, in bytes "
+                                 "(larger ones get 413)."),
 ) -> None:
     """Serve the best trial's model (katib.save_model) over KServe's Open Inference Protocol
     (v2 REST: /v2/models/NAME/infer), with KServe's own server (pip install 'katib[serve]')."""
@@ -47,7 +50,7 @@ def serve(
     name = model_name or experiment
     err.print(f"serving trial {trial_name}'s model ({folder}) as {name}: POST http://{host}:{port}/v2/models/{name}/infer",
               highlight=False, markup=False)
-    serve_model(folder, name, host, port, allow_pickle)
+    serve_model(folder, name, host, port, allow_pickle, max_body)
 
 
 @export_app.command("inferenceservice")
