@@ -5,12 +5,17 @@ answer at most ``limit`` items, and never more than the server's ``page`` limit
 (``KATIB_MAX_PAGE``); while more follow, the answer's ``metadata.continue`` is the token
 of the next page.
 
-A page walks the namespace's experiments in the order they were created (by id) and each
-one's trials by keyset (:func:`katib.store.trial_page`, a chunk at a time), so a page
-costs the same anywhere in the list and holds at most its page of objects in memory. The
-token says where the next page starts: the experiment (its id and uid), the experiment's
-own trial token for the trial to read next, and how many of that trial's items (a
-TrainJob trial has a pod per node, a trial up to three events) were already answered.
+A page walks the namespace's experiments in the order they were created (by id), by their
+light columns only (:func:`katib.store.experiment_heads`: id, name, uid, a chunk at a
+time, and no further than the page needs), and each one's trials by keyset
+(:func:`katib.store.trial_page`, a chunk at a time), so a page costs the same anywhere in
+the list and holds at most its page of objects in memory. An experiment's spec and
+status are read only when an item on the page is made from them (an event is made from
+the trial alone), and a page reads about the server's ``list_bytes`` of them at most
+(:class:`Budget`; at least one experiment's, whatever it weighs). The token says where
+the next page starts: the experiment (its id and uid), the experiment's own trial token
+for the trial to read next, and how many of that trial's items (a TrainJob trial has a
+pod per node, a trial up to three events) were already answered.
 
 Like the trials' own tokens it is base64url JSON and a checksum: it grants nothing, but
 one edited, cut short, or made for another list, namespace or label selector is refused
@@ -25,10 +30,10 @@ read from its start.
 ...     _ = store.add_trials([TrialRecord(id=0, experiment_id=rec.id, name=f"{rec.name}-{i}", state="Succeeded",
 ...                                       assignments=[]) for i in range(2)])
 >>> def names(token):
-...     walk = walk_trials(store, store.list_experiments("ns"), start(token, "trials", "ns", None),
-...                        lambda rec, t: [t.name])
+...     at = start(token, "trials", "ns", None)
+...     walk = walk_trials(store, heads(store, "ns", at), at, lambda rec, t: [t.name])
 ...     items, spot = fill(walk, limit=3)
-...     return [i() for i in items], next_token(store, spot, "trials", "ns", None)
+...     return built(items), next_token(store, spot, "trials", "ns", None)
 >>> first, token = names(None)
 >>> first
 ['a-0', 'a-1', 'b-0']
@@ -46,14 +51,18 @@ from typing import Any
 
 from fastapi import Query
 
+from katib.errors import NotFoundError
 from katib.store import (
+    ExperimentHead,
     ExperimentRecord,
     InvalidContinueToken,
     Store,
     TrialRecord,
+    experiment_heads,
     open_token,
     seal_token,
     trial_page,
+    trial_stamp,
 )
 
 _CHUNK = 1000  # trials read from the store at once
@@ -88,12 +97,32 @@ class Spot:
 
 
 # An entry of a walk: where it is, what it weighs against the page's budget, and how to
-# build it (an experiment's suggestion object is built only once it is on the page).
-Entry = tuple[Spot, int, Callable[[], Item]]
+# build it (an experiment's suggestion object is built only once it is on the page; None
+# when the experiment was deleted meanwhile). No build at all: the page ends here, having
+# read what it may of experiments (``Budget``).
+Build = Callable[[], Item | None]
+Entry = tuple[Spot, int, Build | None]
 
 
-def _kept(item: Item) -> Callable[[], Item]:
+def _kept(item: Item) -> Build:
     return lambda: item
+
+
+class Budget:
+    """What one page may read of experiments whole: about ``max_bytes`` (the server's
+    ``list_bytes``) of stored spec and status, measured in the database before each is
+    read (``ExperimentHead.weight``), and at least one experiment whatever it weighs."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes, self.spent, self.read = max_bytes, 0, 0
+
+    def admits(self, rec: ExperimentRecord) -> bool:
+        """Whether the page may read ``rec`` too (and counts it when it may)."""
+        weight = rec.weight() if isinstance(rec, ExperimentHead) else 0
+        if self.read and self.spent + weight > self.max_bytes:
+            return False
+        self.spent, self.read = self.spent + weight, self.read + 1
+        return True
 
 
 _SALT = b"katib-list-continue:"  # not a trial page's token: never taken for one
@@ -130,24 +159,58 @@ def start(token: str | None, listing: str, namespace: str, selector: str | None)
     return Position(exp, uid, trials, skip)
 
 
+def heads(store: Store, namespace: str, at: Position | None, names: frozenset[str] | None = None,
+          optimization_job: bool = False, trainjob: bool = False) -> Iterator[ExperimentHead]:
+    """The namespace's experiments a page walks, by id from ``at``'s on, by their light
+    columns (:func:`katib.store.experiment_heads`, with its filters)."""
+    return experiment_heads(store, namespace, at.experiment if at else 0, names, optimization_job, trainjob)
+
+
 def resume(recs: Iterable[ExperimentRecord], at: Position | None) -> Iterator[tuple[ExperimentRecord, str | None, int]]:
-    """The experiments a page reads, by id from ``at`` on, each with the trial token and
-    the items to skip it starts at."""
-    for rec in sorted(recs, key=lambda r: r.id):
+    """The experiments a page reads (``recs``, in the order of their ids), from ``at``
+    on, each with the trial token and the items to skip it starts at."""
+    for rec in recs:
         if at is None or rec.id > at.experiment:
             yield rec, None, 0
         elif rec.id == at.experiment:
             yield (rec, at.trials, at.skip) if rec.uid == at.uid else (rec, None, 0)
 
 
+def _gone(rec: ExperimentRecord) -> bool:
+    """Whether reading ``rec`` whole failed because it was deleted since its head was read."""
+    return isinstance(rec, ExperimentHead) and not rec.loaded
+
+
 def walk_trials(store: Store, recs: Iterable[ExperimentRecord], at: Position | None,
-                items_of: Callable[[ExperimentRecord, TrialRecord], list[Item]], chunk: int = _CHUNK) -> Iterator[Entry]:
-    """Each item ``items_of`` makes of each trial of ``recs`` (after ``at``), one at a time."""
+                items_of: Callable[[ExperimentRecord, TrialRecord], list[Item]], chunk: int = _CHUNK,
+                keep: Callable[[TrialRecord], bool] | None = None, budget: Budget | None = None) -> Iterator[Entry]:
+    """Each item ``items_of`` makes of each trial of ``recs`` (after ``at``), one at a
+    time; only of the trials ``keep`` keeps, if given (it sees the trial alone, so an
+    experiment none of whose trials it keeps is never read whole). With a ``budget``, an
+    experiment counts against it before its first trial is made items of (``items_of``
+    reads it whole), and the walk ends there when it may not be read (a stop entry)."""
     for rec, trials, skip in resume(recs, at):
-        while True:
+        counted, gone = budget is None, False
+        while not gone:
             rows, after = trial_page(store, rec, chunk, trials)
             for row, t in enumerate(rows):
-                for n, item in enumerate(items_of(rec, t)):
+                if keep is not None and not keep(t):
+                    skip = 0
+                    continue
+                if not counted:
+                    assert budget is not None
+                    if not budget.admits(rec):
+                        yield Spot(rec, trials, row, skip), 0, None
+                        return
+                    counted = True
+                try:
+                    items = items_of(rec, t)
+                except NotFoundError:
+                    if not _gone(rec):
+                        raise
+                    gone = True  # deleted meanwhile: passed over, as between two pages
+                    break
+                for n, item in enumerate(items):
                     if n >= skip:
                         yield Spot(rec, trials, row, n), 1, _kept(item)
                 skip = 0
@@ -164,28 +227,47 @@ def walk_one(rec: ExperimentRecord, items: list[Item], at: Position | None) -> I
             yield Spot(rec, None, 0, n), 1, _kept(item)
 
 
-def walk_embedding(recs: Iterable[ExperimentRecord], at: Position | None, most: int,
-                   build: Callable[[ExperimentRecord], Item]) -> Iterator[Entry]:
+def _build(build: Callable[[ExperimentRecord], Item], rec: ExperimentRecord) -> Item | None:
+    try:
+        return build(rec)
+    except NotFoundError:
+        if _gone(rec):
+            return None  # deleted since the page was walked: left out
+        raise
+
+
+def walk_embedding(store: Store, recs: Iterable[ExperimentRecord], at: Position | None, most: int,
+                   build: Callable[[ExperimentRecord], Item], budget: Budget | None = None) -> Iterator[Entry]:
     """Objects, one per experiment of ``recs`` (after ``at``), that embed the experiment's
     most recent trials, at most ``most`` (:func:`recent_trials`): each weighs the trials it
-    embeds, so :func:`fill` with a budget of ``most`` makes a page that embeds at most that
-    many in all (or one object's); each is built only once it is on the page."""
+    embeds (counted in the database), so :func:`fill` with a budget of ``most`` makes a
+    page that embeds at most that many in all (or one object's); each is built, and its
+    experiment read whole, only once it is on the page. With a ``budget``, the walk ends
+    (a stop entry) at the experiment the page may not read."""
     for rec, _, _ in resume(recs, at):
-        yield Spot(rec), min(rec.status.trials or 0, most), partial(build, rec)
+        if budget is not None and not budget.admits(rec):
+            yield Spot(rec), 0, None
+            return
+        yield Spot(rec), min(trial_stamp(store, rec.id)[0], most), partial(_build, build, rec)
 
 
-def fill(entries: Iterator[Entry], limit: int, budget: int | None = None) -> tuple[list[Callable[[], Item]], Spot | None]:
+def fill(entries: Iterator[Entry], limit: int, budget: int | None = None) -> tuple[list[Build], Spot | None]:
     """At most ``limit`` entries, and of at most ``budget`` weight together (though never
-    none: a page holds its first entry whatever it weighs), with the spot of the first
-    entry left out: None when none is (the list ends on this page)."""
-    items: list[Callable[[], Item]] = []
+    none: a page holds its first entry whatever it weighs), ending at a stop entry, with
+    the spot of the first entry left out: None when none is (the list ends on this page)."""
+    items: list[Build] = []
     spent = 0
     for spot, weight, build in entries:
-        if len(items) >= limit or (budget is not None and items and spent + weight > budget):
+        if build is None or len(items) >= limit or (budget is not None and items and spent + weight > budget):
             return items, spot
         items.append(build)
         spent += weight
     return items, None
+
+
+def built(items: list[Build]) -> list[Item]:
+    """The items of a page, built (those of an experiment deleted meanwhile left out)."""
+    return [item for item in (build() for build in items) if item is not None]
 
 
 def next_token(store: Store, spot: Spot | None, listing: str, namespace: str, selector: str | None) -> str | None:
@@ -225,5 +307,5 @@ def recent_trials(store: Store, rec: ExperimentRecord, most: int) -> list[TrialR
     return store.list_trials(rec.id, limit=most, offset=max(0, total - most))
 
 
-__all__ = ["CONTINUE", "LIMIT", "Entry", "Position", "Spot", "chunk_for", "encode", "fill", "kube_list", "next_token", "page_size", "recent_trials",
-           "resume", "start", "walk_embedding", "walk_one", "walk_trials"]
+__all__ = ["CONTINUE", "LIMIT", "Budget", "Entry", "Position", "Spot", "built", "chunk_for", "encode", "fill", "heads", "kube_list",
+           "next_token", "page_size", "recent_trials", "resume", "start", "walk_embedding", "walk_one", "walk_trials"]

@@ -131,12 +131,13 @@ async def delete_experiment(namespace: str, name: str, state: ServerState = Depe
             "details": {"name": name, "group": "kubeflow.org", "kind": "experiments"}}
 
 
-def _of_experiment(recs: list[ExperimentRecord], selector: dict[str, str | frozenset[str]]) -> list[ExperimentRecord]:
-    """The experiments a selector's ``katib.kubeflow.org/experiment`` (``=`` or ``in``) names."""
-    if EXPERIMENT_LABEL not in selector:
-        return recs
-    wanted = {EXPERIMENT_LABEL: selector[EXPERIMENT_LABEL]}
-    return [r for r in recs if _matches({EXPERIMENT_LABEL: r.name}, wanted)]
+def _of_experiment(selector: dict[str, str | frozenset[str]]) -> frozenset[str] | None:
+    """The experiments a selector's ``katib.kubeflow.org/experiment`` (``=`` or ``in``)
+    names (None: it names none, so every experiment)."""
+    wanted = selector.get(EXPERIMENT_LABEL)
+    if wanted is None:
+        return None
+    return wanted if isinstance(wanted, frozenset) else frozenset([wanted])
 
 
 @router.get(PREFIX + "/trials", response_model=None)
@@ -153,15 +154,13 @@ def list_trials(namespace: str, label_selector: str | None = Query(None, alias="
     size = _paging.page_size(limit, state.limits.page)
     at = _paging.start(continue_, "trials", namespace, label_selector)
 
-    def trial(rec: ExperimentRecord, t: TrialRecord) -> list[dict[str, Any]]:
-        return [views.trial_object(rec, t)] if _matches(t.labels, selector) else []
-
-    recs = _of_experiment(state.store.list_experiments(namespace), selector)
-    walk = _paging.walk_trials(state.store, recs, at, trial, _paging.chunk_for(size))
+    heads = _paging.heads(state.store, namespace, at, _of_experiment(selector))
+    walk = _paging.walk_trials(state.store, heads, at, lambda rec, t: [views.trial_object(rec, t)], _paging.chunk_for(size),
+                               keep=lambda t: _matches(t.labels, selector), budget=_paging.Budget(state.limits.list_bytes))
     items, spot = _paging.fill(walk, size)
     token = _paging.next_token(state.store, spot, "trials", namespace, label_selector)
     # Serialised directly: thousands of plain dicts need no model validation.
-    return JSONResponse(_paging.kube_list("Trial", [i() for i in items], token, API_VERSION))
+    return JSONResponse(_paging.kube_list("Trial", _paging.built(items), token, API_VERSION))
 
 
 @router.get(PREFIX + "/trials/{name}", response_model=Trial, response_model_exclude_none=True)
@@ -206,11 +205,11 @@ def list_suggestions(namespace: str, limit: int | None = _paging.LIMIT, continue
     most a page, see ``getSuggestion``); ``metadata.continue`` while more follow."""
     size = _paging.page_size(limit, state.limits.page)
     at = _paging.start(continue_, "suggestions", namespace, None)
-    walk = _paging.walk_embedding(state.store.list_experiments(namespace), at, state.limits.page,
-                                  lambda rec: _suggestion(state, rec))
+    walk = _paging.walk_embedding(state.store, _paging.heads(state.store, namespace, at), at, state.limits.page,
+                                  lambda rec: _suggestion(state, rec), _paging.Budget(state.limits.list_bytes))
     items, spot = _paging.fill(walk, size, budget=state.limits.page)
     token = _paging.next_token(state.store, spot, "suggestions", namespace, None)
-    return _paging.kube_list("Suggestion", [i() for i in items], token, API_VERSION)
+    return _paging.kube_list("Suggestion", _paging.built(items), token, API_VERSION)
 
 
 @router.get(PREFIX + "/suggestions/{name}", operation_id="getSuggestion")
@@ -265,11 +264,12 @@ def list_pods(namespace: str, label_selector: str | None = Query(None, alias="la
             return _paging.kube_list("Pod", [], None, "v1")
         walk = _paging.walk_one(rec, wanted(_pods(rec, t)), at)
     else:
-        recs = _of_experiment(state.store.list_experiments(namespace), selector)
-        walk = _paging.walk_trials(state.store, recs, at, lambda rec, t: wanted(_pods(rec, t)), _paging.chunk_for(size))
+        heads = _paging.heads(state.store, namespace, at, _of_experiment(selector))
+        walk = _paging.walk_trials(state.store, heads, at, lambda rec, t: wanted(_pods(rec, t)), _paging.chunk_for(size),
+                                   budget=_paging.Budget(state.limits.list_bytes))
     items, spot = _paging.fill(walk, size)
     token = _paging.next_token(state.store, spot, "pods", namespace, label_selector)
-    return _paging.kube_list("Pod", [i() for i in items], token, "v1")
+    return _paging.kube_list("Pod", _paging.built(items), token, "v1")
 
 
 @router.get("/api/v1/namespaces/{namespace}/pods/{name}/log", response_class=PlainTextResponse)

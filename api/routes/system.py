@@ -5,7 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import PlainTextResponse
 
-from katib import views
+from katib.controller import experiment_phase
+from katib.store import experiment_census
 
 from .._auth import can_read, current_user
 from .._state import ServerState, get_state
@@ -24,26 +25,27 @@ def _label(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
+# The trial states a metric's label names (the label, the stored state), in the order listed.
+_TRIAL_STATES = (("Succeeded", "Succeeded"), ("Failed", "Failed"), ("Running", "Running"), ("Pending", "Created"),
+                 ("Killed", "Killed"), ("EarlyStopped", "EarlyStopped"), ("MetricsUnavailable", "MetricsUnavailable"))
+
+
 @router.get("/metrics", response_class=PlainTextResponse)
 def metrics(request: Request, state: ServerState = Depends(get_state)) -> str:
     """Prometheus text format: experiments by phase, trials by state, controllers running
-    (of the namespaces the caller may read)."""
+    (of the namespaces the caller may read). Counted by SQL (``experiment_census``): no
+    spec is read, and no status of a namespace the caller may not read."""
     user = current_user(request)
     lines = ["# HELP katib_experiments Experiments by phase.", "# TYPE katib_experiments gauge"]
     phases: dict[tuple[str, str], int] = {}
     trials: dict[tuple[str, str, str], int] = {}
     running = 0
-    for rec in state.store.list_experiments():
-        if not can_read(user, rec.namespace):
-            continue
-        key = (rec.namespace, views.phase(rec))
+    for exp in experiment_census(state.store, None if user is None else (lambda ns: can_read(user, ns))):
+        key = (exp.namespace, experiment_phase(exp.conditions))
         phases[key] = phases.get(key, 0) + 1
-        running += state.manager.runs_here(rec.namespace, rec.name)
-        s = rec.status
-        for count, label in ((s.trials_succeeded, "Succeeded"), (s.trials_failed, "Failed"), (s.trials_running, "Running"),
-                             (s.trials_pending, "Pending"), (s.trials_killed, "Killed"),
-                             (s.trials_early_stopped, "EarlyStopped"), (s.trial_metrics_unavailable, "MetricsUnavailable")):
-            trials[(rec.namespace, rec.name, label)] = count
+        running += state.manager.runs_here(exp.namespace, exp.name)
+        for label, trial_state in _TRIAL_STATES:
+            trials[(exp.namespace, exp.name, label)] = exp.trials.get(trial_state, 0)
     q = _label
     lines += [f'katib_experiments{{namespace="{q(ns)}",phase="{q(ph)}"}} {n}' for (ns, ph), n in sorted(phases.items())]
     lines += ["# HELP katib_trials Trials by experiment and state.", "# TYPE katib_trials gauge"]

@@ -13,7 +13,7 @@ from typing import Any
 from fastapi import APIRouter, Depends
 
 from katib.errors import NotFoundError
-from katib.optimizationjobs import optimization_job_object, source_of
+from katib.optimizationjobs import optimization_job_object
 from katib.runtimes import CLUSTER_KIND, NAMESPACED_KIND, TRAINER_API_VERSION, registry
 from katib.store import ExperimentRecord, TrialRecord
 
@@ -74,10 +74,12 @@ def list_trainjobs(namespace: str, limit: int | None = _paging.LIMIT, continue_:
         job = _trainjobs.trainjob_of(rec, t)
         return [job] if job is not None else []
 
-    walk = _paging.walk_trials(state.store, state.store.list_experiments(namespace), at, jobs, _paging.chunk_for(size))
+    # Only the experiments whose trials may be TrainJobs (a column written with the spec).
+    heads = _paging.heads(state.store, namespace, at, trainjob=True)
+    walk = _paging.walk_trials(state.store, heads, at, jobs, _paging.chunk_for(size), budget=_paging.Budget(state.limits.list_bytes))
     items, spot = _paging.fill(walk, size)
     token = _paging.next_token(state.store, spot, "trainjobs", namespace, None)
-    return _paging.kube_list("TrainJob", [i() for i in items], token, TRAINER_API_VERSION)
+    return _paging.kube_list("TrainJob", _paging.built(items), token, TRAINER_API_VERSION)
 
 
 @router.get(TRAINJOBS + "/{trial}")
@@ -111,11 +113,14 @@ def list_optimizationjobs(namespace: str, limit: int | None = _paging.LIMIT, con
     /api/v1/namespaces/{namespace}/experiments."""
     size = _paging.page_size(limit, state.limits.page)
     at = _paging.start(continue_, "optimizationjobs", namespace, None)
-    recs = [r for r in state.store.list_experiments(namespace) if source_of(r) is not None]
-    walk = _paging.walk_embedding(recs, at, state.limits.page, lambda rec: _optimization_job(state, rec) or {})
+    # Only the experiments written from an OptimizationJob (a column written with the spec,
+    # as ``source_of`` reads it): none other is read.
+    heads = _paging.heads(state.store, namespace, at, optimization_job=True)
+    walk = _paging.walk_embedding(state.store, heads, at, state.limits.page, lambda rec: _optimization_job(state, rec) or {},
+                                  _paging.Budget(state.limits.list_bytes))
     items, spot = _paging.fill(walk, size, budget=state.limits.page)
     token = _paging.next_token(state.store, spot, "optimizationjobs", namespace, None)
-    return _paging.kube_list("OptimizationJob", [i() for i in items], token, TRAINER_API_VERSION)
+    return _paging.kube_list("OptimizationJob", _paging.built(items), token, TRAINER_API_VERSION)
 
 
 @router.get(OPTIMIZATIONJOBS + "/{name}")
@@ -140,9 +145,10 @@ def list_events(namespace: str, limit: int | None = _paging.LIMIT, continue_: st
     oldest first; the Kubeflow SDK sorts what it reads anyway)."""
     size = _paging.page_size(limit, state.limits.page)
     at = _paging.start(continue_, "events", namespace, None)
-    walk = _paging.walk_trials(state.store, state.store.list_experiments(namespace), at,
+    # An event is made of its trial and the experiment's namespace: no experiment is read whole.
+    walk = _paging.walk_trials(state.store, _paging.heads(state.store, namespace, at), at,
                                lambda rec, t: _trainjobs.events(rec, [t]), _paging.chunk_for(size))
     built, spot = _paging.fill(walk, size)
-    items = sorted((i() for i in built), key=lambda e: e["firstTimestamp"] or "")
+    items = sorted(_paging.built(built), key=lambda e: e["firstTimestamp"] or "")
     token = _paging.next_token(state.store, spot, "events", namespace, None)
     return _paging.kube_list("Event", items, token, "v1")

@@ -2,6 +2,7 @@
 
 from ._columns import SummaryRow, parameter_names, summary_columns, summary_rows, trial_stamp
 from ._derived import stored as stored_status
+from ._heads import CensusRow, ExperimentHead, experiment_census, experiment_heads, list_flags
 from ._leases import LeaseLost, Leases, Replica, Request
 from ._logs import TrialLogs
 from ._notes import MAX_NOTE_CHARS, Note, NoteStore
@@ -29,7 +30,9 @@ from ._store import Store
 from ._users import ROLES, TokenInfo, User, UserStore, hash_token
 
 __all__ = [
+    "CensusRow",
     "DB_ENV",
+    "ExperimentHead",
     "MAX_NOTE_CHARS",
     "Note",
     "NoteStore",
@@ -50,10 +53,13 @@ __all__ = [
     "TrialLogs",
     "TrialRecord",
     "default_db_url",
+    "experiment_census",
+    "experiment_heads",
     "hash_token",
     "experiment_page",
     "iter_trials",
     "latest_trial",
+    "list_flags",
     "normalise_url",
     "observation_page",
     "parameter_names",

@@ -14,6 +14,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
 metadata = MetaData()
@@ -33,8 +34,16 @@ experiments = Table(
     Column("updated_at", Float, nullable=False),
     # When a user stopped it (katib stop, Stop): no server takes it up until it is run again.
     Column("stopped_at", Float, nullable=True),
+    # Which namespace-wide lists it is in, said by its spec and written with it (_heads.py):
+    # what a list of OptimizationJobs or TrainJobs walks by, never decoding a spec to ask.
+    Column("optimization_job", Boolean, nullable=False, server_default=false()),
+    Column("trainjob", Boolean, nullable=False, server_default=false()),
     UniqueConstraint("namespace", "name", name="uq_experiments_namespace_name"),
 )
+# Keyset walks of a namespace's OptimizationJobs and TrainJob experiments: an index range,
+# never a read of the rows (in SQLite these columns sit after the spec, pages of it away).
+Index("ix_experiments_optimization_job", experiments.c.namespace, experiments.c.optimization_job, experiments.c.id)
+Index("ix_experiments_trainjob", experiments.c.namespace, experiments.c.trainjob, experiments.c.id)
 
 trials = Table(
     "trials",

@@ -24,6 +24,7 @@ from katib.errors import ConflictError, NotFoundError, TemporaryError
 from katib.spec import Condition, ExperimentStatus
 
 from ._derived import derive, stored
+from ._heads import list_flags
 from ._records import (
     ExperimentRecord,
     ObservationRow,
@@ -43,7 +44,7 @@ from ._schema import (
 
 _UPDATE_TRIAL = trials.update().where(trials.c.id == sa.bindparam("_id"))
 
-SCHEMA_REVISION = "0012"
+SCHEMA_REVISION = "0013"
 T = TypeVar("T")
 
 
@@ -191,7 +192,7 @@ class Store:
         values = {
             "namespace": namespace, "name": name, "uid": str(uuid.uuid4()), "spec": _dumps(spec),
             "status": _dumps(_stored(status)), "workdir": workdir, "owner": None,
-            "created_at": now, "updated_at": now,
+            "created_at": now, "updated_at": now, **list_flags(spec),
         }
 
         def insert(conn: Connection) -> int:
@@ -250,6 +251,8 @@ class Store:
         if "status" in fields:
             fields["status"] = _stored(fields["status"])  # counts and lists are derived when read
         values = {k: (_dumps(v) if k in ("spec", "status") else v) for k, v in fields.items()}
+        if "spec" in fields:
+            values.update(list_flags(fields["spec"]))
         values["updated_at"] = time.time()
         self._retry(lambda c: c.execute(experiments.update().where(experiments.c.id == exp_id).values(**values)))
 
