@@ -96,9 +96,12 @@ def test_bayesianoptimization_on_scikit_learn_learns(estimator, acquisition, opt
         batch = alg.suggest(exp, history, 3)
         assert len(batch) == 3 and len({tuple(a.parameters.items()) for a in batch}) == 3  # parallel points differ
         history += [TrialView(f"t{len(history)}", a.parameters, "Succeeded", sphere(a.parameters)) for a in batch]
-    # Random search's best of 24 on [-5, 5]^2 is below 0.5 one time in three.
-    best = min(t.objective for t in history)
-    assert best < 0.5 and best < min(t.objective for t in history[:6]), sorted(t.objective for t in history)[:5]
+    # The model's points gather near the optimum: uniform points on [-5, 5]^2 fall below 8
+    # one time in four, so the median of 12 of them is below 8 about one time in 70. (The
+    # best value alone says little here: seed 1's six random points hold a 0.68 already, and
+    # which forest the seed grows changes between scikit-learn releases.)
+    late = sorted(t.objective for t in history[-12:])
+    assert late[len(late) // 2] < 8, late
     # The same history gives the same proposals (a restarted process carries on alike).
     assert ([a.parameters for a in alg.suggest(exp, history, 2)]
             == [a.parameters for a in get_algorithm("bayesianoptimization").suggest(exp, history, 2)])
