@@ -4,10 +4,12 @@ how wide a job runs (deadlines, replicas) and what each container asks for (reso
 Every value is checked where the user wrote it (``trialSpec``, not the rendered job), so the
 field path points into their document; a value holding a ``${trialParameters.…}``
 placeholder is only known per trial and is left to the cluster, except a count (replicas,
-``numNodes``, a Job's ``parallelism`` and ``completions``): the server itself loops over a
-count (a trial's processes, a TrainJob's pods), so a placeholder there must be the whole
-value and reference a parameter whose every value is an integer within the limit. A
-rendered job's counts are checked again when its trial launches (``count_errors``).
+``numNodes``, a Job's ``parallelism`` and ``completions``, a JobSet's and a Ray cluster's):
+the server itself loops over a count (a trial's processes, a TrainJob's pods), so a
+placeholder there must be the whole value and reference a parameter whose every value is an
+integer within the limit, and no key on the way to a count may hold one (it could render
+into a count's name). A rendered job's counts are checked again when its trial launches
+(``count_errors``).
 """
 
 from __future__ import annotations
@@ -28,6 +30,12 @@ GPU_KEY = "nvidia.com/gpu"
 REPLICA_TYPE = re.compile(r"[A-Za-z][A-Za-z0-9]{0,62}")  # Kubeflow's replica types: Master, Worker, PS, …
 SOLE_PLACEHOLDER = re.compile(r"\$\{trialParameters\.([^}]*)\}")
 INTEGER = re.compile(r"-?[0-9]+")  # a count as a parameter's value renders it
+# The counts each kind holds, as (field, least value).
+JOB_COUNTS = (("parallelism", 0), ("completions", 0))  # a batch Job's; a JobSet's replicated job's
+REPLICA_COUNTS = (("replicas", 0),)  # a Kubeflow replica spec's; a JobSet's replicated job's
+RAY_COUNTS = (("replicas", 0), ("minReplicas", 0), ("maxReplicas", 0), ("numOfHosts", 1))  # a Ray worker group's
+# Where each Ray kind keeps its cluster (the mapping holding workerGroupSpecs), under spec.
+RAY_CLUSTERS = (("RayCluster", None), ("RayJob", "rayClusterSpec"), ("RayService", "rayClusterConfig"))
 
 
 def workload_errors(trial_spec: dict[str, Any], path: str, limits: Limits,
@@ -35,7 +43,7 @@ def workload_errors(trial_spec: dict[str, Any], path: str, limits: Limits,
     """Every rule the workload ``trial_spec`` (at ``path``) breaks. ``parameters``: the
     experiment parameter each trial parameter references, by the trial parameter's name
     (what a count's placeholder may take)."""
-    errors: list[FieldError] = []
+    errors = _placeholder_keys(trial_spec, path)
     spec = trial_spec.get("spec")
     if isinstance(spec, dict):
         sp = f"{path}.spec"
@@ -43,7 +51,7 @@ def workload_errors(trial_spec: dict[str, Any], path: str, limits: Limits,
         if isinstance(spec.get("runPolicy"), dict):  # Kubeflow training jobs
             errors += _deadline(spec["runPolicy"], f"{sp}.runPolicy")
         for key, replica_specs in spec.items():
-            if key.endswith("ReplicaSpecs") and isinstance(replica_specs, dict):
+            if str(key).endswith("ReplicaSpecs") and isinstance(replica_specs, dict):
                 for role in replica_specs:
                     if not REPLICA_TYPE.fullmatch(str(role)):
                         errors.append(FieldError(f"{sp}.{key}", f"a replica type must be a word of letters and digits, "
@@ -94,22 +102,76 @@ def count_fields(job: Any) -> Iterator[tuple[str, Any, int]]:
     """Every count of the job (a ``trialSpec``, or a trial's rendered ``runSpec``) that the
     server loops over or hands to a cluster, as (its path in ``job``, its value, its least
     value): a Job's ``parallelism`` and ``completions``, each replica spec's ``replicas``,
-    a TrainJob's ``trainer.numNodes``."""
-    spec = job.get("spec") if isinstance(job, dict) else None
+    a TrainJob's ``trainer.numNodes``, a JobSet's replicated jobs' ``replicas`` and their
+    Job's ``parallelism`` and ``completions``, a Ray worker group's ``replicas``,
+    ``minReplicas``, ``maxReplicas`` and ``numOfHosts`` (RayCluster, RayJob, RayService)."""
+    for path, owner, counts in _count_owners(job):
+        for field, least in counts:
+            if field in owner:
+                yield f"{path}.{field}", owner[field], least
+
+
+def _count_owners(job: Any) -> Iterator[tuple[str, dict[str, Any], tuple[tuple[str, int], ...]]]:
+    """Each mapping on the way from ``job`` to one of its counts, as (its path, itself, the
+    counts it holds). A kind that a placeholder decides may be any kind: every kind's
+    counts are its counts."""
+    if not isinstance(job, dict):
+        return
+    yield "", job, ()
+    spec = job.get("spec")
     if not isinstance(spec, dict):
         return
-    if job.get("kind") == "Job":
-        for field in ("parallelism", "completions"):
-            if field in spec:
-                yield f"spec.{field}", spec[field], 0
+    kind = job.get("kind")
+
+    def of(name: str) -> bool:
+        return kind == name or _unknown(kind)
+
+    yield "spec", spec, JOB_COUNTS if of("Job") else ()
     for key, replica_specs in spec.items():
         if str(key).endswith("ReplicaSpecs") and isinstance(replica_specs, dict):
             for role, rs in replica_specs.items():
-                if isinstance(rs, dict) and "replicas" in rs:
-                    yield f"spec.{key}.{str(role)[:80]}.replicas", rs["replicas"], 0
-    trainer = spec.get("trainer")
-    if job.get("kind") == "TrainJob" and isinstance(trainer, dict) and "numNodes" in trainer:
-        yield "spec.trainer.numNodes", trainer["numNodes"], 1
+                if isinstance(rs, dict):
+                    yield f"spec.{key}.{str(role)[:80]}", rs, REPLICA_COUNTS
+    if of("TrainJob") and isinstance(spec.get("trainer"), dict):
+        yield "spec.trainer", spec["trainer"], (("numNodes", 1),)
+    if of("JobSet"):
+        for i, replicated in _mappings(spec.get("replicatedJobs")):
+            rp = f"spec.replicatedJobs[{i}]"
+            yield rp, replicated, REPLICA_COUNTS
+            template = replicated.get("template")
+            if isinstance(template, dict):
+                yield f"{rp}.template", template, ()
+                if isinstance(template.get("spec"), dict):
+                    yield f"{rp}.template.spec", template["spec"], JOB_COUNTS
+    for ray_kind, field in RAY_CLUSTERS:
+        cluster, cp = (spec, "spec") if field is None else (spec.get(field), f"spec.{field}")
+        if not of(ray_kind) or not isinstance(cluster, dict):
+            continue
+        if field is not None:
+            yield cp, cluster, ()
+        for i, group in _mappings(cluster.get("workerGroupSpecs")):
+            yield f"{cp}.workerGroupSpecs[{i}]", group, RAY_COUNTS
+
+
+def _mappings(items: Any) -> Iterator[tuple[int, dict[str, Any]]]:
+    """The mappings of a list, with their indexes."""
+    if isinstance(items, list):
+        yield from ((i, item) for i, item in enumerate(items) if isinstance(item, dict))
+
+
+def _placeholder_keys(trial_spec: dict[str, Any], path: str) -> list[FieldError]:
+    """A key that a placeholder decides, on the way to a count: it could render into the
+    count's name (``{"${trialParameters.f}": "${trialParameters.n}"}`` with ``f`` taking
+    ``replicas``), where the count's own check never looked."""
+    errors = []
+    for owner_path, owner, _ in _count_owners(trial_spec):
+        for key in owner:
+            if _unknown(key):
+                errors.append(FieldError(
+                    ".".join(filter(None, (path, owner_path, str(key)[:80]))),
+                    "a key here must not hold a ${trialParameters.…} placeholder: it is on the way to a count "
+                    "(replicas, numNodes, parallelism, completions), which is checked as written"))
+    return errors
 
 
 def _count_rule(least: int) -> str:

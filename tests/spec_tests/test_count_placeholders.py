@@ -127,3 +127,186 @@ def test_a_rendered_jobs_counts_are_checked_again(job, path, phrase):
     errors = [str(e) for e in count_errors(job, Limits())]
     assert any(e.startswith(f"{path}: ") and phrase in e for e in errors), errors
     assert count_errors(trainjob("64"), Limits()) == [] and count_errors(pytorchjob("0"), Limits()) == []
+
+
+# -- JobSet and Ray: their counts are counts too ---------------------------------------------
+# The review: a JobSet (a kind a tenant may submit) was admitted with replicatedJobs[].replicas
+# from a placeholder up to 2,000,000 and a replicated Job's parallelism of 1,000,000, and
+# its launch check found nothing; a Ray cluster's worker groups (the Kubernetes executor
+# creates any kind of an API group) were not counted either.
+
+CONDITIONS = {"successCondition": 'status.conditions.#(type=="Completed")#|#(status=="True")#',
+              "failureCondition": 'status.conditions.#(type=="Failed")#|#(status=="True")#'}
+
+
+def with_conditions(doc: dict[str, Any]) -> dict[str, Any]:
+    """A kind without Katib's default conditions: they are given."""
+    doc["spec"]["trialTemplate"].update(CONDITIONS)
+    return doc
+
+
+def jobset(replicas: Any = 1, **job_counts: Any) -> dict[str, Any]:
+    pod = {"restartPolicy": "Never", "containers": [copy.deepcopy(CONTAINER)]}
+    return {"apiVersion": "jobset.x-k8s.io/v1alpha2", "kind": "JobSet", "spec": {"replicatedJobs": [
+        {"name": "leader", "replicas": 1, "template": {"spec": {"template": {"spec": copy.deepcopy(pod)}}}},
+        {"name": "workers", "replicas": replicas, "template": {"spec": {**job_counts, "template": {"spec": pod}}}}]}}
+
+
+def ray_group(**counts: Any) -> dict[str, Any]:
+    return {"groupName": "workers", **counts, "template": {"spec": {"containers": [{"name": "worker", "image": "ray"}]}}}
+
+
+def raycluster(**counts: Any) -> dict[str, Any]:
+    return {"headGroupSpec": {"template": {"spec": {"containers": [copy.deepcopy(CONTAINER)]}}},
+            "workerGroupSpecs": [ray_group(replicas=1), ray_group(**counts)]}
+
+
+def rayjob(**counts: Any) -> dict[str, Any]:
+    return {"apiVersion": "ray.io/v1", "kind": "RayJob", "spec": {"entrypoint": "python -c 'pass'",
+                                                                  "rayClusterSpec": raycluster(**counts)}}
+
+
+def ray_cluster_kind(**counts: Any) -> dict[str, Any]:
+    return {"apiVersion": "ray.io/v1", "kind": "RayCluster", "spec": raycluster(**counts)}
+
+
+JOBSET_WORKERS = f"{TRIAL_SPEC}.spec.replicatedJobs[1]"
+RAY_WORKERS = f"{TRIAL_SPEC}.spec.rayClusterSpec.workerGroupSpecs[1]"
+
+REFUSED_KINDS = [
+    ("the reviewer's JobSet: replicas", lambda: with_conditions(with_n(jobset(N), {"feasibleSpace": {"min": "1", "max": "2000000"}})),
+     f"{JOBSET_WORKERS}.replicas", f"from 1 to 2000000: {RULE.format(least=0)}"),
+    ("the reviewer's JobSet: parallelism", lambda: with_conditions(with_n(jobset(1, parallelism=1000000, completions=N))),
+     f"{JOBSET_WORKERS}.template.spec.parallelism", "must be at most 64 (the server's limit"),
+    ("a JobSet's completions", lambda: with_conditions(with_n(jobset(1, completions=N), FIXED)),
+     f"{JOBSET_WORKERS}.template.spec.completions", "from 2000000 to 2000000"),
+    ("a JobSet's replicas, literal", lambda: with_conditions(with_n(jobset(65, parallelism=N))),
+     f"{JOBSET_WORKERS}.replicas", "must be at most 64"),
+    ("a RayJob's worker replicas", lambda: with_conditions(with_n(rayjob(replicas=N), FIXED)),
+     f"{RAY_WORKERS}.replicas", f"from 2000000 to 2000000: {RULE.format(least=0)}"),
+    ("a RayJob's maxReplicas, literal", lambda: with_conditions(with_n(rayjob(replicas=N, maxReplicas=100000))),
+     f"{RAY_WORKERS}.maxReplicas", "must be at most 64"),
+    ("a RayJob's minReplicas", lambda: with_conditions(with_n(rayjob(minReplicas=N), {"feasibleSpace": {"min": "-1", "max": "4"}})),
+     f"{RAY_WORKERS}.minReplicas", f"from -1 to 4: {RULE.format(least=0)}"),
+    ("a RayJob's hosts per replica", lambda: with_conditions(with_n(rayjob(replicas=N, numOfHosts=1000))),
+     f"{RAY_WORKERS}.numOfHosts", "must be at most 64"),
+    ("a RayCluster's worker replicas", lambda: with_conditions(with_n(ray_cluster_kind(replicas=N), FIXED)),
+     f"{TRIAL_SPEC}.spec.workerGroupSpecs[1].replicas", "from 2000000 to 2000000"),
+]
+
+ADMITTED_KINDS = [
+    ("a JobSet of bounded counts", lambda: with_conditions(with_n(jobset(N, parallelism=N, completions=64)))),
+    ("a RayJob of bounded counts", lambda: with_conditions(with_n(rayjob(replicas=N, minReplicas=0, maxReplicas=64, numOfHosts=2)))),
+    ("a RayCluster of bounded counts", lambda: with_conditions(with_n(ray_cluster_kind(replicas=N, maxReplicas=N)))),
+]
+
+
+@pytest.mark.parametrize(("doc", "path", "phrase"), [c[1:] for c in REFUSED_KINDS], ids=[c[0] for c in REFUSED_KINDS])
+def test_a_jobsets_and_a_ray_clusters_counts_are_bounded(doc, path, phrase):
+    with pytest.raises(ValidationError) as info:
+        admit(doc())
+    errors = [str(e) for e in info.value.errors]
+    assert any(e.startswith(f"{path}: ") and phrase in e for e in errors), errors
+
+
+@pytest.mark.parametrize("doc", [c[1] for c in ADMITTED_KINDS], ids=[c[0] for c in ADMITTED_KINDS])
+def test_a_jobset_and_a_ray_cluster_of_bounded_counts_are_admitted(doc):
+    admit(doc())
+
+
+@pytest.mark.parametrize(("job", "path"), [
+    ({"kind": "JobSet", "spec": {"replicatedJobs": [{"replicas": "2000000"}]}}, "trialSpec.spec.replicatedJobs[0].replicas"),
+    (jobset(1, parallelism="65"), "trialSpec.spec.replicatedJobs[1].template.spec.parallelism"),
+    (rayjob(replicas="65"), "trialSpec.spec.rayClusterSpec.workerGroupSpecs[1].replicas"),
+    (ray_cluster_kind(maxReplicas=2**31 - 1), "trialSpec.spec.workerGroupSpecs[1].maxReplicas"),
+])
+def test_a_rendered_jobsets_and_ray_clusters_counts_are_checked_again(job, path):
+    from katib.spec import count_errors
+
+    assert [str(e) for e in count_errors(job, Limits())] == [f"{path}: must be at most 64 (the server's limit; "
+                                                             "raise it with KATIB_MAX_REPLICAS)"]
+    assert count_errors(jobset(64, parallelism="64"), Limits()) == [] == count_errors(rayjob(replicas="64"), Limits())
+
+
+# -- a placeholder in a key on the way to a count --------------------------------------------
+# The review: render substitutes keys too, so {"${trialParameters.f}": "${trialParameters.n}"}
+# in a replica spec, f taking "replicas" and n up to 200,000, was admitted (the count's
+# check looks for "replicas"); only the launch check caught it.
+
+KEY_RULE = "a key here must not hold a ${trialParameters.…} placeholder: it is on the way to a count"
+F = "${trialParameters.f}"
+
+
+def with_f(doc: dict[str, Any], *values: str) -> dict[str, Any]:
+    """``doc`` with a categorical parameter ``f`` taking ``values``, trial parameter ``f``."""
+    doc["spec"]["parameters"].append({"name": "f", "parameterType": "categorical", "feasibleSpace": {"list": list(values)}})
+    doc["spec"]["trialTemplate"]["trialParameters"].append({"name": "f", "reference": "f"})
+    return doc
+
+
+def keyed(job: dict[str, Any], *where: Any, value: Any = N) -> dict[str, Any]:
+    """``job`` with the key ``${trialParameters.f}`` holding ``value`` at ``where``."""
+    owner = job
+    for step in where:
+        owner = owner[step]
+    owner[F] = value
+    return job
+
+
+BIG = {"feasibleSpace": {"min": "1", "max": "200000"}}
+REFUSED_KEYS = [
+    ("the reviewer's replica spec", lambda: with_f(with_n(keyed(pytorchjob(1), "spec", "pytorchReplicaSpecs", "Worker"), BIG), "replicas"),
+     f"{WORKERS[:-len('.replicas')]}.{F}"),
+    ("a training job's spec", lambda: with_f(with_n(keyed(pytorchjob(N), "spec", value={"Worker": {"replicas": 100000}})),
+                                             "pytorchReplicaSpecs"), f"{TRIAL_SPEC}.spec.{F}"),
+    ("a Job's spec", lambda: with_f(with_n(keyed(batch_job(), "spec"), BIG), "parallelism"), f"{TRIAL_SPEC}.spec.{F}"),
+    ("the job itself", lambda: with_f(with_n(keyed(batch_job(completions=N), value={"parallelism": 100000})), "spec"),
+     f"{TRIAL_SPEC}.{F}"),
+    ("the job, with no spec but the key's", lambda: with_f(with_n(keyed(
+        {k: v for k, v in pytorchjob(N).items() if k != "spec"}, value=pytorchjob(N)["spec"]), BIG), "spec"),
+     f"{TRIAL_SPEC}.{F}"),
+    ("a TrainJob's trainer", lambda: with_f(with_n(keyed(trainjob(1), "spec", "trainer"), BIG), "numNodes"),
+     f"{TRIAL_SPEC}.spec.trainer.{F}"),
+    ("a replicated job", lambda: with_conditions(with_f(with_n(keyed(jobset(), "spec", "replicatedJobs", 1), BIG), "replicas")),
+     f"{JOBSET_WORKERS}.{F}"),
+    ("a replicated job's template", lambda: with_conditions(with_f(with_n(
+        keyed(jobset(N), "spec", "replicatedJobs", 1, "template", value={"parallelism": 100000})), "spec")),
+     f"{JOBSET_WORKERS}.template.{F}"),
+    ("a replicated Job's spec", lambda: with_conditions(with_f(with_n(
+        keyed(jobset(), "spec", "replicatedJobs", 1, "template", "spec"), BIG), "completions")),
+     f"{JOBSET_WORKERS}.template.spec.{F}"),
+    ("a RayJob's cluster", lambda: with_conditions(with_f(with_n(
+        keyed(rayjob(replicas=N), "spec", "rayClusterSpec", value=[ray_group(replicas=100000)])), "workerGroupSpecs")),
+     f"{TRIAL_SPEC}.spec.rayClusterSpec.{F}"),
+    ("a Ray worker group", lambda: with_conditions(with_f(with_n(
+        keyed(rayjob(), "spec", "rayClusterSpec", "workerGroupSpecs", 1), BIG), "maxReplicas")), f"{RAY_WORKERS}.{F}"),
+]
+
+
+@pytest.mark.parametrize(("doc", "path"), [c[1:] for c in REFUSED_KEYS], ids=[c[0] for c in REFUSED_KEYS])
+def test_a_placeholder_in_a_key_on_the_way_to_a_count_is_refused(doc, path):
+    with pytest.raises(ValidationError) as info:
+        admit(doc())
+    errors = [str(e) for e in info.value.errors]
+    assert any(e.startswith(f"{path}: ") and KEY_RULE in e for e in errors), errors
+
+
+def test_a_placeholder_in_a_key_elsewhere_is_admitted():
+    """Only the keys on the way to a count: a pod template's annotations may be named by one."""
+    job = batch_job(parallelism=N)
+    job["spec"]["template"]["metadata"] = {"annotations": {f"example.com/{F}": "1"}}
+    admit(with_f(with_n(job), "note"))
+
+
+def test_a_kind_that_a_placeholder_decides_has_every_kinds_counts():
+    """``kind: ${trialParameters.k}`` taking ``Job`` from the job's own label: the counts of
+    every kind are checked, a Job's parallelism among them."""
+    doc = with_n(batch_job(parallelism=100000, completions=N))
+    job = doc["spec"]["trialTemplate"]["trialSpec"]
+    job.update(kind="${trialParameters.k}", metadata={"labels": {"kind": "Job"}})
+    doc["spec"]["trialTemplate"]["trialParameters"].append({"name": "k", "reference": "${trialSpec.Labels[kind]}"})
+    doc["spec"]["trialTemplate"].update(CONDITIONS)
+    with pytest.raises(ValidationError) as info:
+        admit(doc)
+    errors = [str(e) for e in info.value.errors]
+    assert any(e.startswith(f"{TRIAL_SPEC}.spec.parallelism: must be at most 64") for e in errors), errors

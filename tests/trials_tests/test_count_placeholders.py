@@ -103,3 +103,28 @@ def test_a_stored_trainjobs_nodes_past_the_limit_do_not_resolve(num_nodes):
 def test_a_stored_trainjobs_nodes_past_the_limit_fail_its_launch(tmp_path, num_nodes):
     with pytest.raises(LaunchError, match=r"trialSpec\.spec\.trainer\.numNodes: must be at most 64 "):
         replica_processes(job(trainjob(num_nodes), tmp_path))
+
+
+def test_a_stored_jobsets_count_past_the_limit_fails_that_trial(sqlite_store, tmp_path):
+    """The review: a JobSet's ``replicatedJobs[].replicas`` was checked neither at admission
+    nor at launch; old code ran this trial (the local executor runs its primary container)."""
+    doc = pytorch_doc()
+    container = {"name": "main", "image": "x", "command": ["true", "${trialParameters.x}"]}
+    doc["spec"]["trialTemplate"].update(
+        successCondition='status.conditions.#(type=="Completed")#|#(status=="True")#',
+        failureCondition='status.conditions.#(type=="Failed")#|#(status=="True")#',
+        trialSpec={"apiVersion": "jobset.x-k8s.io/v1alpha2", "kind": "JobSet", "spec": {"replicatedJobs": [
+            {"name": "workers", "replicas": "${trialParameters.n}",
+             "template": {"spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [container]}}}}}]}})
+    exp = admit(doc)
+    n = next(p for p in exp.spec.parameters or [] if p.name == "n")
+    assert n.feasible_space is not None
+    n.feasible_space.min = n.feasible_space.max = "65"  # as old code admitted it
+    ctl = Controller(sqlite_store, runs_root=tmp_path / "runs", tick=0.05)
+    rec, _ = ctl.submit(exp, tmp_path)
+    ctl.run(rec.namespace, rec.name)
+    [t] = sqlite_store.list_trials(rec.id)
+    failed = t.conditions[-1]
+    assert (t.state, failed.reason) == ("Failed", "LaunchFailed"), (t.state, t.conditions)
+    assert failed.message == f"trialSpec.spec.replicatedJobs[0].replicas: {LIMIT}"
+    assert not t.handle
