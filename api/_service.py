@@ -10,7 +10,7 @@ from katib import views
 from katib.controller import admit, runnable_errors
 from katib.errors import ConflictError, FieldError, NotFoundError, ValidationError
 from katib.names import RunLayout
-from katib.optimizationjobs import source_annotation
+from katib.optimizationjobs import source_annotation, stored_experiment
 from katib.store import ExperimentRecord, TrialRecord
 
 from . import _configmaps
@@ -20,7 +20,9 @@ from ._state import ServerState
 
 
 def create(state: ServerState, doc: Any, namespace: str, dry_run: bool = False) -> dict[str, Any]:
-    """Admit and store a new experiment (409 when the name is taken), then run it."""
+    """Admit and store a new experiment (409 when the name is taken, whatever the document:
+    the client's apply then submits it again as an edit, which may carry the stored
+    experiment's OptimizationJob annotation), then run it."""
     if isinstance(doc, dict):
         metadata = doc.setdefault("metadata", {}) if isinstance(doc.get("metadata", {}), dict) else None
         if metadata is not None:
@@ -28,6 +30,8 @@ def create(state: ServerState, doc: Any, namespace: str, dry_run: bool = False) 
             if given and given != namespace:
                 raise ValidationError([FieldError("metadata.namespace", f"must be {namespace!r}, the namespace in the URL (got {given!r})")])
             metadata["namespace"] = namespace
+    if stored_experiment(state.store, doc, namespace) is not None:  # before admission: an existing name is a 409
+        raise ConflictError(f'experiments.kubeflow.org "{doc["metadata"]["name"]}" already exists')
     exp = admit(_configmaps.with_template(state, doc, namespace))
     errors = runnable_errors(exp, state.executor)
     if errors:

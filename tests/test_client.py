@@ -187,3 +187,34 @@ def test_an_optimization_jobs_budget_edit_keeps_its_source_and_a_plant_is_refuse
             client.create_experiment(planted)
     finally:
         release.touch()
+
+
+def test_an_optimization_jobs_experiment_fetched_and_applied_back_resumes(client, tmp_path):
+    """Review of the reserved annotation: the object got back (annotation and all), its
+    budget raised and applied again, resumes the experiment, as it did before the annotation
+    was reserved (embedded, and through the server, whose create answers 409 for the name so
+    apply submits it again); the same object under a new name is still refused."""
+    import copy
+
+    from katib.errors import NotFoundError
+    from katib.spec import OPTIMIZATION_JOB_SOURCE
+    from tests.api_tests.test_optimizationjob_source import optimization_job
+
+    release = tmp_path / "release"
+    try:
+        source = client.create_experiment(optimization_job("oj", release))["metadata"]["annotations"][OPTIMIZATION_JOB_SOURCE]
+        fetched = client.get_experiment("oj")
+        fetched["spec"]["maxTrialCount"] = 4
+        obj, action = client.apply_experiment(copy.deepcopy(fetched))
+        assert (action, obj["spec"]["maxTrialCount"]) == ("resumed", 4)
+        assert obj["metadata"]["annotations"][OPTIMIZATION_JOB_SOURCE] == source
+        with pytest.raises(KatibError, match="already exists"):
+            client.create_experiment(copy.deepcopy(fetched))  # a create of it is the name's conflict, not a refusal
+
+        fetched["metadata"]["name"] = "copy"  # a new experiment: the annotation is not its to carry
+        with pytest.raises(ValidationError, match=r"optimization-job\]: is reserved"):
+            client.apply_experiment(fetched)
+        with pytest.raises(NotFoundError):
+            client.get_experiment("copy")
+    finally:
+        release.touch()

@@ -70,3 +70,36 @@ def test_an_optimization_job_beyond_upstreams_limits_runs_to_the_end(tmp_path):
         assert t.observation is not None and set(t.observation) == {"val_loss", "latency"}
     assert rec.status.pareto_front or rec.status.to_dict()["currentOptimalTrial"]["bestTrialName"]
     store.close()
+
+
+def test_katib_run_of_its_experiment_as_katib_get_prints_it_is_accepted_and_a_new_name_refused(tmp_path):
+    """Review of the reserved annotation: ``katib get experiment -o yaml`` of an experiment
+    written from an OptimizationJob, run again, is the same experiment (already finished,
+    as before the annotation was reserved); under a new name it is refused (a new
+    experiment may not carry the annotation), and nothing is stored."""
+    doc = yaml.safe_load((DATA / "optimizationjob-sample.yaml").read_text())
+    doc["spec"].update(numTrials=2, parallelTrials=2)
+    result, store, name = run(tmp_path, doc)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    store.close()
+
+    def katib(*args: str) -> subprocess.CompletedProcess:
+        env = {**os.environ, "KATIB_RUNTIMES": str(tmp_path / "runtimes.yaml")}
+        return subprocess.run([sys.executable, "-m", "katib", *args, "--db", str(tmp_path / "k.db")],
+                              capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+
+    exported = katib("get", "experiment", name, "-o", "yaml").stdout
+    assert "katib.kubeflow.org/optimization-job" in exported
+    (tmp_path / "again.yaml").write_text(exported)
+    again = katib("run", "again.yaml", "--tick", "0.05")
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+    assert f"experiment.kubeflow.org/{name} already finished" in again.stdout
+
+    copied = yaml.safe_load(exported)
+    copied["metadata"]["name"] = "copy"
+    (tmp_path / "copy.yaml").write_text(yaml.safe_dump(copied))
+    refused = katib("run", "copy.yaml", "--tick", "0.05")
+    assert refused.returncode != 0 and "optimization-job]: is reserved" in refused.stderr, refused.stderr[-2000:]
+    store = Store(str(tmp_path / "k.db"))
+    assert [r.name for r in store.list_experiments("default")] == [name]
+    store.close()

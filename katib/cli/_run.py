@@ -316,6 +316,21 @@ def _resume_words(executor: str, flags: dict[str, object]) -> list[str]:
     return words
 
 
+def _kept_source(db: str | None, doc: object) -> tuple[Any, str | None]:
+    """The store, opened only when ``doc`` carries the OptimizationJob annotation, and the
+    annotation the stored experiment of its name keeps (admission's ``kept_source``): the
+    file of an experiment written from an OptimizationJob (``katib get -o yaml``) runs again
+    as it did before the annotation was reserved; a new experiment may not carry it."""
+    from katib.spec import is_optimization_job, optimization_job_source_text
+
+    if is_optimization_job(doc) or optimization_job_source_text(doc) is None:
+        return None, None  # admission's answer needs no stored experiment
+    from katib.optimizationjobs import source_annotation, stored_experiment
+
+    store = _store(db)
+    return store, source_annotation(stored_experiment(store, doc))
+
+
 @app.command()
 def run(
     file: Path = typer.Argument(..., help="Experiment YAML or JSON file."),
@@ -354,7 +369,8 @@ def run(
     if len(docs) > 1:
         raise KatibError(f"{file}: holds {len(docs)} experiments; `katib run` takes one")
     doc = _with_configmap(docs[0], configmaps, executor, kubeconfig, context)
-    exp = admit_remote(doc, suggestion) if suggestion else admit(doc)
+    store, kept = _kept_source(db, doc)
+    exp = admit_remote(doc, suggestion, kept) if suggestion else admit(doc, kept)
     factory, host_only, words = _trials_setup(executor, ray_address, kubeconfig, context, clean_env, slurm_partition,
                                               slurm_account, kueue_queue, kueue_priority_class, grpc_port,
                                               db_manager_address, collector_image)
@@ -364,7 +380,7 @@ def run(
     if errors:
         raise ValidationError(errors)
     made = _start_executor(factory, executor)  # before anything is stored: a failure leaves nothing behind
-    store = _store(db)
+    store = store or _store(db)
     grpc = _serve_grpc(store, made, grpc_host, grpc_port, host_only)
     rec, action = Controller(store, runs_root=_runs_root(store)).submit(exp, file.resolve().parent)
     verb = {"created": "created", "resumed": "resumed", "restarted": "restarted",

@@ -26,8 +26,13 @@ class _Embedded:
     def create(self, doc: dict[str, Any], namespace: str) -> dict[str, Any]:
         from katib import views
         from katib.controller import admit
+        from katib.optimizationjobs import stored_experiment
 
         doc.setdefault("metadata", {})["namespace"] = namespace
+        # The name first: one that exists is a conflict whatever the document (apply then
+        # submits it again, which checks it as an edit of that experiment).
+        if stored_experiment(self.store, doc, namespace) is not None:
+            raise ConflictError(f"experiment {namespace}/{doc['metadata'].get('name')} already exists")
         exp = admit(doc)
         try:
             self.store.get_experiment(exp.namespace, exp.name)
@@ -41,9 +46,12 @@ class _Embedded:
         """As ``katib run`` of the same file: resumed, restarted, unchanged, or refused."""
         from katib import views
         from katib.controller import admit
+        from katib.optimizationjobs import source_annotation, stored_experiment
 
         doc.setdefault("metadata", {})["namespace"] = namespace
-        exp = admit(doc)
+        # The stored experiment's OptimizationJob annotation, if it has one, may come back
+        # with it unchanged (an object fetched, edited and applied again), as in an edit.
+        exp = admit(doc, kept_source=source_annotation(stored_experiment(self.store, doc, namespace)))
         rec = self.store.get_experiment(exp.namespace, exp.name)
         rec, action = self.manager.submit(exp, self.workdir if not rec.workdir else Path(rec.workdir))
         return views.experiment_object(rec), action

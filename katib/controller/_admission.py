@@ -29,11 +29,11 @@ def admit(doc: Any, kept_source: str | None = None) -> Experiment:
     return exp
 
 
-def admit_remote(doc: Any, address: str) -> Experiment:
+def admit_remote(doc: Any, address: str, kept_source: str | None = None) -> Experiment:
     """Like ``admit``, with the algorithm (any name) checked by the gRPC service at ``address``."""
     from suggestion import RemoteAlgorithm, early_stopping_names
 
-    exp = spec_admit(doc, None, early_stopping_names())
+    exp = spec_admit(doc, None, early_stopping_names(), kept_source)
     assert exp.spec.algorithm is not None
     errors = RemoteAlgorithm(address, exp.spec.algorithm.algorithm_name or "").validate(exp)
     if errors:

@@ -49,9 +49,12 @@ from ._optimizationjob import LIFTED as OPTIMIZATION_JOB_LIFTED
 from ._optimizationjob import SOURCE_ANNOTATION as OPTIMIZATION_JOB_SOURCE
 from ._optimizationjob import env_name as optimization_env_name
 from ._optimizationjob import is_optimization_job
+from ._optimizationjob import source_job as optimization_job_of
+from ._optimizationjob import source_text as optimization_job_source_text
 from ._quantity import parse_quantity
 from ._template import (
     EXPERIMENT_LABEL,
+    TRAINJOB_KIND,
     TRIAL_LABEL,
     TrialMeta,
     find_containers,
@@ -73,8 +76,11 @@ __all__ = [
     "as_written",
     "OPTIMIZATION_JOB_SOURCE",
     "is_optimization_job",
+    "optimization_job_of",
+    "optimization_job_source_text",
     "optimization_env_name",
     "EXPERIMENT_LABEL",
+    "TRAINJOB_KIND",
     "TRIAL_LABEL",
     "API_VERSION",
     "AlgorithmSetting",

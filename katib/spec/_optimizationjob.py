@@ -195,6 +195,43 @@ def _parameter(prm: dict[str, Any]) -> dict[str, Any]:
     return {"name": prm["name"], "parameterType": "int" if body.get("type") == "Int" else "double", "feasibleSpace": feasible}
 
 
+def _annotations(doc: Any) -> dict[str, Any] | None:
+    meta = doc.get("metadata") if isinstance(doc, dict) else None
+    annotations = meta.get("annotations") if isinstance(meta, dict) else None
+    return annotations if isinstance(annotations, dict) else None
+
+
+def source_text(doc: Any) -> str | None:
+    """The ``SOURCE_ANNOTATION`` an experiment document (a stored experiment's spec) carries,
+    or None: it has none, or one that is not a string. The one reading of it that admission
+    (``source_errors``), the OptimizationJob view and the store's list flag share.
+
+    >>> source_text({"metadata": {"annotations": {SOURCE_ANNOTATION: "{}"}}})
+    '{}'
+    """
+    text = (_annotations(doc) or {}).get(SOURCE_ANNOTATION)
+    return text if isinstance(text, str) else None
+
+
+def source_job(doc: Any) -> dict[str, Any] | None:
+    """The OptimizationJob the ``SOURCE_ANNOTATION`` of an experiment document holds (its
+    JSON, an object), or None: it has none, or one that is not a JSON object.
+
+    >>> source_job({"metadata": {"annotations": {SOURCE_ANNOTATION: '{"kind": "OptimizationJob"}'}}})
+    {'kind': 'OptimizationJob'}
+    >>> source_job({"metadata": {"annotations": {SOURCE_ANNOTATION: "[1]"}}}) is None
+    True
+    """
+    text = source_text(doc)
+    if not text:
+        return None
+    try:
+        job = json.loads(text)
+    except (ValueError, RecursionError):  # not JSON, or nested past what the parser follows
+        return None
+    return job if isinstance(job, dict) else None
+
+
 def source_errors(doc: Any, kept: str | None = None) -> list[FieldError]:
     """The reserved ``SOURCE_ANNOTATION`` on a document that is not an OptimizationJob: it
     is ours to write (``to_experiment``), and the OptimizationJob view trusts it, so a plain
@@ -208,10 +245,9 @@ def source_errors(doc: Any, kept: str | None = None) -> list[FieldError]:
     """
     if is_optimization_job(doc) or not isinstance(doc, dict):
         return []
-    meta = doc.get("metadata")
-    annotations = meta.get("annotations") if isinstance(meta, dict) else None
-    written = annotations.get(SOURCE_ANNOTATION) if isinstance(annotations, dict) else None
-    has = isinstance(annotations, dict) and SOURCE_ANNOTATION in annotations
+    annotations = _annotations(doc)
+    has = annotations is not None and SOURCE_ANNOTATION in annotations  # any value, a null too
+    written = annotations.get(SOURCE_ANNOTATION) if annotations is not None else None
     path = f"metadata.annotations[{SOURCE_ANNOTATION}]"
     if kept is None:
         if not has:
@@ -276,4 +312,4 @@ def to_experiment(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 __all__ = ["LIFTED", "UPSTREAM", "env_name", "is_optimization_job", "optimization_job_errors", "source_errors",
-           "to_experiment"]
+           "source_job", "source_text", "to_experiment"]

@@ -109,3 +109,79 @@ def test_a_planted_record_already_stored_shows_what_runs(sqlite_store, tmp_path)
         spec = server.client.get(f"{ROOT}/old").json()["spec"]
         assert spec["numTrials"] == 1 and spec.get("parallelTrials", 1) == 1  # 1 left out, as an OptimizationJob may
         assert spec["objectives"] == [{"metric": "loss", "direction": "Minimize"}]
+
+
+def test_a_create_of_an_existing_name_is_a_conflict_and_a_new_one_with_the_annotation_is_refused(sqlite_store, tmp_path):
+    """Review of the reserved annotation: the object got back from either API, posted again,
+    is the name's 409 (so a client's apply submits it again as an edit), not a 422 for the
+    annotation; under a new name the annotation is refused as before."""
+    release = tmp_path / "release"
+    with LiveServer(sqlite_store, tmp_path) as server:
+        c = server.client
+        assert c.post("/api/v1/namespaces/default/experiments", json=optimization_job("oj2", release)).status_code == 201
+        for url in ("/api/v1/namespaces/default/experiments", KUBE):
+            whole = c.get(f"{KUBE}/oj2").json()
+            r = c.post(url, json=whole)
+            assert r.status_code == 409 and "already exists" in r.text, r.text
+            whole["metadata"]["name"] = "oj2-copy"
+            assert "is reserved" in refused(c.post(url, json=whole))
+        assert c.get(f"{ROOT}/oj2-copy").status_code == 404
+        release.touch()
+
+
+def test_a_planted_record_already_stored_shows_the_search_it_runs(sqlite_store, tmp_path):
+    """Review of the reserved annotation: an annotation planted before admission refused it
+    may hold a whole, convincing OptimizationJob (upstream's sample: two parameters, random
+    search, a TrainJob, early stopping); the view shows the experiment's own parameters,
+    algorithm and trial job instead, each in an OptimizationJob's terms where it has them."""
+    from katib.controller import admit
+
+    sample = yaml.safe_load((Path(__file__).resolve().parents[1] / "data" / "trainer" / "optimizationjob-sample.yaml").read_text())
+    sample["spec"]["earlyStopping"] = {"algorithmName": "medianstop"}
+    plain = experiment(name="old2", maxTrialCount=1, parallelTrialCount=1)
+    plain["spec"]["parameters"].append({"name": "n", "parameterType": "int", "feasibleSpace": {"min": "1", "max": "9", "step": "2"}})
+    plain["spec"]["trialTemplate"]["trialParameters"].append({"name": "n", "reference": "n"})
+    job = plain["spec"]["trialTemplate"]["trialSpec"]
+    job["spec"]["template"]["spec"]["containers"][0]["command"][-1] += "  # ${trialParameters.n}"
+    stored = admit(plain).to_dict()  # what admission stored before it refused the annotation
+    stored["metadata"]["annotations"] = {OPTIMIZATION_JOB_SOURCE: json.dumps(sample)}
+    sqlite_store.create_experiment("default", "old2", stored, {}, str(tmp_path))
+    with LiveServer(sqlite_store, tmp_path, resume=False) as server:
+        spec = server.client.get(f"{ROOT}/old2").json()["spec"]
+    assert spec["parameters"] == [
+        {"name": "x", "searchSpace": {"uniform": {"min": "0.1", "max": "0.9", "type": "Float"}}},
+        {"name": "n", "searchSpace": {"katib": {"parameterType": "int",  # a step: no OptimizationJob form
+                                                "feasibleSpace": {"min": "1", "max": "9", "step": "2", "distribution": "uniform"}}}}]
+    assert spec["searchAlgorithm"] == {"random": {"seed": 1}}  # random_state "1"
+    assert spec["trainJobTemplate"] == stored["spec"]["trialTemplate"]["trialSpec"]  # a batch Job, kind and all
+    assert spec["trainJobTemplate"]["kind"] == "Job"
+    assert "earlyStopping" not in spec
+    assert (spec["numTrials"], spec["objectives"]) == (1, [{"metric": "loss", "direction": "Minimize"}])
+
+
+def test_the_view_of_an_optimization_job_is_its_spec_as_written_whatever_it_sets(sqlite_store, tmp_path):
+    """What the view checks a planted annotation by (does the written job convert to what
+    the experiment runs) holds for every form an OptimizationJob writes: each shows as
+    written, not as read back from the experiment."""
+    import copy
+
+    from katib.controller import admit
+    from katib.optimizationjobs import optimization_job_object
+
+    sample = yaml.safe_load((Path(__file__).resolve().parents[1] / "data" / "trainer" / "optimizationjob-sample.yaml").read_text())
+    sample.pop("status")
+    variants = {
+        "seed": {"searchAlgorithm": {"random": {"seed": 7}}},
+        "katib": {"searchAlgorithm": {"katib": {"algorithmName": "tpe", "algorithmSettings": [{"name": "n_startup_trials", "value": "3"}]}}},
+        "grid": {"searchAlgorithm": {"grid": {}}, "numTrials": 2, "parallelTrials": 1,
+                 "parameters": [{"name": "b", "searchSpace": {"categorical": {"choices": ["1", "2"]}}}]},
+        "int": {"parameters": [*sample["spec"]["parameters"], {"name": "n", "searchSpace": {"uniform": {"min": "1", "max": "5", "type": "Int"}}}]},
+        "stop": {"earlyStopping": {"algorithmName": "medianstop", "algorithmSettings": [{"name": "min_trials_required", "value": "2"}]}},
+    }
+    for name, change in variants.items():
+        doc = copy.deepcopy(sample)
+        doc["metadata"]["name"] = name
+        doc["spec"].update(copy.deepcopy(change))
+        sqlite_store.create_experiment("default", name, admit(copy.deepcopy(doc)).to_dict(), {}, str(tmp_path))
+        job = optimization_job_object(sqlite_store.get_experiment("default", name), [])
+        assert job is not None and job["spec"] == doc["spec"], name

@@ -166,3 +166,23 @@ def test_the_source_annotation_is_reserved_to_the_conversion():
             edit["metadata"]["annotations"][OPTIMIZATION_JOB_SOURCE] = changed
         with pytest.raises(ValidationError, match=r"optimization-job\]: cannot be changed or removed"):
             admit(edit, kept_source=source)
+
+
+def test_one_reading_of_the_source_annotation_for_admission_the_view_and_the_store():
+    """``optimization_job_source_text`` and ``optimization_job_of`` are the one parser of
+    the annotation: a string, and a JSON object in it, or None; JSON nested past what the
+    parser follows is None, not a RecursionError in a list or a view."""
+    from katib.spec import (
+        OPTIMIZATION_JOB_SOURCE,
+        optimization_job_of,
+        optimization_job_source_text,
+    )
+
+    def doc(value: object) -> dict:
+        return {"metadata": {"annotations": {OPTIMIZATION_JOB_SOURCE: value}}}
+
+    assert optimization_job_of(doc('{"kind": "OptimizationJob"}')) == {"kind": "OptimizationJob"}
+    for value in ("", "[1]", "not json", 7, None, "[" * 100_000 + "]" * 100_000):
+        assert optimization_job_of(doc(value)) is None
+    assert optimization_job_source_text(doc(7)) is None and optimization_job_source_text(doc("x")) == "x"
+    assert optimization_job_of({"metadata": []}) is None and optimization_job_of([]) is None
