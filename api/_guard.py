@@ -30,7 +30,6 @@ A read-only server (``katib ui``) refuses every method but GET, HEAD and OPTIONS
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
 from collections.abc import Iterable
 from typing import Any
@@ -38,35 +37,12 @@ from typing import Any
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+# Shared with katib serve's guard, which must not load this package (the server's app).
+from katib._httpguard import BODY_SECONDS, LOOPBACK_NAMES, foreign_origin, is_loopback, split_host
+
 READS = frozenset({"GET", "HEAD", "OPTIONS"})
 BODY_TYPES = ("application/json", "application/yaml", "application/x-yaml")
 DEFAULT_MAX_BODY = 1 << 20  # 1 MiB: an experiment's YAML is a few KiB
-LOOPBACK_NAMES = frozenset({"localhost", "localhost.", "ip6-localhost"})
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` (a name or an address, IPv6 with or without brackets) is loopback."""
-    host = host.strip().lower()
-    if host in LOOPBACK_NAMES or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def split_host(value: str) -> str:
-    """``example.org:8080`` → ``example.org``; ``[::1]:80`` → ``::1``."""
-    value = value.strip().lower()
-    if value.startswith("["):
-        return value[1:].split("]", 1)[0]
-    return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
-
-
-def foreign_origin(origin: str | None, host: str) -> bool:
-    """Whether a request carries an ``Origin`` that is not the server's own: ``http://`` or
-    ``https://`` and the ``Host`` the request was sent to (another port is another origin)."""
-    return origin is not None and origin.rstrip("/").lower() not in {f"http://{host.lower()}", f"https://{host.lower()}"}
 
 
 def _navigation(headers: dict[str, str]) -> bool:
@@ -173,9 +149,6 @@ class RequestGuard:
         return bounded
 
 
-BODY_SECONDS = 120.0  # the most a request's body may take to arrive, whole
-
-
 class BodyTooSlow(Exception):
     """The body did not all arrive in time (answered 408)."""
 
@@ -273,5 +246,5 @@ def check_path_names(request: Request) -> None:
             check(name_kind(param, route, "query") or param, value, param)
 
 
-__all__ = ["BodyTooLarge", "check_path_names", "name_kind", "DEFAULT_MAX_BODY", "RequestGuard", "body_type_allowed", "error_body", "foreign_origin", "is_loopback",
-           "kube_style", "split_host"]
+__all__ = ["BODY_SECONDS", "BodyTooLarge", "check_path_names", "name_kind", "DEFAULT_MAX_BODY", "LOOPBACK_NAMES",
+           "RequestGuard", "body_type_allowed", "error_body", "foreign_origin", "is_loopback", "kube_style", "split_host"]

@@ -12,7 +12,9 @@ an inference request, binary tensors their header does not describe) is answered
 The model is the server's one and only: KServe's model repository API (``/v2/repository/…``,
 load and unload) is not served. Requests are decoded and answered in the model's worker
 thread, one at a time, so the event loop (``/v2/health/*``) stays free; a body is at most
-``max_body`` bytes (``--max-body``, 16 MiB by default). Web pages are refused (``_Guard``).
+``max_body`` bytes (``--max-body``, 16 MiB by default), and a request's head and body must
+come in time (``katib._httpguard``'s deadlines, as ``katib server``'s). Web pages are refused
+(``_Guard``).
 
 >>> serve(Path("~/.katib/runs/default/exp/exp-abc/artifacts"), "exp", port=8080)  # doctest: +SKIP
 """
@@ -24,6 +26,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from . import _httpguard
 from ._model import find_model
 from .errors import KatibError, NoResultError, NotFoundError
 
@@ -109,8 +112,10 @@ def serve(path: Path, name: str, host: str = "127.0.0.1", port: int = 8080, allo
             self.dataplane = OneModelDataPlane(model_registry=self.registered_models)
 
         def setup_event_loop(self) -> None:
-            if self._rest_server is not None:
-                self._rest_server.config.host = host  # KServe listens on 0.0.0.0; a laptop's server on loopback
+            if self._rest_server is not None:  # its uvicorn.Config, loaded once the server starts
+                config = self._rest_server.config
+                config.host = host  # KServe listens on 0.0.0.0; a laptop's server on loopback
+                config.http = _httpguard.timely_h11(_httpguard.HEADER_SECONDS)  # uvicorn waits for a head forever
             super().setup_event_loop()
 
     Server(http_port=port, enable_grpc=False, enable_docs_url=False).start([served])
@@ -126,20 +131,19 @@ class _Guard:
       ``Host`` that is not a loopback name (a DNS-rebinding page, which could read the
       predictions) is refused with 403, and, served on any address, a request another site's
       page makes (``Sec-Fetch-Site``) or one other than a read whose ``Origin`` is not the
-      server's own (``api._guard.foreign_origin``: a form or a fetch of another site, or of
+      server's own (``_httpguard.foreign_origin``: a form or a fetch of another site, or of
       another port of localhost) is refused with 403.
     - ``/v2/repository/…`` (KServe's model load and unload) is 404: the server serves one
       model, which an unload took down while ``/v2/health/ready`` still said ready.
     - A body over ``max_body`` bytes is refused with 413: one that says so (``Content-Length``)
-      before it is read, a chunked one as it passes the limit (it is read whole here: KServe
-      reads every body whole anyway)."""
+      before it is read, a chunked one as it passes the limit. A body is read whole here
+      (KServe reads every body whole anyway), and one that has not all come
+      ``_httpguard.BODY_SECONDS`` (120 s) after the request began is refused with 408: a
+      client that sent a byte now and then held its connection, and the request, forever."""
 
     def __init__(self, app: Any, host: str, max_body: int) -> None:
-        from api._guard import foreign_origin, is_loopback, split_host
-
         self.app, self.max_body = app, max_body
-        self.foreign_origin, self.is_loopback, self.split_host = foreign_origin, is_loopback, split_host
-        self.loopback = is_loopback(host)
+        self.loopback = _httpguard.is_loopback(host)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -147,7 +151,9 @@ class _Guard:
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         refusal = self._refusal(scope, headers)
-        if refusal is None and "chunked" in headers.get("transfer-encoding", "").lower():
+        length = headers.get("content-length", "")
+        if refusal is None and ("chunked" in headers.get("transfer-encoding", "").lower()
+                                or (length.isdigit() and int(length) > 0)):
             receive, refusal = await self._whole(receive)
         if refusal is not None:
             await _answer(send, *refusal)
@@ -156,11 +162,11 @@ class _Guard:
 
     def _refusal(self, scope: Any, headers: dict[str, str]) -> tuple[int, str] | None:
         host = headers.get("host", "")
-        if self.loopback and not self.is_loopback(self.split_host(host)):
+        if self.loopback and not _httpguard.is_loopback(_httpguard.split_host(host)):
             return 403, "this model is served on loopback: it answers to loopback host names only"
         if headers.get("sec-fetch-site") in ("cross-site", "same-site"):
             return 403, "another site's page may not use this model server"
-        if scope["method"].upper() not in _READS and self.foreign_origin(headers.get("origin"), host):
+        if scope["method"].upper() not in _READS and _httpguard.foreign_origin(headers.get("origin"), host):
             return 403, (f"cross-origin request refused: Origin {headers['origin']!r} is not this server's origin; "
                          "only programs (which send no Origin) and the server's own pages may use it")
         path = scope["path"]
@@ -172,10 +178,18 @@ class _Guard:
         return None
 
     async def _whole(self, receive: Any) -> tuple[Any, tuple[int, str] | None]:
-        """The chunked body, read up to the limit, handed on as one piece."""
+        """The body, read up to the limit and by its deadline, handed on as one piece."""
+        import asyncio  # here: the CLI imports this module for its default --max-body
+
         chunks, seen = [], 0
+        seconds = _httpguard.BODY_SECONDS
+        due = asyncio.get_running_loop().time() + seconds
         while True:
-            message = await receive()
+            try:
+                async with asyncio.timeout_at(due):
+                    message = await receive()
+            except TimeoutError:
+                return receive, (408, f"the request's body did not all arrive within {seconds:g} seconds of its start")
             if message["type"] != "http.request":  # the client left: hand that on
                 return _replay(message, receive), None
             chunks.append(message.get("body", b""))

@@ -66,7 +66,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Under pytest-xdist (``--dist loadgroup``) a test file runs on one worker, so its
     module-scoped services (a Ray head, the Kubernetes emulator, a viewer server) start
     once. The examples are the exception: each runs on a worker of its own, and the
-    serving test joins the run of the example it serves. The longest groups go first."""
+    serving tests join the run of the example they serve (and share its server: ``served``).
+    The longest groups go first."""
     groups: dict[str, str] = {}
     for item in items:
         if item.get_closest_marker("xdist_group"):
@@ -75,7 +76,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         group = path
         if path.endswith("tests/test_examples.py") and "[" in item.nodeid:
             group = "example-" + item.nodeid.split("[", 1)[1].rstrip("]")
-        elif path.endswith("tests/test_serve.py"):
+        elif path.endswith(("tests/test_serve.py", "tests/test_serve_guard.py")):
             group = "example-random.yaml"
         item.add_marker(pytest.mark.xdist_group(group))
         groups[item.nodeid] = group
@@ -191,6 +192,16 @@ def example_run(tmp_path_factory: pytest.TempPathFactory):
         return done[path]
 
     return run
+
+
+@pytest.fixture(scope="session")
+def served(tmp_path_factory: pytest.TempPathFactory, example_run: Any):
+    """``katib serve`` of the random example's best trial, started once for the serving tests
+    (tests/test_serve.py, tests/test_serve_guard.py): a ``tests._serving.Served``."""
+    from tests._serving import serve_example
+
+    with serve_example(tmp_path_factory.mktemp("serve"), example_run) as server:
+        yield server
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import signal
 import socket
@@ -11,6 +10,7 @@ from typing import Any
 
 import typer
 
+from katib._httpguard import HEADER_SECONDS, timely_h11
 from katib.cli._app import (
     ContextOption,
     DbOption,
@@ -141,45 +141,10 @@ def listening_sockets(host: str, port: int) -> list[socket.socket]:
     return socks
 
 
-HEADER_SECONDS = 30.0  # the most a request's head may take to arrive, from the connection or the last answer
-
-
 def _timely_h11() -> type:
-    """uvicorn's h11 protocol, less a way to hold a connection forever: a request's head
-    must have come ``HEADER_SECONDS`` after the connection was made or the last answer was
-    sent, or the connection is closed (uvicorn waits for it without end, so idle sockets
-    that never send a request ran the server out of file descriptors). A request's body
-    has its own deadline (``api._guard.BODY_SECONDS``)."""
-    from uvicorn.protocols.http.h11_impl import H11Protocol
-
-    class TimelyH11(H11Protocol):  # type: ignore[misc]
-        _head_due: asyncio.TimerHandle | None = None
-
-        def connection_made(self, transport: Any) -> None:
-            super().connection_made(transport)
-            self._expect_head(self.cycle)
-
-        def on_response_complete(self) -> None:
-            answered = self.cycle  # before uvicorn starts a pipelined request, which is not late
-            super().on_response_complete()
-            self._expect_head(answered)
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            if self._head_due is not None:
-                self._head_due.cancel()
-            super().connection_lost(exc)
-
-        def _expect_head(self, waiting_on: Any) -> None:
-            if self._head_due is not None:
-                self._head_due.cancel()
-
-            def late() -> None:
-                if self.cycle is waiting_on and not self.transport.is_closing():  # no new request began
-                    self.transport.close()
-
-            self._head_due = self.loop.call_later(HEADER_SECONDS, late)
-
-    return TimelyH11
+    """uvicorn's h11 protocol with a deadline for a request's head (``HEADER_SECONDS``, read
+    when called: the tests shorten it here); the body's is ``api._guard.BODY_SECONDS``."""
+    return timely_h11(HEADER_SECONDS)
 
 
 def _serve(application: Any, host: str, port: int, log_level: str) -> None:
