@@ -12,7 +12,9 @@ time, and no further than the page needs), and each one's trials by keyset
 the list and holds at most its page of objects in memory. An experiment's spec and
 status are read only when an item on the page is made from them (an event is made from
 the trial alone), and a page reads about the server's ``list_bytes`` of them at most
-(:class:`Budget`; at least one experiment's, whatever it weighs). The token says where
+(:class:`Budget`; at least one experiment's, whatever it weighs), several in one read
+(a walk of trials reads with an experiment those after it the page's items will likely
+come from; a page of objects, those it holds once it is made). The token says where
 the next page starts: the experiment (its id and uid), the experiment's own trial token
 for the trial to read next, and how many of that trial's items (a TrainJob trial has a
 pod per node, a trial up to three events) were already answered.
@@ -46,7 +48,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 from fastapi import Query
@@ -62,10 +63,12 @@ from katib.store import (
     open_token,
     seal_token,
     trial_page,
-    trial_stamp,
 )
 
 _CHUNK = 1000  # trials read from the store at once
+# What one read of several experiments whole may weigh: reading them together saves
+# queries, not bytes, and a read holds all of them at once, as text and parsed.
+_READ_BYTES = 1 << 20
 Item = dict[str, Any]
 
 # The query parameters of a paged list (as ``…/experiments/{name}/trials`` has them).
@@ -111,18 +114,43 @@ def _kept(item: Item) -> Build:
 class Budget:
     """What one page may read of experiments whole: about ``max_bytes`` (the server's
     ``list_bytes``) of stored spec and status, measured in the database before each is
-    read (``ExperimentHead.weight``), and at least one experiment whatever it weighs."""
+    read (``ExperimentHead.weight``), and at least one experiment whatever it weighs.
 
-    def __init__(self, max_bytes: int) -> None:
-        self.max_bytes, self.spent, self.read = max_bytes, 0, 0
+    ``items`` is the page's size: a walk of trials that reads an experiment reads with it,
+    in one read, those after it that the page's items will likely come from (``admits``)."""
 
-    def admits(self, rec: ExperimentRecord) -> bool:
-        """Whether the page may read ``rec`` too (and counts it when it may)."""
+    def __init__(self, max_bytes: int, items: int = 1) -> None:
+        self.max_bytes, self.items, self.spent, self.read = max_bytes, items, 0, 0
+
+    def admits(self, rec: ExperimentRecord, answered: int | None = None) -> bool:
+        """Whether the page may read ``rec`` too (and counts it when it may). Given how
+        many items the page holds already (``answered``), ``rec`` is read now, and with it
+        (one read, of at most a MiB unless ``rec`` weighs more) the heads after it in its
+        chunk that hold trials, while they fit what the page may read and until their
+        trials, at an item each, could make the rest of the page and the item after it: a
+        guess, so a page may read one it holds nothing of (within ``max_bytes``), or read
+        again for the items it still lacks."""
         weight = rec.weight() if isinstance(rec, ExperimentHead) else 0
         if self.read and self.spent + weight > self.max_bytes:
             return False
         self.spent, self.read = self.spent + weight, self.read + 1
+        if answered is not None and isinstance(rec, ExperimentHead) and not rec.loaded:
+            ExperimentHead.read(self._ahead(rec, self.items + 1 - answered))
         return True
+
+    def _ahead(self, rec: ExperimentHead, wanted: int) -> list[ExperimentHead]:
+        batch, spent, read, trials = [rec], self.spent, rec.weight(), rec.trial_count()
+        for head in rec.following():
+            if trials >= wanted:
+                break
+            if head.loaded or not head.trial_count():
+                continue
+            weight = head.weight()
+            if spent + weight > self.max_bytes or read + weight > _READ_BYTES:
+                break
+            batch.append(head)
+            spent, read, trials = spent + weight, read + weight, trials + head.trial_count()
+        return batch
 
 
 _SALT = b"katib-list-continue:"  # not a trial page's token: never taken for one
@@ -185,21 +213,26 @@ def walk_trials(store: Store, recs: Iterable[ExperimentRecord], at: Position | N
                 items_of: Callable[[ExperimentRecord, TrialRecord], list[Item]], chunk: int = _CHUNK,
                 keep: Callable[[TrialRecord], bool] | None = None, budget: Budget | None = None) -> Iterator[Entry]:
     """Each item ``items_of`` makes of each trial of ``recs`` (after ``at``), one at a
-    time; only of the trials ``keep`` keeps, if given (it sees the trial alone, so an
-    experiment none of whose trials it keeps is never read whole). With a ``budget``, an
+    time (the trials of experiments of few read for several at once:
+    ``ExperimentHead.first_trials``); only of the trials ``keep`` keeps, if given (it sees
+    the trial alone, so an experiment none of whose trials it keeps is never read whole,
+    unless read ahead with one it keeps trials of). With a ``budget``, an
     experiment counts against it before its first trial is made items of (``items_of``
-    reads it whole), and the walk ends there when it may not be read (a stop entry)."""
+    reads it whole, with those after it the page will likely read: ``Budget.admits``), and
+    the walk ends there when it may not be read (a stop entry)."""
+    answered = 0
     for rec, trials, skip in resume(recs, at):
         counted, gone = budget is None, False
         while not gone:
-            rows, after = trial_page(store, rec, chunk, trials)
+            first = rec.first_trials(chunk) if trials is None and isinstance(rec, ExperimentHead) else None
+            rows, after = (first, None) if first is not None else trial_page(store, rec, chunk, trials)
             for row, t in enumerate(rows):
                 if keep is not None and not keep(t):
                     skip = 0
                     continue
                 if not counted:
                     assert budget is not None
-                    if not budget.admits(rec):
+                    if not budget.admits(rec, answered):
                         yield Spot(rec, trials, row, skip), 0, None
                         return
                     counted = True
@@ -212,6 +245,7 @@ def walk_trials(store: Store, recs: Iterable[ExperimentRecord], at: Position | N
                     break
                 for n, item in enumerate(items):
                     if n >= skip:
+                        answered += 1
                         yield Spot(rec, trials, row, n), 1, _kept(item)
                 skip = 0
             if after is None:
@@ -227,28 +261,38 @@ def walk_one(rec: ExperimentRecord, items: list[Item], at: Position | None) -> I
             yield Spot(rec, None, 0, n), 1, _kept(item)
 
 
-def _build(build: Callable[[ExperimentRecord], Item], rec: ExperimentRecord) -> Item | None:
-    try:
-        return build(rec)
-    except NotFoundError:
-        if _gone(rec):
-            return None  # deleted since the page was walked: left out
-        raise
+@dataclass(frozen=True)
+class _Embedding:
+    """An object made of a whole experiment, built once it is on the page (:func:`built`
+    reads the page's experiments whole as it reaches them, several at once)."""
+
+    rec: ExperimentRecord
+    build: Callable[[ExperimentRecord], Item]
+
+    def __call__(self) -> Item | None:
+        try:
+            return self.build(self.rec)
+        except NotFoundError:
+            if _gone(self.rec):
+                return None  # deleted since the page was walked: left out
+            raise
 
 
-def walk_embedding(store: Store, recs: Iterable[ExperimentRecord], at: Position | None, most: int,
+def walk_embedding(recs: Iterable[ExperimentRecord], at: Position | None, most: int,
                    build: Callable[[ExperimentRecord], Item], budget: Budget | None = None) -> Iterator[Entry]:
     """Objects, one per experiment of ``recs`` (after ``at``), that embed the experiment's
     most recent trials, at most ``most`` (:func:`recent_trials`): each weighs the trials it
-    embeds (counted in the database), so :func:`fill` with a budget of ``most`` makes a
-    page that embeds at most that many in all (or one object's); each is built, and its
-    experiment read whole, only once it is on the page. With a ``budget``, the walk ends
-    (a stop entry) at the experiment the page may not read."""
+    embeds (counted in the database, as its chunk of heads is weighed), so :func:`fill`
+    with a budget of ``most`` makes a page that embeds at most that many in all (or one
+    object's); each is built, and its experiment read whole, only once it is on the page
+    (:func:`built`). With a ``budget``, the walk ends (a stop entry) at the experiment the
+    page may not read."""
     for rec, _, _ in resume(recs, at):
         if budget is not None and not budget.admits(rec):
             yield Spot(rec), 0, None
             return
-        yield Spot(rec), min(trial_stamp(store, rec.id)[0], most), partial(_build, build, rec)
+        trials = rec.trial_count() if isinstance(rec, ExperimentHead) else rec.status.trials or 0
+        yield Spot(rec), min(trials, most), _Embedding(rec, build)
 
 
 def fill(entries: Iterator[Entry], limit: int, budget: int | None = None) -> tuple[list[Build], Spot | None]:
@@ -266,8 +310,31 @@ def fill(entries: Iterator[Entry], limit: int, budget: int | None = None) -> tup
 
 
 def built(items: list[Build]) -> list[Item]:
-    """The items of a page, built (those of an experiment deleted meanwhile left out)."""
-    return [item for item in (build() for build in items) if item is not None]
+    """The items of a page, built (those of an experiment deleted meanwhile left out); the
+    experiments the page's objects are made of read whole as they are reached, several at
+    once (at most a MiB a read, or one)."""
+    out: list[Item] = []
+    for at, build in enumerate(items):
+        if isinstance(build, _Embedding) and isinstance(build.rec, ExperimentHead) and not build.rec.loaded:
+            ExperimentHead.read(_batch([i.rec for i in items[at:] if isinstance(i, _Embedding)]))
+        item = build()
+        if item is not None:
+            out.append(item)
+    return out
+
+
+def _batch(recs: list[ExperimentRecord]) -> list[ExperimentHead]:
+    """The first heads of ``recs`` not read yet that weigh at most ``_READ_BYTES`` together
+    (the first whatever it weighs)."""
+    batch: list[ExperimentHead] = []
+    read = 0
+    for rec in recs:
+        if isinstance(rec, ExperimentHead) and not rec.loaded:
+            if batch and read + rec.weight() > _READ_BYTES:
+                break
+            batch.append(rec)
+            read += rec.weight()
+    return batch
 
 
 def next_token(store: Store, spot: Spot | None, listing: str, namespace: str, selector: str | None) -> str | None:
@@ -304,6 +371,10 @@ def recent_trials(store: Store, rec: ExperimentRecord, most: int) -> list[TrialR
     its trials (a Suggestion's ``status.suggestions``, an OptimizationJob's
     ``status.trials``) holds, so one object is never bigger than a page of them."""
     total = rec.status.trials or 0
+    if isinstance(rec, ExperimentHead) and total <= most:
+        first = rec.first_trials(most)  # all of them, read with those of the experiments after it
+        if first is not None:
+            return first
     return store.list_trials(rec.id, limit=most, offset=max(0, total - most))
 
 

@@ -156,7 +156,7 @@ def list_trials(namespace: str, label_selector: str | None = Query(None, alias="
 
     heads = _paging.heads(state.store, namespace, at, _of_experiment(selector))
     walk = _paging.walk_trials(state.store, heads, at, lambda rec, t: [views.trial_object(rec, t)], _paging.chunk_for(size),
-                               keep=lambda t: _matches(t.labels, selector), budget=_paging.Budget(state.limits.list_bytes))
+                               keep=lambda t: _matches(t.labels, selector), budget=_paging.Budget(state.limits.list_bytes, size))
     items, spot = _paging.fill(walk, size)
     token = _paging.next_token(state.store, spot, "trials", namespace, label_selector)
     # Serialised directly: thousands of plain dicts need no model validation.
@@ -205,7 +205,7 @@ def list_suggestions(namespace: str, limit: int | None = _paging.LIMIT, continue
     most a page, see ``getSuggestion``); ``metadata.continue`` while more follow."""
     size = _paging.page_size(limit, state.limits.page)
     at = _paging.start(continue_, "suggestions", namespace, None)
-    walk = _paging.walk_embedding(state.store, _paging.heads(state.store, namespace, at), at, state.limits.page,
+    walk = _paging.walk_embedding(_paging.heads(state.store, namespace, at), at, state.limits.page,
                                   lambda rec: _suggestion(state, rec), _paging.Budget(state.limits.list_bytes))
     items, spot = _paging.fill(walk, size, budget=state.limits.page)
     token = _paging.next_token(state.store, spot, "suggestions", namespace, None)
@@ -266,7 +266,7 @@ def list_pods(namespace: str, label_selector: str | None = Query(None, alias="la
     else:
         heads = _paging.heads(state.store, namespace, at, _of_experiment(selector))
         walk = _paging.walk_trials(state.store, heads, at, lambda rec, t: wanted(_pods(rec, t)), _paging.chunk_for(size),
-                                   budget=_paging.Budget(state.limits.list_bytes))
+                                   budget=_paging.Budget(state.limits.list_bytes, size))
     items, spot = _paging.fill(walk, size)
     token = _paging.next_token(state.store, spot, "pods", namespace, label_selector)
     return _paging.kube_list("Pod", _paging.built(items), token, "v1")

@@ -25,11 +25,6 @@ def _label(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-# The trial states a metric's label names (the label, the stored state), in the order listed.
-_TRIAL_STATES = (("Succeeded", "Succeeded"), ("Failed", "Failed"), ("Running", "Running"), ("Pending", "Created"),
-                 ("Killed", "Killed"), ("EarlyStopped", "EarlyStopped"), ("MetricsUnavailable", "MetricsUnavailable"))
-
-
 @router.get("/metrics", response_class=PlainTextResponse)
 def metrics(request: Request, state: ServerState = Depends(get_state)) -> str:
     """Prometheus text format: experiments by phase, trials by state, controllers running
@@ -44,8 +39,8 @@ def metrics(request: Request, state: ServerState = Depends(get_state)) -> str:
         key = (exp.namespace, experiment_phase(exp.conditions))
         phases[key] = phases.get(key, 0) + 1
         running += state.manager.runs_here(exp.namespace, exp.name)
-        for label, trial_state in _TRIAL_STATES:
-            trials[(exp.namespace, exp.name, label)] = exp.trials.get(trial_state, 0)
+        for label, n in exp.counts.items():  # by the name its status gives each state
+            trials[(exp.namespace, exp.name, label)] = n
     q = _label
     lines += [f'katib_experiments{{namespace="{q(ns)}",phase="{q(ph)}"}} {n}' for (ns, ph), n in sorted(phases.items())]
     lines += ["# HELP katib_trials Trials by experiment and state.", "# TYPE katib_trials gauge"]

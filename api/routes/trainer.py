@@ -76,7 +76,8 @@ def list_trainjobs(namespace: str, limit: int | None = _paging.LIMIT, continue_:
 
     # Only the experiments whose trials may be TrainJobs (a column written with the spec).
     heads = _paging.heads(state.store, namespace, at, trainjob=True)
-    walk = _paging.walk_trials(state.store, heads, at, jobs, _paging.chunk_for(size), budget=_paging.Budget(state.limits.list_bytes))
+    walk = _paging.walk_trials(state.store, heads, at, jobs, _paging.chunk_for(size),
+                               budget=_paging.Budget(state.limits.list_bytes, size))
     items, spot = _paging.fill(walk, size)
     token = _paging.next_token(state.store, spot, "trainjobs", namespace, None)
     return _paging.kube_list("TrainJob", _paging.built(items), token, TRAINER_API_VERSION)
@@ -116,7 +117,7 @@ def list_optimizationjobs(namespace: str, limit: int | None = _paging.LIMIT, con
     # Only the experiments written from an OptimizationJob (a column written with the spec,
     # as ``source_of`` reads it): none other is read.
     heads = _paging.heads(state.store, namespace, at, optimization_job=True)
-    walk = _paging.walk_embedding(state.store, heads, at, state.limits.page, lambda rec: _optimization_job(state, rec) or {},
+    walk = _paging.walk_embedding(heads, at, state.limits.page, lambda rec: _optimization_job(state, rec) or {},
                                   _paging.Budget(state.limits.list_bytes))
     items, spot = _paging.fill(walk, size, budget=state.limits.page)
     token = _paging.next_token(state.store, spot, "optimizationjobs", namespace, None)

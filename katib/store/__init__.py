@@ -2,7 +2,14 @@
 
 from ._columns import SummaryRow, parameter_names, summary_columns, summary_rows, trial_stamp
 from ._derived import stored as stored_status
-from ._heads import CensusRow, ExperimentHead, experiment_census, experiment_heads, list_flags
+from ._heads import (
+    CensusRow,
+    ExperimentHead,
+    experiment_census,
+    experiment_heads,
+    list_flags,
+    refresh_list_flags,
+)
 from ._leases import LeaseLost, Leases, Replica, Request
 from ._logs import TrialLogs
 from ._notes import MAX_NOTE_CHARS, Note, NoteStore
@@ -64,6 +71,7 @@ __all__ = [
     "observation_page",
     "parameter_names",
     "record_stop",
+    "refresh_list_flags",
     "stored_status",
     "summary_columns",
     "summary_rows",

@@ -24,12 +24,13 @@ status of a 100,000-trial experiment is not a blob of 100,000 names: page the tr
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from ._schema import trials
+from ._schema import experiments, trials
 
 # Katib's status keys for each trial state: (count, list).
 BY_STATE = {
@@ -42,6 +43,9 @@ BY_STATE = {
     "MetricsUnavailable": ("trialMetricsUnavailable", "metricsUnavailableTrialList"),
 }
 COUNT_ORDER = ("Succeeded", "Failed", "Killed", "Created", "Running", "EarlyStopped", "MetricsUnavailable")
+# The name Katib's status gives each state: its count's key less "trials" (Pending for
+# Created): what ``/metrics`` labels a count with.
+STATE_NAMES = {state: count.removeprefix("trials").removeprefix("trial") for state, (count, _) in BY_STATE.items()}
 # A state of more trials than this has its count in the status but not its list of names.
 LIST_LIMIT = 1000
 _GROUP = 256  # experiments whose trial names one query reads
@@ -53,16 +57,40 @@ def stored(status: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in status.items() if k not in DERIVED}
 
 
+def trial_counts(conn: Connection, ids: list[int]) -> dict[int, dict[str, int]]:
+    """Each experiment's trials (by id) counted by state: one ``GROUP BY`` on the
+    ``(experiment_id, state)`` index, never a read of the trials."""
+    counts: dict[int, dict[str, int]] = {i: {} for i in ids}
+    c = trials.c
+    for exp_id, state, n in conn.execute(sa.select(c.experiment_id, c.state, sa.func.count())
+                                         .where(c.experiment_id.in_(ids)).group_by(c.experiment_id, c.state)):
+        counts[exp_id][state] = int(n)
+    return counts
+
+
+# What an experiment's spec and status weigh as stored, measured by the database without
+# reading them out: what ``weigh`` starts from.
+STORED_BYTES = (sa.func.coalesce(sa.func.length(experiments.c.spec), 0)
+                + sa.func.coalesce(sa.func.length(experiments.c.status), 0))
+# What a derived trial name weighs (a name of at most 63 characters, its quotes and comma).
+_LISTED_NAME_BYTES = 72
+
+
+def weigh(stored: int, counts: Mapping[str, int]) -> int:
+    """What reading an experiment whole weighs, from what its spec and status weigh as
+    stored (``STORED_BYTES``) and its trials by state (``trial_counts``): those and the
+    trial lists ``derive`` adds, a name per trial of each state it lists. What a page of
+    experiments, or of what a namespace's experiments hold, reads of them at most is
+    measured by it (``experiment_page``, ``ExperimentHead.weight``)."""
+    return stored + sum(n * _LISTED_NAME_BYTES for n in counts.values() if n <= LIST_LIMIT)
+
+
 def derive(conn: Connection, statuses: dict[int, dict[str, Any]]) -> None:
     """Fill each experiment's status (by id) with the counts and lists its trials say."""
     if not statuses:
         return
-    ids = list(statuses)
-    counts: dict[int, dict[str, int]] = {i: {} for i in ids}
+    counts = trial_counts(conn, list(statuses))
     c = trials.c
-    for row in conn.execute(sa.select(c.experiment_id, c.state, sa.func.count())
-                            .where(c.experiment_id.in_(ids)).group_by(c.experiment_id, c.state)):
-        counts[row[0]][row[1]] = int(row[2])
     listed = {(exp_id, state) for exp_id, by_state in counts.items() for state, n in by_state.items()
               if n <= LIST_LIMIT and state in BY_STATE}
     names: dict[tuple[int, str], list[str]] = {}
@@ -92,4 +120,4 @@ def derive(conn: Connection, statuses: dict[int, dict[str, Any]]) -> None:
             status[BY_STATE[state][0]] = by_state.get(state, 0)
 
 
-__all__ = ["DERIVED", "LIST_LIMIT", "derive", "stored"]
+__all__ = ["DERIVED", "LIST_LIMIT", "STATE_NAMES", "STORED_BYTES", "derive", "stored", "trial_counts", "weigh"]

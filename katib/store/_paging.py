@@ -36,7 +36,7 @@ import sqlalchemy as sa
 
 from katib.errors import KatibError
 
-from ._derived import LIST_LIMIT
+from ._derived import STORED_BYTES, trial_counts, weigh
 from ._records import ExperimentRecord, ObservationRow, TrialRecord
 from ._schema import experiments, observations, trials
 
@@ -143,23 +143,6 @@ def iter_trials(store: Store, rec: ExperimentRecord, page: int = 1000,
             return
 
 
-# What a derived trial name weighs in a page of experiments (a name of at most 63
-# characters, its quotes and comma): a status lists up to LIST_LIMIT names a state.
-_LISTED_NAME_BYTES = 72
-
-
-def _listed_weight(conn: sa.Connection, ids: list[int]) -> dict[int, int]:
-    """What the trial lists that ``derive`` adds to each experiment's status weigh, from
-    the per-state counts (one ``GROUP BY`` on the index): never a read of the names."""
-    c = trials.c
-    out = dict.fromkeys(ids, 0)
-    for exp_id, _, n in conn.execute(sa.select(c.experiment_id, c.state, sa.func.count())
-                                     .where(c.experiment_id.in_(ids)).group_by(c.experiment_id, c.state)):
-        if n <= LIST_LIMIT:
-            out[exp_id] += int(n) * _LISTED_NAME_BYTES
-    return out
-
-
 def experiment_page(store: Store, limit: int, max_bytes: int, start: int = 0, namespace: str | None = None,
                     namespaces: Collection[str] | None = None) -> tuple[list[ExperimentRecord], int | None]:
     """Experiments by id from id ``start`` on (of ``namespace`` if given, and only of
@@ -178,16 +161,15 @@ def experiment_page(store: Store, limit: int, max_bytes: int, start: int = 0, na
         where.append(c.namespace == namespace)
     if namespaces is not None:
         where.append(c.namespace.in_(sorted(namespaces)))
-    weight = sa.func.coalesce(sa.func.length(c.spec), 0) + sa.func.coalesce(sa.func.length(c.status), 0)
     picked: list[int] = []
     spent, chunk, low = 0, 16, start
     following: int | None = None
     with store._read() as conn:
         while following is None:
-            rows = conn.execute(sa.select(c.id, weight).where(*where, c.id >= low).order_by(c.id).limit(chunk)).all()
-            listed = _listed_weight(conn, [r[0] for r in rows]) if rows else {}
-            for exp_id, size in rows:
-                size = int(size or 0) + listed[exp_id]
+            rows = conn.execute(sa.select(c.id, STORED_BYTES).where(*where, c.id >= low).order_by(c.id).limit(chunk)).all()
+            counts = trial_counts(conn, [r[0] for r in rows]) if rows else {}
+            for exp_id, stored in rows:
+                size = weigh(int(stored or 0), counts[exp_id])
                 if picked and (len(picked) >= limit or spent + size > max_bytes):
                     following = exp_id
                     break

@@ -148,25 +148,58 @@ def test_a_page_reads_at_most_the_list_bytes_of_experiments(listing, sqlite_stor
         assert decoded == experiments  # each read once, on its page; the old lists read them all each page
 
 
+@pytest.mark.parametrize("listing", sorted(LISTS))
+def test_a_whole_page_reads_its_experiments_a_chunk_at_a_time(listing, sqlite_store, tmp_path, decoded):
+    """A page without ``limit`` reads its experiments (their lengths and trial counts, their
+    rows, their first trials) a chunk of heads at a time, each once, not one by one: the
+    first version read each alone, six or seven queries an experiment, and a whole page of
+    2,000 took 3-5 times what reading them all at once did (review, 2026-12-03)."""
+    import sqlalchemy as sa
+
+    url, _ = LISTS[listing]
+    n = 48
+    _seed(sqlite_store, n=n)
+    statements: list[str] = []
+    listen = sa.event.listens_for(sqlite_store._engine, "before_cursor_execute")
+
+    @listen
+    def seen(conn, cursor, statement, parameters, context, executemany):
+        statements.append(statement)
+
+    app = create_app(sqlite_store, tmp_path / "runs", tmp_path, resume=False)
+    with TestClient(app, base_url="http://localhost") as c:
+        statements.clear()
+        decoded.clear()
+        r = c.get(url)
+    sa.event.remove(sqlite_store._engine, "before_cursor_execute", seen)
+    assert r.status_code == 200 and "continue" not in r.json()["metadata"], r.text
+    assert len(statements) <= n // 2, (len(statements), statements)  # 16 heads, then 32: a few queries each
+    read = {i["metadata"]["name"].split("-")[0] for i in r.json()["items"]} if listing != "events" else set()
+    assert sorted(decoded) == sorted(read)  # each on the page read once, and no other
+
+
 def test_an_experiment_deleted_while_a_page_is_walked_is_passed_over(sqlite_store, tmp_path, monkeypatch):
     """Its head was read, then it was deleted before its spec was: left out, not a 404."""
     from katib.store import ExperimentHead
 
     names = _seed(sqlite_store, n=4)
-    real = ExperimentHead._load
+    real = ExperimentHead.read
     victim = [names[1]]
 
-    def load_after_delete(head):
-        if head.name in victim:
-            sqlite_store.delete_experiment("ns", head.name)
-        return real(head)
+    def read_after_delete(heads):  # the page's heads are read whole several at once
+        for head in heads:
+            if head.name in victim:
+                victim.remove(head.name)
+                sqlite_store.delete_experiment("ns", head.name)
+        return real(heads)
 
-    monkeypatch.setattr(ExperimentHead, "_load", load_after_delete)
+    monkeypatch.setattr(ExperimentHead, "read", staticmethod(read_after_delete))
     app = create_app(sqlite_store, tmp_path / "runs", tmp_path, resume=False)
     with TestClient(app, base_url="http://localhost") as c:
         trials = c.get(f"{KUBE}/trials")
         assert trials.status_code == 200, trials.text
         assert _names(trials.json()) == [f"{n}-{j}" for n in (names[0], names[2], names[3]) for j in (0, 1)]
+        assert victim == []
         victim[:] = [names[2]]
         suggestions = c.get(f"{KUBE}/suggestions")
         assert suggestions.status_code == 200, suggestions.text

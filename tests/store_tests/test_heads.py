@@ -4,6 +4,7 @@ lists walk and ``/metrics`` counts, without reading a spec."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -157,3 +158,57 @@ def test_an_older_database_gets_the_flags_from_its_specs(tmp_path):
         indexes = {i["name"] for i in sa.inspect(conn).get_indexes(table.name)}
     assert {"ix_experiments_optimization_job", "ix_experiments_trainjob"} <= indexes
     store.close()
+
+
+def test_the_flags_migration_goes_down_keeping_every_trial(tmp_path):
+    """Migration 0013 down drops the flags and their indexes in place (plain DROP COLUMN,
+    as 0011): SQLite's batch mode would drop the experiments table, and every trial with it."""
+    from alembic import command
+    from alembic.config import Config
+
+    from katib.store import _store
+
+    path = tmp_path / "k.db"
+    store = Store(str(path))
+    rec = store.create_experiment("ns", "tj", _spec(TRAINJOB), {}, "/w")
+    store.add_trials([TrialRecord(id=0, experiment_id=rec.id, name=f"tj-{i}", state="Succeeded", assignments=[]) for i in range(3)])
+    store.close()
+    engine = sa.create_engine(f"sqlite:///{path}")
+
+    @sa.event.listens_for(engine, "connect")
+    def _foreign_keys(dbapi_conn, _record):  # as the store's connections have them
+        dbapi_conn.execute("PRAGMA foreign_keys=ON")
+
+    cfg = Config(str(Path(_store.__file__).with_name("alembic.ini")))
+    cfg.set_main_option("script_location", str(Path(_store.__file__).with_name("migrations")))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0012")
+    with engine.connect() as conn:
+        inspect = sa.inspect(conn)
+        assert not {"optimization_job", "trainjob"} & {c["name"] for c in inspect.get_columns("experiments")}
+        assert not {"ix_experiments_optimization_job", "ix_experiments_trainjob"} & {i["name"] for i in inspect.get_indexes("experiments")}
+        assert conn.execute(sa.text("SELECT count(*) FROM trials")).scalar() == 3
+    engine.dispose()
+    store = Store(str(path))  # and up again: the flags filled in from the specs
+    assert _flags(store) == {"tj": (False, True)} and len(store.list_trials(rec.id)) == 3
+    store.close()
+
+
+def test_refresh_list_flags_mends_rows_a_server_before_0013_wrote(store):
+    """A server of an older version still running on the migrated database writes its
+    experiments with both flags false (the columns' default): refresh_list_flags, run once
+    it has stopped, writes them again from the specs (docs/scaling.md, Upgrading)."""
+    from katib.store import refresh_list_flags
+    from katib.store._schema import experiments as table
+
+    store.create_experiment("ns", "plain", _spec(), {}, "/w")
+    store.create_experiment("ns", "tj", _spec(TRAINJOB), {}, "/w")
+    store.create_experiment("ns", "oj", _spec(TRAINJOB, json.dumps({"spec": {}})), {}, "/w")
+    with store._engine.begin() as conn:  # as the older server wrote them
+        conn.execute(table.update().values(optimization_job=False, trainjob=False))
+    assert [h.name for h in experiment_heads(store, "ns", trainjob=True)] == []
+    assert refresh_list_flags(store) == 2
+    assert _flags(store) == {"plain": (False, False), "tj": (False, True), "oj": (True, True)}
+    assert [h.name for h in experiment_heads(store, "ns", trainjob=True)] == ["tj", "oj"]
+    assert refresh_list_flags(store) == 0

@@ -9,6 +9,7 @@ Revises: 0012
 """
 
 import json
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -18,10 +19,35 @@ down_revision = "0012"
 branch_labels = None
 depends_on = None
 
+# The flag rule as it stood when this migration was written (``katib.store._heads.
+# list_flags`` then), frozen here so that later changes to the live rule cannot change what
+# this migration does to a database: the server rewrites both flags whenever a spec is
+# written, by the rule of its own version.
+_SOURCE_ANNOTATION = "katib.kubeflow.org/optimization-job"
+_TRAINJOB_KIND = "TrainJob"
+
+
+def _flags(spec: Any) -> dict[str, bool]:
+    """``optimization_job``: the source annotation holds a JSON object (the OptimizationJob
+    it was written from); ``trainjob``: the trial template's job is of kind ``TrainJob``,
+    or of a kind a placeholder fills in."""
+    spec = spec if isinstance(spec, dict) else {}
+    meta = spec.get("metadata")
+    annotations = meta.get("annotations") if isinstance(meta, dict) else None
+    text = annotations.get(_SOURCE_ANNOTATION) if isinstance(annotations, dict) else None
+    try:
+        source = json.loads(text) if text else None
+    except (TypeError, ValueError, RecursionError):
+        source = None
+    body = spec.get("spec")
+    template = body.get("trialTemplate") if isinstance(body, dict) else None
+    job = template.get("trialSpec") if isinstance(template, dict) else None
+    kind = job.get("kind") if isinstance(job, dict) else None
+    return {"optimization_job": isinstance(source, dict),
+            "trainjob": isinstance(kind, str) and (kind == _TRAINJOB_KIND or "${" in kind)}
+
 
 def upgrade() -> None:
-    from katib.store._heads import list_flags
-
     # Plain ADD COLUMNs: SQLite's batch mode would copy and drop the table, and dropping it
     # cascades to every trial while foreign keys are on.
     op.add_column("experiments", sa.Column("optimization_job", sa.Boolean, nullable=False, server_default=sa.false()))
@@ -33,9 +59,9 @@ def upgrade() -> None:
         spec = conn.execute(sa.select(table.c.spec).where(table.c.id == exp_id)).scalar()
         try:
             doc = json.loads(spec) if spec else {}
-        except ValueError:
+        except (ValueError, RecursionError):
             doc = {}
-        flags = list_flags(doc if isinstance(doc, dict) else {})
+        flags = _flags(doc)
         if any(flags.values()):
             conn.execute(table.update().where(table.c.id == exp_id).values(**flags))
     op.create_index("ix_experiments_optimization_job", "experiments", ["namespace", "optimization_job", "id"])
@@ -45,5 +71,8 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_experiments_trainjob", "experiments")
     op.drop_index("ix_experiments_optimization_job", "experiments")
+    # Plain DROP COLUMNs, as 0004, 0005 and 0011 drop theirs (on SQLite 3.35 or later; an
+    # older one refuses, changing nothing): batch mode would copy and drop the experiments
+    # table, and dropping it cascades to every trial while foreign keys are on.
     op.drop_column("experiments", "trainjob")
     op.drop_column("experiments", "optimization_job")
