@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import sqlalchemy as sa
 
 from katib.errors import NotFoundError
-from katib.spec import OPTIMIZATION_JOB_SOURCE, TRAINJOB_KIND, Condition, ExperimentStatus
+from katib.spec import TRAINJOB_KIND, Condition, ExperimentStatus, optimization_job_of
 
 from ._derived import BY_STATE, STATE_NAMES, STORED_BYTES, trial_counts, weigh
 from ._records import ExperimentRecord, TrialRecord
@@ -60,18 +60,11 @@ def list_flags(spec: Mapping[str, Any]) -> dict[str, bool]:
     >>> list_flags({"spec": {"trialTemplate": {"trialSpec": {"kind": "TrainJob"}}}})
     {'optimization_job': False, 'trainjob': True}
     """
-    meta = spec.get("metadata")
-    annotations = meta.get("annotations") if isinstance(meta, dict) else None
-    text = annotations.get(OPTIMIZATION_JOB_SOURCE) if isinstance(annotations, dict) else None
-    try:
-        source = json.loads(text) if text else None
-    except (TypeError, ValueError, RecursionError):  # not JSON, or nested past what the parser follows
-        source = None
     body = spec.get("spec")
     template = body.get("trialTemplate") if isinstance(body, dict) else None
     job = template.get("trialSpec") if isinstance(template, dict) else None
     kind = job.get("kind") if isinstance(job, dict) else None
-    return {"optimization_job": isinstance(source, dict),
+    return {"optimization_job": optimization_job_of(spec) is not None,
             "trainjob": isinstance(kind, str) and (kind == TRAINJOB_KIND or "${" in kind)}
 
 

@@ -41,17 +41,22 @@ def pytorch_doc() -> dict:
     return doc
 
 
-def test_a_stored_template_whose_count_renders_past_the_limit_fails_that_trial(sqlite_store, tmp_path):
-    exp = admit(pytorch_doc())
-    # What old code admitted and stored: n's range past the limit.
+def run_stored_past_the_limit(doc: dict, store, tmp_path):
+    """Run ``doc`` as old code stored it, with its parameter ``n`` fixed at 65 (past the
+    limit), and return the one trial and its last condition."""
+    exp = admit(doc)
     n = next(p for p in exp.spec.parameters or [] if p.name == "n")
     assert n.feasible_space is not None
     n.feasible_space.min = n.feasible_space.max = "65"
-    ctl = Controller(sqlite_store, runs_root=tmp_path / "runs", tick=0.05)
+    ctl = Controller(store, runs_root=tmp_path / "runs", tick=0.05)
     rec, _ = ctl.submit(exp, tmp_path)
     ctl.run(rec.namespace, rec.name)
-    [t] = sqlite_store.list_trials(rec.id)
-    failed = t.conditions[-1]
+    [t] = store.list_trials(rec.id)
+    return t, t.conditions[-1]
+
+
+def test_a_stored_template_whose_count_renders_past_the_limit_fails_that_trial(sqlite_store, tmp_path):
+    t, failed = run_stored_past_the_limit(pytorch_doc(), sqlite_store, tmp_path)
     assert (t.state, failed.reason) == ("Failed", "LaunchFailed"), (t.state, t.conditions)
     assert failed.message == f"trialSpec.spec.pytorchReplicaSpecs.Worker.replicas: {LIMIT}"
     assert not t.handle  # nothing was started
@@ -116,15 +121,7 @@ def test_a_stored_jobsets_count_past_the_limit_fails_that_trial(sqlite_store, tm
         trialSpec={"apiVersion": "jobset.x-k8s.io/v1alpha2", "kind": "JobSet", "spec": {"replicatedJobs": [
             {"name": "workers", "replicas": "${trialParameters.n}",
              "template": {"spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [container]}}}}}]}})
-    exp = admit(doc)
-    n = next(p for p in exp.spec.parameters or [] if p.name == "n")
-    assert n.feasible_space is not None
-    n.feasible_space.min = n.feasible_space.max = "65"  # as old code admitted it
-    ctl = Controller(sqlite_store, runs_root=tmp_path / "runs", tick=0.05)
-    rec, _ = ctl.submit(exp, tmp_path)
-    ctl.run(rec.namespace, rec.name)
-    [t] = sqlite_store.list_trials(rec.id)
-    failed = t.conditions[-1]
+    t, failed = run_stored_past_the_limit(doc, sqlite_store, tmp_path)
     assert (t.state, failed.reason) == ("Failed", "LaunchFailed"), (t.state, t.conditions)
     assert failed.message == f"trialSpec.spec.replicatedJobs[0].replicas: {LIMIT}"
     assert not t.handle
