@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConflictError, NotFoundError
+from ..errors import ConflictError
 
 
 class _Embedded:
@@ -34,11 +34,6 @@ class _Embedded:
         if stored_experiment(self.store, doc, namespace) is not None:
             raise ConflictError(f"experiment {namespace}/{doc['metadata'].get('name')} already exists")
         exp = admit(doc)
-        try:
-            self.store.get_experiment(exp.namespace, exp.name)
-            raise ConflictError(f"experiment {exp.namespace}/{exp.name} already exists")
-        except NotFoundError:
-            pass
         rec, _ = self.manager.submit(exp, self.workdir)
         return views.experiment_object(rec)
 
