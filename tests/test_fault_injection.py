@@ -525,8 +525,9 @@ def test_kill_9_in_each_window_between_acting_and_storing(tmp_path: Path, reques
     starts = {p.name[: -len(".starts")]: len(p.read_text().splitlines()) for p in markers.glob("*.starts")}
     assert starts == {t.name: 1 for t in trials}, f"a trial ran twice: {starts}"
     assert [t.state for t in trials] == ["Succeeded", "EarlyStopped"], [(t.name, t.state, t.conditions) for t in trials]
-    # Killed while spawning, the first trial's command never started: it ran on its next attempt.
-    assert [t.attempt for t in trials] == [1 if point == "spawning" else 0, 0]
+    # Killed while spawning, the first trial's command never started: that launch is no
+    # attempt, and it ran on its first.
+    assert [t.attempt for t in trials] == [0, 0]
     good = [float(o.value) for o in store.observations(trials[0].id, "loss")]
     assert good == [0.1 + (3 - step) * 0.125 for step in range(4)]  # each report once
     bad = [float(o.value) for o in store.observations(trials[1].id, "loss")]

@@ -87,17 +87,20 @@ class RunState:
 @dataclass(frozen=True)
 class Adoption:
     """Whether an executor follows on a trial an earlier controller started (truthy when
-    it does) and, when it does not, why: the trial is run again and the reason says so."""
+    it does) and, when it does not, why: the trial is run again and the reason says so.
+    ``ran`` is False when the executor knows the job never started the trial's command
+    (its launch was cut short first): running it then is its first attempt, not another."""
 
     adopted: bool
     reason: str = ""
+    ran: bool = True
 
     def __bool__(self) -> bool:
         return self.adopted
 
     @classmethod
-    def refused(cls, reason: str) -> Adoption:
-        return cls(False, reason)
+    def refused(cls, reason: str, ran: bool = True) -> Adoption:
+        return cls(False, reason, ran)
 
 
 ADOPTED = Adoption(True)
@@ -160,6 +163,12 @@ class Executor(ABC):
         launch left it in the trial's directory (``write_handle``); None when there is
         none. The trial is then adopted, or run again, as any trial left running."""
         return read_handle(job.trial_dir)
+
+    def started(self, trial_dir: Path) -> bool:
+        """Whether a launch that left no handle (its controller died inside it) may have
+        started anything: by default, whether it left anything in the trial's folder but
+        the empty folders it makes first. One that did not is no attempt."""
+        return trial_dir.exists() and any(not p.is_dir() for p in trial_dir.rglob("*"))
 
     def release(self, handle: dict[str, Any]) -> None:  # noqa: B027 - optional hook
         """The trial's end is stored: let go of what its job leaves behind (a Kubernetes

@@ -51,6 +51,7 @@ from ._process import (
     Orphan,
     alive,
     kill_group,
+    never_started,
     read_exit,
     start_ticks,
     unpassable,
@@ -276,6 +277,8 @@ class LocalExecutor(Executor):
             return Adoption.refused("its handle does not say which processes are its own")
         members = [Orphan(int(r["pid"]), int(r["start"]), Path(r["exit"])) for r in records]
         if not any(m.running() for m in members) and read_exit(members[0].exit_file) is None:
+            if all(never_started(m.exit_file) for m in members):
+                return Adoption.refused("its launch was cut short before its command started", ran=False)
             return Adoption.refused("its processes are gone and left no exit status")
         devices = handle.get("devices") or {}
         allocation = Allocation.from_dict({**devices, "gpus": [g for g in devices.get("gpus") or []
@@ -285,6 +288,14 @@ class LocalExecutor(Executor):
         self._procs[members[0].pid] = ProcessGroup(members, deadline_of(job.run_spec), allocation,
                                                    elapsed=max(0.0, time.time() - started_at))
         return ADOPTED
+
+    def started(self, trial_dir: Path) -> bool:
+        """A launch cut short before its go (each wrapper it spawned recorded that it never
+        started its command) started nothing, whatever else it left."""
+        exits = list(trial_dir.glob("*.exit"))
+        if exits and all(never_started(p) for p in exits):
+            return False
+        return super().started(trial_dir)
 
     def poll(self, handle: dict[str, Any]) -> RunState:
         proc = self._procs.get(handle.get("pid", -1))

@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+from ._wrap import NOT_STARTED
+
 
 def _stat(pid: int) -> list[str] | None:
     """``/proc/<pid>/stat`` from field 3 (the state) on, or None (no such process, not Linux)."""
@@ -83,6 +85,15 @@ def unpassable(argv: list[str], env: dict[str, str]) -> str:
         if "\0" in value:
             return f"environment variable {name} holds a NUL byte"
     return ""
+
+
+def never_started(path: Path) -> bool:
+    """Whether the wrapper recorded in ``path`` that its launcher never gave the go: its
+    command never ran (the launching controller died, or its launch failed, first)."""
+    try:
+        return path.read_text().strip() == NOT_STARTED
+    except OSError:
+        return False
 
 
 def read_exit(path: Path) -> int | None:

@@ -9,8 +9,9 @@ the parent any more.
 The command runs as this process's child, in its process group, with the environment,
 working directory and output it was given, once the launching controller writes its go on
 ``GO_FD`` (a pipe). It writes it after writing the trial's processes down: a controller
-killed before that leaves nothing running (this process reads EOF and exits 127, no exit
-status recorded), so a restarted one never finds a trial that runs unrecorded. Starting it
+killed before that leaves nothing running (this process reads EOF, records ``not started``
+in ``EXIT_FILE`` and exits 127), so a restarted one never finds a trial that runs
+unrecorded, and knows that one cut short so never ran: it is no attempt. Starting it
 reports on ``STATUS_FD`` (a pipe to the launching controller): nothing when it started,
 the error text when it could not (a missing program; its exit status is then 127), and
 the fd is closed either way. When the command ends its exit status is written,
@@ -37,6 +38,8 @@ import sys
 
 # Python ignores SIGPIPE and SIGXFSZ; the command gets the defaults, as Popen gives, and
 # none of the handlers this process sets.
+NOT_STARTED = "not started"  # in EXIT_FILE: the launcher never gave the go, nothing ran
+
 _DEFAULTS = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD)
 
 
@@ -68,8 +71,11 @@ def run(argv: list, exit_file: str, status_fd: int, go_fd: int, cwd: str = "", e
     os.set_inheritable(status_fd, False)  # closed by the command's exec: the launcher reads EOF then
     go = os.read(go_fd, 1)
     os.close(go_fd)
-    if go != b"1":
-        os._exit(127)  # the launcher died before writing the trial down: nothing runs
+    if go != b"1":  # the launcher died (or its launch failed) before writing the trial down
+        try:
+            _record(exit_file, NOT_STARTED)
+        finally:
+            os._exit(127)
     try:
         if cwd:
             os.chdir(cwd)
@@ -109,7 +115,7 @@ def failed(exit_file: str, status_fd: int, exc: BaseException) -> None:
         os._exit(127)
 
 
-def _record(exit_file: str, code: int) -> None:
+def _record(exit_file: str, code: int | str) -> None:
     tmp = f"{exit_file}.tmp"
     with open(tmp, "w") as f:
         f.write(f"{code}\n")

@@ -11,7 +11,9 @@ under the same name with the same parameters, its condition saying why. A trial 
 ``Created`` whose launch left its handle (the controller died between launching it and
 storing it ``Running``) is adopted the same way; one that left no handle (the controller
 died inside the launch) is killed, what is left of it, and run again. So is one its
-controller stopped on the way out (``katib run`` interrupted). A trial its controller was
+controller stopped on the way out (``katib run`` interrupted). A launch the executor knows
+was cut short before the trial's command started (``Adoption.ran``, ``Executor.started``)
+is no attempt: the trial waits for its turn on the same attempt. A trial its controller was
 stopping early (the reason is stored before the stop is sent) ends ``EarlyStopped``:
 followed on to its end if it is still there, at once with what was stored if it is gone.
 """
@@ -20,7 +22,6 @@ from __future__ import annotations
 
 import shutil
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from katib.store import TrialRecord
@@ -75,6 +76,9 @@ def recover(run: ExperimentRun) -> None:
                 end_stopped(run, t, stopping)
                 continue
             why += f" and the trial cannot be followed on: {adoption.reason}"
+            if not adoption.ran:
+                unstarted(run, t)
+                continue
         run_again(run, t, why)
     run._dirty = True
 
@@ -131,18 +135,24 @@ def end_stopped(run: ExperimentRun, t: TrialRecord, reason: str) -> None:
     run.store.save_trial(t)
 
 
-def _started(trial_dir: Path) -> bool:
-    """Whether a launch left anything in the trial's folder but the empty folders it makes
-    first (the artifacts folder): one cut short before that (a controller killed, or one
-    whose lease lapsed: _replica.py) started nothing, and is no attempt."""
-    return trial_dir.exists() and any(not p.is_dir() for p in trial_dir.rglob("*"))
+def unstarted(run: ExperimentRun, t: TrialRecord) -> None:
+    """A trial whose launch was cut short before its command started (the executor knows):
+    ``Created`` again, on the same attempt, to be launched when its turn comes."""
+    trial_dir = run._trial_dir(t)
+    run.executor.recover(t.handle or {}, trial_dir)
+    shutil.rmtree(trial_dir, ignore_errors=True)
+    t.handle = None
+    t.start_time = None
+    t.state = "Created"
+    t.conditions = [c for c in t.conditions if c.type == "Created"]
+    run.store.save_trial(t)
 
 
 def run_again(run: ExperimentRun, t: TrialRecord, why: str) -> None:
     """Kill what is left of the trial and make it ``Created`` again (the next attempt)."""
     trial_dir = run._trial_dir(t)
     run.executor.recover(t.handle or {}, trial_dir)
-    if t.state != "Running" and not _started(trial_dir):
+    if t.state != "Running" and not run.executor.started(trial_dir):
         return  # never launched, or its launch stopped before it started anything: it waits for its turn
     run.store.clear_observations(t.id)
     shutil.rmtree(trial_dir, ignore_errors=True)

@@ -6,6 +6,7 @@ them, and holds their GPUs."""
 from __future__ import annotations
 
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -92,6 +93,48 @@ def test_what_is_gone_or_is_somebody_else_is_refused(tmp_path):
     (job.trial_dir / "trial.exit").unlink()  # killed with its wrapper: no record of its end
     refusal = second.adopt(handle, job)
     assert not refusal and refusal.reason == "its processes are gone and left no exit status"
+
+
+# A controller that dies inside a launch: before it writes the trial's processes down, or
+# after (the handle is left in the trial's folder) but before it gives them their go.
+_DIE_IN_LAUNCH = """
+import os, sys
+from pathlib import Path
+from tests.trials_tests.test_adopt import _job, _ledger
+from trials import LocalExecutor
+
+record = LocalExecutor._record
+def die(self, *args):
+    if sys.argv[2] == "after":
+        record(self, *args)
+    os._exit(9)
+LocalExecutor._record = die
+LocalExecutor(ledger=_ledger()).launch(_job(Path(sys.argv[1]), "open('ran', 'w').close()"))
+"""
+
+
+@pytest.mark.parametrize("point", ["before", "after"])
+def test_a_launch_cut_short_before_its_go_ran_nothing_and_is_no_attempt(tmp_path, point):
+    repo = Path(__file__).resolve().parents[2]
+    died = subprocess.run([sys.executable, "-c", _DIE_IN_LAUNCH, str(tmp_path), point], cwd=repo, timeout=60)
+    assert died.returncode == 9
+    job = _job(tmp_path, "open('ran', 'w').close()")
+    _wait_for(lambda: (job.trial_dir / "trial.exit").exists())  # the wrapper read EOF, and says so
+    assert (job.trial_dir / "trial.log").exists()  # the launch left files, but started nothing
+    ex = LocalExecutor(ledger=_ledger())
+    assert not ex.started(job.trial_dir)
+    handle = ex.launched(job)
+    if point == "after":
+        assert handle is not None
+        refusal = ex.adopt(handle, job)
+        assert not refusal and not refusal.ran and refusal.reason == "its launch was cut short before its command started"
+    else:
+        assert handle is None
+    assert not (tmp_path / "ran").exists()
+    # Once its command started, a launch is an attempt, whatever its end.
+    handle = ex.launch(job)
+    _until_finished(ex, handle)
+    assert (tmp_path / "ran").exists() and ex.started(job.trial_dir)
 
 
 def test_an_adopted_trial_is_stopped_with_everything_it_started(tmp_path):

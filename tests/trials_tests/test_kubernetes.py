@@ -63,8 +63,13 @@ def test_the_example_experiment_runs_as_jobs_with_their_gpus(sqlite_store, tmp_p
     container["resources"] = {"limits": {"nvidia.com/gpu": 1, "cpu": "1", "memory": "1Gi"}}
     status, trials = run(sqlite_store, tmp_path, doc, cluster)
     assert status["trialsSucceeded"] == 4 and {t.state for t in trials} == {"Succeeded"}
-    # The metrics came from the primary pod's log stream.
-    assert all(float(t.observation["Validation-accuracy"]["latest"]) > 0.1 for t in trials)
+    # The metrics came from the primary pod's log stream: each trial's latest is the last
+    # value its log printed (a random configuration may train to chance level in 3 epochs).
+    for t in trials:
+        log = (tmp_path / "runs" / "kubeflow" / "random" / t.name / "trial.log").read_text()
+        printed = [line.split("Validation-accuracy=")[1].split()[0] for line in log.splitlines()
+                   if "Validation-accuracy=" in line]
+        assert printed and float(t.observation["Validation-accuracy"]["latest"]) == float(printed[-1]), (t.name, log)
     # Each job is the rendered template, named and labelled as Katib's, GPU limits intact.
     assert sorted(j["metadata"]["name"] for j in cluster.created) == sorted(t.name for t in trials)
     for job in cluster.created:
