@@ -158,6 +158,14 @@ class Algorithm(ABC):
     #: generations), so that a user's retry of one would fall outside the plan.
     plans_trials: ClassVar[bool] = False
 
+    def request_errors(self, experiment: Experiment) -> list[FieldError]:
+        """What a gRPC ``GetSuggestions`` request is still refused for. Katib's services
+        check their settings in ``ValidateAlgorithmSettings`` only (the controller calls it
+        once, before asking); by default every rule of ``validate`` applies here too. An
+        algorithm whose ``suggest`` works without some of them says so, keeping what
+        bounds the cost of a suggestion."""
+        return self.validate(experiment)
+
     def validate(self, experiment: Experiment) -> list[FieldError]:
         """Problems with the settings or the search space; an empty list when fine."""
         algorithm = experiment.spec.algorithm

@@ -27,6 +27,7 @@ def s_max(r_l: float, eta: float) -> int:
 #: ``parallelTrialCount`` anyway; without a bound, r_l=e^4 with eta=1.001 (4002 brackets)
 #: cost seconds and hundreds of MB to plan.
 MAX_BRACKETS = 64
+SETTINGS_PATH = "spec.algorithm.algorithmSettings"
 
 
 def bracket(r_l: float, eta: float, index: int) -> list[tuple[int, int]]:
@@ -115,31 +116,48 @@ class Hyperband(Algorithm):
         "random_state": Setting(integer(0)),
     }
 
-    def validate(self, experiment: Experiment) -> list[FieldError]:
+    def request_errors(self, experiment: Experiment) -> list[FieldError]:
+        """A ``GetSuggestions`` request needs its settings and a plan of bounded size;
+        Katib's own test asks with a ``resource_name`` that names no parameter and no
+        ``parallelTrialCount``, and is answered (``ValidateAlgorithmSettings`` refuses both)."""
+        errors, s = self._settings(experiment)
+        return errors if s is None else self._plan_errors(s)
+
+    def _settings(self, experiment: Experiment) -> tuple[list[FieldError], dict[str, Any] | None]:
+        """The settings' errors, or the settings parsed."""
         errors = super().validate(experiment)
         if errors:
-            return errors
+            return errors, None
         given = experiment.spec.algorithm.settings() if experiment.spec.algorithm else {}
-        path = "spec.algorithm.algorithmSettings"
         for required in ("r_l", "resource_name"):
             if required not in given:
-                errors.append(FieldError(path, f"hyperband needs the setting {required!r}"))
-        if errors:
+                errors.append(FieldError(SETTINGS_PATH, f"hyperband needs the setting {required!r}"))
+        return (errors, None) if errors else ([], self.parsed_settings(experiment))
+
+    @staticmethod
+    def _plan_errors(s: dict[str, Any]) -> list[FieldError]:
+        if s["r_l"] < 1:
+            return [FieldError(SETTINGS_PATH, f"r_l must be >= 1 (got {s['r_l']:g})")]
+        if s_max(s["r_l"], s["eta"]) + 1 > MAX_BRACKETS:
+            return [FieldError(SETTINGS_PATH, f"r_l={s['r_l']:g} and eta={s['eta']:g} plan "
+                                              f"{s_max(s['r_l'], s['eta']) + 1} brackets (int(log(r_l)/log(eta)) + 1); "
+                                              f"at most {MAX_BRACKETS}: lower r_l or raise eta")]
+        return []
+
+    def validate(self, experiment: Experiment) -> list[FieldError]:
+        errors, s = self._settings(experiment)
+        if s is None:
             return errors
-        s = self.parsed_settings(experiment)
         params = {p.name or "": p for p in experiment.spec.parameters or []}
         resource = params.get(s["resource_name"])
         if resource is None:
-            errors.append(FieldError(path, f"resource_name {s['resource_name']!r} must name a parameter (have: {', '.join(params)})"))
+            errors.append(FieldError(SETTINGS_PATH, f"resource_name {s['resource_name']!r} must name a parameter "
+                                                    f"(have: {', '.join(params)})"))
         elif resource.parameter_type not in ("int", "double"):
-            errors.append(FieldError(path, f"resource_name {s['resource_name']!r} must be an int or double parameter"))
-        if s["r_l"] < 1:
-            errors.append(FieldError(path, f"r_l must be >= 1 (got {s['r_l']:g})"))
-        elif s_max(s["r_l"], s["eta"]) + 1 > MAX_BRACKETS:
-            errors.append(FieldError(path, f"r_l={s['r_l']:g} and eta={s['eta']:g} plan "
-                                           f"{s_max(s['r_l'], s['eta']) + 1} brackets (int(log(r_l)/log(eta)) + 1); "
-                                           f"at most {MAX_BRACKETS}: lower r_l or raise eta"))
-        else:
+            errors.append(FieldError(SETTINGS_PATH, f"resource_name {s['resource_name']!r} must be an int or double parameter"))
+        plan = self._plan_errors(s)
+        errors += plan
+        if not plan:
             need = parallel_needed(s["r_l"], s["eta"])
             parallel = experiment.spec.parallel_trial_count or 0
             if parallel < need:

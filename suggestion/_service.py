@@ -94,19 +94,21 @@ def _parameter(p: Any) -> dict[str, Any]:
 
 
 def trials_from_proto(trials: Sequence[Any], objective: str) -> list[TrialView]:
+    """Our view of Katib's trials: the objective's value is the metric the trial's own spec
+    names (as Katib's services read it), else the experiment's ``objective``."""
     views = []
     for t in trials:
         params = {a.name: a.value for a in t.spec.parameter_assignments.assignments}
-        value = None
+        metrics: dict[str, float] = {}
         for m in t.status.observation.metrics:
-            if m.name == objective:
-                try:
-                    value = float(m.value)
-                except ValueError:
-                    value = None
-        if value is not None and not math.isfinite(value):
-            value = None
-        views.append(TrialView(t.name, params, _STATES.get(t.status.condition, "Running"), value))
+            try:
+                number = float(m.value)
+            except ValueError:
+                continue
+            if math.isfinite(number):
+                metrics[m.name] = number
+        name = t.spec.objective.objective_metric_name or objective
+        views.append(TrialView(t.name, params, _STATES.get(t.status.condition, "Running"), metrics.get(name), metrics))
     return views
 
 
@@ -157,16 +159,33 @@ def _parameter_to_proto(p: Any) -> Any:
     )
 
 
-def trials_to_proto(views: Sequence[TrialView], objective: str) -> list[Any]:
+def trials_to_proto(views: Sequence[TrialView], experiment: Experiment) -> list[Any]:
+    """The trials as Katib's controller sends them (``suggestionclient.go`` ConvertTrials):
+    each with the experiment's objective in its spec (Katib's Python services read the
+    metric's name there) and every metric, valued per its strategy; trials whose metrics
+    are unavailable, and early-stopped ones with no observation, are left out."""
     pb = _pb()
+    obj = experiment.spec.objective
+    assert obj is not None
+    name = obj.objective_metric_name or ""
+    spec_objective = pb.ObjectiveSpec(type={"minimize": 1, "maximize": 2}[obj.type or "minimize"], goal=obj.goal or 0.0,
+                                      objective_metric_name=name,
+                                      additional_metric_names=obj.additional_metric_names or [])
     conditions = {v: k for k, v in _STATES.items() if k != 7}
     out = []
     for v in views:
-        trial = pb.Trial(name=v.name, status=pb.TrialStatus(condition=conditions.get(v.state, 7)))
-        for name, value in v.parameters.items():
-            trial.spec.parameter_assignments.assignments.append(pb.ParameterAssignment(name=name, value=value))
+        metrics = dict(v.metrics)
         if v.objective is not None:
-            trial.status.observation.metrics.append(pb.Metric(name=objective, value=repr(v.objective)))
+            metrics[name] = v.objective
+        if v.state == "MetricsUnavailable" or (v.state == "EarlyStopped" and not metrics):
+            continue
+        trial = pb.Trial(name=v.name, status=pb.TrialStatus(condition=conditions.get(v.state, 7)))
+        trial.spec.objective.CopyFrom(spec_objective)
+        for param, value in v.parameters.items():
+            trial.spec.parameter_assignments.assignments.append(pb.ParameterAssignment(name=param, value=value))
+        for metric in [name, *(k for k in metrics if k != name)]:
+            if metric in metrics:
+                trial.status.observation.metrics.append(pb.Metric(name=metric, value=repr(metrics[metric])))
         out.append(trial)
     return out
 
@@ -188,7 +207,10 @@ class SuggestionServicer:
             self._algorithms[key] = get_algorithm(name)
         return self._algorithms[key]
 
-    def _checked(self, request_experiment: Any, context: Any) -> tuple[Experiment, dict[str, Any], Algorithm]:
+    def _checked(self, request_experiment: Any, context: Any,
+                 asking: bool = False) -> tuple[Experiment, dict[str, Any], Algorithm]:
+        """The request's experiment and algorithm, checked by ``validate`` (or, ``asking``
+        for suggestions, by what a request must still pass: ``request_errors``)."""
         import grpc
 
         try:
@@ -196,7 +218,7 @@ class SuggestionServicer:
             alg = self._algorithm(exp)
         except (KatibError, ValueError) as exc:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        errors = alg.validate(exp)
+        errors = alg.request_errors(exp) if asking else alg.validate(exp)
         if errors:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "; ".join(str(e) for e in errors))
         return exp, state, alg
@@ -205,7 +227,7 @@ class SuggestionServicer:
         import grpc
 
         pb = _pb()
-        exp, state, alg = self._checked(request.experiment, context)
+        exp, state, alg = self._checked(request.experiment, context, asking=True)
         assert exp.spec.objective is not None
         views = trials_from_proto(request.trials, exp.spec.objective.objective_metric_name or "")
         count = max(request.current_request_number, 0)
@@ -368,7 +390,7 @@ class RemoteAlgorithm(Algorithm):
         remote_state = (state or {}).get("remote")
         request = _pb().GetSuggestionsRequest(
             experiment=experiment_to_proto(experiment, remote_state),
-            trials=trials_to_proto(trials, obj.objective_metric_name or ""),
+            trials=trials_to_proto(trials, experiment),
             current_request_number=count, total_request_number=len(trials) + count,
         )
         try:

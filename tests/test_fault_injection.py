@@ -3,14 +3,16 @@
 Each experiment (random, tpe, hyperband, pbt, random + medianstop, random + asha) is driven
 by ``katib run`` in a subprocess; the test sleeps a random time, kills it with SIGKILL,
 starts ``katib resume`` and does it again until the experiment ends, on the local executor
-and on the Kubernetes executor against the kmock emulator (tests/trials_tests/kube_cluster.py).
+and (random, hyperband, random + medianstop) on the Kubernetes executor against the kmock
+emulator (tests/trials_tests/kube_cluster.py).
 Each trial appends a line to ``<markers>/<trial>.starts`` every time its process starts and
 prints a few losses with short sleeps. Afterwards:
 
 - no trial lost or duplicated: names unique, every stored trial in a final state, every
   started trial stored, the algorithm's state naming only stored trials;
-- no running trial run again: one start per trial (a trial killed before its process or
-  Job was created is launched again, a later attempt, and still starts once);
+- no running trial run again: one start per trial (a trial killed before its Job was
+  created is launched again, a later attempt, and still starts once; a local one killed
+  before its command's go is launched again on the same attempt);
 - the budget: ``maxTrialCount`` trials, or hyperband's whole plan; hyperband's parameter
   sequence equals an uninterrupted run's, PBT's population and lineage are whole;
 - no observation stored twice: each trial's losses are its reports, once each, in order;
@@ -93,22 +95,25 @@ class Case:
     max_trials: int
     parallel: int = 3
     plan: int | None = None  # trials the algorithm plans (hyperband), when not max_trials
+    kubernetes: bool = True  # run on the Kubernetes executor too (with kmock)
 
     @property
     def expected_trials(self) -> int:
         return self.plan if self.plan is not None else self.max_trials
 
 
-# Kills per experiment, local and Kubernetes: 16 + 10 are drawn. Fewer on Kubernetes: its
-# controllers take longer to start (the ``kubernetes`` client) and its trials go through
-# the emulator, job controller and kubelet in this process.
+# Kills per experiment, local and Kubernetes: 16 + 5 are drawn. Fewer on Kubernetes, and
+# three algorithms there (a plain one, a planner, early stopping: what the executor does
+# differs by those, not by the algorithm): its controllers take longer to start (the
+# ``kubernetes`` client) and its trials go through the emulator, job controller and
+# kubelet in this process.
 CASES = [
     Case("random", kills=(3, 2), max_trials=8),
-    Case("tpe", kills=(2, 1), max_trials=8),
+    Case("tpe", kills=(2, 1), max_trials=8, kubernetes=False),
     Case("hyperband", kills=(3, 2), max_trials=20, plan=6),  # r_l=3, eta=3: 3 at 1 → 1 at 3; 2 at 3
-    Case("pbt", kills=(3, 2), max_trials=9),
+    Case("pbt", kills=(3, 2), max_trials=9, kubernetes=False),
     Case("medianstop", kills=(2, 1), max_trials=8),
-    Case("asha", kills=(3, 2), max_trials=8),
+    Case("asha", kills=(3, 2), max_trials=8, kubernetes=False),
 ]
 if os.environ.get("KATIB_FAULT_CASES"):  # a few of them, to look into one (comma-separated names)
     CASES = [c for c in CASES if c.name in os.environ["KATIB_FAULT_CASES"].split(",")]
@@ -384,6 +389,9 @@ def check(out: Outcome, seed: int, ref: list[Any] | None) -> dict[str, int]:
         time.sleep(0.05)
     left = trial_processes(str(out.markers))
     assert not left, f"{where}: trial processes left running: {left}"
+    if out.executor == "local":  # a local launch is adopted, or known never to have started: no second attempt
+        assert not [t.name for t in trials if t.attempt], \
+            f"{where}: on a later attempt: {[(t.name, t.conditions) for t in trials if t.attempt]}"
     return {"trials": len(trials), "reruns": len(reruns), "duplicates": duplicates,
             "relaunched": sum(t.attempt > 0 for t in trials),
             "early_stopped": sum(t.state == "EarlyStopped" for t in trials)}
@@ -404,7 +412,7 @@ def cluster(tmp_path_factory):
 
 def test_kill_9_at_random_points(tmp_path: Path, request, controller_env):
     """Every experiment on the local executor and, with kmock installed, on the Kubernetes
-    executor: all twelve side by side, each killed and resumed until it ends."""
+    executor (three of them there): all side by side, each killed and resumed until it ends."""
     executors: dict[str, list[str]] = {"local": []}
     try:
         cluster = request.getfixturevalue("cluster")
@@ -424,7 +432,7 @@ def test_kill_9_at_random_points(tmp_path: Path, request, controller_env):
         refs = {c.name: pool.submit(reference, c, tmp_path / "references", SEED)
                 for c in CASES if c.name in ("hyperband", "pbt")}
         runs = [pool.submit(drive, c, executor, tmp_path, args, SEED, controller_env)
-                for c in CASES for executor, args in executors.items()]
+                for c in CASES for executor, args in executors.items() if executor == "local" or c.kubernetes]
         outcomes = [r.result() for r in runs]
         ref_trials = {name: f.result() for name, f in refs.items()}
     wall = time.monotonic() - began
@@ -449,9 +457,10 @@ def test_kill_9_at_random_points(tmp_path: Path, request, controller_env):
     if report:
         Path(report).write_text(json.dumps({"seed": SEED, "kills": kills, "wall": round(wall, 2), "cpu": cpu,
                                             "experiments": figures}, indent=2))
-    planned = sum(c.kills[executor != "local"] for executor in executors for c in CASES)
-    # A kill drawn after its experiment ended does not land: 26 are drawn for at least 20.
-    assert kills >= min(20, planned - 6), f"only {kills} of {planned} kills landed (seed {SEED})"
+    planned = sum(c.kills[executor != "local"] for executor in executors for c in CASES
+                  if executor == "local" or c.kubernetes)
+    # A kill drawn after its experiment ended does not land: 21 are drawn for at least 16.
+    assert kills >= planned - 5, f"only {kills} of {planned} kills landed (seed {SEED})"
 
 
 # -- the windows, one at a time ---------------------------------------------------------

@@ -1,6 +1,7 @@
 """The GJSON path forms Katib's ``successCondition`` / ``failureCondition`` use, evaluated
-over a job object: a condition holds when the path finds something (Katib: ``Exists()``;
-an empty list of matches does not count).
+over a job object: a condition holds when the path finds an object or a non-empty array,
+as Katib's ``GetDeployedJobStatus`` asks (``IsObject() || IsArray() && len > 0``): a plain
+value found (``status.succeeded``, a condition's ``"False"``) does not count.
 
 Supported: dotted keys (``status.phase``), array indexes (``items.0``), ``#`` (length),
 queries ``#(key=="v")`` (first match) and ``#(key=="v")#`` (all matches) with ``==``,
@@ -12,6 +13,8 @@ key maps over its elements, as GJSON does after ``#(…)#``.
 >>> holds(job, 'status.conditions.#(type=="Complete")#|#(status=="True")#')
 True
 >>> holds(job, 'status.conditions.#(type=="Failed")#|#(status=="True")#')
+False
+>>> holds(job, 'status.conditions.0.status')  # a string, not a condition
 False
 """
 
@@ -34,7 +37,7 @@ def get(document: Any, path: str) -> Any:
 
 def holds(document: Any, path: str) -> bool:
     value = _get(document, path)
-    return value is not _MISSING and value is not None and value != []
+    return isinstance(value, dict) or (isinstance(value, list) and len(value) > 0)
 
 
 def _get(document: Any, path: str) -> Any:

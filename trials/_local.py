@@ -290,8 +290,11 @@ class LocalExecutor(Executor):
         return ADOPTED
 
     def started(self, trial_dir: Path) -> bool:
-        """A launch cut short before its go (each wrapper it spawned recorded that it never
-        started its command) started nothing, whatever else it left."""
+        """A launch cut short before its go started nothing, whatever else it left: the go
+        is given only once the processes are written down (the pid file, the handle), and
+        each wrapper spawned without it records that it never started its command."""
+        if not (trial_dir / "pid").exists() and not (trial_dir / HANDLE_FILE).exists():
+            return False
         exits = list(trial_dir.glob("*.exit"))
         if exits and all(never_started(p) for p in exits):
             return False

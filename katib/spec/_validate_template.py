@@ -191,7 +191,7 @@ def _metrics_collector(exp: Experiment) -> list[FieldError]:
                 errors.append(FieldError(f"{fpath}.path", f"must not contain '..': it is mapped into the trial's folder (got {fsp.path!r})"))
             if fsp.format not in ("TEXT", "JSON"):
                 errors.append(FieldError(f"{fpath}.format", f"must be TEXT or JSON (got {fsp.format!r})"))
-            if fsp.format == "JSON" and source and source.filter and source.filter.metrics_format:
+            if fsp.format == "JSON" and source and source.filter is not None:  # even empty, as Katib's
                 errors.append(FieldError(f"{path}.source.filter", "must not be set with the JSON format"))
     elif kind == "TensorFlowEvent":
         if fsp is None:
@@ -203,6 +203,8 @@ def _metrics_collector(exp: Experiment) -> list[FieldError]:
                 errors.append(FieldError(f"{fpath}.path", f"must be an absolute path (got {fsp.path!r})"))
             elif ".." in fsp.path.split("/"):
                 errors.append(FieldError(f"{fpath}.path", f"must not contain '..': it is mapped into the trial's folder (got {fsp.path!r})"))
+            if fsp.format:
+                errors.append(FieldError(f"{fpath}.format", f"must be empty for the TensorFlowEvent collector (got {fsp.format!r})"))
     elif kind == "PrometheusMetric":
         http = (source.http_get if source else None) or {}
         port = http.get("port")
@@ -212,8 +214,14 @@ def _metrics_collector(exp: Experiment) -> list[FieldError]:
             errors.append(FieldError(f"{path}.source.httpGet.port", f"must be a port number from 1 to 65535 (got {port})"))
         if not str(http.get("path", "")).startswith("/"):
             errors.append(FieldError(f"{path}.source.httpGet.path", f"must start with '/' (got {http.get('path')!r})"))
-    elif kind == "Custom" and not mc.collector.custom_collector:
-        errors.append(FieldError(f"{path}.collector.customCollector", "is required for the Custom collector"))
+    elif kind == "Custom":
+        if not mc.collector.custom_collector:
+            errors.append(FieldError(f"{path}.collector.customCollector", "is required for the Custom collector"))
+        if fsp is not None and (not fsp.path or not fsp.path.startswith("/") or fsp.kind not in ("File", "Directory")):
+            errors.append(FieldError(fpath, "must have an absolute path and the kind File or Directory for the Custom "
+                                            f"collector (got path {fsp.path!r}, kind {fsp.kind!r})"))
+        elif fsp is not None and ".." in (fsp.path or "").split("/"):
+            errors.append(FieldError(f"{fpath}.path", f"must not contain '..': it is mapped into the trial's folder (got {fsp.path!r})"))
     if source and source.filter:
         for i, fmt in enumerate(source.filter.metrics_format or []):
             problem = filter_problem(fmt)

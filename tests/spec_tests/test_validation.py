@@ -117,6 +117,13 @@ CASES = [
     ("spec.metricsCollectorSpec", {"collector": {"kind": "PrometheusMetric"}, "source": {"httpGet": {"port": -1, "path": "/metrics"}}}, "spec.metricsCollectorSpec.source.httpGet.port: must be a positive port number (got -1)"),
     ("spec.metricsCollectorSpec", {"collector": {"kind": "PrometheusMetric"}, "source": {"httpGet": {"port": 80, "path": "metrics"}}}, "spec.metricsCollectorSpec.source.httpGet.path: must start with '/' (got 'metrics')"),
     ("spec.metricsCollectorSpec", {"collector": {"kind": "Custom"}}, "spec.metricsCollectorSpec.collector.customCollector: is required for the Custom collector"),
+    # validator_test.go TestValidateMetricsCollector: "Invalid metrics filer ... when file format is JSON" (any
+    # filter, even empty), "Invalid file format for TF event metrics collector", "Invalid path for Custom
+    # metrics collector".
+    ("spec.metricsCollectorSpec", {"collector": {"kind": "File"}, "source": {"fileSystemPath": {"path": "/m", "kind": "File", "format": "JSON"}, "filter": {}}}, "spec.metricsCollectorSpec.source.filter: must not be set with the JSON format"),
+    ("spec.metricsCollectorSpec", {"collector": {"kind": "TensorFlowEvent"}, "source": {"fileSystemPath": {"path": "/tb", "kind": "Directory", "format": "JSON"}}}, "spec.metricsCollectorSpec.source.fileSystemPath.format: must be empty for the TensorFlowEvent collector (got 'JSON')"),
+    ("spec.metricsCollectorSpec", {"collector": {"kind": "Custom", "customCollector": {"name": "c", "image": "x"}}, "source": {"fileSystemPath": {"path": "not/absolute", "kind": "File"}}}, "spec.metricsCollectorSpec.source.fileSystemPath: must have an absolute path and the kind File or Directory for the Custom collector (got path 'not/absolute', kind 'File')"),
+    ("spec.metricsCollectorSpec", {"collector": {"kind": "Custom", "customCollector": {"name": "c", "image": "x"}}, "source": {"fileSystemPath": {"path": "/m", "kind": "Socket"}}}, "spec.metricsCollectorSpec.source.fileSystemPath: must have an absolute path and the kind File or Directory for the Custom collector (got path '/m', kind 'Socket')"),
     # 12. filters
     ("spec.metricsCollectorSpec", {"source": {"filter": {"metricsFormat": ["(unclosed"]}}}, "spec.metricsCollectorSpec.source.filter.metricsFormat[0]: is not a valid regular expression"),
     # What Katib's collector (Go's RE2) refuses too; Python's re would backtrack on it.

@@ -87,6 +87,53 @@ def test_unknown_algorithm_is_invalid_argument(server):
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "unknown algorithm 'annealing'" in info.value.details()
 
 
+def _hyperband_request(settings: dict[str, str]) -> pb.GetSuggestionsRequest:
+    """Katib's test_hyperband_service.py test_get_suggestion request: r_l=10 and a
+    resource_name (``--num-epochs``) that names no parameter, no parallelTrialCount."""
+    spec = pb.ExperimentSpec(
+        algorithm=pb.AlgorithmSpec(algorithm_name="hyperband",
+                                   algorithm_settings=[pb.AlgorithmSetting(name=k, value=v) for k, v in settings.items()]),
+        objective=pb.ObjectiveSpec(type=pb.MAXIMIZE, goal=0.9))
+    spec.parameter_specs.parameters.extend([
+        pb.ParameterSpec(name="param-1", parameter_type=pb.INT, feasible_space=pb.FeasibleSpace(max="5", min="1")),
+        pb.ParameterSpec(name="param-2", parameter_type=pb.CATEGORICAL,
+                         feasible_space=pb.FeasibleSpace(list=["cat1", "cat2", "cat3"])),
+        pb.ParameterSpec(name="param-3", parameter_type=pb.DISCRETE, feasible_space=pb.FeasibleSpace(list=["3", "2", "6"])),
+        pb.ParameterSpec(name="param-4", parameter_type=pb.DOUBLE, feasible_space=pb.FeasibleSpace(max="5", min="1")),
+    ])
+    trials = []
+    for name, values, metrics in (("test-asfjh", ("2", "cat1", "2", "3.44"), ("435", "5643")),
+                                  ("test-234hs", ("3", "cat2", "6", "4.44"), ("123", "3028"))):
+        t = pb.Trial(name=name, spec=pb.TrialSpec(objective=pb.ObjectiveSpec(
+            type=pb.MAXIMIZE, goal=0.9, objective_metric_name="metric-2")))
+        t.spec.parameter_assignments.assignments.extend(
+            pb.ParameterAssignment(name=f"param-{i}", value=v) for i, v in enumerate(values, 1))
+        t.status.observation.metrics.extend([pb.Metric(name="metric=1", value=metrics[0]),
+                                             pb.Metric(name="metric=2", value=metrics[1])])
+        trials.append(t)
+    return pb.GetSuggestionsRequest(experiment=pb.Experiment(name="test", spec=spec), trials=trials,
+                                    current_request_number=2)
+
+
+def test_katibs_hyperband_request_is_answered(server):
+    """test_hyperband_service.py test_get_suggestion, over gRPC: Katib's GetSuggestions does
+    not validate (ValidateAlgorithmSettings does, and refuses this experiment); the size of
+    the plan is still bounded."""
+    with grpc.insecure_channel(server) as channel:
+        stub = api_pb2_grpc.SuggestionStub(channel)
+        reply = stub.GetSuggestions(_hyperband_request({"r_l": "10", "resource_name": "--num-epochs"}))
+        assert len(reply.parameter_assignments) == 2
+        assert all({a.name for a in p.assignments} == {"param-1", "param-2", "param-3", "param-4"}
+                   for p in reply.parameter_assignments)
+        with pytest.raises(grpc.RpcError) as refused:
+            stub.ValidateAlgorithmSettings(pb.ValidateAlgorithmSettingsRequest(
+                experiment=_hyperband_request({"r_l": "10", "resource_name": "--num-epochs"}).experiment))
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        with pytest.raises(grpc.RpcError) as bounded:
+            stub.GetSuggestions(_hyperband_request({"r_l": "1e300", "eta": "1.5", "resource_name": "--num-epochs"}))
+        assert bounded.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "brackets" in bounded.value.details()
+
+
 def test_algorithm_state_travels_in_the_settings(server):
     exp = katib_experiment("hyperband", {"r_l": "9", "resource_name": "epochs", "eta": "3"})
     exp.spec.parallel_trial_count = 9
@@ -237,3 +284,34 @@ def test_a_remote_value_is_checked_against_each_kind_of_parameter():
     for change, problem in (({"n": "2.5"}, "not a finite number"), ({"opt": "rmsprop"}, "not one of the feasible list"),
                             ({"bs": "64"}, "not one of the feasible list"), ({"x": "abc"}, "is not a number")):
         assert problem in (reply_problem(exp, [Assignment({**good, **change})], 1) or ""), change
+
+
+def test_trials_go_to_a_remote_service_as_katibs_controller_sends_them():
+    """suggestionclient.go ConvertTrials: each trial carries the experiment's objective in its
+    spec (Katib's Python services read the metric's name there: without it they skip every
+    trial, and learn nothing) and every metric; a trial whose metrics are unavailable, and an
+    early-stopped one with no observation, are left out."""
+    from katib.spec import apply_defaults, parse_experiment
+    from suggestion import TrialView
+    from suggestion._service import trials_from_proto, trials_to_proto
+
+    exp = apply_defaults(parse_experiment(experiment(objective={
+        "type": "minimize", "goal": 0.01, "objectiveMetricName": "loss", "additionalMetricNames": ["accuracy"]})))
+    views = [
+        TrialView("done", {"x": "0.5"}, "Succeeded", 0.25, {"loss": 0.25, "accuracy": 0.9}),
+        TrialView("no-metrics", {"x": "0.6"}, "MetricsUnavailable"),
+        TrialView("stopped-bare", {"x": "0.7"}, "EarlyStopped"),
+        TrialView("stopped", {"x": "0.8"}, "EarlyStopped", 0.5, {"loss": 0.5}),
+        TrialView("running", {"x": "0.9"}, "Running"),
+    ]
+    sent = trials_to_proto(views, exp)
+    assert [t.name for t in sent] == ["done", "stopped", "running"]
+    done = sent[0]
+    assert (done.spec.objective.objective_metric_name, done.spec.objective.type, done.spec.objective.goal,
+            list(done.spec.objective.additional_metric_names)) == ("loss", pb.MINIMIZE, 0.01, ["accuracy"])
+    assert {m.name: float(m.value) for m in done.status.observation.metrics} == {"loss": 0.25, "accuracy": 0.9}
+    assert done.status.condition == pb.TrialStatus.SUCCEEDED and sent[1].status.condition == pb.TrialStatus.EARLYSTOPPED
+    # Back, with no objective name in the experiment (as Katib's tests send it): the trial's own.
+    back = trials_from_proto(sent, "")
+    assert [(v.name, v.objective, v.metrics) for v in back] == [
+        ("done", 0.25, {"loss": 0.25, "accuracy": 0.9}), ("stopped", 0.5, {"loss": 0.5}), ("running", None, {})]

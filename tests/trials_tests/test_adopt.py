@@ -108,18 +108,23 @@ def die(self, *args):
     if sys.argv[2] == "after":
         record(self, *args)
     os._exit(9)
-LocalExecutor._record = die
+if sys.argv[2] == "spawning":  # the log is open, no wrapper forked yet
+    import trials._local
+    trials._local.SPAWNER.spawn = lambda *args: os._exit(9)
+else:
+    LocalExecutor._record = die
 LocalExecutor(ledger=_ledger()).launch(_job(Path(sys.argv[1]), "open('ran', 'w').close()"))
 """
 
 
-@pytest.mark.parametrize("point", ["before", "after"])
+@pytest.mark.parametrize("point", ["spawning", "before", "after"])
 def test_a_launch_cut_short_before_its_go_ran_nothing_and_is_no_attempt(tmp_path, point):
     repo = Path(__file__).resolve().parents[2]
     died = subprocess.run([sys.executable, "-c", _DIE_IN_LAUNCH, str(tmp_path), point], cwd=repo, timeout=60)
     assert died.returncode == 9
     job = _job(tmp_path, "open('ran', 'w').close()")
-    _wait_for(lambda: (job.trial_dir / "trial.exit").exists())  # the wrapper read EOF, and says so
+    if point != "spawning":  # a wrapper was forked: it read EOF, and says so
+        _wait_for(lambda: (job.trial_dir / "trial.exit").exists())
     assert (job.trial_dir / "trial.log").exists()  # the launch left files, but started nothing
     ex = LocalExecutor(ledger=_ledger())
     assert not ex.started(job.trial_dir)
