@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from katib.errors import KatibError
-from katib.spec import Experiment, Limits, apply_defaults
+from katib.spec import Experiment, Limits, apply_defaults, nas_config_errors
 
 from ._base import Algorithm, Assignment, TrialView
 from ._registry import get_algorithm
@@ -218,7 +218,11 @@ class SuggestionServicer:
             alg = self._algorithm(exp)
         except (KatibError, ValueError) as exc:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        errors = alg.request_errors(exp) if asking else alg.validate(exp)
+        # A NAS experiment's own rules come first (what Katib's services check of its
+        # operations, test_nas_common.py): the algorithm's rules assume them.
+        nas = exp.spec.nas_config
+        errors = nas_config_errors(nas) if nas is not None else []
+        errors = errors or (alg.request_errors(exp) if asking else alg.validate(exp))
         if errors:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "; ".join(str(e) for e in errors))
         return exp, state, alg

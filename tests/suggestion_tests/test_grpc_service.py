@@ -315,3 +315,42 @@ def test_trials_go_to_a_remote_service_as_katibs_controller_sends_them():
     back = trials_from_proto(sent, "")
     assert [(v.name, v.objective, v.metrics) for v in back] == [
         ("done", 0.25, {"loss": 0.25, "accuracy": 0.9}), ("stopped", 0.5, {"loss": 0.5}), ("running", None, {})]
+
+
+def _nas_experiment(algorithm: str, operation: pb.Operation) -> pb.Experiment:
+    exp = pb.Experiment(name="nas", spec=pb.ExperimentSpec(
+        objective=pb.ObjectiveSpec(type=pb.MAXIMIZE, objective_metric_name="Validation-Accuracy"),
+        algorithm=pb.AlgorithmSpec(algorithm_name=algorithm), parallel_trial_count=1, max_trial_count=2))
+    graph = exp.spec.nas_config.graph_config
+    graph.num_layers = 2
+    graph.input_sizes.extend([8, 8, 1])
+    graph.output_sizes.extend([10])
+    exp.spec.nas_config.operations.operation.append(operation)
+    return exp
+
+
+@pytest.mark.parametrize("algorithm", ["enas", "darts"])
+@pytest.mark.parametrize(("operation_type", "parameter_type", "refused"), [
+    ("convolution", pb.CATEGORICAL, None),
+    ("", pb.CATEGORICAL, "spec.nasConfig.operations[0].operationType: is required"),
+    ("convolution", pb.UNKNOWN_TYPE, "spec.nasConfig.operations[0].parameters[0].parameterType: must be one of"),
+])
+def test_nas_operations_are_validated_as_katibs_services_do(server, algorithm, operation_type, parameter_type, refused):
+    """test_nas_common.py test_validate_operations: an operation with no type, or a parameter
+    with no type, is INVALID_ARGUMENT at ValidateAlgorithmSettings (it was accepted, and
+    GetSuggestions then failed as UNKNOWN)."""
+    op = pb.Operation(operation_type=operation_type)
+    op.parameter_specs.parameters.append(pb.ParameterSpec(name="filter_size", parameter_type=parameter_type,
+                                                          feasible_space=pb.FeasibleSpace(list=["3", "5"])))
+    with grpc.insecure_channel(server) as channel:
+        stub = api_pb2_grpc.SuggestionStub(channel)
+        request = pb.ValidateAlgorithmSettingsRequest(experiment=_nas_experiment(algorithm, op))
+        if refused is None:
+            stub.ValidateAlgorithmSettings(request)
+            return
+        for call in (lambda: stub.ValidateAlgorithmSettings(request),
+                     lambda: stub.GetSuggestions(pb.GetSuggestionsRequest(experiment=request.experiment,
+                                                                          current_request_number=1))):
+            with pytest.raises(grpc.RpcError) as error:
+                call()
+            assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT and refused in error.value.details()
