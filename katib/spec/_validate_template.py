@@ -8,6 +8,7 @@ from typing import Any
 
 from katib.errors import FieldError
 
+from ._job_fields import unknown_job_fields
 from ._limits import Limits
 from ._models import Experiment, ParameterSpec, TrialTemplate
 from ._template import (
@@ -125,7 +126,7 @@ def _rendered(exp: Experiment, tt: TrialTemplate, path: str) -> list[FieldError]
         if isinstance(metadata, dict) and metadata.get(field):
             errors.append(FieldError(f"{p}.metadata.{field}", "must not be set: Katib names each trial's job itself"))
     if rendered.get("kind") == "Job" and rendered.get("apiVersion") == "batch/v1":
-        errors += _batch_job(rendered, p)
+        errors += unknown_job_fields(rendered, p) or _batch_job(rendered, p)
     if tt.primary_container_name:
         containers = find_containers(rendered)
         if containers and tt.primary_container_name not in [c.get("name") for c in containers]:

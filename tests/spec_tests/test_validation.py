@@ -88,6 +88,15 @@ CASES = [
     (f"{CONTAINER}.image", None, "spec.trialTemplate.trialSpec.spec.template.spec.containers[0].image: is required"),
     ("spec.trialTemplate.trialSpec.spec.template.spec.restartPolicy", "Always", "restartPolicy: must be Never or OnFailure for a Job (got 'Always')"),
     (f"{CONTAINER}.name", "other", "spec.trialTemplate.primaryContainerName: no container named 'main' in the trial template"),
+    # validator_test.go TestValidateTrialJob, "Trial template has invalid Batch Job structure": a batch/v1 Job
+    # template must convert to a Job whole; a misspelt container field is refused, not run without it.
+    ("spec.trialTemplate.trialSpec.spec.template.invalidSpec", "not-job-format", "spec.trialTemplate.trialSpec.spec.template.invalidSpec: is not a field of a pod template"),
+    (f"{CONTAINER}.comand", ["python3"], "spec.trialTemplate.trialSpec.spec.template.spec.containers[0].comand: is not a field of a container"),
+    ("spec.trialTemplate.trialSpec.spec.backofLimit", 2, "spec.trialTemplate.trialSpec.spec.backofLimit: is not a field of a Job's spec"),
+    # "Valid case with nvidia.com/gpu resource in Trial template"; fields of recent Kubernetes versions.
+    (f"{CONTAINER}.resources", {"limits": {"nvidia.com/gpu": 1}, "requests": {"nvidia.com/gpu": 1}}, None),
+    ("spec.trialTemplate.trialSpec.spec.podReplacementPolicy", "Failed", None),
+    ("spec.trialTemplate.trialSpec.spec.template.spec.hostUsers", False, None),
     # 9. search space
     ("spec.parameters", None, "spec: exactly one of parameters and nasConfig must be set"),
     # 10. parameters
