@@ -24,7 +24,7 @@ from katib.errors import (
     UnauthorizedError,
     ValidationError,
 )
-from katib.names import EXPERIMENT_MAX, EXPERIMENT_RE, LABEL_MAX, LABEL_RE
+from katib.names import name_rule
 from katib.spec import Experiment
 from katib.store import Store, UserStore
 
@@ -41,7 +41,7 @@ from ._guard import (
 from ._head import HeadAsGet
 from ._state import ServerLimits, ServerState
 from ._static import CompressedStaticFiles
-from .routes import configmaps, experiments, kube, system, trainer, viewer
+from .routes import configmaps, experiments, kube, namespaces, system, trainer, viewer
 
 _CODES = {ValidationError: 422, NotFoundError: 404, ConflictError: 409, TemporaryError: 503,
           UnauthorizedError: 401, ForbiddenError: 403}
@@ -54,8 +54,6 @@ def _error(request: Request, code: int, message: str, fields: list[dict[str, str
 def _name_patterns(schema: dict[str, Any]) -> None:
     """Path and query names carry the name rule (katib.names) in the schema too: the
     kinds ``check_path_names`` checks, with the same regex and length."""
-    rules = {"namespace": (LABEL_RE, LABEL_MAX), "experiment": (EXPERIMENT_RE, EXPERIMENT_MAX),
-             "trial": (LABEL_RE, LABEL_MAX)}
     for path, operations in schema.get("paths", {}).items():
         for op in operations.values():
             for param in op.get("parameters", []):
@@ -63,7 +61,7 @@ def _name_patterns(schema: dict[str, Any]) -> None:
                 kind = name_kind(param.get("name", ""), path, where) if where in ("path", "query") else None
                 if kind is None:
                     continue
-                regex, longest = rules[kind]
+                regex, longest = name_rule(kind)
                 param.setdefault("schema", {})
                 if "anyOf" in param["schema"]:  # an optional query parameter
                     param["schema"] = {"type": "string"}
@@ -163,6 +161,7 @@ def create_app(store: Store, runs_root: Path, workdir: Path, tick: float = 1.0, 
     app.include_router(experiments.router, dependencies=guarded)
     app.include_router(kube.router, dependencies=guarded)
     app.include_router(configmaps.router, dependencies=guarded)
+    app.include_router(namespaces.router, dependencies=guarded)
     app.include_router(trainer.router, dependencies=guarded)
     app.include_router(viewer.router, dependencies=guarded)
     app.include_router(viewer.page)

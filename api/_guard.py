@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -165,9 +166,13 @@ class BodyTooLarge(Exception):
                                     "--max-body)")
 
 
+_NAMESPACE_PATH = re.compile(r"^/api/v1/namespaces/[^/]+/?$")
+
+
 def kube_style(path: str) -> bool:
     """Whether the path belongs to the Kubernetes-style API (errors are ``Status`` objects)."""
-    return path.startswith("/apis/") or "/pods" in path
+    return (path.startswith("/apis/") or "/pods" in path or "/persistentvolumeclaims" in path
+            or _NAMESPACE_PATH.match(path) is not None)
 
 
 _REASONS = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 405: "MethodNotAllowed",
@@ -227,6 +232,8 @@ def name_kind(param: str, route: str, where: str = "path") -> str | None:
         return _QUERY_NAMES.get(param)
     if param == "name" and ("/pods/{name}" in route or "/trials/{name}" in route):
         return "trial"
+    if param == "name" and "/persistentvolumeclaims/{name}" in route:
+        return "volume"  # <experiment>-<algorithm>: katib.names' rule for a Kubernetes object name
     return _PATH_NAMES.get(param)
 
 

@@ -38,11 +38,20 @@ _RULES = {
                    "lower case letters, digits and '-', starting with a letter and ending with a letter or digit"),
     "trial": (LABEL_RE, LABEL_MAX, "lower case letters, digits and '-', starting and ending with a letter or digit"),
     "user": (LABEL_RE, LABEL_MAX, "lower case letters, digits and '-', starting and ending with a letter or digit"),
+    # A Kubernetes object's name (DNS-1123 subdomain): a suggestion's volume, <experiment>-<algorithm>.
+    "volume": (re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"), 253,
+               "lower case letters, digits, '-' and '.', starting and ending with a letter or digit"),
 }
 
 
+def name_rule(kind: str) -> tuple[re.Pattern[str], int]:
+    """The regex and the longest length of a ``kind`` name (an API schema states them)."""
+    regex, longest, _ = _RULES[kind]
+    return regex, longest
+
+
 def name_errors(kind: str, value: object, field: str | None = None) -> list[FieldError]:
-    """Why ``value`` is not a valid ``kind`` name (namespace, experiment, trial, user)."""
+    """Why ``value`` is not a valid ``kind`` name (namespace, experiment, trial, user, volume)."""
     regex, longest, words = _RULES[kind]
     field = field or kind
     if not isinstance(value, str) or not value:

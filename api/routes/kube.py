@@ -178,7 +178,8 @@ def _suggestion(state: ServerState, rec: ExperimentRecord) -> dict[str, Any]:
     spec = rec.spec.get("spec", {})
     count = rec.status.trials or 0
     trials = _paging.recent_trials(state.store, rec, state.limits.page)
-    done = is_completed(rec.status)
+    # Katib ends a LongRunning experiment's Suggestion never (it waits for a budget edit).
+    done = is_completed(rec.status) and spec.get("resumePolicy") != "LongRunning"
     conditions = [{"type": "Created", "status": "True", "reason": "SuggestionCreated", "message": "Suggestion is created"},
                   {"type": "Running", "status": "False" if done else "True", "reason": "SuggestionRunning",
                    "message": "Suggestion is running"}]

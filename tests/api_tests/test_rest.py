@@ -142,3 +142,40 @@ def test_openapi_schema_documents_the_routes(live):
     for path in ("/api/v1/namespaces/{namespace}/experiments", "/api/v1/namespaces/{namespace}/experiments/{name}/budget",
                  "/apis/kubeflow.org/v1beta1/namespaces/{namespace}/experiments", "/healthz", "/metrics"):
         assert path in paths
+
+
+def test_what_katibs_e2e_scripts_read_around_their_experiments(live):
+    """test/e2e/v1beta1/scripts/gh-actions: the namespace's labels (read, and patched when
+    the metrics-collector injection label is missing), the Suggestion of a LongRunning
+    experiment (verify.py: never Succeeded), and a FromVolume experiment's suggestion volume
+    (``<experiment>-<algorithm>``, verify.py: it must exist)."""
+    c = live.client
+    ns = c.get("/api/v1/namespaces/default").json()
+    assert ns["kind"] == "Namespace" and ns["metadata"]["labels"] == {
+        "kubernetes.io/metadata.name": "default", "katib.kubeflow.org/metrics-collector-injection": "enabled"}
+    same = {"metadata": {"labels": {"katib.kubeflow.org/metrics-collector-injection": "enabled"}}}
+    r = c.patch("/api/v1/namespaces/default", json=same, headers={"content-type": "application/strategic-merge-patch+json"})
+    assert r.status_code == 200 and r.json() == ns
+    r = c.patch("/api/v1/namespaces/default", json={"metadata": {"labels": {"team": "a"}}},
+                headers={"content-type": "application/merge-patch+json"})
+    assert r.status_code == 422 and r.json()["kind"] == "Status"
+    assert r.json()["details"]["causes"][0]["field"] == "metadata.labels.team"
+    assert c.get("/api/v1/namespaces/Bad_Name").status_code == 422
+
+    kube = "/apis/kubeflow.org/v1beta1/namespaces/default"
+    for name, policy in (("long", "LongRunning"), ("volume", "FromVolume"), ("never", "Never")):
+        doc = experiment(name=name, maxTrialCount=2, resumePolicy=policy)
+        assert c.post(f"{BASE}/experiments", json=doc).status_code == 201
+        live.wait_for("default", name)
+    conditions = {n: {x["type"]: x["status"] for x in c.get(f"{kube}/suggestions/{n}").json()["status"]["conditions"]}
+                  for n in ("long", "volume", "never")}
+    assert conditions["long"] == {"Created": "True", "Running": "True"}
+    assert conditions["volume"] == conditions["never"] == {"Created": "True", "Running": "False", "Succeeded": "True"}
+    pvc = c.get("/api/v1/namespaces/default/persistentvolumeclaims/volume-random")
+    assert pvc.status_code == 200 and pvc.json()["kind"] == "PersistentVolumeClaim"
+    assert pvc.json()["status"]["phase"] == "Bound" and pvc.json()["metadata"]["labels"]["katib.kubeflow.org/experiment"] == "volume"
+    for missing in ("never-random", "long-random", "volume-tpe", "nothing"):
+        r = c.get(f"/api/v1/namespaces/default/persistentvolumeclaims/{missing}")
+        assert r.status_code == 404 and r.json()["reason"] == "NotFound", missing
+    assert c.delete(f"{BASE}/experiments/volume").status_code == 200
+    assert c.get("/api/v1/namespaces/default/persistentvolumeclaims/volume-random").status_code == 404

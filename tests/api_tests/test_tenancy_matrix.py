@@ -108,6 +108,12 @@ MATRIX: dict[str, tuple[str, Any, str | None]] = {
     "GET /api/v1/namespaces/{namespace}/events": (READ, None, None),
     "GET /apis/trainer.kubeflow.org/v1alpha1/namespaces/{namespace}/optimizationjobs": (READ, None, None),
     "GET /apis/trainer.kubeflow.org/v1alpha1/namespaces/{namespace}/optimizationjobs/{name}": (MISSING, None, None),
+    # What Katib's e2e scripts read: the namespace (and a patch that leaves it as it is), and a
+    # FromVolume experiment's suggestion volume (none here: a reader gets 404, others 403).
+    "GET /api/v1/namespaces/{namespace}": (READ, None, None),
+    "PATCH /api/v1/namespaces/{namespace}":
+        (WRITE, {"metadata": {"labels": {"katib.kubeflow.org/metrics-collector-injection": "enabled"}}}, None),
+    "GET /api/v1/namespaces/{namespace}/persistentvolumeclaims/{name}": (MISSING, None, None),
 }
 SCRATCH = {"scratch": "s", "kscratch": "k", "cscratch": "c"}  # the name prefix of what each caller's creates make
 
