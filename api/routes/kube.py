@@ -180,12 +180,17 @@ def _suggestion(state: ServerState, rec: ExperimentRecord) -> dict[str, Any]:
     trials = _paging.recent_trials(state.store, rec, state.limits.page)
     # Katib ends a LongRunning experiment's Suggestion never (it waits for a budget edit).
     done = is_completed(rec.status) and spec.get("resumePolicy") != "LongRunning"
+    # Katib's words (MarkSuggestionStatusSucceeded, cleanupSuggestionResources).
+    running = ({"type": "Running", "status": "False", "reason": "Suggestion is succeeded", "message": "Suggestion is not running"}
+               if done else
+               {"type": "Running", "status": "True", "reason": "SuggestionRunning", "message": "Suggestion is running"})
     conditions = [{"type": "Created", "status": "True", "reason": "SuggestionCreated", "message": "Suggestion is created"},
-                  {"type": "Running", "status": "False" if done else "True", "reason": "SuggestionRunning",
-                   "message": "Suggestion is running"}]
+                  running]
     if done:
-        conditions.append({"type": "Succeeded", "status": "True", "reason": "SuggestionSucceeded",
-                           "message": "Suggestion is succeeded"})
+        kept = ("suggestion volume is not deleted, can be restarted" if spec.get("resumePolicy") == "FromVolume"
+                else "can't be restarted")
+        conditions.append({"type": "Succeeded", "status": "True", "reason": "Experiment is succeeded",
+                           "message": f"Suggestion is succeeded, {kept}"})
     return {
         "apiVersion": API_VERSION, "kind": "Suggestion",
         "metadata": {"name": rec.name, "namespace": rec.namespace, "labels": {EXPERIMENT_LABEL: rec.name},

@@ -171,6 +171,10 @@ def test_what_katibs_e2e_scripts_read_around_their_experiments(live):
                   for n in ("long", "volume", "never")}
     assert conditions["long"] == {"Created": "True", "Running": "True"}
     assert conditions["volume"] == conditions["never"] == {"Created": "True", "Running": "False", "Succeeded": "True"}
+    succeeded = {n: next(x for x in c.get(f"{kube}/suggestions/{n}").json()["status"]["conditions"] if x["type"] == "Succeeded")
+                 for n in ("volume", "never")}  # Katib's words (cleanupSuggestionResources)
+    assert succeeded["never"]["message"] == "Suggestion is succeeded, can't be restarted"
+    assert succeeded["volume"]["message"] == "Suggestion is succeeded, suggestion volume is not deleted, can be restarted"
     pvc = c.get("/api/v1/namespaces/default/persistentvolumeclaims/volume-random")
     assert pvc.status_code == 200 and pvc.json()["kind"] == "PersistentVolumeClaim"
     assert pvc.json()["status"]["phase"] == "Bound" and pvc.json()["metadata"]["labels"]["katib.kubeflow.org/experiment"] == "volume"
