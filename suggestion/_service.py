@@ -115,6 +115,13 @@ def trials_from_proto(trials: Sequence[Any], objective: str) -> list[TrialView]:
 # -- ours -> proto ---------------------------------------------------------------------
 
 
+def _objective_to_proto(obj: Any) -> Any:
+    """An experiment's ``ObjectiveSpec``, as the experiment and each trial's spec carry it."""
+    return _pb().ObjectiveSpec(type={"minimize": 1, "maximize": 2}[obj.type or "minimize"], goal=obj.goal or 0.0,
+                               objective_metric_name=obj.objective_metric_name or "",
+                               additional_metric_names=obj.additional_metric_names or [])
+
+
 def experiment_to_proto(exp: Experiment, state: dict[str, Any] | None = None) -> Any:
     pb = _pb()
     spec = exp.spec
@@ -125,9 +132,7 @@ def experiment_to_proto(exp: Experiment, state: dict[str, Any] | None = None) ->
     if state:
         settings.append(pb.AlgorithmSetting(name=STATE_SETTING, value=json.dumps(state)))
     message = pb.Experiment(name=exp.name, spec=pb.ExperimentSpec(
-        objective=pb.ObjectiveSpec(type={"minimize": 1, "maximize": 2}[obj.type or "minimize"], goal=obj.goal or 0.0,
-                                   objective_metric_name=obj.objective_metric_name or "",
-                                   additional_metric_names=obj.additional_metric_names or []),
+        objective=_objective_to_proto(obj),
         algorithm=pb.AlgorithmSpec(algorithm_name=spec.algorithm.algorithm_name if spec.algorithm else "",
                                    algorithm_settings=settings),
         parallel_trial_count=spec.parallel_trial_count or 0, max_trial_count=spec.max_trial_count or 0,
@@ -168,9 +173,7 @@ def trials_to_proto(views: Sequence[TrialView], experiment: Experiment) -> list[
     obj = experiment.spec.objective
     assert obj is not None
     name = obj.objective_metric_name or ""
-    spec_objective = pb.ObjectiveSpec(type={"minimize": 1, "maximize": 2}[obj.type or "minimize"], goal=obj.goal or 0.0,
-                                      objective_metric_name=name,
-                                      additional_metric_names=obj.additional_metric_names or [])
+    spec_objective = _objective_to_proto(obj)
     conditions = {v: k for k, v in _STATES.items() if k != 7}
     out = []
     for v in views:

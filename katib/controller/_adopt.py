@@ -64,6 +64,7 @@ def recover(run: ExperimentRun) -> None:
             run.store.save_trial(t)
             continue
         stopping = (t.handle or {}).get(STOPPING) if running else None
+        ran = True
         if (t.handle or {}).get(INTERRUPTED) and not stopping:  # Created since it was stopped (Running before)
             why = "the controller running this trial stopped it as it stopped"
         elif running:
@@ -76,10 +77,8 @@ def recover(run: ExperimentRun) -> None:
                 end_stopped(run, t, stopping)
                 continue
             why += f" and the trial cannot be followed on: {adoption.reason}"
-            if not adoption.ran:
-                unstarted(run, t)
-                continue
-        run_again(run, t, why)
+            ran = adoption.ran
+        run_again(run, t, why, ran)
     run._dirty = True
 
 
@@ -135,31 +134,22 @@ def end_stopped(run: ExperimentRun, t: TrialRecord, reason: str) -> None:
     run.store.save_trial(t)
 
 
-def unstarted(run: ExperimentRun, t: TrialRecord) -> None:
-    """A trial whose launch was cut short before its command started (the executor knows):
-    ``Created`` again, on the same attempt, to be launched when its turn comes."""
+def run_again(run: ExperimentRun, t: TrialRecord, why: str, ran: bool = True) -> None:
+    """Kill what is left of the trial and make it ``Created`` again: the next attempt or,
+    when the executor knows its launch was cut short before its command started (``ran``
+    False), the same one, to be launched when its turn comes."""
     trial_dir = run._trial_dir(t)
     run.executor.recover(t.handle or {}, trial_dir)
-    shutil.rmtree(trial_dir, ignore_errors=True)
-    t.handle = None
-    t.start_time = None
-    t.state = "Created"
-    t.conditions = [c for c in t.conditions if c.type == "Created"]
-    run.store.save_trial(t)
-
-
-def run_again(run: ExperimentRun, t: TrialRecord, why: str) -> None:
-    """Kill what is left of the trial and make it ``Created`` again (the next attempt)."""
-    trial_dir = run._trial_dir(t)
-    run.executor.recover(t.handle or {}, trial_dir)
-    if t.state != "Running" and not run.executor.started(trial_dir):
+    if ran and t.state != "Running" and not run.executor.started(trial_dir):
         return  # never launched, or its launch stopped before it started anything: it waits for its turn
-    run.store.clear_observations(t.id)
+    if ran:
+        run.store.clear_observations(t.id)
     shutil.rmtree(trial_dir, ignore_errors=True)
-    t.attempt += 1
     t.handle = None
     t.start_time = None
     t.state = "Created"
     t.conditions = [c for c in t.conditions if c.type == "Created"]
-    set_condition(t.conditions, "Created", "True", "TrialRestarted", f"{why}; run again (attempt {t.attempt + 1})")
+    if ran:
+        t.attempt += 1
+        set_condition(t.conditions, "Created", "True", "TrialRestarted", f"{why}; run again (attempt {t.attempt + 1})")
     run.store.save_trial(t)

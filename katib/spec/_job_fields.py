@@ -63,6 +63,7 @@ def unknown_job_fields(job: dict[str, Any], path: str) -> list[FieldError]:
         errors += _unknown(pod, POD_SPEC, f"{tp}.spec", "pod's spec")
         if isinstance(pod, dict):
             for field in ("containers", "initContainers"):
-                for i, c in enumerate(pod.get(field) or [] if isinstance(pod.get(field), list) else []):
+                listed = pod.get(field)
+                for i, c in enumerate(listed if isinstance(listed, list) else []):
                     errors += _unknown(c, CONTAINER, f"{tp}.spec.{field}[{i}]", "container")
     return errors
