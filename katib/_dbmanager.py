@@ -77,6 +77,10 @@ class DBManagerServicer:
         self.layout = RunLayout(runs_root)
         self.push_bytes = push_bytes_limit()
 
+    def probe(self) -> str | None:
+        """Why the database cannot serve (None: it answers), for the health check."""
+        return self.store.ping()
+
     def _ours(self, name: str, context: Any) -> Any:
         import grpc
 

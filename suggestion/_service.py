@@ -294,7 +294,7 @@ def serve(host: str = "127.0.0.1", port: int = 6789, max_workers: int = 4, db_ma
     if db_manager is not None:
         api_pb2_grpc.add_DBManagerServicer_to_server(db_manager, server)
         names.append("api.v1.beta1.DBManager")
-    checker = health.HealthServicer()
+    checker = _health_servicer(health, db_manager, names)
     for name in names:
         checker.set(name, health_pb2.HealthCheckResponse.SERVING)
     health_pb2_grpc.add_HealthServicer_to_server(checker, server)
@@ -304,6 +304,28 @@ def serve(host: str = "127.0.0.1", port: int = 6789, max_workers: int = 4, db_ma
     server.start()
     server.bound_port = bound  # type: ignore[attr-defined]
     return server
+
+
+def _health_servicer(health: Any, db_manager: Any, names: Sequence[str]) -> Any:
+    """gRPC health as Katib answers it. A suggestion service alone answers an unknown
+    service name NOT_FOUND (``base_health_service.py``). With the DBManager on the port,
+    Katib's ``db-manager`` answers an unknown name UNKNOWN, and probes its database
+    (``SELECT 1``): NOT_SERVING, as an error, while the database does not answer."""
+    import grpc
+
+    class Health(health.HealthServicer):  # type: ignore[misc, name-defined]
+        def Check(self, request: Any, context: Any) -> Any:  # noqa: N802
+            if db_manager is None:
+                return super().Check(request, context)
+            if request.service not in names:
+                context.abort(grpc.StatusCode.UNKNOWN,
+                              "grpc.health.v1.Health can only be accepted if you specify service name.")
+            why = db_manager.probe()
+            if why is not None:
+                context.abort(grpc.StatusCode.UNKNOWN, f"Failed to execute `SELECT 1` probe: {why}")
+            return super().Check(request, context)
+
+    return Health()
 
 
 # -- the client ------------------------------------------------------------------------

@@ -102,6 +102,15 @@ class Store:
             return engine
         return sa.create_engine(self.url, pool_pre_ping=True, pool_size=5, max_overflow=10)
 
+    def ping(self) -> str | None:
+        """Why the database does not answer ``SELECT 1`` (None: it does)."""
+        try:
+            with self._engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+        except (OperationalError, DBAPIError) as exc:
+            return str(exc.orig or exc).splitlines()[0][:300]
+        return None
+
     def _revision(self) -> str | None:
         with self._engine.connect() as conn:
             if not sa.inspect(conn).has_table("alembic_version"):

@@ -99,6 +99,47 @@ def test_health_answers_for_each_service(grpc_server):
             assert health.Check(health_pb2.HealthCheckRequest(service=name)).status == health_pb2.HealthCheckResponse.SERVING
 
 
+def test_health_answers_as_katibs_db_manager(tmp_path):
+    """``cmd/db-manager/v1beta1/main.go``'s Check: an unknown service name is an UNKNOWN
+    error, and a database that does not answer ``SELECT 1`` is an error, not SERVING."""
+    from katib._dbmanager import DBManagerServicer
+    from katib.store import Store
+    from suggestion import serve
+
+    path = tmp_path / "katib.db"
+    store = Store(str(path))
+    server = serve("127.0.0.1", 0, db_manager=DBManagerServicer(store, tmp_path))
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{server.bound_port}") as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            assert health.Check(health_pb2.HealthCheckRequest()).status == health_pb2.HealthCheckResponse.SERVING
+            unknown = rpc_error(health.Check, health_pb2.HealthCheckRequest(service="no.such.Service"))
+            assert unknown.code() == grpc.StatusCode.UNKNOWN
+            assert unknown.details() == "grpc.health.v1.Health can only be accepted if you specify service name."
+            store.close()
+            path.write_bytes(b"not a database, " * 512)  # the database is gone from under the server
+            down = rpc_error(health.Check, health_pb2.HealthCheckRequest(service="grpc.health.v1.Health"))
+            assert down.code() == grpc.StatusCode.UNKNOWN
+            assert down.details().startswith("Failed to execute `SELECT 1` probe: ")
+    finally:
+        server.stop(grace=0)
+        store.close()
+
+
+def test_a_suggestion_service_alone_answers_an_unknown_name_not_found():
+    """Katib's suggestion images (``base_health_service.py``) answer NOT_FOUND."""
+    from suggestion import serve
+
+    server = serve("127.0.0.1", 0)
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{server.bound_port}") as channel:
+            missing = rpc_error(health_pb2_grpc.HealthStub(channel).Check,
+                                health_pb2.HealthCheckRequest(service="no.such.Service"))
+        assert missing.code() == grpc.StatusCode.NOT_FOUND
+    finally:
+        server.stop(grace=0)
+
+
 # -- DBManager and EarlyStopping against our own trials ---------------------------------
 
 def wait_trials(server, name: str, states: set[str], count: int, timeout: float = 60) -> dict[str, str]:
