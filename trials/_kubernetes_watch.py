@@ -203,7 +203,10 @@ class JobWatching:
                 phase = ((trial.pods.get(pod) or {}).get("status") or {}).get("phase")
                 return phase == "Running" and trial.outcome is None and not trial.stopped and not self._closed.is_set()
 
-        path = proxy_path(job.namespace, pod, (job.collector_source or {}).get("httpGet"))
+        try:
+            path = proxy_path(job.namespace, pod, (job.collector_source or {}).get("httpGet"))
+        except ValueError:
+            return  # not an HTTP(S) endpoint (admission refuses one): nothing is fetched
         scrape(self.core.api_client, path, job.trial_dir / SCRAPES, running, self._closed.wait)
 
     def _copy_log(self, trial: KubeTrial, pod: str) -> None:

@@ -55,7 +55,7 @@ def endpoint_url(http_get: dict[str, Any] | None) -> str:
     'http://127.0.0.1:9090/m'
     """
     scheme, host, port, path = endpoint_parts(http_get)
-    return f"{scheme}://{host}:{port}{path}"
+    return f"{scheme}://{'[' + host + ']' if ':' in host else host}:{port}{path}"
 
 
 def endpoint_parts(http_get: dict[str, Any] | None) -> tuple[str, str, int | str, str]:
@@ -64,17 +64,44 @@ def endpoint_parts(http_get: dict[str, Any] | None) -> tuple[str, str, int | str
 
     >>> endpoint_parts({"path": "metrics", "scheme": "HTTPS", "port": None})
     ('https', '127.0.0.1', 8080, '/metrics')
+
+    Anything but an HTTP(S) endpoint (``katib.spec.http_get_errors``: a spec admitted
+    before that check, say) is a ``ValueError``: katib fetches it, so nothing else may be.
     """
+    from katib.spec import http_get_errors
+
     http: dict[str, Any] = dict(http_get or {})
     path = str(http.get("path") or "/metrics")
-    return (str(http.get("scheme") or "HTTP").lower(), str(http.get("host") or "127.0.0.1"),
-            http.get("port") or 8080, path if path.startswith("/") else "/" + path)
+    parts = (str(http.get("scheme") or "HTTP").lower(), str(http.get("host") or "127.0.0.1"),
+             http.get("port") or 8080, path if path.startswith("/") else "/" + path)
+    wrong = http_get_errors({"scheme": parts[0], "host": parts[1], "port": parts[2], "path": parts[3]})
+    if wrong:
+        raise ValueError("; ".join(f"source.httpGet.{field} {rule}" for field, rule in wrong))
+    return parts
+
+
+def fetch(url: str, limit: int = 1 << 20) -> str:
+    """The body of an HTTP(S) GET of ``url`` (at most ``limit`` bytes), with no other
+    scheme and no redirect followed (``urlopen`` would read ``file:``, ``ftp:`` and
+    ``data:`` URLs, and follow a redirect to ``ftp:``); ``OSError`` when it does not answer 200."""
+    if not url.startswith(("http://", "https://")):
+        raise OSError(f"not an HTTP(S) URL: {url[:80]!r}")
+    opener = urllib.request.OpenerDirector()
+    for handler in (urllib.request.HTTPHandler(), urllib.request.HTTPSHandler()):
+        opener.add_handler(handler)
+    with opener.open(url, timeout=2) as reply:
+        if reply.status != 200:
+            raise OSError(f"{url} answered {reply.status}")
+        return reply.read(limit).decode("utf-8", errors="replace")
 
 
 class PrometheusSource(Source):
     def __init__(self, ctx: SourceContext) -> None:
         super().__init__(ctx)
-        self.url = endpoint_url(ctx.http_get)
+        try:
+            self.url: str | None = endpoint_url(ctx.http_get)
+        except ValueError:
+            self.url = None  # not an HTTP(S) endpoint: nothing is fetched
         self._scrapes = ctx.output.parent / SCRAPES
         self._tail = Tail(self._scrapes)
         self._last: dict[tuple[str, str], tuple[str, float | None]] = {}
@@ -89,9 +116,10 @@ class PrometheusSource(Source):
                 except (ValueError, TypeError, KeyError):
                     continue
             return out
+        if self.url is None:
+            return []
         try:
-            with urllib.request.urlopen(self.url, timeout=2) as reply:  # noqa: S310 - the spec's own endpoint
-                text = reply.read(1 << 20).decode("utf-8", errors="replace")
+            text = fetch(self.url)
         except (OSError, urllib.error.URLError, ValueError):
             return []  # not serving yet, or gone
         return self._samples(text, time.time())

@@ -182,7 +182,11 @@ class RayExecutor(Executor):
             return None
         from ._prometheus import endpoint_url
 
-        return {"url": endpoint_url((job.collector_source or {}).get("httpGet")), "every": SCRAPE_SECONDS}
+        try:
+            url = endpoint_url((job.collector_source or {}).get("httpGet"))
+        except ValueError:
+            return None  # not an HTTP(S) endpoint (admission refuses one): nothing is fetched
+        return {"url": url, "every": SCRAPE_SECONDS}
 
     def _loopback(self, procs: list[dict[str, Any]], job: TrialJob) -> tuple[str | None, str | None]:
         """A Custom collector's DBManager address when it is this machine's loopback, which

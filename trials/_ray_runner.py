@@ -128,12 +128,16 @@ def runner_class() -> Any:
             import json
             import urllib.request
 
+            # HTTP(S) only, no redirect followed: urlopen would read file:, ftp: and data: URLs.
+            opener = urllib.request.OpenerDirector()
+            for handler in (urllib.request.HTTPHandler(), urllib.request.HTTPSHandler()):
+                opener.add_handler(handler)
             last = None
-            while True:
+            while url.startswith(("http://", "https://")):
                 running = any(p.poll() is None for p in procs)
                 try:
-                    with urllib.request.urlopen(url, timeout=2) as reply:  # noqa: S310 - the spec's own endpoint
-                        text = reply.read(1 << 20).decode("utf-8", errors="replace")
+                    with opener.open(url, timeout=2) as reply:
+                        text = reply.read(1 << 20).decode("utf-8", errors="replace") if reply.status == 200 else None
                 except (OSError, ValueError):
                     text = None  # not serving yet, or gone
                 if text is not None and text != last:

@@ -63,7 +63,7 @@ from ._template import (
 )
 from ._update import EDITABLE, update_errors
 from ._validate import nas_config_errors, validate, validate_parameter
-from ._validate_template import compile_filter, filter_problem
+from ._validate_template import compile_filter, filter_problem, http_get_errors
 from ._workload import REPLICA_TYPE, count_errors, count_value
 
 __all__ = [
@@ -71,6 +71,7 @@ __all__ = [
     "REPLICA_TYPE",
     "count_errors",
     "count_value",
+    "http_get_errors",
     "update_errors",
     "OPTIMIZATION_JOB_LIFTED",
     "as_written",

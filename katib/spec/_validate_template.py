@@ -208,13 +208,7 @@ def _metrics_collector(exp: Experiment) -> list[FieldError]:
                 errors.append(FieldError(f"{fpath}.format", f"must be empty for the TensorFlowEvent collector (got {fsp.format!r})"))
     elif kind == "PrometheusMetric":
         http = (source.http_get if source else None) or {}
-        port = http.get("port")
-        if isinstance(port, bool) or not isinstance(port, int) or port <= 0:
-            errors.append(FieldError(f"{path}.source.httpGet.port", f"must be a positive port number (got {port!r})"))
-        elif port > 65535:
-            errors.append(FieldError(f"{path}.source.httpGet.port", f"must be a port number from 1 to 65535 (got {port})"))
-        if not str(http.get("path", "")).startswith("/"):
-            errors.append(FieldError(f"{path}.source.httpGet.path", f"must start with '/' (got {http.get('path')!r})"))
+        errors += [FieldError(f"{path}.source.httpGet.{name}", rule) for name, rule in http_get_errors(http)]
     elif kind == "Custom":
         if not mc.collector.custom_collector:
             errors.append(FieldError(f"{path}.collector.customCollector", "is required for the Custom collector"))
@@ -263,3 +257,56 @@ def filter_problem(pattern: str) -> str | None:
     if groups < 2:
         return f"must have at least two groups, the metric name and then its value (got {groups})"
     return None
+
+
+_HOST_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", re.IGNORECASE)
+
+
+def http_get_errors(http: dict[str, Any]) -> list[tuple[str, str]]:
+    """``(field, rule)`` for each way a PrometheusMetric ``source.httpGet`` is not an
+    HTTP(S) endpoint: the scheme HTTP or HTTPS (a Kubernetes HTTPGetAction's), a host that
+    is a DNS name or an IP address (no ``/``, ``#``, ``@``: the endpoint is fetched by
+    katib, and nothing but the endpoint may be), a port from 1 to 65535, a path from ``/``
+    with no ``..`` segment, space, ``#`` or control character (Katib asks the leading ``/``).
+
+    >>> http_get_errors({"scheme": "HTTP", "host": "trainer-0.svc", "port": 8080, "path": "/metrics"})
+    []
+    >>> [f for f, _ in http_get_errors({"scheme": "FILE", "host": "localhost/etc/passwd#", "port": 1, "path": "/"})]
+    ['scheme', 'host']
+    """
+    out: list[tuple[str, str]] = []
+    scheme = http.get("scheme")
+    if scheme is not None and str(scheme).upper() not in ("HTTP", "HTTPS"):
+        out.append(("scheme", f"must be HTTP or HTTPS (got {_short(scheme)})"))
+    host = http.get("host")
+    if host is not None and host != "" and not _is_host(host):
+        out.append(("host", f"must be a DNS name or an IP address (got {_short(host)})"))
+    port = http.get("port")
+    if isinstance(port, bool) or not isinstance(port, int) or port <= 0:
+        out.append(("port", f"must be a positive port number (got {_short(port)})"))
+    elif port > 65535:
+        out.append(("port", f"must be a port number from 1 to 65535 (got {port})"))
+    target = http.get("path", "")
+    if not isinstance(target, str) or not target.startswith("/"):
+        out.append(("path", f"must start with '/' (got {_short(target)})"))
+    elif ".." in target.split("?")[0].split("/") or any(c in target for c in " #\\") or not target.isprintable():
+        out.append(("path", f"must be a URL path with no '..' segment, space, '#' or control character (got {_short(target)})"))
+    return out
+
+
+def _short(value: Any) -> str:
+    """``repr`` of a value in an error, a long string cut to 80 characters."""
+    return repr(value[:80]) if isinstance(value, str) else repr(value)[:80]
+
+
+def _is_host(host: Any) -> bool:
+    import ipaddress
+
+    if not isinstance(host, str) or len(host) > 253:
+        return False
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        pass
+    return all(_HOST_LABEL.match(label) for label in host.removesuffix(".").split("."))

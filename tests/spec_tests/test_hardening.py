@@ -172,6 +172,20 @@ REFUSED: list[tuple[str, Tweak, str, str]] = [
     ("prometheus port", lambda: tweak("spec.metricsCollectorSpec", {
         "collector": {"kind": "PrometheusMetric"}, "source": {"httpGet": {"port": 70000, "path": "/metrics"}}}),
      "spec.metricsCollectorSpec.source.httpGet.port", "must be a port number from 1 to 65535 (got 70000)"),
+    # the endpoint is fetched by katib: an HTTP(S) endpoint and nothing else
+    ("prometheus file scheme", lambda: tweak("spec.metricsCollectorSpec", {
+        "collector": {"kind": "PrometheusMetric"}, "source": {"httpGet": {"scheme": "FILE", "port": 8080, "path": "/metrics"}}}),
+     "spec.metricsCollectorSpec.source.httpGet.scheme", "must be HTTP or HTTPS (got 'FILE')"),
+    ("prometheus host with a path", lambda: tweak("spec.metricsCollectorSpec", {
+        "collector": {"kind": "PrometheusMetric"},
+        "source": {"httpGet": {"host": "localhost/etc/passwd#", "port": 8080, "path": "/metrics"}}}),
+     "spec.metricsCollectorSpec.source.httpGet.host", "must be a DNS name or an IP address (got 'localhost/etc/passwd#')"),
+    ("prometheus host with userinfo", lambda: tweak("spec.metricsCollectorSpec", {
+        "collector": {"kind": "PrometheusMetric"}, "source": {"httpGet": {"host": "a@b", "port": 8080, "path": "/m"}}}),
+     "spec.metricsCollectorSpec.source.httpGet.host", "must be a DNS name or an IP address"),
+    ("prometheus path ..", lambda: tweak("spec.metricsCollectorSpec", {
+        "collector": {"kind": "PrometheusMetric"}, "source": {"httpGet": {"port": 8080, "path": "/../../secrets"}}}),
+     "spec.metricsCollectorSpec.source.httpGet.path", "must be a URL path with no '..' segment"),
     # 5. NUL bytes
     ("NUL categorical", lambda: tweak("spec.parameters.0", {
         "name": "x", "parameterType": "categorical", "feasibleSpace": {"list": ["a", "b\x00c"]}}),
@@ -226,6 +240,11 @@ ADMITTED: list[tuple[str, Tweak]] = [
     ("namespace", lambda: tweak("metadata.namespace", "team-a")),
     ("no namespace", lambda: tweak("metadata.namespace", None)),
     ("integral float count", lambda: experiment(maxTrialCount=4.0)),
+    *[(f"prometheus endpoint {http}", (lambda http=http: tweak("spec.metricsCollectorSpec", {
+        "collector": {"kind": "PrometheusMetric"}, "source": {"httpGet": http}})))
+      for http in ({"scheme": "HTTPS", "host": "trainer-0.trainer.team-a.svc.cluster.local", "port": 9090, "path": "/metrics"},
+                   {"scheme": "http", "host": "::1", "port": 8080, "path": "/metrics?format=text"},
+                   {"host": "10.0.0.7", "port": 8080, "path": "/"}, {"port": 8080})],
 ]
 
 

@@ -53,3 +53,27 @@ def test_a_trial_endpoint_is_scraped(sqlite_store, tmp_path: Path):
     assert status["trialsSucceeded"] == 1, status.get("conditions")
     [t] = sqlite_store.list_trials(rec.id)
     assert float(t.observation["accuracy"]["latest"]) == 1 - float(t.parameters()["x"])
+
+
+def test_only_an_http_endpoint_is_fetched(tmp_path: Path):
+    """A spec that names a file (a ``FILE`` scheme, or a host carrying a path and a ``#``
+    that hides the port) read the file in the server's process, outside any sandbox: another
+    tenant's trial log, shaped ``NAME VALUE``, came back as this trial's metrics. Such a spec
+    is refused at admission; a source built from one anyway fetches nothing."""
+    from trials._prometheus import PrometheusSource, fetch
+    from trials._sources import SourceContext
+
+    secret = tmp_path / "other-tenant" / "trial.log"
+    secret.parent.mkdir()
+    secret.write_text("password hunter2\nacc 0.4242\n")
+    for http_get in ({"scheme": "FILE", "host": f"localhost{secret}#", "port": 8080, "path": "/metrics"},
+                     {"scheme": "HTTP", "host": f"localhost{secret}#", "port": 8080, "path": "/metrics"}):
+        source = PrometheusSource(SourceContext("PrometheusMetric", {"password", "acc"}, tmp_path / "out.log",
+                                                http_get=http_get))
+        assert source.read() == [] and source.read(final=True) == []
+    for url in (f"file://localhost{secret}", "data:text/plain,acc%201", f"ftp://localhost{secret}"):
+        try:
+            fetch(url)
+        except OSError:
+            continue
+        raise AssertionError(f"{url} was fetched")
