@@ -74,6 +74,7 @@ def trial(state: ServerState, namespace: str, name: str) -> tuple[ExperimentReco
 def push_metrics(state: ServerState, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
     """Append a pushed record to the running trial's push file, which its controller tails."""
     from katib._push import append_pushed, metrics_record
+    from katib._times import parse_time
 
     rec, t = trial(state, namespace, name)
     if t.state not in ("Created", "Running"):
@@ -85,7 +86,10 @@ def push_metrics(state: ServerState, namespace: str, name: str, body: dict[str, 
         record = metrics_record(values)
     except ValueError as exc:
         raise ValidationError([FieldError("body", str(exc))]) from None
-    if isinstance(body.get("timestamp"), str | int | float):
+    if "timestamp" in body:
+        if parse_time(body["timestamp"]) is None:
+            raise ValidationError([FieldError("body.timestamp", "must be an RFC 3339 time or seconds since the epoch, "
+                                              f"from the year 1 to 9999 (got {str(body['timestamp'])[:80]!r})")])
         record["timestamp"] = str(body["timestamp"])
     path = RunLayout(state.runs_root).push_file(rec.namespace, rec.name, t.name)
     line = (json.dumps(record) + "\n").encode()

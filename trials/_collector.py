@@ -35,11 +35,11 @@ import re
 import time
 from collections import Counter
 from collections.abc import Iterable
-from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from katib._push import PUSH_BYTES_ENV, env_limit, push_bytes_limit
+from katib._times import parse_time
 
 from ._tail import _PIECES, Tail, _Pieces
 
@@ -54,21 +54,6 @@ class Sample(NamedTuple):
     value: str
 
 
-def parse_time(text: object) -> float | None:
-    """Seconds since the epoch from an RFC3339 string or an epoch number, else None."""
-    if isinstance(text, bool):
-        return None
-    if isinstance(text, int | float):
-        return float(text)
-    if not isinstance(text, str):
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        try:
-            return float(text)
-        except ValueError:
-            return None
 
 
 def _number(value: object) -> str | None:
@@ -192,7 +177,7 @@ def parse_katib_json(lines: Iterable[str], names: set[str]) -> list[Sample]:
         if isinstance(raw, str) and _RFC3339.match(raw):
             stamp = parse_time(raw)
         elif isinstance(raw, int | float) and not isinstance(raw, bool):
-            stamp = float(raw)
+            stamp = parse_time(raw)
         for name, value in obj.items():
             if name in names and isinstance(value, str):
                 out.append(Sample(ZERO_TIME if stamp is None else stamp, name, value))

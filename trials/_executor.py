@@ -212,6 +212,8 @@ class Executor(ABC):
         offset to read on from (``katib logs -f``); None when the trial has no log (it has
         not started here)."""
         try:
+            if offset >= (trial_dir / "trial.log").stat().st_size:  # nothing new (a seek past what a file system holds fails)
+                return b"", offset
             with open(trial_dir / "trial.log", "rb") as f:
                 f.seek(offset)
                 data = f.read(max_bytes)

@@ -195,6 +195,10 @@ def _rows(metrics: Any, names: set[str]) -> list[ObservationRow]:
     for i, (name, raw) in enumerate(items):
         value = raw.get("value") if isinstance(raw, dict) else raw
         when = parse_time(raw.get("timestamp")) if isinstance(raw, dict) and raw.get("timestamp") is not None else now
+        if when is None:
+            errors.append(FieldError(f"metrics[{i}].timestamp", f"must be an RFC 3339 time or seconds since the epoch, "
+                                     f"from the year 1 to 9999 (got {str(raw.get('timestamp'))[:80]!r})"))
+            continue
         if name not in names:
             errors.append(FieldError(f"metrics[{i}]", f"{name!r} is not a metric of the experiment ({', '.join(sorted(names))})"))
             continue
@@ -206,7 +210,7 @@ def _rows(metrics: Any, names: set[str]) -> list[ObservationRow]:
         if number != number or number in (float("inf"), float("-inf")):
             errors.append(FieldError(f"metrics[{i}]", f"{name} must be finite (got {value!r})"))
             continue
-        rows.append(ObservationRow(when if when is not None else now, str(name), str(value)))
+        rows.append(ObservationRow(when, str(name), str(value)))
     if errors:
         raise ValidationError(errors, "request")
     return rows

@@ -49,7 +49,10 @@ LAST_OUTPUT = "; last output: "
 def rfc3339(ts: float | None) -> str | None:
     if ts is None:
         return None
-    dt = datetime.fromtimestamp(ts, UTC)
+    try:
+        dt = datetime.fromtimestamp(ts, UTC)
+    except (ValueError, OverflowError, OSError):  # NaN, or past what RFC 3339 writes (an older store's row)
+        dt = datetime.max.replace(tzinfo=UTC, microsecond=0) if ts > 0 else datetime.min.replace(tzinfo=UTC)
     return f"{dt.year:04d}" + dt.strftime("-%m-%dT%H:%M:%SZ")  # %Y gives "1" for Katib's zero time
 
 

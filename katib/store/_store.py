@@ -65,6 +65,12 @@ def _upsert_state(conn: Connection, exp_id: int, state: dict[str, Any]) -> None:
         conn.execute(algorithm_state.insert().values(experiment_id=exp_id, **values))
 
 
+def _duplicate(exc: IntegrityError) -> bool:
+    """Whether the violation is a unique key's (a name taken), not another constraint's."""
+    code = getattr(exc.orig, "pgcode", None) or getattr(exc.orig, "sqlstate", None)
+    return code == "23505" if code else "UNIQUE constraint failed" in str(exc.orig)
+
+
 class Store:
     """One database holding every experiment.
 
@@ -362,8 +368,10 @@ class Store:
 
         try:
             ids = self._retry(write)
-        except IntegrityError:
-            raise ConflictError("a trial with that name already exists") from None
+        except IntegrityError as exc:
+            if new and _duplicate(exc):
+                raise ConflictError("a trial with that name already exists") from None
+            raise  # not a name taken: no retry fixes it (a conflict would keep the experiment resumable for ever)
         for t, trial_id in zip(new, ids, strict=True):
             t.id = trial_id
 

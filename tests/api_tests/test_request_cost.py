@@ -65,6 +65,22 @@ def test_following_a_trials_log_reads_a_bounded_chunk_not_the_whole_file(sqlite_
     assert len(chunk) == 1 << 20 and after == 1 << 20 and reads == [1 << 20]
 
 
+def test_a_log_offset_past_the_end_answers_nothing_new_not_a_500(live):
+    """?since=10^17 (the route allows up to 2^62) seeked past what the file system holds:
+    OSError, a 500."""
+    rec = _seed(live.store, n=1, steps=1)
+    (t,) = live.store.list_trials(rec.id)
+    folder = live.app.state.katib.runs_root / rec.namespace / rec.name / t.name
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "trial.log").write_bytes(b"epoch 1\n")
+    url = f"/api/v1/namespaces/{rec.namespace}/trials/{t.name}/log"
+    for since in (8, 10**17, 2**53 + 1, 2**62):
+        r = live.client.get(url, params={"since": since})
+        assert r.status_code == 200 and r.content == b"" and r.headers["X-Log-Offset"] == str(since), (since, r.status_code)
+    r = live.client.get(url, params={"since": 6})
+    assert r.content == b"1\n" and r.headers["X-Log-Offset"] == "8"
+
+
 def test_a_cli_log_reads_a_log_longer_than_one_chunk_to_its_end(tmp_path: Path):
     import subprocess
     import sys

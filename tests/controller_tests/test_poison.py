@@ -68,3 +68,32 @@ def _resume_truthfully(live):
     live.wait_for("default", "demo", timeout=60)
     r = c.post("/api/v1/namespaces/default/experiments/demo/resume")
     assert r.status_code == 409 and "has finished" in r.json()["message"]
+
+
+def test_times_rfc3339_cannot_write_poison_neither_the_trial_nor_its_log(sqlite_store, tmp_path):
+    """A trial's pushed ``"timestamp": "nan"`` was stored as NULL: every later write failed
+    as "a trial with that name already exists", which the server took for a passing
+    conflict, and the experiment stayed Running with no controller. A line timed in the year
+    0 (UTC) was stored, and every read of the trial's observations answered 500. Now such a
+    time is no time: the value is kept, timed when it was read."""
+    from katib._times import TIME_MAX, TIME_MIN
+    from katib.controller import Controller, rfc3339
+
+    code = """
+import json, os
+with open(os.environ["KATIB_PUSH_FILE"], "a") as f:
+    f.write(json.dumps({"timestamp": "nan", "loss": "0.5"}) + "\\n")
+    f.write(json.dumps({"timestamp": 1e300, "loss": "0.4"}) + "\\n")
+print("0001-01-01T00:00:00+14:00 loss=0.3", flush=True)
+"""
+    doc = experiment(name="when", maxTrialCount=1, parallelTrialCount=1,
+                     objective={"type": "minimize", "objectiveMetricName": "loss"},
+                     command=python_command(code))
+    ctl = Controller(sqlite_store, runs_root=tmp_path / "runs", tick=0.05)
+    rec, _ = ctl.submit(admit(doc), tmp_path)
+    status = ctl.run(rec.namespace, rec.name).to_dict()
+    assert status["trialsSucceeded"] == 1, status.get("conditions")
+    [t] = sqlite_store.list_trials(rec.id)
+    rows = sqlite_store.observations(t.id)
+    assert sorted(r.value for r in rows) == ["0.3", "0.4", "0.5"]
+    assert all(TIME_MIN <= r.time <= TIME_MAX and rfc3339(r.time) for r in rows)  # no time (Katib's zero time) or read time

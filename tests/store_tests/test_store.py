@@ -173,3 +173,18 @@ def test_a_nul_byte_a_trial_printed_cannot_poison_the_store(store):
     assert [o.value for o in store.observations(t.id)] == ["ab\ufffdcd"]
     _, again = store.get_trial("ns", "nul-t")
     assert again.conditions[0].message == "last output: a\x00b"
+
+
+def test_only_a_name_taken_is_a_conflict(store):
+    """Every IntegrityError of a write was reported as "a trial with that name already
+    exists", which the server takes for a conflict a retry can fix: an observation without a
+    time (a NaN time, stored as NULL) left its experiment resumable for ever and never ran."""
+    from sqlalchemy.exc import IntegrityError
+
+    rec = store.create_experiment("ns", "e", {}, {}, "/w")
+    [t] = store.add_trials([new_trial(rec.id, "e-a")])
+    with pytest.raises(ConflictError, match="a trial with that name already exists"):
+        store.write_trials(new=[new_trial(rec.id, "e-a")])
+    with pytest.raises(IntegrityError):
+        store.write_trials(new=[new_trial(rec.id, "e-b")], samples=[(t.id, ObservationRow(None, "loss", "0.5"))])  # type: ignore[arg-type]
+    assert [x.name for x in store.list_trials(rec.id)] == ["e-a"]  # nothing of the failed write
