@@ -8,7 +8,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 
-from .. import _configmaps
+from .. import _configmaps, _paging
 from .._documents import read_document
 from .._state import ServerState, get_state
 
@@ -24,9 +24,15 @@ async def create_configmap(namespace: str, request: Request, state: ServerState 
 
 
 @router.get(PREFIX)
-def list_configmaps(namespace: str, state: ServerState = Depends(get_state)) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "ConfigMapList", "metadata": {"resourceVersion": ""},
-            "items": _configmaps.listing(state, namespace)}
+def list_configmaps(namespace: str, limit: int | None = _paging.LIMIT, continue_: str | None = _paging.CONTINUE,
+                    state: ServerState = Depends(get_state)) -> dict[str, Any]:
+    """A page of the namespace's ConfigMaps by name (``limit``, ``continue`` as Kubernetes
+    pages a list; at most the server's page and about its list bytes)."""
+    items, more = _configmaps.listing(state, namespace, limit, continue_)
+    metadata: dict[str, Any] = {"resourceVersion": ""}
+    if more:
+        metadata["continue"] = more
+    return {"apiVersion": "v1", "kind": "ConfigMapList", "metadata": metadata, "items": items}
 
 
 @router.get(PREFIX + "/{configmap}")
