@@ -50,6 +50,30 @@ class Shipment:
     payload_file: Path | None
 
 
+def searched(parameters: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """The parameters searched (``katib.search``'s dicts, with a ``parameterType``) and the
+    constants, passed to the function as they are (Katib's SDK: "Otherwise, add value to
+    the function input"). A constant travels as JSON; ``KatibError`` names one that cannot."""
+    space: dict[str, dict[str, Any]] = {}
+    constants: dict[str, Any] = {}
+    for name, value in parameters.items():
+        if isinstance(value, dict) and "parameterType" in value:
+            space[name] = value
+            continue
+        try:
+            if json.loads(json.dumps(value, allow_nan=False)) != value:
+                raise ValueError("it does not come back the same from JSON")
+        except (TypeError, ValueError) as exc:
+            raise KatibError(f"parameters[{name!r}]: a constant passed to the function must be a JSON value "
+                             f"(a number, text, a list or a dict of them), or search a range with katib.search "
+                             f"(got {type(value).__name__}: {exc})") from None
+        constants[name] = value
+    if not space:
+        raise KatibError("parameters: at least one must be searched (katib.search.double, int, categorical or "
+                         "discrete); the others are constants passed to the function as they are")
+    return space, constants
+
+
 def kinds(parameters: dict[str, dict[str, Any]]) -> dict[str, str]:
     """Each parameter's Python type by its Katib type: int, float or str (a discrete list
     of whole numbers is int, any other discrete list float)."""
@@ -159,20 +183,21 @@ def trial_program() -> str:
     return inspect.getsource(_trialmain)
 
 
-def ship(fn: Callable[..., Any], parameters: dict[str, dict[str, Any]], metric: str, collector: str,
+def ship(fn: Callable[..., Any], parameters: dict[str, Any], metric: str, collector: str,
          payload_dir: Path | None) -> Shipment:
     """Everything ``tune`` needs to run ``fn`` as a trial. ``payload_dir``: where a pickle too
     large to go inline may be written (a local store's runs); ``None`` refuses such a one."""
     if not callable(fn):
         raise KatibError(f"the objective must be a function (got {type(fn).__name__})")
+    parameters, constants = searched(parameters)
+    style = call_style(fn, [*parameters, *constants])
     names = list(parameters)
-    style = call_style(fn, names)
     payload = _pickle(fn)
     source, why = standalone_source(fn)
     plan: dict[str, Any] = {
         "function": getattr(fn, "__name__", "objective"), "python": list(sys.version_info[:2]),
         "payload": None, "payload_file": None, "source": source, "why": why,
-        "params": [[n, k] for n, k in kinds(parameters).items()], "call": style,
+        "params": [[n, k] for n, k in kinds(parameters).items()], "constants": constants, "call": style,
         "metric": metric, "collector": collector,
     }
     payload_file = None

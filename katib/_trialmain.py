@@ -125,6 +125,7 @@ def main(argv: list[str]) -> None:
     if fn is None:
         fn = load_source(plan)
     values = {name: typed(text, kind) for (name, kind), text in zip(plan["params"], argv[1:], strict=True)}
+    values.update(plan.get("constants") or {})
     try:
         result = fn(**values) if plan.get("call") == "kwargs" else fn(values)
     except Exception as exc:  # the function's own frames only: this program's are noise to its author

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._function import ANNOTATION, ship
+from ._function import ANNOTATION, searched, ship
 from ._results import ExperimentResult
 from .errors import ConflictError, ExperimentFailedError, KatibError, NoResultError, NotFoundError
 from .names import private_dirs
@@ -28,11 +28,12 @@ IF_EXISTS = ("error", "reuse", "replace")
 _SAME = ("parameters", "objective", "algorithm")
 
 
-def experiment_doc(name: str, objective: Callable[..., Any], parameters: dict[str, dict[str, Any]],
+def experiment_doc(name: str, objective: Callable[..., Any], parameters: dict[str, Any],
                    metric: str, collector: str, payload_dir: Path | None, **fields: Any) -> tuple[dict[str, Any], Any]:
     """The experiment that runs ``objective`` in each trial, and the shipment (whose pickle
     ``create`` writes when it does not go inline)."""
     shipment = ship(objective, parameters, metric, collector, payload_dir)
+    parameters = searched(parameters)[0]
     container: dict[str, Any] = {"name": "training-container", "image": fields.pop("base_image") or "python:3.11",
                                  "command": shipment.command}
     resources, env = fields.pop("resources_per_trial"), fields.pop("env_per_trial")

@@ -64,6 +64,26 @@ def test_a_lambda_and_a_parameters_dict_work(client):
     assert client.get_experiment("lambda")["spec"]["algorithm"]["algorithmName"] == "auto"
 
 
+def test_a_plain_value_is_a_constant_passed_to_the_function_as_katibs_sdk_does(client):
+    """``{"x": 0.5}`` (not a ``search`` range) was an AttributeError ('float' object has no
+    attribute 'get'); Katib's SDK passes such a value to the function as it is."""
+    def objective(p):
+        assert p["epochs"] == 3 and p["layers"] == [64, 32] and p["name"] == "run", p
+        return (p["x"] - p["offset"]) ** 2
+
+    result = client.tune("constants", objective, {"x": search.double(-1, 1), "offset": 0.5, "epochs": 3,
+                                                  "layers": [64, 32], "name": "run"},
+                         objective_metric_name="loss", objective_type="minimize", max_trial_count=2, progress=False)
+    assert {t.state for t in result.trials} == {"Succeeded"}
+    assert set(result.best_params) == {"x"}  # only the searched one is a parameter of the experiment
+    assert result.best_value == pytest.approx((result.best_params["x"] - 0.5) ** 2)
+    assert [p["name"] for p in client.get_experiment("constants")["spec"]["parameters"]] == ["x"]
+    with pytest.raises(KatibError, match=r"parameters\['f'\]: a constant passed to the function must be a JSON value"):
+        client.tune("bad-constant", objective, {"x": search.double(-1, 1), "f": object()}, objective_metric_name="loss")
+    with pytest.raises(KatibError, match="at least one must be searched"):
+        client.tune("no-search", objective, {"x": 0.5}, objective_metric_name="loss")
+
+
 def test_all_failing_tune_raises_saying_why(client):
     def broken(parameters):
         raise ValueError("the data is not there")

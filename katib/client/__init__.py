@@ -131,7 +131,7 @@ class KatibClient:
         self,
         name: str,
         objective: Callable[..., Any],
-        parameters: dict[str, dict[str, Any]],
+        parameters: dict[str, Any],
         objective_metric_name: str,
         objective_type: str = "maximize",
         objective_goal: float | None = None,
@@ -156,7 +156,8 @@ class KatibClient:
 
         The function takes the parameters as a dict (``objective(parameters)``, Katib's SDK)
         or as keyword arguments named after them (``objective(x, y)``), typed as the search
-        space says (int, float, str). It returns a number (the objective metric), a dict of
+        space says (int, float, str). A parameter given as a plain value rather than a
+        ``katib.search`` range is a constant passed as it is, as in Katib's SDK (a JSON value). It returns a number (the objective metric), a dict of
         numbers (metrics) or ``None`` (it printed ``name=value`` or called
         ``katib.report_metrics`` itself). It travels with cloudpickle, closures, notebook
         globals and helpers included, to trials in this environment (this machine, Ray);
