@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import yaml
@@ -171,6 +172,10 @@ def test_a_run_where_trials_print_no_metric_names_the_hint(tmp_path):
     assert result.returncode == 1
     assert "no trial reported the objective metric 'loss'" in result.stdout
     assert "2 of 2 trials" in result.stdout and "MetricsUnavailable" in result.stdout
+    # FAILED counts what maxFailedTrialCount counts: MetricsUnavailable too (it read 0)
+    listed = katib("get", "experiments", "--db", str(tmp_path / "k.db"))
+    header, row = listed.stdout.splitlines()[:2]
+    assert row.split()[header.split().index("FAILED")] == "2", listed.stdout
 
 
 def test_every_screen_shows_the_metric_strategy_value(tmp_path):
@@ -210,3 +215,53 @@ def test_values_and_messages_that_look_like_rich_markup_are_printed_as_they_are(
     assert "opt=[/x]" in result.stdout
     assert "bad [/] input [bold]" in result.stdout
     assert result.returncode == 1  # the only trial failed
+
+
+def test_a_store_that_is_not_there_or_not_a_store_is_one_line_and_a_read_creates_none(tmp_path):
+    """A mistyped --db made its folders and an empty store, listed nothing and exited 0; a
+    file that is not SQLite was a SQLAlchemy traceback."""
+    missing = tmp_path / "no" / "such" / "k.db"
+    r = katib("get", "experiments", "--db", str(missing))
+    assert r.returncode == 1 and "there is no katib store there" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "no").exists()
+    garbage = tmp_path / "notes.db"
+    garbage.write_text("hello\n")
+    for args in (("get", "experiments"), ("run", str(REPO / "examples" / "random.yaml"))):
+        r = katib(*args, "--db", str(garbage))
+        assert r.returncode == 1 and "not a katib store that opens (file is not a database)" in r.stderr, r.stderr
+        assert "Traceback" not in r.stderr
+
+
+def test_a_tick_that_is_not_positive_is_refused_before_anything_runs(tmp_path):
+    """--tick -1 failed after the trials were made (a traceback, the experiment left
+    Stopped); --tick 0 spun a core."""
+    for tick in ("-1", "0"):
+        r = katib("run", str(REPO / "examples" / "random.yaml"), "--db", str(tmp_path / "k.db"), "--tick", tick)
+        assert r.returncode == 2 and "--tick" in r.stderr and "0.01" in r.stderr, r.stderr
+    assert not (tmp_path / "k.db").exists()
+
+
+def test_a_second_run_of_a_running_experiment_is_refused_before_it_says_anything(tmp_path):
+    """It printed "experiment.kubeflow.org/… resumed", then refused."""
+    db = str(tmp_path / "k.db")
+    path = write(tmp_path, experiment(command=python_command("import time; time.sleep(60)"), maxTrialCount=1,
+                                      parallelTrialCount=1))
+    first = subprocess.Popen([sys.executable, "-m", "katib", "run", str(path), "--db", db, "--tick", "0.05"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        from katib.store import Store
+
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if Path(db).exists():
+                recs = Store(db).list_experiments()
+                if recs and recs[0].owner:
+                    break
+            time.sleep(0.1)
+        for args in (("run", str(path)), ("resume", "demo")):
+            r = katib(*args, "--db", db)
+            assert r.returncode == 1 and r.stdout == "", (args, r.stdout, r.stderr)
+            assert "is being run by another controller" in r.stderr and "`katib stop demo --db" in r.stderr
+    finally:
+        first.terminate()
+        first.wait(30)

@@ -150,6 +150,8 @@ SuggestionOption = typer.Option(
     None, "--suggestion-service", envvar="KATIB_SUGGESTION_SERVICE",
     help="host:port of a gRPC suggestion service (ours or Katib's) to ask instead of the built-in algorithms.",
 )
+TickOption = typer.Option(1.0, "--tick", min=0.01, help="Seconds between metric reads of running trials "
+                          "(at least 0.01: a smaller tick spins a core).")
 DbOption = typer.Option(None, "--db", envvar="KATIB_DB", help="SQLite file or database URL (default ~/.katib/katib.db).")
 def _namespace(value: str | None) -> str | None:
     """The namespace option follows the name rule before anything is looked up or touched."""
@@ -169,14 +171,28 @@ NamespaceOption = typer.Option(
 OutputOption = typer.Option(Output.table, "--output", "-o", help="table, json or yaml.")
 
 
-def _store(db: str | None) -> Any:
+def _store(db: str | None, create: bool = True) -> Any:
+    """The store ``--db`` names (the default one when None). ``create=False`` (a command
+    that only reads) refuses a SQLite file that is not there, where opening it would make
+    its folders and an empty store: a mistyped path listed nothing and exited 0."""
     remote = _remote()
     if remote is not None:  # a command that has no way through a server must not open a store here instead
         raise KatibError(f"`katib {remote.command}` does not work through a katib server ({remote.url}) yet; "
                          f"run it without {remote.given}")
+    from sqlalchemy.exc import DBAPIError
+
     from katib.store import Store
 
-    return Store(db)
+    if not create and db is not None:
+        path = Path(db).expanduser() if "://" not in db else Path(db.split("?")[0][len("sqlite:///"):]) \
+            if db.startswith("sqlite:///") and len(db) > len("sqlite:///") else None
+        if path is not None and not path.exists():
+            raise KatibError(f"--db {db}: there is no katib store there (reading creates none; check the path)")
+    try:
+        return Store(db)
+    except DBAPIError as exc:
+        first = str(exc.orig or exc).splitlines()[0]
+        raise KatibError(f"--db {db or '~/.katib/katib.db'}: not a katib store that opens ({first})") from None
 
 
 def _locate(store: Any, name: str, namespace: str | None, kind: str = "experiment") -> str:

@@ -69,7 +69,8 @@ def _experiments_table(recs: list[Any], active: Sequence[bool | None] | None = N
         shown = views.shown_phase(r, active[i] if active is not None else None)
         table.add_row(*map(Text, (
             r.namespace, r.name, shown, views.shown_reason(r, shown), _trials_done(r),
-            str(r.status.trials_succeeded), str(r.status.trials_failed),
+            # FAILED counts what maxFailedTrialCount counts (Katib: Failed and MetricsUnavailable)
+            str(r.status.trials_succeeded), str(r.status.trials_failed + r.status.trial_metrics_unavailable),
             f"{objective}={_num(value)}" if value else "", _age(r.created_at))))
     return table
 

@@ -29,6 +29,7 @@ from katib.cli._app import (
     SlurmAccountOption,
     SlurmPartitionOption,
     SuggestionOption,
+    TickOption,
     _dump,
     _hint,
     _locate,
@@ -53,7 +54,7 @@ from katib.cli._executors import (
     _serve_grpc,
     _start_executor,
 )
-from katib.errors import KatibError, ValidationError
+from katib.errors import ConflictError, KatibError, ValidationError
 
 ConfigMapsOption = typer.Option(
     None, "--configmaps", envvar="KATIB_CONFIGMAPS",
@@ -235,6 +236,22 @@ def _summary(rec: Any, trials: list[Any]) -> int:
     return 0 if phase == "Succeeded" else EXIT_FAILED
 
 
+def _not_run_elsewhere(store: Any, namespace: str, name: str, db: str | None) -> None:
+    """Refuse, before anything is written or said, an experiment another live controller
+    runs (it printed "resumed", then refused)."""
+    from katib.errors import NotFoundError
+    from trials import owner_alive
+
+    try:
+        rec = store.get_experiment(namespace, name)
+    except NotFoundError:
+        return
+    if rec.owner and owner_alive(rec.owner):
+        raise ConflictError(f"experiment {namespace}/{name} is being run by another controller ({rec.owner}): "
+                            f"`{_hint(store, db, ['stop'], name, namespace)}` stops it, "
+                            f"`{_hint(store, db, ['get', 'trials'], name, namespace)}` shows how it goes")
+
+
 def _drive(store: Any, namespace: str, name: str, tick: float, suggestion: str | None = None,
            executor: Any = None, resume_hint: str | None = None, grpc: Any = None) -> int:
     from katib.controller import Controller
@@ -335,7 +352,7 @@ def _kept_source(db: str | None, doc: object) -> tuple[Any, str | None]:
 def run(
     file: Path = typer.Argument(..., help="Experiment YAML or JSON file."),
     db: str | None = DbOption,
-    tick: float = typer.Option(1.0, help="Seconds between metric reads of running trials."),
+    tick: float = TickOption,
     suggestion: str | None = SuggestionOption,
     executor: str = ExecutorOption,
     ray_address: str | None = RayAddressOption,
@@ -379,8 +396,9 @@ def run(
     errors = runnable_errors(exp, executor)
     if errors:
         raise ValidationError(errors)
-    made = _start_executor(factory, executor)  # before anything is stored: a failure leaves nothing behind
     store = store or _store(db)
+    _not_run_elsewhere(store, exp.namespace or "default", exp.name or "", db)
+    made = _start_executor(factory, executor)  # before anything is stored: a failure leaves nothing behind
     grpc = _serve_grpc(store, made, grpc_host, grpc_port, host_only)
     rec, action = Controller(store, runs_root=_runs_root(store)).submit(exp, file.resolve().parent)
     verb = {"created": "created", "resumed": "resumed", "restarted": "restarted",
@@ -395,7 +413,7 @@ def resume(
     name: str = typer.Argument(..., help="Experiment name."),
     namespace: str | None = NamespaceOption,
     db: str | None = DbOption,
-    tick: float = typer.Option(1.0, help="Seconds between metric reads of running trials."),
+    tick: float = TickOption,
     suggestion: str | None = SuggestionOption,
     executor: str = ExecutorOption,
     ray_address: str | None = RayAddressOption,
@@ -424,6 +442,7 @@ def resume(
     store = _store(db)
     namespace = _locate(store, name, namespace)
     store.get_experiment(namespace, name)
+    _not_run_elsewhere(store, namespace, name, db)
     made = _start_executor(factory, executor)
     grpc = _serve_grpc(store, made, grpc_host, grpc_port, host_only)
     raise typer.Exit(_drive(store, namespace, name, tick, suggestion, lambda: made,

@@ -21,6 +21,7 @@ from katib.cli._app import (
     RayAddressOption,
     SlurmAccountOption,
     SlurmPartitionOption,
+    TickOption,
     _runs_root,
     _store,
     app,
@@ -172,7 +173,7 @@ def server(
     port: int = typer.Option(8080, help="Port."),
     db: str | None = DbOption,
     workdir: Path = typer.Option(Path("."), help="Folder that relative trial commands run in."),
-    tick: float = typer.Option(1.0, help="Seconds between metric reads of running trials."),
+    tick: float = TickOption,
     executor: str = ExecutorOption,
     ray_address: str | None = RayAddressOption,
     kubeconfig: str | None = KubeconfigOption,
@@ -286,8 +287,9 @@ def ui(
     db: str | None = DbOption,
     allowed_host: list[str] = AllowedHostOption,
 ) -> None:
-    """Open the web viewer on a store (e.g. after `katib run`), read-only: it runs, changes
-    and deletes nothing."""
+    """Open the web viewer on a store (after `katib run`, say), read-only.
+
+    It runs, changes and deletes nothing."""
     try:
         import uvicorn  # noqa: F401 - the extra is checked here; _serve runs it
 

@@ -36,8 +36,9 @@ def serve(
     max_body: int = typer.Option(DEFAULT_MAX_BODY, "--max-body", min=1, help="The largest request body accepted, in bytes "
                                  "(larger ones get 413)."),
 ) -> None:
-    """Serve the best trial's model (katib.save_model) over KServe's Open Inference Protocol
-    (v2 REST: /v2/models/NAME/infer), with KServe's own server (pip install 'katib[serve]')."""
+    """Serve the best trial's model (katib.save_model) with KServe's own model server.
+
+    KServe's Open Inference Protocol, v2 REST (/v2/models/NAME/infer): pip install 'katib\\[serve]'."""
     from katib._model import shared_store
     from katib.serve import locate
     from katib.serve import serve as serve_model

@@ -44,7 +44,7 @@ class Here:
 
     def __init__(self, db: str | None) -> None:
         self.db = db
-        self.store = _store(db)
+        self.store = _store(db, create=False)
 
     def experiments(self, namespace: str | None) -> list[Found]:
         from katib import views

@@ -381,14 +381,19 @@ def no_result_note(objective: str, trials: Iterable[TrialRecord], constraints: l
     head = f"no trial reported the objective metric {objective!r}"
     if not ended:
         return f"{head} (no trial ran)"
+    # A trial killed (the experiment's end kills those still running) says nothing of why
+    # none reported: the others' outcome is the cause, however many were killed.
+    causes = [t for t in ended if t.state != "Killed"] or ended
+    killed = len(ended) - len(causes)
     groups: dict[tuple[str, str, str], list[str]] = {}
-    for t in ended:
+    for t in causes:
         cond = condition_of(t.conditions, t.state)
         message = (cond.message if cond else None) or ""
         reason = (cond.reason if cond else None) or ""
         groups.setdefault((t.state, reason, message.split(LAST_OUTPUT, 1)[0]), []).append(message)
     (state, reason, _), messages = max(groups.items(), key=lambda kv: len(kv[1]))  # first of the largest
-    return (f"{head}; most common outcome ({len(messages)} of {len(ended)} trials): "
+    others = f", {killed} killed" if killed else ""
+    return (f"{head}; most common outcome ({len(messages)} of {len(ended)} trials{others}): "
             f"{state} ({reason}): {messages[0]}")
 
 

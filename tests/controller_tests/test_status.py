@@ -18,3 +18,23 @@ def test_one_value_per_metric_the_strategy_picks():
     assert shown_value(observation, "loss", strategies) == "0.2"
     assert shown_value(observation, "step", strategies) == "5"
     assert shown_value(observation, "acc", strategies) == ""  # never reported
+
+
+def test_no_result_blames_the_failures_not_the_trials_the_end_killed():
+    """Four trials killed when the experiment ended outnumbered the two that failed, and the
+    note said the most common outcome was "Killed ... the experiment ended"."""
+    from katib.controller._status import no_result_note
+    from katib.spec import Condition
+    from katib.store import TrialRecord
+
+    def trial(i: int, state: str, reason: str, message: str) -> TrialRecord:
+        return TrialRecord(id=i, experiment_id=1, name=f"t-{i}", state=state, assignments=[],
+                           conditions=[Condition(type=state, status="True", reason=reason, message=message)])
+
+    trials = [trial(1, "Failed", "TrialFailed", "exit code 3"), trial(2, "Failed", "TrialFailed", "exit code 3")]
+    trials += [trial(i, "Killed", "TrialKilled", "the experiment ended (ExperimentFailed)") for i in range(3, 7)]
+    note = no_result_note("loss", trials)
+    assert note == ("no trial reported the objective metric 'loss'; most common outcome (2 of 6 trials, 4 killed): "
+                    "Failed (TrialFailed): exit code 3")
+    only_killed = no_result_note("loss", trials[2:])
+    assert "(4 of 4 trials): Killed (TrialKilled)" in only_killed
