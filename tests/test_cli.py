@@ -265,3 +265,18 @@ def test_a_second_run_of_a_running_experiment_is_refused_before_it_says_anything
     finally:
         first.terminate()
         first.wait(30)
+
+
+def test_validate_prints_several_experiments_as_kubectl_does_and_names_a_wrong_kind(tmp_path):
+    """Two validated experiments were printed back to back: YAML without `---` (a duplicate
+    key when read again), two JSON objects. A misspelt kind was "no Experiment found", exit 1."""
+    files = [str(REPO / "examples" / "random.yaml"), str(REPO / "examples" / "grid.yaml")]
+    both = write(tmp_path, katib("validate", "-o", "yaml", *files).stdout, "both.yaml")
+    again = katib("validate", str(both))
+    assert again.returncode == 0 and again.stdout.count("validated") == 2, again.stderr
+    listed = json.loads(katib("validate", "-o", "json", *files).stdout)
+    assert listed["kind"] == "List" and [i["metadata"]["name"] for i in listed["items"]] == ["random", "grid"]
+    assert json.loads(katib("validate", "-o", "json", files[0]).stdout)["kind"] == "Experiment"
+    typo = write(tmp_path, "apiVersion: kubeflow.org/v1beta1\nkind: Experment\nmetadata: {name: x}\n", "typo.yaml")
+    r = katib("validate", str(typo))
+    assert r.returncode == 2 and "kind: must be Experiment" in r.stderr and "'Experment'" in r.stderr

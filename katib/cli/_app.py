@@ -251,8 +251,14 @@ def _read_experiments(path: Path) -> list[Any]:
     except OSError as exc:
         raise KatibError(f"cannot read {path}: {exc.strerror}") from None
     docs = experiment_documents(text)
-    if not docs:
-        raise KatibError(f"{path}: no Experiment found")
+    if not docs:  # bad input, named: the kinds it holds (a misspelt kind), or none at all
+        from katib.errors import FieldError
+        from katib.spec import load_documents
+
+        kinds = sorted({str(d.get("kind")) for d in load_documents(text) if isinstance(d, dict)})
+        held = f"it holds kind {', '.join(map(repr, kinds))}" if kinds else "it holds no document"
+        raise ValidationError([FieldError("kind", f"must be Experiment (or a Kubeflow Trainer OptimizationJob): "
+                                                  f"{held}")], str(path))
     return docs
 
 

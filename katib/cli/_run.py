@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+import yaml
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
@@ -96,6 +97,7 @@ def validate(
     from katib.controller import admit
 
     bad = 0
+    valid: list[dict[str, Any]] = []
     for path in files:
         for doc in _read_experiments(path):
             try:
@@ -105,9 +107,14 @@ def validate(
                 _print_errors(exc, str(path))
                 continue
             if output in (Output.json, Output.yaml):
-                _dump(exp.to_dict(), output)
+                valid.append(exp.to_dict())
             else:
                 out.print(f"experiment.kubeflow.org/{exp.name} validated ({path}; dry run)", highlight=False, markup=False)
+    # Several, as kubectl prints them: YAML documents one after another, a JSON List.
+    if output is Output.yaml:
+        print("---\n".join(yaml.safe_dump(d, sort_keys=False) for d in valid), end="")
+    elif output is Output.json and valid:
+        _dump(valid[0] if len(valid) == 1 else {"apiVersion": "v1", "kind": "List", "items": valid}, output)
     if bad:
         raise typer.Exit(EXIT_INVALID)
 
