@@ -280,3 +280,16 @@ def test_validate_prints_several_experiments_as_kubectl_does_and_names_a_wrong_k
     typo = write(tmp_path, "apiVersion: kubeflow.org/v1beta1\nkind: Experment\nmetadata: {name: x}\n", "typo.yaml")
     r = katib("validate", str(typo))
     assert r.returncode == 2 and "kind: must be Experiment" in r.stderr and "'Experment'" in r.stderr
+
+
+def test_an_edit_katib_refuses_says_the_way_forward(tmp_path):
+    """A finished experiment's file, edited and run again, gave Katib's three webhook errors
+    and no way on."""
+    db = str(tmp_path / "k.db")
+    doc = experiment(command=python_command("print('loss=0.5')"), maxTrialCount=1, parallelTrialCount=1)
+    path = write(tmp_path, doc)
+    assert katib("run", str(path), "--db", db, "--tick", "0.05").returncode == 0
+    doc["spec"]["parameters"][0]["feasibleSpace"]["max"] = "0.95"
+    r = katib("run", str(write(tmp_path, doc)), "--db", db)
+    assert r.returncode == 2 and "spec.parameters: cannot be changed" in r.stderr
+    assert f"`katib delete experiment demo --db {db}` and run it again, or give metadata.name a new name" in r.stderr

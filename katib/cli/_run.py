@@ -407,7 +407,18 @@ def run(
     _not_run_elsewhere(store, exp.namespace or "default", exp.name or "", db)
     made = _start_executor(factory, executor)  # before anything is stored: a failure leaves nothing behind
     grpc = _serve_grpc(store, made, grpc_host, grpc_port, host_only)
-    rec, action = Controller(store, runs_root=_runs_root(store)).submit(exp, file.resolve().parent)
+    existed = (exp.namespace or "default") in store.namespaces_of(exp.name or "")
+    try:
+        rec, action = Controller(store, runs_root=_runs_root(store)).submit(exp, file.resolve().parent)
+    except ValidationError as exc:
+        if not existed:
+            raise
+        _print_errors(exc, str(file))  # an edit Katib's webhook refuses: say the way forward too
+        ns, name = exp.namespace or "default", exp.name or ""
+        err.print(f"{file} edits the stored experiment {ns}/{name}, which may change only as Katib allows (its "
+                  f"budget; a finished one if it can restart): `{_hint(store, db, ['delete', 'experiment'], name, ns)}` "
+                  f"and run it again, or give metadata.name a new name", highlight=False, markup=False)
+        raise typer.Exit(EXIT_INVALID) from None
     verb = {"created": "created", "resumed": "resumed", "restarted": "restarted",
             "unchanged": "already finished"}[action]
     out.print(f"experiment.kubeflow.org/{rec.name} {verb}", highlight=False)
