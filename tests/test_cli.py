@@ -293,3 +293,18 @@ def test_an_edit_katib_refuses_says_the_way_forward(tmp_path):
     r = katib("run", str(write(tmp_path, doc)), "--db", db)
     assert r.returncode == 2 and "spec.parameters: cannot be changed" in r.stderr
     assert f"`katib delete experiment demo --db {db}` and run it again, or give metadata.name a new name" in r.stderr
+
+
+def test_a_busy_port_is_one_error_line_before_any_address_is_printed(tmp_path):
+    """`katib ui` printed "the viewer: http://…" for a port another program held."""
+    import socket
+
+    from katib.store import Store
+
+    Store(str(tmp_path / "k.db")).close()
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen(1)
+        port = str(held.getsockname()[1])
+        r = katib("ui", "--port", port, "--db", str(tmp_path / "k.db"))
+    assert r.returncode == 1 and "the viewer" not in r.stdout and f"cannot listen on 127.0.0.1:{port}" in r.stderr

@@ -148,10 +148,14 @@ def _timely_h11() -> type:
     return timely_h11(HEADER_SECONDS)
 
 
-def _serve(application: Any, host: str, port: int, log_level: str) -> None:
+def _serve(application: Any, host: str, port: int, log_level: str, announce: str | None = None) -> None:
+    """Serve ``application``; ``announce`` is printed once the port is held (a busy port is
+    an error, not an address to open)."""
     import uvicorn
 
     socks = listening_sockets(host, port)
+    if announce is not None:
+        out.print(announce, highlight=False)
     uvicorn.Server(uvicorn.Config(application, host=host, port=socks[0].getsockname()[1], log_level=log_level,
                                   http=_timely_h11())).run(sockets=socks)
 
@@ -308,8 +312,7 @@ def ui(
     store = _store(db)
     application = create_app(store, _runs_root(store), Path(".").resolve(), resume=False, read_only=True,
                              allowed_hosts=[*allowed_host, host])
-    out.print(f"the viewer: http://{host}:{port}/", highlight=False)
-    _serve(application, host, port, "warning")
+    _serve(application, host, port, "warning", announce=f"the viewer: http://{host}:{port}/")
 
 
 @suggestion_app.command("serve")

@@ -49,6 +49,10 @@ def serve(
     allow_pickle = trust_pickles or not shared_store(store)
     store.close()
     name = model_name or experiment
+    from katib.cli._server import listening_sockets
+
+    for sock in listening_sockets(host, port):  # a busy port is one error line, before anything is said
+        sock.close()
     err.print(f"serving trial {trial_name}'s model ({folder}) as {name}: POST http://{host}:{port}/v2/models/{name}/infer",
               highlight=False, markup=False)
     serve_model(folder, name, host, port, allow_pickle, max_body)
