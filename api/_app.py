@@ -104,7 +104,10 @@ def create_app(store: Store, runs_root: Path, workdir: Path, tick: float = 1.0, 
             grpc_server.stop(grace=1)
         manager.shutdown()
 
-    app = FastAPI(title="katib", version="0.1.0", lifespan=lifespan,
+    # No /docs or /redoc: FastAPI's pages load Swagger UI and ReDoc from a CDN, and a
+    # script from there, on this origin, could read the viewer's API token (localStorage).
+    # The schema itself is /openapi.json.
+    app = FastAPI(title="katib", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Kubeflow Katib's experiments as a service: REST, Kubernetes-style endpoints for "
                               "the kubeflow-katib SDK, server-sent events.")
     app.state.katib = ServerState(store=store, manager=manager, workdir=workdir,

@@ -52,6 +52,17 @@ async function api(path, options = {}) {
   let body = text;
   try { body = text ? JSON.parse(text) : null; } catch (_) { /* plain text */ }
   if (!res.ok) { const e = new Error((body && body.message) || `${res.status} ${res.statusText}`); e.body = body; e.status = res.status; throw e; }
+  return ownColumns(body);
+}
+// A map keyed by names a user chose (parameters, metrics): no inherited keys, so a metric
+// named "constructor" or "toString" is looked up as itself, and "__proto__" is a key, not
+// the prototype (a trial page once wrote min, max and latest onto Object.prototype).
+function dict(entries) { return Object.assign(Object.create(null), entries || {}); }
+function ownColumns(body) {
+  if (body && body.columns && typeof body.columns === "object") {
+    body.columns.params = dict(body.columns.params);
+    body.columns.metrics = dict(body.columns.metrics);
+  }
   return body;
 }
 // Every item of a list the server answers a page at a time (each page names the next in
@@ -117,7 +128,7 @@ function phaseOf(status) {
 // (Katib's metricStrategies; by default min when minimizing, max when maximizing), as
 // katib.controller.metric_strategies / shown_value do on the server.
 function strategiesOf(objective) {
-  const o = objective || {}, fallback = { minimize: "min", maximize: "max" }[o.type] || "latest", out = {};
+  const o = objective || {}, fallback = { minimize: "min", maximize: "max" }[o.type] || "latest", out = dict();
   for (const n of [o.objectiveMetricName, ...(o.additionalMetricNames || []), ...(o.additionalObjectives || []).map(a => a.metricName),
                    ...(o.constraints || []).map(c => c.metricName)]) if (n) out[n] = fallback;
   for (const s of o.metricStrategies || []) if (s.name && s.value) out[s.name] = s.value;
@@ -126,7 +137,7 @@ function strategiesOf(objective) {
 // A min or max that is "unavailable" (a text metric: no number reported) falls back to the
 // latest value, as Katib picks it (katib.controller.strategy_value).
 function shownValue(m, strategies) {
-  const k = (strategies || {})[m.name] || "latest", v = m[k];
+  const k = (strategies || dict())[m.name] || "latest", v = m[k];
   return (k === "min" || k === "max") && v === "unavailable" ? m.latest : v;
 }
 // A metric's value under its strategy, with the other two in grey.
@@ -506,7 +517,7 @@ async function experimentPage(view, ns, name) {
         yAxis: { type: "category", data: names }, series: [{ type: "bar", data: names.map(k => +imp[k].toFixed(4)), label: { show: true, position: "right" } }] }, true);
     }).catch(e => { note.textContent = `Importance could not be computed: ${e.message}`; });
     const holder = $("#slices");
-    if (!ui.drawn.slices) { ui.drawn.slices = {}; }
+    if (!ui.drawn.slices) { ui.drawn.slices = dict(); }
     const y = objective();
     S.parameters.forEach(p => {
       let c2 = ui.drawn.slices[p.name];
@@ -649,7 +660,13 @@ async function experimentPage(view, ns, name) {
   };
   $("#csv").onclick = () => {
     const params = Object.keys(S.columns.params), head = ["trial", "state", ...params, ...S.metrics, "seconds"];
-    const q = v => { const s = v === null || v === undefined ? "" : String(v); return /[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s; };
+    // A cell a spreadsheet would run as a formula (=, +, -, @, tab, CR first: a categorical
+    // value or a text metric is any string) starts with ' (OWASP's rule); a number is a number.
+    const q = v => {
+      let s = v === null || v === undefined ? "" : String(v);
+      if (typeof v !== "number" && /^[=+\-@\t\r]/.test(s)) s = "'" + s;
+      return /[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+    };
     const lines = [head.map(q).join(",")];
     for (const i of order) lines.push([S.columns.name[i], S.columns.state[i], ...params.map(p => S.columns.params[p][i]), ...S.metrics.map(m => S.columns.metrics[m][i]), S.columns.duration[i]].map(q).join(","));
     const a = document.createElement("a");
@@ -752,7 +769,7 @@ async function trialPage(view, ns, name) {
     $("#stop-trial").hidden = state !== "Running" || readOnly;
     $("#retry-trial").hidden = !retryable(state, t, exp) || readOnly;
     // A running trial has no observation in its status yet: its reports so far stand in.
-    const reported = {};
+    const reported = dict();
     for (const l of obs.metricLogs) {
       const m = (reported[l.metric.name] = reported[l.metric.name] || { name: l.metric.name, min: null, max: null, latest: null });
       const v = +l.metric.value;
@@ -764,7 +781,7 @@ async function trialPage(view, ns, name) {
     $("#devices").textContent = JSON.stringify(t.status.devices || {});
     $("#started").textContent = t.status.startTime || ""; $("#completed").textContent = t.status.completionTime || "";
     $("#conditions").innerHTML = (t.status.conditions || []).map(c => `<tr><td>${esc(c.type)}</td><td>${esc(c.status)}</td><td>${esc(c.reason)}</td><td style="white-space:normal">${esc(c.message)}</td><td>${esc(c.lastTransitionTime)}</td></tr>`).join("");
-    const byMetric = {};
+    const byMetric = dict();
     for (const l of obs.metricLogs) {
       const v = +l.metric.value, pts = (byMetric[l.metric.name] = byMetric[l.metric.name] || []);
       if (!isNaN(v)) pts.push([pts.length + 1, v]);

