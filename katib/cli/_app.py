@@ -278,12 +278,17 @@ def _why(trial: Any) -> str:
 
 def _num(text: Any) -> str:
     """A number as a table shows it: six significant digits (0.0631860, 1.23457e+06);
-    integers and text as they are."""
+    integers as they are, text up to 40 characters (a DARTS genotype is hundreds: it
+    widened every row; `-o yaml` has it whole).
+
+    >>> _num("0.063186012"), _num("12"), _num("Genotype(" + "x" * 60 + ")")[-3:]
+    ('0.063186', '12', 'xx…')
+    """
     value = str(text)
     try:
         number = float(value)
     except ValueError:
-        return value
+        return value if len(value) <= 40 else value[:39] + "…"
     if value.lstrip("-").isdigit() or number != number or number in (float("inf"), float("-inf")):
         return value
     return f"{number:.6g}"
