@@ -84,6 +84,7 @@ import json, os
 with open(os.environ["KATIB_PUSH_FILE"], "a") as f:
     f.write(json.dumps({"timestamp": "nan", "loss": "0.5"}) + "\\n")
     f.write(json.dumps({"timestamp": 1e300, "loss": "0.4"}) + "\\n")
+    f.write('{"timestamp": 1' + '0' * 400 + ', "loss": "0.35"}\\n')
 print("0001-01-01T00:00:00+14:00 loss=0.3", flush=True)
 """
     doc = experiment(name="when", maxTrialCount=1, parallelTrialCount=1,
@@ -95,5 +96,5 @@ print("0001-01-01T00:00:00+14:00 loss=0.3", flush=True)
     assert status["trialsSucceeded"] == 1, status.get("conditions")
     [t] = sqlite_store.list_trials(rec.id)
     rows = sqlite_store.observations(t.id)
-    assert sorted(r.value for r in rows) == ["0.3", "0.4", "0.5"]
+    assert sorted(r.value for r in rows) == ["0.3", "0.35", "0.4", "0.5"]
     assert all(TIME_MIN <= r.time <= TIME_MAX and rfc3339(r.time) for r in rows)  # no time (Katib's zero time) or read time
