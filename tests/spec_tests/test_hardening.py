@@ -186,6 +186,9 @@ REFUSED: list[tuple[str, Tweak, str, str]] = [
     ("prometheus path ..", lambda: tweak("spec.metricsCollectorSpec", {
         "collector": {"kind": "PrometheusMetric"}, "source": {"httpGet": {"port": 8080, "path": "/../../secrets"}}}),
      "spec.metricsCollectorSpec.source.httpGet.path", "must be a URL path with no '..' segment"),
+    ("prometheus path %2e%2e", lambda: tweak("spec.metricsCollectorSpec", {
+        "collector": {"kind": "PrometheusMetric"}, "source": {"httpGet": {"port": 8080, "path": "/%2e%2e/%2E%2e/secrets"}}}),
+     "spec.metricsCollectorSpec.source.httpGet.path", "must be a URL path with no '..' segment"),
     # 5. NUL bytes
     ("NUL categorical", lambda: tweak("spec.parameters.0", {
         "name": "x", "parameterType": "categorical", "feasibleSpace": {"list": ["a", "b\x00c"]}}),
