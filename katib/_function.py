@@ -212,7 +212,8 @@ def ship(fn: Callable[..., Any], parameters: dict[str, Any], metric: str, collec
         payload_file = payload_dir / "function.pickle"
         plan["payload_file"] = str(payload_file)
     values = [f"${{trialParameters.{n}}}" for n in names]
-    annotation = json.dumps({"function": plan["function"], "portable": source is not None, "why": why})
+    annotation = json.dumps({"function": plan["function"], "portable": source is not None, "why": why,
+                             **({"constants": constants} if constants else {})})
     return Shipment(["python3", "-u", "-c", trial_program(), json.dumps(plan), *values], annotation, payload,
                     payload_file)
 

@@ -105,11 +105,23 @@ def create(client: KatibClient, doc: dict[str, Any], shipment: Any, namespace: s
 
 def _check_same(existing: dict[str, Any], doc: dict[str, Any]) -> None:
     old, new = existing.get("spec") or {}, _defaulted(doc)
+    meta = existing.get("metadata") or {}
     for key in _SAME:
         if old.get(key) != new.get(key):
-            meta = existing.get("metadata") or {}
             raise ConflictError(f"experiment {meta.get('namespace')}/{meta.get('name')} exists with another "
                                 f"spec.{key}: if_exists='replace' starts it again with this one")
+    if _constants(meta) != _constants(doc.get("metadata") or {}):  # what the function is given besides
+        raise ConflictError(f"experiment {meta.get('namespace')}/{meta.get('name')} exists with other constant "
+                            "parameters: if_exists='replace' starts it again with these")
+
+
+def _constants(meta: dict[str, Any]) -> Any:
+    import json
+
+    try:
+        return json.loads((meta.get("annotations") or {}).get(ANNOTATION) or "{}").get("constants") or {}
+    except (ValueError, AttributeError):
+        return {}
 
 
 def _defaulted(doc: dict[str, Any]) -> dict[str, Any]:

@@ -78,6 +78,10 @@ def test_a_plain_value_is_a_constant_passed_to_the_function_as_katibs_sdk_does(c
     assert set(result.best_params) == {"x"}  # only the searched one is a parameter of the experiment
     assert result.best_value == pytest.approx((result.best_params["x"] - 0.5) ** 2)
     assert [p["name"] for p in client.get_experiment("constants")["spec"]["parameters"]] == ["x"]
+    with pytest.raises(ConflictError, match="exists with other constant parameters"):  # a re-run cell, epochs changed
+        client.tune("constants", objective, {"x": search.double(-1, 1), "offset": 0.5, "epochs": 4,
+                                             "layers": [64, 32], "name": "run"},
+                    objective_metric_name="loss", objective_type="minimize", max_trial_count=2, if_exists="reuse")
     with pytest.raises(KatibError, match=r"parameters\['f'\]: a constant passed to the function must be a JSON value"):
         client.tune("bad-constant", objective, {"x": search.double(-1, 1), "f": object()}, objective_metric_name="loss")
     with pytest.raises(KatibError, match="at least one must be searched"):
