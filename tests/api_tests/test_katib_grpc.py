@@ -121,6 +121,8 @@ def test_health_answers_as_katibs_db_manager(tmp_path):
             down = rpc_error(health.Check, health_pb2.HealthCheckRequest(service="grpc.health.v1.Health"))
             assert down.code() == grpc.StatusCode.UNKNOWN
             assert down.details().startswith("Failed to execute `SELECT 1` probe: ")
+            watched = rpc_error(lambda r: next(iter(health.Watch(r))), health_pb2.HealthCheckRequest())
+            assert watched.code() == grpc.StatusCode.UNIMPLEMENTED  # Katib's health.proto has no Watch
     finally:
         server.stop(grace=0)
         store.close()
