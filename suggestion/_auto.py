@@ -4,12 +4,12 @@ The choice is made again before each proposal from what the experiment is (its s
 space, objectives and constraints) and how far it has got (completed trials). OptunaHub's
 AutoSampler is the anchor: a TPE where parameters are lists or categorical or there are
 several objectives; a Gaussian process for small numeric budgets, then CMA-ES
-warm-started from the trials so far. We keep its switch to CMA-ES, much earlier, and not
-its Gaussian process. On BBOB (docs/benchmarks.md, seeds it was not chosen on) a TPE for
-the first few dozen trials, then CMA-ES started at the TPE's incumbent with a small step,
-is ahead of Optuna's TPE on 17 of 24 functions at d = 10 and 22 of 24 at d = 20 by 200
-trials, and level with it at d = 5, as the TPE alone is; our GP was not better than the
-TPE there, for 30 times the CPU. So:
+warm-started from the trials so far. We keep its TPE, and after a few dozen trials hand a
+numeric space to a local method started at the TPE's incumbent: a quadratic-model trust
+region (``_trust_region``) up to 10 parameters, CMA-ES with a small step above. On BBOB
+(docs/benchmarks.md) that is ahead of Optuna's TPE on most functions at d = 5 and 10 (the
+trust region) and d = 20 (CMA-ES); our GP was not better than the TPE there, for 30 times
+the CPU. So:
 
 - several objectives, constraints, any list or categorical parameter, or fewer than two
   numeric parameters: ``tpe`` throughout (on HPOBench and NAS-Bench-201 it is the best or
@@ -18,9 +18,10 @@ TPE there, for 30 times the CPU. So:
   value's cell is wider than CMA-ES's first step, so its proposals round back to the
   incumbent): ``tpe`` throughout;
 - otherwise ``tpe`` until ``switch_point`` trials have completed (35 up to 10 numeric
-  parameters, 25 above: the TPE's model thins out with the dimension), then ``cmaes``
-  started at the incumbent with a step of 0.05 (0.1 above 10 parameters) of the unit
-  range; its cost per proposal stays flat where the TPE's grows with the history.
+  parameters, 25 above: the TPE's model thins out with the dimension), then, up to
+  ``TRUST_REGION_MAX`` parameters, the trust region around the incumbent (the TPE again
+  for a few proposals whenever a basin is spent), above it ``cmaes`` started at the
+  incumbent with a step of 0.1 of the unit range.
 
 ``choose`` is the rule, kept pure so tests can read each decision.
 """
@@ -34,14 +35,19 @@ from typing import Any
 
 from katib.spec import Experiment
 
-from ._base import Algorithm, Assignment, Setting, TrialView, integer
+from ._base import ACTIVE_STATES, Algorithm, Assignment, Setting, TrialView, integer
 from ._cmaes import CMAES
 from ._space import SearchSpace
 from ._tpe import TPE
+from ._trust_region import DELTA0
 
 # (up to this many numeric parameters, switch after this many completed trials, CMA-ES's
 # step as a fraction of each parameter's unit range): chosen on BBOB at 2, 5, 10 and 20.
 SWITCH_POINTS = ((10, 35, 0.05), (None, 25, 0.1))
+# Up to this many numeric parameters the local phase is the quadratic trust region
+# (``_trust_region``), above it CMA-ES: a full quadratic in d parameters has (d+1)(d+2)/2
+# terms, 66 at 10, more than the trials a budget of a few hundred gives it near the incumbent.
+TRUST_REGION_MAX = 10
 _COMPLETE = ("Succeeded", "EarlyStopped")
 
 
@@ -53,9 +59,9 @@ def _completed(trials: Sequence[TrialView]) -> list[TrialView]:
 
 @dataclass(frozen=True)
 class Choice:
-    algorithm: str  # "tpe" or "cmaes"
+    algorithm: str  # "tpe", "trust-region" or "cmaes"
     reason: str
-    sigma: float = 0.0  # CMA-ES's first step, of the unit range
+    sigma: float = 0.0  # CMA-ES's first step, or the trust region's first half-width, of the unit range
 
 
 def switch_point(n_numeric: int) -> tuple[int, float]:
@@ -84,7 +90,26 @@ def choose(space: SearchSpace, n_objectives: int, constrained: bool, completed: 
         return Choice("tpe", f"every numeric parameter has at most {int(1 / sigma)} values")
     if completed < at:
         return Choice("tpe", f"{len(numeric)} numeric parameters, fewer than {at} completed trials")
+    if len(numeric) <= TRUST_REGION_MAX:
+        return Choice("trust-region", f"{len(numeric)} numeric parameters, {at} or more completed trials", DELTA0)
     return Choice("cmaes", f"{len(numeric)} numeric parameters, {at} or more completed trials", sigma)
+
+
+def _unseen_near(space: SearchSpace, params: dict[str, str], point: Any, seen: set, rng: Any) -> dict[str, str]:
+    """A point not yet proposed near ``params`` (``point`` in the unit cube): the nearest
+    free one in grid steps in a finite space, else ``point`` moved a little at random,
+    else any free point."""
+    import numpy as np
+
+    if not math.isinf(space.size()):
+        near = space.nearest_free(params, seen, rng)
+        return near if near is not None else space.free_point(seen, rng)
+    for _ in range(100):
+        jitter = np.clip(point + rng.normal(scale=1e-3, size=len(point)), 0.0, 1.0)
+        near = {d.name: d.from_unit(float(u)) for d, u in zip(space.dims, jitter, strict=True)}
+        if space.key(near) not in seen:
+            return near
+    return space.sample(rng)
 
 
 class _WarmCMAES(CMAES):
@@ -110,6 +135,7 @@ class Auto(Algorithm):
     def __init__(self) -> None:
         self._tpe = TPE()
         self._cma: tuple[tuple[str, str], _WarmCMAES] | None = None
+        self._own_state: tuple[tuple[str, str], dict[str, Any]] = (("", ""), {})
         self.last: Choice | None = None
 
     def _choice(self, experiment: Experiment, trials: Sequence[TrialView]) -> Choice:
@@ -130,9 +156,60 @@ class Auto(Algorithm):
         if self.last.algorithm == "tpe":
             return self._tpe.suggest(experiment, trials, count, state)
         key = (experiment.namespace or "", experiment.name or "")
+        if self.last.algorithm == "trust-region":
+            if state is None:  # a caller that keeps no state: one per experiment, held here
+                if self._own_state[0] != key:
+                    self._own_state = (key, {})
+                state = self._own_state[1]
+            proposals = self._trust_region(experiment, trials, count, state.setdefault("trust_region", {}))
+            if proposals is not None:
+                return proposals
+            # The region has shrunk away in its basin: the TPE proposes, then it starts again
+            # in the best basin not yet spent.
+            return self._tpe.suggest(experiment, trials, count, state)
         if self._cma is None or self._cma[0] != key:  # started once per experiment
             self._cma = (key, _WarmCMAES(self._incumbent(experiment, trials), self.last.sigma))
         return self._cma[1].suggest(experiment, trials, count, state)
+
+    def _trust_region(self, experiment: Experiment, trials: Sequence[TrialView], count: int,
+                      state: dict[str, Any]) -> list[Assignment] | None:
+        """Proposals of the quadratic trust region around the incumbent (``_trust_region``);
+        ``state`` (the algorithm state's ``trust_region``) keeps its box, the steps out and
+        the basins spent. None: the global model's turn (``count`` of its ``explore``)."""
+        import numpy as np
+
+        from ._trust_region import propose
+
+        space = SearchSpace.from_experiment(experiment)
+        obj = experiment.spec.objective
+        sign = -1.0 if obj is not None and obj.type == "maximize" else 1.0
+        done = _completed(trials)
+        finished = {t.name for t in done}
+        x = np.array([[d.to_unit(t.parameters[d.name]) for d in space.dims] for t in done])
+        y = np.array([sign * float(t.objective) for t in done])  # type: ignore[arg-type]
+        pending = {str(space.key(t.parameters)) for t in trials if t.state in ACTIVE_STATES}
+        failed = {str(space.key(t.parameters)) for t in trials if t.state not in ACTIVE_STATES and t.name not in finished}
+        free = np.array([not (d.size() == 1 or (not d.choices and d.low == d.high)) for d in space.dims])
+        seed = self.parsed_settings(experiment)["random_state"]
+        rng = np.random.default_rng(None if seed is None else [seed, len(trials)])
+        seen = {space.key(t.parameters) for t in trials}
+        points = propose(x, y, [str(space.key(t.parameters)) for t in done], pending, failed, state, count, rng, free)
+        if not points:
+            state["explore"] = max(0, int(state.get("explore", 0)) - count)
+            return None
+        out: list[Assignment] = []
+        for point, promise in points:
+            params = {d.name: d.from_unit(float(u)) for d, u in zip(space.dims, point, strict=True)}
+            if space.key(params) in seen:  # rounded (an int, a step) or clipped (a bound) onto a known point
+                if promise is not None:
+                    state["delta"] /= 2  # a model step that brings nothing new failed: a smaller box
+                    promise = None
+                params = _unseen_near(space, params, point, seen, rng)
+            seen.add(space.key(params))
+            if promise is not None:
+                state["out"][str(space.key(params))] = promise
+            out.append(Assignment(params))
+        return out
 
     @staticmethod
     def _incumbent(experiment: Experiment, trials: Sequence[TrialView]) -> dict[str, float]:
