@@ -172,7 +172,7 @@ def test_missing_extras_name_the_extra_and_store_nothing(tmp_path):
         assert f"pip install 'katib[{executor}]'" in r.stderr  # rich markup no longer eats [ray]
     for command in (["server"], ["ui"]):
         if command == ["ui"]:
-            katib("get", "experiments", "--db", db)  # makes the store katib ui opens
+            katib("user", "list", "--db", db)  # makes the store katib ui opens (a read makes none)
         r = katib(*command, "--db", db, "--port", "1", env=without(tmp_path, "uvicorn"))
         assert r.returncode == 1 and "pip install 'katib[server]'" in r.stderr, r.stderr
     assert json.loads(katib("get", "experiments", "--db", db, "-o", "json").stdout)["items"] == []

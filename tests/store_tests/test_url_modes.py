@@ -86,7 +86,7 @@ def test_in_memory_urls_make_no_file(tmp_path, monkeypatch):
 def test_the_cli_db_option_as_a_url_makes_a_private_store(tmp_path):
     db = tmp_path / "cli" / "k.db"
     r = subprocess.run([sys.executable, "-c", "import os, sys; os.umask(0o022); from katib.cli import app; app(sys.argv[1:])",
-                        "get", "experiments", "--db", f"sqlite:///{db}"],
+                        "user", "list", "--db", f"sqlite:///{db}"],
                        capture_output=True, text=True, cwd=REPO, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
     assert _mode(db.parent) == 0o700 and _mode(db) == 0o600
