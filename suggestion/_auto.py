@@ -187,13 +187,14 @@ class Auto(Algorithm):
         finished = {t.name for t in done}
         x = np.array([[d.to_unit(t.parameters[d.name]) for d in space.dims] for t in done])
         y = np.array([sign * float(t.objective) for t in done])  # type: ignore[arg-type]
-        pending = {str(space.key(t.parameters)) for t in trials if t.state in ACTIVE_STATES}
-        failed = {str(space.key(t.parameters)) for t in trials if t.state not in ACTIVE_STATES and t.name not in finished}
+        key_of = {t.name: space.key(t.parameters) for t in trials}  # each trial's point, once
+        pending = {str(key_of[t.name]) for t in trials if t.state in ACTIVE_STATES}
+        failed = {str(key_of[t.name]) for t in trials if t.state not in ACTIVE_STATES and t.name not in finished}
         free = np.array([not (d.size() == 1 or (not d.choices and d.low == d.high)) for d in space.dims])
         seed = self.parsed_settings(experiment)["random_state"]
         rng = np.random.default_rng(None if seed is None else [seed, len(trials)])
-        seen = {space.key(t.parameters) for t in trials}
-        points = propose(x, y, [str(space.key(t.parameters)) for t in done], pending, failed, state, count, rng, free)
+        seen = set(key_of.values())
+        points = propose(x, y, [str(key_of[t.name]) for t in done], pending, failed, state, count, rng, free)
         if not points:
             state["explore"] = max(0, int(state.get("explore", 0)) - count)
             return None

@@ -181,11 +181,10 @@ def _store(db: str | None, create: bool = True) -> Any:
                          f"run it without {remote.given}")
     from sqlalchemy.exc import DBAPIError
 
-    from katib.store import Store
+    from katib.store import Store, sqlite_path
 
     if not create and db is not None:
-        path = Path(db).expanduser() if "://" not in db else Path(db.split("?")[0][len("sqlite:///"):]) \
-            if db.startswith("sqlite:///") and len(db) > len("sqlite:///") else None
+        path = sqlite_path(db)
         if path is not None and not path.exists():
             raise KatibError(f"--db {db}: there is no katib store there (reading creates none; check the path)")
     try:

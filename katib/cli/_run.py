@@ -55,7 +55,7 @@ from katib.cli._executors import (
     _serve_grpc,
     _start_executor,
 )
-from katib.errors import ConflictError, KatibError, ValidationError
+from katib.errors import ConflictError, KatibError, NotFoundError, ValidationError
 
 ConfigMapsOption = typer.Option(
     None, "--configmaps", envvar="KATIB_CONFIGMAPS",
@@ -243,20 +243,15 @@ def _summary(rec: Any, trials: list[Any]) -> int:
     return 0 if phase == "Succeeded" else EXIT_FAILED
 
 
-def _not_run_elsewhere(store: Any, namespace: str, name: str, db: str | None) -> None:
-    """Refuse, before anything is written or said, an experiment another live controller
-    runs (it printed "resumed", then refused)."""
-    from katib.errors import NotFoundError
+def _not_run_elsewhere(store: Any, rec: Any, db: str | None) -> None:
+    """Refuse, before anything is written or said, a stored experiment another live
+    controller runs (it printed "resumed", then refused)."""
     from trials import owner_alive
 
-    try:
-        rec = store.get_experiment(namespace, name)
-    except NotFoundError:
-        return
     if rec.owner and owner_alive(rec.owner):
-        raise ConflictError(f"experiment {namespace}/{name} is being run by another controller ({rec.owner}): "
-                            f"`{_hint(store, db, ['stop'], name, namespace)}` stops it, "
-                            f"`{_hint(store, db, ['get', 'trials'], name, namespace)}` shows how it goes")
+        raise ConflictError(f"experiment {rec.namespace}/{rec.name} is being run by another controller ({rec.owner}): "
+                            f"`{_hint(store, db, ['stop'], rec.name, rec.namespace)}` stops it, "
+                            f"`{_hint(store, db, ['get', 'trials'], rec.name, rec.namespace)}` shows how it goes")
 
 
 def _drive(store: Any, namespace: str, name: str, tick: float, suggestion: str | None = None,
@@ -404,14 +399,17 @@ def run(
     if errors:
         raise ValidationError(errors)
     store = store or _store(db)
-    _not_run_elsewhere(store, exp.namespace or "default", exp.name or "", db)
+    try:
+        stored: Any = store.get_experiment(exp.namespace or "default", exp.name or "")
+        _not_run_elsewhere(store, stored, db)
+    except NotFoundError:
+        stored = None
     made = _start_executor(factory, executor)  # before anything is stored: a failure leaves nothing behind
     grpc = _serve_grpc(store, made, grpc_host, grpc_port, host_only)
-    existed = (exp.namespace or "default") in store.namespaces_of(exp.name or "")
     try:
         rec, action = Controller(store, runs_root=_runs_root(store)).submit(exp, file.resolve().parent)
     except ValidationError as exc:
-        if not existed:
+        if stored is None:
             raise
         _print_errors(exc, str(file))  # an edit Katib's webhook refuses: say the way forward too
         ns, name = exp.namespace or "default", exp.name or ""
@@ -459,8 +457,7 @@ def resume(
                                               db_manager_address, collector_image)
     store = _store(db)
     namespace = _locate(store, name, namespace)
-    store.get_experiment(namespace, name)
-    _not_run_elsewhere(store, namespace, name, db)
+    _not_run_elsewhere(store, store.get_experiment(namespace, name), db)
     made = _start_executor(factory, executor)
     grpc = _serve_grpc(store, made, grpc_host, grpc_port, host_only)
     raise typer.Exit(_drive(store, namespace, name, tick, suggestion, lambda: made,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import unquote
 
 from katib.errors import FieldError
 
@@ -289,16 +290,10 @@ def http_get_errors(http: dict[str, Any]) -> list[tuple[str, str]]:
     target = http.get("path", "")
     if not isinstance(target, str) or not target.startswith("/"):
         out.append(("path", f"must start with '/' (got {_short(target)})"))
+    # (%2e%2e is .. to a server that decodes it)
     elif ".." in unquote(target.split("?")[0]).split("/") or any(c in target for c in " #\\") or not target.isprintable():
         out.append(("path", f"must be a URL path with no '..' segment, space, '#' or control character (got {_short(target)})"))
     return out
-
-
-def unquote(path: str) -> str:
-    """``path`` percent-decoded (``%2e%2e`` is ``..`` to a server that decodes it)."""
-    from urllib.parse import unquote as decode
-
-    return decode(path)
 
 
 def _short(value: Any) -> str:

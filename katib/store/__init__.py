@@ -31,6 +31,7 @@ from ._records import (
     TrialRecord,
     default_db_url,
     normalise_url,
+    sqlite_path,
 )
 from ._stops import record_stop
 from ._store import Store
@@ -60,6 +61,7 @@ __all__ = [
     "TrialLogs",
     "TrialRecord",
     "default_db_url",
+    "sqlite_path",
     "experiment_census",
     "experiment_heads",
     "hash_token",

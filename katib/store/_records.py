@@ -42,6 +42,12 @@ def _private_sqlite(path: Path) -> None:
         pass  # the user's own file, left as it is
 
 
+def sqlite_path(db: str) -> Path | None:
+    """The SQLite file ``db`` names, as a path or a ``sqlite:///`` URL; None for another
+    database or an in-memory one."""
+    return Path(db).expanduser() if "://" not in db else _sqlite_file(db)
+
+
 def _sqlite_file(db: str) -> Path | None:
     """The file of a ``sqlite[+driver]:///path`` URL; None for another database, an
     in-memory one or a ``file:`` URI (``?uri=true``, whose own options SQLite reads)."""
