@@ -70,7 +70,9 @@ def test_a_trial_that_ended_while_no_controller_watched_is_adopted_with_its_end(
     job = _job(tmp_path, "import sys; sys.exit(5)")
     first = LocalExecutor(ledger=_ledger())
     handle = first.launch(job)
-    _wait_for(lambda: (job.trial_dir / "trial.exit").exists())
+    # Ended: its wrapper recorded the exit and is gone (it records, then exits: a poll in
+    # between rightly sees it still running, which raced here once in CI).
+    _wait_for(lambda: (job.trial_dir / "trial.exit").exists() and not alive(handle["pid"], handle["start"]))
     second = LocalExecutor(ledger=_ledger())
     assert second.adopt(handle, job)
     state = second.poll(handle)
