@@ -143,9 +143,14 @@ class Store:
                 else:
                     self._alembic_upgrade(conn)
         except (OperationalError, IntegrityError, DBAPIError):
-            # Another process migrated at the same moment; fine if it got there.
-            if self._revision() != SCHEMA_REVISION:
-                raise
+            # Another process migrates at the same moment; fine once it gets there. SQLite
+            # runs each CREATE TABLE on its own, so its tables show before its revision does:
+            # give it a moment (a `katib get` beside the first `katib run` of a new store).
+            deadline = time.monotonic() + 10
+            while self._revision() != SCHEMA_REVISION:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     @staticmethod
     def _alembic_upgrade(conn: Connection, target: str = "head") -> None:

@@ -188,3 +188,22 @@ def test_only_a_name_taken_is_a_conflict(store):
     with pytest.raises(IntegrityError):
         store.write_trials(new=[new_trial(rec.id, "e-b")], samples=[(t.id, ObservationRow(None, "loss", "0.5"))])  # type: ignore[arg-type]
     assert [x.name for x in store.list_trials(rec.id)] == ["e-a"]  # nothing of the failed write
+
+
+def _open(path: str) -> str:
+    try:
+        Store(path).close()
+        return "ok"
+    except Exception as exc:  # noqa: BLE001 - reported to the test
+        return f"{type(exc).__name__}: {exc}"[:200]
+
+
+def test_processes_opening_a_new_sqlite_store_at_once_all_open_it(tmp_path):
+    """SQLite runs each CREATE TABLE on its own, so a second process saw the first one's
+    tables before its schema revision, and failed "table experiments already exists" (a
+    `katib get` beside the first `katib run` of a new store, once in CI)."""
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(4) as pool:
+        for round_ in range(3):
+            results = pool.map(_open, [str(tmp_path / f"new-{round_}.db")] * 4)
+            assert results == ["ok"] * 4, results
