@@ -117,7 +117,18 @@ class Output(StrEnum):
     yaml = "yaml"
 
 
-ExecutorOption = typer.Option("local", "--executor",
+def _known_executor(name: str) -> str:
+    """``--executor`` names an executor this installation has: a usage error (exit 2) if not."""
+    from trials import executor_names
+
+    names = executor_names()
+    if name not in names:
+        raise typer.BadParameter(f"must be {', '.join(names[:-1])} or {names[-1]} (got {name!r}); packages add "
+                                 "executors through the katib.executors entry points")
+    return name
+
+
+ExecutorOption = typer.Option("local", "--executor", callback=_known_executor,
                               help="Where trials run: local (processes here), ray, kubernetes, slurm, or an executor an "
                                    "installed package registers (katib.executors entry points, docs/plugins.md).")
 RayAddressOption = typer.Option(None, "--ray-address", envvar="RAY_ADDRESS",
