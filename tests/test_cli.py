@@ -211,6 +211,9 @@ def test_values_and_messages_that_look_like_rich_markup_are_printed_as_they_are(
                      maxTrialCount=1, maxFailedTrialCount=1, parallelTrialCount=1)
     doc["spec"]["parameters"].append({"name": "opt", "parameterType": "categorical",
                                       "feasibleSpace": {"list": ["[/x]"]}})
+    doc["spec"]["trialTemplate"]["trialParameters"].append({"name": "opt", "reference": "opt"})
+    doc["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]["command"][-1] += \
+        "  # ${trialParameters.opt}"
     result = katib("run", str(write(tmp_path, doc)), "--db", str(tmp_path / "k.db"), "--tick", "0.05")
     assert "Traceback" not in result.stderr, result.stderr
     assert "opt=[/x]" in result.stdout

@@ -98,6 +98,7 @@ def parse_text(
         for finditer, read in readers:
             for match in finditer(body):
                 name, raw = match.group(1, 2)
+                name = name.strip()  # Katib trims both captures (a filter may take the spaces around '=')
                 if name in names and (value := read(raw)) is not None:  # other names' values are not read
                     out.append(Sample(at, name, value))
     return out

@@ -64,6 +64,8 @@ def endpoint_parts(http_get: dict[str, Any] | None) -> tuple[str, str, int | str
 
     >>> endpoint_parts({"path": "metrics", "scheme": "HTTPS", "port": None})
     ('https', '127.0.0.1', 8080, '/metrics')
+    >>> endpoint_parts({"port": "9090"})
+    ('http', '127.0.0.1', 9090, '/metrics')
 
     Anything but an HTTP(S) endpoint (``katib.spec.http_get_errors``: a spec admitted
     before that check, say) is a ``ValueError``: katib fetches it, so nothing else may be.
@@ -72,8 +74,11 @@ def endpoint_parts(http_get: dict[str, Any] | None) -> tuple[str, str, int | str
 
     http: dict[str, Any] = dict(http_get or {})
     path = str(http.get("path") or "/metrics")
+    port = http.get("port") or 8080
+    if isinstance(port, str) and port.lstrip("+").isascii() and port.lstrip("+").isdigit():
+        port = int(port)  # an IntOrString written "9090", as Katib reads it
     parts = (str(http.get("scheme") or "HTTP").lower(), str(http.get("host") or "127.0.0.1"),
-             http.get("port") or 8080, path if path.startswith("/") else "/" + path)
+             port, path if path.startswith("/") else "/" + path)
     wrong = http_get_errors({"scheme": parts[0], "host": parts[1], "port": parts[2], "path": parts[3]})
     if wrong:
         raise ValueError("; ".join(f"source.httpGet.{field} {rule}" for field, rule in wrong))

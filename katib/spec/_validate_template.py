@@ -13,6 +13,7 @@ from ._job_fields import unknown_job_fields
 from ._limits import Limits
 from ._models import Experiment, ParameterSpec, TrialTemplate
 from ._template import (
+    METADATA_REFERENCE,
     TrialMeta,
     find_containers,
     is_metadata_reference,
@@ -33,6 +34,10 @@ def _parameter_names(exp: Experiment) -> set[str]:
 
 
 EXECUTORS = ("local", "external")
+# A port written as a string, as Kubernetes' IntOrString allows and Go's strconv.Atoi reads.
+_PORT_TEXT = re.compile(r"\+?[0-9]{1,9}")
+# Errors of one kind listed one by one before the rest are counted.
+MAX_LISTED = 10
 
 
 def _trial_template(exp: Experiment, limits: Limits) -> list[FieldError]:
@@ -65,6 +70,9 @@ def _trial_template(exp: Experiment, limits: Limits) -> list[FieldError]:
     if not tt.trial_parameters:
         errors.append(FieldError(f"{path}.trialParameters", "must list at least one trial parameter"))
     errors += _trial_parameters(tt, _parameter_names(exp), path)
+    errors += _unreferenced(exp, tt)
+    if tt.trial_spec is not None:
+        errors += _metadata_keys(tt, path)
     if tt.trial_spec is not None:
         errors += _rendered(exp, tt, path)
         errors += workload_errors(tt.trial_spec, f"{path}.trialSpec", limits, _referenced(exp, tt))
@@ -110,6 +118,42 @@ def _trial_parameters(tt: TrialTemplate, param_names: set[str], path: str) -> li
         refs.add(tp.reference or "")
     for missing in sorted((used or set()) - names):
         errors.append(FieldError(f"{path}.trialSpec", f"placeholder ${{trialParameters.{missing}}} has no trial parameter"))
+    return errors
+
+
+def _unreferenced(exp: Experiment, tt: TrialTemplate) -> list[FieldError]:
+    """Every searched parameter reaches the trial through a trial parameter: Katib fails each
+    trial's creation otherwise (its manifest generator's errParamNotFoundInTrialParameters),
+    and a dimension that never reaches the trial is searched for nothing."""
+    if exp.spec.nas_config is not None or not tt.trial_parameters:
+        return []
+    refs = {tp.reference for tp in tt.trial_parameters}
+    missing = [(i, p.name) for i, p in enumerate(exp.spec.parameters or []) if p.name and p.name not in refs]
+    errors = [FieldError(f"spec.parameters[{i}].name", f"{name!r} is not referenced by any "
+                         f"spec.trialTemplate.trialParameters entry (add one with reference: {name}, or drop the parameter)")
+              for i, name in missing[:MAX_LISTED]]
+    if len(missing) > MAX_LISTED:
+        errors.append(FieldError("spec.parameters", f"{len(missing) - MAX_LISTED} more parameters are not referenced by "
+                                 "any spec.trialTemplate.trialParameters entry"))
+    return errors
+
+
+def _metadata_keys(tt: TrialTemplate, path: str) -> list[FieldError]:
+    """A ``${trialSpec.Labels[k]}`` or ``${trialSpec.Annotations[k]}`` reference names a key
+    of the trial template's own metadata, as Katib's generator requires ("failed to fetch
+    Label"); a typo would otherwise hand every trial an empty string."""
+    assert tt.trial_spec is not None
+    metadata = tt.trial_spec.get("metadata") or {}
+    errors = []
+    for i, tp in enumerate(tt.trial_parameters or []):
+        m = METADATA_REFERENCE.match(tp.reference or "")
+        if m is None or (m.group(2) is None and m.group(3) is None):
+            continue
+        field, key = ("labels", m.group(2)) if m.group(2) is not None else ("annotations", m.group(3))
+        own = metadata.get(field) if isinstance(metadata, dict) else None
+        if not isinstance(own, dict) or key not in own:
+            errors.append(FieldError(f"{path}.trialParameters[{i}].reference",
+                                     f"the trial template's metadata.{field} has no key {key!r} (got {tp.reference!r})"))
     return errors
 
 
@@ -283,6 +327,8 @@ def http_get_errors(http: dict[str, Any]) -> list[tuple[str, str]]:
     if host is not None and host != "" and not _is_host(host):
         out.append(("host", f"must be a DNS name or an IP address (got {_short(host)})"))
     port = http.get("port")
+    if isinstance(port, str) and _PORT_TEXT.fullmatch(port):  # an IntOrString: Katib's Atoi takes "8080"
+        port = int(port)
     if isinstance(port, bool) or not isinstance(port, int) or port <= 0:
         out.append(("port", f"must be a positive port number (got {_short(port)})"))
     elif port > 65535:

@@ -86,7 +86,9 @@ def test_single_objective_algorithms_refuse_several():
                      parameters=[GRID_X[0] | {"parameterType": "double", "feasibleSpace": {"min": "0", "max": "1"}},
                                  {"name": "y", "parameterType": "double", "feasibleSpace": {"min": "0", "max": "1"}}],
                      objective={"type": "minimize", "objectiveMetricName": "loss", "additionalMetricNames": ["cost"],
-                                "additionalObjectives": [{"metricName": "cost", "type": "minimize"}]})
+                                "additionalObjectives": [{"metricName": "cost", "type": "minimize"}]},
+                     command=python_command("print(1)  # ${trialParameters.y}"))
+    doc["spec"]["trialTemplate"]["trialParameters"].append({"name": "y", "reference": "y"})
     with pytest.raises(ValidationError, match="the cmaes algorithm optimises one objective"):
         admit(doc)
 

@@ -71,7 +71,12 @@ def nas(num_layers: Any) -> dict[str, Any]:
 def many_parameters(n: int) -> dict[str, Any]:
     params = [{"name": f"p{i}", "parameterType": "int", "feasibleSpace": {"min": "1", "max": "2"}} for i in range(n)]
     params[0] = experiment()["spec"]["parameters"][0]
-    return tweak("spec.parameters", params)
+    doc = tweak("spec.parameters", params)
+    # each one reaches the trial, as every searched parameter must
+    tt = doc["spec"]["trialTemplate"]
+    tt["trialParameters"] += [{"name": f"p{i}", "reference": f"p{i}"} for i in range(1, n)]
+    tt["trialSpec"]["spec"]["template"]["spec"]["containers"][0]["args"] = [f"${{trialParameters.p{i}}}" for i in range(1, n)]
+    return doc
 
 
 Tweak = Callable[[], dict[str, Any]]

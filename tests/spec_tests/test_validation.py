@@ -124,6 +124,7 @@ CASES = [
     ("spec.metricsCollectorSpec", {"collector": {"kind": "File"}, "source": {"fileSystemPath": {"path": "/m", "kind": "File", "format": "JSON"}, "filter": {"metricsFormat": ["(a)=(b)"]}}}, "spec.metricsCollectorSpec.source.filter: must not be set with the JSON format"),
     ("spec.metricsCollectorSpec", {"collector": {"kind": "TensorFlowEvent"}, "source": {"fileSystemPath": {"path": "/tb", "kind": "File"}}}, "spec.metricsCollectorSpec.source.fileSystemPath.kind: must be Directory for the TensorFlowEvent collector (got 'File')"),
     ("spec.metricsCollectorSpec", {"collector": {"kind": "PrometheusMetric"}, "source": {"httpGet": {"port": -1, "path": "/metrics"}}}, "spec.metricsCollectorSpec.source.httpGet.port: must be a positive port number (got -1)"),
+    ("spec.metricsCollectorSpec", {"collector": {"kind": "PrometheusMetric"}, "source": {"httpGet": {"port": "http", "path": "/metrics"}}}, "spec.metricsCollectorSpec.source.httpGet.port: must be a positive port number (got 'http')"),
     ("spec.metricsCollectorSpec", {"collector": {"kind": "PrometheusMetric"}, "source": {"httpGet": {"port": 80, "path": "metrics"}}}, "spec.metricsCollectorSpec.source.httpGet.path: must start with '/' (got 'metrics')"),
     ("spec.metricsCollectorSpec", {"collector": {"kind": "Custom"}}, "spec.metricsCollectorSpec.collector.customCollector: is required for the Custom collector"),
     # validator_test.go TestValidateMetricsCollector: "Invalid metrics filer ... when file format is JSON" (any
@@ -251,3 +252,33 @@ def test_katibs_defaults_fill_empty_values_too():
                                            "source": {"httpGet": {"port": 0, "path": ""}}})
     exp = admit(doc)
     assert exp.spec.metrics_collector_spec.source.http_get == {"port": 8080, "path": "/metrics"}
+
+
+def test_a_searched_parameter_no_trial_parameter_references_is_refused():
+    """Katib's manifest generator fails every trial's creation then
+    (errParamNotFoundInTrialParameters, generator_test.go); we refuse it when it is written."""
+    doc = with_spec("spec.parameters.1", {"name": "momentum", "parameterType": "double",
+                                          "feasibleSpace": {"min": "0.5", "max": "0.9"}})
+    assert errors_of(doc) == ["spec.parameters[1].name: 'momentum' is not referenced by any "
+                              "spec.trialTemplate.trialParameters entry (add one with reference: momentum, "
+                              "or drop the parameter)"]
+
+
+def test_a_label_or_annotation_reference_names_a_key_the_template_has():
+    """Katib's generator: "failed to fetch Label"; a typo must not hand trials an empty string."""
+    doc = with_spec("spec.trialTemplate.trialParameters.1", {"name": "team", "reference": "${trialSpec.Labels[tema]}"})
+    doc = with_spec("spec.trialTemplate.trialParameters.2", {"name": "note", "reference": "${trialSpec.Annotations[n]}"},
+                    doc)
+    doc = with_spec(f"{CONTAINER}.args", ["--team=${trialParameters.team}", "--note=${trialParameters.note}"], doc)
+    doc["spec"]["trialTemplate"]["trialSpec"]["metadata"] = {"labels": {"team": "vision"}, "annotations": {"n": "1"}}
+    assert errors_of(doc) == ["spec.trialTemplate.trialParameters[1].reference: the trial template's metadata.labels "
+                              "has no key 'tema' (got '${trialSpec.Labels[tema]}')"]
+    doc["spec"]["trialTemplate"]["trialParameters"][1]["reference"] = "${trialSpec.Labels[team]}"
+    admit(doc)
+
+
+def test_a_prometheus_port_written_as_a_string_of_digits_is_katibs_int_or_string():
+    """validator.go reads httpGet.port with strconv.Atoi(Port.String()): "9090" is a port."""
+    doc = with_spec("spec.metricsCollectorSpec", {"collector": {"kind": "PrometheusMetric"},
+                                                  "source": {"httpGet": {"port": "9090", "path": "/metrics"}}})
+    admit(doc)

@@ -43,6 +43,14 @@ def test_custom_filter():
     assert [(s.metric, s.value) for s in samples] == [("loss", "0.2100")]
 
 
+def test_a_custom_filter_that_captures_spaces_reads_the_trimmed_name():
+    """Katib's file collector trims both captures (strings.TrimSpace): ``loss : 0.25`` read
+    with ``(\\w+\\s*):\\s*([\\d.]+)`` is the metric ``loss``."""
+    filters = [re.compile(r"(\w+\s*):\s*([\d.]+)"), re.compile(r"([\w ]+)=\s*([\d.]+)")]
+    samples = parse_text(["loss : 0.25", "epoch 1, accuracy = 0.5"], NAMES, filters, now=0)
+    assert [(s.metric, s.value) for s in samples] == [("loss", "0.25"), ("accuracy", "0.5")]
+
+
 def test_json_lines_with_timestamps_strings_and_numbers():
     lines = [json.dumps({"timestamp": "2026-01-02T03:04:05Z", "loss": "0.5", "accuracy": 0.9}),
              json.dumps({"timestamp": 1700000000, "loss": 0.25}), json.dumps({"loss": "0.1"}),
