@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import itertools
+import math
+import sys
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -20,21 +21,36 @@ MAX_SHUFFLED_GRID = 1_000_000
 def katib_grid_size(experiment: Experiment) -> int:
     """The grid's size as Katib's optuna service counts it (``convert_to_combinations``):
     ints ``range(min, max + 1, step)``, doubles ``np.arange(min, max + step, step)`` without
-    a last value past ``max``, lists their length."""
+    a last value past ``max``, lists their length. Counted, never listed: an admitted grid
+    may have 10¹⁰⁰ points (``np.arange`` itself is used up to ``EXACT_ARANGE`` points)."""
     size = 1
     for p in experiment.spec.parameters or []:
         fs = p.feasible_space
         if fs is None:
             continue
         if p.parameter_type == "int":
-            size *= len(range(int(fs.min or 0), int(fs.max or 0) + 1, int(fs.step or 1)))
+            lo, hi, step = int(fs.min or 0), int(fs.max or 0), int(fs.step or 1)
+            size *= max(0, (hi - lo) // step + 1) if step > 0 else 0
         elif p.parameter_type == "double":
-            lo, hi, step = float(fs.min or 0), float(fs.max or 0), float(fs.step or 1)
-            values = np.arange(lo, hi + step, step)
-            size *= len(values) - int(len(values) > 0 and values[-1] > hi)
+            size *= _arange_size(float(fs.min or 0), float(fs.max or 0), float(fs.step or 1))
         else:
             size *= len(fs.list_ or [])
     return size
+
+
+EXACT_ARANGE = 1_000_000
+
+
+def _arange_size(lo: float, hi: float, step: float) -> int:
+    """``len`` of ``np.arange(lo, hi + step, step)`` less a last value past ``hi``."""
+    span = (hi + step - lo) / step if step > 0 else math.nan
+    if not math.isfinite(span):
+        return 0 if math.isnan(span) else sys.maxsize
+    n = max(0, math.ceil(span))
+    if n <= EXACT_ARANGE:
+        values = np.arange(lo, hi + step, step)
+        return len(values) - int(len(values) > 0 and values[-1] > hi)
+    return n - int(lo + (n - 1) * step > hi)
 
 
 class GridSearch(Algorithm):
@@ -66,16 +82,9 @@ class GridSearch(Algorithm):
         return errors
 
     def _points(self, space: SearchSpace, seed: int | None) -> Iterator[dict[str, str]]:
-        names = [d.name for d in space.dims]
-        grids = [d.grid() for d in space.dims]
         if seed is None or space.size() > MAX_SHUFFLED_GRID:
-            for values in itertools.product(*grids):
-                yield dict(zip(names, values, strict=True))
-            return
-        points = list(itertools.product(*grids))
-        order = np.random.default_rng(seed).permutation(len(points))
-        for i in order:
-            yield dict(zip(names, points[int(i)], strict=True))
+            return space.points()
+        return space.points(np.random.default_rng(seed).permutation(int(space.size())))
 
     def suggest(
         self,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -54,17 +53,9 @@ class RandomSearch(Algorithm):
                     break
             else:  # a nearly full finite space: take the first free point
                 if space.size() <= 1e6:
-                    params = self._first_free(space, seen)
+                    params = space.first_free(seen)
                     key = space.key(params)
             seen.add(key)
             free -= 1
             out.append(Assignment(params))
         return out
-
-    @staticmethod
-    def _first_free(space: SearchSpace, seen: set) -> dict[str, str]:
-        for values in itertools.product(*(d.grid() for d in space.dims)):
-            params = dict(zip((d.name for d in space.dims), values, strict=True))
-            if space.key(params) not in seen:
-                return params
-        raise AssertionError("no free point left in a space that has one")

@@ -16,6 +16,7 @@ rounded to the step's decimals when quantised), list values exactly as written.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from statistics import NormalDist
@@ -80,11 +81,16 @@ class Dimension:
         return math.floor((self.high - self.low) / self.step + 1e-9) + 1
 
     def grid(self) -> list[str]:
-        """Every value on this dimension's grid (lists, or min + k·step up to max)."""
+        """Every value on this dimension's grid (lists, or min + k·step up to max). A list
+        as long as the grid: ``SearchSpace.points`` walks a grid of any size without one."""
+        return [self.grid_value(k) for k in range(int(self.size()))]
+
+    def grid_value(self, k: int) -> str:
+        """The ``k``-th value of this dimension's grid."""
         if self.choices:
-            return list(self.choices)
+            return self.choices[k]
         assert self.step is not None, f"{self.name}: a grid needs a step"
-        return [self.format(self.low + k * self.step) for k in range(int(self.size()))]
+        return self.format(self.low + k * self.step)
 
     def format(self, value: float) -> str:
         if self.type == "int":
@@ -168,19 +174,35 @@ class SearchSpace:
     def sample(self, rng: np.random.Generator) -> dict[str, str]:
         return {d.name: d.sample(rng) for d in self.dims}
 
+    def point(self, index: int) -> dict[str, str]:
+        """The ``index``-th point of the grid, in ``itertools.product``'s order (the last
+        dimension fastest). Every dimension must be finite."""
+        values: list[str] = []
+        for d in reversed(self.dims):
+            index, k = divmod(index, int(d.size()))
+            values.append(d.grid_value(k))
+        return dict(zip((d.name for d in self.dims), reversed(values), strict=True))
+
+    def points(self, order: Iterable[int] | None = None) -> Iterator[dict[str, str]]:
+        """The grid's points, in ``product`` order or in the order of the indices given,
+        one at a time: a grid of 10⁹ points costs what the points taken from it cost."""
+        for i in range(int(self.size())) if order is None else order:
+            yield self.point(int(i))
+
+    def first_free(self, seen: set) -> dict[str, str]:
+        """The first grid point whose ``key`` is not in ``seen``."""
+        for params in self.points():
+            if self.key(params) not in seen:
+                return params
+        raise AssertionError("no free point left in a space that has one")
+
     def free_point(self, seen: set, rng: np.random.Generator) -> dict[str, str]:
         """A point whose ``key`` is not in ``seen``: sampled, else the first free grid point."""
         for _ in range(1000):
             params = self.sample(rng)
             if self.key(params) not in seen:
                 return params
-        import itertools
-
-        for values in itertools.product(*(d.grid() for d in self.dims)):
-            params = dict(zip((d.name for d in self.dims), values, strict=True))
-            if self.key(params) not in seen:
-                return params
-        raise AssertionError("no free point left in a space that has one")
+        return self.first_free(seen)
 
     def nearest_free(self, params: dict[str, str], seen: set, rng: np.random.Generator,
                      limit: int = 20_000) -> dict[str, str] | None:

@@ -313,6 +313,10 @@ def nas_config_errors(
     return errors
 
 
+# An int parameter's bounds: Go's int64, as Katib's services and Kubernetes read integers.
+MAX_INT = 2**63 - 1
+
+
 def _number(text: str | None, integer: bool) -> float | None:
     if text is None:
         return None
@@ -353,6 +357,13 @@ def validate_parameter(p: ParameterSpec, path: str, limits: Limits | None = None
             # hyperband example has one); an empty range is refused here all the same.
             if lo > hi:
                 errors.append(FieldError(f"{fpath}.min", f"must not exceed max (got {fs.min} > {fs.max})"))
+            elif not math.isfinite(hi - lo):
+                errors.append(FieldError(f"{fpath}.max", f"max - min must be a finite number (got {fs.max} - {fs.min})"))
+            if integer:
+                for field in ("min", "max"):
+                    if abs(int(getattr(fs, field))) > MAX_INT:
+                        errors.append(FieldError(f"{fpath}.{field}", f"must be a 64-bit integer, within ±{MAX_INT} "
+                                                 f"(got {getattr(fs, field)})"))
             if fs.distribution in ("logUniform", "logNormal") and lo <= 0:
                 errors.append(FieldError(f"{fpath}.min", f"must be > 0 for the {fs.distribution} distribution (got {fs.min})"))
         if fs.step is not None:
