@@ -9,13 +9,13 @@ import math
 from pathlib import Path
 from typing import Any
 
-import yaml
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict
 
 from katib import views
 from katib.errors import FieldError, ValidationError
+from katib.spec import dump_yaml
 from katib.store import Note, NoteStore, latest_trial
 
 from .. import _service, _summary
@@ -92,14 +92,14 @@ async def importance(namespace: str, name: str, state: ServerState = Depends(get
 def experiment_yaml(namespace: str, name: str, state: ServerState = Depends(get_state)) -> str:
     obj = views.experiment_object(state.store.get_experiment(namespace, name))
     obj.pop("status", None)
-    return yaml.safe_dump(obj, sort_keys=False)
+    return dump_yaml(obj)
 
 
 @router.get("/namespaces/{namespace}/trials/{trial}/yaml", response_class=PlainTextResponse)
 def trial_yaml(namespace: str, trial: str, state: ServerState = Depends(get_state)) -> str:
     """The trial as a Katib ``Trial`` object, in YAML (its status included)."""
     rec, t = _service.trial(state, namespace, trial)
-    return yaml.safe_dump(views.trial_object(rec, t), sort_keys=False)
+    return dump_yaml(views.trial_object(rec, t))
 
 
 class NoteBody(BaseModel):

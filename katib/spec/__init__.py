@@ -11,6 +11,7 @@ from ._limits import Limits
 from ._load import (
     admit,
     as_written,
+    dump_yaml,
     experiment_documents,
     load_documents,
     load_json,
@@ -118,6 +119,7 @@ __all__ = [
     "compile_filter",
     "filter_problem",
     "find_containers",
+    "dump_yaml",
     "load_documents",
     "load_json",
     "new_trial_name",

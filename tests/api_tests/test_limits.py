@@ -119,6 +119,13 @@ def test_small_inputs_cannot_exhaust_the_server(server):
         r = c.post(base + "/experiments", content=LAUGHS, headers={"content-type": "application/yaml"})
         assert r.status_code == 422 and "aliases expand to more than" in r.json()["message"], r.text
         assert time.monotonic() - t0 < 5
+        # half a million values in under 1 MiB of YAML (17 s of CPU and 390 MB to load):
+        # counted from the parse events and refused
+        t0 = time.monotonic()
+        r = c.post(base + "/experiments", content=b"[" + b",".join([b"1"] * 500_000) + b"]",
+                   headers={"content-type": "application/yaml"})
+        assert r.status_code == 422 and "holds more than 100000 values" in r.json()["message"], r.text
+        assert time.monotonic() - t0 < 5
         # a 10 MB body: refused by its size, with the limit named
         r = c.post(base + "/experiments", content=b"a: " + b"x" * (10 * 2**20), headers={"content-type": "application/yaml"})
         assert r.status_code == 413 and "--max-body" in r.json()["message"]
