@@ -14,12 +14,13 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import asyncio
 
-__all__ = ["BODY_SECONDS", "HEADER_SECONDS", "LOOPBACK_NAMES", "foreign_origin", "is_loopback", "split_host",
+__all__ = ["BODY_SECONDS", "FD_RESERVE", "HEADER_SECONDS", "connection_cap", "LOOPBACK_NAMES", "foreign_origin", "is_loopback", "split_host",
            "timely_h11"]
 
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.", "ip6-localhost"})
 HEADER_SECONDS = 30.0  # the most a request's head may take to arrive, from the connection or the last answer
 BODY_SECONDS = 120.0  # the most a request's body may take to arrive, whole
+FD_RESERVE = 256  # file descriptors an HTTP server keeps from its connections (its store, logs, launches)
 
 
 def is_loopback(host: str) -> bool:
@@ -47,20 +48,56 @@ def foreign_origin(origin: str | None, host: str) -> bool:
     return origin is not None and origin.rstrip("/").lower() not in {f"http://{host.lower()}", f"https://{host.lower()}"}
 
 
-def timely_h11(head_seconds: float) -> type:
+def connection_cap(reserve: int = FD_RESERVE) -> int:
+    """How many HTTP connections a server holds at once: its file-descriptor limit, raised to
+    the hard limit first, less ``reserve`` kept for the store, trial logs and launches."""
+    try:
+        import resource
+    except ImportError:  # not POSIX
+        return 1000
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        want = min(hard, 1 << 20) if hard != resource.RLIM_INFINITY else 1 << 20
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+            soft = want
+        except (ValueError, OSError):
+            pass
+    return max(16, soft - reserve)
+
+
+def timely_h11(head_seconds: float, max_connections: int | None = None) -> type:
     """uvicorn's h11 protocol, less a way to hold a connection forever: a request's head
     must have come ``head_seconds`` after the connection was made or the last answer was
     sent, or the connection is closed (uvicorn waits for it without end, so idle sockets
     that never send a request ran the server out of file descriptors). A request's body
-    has its own deadline (``BODY_SECONDS``), which each server's guard keeps."""
+    has its own deadline (``BODY_SECONDS``), which each server's guard keeps.
+
+    At most ``max_connections`` are open at once (``connection_cap()`` when None): one past
+    it closes the connection that has waited longest for a request head, or, when every
+    one is busy with a request, the new one. Idle sockets opened faster than the deadline
+    lets them go (30,000 of them, with no login, took every descriptor the server had, and
+    its store's and trials' with them) push each other out, not the server's own work,
+    and a client that sends its request at once is served."""
     from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    cap = connection_cap() if max_connections is None else max_connections
+    # Open connections in the order they began waiting for a head; a busy one is skipped.
+    waiting: dict[Any, None] = {}
+    count = [0]
 
     class TimelyH11(H11Protocol):  # type: ignore[misc]
         _head_due: asyncio.TimerHandle | None = None
+        _waiting_on: Any = None
+        _counted = False
 
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
+            count[0] += 1
+            self._counted = True
             self._expect_head(self.cycle)
+            if count[0] > cap:
+                self._make_room()
 
         def on_response_complete(self) -> None:
             answered = self.cycle  # before uvicorn starts a pipelined request, which is not late
@@ -70,14 +107,35 @@ def timely_h11(head_seconds: float) -> type:
         def connection_lost(self, exc: Exception | None) -> None:
             if self._head_due is not None:
                 self._head_due.cancel()
+            waiting.pop(self, None)
+            if self._counted:
+                count[0] -= 1
+                self._counted = False
             super().connection_lost(exc)
+
+        def _idle(self) -> bool:
+            return self.cycle is self._waiting_on and not self.transport.is_closing()
+
+        def _make_room(self) -> None:
+            while waiting:  # oldest first; a busy one leaves the queue until it waits again
+                other = next(iter(waiting))
+                del waiting[other]
+                if other is self:  # every older one is busy with a request
+                    break
+                if other._idle():  # the longest wait for a head: let it go
+                    other.transport.close()
+                    return
+            self.transport.close()
 
         def _expect_head(self, waiting_on: Any) -> None:
             if self._head_due is not None:
                 self._head_due.cancel()
+            self._waiting_on = waiting_on
+            waiting.pop(self, None)
+            waiting[self] = None  # the newest waiter
 
             def late() -> None:
-                if self.cycle is waiting_on and not self.transport.is_closing():  # no new request began
+                if self._idle():  # no new request began
                     self.transport.close()
 
             self._head_due = self.loop.call_later(head_seconds, late)

@@ -177,3 +177,60 @@ def test_a_connection_that_never_sends_its_request_or_body_is_let_go(sqlite_stor
     finally:
         server.should_exit = True
         thread.join(30)
+
+
+def test_idle_connections_past_the_cap_push_each_other_out_not_the_server(sqlite_store, tmp_path: Path):
+    """30,000 idle sockets, with no login, took every file descriptor the server had (its
+    store's and its trials' with them) for as long as they were reopened. Past the cap the
+    connection that has waited longest for a request head is closed, so a client that
+    sends its request at once is served, and the server keeps descriptors of its own."""
+    import socket
+    import subprocess
+    import sys
+    import threading
+
+    import uvicorn
+
+    from api import create_app
+    from katib._httpguard import timely_h11
+
+    app = create_app(sqlite_store, tmp_path / "runs", tmp_path, resume=False)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
+                                           http=timely_h11(60.0, max_connections=20)))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    idle = []
+    try:
+        for _ in range(60):  # three times the cap, none sending anything
+            idle.append(socket.create_connection(("127.0.0.1", port)))
+            time.sleep(0.005)
+        time.sleep(0.5)
+        for s in idle:
+            s.settimeout(0.05)
+        closed = []
+        for i, s in enumerate(idle):
+            try:
+                closed.append(i) if s.recv(1) == b"" else None
+            except TimeoutError:
+                pass
+        assert len(closed) >= 40 and closed[:40] == list(range(40)), closed  # the oldest went first
+        with socket.create_connection(("127.0.0.1", port)) as s:  # a request sent at once is served
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            s.settimeout(10)
+            assert s.recv(100).startswith(b"HTTP/1.1 200")
+    finally:
+        for s in idle:
+            s.close()
+        server.should_exit = True
+        thread.join(30)
+    # The cap comes from the descriptor limit, raised to the hard limit first.
+    code = ("import resource; soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE); "
+            "resource.setrlimit(resource.RLIMIT_NOFILE, (64, hard)); from katib._httpguard import connection_cap; "
+            "cap = connection_cap(); now = resource.getrlimit(resource.RLIMIT_NOFILE)[0]; "
+            "print(cap == max(16, now - 256), now > 64 or hard == 64)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.split() == ["True", "True"], out.stdout + out.stderr
