@@ -64,8 +64,13 @@ def _changes(before: Any, after: Any, path: str = "") -> list[str]:
 
 def _from_volume(state: ServerState, namespace: str, name: str) -> ExperimentRecord | None:
     """The FromVolume experiment whose suggestion's volume is ``name`` (Katib names it
-    ``<experiment>-<algorithm>``; both may hold dashes)."""
-    for at in [i for i, ch in enumerate(name) if ch == "-"]:
+    ``<experiment>-<algorithm>``; both may hold dashes). Only a split whose tail names an
+    algorithm is looked up: every dash of a 253-character name was up to 126 reads of a
+    stored experiment per request."""
+    from suggestion import algorithm_names
+
+    known = algorithm_names()
+    for at in [i for i, ch in enumerate(name) if ch == "-" and name[i + 1:] in known]:
         try:
             rec = state.store.get_experiment(namespace, name[:at])
         except (NotFoundError, ValueError):

@@ -234,3 +234,19 @@ def test_idle_connections_past_the_cap_push_each_other_out_not_the_server(sqlite
             "print(cap == max(16, now - 256), now > 64 or hard == 64)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.split() == ["True", "True"], out.stdout + out.stderr
+
+
+def test_a_volume_claim_lookup_reads_only_splits_that_name_an_algorithm(live, monkeypatch):
+    """…/persistentvolumeclaims/{name} tried every dash of the name as the experiment's end:
+    a 253-character name of dashes was 126 reads of stored experiments (1 MB specs each)."""
+    reads: list[str] = []
+    real = live.store.get_experiment
+
+    def counting(namespace: str, name: str):
+        reads.append(name)
+        return real(namespace, name)
+
+    monkeypatch.setattr(live.store, "get_experiment", counting)
+    name = "a-" * 120 + "random"
+    r = live.client.get(f"/api/v1/namespaces/default/persistentvolumeclaims/{name}")
+    assert r.status_code == 404 and reads == ["a-" * 119 + "a"], reads[:5]

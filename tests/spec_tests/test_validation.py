@@ -331,7 +331,7 @@ def test_yaml_is_loaded_by_libyaml_with_every_bound_kept():
         "[" * 100_000: "nests deeper than 64 levels",
         "a: !!python/object:os.system x\n": "could not determine a constructor",
         "a: &a [" + ",".join(["x"] * 10) + "]\n" + "".join(
-            f"{n}: &{n} [" + ",".join([f"*{p}"] * 10) + "]\n" for p, n in zip("abcd", "bcde")): "aliases expand to more than",
+            f"{n}: &{n} [" + ",".join([f"*{p}"] * 10) + "]\n" for p, n in zip("abcd", "bcde", strict=True)): "aliases expand to more than",
     }
     for text, message in cases.items():
         with pytest.raises(ValidationError) as info:
