@@ -6,6 +6,7 @@ in Kubernetes. With ``--auth`` an experiment reads only its own namespace's Conf
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 import uuid
@@ -55,7 +56,17 @@ def create(state: ServerState, namespace: str, doc: Any) -> dict[str, Any]:
     cm["metadata"].update(uid=str(uuid.uuid4()),
                           creationTimestamp=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     private_dirs(path.parent)  # configmaps/ and its namespaces' folders: 0700 when new
-    path.write_text(json.dumps(cm))
+    # Written aside, then linked in: a link fails if the name is taken (two creates at once
+    # both passed the check above, and the last one won), and a reader never sees half a
+    # file. The listing reads *.json only.
+    aside = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    aside.write_text(json.dumps(cm))
+    try:
+        os.link(aside, path)
+    except FileExistsError:
+        raise ConflictError(f'configmaps "{cm["metadata"]["name"]}" already exists') from None
+    finally:
+        aside.unlink(missing_ok=True)
     return cm
 
 

@@ -133,3 +133,22 @@ def test_a_configmap_list_is_paged_by_count_and_bytes(sqlite_store, tmp_path: Pa
         assert [c["metadata"]["name"] for c in server.client.get(base, params={"limit": 2}).json()["items"]] == ["cm-0", "cm-1"]
         bad = server.client.get(base, params={"continue": "../x"})
         assert bad.status_code == 422 and "DNS subdomain" in bad.text
+
+
+def test_two_creates_of_one_configmap_at_once_are_one_create_and_a_conflict(tmp_path: Path, monkeypatch):
+    """Both passed the 'already exists' check and the last write won (and a reader could
+    read half a file): the name is now taken by a link, which fails if it is there."""
+    from types import SimpleNamespace
+
+    import api._configmaps as configmaps
+    from katib.errors import ConflictError
+
+    state = SimpleNamespace(runs_root=tmp_path / "runs")
+    first = {"metadata": {"name": "tpl"}, "data": {"a.yaml": "first"}}
+    configmaps.create(state, "default", first)
+    monkeypatch.setattr(Path, "exists", lambda self: False)  # the second create's check ran before the first wrote
+    with pytest.raises(ConflictError, match='configmaps "tpl" already exists'):
+        configmaps.create(state, "default", {"metadata": {"name": "tpl"}, "data": {"a.yaml": "second"}})
+    monkeypatch.undo()
+    assert configmaps.get(state, "default", "tpl")["data"] == {"a.yaml": "first"}
+    assert [p.name for p in (tmp_path / "configmaps" / "default").iterdir()] == ["tpl.json"]
