@@ -48,6 +48,11 @@ class TrialView:
     metrics: dict[str, float] = field(default_factory=dict)
     values: tuple[float, ...] | None = None
     violations: tuple[float, ...] = ()
+    # the trial's labels (an algorithm's own, such as PBT's generation, and ours) and its
+    # start and end (epoch seconds), as Katib's controller sends them to a service
+    labels: dict[str, str] = field(default_factory=dict)
+    start_time: float | None = None
+    completion_time: float | None = None
 
 
 @dataclass

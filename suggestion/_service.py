@@ -12,8 +12,10 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
+from katib._times import parse_time
 from katib.errors import KatibError
 from katib.spec import Experiment, Limits, apply_defaults, nas_config_errors
 
@@ -108,8 +110,17 @@ def trials_from_proto(trials: Sequence[Any], objective: str) -> list[TrialView]:
             if math.isfinite(number):
                 metrics[m.name] = number
         name = t.spec.objective.objective_metric_name or objective
-        views.append(TrialView(t.name, params, _STATES.get(t.status.condition, "Running"), metrics.get(name), metrics))
+        views.append(TrialView(t.name, params, _STATES.get(t.status.condition, "Running"), metrics.get(name), metrics,
+                               labels=dict(t.spec.labels), start_time=parse_time(t.status.start_time or None),
+                               completion_time=parse_time(t.status.completion_time or None)))
     return views
+
+
+def _go_time(at: float | None) -> str:
+    """Katib's controller's trial times: ``2006-01-02T15:04:05Z``, empty when unset."""
+    if at is None:
+        return ""
+    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # -- ours -> proto ---------------------------------------------------------------------
@@ -182,8 +193,11 @@ def trials_to_proto(views: Sequence[TrialView], experiment: Experiment) -> list[
             metrics[name] = v.objective
         if v.state == "MetricsUnavailable" or (v.state == "EarlyStopped" and not metrics):
             continue
-        trial = pb.Trial(name=v.name, status=pb.TrialStatus(condition=conditions.get(v.state, 7)))
+        trial = pb.Trial(name=v.name, status=pb.TrialStatus(condition=conditions.get(v.state, 7),
+                                                            start_time=_go_time(v.start_time),
+                                                            completion_time=_go_time(v.completion_time)))
         trial.spec.objective.CopyFrom(spec_objective)
+        trial.spec.labels.update(v.labels)
         for param, value in v.parameters.items():
             trial.spec.parameter_assignments.assignments.append(pb.ParameterAssignment(name=param, value=value))
         for metric in [name, *(k for k in metrics if k != name)]:

@@ -328,6 +328,7 @@ class ExperimentRun(Following, Launching):
                 t.name, t.parameters(), t.state, t.objective, metrics,
                 values=self.scoring.values(t.observation) if final and self.scoring.multi_objective else None,
                 violations=self.scoring.violations(t.observation) if final and self.scoring.constraints else (),
+                labels=t.labels, start_time=t.start_time, completion_time=t.completion_time,
             )
             self._views[t.name] = view
         return view

@@ -317,6 +317,28 @@ def test_trials_go_to_a_remote_service_as_katibs_controller_sends_them():
         ("done", 0.25, {"loss": 0.25, "accuracy": 0.9}), ("stopped", 0.5, {"loss": 0.5}), ("running", None, {})]
 
 
+def test_a_remote_service_gets_each_trials_labels_and_times():
+    """ConvertTrials sends trial.Spec.Labels (Katib's PBT service reads its generation and
+    parent there) and the start and completion times (``2006-01-02T15:04:05Z``); they were
+    left out, so Katib's PBT behind a remote service saw no population."""
+    from katib.spec import apply_defaults, parse_experiment
+    from suggestion import TrialView
+    from suggestion._service import trials_from_proto, trials_to_proto
+
+    exp = apply_defaults(parse_experiment(experiment()))
+    labels = {"pbt.suggestion.katib.kubeflow.org/generation": "2", "pbt.suggestion.katib.kubeflow.org/parent": "p-1"}
+    views = [TrialView("done", {"x": "0.5"}, "Succeeded", 0.25, {"loss": 0.25}, labels=labels,
+                       start_time=1767225600.0, completion_time=1767225661.5),
+             TrialView("new", {"x": "0.6"}, "Created")]
+    done, new = trials_to_proto(views, exp)
+    assert dict(done.spec.labels) == labels
+    assert (done.status.start_time, done.status.completion_time) == ("2026-01-01T00:00:00Z", "2026-01-01T00:01:01Z")
+    assert (new.status.start_time, new.status.completion_time, dict(new.spec.labels)) == ("", "", {})
+    back = trials_from_proto([done, new], "loss")
+    assert (back[0].labels, back[0].start_time, back[0].completion_time) == (labels, 1767225600.0, 1767225661.0)
+    assert (back[1].labels, back[1].start_time) == ({}, None)
+
+
 def _nas_experiment(algorithm: str, operation: pb.Operation) -> pb.Experiment:
     exp = pb.Experiment(name="nas", spec=pb.ExperimentSpec(
         objective=pb.ObjectiveSpec(type=pb.MAXIMIZE, objective_metric_name="Validation-Accuracy"),
