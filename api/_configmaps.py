@@ -60,9 +60,16 @@ def create(state: ServerState, namespace: str, doc: Any) -> dict[str, Any]:
     # both passed the check above, and the last one won), and a reader never sees half a
     # file. The listing reads *.json only.
     aside = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    aside.write_text(json.dumps(cm))
+    text = json.dumps(cm)
     try:
-        os.link(aside, path)
+        aside.write_text(text)
+        try:
+            os.link(aside, path)
+        except FileExistsError:
+            raise
+        except OSError:  # a file system without hard links: an exclusive create, written in place
+            with open(path, "x") as f:
+                f.write(text)
     except FileExistsError:
         raise ConflictError(f'configmaps "{cm["metadata"]["name"]}" already exists') from None
     finally:

@@ -14,13 +14,14 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import asyncio
 
-__all__ = ["BODY_SECONDS", "FD_RESERVE", "HEADER_SECONDS", "connection_cap", "LOOPBACK_NAMES", "foreign_origin", "is_loopback", "split_host",
-           "timely_h11"]
+__all__ = ["BODY_SECONDS", "FD_RESERVE", "HEADER_SECONDS", "LOOPBACK_NAMES", "MAX_CONNECTIONS", "connection_cap",
+           "foreign_origin", "is_loopback", "split_host", "timely_h11"]
 
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.", "ip6-localhost"})
 HEADER_SECONDS = 30.0  # the most a request's head may take to arrive, from the connection or the last answer
 BODY_SECONDS = 120.0  # the most a request's body may take to arrive, whole
 FD_RESERVE = 256  # file descriptors an HTTP server keeps from its connections (its store, logs, launches)
+MAX_CONNECTIONS = 10_000  # and the most connections it holds, whatever its descriptor limit
 
 
 def is_loopback(host: str) -> bool:
@@ -48,22 +49,18 @@ def foreign_origin(origin: str | None, host: str) -> bool:
     return origin is not None and origin.rstrip("/").lower() not in {f"http://{host.lower()}", f"https://{host.lower()}"}
 
 
-def connection_cap(reserve: int = FD_RESERVE) -> int:
-    """How many HTTP connections a server holds at once: its file-descriptor limit, raised to
-    the hard limit first, less ``reserve`` kept for the store, trial logs and launches."""
+def connection_cap() -> int:
+    """How many HTTP connections a server holds at once: its file-descriptor limit less a
+    quarter of it (at most ``FD_RESERVE``) kept for the store, trial logs and launches, and
+    at most ``MAX_CONNECTIONS``. The limit is not raised: trials inherit it."""
     try:
         import resource
     except ImportError:  # not POSIX
-        return 1000
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or soft < hard:
-        want = min(hard, 1 << 20) if hard != resource.RLIM_INFINITY else 1 << 20
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
-            soft = want
-        except (ValueError, OSError):
-            pass
-    return max(16, soft - reserve)
+        return MAX_CONNECTIONS // 10
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft == resource.RLIM_INFINITY:
+        return MAX_CONNECTIONS
+    return max(64, min(MAX_CONNECTIONS, soft - min(FD_RESERVE, soft // 4)))
 
 
 def timely_h11(head_seconds: float, max_connections: int | None = None) -> type:
@@ -104,13 +101,23 @@ def timely_h11(head_seconds: float, max_connections: int | None = None) -> type:
             super().on_response_complete()
             self._expect_head(answered)
 
-        def connection_lost(self, exc: Exception | None) -> None:
+        def handle_websocket_upgrade(self, event: Any) -> None:
+            # uvicorn hands the socket to a WebSocket protocol: this one never hears of it
+            # again (no connection_lost), so it is counted out here; the WebSocket
+            # protocol has its own timeouts (katib serves no WebSocket: the app refuses it)
+            self._forget()
+            super().handle_websocket_upgrade(event)
+
+        def _forget(self) -> None:
             if self._head_due is not None:
                 self._head_due.cancel()
             waiting.pop(self, None)
             if self._counted:
                 count[0] -= 1
                 self._counted = False
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._forget()
             super().connection_lost(exc)
 
         def _idle(self) -> bool:

@@ -50,7 +50,8 @@ def _arange_size(lo: float, hi: float, step: float) -> int:
     if n <= EXACT_ARANGE:
         values = np.arange(lo, hi + step, step)
         return len(values) - int(len(values) > 0 and values[-1] > hi)
-    return n - int(lo + (n - 1) * step > hi)
+    delta = (lo + step) - lo  # numpy's: it fills start + i * ((start + step) - start)
+    return n - int(lo + (n - 1) * delta > hi)
 
 
 class GridSearch(Algorithm):

@@ -70,13 +70,11 @@ def endpoint_parts(http_get: dict[str, Any] | None) -> tuple[str, str, int | str
     Anything but an HTTP(S) endpoint (``katib.spec.http_get_errors``: a spec admitted
     before that check, say) is a ``ValueError``: katib fetches it, so nothing else may be.
     """
-    from katib.spec import http_get_errors
+    from katib.spec import http_get_errors, port_value
 
     http: dict[str, Any] = dict(http_get or {})
     path = str(http.get("path") or "/metrics")
-    port = http.get("port") or 8080
-    if isinstance(port, str) and port.lstrip("+").isascii() and port.lstrip("+").isdigit():
-        port = int(port)  # an IntOrString written "9090", as Katib reads it
+    port = port_value(http.get("port") or 8080)  # an IntOrString written "9090" is 9090, as Katib reads it
     parts = (str(http.get("scheme") or "HTTP").lower(), str(http.get("host") or "127.0.0.1"),
              port, path if path.startswith("/") else "/" + path)
     wrong = http_get_errors({"scheme": parts[0], "host": parts[1], "port": parts[2], "path": parts[3]})

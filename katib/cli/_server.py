@@ -157,7 +157,7 @@ def _serve(application: Any, host: str, port: int, log_level: str, announce: str
     if announce is not None:
         out.print(announce, highlight=False)
     uvicorn.Server(uvicorn.Config(application, host=host, port=socks[0].getsockname()[1], log_level=log_level,
-                                  http=_timely_h11())).run(sockets=socks)
+                                  http=_timely_h11(), ws="none")).run(sockets=socks)  # no WebSocket here
 
 
 def _loopback(host: str) -> bool:

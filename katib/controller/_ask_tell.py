@@ -77,7 +77,7 @@ class AskTell:
             views = [TrialView(t.name, t.parameters(), t.state, t.objective,
                                values=scoring.values(t.observation) if scoring.multi_objective and t.state in FINAL_TRIAL_STATES else None,
                                violations=scoring.violations(t.observation) if scoring.constraints and t.state in FINAL_TRIAL_STATES else (),
-                               labels=t.labels, start_time=t.start_time, completion_time=t.completion_time)
+                               labels=dict(t.labels), start_time=t.start_time, completion_time=t.completion_time)
                      for t in trials]
             state = self.store.algorithm_state(rec.id) or {}
             # A deep snapshot: the algorithms change nested lists (hyperband's queue, PBT's

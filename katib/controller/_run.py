@@ -321,14 +321,14 @@ class ExperimentRun(Following, Launching):
 
     def _view(self, t: TrialRecord) -> TrialView:
         view = self._views.get(t.name)
-        if view is None or view.state != t.state:
+        if view is None or view.state != t.state or view.labels != t.labels:
             metrics = {k: v for k in self.names if (v := metric_value(t.observation, k, self.strategies[k])) is not None}
             final = t.state in FINAL_TRIAL_STATES
             view = TrialView(
                 t.name, t.parameters(), t.state, t.objective, metrics,
                 values=self.scoring.values(t.observation) if final and self.scoring.multi_objective else None,
                 violations=self.scoring.violations(t.observation) if final and self.scoring.constraints else (),
-                labels=t.labels, start_time=t.start_time, completion_time=t.completion_time,
+                labels=dict(t.labels), start_time=t.start_time, completion_time=t.completion_time,
             )
             self._views[t.name] = view
         return view

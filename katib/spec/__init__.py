@@ -64,7 +64,7 @@ from ._template import (
 )
 from ._update import EDITABLE, update_errors
 from ._validate import nas_config_errors, validate, validate_parameter
-from ._validate_template import compile_filter, filter_problem, http_get_errors
+from ._validate_template import compile_filter, filter_problem, http_get_errors, port_value
 from ._workload import REPLICA_TYPE, count_errors, count_value
 
 __all__ = [
@@ -73,6 +73,7 @@ __all__ = [
     "count_errors",
     "count_value",
     "http_get_errors",
+    "port_value",
     "update_errors",
     "OPTIMIZATION_JOB_LIFTED",
     "as_written",

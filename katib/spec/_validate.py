@@ -317,12 +317,19 @@ def nas_config_errors(
 MAX_INT = 2**63 - 1
 
 
+def _integer(text: str) -> int | None:
+    try:
+        return int(text)
+    except (TypeError, ValueError):  # not an integer, or past Python's 4,300 digits
+        return None
+
+
 def _number(text: str | None, integer: bool) -> float | None:
     if text is None:
         return None
     try:
         value = float(int(text)) if integer else float(text)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # an integer past a double's range: not a number here
         return None
     return value if math.isfinite(value) else None
 
@@ -346,10 +353,15 @@ def validate_parameter(p: ParameterSpec, path: str, limits: Limits | None = None
         kind = "an integer" if integer else "a number"
         if fs.list_ is not None:
             errors.append(FieldError(f"{fpath}.list", f"must not be set for a {p.parameter_type} parameter"))
-        lo, hi = _number(fs.min, integer), _number(fs.max, integer)
+        past_int64 = {field for field, raw in (("min", fs.min), ("max", fs.max))
+                      if integer and raw is not None and abs(_integer(raw) or 0) > MAX_INT}
+        lo = None if "min" in past_int64 else _number(fs.min, integer)
+        hi = None if "max" in past_int64 else _number(fs.max, integer)
         for field, raw, value in (("min", fs.min, lo), ("max", fs.max, hi)):
             if raw is None:
                 errors.append(FieldError(f"{fpath}.{field}", f"is required for a {p.parameter_type} parameter"))
+            elif field in past_int64:
+                errors.append(FieldError(f"{fpath}.{field}", f"must be a 64-bit integer, within ±{MAX_INT} (got {raw})"))
             elif value is None:
                 errors.append(FieldError(f"{fpath}.{field}", f"must be {kind} (got {raw!r})"))
         if lo is not None and hi is not None:
@@ -359,11 +371,6 @@ def validate_parameter(p: ParameterSpec, path: str, limits: Limits | None = None
                 errors.append(FieldError(f"{fpath}.min", f"must not exceed max (got {fs.min} > {fs.max})"))
             elif not math.isfinite(hi - lo):
                 errors.append(FieldError(f"{fpath}.max", f"max - min must be a finite number (got {fs.max} - {fs.min})"))
-            if integer:
-                for field in ("min", "max"):
-                    if abs(int(getattr(fs, field))) > MAX_INT:
-                        errors.append(FieldError(f"{fpath}.{field}", f"must be a 64-bit integer, within ±{MAX_INT} "
-                                                 f"(got {getattr(fs, field)})"))
             if fs.distribution in ("logUniform", "logNormal") and lo <= 0:
                 errors.append(FieldError(f"{fpath}.min", f"must be > 0 for the {fs.distribution} distribution (got {fs.min})"))
         if fs.step is not None:

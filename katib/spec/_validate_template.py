@@ -307,6 +307,14 @@ def filter_problem(pattern: str) -> str | None:
 _HOST_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", re.IGNORECASE)
 
 
+def port_value(port: Any) -> Any:
+    """An ``httpGet.port`` as Katib reads it: an IntOrString whose text Go's ``strconv.Atoi``
+    takes (``"9090"``, ``"+9090"``) is that number; anything else is left as it is."""
+    if isinstance(port, str) and _PORT_TEXT.fullmatch(port):
+        return int(port)
+    return port
+
+
 def http_get_errors(http: dict[str, Any]) -> list[tuple[str, str]]:
     """``(field, rule)`` for each way a PrometheusMetric ``source.httpGet`` is not an
     HTTP(S) endpoint: the scheme HTTP or HTTPS (a Kubernetes HTTPGetAction's), a host that
@@ -326,9 +334,7 @@ def http_get_errors(http: dict[str, Any]) -> list[tuple[str, str]]:
     host = http.get("host")
     if host is not None and host != "" and not _is_host(host):
         out.append(("host", f"must be a DNS name or an IP address (got {_short(host)})"))
-    port = http.get("port")
-    if isinstance(port, str) and _PORT_TEXT.fullmatch(port):  # an IntOrString: Katib's Atoi takes "8080"
-        port = int(port)
+    port = port_value(http.get("port"))
     if isinstance(port, bool) or not isinstance(port, int) or port <= 0:
         out.append(("port", f"must be a positive port number (got {_short(port)})"))
     elif port > 65535:

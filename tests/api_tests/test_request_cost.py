@@ -227,13 +227,52 @@ def test_idle_connections_past_the_cap_push_each_other_out_not_the_server(sqlite
             s.close()
         server.should_exit = True
         thread.join(30)
-    # The cap comes from the descriptor limit, raised to the hard limit first.
+    # The cap comes from the descriptor limit, which is left as it is (trials inherit it).
     code = ("import resource; soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE); "
-            "resource.setrlimit(resource.RLIMIT_NOFILE, (64, hard)); from katib._httpguard import connection_cap; "
-            "cap = connection_cap(); now = resource.getrlimit(resource.RLIMIT_NOFILE)[0]; "
-            "print(cap == max(16, now - 256), now > 64 or hard == 64)")
+            "resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard)); from katib._httpguard import connection_cap; "
+            "print(connection_cap(), resource.getrlimit(resource.RLIMIT_NOFILE)[0])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert out.stdout.split() == ["True", "True"], out.stdout + out.stderr
+    assert out.stdout.split() == ["768", "1024"], out.stdout + out.stderr
+
+
+def test_websocket_upgrades_are_counted_out_of_the_connection_cap(sqlite_store, tmp_path: Path):
+    """uvicorn hands an upgraded socket to its WebSocket protocol and the HTTP protocol never
+    hears of it again: each upgrade (refused by the app) stayed counted, and after the cap's
+    worth every new connection was closed at once, until a restart."""
+    import socket
+    import threading
+
+    import uvicorn
+
+    from api import create_app
+    from katib._httpguard import timely_h11
+
+    app = create_app(sqlite_store, tmp_path / "runs", tmp_path, resume=False)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
+                                           http=timely_h11(60.0, max_connections=5)))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    upgrade = (b"GET /api/v1/experiments HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+               b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    try:
+        for _ in range(12):
+            with socket.create_connection(("127.0.0.1", port)) as s:
+                s.sendall(upgrade)
+                s.settimeout(10)
+                assert s.recv(100).startswith(b"HTTP/1.1 403"), "the app refuses a WebSocket"
+        time.sleep(0.3)
+        for _ in range(3):  # still served, one after another
+            with socket.create_connection(("127.0.0.1", port)) as s:
+                s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+                s.settimeout(10)
+                assert s.recv(100).startswith(b"HTTP/1.1 200")
+    finally:
+        server.should_exit = True
+        thread.join(30)
 
 
 def test_a_volume_claim_lookup_reads_only_splits_that_name_an_algorithm(live, monkeypatch):

@@ -339,3 +339,14 @@ def test_yaml_is_loaded_by_libyaml_with_every_bound_kept():
         assert message in str(info.value.errors[0]), (text[:40], info.value.errors)
     assert load_documents("[" * 64 + "]" * 64)
     assert load_documents("a: &a {x: 1}\nb:\n  <<: *a\n  y: 2\n") == [{"a": {"x": 1}, "b": {"x": 1, "y": 2}}]
+
+
+def test_an_integer_past_a_doubles_range_is_named_not_a_500():
+    """float(int('1' + '0' * 400)) raised OverflowError out of admission."""
+    huge = "1" + "0" * 400
+    doc = with_spec("spec.parameters.0", {"name": "x", "parameterType": "int", "feasibleSpace": {"min": "0", "max": huge}})
+    assert errors_of(doc) == [f"spec.parameters[0].feasibleSpace.max: must be a 64-bit integer, within "
+                              f"±9223372036854775807 (got {huge})"]
+    doc = with_spec("spec.parameters.0", {"name": "x", "parameterType": "int",
+                                          "feasibleSpace": {"min": "0", "max": "10", "step": huge}})
+    assert errors_of(doc) == [f"spec.parameters[0].feasibleSpace.step: must be an integer (got {huge!r})"]

@@ -228,3 +228,22 @@ def test_grid_refuses_more_trials_than_points():
     third = [{"name": "x", "parameterType": "double", "feasibleSpace": {"min": "0", "max": "1", "step": "0.3"}}]
     with pytest.raises(ValidationError, match=r"must be at most the 4 points of the grid \(got 5\)"):
         admit(experiment(algorithm={"algorithmName": "grid"}, parameters=third, maxTrialCount=5, parallelTrialCount=1))
+
+
+def test_a_grid_counted_without_numpy_counts_as_numpy_does(monkeypatch):
+    """Past 10⁶ points the count is arithmetic: it must be np.arange's (Katib's), which fills
+    start + i·((start + step) − start); with the step itself, min 0.1, max 1.5, step 1e-6
+    counted 1,400,001 where Katib counts 1,400,000."""
+    import numpy as np
+
+    import suggestion._grid as grid
+
+    monkeypatch.setattr(grid, "EXACT_ARANGE", 0)
+    rng = np.random.default_rng(0)
+    cases = [(0.1, 1.5, 1e-6), (0.0, 1.0, 0.1), (0.001, 0.031, 0.01), (-3.3, 7.7, 0.3)]
+    cases += [(float(lo), float(lo + span), float(span / k)) for lo, span, k in
+              zip(rng.uniform(-5, 5, 200).round(3), rng.uniform(0.1, 9, 200).round(2), rng.integers(3, 5000, 200),
+                  strict=True)]
+    for lo, hi, step in cases:
+        values = np.arange(lo, hi + step, step)
+        assert grid._arange_size(lo, hi, step) == len(values) - int(len(values) > 0 and values[-1] > hi), (lo, hi, step)
