@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from katib.errors import FieldError
-from katib.spec import Experiment, new_trial_name
+from katib.spec import Experiment, Limits, new_trial_name
 
 from ._base import Algorithm, Assignment, Setting, TrialView, integer, number
 from ._space import SearchSpace
@@ -89,6 +89,16 @@ class _Plan:
         return self._brackets[index]
 
 
+def _check_state(state: dict[str, Any], plan: _Plan) -> None:
+    """A plan this algorithm wrote (a remote client hands it back): a ValueError if not."""
+    b, r = state.get("bracket"), state.get("rung")
+    if not (type(b) is int and 0 <= b < len(plan) and type(r) is int and 0 <= r < len(plan[b])):
+        raise ValueError(f"bracket {b!r} and rung {r!r} are not of this plan ({len(plan)} brackets)")
+    for key in ("queue", "members"):
+        if not isinstance(state.get(key), list) or len(state[key]) > plan[b][r][0]:
+            raise ValueError(f"{key} must be a list of at most the rung's {plan[b][r][0]} configurations")
+
+
 class Hyperband(Algorithm):
     """Hyperband with Katib's settings.
 
@@ -142,6 +152,14 @@ class Hyperband(Algorithm):
             return [FieldError(SETTINGS_PATH, f"r_l={s['r_l']:g} and eta={s['eta']:g} plan "
                                               f"{s_max(s['r_l'], s['eta']) + 1} brackets (int(log(r_l)/log(eta)) + 1); "
                                               f"at most {MAX_BRACKETS}: lower r_l or raise eta")]
+        # The first rung of the first bracket is sampled whole at once: as many configurations
+        # as trials may run at once, at most (validate's parallelTrialCount rule says the same
+        # of the experiment; a GetSuggestions request has no parallelTrialCount to check).
+        first, most = bracket(s["r_l"], s["eta"], 0)[0][0], Limits.from_env().parallel_trials
+        if first > most:
+            return [FieldError(SETTINGS_PATH, f"r_l={s['r_l']:g} and eta={s['eta']:g} start the first bracket with "
+                                              f"{first} configurations; at most {most} (KATIB_MAX_PARALLEL_TRIALS): "
+                                              "lower r_l or raise eta")]
         return []
 
     def validate(self, experiment: Experiment) -> list[FieldError]:
@@ -182,6 +200,8 @@ class Hyperband(Algorithm):
         plan = _Plan(s["r_l"], s["eta"])
         rng = np.random.default_rng(None if s["random_state"] is None else [s["random_state"], len(trials)])
         by_name = {t.name: t for t in trials}
+        if "bracket" in state:
+            _check_state(state, plan)
         if "bracket" not in state:
             state.update(bracket=0, rung=0, queue=[], members=[])
             self._start_rung(experiment, state, plan, rng, configs=None)

@@ -210,6 +210,10 @@ def trials_to_proto(views: Sequence[TrialView], experiment: Experiment) -> list[
 # -- the server ------------------------------------------------------------------------
 
 
+# Algorithms (each an experiment's samplers and caches) a service keeps between requests.
+MAX_CACHED = 256
+
+
 class SuggestionServicer:
     """``api.v1.beta1.Suggestion`` over our algorithm registry."""
 
@@ -222,6 +226,9 @@ class SuggestionServicer:
         key = (exp.name, name)
         if key not in self._algorithms:  # one instance per experiment: samplers keep caches
             self._algorithms[key] = get_algorithm(name)
+            while len(self._algorithms) > MAX_CACHED:  # the least recently asked goes: any name may ask
+                self._algorithms.pop(next(iter(self._algorithms)))
+        self._algorithms[key] = self._algorithms.pop(key)  # the most recent last
         return self._algorithms[key]
 
     def _checked(self, request_experiment: Any, context: Any,
@@ -257,7 +264,14 @@ class SuggestionServicer:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                           f"current_request_number: at most {most} suggestions a request (KATIB_MAX_PARALLEL_TRIALS); "
                           f"got {count}")
-        assignments: list[Assignment] = alg.suggest(exp, views, count, state)[:count]
+        try:
+            assignments: list[Assignment] = alg.suggest(exp, views, count, state)[:count]
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+            if not state:
+                raise
+            # the state is the client's to hand back: one it changed is its mistake
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                          f"{STATE_SETTING}: not a state this algorithm wrote ({type(exc).__name__}: {exc})"[:1000])
         if len(assignments) < count:
             # Katib's controller takes exactly as many as it asked for ("The response contains
             # unexpected trials" otherwise): say how many there are now, and give none.

@@ -132,6 +132,34 @@ def test_katibs_hyperband_request_is_answered(server):
         with pytest.raises(grpc.RpcError) as bounded:
             stub.GetSuggestions(_hyperband_request({"r_l": "1e300", "eta": "1.5", "resource_name": "--num-epochs"}))
         assert bounded.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "brackets" in bounded.value.details()
+        # 9 brackets, but the first starts 10^8 configurations, sampled at once (a MemoryError
+        # past 1 GB, from a 200-byte request): as many as an experiment may run at once
+        with pytest.raises(grpc.RpcError) as wide:
+            stub.GetSuggestions(_hyperband_request({"r_l": "1e9", "eta": "10", "resource_name": "--num-epochs"}))
+        assert wide.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "start the first bracket with 100000000 configurations; at most 1000" in wide.value.details()
+        # a plan handed back changed: refused, not a bracket of 10^8 rungs
+        bad = _hyperband_request({"r_l": "10", "resource_name": "--num-epochs"})
+        bad.experiment.spec.algorithm.algorithm_settings.append(pb.AlgorithmSetting(
+            name="katib_state", value='{"bracket": -100000000, "rung": 0, "queue": [], "members": []}'))
+        with pytest.raises(grpc.RpcError) as changed:
+            stub.GetSuggestions(bad)
+        assert changed.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "katib_state: not a state this algorithm wrote" in changed.value.details()
+
+
+def test_a_service_keeps_a_bounded_number_of_experiments_algorithms(monkeypatch):
+    """One algorithm instance per experiment name, never let go: any caller could grow the
+    service by 10 KB a name. The least recently asked goes past MAX_CACHED."""
+    import suggestion._service as service
+
+    monkeypatch.setattr(service, "MAX_CACHED", 3)
+    servicer = service.SuggestionServicer()
+    from katib.spec import apply_defaults, parse_experiment
+
+    for name in ("a", "b", "c", "a", "d"):
+        servicer._algorithm(apply_defaults(parse_experiment(experiment(name=name))))
+    assert [key[0] for key in servicer._algorithms] == ["c", "a", "d"]
 
 
 def test_algorithm_state_travels_in_the_settings(server):
