@@ -157,3 +157,32 @@ def test_tpe_keeps_one_sampler_and_draws_as_a_fresh_one():
         assert [a.parameters for a in batch] == [a.parameters for a in fresh]
         history += [TrialView(a.name or "", a.parameters, "Succeeded", sphere(a.parameters)) for a in batch]
     assert all(s is samplers[0] for s in samplers)
+
+
+def test_a_scikit_learn_suggestion_has_a_bounded_cost(monkeypatch):
+    """Every proposal of a batch refitted the surrogate on the whole history and the batch
+    so far: ask?count=1000 after one result took 8 minutes of CPU, 2,000 results a GP fit
+    146 s. Now a fit sees at most MAX_FIT points (the best and the latest), at most
+    MAX_REFITS times a call; the rest of a batch follows the last fit's ranking."""
+    import numpy as np
+
+    import suggestion._skbo as skbo
+
+    sizes: list[int] = []
+
+    def fake(estimator, seed, xs, ys, candidates, memo):
+        sizes.append(len(xs))
+        return np.zeros(len(candidates)), np.ones(len(candidates))
+
+    monkeypatch.setattr(skbo, "_fit_predict", fake)
+    settings = {"base_estimator": "GP", "acq_func": "LCB", "n_initial_points": "0", "random_state": "1"}
+    exp = admit(doc_for("bayesianoptimization", [{"name": k, "value": v} for k, v in settings.items()]))
+    rng = np.random.default_rng(0)
+    history = [TrialView(f"t{i}", {"x": str(rng.uniform(-5, 5)), "y": str(rng.uniform(-5, 5))}, "Succeeded",
+                         float(rng.random())) for i in range(2000)]
+    batch = get_algorithm("bayesianoptimization").suggest(exp, history, 300)
+    assert len(batch) == 300 and len({tuple(a.parameters.items()) for a in batch}) == 300
+    assert len(sizes) == skbo.MAX_REFITS and max(sizes) <= skbo.MAX_FIT, (len(sizes), max(sizes))
+    # the window holds the best results
+    kept_x, kept_y = skbo._window(list(range(2000)), [t.objective for t in history], 250)
+    assert min(kept_y) == min(t.objective for t in history) and len(kept_x) == 500 and 1999 in kept_x
