@@ -31,6 +31,10 @@ from .names import RunLayout
 from .store import ObservationRow, Store, TrialLogs
 
 SERVICE_NAME = "api.v1.beta1.DBManager"
+# The metric logs one trial that is not this server's may hold, and a reply gives: as many
+# as the collector keeps of a trial of ours (KATIB_MAX_TRIAL_SAMPLES' default). Unbounded,
+# any local process could fill the database, and one GetObservationLog build a reply of it.
+EXTERNAL_ROWS = 100_000
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
 _OPEN = ("Created", "Running")
 
@@ -112,7 +116,11 @@ class DBManagerServicer:
             rows.append(ObservationRow(ts, log.metric.name, log.metric.value))
         found = self._ours(request.trial_name, context)
         if found is None:
-            self.logs.add_external(request.trial_name, rows)
+            held = self.logs.add_external(request.trial_name, rows, most=EXTERNAL_ROWS)
+            if held is not None:
+                context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                              f"trial {request.trial_name} holds {held} metric logs, and these {len(rows)} would pass "
+                              f"the limit of {EXTERNAL_ROWS} a trial: they were not recorded")
         else:
             rec, trial = found
             if trial.state not in _OPEN:
@@ -141,7 +149,7 @@ class DBManagerServicer:
         start, end = bounds
         found = self._ours(request.trial_name, context)
         if found is None:
-            rows = self.logs.external(request.trial_name, request.metric_name or None, start, end)
+            rows = self.logs.external(request.trial_name, request.metric_name or None, start, end, limit=EXTERNAL_ROWS)
         else:
             rows = [r for r in self.store.observations(found[1].id, request.metric_name or None)
                     if (start is None or r.time >= start) and (end is None or r.time <= end)]

@@ -9,6 +9,7 @@ server stands in for its DB manager) in a table of their own.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -40,17 +41,36 @@ class TrialLogs:
         found = [Store._trial(r) for r in rows]
         return [(self.store.get_experiment_by_id(t.experiment_id), t) for t in found]
 
-    def add_external(self, trial_name: str, rows: Iterable[ObservationRow]) -> None:
+    def add_external(self, trial_name: str, rows: Iterable[ObservationRow], most: int | None = None) -> int | None:
+        """Store the rows; with ``most``, only if the name would then hold at most that many:
+        else nothing is stored and the count it holds is returned."""
         values = [{"trial_name": trial_name, "time": r.time, "metric_name": r.metric_name, "value": r.value}
                   for r in rows]
-        if values:
-            self.store._retry(lambda conn: conn.execute(external_observations.insert(), values))
+        if not values:
+            return None
+        held: list[int] = []
+
+        def add(conn: Any) -> None:
+            held.clear()
+            if most is not None:
+                c = external_observations.c
+                n = conn.execute(sa.select(sa.func.count()).where(c.trial_name == trial_name)).scalar_one()
+                if n + len(values) > most:
+                    held.append(n)
+                    return
+            conn.execute(external_observations.insert(), values)
+
+        self.store._retry(add)
+        return held[0] if held else None
 
     def external(self, trial_name: str, metric_name: str | None = None, start: float | None = None,
-                 end: float | None = None) -> list[ObservationRow]:
-        """The log in time order (then in the order it came), filtered as Katib's query is."""
+                 end: float | None = None, limit: int | None = None) -> list[ObservationRow]:
+        """The log in time order (then in the order it came), filtered as Katib's query is;
+        at most ``limit`` rows, the first ones."""
         c = external_observations.c
         query = sa.select(c.time, c.metric_name, c.value).where(c.trial_name == trial_name).order_by(c.time, c.id)
+        if limit is not None:
+            query = query.limit(limit)
         if metric_name:
             query = query.where(c.metric_name == metric_name)
         if start is not None:

@@ -91,6 +91,26 @@ def test_db_manager_skips_logs_without_time_and_refuses_bad_times(grpc_server):
     assert bad.code() == grpc.StatusCode.INVALID_ARGUMENT and bad.details().startswith("end_time: ")
 
 
+def test_a_foreign_trials_log_holds_and_answers_a_bounded_number_of_rows(grpc_server, monkeypatch):
+    """A trial this store does not hold took any number of rows, from any local process, and
+    GetObservationLog built a reply of all of them."""
+    import katib._dbmanager as dbmanager
+
+    monkeypatch.setattr(dbmanager, "EXTERNAL_ROWS", 5)
+    stub = db(grpc_server)
+    stub.ReportObservationLog(pb.ReportObservationLogRequest(
+        trial_name="test1-capped", observation_log=logs(*[("loss", str(i)) for i in range(4)])))
+    full = rpc_error(stub.ReportObservationLog, pb.ReportObservationLogRequest(
+        trial_name="test1-capped", observation_log=logs(("loss", "4"), ("loss", "5"))))
+    assert full.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "holds 4 metric logs, and these 2 would pass the limit of 5 a trial" in full.details()
+    stub.ReportObservationLog(pb.ReportObservationLogRequest(trial_name="test1-capped",
+                                                             observation_log=logs(("loss", "4"))))
+    monkeypatch.setattr(dbmanager, "EXTERNAL_ROWS", 3)  # a reply gives at most the cap, the first rows
+    got = stub.GetObservationLog(pb.GetObservationLogRequest(trial_name="test1-capped"))
+    assert [m.metric.value for m in got.observation_log.metric_logs] == ["0", "1", "2"]
+
+
 def test_health_answers_for_each_service(grpc_server):
     with grpc.insecure_channel(grpc_server.grpc) as channel:
         health = health_pb2_grpc.HealthStub(channel)
