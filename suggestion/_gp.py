@@ -30,9 +30,23 @@ from optuna.samplers import GPSampler
 from optuna.study import StudyDirection
 
 REFIT_EVERY_TRIAL_UP_TO = 200
+MAX_HISTORY = 2000  # past it, the best 1,000 and the latest 1,000 completed trials (``window``)
 REFIT_GROWTH = 0.05
 SCREEN = 2048  # Optuna's random points screened before its local searches of the acquisition
 SCREEN_FLOOR = 512
+
+
+def window(completed_trials: list[Any], sign: float) -> list[Any]:
+    """The trials the GP learns from: all of them up to ``MAX_HISTORY``, then the best half
+    and the latest half (in their order). Its cost is cubic in them: unbounded, a history of
+    tens of thousands of trials made one suggestion minutes of a server's CPU."""
+    if len(completed_trials) <= MAX_HISTORY:
+        return completed_trials
+    half = MAX_HISTORY // 2
+    best = sorted(range(len(completed_trials)), key=lambda i: -sign * completed_trials[i].values[0])[:half]
+    chosen = set(best)
+    latest = [i for i in range(len(completed_trials) - 1, -1, -1) if i not in chosen][:half]
+    return [completed_trials[i] for i in sorted(chosen | set(latest))]
 
 
 def refit_due(completed: int, fitted_on: int | None) -> bool:
@@ -106,10 +120,12 @@ class ScheduledGPSampler(GPSampler):
         )
 
         space = gp_search_space.SearchSpace(search_space)
-        x = space.get_normalized_params(completed_trials)
         sign = -1.0 if study.directions[0] == StudyDirection.MINIMIZE else 1.0
+        total = len(completed_trials)
+        completed_trials = window(completed_trials, sign)
+        x = space.get_normalized_params(completed_trials)
         y = _standardize_values(sign * np.array([t.values for t in completed_trials]))[0][:, 0]
-        gpr = self._kernel(gp, torch, x, y, space.is_categorical)
+        gpr = self._kernel(gp, torch, x, y, space.is_categorical, total)
         if running_trials:
             x_running = space.get_normalized_params(running_trials, [_get_params(t) for t in running_trials])
             acqf: Any = acqf_module.qLogEI(
@@ -122,9 +138,10 @@ class ScheduledGPSampler(GPSampler):
         self._n_preliminary_samples = screened(len(x))
         return space.get_unnormalized_param(self._optimize_acqf(acqf, best))
 
-    def _kernel(self, gp: Any, torch: Any, x: np.ndarray, y: np.ndarray, is_categorical: np.ndarray) -> Any:
-        """The GP on ``(x, y)``: refitted when due (warm-started from the last fit), else
-        conditioned on them with the last fit's hyperparameters."""
+    def _kernel(self, gp: Any, torch: Any, x: np.ndarray, y: np.ndarray, is_categorical: np.ndarray,
+                completed: int) -> Any:
+        """The GP on ``(x, y)``: refitted when due for ``completed`` trials (warm-started
+        from the last fit), else conditioned on them with the last fit's hyperparameters."""
         last = self.state.get("gp", {})
         kept: Sequence[float] | None = last.get("kernel")
         if kept is not None and len(kept) != x.shape[1] + 2:
@@ -138,7 +155,7 @@ class ScheduledGPSampler(GPSampler):
                 y_train=torch.from_numpy(y), inverse_squared_lengthscales=p[:-2], kernel_scale=p[-2], noise_var=p[-1],
             )
 
-        if kept is not None and not refit_due(len(x), fitted_on):
+        if kept is not None and not refit_due(completed, fitted_on):
             gpr = regressor(kept)
             gpr._cache_matrix()
             return gpr
@@ -148,5 +165,5 @@ class ScheduledGPSampler(GPSampler):
         )
         self.fits += 1
         params = [*gpr.inverse_squared_lengthscales.tolist(), float(gpr.kernel_scale), float(gpr.noise_var)]
-        self.state["gp"] = {"kernel": params, "fitted_on": len(x)}
+        self.state["gp"] = {"kernel": params, "fitted_on": completed}
         return gpr

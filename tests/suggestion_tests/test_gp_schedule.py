@@ -51,6 +51,33 @@ def test_kernel_is_refitted_only_when_due(monkeypatch):
     assert alg._cache[1].sampler.fits == 4  # type: ignore[attr-defined]
 
 
+def test_the_gp_learns_from_a_bounded_window_of_a_long_history(monkeypatch):
+    """Its cost is cubic in the trials it learns from: past MAX_HISTORY, the best half and
+    the latest half (tens of thousands of trials made one suggestion minutes of a server's
+    CPU). The refit schedule still counts every completed trial."""
+    from types import SimpleNamespace
+
+    monkeypatch.setattr(_gp, "MAX_HISTORY", 8)
+    monkeypatch.setattr(_gp, "REFIT_EVERY_TRIAL_UP_TO", 3)
+    trials = [SimpleNamespace(values=[v]) for v in (5.0, 1.0, 9.0, 2.0, 7.0, 3.0, 8.0, 6.0, 4.0, 0.5, 9.5, 10.0)]
+    kept = _gp.window(trials, sign=-1.0)  # minimised: the 4 smallest, then the 4 latest others
+    assert [t.values[0] for t in kept] == [1.0, 2.0, 3.0, 6.0, 4.0, 0.5, 9.5, 10.0]
+    assert _gp.window(trials[:8], sign=1.0) == trials[:8]
+    sizes: list[tuple[int, int]] = []
+    real = _gp.ScheduledGPSampler._kernel
+
+    def kernel(self, gp, torch, x, y, is_categorical, completed):
+        sizes.append((len(x), completed))
+        return real(self, gp, torch, x, y, is_categorical, completed)
+
+    monkeypatch.setattr(_gp.ScheduledGPSampler, "_kernel", kernel)
+    exp = admit(doc_for("bayesianoptimization", SETTINGS))
+    state: dict = {}
+    run(get_algorithm("bayesianoptimization"), exp, 14, state)
+    assert max(n for n, _ in sizes) == 8 and sizes[-1] == (8, 13)
+    assert state["gp"]["fitted_on"] == 13  # refitted on the schedule of all 13, not of the window
+
+
 def test_proposals_follow_from_history_and_state():
     """The same random_state gives the same run; new instances given the history and the
     stored state (through JSON, as the store keeps it) propose the same points, and what
