@@ -69,14 +69,14 @@ class TrialLogs:
         at most ``limit`` rows, the first ones."""
         c = external_observations.c
         query = sa.select(c.time, c.metric_name, c.value).where(c.trial_name == trial_name).order_by(c.time, c.id)
-        if limit is not None:
-            query = query.limit(limit)
         if metric_name:
             query = query.where(c.metric_name == metric_name)
         if start is not None:
             query = query.where(c.time >= start)
         if end is not None:
             query = query.where(c.time <= end)
+        if limit is not None:
+            query = query.limit(limit)
         with self.store._read() as conn:
             return [ObservationRow(r.time, r.metric_name, r.value) for r in conn.execute(query)]
 
