@@ -4,6 +4,7 @@ by a review, 2026-12-03): each now costs what its answer is worth, or is refused
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from tests.api_tests.test_summary import _seed
@@ -179,6 +180,31 @@ def test_a_connection_that_never_sends_its_request_or_body_is_let_go(sqlite_stor
         thread.join(30)
 
 
+@contextmanager
+def capped_server(store, tmp_path: Path, max_connections: int):
+    """The API on uvicorn with katib's h11 protocol capped at ``max_connections``; its port."""
+    import threading
+
+    import uvicorn
+
+    from api import create_app
+    from katib._httpguard import timely_h11
+
+    app = create_app(store, tmp_path / "runs", tmp_path, resume=False)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
+                                           http=timely_h11(60.0, max_connections=max_connections)))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.01)
+    try:
+        yield server.servers[0].sockets[0].getsockname()[1]
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
 def test_idle_connections_past_the_cap_push_each_other_out_not_the_server(sqlite_store, tmp_path: Path):
     """30,000 idle sockets, with no login, took every file descriptor the server had (its
     store's and its trials' with them) for as long as they were reopened. Past the cap the
@@ -187,24 +213,9 @@ def test_idle_connections_past_the_cap_push_each_other_out_not_the_server(sqlite
     import socket
     import subprocess
     import sys
-    import threading
 
-    import uvicorn
-
-    from api import create_app
-    from katib._httpguard import timely_h11
-
-    app = create_app(sqlite_store, tmp_path / "runs", tmp_path, resume=False)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
-                                           http=timely_h11(60.0, max_connections=20)))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    idle = []
-    try:
+    idle: list[socket.socket] = []
+    with capped_server(sqlite_store, tmp_path, 20) as port:
         for _ in range(60):  # three times the cap, none sending anything
             idle.append(socket.create_connection(("127.0.0.1", port)))
             time.sleep(0.005)
@@ -222,11 +233,8 @@ def test_idle_connections_past_the_cap_push_each_other_out_not_the_server(sqlite
             s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
             s.settimeout(10)
             assert s.recv(100).startswith(b"HTTP/1.1 200")
-    finally:
-        for s in idle:
-            s.close()
-        server.should_exit = True
-        thread.join(30)
+    for s in idle:
+        s.close()
     # The cap comes from the descriptor limit, which is left as it is (trials inherit it).
     code = ("import resource; soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE); "
             "resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard)); from katib._httpguard import connection_cap; "
@@ -240,25 +248,10 @@ def test_websocket_upgrades_are_counted_out_of_the_connection_cap(sqlite_store, 
     hears of it again: each upgrade (refused by the app) stayed counted, and after the cap's
     worth every new connection was closed at once, until a restart."""
     import socket
-    import threading
 
-    import uvicorn
-
-    from api import create_app
-    from katib._httpguard import timely_h11
-
-    app = create_app(sqlite_store, tmp_path / "runs", tmp_path, resume=False)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
-                                           http=timely_h11(60.0, max_connections=5)))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
     upgrade = (b"GET /api/v1/experiments HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
-    try:
+    with capped_server(sqlite_store, tmp_path, 5) as port:
         for _ in range(12):
             with socket.create_connection(("127.0.0.1", port)) as s:
                 s.sendall(upgrade)
@@ -270,9 +263,6 @@ def test_websocket_upgrades_are_counted_out_of_the_connection_cap(sqlite_store, 
                 s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
                 s.settimeout(10)
                 assert s.recv(100).startswith(b"HTTP/1.1 200")
-    finally:
-        server.should_exit = True
-        thread.join(30)
 
 
 def test_a_volume_claim_lookup_reads_only_splits_that_name_an_algorithm(live, monkeypatch):
