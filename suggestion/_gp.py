@@ -29,6 +29,8 @@ import numpy as np
 from optuna.samplers import GPSampler
 from optuna.study import StudyDirection
 
+from ._base import best_and_latest
+
 REFIT_EVERY_TRIAL_UP_TO = 200
 MAX_HISTORY = 2000  # past it, the best 1,000 and the latest 1,000 completed trials (``window``)
 REFIT_GROWTH = 0.05
@@ -42,11 +44,8 @@ def window(completed_trials: list[Any], sign: float) -> list[Any]:
     tens of thousands of trials made one suggestion minutes of a server's CPU."""
     if len(completed_trials) <= MAX_HISTORY:
         return completed_trials
-    half = MAX_HISTORY // 2
-    best = sorted(range(len(completed_trials)), key=lambda i: -sign * completed_trials[i].values[0])[:half]
-    chosen = set(best)
-    latest = [i for i in range(len(completed_trials) - 1, -1, -1) if i not in chosen][:half]
-    return [completed_trials[i] for i in sorted(chosen | set(latest))]
+    keep = best_and_latest([-sign * t.values[0] for t in completed_trials], MAX_HISTORY // 2)
+    return [completed_trials[i] for i in keep]
 
 
 def refit_due(completed: int, fitted_on: int | None) -> bool:

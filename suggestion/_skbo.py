@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ._base import ACTIVE_STATES, TrialView
+from ._base import ACTIVE_STATES, TrialView, best_and_latest
 from ._space import SearchSpace
 
 N_CANDIDATES = 5_000  # skopt samples 10 000
@@ -161,12 +161,7 @@ def propose(space: SearchSpace, trials: Sequence[TrialView], count: int, setting
 
 def _window(x: list[Any], y: list[float], half: int) -> tuple[list[Any], list[float]]:
     """At most ``2 * half`` points: the ``half`` best and the ``half`` most recent others."""
-    if len(y) <= 2 * half:
-        return list(x), list(y)
-    best = sorted(range(len(y)), key=y.__getitem__)[:half]
-    chosen = set(best)
-    recent = [i for i in range(len(y) - 1, -1, -1) if i not in chosen][:half]
-    keep = sorted(chosen | set(recent))
+    keep = best_and_latest(y, half)
     return [x[i] for i in keep], [y[i] for i in keep]
 
 

@@ -17,6 +17,7 @@ from ._registry import (
     executor_names,
     trial_log_since,
     trial_logs,
+    unknown_executor,
 )
 from ._resources import Inventory, Ledger, Resources, discover_gpus
 from ._sources import Source, SourceContext, collector_kinds
@@ -71,6 +72,7 @@ __all__ = [
     "executor_class",
     "executor_factory",
     "executor_names",
+    "unknown_executor",
     "owner_alive",
     "owner_id",
     "parse_json",

@@ -121,6 +121,14 @@ def _one_of(names: list[str]) -> str:
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
 
 
+def unknown_executor(name: str) -> str | None:
+    """Why ``name`` names no executor of this installation (the names there are), or None."""
+    if name in _executor_plugins():
+        return None
+    return (f"must be {_one_of(executor_names())} (got {name!r}); packages add executors through the "
+            f"{EXECUTORS_GROUP} entry points")
+
+
 def _load(plugin: Plugin, what: str) -> Any:
     module, _, attr = plugin.target.partition(":")
     try:
@@ -139,8 +147,7 @@ def executor_factory(name: str, options: ExecutorOptions | None = None) -> Calla
 
     plugin = _executor_plugins().get(name)
     if plugin is None:
-        raise KatibError(f"--executor must be {_one_of(executor_names())} (got {name!r}); packages add "
-                         f"executors through the {EXECUTORS_GROUP} entry points")
+        raise KatibError(f"--executor {unknown_executor(name)}")
     target = _load(plugin, "executor")
     if isinstance(target, type):
         if not issubclass(target, Executor):

@@ -119,12 +119,11 @@ class Output(StrEnum):
 
 def _known_executor(name: str) -> str:
     """``--executor`` names an executor this installation has: a usage error (exit 2) if not."""
-    from trials import executor_names
+    from trials import unknown_executor
 
-    names = executor_names()
-    if name not in names:
-        raise typer.BadParameter(f"must be {', '.join(names[:-1])} or {names[-1]} (got {name!r}); packages add "
-                                 "executors through the katib.executors entry points")
+    problem = unknown_executor(name)
+    if problem is not None:
+        raise typer.BadParameter(problem)
     return name
 
 

@@ -38,18 +38,8 @@ _C_LOADER: Any = getattr(yaml, "CSafeLoader", None)
 
 
 class _BoundedLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, refusing duplicate keys and alias bombs."""
-
-    depth = 0
-
-    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
-        self.depth += 1
-        try:
-            if self.depth > MAX_DEPTH:
-                raise _LoadError(f"nests deeper than {MAX_DEPTH} levels", self.peek_event().start_mark)
-            return super().compose_node(parent, index)  # type: ignore[no-any-return]
-        finally:
-            self.depth -= 1
+    """PyYAML's safe loader, refusing duplicate keys and alias bombs (its depth and size
+    are ``_shape``'s, checked first)."""
 
     def compose_document(self) -> yaml.Node | None:
         node = super().compose_document()

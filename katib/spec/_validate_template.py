@@ -73,7 +73,6 @@ def _trial_template(exp: Experiment, limits: Limits) -> list[FieldError]:
     errors += _unreferenced(exp, tt)
     if tt.trial_spec is not None:
         errors += _metadata_keys(tt, path)
-    if tt.trial_spec is not None:
         errors += _rendered(exp, tt, path)
         errors += workload_errors(tt.trial_spec, f"{path}.trialSpec", limits, _referenced(exp, tt))
     return errors
