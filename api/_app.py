@@ -41,7 +41,8 @@ from ._guard import (
 from ._head import HeadAsGet
 from ._state import ServerLimits, ServerState
 from ._static import CompressedStaticFiles
-from .routes import configmaps, experiments, kube, namespaces, system, trainer, viewer
+from ._tables import TableAnswers
+from .routes import configmaps, discovery, experiments, kube, namespaces, system, trainer, viewer
 
 _CODES = {ValidationError: 422, NotFoundError: 404, ConflictError: 409, TemporaryError: 503,
           UnauthorizedError: 401, ForbiddenError: 403}
@@ -155,6 +156,8 @@ def create_app(store: Store, runs_root: Path, workdir: Path, tick: float = 1.0, 
 
     # Trial lists compress about tenfold; small answers are sent as they are.
     # Level 5, not Starlette's 9: a 13 MB summary compresses in 0.35 s instead of 5 s, 4 % larger.
+    # Innermost: a Table (kubectl get) is made of the JSON answer before it is compressed.
+    app.add_middleware(TableAnswers)
     app.add_middleware(GZipMiddleware, minimum_size=4096, compresslevel=5)
     app.add_middleware(HeadAsGet)  # HEAD is the GET without its body (GET routes alone refuse HEAD)
     # Outermost: nothing reaches a route (or is decompressed) before the guard has passed it.
@@ -167,6 +170,8 @@ def create_app(store: Store, runs_root: Path, workdir: Path, tick: float = 1.0, 
     app.include_router(namespaces.router, dependencies=guarded)
     app.include_router(trainer.router, dependencies=guarded)
     app.include_router(viewer.router, dependencies=guarded)
+    # Last: its catch-all for lists across namespaces must not shadow a route above.
+    app.include_router(discovery.router, dependencies=guarded)
     app.include_router(viewer.page)
     app.mount("/ui", CompressedStaticFiles(directory=viewer.STATIC), name="ui")
     return app

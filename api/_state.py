@@ -14,6 +14,8 @@ from katib._pushtoken import PushTokens
 from katib.controller import AskTell, ExperimentManager
 from katib.store import Store, UserStore
 
+from ._listmemory import ListMemory
+
 
 @dataclass(frozen=True)
 class ServerLimits:
@@ -59,6 +61,7 @@ class ServerState:
     read_only: bool = False  # katib ui: serves reads, runs and changes nothing
     limits: ServerLimits = field(default_factory=ServerLimits)
     streams: dict[str, int] = field(default_factory=dict)  # open event streams by client
+    lists: ListMemory = field(default_factory=ListMemory)  # the lists a watch may start from
 
     def __post_init__(self) -> None:
         if self.ask_tell is None:

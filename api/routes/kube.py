@@ -13,67 +13,22 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from katib import views
-from katib.controller import is_completed
+from katib.controller import is_completed, rfc3339
 from katib.errors import FieldError, NotFoundError, ValidationError
 from katib.runtimes import is_trainjob
 from katib.spec import API_VERSION, EXPERIMENT_LABEL, TRIAL_LABEL, Trial
 from katib.store import ExperimentRecord, TrialRecord, experiment_page
 
-from .. import _paging, _service
+from .. import _paging, _service, _watch
+from .. import _selectors as selectors
 from .._documents import created_links, experiment_body, read_document
 from .._models import KubeExperimentList
 from .._state import ServerState, get_state
+from .._tables import wants_table
 from .._trainjobs import JOBSET_NAME_LABEL, trainjob_of, trainjob_pods
 
 router = APIRouter(tags=["kubernetes"])
 PREFIX = "/apis/kubeflow.org/v1beta1/namespaces/{namespace}"
-
-
-_SET_SELECTOR = re.compile(r"^\s*([^\s=!,()]+)\s+in\s+\(([^()]*)\)\s*$")
-
-
-MAX_SELECTOR = 4096  # characters of a labelSelector: a few hundred labels
-
-
-def _terms(text: str) -> list[str]:
-    """``text`` split at the commas outside parentheses, in one pass (a look-ahead regex
-    re-read the rest of the string at every comma: seconds for one long selector, with
-    the interpreter's lock held)."""
-    terms, depth, start = [], 0, 0
-    for i, ch in enumerate(text):
-        if ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth = max(0, depth - 1)
-        elif ch == "," and depth == 0:
-            terms.append(text[start:i])
-            start = i + 1
-    terms.append(text[start:])
-    return terms
-
-
-def _selector(label_selector: str | None) -> dict[str, str | frozenset[str]]:
-    """``a=b,c=d`` and ``e in (f, g)`` (the selectors the Katib and Kubeflow SDKs send)."""
-    out: dict[str, str | frozenset[str]] = {}
-    if label_selector and len(label_selector) > MAX_SELECTOR:
-        raise ValidationError([FieldError("labelSelector", f"must be at most {MAX_SELECTOR} characters "
-                                          f"(got {len(label_selector)})")], "request")
-    for part in _terms(label_selector or ""):
-        if not part.strip():
-            continue
-        found = _SET_SELECTOR.match(part)
-        if found:
-            out[found.group(1)] = frozenset(v.strip() for v in found.group(2).split(",") if v.strip())
-            continue
-        key, sep, value = part.partition("=")
-        if not sep or key.rstrip().endswith("!"):
-            raise ValidationError([FieldError("labelSelector", f"only key=value and key in (a, b) selectors are supported (got {part!r})")], "request")
-        out[key.strip()] = value.lstrip("=").strip()
-    return out
-
-
-def _matches(labels: dict[str, str], selector: dict[str, str | frozenset[str]]) -> bool:
-    return all(labels.get(k) in v if isinstance(v, frozenset) else labels.get(k) == v for k, v in selector.items())
 
 
 @router.post(PREFIX + "/experiments", status_code=201, openapi_extra=experiment_body(),
@@ -84,26 +39,91 @@ async def create_experiment(namespace: str, request: Request, dry_run: str | Non
     return await asyncio.to_thread(_service.create, state, doc, namespace, dry_run == "All")
 
 
+_FIELD_SELECTOR = Query(None, alias="fieldSelector")
+_WATCH = Query(False, description="a stream of changes (kubectl get -w, kubectl wait), not a list: api/_watch.py")
+_TIMEOUT = Query(None, alias="timeoutSeconds", ge=0, description="how long a watch lasts (at most 1,800 s)")
+
+
+def _or_none(get: Any, namespace: str, name: str) -> Any:
+    try:
+        return get(namespace, name)
+    except NotFoundError:
+        return None
+
+
+def _named(fields: selectors.Fields) -> str | None:
+    """The one name a field selector asks for (``metadata.name=x``), if it does."""
+    return next((v for f, v, equal in fields if f == "metadata.name" and equal), None)
+
+
+async def _watch_of(request: Request, state: ServerState, namespace: str, kind: str, read: Any,
+                    fields: selectors.Fields, key: tuple[str, ...], timeout_seconds: int | None) -> Any:
+    def objects() -> list[dict[str, Any]]:
+        return [o for o in read() if selectors.fields_match(o, fields)]
+
+    since = state.lists.recall(request.query_params.get("resourceVersion"), key)
+    return await _watch.watch(request, state, namespace, kind, objects, since, timeout_seconds,
+                              wants_table(request.headers.get("accept", "")))
+
+
+def _version(state: ServerState, key: tuple[str, ...], items: list[dict[str, Any]], more: bool) -> str:
+    """The list's resource version: one a watch can start from (``ListMemory``) for a whole
+    list a watch could cover, else ""."""
+    return state.lists.remember(key, items) if not more and len(items) <= _watch.MAX_OBJECTS else ""
+
+
+def _list_key(resource: str, namespace: str, label_selector: str | None, field_selector: str | None) -> tuple[str, ...]:
+    return (resource, namespace, selectors.paging_key(label_selector, field_selector) or "")
+
+
 @router.get(PREFIX + "/experiments", response_model=KubeExperimentList, response_model_exclude_none=True)
-def list_experiments(namespace: str, label_selector: str | None = Query(None, alias="labelSelector"),
-                     limit: int | None = _paging.LIMIT, continue_: str | None = _paging.CONTINUE,
-                     state: ServerState = Depends(get_state)) -> KubeExperimentList:
+async def list_experiments(request: Request, namespace: str, label_selector: str | None = Query(None, alias="labelSelector"),
+                           field_selector: str | None = _FIELD_SELECTOR, limit: int | None = _paging.LIMIT,
+                           continue_: str | None = _paging.CONTINUE, watch: bool = _WATCH,
+                           timeout_seconds: int | None = _TIMEOUT, state: ServerState = Depends(get_state)) -> Any:
     """The namespace's experiments, oldest first, a page at a time: at most ``limit`` (and
     the server's ``page`` limit), and about the server's ``list_bytes`` of them read (a page
     ends before the experiment that would pass it, and holds at least one; one the selector
     leaves out counts too, so a page may hold fewer than ``limit``); ``metadata.continue``
-    while more follow. No ``limit`` means a whole page (the Katib SDK asks once)."""
-    selector = _selector(label_selector)
-    at = _paging.start(continue_, "experiment-objects", namespace, label_selector)
+    while more follow. No ``limit`` means a whole page (the Katib SDK asks once). With
+    ``watch``, a stream of their changes instead."""
+    labels = selectors.labels(label_selector)
+    fields = selectors.fields(field_selector, "Experiment")
+    if watch:
+        def watched() -> list[dict[str, Any]]:
+            name = _named(fields)
+            if name is not None:
+                recs = [r for r in [_or_none(state.store.get_experiment, namespace, name)] if r is not None]
+            else:
+                recs, following = experiment_page(state.store, _watch.MAX_OBJECTS, state.limits.list_bytes, 0, namespace)
+                if following is not None:
+                    raise _watch.too_many()
+            objs = [views.experiment(r).model_dump(mode="json", by_alias=True, exclude_none=True) for r in recs]
+            return [o for o in objs if selectors.labels_match(o["metadata"].get("labels") or {}, labels)]
+
+        return await _watch_of(request, state, namespace, "Experiment", watched, fields,
+                               _list_key("experiments", namespace, label_selector, field_selector), timeout_seconds)
+    return await asyncio.to_thread(_experiments_page, state, namespace, labels, fields,
+                                   _list_key("experiments", namespace, label_selector, field_selector), limit, continue_)
+
+
+def _experiments_page(state: ServerState, namespace: str, labels: selectors.Labels, fields: selectors.Fields,
+                      list_key: tuple[str, ...], limit: int | None, continue_: str | None) -> KubeExperimentList:
+    key = list_key[2] or None
+    at = _paging.start(continue_, "experiment-objects", namespace, key)
     recs, following = experiment_page(state.store, _paging.page_size(limit, state.limits.page), state.limits.list_bytes,
                                       at.experiment if at else 0, namespace)
     items = [views.experiment(r) for r in recs]
     metadata = {"resourceVersion": ""}
     if following is not None:
-        metadata["continue"] = _paging.encode("experiment-objects", namespace, label_selector,
-                                              _paging.Position(following, ""))
-    return KubeExperimentList(api_version=API_VERSION, kind="ExperimentList", metadata=metadata,
-                              items=[i for i in items if _matches(i.metadata.labels or {}, selector)])
+        metadata["continue"] = _paging.encode("experiment-objects", namespace, key, _paging.Position(following, ""))
+    kept = [i for i in items if selectors.labels_match(i.metadata.labels or {}, labels)]
+    if fields:
+        kept = [i for i in kept if selectors.fields_match({"metadata": {"name": i.metadata.name, "namespace": namespace}}, fields)]
+    if following is None and not continue_ and len(kept) <= _watch.MAX_OBJECTS:
+        metadata["resourceVersion"] = _version(state, list_key, [i.model_dump(mode="json", by_alias=True, exclude_none=True)
+                                                                 for i in kept], False)
+    return KubeExperimentList(api_version=API_VERSION, kind="ExperimentList", metadata=metadata, items=kept)
 
 
 @router.get(PREFIX + "/experiments/{name}", operation_id="kubeGetExperiment",
@@ -141,26 +161,58 @@ def _of_experiment(selector: dict[str, str | frozenset[str]]) -> frozenset[str] 
 
 
 @router.get(PREFIX + "/trials", response_model=None)
-def list_trials(namespace: str, label_selector: str | None = Query(None, alias="labelSelector"),
-                limit: int | None = _paging.LIMIT, continue_: str | None = _paging.CONTINUE,
-                state: ServerState = Depends(get_state)) -> JSONResponse:
+async def list_trials(request: Request, namespace: str, label_selector: str | None = Query(None, alias="labelSelector"),
+                      field_selector: str | None = _FIELD_SELECTOR, limit: int | None = _paging.LIMIT,
+                      continue_: str | None = _paging.CONTINUE, watch: bool = _WATCH,
+                      timeout_seconds: int | None = _TIMEOUT, state: ServerState = Depends(get_state)) -> Any:
     """The namespace's trials (of the experiments a selector names), oldest experiment
     first and each one's trials oldest first, a page at a time: at most ``limit`` and the
     server's page (``KATIB_MAX_PAGE``); while more follow, ``metadata.continue`` is the
     token to pass as ``?continue=`` (with the same ``labelSelector``) for the next page.
     Without ``limit`` a page is the server's whole page: the Katib SDK's ``list_trials``,
-    which asks once, gets every trial of an experiment smaller than that."""
-    selector = _selector(label_selector)
-    size = _paging.page_size(limit, state.limits.page)
-    at = _paging.start(continue_, "trials", namespace, label_selector)
+    which asks once, gets every trial of an experiment smaller than that. With ``watch``,
+    a stream of their changes instead."""
+    labels = selectors.labels(label_selector)
+    fields = selectors.fields(field_selector, "Trial")
+    named = _named(fields)
 
-    heads = _paging.heads(state.store, namespace, at, _of_experiment(selector))
-    walk = _paging.walk_trials(state.store, heads, at, lambda rec, t: [views.trial_object(rec, t)], _paging.chunk_for(size),
-                               keep=lambda t: _matches(t.labels, selector), budget=_paging.Budget(state.limits.list_bytes, size))
-    items, spot = _paging.fill(walk, size)
-    token = _paging.next_token(state.store, spot, "trials", namespace, label_selector)
-    # Serialised directly: thousands of plain dicts need no model validation.
-    return JSONResponse(_paging.kube_list("Trial", _paging.built(items), token, API_VERSION))
+    def keep(t: TrialRecord) -> bool:
+        return selectors.labels_match(t.labels, labels) and (named is None or t.name == named)
+
+    if watch:
+        def watched() -> list[dict[str, Any]]:
+            if named is not None:
+                found = _or_none(state.store.get_trial, namespace, named)
+                return [views.trial_object(*found)] if found is not None and keep(found[1]) else []
+            walk = _paging.walk_trials(state.store, _paging.heads(state.store, namespace, None, _of_experiment(labels)), None,
+                                       lambda rec, t: [views.trial_object(rec, t)], _paging.chunk_for(_watch.MAX_OBJECTS),
+                                       keep=keep, budget=_paging.Budget(state.limits.list_bytes, _watch.MAX_OBJECTS))
+            items, spot = _paging.fill(walk, _watch.MAX_OBJECTS)
+            if spot is not None:
+                raise _watch.too_many()
+            return _paging.built(items)
+
+        return await _watch_of(request, state, namespace, "Trial", watched, fields,
+                               _list_key("trials", namespace, label_selector, field_selector), timeout_seconds)
+    key = selectors.paging_key(label_selector, field_selector)
+
+    def page() -> JSONResponse:
+        size = _paging.page_size(limit, state.limits.page)
+        at = _paging.start(continue_, "trials", namespace, key)
+        heads = _paging.heads(state.store, namespace, at, _of_experiment(labels))
+        walk = _paging.walk_trials(state.store, heads, at, lambda rec, t: [views.trial_object(rec, t)], _paging.chunk_for(size),
+                                   keep=keep, budget=_paging.Budget(state.limits.list_bytes, size))
+        items, spot = _paging.fill(walk, size)
+        token = _paging.next_token(state.store, spot, "trials", namespace, key)
+        # Serialised directly: thousands of plain dicts need no model validation.
+        found = [o for o in _paging.built(items) if selectors.fields_match(o, fields)]
+        listed = _paging.kube_list("Trial", found, token, API_VERSION)
+        if not continue_:
+            listed["metadata"]["resourceVersion"] = _version(state, _list_key("trials", namespace, label_selector, field_selector),
+                                                             found, token is not None)
+        return JSONResponse(listed)
+
+    return await asyncio.to_thread(page)
 
 
 @router.get(PREFIX + "/trials/{name}", response_model=Trial, response_model_exclude_none=True)
@@ -194,6 +246,7 @@ def _suggestion(state: ServerState, rec: ExperimentRecord) -> dict[str, Any]:
     return {
         "apiVersion": API_VERSION, "kind": "Suggestion",
         "metadata": {"name": rec.name, "namespace": rec.namespace, "labels": {EXPERIMENT_LABEL: rec.name},
+                     "creationTimestamp": rfc3339(rec.created_at),
                      "ownerReferences": [{"apiVersion": API_VERSION, "kind": "Experiment", "name": rec.name, "uid": rec.uid}]},
         "spec": {"algorithm": spec.get("algorithm"), "earlyStopping": spec.get("earlyStopping"),
                  "requests": count, "resumePolicy": spec.get("resumePolicy", "Never")},
@@ -203,19 +256,46 @@ def _suggestion(state: ServerState, rec: ExperimentRecord) -> dict[str, Any]:
 
 
 @router.get(PREFIX + "/suggestions")
-def list_suggestions(namespace: str, limit: int | None = _paging.LIMIT, continue_: str | None = _paging.CONTINUE,
-                     state: ServerState = Depends(get_state)) -> dict[str, Any]:
+async def list_suggestions(request: Request, namespace: str, field_selector: str | None = _FIELD_SELECTOR,
+                           limit: int | None = _paging.LIMIT, continue_: str | None = _paging.CONTINUE,
+                           watch: bool = _WATCH, timeout_seconds: int | None = _TIMEOUT,
+                           state: ServerState = Depends(get_state)) -> Any:
     """A Suggestion per experiment of the namespace, oldest first, a page at a time: at
     most ``limit`` of them, and while they embed at most the server's page of
     ``status.suggestions`` together (a page holds its first one whatever it embeds: at
-    most a page, see ``getSuggestion``); ``metadata.continue`` while more follow."""
-    size = _paging.page_size(limit, state.limits.page)
-    at = _paging.start(continue_, "suggestions", namespace, None)
-    walk = _paging.walk_embedding(_paging.heads(state.store, namespace, at), at, state.limits.page,
-                                  lambda rec: _suggestion(state, rec), _paging.Budget(state.limits.list_bytes))
-    items, spot = _paging.fill(walk, size, budget=state.limits.page)
-    token = _paging.next_token(state.store, spot, "suggestions", namespace, None)
-    return _paging.kube_list("Suggestion", _paging.built(items), token, API_VERSION)
+    most a page, see ``getSuggestion``); ``metadata.continue`` while more follow. With
+    ``watch``, a stream of their changes instead."""
+    fields = selectors.fields(field_selector, "Suggestion")
+    if watch:
+        def watched() -> list[dict[str, Any]]:
+            name = _named(fields)
+            if name is not None:
+                recs = [r for r in [_or_none(state.store.get_experiment, namespace, name)] if r is not None]
+            else:
+                recs, following = experiment_page(state.store, _watch.MAX_OBJECTS, state.limits.list_bytes, 0, namespace)
+                if following is not None:
+                    raise _watch.too_many()
+            return [_suggestion(state, r) for r in recs]
+
+        return await _watch_of(request, state, namespace, "Suggestion", watched, fields,
+                               _list_key("suggestions", namespace, None, field_selector), timeout_seconds)
+
+    def page() -> dict[str, Any]:
+        size = _paging.page_size(limit, state.limits.page)
+        key = selectors.paging_key(None, field_selector)
+        at = _paging.start(continue_, "suggestions", namespace, key)
+        walk = _paging.walk_embedding(_paging.heads(state.store, namespace, at), at, state.limits.page,
+                                      lambda rec: _suggestion(state, rec), _paging.Budget(state.limits.list_bytes))
+        items, spot = _paging.fill(walk, size, budget=state.limits.page)
+        token = _paging.next_token(state.store, spot, "suggestions", namespace, key)
+        found = [o for o in _paging.built(items) if selectors.fields_match(o, fields)]
+        listed = _paging.kube_list("Suggestion", found, token, API_VERSION)
+        if not continue_:
+            listed["metadata"]["resourceVersion"] = _version(state, _list_key("suggestions", namespace, None, field_selector),
+                                                             found, token is not None)
+        return listed
+
+    return await asyncio.to_thread(page)
 
 
 @router.get(PREFIX + "/suggestions/{name}", operation_id="getSuggestion")
@@ -241,25 +321,29 @@ def _pod(rec: ExperimentRecord, t: TrialRecord, labels: dict[str, str]) -> dict[
     template = rec.spec.get("spec", {}).get("trialTemplate", {})
     container = template.get("primaryContainerName", "main")
     return {"apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": t.name, "namespace": rec.namespace, "labels": labels},
+            "metadata": {"name": t.name, "namespace": rec.namespace, "labels": labels,
+                         "creationTimestamp": rfc3339(t.created_at)},
             "spec": {"containers": [{"name": container, "image": "local"}]},
             "status": {"phase": _PHASES.get(t.state, "Unknown")}}
 
 
 @router.get("/api/v1/namespaces/{namespace}/pods")
 def list_pods(namespace: str, label_selector: str | None = Query(None, alias="labelSelector"),
+              field_selector: str | None = _FIELD_SELECTOR,
               limit: int | None = _paging.LIMIT, continue_: str | None = _paging.CONTINUE,
               state: ServerState = Depends(get_state)) -> dict[str, Any]:
     """Each trial that has run shows as one pod named after it (a TrainJob trial as one
     per node), a page at a time as ``…/trials`` are: at most ``limit`` pods and the
     server's page (``KATIB_MAX_PAGE``), ``metadata.continue`` while more follow (a page
     may end within a trial's pods; the next starts where it ended)."""
-    selector = _selector(label_selector)
+    selector = selectors.labels(label_selector)
+    fields = selectors.fields(field_selector, "Pod")
+    key = selectors.paging_key(label_selector, field_selector)
     size = _paging.page_size(limit, state.limits.page)
-    at = _paging.start(continue_, "pods", namespace, label_selector)
+    at = _paging.start(continue_, "pods", namespace, key)
 
     def wanted(pods: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return [p for p in pods if _matches(p["metadata"]["labels"], selector)]
+        return [p for p in pods if selectors.labels_match(p["metadata"]["labels"], selector) and selectors.fields_match(p, fields)]
 
     trial = next((selector[k] for k in (TRIAL_LABEL, JOBSET_NAME_LABEL) if isinstance(selector.get(k), str)), None)
     walk: Iterator[_paging.Entry]
@@ -274,8 +358,24 @@ def list_pods(namespace: str, label_selector: str | None = Query(None, alias="la
         walk = _paging.walk_trials(state.store, heads, at, lambda rec, t: wanted(_pods(rec, t)), _paging.chunk_for(size),
                                    budget=_paging.Budget(state.limits.list_bytes, size))
     items, spot = _paging.fill(walk, size)
-    token = _paging.next_token(state.store, spot, "pods", namespace, label_selector)
+    token = _paging.next_token(state.store, spot, "pods", namespace, key)
     return _paging.kube_list("Pod", _paging.built(items), token, "v1")
+
+
+@router.get("/api/v1/namespaces/{namespace}/pods/{name}")
+def get_pod(namespace: str, name: str, state: ServerState = Depends(get_state)) -> dict[str, Any]:
+    """One trial's pod (``kubectl logs`` reads it first): the pod named after the trial, or
+    a TrainJob trial's node ``i`` (``<trial>-node-<i>``)."""
+    trial = name
+    node = re.fullmatch(r"(.+)-node-[0-9]+", name)
+    for candidate in ([name, node.group(1)] if node else [name]):
+        found = _or_none(state.store.get_trial, namespace, candidate)
+        if found is not None:
+            trial = candidate
+            pod = next((p for p in _pods(*found) if p["metadata"]["name"] == name), None)
+            if pod is not None:
+                return pod
+    raise NotFoundError(f"pod {name!r} not found in namespace {namespace!r} (trial {trial!r} has no such pod)")
 
 
 @router.get("/api/v1/namespaces/{namespace}/pods/{name}/log", response_class=PlainTextResponse)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
 
 from katib.errors import NotFoundError
 from katib.optimizationjobs import optimization_job_object
@@ -18,6 +18,7 @@ from katib.runtimes import CLUSTER_KIND, NAMESPACED_KIND, TRAINER_API_VERSION, r
 from katib.store import ExperimentRecord, TrialRecord
 
 from .. import _paging, _trainjobs
+from .. import _selectors as selectors
 from .._state import ServerState, get_state
 
 router = APIRouter(tags=["kubeflow trainer"])
@@ -136,7 +137,8 @@ def get_optimizationjob(namespace: str, name: str, state: ServerState = Depends(
 
 
 @router.get("/api/v1/namespaces/{namespace}/events")
-def list_events(namespace: str, limit: int | None = _paging.LIMIT, continue_: str | None = _paging.CONTINUE,
+def list_events(namespace: str, field_selector: str | None = Query(None, alias="fieldSelector"),
+                limit: int | None = _paging.LIMIT, continue_: str | None = _paging.CONTINUE,
                 state: ServerState = Depends(get_state)) -> dict[str, Any]:
     """The events of every trial in the namespace (its job created, running, ended), a
     page at a time: at most ``limit`` and the server's page (``KATIB_MAX_PAGE``),
@@ -144,12 +146,15 @@ def list_events(namespace: str, limit: int | None = _paging.LIMIT, continue_: st
     in the order they were created; within a page the events are oldest first (so an
     answer of one page, every namespace with fewer events than a page, is all of them
     oldest first; the Kubeflow SDK sorts what it reads anyway)."""
+    fields = selectors.fields(field_selector, "Event")
+    key = selectors.paging_key(None, field_selector)
     size = _paging.page_size(limit, state.limits.page)
-    at = _paging.start(continue_, "events", namespace, None)
+    at = _paging.start(continue_, "events", namespace, key)
     # An event is made of its trial and the experiment's namespace: no experiment is read whole.
     walk = _paging.walk_trials(state.store, _paging.heads(state.store, namespace, at), at,
-                               lambda rec, t: _trainjobs.events(rec, [t]), _paging.chunk_for(size))
+                               lambda rec, t: [e for e in _trainjobs.events(rec, [t]) if selectors.fields_match(e, fields)],
+                               _paging.chunk_for(size))
     built, spot = _paging.fill(walk, size)
     items = sorted(_paging.built(built), key=lambda e: e["firstTimestamp"] or "")
-    token = _paging.next_token(state.store, spot, "events", namespace, None)
+    token = _paging.next_token(state.store, spot, "events", namespace, key)
     return _paging.kube_list("Event", items, token, "v1")

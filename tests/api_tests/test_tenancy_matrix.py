@@ -40,6 +40,7 @@ GRANTS: dict[str, dict[str, str]] = {  # the four users: what each may do where
 }
 CALLERS = (*GRANTS, "anonymous", "push-token")  # and no token at all, and a trial's push token
 PUBLIC, GLOBAL, READ, WRITE, PUSH, STREAM = "public", "global", "read", "write", "push", "stream"
+REFUSED = "refused"  # a list across namespaces: 422 for anyone with a token (kubectl get -A)
 MISSING = "missing"  # a read of what is not there: 404 for a reader, 403 for anyone else
 
 # Every route: (its kind, the body of a request, whose experiment a write acts on).
@@ -111,6 +112,18 @@ MATRIX: dict[str, tuple[str, Any, str | None]] = {
     "PATCH /api/v1/namespaces/{namespace}":
         (WRITE, {"metadata": {"labels": {"katib.kubeflow.org/metrics-collector-injection": "enabled"}}}, None),
     "GET /api/v1/namespaces/{namespace}/persistentvolumeclaims/{name}": (MISSING, None, None),
+    # kubectl's discovery (everyone's, as the server's routes are), a trial's pod, and the
+    # lists across namespaces it refuses.
+    "GET /version": (GLOBAL, None, None),
+    "GET /api": (GLOBAL, None, None),
+    "GET /api/v1": (GLOBAL, None, None),
+    "GET /apis": (GLOBAL, None, None),
+    "GET /apis/{group}": (GLOBAL, None, None),
+    "GET /apis/{group}/{version}": (GLOBAL, None, None),
+    "GET /openapi/v2": (GLOBAL, None, None),
+    "GET /api/v1/namespaces/{namespace}/pods/{name}": (READ, None, None),
+    "GET /apis/{group}/{version}/{resource}": (REFUSED, None, None),
+    "GET /api/v1/pods": (REFUSED, None, None),
 }
 SCRATCH = {"scratch": "s", "kscratch": "k", "cscratch": "c"}  # the name prefix of what each caller's creates make
 
@@ -230,6 +243,8 @@ def _expected(kind: str, caller: str, namespace: str, crossed: bool) -> set[int]
     role = _role(caller, namespace)
     if kind in (GLOBAL, STREAM):
         return {200}
+    if kind == REFUSED:
+        return {422}
     may = role is not None if kind in (READ, MISSING) else role == "editor"
     if not may:
         return {403}
@@ -294,7 +309,8 @@ def _one(tally: Tally, client: httpx.Client, caller: str, ns: str, crossed: bool
         name = configmap = f"{SCRATCH[target]}-{caller}"
     trial = names[source]["trial"]
     path = (template.replace("{namespace}", ns).replace("{trial}", trial).replace("{configmap}", configmap)
-            .replace("{runtime}", "torch-distributed"))
+            .replace("{runtime}", "torch-distributed").replace("{group}", "kubeflow.org").replace("{version}", "v1beta1")
+            .replace("{resource}", "trials"))
     if "/trials/{name}" in path or "/pods/{name}" in path:
         path = path.replace("{name}", trial)
     path = path.replace("{name}", name)

@@ -1,0 +1,280 @@
+"""What kubectl needs of the server, beside the Katib SDK's endpoints: discovery (and an
+openapi document it can read), Tables with Katib's printer columns, field selectors, and
+watches (``kubectl get -w``, ``kubectl wait``). The last test drives the real kubectl."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+
+import httpx
+import pytest
+import yaml
+
+from api import _watch
+from api._state import ServerLimits
+from api._tables import human_duration
+from api.routes.discovery import RESOURCES
+from katib.store import UserStore
+from tests.api_tests.conftest import LiveServer
+from tests.conftest import experiment, python_command
+
+KUBE = "/apis/kubeflow.org/v1beta1/namespaces/default"
+TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json"
+
+
+def _quick(name: str = "demo", trials: int = 2, sleep: float = 0.0) -> dict:
+    code = f"import time; time.sleep({sleep}); print('loss=0.5')" if sleep else "print('loss=0.5')"
+    return experiment(name=name, maxTrialCount=trials, parallelTrialCount=trials, command=python_command(code))
+
+
+def test_discovery_names_only_what_is_served(live):
+    c = live.client
+    assert c.get("/api").json()["versions"] == ["v1"]
+    groups = {g["name"]: g["preferredVersion"]["groupVersion"] for g in c.get("/apis").json()["groups"]}
+    assert groups == {"kubeflow.org": "kubeflow.org/v1beta1", "trainer.kubeflow.org": "trainer.kubeflow.org/v1alpha1"}
+    assert c.get("/apis/kubeflow.org").json()["preferredVersion"]["version"] == "v1beta1"
+    katib = {r["name"]: r for r in c.get("/apis/kubeflow.org/v1beta1").json()["resources"]}
+    assert set(katib) == {"experiments", "trials", "suggestions"}
+    assert katib["experiments"]["verbs"] == ["create", "delete", "get", "list", "patch"]
+    assert katib["trials"]["categories"] == ["all", "kubeflow", "katib"]  # kubectl get katib
+    assert c.get("/apis/kubeflow.org/v1").status_code == 404
+    assert c.get("/apis/example.com").status_code == 404
+    version = c.get("/version").json()
+    assert version["gitVersion"].startswith(f"v{version['major']}.{version['minor']}.")
+    # kubectl reads /openapi/v2 as protocol buffers before it validates what it sends
+    r = c.get("/openapi/v2", headers={"accept": "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"})
+    assert r.content == b"\x0a\x032.0" and "@" not in r.headers["content-type"]
+
+    # every resource listed answers the verbs it is listed with, where it would be
+    for gv, resources in RESOURCES.items():
+        root = "/api/v1" if gv == "v1" else f"/apis/{gv}"
+        for resource in resources:
+            if "/" in resource["name"] or "list" not in resource["verbs"]:
+                continue
+            path = f"{root}/namespaces/default/{resource['name']}" if resource["namespaced"] else f"{root}/{resource['name']}"
+            r = c.get(path)
+            assert r.status_code == 200, (path, r.text)
+            assert r.json()["kind"] == resource["kind"] + "List", path
+
+
+def test_lists_across_namespaces_are_refused_by_name(live):
+    r = live.client.get("/apis/kubeflow.org/v1beta1/experiments")
+    assert r.status_code == 422 and "one namespace at a time" in r.json()["message"]
+    assert live.client.get("/apis/kubeflow.org/v1beta1/nothings").status_code == 404
+    # the catch-all shadows no route: a cluster-scoped list still answers
+    assert live.client.get("/apis/trainer.kubeflow.org/v1alpha1/clustertrainingruntimes").json()["kind"] == \
+        "ClusterTrainingRuntimeList"
+
+
+def test_tables_carry_katibs_printer_columns(live):
+    c = live.client
+    assert c.post(f"{KUBE}/experiments", json=_quick()).status_code == 201
+    live.wait_for("default", "demo")
+    table = c.get(f"{KUBE}/experiments", headers={"accept": TABLE})
+    assert table.headers["content-type"].startswith("application/json;as=Table")
+    body = table.json()
+    assert body["kind"] == "Table" and body["apiVersion"] == "meta.k8s.io/v1"
+    assert [col["name"] for col in body["columnDefinitions"]] == ["Name", "Type", "Status", "Age"]
+    [row] = body["rows"]
+    assert row["cells"][:3] == ["demo", "Succeeded", "True"] and row["cells"][3].endswith("s")
+    assert row["object"]["kind"] == "PartialObjectMetadata" and row["object"]["metadata"]["name"] == "demo"
+
+    one = c.get(f"{KUBE}/suggestions/demo", headers={"accept": TABLE}).json()
+    assert [col["name"] for col in one["columnDefinitions"]] == ["Name", "Type", "Status", "Requested", "Assigned", "Age"]
+    assert one["rows"][0]["cells"][3:5] == [2, 2] and one["rows"][0]["cells"][5] != "<unknown>"
+    trials = c.get(f"{KUBE}/trials", headers={"accept": TABLE}).json()
+    assert sorted(r["cells"][1] for r in trials["rows"]) == ["Succeeded", "Succeeded"]
+    pods = c.get("/api/v1/namespaces/default/pods", headers={"accept": TABLE}).json()
+    assert [col["name"] for col in pods["columnDefinitions"]] == ["Name", "Ready", "Status", "Restarts", "Age"]
+    events = c.get("/api/v1/namespaces/default/events", headers={"accept": TABLE}).json()
+    assert {r["cells"][3] for r in events["rows"]} == {"JobCreated", "JobRunning", "JobSucceeded"}
+    # without the Table in Accept, the objects as before; a kind without columns as it is
+    assert c.get(f"{KUBE}/experiments").json()["kind"] == "ExperimentList"
+    assert c.get("/api/v1/namespaces/default/configmaps", headers={"accept": TABLE}).json()["kind"] == "ConfigMapList"
+
+
+@pytest.mark.parametrize(("seconds", "shown"), [(5, "5s"), (119, "119s"), (125, "2m5s"), (600, "10m"), (3 * 3600 + 60, "3h1m"),
+                                                (9 * 3600, "9h"), (50 * 3600, "2d2h"), (400 * 86400, "400d"),
+                                                (3 * 365 * 86400, "3y"), (-5, "<invalid>")])
+def test_ages_read_as_kubectl_writes_them(seconds, shown):
+    assert human_duration(seconds) == shown
+
+
+def test_field_selectors_pick_by_name_and_refuse_other_fields(live):
+    c = live.client
+    for name in ("one", "two"):
+        assert c.post(f"{KUBE}/experiments", json=_quick(name, trials=1)).status_code == 201
+    live.wait_for("default", "one")
+    live.wait_for("default", "two")
+    names = lambda r: [i["metadata"]["name"] for i in r.json()["items"]]  # noqa: E731
+    assert names(c.get(f"{KUBE}/experiments", params={"fieldSelector": "metadata.name=two"})) == ["two"]
+    assert names(c.get(f"{KUBE}/experiments", params={"fieldSelector": "metadata.name!=two"})) == ["one"]
+    assert names(c.get(f"{KUBE}/suggestions", params={"fieldSelector": "metadata.name==one"})) == ["one"]
+    trial = names(c.get(f"{KUBE}/trials", params={"labelSelector": "katib.kubeflow.org/experiment=one"}))[0]
+    assert names(c.get(f"{KUBE}/trials", params={"fieldSelector": f"metadata.name={trial}"})) == [trial]
+    assert names(c.get("/api/v1/namespaces/default/pods", params={"fieldSelector": f"metadata.name={trial}"})) == [trial]
+    # kubectl describe's question: the events of one object
+    events = c.get("/api/v1/namespaces/default/events",
+                   params={"fieldSelector": f"involvedObject.name={trial},involvedObject.namespace=default,"
+                                            "involvedObject.kind=Trial,involvedObject.uid="}).json()["items"]
+    assert {e["reason"] for e in events} == {"JobCreated", "JobRunning", "JobSucceeded"}
+    assert all(e["involvedObject"]["name"] == trial for e in events)
+    bad = c.get(f"{KUBE}/experiments", params={"fieldSelector": "spec.maxTrialCount=1"})
+    assert bad.status_code == 422
+    assert "fieldSelector" in bad.text and "field label not supported" in bad.text and "metadata.name" in bad.text
+    assert c.get(f"{KUBE}/trials", params={"fieldSelector": "metadata.name"}).status_code == 422
+    # a trial's pod, by name, as kubectl logs reads it first
+    assert c.get(f"/api/v1/namespaces/default/pods/{trial}").json()["status"]["phase"] == "Succeeded"
+    assert c.get("/api/v1/namespaces/default/pods/nothing-node-1").status_code == 404
+
+
+def _events(c: httpx.Client, path: str, params: dict, until, timeout: float = 60) -> list[dict]:
+    seen: list[dict] = []
+    deadline = time.monotonic() + timeout
+    with c.stream("GET", path, params={**params, "watch": "true"}) as r:
+        assert r.status_code == 200, r.read()
+        for line in r.iter_lines():
+            if line:
+                seen.append(json.loads(line))
+            if until(seen) or time.monotonic() > deadline:
+                break
+    return seen
+
+
+def test_a_watch_from_a_list_sends_what_changed_since(live):
+    c = live.client
+    assert c.post(f"{KUBE}/experiments", json=_quick(sleep=1.0)).status_code == 201
+    listed = c.get(f"{KUBE}/experiments", params={"fieldSelector": "metadata.name=demo"}).json()
+    version = listed["metadata"]["resourceVersion"]
+    assert version  # a list a watch can start from (with the same selectors, as kubectl watches)
+    [before] = listed["items"]
+
+    def done(seen: list[dict]) -> bool:
+        return any(e["object"]["status"].get("completionTime") for e in seen)
+
+    seen = _events(c, f"{KUBE}/experiments", {"resourceVersion": version, "fieldSelector": "metadata.name=demo"}, done)
+    assert seen and done(seen)
+    # nothing is ADDED again: the list already held it; every event is a change of it
+    assert {e["type"] for e in seen} == {"MODIFIED"}
+    assert all(e["object"] != before for e in seen)
+    assert all(a["object"] != b["object"] for a, b in zip(seen, seen[1:], strict=False))
+
+    # from "" (or a version this server does not remember), every object first, as Kubernetes does
+    first = _events(c, f"{KUBE}/trials", {}, lambda s: len(s) >= 2)
+    assert [e["type"] for e in first] == ["ADDED", "ADDED"]
+    unknown = _events(c, f"{KUBE}/trials", {"resourceVersion": "1"}, lambda s: len(s) >= 2)
+    assert [e["type"] for e in unknown] == ["ADDED", "ADDED"]
+    # a Table per event for kubectl get -w, the columns with the first only
+    with c.stream("GET", f"{KUBE}/trials", params={"watch": "1"}, headers={"accept": TABLE}) as r:
+        lines = [json.loads(line) for _, line in zip(range(2), r.iter_lines(), strict=False)]
+    assert "columnDefinitions" in lines[0]["object"] and "columnDefinitions" not in lines[1]["object"]
+    assert lines[0]["object"]["rows"][0]["cells"][1] == "Succeeded"
+
+    # a deletion: DELETED to a watch that started before it, and to one from a list that held it
+    listed = c.get(f"{KUBE}/experiments").json()["metadata"]["resourceVersion"]
+    assert c.delete(f"{KUBE}/experiments/demo").status_code == 200
+    gone = _events(c, f"{KUBE}/experiments", {"resourceVersion": listed}, lambda s: bool(s))
+    assert [(e["type"], e["object"]["metadata"]["name"]) for e in gone] == [("DELETED", "demo")]
+
+
+def test_a_watch_ends_when_told_and_is_bounded(sqlite_store, tmp_path, monkeypatch):
+    with LiveServer(sqlite_store, tmp_path, limits=ServerLimits(streams_per_client=1)) as live:
+        c = live.client
+        for name in ("one", "two"):
+            assert c.post(f"{KUBE}/experiments", json=_quick(name, trials=1)).status_code == 201
+        started = time.monotonic()
+        with c.stream("GET", f"{KUBE}/experiments", params={"watch": "true", "timeoutSeconds": "1"}) as r:
+            seen = [json.loads(line) for line in r.iter_lines() if line]
+            assert time.monotonic() - started < 10
+        assert {e["object"]["metadata"]["name"] for e in seen} >= {"one", "two"}
+        # one stream per client here: a second watch is refused while the first is open
+        with c.stream("GET", f"{KUBE}/trials", params={"watch": "true", "timeoutSeconds": "5"}) as held:
+            assert held.status_code == 200
+            refused = c.get(f"{KUBE}/experiments", params={"watch": "true"})
+            assert refused.status_code == 429 and refused.json()["kind"] == "Status"
+        monkeypatch.setattr(_watch, "MAX_OBJECTS", 1)
+        wide = c.get(f"{KUBE}/experiments", params={"watch": "true"})
+        assert wide.status_code == 422 and "narrow it with labelSelector or fieldSelector" in wide.text
+        assert c.get(f"{KUBE}/experiments", params={"watch": "true", "fieldSelector": "metadata.name=one",
+                                                    "timeoutSeconds": "1"}).status_code == 200
+
+
+def test_a_watch_reads_only_what_its_caller_may(sqlite_store, tmp_path):
+    users = UserStore(sqlite_store)
+    admin, vic = users.add_user("admin", admin=True), users.add_user("vic")
+    users.grant("vic", "team-a", "viewer")
+    with LiveServer(sqlite_store, tmp_path, auth=True) as live:
+        c = live.client
+        assert c.get("/apis").status_code == 401  # discovery too needs a token
+        c.headers["authorization"] = f"Bearer {admin}"
+        assert c.get("/apis/kubeflow.org/v1beta1").status_code == 200
+        assert c.post("/apis/kubeflow.org/v1beta1/namespaces/team-b/experiments",
+                      json=_quick() | {"metadata": {"name": "demo", "namespace": "team-b"}}).status_code == 201
+        c.headers["authorization"] = f"Bearer {vic}"
+        r = c.get("/apis/kubeflow.org/v1beta1/namespaces/team-b/experiments", params={"watch": "true"})
+        assert r.status_code == 403
+        ok = c.get("/apis/kubeflow.org/v1beta1/namespaces/team-a/trials", params={"watch": "true", "timeoutSeconds": "1"})
+        assert ok.status_code == 200 and ok.text == ""
+
+
+# -- the real kubectl ----------------------------------------------------------------------
+
+KUBECTL = shutil.which("kubectl")
+
+
+@pytest.fixture
+def kubectl(tmp_path):
+    if KUBECTL is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must install kubectl (.ci/run installs Debian's kubernetes-client)")
+        pytest.skip("kubectl is not installed")
+
+    def run(server: LiveServer, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        config = tmp_path / "kubeconfig"
+        config.write_text(yaml.safe_dump({
+            "apiVersion": "v1", "kind": "Config", "current-context": "katib",
+            "clusters": [{"name": "katib", "cluster": {"server": server.url}}],
+            "contexts": [{"name": "katib", "context": {"cluster": "katib", "user": "me", "namespace": "default"}}],
+            "users": [{"name": "me", "user": {}}]}))
+        env = {**os.environ, "KUBECONFIG": str(config), "HOME": str(tmp_path)}
+        return subprocess.run([KUBECTL, "--cache-dir", str(tmp_path / "cache"), *args], capture_output=True, text=True,
+                              timeout=timeout, env=env)
+
+    return run
+
+
+def test_kubectl_applies_gets_waits_for_describes_and_deletes_an_experiment(kubectl, live, tmp_path):
+    manifest = tmp_path / "demo.yaml"
+    doc = _quick(trials=2)
+    doc["metadata"]["namespace"] = "default"
+    manifest.write_text(yaml.safe_dump(doc))
+
+    def ok(*args: str) -> str:
+        done = kubectl(live, *args)
+        assert done.returncode == 0, (args, done.stdout, done.stderr)
+        return done.stdout
+
+    assert "experiment.kubeflow.org/demo created" in ok("apply", "-f", str(manifest))
+    assert "condition met" in ok("wait", "--for=condition=Succeeded", "experiment/demo", "--timeout=90s")
+    header, row = ok("get", "experiments").splitlines()
+    assert header.split() == ["NAME", "TYPE", "STATUS", "AGE"] and row.split()[:3] == ["demo", "Succeeded", "True"]
+    trials = ok("get", "trials", "-l", "katib.kubeflow.org/experiment=demo", "-o", "name").split()
+    assert len(trials) == 2 and all(t.startswith("trial.kubeflow.org/demo-") for t in trials)
+    assert ok("get", "experiment", "demo", "-o", "jsonpath={.status.trials}") == "2"
+    assert "loss=0.5" in ok("logs", trials[0].split("/")[1])
+    described = ok("describe", "trial", trials[0].split("/")[1])
+    assert "JobSucceeded" in described
+    assert ok("api-resources", "--api-group=kubeflow.org", "-o", "name").split() == \
+        ["experiments.kubeflow.org", "suggestions.kubeflow.org", "trials.kubeflow.org"]
+    assert "experiment.kubeflow.org/demo" in ok("get", "katib", "-o", "name").split()  # Katib's category
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({**doc, "metadata": {"name": "bad", "namespace": "default"},
+                                   "spec": {**doc["spec"], "maxTrialCount": -1}}))
+    refused = kubectl(live, "apply", "-f", str(bad))
+    assert refused.returncode != 0 and "spec.maxTrialCount" in refused.stderr
+    assert 'experiment.kubeflow.org "demo" deleted' in ok("delete", "-f", str(manifest))
+    assert ok("get", "experiments") == "" and "No resources found" in kubectl(live, "get", "experiments").stderr
