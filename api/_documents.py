@@ -12,11 +12,17 @@ from katib.errors import FieldError, ValidationError
 from katib.spec import load_documents, load_json
 
 
-def experiment_body(*json_types: str) -> dict[str, Any]:
-    """OpenAPI for a route whose body is an Experiment, as JSON (typed by the model) or YAML."""
+def experiment_body(*json_types: str, json_patch: bool = False) -> dict[str, Any]:
+    """OpenAPI for a route whose body is an Experiment, as JSON (typed by the model) or YAML
+    (or, with ``json_patch``, a JSON patch's operations)."""
     ref = {"$ref": "#/components/schemas/Experiment"}
     content: dict[str, Any] = {t: {"schema": ref} for t in json_types or ("application/json",)}
     content["application/yaml"] = {"schema": {"type": "string", "description": "the Experiment as YAML"}}
+    if json_patch:
+        op = {"type": "object", "required": ["op", "path"],
+              "properties": {"op": {"type": "string", "enum": ["add", "remove", "replace", "move", "copy", "test"]},
+                             "path": {"type": "string"}, "from": {"type": "string"}, "value": {}}}
+        content["application/json-patch+json"] = {"schema": {"type": "array", "items": op}}
     return {"requestBody": {"required": True, "content": content}}
 
 

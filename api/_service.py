@@ -14,6 +14,7 @@ from katib.optimizationjobs import source_annotation, stored_experiment
 from katib.store import ExperimentRecord, TrialRecord
 
 from . import _configmaps
+from . import _jsonpatch as jsonpatch
 from ._documents import merge_patch
 from ._guard import BodyTooLarge
 from ._state import ServerState
@@ -50,14 +51,21 @@ def create(state: ServerState, doc: Any, namespace: str, dry_run: bool = False) 
 
 
 def patch(state: ServerState, namespace: str, name: str, patch_doc: Any) -> views.ExperimentObject:
-    """A merge patch; only the trial budget may change, as in Katib."""
-    if not isinstance(patch_doc, dict):
-        raise ValidationError([FieldError("", f"a merge patch must be an object (got {type(patch_doc).__name__})")], "request")
+    """A merge patch (an object), or a JSON patch (a list of operations, RFC 6902); only the
+    trial budget may change, as in Katib."""
+    if not isinstance(patch_doc, (dict, list)):
+        raise ValidationError([FieldError("", f"a patch is an object (merge patch) or a list (JSON patch), "
+                                              f"not {type(patch_doc).__name__}")], "request")
     rec = state.store.get_experiment(namespace, name)
     current = views.experiment_object(rec)
     current.pop("status", None)
-    patch_doc = {k: v for k, v in patch_doc.items() if k != "status"}
-    merged = merge_patch(current, patch_doc)
+    if isinstance(patch_doc, list):
+        merged = jsonpatch.apply(current, patch_doc)
+        if not isinstance(merged, dict):
+            raise ValidationError([FieldError("", "the patched experiment is not an object")], "patch")
+        merged.pop("status", None)
+    else:
+        merged = merge_patch(current, {k: v for k, v in patch_doc.items() if k != "status"})
     for key in ("uid", "creationTimestamp", "resourceVersion", "generation", "managedFields"):
         (merged.get("metadata") or {}).pop(key, None)
     exp = admit(merged, kept_source=source_annotation(rec))  # the OptimizationJob it came from, if it did, stays

@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 
 from katib import views
 from katib.controller import is_completed, rfc3339
-from katib.errors import FieldError, NotFoundError, ValidationError
+from katib.errors import NotFoundError
 from katib.runtimes import is_trainjob
 from katib.spec import API_VERSION, EXPERIMENT_LABEL, TRIAL_LABEL, Trial
 from katib.store import ExperimentRecord, TrialRecord, experiment_page
@@ -133,14 +133,13 @@ def get_experiment(namespace: str, name: str, state: ServerState = Depends(get_s
 
 
 @router.patch(PREFIX + "/experiments/{name}", operation_id="kubePatchExperiment",
-              openapi_extra=experiment_body("application/merge-patch+json", "application/json"),
+              openapi_extra=experiment_body("application/merge-patch+json", "application/json", json_patch=True),
               response_model=views.ExperimentObject, response_model_exclude_none=True)
 async def patch_experiment(namespace: str, name: str, request: Request,
                            state: ServerState = Depends(get_state)) -> views.ExperimentObject:
-    """A merge patch (the SDK sends the whole object): only the budget may change."""
+    """A merge patch (the SDK sends the whole object) or a JSON patch (``kubectl patch
+    --type=json``): only the budget may change."""
     doc = await read_document(request)
-    if isinstance(doc, list):
-        raise ValidationError([FieldError("", "JSON patches are not supported; send a merge patch")], "request")
     return await asyncio.to_thread(_service.patch, state, namespace, name, doc)
 
 
