@@ -184,15 +184,20 @@ def error_body(path: str, code: int, message: str, fields: list[dict[str, str]] 
     """An error as our API writes it (``{"message", "errors"}``), or as a Kubernetes
     ``Status`` on the Kubernetes-style paths."""
     if kube_style(path):
-        body: dict[str, Any] = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                                "message": message, "reason": _REASONS.get(code, "InternalError"), "code": code}
-        if code == 409 and "already exists" not in message:
-            body["reason"] = "Conflict"
-        if fields:
-            body["details"] = {"causes": [{"field": f["field"], "message": f["message"], "reason": "FieldValueInvalid"}
-                                          for f in fields]}
-        return body
+        return kube_status(code, message, fields)
     return {"message": message, **({"errors": fields} if fields else {})}
+
+
+def kube_status(code: int, message: str, fields: list[dict[str, str]] | None = None) -> dict[str, Any]:
+    """An error as a Kubernetes ``Status``."""
+    body: dict[str, Any] = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                            "message": message, "reason": _REASONS.get(code, "InternalError"), "code": code}
+    if code == 409 and "already exists" not in message:
+        body["reason"] = "Conflict"
+    if fields:
+        body["details"] = {"causes": [{"field": f["field"], "message": f["message"], "reason": "FieldValueInvalid"}
+                                      for f in fields]}
+    return body
 
 
 # Every answer: no other site may frame the viewer (and have a person click its stop,

@@ -26,6 +26,7 @@ from katib.store import (
 from .. import _paging, _service
 from .._auth import StreamCaller, can_read, current_user
 from .._documents import created_links, experiment_body, read_document
+from .._guard import kube_status
 from .._models import (
     ControllerAnswer,
     ExperimentItem,
@@ -289,6 +290,14 @@ async def events(request: Request, namespace: str | None = None, experiment: str
     events reach only those who may read it at that moment, and the stream ends at the
     next event or keep-alive after its token stops working or, for one namespace's
     stream, after the caller's role in it is taken away."""
+    accept = request.headers.get("accept", "").lower()
+    if "application/json" in accept and "text/event-stream" not in accept:
+        # kubectl get events -A: a Kubernetes list across namespaces, which is not served
+        # (each namespace's events are at /api/v1/namespaces/{namespace}/events): an
+        # answer, not a stream that never ends.
+        why = "events are listed one namespace at a time here (kubectl get events -n NAMESPACE, not -A)"
+        return JSONResponse(kube_status(422, f"invalid request: namespace: {why}", [{"field": "namespace", "message": why}]),
+                            status_code=422)  # type: ignore[return-value]
     queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=10_000)
     loop = asyncio.get_running_loop()
     caller = StreamCaller(request)

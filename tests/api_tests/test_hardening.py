@@ -201,7 +201,7 @@ KUBE = "/apis/kubeflow.org/v1beta1/namespaces/default/experiments"
     ("PATCH", KUBE + "/demo", b'"a string"', "application/merge-patch+json"),
     ("PATCH", KUBE + "/demo", b"5", "application/merge-patch+json"),
     ("PATCH", KUBE + "/demo", b"\xff\xfe{}", "application/merge-patch+json"),
-    ("PATCH", KUBE + "/demo", b"[]", "application/json-patch+json"),
+    ("PATCH", KUBE + "/demo", b"[{\"op\": \"launch\", \"path\": \"/spec\"}]", "application/json-patch+json"),  # an empty one is a valid no-op
     ("POST", KUBE, b"[" * 10_000 + b"]" * 10_000, "application/json"),
     ("POST", KUBE, b"a:\n" + b"".join(b"  " * i + b"- \n" for i in range(1, 2000)), "application/yaml"),
     ("POST", KUBE, b'{"spec": {"maxTrialCount": ' + b"9" * 5000 + b"}}", "application/json"),

@@ -65,6 +65,12 @@ def test_lists_across_namespaces_are_refused_by_name(live):
     r = live.client.get("/apis/kubeflow.org/v1beta1/experiments")
     assert r.status_code == 422 and "one namespace at a time" in r.json()["message"]
     assert live.client.get("/apis/kubeflow.org/v1beta1/nothings").status_code == 404
+    # kubectl get events -A asks the event stream's path for a list: an answer, not a stream
+    # that never ends (a browser's EventSource asks for text/event-stream, and gets it)
+    events = live.client.get("/api/v1/events", params={"limit": "500"}, headers={"accept": TABLE}, timeout=10)
+    assert events.status_code == 422 and events.json()["kind"] == "Status" and "-n NAMESPACE" in events.json()["message"]
+    with live.client.stream("GET", "/api/v1/events", headers={"accept": "text/event-stream"}) as stream:
+        assert stream.status_code == 200 and stream.headers["content-type"].startswith("text/event-stream")
     # the catch-all shadows no route: a cluster-scoped list still answers
     assert live.client.get("/apis/trainer.kubeflow.org/v1alpha1/clustertrainingruntimes").json()["kind"] == \
         "ClusterTrainingRuntimeList"
