@@ -1,7 +1,8 @@
 """Kubernetes watches (``?watch=true``) on the Katib objects, for ``kubectl get -w`` and
 ``kubectl wait``: a stream of ``{"type": "ADDED" | "MODIFIED" | "DELETED", "object": …}``
-lines. A watch starts as Kubernetes starts one from resource version "" (every list here
-answers ""): an ADDED event for each object that matches, then one event per change.
+lines. A watch from a list's ``resourceVersion`` (``api._listmemory``) starts with what
+changed since that list; from any other version, or none, it starts as Kubernetes starts
+one from "": an ADDED event for each object that matches. Then one event per change.
 
 Changes are found by reading the watched objects again, at most once a second and sooner
 after the controller publishes an event of the namespace, and comparing them with the
@@ -27,6 +28,7 @@ from katib.errors import FieldError, ForbiddenError, ValidationError
 from katib.spec import API_VERSION
 
 from ._auth import StreamCaller
+from ._guard import kube_status
 from ._listmemory import fingerprint
 from ._state import ServerState
 from ._tables import to_table
@@ -52,9 +54,8 @@ def _full(state: ServerState, client: str) -> JSONResponse | None:
     open_streams = state.streams
     if open_streams.get(client, 0) < state.limits.streams_per_client and sum(open_streams.values()) < state.limits.streams_total:
         return None
-    return JSONResponse({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "TooManyRequests", "code": 429,
-                         "message": f"too many open streams (at most {state.limits.streams_per_client} per client and "
-                                    f"{state.limits.streams_total} in all); close one first"}, status_code=429)
+    return JSONResponse(kube_status(429, f"too many open streams (at most {state.limits.streams_per_client} per client and "
+                                         f"{state.limits.streams_total} in all); close one first"), status_code=429)
 
 
 @contextlib.contextmanager
@@ -84,14 +85,14 @@ async def watch(request: Request, state: ServerState, namespace: str, kind: str,
     if not caller.may_read(namespace):
         assert caller.user is not None
         raise ForbiddenError(f"user {caller.user.name!r} may not read anything in namespace {namespace!r} (needs the viewer role)")
-    started = time.monotonic()
-    first = await asyncio.to_thread(read)
-    spacing = MIN_SPACING * (time.monotonic() - started)
-    limit = min(timeout_seconds, MAX_SECONDS) if timeout_seconds else MAX_SECONDS
     client = _client(request, caller.user.name if caller.user else None)
     refused = _full(state, client)
     if refused is not None:
         return refused
+    started = time.monotonic()
+    first = await asyncio.to_thread(read)
+    spacing = MIN_SPACING * (time.monotonic() - started)
+    limit = min(timeout_seconds, MAX_SECONDS) if timeout_seconds else MAX_SECONDS
     loop = asyncio.get_running_loop()
     woken = asyncio.Event()
 
