@@ -39,6 +39,7 @@ from ._guard import (
     name_kind,
 )
 from ._head import HeadAsGet
+from ._selectors import refuse_unapplied
 from ._state import ServerLimits, ServerState
 from ._static import CompressedStaticFiles
 from ._tables import TableAnswers
@@ -162,7 +163,7 @@ def create_app(store: Store, runs_root: Path, workdir: Path, tick: float = 1.0, 
     app.add_middleware(HeadAsGet)  # HEAD is the GET without its body (GET routes alone refuse HEAD)
     # Outermost: nothing reaches a route (or is decompressed) before the guard has passed it.
     app.add_middleware(RequestGuard, auth=auth, read_only=read_only, allowed_hosts=allowed_hosts, max_body=max_body)
-    guarded = [Depends(check_path_names), Depends(authorize)]
+    guarded = [Depends(check_path_names), Depends(authorize), Depends(refuse_unapplied)]
     app.include_router(system.router)
     app.include_router(experiments.router, dependencies=guarded)
     app.include_router(kube.router, dependencies=guarded)

@@ -167,12 +167,14 @@ class BodyTooLarge(Exception):
 
 
 _NAMESPACE_PATH = re.compile(r"^/api/v1/namespaces/[^/]+/?$")
+_CORE_LIST_PATH = re.compile(r"^/api/v1/namespaces/[^/]+/(configmaps|events)(/[^/]*)?$")  # kubectl's, as pods are
 
 
 def kube_style(path: str) -> bool:
     """Whether the path belongs to the Kubernetes-style API (errors are ``Status`` objects)."""
     return (path.startswith("/apis/") or "/pods" in path or "/persistentvolumeclaims" in path
-            or _NAMESPACE_PATH.match(path) is not None)
+            or _NAMESPACE_PATH.match(path) is not None or _CORE_LIST_PATH.match(path) is not None
+            or path in ("/api", "/api/v1", "/version", "/openapi/v2"))
 
 
 _REASONS = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 405: "MethodNotAllowed",

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 import threading
 import time
 from collections import OrderedDict
 from typing import Any
 
-KEPT_LISTS = 64  # lists remembered (each of at most api._watch.MAX_OBJECTS objects)
+KEPT_LISTS = 128  # lists remembered (each of at most api._watch.MAX_OBJECTS objects)
 
 
 def fingerprint(obj: dict[str, Any]) -> str:
@@ -25,7 +26,8 @@ def fingerprint(obj: dict[str, Any]) -> str:
 class ListMemory:
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._next = time.time_ns() // 1000  # distinct from a previous run's versions
+        # distinct from a previous run's versions, and from another server's on the same store
+        self._next = (time.time_ns() // 1000) * 1000 + secrets.randbelow(1000) * 10**12
         self._lists: OrderedDict[str, tuple[tuple[str, ...], dict[str, str]]] = OrderedDict()
 
     def remember(self, key: tuple[str, ...], objects: list[dict[str, Any]]) -> str:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from fastapi import Request
+
 from katib.errors import FieldError, ValidationError
 
 _SET_SELECTOR = re.compile(r"^\s*([^\s=!,()]+)\s+in\s+\(([^()]*)\)\s*$")
@@ -119,3 +121,31 @@ def paging_key(label_selector: str | None, field_selector: str | None) -> str | 
     if not field_selector:
         return label_selector
     return f"{label_selector or ''}\x00{field_selector}"
+
+
+# What a Kubernetes client may send to any list, and would be wrong to have ignored: a
+# selector a route does not apply would widen what it lists (and kubectl deletes what it
+# lists), a watch it does not serve would answer a list where a stream is read.
+_LIST_PARAMS = ("labelSelector", "fieldSelector", "watch")
+
+
+def _query_names(dependant: Any) -> set[str]:
+    names = {f.alias for f in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names
+
+
+def refuse_unapplied(request: Request) -> None:
+    """Router dependency: a ``labelSelector``, ``fieldSelector`` or ``watch`` sent to a
+    route that does not take it is a 422 naming it, not silently dropped."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None or not any(p in request.query_params for p in _LIST_PARAMS):
+        return
+    taken = _query_names(dependant)
+    for param in _LIST_PARAMS:
+        if param in request.query_params and param not in taken:
+            what = "watched" if param == "watch" else f"selected by {param}"
+            raise ValidationError([FieldError(param, f"{getattr(route, 'path', request.url.path)} cannot be {what} here")],
+                                  "request")

@@ -7,13 +7,12 @@ and age."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qs
 
+from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 TABLE_TYPE = "application/json;as=Table;v=v1;g=meta.k8s.io"
@@ -139,6 +138,7 @@ def to_table(doc: Any, with_columns: bool = True) -> dict[str, Any] | None:
 
 
 INLINE_BYTES = 64 << 10  # a larger answer is converted in a thread
+MAX_BYTES = 64 << 20  # a larger answer is passed on as it is (a list page is about KATIB_MAX_LIST_BYTES)
 
 
 def _converted(raw: bytes) -> bytes | None:
@@ -148,7 +148,8 @@ def _converted(raw: bytes) -> bytes | None:
 
 class TableAnswers:
     """ASGI middleware: a GET under ``/api`` or ``/apis`` whose ``Accept`` asks for a
-    Table gets its JSON answer as one (``to_table``); a watch converts its own events."""
+    Table gets its JSON answer as one (``to_table``); a watch, a stream with no length,
+    passes untouched (it converts its own events)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -163,8 +164,11 @@ class TableAnswers:
         async def buffered(message: Message) -> None:
             nonlocal start
             if message["type"] == "http.response.start":
-                content_type = dict(message.get("headers", [])).get(b"content-type", b"")
-                if message["status"] == 200 and content_type.startswith(b"application/json"):
+                given = dict(message.get("headers", []))
+                length = given.get(b"content-length", b"")
+                # Only a whole answer of known, bounded length: a stream (a watch) passes as it is.
+                if (message["status"] == 200 and given.get(b"content-type", b"").startswith(b"application/json")
+                        and length.isdigit() and int(length) <= MAX_BYTES):
                     start = message
                     return
                 await send(message)
@@ -177,7 +181,7 @@ class TableAnswers:
                 return
             raw = b"".join(body)
             # A page may be megabytes: decoded and encoded off the event loop.
-            converted = await asyncio.to_thread(_converted, raw) if len(raw) > INLINE_BYTES else _converted(raw)
+            converted = await run_in_threadpool(_converted, raw) if len(raw) > INLINE_BYTES else _converted(raw)
             headers = [(k, v) for k, v in start.get("headers", []) if k not in (b"content-length", b"content-type")]
             if converted is not None:
                 raw = converted
@@ -196,9 +200,6 @@ class TableAnswers:
             return False
         path = scope["path"]
         if not (path.startswith("/api/") or path.startswith("/apis/")):
-            return False
-        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-        if query.get("watch", ["false"])[-1].lower() in ("true", "1"):
             return False
         accept = next((v.decode("latin-1") for k, v in scope.get("headers", []) if k == b"accept"), "")
         return wants_table(accept)

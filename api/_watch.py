@@ -4,11 +4,11 @@ lines. A watch from a list's ``resourceVersion`` (``api._listmemory``) starts wi
 changed since that list; from any other version, or none, it starts as Kubernetes starts
 one from "": an ADDED event for each object that matches. Then one event per change.
 
-Changes are found by reading the watched objects again, at most once a second and sooner
-after the controller publishes an event of the namespace, and comparing them with the
-last reading. Each watch has bounded cost: it covers at most ``MAX_OBJECTS`` objects (a
-wider one is refused: narrow it with a selector), waits between readings at least ten
-times what a reading took, counts among the event streams (``KATIB_MAX_STREAMS`` and the
+Changes are found by reading the watched objects again (soon after the controller
+publishes an event of the namespace, and every ``IDLE_SECONDS`` without one) and comparing
+them with the last reading. Each watch has bounded cost: it covers at most
+``MAX_OBJECTS`` objects (a wider one is refused: narrow it with a selector), waits between
+readings at least ``MIN_GAP`` and ten times what a reading took, counts among the event streams (``KATIB_MAX_STREAMS`` and the
 per-client limit), looks its caller up again as the event stream does, and ends after
 ``timeoutSeconds`` (at most ``MAX_SECONDS``); a client watches again, as kubectl does."""
 
@@ -18,11 +18,12 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import Request
 from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.concurrency import run_in_threadpool
 
 from katib.errors import FieldError, ForbiddenError, ValidationError
 from katib.spec import API_VERSION
@@ -35,8 +36,9 @@ from ._tables import to_table
 
 MAX_OBJECTS = 1000  # objects one watch reads again at every look
 MAX_SECONDS = 1800  # the longest a watch lasts (Kubernetes' minimum request timeout)
-POLL_SECONDS = 1.0  # the longest between two looks
-MIN_SPACING = 10  # a look waits at least this many times the previous look's duration
+IDLE_SECONDS = 2.0  # the longest between two readings (sooner after an event of the namespace)
+MIN_GAP = 0.5  # the shortest between two readings
+MIN_SPACING = 10  # a reading waits at least this many times the previous one's duration
 
 
 def too_many() -> ValidationError:
@@ -58,20 +60,84 @@ def _full(state: ServerState, client: str) -> JSONResponse | None:
                                          f"{state.limits.streams_total} in all); close one first"), status_code=429)
 
 
-@contextlib.contextmanager
-def _holding(state: ServerState, client: str) -> Iterator[None]:
-    """One of the server's open streams, for as long as the block runs."""
-    state.streams[client] = state.streams.get(client, 0) + 1
-    try:
-        yield
-    finally:
-        state.streams[client] -= 1
-        if not state.streams[client]:
-            del state.streams[client]
+def _release(state: ServerState, client: str) -> None:
+    state.streams[client] -= 1
+    if not state.streams[client]:
+        del state.streams[client]
+
+
+class _WatchResponse(StreamingResponse):
+    """A watch's stream; its slot among the open streams (taken with the check, so no two
+    requests pass it together) is given back when the answer ends, however it ends, even
+    one whose stream never started."""
+
+    def __init__(self, body: Any, release: Callable[[], None]) -> None:
+        # Not compressed: each event is sent as it happens, the headers at once (a
+        # compressor holds them until the first event).
+        super().__init__(body, media_type="application/json", headers={"content-encoding": "identity"})
+        self._release: Callable[[], None] | None = release
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.released()
+
+    def released(self) -> None:
+        release, self._release = self._release, None
+        if release is not None:
+            release()
 
 
 def _key(obj: dict[str, Any]) -> str:
     return str(obj.get("metadata", {}).get("name", ""))
+
+
+class _Differ:
+    """The watch's state, advanced in a worker thread: the objects last seen, and the
+    events (as the lines sent) that take a client from them to the objects now."""
+
+    def __init__(self, kind: str, namespace: str, table: bool) -> None:
+        self.kind, self.namespace, self.table = kind, namespace, table
+        self.seen: dict[str, dict[str, Any]] = {}
+        self.api_version = "v1" if kind in ("Pod", "Event") else API_VERSION
+        self.columns = True  # a Table's column definitions go with the first event only
+
+    def line(self, kind_of_event: str, obj: dict[str, Any]) -> str:
+        if self.table:
+            obj = to_table(obj, with_columns=self.columns) or obj
+            self.columns = False
+        return json.dumps({"type": kind_of_event, "object": obj}, separators=(",", ":")) + "\n"
+
+    def first(self, objects: list[dict[str, Any]], since: dict[str, str] | None) -> list[str]:
+        """From the list the watch starts from (its fingerprints), or from nothing."""
+        self.seen = {_key(o): o for o in objects}
+        out = []
+        for name, obj in self.seen.items():
+            if since is None or name not in since:
+                out.append(self.line("ADDED", obj))
+            elif since[name] != fingerprint(obj):
+                out.append(self.line("MODIFIED", obj))
+        for name in sorted((since or {}).keys() - self.seen.keys()):
+            out.append(self.line("DELETED", {"apiVersion": self.api_version, "kind": self.kind,
+                                             "metadata": {"name": name, "namespace": self.namespace}}))
+        return out
+
+    def next(self, objects: list[dict[str, Any]]) -> list[str]:
+        now = {_key(o): o for o in objects}
+        out = []
+        for name, obj in now.items():
+            if name not in self.seen:
+                out.append(self.line("ADDED", obj))
+            elif self.seen[name] != obj:
+                out.append(self.line("MODIFIED", obj))
+        out += [self.line("DELETED", obj) for name, obj in self.seen.items() if name not in now]
+        self.seen = now
+        return out
+
+
+def _error_line(message: str) -> str:
+    return json.dumps({"type": "ERROR", "object": kube_status(500, message)}, separators=(",", ":")) + "\n"
 
 
 async def watch(request: Request, state: ServerState, namespace: str, kind: str, read: Callable[[], list[dict[str, Any]]],
@@ -80,7 +146,7 @@ async def watch(request: Request, state: ServerState, namespace: str, kind: str,
     ``too_many`` past ``MAX_OBJECTS``); it is called once before the answer starts, so a
     refused watch is an error, not a stream. ``since`` is the list the watch starts from
     (``ListMemory.recall``): the first events are the differences from it, or, without
-    one, every object ADDED."""
+    one, every object ADDED. Reading, comparing and encoding run in worker threads."""
     caller = StreamCaller(request)
     if not caller.may_read(namespace):
         assert caller.user is not None
@@ -89,10 +155,16 @@ async def watch(request: Request, state: ServerState, namespace: str, kind: str,
     refused = _full(state, client)
     if refused is not None:
         return refused
-    started = time.monotonic()
-    first = await asyncio.to_thread(read)
-    spacing = MIN_SPACING * (time.monotonic() - started)
-    limit = min(timeout_seconds, MAX_SECONDS) if timeout_seconds else MAX_SECONDS
+    state.streams[client] = state.streams.get(client, 0) + 1  # no await since the check
+    differ = _Differ(kind, namespace, table)
+    try:
+        started = time.monotonic()
+        opening = await run_in_threadpool(lambda: differ.first(read(), since))
+    except BaseException:
+        _release(state, client)
+        raise
+    spacing = max(MIN_GAP, MIN_SPACING * (time.monotonic() - started))
+    deadline = started + (min(timeout_seconds, MAX_SECONDS) if timeout_seconds else MAX_SECONDS)
     loop = asyncio.get_running_loop()
     woken = asyncio.Event()
 
@@ -100,64 +172,36 @@ async def watch(request: Request, state: ServerState, namespace: str, kind: str,
         if event.get("namespace") == namespace:
             loop.call_soon_threadsafe(woken.set)
 
-    api_version = first[0].get("apiVersion", "") if first else ("v1" if kind in ("Pod", "Event") else API_VERSION)
-    headers = [True]  # a Table's column definitions go with the first event only
-
-    def line(kind_of_event: str, obj: dict[str, Any]) -> str:
-        if table:
-            obj = to_table(obj, with_columns=headers[0]) or obj
-            headers[0] = False
-        return json.dumps({"type": kind_of_event, "object": obj}, separators=(",", ":")) + "\n"
-
     async def stream() -> Any:
-        # Held while the stream runs (an answer never started releases nothing it took).
-        with _holding(state, client):
-            unsubscribe = state.manager.subscribe(nudge)
-            try:
-                async for text in _events():
-                    yield text
-            finally:
-                unsubscribe()
-
-    async def _events() -> Any:
         nonlocal spacing
-        seen = {_key(o): o for o in first}
-        for name, obj in seen.items():
-            if since is None or name not in since:
-                yield line("ADDED", obj)
-            elif since[name] != fingerprint(obj):
-                yield line("MODIFIED", obj)
-        for name in (since or {}).keys() - seen.keys():
-            yield line("DELETED", {"apiVersion": api_version, "kind": kind,
-                                   "metadata": {"name": name, "namespace": namespace}})
-        deadline = started + limit
-        while time.monotonic() < deadline:
-            wait = max(POLL_SECONDS if not woken.is_set() else 0.0, spacing)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(woken.wait(), timeout=min(wait, max(0.0, deadline - time.monotonic())))
-            if spacing and woken.is_set():
-                await asyncio.sleep(spacing)
-            woken.clear()
-            if time.monotonic() >= deadline or await request.is_disconnected():
-                return
-            if not await caller.fresh() or not caller.may_read(namespace):
-                return
-            began = time.monotonic()
-            try:
-                now = {_key(o): o for o in await asyncio.to_thread(read)}
-            except ValidationError:  # grew past MAX_OBJECTS: the client lists and watches again
-                return
-            spacing = MIN_SPACING * (time.monotonic() - began)
-            for name, obj in now.items():
-                if name not in seen:
-                    yield line("ADDED", obj)
-                elif seen[name] != obj:
-                    yield line("MODIFIED", obj)
-            for name, obj in seen.items():
-                if name not in now:
-                    yield line("DELETED", obj)
-            seen = now
+        unsubscribe = state.manager.subscribe(nudge)
+        try:
+            for text in opening:
+                yield text
+            last = time.monotonic()
+            while True:
+                # The next reading: after an event of the namespace, or IDLE_SECONDS without
+                # one; never sooner than ``spacing`` after the last.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(woken.wait(), timeout=max(0.0, min(last + IDLE_SECONDS, deadline) - time.monotonic()))
+                await asyncio.sleep(max(0.0, min(last + spacing, deadline) - time.monotonic()))
+                woken.clear()
+                if time.monotonic() >= deadline or await request.is_disconnected():
+                    return
+                if not await caller.fresh() or not caller.may_read(namespace):
+                    return
+                last = time.monotonic()
+                try:
+                    lines = await run_in_threadpool(lambda: differ.next(read()))
+                except ValidationError:  # grew past MAX_OBJECTS: the client lists and watches again
+                    return
+                except Exception:  # noqa: BLE001 (a busy store, or our bug: said, as Kubernetes says it)
+                    yield _error_line("the watched objects could not be read; list and watch again")
+                    return
+                spacing = max(MIN_GAP, MIN_SPACING * (time.monotonic() - last))
+                for text in lines:
+                    yield text
+        finally:
+            unsubscribe()
 
-    # Not compressed: each event is sent as it happens, the headers at once (a compressor
-    # holds them until the first event).
-    return StreamingResponse(stream(), media_type="application/json", headers={"content-encoding": "identity"})
+    return _WatchResponse(stream(), lambda: _release(state, client))

@@ -34,6 +34,7 @@ def _resource(name: str, kind: str, verbs: list[str], namespaced: bool = True, *
 
 
 _READ = ["get", "list"]
+_WATCHED = ["get", "list", "watch"]
 # group version -> its resources (subresources as "plural/sub"), as the routes serve them
 RESOURCES: dict[str, list[dict[str, Any]]] = {
     "v1": [
@@ -45,10 +46,10 @@ RESOURCES: dict[str, list[dict[str, Any]]] = {
         _resource("pods/log", "Pod", ["get"]),
     ],
     API_VERSION: [
-        _resource("experiments", "Experiment", ["create", "delete", "get", "list", "patch"],
+        _resource("experiments", "Experiment", ["create", "delete", "get", "list", "patch", "watch"],
                   singular="experiment", categories=KATIB_CATEGORIES),
-        _resource("suggestions", "Suggestion", _READ, singular="suggestion", categories=KATIB_CATEGORIES),
-        _resource("trials", "Trial", _READ, singular="trial", categories=KATIB_CATEGORIES),
+        _resource("suggestions", "Suggestion", _WATCHED, singular="suggestion", categories=KATIB_CATEGORIES),
+        _resource("trials", "Trial", _WATCHED, singular="trial", categories=KATIB_CATEGORIES),
     ],
     f"{TRAINER_GROUP}/{TRAINER_VERSION}": [
         _resource("clustertrainingruntimes", "ClusterTrainingRuntime", _READ, False, singular="clustertrainingruntime"),

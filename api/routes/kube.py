@@ -11,6 +11,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
+from starlette.concurrency import run_in_threadpool
 
 from katib import views
 from katib.controller import is_completed, rfc3339
@@ -22,6 +23,8 @@ from katib.store import ExperimentRecord, TrialRecord, experiment_page
 from .. import _paging, _service, _watch
 from .. import _selectors as selectors
 from .._documents import created_links, experiment_body, read_document
+from .._guard import kube_status
+from .._listmemory import KEPT_LISTS
 from .._models import KubeExperimentList
 from .._state import ServerState, get_state
 from .._tables import wants_table
@@ -61,7 +64,13 @@ async def _watch_of(request: Request, state: ServerState, namespace: str, kind: 
     def objects() -> list[dict[str, Any]]:
         return [o for o in read() if selectors.fields_match(o, fields)]
 
-    since = state.lists.recall(request.query_params.get("resourceVersion"), key)
+    version = request.query_params.get("resourceVersion") or ""
+    since = state.lists.recall(version, key)
+    if since is None and version not in ("", "0"):
+        # Kubernetes' answer to a version it no longer holds: the client lists again.
+        return JSONResponse(kube_status(410, f"too old resource version: {version} (this server remembers its last "
+                                             f"{KEPT_LISTS} small lists; list again and watch from the list's)")
+                            | {"reason": "Expired"}, status_code=410)
     return await _watch.watch(request, state, namespace, kind, objects, since, timeout_seconds,
                               wants_table(request.headers.get("accept", "")))
 
@@ -103,7 +112,7 @@ async def list_experiments(request: Request, namespace: str, label_selector: str
 
         return await _watch_of(request, state, namespace, "Experiment", watched, fields,
                                _list_key("experiments", namespace, label_selector, field_selector), timeout_seconds)
-    return await asyncio.to_thread(_experiments_page, state, namespace, labels, fields,
+    return await run_in_threadpool(_experiments_page, state, namespace, labels, fields,
                                    _list_key("experiments", namespace, label_selector, field_selector), limit, continue_)
 
 
@@ -211,7 +220,7 @@ async def list_trials(request: Request, namespace: str, label_selector: str | No
                                                              found, token is not None)
         return JSONResponse(listed)
 
-    return await asyncio.to_thread(page)
+    return await run_in_threadpool(page)
 
 
 @router.get(PREFIX + "/trials/{name}", response_model=Trial, response_model_exclude_none=True)
@@ -255,7 +264,8 @@ def _suggestion(state: ServerState, rec: ExperimentRecord) -> dict[str, Any]:
 
 
 @router.get(PREFIX + "/suggestions")
-async def list_suggestions(request: Request, namespace: str, field_selector: str | None = _FIELD_SELECTOR,
+async def list_suggestions(request: Request, namespace: str, label_selector: str | None = Query(None, alias="labelSelector"),
+                           field_selector: str | None = _FIELD_SELECTOR,
                            limit: int | None = _paging.LIMIT, continue_: str | None = _paging.CONTINUE,
                            watch: bool = _WATCH, timeout_seconds: int | None = _TIMEOUT,
                            state: ServerState = Depends(get_state)) -> Any:
@@ -264,7 +274,13 @@ async def list_suggestions(request: Request, namespace: str, field_selector: str
     ``status.suggestions`` together (a page holds its first one whatever it embeds: at
     most a page, see ``getSuggestion``); ``metadata.continue`` while more follow. With
     ``watch``, a stream of their changes instead."""
+    labels = selectors.labels(label_selector)
     fields = selectors.fields(field_selector, "Suggestion")
+
+    def kept(objs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [o for o in objs if selectors.labels_match(o["metadata"].get("labels") or {}, labels)
+                and selectors.fields_match(o, fields)]
+
     if watch:
         def watched() -> list[dict[str, Any]]:
             name = _named(fields)
@@ -274,27 +290,27 @@ async def list_suggestions(request: Request, namespace: str, field_selector: str
                 recs, following = experiment_page(state.store, _watch.MAX_OBJECTS, state.limits.list_bytes, 0, namespace)
                 if following is not None:
                     raise _watch.too_many()
-            return [_suggestion(state, r) for r in recs]
+            return kept([_suggestion(state, r) for r in recs])
 
         return await _watch_of(request, state, namespace, "Suggestion", watched, fields,
-                               _list_key("suggestions", namespace, None, field_selector), timeout_seconds)
+                               _list_key("suggestions", namespace, label_selector, field_selector), timeout_seconds)
 
     def page() -> dict[str, Any]:
         size = _paging.page_size(limit, state.limits.page)
-        key = selectors.paging_key(None, field_selector)
+        key = selectors.paging_key(label_selector, field_selector)
         at = _paging.start(continue_, "suggestions", namespace, key)
         walk = _paging.walk_embedding(_paging.heads(state.store, namespace, at), at, state.limits.page,
                                       lambda rec: _suggestion(state, rec), _paging.Budget(state.limits.list_bytes))
         items, spot = _paging.fill(walk, size, budget=state.limits.page)
         token = _paging.next_token(state.store, spot, "suggestions", namespace, key)
-        found = [o for o in _paging.built(items) if selectors.fields_match(o, fields)]
+        found = kept(_paging.built(items))
         listed = _paging.kube_list("Suggestion", found, token, API_VERSION)
         if not continue_:
-            listed["metadata"]["resourceVersion"] = _version(state, _list_key("suggestions", namespace, None, field_selector),
+            listed["metadata"]["resourceVersion"] = _version(state, _list_key("suggestions", namespace, label_selector, field_selector),
                                                              found, token is not None)
         return listed
 
-    return await asyncio.to_thread(page)
+    return await run_in_threadpool(page)
 
 
 @router.get(PREFIX + "/suggestions/{name}", operation_id="getSuggestion")

@@ -14,7 +14,7 @@ import httpx
 import pytest
 import yaml
 
-from api import _watch
+from api import _auth, _watch
 from api._state import ServerLimits
 from api._tables import human_duration
 from api.routes.discovery import RESOURCES
@@ -39,7 +39,7 @@ def test_discovery_names_only_what_is_served(live):
     assert c.get("/apis/kubeflow.org").json()["preferredVersion"]["version"] == "v1beta1"
     katib = {r["name"]: r for r in c.get("/apis/kubeflow.org/v1beta1").json()["resources"]}
     assert set(katib) == {"experiments", "trials", "suggestions"}
-    assert katib["experiments"]["verbs"] == ["create", "delete", "get", "list", "patch"]
+    assert katib["experiments"]["verbs"] == ["create", "delete", "get", "list", "patch", "watch"]
     assert katib["trials"]["categories"] == ["all", "kubeflow", "katib"]  # kubectl get katib
     assert c.get("/apis/kubeflow.org/v1").status_code == 404
     assert c.get("/apis/example.com").status_code == 404
@@ -59,6 +59,15 @@ def test_discovery_names_only_what_is_served(live):
             r = c.get(path)
             assert r.status_code == 200, (path, r.text)
             assert r.json()["kind"] == resource["kind"] + "List", path
+            # a selector is applied or refused, never dropped (kubectl deletes what a list
+            # with -l or --field-selector answers); a watch is served or refused, by discovery
+            for selector in ({"labelSelector": "app=none-such"}, {"fieldSelector": "metadata.name=none-such"}):
+                r = c.get(path, params=selector)
+                assert r.status_code == 422 or (r.status_code == 200 and r.json()["items"] == []), (path, selector, r.text)
+            r = c.get(path, params={"watch": "true", "timeoutSeconds": "1"})
+            assert (r.status_code == 200) == ("watch" in resource["verbs"]), (path, r.status_code, r.text[:200])
+            if r.status_code != 200:
+                assert r.status_code == 422 and r.json()["kind"] == "Status", (path, r.text)
 
 
 def test_lists_across_namespaces_are_refused_by_name(live):
@@ -172,19 +181,83 @@ def test_a_watch_from_a_list_sends_what_changed_since(live):
     # from "" (or a version this server does not remember), every object first, as Kubernetes does
     first = _events(c, f"{KUBE}/trials", {}, lambda s: len(s) >= 2)
     assert [e["type"] for e in first] == ["ADDED", "ADDED"]
-    unknown = _events(c, f"{KUBE}/trials", {"resourceVersion": "1"}, lambda s: len(s) >= 2)
-    assert [e["type"] for e in unknown] == ["ADDED", "ADDED"]
+    any_version = _events(c, f"{KUBE}/trials", {"resourceVersion": "0"}, lambda s: len(s) >= 2)
+    assert [e["type"] for e in any_version] == ["ADDED", "ADDED"]
+    # a version this server does not remember: 410 Expired, and client-go lists again
+    gone = c.get(f"{KUBE}/trials", params={"watch": "true", "resourceVersion": "1"})
+    assert gone.status_code == 410 and gone.json()["reason"] == "Expired"
     # a Table per event for kubectl get -w, the columns with the first only
     with c.stream("GET", f"{KUBE}/trials", params={"watch": "1"}, headers={"accept": TABLE}) as r:
         lines = [json.loads(line) for _, line in zip(range(2), r.iter_lines(), strict=False)]
     assert "columnDefinitions" in lines[0]["object"] and "columnDefinitions" not in lines[1]["object"]
     assert lines[0]["object"]["rows"][0]["cells"][1] == "Succeeded"
 
-    # a deletion: DELETED to a watch that started before it, and to one from a list that held it
+    # an experiment created and deleted while a watch is open: ADDED, then DELETED
+    listed = c.get(f"{KUBE}/experiments").json()["metadata"]["resourceVersion"]
+    seen: list[dict] = []
+    with c.stream("GET", f"{KUBE}/experiments", params={"watch": "true", "resourceVersion": listed}) as r:
+        lines = r.iter_lines()
+        assert c.post(f"{KUBE}/experiments", json=_quick("other", trials=1)).status_code == 201
+        for line in lines:
+            seen.append(json.loads(line))
+            if seen[-1]["object"]["metadata"]["name"] == "other":
+                break
+        assert seen[-1]["type"] == "ADDED"
+        assert c.delete(f"{KUBE}/experiments/other").status_code == 200
+        for line in lines:
+            seen.append(json.loads(line))
+            if seen[-1]["type"] == "DELETED":
+                break
+    assert (seen[-1]["type"], seen[-1]["object"]["metadata"]["name"]) == ("DELETED", "other")
+    assert all(e["object"]["metadata"]["name"] == "other" for e in seen)  # demo did not change
+
+    # a deletion between a list and its watch: DELETED first, from the list that held it
     listed = c.get(f"{KUBE}/experiments").json()["metadata"]["resourceVersion"]
     assert c.delete(f"{KUBE}/experiments/demo").status_code == 200
     gone = _events(c, f"{KUBE}/experiments", {"resourceVersion": listed}, lambda s: bool(s))
     assert [(e["type"], e["object"]["metadata"]["name"]) for e in gone] == [("DELETED", "demo")]
+
+
+def test_a_watch_reads_at_most_twice_a_second_and_says_when_it_cannot_read(live, monkeypatch):
+    c = live.client
+    for name in ("idle", "busy"):
+        assert c.post(f"{KUBE}/experiments", json=_quick(name, trials=1)).status_code == 201
+    live.wait_for("default", "idle")
+    reads: list[str] = []
+    get = live.store.get_experiment
+
+    def counted(namespace: str, name: str):
+        reads.append(name)
+        return get(namespace, name)
+
+    monkeypatch.setattr(live.store, "get_experiment", counted)
+    # noisy's trials make events in the namespace all along: each one nudges the watch
+    assert c.post(f"{KUBE}/experiments", json=_quick("noisy", trials=4, sleep=0.3)).status_code == 201
+    with c.stream("GET", f"{KUBE}/experiments", params={"watch": "true", "fieldSelector": "metadata.name=idle",
+                                                        "timeoutSeconds": "3"}) as r:
+        assert [json.loads(line)["type"] for line in r.iter_lines() if line] == ["ADDED"]
+    assert 2 <= reads.count("idle") <= 1 + 3 / _watch.MIN_GAP + 1, reads.count("idle")
+
+    def broken(namespace: str, name: str):
+        raise RuntimeError("the database is busy")
+
+    with c.stream("GET", f"{KUBE}/experiments", params={"watch": "true", "fieldSelector": "metadata.name=idle",
+                                                        "timeoutSeconds": "10"}) as r:
+        lines = r.iter_lines()
+        assert json.loads(next(lines))["type"] == "ADDED"
+        monkeypatch.setattr(live.store, "get_experiment", broken)
+        error = json.loads(next(lines))
+    assert error["type"] == "ERROR" and error["object"]["kind"] == "Status" and error["object"]["code"] == 500
+
+
+def test_a_watch_with_a_table_is_streamed_whatever_spells_true(live):
+    assert live.client.post(f"{KUBE}/experiments", json=_quick(trials=1)).status_code == 201
+    started = time.monotonic()
+    with live.client.stream("GET", f"{KUBE}/experiments", params={"watch": "on", "timeoutSeconds": "30"},
+                            headers={"accept": TABLE}) as r:
+        first = json.loads(next(r.iter_lines()))
+    assert time.monotonic() - started < 10  # sent as it came, not held until the watch ended
+    assert first["type"] == "ADDED" and first["object"]["kind"] == "Table"
 
 
 def test_a_watch_ends_when_told_and_is_bounded(sqlite_store, tmp_path, monkeypatch):
@@ -209,7 +282,7 @@ def test_a_watch_ends_when_told_and_is_bounded(sqlite_store, tmp_path, monkeypat
                                                     "timeoutSeconds": "1"}).status_code == 200
 
 
-def test_a_watch_reads_only_what_its_caller_may(sqlite_store, tmp_path):
+def test_a_watch_reads_only_what_its_caller_may(sqlite_store, tmp_path, monkeypatch):
     users = UserStore(sqlite_store)
     admin, vic = users.add_user("admin", admin=True), users.add_user("vic")
     users.grant("vic", "team-a", "viewer")
@@ -225,6 +298,15 @@ def test_a_watch_reads_only_what_its_caller_may(sqlite_store, tmp_path):
         assert r.status_code == 403
         ok = c.get("/apis/kubeflow.org/v1beta1/namespaces/team-a/trials", params={"watch": "true", "timeoutSeconds": "1"})
         assert ok.status_code == 200 and ok.text == ""
+        # a role taken away while a watch is open ends it at its next reading
+        monkeypatch.setattr(_auth, "RECHECK_SECONDS", 0.0)
+        started = time.monotonic()
+        with c.stream("GET", "/apis/kubeflow.org/v1beta1/namespaces/team-a/trials",
+                      params={"watch": "true", "timeoutSeconds": "60"}) as open_watch:
+            assert open_watch.status_code == 200
+            users.ungrant("vic", "team-a")
+            assert list(open_watch.iter_lines()) == []
+        assert time.monotonic() - started < 20
 
 
 # -- the real kubectl ----------------------------------------------------------------------
@@ -282,5 +364,12 @@ def test_kubectl_applies_gets_waits_for_describes_and_deletes_an_experiment(kube
                                    "spec": {**doc["spec"], "maxTrialCount": -1}}))
     refused = kubectl(live, "apply", "-f", str(bad))
     assert refused.returncode != 0 and "spec.maxTrialCount" in refused.stderr
+    # a selector this server does not apply to ConfigMaps is refused, so nothing is deleted
+    cm = tmp_path / "cm.yaml"
+    cm.write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "kept", "namespace": "default"},
+                                  "data": {"a": "b"}}))
+    ok("create", "-f", str(cm))
+    assert kubectl(live, "delete", "configmaps", "-l", "app=none-such").returncode != 0
+    assert ok("get", "configmaps", "-o", "name").split() == ["configmap/kept"]
     assert 'experiment.kubeflow.org "demo" deleted' in ok("delete", "-f", str(manifest))
     assert ok("get", "experiments") == "" and "No resources found" in kubectl(live, "get", "experiments").stderr
