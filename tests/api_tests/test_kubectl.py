@@ -350,6 +350,13 @@ def test_kubectl_applies_gets_waits_for_describes_and_deletes_an_experiment(kube
     assert "condition met" in ok("wait", "--for=condition=Succeeded", "experiment/demo", "--timeout=90s")
     header, row = ok("get", "experiments").splitlines()
     assert header.split() == ["NAME", "TYPE", "STATUS", "AGE"] and row.split()[:3] == ["demo", "Succeeded", "True"]
+    # get -w: the list, then a watch from its version: each trial once, nothing repeated
+    with pytest.raises(subprocess.TimeoutExpired) as watching:
+        kubectl(live, "get", "trials", "-w", timeout=4)
+    shown = watching.value.output
+    shown = (shown.decode() if isinstance(shown, bytes) else shown or "").splitlines()
+    assert shown[0].split() == ["NAME", "TYPE", "STATUS", "AGE"] and len(shown) == 3, shown
+    assert all(line.split()[1:3] == ["Succeeded", "True"] for line in shown[1:])
     trials = ok("get", "trials", "-l", "katib.kubeflow.org/experiment=demo", "-o", "name").split()
     assert len(trials) == 2 and all(t.startswith("trial.kubeflow.org/demo-") for t in trials)
     assert ok("get", "experiment", "demo", "-o", "jsonpath={.status.trials}") == "2"
