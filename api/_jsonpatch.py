@@ -10,6 +10,10 @@ from typing import Any
 from katib.errors import FieldError, ValidationError
 
 OPS = ("add", "remove", "replace", "move", "copy", "test")
+# The most values a patched document may hold, as a document sent whole may (katib.spec):
+# a copy doubles what it copies, so twenty small operations could otherwise build 2**20
+# copies of an experiment.
+MAX_NODES = 100_000
 
 
 class _Bad(Exception):
@@ -80,6 +84,19 @@ def _remove(doc: Any, path: list[str]) -> tuple[Any, Any]:
     raise _Bad(f"/{'/'.join(path)} does not exist")
 
 
+def _count(value: Any, budget: int) -> int:
+    """The values ``value`` holds (itself included), counting no further than ``budget``."""
+    seen, stack = 0, [value]
+    while stack and seen <= budget:
+        node = stack.pop()
+        seen += 1
+        if isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return seen
+
+
 def _step(doc: Any, op: dict[str, Any]) -> Any:
     kind = op.get("op")
     if kind not in OPS:
@@ -110,10 +127,15 @@ def _step(doc: Any, op: dict[str, Any]) -> Any:
 def apply(doc: Any, patch: list[Any]) -> Any:
     """``doc`` with ``patch`` applied (``doc`` itself is left as it is)."""
     out = copy.deepcopy(doc)
+    size = _count(out, MAX_NODES)
     for i, op in enumerate(patch):
         if not isinstance(op, dict):
             raise ValidationError([FieldError(f"[{i}]", f"an operation is an object (got {type(op).__name__})")], "patch")
         try:
+            if op.get("op") == "copy":  # the one operation that grows the document past what was sent
+                size += _count(_get(out, _pointer(op.get("from"))), MAX_NODES)
+                if size > MAX_NODES:
+                    raise _Bad(f"the patched document would hold more than {MAX_NODES} values")
             out = _step(out, op)
         except _Bad as e:
             raise ValidationError([FieldError(f"[{i}]", f"{op.get('op')} {op.get('path')!r}: {e}")], "patch") from None

@@ -56,6 +56,16 @@ def test_a_bad_operation_is_named_by_its_index(doc, patch, message):
     assert error.path == f"[{len(patch) - 1}]" and message in error.message
 
 
+def test_copies_cannot_grow_a_document_past_what_a_document_may_hold():
+    doc = {"a": list(range(1000))}  # 1,002 values: each copy of the whole doubles it
+    doubling = [{"op": "copy", "from": "", "path": f"/x{i}"} for i in range(20)]
+    assert len(apply(doc, doubling[:6])) == 7  # 64,128 values
+    with pytest.raises(ValidationError) as caught:
+        apply(doc, doubling)
+    [error] = caught.value.errors
+    assert error.path == "[6]" and "more than 100000 values" in error.message  # not 2**20 copies
+
+
 def test_kubectl_patch_type_json_edits_the_budget_and_nothing_else(live):
     c = live.client
     doc = experiment(maxTrialCount=2, parallelTrialCount=1)
