@@ -174,7 +174,7 @@ def kube_style(path: str) -> bool:
     """Whether the path belongs to the Kubernetes-style API (errors are ``Status`` objects)."""
     return (path.startswith("/apis/") or "/pods" in path or "/persistentvolumeclaims" in path
             or _NAMESPACE_PATH.match(path) is not None or _CORE_LIST_PATH.match(path) is not None
-            or path in ("/api", "/api/v1", "/version", "/openapi/v2"))
+            or path in ("/api", "/api/v1", "/api/v1/namespaces", "/version", "/openapi/v2"))
 
 
 _REASONS = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 405: "MethodNotAllowed",

@@ -14,6 +14,7 @@ from katib.errors import FieldError, NotFoundError, ValidationError
 from katib.spec import EXPERIMENT_LABEL
 from katib.store import ExperimentRecord
 
+from .._auth import can_read, current_user
 from .._documents import merge_patch, read_document
 from .._state import ServerState, get_state
 
@@ -27,6 +28,16 @@ def _namespace(name: str) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Namespace",
             "metadata": {"name": name, "labels": {"kubernetes.io/metadata.name": name, INJECTION_LABEL: "enabled"}},
             "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}}
+
+
+@router.get("/api/v1/namespaces")
+def list_namespaces(request: Request, state: ServerState = Depends(get_state)) -> dict[str, Any]:
+    """The namespaces that hold an experiment (``kubectl get namespaces``), those the caller
+    may read under ``--auth``; at most the server's page of them."""
+    user = current_user(request)
+    names = [n for n in state.store.namespaces(state.limits.page) if can_read(user, n)]
+    return {"apiVersion": "v1", "kind": "NamespaceList", "metadata": {"resourceVersion": ""},
+            "items": [_namespace(n) for n in names]}
 
 
 @router.get("/api/v1/namespaces/{namespace}")

@@ -254,6 +254,12 @@ class Store:
         with self._read() as conn:
             return self._experiments(conn, conn.execute(query))
 
+    def namespaces(self, most: int) -> list[str]:
+        """The namespaces that hold an experiment, sorted: at most ``most`` of them."""
+        query = sa.select(experiments.c.namespace).distinct().order_by(experiments.c.namespace).limit(most)
+        with self._read() as conn:
+            return [r.namespace for r in conn.execute(query)]
+
     def namespaces_of(self, name: str, kind: str = "experiment") -> list[str]:
         """The namespaces holding an experiment (``kind="trial"``: a trial) of this name,
         sorted: what lets a command find a name without ``--namespace``."""

@@ -293,7 +293,10 @@ def test_a_watch_reads_only_what_its_caller_may(sqlite_store, tmp_path, monkeypa
         assert c.get("/apis/kubeflow.org/v1beta1").status_code == 200
         assert c.post("/apis/kubeflow.org/v1beta1/namespaces/team-b/experiments",
                       json=_quick() | {"metadata": {"name": "demo", "namespace": "team-b"}}).status_code == 201
+        names = lambda: [n["metadata"]["name"] for n in c.get("/api/v1/namespaces").json()["items"]]  # noqa: E731
+        assert names() == ["team-b"]  # kubectl get namespaces: those holding an experiment
         c.headers["authorization"] = f"Bearer {vic}"
+        assert names() == []  # none vic may read: team-b's name is not shown to vic
         r = c.get("/apis/kubeflow.org/v1beta1/namespaces/team-b/experiments", params={"watch": "true"})
         assert r.status_code == 403
         ok = c.get("/apis/kubeflow.org/v1beta1/namespaces/team-a/trials", params={"watch": "true", "timeoutSeconds": "1"})

@@ -124,6 +124,7 @@ MATRIX: dict[str, tuple[str, Any, str | None]] = {
     "GET /api/v1/namespaces/{namespace}/pods/{name}": (READ, None, None),
     "GET /apis/{group}/{version}/{resource}": (REFUSED, None, None),
     "GET /api/v1/pods": (REFUSED, None, None),
+    "GET /api/v1/namespaces": (GLOBAL, None, None),  # those the caller may read: test_kubectl
 }
 SCRATCH = {"scratch": "s", "kscratch": "k", "cscratch": "c"}  # the name prefix of what each caller's creates make
 
