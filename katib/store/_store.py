@@ -127,7 +127,10 @@ class Store:
         """Bring the schema to ``SCHEMA_REVISION``. An empty database gets the current
         tables at once (what the migrations would build, as a test checks); an older
         one is upgraded by Alembic's migrations."""
-        revision = self._revision()
+        try:
+            revision = self._revision()
+        except OperationalError:  # locked by another process creating it: below, which waits for it
+            revision = None
         if revision == SCHEMA_REVISION:
             return
         try:
@@ -147,10 +150,18 @@ class Store:
             # runs each CREATE TABLE on its own, so its tables show before its revision does:
             # give it a moment (a `katib get` beside the first `katib run` of a new store).
             deadline = time.monotonic() + 10
-            while self._revision() != SCHEMA_REVISION:
+            while self._settled() != SCHEMA_REVISION:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.05)
+
+    def _settled(self) -> str | None:
+        """The schema revision, or None while the database is locked by the process making it
+        (SQLite answers "database is locked" at once where waiting would deadlock)."""
+        try:
+            return self._revision()
+        except OperationalError:
+            return None
 
     @staticmethod
     def _alembic_upgrade(conn: Connection, target: str = "head") -> None:
