@@ -19,6 +19,7 @@ from katib.errors import (
     ConflictError,
     ForbiddenError,
     KatibError,
+    NotAllowedError,
     NotFoundError,
     TemporaryError,
     UnauthorizedError,
@@ -46,7 +47,7 @@ from ._tables import TableAnswers
 from .routes import configmaps, discovery, experiments, kube, namespaces, system, trainer, viewer
 
 _CODES = {ValidationError: 422, NotFoundError: 404, ConflictError: 409, TemporaryError: 503,
-          UnauthorizedError: 401, ForbiddenError: 403}
+          UnauthorizedError: 401, ForbiddenError: 403, NotAllowedError: 405}
 
 
 def _error(request: Request, code: int, message: str, fields: list[dict[str, str]] | None = None) -> JSONResponse:

@@ -14,6 +14,7 @@ OPS = ("add", "remove", "replace", "move", "copy", "test")
 # a copy doubles what it copies, so twenty small operations could otherwise build 2**20
 # copies of an experiment.
 MAX_NODES = 100_000
+MAX_DEPTH = 64  # nor nest deeper than a document sent whole may (a copy into itself doubles the depth)
 
 
 class _Bad(Exception):
@@ -97,6 +98,33 @@ def _count(value: Any, budget: int) -> int:
     return seen
 
 
+def _deeper_than(value: Any, levels: int) -> bool:
+    """Whether ``value`` nests more than ``levels`` deep (a scalar is 0), looking no deeper."""
+    stack = [(value, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, (dict, list)):
+            if depth + 1 > levels:
+                return True
+            stack.extend((child, depth + 1) for child in (node.values() if isinstance(node, dict) else node))
+    return False
+
+
+def _same(a: Any, b: Any) -> bool:
+    """JSON equality (RFC 6902's ``test``): ``true`` is not ``1``, ``1`` is ``1.0``."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return a == b
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
+
+
 def _step(doc: Any, op: dict[str, Any]) -> Any:
     kind = op.get("op")
     if kind not in OPS:
@@ -112,7 +140,7 @@ def _step(doc: Any, op: dict[str, Any]) -> Any:
         doc, _ = _remove(doc, path) if path else (doc, None)
         return _add(doc, path, copy.deepcopy(op["value"]))
     if kind == "test":
-        if _get(doc, path) != op["value"]:
+        if not _same(_get(doc, path), op["value"]):
             raise _Bad(f"{op.get('path')!r} is not {op['value']!r}")
         return doc
     source = _pointer(op.get("from"))
@@ -136,6 +164,11 @@ def apply(doc: Any, patch: list[Any]) -> Any:
                 size += _count(_get(out, _pointer(op.get("from"))), MAX_NODES)
                 if size > MAX_NODES:
                     raise _Bad(f"the patched document would hold more than {MAX_NODES} values")
+            if op.get("op") in ("add", "replace", "copy", "move"):
+                value = op.get("value") if op.get("op") in ("add", "replace") else _get(out, _pointer(op.get("from")))
+                path = _pointer(op.get("path"))
+                if len(path) > MAX_DEPTH or _deeper_than(value, MAX_DEPTH - len(path)):
+                    raise _Bad(f"the patched document would nest deeper than {MAX_DEPTH} levels")
             out = _step(out, op)
         except _Bad as e:
             raise ValidationError([FieldError(f"[{i}]", f"{op.get('op')} {op.get('path')!r}: {e}")], "patch") from None

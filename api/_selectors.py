@@ -10,7 +10,7 @@ from typing import Any
 
 from fastapi import Request
 
-from katib.errors import FieldError, ValidationError
+from katib.errors import FieldError, NotAllowedError, ValidationError
 
 _SET_SELECTOR = re.compile(r"^\s*([^\s=!,()]+)\s+in\s+\(([^()]*)\)\s*$")
 
@@ -65,13 +65,20 @@ def labels(label_selector: str | None) -> Labels:
         if not part.strip():
             continue
         found = _SET_SELECTOR.match(part)
+        wanted: str | frozenset[str]
         if found:
-            out[found.group(1)] = frozenset(v.strip() for v in found.group(2).split(",") if v.strip())
-            continue
-        key, sep, value = part.partition("=")
-        if not sep or key.rstrip().endswith("!"):
-            raise ValidationError([FieldError("labelSelector", f"only key=value and key in (a, b) selectors are supported (got {part!r})")], "request")
-        out[key.strip()] = value.lstrip("=").strip()
+            key, wanted = found.group(1), frozenset(v.strip() for v in found.group(2).split(",") if v.strip())
+        else:
+            key, sep, value = part.partition("=")
+            if not sep or key.rstrip().endswith("!"):
+                raise ValidationError([FieldError("labelSelector", f"only key=value and key in (a, b) selectors are supported (got {part!r})")], "request")
+            key, wanted = key.strip(), value.lstrip("=").strip()
+        if key in out:  # every term holds: a key named twice keeps the values both allow
+            before = out[key]
+            both = (frozenset([before]) if isinstance(before, str) else before) & (
+                frozenset([wanted]) if isinstance(wanted, str) else wanted)
+            wanted = next(iter(both)) if len(both) == 1 and isinstance(before, str) else both
+        out[key] = wanted
     return out
 
 
@@ -126,7 +133,7 @@ def paging_key(label_selector: str | None, field_selector: str | None) -> str | 
 # What a Kubernetes client may send to any list, and would be wrong to have ignored: a
 # selector a route does not apply would widen what it lists (and kubectl deletes what it
 # lists), a watch it does not serve would answer a list where a stream is read.
-_LIST_PARAMS = ("labelSelector", "fieldSelector", "watch")
+_LIST_PARAMS = ("labelSelector", "fieldSelector", "watch", "sendInitialEvents")
 
 
 def _query_names(dependant: Any) -> set[str]:
@@ -144,8 +151,12 @@ def refuse_unapplied(request: Request) -> None:
     if dependant is None or not any(p in request.query_params for p in _LIST_PARAMS):
         return
     taken = _query_names(dependant)
+    path = getattr(route, "path", request.url.path)
     for param in _LIST_PARAMS:
         if param in request.query_params and param not in taken:
-            what = "watched" if param == "watch" else f"selected by {param}"
-            raise ValidationError([FieldError(param, f"{getattr(route, 'path', request.url.path)} cannot be {what} here")],
-                                  "request")
+            if param == "watch":  # 405, which kubectl prints (it reads no body of a watch's error)
+                raise NotAllowedError(f"{path} cannot be watched here")
+            if param == "sendInitialEvents":  # client-go's watch-list: it lists and watches instead
+                raise ValidationError([FieldError(param, "streamed initial events are not served here; list, then watch")],
+                                      "request")
+            raise ValidationError([FieldError(param, f"{path} cannot be selected by {param} here")], "request")

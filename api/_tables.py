@@ -11,6 +11,7 @@ import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qs
 
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -112,13 +113,20 @@ COLUMNS: dict[str, list[tuple[dict[str, Any], Callable[[dict[str, Any]], Any]]]]
 }
 
 
-def _row(obj: dict[str, Any], columns: list[tuple[dict[str, Any], Callable[[dict[str, Any]], Any]]]) -> dict[str, Any]:
+def _row(obj: dict[str, Any], columns: list[tuple[dict[str, Any], Callable[[dict[str, Any]], Any]]],
+         include: str) -> dict[str, Any]:
+    """A row; its ``object`` as ``includeObject`` asks: the object's metadata (Kubernetes'
+    default), the whole object (``Object``: what ``kubectl get --sort-by`` sorts by) or none."""
     meta = obj.get("metadata") or {}
-    return {"cells": [meta.get("name", ""), *(cell(obj) for _, cell in columns)],
-            "object": {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": meta}}
+    row: dict[str, Any] = {"cells": [meta.get("name", ""), *(cell(obj) for _, cell in columns)]}
+    if include == "Object":
+        row["object"] = obj
+    elif include != "None":
+        row["object"] = {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": meta}
+    return row
 
 
-def to_table(doc: Any, with_columns: bool = True) -> dict[str, Any] | None:
+def to_table(doc: Any, with_columns: bool = True, include: str = "Metadata") -> dict[str, Any] | None:
     """``doc`` (an object, or a ``…List`` of them) as a Table; None for a kind without
     columns here."""
     if not isinstance(doc, dict) or not isinstance(doc.get("kind"), str):
@@ -133,7 +141,7 @@ def to_table(doc: Any, with_columns: bool = True) -> dict[str, Any] | None:
     table: dict[str, Any] = {"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": metadata}
     if with_columns:
         table["columnDefinitions"] = [_NAME, *(c for c, _ in columns)]
-    table["rows"] = [_row(o, columns) for o in items if isinstance(o, dict)]
+    table["rows"] = [_row(o, columns, include) for o in items if isinstance(o, dict)]
     return table
 
 
@@ -141,8 +149,8 @@ INLINE_BYTES = 64 << 10  # a larger answer is converted in a thread
 MAX_BYTES = 64 << 20  # a larger answer is passed on as it is (a list page is about KATIB_MAX_LIST_BYTES)
 
 
-def _converted(raw: bytes) -> bytes | None:
-    table = to_table(json.loads(raw)) if raw else None
+def _converted(raw: bytes, include: str) -> bytes | None:
+    table = to_table(json.loads(raw), include=include) if raw else None
     return None if table is None else json.dumps(table, separators=(",", ":")).encode()
 
 
@@ -181,7 +189,8 @@ class TableAnswers:
                 return
             raw = b"".join(body)
             # A page may be megabytes: decoded and encoded off the event loop.
-            converted = await run_in_threadpool(_converted, raw) if len(raw) > INLINE_BYTES else _converted(raw)
+            include = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("includeObject", ["Metadata"])[-1]
+            converted = await run_in_threadpool(_converted, raw, include) if len(raw) > INLINE_BYTES else _converted(raw, include)
             headers = [(k, v) for k, v in start.get("headers", []) if k not in (b"content-length", b"content-type")]
             if converted is not None:
                 raw = converted

@@ -10,7 +10,8 @@ them with the last reading. Each watch has bounded cost: it covers at most
 ``MAX_OBJECTS`` objects (a wider one is refused: narrow it with a selector), waits between
 readings at least ``MIN_GAP`` and ten times what a reading took, counts among the event streams (``KATIB_MAX_STREAMS`` and the
 per-client limit), looks its caller up again as the event stream does, and ends after
-``timeoutSeconds`` (at most ``MAX_SECONDS``); a client watches again, as kubectl does."""
+``timeoutSeconds`` (at most ``MAX_SECONDS``); ``kubectl wait`` and client-go informers
+watch again, ``kubectl get -w`` ends."""
 
 from __future__ import annotations
 
@@ -21,9 +22,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import anyio
 from fastapi import Request
 from fastapi.responses import JSONResponse, StreamingResponse
-from starlette.concurrency import run_in_threadpool
 
 from katib.errors import FieldError, ForbiddenError, ValidationError
 from katib.spec import API_VERSION
@@ -94,46 +95,72 @@ def _key(obj: dict[str, Any]) -> str:
 
 
 class _Differ:
-    """The watch's state, advanced in a worker thread: the objects last seen, and the
-    events (as the lines sent) that take a client from them to the objects now."""
+    """The watch's state, advanced in a worker thread: a fingerprint and uid of each object
+    last seen (not the object: a watch holds little between readings), and the events (as
+    the lines sent) that take a client from them to the objects now."""
 
-    def __init__(self, kind: str, namespace: str, table: bool) -> None:
-        self.kind, self.namespace, self.table = kind, namespace, table
-        self.seen: dict[str, dict[str, Any]] = {}
+    def __init__(self, kind: str, namespace: str, table: bool, include: str) -> None:
+        self.kind, self.namespace, self.table, self.include = kind, namespace, table, include
+        self.seen: dict[str, tuple[str, str]] = {}  # name -> (fingerprint, uid)
         self.api_version = "v1" if kind in ("Pod", "Event") else API_VERSION
         self.columns = True  # a Table's column definitions go with the first event only
 
     def line(self, kind_of_event: str, obj: dict[str, Any]) -> str:
         if self.table:
-            obj = to_table(obj, with_columns=self.columns) or obj
+            obj = to_table(obj, with_columns=self.columns, include=self.include) or obj
             self.columns = False
         return json.dumps({"type": kind_of_event, "object": obj}, separators=(",", ":")) + "\n"
 
+    def gone(self, name: str, uid: str) -> str:
+        meta = {"name": name, "namespace": self.namespace, **({"uid": uid} if uid else {})}
+        return self.line("DELETED", {"apiVersion": self.api_version, "kind": self.kind, "metadata": meta})
+
+    @staticmethod
+    def _marks(objects: list[dict[str, Any]]) -> dict[str, tuple[tuple[str, str], dict[str, Any]]]:
+        return {_key(o): ((fingerprint(o), str(o.get("metadata", {}).get("uid", ""))), o) for o in objects}
+
     def first(self, objects: list[dict[str, Any]], since: dict[str, str] | None) -> list[str]:
         """From the list the watch starts from (its fingerprints), or from nothing."""
-        self.seen = {_key(o): o for o in objects}
+        now = self._marks(objects)
         out = []
-        for name, obj in self.seen.items():
+        for name, ((mark, _), obj) in now.items():
             if since is None or name not in since:
                 out.append(self.line("ADDED", obj))
-            elif since[name] != fingerprint(obj):
+            elif since[name] != mark:
                 out.append(self.line("MODIFIED", obj))
-        for name in sorted((since or {}).keys() - self.seen.keys()):
-            out.append(self.line("DELETED", {"apiVersion": self.api_version, "kind": self.kind,
-                                             "metadata": {"name": name, "namespace": self.namespace}}))
+        out += [self.gone(name, "") for name in sorted((since or {}).keys() - now.keys())]
+        self.seen = {name: seen for name, (seen, _) in now.items()}
         return out
 
     def next(self, objects: list[dict[str, Any]]) -> list[str]:
-        now = {_key(o): o for o in objects}
+        now = self._marks(objects)
         out = []
-        for name, obj in now.items():
-            if name not in self.seen:
+        for name, ((mark, uid), obj) in now.items():
+            before = self.seen.get(name)
+            if before is not None and before[1] != uid:  # deleted and made again between readings
+                out.append(self.gone(name, before[1]))
+                before = None
+            if before is None:
                 out.append(self.line("ADDED", obj))
-            elif self.seen[name] != obj:
+            elif before[0] != mark:
                 out.append(self.line("MODIFIED", obj))
-        out += [self.line("DELETED", obj) for name, obj in self.seen.items() if name not in now]
-        self.seen = now
+        out += [self.gone(name, uid) for name, (_, uid) in self.seen.items() if name not in now]
+        self.seen = {name: seen for name, (seen, _) in now.items()}
         return out
+
+
+_LIMITER: list[anyio.CapacityLimiter] = []
+WATCH_THREADS = 8  # worker threads the watches' readings share (not the routes' pool)
+
+
+async def _in_thread(work: Callable[[], Any]) -> Any:
+    if not _LIMITER:
+        _LIMITER.append(anyio.CapacityLimiter(WATCH_THREADS))
+    return await anyio.to_thread.run_sync(work, limiter=_LIMITER[0])
+
+
+async def _once(text: str) -> Any:
+    yield text
 
 
 def _error_line(message: str) -> str:
@@ -156,10 +183,15 @@ async def watch(request: Request, state: ServerState, namespace: str, kind: str,
     if refused is not None:
         return refused
     state.streams[client] = state.streams.get(client, 0) + 1  # no await since the check
-    differ = _Differ(kind, namespace, table)
+    differ = _Differ(kind, namespace, table, request.query_params.get("includeObject", "Metadata"))
     try:
         started = time.monotonic()
-        opening = await run_in_threadpool(lambda: differ.first(read(), since))
+        opening = await _in_thread(lambda: differ.first(read(), since))
+    except ValidationError as refused_watch:
+        # Said in the stream, where a watching client reads it (kubectl prints an ERROR
+        # event's Status; it does not read the body of a watch that is not a 200).
+        error = kube_status(422, str(refused_watch).splitlines()[-1].strip(" -"))
+        return _WatchResponse(_once(json.dumps({"type": "ERROR", "object": error}) + "\n"), lambda: _release(state, client))
     except BaseException:
         _release(state, client)
         raise
@@ -192,7 +224,7 @@ async def watch(request: Request, state: ServerState, namespace: str, kind: str,
                     return
                 last = time.monotonic()
                 try:
-                    lines = await run_in_threadpool(lambda: differ.next(read()))
+                    lines = await _in_thread(lambda: differ.next(read()))
                 except ValidationError:  # grew past MAX_OBJECTS: the client lists and watches again
                     return
                 except Exception:  # noqa: BLE001 (a busy store, or our bug: said, as Kubernetes says it)

@@ -80,3 +80,7 @@ class UnauthorizedError(KatibError):
 
 class ForbiddenError(KatibError):
     """The caller may not do this in this namespace."""
+
+
+class NotAllowedError(KatibError):
+    """This method (a watch, say) is not served on this resource."""

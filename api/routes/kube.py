@@ -23,12 +23,20 @@ from katib.store import ExperimentRecord, TrialRecord, experiment_page
 from .. import _paging, _service, _watch
 from .. import _selectors as selectors
 from .._documents import created_links, experiment_body, read_document
-from .._guard import kube_status
-from .._listmemory import KEPT_LISTS
 from .._models import KubeExperimentList
 from .._state import ServerState, get_state
-from .._tables import wants_table
 from .._trainjobs import JOBSET_NAME_LABEL, trainjob_of, trainjob_pods
+from ._kubelists import (
+    FIELD_SELECTOR,
+    TIMEOUT,
+    WATCH,
+    list_key,
+    list_version,
+    name_asked,
+    or_none,
+    watch_of,
+    watched_experiments,
+)
 
 router = APIRouter(tags=["kubernetes"])
 PREFIX = "/apis/kubeflow.org/v1beta1/namespaces/{namespace}"
@@ -42,54 +50,11 @@ async def create_experiment(namespace: str, request: Request, dry_run: str | Non
     return await asyncio.to_thread(_service.create, state, doc, namespace, dry_run == "All")
 
 
-_FIELD_SELECTOR = Query(None, alias="fieldSelector")
-_WATCH = Query(False, description="a stream of changes (kubectl get -w, kubectl wait), not a list: api/_watch.py")
-_TIMEOUT = Query(None, alias="timeoutSeconds", ge=0, description="how long a watch lasts (at most 1,800 s)")
-
-
-def _or_none(get: Any, namespace: str, name: str) -> Any:
-    try:
-        return get(namespace, name)
-    except NotFoundError:
-        return None
-
-
-def _named(fields: selectors.Fields) -> str | None:
-    """The one name a field selector asks for (``metadata.name=x``), if it does."""
-    return next((v for f, v, equal in fields if f == "metadata.name" and equal), None)
-
-
-async def _watch_of(request: Request, state: ServerState, namespace: str, kind: str, read: Any,
-                    fields: selectors.Fields, key: tuple[str, ...], timeout_seconds: int | None) -> Any:
-    def objects() -> list[dict[str, Any]]:
-        return [o for o in read() if selectors.fields_match(o, fields)]
-
-    version = request.query_params.get("resourceVersion") or ""
-    since = state.lists.recall(version, key)
-    if since is None and version not in ("", "0"):
-        # Kubernetes' answer to a version it no longer holds: the client lists again.
-        return JSONResponse(kube_status(410, f"too old resource version: {version} (this server remembers its last "
-                                             f"{KEPT_LISTS} small lists; list again and watch from the list's)")
-                            | {"reason": "Expired"}, status_code=410)
-    return await _watch.watch(request, state, namespace, kind, objects, since, timeout_seconds,
-                              wants_table(request.headers.get("accept", "")))
-
-
-def _version(state: ServerState, key: tuple[str, ...], items: list[dict[str, Any]], more: bool) -> str:
-    """The list's resource version: one a watch can start from (``ListMemory``) for a whole
-    list a watch could cover, else ""."""
-    return state.lists.remember(key, items) if not more and len(items) <= _watch.MAX_OBJECTS else ""
-
-
-def _list_key(resource: str, namespace: str, label_selector: str | None, field_selector: str | None) -> tuple[str, ...]:
-    return (resource, namespace, selectors.paging_key(label_selector, field_selector) or "")
-
-
 @router.get(PREFIX + "/experiments", response_model=KubeExperimentList, response_model_exclude_none=True)
 async def list_experiments(request: Request, namespace: str, label_selector: str | None = Query(None, alias="labelSelector"),
-                           field_selector: str | None = _FIELD_SELECTOR, limit: int | None = _paging.LIMIT,
-                           continue_: str | None = _paging.CONTINUE, watch: bool = _WATCH,
-                           timeout_seconds: int | None = _TIMEOUT, state: ServerState = Depends(get_state)) -> Any:
+                           field_selector: str | None = FIELD_SELECTOR, limit: int | None = _paging.LIMIT,
+                           continue_: str | None = _paging.CONTINUE, watch: bool = WATCH,
+                           timeout_seconds: int | None = TIMEOUT, state: ServerState = Depends(get_state)) -> Any:
     """The namespace's experiments, oldest first, a page at a time: at most ``limit`` (and
     the server's ``page`` limit), and about the server's ``list_bytes`` of them read (a page
     ends before the experiment that would pass it, and holds at least one; one the selector
@@ -100,20 +65,13 @@ async def list_experiments(request: Request, namespace: str, label_selector: str
     fields = selectors.fields(field_selector, "Experiment")
     if watch:
         def watched() -> list[dict[str, Any]]:
-            name = _named(fields)
-            if name is not None:
-                recs = [r for r in [_or_none(state.store.get_experiment, namespace, name)] if r is not None]
-            else:
-                recs, following = experiment_page(state.store, _watch.MAX_OBJECTS, state.limits.list_bytes, 0, namespace)
-                if following is not None:
-                    raise _watch.too_many()
-            objs = [views.experiment(r).model_dump(mode="json", by_alias=True, exclude_none=True) for r in recs]
-            return [o for o in objs if selectors.labels_match(o["metadata"].get("labels") or {}, labels)]
+            recs = watched_experiments(state, namespace, labels, fields)
+            return [views.experiment(r).model_dump(mode="json", by_alias=True, exclude_none=True) for r in recs]
 
-        return await _watch_of(request, state, namespace, "Experiment", watched, fields,
-                               _list_key("experiments", namespace, label_selector, field_selector), timeout_seconds)
+        return await watch_of(request, state, namespace, "Experiment", watched, fields,
+                               list_key("experiments", namespace, label_selector, field_selector), timeout_seconds)
     return await run_in_threadpool(_experiments_page, state, namespace, labels, fields,
-                                   _list_key("experiments", namespace, label_selector, field_selector), limit, continue_)
+                                   list_key("experiments", namespace, label_selector, field_selector), limit, continue_)
 
 
 def _experiments_page(state: ServerState, namespace: str, labels: selectors.Labels, fields: selectors.Fields,
@@ -130,7 +88,7 @@ def _experiments_page(state: ServerState, namespace: str, labels: selectors.Labe
     if fields:
         kept = [i for i in kept if selectors.fields_match({"metadata": {"name": i.metadata.name, "namespace": namespace}}, fields)]
     if following is None and not continue_ and len(kept) <= _watch.MAX_OBJECTS:
-        metadata["resourceVersion"] = _version(state, list_key, [i.model_dump(mode="json", by_alias=True, exclude_none=True)
+        metadata["resourceVersion"] = list_version(state, list_key, [i.model_dump(mode="json", by_alias=True, exclude_none=True)
                                                                  for i in kept], False)
     return KubeExperimentList(api_version=API_VERSION, kind="ExperimentList", metadata=metadata, items=kept)
 
@@ -170,9 +128,9 @@ def _of_experiment(selector: dict[str, str | frozenset[str]]) -> frozenset[str] 
 
 @router.get(PREFIX + "/trials", response_model=None)
 async def list_trials(request: Request, namespace: str, label_selector: str | None = Query(None, alias="labelSelector"),
-                      field_selector: str | None = _FIELD_SELECTOR, limit: int | None = _paging.LIMIT,
-                      continue_: str | None = _paging.CONTINUE, watch: bool = _WATCH,
-                      timeout_seconds: int | None = _TIMEOUT, state: ServerState = Depends(get_state)) -> Any:
+                      field_selector: str | None = FIELD_SELECTOR, limit: int | None = _paging.LIMIT,
+                      continue_: str | None = _paging.CONTINUE, watch: bool = WATCH,
+                      timeout_seconds: int | None = TIMEOUT, state: ServerState = Depends(get_state)) -> Any:
     """The namespace's trials (of the experiments a selector names), oldest experiment
     first and each one's trials oldest first, a page at a time: at most ``limit`` and the
     server's page (``KATIB_MAX_PAGE``); while more follow, ``metadata.continue`` is the
@@ -182,7 +140,7 @@ async def list_trials(request: Request, namespace: str, label_selector: str | No
     a stream of their changes instead."""
     labels = selectors.labels(label_selector)
     fields = selectors.fields(field_selector, "Trial")
-    named = _named(fields)
+    named = name_asked(fields)
 
     def keep(t: TrialRecord) -> bool:
         return selectors.labels_match(t.labels, labels) and (named is None or t.name == named)
@@ -190,7 +148,7 @@ async def list_trials(request: Request, namespace: str, label_selector: str | No
     if watch:
         def watched() -> list[dict[str, Any]]:
             if named is not None:
-                found = _or_none(state.store.get_trial, namespace, named)
+                found = or_none(state.store.get_trial, namespace, named)
                 return [views.trial_object(*found)] if found is not None and keep(found[1]) else []
             walk = _paging.walk_trials(state.store, _paging.heads(state.store, namespace, None, _of_experiment(labels)), None,
                                        lambda rec, t: [views.trial_object(rec, t)], _paging.chunk_for(_watch.MAX_OBJECTS),
@@ -200,8 +158,8 @@ async def list_trials(request: Request, namespace: str, label_selector: str | No
                 raise _watch.too_many()
             return _paging.built(items)
 
-        return await _watch_of(request, state, namespace, "Trial", watched, fields,
-                               _list_key("trials", namespace, label_selector, field_selector), timeout_seconds)
+        return await watch_of(request, state, namespace, "Trial", watched, fields,
+                               list_key("trials", namespace, label_selector, field_selector), timeout_seconds)
     key = selectors.paging_key(label_selector, field_selector)
 
     def page() -> JSONResponse:
@@ -216,7 +174,7 @@ async def list_trials(request: Request, namespace: str, label_selector: str | No
         found = [o for o in _paging.built(items) if selectors.fields_match(o, fields)]
         listed = _paging.kube_list("Trial", found, token, API_VERSION)
         if not continue_:
-            listed["metadata"]["resourceVersion"] = _version(state, _list_key("trials", namespace, label_selector, field_selector),
+            listed["metadata"]["resourceVersion"] = list_version(state, list_key("trials", namespace, label_selector, field_selector),
                                                              found, token is not None)
         return JSONResponse(listed)
 
@@ -265,9 +223,9 @@ def _suggestion(state: ServerState, rec: ExperimentRecord) -> dict[str, Any]:
 
 @router.get(PREFIX + "/suggestions")
 async def list_suggestions(request: Request, namespace: str, label_selector: str | None = Query(None, alias="labelSelector"),
-                           field_selector: str | None = _FIELD_SELECTOR,
+                           field_selector: str | None = FIELD_SELECTOR,
                            limit: int | None = _paging.LIMIT, continue_: str | None = _paging.CONTINUE,
-                           watch: bool = _WATCH, timeout_seconds: int | None = _TIMEOUT,
+                           watch: bool = WATCH, timeout_seconds: int | None = TIMEOUT,
                            state: ServerState = Depends(get_state)) -> Any:
     """A Suggestion per experiment of the namespace, oldest first, a page at a time: at
     most ``limit`` of them, and while they embed at most the server's page of
@@ -283,17 +241,15 @@ async def list_suggestions(request: Request, namespace: str, label_selector: str
 
     if watch:
         def watched() -> list[dict[str, Any]]:
-            name = _named(fields)
-            if name is not None:
-                recs = [r for r in [_or_none(state.store.get_experiment, namespace, name)] if r is not None]
-            else:
-                recs, following = experiment_page(state.store, _watch.MAX_OBJECTS, state.limits.list_bytes, 0, namespace)
-                if following is not None:
-                    raise _watch.too_many()
+            recs = watched_experiments(state, namespace, labels, fields)
+            # each embeds its most recent trials: together at most the server's page, as a page of the list
+            embedded = sum(min(r.status.trials or 0, state.limits.page) for r in recs)
+            if embedded > state.limits.page and len(recs) > 1:
+                raise _watch.too_many()
             return kept([_suggestion(state, r) for r in recs])
 
-        return await _watch_of(request, state, namespace, "Suggestion", watched, fields,
-                               _list_key("suggestions", namespace, label_selector, field_selector), timeout_seconds)
+        return await watch_of(request, state, namespace, "Suggestion", watched, fields,
+                               list_key("suggestions", namespace, label_selector, field_selector), timeout_seconds)
 
     def page() -> dict[str, Any]:
         size = _paging.page_size(limit, state.limits.page)
@@ -306,7 +262,7 @@ async def list_suggestions(request: Request, namespace: str, label_selector: str
         found = kept(_paging.built(items))
         listed = _paging.kube_list("Suggestion", found, token, API_VERSION)
         if not continue_:
-            listed["metadata"]["resourceVersion"] = _version(state, _list_key("suggestions", namespace, label_selector, field_selector),
+            listed["metadata"]["resourceVersion"] = list_version(state, list_key("suggestions", namespace, label_selector, field_selector),
                                                              found, token is not None)
         return listed
 
@@ -344,7 +300,7 @@ def _pod(rec: ExperimentRecord, t: TrialRecord, labels: dict[str, str]) -> dict[
 
 @router.get("/api/v1/namespaces/{namespace}/pods")
 def list_pods(namespace: str, label_selector: str | None = Query(None, alias="labelSelector"),
-              field_selector: str | None = _FIELD_SELECTOR,
+              field_selector: str | None = FIELD_SELECTOR,
               limit: int | None = _paging.LIMIT, continue_: str | None = _paging.CONTINUE,
               state: ServerState = Depends(get_state)) -> dict[str, Any]:
     """Each trial that has run shows as one pod named after it (a TrainJob trial as one
@@ -384,7 +340,7 @@ def get_pod(namespace: str, name: str, state: ServerState = Depends(get_state)) 
     trial = name
     node = re.fullmatch(r"(.+)-node-[0-9]+", name)
     for candidate in ([name, node.group(1)] if node else [name]):
-        found = _or_none(state.store.get_trial, namespace, candidate)
+        found = or_none(state.store.get_trial, namespace, candidate)
         if found is not None:
             trial = candidate
             pod = next((p for p in _pods(*found) if p["metadata"]["name"] == name), None)

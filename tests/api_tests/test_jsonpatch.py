@@ -66,6 +66,27 @@ def test_copies_cannot_grow_a_document_past_what_a_document_may_hold():
     assert error.path == "[6]" and "more than 100000 values" in error.message  # not 2**20 copies
 
 
+def test_copies_cannot_nest_a_document_past_what_a_document_may_hold():
+    doc = {"a": {"b": 1}}
+    nesting = [{"op": "copy", "from": "/a", "path": "/a/b"}] * 100  # each one level deeper
+    with pytest.raises(ValidationError) as caught:
+        apply(doc, nesting)  # copies into their own leaves nested until a RecursionError, a 500
+    assert "nest deeper than 64 levels" in caught.value.errors[0].message
+    assert caught.value.errors[0].path == "[62]"  # /a at depth 63 would be copied to depth 2
+    assert apply(doc, nesting[:62])
+
+
+@pytest.mark.parametrize(("value", "same"), [(True, False), (1, True), (1.0, True), ("1", False), ([1], False)])
+def test_a_test_compares_json_values_not_pythons(value, same):
+    doc = {"n": 1}
+    patch = [{"op": "test", "path": "/n", "value": value}]
+    if same:
+        assert apply(doc, patch) == doc
+    else:
+        with pytest.raises(ValidationError):
+            apply(doc, patch)
+
+
 def test_kubectl_patch_type_json_edits_the_budget_and_nothing_else(live):
     c = live.client
     doc = experiment(maxTrialCount=2, parallelTrialCount=1)

@@ -66,8 +66,10 @@ def test_discovery_names_only_what_is_served(live):
                 assert r.status_code == 422 or (r.status_code == 200 and r.json()["items"] == []), (path, selector, r.text)
             r = c.get(path, params={"watch": "true", "timeoutSeconds": "1"})
             assert (r.status_code == 200) == ("watch" in resource["verbs"]), (path, r.status_code, r.text[:200])
-            if r.status_code != 200:
-                assert r.status_code == 422 and r.json()["kind"] == "Status", (path, r.text)
+            if r.status_code != 200:  # 405, which kubectl prints (it reads no body of a failed watch)
+                assert r.status_code == 405 and r.json()["kind"] == "Status", (path, r.text)
+            r = c.get(path, params={"watch": "true", "sendInitialEvents": "true"})  # client-go's watch-list
+            assert r.status_code in (405, 422), (path, r.status_code)  # refused: client-go lists, then watches
 
 
 def test_lists_across_namespaces_are_refused_by_name(live):
@@ -100,6 +102,11 @@ def test_tables_carry_katibs_printer_columns(live):
 
     one = c.get(f"{KUBE}/suggestions/demo", headers={"accept": TABLE}).json()
     assert [col["name"] for col in one["columnDefinitions"]] == ["Name", "Type", "Status", "Requested", "Assigned", "Age"]
+    # kubectl get --sort-by asks each row's whole object; includeObject=None, none
+    whole = c.get(f"{KUBE}/trials", params={"includeObject": "Object"}, headers={"accept": TABLE}).json()
+    assert all(r["object"]["kind"] == "Trial" and r["object"]["status"]["startTime"] for r in whole["rows"])
+    bare = c.get(f"{KUBE}/trials", params={"includeObject": "None"}, headers={"accept": TABLE}).json()
+    assert bare["rows"] and all("object" not in r for r in bare["rows"])
     assert one["rows"][0]["cells"][3:5] == [2, 2] and one["rows"][0]["cells"][5] != "<unknown>"
     trials = c.get(f"{KUBE}/trials", headers={"accept": TABLE}).json()
     assert sorted(r["cells"][1] for r in trials["rows"]) == ["Succeeded", "Succeeded"]
@@ -250,6 +257,28 @@ def test_a_watch_reads_at_most_twice_a_second_and_says_when_it_cannot_read(live,
     assert error["type"] == "ERROR" and error["object"]["kind"] == "Status" and error["object"]["code"] == 500
 
 
+def test_an_object_made_again_between_readings_is_deleted_then_added():
+    differ = _watch._Differ("Experiment", "default", table=False, include="Metadata")
+    first = {"apiVersion": "kubeflow.org/v1beta1", "kind": "Experiment", "metadata": {"name": "e", "uid": "1"}}
+    assert [json.loads(x)["type"] for x in differ.first([first], None)] == ["ADDED"]
+    again = {**first, "metadata": {"name": "e", "uid": "2"}}
+    events = [json.loads(x) for x in differ.next([again])]
+    assert [(e["type"], e["object"]["metadata"]["uid"]) for e in events] == [("DELETED", "1"), ("ADDED", "2")]
+    assert differ.next([again]) == []
+
+
+def test_a_suggestions_watch_embeds_at_most_a_page_as_its_list_does(sqlite_store, tmp_path):
+    with LiveServer(sqlite_store, tmp_path, limits=ServerLimits(page=2)) as live:
+        c = live.client
+        for name in ("one", "two"):
+            assert c.post(f"{KUBE}/experiments", json=_quick(name, trials=2)).status_code == 201
+            live.wait_for("default", name)
+        r = c.get(f"{KUBE}/suggestions", params={"watch": "true", "timeoutSeconds": "1"})
+        assert json.loads(r.text.splitlines()[0])["type"] == "ERROR"  # 4 embedded trials, a page of 2
+        one = c.get(f"{KUBE}/suggestions", params={"watch": "true", "timeoutSeconds": "1", "fieldSelector": "metadata.name=one"})
+        assert [json.loads(line)["type"] for line in one.text.splitlines()] == ["ADDED"]
+
+
 def test_a_watch_with_a_table_is_streamed_whatever_spells_true(live):
     assert live.client.post(f"{KUBE}/experiments", json=_quick(trials=1)).status_code == 201
     started = time.monotonic()
@@ -276,10 +305,25 @@ def test_a_watch_ends_when_told_and_is_bounded(sqlite_store, tmp_path, monkeypat
             refused = c.get(f"{KUBE}/experiments", params={"watch": "true"})
             assert refused.status_code == 429 and refused.json()["kind"] == "Status"
         monkeypatch.setattr(_watch, "MAX_OBJECTS", 1)
+        # too wide: said in the stream, as an ERROR event kubectl prints
         wide = c.get(f"{KUBE}/experiments", params={"watch": "true"})
-        assert wide.status_code == 422 and "narrow it with labelSelector or fieldSelector" in wide.text
+        [error] = [json.loads(line) for line in wide.text.splitlines()]
+        assert error["type"] == "ERROR" and error["object"]["code"] == 422
+        assert "narrow it with labelSelector or fieldSelector" in error["object"]["message"]
         assert c.get(f"{KUBE}/experiments", params={"watch": "true", "fieldSelector": "metadata.name=one",
                                                     "timeoutSeconds": "1"}).status_code == 200
+        # a label selector narrows it too: only the experiments it matches count
+        labelled = _quick("three", trials=1)
+        labelled["metadata"]["labels"] = {"team": "a"}
+        assert c.post(f"{KUBE}/experiments", json=labelled).status_code == 201
+        narrow = c.get(f"{KUBE}/experiments", params={"watch": "true", "labelSelector": "team=a", "timeoutSeconds": "1"})
+        events = [(e["type"], e["object"]["metadata"]["name"]) for e in map(json.loads, narrow.text.splitlines())]
+        assert events[0] == ("ADDED", "three") and {name for _, name in events} == {"three"}  # it may change meanwhile
+        # a label named twice keeps what both terms allow (the last one alone would widen a delete)
+        both = c.get(f"{KUBE}/experiments", params={"labelSelector": "team=b,team=a"}).json()["items"]
+        assert both == []
+        assert [i["metadata"]["name"] for i in c.get(f"{KUBE}/experiments",
+                                                     params={"labelSelector": "team in (a, b),team=a"}).json()["items"]] == ["three"]
 
 
 def test_a_watch_reads_only_what_its_caller_may(sqlite_store, tmp_path, monkeypatch):

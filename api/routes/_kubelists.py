@@ -1,0 +1,90 @@
+"""What the Kubernetes lists of ``kube.py`` share with their watches: the list and watch
+query parameters, the objects a watch covers, and the resource version of a list."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Query, Request
+from fastapi.responses import JSONResponse
+
+from katib.errors import NotFoundError
+from katib.store import ExperimentRecord, experiment_page
+
+from .. import _selectors as selectors
+from .. import _watch
+from .._guard import kube_status
+from .._listmemory import KEPT_LISTS
+from .._state import ServerState
+from .._tables import wants_table
+
+FIELD_SELECTOR = Query(None, alias="fieldSelector")
+WATCH = Query(False, description="a stream of changes (kubectl get -w, kubectl wait), not a list: api/_watch.py")
+TIMEOUT = Query(None, alias="timeoutSeconds", ge=0, description="how long a watch lasts (at most 1,800 s)")
+
+
+def or_none(get: Any, namespace: str, name: str) -> Any:
+    try:
+        return get(namespace, name)
+    except NotFoundError:
+        return None
+
+
+def name_asked(fields: selectors.Fields) -> str | None:
+    """The one name a field selector asks for (``metadata.name=x``), if it does."""
+    return next((v for f, v, equal in fields if f == "metadata.name" and equal), None)
+
+
+async def watch_of(request: Request, state: ServerState, namespace: str, kind: str, read: Any,
+                    fields: selectors.Fields, key: tuple[str, ...], timeout_seconds: int | None) -> Any:
+    def objects() -> list[dict[str, Any]]:
+        return [o for o in read() if selectors.fields_match(o, fields)]
+
+    version = request.query_params.get("resourceVersion") or ""
+    since = state.lists.recall(version, key)
+    if since is None and version not in ("", "0"):
+        # Kubernetes' answer to a version it no longer holds: the client lists again.
+        return JSONResponse(kube_status(410, f"too old resource version: {version} (this server remembers its last "
+                                             f"{KEPT_LISTS} small lists; list again and watch from the list's)")
+                            | {"reason": "Expired"}, status_code=410)
+    return await _watch.watch(request, state, namespace, kind, objects, since, timeout_seconds,
+                              wants_table(request.headers.get("accept", "")))
+
+
+# Experiments a watch looks through for those its selectors match, at most.
+WATCH_SCAN = 10 * _watch.MAX_OBJECTS
+
+
+def watched_experiments(state: ServerState, namespace: str, labels: selectors.Labels,
+                         fields: selectors.Fields) -> list[ExperimentRecord]:
+    """The experiments a watch covers: the one a field selector names, or those the label
+    selector matches, looking through at most ``WATCH_SCAN`` experiments (and pages of the
+    list's bytes) for at most ``_watch.MAX_OBJECTS`` (``too_many`` past either)."""
+    name = name_asked(fields)
+    if name is not None:
+        found = or_none(state.store.get_experiment, namespace, name)
+        return [found] if found is not None and selectors.labels_match((found.spec.get("metadata") or {}).get("labels") or {},
+                                                                      labels) else []
+    kept: list[ExperimentRecord] = []
+    start: int | None = 0
+    scanned = 0
+    while start is not None:
+        if scanned >= WATCH_SCAN:
+            raise _watch.too_many()
+        recs, start = experiment_page(state.store, min(_watch.MAX_OBJECTS, WATCH_SCAN - scanned), state.limits.list_bytes,
+                                      start, namespace)
+        scanned += len(recs)
+        kept += [r for r in recs if selectors.labels_match((r.spec.get("metadata") or {}).get("labels") or {}, labels)]
+        if len(kept) > _watch.MAX_OBJECTS:
+            raise _watch.too_many()
+    return kept
+
+
+def list_version(state: ServerState, key: tuple[str, ...], items: list[dict[str, Any]], more: bool) -> str:
+    """The list's resource version: one a watch can start from (``ListMemory``) for a whole
+    list a watch could cover, else ""."""
+    return state.lists.remember(key, items) if not more and len(items) <= _watch.MAX_OBJECTS else ""
+
+
+def list_key(resource: str, namespace: str, label_selector: str | None, field_selector: str | None) -> tuple[str, ...]:
+    return (resource, namespace, selectors.paging_key(label_selector, field_selector) or "")
