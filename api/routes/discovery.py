@@ -5,6 +5,7 @@ with the verbs it answers; kubectl then builds the same requests the Katib SDK d
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -147,3 +148,66 @@ def openapi_v2(request: Request) -> Response:
     if OPENAPI_V2_TYPE in request.headers.get("accept", ""):
         return Response(OPENAPI_V2_PROTOBUF, media_type=OPENAPI_V2_ANSWER)
     return JSONResponse({"swagger": "2.0", "info": {"title": "katib", "version": __version__}, "paths": {}})
+
+
+def _plain(schema: Any) -> Any:
+    """A pydantic schema as Kubernetes writes its own: an optional field (``anyOf`` of a
+    type and null) as that type, ``nullable``, so ``kubectl explain`` shows its type and
+    walks into it; pydantic's titles dropped."""
+    if isinstance(schema, list):
+        return [_plain(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: _plain(v) for k, v in schema.items() if k != "title" or not isinstance(v, str)}
+    options = out.get("anyOf")
+    if isinstance(options, list):
+        kept = [o for o in options if o != {"type": "null"}]
+        if len(kept) == 1 and len(kept) < len(options):
+            del out["anyOf"]
+            inner = kept[0]
+            if "$ref" in inner:  # OpenAPI 3.0 ignores siblings of a $ref: wrapped in allOf
+                out["allOf"] = [inner]
+            else:
+                out.update(inner)
+            out["nullable"] = True
+            if out.get("default") is None:
+                out.pop("default", None)
+    return out
+
+
+@cache
+def _katib_v3() -> dict[str, Any]:
+    """The OpenAPI v3 document of ``kubeflow.org/v1beta1``: the Experiment's schema (the
+    model admission validates with) for ``kubectl explain``, and its patch's
+    ``fieldValidation``, which tells kubectl this server validates what it is sent."""
+    from katib.spec import Experiment
+
+    schema = _plain(Experiment.model_json_schema(by_alias=True, ref_template="#/components/schemas/{model}"))
+    components = schema.pop("$defs", {})
+    gvk = {"group": "kubeflow.org", "version": API_VERSION.partition("/")[2], "kind": "Experiment"}
+    components["Experiment"] = {**schema, "x-kubernetes-group-version-kind": [gvk]}
+    ref = {"$ref": "#/components/schemas/Experiment"}
+    query = [{"name": n, "in": "query", "schema": {"type": "string"}} for n in ("dryRun", "fieldManager", "fieldValidation")]
+    one = {
+        "get": {"operationId": "readKubeflowOrgV1beta1NamespacedExperiment", "x-kubernetes-action": "get",
+                "x-kubernetes-group-version-kind": gvk,
+                "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": ref}}}}},
+        "patch": {"operationId": "patchKubeflowOrgV1beta1NamespacedExperiment", "x-kubernetes-action": "patch",
+                  "x-kubernetes-group-version-kind": gvk, "parameters": query,
+                  "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": ref}}}}},
+    }
+    return {"openapi": "3.0.0", "info": {"title": "katib", "version": __version__},
+            "paths": {"/apis/kubeflow.org/v1beta1/namespaces/{namespace}/experiments/{name}": one},
+            "components": {"schemas": components}}
+
+
+@router.get("/openapi/v3")
+def openapi_v3() -> dict[str, Any]:
+    """The OpenAPI v3 documents there are, by group version (kubectl's ``explain`` and its
+    check that the server validates what it is sent read them)."""
+    return {"paths": {f"apis/{API_VERSION}": {"serverRelativeURL": f"/openapi/v3/apis/{API_VERSION}"}}}
+
+
+@router.get(f"/openapi/v3/apis/{API_VERSION}")
+def openapi_v3_katib() -> dict[str, Any]:
+    return _katib_v3()

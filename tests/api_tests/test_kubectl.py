@@ -49,6 +49,17 @@ def test_discovery_names_only_what_is_served(live):
     r = c.get("/openapi/v2", headers={"accept": "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"})
     assert r.content == b"\x0a\x032.0" and "@" not in r.headers["content-type"]
 
+    # OpenAPI v3: the Experiment's schema (kubectl explain), and a patch that validates
+    root = c.get("/openapi/v3").json()["paths"]
+    assert list(root) == ["apis/kubeflow.org/v1beta1"]
+    doc = c.get(root["apis/kubeflow.org/v1beta1"]["serverRelativeURL"]).json()
+    [patch] = [p["patch"] for p in doc["paths"].values() if "patch" in p]
+    assert patch["x-kubernetes-group-version-kind"]["kind"] == "Experiment"
+    assert "fieldValidation" in [q["name"] for q in patch["parameters"]]
+    spec = doc["components"]["schemas"]["ExperimentSpec"]["properties"]
+    assert spec["maxTrialCount"]["type"] == "integer" and spec["maxTrialCount"]["nullable"] is True
+    assert "anyOf" not in json.dumps(doc["components"]["schemas"]["ExperimentSpec"])
+
     # every resource listed answers the verbs it is listed with, where it would be
     for gv, resources in RESOURCES.items():
         root = "/api/v1" if gv == "v1" else f"/apis/{gv}"
@@ -382,6 +393,11 @@ def kubectl(tmp_path):
     return run
 
 
+def version_of(kubectl, live) -> tuple[int, int]:
+    client = json.loads(kubectl(live, "version", "--client", "-o", "json").stdout)["clientVersion"]
+    return int(client["major"]), int(client["minor"].rstrip("+"))
+
+
 def test_kubectl_applies_gets_waits_for_describes_and_deletes_an_experiment(kubectl, live, tmp_path):
     manifest = tmp_path / "demo.yaml"
     doc = _quick(trials=2)
@@ -410,6 +426,10 @@ def test_kubectl_applies_gets_waits_for_describes_and_deletes_an_experiment(kube
     assert "loss=0.5" in ok("logs", trials[0].split("/")[1])
     described = ok("describe", "trial", trials[0].split("/")[1])
     assert "JobSucceeded" in described
+    explained = kubectl(live, "explain", "experiment.spec.algorithm")
+    if version_of(kubectl, live) >= (1, 27):  # explained from OpenAPI v3 (before, from v2, which holds none here)
+        assert explained.returncode == 0, explained.stderr
+        assert "algorithmName\t<string>" in explained.stdout and "algorithmSettings" in explained.stdout
     assert ok("api-resources", "--api-group=kubeflow.org", "-o", "name").split() == \
         ["experiments.kubeflow.org", "suggestions.kubeflow.org", "trials.kubeflow.org"]
     assert "experiment.kubeflow.org/demo" in ok("get", "katib", "-o", "name").split()  # Katib's category

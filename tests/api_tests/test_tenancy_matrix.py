@@ -121,6 +121,8 @@ MATRIX: dict[str, tuple[str, Any, str | None]] = {
     "GET /apis/{group}": (GLOBAL, None, None),
     "GET /apis/{group}/{version}": (GLOBAL, None, None),
     "GET /openapi/v2": (GLOBAL, None, None),
+    "GET /openapi/v3": (GLOBAL, None, None),
+    "GET /openapi/v3/apis/kubeflow.org/v1beta1": (GLOBAL, None, None),
     "GET /api/v1/namespaces/{namespace}/pods/{name}": (READ, None, None),
     "GET /apis/{group}/{version}/{resource}": (REFUSED, None, None),
     "GET /api/v1/pods": (REFUSED, None, None),
