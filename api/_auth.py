@@ -79,6 +79,12 @@ def _pushes_own_metrics(request: Request) -> bool:
     return True
 
 
+def stream_client(request: Request, user: User | None) -> str:
+    """Whose open streams a stream counts among: the user's, or (without --auth) the
+    client address's."""
+    return f"user:{user.name}" if user is not None else f"addr:{request.client.host if request.client else '-'}"
+
+
 def can_read(user: User | None, namespace: str) -> bool:
     return user is None or user.can(namespace, "viewer")
 

@@ -67,6 +67,20 @@ class ServerState:
         if self.ask_tell is None:
             self.ask_tell = AskTell(self.store)
 
+    def open_stream(self, client: str) -> bool:
+        """Take one of the open streams (event streams and watches) for ``client``: False,
+        taking nothing, when it has its ``streams_per_client`` or the server its
+        ``streams_total``. Give it back with ``close_stream``."""
+        if self.streams.get(client, 0) >= self.limits.streams_per_client or sum(self.streams.values()) >= self.limits.streams_total:
+            return False
+        self.streams[client] = self.streams.get(client, 0) + 1
+        return True
+
+    def close_stream(self, client: str) -> None:
+        self.streams[client] -= 1
+        if not self.streams[client]:
+            del self.streams[client]
+
     @property
     def runs_root(self) -> Path:
         return self.manager.runs_root

@@ -29,7 +29,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from katib.errors import FieldError, ForbiddenError, ValidationError
 from katib.spec import API_VERSION
 
-from ._auth import StreamCaller
+from ._auth import StreamCaller, stream_client
 from ._guard import kube_status
 from ._listmemory import fingerprint
 from ._state import ServerState
@@ -46,25 +46,6 @@ def too_many() -> ValidationError:
     return ValidationError([FieldError("watch", f"a watch covers at most {MAX_OBJECTS} objects (and a list page's bytes, "
                                                 "KATIB_MAX_LIST_BYTES); this one covers more: narrow it with labelSelector "
                                                 "or fieldSelector")], "request")
-
-
-def _client(request: Request, user_name: str | None) -> str:
-    return f"user:{user_name}" if user_name is not None else f"addr:{request.client.host if request.client else '-'}"
-
-
-def _full(state: ServerState, client: str) -> JSONResponse | None:
-    """The 429 answer when this client (or the server) has no stream left."""
-    open_streams = state.streams
-    if open_streams.get(client, 0) < state.limits.streams_per_client and sum(open_streams.values()) < state.limits.streams_total:
-        return None
-    return JSONResponse(kube_status(429, f"too many open streams (at most {state.limits.streams_per_client} per client and "
-                                         f"{state.limits.streams_total} in all); close one first"), status_code=429)
-
-
-def _release(state: ServerState, client: str) -> None:
-    state.streams[client] -= 1
-    if not state.streams[client]:
-        del state.streams[client]
 
 
 class _WatchResponse(StreamingResponse):
@@ -178,11 +159,10 @@ async def watch(request: Request, state: ServerState, namespace: str, kind: str,
     if not caller.may_read(namespace):
         assert caller.user is not None
         raise ForbiddenError(f"user {caller.user.name!r} may not read anything in namespace {namespace!r} (needs the viewer role)")
-    client = _client(request, caller.user.name if caller.user else None)
-    refused = _full(state, client)
-    if refused is not None:
-        return refused
-    state.streams[client] = state.streams.get(client, 0) + 1  # no await since the check
+    client = stream_client(request, caller.user)
+    if not state.open_stream(client):  # taken with the check: no await between them
+        return JSONResponse(kube_status(429, f"too many open streams (at most {state.limits.streams_per_client} per client "
+                                             f"and {state.limits.streams_total} in all); close one first"), status_code=429)
     differ = _Differ(kind, namespace, table, request.query_params.get("includeObject", "Metadata"))
     try:
         started = time.monotonic()
@@ -191,9 +171,9 @@ async def watch(request: Request, state: ServerState, namespace: str, kind: str,
         # Said in the stream, where a watching client reads it (kubectl prints an ERROR
         # event's Status; it does not read the body of a watch that is not a 200).
         error = kube_status(422, str(refused_watch).splitlines()[-1].strip(" -"))
-        return _WatchResponse(_once(json.dumps({"type": "ERROR", "object": error}) + "\n"), lambda: _release(state, client))
+        return _WatchResponse(_once(json.dumps({"type": "ERROR", "object": error}) + "\n"), lambda: state.close_stream(client))
     except BaseException:
-        _release(state, client)
+        state.close_stream(client)
         raise
     spacing = max(MIN_GAP, MIN_SPACING * (time.monotonic() - started))
     deadline = started + (min(timeout_seconds, MAX_SECONDS) if timeout_seconds else MAX_SECONDS)
@@ -236,4 +216,4 @@ async def watch(request: Request, state: ServerState, namespace: str, kind: str,
         finally:
             unsubscribe()
 
-    return _WatchResponse(stream(), lambda: _release(state, client))
+    return _WatchResponse(stream(), lambda: state.close_stream(client))

@@ -55,6 +55,10 @@ async def watch_of(request: Request, state: ServerState, namespace: str, kind: s
 WATCH_SCAN = 10 * _watch.MAX_OBJECTS
 
 
+def _labels(rec: ExperimentRecord) -> dict[str, str]:
+    return (rec.spec.get("metadata") or {}).get("labels") or {}
+
+
 def watched_experiments(state: ServerState, namespace: str, labels: selectors.Labels,
                          fields: selectors.Fields) -> list[ExperimentRecord]:
     """The experiments a watch covers: the one a field selector names, or those the label
@@ -63,8 +67,7 @@ def watched_experiments(state: ServerState, namespace: str, labels: selectors.La
     name = name_asked(fields)
     if name is not None:
         found = or_none(state.store.get_experiment, namespace, name)
-        return [found] if found is not None and selectors.labels_match((found.spec.get("metadata") or {}).get("labels") or {},
-                                                                      labels) else []
+        return [found] if found is not None and selectors.labels_match(_labels(found), labels) else []
     kept: list[ExperimentRecord] = []
     start: int | None = 0
     scanned = 0
@@ -74,7 +77,7 @@ def watched_experiments(state: ServerState, namespace: str, labels: selectors.La
         recs, start = experiment_page(state.store, min(_watch.MAX_OBJECTS, WATCH_SCAN - scanned), state.limits.list_bytes,
                                       start, namespace)
         scanned += len(recs)
-        kept += [r for r in recs if selectors.labels_match((r.spec.get("metadata") or {}).get("labels") or {}, labels)]
+        kept += [r for r in recs if selectors.labels_match(_labels(r), labels)]
         if len(kept) > _watch.MAX_OBJECTS:
             raise _watch.too_many()
     return kept

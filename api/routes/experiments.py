@@ -24,7 +24,7 @@ from katib.store import (
 )
 
 from .. import _paging, _service
-from .._auth import StreamCaller, can_read, current_user
+from .._auth import StreamCaller, can_read, current_user, stream_client
 from .._documents import created_links, experiment_body, read_document
 from .._guard import kube_status
 from .._models import (
@@ -305,13 +305,11 @@ async def events(request: Request, namespace: str | None = None, experiment: str
     if namespace and not caller.may_read(namespace):
         assert user is not None
         raise ForbiddenError(f"user {user.name!r} may not read anything in namespace {namespace!r} (needs the viewer role)")
-    client = f"user:{user.name}" if user is not None else f"addr:{request.client.host if request.client else '-'}"
-    open_streams = state.streams
-    if open_streams.get(client, 0) >= state.limits.streams_per_client or sum(open_streams.values()) >= state.limits.streams_total:
+    client = stream_client(request, user)
+    if not state.open_stream(client):
         return JSONResponse(  # type: ignore[return-value]
             {"message": f"too many open event streams (at most {state.limits.streams_per_client} per client and "
                         f"{state.limits.streams_total} in all); close one first"}, status_code=429)
-    open_streams[client] = open_streams.get(client, 0) + 1
 
     def push(event: dict[str, Any]) -> None:
         if namespace and event.get("namespace") != namespace:
@@ -346,9 +344,7 @@ async def events(request: Request, namespace: str | None = None, experiment: str
                     yield f"event: {event['type']}\ndata: {json.dumps(event)}\n\n"
         finally:
             unsubscribe()
-            open_streams[client] -= 1
-            if not open_streams[client]:
-                del open_streams[client]
+            state.close_stream(client)
 
     return StreamingResponse(stream(), media_type="text/event-stream")
 

@@ -52,3 +52,16 @@ class LiveServer:
 def live(sqlite_store, tmp_path):
     with LiveServer(sqlite_store, tmp_path) as server:
         yield server
+
+
+def count_experiment_reads(monkeypatch: pytest.MonkeyPatch, store) -> list[str]:
+    """The names the store's ``get_experiment`` is asked for from now on, in order."""
+    reads: list[str] = []
+    real = store.get_experiment
+
+    def counting(namespace: str, name: str):
+        reads.append(name)
+        return real(namespace, name)
+
+    monkeypatch.setattr(store, "get_experiment", counting)
+    return reads

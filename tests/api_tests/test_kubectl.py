@@ -19,7 +19,7 @@ from api._state import ServerLimits
 from api._tables import human_duration
 from api.routes.discovery import RESOURCES
 from katib.store import UserStore
-from tests.api_tests.conftest import LiveServer
+from tests.api_tests.conftest import LiveServer, count_experiment_reads
 from tests.conftest import experiment, python_command
 
 KUBE = "/apis/kubeflow.org/v1beta1/namespaces/default"
@@ -241,14 +241,7 @@ def test_a_watch_reads_at_most_twice_a_second_and_says_when_it_cannot_read(live,
     for name in ("idle", "busy"):
         assert c.post(f"{KUBE}/experiments", json=_quick(name, trials=1)).status_code == 201
     live.wait_for("default", "idle")
-    reads: list[str] = []
-    get = live.store.get_experiment
-
-    def counted(namespace: str, name: str):
-        reads.append(name)
-        return get(namespace, name)
-
-    monkeypatch.setattr(live.store, "get_experiment", counted)
+    reads = count_experiment_reads(monkeypatch, live.store)
     # noisy's trials make events in the namespace all along: each one nudges the watch
     assert c.post(f"{KUBE}/experiments", json=_quick("noisy", trials=4, sleep=0.3)).status_code == 201
     with c.stream("GET", f"{KUBE}/experiments", params={"watch": "true", "fieldSelector": "metadata.name=idle",

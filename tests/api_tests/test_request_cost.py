@@ -7,6 +7,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from tests.api_tests.conftest import count_experiment_reads
 from tests.api_tests.test_summary import _seed
 
 SELECTOR_LIST = "/apis/kubeflow.org/v1beta1/namespaces/default/experiments"
@@ -268,14 +269,7 @@ def test_websocket_upgrades_are_counted_out_of_the_connection_cap(sqlite_store, 
 def test_a_volume_claim_lookup_reads_only_splits_that_name_an_algorithm(live, monkeypatch):
     """…/persistentvolumeclaims/{name} tried every dash of the name as the experiment's end:
     a 253-character name of dashes was 126 reads of stored experiments (1 MB specs each)."""
-    reads: list[str] = []
-    real = live.store.get_experiment
-
-    def counting(namespace: str, name: str):
-        reads.append(name)
-        return real(namespace, name)
-
-    monkeypatch.setattr(live.store, "get_experiment", counting)
+    reads = count_experiment_reads(monkeypatch, live.store)
     name = "a-" * 120 + "random"
     r = live.client.get(f"/api/v1/namespaces/default/persistentvolumeclaims/{name}")
     assert r.status_code == 404 and reads == ["a-" * 119 + "a"], reads[:5]
