@@ -72,7 +72,14 @@ def test_nothing_is_started_once_a_stop_is_asked(store, tmp_path):
     ctl = Controller(store, runs_root=tmp_path / "runs", tick=30)  # the wait wakes on the trial's end
     rec, _ = ctl.submit(admit(experiment(command=python_command(code), parallelTrialCount=1)), tmp_path)
     stop = threading.Event()
-    threading.Timer(0.5, stop.set).start()
+
+    def stop_while_it_runs() -> None:  # not after a fixed delay: a slow launch was stopped before it
+        deadline = time.monotonic() + 60
+        while not any(t.state == "Running" for t in store.list_trials(rec.id)) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        stop.set()
+
+    threading.Thread(target=stop_while_it_runs, daemon=True).start()
     ctl.run(rec.namespace, rec.name, stop=stop)
     assert [t.state for t in store.list_trials(rec.id)] == ["Succeeded"]
 
