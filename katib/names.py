@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import posixpath
 import re
+import stat
 from pathlib import Path
 
 from katib.errors import FieldError, ValidationError
@@ -72,14 +73,35 @@ def check(kind: str, value: object, field: str | None = None) -> None:
         raise ValidationError(errors, "name")
 
 
-def inside(root: Path, *parts: str) -> Path:
+def inside(root: Path, *parts: str, resolved: bool = False) -> Path:
     """``root / parts``, resolved, or ``ValidationError`` if it would leave ``root``
-    (through ``..``, an absolute part or a symbolic link)."""
-    base = root.resolve()
-    path = base.joinpath(*parts).resolve()
+    (through ``..``, an absolute part or a symbolic link). ``resolved`` says that ``root``
+    is resolved already (a path this function returned): only ``parts`` are looked at."""
+    base = root if resolved else root.resolve()
+    path = _resolved_below(base, parts)
     if path != base and base not in path.parents:
         raise ValidationError([FieldError("path", f"{'/'.join(parts)!r} leaves its folder {str(base)!r}")], "path")
     return path
+
+
+def _resolved_below(base: Path, parts: tuple[str, ...]) -> Path:
+    """``base.joinpath(*parts).resolve()`` for a resolved ``base``, looking only at the
+    components ``parts`` add (one ``lstat`` each, where ``resolve`` looks at every
+    component from ``/``): the controller builds several paths per trial. Anything but
+    plain names (an absolute part, ``..``, a symbolic link) takes ``resolve`` itself."""
+    rest = [c for part in parts for c in part.split("/") if c not in ("", ".")]
+    if any(part.startswith("/") for part in parts) or ".." in rest:
+        return base.joinpath(*parts).resolve()
+    current = str(base)
+    for at, component in enumerate(rest):
+        current = os.path.join(current, component)
+        try:
+            mode = os.lstat(current).st_mode
+        except OSError:  # missing (or unreadable): resolve() keeps the rest as written
+            return Path(current, *rest[at + 1:])
+        if stat.S_ISLNK(mode):
+            return base.joinpath(*parts).resolve()
+    return Path(current)
 
 
 def map_into(root: Path, path: str) -> Path:
@@ -152,7 +174,7 @@ class RunLayout:
 
     def trial(self, namespace: str, experiment: str, trial: str) -> Path:
         check("trial", trial)
-        return inside(self.experiment(namespace, experiment), trial)
+        return inside(self.experiment(namespace, experiment), trial, resolved=True)
 
     def trial_log(self, namespace: str, experiment: str, trial: str) -> Path:
         return self.trial(namespace, experiment, trial) / "trial.log"

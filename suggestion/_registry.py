@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import importlib
 from functools import cache
-from importlib.metadata import entry_points
 
+from katib._entry_points import entry_points_in
 from katib.errors import KatibError
 
 from ._base import Algorithm
@@ -40,7 +40,7 @@ _EARLY_STOPPING: dict[str, str] = {
 
 @cache
 def _plugins() -> dict[str, str]:
-    return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    return {ep.name: ep.value for ep in entry_points_in(ENTRY_POINT_GROUP)}
 
 
 def algorithm_names() -> set[str]:

@@ -206,18 +206,21 @@ def test_the_resume_hint_carries_the_flags_that_decide_where_trials_run():
 
 
 def test_values_and_messages_that_look_like_rich_markup_are_printed_as_they_are(tmp_path):
-    # Printed as rich markup, "[/x]" raised MarkupError and `katib run` ended in a traceback.
-    doc = experiment(command=python_command("import sys; print('loss=1'); sys.exit('bad [/] input [bold]')"),
-                     maxTrialCount=1, maxFailedTrialCount=1, parallelTrialCount=1)
+    # Printed as rich markup, "[/x]" raised MarkupError and `katib run` ended in a traceback;
+    # through rich, ":warning:" was printed as an emoji. A message's escape sequence is
+    # not passed to the terminal.
+    doc = experiment(command=python_command(
+        "import sys; print('loss=1'); sys.exit('bad [/] input [bold] \\x1b[31mred\\x1b[0m')"),
+        maxTrialCount=1, maxFailedTrialCount=1, parallelTrialCount=1)
     doc["spec"]["parameters"].append({"name": "opt", "parameterType": "categorical",
-                                      "feasibleSpace": {"list": ["[/x]"]}})
+                                      "feasibleSpace": {"list": ["[/x]:warning:"]}})
     doc["spec"]["trialTemplate"]["trialParameters"].append({"name": "opt", "reference": "opt"})
     doc["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]["command"][-1] += \
         "  # ${trialParameters.opt}"
     result = katib("run", str(write(tmp_path, doc)), "--db", str(tmp_path / "k.db"), "--tick", "0.05")
     assert "Traceback" not in result.stderr, result.stderr
-    assert "opt=[/x]" in result.stdout
-    assert "bad [/] input [bold]" in result.stdout
+    assert "opt=[/x]:warning:" in result.stdout
+    assert "bad [/] input [bold] red" in result.stdout and "\x1b" not in result.stdout
     assert result.returncode == 1  # the only trial failed
 
 

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 import trials
+from katib import _entry_points
 from katib.errors import KatibError
 from tests.conftest import experiment
 from trials import _registry, _sources
@@ -85,10 +86,12 @@ def plugin_site(tmp_path, monkeypatch):
     """The plugin on this process's path too (the registry's cache cleared around it)."""
     site = _site(tmp_path)
     monkeypatch.syspath_prepend(str(site))
+    _entry_points.forget()
     _registry._executor_plugins.cache_clear()
     _sources._sources.cache_clear()
     yield site
     monkeypatch.undo()
+    _entry_points.forget()
     _registry._executor_plugins.cache_clear()
     _sources._sources.cache_clear()
 

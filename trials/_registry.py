@@ -22,10 +22,11 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
-from importlib.metadata import EntryPoint, entry_points
+from importlib.metadata import EntryPoint
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from katib._entry_points import entry_points_in
 from katib.errors import KatibError
 
 if TYPE_CHECKING:
@@ -96,7 +97,7 @@ class Plugin:
 
 def _entry_points(group: str) -> dict[str, Plugin]:
     found: dict[str, Plugin] = {}
-    for ep in entry_points(group=group):
+    for ep in entry_points_in(group):
         found[ep.name] = Plugin(ep.name, ep.value, _extra(ep), ep.dist.name if ep.dist else None)
     return found
 

@@ -136,7 +136,7 @@ class CustomSource(PushSource):
 
 @cache
 def _sources() -> dict[str, Any]:
-    from importlib.metadata import entry_points
+    from katib._entry_points import entry_points_in
 
     from ._registry import Plugin, _entry_points
 
@@ -144,7 +144,7 @@ def _sources() -> dict[str, Any]:
     sources = {**_entry_points(COLLECTORS_GROUP), **builtin}
     # Custom is the kind Katib leaves to its users: a package's own Custom source replaces
     # ours, whichever of the two entry points the installation lists first.
-    for ep in entry_points(group=COLLECTORS_GROUP, name="Custom"):
+    for ep in entry_points_in(COLLECTORS_GROUP, "Custom"):
         if ep.value != BUILTIN_SOURCES["Custom"][0]:
             sources["Custom"] = Plugin("Custom", ep.value, None, ep.dist.name if ep.dist else None)
     return sources

@@ -4,6 +4,7 @@ the ones the stopper says to, and set the condition of each trial that ended."""
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,6 +34,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("katib.controller")
 LOG_TAIL_BYTES = 64 << 10  # what a failed trial's message reads of the end of its log
+# A log's colours and cursor moves (CSI and OSC sequences), and the control characters
+# left: a message is shown on terminals (katib get, describe, kubectl), which act on them.
+_ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?")
+_CONTROLS = dict.fromkeys([*range(0x09), *range(0x0A, 0x20), 0x7F, *range(0x80, 0xA0)])
 
 
 class Following:
@@ -217,8 +222,8 @@ class Following:
             return ""
         if start:
             data = data[data.find(b"\n") + 1:]  # from the first whole line
-        text = data.decode("utf-8", errors="replace")
-        tail = [line for line in text.splitlines() if line.strip()][-lines:]
+        text = _ESCAPES.sub("", data.decode("utf-8", errors="replace"))
+        tail = [line.translate(_CONTROLS) for line in text.splitlines() if line.strip()][-lines:]
         return " | ".join(tail)
 
     def _failure_message(self, t: TrialRecord, state: RunState) -> str:

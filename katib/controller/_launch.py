@@ -82,11 +82,11 @@ class Launching:
 
     def _trial_dir(self, t: TrialRecord) -> Path:
         check("trial", t.name)
-        return inside(self._experiment_dir(), t.name)
+        return inside(self._experiment_dir(), t.name, resolved=True)
 
     def _checkpoint_dir(self, name: str) -> Path:
         check("trial", name)
-        return inside(self._experiment_dir(), "checkpoints", name)
+        return inside(self._experiment_dir(), "checkpoints", name, resolved=True)
 
     def _path_map(self, t: TrialRecord) -> dict[str, str]:
         """Katib's absolute paths, mapped into the trial's own directories: the metrics
