@@ -48,15 +48,21 @@ def too_many() -> ValidationError:
                                                 "or fieldSelector")], "request")
 
 
-class _WatchResponse(StreamingResponse):
-    """A watch's stream; its slot among the open streams (taken with the check, so no two
-    requests pass it together) is given back when the answer ends, however it ends, even
-    one whose stream never started."""
+def too_many_streams(state: ServerState) -> JSONResponse:
+    """The answer to a stream that finds no free slot (a Status kubectl prints)."""
+    return JSONResponse(kube_status(429, f"too many open streams (at most {state.limits.streams_per_client} per client "
+                                         f"and {state.limits.streams_total} in all); close one first"), status_code=429)
 
-    def __init__(self, body: Any, release: Callable[[], None]) -> None:
+
+class SlotResponse(StreamingResponse):
+    """A long-lived stream (a watch, a followed log); its slot among the open streams
+    (taken with the check, so no two requests pass it together) is given back when the
+    answer ends, however it ends, even one whose stream never started."""
+
+    def __init__(self, body: Any, release: Callable[[], None], media_type: str = "application/json") -> None:
         # Not compressed: each event is sent as it happens, the headers at once (a
         # compressor holds them until the first event).
-        super().__init__(body, media_type="application/json", headers={"content-encoding": "identity"})
+        super().__init__(body, media_type=media_type, headers={"content-encoding": "identity"})
         self._release: Callable[[], None] | None = release
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
@@ -131,10 +137,10 @@ class _Differ:
 
 
 _LIMITER: list[anyio.CapacityLimiter] = []
-WATCH_THREADS = 8  # worker threads the watches' readings share (not the routes' pool)
+WATCH_THREADS = 8  # worker threads the long-lived streams' readings share (not the routes' pool)
 
 
-async def _in_thread(work: Callable[[], Any]) -> Any:
+async def in_thread(work: Callable[[], Any]) -> Any:
     if not _LIMITER:
         _LIMITER.append(anyio.CapacityLimiter(WATCH_THREADS))
     return await anyio.to_thread.run_sync(work, limiter=_LIMITER[0])
@@ -161,17 +167,16 @@ async def watch(request: Request, state: ServerState, namespace: str, kind: str,
         raise ForbiddenError(f"user {caller.user.name!r} may not read anything in namespace {namespace!r} (needs the viewer role)")
     client = stream_client(request, caller.user)
     if not state.open_stream(client):  # taken with the check: no await between them
-        return JSONResponse(kube_status(429, f"too many open streams (at most {state.limits.streams_per_client} per client "
-                                             f"and {state.limits.streams_total} in all); close one first"), status_code=429)
+        return too_many_streams(state)
     differ = _Differ(kind, namespace, table, request.query_params.get("includeObject", "Metadata"))
     try:
         started = time.monotonic()
-        opening = await _in_thread(lambda: differ.first(read(), since))
+        opening = await in_thread(lambda: differ.first(read(), since))
     except ValidationError as refused_watch:
         # Said in the stream, where a watching client reads it (kubectl prints an ERROR
         # event's Status; it does not read the body of a watch that is not a 200).
         error = kube_status(422, str(refused_watch).splitlines()[-1].strip(" -"))
-        return _WatchResponse(_once(json.dumps({"type": "ERROR", "object": error}) + "\n"), lambda: state.close_stream(client))
+        return SlotResponse(_once(json.dumps({"type": "ERROR", "object": error}) + "\n"), lambda: state.close_stream(client))
     except BaseException:
         state.close_stream(client)
         raise
@@ -204,7 +209,7 @@ async def watch(request: Request, state: ServerState, namespace: str, kind: str,
                     return
                 last = time.monotonic()
                 try:
-                    lines = await _in_thread(lambda: differ.next(read()))
+                    lines = await in_thread(lambda: differ.next(read()))
                 except ValidationError:  # grew past MAX_OBJECTS: the client lists and watches again
                     return
                 except Exception:  # noqa: BLE001 (a busy store, or our bug: said, as Kubernetes says it)
@@ -216,4 +221,4 @@ async def watch(request: Request, state: ServerState, namespace: str, kind: str,
         finally:
             unsubscribe()
 
-    return _WatchResponse(stream(), lambda: state.close_stream(client))
+    return SlotResponse(stream(), lambda: state.close_stream(client))

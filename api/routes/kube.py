@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from katib import views
@@ -20,7 +20,7 @@ from katib.runtimes import is_trainjob
 from katib.spec import API_VERSION, EXPERIMENT_LABEL, TRIAL_LABEL, Trial
 from katib.store import ExperimentRecord, TrialRecord, experiment_page
 
-from .. import _paging, _service, _watch
+from .. import _logfollow, _paging, _service, _watch
 from .. import _selectors as selectors
 from .._documents import created_links, experiment_body, read_document
 from .._models import KubeExperimentList
@@ -350,7 +350,21 @@ def get_pod(namespace: str, name: str, state: ServerState = Depends(get_state)) 
 
 
 @router.get("/api/v1/namespaces/{namespace}/pods/{name}/log", response_class=PlainTextResponse)
-def pod_log(namespace: str, name: str, container: str | None = None, tail_lines: int | None = Query(None, alias="tailLines", ge=0, le=2**31 - 1),
-            state: ServerState = Depends(get_state)) -> str:
-    rec, t = state.store.get_trial(namespace, name)
-    return _service.trial_log(state, rec, t, tail_lines)
+async def pod_log(request: Request, namespace: str, name: str, container: str | None = None,
+                  tail_lines: int | None = Query(None, alias="tailLines", ge=0, le=2**31 - 1), follow: bool = False,
+                  limit_bytes: int | None = Query(None, alias="limitBytes", ge=1, le=2**62), previous: bool = False,
+                  timestamps: bool = False, since_seconds: int | None = Query(None, alias="sinceSeconds"),
+                  since_time: str | None = Query(None, alias="sinceTime"), state: ServerState = Depends(get_state)) -> Any:
+    """The trial's output (``kubectl logs``): its last ``tailLines`` lines, at most the
+    server's ``log_bytes`` of it and ``limitBytes``; with ``follow``, as it is written
+    until the trial ends (``kubectl logs -f``, ``api._logfollow``). A trial's lines carry
+    no times and it has no previous container: ``timestamps``, ``sinceSeconds``,
+    ``sinceTime`` and ``previous`` are refused by name."""
+    _logfollow.refuse_unkept(previous=previous, timestamps=timestamps, sinceSeconds=since_seconds, sinceTime=since_time)
+    rec, t = await run_in_threadpool(state.store.get_trial, namespace, name)
+    _logfollow.check_container(_pods(rec, t), name, container)
+    if follow:
+        return await _logfollow.follow_trial(request, state, rec, t, tail_lines, limit_bytes)
+    text = await run_in_threadpool(_service.trial_log, state, rec, t, tail_lines)
+    data = text.encode()
+    return Response(data[:limit_bytes] if limit_bytes else data, media_type="text/plain; charset=utf-8")

@@ -20,6 +20,7 @@ _WHERE = {
     "trial_log": "_logs", "trial_log_since": "_logs",
     "experiment_phase": "_status", "metric_strategies": "_status", "metric_value": "_status",
     "shown_value": "_status", "rfc3339": "_status", "LAST_OUTPUT": "_status", "no_result_note": "_status",
+    "FINAL_TRIAL_STATES": "_status",
 }
 
 if TYPE_CHECKING:
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from ._manager import ExperimentManager, mark_stopped
     from ._run import EDITABLE, ExperimentRun
     from ._status import (
+        FINAL_TRIAL_STATES,
         LAST_OUTPUT,
         experiment_phase,
         is_completed,
@@ -56,6 +58,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "FINAL_TRIAL_STATES",
     "LAST_OUTPUT",
     "AskTell",
     "EDITABLE",

@@ -417,6 +417,9 @@ def test_kubectl_applies_gets_waits_for_describes_and_deletes_an_experiment(kube
     assert len(trials) == 2 and all(t.startswith("trial.kubeflow.org/demo-") for t in trials)
     assert ok("get", "experiment", "demo", "-o", "jsonpath={.status.trials}") == "2"
     assert "loss=0.5" in ok("logs", trials[0].split("/")[1])
+    assert ok("logs", "-f", "--tail=1", trials[0].split("/")[1]) == "loss=0.5\n"  # followed: it ends with the trial
+    timed = kubectl(live, "logs", "--timestamps", trials[0].split("/")[1])
+    assert timed.returncode != 0 and "timestamps" in timed.stderr  # not the log without them
     described = ok("describe", "trial", trials[0].split("/")[1])
     assert "JobSucceeded" in described
     explained = kubectl(live, "explain", "experiment.spec.algorithm")
