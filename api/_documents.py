@@ -1,9 +1,11 @@
-"""Request bodies: an experiment as JSON or YAML, and JSON merge patches."""
+"""Request bodies: an experiment as JSON or YAML, JSON merge patches, and the
+DeleteOptions a Kubernetes client sends with a delete."""
 
 from __future__ import annotations
 
 import asyncio
 import copy
+import json
 from typing import Any
 
 from fastapi import Request
@@ -69,3 +71,30 @@ def merge_patch(target: Any, patch: Any) -> Any:
         else:
             result[key] = merge_patch(result.get(key), value)
     return result
+
+
+async def delete_options(request: Request) -> dict[str, Any]:
+    """The ``DeleteOptions`` a DELETE carries in its body (kubectl and client-go send one:
+    ``dryRun``, ``preconditions``, ``propagationPolicy``…); {} without a body."""
+    if request.method != "DELETE":
+        return {}
+    body = await request.body()
+    if not body.strip():
+        return {}
+    try:
+        options = json.loads(body)
+    except (ValueError, RecursionError):
+        options = None
+    if not isinstance(options, dict):
+        raise ValidationError([FieldError("body", "a delete's body must be DeleteOptions, a JSON object")], "request")
+    return options
+
+
+def dry_run_asked(options: dict[str, Any]) -> bool:
+    """Whether ``DeleteOptions.dryRun`` asks a dry run (``["All"]``; other values are refused)."""
+    value = options.get("dryRun")
+    if not value:
+        return False
+    if value != ["All"]:
+        raise ValidationError([FieldError("dryRun", f"must be [All] (got {json.dumps(value)[:60]})")], "request")
+    return True

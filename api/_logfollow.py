@@ -126,12 +126,21 @@ def refuse_unkept(**asked: Any) -> None:
         raise ValidationError(errors, "request")
 
 
-def check_container(pods: list[dict[str, Any]], pod: str, container: str | None) -> None:
-    """``container`` must be one of the pod's (the trial's primary container)."""
+# Katib's metrics collector sidecar. With the StdOut collector it prints the trial's output
+# (the training container's own is redirected to it), and the Katib SDK's get_job_logs reads it.
+COLLECTOR_CONTAINER = "metrics-logger-and-collector"
+
+
+def check_container(rec: ExperimentRecord, pods: list[dict[str, Any]], pod: str, container: str | None) -> None:
+    """``container`` must be one of the pod's (the trial's primary container), or Katib's
+    collector sidecar where it would print the trial's output (the StdOut collector)."""
     if container is None:
         return
     found = next((p for p in pods if p["metadata"]["name"] == pod), pods[0] if pods else None)
     names = [c["name"] for c in (found or {}).get("spec", {}).get("containers", [])]
+    collector = ((rec.spec.get("spec") or {}).get("metricsCollectorSpec") or {}).get("collector") or {}
+    if (collector.get("kind") or "StdOut") == "StdOut":
+        names.append(COLLECTOR_CONTAINER)
     if container not in names:
         raise ValidationError([FieldError("container", f"container {container!r} is not valid for pod {pod!r} "
                                                        f"(its containers: {', '.join(names)})")], "request")

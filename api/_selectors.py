@@ -12,6 +12,8 @@ from fastapi import Request
 
 from katib.errors import FieldError, NotAllowedError, ValidationError
 
+from ._documents import delete_options
+
 _SET_SELECTOR = re.compile(r"^\s*([^\s=!,()]+)\s+in\s+\(([^()]*)\)\s*$")
 
 
@@ -130,10 +132,11 @@ def paging_key(label_selector: str | None, field_selector: str | None) -> str | 
     return f"{label_selector or ''}\x00{field_selector}"
 
 
-# What a Kubernetes client may send to any list, and would be wrong to have ignored: a
-# selector a route does not apply would widen what it lists (and kubectl deletes what it
-# lists), a watch it does not serve would answer a list where a stream is read.
-_LIST_PARAMS = ("labelSelector", "fieldSelector", "watch", "sendInitialEvents")
+# What a Kubernetes client may send, and would be wrong to have ignored: a selector a
+# route does not apply would widen what it lists (and kubectl deletes what it lists), a
+# watch it does not serve would answer a list where a stream is read, and a dry run it
+# does not honour would make the change (kubectl delete --dry-run=server deleted).
+_LIST_PARAMS = ("labelSelector", "fieldSelector", "watch", "sendInitialEvents", "dryRun")
 
 
 def _query_names(dependant: Any) -> set[str]:
@@ -143,20 +146,33 @@ def _query_names(dependant: Any) -> set[str]:
     return names
 
 
-def refuse_unapplied(request: Request) -> None:
-    """Router dependency: a ``labelSelector``, ``fieldSelector`` or ``watch`` sent to a
-    route that does not take it is a 422 naming it, not silently dropped."""
+async def refuse_unapplied(request: Request) -> None:
+    """Router dependency: a ``labelSelector``, ``fieldSelector``, ``watch`` or ``dryRun``
+    sent to a route that does not take it is a 422 naming it, not silently dropped; so is
+    a delete's ``dryRun`` or ``preconditions`` (in its DeleteOptions body) where the route
+    does not take ``dryRun``."""
     route = request.scope.get("route")
     dependant = getattr(route, "dependant", None)
-    if dependant is None or not any(p in request.query_params for p in _LIST_PARAMS):
+    if dependant is None:
+        return
+    path = getattr(route, "path", request.url.path)
+    if request.method == "DELETE" and "dryRun" not in _query_names(dependant):
+        options = await delete_options(request)
+        for name in ("dryRun", "preconditions"):
+            if options.get(name):
+                raise ValidationError([FieldError(name, f"DELETE {path} takes no {name} here: nothing was deleted")],
+                                      "request")
+    if not any(p in request.query_params for p in _LIST_PARAMS):
         return
     taken = _query_names(dependant)
-    path = getattr(route, "path", request.url.path)
     for param in _LIST_PARAMS:
         if param in request.query_params and param not in taken:
             if param == "watch":  # 405, which kubectl prints (it reads no body of a watch's error)
                 raise NotAllowedError(f"{path} cannot be watched here")
             if param == "sendInitialEvents":  # client-go's watch-list: it lists and watches instead
                 raise ValidationError([FieldError(param, "streamed initial events are not served here; list, then watch")],
+                                      "request")
+            if param == "dryRun":
+                raise ValidationError([FieldError(param, f"{request.method} {path} has no dry run here: nothing was done")],
                                       "request")
             raise ValidationError([FieldError(param, f"{path} cannot be selected by {param} here")], "request")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -11,11 +12,12 @@ from katib.controller import admit, runnable_errors
 from katib.errors import ConflictError, FieldError, NotFoundError, ValidationError
 from katib.names import RunLayout
 from katib.optimizationjobs import source_annotation, stored_experiment
+from katib.spec import update_errors
 from katib.store import ExperimentRecord, TrialRecord
 
 from . import _configmaps
 from . import _jsonpatch as jsonpatch
-from ._documents import merge_patch
+from ._documents import dry_run_asked, merge_patch
 from ._guard import BodyTooLarge
 from ._state import ServerState
 
@@ -50,9 +52,11 @@ def create(state: ServerState, doc: Any, namespace: str, dry_run: bool = False) 
     return views.experiment_object(rec)
 
 
-def patch(state: ServerState, namespace: str, name: str, patch_doc: Any) -> views.ExperimentObject:
+def patch(state: ServerState, namespace: str, name: str, patch_doc: Any, dry_run: bool = False) -> views.ExperimentObject:
     """A merge patch (an object), or a JSON patch (a list of operations, RFC 6902); only the
-    trial budget may change, as in Katib."""
+    trial budget may change, as in Katib. A dry run checks the patched experiment as the
+    edit would (admission, what may run here, Katib's update rules) and answers it as it
+    would be stored, changing nothing."""
     if not isinstance(patch_doc, (dict, list)):
         raise ValidationError([FieldError("", f"a patch is an object (merge patch) or a list (JSON patch), "
                                               f"not {type(patch_doc).__name__}")], "request")
@@ -71,8 +75,33 @@ def patch(state: ServerState, namespace: str, name: str, patch_doc: Any) -> view
     exp = admit(merged, kept_source=source_annotation(rec))  # the OptimizationJob it came from, if it did, stays
     if (exp.namespace, exp.name) != (namespace, name):
         raise ValidationError([FieldError("metadata.name", "cannot be changed")])
+    if dry_run:
+        errors = runnable_errors(exp, state.executor)
+        spec = exp.model_dump(by_alias=True, exclude_none=True, mode="json", exclude={"status"})
+        errors += update_errors(rec.spec.get("spec") or {}, spec.get("spec") or {}, rec.status)
+        if errors:
+            raise ValidationError(errors)
+        return views.experiment(replace(rec, spec=spec))
     rec, _ = state.manager.submit(exp, Path(rec.workdir))
     return views.experiment(rec)
+
+
+def delete(state: ServerState, namespace: str, name: str, options: dict[str, Any], dry_run: bool = False) -> None:
+    """Delete an experiment, its trials and their files, as a Kubernetes delete with its
+    ``DeleteOptions``: a dry run (``dryRun: [All]``, or ``dry_run``) only finds it, and a
+    ``preconditions.uid`` that is not the experiment's is a 409."""
+    dry = dry_run_asked(options) or dry_run
+    preconditions = options.get("preconditions") or {}
+    if not isinstance(preconditions, dict) or preconditions.get("resourceVersion"):
+        raise ValidationError([FieldError("preconditions", "only a uid precondition is checked here: nothing was deleted")],
+                              "request")
+    if dry or preconditions.get("uid"):
+        rec = state.store.get_experiment(namespace, name)  # a 404, as the delete would be
+        if preconditions.get("uid") and preconditions["uid"] != rec.uid:
+            raise ConflictError(f"Precondition failed: UID in precondition: {preconditions['uid']}, "
+                                f"UID in object meta: {rec.uid}")
+    if not dry:
+        state.manager.delete(namespace, name)
 
 
 def trial(state: ServerState, namespace: str, name: str) -> tuple[ExperimentRecord, TrialRecord]:

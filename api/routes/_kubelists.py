@@ -1,5 +1,6 @@
 """What the Kubernetes lists of ``kube.py`` share with their watches: the list and watch
-query parameters, the objects a watch covers, and the resource version of a list."""
+query parameters (and a write's dryRun), the objects a watch covers, and the resource
+version of a list."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 from fastapi import Query, Request
 from fastapi.responses import JSONResponse
 
-from katib.errors import NotFoundError
+from katib.errors import FieldError, NotFoundError, ValidationError
 from katib.store import ExperimentRecord, experiment_page
 
 from .. import _selectors as selectors
@@ -21,6 +22,17 @@ from .._tables import wants_table
 FIELD_SELECTOR = Query(None, alias="fieldSelector")
 WATCH = Query(False, description="a stream of changes (kubectl get -w, kubectl wait), not a list: api/_watch.py")
 TIMEOUT = Query(None, alias="timeoutSeconds", ge=0, description="how long a watch lasts (at most 1,800 s)")
+DRY_RUN = Query(None, alias="dryRun", description="All: checked and answered as it would be, nothing changed")
+
+
+def dry_run_all(value: str | None) -> bool:
+    """``dryRun`` as Kubernetes reads it: ``All``, or none; anything else is refused (read
+    as no dry run, ``dryRun=true`` would make the change)."""
+    if value is None or value == "":
+        return False
+    if value != "All":
+        raise ValidationError([FieldError("dryRun", f"must be All (got {value[:40]!r})")], "request")
+    return True
 
 
 def or_none(get: Any, namespace: str, name: str) -> Any:

@@ -22,14 +22,16 @@ from katib.store import ExperimentRecord, TrialRecord, experiment_page
 
 from .. import _logfollow, _paging, _service, _watch
 from .. import _selectors as selectors
-from .._documents import created_links, experiment_body, read_document
+from .._documents import created_links, delete_options, experiment_body, read_document
 from .._models import KubeExperimentList
 from .._state import ServerState, get_state
 from .._trainjobs import JOBSET_NAME_LABEL, trainjob_of, trainjob_pods
 from ._kubelists import (
+    DRY_RUN,
     FIELD_SELECTOR,
     TIMEOUT,
     WATCH,
+    dry_run_all,
     list_key,
     list_version,
     name_asked,
@@ -44,10 +46,10 @@ PREFIX = "/apis/kubeflow.org/v1beta1/namespaces/{namespace}"
 
 @router.post(PREFIX + "/experiments", status_code=201, openapi_extra=experiment_body(),
              responses=created_links("kubeGetExperiment kubePatchExperiment kubeDeleteExperiment getSuggestion"))
-async def create_experiment(namespace: str, request: Request, dry_run: str | None = Query(None, alias="dryRun"),
+async def create_experiment(namespace: str, request: Request, dry_run: str | None = DRY_RUN,
                             state: ServerState = Depends(get_state)) -> dict[str, Any]:
     doc = await read_document(request)
-    return await asyncio.to_thread(_service.create, state, doc, namespace, dry_run == "All")
+    return await asyncio.to_thread(_service.create, state, doc, namespace, dry_run_all(dry_run))
 
 
 @router.get(PREFIX + "/experiments", response_model=KubeExperimentList, response_model_exclude_none=True)
@@ -102,17 +104,23 @@ def get_experiment(namespace: str, name: str, state: ServerState = Depends(get_s
 @router.patch(PREFIX + "/experiments/{name}", operation_id="kubePatchExperiment",
               openapi_extra=experiment_body("application/merge-patch+json", "application/json", json_patch=True),
               response_model=views.ExperimentObject, response_model_exclude_none=True)
-async def patch_experiment(namespace: str, name: str, request: Request,
+async def patch_experiment(namespace: str, name: str, request: Request, dry_run: str | None = DRY_RUN,
                            state: ServerState = Depends(get_state)) -> views.ExperimentObject:
     """A merge patch (the SDK sends the whole object) or a JSON patch (``kubectl patch
-    --type=json``): only the budget may change."""
+    --type=json``): only the budget may change. ``dryRun=All``: checked and answered as
+    it would be, nothing changed."""
     doc = await read_document(request)
-    return await asyncio.to_thread(_service.patch, state, namespace, name, doc)
+    return await asyncio.to_thread(_service.patch, state, namespace, name, doc, dry_run_all(dry_run))
 
 
 @router.delete(PREFIX + "/experiments/{name}", operation_id="kubeDeleteExperiment")
-async def delete_experiment(namespace: str, name: str, state: ServerState = Depends(get_state)) -> dict[str, Any]:
-    await asyncio.to_thread(state.manager.delete, namespace, name)
+async def delete_experiment(namespace: str, name: str, request: Request, dry_run: str | None = DRY_RUN,
+                            state: ServerState = Depends(get_state)) -> dict[str, Any]:
+    """Delete the experiment, its trials and their files. A dry run (``?dryRun=All``, or
+    ``dryRun: [All]`` in the DeleteOptions body, as kubectl sends it) only finds it; a
+    ``preconditions.uid`` that is not the experiment's is a 409, as in Kubernetes."""
+    options = await delete_options(request)
+    await asyncio.to_thread(_service.delete, state, namespace, name, options, dry_run_all(dry_run))
     return {"apiVersion": "v1", "kind": "Status", "metadata": {}, "status": "Success",
             "details": {"name": name, "group": "kubeflow.org", "kind": "experiments"}}
 
@@ -362,7 +370,7 @@ async def pod_log(request: Request, namespace: str, name: str, container: str | 
     ``sinceTime`` and ``previous`` are refused by name."""
     _logfollow.refuse_unkept(previous=previous, timestamps=timestamps, sinceSeconds=since_seconds, sinceTime=since_time)
     rec, t = await run_in_threadpool(state.store.get_trial, namespace, name)
-    _logfollow.check_container(_pods(rec, t), name, container)
+    _logfollow.check_container(rec, _pods(rec, t), name, container)
     if follow:
         return await _logfollow.follow_trial(request, state, rec, t, tail_lines, limit_bytes)
     text = await run_in_threadpool(_service.trial_log, state, rec, t, tail_lines)

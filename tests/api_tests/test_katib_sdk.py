@@ -39,7 +39,7 @@ def test_the_real_sdk_drives_the_server(sdk_python, sqlite_store, tmp_path):
     assert found["optimal_trial"] in found["trials"] and len(found["trials"]) == 3
     assert 0.01 <= float(found["optimal_lr"]) <= 0.05
     assert found["success_details"] == 3 and found["suggestion_count"] == 3
-    assert found["logs"].startswith("accuracy=")
+    assert found["logs"].startswith("accuracy=") and found["followed"] == found["logs"]
     assert found["trials_after_edit"] == 5
     assert found["experiments"] == ["sdk-random"] and found["after_delete"] == []
     assert found["tune_succeeded"] is True and found["tune_best"].startswith("sdk-tune-")

@@ -441,5 +441,16 @@ def test_kubectl_applies_gets_waits_for_describes_and_deletes_an_experiment(kube
     ok("create", "-f", str(cm))
     assert kubectl(live, "delete", "configmaps", "-l", "app=none-such").returncode != 0
     assert ok("get", "configmaps", "-o", "name").split() == ["configmap/kept"]
+    # A server dry run changes nothing: before, the patch was made and the experiment deleted.
+    # (kubectl before 1.27 refuses a dry run itself: its OpenAPI v2 here holds no dryRun.)
+    patched = kubectl(live, "patch", "experiment", "demo", "--dry-run=server", "--type=merge",
+                      "-p", '{"spec":{"maxTrialCount":9}}')
+    # ended with resumePolicy Never: refused as the patch itself would be
+    assert patched.returncode != 0 and "resumePolicy" in patched.stderr or "support dry-run" in patched.stderr
+    deleted = kubectl(live, "delete", "experiment", "demo", "--dry-run=server")
+    assert "(server dry run)" in deleted.stdout or "support dry-run" in deleted.stderr, deleted
+    assert ok("get", "experiment", "demo", "-o", "jsonpath={.spec.maxTrialCount}") == "2"
+    assert kubectl(live, "delete", "configmap", "kept", "--dry-run=server").returncode != 0  # no dry run there: refused
+    assert ok("get", "configmaps", "-o", "name").split() == ["configmap/kept"]
     assert 'experiment.kubeflow.org "demo" deleted' in ok("delete", "-f", str(manifest))
     assert ok("get", "experiments") == "" and "No resources found" in kubectl(live, "get", "experiments").stderr

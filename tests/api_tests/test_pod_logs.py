@@ -61,7 +61,7 @@ def test_a_followed_log_streams_as_written_and_ends_with_the_trial(live):
 
 
 @pytest.mark.parametrize(("param", "value"), [("timestamps", "true"), ("previous", "true"), ("sinceSeconds", "10"),
-                                              ("sinceTime", "2026-01-01T00:00:00Z"), ("container", "metrics-logger-and-collector"),
+                                              ("sinceTime", "2026-01-01T00:00:00Z"), ("container", "sidecar"),
                                               ("limitBytes", "0")])
 def test_what_a_trial_log_does_not_keep_is_refused_by_name(live, param, value):
     trial = _trial(live, "quick", "print('loss=0.5')")
@@ -71,6 +71,26 @@ def test_what_a_trial_log_does_not_keep_is_refused_by_name(live, param, value):
     pod = live.client.get(f"{PODS}/{trial}").json()
     container = pod["spec"]["containers"][0]["name"]
     assert live.client.get(f"{PODS}/{trial}/log", params={"container": container, "timestamps": "false"}).status_code == 200
+
+
+def test_the_collector_sidecar_shows_the_output_where_katib_s_would(live):
+    """With the StdOut collector, Katib's metrics-logger-and-collector sidecar prints the
+    trial's output, and the Katib SDK's get_job_logs reads it there; with a File collector
+    it would print its own work, which does not exist here."""
+    trial = _trial(live, "stdout", "print('loss=0.5')")
+    live.wait_for("default", "stdout")
+    r = live.client.get(f"{PODS}/{trial}/log", params={"container": "metrics-logger-and-collector"})
+    assert r.status_code == 200 and "loss=0.5" in r.text
+    doc = experiment(name="filed", maxTrialCount=1, parallelTrialCount=1, command=python_command("print('hello')"))
+    doc["spec"]["metricsCollectorSpec"] = {"collector": {"kind": "File"},
+                                           "source": {"fileSystemPath": {"path": "/tmp/m.log", "kind": "File"}}}
+    assert live.client.post(f"{KUBE}/experiments", json=doc).status_code == 201
+    filed = live.client.get(f"{KUBE}/trials", params={"labelSelector": "katib.kubeflow.org/experiment=filed"}).json()["items"]
+    while not filed:
+        time.sleep(0.05)
+        filed = live.client.get(f"{KUBE}/trials", params={"labelSelector": "katib.kubeflow.org/experiment=filed"}).json()["items"]
+    r = live.client.get(f"{PODS}/{filed[0]['metadata']['name']}/log", params={"container": "metrics-logger-and-collector"})
+    assert r.status_code == 422 and "container" in r.text
 
 
 def test_a_followed_log_takes_a_stream_slot_and_ends_when_told(sqlite_store, tmp_path, monkeypatch):

@@ -58,6 +58,8 @@ found["trials"] = sorted(t.metadata.name for t in client.list_trials("sdk-random
 found["success_details"] = len(client.get_success_trial_details("sdk-random"))
 found["suggestion_count"] = client.get_suggestion("sdk-random").status.suggestion_count
 found["logs"] = "\n".join(client.get_job_logs("sdk-random", found["trials"][0], namespace="default"))
+# follow=True streams the log (kubectl logs -f) until the trial has ended: this one has
+found["followed"] = "\n".join(client.get_job_logs("sdk-random", found["trials"][0], namespace="default", follow=True))
 
 # 2. edit_experiment_budget restarts a finished LongRunning experiment.
 client.edit_experiment_budget("sdk-random", max_trial_count=5)
