@@ -82,7 +82,7 @@ async def delete_options(request: Request) -> dict[str, Any]:
     if not body.strip():
         return {}
     try:
-        options = json.loads(body)
+        options = await asyncio.to_thread(json.loads, body)
     except (ValueError, RecursionError):
         options = None
     if not isinstance(options, dict):

@@ -148,6 +148,13 @@ def trial_log(state: ServerState, rec: ExperimentRecord, t: TrialRecord, tail: i
     return executor_log(state.runs_root, rec, t, tail, state.limits.log_bytes)
 
 
+def trial_log_size(state: ServerState, rec: ExperimentRecord, t: TrialRecord) -> int:
+    """How many bytes of output the trial has written so far (0 before there is a log)."""
+    from katib.controller import trial_log_size as executor_log_size
+
+    return executor_log_size(state.runs_root, rec, t) or 0
+
+
 def trial_log_since(state: ServerState, rec: ExperimentRecord, t: TrialRecord, offset: int) -> tuple[bytes, int]:
     """What the trial wrote from byte ``offset`` on, at most ``limits.log_bytes`` of it, and
     the offset to read on from (``offset`` again when there is no log yet)."""

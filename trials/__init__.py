@@ -16,6 +16,7 @@ from ._registry import (
     executor_factory,
     executor_names,
     trial_log_since,
+    trial_log_size,
     trial_logs,
     unknown_executor,
 )
@@ -79,5 +80,6 @@ __all__ = [
     "parse_text",
     "parse_time",
     "trial_log_since",
+    "trial_log_size",
     "trial_logs",
 ]

@@ -206,6 +206,15 @@ class Executor(ABC):
         return read_log(trial_dir / "trial.log", tail, max_bytes)
 
     @classmethod
+    def log_size(cls, handle: dict[str, Any], trial_dir: Path) -> int | None:
+        """How many bytes of output there are so far, the offsets ``log_since`` counts in
+        (``kubectl logs -f`` starts near the end); None when the trial has no log."""
+        try:
+            return (trial_dir / "trial.log").stat().st_size
+        except FileNotFoundError:
+            return None
+
+    @classmethod
     def log_since(cls, handle: dict[str, Any], trial_dir: Path, offset: int,
                   max_bytes: int = 1 << 20) -> tuple[bytes, int] | None:
         """The output written since byte ``offset``, at most ``max_bytes`` of it, and the

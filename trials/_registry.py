@@ -204,6 +204,11 @@ def trial_log_since(handle: dict[str, Any] | None, trial_dir: Path, offset: int,
     return got[0][:max_bytes], offset + max_bytes
 
 
+def trial_log_size(handle: dict[str, Any] | None, trial_dir: Path) -> int | None:
+    """How much the trial has written so far (``Executor.log_size``); None: no log yet."""
+    return executor_class((handle or {}).get("executor") or "local").log_size(handle or {}, trial_dir)
+
+
 def _takes(method: Any, name: str) -> bool:
     import inspect
 
@@ -215,4 +220,4 @@ def _takes(method: Any, name: str) -> bool:
 
 
 __all__ = ["COLLECTORS_GROUP", "EXECUTORS_GROUP", "ExecutorOptions", "Plugin", "executor_class", "executor_factory", "executor_names",
-           "trial_log_since", "trial_logs"]
+           "trial_log_since", "trial_log_size", "trial_logs"]

@@ -25,13 +25,16 @@ TIMEOUT = Query(None, alias="timeoutSeconds", ge=0, description="how long a watc
 DRY_RUN = Query(None, alias="dryRun", description="All: checked and answered as it would be, nothing changed")
 
 
-def dry_run_all(value: str | None) -> bool:
-    """``dryRun`` as Kubernetes reads it: ``All``, or none; anything else is refused (read
-    as no dry run, ``dryRun=true`` would make the change)."""
-    if value is None or value == "":
+def dry_run_all(request: Request) -> bool:
+    """``dryRun`` as Kubernetes reads it: ``All`` (each time it is given), or none; anything
+    else is refused (read as no dry run, ``dryRun=true`` or ``dryRun=All&dryRun=`` would
+    make the change)."""
+    values = request.query_params.getlist("dryRun")
+    if not values:
         return False
-    if value != "All":
-        raise ValidationError([FieldError("dryRun", f"must be All (got {value[:40]!r})")], "request")
+    wrong = next((v for v in values if v != "All"), None)
+    if wrong is not None:
+        raise ValidationError([FieldError("dryRun", f"must be All (got {wrong[:40]!r})")], "request")
     return True
 
 

@@ -49,7 +49,7 @@ PREFIX = "/apis/kubeflow.org/v1beta1/namespaces/{namespace}"
 async def create_experiment(namespace: str, request: Request, dry_run: str | None = DRY_RUN,
                             state: ServerState = Depends(get_state)) -> dict[str, Any]:
     doc = await read_document(request)
-    return await asyncio.to_thread(_service.create, state, doc, namespace, dry_run_all(dry_run))
+    return await asyncio.to_thread(_service.create, state, doc, namespace, dry_run_all(request))
 
 
 @router.get(PREFIX + "/experiments", response_model=KubeExperimentList, response_model_exclude_none=True)
@@ -110,7 +110,7 @@ async def patch_experiment(namespace: str, name: str, request: Request, dry_run:
     --type=json``): only the budget may change. ``dryRun=All``: checked and answered as
     it would be, nothing changed."""
     doc = await read_document(request)
-    return await asyncio.to_thread(_service.patch, state, namespace, name, doc, dry_run_all(dry_run))
+    return await asyncio.to_thread(_service.patch, state, namespace, name, doc, dry_run_all(request))
 
 
 @router.delete(PREFIX + "/experiments/{name}", operation_id="kubeDeleteExperiment")
@@ -120,7 +120,7 @@ async def delete_experiment(namespace: str, name: str, request: Request, dry_run
     ``dryRun: [All]`` in the DeleteOptions body, as kubectl sends it) only finds it; a
     ``preconditions.uid`` that is not the experiment's is a 409, as in Kubernetes."""
     options = await delete_options(request)
-    await asyncio.to_thread(_service.delete, state, namespace, name, options, dry_run_all(dry_run))
+    await asyncio.to_thread(_service.delete, state, namespace, name, options, dry_run_all(request))
     return {"apiVersion": "v1", "kind": "Status", "metadata": {}, "status": "Success",
             "details": {"name": name, "group": "kubeflow.org", "kind": "experiments"}}
 

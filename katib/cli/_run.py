@@ -130,7 +130,8 @@ def _waiting(trial: Any) -> str:
 
 # Control characters a trial's text may hold (its output ends up in a failed trial's
 # message): a terminal would act on an escape sequence, a carriage return or a backspace.
-_CONTROLS = dict.fromkeys([*range(0x09), *range(0x0B, 0x20), 0x7F, *range(0x80, 0xA0)])
+# A line break in a value is a space: a progress line stays one line.
+_CONTROLS = {**dict.fromkeys([*range(0x09), *range(0x0B, 0x20), 0x7F, *range(0x80, 0xA0)]), 0x0A: " ", 0x0D: " "}
 
 
 def _line(text: str) -> None:

@@ -17,7 +17,7 @@ _WHERE = {
     "Controller": "_controller",
     "EDITABLE": "_run", "ExperimentRun": "_run", "is_completed": "_status",
     "ExperimentManager": "_manager", "mark_stopped": "_manager",
-    "trial_log": "_logs", "trial_log_since": "_logs",
+    "trial_log": "_logs", "trial_log_since": "_logs", "trial_log_size": "_logs",
     "experiment_phase": "_status", "metric_strategies": "_status", "metric_value": "_status",
     "shown_value": "_status", "rfc3339": "_status", "LAST_OUTPUT": "_status", "no_result_note": "_status",
     "FINAL_TRIAL_STATES": "_status",
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from ._arithmetic import Counts, end_condition, goal_reached, trials_to_create
     from ._ask_tell import AskTell
     from ._controller import Controller
-    from ._logs import trial_log, trial_log_since
+    from ._logs import trial_log, trial_log_since, trial_log_size
     from ._manager import ExperimentManager, mark_stopped
     from ._run import EDITABLE, ExperimentRun
     from ._status import (
@@ -81,5 +81,6 @@ __all__ = [
     "shown_value",
     "trial_log",
     "trial_log_since",
+    "trial_log_size",
     "trials_to_create",
 ]

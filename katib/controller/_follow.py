@@ -36,7 +36,7 @@ log = logging.getLogger("katib.controller")
 LOG_TAIL_BYTES = 64 << 10  # what a failed trial's message reads of the end of its log
 # A log's colours and cursor moves (CSI and OSC sequences), and the control characters
 # left: a message is shown on terminals (katib get, describe, kubectl), which act on them.
-_ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?")
+_ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b\n]*(?:\x07|\x1b\\)?")
 _CONTROLS = dict.fromkeys([*range(0x09), *range(0x0A, 0x20), 0x7F, *range(0x80, 0xA0)])
 
 
@@ -223,7 +223,7 @@ class Following:
         if start:
             data = data[data.find(b"\n") + 1:]  # from the first whole line
         text = _ESCAPES.sub("", data.decode("utf-8", errors="replace"))
-        tail = [line.translate(_CONTROLS) for line in text.splitlines() if line.strip()][-lines:]
+        tail = [kept for line in text.splitlines() if (kept := line.translate(_CONTROLS)).strip()][-lines:]
         return " | ".join(tail)
 
     def _failure_message(self, t: TrialRecord, state: RunState) -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 from katib.names import RunLayout
 from katib.store import ExperimentRecord, TrialRecord
 from trials import trial_log_since as _since
+from trials import trial_log_size as _size
 from trials import trial_logs
 
 
@@ -24,4 +25,9 @@ def trial_log_since(runs_root: Path, rec: ExperimentRecord, t: TrialRecord, offs
     return _since(t.handle, RunLayout(runs_root).trial(rec.namespace, rec.name, t.name), offset, max_bytes)
 
 
-__all__ = ["trial_log", "trial_log_since"]
+def trial_log_size(runs_root: Path, rec: ExperimentRecord, t: TrialRecord) -> int | None:
+    """How many bytes the trial has written so far; None: no log here."""
+    return _size(t.handle, RunLayout(runs_root).trial(rec.namespace, rec.name, t.name))
+
+
+__all__ = ["trial_log", "trial_log_since", "trial_log_size"]

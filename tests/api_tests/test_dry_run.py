@@ -41,6 +41,9 @@ def test_a_dry_run_patch_answers_the_change_and_makes_none(live):
     r = live.client.patch(f"{KUBE}/experiments/demo", params={"dryRun": "true"}, headers=merge,
                           content=json.dumps({"spec": {"maxTrialCount": 9}}))
     assert r.status_code == 422 and "dryRun" in r.text and _budget(live) == 3
+    r = live.client.patch(f"{KUBE}/experiments/demo?dryRun=All&dryRun=", headers=merge,
+                          content=json.dumps({"spec": {"maxTrialCount": 9}}))
+    assert r.status_code == 422 and _budget(live) == 3  # every value must be All, not the last
     r = live.client.patch(f"{KUBE}/experiments/demo", headers=merge, content=json.dumps({"spec": {"maxTrialCount": 4}}))
     assert r.status_code == 200 and _budget(live) == 4
 

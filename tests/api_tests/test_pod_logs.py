@@ -35,8 +35,16 @@ def _trial(live: LiveServer, name: str, code: str) -> str:
     raise AssertionError("no trial was created")
 
 
+def _running(live: LiveServer, trial: str) -> None:
+    deadline = time.monotonic() + 60
+    while live.client.get(f"{KUBE}/trials/{trial}").json()["status"]["conditions"][-1]["type"] != "Running":
+        assert time.monotonic() < deadline, "the trial did not start"
+        time.sleep(0.05)
+
+
 def test_a_followed_log_streams_as_written_and_ends_with_the_trial(live):
     trial = _trial(live, "slow", SLOW)
+    _running(live, trial)
     started = time.monotonic()
     arrivals: list[tuple[float, bytes]] = []
     with live.client.stream("GET", f"{PODS}/{trial}/log", params={"follow": "true"}) as r:
@@ -99,6 +107,7 @@ def test_a_followed_log_takes_a_stream_slot_and_ends_when_told(sqlite_store, tmp
     monkeypatch.setattr(_logfollow, "MAX_SECONDS", 2)
     with LiveServer(sqlite_store, tmp_path, limits=ServerLimits(streams_per_client=1)) as live:
         trial = _trial(live, "long", "import time; print('loss=0.5', flush=True); time.sleep(60)")
+        _running(live, trial)
         started = time.monotonic()
         with live.client.stream("GET", f"{PODS}/{trial}/log", params={"follow": "true"}) as held:
             assert held.status_code == 200
@@ -108,3 +117,43 @@ def test_a_followed_log_takes_a_stream_slot_and_ends_when_told(sqlite_store, tmp
         assert time.monotonic() - started < 20  # it ended at its longest, though the trial still runs
         assert live.client.get(f"{PODS}/{trial}/log", params={"follow": "true", "tailLines": "5"}).status_code == 200
         live.client.delete(f"{KUBE}/experiments/long")
+
+
+def test_a_followed_log_is_bounded_while_the_output_keeps_coming(sqlite_store, tmp_path, monkeypatch):
+    """A trial that never stops printing: the stream still ends at its longest, and starts
+    from the last log_bytes of the output (from a whole line), not from the first byte."""
+    from api import _logfollow
+
+    monkeypatch.setattr(_logfollow, "MAX_SECONDS", 3)
+    with LiveServer(sqlite_store, tmp_path, limits=ServerLimits(log_bytes=4096)) as live:
+        trial = _trial(live, "chatty", "import itertools, sys\nfor i in itertools.count(): print(f'line {i:09d}', flush=True)")
+        _running(live, trial)
+        while int((live.client.get(f"{PODS}/{trial}/log").text.splitlines() or ["line 0"])[-1].split()[1]) < 5000:
+            time.sleep(0.1)  # well past 4096 bytes
+        started = time.monotonic()
+        with live.client.stream("GET", f"{PODS}/{trial}/log", params={"follow": "true"}) as r:
+            lines = r.iter_lines()
+            first = next(lines)
+            rest = sum(1 for _ in lines)
+        assert time.monotonic() - started < 15 and rest > 0
+        assert first.startswith("line ") and int(first.split()[1]) > 1000  # near the end, a whole line
+        tail = live.client.get(f"{PODS}/{trial}/log", params={"follow": "true", "tailLines": "2", "limitBytes": "30"}).text
+        assert len(tail) == 30 and tail.startswith("line ")  # the last two lines, then cut by limitBytes
+        live.client.delete(f"{KUBE}/experiments/chatty")
+
+
+def test_a_followed_log_ends_when_its_trial_stops_and_a_trial_not_started_is_a_400(live):
+    trial = _trial(live, "stopped", "import time; print('started', flush=True); time.sleep(120)")
+    _running(live, trial)
+    started = time.monotonic()
+    with live.client.stream("GET", f"{PODS}/{trial}/log", params={"follow": "true"}) as r:
+        assert r.status_code == 200
+        assert live.client.post("/api/v1/namespaces/default/experiments/stopped/stop").status_code == 200
+        assert b"".join(r.iter_bytes()).startswith(b"started")
+    assert time.monotonic() - started < 30  # not the stream's 1,800 s: its trial no longer runs
+    # the stopped experiment's trial waits to run again: as a pod waiting to start, a 400
+    last = live.client.get(f"{KUBE}/trials/{trial}").json()["status"]["conditions"][-1]
+    assert (last["type"], last["status"], last["reason"]) == ("Running", "False", "TrialInterrupted")
+    r = live.client.get(f"{PODS}/{trial}/log", params={"follow": "true"})
+    assert r.status_code == 400 and "waiting to start" in r.json()["message"]
+    assert live.client.get(f"{PODS}/{trial}/log").text.startswith("started")  # a plain read reads what it wrote
