@@ -64,6 +64,12 @@ def warm_start_trials(exp: Experiment) -> list[TrialRecord]:
     return out
 
 
+def _marks(doc: dict[str, Any]) -> tuple[Any, Any]:
+    """An experiment document's labels and annotations."""
+    metadata = doc.get("metadata") or {}
+    return metadata.get("labels") or {}, metadata.get("annotations") or {}
+
+
 class Controller:
     """Stores experiments and runs them to the end.
 
@@ -126,6 +132,11 @@ class Controller:
         if errors:
             raise ValidationError(errors)
         if old == new:
+            # Labels and annotations may change at any time, as on any Kubernetes object
+            # (kubectl label, kubectl annotate, an applied file's): they are stored, and
+            # nothing runs again for them.
+            if _marks(rec.spec) != _marks(spec):
+                self.store.update_experiment(rec.id, spec=spec)
             return "unchanged" if is_completed(status) else "resumed"
         if not is_completed(status):
             self.store.update_experiment(rec.id, spec=spec)

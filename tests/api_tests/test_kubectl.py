@@ -450,6 +450,9 @@ def test_kubectl_applies_gets_waits_for_describes_and_deletes_an_experiment(kube
     deleted = kubectl(live, "delete", "experiment", "demo", "--dry-run=server")
     assert "(server dry run)" in deleted.stdout or "support dry-run" in deleted.stderr, deleted
     assert ok("get", "experiment", "demo", "-o", "jsonpath={.spec.maxTrialCount}") == "2"
+    # labels change as on any object (before: "labeled", and nothing was stored)
+    assert "labeled" in ok("label", "experiment", "demo", "team=a")
+    assert ok("get", "experiments", "-l", "team=a", "-o", "name").split() == ["experiment.kubeflow.org/demo"]
     assert kubectl(live, "delete", "configmap", "kept", "--dry-run=server").returncode != 0  # no dry run there: refused
     assert ok("get", "configmaps", "-o", "name").split() == ["configmap/kept"]
     assert 'experiment.kubeflow.org "demo" deleted' in ok("delete", "-f", str(manifest))
