@@ -95,13 +95,13 @@ def delete(state: ServerState, namespace: str, name: str, options: dict[str, Any
     if not isinstance(preconditions, dict) or preconditions.get("resourceVersion"):
         raise ValidationError([FieldError("preconditions", "only a uid precondition is checked here: nothing was deleted")],
                               "request")
-    if dry or preconditions.get("uid"):
+    uid = str(preconditions.get("uid") or "") or None
+    if dry:
         rec = state.store.get_experiment(namespace, name)  # a 404, as the delete would be
-        if preconditions.get("uid") and preconditions["uid"] != rec.uid:
-            raise ConflictError(f"Precondition failed: UID in precondition: {preconditions['uid']}, "
-                                f"UID in object meta: {rec.uid}")
-    if not dry:
-        state.manager.delete(namespace, name)
+        if uid and uid != rec.uid:
+            raise ConflictError(f"Precondition failed: UID in precondition: {uid}, UID in object meta: {rec.uid}")
+        return
+    state.manager.delete(namespace, name, uid)  # the uid checked again where it deletes
 
 
 def trial(state: ServerState, namespace: str, name: str) -> tuple[ExperimentRecord, TrialRecord]:

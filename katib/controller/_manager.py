@@ -318,11 +318,13 @@ class ExperimentManager:
             started.append(f"{rec.namespace}/{rec.name}")
         return started
 
-    def delete(self, namespace: str, name: str) -> None:
+    def delete(self, namespace: str, name: str, uid: str | None = None) -> None:
+        """Stop and delete the experiment, its trials and their files; with ``uid``, only
+        the experiment of that uid (a Kubernetes delete's precondition), else a 409."""
         folder = RunLayout(self.runs_root).experiment(namespace, name)  # checks the names first
-        self.store.get_experiment(namespace, name)
+        _precondition(self.store.get_experiment(namespace, name), uid)
         self.stop(namespace, name)
-        self.store.delete_experiment(namespace, name)
+        self.store.delete_experiment(namespace, name, uid)
         shutil.rmtree(folder, ignore_errors=True)
 
     def shutdown(self, timeout: float = 30.0) -> None:
@@ -416,3 +418,8 @@ def mark_stopped(store: Store, namespace: str, name: str,
 
 
 __all__ = ["ExperimentManager", "NotFoundError", "mark_stopped"]
+
+
+def _precondition(rec: ExperimentRecord, uid: str | None) -> None:
+    if uid and rec.uid != uid:
+        raise ConflictError(f"Precondition failed: UID in precondition: {uid}, UID in object meta: {rec.uid}")

@@ -317,8 +317,12 @@ class Store:
         while not self._retry(claim):
             pass  # another claimer came between the read and the write: read again
 
-    def delete_experiment(self, namespace: str, name: str) -> None:
+    def delete_experiment(self, namespace: str, name: str, uid: str | None = None) -> None:
+        """Delete the experiment with its trials and observations (by its id: one made
+        again under the name meanwhile is not touched); with ``uid``, only if it is that one."""
         exp = self.get_experiment(namespace, name)
+        if uid and exp.uid != uid:
+            raise ConflictError(f"Precondition failed: UID in precondition: {uid}, UID in object meta: {exp.uid}")
 
         def delete(conn: Connection) -> None:
             trial_ids = sa.select(trials.c.id).where(trials.c.experiment_id == exp.id)

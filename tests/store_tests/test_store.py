@@ -45,7 +45,10 @@ def test_trials_observations_and_cascade(store):
     assert [x.name for x in store.list_trials(rec.id, states=["Created"])] == ["e-b"]
     with pytest.raises(ConflictError):
         store.add_trials([new_trial(rec.id, "e-a")])
-    store.delete_experiment("ns", "e")
+    with pytest.raises(ConflictError, match="Precondition failed"):  # a uid precondition of another experiment
+        store.delete_experiment("ns", "e", uid="not-" + rec.uid)
+    store.get_trial("ns", "e-a")  # nothing was deleted
+    store.delete_experiment("ns", "e", uid=rec.uid)
     with pytest.raises(NotFoundError):
         store.get_trial("ns", "e-a")
     with pytest.raises(NotFoundError, match="experiment ns/e not found"):
