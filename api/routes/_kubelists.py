@@ -22,6 +22,8 @@ from .._tables import wants_table
 FIELD_SELECTOR = Query(None, alias="fieldSelector")
 WATCH = Query(False, description="a stream of changes (kubectl get -w, kubectl wait), not a list: api/_watch.py")
 TIMEOUT = Query(None, alias="timeoutSeconds", ge=0, description="how long a watch lasts (at most 1,800 s)")
+# Declared by the routes that honour it (for the schema and ``refuse_unapplied``), read with
+# every value it is given by ``dry_run_all``.
 DRY_RUN = Query(None, alias="dryRun", description="All: checked and answered as it would be, nothing changed")
 
 

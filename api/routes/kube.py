@@ -369,8 +369,12 @@ async def pod_log(request: Request, namespace: str, name: str, container: str | 
     no times and it has no previous container: ``timestamps``, ``sinceSeconds``,
     ``sinceTime`` and ``previous`` are refused by name."""
     _logfollow.refuse_unkept(previous=previous, timestamps=timestamps, sinceSeconds=since_seconds, sinceTime=since_time)
-    rec, t = await run_in_threadpool(state.store.get_trial, namespace, name)
-    _logfollow.check_container(rec, _pods(rec, t), name, container)
+    def found() -> tuple[ExperimentRecord, TrialRecord]:
+        rec, t = state.store.get_trial(namespace, name)
+        _logfollow.check_container(rec, _pods(rec, t), name, container)  # renders a TrainJob's pods: not on the loop
+        return rec, t
+
+    rec, t = await run_in_threadpool(found)
     if follow:
         return await _logfollow.follow_trial(request, state, rec, t, tail_lines, limit_bytes)
     text = await run_in_threadpool(_service.trial_log, state, rec, t, tail_lines)
