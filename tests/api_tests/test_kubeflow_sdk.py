@@ -63,6 +63,7 @@ def test_the_kubeflow_sdk_optimizes_trainjobs_on_the_server(kf_python, sqlite_st
     best_p = trials[best_name]["parameters"]
     assert f"optimizer {best_p['optimizer']} lr {best_p['lr']} momentum {best_p['momentum']}" in found["logs"]
     [(first, lines)] = found["trial_logs"].items()
+    assert found["followed_logs"] == lines  # followed, the same log, and the stream ends with the trial
     assert any(line.startswith("loss=") and float(line[5:]) == pytest.approx(loss(trials[first]["parameters"])) for line in lines)
     # get_job_events: each trial's, as Katib's trial controller records them.
     events = found["events"]

@@ -61,6 +61,7 @@ found["best"] = {"parameters": best.parameters, "metrics": {m.name: [m.min, m.ma
 found["logs"] = list(client.get_job_logs(name))
 first = sorted(found["trials"])[0]
 found["trial_logs"] = {first: list(client.get_job_logs(name, trial_name=first))}
+found["followed_logs"] = list(client.get_job_logs(name, trial_name=first, follow=True))  # kubectl logs -f: it has ended
 found["events"] = [[e.involved_object_kind, e.involved_object_name, e.reason] for e in client.get_job_events(name)]
 client.delete_job(name)
 found["after_delete"] = [j.name for j in client.list_jobs()]
