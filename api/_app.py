@@ -44,7 +44,17 @@ from ._selectors import refuse_unapplied
 from ._state import ServerLimits, ServerState
 from ._static import CompressedStaticFiles
 from ._tables import TableAnswers
-from .routes import configmaps, discovery, experiments, kube, namespaces, system, trainer, viewer
+from .routes import (
+    configmaps,
+    discovery,
+    experiments,
+    kube,
+    namespaces,
+    pods,
+    system,
+    trainer,
+    viewer,
+)
 
 _CODES = {ValidationError: 422, NotFoundError: 404, ConflictError: 409, TemporaryError: 503,
           UnauthorizedError: 401, ForbiddenError: 403, NotAllowedError: 405}
@@ -168,6 +178,7 @@ def create_app(store: Store, runs_root: Path, workdir: Path, tick: float = 1.0, 
     app.include_router(system.router)
     app.include_router(experiments.router, dependencies=guarded)
     app.include_router(kube.router, dependencies=guarded)
+    app.include_router(pods.router, dependencies=guarded)
     app.include_router(configmaps.router, dependencies=guarded)
     app.include_router(namespaces.router, dependencies=guarded)
     app.include_router(trainer.router, dependencies=guarded)

@@ -10,6 +10,7 @@ from fastapi import Query, Request
 from fastapi.responses import JSONResponse
 
 from katib.errors import FieldError, NotFoundError, ValidationError
+from katib.spec import EXPERIMENT_LABEL
 from katib.store import ExperimentRecord, experiment_page
 
 from .. import _selectors as selectors
@@ -38,6 +39,15 @@ def dry_run_all(request: Request) -> bool:
     if wrong is not None:
         raise ValidationError([FieldError("dryRun", f"must be All (got {wrong[:40]!r})")], "request")
     return True
+
+
+def of_experiment(selector: dict[str, str | frozenset[str]]) -> frozenset[str] | None:
+    """The experiments a selector's ``katib.kubeflow.org/experiment`` (``=`` or ``in``)
+    names (None: it names none, so every experiment)."""
+    wanted = selector.get(EXPERIMENT_LABEL)
+    if wanted is None:
+        return None
+    return wanted if isinstance(wanted, frozenset) else frozenset([wanted])
 
 
 def or_none(get: Any, namespace: str, name: str) -> Any:

@@ -43,7 +43,7 @@ RESOURCES: dict[str, list[dict[str, Any]]] = {
         _resource("events", "Event", ["list"], singular="event", short="ev"),
         _resource("namespaces", "Namespace", ["get", "list", "patch"], False, singular="namespace", short="ns"),
         _resource("persistentvolumeclaims", "PersistentVolumeClaim", ["get"], singular="persistentvolumeclaim", short="pvc"),
-        _resource("pods", "Pod", _READ, singular="pod", short="po"),
+        _resource("pods", "Pod", _WATCHED, singular="pod", short="po"),
         _resource("pods/log", "Pod", ["get"]),
     ],
     API_VERSION: [

@@ -1,31 +1,26 @@
 """The subset of the Kubernetes API that ``kubeflow-katib``'s ``KatibClient`` calls: custom
-objects under ``/apis/kubeflow.org/v1beta1`` and trial "pods" with their logs under
-``/api/v1``. Errors are Kubernetes ``Status`` objects."""
+objects under ``/apis/kubeflow.org/v1beta1`` (trial "pods" and their logs under ``/api/v1``
+are ``pods.py``'s). Errors are Kubernetes ``Status`` objects."""
 
 from __future__ import annotations
 
 import asyncio
-import re
-from collections.abc import Iterator
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from katib import views
 from katib.controller import is_completed, rfc3339
-from katib.errors import NotFoundError
-from katib.runtimes import is_trainjob
-from katib.spec import API_VERSION, EXPERIMENT_LABEL, TRIAL_LABEL, Trial
+from katib.spec import API_VERSION, EXPERIMENT_LABEL, Trial
 from katib.store import ExperimentRecord, TrialRecord, experiment_page
 
-from .. import _logfollow, _paging, _service, _watch
+from .. import _paging, _service, _watch
 from .. import _selectors as selectors
 from .._documents import created_links, delete_options, experiment_body, read_document
 from .._models import KubeExperimentList
 from .._state import ServerState, get_state
-from .._trainjobs import JOBSET_NAME_LABEL, trainjob_of, trainjob_pods
 from ._kubelists import (
     DRY_RUN,
     FIELD_SELECTOR,
@@ -35,6 +30,7 @@ from ._kubelists import (
     list_key,
     list_version,
     name_asked,
+    of_experiment,
     or_none,
     watch_of,
     watched_experiments,
@@ -125,15 +121,6 @@ async def delete_experiment(namespace: str, name: str, request: Request, dry_run
             "details": {"name": name, "group": "kubeflow.org", "kind": "experiments"}}
 
 
-def _of_experiment(selector: dict[str, str | frozenset[str]]) -> frozenset[str] | None:
-    """The experiments a selector's ``katib.kubeflow.org/experiment`` (``=`` or ``in``)
-    names (None: it names none, so every experiment)."""
-    wanted = selector.get(EXPERIMENT_LABEL)
-    if wanted is None:
-        return None
-    return wanted if isinstance(wanted, frozenset) else frozenset([wanted])
-
-
 @router.get(PREFIX + "/trials", response_model=None)
 async def list_trials(request: Request, namespace: str, label_selector: str | None = Query(None, alias="labelSelector"),
                       field_selector: str | None = FIELD_SELECTOR, limit: int | None = _paging.LIMIT,
@@ -158,7 +145,7 @@ async def list_trials(request: Request, namespace: str, label_selector: str | No
             if named is not None:
                 found = or_none(state.store.get_trial, namespace, named)
                 return [views.trial_object(*found)] if found is not None and keep(found[1]) else []
-            walk = _paging.walk_trials(state.store, _paging.heads(state.store, namespace, None, _of_experiment(labels)), None,
+            walk = _paging.walk_trials(state.store, _paging.heads(state.store, namespace, None, of_experiment(labels)), None,
                                        lambda rec, t: [views.trial_object(rec, t)], _paging.chunk_for(_watch.MAX_OBJECTS),
                                        keep=keep, budget=_paging.Budget(state.limits.list_bytes, _watch.MAX_OBJECTS))
             items, spot = _paging.fill(walk, _watch.MAX_OBJECTS)
@@ -173,7 +160,7 @@ async def list_trials(request: Request, namespace: str, label_selector: str | No
     def page() -> JSONResponse:
         size = _paging.page_size(limit, state.limits.page)
         at = _paging.start(continue_, "trials", namespace, key)
-        heads = _paging.heads(state.store, namespace, at, _of_experiment(labels))
+        heads = _paging.heads(state.store, namespace, at, of_experiment(labels))
         walk = _paging.walk_trials(state.store, heads, at, lambda rec, t: [views.trial_object(rec, t)], _paging.chunk_for(size),
                                    keep=keep, budget=_paging.Budget(state.limits.list_bytes, size))
         items, spot = _paging.fill(walk, size)
@@ -282,101 +269,3 @@ def get_suggestion(namespace: str, name: str, state: ServerState = Depends(get_s
     """The experiment's Suggestion: ``status.suggestions`` holds its most recent trials'
     assignments, at most the server's page (``KATIB_MAX_PAGE``); ``suggestionCount`` counts them all."""
     return _suggestion(state, state.store.get_experiment(namespace, name))
-
-
-_PHASES = {"Created": "Pending", "Running": "Running", "Succeeded": "Succeeded", "EarlyStopped": "Succeeded",
-           "MetricsUnavailable": "Succeeded", "Failed": "Failed", "Killed": "Failed"}
-
-
-def _pods(rec: ExperimentRecord, t: TrialRecord) -> list[dict[str, Any]]:
-    """A trial's pods: one named after it; a TrainJob's, one per node with JobSet's labels."""
-    template = rec.spec.get("spec", {}).get("trialTemplate", {})
-    labels = {**(template.get("primaryPodLabels") or {}), EXPERIMENT_LABEL: rec.name, TRIAL_LABEL: t.name, "job-name": t.name}
-    job = trainjob_of(rec, t) if is_trainjob(template.get("trialSpec")) else None
-    return trainjob_pods(rec, t, job, labels) if job is not None else [_pod(rec, t, labels)]
-
-
-def _pod(rec: ExperimentRecord, t: TrialRecord, labels: dict[str, str]) -> dict[str, Any]:
-    template = rec.spec.get("spec", {}).get("trialTemplate", {})
-    container = template.get("primaryContainerName", "main")
-    return {"apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": t.name, "namespace": rec.namespace, "labels": labels,
-                         "creationTimestamp": rfc3339(t.created_at)},
-            "spec": {"containers": [{"name": container, "image": "local"}]},
-            "status": {"phase": _PHASES.get(t.state, "Unknown")}}
-
-
-@router.get("/api/v1/namespaces/{namespace}/pods")
-def list_pods(namespace: str, label_selector: str | None = Query(None, alias="labelSelector"),
-              field_selector: str | None = FIELD_SELECTOR,
-              limit: int | None = _paging.LIMIT, continue_: str | None = _paging.CONTINUE,
-              state: ServerState = Depends(get_state)) -> dict[str, Any]:
-    """Each trial that has run shows as one pod named after it (a TrainJob trial as one
-    per node), a page at a time as ``…/trials`` are: at most ``limit`` pods and the
-    server's page (``KATIB_MAX_PAGE``), ``metadata.continue`` while more follow (a page
-    may end within a trial's pods; the next starts where it ended)."""
-    selector = selectors.labels(label_selector)
-    fields = selectors.fields(field_selector, "Pod")
-    key = selectors.paging_key(label_selector, field_selector)
-    size = _paging.page_size(limit, state.limits.page)
-    at = _paging.start(continue_, "pods", namespace, key)
-
-    def wanted(pods: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return [p for p in pods if selectors.labels_match(p["metadata"]["labels"], selector) and selectors.fields_match(p, fields)]
-
-    trial = next((selector[k] for k in (TRIAL_LABEL, JOBSET_NAME_LABEL) if isinstance(selector.get(k), str)), None)
-    walk: Iterator[_paging.Entry]
-    if trial is not None:
-        try:
-            rec, t = state.store.get_trial(namespace, str(trial))
-        except NotFoundError:
-            return _paging.kube_list("Pod", [], None, "v1")
-        walk = _paging.walk_one(rec, wanted(_pods(rec, t)), at)
-    else:
-        heads = _paging.heads(state.store, namespace, at, _of_experiment(selector))
-        walk = _paging.walk_trials(state.store, heads, at, lambda rec, t: wanted(_pods(rec, t)), _paging.chunk_for(size),
-                                   budget=_paging.Budget(state.limits.list_bytes, size))
-    items, spot = _paging.fill(walk, size)
-    token = _paging.next_token(state.store, spot, "pods", namespace, key)
-    return _paging.kube_list("Pod", _paging.built(items), token, "v1")
-
-
-@router.get("/api/v1/namespaces/{namespace}/pods/{name}")
-def get_pod(namespace: str, name: str, state: ServerState = Depends(get_state)) -> dict[str, Any]:
-    """One trial's pod (``kubectl logs`` reads it first): the pod named after the trial, or
-    a TrainJob trial's node ``i`` (``<trial>-node-<i>``)."""
-    trial = name
-    node = re.fullmatch(r"(.+)-node-[0-9]+", name)
-    for candidate in ([name, node.group(1)] if node else [name]):
-        found = or_none(state.store.get_trial, namespace, candidate)
-        if found is not None:
-            trial = candidate
-            pod = next((p for p in _pods(*found) if p["metadata"]["name"] == name), None)
-            if pod is not None:
-                return pod
-    raise NotFoundError(f"pod {name!r} not found in namespace {namespace!r} (trial {trial!r} has no such pod)")
-
-
-@router.get("/api/v1/namespaces/{namespace}/pods/{name}/log", response_class=PlainTextResponse)
-async def pod_log(request: Request, namespace: str, name: str, container: str | None = None,
-                  tail_lines: int | None = Query(None, alias="tailLines", ge=0, le=2**31 - 1), follow: bool = False,
-                  limit_bytes: int | None = Query(None, alias="limitBytes", ge=1, le=2**62), previous: bool = False,
-                  timestamps: bool = False, since_seconds: int | None = Query(None, alias="sinceSeconds"),
-                  since_time: str | None = Query(None, alias="sinceTime"), state: ServerState = Depends(get_state)) -> Any:
-    """The trial's output (``kubectl logs``): its last ``tailLines`` lines, at most the
-    server's ``log_bytes`` of it and ``limitBytes``; with ``follow``, as it is written
-    until the trial ends (``kubectl logs -f``, ``api._logfollow``). A trial's lines carry
-    no times and it has no previous container: ``timestamps``, ``sinceSeconds``,
-    ``sinceTime`` and ``previous`` are refused by name."""
-    _logfollow.refuse_unkept(previous=previous, timestamps=timestamps, sinceSeconds=since_seconds, sinceTime=since_time)
-    def found() -> tuple[ExperimentRecord, TrialRecord]:
-        rec, t = state.store.get_trial(namespace, name)
-        _logfollow.check_container(rec, _pods(rec, t), name, container)  # renders a TrainJob's pods: not on the loop
-        return rec, t
-
-    rec, t = await run_in_threadpool(found)
-    if follow:
-        return await _logfollow.follow_trial(request, state, rec, t, tail_lines, limit_bytes)
-    text = await run_in_threadpool(_service.trial_log, state, rec, t, tail_lines)
-    data = text.encode()
-    return Response(data[:limit_bytes] if limit_bytes else data, media_type="text/plain; charset=utf-8")

@@ -236,6 +236,28 @@ def test_a_watch_from_a_list_sends_what_changed_since(live):
     assert [(e["type"], e["object"]["metadata"]["name"]) for e in gone] == [("DELETED", "demo")]
 
 
+def test_pods_are_watched_from_their_list(live):
+    """kubectl get pods -w: the list's version, then each pod's phase as it changes
+    (before, a 405: pods could be listed, not watched)."""
+    c = live.client
+    pods = "/api/v1/namespaces/default/pods"
+    assert c.post(f"{KUBE}/experiments", json=_quick(sleep=1.5, trials=1)).status_code == 201
+    deadline = time.monotonic() + 60
+    while not (listed := c.get(pods, params={"labelSelector": "katib.kubeflow.org/experiment=demo"}).json())["items"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    version = listed["metadata"]["resourceVersion"]
+    assert version
+    [pod] = listed["items"]
+    phases = _events(c, pods, {"resourceVersion": version, "labelSelector": "katib.kubeflow.org/experiment=demo"},
+                     lambda seen: bool(seen) and seen[-1]["object"]["status"]["phase"] == "Succeeded")
+    assert {e["type"] for e in phases} == {"MODIFIED"}  # the list held it: never ADDED again
+    assert phases[-1]["object"]["status"]["phase"] == "Succeeded" != pod["status"]["phase"]
+    assert all(e["object"]["metadata"]["name"] == pod["metadata"]["name"] for e in phases)
+    # and from nothing, every pod ADDED first
+    assert [e["type"] for e in _events(c, pods, {}, lambda seen: len(seen) >= 1)] == ["ADDED"]
+
+
 def test_a_watch_reads_at_most_twice_a_second_and_says_when_it_cannot_read(live, monkeypatch):
     c = live.client
     for name in ("idle", "busy"):
@@ -417,6 +439,11 @@ def test_kubectl_applies_gets_waits_for_describes_and_deletes_an_experiment(kube
     assert len(trials) == 2 and all(t.startswith("trial.kubeflow.org/demo-") for t in trials)
     assert ok("get", "experiment", "demo", "-o", "jsonpath={.status.trials}") == "2"
     assert "loss=0.5" in ok("logs", trials[0].split("/")[1])
+    with pytest.raises(subprocess.TimeoutExpired) as watching_pods:  # get pods -w: the list, then its changes
+        kubectl(live, "get", "pods", "-w", timeout=4)
+    pods_shown = watching_pods.value.output
+    pods_shown = (pods_shown.decode() if isinstance(pods_shown, bytes) else pods_shown or "").splitlines()
+    assert pods_shown[0].split()[:3] == ["NAME", "READY", "STATUS"] and len(pods_shown) == 3, pods_shown
     assert ok("logs", "-f", "--tail=1", trials[0].split("/")[1]) == "loss=0.5\n"  # followed: it ends with the trial
     timed = kubectl(live, "logs", "--timestamps", trials[0].split("/")[1])
     assert timed.returncode != 0 and "timestamps" in timed.stderr  # not the log without them
