@@ -40,7 +40,7 @@ _WATCHED = ["get", "list", "watch"]
 RESOURCES: dict[str, list[dict[str, Any]]] = {
     "v1": [
         _resource("configmaps", "ConfigMap", ["create", "delete", "get", "list"], singular="configmap", short="cm"),
-        _resource("events", "Event", ["list"], singular="event", short="ev"),
+        _resource("events", "Event", ["list", "watch"], singular="event", short="ev"),
         _resource("namespaces", "Namespace", ["get", "list", "patch"], False, singular="namespace", short="ns"),
         _resource("persistentvolumeclaims", "PersistentVolumeClaim", ["get"], singular="persistentvolumeclaim", short="pvc"),
         _resource("pods", "Pod", _WATCHED, singular="pod", short="po"),

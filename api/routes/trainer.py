@@ -10,16 +10,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
+from starlette.concurrency import run_in_threadpool
 
 from katib.errors import NotFoundError
 from katib.optimizationjobs import optimization_job_object
 from katib.runtimes import CLUSTER_KIND, NAMESPACED_KIND, TRAINER_API_VERSION, registry
 from katib.store import ExperimentRecord, TrialRecord
 
-from .. import _paging, _trainjobs
+from .. import _paging, _trainjobs, _watch
 from .. import _selectors as selectors
 from .._state import ServerState, get_state
+from ._kubelists import TIMEOUT, WATCH, list_key, list_version, watch_of
 
 router = APIRouter(tags=["kubeflow trainer"])
 ROOT = f"/apis/{TRAINER_API_VERSION}"
@@ -136,25 +138,46 @@ def get_optimizationjob(namespace: str, name: str, state: ServerState = Depends(
     return job
 
 
-@router.get("/api/v1/namespaces/{namespace}/events")
-def list_events(namespace: str, field_selector: str | None = Query(None, alias="fieldSelector"),
-                limit: int | None = _paging.LIMIT, continue_: str | None = _paging.CONTINUE,
-                state: ServerState = Depends(get_state)) -> dict[str, Any]:
+@router.get("/api/v1/namespaces/{namespace}/events", response_model=None)
+async def list_events(request: Request, namespace: str, field_selector: str | None = Query(None, alias="fieldSelector"),
+                      limit: int | None = _paging.LIMIT, continue_: str | None = _paging.CONTINUE,
+                      watch: bool = WATCH, timeout_seconds: int | None = TIMEOUT,
+                      state: ServerState = Depends(get_state)) -> Any:
     """The events of every trial in the namespace (its job created, running, ended), a
     page at a time: at most ``limit`` and the server's page (``KATIB_MAX_PAGE``),
     ``metadata.continue`` while more follow. Pages follow the experiments and their trials
     in the order they were created; within a page the events are oldest first (so an
     answer of one page, every namespace with fewer events than a page, is all of them
-    oldest first; the Kubeflow SDK sorts what it reads anyway)."""
+    oldest first; the Kubeflow SDK sorts what it reads anyway). With ``watch``, a stream
+    of new events (``kubectl get events -w``), as for trials."""
     fields = selectors.fields(field_selector, "Event")
     key = selectors.paging_key(None, field_selector)
-    size = _paging.page_size(limit, state.limits.page)
-    at = _paging.start(continue_, "events", namespace, key)
-    # An event is made of its trial and the experiment's namespace: no experiment is read whole.
-    walk = _paging.walk_trials(state.store, _paging.heads(state.store, namespace, at), at,
-                               lambda rec, t: [e for e in _trainjobs.events(rec, [t]) if selectors.fields_match(e, fields)],
-                               _paging.chunk_for(size))
-    built, spot = _paging.fill(walk, size)
-    items = sorted(_paging.built(built), key=lambda e: e["firstTimestamp"] or "")
-    token = _paging.next_token(state.store, spot, "events", namespace, key)
-    return _paging.kube_list("Event", items, token, "v1")
+
+    def walk_from(at: _paging.Position | None, size: int) -> Any:
+        # An event is made of its trial and the experiment's namespace: no experiment is read whole.
+        return _paging.walk_trials(state.store, _paging.heads(state.store, namespace, at), at,
+                                   lambda rec, t: [e for e in _trainjobs.events(rec, [t]) if selectors.fields_match(e, fields)],
+                                   _paging.chunk_for(size))
+
+    if watch:
+        def watched() -> list[dict[str, Any]]:
+            built, spot = _paging.fill(walk_from(None, _watch.MAX_OBJECTS), _watch.MAX_OBJECTS)
+            if spot is not None:
+                raise _watch.too_many()
+            return _paging.built(built)
+
+        return await watch_of(request, state, namespace, "Event", watched, fields,
+                              list_key("events", namespace, None, field_selector), timeout_seconds)
+
+    def page() -> dict[str, Any]:
+        size = _paging.page_size(limit, state.limits.page)
+        built, spot = _paging.fill(walk_from(_paging.start(continue_, "events", namespace, key), size), size)
+        items = sorted(_paging.built(built), key=lambda e: e["firstTimestamp"] or "")
+        token = _paging.next_token(state.store, spot, "events", namespace, key)
+        listed = _paging.kube_list("Event", items, token, "v1")
+        if not continue_:  # a version kubectl get events -w watches from
+            listed["metadata"]["resourceVersion"] = list_version(state, list_key("events", namespace, None, field_selector),
+                                                                 items, token is not None)
+        return listed
+
+    return await run_in_threadpool(page)

@@ -236,9 +236,9 @@ def test_a_watch_from_a_list_sends_what_changed_since(live):
     assert [(e["type"], e["object"]["metadata"]["name"]) for e in gone] == [("DELETED", "demo")]
 
 
-def test_pods_are_watched_from_their_list(live):
-    """kubectl get pods -w: the list's version, then each pod's phase as it changes
-    (before, a 405: pods could be listed, not watched)."""
+def test_pods_and_events_are_watched_from_their_lists(live):
+    """kubectl get pods -w and get events -w: the list's version, then each pod's phase as
+    it changes, and each new event (before, a 405: both could be listed, not watched)."""
     c = live.client
     pods = "/api/v1/namespaces/default/pods"
     assert c.post(f"{KUBE}/experiments", json=_quick(sleep=1.5, trials=1)).status_code == 201
@@ -256,6 +256,16 @@ def test_pods_are_watched_from_their_list(live):
     assert all(e["object"]["metadata"]["name"] == pod["metadata"]["name"] for e in phases)
     # and from nothing, every pod ADDED first
     assert [e["type"] for e in _events(c, pods, {}, lambda seen: len(seen) >= 1)] == ["ADDED"]
+    # events too (kubectl get events -w): the trial's three, then what comes
+    events = "/api/v1/namespaces/default/events"
+    listed = c.get(events).json()
+    assert [e["reason"] for e in listed["items"]] == ["JobCreated", "JobRunning", "JobSucceeded"]
+    seen = _events(c, events, {}, lambda seen: len(seen) >= 3)
+    assert [(e["type"], e["object"]["reason"]) for e in seen] == [("ADDED", r) for r in ("JobCreated", "JobRunning", "JobSucceeded")]
+    assert c.post(f"{KUBE}/experiments", json=_quick("again", trials=1)).status_code == 201
+    new = _events(c, events, {"resourceVersion": listed["metadata"]["resourceVersion"]},
+                  lambda seen: any(e["object"]["reason"] == "JobSucceeded" for e in seen))
+    assert {e["type"] for e in new} == {"ADDED"} and all(e["object"]["involvedObject"]["name"].startswith("again-") for e in new)
 
 
 def test_a_watch_reads_at_most_twice_a_second_and_says_when_it_cannot_read(live, monkeypatch):
