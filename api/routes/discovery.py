@@ -178,14 +178,17 @@ def _plain(schema: Any) -> Any:
 @cache
 def _katib_v3() -> dict[str, Any]:
     """The OpenAPI v3 document of ``kubeflow.org/v1beta1``: the Experiment's schema (the
-    model admission validates with) for ``kubectl explain``, and its patch's
+    model admission validates with) and the Trial's for ``kubectl explain``, and its patch's
     ``fieldValidation``, which tells kubectl this server validates what it is sent."""
-    from katib.spec import Experiment
+    from katib.spec import Experiment, Trial
 
-    schema = _plain(Experiment.model_json_schema(by_alias=True, ref_template="#/components/schemas/{model}"))
-    components = schema.pop("$defs", {})
-    gvk = {"group": "kubeflow.org", "version": API_VERSION.partition("/")[2], "kind": "Experiment"}
-    components["Experiment"] = {**schema, "x-kubernetes-group-version-kind": [gvk]}
+    components: dict[str, Any] = {}
+    for model in (Experiment, Trial):  # a Suggestion has no model: kubectl explain says it has no schema
+        schema = _plain(model.model_json_schema(by_alias=True, ref_template="#/components/schemas/{model}"))
+        components.update(schema.pop("$defs", {}))
+        kind = {"group": "kubeflow.org", "version": API_VERSION.partition("/")[2], "kind": model.__name__}
+        components[model.__name__] = {**schema, "x-kubernetes-group-version-kind": [kind]}
+    gvk = components["Experiment"]["x-kubernetes-group-version-kind"][0]
     ref = {"$ref": "#/components/schemas/Experiment"}
     query = [{"name": n, "in": "query", "schema": {"type": "string"}} for n in ("dryRun", "fieldManager", "fieldValidation")]
     one = {
@@ -196,8 +199,14 @@ def _katib_v3() -> dict[str, Any]:
                   "x-kubernetes-group-version-kind": gvk, "parameters": query,
                   "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": ref}}}}},
     }
+    trial_gvk = components["Trial"]["x-kubernetes-group-version-kind"][0]
+    trial = {"get": {"operationId": "readKubeflowOrgV1beta1NamespacedTrial", "x-kubernetes-action": "get",
+                     "x-kubernetes-group-version-kind": trial_gvk,
+                     "responses": {"200": {"description": "OK", "content": {"application/json": {
+                         "schema": {"$ref": "#/components/schemas/Trial"}}}}}}}
     return {"openapi": "3.0.0", "info": {"title": "katib", "version": __version__},
-            "paths": {"/apis/kubeflow.org/v1beta1/namespaces/{namespace}/experiments/{name}": one},
+            "paths": {"/apis/kubeflow.org/v1beta1/namespaces/{namespace}/experiments/{name}": one,
+                      "/apis/kubeflow.org/v1beta1/namespaces/{namespace}/trials/{name}": trial},
             "components": {"schemas": components}}
 
 

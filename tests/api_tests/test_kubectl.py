@@ -463,6 +463,7 @@ def test_kubectl_applies_gets_waits_for_describes_and_deletes_an_experiment(kube
     if version_of(kubectl, live) >= (1, 27):  # explained from OpenAPI v3 (before, from v2, which holds none here)
         assert explained.returncode == 0, explained.stderr
         assert "algorithmName\t<string>" in explained.stdout and "algorithmSettings" in explained.stdout
+        assert "parameterAssignments\t<[]ParameterAssignment>" in ok("explain", "trial.spec")  # trials too
     assert ok("api-resources", "--api-group=kubeflow.org", "-o", "name").split() == \
         ["experiments.kubeflow.org", "suggestions.kubeflow.org", "trials.kubeflow.org"]
     assert "experiment.kubeflow.org/demo" in ok("get", "katib", "-o", "name").split()  # Katib's category
