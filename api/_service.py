@@ -75,13 +75,20 @@ def patch(state: ServerState, namespace: str, name: str, patch_doc: Any, dry_run
     exp = admit(merged, kept_source=source_annotation(rec))  # the OptimizationJob it came from, if it did, stays
     if (exp.namespace, exp.name) != (namespace, name):
         raise ValidationError([FieldError("metadata.name", "cannot be changed")])
+    spec = exp.model_dump(by_alias=True, exclude_none=True, mode="json", exclude={"status"})
     if dry_run:
         errors = runnable_errors(exp, state.executor)
-        spec = exp.model_dump(by_alias=True, exclude_none=True, mode="json", exclude={"status"})
         errors += update_errors(rec.spec.get("spec") or {}, spec.get("spec") or {}, rec.status)
         if errors:
             raise ValidationError(errors)
         return views.experiment(replace(rec, spec=spec))
+    if (spec.get("spec") or {}) == (rec.spec.get("spec") or {}):
+        # Its labels or annotations (kubectl label, annotate), or nothing: stored as they
+        # are, and nothing is started (a stopped experiment stays stopped; resuming is
+        # POST …/resume or running the file again).
+        if spec.get("metadata") != rec.spec.get("metadata"):
+            state.store.update_experiment(rec.id, spec=spec)
+        return views.experiment(state.store.get_experiment(namespace, name))
     rec, _ = state.manager.submit(exp, Path(rec.workdir))
     return views.experiment(rec)
 

@@ -4,6 +4,7 @@ version of a list."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import Query, Request
@@ -11,7 +12,7 @@ from fastapi.responses import JSONResponse
 
 from katib.errors import FieldError, NotFoundError, ValidationError
 from katib.spec import EXPERIMENT_LABEL
-from katib.store import ExperimentRecord, experiment_page
+from katib.store import ExperimentRecord, TrialRecord, experiment_page
 
 from .. import _selectors as selectors
 from .. import _watch
@@ -80,6 +81,22 @@ async def watch_of(request: Request, state: ServerState, namespace: str, kind: s
 
 # Experiments a watch looks through for those its selectors match, at most.
 WATCH_SCAN = 10 * _watch.MAX_OBJECTS
+
+
+def scan_cap(keep: Callable[[TrialRecord], bool] | None = None) -> Callable[[TrialRecord], bool]:
+    """A walk's ``keep`` for one reading of a watch: ``keep`` (or every trial), and
+    ``too_many`` once it has looked at ``WATCH_SCAN`` trials, however few a selector keeps
+    (each looked at is made into objects, or read, before a selector can drop it)."""
+    seen = 0
+
+    def counting(t: TrialRecord) -> bool:
+        nonlocal seen
+        seen += 1
+        if seen > WATCH_SCAN:
+            raise _watch.too_many()
+        return keep is None or keep(t)
+
+    return counting
 
 
 def _labels(rec: ExperimentRecord) -> dict[str, str]:

@@ -32,6 +32,7 @@ from ._kubelists import (
     name_asked,
     of_experiment,
     or_none,
+    scan_cap,
     watch_of,
     watched_experiments,
 )
@@ -147,7 +148,7 @@ async def list_trials(request: Request, namespace: str, label_selector: str | No
                 return [views.trial_object(*found)] if found is not None and keep(found[1]) else []
             walk = _paging.walk_trials(state.store, _paging.heads(state.store, namespace, None, of_experiment(labels)), None,
                                        lambda rec, t: [views.trial_object(rec, t)], _paging.chunk_for(_watch.MAX_OBJECTS),
-                                       keep=keep, budget=_paging.Budget(state.limits.list_bytes, _watch.MAX_OBJECTS))
+                                       keep=scan_cap(keep), budget=_paging.Budget(state.limits.list_bytes, _watch.MAX_OBJECTS))
             items, spot = _paging.fill(walk, _watch.MAX_OBJECTS)
             if spot is not None:
                 raise _watch.too_many()

@@ -30,6 +30,7 @@ from ._kubelists import (
     list_version,
     of_experiment,
     or_none,
+    scan_cap,
     watch_of,
 )
 
@@ -77,17 +78,17 @@ async def list_pods(request: Request, namespace: str, label_selector: str | None
 
     trial = next((selector[k] for k in (TRIAL_LABEL, JOBSET_NAME_LABEL) if isinstance(selector.get(k), str)), None)
 
-    def walk_from(at: _paging.Position | None, size: int) -> Iterator[_paging.Entry]:
+    def walk_from(at: _paging.Position | None, size: int, keep: Any = None) -> Iterator[_paging.Entry]:
         if trial is not None:
             found = or_none(state.store.get_trial, namespace, str(trial))
             return _paging.walk_one(found[0], wanted(_pods(*found)), at) if found is not None else iter(())
         heads = _paging.heads(state.store, namespace, at, of_experiment(selector))
         return _paging.walk_trials(state.store, heads, at, lambda rec, t: wanted(_pods(rec, t)), _paging.chunk_for(size),
-                                   budget=_paging.Budget(state.limits.list_bytes, size))
+                                   keep=keep, budget=_paging.Budget(state.limits.list_bytes, size))
 
     if watch:
         def watched() -> list[dict[str, Any]]:
-            items, spot = _paging.fill(walk_from(None, _watch.MAX_OBJECTS), _watch.MAX_OBJECTS)
+            items, spot = _paging.fill(walk_from(None, _watch.MAX_OBJECTS, scan_cap()), _watch.MAX_OBJECTS)
             if spot is not None:
                 raise _watch.too_many()
             return _paging.built(items)

@@ -21,7 +21,7 @@ from katib.store import ExperimentRecord, TrialRecord
 from .. import _paging, _trainjobs, _watch
 from .. import _selectors as selectors
 from .._state import ServerState, get_state
-from ._kubelists import TIMEOUT, WATCH, list_key, list_version, watch_of
+from ._kubelists import TIMEOUT, WATCH, list_key, list_version, scan_cap, watch_of
 
 router = APIRouter(tags=["kubeflow trainer"])
 ROOT = f"/apis/{TRAINER_API_VERSION}"
@@ -153,15 +153,15 @@ async def list_events(request: Request, namespace: str, field_selector: str | No
     fields = selectors.fields(field_selector, "Event")
     key = selectors.paging_key(None, field_selector)
 
-    def walk_from(at: _paging.Position | None, size: int) -> Any:
+    def walk_from(at: _paging.Position | None, size: int, keep: Any = None) -> Any:
         # An event is made of its trial and the experiment's namespace: no experiment is read whole.
         return _paging.walk_trials(state.store, _paging.heads(state.store, namespace, at), at,
                                    lambda rec, t: [e for e in _trainjobs.events(rec, [t]) if selectors.fields_match(e, fields)],
-                                   _paging.chunk_for(size))
+                                   _paging.chunk_for(size), keep=keep)
 
     if watch:
         def watched() -> list[dict[str, Any]]:
-            built, spot = _paging.fill(walk_from(None, _watch.MAX_OBJECTS), _watch.MAX_OBJECTS)
+            built, spot = _paging.fill(walk_from(None, _watch.MAX_OBJECTS, scan_cap()), _watch.MAX_OBJECTS)
             if spot is not None:
                 raise _watch.too_many()
             return _paging.built(built)

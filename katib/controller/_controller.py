@@ -133,8 +133,8 @@ class Controller:
             raise ValidationError(errors)
         if old == new:
             # Labels and annotations may change at any time, as on any Kubernetes object
-            # (kubectl label, kubectl annotate, an applied file's): they are stored, and
-            # nothing runs again for them.
+            # (an applied file's, a file run again): they are stored. (The API's patch of
+            # them alone stores them without coming here: it starts nothing.)
             if _marks(rec.spec) != _marks(spec):
                 self.store.update_experiment(rec.id, spec=spec)
             return "unchanged" if is_completed(status) else "resumed"

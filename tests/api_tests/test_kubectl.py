@@ -362,6 +362,22 @@ def test_a_watch_ends_when_told_and_is_bounded(sqlite_store, tmp_path, monkeypat
                                                      params={"labelSelector": "team in (a, b),team=a"}).json()["items"]] == ["three"]
 
 
+def test_a_watch_looks_at_a_bounded_number_of_trials_however_few_it_keeps(live, monkeypatch):
+    """Each trial a pods, events or trials watch looks at is made into objects (or read)
+    before a selector drops it: a reading looks at most WATCH_SCAN of them."""
+    from api.routes import _kubelists
+
+    assert live.client.post(f"{KUBE}/experiments", json=_quick(trials=2)).status_code == 201
+    live.wait_for("default", "demo")
+    monkeypatch.setattr(_kubelists, "WATCH_SCAN", 1)
+    for path, params in (("/api/v1/namespaces/default/pods", {"fieldSelector": "status.phase=Running"}),
+                         ("/api/v1/namespaces/default/events", {"fieldSelector": "reason=Nothing"}),
+                         (f"{KUBE}/trials", {"labelSelector": "none=such"})):
+        r = live.client.get(path, params={**params, "watch": "true", "timeoutSeconds": "5"})
+        [error] = [json.loads(line) for line in r.text.splitlines()]
+        assert (error["type"], error["object"]["code"]) == ("ERROR", 422), (path, error)
+
+
 def test_a_watch_reads_only_what_its_caller_may(sqlite_store, tmp_path, monkeypatch):
     users = UserStore(sqlite_store)
     admin, vic = users.add_user("admin", admin=True), users.add_user("vic")

@@ -45,3 +45,28 @@ def test_labels_and_annotations_are_stored_on_a_running_and_a_finished_experimen
     assert r.status_code == 200 and r.json()["metadata"]["labels"] == {"team": "b"}
     assert _names(live, "team=b") == []
     live.client.delete(f"{KUBE}/experiments/running")
+
+
+def test_labelling_a_stopped_experiment_leaves_it_stopped(live):
+    """The review's case: a label stored through the edit path resumed a stopped
+    experiment (its unchanged spec read as "run it again")."""
+    import time
+
+    slow = experiment(name="paused", maxTrialCount=2, parallelTrialCount=1,
+                      command=python_command("import time; time.sleep(60); print('loss=0.5')"))
+    assert live.client.post(f"{KUBE}/experiments", json=slow).status_code == 201
+    manager = live.app.state.katib.manager
+    deadline = time.monotonic() + 30
+    while not live.client.get(f"{KUBE}/trials").json()["items"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert live.client.post("/api/v1/namespaces/default/experiments/paused/stop").status_code == 200
+    while manager.is_running("default", "paused"):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    for body in ({"metadata": {"labels": {"team": "a"}}}, {"spec": {"maxTrialCount": 2}}):  # a label; no change at all
+        assert _patch(live, "paused", body).status_code == 200
+        time.sleep(0.5)
+        assert not manager.is_running("default", "paused")
+    assert _names(live, "team=a") == ["paused"]
+    live.client.delete(f"{KUBE}/experiments/paused")
