@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -52,7 +53,18 @@ def create(state: ServerState, doc: Any, namespace: str, dry_run: bool = False) 
     return views.experiment_object(rec)
 
 
+# Edits of one experiment are made one at a time (read, merge, admit, write): two label
+# patches at once each kept only its own label. Striped: bounded, whatever the names.
+_EDIT_LOCKS = tuple(threading.Lock() for _ in range(64))
+
+
 def patch(state: ServerState, namespace: str, name: str, patch_doc: Any, dry_run: bool = False) -> views.ExperimentObject:
+    """See ``_patch``; one edit of an experiment at a time in this server."""
+    with _EDIT_LOCKS[hash((namespace, name)) % len(_EDIT_LOCKS)]:
+        return _patch(state, namespace, name, patch_doc, dry_run)
+
+
+def _patch(state: ServerState, namespace: str, name: str, patch_doc: Any, dry_run: bool = False) -> views.ExperimentObject:
     """A merge patch (an object), or a JSON patch (a list of operations, RFC 6902); only the
     trial budget may change, as in Katib. A dry run checks the patched experiment as the
     edit would (admission, what may run here, Katib's update rules) and answers it as it

@@ -70,3 +70,18 @@ def test_labelling_a_stopped_experiment_leaves_it_stopped(live):
         assert not manager.is_running("default", "paused")
     assert _names(live, "team=a") == ["paused"]
     live.client.delete(f"{KUBE}/experiments/paused")
+
+
+def test_label_patches_at_once_all_stay(live):
+    """Each patch reads, merges and writes the whole document: two at once each kept only
+    its own label, and both answered 200."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    done = experiment(name="many", maxTrialCount=1, parallelTrialCount=1)
+    assert live.client.post(f"{KUBE}/experiments", json=done).status_code == 201
+    live.wait_for("default", "many")
+    with ThreadPoolExecutor(8) as pool:
+        codes = list(pool.map(lambda i: _patch(live, "many", {"metadata": {"labels": {f"l{i}": "x"}}}).status_code, range(16)))
+    assert codes == [200] * 16
+    labels = live.client.get(f"{KUBE}/experiments/many").json()["metadata"]["labels"]
+    assert set(labels) == {f"l{i}" for i in range(16)}
