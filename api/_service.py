@@ -94,10 +94,10 @@ def _patch(state: ServerState, namespace: str, name: str, patch_doc: Any, dry_ru
         if errors:
             raise ValidationError(errors)
         return views.experiment(replace(rec, spec=spec))
-    if (spec.get("spec") or {}) == (rec.spec.get("spec") or {}):
-        # Its labels or annotations (kubectl label, annotate), or nothing: stored as they
-        # are, and nothing is started (a stopped experiment stays stopped; resuming is
-        # POST …/resume or running the file again).
+    if _metadata_only(patch_doc) and (spec.get("spec") or {}) == (rec.spec.get("spec") or {}):
+        # kubectl label, kubectl annotate: stored as they are, and nothing is started (a
+        # stopped experiment stays stopped). The whole object patched again (the client's
+        # apply, katib --server run of the same file) is submitted again: it resumes.
         if spec.get("metadata") != rec.spec.get("metadata"):
             state.store.update_experiment(rec.id, spec=spec)
         return views.experiment(state.store.get_experiment(namespace, name))
@@ -121,6 +121,14 @@ def delete(state: ServerState, namespace: str, name: str, options: dict[str, Any
             raise ConflictError(f"Precondition failed: UID in precondition: {uid}, UID in object meta: {rec.uid}")
         return
     state.manager.delete(namespace, name, uid)  # the uid checked again where it deletes
+
+
+def _metadata_only(patch_doc: Any) -> bool:
+    """Whether a patch touches the object's metadata alone (kubectl label and annotate)."""
+    if isinstance(patch_doc, list):
+        return all(isinstance(op, dict) and str(op.get("path", "")).startswith("/metadata/")
+                   and str(op.get("from", "/metadata/")).startswith("/metadata/") for op in patch_doc)
+    return isinstance(patch_doc, dict) and set(patch_doc) <= {"metadata", "apiVersion", "kind"}
 
 
 def trial(state: ServerState, namespace: str, name: str) -> tuple[ExperimentRecord, TrialRecord]:

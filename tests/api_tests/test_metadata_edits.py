@@ -64,11 +64,20 @@ def test_labelling_a_stopped_experiment_leaves_it_stopped(live):
     while manager.is_running("default", "paused"):
         assert time.monotonic() < deadline
         time.sleep(0.05)
-    for body in ({"metadata": {"labels": {"team": "a"}}}, {"spec": {"maxTrialCount": 2}}):  # a label; no change at all
-        assert _patch(live, "paused", body).status_code == 200
-        time.sleep(0.5)
-        assert not manager.is_running("default", "paused")
+    assert _patch(live, "paused", {"metadata": {"labels": {"team": "a"}}}).status_code == 200
+    ops = [{"op": "add", "path": "/metadata/annotations", "value": {"note": "x"}}]
+    assert live.client.patch(f"{KUBE}/experiments/paused", content=json.dumps(ops),
+                             headers={"content-type": "application/json-patch+json"}).status_code == 200
+    time.sleep(0.5)
+    assert not manager.is_running("default", "paused")
     assert _names(live, "team=a") == ["paused"]
+    # the whole object patched again is submitted again, as katib --server run of the same
+    # file does: that resumes it, as it did
+    whole = live.client.get(f"{KUBE}/experiments/paused").json()
+    assert _patch(live, "paused", {k: whole[k] for k in ("apiVersion", "kind", "metadata", "spec")}).status_code == 200
+    while not manager.is_running("default", "paused"):
+        assert time.monotonic() < deadline + 30
+        time.sleep(0.05)
     live.client.delete(f"{KUBE}/experiments/paused")
 
 
