@@ -42,6 +42,15 @@ def _running(live: LiveServer, trial: str) -> None:
         time.sleep(0.05)
 
 
+def _printed(live: LiveServer, trial: str) -> None:
+    """Until the running trial has printed something (a loaded machine starts Python slowly)."""
+    _running(live, trial)
+    deadline = time.monotonic() + 60
+    while not live.client.get(f"{PODS}/{trial}/log").text:
+        assert time.monotonic() < deadline, "the trial printed nothing"
+        time.sleep(0.05)
+
+
 def test_a_followed_log_streams_as_written_and_ends_with_the_trial(live):
     trial = _trial(live, "slow", SLOW)
     _running(live, trial)
@@ -107,7 +116,7 @@ def test_a_followed_log_takes_a_stream_slot_and_ends_when_told(sqlite_store, tmp
     monkeypatch.setattr(_logfollow, "MAX_SECONDS", 2)
     with LiveServer(sqlite_store, tmp_path, limits=ServerLimits(streams_per_client=1)) as live:
         trial = _trial(live, "long", "import time; print('loss=0.5', flush=True); time.sleep(60)")
-        _running(live, trial)
+        _printed(live, trial)
         started = time.monotonic()
         with live.client.stream("GET", f"{PODS}/{trial}/log", params={"follow": "true"}) as held:
             assert held.status_code == 200
@@ -144,7 +153,7 @@ def test_a_followed_log_is_bounded_while_the_output_keeps_coming(sqlite_store, t
 
 def test_a_followed_log_ends_when_its_trial_stops_and_a_trial_not_started_is_a_400(live):
     trial = _trial(live, "stopped", "import time; print('started', flush=True); time.sleep(120)")
-    _running(live, trial)
+    _printed(live, trial)
     started = time.monotonic()
     with live.client.stream("GET", f"{PODS}/{trial}/log", params={"follow": "true"}) as r:
         assert r.status_code == 200
