@@ -81,10 +81,7 @@ async def delete_options(request: Request) -> dict[str, Any]:
     body = await request.body()
     if not body.strip():
         return {}
-    try:
-        options = await asyncio.to_thread(json.loads, body)
-    except (ValueError, RecursionError):
-        options = None
+    options = await asyncio.to_thread(parse_body, body, "application/json")
     if not isinstance(options, dict):
         raise ValidationError([FieldError("body", "a delete's body must be DeleteOptions, a JSON object")], "request")
     return options

@@ -114,13 +114,9 @@ def delete(state: ServerState, namespace: str, name: str, options: dict[str, Any
     if not isinstance(preconditions, dict) or preconditions.get("resourceVersion"):
         raise ValidationError([FieldError("preconditions", "only a uid precondition is checked here: nothing was deleted")],
                               "request")
-    uid = str(preconditions.get("uid") or "") or None
-    if dry:
-        rec = state.store.get_experiment(namespace, name)  # a 404, as the delete would be
-        if uid and uid != rec.uid:
-            raise ConflictError(f"Precondition failed: UID in precondition: {uid}, UID in object meta: {rec.uid}")
-        return
-    state.manager.delete(namespace, name, uid)  # the uid checked again where it deletes
+    # A dry run finds it (a 404, as the delete would be) and checks the uid; a delete checks
+    # the uid again where the store deletes.
+    state.manager.delete(namespace, name, str(preconditions.get("uid") or "") or None, dry_run=dry)
 
 
 def _metadata_only(patch_doc: Any) -> bool:

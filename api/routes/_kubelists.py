@@ -4,7 +4,7 @@ version of a list."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from fastapi import Query, Request
@@ -14,8 +14,8 @@ from katib.errors import FieldError, NotFoundError, ValidationError
 from katib.spec import EXPERIMENT_LABEL
 from katib.store import ExperimentRecord, TrialRecord, experiment_page
 
+from .. import _paging, _watch
 from .. import _selectors as selectors
-from .. import _watch
 from .._guard import kube_status
 from .._listmemory import KEPT_LISTS
 from .._state import ServerState
@@ -97,6 +97,15 @@ def scan_cap(keep: Callable[[TrialRecord], bool] | None = None) -> Callable[[Tri
         return keep is None or keep(t)
 
     return counting
+
+
+def whole_reading(walk: Iterator[_paging.Entry]) -> list[dict[str, Any]]:
+    """A watch's reading of what ``walk`` makes of its trials: at most ``MAX_OBJECTS``
+    objects (``too_many`` past them)."""
+    items, spot = _paging.fill(walk, _watch.MAX_OBJECTS)
+    if spot is not None:
+        raise _watch.too_many()
+    return _paging.built(items)
 
 
 def _labels(rec: ExperimentRecord) -> dict[str, str]:

@@ -35,6 +35,7 @@ from ._kubelists import (
     scan_cap,
     watch_of,
     watched_experiments,
+    whole_reading,
 )
 
 router = APIRouter(tags=["kubernetes"])
@@ -146,13 +147,10 @@ async def list_trials(request: Request, namespace: str, label_selector: str | No
             if named is not None:
                 found = or_none(state.store.get_trial, namespace, named)
                 return [views.trial_object(*found)] if found is not None and keep(found[1]) else []
-            walk = _paging.walk_trials(state.store, _paging.heads(state.store, namespace, None, of_experiment(labels)), None,
-                                       lambda rec, t: [views.trial_object(rec, t)], _paging.chunk_for(_watch.MAX_OBJECTS),
-                                       keep=scan_cap(keep), budget=_paging.Budget(state.limits.list_bytes, _watch.MAX_OBJECTS))
-            items, spot = _paging.fill(walk, _watch.MAX_OBJECTS)
-            if spot is not None:
-                raise _watch.too_many()
-            return _paging.built(items)
+            return whole_reading(_paging.walk_trials(
+                state.store, _paging.heads(state.store, namespace, None, of_experiment(labels)), None,
+                lambda rec, t: [views.trial_object(rec, t)], _paging.chunk_for(_watch.MAX_OBJECTS),
+                keep=scan_cap(keep), budget=_paging.Budget(state.limits.list_bytes, _watch.MAX_OBJECTS)))
 
         return await watch_of(request, state, namespace, "Trial", watched, fields,
                                list_key("trials", namespace, label_selector, field_selector), timeout_seconds)

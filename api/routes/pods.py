@@ -32,6 +32,7 @@ from ._kubelists import (
     or_none,
     scan_cap,
     watch_of,
+    whole_reading,
 )
 
 router = APIRouter(tags=["kubernetes"])
@@ -88,10 +89,7 @@ async def list_pods(request: Request, namespace: str, label_selector: str | None
 
     if watch:
         def watched() -> list[dict[str, Any]]:
-            items, spot = _paging.fill(walk_from(None, _watch.MAX_OBJECTS, scan_cap()), _watch.MAX_OBJECTS)
-            if spot is not None:
-                raise _watch.too_many()
-            return _paging.built(items)
+            return whole_reading(walk_from(None, _watch.MAX_OBJECTS, scan_cap()))
 
         return await watch_of(request, state, namespace, "Pod", watched, fields,
                               list_key("pods", namespace, label_selector, field_selector), timeout_seconds)
@@ -138,14 +136,13 @@ async def pod_log(request: Request, namespace: str, name: str, container: str | 
     no times and it has no previous container: ``timestamps``, ``sinceSeconds``,
     ``sinceTime`` and ``previous`` are refused by name."""
     _logfollow.refuse_unkept(previous=previous, timestamps=timestamps, sinceSeconds=since_seconds, sinceTime=since_time)
-    def found() -> tuple[ExperimentRecord, TrialRecord]:
+    def found() -> tuple[ExperimentRecord, TrialRecord, str]:
         rec, t = state.store.get_trial(namespace, name)
         _logfollow.check_container(rec, _pods(rec, t), name, container)  # renders a TrainJob's pods: not on the loop
-        return rec, t
+        return rec, t, "" if follow else _service.trial_log(state, rec, t, tail_lines)
 
-    rec, t = await run_in_threadpool(found)
+    rec, t, text = await run_in_threadpool(found)
     if follow:
         return await _logfollow.follow_trial(request, state, rec, t, tail_lines, limit_bytes)
-    text = await run_in_threadpool(_service.trial_log, state, rec, t, tail_lines)
     data = text.encode()
     return Response(data[:limit_bytes] if limit_bytes else data, media_type="text/plain; charset=utf-8")

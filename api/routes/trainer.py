@@ -21,7 +21,7 @@ from katib.store import ExperimentRecord, TrialRecord
 from .. import _paging, _trainjobs, _watch
 from .. import _selectors as selectors
 from .._state import ServerState, get_state
-from ._kubelists import TIMEOUT, WATCH, list_key, list_version, scan_cap, watch_of
+from ._kubelists import TIMEOUT, WATCH, list_key, list_version, scan_cap, watch_of, whole_reading
 
 router = APIRouter(tags=["kubeflow trainer"])
 ROOT = f"/apis/{TRAINER_API_VERSION}"
@@ -161,10 +161,7 @@ async def list_events(request: Request, namespace: str, field_selector: str | No
 
     if watch:
         def watched() -> list[dict[str, Any]]:
-            built, spot = _paging.fill(walk_from(None, _watch.MAX_OBJECTS, scan_cap()), _watch.MAX_OBJECTS)
-            if spot is not None:
-                raise _watch.too_many()
-            return _paging.built(built)
+            return whole_reading(walk_from(None, _watch.MAX_OBJECTS, scan_cap()))
 
         return await watch_of(request, state, namespace, "Event", watched, fields,
                               list_key("events", namespace, None, field_selector), timeout_seconds)

@@ -318,11 +318,14 @@ class ExperimentManager:
             started.append(f"{rec.namespace}/{rec.name}")
         return started
 
-    def delete(self, namespace: str, name: str, uid: str | None = None) -> None:
+    def delete(self, namespace: str, name: str, uid: str | None = None, dry_run: bool = False) -> None:
         """Stop and delete the experiment, its trials and their files; with ``uid``, only
-        the experiment of that uid (a Kubernetes delete's precondition), else a 409."""
+        the experiment of that uid (a Kubernetes delete's precondition), else a 409. A dry
+        run checks as much and does nothing."""
         folder = RunLayout(self.runs_root).experiment(namespace, name)  # checks the names first
-        _precondition(self.store.get_experiment(namespace, name), uid)
+        self.store.get_experiment(namespace, name).check_uid(uid)
+        if dry_run:
+            return
         self.stop(namespace, name)
         self.store.delete_experiment(namespace, name, uid)
         shutil.rmtree(folder, ignore_errors=True)
@@ -419,7 +422,3 @@ def mark_stopped(store: Store, namespace: str, name: str,
 
 __all__ = ["ExperimentManager", "NotFoundError", "mark_stopped"]
 
-
-def _precondition(rec: ExperimentRecord, uid: str | None) -> None:
-    if uid and rec.uid != uid:
-        raise ConflictError(f"Precondition failed: UID in precondition: {uid}, UID in object meta: {rec.uid}")

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from katib.errors import ConflictError
 from katib.names import private_dirs
 from katib.spec import Condition, ExperimentStatus
 
@@ -81,6 +82,12 @@ class ExperimentRecord:
     created_at: float
     updated_at: float
     stopped_at: float | None = None  # when a user stopped it; a starting server leaves it stopped
+
+    def check_uid(self, uid: str | None) -> None:
+        """A Kubernetes delete's uid precondition: ``ConflictError`` unless ``uid`` (when
+        given) is this experiment's."""
+        if uid and uid != self.uid:
+            raise ConflictError(f"Precondition failed: UID in precondition: {uid}, UID in object meta: {self.uid}")
 
 
 @dataclass

@@ -321,8 +321,7 @@ class Store:
         """Delete the experiment with its trials and observations (by its id: one made
         again under the name meanwhile is not touched); with ``uid``, only if it is that one."""
         exp = self.get_experiment(namespace, name)
-        if uid and exp.uid != uid:
-            raise ConflictError(f"Precondition failed: UID in precondition: {uid}, UID in object meta: {exp.uid}")
+        exp.check_uid(uid)
 
         def delete(conn: Connection) -> None:
             trial_ids = sa.select(trials.c.id).where(trials.c.experiment_id == exp.id)
