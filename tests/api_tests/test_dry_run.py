@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 
-from tests.conftest import experiment
+from tests.conftest import experiment, python_command
 
 KUBE = "/apis/kubeflow.org/v1beta1/namespaces/default"
 CONFIGMAPS = "/api/v1/namespaces/default/configmaps"
@@ -23,7 +23,9 @@ def _delete(live, path: str, body: dict, **params):
 
 
 def test_a_dry_run_patch_answers_the_change_and_makes_none(live):
-    assert live.client.post(f"{KUBE}/experiments", json=experiment(name="demo", maxTrialCount=3)).status_code == 201
+    # running throughout (a finished one with resumePolicy Never takes no edit at all)
+    slow = experiment(name="demo", maxTrialCount=3, command=python_command("import time; time.sleep(120); print('loss=0.5')"))
+    assert live.client.post(f"{KUBE}/experiments", json=slow).status_code == 201
     merge = {"content-type": "application/merge-patch+json"}
     r = live.client.patch(f"{KUBE}/experiments/demo", params={"dryRun": "All"}, headers=merge,
                           content=json.dumps({"spec": {"maxTrialCount": 9}}))
@@ -46,6 +48,7 @@ def test_a_dry_run_patch_answers_the_change_and_makes_none(live):
     assert r.status_code == 422 and _budget(live) == 3  # every value must be All, not the last
     r = live.client.patch(f"{KUBE}/experiments/demo", headers=merge, content=json.dumps({"spec": {"maxTrialCount": 4}}))
     assert r.status_code == 200 and _budget(live) == 4
+    live.client.delete(f"{KUBE}/experiments/demo")
 
 
 def test_a_dry_run_delete_deletes_nothing_and_a_uid_precondition_is_kept(live):
