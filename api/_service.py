@@ -10,7 +10,7 @@ from typing import Any
 
 from katib import views
 from katib.controller import admit, runnable_errors
-from katib.errors import ConflictError, FieldError, NotFoundError, ValidationError
+from katib.errors import ConflictError, FieldError, NotFoundError, StaleEditError, ValidationError
 from katib.names import RunLayout
 from katib.optimizationjobs import source_annotation, stored_experiment
 from katib.spec import update_errors
@@ -53,15 +53,23 @@ def create(state: ServerState, doc: Any, namespace: str, dry_run: bool = False) 
     return views.experiment_object(rec)
 
 
-# Edits of one experiment are made one at a time (read, merge, admit, write): two label
-# patches at once each kept only its own label. Striped: bounded, whatever the names.
+# Edits of one experiment are made one at a time in a server (read, merge, admit, write):
+# two label patches at once each kept only its own label. Striped: bounded, whatever the
+# names. Between servers on one database, a write only lands on the spec it was made from
+# (``StaleEditError`` otherwise), and the patch is made again from what is stored then.
 _EDIT_LOCKS = tuple(threading.Lock() for _ in range(64))
+_PATCH_ATTEMPTS = 20
 
 
 def patch(state: ServerState, namespace: str, name: str, patch_doc: Any, dry_run: bool = False) -> views.ExperimentObject:
     """See ``_patch``; one edit of an experiment at a time in this server."""
     with _EDIT_LOCKS[hash((namespace, name)) % len(_EDIT_LOCKS)]:
-        return _patch(state, namespace, name, patch_doc, dry_run)
+        for _ in range(_PATCH_ATTEMPTS):
+            try:
+                return _patch(state, namespace, name, patch_doc, dry_run)
+            except StaleEditError:
+                continue  # another server's edit landed first: patch what it stored
+    raise ConflictError(f"experiment {namespace}/{name} kept changing while it was patched: try again")
 
 
 def _patch(state: ServerState, namespace: str, name: str, patch_doc: Any, dry_run: bool = False) -> views.ExperimentObject:
@@ -98,10 +106,11 @@ def _patch(state: ServerState, namespace: str, name: str, patch_doc: Any, dry_ru
         # kubectl label, kubectl annotate: stored as they are, and nothing is started (a
         # stopped experiment stays stopped). The whole object patched again (the client's
         # apply, katib --server run of the same file) is submitted again: it resumes.
-        if spec.get("metadata") != rec.spec.get("metadata"):
-            state.store.update_experiment(rec.id, spec=spec)
+        if spec.get("metadata") != rec.spec.get("metadata") \
+                and not state.store.update_experiment(rec.id, if_spec=rec.spec, spec=spec):
+            raise StaleEditError(f"experiment {namespace}/{name} was changed by another edit")
         return views.experiment(state.store.get_experiment(namespace, name))
-    rec, _ = state.manager.submit(exp, Path(rec.workdir))
+    rec, _ = state.manager.submit(exp, Path(rec.workdir), based_on=rec.spec)
     return views.experiment(rec)
 
 

@@ -52,6 +52,11 @@ class ConflictError(KatibError):
     """The request contradicts the current state (exists already, run elsewhere, …)."""
 
 
+class StaleEditError(ConflictError):
+    """An edit was based on a spec that another edit (another server's) has replaced since:
+    read the experiment again and redo the edit."""
+
+
 class NoResultError(KatibError):
     """The experiment ended, but no trial reported the objective metric: there is no
     best trial to return. The message quotes the trials' most common failure."""

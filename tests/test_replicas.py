@@ -182,3 +182,41 @@ def test_three_servers_one_killed(servers: Servers, tmp_path: Path):
     assert adopted_in < 10, adopted_in
     print(f"alpha adopted {adopted_in:.1f} s after its server was killed")
     store.close()
+
+
+def test_edits_through_two_servers_at_once_all_stay(servers: Servers):
+    """Each server makes its own edits of an experiment one at a time, but two servers on
+    one database each read, merged and wrote back: a label patched through one server was
+    lost when the other wrote the spec it had read before. Now a write lands only on the
+    spec it was made from, and the patch is made again otherwise. Label patches and a
+    budget edit sent to two servers at once: every one stays."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    ports = [servers.start() for _ in range(2)]
+    doc = experiment(name="shared", command=["sh", "-c", "sleep 60 # ${trialParameters.x}"], maxTrialCount=3,
+                     parallelTrialCount=1)
+    _call(ports[0], "POST", "/api/v1/namespaces/default/experiments", doc)
+    kube = "/apis/kubeflow.org/v1beta1/namespaces/default/experiments/shared"
+
+    def label(i: int) -> int:
+        body = json.dumps({"metadata": {"labels": {f"l{i}": "x"}}}).encode()
+        req = urllib.request.Request(f"http://127.0.0.1:{ports[i % 2]}{kube}", data=body, method="PATCH",
+                                     headers={"Content-Type": "application/merge-patch+json"})
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return int(r.status)
+
+    with ThreadPoolExecutor(12) as pool:
+        budget = pool.submit(_call, ports[1], "PATCH", "/api/v1/namespaces/default/experiments/shared/budget",
+                             {"maxTrialCount": 5})
+        codes = list(pool.map(label, range(24)))
+        budget.result()
+    assert codes == [200] * 24
+    for port in ports:
+        obj = _call(port, "GET", kube)
+        assert sorted(obj["metadata"].get("labels") or {}) == sorted(f"l{i}" for i in range(24)), servers.logs()
+        assert obj["spec"]["maxTrialCount"] == 5
+    store = Store(servers.db)
+    try:
+        assert store.get_experiment("default", "shared").spec["spec"]["maxTrialCount"] == 5
+    finally:
+        store.close()

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from katib import names
-from katib.errors import ConflictError, NotFoundError, ValidationError
+from katib.errors import ConflictError, NotFoundError, StaleEditError, ValidationError
 from katib.spec import EXPERIMENT_LABEL, Experiment, ExperimentStatus, update_errors
 from katib.store import ExperimentRecord, Store, TrialRecord
 from trials import Executor, LocalExecutor, owner_alive, owner_id
@@ -70,6 +70,10 @@ def _marks(doc: dict[str, Any]) -> tuple[Any, Any]:
     return metadata.get("labels") or {}, metadata.get("annotations") or {}
 
 
+# Reads and writes of one edit while other edits (other servers') keep landing in between.
+_EDIT_ATTEMPTS = 20
+
+
 class Controller:
     """Stores experiments and runs them to the end.
 
@@ -104,28 +108,46 @@ class Controller:
 
     # -- submission --------------------------------------------------------------------
 
-    def submit(self, exp: Experiment, workdir: Path) -> tuple[ExperimentRecord, str]:
+    def submit(self, exp: Experiment, workdir: Path, based_on: dict[str, Any] | None = None
+               ) -> tuple[ExperimentRecord, str]:
         """Store ``exp`` (admitted already). Returns the record and what happened:
         ``created``, ``resumed`` (unfinished, budget possibly edited), ``restarted``
-        (finished, budget raised, resumePolicy allows it) or ``unchanged`` (finished)."""
+        (finished, budget raised, resumePolicy allows it) or ``unchanged`` (finished).
+
+        ``based_on`` is the stored spec an edit (a patch) was made from: if the experiment
+        no longer has it, another edit came in between and ``StaleEditError`` says to read
+        and patch again. Without it, ``exp`` replaces whatever is stored (a file applied)."""
         errors = runnable_errors(exp, self.executor.name)
         if errors:
             raise ValidationError(errors)
         spec = exp.model_dump(by_alias=True, exclude_none=True, mode="json", exclude={"status"})
-        try:
-            rec = self.store.get_experiment(exp.namespace, exp.name)
-        except NotFoundError:
-            now = time.time()
-            status = ExperimentStatus(start_time=rfc3339(now))
-            set_condition(status.conditions, "Created", "True", "ExperimentCreated", "Experiment is created", now)
-            rec = self.store.create_experiment(exp.namespace, exp.name, spec, status, str(workdir.resolve()),
-                                               initial_trials=warm_start_trials(exp))
-            return rec, "created"
-        return rec, self._edit(rec, spec)
+        for _ in range(_EDIT_ATTEMPTS):
+            try:
+                rec = self.store.get_experiment(exp.namespace, exp.name)
+            except NotFoundError:
+                if based_on is not None:
+                    raise
+                now = time.time()
+                status = ExperimentStatus(start_time=rfc3339(now))
+                set_condition(status.conditions, "Created", "True", "ExperimentCreated", "Experiment is created", now)
+                rec = self.store.create_experiment(exp.namespace, exp.name, spec, status, str(workdir.resolve()),
+                                                   initial_trials=warm_start_trials(exp))
+                return rec, "created"
+            if based_on is not None and rec.spec != based_on:
+                raise StaleEditError(f"experiment {exp.namespace}/{exp.name} was changed by another edit")
+            try:
+                return rec, self._edit(rec, spec)
+            except StaleEditError:
+                if based_on is not None:
+                    raise
+                # another edit was stored between the read and the write: a whole spec
+                # replaces it, read again
+        raise ConflictError(f"experiment {exp.namespace}/{exp.name} kept changing while it was edited: try again")
 
     def _edit(self, rec: ExperimentRecord, spec: dict[str, Any]) -> str:
         """Apply an edited spec as Katib does: its webhook's rules (``update_errors``), then
-        its controller's restart of a completed experiment the edit reopened."""
+        its controller's restart of a completed experiment the edit reopened. Written only
+        if the stored spec is still ``rec``'s (``StaleEditError`` otherwise)."""
         old, new = rec.spec.get("spec") or {}, spec.get("spec") or {}
         status = rec.status
         errors = update_errors(old, new, status)
@@ -136,10 +158,10 @@ class Controller:
             # (an applied file's, a file run again): they are stored. (The API's patch of
             # them alone stores them without coming here: it starts nothing.)
             if _marks(rec.spec) != _marks(spec):
-                self.store.update_experiment(rec.id, spec=spec)
+                self._write(rec, spec=spec)
             return "unchanged" if is_completed(status) else "resumed"
         if not is_completed(status):
-            self.store.update_experiment(rec.id, spec=spec)
+            self._write(rec, spec=spec)
             return "resumed"
         # Accepted on a completed experiment: it is restartable (Succeeded with
         # ExperimentMaxTrialsReached, resumePolicy LongRunning or FromVolume) and its
@@ -151,8 +173,12 @@ class Controller:
         remove_condition(conditions, "Succeeded")
         remove_condition(conditions, "Failed")
         set_condition(conditions, "Restarting", "True", "ExperimentRestarting", "Experiment is restarted")  # Katib's words
-        self.store.update_experiment(rec.id, spec=spec, status=status)
+        self._write(rec, spec=spec, status=status)
         return "restarted"
+
+    def _write(self, rec: ExperimentRecord, **fields: Any) -> None:
+        if not self.store.update_experiment(rec.id, if_spec=rec.spec, **fields):
+            raise StaleEditError(f"experiment {rec.namespace}/{rec.name} was changed by another edit")
 
     # -- running -----------------------------------------------------------------------
 

@@ -115,10 +115,12 @@ class ExperimentManager:
             ctl.owner, ctl.is_alive = replica.id, replica.alive
         return ctl
 
-    def submit(self, exp: Experiment, workdir: Path) -> tuple[ExperimentRecord, str]:
-        """Store (or edit) an admitted experiment and run it unless it has finished."""
+    def submit(self, exp: Experiment, workdir: Path, based_on: dict[str, Any] | None = None
+               ) -> tuple[ExperimentRecord, str]:
+        """Store (or edit) an admitted experiment and run it unless it has finished
+        (``based_on``: see ``Controller.submit``)."""
         key = (exp.namespace, exp.name)
-        rec, action = self._controller(key).submit(exp, workdir)
+        rec, action = self._controller(key).submit(exp, workdir, based_on)
         if exp.spec.executor == "external":
             return self.store.get_experiment(*key), action  # an outside loop drives it (ask and tell)
         if self.replica is not None and action != "unchanged" and key not in self._running:

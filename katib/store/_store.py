@@ -282,16 +282,32 @@ class Store:
         with self._read() as conn:
             return sorted(r.namespace for r in conn.execute(query))
 
-    def update_experiment(self, exp_id: int, **fields: Any) -> None:
+    def update_experiment(self, exp_id: int, *, if_spec: dict[str, Any] | None = None, **fields: Any) -> bool:
         """Set any of ``spec``, ``status`` (an ``ExperimentStatus``, or Katib's JSON of
-        one), ``owner``, ``workdir``, ``stopped_at``."""
+        one), ``owner``, ``workdir``, ``stopped_at``. With ``if_spec``, only while the stored
+        spec is still that one (an edit read, changed and written back: another server's
+        edit in between is not overwritten); returns whether it was written."""
         if "status" in fields:
             fields["status"] = _stored(fields["status"])  # counts and lists are derived when read
         values = {k: (_dumps(v) if k in ("spec", "status") else v) for k, v in fields.items()}
         if "spec" in fields:
             values.update(list_flags(fields["spec"]))
         values["updated_at"] = time.time()
-        self._retry(lambda c: c.execute(experiments.update().where(experiments.c.id == exp_id).values(**values)))
+        where = experiments.c.id == exp_id
+
+        def write(conn: Connection) -> bool:
+            if if_spec is None:
+                conn.execute(experiments.update().where(where).values(**values))
+                return True
+            raw = conn.execute(sa.select(experiments.c.spec).where(where)).scalar()
+            if raw is None:
+                raise NotFoundError(f"experiment #{exp_id} not found")
+            if json.loads(raw) != if_spec:
+                return False
+            # The text just read, compared where it is written: a commit in between fails it.
+            return bool(conn.execute(experiments.update().where(where, experiments.c.spec == raw).values(**values)).rowcount)
+
+        return self._retry(write)
 
     def claim_experiment(self, exp_id: int, owner: str, is_alive: Callable[[str], bool]) -> None:
         """Make ``owner`` the experiment's one controller, unless a live one holds it. A

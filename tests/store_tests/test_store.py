@@ -210,3 +210,19 @@ def test_processes_opening_a_new_sqlite_store_at_once_all_open_it(tmp_path):
         for round_ in range(3):
             results = pool.map(_open, [str(tmp_path / f"new-{round_}.db")] * 4)
             assert results == ["ok"] * 4, results
+
+
+def test_an_edit_lands_only_on_the_spec_it_was_made_from(store):
+    """Two servers editing one experiment each read its spec, changed it and wrote it back:
+    the second write dropped the first's change. ``if_spec`` writes only while the stored
+    spec is still the one read, on both databases, and leaves the other edit in place."""
+    rec = store.create_experiment("ns", "e", {"metadata": {"labels": {}}, "spec": {"a": 1}}, {}, "/w")
+    theirs = {"metadata": {"labels": {"theirs": "x"}}, "spec": {"a": 1}}
+    assert store.update_experiment(rec.id, if_spec=rec.spec, spec=theirs)  # the first edit lands
+    mine = {"metadata": {"labels": {"mine": "x"}}, "spec": {"a": 1}}
+    assert not store.update_experiment(rec.id, if_spec=rec.spec, spec=mine)  # made from what it replaced
+    assert store.get_experiment("ns", "e").spec == theirs
+    assert store.update_experiment(rec.id, if_spec=theirs, spec=mine)
+    assert store.get_experiment("ns", "e").spec == mine
+    with pytest.raises(NotFoundError):
+        store.update_experiment(rec.id + 100, if_spec=mine, spec=theirs)
