@@ -325,11 +325,20 @@ class ExperimentManager:
         the experiment of that uid (a Kubernetes delete's precondition), else a 409. A dry
         run checks as much and does nothing."""
         folder = RunLayout(self.runs_root).experiment(namespace, name)  # checks the names first
-        self.store.get_experiment(namespace, name).check_uid(uid)
+        rec = self.store.get_experiment(namespace, name)
+        rec.check_uid(uid)
         if dry_run:
             return
         self.stop(namespace, name)
-        self.store.delete_experiment(namespace, name, uid)
+        # The one found, by its uid: one deleted and made again under the name while this
+        # stop waited is a 409 here, and its rows and folder are left alone.
+        try:
+            self.store.delete_experiment(namespace, name, rec.uid)
+        except ConflictError:
+            if uid:
+                raise  # the caller's precondition, in Kubernetes' words
+            raise ConflictError(f"experiment {namespace}/{name} was deleted and made again while this delete "
+                                "stopped it: the new one was left as it is") from None
         shutil.rmtree(folder, ignore_errors=True)
 
     def shutdown(self, timeout: float = 30.0) -> None:

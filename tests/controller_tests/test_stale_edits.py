@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from katib.controller import Controller
+from katib.controller import Controller, admit
 from katib.errors import StaleEditError
 from katib.spec import Experiment
 from katib.store import Store
@@ -16,7 +16,7 @@ from tests.conftest import experiment
 
 
 def _admitted(**spec: object) -> Experiment:
-    return Experiment.model_validate(experiment(name="e", command=["true"], **spec))
+    return admit(experiment(name="e", command=["sh", "-c", "echo loss=${trialParameters.x}"], **spec))
 
 
 def test_a_patch_made_from_a_replaced_spec_is_stale_and_a_file_applied_is_not(tmp_path: Path):
