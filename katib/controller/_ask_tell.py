@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from katib.errors import ConflictError, FieldError, ValidationError
@@ -41,7 +43,11 @@ OUTCOMES = ("Succeeded", "Failed")
 
 
 class AskTell:
-    """Ask-and-tell over the store; one lock and one algorithm instance per experiment."""
+    """Ask-and-tell over the store; one algorithm instance per experiment. An ask or a
+    tell holds the experiment's lock among every process on the database (several servers,
+    a ``KatibClient`` beside them): each reads the trials and writes its own after the
+    last one's, so no two asks fill one slot or propose one point, a tell told twice ends
+    its trial once, and an ask never reopens an experiment a tell just ended."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -49,9 +55,12 @@ class AskTell:
         self._algorithms: dict[tuple[str, str], Algorithm] = {}
         self._guard = threading.Lock()
 
-    def _lock(self, key: tuple[str, str]) -> threading.Lock:
+    @contextmanager
+    def _lock(self, key: tuple[str, str]) -> Iterator[None]:
         with self._guard:
-            return self._locks.setdefault(key, threading.Lock())
+            local = self._locks.setdefault(key, threading.Lock())
+        with local, self.store.locked(f"ask-tell/{key[0]}/{key[1]}"):
+            yield
 
     def _load(self, namespace: str, name: str) -> tuple[Any, Experiment, list[TrialRecord]]:
         rec = self.store.get_experiment(namespace, name)

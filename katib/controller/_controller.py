@@ -161,7 +161,9 @@ class Controller:
                 self._write(rec, spec=spec)
             return "unchanged" if is_completed(status) else "resumed"
         if not is_completed(status):
-            self._write(rec, spec=spec)
+            # Only while it runs: if it ended meanwhile, the edit is made again for an
+            # ended experiment (a restart, where Katib's rules allow one), not lost.
+            self._write(rec, unfinished=True, spec=spec)
             return "resumed"
         # Accepted on a completed experiment: it is restartable (Succeeded with
         # ExperimentMaxTrialsReached, resumePolicy LongRunning or FromVolume) and its
@@ -176,8 +178,8 @@ class Controller:
         self._write(rec, spec=spec, status=status)
         return "restarted"
 
-    def _write(self, rec: ExperimentRecord, **fields: Any) -> None:
-        if not self.store.update_experiment(rec.id, if_spec=rec.spec, **fields):
+    def _write(self, rec: ExperimentRecord, unfinished: bool = False, **fields: Any) -> None:
+        if not self.store.update_experiment(rec.id, if_spec=rec.spec, if_unfinished=unfinished, **fields):
             raise StaleEditError(f"experiment {rec.namespace}/{rec.name} was changed by another edit")
 
     # -- running -----------------------------------------------------------------------

@@ -203,11 +203,14 @@ class ExperimentRun(Following, Launching):
         for name, answer in retries:
             accept(self, name, answer)
         if budget:
-            spec = self.exp.spec
-            spec.parallel_trial_count = budget["parallelTrialCount"] or spec.parallel_trial_count
-            spec.max_trial_count = budget["maxTrialCount"]
-            spec.max_failed_trial_count = budget["maxFailedTrialCount"]
-            self._dirty = True
+            self._take_budget(budget)
+
+    def _take_budget(self, budget: dict[str, Any]) -> None:
+        spec = self.exp.spec
+        spec.parallel_trial_count = budget.get("parallelTrialCount") or spec.parallel_trial_count
+        spec.max_trial_count = budget.get("maxTrialCount")
+        spec.max_failed_trial_count = budget.get("maxFailedTrialCount")
+        self._dirty = True
 
     def _touch(self, t: TrialRecord) -> None:
         self._unsaved[t.name] = t
@@ -262,6 +265,8 @@ class ExperimentRun(Following, Launching):
         if ended is None:
             return False
         condition, reason = ended
+        if reason == "ExperimentMaxTrialsReached" and self._budget_raised():
+            return False
         message = f"the experiment ended ({reason})"
         cut = [t for t in self.tally.active.values() if t.state in ACTIVE_TRIAL_STATES]
         # Stored before the stops are sent (with what ended them): a controller that dies
@@ -284,6 +289,21 @@ class ExperimentRun(Following, Launching):
         set_condition(conditions, condition, "True", reason, END_MESSAGES[reason])
         self.status.completion_time = rfc3339(time.time())
         return True
+
+    def _budget_raised(self) -> bool:
+        """Whether a budget stored since this run last took one (an edit through another
+        server, or one that came as the last trial ended) allows more trials: taken now,
+        rather than ending the experiment under it. One read, at the end."""
+        with self._budget_lock:
+            if self._new_budget is not None:
+                return False  # one is on its way: the next step takes it
+        stored = self.store.get_experiment_by_id(self.rec.id).spec.get("spec") or {}
+        most, mine = stored.get("maxTrialCount"), self.exp.spec.max_trial_count
+        if mine is None or (most is not None and most <= mine):
+            return False
+        self._take_budget(stored)
+        most = self.exp.spec.max_trial_count
+        return most is None or self.tally.counts(budget=True).completed < most
 
     def _save_status(self, force: bool = False) -> ExperimentStatus:
         now = time.monotonic()

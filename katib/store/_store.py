@@ -12,7 +12,7 @@ import random
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -25,6 +25,7 @@ from katib.spec import Condition, ExperimentStatus
 
 from ._derived import derive, stored
 from ._heads import list_flags
+from ._locks import Locks
 from ._records import (
     ExperimentRecord,
     ObservationRow,
@@ -65,6 +66,13 @@ def _upsert_state(conn: Connection, exp_id: int, state: dict[str, Any]) -> None:
         conn.execute(algorithm_state.insert().values(experiment_id=exp_id, **values))
 
 
+def _ended(status: Any) -> bool:
+    """Whether a stored status says the experiment ended (Succeeded or Failed is true)."""
+    conditions = status.get("conditions") if isinstance(status, dict) else None
+    return any(isinstance(c, dict) and c.get("type") in ("Succeeded", "Failed") and c.get("status") == "True"
+               for c in conditions or [])
+
+
 def _duplicate(exc: IntegrityError) -> bool:
     """Whether the violation is a unique key's (a name taken), not another constraint's."""
     code = getattr(exc.orig, "pgcode", None) or getattr(exc.orig, "sqlstate", None)
@@ -84,6 +92,12 @@ class Store:
         self.dialect = self.url.split(":", 1)[0].split("+", 1)[0]
         self._engine = self._create_engine()
         self._migrate()
+        self._locks = Locks(self.url, self.dialect)
+
+    def locked(self, name: str) -> AbstractContextManager[None]:
+        """Held by one thread of one process among all those on this database at a time
+        (``_locks.py``): ``with store.locked("ask-tell/ns/name"): …``."""
+        return self._locks.hold(name)
 
     # -- plumbing ----------------------------------------------------------------------
 
@@ -197,6 +211,7 @@ class Store:
 
     def close(self) -> None:
         self._engine.dispose()
+        self._locks.close()
 
     # -- experiments -------------------------------------------------------------------
 
@@ -282,11 +297,14 @@ class Store:
         with self._read() as conn:
             return sorted(r.namespace for r in conn.execute(query))
 
-    def update_experiment(self, exp_id: int, *, if_spec: dict[str, Any] | None = None, **fields: Any) -> bool:
+    def update_experiment(self, exp_id: int, *, if_spec: dict[str, Any] | None = None, if_unfinished: bool = False,
+                          **fields: Any) -> bool:
         """Set any of ``spec``, ``status`` (an ``ExperimentStatus``, or Katib's JSON of
         one), ``owner``, ``workdir``, ``stopped_at``. With ``if_spec``, only while the stored
         spec is still that one (an edit read, changed and written back: another server's
-        edit in between is not overwritten); returns whether it was written."""
+        edit in between is not overwritten), and with ``if_unfinished`` only while it has
+        not ended (an edit made for a running experiment that ended meanwhile is made again
+        for an ended one); returns whether it was written."""
         if "status" in fields:
             fields["status"] = _stored(fields["status"])  # counts and lists are derived when read
         values = {k: (_dumps(v) if k in ("spec", "status") else v) for k, v in fields.items()}
@@ -299,13 +317,14 @@ class Store:
             if if_spec is None:
                 conn.execute(experiments.update().where(where).values(**values))
                 return True
-            raw = conn.execute(sa.select(experiments.c.spec).where(where)).scalar()
-            if raw is None:
+            row = conn.execute(sa.select(experiments.c.spec, experiments.c.status).where(where)).first()
+            if row is None:
                 raise NotFoundError(f"experiment #{exp_id} not found")
-            if json.loads(raw) != if_spec:
+            if json.loads(row.spec) != if_spec or (if_unfinished and _ended(json.loads(row.status))):
                 return False
             # The text just read, compared where it is written: a commit in between fails it.
-            return bool(conn.execute(experiments.update().where(where, experiments.c.spec == raw).values(**values)).rowcount)
+            same = [experiments.c.spec == row.spec] + ([experiments.c.status == row.status] if if_unfinished else [])
+            return bool(conn.execute(experiments.update().where(where, *same).values(**values)).rowcount)
 
         return self._retry(write)
 

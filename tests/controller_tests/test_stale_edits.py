@@ -50,3 +50,64 @@ def test_a_patch_made_from_a_replaced_spec_is_stale_and_a_file_applied_is_not(tm
         assert store.get_experiment("default", "e").spec["spec"]["maxTrialCount"] == 6
     finally:
         store.close()
+
+
+def test_a_budget_edit_made_while_it_ran_and_stored_after_it_ended_restarts_it(tmp_path: Path):
+    """The edit read a running experiment; it ended (ExperimentMaxTrialsReached) before the
+    edit's write. The write is refused as stale, made again for the ended experiment, and
+    restarts it (resumePolicy LongRunning), where before it was stored as a "resumed" edit
+    of a run that was gone: the raised budget sat under a Succeeded experiment."""
+    store = Store(str(tmp_path / "katib.db"))
+    try:
+        controller = Controller(store)
+        rec, _ = controller.submit(_admitted(maxTrialCount=3, resumePolicy="LongRunning"), tmp_path)
+        real = store.update_experiment
+        ended: list[bool] = []
+
+        def racing(exp_id: int, **fields: object) -> bool:
+            if fields.get("if_unfinished") and not ended:  # the run ends between the read and the write
+                ended.append(True)
+                real(exp_id, status={"conditions": [
+                    {"type": "Created", "status": "True", "reason": "ExperimentCreated"},
+                    {"type": "Running", "status": "False", "reason": "ExperimentRunning"},
+                    {"type": "Succeeded", "status": "True", "reason": "ExperimentMaxTrialsReached"}]})
+            return real(exp_id, **fields)  # type: ignore[arg-type]
+
+        store.update_experiment = racing  # type: ignore[method-assign]
+        _, action = controller.submit(_admitted(maxTrialCount=5, resumePolicy="LongRunning"), tmp_path)
+        assert ended and action == "restarted"
+        conditions = {c.type: c.status for c in store.get_experiment("default", "e").status.conditions}
+        assert conditions.get("Restarting") == "True" and "Succeeded" not in conditions
+    finally:
+        store.close()
+
+
+def test_a_run_takes_a_raised_budget_it_was_not_told_of_before_it_ends(tmp_path: Path):
+    """Another server stored a raised budget while this one's run went on, and its request
+    to apply it came after the run had ended (or never came): the run reads the stored
+    budget once before ending on ExperimentMaxTrialsReached, and runs on under it."""
+    import threading
+    import time
+
+    store = Store(str(tmp_path / "katib.db"))
+    try:
+        controller = Controller(store)
+        doc = experiment(name="e", command=["sh", "-c", "sleep 0.3; echo loss=${trialParameters.x}"],
+                         maxTrialCount=2, parallelTrialCount=1)
+        rec, _ = controller.submit(admit(doc), tmp_path)
+        runner = threading.Thread(target=controller.run, args=("default", "e"), daemon=True)
+        runner.start()
+        deadline = time.monotonic() + 30
+        while not store.list_trials(rec.id):
+            assert time.monotonic() < deadline, "no trial started"
+            time.sleep(0.02)
+        raised = store.get_experiment("default", "e").spec
+        raised["spec"]["maxTrialCount"] = 4
+        store.update_experiment(rec.id, spec=raised)  # stored elsewhere; this run is not told
+        runner.join(60)
+        assert not runner.is_alive()
+        done = store.get_experiment("default", "e")
+        assert [t.state for t in store.list_trials(rec.id)] == ["Succeeded"] * 4
+        assert any(c.reason == "ExperimentMaxTrialsReached" and c.status == "True" for c in done.status.conditions)
+    finally:
+        store.close()

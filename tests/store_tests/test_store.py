@@ -226,3 +226,10 @@ def test_an_edit_lands_only_on_the_spec_it_was_made_from(store):
     assert store.get_experiment("ns", "e").spec == mine
     with pytest.raises(NotFoundError):
         store.update_experiment(rec.id + 100, if_spec=mine, spec=theirs)
+    # if_unfinished: an edit made for a running experiment does not land on an ended one
+    running = {"conditions": [{"type": "Running", "status": "True"}]}
+    store.update_experiment(rec.id, status=running)
+    assert store.update_experiment(rec.id, if_spec=mine, if_unfinished=True, spec=theirs)
+    store.update_experiment(rec.id, status={"conditions": [{"type": "Succeeded", "status": "True"}]})
+    assert not store.update_experiment(rec.id, if_spec=theirs, if_unfinished=True, spec=mine)
+    assert store.get_experiment("ns", "e").spec == theirs
