@@ -49,7 +49,7 @@ def create(state: ServerState, doc: Any, namespace: str, dry_run: bool = False) 
         obj = exp.to_dict()
         obj["status"] = {}
         return obj
-    rec, _ = state.manager.submit(exp, state.workdir)
+    rec, _ = state.manager.submit(exp, state.workdir, create_only=True)  # made meanwhile elsewhere: a 409
     return views.experiment_object(rec)
 
 

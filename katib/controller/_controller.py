@@ -108,15 +108,17 @@ class Controller:
 
     # -- submission --------------------------------------------------------------------
 
-    def submit(self, exp: Experiment, workdir: Path, based_on: dict[str, Any] | None = None
-               ) -> tuple[ExperimentRecord, str]:
+    def submit(self, exp: Experiment, workdir: Path, based_on: dict[str, Any] | None = None,
+               create_only: bool = False) -> tuple[ExperimentRecord, str]:
         """Store ``exp`` (admitted already). Returns the record and what happened:
         ``created``, ``resumed`` (unfinished, budget possibly edited), ``restarted``
         (finished, budget raised, resumePolicy allows it) or ``unchanged`` (finished).
 
         ``based_on`` is the stored spec an edit (a patch) was made from: if the experiment
         no longer has it, another edit came in between and ``StaleEditError`` says to read
-        and patch again. Without it, ``exp`` replaces whatever is stored (a file applied)."""
+        and patch again. Without it, ``exp`` replaces whatever is stored (a file applied).
+        ``create_only`` (a create, a POST): an experiment stored under the name meanwhile,
+        through another server or request, is a ``ConflictError``, not edited."""
         errors = runnable_errors(exp, self.executor.name)
         if errors:
             raise ValidationError(errors)
@@ -133,6 +135,8 @@ class Controller:
                 rec = self.store.create_experiment(exp.namespace, exp.name, spec, status, str(workdir.resolve()),
                                                    initial_trials=warm_start_trials(exp))
                 return rec, "created"
+            if create_only:
+                raise ConflictError(f'experiments.kubeflow.org "{exp.name}" already exists')
             if based_on is not None and rec.spec != based_on:
                 raise StaleEditError(f"experiment {exp.namespace}/{exp.name} was changed by another edit")
             try:

@@ -115,12 +115,12 @@ class ExperimentManager:
             ctl.owner, ctl.is_alive = replica.id, replica.alive
         return ctl
 
-    def submit(self, exp: Experiment, workdir: Path, based_on: dict[str, Any] | None = None
-               ) -> tuple[ExperimentRecord, str]:
+    def submit(self, exp: Experiment, workdir: Path, based_on: dict[str, Any] | None = None,
+               create_only: bool = False) -> tuple[ExperimentRecord, str]:
         """Store (or edit) an admitted experiment and run it unless it has finished
-        (``based_on``: see ``Controller.submit``)."""
+        (``based_on``, ``create_only``: see ``Controller.submit``)."""
         key = (exp.namespace, exp.name)
-        rec, action = self._controller(key).submit(exp, workdir, based_on)
+        rec, action = self._controller(key).submit(exp, workdir, based_on, create_only)
         if exp.spec.executor == "external":
             return self.store.get_experiment(*key), action  # an outside loop drives it (ask and tell)
         if self.replica is not None and action != "unchanged" and key not in self._running:

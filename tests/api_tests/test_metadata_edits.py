@@ -94,3 +94,29 @@ def test_label_patches_at_once_all_stay(live):
     assert codes == [200] * 16
     labels = live.client.get(f"{KUBE}/experiments/many").json()["metadata"]["labels"]
     assert set(labels) == {f"l{i}" for i in range(16)}
+
+
+def test_creates_of_one_name_at_once_make_one_and_refuse_the_rest(live, monkeypatch):
+    """A create checked the name, then stored the experiment as an apply would: two POSTs
+    at once (through two servers, or one) both passed the check, and the later one edited
+    the first and answered 201. Now a create that finds the name taken by then is a 409,
+    as Kubernetes answers. (The window is widened here: every create waits after its
+    checks, as a busy server's may.)"""
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    import katib.controller._controller as controller
+
+    checked = controller.runnable_errors
+    monkeypatch.setattr(controller, "runnable_errors", lambda *a: (time.sleep(0.3), checked(*a))[1])
+
+    def post(i: int) -> int:
+        doc = experiment(name="once", maxTrialCount=1 + i, parallelTrialCount=1,
+                         command=python_command("import time; time.sleep(60); print('loss=0.5')"))
+        return int(live.client.post(f"{KUBE}/experiments", json=doc).status_code)
+
+    with ThreadPoolExecutor(8) as pool:
+        codes = sorted(pool.map(post, range(8)))
+    assert codes == [201] + [409] * 7, codes
+    stored = live.client.get(f"{KUBE}/experiments/once").json()
+    assert stored["spec"]["maxTrialCount"] in range(1, 9)
