@@ -159,3 +159,30 @@ def test_stateful_algorithms_carry_on_round_after_round(client, algorithm):
             client.tell(algorithm, trial["name"], {"loss": float(p["x"]) / float(p.get("epochs", 1))})
     assert rounds >= 10 and len(seen) == 20
     assert client.get_experiment(algorithm)["status"]["trialsSucceeded"] == 20
+
+
+def test_a_budget_edit_from_a_client_on_the_database_keeps_a_label_stored_meanwhile(tmp_path):
+    """``KatibClient(db=…)`` beside a server: its budget edit read the experiment, and a
+    label another writer stored before the edit's write was dropped by it. The edit is now
+    made again from what is stored then."""
+    client = KatibClient(db=str(tmp_path / "e.db"), workdir=tmp_path)
+    try:
+        client.create_experiment(external(name="edited"))
+        store = client._backend.store  # type: ignore[union-attr]
+        real = store.update_experiment
+        raced: list[bool] = []
+
+        def racing(exp_id, **fields):
+            if fields.get("if_spec") is not None and not raced:  # another server's label lands first
+                raced.append(True)
+                now = store.get_experiment("default", "edited").spec
+                real(exp_id, spec={**now, "metadata": {**now["metadata"], "labels": {"team": "a"}}})
+            return real(exp_id, **fields)
+
+        store.update_experiment = racing
+        client.edit_experiment_budget("edited", max_trial_count=12)
+        stored = store.get_experiment("default", "edited").spec
+        assert raced and stored["spec"]["maxTrialCount"] == 12
+        assert stored["metadata"]["labels"] == {"team": "a"}
+    finally:
+        client.close()

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConflictError
+from ..errors import ConflictError, StaleEditError
 
 
 class _Embedded:
@@ -98,14 +98,20 @@ class _Embedded:
         from katib.controller import admit
         from katib.optimizationjobs import source_annotation
 
-        rec = self.store.get_experiment(namespace, name)
-        obj = views.experiment_object(rec)
-        obj.pop("status")
-        obj["spec"].update(budget)
-        for key in ("uid", "creationTimestamp"):
-            obj["metadata"].pop(key, None)
-        rec, _ = self.manager.submit(admit(obj, kept_source=source_annotation(rec)), Path(rec.workdir))
-        return views.experiment_object(rec)
+        for _ in range(20):  # made again from what is stored when another edit landed first
+            rec = self.store.get_experiment(namespace, name)
+            obj = views.experiment_object(rec)
+            obj.pop("status")
+            obj["spec"].update(budget)
+            for key in ("uid", "creationTimestamp"):
+                obj["metadata"].pop(key, None)
+            try:
+                rec, _ = self.manager.submit(admit(obj, kept_source=source_annotation(rec)), Path(rec.workdir),
+                                             based_on=rec.spec)
+            except StaleEditError:
+                continue
+            return views.experiment_object(rec)
+        raise ConflictError(f"experiment {namespace}/{name} kept changing while its budget was edited: try again")
 
     def delete(self, name: str, namespace: str) -> None:
         self.manager.delete(namespace, name)
