@@ -211,14 +211,23 @@ class ExperimentManager:
     def stop(self, namespace: str, name: str, timeout: float = 30.0) -> None:
         """A user's stop: stop the experiment's controller and its running trials, and
         remember it, so that no server that starts takes it up again (resume carries on)."""
-        running = self._running.get((namespace, name))
-        if running is None:
-            if self.replica is not None:
-                self._stop_elsewhere(namespace, name, timeout)
-        else:
-            running.stop.set()
-            running.thread.join(timeout)
-        mark_stopped(self.store, namespace, name, self._alive)
+        for _ in range(3):
+            running = self._running.get((namespace, name))
+            if running is None:
+                if self.replica is not None:
+                    self._stop_elsewhere(namespace, name, timeout)
+            else:
+                running.stop.set()
+                running.thread.join(timeout)
+            if mark_stopped(self.store, namespace, name, self._alive) or self.replica is None:
+                return
+            rec = self.store.get_experiment(namespace, name)
+            if is_completed(rec.status) or not rec.owner or not self.replica.leases.known(rec.owner):
+                return  # ended, or held by a `katib run`, which `katib stop` stops
+            # Not marked: a live server took it up while this stop waited (the one stopped
+            # lapsed, another adopted it). Stop that one too, rather than answer stopped.
+        raise TemporaryError(f"experiment {namespace}/{name} was taken up by another server each time it was stopped: "
+                             "stop it again")
 
     def _stop_elsewhere(self, namespace: str, name: str, timeout: float) -> None:
         """Ask the server holding the experiment to stop it, and wait until it has."""

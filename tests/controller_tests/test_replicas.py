@@ -178,3 +178,44 @@ def test_a_retry_sent_to_the_other_server_is_made_by_the_one_that_runs_it(tmp_pa
         a.shutdown()
         b.shutdown()
         store.close()
+
+
+def test_a_stop_reaches_the_server_that_adopted_the_experiment_while_it_waited(tmp_path: Path):
+    """A user's stop sent to b asks a, which runs the experiment, and waits; a lapses
+    meanwhile and c adopts it. The stop's mark was refused (a live server holds it) and
+    the stop answered all the same, leaving c running what the user stopped. Now the stop
+    goes on to c."""
+    store = Store(str(tmp_path / "katib.db"))
+    doc = experiment(command=["sh", "-c", "sleep 60 # ${trialParameters.x}"], maxTrialCount=3,
+                     parallelTrialCount=1, maxFailedTrialCount=0)
+    a = _manager(store, tmp_path, "a")
+    b = _manager(store, tmp_path, "b")
+    c = _manager(store, tmp_path, "c")
+    try:
+        a.submit(admit(doc), tmp_path)
+        _wait(lambda: store.get_experiment("default", "demo").owner is not None, 5, "a server claims it")
+        first = store.get_experiment("default", "demo").owner
+        holder = {"a": a, "b": b, "c": c}[first]
+        asker = b if holder is not b else a
+        real = asker._stop_elsewhere
+        adopted: list[str] = []
+
+        def lapses_while_it_waits(namespace: str, name: str, timeout: float) -> None:
+            if not adopted:  # the holder stalls before it takes the request; another adopts
+                assert holder.replica is not None
+                holder.replica.close()
+                _wait(lambda: store.get_experiment(namespace, name).owner not in (None, first), 15, "adopted")
+                adopted.append(str(store.get_experiment(namespace, name).owner))
+                return
+            real(namespace, name, timeout)
+
+        asker._stop_elsewhere = lapses_while_it_waits  # type: ignore[method-assign]
+        asker.stop("default", "demo")
+        assert adopted and adopted[0] != first
+        rec = store.get_experiment("default", "demo")
+        assert rec.stopped_at is not None and rec.owner is None, (rec.owner, rec.stopped_at)
+        assert not any(m.runs_here("default", "demo") for m in (a, b, c) if m is not holder)
+    finally:
+        for m in (a, b, c):
+            m.shutdown()
+        store.close()
