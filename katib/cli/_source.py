@@ -113,7 +113,8 @@ class Here:
         if rec.owner and owner_alive(rec.owner):
             raise KatibError(f"experiment {name} is running under {rec.owner}; stop it first: "
                              f"`{self.hint(['stop'], name, namespace)}`")
-        store.delete_experiment(namespace, name)
+        # That one, as long as no controller took it up since the check above.
+        store.delete_experiment(namespace, name, rec.uid, owner=rec.owner)
         shutil.rmtree(folder, ignore_errors=True)
         return namespace
 

@@ -66,6 +66,9 @@ def _upsert_state(conn: Connection, exp_id: int, state: dict[str, Any]) -> None:
         conn.execute(algorithm_state.insert().values(experiment_id=exp_id, **values))
 
 
+_ANY_OWNER = object()  # delete_experiment without an owner condition
+
+
 def _ended(status: Any) -> bool:
     """Whether a stored status says the experiment ended (Succeeded or Failed is true)."""
     conditions = status.get("conditions") if isinstance(status, dict) else None
@@ -352,18 +355,32 @@ class Store:
         while not self._retry(claim):
             pass  # another claimer came between the read and the write: read again
 
-    def delete_experiment(self, namespace: str, name: str, uid: str | None = None) -> None:
+    def delete_experiment(self, namespace: str, name: str, uid: str | None = None, *,
+                          owner: Any = _ANY_OWNER) -> None:
         """Delete the experiment with its trials and observations (by its id: one made
-        again under the name meanwhile is not touched); with ``uid``, only if it is that one."""
+        again under the name meanwhile is not touched); with ``uid``, only if it is that one;
+        with ``owner``, only while that one (None: none) still holds it (a controller that
+        took it up since is a ``ConflictError``). ``NotFoundError`` if it went meanwhile."""
         exp = self.get_experiment(namespace, name)
         exp.check_uid(uid)
 
         def delete(conn: Connection) -> None:
+            query = sa.select(experiments.c.owner).where(experiments.c.id == exp.id)
+            row = conn.execute(query.with_for_update() if owner is not _ANY_OWNER else query).first()
+            if row is None:
+                raise NotFoundError(f"experiment {namespace}/{name} not found")
+            if owner is not _ANY_OWNER and row.owner != owner:
+                raise ConflictError(f"experiment {namespace}/{name} was taken up by {row.owner} meanwhile; stop it first")
             trial_ids = sa.select(trials.c.id).where(trials.c.experiment_id == exp.id)
             conn.execute(observations.delete().where(observations.c.trial_id.in_(trial_ids)))
             conn.execute(trials.delete().where(trials.c.experiment_id == exp.id))
             conn.execute(algorithm_state.delete().where(algorithm_state.c.experiment_id == exp.id))
-            conn.execute(experiments.delete().where(experiments.c.id == exp.id))
+            same = [experiments.c.owner.is_(None) if owner is None else experiments.c.owner == owner] \
+                if owner is not _ANY_OWNER else []
+            if not conn.execute(experiments.delete().where(experiments.c.id == exp.id, *same)).rowcount:
+                if not same:
+                    raise NotFoundError(f"experiment {namespace}/{name} not found")
+                raise ConflictError(f"experiment {namespace}/{name} changed hands while it was deleted: nothing was deleted")
 
         self._retry(delete)
 

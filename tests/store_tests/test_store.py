@@ -233,3 +233,17 @@ def test_an_edit_lands_only_on_the_spec_it_was_made_from(store):
     store.update_experiment(rec.id, status={"conditions": [{"type": "Succeeded", "status": "True"}]})
     assert not store.update_experiment(rec.id, if_spec=theirs, if_unfinished=True, spec=mine)
     assert store.get_experiment("ns", "e").spec == theirs
+
+
+def test_a_delete_with_an_owner_condition_leaves_one_a_controller_took_up(store):
+    """`katib delete` checks that no live controller holds the experiment, then deletes it:
+    a server that took it up in between lost it under its running trials. The delete now
+    holds only while the owner it checked still holds it."""
+    rec = store.create_experiment("ns", "e", {}, {}, "/w")
+    store.update_experiment(rec.id, owner="server-b")  # taken up after the check (which saw none)
+    with pytest.raises(ConflictError, match="taken up by server-b"):
+        store.delete_experiment("ns", "e", rec.uid, owner=None)
+    assert store.get_experiment("ns", "e").owner == "server-b"
+    store.delete_experiment("ns", "e", rec.uid, owner="server-b")
+    with pytest.raises(NotFoundError):
+        store.get_experiment("ns", "e")
