@@ -181,6 +181,9 @@ class ExperimentManager:
         crash the same way, and a stuck ``Running`` would hide that."""
         try:
             rec = self.store.get_experiment(*key)
+            if rec.owner is not None:  # this run let it go first: another controller has it now, and runs it
+                log.warning("experiment %s/%s: not marked Failed: %s runs it now", *key, rec.owner)
+                return
             status = rec.status
             # It ends now, as every end in Katib sets completionTime (a restarted
             # experiment still holds its previous end's); one that had ended keeps its own.

@@ -98,3 +98,21 @@ print("0001-01-01T00:00:00+14:00 loss=0.3", flush=True)
     rows = sqlite_store.observations(t.id)
     assert sorted(r.value for r in rows) == ["0.3", "0.35", "0.4", "0.5"]
     assert all(TIME_MIN <= r.time <= TIME_MAX and rfc3339(r.time) for r in rows)  # no time (Katib's zero time) or read time
+
+
+def test_a_failed_run_does_not_mark_failed_what_another_controller_has_taken_up(sqlite_store, tmp_path):
+    """A run lets the experiment go (its owner cleared) before its failure is recorded; a
+    server that adopted it in between runs it on, and the failure was written over its
+    live run's status. It is recorded only while nobody holds the experiment."""
+    rec = _store_unchecked(sqlite_store, "default")
+    manager = ExperimentManager(sqlite_store, tmp_path / "runs", tick=0.05)
+    try:
+        sqlite_store.update_experiment(rec.id, owner="another-server")
+        manager._mark_failed(("default", "demo"), "the controller failed: boom")
+        assert not any(c.type == "Failed" for c in sqlite_store.get_experiment("default", "demo").status.conditions)
+        sqlite_store.update_experiment(rec.id, owner=None)
+        manager._mark_failed(("default", "demo"), "the controller failed: boom")
+        assert any(c.type == "Failed" and c.status == "True"
+                   for c in sqlite_store.get_experiment("default", "demo").status.conditions)
+    finally:
+        manager.shutdown()
