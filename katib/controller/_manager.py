@@ -124,12 +124,14 @@ class ExperimentManager:
         if exp.spec.executor == "external":
             return self.store.get_experiment(*key), action  # an outside loop drives it (ask and tell)
         if self.replica is not None and action != "unchanged" and key not in self._running:
-            if self.replica.held_elsewhere(rec.owner):  # another server runs it: it applies the budget
+            owner = self.store.get_experiment(*key).owner  # as it is now: its run may have let it go since
+            if self.replica.held_elsewhere(owner):  # another server runs it: it applies the budget
                 self.replica.ask(rec.id, "budget")
-            elif rec.owner and rec.owner != self.replica.id and self.replica.alive(rec.owner):
+            elif owner and owner != self.replica.id and self.replica.alive(owner):
                 pass  # a live `katib run` on this database holds it: not a server's to place
             else:
-                self.replica.place(rec.id, *key, rec.owner)
+                self.replica.leases.withdraw(rec.id, "stop")  # one left for a run that is gone
+                self.replica.place(rec.id, *key, owner)
         elif action in ("created", "restarted") or (action == "resumed" and key not in self._running):
             self.start(*key)
         elif action == "resumed":

@@ -37,6 +37,10 @@ if TYPE_CHECKING:
 REQUESTS = ("stop", "budget", "stop_trial", "retry_trial")
 
 
+# A request this old was for a run that is gone (its sender waits 30 s at most for a stop).
+REQUEST_MAX_AGE = 60.0
+
+
 class LeaseLost(ConflictError):
     """This replica's lease lapsed (its heartbeat was not renewed in time, or it handed its
     experiments over): what it held is another replica's now, and it must not write or
@@ -225,18 +229,22 @@ class Leases:
         self.store._retry(lambda c: c.execute(experiment_requests.delete().where(
             experiment_requests.c.experiment_id == exp_id, experiment_requests.c.action == action)))
 
-    def take_requests(self, replica_id: str) -> list[Request]:
-        """The requests for experiments ``replica_id`` holds, oldest first; removed as read."""
+    def take_requests(self, replica_id: str, max_age: float = REQUEST_MAX_AGE) -> list[Request]:
+        """The requests for experiments ``replica_id`` holds, oldest first; removed as read.
+        One older than ``max_age`` seconds is dropped unanswered: it was for a run that has
+        ended or moved on (a stop sent as the run ended, and nobody held it since), and
+        carried out now it would stop, or retry in, a run its sender never saw."""
         query = (sa.select(experiment_requests, experiments.c.namespace, experiments.c.name)
                  .join(experiments, experiments.c.id == experiment_requests.c.experiment_id)
                  .where(experiments.c.owner == replica_id).order_by(experiment_requests.c.id))
 
         def take(conn: Connection) -> list[Request]:
-            found = [Request(r.id, r.experiment_id, r.namespace, r.name, r.action, r.trial, r.reason)
-                     for r in conn.execute(query)]
-            if found:
-                conn.execute(experiment_requests.delete().where(experiment_requests.c.id.in_([r.id for r in found])))
-            return found
+            rows = list(conn.execute(query))
+            if rows:
+                conn.execute(experiment_requests.delete().where(experiment_requests.c.id.in_([r.id for r in rows])))
+            cutoff = time.time() - max_age
+            return [Request(r.id, r.experiment_id, r.namespace, r.name, r.action, r.trial, r.reason)
+                    for r in rows if r.created_at >= cutoff]
 
         return self.store._retry(take)
 

@@ -97,6 +97,16 @@ def test_requests_reach_the_holder_once(store):
     assert leases.take_requests("a") == []
     with pytest.raises(ValueError, match="action: must be one of stop, budget, stop_trial"):
         leases.request(exp_id, "explode")
+    # A request nobody took in time (a stop sent as the run ended, nobody holding it since)
+    # is dropped, not carried out on a later run its sender never saw.
+    from katib.store._schema import experiment_requests
+
+    leases.request(exp_id, "stop")
+    leases.request(exp_id, "retry_trial", "e-2")
+    store._retry(lambda c: c.execute(experiment_requests.update().values(created_at=time.time() - 61)))
+    leases.request(exp_id, "budget")
+    assert [r.action for r in leases.take_requests("a")] == ["budget"]
+    assert leases.take_requests("a") == []  # the stale ones went too
     store.delete_experiment("ns", "e")  # its requests go with it
 
 
