@@ -213,10 +213,14 @@ class ExperimentManager:
         """Whether ``owner`` runs: a replica holding its lease (several servers), or a live process."""
         return self.replica.alive(owner) if self.replica is not None else owner_alive(owner)
 
-    def stop(self, namespace: str, name: str, timeout: float = 30.0) -> None:
+    def stop(self, namespace: str, name: str, timeout: float = 30.0, uid: str | None = None) -> None:
         """A user's stop: stop the experiment's controller and its running trials, and
-        remember it, so that no server that starts takes it up again (resume carries on)."""
+        remember it, so that no server that starts takes it up again (resume carries on).
+        With ``uid``, only that experiment is marked (one made again under the name while
+        the stop waited is not)."""
         for _ in range(3):
+            if uid is not None and self.store.get_experiment(namespace, name).uid != uid:
+                return  # deleted and made again: the one asked of is gone, and this one is not stopped
             running = self._running.get((namespace, name))
             if running is None:
                 if self.replica is not None:
@@ -224,9 +228,11 @@ class ExperimentManager:
             else:
                 running.stop.set()
                 running.thread.join(timeout)
-            if mark_stopped(self.store, namespace, name, self._alive) or self.replica is None:
+            if mark_stopped(self.store, namespace, name, self._alive, uid) or self.replica is None:
                 return
             rec = self.store.get_experiment(namespace, name)
+            if uid is not None and rec.uid != uid:
+                return
             if is_completed(rec.status) or not rec.owner or not self.replica.leases.known(rec.owner):
                 return  # ended, or held by a `katib run`, which `katib stop` stops
             # Not marked: a live server took it up while this stop waited (the one stopped
@@ -343,7 +349,7 @@ class ExperimentManager:
         rec.check_uid(uid)
         if dry_run:
             return
-        self.stop(namespace, name)
+        self.stop(namespace, name, uid=rec.uid)
         # The one found, by its uid: one deleted and made again under the name while this
         # stop waited is a 409 here, and its rows and folder are left alone.
         try:
@@ -437,11 +443,14 @@ class ExperimentManager:
 
 
 def mark_stopped(store: Store, namespace: str, name: str,
-                 is_alive: Callable[[str], bool] = owner_alive) -> bool:
+                 is_alive: Callable[[str], bool] = owner_alive, uid: str | None = None) -> bool:
     """Remember that a user stopped the experiment (unless it has ended, or a live
-    controller the stop did not reach still holds it): a server that starts leaves it
-    stopped; running it again (resume, run) clears the mark. Whether it was marked."""
+    controller the stop did not reach still holds it, or it is not the one of ``uid``):
+    a server that starts leaves it stopped; running it again (resume, run) clears the
+    mark. Whether it was marked."""
     rec = store.get_experiment(namespace, name)
+    if uid is not None and rec.uid != uid:
+        return False
     return not is_completed(rec.status) and record_stop(store, rec.id, is_alive)
 
 

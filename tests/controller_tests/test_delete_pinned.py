@@ -11,7 +11,8 @@ from katib.errors import ConflictError
 from tests.conftest import experiment
 
 
-def test_a_delete_never_takes_the_experiment_made_again_while_it_stopped_the_first(sqlite_store, tmp_path):
+@pytest.mark.parametrize("when", ["before its stop", "after its stop"])
+def test_a_delete_never_takes_the_experiment_made_again_while_it_stopped_the_first(sqlite_store, tmp_path, when):
     manager = ExperimentManager(sqlite_store, tmp_path / "runs", tick=0.05)
     doc = experiment(name="e", command=["sh", "-c", "sleep 30 # ${trialParameters.x}"], maxTrialCount=1,
                      parallelTrialCount=1)
@@ -21,17 +22,21 @@ def test_a_delete_never_takes_the_experiment_made_again_while_it_stopped_the_fir
         real_stop = manager.stop
         made_again: list[str] = []
 
-        def slow_stop(namespace: str, name: str) -> None:
-            real_stop(namespace, name)
+        def slow_stop(namespace: str, name: str, **kwargs: object) -> None:
+            if when == "after its stop":
+                real_stop(namespace, name, **kwargs)  # type: ignore[arg-type]
             if not made_again:  # meanwhile another client deletes it and makes it again
                 made_again.append("yes")
                 manager.delete(namespace, name)
                 manager.submit(admit(doc), tmp_path)
+            if when == "before its stop":
+                real_stop(namespace, name, **kwargs)  # type: ignore[arg-type]
 
         manager.stop = slow_stop  # type: ignore[method-assign]
         with pytest.raises(ConflictError, match="deleted and made again"):
             manager.delete("default", "e")
         second = sqlite_store.get_experiment("default", "e")
-        assert second.uid != first  # the one made again is still there
+        assert second.uid != first  # the one made again is still there,
+        assert second.stopped_at is None and manager.is_running("default", "e")  # not marked stopped, and runs
     finally:
         manager.shutdown()
