@@ -70,8 +70,9 @@ _USERNS_FLAGS = (("--unshare-user", "--disable-userns"), ("--unshare-user",), ()
 
 
 def store_files(db: Path) -> list[Path]:
-    """A SQLite store's file and the files SQLite keeps beside it."""
-    return [db, *(db.with_name(db.name + suffix) for suffix in ("-wal", "-shm", "-journal"))]
+    """A SQLite store's file, the files SQLite keeps beside it, and the folder of the
+    store's locks (``katib.store._locks``)."""
+    return [db, *(db.with_name(db.name + suffix) for suffix in ("-wal", "-shm", "-journal", "-locks"))]
 
 
 @functools.lru_cache(maxsize=8)

@@ -61,6 +61,8 @@ def _fence(executor: str, auth: bool, sandbox: bool | None, allow_unfenced: bool
         why = problem()
         if why is None:
             sqlite = store.dialect == "sqlite" and store.url not in ("sqlite://", "sqlite:///:memory:")
+            if store.lock_folder:  # made now: a trial never sees it appear, and it is hidden from each
+                Path(store.lock_folder).mkdir(mode=0o700, exist_ok=True)
             hidden = [*(store_files(Path(store.url.split("///", 1)[1])) if sqlite else []), *(secrets or [])]
             return Sandbox(_runs_root(store), hidden=hidden)
         if sandbox:

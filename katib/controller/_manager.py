@@ -233,10 +233,14 @@ class ExperimentManager:
             rec = self.store.get_experiment(namespace, name)
             if uid is not None and rec.uid != uid:
                 return
-            if is_completed(rec.status) or not rec.owner or not self.replica.leases.known(rec.owner):
-                return  # ended, or held by a `katib run`, which `katib stop` stops
-            # Not marked: a live server took it up while this stop waited (the one stopped
-            # lapsed, another adopted it). Stop that one too, rather than answer stopped.
+            here = rec.owner == self.replica.id
+            if is_completed(rec.status) or not rec.owner or (here and running is not None) or (
+                    not here and not (self.replica.leases.known(rec.owner) and self.replica.alive(rec.owner))):
+                return  # ended; or this server's run did not stop in time, or a `katib run` holds it, as before
+            # Not marked: a live server (this one, or another) took it up while this stop
+            # waited (the one stopped lapsed, and it was adopted). Stop that run too.
+            if here:
+                time.sleep(0.5)  # its run is being started: stop it once it is
         raise TemporaryError(f"experiment {namespace}/{name} was taken up by another server each time it was stopped: "
                              "stop it again")
 

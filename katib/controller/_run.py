@@ -294,9 +294,6 @@ class ExperimentRun(Following, Launching):
         """Whether a budget stored since this run last took one (an edit through another
         server, or one that came as the last trial ended) allows more trials: taken now,
         rather than ending the experiment under it. One read, at the end."""
-        with self._budget_lock:
-            if self._new_budget is not None:
-                return False  # one is on its way: the next step takes it
         stored = self.store.get_experiment_by_id(self.rec.id).spec.get("spec") or {}
         most, mine = stored.get("maxTrialCount"), self.exp.spec.max_trial_count
         if mine is None or (most is not None and most <= mine):

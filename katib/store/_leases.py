@@ -222,7 +222,7 @@ class Leases:
         if action not in REQUESTS:
             raise ValueError(f"action: must be one of {', '.join(REQUESTS)} (got {action!r})")
         self.store._retry(lambda c: c.execute(experiment_requests.insert().values(
-            experiment_id=exp_id, action=action, trial=trial, reason=reason, created_at=time.time())))
+            experiment_id=exp_id, action=action, trial=trial, reason=reason, created_at=self._now())))
 
     def withdraw(self, exp_id: int, action: str) -> None:
         """Drop the experiment's pending requests of one kind (a stop, on a resume)."""
@@ -234,7 +234,8 @@ class Leases:
         One older than ``max_age`` seconds is dropped unanswered: it was for a run that has
         ended or moved on (a stop sent as the run ended, and nobody held it since), and
         carried out now it would stop, or retry in, a run its sender never saw."""
-        query = (sa.select(experiment_requests, experiments.c.namespace, experiments.c.name)
+        query = (sa.select(experiment_requests, experiments.c.namespace, experiments.c.name,
+                           (self._now() - experiment_requests.c.created_at).label("age"))
                  .join(experiments, experiments.c.id == experiment_requests.c.experiment_id)
                  .where(experiments.c.owner == replica_id).order_by(experiment_requests.c.id))
 
@@ -242,9 +243,9 @@ class Leases:
             rows = list(conn.execute(query))
             if rows:
                 conn.execute(experiment_requests.delete().where(experiment_requests.c.id.in_([r.id for r in rows])))
-            cutoff = time.time() - max_age
+            # By the database's clock, as the heartbeats: the servers' own clocks may differ.
             return [Request(r.id, r.experiment_id, r.namespace, r.name, r.action, r.trial, r.reason)
-                    for r in rows if r.created_at >= cutoff]
+                    for r in rows if r.age <= max_age]
 
         return self.store._retry(take)
 

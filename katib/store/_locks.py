@@ -4,12 +4,13 @@ for one external experiment read its trials and write new ones one at a time.
 
 - PostgreSQL: a transaction-scoped advisory lock (``pg_advisory_xact_lock``), on a small
   engine of its own, so that a held lock never takes a connection the work under it needs.
-- SQLite: one byte of ``<database>-locks`` per name, locked with ``fcntl``. Such locks are
-  the process's, not the thread's, and closing any descriptor of the file drops them all:
-  the file stays open for the life of the process, and threads take a striped lock first.
-- An in-memory database is this process's alone: the striped lock is all there is.
+- SQLite: ``flock`` of one of 4,096 files in ``<database>-locks/``, opened for each hold.
+  ``flock`` belongs to the open file, so threads exclude each other as processes do, and
+  nothing reports a deadlock where there is none (POSIX record locks do, per process).
+- An in-memory database is this process's alone: nothing to take.
 
-Names are hashed to 32 bits; two names that meet only wait for each other.
+Names are hashed; two names that meet only wait for each other. A wait lasts at most
+``WAIT`` seconds, then ``TemporaryError``.
 """
 
 from __future__ import annotations
@@ -17,25 +18,20 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
+import time
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.exc import OperationalError
+
+from katib.errors import TemporaryError
 
 _ADVISORY_CLASS = 724002  # the migration lock is 724001
-_STRIPES = tuple(threading.Lock() for _ in range(256))
-_FILES: dict[str, int] = {}
-_FILES_GUARD = threading.Lock()
-
-
-def _file(path: str) -> int:
-    with _FILES_GUARD:
-        fd = _FILES.get(path)
-        if fd is None:
-            fd = _FILES[path] = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        return fd
+_FILES = 4096
+WAIT = 300.0
 
 
 class Locks:
@@ -45,36 +41,59 @@ class Locks:
         self._url, self._dialect = url, dialect
         self._engine: Any = None
         self._engine_guard = threading.Lock()
-        self._path: str | None = None
+        self.folder: str | None = None
         if dialect == "sqlite":
             database = sa.engine.make_url(url).database
             if database and database != ":memory:":
-                self._path = os.path.abspath(database) + "-locks"
+                self.folder = os.path.realpath(database) + "-locks"
 
     @contextmanager
     def hold(self, name: str) -> Iterator[None]:
         key = zlib.crc32(name.encode())
-        with _STRIPES[hash((self._path or self._url, key)) % len(_STRIPES)]:
-            if self._dialect == "postgresql":
+        if self._dialect == "postgresql":
+            try:
                 with self._pg().begin() as conn:
+                    conn.execute(sa.text(f"SET LOCAL lock_timeout = '{int(WAIT * 1000)}ms'"))
                     conn.execute(sa.text("SELECT pg_advisory_xact_lock(:c, :k)"),
                                  {"c": _ADVISORY_CLASS, "k": key - (1 << 31)})
                     yield
-            elif self._path is not None:
-                fd = _file(self._path)
-                fcntl.lockf(fd, fcntl.LOCK_EX, 1, key)
-                try:
-                    yield
-                finally:
-                    fcntl.lockf(fd, fcntl.LOCK_UN, 1, key)
-            else:
+            except OperationalError as exc:
+                raise TemporaryError(f"{name}: the lock was not free within {WAIT:g} s ({exc.orig})") from None
+        elif self.folder is not None:
+            fd = self._open(key % _FILES)
+            try:
+                deadline = time.monotonic() + WAIT
+                while True:
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        if time.monotonic() > deadline:
+                            raise TemporaryError(f"{name}: the lock was not free within {WAIT:g} s") from None
+                        time.sleep(0.002)
                 yield
+            finally:
+                os.close(fd)  # and the lock with it
+        else:
+            yield
+
+    def _open(self, index: int) -> int:
+        assert self.folder is not None
+        path = os.path.join(self.folder, f"{index:03x}")
+        try:
+            try:
+                return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+            except FileNotFoundError:
+                os.makedirs(self.folder, mode=0o700, exist_ok=True)
+                return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        except OSError as exc:
+            raise TemporaryError(f"cannot open the lock file {path} beside the database: {exc.strerror}") from None
 
     def _pg(self) -> Any:
         with self._engine_guard:
             if self._engine is None:
-                self._engine = sa.create_engine(self._url, pool_pre_ping=True, pool_size=2, max_overflow=30,
-                                                pool_timeout=120)
+                self._engine = sa.create_engine(self._url, pool_pre_ping=True, pool_size=2, max_overflow=8,
+                                                pool_timeout=WAIT)
             return self._engine
 
     def close(self) -> None:

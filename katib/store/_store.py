@@ -97,6 +97,11 @@ class Store:
         self._migrate()
         self._locks = Locks(self.url, self.dialect)
 
+    @property
+    def lock_folder(self) -> str | None:
+        """Where a SQLite store keeps its locks' files (None: it needs none)."""
+        return self._locks.folder
+
     def locked(self, name: str) -> AbstractContextManager[None]:
         """Held by one thread of one process among all those on this database at a time
         (``_locks.py``): ``with store.locked("ask-tell/ns/name"): …``."""

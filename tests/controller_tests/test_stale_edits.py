@@ -92,7 +92,9 @@ def test_a_run_takes_a_raised_budget_it_was_not_told_of_before_it_ends(tmp_path:
     store = Store(str(tmp_path / "katib.db"))
     try:
         controller = Controller(store)
-        doc = experiment(name="e", command=["sh", "-c", "sleep 0.3; echo loss=${trialParameters.x}"],
+        go = tmp_path / "go"  # the trials wait for it: the edit lands while the first one runs
+        doc = experiment(name="e", command=["sh", "-c", f"while [ ! -e {go} ]; do sleep 0.05; done; "
+                                                        "echo loss=${trialParameters.x}"],
                          maxTrialCount=2, parallelTrialCount=1)
         rec, _ = controller.submit(admit(doc), tmp_path)
         runner = threading.Thread(target=controller.run, args=("default", "e"), daemon=True)
@@ -104,10 +106,43 @@ def test_a_run_takes_a_raised_budget_it_was_not_told_of_before_it_ends(tmp_path:
         raised = store.get_experiment("default", "e").spec
         raised["spec"]["maxTrialCount"] = 4
         store.update_experiment(rec.id, spec=raised)  # stored elsewhere; this run is not told
+        go.touch()
         runner.join(60)
         assert not runner.is_alive()
         done = store.get_experiment("default", "e")
         assert [t.state for t in store.list_trials(rec.id)] == ["Succeeded"] * 4
         assert any(c.reason == "ExperimentMaxTrialsReached" and c.status == "True" for c in done.status.conditions)
+    finally:
+        store.close()
+
+
+def test_a_budget_told_to_the_run_as_its_last_trial_ends_is_taken(tmp_path: Path, monkeypatch):
+    """The edit is stored and told to the run (as a server's own submit does) in the very
+    step that fills maxTrialCount: the run, about to end, takes it rather than ending
+    under the old one. (A first version left it for a next step that never came.)"""
+    from katib.controller._run import ExperimentRun
+
+    store = Store(str(tmp_path / "katib.db"))
+    try:
+        controller = Controller(store)
+        doc = experiment(name="e", command=["sh", "-c", "echo loss=${trialParameters.x}"],
+                         maxTrialCount=2, parallelTrialCount=1)
+        rec, _ = controller.submit(admit(doc), tmp_path)
+        follow = ExperimentRun._follow_running
+        told: list[bool] = []
+
+        def edit_as_it_fills(run: ExperimentRun) -> None:
+            follow(run)
+            if not told and run.tally.counts(budget=True).completed >= 2:
+                told.append(True)
+                spec = store.get_experiment("default", "e").spec
+                spec["spec"]["maxTrialCount"] = 4
+                store.update_experiment(rec.id, spec=spec)
+                run.update_budget(spec["spec"])
+
+        monkeypatch.setattr(ExperimentRun, "_follow_running", edit_as_it_fills)
+        controller.run("default", "e")
+        assert told
+        assert [t.state for t in store.list_trials(rec.id)] == ["Succeeded"] * 4
     finally:
         store.close()

@@ -103,7 +103,7 @@ def test_requests_reach_the_holder_once(store):
 
     leases.request(exp_id, "stop")
     leases.request(exp_id, "retry_trial", "e-2")
-    store._retry(lambda c: c.execute(experiment_requests.update().values(created_at=time.time() - 61)))
+    store._retry(lambda c: c.execute(experiment_requests.update().values(created_at=experiment_requests.c.created_at - 61)))
     leases.request(exp_id, "budget")
     assert [r.action for r in leases.take_requests("a")] == ["budget"]
     assert leases.take_requests("a") == []  # the stale ones went too

@@ -51,9 +51,13 @@ attempt("link-pid", lambda: os.replace(os.environ['KATIB_TRIAL_DIR'] + '/x', os.
 open(os.environ['KATIB_TRIAL_DIR'] + '/own', 'w').write('mine')
 open('/tmp/scratch', 'w').write('private')
 print("processes", sorted(int(p) for p in os.listdir('/proc') if p.isdigit()))
+print("locks", os.listdir({str(tmp_path / 'katib.db-locks')!r}))  # a lock a trial took would stall ask and tell
 katib.report_metrics({{'loss': 0.25}})
 """
+    with sqlite_store.locked("ask-tell/default/x"):  # its folder and a file in it, as a server's ask leaves them
+        pass
     t, folder, log = _run(sqlite_store, tmp_path, code)
+    assert "locks []" in log, log
     assert t.state == "Succeeded" and t.objective == 0.25, log
     for what in ("read-db", "read-wal", "read-other", "list-runs", "write-workdir", "write-other", "link-log", "link-pid"):
         assert f"{what} refused" in log, log
