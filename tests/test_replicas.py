@@ -220,3 +220,33 @@ def test_edits_through_two_servers_at_once_all_stay(servers: Servers):
         assert store.get_experiment("default", "shared").spec["spec"]["maxTrialCount"] == 5
     finally:
         store.close()
+
+
+def test_a_budget_edited_beside_the_servers_reaches_the_one_that_runs_it(servers: Servers, tmp_path: Path):
+    """``KatibClient(db=…)`` on the servers' database edits the budget of an experiment a
+    server runs. It stored the edit and tried to run the experiment itself, which the
+    server's hold refused: the server ran on under the old parallelism. It now asks that
+    server, as another server would."""
+    from katib import KatibClient
+
+    go = tmp_path / "go"
+    port = servers.start()
+    doc = experiment(name="edited", command=["sh", "-c", f'while [ ! -e "{go}" ]; do sleep 0.1; done; '
+                                                         'echo "loss=${trialParameters.x}"'],
+                     maxTrialCount=4, parallelTrialCount=1, maxFailedTrialCount=0)
+    _call(port, "POST", "/api/v1/namespaces/default/experiments", doc)
+    store = Store(servers.db)
+    client = KatibClient(db=servers.db, workdir=tmp_path)
+    try:
+        exp_id = store.get_experiment("default", "edited").id
+        _wait(lambda: len(store.list_trials(exp_id, states=["Running"])) == 1, 20, "the server runs one trial")
+        client.edit_experiment_budget("edited", parallel_trial_count=3)
+        _wait(lambda: len(store.list_trials(exp_id, states=["Running"])) == 3, 20, f"the server runs three\n{servers.logs()}")
+        go.touch()
+        _wait(lambda: _get(store.get_experiment("default", "edited").status, "completionTime", "completion_time"),
+              30, "the experiment ends")
+        assert [t.state for t in store.list_trials(exp_id)] == ["Succeeded"] * 4
+        assert all(t.attempt == 0 for t in store.list_trials(exp_id))
+    finally:
+        client.close()
+        store.close()

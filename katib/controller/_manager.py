@@ -20,7 +20,15 @@ from typing import Any
 from katib.errors import ConflictError, NotFoundError, TemporaryError
 from katib.names import RunLayout
 from katib.spec import Experiment
-from katib.store import ExperimentRecord, LeaseLost, Request, Store, TrialRecord, record_stop
+from katib.store import (
+    ExperimentRecord,
+    LeaseLost,
+    Leases,
+    Request,
+    Store,
+    TrialRecord,
+    record_stop,
+)
 from trials import Executor, LocalExecutor, owner_alive
 
 from ._controller import Controller
@@ -132,6 +140,8 @@ class ExperimentManager:
             else:
                 self.replica.leases.withdraw(rec.id, "stop")  # one left for a run that is gone
                 self.replica.place(rec.id, *key, owner)
+        elif action == "resumed" and key not in self._running and self._forwarded(rec.id, key):
+            pass  # a server on this database runs it: it applies the budget
         elif action in ("created", "restarted") or (action == "resumed" and key not in self._running):
             self.start(*key)
         elif action == "resumed":
@@ -139,6 +149,17 @@ class ExperimentManager:
             if running is not None and running.run is not None:
                 running.run.update_budget(exp.to_dict()["spec"])
         return self.store.get_experiment(*key), action
+
+    def _forwarded(self, exp_id: int, key: tuple[str, str]) -> bool:
+        """Not a server (``KatibClient(db=…)``, ``katib run``) but on a database servers
+        share: when a live server runs the experiment, ask it to take the edited budget.
+        Whether one was asked."""
+        owner = self.store.get_experiment(*key).owner
+        leases = Leases(self.store)
+        if not owner or not leases.known(owner) or not leases.alive(owner, owner_alive):
+            return False
+        leases.request(exp_id, "budget")
+        return True
 
     def start(self, namespace: str, name: str) -> None:
         key = (namespace, name)

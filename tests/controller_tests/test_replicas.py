@@ -220,3 +220,4 @@ def test_a_stop_reaches_the_server_that_adopted_the_experiment_while_it_waited(t
         for m in managers.values():
             m.shutdown()
         store.close()
+
