@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from katib import views
-from katib.controller import admit, runnable_errors
+from katib.controller import admit, edit_again_while_stale, runnable_errors
 from katib.errors import ConflictError, FieldError, NotFoundError, StaleEditError, ValidationError
 from katib.names import RunLayout
 from katib.optimizationjobs import source_annotation, stored_experiment
@@ -58,18 +58,13 @@ def create(state: ServerState, doc: Any, namespace: str, dry_run: bool = False) 
 # names. Between servers on one database, a write only lands on the spec it was made from
 # (``StaleEditError`` otherwise), and the patch is made again from what is stored then.
 _EDIT_LOCKS = tuple(threading.Lock() for _ in range(64))
-_PATCH_ATTEMPTS = 20
 
 
 def patch(state: ServerState, namespace: str, name: str, patch_doc: Any, dry_run: bool = False) -> views.ExperimentObject:
     """See ``_patch``; one edit of an experiment at a time in this server."""
     with _EDIT_LOCKS[hash((namespace, name)) % len(_EDIT_LOCKS)]:
-        for _ in range(_PATCH_ATTEMPTS):
-            try:
-                return _patch(state, namespace, name, patch_doc, dry_run)
-            except StaleEditError:
-                continue  # another server's edit landed first: patch what it stored
-    raise ConflictError(f"experiment {namespace}/{name} kept changing while it was patched: try again")
+        return edit_again_while_stale(lambda: _patch(state, namespace, name, patch_doc, dry_run),
+                                      f"experiment {namespace}/{name}")
 
 
 def _patch(state: ServerState, namespace: str, name: str, patch_doc: Any, dry_run: bool = False) -> views.ExperimentObject:

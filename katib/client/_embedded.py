@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConflictError, StaleEditError
+from ..errors import ConflictError
 
 
 class _Embedded:
@@ -95,23 +95,21 @@ class _Embedded:
 
     def budget(self, name: str, namespace: str, budget: dict[str, Any]) -> dict[str, Any]:
         from katib import views
-        from katib.controller import admit
+        from katib.controller import admit, edit_again_while_stale
         from katib.optimizationjobs import source_annotation
 
-        for _ in range(20):  # made again from what is stored when another edit landed first
+        def edit() -> dict[str, Any]:
             rec = self.store.get_experiment(namespace, name)
             obj = views.experiment_object(rec)
             obj.pop("status")
             obj["spec"].update(budget)
             for key in ("uid", "creationTimestamp"):
                 obj["metadata"].pop(key, None)
-            try:
-                rec, _ = self.manager.submit(admit(obj, kept_source=source_annotation(rec)), Path(rec.workdir),
-                                             based_on=rec.spec)
-            except StaleEditError:
-                continue
+            rec, _ = self.manager.submit(admit(obj, kept_source=source_annotation(rec)), Path(rec.workdir),
+                                         based_on=rec.spec)
             return views.experiment_object(rec)
-        raise ConflictError(f"experiment {namespace}/{name} kept changing while its budget was edited: try again")
+
+        return edit_again_while_stale(edit, f"experiment {namespace}/{name}")
 
     def delete(self, name: str, namespace: str) -> None:
         self.manager.delete(namespace, name)

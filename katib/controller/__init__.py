@@ -14,7 +14,7 @@ _WHERE = {
     "Counts": "_arithmetic", "end_condition": "_arithmetic", "goal_reached": "_arithmetic",
     "trials_to_create": "_arithmetic",
     "AskTell": "_ask_tell",
-    "Controller": "_controller",
+    "Controller": "_controller", "edit_again_while_stale": "_controller",
     "EDITABLE": "_run", "ExperimentRun": "_run", "is_completed": "_status",
     "ExperimentManager": "_manager", "mark_stopped": "_manager",
     "trial_log": "_logs", "trial_log_since": "_logs", "trial_log_size": "_logs",
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from ._admission import admit, admit_remote, runnable_errors
     from ._arithmetic import Counts, end_condition, goal_reached, trials_to_create
     from ._ask_tell import AskTell
-    from ._controller import Controller
+    from ._controller import Controller, edit_again_while_stale
     from ._logs import trial_log, trial_log_since, trial_log_size
     from ._manager import ExperimentManager, mark_stopped
     from ._run import EDITABLE, ExperimentRun
@@ -68,6 +68,7 @@ __all__ = [
     "ExperimentRun",
     "admit",
     "admit_remote",
+    "edit_again_while_stale",
     "end_condition",
     "experiment_phase",
     "goal_reached",

@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from katib import names
 from katib.errors import ConflictError, NotFoundError, StaleEditError, ValidationError
@@ -72,6 +72,19 @@ def _marks(doc: dict[str, Any]) -> tuple[Any, Any]:
 
 # Reads and writes of one edit while other edits (other servers') keep landing in between.
 _EDIT_ATTEMPTS = 20
+T = TypeVar("T")
+
+
+def edit_again_while_stale(edit: Callable[[], T], what: str) -> T:
+    """``edit`` (read the experiment, change it, submit it ``based_on`` what it read), made
+    again from what is stored whenever another edit landed first (``StaleEditError``), at
+    most ``_EDIT_ATTEMPTS`` times; then a ``ConflictError`` naming ``what``."""
+    for _ in range(_EDIT_ATTEMPTS):
+        try:
+            return edit()
+        except StaleEditError:
+            continue
+    raise ConflictError(f"{what} kept changing while it was edited: try again")
 
 
 class Controller:
@@ -206,4 +219,4 @@ class Controller:
             self.store.update_experiment(rec.id, owner=None)
 
 
-__all__ = ["Controller", "ExperimentRun", "is_completed"]
+__all__ = ["Controller", "ExperimentRun", "edit_again_while_stale", "is_completed"]

@@ -380,6 +380,8 @@ class Store:
             conn.execute(observations.delete().where(observations.c.trial_id.in_(trial_ids)))
             conn.execute(trials.delete().where(trials.c.experiment_id == exp.id))
             conn.execute(algorithm_state.delete().where(algorithm_state.c.experiment_id == exp.id))
+            # The owner compared again where the row goes: SQLite runs the read above outside
+            # any transaction (no row lock), so a claim may land between the two.
             same = [experiments.c.owner.is_(None) if owner is None else experiments.c.owner == owner] \
                 if owner is not _ANY_OWNER else []
             if not conn.execute(experiments.delete().where(experiments.c.id == exp.id, *same)).rowcount:
