@@ -68,18 +68,23 @@ def test_nothing_is_started_once_a_stop_is_asked(store, tmp_path):
     on resume)."""
     import threading
 
+    from trials import LocalExecutor
+
     code = "import time; time.sleep(1); print('loss=${trialParameters.x}')"
-    ctl = Controller(store, runs_root=tmp_path / "runs", tick=30)  # the wait wakes on the trial's end
-    rec, _ = ctl.submit(admit(experiment(command=python_command(code), parallelTrialCount=1)), tmp_path)
     stop = threading.Event()
+    executor = LocalExecutor()
+    wait = executor.wait
 
-    def stop_while_it_runs() -> None:  # not after a fixed delay: a slow launch was stopped before it
-        deadline = time.monotonic() + 60
-        while not any(t.state == "Running" for t in store.list_trials(rec.id)) and time.monotonic() < deadline:
-            time.sleep(0.02)
+    def stop_while_it_waits(timeout: float) -> None:
+        # The stop comes while the loop waits for the running trial. Not from a thread that
+        # watches the store: under load it saw the trial Running and set the stop before
+        # the step that launched it had ended, which interrupted that trial.
         stop.set()
+        wait(timeout)
 
-    threading.Thread(target=stop_while_it_runs, daemon=True).start()
+    executor.wait = stop_while_it_waits  # type: ignore[method-assign]
+    ctl = Controller(store, runs_root=tmp_path / "runs", tick=30, executor=executor)  # the wait wakes on the trial's end
+    rec, _ = ctl.submit(admit(experiment(command=python_command(code), parallelTrialCount=1)), tmp_path)
     ctl.run(rec.namespace, rec.name, stop=stop)
     assert [t.state for t in store.list_trials(rec.id)] == ["Succeeded"]
 
