@@ -73,6 +73,9 @@ STATUS_SAVE_INTERVAL = 0.5
 Listener = Callable[[str, "ExperimentRun", TrialRecord | None], None]
 
 
+_END_ATTEMPTS = 20  # tries to write the end over the spec last read (``_save_end``)
+
+
 class ExperimentRun(Following, Launching):
     """One controller's hold on one experiment, from ``run`` to its end."""
 
@@ -106,6 +109,10 @@ class ExperimentRun(Following, Launching):
         self._dirty = True
         self._saved_at = 0.0
         self._written: dict[str, Any] | None = None  # the stored part of the status last written
+        # Ending on ExperimentMaxTrialsReached: the spec the budget was last read from, and the
+        # status before the end was set (see ``_save_end``).
+        self._end_spec: dict[str, Any] | None = None
+        self._before_end: tuple[list[Any], str | None] | None = None
         self._collected_at = 0.0
         self._unsaved: dict[str, TrialRecord] = {}
         self._budget_lock = threading.Lock()
@@ -133,7 +140,8 @@ class ExperimentRun(Following, Launching):
 
     def loop(self, stop: threading.Event | None) -> ExperimentStatus:
         if is_completed(self.status):
-            return self._save_status(force=True)
+            self._save_status(force=True)
+            return self.status
         self._recover()
         # A restarted experiment keeps its Restarting condition, as Katib's does
         # (MarkExperimentStatusRunning leaves it): Running moves after it.
@@ -153,7 +161,8 @@ class ExperimentRun(Following, Launching):
                 # The new trials are stored before they are launched.
                 self._flush(new)
                 if ended:
-                    self._save_status(force=True)
+                    if not self._save_end():
+                        continue  # a budget stored as it ended: run on under it
                     self._emit("ended", None)
                     break
                 self._launch_created()
@@ -268,6 +277,7 @@ class ExperimentRun(Following, Launching):
         if reason == "ExperimentMaxTrialsReached" and self._budget_raised():
             return False
         message = f"the experiment ended ({reason})"
+        self._before_end = ([c.model_copy(deep=True) for c in self.status.conditions], self.status.completion_time)
         cut = [t for t in self.tally.active.values() if t.state in ACTIVE_TRIAL_STATES]
         # Stored before the stops are sent (with what ended them): a controller that dies
         # in between leaves the next one trials it knows it killed, not ones that failed.
@@ -294,15 +304,41 @@ class ExperimentRun(Following, Launching):
         """Whether a budget stored since this run last took one (an edit through another
         server, or one that came as the last trial ended) allows more trials: taken now,
         rather than ending the experiment under it. One read, at the end."""
-        stored = self.store.get_experiment_by_id(self.rec.id).spec.get("spec") or {}
+        document = self.store.get_experiment_by_id(self.rec.id).spec
+        self._end_spec = None
+        stored = document.get("spec") or {}
         most, mine = stored.get("maxTrialCount"), self.exp.spec.max_trial_count
         if mine is None or (most is not None and most <= mine):
+            self._end_spec = document  # what the end is written over (``_save_end``)
             return False
         self._take_budget(stored)
         most = self.exp.spec.max_trial_count
-        return most is None or self.tally.counts(budget=True).completed < most
+        if most is None or self.tally.counts(budget=True).completed < most:
+            return True
+        self._end_spec = document
+        return False
 
-    def _save_status(self, force: bool = False) -> ExperimentStatus:
+    def _save_end(self) -> bool:
+        """Write the final status; False when a budget stored since ``_budget_raised`` read
+        one reopens the run. An edit stored before the end is written was answered as taken
+        by this run: the end is written only over the spec that read saw, compared where it
+        is written, and is made again (the end undone) when the budget in between allows
+        more trials. An edit that comes after the end is written restarts the experiment."""
+        for attempt in range(_END_ATTEMPTS):
+            if_spec, self._end_spec = self._end_spec, None
+            last = attempt == _END_ATTEMPTS - 1  # edits that keep coming: the end is written over them
+            if self._save_status(force=True, if_spec=None if last else if_spec) is not None:
+                return True
+            if self._budget_raised():
+                assert self._before_end is not None
+                self.status.conditions, self.status.completion_time = self._before_end
+                self._dirty = True
+                return False
+        raise AssertionError("unreachable: the last attempt writes unconditionally")
+
+    def _save_status(self, force: bool = False, if_spec: dict[str, Any] | None = None) -> ExperimentStatus | None:
+        """Write the status when it changed (or ``force``); with ``if_spec``, only over that
+        stored spec (``_save_end``): None when another was stored meanwhile."""
         now = time.monotonic()
         if not force and (not self._dirty or now - self._saved_at < STATUS_SAVE_INTERVAL):
             return self.status
@@ -323,7 +359,8 @@ class ExperimentRun(Following, Launching):
         # read): written when that changes, not because a trial started or ended.
         kept = {k: v for k, v in stored_status(self.status.to_dict()).items() if k != "lastReconcileTime"}
         if force or kept != self._written:
-            self.store.update_experiment(self.rec.id, status=self.status)
+            if not self.store.update_experiment(self.rec.id, status=self.status, if_spec=if_spec):
+                return None
             self._written = kept
         self._dirty = False
         self._saved_at = now

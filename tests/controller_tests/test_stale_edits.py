@@ -146,3 +146,72 @@ def test_a_budget_told_to_the_run_as_its_last_trial_ends_is_taken(tmp_path: Path
         assert [t.state for t in store.list_trials(rec.id)] == ["Succeeded"] * 4
     finally:
         store.close()
+
+
+def test_a_budget_stored_between_the_runs_last_read_and_its_end_is_taken(tmp_path: Path, monkeypatch):
+    """Another server's edit lands after the run read the budget for the last time and
+    before it wrote its end: the edit was stored over a running experiment (so answered as
+    taken), and the run used to write Succeeded over it, leaving the raised budget unused.
+    The end is written only over the spec that was read; here it is made again, and the run
+    goes on to the raised budget."""
+    from katib.controller._run import ExperimentRun
+
+    store = Store(str(tmp_path / "katib.db"))
+    try:
+        controller = Controller(store)
+        doc = experiment(name="e", command=["sh", "-c", "echo loss=${trialParameters.x}"],
+                         maxTrialCount=2, parallelTrialCount=1)
+        rec, _ = controller.submit(admit(doc), tmp_path)
+        read = ExperimentRun._budget_raised
+        edited: list[bool] = []
+
+        def edit_after_the_read(run: ExperimentRun) -> bool:
+            raised = read(run)
+            if not edited:
+                edited.append(True)
+                now = store.get_experiment("default", "e").spec  # an edit's write, as the API's
+                assert store.update_experiment(rec.id, if_spec=now, if_unfinished=True,
+                                               spec=now | {"spec": {**now["spec"], "maxTrialCount": 4}})
+            return raised
+
+        monkeypatch.setattr(ExperimentRun, "_budget_raised", edit_after_the_read)
+        controller.run("default", "e")
+        assert edited
+        assert [t.state for t in store.list_trials(rec.id)] == ["Succeeded"] * 4
+        done = store.get_experiment("default", "e").status
+        assert [(c.type, c.status) for c in done.conditions] == [
+            ("Created", "True"), ("Running", "False"), ("Succeeded", "True")]
+    finally:
+        store.close()
+
+
+def test_a_label_stored_between_the_runs_last_read_and_its_end_does_not_hold_the_end(tmp_path: Path, monkeypatch):
+    """The same window, for an edit that leaves the budget: the end's write is refused
+    once, the budget is read again, and the experiment ends under it."""
+    from katib.controller._run import ExperimentRun
+
+    store = Store(str(tmp_path / "katib.db"))
+    try:
+        controller = Controller(store)
+        rec, _ = controller.submit(_admitted(maxTrialCount=2, parallelTrialCount=1), tmp_path)
+        read = ExperimentRun._budget_raised
+        calls: list[bool] = []
+
+        def label_after_the_read(run: ExperimentRun) -> bool:
+            raised = read(run)
+            calls.append(raised)
+            if len(calls) == 1:
+                now = store.get_experiment("default", "e").spec
+                assert store.update_experiment(rec.id, if_spec=now, if_unfinished=True,
+                                               spec=now | {"metadata": {**now["metadata"], "labels": {"team": "a"}}})
+            return raised
+
+        monkeypatch.setattr(ExperimentRun, "_budget_raised", label_after_the_read)
+        controller.run("default", "e")
+        assert calls == [False, False]
+        done = store.get_experiment("default", "e")
+        assert [t.state for t in store.list_trials(rec.id)] == ["Succeeded"] * 2
+        assert done.spec["metadata"]["labels"] == {"team": "a"}
+        assert any(c.reason == "ExperimentMaxTrialsReached" and c.status == "True" for c in done.status.conditions)
+    finally:
+        store.close()

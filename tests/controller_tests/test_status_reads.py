@@ -39,7 +39,7 @@ def test_the_controller_does_not_rewrite_the_status_as_trials_come_and_go(store,
     def counting(exp_id, **fields):
         if "status" in fields:
             writes.append(fields["status"])
-        update(exp_id, **fields)
+        return update(exp_id, **fields)
 
     monkeypatch.setattr(store, "update_experiment", counting)
     doc = experiment(command=python_command("print('loss=0.5')"), maxTrialCount=6, parallelTrialCount=2)
