@@ -25,7 +25,8 @@ over all of the table's seeds, and its regret is the table's best mean minus tha
 Prints, per problem family, at 25/50/100/200 trials: for NAS-Bench-201 the median of the
 incumbent's true mean accuracy; for HPOBench the mean over the 8 data sets of the median
 regret (×100, lower is better) and how many data sets each algorithm is at least as good as
-Optuna's TPE on; for BBOB (whose scales differ by function) each algorithm's mean rank and
+Optuna's TPE on; for both tables also the mean regret over seeds at the last budget, with
+its standard error (a difference inside it is the seeds' noise); for BBOB (whose scales differ by function) each algorithm's mean rank and
 how often it is at least as good as random search and as Optuna's TPE.
 """
 
@@ -308,17 +309,25 @@ def main() -> None:
             return "–"
         return f"{sum(1 for p in family if median_at(p, a, c) >= median_at(p, b, c))}/{len(family)}"
 
+    def mean_se(regrets: list[list[float]]) -> str:
+        """Mean and standard error over seeds of ``regrets`` (per seed, per problem)."""
+        per_seed = [statistics.mean(r) for r in zip(*regrets, strict=True)]
+        se = statistics.stdev(per_seed) / math.sqrt(len(per_seed)) if len(per_seed) > 1 else math.nan
+        return f"{statistics.mean(per_seed):.3f} ± {se:.3f}"
+
+    last = checkpoints[-1]
     nas = [p for p in pids if p.startswith("nasbench201")]
     if nas:
         best = Problem(nas[0], 0).best_mean()
         print(f"### NAS-Bench-201 CIFAR-10: the incumbent's true mean validation accuracy "
               f"(median of {args.seeds} seeds; the table's best mean is {best:.2f})\n")
-        print("| algorithm | " + " | ".join(f"@{c}" for c in checkpoints) + f" | regret @{checkpoints[-1]} |"
-              + " ≥ Optuna TPE @" + " | ≥ Optuna TPE @".join(map(str, checkpoints)) + " |")
-        print("|---|" + "---|" * (2 * len(checkpoints) + 1))
+        print("| algorithm | " + " | ".join(f"@{c}" for c in checkpoints) + f" | regret @{last} |"
+              + f" mean regret @{last} ± s.e. | ≥ Optuna TPE @" + " | ≥ Optuna TPE @".join(map(str, checkpoints)) + " |")
+        print("|---|" + "---|" * (2 * len(checkpoints) + 2))
         for a in [a for a in args.algorithms if applicable(nas[0], a)]:
             cells = [median_at(nas[0], a, c) for c in checkpoints]
-            print(f"| {a} | " + " | ".join(f"{v:.2f}" for v in cells) + f" | {best - cells[-1]:.2f} | "
+            spread = mean_se([[best - curve[min(last, len(curve)) - 1] for curve in curves[(nas[0], a)]]])
+            print(f"| {a} | " + " | ".join(f"{v:.2f}" for v in cells) + f" | {best - cells[-1]:.2f} | {spread} | "
                   + " | ".join(at_least(a, "optuna-tpe", nas, c) for c in checkpoints) + " |")
         print()
     hpo = [p for p in pids if p.startswith("hpobench")]
@@ -326,12 +335,13 @@ def main() -> None:
         bests = {p: Problem(p, 0).best_mean() for p in hpo}
         print(f"### HPOBench ({len(hpo)} data sets): the incumbent's regret to the table's best mean "
               "validation accuracy, ×100 (mean over data sets of the median over seeds; lower is better)\n")
-        print("| algorithm | " + " | ".join(f"@{c}" for c in checkpoints)
+        print("| algorithm | " + " | ".join(f"@{c}" for c in checkpoints) + f" | mean regret @{last} ± s.e."
               + " | ≥ Optuna TPE @" + " | ≥ Optuna TPE @".join(map(str, checkpoints)) + " |")
-        print("|---|" + "---|" * (2 * len(checkpoints)))
+        print("|---|" + "---|" * (2 * len(checkpoints) + 1))
         for a in [a for a in args.algorithms if all(applicable(p, a) for p in hpo)]:
             cells = [statistics.mean(bests[p] - median_at(p, a, c) for p in hpo) for c in checkpoints]
-            print(f"| {a} | " + " | ".join(f"{v * 100:.3f}" for v in cells) + " | "
+            spread = mean_se([[(bests[p] - curve[min(last, len(curve)) - 1]) * 100 for curve in curves[(p, a)]] for p in hpo])
+            print(f"| {a} | " + " | ".join(f"{v * 100:.3f}" for v in cells) + f" | {spread} | "
                   + " | ".join(at_least(a, "optuna-tpe", hpo, c) for c in checkpoints) + " |")
         print()
     tables = nas + hpo

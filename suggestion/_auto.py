@@ -11,9 +11,13 @@ region (``_trust_region``) up to 10 parameters, CMA-ES with a small step above. 
 trust region) and d = 20 (CMA-ES); our GP was not better than the TPE there, for 30 times
 the CPU. So:
 
-- several objectives, constraints, any list or categorical parameter, or fewer than two
-  numeric parameters: ``tpe`` throughout (on HPOBench and NAS-Bench-201 it is the best or
-  tied best of ours at every budget up to 200);
+- several objectives or constraints: ``tpe`` throughout;
+- a list or categorical parameter: ``tpe``, and where the whole space is finite (lists,
+  integers, stepped doubles), from ``LOCAL_SEARCH_AFTER`` completed trials a local search:
+  an unseen neighbour (one grid step) of the incumbent, the TPE again whenever every
+  neighbour has been tried (on NAS-Bench-201 that reaches the table's best by 100 trials;
+  on HPOBench it is level with ``tpe`` alone, a little ahead on the mean);
+- fewer than two numeric parameters: ``tpe`` throughout;
 - where every numeric parameter has at most ``1 / σ`` values (20 integers, say: each
   value's cell is wider than CMA-ES's first step, so its proposals round back to the
   incumbent): ``tpe`` throughout;
@@ -48,6 +52,9 @@ SWITCH_POINTS = ((10, 35, 0.05), (None, 25, 0.1))
 # (``_trust_region``), above it CMA-ES: a full quadratic in d parameters has (d+1)(d+2)/2
 # terms, 66 at 10, more than the trials a budget of a few hundred gives it near the incumbent.
 TRUST_REGION_MAX = 10
+# In a finite space with list or categorical parameters, the local search around the
+# incumbent starts after this many completed trials (chosen on HPOBench and NAS-Bench-201).
+LOCAL_SEARCH_AFTER = 50
 _COMPLETE = ("Succeeded", "EarlyStopped")
 
 
@@ -59,7 +66,7 @@ def _completed(trials: Sequence[TrialView]) -> list[TrialView]:
 
 @dataclass(frozen=True)
 class Choice:
-    algorithm: str  # "tpe", "trust-region" or "cmaes"
+    algorithm: str  # "tpe", "local-search", "trust-region" or "cmaes"
     reason: str
     sigma: float = 0.0  # CMA-ES's first step, or the trust region's first half-width, of the unit range
 
@@ -80,7 +87,13 @@ def choose(space: SearchSpace, n_objectives: int, constrained: bool, completed: 
     if constrained:
         return Choice("tpe", "constraints")
     if len(numeric) < len(space.dims):
-        return Choice("tpe", "list or categorical parameters")
+        if math.isinf(space.size()):
+            return Choice("tpe", "list or categorical parameters")
+        if completed < LOCAL_SEARCH_AFTER:
+            return Choice("tpe", f"a finite space with list or categorical parameters, "
+                                 f"fewer than {LOCAL_SEARCH_AFTER} completed trials")
+        return Choice("local-search", f"a finite space with list or categorical parameters, "
+                                      f"{LOCAL_SEARCH_AFTER} or more completed trials")
     if len(numeric) < 2:
         return Choice("tpe", "fewer than two numeric parameters")
     at, sigma = switch_point(len(numeric))
@@ -126,7 +139,8 @@ class _WarmCMAES(CMAES):
 
 
 class Auto(Algorithm):
-    """Picks ``tpe`` or ``cmaes`` per experiment and budget (see the module docstring)."""
+    """Picks ``tpe``, a local search, the trust region or ``cmaes`` per experiment and budget
+    (see the module docstring)."""
 
     name = "auto"
     multi_objective = True
@@ -155,6 +169,8 @@ class Auto(Algorithm):
         self.last = self._choice(experiment, trials)
         if self.last.algorithm == "tpe":
             return self._tpe.suggest(experiment, trials, count, state)
+        if self.last.algorithm == "local-search":
+            return self._local_search(experiment, trials, count) or self._tpe.suggest(experiment, trials, count, state)
         key = (experiment.namespace or "", experiment.name or "")
         if self.last.algorithm == "trust-region":
             if state is None:  # a caller that keeps no state: one per experiment, held here
@@ -210,6 +226,32 @@ class Auto(Algorithm):
             if promise is not None:
                 state["out"][str(space.key(params))] = promise
             out.append(Assignment(params))
+        return out
+
+    def _local_search(self, experiment: Experiment, trials: Sequence[TrialView], count: int) -> list[Assignment]:
+        """Unseen neighbours of the incumbent (one grid step; ``SearchSpace.neighbours``), at
+        random; nearer free points when more are asked than it has. None free: [] (the TPE's
+        turn, which may find a better incumbent elsewhere)."""
+        import numpy as np
+
+        space = SearchSpace.from_experiment(experiment)
+        obj = experiment.spec.objective
+        sign = -1.0 if obj is not None and obj.type == "maximize" else 1.0
+        best = min(_completed(trials), key=lambda t: sign * float(t.objective))  # type: ignore[arg-type]
+        seen = {space.key(t.parameters) for t in trials}
+        free = [p for p in space.neighbours(best.parameters) if space.key(p) not in seen]
+        seed = self.parsed_settings(experiment)["random_state"]
+        rng = np.random.default_rng(None if seed is None else [seed, len(trials)])
+        out: list[Assignment] = []
+        while free and len(out) < count:
+            out.append(Assignment(free.pop(int(rng.integers(len(free))))))
+        seen.update(space.key(a.parameters) for a in out)
+        while out and len(out) < count and len(seen) < space.size():
+            near = space.nearest_free(best.parameters, seen, rng)
+            if near is None:
+                break
+            seen.add(space.key(near))
+            out.append(Assignment(near))
         return out
 
     @staticmethod

@@ -215,7 +215,7 @@ class SearchSpace:
         while frontier and len(visited) < limit:
             ring, free = [], []
             for point in frontier:
-                for near in self._steps(point):
+                for near in self.neighbours(point):
                     key = self.key(near)
                     if key not in visited:
                         visited.add(key)
@@ -227,7 +227,8 @@ class SearchSpace:
             frontier = ring
         return None
 
-    def _steps(self, point: dict[str, str]) -> list[dict[str, str]]:
+    def neighbours(self, point: dict[str, str]) -> list[dict[str, str]]:
+        """The points one grid step from ``point`` (see ``nearest_free``)."""
         out: list[dict[str, str]] = []
         for d in self.dims:
             value = point[d.name]

@@ -41,6 +41,14 @@ STEPPED = [{"name": f"s{k}", "parameterType": "double", "feasibleSpace": {"min":
         (TWO, 1, True, 1000, ("tpe", "constraints", 0.0)),
         ([*TWO, CAT], 1, False, 1000, ("tpe", "list or categorical parameters", 0.0)),
         ([*TWO, DISCRETE], 1, False, 1000, ("tpe", "list or categorical parameters", 0.0)),
+        ([*INTS, CAT], 1, False, 49, ("tpe", "a finite space with list or categorical parameters, "
+                                            "fewer than 50 completed trials", 0.0)),
+        ([*INTS, CAT], 1, False, 50, ("local-search", "a finite space with list or categorical parameters, "
+                                                     "50 or more completed trials", 0.0)),
+        ([CAT, DISCRETE, *STEPPED], 1, False, 50, ("local-search", "a finite space with list or categorical "
+                                                                  "parameters, 50 or more completed trials", 0.0)),
+        ([CAT, DISCRETE], 2, False, 1000, ("tpe", "several objectives", 0.0)),
+        ([CAT, DISCRETE], 1, True, 1000, ("tpe", "constraints", 0.0)),
         (TWO[:1], 1, False, 1000, ("tpe", "fewer than two numeric parameters", 0.0)),
         (INTS, 1, False, 1000, ("tpe", "every numeric parameter has at most 20 values", 0.0)),
         (STEPPED, 1, False, 1000, ("tpe", "every numeric parameter has at most 20 values", 0.0)),
@@ -327,3 +335,64 @@ def test_a_fixed_parameter_stays_put_and_maximize_climbs():
     assert alg.last.algorithm == "trust-region"  # type: ignore[attr-defined]
     assert {t.parameters["fixed"] for t in history} == {"2.0"}
     assert max(t.objective for t in history) > -1e-3  # type: ignore[type-var]
+
+
+# A finite space: four ordered lists of 8 values and a categorical one (8·8·8·8·3 points).
+TABLE = [{"name": f"o{k}", "parameterType": "discrete", "feasibleSpace": {"list": [str(2 ** j) for j in range(8)]}}
+         for k in range(4)] + [{"name": "c", "parameterType": "categorical", "feasibleSpace": {"list": ["a", "b", "c"]}}]
+
+
+def table_score(p: dict[str, str]) -> float:
+    """Lower is better; its minimum is at o_k = 8 and c = b."""
+    return sum((np.log2(float(p[f"o{k}"])) - 3) ** 2 for k in range(4)) + (p["c"] != "b")
+
+
+def test_in_a_finite_space_auto_steps_to_an_unseen_neighbour_of_the_incumbent():
+    from suggestion._auto import LOCAL_SEARCH_AFTER
+
+    exp = admit(doc_for("auto", [{"name": "random_state", "value": "2"}], TABLE))
+    space = SearchSpace.from_experiment(exp)
+    alg = get_algorithm("auto")
+    history: list[TrialView] = []
+    while len(history) < LOCAL_SEARCH_AFTER:
+        for a in alg.suggest(exp, history, 1):
+            history.append(TrialView(f"t{len(history)}", a.parameters, "Succeeded", table_score(a.parameters)))
+        assert alg.last.algorithm == "tpe"  # type: ignore[attr-defined]
+    for _ in range(60):
+        best = min(history, key=lambda t: t.objective)  # type: ignore[arg-type,return-value]
+        seen = {space.key(t.parameters) for t in history}
+        free_neighbours = [space.key(p) for p in space.neighbours(best.parameters) if space.key(p) not in seen]
+        (a,) = alg.suggest(exp, history, 1)
+        assert alg.last.algorithm == "local-search"  # type: ignore[attr-defined]
+        assert space.key(a.parameters) not in seen
+        if free_neighbours:
+            assert space.key(a.parameters) in free_neighbours
+        history.append(TrialView(f"t{len(history)}", a.parameters, "Succeeded", table_score(a.parameters)))
+    assert min(t.objective for t in history) == 0  # type: ignore[type-var]  # the optimum, one step at a time
+
+
+def test_the_local_search_asked_for_more_than_the_neighbours_left_gives_distinct_unseen_points():
+    exp = admit(doc_for("auto", [{"name": "random_state", "value": "4"}], TABLE))
+    space = SearchSpace.from_experiment(exp)
+    centre = {"o0": "8", "o1": "8", "o2": "8", "o3": "8", "c": "b"}
+    neighbours = space.neighbours(centre)
+    assert len(neighbours) == 4 * 2 + 2
+    rng = np.random.default_rng(0)
+    history = [TrialView("best", centre, "Succeeded", 0.0)] + [
+        TrialView(f"n{i}", p, "Succeeded", 1.0) for i, p in enumerate(neighbours[:7])]
+    while len(history) < 60:
+        p = space.sample(rng)
+        if space.key(p) not in {space.key(t.parameters) for t in history} and space.key(p) not in {
+                space.key(q) for q in neighbours}:
+            history.append(TrialView(f"r{len(history)}", p, "Succeeded", 5.0 + table_score(p)))
+    batch = get_algorithm("auto").suggest(exp, history, 6)
+    keys = [space.key(a.parameters) for a in batch]
+    assert len(set(keys)) == 6 and not set(keys) & {space.key(t.parameters) for t in history}
+    assert set(keys[:3]) == {space.key(p) for p in neighbours[7:]}  # the free neighbours first, then the next ring
+    assert all(sum(a.parameters[k] != centre[k] for k in centre) <= 2 for a in batch)
+    # every neighbour tried: the TPE's turn, which proposes elsewhere
+    history += [TrialView(f"n{i}", p, "Succeeded", 1.0) for i, p in enumerate(neighbours[7:], start=7)]
+    alg = get_algorithm("auto")
+    (a,) = alg.suggest(exp, history, 1)
+    assert alg.last.algorithm == "local-search" and space.key(a.parameters) not in {  # type: ignore[attr-defined]
+        space.key(t.parameters) for t in history}

@@ -39,9 +39,9 @@ def test_the_nearest_free_point_is_one_step_away_then_two():
     near = space.nearest_free(point, seen, rng)
     assert near is not None and _steps(space, point, near) == 1
     # Every one-step neighbour taken: a two-step one.
-    for q in space._steps(point):
+    for q in space.neighbours(point):
         seen.add(space.key(q))
-    assert len(space._steps(point)) == 2 + 2 + 2  # lr 4|6, n 8|12, opt sgd|rmsprop
+    assert len(space.neighbours(point)) == 2 + 2 + 2  # lr 4|6, n 8|12, opt sgd|rmsprop
     near = space.nearest_free(point, seen, rng)
     assert near is not None and _steps(space, point, near) == 2 and space.key(near) not in seen
 
@@ -49,7 +49,7 @@ def test_the_nearest_free_point_is_one_step_away_then_two():
 def test_the_edges_of_a_grid_and_a_full_space():
     space, rng = _space(), np.random.default_rng(1)
     corner = {"lr": "0", "n": "2", "opt": "sgd"}
-    assert sorted((q["lr"], q["n"], q["opt"]) for q in space._steps(corner)) == [
+    assert sorted((q["lr"], q["n"], q["opt"]) for q in space.neighbours(corner)) == [
         ("0", "2", "adam"), ("0", "2", "rmsprop"), ("0", "4", "sgd"), ("1", "2", "sgd")]
     every = {space.key({"lr": a, "n": str(n), "opt": o}) for a in map(str, range(10))
              for n in range(2, 21, 2) for o in ("sgd", "adam", "rmsprop")}
