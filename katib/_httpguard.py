@@ -14,12 +14,13 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import asyncio
 
-__all__ = ["BODY_SECONDS", "FD_RESERVE", "HEADER_SECONDS", "LOOPBACK_NAMES", "MAX_CONNECTIONS", "connection_cap",
+__all__ = ["BODY_SECONDS", "WRITE_SECONDS", "FD_RESERVE", "HEADER_SECONDS", "LOOPBACK_NAMES", "MAX_CONNECTIONS", "connection_cap",
            "foreign_origin", "is_loopback", "split_host", "timely_h11"]
 
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.", "ip6-localhost"})
 HEADER_SECONDS = 30.0  # the most a request's head may take to arrive, from the connection or the last answer
 BODY_SECONDS = 120.0  # the most a request's body may take to arrive, whole
+WRITE_SECONDS = 120.0  # the most an answer's writing may stand still, its client reading none of it
 FD_RESERVE = 256  # file descriptors an HTTP server keeps from its connections (its store, logs, launches)
 MAX_CONNECTIONS = 10_000  # and the most connections it holds, whatever its descriptor limit
 
@@ -63,12 +64,15 @@ def connection_cap() -> int:
     return max(64, min(MAX_CONNECTIONS, soft - min(FD_RESERVE, soft // 4)))
 
 
-def timely_h11(head_seconds: float, max_connections: int | None = None) -> type:
+def timely_h11(head_seconds: float, max_connections: int | None = None, write_seconds: float | None = None) -> type:
     """uvicorn's h11 protocol, less a way to hold a connection forever: a request's head
     must have come ``head_seconds`` after the connection was made or the last answer was
     sent, or the connection is closed (uvicorn waits for it without end, so idle sockets
     that never send a request ran the server out of file descriptors). A request's body
-    has its own deadline (``BODY_SECONDS``), which each server's guard keeps.
+    has its own deadline (``BODY_SECONDS``), which each server's guard keeps. An answer the
+    client stops reading (the transport's buffer full, writing paused) for ``write_seconds``
+    (``WRITE_SECONDS`` when None) drops the connection and what was left to send: a client
+    that never read held its connection and a 50 MB answer in the server's memory forever.
 
     At most ``max_connections`` are open at once (``connection_cap()`` when None): one past
     it closes the connection that has waited longest for a request head, or, when every
@@ -79,12 +83,14 @@ def timely_h11(head_seconds: float, max_connections: int | None = None) -> type:
     from uvicorn.protocols.http.h11_impl import H11Protocol
 
     cap = connection_cap() if max_connections is None else max_connections
+    write_due = WRITE_SECONDS if write_seconds is None else write_seconds
     # Open connections in the order they began waiting for a head; a busy one is skipped.
     waiting: dict[Any, None] = {}
     count = [0]
 
     class TimelyH11(H11Protocol):  # type: ignore[misc]
         _head_due: asyncio.TimerHandle | None = None
+        _write_due: asyncio.TimerHandle | None = None
         _waiting_on: Any = None
         _counted = False
 
@@ -108,9 +114,22 @@ def timely_h11(head_seconds: float, max_connections: int | None = None) -> type:
             self._forget()
             super().handle_websocket_upgrade(event)
 
+        def pause_writing(self) -> None:  # the client is not reading what it was sent
+            super().pause_writing()
+            if self._write_due is None:
+                self._write_due = self.loop.call_later(write_due, self.transport.abort)
+
+        def resume_writing(self) -> None:
+            super().resume_writing()
+            if self._write_due is not None:
+                self._write_due.cancel()
+                self._write_due = None
+
         def _forget(self) -> None:
             if self._head_due is not None:
                 self._head_due.cancel()
+            if self._write_due is not None:
+                self._write_due.cancel()
             waiting.pop(self, None)
             if self._counted:
                 count[0] -= 1
@@ -143,7 +162,10 @@ def timely_h11(head_seconds: float, max_connections: int | None = None) -> type:
 
             def late() -> None:
                 if self._idle():  # no new request began
-                    self.transport.close()
+                    if self.transport.get_write_buffer_size():
+                        self.transport.abort()  # the last answer still unread: close() would wait for it
+                    else:
+                        self.transport.close()
 
             self._head_due = self.loop.call_later(head_seconds, late)
 

@@ -96,14 +96,28 @@ def metrics_record(metrics: Mapping[str, Any]) -> dict[str, str]:
     """``{"timestamp": now, name: value as text}``; a value that is not a finite number is refused."""
     record: dict[str, str] = {"timestamp": datetime.now(UTC).isoformat()}
     for name, value in metrics.items():
+        if str(name) == "timestamp":
+            raise ValueError("metric 'timestamp' is not a metric name: the record's own timestamp is the report's time")
         try:
             number = float(value)
         except (TypeError, ValueError):
             raise ValueError(f"metric {name!r} must be a number (got {value!r})") from None
         if not math.isfinite(number):
             raise ValueError(f"metric {name!r} must be finite (got {value!r})")
-        record[str(name)] = str(value)
+        record[str(name)] = _as_text(value, number)
     return record
+
+
+def _as_text(value: Any, number: float) -> str:
+    """``value`` as it is written (``0.1`` for numpy's float32 0.1), unless the collector
+    could not read that back as a number (``True``, ``Fraction(1, 3)``'s ``1/3``): then the
+    float's own text."""
+    text = str(value).strip()
+    try:
+        float(text)
+    except ValueError:
+        return repr(number)
+    return text
 
 
 def _post(url: str, record: dict[str, str], timeout: int | None) -> None:

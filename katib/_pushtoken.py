@@ -29,6 +29,7 @@ from katib.errors import KatibError
 from katib.names import private_dirs
 
 PREFIX = "katib-push."
+MIN_SECRET = 16  # bytes
 
 
 def _read_secret(path: Path) -> bytes:
@@ -55,17 +56,20 @@ def _read_secret(path: Path) -> bytes:
     finally:
         os.close(fd)
     try:
-        return bytes.fromhex(text)
+        secret = bytes.fromhex(text)
     except ValueError:
         raise KatibError(f"push-secret at {path} does not hold a hex secret: {fix}") from None
+    if len(secret) < MIN_SECRET:
+        raise KatibError(f"push-secret at {path} holds {len(secret)} bytes, fewer than {MIN_SECRET}: {fix}")
+    return secret
 
 
 class PushTokens:
     """Makes and checks per-trial push tokens under one secret."""
 
     def __init__(self, secret: bytes) -> None:
-        if len(secret) < 16:
-            raise ValueError("a push-token secret needs at least 16 bytes")
+        if len(secret) < MIN_SECRET:
+            raise ValueError(f"a push-token secret needs at least {MIN_SECRET} bytes")
         self._secret = secret
 
     @classmethod
@@ -74,12 +78,22 @@ class PushTokens:
         used only if it is a regular file of this user's that no one else may read or write:
         a secret another user planted or can read would let them forge tokens."""
         private_dirs(path.parent)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        except FileExistsError:
-            return cls(_read_secret(path))
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_hex(32) + "\n")
+        if not os.path.lexists(path):
+            # Written whole beside it, then linked into place (which fails if another start
+            # made one first): a start killed halfway leaves no empty secret behind.
+            draft = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+            fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            try:
+                with os.fdopen(fd, "w") as f:
+                    f.write(secrets.token_hex(32) + "\n")
+                    f.flush()
+                    os.fsync(f.fileno())
+                try:
+                    os.link(draft, path)
+                except FileExistsError:
+                    pass
+            finally:
+                os.unlink(draft)
         return cls(_read_secret(path))
 
     def token(self, namespace: str, trial: str) -> str:

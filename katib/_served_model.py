@@ -85,6 +85,31 @@ class OneModelDataPlane(DataPlane):  # type: ignore[misc]
         return bool(models) and all([await self.model_registry.is_model_ready(name) for name in models])
 
 
+def checked(payload: Any) -> None:
+    """Refuse, naming the field, a request whose parts KServe would ignore or copy: a v2
+    request with no input, or with several where the model takes one tensor (only a table,
+    ``parameters.content_type: pd``, has one input a column), or that asks for an output
+    more than once (each copy is the whole output again: 5,000 copies of one name in a
+    180 KB request were a 50 MB answer); a v1 request without ``instances``."""
+    if isinstance(payload, InferRequest):
+        inputs = payload.inputs or []
+        if not inputs:
+            raise InvalidInput("inputs: a request needs one input tensor (got none)")
+        content_type = (payload.parameters or {}).get("content_type")
+        content_type = getattr(content_type, "string_param", content_type)
+        if len(inputs) > 1 and content_type != "pd":
+            raise InvalidInput(f"inputs: the model takes one tensor (got {len(inputs)}); several are the columns "
+                               "of one table only with parameters.content_type \"pd\"")
+        asked = [getattr(o, "name", None) for o in payload.request_outputs or []]
+        again = next((n for i, n in enumerate(asked) if n in asked[:i]), None)
+        if again is not None:
+            raise InvalidInput(f"outputs: each output may be asked for once ({again!r} is asked for "
+                               f"{asked.count(again)} times)")
+    elif isinstance(payload, dict) and "instances" not in payload and "inputs" not in payload:
+        raise InvalidInput(f"instances: a v1 request is {{\"instances\": [...]}} (got the keys "
+                           f"{', '.join(map(repr, list(payload)[:10])) or 'none'})")
+
+
 class TrialModel(kserve.Model):  # type: ignore[misc]
     """The model saved in ``path``, loaded (``load_model``), answering in its worker thread."""
 
@@ -119,6 +144,7 @@ class TrialModel(kserve.Model):  # type: ignore[misc]
         ``InferRequest``, decoded or not, or a v1 body)."""
         if isinstance(payload, Undecoded):
             payload = payload.decoded()
+        checked(payload)
         try:
             instances = get_predict_input(payload)
             result = self._predict(instances)

@@ -21,8 +21,10 @@ come in time (``katib._httpguard``'s deadlines, as ``katib server``'s). Web page
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -84,9 +86,10 @@ def model(name: str, path: Path, allow_pickle: bool = True) -> Any:
 
 
 def serve(path: Path, name: str, host: str = "127.0.0.1", port: int = 8080, allow_pickle: bool = True,
-          max_body: int = DEFAULT_MAX_BODY) -> None:
+          max_body: int = DEFAULT_MAX_BODY, allowed_hosts: Sequence[str] = ()) -> None:
     """Serve the model saved in ``path`` as ``name`` until interrupted; a request body may not
-    exceed ``max_body`` bytes."""
+    exceed ``max_body`` bytes. Served on an address other than loopback, ``allowed_hosts`` are
+    the names (besides loopback names and IP addresses) its ``Host`` header may carry."""
     served = model(name, path, allow_pickle)
     kserve = _kserve()
     from fastapi.exceptions import RequestValidationError
@@ -104,7 +107,7 @@ def serve(path: Path, name: str, host: str = "127.0.0.1", port: int = 8080, allo
     warnings.filterwarnings("ignore", message="ORJSONResponse is deprecated")  # KServe's choice, not the user's
     app.add_exception_handler(RequestValidationError, not_a_request)  # FastAPI's 422 is not the protocol's body
     app.add_middleware(_JsonByDefault)
-    app.add_middleware(_Guard, host=host, max_body=max_body)
+    app.add_middleware(_Guard, host=host, max_body=max_body, allowed_hosts=allowed_hosts)
 
     class Server(kserve.ModelServer):  # type: ignore[misc, name-defined]
         def __init__(self, **kwargs: Any) -> None:
@@ -121,6 +124,14 @@ def serve(path: Path, name: str, host: str = "127.0.0.1", port: int = 8080, allo
     Server(http_port=port, enable_grpc=False, enable_docs_url=False).start([served])
 
 
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
 _READS = frozenset({"GET", "HEAD", "OPTIONS"})  # the methods api._guard lets through with any Origin
 
 
@@ -129,7 +140,10 @@ class _Guard:
 
     - Served on loopback, the model answers programs on this machine, not web pages: a
       ``Host`` that is not a loopback name (a DNS-rebinding page, which could read the
-      predictions) is refused with 403, and, served on any address, a request another site's
+      predictions) is refused with 403. Served on another address (which, as 0.0.0.0 does,
+      may take loopback's connections too), a ``Host`` must be a loopback name, an IP
+      address (no page can rebind one) or a name given with ``--allowed-host``. Served on
+      any address, a request another site's
       page makes (``Sec-Fetch-Site``) or one other than a read whose ``Origin`` is not the
       server's own (``_httpguard.foreign_origin``: a form or a fetch of another site, or of
       another port of localhost) is refused with 403.
@@ -141,9 +155,10 @@ class _Guard:
       ``_httpguard.BODY_SECONDS`` (120 s) after the request began is refused with 408: a
       client that sent a byte now and then held its connection, and the request, forever."""
 
-    def __init__(self, app: Any, host: str, max_body: int) -> None:
+    def __init__(self, app: Any, host: str, max_body: int, allowed_hosts: Sequence[str] = ()) -> None:
         self.app, self.max_body = app, max_body
         self.loopback = _httpguard.is_loopback(host)
+        self.allowed = {_httpguard.split_host(h).lower() for h in allowed_hosts if h}
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -162,8 +177,13 @@ class _Guard:
 
     def _refusal(self, scope: Any, headers: dict[str, str]) -> tuple[int, str] | None:
         host = headers.get("host", "")
-        if self.loopback and not _httpguard.is_loopback(_httpguard.split_host(host)):
+        name = _httpguard.split_host(host)
+        if self.loopback and not _httpguard.is_loopback(name):
             return 403, "this model is served on loopback: it answers to loopback host names only"
+        if not self.loopback and not (_httpguard.is_loopback(name) or _is_ip(name) or name.lower() in self.allowed):
+            return 403, (f"Host {host[:100]!r} is not an address of this server: it answers to loopback names, IP "
+                         "addresses and the names given with --allowed-host (a page of another name may be a "
+                         "DNS-rebinding one)")
         if headers.get("sec-fetch-site") in ("cross-site", "same-site"):
             return 403, "another site's page may not use this model server"
         if scope["method"].upper() not in _READS and _httpguard.foreign_origin(headers.get("origin"), host):

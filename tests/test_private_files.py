@@ -109,3 +109,29 @@ def test_a_push_secret_owned_by_another_user_is_refused(tmp_path, monkeypatch):
 def test_a_private_push_secret_of_ours_is_used(tmp_path):
     secret = _secret(tmp_path / "push-secret")
     assert PushTokens.load(secret).token("ns", "t") == PushTokens(bytes.fromhex("ab" * 32)).token("ns", "t")
+
+
+@pytest.mark.parametrize(("text", "held"), [("", 0), ("00ff\n", 2)])
+def test_an_empty_or_short_push_secret_is_refused_with_the_fix(tmp_path, text, held):
+    """A secret too short to sign with was a ValueError's stack trace at the server's start."""
+    secret = _secret(tmp_path / "push-secret")
+    secret.write_text(text)
+    with pytest.raises(KatibError, match=f"push-secret at .* holds {held} bytes, fewer than 16: remove it"):
+        PushTokens.load(secret)
+
+
+def test_a_new_push_secret_is_written_whole_before_it_takes_its_name(tmp_path, monkeypatch):
+    """A first start killed between making the file and writing it left an empty secret
+    that every later start refused: the secret is now written beside its name and linked
+    into place, so a start killed halfway leaves nothing under the name."""
+    import os
+
+    def killed(src, dst):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "link", killed)
+    with pytest.raises(KeyboardInterrupt):
+        PushTokens.load(tmp_path / "push-secret")
+    assert os.listdir(tmp_path) == []
+    monkeypatch.undo()
+    assert PushTokens.load(tmp_path / "push-secret") and os.listdir(tmp_path) == ["push-secret"]

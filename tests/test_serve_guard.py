@@ -147,3 +147,51 @@ def test_a_connection_that_never_sends_its_request_or_body_is_let_go(served, tmp
         assert b'"error"' in answer and b"did not all arrive within 1 seconds" in answer, answer[-300:]
         response = httpx.post(f"{url}/v2/models/random/infer", json=one_digit())  # a request in time is answered
         assert response.status_code == 200 and len(response.json()["outputs"][0]["data"]) == 1, response.text
+
+
+def test_parts_of_a_request_kserve_would_ignore_or_copy_get_400_naming_them(served):
+    """An output asked for 5,000 times was 5,000 copies of the whole answer (a 180 KB
+    request, a 50 MB answer); an empty or a second input tensor was a KServe IndexError or
+    silently dropped; a v1 body without ``instances`` a KeyError."""
+    infer = f"{served.url}/v2/models/random/infer"
+    body = one_digit()
+    cases = [
+        ({**body, "outputs": [{"name": "output-0"}] * 500}, "outputs: each output may be asked for once"),
+        ({"inputs": []}, "inputs: a request needs one input tensor"),
+        ({"inputs": body["inputs"] * 2}, "inputs: the model takes one tensor (got 2)"),
+    ]
+    for request, message in cases:
+        response = httpx.post(infer, json=request)
+        assert response.status_code == 400 and message in response.json()["error"], (message, response.text[:300])
+    response = httpx.post(f"{served.url}/v1/models/random:predict", json={"rows": [[0.0] * 64]})
+    assert response.status_code == 400 and "instances" in response.text, response.text[:300]
+    response = httpx.post(infer, json={**body, "outputs": [{"name": "output-0"}]})
+    assert response.status_code == 200 and len(response.json()["outputs"]) == 1
+
+
+def test_served_on_every_address_a_page_of_another_name_cannot_use_it():
+    """0.0.0.0 takes loopback's connections too: a DNS-rebinding page (its own name
+    resolved to 127.0.0.1) could read predictions. A Host must be a loopback name, an IP
+    address or a name given with --allowed-host."""
+    from katib.serve import _Guard
+
+    guard = _Guard(None, host="0.0.0.0", max_body=1 << 20, allowed_hosts=["models.lan"])
+    scope = {"type": "http", "method": "POST", "path": "/v2/models/m/infer"}
+    for host in ("rebind.attacker.example:8080", "models.lan.attacker.example"):
+        refusal = guard._refusal(scope, {"host": host})
+        assert refusal is not None and refusal[0] == 403 and "--allowed-host" in refusal[1], host
+    for host in ("localhost:8080", "127.0.0.1:8080", "192.168.1.20:8080", "[fe80::1]:8080", "MODELS.lan:8080"):
+        assert guard._refusal(scope, {"host": host}) is None, host
+    loopback = _Guard(None, host="127.0.0.1", max_body=1 << 20)
+    assert loopback._refusal(scope, {"host": "192.168.1.20"}) is not None  # on loopback: loopback names only
+
+
+def test_a_model_name_that_is_not_one_url_segment_is_refused(tmp_path):
+    """``--model-name 'team/digits v2?'`` was served as said, at URLs no request could reach,
+    while /v2/health/ready said ready."""
+    from tests._serving import katib_cli
+
+    result = katib_cli("serve", "exp", "--model-name", "team/digits v2?", "--db", str(tmp_path / "k.db"),
+                       cwd=tmp_path, timeout=60)
+    assert result.returncode != 0 and "--model-name 'team/digits v2?' must be letters, digits" in result.stderr, \
+        result.stderr[-500:]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 
 import typer
@@ -20,6 +21,9 @@ from katib.cli._app import (
 from katib.errors import KatibError
 from katib.serve import DEFAULT_MAX_BODY
 
+# A model name is one segment of the model's URLs (/v2/models/NAME/infer), left as it is.
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,252}")
+
 
 @app.command()
 def serve(
@@ -35,6 +39,9 @@ def serve(
                                        "code of the trial's choosing, as you."),
     max_body: int = typer.Option(DEFAULT_MAX_BODY, "--max-body", min=1, help="The largest request body accepted, in bytes "
                                  "(larger ones get 413)."),
+    allowed_host: list[str] = typer.Option(
+        [], "--allowed-host", help="Served on an address other than loopback: a name the Host header may carry besides "
+        "loopback names and IP addresses (others are refused: DNS rebinding)."),
 ) -> None:
     """Serve the best trial's model (katib.save_model) with KServe's own model server.
 
@@ -43,6 +50,9 @@ def serve(
     from katib.serve import locate
     from katib.serve import serve as serve_model
 
+    if model_name is not None and not MODEL_NAME.fullmatch(model_name):
+        raise KatibError(f"--model-name {model_name[:80]!r} must be letters, digits, '.', '_' and '-', starting with a "
+                         "letter or digit, at most 253 characters: it is a segment of the model's URLs")
     store = _store(db)
     namespace = _locate(store, experiment, namespace)
     trial_name, folder = locate(store, _runs_root(store), namespace, experiment, trial)
@@ -55,7 +65,7 @@ def serve(
         sock.close()
     err.print(f"serving trial {trial_name}'s model ({folder}) as {name}: POST http://{host}:{port}/v2/models/{name}/infer",
               highlight=False, markup=False)
-    serve_model(folder, name, host, port, allow_pickle, max_body)
+    serve_model(folder, name, host, port, allow_pickle, max_body, allowed_host)
 
 
 @export_app.command("inferenceservice")

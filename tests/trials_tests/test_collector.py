@@ -94,6 +94,27 @@ def test_report_metrics_writes_the_push_file(tmp_path, monkeypatch):
         katib.report_metrics({"loss": "abc"})
 
 
+def test_report_metrics_writes_every_number_it_accepts_as_one_the_collector_reads(tmp_path, monkeypatch):
+    """``True`` and ``Fraction(1, 3)`` pass as numbers (``float`` takes them) but were written
+    as ``True`` and ``1/3``, which the collector dropped: the report said nothing, and the
+    metric was never seen. A metric named ``timestamp`` replaced the report's time."""
+    from fractions import Fraction
+
+    import numpy as np
+
+    import katib
+
+    push = tmp_path / "push.jsonl"
+    monkeypatch.setenv("KATIB_PUSH_FILE", str(push))
+    katib.report_metrics({"loss": True, "accuracy": Fraction(1, 3)})
+    katib.report_metrics({"loss": np.float32(0.1), "accuracy": 2})
+    samples = Collector("Push", NAMES, output=tmp_path / "x", push_file=push).collect()
+    assert [(s.metric, s.value) for s in samples] == [
+        ("loss", "1.0"), ("accuracy", "0.3333333333333333"), ("loss", "0.1"), ("accuracy", "2")]
+    with pytest.raises(ValueError, match="'timestamp' is not a metric name"):
+        katib.report_metrics({"timestamp": 3, "loss": 0.5})
+
+
 def test_report_metrics_outside_a_trial_says_why(monkeypatch):
     import katib
 

@@ -1,0 +1,65 @@
+"""The HTTP servers' write deadline (``katib._httpguard.timely_h11``): an answer its client
+stops reading is dropped after ``write_seconds``, with the connection. A client that never
+read held the connection, and the whole answer in the server's memory, for ever."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import pytest
+
+uvicorn = pytest.importorskip("uvicorn")
+
+BODY = b"x" * (16 << 20)
+CHUNK = 256 << 10
+
+
+def test_an_answer_its_client_does_not_read_is_dropped_after_the_write_deadline():
+    from katib._httpguard import timely_h11
+
+    answered = threading.Event()  # the app's last send returned: the server let the answer go
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", str(len(BODY)).encode())]})
+        for i in range(0, len(BODY), CHUNK):  # each send waits while the transport's buffer is full
+            await send({"type": "http.response.body", "body": BODY[i:i + CHUNK], "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+        answered.set()
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="critical",
+                                           http=timely_h11(60.0, write_seconds=0.5)))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.connect(("127.0.0.1", port))
+            s.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            assert answered.wait(20), "the unread answer was held past the write deadline"
+            s.settimeout(5)
+            got = 0
+            try:
+                while chunk := s.recv(1 << 20):
+                    got += len(chunk)
+            except ConnectionResetError:
+                pass
+            assert got < len(BODY)  # dropped, not delivered
+        with socket.create_connection(("127.0.0.1", port)) as s:  # a client that reads gets it all
+            s.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            s.settimeout(20)
+            got = 0
+            while chunk := s.recv(1 << 20):
+                got += len(chunk)
+            assert got > len(BODY)
+    finally:
+        server.should_exit = True
+        thread.join(30)
