@@ -102,10 +102,19 @@ def serve(path: Path, name: str, host: str = "127.0.0.1", port: int = 8080, allo
         where = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors()[:5])
         return JSONResponse(status_code=400, content={"error": f"not an inference request: {where}"})
 
+    async def http_error(_: Any, exc: StarletteHTTPException) -> JSONResponse:
+        # FastAPI's own 4xx (a body that is not JSON, an unknown path, a method not allowed),
+        # in the protocol's {"error": …} as every other answer, not {"detail": …}
+        detail = exc.detail if exc.detail != "There was an error parsing the body" else "the body is not JSON"
+        return JSONResponse(status_code=exc.status_code, content={"error": str(detail)}, headers=exc.headers)
+
     import warnings
+
+    from starlette.exceptions import HTTPException as StarletteHTTPException
 
     warnings.filterwarnings("ignore", message="ORJSONResponse is deprecated")  # KServe's choice, not the user's
     app.add_exception_handler(RequestValidationError, not_a_request)  # FastAPI's 422 is not the protocol's body
+    app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_middleware(_JsonByDefault)
     app.add_middleware(_Guard, host=host, max_body=max_body, allowed_hosts=allowed_hosts)
 

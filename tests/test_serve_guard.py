@@ -167,6 +167,10 @@ def test_parts_of_a_request_kserve_would_ignore_or_copy_get_400_naming_them(serv
     assert response.status_code == 400 and "instances" in response.text, response.text[:300]
     response = httpx.post(infer, json={**body, "outputs": [{"name": "output-0"}]})
     assert response.status_code == 200 and len(response.json()["outputs"]) == 1
+    for broken in (b"{" * 1000 + b"}" * 1000, b'{"inputs": \xff}'):  # FastAPI's own 400, as the protocol's error
+        response = httpx.post(infer, content=broken, headers={"content-type": "application/json"})
+        assert response.status_code == 400 and list(response.json()) == ["error"], response.text
+    assert httpx.delete(infer).json() == {"error": "Method Not Allowed"}
 
 
 def test_served_on_every_address_a_page_of_another_name_cannot_use_it():
