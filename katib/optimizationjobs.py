@@ -58,10 +58,18 @@ def stored_experiment(store: Store, doc: Any, namespace: str | None = None) -> E
 
 
 def _conditions(rec: ExperimentRecord) -> list[dict[str, Any]]:
+    """The experiment's conditions as an OptimizationJob's: Succeeded is Complete, unless the
+    run ended with no result (no trial reported the objective: every one failed, say), which
+    is Failed (``NoTrialSucceeded``). Katib calls such an experiment Succeeded; a caller of
+    an OptimizationJob waits for Complete (the Kubeflow SDK does) and takes it as a result."""
+    best = rec.status.current_optimal_trial
+    no_result = not (best is not None and best.best_trial_name) and not rec.status.pareto_front
     out = []
     for c in rec.status.conditions:
-        kind = {"Succeeded": "Complete"}.get(c.type, c.type)
-        out.append({"type": kind, "status": c.status, "reason": c.reason or kind,
+        kind, reason = {"Succeeded": "Complete"}.get(c.type, c.type), c.reason
+        if kind == "Complete" and c.status == "True" and no_result:
+            kind, reason = "Failed", "NoTrialSucceeded"
+        out.append({"type": kind, "status": c.status, "reason": reason or kind,
                     "message": c.message or "", "lastTransitionTime": c.last_transition_time})
     return out
 

@@ -103,3 +103,26 @@ def test_katib_run_of_its_experiment_as_katib_get_prints_it_is_accepted_and_a_ne
     store = Store(str(tmp_path / "k.db"))
     assert [r.name for r in store.list_experiments("default")] == [name]
     store.close()
+
+
+def test_an_optimization_job_whose_trials_all_failed_is_failed_not_complete(tmp_path):
+    """Katib calls an experiment that ran out of trials Succeeded, results or not; as an
+    OptimizationJob that was Complete=True with no result, which a caller waiting for
+    Complete (the Kubeflow SDK) takes for one."""
+    from katib.optimizationjobs import optimization_job_object
+
+    doc = yaml.safe_load((DATA / "optimizationjob-sample.yaml").read_text())
+    doc["spec"].update(numTrials=2, parallelTrials=2)
+    global TRAIN
+    TRAIN, kept = "import sys; sys.exit(3)\n", TRAIN
+    try:
+        result, store, name = run(tmp_path, doc)
+    finally:
+        TRAIN = kept
+    assert result.returncode != 0, result.stdout[-2000:] + result.stderr[-2000:]
+    [rec] = store.list_experiments("default")
+    job = optimization_job_object(rec, store.list_trials(rec.id))
+    assert job is not None and "result" not in job["status"]
+    ended = {c["type"]: (c["status"], c["reason"]) for c in job["status"]["conditions"]}
+    assert ended.get("Failed") == ("True", "NoTrialSucceeded") and "Complete" not in ended, ended
+    store.close()

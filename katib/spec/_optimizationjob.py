@@ -65,6 +65,22 @@ def _str_len(value: Any, path: str, low: int = 1, high: int = 64) -> list[FieldE
     return []
 
 
+def _unknown(value: dict[str, Any], known: set[str], path: str) -> list[FieldError]:
+    """A field this level of an OptimizationJob does not have: refused, as the API server's
+    strict field validation does (a misspelt ``seed`` or a ``goal`` was dropped unsaid)."""
+    return [FieldError(f"{path}.{k}" if path else k, f"unknown field (known here: {', '.join(sorted(known)) or 'none'})")
+            for k in sorted(map(str, set(value) - known))]
+
+
+def _strings(value: Any, path: str) -> list[FieldError]:
+    """``labels`` or ``annotations``: a mapping of strings, if given."""
+    if value is None:
+        return []
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        return [FieldError(path, "must be a mapping of strings to strings")]
+    return []
+
+
 def _int_field(spec: dict[str, Any], field: str, errors: list[FieldError]) -> int:
     value = spec.get(field, 1)
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -87,6 +103,9 @@ def _space_errors(space: Any, path: str) -> list[FieldError]:
     p = f"{path}.{kind}"
     if not isinstance(body, dict):
         return [FieldError(p, "must be a mapping")]
+    unknown_fields = _unknown(body, {"choices"} if kind == "categorical" else {"min", "max", "type"}, p)
+    if unknown_fields:
+        return unknown_fields
     if kind == "categorical":
         choices = body.get("choices")
         if not isinstance(choices, list) or not 1 <= len(choices) <= 100:
@@ -115,10 +134,17 @@ def _space_errors(space: Any, path: str) -> list[FieldError]:
 
 def optimization_job_errors(doc: dict[str, Any]) -> list[FieldError]:
     """Upstream's field rules, but for the limits lifted on purpose (``LIFTED``)."""
-    errors: list[FieldError] = []
+    errors = _unknown(doc, {"apiVersion", "kind", "metadata", "spec", "status"}, "")
+    if doc.get("apiVersion") != f"{API_GROUP}/v1alpha1":
+        errors.append(FieldError("apiVersion", f"must be {API_GROUP}/v1alpha1 (got {doc.get('apiVersion')!r})"))
+    meta = doc.get("metadata")
+    if meta is not None and not isinstance(meta, dict):
+        errors.append(FieldError("metadata", "must be a mapping"))
+    elif meta is not None:
+        errors += _strings(meta.get("labels"), "metadata.labels") + _strings(meta.get("annotations"), "metadata.annotations")
     spec = doc.get("spec")
     if not isinstance(spec, dict):
-        return [FieldError("spec", "is required")]
+        return [*errors, FieldError("spec", "is required")]
     objectives = spec.get("objectives")
     if not isinstance(objectives, list) or not 1 <= len(objectives) <= MAX_OBJECTIVES:
         errors.append(FieldError("spec.objectives", f"must list 1 to {MAX_OBJECTIVES} objectives (upstream allows 1; katib lifts it)"))
@@ -129,10 +155,12 @@ def optimization_job_errors(doc: dict[str, Any]) -> list[FieldError]:
         if not isinstance(o, dict):
             errors.append(FieldError(p, "must be a mapping with metric and direction"))
             continue
+        errors += _unknown(o, {"metric", "direction"}, p)
         errors += _str_len(o.get("metric"), f"{p}.metric")
-        if o.get("metric") in metrics:
+        if isinstance(o.get("metric"), str) and o["metric"] in metrics:
             errors.append(FieldError(f"{p}.metric", f"duplicate metric {o.get('metric')!r} (objectives are keyed by metric)"))
-        metrics.add(o.get("metric"))
+        if isinstance(o.get("metric"), str):
+            metrics.add(o["metric"])
         if str(o.get("direction", "Minimize")).capitalize() not in ("Maximize", "Minimize"):
             errors.append(FieldError(f"{p}.direction", f"must be Maximize or Minimize (got {o.get('direction')!r})"))
     parameters = spec.get("parameters")
@@ -145,12 +173,16 @@ def optimization_job_errors(doc: dict[str, Any]) -> list[FieldError]:
         if not isinstance(prm, dict):
             errors.append(FieldError(p, "must be a mapping with name and searchSpace"))
             continue
+        errors += _unknown(prm, {"name", "searchSpace"}, p)
         errors += _str_len(prm.get("name"), f"{p}.name")
-        if prm.get("name") in names:
+        if not isinstance(prm.get("name"), str):
+            pass  # said above
+        elif prm["name"] in names:
             errors.append(FieldError(f"{p}.name", f"duplicate parameter {prm.get('name')!r}"))
         elif isinstance(prm.get("name"), str) and env_name(prm["name"]) in {env_name(n) for n in names}:
             errors.append(FieldError(f"{p}.name", f"{prm['name']!r} makes the same variable {env_name(prm['name'])} as another parameter"))
-        names.add(str(prm.get("name")))
+        if isinstance(prm.get("name"), str):
+            names.add(prm["name"])
         errors += _space_errors(prm.get("searchSpace"), f"{p}.searchSpace")
     num, parallel = _int_field(spec, "numTrials", errors), _int_field(spec, "parallelTrials", errors)
     if parallel > num:
@@ -160,7 +192,13 @@ def optimization_job_errors(doc: dict[str, Any]) -> list[FieldError]:
         errors.append(FieldError("spec.searchAlgorithm", "must be a mapping: random, grid or katib"))
     else:
         chosen = [k for k in ("random", "grid", "katib") if algorithm.get(k) is not None]
-        if len(chosen) != 1 or set(algorithm) - {"random", "grid", "katib"}:
+        body = algorithm.get(chosen[0]) if len(chosen) == 1 else None
+        known = {"random": {"seed"}, "grid": set(), "katib": {"algorithmName", "algorithmSettings"}}
+        if len(chosen) == 1 and not isinstance(body, dict):
+            errors.append(FieldError(f"spec.searchAlgorithm.{chosen[0]}", "must be a mapping"))
+        elif len(chosen) == 1 and _unknown(body, known[chosen[0]], f"spec.searchAlgorithm.{chosen[0]}"):
+            errors += _unknown(body, known[chosen[0]], f"spec.searchAlgorithm.{chosen[0]}")
+        elif len(chosen) != 1 or set(algorithm) - {"random", "grid", "katib"}:
             errors.append(FieldError("spec.searchAlgorithm", f"must set exactly one of random, grid and katib (got {', '.join(sorted(algorithm)) or 'none'})"))
         elif chosen == ["grid"] and any(isinstance(p, dict) and "categorical" not in (p.get("searchSpace") or {}) for p in parameters):
             errors.append(FieldError("spec.searchAlgorithm.grid", "Grid search requires all parameters to be Categorical; Uniform and LogUniform are not supported."))
@@ -174,10 +212,21 @@ def optimization_job_errors(doc: dict[str, Any]) -> list[FieldError]:
     if not isinstance(template, dict) or not isinstance(template.get("spec"), dict):
         errors.append(FieldError("spec.trainJobTemplate.spec", "is required (a TrainJob's spec)"))
     else:
-        meta = template.get("metadata") or {}
+        errors += _unknown(template, {"metadata", "spec"}, "spec.trainJobTemplate")
+        job_meta = template.get("metadata") or {}
+        if not isinstance(job_meta, dict):
+            errors.append(FieldError("spec.trainJobTemplate.metadata", "must be a mapping (labels, annotations)"))
+            job_meta = {}
         for field in ("name", "namespace"):
-            if isinstance(meta, dict) and meta.get(field):
+            if job_meta.get(field):
                 errors.append(FieldError(f"spec.trainJobTemplate.metadata.{field}", "name and namespace cannot be set in a template."))
+        errors += _strings(job_meta.get("labels"), "spec.trainJobTemplate.metadata.labels")
+        errors += _strings(job_meta.get("annotations"), "spec.trainJobTemplate.metadata.annotations")
+        trainer = template["spec"].get("trainer")
+        if trainer is not None and not isinstance(trainer, dict):
+            errors.append(FieldError("spec.trainJobTemplate.spec.trainer", "must be a mapping (a TrainJob's trainer)"))
+        elif isinstance(trainer, dict) and trainer.get("env") is not None and not isinstance(trainer["env"], list):
+            errors.append(FieldError("spec.trainJobTemplate.spec.trainer.env", "must be a list of {name, value}"))
     unknown = sorted(set(spec) - {"objectives", "searchAlgorithm", "parameters", "numTrials", "parallelTrials",
                                   "trainJobTemplate", "earlyStopping"})
     errors += [FieldError(f"spec.{u}", "unknown field of an OptimizationJob") for u in unknown]

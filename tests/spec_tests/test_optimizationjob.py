@@ -186,3 +186,31 @@ def test_one_reading_of_the_source_annotation_for_admission_the_view_and_the_sto
         assert optimization_job_of(doc(value)) is None
     assert optimization_job_source_text(doc(7)) is None and optimization_job_source_text(doc("x")) == "x"
     assert optimization_job_of({"metadata": []}) is None and optimization_job_of([]) is None
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    # each was a 500 (a TypeError or AttributeError in the conversion) through the API, and a stack trace through the CLI
+    (lambda d: d["spec"]["objectives"][0].update(metric=["loss"]), "spec.objectives[0].metric: is required (a string)"),
+    (lambda d: d["spec"]["parameters"][0].update(name=["lr"]), "spec.parameters[0].name: is required (a string)"),
+    (lambda d: d["spec"].update(searchAlgorithm={"random": [1]}), "spec.searchAlgorithm.random: must be a mapping"),
+    (lambda d: d.update(metadata="x"), "metadata: must be a mapping"),
+    (lambda d: d["metadata"].update(annotations=[1]), "metadata.annotations: must be a mapping of strings to strings"),
+    (lambda d: d["spec"]["trainJobTemplate"].update(metadata=[1]), "spec.trainJobTemplate.metadata: must be a mapping"),
+    (lambda d: d["spec"]["trainJobTemplate"].update(metadata={"labels": [1]}),
+     "spec.trainJobTemplate.metadata.labels: must be a mapping of strings"),
+    (lambda d: d["spec"]["trainJobTemplate"]["spec"].update(trainer="x"), "spec.trainJobTemplate.spec.trainer: must be a mapping"),
+    # each was accepted, and the field dropped without a word
+    (lambda d: d["spec"]["objectives"][0].update(goal=0.1), "spec.objectives[0].goal: unknown field"),
+    (lambda d: d["spec"]["parameters"][0].update(typo=1), "spec.parameters[0].typo: unknown field"),
+    (lambda d: d["spec"]["parameters"][0]["searchSpace"]["logUniform"].update(step="0.1"),
+     "spec.parameters[0].searchSpace.logUniform.step: unknown field"),
+    (lambda d: d["spec"].update(searchAlgorithm={"random": {"sed": 5}}), "spec.searchAlgorithm.random.sed: unknown field"),
+    (lambda d: d["spec"]["trainJobTemplate"].update(typo=1), "spec.trainJobTemplate.typo: unknown field"),
+    (lambda d: d.update(typo=1), "typo: unknown field"),
+    (lambda d: d.update(apiVersion="trainer.kubeflow.org/v9"), "apiVersion: must be trainer.kubeflow.org/v1alpha1"),
+])
+def test_a_malformed_or_unknown_field_is_refused_by_name(change, expected):
+    doc = sample()
+    change(doc)
+    found = errors_of(doc)
+    assert any(expected in e for e in found), found
