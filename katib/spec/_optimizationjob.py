@@ -194,11 +194,11 @@ def optimization_job_errors(doc: dict[str, Any]) -> list[FieldError]:
         chosen = [k for k in ("random", "grid", "katib") if algorithm.get(k) is not None]
         body = algorithm.get(chosen[0]) if len(chosen) == 1 else None
         known = {"random": {"seed"}, "grid": set(), "katib": {"algorithmName", "algorithmSettings"}}
-        unknown = _unknown(body, known[chosen[0]], f"spec.searchAlgorithm.{chosen[0]}") if isinstance(body, dict) else []
+        extra = _unknown(body, known[chosen[0]], f"spec.searchAlgorithm.{chosen[0]}") if isinstance(body, dict) else []
         if len(chosen) == 1 and not isinstance(body, dict):
             errors.append(FieldError(f"spec.searchAlgorithm.{chosen[0]}", "must be a mapping"))
-        elif unknown:
-            errors += unknown
+        elif extra:
+            errors += extra
         elif len(chosen) != 1 or set(algorithm) - {"random", "grid", "katib"}:
             errors.append(FieldError("spec.searchAlgorithm", f"must set exactly one of random, grid and katib (got {', '.join(sorted(algorithm)) or 'none'})"))
         elif chosen == ["grid"] and any(isinstance(p, dict) and "categorical" not in (p.get("searchSpace") or {}) for p in parameters):
