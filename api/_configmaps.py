@@ -27,23 +27,28 @@ def _folder(state: ServerState, namespace: str) -> Path:
     return inside(state.runs_root.parent / "configmaps", namespace)
 
 
-def _path(state: ServerState, namespace: str, name: str) -> Path:
-    if len(name) > 253 or not _NAME.fullmatch(name):
-        raise ValidationError([FieldError("metadata.name", "must be a DNS subdomain: lower-case letters, digits, "
-                                          f"'-' and '.', at most 253 characters (got {name!r})")])
+# Kubernetes allows 253 characters; a file name holds 255 bytes, with ``.json`` 250.
+MAX_NAME = 250
+
+
+def _path(state: ServerState, namespace: str, name: str, field: str = "metadata.name") -> Path:
+    if len(name) > MAX_NAME or not _NAME.fullmatch(name):
+        raise ValidationError([FieldError(field, "must be a DNS subdomain: lower-case letters, digits, '-' and '.', "
+                                          f"at most {MAX_NAME} characters here (got {name[:300]!r})")],
+                              "ConfigMap")
     return inside(_folder(state, namespace), f"{name}.json")
 
 
 def _checked(doc: Any, namespace: str) -> dict[str, Any]:
     if not isinstance(doc, dict) or doc.get("kind", "ConfigMap") != "ConfigMap":
-        raise ValidationError([FieldError("kind", "must be ConfigMap")])
+        raise ValidationError([FieldError("kind", "must be ConfigMap")], "ConfigMap")
     meta: dict[str, Any] = doc["metadata"] if isinstance(doc.get("metadata"), dict) else {}
     if meta.get("namespace") and meta["namespace"] != namespace:
         raise ValidationError([FieldError("metadata.namespace", f"must be {namespace!r}, the namespace in the URL "
-                                          f"(got {meta['namespace']!r})")])
+                                          f"(got {meta['namespace']!r})")], "ConfigMap")
     data = doc.get("data") or {}
     if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
-        raise ValidationError([FieldError("data", "must map keys to strings")])
+        raise ValidationError([FieldError("data", "must map keys to strings")], "ConfigMap")
     return {"apiVersion": "v1", "kind": "ConfigMap",
             "metadata": {**meta, "namespace": namespace, "name": str(meta.get("name") or "")}, "data": data}
 
@@ -59,7 +64,7 @@ def create(state: ServerState, namespace: str, doc: Any) -> dict[str, Any]:
     # Written aside, then linked in: a link fails if the name is taken (two creates at once
     # both passed the check above, and the last one won), and a reader never sees half a
     # file. The listing reads *.json only.
-    aside = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    aside = path.with_name(f".{uuid.uuid4().hex}.tmp")  # not named after it: a long name would not fit
     text = json.dumps(cm)
     try:
         aside.write_text(text)
@@ -93,7 +98,7 @@ def listing(state: ServerState, namespace: str, limit: int | None = None,
     may hold any number of ConfigMaps of up to a request body each: read whole, a viewer's
     list of 60 of 1 MB took 1.75 s and 60 MB, and a few at once held the server."""
     if after is not None:
-        _path(state, namespace, after)  # a name, or a 422 naming it
+        _path(state, namespace, after, "continue")  # a name, or a 422 naming it
     folder = _folder(state, namespace)
     names = sorted(p.name for p in folder.glob("*.json")) if folder.is_dir() else []
     if after is not None:

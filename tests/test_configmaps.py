@@ -100,7 +100,16 @@ def test_the_server_serves_configmaps_and_runs_the_example(sqlite_store, tmp_pat
         assert [c["metadata"]["name"] for c in server.client.get(base).json()["items"]] == ["trial-templates"]
         assert server.client.get(f"{base}/trial-templates").json()["data"] == cm["data"]
         bad = server.client.post(base, json={"kind": "ConfigMap", "metadata": {"name": "Bad_Name"}})
-        assert bad.status_code == 422 and "DNS subdomain" in bad.text
+        assert bad.status_code == 422 and "DNS subdomain" in bad.text and "invalid ConfigMap" in bad.text
+        # the longest names a file holds are served; longer ones were a 500 (the file name too long)
+        for name, status in (("a" * 250, 201), ("b" * 251, 422), ("c" * 253, 422)):
+            answer = server.client.post(base, json={"kind": "ConfigMap", "metadata": {"name": name}, "data": {}})
+            assert answer.status_code == status, (len(name), answer.text[:300])
+        assert server.client.get(f"{base}/{'a' * 250}").status_code == 200
+        assert server.client.get(f"{base}/{'c' * 253}").status_code == 422
+        assert server.client.delete(f"{base}/{'a' * 250}").status_code == 200
+        paged = server.client.get(f"{base}?continue=../x")
+        assert paged.status_code == 422 and "continue" in paged.text, paged.text
         created = server.client.post("/apis/kubeflow.org/v1beta1/namespaces/kubeflow/experiments", json=example())
         assert created.status_code == 201, created.text
         server.wait_for("kubeflow", "trial-configmap-source")
