@@ -248,6 +248,17 @@ def test_a_tick_that_is_not_positive_is_refused_before_anything_runs(tmp_path):
     assert not (tmp_path / "k.db").exists()
 
 
+def test_a_db_manager_beyond_loopback_needs_to_be_asked_for_by_name(tmp_path):
+    """``--grpc-host 0.0.0.0`` served the DBManager, with no authentication, to any host that
+    reached it: every trial's metrics in the store read, reported and deleted."""
+    for command in (("run", str(REPO / "examples" / "random.yaml")), ("resume", "random-example")):
+        r = katib(*command, "--db", str(tmp_path / "k.db"), "--grpc-port", "0", "--grpc-host", "0.0.0.0")
+        said = " ".join(r.stderr.split())
+        assert r.returncode != 0 and "refusing to serve --grpc-port on 0.0.0.0 without authentication" in said, said
+        assert "--allow-unauthenticated" in said
+    assert not (tmp_path / "k.db").exists()
+
+
 def test_a_second_run_of_a_running_experiment_is_refused_before_it_says_anything(tmp_path):
     """It printed "experiment.kubeflow.org/… resumed", then refused."""
     db = str(tmp_path / "k.db")

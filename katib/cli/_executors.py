@@ -92,6 +92,23 @@ GrpcPortOption = typer.Option(
 GrpcHostOption = typer.Option(
     "127.0.0.1", "--grpc-host",
     help="The address --grpc-port listens on (0.0.0.0 for pods or Ray workers on other machines).")
+AllowUnauthenticatedGrpcOption = typer.Option(
+    False, "--allow-unauthenticated",
+    help="Serve --grpc-port on a --grpc-host other than loopback: it has no authentication, and whoever reaches "
+         "it reads, reports and deletes the metrics of every trial in this store.")
+
+
+def grpc_bind_checked(host: str, port: int | None, allow_unauthenticated: bool) -> None:
+    """Refuse a DBManager on an address other than loopback unless asked for by name: it
+    answers anyone who reaches it, for the whole store (``katib server`` refuses the same)."""
+    from katib._httpguard import is_loopback
+
+    if port is not None and not is_loopback(host) and not allow_unauthenticated:
+        raise KatibError(f"refusing to serve --grpc-port on {host} without authentication: whoever reaches it reads, "
+                         "reports and deletes every trial's metrics in this store; keep --grpc-host on loopback, or "
+                         "pass --allow-unauthenticated where only your pods or workers can reach it")
+
+
 DbManagerOption = typer.Option(
     None, "--db-manager-address", metavar="HOST[:PORT]",
     help="With --executor kubernetes: --grpc-port as trial pods reach it, where the File and TensorFlowEvent "

@@ -46,6 +46,7 @@ from katib.cli._app import (
     out,
 )
 from katib.cli._executors import (
+    AllowUnauthenticatedGrpcOption,
     CollectorImageOption,
     DbManagerOption,
     GrpcHostOption,
@@ -54,6 +55,7 @@ from katib.cli._executors import (
     _executor_factory,
     _serve_grpc,
     _start_executor,
+    grpc_bind_checked,
 )
 from katib.errors import ConflictError, KatibError, NotFoundError, ValidationError
 
@@ -381,6 +383,7 @@ def run(
     kueue_priority_class: str | None = KueuePriorityOption,
     grpc_port: int | None = GrpcPortOption,
     grpc_host: str = GrpcHostOption,
+    allow_unauthenticated: bool = AllowUnauthenticatedGrpcOption,
     db_manager_address: str | None = DbManagerOption,
     collector_image: list[str] = CollectorImageOption,
     clean_env: bool = CleanEnvOption,
@@ -391,6 +394,7 @@ def run(
     Running the same file again resumes it; raising maxTrialCount restarts a finished
     experiment whose resumePolicy is LongRunning or FromVolume. With --server the server
     runs it (with its executor, in its --workdir) and this follows it to its end."""
+    grpc_bind_checked(grpc_host, grpc_port, allow_unauthenticated)
     remote = _remote()
     if remote is not None:
         from katib.cli import _follow
@@ -456,11 +460,13 @@ def resume(
     kueue_priority_class: str | None = KueuePriorityOption,
     grpc_port: int | None = GrpcPortOption,
     grpc_host: str = GrpcHostOption,
+    allow_unauthenticated: bool = AllowUnauthenticatedGrpcOption,
     db_manager_address: str | None = DbManagerOption,
     collector_image: list[str] = CollectorImageOption,
     clean_env: bool = CleanEnvOption,
 ) -> None:
     """Carry on with an experiment whose controller stopped or died."""
+    grpc_bind_checked(grpc_host, grpc_port, allow_unauthenticated)
     remote = _remote()
     if remote is not None:
         from katib.cli import _follow
