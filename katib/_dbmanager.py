@@ -21,6 +21,7 @@ refused (``FAILED_PRECONDITION``) rather than guessed.
 from __future__ import annotations
 
 import json
+import math
 import re
 from datetime import UTC, datetime
 from pathlib import Path
@@ -49,7 +50,12 @@ def parse_rfc3339(text: str) -> float:
     if not _RFC3339.fullmatch(text):
         raise ValueError(f'parsing time "{text}" as RFC 3339: it needs a date, a time and an offset '
                          '(2006-01-02T15:04:05Z07:00)')
-    return datetime.fromisoformat(text.replace("z", "Z")).timestamp()
+    ts = datetime.fromisoformat(text.replace("z", "Z")).timestamp()
+    try:
+        datetime.fromtimestamp(ts, UTC)  # what format_rfc3339 answers it with
+    except (OverflowError, ValueError, OSError):
+        raise ValueError(f'time "{text}" is outside the years 1 to 9999 in UTC') from None
+    return ts
 
 
 def format_rfc3339(ts: float) -> str:
@@ -63,6 +69,16 @@ def format_rfc3339(ts: float) -> str:
     if dt.microsecond:
         text += "." + f"{dt.microsecond:06d}".rstrip("0")
     return text + "Z"
+
+
+UNAVAILABLE = "unavailable"  # Katib's metrics collector's value for a metric it did not find
+
+
+def _finite(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
 
 
 def _pb() -> Any:
@@ -126,8 +142,19 @@ class DBManagerServicer:
             if trial.state not in _OPEN:
                 context.abort(grpc.StatusCode.FAILED_PRECONDITION,
                               f"trial {rec.namespace}/{trial.name} is {trial.state}: it takes no more metrics")
+            for i, r in enumerate(rows):  # what the trial's collector reads back, as a REST push checks
+                where = f"observation_log.metric_logs[{i}].metric"
+                if r.value == UNAVAILABLE:  # Katib's collector: the metric was not found (left out below)
+                    continue
+                if r.metric_name == "timestamp":
+                    context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                  f"{where}.name: 'timestamp' is not a metric name (it is each record's time)")
+                if not _finite(r.value):
+                    context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                  f"{where}.value: {r.metric_name} must be a finite number (got {r.value[:80]!r})")
             path = self.layout.push_file(rec.namespace, rec.name, trial.name)
-            data = "".join(json.dumps({"timestamp": r.time, r.metric_name: r.value}) + "\n" for r in rows).encode()
+            data = "".join(json.dumps({"timestamp": r.time, r.metric_name: r.value}) + "\n"
+                           for r in rows if r.value != UNAVAILABLE).encode()
             held = append_pushed(path, data, self.push_bytes)
             if held is not None:
                 context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,

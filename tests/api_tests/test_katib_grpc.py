@@ -89,6 +89,15 @@ def test_db_manager_skips_logs_without_time_and_refuses_bad_times(grpc_server):
     assert "metric_logs[0].time_stamp: Error parsing start time yesterday" in bad.details()
     bad = rpc_error(stub.GetObservationLog, pb.GetObservationLogRequest(trial_name="test1-trial2", end_time="2019"))
     assert bad.code() == grpc.StatusCode.INVALID_ARGUMENT and bad.details().startswith("end_time: ")
+    # a time past the years 1-9999 in UTC was stored, and every read of the trial's log then failed (UNKNOWN)
+    for stamp in ("0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"):
+        bad = rpc_error(stub.ReportObservationLog, pb.ReportObservationLogRequest(
+            trial_name="test1-trial2", observation_log=logs(("loss", "1"), stamp=stamp)))
+        assert bad.code() == grpc.StatusCode.INVALID_ARGUMENT and "outside the years 1 to 9999" in bad.details()
+    zero = logs(("loss", "0.4"), stamp="0001-01-01T00:00:00Z")  # Katib's zero time is a time
+    stub.ReportObservationLog(pb.ReportObservationLogRequest(trial_name="test1-trial2", observation_log=zero))
+    got = stub.GetObservationLog(pb.GetObservationLogRequest(trial_name="test1-trial2"))
+    assert [m.metric.value for m in got.observation_log.metric_logs] == ["0.4", "0.3"]
 
 
 def test_a_foreign_trials_log_holds_and_answers_a_bounded_number_of_rows(grpc_server, monkeypatch):
@@ -190,6 +199,15 @@ def test_reports_reach_running_trials_and_set_trial_status_stops_one(grpc_server
     stub = db(grpc_server)
     stub.ReportObservationLog(pb.ReportObservationLogRequest(
         trial_name=first, observation_log=logs(("loss", "0.25"), stamp="2026-01-02T03:04:05.5Z")))
+    # what the trial's collector would drop is refused, as a REST push refuses it (it was OK, then lost);
+    # Katib's collector's "unavailable" (the metric not found) is left out
+    for name, value, said in (("loss", "abc", "value: loss must be a finite number"),
+                              ("loss", "nan", "value: loss must be a finite number"),
+                              ("timestamp", "0.1", "name: 'timestamp' is not a metric name")):
+        bad = rpc_error(stub.ReportObservationLog, pb.ReportObservationLogRequest(
+            trial_name=first, observation_log=logs((name, value))))
+        assert bad.code() == grpc.StatusCode.INVALID_ARGUMENT and said in bad.details(), bad.details()
+    stub.ReportObservationLog(pb.ReportObservationLogRequest(trial_name=first, observation_log=logs(("loss", "unavailable"))))
     es = api_pb2_grpc.EarlyStoppingStub(grpc.insecure_channel(grpc_server.grpc))
     es.SetTrialStatus(pb.SetTrialStatusRequest(trial_name=second))
     wait_trials(grpc_server, "grpc-live", {"EarlyStopped"}, 1)
