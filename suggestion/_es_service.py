@@ -6,9 +6,17 @@ reports (read from the DB manager at ``db_manager_address``, as Katib's service 
 compared ``LESS`` when maximising and ``GREATER`` when minimising, once a trial has made
 ``start_step`` reports. No rule until ``min_trials_required`` trials have succeeded. The
 settings are read at an experiment's first call, and each trial's average is kept, as in
-Katib's service; one server keeps them per experiment name (Katib runs one service per
-experiment). Two deliberate differences: a succeeded trial without reports, and values
-that are not numbers, are skipped (Katib's service divides by zero / fails the call).
+Katib's service; one server keeps them per experiment name, DB manager, objective and
+settings (Katib runs one service per experiment), for at most ``MAX_EXPERIMENTS``
+experiments, and the mean is over the trials the request names (Katib's requests name all
+of them): a caller of the same name with another DB manager or other settings, or naming
+other trials, changes no one else's rule. Two deliberate differences: a succeeded trial
+without reports, and values that are not numbers, are skipped (Katib's service divides by
+zero / fails the call).
+
+Bounded cost: names of at most 253 characters, at most ``MAX_TRIALS`` trials a request, at
+most ``MAX_BUSY`` rule requests at once (the others are RESOURCE_EXHAUSTED: they share the
+server's workers with Suggestion and health), each answered within ``RULE_SECONDS``.
 
 ``SetTrialStatus`` stops a running trial early through ``set_trial_status`` (the server's
 controllers); without one (``katib suggestion serve`` alone) it says that it cannot.
@@ -17,6 +25,8 @@ controllers); without one (``katib suggestion serve`` alone) it says that it can
 from __future__ import annotations
 
 import threading
+import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +35,11 @@ SERVICE_NAME = "api.v1.beta1.EarlyStopping"
 SUCCEEDED = 2  # TrialStatus.TrialConditionType.SUCCEEDED
 _MAXIMIZE = 2
 _LESS, _GREATER = 2, 3
+MAX_EXPERIMENTS = 256  # kept, least recently asked dropped first
+MAX_TRIALS = 100_000  # a request's trials
+MAX_NAME = 253
+MAX_BUSY = 2  # GetEarlyStoppingRules at once; the server has 4 workers for every service
+RULE_SECONDS = 120.0  # the most one request waits on the DB manager, all its reads together
 
 
 def _pb() -> Any:
@@ -76,11 +91,12 @@ class EarlyStoppingServicer:
     """``api.v1.beta1.EarlyStopping`` with Katib's medianstop."""
 
     def __init__(self, set_trial_status: Callable[[str], str | None] | None = None,
-                 fetch: Callable[[str, str, str], list[str]] = fetch_over_grpc) -> None:
+                 fetch: Callable[[str, str, str, float], list[str]] = fetch_over_grpc) -> None:
         self._set_trial_status = set_trial_status
         self._fetch = fetch
-        self._experiments: dict[str, _Experiment] = {}
+        self._experiments: OrderedDict[tuple[Any, ...], _Experiment] = OrderedDict()
         self._lock = threading.Lock()
+        self._busy = threading.BoundedSemaphore(MAX_BUSY)
 
     def ValidateEarlyStoppingSettings(self, request: Any, context: Any) -> Any:  # noqa: N802 - gRPC's name
         import grpc
@@ -98,11 +114,14 @@ class EarlyStoppingServicer:
         import grpc
 
         spec = request.experiment.spec
-        with self._lock:
-            known = self._experiments.get(request.experiment.name)
-        if known is not None:
-            return known
         es = spec.early_stopping
+        key = (request.experiment.name, request.db_manager_address, spec.objective.objective_metric_name,
+               spec.objective.type, es.algorithm_name, tuple((x.name, x.value) for x in es.algorithm_settings))
+        with self._lock:
+            known = self._experiments.get(key)
+            if known is not None:
+                self._experiments.move_to_end(key)
+                return known
         if es.algorithm_name not in ("", "medianstop"):
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"unknown algorithm name {es.algorithm_name}")
         valid, message = validate_medianstop_settings(es.algorithm_settings)
@@ -117,18 +136,46 @@ class EarlyStoppingServicer:
             comparison=_LESS if spec.objective.type == _MAXIMIZE else _GREATER,
             metric=spec.objective.objective_metric_name, address=request.db_manager_address)
         with self._lock:
-            return self._experiments.setdefault(request.experiment.name, state)
+            kept = self._experiments.setdefault(key, state)
+            self._experiments.move_to_end(key)
+            while len(self._experiments) > MAX_EXPERIMENTS:
+                self._experiments.popitem(last=False)
+            return kept
 
     def GetEarlyStoppingRules(self, request: Any, context: Any) -> Any:  # noqa: N802
         import grpc
 
+        if len(request.experiment.name) > MAX_NAME:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"experiment.name: at most {MAX_NAME} characters")
+        if len(request.trials) > MAX_TRIALS:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                          f"trials: at most {MAX_TRIALS} a request (got {len(request.trials)})")
+        for i, trial in enumerate(request.trials):
+            if len(trial.name) > MAX_NAME:
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"trials[{i}].name: at most {MAX_NAME} characters")
+        if not self._busy.acquire(blocking=False):
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                          f"{MAX_BUSY} early-stopping requests are being answered; ask again shortly")
+        try:
+            return self._rules(request, context)
+        finally:
+            self._busy.release()
+
+    def _rules(self, request: Any, context: Any) -> Any:
+        import grpc
+
         pb = _pb()
         exp = self._experiment(request, context)
+        deadline = time.monotonic() + RULE_SECONDS
         for trial in request.trials:
             if trial.name in exp.averages or trial.status.condition != SUCCEEDED:
                 continue
+            left = deadline - time.monotonic()
+            if left <= 0:
+                context.abort(grpc.StatusCode.DEADLINE_EXCEEDED,
+                              f"the DB manager at {exp.address} took more than {RULE_SECONDS:.0f} s to answer")
             try:
-                values = self._fetch(exp.address, trial.name, exp.metric)
+                values = self._fetch(exp.address, trial.name, exp.metric, left)
             except grpc.RpcError as exc:
                 context.abort(grpc.StatusCode.UNAVAILABLE,
                               f"the DB manager at {exp.address}: {exc.code().name}: {exc.details()}")
@@ -141,8 +188,10 @@ class EarlyStoppingServicer:
             if numbers:
                 exp.averages[trial.name] = sum(numbers) / len(numbers)
         reply = pb.GetEarlyStoppingRulesReply()
-        if exp.averages and len(exp.averages) >= exp.min_trials_required:
-            mean = sum(exp.averages.values()) / len(exp.averages)
+        named = {t.name for t in request.trials}
+        averages = [v for name, v in exp.averages.items() if name in named]
+        if averages and len(averages) >= exp.min_trials_required:
+            mean = sum(averages) / len(averages)
             reply.early_stopping_rules.append(pb.EarlyStoppingRule(
                 name=exp.metric, value=str(mean), comparison=exp.comparison, start_step=exp.start_step))
         return reply

@@ -299,6 +299,45 @@ def test_rule_is_the_mean_of_first_start_step_averages_read_from_the_db_manager(
     assert bad.code() == grpc.StatusCode.INVALID_ARGUMENT and "Invalid Katib DB manager service address" in bad.details()
 
 
+def test_a_caller_of_the_same_name_with_its_own_db_manager_changes_no_one_elses_rule():
+    """The rule's settings and DB manager were taken from the first call for an experiment
+    name, and its mean over every trial any call had named: a caller who asked first for
+    ``victim`` with a DB manager of its own (loss 1000) and min_trials_required=1 made the
+    victim's rule 1000. Now each (name, DB manager, objective, settings) keeps its own, and
+    the mean is over the trials the request names."""
+    from suggestion._es_service import EarlyStoppingServicer
+
+    class Aborted(Exception):
+        pass
+
+    class Context:
+        def abort(self, code, details):
+            raise Aborted(code, details)
+
+    def fetch(address, trial, metric, timeout=None):
+        return ["1000"] if address == "evil:1" else ["0.5"]
+
+    service = EarlyStoppingServicer(fetch=fetch)
+    done = pb.TrialStatus(condition=pb.TrialStatus.SUCCEEDED)
+    planted = service.GetEarlyStoppingRules(pb.GetEarlyStoppingRulesRequest(
+        experiment=es_experiment("victim", min_trials_required="1"), trials=[pb.Trial(name="x-1", status=done)],
+        db_manager_address="evil:1"), Context())
+    assert [r.value for r in planted.early_stopping_rules] == ["1000.0"]
+    trials = [pb.Trial(name=f"victim-{i}", status=done) for i in range(3)]
+    reply = service.GetEarlyStoppingRules(pb.GetEarlyStoppingRulesRequest(
+        experiment=es_experiment("victim", min_trials_required="3"), trials=trials, db_manager_address="db:6789"),
+        Context())
+    assert [r.value for r in reply.early_stopping_rules] == ["0.5"]
+    # the same name, DB manager and settings, but naming other trials: the rule is over those
+    other = service.GetEarlyStoppingRules(pb.GetEarlyStoppingRulesRequest(
+        experiment=es_experiment("victim", min_trials_required="3"), trials=trials[:2], db_manager_address="db:6789"),
+        Context())
+    assert list(other.early_stopping_rules) == []
+    with pytest.raises(Aborted, match="experiment.name: at most 253"):
+        service.GetEarlyStoppingRules(pb.GetEarlyStoppingRulesRequest(
+            experiment=es_experiment("v" * 254), trials=trials, db_manager_address="db:6789"), Context())
+
+
 # -- Suggestion: exactly as many as asked ------------------------------------------------
 
 def grid_request(count: int, done: int) -> pb.GetSuggestionsRequest:
