@@ -87,7 +87,7 @@ def choose(space: SearchSpace, n_objectives: int, constrained: bool, completed: 
     if constrained:
         return Choice("tpe", "constraints")
     if len(numeric) < len(space.dims):
-        if math.isinf(space.size()):
+        if space.infinite:
             return Choice("tpe", "list or categorical parameters")
         if completed < LOCAL_SEARCH_AFTER:
             return Choice("tpe", f"a finite space with list or categorical parameters, "
@@ -114,7 +114,7 @@ def _unseen_near(space: SearchSpace, params: dict[str, str], point: Any, seen: s
     else any free point."""
     import numpy as np
 
-    if not math.isinf(space.size()):
+    if not space.infinite:
         near = space.nearest_free(params, seen, rng)
         return near if near is not None else space.free_point(seen, rng)
     for _ in range(100):

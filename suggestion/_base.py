@@ -220,7 +220,7 @@ class Algorithm(ABC):
         from ._space import SearchSpace
 
         space = SearchSpace.from_experiment(experiment)
-        if math.isinf(space.size()):
+        if space.infinite:
             return False
         return len({space.key(t.parameters) for t in trials}) >= space.size()
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -40,7 +39,7 @@ class RandomSearch(Algorithm):
 
         rng = np.random.default_rng(None if seed is None else [seed, len(trials)])
         space = SearchSpace.from_experiment(experiment)
-        if math.isinf(space.size()):  # a continuous dimension: a repeat has probability zero
+        if space.infinite:  # a continuous dimension: a repeat has probability zero
             return [Assignment(space.sample(rng)) for _ in range(count)]
         seen = {space.key(t.parameters) for t in trials}
         free = space.size() - len(seen)

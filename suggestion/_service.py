@@ -47,7 +47,13 @@ def experiment_from_proto(pb: Any) -> tuple[Experiment, dict[str, Any]]:
     settings = []
     for s in spec.algorithm.algorithm_settings:
         if s.name == STATE_SETTING:
-            state = json.loads(s.value or "{}")
+            try:
+                state = json.loads(s.value or "{}")
+            except RecursionError:  # nested past what the parser follows
+                raise ValueError(f"{STATE_SETTING}: nested too deep") from None
+            if not isinstance(state, dict):
+                raise ValueError(f"{STATE_SETTING}: must be a JSON object (a state this service wrote), "
+                                 f"not {type(state).__name__}")
         else:
             settings.append({"name": s.name, "value": s.value})
     doc: dict[str, Any] = {
@@ -65,6 +71,10 @@ def experiment_from_proto(pb: Any) -> tuple[Experiment, dict[str, Any]]:
     }
     if spec.objective.goal:
         doc["spec"]["objective"]["goal"] = spec.objective.goal
+    limits = Limits.from_env()
+    problem = limits.exceeded("parameters", len(spec.parameter_specs.parameters), "parameters")
+    if problem:
+        raise ValueError(f"experiment.spec.parameter_specs.parameters: {problem}")
     params = [_parameter(p) for p in spec.parameter_specs.parameters]
     if params:
         doc["spec"]["parameters"] = params
@@ -89,8 +99,14 @@ def _parameter(p: Any) -> dict[str, Any]:
     fs = p.feasible_space
     space: dict[str, Any] = {k: v for k, v in (("min", fs.min), ("max", fs.max), ("step", fs.step)) if v}
     if len(fs.list):
+        problem = Limits.from_env().exceeded("list_values", len(fs.list), "values")
+        if problem:
+            raise ValueError(f"parameter {p.name[:100]!r}: feasible_space.list: {problem}")
         space["list"] = list(fs.list)
     if fs.distribution:
+        if fs.distribution not in _DISTRIBUTIONS:
+            raise ValueError(f"parameter {p.name[:100]!r}: feasible_space.distribution: unknown value "
+                             f"{fs.distribution} (1 uniform, 2 logUniform, 3 normal, 4 logNormal)")
         space["distribution"] = _DISTRIBUTIONS[fs.distribution]
     return {"name": p.name, "parameterType": _TYPES.get(p.parameter_type, "unknown"), "feasibleSpace": space}
 

@@ -169,7 +169,13 @@ class SearchSpace:
         return cls([Dimension.from_spec(p) for p in experiment.spec.parameters or []])
 
     def size(self) -> float:
+        """How many points: ``math.inf``, or an exact int (which may pass what a float holds:
+        ask ``infinite``, not ``math.isinf(size())``, which overflows on 2^1025 points)."""
         return math.prod(d.size() for d in self.dims)
+
+    @property
+    def infinite(self) -> bool:
+        return any(math.isinf(d.size()) for d in self.dims)
 
     def sample(self, rng: np.random.Generator) -> dict[str, str]:
         return {d.name: d.sample(rng) for d in self.dims}

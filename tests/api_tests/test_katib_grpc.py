@@ -412,3 +412,41 @@ def test_a_custom_collector_reports_to_the_servers_grpc_port(grpc_server):
     assert (trial.state, trial.objective) == ("Succeeded", 0.375), trial.conditions
     [log] = list(grpc_server.tmp.rglob(f"{trial.name}/metrics-collector.log"))
     assert f"to {grpc_server.grpc}" in log.read_text()
+
+
+def _random_request(parameters: list, state: str | None = None, algorithm: str = "random") -> pb.GetSuggestionsRequest:
+    spec = pb.ExperimentSpec(objective=pb.ObjectiveSpec(type=pb.MINIMIZE, objective_metric_name="loss"),
+                             algorithm=pb.AlgorithmSpec(algorithm_name=algorithm), parallel_trial_count=1)
+    if state is not None:
+        from suggestion._service import STATE_SETTING
+
+        spec.algorithm.algorithm_settings.append(pb.AlgorithmSetting(name=STATE_SETTING, value=state))
+    spec.parameter_specs.parameters.extend(parameters)
+    return pb.GetSuggestionsRequest(experiment=pb.Experiment(name="bad", spec=spec), current_request_number=1)
+
+
+def test_bad_suggestion_requests_are_invalid_argument_naming_the_field(grpc_server):
+    """Each was UNKNOWN with a Python exception's text (a KeyError, a list's missing
+    attribute, a recursion limit, an int too large for a float) or, past the parameter
+    limit, accepted."""
+    stub = api_pb2_grpc.SuggestionStub(grpc.insecure_channel(grpc_server.grpc))
+    double = pb.ParameterSpec(name="x", parameter_type=pb.DOUBLE, feasible_space=pb.FeasibleSpace(min="0", max="1"))
+    odd = pb.ParameterSpec(name="x", parameter_type=pb.DOUBLE,
+                           feasible_space=pb.FeasibleSpace(min="0", max="1", distribution=99))
+    cases = [
+        (_random_request([odd]), "feasible_space.distribution: unknown value 99"),
+        (_random_request([double], "[]", "hyperband"), "must be a JSON object"),
+        (_random_request([double], "0", "pbt"), "must be a JSON object"),
+        (_random_request([double], "[" * 100_000, "hyperband"), "nested too deep"),
+        (_random_request([pb.ParameterSpec(name=f"p{i}", parameter_type=pb.DOUBLE,
+                                           feasible_space=pb.FeasibleSpace(min="0", max="1")) for i in range(1001)]),
+         "parameters: must have at most 1000 parameters"),
+    ]
+    for request, said in cases:
+        error = rpc_error(stub.GetSuggestions, request)
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and said in error.details(), error.details()[:300]
+    # 3^700 points: more than a float holds (an OverflowError), but a space like any other
+    many = [pb.ParameterSpec(name=f"c{i}", parameter_type=pb.CATEGORICAL,
+                             feasible_space=pb.FeasibleSpace(list=["a", "b", "c"])) for i in range(700)]
+    reply = stub.GetSuggestions(_random_request(many))
+    assert len(reply.parameter_assignments) == 1 and len(reply.parameter_assignments[0].assignments) == 700
