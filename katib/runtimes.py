@@ -207,25 +207,39 @@ class ResolvedTrainJob:
     proc_per_node: str  # mlPolicy.torch.numProcPerNode (or spec.trainer's), "auto" by default
 
 
-def resolve(trainjob: dict[str, Any], namespace: str, runtimes: Runtimes | None = None) -> ResolvedTrainJob:
-    """``trainjob`` resolved against its runtime; ``ValidationError`` naming the field when it cannot be."""
+def runtime_ref_errors(trainjob: dict[str, Any], namespace: str, runtimes: Runtimes | None = None) -> list[FieldError]:
+    """What is wrong with ``trainjob``'s ``spec.runtimeRef`` here (the runtime it names is
+    not known in ``namespace``, say); checked when an experiment is admitted, so that one
+    whose every trial would fail at launch is refused before it is stored."""
     runtimes = runtimes or registry()
     spec = trainjob.get("spec") or {}
     ref = spec.get("runtimeRef") or {}
     name = ref.get("name") if isinstance(ref, dict) else None
     if not name:
-        raise ValidationError([FieldError("spec.runtimeRef.name", "is required")])
+        return [FieldError("spec.runtimeRef.name", "is required")]
     kind = ref.get("kind") or CLUSTER_KIND
     if kind not in (CLUSTER_KIND, NAMESPACED_KIND):
-        raise ValidationError([FieldError("spec.runtimeRef.kind", f"must be {CLUSTER_KIND} or {NAMESPACED_KIND} (got {kind!r})")])
-    runtime = runtimes.get(kind, str(name), namespace)
-    if runtime is None:
+        return [FieldError("spec.runtimeRef.kind", f"must be {CLUSTER_KIND} or {NAMESPACED_KIND} (got {kind!r})")]
+    if runtimes.get(kind, str(name), namespace) is None:
         known = ", ".join(r["metadata"]["name"] for r in runtimes.list(kind, namespace)) or "none"
-        raise ValidationError([FieldError(
+        return [FieldError(
             "spec.runtimeRef.name",
             f"the {kind} {name!r} is not known here (known: {known}): name a file or folder of runtime "
             f"manifests in ${RUNTIMES_ENV} (for katib server, when it starts)",
-        )])
+        )]
+    return []
+
+
+def resolve(trainjob: dict[str, Any], namespace: str, runtimes: Runtimes | None = None) -> ResolvedTrainJob:
+    """``trainjob`` resolved against its runtime; ``ValidationError`` naming the field when it cannot be."""
+    runtimes = runtimes or registry()
+    errors = runtime_ref_errors(trainjob, namespace, runtimes)
+    if errors:
+        raise ValidationError(errors)
+    spec = trainjob.get("spec") or {}
+    ref = spec["runtimeRef"]
+    runtime = runtimes.get(ref.get("kind") or CLUSTER_KIND, str(ref["name"]), namespace)
+    assert runtime is not None  # runtime_ref_errors found it
     base = _trainer_container(runtime)
     assert base is not None  # runtimes are checked when added
     container = copy.deepcopy(base)

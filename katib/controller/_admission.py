@@ -6,9 +6,11 @@ settings and search space. ``runnable_errors`` adds what a given executor can't 
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from katib.errors import FieldError, ValidationError
+from katib.runtimes import is_trainjob, runtime_ref_errors
 from katib.spec import Experiment, as_written
 from katib.spec import admit as spec_admit
 
@@ -62,6 +64,12 @@ def runnable_errors(exp: Experiment, executor: str = "local") -> list[FieldError
             f"a {trial_kind} runs its steps through {engines[trial_kind]}' controller, which the {executor} "
             "executor does not have: run it with --executor kubernetes in a cluster that has it",
         ))
+    trial_spec = tt.trial_spec if tt is not None else None
+    ref = ((trial_spec or {}).get("spec") or {}).get("runtimeRef")
+    if executor != "kubernetes" and is_trainjob(trial_spec) and "${" not in json.dumps(ref):
+        # resolved here, at each launch: a runtime not known here failed every trial (a cluster resolves its own)
+        errors += [FieldError(f"spec.trialTemplate.trialSpec.{e.path}", e.message)
+                   for e in runtime_ref_errors(trial_spec or {}, exp.namespace or "default")]
     mc = exp.spec.metrics_collector_spec
     kind = mc.collector.kind if mc and mc.collector else "StdOut"
     # What the executor serves (Executor.collector_kinds), else every kind the

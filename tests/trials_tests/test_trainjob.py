@@ -97,6 +97,23 @@ def test_an_unknown_runtime_fails_the_launch_saying_how_to_add_it(tmp_path):
         replica_processes(job)
 
 
+def test_an_experiment_of_trainjobs_on_an_unknown_runtime_is_refused_before_it_runs():
+    """Admitted, every trial then failed at launch (and an OptimizationJob of them said
+    Complete); a cluster resolves its own runtimes, so the Kubernetes executor is not asked."""
+    from katib.controller import runnable_errors
+
+    doc = experiment(name="tj")
+    doc["spec"]["trialTemplate"]["trialSpec"] = trainjob({"command": ["echo", "${trialParameters.x}"]}, "nope")
+    exp = admit(doc)
+    errors = [str(e) for e in runnable_errors(exp, "local")]
+    assert any(e.startswith("spec.trialTemplate.trialSpec.spec.runtimeRef.name: the ClusterTrainingRuntime 'nope' "
+                            "is not known here") for e in errors), errors
+    assert runnable_errors(exp, "kubernetes") == []
+    known = admit({**doc, "spec": {**doc["spec"], "trialTemplate": {
+        **doc["spec"]["trialTemplate"], "trialSpec": trainjob({"command": ["echo", "${trialParameters.x}"]})}}})
+    assert runnable_errors(known, "local") == []
+
+
 def test_nodes_get_torchruns_environment(tmp_path):
     job = TrialJob(name="t", experiment="e", namespace="default",
                    run_spec=trainjob({"numNodes": 3, "command": ["python3", "t.py"]}),
