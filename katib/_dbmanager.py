@@ -74,11 +74,13 @@ def format_rfc3339(ts: float) -> str:
 UNAVAILABLE = "unavailable"  # Katib's metrics collector's value for a metric it did not find
 
 
-def _finite(text: str) -> bool:
+def _kept(text: str) -> bool:
+    """Whether the trial's collector keeps ``text``: a finite number, or text (a genotype,
+    as Katib's collectors report one); not empty, not NaN or an infinity."""
     try:
         return math.isfinite(float(text))
     except ValueError:
-        return False
+        return bool(text.strip())
 
 
 def _pb() -> Any:
@@ -149,9 +151,10 @@ class DBManagerServicer:
                 if r.metric_name == "timestamp":
                     context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                   f"{where}.name: 'timestamp' is not a metric name (it is each record's time)")
-                if not _finite(r.value):
+                if not _kept(r.value):
                     context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                                  f"{where}.value: {r.metric_name} must be a finite number (got {r.value[:80]!r})")
+                                  f"{where}.value: {r.metric_name} must be a finite number or text "
+                                  f"(got {r.value[:80]!r})")
             path = self.layout.push_file(rec.namespace, rec.name, trial.name)
             data = "".join(json.dumps({"timestamp": r.time, r.metric_name: r.value}) + "\n"
                            for r in rows if r.value != UNAVAILABLE).encode()

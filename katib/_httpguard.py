@@ -106,6 +106,15 @@ def timely_h11(head_seconds: float, max_connections: int | None = None, write_se
             answered = self.cycle  # before uvicorn starts a pipelined request, which is not late
             super().on_response_complete()
             self._expect_head(answered)
+            if self.transport.get_write_buffer_size() and self._write_due is None:
+                # An answer's tail below the buffer's high-water mark never pauses writing, and
+                # a close (Connection: close) waits for it to be read: dropped if still unsent.
+                def unsent() -> None:
+                    self._write_due = None
+                    if self.transport.get_write_buffer_size() and (self.transport.is_closing() or self.cycle is answered):
+                        self.transport.abort()
+
+                self._write_due = self.loop.call_later(write_due, unsent)
 
         def handle_websocket_upgrade(self, event: Any) -> None:
             # uvicorn hands the socket to a WebSocket protocol: this one never hears of it
@@ -148,8 +157,11 @@ def timely_h11(head_seconds: float, max_connections: int | None = None, write_se
                 del waiting[other]
                 if other is self:  # every older one is busy with a request
                     break
-                if other._idle():  # the longest wait for a head: let it go
-                    other.transport.close()
+                if other._idle():  # the longest wait for a head: let it go (unread answer and all)
+                    if other.transport.get_write_buffer_size():
+                        other.transport.abort()
+                    else:
+                        other.transport.close()
                     return
             self.transport.close()
 

@@ -64,6 +64,15 @@ def _read_secret(path: Path) -> bytes:
     return secret
 
 
+def _create_in_place(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except FileExistsError:
+        return
+    with os.fdopen(fd, "w") as f:
+        f.write(secrets.token_hex(32) + "\n")
+
+
 class PushTokens:
     """Makes and checks per-trial push tokens under one secret."""
 
@@ -92,6 +101,8 @@ class PushTokens:
                     os.link(draft, path)
                 except FileExistsError:
                     pass
+                except OSError:  # a file system without hard links: an exclusive create, written in place
+                    _create_in_place(path)
             finally:
                 os.unlink(draft)
         return cls(_read_secret(path))

@@ -21,7 +21,7 @@ from kserve.errors import InvalidInput
 from kserve.protocol.dataplane import DataPlane
 from kserve.protocol.infer_type import InferRequest, InferResponse
 from kserve.protocol.rest.v2_datamodels import InferenceResponse
-from kserve.utils.numpy_codec import from_np_dtype
+from kserve.utils.numpy_codec import from_np_dtype, to_np_dtype
 from kserve.utils.utils import get_predict_input, get_predict_response
 
 from ._model import find_model, load_model, predictor
@@ -95,15 +95,25 @@ def checked(payload: Any) -> None:
         inputs = payload.inputs or []
         if not inputs:
             raise InvalidInput("inputs: a request needs one input tensor (got none)")
+        for i, tensor in enumerate(inputs):
+            if to_np_dtype(tensor.datatype) is None:
+                raise InvalidInput(f"inputs[{i}].datatype: {str(tensor.datatype)[:40]!r} is not a tensor type of the "
+                                   "protocol (BOOL, UINT8…UINT64, INT8…INT64, FP16, FP32, FP64, BYTES)")
         content_type = (payload.parameters or {}).get("content_type")
         content_type = getattr(content_type, "string_param", content_type)
         if len(inputs) > 1 and content_type != "pd":
             raise InvalidInput(f"inputs: the model takes one tensor (got {len(inputs)}); several are the columns "
                                "of one table only with parameters.content_type \"pd\"")
         asked = [getattr(o, "name", None) for o in payload.request_outputs or []]
-        again = next((n for i, n in enumerate(asked) if n in asked[:i]), None)
+        once: set[Any] = set()
+        again = None
+        for n in asked:  # one pass: a body holds 850,000 names
+            if n in once:
+                again = n
+                break
+            once.add(n)
         if again is not None:
-            raise InvalidInput(f"outputs: each output may be asked for once ({again!r} is asked for "
+            raise InvalidInput(f"outputs: each output may be asked for once ({str(again)[:80]!r} is asked for "
                                f"{asked.count(again)} times)")
     elif isinstance(payload, dict) and "instances" not in payload and "inputs" not in payload:
         raise InvalidInput(f"instances: a v1 request is {{\"instances\": [...]}} (got the keys "

@@ -170,7 +170,11 @@ class Auto(Algorithm):
         if self.last.algorithm == "tpe":
             return self._tpe.suggest(experiment, trials, count, state)
         if self.last.algorithm == "local-search":
-            return self._local_search(experiment, trials, count) or self._tpe.suggest(experiment, trials, count, state)
+            near = self._local_search(experiment, trials, count)
+            if near:
+                return near
+            self.last = Choice("tpe", f"{self.last.reason}; every neighbour of the incumbent tried")
+            return self._tpe.suggest(experiment, trials, count, state)
         key = (experiment.namespace or "", experiment.name or "")
         if self.last.algorithm == "trust-region":
             if state is None:  # a caller that keeps no state: one per experiment, held here

@@ -171,6 +171,8 @@ class SearchSpace:
     def size(self) -> float:
         """How many points: ``math.inf``, or an exact int (which may pass what a float holds:
         ask ``infinite``, not ``math.isinf(size())``, which overflows on 2^1025 points)."""
+        if self.infinite:  # first: an int past a float's range times inf overflows
+            return math.inf
         return math.prod(d.size() for d in self.dims)
 
     @property

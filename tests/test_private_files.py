@@ -135,3 +135,16 @@ def test_a_new_push_secret_is_written_whole_before_it_takes_its_name(tmp_path, m
     assert os.listdir(tmp_path) == []
     monkeypatch.undo()
     assert PushTokens.load(tmp_path / "push-secret") and os.listdir(tmp_path) == ["push-secret"]
+
+
+def test_a_push_secret_is_made_on_a_file_system_without_hard_links(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    def no_links(src, dst):
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    tokens = PushTokens.load(tmp_path / "push-secret")
+    assert os.listdir(tmp_path) == ["push-secret"] and _mode(tmp_path / "push-secret") == 0o600
+    assert PushTokens.load(tmp_path / "push-secret").token("ns", "t") == tokens.token("ns", "t")

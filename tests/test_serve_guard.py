@@ -159,6 +159,7 @@ def test_parts_of_a_request_kserve_would_ignore_or_copy_get_400_naming_them(serv
         ({**body, "outputs": [{"name": "output-0"}] * 500}, "outputs: each output may be asked for once"),
         ({"inputs": []}, "inputs: a request needs one input tensor"),
         ({"inputs": body["inputs"] * 2}, "inputs: the model takes one tensor (got 2)"),
+        ({"inputs": [{**body["inputs"][0], "datatype": "XX"}]}, "inputs[0].datatype: 'XX' is not a tensor type"),
     ]
     for request, message in cases:
         response = httpx.post(infer, json=request)

@@ -104,8 +104,10 @@ def parse_text(
     return out
 
 
-def parse_json(lines: Iterable[str], names: set[str], now: float | None = None) -> list[Sample]:
-    """JSON format: one object per line, an optional ``timestamp``, metric values."""
+def parse_json(lines: Iterable[str], names: set[str], now: float | None = None, keep_text: bool = False) -> list[Sample]:
+    """JSON format: one object per line, an optional ``timestamp``, metric values: finite
+    numbers, and with ``keep_text`` text too (a genotype a Katib collector reported to the
+    DBManager, which keeps text as Katib's does)."""
     out: list[Sample] = []
     read_at = time.time() if now is None else now
     for line in lines:
@@ -120,7 +122,7 @@ def parse_json(lines: Iterable[str], names: set[str], now: float | None = None) 
             continue
         stamp = parse_time(obj.get("timestamp"))
         for name, raw in obj.items():
-            value = _number(raw)
+            value = _text(raw) if keep_text else _number(raw)
             if name in names and value is not None:
                 out.append(Sample(stamp if stamp is not None else read_at, name, value))
     return out
@@ -318,7 +320,7 @@ class Collector:
                 if not pieces.more:
                     break
             while self._push is not None:
-                self._take(parse_json(self._push.read(final), self.names), out)
+                self._take(parse_json(self._push.read(final), self.names, keep_text=True), out)
                 if not self._push.more:
                     break
         finally:

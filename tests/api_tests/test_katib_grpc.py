@@ -201,8 +201,8 @@ def test_reports_reach_running_trials_and_set_trial_status_stops_one(grpc_server
         trial_name=first, observation_log=logs(("loss", "0.25"), stamp="2026-01-02T03:04:05.5Z")))
     # what the trial's collector would drop is refused, as a REST push refuses it (it was OK, then lost);
     # Katib's collector's "unavailable" (the metric not found) is left out
-    for name, value, said in (("loss", "abc", "value: loss must be a finite number"),
-                              ("loss", "nan", "value: loss must be a finite number"),
+    for name, value, said in (("loss", "nan", "value: loss must be a finite number or text"),
+                              ("loss", "", "value: loss must be a finite number or text"),
                               ("timestamp", "0.1", "name: 'timestamp' is not a metric name")):
         bad = rpc_error(stub.ReportObservationLog, pb.ReportObservationLogRequest(
             trial_name=first, observation_log=logs((name, value))))

@@ -83,3 +83,22 @@ def test_a_sampler_stuck_on_a_known_point_gets_its_nearest_free_neighbour(name, 
         assert _steps(space, centre, proposal.parameters) == nearest, proposal.parameters
         history.append(TrialView(f"t{i}", proposal.parameters, "Succeeded", 0.5))
     assert {t.parameters["a"] for t in history} <= {"48", "49", "50", "51", "52"}
+
+
+def test_the_size_of_a_space_past_a_floats_range_is_asked_without_overflow():
+    """An int past a float's range (3^700 points) times a continuous dimension's inf was an
+    OverflowError wherever a sampler asked the size; so was math.isinf of the int alone."""
+    import math
+
+    from katib.controller import admit
+    from suggestion import get_algorithm
+    from tests.suggestion_tests.test_model_based import doc_for
+
+    many = [{"name": f"c{i}", "parameterType": "categorical", "feasibleSpace": {"list": ["a", "b", "c"]}}
+            for i in range(700)]
+    double = {"name": "x", "parameterType": "double", "feasibleSpace": {"min": "0", "max": "1"}}
+    for params, infinite in ((many, False), ([*many, double], True)):
+        space = SearchSpace.from_experiment(admit(doc_for("random", [], params)))
+        assert space.infinite is infinite and (space.size() == math.inf) is infinite
+    exp = admit(doc_for("tpe", [{"name": "random_state", "value": "1"}], [*many[:50], double]))
+    assert len(get_algorithm("tpe").suggest(exp, [], 1)) == 1

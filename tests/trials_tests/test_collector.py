@@ -168,3 +168,17 @@ def test_a_line_longer_than_a_read_is_dropped_not_held(tmp_path, monkeypatch):
     assert seen == ["loss=0.4"]  # the end of the long line went with it; the unfinished one waits
     assert tail.read(final=True) == ["loss=0.3"]
     assert tail.offset == log.stat().st_size
+
+
+def test_a_pushed_file_keeps_text_a_katib_collector_reported_to_the_db_manager(tmp_path):
+    """Katib's collectors report a genotype beside the accuracy in one ReportObservationLog;
+    Katib keeps the text. The push file kept only numbers, so the DBManager had to refuse
+    the whole report (the accuracy with it) or lose the genotype unsaid."""
+    push = tmp_path / "push.jsonl"
+    push.write_text(json.dumps({"timestamp": 1.0, "Validation-accuracy": "0.9"}) + "\n"
+                    + json.dumps({"timestamp": 1.0, "Best-Genotype": "Genotype(normal=[('skip', 0)])"}) + "\n"
+                    + json.dumps({"timestamp": 2.0, "Validation-accuracy": "nan"}) + "\n")
+    names = {"Validation-accuracy", "Best-Genotype"}
+    samples = Collector("Push", names, output=tmp_path / "x", push_file=push).collect()
+    assert [(s.metric, s.value) for s in samples] == [
+        ("Validation-accuracy", "0.9"), ("Best-Genotype", "Genotype(normal=[('skip', 0)])")]
