@@ -11,6 +11,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from katib._dbmanager import serve_grpc
 from katib._pushtoken import PushTokens
@@ -138,6 +139,15 @@ def create_app(store: Store, runs_root: Path, workdir: Path, tick: float = 1.0, 
             return _error(request, 422, f"invalid {exc.what}: " + "; ".join(str(e) for e in exc.errors),
                           [e.to_dict() for e in exc.errors])
         return _error(request, code, str(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # FastAPI's own (an unknown path, a method a path does not take): a Kubernetes Status
+        # on its paths, as every other error there, not {"detail": …}
+        response = _error(request, exc.status_code, str(exc.detail))
+        for name, value in (exc.headers or {}).items():
+            response.headers[name] = value
+        return response
 
     @app.exception_handler(BodyTooLarge)
     async def too_large(request: Request, exc: BodyTooLarge) -> JSONResponse:

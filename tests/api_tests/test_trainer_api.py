@@ -153,3 +153,22 @@ def test_trainjobs_events_pods_and_optimization_jobs_keep_to_the_page_limit(sqli
         assert job["status"]["nextTrialIndex"] == 12
         listed = pages(c, f"{ROOT}/namespaces/ns/optimizationjobs")  # at most a page of trials embedded a page
         assert [[(j["metadata"]["name"], len(j["status"]["trials"])) for j in p] for p in listed] == [[("oj", 5)], [("oj2", 2)]]
+
+
+def test_a_method_or_path_the_api_does_not_have_answers_a_kubernetes_status(sqlite_store, tmp_path):
+    """FastAPI's own 404 and 405 said {"detail": …} where every other error on these paths
+    is a Status (kubectl and the Kubernetes client read its message and reason)."""
+    from fastapi.testclient import TestClient
+
+    from api import create_app
+
+    app = create_app(sqlite_store, tmp_path / "runs", tmp_path, resume=False)
+    with TestClient(app, base_url="http://localhost") as c:
+        for method in ("post", "delete"):
+            answer = getattr(c, method)(f"{ROOT}/namespaces/ns/optimizationjobs")
+            body = answer.json()
+            assert answer.status_code == 405 and body["kind"] == "Status" and body["reason"] == "MethodNotAllowed", body
+            assert "GET" in answer.headers["allow"]
+        body = c.get("/apis/kubeflow.org/v1beta1/namespaces/ns/nothing").json()
+        assert body["kind"] == "Status" and body["code"] == 404, body
+        assert "message" in c.get("/api/v1/nothing-here/at/all").json()
