@@ -88,8 +88,10 @@ def _patch(state: ServerState, namespace: str, name: str, patch_doc: Any, dry_ru
     for key in ("uid", "creationTimestamp", "resourceVersion", "generation", "managedFields"):
         (merged.get("metadata") or {}).pop(key, None)
     exp = admit(merged, kept_source=source_annotation(rec))  # the OptimizationJob it came from, if it did, stays
-    if (exp.namespace, exp.name) != (namespace, name):
-        raise ValidationError([FieldError("metadata.name", "cannot be changed")])
+    moved = [FieldError(f"metadata.{field}", f"cannot be changed (it is {was!r})")
+             for field, now, was in (("namespace", exp.namespace, namespace), ("name", exp.name, name)) if now != was]
+    if moved:
+        raise ValidationError(moved)
     spec = exp.model_dump(by_alias=True, exclude_none=True, mode="json", exclude={"status"})
     if dry_run:
         errors = runnable_errors(exp, state.executor)

@@ -104,3 +104,8 @@ def test_kubectl_patch_type_json_edits_the_budget_and_nothing_else(live):
                           content='[{"op": "test", "path": "/spec/maxTrialCount", "value": 2}]')
     assert failed_test.status_code == 422 and "[0]" in failed_test.text
     assert c.get(f"{KUBE}/experiments/demo").json()["spec"]["maxTrialCount"] == 3
+    for path, field in (("/metadata/namespace", "metadata.namespace"), ("/metadata/name", "metadata.name")):
+        moved = c.patch(f"{KUBE}/experiments/demo", headers=json_patch,
+                        content=f'[{{"op": "replace", "path": "{path}", "value": "elsewhere"}}]')
+        causes = [cause["field"] for cause in moved.json()["details"]["causes"]]
+        assert moved.status_code == 422 and causes == [field], moved.text  # a moved namespace was said of the name
