@@ -63,3 +63,50 @@ def test_an_answer_its_client_does_not_read_is_dropped_after_the_write_deadline(
     finally:
         server.should_exit = True
         thread.join(30)
+
+
+def test_an_unread_tail_that_never_paused_writing_is_dropped_too():
+    """An answer whose unsent rest stays below the transport's high-water mark never pauses
+    writing, and uvicorn's close after it (Connection: close) waited for the client to read
+    it, for ever. (The mark is raised here past the whole answer, so only that path can
+    drop it.)"""
+    from katib._httpguard import timely_h11
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", str(len(BODY)).encode())]})
+        await send({"type": "http.response.body", "body": BODY})
+
+    base = timely_h11(60.0, write_seconds=0.5)
+
+    class HighWater(base):  # type: ignore[misc, valid-type]
+        def connection_made(self, transport):
+            super().connection_made(transport)
+            transport.set_write_buffer_limits(high=4 * len(BODY))
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="critical", http=HighWater))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.connect(("127.0.0.1", port))
+            s.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            time.sleep(3)  # not reading, past the deadline
+            s.settimeout(5)
+            got = 0
+            try:
+                while chunk := s.recv(1 << 20):
+                    got += len(chunk)
+            except (ConnectionResetError, TimeoutError):
+                pass
+            assert got < len(BODY)  # dropped, not kept for a reader that never came
+    finally:
+        server.should_exit = True
+        thread.join(30)
