@@ -118,7 +118,7 @@ class DBManagerServicer:
     def ReportObservationLog(self, request: Any, context: Any) -> Any:  # noqa: N802 - gRPC's name
         import grpc
 
-        rows = []
+        rows, at = [], []  # at: each row's index in the request (logs without a time are skipped)
         for i, log in enumerate(request.observation_log.metric_logs):
             if not log.time_stamp:
                 continue  # as Katib's MySQL and PostgreSQL backends do
@@ -132,6 +132,7 @@ class DBManagerServicer:
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                               f"observation_log.metric_logs[{i}].metric.name is required")
             rows.append(ObservationRow(ts, log.metric.name, log.metric.value))
+            at.append(i)
         found = self._ours(request.trial_name, context)
         if found is None:
             held = self.logs.add_external(request.trial_name, rows, most=EXTERNAL_ROWS)
@@ -144,10 +145,11 @@ class DBManagerServicer:
             if trial.state not in _OPEN:
                 context.abort(grpc.StatusCode.FAILED_PRECONDITION,
                               f"trial {rec.namespace}/{trial.name} is {trial.state}: it takes no more metrics")
-            for i, r in enumerate(rows):  # what the trial's collector reads back, as a REST push checks
+            # Katib's collector's "unavailable" (the metric not found) is left out; the rest is
+            # what the trial's collector reads back, checked as a REST push is
+            reported = [(i, r) for i, r in zip(at, rows, strict=True) if r.value != UNAVAILABLE]
+            for i, r in reported:
                 where = f"observation_log.metric_logs[{i}].metric"
-                if r.value == UNAVAILABLE:  # Katib's collector: the metric was not found (left out below)
-                    continue
                 if r.metric_name == "timestamp":
                     context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                   f"{where}.name: 'timestamp' is not a metric name (it is each record's time)")
@@ -156,8 +158,7 @@ class DBManagerServicer:
                                   f"{where}.value: {r.metric_name} must be a finite number or text "
                                   f"(got {r.value[:80]!r})")
             path = self.layout.push_file(rec.namespace, rec.name, trial.name)
-            data = "".join(json.dumps({"timestamp": r.time, r.metric_name: r.value}) + "\n"
-                           for r in rows if r.value != UNAVAILABLE).encode()
+            data = "".join(json.dumps({"timestamp": r.time, r.metric_name: r.value}) + "\n" for _, r in reported).encode()
             held = append_pushed(path, data, self.push_bytes)
             if held is not None:
                 context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,

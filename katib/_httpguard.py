@@ -64,6 +64,15 @@ def connection_cap() -> int:
     return max(64, min(MAX_CONNECTIONS, soft - min(FD_RESERVE, soft // 4)))
 
 
+def _let_go(transport: Any) -> None:
+    """Close a connection; one whose last answer is still unread is dropped with it
+    (``close()`` would wait for the client to read it)."""
+    if transport.get_write_buffer_size():
+        transport.abort()
+    else:
+        transport.close()
+
+
 def timely_h11(head_seconds: float, max_connections: int | None = None, write_seconds: float | None = None) -> type:
     """uvicorn's h11 protocol, less a way to hold a connection forever: a request's head
     must have come ``head_seconds`` after the connection was made or the last answer was
@@ -158,10 +167,7 @@ def timely_h11(head_seconds: float, max_connections: int | None = None, write_se
                 if other is self:  # every older one is busy with a request
                     break
                 if other._idle():  # the longest wait for a head: let it go (unread answer and all)
-                    if other.transport.get_write_buffer_size():
-                        other.transport.abort()
-                    else:
-                        other.transport.close()
+                    _let_go(other.transport)
                     return
             self.transport.close()
 
@@ -174,10 +180,7 @@ def timely_h11(head_seconds: float, max_connections: int | None = None, write_se
 
             def late() -> None:
                 if self._idle():  # no new request began
-                    if self.transport.get_write_buffer_size():
-                        self.transport.abort()  # the last answer still unread: close() would wait for it
-                    else:
-                        self.transport.close()
+                    _let_go(self.transport)
 
             self._head_due = self.loop.call_later(head_seconds, late)
 

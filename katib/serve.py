@@ -167,7 +167,7 @@ class _Guard:
     def __init__(self, app: Any, host: str, max_body: int, allowed_hosts: Sequence[str] = ()) -> None:
         self.app, self.max_body = app, max_body
         self.loopback = _httpguard.is_loopback(host)
-        self.allowed = {_httpguard.split_host(h).lower() for h in allowed_hosts if h}
+        self.allowed = {_httpguard.split_host(h) for h in allowed_hosts if h}
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -189,7 +189,7 @@ class _Guard:
         name = _httpguard.split_host(host)
         if self.loopback and not _httpguard.is_loopback(name):
             return 403, "this model is served on loopback: it answers to loopback host names only"
-        if not self.loopback and not (_httpguard.is_loopback(name) or _is_ip(name) or name.lower() in self.allowed):
+        if not self.loopback and not (_httpguard.is_loopback(name) or _is_ip(name) or name in self.allowed):
             return 403, (f"Host {host[:100]!r} is not an address of this server: it answers to loopback names, IP "
                          "addresses and the names given with --allowed-host (a page of another name may be a "
                          "DNS-rebinding one)")

@@ -64,6 +64,13 @@ def _completed(trials: Sequence[TrialView]) -> list[TrialView]:
             and math.isfinite(float(t.objective))]
 
 
+def _best(experiment: Experiment, trials: Sequence[TrialView]) -> TrialView:
+    """The completed trial with the best objective."""
+    obj = experiment.spec.objective
+    sign = -1.0 if obj is not None and obj.type == "maximize" else 1.0
+    return min(_completed(trials), key=lambda t: sign * float(t.objective))  # type: ignore[arg-type]
+
+
 @dataclass(frozen=True)
 class Choice:
     algorithm: str  # "tpe", "local-search", "trust-region" or "cmaes"
@@ -239,9 +246,7 @@ class Auto(Algorithm):
         import numpy as np
 
         space = SearchSpace.from_experiment(experiment)
-        obj = experiment.spec.objective
-        sign = -1.0 if obj is not None and obj.type == "maximize" else 1.0
-        best = min(_completed(trials), key=lambda t: sign * float(t.objective))  # type: ignore[arg-type]
+        best = _best(experiment, trials)
         seen = {space.key(t.parameters) for t in trials}
         free = [p for p in space.neighbours(best.parameters) if space.key(p) not in seen]
         seed = self.parsed_settings(experiment)["random_state"]
@@ -260,8 +265,6 @@ class Auto(Algorithm):
 
     @staticmethod
     def _incumbent(experiment: Experiment, trials: Sequence[TrialView]) -> dict[str, float]:
-        obj = experiment.spec.objective
-        sign = -1.0 if obj is not None and obj.type == "maximize" else 1.0
-        best = min(_completed(trials), key=lambda t: sign * float(t.objective))  # type: ignore[arg-type]
+        best = _best(experiment, trials)
         space = SearchSpace.from_experiment(experiment)
         return {d.name: d.to_unit(best.parameters[d.name]) for d in space.dims}

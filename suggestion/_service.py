@@ -75,7 +75,7 @@ def experiment_from_proto(pb: Any) -> tuple[Experiment, dict[str, Any]]:
     problem = limits.exceeded("parameters", len(spec.parameter_specs.parameters), "parameters")
     if problem:
         raise ValueError(f"experiment.spec.parameter_specs.parameters: {problem}")
-    params = [_parameter(p) for p in spec.parameter_specs.parameters]
+    params = [_parameter(p, limits) for p in spec.parameter_specs.parameters]
     if params:
         doc["spec"]["parameters"] = params
     if spec.HasField("nas_config"):
@@ -84,7 +84,7 @@ def experiment_from_proto(pb: Any) -> tuple[Experiment, dict[str, Any]]:
             "graphConfig": {"numLayers": gc.num_layers, "inputSizes": list(gc.input_sizes) or None,
                             "outputSizes": list(gc.output_sizes) or None},
             "operations": [{"operationType": op.operation_type,
-                            "parameters": [_parameter(p) for p in op.parameter_specs.parameters] or None}
+                            "parameters": [_parameter(p, limits) for p in op.parameter_specs.parameters] or None}
                            for op in spec.nas_config.operations.operation],
         }
     if spec.early_stopping.algorithm_name:
@@ -95,11 +95,11 @@ def experiment_from_proto(pb: Any) -> tuple[Experiment, dict[str, Any]]:
     return apply_defaults(Experiment.model_validate(doc)), state
 
 
-def _parameter(p: Any) -> dict[str, Any]:
+def _parameter(p: Any, limits: Limits) -> dict[str, Any]:
     fs = p.feasible_space
     space: dict[str, Any] = {k: v for k, v in (("min", fs.min), ("max", fs.max), ("step", fs.step)) if v}
     if len(fs.list):
-        problem = Limits.from_env().exceeded("list_values", len(fs.list), "values")
+        problem = limits.exceeded("list_values", len(fs.list), "values")
         if problem:
             raise ValueError(f"parameter {p.name[:100]!r}: feasible_space.list: {problem}")
         space["list"] = list(fs.list)

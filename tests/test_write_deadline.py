@@ -7,6 +7,8 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -14,6 +16,43 @@ uvicorn = pytest.importorskip("uvicorn")
 
 BODY = b"x" * (16 << 20)
 CHUNK = 256 << 10
+
+
+@contextmanager
+def serving(app, http) -> Iterator[int]:
+    """``app`` on uvicorn with the protocol ``http``, on a free loopback port (yielded)."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="critical", http=http))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.01)
+    try:
+        yield server.servers[0].sockets[0].getsockname()[1]
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
+def slow_reader(port: int, request: bytes) -> socket.socket:
+    """A client that sends ``request`` and reads nothing (a 4 KB receive buffer)."""
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(("127.0.0.1", port))
+    s.sendall(request)
+    return s
+
+
+def read_all(s: socket.socket, timeout: float) -> int:
+    """How many bytes ``s`` gets before it is closed or reset."""
+    s.settimeout(timeout)
+    got = 0
+    try:
+        while chunk := s.recv(1 << 20):
+            got += len(chunk)
+    except (ConnectionResetError, TimeoutError):
+        pass
+    return got
 
 
 def test_an_answer_its_client_does_not_read_is_dropped_after_the_write_deadline():
@@ -31,38 +70,13 @@ def test_an_answer_its_client_does_not_read_is_dropped_after_the_write_deadline(
         await send({"type": "http.response.body", "body": b""})
         answered.set()
 
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="critical",
-                                           http=timely_h11(60.0, write_seconds=0.5)))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        with socket.socket() as s:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-            s.connect(("127.0.0.1", port))
-            s.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    with serving(app, timely_h11(60.0, write_seconds=0.5)) as port:
+        with slow_reader(port, b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n") as s:
             assert answered.wait(20), "the unread answer was held past the write deadline"
-            s.settimeout(5)
-            got = 0
-            try:
-                while chunk := s.recv(1 << 20):
-                    got += len(chunk)
-            except ConnectionResetError:
-                pass
-            assert got < len(BODY)  # dropped, not delivered
+            assert read_all(s, 5) < len(BODY)  # dropped, not delivered
         with socket.create_connection(("127.0.0.1", port)) as s:  # a client that reads gets it all
             s.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-            s.settimeout(20)
-            got = 0
-            while chunk := s.recv(1 << 20):
-                got += len(chunk)
-            assert got > len(BODY)
-    finally:
-        server.should_exit = True
-        thread.join(30)
+            assert read_all(s, 20) > len(BODY)
 
 
 def test_an_unread_tail_that_never_paused_writing_is_dropped_too():
@@ -86,27 +100,7 @@ def test_an_unread_tail_that_never_paused_writing_is_dropped_too():
             super().connection_made(transport)
             transport.set_write_buffer_limits(high=4 * len(BODY))
 
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="critical", http=HighWater))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        with socket.socket() as s:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-            s.connect(("127.0.0.1", port))
-            s.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+    with serving(app, HighWater) as port:
+        with slow_reader(port, b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n") as s:
             time.sleep(3)  # not reading, past the deadline
-            s.settimeout(5)
-            got = 0
-            try:
-                while chunk := s.recv(1 << 20):
-                    got += len(chunk)
-            except (ConnectionResetError, TimeoutError):
-                pass
-            assert got < len(BODY)  # dropped, not kept for a reader that never came
-    finally:
-        server.should_exit = True
-        thread.join(30)
+            assert read_all(s, 5) < len(BODY)  # dropped, not kept for a reader that never came

@@ -157,10 +157,11 @@ def optimization_job_errors(doc: dict[str, Any]) -> list[FieldError]:
             continue
         errors += _unknown(o, {"metric", "direction"}, p)
         errors += _str_len(o.get("metric"), f"{p}.metric")
-        if isinstance(o.get("metric"), str) and o["metric"] in metrics:
-            errors.append(FieldError(f"{p}.metric", f"duplicate metric {o.get('metric')!r} (objectives are keyed by metric)"))
-        if isinstance(o.get("metric"), str):
-            metrics.add(o["metric"])
+        metric = o.get("metric")
+        if isinstance(metric, str):  # else said above
+            if metric in metrics:
+                errors.append(FieldError(f"{p}.metric", f"duplicate metric {metric!r} (objectives are keyed by metric)"))
+            metrics.add(metric)
         if str(o.get("direction", "Minimize")).capitalize() not in ("Maximize", "Minimize"):
             errors.append(FieldError(f"{p}.direction", f"must be Maximize or Minimize (got {o.get('direction')!r})"))
     parameters = spec.get("parameters")
@@ -175,14 +176,13 @@ def optimization_job_errors(doc: dict[str, Any]) -> list[FieldError]:
             continue
         errors += _unknown(prm, {"name", "searchSpace"}, p)
         errors += _str_len(prm.get("name"), f"{p}.name")
-        if not isinstance(prm.get("name"), str):
-            pass  # said above
-        elif prm["name"] in names:
-            errors.append(FieldError(f"{p}.name", f"duplicate parameter {prm.get('name')!r}"))
-        elif isinstance(prm.get("name"), str) and env_name(prm["name"]) in {env_name(n) for n in names}:
-            errors.append(FieldError(f"{p}.name", f"{prm['name']!r} makes the same variable {env_name(prm['name'])} as another parameter"))
-        if isinstance(prm.get("name"), str):
-            names.add(prm["name"])
+        name = prm.get("name")
+        if isinstance(name, str):  # else said above
+            if name in names:
+                errors.append(FieldError(f"{p}.name", f"duplicate parameter {name!r}"))
+            elif env_name(name) in {env_name(n) for n in names}:
+                errors.append(FieldError(f"{p}.name", f"{name!r} makes the same variable {env_name(name)} as another parameter"))
+            names.add(name)
         errors += _space_errors(prm.get("searchSpace"), f"{p}.searchSpace")
     num, parallel = _int_field(spec, "numTrials", errors), _int_field(spec, "parallelTrials", errors)
     if parallel > num:

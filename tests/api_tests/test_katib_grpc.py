@@ -207,6 +207,10 @@ def test_reports_reach_running_trials_and_set_trial_status_stops_one(grpc_server
         bad = rpc_error(stub.ReportObservationLog, pb.ReportObservationLogRequest(
             trial_name=first, observation_log=logs((name, value))))
         assert bad.code() == grpc.StatusCode.INVALID_ARGUMENT and said in bad.details(), bad.details()
+    skipped = logs(("loss", "0.3"), ("loss", "inf"))
+    skipped.metric_logs[0].time_stamp = ""  # left out, as Katib does: the refusal still names the request's [1]
+    bad = rpc_error(stub.ReportObservationLog, pb.ReportObservationLogRequest(trial_name=first, observation_log=skipped))
+    assert "observation_log.metric_logs[1].metric.value" in bad.details(), bad.details()
     stub.ReportObservationLog(pb.ReportObservationLogRequest(trial_name=first, observation_log=logs(("loss", "unavailable"))))
     es = api_pb2_grpc.EarlyStoppingStub(grpc.insecure_channel(grpc_server.grpc))
     es.SetTrialStatus(pb.SetTrialStatusRequest(trial_name=second))

@@ -125,9 +125,7 @@ def test_a_budget_told_to_the_run_as_its_last_trial_ends_is_taken(tmp_path: Path
     store = Store(str(tmp_path / "katib.db"))
     try:
         controller = Controller(store)
-        doc = experiment(name="e", command=["sh", "-c", "echo loss=${trialParameters.x}"],
-                         maxTrialCount=2, parallelTrialCount=1)
-        rec, _ = controller.submit(admit(doc), tmp_path)
+        rec, _ = controller.submit(_admitted(maxTrialCount=2, parallelTrialCount=1), tmp_path)
         follow = ExperimentRun._follow_running
         told: list[bool] = []
 
@@ -159,9 +157,7 @@ def test_a_budget_stored_between_the_runs_last_read_and_its_end_is_taken(tmp_pat
     store = Store(str(tmp_path / "katib.db"))
     try:
         controller = Controller(store)
-        doc = experiment(name="e", command=["sh", "-c", "echo loss=${trialParameters.x}"],
-                         maxTrialCount=2, parallelTrialCount=1)
-        rec, _ = controller.submit(admit(doc), tmp_path)
+        rec, _ = controller.submit(_admitted(maxTrialCount=2, parallelTrialCount=1), tmp_path)
         read = ExperimentRun._budget_raised
         edited: list[bool] = []
 
