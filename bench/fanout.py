@@ -87,6 +87,9 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=500)
     parser.add_argument("--parallel", type=int, default=2)
     args = parser.parse_args()
+    # The peer runs last: without Ray Tune's dependencies (`ray[tune]`), say so before
+    # katib's runs, not after them.
+    from ray import tune  # noqa: F401
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for label, fn in (("katib run, local executor", lambda d: katib(args.trials, args.parallel, "local", d)),
