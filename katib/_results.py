@@ -15,6 +15,7 @@ it is the same embedded or against a server. Its face follows Optuna's ``Study``
 from __future__ import annotations
 
 import html
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -234,10 +235,13 @@ def _default_strategy(direction: str) -> str:
 
 
 def _float(text: Any) -> float | None:
+    """A metric's value as a number when it is a finite one (``nan`` or ``inf``, which a
+    Katib server may hold, is no result)."""
     try:
-        return float(text)
+        number = float(text)
     except (TypeError, ValueError):
         return None
+    return number if math.isfinite(number) else None
 
 
 def _time(text: str | None) -> datetime | None:

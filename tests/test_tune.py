@@ -242,3 +242,16 @@ def test_values_that_look_like_rich_markup_show_as_they_are(client, capsys):
                          objective_type="minimize", max_trial_count=2, parallel_trial_count=1, algorithm_name="grid")
     assert result.best_params == {"opt": "[/x]"}
     assert "opt=[/x]" in capsys.readouterr().err
+
+
+def test_a_result_read_from_katib_objects_takes_no_nan_or_infinity():
+    """A Katib server may hold ``nan`` or ``inf`` as a trial's value (its collectors keep what
+    reads as a float): the client's result reads them as no value, not as a best value."""
+    exp = {"metadata": {"name": "e"}, "spec": {"objective": {"type": "minimize", "objectiveMetricName": "loss"}},
+           "status": {"currentOptimalTrial": {"bestTrialName": "e-1"}}}
+    trial = {"metadata": {"name": "e-1"}, "status": {"observation": {"metrics": [
+        {"name": "loss", "min": "nan", "max": "nan", "latest": "nan"}, {"name": "acc", "min": "inf", "max": "inf", "latest": "inf"}]}}}
+    result = ExperimentResult(exp, [trial])
+    assert result.trials[0].value is None and result.trials[0].metrics == {}
+    with pytest.raises(NoResultError):
+        _ = result.best_value

@@ -337,6 +337,10 @@ class Collector:
         return out
 
     def _take(self, samples: list[Sample], out: list[Sample]) -> None:
+        # Every source's values pass here: empty text and what reads as a number and is none
+        # (nan, inf, 1e400: a Prometheus NaN, a TensorFlow event's, a JSON file's string)
+        # are no result, and are not stored.
+        samples = [x for x in samples if _text(x.value) is not None]
         if self._stored:
             samples = [x for x in samples if not self._seen(x)]
         room = max(self.max_samples - self._kept, 0)

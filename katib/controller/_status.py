@@ -3,6 +3,7 @@ from its trials (never maintained by hand in two places)."""
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -139,10 +140,16 @@ class MetricReducer:
         self._m: dict[str, list[Any]] = {}
 
     def add(self, when: float, name: str, value: str) -> None:
+        number: float | None
         try:
-            number: float | None = float(value)
+            number = float(value)
         except ValueError:
             number = None
+            if not value.strip():
+                return  # nothing reported
+        else:
+            if not math.isfinite(number):
+                return  # nan, inf, 1e400: read as a number, and not one (docs/algorithms.md)
         cur = self._m.get(name)
         if cur is None:
             cur = self._m[name] = [None, UNAVAILABLE, None, UNAVAILABLE, None, UNAVAILABLE]
@@ -174,21 +181,22 @@ def metric_value(observation: dict[str, dict[str, str]] | None, name: str, strat
     text = strategy_value(observation[name], strategy)
     if text is None or text == UNAVAILABLE:
         return None
+    return finite(text)
+
+
+def finite(text: Any) -> float | None:
+    """``text`` as a number, when it is a finite one: None for text, and for what reads as a
+    number and is none (``nan``, ``inf``, ``1e400``), which no trial's result can be."""
     try:
-        return float(text)
-    except ValueError:
+        number = float(text)
+    except (TypeError, ValueError):
         return None
+    return number if math.isfinite(number) else None
 
 
 def numbers(values: Iterable[str]) -> list[float]:
-    """The numeric ones among metric values (text values are left out)."""
-    out = []
-    for v in values:
-        try:
-            out.append(float(v))
-        except ValueError:
-            pass
-    return out
+    """The finite numbers among metric values (text values are left out)."""
+    return [number for v in values if (number := finite(v)) is not None]
 
 
 def reported(observation: dict[str, dict[str, str]] | None, name: str) -> bool:
@@ -395,6 +403,21 @@ def no_result_note(objective: str, trials: Iterable[TrialRecord], constraints: l
     others = f", {killed} killed" if killed else ""
     return (f"{head}; most common outcome ({len(messages)} of {len(ended)} trials{others}): "
             f"{state} ({reason}): {messages[0]}")
+
+
+def warm_start_only_note(objective: str, trials: Iterable[TrialRecord], best: str,
+                         constraints: list[dict[str, Any]] | None = None) -> str | None:
+    """When the best trial, ``best``, is a ``spec.warmStart`` result and every trial the
+    experiment ran ended without a result: that, and why they did (``no_result_note``).
+    None otherwise: a search that found results, even worse ones, has done its work."""
+    trials = list(trials)
+    if not any(t.name == best and is_warm_start(t) for t in trials):
+        return None
+    ran = [t for t in trials if not is_warm_start(t) and t.state in FINAL_TRIAL_STATES]
+    if not ran or any(t.state in ("Succeeded", "EarlyStopped") for t in ran):
+        return None
+    return (f"every trial this experiment ran ended without a result, and its best, {best}, is a result given "
+            f"in spec.warmStart: {no_result_note(objective, ran, constraints)}")
 
 
 def optimal_trial(t: TrialRecord | None) -> OptimalTrial:

@@ -121,7 +121,14 @@ def _warm_start(exp: Experiment) -> list[FieldError]:
             problem = _outside(p, a.value)
             if problem:
                 errors.append(FieldError(f"{apath}.value", problem))
-        values = {m.name: m for m in (t.observation.metrics if t.observation else [])}
+        metrics = t.observation.metrics if t.observation else []
+        for k, reported in enumerate(metrics):
+            for key in ("latest", "min", "max"):
+                value = getattr(reported, key)
+                if value is not None and _no_result(value):
+                    errors.append(FieldError(f"{path}.observation.metrics[{k}].{key}",
+                                             f"must be a finite number or text (got {value!r})"))
+        values = {m.name: m for m in metrics}
         m = values.get(objective or "")
         if m is None or all(_number(v, False) is None for v in (m.latest, m.min, m.max)):
             errors.append(FieldError(f"{path}.observation.metrics", f"needs a numeric value of the objective metric {objective!r}"))
@@ -322,6 +329,14 @@ def _integer(text: str) -> int | None:
         return int(text)
     except (TypeError, ValueError):  # not an integer, or past Python's 4,300 digits
         return None
+
+
+def _no_result(text: str) -> bool:
+    """Empty, or read as a number and none (``nan``, ``inf``, ``1e400``): no trial's result."""
+    try:
+        return not math.isfinite(float(text))
+    except (TypeError, ValueError):
+        return not str(text).strip()
 
 
 def _number(text: str | None, integer: bool) -> float | None:

@@ -146,6 +146,16 @@ def test_warm_start_seeds_the_experiment_without_using_its_budget(store, tmp_pat
          "spec.warmStart.trials[0].observation.metrics: needs a numeric value of the objective metric 'loss'"),
         ({"trials": [{"parameterAssignments": [], "observation": {"metrics": [{"name": "loss", "latest": "1"}]}}]},
          "spec.warmStart.trials[0].parameterAssignments: has no value for parameter 'x'"),
+        # A value that reads as a number and is none would be the best of every comparison.
+        ({"trials": [{"parameterAssignments": [{"name": "x", "value": "0.5"}],
+                      "observation": {"metrics": [{"name": "loss", "latest": "0.3", "min": "-inf"}]}}]},
+         "spec.warmStart.trials[0].observation.metrics[0].min: must be a finite number or text (got '-inf')"),
+        ({"trials": [{"parameterAssignments": [{"name": "x", "value": "0.5"}],
+                      "observation": {"metrics": [{"name": "loss", "latest": "0.3"}, {"name": "acc", "max": "nan"}]}}]},
+         "spec.warmStart.trials[0].observation.metrics[1].max: must be a finite number or text (got 'nan')"),
+        ({"trials": [{"parameterAssignments": [{"name": "x", "value": "0.5"}],
+                      "observation": {"metrics": [{"name": "loss", "latest": "0.3", "max": " "}]}}]},
+         "spec.warmStart.trials[0].observation.metrics[0].max: must be a finite number or text (got ' ')"),
     ],
 )
 def test_warm_start_validation(warm, message):

@@ -7,6 +7,7 @@ suggestionclient.go)."""
 
 from __future__ import annotations
 
+import sys
 from datetime import datetime
 from pathlib import Path
 
@@ -92,3 +93,41 @@ def test_a_darts_like_trial_stores_katibs_observation(store, tmp_path: Path):
     columns = summary_columns(store, rec.id, [], {"Best-Genotype": "max", "Validation-Accuracy": "min"})
     assert columns["metric:Best-Genotype"] == [GENOTYPE] and columns["metric:Validation-Accuracy"] == ["0.5"]
 
+
+
+def test_nan_inf_and_empty_values_are_no_result():
+    """What reads as a number and is none (``nan``, ``inf``, an overflowing ``1e400``) and
+    empty text are not recorded, whichever collector read them: a NaN first would stay the
+    best of every comparison, an infinity reach any goal (docs/algorithms.md)."""
+    reducer = MetricReducer()
+    for when, value in enumerate(["nan", "0.5", "-inf", "1e400", "", "  ", "NaN", "0.2", "+Infinity"]):
+        reducer.add(when, "loss", value)
+    reducer.add(0, "acc", "inf")
+    reducer.add(1, "acc", "")
+    assert reducer.observation(["loss", "acc"]) == {
+        "loss": {"min": "0.2", "max": "0.5", "latest": "0.2"},
+        "acc": {"min": "unavailable", "max": "unavailable", "latest": "unavailable"}}
+    # An observation stored before (or a Katib server's) holding one is no value either.
+    assert metric_value({"loss": {"min": "nan", "max": "inf", "latest": "-inf"}}, "loss", "min") is None
+    assert metric_value({"loss": {"min": "nan", "max": "inf", "latest": "-inf"}}, "loss", "latest") is None
+
+
+def test_a_json_file_of_nan_inf_and_empty_strings_gives_no_best_of_them(store, tmp_path: Path):
+    """Katib's File collector in JSON format keeps each value as written; one trial writes
+    ``"nan"``, one ``"1e400"``, one ``""``, one ``"0.5"``: the best is 0.5, and the others
+    reported nothing (MetricsUnavailable), where the NaN was the best and the run succeeded."""
+    code = ("import json; v = {'a': 'nan', 'b': '1e400', 'c': '', 'd': '0.5'}['${trialParameters.x}']\n"
+            "open('/var/log/katib/m.json', 'w').write(json.dumps({'loss': v}) + '\\n')")
+    doc = experiment(maxTrialCount=4, parallelTrialCount=1, maxFailedTrialCount=4, command=[sys.executable, "-c", code],
+                     algorithm={"algorithmName": "grid"},
+                     parameters=[{"name": "x", "parameterType": "categorical", "feasibleSpace": {"list": ["a", "b", "c", "d"]}}],
+                     metricsCollectorSpec={"collector": {"kind": "File"}, "source": {"fileSystemPath": {
+                         "kind": "File", "format": "JSON", "path": "/var/log/katib/m.json"}}})
+    ctl = Controller(store, runs_root=tmp_path / "runs", tick=0.05)
+    rec, _ = ctl.submit(admit(doc), tmp_path)
+    status = ctl.run(rec.namespace, rec.name).to_dict()
+    by_value = {t.parameters()["x"]: t for t in store.list_trials(rec.id)}
+    assert {x: t.state for x, t in by_value.items()} == {"a": "MetricsUnavailable", "b": "MetricsUnavailable",
+                                                         "c": "MetricsUnavailable", "d": "Succeeded"}
+    assert status["currentOptimalTrial"]["bestTrialName"] == by_value["d"].name
+    assert [m["latest"] for m in status["currentOptimalTrial"]["observation"]["metrics"]] == ["0.5"]
