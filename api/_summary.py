@@ -144,7 +144,9 @@ def _answer(rec: ExperimentRecord, spec: dict[str, Any], objective: str, maximiz
         "name": rec.name, "namespace": rec.namespace, "status": rec.status.to_dict(),
         "objective": {"name": objective, "maximize": maximize,
                       "goal": spec.get("objective", {}).get("goal"),
-                      "additional": [a for a in spec.get("objective", {}).get("additionalObjectives") or []]},
+                      "additional": [a for a in spec.get("objective", {}).get("additionalObjectives") or []],
+                      # What a trial must meet to be a result (plots.js, plotCounts).
+                      "constraints": [c for c in spec.get("objective", {}).get("constraints") or []]},
         "metrics": metrics, "strategies": strategy, "parameters": parameters, "algorithm": spec.get("algorithm", {}),
         "budget": {k: spec.get(k) for k in ("maxTrialCount", "parallelTrialCount", "maxFailedTrialCount")},
         "columns": columns, "curves": learning, "now": now, "since": since,

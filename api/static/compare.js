@@ -20,7 +20,7 @@ async function comparePage(view, parts) {
   const list = await Promise.all(pairs.map(([ns, n]) =>
     api(`/api/v1/namespaces/${encodeURIComponent(ns)}/experiments/${encodeURIComponent(n)}/summary?curves=0`)));
   $("#compare-table tbody").innerHTML = list.map(S => {
-    const y = (S.columns.metrics[S.objective.name] || []).filter(v => typeof v === "number");
+    const y = (S.columns.metrics[S.objective.name] || []).filter((v, i) => plotNum(v) && plotCounts(S, i));
     const best = y.length ? extent(y)[S.objective.maximize ? 1 : 0] : "";
     return `<tr><td><a href="#/e/${encodeURIComponent(S.namespace)}/${encodeURIComponent(S.name)}">${esc(S.namespace)}/${esc(S.name)}</a></td>
       <td>${stateBadge(shownPhase(S.status, S.active, { executor: S.executor }))}</td><td>${esc(S.algorithm.algorithmName || "")}</td>

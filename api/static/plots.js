@@ -38,6 +38,19 @@ function plotAxis(extra) {
 
 const LARGE_AT = 300;
 // Optimisation history. opts.y: "value" | "log"; opts.x: "trial" | "time".
+// Whether trial i's value can be a result, as the server's currentOptimalTrial and
+// paretoFront take them: the trial succeeded (or was stopped early: its value counts, as
+// Katib's does) and meets every constraint of spec.objective.constraints.
+function plotCounts(S, i) {
+  const state = S.columns.state[i];
+  if (state !== "Succeeded" && state !== "EarlyStopped") return false;
+  for (const c of S.objective.constraints || []) {
+    const v = (S.columns.metrics[c.metricName] || [])[i];
+    if (!plotNum(v) || (c.min != null && v < Number(c.min)) || (c.max != null && v > Number(c.max))) return false;
+  }
+  return true;
+}
+
 function historyOption(S, opts) {
   const y = S.columns.metrics[S.objective.name] || [], states = S.columns.state, time = opts.x === "time";
   let idx = [];
@@ -51,7 +64,7 @@ function historyOption(S, opts) {
   for (const i of idx) {
     const v = y[i];
     (byState[states[i]] = byState[states[i]] || []).push(i);
-    if ((states[i] === "Succeeded" || states[i] === "EarlyStopped") && (best === null || (S.objective.maximize ? v > best : v < best))) best = v;
+    if (plotCounts(S, i) && (best === null || (S.objective.maximize ? v > best : v < best))) best = v;
     // A step line needs only the points where the best changes (and the last one).
     if (best !== null && (!bestLine.length || bestLine[bestLine.length - 1][1] !== best)) bestLine.push([at(i), best]);
   }
@@ -206,20 +219,22 @@ function metricDirections(S) {
   return out;
 }
 // The trials no other trial beats on both metrics (each in its own direction).
-function paretoFront(a, b, maxA, maxB) {
+// The trials that reported both metrics, and the front of those among them that can be a
+// result (counts(i): plotCounts), in order along the first metric.
+function paretoFront(a, b, maxA, maxB, counts = () => true) {
   const idx = [];
   for (let i = 0; i < a.length; i++) if (plotNum(a[i]) && plotNum(b[i])) idx.push(i);
   const sa = maxA ? -1 : 1, sb = maxB ? -1 : 1;
   idx.sort((i, j) => sa * (a[i] - a[j]) || sb * (b[i] - b[j]));
   const front = [];
   let bestB = Infinity;
-  for (const i of idx) if (sb * b[i] < bestB) { bestB = sb * b[i]; front.push(i); }
+  for (const i of idx) if (counts(i) && sb * b[i] < bestB) { bestB = sb * b[i]; front.push(i); }
   return { idx, front };
 }
 function paretoOption(S, first, second, dirs) {
   if (!first || !second || first === second) return "Choose two different metrics.";
   const a = S.columns.metrics[first] || [], b = S.columns.metrics[second] || [];
-  const { idx, front } = paretoFront(a, b, dirs[first] === "maximize", dirs[second] === "maximize");
+  const { idx, front } = paretoFront(a, b, dirs[first] === "maximize", dirs[second] === "maximize", i => plotCounts(S, i));
   if (!idx.length) return "No trial has reported both metrics yet.";
   const on = new Set(front), pt = i => [a[i], b[i], S.columns.name[i]];
   return { ...plotBase(), grid: { left: 60, right: 20, top: 30, bottom: 40 },
@@ -237,7 +252,7 @@ function compareOption(list) {
     const y = S.columns.metrics[S.objective.name] || [], pts = [];
     let best = null;
     for (let i = 0; i < y.length; i++) {
-      if (plotNum(y[i]) && (best === null || (S.objective.maximize ? y[i] > best : y[i] < best))) best = y[i];
+      if (plotNum(y[i]) && plotCounts(S, i) && (best === null || (S.objective.maximize ? y[i] > best : y[i] < best))) best = y[i];
       if (best !== null) pts.push([i + 1, best]);
     }
     series.push({ name: `${S.namespace}/${S.name}`, type: "line", step: "end", showSymbol: false, data: pts });

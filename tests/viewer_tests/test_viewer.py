@@ -856,3 +856,34 @@ def test_names_a_user_chose_are_only_names_and_a_csv_cell_is_never_a_formula(ser
     page.wait_for_function("document.querySelector('#metrics').textContent.includes('toString')")
     assert page.evaluate("({}).latest === undefined && !('min' in {}) && !('max' in {})")
     assert page.locator("#series canvas").count() >= 1
+
+
+def test_a_failed_or_infeasible_trials_value_is_never_shown_as_the_best(server, page):
+    """Three trials: one succeeds with loss 0.5; one reports 0.01 and fails; one reports 0.02
+    and breaks the constraint cost <= 2. The status's best is the first, and so is every
+    "best" the viewer draws: the compare table and chart, the history's best-so-far line and
+    the Pareto front (the compare page showed 0.01; the history and the front, 0.02)."""
+    code = ("import sys; v = sys.argv[1]; print({'a': 'loss=0.5 cost=1', 'b': 'loss=0.01 cost=0.01', "
+            "'c': 'loss=0.02 cost=5'}[v]); sys.exit(1 if v == 'b' else 0)")
+    doc = experiment(name="outliers", maxTrialCount=3, parallelTrialCount=1, maxFailedTrialCount=3,
+                     objective={"type": "minimize", "objectiveMetricName": "loss", "additionalMetricNames": ["cost"],
+                                "constraints": [{"metricName": "cost", "max": "2"}]},
+                     algorithm={"algorithmName": "grid"},
+                     parameters=[{"name": "x", "parameterType": "categorical", "feasibleSpace": {"list": ["a", "b", "c"]}}],
+                     command=["python3", "-c", code, "${trialParameters.x}"])
+    _call(server, "POST", "/api/v1/namespaces/default/experiments", doc)
+    status = _wait(server, "outliers", lambda s: s.get("completionTime"))
+    best = status["currentOptimalTrial"]
+    assert [m["min"] for m in best["observation"]["metrics"] if m["name"] == "loss"] == ["0.5"]
+
+    page.goto(server + "/#/compare/default/outliers")
+    ready(page)
+    assert page.inner_text("#compare-table tbody tr td:last-child") == "0.5"
+    assert {p[1] for s in option(page, "#compare")["series"] for p in s["data"]} == {0.5}
+    page.goto(server + "/#/e/default/outliers")
+    ready(page)
+    line = next(s for s in option(page, "#history")["series"] if s["name"] == "best so far")
+    assert {p[1] for p in line["data"]} == {0.5}
+    page.click("#tab-pareto")
+    front = option(page, "#pareto")["series"][1]["data"]
+    assert [(p[0], p[1], p[2]) for p in front] == [(0.5, 1, best["bestTrialName"])]
