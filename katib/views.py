@@ -32,6 +32,7 @@ from .controller import (
     no_result_note,
     rfc3339,
     shown_value,
+    warm_start_only_note,
 )
 
 __all__ = [
@@ -192,12 +193,15 @@ def reason(rec: ExperimentRecord) -> str:
 
 def no_result(rec: ExperimentRecord, trials: list[TrialRecord]) -> str | None:
     """For an ended experiment that has no best trial (every trial crashed or never
-    reported the objective metric): what to tell the user. ``None`` otherwise."""
+    reported the objective metric), or whose best is a ``spec.warmStart`` result while every
+    trial it ran crashed: what to tell the user. ``None`` otherwise."""
     if phase(rec) not in ("Succeeded", "Failed"):
         return None
-    if rec.status.current_optimal_trial is not None and rec.status.current_optimal_trial.best_trial_name:
-        return None
     objective = rec.spec.get("spec", {}).get("objective", {}) or {}
+    best = rec.status.current_optimal_trial
+    if best is not None and best.best_trial_name:
+        return warm_start_only_note(objective.get("objectiveMetricName", ""), trials, best.best_trial_name,
+                                    objective.get("constraints"))
     return no_result_note(objective.get("objectiveMetricName", ""), trials, objective.get("constraints"))
 
 

@@ -95,6 +95,28 @@ def test_failed_experiment_exits_non_zero(tmp_path):
     assert "Failed (ExperimentFailed)" in result.stdout
 
 
+def test_a_warm_start_best_does_not_hide_that_every_trial_run_failed(tmp_path):
+    """A warm start covers one grid point and the only trial run fails: the experiment's best
+    is the result given in spec.warmStart (Succeeded, as the status says), and `katib run`
+    says the search found nothing and exits 1 (it exited 0: a failure shown as a success).
+    One run trial that succeeds, even worse than the warm start, is a search that worked."""
+    warm = {"trials": [{"parameterAssignments": [{"name": "v", "value": "a"}],
+                        "observation": {"metrics": [{"name": "loss", "latest": "0.3"}]}}]}
+    parameters = [{"name": "v", "parameterType": "categorical", "feasibleSpace": {"list": ["a", "b"]}}]
+    for code, rc in (("import sys; sys.exit('diverged')", 1), ("print('loss=0.9')", 0)):
+        doc = experiment(name=f"warm-{rc}", maxTrialCount=2, parallelTrialCount=1, warmStart=warm,
+                         algorithm={"algorithmName": "grid"}, parameters=parameters,
+                         command=[sys.executable, "-c", code, "${trialParameters.v}"])
+        doc["spec"]["trialTemplate"]["trialParameters"] = [{"name": "v", "reference": "v"}]
+        result = katib("run", str(write(tmp_path, doc)), "--db", str(tmp_path / "k.db"), "--tick", "0.05")
+        assert result.returncode == rc, result.stdout
+        assert f"best trial: warm-{rc}-warm-1" in result.stdout
+        note = "every trial this experiment ran ended without a result, and its best, warm-1-warm-1, is a result given in spec.warmStart"
+        assert (note in " ".join(result.stdout.split())) == (rc == 1), result.stdout
+        if rc:
+            assert "diverged" in result.stdout
+
+
 def test_editing_a_frozen_field_is_refused(tmp_path):
     db = str(tmp_path / "k.db")
     katib("run", str(write(tmp_path, experiment(maxTrialCount=2))), "--db", db, "--tick", "0.05")

@@ -20,7 +20,7 @@ _WHERE = {
     "trial_log": "_logs", "trial_log_since": "_logs", "trial_log_size": "_logs",
     "experiment_phase": "_status", "metric_strategies": "_status", "metric_value": "_status",
     "shown_value": "_status", "rfc3339": "_status", "LAST_OUTPUT": "_status", "no_result_note": "_status",
-    "FINAL_TRIAL_STATES": "_status",
+    "FINAL_TRIAL_STATES": "_status", "warm_start_only_note": "_status",
 }
 
 if TYPE_CHECKING:
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
         no_result_note,
         rfc3339,
         shown_value,
+        warm_start_only_note,
     )
 
 
@@ -84,4 +85,5 @@ __all__ = [
     "trial_log_since",
     "trial_log_size",
     "trials_to_create",
+    "warm_start_only_note",
 ]
