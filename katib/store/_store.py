@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+import sqlite3
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -82,6 +83,21 @@ def _duplicate(exc: IntegrityError) -> bool:
     return code == "23505" if code else "UNIQUE constraint failed" in str(exc.orig)
 
 
+def _wal(cur: Any) -> None:
+    """WAL mode, on a connection to a database another process may be making or opening:
+    changing a new database's journal mode answers "database is locked" at once, without the
+    busy handler's wait, while another connection holds it (``Store(path)`` in several
+    processes at once)."""
+    for attempt in range(500):
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == 499:
+                raise
+            time.sleep(0.01)
+
+
 class Store:
     """One database holding every experiment.
 
@@ -94,8 +110,8 @@ class Store:
         self.url = normalise_url(db or default_db_url())
         self.dialect = self.url.split(":", 1)[0].split("+", 1)[0]
         self._engine = self._create_engine()
-        self._migrate()
         self._locks = Locks(self.url, self.dialect)
+        self._migrate()
 
     @property
     def lock_folder(self) -> str | None:
@@ -120,11 +136,11 @@ class Store:
             @sa.event.listens_for(engine, "connect")
             def _pragmas(dbapi_conn: Any, _record: Any) -> None:
                 cur = dbapi_conn.cursor()
+                cur.execute("PRAGMA busy_timeout=30000")
                 if not memory:
-                    cur.execute("PRAGMA journal_mode=WAL")
+                    _wal(cur)
                 cur.execute("PRAGMA synchronous=NORMAL")
                 cur.execute("PRAGMA foreign_keys=ON")
-                cur.execute("PRAGMA busy_timeout=30000")
                 cur.close()
 
             return engine
@@ -155,6 +171,18 @@ class Store:
             revision = None
         if revision == SCHEMA_REVISION:
             return
+        if self._locks.folder is not None:
+            # SQLite runs each CREATE TABLE on its own: processes making a new store at once
+            # each found another's tables half made, failed on one ("table trials already
+            # exists") and all waited for a revision none would write. One at a time.
+            with self._locks.hold("schema"):
+                revision = self._settled()
+                if revision != SCHEMA_REVISION:
+                    self._make_schema(revision)
+            return
+        self._make_schema(revision)
+
+    def _make_schema(self, revision: str | None) -> None:
         try:
             with self._engine.begin() as conn:
                 if self.dialect == "postgresql":

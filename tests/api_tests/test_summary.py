@@ -50,7 +50,7 @@ def test_summary_is_columns_with_bounded_curves(sqlite_store):
     assert len(cols["name"]) == 30 and cols["state"][0] == "EarlyStopped" and cols["state"][1] == "Succeeded"
     assert cols["params"]["x"][3] == pytest.approx(0.1) and cols["params"]["c"][:2] == ["a", "b"]
     assert cols["metrics"]["loss"][0] == pytest.approx(0.25)
-    assert s["objective"] == {"name": "loss", "maximize": False, "goal": None, "additional": []}
+    assert s["objective"] == {"name": "loss", "maximize": False, "goal": None, "additional": [], "constraints": []}
     assert len(s["curves"]) == 10 and all(len(c["points"]) == 5 for c in s["curves"])
     names = {c["name"] for c in s["curves"]}
     best5 = sorted(range(30), key=lambda i: cols["metrics"]["loss"][i])[:5]

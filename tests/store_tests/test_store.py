@@ -193,7 +193,10 @@ def test_only_a_name_taken_is_a_conflict(store):
     assert [x.name for x in store.list_trials(rec.id)] == ["e-a"]  # nothing of the failed write
 
 
-def _open(path: str) -> str:
+def _open(job: tuple[str, float]) -> str:
+    path, at = job
+    while time.time() < at:  # every process at once
+        pass
     try:
         Store(path).close()
         return "ok"
@@ -204,12 +207,17 @@ def _open(path: str) -> str:
 def test_processes_opening_a_new_sqlite_store_at_once_all_open_it(tmp_path):
     """SQLite runs each CREATE TABLE on its own, so a second process saw the first one's
     tables before its schema revision, and failed "table experiments already exists" (a
-    `katib get` beside the first `katib run` of a new store, once in CI)."""
+    `katib get` beside the first `katib run` of a new store, once in CI); several at once
+    each failed on another's table and none wrote the revision. Now one makes the schema
+    while the others wait (a lock beside the database), and a new database's WAL mode,
+    which answers "locked" without waiting, is asked again."""
     ctx = multiprocessing.get_context("spawn")
-    with ctx.Pool(4) as pool:
-        for round_ in range(3):
-            results = pool.map(_open, [str(tmp_path / f"new-{round_}.db")] * 4)
-            assert results == ["ok"] * 4, results
+    with ctx.Pool(6) as pool:
+        pool.map(_open, [(str(tmp_path / "warm.db"), 0.0)] * 6)  # every worker started and imported
+        for round_ in range(6):
+            at = time.time() + 0.3
+            results = pool.map(_open, [(str(tmp_path / f"new-{round_}.db"), at)] * 6)
+            assert results == ["ok"] * 6, results
 
 
 def test_an_edit_lands_only_on_the_spec_it_was_made_from(store):
