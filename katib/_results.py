@@ -222,10 +222,12 @@ def _strategies(objective: dict[str, Any]) -> dict[str, str]:
     default = _default_strategy(objective.get("type", "maximize"))
     # Katib's metricStrategies and defaults, as katib.controller._status.metric_strategies
     # reads them (not imported: a client of a server loads neither the store nor the loop).
-    names = [objective.get("objectiveMetricName"), *(objective.get("additionalMetricNames") or []),
-             *[a.get("metricName") for a in objective.get("additionalObjectives") or []],
-             *[c.get("metricName") for c in objective.get("constraints") or []]]
+    own = {a.get("metricName"): _default_strategy(a.get("type", "maximize")) for a in objective.get("additionalObjectives") or []}
+    bounded = {c.get("metricName") for c in objective.get("constraints") or []}
+    names = [objective.get("objectiveMetricName"), *(objective.get("additionalMetricNames") or []), *own, *bounded]
     out = {n: default for n in names if n}
+    out.update({n: "latest" for n in bounded if n and n != objective.get("objectiveMetricName")})
+    out.update({n: v for n, v in own.items() if n})
     out.update({s["name"]: s["value"] for s in objective.get("metricStrategies") or [] if s.get("name") and s.get("value")})
     return out
 

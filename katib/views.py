@@ -29,10 +29,9 @@ from katib.store import ExperimentRecord, TrialRecord
 from .controller import (
     experiment_phase,
     metric_strategies,
-    no_result_note,
+    result_note,
     rfc3339,
     shown_value,
-    warm_start_only_note,
 )
 
 __all__ = [
@@ -49,6 +48,7 @@ __all__ = [
     "shown_phase",
     "shown_reason",
     "shown_value",
+    "warm_starts",
     "strategies_of",
     "trial",
     "trial_object",
@@ -192,17 +192,21 @@ def reason(rec: ExperimentRecord) -> str:
 
 
 def no_result(rec: ExperimentRecord, trials: list[TrialRecord]) -> str | None:
-    """For an ended experiment that has no best trial (every trial crashed or never
-    reported the objective metric), or whose best is a ``spec.warmStart`` result while every
-    trial it ran crashed: what to tell the user. ``None`` otherwise."""
+    """For an ended experiment that has no best trial (every trial it ran crashed or never
+    reported the objective metric; ``spec.warmStart`` results are none of its own): what to
+    tell the user. ``None`` otherwise."""
     if phase(rec) not in ("Succeeded", "Failed"):
         return None
+    if rec.status.current_optimal_trial is not None and rec.status.current_optimal_trial.best_trial_name:
+        return None
     objective = rec.spec.get("spec", {}).get("objective", {}) or {}
-    best = rec.status.current_optimal_trial
-    if best is not None and best.best_trial_name:
-        return warm_start_only_note(objective.get("objectiveMetricName", ""), trials, best.best_trial_name,
-                                    objective.get("constraints"))
-    return no_result_note(objective.get("objectiveMetricName", ""), trials, objective.get("constraints"))
+    return result_note(objective.get("objectiveMetricName", ""), trials, objective.get("constraints"))
+
+
+def warm_starts(rec: ExperimentRecord) -> int:
+    """How many of the experiment's trials are ``spec.warmStart`` results (Succeeded trials
+    from its start, which use none of its budget): a count of trials it ran leaves them out."""
+    return len(((rec.spec.get("spec") or {}).get("warmStart") or {}).get("trials") or [])
 
 
 def controller_alive(rec: ExperimentRecord) -> bool:

@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.conftest import REPO, experiment, python_command
@@ -96,25 +97,43 @@ def test_failed_experiment_exits_non_zero(tmp_path):
 
 
 def test_a_warm_start_best_does_not_hide_that_every_trial_run_failed(tmp_path):
-    """A warm start covers one grid point and the only trial run fails: the experiment's best
-    is the result given in spec.warmStart (Succeeded, as the status says), and `katib run`
-    says the search found nothing and exits 1 (it exited 0: a failure shown as a success).
-    One run trial that succeeds, even worse than the warm start, is a search that worked."""
+    """A warm start covers one grid point and the only trial run fails: the search found
+    nothing, and every surface says so (`katib run` exited 0 with the warmStart result as its
+    best; the client returned it as the optimum). One run trial that succeeds, even worse
+    than the warm start, is a search that worked: the warm start is its best."""
+    from katib import KatibClient
+    from katib.errors import NoResultError
+
     warm = {"trials": [{"parameterAssignments": [{"name": "v", "value": "a"}],
                         "observation": {"metrics": [{"name": "loss", "latest": "0.3"}]}}]}
     parameters = [{"name": "v", "parameterType": "categorical", "feasibleSpace": {"list": ["a", "b"]}}]
+    db = str(tmp_path / "k.db")
     for code, rc in (("import sys; sys.exit('diverged')", 1), ("print('loss=0.9')", 0)):
         doc = experiment(name=f"warm-{rc}", maxTrialCount=2, parallelTrialCount=1, warmStart=warm,
                          algorithm={"algorithmName": "grid"}, parameters=parameters,
                          command=[sys.executable, "-c", code, "${trialParameters.v}"])
         doc["spec"]["trialTemplate"]["trialParameters"] = [{"name": "v", "reference": "v"}]
-        result = katib("run", str(write(tmp_path, doc)), "--db", str(tmp_path / "k.db"), "--tick", "0.05")
+        result = katib("run", str(write(tmp_path, doc)), "--db", db, "--tick", "0.05")
         assert result.returncode == rc, result.stdout
-        assert f"best trial: warm-{rc}-warm-1" in result.stdout
-        note = "every trial this experiment ran ended without a result, and its best, warm-1-warm-1, is a result given in spec.warmStart"
-        assert (note in " ".join(result.stdout.split())) == (rc == 1), result.stdout
-        if rc:
-            assert "diverged" in result.stdout
+        said = " ".join(result.stdout.split())
+        assert ("best trial: warm-0-warm-1" in said) == (rc == 0), said
+        assert ("no result: every trial this experiment ran ended without a result, and results given in "
+                "spec.warmStart are none of its own" in said) == (rc == 1), said
+        assert ("diverged" in said) == (rc == 1), said
+        # The trials it ran: the warm start is given, not run, and uses none of the budget.
+        assert f"trials: 1 ({'1 failed' if rc else '1 succeeded'}); 1 result(s) given in spec.warmStart" in said, said
+    client = KatibClient(db=db)
+    try:
+        with pytest.raises(NoResultError, match="given in spec.warmStart are none of its own"):
+            client.get_optimal_hyperparameters("warm-1")
+        with pytest.raises(NoResultError):
+            client.wait_for_experiment_condition("warm-1", timeout=5)
+        assert client.get_optimal_hyperparameters("warm-0")["bestTrialName"] == "warm-0-warm-1"
+    finally:
+        client.close()
+    listed = " ".join(katib("get", "experiment", "warm-1", "--db", db).stdout.split())
+    assert "warm-1 Succeeded ExperimentSuggestionEndReached 1/2 0 1" in listed, listed  # TRIALS, SUCCEEDED, FAILED
+    assert "no result: every trial this experiment ran ended without a result" in listed, listed
 
 
 def test_editing_a_frozen_field_is_refused(tmp_path):

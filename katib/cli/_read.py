@@ -69,18 +69,23 @@ def _experiments_table(recs: list[Any], active: Sequence[bool | None] | None = N
         shown = views.shown_phase(r, active[i] if active is not None else None)
         table.add_row(*map(Text, (
             r.namespace, r.name, shown, views.shown_reason(r, shown), _trials_done(r),
-            # FAILED counts what maxFailedTrialCount counts (Katib: Failed and MetricsUnavailable)
-            str(r.status.trials_succeeded), str(r.status.trials_failed + r.status.trial_metrics_unavailable),
+            # the trials it ran (warmStart results are given, not run); FAILED counts what
+            # maxFailedTrialCount counts (Katib: Failed and MetricsUnavailable)
+            str(r.status.trials_succeeded - views.warm_starts(r)),
+            str(r.status.trials_failed + r.status.trial_metrics_unavailable),
             f"{objective}={_num(value)}" if value else "", _age(r.created_at))))
     return table
 
 
 def _trials_done(rec: Any) -> str:
-    """Trials ended of the budget (``7/12``), or of those made when there is no budget."""
-    status = rec.status
-    done = status.trials - status.trials_running - status.trials_pending
+    """Trials ended of the budget (``7/12``), or of those made when there is no budget: the
+    trials it ran (``spec.warmStart`` results use none of the budget)."""
+    from katib import views
+
+    status, warm = rec.status, views.warm_starts(rec)
+    done = status.trials - status.trials_running - status.trials_pending - warm
     budget = (rec.spec.get("spec") or {}).get("maxTrialCount")
-    return f"{done}/{budget}" if budget else f"{done}/{status.trials}"
+    return f"{done}/{budget}" if budget else f"{done}/{status.trials - warm}"
 
 
 @get_app.command("trials")
@@ -159,6 +164,10 @@ def _experiment_notes(rec: Any, active: bool | None, trials: Any, resume_hint: s
                            f"{failure['message']}"))
     elif shown == "Stopped":
         out.print(Text(f"\nstopped: no controller runs it; `{resume_hint}` carries on"))
+    if shown in ("Succeeded", "Failed"):
+        note = views.no_result(rec, trials())
+        if note:
+            out.print(Text.assemble(("no result: ", "bold red"), note))
 
 
 @get_app.command("trial")

@@ -229,13 +229,15 @@ def _summary(rec: Any, trials: list[Any]) -> int:
     phase, reason = views.phase(rec), views.reason(rec)
     colour = "green" if phase == "Succeeded" else "red" if phase == "Failed" else "yellow"
     out.print(f"\nexperiment [bold]{name}[/] [{colour}]{phase}[/] ({reason})", highlight=False)
+    warm = views.warm_starts(rec)  # Succeeded trials it did not run
     counts = ", ".join(
         f"{n} {label}" for n, label in (
-            (status.trials_succeeded, "succeeded"), (status.trials_failed, "failed"), (status.trials_killed, "killed"),
+            (status.trials_succeeded - warm, "succeeded"), (status.trials_failed, "failed"), (status.trials_killed, "killed"),
             (status.trials_early_stopped, "early stopped"), (status.trial_metrics_unavailable, "metrics unavailable"))
         if n
     )
-    out.print(f"trials: {status.trials} ({counts or 'none finished'})", highlight=False)
+    given = f"; {warm} result(s) given in spec.warmStart" if warm else ""
+    out.print(f"trials: {status.trials - warm} ({counts or 'none finished'}){given}", highlight=False)
     best = status.best
     if best is not None:
         out.print(f"best trial: {best.best_trial_name}", highlight=False)

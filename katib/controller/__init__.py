@@ -20,7 +20,7 @@ _WHERE = {
     "trial_log": "_logs", "trial_log_since": "_logs", "trial_log_size": "_logs",
     "experiment_phase": "_status", "metric_strategies": "_status", "metric_value": "_status",
     "shown_value": "_status", "rfc3339": "_status", "LAST_OUTPUT": "_status", "no_result_note": "_status",
-    "FINAL_TRIAL_STATES": "_status", "warm_start_only_note": "_status",
+    "FINAL_TRIAL_STATES": "_status", "result_note": "_status",
 }
 
 if TYPE_CHECKING:
@@ -39,9 +39,9 @@ if TYPE_CHECKING:
         metric_strategies,
         metric_value,
         no_result_note,
+        result_note,
         rfc3339,
         shown_value,
-        warm_start_only_note,
     )
 
 
@@ -78,6 +78,7 @@ __all__ = [
     "metric_strategies",
     "metric_value",
     "no_result_note",
+    "result_note",
     "rfc3339",
     "runnable_errors",
     "shown_value",
@@ -85,5 +86,4 @@ __all__ = [
     "trial_log_since",
     "trial_log_size",
     "trials_to_create",
-    "warm_start_only_note",
 ]

@@ -213,7 +213,9 @@ def default_strategy(objective_type: str | None) -> str:
 
 def metric_strategies(objective: Mapping[str, Any]) -> dict[str, str]:
     """Every metric's strategy, from a spec's objective as Katib writes it (camelCase): the
-    ``metricStrategies`` given, Katib's default for the others. One trial has one value per
+    ``metricStrategies`` given, the defaults for the others (``katib.spec``'s
+    ``_default_objective``): Katib's, by the objective's direction; an additional objective's
+    by its own; ``latest`` for a metric only a constraint reads. One trial has one value per
     metric, the one its strategy picks, on every screen and in every comparison.
 
     >>> metric_strategies({"type": "minimize", "objectiveMetricName": "loss",
@@ -221,10 +223,12 @@ def metric_strategies(objective: Mapping[str, Any]) -> dict[str, str]:
     {'loss': 'min', 'acc': 'latest'}
     """
     default = default_strategy(objective.get("type"))
-    names = [objective.get("objectiveMetricName"), *(objective.get("additionalMetricNames") or []),
-             *[a.get("metricName") for a in objective.get("additionalObjectives") or []],
-             *[c.get("metricName") for c in objective.get("constraints") or []]]
+    own = {a.get("metricName"): default_strategy(a.get("type")) for a in objective.get("additionalObjectives") or []}
+    bounded = {c.get("metricName") for c in objective.get("constraints") or []}
+    names = [objective.get("objectiveMetricName"), *(objective.get("additionalMetricNames") or []), *own, *bounded]
     out = {name: default for name in names if name}
+    out.update({name: "latest" for name in bounded if name and name != objective.get("objectiveMetricName")})
+    out.update({name: value for name, value in own.items() if name})
     out.update({s["name"]: s["value"] for s in objective.get("metricStrategies") or [] if s.get("name") and s.get("value")})
     return out
 
@@ -405,19 +409,28 @@ def no_result_note(objective: str, trials: Iterable[TrialRecord], constraints: l
             f"{state} ({reason}): {messages[0]}")
 
 
-def warm_start_only_note(objective: str, trials: Iterable[TrialRecord], best: str,
-                         constraints: list[dict[str, Any]] | None = None) -> str | None:
-    """When the best trial, ``best``, is a ``spec.warmStart`` result and every trial the
-    experiment ran ended without a result: that, and why they did (``no_result_note``).
-    None otherwise: a search that found results, even worse ones, has done its work."""
-    trials = list(trials)
-    if not any(t.name == best and is_warm_start(t) for t in trials):
+def warm_start_only(trials: Iterable[TrialRecord], best: TrialRecord | None) -> list[TrialRecord] | None:
+    """When the best trial is a ``spec.warmStart`` result and every trial the experiment ran
+    ended without a result (none Succeeded or EarlyStopped): those trials. None otherwise: a
+    search that found results, even worse ones, or that ran nothing yet, has done its work."""
+    if best is None or not is_warm_start(best):
         return None
     ran = [t for t in trials if not is_warm_start(t) and t.state in FINAL_TRIAL_STATES]
     if not ran or any(t.state in ("Succeeded", "EarlyStopped") for t in ran):
         return None
-    return (f"every trial this experiment ran ended without a result, and its best, {best}, is a result given "
-            f"in spec.warmStart: {no_result_note(objective, ran, constraints)}")
+    return ran
+
+
+def result_note(objective: str, trials: Iterable[TrialRecord], constraints: list[dict[str, Any]] | None = None) -> str:
+    """Why an ended experiment has no best trial: its own trials found nothing while it had
+    ``spec.warmStart`` results (which are no result of its own), or ``no_result_note``."""
+    trials = list(trials)
+    ran = [t for t in trials if not is_warm_start(t) and t.state in FINAL_TRIAL_STATES]
+    if len(ran) < len([t for t in trials if t.state in FINAL_TRIAL_STATES]) and ran \
+            and not any(t.state in ("Succeeded", "EarlyStopped") for t in ran):
+        return ("every trial this experiment ran ended without a result, and results given in spec.warmStart "
+                f"are none of its own: {no_result_note(objective, ran, constraints)}")
+    return no_result_note(objective, trials, constraints)
 
 
 def optimal_trial(t: TrialRecord | None) -> OptimalTrial:
@@ -436,7 +449,7 @@ def _note_no_result(conditions: list[Condition], exp: Experiment, trials: Sequen
     constraints = [c.to_dict() for c in (obj.constraints or [])] if obj is not None else []
     for cond in conditions:
         if cond.type in ("Succeeded", "Failed") and cond.status == "True" and cond.reason in END_MESSAGES:
-            cond.message = f"{END_MESSAGES[cond.reason]}; {no_result_note(metric_names(exp)[0], trials, constraints)}"
+            cond.message = f"{END_MESSAGES[cond.reason]}; {result_note(metric_names(exp)[0], trials, constraints)}"
 
 
 def experiment_status(exp: Experiment, trials: Sequence[TrialRecord], base: ExperimentStatus) -> ExperimentStatus:
@@ -446,6 +459,8 @@ def experiment_status(exp: Experiment, trials: Sequence[TrialRecord], base: Expe
     for t in trials:
         lists.setdefault(t.state, []).append(t.name)
     best = best_trial(exp, trials)
+    if is_completed(base) and warm_start_only(trials, best) is not None:
+        best = None  # the search found nothing: a known result given to it is not its result
     status = ExperimentStatus(
         start_time=base.start_time, completion_time=base.completion_time,
         conditions=[c.model_copy() for c in base.conditions],

@@ -54,11 +54,17 @@ def _default_objective(exp: Experiment) -> None:
     if obj is None or obj.type not in ("minimize", "maximize"):
         return
     strategy = "min" if obj.type == "minimize" else "max"
+    # Our extensions: an additional objective follows its own direction, as the objective
+    # does; a metric that only a constraint reads is taken as the trial ended with it.
+    own = {a.metric_name: {"minimize": "min", "maximize": "max"}[a.type]
+           for a in obj.additional_objectives or [] if a.metric_name and a.type in ("minimize", "maximize")}
+    bounded = {c.metric_name for c in obj.constraints or []} - {obj.objective_metric_name, *own}
     strategies = list(obj.metric_strategies or [])
     have = {s.name for s in strategies}
     for name in [obj.objective_metric_name, *(obj.additional_metric_names or [])]:
         if name and name not in have:
-            strategies.append(MetricStrategy(name=name, value=strategy))
+            value = own.get(name) or ("latest" if name in bounded else strategy)
+            strategies.append(MetricStrategy(name=name, value=value))
             have.add(name)
     obj.metric_strategies = strategies
 

@@ -72,6 +72,30 @@ def test_several_objectives_give_a_pareto_front(store, tmp_path):
     assert {a["value"] for a in status["currentOptimalTrial"]["parameterAssignments"]} == {"0.1"}
 
 
+def test_an_additional_objective_and_a_constraint_read_their_own_strategy(store, tmp_path):
+    """Unset, a metric's strategy followed the objective's direction (Katib's rule for the
+    metrics it has): a maximized additional objective was scored by its minimum, so the
+    trial whose accuracy ended at 0.99 lay behind one at 0.90; and a constraint's metric
+    was read at the end the objective favours, so a trial whose memory ended at 20, above
+    the bound of 10, passed on its 5. Now an additional objective follows its own direction
+    and a constrained metric is read as the trial ended (latest)."""
+    code = ("x = '${trialParameters.x}'\n"
+            "print({'0.1': 'acc=0.10 mem=1', '0.2': 'acc=0.90 mem=1', '0.3': 'mem=5 acc=0.95'}[x])\n"
+            "print({'0.1': 'acc=0.99 loss=0.5 mem=2', '0.2': 'loss=0.5 mem=2', '0.3': 'loss=0.1 mem=20'}[x])")
+    doc = experiment(command=python_command(code), algorithm={"algorithmName": "grid"}, maxTrialCount=3, parallelTrialCount=3,
+                     parameters=[{"name": "x", "parameterType": "discrete", "feasibleSpace": {"list": ["0.1", "0.2", "0.3"]}}],
+                     objective={"type": "minimize", "objectiveMetricName": "loss", "additionalMetricNames": ["acc", "mem"],
+                                "additionalObjectives": [{"metricName": "acc", "type": "maximize"}],
+                                "constraints": [{"metricName": "mem", "max": "10"}]})
+    strategies = {s.name: s.value for s in admit(doc).spec.objective.metric_strategies}
+    assert strategies == {"loss": "min", "acc": "max", "mem": "latest"}
+    _, status, trials = run(store, tmp_path, doc)
+    name = {t.parameters()["x"]: t.name for t in trials}
+    # 0.3 (loss 0.1) broke the constraint as it ended; 0.1 dominates 0.2 (same loss, acc 0.99 > 0.90).
+    assert [t["bestTrialName"] for t in status["paretoFront"]] == [name["0.1"]]
+    assert status["currentOptimalTrial"]["bestTrialName"] in (name["0.1"], name["0.2"])
+
+
 def test_multi_objective_tpe_runs(store, tmp_path):
     code = "x = float('${trialParameters.x}'); print(f'loss={x} cost={(x - 0.5) ** 2:.4f}')"
     doc = experiment(command=python_command(code), algorithm={"algorithmName": "tpe"}, maxTrialCount=12,
