@@ -74,6 +74,21 @@ def test_parallelism_failures_and_errors(client):
     assert obj["status"]["trialsKilled"] == 1  # the one still out
 
 
+def test_a_lowered_failure_budget_ends_it_at_the_next_ask(client):
+    """Two failures told under maxFailedTrialCount 4, then the budget lowered to 2: Katib's
+    reconcile ends the experiment Failed; ask handed out two more trials and it ran on."""
+    client.create_experiment(external(name="lowered", maxFailedTrialCount=4))
+    for trial in client.ask("lowered", count=2):
+        client.tell("lowered", trial["name"], {}, outcome="Failed")
+    client.edit_experiment_budget("lowered", max_failed_trial_count=2)
+    with pytest.raises(ConflictError, match=r"has finished \(ExperimentFailed\)"):
+        client.ask("lowered", count=2)
+    obj = client.get_experiment("lowered")
+    assert [(c["type"], c["reason"]) for c in obj["status"]["conditions"] if c["status"] == "True"][-1] == \
+        ("Failed", "ExperimentFailed")
+    assert obj["status"]["trials"] == 2
+
+
 @pytest.mark.parametrize("stamp", ["nan", "Infinity", 1e300, -1e18, "0001-01-01T00:00:00+14:00", 10**400])
 def test_a_time_rfc3339_cannot_write_is_refused_naming_it(client, stamp):
     """A NaN time was stored as NULL and refused as "a trial with that name already exists";

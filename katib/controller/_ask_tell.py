@@ -76,6 +76,12 @@ class AskTell:
             rec, exp, trials = self._load(namespace, name)
             if is_completed(rec.status):
                 raise ConflictError(f"experiment {namespace}/{name} has finished")
+            # Its end, checked again: a budget edited since the last tell (maxFailedTrialCount
+            # lowered to the failures there are) ends it, as Katib's reconcile would.
+            ended = self._end(exp, trials)
+            if ended:
+                self._finish(rec, exp, trials, ended)
+                raise ConflictError(f"experiment {namespace}/{name} has finished ({ended[1]})")
             want = min(count, trials_to_create(exp.spec.parallel_trial_count or 1, exp.spec.max_trial_count,
                                                counts_of(trials, budget=True)))
             if want <= 0:
