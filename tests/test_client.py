@@ -149,6 +149,23 @@ def test_a_remote_client_closes_and_resumes(tmp_path, sqlite_store):
         server.client.post("/api/v1/namespaces/default/experiments/r/stop")
 
 
+def test_a_remote_wait_on_a_stopped_experiment_says_so(tmp_path, sqlite_store):
+    """Embedded, a wait on an experiment nothing runs says so at once; against a server it
+    polled until its timeout (600 s by default; tune(timeout=None) for ever). Now the
+    server's word (`active`) ends it within a few seconds, as the embedded client does."""
+    slow = experiment(name="halted", command=python_command("import time; time.sleep(60); print('loss=1')"))
+    with LiveServer(sqlite_store, tmp_path) as server, KatibClient(url=server.url) as client:
+        client.create_experiment(slow)
+        client.stop_experiment("halted")
+        started = time.monotonic()
+        with pytest.raises(KatibError, match="nothing runs it"):
+            client.wait_for_experiment_condition("halted", timeout=60, polling_interval=0.2)
+        assert time.monotonic() - started < 15
+        assert "message" not in client.resume_experiment("halted")  # and a running one is waited for
+        with pytest.raises(TimeoutError):
+            client.wait_for_experiment_condition("halted", timeout=6, polling_interval=0.2)
+
+
 def test_apply_experiment_creates_then_does_what_katib_run_of_the_same_file_does(client):
     doc = experiment(name="applied", maxTrialCount=1, parallelTrialCount=1, resumePolicy="LongRunning")
     obj, action = client.apply_experiment(doc)

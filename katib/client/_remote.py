@@ -3,9 +3,13 @@ error said in one sentence."""
 
 from __future__ import annotations
 
+import math
+import time
 from typing import Any
 
 from ..errors import KatibError, NotFoundError
+
+IDLE_CHECK_SECONDS = 2.0
 
 
 class _Remote:
@@ -16,6 +20,8 @@ class _Remote:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.http = httpx.Client(base_url=self.url, timeout=timeout, headers=headers)
         self.token = token
+        # (namespace, name) -> (when idle was last asked, when it was first seen idle)
+        self._idle: dict[tuple[str, str], tuple[float, float | None]] = {}
 
     def _call(self, method: str, path: str, **kw: Any) -> Any:
         r = self._request(method, path, **kw)
@@ -80,7 +86,24 @@ class _Remote:
         return r.json()  # type: ignore[no-any-return]
 
     def idle(self, name: str, namespace: str) -> bool:
-        return False  # the server runs what it holds; a stopped one waits for resume, as it would there
+        """Unfinished, and nothing runs it, in the server's word (its list's ``active``: a
+        controller of its own or a ``katib run`` elsewhere; an outside loop's experiment is
+        never idle): a stopped experiment, which a wait would otherwise poll until its
+        timeout. Asked at most every ``IDLE_CHECK_SECONDS``, and said only when two answers
+        that far apart agree (a controller just being started is not idle)."""
+        key, now = (namespace, name), time.monotonic()
+        last, since = self._idle.get(key, (-math.inf, None))
+        if now - last < IDLE_CHECK_SECONDS:
+            return False
+        item = next((o for o in self.experiments(namespace) if (o.get("metadata") or {}).get("name") == name), None)
+        conditions = ((item or {}).get("status") or {}).get("conditions") or []
+        ended = any(c.get("type") in ("Succeeded", "Failed") and c.get("status") == "True" for c in conditions)
+        external = ((item or {}).get("spec") or {}).get("executor") == "external"
+        if item is None or item.get("active") or ended or external:
+            self._idle.pop(key, None)
+            return False
+        self._idle[key] = (now, since if since is not None else now)
+        return since is not None and now - since >= IDLE_CHECK_SECONDS
 
     def resume(self, name: str, namespace: str) -> dict[str, Any]:
         return self._call("POST", f"/namespaces/{namespace}/experiments/{name}/resume")  # type: ignore[no-any-return]
