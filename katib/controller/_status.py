@@ -409,11 +409,12 @@ def no_result_note(objective: str, trials: Iterable[TrialRecord], constraints: l
             f"{state} ({reason}): {messages[0]}")
 
 
-def warm_start_only(trials: Iterable[TrialRecord], best: TrialRecord | None) -> list[TrialRecord] | None:
-    """When the best trial is a ``spec.warmStart`` result and every trial the experiment ran
-    ended without a result (none Succeeded or EarlyStopped): those trials. None otherwise: a
-    search that found results, even worse ones, or that ran nothing yet, has done its work."""
-    if best is None or not is_warm_start(best):
+def found_nothing(trials: Iterable[TrialRecord]) -> list[TrialRecord] | None:
+    """The trials an experiment with ``spec.warmStart`` results ran, when every one of them
+    ended without a result (none Succeeded or EarlyStopped); None otherwise: a search that
+    found results, even worse ones, or that has run nothing yet, has done its work."""
+    trials = list(trials)
+    if not any(is_warm_start(t) for t in trials):
         return None
     ran = [t for t in trials if not is_warm_start(t) and t.state in FINAL_TRIAL_STATES]
     if not ran or any(t.state in ("Succeeded", "EarlyStopped") for t in ran):
@@ -425,9 +426,8 @@ def result_note(objective: str, trials: Iterable[TrialRecord], constraints: list
     """Why an ended experiment has no best trial: its own trials found nothing while it had
     ``spec.warmStart`` results (which are no result of its own), or ``no_result_note``."""
     trials = list(trials)
-    ran = [t for t in trials if not is_warm_start(t) and t.state in FINAL_TRIAL_STATES]
-    if len(ran) < len([t for t in trials if t.state in FINAL_TRIAL_STATES]) and ran \
-            and not any(t.state in ("Succeeded", "EarlyStopped") for t in ran):
+    ran = found_nothing(trials)
+    if ran:
         return ("every trial this experiment ran ended without a result, and results given in spec.warmStart "
                 f"are none of its own: {no_result_note(objective, ran, constraints)}")
     return no_result_note(objective, trials, constraints)
@@ -459,7 +459,7 @@ def experiment_status(exp: Experiment, trials: Sequence[TrialRecord], base: Expe
     for t in trials:
         lists.setdefault(t.state, []).append(t.name)
     best = best_trial(exp, trials)
-    if is_completed(base) and warm_start_only(trials, best) is not None:
+    if best is not None and is_warm_start(best) and is_completed(base) and found_nothing(trials):
         best = None  # the search found nothing: a known result given to it is not its result
     status = ExperimentStatus(
         start_time=base.start_time, completion_time=base.completion_time,
