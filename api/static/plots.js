@@ -37,7 +37,6 @@ function plotAxis(extra) {
 }
 
 const LARGE_AT = 300;
-// Optimisation history. opts.y: "value" | "log"; opts.x: "trial" | "time".
 // Whether trial i's value can be a result, as the server's currentOptimalTrial and
 // paretoFront take them: the trial succeeded (or was stopped early: its value counts, as
 // Katib's does) and meets every constraint of spec.objective.constraints.
@@ -51,6 +50,7 @@ function plotCounts(S, i) {
   return true;
 }
 
+// Optimisation history. opts.y: "value" | "log"; opts.x: "trial" | "time".
 function historyOption(S, opts) {
   const y = S.columns.metrics[S.objective.name] || [], states = S.columns.state, time = opts.x === "time";
   let idx = [];
@@ -218,9 +218,9 @@ function metricDirections(S) {
   for (const a of S.objective.additional || []) if (a.metricName) out[a.metricName] = a.type || out[a.metricName];
   return out;
 }
-// The trials no other trial beats on both metrics (each in its own direction).
-// The trials that reported both metrics, and the front of those among them that can be a
-// result (counts(i): plotCounts), in order along the first metric.
+// The trials that reported both metrics (idx), and the front: those among them that can be
+// a result (counts(i): plotCounts) and that no other such trial beats on both metrics, each
+// in its own direction, in order along the first metric.
 function paretoFront(a, b, maxA, maxB, counts = () => true) {
   const idx = [];
   for (let i = 0; i < a.length; i++) if (plotNum(a[i]) && plotNum(b[i])) idx.push(i);
