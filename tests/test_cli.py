@@ -367,3 +367,15 @@ def test_a_busy_port_is_one_error_line_before_any_address_is_printed(tmp_path):
         port = str(held.getsockname()[1])
         r = katib("ui", "--port", port, "--db", str(tmp_path / "k.db"))
     assert r.returncode == 1 and "the viewer" not in r.stdout and f"cannot listen on 127.0.0.1:{port}" in r.stderr
+
+
+def test_a_file_that_cannot_be_read_is_invalid_input(tmp_path):
+    """A missing file exited 1 (a failed run), and one that is not UTF-8 printed a
+    UnicodeDecodeError's traceback: both are bad input, exit 2, in one sentence."""
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"\xff\xfe\x00kind: Experiment")
+    for path, why in ((tmp_path / "missing.yaml", "No such file or directory"), (binary, "it is not UTF-8 text")):
+        for command in (["validate", str(path)], ["run", str(path), "--db", str(tmp_path / "k.db")]):
+            result = katib(*command)
+            assert result.returncode == 2, (command, result.stderr)
+            assert f"cannot read {path}: {why}" in result.stderr and "Traceback" not in result.stderr, result.stderr

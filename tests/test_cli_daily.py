@@ -239,3 +239,14 @@ def test_interrupt_prints_a_hint_with_the_store(tmp_path):
     proc.send_signal(signal.SIGINT)
     assert proc.wait(60) == 130
     assert f"`katib resume demo --db {db}` carries on" in proc.stderr.read()
+
+
+def test_the_grpc_services_without_their_extra_say_which_in_one_sentence(tmp_path):
+    """`katib suggestion serve` and `katib server --grpc-port` without grpcio-health-checking
+    (kserve brings grpcio, not it) printed 40 lines of traceback; `katib run --grpc-port`
+    already said what to install."""
+    env = without(tmp_path, "grpc_health")
+    for args in (["suggestion", "serve", "--port", "0"], ["server", "--port", "0", "--grpc-port", "0", "--db", str(tmp_path / "k.db")]):
+        result = katib(*args, env=env, timeout=60)
+        assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
+        assert "needs what is not installed (grpc_health): pip install 'katib[grpc]'" in result.stderr, result.stderr

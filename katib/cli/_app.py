@@ -252,13 +252,19 @@ def _dump(obj: Any, fmt: Output) -> None:
         print(yaml.safe_dump(obj, sort_keys=False), end="")
 
 
+class UnreadableInput(KatibError):
+    """An input file that cannot be read: invalid input, as a file that does not parse (exit 2)."""
+
+
 def _read_experiments(path: Path) -> list[Any]:
     from katib.spec import experiment_documents
 
     try:
         text = path.read_text()
     except OSError as exc:
-        raise KatibError(f"cannot read {path}: {exc.strerror}") from None
+        raise UnreadableInput(f"cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise UnreadableInput(f"cannot read {path}: it is not UTF-8 text") from None
     docs = experiment_documents(text)
     if not docs:  # bad input, named: the kinds it holds (a misspelt kind), or none at all
         from katib.errors import FieldError
@@ -309,6 +315,9 @@ def main() -> None:
         app()
     except ValidationError as exc:
         _print_errors(exc)
+        sys.exit(EXIT_INVALID)
+    except UnreadableInput as exc:
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         sys.exit(EXIT_INVALID)
     except KatibError as exc:
         err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)

@@ -70,6 +70,17 @@ def _db_manager_flags(address: str | None, grpc_port: int | None) -> tuple[str |
     return address, None
 
 
+def grpc_installed(what: str) -> None:
+    """What serving Katib's gRPC API imports (the ``grpc`` extra), present; else a KatibError
+    that names the extra, before anything starts."""
+    try:
+        import grpc  # noqa: F401
+        from google import protobuf  # noqa: F401
+        from grpc_health.v1 import health  # noqa: F401
+    except ImportError as exc:
+        raise KatibError(f"{what} needs what is not installed ({exc.name or exc}): pip install 'katib[grpc]'") from None
+
+
 def _serve_db_manager(store: Any, runs_root: Any, host: str, port: int) -> Any:
     """Katib's gRPC API (DBManager, Suggestion, EarlyStopping) over ``store`` on
     ``host:port``, as ``katib server --grpc-port`` serves it; stop it with ``.stop(grace)``."""

@@ -29,7 +29,7 @@ from katib.cli._app import (
     out,
     suggestion_app,
 )
-from katib.cli._executors import _executor_factory
+from katib.cli._executors import _executor_factory, grpc_installed
 from katib.errors import KatibError
 
 AllowedHostOption = typer.Option(
@@ -255,6 +255,8 @@ def server(
     if grpc_port is not None and auth:
         raise KatibError("--grpc-port cannot be used with --auth: Katib's gRPC API carries no credentials, so any "
                          "caller could read, write and delete every trial's metrics")
+    if grpc_port is not None:
+        grpc_installed("--grpc-port")
     try:
         import uvicorn  # noqa: F401 - the extra is checked here; _serve runs it
 
@@ -328,6 +330,7 @@ def suggestion_serve(
     """Serve every algorithm over Katib's gRPC Suggestion API, with the gRPC health check.
     EarlyStopping's SetTrialStatus marks the Trial EarlyStopped through the Kubernetes API,
     as Katib's medianstop service does."""
+    grpc_installed("katib suggestion serve")
     from suggestion import kube_trial_stopper, serve
 
     # SIGTERM and Ctrl-C are held from before the server starts and taken by sigwait: one that
