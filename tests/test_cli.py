@@ -49,7 +49,7 @@ def test_validate_bad_yaml_and_missing_file(tmp_path):
     result = katib("validate", str(write(tmp_path, "spec: [unclosed\n")))
     assert result.returncode == 2 and "invalid YAML" in result.stderr and "Traceback" not in result.stderr
     result = katib("validate", str(tmp_path / "nope.yaml"))
-    assert result.returncode == 1 and "cannot read" in result.stderr
+    assert result.returncode == 2 and "cannot read" in result.stderr
 
 
 def test_run_get_describe_logs_delete(tmp_path):

@@ -123,6 +123,25 @@ def test_run_of_an_invalid_experiment_lists_the_servers_field_errors_and_exits_2
     assert "remote-bad" not in httpx.get(f"{server.url}/api/v1/experiments", timeout=10).text
 
 
+def test_a_changed_file_of_an_existing_name_is_refused_as_here(server, tmp_path):
+    """The same name with another algorithm: the server merged the file into the stored
+    experiment, kept the old algorithm's settings and refused the new one for them ("unknown
+    setting ... for algorithm grid"); it is now refused as `katib run` here refuses it,
+    naming what Katib keeps from changing. The same file again carries on (exit 0)."""
+    doc = experiment(name="remote-changed", maxTrialCount=2, parallelTrialCount=2,
+                     algorithm={"algorithmName": "tpe", "algorithmSettings": [{"name": "n_startup_trials", "value": "3"}]})
+    assert cli("--server", server.url, "run", str(write(tmp_path, doc)), "--tick", "0.1")[0] == 0
+    again = cli("--server", server.url, "run", str(write(tmp_path, doc)), "--tick", "0.1")
+    assert again[0] == 0 and "remote-changed already finished" in again[1], again
+    grid = experiment(name="remote-changed", maxTrialCount=2, parallelTrialCount=2, algorithm={"algorithmName": "grid"},
+                      parameters=[{"name": "x", "parameterType": "double",
+                                   "feasibleSpace": {"min": "0.1", "max": "0.9", "step": "0.4"}}])
+    code, stdout, stderr = cli("--server", server.url, "run", str(write(tmp_path, grid, "grid.yaml")), "--tick", "0.1")
+    assert code == 2, (stdout, stderr)
+    assert "spec.algorithm: cannot be changed on an existing experiment" in stderr, stderr
+    assert "n_startup_trials" not in stderr, stderr
+
+
 def test_stop_a_run_on_the_server_then_resume_it(server, tmp_path):
     go_on = tmp_path / "go-on"
     code = (f"import os, time\nwhile not os.path.exists({str(go_on)!r}):\n    time.sleep(0.05)\nprint('loss=0.5')")

@@ -151,14 +151,16 @@ def _timely_h11() -> type:
 
 
 def _serve(application: Any, host: str, port: int, log_level: str, announce: str | None = None) -> None:
-    """Serve ``application``; ``announce`` is printed once the port is held (a busy port is
-    an error, not an address to open)."""
+    """Serve ``application``; ``announce`` is printed once the port is held, ``{port}`` in it
+    the port held (``--port 0`` takes a free one; a busy port is an error, not an address to
+    open)."""
     import uvicorn
 
     socks = listening_sockets(host, port)
+    bound = socks[0].getsockname()[1]
     if announce is not None:
-        out.print(announce, highlight=False)
-    uvicorn.Server(uvicorn.Config(application, host=host, port=socks[0].getsockname()[1], log_level=log_level,
+        out.print(announce.format(port=bound), highlight=False)
+    uvicorn.Server(uvicorn.Config(application, host=host, port=bound, log_level=log_level,
                                   http=_timely_h11(), ws="none")).run(sockets=socks)  # no WebSocket here
 
 
@@ -285,7 +287,8 @@ def server(
                              executor=executor, allowed_hosts=[*allowed_host, host], max_body=max_body,
                              push_tokens=push_tokens, grpc_address=None if grpc_port is None else (host, grpc_port),
                              lease_seconds=lease_seconds if store.dialect == "postgresql" else None)
-    _serve(application, host, port, "info")
+    _serve(application, host, port, "info",
+           announce=f"katib server: http://{host}:{{port}}/ (the viewer; the API under /api/v1 and /apis)")
 
 
 @app.command()
@@ -316,7 +319,7 @@ def ui(
     store = _store(db)
     application = create_app(store, _runs_root(store), Path(".").resolve(), resume=False, read_only=True,
                              allowed_hosts=[*allowed_host, host])
-    _serve(application, host, port, "warning", announce=f"the viewer: http://{host}:{port}/")
+    _serve(application, host, port, "warning", announce=f"the viewer: http://{host}:{{port}}/")
 
 
 @suggestion_app.command("serve")

@@ -76,13 +76,17 @@ class _Remote:
         return self._call("GET", f"/namespaces/{namespace}/experiments/{name}")  # type: ignore[no-any-return]
 
     def submit_again(self, doc: dict[str, Any], namespace: str) -> dict[str, Any]:
-        """The existing experiment, submitted again as Kubernetes would take it: a merge patch
-        of the whole object (the server resumes, applies a budget, restarts or refuses)."""
+        """The existing experiment, submitted again as ``katib run`` of a file takes it here:
+        its spec replaced by the file's (a merge patch that also removes what only the stored
+        spec has: merged, a changed algorithm kept the old one's settings and was refused for
+        them), the server then resuming, applying a budget, restarting, or refusing the fields
+        Katib's rules keep, named."""
         name = str((doc.get("metadata") or {}).get("name") or "")
         meta = {k: v for k, v in (doc.get("metadata") or {}).items() if k in ("name", "namespace", "labels", "annotations")}
+        stored = self.get(name, namespace).get("spec") or {}
+        body = {**doc, "metadata": {**meta, "namespace": namespace}, "spec": _replacing(stored, doc.get("spec") or {})}
         r = self._request("PATCH", f"/namespaces/{namespace}/experiments/{name}", prefix="/apis/kubeflow.org/v1beta1",
-                          json={**doc, "metadata": {**meta, "namespace": namespace}},
-                          headers={"Content-Type": "application/merge-patch+json"})
+                          json=body, headers={"Content-Type": "application/merge-patch+json"})
         return r.json()  # type: ignore[no-any-return]
 
     def idle(self, name: str, namespace: str) -> bool:
@@ -169,3 +173,13 @@ class _Remote:
     def tell(self, name: str, namespace: str, trial: str, metrics: Any, outcome: str) -> dict[str, Any]:
         return self._call("POST", f"/namespaces/{namespace}/experiments/{name}/tell",  # type: ignore[no-any-return]
                           json={"trial": trial, "metrics": metrics, "outcome": outcome})
+
+
+def _replacing(stored: Any, wanted: Any) -> Any:
+    """The merge patch (RFC 7386) that turns ``stored`` into ``wanted``: ``wanted``, with
+    null for each key only ``stored`` has, at every level of objects."""
+    if not isinstance(stored, dict) or not isinstance(wanted, dict):
+        return wanted
+    out = {k: _replacing(stored.get(k), v) for k, v in wanted.items()}
+    out.update({k: None for k in stored if k not in wanted})
+    return out
