@@ -60,7 +60,7 @@ from ._process import (
 )
 from ._resources import Allocation, Ledger, NoCapacity, Resources
 from ._sandbox import Sandbox, split_env
-from ._spawner import SPAWNER
+from ._spawner import SPAWNER, SpawnerLost
 
 # The names other modules have imported from here, now in _members.py.
 __all__ = [
@@ -70,6 +70,7 @@ __all__ = [
 
 
 _SHARED_LEDGER: Ledger | None = None
+LOST_SPAWNER_WAIT = 1.0  # seconds a launch cut short by a killed spawner waits for its stray wrapper's record
 
 
 def shared_ledger() -> Ledger:
@@ -134,10 +135,25 @@ class LocalExecutor(Executor):
         try:
             if self.sandbox is not None:
                 self._fence(job, members)
-            return self._start(job, members, allocation)
+            try:
+                return self._start(job, members, allocation)
+            except SpawnerLost:
+                self._after_lost_spawner(job, members)
+                return self._start(job, members, allocation)
         except BaseException:
             self.ledger.give_back(allocation)
             raise
+
+    @staticmethod
+    def _after_lost_spawner(job: TrialJob, members: list[Member]) -> None:
+        """The spawner died (killed) with a launch's request in flight: nothing ran, so the
+        launch goes again, once a wrapper it may have forked has seen its go pipe close and
+        recorded ``not started`` in the exit file the next attempt's wrapper will write (at
+        most ``LOST_SPAWNER_WAIT`` seconds: none may have been forked)."""
+        exits = [job.trial_dir / exit_name(m.log_name) for m in members]
+        deadline = time.monotonic() + LOST_SPAWNER_WAIT
+        while not any(never_started(path) for path in exits) and time.monotonic() < deadline:
+            time.sleep(0.01)
 
     def _fence(self, job: TrialJob, members: list[Member]) -> None:
         """Each member's command, run in the sandbox."""
@@ -180,6 +196,8 @@ class LocalExecutor(Executor):
                 handle = self._record(job, members, started, allocation)
                 for _, go in pipes:
                     os.write(go, b"1")
+            except SpawnerLost:
+                raise  # nothing ran: the launch goes again (launch)
             except OSError as exc:
                 m = members[min(len(started), len(members) - 1)]
                 raise LaunchError(f"cannot start {m.argv[0]!r}: {exc.strerror or exc}") from None

@@ -14,10 +14,11 @@ as it follows adopted trials (``Orphan``: the pid with its start time, and the e
 which is what makes a restart able to adopt them too. One spawner serves the whole process
 (every executor, every thread); it is started on first use, and it exits when this process
 does. A spawner found dead before a request is sent is started again at once; one that
-dies with a request in flight fails that launch, and the next launch starts a new one.
-Where it cannot run (no ``fork``; or it would not start, or died on its first request,
-which fails that launch: then for ``RETRY_SECONDS``), ``spawn`` returns None and the
-launcher starts the wrapper itself, as before. A forked copy of this process starts a
+dies with a request in flight fails that launch attempt (``SpawnerLost``), and the launcher
+goes again with fresh pipes, through a new spawner.
+Where it cannot run (no ``fork``; or it would not start, or died on its first request:
+then for ``RETRY_SECONDS``), ``spawn`` returns None and the launcher starts the wrapper
+itself, as before. A forked copy of this process starts a
 spawner of its own.
 """
 
@@ -36,6 +37,12 @@ from ._process import WRAPPER
 
 _CHUNK = 65536
 RETRY_SECONDS = 30.0  # after a spawner that would not start, launches start their own wrappers this long
+
+
+class SpawnerLost(OSError):
+    """The spawner died with a request in flight: the launch did not start its command (a
+    wrapper it may have forked waits for a go that never comes, records ``not started`` in
+    its exit file, and exits) and may go again (``LocalExecutor._start_again``)."""
 
 
 class Spawner:
@@ -82,7 +89,7 @@ class Spawner:
                     self._stop()
                     if fresh:  # one just started died on its first request: it cannot run here
                         self._back_off()
-                    raise OSError("the trial spawner did not answer")
+                    raise SpawnerLost("the trial spawner did not answer")
                 if reply.isdigit():
                     return int(reply)
                 raise OSError(reply.decode(errors="replace"))

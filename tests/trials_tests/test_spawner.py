@@ -332,3 +332,33 @@ def test_a_spawner_whose_socket_is_on_fd_1_still_gives_trials_their_output(tmp_p
         spawner._stop()
     log = (tmp_path / "w.log").read_text()
     assert "to-out" in log and "to-err" in log
+
+
+def test_a_spawner_killed_with_a_launch_in_flight_costs_no_attempt(tmp_path, monkeypatch):
+    """The spawner forks the trial's wrapper, then dies (SIGKILL) before it answers: the
+    trial failed LaunchFailed ("the trial spawner did not answer") though its command never
+    ran. The wrapper it forked sees its go pipe close and records "not started"; the launch
+    then goes again (here, with the spawner stepping aside, started by the launcher) and
+    the command runs once."""
+    dying = tmp_path / "dying_spawner.py"
+    dying.write_text(textwrap.dedent(f"""
+        import os, sys
+        sys.path.insert(0, {str(Path(WRAPPER).parent)!r})
+        import _wrap
+        real = os.fork
+        def fork():
+            pid = real()
+            if pid:  # the spawner, with the wrapper forked: killed before it answers
+                os._exit(9)
+            return pid
+        os.fork = fork
+        _wrap.serve(int(sys.argv[2]))
+    """))
+    monkeypatch.setattr("trials._spawner.WRAPPER", str(dying))
+    monkeypatch.setattr("trials._local.SPAWNER", Spawner())
+    marks = tmp_path / "marks"
+    ex = LocalExecutor(ledger=Ledger(Inventory(cpus=8, memory=0, gpus=[])))
+    handle, state = _run(ex, _job(tmp_path, f"open({str(marks)!r}, 'a').write('ran\\n'); print('loss=1')"))
+    assert state.succeeded, state
+    assert marks.read_text() == "ran\n"
+    assert read_exit(Path(handle["exit"])) == 0
