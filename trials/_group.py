@@ -98,6 +98,11 @@ class ProcessGroup:
         if self.first_failure is None:
             self.first_failure = next((c for c in codes if c), None)
         if all(c is not None for c in codes):
+            if not self.timed_out and self._ended_past_deadline():
+                # It ran past its deadline, and ended before a check saw that: stopped at the
+                # deadline by a controller that died before it ended (the SIGTERM handled, the
+                # exit 0), or ending between two checks. It ran past activeDeadlineSeconds.
+                self.timed_out = True
             # The replica that failed first says why, not the ones stopped because of it.
             self.code = self.first_failure if self.first_failure is not None else next((c for c in codes if c), 0)
             self._read_statuses(0)  # every wrapper has ended: nothing is left to wait for
@@ -115,6 +120,19 @@ class ProcessGroup:
                 kill_group(m.pid)
             self.kill_at = None
         return False
+
+    def _ended_past_deadline(self) -> bool:
+        """Whether the primary's recorded end (its exit file's time: the wrapper writes it
+        as the command ends) came after the deadline. Only a wrapper followed by its exit
+        file (forked by the spawner, or adopted) says when it ended."""
+        exit_file = getattr(self.popen, "exit_file", None)
+        if self.deadline_at is None or exit_file is None:
+            return False
+        try:
+            ended = os.stat(exit_file).st_mtime
+        except OSError:
+            return False
+        return time.monotonic() - (time.time() - ended) > self.deadline_at
 
     def terminate(self) -> None:
         # A stop just after the launch waits for the commands to start: a wrapper ignores

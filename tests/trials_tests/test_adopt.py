@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from trials import Inventory, LaunchError, Ledger, LocalExecutor, Resources, TrialJob
-from trials._process import alive, unstartable
+from trials._process import alive, read_exit, unstartable
 
 
 def _job(tmp_path: Path, code: str, deadline: float | None = None, gpus: int = 0, name: str = "t-1") -> TrialJob:
@@ -171,6 +171,31 @@ def test_an_adopted_trial_keeps_its_deadline_counted_from_its_start(tmp_path):
     state = _until_finished(second, handle)
     assert state.reason == "DeadlineExceeded" and state.exit_code == -signal.SIGTERM
     assert time.monotonic() - adopted_at < 1.8  # 2 s from its start, not from adoption
+
+
+def test_a_trial_stopped_at_its_deadline_and_adopted_after_it_ended_still_exceeded_it(tmp_path):
+    """The deadline's SIGTERM sent, the controller dies; the trial handles the signal and
+    exits 0; the next controller adopted that recorded exit as a success (a crash review:
+    10 of 10), where the uninterrupted run fails it DeadlineExceeded."""
+    code = ("import signal, sys, time\n"
+            "def done(*_):\n"
+            "    time.sleep(0.4); print('loss=1'); sys.exit(0)\n"
+            "signal.signal(signal.SIGTERM, done)\n"
+            "time.sleep(60)\n")
+    job = _job(tmp_path, code, deadline=1)
+    first = LocalExecutor(ledger=_ledger())
+    handle = first.launch(job)
+    deadline = time.monotonic() + 20
+    while not first._procs[handle["pid"]].timed_out:  # the deadline's stop is sent: then the controller is gone
+        assert time.monotonic() < deadline
+        first.wait(0.1)
+        first.poll(handle)
+    time.sleep(1.5)  # the trial wraps up and exits 0 with no controller
+    assert read_exit(Path(handle["exit"])) == 0
+    second = LocalExecutor(ledger=_ledger())
+    assert second.adopt(handle, job)
+    state = _until_finished(second, handle)
+    assert state.reason == "DeadlineExceeded" and not state.succeeded, state
 
 
 def test_an_adopted_trial_keeps_its_gpus(tmp_path):

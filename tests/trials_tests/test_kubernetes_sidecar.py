@@ -177,7 +177,7 @@ def test_katib_server_gives_pods_the_db_manager_address(tmp_path, cluster, monke
         "users": [{"name": "me", "user": {"token": "not-checked"}}],
         "contexts": [{"name": "emulator", "context": {"cluster": "emulator", "user": "me"}}]}))
     served: list = []
-    monkeypatch.setattr(server_cli, "_serve", lambda application, *_: served.append(application))
+    monkeypatch.setattr(server_cli, "_serve", lambda application, *_, **__: served.append(application))
     args = ["server", "--db", str(tmp_path / "k.db"), "--executor", "kubernetes", "--kubeconfig", str(kubeconfig)]
     for extra, why in ((["--db-manager-address", "katib-db"], "--db-manager-address: 'katib-db' is not HOST:PORT"),
                        (["--metrics-collector-image", "StdOut=x"], "--metrics-collector-image: 'StdOut=x' is not"),

@@ -274,7 +274,7 @@ def test_katib_server_auth_fences_pods_in(tmp_path, _cluster, monkeypatch):
         "users": [{"name": "me", "user": {"token": "not-checked"}}],
         "contexts": [{"name": "emulator", "context": {"cluster": "emulator", "user": "me"}}]}))
     served: list = []
-    monkeypatch.setattr(server_cli, "_serve", lambda application, *_: served.append(application))
+    monkeypatch.setattr(server_cli, "_serve", lambda application, *_, **__: served.append(application))
     args = ["server", "--db", str(tmp_path / "k.db"), "--auth", "--executor", "kubernetes",
             "--kubeconfig", str(kubeconfig), "--server-service-account"]
     bad = CliRunner().invoke(app, [*args, "katib-server"])

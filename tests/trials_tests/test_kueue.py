@@ -284,7 +284,7 @@ def test_katib_server_kueue_queue(tmp_path, world, monkeypatch):
         "users": [{"name": "me", "user": {"token": "not-checked"}}],
         "contexts": [{"name": "emulator", "context": {"cluster": "emulator", "user": "me"}}]}))
     served: list = []
-    monkeypatch.setattr(server_cli, "_serve", lambda application, *_: served.append(application))
+    monkeypatch.setattr(server_cli, "_serve", lambda application, *_, **__: served.append(application))
     args = ["server", "--db", str(tmp_path / "k.db"), "--kueue-queue", "team-f", "--kueue-priority-class", "low"]
     local = CliRunner().invoke(app, args)
     assert local.exit_code != 0 and "--kueue-queue is for --executor kubernetes" in local.output + str(local.exception)
