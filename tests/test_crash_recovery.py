@@ -105,3 +105,35 @@ def test_a_second_controller_is_refused(tmp_path: Path):
         if t.handle:
             wait_for(lambda t=t: not alive(t.handle["pid"], t.handle["start"]), timeout=10)
     assert os.path.exists(db)
+
+
+@pytest.mark.parametrize("command", ["stop", "delete"])
+def test_a_stop_or_delete_after_a_kill_9_ends_the_trials_left_running(tmp_path: Path, command: str):
+    """`katib run` killed, its trials run on (as they must: a resume adopts them). Then
+    `katib stop` said "not running" and left them running, and `katib delete` removed their
+    records and left them running for good (a crash review: 3 of 3 each). Both now end
+    what is left of them, as the controller's own stop would have."""
+    db = tmp_path / "katib.db"
+    spec = tmp_path / "exp.yaml"
+    spec.write_text(yaml.safe_dump(experiment(command=python_command(HANG), maxTrialCount=2, parallelTrialCount=2)))
+    proc = katib("run", str(spec), "--db", str(db), "--tick", "0.05")
+    store = Store(str(db))
+
+    def running() -> list:
+        try:
+            rec = store.get_experiment("default", "demo")
+        except Exception:
+            return []
+        return [t for t in store.list_trials(rec.id) if t.state == "Running" and t.handle and alive(t.handle["pid"])]
+
+    wait_for(lambda: len(running()) == 2)
+    handles = [t.handle for t in running()]
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    time.sleep(0.3)
+    assert all(alive(h["pid"], h.get("start")) for h in handles)  # the trials outlive their controller
+    args = ["stop", "demo"] if command == "stop" else ["delete", "experiment", "demo"]
+    done = subprocess.run([sys.executable, "-m", "katib", *args, "--db", str(db)], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    wait_for(lambda: not any(alive(h["pid"], h.get("start")) for h in handles), timeout=10)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._collector import DEFAULT_FILTER, Collector, Sample, parse_json, parse_text, parse_time
 from ._executor import Adoption, Deferred, Executor, LaunchError, RunState, TrialJob
-from ._local import LocalExecutor
+from ._local import LocalExecutor, kill_left
 from ._process import owner_alive, owner_id
 from ._registry import (
     ExecutorOptions,
@@ -62,6 +62,7 @@ __all__ = [
     "LaunchError",
     "Ledger",
     "LocalExecutor",
+    "kill_left",
     "Resources",
     "RunState",
     "Sample",

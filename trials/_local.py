@@ -65,8 +65,30 @@ from ._spawner import SPAWNER, SpawnerLost
 # The names other modules have imported from here, now in _members.py.
 __all__ = [
     "GRACE_SECONDS", "KEPT_VARIABLES", "REPLICA_SPECS", "THREAD_VARIABLES", "LocalExecutor", "Member",
-    "base_env", "command_of", "deadline_of", "primary_container", "replica_processes", "shared_ledger", "trial_env",
+    "base_env", "command_of", "deadline_of", "kill_left", "primary_container", "replica_processes", "shared_ledger",
+    "trial_env",
 ]
+
+
+def kill_left(handle: dict[str, Any], trial_dir: Path | None = None) -> bool:
+    """Kill what is left of a local trial no controller follows (every replica: the same
+    process, by its pid and start time, never another that took its pid); whether any was."""
+    processes = [(r["pid"], r.get("start")) for r in handle.get("replicas", [])]
+    if not processes and handle.get("pid"):
+        processes = [(handle["pid"], handle.get("start"))]
+    if not processes and trial_dir is not None:
+        try:
+            for line in (trial_dir / "pid").read_text().splitlines():
+                pid_text, ticks_text = line.split()
+                processes.append((int(pid_text), int(ticks_text) or None))
+        except (OSError, ValueError):
+            return False
+    killed = False
+    for pid, ticks in processes:
+        if pid and alive(pid, ticks):
+            kill_group(pid)
+            killed = True
+    return killed
 
 
 _SHARED_LEDGER: Ledger | None = None
@@ -343,19 +365,7 @@ class LocalExecutor(Executor):
 
     def recover(self, handle: dict[str, Any], trial_dir: Path | None = None) -> None:
         """Kill what is left of a trial an earlier controller started (every replica)."""
-        processes = [(r["pid"], r.get("start")) for r in handle.get("replicas", [])]
-        if not processes and handle.get("pid"):
-            processes = [(handle["pid"], handle.get("start"))]
-        if not processes and trial_dir is not None:
-            try:
-                for line in (trial_dir / "pid").read_text().splitlines():
-                    pid_text, ticks_text = line.split()
-                    processes.append((int(pid_text), int(ticks_text) or None))
-            except (OSError, ValueError):
-                return
-        for pid, ticks in processes:
-            if pid and alive(pid, ticks):
-                kill_group(pid)
+        kill_left(handle, trial_dir)
 
     def wait(self, timeout: float) -> None:
         procs = [p for p in self._procs.values() if p.code is None]

@@ -113,6 +113,9 @@ class Here:
         if rec.owner and owner_alive(rec.owner):
             raise KatibError(f"experiment {name} is running under {rec.owner}; stop it first: "
                              f"`{self.hint(['stop'], name, namespace)}`")
+        from katib.controller import end_left_trials
+
+        end_left_trials(store, rec)  # a killed controller's trials ran on: nothing could stop them once deleted
         # That one, as long as no controller took it up since the check above.
         store.delete_experiment(namespace, name, rec.uid, owner=rec.owner)
         shutil.rmtree(folder, ignore_errors=True)

@@ -16,7 +16,7 @@ _WHERE = {
     "AskTell": "_ask_tell",
     "Controller": "_controller", "edit_again_while_stale": "_controller",
     "EDITABLE": "_run", "ExperimentRun": "_run", "is_completed": "_status",
-    "ExperimentManager": "_manager", "mark_stopped": "_manager",
+    "ExperimentManager": "_manager", "mark_stopped": "_manager", "end_left_trials": "_manager",
     "trial_log": "_logs", "trial_log_since": "_logs", "trial_log_size": "_logs",
     "experiment_phase": "_status", "metric_strategies": "_status", "metric_value": "_status",
     "shown_value": "_status", "rfc3339": "_status", "LAST_OUTPUT": "_status", "no_result_note": "_status",
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from ._ask_tell import AskTell
     from ._controller import Controller, edit_again_while_stale
     from ._logs import trial_log, trial_log_since, trial_log_size
-    from ._manager import ExperimentManager, mark_stopped
+    from ._manager import ExperimentManager, end_left_trials, mark_stopped
     from ._run import EDITABLE, ExperimentRun
     from ._status import (
         FINAL_TRIAL_STATES,
@@ -71,6 +71,7 @@ __all__ = [
     "admit_remote",
     "edit_again_while_stale",
     "end_condition",
+    "end_left_trials",
     "experiment_phase",
     "goal_reached",
     "mark_stopped",

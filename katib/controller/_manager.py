@@ -476,8 +476,25 @@ def mark_stopped(store: Store, namespace: str, name: str,
     rec = store.get_experiment(namespace, name)
     if uid is not None and rec.uid != uid:
         return False
-    return not is_completed(rec.status) and record_stop(store, rec.id, is_alive)
+    if is_completed(rec.status) or not record_stop(store, rec.id, is_alive):
+        return False
+    end_left_trials(store, rec)
+    return True
 
 
-__all__ = ["ExperimentManager", "NotFoundError", "mark_stopped"]
+def end_left_trials(store: Store, rec: Any) -> int:
+    """Kill what is left of the experiment's local trials when no controller follows them
+    (its controller was killed: they ran on): a stop or delete of an experiment that nothing
+    runs ends them, as its controller's stop would have, and the next run runs them again.
+    The caller knows that no live controller holds it. Returns how many it ended."""
+    from trials import kill_left
+
+    ended = 0
+    for t in store.list_trials(rec.id, states=("Running", "Created")):
+        if t.handle and t.handle.get("executor", "local") == "local" and kill_left(t.handle):
+            ended += 1
+    return ended
+
+
+__all__ = ["ExperimentManager", "NotFoundError", "end_left_trials", "mark_stopped"]
 
