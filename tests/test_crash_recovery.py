@@ -137,3 +137,9 @@ def test_a_stop_or_delete_after_a_kill_9_ends_the_trials_left_running(tmp_path: 
                           timeout=120)
     assert done.returncode == 0, done.stderr
     wait_for(lambda: not any(alive(h["pid"], h.get("start")) for h in handles), timeout=10)
+    if command == "stop":  # stored as the controller's own stop stores them: to run again, not lost
+        rec = store.get_experiment("default", "demo")
+        left = store.list_trials(rec.id)
+        assert {t.state for t in left} == {"Created"}, [t.state for t in left]
+        assert all(t.handle.get("interrupted") for t in left)
+        assert all(any(c.reason == "TrialInterrupted" for c in t.conditions) for t in left)

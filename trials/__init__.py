@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._collector import DEFAULT_FILTER, Collector, Sample, parse_json, parse_text, parse_time
 from ._executor import Adoption, Deferred, Executor, LaunchError, RunState, TrialJob
-from ._local import LocalExecutor, kill_left
+from ._local import LocalExecutor, kill_left, left_running
 from ._process import owner_alive, owner_id
 from ._registry import (
     ExecutorOptions,
@@ -63,6 +63,7 @@ __all__ = [
     "Ledger",
     "LocalExecutor",
     "kill_left",
+    "left_running",
     "Resources",
     "RunState",
     "Sample",

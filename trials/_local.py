@@ -65,14 +65,14 @@ from ._spawner import SPAWNER, SpawnerLost
 # The names other modules have imported from here, now in _members.py.
 __all__ = [
     "GRACE_SECONDS", "KEPT_VARIABLES", "REPLICA_SPECS", "THREAD_VARIABLES", "LocalExecutor", "Member",
-    "base_env", "command_of", "deadline_of", "kill_left", "primary_container", "replica_processes", "shared_ledger",
+    "base_env", "command_of", "deadline_of", "kill_left", "left_running", "primary_container", "replica_processes", "shared_ledger",
     "trial_env",
 ]
 
 
-def kill_left(handle: dict[str, Any], trial_dir: Path | None = None) -> bool:
-    """Kill what is left of a local trial no controller follows (every replica: the same
-    process, by its pid and start time, never another that took its pid); whether any was."""
+def left_running(handle: dict[str, Any], trial_dir: Path | None = None) -> list[int]:
+    """The pids of a local trial's processes (every replica's wrapper) that still run: the
+    same processes, by pid and start time, never others that took their pids."""
     processes = [(r["pid"], r.get("start")) for r in handle.get("replicas", [])]
     if not processes and handle.get("pid"):
         processes = [(handle["pid"], handle.get("start"))]
@@ -82,13 +82,17 @@ def kill_left(handle: dict[str, Any], trial_dir: Path | None = None) -> bool:
                 pid_text, ticks_text = line.split()
                 processes.append((int(pid_text), int(ticks_text) or None))
         except (OSError, ValueError):
-            return False
-    killed = False
-    for pid, ticks in processes:
-        if pid and alive(pid, ticks):
-            kill_group(pid)
-            killed = True
-    return killed
+            return []
+    return [pid for pid, ticks in processes if pid and alive(pid, ticks)]
+
+
+def kill_left(handle: dict[str, Any], trial_dir: Path | None = None) -> bool:
+    """Kill what is left of a local trial no controller follows (every replica's process
+    group); whether anything was."""
+    pids = left_running(handle, trial_dir)
+    for pid in pids:
+        kill_group(pid)
+    return bool(pids)
 
 
 _SHARED_LEDGER: Ledger | None = None

@@ -483,16 +483,27 @@ def mark_stopped(store: Store, namespace: str, name: str,
 
 
 def end_left_trials(store: Store, rec: Any) -> int:
-    """Kill what is left of the experiment's local trials when no controller follows them
-    (its controller was killed: they ran on): a stop or delete of an experiment that nothing
-    runs ends them, as its controller's stop would have, and the next run runs them again.
-    The caller knows that no live controller holds it. Returns how many it ended."""
-    from trials import kill_left
+    """End what is left of the experiment's local trials when no controller follows them
+    (its controller was killed: they ran on), as its controller's own stop does: each is
+    stored interrupted (``Created`` again, ``TrialInterrupted``; one being stopped early
+    stays so), then its processes are killed; the next run runs it again. A stop or delete
+    of an experiment nothing runs does this; the caller knows that no live controller holds
+    it. Returns how many it ended."""
+    from trials import kill_left, left_running
+
+    from ._adopt import INTERRUPTED, INTERRUPTED_MESSAGE, STOPPING
 
     ended = 0
-    for t in store.list_trials(rec.id, states=("Running", "Created")):
-        if t.handle and t.handle.get("executor", "local") == "local" and kill_left(t.handle):
-            ended += 1
+    for t in store.list_trials(rec.id, states=("Running",)):
+        if not (t.handle and t.handle.get("executor", "local") == "local" and left_running(t.handle)):
+            continue  # not local, or ended while no controller ran: the next run reads its end
+        t.handle = {**t.handle, INTERRUPTED: True}
+        if not t.handle.get(STOPPING):
+            set_condition(t.conditions, "Running", "False", "TrialInterrupted", INTERRUPTED_MESSAGE)
+            t.state = "Created"
+        store.save_trial(t)  # stored before the stop: a stopped trial is never taken for a lost one
+        kill_left(t.handle)
+        ended += 1
     return ended
 
 
