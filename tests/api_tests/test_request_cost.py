@@ -9,6 +9,7 @@ from pathlib import Path
 
 from tests.api_tests.conftest import count_experiment_reads
 from tests.api_tests.test_summary import _seed
+from tests.test_write_deadline import serving
 
 SELECTOR_LIST = "/apis/kubeflow.org/v1beta1/namespaces/default/experiments"
 
@@ -133,9 +134,6 @@ def test_a_connection_that_never_sends_its_request_or_body_is_let_go(sqlite_stor
     """uvicorn waits for a request's head, and a body, without end: idle sockets ran the
     server out of file descriptors, before any authentication."""
     import socket
-    import threading
-
-    import uvicorn
 
     import api._guard
     import katib.cli._server as server_cli
@@ -144,14 +142,6 @@ def test_a_connection_that_never_sends_its_request_or_body_is_let_go(sqlite_stor
     monkeypatch.setattr(server_cli, "HEADER_SECONDS", 0.5)
     monkeypatch.setattr(api._guard, "BODY_SECONDS", 0.5)
     app = create_app(sqlite_store, tmp_path / "runs", tmp_path, resume=False)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
-                                           http=server_cli._timely_h11()))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
 
     def closed_within(sock: socket.socket, seconds: float) -> bytes:
         sock.settimeout(seconds)
@@ -162,7 +152,7 @@ def test_a_connection_that_never_sends_its_request_or_body_is_let_go(sqlite_stor
                 return got
             got += chunk
 
-    try:
+    with serving(app, server_cli._timely_h11()) as port:
         for sent in (b"", b"GET /healthz HTTP/1.1\r\nHost: 127"):
             with socket.create_connection(("127.0.0.1", port)) as s:
                 s.sendall(sent)
@@ -176,34 +166,17 @@ def test_a_connection_that_never_sends_its_request_or_body_is_let_go(sqlite_stor
         with socket.create_connection(("127.0.0.1", port)) as s:  # a request in time is answered
             s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
             assert closed_within(s, 10).startswith(b"HTTP/1.1 200")
-    finally:
-        server.should_exit = True
-        thread.join(30)
 
 
 @contextmanager
 def capped_server(store, tmp_path: Path, max_connections: int):
     """The API on uvicorn with katib's h11 protocol capped at ``max_connections``; its port."""
-    import threading
-
-    import uvicorn
-
     from api import create_app
     from katib._httpguard import timely_h11
 
     app = create_app(store, tmp_path / "runs", tmp_path, resume=False)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
-                                           http=timely_h11(60.0, max_connections=max_connections)))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.01)
-    try:
-        yield server.servers[0].sockets[0].getsockname()[1]
-    finally:
-        server.should_exit = True
-        thread.join(30)
+    with serving(app, timely_h11(60.0, max_connections=max_connections)) as port:
+        yield port
 
 
 def test_idle_connections_past_the_cap_push_each_other_out_not_the_server(sqlite_store, tmp_path: Path):
