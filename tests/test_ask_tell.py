@@ -141,6 +141,31 @@ def test_katib_run_refuses_an_external_experiment(tmp_path):
     assert r.returncode == 1 and "driven from outside (spec.executor: external)" in r.stderr
 
 
+def test_an_exhausted_grid_ends_at_its_last_tell(client):
+    """A loop that asks for a grid's every point, then stops asking, must see the
+    experiment Succeeded after its last tell (as the controller ends a grid whose last
+    trial ended), not Running until an ask nobody makes."""
+    doc = external(name="grid", objective={"type": "minimize", "objectiveMetricName": "loss"},
+                   algorithm={"algorithmName": "grid"},
+                   parameters=[{"name": "x", "parameterType": "categorical", "feasibleSpace": {"list": ["a", "b", "c"]}}])
+    del doc["spec"]["maxTrialCount"]  # the grid's size is the budget
+    client.create_experiment(doc)
+    first = client.ask("grid", count=2)
+    client.tell("grid", first[0]["name"], {"loss": 1.0})
+    last = first[1:] + client.ask("grid", count=2)
+    assert len(last) == 2
+    client.tell("grid", last[0]["name"], {"loss": 0.5})
+    status = client.get_experiment("grid")["status"]
+    assert not any(c["type"] == "Succeeded" for c in status["conditions"])  # one trial still out
+    client.tell("grid", last[1]["name"], {"loss": 2.0})
+    status = client.get_experiment("grid")["status"]
+    ended = [c for c in status["conditions"] if c["status"] == "True"]
+    assert [(c["type"], c["reason"]) for c in ended][-1] == ("Succeeded", "ExperimentSuggestionEndReached")
+    assert status["trialsSucceeded"] == 3 and status.get("completionTime")
+    with pytest.raises(ConflictError, match="has finished"):
+        client.ask("grid")
+
+
 @pytest.mark.parametrize("algorithm", ["hyperband", "pbt"])
 def test_stateful_algorithms_carry_on_round_after_round(client, algorithm):
     """Hyperband's brackets and PBT's population live in the algorithm state: every ask

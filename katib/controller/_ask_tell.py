@@ -87,13 +87,8 @@ class AskTell:
             if want <= 0:
                 raise ConflictError(f"experiment {namespace}/{name} has no free slot: tell the results of its running "
                                     "trials first (parallelTrialCount), or its budget is spent (maxTrialCount)")
-            algorithm = self._algorithms.setdefault(key, get_algorithm(exp.spec.algorithm.algorithm_name))  # type: ignore[union-attr, arg-type]
-            scoring = Scoring(exp)
-            views = [TrialView(t.name, t.parameters(), t.state, t.objective,
-                               values=scoring.values(t.observation) if scoring.multi_objective and t.state in FINAL_TRIAL_STATES else None,
-                               violations=scoring.violations(t.observation) if scoring.constraints and t.state in FINAL_TRIAL_STATES else (),
-                               labels=dict(t.labels), start_time=t.start_time, completion_time=t.completion_time)
-                     for t in trials]
+            algorithm = self._algorithm(key, exp)
+            views = _views(exp, trials)
             state = self.store.algorithm_state(rec.id) or {}
             # A deep snapshot: the algorithms change nested lists (hyperband's queue, PBT's
             # population) in place, which a shallow copy would share and never see change.
@@ -156,12 +151,27 @@ class AskTell:
             else:
                 mark_trial(t, "Succeeded")
             self.store.write_trials(save=[t], samples=[(t.id, r) for r in rows])
-            ended = self._end(exp, trials)
+            ended = self._end(exp, trials) or self._spent(key, rec, exp, trials)
             if ended:
                 self._finish(rec, exp, trials, ended)
             else:
                 self._save_status(rec, exp, trials)
             return {"name": t.name, "state": t.state, "observation": t.observation}
+
+    def _algorithm(self, key: tuple[str, str], exp: Experiment) -> Algorithm:
+        return self._algorithms.setdefault(key, get_algorithm(exp.spec.algorithm.algorithm_name))  # type: ignore[union-attr, arg-type]
+
+    def _spent(self, key: tuple[str, str], rec: ExperimentRecord, exp: Experiment,
+               trials: list[TrialRecord]) -> tuple[str, str] | None:
+        """The end a told last trial brings when the algorithm can propose nothing more (a
+        grid whose every point was tried, hyperband's last bracket): Succeeded, as the
+        controller ends it when no trial is left to wait for. Not only at the next ask,
+        which a loop that counted the grid never makes."""
+        if any(t.state in ("Created", "Running") for t in trials):
+            return None
+        if not self._algorithm(key, exp).exhausted(exp, _views(exp, trials), self.store.algorithm_state(rec.id) or {}):
+            return None
+        return "Succeeded", "ExperimentSuggestionEndReached"
 
     def _end(self, exp: Experiment, trials: list[TrialRecord]) -> tuple[str, str] | None:
         best = best_trial(exp, trials)
@@ -200,6 +210,13 @@ class AskTell:
         self.store.update_experiment(rec.id, status=experiment_status(exp, trials, status))
 
 
+def _views(exp: Experiment, trials: list[TrialRecord]) -> list[TrialView]:
+    scoring = Scoring(exp)
+    return [TrialView(t.name, t.parameters(), t.state, t.objective,
+                      values=scoring.values(t.observation) if scoring.multi_objective and t.state in FINAL_TRIAL_STATES else None,
+                      violations=scoring.violations(t.observation) if scoring.constraints and t.state in FINAL_TRIAL_STATES else (),
+                      labels=dict(t.labels), start_time=t.start_time, completion_time=t.completion_time)
+            for t in trials]
 
 
 def _rows(metrics: Any, names: set[str]) -> list[ObservationRow]:
