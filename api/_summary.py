@@ -20,7 +20,7 @@ from typing import Any
 
 from katib.controller import is_completed
 from katib.store import ExperimentRecord, Store, parameter_names, summary_columns, trial_stamp
-from katib.views import strategies_of
+from katib.views import shown_status, strategies_of
 
 _importance_cache: dict[tuple[str, int], dict[str, float]] = {}
 _importance_lock = threading.Lock()
@@ -141,7 +141,7 @@ def _answer(rec: ExperimentRecord, spec: dict[str, Any], objective: str, maximiz
             strategy: dict[str, str], parameters: list[dict[str, Any]], columns: dict[str, Any], learning: list[Any],
             now: float, since: float | None) -> dict[str, Any]:
     return {
-        "name": rec.name, "namespace": rec.namespace, "status": rec.status.to_dict(),
+        "name": rec.name, "namespace": rec.namespace, "status": shown_status(rec).to_dict(),
         "objective": {"name": objective, "maximize": maximize,
                       "goal": spec.get("objective", {}).get("goal"),
                       "additional": [a for a in spec.get("objective", {}).get("additionalObjectives") or []],

@@ -21,6 +21,7 @@ from .spec import (
     parse_experiment,
 )
 from .store import ExperimentRecord, Store, TrialRecord
+from .views import shown_status
 
 _STATES = {"Created": ("Running", None), "Running": ("Running", None), "Succeeded": ("Succeeded", None),
            "EarlyStopped": ("EarlyStopped", None), "Failed": ("Failed", "TrainJobFailed"),
@@ -60,17 +61,22 @@ def stored_experiment(store: Store, doc: Any, namespace: str | None = None) -> E
 def _conditions(rec: ExperimentRecord) -> list[dict[str, Any]]:
     """The experiment's conditions as an OptimizationJob's: Succeeded is Complete, unless the
     run ended with no result (no trial reported the objective: every one failed, say), which
-    is Failed (``NoTrialSucceeded``). Katib calls such an experiment Succeeded; a caller of
-    an OptimizationJob waits for Complete (the Kubeflow SDK does) and takes it as a result."""
-    best = rec.status.current_optimal_trial
-    no_result = not (best is not None and best.best_trial_name) and not rec.status.pareto_front
+    is Failed (``NoTrialSucceeded``, its message why). Katib calls such an experiment
+    Succeeded, and so does the Experiment here. The Kubeflow SDK (0.5) reads the Experiment,
+    as it does on a cluster; this object is what kubectl and any client of the
+    OptimizationJob API read. A user's stop shows as ``Running=False`` (``ExperimentStopped``)."""
+    status = shown_status(rec)
+    best = status.current_optimal_trial
+    no_result = not (best is not None and best.best_trial_name) and not status.pareto_front
     out = []
-    for c in rec.status.conditions:
-        kind, reason = {"Succeeded": "Complete"}.get(c.type, c.type), c.reason
+    for c in status.conditions:
+        kind, reason, message = {"Succeeded": "Complete"}.get(c.type, c.type), c.reason, c.message or ""
         if kind == "Complete" and c.status == "True" and no_result:
             kind, reason = "Failed", "NoTrialSucceeded"
+            # Katib's "Experiment has succeeded because …" names the end; what follows is why there is no result.
+            message = "No trial succeeded: " + (message.split("; ", 1)[1] if "; " in message else message)
         out.append({"type": kind, "status": c.status, "reason": reason or kind,
-                    "message": c.message or "", "lastTransitionTime": c.last_transition_time})
+                    "message": message, "lastTransitionTime": c.last_transition_time})
     return out
 
 

@@ -31,10 +31,12 @@ from .controller import (
     metric_strategies,
     result_note,
     rfc3339,
+    set_condition,
     shown_value,
 )
 
 __all__ = [
+    "STOPPED_CONDITION_REASON",
     "STOPPED_REASON",
     "ExperimentObject",
     "controller_alive",
@@ -47,6 +49,7 @@ __all__ = [
     "resumable",
     "shown_phase",
     "shown_reason",
+    "shown_status",
     "shown_value",
     "warm_starts",
     "strategies_of",
@@ -56,6 +59,8 @@ __all__ = [
 
 # What a screen says of an unfinished experiment that no controller runs.
 STOPPED_REASON = "no controller runs it"
+# The reason of the Running=False condition a user's stop shows (``shown_status``).
+STOPPED_CONDITION_REASON = "ExperimentStopped"
 _UNFINISHED = ("Created", "Running", "Restarting")
 
 
@@ -76,7 +81,23 @@ def experiment(rec: ExperimentRecord) -> ExperimentObject:
                 "uid": rec.uid, "creationTimestamp": rfc3339(rec.created_at)}
     return ExperimentObject(api_version=rec.spec.get("apiVersion") or API_VERSION,
                             metadata=ObjectMeta.model_validate(metadata), spec=rec.spec.get("spec"),
-                            status=rec.status)
+                            status=shown_status(rec))
+
+
+def shown_status(rec: ExperimentRecord) -> ExperimentStatus:
+    """The stored status, but a user's stop shown: an unfinished experiment a user stopped
+    has its ``Running`` condition ``False``, reason ``ExperimentStopped`` (Katib has no stop;
+    it keeps Katib's condition types). Its stored ``Running=True`` told the Katib SDK's
+    ``is_experiment_running`` and kubectl that it ran while nothing did. Resuming it clears
+    the stop, and the controller's status shows again."""
+    status = rec.status
+    if rec.stopped_at is None or phase(rec) not in _UNFINISHED:
+        return status
+    status = status.model_copy(deep=True)
+    set_condition(status.conditions, "Running", "False", STOPPED_CONDITION_REASON,
+                  "Experiment was stopped by a user; resuming it (katib resume, or POST .../resume) runs it again",
+                  now=rec.stopped_at)
+    return status
 
 
 def experiment_object(rec: ExperimentRecord) -> dict[str, Any]:

@@ -125,4 +125,8 @@ def test_an_optimization_job_whose_trials_all_failed_is_failed_not_complete(tmp_
     assert job is not None and "result" not in job["status"]
     ended = {c["type"]: (c["status"], c["reason"]) for c in job["status"]["conditions"]}
     assert ended.get("Failed") == ("True", "NoTrialSucceeded") and "Complete" not in ended, ended
+    [failed] = [c for c in job["status"]["conditions"] if c["type"] == "Failed"]
+    # Why, not Katib's "Experiment has succeeded because max trial count has reached".
+    assert failed["message"].startswith("No trial succeeded: ") and "succeeded because" not in failed["message"], failed
+    assert "no trial reported" in failed["message"], failed
     store.close()

@@ -20,7 +20,7 @@ _WHERE = {
     "trial_log": "_logs", "trial_log_since": "_logs", "trial_log_size": "_logs",
     "experiment_phase": "_status", "metric_strategies": "_status", "metric_value": "_status",
     "shown_value": "_status", "rfc3339": "_status", "LAST_OUTPUT": "_status", "no_result_note": "_status",
-    "FINAL_TRIAL_STATES": "_status", "result_note": "_status",
+    "FINAL_TRIAL_STATES": "_status", "result_note": "_status", "set_condition": "_status",
 }
 
 if TYPE_CHECKING:
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
         no_result_note,
         result_note,
         rfc3339,
+        set_condition,
         shown_value,
     )
 
@@ -81,6 +82,7 @@ __all__ = [
     "no_result_note",
     "result_note",
     "rfc3339",
+    "set_condition",
     "runnable_errors",
     "shown_value",
     "trial_log",

@@ -99,7 +99,19 @@ def test_stop_resume_delete(live):
     assert r.status_code == 200 and r.json() == {"running": False}
     st = live.client.get(f"{BASE}/experiments/demo/status").json()
     assert st["running"] is False and st["completed"] is False
+
+    def running() -> dict:  # what the Katib SDK's is_experiment_running and kubectl read
+        kube = live.client.get("/apis/kubeflow.org/v1beta1/namespaces/default/experiments/demo").json()
+        ours = live.client.get(f"{BASE}/experiments/demo").json()
+        assert kube["status"]["conditions"] == ours["status"]["conditions"]
+        return kube["status"]["conditions"][-1]
+
+    shown = running()  # it stored Running=True: nothing ran it, and both said it ran
+    assert (shown["type"], shown["status"], shown["reason"]) == ("Running", "False", "ExperimentStopped")
+    assert "resum" in shown["message"]
     assert live.client.post(f"{BASE}/experiments/demo/resume").json() == {"running": True}
+    shown = running()
+    assert (shown["type"], shown["status"]) == ("Running", "True")
     r = live.client.delete(f"{BASE}/experiments/demo")
     assert r.status_code == 200
     assert live.client.get(f"{BASE}/experiments/demo").status_code == 404
