@@ -2,8 +2,10 @@
 
 What a trial sees, in the order the mounts are made (a later one covers an earlier one):
 
-- the system, read-only (``/``), with a fresh ``/dev`` and ``/proc``; the GPUs' device
-  nodes only when the trial was given GPUs;
+- the system, read-only (``/``), with a fresh ``/dev`` and ``/proc`` (its kernel
+  settings read-only, what tells of the host's keys and memory masked, as container
+  runtimes do: ``PROC_READ_ONLY``, ``PROC_MASKED``); the GPUs' device nodes only when the
+  trial was given GPUs;
 - nothing of ``/home``, ``/root``, ``/run``, ``/srv``, ``/mnt``, ``/media``, the server's
   ``HOME``, ``/tmp`` and ``/var/tmp`` (empty folders), but the Python running katib and
   katib's own code (read-only), so ``python3`` in a command is the same environment;
@@ -65,8 +67,31 @@ LOADER_VARIABLES = frozenset({
     "NIS_PATH", "NLSPATH", "RESOLV_HOST_CONF", "RES_OPTIONS", "TMPDIR", "TZDIR",
 })
 LOADER_PREFIXES = ("LD_", "MALLOC_")
+# What container runtimes fence in a fresh /proc (runc's defaults): the kernel's settings
+# and triggers read-only, and what tells of the host's keys, memory and timers masked. The
+# trial runs with no capabilities, but a file that checks only its writer's uid (most of
+# /proc/sys, /proc/sysrq-trigger) is written by a trial of a server run as root, whose
+# uid is root's outside too: kernel.core_pattern is a command the host runs as root.
+PROC_READ_ONLY = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
+PROC_MASKED = ("/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
+               "/proc/sched_debug", "/proc/acpi", "/proc/scsi", "/sys/firmware")
 # How each namespace is made, most isolated first; the first that runs here is used.
 _USERNS_FLAGS = (("--unshare-user", "--disable-userns"), ("--unshare-user",), ())
+
+
+@functools.lru_cache(maxsize=1)
+def _proc_fences() -> tuple[str, ...]:
+    """``PROC_READ_ONLY`` and ``PROC_MASKED`` as bwrap's arguments, for what this kernel has."""
+    out: list[str] = []
+    for path in PROC_READ_ONLY:
+        if os.path.exists(path):
+            out += ["--ro-bind", path, path]
+    for path in PROC_MASKED:
+        if os.path.isdir(path):
+            out += ["--tmpfs", path, "--remount-ro", path]
+        elif os.path.exists(path):
+            out += ["--ro-bind", "/dev/null", path]
+    return tuple(out)
 
 
 def store_files(db: Path) -> list[Path]:
@@ -181,7 +206,8 @@ class Sandbox:
         trial_dir = _real(job.trial_dir)
         trial_dir.mkdir(parents=True, exist_ok=True)
         out = [env, "--ignore-signal=TERM", bwrap, *flags, "--die-with-parent", "--unshare-pid", "--unshare-ipc",
-               "--unshare-uts", "--cap-drop", "ALL", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
+               "--unshare-uts", "--cap-drop", "ALL", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+               *_proc_fences()]
         if gpu:
             for node in sorted(glob.glob("/dev/nvidia*")) + sorted(glob.glob("/dev/dri/*")):
                 out += ["--dev-bind", node, node]
@@ -251,6 +277,7 @@ class Sandbox:
         folder the server opens by name."""
         out: list[str] = []
         pinned: set[Path] = set()
+        kept = {trial_dir / name for name in protected}
         for name in dict.fromkeys(protected):
             _no_link(trial_dir / name)  # a link an earlier run of the trial left
             out += ["--ro-bind", "/dev/null", str(trial_dir / name)]
@@ -261,6 +288,9 @@ class Sandbox:
             path = Path(os.path.abspath(target))
             if not _within(path, trial_dir) or path == trial_dir:
                 continue
+            if path in kept:  # a collector's path on a file the server keeps: bound writable, it undid the cover
+                raise LaunchError(f"the metrics collector's path is {path.name!r} in the trial's folder, a file the "
+                                  "server keeps there: choose another path")
             parts = [*reversed(path.relative_to(trial_dir).parents[:-1]), path.relative_to(trial_dir)]
             for part in parts:
                 _no_link(trial_dir / part)

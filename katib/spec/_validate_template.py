@@ -261,12 +261,22 @@ def _metrics_collector(exp: Experiment) -> list[FieldError]:
                                             f"collector (got path {fsp.path!r}, kind {fsp.kind!r})"))
         elif fsp is not None and ".." in (fsp.path or "").split("/"):
             errors.append(FieldError(f"{fpath}.path", f"must not contain '..': it is mapped into the trial's folder (got {fsp.path!r})"))
+    if fsp is not None and fsp.path and fsp.path.startswith("/") and ".." not in fsp.path.split("/"):
+        top = fsp.path.strip("/").split("/")[0]
+        if top in SERVER_FILES or top.endswith((".exit", ".exit.tmp")):
+            errors.append(FieldError(f"{fpath}.path", f"must not be the trial folder's {top!r}, a file the server "
+                                                      f"keeps there (got {fsp.path!r})"))
     if source and source.filter:
         for i, fmt in enumerate(source.filter.metrics_format or []):
             problem = filter_problem(fmt)
             if problem:
                 errors.append(FieldError(f"{path}.source.filter.metricsFormat[{i}]", problem))
     return errors
+
+
+# What the server keeps at the top of a trial's folder, where a collector's path is mapped:
+# its pid and handle, the primary log, the exit records (trials._wrap, trials._executor).
+SERVER_FILES = frozenset({"pid", "handle.json", "trial.log"})
 
 
 def compile_filter(pattern: str) -> Any:

@@ -230,3 +230,29 @@ def test_whether_a_working_folder_exists_outside_the_fence_is_not_told(sqlite_st
     state, log = _fenced_trial(sqlite_store, tmp_path, "import os; print(os.getcwd()); print('loss=1')",
                                name="three", workingDir=str(visible))
     assert (state, log) == ("Succeeded", f"{visible}\nloss=1\n")
+
+
+def test_a_trial_cannot_write_the_kernels_settings_or_read_its_keys(sqlite_store, tmp_path):
+    """A fresh /proc is writable where a file checks only its writer's uid: a server run as
+    root (the trial's root is root outside too) let a trial write kernel.core_pattern (a
+    command the host runs as root on any crash) and /proc/sysrq-trigger. Fenced as container
+    runtimes fence it: /proc/sys read-only, /proc/keys and the like masked."""
+    code = """
+import os
+for path in ("/proc/sys/kernel/core_pattern", "/proc/sys/kernel/pid_max", "/proc/sysrq-trigger"):
+    if os.path.exists(path):
+        try:
+            open(path, "w").close()
+            print(path, "ALLOWED")
+        except OSError as exc:
+            print(path, "refused", exc.errno)
+try:
+    print("keys", repr(open("/proc/keys").read()))
+except OSError as exc:
+    print("keys refused", exc.errno)
+print("loss=0.5")
+"""
+    t, _, log = _run(sqlite_store, tmp_path, code)
+    assert t.state == "Succeeded", log
+    assert "/proc/sys/kernel/core_pattern refused" in log and "ALLOWED" not in log, log
+    assert "keys refused" in log or "keys ''" in log, log
