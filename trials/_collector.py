@@ -80,11 +80,13 @@ def _text(value: object) -> str | None:
 
 
 def parse_text(
-    lines: Iterable[str], names: set[str], filters: list[Any], now: float | None = None
+    lines: Iterable[str], names: set[str], filters: list[Any], now: float | None = None, marks: bool = False
 ) -> list[Sample]:
     """TEXT format: each filter's (name, value) matches on each line. A custom filter may
     capture text values (Katib's DARTS filter ``([\\w-]+)=(Genotype.*)``); the default one
-    only numbers."""
+    only numbers. ``marks``: a metric's match whose value is no number (``loss=nan``, which
+    Katib's default filter reads as ``''``) is a sample of value ``''``, which the collector
+    stores not, but notes as the metric's newest value (``Collector.not_numbers``)."""
     out: list[Sample] = []
     read_at = ZERO_TIME if now is None else now
     readers = [(pattern.finditer, _number if pattern.pattern == DEFAULT_FILTER else _text) for pattern in filters]
@@ -95,12 +97,19 @@ def parse_text(
             stamp = parse_time(first)
         body = rest if stamp is not None else line
         at = stamp if stamp is not None else read_at
+        unread: list[str] = []
+        found = len(out)
         for finditer, read in readers:
             for match in finditer(body):
                 name, raw = match.group(1, 2)
                 name = name.strip()  # Katib trims both captures (a filter may take the spaces around '=')
                 if name in names and (value := read(raw)) is not None:  # other names' values are not read
                     out.append(Sample(at, name, value))
+                elif marks and name in names:
+                    unread.append(name)
+        if unread:  # no number where no filter read one on the line (a genotype's filter beside a numbers' one)
+            read_here = {x.metric for x in out[found:]}
+            out += [Sample(at, name, "") for name in dict.fromkeys(unread) if name not in read_here]
     return out
 
 
@@ -288,6 +297,9 @@ class Collector:
         self._kept = 0  # samples handed on (and stored before a restart), up to max_samples
         self._rest = _Rest()  # past max_samples: what the trial's observation needs of the rest
         self.notes: list[str] = []  # the limits this trial's metrics reached, said once each
+        # Metric -> the time of its newest value, where that value read as a number and was
+        # none (nan, inf): not stored, but its latest is no number (MetricReducer.not_a_number).
+        self.not_numbers: dict[str, float] = {}
 
     def skip(self, stored: Iterable[tuple[str, str]]) -> None:
         """``(metric, value)`` samples already stored. A restarted controller that follows
@@ -340,7 +352,14 @@ class Collector:
         # Every source's values pass here: empty text and what reads as a number and is none
         # (nan, inf, 1e400: a Prometheus NaN, a TensorFlow event's, a JSON file's string)
         # are no result, and are not stored.
-        samples = [x for x in samples if _text(x.value) is not None]
+        kept = []
+        for x in samples:
+            if _text(x.value) is not None:
+                kept.append(x)
+                self.not_numbers.pop(x.metric, None)
+            elif x.value is not None and not isinstance(x.value, bool):  # a diverged run's nan (Katib's
+                self.not_numbers[x.metric] = x.time                        # default filter reads it as '')
+        samples = kept
         if self._stored:
             samples = [x for x in samples if not self._seen(x)]
         room = max(self.max_samples - self._kept, 0)

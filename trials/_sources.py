@@ -79,10 +79,10 @@ class StdOutSource(Source):
     def read(self, final: bool = False) -> list[Sample]:
         lines = self._tail.read(final)
         if [f.pattern for f in self.ctx.filters] != [DEFAULT_FILTER]:
-            return parse_text(lines, self.ctx.names, self.ctx.filters)
+            return parse_text(lines, self.ctx.names, self.ctx.filters, marks=True)
         # The default collector also reads the Kubeflow SDK's report_metrics lines.
         reported, rest = split_reported(lines, self.ctx.names)
-        return reported + parse_text(rest, self.ctx.names, self.ctx.filters)
+        return reported + parse_text(rest, self.ctx.names, self.ctx.filters, marks=True)
 
 
 class FileSource(Source):
@@ -98,7 +98,7 @@ class FileSource(Source):
         lines = self._tail.read(final)
         if self.ctx.file_format == "JSON":
             return parse_katib_json(lines, self.ctx.names)
-        return parse_text(lines, self.ctx.names, self.ctx.filters)
+        return parse_text(lines, self.ctx.names, self.ctx.filters, marks=True)
 
 
 class TFEventSource(Source):

@@ -170,6 +170,9 @@ class Following:
         reducer = self.reducers.setdefault(t.name, MetricReducer())
         for s in samples:
             reducer.add(s.time, s.metric, s.value)
+        collector = self.collectors.get(t.name)
+        for name, when in (collector.not_numbers if collector is not None else {}).items():
+            reducer.not_a_number(name, when)
 
     def _finish(self, t: TrialRecord, state: RunState) -> None:
         collector = self._collector(t)

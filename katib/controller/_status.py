@@ -163,6 +163,17 @@ class MetricReducer:
         if cur[4] is None or when >= cur[4]:  # a tie: the one reported later
             cur[4], cur[5] = when, value
 
+    def not_a_number(self, name: str, when: float) -> None:
+        """The metric's newest value (at ``when``) read as a number and was none (``nan``,
+        ``inf``: a diverged run): its min and max keep the numbers before it, its latest is
+        ``unavailable`` unless a value came later. A finite latest from before it was shown as
+        the latest, and ranked under the ``latest`` strategy."""
+        cur = self._m.get(name)
+        if cur is None:
+            return  # no value before it: nothing reported, as before
+        if cur[4] is None or when >= cur[4]:
+            cur[4], cur[5] = when, UNAVAILABLE
+
     def observation(self, names: Iterable[str]) -> dict[str, dict[str, str]]:
         out = {}
         for name in names:

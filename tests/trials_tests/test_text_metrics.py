@@ -131,3 +131,40 @@ def test_a_json_file_of_nan_inf_and_empty_strings_gives_no_best_of_them(store, t
                                                          "c": "MetricsUnavailable", "d": "Succeeded"}
     assert status["currentOptimalTrial"]["bestTrialName"] == by_value["d"].name
     assert [m["latest"] for m in status["currentOptimalTrial"]["observation"]["metrics"]] == ["0.5"]
+
+
+def test_a_run_that_diverged_has_no_latest_and_is_not_ranked_by_one(store, tmp_path: Path):
+    """A trial that printed ``accuracy=0.95`` then ``accuracy=nan`` (it diverged) showed
+    ``latest=0.95``, and under the ``latest`` strategy it was the best, ahead of a healthy
+    trial's 0.5. Its latest is no number: it is not ranked under ``latest`` (it reported no
+    value there: MetricsUnavailable), while its min and max keep the numbers it reported."""
+    code = ("import sys; x = '${trialParameters.x}'\n"
+            "print('accuracy=0.95'); sys.stdout.flush()\n"
+            "print('accuracy=nan' if x == 'diverged' else 'accuracy=0.5')\n"
+            "print('loss=0.3'); print('loss=nan'); print('loss=0.4')\n")
+    doc = experiment(maxTrialCount=2, parallelTrialCount=1, maxFailedTrialCount=2, command=[sys.executable, "-c", code],
+                     algorithm={"algorithmName": "grid"},
+                     objective={"type": "maximize", "objectiveMetricName": "accuracy", "additionalMetricNames": ["loss"],
+                                "metricStrategies": [{"name": "accuracy", "value": "latest"}]},
+                     parameters=[{"name": "x", "parameterType": "categorical",
+                                  "feasibleSpace": {"list": ["diverged", "healthy"]}}])
+    ctl = Controller(store, runs_root=tmp_path / "runs", tick=0.05)
+    rec, _ = ctl.submit(admit(doc), tmp_path)
+    status = ctl.run(rec.namespace, rec.name).to_dict()
+    by_value = {t.parameters()["x"]: t for t in store.list_trials(rec.id)}
+    diverged, healthy = by_value["diverged"], by_value["healthy"]
+    assert diverged.observation["accuracy"] == {"min": "0.95", "max": "0.95", "latest": "unavailable"}
+    assert diverged.state == "MetricsUnavailable" and diverged.objective is None
+    assert diverged.observation["loss"]["latest"] == "0.4"  # a number after the nan: the latest again
+    assert status["currentOptimalTrial"]["bestTrialName"] == healthy.name
+
+
+def test_a_nan_after_a_number_leaves_the_latest_unavailable_until_the_next_number():
+    reducer = MetricReducer()
+    reducer.add(1, "loss", "0.2")
+    reducer.not_a_number("loss", 2)
+    assert reducer.observation(["loss"])["loss"] == {"min": "0.2", "max": "0.2", "latest": "unavailable"}
+    reducer.add(3, "loss", "0.7")
+    assert reducer.observation(["loss"])["loss"] == {"min": "0.2", "max": "0.7", "latest": "0.7"}
+    reducer.not_a_number("acc", 1)  # nothing before it: nothing reported
+    assert reducer.observation(["acc"])["acc"]["latest"] == "unavailable"
