@@ -20,7 +20,7 @@ from ._registry import (
     trial_logs,
     unknown_executor,
 )
-from ._resources import Inventory, Ledger, Resources, discover_gpus
+from ._resources import Inventory, Ledger, Resources, discover_gpus, parse_quota
 from ._sources import Source, SourceContext, collector_kinds
 
 # Executors whose extras may be missing, and the sandbox, load on first use (PEP 562).
@@ -65,6 +65,7 @@ __all__ = [
     "kill_left",
     "left_running",
     "Resources",
+    "parse_quota",
     "RunState",
     "Sample",
     "Source",

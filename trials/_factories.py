@@ -18,7 +18,7 @@ from ._registry import ExecutorOptions
 def local(options: ExecutorOptions) -> Callable[[], Executor]:
     from ._local import LocalExecutor
 
-    return lambda: LocalExecutor(clean_env=options.clean_env, sandbox=options.sandbox)
+    return lambda: LocalExecutor(clean_env=options.clean_env, sandbox=options.sandbox, quota=options.namespace_quota)
 
 
 def ray(options: ExecutorOptions) -> Callable[[], Executor]:

@@ -120,7 +120,8 @@ class LocalExecutor(Executor):
     ``--clean-env``. ``sandbox``: each process runs fenced in (``trials._sandbox``): it
     sees the system read-only, its experiment's folder read-only, its own trial folder,
     and nothing of the store, of other trials or of other tenants' processes; its memory
-    limit is enforced. ``katib server --auth`` runs trials so.
+    limit is enforced. ``katib server --auth`` runs trials so. ``quota``: what one
+    namespace's trials may request at once (``Ledger.take``).
 
     >>> ex = LocalExecutor(clean_env=True)
     >>> handle = ex.launch(job)  # doctest: +SKIP
@@ -131,11 +132,13 @@ class LocalExecutor(Executor):
     name = "local"
     fences = "sandbox"
 
-    def __init__(self, ledger: Ledger | None = None, clean_env: bool = False, sandbox: Sandbox | None = None) -> None:
+    def __init__(self, ledger: Ledger | None = None, clean_env: bool = False, sandbox: Sandbox | None = None,
+                 quota: Resources | None = None) -> None:
         self._procs: dict[int, ProcessGroup] = {}
         self.ledger = ledger or shared_ledger()
         self.clean_env = clean_env
         self.sandbox = sandbox
+        self.quota = quota  # what one namespace's trials may hold at once (katib server --namespace-quota)
 
     def launch(self, job: TrialJob) -> dict[str, Any]:
         members = replica_processes(job, self.clean_env)
@@ -148,7 +151,7 @@ class LocalExecutor(Executor):
             for m in members:
                 m.resources = Resources.of_container(m.container)
                 need = need + m.resources
-            allocation = self.ledger.take(need)
+            allocation = self.ledger.take(need, job.namespace, self.quota)
         except NoCapacity:
             raise Deferred() from None
         except ValueError as exc:
@@ -326,7 +329,7 @@ class LocalExecutor(Executor):
             return Adoption.refused("its processes are gone and left no exit status")
         devices = handle.get("devices") or {}
         allocation = Allocation.from_dict({**devices, "gpus": [g for g in devices.get("gpus") or []
-                                                                if g in self.ledger.inventory.gpus]})
+                                                                if g in self.ledger.inventory.gpus]}, job.namespace)
         self.ledger.hold(allocation)
         started_at = float(handle.get("started_at") or time.time())
         self._procs[members[0].pid] = ProcessGroup(members, deadline_of(job.run_spec), allocation,

@@ -77,6 +77,8 @@ class ExecutorOptions:
     #: trial template names none (``kueue.x-k8s.io/queue-name``, ``…/priority-class``).
     kueue_queue: str | None = None
     kueue_priority_class: str | None = None
+    #: What one namespace's local trials may request at once (``trials.Resources``; None: no bound).
+    namespace_quota: Any = None
 
 
 @dataclass(frozen=True)

@@ -97,14 +97,49 @@ class Inventory:
 class Allocation:
     resources: Resources
     gpus: list[str]
+    namespace: str | None = None  # whose quota it counts against (``Ledger.take``)
 
     def to_dict(self) -> dict[str, Any]:
         return {"cpu": self.resources.cpu, "memory": self.resources.memory, "gpus": self.gpus}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Allocation:
+    def from_dict(cls, data: dict[str, Any], namespace: str | None = None) -> Allocation:
         return cls(Resources(cpu=float(data.get("cpu") or 0), memory=int(data.get("memory") or 0),
-                             gpu=len(data.get("gpus") or [])), [str(g) for g in data.get("gpus") or []])
+                             gpu=len(data.get("gpus") or [])), [str(g) for g in data.get("gpus") or []], namespace)
+
+
+def parse_quota(text: str, inventory: Inventory | None = None) -> Resources | None:
+    """``katib server --namespace-quota``: ``none``; ``half`` (of this machine's CPUs and
+    memory, and half its GPUs rounded up); or ``cpu=2,memory=8Gi,gpu=1`` (Kubernetes
+    quantities; ``nvidia.com/gpu`` for ``gpu`` too; one not named is not limited).
+    ``ValueError`` naming what is wrong."""
+    text = text.strip()
+    if text == "none":
+        return None
+    if text == "half":
+        inv = inventory or Inventory()
+        return Resources(cpu=inv.cpus / 2, memory=inv.memory // 2, gpu=math.ceil(len(inv.gpus) / 2))
+    unlimited = float("inf")
+    cpu, memory, gpu = unlimited, unlimited, unlimited
+    for part in text.split(","):
+        key, sep, value = part.partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or not value:
+            raise ValueError(f"{part.strip()!r}: write none, half, or NAME=QUANTITY[,NAME=QUANTITY] (cpu, memory, gpu)")
+        if key not in ("cpu", "memory", "gpu", GPU_KEY):
+            raise ValueError(f"{key!r} is not a resource a quota limits (cpu, memory, gpu)")
+        try:
+            if key == "cpu":
+                cpu = parse_cpu(value)
+            elif key == "memory":
+                memory = parse_memory(value)
+            else:
+                gpu = int(value)
+        except (ValueError, ArithmeticError) as exc:
+            raise ValueError(f"{part.strip()!r}: {exc}") from None
+        if (cpu if key == "cpu" else memory if key == "memory" else gpu) < 0:
+            raise ValueError(f"{part.strip()!r}: must not be negative")
+    return Resources(cpu=cpu, memory=memory, gpu=gpu)  # type: ignore[arg-type]
 
 
 class NoCapacity(Exception):
@@ -112,16 +147,30 @@ class NoCapacity(Exception):
 
 
 class Ledger:
-    """Who holds what. ``take`` raises ``NoCapacity`` (wait) or ``ValueError`` (never)."""
+    """Who holds what. ``take`` raises ``NoCapacity`` (wait) or ``ValueError`` (never).
+
+    With a ``quota`` (``katib server --namespace-quota``; half the machine by default with
+    ``--auth``), what one namespace's trials hold at once is bounded too, as a Kubernetes
+    ``ResourceQuota`` bounds it: one tenant's trials that requested the whole machine and
+    never ended kept every other tenant's pending for ever."""
 
     def __init__(self, inventory: Inventory | None = None) -> None:
         self.inventory = inventory or Inventory()
         self._free_gpus = list(self.inventory.gpus)
         self._cpu = 0.0
         self._memory = 0
+        self._held: dict[str, Resources] = {}  # namespace -> what its trials hold
         self._lock = threading.Lock()
 
-    def take(self, need: Resources) -> Allocation:
+    def take(self, need: Resources, namespace: str | None = None, quota: Resources | None = None) -> Allocation:
+        if quota is not None and namespace is not None:
+            for what, wanted, bound, say in (("CPUs", need.cpu, quota.cpu, f"{need.cpu:g}"),
+                                             ("memory", need.memory, quota.memory, f"{need.memory / 2**30:.1f} GiB"),
+                                             ("GPUs", need.gpu, quota.gpu, f"{need.gpu}")):
+                if wanted > bound + 1e-9:
+                    limit = f"{bound / 2**30:.1f} GiB" if what == "memory" else f"{bound:g}"
+                    raise ValueError(f"the trial needs {say} {what} and a namespace's trials may hold {limit} at once "
+                                     "on this server (katib server --namespace-quota)")
         inv = self.inventory
         if need.gpu > len(inv.gpus):
             raise ValueError(f"the trial needs {need.gpu} GPU(s) and this machine has {len(inv.gpus)} "
@@ -134,10 +183,31 @@ class Ledger:
             if (need.gpu > len(self._free_gpus) or self._cpu + need.cpu > inv.cpus + 1e-9
                     or (inv.memory and self._memory + need.memory > inv.memory)):
                 raise NoCapacity()
+            if quota is not None and namespace is not None:
+                held = self._held.get(namespace, Resources()) + need
+                if held.cpu > quota.cpu + 1e-9 or held.memory > quota.memory or held.gpu > quota.gpu:
+                    raise NoCapacity()  # its namespace's own trials must end first
             gpus, self._free_gpus = self._free_gpus[:need.gpu], self._free_gpus[need.gpu:]
             self._cpu += need.cpu
             self._memory += need.memory
-        return Allocation(need, gpus)
+            self._count(namespace, need, 1)
+        return Allocation(need, gpus, namespace)
+
+    def _count(self, namespace: str | None, resources: Resources, sign: int) -> None:
+        if namespace is None:
+            return
+        held = self._held.get(namespace, Resources())
+        held = Resources(max(0.0, held.cpu + sign * resources.cpu), max(0, held.memory + sign * resources.memory),
+                         max(0, held.gpu + sign * resources.gpu))
+        if held == Resources():
+            self._held.pop(namespace, None)
+        else:
+            self._held[namespace] = held
+
+    def held(self, namespace: str) -> Resources:
+        """What ``namespace``'s trials hold now."""
+        with self._lock:
+            return self._held.get(namespace, Resources())
 
     def hold(self, allocation: Allocation) -> None:
         """Count what a running trial already has (one a restarted controller adopts):
@@ -146,6 +216,7 @@ class Ledger:
             self._free_gpus = [g for g in self._free_gpus if g not in allocation.gpus]
             self._cpu += allocation.resources.cpu
             self._memory += allocation.resources.memory
+            self._count(allocation.namespace, allocation.resources, 1)
 
     def give_back(self, allocation: Allocation) -> None:
         with self._lock:
@@ -153,3 +224,4 @@ class Ledger:
                                      key=lambda g: self.inventory.gpus.index(g))
             self._cpu = max(0.0, self._cpu - allocation.resources.cpu)
             self._memory = max(0, self._memory - allocation.resources.memory)
+            self._count(allocation.namespace, allocation.resources, -1)

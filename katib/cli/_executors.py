@@ -16,14 +16,15 @@ def _executor_factory(executor: str, ray_address: str | None, kubeconfig: str | 
                       server_account: str | None = None, db_manager_address: str | None = None,
                       collector_images: dict[str, str] | None = None, slurm_partition: str | None = None,
                       slurm_account: str | None = None, kueue_queue: str | None = None,
-                      kueue_priority_class: str | None = None) -> Any:
+                      kueue_priority_class: str | None = None, namespace_quota: Any = None) -> Any:
     """What makes each experiment's executor. ``clean_env``: trials get none of this
     process's environment but ``PATH``, the locale and ``TZ`` (pods never get it);
     ``sandbox``: local trials run in it (``trials.Sandbox``); ``tenants`` and
     ``server_account``: how pods are fenced in; ``db_manager_address`` and ``collector_images``:
     the metrics-collector sidecar's DBManager and images; ``slurm_partition`` and
     ``slurm_account``: sbatch's for the Slurm executor; ``kueue_queue`` and ``kueue_priority_class``:
-    Kueue's for the Kubernetes executor (``trials.ExecutorOptions``). A missing extra or an
+    Kueue's for the Kubernetes executor; ``namespace_quota``: what one namespace's local trials
+    may hold (``trials.ExecutorOptions``). A missing extra or an
     unknown name is a ``KatibError`` that says what to install or which names exist."""
     from trials import ExecutorOptions, executor_factory
 
@@ -38,7 +39,8 @@ def _executor_factory(executor: str, ray_address: str | None, kubeconfig: str | 
                                                       collector_images=collector_images,
                                                       slurm_partition=slurm_partition, slurm_account=slurm_account,
                                                       kueue_queue=kueue_queue,
-                                                      kueue_priority_class=kueue_priority_class))
+                                                      kueue_priority_class=kueue_priority_class,
+                                                      namespace_quota=namespace_quota))
 
 
 def _start_executor(factory: Any, executor: str) -> Any:

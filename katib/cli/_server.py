@@ -227,6 +227,11 @@ def server(
         [], "--metrics-collector-image", metavar="KIND=IMAGE",
         help="With --executor kubernetes: the metrics-collector sidecar's image for File or TensorFlowEvent "
              "(default: Katib 0.19's)."),
+    namespace_quota: str | None = typer.Option(
+        None, "--namespace-quota", metavar="QUOTA",
+        help="What one namespace's local trials may request at once: cpu=2,memory=8Gi,gpu=1 (a resource not named is "
+             "not bounded), half (of this machine), or none. Default: half with --auth (so no tenant's trials can "
+             "hold the machine and keep every other's pending), else none. A trial that asks more fails."),
     lease_seconds: float = typer.Option(
         5.0, "--lease-seconds", min=1.0, max=300.0,
         help="On PostgreSQL, several servers share one database: each holds its experiments by a lease it renews "
@@ -243,6 +248,12 @@ def server(
         raise KatibError(f"refusing to listen on {host} without authentication: pass --auth "
                          "(and create users with `katib user add`), or --allow-unauthenticated")
     images = _collector_images(collector_image)
+    from trials import parse_quota
+
+    try:
+        quota = parse_quota(namespace_quota if namespace_quota is not None else "half" if auth else "none")
+    except ValueError as exc:
+        raise KatibError(f"--namespace-quota: {exc}") from None
     if db_manager_address is not None:
         host_part, _, port_part = db_manager_address.rpartition(":")
         if not host_part or not port_part.isdigit() or not 0 < int(port_part) < 65536:
@@ -282,7 +293,8 @@ def server(
                                 sandbox=fence, tenants=auth, server_account=server_service_account,
                                 db_manager_address=db_manager_address, collector_images=images,
                                 slurm_partition=slurm_partition, slurm_account=slurm_account,
-                                kueue_queue=kueue_queue, kueue_priority_class=kueue_priority_class)
+                                kueue_queue=kueue_queue, kueue_priority_class=kueue_priority_class,
+                                namespace_quota=quota)
     application = create_app(store, _runs_root(store), workdir.resolve(), tick=tick, auth=auth, executor_factory=factory,
                              executor=executor, allowed_hosts=[*allowed_host, host], max_body=max_body,
                              push_tokens=push_tokens, grpc_address=None if grpc_port is None else (host, grpc_port),

@@ -130,3 +130,96 @@ def test_cpu_only_trials_see_no_gpu(sqlite_store, tmp_path):
     status, runs = run(sqlite_store, tmp_path, admit(doc), gpus=["0"])
     assert runs[0][3] == ""  # CUDA_VISIBLE_DEVICES is empty: no GPU for a trial that asked for none
     assert runs[0][0].handle["devices"] == {"cpu": 0.0, "memory": 0, "gpus": []}
+
+
+def test_a_namespace_quota_keeps_one_tenants_trials_from_holding_the_machine(sqlite_store, tmp_path):
+    """Under ``--auth`` one tenant's trials requested the whole machine and never ended,
+    and every other tenant's requesting trial stayed pending for ever. With a quota per
+    namespace (half the machine by default with --auth) the hog holds its half, the other
+    tenant's trial runs beside it, and one that asks more than a quota fails saying why."""
+    import threading
+
+    from trials import parse_quota
+
+    ledger = Ledger(Inventory(cpus=2, memory=0, gpus=[]))
+    quota = parse_quota("half", ledger.inventory)
+    assert quota == Resources(cpu=1.0, memory=0, gpu=0)
+    flag = tmp_path / "go"
+    hold = f"import os, time\nwhile not os.path.exists({str(flag)!r}): time.sleep(0.05)\nprint('loss=0.5')"
+
+    def exp(namespace, code, cpu, trials):
+        doc = experiment(command=python_command(code), maxTrialCount=trials, parallelTrialCount=trials)
+        doc["metadata"]["namespace"] = namespace
+        doc["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]["resources"] = {
+            "requests": {"cpu": cpu}}
+        ctl = Controller(sqlite_store, executor=LocalExecutor(ledger, quota=quota), runs_root=tmp_path / "runs", tick=0.05)
+        rec, _ = ctl.submit(admit(doc), tmp_path)
+        thread = threading.Thread(target=ctl.run, args=(rec.namespace, rec.name), daemon=True)
+        thread.start()
+        return rec, thread
+
+    hog, hog_thread = exp("ns-a", hold, "1", 2)  # two trials of one CPU each: the whole machine
+    victim, victim_thread = exp("ns-b", "print('loss=0.1')", "1", 1)
+    victim_thread.join(30)
+    assert not victim_thread.is_alive(), "ns-b's trial waited behind ns-a's"
+    assert [t.state for t in sqlite_store.list_trials(victim.id)] == ["Succeeded"]
+    assert sorted(t.state for t in sqlite_store.list_trials(hog.id)) == ["Created", "Running"]  # its second waits
+    assert ledger.held("ns-a") == Resources(cpu=1.0) and ledger.held("ns-b") == Resources()
+    flag.touch()
+    hog_thread.join(30)
+    assert [t.state for t in sqlite_store.list_trials(hog.id)] == ["Succeeded", "Succeeded"]
+    assert ledger.held("ns-a") == Resources()
+
+    greedy, greedy_thread = exp("ns-c", "print('loss=0.1')", "1500m", 1)
+    greedy_thread.join(30)
+    [t] = sqlite_store.list_trials(greedy.id)
+    assert t.state == "Failed", t.conditions
+    assert "needs 1.5 CPUs and a namespace's trials may hold 1 at once on this server (katib server --namespace-quota)" \
+        in t.conditions[-1].message
+
+
+@pytest.mark.parametrize(("text", "quota"), [
+    ("none", None),
+    ("cpu=2,memory=8Gi,gpu=1", Resources(cpu=2.0, memory=8 * 2**30, gpu=1)),
+    ("nvidia.com/gpu=2", Resources(cpu=float("inf"), memory=float("inf"), gpu=2)),  # type: ignore[arg-type]
+    ("cpu=500m", Resources(cpu=0.5, memory=float("inf"), gpu=float("inf"))),  # type: ignore[arg-type]
+])
+def test_namespace_quotas_are_read(text, quota):
+    from trials import parse_quota
+
+    assert parse_quota(text) == quota
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("lots", "write none, half, or NAME=QUANTITY"),
+    ("disk=1Gi", "'disk' is not a resource a quota limits"),
+    ("cpu=abc", "'cpu=abc'"),
+    ("memory=-1Gi", "'memory=-1Gi'"),
+])
+def test_a_bad_namespace_quota_says_what_is_wrong(text, message):
+    from trials import parse_quota
+
+    with pytest.raises(ValueError, match=re.escape(message)):
+        parse_quota(text)
+
+
+def test_katib_server_bounds_each_namespace_by_default_with_auth(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    import katib.cli._server as server_cli
+    from katib.cli import app
+    from trials import Inventory, parse_quota
+
+    served: list = []
+    monkeypatch.setattr(server_cli, "_serve", lambda application, *_, **__: served.append(application))
+    monkeypatch.setenv("KATIB_GPUS", "none")
+    args = ["server", "--db", str(tmp_path / "k.db"), "--allow-unfenced-trials", "--no-sandbox"]
+    quotas = []
+    for extra in (["--auth"], ["--auth", "--namespace-quota", "none"], [], ["--namespace-quota", "cpu=1,gpu=0"]):
+        result = CliRunner().invoke(app, [*args, *extra])
+        assert result.exit_code == 0, (extra, result.output, result.exception)
+        quotas.append(served[-1].state.katib.manager.executor_factory().quota)
+    assert quotas == [parse_quota("half", Inventory(gpus=[])), None, None,
+                      Resources(cpu=1.0, memory=float("inf"), gpu=0)]  # type: ignore[arg-type]
+    bad = CliRunner().invoke(app, [*args, "--namespace-quota", "disk=1Gi"])
+    assert bad.exit_code != 0 and "--namespace-quota: 'disk' is not a resource a quota limits" in str(bad.exception)
