@@ -253,7 +253,8 @@ def encode(result: dict[str, Any]) -> bytes:
 
 # -- whole answers, compressed once ------------------------------------------------------------
 #
-# A full summary's answer depends only on the experiment (its row: spec, status, owner), on
+# A full summary's answer depends only on the experiment (its row: spec, status, owner, a
+# user's stop), on
 # its trials (``trial_stamp``: how many, and when one was last written), on the request's
 # ``curves`` and ``points`` and on what the route adds (controls, read-only, last failure).
 # Those make its version: the ETag the page revalidates with (304 while nothing changed),
@@ -270,7 +271,7 @@ def summary_etag(store: Store, rec: ExperimentRecord, curves: int, points: int, 
     import hashlib
 
     version = _dumps([rec.id, rec.uid, rec.updated_at, list(trial_stamp(store, rec.id)), curves, points,
-                      rec.owner, extra])
+                      rec.owner, rec.stopped_at, extra])  # a stop writes only stopped_at: shown_status
     return '"s-' + hashlib.sha256(version.encode()).hexdigest()[:32] + '"'
 
 

@@ -74,7 +74,7 @@ def _conditions(rec: ExperimentRecord) -> list[dict[str, Any]]:
         if kind == "Complete" and c.status == "True" and no_result:
             kind, reason = "Failed", "NoTrialSucceeded"
             # Katib's "Experiment has succeeded because …" names the end; what follows is why there is no result.
-            message = "No trial succeeded: " + (message.split("; ", 1)[1] if "; " in message else message)
+            message = "No result: " + (message.split("; ", 1)[1] if "; " in message else message)
         out.append({"type": kind, "status": c.status, "reason": reason or kind,
                     "message": message, "lastTransitionTime": c.last_transition_time})
     return out

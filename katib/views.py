@@ -91,8 +91,8 @@ def shown_status(rec: ExperimentRecord) -> ExperimentStatus:
     ``is_experiment_running`` and kubectl that it ran while nothing did. Resuming it clears
     the stop, and the controller's status shows again."""
     status = rec.status
-    if rec.stopped_at is None or phase(rec) not in _UNFINISHED:
-        return status
+    if rec.stopped_at is None or phase(rec) not in _UNFINISHED or _external(rec):
+        return status  # an outside loop (ask and tell) runs on whatever a stop said, as shown_phase has it
     status = status.model_copy(deep=True)
     set_condition(status.conditions, "Running", "False", STOPPED_CONDITION_REASON,
                   "Experiment was stopped by a user; resuming it (katib resume, or POST .../resume) runs it again",

@@ -226,3 +226,15 @@ def test_a_budget_edit_from_a_client_on_the_database_keeps_a_label_stored_meanwh
         assert stored["metadata"]["labels"] == {"team": "a"}
     finally:
         client.close()
+
+
+def test_a_stop_of_an_outside_loops_experiment_does_not_show_it_stopped(client):
+    """An outside loop asks and tells on whatever a stop said (no controller runs it); its
+    experiment showed Running=False, ExperimentStopped (and "resume it") for ever, while
+    it ran on and resume answered 409."""
+    client.create_experiment(external(name="outer"))
+    [trial] = client.ask("outer")
+    client.stop_experiment("outer")
+    assert client.is_experiment_running("outer")
+    client.tell("outer", trial["name"], {"loss": 1.0})
+    assert client.is_experiment_running("outer")

@@ -127,6 +127,6 @@ def test_an_optimization_job_whose_trials_all_failed_is_failed_not_complete(tmp_
     assert ended.get("Failed") == ("True", "NoTrialSucceeded") and "Complete" not in ended, ended
     [failed] = [c for c in job["status"]["conditions"] if c["type"] == "Failed"]
     # Why, not Katib's "Experiment has succeeded because max trial count has reached".
-    assert failed["message"].startswith("No trial succeeded: ") and "succeeded because" not in failed["message"], failed
+    assert failed["message"].startswith("No result: ") and "succeeded because" not in failed["message"], failed
     assert "no trial reported" in failed["message"], failed
     store.close()

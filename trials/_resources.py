@@ -118,7 +118,8 @@ def parse_quota(text: str, inventory: Inventory | None = None) -> Resources | No
         return None
     if text == "half":
         inv = inventory or Inventory()
-        return Resources(cpu=inv.cpus / 2, memory=inv.memory // 2, gpu=math.ceil(len(inv.gpus) / 2))
+        memory = inv.memory // 2 if inv.memory else float("inf")  # unknown here: not bounded, as the machine's is not
+        return Resources(cpu=inv.cpus / 2, memory=memory, gpu=math.ceil(len(inv.gpus) / 2))  # type: ignore[arg-type]
     unlimited = float("inf")
     cpu, memory, gpu = unlimited, unlimited, unlimited
     for part in text.split(","):
@@ -163,14 +164,6 @@ class Ledger:
         self._lock = threading.Lock()
 
     def take(self, need: Resources, namespace: str | None = None, quota: Resources | None = None) -> Allocation:
-        if quota is not None and namespace is not None:
-            for what, wanted, bound, say in (("CPUs", need.cpu, quota.cpu, f"{need.cpu:g}"),
-                                             ("memory", need.memory, quota.memory, f"{need.memory / 2**30:.1f} GiB"),
-                                             ("GPUs", need.gpu, quota.gpu, f"{need.gpu}")):
-                if wanted > bound + 1e-9:
-                    limit = f"{bound / 2**30:.1f} GiB" if what == "memory" else f"{bound:g}"
-                    raise ValueError(f"the trial needs {say} {what} and a namespace's trials may hold {limit} at once "
-                                     "on this server (katib server --namespace-quota)")
         inv = self.inventory
         if need.gpu > len(inv.gpus):
             raise ValueError(f"the trial needs {need.gpu} GPU(s) and this machine has {len(inv.gpus)} "
@@ -179,6 +172,14 @@ class Ledger:
             raise ValueError(f"the trial needs {need.cpu:g} CPUs and this machine has {inv.cpus:g}")
         if inv.memory and need.memory > inv.memory:
             raise ValueError(f"the trial needs {need.memory / 2**30:.1f} GiB of memory and this machine has {inv.memory / 2**30:.1f}")
+        if quota is not None and namespace is not None:
+            for what, wanted, bound, say in (("CPUs", need.cpu, quota.cpu, f"{need.cpu:g}"),
+                                             ("memory", need.memory, quota.memory, f"{need.memory / 2**30:.1f} GiB"),
+                                             ("GPUs", need.gpu, quota.gpu, f"{need.gpu}")):
+                if wanted > bound + 1e-9:
+                    limit = f"{bound / 2**30:.1f} GiB" if what == "memory" else f"{bound:g}"
+                    raise ValueError(f"the trial needs {say} {what} and a namespace's trials may hold {limit} at once "
+                                     "on this server (katib server --namespace-quota)")
         with self._lock:
             if (need.gpu > len(self._free_gpus) or self._cpu + need.cpu > inv.cpus + 1e-9
                     or (inv.memory and self._memory + need.memory > inv.memory)):

@@ -20,7 +20,8 @@ What a trial sees, in the order the mounts are made (a later one covers an earli
 - a private ``/tmp`` and ``/dev/shm`` (memory, at most the trial's memory limit).
 
 It has its own PID, IPC and UTS namespaces (it cannot signal or even see another
-tenant's processes), no capabilities, no way to gain privileges (``no_new_privs``),
+tenant's processes), no capabilities, no use of the kernel's keyrings (``trials._seccomp``),
+no way to gain privileges (``no_new_privs``),
 no further user namespaces where the kernel allows, and the network as it is (a trial
 may push its metrics over loopback). Its memory limit (``limits``, else ``requests``) is
 its address space's (``RLIMIT_AS`` through ``prlimit``), so allocating past it fails in
@@ -39,24 +40,28 @@ signal N is reported as exit code 128 + N, as a shell reports it.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import glob
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from katib.names import ARTIFACTS, private_dirs
 
+from . import _seccomp as seccomp
 from ._executor import LaunchError, TrialJob
 
 # Folders that hold people's and services' data rather than the system: hidden.
 MASKED = ("/home", "/root", "/run", "/srv", "/mnt", "/media", "/tmp", "/var/tmp")
-# What katib server keeps beside the runs folder, every namespace's: its push-token secret
-# and its ConfigMaps (trial templates). Hidden from every trial, whatever the caller passes.
-FILES_BESIDE_RUNS = ("push-secret",)
+# What katib server keeps beside the runs folder, every namespace's: its push-token secret,
+# the sandbox's system-call filter and its ConfigMaps (trial templates). Hidden from every
+# trial, whatever the caller passes.
+FILES_BESIDE_RUNS = ("push-secret", "seccomp.bpf")
 FOLDERS_BESIDE_RUNS = ("configmaps",)
 # The variables glibc's loader and libc act on before a program's own code runs (glibc's
 # unsecvars.h, what it ignores in a setuid program), by name and by prefix. Outside the
@@ -111,18 +116,28 @@ def _probe(bwrap: str) -> tuple[tuple[str, ...] | None, str]:
     if env is None:
         return None, "env (coreutils) is not installed"
     why = ""
+    bpf = seccomp.program()
+    if bpf is not None and _tool("sh") is None:
+        return None, "sh is not installed"
     for flags in _USERNS_FLAGS:
-        argv = [env, "--ignore-signal=TERM", found, *flags, "--die-with-parent", "--unshare-pid", "--unshare-ipc",
-                "--unshare-uts", "--cap-drop", "ALL", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
-                "--", env, "--default-signal=TERM", prlimit, "--core=0", "--", "true"]
+        read, write = os.pipe()
         try:
-            result = subprocess.run(argv, capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+            os.write(write, bpf or b"")  # a few hundred bytes: within a pipe's buffer
+            os.close(write)
+            argv = [env, "--ignore-signal=TERM", found, *flags, "--die-with-parent", "--unshare-pid", "--unshare-ipc",
+                    "--unshare-uts", "--cap-drop", "ALL", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+                    *(("--seccomp", str(read)) if bpf is not None else ()),
+                    "--", env, "--default-signal=TERM", prlimit, "--core=0", "--", "true"]
+            result = subprocess.run(argv, capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL,
+                                    pass_fds=(read,))
         except (OSError, subprocess.SubprocessError) as exc:
             return None, f"{found} cannot run: {exc}"
+        finally:
+            os.close(read)
         if result.returncode == 0:
             return flags, ""
         why = why or (result.stderr.strip().splitlines() or [f"exit code {result.returncode}"])[-1]
-    return None, f"{found} cannot make a sandbox here ({why}); user namespaces may be disabled"
+    return None, f"{found} cannot make a sandbox here ({why}); user namespaces or seccomp filters may be disabled"
 
 
 def split_env(env: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
@@ -208,6 +223,12 @@ class Sandbox:
         out = [env, "--ignore-signal=TERM", bwrap, *flags, "--die-with-parent", "--unshare-pid", "--unshare-ipc",
                "--unshare-uts", "--cap-drop", "ALL", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
                *_proc_fences()]
+        bpf = self._filter()
+        if bpf is not None:  # bwrap reads the filter from fd 3, which a shell opens and execs bwrap with
+            sh = _tool("sh")
+            if sh is None:
+                raise LaunchError("cannot fence the trial in: sh is no longer on the server's PATH")
+            out = [sh, "-c", 'exec "$@" 3<"$0"', str(bpf), *out, "--seccomp", "3"]
         if gpu:
             for node in sorted(glob.glob("/dev/nvidia*")) + sorted(glob.glob("/dev/dri/*")):
                 out += ["--dev-bind", node, node]
@@ -245,6 +266,30 @@ class Sandbox:
             # outside the sandbox.
             argv = ["/bin/sh", "-c", 'cd -- "$0" 2>/dev/null; exec "$@"', str(cwd), *argv]
         return [*out, "--", *argv]
+
+    def _filter(self) -> Path | None:
+        """The system-call filter's file (``trials._seccomp``), beside the runs folder (the
+        server's own folder), written when missing or not this one; None where the
+        machine's system-call numbers are not known here."""
+        bpf = seccomp.program()
+        if bpf is None:
+            return None
+        path = self.runs_root.parent / "seccomp.bpf"
+        try:
+            if path.read_bytes() == bpf:
+                return path
+        except OSError:
+            pass
+        fd, tmp = tempfile.mkstemp(prefix=".seccomp.", dir=path.parent)  # one per launch: launches run side by side
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(bpf)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        return path
 
     def _hide(self, shown: Sequence[Path]) -> tuple[list[str], list[str]]:
         """Cover each hidden file: its folder by an empty one where nothing shown lies in
@@ -288,8 +333,9 @@ class Sandbox:
             path = Path(os.path.abspath(target))
             if not _within(path, trial_dir) or path == trial_dir:
                 continue
-            if path in kept:  # a collector's path on a file the server keeps: bound writable, it undid the cover
-                raise LaunchError(f"the metrics collector's path is {path.name!r} in the trial's folder, a file the "
+            if path in kept or any(k in path.parents for k in kept):  # bound writable, it undid the cover
+                name = path.relative_to(trial_dir).parts[0]
+                raise LaunchError(f"the metrics collector's path is on {name!r} in the trial's folder, a file the "
                                   "server keeps there: choose another path")
             parts = [*reversed(path.relative_to(trial_dir).parents[:-1]), path.relative_to(trial_dir)]
             for part in parts:

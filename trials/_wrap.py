@@ -32,7 +32,6 @@ Stand-alone on purpose (the standard library only, no site packages): it runs un
 ``-I -S`` and must start in a few milliseconds whatever the trial's environment holds.
 """
 
-import errno
 import os
 import signal
 import sys
@@ -42,30 +41,6 @@ import sys
 NOT_STARTED = "not started"  # in EXIT_FILE: the launcher never gave the go, nothing ran
 
 _DEFAULTS = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD)
-
-
-# keyctl(2)'s number on each machine (asm-generic's 219 on the newer ones).
-_KEYCTL = {"x86_64": 250, "aarch64": 219, "arm64": 219, "riscv64": 219, "loongarch64": 219,
-           "ppc64le": 271, "ppc64": 271, "s390x": 280, "i686": 288, "i386": 288, "armv7l": 311}
-_KEYCTL_JOIN_SESSION_KEYRING = 1
-
-
-def _own_keyring() -> None:
-    """Give the command a new, empty session keyring of its own. The kernel's keyrings are
-    not files, and no sandbox namespace replaces them: every trial inherited the server's
-    session keyring (a systemd service has one), where one tenant's trial read, planted and
-    deleted another's keys. Where keyctl is refused here (ENOSYS, a seccomp filter's EPERM)
-    it is refused to the command too; any other failure fails the launch."""
-    number = _KEYCTL.get(os.uname().machine)
-    if number is None:
-        return
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.syscall(ctypes.c_long(number), ctypes.c_long(_KEYCTL_JOIN_SESSION_KEYRING), None) < 0:
-        err = ctypes.get_errno()
-        if err not in (errno.ENOSYS, errno.EPERM, errno.EACCES):
-            raise OSError(err, f"cannot give the trial a keyring of its own: {os.strerror(err)}")
 
 
 def _spawnp(argv: list, env: dict) -> int:
@@ -102,7 +77,6 @@ def run(argv: list, exit_file: str, status_fd: int, go_fd: int, cwd: str = "", e
         finally:
             os._exit(127)
     try:
-        _own_keyring()
         if cwd:
             os.chdir(cwd)
         pid = _spawnp(argv, env) if env is not None else os.posix_spawnp(argv[0], argv, os.environ, setsigdef=_DEFAULTS)
@@ -165,8 +139,6 @@ def serve(sock_fd: int) -> None:
             os.fstat(fd)
         except OSError:
             os.open(os.devnull, os.O_RDWR)  # the lowest free fd: this one
-    import ctypes  # noqa: F401  (imported once here, not in each forked wrapper: _own_keyring)
-
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps our wrappers
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     sock = socket.socket(fileno=sock_fd)

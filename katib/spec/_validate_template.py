@@ -3,6 +3,7 @@ rendered job, Katib's batch Job and the metrics collector. Part of ``validate``.
 
 from __future__ import annotations
 
+import posixpath
 import re
 from typing import Any
 from urllib.parse import unquote
@@ -262,7 +263,7 @@ def _metrics_collector(exp: Experiment) -> list[FieldError]:
         elif fsp is not None and ".." in (fsp.path or "").split("/"):
             errors.append(FieldError(f"{fpath}.path", f"must not contain '..': it is mapped into the trial's folder (got {fsp.path!r})"))
     if fsp is not None and fsp.path and fsp.path.startswith("/") and ".." not in fsp.path.split("/"):
-        top = fsp.path.strip("/").split("/")[0]
+        top = posixpath.normpath(fsp.path).strip("/").split("/")[0]
         if top in SERVER_FILES or top.endswith((".exit", ".exit.tmp")):
             errors.append(FieldError(f"{fpath}.path", f"must not be the trial folder's {top!r}, a file the server "
                                                       f"keeps there (got {fsp.path!r})"))

@@ -46,3 +46,24 @@ def test_the_summary_is_revalidated_by_etag_and_compressed_once(sqlite_store, tm
         # ?since= answers are never kept or tagged.
         since = client.get(url, params={"since": 0})
         assert since.status_code == 200 and "etag" not in since.headers and len(computed) == 3
+
+
+def test_a_stop_that_writes_only_its_mark_is_a_new_version(sqlite_store, tmp_path):
+    """``katib stop`` of an experiment whose controller is gone writes only its stop mark;
+    the version left it out, so a viewer kept the cached answer that showed it running."""
+    from katib.controller import mark_stopped
+
+    rec = _seed(sqlite_store, n=3, steps=1)
+    sqlite_store.update_experiment(rec.id, status={"conditions": [
+        {"type": "Created", "status": "True", "reason": "ExperimentCreated", "message": "created"},
+        {"type": "Running", "status": "True", "reason": "ExperimentRunning", "message": "running"}]})
+    app = create_app(sqlite_store, tmp_path / "runs", tmp_path, resume=False)
+    url = f"/api/v1/namespaces/{rec.namespace}/experiments/{rec.name}/summary"
+    with TestClient(app, base_url="http://localhost") as client:
+        first = client.get(url)
+        assert first.json()["status"]["conditions"][-1]["status"] == "True"
+        assert mark_stopped(sqlite_store, rec.namespace, rec.name, lambda _owner: False)
+        again = client.get(url, headers={"If-None-Match": first.headers["etag"]})
+        assert again.status_code == 200, "the stop was answered 304: the page kept showing it running"
+        shown = again.json()["status"]["conditions"][-1]
+        assert (shown["type"], shown["status"], shown["reason"]) == ("Running", "False", "ExperimentStopped")

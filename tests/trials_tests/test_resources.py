@@ -143,7 +143,7 @@ def test_a_namespace_quota_keeps_one_tenants_trials_from_holding_the_machine(sql
 
     ledger = Ledger(Inventory(cpus=2, memory=0, gpus=[]))
     quota = parse_quota("half", ledger.inventory)
-    assert quota == Resources(cpu=1.0, memory=0, gpu=0)
+    assert quota == Resources(cpu=1.0, memory=float("inf"), gpu=0)  # type: ignore[arg-type]  (memory unknown)
     flag = tmp_path / "go"
     hold = f"import os, time\nwhile not os.path.exists({str(flag)!r}): time.sleep(0.05)\nprint('loss=0.5')"
 
@@ -223,3 +223,14 @@ def test_katib_server_bounds_each_namespace_by_default_with_auth(tmp_path, monke
                       Resources(cpu=1.0, memory=float("inf"), gpu=0)]  # type: ignore[arg-type]
     bad = CliRunner().invoke(app, [*args, "--namespace-quota", "disk=1Gi"])
     assert bad.exit_code != 0 and "--namespace-quota: 'disk' is not a resource a quota limits" in str(bad.exception)
+
+
+def test_a_quota_leaves_what_the_machine_cannot_tell_or_give_to_the_machines_own_rules():
+    from trials import parse_quota
+
+    unknown = Inventory(cpus=4, memory=0, gpus=[])  # memory not known here: not bounded by half of 0
+    quota = parse_quota("half", unknown)
+    ledger = Ledger(unknown)
+    assert ledger.take(Resources(memory=2**30), "ns-a", quota).resources.memory == 2**30
+    with pytest.raises(ValueError, match=r"needs 1 GPU\(s\) and this machine has 0"):  # not the quota's message
+        ledger.take(Resources(gpu=1), "ns-a", quota)

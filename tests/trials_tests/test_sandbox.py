@@ -256,3 +256,26 @@ print("loss=0.5")
     assert t.state == "Succeeded", log
     assert "/proc/sys/kernel/core_pattern refused" in log and "ALLOWED" not in log, log
     assert "keys refused" in log or "keys ''" in log, log
+
+
+@pytest.mark.skipif(os.uname().machine not in ("x86_64", "aarch64"), reason="the keyring calls' numbers are known for two")
+def test_a_trial_cannot_use_the_kernels_keyrings(sqlite_store, tmp_path):
+    """Keyrings are not files, and no namespace replaces them: every trial inherited the
+    server's session keyring (a systemd service has one), where one tenant's trial read,
+    planted and deleted another's keys, or filled the user's key quota so that every
+    other trial's launch failed. As Docker's default profile does, the sandbox's seccomp
+    filter refuses add_key, request_key and keyctl (EPERM)."""
+    add_key, keyctl = {"x86_64": (248, 250), "aarch64": (217, 219)}[os.uname().machine]
+    code = f"""
+import ctypes
+libc = ctypes.CDLL(None, use_errno=True)
+L = ctypes.c_long
+r = libc.syscall(L({keyctl}), L(0), L(-3), L(1))  # KEYCTL_GET_KEYRING_ID of the session keyring
+print("keyctl", r, ctypes.get_errno())
+r = libc.syscall(L({add_key}), b"user", b"planted", b"x", ctypes.c_size_t(1), L(-3))
+print("add_key", r, ctypes.get_errno())
+print("loss=0.5")
+"""
+    t, _, log = _run(sqlite_store, tmp_path, code)
+    assert t.state == "Succeeded", log
+    assert "keyctl -1 1" in log and "add_key -1 1" in log, log  # EPERM
