@@ -85,7 +85,10 @@ def trial_env(job: TrialJob, container: dict[str, Any], clean: bool = False) -> 
     env.setdefault("PYTHONUNBUFFERED", "1")
     # A trial that asks for N CPUs gets N threads in its numeric libraries (as Ray does):
     # three parallel trials that each start one thread per core only slow each other down.
-    cpus = Resources.of_container(container).cpu
+    try:
+        cpus = Resources.of_container(container).cpu
+    except ValueError as exc:  # a rendered quantity that is none, or negative: this trial fails, on any executor
+        raise LaunchError(str(exc)) from None
     if cpus:
         for name in THREAD_VARIABLES:
             env.setdefault(name, str(max(1, int(cpus))))

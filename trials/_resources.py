@@ -46,13 +46,22 @@ class Resources:
 
     @classmethod
     def of_container(cls, container: dict[str, Any]) -> Resources:
+        """``ValueError`` for a quantity that is none, or negative: a trial's rendered
+        request (``${trialParameters.c}`` of a parameter with a negative range) is checked
+        here, at its launch; admission checks only the written ones. A negative CPU count
+        taken and given back left the ledger's total past the machine for good (no trial of
+        any tenant started again), and a GPU count of -1 took all the GPUs but one."""
         res = container.get("resources") or {}
         quantities = {**(res.get("requests") or {}), **(res.get("limits") or {})}
-        return cls(
+        out = cls(
             cpu=parse_cpu(quantities["cpu"]) if "cpu" in quantities else 0.0,
             memory=parse_memory(quantities["memory"]) if "memory" in quantities else 0,
             gpu=math.ceil(parse_quantity(quantities[GPU_KEY])) if quantities.get(GPU_KEY) is not None else 0,
         )
+        for key, value in (("cpu", out.cpu), ("memory", out.memory), (GPU_KEY, out.gpu)):
+            if value < 0:
+                raise ValueError(f"resources: {key} must not be negative (got {quantities[key]!r})")
+        return out
 
 
 def discover_gpus() -> list[str]:
@@ -164,6 +173,8 @@ class Ledger:
         self._lock = threading.Lock()
 
     def take(self, need: Resources, namespace: str | None = None, quota: Resources | None = None) -> Allocation:
+        if need.cpu < 0 or need.memory < 0 or need.gpu < 0:
+            raise ValueError(f"a trial's resources must not be negative (got {need})")
         inv = self.inventory
         if need.gpu > len(inv.gpus):
             raise ValueError(f"the trial needs {need.gpu} GPU(s) and this machine has {len(inv.gpus)} "

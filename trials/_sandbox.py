@@ -78,7 +78,7 @@ LOADER_PREFIXES = ("LD_", "MALLOC_")
 # /proc/sys, /proc/sysrq-trigger) is written by a trial of a server run as root, whose
 # uid is root's outside too: kernel.core_pattern is a command the host runs as root.
 PROC_READ_ONLY = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
-PROC_MASKED = ("/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
+PROC_MASKED = ("/proc/kcore", "/proc/keys", "/proc/key-users", "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
                "/proc/sched_debug", "/proc/acpi", "/proc/scsi", "/sys/firmware")
 # How each namespace is made, most isolated first; the first that runs here is used.
 _USERNS_FLAGS = (("--unshare-user", "--disable-userns"), ("--unshare-user",), ())

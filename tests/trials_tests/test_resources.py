@@ -234,3 +234,29 @@ def test_a_quota_leaves_what_the_machine_cannot_tell_or_give_to_the_machines_own
     assert ledger.take(Resources(memory=2**30), "ns-a", quota).resources.memory == 2**30
     with pytest.raises(ValueError, match=r"needs 1 GPU\(s\) and this machine has 0"):  # not the quota's message
         ledger.take(Resources(gpu=1), "ns-a", quota)
+
+
+@pytest.mark.parametrize(("requests", "why"), [
+    ({"cpu": "${trialParameters.c}"}, "cpu must not be negative (got '-99.5')"),
+    ({"nvidia.com/gpu": "${trialParameters.c}"}, "nvidia.com/gpu must not be negative (got '-99.5')"),
+    ({"memory": "${trialParameters.c}"}, "memory must not be negative (got '-99.5')"),
+])
+def test_a_negative_request_rendered_from_a_parameter_fails_its_trial_and_leaves_the_ledger_whole(
+        sqlite_store, tmp_path, requests, why):
+    """Admission checks the quantities written, not those a trial's parameters render: a
+    CPU count of -99.5 taken and given back left the ledger's total past the machine, so
+    no trial of any tenant started again; a GPU count of -1 took every GPU but one."""
+    ledger = Ledger(Inventory(cpus=2, memory=2**34, gpus=["0", "1", "2", "3"]))
+    doc = experiment(command=python_command("print('loss=${trialParameters.x}')"), maxTrialCount=1,
+                     parallelTrialCount=1, maxFailedTrialCount=1)
+    doc["spec"]["parameters"].append({"name": "c", "parameterType": "categorical", "feasibleSpace": {"list": ["-99.5"]}})
+    doc["spec"]["trialTemplate"]["trialParameters"].append({"name": "c", "reference": "c"})
+    container = doc["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]
+    container["resources"] = {"limits" if "gpu" in next(iter(requests)) else "requests": requests}
+    ctl = Controller(sqlite_store, executor=LocalExecutor(ledger, quota=Resources(cpu=1, memory=2**33, gpu=2)),
+                     runs_root=tmp_path / "runs", tick=0.05)
+    rec, _ = ctl.submit(admit(doc), tmp_path)
+    ctl.run(rec.namespace, rec.name)
+    [t] = sqlite_store.list_trials(rec.id)
+    assert t.state == "Failed" and why in t.conditions[-1].message, t.conditions
+    assert ledger.take(Resources(cpu=2, gpu=4)).gpus == ["0", "1", "2", "3"]  # nothing lost, nothing phantom
