@@ -238,3 +238,32 @@ def test_a_stop_of_an_outside_loops_experiment_does_not_show_it_stopped(client):
     assert client.is_experiment_running("outer")
     client.tell("outer", trial["name"], {"loss": 1.0})
     assert client.is_experiment_running("outer")
+
+
+def test_an_end_a_crash_cut_off_is_made_by_the_next_start_or_a_tell_told_again(tmp_path, monkeypatch):
+    """A tell stores its trial, then the experiment's end; a server killed between the two
+    left a grid's experiment Running for ever (3/3 told, 3 Succeeded): a server that starts
+    settles it, and so does the tell told again (a 409: the trial has ended)."""
+    from katib.controller import ExperimentManager
+    from katib.controller._ask_tell import AskTell
+
+    for retold in (False, True):
+        client = KatibClient(db=str(tmp_path / f"c{retold}.db"), workdir=tmp_path)
+        doc = external(name="cut", objective={"type": "minimize", "objectiveMetricName": "loss"},
+                       algorithm={"algorithmName": "grid"},
+                       parameters=[{"name": "x", "parameterType": "categorical", "feasibleSpace": {"list": ["a", "b"]}}])
+        del doc["spec"]["maxTrialCount"]
+        client.create_experiment(doc)
+        first, second = client.ask("cut", count=2)
+        client.tell("cut", first["name"], {"loss": 1.0})
+        with monkeypatch.context() as crash:  # the tell's trial is stored; its end is not
+            crash.setattr(AskTell, "_finish", lambda *a, **k: None)
+            client.tell("cut", second["name"], {"loss": 0.5})
+        assert not client.is_experiment_succeeded("cut")
+        if retold:
+            with pytest.raises(ConflictError, match="has already ended"):
+                client.tell("cut", second["name"], {"loss": 0.5})
+        else:
+            ExperimentManager(client._backend.store, tmp_path / "runs", tick=0.05).resume_all()  # a server starts
+        assert client.is_experiment_succeeded("cut")
+        client.close()

@@ -132,6 +132,7 @@ class AskTell:
             if t is None:
                 raise ValidationError([FieldError("trial", f"no trial {trial!r} in experiment {namespace}/{name}")], "request")
             if t.state != "Running":
+                self._settle(key, rec, exp, trials)  # a tell told again after a crash cut off its end
                 raise ConflictError(f"trial {trial} has already ended ({t.state})")
             names = metric_names(exp)
             rows = _rows(metrics or {}, set(names))
@@ -157,6 +158,23 @@ class AskTell:
             else:
                 self._save_status(rec, exp, trials)
             return {"name": t.name, "state": t.state, "observation": t.observation}
+
+    def settle(self, namespace: str, name: str) -> bool:
+        """End the experiment if its trials say it has ended: a tell stores its trial, then
+        the experiment's end, and a crash between the two left it Running for ever (a
+        server that starts settles every outside loop's experiment). Whether it ended it."""
+        key = (namespace, name)
+        with self._lock(key):
+            rec, exp, trials = self._load(namespace, name)
+            return self._settle(key, rec, exp, trials)
+
+    def _settle(self, key: tuple[str, str], rec: ExperimentRecord, exp: Experiment, trials: list[TrialRecord]) -> bool:
+        if is_completed(rec.status):
+            return False
+        ended = self._end(exp, trials) or self._spent(key, rec, exp, trials)
+        if ended:
+            self._finish(rec, exp, trials, ended)
+        return bool(ended)
 
     def _algorithm(self, key: tuple[str, str], exp: Experiment) -> Algorithm:
         return self._algorithms.setdefault(key, get_algorithm(exp.spec.algorithm.algorithm_name))  # type: ignore[union-attr, arg-type]

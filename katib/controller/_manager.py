@@ -355,6 +355,7 @@ class ExperimentManager:
             if rec.stopped_at is not None:
                 continue  # a user stopped it: it stays stopped until resumed
             if (rec.spec.get("spec") or {}).get("executor") == "external":
+                self._settle_outside_loop(rec)
                 continue
             if replica is None:
                 self.start(rec.namespace, rec.name)
@@ -364,6 +365,16 @@ class ExperimentManager:
                 replica.place(rec.id, rec.namespace, rec.name, rec.owner)
             started.append(f"{rec.namespace}/{rec.name}")
         return started
+
+    def _settle_outside_loop(self, rec: Any) -> None:
+        """An outside loop's experiment whose last tell was cut off by a crash (its trial
+        stored, the end not): ended now, as that tell would have."""
+        from ._ask_tell import AskTell
+
+        try:
+            AskTell(self.store).settle(rec.namespace, rec.name)
+        except Exception as exc:  # a spec or algorithm that no longer loads: left to the next ask, as before
+            log.warning("experiment %s/%s: could not check its end: %s", rec.namespace, rec.name, exc)
 
     def delete(self, namespace: str, name: str, uid: str | None = None, dry_run: bool = False) -> None:
         """Stop and delete the experiment, its trials and their files; with ``uid``, only
