@@ -143,3 +143,66 @@ def test_a_stop_or_delete_after_a_kill_9_ends_the_trials_left_running(tmp_path: 
         assert {t.state for t in left} == {"Created"}, [t.state for t in left]
         assert all(t.handle.get("interrupted") for t in left)
         assert all(any(c.reason == "TrialInterrupted" for c in t.conditions) for t in left)
+
+
+def test_a_starting_server_gives_no_gpu_of_a_trial_it_has_not_adopted_yet(tmp_path: Path, monkeypatch):
+    """Each experiment's controller starts on its own: one launched its waiting trial on
+    the GPU of another's running trial that was not adopted yet, and both ran on GPU 0
+    (a crash review, 3 of 9 restarts). What every running trial holds is counted first."""
+    import trials._local as local
+    from katib.controller import Controller, ExperimentManager, admit
+    from trials import Inventory, Ledger, LocalExecutor
+
+    gpu = "import os, time; print('start', time.time(), os.environ['CUDA_VISIBLE_DEVICES']); " \
+          "time.sleep(float('${trialParameters.x}') * 0 + {s}); print('end', time.time()); print('loss=0.5')"
+
+    def doc(name, seconds):
+        d = experiment(name=name, command=python_command(gpu.replace("{s}", str(seconds))), maxTrialCount=1,
+                       parallelTrialCount=1)
+        d["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]["resources"] = {
+            "limits": {"nvidia.com/gpu": 1}}
+        return d
+
+    db = tmp_path / "katib.db"
+    spec = tmp_path / "a.yaml"
+    spec.write_text(yaml.safe_dump(doc("holder", 4)))
+    proc = katib("run", str(spec), "--db", str(db), "--tick", "0.05", env={**os.environ, "KATIB_GPUS": "0"})
+    store = Store(str(db))
+
+    def running() -> bool:
+        try:
+            rec = store.get_experiment("default", "holder")
+        except Exception:
+            return False
+        return [t.state for t in store.list_trials(rec.id)] == ["Running"]
+
+    wait_for(running)
+    proc.send_signal(signal.SIGKILL)  # its trial runs on, on GPU 0
+    proc.wait()
+    waiting = Controller(store, runs_root=tmp_path / "runs").submit(admit(doc("waiter", 0.1)), tmp_path)[0]
+
+    monkeypatch.setattr(local, "_SHARED_LEDGER", Ledger(Inventory(cpus=8, memory=0, gpus=["0"])))
+    adopt = LocalExecutor.adopt
+
+    def slow_adopt(self, handle, job):  # the holder's controller is the slower to start
+        if job.experiment == "holder":
+            time.sleep(1.5)
+        return adopt(self, handle, job)
+
+    monkeypatch.setattr(LocalExecutor, "adopt", slow_adopt)
+    manager = ExperimentManager(store, tmp_path / "runs", tick=0.05)
+    assert sorted(manager.resume_all()) == ["default/holder", "default/waiter"]
+
+    def ended() -> bool:
+        return all(store.get_experiment("default", n).status.completion_time for n in ("holder", "waiter"))
+
+    wait_for(ended, 60)
+    manager.shutdown()
+    spans = {}
+    for name in ("holder", "waiter"):
+        [t] = store.list_trials(store.get_experiment("default", name).id)
+        assert t.state == "Succeeded", (name, t.conditions)
+        log = (tmp_path / "runs" / "default" / name / t.name / "trial.log").read_text().split()
+        spans[name] = (float(log[log.index("start") + 1]), float(log[log.index("end") + 1]))
+    assert spans["waiter"][0] >= spans["holder"][1], spans  # it waited for GPU 0
+    assert waiting.name == "waiter" and local._SHARED_LEDGER.held("default") == local.Resources()

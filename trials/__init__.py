@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._collector import DEFAULT_FILTER, Collector, Sample, parse_json, parse_text, parse_time
 from ._executor import Adoption, Deferred, Executor, LaunchError, RunState, TrialJob
-from ._local import LocalExecutor, kill_left, left_running
+from ._local import LocalExecutor, kill_left, left_running, release_reserved, reserve_running
 from ._process import owner_alive, owner_id
 from ._registry import (
     ExecutorOptions,
@@ -66,6 +66,8 @@ __all__ = [
     "left_running",
     "Resources",
     "parse_quota",
+    "release_reserved",
+    "reserve_running",
     "RunState",
     "Sample",
     "Source",

@@ -99,6 +99,31 @@ _SHARED_LEDGER: Ledger | None = None
 LOST_SPAWNER_WAIT = 1.0  # seconds a launch cut short by a killed spawner waits for its stray wrapper's record
 
 
+def reservation_key(namespace: str, experiment: str, trial: str) -> str:
+    return f"{namespace}/{experiment}/{trial}"
+
+
+def reserve_running(namespace: str, experiment: str, trials: list[tuple[str, dict[str, Any]]]) -> None:
+    """Count, in this process's ledger, what the experiment's local trials that still run
+    hold (``(name, handle)``), before any controller of a starting server launches:
+    ``Ledger.reserve``. Its controller takes each over as it adopts it
+    (``LocalExecutor.adopt``) and ends the rest (``release_reserved``)."""
+    ledger = shared_ledger()
+    for name, handle in trials:
+        if handle.get("executor", "local") != "local" or not left_running(handle):
+            continue
+        devices = handle.get("devices") or {}
+        ledger.reserve(reservation_key(namespace, experiment, name),
+                       Allocation.from_dict({**devices, "gpus": [g for g in devices.get("gpus") or []
+                                                                 if g in ledger.inventory.gpus]}, namespace))
+
+
+def release_reserved(namespace: str, experiment: str) -> None:
+    """End what ``reserve_running`` counted for the experiment and its controller did not
+    take over (a trial it ran again, or stopped, or an experiment that failed to start)."""
+    shared_ledger().release(reservation_key(namespace, experiment, ""))
+
+
 def shared_ledger() -> Ledger:
     """One ledger per process: experiments run side by side never share a GPU."""
     global _SHARED_LEDGER
@@ -330,7 +355,7 @@ class LocalExecutor(Executor):
         devices = handle.get("devices") or {}
         allocation = Allocation.from_dict({**devices, "gpus": [g for g in devices.get("gpus") or []
                                                                 if g in self.ledger.inventory.gpus]}, job.namespace)
-        self.ledger.hold(allocation)
+        self.ledger.hold(allocation, reservation_key(job.namespace, job.experiment, job.name))
         started_at = float(handle.get("started_at") or time.time())
         self._procs[members[0].pid] = ProcessGroup(members, deadline_of(job.run_spec), allocation,
                                                    elapsed=max(0.0, time.time() - started_at))

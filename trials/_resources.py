@@ -170,6 +170,7 @@ class Ledger:
         self._cpu = 0.0
         self._memory = 0
         self._held: dict[str, Resources] = {}  # namespace -> what its trials hold
+        self._reserved: dict[str, Allocation] = {}  # trials a starting server will adopt (``reserve``)
         self._lock = threading.Lock()
 
     def take(self, need: Resources, namespace: str | None = None, quota: Resources | None = None) -> Allocation:
@@ -221,19 +222,42 @@ class Ledger:
         with self._lock:
             return self._held.get(namespace, Resources())
 
-    def hold(self, allocation: Allocation) -> None:
+    def hold(self, allocation: Allocation, key: str | None = None) -> None:
         """Count what a running trial already has (one a restarted controller adopts):
-        its GPUs are given to no other trial until it gives them back."""
+        its GPUs are given to no other trial until it gives them back. ``key``: the
+        trial's reservation (``reserve``), which this takes over."""
         with self._lock:
-            self._free_gpus = [g for g in self._free_gpus if g not in allocation.gpus]
-            self._cpu += allocation.resources.cpu
-            self._memory += allocation.resources.memory
-            self._count(allocation.namespace, allocation.resources, 1)
+            reserved = self._reserved.pop(key, None) if key is not None else None
+            if reserved is not None:
+                self._add(reserved, -1)
+            self._add(allocation, 1)
 
     def give_back(self, allocation: Allocation) -> None:
         with self._lock:
-            self._free_gpus = sorted(set(self._free_gpus) | set(allocation.gpus),
-                                     key=lambda g: self.inventory.gpus.index(g))
-            self._cpu = max(0.0, self._cpu - allocation.resources.cpu)
-            self._memory = max(0, self._memory - allocation.resources.memory)
-            self._count(allocation.namespace, allocation.resources, -1)
+            self._add(allocation, -1)
+
+    def reserve(self, key: str, allocation: Allocation) -> None:
+        """Count a running trial that a starting server will adopt, before any
+        experiment's controller runs: each experiment's controller starts on its own, and
+        one launched a waiting trial on the GPU (or into the quota) of another's running
+        trial not adopted yet. ``hold`` with the key takes it over; ``release`` ends it."""
+        with self._lock:
+            if key not in self._reserved:
+                self._reserved[key] = allocation
+                self._add(allocation, 1)
+
+    def release(self, prefix: str) -> None:
+        """End the reservations whose key starts with ``prefix`` (what an experiment's
+        controller did not take over once it has adopted what it could)."""
+        with self._lock:
+            for key in [k for k in self._reserved if k.startswith(prefix)]:
+                self._add(self._reserved.pop(key), -1)
+
+    def _add(self, allocation: Allocation, sign: int) -> None:  # under the lock
+        if sign > 0:
+            self._free_gpus = [g for g in self._free_gpus if g not in allocation.gpus]
+        else:
+            self._free_gpus = sorted(set(self._free_gpus) | set(allocation.gpus), key=self.inventory.gpus.index)
+        self._cpu = max(0.0, self._cpu + sign * allocation.resources.cpu)
+        self._memory = max(0, self._memory + sign * allocation.resources.memory)
+        self._count(allocation.namespace, allocation.resources, sign)

@@ -181,6 +181,9 @@ class ExperimentManager:
         except Exception as exc:  # the controller cannot run this experiment: say so, in its status
             self._fail(key, exc, permanent=True)
         finally:
+            from trials import release_reserved
+
+            release_reserved(*key)  # what a start counted and its controller did not take over
             with self._lock:
                 current = self._running.get(key)
                 if current is not None and current.thread is threading.current_thread():
@@ -349,6 +352,7 @@ class ExperimentManager:
         (after a restart)."""
         started = []
         replica = self.replica
+        taken = []
         for rec in self.store.list_experiments():
             if is_completed(rec.status) or (rec.owner and self._alive(rec.owner)):
                 continue
@@ -357,6 +361,17 @@ class ExperimentManager:
             if (rec.spec.get("spec") or {}).get("executor") == "external":
                 self._settle_outside_loop(rec)
                 continue
+            taken.append(rec)
+        if replica is None:
+            # What every experiment's running trials hold is counted before any controller
+            # starts: each starts on its own, and one launched a waiting trial on the GPU of
+            # another's running trial not adopted yet (which kept it, too).
+            from trials import reserve_running
+
+            for rec in taken:
+                running = self.store.list_trials(rec.id, states=("Running",))
+                reserve_running(rec.namespace, rec.name, [(t.name, t.handle) for t in running if t.handle])
+        for rec in taken:
             if replica is None:
                 self.start(rec.namespace, rec.name)
             elif rec.owner and replica.leases.known(rec.owner):

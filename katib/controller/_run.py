@@ -436,8 +436,12 @@ class ExperimentRun(Following, Launching):
     # -- crash recovery -----------------------------------------------------------------
 
     def _recover(self) -> None:
-        """Trials left active by an earlier controller: adopt them, or run them again."""
+        """Trials left active by an earlier controller: adopt them, or run them again; then
+        what a starting server counted for them and none took over is given back."""
+        from trials import release_reserved
+
         recover(self)
+        release_reserved(self.exp.namespace, self.exp.name)
 
     def _interrupt(self) -> None:
         """Stop what runs, and say so: a stopped trial waits ``Created`` (its ``Running``
