@@ -233,6 +233,18 @@ class ExperimentManager:
         return self.runs_here(namespace, name) or (
             self.replica is not None and (namespace, name) in self.replica.holders)
 
+    def _mark_before_stopping(self, namespace: str, name: str, uid: str | None) -> None:
+        """Store a user's stop before this process's controller acts on it ("write before
+        acting"): a server killed after stopping the trials and before marking the stop ran
+        the experiment again when it started, its stopped trials with it."""
+        from trials import owner_id
+
+        rec = self.store.get_experiment(namespace, name)
+        if (uid is not None and rec.uid != uid) or is_completed(rec.status):
+            return
+        mine = self.replica.id if self.replica is not None else owner_id()
+        record_stop(self.store, rec.id, lambda owner: owner != mine and self._alive(owner))
+
     def _alive(self, owner: str) -> bool:
         """Whether ``owner`` runs: a replica holding its lease (several servers), or a live process."""
         return self.replica.alive(owner) if self.replica is not None else owner_alive(owner)
@@ -250,6 +262,7 @@ class ExperimentManager:
                 if self.replica is not None:
                     self._stop_elsewhere(namespace, name, timeout)
             else:
+                self._mark_before_stopping(namespace, name, uid)
                 running.stop.set()
                 running.thread.join(timeout)
             if mark_stopped(self.store, namespace, name, self._alive, uid) or self.replica is None:

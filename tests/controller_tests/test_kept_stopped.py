@@ -86,3 +86,27 @@ def test_servers_on_one_database_keep_a_stop_too(tmp_path):
     finally:
         for manager in servers:
             manager.shutdown()
+
+
+def test_a_users_stop_is_stored_before_its_trials_are_stopped(sqlite_store, tmp_path, monkeypatch):
+    """Write before acting: a server killed after stopping the trials and before marking
+    the stop ran the experiment again when it started, its stopped trials with it."""
+    from katib.controller._run import ExperimentRun
+
+    seen: list = []
+    interrupt = ExperimentRun._interrupt
+
+    def noting(run):  # what a server killed right here would find when it starts again
+        seen.append(sqlite_store.get_experiment("default", "demo").stopped_at)
+        return interrupt(run)
+
+    monkeypatch.setattr(ExperimentRun, "_interrupt", noting)
+    manager = ExperimentManager(sqlite_store, tmp_path / "runs", tick=0.05)
+    try:
+        manager.submit(admit(experiment(command=SLOW, maxTrialCount=2, parallelTrialCount=1)), tmp_path)
+        _running_trial(sqlite_store, "demo")
+        manager.stop("default", "demo")
+    finally:
+        manager.shutdown()
+    assert seen and seen[0] is not None, "the trials were stopped before the stop was stored"
+    assert sqlite_store.get_experiment("default", "demo").stopped_at is not None
