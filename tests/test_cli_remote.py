@@ -167,6 +167,8 @@ def test_stop_a_run_on_the_server_then_resume_it(server, tmp_path):
         _wait_running(server, "remote-wait", follower)
         code, stdout, _ = cli("stop", "remote-wait", "--db", str(server.db))
         assert code == 0 and f"experiment remote-wait stopped (by the katib server at {server.url})" in stdout
+        # Carried on through that server: a resume here would run its trials outside its fences.
+        assert f"`katib --server {server.url} resume remote-wait` carries on" in stdout, stdout
         shown, _ = follower.communicate(timeout=60)
         assert follower.returncode == 130 and f"experiment.kubeflow.org/remote-wait resumed on {server.url}" in shown
     finally:

@@ -62,3 +62,29 @@ def test_remove_ungrant_and_names(tmp_path):
     katib(db, "add", "erin")
     r = katib(db, "grant", "erin", "../etc", "viewer")
     assert r.returncode == 2 and "namespace: must consist of lower case letters" in r.stderr
+
+
+def test_a_local_resume_of_a_tenants_experiment_is_refused(tmp_path):
+    """In a `katib server --auth`'s store the experiments are its tenants': `katib resume`
+    here ran a tenant's trial in the operator's shell, outside the sandbox and the quota,
+    seeing the store and the operator's environment (an operator's walk through the docs)."""
+    import yaml
+
+    from tests.conftest import experiment
+
+    db = tmp_path / "k.db"
+    assert katib(db, "add", "alice").returncode == 0
+    doc = experiment(maxTrialCount=1, parallelTrialCount=1)
+    doc["metadata"]["namespace"] = "team-a"
+    from katib.controller import Controller, admit
+
+    store = Store(str(db))
+    Controller(store, runs_root=tmp_path / "runs").submit(admit(doc), tmp_path)  # as the server stores it
+    store.close()
+    for args in (["resume", "demo", "-n", "team-a"], ["run", str(tmp_path / "e.yaml")]):
+        (tmp_path / "e.yaml").write_text(yaml.safe_dump(doc))
+        r = subprocess.run([sys.executable, "-m", "katib", *args, "--db", str(db)], capture_output=True, text=True,
+                           timeout=120)
+        assert r.returncode != 0 and "is in the store of a `katib server --auth`" in r.stderr, (args, r.stderr)
+        assert "katib --server URL resume demo -n team-a" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "runs" / "team-a" / "demo").exists() or not any((tmp_path / "runs" / "team-a" / "demo").iterdir())

@@ -271,6 +271,16 @@ def _not_run_elsewhere(store: Any, rec: Any, db: str | None) -> None:
         raise ConflictError(f"experiment {rec.namespace}/{rec.name} is being run by another controller ({rec.owner}): "
                             f"`{_hint(store, db, ['stop'], rec.name, rec.namespace)}` stops it, "
                             f"`{_hint(store, db, ['get', 'trials'], rec.name, rec.namespace)}` shows how it goes")
+    from katib.store import UserStore
+
+    if UserStore(store).list_users():
+        # A `katib server --auth`'s store: its experiments are its tenants', and their trials
+        # would run here as whoever runs this, with none of the server's fences.
+        ns = f" -n {rec.namespace}" if rec.namespace != "default" else ""
+        raise ConflictError(f"experiment {rec.namespace}/{rec.name} is in the store of a `katib server --auth` (it "
+                            "has users): its trials are a tenant's code, which this would run here unfenced, as you, "
+                            f"outside the server's sandbox and quota; carry it on through the server: "
+                            f"`katib --server URL resume {rec.name}{ns}` (your token in $KATIB_TOKEN)")
 
 
 def _drive(store: Any, namespace: str, name: str, tick: float, suggestion: str | None = None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import time
 from pathlib import Path
@@ -132,8 +133,11 @@ def stop(
     if command and command[0] == "server":
         url = (f"http://{_option(command, '--host', '127.0.0.1')}:{_option(command, '--port', '8080')}")
         ns = _stop_on_server(url, token, name, namespace)
-        out.print(f"experiment {name} stopped (by the katib server at {url}); "
-                  f"`{_hint(store, db, ['resume'], name, ns)}` carries on", highlight=False, markup=False)
+        # Through that server: a resume here would run its trials in this process, with none
+        # of the server's fences (its sandbox and quota under --auth, its clean environment).
+        through = shlex.join(["katib", "--server", url, "resume", name, *(["-n", ns] if ns != "default" else [])])
+        out.print(f"experiment {name} stopped (by the katib server at {url}); `{through}` carries on",
+                  highlight=False, markup=False)
         return
     if not command or command[0] not in ("run", "resume"):
         raise KatibError(f"experiment {name} is run by process {pid}, a program using KatibClient, not by "
