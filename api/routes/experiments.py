@@ -382,7 +382,9 @@ async def ask(namespace: str, name: str, count: int = Query(1, ge=1, le=1000),
               state: ServerState = Depends(get_state)) -> dict[str, Any]:
     """New trials for an outside loop (``spec.executor: external``): their names and parameters."""
     assert state.ask_tell is not None
-    return {"trials": await asyncio.to_thread(state.ask_tell.ask, namespace, name, count)}
+    trials = await asyncio.to_thread(state.ask_tell.ask, namespace, name, count)
+    state.manager.publish({"type": "asked", "namespace": namespace, "experiment": name})  # the viewer's pages refresh
+    return {"trials": trials}
 
 
 @router.post("/namespaces/{namespace}/experiments/{name}/tell")
@@ -390,5 +392,8 @@ async def tell(namespace: str, name: str, body: TellBody, state: ServerState = D
     """A trial's metrics and outcome (``Succeeded`` or ``Failed``) from the outside loop."""
     assert state.ask_tell is not None
     metrics = body.metrics if isinstance(body.metrics, dict) else [m.model_dump(exclude_none=True) for m in body.metrics]
-    return await asyncio.to_thread(state.ask_tell.tell, namespace, name, body.trial, metrics,  # type: ignore[arg-type]
+    told = await asyncio.to_thread(state.ask_tell.tell, namespace, name, body.trial, metrics,  # type: ignore[arg-type]
                                    body.outcome, body.message)
+    state.manager.publish({"type": "told", "namespace": namespace, "experiment": name, "trial": body.trial,
+                           "state": told.get("state")})
+    return told

@@ -683,7 +683,9 @@ async function experimentPage(view, ns, name) {
   const refresh = () => { if (!pending) pending = setTimeout(() => { pending = null; load().catch(() => {}); }, 1500); };
   if (!localStorage.getItem("katibToken")) {
     const es = new EventSource(`/api/v1/events?namespace=${encodeURIComponent(ns)}&experiment=${encodeURIComponent(name)}`);
-    ["launched", "finished", "ended", "metrics", "started"].forEach(t => es.addEventListener(t, refresh));
+    // A stop from elsewhere (the API, the CLI, another tab) and an outside loop's ask and tell change it too.
+    ["launched", "finished", "ended", "metrics", "started", "stopping", "stopped", "error", "asked", "told"]
+      .forEach(t => es.addEventListener(t, refresh));
     cleanup.push(() => es.close());
   } else {
     const timer = setInterval(refresh, 5000);

@@ -245,6 +245,11 @@ class Following:
             where = "the trial's output"
         example = f"{self.objective}=0.93"
         tail = self._log_tail(t, 3)
+        if self.objective in collector.not_numbers and numbers((t.observation or {}).get(self.objective, {}).values()):
+            # It reported numbers, then one that is none (a diverged run): its latest is no number.
+            hint = (f"the objective metric {self.objective!r} ended with a value that is not a number (nan, inf), "
+                    f"and its strategy ({self.strategies[self.objective]}) reads that last value")
+            return hint + (f"{LAST_OUTPUT}{tail}" if tail else "")
         hint = (
             f"the objective metric {self.objective!r} was never reported: the {kind} collector read {where}"
             + (f" with filters {collector.filter_patterns}, expecting lines such as {example!r}"

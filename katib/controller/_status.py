@@ -402,6 +402,9 @@ def no_result_note(objective: str, trials: Iterable[TrialRecord], constraints: l
                 "each outside at least one")
     ended = [t for t in trials if t.state in FINAL_TRIAL_STATES and not is_warm_start(t)]
     head = f"no trial reported the objective metric {objective!r}"
+    if any(numbers(((t.observation or {}).get(objective) or {}).values()) for t in ended):
+        # Some did, and failed (or were stopped) after: "reported none" was untrue beside their values.
+        head = f"no trial ended with a result for the objective metric {objective!r}"
     if not ended:
         return f"{head} (no trial ran)"
     # A trial killed (the experiment's end kills those still running) says nothing of why

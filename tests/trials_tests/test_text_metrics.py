@@ -155,6 +155,9 @@ def test_a_run_that_diverged_has_no_latest_and_is_not_ranked_by_one(store, tmp_p
     diverged, healthy = by_value["diverged"], by_value["healthy"]
     assert diverged.observation["accuracy"] == {"min": "0.95", "max": "0.95", "latest": "unavailable"}
     assert diverged.state == "MetricsUnavailable" and diverged.objective is None
+    # Why, truly: it reported the metric (it was "never reported" beside its 0.95).
+    assert "'accuracy' ended with a value that is not a number (nan, inf), and its strategy (latest)" in \
+        diverged.conditions[-1].message, diverged.conditions[-1].message
     assert diverged.observation["loss"]["latest"] == "0.4"  # a number after the nan: the latest again
     assert status["currentOptimalTrial"]["bestTrialName"] == healthy.name
 
@@ -168,3 +171,16 @@ def test_a_nan_after_a_number_leaves_the_latest_unavailable_until_the_next_numbe
     assert reducer.observation(["loss"])["loss"] == {"min": "0.2", "max": "0.7", "latest": "0.7"}
     reducer.not_a_number("acc", 1)  # nothing before it: nothing reported
     assert reducer.observation(["acc"])["acc"]["latest"] == "unavailable"
+
+
+def test_trials_that_reported_the_objective_then_failed_are_not_said_to_have_reported_none(store, tmp_path: Path):
+    """Every trial printed its loss, then exited 1: the experiment's note said "no trial
+    reported the objective metric 'loss'" beside the trials' losses in every table."""
+    doc = experiment(maxTrialCount=2, parallelTrialCount=1, maxFailedTrialCount=2,
+                     command=[sys.executable, "-c", "import sys; print('loss=${trialParameters.x}'); sys.exit(1)"])
+    ctl = Controller(store, runs_root=tmp_path / "runs", tick=0.05)
+    rec, _ = ctl.submit(admit(doc), tmp_path)
+    status = ctl.run(rec.namespace, rec.name).to_dict()
+    message = [c for c in status["conditions"] if c["type"] in ("Succeeded", "Failed") and c["status"] == "True"][0]["message"]
+    assert "no trial ended with a result for the objective metric 'loss'" in message, message
+    assert "no trial reported" not in message

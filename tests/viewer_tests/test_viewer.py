@@ -887,3 +887,31 @@ def test_a_failed_or_infeasible_trials_value_is_never_shown_as_the_best(server, 
     page.click("#tab-pareto")
     front = option(page, "#pareto")["series"][1]["data"]
     assert [(p[0], p[1], p[2]) for p in front] == [(0.5, 1, best["bestTrialName"])]
+
+
+def test_a_stop_from_elsewhere_and_an_outside_loops_tells_show_without_a_reload(server, page):
+    """The experiment page refreshed only on its trials' events: a stop from the API, the
+    CLI or another tab left it Running with a Stop button, and an outside loop's ask and
+    tell (no events at all) left it as it was opened."""
+    _call(server, "POST", "/api/v1/namespaces/default/experiments", _doc("quiet", 2, 1, 1, 60))
+    _wait(server, "quiet", lambda s: s.get("trialsRunning", 0) >= 1)
+    page.goto(server + "/#/e/default/quiet")
+    ready(page)
+    assert "Running" in page.inner_text("#subtitle")
+    _call(server, "POST", "/api/v1/namespaces/default/experiments/quiet/stop")
+    page.wait_for_function("document.querySelector('#subtitle').textContent.includes('Stopped')", timeout=15000)
+    assert page.locator("#resume").is_visible() and not page.locator("#stop").is_visible()
+
+    outside = _doc("outside", 4, 2, 1, 0.01)
+    outside["spec"]["executor"] = "external"
+    del outside["spec"]["trialTemplate"]
+    _call(server, "POST", "/api/v1/namespaces/default/experiments", outside)
+    [asked] = _call(server, "POST", "/api/v1/namespaces/default/experiments/outside/ask?count=1")["trials"]
+    page.goto(server + "/#/e/default/outside")
+    ready(page)
+    assert "1 running" in page.inner_text("#subtitle")
+    _call(server, "POST", "/api/v1/namespaces/default/experiments/outside/tell",
+          {"trial": asked["name"], "metrics": {"loss": 0.25}})
+    page.wait_for_function("document.querySelector('#subtitle').textContent.includes('1 succeeded')", timeout=15000)
+    _call(server, "POST", "/api/v1/namespaces/default/experiments/outside/ask?count=1")
+    page.wait_for_function("document.querySelector('#subtitle').textContent.includes('1 running')", timeout=15000)
