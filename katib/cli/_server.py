@@ -150,18 +150,38 @@ def _timely_h11() -> type:
     return timely_h11(HEADER_SECONDS)
 
 
-def _serve(application: Any, host: str, port: int, log_level: str, announce: str | None = None) -> None:
+def _serve(application: Any, host: str, port: int, log_level: str, announce: str | None = None,
+           tls: tuple[str, str] | None = None) -> None:
     """Serve ``application``; ``announce`` is printed once the port is held, ``{port}`` in it
     the port held (``--port 0`` takes a free one; a busy port is an error, not an address to
-    open)."""
+    open). ``tls``: the certificate and key files HTTPS is served with."""
     import uvicorn
 
     socks = listening_sockets(host, port)
     bound = socks[0].getsockname()[1]
     if announce is not None:
         out.print(announce.format(port=bound), highlight=False)
+    cert, key = tls if tls is not None else (None, None)
     uvicorn.Server(uvicorn.Config(application, host=host, port=bound, log_level=log_level,
-                                  http=_timely_h11(), ws="none")).run(sockets=socks)  # no WebSocket here
+                                  http=_timely_h11(), ws="none",  # no WebSocket here
+                                  ssl_certfile=cert, ssl_keyfile=key)).run(sockets=socks)
+
+
+def _tls_files(cert: Path | None, key: Path | None) -> tuple[str, str] | None:
+    """``--tls-cert`` and ``--tls-key``, checked before anything starts: both or neither,
+    a certificate and its key that load together."""
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        raise KatibError("--tls-cert and --tls-key go together: the certificate (PEM) and its private key")
+    import ssl
+
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(str(cert), str(key))
+    except (OSError, ssl.SSLError) as exc:
+        raise KatibError(f"--tls-cert {cert} and --tls-key {key} do not load as a certificate and its key: "
+                         f"{getattr(exc, 'strerror', None) or exc}") from None
+    return str(cert), str(key)
 
 
 def _loopback(host: str) -> bool:
@@ -232,6 +252,11 @@ def server(
         help="What one namespace's local trials may request at once: cpu=2,memory=8Gi,gpu=1 (a resource not named is "
              "not bounded), half (of this machine), or none. Default: half with --auth (so no tenant's trials can "
              "hold the machine and keep every other's pending), else none. A trial that asks more fails."),
+    tls_cert: Path | None = typer.Option(
+        None, "--tls-cert", metavar="PEM",
+        help="Serve HTTPS with this certificate (and --tls-key): bearer tokens then never cross the network in the "
+             "clear, and kubectl sends its kubeconfig's token (it sends none over plain HTTP)."),
+    tls_key: Path | None = typer.Option(None, "--tls-key", metavar="PEM", help="The private key of --tls-cert."),
     lease_seconds: float = typer.Option(
         5.0, "--lease-seconds", min=1.0, max=300.0,
         help="On PostgreSQL, several servers share one database: each holds its experiments by a lease it renews "
@@ -248,6 +273,7 @@ def server(
         raise KatibError(f"refusing to listen on {host} without authentication: pass --auth "
                          "(and create users with `katib user add`), or --allow-unauthenticated")
     images = _collector_images(collector_image)
+    tls = _tls_files(tls_cert, tls_key)
     from trials import parse_quota
 
     try:
@@ -299,8 +325,9 @@ def server(
                              executor=executor, allowed_hosts=[*allowed_host, host], max_body=max_body,
                              push_tokens=push_tokens, grpc_address=None if grpc_port is None else (host, grpc_port),
                              lease_seconds=lease_seconds if store.dialect == "postgresql" else None)
-    _serve(application, host, port, "info",
-           announce=f"katib server: http://{host}:{{port}}/ (the viewer; the API under /api/v1 and /apis)")
+    scheme = "https" if tls is not None else "http"
+    _serve(application, host, port, "info", tls=tls,
+           announce=f"katib server: {scheme}://{host}:{{port}}/ (the viewer; the API under /api/v1 and /apis)")
 
 
 @app.command()

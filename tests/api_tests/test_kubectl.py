@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -511,3 +512,94 @@ def test_kubectl_applies_gets_waits_for_describes_and_deletes_an_experiment(kube
     assert ok("get", "configmaps", "-o", "name").split() == ["configmap/kept"]
     assert 'experiment.kubeflow.org "demo" deleted' in ok("delete", "-f", str(manifest))
     assert ok("get", "experiments") == "" and "No resources found" in kubectl(live, "get", "experiments").stderr
+
+
+def _self_signed(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and localhost, and its key (PEM)."""
+    import datetime
+    import ipaddress
+    from pathlib import Path  # noqa: F401  (the annotation's)
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "katib-test")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
+                                                        x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+def test_kubectl_sends_its_token_to_a_server_under_auth_over_https(tmp_path):
+    """kubectl sends no bearer token over plain HTTP, so the README's kubeconfig with
+    `token:` could not drive a server under --auth at all (an operator's walk); over
+    `katib server --tls-cert/--tls-key` it does, and no token crosses the network in the clear."""
+    if KUBECTL is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must install kubectl (.ci/run installs Debian's kubernetes-client)")
+        pytest.skip("kubectl is not installed")
+    import socket as _socket
+    import sys
+
+    import httpx
+
+    cert, key = _self_signed(tmp_path)
+    db = tmp_path / "k.db"
+    cli = [sys.executable, "-m", "katib"]
+    assert subprocess.run([*cli, "user", "add", "alice", "--db", str(db)], capture_output=True, timeout=60).returncode == 0
+    token = subprocess.run([*cli, "user", "token", "alice", "--db", str(db)], capture_output=True, text=True,
+                           timeout=60).stdout.strip().split()[-1]
+    assert subprocess.run([*cli, "user", "grant", "alice", "default", "editor", "--db", str(db)],
+                          capture_output=True, timeout=60).returncode == 0
+    for flags, why in ((["--tls-cert", str(cert)], "--tls-cert and --tls-key go together"),
+                       (["--tls-cert", str(key), "--tls-key", str(key)], "do not load as a certificate and its key")):
+        bad = subprocess.run([*cli, "server", "--db", str(db), *flags], capture_output=True, text=True, timeout=60)
+        assert bad.returncode != 0 and why in bad.stderr and "Traceback" not in bad.stderr, bad.stderr
+    with _socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([*cli, "server", "--auth", "--allow-unfenced-trials", "--no-sandbox", "--port", str(port),
+                               "--db", str(db), "--tls-cert", str(cert), "--tls-key", str(key)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"https://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(url + "/healthz", verify=str(cert), timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline and server.poll() is None, server.stdout.read() if server.poll() else ""
+            time.sleep(0.2)
+        experiments = url + "/apis/kubeflow.org/v1beta1/namespaces/default/experiments"
+        assert httpx.get(experiments, verify=str(cert)).status_code == 401
+        assert httpx.get(experiments, verify=str(cert), headers={"Authorization": f"Bearer {token}"}).status_code == 200
+        with pytest.raises(httpx.HTTPError):  # plain HTTP is not served beside it
+            httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+        config = tmp_path / "kubeconfig"
+        config.write_text(yaml.safe_dump({
+            "apiVersion": "v1", "kind": "Config", "current-context": "katib",
+            "clusters": [{"name": "katib", "cluster": {"server": url, "certificate-authority": str(cert)}}],
+            "contexts": [{"name": "katib", "context": {"cluster": "katib", "user": "alice", "namespace": "default"}}],
+            "users": [{"name": "alice", "user": {"token": token}}]}))
+        env = {**os.environ, "KUBECONFIG": str(config), "HOME": str(tmp_path)}
+        done = subprocess.run([KUBECTL, "--cache-dir", str(tmp_path / "cache"), "get", "experiments"],
+                              capture_output=True, text=True, timeout=120, env=env)
+        assert done.returncode == 0, (done.stdout, done.stderr)
+        assert "No resources found" in done.stdout + done.stderr
+    finally:
+        server.terminate()
+        server.wait(30)
