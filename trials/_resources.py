@@ -53,11 +53,16 @@ class Resources:
         any tenant started again), and a GPU count of -1 took all the GPUs but one."""
         res = container.get("resources") or {}
         quantities = {**(res.get("requests") or {}), **(res.get("limits") or {})}
-        out = cls(
-            cpu=parse_cpu(quantities["cpu"]) if "cpu" in quantities else 0.0,
-            memory=parse_memory(quantities["memory"]) if "memory" in quantities else 0,
-            gpu=math.ceil(parse_quantity(quantities[GPU_KEY])) if quantities.get(GPU_KEY) is not None else 0,
-        )
+        try:
+            out = cls(
+                cpu=parse_cpu(quantities["cpu"]) if "cpu" in quantities else 0.0,
+                memory=parse_memory(quantities["memory"]) if "memory" in quantities else 0,
+                gpu=math.ceil(parse_quantity(quantities[GPU_KEY])) if quantities.get(GPU_KEY) is not None else 0,
+            )
+        except ValueError as exc:  # which one: a rendered ${trialParameters.c} is not checked before
+            key = next((k for k in ("cpu", "memory", GPU_KEY) if k in quantities
+                        and _not_quantity(quantities[k])), "a quantity")
+            raise ValueError(f"resources: {key}: {exc}") from None
         for key, value in (("cpu", out.cpu), ("memory", out.memory), (GPU_KEY, out.gpu)):
             if value < 0:
                 raise ValueError(f"resources: {key} must not be negative (got {quantities[key]!r})")
@@ -117,6 +122,14 @@ class Allocation:
                              gpu=len(data.get("gpus") or [])), [str(g) for g in data.get("gpus") or []], namespace)
 
 
+def _not_quantity(value: Any) -> bool:
+    try:
+        parse_quantity(value)
+    except ValueError:
+        return True
+    return False
+
+
 def parse_quota(text: str, inventory: Inventory | None = None) -> Resources | None:
     """``katib server --namespace-quota``: ``none``; ``half`` (of this machine's CPUs and
     memory, and half its GPUs rounded up); or ``cpu=2,memory=8Gi,gpu=1`` (Kubernetes
@@ -131,9 +144,13 @@ def parse_quota(text: str, inventory: Inventory | None = None) -> Resources | No
         return Resources(cpu=inv.cpus / 2, memory=memory, gpu=math.ceil(len(inv.gpus) / 2))  # type: ignore[arg-type]
     unlimited = float("inf")
     cpu, memory, gpu = unlimited, unlimited, unlimited
+    seen: set[str] = set()
     for part in text.split(","):
         key, sep, value = part.partition("=")
         key, value = key.strip(), value.strip()
+        if key in seen or (key in ("gpu", GPU_KEY) and seen & {"gpu", GPU_KEY}):
+            raise ValueError(f"{key!r} is given twice")
+        seen.add(key)
         if not sep or not value:
             raise ValueError(f"{part.strip()!r}: write none, half, or NAME=QUANTITY[,NAME=QUANTITY] (cpu, memory, gpu)")
         if key not in ("cpu", "memory", "gpu", GPU_KEY):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import os
 import signal
 import socket
 from pathlib import Path
@@ -274,6 +275,10 @@ def server(
                          "(and create users with `katib user add`), or --allow-unauthenticated")
     images = _collector_images(collector_image)
     tls = _tls_files(tls_cert, tls_key)
+    if auth and os.geteuid() == 0:
+        err.print("[bold yellow]warning:[/] katib server --auth runs as root: tenants' trials are root outside their "
+                  "sandbox too (no capabilities, but every root-only file the system shows them read-only is theirs to "
+                  "read); run it as a user of its own (docs/security.md)", highlight=False)
     from trials import parse_quota
 
     try:

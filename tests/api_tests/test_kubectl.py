@@ -600,6 +600,10 @@ def test_kubectl_sends_its_token_to_a_server_under_auth_over_https(tmp_path):
                               capture_output=True, text=True, timeout=120, env=env)
         assert done.returncode == 0, (done.stdout, done.stderr)
         assert "No resources found" in done.stdout + done.stderr
+        # Our CLI (and KatibClient): the system's CAs, or SSL_CERT_FILE.
+        ours = subprocess.run([*cli, "--server", url, "get", "experiments"], capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "SSL_CERT_FILE": str(cert), "KATIB_TOKEN": token})
+        assert ours.returncode == 0, ours.stderr
     finally:
         server.terminate()
         server.wait(30)

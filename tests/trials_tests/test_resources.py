@@ -195,6 +195,7 @@ def test_namespace_quotas_are_read(text, quota):
     ("disk=1Gi", "'disk' is not a resource a quota limits"),
     ("cpu=abc", "'cpu=abc'"),
     ("memory=-1Gi", "'memory=-1Gi'"),
+    ("cpu=1,cpu=2", "'cpu' is given twice"),  # the last one won, silently
 ])
 def test_a_bad_namespace_quota_says_what_is_wrong(text, message):
     from trials import parse_quota
@@ -260,3 +261,8 @@ def test_a_negative_request_rendered_from_a_parameter_fails_its_trial_and_leaves
     [t] = sqlite_store.list_trials(rec.id)
     assert t.state == "Failed" and why in t.conditions[-1].message, t.conditions
     assert ledger.take(Resources(cpu=2, gpu=4)).gpus == ["0", "1", "2", "3"]  # nothing lost, nothing phantom
+
+
+def test_a_rendered_request_that_is_no_quantity_names_its_field():
+    with pytest.raises(ValueError, match=re.escape("resources: memory: not a Kubernetes quantity: 'lots'")):
+        Resources.of_container({"resources": {"requests": {"cpu": "1", "memory": "lots"}}})
