@@ -443,7 +443,11 @@ async function experimentPage(view, ns, name) {
     const shown = shownPhase(s, S.active, { executor: S.executor }), stopped = shown === "Stopped";
     $("#subtitle").innerHTML = `${stateBadge(shown)} ${esc(stopped ? STOPPED_REASON + (S.resumable ? "; Resume carries on" : "") : reasonOf(s))} · ${esc(S.algorithm.algorithmName || "")} · ` +
       `${s.trials || 0} trials: ${s.trialsRunning || 0} running, ${s.trialsSucceeded || 0} succeeded, ${s.trialsFailed || 0} failed, ` +
-      `${s.trialsEarlyStopped || 0} early stopped · budget ${esc(S.budget.maxTrialCount)} (parallel ${esc(S.budget.parallelTrialCount)})`;
+      `${s.trialsEarlyStopped || 0} early stopped` +
+      // Katib's other ends, when there are any: the counts add up to the trials.
+      (s.trialsKilled ? `, ${s.trialsKilled} killed` : "") +
+      (s.trialMetricsUnavailable ? `, ${s.trialMetricsUnavailable} without a result` : "") +
+      ` · budget ${esc(S.budget.maxTrialCount)} (parallel ${esc(S.budget.parallelTrialCount)})`;
     const best = s.currentOptimalTrial || {};
     const metrics = ((best.observation || {}).metrics || []);
     $("#best").innerHTML = best.bestTrialName ? `

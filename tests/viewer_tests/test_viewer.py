@@ -915,3 +915,22 @@ def test_a_stop_from_elsewhere_and_an_outside_loops_tells_show_without_a_reload(
     page.wait_for_function("document.querySelector('#subtitle').textContent.includes('1 succeeded')", timeout=15000)
     _call(server, "POST", "/api/v1/namespaces/default/experiments/outside/ask?count=1")
     page.wait_for_function("document.querySelector('#subtitle').textContent.includes('1 running')", timeout=15000)
+
+
+def test_the_trial_counts_add_up(server, page):
+    """The subtitle counted running, succeeded, failed and early stopped trials only: an
+    experiment of 3 whose goal killed one and one of which reported nothing read
+    "3 trials: 0 running, 1 succeeded, 0 failed, 0 early stopped"."""
+    doc = _doc("ends", 3, 3, 1, 0.01)
+    doc["spec"]["executor"] = "external"
+    doc["spec"]["objective"]["goal"] = 0.001
+    del doc["spec"]["trialTemplate"]
+    _call(server, "POST", "/api/v1/namespaces/default/experiments", doc)
+    first, second, _ = _call(server, "POST", "/api/v1/namespaces/default/experiments/ends/ask?count=3")["trials"]
+    base = "/api/v1/namespaces/default/experiments/ends/tell"
+    _call(server, "POST", base, {"trial": first["name"], "metrics": {}})  # nothing reported: MetricsUnavailable
+    _call(server, "POST", base, {"trial": second["name"], "metrics": {"loss": 0.0001}})  # the goal: the third is killed
+    page.goto(server + "/#/e/default/ends")
+    ready(page)
+    subtitle = page.inner_text("#subtitle")
+    assert "3 trials: 0 running, 1 succeeded, 0 failed, 0 early stopped, 1 killed, 1 without a result" in subtitle, subtitle
