@@ -177,8 +177,8 @@ class LocalExecutor(Executor):
                 m.resources = Resources.of_container(m.container)
                 need = need + m.resources
             allocation = self.ledger.take(need, job.namespace, self.quota)
-        except NoCapacity:
-            raise Deferred() from None
+        except NoCapacity as exc:
+            raise Deferred(str(exc)) from None
         except ValueError as exc:
             raise LaunchError(str(exc)) from None
         gpus = list(allocation.gpus)

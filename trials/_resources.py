@@ -122,6 +122,18 @@ class Allocation:
                              gpu=len(data.get("gpus") or [])), [str(g) for g in data.get("gpus") or []], namespace)
 
 
+def _said(r: Resources) -> str:
+    """``r`` in words, leaving out what is zero or not bounded."""
+    parts = []
+    if 0 < r.cpu < float("inf"):
+        parts.append(f"{r.cpu:g} CPUs")
+    if 0 < r.memory < float("inf"):
+        parts.append(f"{r.memory / 2**30:.1f} GiB")
+    if 0 < r.gpu < float("inf"):
+        parts.append(f"{r.gpu} GPUs")
+    return ", ".join(parts)
+
+
 def _not_quantity(value: Any) -> bool:
     try:
         parse_quantity(value)
@@ -212,11 +224,14 @@ class Ledger:
         with self._lock:
             if (need.gpu > len(self._free_gpus) or self._cpu + need.cpu > inv.cpus + 1e-9
                     or (inv.memory and self._memory + need.memory > inv.memory)):
-                raise NoCapacity()
+                raise NoCapacity(f"waiting for running trials to free what it asks ({_said(need)}) on this machine")
             if quota is not None and namespace is not None:
                 held = self._held.get(namespace, Resources()) + need
                 if held.cpu > quota.cpu + 1e-9 or held.memory > quota.memory or held.gpu > quota.gpu:
-                    raise NoCapacity()  # its namespace's own trials must end first
+                    # its namespace's own trials must end first
+                    raise NoCapacity(f"waiting for its namespace's quota: {namespace}'s running trials hold "
+                                     f"{_said(self._held.get(namespace, Resources())) or 'nothing'} of "
+                                     f"{_said(quota)} (katib server --namespace-quota), and it asks {_said(need)}")
             gpus, self._free_gpus = self._free_gpus[:need.gpu], self._free_gpus[need.gpu:]
             self._cpu += need.cpu
             self._memory += need.memory

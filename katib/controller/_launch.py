@@ -16,11 +16,14 @@ from suggestion import CHECKPOINT_FROM_LABEL, Algorithm
 from trials import Deferred, Executor, LaunchError, TrialJob
 
 from ._copy import CheckpointRefused, checkpoint_limit, copy_checkpoint
-from ._status import MetricReducer, mark_trial
+from ._status import MetricReducer, condition_of, mark_trial
 
 if TYPE_CHECKING:
     from ._controller import Controller
     from ._tally import Tally
+
+
+WAITING = "; waiting for "  # what ``_waiting`` adds to a Created condition's message (``Deferred``'s "waiting for …")
 
 
 class Launching:
@@ -167,6 +170,21 @@ class Launching:
             },
         )
 
+    def _waiting(self, t: TrialRecord, why: str) -> None:
+        """Say why a trial waits in its ``Created`` condition's message (``katib describe``,
+        the viewer, ``kubectl get trial -o yaml``), stored only when it changes: a trial held
+        by its namespace's quota or a busy machine said nothing, and looked stuck."""
+        cond = condition_of(t.conditions, "Created")
+        if cond is None:
+            return
+        current = cond.message or ""
+        at = current.find(WAITING)
+        base = current[:at] if at >= 0 else current  # its own message (a restarted trial's says why), kept
+        message = f"{base}; {why}" if why else base
+        if current != message:
+            cond.message = message
+            self._touch(t)
+
     def _launch_created(self) -> None:
         for t in list(self.tally.active.values()):  # not every trial: the active ones
             if t.state != "Created":
@@ -176,8 +194,9 @@ class Launching:
                 self._prepare_checkpoint(t)
                 (job.trial_dir / ARTIFACTS).mkdir(parents=True, exist_ok=True)
                 t.handle = self.executor.launch(job)
-            except Deferred:
-                continue  # it waits, pending, for running trials to free what it needs
+            except Deferred as wait:  # it waits, pending, for running trials to free what it needs
+                self._waiting(t, str(wait))
+                continue
             except LaunchError as exc:
                 t.completion_time = time.time()
                 t.observation = MetricReducer().observation(self.names)
@@ -187,6 +206,7 @@ class Launching:
                 self._emit("finished", t)
                 continue
             t.start_time = time.time()
+            self._waiting(t, "")  # it waits no more
             mark_trial(t, "Running")
             self._touch(t)
             self._emit("launched", t)

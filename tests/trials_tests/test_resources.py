@@ -164,10 +164,24 @@ def test_a_namespace_quota_keeps_one_tenants_trials_from_holding_the_machine(sql
     assert not victim_thread.is_alive(), "ns-b's trial waited behind ns-a's"
     assert [t.state for t in sqlite_store.list_trials(victim.id)] == ["Succeeded"]
     assert sorted(t.state for t in sqlite_store.list_trials(hog.id)) == ["Created", "Running"]  # its second waits
+    # and says why (it said nothing, and looked stuck): the machine's room once ns-b's trial has ended, its quota
+    import time
+
+    deadline = time.monotonic() + 15
+    while True:
+        [waiting] = [t for t in sqlite_store.list_trials(hog.id) if t.state == "Created"]
+        created = next(c for c in waiting.conditions if c.type == "Created")
+        if "quota" in (created.message or "") or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert created.message == ("Trial is created; waiting for its namespace's quota: ns-a's running trials hold 1 CPUs "
+                               "of 1 CPUs (katib server --namespace-quota), and it asks 1 CPUs"), created.message
     assert ledger.held("ns-a") == Resources(cpu=1.0) and ledger.held("ns-b") == Resources()
     flag.touch()
     hog_thread.join(30)
     assert [t.state for t in sqlite_store.list_trials(hog.id)] == ["Succeeded", "Succeeded"]
+    assert all(next(c for c in t.conditions if c.type == "Created").message == "Trial is created"
+               for t in sqlite_store.list_trials(hog.id))  # it waits no more
     assert ledger.held("ns-a") == Resources()
 
     greedy, greedy_thread = exp("ns-c", "print('loss=0.1')", "1500m", 1)
