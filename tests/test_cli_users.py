@@ -81,6 +81,11 @@ def test_a_local_resume_of_a_tenants_experiment_is_refused(tmp_path):
     store = Store(str(db))
     Controller(store, runs_root=tmp_path / "runs").submit(admit(doc), tmp_path)  # as the server stores it
     store.close()
+    fresh = {**doc, "metadata": {**doc["metadata"], "name": "fresh"}}
+    (tmp_path / "fresh.yaml").write_text(yaml.safe_dump(fresh))  # a new one too: it would run in a tenant's name
+    r = subprocess.run([sys.executable, "-m", "katib", "run", str(tmp_path / "fresh.yaml"), "--db", str(db)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "`katib --server URL run FILE`" in r.stderr, r.stderr
     for args in (["resume", "demo", "-n", "team-a"], ["run", str(tmp_path / "e.yaml")]):
         (tmp_path / "e.yaml").write_text(yaml.safe_dump(doc))
         r = subprocess.run([sys.executable, "-m", "katib", *args, "--db", str(db)], capture_output=True, text=True,

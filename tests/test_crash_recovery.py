@@ -206,3 +206,36 @@ def test_a_starting_server_gives_no_gpu_of_a_trial_it_has_not_adopted_yet(tmp_pa
         spans[name] = (float(log[log.index("start") + 1]), float(log[log.index("end") + 1]))
     assert spans["waiter"][0] >= spans["holder"][1], spans  # it waited for GPU 0
     assert waiting.name == "waiter" and local._SHARED_LEDGER.held("default") == local.Resources()
+
+
+def test_a_starting_server_ends_what_a_stop_cut_short_left_running(tmp_path: Path):
+    """A user's stop is stored before its trials are stopped: a server killed in between
+    left them running, uncounted and shown stopped, and the next start skipped the
+    experiment. It now ends them, as `katib stop` of an experiment whose controller died does."""
+    from katib.controller import ExperimentManager
+    from katib.store import record_stop
+
+    db = tmp_path / "katib.db"
+    spec = tmp_path / "exp.yaml"
+    spec.write_text(yaml.safe_dump(experiment(command=python_command(HANG), maxTrialCount=2, parallelTrialCount=1)))
+    proc = katib("run", str(spec), "--db", str(db), "--tick", "0.05")
+    store = Store(str(db))
+
+    def running() -> bool:
+        try:
+            rec = store.get_experiment("default", "demo")
+        except Exception:
+            return False
+        return [t.state for t in store.list_trials(rec.id)] == ["Running"]
+
+    wait_for(running)
+    proc.send_signal(signal.SIGKILL)  # killed just after the stop was stored, before it reached the trial
+    proc.wait()
+    rec = store.get_experiment("default", "demo")
+    assert record_stop(store, rec.id, lambda owner: False)
+    [t] = store.list_trials(rec.id)
+    assert alive(t.handle["pid"], t.handle["start"])
+    ExperimentManager(store, tmp_path / "runs", tick=0.05).resume_all()
+    wait_for(lambda: not alive(t.handle["pid"], t.handle["start"]), 30)
+    [t] = store.list_trials(rec.id)
+    assert t.state == "Created" and t.conditions[-1].reason == "TrialInterrupted", t.conditions  # runs again on resume

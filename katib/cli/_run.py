@@ -271,16 +271,22 @@ def _not_run_elsewhere(store: Any, rec: Any, db: str | None) -> None:
         raise ConflictError(f"experiment {rec.namespace}/{rec.name} is being run by another controller ({rec.owner}): "
                             f"`{_hint(store, db, ['stop'], rec.name, rec.namespace)}` stops it, "
                             f"`{_hint(store, db, ['get', 'trials'], rec.name, rec.namespace)}` shows how it goes")
+    _not_a_tenants(store, rec.namespace, rec.name, "resume")
+
+
+def _not_a_tenants(store: Any, namespace: str, name: str, how: str) -> None:
+    """Refuse to run here an experiment of a `katib server --auth`'s store (one that has
+    users): its experiments are its tenants', and their trials would run here as whoever
+    runs this, with none of the server's fences (its sandbox, its quota, a clean environment)."""
     from katib.store import UserStore
 
     if UserStore(store).list_users():
-        # A `katib server --auth`'s store: its experiments are its tenants', and their trials
-        # would run here as whoever runs this, with none of the server's fences.
-        ns = f" -n {rec.namespace}" if rec.namespace != "default" else ""
-        raise ConflictError(f"experiment {rec.namespace}/{rec.name} is in the store of a `katib server --auth` (it "
-                            "has users): its trials are a tenant's code, which this would run here unfenced, as you, "
-                            f"outside the server's sandbox and quota; carry it on through the server: "
-                            f"`katib --server URL resume {rec.name}{ns}` (your token in $KATIB_TOKEN)")
+        ns = f" -n {namespace}" if namespace != "default" else ""
+        target = f"resume {name}{ns}" if how == "resume" else "run FILE"
+        raise ConflictError(f"experiment {namespace}/{name} is in the store of a `katib server --auth` (it has users): "
+                            "its trials are a tenant's code, which this would run here unfenced, as you, outside the "
+                            f"server's sandbox and quota; run it through the server: `katib --server URL {target}` "
+                            "(your token in $KATIB_TOKEN)")
 
 
 def _drive(store: Any, namespace: str, name: str, tick: float, suggestion: str | None = None,
@@ -435,6 +441,7 @@ def run(
         _not_run_elsewhere(store, stored, db)
     except NotFoundError:
         stored = None
+        _not_a_tenants(store, exp.namespace or "default", exp.name or "", "run")  # a new one too: in a tenant's name
     made = _start_executor(factory, executor)  # before anything is stored: a failure leaves nothing behind
     grpc = _serve_grpc(store, made, grpc_host, grpc_port, host_only)
     try:

@@ -114,6 +114,11 @@ def stop(
     namespace = _locate(store, name, namespace)
     rec = store.get_experiment(namespace, name)
     resume_hint = _hint(store, db, ["resume"], name, namespace)
+    from katib.store import UserStore
+
+    if UserStore(store).list_users():  # a katib server --auth's: a resume here is refused (its fences)
+        resume_hint = shlex.join(["katib", "--server", "URL", "resume", name, *(["-n", namespace] if namespace != "default"
+                                                                               else [])])
     shown = views.shown_phase(rec)
     if shown in ("Succeeded", "Failed"):
         out.print(f"experiment {name} has ended ({shown}): nothing to stop", highlight=False)
@@ -131,7 +136,10 @@ def stop(
     pid = int(pid_text)
     command = _katib_command(pid)
     if command and command[0] == "server":
-        url = (f"http://{_option(command, '--host', '127.0.0.1')}:{_option(command, '--port', '8080')}")
+        host_opt = _option(command, "--host", "127.0.0.1")
+        tls = any(a == "--tls-cert" or a.startswith("--tls-cert=") for a in command)
+        scheme = "https" if tls else "http"  # its own scheme, or the stop and the hint fail
+        url = f"{scheme}://{f'[{host_opt}]' if ':' in host_opt else host_opt}:{_option(command, '--port', '8080')}"
         ns = _stop_on_server(url, token, name, namespace)
         # Through that server: a resume here would run its trials in this process, with none
         # of the server's fences (its sandbox and quota under --auth, its clean environment).

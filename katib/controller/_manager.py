@@ -369,8 +369,10 @@ class ExperimentManager:
         for rec in self.store.list_experiments():
             if is_completed(rec.status) or (rec.owner and self._alive(rec.owner)):
                 continue
-            if rec.stopped_at is not None:
-                continue  # a user stopped it: it stays stopped until resumed
+            if rec.stopped_at is not None:  # a user stopped it: it stays stopped until resumed
+                if replica is None:  # its stop is stored before its trials are stopped: a crash between left them running
+                    end_left_trials(self.store, rec)
+                continue
             if (rec.spec.get("spec") or {}).get("executor") == "external":
                 self._settle_outside_loop(rec)
                 continue
@@ -400,7 +402,8 @@ class ExperimentManager:
         from ._ask_tell import AskTell
 
         try:
-            AskTell(self.store).settle(rec.namespace, rec.name)
+            if AskTell(self.store).settle(rec.namespace, rec.name):
+                self._publish({"type": "ended", "namespace": rec.namespace, "experiment": rec.name})
         except Exception as exc:  # a spec or algorithm that no longer loads: left to the next ask, as before
             log.warning("experiment %s/%s: could not check its end: %s", rec.namespace, rec.name, exc)
 
