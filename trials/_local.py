@@ -112,10 +112,14 @@ def reserve_running(namespace: str, experiment: str, trials: list[tuple[str, dic
     for name, handle in trials:
         if handle.get("executor", "local") != "local" or not left_running(handle):
             continue
-        devices = handle.get("devices") or {}
-        ledger.reserve(reservation_key(namespace, experiment, name),
-                       Allocation.from_dict({**devices, "gpus": [g for g in devices.get("gpus") or []
-                                                                 if g in ledger.inventory.gpus]}, namespace))
+        ledger.reserve(reservation_key(namespace, experiment, name), held_by(handle, ledger, namespace))
+
+
+def held_by(handle: dict[str, Any], ledger: Ledger, namespace: str) -> Allocation:
+    """What a running trial's handle says it holds, of what ``ledger``'s machine has."""
+    devices = handle.get("devices") or {}
+    return Allocation.from_dict({**devices, "gpus": [g for g in devices.get("gpus") or [] if g in ledger.inventory.gpus]},
+                                namespace)
 
 
 def release_reserved(namespace: str, experiment: str) -> None:
@@ -352,9 +356,7 @@ class LocalExecutor(Executor):
             if all(never_started(m.exit_file) for m in members):
                 return Adoption.refused("its launch was cut short before its command started", ran=False)
             return Adoption.refused("its processes are gone and left no exit status")
-        devices = handle.get("devices") or {}
-        allocation = Allocation.from_dict({**devices, "gpus": [g for g in devices.get("gpus") or []
-                                                                if g in self.ledger.inventory.gpus]}, job.namespace)
+        allocation = held_by(handle, self.ledger, job.namespace)
         self.ledger.hold(allocation, reservation_key(job.namespace, job.experiment, job.name))
         started_at = float(handle.get("started_at") or time.time())
         self._procs[members[0].pid] = ProcessGroup(members, deadline_of(job.run_spec), allocation,

@@ -53,20 +53,20 @@ class Resources:
         any tenant started again), and a GPU count of -1 took all the GPUs but one."""
         res = container.get("resources") or {}
         quantities = {**(res.get("requests") or {}), **(res.get("limits") or {})}
-        try:
-            out = cls(
-                cpu=parse_cpu(quantities["cpu"]) if "cpu" in quantities else 0.0,
-                memory=parse_memory(quantities["memory"]) if "memory" in quantities else 0,
-                gpu=math.ceil(parse_quantity(quantities[GPU_KEY])) if quantities.get(GPU_KEY) is not None else 0,
-            )
-        except ValueError as exc:  # which one: a rendered ${trialParameters.c} is not checked before
-            key = next((k for k in ("cpu", "memory", GPU_KEY) if k in quantities
-                        and _not_quantity(quantities[k])), "a quantity")
-            raise ValueError(f"resources: {key}: {exc}") from None
-        for key, value in (("cpu", out.cpu), ("memory", out.memory), (GPU_KEY, out.gpu)):
+        def read(key: str, parse: Any, given: bool) -> Any:
+            if not given:
+                return 0
+            try:
+                value = parse(quantities[key])
+            except ValueError as exc:  # a rendered ${trialParameters.c} is not checked before
+                raise ValueError(f"resources: {key}: {exc}") from None
             if value < 0:
                 raise ValueError(f"resources: {key} must not be negative (got {quantities[key]!r})")
-        return out
+            return value
+
+        return cls(cpu=float(read("cpu", parse_cpu, "cpu" in quantities)),
+                   memory=read("memory", parse_memory, "memory" in quantities),
+                   gpu=read(GPU_KEY, lambda v: math.ceil(parse_quantity(v)), quantities.get(GPU_KEY) is not None))
 
 
 def discover_gpus() -> list[str]:
@@ -132,14 +132,6 @@ def _said(r: Resources) -> str:
     if 0 < r.gpu < float("inf"):
         parts.append(f"{r.gpu} GPUs")
     return ", ".join(parts)
-
-
-def _not_quantity(value: Any) -> bool:
-    try:
-        parse_quantity(value)
-    except ValueError:
-        return True
-    return False
 
 
 def parse_quota(text: str, inventory: Inventory | None = None) -> Resources | None:
@@ -232,11 +224,9 @@ class Ledger:
                     raise NoCapacity(f"waiting for its namespace's quota: {namespace}'s running trials hold "
                                      f"{_said(self._held.get(namespace, Resources())) or 'nothing'} of "
                                      f"{_said(quota)} (katib server --namespace-quota), and it asks {_said(need)}")
-            gpus, self._free_gpus = self._free_gpus[:need.gpu], self._free_gpus[need.gpu:]
-            self._cpu += need.cpu
-            self._memory += need.memory
-            self._count(namespace, need, 1)
-        return Allocation(need, gpus, namespace)
+            allocation = Allocation(need, self._free_gpus[:need.gpu], namespace)
+            self._add(allocation, 1)
+        return allocation
 
     def _count(self, namespace: str | None, resources: Resources, sign: int) -> None:
         if namespace is None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shlex
 import signal
 import time
 from pathlib import Path
@@ -117,8 +116,7 @@ def stop(
     from katib.store import UserStore
 
     if UserStore(store).list_users():  # a katib server --auth's: a resume here is refused (its fences)
-        resume_hint = shlex.join(["katib", "--server", "URL", "resume", name, *(["-n", namespace] if namespace != "default"
-                                                                               else [])])
+        resume_hint = _api.hint(Remote("URL", None, "--server", "resume"), ["resume"], name, namespace)
     shown = views.shown_phase(rec)
     if shown in ("Succeeded", "Failed"):
         out.print(f"experiment {name} has ended ({shown}): nothing to stop", highlight=False)
@@ -143,7 +141,7 @@ def stop(
         ns = _stop_on_server(url, token, name, namespace)
         # Through that server: a resume here would run its trials in this process, with none
         # of the server's fences (its sandbox and quota under --auth, its clean environment).
-        through = shlex.join(["katib", "--server", url, "resume", name, *(["-n", ns] if ns != "default" else [])])
+        through = _api.hint(Remote(url, None, "--server", "resume"), ["resume"], name, ns)
         out.print(f"experiment {name} stopped (by the katib server at {url}); `{through}` carries on",
                   highlight=False, markup=False)
         return
