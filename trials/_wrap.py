@@ -81,7 +81,7 @@ def run(argv: list, exit_file: str, status_fd: int, go_fd: int, cwd: str = "", e
             os.chdir(cwd)
         pid = _spawnp(argv, env) if env is not None else os.posix_spawnp(argv[0], argv, os.environ, setsigdef=_DEFAULTS)
     except Exception as exc:  # OSError; ValueError for a NUL byte in an argument, an '=' in a name
-        failed(exit_file, status_fd, exc)
+        failed(exit_file, status_fd, _missing_interpreter(argv, env, exc) or exc)
     global _started
     _started = True  # from here on the command runs: its own status is the one to record
     os.close(status_fd)
@@ -102,10 +102,35 @@ def run(argv: list, exit_file: str, status_fd: int, go_fd: int, cwd: str = "", e
 _started = False  # whether ``run`` started the command (in this process)
 
 
-def failed(exit_file: str, status_fd: int, exc: BaseException) -> None:
+def _missing_interpreter(argv: list, env: dict | None, exc: BaseException) -> str:
+    """Why a program that exists did not start with ENOENT: the interpreter its ``#!`` line
+    names is missing (the kernel's ENOENT reads as if the program itself were). "" otherwise."""
+    if not isinstance(exc, FileNotFoundError):
+        return ""
+    program = argv[0]
+    folders = ["."] if "/" in program else (env or os.environ).get("PATH", os.defpath).split(os.pathsep)
+    for folder in folders:
+        path = program if "/" in program else os.path.join(folder or ".", program)
+        try:
+            with open(path, "rb") as f:
+                first = f.read(256).split(b"\n", 1)[0]
+        except OSError:
+            continue
+        if not first.startswith(b"#!"):
+            return ""
+        words = first[2:].split()
+        name = words[0].decode(errors="replace") if words else ""
+        return f"its interpreter {name!r} (the '#!' line of {path!r}) was not found"
+    return ""
+
+
+def failed(exit_file: str, status_fd: int, exc: BaseException | str) -> None:
     """The command could not start: say why on ``status_fd``, record 127 and exit so."""
     try:
-        text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__
+        if isinstance(exc, str):
+            text = exc
+        else:
+            text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__
         os.write(status_fd, text.encode(errors="replace")[:4096])
     except OSError:
         pass

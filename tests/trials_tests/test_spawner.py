@@ -362,3 +362,20 @@ def test_a_spawner_killed_with_a_launch_in_flight_costs_no_attempt(tmp_path, mon
     assert state.succeeded, state
     assert marks.read_text() == "ran\n"
     assert read_exit(Path(handle["exit"])) == 0
+
+
+def test_a_script_whose_interpreter_is_missing_says_so_not_that_it_is(tmp_path):
+    # The kernel answers ENOENT for a '#!' interpreter that does not exist, which read as
+    # if the script itself were missing ("No such file or directory" for a file that is
+    # there). The trial's failure names the interpreter.
+    script = tmp_path / "train.sh"
+    script.write_text("#!/nonexistent/python3\nprint('loss=1')\n")
+    script.chmod(0o755)
+    container = {"name": "main", "image": "x", "command": [str(script)]}
+    job = TrialJob(name="t-1", experiment="e", namespace="default",
+                   run_spec={"spec": {"template": {"spec": {"containers": [container]}}}},
+                   primary_container="main", workdir=tmp_path, trial_dir=tmp_path / "runs" / "t-1")
+    _, state = _run(LocalExecutor(ledger=Ledger(Inventory(cpus=8, memory=0, gpus=[]))), job)
+    assert not state.succeeded
+    assert "interpreter '/nonexistent/python3'" in state.message, state.message
+    assert str(script) in state.message
