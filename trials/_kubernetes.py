@@ -65,7 +65,7 @@ from ._executor import (
 from ._kubernetes_kueue import WORKLOADS, label_value_problem
 from ._kubernetes_manifest import trial_manifest
 from ._kubernetes_status import judge, waiting
-from ._kubernetes_watch import JobWatching, KubeTrial, created_at, trial_of
+from ._kubernetes_watch import JobWatching, KubeTrial, created_at, logs_to_come, trial_of
 from ._manifest import group_version, manifest_errors, plural_of
 from ._podfence import identity_of_client, parse_account, problems
 from ._sidecar import INJECTED_KINDS
@@ -289,17 +289,42 @@ class KubernetesExecutor(JobWatching, Executor):
             if trial.outcome is None:
                 trial.outcome = judge(trial)
             outcome = trial.outcome
+        if outcome is not None and outcome.reason == "Lost":  # its job deleted outside katib
+            return self._create_again(trial, outcome)
+        with self._lock:
             if outcome is None:
                 return waiting(trial) or RunState.running()
             if trial.finished_at is None:
                 trial.finished_at = time.time()
-            # A job that ran to its end has its last log lines still in flight; a killed one not.
-            draining = (outcome.reason in ("Completed", "Failed") and trial.log_started
-                        and not trial.log_done.is_set())
+            # A job that ran to its end has its last log lines still in flight, or a pod whose
+            # start its watch has not seen yet (a succeeded job's); a killed one not.
+            draining = (outcome.reason in ("Completed", "Failed")
+                        and logs_to_come(trial, before_any=outcome.reason == "Completed"))
             if draining and time.time() - trial.finished_at < _LOG_GRACE:
                 return RunState.running()  # the last lines of the log are still coming
         self._finish(trial)
         return outcome
+
+    def _create_again(self, trial: KubeTrial, lost: RunState) -> RunState:
+        """A job deleted under its running trial (not by katib) is created again, as Katib's
+        trial controller does (``reconcileJob``: not found, trial not completed, create):
+        the trial runs on, its log noting it. Only if the cluster refuses does it end so."""
+        from kubernetes.client.exceptions import ApiException
+
+        job = trial.job
+        try:
+            created = self._create(trial.group, trial.version, job.namespace, trial.plural, self.manifest(job))
+        except ApiException as exc:
+            self._finish(trial)
+            return RunState(True, reason="Lost", message=f"{lost.message}, and the cluster refused it again: "
+                                                          f"{_status_message(exc)}")
+        with job.log_path.open("a") as out:
+            out.write(f"\n[katib] the {trial.obj and trial.obj.get('kind') or 'job'} was deleted outside katib; "
+                      "created again, as Katib does\n")
+        with self._lock:
+            trial.gone, trial.outcome, trial.finished_at, trial.obj = False, None, None, None
+            trial.saw_job(created)
+        return RunState.running()
 
     def _finish(self, trial: KubeTrial) -> None:
         # The job stays until ``release``: deleted now, a controller that died before

@@ -9,8 +9,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from katib.spec import condition_holds as holds
+from katib.spec import condition_unreadable
+
 from ._executor import RunState
-from ._gjson import holds
 from ._kubernetes_kueue import suspended, waiting_message
 from ._kubernetes_watch import KubeTrial, primary_pod
 
@@ -26,7 +28,7 @@ def judge(trial: KubeTrial) -> RunState | None:
         return RunState(True, reason="Failed", exit_code=exit_code(trial), message=failure_message(trial, obj))
     if trial.success and holds(obj, trial.success):
         return RunState(True, succeeded=True, reason="Completed", exit_code=0)
-    if trial.gone:
+    if trial.gone:  # the executor creates it again (``KubernetesExecutor._create_again``)
         return RunState(True, reason="Lost", message=f"the {obj.get('kind', 'job')} was deleted outside katib")
     since = trial.running_since  # None while it waits in Kueue's queue: the deadline does not run
     if trial.deadline is not None and since is not None and time.time() - since > trial.deadline + DEADLINE_GRACE:
@@ -67,6 +69,12 @@ def waiting(trial: KubeTrial) -> RunState | None:
     (reason and message), or None when it is not waiting: Kueue's admission while its job
     is queued and suspended, or a GPU (a node) while a pod of it is unschedulable."""
     obj = trial.obj or {}
+    for field, path in (("failureCondition", trial.failure), ("successCondition", trial.success)):
+        found = condition_unreadable(obj, path) if path else None
+        if found is not None:  # Katib cannot read it either, and leaves its trial as it was
+            return RunState(False, reason="ConditionNotAnObject",
+                            message=f"the trial's {field} finds {_short(found)} in its {obj.get('kind', 'job')}, not a "
+                                    "condition object (Katib reads the first match as one): it does not end the trial")
     if trial.queue and suspended(obj):
         return RunState(False, reason="WaitingForAdmission",
                         message=waiting_message(trial.queue, str(obj.get("kind", "job")), trial.workload))
@@ -82,3 +90,10 @@ def waiting(trial: KubeTrial) -> RunState | None:
                                     message=f"waiting for a GPU: pod {name} is unschedulable: {said}")
                 return RunState(False, reason="Unschedulable", message=f"waiting for a node: pod {name} is unschedulable: {said}")
     return None
+
+
+def _short(value: Any) -> str:
+    import json
+
+    text = json.dumps(value)
+    return text if len(text) <= 80 else text[:77] + "..."

@@ -41,8 +41,9 @@ class KubeTrial:
     gone: bool = False
     log_started: bool = False
     log_done: threading.Event = field(default_factory=threading.Event)
-    log_copied: int = 0  # bytes of the log stream already in the trial's log
+    log_copied: int = 0  # bytes of the log streams already in the trial's log (adoption skips them)
     log_pod: str | None = None  # the pod whose log is (or was last) copied
+    logged: list[str] = field(default_factory=list)  # the primary pods whose logs were copied, in order
     outcome: RunState | None = None
     queue: str | None = None  # the Kueue queue its job waits in (kueue.x-k8s.io/queue-name)
     workload: dict[str, Any] | None = None  # Kueue's Workload for its job, when it may be read
@@ -80,13 +81,35 @@ def created_at(obj: dict[str, Any]) -> float | None:
         return None
 
 
+def primary_pods(trial: KubeTrial) -> list[dict[str, Any]]:
+    """The pods labelled with ``primaryPodLabels`` (any of the trial's pods when none are
+    given), oldest first: a Job's retries, a job's parallel pods, a resumed job's new pod.
+    Katib's webhook gives each of them its metrics collector."""
+    pods = [(created_at(pod) or 0.0, n, pod) for n, pod in enumerate(trial.pods.values())
+            if all(((pod["metadata"].get("labels") or {}).get(k) == v for k, v in trial.primary_labels.items()))]
+    return [pod for _, _, pod in sorted(pods, key=lambda p: p[:2])]
+
+
 def primary_pod(trial: KubeTrial) -> dict[str, Any] | None:
-    """The pod labelled with ``primaryPodLabels`` (any of the trial's pods when none are given)."""
-    for pod in trial.pods.values():
-        labels = pod["metadata"].get("labels") or {}
-        if all(labels.get(k) == v for k, v in trial.primary_labels.items()):
-            return pod
-    return None
+    """The newest primary pod (the one whose end the job's end follows), or None."""
+    pods = primary_pods(trial)
+    return pods[-1] if pods else None
+
+
+def _phase(pod: dict[str, Any]) -> str | None:
+    return (pod.get("status") or {}).get("phase")
+
+
+def logs_to_come(trial: KubeTrial, before_any: bool) -> bool:
+    """Whether log lines of the trial are still to be copied: a copy runs, a primary pod
+    that ran has not been copied yet, or (``before_any``) no pod's log was copied at all (a
+    job's end can be seen before its pod's start: the two watches are separate streams)."""
+    if trial.log_started and not trial.log_done.is_set():
+        return True
+    if any(pod["metadata"]["name"] not in trial.logged and _phase(pod) not in (None, "Pending")
+           for pod in primary_pods(trial)):
+        return True
+    return before_any and not trial.logged
 
 
 class JobWatching:
@@ -175,17 +198,19 @@ class JobWatching:
             self._changed.notify_all()
 
     def _maybe_follow_log(self, trial: KubeTrial) -> None:
-        """Copy the primary pod's log once it runs; a new primary pod (its job resumed after
-        Kueue evicted it, or a retry) has its log appended once the last one's has ended."""
-        pod = primary_pod(trial)
-        if pod is None or (pod.get("status") or {}).get("phase") in (None, "Pending"):
+        """Copy each primary pod's log once it runs, one after another, oldest first: a
+        Job's retry after a failed pod, a job's parallel pods, a pod made again after Kueue
+        evicted its job each have their log appended once the last one's has ended (Katib
+        gives every primary pod a collector, and merges what they report)."""
+        if trial.log_started and not trial.log_done.is_set():
+            return  # one copy at a time: the next starts when this one ends
+        pod = next((p for p in primary_pods(trial)
+                    if p["metadata"]["name"] not in trial.logged and _phase(p) not in (None, "Pending")), None)
+        if pod is None:
             return
         name = pod["metadata"]["name"]
-        if trial.log_started:
-            if name == trial.log_pod or not trial.log_done.is_set():
-                return
-            trial.log_done.clear()
-            trial.log_copied = 0  # a pod of its own: its log from the start
+        trial.log_done.clear()
+        trial.logged.append(name)
         trial.log_started, trial.log_pod = True, name
         threading.Thread(target=self._copy_log, args=(trial, name), daemon=True, name=f"log-{trial.job.name}").start()
         if trial.job.collector == "PrometheusMetric":
@@ -222,6 +247,8 @@ class JobWatching:
                         chunk, skip = chunk[skip:], max(0, skip - len(chunk))
                     out.write(chunk)
                     out.flush()
+            with self._lock:
+                trial.log_copied = skip  # what is left to skip is in the next pod's log
         except Exception as exc:  # noqa: BLE001 - the trial's state says what happened to it
             with job.log_path.open("a") as out:
                 out.write(f"\n[katib] the log of pod {pod} could not be read: {exc}\n")

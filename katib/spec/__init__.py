@@ -7,6 +7,8 @@
 """
 
 from ._defaults import apply_defaults
+from ._gjson import holds as condition_holds
+from ._gjson import unreadable as condition_unreadable
 from ._limits import Limits
 from ._load import (
     admit,
@@ -68,6 +70,8 @@ from ._validate_template import compile_filter, filter_problem, http_get_errors,
 from ._workload import REPLICA_TYPE, count_errors, count_value
 
 __all__ = [
+    "condition_holds",
+    "condition_unreadable",
     "EDITABLE",
     "REPLICA_TYPE",
     "count_errors",

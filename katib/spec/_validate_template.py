@@ -10,6 +10,7 @@ from urllib.parse import unquote
 
 from katib.errors import FieldError
 
+from ._gjson import path_problem
 from ._job_fields import unknown_job_fields
 from ._limits import Limits
 from ._models import Experiment, ParameterSpec, TrialTemplate
@@ -55,6 +56,9 @@ def _trial_template(exp: Experiment, limits: Limits) -> list[FieldError]:
         errors.append(FieldError(f"{path}.primaryContainerName", "is required"))
     kind = (tt.trial_spec or {}).get("kind")
     for field, value in (("successCondition", tt.success_condition), ("failureCondition", tt.failure_condition)):
+        problem = path_problem(value) if value else ""
+        if problem:
+            errors.append(FieldError(f"{path}.{field}", f"{problem} (a GJSON path over the trial's job)"))
         # A ConfigMap template's kind is only known once the cluster hands it over.
         if not value and tt.trial_spec is not None:
             errors.append(FieldError(

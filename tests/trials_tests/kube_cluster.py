@@ -20,7 +20,12 @@ cluster's controllers would:
   ``…/pods/{name}/log``) and its end as the pod's status;
 - a container's ``FAKE_KUBELET`` env var makes its pod misbehave: ``oom`` (killed,
   ``OOMKilled``, exit 137), ``evict`` (the pod is evicted for memory pressure), ``hang``
-  (runs forever);
+  (runs forever), ``job-first`` (the command runs while the pod still shows Pending, and
+  the job is marked Complete a second before the pod shows Running: the job and pod
+  watches are separate streams, so a controller can see a job's end before its pod's start);
+- a batch Job with ``backoffLimit`` set has a failed pod made again, under a new name, up
+  to that many times before it fails (Kubernetes' default is 6; here a Job without the
+  field fails at its first failed pod, as the tests expect);
 - with ``containers=True``, a pod's process is started as a container runtime would start
   it (``_container``): the image's environment and the pod's only, a filesystem of its own,
   its own PID namespace, its memory limit enforced;
@@ -90,6 +95,7 @@ class FakeCluster:
         self.started: set[tuple[str, str]] = set()  # (namespace, name) of the jobs whose pods were made
         self.restarted: dict[str, list[float]] = {}  # job name → when it was suspended again, its pods deleted
         self.logs: dict[str, Path] = {}
+        self.retries: dict[tuple[str, str], int] = {}  # (namespace, job) → pods made again after a failure
         self.done: set[str] = set()
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.sidecar_procs: dict[str, list[subprocess.Popen[bytes]]] = {}
@@ -189,8 +195,11 @@ class FakeCluster:
                                                   timeout_seconds=5):
                     obj = event["object"]
                     key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
-                    if event["type"] == "ADDED" and obj["metadata"]["name"] not in {
-                            j["metadata"]["name"] for j in self.created}:
+                    # A watch reopened lists every object again as ADDED: a job is new when it
+                    # lacks the mark this controller puts on each it has seen (a job deleted and
+                    # created again under the same name is new).
+                    if event["type"] == "ADDED" and not (obj["metadata"].get("annotations") or {}).get(_SEEN):
+                        self._mark_seen(group, version, plural, obj)
                         self.created.append(obj)
                         if _suspended(obj):
                             self._suspended_status(group, version, plural, obj)
@@ -213,11 +222,19 @@ class FakeCluster:
             except Exception:  # noqa: BLE001 - reopen the watch
                 time.sleep(0.2)
 
+    def _mark_seen(self, group: str, version: str, plural: str, job: dict[str, Any]) -> None:
+        try:
+            self.custom.patch_namespaced_custom_object(group, version, job["metadata"]["namespace"], plural,
+                                                       job["metadata"]["name"], {"metadata": {"annotations": {_SEEN: "1"}}})
+        except client.exceptions.ApiException:
+            pass  # deleted meanwhile
+
     def _start_job(self, group: str, version: str, plural: str, job: dict[str, Any]) -> None:
         ns, name = job["metadata"]["namespace"], job["metadata"]["name"]
         pods = []
         if plural == "jobs":
-            starts = len(self.restarted.get(name, []))  # a resumed job's pod is a new one
+            # A resumed job's pod is a new one, and so is a job's made again under its name.
+            starts = (len(self.restarted.get(name, [])), sum(j["metadata"]["name"] == name for j in self.created))
             pods.append((f"{name}-{abs(hash((name, starts))) % 100000:05d}", job["spec"]["template"], {"job-name": name},
                          True))
         elif plural == "trainjobs":  # Trainer: the runtime's node pods, with the runtimePatches' pod labels
@@ -318,8 +335,22 @@ class FakeCluster:
         started = time.time()
         running = _container_status(container, {"running": {"startedAt": "2026-01-01T00:00:00Z"}}, ready=True)
         scheduled = {"type": "PodScheduled", "status": "True"}
-        self._pod_status(ns, name, {"phase": "Running", "conditions": [scheduled], "containerStatuses": [running]})
         log = self.logdir / f"{name}.log"
+        if behaviour == "job-first" and primary:
+            argv = [sys.executable if a in ("python", "python3") else a for a in _argv(container, env, {}, self.images)]
+            with log.open("wb") as out:
+                code = subprocess.run(argv, cwd=self.workdir, env={**os.environ, **env}, stdout=out,
+                                      stderr=subprocess.STDOUT).returncode
+            self._job_status(group, version, plural, job, code == 0, "JobSucceeded")
+            time.sleep(1.0)
+            self.logs[name] = log
+            self._pod_status(ns, name, {"phase": "Running", "conditions": [scheduled], "containerStatuses": [running]})
+            time.sleep(0.2)
+            self._end(ns, name, container, code, "Completed" if code == 0 else "Error")
+            with self._lock:
+                self.free_gpus += devices
+            return None
+        self._pod_status(ns, name, {"phase": "Running", "conditions": [scheduled], "containerStatuses": [running]})
         self.logs[name] = log
         code, reason = 0, "Completed"
         try:
@@ -359,6 +390,15 @@ class FakeCluster:
                 reason = "Error"
             ok = code == 0 and all(c == 0 for _, c in side_codes)
             self._end(ns, name, container, code, reason, side_codes)
+            key = (ns, job["metadata"]["name"])
+            if not ok and plural == "jobs" and self.retries.get(key, 0) < int(job["spec"].get("backoffLimit", 0)):
+                self.retries[key] = self.retries.get(key, 0) + 1  # the Job controller makes a new pod
+                retry = {**pod, "metadata": {**pod["metadata"], "name": f"{name.split('-r')[0]}-r{self.retries[key]}"},
+                         "status": {"phase": "Pending"}}
+                self.core.create_namespaced_pod(ns, retry, _preload_content=False)
+                threading.Thread(target=self._kubelet, args=(group, version, plural, job, retry, primary),
+                                 daemon=True).start()
+                return None
             self._job_status(group, version, plural, job, ok, "JobSucceeded" if ok else "BackoffLimitExceeded")
             return None
         finally:
@@ -399,6 +439,9 @@ class FakeCluster:
             self.sidecar_procs.setdefault(name, []).append(proc)
             started.append((container, proc))
         return started
+
+
+_SEEN = "fake-cluster.test/seen"  # the fake job controller's mark on each job it has seen
 
 
 def _suspended(job: dict[str, Any]) -> bool:

@@ -12,8 +12,8 @@ import copy
 
 import pytest
 
+from katib.spec._gjson import holds
 from katib.spec._template import JOB_FAILURE, JOB_SUCCESS
-from trials._gjson import holds
 
 UPSTREAM = "pkg/controller.v1beta1/trial/util/job_util_test.go"
 JOB = {"metadata": {"name": "test-job"}, "status": {
@@ -66,3 +66,93 @@ def test_an_object_or_a_non_empty_array_is():
     assert holds(JOB, "status")
     assert holds(JOB, 'status.conditions.#(type=="Complete")')
     assert holds(JOB, 'status.conditions.#(type=="Complete")#')
+
+
+# -- tidwall/gjson v1.14.1, the version Katib vendors (go.mod): parseQuery, parseArrayPath
+# (a quoted value's quotes stripped) and queryMatches (compared by the document value's type).
+GJSON_JOB = {"metadata": {"name": "j", "annotations": {"example.com/done": {"at": "x"}}},
+             "status": {"succeeded": 1, "ready": True, "active": 0, "note": None,
+                        "conditions": [{"type": "Failed", "status": "False"},
+                                       {"type": "Complete", "status": "True", "reason": "CompletionsReached"}]}}
+
+
+@pytest.mark.parametrize(("path", "want"), [
+    ('status.[@this].#(succeeded=="1")#', True),  # the number 1 against "1": compared as numbers
+    ('status.[@this].#(succeeded==1)#', True),
+    ('status.[@this].#(succeeded>0.5)#', True),
+    ('status.[@this].#(succeeded=="2")#', False),
+    ('status.[@this].#(ready=="true")#', True),  # a boolean against "true"
+    ('status.[@this].#(ready==true)#', True),
+    ('status.[@this].#(ready!=true)#', False),
+    ('status.[@this].#(ready==~true)#', True),  # ~: the value read as a boolean
+    ('status.[@this].#(active==~false)#', True),  # 0 is false
+    ('status.[@this].#(missing==~false)#', True),  # a missing value too
+    ('status.[@this].#(note)#', True),  # null exists
+    ('status.conditions.#(reason)#', True),  # existence: no operator
+    ('status.conditions.#(message)#', False),
+    ('status.conditions.#(type!%"Fail*")#', True),  # not like
+    ('status.conditions.#(type%"Comp?ete")#', True),
+    ('status.conditions.#(type=Complete)#', True),  # a single '=' and an unquoted string
+    ('status.conditions.#[type=="Complete"]#', True),  # brackets for parentheses
+    ('status.conditions.#(type>"Complete")#', True),  # "Failed" > "Complete", byte by byte
+    ('metadata.annotations.example\\.com/done', True),  # an escaped dot is part of the key
+    ('metadata.annotations.example.com/done', False),
+    ('metadata.annot*', True),  # a wildcard: the first key that matches
+    ('status.conditions.#(type=="Complete")#|#(status=="True")#', True),
+    ('status.conditions.#(type=="Failed")#|#(status=="True")#', False),
+])
+def test_gjson_queries_match_as_gjson_does(path, want):
+    assert holds(GJSON_JOB, path) is want, path
+
+
+def test_hash_dot_key_maps_over_the_array():
+    from katib.spec._gjson import get
+
+    assert get(GJSON_JOB, "status.conditions.#.type") == ["Failed", "Complete"]
+    assert get(GJSON_JOB, "status.conditions.#") == 2
+
+
+def test_an_array_of_plain_values_found_is_no_condition_katib_can_read():
+    # Katib unmarshals the first match into its job status: a string fails, and the trial is
+    # left as it was. It is no condition here either, and the executor says why it waits.
+    from katib.spec._gjson import unreadable
+
+    path = 'status.conditions.#(type=="Complete")#.status'
+    assert not holds(GJSON_JOB, path)
+    assert unreadable(GJSON_JOB, path) == ["True"]
+    assert unreadable(GJSON_JOB, JOB_SUCCESS) is None
+
+
+@pytest.mark.parametrize(("path", "says"), [
+    ("status.conditions.@reverse", "modifier '@reverse'"),
+    ('status.{"a":type}', "multipath"),
+    ("status.[type,reason]", "multipath"),
+    ("..status", "JSON-lines"),
+    ('status.conditions.#(type=="Complete"', "does not parse"),
+    ('status.conditions.#(type=="Complete")x', "does not parse"),
+    ("status.cond)itions", "parenthesis"),
+])
+def test_a_gjson_form_not_read_here_is_refused_naming_the_field(path, says):
+    from pathlib import Path
+
+    import yaml
+
+    from katib.errors import ValidationError
+    from katib.spec import admit
+
+    doc = yaml.safe_load((Path(__file__).parents[2] / "examples" / "random.yaml").read_text())
+    doc["spec"]["trialTemplate"]["successCondition"] = path
+    doc["spec"]["trialTemplate"]["failureCondition"] = JOB_FAILURE
+    with pytest.raises(ValidationError) as err:
+        admit(doc)
+    text = str(err.value)
+    assert "spec.trialTemplate.successCondition" in text and says in text, text
+
+
+@pytest.mark.parametrize("path", [JOB_SUCCESS, JOB_FAILURE, "status.[@this].#(succeeded==1)",
+                                  'status.conditions.#(type=="Complete")#.status', "status.conditions.#.type",
+                                  "metadata.annotations.example\\.com/done", "status.@this"])
+def test_the_forms_read_here_are_admitted(path):
+    from katib.spec._gjson import path_problem
+
+    assert path_problem(path) == ""
