@@ -55,8 +55,18 @@ def trial_manifest(job: TrialJob, *, push_url: str | None = None, push_tokens: P
                 container["env"] = env + [{"name": k, "value": v} for k, v in ours.items()]
     if is_trainjob(manifest):  # its pods come from its runtime: label them through a patch
         label_trainjob(manifest, labels, ours)
+    if _is_argo_workflow(manifest):
+        # An Argo Workflow's pods take their labels from spec.podMetadata and each template's
+        # metadata, not from the Workflow's (Katib's webhook labels every pod it finds under a
+        # trial): without the trial's labels the executor never saw them, nor their logs.
+        pmeta = manifest.setdefault("spec", {}).setdefault("podMetadata", {})
+        pmeta["labels"] = {**(pmeta.get("labels") or {}), **labels}
     if job.collector in INJECTED_KINDS and db_manager_address and not tenants:
         add_sidecar(manifest, job, str(db_manager_address), (collector_images or {}).get(job.collector))
     enqueue(manifest, queue, priority_class)
     fence(manifest)
     return manifest
+
+
+def _is_argo_workflow(manifest: dict[str, Any]) -> bool:
+    return str(manifest.get("apiVersion", "")).startswith("argoproj.io/") and manifest.get("kind") == "Workflow"

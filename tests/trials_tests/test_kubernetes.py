@@ -433,3 +433,27 @@ def test_under_auth_a_pod_pushes_with_a_token_for_its_own_trial_only(sqlite_stor
     assert t.observation["loss"]["latest"] == "0.3"
     env = {e["name"]: e["value"] for e in container_of(cluster.created[0])["env"]}
     assert env["KATIB_API_TOKEN"] == tokens.token("default", t.name)
+
+
+def test_an_argo_workflows_pods_carry_the_trials_labels(tmp_path):
+    # Argo makes a Workflow's pods with the labels of spec.podMetadata and of each template's
+    # metadata, not the Workflow's own: the executor's pod watch (the experiment's label) and
+    # its bookkeeping (the trial's) never saw them, so no log was read. Katib's webhook
+    # labels every pod under a trial; here the Workflow asks Argo to.
+    from katib.spec import EXPERIMENT_LABEL, TRIAL_LABEL, TrialMeta, render
+    from trials._executor import TrialJob
+    from trials._kubernetes_manifest import trial_manifest
+
+    doc = yaml.safe_load((REPO / "tests" / "data" / "katib-examples" / "argo-workflow.yaml").read_text())
+    tt = admit(doc).spec.trial_template
+    spec = render(tt, {"lr": "0.02"}, TrialMeta(name="argo-abc", namespace="kubeflow", labels={}))
+    job = TrialJob(name="argo-abc", experiment="argo-workflow", namespace="kubeflow", run_spec=spec,
+                   primary_container="main", workdir=tmp_path, trial_dir=tmp_path / "t",
+                   success_condition=tt.success_condition, failure_condition=tt.failure_condition,
+                   primary_pod_labels=tt.primary_pod_labels)
+    manifest = trial_manifest(job)
+    labels = manifest["spec"]["podMetadata"]["labels"]
+    assert labels[TRIAL_LABEL] == "argo-abc" and labels[EXPERIMENT_LABEL] == "argo-workflow"
+    # the primary pod's own label stays on its template, where Argo reads it
+    assert any((t.get("metadata") or {}).get("labels", {}).get("katib.kubeflow.org/model-training") == "true"
+               for t in manifest["spec"]["templates"])
