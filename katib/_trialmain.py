@@ -70,6 +70,14 @@ def _is_number(value: Any) -> bool:
 def report(metrics: dict[str, float], collector: str) -> None:
     if not metrics:
         return
+    if collector != "Push":
+        import re
+
+        for name in metrics:
+            if not re.fullmatch(r"[\w|-]+", name):  # Katib's StdOut filter would read a part of it
+                raise SystemExit(f"katib: metric {name!r} cannot be reported on the trial's output: Katib's StdOut "
+                                 "filter reads names of letters, digits, '_', '-' and '|'; rename it, or "
+                                 "tune(..., metrics_collector='Push')")
     if collector == "Push":
         import katib
 

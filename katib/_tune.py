@@ -10,6 +10,7 @@ needed).
 from __future__ import annotations
 
 import io
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -28,10 +29,21 @@ IF_EXISTS = ("error", "reuse", "replace")
 _SAME = ("parameters", "objective", "algorithm")
 
 
+STDOUT_NAME = re.compile(r"[\w|-]+")  # a metric name Katib's default StdOut filter reads whole
+
+
 def experiment_doc(name: str, objective: Callable[..., Any], parameters: dict[str, Any],
                    metric: str, collector: str, payload_dir: Path | None, **fields: Any) -> tuple[dict[str, Any], Any]:
     """The experiment that runs ``objective`` in each trial, and the shipment (whose pickle
     ``create`` writes when it does not go inline)."""
+    additional_names = list(fields.get("additional_metric_names") or [])
+    if collector == "StdOut":
+        for metric_name in [metric, *additional_names]:
+            if not STDOUT_NAME.fullmatch(metric_name):
+                raise ValueError(f"metric name {metric_name!r} cannot be read from a trial's output: Katib's StdOut filter reads "
+                                 "names of letters, digits, '_', '-' and '|' ('val/acc=0.9' reads as 'acc'); rename it, "
+                                 "or tune(..., metrics_collector='Push')")
+    strategies = fields.pop("metric_strategies", None)
     shipment = ship(objective, parameters, metric, collector, payload_dir)
     parameters = searched(parameters)[0]
     container: dict[str, Any] = {"name": "training-container", "image": fields.pop("base_image") or "python:3.11",
@@ -68,6 +80,13 @@ def experiment_doc(name: str, objective: Callable[..., Any], parameters: dict[st
         spec["objective"]["goal"] = goal
     if additional:
         spec["objective"]["additionalMetricNames"] = additional
+    # What the function returns is its result, printed (or pushed) last: each metric is read
+    # at its latest value, as Ray Tune's and Optuna's results are, unless the caller names a
+    # strategy (Katib's SDK leaves Katib's default: the objective's max or min over every
+    # value the function printed, a training-progress line included).
+    chosen = {m: "latest" for m in [metric, *(additional or [])]}
+    chosen.update(strategies or {})
+    spec["objective"]["metricStrategies"] = [{"name": k, "value": v} for k, v in chosen.items()]
     for key, value in (("maxTrialCount", max_trials), ("parallelTrialCount", parallel),
                        ("maxFailedTrialCount", fields.pop("max_failed_trial_count"))):
         if value is not None:

@@ -255,3 +255,36 @@ def test_a_result_read_from_katib_objects_takes_no_nan_or_infinity():
     assert result.trials[0].value is None and result.trials[0].metrics == {}
     with pytest.raises(NoResultError):
         _ = result.best_value
+
+
+def test_what_the_function_returns_is_its_result_whatever_it_printed(client):
+    # Trials report on stdout, which the StdOut collector reads whole: a training-progress
+    # line 'score=0.999' and the returned 0.5 were two values of one metric, and Katib's
+    # default strategy (max) made the line the result.
+    def objective(x):
+        print("score=0.999")  # an epoch's score, say
+        return {"score": 0.5 + 0 * x, "loss": 2.0}
+
+    result = client.tune("returned", objective, {"x": search.double(0, 1)}, "score", additional_metric_names=["loss"],
+                         max_trial_count=2, progress=False)
+    assert result.best_value == 0.5
+    assert {t.metrics["score"] for t in result.trials} == {0.5}
+    # A caller who wants Katib's reading names it.
+    result = client.tune("maxed", objective, {"x": search.double(0, 1)}, "score", max_trial_count=1, progress=False,
+                         metric_strategies={"score": "max"})
+    assert result.best_value == 0.999
+
+
+def test_a_metric_name_the_stdout_filter_cannot_read_whole_is_refused(client):
+    # Katib's filter reads 'val/score=0.9' as 'score=0.9': a returned {'score': 0.5,
+    # 'train/score': 0.99} made 0.99 the score, and a metric named 'val/score' was never read.
+    with pytest.raises(ValueError, match=r"metric name 'val/score' cannot be read from a trial's output"):
+        client.tune("slash", lambda x: x, {"x": search.double(0, 1)}, "val/score", max_trial_count=1, progress=False)
+    with pytest.raises(NoResultError):
+        client.tune("returned-slash", lambda x: {"score": 0.5, "train/score": 0.99}, {"x": search.double(0, 1)}, "score",
+                    max_trial_count=1, progress=False)
+    (trial,) = client.get_experiment_result("returned-slash").trials
+    assert "metric 'train/score' cannot be reported on the trial's output" in client.get_trial_log(trial.name)
+    # What Push carries is not text: any name goes.
+    assert client.tune("pushed", lambda x: {"val/score": 0.25}, {"x": search.double(0, 1)}, "val/score",
+                       metrics_collector="Push", max_trial_count=1, progress=False).best_value == 0.25

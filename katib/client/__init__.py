@@ -147,6 +147,7 @@ class KatibClient:
         namespace: str | None = None,
         base_image: str | None = None,
         *,
+        metric_strategies: dict[str, str] | None = None,
         wait: bool = True,
         if_exists: str = "error",
         progress: bool = True,
@@ -163,6 +164,14 @@ class KatibClient:
         globals and helpers included, to trials in this environment (this machine, Ray);
         a trial in a Kubernetes pod of another image gets its source, so there it must use
         nothing from outside its body, and creating the experiment says so otherwise.
+
+        Each metric is read at its latest value: what the function returns, reported last,
+        is the trial's result (as in Ray Tune and Optuna), whatever it printed before it
+        (``name=value`` lines are read as the trial's intermediate values, for early
+        stopping). ``metric_strategies`` (``{"accuracy": "max"}``) reads a metric otherwise:
+        ``max`` or ``min`` over every value reported, as Katib's own default does. With the
+        StdOut collector a metric name must be one Katib's filter reads whole (letters,
+        digits, ``_``, ``-``, ``|``).
 
         ``wait`` (default): block until the experiment ends, showing its progress (a live
         line in a terminal, an updating output in Jupyter; ``progress=False`` for none), and
@@ -188,7 +197,8 @@ class KatibClient:
             objective_type=objective_type, objective_goal=objective_goal, additional_metric_names=additional_metric_names,
             algorithm_name=algorithm_name, algorithm_settings=algorithm_settings, max_trial_count=max_trial_count,
             parallel_trial_count=parallel_trial_count, max_failed_trial_count=max_failed_trial_count,
-            resources_per_trial=resources_per_trial, env_per_trial=env_per_trial, base_image=base_image)
+            resources_per_trial=resources_per_trial, env_per_trial=env_per_trial, base_image=base_image,
+            metric_strategies=metric_strategies)
         _tune.create(self, doc, shipment, ns, if_exists)
         if not wait:
             return self.get_experiment_result(name, ns)
