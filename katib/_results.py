@@ -23,7 +23,12 @@ from typing import Any
 from ._function import kinds
 from .errors import KatibError, NoResultError
 
+# The reason of the Running=False condition a user's stop shows on an unfinished experiment
+# (``katib.views.shown_status``): Katib has no stop, so none of its condition types says it.
+STOPPED = "ExperimentStopped"
+
 STATES = ("Succeeded", "Failed", "MetricsUnavailable", "EarlyStopped", "Killed", "Running", "Created")
+COUNTED = ("Succeeded", "EarlyStopped")  # the states whose objective value is a result, as Katib's best trial reads
 _ROWS = 50  # trials shown in a notebook before "… more"
 
 
@@ -84,9 +89,14 @@ class ExperimentResult:
     def state(self) -> str:
         """Running, Succeeded, Failed… (the experiment's newest true condition: the last in
         Katib's order, as Katib's UI shows it; a restarted experiment that runs again keeps
-        its Restarting condition, listed before Running)."""
+        its Restarting condition, listed before Running), or Stopped (unfinished, stopped by
+        a user: ``katib resume`` or ``tune(..., if_exists="reuse")`` carries on)."""
         kinds = ("Created", "Running", "Restarting", "Succeeded", "Failed")
-        for c in reversed(self.status.get("conditions") or []):
+        conditions = self.status.get("conditions") or []
+        if any(c.get("type") == "Running" and c.get("status") == "False" and c.get("reason") == STOPPED
+               for c in conditions):
+            return "Stopped"  # unfinished, a user's stop (or Ctrl-C in tune) on it: not "Created"
+        for c in reversed(conditions):
             if c.get("type") in kinds and c.get("status") == "True":
                 return str(c["type"])
         return "Unknown"
@@ -199,8 +209,12 @@ class ExperimentResult:
             number = _float(m.get(self._strategies.get(m.get("name"), _default_strategy(self.direction))))
             if number is not None:
                 metrics[m["name"]] = number
+        # A trial's value is its result, as an Optuna trial's: only one that ended with it has
+        # one (a failed trial's reported number stays in ``metrics``, and off the top of a
+        # table sorted by value).
+        value = metrics.get(self.metric_name) if state in COUNTED else None
         return TrialResult(name=(obj.get("metadata") or {}).get("name", ""), state=state, params=params,
-                           value=metrics.get(self.metric_name), metrics=metrics,
+                           value=value, metrics=metrics,
                            started=_time(status.get("startTime")), completed=_time(status.get("completionTime")),
                            message=message)
 

@@ -26,6 +26,7 @@ from katib.spec import (
 )
 from katib.store import ExperimentRecord, TrialRecord
 
+from ._results import STOPPED
 from .controller import (
     experiment_phase,
     metric_strategies,
@@ -60,7 +61,7 @@ __all__ = [
 # What a screen says of an unfinished experiment that no controller runs.
 STOPPED_REASON = "no controller runs it"
 # The reason of the Running=False condition a user's stop shows (``shown_status``).
-STOPPED_CONDITION_REASON = "ExperimentStopped"
+STOPPED_CONDITION_REASON = STOPPED
 _UNFINISHED = ("Created", "Running", "Restarting")
 
 

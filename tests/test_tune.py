@@ -288,3 +288,36 @@ def test_a_metric_name_the_stdout_filter_cannot_read_whole_is_refused(client):
     # What Push carries is not text: any name goes.
     assert client.tune("pushed", lambda x: {"val/score": 0.25}, {"x": search.double(0, 1)}, "val/score",
                        metrics_collector="Push", max_trial_count=1, progress=False).best_value == 0.25
+
+
+def test_a_stopped_experiments_result_says_stopped_not_created(client):
+    # After a stop (Ctrl-C in tune, stop_experiment) its Running condition is False: the
+    # result's state fell back to its newest true condition, "Created", where katib get
+    # says Stopped.
+    import time
+
+    client.tune("stopped", lambda x: time.sleep(30), {"x": search.double(0, 1)}, "score", max_trial_count=3,
+                progress=False, wait=False)
+    deadline = time.monotonic() + 20
+    while client.get_experiment_result("stopped").state != "Running" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    client.stop_experiment("stopped")
+    assert client.get_experiment_result("stopped").state == "Stopped"
+
+
+def test_a_failed_trials_number_is_no_value_in_the_table(client):
+    # A trial that reported its metric and then crashed is Failed: its number is not a result
+    # (Katib's best trial and Optuna's FAIL trials have none). The table's value column
+    # carried it, so a notebook's sort_values("value") put a crashed trial on top.
+    def objective(x):
+        print("score=0.99", flush=True)
+        if x > 0.5:
+            raise RuntimeError("diverged")
+        return 0.1
+
+    result = client.tune("crashy", objective, {"x": search.discrete([0.25, 0.75])}, "score", algorithm_name="grid",
+                         max_trial_count=2, max_failed_trial_count=2, progress=False)
+    failed = next(t for t in result.trials if t.state == "Failed")
+    assert failed.value is None and failed.metrics["score"] == 0.99  # reported, kept, not a value
+    table = result.trials_dataframe().sort_values("value", ascending=False)
+    assert table.iloc[0]["state"] == "Succeeded" and table.iloc[0]["value"] == 0.1
