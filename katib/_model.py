@@ -100,9 +100,16 @@ def save_model(model: Any, path: str | os.PathLike[str] | None = None, *, factor
     return SavedModel(folder, fmt, target.name)
 
 
+def _is_torch_module(model: Any) -> bool:
+    """Whether ``model`` is a ``torch.nn.Module`` (a user's own subclass included, whose class
+    lives in ``__main__`` or their module), without importing torch where it is not loaded."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(model, torch.nn.Module)
+
+
 def _format_of(model: Any, factory: Any) -> str:
     module = type(model).__module__ or ""
-    if module.startswith("torch") or (factory is not None and isinstance(model, dict)):
+    if module.startswith("torch") or _is_torch_module(model) or (factory is not None and isinstance(model, dict)):
         import torch
 
         if isinstance(model, torch.jit.ScriptModule):

@@ -18,7 +18,7 @@ from typing import Any
 
 import kserve
 from kserve.constants.constants import INFERENCE_CONTENT_LENGTH_HEADER
-from kserve.errors import InvalidInput
+from kserve.errors import InferenceError, InvalidInput
 from kserve.protocol.dataplane import DataPlane
 from kserve.protocol.infer_type import InferRequest, InferResponse
 from kserve.protocol.rest.v2_datamodels import InferenceResponse
@@ -26,6 +26,7 @@ from kserve.utils.numpy_codec import from_np_dtype, to_np_dtype
 from kserve.utils.utils import get_predict_input, get_predict_response
 
 from ._model import find_model, load_model, predictor
+from .errors import KatibError
 
 
 class Undecoded(InferRequest):  # type: ignore[misc]
@@ -127,7 +128,13 @@ class TrialModel(kserve.Model):  # type: ignore[misc]
     def load(self) -> bool:
         saved = find_model(self.path)
         self.format = saved.format
-        self._model = load_model(self.path, self.allow_pickle)
+        try:
+            self._model = load_model(self.path, self.allow_pickle)
+        except KatibError:
+            raise
+        except Exception as exc:  # a file its library cannot read (truncated, another version's)
+            raise KatibError(f"the {saved.format} model in {self.path} does not load: {type(exc).__name__}: "
+                             f"{str(exc)[:300]}") from None
         self._predict = predictor(saved, self._model)
         self.ready = True
         return self.ready
@@ -157,7 +164,16 @@ class TrialModel(kserve.Model):  # type: ignore[misc]
             raise
         except Exception as exc:  # the request's data does not fit the model: a client error
             raise InvalidInput(f"the {self.format} model cannot take this input: {type(exc).__name__}: {exc}") from None
-        response = get_predict_response(payload, result, self.name)
+        if getattr(getattr(result, "dtype", None), "kind", "") == "U":
+            # Text predictions (a classifier's string labels) are BYTES; KServe encodes them
+            # from an object array, and failed on numpy's fixed-width text with a bare 500.
+            result = result.astype(object)
+        try:
+            response = get_predict_response(payload, result, self.name)
+        except Exception as exc:  # what the model answered has no tensor form: the model's fault
+            raise InferenceError(f"the {self.format} model's answer ({type(result).__name__}"
+                                 f"{f' of {result.dtype}' if hasattr(result, 'dtype') else ''}) cannot be sent as a "
+                                 f"tensor: {type(exc).__name__}: {exc}") from None
         return Encoded(response) if isinstance(response, InferResponse) else response
 
     def stop(self) -> None:

@@ -89,3 +89,8 @@ class ForbiddenError(KatibError):
 
 class NotAllowedError(KatibError):
     """This method (a watch, say) is not served on this resource."""
+
+
+class KatibWarning(UserWarning):
+    """Something done as asked that the asker should know of (serving a failed trial's
+    model); the command line prints it as one ``warning:`` line."""

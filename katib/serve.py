@@ -47,11 +47,20 @@ def locate(store: Any, runs_root: Path, namespace: str, experiment: str, trial: 
     if trial is None:
         trial = rec.status.best.best_trial_name if rec.status.best else None
         if not trial:
-            raise NoResultError(f"experiment {namespace}/{experiment} has no best trial yet: --trial NAME serves another")
+            ended = rec.status.completion_time is not None
+            raise NoResultError(f"experiment {namespace}/{experiment} {'ended without a best trial' if ended else 'has no best trial yet'}"
+                                ": --trial NAME serves another")
     else:
-        owner, _ = store.get_trial(namespace, trial)
+        owner, t = store.get_trial(namespace, trial)
         if owner.name != experiment:
             raise NotFoundError(f"trial {namespace}/{trial} belongs to experiment {owner.name}, not {experiment}")
+        if t.state not in ("Succeeded", "EarlyStopped"):  # served as asked, but not silently
+            import warnings
+
+            from .errors import KatibWarning
+
+            warnings.warn(f"trial {trial} ended {t.state}, not Succeeded: its model is what it saved before that",
+                          KatibWarning, stacklevel=2)
     folder = RunLayout(runs_root).artifacts(namespace, experiment, trial)
     try:
         find_model(folder)

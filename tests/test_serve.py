@@ -328,3 +328,99 @@ def test_a_tenants_pickled_model_is_not_loaded_from_a_shared_store_unless_truste
         assert not marker.exists()
         client.load_model("planted", trust_pickles=True)  # the operator's explicit choice
         assert marker.exists()
+
+
+class _UsersNet:  # a user's own torch.nn.Module subclass, defined outside torch (made on demand)
+    @staticmethod
+    def make():
+        import torch
+
+        class Net(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.fc = torch.nn.Linear(4, 2)
+
+            def forward(self, x):
+                return self.fc(x)
+
+        return Net
+
+
+def test_a_users_own_module_is_saved_and_served(tmp_path):
+    # save_model decided "PyTorch" by the class's module name (torch.*): a user's subclass
+    # (in __main__ or their package) was refused, with a hint that failed the same way.
+    torch = pytest.importorskip("torch")
+    from kserve import InferInput, InferRequest
+
+    import katib
+    from katib.serve import model as served_model
+
+    net_class = _UsersNet.make()
+    torch.manual_seed(0)
+    net = net_class()
+    assert katib.save_model(net, tmp_path / "scripted").format == "torchscript"
+    assert katib.save_model(net, tmp_path / "state", factory=net_class).format == "pytorch"
+    x = np.random.default_rng(0).random((3, 4)).astype(np.float32)
+    expected = net(torch.from_numpy(x)).detach().numpy()
+    for folder in ("scripted", "state"):
+        tensor = InferInput("input-0", list(x.shape), "FP32")
+        tensor.set_data_from_numpy(x, binary_data=False)
+        response = asyncio.run(served_model("net", tmp_path / folder).predict(
+            InferRequest(model_name="net", infer_inputs=[tensor])))
+        assert np.allclose(response.outputs[0].as_numpy(), expected, atol=1e-6), folder
+
+
+def test_a_classifier_with_text_labels_answers_bytes(tmp_path):
+    # A scikit-learn classifier trained on string labels predicts numpy text ('<U3'): KServe
+    # failed to encode it, and every request was a bare 500 (the metadata said BYTES).
+    from kserve import InferInput, InferRequest
+    from sklearn.linear_model import LogisticRegression
+
+    import katib
+    from katib.serve import model as served_model
+
+    clf = LogisticRegression().fit([[0.0], [0.2], [1.8], [2.0]], ["cat", "cat", "dog", "dog"])
+    katib.save_model(clf, tmp_path / "m")
+    server_side = served_model("pets", tmp_path / "m")
+    tensor = InferInput("input-0", [2, 1], "FP32")
+    tensor.set_data_from_numpy(np.array([[0.1], [1.9]], np.float32), binary_data=False)
+    response = asyncio.run(server_side.predict(InferRequest(model_name="pets", infer_inputs=[tensor])))
+    output = response.outputs[0]
+    assert output.datatype == "BYTES"
+    assert [v.decode() if isinstance(v, bytes) else v for v in output.as_numpy().tolist()] == ["cat", "dog"]
+
+
+def test_serve_says_in_one_line_what_it_cannot_serve(tmp_path):
+    # A model file that does not load was a 50-line traceback; a --db that is not there made
+    # an empty store; a port past 65535 was a traceback; a failed trial's model was served
+    # without a word.
+    from katib import KatibClient, search
+
+    def objective(x):
+        import json
+        import os
+        from pathlib import Path
+
+        folder = Path(os.environ["KATIB_ARTIFACT_DIR"])
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "model.joblib").write_bytes(b"not a joblib file")
+        (folder / "katib-model.json").write_text(json.dumps({"format": "sklearn", "file": "model.joblib"}))
+        if x > 0.5:
+            raise RuntimeError("diverged after saving")
+        return 0.5
+
+    db = tmp_path / "k.db"
+    with KatibClient(db=str(db), workdir=tmp_path, tick=0.05) as client:
+        result = client.tune("garbage", objective, {"x": search.discrete([0.25, 0.75])}, "score", algorithm_name="grid",
+                             max_trial_count=2, max_failed_trial_count=2, progress=False)
+        failed = next(t.name for t in result.trials if t.state == "Failed")
+    port = str(free_port())
+    done = katib_cli("serve", "garbage", "--db", str(db), "--port", port, cwd=tmp_path, timeout=120)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "sklearn model in" in done.stderr and "does not load" in done.stderr
+    done = katib_cli("serve", "garbage", "--db", str(db), "--trial", failed, "--port", port, cwd=tmp_path, timeout=120)
+    assert f"warning: trial {failed} ended Failed" in " ".join(done.stderr.split()), done.stderr
+    done = katib_cli("serve", "garbage", "--db", str(tmp_path / "typo.db"), cwd=tmp_path)
+    assert done.returncode == 1 and "no katib store there" in done.stderr and not (tmp_path / "typo.db").exists()
+    done = katib_cli("serve", "garbage", "--db", str(db), "--port", "99999", cwd=tmp_path)
+    assert done.returncode == 2 and "Traceback" not in done.stderr and "65535" in done.stderr

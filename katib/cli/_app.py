@@ -311,6 +311,19 @@ def _num(text: Any) -> str:
 
 def main() -> None:
     """Entry point: every error this project raises on purpose is a message, not a trace."""
+    import warnings
+
+    from katib.errors import KatibWarning
+
+    shown = warnings.showwarning
+
+    def show(message: Warning | str, category: type[Warning], *args: object, **kwargs: object) -> None:
+        if issubclass(category, KatibWarning):
+            err.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False)
+        else:
+            shown(message, category, *args, **kwargs)  # type: ignore[arg-type]
+
+    warnings.showwarning = show
     try:
         app()
     except ValidationError as exc:

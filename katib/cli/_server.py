@@ -199,7 +199,7 @@ def _loopback(host: str) -> bool:
 @app.command()
 def server(
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
-    port: int = typer.Option(8080, help="Port."),
+    port: int = typer.Option(8080, min=0, max=65535, help="Port."),
     db: str | None = DbOption,
     workdir: Path = typer.Option(Path("."), help="Folder that relative trial commands run in."),
     tick: float = TickOption,
@@ -338,7 +338,7 @@ def server(
 @app.command()
 def ui(
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
-    port: int = typer.Option(8080, help="Port."),
+    port: int = typer.Option(8080, min=0, max=65535, help="Port."),
     db: str | None = DbOption,
     allowed_host: list[str] = AllowedHostOption,
 ) -> None:
@@ -369,7 +369,7 @@ def ui(
 @suggestion_app.command("serve")
 def suggestion_serve(
     host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0 inside a pod)."),
-    port: int = typer.Option(6789, help="Port (Katib's suggestion port is 6789)."),
+    port: int = typer.Option(6789, min=0, max=65535, help="Port (Katib's suggestion port is 6789)."),
     namespace: str | None = typer.Option(
         None, "--namespace", help="Where SetTrialStatus finds the Trials it early-stops (default: this pod's "
         "namespace, as Katib's service assumes; out of a cluster, default)."),

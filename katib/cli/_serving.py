@@ -31,7 +31,7 @@ def serve(
     trial: str | None = typer.Option(None, "--trial", help="Serve this trial's model instead of the best trial's."),
     namespace: str | None = NamespaceOption,
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
-    port: int = typer.Option(8080, help="Port."),
+    port: int = typer.Option(8080, min=0, max=65535, help="Port."),
     model_name: str | None = typer.Option(None, "--model-name", help="The model's name in the URLs (default: the experiment's)."),
     db: str | None = DbOption,
     trust_pickles: bool = typer.Option(False, "--trust-pickles", help="Load a pickled model (scikit-learn, a "
@@ -53,7 +53,7 @@ def serve(
     if model_name is not None and not MODEL_NAME.fullmatch(model_name):
         raise KatibError(f"--model-name {model_name[:80]!r} must be letters, digits, '.', '_' and '-', starting with a "
                          "letter or digit, at most 253 characters: it is a segment of the model's URLs")
-    store = _store(db)
+    store = _store(db, create=False)
     namespace = _locate(store, experiment, namespace)
     trial_name, folder = locate(store, _runs_root(store), namespace, experiment, trial)
     allow_pickle = trust_pickles or not shared_store(store)
@@ -82,7 +82,7 @@ def export_inferenceservice(
     from katib._model import find_model
     from katib.serve import locate
 
-    store = _store(db)
+    store = _store(db, create=False)
     namespace = _locate(store, experiment, namespace)
     trial_name, folder = locate(store, _runs_root(store), namespace, experiment, trial)
     saved = find_model(folder)
