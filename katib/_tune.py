@@ -111,6 +111,7 @@ def create(client: KatibClient, doc: dict[str, Any], shipment: Any, namespace: s
                                 "and starts again")
         if if_exists == "reuse":
             _check_same(existing, doc)
+            _take_budget(client, existing, doc, namespace)
             if client._backend.idle(name, namespace):
                 client.resume_experiment(name, namespace)
             return "reused"
@@ -132,6 +133,19 @@ def _check_same(existing: dict[str, Any], doc: dict[str, Any]) -> None:
     if _constants(meta) != _constants(doc.get("metadata") or {}):  # what the function is given besides
         raise ConflictError(f"experiment {meta.get('namespace')}/{meta.get('name')} exists with other constant "
                             "parameters: if_exists='replace' starts it again with these")
+
+
+def _take_budget(client: KatibClient, existing: dict[str, Any], doc: dict[str, Any], namespace: str) -> None:
+    """A reused experiment takes the cell's budget (more trials, another parallelism), as an
+    edit of those fields would; it was kept silently, and the cell's new budget ignored. An
+    experiment that cannot take it (ended, under Katib's resumePolicy Never) says so."""
+    old, new = existing.get("spec") or {}, doc["spec"]
+    changed = {k: new[k] for k in ("maxTrialCount", "parallelTrialCount", "maxFailedTrialCount")
+               if new.get(k) is not None and new[k] != old.get(k)}
+    if changed:
+        client.edit_experiment_budget(doc["metadata"]["name"], namespace, max_trial_count=changed.get("maxTrialCount"),
+                                      parallel_trial_count=changed.get("parallelTrialCount"),
+                                      max_failed_trial_count=changed.get("maxFailedTrialCount"))
 
 
 def _constants(meta: dict[str, Any]) -> Any:

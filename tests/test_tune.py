@@ -321,3 +321,15 @@ def test_a_failed_trials_number_is_no_value_in_the_table(client):
     assert failed.value is None and failed.metrics["score"] == 0.99  # reported, kept, not a value
     table = result.trials_dataframe().sort_values("value", ascending=False)
     assert table.iloc[0]["state"] == "Succeeded" and table.iloc[0]["value"] == 0.1
+
+
+def test_reuse_takes_the_cells_new_budget(client):
+    # A re-run cell with a bigger max_trial_count returned the old result and ran nothing.
+    space = {"x": search.double(-2, 2)}
+    client.tune("budget", lambda x: x * x, space, "loss", objective_type="minimize", max_trial_count=2,
+                parallel_trial_count=1, progress=False, wait=False)
+    client.stop_experiment("budget")
+    more = client.tune("budget", lambda x: x * x, space, "loss", objective_type="minimize", max_trial_count=3,
+                       parallel_trial_count=1, if_exists="reuse", progress=False)
+    assert client.get_experiment("budget")["spec"]["maxTrialCount"] == 3
+    assert more.state == "Succeeded" and len(more.trials) == 3
