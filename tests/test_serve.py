@@ -424,3 +424,25 @@ def test_serve_says_in_one_line_what_it_cannot_serve(tmp_path):
     assert done.returncode == 1 and "no katib store there" in done.stderr and not (tmp_path / "typo.db").exists()
     done = katib_cli("serve", "garbage", "--db", str(db), "--port", "99999", cwd=tmp_path)
     assert done.returncode == 2 and "Traceback" not in done.stderr and "65535" in done.stderr
+
+
+def test_the_served_model_scores_what_its_trial_shows(served):
+    # The best trial is ranked by its best epoch's Validation-accuracy (Katib's max), and the
+    # example saved its last epoch's model: the served model scored less than the value shown.
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    from katib import load_model
+    from katib.store import Store
+
+    store = Store(str(served.db))
+    try:
+        rec = store.get_experiment("kubeflow", "random")
+        (trial,) = [t for t in store.list_trials(rec.id) if t.name == served.trial]
+        shown = float(trial.observation["Validation-accuracy"]["max"])
+    finally:
+        store.close()
+    x, y = load_digits(return_X_y=True)
+    _, x_val, _, y_val = train_test_split(x, y, test_size=0.25, random_state=0, stratify=y)
+    model = load_model(served.folder)
+    assert round(float((model.predict(x_val) == y_val).mean()), 4) == shown

@@ -12,12 +12,16 @@ pass of ``partial_fit``; after each, the program reports ``Train-accuracy``,
 
 Run by katib, a trial saves its model (the scaler and the network, as one scikit-learn
 pipeline that takes raw 8x8 images as 64 pixel values) with ``katib.save_model``, so
-``katib serve <experiment>`` answers predictions with the best trial's model.
+``katib serve <experiment>`` answers predictions with the best trial's model. It saves the
+epoch whose value Katib reads as the trial's (``--keep-best``: the highest
+``Validation-accuracy`` by default, or the lowest ``loss``), so the model served scores
+what its trial shows.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import pickle
@@ -46,6 +50,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--report", default="stdout", choices=["stdout", "file", "json", "push"])
     parser.add_argument("--log-path", default="/var/log/katib/metrics.log")
+    parser.add_argument("--keep-best", default="Validation-accuracy", choices=["Validation-accuracy", "loss"],
+                        help="the model katib serves is the epoch's whose value of this metric Katib reads as the "
+                             "trial's (its best: the highest accuracy, the lowest loss), not the last epoch's")
     parser.add_argument("--checkpoint", default=None,
                         help="a folder: continue from the model saved there, save it there after training")
     args = parser.parse_args()
@@ -70,6 +77,7 @@ def main() -> None:
         print(f"resumed from {saved}", flush=True)
     rng = np.random.default_rng(args.seed)
     print(f"training {args.num_layers}x{args.num_units} MLP, {args.optimizer}, lr={args.lr}", flush=True)
+    kept, kept_value = None, None  # the epoch Katib's default strategy (max or min) reads: its model is served
     for epoch in range(1, args.epochs + 1):
         order = rng.permutation(len(x_train))
         with warnings.catch_warnings():
@@ -84,6 +92,9 @@ def main() -> None:
             "loss": log_loss(y_val, model.predict_proba(x_val), labels=classes),
         }
         report(args, epoch, metrics)
+        value = metrics[args.keep_best] * (1 if args.keep_best == "loss" else -1)  # lower is better
+        if kept_value is None or value < kept_value:
+            kept, kept_value = copy.deepcopy(model), value
     if saved is not None:
         saved.parent.mkdir(parents=True, exist_ok=True)
         with open(saved, "wb") as f:
@@ -91,7 +102,7 @@ def main() -> None:
     if os.environ.get("KATIB_ARTIFACT_DIR"):  # run by katib: keep the model for katib serve
         import katib
 
-        katib.save_model(make_pipeline(scaler, model))
+        katib.save_model(make_pipeline(scaler, kept if kept is not None else model))
 
 
 def report(args: argparse.Namespace, epoch: int, metrics: dict[str, float]) -> None:
