@@ -173,8 +173,10 @@ def watch(client: KatibClient, name: str, namespace: str, progress: bool, timeou
     deadline = None if timeout is None else time.monotonic() + timeout
     try:
         while True:
+            began = time.monotonic()
             idle = client._backend.idle(name, namespace)
             result = client.get_experiment_result(name, namespace)
+            read = time.monotonic() - began  # every trial read: a second or more at thousands of trials
             if display is not None:
                 display.update(result)
             if result.state in ("Succeeded", "Failed"):
@@ -185,7 +187,7 @@ def watch(client: KatibClient, name: str, namespace: str, progress: bool, timeou
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"experiment {namespace}/{name} has not ended after {timeout}s; "
                                    "get_experiment_result() reads it as it stands")
-            time.sleep(poll)
+            time.sleep(max(poll, 2 * read))  # the watch takes at most a third of a core from the trials
     except KeyboardInterrupt:
         stop = getattr(getattr(client._backend, "manager", None), "stop", None)
         if stop is not None:
