@@ -71,23 +71,31 @@ def unreadable(document: Any, path: str) -> Any:
     return value if isinstance(value, list) and value and not isinstance(value[0], dict) else None
 
 
-def path_problem(path: str) -> str:
+MAX_PATH = 4096  # characters: Katib's default conditions are 60
+MAX_DEPTH = 16  # queries within queries' paths
+
+
+def path_problem(path: str, depth: int = 0) -> str:
     """Why ``path`` is not a condition this reads as GJSON does, or "" when it is."""
     if not path.strip():
         return "is empty"
+    if len(path) > MAX_PATH:
+        return f"is longer than {MAX_PATH} characters"
+    if depth > MAX_DEPTH:
+        return f"nests queries in queries' paths more than {MAX_DEPTH} deep"
     if path.startswith(".."):
         return "is a JSON-lines path ('..'), which a job object is not"
     try:
         for segment in _split(path, "|"):
             keys = _split(segment, ".")
             for key in keys:
-                _check_key(key)
+                _check_key(key, depth)
     except ValueError as exc:
         return str(exc)
     return ""
 
 
-def _check_key(key: str) -> None:
+def _check_key(key: str, depth: int) -> None:
     if key in ("@this", "[@this]", "#") or key.isdigit():
         return
     if key.startswith("#(") or key.startswith("#["):
@@ -95,7 +103,7 @@ def _check_key(key: str) -> None:
         if query is None:
             raise ValueError(f"has a query that does not parse: {key!r}")
         if query.path:
-            problem = path_problem(query.path)
+            problem = path_problem(query.path, depth + 1)
             if problem:
                 raise ValueError(f"has a query whose path {query.path!r} {problem}")
         return

@@ -156,3 +156,14 @@ def test_the_forms_read_here_are_admitted(path):
     from katib.spec._gjson import path_problem
 
     assert path_problem(path) == ""
+
+
+def test_a_condition_of_unbounded_size_or_depth_is_refused_not_a_crash():
+    # Queries nested in queries' paths were checked by recursion: 3,000 deep raised
+    # RecursionError at admission (a stack trace, where a field's error was due).
+    from katib.spec._gjson import path_problem
+
+    deep = "status." + "#(" * 3000 + "a" + "==1)" * 3000
+    assert "more than 16 deep" in path_problem(deep) or "longer than" in path_problem(deep)
+    assert "more than 16 deep" in path_problem("status." + "#(" * 20 + "a" + "==1)" * 20)
+    assert "longer than 4096" in path_problem("status." + "a" * 5000)
