@@ -239,3 +239,32 @@ def test_a_starting_server_ends_what_a_stop_cut_short_left_running(tmp_path: Pat
     wait_for(lambda: not alive(t.handle["pid"], t.handle["start"]), 30)
     [t] = store.list_trials(rec.id)
     assert t.state == "Created" and t.conditions[-1].reason == "TrialInterrupted", t.conditions  # runs again on resume
+
+
+def test_a_resume_under_another_executor_is_refused_before_it_touches_a_trial(tmp_path: Path):
+    # A Slurm experiment whose controller was killed, resumed by the hint katib printed
+    # (no --executor): the local executor took the Slurm handle for a lost local trial and
+    # ran the trial again here while its job ran on in the cluster.
+    from katib.controller import Controller, admit
+    from katib.errors import KatibError
+    from katib.spec import EXPERIMENT_LABEL
+    from katib.store import TrialRecord
+
+    store = Store(str(tmp_path / "katib.db"))
+    ctl = Controller(store, runs_root=tmp_path / "runs", tick=0.05)
+    rec, _ = ctl.submit(admit(experiment(maxTrialCount=1, parallelTrialCount=1)), tmp_path)
+    handle = {"executor": "slurm", "job_id": "4242", "trial": "demo-on-slurm", "comment": "x", "started_at": time.time()}
+    store.add_trials([TrialRecord(id=0, experiment_id=rec.id, name="demo-on-slurm", state="Running",
+                                  assignments=[{"name": "x", "value": "0.5"}], labels={EXPERIMENT_LABEL: "demo"},
+                                  created_at=time.time(), start_time=time.time(), handle=handle)])
+    with pytest.raises(KatibError, match="resume it with --executor slurm"):
+        ctl.run("default", "demo")
+    (t,) = store.list_trials(rec.id)
+    assert (t.state, t.attempt, t.handle) == ("Running", 0, handle)  # untouched
+    store.close()
+    # The hint katib prints to resume it names the executor.
+    from katib.cli._app import _hint
+
+    store = Store(str(tmp_path / "katib.db"))
+    assert _hint(store, None, ["resume"], "demo", "default").endswith("--executor slurm")
+    store.close()

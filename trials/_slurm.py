@@ -369,6 +369,23 @@ class SlurmExecutor(Executor):
             tracked.running_since = time.monotonic() - parse_elapsed(elapsed)
         return ADOPTED
 
+    @staticmethod
+    def left_job(handle: dict[str, Any]) -> bool | None:
+        """Whether the job a trial's handle names is still queued or running as that trial's
+        (no controller follows it); None when squeue does not answer (nothing concluded)."""
+        job_id, name = str(handle.get("job_id") or ""), str(handle.get("trial") or "")
+        if not (job_id.isdigit() and name):
+            return False
+        done = slurm(["squeue", "-h", "--states=all", "-j", job_id, "-o", "%i|%T|%j|%k"])
+        if done.returncode != 0:
+            return False if "Invalid job id" in done.stderr else None
+        for line in done.stdout.splitlines():
+            parts = line.strip().split("|", 3)
+            if len(parts) == 4 and parts[0] == job_id and parts[2] == name:
+                same = not handle.get("comment") or parts[3] == handle.get("comment")
+                return same and parts[1].split()[0] not in ENDED
+        return False
+
     def recover(self, handle: dict[str, Any], trial_dir: Path | None = None) -> None:
         """Cancel what is left of a trial's job (the one its handle names, else the one
         its trial folder's script was submitted as)."""

@@ -229,7 +229,24 @@ def _hint(store: Any, db: str | None, words: list[str], name: str, namespace: st
         parts += ["-n", namespace]
     if db is not None and db != os.environ.get("KATIB_DB"):
         parts += ["--db", db]
+    if words[:1] == ["resume"]:  # its trials' executor: another would run its running trials again
+        parts += _executor_of(store, name, namespace)
     return shlex.join(parts)
+
+
+def _executor_of(store: Any, name: str, namespace: str) -> list[str]:
+    """``["--executor", X]`` when the experiment's trials ran under an executor other than
+    the local one (the last one that ran any), else nothing."""
+    try:
+        rec = store.get_experiment(namespace, name)
+    except KatibError:
+        return []
+    started = [t for t in store.list_trials(rec.id) if t.handle and t.start_time]
+    if not started:
+        return []
+    last = max(started, key=lambda t: t.start_time or 0.0)
+    executor = str((last.handle or {}).get("executor") or "local")
+    return [] if executor == "local" else ["--executor", executor]
 
 
 def _runs_root(store: Any) -> Path:

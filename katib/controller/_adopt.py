@@ -46,7 +46,10 @@ INTERRUPTED_MESSAGE = "the trial was stopped as its controller stopped; the expe
 
 
 def recover(run: ExperimentRun) -> None:
-    """Adopt or re-run every trial an earlier controller left active."""
+    """Adopt or re-run every trial an earlier controller left active. Trials another kind of
+    executor left running are refused, before anything is touched: this executor can neither
+    follow nor stop them, and would run them again while they run on."""
+    _same_executor(run)
     for t in run.trials.values():
         if t.state not in ACTIVE_TRIAL_STATES:
             continue
@@ -80,6 +83,23 @@ def recover(run: ExperimentRun) -> None:
             ran = adoption.ran
         run_again(run, t, why, ran)
     run._dirty = True
+
+
+def _same_executor(run: ExperimentRun) -> None:
+    # A conflict, not a failure: a server that starts under another executor leaves the
+    # experiment as it is (resumable), where a failure would mark it Failed with its jobs running.
+    from katib.errors import ConflictError
+
+    ours = run.executor.name
+    for t in run.trials.values():
+        handle = t.handle or {}
+        theirs = str(handle.get("executor") or "local")
+        if t.state == "Running" and handle and not handle.get(INTERRUPTED) and theirs != ours:
+            raise ConflictError(
+                f"experiment {run.exp.namespace}/{run.exp.name}: trial {t.name} was left running by the {theirs} "
+                f"executor, and this controller runs the {ours} executor, which can neither follow nor stop it (it "
+                f"would run it again while it runs on): resume it with --executor {theirs} (and that executor's "
+                "options), or stop it first")
 
 
 def launched(run: ExperimentRun, t: TrialRecord) -> None:

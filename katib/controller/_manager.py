@@ -525,26 +525,37 @@ def mark_stopped(store: Store, namespace: str, name: str,
 
 
 def end_left_trials(store: Store, rec: Any) -> int:
-    """End what is left of the experiment's local trials when no controller follows them
+    """End what is left of the experiment's local and Slurm trials when no controller follows them
     (its controller was killed: they ran on), as its controller's own stop does: each is
     stored interrupted (``Created`` again, ``TrialInterrupted``; one being stopped early
     stays so), then its processes are killed; the next run runs it again. A stop or delete
     of an experiment nothing runs does this; the caller knows that no live controller holds
     it. Returns how many it ended."""
     from trials import kill_left, left_running
+    from trials._slurm import SlurmExecutor
 
     from ._adopt import INTERRUPTED, INTERRUPTED_MESSAGE, STOPPING
 
     ended = 0
     for t in store.list_trials(rec.id, states=("Running",)):
-        if not (t.handle and t.handle.get("executor", "local") == "local" and left_running(t.handle)):
-            continue  # not local, or ended while no controller ran: the next run reads its end
+        executor = (t.handle or {}).get("executor", "local")
+        if executor == "local":
+            left = bool(t.handle and left_running(t.handle))
+        elif executor == "slurm":  # its job runs on in the cluster: cancelled as its controller's stop would
+            left = bool(SlurmExecutor.left_job(t.handle or {}))
+        else:  # a Ray actor dies with its driver; a Kubernetes job is the next run's to adopt or delete
+            left = False
+        if not (t.handle and left):
+            continue  # ended while no controller ran: the next run reads its end
         t.handle = {**t.handle, INTERRUPTED: True}
         if not t.handle.get(STOPPING):
             set_condition(t.conditions, "Running", "False", "TrialInterrupted", INTERRUPTED_MESSAGE)
             t.state = "Created"
         store.save_trial(t)  # stored before the stop: a stopped trial is never taken for a lost one
-        kill_left(t.handle)
+        if executor == "slurm":
+            SlurmExecutor().recover(t.handle)
+        else:
+            kill_left(t.handle)
         ended += 1
     return ended
 

@@ -288,3 +288,34 @@ def test_a_queued_job_says_why_it_waits(tmp_path):
         for handle in (held, waiting):
             subprocess.run(["scancel", str(handle["job_id"])], capture_output=True, check=False)
         ex.close()
+
+
+def test_a_stop_after_a_kill_9_cancels_the_jobs_left_running(tmp_path):
+    # katib stop (or delete) of an experiment whose controller was killed ended only local
+    # trials: its Slurm jobs ran on, and its trials stayed Running.
+    name = f"left-{uuid.uuid4().hex[:6]}"
+    code = "import time; time.sleep(60); print('loss=${trialParameters.x}')"
+    spec = tmp_path / "exp.yaml"
+    spec.write_text(yaml.safe_dump(experiment(name=name, command=python_command(code), maxTrialCount=2,
+                                              parallelTrialCount=2)))
+    db = tmp_path / "katib.db"
+    env = {**os.environ, "SLURM_CONF": str(CONF)}
+    cli = [sys.executable, "-m", "katib"]
+    first = subprocess.Popen([*cli, "run", str(spec), "--db", str(db), "--executor", "slurm", "--tick", "0.1"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, env=env)
+    try:
+        _wait_for(lambda: sorted(_jobs_of(name).values()) == ["RUNNING", "RUNNING"], timeout=30, what="two jobs running")
+        store = Store(str(db))
+        _wait_for(lambda: sum(bool(t.handle) for t in store.list_trials(store.get_experiment("default", name).id)) == 2,
+                  what="both trials stored with their jobs")
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    stopped = subprocess.run([*cli, "stop", name, "--db", str(db)], capture_output=True, text=True, env=env, timeout=60)
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    _wait_for(lambda: all(s not in ("RUNNING", "PENDING") for s in _jobs_of(name).values()), timeout=30,
+              what="the jobs cancelled")
+    rec = store.get_experiment("default", name)
+    assert {t.state for t in store.list_trials(rec.id)} == {"Created"}  # interrupted: the next run runs them again
+    hint = subprocess.run([*cli, "get", "experiment", name, "--db", str(db)], capture_output=True, text=True, env=env)
+    assert "--executor slurm" in hint.stdout + hint.stderr
