@@ -33,6 +33,12 @@ LOOPBACK_HOSTS = ("localhost", "::1", "[::1]")
 SCRAPE_SECONDS = 0.5  # how often a PrometheusMetric trial's endpoint is scraped on its node
 
 UNREACHABLE_SECONDS = 60.0  # how long a trial's actor may stay out of reach before the trial is given up
+READ_SECONDS = 0.5  # how long one poll waits for a trial's actor to answer a read
+FINAL_READ_SECONDS = 10.0  # how long the last read of an ended trial's output may take
+
+
+class _NotAnswering(Exception):
+    """A trial's actor has not answered a read yet."""
 
 
 class _RayTrial:
@@ -50,6 +56,7 @@ class _RayTrial:
         self.unreachable_since: float | None = None  # when the actor first failed to answer
         self.partial: dict[str, bytes] = {}  # the pushed metrics' unterminated last line, held back
         self.workdir: str | None = None  # its folder on the node (removed once mirrored)
+        self.reading: Any = None  # the read asked of its actor and not answered yet
 
 
 class RayExecutor(Executor):
@@ -211,8 +218,19 @@ class RayExecutor(Executor):
         ``final``: until nothing is left (one read brings at most ``CHUNK`` of each)."""
         import ray
 
+        code = None
         while True:
-            chunks, code = ray.get(trial.actor.read.remote(trial.offsets), timeout=120)
+            if trial.reading is None:
+                trial.reading = trial.actor.read.remote(trial.offsets)
+            # Never blocked on one actor: a read not answered in a moment is waited for again at
+            # the next poll (an actor that never answers is given up, as one out of reach).
+            ready, _ = ray.wait([trial.reading], num_returns=1, timeout=FINAL_READ_SECONDS if final else READ_SECONDS)
+            if not ready:
+                if final:
+                    break  # what it wrote last stays on its node: its exit code is known
+                raise _NotAnswering()
+            reading, trial.reading = trial.reading, None
+            chunks, code = ray.get(reading)
             got = False
             for key, data in chunks.items():
                 if not data:
@@ -261,13 +279,16 @@ class RayExecutor(Executor):
 
         try:
             code = self._mirror(trial)
-        except ray.exceptions.ActorUnavailableError as exc:
+        except (ray.exceptions.ActorUnavailableError, _NotAnswering) as exc:
             # Ray may lose contact with a busy node for a moment: ask again at the next tick,
-            # and give the trial up only when its actor stays out of reach.
+            # and give the trial up only when its actor stays out of reach (or, reachable,
+            # does not answer: a hung or stopped worker), killing what is left of it.
             trial.unreachable_since = trial.unreachable_since or time.monotonic()
             if time.monotonic() - trial.unreachable_since < UNREACHABLE_SECONDS:
                 return RunState.running()
-            return self._lost(trial, f"its Ray actor was out of reach for {UNREACHABLE_SECONDS:.0f} s ({exc})")
+            ray.kill(trial.actor)
+            why = "did not answer" if isinstance(exc, _NotAnswering) else f"was out of reach ({exc})"
+            return self._lost(trial, f"its Ray actor {why} for {UNREACHABLE_SECONDS:.0f} s")
         except ray.exceptions.RayActorError as exc:
             return self._lost(trial, f"its Ray actor died ({exc})")
         trial.unreachable_since = None

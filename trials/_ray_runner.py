@@ -84,8 +84,9 @@ def runner_class() -> Any:
             for m in members:
                 env = {k: local(v) for k, v in m["env"].items()}
                 mine, gpus = gpus[:m["gpus"]], gpus[m["gpus"]:]  # each process its own GPUs, and only those
-                if every or "CUDA_VISIBLE_DEVICES" in env:
-                    env["CUDA_VISIBLE_DEVICES"] = ",".join(mine)
+                # Always set: a process given no GPU sees none (Ray leaves the variable unset for an
+                # actor that asked for none, and CUDA then shows every GPU of the node).
+                env["CUDA_VISIBLE_DEVICES"] = ",".join(mine)
                 if "HOME" in env and not os.path.isdir(env["HOME"]):
                     env["HOME"] = workdir  # a clean environment's HOME (the trial dir) is on the driver
                 argv = [local(a) for a in m["argv"]]

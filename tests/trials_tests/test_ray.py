@@ -341,3 +341,30 @@ def test_every_builtin_collector_kind_is_admitted_on_ray():
     for kind in BUILTIN_SOURCES:
         spec = custom_collector(["collector"]) if kind == "Custom" else {"collector": {"kind": kind}}
         assert runnable_errors(admit(experiment(metricsCollectorSpec=spec)), "ray") == [], kind
+
+
+def test_an_actor_that_stops_answering_fails_its_trial_not_the_controller(cluster, sqlite_store, tmp_path, monkeypatch):
+    # A hung worker (here: stopped with SIGSTOP) answered no read: the controller blocked on it
+    # for 120 s, enforcing no deadline and storing nothing, then died with GetTimeoutError.
+    import trials._ray as ray_executor
+
+    monkeypatch.setattr(ray_executor, "UNREACHABLE_SECONDS", 3.0)
+    code = ("import os, signal, sys, time\nparent = os.getppid()\n"
+            "if not open(f'/proc/{parent}/cmdline', 'rb').read().startswith(b'ray::'):\n"
+            "    sys.exit('the actor is gone already')\n"
+            "print('loss=0.5', flush=True)\ntime.sleep(1)\nos.kill(parent, signal.SIGSTOP)\ntime.sleep(30)")
+    doc = experiment(command=python_command(code), maxTrialCount=1, parallelTrialCount=1, maxFailedTrialCount=1)
+    started = time.monotonic()
+    status, (t,) = run(sqlite_store, tmp_path, doc, cluster)
+    assert time.monotonic() - started < 25
+    assert t.state == "Failed" and "did not answer" in t.conditions[-1].message, t.conditions[-1]
+
+
+def test_a_trial_that_asks_for_no_gpu_sees_none(cluster, sqlite_store, tmp_path):
+    # Ray leaves CUDA_VISIBLE_DEVICES unset for an actor given no GPU: its trial saw every
+    # GPU of its node, where the local executor shows it none.
+    code = "import os; print('gpus=[' + os.environ.get('CUDA_VISIBLE_DEVICES', 'unset') + ']'); print('loss=1')"
+    status, (t,) = run(sqlite_store, tmp_path, experiment(command=python_command(code), maxTrialCount=1,
+                                                          parallelTrialCount=1), cluster)
+    log = (tmp_path / "runs" / "default" / "demo" / t.name / "trial.log").read_text()
+    assert t.state == "Succeeded" and "gpus=[]" in log, log
