@@ -35,6 +35,7 @@ from katib.errors import KatibError
 from ._executor import (
     ADOPTED,
     Adoption,
+    Deferred,
     Executor,
     LaunchError,
     RunState,
@@ -64,6 +65,9 @@ from ._slurmjob import (
 
 COMMANDS = ("sbatch", "squeue", "scontrol", "scancel")
 TIMEOUT = 60.0  # seconds for one Slurm command: a busy slurmctld answers slowly, a dead one never
+# What sbatch says when slurmctld did not answer: the submission may be tried again.
+TRANSIENT = ("Socket timed out", "Unable to contact slurm controller", "temporarily unable",
+             "Resource temporarily unavailable", "Connection refused", "Connection timed out")
 
 
 def slurm(args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -176,8 +180,15 @@ class SlurmExecutor(Executor):
             raise LaunchError(f"cannot submit the trial: {_last_line(done.stderr) or 'sbatch cannot run'}")
         job_id = done.stdout.strip().split(";")[0]
         if done.returncode != 0 or not job_id.isdigit():
-            why = _last_line(done.stderr) or _last_line(done.stdout) or f"exit code {done.returncode}"
-            raise LaunchError(f"sbatch refused the trial: {why.removeprefix('sbatch: error: ')}")
+            why = (_last_line(done.stderr) or _last_line(done.stdout) or f"exit code {done.returncode}")
+            why = why.removeprefix("sbatch: error: ")
+            # A busy slurmctld may take the job and lose the answer: look it up before concluding.
+            found = self._find(job)
+            if found is None and (done.returncode == 124 or any(w in why for w in TRANSIENT)):
+                raise Deferred(f"sbatch did not get through ({why}); trying again")
+            if found is None:
+                raise LaunchError(f"sbatch refused the trial: {why}")
+            job_id = found
         self.submitted += 1
         handle = {"executor": self.name, "job_id": job_id, "trial": job.name, "comment": identity(job),
                   "log": str(job.log_path), "started_at": time.time(), "options": options}

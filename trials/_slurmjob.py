@@ -253,17 +253,18 @@ def out_of_memory(log: Path) -> bool:
 
 def end_state(job_id: str, record: JobRecord | None, exit_code: int | None, log: Path, *, stopped: bool,
               timed_out: bool, deadline: float | None, memory: str = "") -> RunState:
-    """How the trial ended: katib's own stop or deadline first, then what Slurm says, each
-    a condition message naming the job."""
+    """How the trial ended: killed for its memory first (Slurm may take seconds to end such a
+    job, in which katib's deadline or stop can fall), then katib's own stop or deadline, then
+    what Slurm says, each a condition message naming the job."""
     code = exit_code if exit_code is not None else (record.exit_code if record else None)
-    if timed_out or stopped:
-        return RunState.ended(-15 if code is None else code, timed_out, stopped, deadline)
-    state = record.state if record else ("COMPLETED" if code == 0 else "FAILED")
     job = f"Slurm job {job_id}"
-    if state == "OUT_OF_MEMORY" or out_of_memory(log):
+    if (record is not None and record.state == "OUT_OF_MEMORY") or out_of_memory(log):
         asked = f" ({memory})" if memory else ""
         return RunState(True, reason="OOMKilled", exit_code=code,
                         message=f"{job} was killed for using more memory than it asked for{asked}")
+    if timed_out or stopped:
+        return RunState.ended(-15 if code is None else code, timed_out, stopped, deadline)
+    state = record.state if record else ("COMPLETED" if code == 0 else "FAILED")
     if state == "TIMEOUT":
         return RunState(True, reason="DeadlineExceeded", exit_code=code,
                         message=f"{job} ran past its Slurm time limit and was ended by Slurm")

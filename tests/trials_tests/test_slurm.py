@@ -319,3 +319,29 @@ def test_a_stop_after_a_kill_9_cancels_the_jobs_left_running(tmp_path):
     assert {t.state for t in store.list_trials(rec.id)} == {"Created"}  # interrupted: the next run runs them again
     hint = subprocess.run([*cli, "get", "experiment", name, "--db", str(db)], capture_output=True, text=True, env=env)
     assert "--executor slurm" in hint.stdout + hint.stderr
+
+
+def test_a_submission_whose_answer_is_lost_is_followed_not_failed(tmp_path, monkeypatch):
+    # A busy slurmctld takes the job and sbatch reports "Socket timed out": the trial was
+    # failed (LaunchFailed) while its job ran, unwatched, beside the next trial's.
+    real = subprocess.run(["which", "sbatch"], capture_output=True, text=True, check=True).stdout.strip()
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "sbatch").write_text(
+        f'#!/bin/bash\n{real} "$@" >/dev/null\n'
+        'echo "sbatch: error: Batch job submission failed: Socket timed out on send/recv operation" >&2\nexit 1\n')
+    (fake / "sbatch").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake}:{os.environ['PATH']}")
+    ex = SlurmExecutor(interval=0.2)
+    job = _job(tmp_path, f"lost-{uuid.uuid4().hex[:6]}", "print('loss=0.5')")
+    handle = ex.launch(job)
+    assert handle["job_id"].isdigit()
+    states = []
+    _wait_for(lambda: states.append(ex.poll(handle)) or states[-1].finished, timeout=60, what="the job's end")
+    assert states[-1].succeeded, states[-1]
+    # One that did not get through waits to be tried again, and is not failed.
+    (fake / "sbatch").write_text('#!/bin/bash\necho "sbatch: error: Socket timed out on send/recv operation" >&2\nexit 1\n')
+    from trials._executor import Deferred
+
+    with pytest.raises(Deferred, match="trying again"):
+        ex.launch(_job(tmp_path, f"never-{uuid.uuid4().hex[:6]}", "print('loss=0.5')"))

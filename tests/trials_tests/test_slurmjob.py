@@ -124,3 +124,14 @@ def test_tfjob_and_mpijob_trials_are_refused_on_slurm(tmp_path):
         job.run_spec["spec"] = {field: {"Worker": {"replicas": 2, "template": container}}}
         with pytest.raises(LaunchError, match=words):
             SlurmExecutor().launch(job)
+
+
+def test_a_job_killed_for_its_memory_says_so_even_when_a_deadline_or_stop_came_after(tmp_path):
+    # slurmstepd kills a job over its memory, and Slurm takes seconds (KillWait) to end it: a
+    # deadline that fell in between was reported as the cause.
+    log = tmp_path / "trial.log"
+    log.write_text("loss=1\nslurmstepd-node1: error: Exceeded job memory limit\n")
+    for stopped, timed_out in ((False, True), (True, False)):
+        state = end_state("7", JobRecord("CANCELLED", -15), None, log, stopped=stopped, timed_out=timed_out,
+                          deadline=6, memory="--mem=300M")
+        assert state.reason == "OOMKilled" and "(--mem=300M)" in state.message
