@@ -182,12 +182,12 @@ class SlurmExecutor(Executor):
         if done.returncode != 0 or not job_id.isdigit():
             why = (_last_line(done.stderr) or _last_line(done.stdout) or f"exit code {done.returncode}")
             why = why.removeprefix("sbatch: error: ")
+            if not (done.returncode == 124 or any(w in why for w in TRANSIENT)):
+                raise LaunchError(f"sbatch refused the trial: {why}")
             # A busy slurmctld may take the job and lose the answer: look it up before concluding.
             found = self._find(job)
-            if found is None and (done.returncode == 124 or any(w in why for w in TRANSIENT)):
-                raise Deferred(f"sbatch did not get through ({why}); trying again")
             if found is None:
-                raise LaunchError(f"sbatch refused the trial: {why}")
+                raise Deferred(f"sbatch did not get through ({why}); trying again")
             job_id = found
         self.submitted += 1
         handle = {"executor": self.name, "job_id": job_id, "trial": job.name, "comment": identity(job),
