@@ -74,7 +74,7 @@ def report(metrics: dict[str, float], collector: str) -> None:
         import re
 
         for name in metrics:
-            if not re.fullmatch(r"[\w|-]+", name):  # Katib's StdOut filter would read a part of it
+            if not re.fullmatch(r"[A-Za-z0-9_|-]+", name):  # Katib's StdOut filter (RE2: \w is ASCII) would not read it whole
                 raise SystemExit(f"katib: metric {name!r} cannot be reported on the trial's output: Katib's StdOut "
                                  "filter reads names of letters, digits, '_', '-' and '|'; rename it, or "
                                  "tune(..., metrics_collector='Push')")

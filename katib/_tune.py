@@ -29,7 +29,8 @@ IF_EXISTS = ("error", "reuse", "replace")
 _SAME = ("parameters", "objective", "algorithm")
 
 
-STDOUT_NAME = re.compile(r"[\w|-]+")  # a metric name Katib's default StdOut filter reads whole
+# A metric name Katib's default StdOut filter reads whole: its \w is RE2's, ASCII only.
+STDOUT_NAME = re.compile(r"[A-Za-z0-9_|-]+")
 
 
 def experiment_doc(name: str, objective: Callable[..., Any], parameters: dict[str, Any],
@@ -44,6 +45,10 @@ def experiment_doc(name: str, objective: Callable[..., Any], parameters: dict[st
                                  "names of letters, digits, '_', '-' and '|' ('val/acc=0.9' reads as 'acc'); rename it, "
                                  "or tune(..., metrics_collector='Push')")
     strategies = fields.pop("metric_strategies", None)
+    unknown = sorted(set(strategies or {}) - {metric, *additional_names})
+    if unknown:
+        raise ValueError(f"metric_strategies names {', '.join(map(repr, unknown))}, which is neither the objective "
+                         f"metric ({metric!r}) nor one of additional_metric_names")
     shipment = ship(objective, parameters, metric, collector, payload_dir)
     parameters = searched(parameters)[0]
     container: dict[str, Any] = {"name": "training-container", "image": fields.pop("base_image") or "python:3.11",
@@ -127,12 +132,20 @@ def _check_same(existing: dict[str, Any], doc: dict[str, Any]) -> None:
     old, new = existing.get("spec") or {}, _defaulted(doc)
     meta = existing.get("metadata") or {}
     for key in _SAME:
-        if old.get(key) != new.get(key):
+        if _compared(key, old.get(key)) != _compared(key, new.get(key)):
             raise ConflictError(f"experiment {meta.get('namespace')}/{meta.get('name')} exists with another "
                                 f"spec.{key}: if_exists='replace' starts it again with this one")
     if _constants(meta) != _constants(doc.get("metadata") or {}):  # what the function is given besides
         raise ConflictError(f"experiment {meta.get('namespace')}/{meta.get('name')} exists with other constant "
                             "parameters: if_exists='replace' starts it again with these")
+
+
+def _compared(key: str, value: Any) -> Any:
+    """What of a spec field a reuse compares: an objective without its metricStrategies (tune
+    now names them; an experiment made before kept Katib's defaults, and is still the same)."""
+    if key == "objective" and isinstance(value, dict):
+        return {k: v for k, v in value.items() if k != "metricStrategies"}
+    return value
 
 
 def _take_budget(client: KatibClient, existing: dict[str, Any], doc: dict[str, Any], namespace: str) -> None:

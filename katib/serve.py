@@ -59,8 +59,9 @@ def locate(store: Any, runs_root: Path, namespace: str, experiment: str, trial: 
 
             from .errors import KatibWarning
 
-            warnings.warn(f"trial {trial} ended {t.state}, not Succeeded: its model is what it saved before that",
-                          KatibWarning, stacklevel=2)
+            said = (f"is {t.state}, not ended: its model is what it has saved so far" if t.state in ("Created", "Running")
+                    else f"ended {t.state}, not Succeeded: its model is what it saved before that")
+            warnings.warn(f"trial {trial} {said}", KatibWarning, stacklevel=2)
     folder = RunLayout(runs_root).artifacts(namespace, experiment, trial)
     try:
         find_model(folder)

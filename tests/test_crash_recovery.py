@@ -268,3 +268,30 @@ def test_a_resume_under_another_executor_is_refused_before_it_touches_a_trial(tm
     store = Store(str(tmp_path / "katib.db"))
     assert _hint(store, None, ["resume"], "demo", "default").endswith("--executor slurm")
     store.close()
+
+
+def test_a_trial_launched_under_another_executor_and_not_stored_running_is_refused_too(tmp_path: Path):
+    # A Slurm controller killed between writing the job's handle file and storing the trial
+    # Running: a resume under the local executor took the handle file for its own launch.
+    import json
+
+    from katib.controller import Controller, admit
+    from katib.errors import KatibError
+    from katib.names import RunLayout
+    from katib.spec import EXPERIMENT_LABEL
+    from katib.store import TrialRecord
+
+    store = Store(str(tmp_path / "katib.db"))
+    ctl = Controller(store, runs_root=tmp_path / "runs", tick=0.05)
+    rec, _ = ctl.submit(admit(experiment(maxTrialCount=1, parallelTrialCount=1)), tmp_path)
+    store.add_trials([TrialRecord(id=0, experiment_id=rec.id, name="demo-sbatched", state="Created",
+                                  assignments=[{"name": "x", "value": "0.5"}], labels={EXPERIMENT_LABEL: "demo"},
+                                  created_at=time.time())])
+    folder = RunLayout(tmp_path / "runs").trial("default", "demo", "demo-sbatched")
+    folder.mkdir(parents=True)
+    (folder / "handle.json").write_text(json.dumps({"executor": "slurm", "job_id": "77", "trial": "demo-sbatched"}))
+    with pytest.raises(KatibError, match="--executor slurm"):
+        ctl.run("default", "demo")
+    (t,) = store.list_trials(rec.id)
+    assert (t.state, t.attempt) == ("Created", 0)
+    store.close()

@@ -333,3 +333,30 @@ def test_reuse_takes_the_cells_new_budget(client):
                        parallel_trial_count=1, if_exists="reuse", progress=False)
     assert client.get_experiment("budget")["spec"]["maxTrialCount"] == 3
     assert more.state == "Succeeded" and len(more.trials) == 3
+
+
+def test_names_the_filter_cannot_read_and_strategies_of_no_metric_are_refused(client):
+    # The collector's filter is RE2's, whose \w is ASCII: 'accé' passed a Python \w check and
+    # no trial ever reported it. A strategy for a metric the experiment has not did nothing.
+    with pytest.raises(ValueError, match="'accé' cannot be read"):
+        client.tune("accent", lambda x: x, {"x": search.double(0, 1)}, "accé", max_trial_count=1, progress=False)
+    with pytest.raises(ValueError, match="metric_strategies names 'acc'"):
+        client.tune("typo", lambda x: x, {"x": search.double(0, 1)}, "score", max_trial_count=1, progress=False,
+                    metric_strategies={"acc": "max"})
+
+
+def test_reuse_takes_an_experiment_made_before_tune_named_its_strategies(client):
+    # tune() now stores metricStrategies (latest): an experiment an earlier version made
+    # (Katib's defaults) was "another spec.objective", and the hint was to replace it.
+    from katib import _tune
+
+    doc, shipment = _tune.experiment_doc(
+        "older", lambda x: x, {"x": search.double(0, 1)}, "score", "StdOut", None, objective_type="maximize",
+        objective_goal=None, additional_metric_names=None, algorithm_name="random", algorithm_settings=None,
+        max_trial_count=1, parallel_trial_count=1, max_failed_trial_count=None, resources_per_trial=None,
+        env_per_trial=None, base_image=None)
+    del doc["spec"]["objective"]["metricStrategies"]  # as the earlier version wrote it
+    _tune.create(client, doc, shipment, "default", "error")
+    result = client.tune("older", lambda x: x, {"x": search.double(0, 1)}, "score", algorithm_name="random",
+                         max_trial_count=1, parallel_trial_count=1, if_exists="reuse", progress=False)
+    assert result.state == "Succeeded"

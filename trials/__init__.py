@@ -7,7 +7,7 @@ the metrics ``Collector`` (StdOut, File TEXT/JSON, Push).
 from typing import TYPE_CHECKING, Any
 
 from ._collector import DEFAULT_FILTER, Collector, Sample, parse_json, parse_text, parse_time
-from ._executor import Adoption, Deferred, Executor, LaunchError, RunState, TrialJob
+from ._executor import Adoption, Deferred, Executor, LaunchError, RunState, TrialJob, read_handle
 from ._local import LocalExecutor, kill_left, left_running, release_reserved, reserve_running
 from ._process import owner_alive, owner_id
 from ._registry import (
@@ -63,6 +63,7 @@ __all__ = [
     "Ledger",
     "LocalExecutor",
     "kill_left",
+    "read_handle",
     "left_running",
     "Resources",
     "parse_quota",

@@ -181,10 +181,9 @@ class JobWatching:
                     trial.pods[pod_name] = obj
                 self._maybe_follow_log(trial)
             elif obj["metadata"].get("name") == trial.job.name:
+                trial.saw_job(obj)  # a deletion's object is the job's last state: an end it holds counts
                 if kind == "DELETED":
                     trial.gone = True
-                else:
-                    trial.saw_job(obj)
             self._changed.notify_all()
         return None
 
@@ -237,23 +236,22 @@ class JobWatching:
     def _copy_log(self, trial: KubeTrial, pod: str) -> None:
         """The primary container's log, followed to its end, into the trial's log file."""
         job = trial.job
+        skip = trial.log_copied  # an adopted trial's log: what the earlier controller copied
         try:
             response = self.core.read_namespaced_pod_log(pod, job.namespace, container=job.primary_container,
                                                          follow=True, _preload_content=False)
-            skip = trial.log_copied  # an adopted trial's log: what the earlier controller copied
             with job.log_path.open("ab") as out:
                 for chunk in response.stream(4096):
                     if skip:
                         chunk, skip = chunk[skip:], max(0, skip - len(chunk))
                     out.write(chunk)
                     out.flush()
-            with self._lock:
-                trial.log_copied = skip  # what is left to skip is in the next pod's log
         except Exception as exc:  # noqa: BLE001 - the trial's state says what happened to it
             with job.log_path.open("a") as out:
                 out.write(f"\n[katib] the log of pod {pod} could not be read: {exc}\n")
         finally:
             with self._changed:
+                trial.log_copied = skip  # what is left to skip is in the next pod's log
                 trial.log_done.set()
                 self._maybe_follow_log(trial)  # a newer primary pod that started meanwhile
                 self._changed.notify_all()

@@ -286,7 +286,10 @@ class RayExecutor(Executor):
             trial.unreachable_since = trial.unreachable_since or time.monotonic()
             if time.monotonic() - trial.unreachable_since < UNREACHABLE_SECONDS:
                 return RunState.running()
-            ray.kill(trial.actor)
+            try:
+                ray.kill(trial.actor)
+            except Exception:  # noqa: BLE001 - gone already, or Ray itself out of reach: the trial ends either way
+                pass
             why = "did not answer" if isinstance(exc, _NotAnswering) else f"was out of reach ({exc})"
             return self._lost(trial, f"its Ray actor {why} for {UNREACHABLE_SECONDS:.0f} s")
         except ray.exceptions.RayActorError as exc:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import subprocess
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -159,6 +160,7 @@ class SlurmExecutor(Executor):
         self._checked = 0.0  # monotonic time of the last squeue
         self._sacct: bool | None = None  # whether sacct answers (None: not tried yet)
         self.submitted = 0  # jobs this executor submitted (tests count them)
+        self._unsure: dict[str, float] = {}  # trial → when a submission whose answer was lost was made
 
     # -- launching ---------------------------------------------------------------------------
 
@@ -174,27 +176,60 @@ class SlurmExecutor(Executor):
         (job.trial_dir / EXIT_FILE).unlink(missing_ok=True)
         options = sbatch_options(job, members, self.partition, self.account)
         script = job.trial_dir / SCRIPT
-        script.write_text(batch_script(job, members))
-        done = slurm(["sbatch", *options, str(script)], env=submit_env(members[0].env))
-        if done.returncode == 127:  # not on the server's PATH, or it cannot run
-            raise LaunchError(f"cannot submit the trial: {_last_line(done.stderr) or 'sbatch cannot run'}")
-        job_id = done.stdout.strip().split(";")[0]
-        if done.returncode != 0 or not job_id.isdigit():
-            why = (_last_line(done.stderr) or _last_line(done.stdout) or f"exit code {done.returncode}")
-            why = why.removeprefix("sbatch: error: ")
-            if not (done.returncode == 124 or any(w in why for w in TRANSIENT)):
-                raise LaunchError(f"sbatch refused the trial: {why}")
-            # A busy slurmctld may take the job and lose the answer: look it up before concluding.
-            found = self._find(job)
-            if found is None:
-                raise Deferred(f"sbatch did not get through ({why}); trying again")
+        lost = self._unsure.get(job.name)
+        found = self._lost_submission(job, lost) if lost is not None else None  # the last try's answer was lost
+        if found is None:
+            script.write_text(batch_script(job, members))
+            submitted = time.time()
+            done = slurm(["sbatch", *options, str(script)], env=submit_env(members[0].env))
+            if done.returncode == 127:  # not on the server's PATH, or it cannot run
+                raise LaunchError(f"cannot submit the trial: {_last_line(done.stderr) or 'sbatch cannot run'}")
+            job_id = done.stdout.strip().split(";")[0]
+            if done.returncode != 0 or not job_id.isdigit():
+                why = (_last_line(done.stderr) or _last_line(done.stdout) or f"exit code {done.returncode}")
+                why = why.removeprefix("sbatch: error: ")
+                if not (done.returncode == 124 or any(w in why for w in TRANSIENT)):
+                    raise LaunchError(f"sbatch refused the trial: {why}")
+                # A busy slurmctld may take the job and lose the answer: looked up before any
+                # new submission, now and (while squeue does not answer) at the next try.
+                self._unsure[job.name] = submitted
+                found = self._lost_submission(job, submitted)
+                if found is None:
+                    raise Deferred(f"sbatch did not get through ({why}); trying again")
+        if found is not None:
             job_id = found
+        self._unsure.pop(job.name, None)
         self.submitted += 1
         handle = {"executor": self.name, "job_id": job_id, "trial": job.name, "comment": identity(job),
                   "log": str(job.log_path), "started_at": time.time(), "options": options}
         write_handle(job.trial_dir, handle)
         self._follow(handle, job)
         return handle
+
+    def _lost_submission(self, job: TrialJob, since: float) -> str | None:
+        """The job a submission whose answer was lost made, submitted since ``since`` (not an
+        earlier run's job of the trial, which Slurm lists for MinJobAge); None when there is
+        none, so it may be submitted. ``Deferred`` while squeue does not answer: submitting
+        again then could run the trial twice."""
+        done = slurm(["squeue", "-h", "--states=all", f"--name={job.name}", "-o", "%i|%V|%k"])
+        if done.returncode != 0:
+            raise Deferred(f"squeue does not answer ({_last_line(done.stderr) or done.returncode}): whether the last "
+                           "submission got through is not known yet")
+        ident, newest = identity(job), None
+        for line in done.stdout.splitlines():
+            job_id, submit, comment = (line.strip().split("|", 2) + ["", ""])[:3]
+            if comment != ident or not job_id.isdigit():
+                continue
+            try:  # slurmctld's local time; a minute's grace for the clocks
+                if datetime.fromisoformat(submit).timestamp() < since - 60:
+                    continue
+            except ValueError:
+                pass
+            if newest is None or int(job_id) > int(newest):
+                newest = job_id
+        if newest is None:
+            self._unsure.pop(job.name, None)
+        return newest
 
     def _follow(self, handle: dict[str, Any], job: TrialJob, elapsed: float | None = None) -> _Job:
         members = replica_processes(job, self.clean_env)

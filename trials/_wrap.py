@@ -118,6 +118,8 @@ def _missing_interpreter(argv: list, env: dict | None, exc: BaseException) -> st
             continue
         if not first.startswith(b"#!"):
             return ""
+        if first.endswith(b"\r"):
+            return f"its '#!' line ends with a carriage return (Windows line endings in {path!r}): convert it to Unix's"
         words = first[2:].split()
         name = words[0].decode(errors="replace") if words else ""
         return f"its interpreter {name!r} (the '#!' line of {path!r}) was not found"

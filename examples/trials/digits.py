@@ -14,8 +14,8 @@ Run by katib, a trial saves its model (the scaler and the network, as one scikit
 pipeline that takes raw 8x8 images as 64 pixel values) with ``katib.save_model``, so
 ``katib serve <experiment>`` answers predictions with the best trial's model. It saves the
 epoch whose value Katib reads as the trial's (``--keep-best``: the highest
-``Validation-accuracy`` by default, or the lowest ``loss``), so the model served scores
-what its trial shows.
+``Validation-accuracy`` by default, the lowest ``loss``, or the ``last`` epoch's where the
+metric is read at its latest value), so the model served scores what its trial shows.
 """
 
 from __future__ import annotations
@@ -50,9 +50,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--report", default="stdout", choices=["stdout", "file", "json", "push"])
     parser.add_argument("--log-path", default="/var/log/katib/metrics.log")
-    parser.add_argument("--keep-best", default="Validation-accuracy", choices=["Validation-accuracy", "loss"],
+    parser.add_argument("--keep-best", default="Validation-accuracy", choices=["Validation-accuracy", "loss", "last"],
                         help="the model katib serves is the epoch's whose value of this metric Katib reads as the "
-                             "trial's (its best: the highest accuracy, the lowest loss), not the last epoch's")
+                             "trial's (its best: the highest accuracy, the lowest loss), or the last epoch's "
+                             "('last', for a metric read at its latest value)")
     parser.add_argument("--checkpoint", default=None,
                         help="a folder: continue from the model saved there, save it there after training")
     args = parser.parse_args()
@@ -92,9 +93,10 @@ def main() -> None:
             "loss": log_loss(y_val, model.predict_proba(x_val), labels=classes),
         }
         report(args, epoch, metrics)
-        value = metrics[args.keep_best] * (1 if args.keep_best == "loss" else -1)  # lower is better
-        if kept_value is None or value < kept_value:
-            kept, kept_value = copy.deepcopy(model), value
+        if args.keep_best != "last":  # 'last': the model as training ends is the one saved
+            value = metrics[args.keep_best] * (1 if args.keep_best == "loss" else -1)  # lower is better
+            if kept_value is None or value < kept_value:
+                kept, kept_value = copy.deepcopy(model), value
     if saved is not None:
         saved.parent.mkdir(parents=True, exist_ok=True)
         with open(saved, "wb") as f:

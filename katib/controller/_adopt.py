@@ -89,12 +89,15 @@ def _same_executor(run: ExperimentRun) -> None:
     # A conflict, not a failure: a server that starts under another executor leaves the
     # experiment as it is (resumable), where a failure would mark it Failed with its jobs running.
     from katib.errors import ConflictError
+    from trials import read_handle
 
     ours = run.executor.name
     for t in run.trials.values():
         handle = t.handle or {}
+        if t.state == "Created" and not handle:  # launched, not stored Running: its launch's handle file
+            handle = read_handle(run._trial_dir(t)) or {}
         theirs = str(handle.get("executor") or "local")
-        if t.state == "Running" and handle and not handle.get(INTERRUPTED) and theirs != ours:
+        if t.state in ("Running", "Created") and handle and not handle.get(INTERRUPTED) and theirs != ours:
             raise ConflictError(
                 f"experiment {run.exp.namespace}/{run.exp.name}: trial {t.name} was left running by the {theirs} "
                 f"executor, and this controller runs the {ours} executor, which can neither follow nor stop it (it "

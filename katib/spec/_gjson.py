@@ -161,7 +161,7 @@ def _walk(current: Any, keys: list[str], mapping: bool) -> Any:
     for n, key in enumerate(keys):
         if current is _MISSING:
             return _MISSING
-        if mapping and isinstance(current, list) and not key.startswith("#"):
+        if mapping and isinstance(current, list):  # after #(…)#. the rest of the path is each match's
             found = [_walk(item, keys[n:], mapping=False) for item in current]
             return [f for f in found if f is not _MISSING]
         if key in ("@this", ""):

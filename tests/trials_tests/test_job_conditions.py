@@ -167,3 +167,10 @@ def test_a_condition_of_unbounded_size_or_depth_is_refused_not_a_crash():
     assert "more than 16 deep" in path_problem(deep) or "longer than" in path_problem(deep)
     assert "more than 16 deep" in path_problem("status." + "#(" * 20 + "a" + "==1)" * 20)
     assert "longer than 4096" in path_problem("status." + "a" * 5000)
+
+
+def test_after_an_all_matches_query_the_rest_of_the_path_is_each_matchs():
+    # gjson applies what follows '#(…)#.' to each match: a query there is asked of each
+    # condition object (no array: no match), not of the array of matches.
+    assert not holds(GJSON_JOB, 'status.conditions.#(type=="Complete")#.#(status=="True")')
+    assert holds(GJSON_JOB, 'status.conditions.#(type=="Complete")#|#(status=="True")')

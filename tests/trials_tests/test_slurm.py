@@ -345,3 +345,32 @@ def test_a_submission_whose_answer_is_lost_is_followed_not_failed(tmp_path, monk
 
     with pytest.raises(Deferred, match="trying again"):
         ex.launch(_job(tmp_path, f"never-{uuid.uuid4().hex[:6]}", "print('loss=0.5')"))
+
+
+def test_a_lost_submission_is_looked_up_before_it_is_submitted_again(tmp_path, monkeypatch):
+    # When squeue did not answer either (a busy slurmctld), the lost submission was taken for
+    # one that did not get through, and the next try submitted the trial a second time.
+    from trials._executor import Deferred
+
+    real_sbatch = subprocess.run(["which", "sbatch"], capture_output=True, text=True, check=True).stdout.strip()
+    real_squeue = subprocess.run(["which", "squeue"], capture_output=True, text=True, check=True).stdout.strip()
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "sbatch").write_text(
+        f'#!/bin/bash\n{real_sbatch} "$@" >/dev/null\n'
+        'echo "sbatch: error: Batch job submission failed: Socket timed out on send/recv operation" >&2\nexit 1\n')
+    (fake / "squeue").write_text(f'#!/bin/bash\nif [ ! -e {tmp_path}/squeue-answered ]; then touch {tmp_path}/squeue-answered; '
+                                 f'echo "squeue: error: Socket timed out" >&2; exit 1; fi\nexec {real_squeue} "$@"\n')
+    for tool in ("sbatch", "squeue"):
+        (fake / tool).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake}:{os.environ['PATH']}")
+    ex = SlurmExecutor(interval=0.2)
+    job = _job(tmp_path, f"twice-{uuid.uuid4().hex[:6]}", "print('loss=0.5')")
+    with pytest.raises(Deferred, match="squeue does not answer"):
+        ex.launch(job)
+    handle = ex.launch(job)  # squeue answers now: the job is found, not submitted again
+    monkeypatch.setenv("PATH", os.environ["PATH"].split(":", 1)[1])
+    assert list(_jobs_of("e").keys()).count(handle["job_id"]) == 1
+    named = subprocess.run(["squeue", "-h", "--states=all", f"--name={job.name}", "-o", "%i"], capture_output=True,
+                           text=True, check=True).stdout.split()
+    assert named == [handle["job_id"]]

@@ -379,3 +379,15 @@ def test_a_script_whose_interpreter_is_missing_says_so_not_that_it_is(tmp_path):
     assert not state.succeeded
     assert "interpreter '/nonexistent/python3'" in state.message, state.message
     assert str(script) in state.message
+
+
+def test_a_script_with_windows_line_endings_is_told_so(tmp_path):
+    script = tmp_path / "train.sh"
+    script.write_bytes(b"#!/bin/sh\r\necho loss=1\r\n")
+    script.chmod(0o755)
+    container = {"name": "main", "image": "x", "command": [str(script)]}
+    job = TrialJob(name="t-1", experiment="e", namespace="default",
+                   run_spec={"spec": {"template": {"spec": {"containers": [container]}}}},
+                   primary_container="main", workdir=tmp_path, trial_dir=tmp_path / "runs" / "t-1")
+    _, state = _run(LocalExecutor(ledger=Ledger(Inventory(cpus=8, memory=0, gpus=[]))), job)
+    assert not state.succeeded and "Windows line endings" in state.message, state.message
