@@ -281,6 +281,14 @@ def end_state(job_id: str, record: JobRecord | None, exit_code: int | None, log:
     if state == "COMPLETED" and (code or 0) == 0:
         return RunState.ended(0, False, False, deadline)
     reason, message = describe_exit(1 if code is None or code == 0 else code)
+    if code is not None and 128 < code < 128 + 65:  # the batch script's bash reports a killed child so
+        import signal
+
+        try:
+            name = signal.Signals(code - 128).name
+        except ValueError:
+            name = f"signal {code - 128}"
+        message += f" (128 + {code - 128}: how bash reports a process killed by {name}, or one that exited so)"
     why = f"; Slurm's reason: {record.reason}" if record and record.reason not in ("", "None") else ""
     return RunState(True, reason=reason, exit_code=code, message=f"{message} ({job}{why})")
 

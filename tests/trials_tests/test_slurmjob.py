@@ -135,3 +135,11 @@ def test_a_job_killed_for_its_memory_says_so_even_when_a_deadline_or_stop_came_a
         state = end_state("7", JobRecord("CANCELLED", -15), None, log, stopped=stopped, timed_out=timed_out,
                           deadline=6, memory="--mem=300M")
         assert state.reason == "OOMKilled" and "(--mem=300M)" in state.message
+
+
+def test_a_code_past_128_names_the_signal_bash_reports_it_for(tmp_path):
+    # The batch script runs the command as bash's child: a SIGSEGV reads as exit code 139,
+    # which said nothing of the signal (the local and Ray executors say "killed by SIGSEGV").
+    state = end_state("7", JobRecord("FAILED", 139), None, tmp_path / "trial.log", stopped=False, timed_out=False,
+                      deadline=None)
+    assert "exited with code 139 (128 + 11: how bash reports a process killed by SIGSEGV" in state.message
