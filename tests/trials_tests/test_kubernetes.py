@@ -152,6 +152,35 @@ def test_early_stopped_trials_leave_no_job_pod_or_process(sqlite_store, tmp_path
     assert cluster.objects("jobs") == [] and cluster.objects("pods") == [] and not cluster.procs
 
 
+def test_retain_keeps_an_early_stopped_trials_job_with_its_pods_ended(sqlite_store, tmp_path, cluster):
+    # Katib keeps a retained trial's job once the trial is completed, early-stopped too; the
+    # stop deleted it whatever retain said. Now it is suspended: its pods end, the job stays.
+    code = ("import time, sys\nbad = float(sys.argv[1]) > 0.5\nfor i in range(40):\n"
+            "    print(f'loss={(0.9 if bad else 0.1) + 0.001 * i}', flush=True)\n    time.sleep(0.1)\n")
+    doc = experiment(command=[*python_command(code)[:3], "${trialParameters.x}"], maxTrialCount=6, parallelTrialCount=3,
+                     objective={"type": "minimize", "objectiveMetricName": "loss"},
+                     algorithm={"algorithmName": "grid"},
+                     parameters=[{"name": "x", "parameterType": "double",
+                                  "feasibleSpace": {"min": "0.1", "max": "0.9", "step": "0.16"}}],
+                     earlyStopping={"algorithmName": "medianstop", "algorithmSettings": [
+                         {"name": "min_trials_required", "value": "2"}, {"name": "start_step", "value": "3"}]})
+    doc["spec"]["trialTemplate"]["retain"] = True
+    _, trials = run(sqlite_store, tmp_path, doc, cluster)
+    stopped = {t.name for t in trials if t.state == "EarlyStopped"}
+    assert stopped
+
+    def stopped_pods():
+        return [p for p in cluster.objects("pods") if p["metadata"]["labels"].get("job-name") in stopped]
+
+    deadline = time.time() + 5
+    while (stopped_pods() or cluster.procs) and time.time() < deadline:
+        time.sleep(0.1)
+    assert stopped_pods() == [] and not cluster.procs  # a finished trial's pod stays with its job, as in a cluster
+    jobs = {j["metadata"]["name"]: j for j in cluster.objects("jobs")}
+    assert set(jobs) == {t.name for t in trials}
+    assert all(jobs[name]["spec"].get("suspend") is True for name in stopped)
+
+
 def test_retain_keeps_the_job(sqlite_store, tmp_path, cluster):
     doc = _one(python_command("print('loss=0.5')"))
     doc["spec"]["trialTemplate"]["retain"] = True
