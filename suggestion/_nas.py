@@ -36,7 +36,7 @@ def _none_or(parse: Any) -> Any:
 def _open_unit(text: str) -> float:
     value = number(0, 1, low_open=True)(text)
     if value >= 1:
-        raise ValueError(f"must be < 1 (got {text})")
+        raise ValueError(f"must be < 1 (got {text}): the skip rate's KL penalty divides by 1 - target")
     return value
 
 
@@ -232,6 +232,23 @@ class DARTS(_NasAlgorithm):
             elif op.operation_type not in ("skip_connection", "none") and not any(
                     p.name == "filter_size" for p in op.parameters or []):
                 errors.append(FieldError(f"{path}.parameters", f"DARTS needs the filter_size of {op.operation_type}"))
+        if errors or not experiment.spec.nas_config:
+            return errors
+        from nas import NasSpace
+
+        try:
+            space = NasSpace.from_config(experiment.spec.nas_config)
+        except ValueError:
+            return errors  # the shared checks above say what is wrong
+        for i, (type_, values) in enumerate(space.specs):
+            for k in values.get("filter_size", []) if type_ not in ("skip_connection", "none") else []:
+                if not (str(k).isdigit() and int(str(k)) % 2 == 1):  # a primitive's name, and padding k // 2
+                    errors.append(FieldError(f"spec.nasConfig.operations[{i}].parameters",
+                                             f"a DARTS filter_size must be an odd whole number (got {k!r}): the cell "
+                                             f"builds {type_}_{k}x{k}, which keeps its input's size only when odd"))
+        if space.specs and all(type_ == "none" for type_, _ in space.specs):
+            errors.append(FieldError("spec.nasConfig.operations",
+                                     "DARTS needs an operation other than none: a cell of zero operations has no genotype"))
         return errors
 
     def suggest(

@@ -6,6 +6,7 @@ import re
 
 import torch
 
+from katib.controller import admit
 from nas import parse_katib_text
 from nas.darts import Search, SearchSettings, Supernet
 from suggestion import get_algorithm
@@ -70,3 +71,24 @@ def test_the_found_genotype_builds_a_network_that_trains():
         optimizer.step()
         losses.append(float(loss.detach()))
     assert losses[-1] < losses[0] / 2  # it learns (here: memorises six images)
+
+
+def test_filter_sizes_a_darts_cell_cannot_build_are_refused_naming_the_field():
+    # '3.0' (a double range, or a categorical) became separable_convolution_3.0x3.0 and an
+    # even size a cell whose output shrank: both were admitted and died inside the trial,
+    # after its search; so did a space whose only operation is none (no genotype).
+    import pytest
+
+    from katib.errors import ValidationError
+
+    for values in (["3.0"], ["4"], ["3", "6"]):
+        doc = example("darts")
+        ops = doc["spec"]["nasConfig"]["operations"]
+        conv = next(op for op in ops if op["operationType"] != "skip_connection")
+        conv["parameters"] = [{"name": "filter_size", "parameterType": "categorical", "feasibleSpace": {"list": values}}]
+        with pytest.raises(ValidationError, match="DARTS filter_size must be an odd whole number"):
+            admit(doc)
+    doc = example("darts")
+    doc["spec"]["nasConfig"]["operations"] = [{"operationType": "none"}]
+    with pytest.raises(ValidationError, match="an operation other than none"):
+        admit(doc)

@@ -97,3 +97,21 @@ def test_a_converged_controller_explores_instead_of_repeating(monkeypatch):
         arc = parse_katib_text(text)
         changes = sum(x != y for la, lb in zip(arc, fixed, strict=True) for x, y in zip(la, lb, strict=True))
         assert changes <= 1
+
+
+def test_a_graph_config_that_does_not_fit_the_data_set_is_said_so():
+    # Katib's ENAS example declares CIFAR-10's [32, 32, 3]: on the bundled digits (8x8x1) the
+    # trial died inside PyTorch ("expected input[64, 1, 8, 8] to have 3 channels"), and
+    # outputSizes [5] with an index error; [100] classes trained on silently.
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    trial = repo / "examples" / "nas" / "enas_trial.py"
+    for config, says in (("{'input_sizes': [32, 32, 3], 'output_sizes': [10], 'num_layers': 1}", "inputSizes [32, 32, 3]"),
+                         ("{'input_sizes': [8, 8, 1], 'output_sizes': [100], 'num_layers': 1}", "outputSizes [100]")):
+        done = subprocess.run([sys.executable, str(trial), "--architecture", "[[0]]", "--nn_config", config,
+                               "--num_epochs", "1"], capture_output=True, text=True, cwd=repo, timeout=120,
+                              env={"PYTHONPATH": str(repo), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"})
+        assert done.returncode == 1 and says in done.stderr and "Traceback" not in done.stderr, done.stderr
