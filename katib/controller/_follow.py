@@ -243,7 +243,9 @@ class Following:
             where = "katib.report_metrics() calls"
         else:
             where = "the trial's output"
-        example = f"{self.objective}=0.93"
+        algorithm = self.exp.spec.algorithm.algorithm_name if self.exp.spec.algorithm else ""
+        # DARTS reports a text objective, its genotype: the example says what such a line is.
+        example = f"{self.objective}=Genotype(normal=[...], ...)" if algorithm == "darts" else f"{self.objective}=0.93"
         tail = self._log_tail(t, 3)
         if self.objective in collector.not_numbers and numbers((t.observation or {}).get(self.objective, {}).values()):
             # It reported numbers, then one that is none (a diverged run): its latest is no number.

@@ -92,3 +92,23 @@ def test_filter_sizes_a_darts_cell_cannot_build_are_refused_naming_the_field():
     doc["spec"]["nasConfig"]["operations"] = [{"operationType": "none"}]
     with pytest.raises(ValidationError, match="an operation other than none"):
         admit(doc)
+
+
+def test_a_darts_trial_that_reports_no_genotype_is_told_what_line_is_expected(tmp_path):
+    # The hint gave a number as the example line ("Best-Genotype=0.93") for a text objective.
+    from katib.controller import Controller
+    from katib.store import Store
+
+    doc = example("darts")
+    container = doc["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]
+    container["command"] = ["sh", "-c", "echo searched ${trialParameters.numberLayers} layers",
+                            "${trialParameters.algorithmSettings}", "${trialParameters.searchSpace}"]
+    container.pop("args", None)
+    store = Store(str(tmp_path / "k.db"))
+    ctl = Controller(store, runs_root=tmp_path / "runs", tick=0.05)
+    rec, _ = ctl.submit(admit(doc), tmp_path)
+    ctl.run(rec.namespace, rec.name)
+    (t,) = store.list_trials(rec.id)
+    assert t.state == "MetricsUnavailable"
+    assert "Best-Genotype=Genotype(normal=[...], ...)" in t.conditions[-1].message, t.conditions[-1].message
+    store.close()
