@@ -173,12 +173,12 @@ class SlurmExecutor(Executor):
         job.trial_dir.mkdir(parents=True, exist_ok=True)
         for target in job.path_map.values():
             Path(target).parent.mkdir(parents=True, exist_ok=True)
-        (job.trial_dir / EXIT_FILE).unlink(missing_ok=True)
         options = sbatch_options(job, members, self.partition, self.account)
         script = job.trial_dir / SCRIPT
         lost = self._unsure.get(job.name)
         found = self._lost_submission(job, lost) if lost is not None else None  # the last try's answer was lost
         if found is None:
+            (job.trial_dir / EXIT_FILE).unlink(missing_ok=True)  # (a found job's own record stays)
             script.write_text(batch_script(job, members))
             submitted = time.time()
             done = slurm(["sbatch", *options, str(script)], env=submit_env(members[0].env))
