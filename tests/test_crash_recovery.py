@@ -241,22 +241,30 @@ def test_a_starting_server_ends_what_a_stop_cut_short_left_running(tmp_path: Pat
     assert t.state == "Created" and t.conditions[-1].reason == "TrialInterrupted", t.conditions  # runs again on resume
 
 
-def test_a_resume_under_another_executor_is_refused_before_it_touches_a_trial(tmp_path: Path):
-    # A Slurm experiment whose controller was killed, resumed by the hint katib printed
-    # (no --executor): the local executor took the Slurm handle for a lost local trial and
-    # ran the trial again here while its job ran on in the cluster.
+def _with_trial(tmp_path: Path, name: str, state: str, **fields):
+    """A one-trial experiment ``demo`` with its trial ``name`` stored ``state`` (as a killed
+    controller left it): (the store, a controller on it, the experiment's record)."""
     from katib.controller import Controller, admit
-    from katib.errors import KatibError
     from katib.spec import EXPERIMENT_LABEL
     from katib.store import TrialRecord
 
     store = Store(str(tmp_path / "katib.db"))
     ctl = Controller(store, runs_root=tmp_path / "runs", tick=0.05)
     rec, _ = ctl.submit(admit(experiment(maxTrialCount=1, parallelTrialCount=1)), tmp_path)
-    handle = {"executor": "slurm", "job_id": "4242", "trial": "demo-on-slurm", "comment": "x", "started_at": time.time()}
-    store.add_trials([TrialRecord(id=0, experiment_id=rec.id, name="demo-on-slurm", state="Running",
+    store.add_trials([TrialRecord(id=0, experiment_id=rec.id, name=name, state=state,
                                   assignments=[{"name": "x", "value": "0.5"}], labels={EXPERIMENT_LABEL: "demo"},
-                                  created_at=time.time(), start_time=time.time(), handle=handle)])
+                                  created_at=time.time(), **fields)])
+    return store, ctl, rec
+
+
+def test_a_resume_under_another_executor_is_refused_before_it_touches_a_trial(tmp_path: Path):
+    # A Slurm experiment whose controller was killed, resumed by the hint katib printed
+    # (no --executor): the local executor took the Slurm handle for a lost local trial and
+    # ran the trial again here while its job ran on in the cluster.
+    from katib.errors import KatibError
+
+    handle = {"executor": "slurm", "job_id": "4242", "trial": "demo-on-slurm", "comment": "x", "started_at": time.time()}
+    store, ctl, rec = _with_trial(tmp_path, "demo-on-slurm", "Running", start_time=time.time(), handle=handle)
     with pytest.raises(KatibError, match="resume it with --executor slurm"):
         ctl.run("default", "demo")
     (t,) = store.list_trials(rec.id)
@@ -275,18 +283,10 @@ def test_a_trial_launched_under_another_executor_and_not_stored_running_is_refus
     # Running: a resume under the local executor took the handle file for its own launch.
     import json
 
-    from katib.controller import Controller, admit
     from katib.errors import KatibError
     from katib.names import RunLayout
-    from katib.spec import EXPERIMENT_LABEL
-    from katib.store import TrialRecord
 
-    store = Store(str(tmp_path / "katib.db"))
-    ctl = Controller(store, runs_root=tmp_path / "runs", tick=0.05)
-    rec, _ = ctl.submit(admit(experiment(maxTrialCount=1, parallelTrialCount=1)), tmp_path)
-    store.add_trials([TrialRecord(id=0, experiment_id=rec.id, name="demo-sbatched", state="Created",
-                                  assignments=[{"name": "x", "value": "0.5"}], labels={EXPERIMENT_LABEL: "demo"},
-                                  created_at=time.time())])
+    store, ctl, rec = _with_trial(tmp_path, "demo-sbatched", "Created")
     folder = RunLayout(tmp_path / "runs").trial("default", "demo", "demo-sbatched")
     folder.mkdir(parents=True)
     (folder / "handle.json").write_text(json.dumps({"executor": "slurm", "job_id": "77", "trial": "demo-sbatched"}))

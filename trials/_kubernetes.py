@@ -62,7 +62,7 @@ from ._executor import (
     TrialJob,
     write_handle,
 )
-from ._kubernetes_kueue import SUSPEND_PATHS, WORKLOADS, label_value_problem
+from ._kubernetes_kueue import SUSPEND_PATHS, WORKLOADS, label_value_problem, suspend
 from ._kubernetes_manifest import trial_manifest
 from ._kubernetes_status import judge, waiting
 from ._kubernetes_watch import JobWatching, KubeTrial, created_at, logs_to_come, trial_of
@@ -363,14 +363,9 @@ class KubernetesExecutor(JobWatching, Executor):
             # retain: the job stays, as Katib keeps a retained trial's job once it is
             # stopped; suspending it ends its pods (Kueue's jobs are deleted: Kueue would
             # take a suspended job for one of its own to admit again).
-            patch: dict[str, Any] = {}
-            node = patch
-            for key in path[:-1]:
-                node = node.setdefault(key, {})
-            node[path[-1]] = True
             try:
                 self.custom.patch_namespaced_custom_object(group, version, str(handle.get("namespace")),
-                                                           str(handle.get("plural")), name, patch)
+                                                           str(handle.get("plural")), name, suspend({}, path))
                 return
             except Exception:  # noqa: BLE001 - not suspendable after all: stopped by deleting it
                 pass

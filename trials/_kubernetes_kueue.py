@@ -92,14 +92,20 @@ def enqueue(manifest: dict[str, Any], queue: str | None, priority_class: str | N
         kinds = ", ".join(sorted({k for _, k in SUSPEND_PATHS}))
         raise LaunchError(f"metadata.labels[{QUEUE_LABEL}]: Kueue does not queue a {manifest.get('apiVersion')} "
                           f"{manifest.get('kind')} (katib queues: {kinds})")
-    node = manifest
+    suspend(manifest, path)
+    return str(labels[QUEUE_LABEL])
+
+
+def suspend(obj: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any]:
+    """``obj`` with its suspend field (``path``, from ``SUSPEND_PATHS``) set true, in place."""
+    node = obj
     for key in path[:-1]:
         child = node.get(key)
         if not isinstance(child, dict):
             child = node[key] = {}
         node = child
     node[path[-1]] = True
-    return str(labels[QUEUE_LABEL])
+    return obj
 
 
 def suspended(obj: dict[str, Any]) -> bool:

@@ -192,13 +192,11 @@ class SlurmExecutor(Executor):
                     raise LaunchError(f"sbatch refused the trial: {why}")
                 # A busy slurmctld may take the job and lose the answer: looked up before any
                 # new submission, now and (while squeue does not answer) at the next try.
-                self._unsure[job.name] = submitted
                 found = self._lost_submission(job, submitted)
                 if found is None:
                     raise Deferred(f"sbatch did not get through ({why}); trying again")
         if found is not None:
             job_id = found
-        self._unsure.pop(job.name, None)
         self.submitted += 1
         handle = {"executor": self.name, "job_id": job_id, "trial": job.name, "comment": identity(job),
                   "log": str(job.log_path), "started_at": time.time(), "options": options}
@@ -211,24 +209,20 @@ class SlurmExecutor(Executor):
         earlier run's job of the trial, which Slurm lists for MinJobAge); None when there is
         none, so it may be submitted. ``Deferred`` while squeue does not answer: submitting
         again then could run the trial twice."""
-        done = slurm(["squeue", "-h", "--states=all", f"--name={job.name}", "-o", "%i|%V|%k"])
-        if done.returncode != 0:
-            raise Deferred(f"squeue does not answer ({_last_line(done.stderr) or done.returncode}): whether the last "
-                           "submission got through is not known yet")
-        ident, newest = identity(job), None
-        for line in done.stdout.splitlines():
-            job_id, submit, comment = (line.strip().split("|", 2) + ["", ""])[:3]
-            if comment != ident or not job_id.isdigit():
-                continue
+        self._unsure[job.name] = since  # kept while squeue does not answer
+        jobs = self._named(job.name, identity(job))
+        if jobs is None:
+            raise Deferred("squeue does not answer: whether the last submission got through is not known yet")
+        del self._unsure[job.name]
+        newest = None
+        for job_id, submit in jobs:
             try:  # slurmctld's local time; a minute's grace for the clocks
                 if datetime.fromisoformat(submit).timestamp() < since - 60:
                     continue
             except ValueError:
                 pass
-            if newest is None or int(job_id) > int(newest):
+            if job_id.isdigit() and (newest is None or int(job_id) > int(newest)):
                 newest = job_id
-        if newest is None:
-            self._unsure.pop(job.name, None)
         return newest
 
     def _follow(self, handle: dict[str, Any], job: TrialJob, elapsed: float | None = None) -> _Job:
@@ -373,14 +367,24 @@ class SlurmExecutor(Executor):
         died between sbatch and writing the handle down)."""
         return self._find_by(job.name, identity(job))
 
+    @classmethod
+    def _find_by(cls, name: str, ident: str) -> str | None:
+        jobs = cls._named(name, ident)
+        return jobs[0][0] if jobs else None
+
     @staticmethod
-    def _find_by(name: str, ident: str) -> str | None:
-        done = slurm(["squeue", "-h", "--states=all", f"--name={name}", "-o", "%i|%k"])
+    def _named(name: str, ident: str) -> list[tuple[str, str]] | None:
+        """(id, submit time) of each job Slurm knows by ``name`` whose comment is ``ident``, in
+        squeue's order; None when squeue does not answer."""
+        done = slurm(["squeue", "-h", "--states=all", f"--name={name}", "-o", "%i|%V|%k"])
+        if done.returncode != 0:
+            return None
+        out = []
         for line in done.stdout.splitlines():
-            job_id, _, comment = line.strip().partition("|")
+            job_id, submit, comment = (line.strip().split("|", 2) + ["", ""])[:3]
             if ident and comment == ident:
-                return job_id
-        return None
+                out.append((job_id, submit))
+        return out
 
     def launched(self, job: TrialJob) -> dict[str, Any] | None:
         handle = read_handle(job.trial_dir)
@@ -415,22 +419,20 @@ class SlurmExecutor(Executor):
             tracked.running_since = time.monotonic() - parse_elapsed(elapsed)
         return ADOPTED
 
-    @staticmethod
-    def left_job(handle: dict[str, Any]) -> bool | None:
+    def left_job(self, handle: dict[str, Any]) -> bool | None:
         """Whether the job a trial's handle names is still queued or running as that trial's
         (no controller follows it); None when squeue does not answer (nothing concluded)."""
         job_id, name = str(handle.get("job_id") or ""), str(handle.get("trial") or "")
         if not (job_id.isdigit() and name):
             return False
-        done = slurm(["squeue", "-h", "--states=all", "-j", job_id, "-o", "%i|%T|%j|%k"])
-        if done.returncode != 0:
-            return False if "Invalid job id" in done.stderr else None
-        for line in done.stdout.splitlines():
-            parts = line.strip().split("|", 3)
-            if len(parts) == 4 and parts[0] == job_id and parts[2] == name:
-                same = not handle.get("comment") or parts[3] == handle.get("comment")
-                return same and parts[1].split()[0] not in ENDED
-        return False
+        found = self._queue([job_id])
+        if found is None:
+            return None
+        if job_id not in found:
+            return False
+        state, _, _, comment = found[job_id]
+        same = comment == handle["comment"] if handle.get("comment") else f"/{name}@" in comment
+        return same and state.split()[0] not in ENDED
 
     def recover(self, handle: dict[str, Any], trial_dir: Path | None = None) -> None:
         """Cancel what is left of a trial's job (the one its handle names, else the one

@@ -537,12 +537,13 @@ def end_left_trials(store: Store, rec: Any) -> int:
     from ._adopt import INTERRUPTED, INTERRUPTED_MESSAGE, STOPPING
 
     ended = 0
+    slurm = SlurmExecutor()
     for t in store.list_trials(rec.id, states=("Running",)):
         executor = (t.handle or {}).get("executor", "local")
         if executor == "local":
             left = bool(t.handle and left_running(t.handle))
         elif executor == "slurm":  # its job runs on in the cluster: cancelled as its controller's stop would
-            left = bool(SlurmExecutor.left_job(t.handle or {}))
+            left = bool(slurm.left_job(t.handle or {}))
         else:  # a Ray actor dies with its driver; a Kubernetes job is the next run's to adopt or delete
             left = False
         if not (t.handle and left):
@@ -553,7 +554,7 @@ def end_left_trials(store: Store, rec: Any) -> int:
             t.state = "Created"
         store.save_trial(t)  # stored before the stop: a stopped trial is never taken for a lost one
         if executor == "slurm":
-            SlurmExecutor().recover(t.handle)
+            slurm.recover(t.handle)
         else:
             kill_left(t.handle)
         ended += 1

@@ -116,6 +116,7 @@ def _check_key(key: str, depth: int) -> None:
 
 
 def _count_unescaped(text: str, chars: str) -> int:
+    """How many of ``text``'s characters are in ``chars``, not counting escaped ones."""
     n, i = 0, 0
     while i < len(text):
         if text[i] == "\\":
@@ -199,22 +200,10 @@ def _walk(current: Any, keys: list[str], mapping: bool) -> Any:
 def _member(obj: dict[str, Any], key: str) -> Any:
     """``obj``'s member named by ``key``: escapes taken literally, and where ``key`` holds an
     unescaped ``*`` or ``?``, the first member whose name matches it."""
-    if _has_wildcard(key):
+    if _count_unescaped(key, "*?"):
         pattern = _glob(key)
         return next((v for k, v in obj.items() if pattern.fullmatch(k)), _MISSING)
     return obj.get(_unescape(key), _MISSING)
-
-
-def _has_wildcard(text: str) -> bool:
-    i = 0
-    while i < len(text):
-        if text[i] == "\\":
-            i += 2
-            continue
-        if text[i] in "*?":
-            return True
-        i += 1
-    return False
 
 
 def _unescape(text: str) -> str:

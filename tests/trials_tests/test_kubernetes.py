@@ -134,7 +134,8 @@ def test_a_hung_trial_is_stopped_at_its_deadline_and_its_job_deleted(sqlite_stor
     assert cluster.objects("jobs") == [] and cluster.objects("pods") == [] and not cluster.procs
 
 
-def test_early_stopped_trials_leave_no_job_pod_or_process(sqlite_store, tmp_path, cluster):
+def _early_stopped_doc() -> dict:
+    """Six trials on a grid, three at a time; those above x = 0.5 are stopped by medianstop."""
     code = ("import time, sys\nbad = float(sys.argv[1]) > 0.5\nfor i in range(40):\n"
             "    print(f'loss={(0.9 if bad else 0.1) + 0.001 * i}', flush=True)\n    time.sleep(0.1)\n")
     doc = experiment(command=[*python_command(code)[:3], "${trialParameters.x}"], maxTrialCount=6, parallelTrialCount=3,
@@ -144,6 +145,11 @@ def test_early_stopped_trials_leave_no_job_pod_or_process(sqlite_store, tmp_path
                                   "feasibleSpace": {"min": "0.1", "max": "0.9", "step": "0.16"}}],
                      earlyStopping={"algorithmName": "medianstop", "algorithmSettings": [
                          {"name": "min_trials_required", "value": "2"}, {"name": "start_step", "value": "3"}]})
+    return doc
+
+
+def test_early_stopped_trials_leave_no_job_pod_or_process(sqlite_store, tmp_path, cluster):
+    doc = _early_stopped_doc()
     _, trials = run(sqlite_store, tmp_path, doc, cluster)
     assert "EarlyStopped" in {t.state for t in trials}
     deadline = time.time() + 5
@@ -155,15 +161,7 @@ def test_early_stopped_trials_leave_no_job_pod_or_process(sqlite_store, tmp_path
 def test_retain_keeps_an_early_stopped_trials_job_with_its_pods_ended(sqlite_store, tmp_path, cluster):
     # Katib keeps a retained trial's job once the trial is completed, early-stopped too; the
     # stop deleted it whatever retain said. Now it is suspended: its pods end, the job stays.
-    code = ("import time, sys\nbad = float(sys.argv[1]) > 0.5\nfor i in range(40):\n"
-            "    print(f'loss={(0.9 if bad else 0.1) + 0.001 * i}', flush=True)\n    time.sleep(0.1)\n")
-    doc = experiment(command=[*python_command(code)[:3], "${trialParameters.x}"], maxTrialCount=6, parallelTrialCount=3,
-                     objective={"type": "minimize", "objectiveMetricName": "loss"},
-                     algorithm={"algorithmName": "grid"},
-                     parameters=[{"name": "x", "parameterType": "double",
-                                  "feasibleSpace": {"min": "0.1", "max": "0.9", "step": "0.16"}}],
-                     earlyStopping={"algorithmName": "medianstop", "algorithmSettings": [
-                         {"name": "min_trials_required", "value": "2"}, {"name": "start_step", "value": "3"}]})
+    doc = _early_stopped_doc()
     doc["spec"]["trialTemplate"]["retain"] = True
     _, trials = run(sqlite_store, tmp_path, doc, cluster)
     stopped = {t.name for t in trials if t.state == "EarlyStopped"}

@@ -176,6 +176,27 @@ def _jobs_of(experiment_name: str) -> dict[str, str]:
             if c.startswith(f"katib:default/{experiment_name}/")}
 
 
+def _killed_run(tmp_path: Path, doc: dict, states: list[str]) -> tuple[Path, dict, Store]:
+    """``katib run`` of ``doc`` on Slurm, killed with SIGKILL once its jobs stand in
+    ``states`` and each is stored with its trial: (its database, the environment, the store)."""
+    name = doc["metadata"]["name"]
+    spec = tmp_path / "exp.yaml"
+    spec.write_text(yaml.safe_dump(doc))
+    db = tmp_path / "katib.db"
+    env = {**os.environ, "SLURM_CONF": str(CONF)}
+    first = subprocess.Popen([sys.executable, "-m", "katib", "run", str(spec), "--db", str(db), "--executor", "slurm",
+                              "--tick", "0.1"], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, env=env)
+    try:
+        _wait_for(lambda: sorted(_jobs_of(name).values()) == sorted(states), timeout=30, what=f"jobs {states}")
+        store = Store(str(db))
+        _wait_for(lambda: sum(bool(t.handle) for t in store.list_trials(store.get_experiment("default", name).id))
+                  == len(states), what="the trials stored with their jobs")
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    return db, env, store
+
+
 def test_a_controller_killed_with_sigkill_is_resumed_and_adopts_its_queued_and_running_jobs(tmp_path):
     node = subprocess.run(["scontrol", "show", "node", "-o"], capture_output=True, text=True, check=True).stdout
     memory = int(re.search(r"RealMemory=(\d+)", node).group(1)) * 2 // 5  # two fit on the node, the third waits
@@ -184,22 +205,8 @@ def test_a_controller_killed_with_sigkill_is_resumed_and_adopts_its_queued_and_r
     doc = experiment(name=name, command=python_command(code), maxTrialCount=4, parallelTrialCount=3)
     doc["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]["resources"] = {
         "limits": {"memory": f"{memory}Mi"}}
-    spec = tmp_path / "exp.yaml"
-    spec.write_text(yaml.safe_dump(doc))
-    db = tmp_path / "katib.db"
-    env = {**os.environ, "SLURM_CONF": str(CONF)}
+    db, env, store = _killed_run(tmp_path, doc, ["PENDING", "RUNNING", "RUNNING"])
     cli = [sys.executable, "-m", "katib"]
-    first = subprocess.Popen([*cli, "run", str(spec), "--db", str(db), "--executor", "slurm", "--tick", "0.1"],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, env=env)
-    try:
-        _wait_for(lambda: sorted(_jobs_of(name).values()) == ["PENDING", "RUNNING", "RUNNING"], timeout=30,
-                  what="two jobs running and one queued")
-        store = Store(str(db))
-        _wait_for(lambda: sum(bool(t.handle) for t in store.list_trials(store.get_experiment("default", name).id)) == 3,
-                  what="three trials stored with their jobs")
-    finally:
-        first.send_signal(signal.SIGKILL)
-        first.wait()
     rec = store.get_experiment("default", name)
     before = {t.name: t.handle["job_id"] for t in store.list_trials(rec.id) if t.handle}
     assert sorted(_jobs_of(name)) == sorted(before.values())
@@ -295,22 +302,9 @@ def test_a_stop_after_a_kill_9_cancels_the_jobs_left_running(tmp_path):
     # trials: its Slurm jobs ran on, and its trials stayed Running.
     name = f"left-{uuid.uuid4().hex[:6]}"
     code = "import time; time.sleep(60); print('loss=${trialParameters.x}')"
-    spec = tmp_path / "exp.yaml"
-    spec.write_text(yaml.safe_dump(experiment(name=name, command=python_command(code), maxTrialCount=2,
-                                              parallelTrialCount=2)))
-    db = tmp_path / "katib.db"
-    env = {**os.environ, "SLURM_CONF": str(CONF)}
+    doc = experiment(name=name, command=python_command(code), maxTrialCount=2, parallelTrialCount=2)
+    db, env, store = _killed_run(tmp_path, doc, ["RUNNING", "RUNNING"])
     cli = [sys.executable, "-m", "katib"]
-    first = subprocess.Popen([*cli, "run", str(spec), "--db", str(db), "--executor", "slurm", "--tick", "0.1"],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, env=env)
-    try:
-        _wait_for(lambda: sorted(_jobs_of(name).values()) == ["RUNNING", "RUNNING"], timeout=30, what="two jobs running")
-        store = Store(str(db))
-        _wait_for(lambda: sum(bool(t.handle) for t in store.list_trials(store.get_experiment("default", name).id)) == 2,
-                  what="both trials stored with their jobs")
-    finally:
-        first.send_signal(signal.SIGKILL)
-        first.wait()
     stopped = subprocess.run([*cli, "stop", name, "--db", str(db)], capture_output=True, text=True, env=env, timeout=60)
     assert stopped.returncode == 0, stopped.stdout + stopped.stderr
     _wait_for(lambda: all(s not in ("RUNNING", "PENDING") for s in _jobs_of(name).values()), timeout=30,

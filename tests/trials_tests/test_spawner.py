@@ -368,26 +368,25 @@ def test_a_script_whose_interpreter_is_missing_says_so_not_that_it_is(tmp_path):
     # The kernel answers ENOENT for a '#!' interpreter that does not exist, which read as
     # if the script itself were missing ("No such file or directory" for a file that is
     # there). The trial's failure names the interpreter.
-    script = tmp_path / "train.sh"
-    script.write_text("#!/nonexistent/python3\nprint('loss=1')\n")
-    script.chmod(0o755)
-    container = {"name": "main", "image": "x", "command": [str(script)]}
-    job = TrialJob(name="t-1", experiment="e", namespace="default",
-                   run_spec={"spec": {"template": {"spec": {"containers": [container]}}}},
-                   primary_container="main", workdir=tmp_path, trial_dir=tmp_path / "runs" / "t-1")
-    _, state = _run(LocalExecutor(ledger=Ledger(Inventory(cpus=8, memory=0, gpus=[]))), job)
+    script, state = _run_script(tmp_path, b"#!/nonexistent/python3\nprint('loss=1')\n")
     assert not state.succeeded
     assert "interpreter '/nonexistent/python3'" in state.message, state.message
     assert str(script) in state.message
 
 
 def test_a_script_with_windows_line_endings_is_told_so(tmp_path):
+    _, state = _run_script(tmp_path, b"#!/bin/sh\r\necho loss=1\r\n")
+    assert not state.succeeded and "Windows line endings" in state.message, state.message
+
+
+def _run_script(tmp_path: Path, content: bytes):
+    """A trial whose command is an executable script of ``content``: (the script, how it ended)."""
     script = tmp_path / "train.sh"
-    script.write_bytes(b"#!/bin/sh\r\necho loss=1\r\n")
+    script.write_bytes(content)
     script.chmod(0o755)
     container = {"name": "main", "image": "x", "command": [str(script)]}
     job = TrialJob(name="t-1", experiment="e", namespace="default",
                    run_spec={"spec": {"template": {"spec": {"containers": [container]}}}},
                    primary_container="main", workdir=tmp_path, trial_dir=tmp_path / "runs" / "t-1")
     _, state = _run(LocalExecutor(ledger=Ledger(Inventory(cpus=8, memory=0, gpus=[]))), job)
-    assert not state.succeeded and "Windows line endings" in state.message, state.message
+    return script, state
