@@ -26,6 +26,9 @@ def ray(options: ExecutorOptions) -> Callable[[], Executor]:
 
     from ._ray import RayExecutor
 
+    if options.ray_address:
+        _check_answers(options.ray_address)
+
     def make() -> Executor:
         try:
             return RayExecutor(options.ray_address, clean_env=options.clean_env,
@@ -37,6 +40,25 @@ def ray(options: ExecutorOptions) -> Callable[[], Executor]:
                              "give the address of a running one with --ray-address (or $RAY_ADDRESS)") from None
 
     return make
+
+
+def _check_answers(address: str, timeout: float = 5.0) -> None:
+    """Refuse a Ray address where nothing answers: Ray's own connection waits minutes,
+    printing warnings, before it gives up. ``auto`` and ``local`` name no host."""
+    import socket
+
+    if address in ("auto", "local"):
+        return
+    hostport = address.split("://", 1)[-1].split("/", 1)[0]
+    host, sep, port = hostport.rpartition(":")
+    if not (sep and host and port.isdigit()):
+        return  # a form Ray reads its own way: it says what is wrong with it
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        why = f"no answer in {timeout:.0f} s" if isinstance(exc, TimeoutError) else (exc.strerror or type(exc).__name__)
+        raise KatibError(f"--ray-address {address}: nothing answers at {host}:{port} ({why}); start the cluster "
+                         "(ray start --head) or give the address it printed") from None
 
 
 def kubernetes(options: ExecutorOptions) -> Callable[[], Executor]:

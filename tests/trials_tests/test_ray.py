@@ -368,3 +368,20 @@ def test_a_trial_that_asks_for_no_gpu_sees_none(cluster, sqlite_store, tmp_path)
                                                           parallelTrialCount=1), cluster)
     log = (tmp_path / "runs" / "default" / "demo" / t.name / "trial.log").read_text()
     assert t.state == "Succeeded" and "gpus=[]" in log, log
+
+
+def test_a_ray_address_where_nothing_answers_is_refused_at_once(tmp_path):
+    """Ray's own connection to a dead address waits minutes, printing warnings; `katib run`
+    says so before it stores anything."""
+    from katib.errors import KatibError
+    from trials._factories import ray as ray_factory
+    from trials._registry import ExecutorOptions
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    started = time.monotonic()
+    for address in (f"127.0.0.1:{port}", f"ray://127.0.0.1:{port}"):
+        with pytest.raises(KatibError, match=f"nothing answers at 127.0.0.1:{port}"):
+            ray_factory(ExecutorOptions(ray_address=address))
+    assert time.monotonic() - started < 10
