@@ -52,7 +52,7 @@ class _RayTrial:
         self.deadline_at = time.monotonic() + deadline if deadline is not None else None
         self.stopped = False
         self.timed_out = False
-        self.shape: tuple[float, int] = (1.0, 0)
+        self.shape: tuple[float, int, int] = (1.0, 0, 0)
         self.unreachable_since: float | None = None  # when the actor first failed to answer
         self.partial: dict[str, bytes] = {}  # the pushed metrics' unterminated last line, held back
         self.workdir: str | None = None  # its folder on the node (removed once mirrored)
@@ -93,9 +93,9 @@ class RayExecutor(Executor):
                      ignore_reinit_error=True, **local)
         self._runner = runner_class()
         self._trials: dict[str, _RayTrial] = {}
-        # Finished trials' actors, by (CPUs, GPUs), for the next trials of the same shape:
+        # Finished trials' actors, by (CPUs, GPUs, memory), for the next trials of the same shape:
         # an actor is a worker process, too slow to start anew for every short trial.
-        self._idle: dict[tuple[float, int], list[Any]] = {}
+        self._idle: dict[tuple[float, int, int], list[Any]] = {}
         self._cleanups: dict[int, Any] = {}  # each actor's last folder removal, by id of its handle
 
     def _processes(self, job: TrialJob) -> tuple[list[dict[str, Any]], dict[str, Path], Resources, Resources]:
@@ -148,20 +148,25 @@ class RayExecutor(Executor):
         loopback, driver_node = self._loopback(procs, job)
         cpus = need.cpu or 1
         total, free = ray.cluster_resources(), ray.available_resources()
-        if need.gpu > total.get("GPU", 0) or cpus > total.get("CPU", 0):
-            raise LaunchError(f"the trial needs {cpus:g} CPUs and {need.gpu} GPUs; the Ray cluster has "
-                              f"{total.get('CPU', 0):g} and {total.get('GPU', 0):g}")
-        shape = (cpus, need.gpu)
+        # Ray places by memory as by CPUs (a logical reservation: Ray's memory monitor, not a
+        # limit, acts on a node short of memory).
+        memory = need.memory if 0 < need.memory < float("inf") else 0
+        if need.gpu > total.get("GPU", 0) or cpus > total.get("CPU", 0) or memory > total.get("memory", 0):
+            asked = f"{cpus:g} CPUs, {need.gpu} GPUs" + (f" and {memory / 2**30:.1f} GiB of memory" if memory else "")
+            has = f"{total.get('CPU', 0):g}, {total.get('GPU', 0):g}" + (f" and {total.get('memory', 0) / 2**30:.1f} GiB"
+                                                                         if memory else "")
+            raise LaunchError(f"the trial needs {asked}; the Ray cluster has {has}")
+        shape = (cpus, need.gpu, memory)
         pool = self._idle.get(shape) or []
         if pool:
             actor = pool.pop()
         else:
-            if need.gpu > free.get("GPU", 0) + 1e-9 or cpus > free.get("CPU", 0) + 1e-9:
+            if need.gpu > free.get("GPU", 0) + 1e-9 or cpus > free.get("CPU", 0) + 1e-9 or memory > free.get("memory", 0):
                 for other in [a for s, actors in self._idle.items() if s != shape for a in actors]:
                     ray.kill(other)  # idle actors of another shape give their room back
                 self._idle = {shape: pool}
                 raise Deferred()  # the cluster is full now: the trial waits, pending
-            actor = self._runner.options(num_cpus=cpus, num_gpus=need.gpu).remote()
+            actor = self._runner.options(num_cpus=cpus, num_gpus=need.gpu, memory=memory or None).remote()
         try:
             info = ray.get(actor.start.remote(procs, {k: str(v) for k, v in files.items()}, trees, scrape, loopback,
                                               driver_node, GRACE_SECONDS), timeout=30)

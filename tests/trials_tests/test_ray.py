@@ -97,6 +97,32 @@ def test_gpus_come_from_ray(cluster, sqlite_store, tmp_path):
         assert visible in ("0", "1") and t.handle["devices"]["gpus"] == [visible]
 
 
+def test_ray_places_trials_by_their_memory(cluster, sqlite_store, tmp_path):
+    """A trial's memory request is Ray's to place by, as its CPUs are: two trials that each
+    ask for 60% of the cluster's memory run one after the other; one that asks for more than
+    the cluster has fails, saying so. Ray ignored the request, and ran both at once."""
+    ray.init(address=cluster, ignore_reinit_error=True)
+    memory = int(ray.cluster_resources()["memory"])
+    code = "import time; print('start', time.time(), flush=True); time.sleep(1); print('end', time.time()); print('loss=${trialParameters.x}')"
+    doc = experiment(command=python_command(code), maxTrialCount=2, parallelTrialCount=2)
+    container = doc["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]
+    container["resources"] = {"requests": {"cpu": "0.1", "memory": str(int(memory * 0.6))}}
+    status, trials = run(sqlite_store, tmp_path, doc, cluster)
+    assert status["trialsSucceeded"] == 2
+    spans = []
+    for t in trials:
+        log = (tmp_path / "runs" / "default" / "demo" / t.name / "trial.log").read_text()
+        spans.append((float(re.search(r"start (\S+)", log).group(1)), float(re.search(r"end (\S+)", log).group(1))))
+    first, second = sorted(spans)
+    assert second[0] >= first[1], spans
+
+    container["resources"] = {"requests": {"cpu": "0.1", "memory": str(memory * 2)}}
+    doc["metadata"]["name"] = "too-big"
+    doc["spec"]["maxTrialCount"], doc["spec"]["parallelTrialCount"], doc["spec"]["maxFailedTrialCount"] = 1, 1, 0
+    status, trials = run(sqlite_store, tmp_path, doc, cluster)
+    assert trials[0].state == "Failed" and "GiB of memory; the Ray cluster has" in trials[0].conditions[-1].message
+
+
 def test_stopping_kills_the_trial_on_its_node(cluster, sqlite_store, tmp_path):
     code = "import time; time.sleep(60); print('loss=${trialParameters.x}')"
     doc = experiment(command=python_command(code), maxTrialCount=1, parallelTrialCount=1,
