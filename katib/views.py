@@ -86,18 +86,26 @@ def experiment(rec: ExperimentRecord) -> ExperimentObject:
 
 
 def shown_status(rec: ExperimentRecord) -> ExperimentStatus:
-    """The stored status, but a user's stop shown: an unfinished experiment a user stopped
-    has its ``Running`` condition ``False``, reason ``ExperimentStopped`` (Katib has no stop;
-    it keeps Katib's condition types). Its stored ``Running=True`` told the Katib SDK's
-    ``is_experiment_running`` and kubectl that it ran while nothing did. Resuming it clears
-    the stop, and the controller's status shows again."""
+    """The stored status, but a stop shown: an unfinished experiment a user stopped has its
+    ``Running`` condition ``False``, reason ``ExperimentStopped`` (Katib has no stop; it
+    keeps Katib's condition types), and so has a running one that no controller runs any
+    more (its ``katib run`` ended on an error or was killed). Its stored ``Running=True``
+    told the Katib SDK's ``is_experiment_running`` and kubectl that it ran while nothing
+    did. Resuming it clears the stop, and the controller's status shows again."""
     status = rec.status
-    if rec.stopped_at is None or phase(rec) not in _UNFINISHED or _external(rec):
+    current = phase(rec)
+    if current not in _UNFINISHED or _external(rec):
         return status  # an outside loop (ask and tell) runs on whatever a stop said, as shown_phase has it
+    if rec.stopped_at is not None:
+        message, when = ("Experiment was stopped by a user; resuming it (katib resume, or POST .../resume) runs it "
+                         "again"), rec.stopped_at
+    elif current == "Running" and not controller_alive(rec):  # its stored Running=True says otherwise
+        message, when = ("No controller runs the experiment (the katib run, resume or server that ran it has ended); "
+                         "resuming it (katib resume) runs it again"), rec.updated_at
+    else:
+        return status
     status = status.model_copy(deep=True)
-    set_condition(status.conditions, "Running", "False", STOPPED_CONDITION_REASON,
-                  "Experiment was stopped by a user; resuming it (katib resume, or POST .../resume) runs it again",
-                  now=rec.stopped_at)
+    set_condition(status.conditions, "Running", "False", STOPPED_CONDITION_REASON, message, now=when)
     return status
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from katib import views
 from katib.store import Store
 from tests.conftest import experiment, python_command
 from trials._process import alive
@@ -59,6 +60,9 @@ def test_kill_9_then_resume(tmp_path: Path, how: str):
     before = {t.name: t for t in store.list_trials(rec.id)}
     lost = [t for t in before.values() if t.state == "Running"]
     assert lost and rec.owner  # the dead controller still holds it
+    # What the Katib SDK and kubectl read says nothing runs it (the stored Running=True did).
+    running = next(c for c in views.experiment_object(rec)["status"]["conditions"] if c["type"] == "Running")
+    assert (running["status"], running["reason"]) == ("False", "ExperimentStopped"), running
 
     if how == "resume":
         again = katib("resume", "demo", "--db", str(db), "--tick", "0.05")

@@ -61,9 +61,12 @@ def test_a_stop_that_writes_only_its_mark_is_a_new_version(sqlite_store, tmp_pat
     url = f"/api/v1/namespaces/{rec.namespace}/experiments/{rec.name}/summary"
     with TestClient(app, base_url="http://localhost") as client:
         first = client.get(url)
-        assert first.json()["status"]["conditions"][-1]["status"] == "True"
+        shown = first.json()["status"]["conditions"][-1]  # no controller runs it: not running, and why
+        assert (shown["type"], shown["status"], shown["reason"]) == ("Running", "False", "ExperimentStopped")
+        assert shown["message"].startswith("No controller runs the experiment")
         assert mark_stopped(sqlite_store, rec.namespace, rec.name, lambda _owner: False)
         again = client.get(url, headers={"If-None-Match": first.headers["etag"]})
         assert again.status_code == 200, "the stop was answered 304: the page kept showing it running"
         shown = again.json()["status"]["conditions"][-1]
         assert (shown["type"], shown["status"], shown["reason"]) == ("Running", "False", "ExperimentStopped")
+        assert shown["message"].startswith("Experiment was stopped by a user")
