@@ -63,6 +63,7 @@ STOPPED_REASON = "no controller runs it"
 # The reason of the Running=False condition a user's stop shows (``shown_status``).
 STOPPED_CONDITION_REASON = STOPPED
 _UNFINISHED = ("Created", "Running", "Restarting")
+NO_OBSERVATION = ("Failed", "Killed")  # trial states whose object has no status.observation, as in Katib
 
 
 class ExperimentObject(KatibModel):
@@ -123,7 +124,9 @@ def trial(exp: ExperimentRecord, t: TrialRecord) -> Trial:
         conditions=t.conditions, start_time=rfc3339(t.start_time) if t.start_time else None,
         completion_time=rfc3339(t.completion_time) if t.completion_time else None,
         last_reconcile_time=rfc3339(t.updated_at) if t.updated_at else None,
-        observation=Observation.of(t.observation) if t.observation else None,
+        # Katib fills a trial's observation when its job succeeds or it is stopped early: a
+        # failed or killed trial's reports are its metric logs, not a result.
+        observation=Observation.of(t.observation) if t.observation and t.state not in NO_OBSERVATION else None,
         devices=(t.handle or {}).get("devices") or None,  # extension: what the trial ran on
     )
     trial_spec = TrialSpec(

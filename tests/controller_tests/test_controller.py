@@ -112,6 +112,25 @@ def test_max_failed_trials_fails_with_the_output(store, tmp_path):
     assert "exited with code 3" in message and "boom: bad input" in message
 
 
+def test_a_failed_trials_object_has_no_observation_as_in_katib(store, tmp_path):
+    """Katib fills a trial's status.observation when its job succeeds (or it is stopped
+    early): a trial that printed its metric and then failed showed it as its observation,
+    read by the SDK and kubectl as the trial's result. Its reports stay its metric logs."""
+    from katib import views
+
+    code = "import sys; x = float('${trialParameters.x}'); print(f'loss={x}'); sys.exit(0 if x > 0.5 else 1)"
+    doc = experiment(command=python_command(code), maxTrialCount=8, parallelTrialCount=2, maxFailedTrialCount=8,
+                     parameters=[{"name": "x", "parameterType": "double", "feasibleSpace": {"min": "0", "max": "1"}}])
+    _, rec, _, trials = run(store, tmp_path, doc)
+    states = {t.state for t in trials}
+    assert states == {"Succeeded", "Failed"}, states  # random_state 1: both kinds
+    exp = store.get_experiment(rec.namespace, rec.name)
+    for t in trials:
+        observation = views.trial_object(exp, t)["status"].get("observation")
+        assert (observation is None) == (t.state == "Failed"), (t.state, observation)
+        assert store.observations(t.id, "loss")  # what it printed is kept
+
+
 def test_missing_objective_is_metrics_unavailable_with_a_hint(store, tmp_path):
     doc = experiment(command=python_command("print('accuracy: 0.9')"), maxTrialCount=2, maxFailedTrialCount=2)
     _, _, status, trials = run(store, tmp_path, doc)
