@@ -101,6 +101,12 @@ class ExperimentResult:
                 return str(c["type"])
         return "Unknown"
 
+    def _shown_state(self) -> str:
+        """``state`` as a person reads it: an experiment that ended ``Succeeded`` (Katib's word
+        for reaching its trial budget) without a best trial has no result, and says so."""
+        state = self.state
+        return "ended without a result" if state == "Succeeded" and not self._has_best() else state
+
     @property
     def best_trial(self) -> TrialResult:
         best = (self.status.get("currentOptimalTrial") or {}).get("bestTrialName")
@@ -156,7 +162,7 @@ class ExperimentResult:
     # -- display ------------------------------------------------------------------------
 
     def __repr__(self) -> str:
-        return (f"ExperimentResult({self.namespace}/{self.name}: {self.state}, {len(self.trials)} trials"
+        return (f"ExperimentResult({self.namespace}/{self.name}: {self._shown_state()}, {len(self.trials)} trials"
                 + (f", best {self.metric_name}={_num(self._best_value_or_none())}" if self._has_best() else "") + ")")
 
     def _has_best(self) -> bool:
@@ -169,7 +175,7 @@ class ExperimentResult:
             return None
 
     def _repr_html_(self) -> str:
-        head = (f"<b>experiment {html.escape(self.namespace)}/{html.escape(self.name)}</b>: {html.escape(self.state)}, "
+        head = (f"<b>experiment {html.escape(self.namespace)}/{html.escape(self.name)}</b>: {html.escape(self._shown_state())}, "
                 f"{len(self.trials)} trials ({html.escape(self.direction)} {html.escape(self.metric_name)})")
         best_name = ""
         if self._has_best():

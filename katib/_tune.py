@@ -275,7 +275,8 @@ def _render(result: ExperimentResult) -> Any:
     ended = sum(n for s, n in counts.items() if s not in ("Running", "Created"))
     line = Table.grid(padding=(0, 1))
     line.add_row(f"[bold]{escape(result.name)}[/]", ProgressBar(total=total, completed=ended, width=30),
-                 f"{ended}/{total or '?'} trials", _counts(counts), f"[dim]{result.state}[/]")
+                 f"{ended}/{total or '?'} trials", _counts(counts),
+                 f"[dim]{result.state}[/]" if result._shown_state() == result.state else f"[red]{result._shown_state()}[/]")
     grid = Table.grid()
     grid.add_row(line)
     if result._has_best():

@@ -99,6 +99,22 @@ def test_all_failing_tune_raises_saying_why(client):
                     max_trial_count=1)
 
 
+def test_an_all_failing_tunes_progress_does_not_say_succeeded(client, capsys):
+    """Katib ends such an experiment Succeeded (its trial budget reached): the progress
+    line said "6/6 trials 6 failed Succeeded", the result's repr the same."""
+    def broken(parameters):
+        raise ValueError("no data")
+
+    with pytest.raises(NoResultError) as caught:
+        client.tune("all-fail", broken, {"x": search.double(0, 1)}, objective_metric_name="loss", max_trial_count=2)
+    shown = capsys.readouterr().err
+    assert "2 failed" in shown and "ended without a result" in shown and "Succeeded" not in shown, shown
+    result = client.get_experiment_result("all-fail")
+    assert result.state == "Succeeded"  # Katib's condition, as the SDK reads it
+    assert "ended without a result" in repr(result) and "ended without a result" in result._repr_html_()
+    assert caught.value is not None
+
+
 def test_a_failed_experiment_is_not_handed_over_as_a_result(client):
     """Too many trials failed (Katib's Failed: ExperimentFailed) though one succeeded:
     tune() returned the result as if the experiment had succeeded, as ``katib run`` (exit
@@ -318,7 +334,9 @@ def test_a_failed_trials_number_is_no_value_in_the_table(client):
     result = client.tune("crashy", objective, {"x": search.discrete([0.25, 0.75])}, "score", algorithm_name="grid",
                          max_trial_count=2, max_failed_trial_count=2, progress=False)
     failed = next(t for t in result.trials if t.state == "Failed")
-    assert failed.value is None and failed.metrics["score"] == 0.99  # reported, kept, not a value
+    # Reported, not a value: Katib's trial object has no observation for a failed trial (its
+    # reports are its metric logs: get_trial_metrics)
+    assert failed.value is None and "score" not in failed.metrics
     table = result.trials_dataframe().sort_values("value", ascending=False)
     assert table.iloc[0]["state"] == "Succeeded" and table.iloc[0]["value"] == 0.1
 
