@@ -174,3 +174,24 @@ def test_after_an_all_matches_query_the_rest_of_the_path_is_each_matchs():
     # condition object (no array: no match), not of the array of matches.
     assert not holds(GJSON_JOB, 'status.conditions.#(type=="Complete")#.#(status=="True")')
     assert holds(GJSON_JOB, 'status.conditions.#(type=="Complete")#|#(status=="True")')
+
+
+def test_a_wildcard_pattern_costs_time_linear_in_the_text():
+    """``*a*a*…*b`` against an image name made Python's backtracking ``re`` run for seconds
+    (20 s at 8 stars over 60 characters), holding the GIL: one tenant's condition froze the
+    server's every request. Matching is RE2's now; one too complex to decide is no match, as
+    GJSON's MatchLimit answers."""
+    import time
+
+    job = {"spec": {"containers": [{"image": "a" * 200, "name": "x.y*z"}]}, "items": {"a" * 200: {"type": "T"}}}
+    started = time.monotonic()
+    assert not holds(job, 'spec.containers.#(image%"' + "*a" * 13 + '*b")')
+    assert not holds(job, "items." + "*a" * 13 + "*b")  # a wildcard key, the same way
+    assert holds(job, 'spec.containers.#(image%"' + "*a" * 13 + '*")')
+    assert holds(job, 'spec.containers.#(image!%"' + "*a" * 300 + '*b")')
+    assert time.monotonic() - started < 1
+    # In a quoted value JSON's escapes come first: a doubled backslash is the pattern's escape.
+    assert holds(job, 'spec.containers.#(name%"x.y\\\\*z")') and not holds(job, 'spec.containers.#(name%"x?y\\\\*")')
+    assert holds(job, 'spec.containers.#(name%"x?y*")') and holds(job, "items.a?a*")
+    job["spec"]["containers"][0]["name"] = "héllo\nwörld"
+    assert holds(job, 'spec.containers.#(name%"h?llo*d")')
