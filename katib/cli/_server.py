@@ -43,6 +43,16 @@ UNFENCED = ("every editor of a namespace could run code as this server's user: r
             "other namespaces' trials and files, and the server's secrets")
 
 
+def _check_shown_folder(workdir: Path) -> None:
+    """Sandboxed trials see the working folder (read-only): one that is, or holds, a home
+    folder would show them its keys (``~/.ssh``, ``~/.kube``), which the sandbox hides."""
+    for home in dict.fromkeys([Path.home().resolve(), Path("/home"), Path("/root")]):
+        if workdir == home or workdir in home.parents:
+            raise KatibError(f"--workdir {workdir}: trials see the server's working folder (read-only), and this one "
+                             f"{'is' if workdir == home else 'holds'} {home}, with its keys; start the server in a "
+                             "folder of its own (or give --workdir one)")
+
+
 def _fence(executor: str, auth: bool, sandbox: bool | None, allow_unfenced: bool, store: Any,
            secrets: list[Path] | None = None) -> Any:
     """The sandbox local trials run in (None: none), which hides the store's files and
@@ -318,7 +328,11 @@ def server(
     private_dirs(_runs_root(store))  # 0700 when new: specs' files, trials' logs and pushes are the server's
     secret = _runs_root(store).parent / "push-secret"
     push_tokens = PushTokens.load(secret)
-    fence = _fence(executor, auth, sandbox, allow_unfenced_trials, store, secrets=[secret])
+    # The TLS key is the server's: a trial that read it could pose as the server to every client.
+    fence = _fence(executor, auth, sandbox, allow_unfenced_trials, store,
+                   secrets=[secret, *(Path(f) for f in (tls or ()))])
+    if fence is not None:
+        _check_shown_folder(workdir.resolve())
     # A server's trials never see its environment: its tokens, keys and store URL stay its own.
     factory = _executor_factory(executor, ray_address, kubeconfig, context, push_url, push_tokens, clean_env=True,
                                 sandbox=fence, tenants=auth, server_account=server_service_account,

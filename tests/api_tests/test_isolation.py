@@ -38,6 +38,7 @@ class CliServer:
         self.env = {**os.environ, **(env or {})}
         self.cwd = tmp_path
         self.proc: subprocess.Popen[str] | None = None
+        self.verify: str | bool = True  # a certificate's file, for a server started with --tls-cert
 
     def start(self, timeout: float = 60) -> CliServer:
         self.proc = subprocess.Popen(self.argv, env=self.env, cwd=self.cwd, text=True,
@@ -45,7 +46,7 @@ class CliServer:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                if httpx.get(self.url + "/healthz", timeout=5).status_code == 200:
+                if httpx.get(self.url + "/healthz", timeout=5, verify=self.verify).status_code == 200:
                     return self
             except httpx.TransportError:
                 pass
@@ -147,6 +148,50 @@ def test_katib_server_auth_sandboxes_local_trials_by_default(tmp_path):
         assert "store refused" in log and "store read" not in log, log
     finally:
         server.stop()
+
+
+def _peek(client: httpx.Client, key: Path) -> str:
+    """The log of a trial in ns-a that tries to read ``key``."""
+    from tests.conftest import experiment, python_command
+
+    code = (f"try:\n    print('key:', open({str(key)!r}).read()[:40])\n"
+            f"except OSError as exc:\n    print('key refused', exc.errno)\nprint('loss=1')")
+    doc = experiment(name="peek", command=python_command(code), maxTrialCount=1, parallelTrialCount=1)
+    assert client.post("/api/v1/namespaces/ns-a/experiments", json=doc).status_code == 201
+    deadline = time.monotonic() + 60
+    while client.get("/api/v1/namespaces/ns-a/experiments/peek/status").json()["phase"] != "Succeeded":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    trial = client.get("/api/v1/namespaces/ns-a/experiments/peek/trials").json()["items"][0]["metadata"]["name"]
+    return client.get(f"/api/v1/namespaces/ns-a/trials/{trial}/log").text
+
+
+@pytest.mark.skipif(__import__("trials._sandbox", fromlist=["problem"]).problem() is not None,
+                    reason="bubblewrap cannot make a sandbox on this machine")
+def test_a_trial_cannot_read_the_servers_tls_key_nor_a_home_folder(tmp_path):
+    """The sandbox hid the store and the push secret, not ``--tls-key``: with the key in the
+    working folder (where an operator keeps it beside the store) a tenant's trial printed it,
+    and could then pose as the server to every client. And a working folder that is a home
+    folder showed trials its keys; the server refuses one."""
+    from tests.api_tests.test_kubectl import _self_signed
+
+    cert, key = _self_signed(tmp_path)
+    server = CliServer(tmp_path, "--auth", "--tls-cert", str(cert), "--tls-key", str(key))
+    server.url, server.verify = server.url.replace("http://", "https://"), str(cert)
+    token = _user(server.db, "mallory", "ns-a")
+    server.start()
+    try:
+        with httpx.Client(base_url=server.url, headers={"authorization": f"Bearer {token}"}, timeout=30,
+                          verify=str(cert)) as client:
+            log = _peek(client, key)
+        assert "PRIVATE KEY" not in log and ("key refused" in log or "key: \n" in log), log
+    finally:
+        server.stop()
+    home = CliServer(tmp_path, "--auth")
+    home.argv[home.argv.index("--workdir") + 1] = str(Path.home())
+    refused = home.refused()
+    assert refused.returncode != 0 and "trials see the server's working folder" in refused.stderr, refused.stderr
+    assert "Traceback" not in refused.stderr
 
 
 # -- a live server with tenants: ns-a's editor is the attacker --------------------------
