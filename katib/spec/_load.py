@@ -26,6 +26,9 @@ from ._validate import validate
 # ALIAS_BUDGET nodes in all (a "billion laughs" file is refused, not expanded), and no
 # document may nest deeper than MAX_DEPTH.
 ALIAS_BUDGET = 10_000
+# And to at most ALIAS_TEXT characters of text: 2,000 aliases of one 500 KB string are few
+# nodes, and a 500 KB file expanded to a gigabyte (a dry run's answer, a stored spec).
+ALIAS_TEXT = 1 << 20
 MAX_DEPTH = 64
 # Nor hold more than MAX_NODES values (scalars, lists, maps, aliases): counted from the
 # parser's events before any object is built. A flat 1 MiB list of half a million numbers
@@ -99,33 +102,42 @@ class _LoadError(Exception):
 
 
 class _Expansion:
-    """The size of a node graph with every alias expanded, bounded as it is counted."""
+    """The size of a node graph with every alias expanded, in nodes and in characters of
+    text, bounded as it is counted."""
 
     def __init__(self) -> None:
-        self.sizes: dict[int, int] = {}
+        self.sizes: dict[int, tuple[int, int]] = {}
         self.open: set[int] = set()
         self.aliased = 0
+        self.aliased_text = 0
 
-    def size(self, node: yaml.Node, depth: int) -> int:
+    def size(self, node: yaml.Node, depth: int) -> tuple[int, int]:
         if depth > MAX_DEPTH:
             raise _LoadError(f"nests deeper than {MAX_DEPTH} levels", node.start_mark)
         key = id(node)
         if key in self.open:
             raise _LoadError("an alias refers to a node that contains it", node.start_mark)
         if key in self.sizes:  # a node met again is an alias: its expansion counts
-            self.aliased += self.sizes[key]
+            nodes, text = self.sizes[key]
+            self.aliased += nodes
+            self.aliased_text += text
             if self.aliased > ALIAS_BUDGET:
                 raise _LoadError(f"aliases expand to more than {ALIAS_BUDGET} nodes", node.start_mark)
-            return self.sizes[key]
+            if self.aliased_text > ALIAS_TEXT:
+                raise _LoadError(f"aliases expand to more than {ALIAS_TEXT} characters of text", node.start_mark)
+            return nodes, text
         self.open.add(key)
-        n = 1
-        if isinstance(node, yaml.SequenceNode):
-            n += sum(self.size(child, depth + 1) for child in node.value)
-        elif isinstance(node, yaml.MappingNode):
-            n += sum(self.size(k, depth + 1) + self.size(v, depth + 1) for k, v in node.value)
+        n, text = 1, 0
+        if isinstance(node, yaml.ScalarNode):
+            text = len(node.value)
+        else:
+            children = node.value if isinstance(node, yaml.SequenceNode) else [c for kv in node.value for c in kv]
+            for child in children:
+                child_n, child_text = self.size(child, depth + 1)
+                n, text = n + child_n, text + child_text
         self.open.discard(key)
-        self.sizes[key] = n
-        return n
+        self.sizes[key] = (n, text)
+        return n, text
 
 
 def _depth_error(doc: Any) -> str | None:

@@ -307,6 +307,8 @@ def filter_problem(pattern: str) -> str | None:
         re.compile(pattern)
     except re.error as exc:
         return f"is not a valid regular expression ({exc})"
+    except (RecursionError, OverflowError):  # groups nested thousands deep: a 500 was answered
+        return "is not a regular expression Katib's collector takes: it nests too deeply"
     try:
         groups = compile_filter(pattern).groups
     except ValueError as exc:

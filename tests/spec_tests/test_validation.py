@@ -235,6 +235,17 @@ def test_a_filter_with_more_than_two_groups_is_katibs():
     assert exp.spec.metrics_collector_spec.source.filter.metrics_format == [r"(\w+)=(\d+)(\s|$)"]
 
 
+def test_a_filter_nested_thousands_deep_is_a_fields_error_not_a_500():
+    """Python's re.compile raised RecursionError out of admission (the API's 500)."""
+    from katib.controller import admit
+    from tests.conftest import experiment
+
+    deep = "(" * 2000 + "a" + ")" * 2000
+    with pytest.raises(ValidationError) as info:
+        admit(experiment(metricsCollectorSpec={"source": {"filter": {"metricsFormat": [deep]}}}))
+    assert "metricsFormat[0]" in str(info.value) and "nests too deeply" in str(info.value)
+
+
 def test_a_strategy_for_a_metric_not_collected_is_kept_as_katib_keeps_it():
     """Katib's defaulting keeps every metricStrategies entry and collects only the metrics
     named; one for another metric was refused here."""
@@ -344,6 +355,18 @@ def test_yaml_is_loaded_by_libyaml_with_every_bound_kept():
         assert message in str(info.value.errors[0]), (text[:40], info.value.errors)
     assert load_documents("[" * 64 + "]" * 64)
     assert load_documents("a: &a {x: 1}\nb:\n  <<: *a\n  y: 2\n") == [{"a": {"x": 1}, "b": {"x": 1, "y": 2}}]
+
+
+def test_aliases_of_a_long_string_count_its_length():
+    """A scalar counted as one node whatever its length: 2,000 aliases of a 500 KB string
+    were under the node budget, and a 500 KB body was answered with a gigabyte (a stored
+    spec of 200 MB, served whole on every read)."""
+    big = "x" * 500_000
+    text = f"a: &x {big}\nb: [" + ", ".join(["*x"] * 2000) + "]\n"
+    with pytest.raises(ValidationError) as info:
+        load_documents(text)
+    assert "aliases expand to more than 1048576 characters of text" in str(info.value.errors[0])
+    assert load_documents(f"a: &x {'y' * 1000}\nb: [*x, *x]\n") == [{"a": "y" * 1000, "b": ["y" * 1000] * 2}]
 
 
 def test_an_integer_past_a_doubles_range_is_named_not_a_500():
