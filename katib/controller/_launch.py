@@ -10,7 +10,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from katib.names import ARTIFACTS, RunLayout, check, inside, map_into, private_dirs
-from katib.spec import TRIAL_LABEL, Experiment, Limits, TrialMeta, count_errors, render
+from katib.spec import (
+    TRIAL_LABEL,
+    Experiment,
+    Limits,
+    RenderTooLarge,
+    TrialMeta,
+    count_errors,
+    render,
+)
 from katib.store import ExperimentRecord, TrialRecord
 from suggestion import CHECKPOINT_FROM_LABEL, Algorithm
 from trials import Deferred, Executor, LaunchError, TrialJob
@@ -138,7 +146,10 @@ class Launching:
         tt = self.exp.spec.trial_template
         assert tt is not None and tt.primary_container_name
         labels = {**t.labels, TRIAL_LABEL: t.name}
-        run_spec = render(tt, t.parameters(), TrialMeta(name=t.name, namespace=self.exp.namespace, labels=labels))
+        try:
+            run_spec = render(tt, t.parameters(), TrialMeta(name=t.name, namespace=self.exp.namespace, labels=labels))
+        except RenderTooLarge as exc:  # a value from outside the feasible space, or a template stored before the bound
+            raise LaunchError(str(exc)) from None
         # The rendered counts, checked again: a template stored before placeholders in counts
         # were checked, or a value from outside the parameter's feasible space, fails this
         # trial alone (the executors and the server's views loop over them).

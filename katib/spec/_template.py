@@ -93,10 +93,31 @@ def placeholders(obj: Any) -> set[str]:
     return found
 
 
+# How much longer than its template a trial's rendered spec may grow (characters): a value
+# of 500 KB (an annotation, a list parameter's value) in 12,000 placeholders rendered a
+# 6 GB spec from a 740 KB request.
+RENDER_GROWTH = 1 << 20
+
+
+class RenderTooLarge(ValueError):
+    """The trial's spec would grow past ``RENDER_GROWTH`` characters as it is rendered."""
+
+
 def substitute(obj: Any, values: Mapping[str, str]) -> Any:
-    """A deep copy of ``obj`` with every placeholder in keys and values replaced."""
+    """A deep copy of ``obj`` with every placeholder in keys and values replaced;
+    ``RenderTooLarge`` where that would add more than ``RENDER_GROWTH`` characters (checked
+    before each string is built)."""
+    grown = 0
 
     def replace(text: str) -> str:
+        nonlocal grown
+        found = list(PLACEHOLDER.finditer(text))
+        if not found:
+            return text
+        grown += sum(len(values.get(m.group(1), m.group(0))) - len(m.group(0)) for m in found)
+        if grown > RENDER_GROWTH:
+            raise RenderTooLarge(f"the trial's spec would grow by more than {RENDER_GROWTH} characters as its "
+                                 "placeholders are replaced (a long value in many ${trialParameters...})")
         return PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), text)
 
     return _walk_strings(copy.deepcopy(obj), replace)

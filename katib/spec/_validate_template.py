@@ -16,6 +16,7 @@ from ._limits import Limits
 from ._models import Experiment, ParameterSpec, TrialTemplate
 from ._template import (
     METADATA_REFERENCE,
+    RenderTooLarge,
     TrialMeta,
     find_containers,
     is_metadata_reference,
@@ -164,7 +165,12 @@ def _metadata_keys(tt: TrialTemplate, path: str) -> list[FieldError]:
 def _rendered(exp: Experiment, tt: TrialTemplate, path: str) -> list[FieldError]:
     errors = []
     assert tt.trial_spec is not None
-    rendered = render(tt, {}, TrialMeta(name=f"{exp.name or 'experiment'}-abcdefgh", namespace=exp.namespace))
+    meta = TrialMeta(name=f"{exp.name or 'experiment'}-abcdefgh", namespace=exp.namespace)
+    try:
+        render(tt, _longest_values(exp), meta)  # what a trial's spec can grow to, at most
+        rendered = render(tt, {}, meta)
+    except RenderTooLarge as exc:
+        return [FieldError(f"{path}.trialSpec", str(exc))]
     p = f"{path}.trialSpec"
     if not rendered.get("apiVersion"):
         errors.append(FieldError(f"{p}.apiVersion", "is required"))
@@ -185,6 +191,16 @@ def _rendered(exp: Experiment, tt: TrialTemplate, path: str) -> list[FieldError]
                 f"no container named {tt.primary_container_name!r} in the trial template (containers: {names})",
             ))
     return errors
+
+
+def _longest_values(exp: Experiment) -> dict[str, str]:
+    """Each parameter's longest value: a list's longest, a number's text at most 24 characters."""
+    values = {}
+    for p in exp.spec.parameters or []:
+        fs = p.feasible_space
+        options = [str(v) for v in (fs.list_ or [])] if fs is not None else []
+        values[p.name or ""] = max(options, key=len) if options else "0" * 24
+    return values
 
 
 def _batch_job(job: dict[str, Any], p: str) -> list[FieldError]:

@@ -378,3 +378,27 @@ def test_an_integer_past_a_doubles_range_is_named_not_a_500():
     doc = with_spec("spec.parameters.0", {"name": "x", "parameterType": "int",
                                           "feasibleSpace": {"min": "0", "max": "10", "step": huge}})
     assert errors_of(doc) == [f"spec.parameters[0].feasibleSpace.step: must be an integer (got {huge!r})"]
+
+
+def test_a_template_that_renders_past_its_bound_is_refused_naming_it():
+    """A 500 KB annotation (or list value) in thousands of placeholders rendered a spec of
+    gigabytes from a request under 1 MiB, at admission and again at each trial's launch."""
+    from katib.controller import admit
+    from tests.conftest import experiment
+
+    def doc(reference: str, value_list: list[str] | None = None) -> dict:
+        d = experiment()
+        job = d["spec"]["trialTemplate"]["trialSpec"]
+        job.setdefault("metadata", {})["annotations"] = {"big": "a" * 100_000}
+        job["spec"]["template"]["spec"]["containers"][0]["args"] = ["${trialParameters.b}"] * 20
+        d["spec"]["trialTemplate"]["trialParameters"].append({"name": "b", "reference": reference})
+        if value_list:
+            d["spec"]["parameters"].append({"name": "y", "parameterType": "categorical",
+                                            "feasibleSpace": {"list": value_list}})
+        return d
+
+    for bad in (doc("${trialSpec.Annotations[big]}"), doc("y", ["short", "z" * 100_000])):
+        with pytest.raises(ValidationError) as info:
+            admit(bad)
+        assert "spec.trialTemplate.trialSpec" in str(info.value) and "would grow by more than" in str(info.value)
+    admit(doc("y", ["short", "z" * 1000]))  # 20 KB: fine
