@@ -34,6 +34,14 @@ def test_validate_ok_prints_dry_run_and_defaults(tmp_path):
     assert defaulted["spec"]["metricsCollectorSpec"] == {"collector": {"kind": "StdOut"}}
 
 
+def test_run_of_a_file_with_two_experiments_is_invalid_input(tmp_path):
+    """Exit 2, the README's code for invalid input (it was 1, a failed run's), and nothing stored."""
+    path = write(tmp_path, yaml.safe_dump(experiment(name="one")) + "---\n" + yaml.safe_dump(experiment(name="two")))
+    result = katib("run", str(path), "--db", str(tmp_path / "k.db"))
+    assert result.returncode == 2 and "holds 2 experiments" in result.stderr, result.stderr
+    assert not (tmp_path / "k.db").exists()
+
+
 def test_validate_lists_every_error_without_a_traceback(tmp_path):
     doc = experiment(maxTrialCount=0, parallelTrialCount=0)
     doc["spec"]["parameters"][0]["feasibleSpace"]["min"] = "2"
@@ -86,7 +94,7 @@ def test_run_get_describe_logs_delete(tmp_path):
     deleted = katib("delete", "experiment", "demo", "--db", db)
     assert deleted.returncode == 0 and 'experiment.kubeflow.org "demo" deleted' in deleted.stdout
     gone = katib("describe", "experiment", "demo", "--db", db)
-    assert gone.returncode == 1 and "experiment default/demo not found" in gone.stderr
+    assert gone.returncode == 1 and "experiment demo not found in any namespace" in gone.stderr
 
 
 def test_failed_experiment_exits_non_zero(tmp_path):

@@ -207,7 +207,7 @@ def _store(db: str | None, create: bool = True) -> Any:
 def _locate(store: Any, name: str, namespace: str | None, kind: str = "experiment") -> str:
     """The namespace to find ``name`` in: the one given with ``-n``; without it, the one
     namespace holding that name. A name in several namespaces is refused, naming them;
-    one that is nowhere is looked up in ``default`` (whose error says so)."""
+    one that is nowhere is not found, in any namespace."""
     found = store.namespaces_of(name, kind)
     if namespace is not None:
         if namespace not in found and found:
@@ -217,7 +217,9 @@ def _locate(store: Any, name: str, namespace: str | None, kind: str = "experimen
     if len(found) > 1:
         raise KatibError(f"{kind} {name} is in {len(found)} namespaces ({', '.join(found)}): choose one with -n, "
                          f"e.g. -n {found[0]}")
-    return found[0] if found else "default"
+    if not found:
+        raise NotFoundError(f"{kind} {name} not found in any namespace")
+    return found[0]
 
 
 def _hint(store: Any, db: str | None, words: list[str], name: str, namespace: str) -> str:

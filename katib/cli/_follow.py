@@ -9,7 +9,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from katib.cli import _api
-from katib.cli._app import EXIT_INTERRUPTED, Remote, _read_experiments, err, out
+from katib.cli._app import EXIT_INTERRUPTED, Remote, UnreadableInput, _read_experiments, err, out
 from katib.errors import KatibError
 
 _FINAL = ("Succeeded", "Failed", "Killed", "EarlyStopped", "MetricsUnavailable")
@@ -54,7 +54,7 @@ def submit(remote: Remote, file: Path, configmaps: str | None, tick: float) -> i
 
     docs = _read_experiments(file)
     if len(docs) > 1:
-        raise KatibError(f"{file}: holds {len(docs)} experiments; `katib run` takes one")
+        raise UnreadableInput(f"{file}: holds {len(docs)} experiments; `katib run` takes one (invalid input)")
     doc = _with_configmap(docs[0], configmaps)
     meta = (doc.get("metadata") or {}) if isinstance(doc, dict) else {}
     namespace, name = str(meta.get("namespace") or "default"), str(meta.get("name") or "")

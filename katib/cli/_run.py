@@ -31,6 +31,7 @@ from katib.cli._app import (
     SlurmPartitionOption,
     SuggestionOption,
     TickOption,
+    UnreadableInput,
     _dump,
     _hint,
     _locate,
@@ -423,7 +424,7 @@ def run(
 
     docs = _read_experiments(file)
     if len(docs) > 1:
-        raise KatibError(f"{file}: holds {len(docs)} experiments; `katib run` takes one")
+        raise UnreadableInput(f"{file}: holds {len(docs)} experiments; `katib run` takes one (invalid input)")
     doc = _with_configmap(docs[0], configmaps, executor, kubeconfig, context)
     store, kept = _kept_source(db, doc)
     exp = admit_remote(doc, suggestion, kept) if suggestion else admit(doc, kept)

@@ -40,6 +40,15 @@ def _not_bool(value: Any) -> Any:
 Count = Annotated[int, BeforeValidator(_not_bool)]
 
 
+def _not_bool_number(value: Any) -> Any:
+    if isinstance(value, bool):  # pydantic reads `true` as 1.0 (goal: true was a goal of 1)
+        raise PydanticCustomError("float_type", f"must be a number (got {value!r})")
+    return value
+
+
+Number = Annotated[float, BeforeValidator(_not_bool_number)]
+
+
 class KatibModel(BaseModel):
     """Base: camelCase aliases, unknown fields refused, dumps drop unset values."""
 
@@ -97,7 +106,7 @@ class MetricConstraint(KatibModel):
 
 class ObjectiveSpec(KatibModel):
     type: str | None = None
-    goal: float | None = None
+    goal: Number | None = None
     objective_metric_name: str | None = None
     additional_metric_names: list[str] | None = None
     metric_strategies: list[MetricStrategy] | None = None

@@ -402,3 +402,16 @@ def test_a_template_that_renders_past_its_bound_is_refused_naming_it():
             admit(bad)
         assert "spec.trialTemplate.trialSpec" in str(info.value) and "would grow by more than" in str(info.value)
     admit(doc("y", ["short", "z" * 1000]))  # 20 KB: fine
+
+
+def test_a_goal_of_true_is_refused_not_read_as_one():
+    """pydantic's lax float read ``goal: true`` as a goal of 1.0, stored as such."""
+    from katib.controller import admit
+    from tests.conftest import experiment
+
+    doc = experiment()
+    doc["spec"]["objective"]["goal"] = True
+    with pytest.raises(ValidationError, match=r"spec.objective.goal: must be a number \(got True\)"):
+        admit(doc)
+    doc["spec"]["objective"]["goal"] = 0.5
+    assert admit(doc).spec.objective.goal == 0.5
