@@ -149,6 +149,7 @@ def _answer(rec: ExperimentRecord, spec: dict[str, Any], objective: str, maximiz
                       "constraints": [c for c in spec.get("objective", {}).get("constraints") or []]},
         "metrics": metrics, "strategies": strategy, "parameters": parameters, "algorithm": spec.get("algorithm", {}),
         "budget": {k: spec.get(k) for k in ("maxTrialCount", "parallelTrialCount", "maxFailedTrialCount")},
+        "resumePolicy": spec.get("resumePolicy") or "Never",  # whether an ended experiment's budget may be raised
         "columns": columns, "curves": learning, "now": now, "since": since,
     }
 

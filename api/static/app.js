@@ -210,7 +210,7 @@ async function listPage(view) {
       <button id="compare-selected" disabled>Compare selected</button>
       <a href="#/new"><button class="primary">Submit…</button></a>
     </div>
-    <div class="card scroll"><table id="experiments"><thead><tr><th scope="col"><span class="sr-only">Compare</span></th>
+    <div class="card scroll-x"><table id="experiments"><thead><tr><th scope="col"><span class="sr-only">Compare</span></th>
       ${[["name", "Name"], ["namespace", "Namespace"], ["status", "Status"], ["algorithm", "Algorithm"], ["progress", "Progress"],
          ["trials", "Trials"], ["best", "Best"], ["age", "Age"]].map(([k, l]) => sortHeader(k, l, ui.sort, ui.asc)).join("")}
       <th scope="col"><span class="sr-only">Actions</span></th></tr></thead><tbody></tbody></table>
@@ -455,12 +455,16 @@ async function experimentPage(view, ns, name) {
       <p><a href="#/t/${encodeURIComponent(ns)}/${encodeURIComponent(best.bestTrialName)}">${esc(best.bestTrialName)}</a></p>
       <dl class="kv">${(best.parameterAssignments || []).map(a => `<dt>${esc(a.name)}</dt><dd title="${esc(a.value)}">${esc(fmt(a.value))}</dd>`).join("")}
       ${metrics.map(m => `<dt>${esc(m.name)}</dt><dd>${metricText(m, S.strategies)}</dd>`).join("")}</dl>`
-      : `<h2>Best trial</h2><p class="muted">No trial has reported ${esc(S.objective.name)} yet.</p>`;
+      : `<h2>Best trial</h2><p class="muted">No trial has reported ${esc(S.objective.name)}${["Succeeded", "Failed"].includes(shown) ? "" : " yet"}.</p>`;
     const form = $("#budget");
     for (const k of ["maxTrialCount", "parallelTrialCount", "maxFailedTrialCount"]) if (document.activeElement !== form[k]) form[k].value = S.budget[k] ?? "";
     $("#tabs [data-tab=pareto]").hidden = S.metrics.length < 2;
     $("#stop").hidden = !S.stoppable; $("#resume").hidden = !S.resumable;
-    $("#budget-edit").hidden = !!S.readOnly;
+    // Katib restarts an ended experiment only where it reached its trial budget and its
+    // resumePolicy is not Never: anywhere else every edit is refused, so none is offered.
+    const restartable = shown === "Succeeded" && reasonOf(s) === "ExperimentMaxTrialsReached" && S.resumePolicy !== "Never";
+    $("#budget-edit").hidden = !!S.readOnly || (["Succeeded", "Failed"].includes(shown) && !restartable);
+    if ($("#budget-edit").hidden) $("#budget").hidden = true;
     $("#failure").hidden = shown !== "Failed";
     if (shown === "Failed") $("#failure").innerHTML = `<h2>Why it failed</h2>${failureHtml(s, S.lastFailure, ns)}`;
   }
@@ -783,7 +787,8 @@ async function trialPage(view, ns, name) {
       if (!isNaN(v)) { m.min = m.min === null ? v : Math.min(m.min, v); m.max = m.max === null ? v : Math.max(m.max, v); }
     }
     const metrics = ((t.status.observation || {}).metrics) || Object.values(reported);
-    $("#metrics").innerHTML = metrics.map(m => `<dt>${esc(m.name)}</dt><dd>${metricText(m, strategies)}</dd>`).join("") || "<dd class='muted'>none yet</dd>";
+    $("#metrics").innerHTML = metrics.map(m => `<dt>${esc(m.name)}</dt><dd>${metricText(m, strategies)}</dd>`).join("") ||
+      `<dt class="muted">metrics</dt><dd class="muted">none reported${["Running", "Created"].includes(state) ? " yet" : ""}</dd>`;
     $("#devices").textContent = JSON.stringify(t.status.devices || {});
     $("#started").textContent = t.status.startTime || ""; $("#completed").textContent = t.status.completionTime || "";
     $("#conditions").innerHTML = (t.status.conditions || []).map(c => `<tr><td>${esc(c.type)}</td><td>${esc(c.status)}</td><td>${esc(c.reason)}</td><td style="white-space:normal">${esc(c.message)}</td><td>${esc(c.lastTransitionTime)}</td></tr>`).join("");
@@ -835,45 +840,6 @@ async function trialPage(view, ns, name) {
 }
 
 // -- submit ------------------------------------------------------------------------------
-
-const STARTER = `apiVersion: kubeflow.org/v1beta1
-kind: Experiment
-metadata:
-  namespace: default
-  name: my-experiment
-spec:
-  objective:
-    type: maximize
-    objectiveMetricName: accuracy
-  algorithm:
-    algorithmName: tpe
-  parallelTrialCount: 2
-  maxTrialCount: 12
-  maxFailedTrialCount: 3
-  parameters:
-    - name: lr
-      parameterType: double
-      feasibleSpace:
-        min: "0.001"
-        max: "0.1"
-        distribution: logUniform
-  trialTemplate:
-    primaryContainerName: training
-    trialParameters:
-      - name: lr
-        reference: lr
-    trialSpec:
-      apiVersion: batch/v1
-      kind: Job
-      spec:
-        template:
-          spec:
-            restartPolicy: Never
-            containers:
-              - name: training
-                image: python:3.11
-                command: ["python3", "-c", "import math; lr = \${trialParameters.lr}; print(f'accuracy={1 - abs(math.log10(lr) + 2) / 3}')"]
-`;
 
 // The short form's default command: a trial that runs anywhere (no file needed) and
 // reports the objective, so the form's first experiment works as written.
@@ -959,6 +925,7 @@ async function submitPage(view) {
           <label for="q-algorithm">Algorithm</label><select id="q-algorithm" name="algorithm">${["auto", "tpe", "multivariate-tpe", "random", "grid", "sobol", "cmaes", "bayesianoptimization", "hyperband"].map(a => `<option>${a}</option>`).join("")}</select>
           <label for="q-max">Trials</label><span><input id="q-max" name="max" type="number" value="12" style="width:70px">
             <label for="q-parallel">parallel</label> <input id="q-parallel" name="parallel" type="number" value="2" style="width:60px"></span>
+          <label for="q-failed">Failures allowed</label><input id="q-failed" name="failed" type="number" value="3" style="width:70px">
           <span id="q-params">Parameters</span><div id="params" role="group" aria-labelledby="q-params"></div>
           <span></span><button type="button" id="add-param">+ parameter</button>
           <label for="q-command">Command</label><input id="q-command" name="command" value="${esc(QUICK_COMMAND)}">
@@ -972,30 +939,41 @@ async function submitPage(view) {
       </div>
     </div>`;
   const ed = await yamlEditor($("#editor"), "The experiment's YAML");
-  ed.set(sessionStorage.getItem("katibClone") || STARTER);
+  const cloned = sessionStorage.getItem("katibClone");
   sessionStorage.removeItem("katibClone");
-  const addParam = (p = { name: "lr", type: "double", min: "0.001", max: "0.1" }) => {
+  let written = null;  // the YAML the form wrote last: what it may replace without asking
+  const addParam = (p = { name: "lr", type: "double", min: "0.001", max: "0.1", log: true }) => {
     $("#params").appendChild(h(`<div class="param-row"><input placeholder="name" value="${esc(p.name)}">
       <select><option ${p.type === "double" ? "selected" : ""}>double</option><option ${p.type === "int" ? "selected" : ""}>int</option><option ${p.type === "categorical" ? "selected" : ""}>categorical</option></select>
-      <input placeholder="min or a,b,c" value="${esc(p.min)}"><input placeholder="max" value="${esc(p.max)}"></div>`));
-    const [n, t, a, b] = $("#params").lastElementChild.querySelectorAll("input,select");
+      <input placeholder="min or a,b,c" value="${esc(p.min)}"><input placeholder="max" value="${esc(p.max)}">
+      <label class="muted" title="sample on a log scale (distribution: logUniform)"><input type="checkbox" ${p.log ? "checked" : ""}> log</label></div>`));
+    const [n, t, a, b, lg] = $("#params").lastElementChild.querySelectorAll("input,select");
     n.setAttribute("aria-label", "parameter name"); t.setAttribute("aria-label", "parameter type");
     a.setAttribute("aria-label", "minimum, or the values of a categorical parameter (a,b,c)"); b.setAttribute("aria-label", "maximum");
+    lg.setAttribute("aria-label", "log scale");
   };
   addParam();
-  $("#add-param").onclick = () => addParam({ name: "", type: "int", min: "1", max: "4" });
-  $("#quick").onsubmit = e => {
-    e.preventDefault();
-    const f = e.target, ns = $("#namespace").value || "default";
-    const params = [...$("#params").children].map(r => { const [n, t, a, b] = r.querySelectorAll("input,select"); return { name: n.value, type: t.value, a: a.value, b: b.value }; }).filter(p => p.name);
+  $("#add-param").onclick = () => addParam({ name: "", type: "int", min: "1", max: "4", log: false });
+  const write = () => {
+    const f = $("#quick"), ns = $("#namespace").value || "default";
+    const params = [...$("#params").children].map(r => { const [n, t, a, b, lg] = r.querySelectorAll("input,select"); return { name: n.value, type: t.value, a: a.value, b: b.value, log: lg.checked }; }).filter(p => p.name);
     // Every value written as a JSON string or number (JSON is YAML): whatever is typed,
     // the YAML stays well formed and the server's check names the field that is wrong.
     const q = JSON.stringify, n = v => (v.trim() !== "" && !isNaN(+v) ? String(+v) : q(v));
     const yamlParams = params.map(p => p.type === "categorical"
       ? `    - name: ${q(p.name)}\n      parameterType: categorical\n      feasibleSpace:\n        list: [${p.a.split(",").map(s => q(s.trim())).join(", ")}]`
-      : `    - name: ${q(p.name)}\n      parameterType: ${q(p.type)}\n      feasibleSpace:\n        min: ${q(p.a)}\n        max: ${q(p.b)}`).join("\n");
+      : `    - name: ${q(p.name)}\n      parameterType: ${q(p.type)}\n      feasibleSpace:\n        min: ${q(p.a)}\n        max: ${q(p.b)}${p.log ? "\n        distribution: logUniform" : ""}`).join("\n");
     const cmd = shellWords(f.command.value).map(s => q(s)).join(", ");
-    ed.set(`apiVersion: kubeflow.org/v1beta1\nkind: Experiment\nmetadata:\n  namespace: ${q(ns)}\n  name: ${q(f.name.value)}\nspec:\n  objective:\n    type: ${q(f.type.value)}\n    objectiveMetricName: ${q(f.metric.value)}\n  algorithm:\n    algorithmName: ${q(f.algorithm.value)}\n  parallelTrialCount: ${n(f.parallel.value)}\n  maxTrialCount: ${n(f.max.value)}\n  parameters:${yamlParams ? "\n" + yamlParams : " []"}\n  trialTemplate:\n    primaryContainerName: training\n    trialParameters:${params.length ? "\n" + params.map(p => `      - name: ${q(p.name)}\n        reference: ${q(p.name)}`).join("\n") : " []"}\n    trialSpec:\n      apiVersion: batch/v1\n      kind: Job\n      spec:\n        template:\n          spec:\n            restartPolicy: Never\n            containers:\n              - name: training\n                image: python:3.11\n                command: [${cmd}]\n`);
+    ed.set(`apiVersion: kubeflow.org/v1beta1\nkind: Experiment\nmetadata:\n  namespace: ${q(ns)}\n  name: ${q(f.name.value)}\nspec:\n  objective:\n    type: ${q(f.type.value)}\n    objectiveMetricName: ${q(f.metric.value)}\n  algorithm:\n    algorithmName: ${q(f.algorithm.value)}\n  parallelTrialCount: ${n(f.parallel.value)}\n  maxTrialCount: ${n(f.max.value)}${f.failed.value.trim() !== "" ? `\n  maxFailedTrialCount: ${n(f.failed.value)}` : ""}\n  parameters:${yamlParams ? "\n" + yamlParams : " []"}\n  trialTemplate:\n    primaryContainerName: training\n    trialParameters:${params.length ? "\n" + params.map(p => `      - name: ${q(p.name)}\n        reference: ${q(p.name)}`).join("\n") : " []"}\n    trialSpec:\n      apiVersion: batch/v1\n      kind: Job\n      spec:\n        template:\n          spec:\n            restartPolicy: Never\n            containers:\n              - name: training\n                image: python:3.11\n                command: [${cmd}]\n`);
+    written = ed.get();
+  };
+  if (cloned) ed.set(cloned); else write();  // the starting YAML is what the form says
+  $("#quick").onsubmit = e => {
+    e.preventDefault();
+    // The form writes the whole YAML: edits made in the editor (and what the form has no
+    // field for) would be lost, so it asks first.
+    if (ed.get() !== written && !confirm("The form writes the whole YAML: the editor's own changes (and any field the form does not have) are replaced. Write it?")) return;
+    write();
     check();
   };
   const namespace = () => { const m = ed.get().match(/^metadata:\s*\n(?:[ \t]+.*\n)*?[ \t]+namespace:\s*(\S+)/m); return (m && m[1].replace(/["']/g, "")) || $("#namespace").value || "default"; };

@@ -310,6 +310,39 @@ def test_the_short_form_writes_valid_yaml(server, page):
     assert yaml.safe_load(get_yaml(page))["metadata"]["name"] == "from-form"
 
 
+def test_the_short_form_starts_as_the_yaml_and_asks_before_replacing_edits(server, page):
+    """The starting YAML said tpe, 3 failures allowed and a log scale while the form said
+    auto and had no such fields; Write YAML silently dropped them, and any edit."""
+    page.goto(server + "/#/new")
+    ready(page)
+    start = yaml.safe_load(get_yaml(page))
+    assert start["spec"]["algorithm"]["algorithmName"] == page.input_value("#q-algorithm") == "auto"
+    assert start["spec"]["maxFailedTrialCount"] == int(page.input_value("#q-failed")) == 3
+    assert start["spec"]["parameters"][0]["feasibleSpace"]["distribution"] == "logUniform"
+    edited = get_yaml(page).replace("maxTrialCount: 12", "maxTrialCount: 7")
+    set_yaml(page, edited)
+    page.once("dialog", lambda d: d.dismiss())
+    page.click("#quick button.primary")
+    assert get_yaml(page) == edited  # kept: the user said no
+    page.once("dialog", lambda d: d.accept())
+    page.fill("#quick input[name=name]", "from-form-again")
+    page.click("#quick button.primary")
+    assert yaml.safe_load(get_yaml(page))["metadata"]["name"] == "from-form-again"
+
+
+def test_an_ended_experiment_offers_no_budget_edit_it_would_refuse(server, page):
+    """Katib restarts an ended experiment only where it reached maxTrialCount and its
+    resumePolicy is not Never: the page offered "Edit budget", and every edit was a 422."""
+    for name in ("finished", "broken"):
+        page.goto(server + f"/#/e/default/{name}")
+        ready(page)
+        assert not page.locator("#budget-edit").is_visible(), name
+    assert "yet" not in page.inner_text("#best")  # broken: ended, with no result (not "yet")
+    page.goto(server + "/")
+    ready(page)  # the list grows with the page: no box of its own that hides rows
+    assert page.evaluate("getComputedStyle(document.querySelector('#experiments').parentElement).maxHeight") == "none"
+
+
 # -- the daily experience (issue 15) -------------------------------------------------------
 
 
