@@ -298,7 +298,11 @@ def _read_experiments(path: Path) -> list[Any]:
 
 def _why(trial: Any) -> str:
     """Why a trial failed, in brief: its condition's reason and message (before the
-    trial's last output, which `katib logs` shows whole)."""
+    trial's last output, which `katib logs` shows whole); and why a ``Created`` trial that
+    ran is waiting (a stop interrupted it: the next run runs it again)."""
+    if trial.state == "Created":
+        cond = next((c for c in reversed(trial.conditions) if c.type == "Running" and c.status == "False"), None)
+        return f"{cond.reason}: {cond.message}" if cond is not None and cond.reason == "TrialInterrupted" else ""
     if trial.state not in ("Failed", "MetricsUnavailable", "Killed"):
         return ""
     from katib.controller import LAST_OUTPUT

@@ -81,5 +81,9 @@ def test_trials_stopped_by_a_stop_wait_as_created_saying_so_and_run_again_on_res
         running = next(c for c in t.conditions if c.type == "Running")
         assert (running.status, running.reason) == ("False", "TrialInterrupted")
         assert "next run runs it again" in (running.message or "")
+        # and `katib get trials` says why it waits (its WHY column was empty beside Created)
+        from katib.cli._app import _why
+
+        assert _why(t).startswith("TrialInterrupted: ") and "next run runs it again" in _why(t)
     status = store.get_experiment(rec.namespace, rec.name).status.to_dict()
     assert not status.get("runningTrialList") and len(status.get("pendingTrialList") or []) == 2
