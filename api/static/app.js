@@ -157,6 +157,14 @@ function shownPhase(status, active, spec) {
   return ["Created", "Running", "Restarting"].includes(p) && active === false && (spec || {}).executor !== "external" ? "Stopped" : p;
 }
 // Why a failed experiment failed: its condition's message and the trial that failed last.
+// Requests, limits or the devices a trial ran on, as a line ("cpu 1, memory 2Gi, gpus 0"):
+// what is unset, zero or empty left out; nothing at all is "none".
+function resourceText(r) {
+  const parts = Object.entries(r || {}).filter(([, v]) => v !== null && v !== undefined && v !== 0 && v !== "" && !(Array.isArray(v) && !v.length))
+    .map(([k, v]) => `${k} ${Array.isArray(v) ? v.join(" ") : v}`);
+  return parts.length ? parts.join(", ") : "none";
+}
+
 function failureHtml(status, last, ns) {
   const cond = ((status || {}).conditions || []).find(c => c.type === "Failed" && c.status === "True") || {};
   const trial = last ? `<a href="#/t/${encodeURIComponent(ns)}/${encodeURIComponent(last.trial)}">${esc(last.trial)}</a>` : "";
@@ -210,7 +218,7 @@ async function listPage(view) {
       <button id="compare-selected" disabled>Compare selected</button>
       <a href="#/new"><button class="primary">Submit…</button></a>
     </div>
-    <div class="card scroll-x"><table id="experiments"><thead><tr><th scope="col"><span class="sr-only">Compare</span></th>
+    <div class="card scroll-x" tabindex="0" role="region" aria-label="experiments"><table id="experiments"><thead><tr><th scope="col"><span class="sr-only">Compare</span></th>
       ${[["name", "Name"], ["namespace", "Namespace"], ["status", "Status"], ["algorithm", "Algorithm"], ["progress", "Progress"],
          ["trials", "Trials"], ["best", "Best"], ["age", "Age"]].map(([k, l]) => sortHeader(k, l, ui.sort, ui.asc)).join("")}
       <th scope="col"><span class="sr-only">Actions</span></th></tr></thead><tbody></tbody></table>
@@ -741,13 +749,13 @@ async function trialPage(view, ns, name) {
       <div class="card" style="flex:0 1 380px"><h2>Parameters</h2><dl class="kv" id="params">${(t.spec.parameterAssignments || []).map(a => `<dt>${esc(a.name)}</dt><dd title="${esc(a.value)}">${esc(fmt(a.value))}</dd>`).join("")}</dl>
         <h2 style="margin-top:14px">Metrics</h2><dl class="kv" id="metrics"></dl>
         <h2 style="margin-top:14px">Resources</h2><dl class="kv">
-          <dt>requests</dt><dd>${esc(JSON.stringify((primary.resources || {}).requests || {}))}</dd>
-          <dt>limits</dt><dd>${esc(JSON.stringify((primary.resources || {}).limits || {}))}</dd>
+          <dt>requests</dt><dd>${esc(resourceText((primary.resources || {}).requests))}</dd>
+          <dt>limits</dt><dd>${esc(resourceText((primary.resources || {}).limits))}</dd>
           <dt>devices</dt><dd id="devices"></dd>
           <dt>started</dt><dd id="started"></dd><dt>completed</dt><dd id="completed"></dd></dl></div>
       <div class="card grow"><h2>Metrics over time</h2><div id="series" class="chart"></div><p id="series-note" class="muted" hidden></p></div>
     </div>
-    <div class="card"><h2>Conditions</h2><table><thead><tr><th scope="col">Type</th><th scope="col">Status</th><th scope="col">Reason</th><th scope="col">Message</th><th scope="col">Last transition</th></tr></thead>
+    <div class="card scroll-x" tabindex="0" role="region" aria-label="the trial's conditions"><h2>Conditions</h2><table><thead><tr><th scope="col">Type</th><th scope="col">Status</th><th scope="col">Reason</th><th scope="col">Message</th><th scope="col">Last transition</th></tr></thead>
       <tbody id="conditions"></tbody></table></div>
     <div class="card"><div class="toolbar"><h2 style="margin:0 auto 0 0">Log</h2>
       <label>last <input id="tail" type="number" value="200" min="1" style="width:80px"> lines</label>
@@ -789,7 +797,7 @@ async function trialPage(view, ns, name) {
     const metrics = ((t.status.observation || {}).metrics) || Object.values(reported);
     $("#metrics").innerHTML = metrics.map(m => `<dt>${esc(m.name)}</dt><dd>${metricText(m, strategies)}</dd>`).join("") ||
       `<dt class="muted">metrics</dt><dd class="muted">none reported${["Running", "Created"].includes(state) ? " yet" : ""}</dd>`;
-    $("#devices").textContent = JSON.stringify(t.status.devices || {});
+    $("#devices").textContent = resourceText(t.status.devices);
     $("#started").textContent = t.status.startTime || ""; $("#completed").textContent = t.status.completionTime || "";
     $("#conditions").innerHTML = (t.status.conditions || []).map(c => `<tr><td>${esc(c.type)}</td><td>${esc(c.status)}</td><td>${esc(c.reason)}</td><td style="white-space:normal">${esc(c.message)}</td><td>${esc(c.lastTransitionTime)}</td></tr>`).join("");
     const byMetric = dict();

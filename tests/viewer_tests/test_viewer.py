@@ -698,11 +698,14 @@ def test_every_width_and_dark_mode(server, browser):
     system's, and the toggle's), axe's contrast check included."""
     found: dict[str, list[str]] = {}
     errors: list[str] = []
+    # A trial's page too: its conditions table widened a phone's page to 600 px.
+    trial = _call(server, "GET", "/api/v1/namespaces/default/experiments/finished/trials")["items"][0]["metadata"]["name"]
+    pages = {**PAGES, "trial": (f"/#/t/default/{trial}", ["#metrics", "#conditions", "#devices"])}
     for label, width in WIDTHS.items():
         context = browser.new_context(viewport={"width": width, "height": 900})
         page = context.new_page()
         page.on("pageerror", lambda e: errors.append(str(e)))
-        for name, (path, key) in PAGES.items():
+        for name, (path, key) in pages.items():
             page.goto(server + path)
             ready(page)
             assert overflow(page) <= 0, f"{name} at {width} px scrolls sideways by {overflow(page)} px: " + page.evaluate(
