@@ -68,6 +68,11 @@ def test_run_get_describe_logs_delete(tmp_path):
     assert "experiment.kubeflow.org/demo created" in result.stdout
     assert "experiment demo Succeeded (ExperimentMaxTrialsReached)" in result.stdout
     assert "best trial: demo-" in result.stdout
+    # each trial's line shows six significant digits, as the best beside it (x has 16 or so)
+    import re
+
+    shown = re.findall(r"Succeeded +loss=(\S+)", result.stdout)
+    assert len(shown) == 4 and all(len(v.lstrip("0.")) <= 6 for v in shown), shown
 
     listing = katib("get", "experiments", "--db", db)
     assert "demo" in listing.stdout and "Succeeded" in listing.stdout and "ExperimentMaxTrialsReached" in listing.stdout

@@ -175,7 +175,9 @@ class _Progress:
             return message if len(message) <= 240 else "…" + message[-240:]
         from katib.views import shown_value
 
-        return " ".join(f"{k}={shown_value(trial.observation, k, self.run.strategies)}" for k in trial.observation or {})
+        # six significant digits, as the best beside it and the tables show them
+        return " ".join(f"{k}={_num(shown_value(trial.observation, k, self.run.strategies))}"
+                        for k in trial.observation or {})
 
     def _best_text(self) -> str:
         best = self.run._best() if self.run else None
