@@ -143,7 +143,10 @@ function shownValue(m, strategies) {
 // A metric's value under its strategy, with the other two in grey.
 function metricText(m, strategies) {
   const k = (strategies || {})[m.name] || "latest", v = shownValue(m, strategies);
-  return `<b title="${esc(v)}">${esc(fmt(v))}</b> <span class="muted">(${esc(k)}; latest ${esc(fmt(m.latest))}, min ${esc(fmt(m.min))}, max ${esc(fmt(m.max))})</span>`;
+  // One value reported, or a text metric (a DARTS genotype: min and max unavailable): the
+  // value alone, as `katib run` prints it.
+  const one = m.min === m.max && (m.max === m.latest || m.max === "unavailable");
+  return `<b title="${esc(v)}">${esc(fmt(v))}</b>` + (one ? "" : ` <span class="muted">(${esc(k)}; latest ${esc(fmt(m.latest))}, min ${esc(fmt(m.min))}, max ${esc(fmt(m.max))})</span>`);
 }
 function reasonOf(status) {
   const conds = (status.conditions || []).filter(c => c.status === "True");

@@ -330,6 +330,21 @@ def test_the_short_form_starts_as_the_yaml_and_asks_before_replacing_edits(serve
     assert yaml.safe_load(get_yaml(page))["metadata"]["name"] == "from-form-again"
 
 
+def test_a_text_metric_shows_its_value_alone(server, page):
+    """A DARTS genotype (min and max unavailable) read "(max; latest …, min unavailable,
+    max unavailable)" beside it; one value reported shows alone too, as katib run prints."""
+    page.goto(server + "/")
+    ready(page)
+    text = page.evaluate("""() => {
+      const div = document.createElement("div");
+      div.innerHTML = metricText({name: "g", latest: "Genotype(x)", min: "unavailable", max: "unavailable"}, {g: "max"});
+      const one = document.createElement("div");
+      one.innerHTML = metricText({name: "loss", latest: "0.5", min: "0.5", max: "0.5"}, {loss: "min"});
+      return [div.textContent, one.textContent];
+    }""")
+    assert text == ["Genotype(x)", "0.5"], text
+
+
 def test_an_ended_experiment_offers_no_budget_edit_it_would_refuse(server, page):
     """Katib restarts an ended experiment only where it reached maxTrialCount and its
     resumePolicy is not Never: the page offered "Edit budget", and every edit was a 422."""
