@@ -63,6 +63,10 @@ class RunState:
     reason: str = ""
     message: str = ""
     exit_code: int | None = None
+    #: The job's own reason for its end, where it has one (a Kubernetes Job's failed
+    #: condition: ``BackoffLimitExceeded``); None: ``reason`` is it. Katib names a failed
+    #: trial's reason after it (``TrialFailed. Job reason: …``).
+    job_reason: str | None = None
 
     @classmethod
     def running(cls) -> RunState:

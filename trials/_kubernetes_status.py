@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from katib.spec import condition_found as found
 from katib.spec import condition_holds as holds
 from katib.spec import condition_unreadable
 
@@ -25,7 +26,9 @@ def judge(trial: KubeTrial) -> RunState | None:
         return RunState(True, reason="Killed", message="the trial was stopped; its job was deleted")
     obj = trial.obj or {}
     if trial.failure and holds(obj, trial.failure):
-        return RunState(True, reason="Failed", exit_code=exit_code(trial), message=failure_message(trial, obj))
+        job_reason = str((found(obj, trial.failure) or {}).get("reason") or "")  # Katib's GetDeployedJobStatus
+        return RunState(True, reason="Failed", exit_code=exit_code(trial), message=failure_message(trial, obj),
+                        job_reason=job_reason)
     if trial.success and holds(obj, trial.success):
         return RunState(True, succeeded=True, reason="Completed", exit_code=0)
     if trial.gone:  # the executor creates it again (``KubernetesExecutor._create_again``)

@@ -311,7 +311,11 @@ def _why(trial: Any) -> str:
     if cond is None:
         return ""
     message = (cond.message or "").split(LAST_OUTPUT, 1)[0]
-    return ": ".join(x for x in (cond.reason or "", message) if x)
+    # Katib's wording around the job's own (TrialFailed. Job reason: R / Trial has failed.
+    # Job message: M): the table has room for R and M.
+    reason = (cond.reason or "").removeprefix("TrialFailed. Job reason: ")
+    message = message.removeprefix("Trial has failed. Job message: ")
+    return ": ".join(x for x in (reason, message) if x)
 
 
 def _num(text: Any) -> str:

@@ -21,6 +21,7 @@ from ._status import (
     TRIAL_REASONS,
     MetricReducer,
     condition_of,
+    failed_condition,
     mark_trial,
     metric_value,
     numbers,
@@ -197,7 +198,9 @@ class Following:
             else:
                 mark_trial(t, "MetricsUnavailable", self._no_metrics_hint(t, collector))
         else:
-            mark_trial(t, "Failed", self._failure_message(t, state), reason="TrialFailed")
+            job_reason = state.reason if state.job_reason is None else state.job_reason
+            reason, message = failed_condition(job_reason, self._failure_message(t, state))
+            mark_trial(t, "Failed", message, reason=reason)
         cond = condition_of(t.conditions, t.state)
         if collector.notes and cond is not None:  # the limits its metrics reached, said where it ended
             cond.message = "; ".join([m for m in [cond.message, *collector.notes] if m])

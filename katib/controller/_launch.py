@@ -211,7 +211,7 @@ class Launching:
             except LaunchError as exc:
                 t.completion_time = time.time()
                 t.observation = MetricReducer().observation(self.names)
-                mark_trial(t, "Failed", str(exc), reason="LaunchFailed")
+                mark_trial(t, "Failed", str(exc), reason="LaunchFailed")  # no job: ours, not Katib's
                 self._touch(t)
                 self._settle()
                 self._emit("finished", t)

@@ -36,6 +36,15 @@ TRIAL_REASONS = {
 }
 
 
+def failed_condition(job_reason: str, message: str) -> tuple[str, str]:
+    """A failed trial's reason and message as Katib's trial controller writes them
+    (``UpdateTrialStatusCondition``): ``TrialFailed. Job reason: R`` and ``Trial has failed.
+    Job message: M``, each plain where the job says nothing."""
+    reason, text = TRIAL_REASONS["Failed"]
+    return (f"{reason}. Job reason: {job_reason}" if job_reason else reason,
+            f"{text}. Job message: {message}" if message else text)
+
+
 # Katib's messages for the condition that ends an experiment, by reason.
 END_MESSAGES = {
     "ExperimentGoalReached": "Experiment has succeeded because Objective goal has reached",

@@ -7,6 +7,7 @@
 """
 
 from ._defaults import apply_defaults
+from ._gjson import found as condition_found
 from ._gjson import holds as condition_holds
 from ._gjson import unreadable as condition_unreadable
 from ._limits import Limits
@@ -71,6 +72,7 @@ from ._validate_template import compile_filter, filter_problem, http_get_errors,
 from ._workload import REPLICA_TYPE, count_errors, count_value
 
 __all__ = [
+    "condition_found",
     "condition_holds",
     "condition_unreadable",
     "EDITABLE",

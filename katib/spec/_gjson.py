@@ -65,6 +65,15 @@ def holds(document: Any, path: str) -> bool:
     return isinstance(value, dict) or (isinstance(value, list) and bool(value) and isinstance(value[0], dict))
 
 
+def found(document: Any, path: str) -> dict[str, Any] | None:
+    """The condition ``path`` finds, as Katib reads it (an object, or an array's first
+    element when that is one): its ``reason`` and ``message`` are the job's. None: none."""
+    value = _get(document, path)
+    if isinstance(value, list) and value:
+        value = value[0]
+    return value if isinstance(value, dict) else None
+
+
 def unreadable(document: Any, path: str) -> Any:
     """What ``path`` finds that Katib's check counts as a condition but cannot read as one
     (a non-empty array whose first element is not an object), or None."""

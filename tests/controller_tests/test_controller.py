@@ -110,6 +110,9 @@ def test_max_failed_trials_fails_with_the_output(store, tmp_path):
     assert len(failed) >= 2
     message = failed[0].conditions[-1].message
     assert "exited with code 3" in message and "boom: bad input" in message
+    # Katib's wording, the process's end as the job's reason
+    assert failed[0].conditions[-1].reason == "TrialFailed. Job reason: Error"
+    assert message.startswith("Trial has failed. Job message: the trial process exited with code 3")
 
 
 def test_a_failed_trials_object_has_no_observation_as_in_katib(store, tmp_path):

@@ -108,9 +108,13 @@ def test_pods_that_die_fail_the_trial_with_the_reason(sqlite_store, tmp_path, cl
     status, trials = run(sqlite_store, tmp_path, _one(python_command("print('x=1')"), {"FAKE_KUBELET": behaviour}), cluster)
     (t,) = trials
     assert t.state == "Failed"
-    message = next(c.message for c in t.conditions if c.type == "Failed")
+    failed = next(c for c in t.conditions if c.type == "Failed")
+    message = failed.message
     assert "Job failed: BackoffLimitExceeded" in message
     assert expected.format(trial=t.name) in message
+    # Katib's wording (UpdateTrialStatusCondition): the job's failed condition's reason, ours after it
+    assert failed.reason == "TrialFailed. Job reason: BackoffLimitExceeded"
+    assert message.startswith("Trial has failed. Job message: ")
     if behaviour == "oom":
         assert "OOMKilled (exit code 137)" in message
 
