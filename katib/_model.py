@@ -249,6 +249,12 @@ def _find(folder: Path, dir_fd: int) -> SavedModel:
 
 #: Formats whose loading unpickles what the trial wrote: it runs whatever code that names.
 PICKLED = ("sklearn", "pytorch")
+#: What each format's loading lets the file do, as the refusal says it. A TorchScript model
+#: is a program: ``torch.from_file`` in its ``forward`` reads, and with ``shared=True``
+#: writes, any file the loader may open. An ONNX model may name external data files by path.
+_RUNS = {"sklearn": "is unpickled, which runs whatever code it names", "pytorch": "is rebuilt from a pickle, which "
+         "runs whatever code it names", "torchscript": "is a program: its forward can read and write any file you can "
+         "(torch.from_file)", "onnx": "may name external data files, read with your rights"}
 
 
 def shared_store(store: Any) -> bool:
@@ -262,16 +268,16 @@ def shared_store(store: Any) -> bool:
 def load_model(path: str | os.PathLike[str], allow_pickle: bool = True) -> Any:
     """The model saved in ``path`` (a trial's artifacts folder), as its library loads it: a
     scikit-learn estimator, a TorchScript or rebuilt PyTorch module (in eval mode), or an
-    onnxruntime ``InferenceSession``. ``allow_pickle=False`` refuses the formats loaded by
-    unpickling (``PICKLED``), which run code of the trial's choosing in this process."""
+    onnxruntime ``InferenceSession``. ``allow_pickle=False`` (a tenant's model: a ``katib
+    server --auth`` store's) refuses every format: each lets the file act as the loader
+    (``_RUNS``), a pickle by its code, TorchScript by its program, ONNX by its data paths."""
     with _opened_folder(path) as (folder, dir_fd):
         saved = _find(folder, dir_fd)
         file = saved.file_path
-        if saved.format in PICKLED and not allow_pickle:
-            raise KatibError(f"{file} is a {saved.format} model saved as a pickle: loading it runs whatever code the "
-                             "trial that wrote it chose, as you, and this store's trials are its tenants' (katib "
-                             "server --auth). Serve a model saved as ONNX or TorchScript, or pass --trust-pickles "
-                             "(trust_pickles=True) if you trust every editor of the experiment's namespace")
+        if not allow_pickle:
+            raise KatibError(f"{file} is a {saved.format} model, which {_RUNS[saved.format]}, as you, and this store's "
+                             "trials are its tenants' (katib server --auth). Pass --trust-model-code "
+                             "(trust_model_code=True) if you trust every editor of the experiment's namespace")
         # Each file is read through a descriptor opened in the folder's (no link followed,
         # a plain file): never by a path name, which a link swapped in later could redirect.
         if saved.format == "onnx":

@@ -41,7 +41,7 @@ def test_a_manifest_names_a_plain_model_file_of_its_own_folder(tenants, file):
     os.symlink(theirs / "model.pt", ours / "sub" / "model.pt")
     file = str(theirs / "model.pt") if file == "ABSOLUTE" else file
     (ours / MANIFEST).write_text(json.dumps({"format": "torchscript", "file": file}))
-    for read in (find_model, lambda p: load_model(p, allow_pickle=False)):
+    for read in (find_model, load_model):
         with pytest.raises(KatibError, match=r"file must be one of model\.pt, a plain name in the artifacts folder"):
             read(ours)
 
@@ -52,10 +52,10 @@ def test_an_artifacts_folder_replaced_by_a_link_is_refused(tenants):
     os.symlink(theirs, ours)
     with pytest.raises(KatibError, match="is a symbolic link, not the trial's own artifacts folder"):
         layout.artifacts("ns-a", "exp-a", "exp-a-9999")  # katib serve's locate
-    for read in (find_model, lambda p: load_model(p, allow_pickle=False)):
+    for read in (find_model, load_model):
         with pytest.raises(KatibError, match="is a symbolic link, not a folder"):
             read(ours)
-    assert type(load_model(theirs, allow_pickle=False)).__name__ == "RecursiveScriptModule"  # its own still loads
+    assert type(load_model(theirs)).__name__ == "RecursiveScriptModule"  # its own still loads
 
 
 @pytest.mark.parametrize("name", ["model.pt", MANIFEST])
@@ -65,7 +65,7 @@ def test_a_model_file_or_manifest_that_is_a_link_is_refused(tenants, name):
         (ours / "model.pt").write_bytes(b"not a model")
     os.symlink(theirs / name, ours / name)
     with pytest.raises(KatibError, match="is a symbolic link"):
-        load_model(ours, allow_pickle=False)
+        load_model(ours)
 
 
 def test_a_fifo_in_place_of_the_model_is_refused_at_once(tenants):
@@ -74,7 +74,7 @@ def test_a_fifo_in_place_of_the_model_is_refused_at_once(tenants):
     _, ours, _ = tenants
     os.mkfifo(ours / "model.pt")
     code = ("import sys; from katib._model import load_model\n"
-            "try:\n    load_model(sys.argv[1], allow_pickle=False)\n"
+            "try:\n    load_model(sys.argv[1])\n"
             "except Exception as exc:\n    print(type(exc).__name__, exc)")
     try:
         done = subprocess.run([sys.executable, "-c", code, str(ours)], capture_output=True, text=True, timeout=60,
@@ -89,7 +89,7 @@ def test_a_saved_model_still_loads_by_manifest_and_by_name(tenants):
     assert find_model(theirs).file == "model.pt"
     (ours / "model.pt").write_bytes((theirs / "model.pt").read_bytes())  # written by the trial, no manifest
     assert find_model(ours).format == "torchscript"
-    assert type(load_model(ours, allow_pickle=False)).__name__ == "RecursiveScriptModule"
+    assert type(load_model(ours)).__name__ == "RecursiveScriptModule"
 
 
 def test_in_the_sandbox_a_trial_cannot_replace_its_artifacts_folder(sqlite_store, tmp_path):

@@ -320,14 +320,49 @@ def test_a_tenants_pickled_model_is_not_loaded_from_a_shared_store_unless_truste
         joblib.dump(_Planted(str(marker)), folder / "model.pkl")
         assert locate(store, tmp_path / "runs", "default", "planted")[1] == folder
         UserStore(store).add_user("alice")  # now a shared (--auth) store
-        with pytest.raises(KatibError, match="--trust-pickles"):
+        with pytest.raises(KatibError, match="--trust-model-code"):
             client.load_model("planted")
         assert not marker.exists()
         served = katib_cli("serve", "planted", "--db", str(db), "--port", str(free_port()), cwd=tmp_path, timeout=120)
-        assert served.returncode != 0 and "--trust-pickles" in served.stderr, served.stderr
+        assert served.returncode != 0 and "--trust-model-code" in served.stderr, served.stderr
         assert not marker.exists()
-        client.load_model("planted", trust_pickles=True)  # the operator's explicit choice
+        client.load_model("planted", trust_pickles=True)  # the operator's explicit choice (its older name)
         assert marker.exists()
+
+
+def test_a_tenants_torchscript_model_is_not_run_from_a_shared_store_unless_trusted(tmp_path):
+    """A TorchScript model is a program: torch.from_file in its forward read any file the
+    operator could (and with shared=True wrote it), and katib serve loaded it unasked."""
+    torch = pytest.importorskip("torch")
+
+    from katib import KatibClient, search
+    from katib.errors import KatibError
+    from katib.store import UserStore
+
+    secret = tmp_path / "secret.txt"
+    secret.write_bytes(b"OPERATOR-SECRET")
+
+    class Reader(torch.nn.Module):
+        def __init__(self, path: str) -> None:
+            super().__init__()
+            self.path = path
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.from_file(self.path, shared=False, size=15, dtype=torch.uint8).to(torch.float32) + x * 0
+
+    db = tmp_path / "k.db"
+    with KatibClient(db=str(db), workdir=tmp_path, tick=0.05) as client:
+        client.tune("scripted", lambda x: x, {"x": search.double(0, 1)}, objective_metric_name="loss",
+                    max_trial_count=1, progress=False)
+        best = client.get_experiment_result("scripted").best_trial.name
+        folder = tmp_path / "runs" / "default" / "scripted" / best / "artifacts"
+        folder.mkdir(parents=True, exist_ok=True)
+        torch.jit.save(torch.jit.script(Reader(str(secret))), str(folder / "model.pt"))
+        assert bytes(client.load_model("scripted")(torch.zeros(1)).to(torch.uint8).tolist()) == b"OPERATOR-SECRET"
+        UserStore(client._backend.store).add_user("alice")  # type: ignore[union-attr]  # now a tenant's model
+        with pytest.raises(KatibError, match="is a program: its forward can read and write any file"):
+            client.load_model("scripted")
+        client.load_model("scripted", trust_model_code=True)  # the operator's explicit choice
 
 
 class _UsersNet:  # a user's own torch.nn.Module subclass, defined outside torch (made on demand)

@@ -34,9 +34,10 @@ def serve(
     port: int = typer.Option(8080, min=0, max=65535, help="Port."),
     model_name: str | None = typer.Option(None, "--model-name", help="The model's name in the URLs (default: the experiment's)."),
     db: str | None = DbOption,
-    trust_pickles: bool = typer.Option(False, "--trust-pickles", help="Load a pickled model (scikit-learn, a "
-                                       "PyTorch state dict's factory) from a katib server --auth store: it runs "
-                                       "code of the trial's choosing, as you."),
+    trust_pickles: bool = typer.Option(False, "--trust-model-code", "--trust-pickles",
+                                       help="Load a model from a katib server --auth store: a tenant's file, which "
+                                       "acts as you (a pickle runs its code, a TorchScript model reads and writes "
+                                       "files, an ONNX model names files to read)."),
     max_body: int = typer.Option(DEFAULT_MAX_BODY, "--max-body", min=1, help="The largest request body accepted, in bytes "
                                  "(larger ones get 413)."),
     allowed_host: list[str] = typer.Option(

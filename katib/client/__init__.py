@@ -212,10 +212,11 @@ class KatibClient:
         return ExperimentResult(self.get_experiment(name, namespace), self.list_trials(name, namespace))
 
     def load_model(self, name: str, trial: str | None = None, namespace: str | None = None,
-                   trust_pickles: bool = False) -> Any:
+                   trust_model_code: bool = False, trust_pickles: bool = False) -> Any:
         """The model the experiment's best trial (or ``trial``) saved with ``katib.save_model``,
         loaded as ``katib serve`` serves it (embedded: the trials' folders are on this machine).
-        A pickled model from a ``katib server --auth`` store loads only with ``trust_pickles``."""
+        A model from a ``katib server --auth`` store (a tenant's file, which acts as you as it
+        loads or runs) loads only with ``trust_model_code`` (``trust_pickles``, its older name)."""
         from .._model import load_model, shared_store
         from ..serve import locate
 
@@ -223,7 +224,8 @@ class KatibClient:
             raise KatibError("load_model() reads the trials' folders, which a katib server keeps on its machine: "
                              "run katib serve there, or use an embedded KatibClient()")
         _, folder = locate(self._backend.store, self._backend.manager.runs_root, self._ns(namespace), name, trial)
-        return load_model(folder, allow_pickle=trust_pickles or not shared_store(self._backend.store))
+        trusted = trust_model_code or trust_pickles
+        return load_model(folder, allow_pickle=trusted or not shared_store(self._backend.store))
 
     def get_experiment(self, name: str, namespace: str | None = None) -> dict[str, Any]:
         return self._backend.get(name, self._ns(namespace))
