@@ -54,7 +54,7 @@ def trial_manifest(job: TrialJob, *, push_url: str | None = None, push_tokens: P
                 env = [e for e in container.get("env") or [] if e.get("name") not in ours]
                 container["env"] = env + [{"name": k, "value": v} for k, v in ours.items()]
     if is_trainjob(manifest):  # its pods come from its runtime: label them through a patch
-        label_trainjob(manifest, labels, ours)
+        label_trainjob(manifest, labels, ours, fenced=tenants)
     if _is_argo_workflow(manifest):
         # An Argo Workflow's pods take their labels from spec.podMetadata and each template's
         # metadata, not from the Workflow's (Katib's webhook labels every pod it finds under a

@@ -100,30 +100,43 @@ def trainjob_members(job: TrialJob, clean_env: bool) -> list[Any]:
 KATIB_MANAGER = "katib.kubeflow.org/manager"  # the runtimePatches entry katib owns
 
 
-def label_trainjob(manifest: dict[str, Any], labels: dict[str, str], env: dict[str, str]) -> None:
+def label_trainjob(manifest: dict[str, Any], labels: dict[str, str], env: dict[str, str], fenced: bool = False) -> None:
     """A TrainJob created in a cluster: katib's variables in ``spec.trainer.env``, and a
     ``runtimePatches`` entry of its own (manager ``katib.kubeflow.org/manager``) that puts
     the trial's labels on the trainer nodes' pods, so the executor finds and follows them
-    (a TrainJob has no pod template of its own to label)."""
+    (a TrainJob has no pod template of its own to label). ``fenced`` (a tenant's): the
+    nodes' pods mount no service account token, as the fence gives every pod template."""
     spec = manifest.setdefault("spec", {})
     trainer = spec.get("trainer") if isinstance(spec.get("trainer"), dict) else {}
     spec["trainer"] = trainer
     kept = [e for e in trainer.get("env") or [] if not (isinstance(e, dict) and e.get("name") in env)]
     trainer["env"] = kept + [{"name": k, "value": v} for k, v in env.items()]
     patches = [p for p in spec.get("runtimePatches") or [] if not (isinstance(p, dict) and p.get("manager") == KATIB_MANAGER)]
+    pod: dict[str, Any] = {"metadata": {"labels": dict(labels)}}
+    if fenced:
+        pod["spec"] = {"automountServiceAccountToken": False}
     patches.append({"manager": KATIB_MANAGER, "trainingRuntimeSpec": {"template": {"spec": {"replicatedJobs": [
-        {"name": "node", "template": {"spec": {"template": {"metadata": {"labels": dict(labels)}}}}}]}}}})
+        {"name": "node", "template": {"spec": {"template": pod}}}]}}}})
     spec["runtimePatches"] = patches
 
 
+# What a tenant's TrainJob may set: the trainer and initializer, and which runtime. A field
+# not named here is refused, whatever Trainer's version calls it: podSpecOverrides (v2.0),
+# podTemplateOverrides and runtimePatches (later) reach the runtime's pod specs, which the
+# fence cannot see (a volume of the node's /, the server's service account); managedBy
+# hands the job to another controller.
+TENANT_TRAINJOB_FIELDS = frozenset({"runtimeRef", "trainer", "initializer", "labels", "annotations", "suspend",
+                                    "runtimePatches"})
+
+
 def trainjob_escapes(manifest: dict[str, Any]) -> list[str]:
-    """Under --auth: a tenant's TrainJob may not patch its runtime's pods (``runtimePatches``
-    reach pod specs the fence cannot see; the runtime itself is the cluster admin's)."""
+    """Under --auth: a tenant's TrainJob may set only ``TENANT_TRAINJOB_FIELDS``, and no
+    ``runtimePatches`` but katib's own (the runtime itself is the cluster admin's)."""
     spec = manifest.get("spec") or {}
-    found = []
+    found = [f"spec.{key}: a tenant's TrainJob may not set it (it reaches its runtime's pods, or who runs it); "
+             f"it may set {', '.join(sorted(TENANT_TRAINJOB_FIELDS - {'runtimePatches'}))}"
+             for key in spec if key not in TENANT_TRAINJOB_FIELDS]
     for i, patch in enumerate(spec.get("runtimePatches") or []):
         if not (isinstance(patch, dict) and patch.get("manager") == KATIB_MANAGER):
             found.append(f"spec.runtimePatches[{i}]: a tenant's TrainJob may not patch its runtime's pods")
-    if spec.get("podTemplateOverrides"):
-        found.append("spec.podTemplateOverrides: a tenant's TrainJob may not override its runtime's pods")
     return found

@@ -258,6 +258,28 @@ def test_under_auth_a_trainjob_may_not_patch_its_runtimes_pods():
     assert trainjob_escapes(job) == []  # katib's own entry is allowed
 
 
+def test_under_auth_a_trainjob_sets_only_its_trainer_and_runtime_and_its_pods_get_no_token():
+    """Trainer v2.0 names the override podSpecOverrides (later ones podTemplateOverrides):
+    a tenant's TrainJob with one mounted the node's / and ran as the server's account, as only
+    the later name was refused. And a TrainJob's pods, made by its runtime, had no template for
+    the fence to take their service account token away."""
+    from trials._trainjob import label_trainjob, trainjob_escapes
+
+    overrides = [{"targetJobs": [{"name": "node"}], "serviceAccountName": "katib-server",
+                  "volumes": [{"name": "host", "hostPath": {"path": "/"}}]}]
+    for key, value in (("podSpecOverrides", overrides), ("podTemplateOverrides", overrides), ("managedBy", "x/y")):
+        job = {"apiVersion": "trainer.kubeflow.org/v1alpha1", "kind": "TrainJob",
+               "spec": {"runtimeRef": {"name": "torch-distributed"}, "trainer": {"numNodes": 2}, key: value}}
+        assert [e.split(":")[0] for e in trainjob_escapes(job)] == [f"spec.{key}"], key
+    job = {"apiVersion": "trainer.kubeflow.org/v1alpha1", "kind": "TrainJob",
+           "spec": {"runtimeRef": {"name": "torch-distributed"}, "trainer": {"numNodes": 2}}}
+    label_trainjob(job, {TRIAL_LABEL: "t"}, {"KATIB_TRIAL_NAME": "t"}, fenced=True)
+    assert trainjob_escapes(job) == []
+    [patch] = job["spec"]["runtimePatches"]
+    pod = patch["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"][0]["template"]["spec"]["template"]
+    assert pod["spec"] == {"automountServiceAccountToken": False}
+
+
 def test_an_invalid_manifest_fails_the_trial_naming_the_field(sqlite_store, tmp_path, cluster):
     doc = _one(python_command("print('x=1')"))
     doc["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]["ports"] = [{"port": 80}]
