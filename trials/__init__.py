@@ -26,13 +26,14 @@ from ._sources import Source, SourceContext, collector_kinds
 # Executors whose extras may be missing, and the sandbox, load on first use (PEP 562).
 _LAZY = {"RayExecutor": ("_ray", "RayExecutor"), "KubernetesExecutor": ("_kubernetes", "KubernetesExecutor"),
          "Sandbox": ("_sandbox", "Sandbox"), "sandbox_problem": ("_sandbox", "problem"),
-         "store_files": ("_sandbox", "store_files"), "SIDECAR_KINDS": ("_sidecar", "SIDECAR_KINDS")}
+         "store_files": ("_sandbox", "store_files"), "SIDECAR_KINDS": ("_sidecar", "SIDECAR_KINDS"),
+         "home_folder_problem": ("_sandbox", "home_folder_problem")}
 
 
 if TYPE_CHECKING:
     from ._kubernetes import KubernetesExecutor
     from ._ray import RayExecutor
-    from ._sandbox import Sandbox, store_files
+    from ._sandbox import Sandbox, home_folder_problem, store_files
     from ._sandbox import problem as sandbox_problem
     from ._sidecar import SIDECAR_KINDS
 
@@ -52,6 +53,7 @@ __all__ = [
     "Sandbox",
     "sandbox_problem",
     "store_files",
+    "home_folder_problem",
     "DEFAULT_FILTER",
     "Adoption",
     "Collector",

@@ -164,6 +164,16 @@ def problem(bwrap: str = "bwrap") -> str | None:
     return None if flags is not None else why
 
 
+def home_folder_problem(folder: Path) -> str:
+    """Why a sandboxed trial may not see ``folder`` (read-only) as its working folder: it is,
+    or holds, a home folder, whose keys (``~/.ssh``, ``~/.kube``) the sandbox hides. "" when
+    it may."""
+    for home in dict.fromkeys([Path.home().resolve(), Path("/home"), Path("/root")]):
+        if folder == home or folder in home.parents:
+            return f"{folder} {'is' if folder == home else 'holds'} {home}, with its keys, which trials would see"
+    return ""
+
+
 def _within(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
@@ -178,14 +188,18 @@ class Sandbox:
     ``runs_root`` is the folder of every trial's files (all hidden but the trial's own);
     ``hidden`` the files no trial may read (the store's, a secret's): each is covered by
     an empty folder, or by an empty file where its folder must stay visible (a working
-    folder that holds the store). ``visible`` adds read-only folders a trial needs.
+    folder that holds the store). ``files`` are secrets kept outside katib's folders (a TLS
+    key beside the system's certificates): each is covered alone, by an empty file, at its
+    path and at the file a link there leads to, so that its folder stays as it was.
+    ``visible`` adds read-only folders a trial needs.
     """
 
     def __init__(self, runs_root: Path, hidden: Iterable[Path] = (), visible: Iterable[Path] = (),
-                 bwrap: str = "bwrap") -> None:
+                 bwrap: str = "bwrap", files: Iterable[Path] = ()) -> None:
         self.runs_root = _real(runs_root)
         beside = [self.runs_root.parent / name for name in (*FILES_BESIDE_RUNS, *FOLDERS_BESIDE_RUNS)]
         self.hidden = list(dict.fromkeys([*(Path(os.path.abspath(p)) for p in hidden), *beside]))
+        self.files = list(dict.fromkeys(q for p in files for q in (Path(os.path.abspath(p)), _real(p))))
         self.visible = [_real(p) for p in visible]
         self.bwrap = bwrap
 
@@ -218,6 +232,9 @@ class Sandbox:
         bwrap, env, prlimit = _tool(self.bwrap), _tool("env"), _tool("prlimit")
         if bwrap is None or env is None or prlimit is None:
             raise LaunchError("cannot fence the trial in: bwrap, env or prlimit is no longer on the server's PATH")
+        problem = home_folder_problem(_real(job.workdir))
+        if problem:  # an experiment a `katib run` in a home folder made, then resumed by a server
+            raise LaunchError(f"the experiment's working folder {problem}: run it from a folder of its own")
         trial_dir = _real(job.trial_dir)
         trial_dir.mkdir(parents=True, exist_ok=True)
         out = [env, "--ignore-signal=TERM", bwrap, *flags, "--die-with-parent", "--unshare-pid", "--unshare-ipc",
@@ -248,6 +265,10 @@ class Sandbox:
                 out += ["--ro-bind", str(shown_dir), str(shown_dir)]
         hide, covered = self._hide(shown)
         out += hide
+        for secret in self.files:  # where the trial would see it: outside every emptied folder, or in a shown one
+            masked = any(_within(secret, Path(f)) for f in [*empty, *covered])
+            if secret.is_file() and (not masked or any(_within(secret, d) for d in shown if d.is_dir())):
+                out += ["--ro-bind", "/dev/null", str(secret)]
         out += ["--tmpfs", str(self.runs_root), "--bind", str(trial_dir), str(trial_dir)]
         checkpoint = job.env.get("KATIB_CHECKPOINT_DIR")
         if checkpoint and os.path.isdir(checkpoint):

@@ -46,17 +46,19 @@ UNFENCED = ("every editor of a namespace could run code as this server's user: r
 def _check_shown_folder(workdir: Path) -> None:
     """Sandboxed trials see the working folder (read-only): one that is, or holds, a home
     folder would show them its keys (``~/.ssh``, ``~/.kube``), which the sandbox hides."""
-    for home in dict.fromkeys([Path.home().resolve(), Path("/home"), Path("/root")]):
-        if workdir == home or workdir in home.parents:
-            raise KatibError(f"--workdir {workdir}: trials see the server's working folder (read-only), and this one "
-                             f"{'is' if workdir == home else 'holds'} {home}, with its keys; start the server in a "
-                             "folder of its own (or give --workdir one)")
+    from trials import home_folder_problem
+
+    problem = home_folder_problem(workdir)
+    if problem:
+        raise KatibError(f"--workdir: trials see the server's working folder (read-only), and {problem}; start the "
+                         "server in a folder of its own (or give --workdir one)")
 
 
 def _fence(executor: str, auth: bool, sandbox: bool | None, allow_unfenced: bool, store: Any,
-           secrets: list[Path] | None = None) -> Any:
+           secrets: list[Path] | None = None, secret_files: list[Path] | None = None) -> Any:
     """The sandbox local trials run in (None: none), which hides the store's files and
-    ``secrets``. With ``auth`` an executor that cannot fence trials in is refused unless
+    ``secrets`` (with their folder, katib's own), and ``secret_files`` each alone (a TLS key
+    in the system's folders). With ``auth`` an executor that cannot fence trials in is refused unless
     ``allow_unfenced``: a tenant's trial would be code run as this server. Kubernetes pods
     are fenced in by their cluster."""
     from trials import executor_class
@@ -75,7 +77,7 @@ def _fence(executor: str, auth: bool, sandbox: bool | None, allow_unfenced: bool
             if store.lock_folder:  # made now: a trial never sees it appear, and it is hidden from each
                 Path(store.lock_folder).mkdir(mode=0o700, exist_ok=True)
             hidden = [*(store_files(Path(store.url.split("///", 1)[1])) if sqlite else []), *(secrets or [])]
-            return Sandbox(_runs_root(store), hidden=hidden)
+            return Sandbox(_runs_root(store), hidden=hidden, files=secret_files or ())
         if sandbox:
             raise KatibError(f"--sandbox: trials cannot be sandboxed on this machine: {why}")
         unfenced = f"local trials cannot be sandboxed on this machine ({why})"
@@ -329,8 +331,8 @@ def server(
     secret = _runs_root(store).parent / "push-secret"
     push_tokens = PushTokens.load(secret)
     # The TLS key is the server's: a trial that read it could pose as the server to every client.
-    fence = _fence(executor, auth, sandbox, allow_unfenced_trials, store,
-                   secrets=[secret, *(Path(f) for f in (tls or ()))])
+    fence = _fence(executor, auth, sandbox, allow_unfenced_trials, store, secrets=[secret],
+                   secret_files=[Path(tls[1])] if tls else None)
     if fence is not None:
         _check_shown_folder(workdir.resolve())
     # A server's trials never see its environment: its tokens, keys and store URL stay its own.

@@ -150,12 +150,12 @@ def test_katib_server_auth_sandboxes_local_trials_by_default(tmp_path):
         server.stop()
 
 
-def _peek(client: httpx.Client, key: Path) -> str:
-    """The log of a trial in ns-a that tries to read ``key``."""
+def _peek(client: httpx.Client, paths: list[Path]) -> str:
+    """The log of a trial in ns-a that prints the first bytes of each of ``paths``."""
     from tests.conftest import experiment, python_command
 
-    code = (f"try:\n    print('key:', open({str(key)!r}).read()[:40])\n"
-            f"except OSError as exc:\n    print('key refused', exc.errno)\nprint('loss=1')")
+    code = (f"for p in {[str(p) for p in paths]!r}:\n    try:\n        print(p, 'read', repr(open(p).read()[:40]))\n"
+            f"    except OSError as exc:\n        print(p, 'refused', exc.errno)\nprint('loss=1')")
     doc = experiment(name="peek", command=python_command(code), maxTrialCount=1, parallelTrialCount=1)
     assert client.post("/api/v1/namespaces/ns-a/experiments", json=doc).status_code == 201
     deadline = time.monotonic() + 60
@@ -170,12 +170,24 @@ def _peek(client: httpx.Client, key: Path) -> str:
                     reason="bubblewrap cannot make a sandbox on this machine")
 def test_a_trial_cannot_read_the_servers_tls_key_nor_a_home_folder(tmp_path):
     """The sandbox hid the store and the push secret, not ``--tls-key``: with the key in the
-    working folder (where an operator keeps it beside the store) a tenant's trial printed it,
-    and could then pose as the server to every client. And a working folder that is a home
-    folder showed trials its keys; the server refuses one."""
+    working folder a tenant's trial printed it, and could then pose as the server to every
+    client. The key alone is covered, where it is named and where its link leads (Let's
+    Encrypt's live/ links into archive/); its folder, and the certificate's (the system's
+    CA store), stay as they were. And a working folder that is a home folder showed trials
+    its keys; the server refuses one."""
     from tests.api_tests.test_kubectl import _self_signed
 
-    cert, key = _self_signed(tmp_path)
+    made_cert, made_key = _self_signed(tmp_path)
+    (tmp_path / "certs").mkdir()
+    cert = tmp_path / "certs" / "katib.pem"
+    made_cert.rename(cert)
+    (tmp_path / "certs" / "ca-certificates.crt").write_text("PUBLIC CA BUNDLE")
+    (tmp_path / "archive" / "site").mkdir(parents=True)
+    (tmp_path / "live" / "site").mkdir(parents=True)
+    target = tmp_path / "archive" / "site" / "privkey1.pem"
+    made_key.rename(target)
+    key = tmp_path / "live" / "site" / "privkey.pem"
+    key.symlink_to("../../archive/site/privkey1.pem")
     server = CliServer(tmp_path, "--auth", "--tls-cert", str(cert), "--tls-key", str(key))
     server.url, server.verify = server.url.replace("http://", "https://"), str(cert)
     token = _user(server.db, "mallory", "ns-a")
@@ -183,8 +195,11 @@ def test_a_trial_cannot_read_the_servers_tls_key_nor_a_home_folder(tmp_path):
     try:
         with httpx.Client(base_url=server.url, headers={"authorization": f"Bearer {token}"}, timeout=30,
                           verify=str(cert)) as client:
-            log = _peek(client, key)
-        assert "PRIVATE KEY" not in log and ("key refused" in log or "key: \n" in log), log
+            log = _peek(client, [key, target, tmp_path / "certs" / "ca-certificates.crt"])
+        assert "PRIVATE KEY" not in log, log
+        for path in (key, target):  # covered by /dev/null: nothing to read (or refused on a nodev mount)
+            assert f"{path} read ''" in log or f"{path} refused" in log, log
+        assert "PUBLIC CA BUNDLE" in log, log  # the certificate's folder is not emptied
     finally:
         server.stop()
     home = CliServer(tmp_path, "--auth")

@@ -279,3 +279,16 @@ print("loss=0.5")
     t, _, log = _run(sqlite_store, tmp_path, code)
     assert t.state == "Succeeded", log
     assert "keyctl -1 1" in log and "add_key -1 1" in log, log  # EPERM
+
+
+def test_a_trial_whose_working_folder_is_a_home_folder_is_not_launched(tmp_path):
+    """A `katib run` started in ~ stores ~ as the experiment's folder; a server that resumed
+    it bound ~ into each sandboxed trial, keys and all. The launch is refused, saying why."""
+    from trials import LaunchError
+
+    sandbox = Sandbox(tmp_path / "runs")
+    job = TrialJob(name="demo-x", experiment="demo", namespace="default",
+                   run_spec=experiment()["spec"]["trialTemplate"]["trialSpec"], primary_container="main",
+                   workdir=Path.home(), trial_dir=tmp_path / "runs" / "default" / "demo" / "demo-x")
+    with pytest.raises(LaunchError, match="working folder .* with its keys, which trials would see"):
+        sandbox.command(job, ["true"])
