@@ -195,3 +195,18 @@ def test_a_wildcard_pattern_costs_time_linear_in_the_text():
     assert holds(job, 'spec.containers.#(name%"x?y*")') and holds(job, "items.a?a*")
     job["spec"]["containers"][0]["name"] = "héllo\nwörld"
     assert holds(job, 'spec.containers.#(name%"h?llo*d")')
+
+
+def test_a_long_pattern_over_a_long_value_is_bounded_and_stars_match_anything():
+    """RE2's cost is the pattern's length times the value's: a 16 KB pattern over a 250 KB
+    annotation took 20 s a poll. Past the budget it is no match (GJSON's MatchLimit); a
+    pattern of stars alone matches any value at once, and a trailing escape none (Go's)."""
+    import time
+
+    job = {"metadata": {"annotations": {"big": "x" * 250_000, "name": "a\\"}}}
+    started = time.monotonic()
+    assert not holds(job, 'metadata.[@this].#(annotations.big%"*' + "y" * 16_000 + '*")')
+    assert time.monotonic() - started < 1
+    job["metadata"]["annotations"]["big"] = "x" * 2_000_000
+    assert holds(job, 'metadata.[@this].#(annotations.big%"*")')
+    assert not holds(job, 'metadata.[@this].#(annotations.name%"a\\\\")')  # the pattern a\ : Go says no
