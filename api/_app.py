@@ -13,6 +13,7 @@ from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from katib import views
 from katib._dbmanager import serve_grpc
 from katib._pushtoken import PushTokens
 from katib.controller import ExperimentManager
@@ -111,6 +112,10 @@ def create_app(store: Store, runs_root: Path, workdir: Path, tick: float = 1.0, 
             manager.db_manager_address = f"{host}:{grpc_server.bound_port}"
         if lease_seconds is not None and not read_only:
             manager.enable_replicas(lease_seconds)
+            assert manager.replica is not None
+            views.use_owner_check(manager.replica.alive)  # what the served conditions say of others' experiments
+        else:
+            views.use_owner_check(None)
         if resume:
             manager.resume_all()
         yield

@@ -8,6 +8,8 @@ Katib JSON (camelCase, unset fields left out), for a screen or a file.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
 from katib.spec import (
@@ -242,14 +244,37 @@ def warm_starts(rec: ExperimentRecord) -> int:
     return len(((rec.spec.get("spec") or {}).get("warmStart") or {}).get("trials") or [])
 
 
+# How a server that shares its database with others (leases, PostgreSQL) tells whether an
+# owner lives: by its replica's heartbeat, where its process may be in another PID namespace
+# under the same host name. None: by its process (``trials.owner_alive``).
+_owner_check: Callable[[str], bool] | None = None
+_owner_seen: dict[str, tuple[float, bool]] = {}  # owner -> (when asked, answer): a list asks once a second
+
+
+def use_owner_check(check: Callable[[str], bool] | None) -> None:
+    """Judge owners by ``check`` from now on in this process (None: by their process)."""
+    global _owner_check
+    _owner_check = check
+    _owner_seen.clear()
+
+
 def controller_alive(rec: ExperimentRecord) -> bool:
     """Whether a live controller holds the experiment now: a ``katib run`` or ``resume``, a
-    ``katib server`` or an embedded ``KatibClient`` (its owner process still runs)."""
+    ``katib server`` or an embedded ``KatibClient`` (its owner process still runs, or its
+    replica's lease is fresh)."""
     if not rec.owner:
         return False
-    from trials import owner_alive
+    if _owner_check is None:
+        from trials import owner_alive
 
-    return owner_alive(rec.owner)
+        return owner_alive(rec.owner)
+    now = time.monotonic()
+    seen = _owner_seen.get(rec.owner)
+    if seen is None or now - seen[0] > 1.0:
+        if len(_owner_seen) > 1024:
+            _owner_seen.clear()
+        seen = _owner_seen[rec.owner] = (now, _owner_check(rec.owner))
+    return seen[1]
 
 
 def _external(rec: ExperimentRecord) -> bool:

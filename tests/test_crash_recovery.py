@@ -302,3 +302,33 @@ def test_a_trial_launched_under_another_executor_and_not_stored_running_is_refus
     (t,) = store.list_trials(rec.id)
     assert (t.state, t.attempt) == ("Created", 0)
     store.close()
+
+
+def test_an_owner_judged_by_its_replicas_lease_is_not_shown_stopped(tmp_path: Path):
+    """A server sharing PostgreSQL with others judges an owner by its replica's heartbeat:
+    replicas under one host name in other PID namespaces (docker compose) looked dead by
+    pid, and their running experiments were served Running=False to the Katib SDK."""
+    from katib import views
+    from katib.controller import Controller, admit
+
+    store = Store(str(tmp_path / "k.db"))
+    ctl = Controller(store, runs_root=tmp_path / "runs", tick=0.05)
+    rec, _ = ctl.submit(admit(experiment()), tmp_path)
+    store.update_experiment(rec.id, status={"conditions": [
+        {"type": "Created", "status": "True", "reason": "ExperimentCreated", "message": "created"},
+        {"type": "Running", "status": "True", "reason": "ExperimentRunning", "message": "running"}]})
+    import socket
+
+    # a replica's id: this host, a pid that is not running here
+    store.claim_experiment(rec.id, f"{socket.gethostname()}:1:999999999", lambda owner: False)
+    rec = store.get_experiment(rec.namespace, rec.name)
+
+    def running() -> str:
+        return next(c for c in views.experiment_object(rec)["status"]["conditions"] if c["type"] == "Running")["status"]
+
+    assert running() == "False"  # by its pid: gone
+    views.use_owner_check(lambda owner: True)  # its lease is fresh
+    try:
+        assert running() == "True"
+    finally:
+        views.use_owner_check(None)
