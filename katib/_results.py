@@ -216,8 +216,8 @@ class ExperimentResult:
             if number is not None:
                 metrics[m["name"]] = number
         # A trial's value is its result, as an Optuna trial's: only one that ended with it has
-        # one (a failed trial's reported number stays in ``metrics``, and off the top of a
-        # table sorted by value).
+        # one (a failed trial's object has no observation, as in Katib: it stays off the top
+        # of a table sorted by value).
         value = metrics.get(self.metric_name) if state in COUNTED else None
         return TrialResult(name=(obj.get("metadata") or {}).get("name", ""), state=state, params=params,
                            value=value, metrics=metrics,

@@ -100,7 +100,7 @@ def test_a_second_controller_is_refused(tmp_path: Path):
     second = katib("resume", "demo", "--db", str(db))
     output, _ = second.communicate(timeout=60)
     assert second.returncode == 1
-    assert "being run by another controller" in output
+    assert "being run by another controller" in output and f"(process {first.pid} on " in output
     delete = katib("delete", "experiment", "demo", "--db", str(db))
     output, _ = delete.communicate(timeout=60)  # refused, in words (not the store's owner id)
     assert delete.returncode == 1 and f"is running (a katib run, resume or server, process {first.pid} on" in output

@@ -122,7 +122,7 @@ def _trials_table(rec: Any, trials: list[Any], experiment_column: bool = False) 
         table.add_column(col)
     for t, note in zip(trials, why, strict=True):
         p = t.parameters()
-        obs = t.observation or {}
+        obs = (t.observation or {}) if t.state not in views.NO_OBSERVATION else {}  # as its object (Katib's)
         table.add_row(*map(Text, (t.name, *([rec.name] if experiment_column else []), t.state,
                                   *[_num(p.get(n, "")) for n in params],
                                   *[_num(views.shown_value(obs, m, strategies)) for m in metrics],

@@ -271,7 +271,10 @@ def _not_run_elsewhere(store: Any, rec: Any, db: str | None) -> None:
     from trials import owner_alive
 
     if rec.owner and owner_alive(rec.owner):
-        raise ConflictError(f"experiment {rec.namespace}/{rec.name} is being run by another controller ({rec.owner}): "
+        from katib.views import owner_text
+
+        raise ConflictError(f"experiment {rec.namespace}/{rec.name} is being run by another controller "
+                            f"({owner_text(rec.owner)}): "
                             f"`{_hint(store, db, ['stop'], rec.name, rec.namespace)}` stops it, "
                             f"`{_hint(store, db, ['get', 'trials'], rec.name, rec.namespace)}` shows how it goes")
     _not_a_tenants(store, rec.namespace, rec.name, "resume")

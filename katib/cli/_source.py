@@ -111,8 +111,9 @@ class Here:
         folder = RunLayout(_runs_root(store)).experiment(namespace, name)  # checks the names first
         rec = store.get_experiment(namespace, name)
         if rec.owner and owner_alive(rec.owner):
-            host, _, rest = rec.owner.rpartition(":")[0].rpartition(":")
-            raise KatibError(f"experiment {name} is running (a katib run, resume or server, process {rest} on {host}); "
+            from katib.views import owner_text
+
+            raise KatibError(f"experiment {name} is running (a katib run, resume or server, {owner_text(rec.owner)}); "
                              f"stop it first: `{self.hint(['stop'], name, namespace)}`")
         from katib.controller import end_left_trials
 

@@ -346,7 +346,9 @@ class ExperimentManager:
             if rec.owner != (replica.id if replica is not None else owner_id()):
                 if replica is not None and replica.leases.known(rec.owner):
                     return None  # another server runs it
-                raise ConflictError(f"experiment {namespace}/{name} is being run by {rec.owner}")
+                host, _, pid = rec.owner.rpartition(":")[0].rpartition(":")
+                raise ConflictError(f"experiment {namespace}/{name} is being run by another controller "
+                                    f"(process {pid} on {host})")
         if rec.stopped_at is not None:  # resumed: the user's stop is over (before a replica sees it held)
             self.store.update_experiment(rec.id, stopped_at=None)
         if replica is not None:

@@ -132,6 +132,13 @@ def test_a_failed_trials_object_has_no_observation_as_in_katib(store, tmp_path):
         observation = views.trial_object(exp, t)["status"].get("observation")
         assert (observation is None) == (t.state == "Failed"), (t.state, observation)
         assert store.observations(t.id, "loss")  # what it printed is kept
+    # and katib get trials (local, as --server's, from the object) shows no value for a failed one
+    from katib.cli._read import _trials_table
+
+    table = _trials_table(exp, trials)
+    loss = next(c for c in table.columns if c.header == "loss")
+    for t, cell in zip(trials, loss._cells, strict=True):
+        assert (str(cell) == "") == (t.state == "Failed"), (t.state, str(cell))
 
 
 def test_missing_objective_is_metrics_unavailable_with_a_hint(store, tmp_path):
