@@ -288,3 +288,19 @@ def test_unsupported_collector_is_refused_before_any_trial(store, tmp_path, monk
     with pytest.raises(ValidationError, match="Custom is not supported by the local executor"):
         ctl.submit(admit(doc), tmp_path)
     assert store.list_experiments() == []
+
+
+def test_a_trial_whose_spec_renders_past_the_bound_fails_alone_at_launch(store, tmp_path, monkeypatch):
+    """A template stored before the bound (or a value from outside the feasible space) is
+    checked again at each trial's launch: that trial fails, LaunchFailed, saying why."""
+    from katib.spec import _template
+
+    doc = experiment(maxTrialCount=2, parallelTrialCount=1, maxFailedTrialCount=2)
+    ctl = Controller(store, runs_root=tmp_path / "runs", tick=0.05)
+    rec, _ = ctl.submit(admit(doc), tmp_path)
+    monkeypatch.setattr(_template, "RENDER_GROWTH", -1000)  # below what any trial's spec renders to
+    status = ctl.run(rec.namespace, rec.name).to_dict()
+    trials = store.list_trials(rec.id)
+    assert status["trialsFailed"] == 2 and all(t.state == "Failed" for t in trials)
+    failed = trials[0].conditions[-1]
+    assert failed.reason == "LaunchFailed" and "spec would grow by more than" in failed.message
