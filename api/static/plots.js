@@ -55,6 +55,8 @@ function historyOption(S, opts) {
   const y = S.columns.metrics[S.objective.name] || [], states = S.columns.state, time = opts.x === "time";
   let idx = [];
   for (let i = 0; i < y.length; i++) if (plotNum(y[i])) idx.push(i);
+  // Nothing to draw (every trial failed, or the objective is text: a DARTS genotype): say so.
+  if (!idx.length) return `No trial has a number for ${S.objective.name} to plot.`;
   const log = opts.y === "log";
   if (log && idx.some(i => y[i] <= 0)) return `A log scale needs positive values: ${S.objective.name} has values ≤ 0.`;
   if (time) idx.sort((a, b) => plotEnded(S, a) - plotEnded(S, b));

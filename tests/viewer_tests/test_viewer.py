@@ -353,6 +353,7 @@ def test_an_ended_experiment_offers_no_budget_edit_it_would_refuse(server, page)
         ready(page)
         assert not page.locator("#budget-edit").is_visible(), name
     assert "yet" not in page.inner_text("#best")  # broken: ended, with no result (not "yet")
+    assert "No trial has a number for loss to plot" in page.inner_text("#history-note")  # not a blank chart
     page.goto(server + "/")
     ready(page)  # the list grows with the page: no box of its own that hides rows
     assert page.evaluate("getComputedStyle(document.querySelector('#experiments').parentElement).maxHeight") == "none"
