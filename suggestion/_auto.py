@@ -39,7 +39,7 @@ from typing import Any
 
 from katib.spec import Experiment
 
-from ._base import ACTIVE_STATES, Algorithm, Assignment, Setting, TrialView, integer
+from ._base import ACTIVE_STATES, Algorithm, Assignment, Setting, TrialView, seed
 from ._cmaes import CMAES
 from ._space import SearchSpace
 from ._tpe import TPE
@@ -151,7 +151,7 @@ class Auto(Algorithm):
 
     name = "auto"
     multi_objective = True
-    settings = {"random_state": Setting(integer(0))}
+    settings = {"random_state": Setting(seed)}
 
     def __init__(self) -> None:
         self._tpe = TPE()

@@ -102,6 +102,12 @@ def integer(minimum: int | None = None, maximum: int | None = None) -> Callable[
     return parse
 
 
+def seed(text: str) -> int:
+    """A ``random_state``: numpy's ``RandomState`` takes 0 to 2**32 - 1, and Katib's hyperopt,
+    optuna and skopt services fail on a larger one (here it wrapped to a smaller seed)."""
+    return integer(0, 2**32 - 1)(text)
+
+
 def number(low: float | None = None, high: float | None = None, low_open: bool = False) -> Callable[[str], float]:
     def parse(text: str) -> float:
         try:

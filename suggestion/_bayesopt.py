@@ -10,7 +10,7 @@ from typing import Any
 from katib.errors import FieldError
 from katib.spec import Experiment
 
-from ._base import Assignment, Setting, TrialView, choice, integer
+from ._base import Assignment, Setting, TrialView, choice, integer, seed
 from ._optuna import OptunaAlgorithm
 from ._space import SearchSpace
 
@@ -40,7 +40,7 @@ class BayesianOptimization(OptunaAlgorithm):
         "n_initial_points": Setting(integer(0), 10),
         "acq_func": Setting(choice("gp_hedge", "LCB", "EI", "PI", "EIps", "PIps"), "gp_hedge"),
         "acq_optimizer": Setting(choice("auto", "sampling", "lbfgs"), "auto"),
-        "random_state": Setting(integer(0)),
+        "random_state": Setting(seed),
     }
     # One sampler per study, reseeded per call (its search-space intersection grows with
     # the history instead of being recomputed); the kernel's warm start is in the state.

@@ -12,7 +12,7 @@ import numpy as np
 from katib.errors import FieldError
 from katib.spec import Experiment
 
-from ._base import Algorithm, Assignment, Setting, TrialView, integer
+from ._base import Algorithm, Assignment, Setting, TrialView, seed
 from ._space import SearchSpace
 
 MAX_SHUFFLED_GRID = 1_000_000
@@ -66,7 +66,7 @@ class GridSearch(Algorithm):
 
     name = "grid"
     multi_objective = True
-    settings = {"random_state": Setting(integer(0))}
+    settings = {"random_state": Setting(seed)}
 
     def validate(self, experiment: Experiment) -> list[FieldError]:
         errors = super().validate(experiment)

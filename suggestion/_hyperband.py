@@ -12,7 +12,7 @@ import numpy as np
 from katib.errors import FieldError
 from katib.spec import Experiment, Limits, new_trial_name
 
-from ._base import Algorithm, Assignment, Setting, TrialView, integer, number
+from ._base import Algorithm, Assignment, Setting, TrialView, number, seed
 from ._space import SearchSpace
 
 
@@ -123,7 +123,7 @@ class Hyperband(Algorithm):
         "r_l": Setting(number(0, low_open=True)),
         "resource_name": Setting(str),
         "eta": Setting(_eta, 3.0),
-        "random_state": Setting(integer(0)),
+        "random_state": Setting(seed),
     }
 
     def request_errors(self, experiment: Experiment) -> list[FieldError]:

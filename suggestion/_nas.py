@@ -23,7 +23,7 @@ from typing import Any
 from katib.errors import FieldError
 from katib.spec import Experiment
 
-from ._base import Algorithm, Assignment, Setting, TrialView, integer, number
+from ._base import Algorithm, Assignment, Setting, TrialView, integer, number, seed
 
 
 def _none_or(parse: Any) -> Any:
@@ -97,7 +97,7 @@ class ENAS(_NasAlgorithm):
         "controller_skip_weight": Setting(_none_or(number(0, low_open=True)), 0.8),
         "controller_train_steps": Setting(integer(1, 1000), 50),
         "controller_log_every_steps": Setting(integer(1), 10),
-        "random_state": Setting(integer(0)),  # extension: reproducible proposals
+        "random_state": Setting(seed),  # extension: reproducible proposals
     }
 
     def validate(self, experiment: Experiment) -> list[FieldError]:

@@ -25,7 +25,16 @@ import numpy as np
 from katib.errors import FieldError
 from katib.spec import Experiment, new_trial_name
 
-from ._base import CHECKPOINT_FROM_LABEL, Algorithm, Assignment, Setting, TrialView, integer, number
+from ._base import (
+    CHECKPOINT_FROM_LABEL,
+    Algorithm,
+    Assignment,
+    Setting,
+    TrialView,
+    integer,
+    number,
+    seed,
+)
 from ._space import Dimension, SearchSpace
 
 GENERATION_LABEL = "pbt.suggestion.katib.kubeflow.org/generation"
@@ -46,7 +55,7 @@ class PBT(Algorithm):
         "n_population": Setting(integer(5, 1000), 40),  # bounded: the server keeps the population
         "truncation_threshold": Setting(number(0, 1), 0.2),
         "resample_probability": Setting(number(0, 1), 0.0),
-        "random_state": Setting(integer(0)),
+        "random_state": Setting(seed),
     }
 
     def checkpoint_dir(self, experiment: Experiment) -> str | None:

@@ -7,7 +7,7 @@ from typing import Any
 
 from katib.spec import Experiment
 
-from ._base import Algorithm, Assignment, Setting, TrialView, integer
+from ._base import Algorithm, Assignment, Setting, TrialView, seed
 from ._space import SearchSpace
 
 
@@ -25,7 +25,7 @@ class RandomSearch(Algorithm):
 
     name = "random"
     multi_objective = True
-    settings = {"random_state": Setting(integer(0))}
+    settings = {"random_state": Setting(seed)}
 
     def suggest(
         self,

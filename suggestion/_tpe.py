@@ -6,13 +6,13 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from ._base import Setting, integer, number
+from ._base import Setting, integer, number, seed
 from ._optuna import OptunaAlgorithm
 from ._tpe_sampler import sampler_class
 
 
 def _open_unit(text: str) -> float:
-    value = number(0, 1, low_open=True)(text)
+    value = number(0, None, low_open=True)(text)
     if value >= 1:
         raise ValueError(f"must be < 1 (got {text})")
     return value
@@ -23,7 +23,7 @@ MAX_EI_CANDIDATES = 10_000
 
 MULTIVARIATE_TPE_SETTINGS = {
     # Optuna's (Katib's optuna service)
-    "random_state": Setting(integer(0)),
+    "random_state": Setting(seed),
     "n_startup_trials": Setting(integer(0), 10),
     # each candidate is drawn and scored per parameter on every suggestion: bounded
     "n_ei_candidates": Setting(integer(1, MAX_EI_CANDIDATES), 24),

@@ -202,7 +202,7 @@ def test_controller_uses_a_remote_service(server, store, tmp_path):
     bad = experiment(algorithm={"algorithmName": "tpe", "algorithmSettings": [{"name": "gamma", "value": "2"}]})
     from katib.errors import ValidationError
 
-    with pytest.raises(ValidationError, match="refused it: .*gamma must be <= 1"):
+    with pytest.raises(ValidationError, match="refused it: .*gamma must be < 1"):
         admit_remote(bad, server)
 
 

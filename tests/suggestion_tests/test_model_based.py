@@ -29,7 +29,7 @@ def doc_for(name: str, settings: list[dict], params=TWO):
     [
         ("tpe", "n_startup_trials", "-1", "n_startup_trials must be >= 0 (got -1)"),
         ("tpe", "n_ei_candidates", "0", "n_ei_candidates must be >= 1 (got 0)"),
-        ("tpe", "gamma", "1.5", "gamma must be <= 1 (got 1.5)"),
+        ("tpe", "gamma", "1.5", "gamma must be < 1 (got 1.5)"),
         ("multivariate-tpe", "prior_weight", "0", "prior_weight must be > 0 (got 0)"),
         ("cmaes", "restart_strategy", "sometimes", "restart_strategy must be one of ipop, bipop, none (got 'sometimes')"),
         ("cmaes", "sigma", "abc", "sigma must be a number (got 'abc')"),
