@@ -34,6 +34,7 @@ def create(state: ServerState, doc: Any, namespace: str, dry_run: bool = False) 
             if given and given != namespace:
                 raise ValidationError([FieldError("metadata.namespace", f"must be {namespace!r}, the namespace in the URL (got {given!r})")])
             metadata["namespace"] = namespace
+            _generated_name(state, metadata, namespace)
     if stored_experiment(state.store, doc, namespace) is not None:  # before admission: an existing name is a 409
         raise ConflictError(f'experiments.kubeflow.org "{doc["metadata"]["name"]}" already exists')
     exp = admit(_configmaps.with_template(state, doc, namespace))
@@ -51,6 +52,25 @@ def create(state: ServerState, doc: Any, namespace: str, dry_run: bool = False) 
         return obj
     rec, _ = state.manager.submit(exp, state.workdir, create_only=True)  # made meanwhile elsewhere: a 409
     return views.experiment_object(rec)
+
+
+def _generated_name(state: ServerState, metadata: dict[str, Any], namespace: str) -> None:
+    """``metadata.generateName`` without a name, as the Kubernetes API server reads it: the
+    prefix (cut to 58 characters) and 5 random characters of its alphabet, one not taken
+    in the namespace (the Katib SDK's ``create_experiment`` reads the name back)."""
+    prefix = metadata.get("generateName")
+    if metadata.get("name") or not isinstance(prefix, str) or not prefix:
+        return
+    from katib.spec import generated_name
+
+    for _ in range(16):
+        name = generated_name(prefix)
+        try:
+            state.store.get_experiment(namespace, name)
+        except NotFoundError:
+            metadata["name"] = name
+            return
+    raise ConflictError(f"no free name for metadata.generateName {prefix!r} in namespace {namespace}")
 
 
 # Edits of one experiment are made one at a time in a server (read, merge, admit, write):

@@ -63,6 +63,7 @@ from ._template import (
     RenderTooLarge,
     TrialMeta,
     find_containers,
+    generated_name,
     new_trial_name,
     render,
 )
@@ -134,6 +135,7 @@ __all__ = [
     "parse_experiment",
     "parse_quantity",
     "render",
+    "generated_name",
     "RenderTooLarge",
     "validate",
     "nas_config_errors",

@@ -59,6 +59,12 @@ def new_trial_name(experiment: str, taken: Collection[str] = ()) -> str:
             return name
 
 
+def generated_name(prefix: str) -> str:
+    """A name for ``metadata.generateName`` as the Kubernetes API server makes one: the
+    prefix, cut to 58 characters, and 5 random characters of its alphabet."""
+    return prefix[:58] + "".join(random.choices(NAME_ALPHABET, k=5))
+
+
 def is_metadata_reference(reference: str) -> bool:
     return METADATA_REFERENCE.match(reference) is not None
 

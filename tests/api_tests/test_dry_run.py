@@ -87,3 +87,22 @@ def test_a_route_with_no_dry_run_refuses_one_and_does_nothing(live):
     assert r.status_code == 422 and live.client.get(f"{KUBE}/experiments/rest").status_code == 200
     assert live.client.request("DELETE", "/api/v1/namespaces/default/experiments/rest", content=b"[1]",
                                headers={"content-type": "application/json"}).status_code == 422
+
+
+def test_generate_name_is_read_as_the_api_server_reads_it(live):
+    """The Katib SDK's create_experiment sends metadata.generateName and reads the name the
+    server made; it was a 422 "metadata.name: is required"."""
+    names = []
+    for path in (f"{KUBE}/experiments", "/api/v1/namespaces/default/experiments"):
+        doc = experiment()
+        doc["metadata"] = {"generateName": "gen-"}
+        r = live.client.post(path, json=doc)
+        assert r.status_code == 201, r.text
+        name = r.json()["metadata"]["name"]
+        assert name.startswith("gen-") and len(name) == len("gen-") + 5, name
+        assert live.client.get(f"{KUBE}/experiments/{name}").status_code == 200
+        names.append(name)
+    assert names[0] != names[1]
+    doc = experiment()
+    doc["metadata"] = {"generateName": "Bad_"}  # the name made is checked as any name is
+    assert live.client.post(f"{KUBE}/experiments", json=doc).status_code == 422
