@@ -58,9 +58,19 @@ def authorize(request: Request) -> None:
     if user is None or namespace is None:
         return
     role = "viewer" if request.method in READ_METHODS else "editor"
+    if role == "viewer" and _is_public(request):
+        return
     if not user.can(namespace, role):
         action = "read" if role == "viewer" else "change"
         raise ForbiddenError(f"user {user.name!r} may not {action} anything in namespace {namespace!r} (needs the {role} role)")
+
+
+def _is_public(request: Request) -> bool:
+    """Trainer's public control-plane ConfigMap, which every user may read (as on a cluster)."""
+    from ._configmaps import PUBLIC
+
+    params = request.path_params
+    return (params.get("namespace"), params.get("configmap")) == PUBLIC
 
 
 def _pushes_own_metrics(request: Request) -> bool:

@@ -82,9 +82,26 @@ def create(state: ServerState, namespace: str, doc: Any) -> dict[str, Any]:
     return cm
 
 
+# Kubeflow Trainer's public control-plane ConfigMap, which the Kubeflow SDK's backends read
+# at start for the version they talk to (a warning on every OptimizerClient without it):
+# served, read-only, to every user, as a cluster with Trainer installed does.
+PUBLIC = ("kubeflow-system", "kubeflow-trainer-public")
+
+
+def public_configmap() -> dict[str, Any]:
+    from katib.runtimes import TRAINER_RELEASE
+
+    return {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": PUBLIC[1], "namespace": PUBLIC[0],
+                         "labels": {"app.kubernetes.io/name": "trainer", "app.kubernetes.io/part-of": "kubeflow"}},
+            "data": {"kubeflow_trainer_version": TRAINER_RELEASE}}
+
+
 def get(state: ServerState, namespace: str, name: str) -> dict[str, Any]:
     path = _path(state, namespace, name)
     if not path.is_file():
+        if (namespace, name) == PUBLIC:
+            return public_configmap()
         raise NotFoundError(f'configmaps "{name}" not found')
     return json.loads(path.read_text())  # type: ignore[no-any-return]
 
@@ -122,8 +139,11 @@ def listing(state: ServerState, namespace: str, limit: int | None = None,
 
 
 def delete(state: ServerState, namespace: str, name: str) -> dict[str, Any]:
+    path = _path(state, namespace, name)
+    if not path.is_file():  # the built-in public one is not deleted, as it is not stored
+        raise NotFoundError(f'configmaps "{name}" not found')
     cm = get(state, namespace, name)
-    _path(state, namespace, name).unlink()
+    path.unlink()
     return cm
 
 

@@ -32,6 +32,8 @@ from .spec import Limits
 
 TRAINER_GROUP = "trainer.kubeflow.org"
 TRAINER_VERSION = "v1alpha1"
+# The Kubeflow Trainer release whose API this follows (its TrainJob, runtimes and patches).
+TRAINER_RELEASE = "v2.3.0"
 TRAINER_API_VERSION = f"{TRAINER_GROUP}/{TRAINER_VERSION}"
 TRAINJOB_KIND = "TrainJob"
 CLUSTER_KIND = "ClusterTrainingRuntime"

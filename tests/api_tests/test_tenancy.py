@@ -72,6 +72,21 @@ def test_matrix_of_users_namespaces_and_operations(tenants):
             assert c.delete(f"/api/v1/namespaces/{ns}/experiments/new-{user}").status_code == 200
 
 
+def test_trainers_public_configmap_is_served_to_every_user_and_nothing_else_there(tenants):
+    """The Kubeflow SDK's OptimizerClient reads kubeflow-system/kubeflow-trainer-public for
+    Trainer's version, and warned on every construction that the control plane was missing."""
+    server, tokens, _ = tenants
+    headers = {"authorization": f"Bearer {tokens['nobody']}"}
+    r = server.client.get("/api/v1/namespaces/kubeflow-system/configmaps/kubeflow-trainer-public", headers=headers)
+    assert r.status_code == 200 and r.json()["data"]["kubeflow_trainer_version"].startswith("v2."), r.text
+    assert server.client.get("/api/v1/namespaces/kubeflow-system/configmaps", headers=headers).status_code == 403
+    assert server.client.get("/api/v1/namespaces/kubeflow-system/configmaps/other", headers=headers).status_code == 403
+    r = server.client.delete("/api/v1/namespaces/kubeflow-system/configmaps/kubeflow-trainer-public", headers=headers)
+    assert r.status_code == 403
+    r = server.client.delete("/api/v1/namespaces/kubeflow-system/configmaps/kubeflow-trainer-public")  # the admin's
+    assert r.status_code == 404  # built in, not stored: nothing to delete (it was a 500)
+
+
 def test_missing_or_bad_token_is_401_and_trial_logs_do_not_leak(tenants):
     server, tokens, _ = tenants
     r = httpx.get(server.url + "/api/v1/namespaces/team-a/experiments/exp-team-a")
