@@ -354,6 +354,14 @@ def test_an_ended_experiment_offers_no_budget_edit_it_would_refuse(server, page)
         assert not page.locator("#budget-edit").is_visible(), name
     assert "yet" not in page.inner_text("#best")  # broken: ended, with no result (not "yet")
     assert "No trial has a number for loss to plot" in page.inner_text("#history-note")  # not a blank chart
+    # one Katib restarts (LongRunning, ended at maxTrialCount) still offers it
+    doc = _doc("long-running", 1, 1, 1, 0.01)
+    doc["spec"]["resumePolicy"] = "LongRunning"
+    _call(server, "POST", "/api/v1/namespaces/default/experiments", doc)
+    _wait(server, "long-running", lambda s: s.get("completionTime"))
+    page.goto(server + "/#/e/default/long-running")
+    ready(page)
+    assert page.locator("#budget-edit").is_visible()
     page.goto(server + "/")
     ready(page)  # the list grows with the page: no box of its own that hides rows
     assert page.evaluate("getComputedStyle(document.querySelector('#experiments').parentElement).maxHeight") == "none"
