@@ -54,7 +54,7 @@ RESOURCES: dict[str, list[dict[str, Any]]] = {
     ],
     f"{TRAINER_GROUP}/{TRAINER_VERSION}": [
         _resource("clustertrainingruntimes", "ClusterTrainingRuntime", _READ, False, singular="clustertrainingruntime"),
-        _resource("optimizationjobs", "OptimizationJob", _READ, singular="optimizationjob"),
+        _resource("optimizationjobs", "OptimizationJob", ["create", "delete", "get", "list"], singular="optimizationjob"),
         _resource("trainingruntimes", "TrainingRuntime", _READ, singular="trainingruntime"),
         _resource("trainjobs", "TrainJob", _READ, singular="trainjob"),
     ],

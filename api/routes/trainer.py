@@ -13,15 +13,26 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
 
-from katib.errors import NotFoundError
+from katib.errors import FieldError, NotFoundError, ValidationError
 from katib.optimizationjobs import optimization_job_object
 from katib.runtimes import CLUSTER_KIND, NAMESPACED_KIND, TRAINER_API_VERSION, registry
 from katib.store import ExperimentRecord, TrialRecord
 
-from .. import _paging, _trainjobs, _watch
+from .. import _paging, _service, _trainjobs, _watch
 from .. import _selectors as selectors
+from .._documents import delete_options, read_document
 from .._state import ServerState, get_state
-from ._kubelists import TIMEOUT, WATCH, list_key, list_version, scan_cap, watch_of, whole_reading
+from ._kubelists import (
+    DRY_RUN,
+    TIMEOUT,
+    WATCH,
+    dry_run_all,
+    list_key,
+    list_version,
+    scan_cap,
+    watch_of,
+    whole_reading,
+)
 
 router = APIRouter(tags=["kubeflow trainer"])
 ROOT = f"/apis/{TRAINER_API_VERSION}"
@@ -125,6 +136,39 @@ def list_optimizationjobs(namespace: str, limit: int | None = _paging.LIMIT, con
     items, spot = _paging.fill(walk, size, budget=state.limits.page)
     token = _paging.next_token(state.store, spot, "optimizationjobs", namespace, None)
     return _paging.kube_list("OptimizationJob", _paging.built(items), token, TRAINER_API_VERSION)
+
+
+@router.post(OPTIMIZATIONJOBS, status_code=201)
+async def create_optimizationjob(namespace: str, request: Request, dry_run: str | None = DRY_RUN,
+                                 state: ServerState = Depends(get_state)) -> dict[str, Any]:
+    """Create an OptimizationJob (``kubectl create -f job.yaml``): the experiment it is, run
+    as one POSTed to ``…/experiments``; the answer is the OptimizationJob. Only that kind."""
+    doc = await read_document(request)
+    kind = doc.get("kind") if isinstance(doc, dict) else None
+    if kind != "OptimizationJob":
+        raise ValidationError([FieldError("kind", f"must be OptimizationJob at this URL (got {kind!r}); an Experiment is "
+                                                  f"created at /apis/kubeflow.org/v1beta1/namespaces/{namespace}/experiments")])
+    obj = await run_in_threadpool(_service.create, state, doc, namespace, dry_run_all(request))
+    if dry_run_all(request):
+        return {**doc, "metadata": {**(doc.get("metadata") or {}), "namespace": namespace,
+                                    "name": obj["metadata"]["name"]}}
+    rec = state.store.get_experiment(namespace, obj["metadata"]["name"])
+    return _optimization_job(state, rec) or obj
+
+
+@router.delete(OPTIMIZATIONJOBS + "/{name}")
+async def delete_optimizationjob(namespace: str, name: str, request: Request, dry_run: str | None = DRY_RUN,
+                                 state: ServerState = Depends(get_state)) -> dict[str, Any]:
+    """Delete an OptimizationJob: its experiment, trials and files (as ``…/experiments``'s
+    delete, with its dry run and uid precondition); a Katib Experiment is not one (404)."""
+    rec = state.store.get_experiment(namespace, name)
+    if optimization_job_object(rec, []) is None:
+        raise NotFoundError(f"OptimizationJob {name!r} not found in namespace {namespace!r} (experiment {name} is a "
+                            "Katib Experiment)")
+    options = await delete_options(request)
+    await run_in_threadpool(_service.delete, state, namespace, name, options, dry_run_all(request))
+    return {"apiVersion": "v1", "kind": "Status", "metadata": {}, "status": "Success",
+            "details": {"name": name, "group": "trainer.kubeflow.org", "kind": "optimizationjobs"}}
 
 
 @router.get(OPTIMIZATIONJOBS + "/{name}")

@@ -155,6 +155,34 @@ def test_trainjobs_events_pods_and_optimization_jobs_keep_to_the_page_limit(sqli
         assert [[(j["metadata"]["name"], len(j["status"]["trials"])) for j in p] for p in listed] == [[("oj", 5)], [("oj2", 2)]]
 
 
+def test_an_optimization_job_is_created_and_deleted_at_its_own_url(sqlite_store, tmp_path):
+    """kubectl create -f job.yaml posts to the OptimizationJob's URL (discovery says where):
+    it was a 405, and only a POST to .../experiments made one."""
+    doc = yaml.safe_load((Path(__file__).resolve().parents[1] / "data" / "trainer" / "optimizationjob-sample.yaml").read_text())
+    doc["metadata"]["name"] = "oj2"
+    doc["spec"].update(numTrials=1, parallelTrials=1)
+    doc["spec"]["trainJobTemplate"]["spec"]["runtimeRef"]["name"] = "torch-distributed"
+    doc["spec"]["trainJobTemplate"]["spec"]["trainer"]["command"] = ["python", "-c", "print('val_loss=0.5')"]
+    with LiveServer(sqlite_store, tmp_path) as server:
+        c = server.client
+        url = f"{ROOT}/namespaces/default/optimizationjobs"
+        verbs = next(r["verbs"] for r in c.get(ROOT).json()["resources"] if r["name"] == "optimizationjobs")
+        assert {"create", "delete"} <= set(verbs)
+        dry = c.post(url, json=doc, params={"dryRun": "All"})
+        assert dry.status_code == 201 and dry.json()["kind"] == "OptimizationJob", dry.text
+        assert c.get(f"{url}/oj2").status_code == 404  # a dry run makes nothing
+        created = c.post(url, json=doc)
+        assert created.status_code == 201 and created.json()["kind"] == "OptimizationJob", created.text
+        assert created.json()["metadata"]["name"] == "oj2"
+        server.wait_for("default", "oj2")
+        refused = c.post(url, json=trainjob_experiment())
+        assert refused.status_code == 422 and "must be OptimizationJob at this URL" in refused.text
+        assert c.post("/api/v1/namespaces/default/experiments", json=trainjob_experiment()).status_code == 201
+        assert c.delete(f"{url}/tj").status_code == 404  # a Katib Experiment, not an OptimizationJob
+        assert c.delete(f"{url}/oj2").status_code == 200
+        assert c.get(f"{url}/oj2").status_code == 404 and c.get("/api/v1/namespaces/default/experiments/tj").status_code == 200
+
+
 def test_a_method_or_path_the_api_does_not_have_answers_a_kubernetes_status(sqlite_store, tmp_path):
     """FastAPI's own 404 and 405 said {"detail": …} where every other error on these paths
     is a Status (kubectl and the Kubernetes client read its message and reason)."""
@@ -164,7 +192,7 @@ def test_a_method_or_path_the_api_does_not_have_answers_a_kubernetes_status(sqli
 
     app = create_app(sqlite_store, tmp_path / "runs", tmp_path, resume=False)
     with TestClient(app, base_url="http://localhost") as c:
-        for method in ("post", "delete"):
+        for method in ("put", "delete"):
             answer = getattr(c, method)(f"{ROOT}/namespaces/ns/optimizationjobs")
             body = answer.json()
             assert answer.status_code == 405 and body["kind"] == "Status" and body["reason"] == "MethodNotAllowed", body
