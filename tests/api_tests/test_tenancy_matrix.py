@@ -42,6 +42,8 @@ CALLERS = (*GRANTS, "anonymous", "push-token")  # and no token at all, and a tri
 PUBLIC, GLOBAL, READ, WRITE, PUSH, STREAM = "public", "global", "read", "write", "push", "stream"
 REFUSED = "refused"  # a list across namespaces: 422 for anyone with a token (kubectl get -A)
 MISSING = "missing"  # a read of what is not there: 404 for a reader, 403 for anyone else
+WRITE_NONE = "write-none"  # a write that finds nothing of its kind there: 404 for an editor, 403 for anyone else
+WRITE_REFUSED = "write-refused"  # a write whose body that URL refuses: 422 for an editor, 403 for anyone else
 
 # Every route: (its kind, the body of a request, whose experiment a write acts on).
 # A write acts on "scratch" (made by that caller's create), "kscratch" (the Kubernetes
@@ -106,6 +108,10 @@ MATRIX: dict[str, tuple[str, Any, str | None]] = {
     "GET /api/v1/namespaces/{namespace}/events": (READ, None, None),
     "GET /apis/trainer.kubeflow.org/v1alpha1/namespaces/{namespace}/optimizationjobs": (READ, None, None),
     "GET /apis/trainer.kubeflow.org/v1alpha1/namespaces/{namespace}/optimizationjobs/{name}": (MISSING, None, None),
+    # An Experiment at the OptimizationJob's URL is refused; the namespace's experiment is no OptimizationJob.
+    "POST /apis/trainer.kubeflow.org/v1alpha1/namespaces/{namespace}/optimizationjobs":
+        (WRITE_REFUSED, experiment(name="not-an-optimization-job"), None),
+    "DELETE /apis/trainer.kubeflow.org/v1alpha1/namespaces/{namespace}/optimizationjobs/{name}": (WRITE_NONE, None, None),
     # What Katib's e2e scripts read: the namespace (and a patch that leaves it as it is), and a
     # FromVolume experiment's suggestion volume (none here: a reader gets 404, others 403).
     "GET /api/v1/namespaces/{namespace}": (READ, None, None),
@@ -251,7 +257,9 @@ def _expected(kind: str, caller: str, namespace: str, crossed: bool) -> set[int]
     may = role is not None if kind in (READ, MISSING) else role == "editor"
     if not may:
         return {403}
-    return {404} if crossed or kind == MISSING else None
+    if kind == WRITE_REFUSED:
+        return {422}
+    return {404} if crossed or kind in (MISSING, WRITE_NONE) else None
 
 
 def test_every_route_every_caller_both_namespaces(world, capsys):
