@@ -40,7 +40,6 @@ from .controller import (
 
 __all__ = [
     "NO_OBSERVATION",
-    "owner_text",
     "use_owner_check",
     "STOPPED_CONDITION_REASON",
     "STOPPED_REASON",
@@ -259,12 +258,6 @@ def use_owner_check(check: Callable[[str], bool] | None) -> None:
     global _owner_check
     _owner_check = check
     _owner_seen.clear()
-
-
-def owner_text(owner: str) -> str:
-    """A controller's owner id (``host:pid:ticks``) as words: "process PID on HOST"."""
-    host, _, rest = owner.rpartition(":")[0].rpartition(":")
-    return f"process {rest} on {host}" if host and rest.isdigit() else owner
 
 
 def controller_alive(rec: ExperimentRecord) -> bool:

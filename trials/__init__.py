@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from ._collector import DEFAULT_FILTER, Collector, Sample, parse_json, parse_text, parse_time
 from ._executor import Adoption, Deferred, Executor, LaunchError, RunState, TrialJob, read_handle
 from ._local import LocalExecutor, kill_left, left_running, release_reserved, reserve_running
-from ._process import owner_alive, owner_id
+from ._process import owner_alive, owner_id, owner_text
 from ._registry import (
     ExecutorOptions,
     executor_class,
@@ -84,6 +84,7 @@ __all__ = [
     "unknown_executor",
     "owner_alive",
     "owner_id",
+    "owner_text",
     "parse_json",
     "parse_text",
     "parse_time",

@@ -167,6 +167,12 @@ def owner_alive(owner: str) -> bool:
     return alive(int(pid), int(ticks) or None)
 
 
+def owner_text(owner: str) -> str:
+    """An owner id (``host:pid:ticks``, ``owner_id``) as words: "process PID on HOST"."""
+    host, _, rest = owner.rpartition(":")[0].rpartition(":")
+    return f"process {rest} on {host}" if host and rest.isdigit() else owner
+
+
 def describe_exit(code: int) -> tuple[str, str]:
     """(reason, message) for a non-zero exit status as Popen reports it."""
     if code < 0:

@@ -268,11 +268,9 @@ def _summary(rec: Any, trials: list[Any]) -> int:
 def _not_run_elsewhere(store: Any, rec: Any, db: str | None) -> None:
     """Refuse, before anything is written or said, a stored experiment another live
     controller runs (it printed "resumed", then refused)."""
-    from trials import owner_alive
+    from trials import owner_alive, owner_text
 
     if rec.owner and owner_alive(rec.owner):
-        from katib.views import owner_text
-
         raise ConflictError(f"experiment {rec.namespace}/{rec.name} is being run by another controller "
                             f"({owner_text(rec.owner)}): "
                             f"`{_hint(store, db, ['stop'], rec.name, rec.namespace)}` stops it, "

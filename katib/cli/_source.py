@@ -104,15 +104,13 @@ class Here:
         returns its namespace."""
         import shutil
 
-        from trials import owner_alive
+        from trials import owner_alive, owner_text
 
         store = self.store
         namespace = _locate(store, name, namespace)
         folder = RunLayout(_runs_root(store)).experiment(namespace, name)  # checks the names first
         rec = store.get_experiment(namespace, name)
         if rec.owner and owner_alive(rec.owner):
-            from katib.views import owner_text
-
             raise KatibError(f"experiment {name} is running (a katib run, resume or server, {owner_text(rec.owner)}); "
                              f"stop it first: `{self.hint(['stop'], name, namespace)}`")
         from katib.controller import end_left_trials

@@ -341,14 +341,13 @@ class ExperimentManager:
             raise ConflictError(f"experiment {namespace}/{name} has finished; raise maxTrialCount to restart it")
         replica = self.replica
         if rec.owner and self._alive(rec.owner) and not self.runs_here(namespace, name):
-            from trials import owner_id
+            from trials import owner_id, owner_text
 
             if rec.owner != (replica.id if replica is not None else owner_id()):
                 if replica is not None and replica.leases.known(rec.owner):
                     return None  # another server runs it
-                host, _, pid = rec.owner.rpartition(":")[0].rpartition(":")
                 raise ConflictError(f"experiment {namespace}/{name} is being run by another controller "
-                                    f"(process {pid} on {host})")
+                                    f"({owner_text(rec.owner)})")
         if rec.stopped_at is not None:  # resumed: the user's stop is over (before a replica sees it held)
             self.store.update_experiment(rec.id, stopped_at=None)
         if replica is not None:

@@ -128,24 +128,13 @@ def _user(db: Path, name: str, namespace: str, role: str = "editor") -> str:
 @pytest.mark.skipif(__import__("trials._sandbox", fromlist=["problem"]).problem() is not None,
                     reason="bubblewrap cannot make a sandbox on this machine")
 def test_katib_server_auth_sandboxes_local_trials_by_default(tmp_path):
-    from tests.conftest import experiment, python_command
-
     server = CliServer(tmp_path, "--auth")
     token = _user(server.db, "mallory", "ns-a")
     server.start()
     try:
-        client = httpx.Client(base_url=server.url, headers={"authorization": f"Bearer {token}"}, timeout=30)
-        code = (f"import os\ntry:\n    open({str(server.db)!r}, 'rb').read(); print('store read')\n"
-                f"except OSError as exc:\n    print('store refused', exc.errno)\nprint('loss=1')")
-        doc = experiment(name="peek", command=python_command(code), maxTrialCount=1, parallelTrialCount=1)
-        assert client.post("/api/v1/namespaces/ns-a/experiments", json=doc).status_code == 201
-        deadline = time.monotonic() + 60
-        while client.get("/api/v1/namespaces/ns-a/experiments/peek/status").json()["phase"] != "Succeeded":
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
-        trial = client.get("/api/v1/namespaces/ns-a/experiments/peek/trials").json()["items"][0]["metadata"]["name"]
-        log = client.get(f"/api/v1/namespaces/ns-a/trials/{trial}/log").text
-        assert "store refused" in log and "store read" not in log, log
+        with httpx.Client(base_url=server.url, headers={"authorization": f"Bearer {token}"}, timeout=30) as client:
+            log = _peek(client, [server.db])
+        assert f"{server.db} refused" in log and f"{server.db} read" not in log, log
     finally:
         server.stop()
 
@@ -154,7 +143,7 @@ def _peek(client: httpx.Client, paths: list[Path]) -> str:
     """The log of a trial in ns-a that prints the first bytes of each of ``paths``."""
     from tests.conftest import experiment, python_command
 
-    code = (f"for p in {[str(p) for p in paths]!r}:\n    try:\n        print(p, 'read', repr(open(p).read()[:40]))\n"
+    code = (f"for p in {[str(p) for p in paths]!r}:\n    try:\n        print(p, 'read', repr(open(p, 'rb').read()[:40]))\n"
             f"    except OSError as exc:\n        print(p, 'refused', exc.errno)\nprint('loss=1')")
     doc = experiment(name="peek", command=python_command(code), maxTrialCount=1, parallelTrialCount=1)
     assert client.post("/api/v1/namespaces/ns-a/experiments", json=doc).status_code == 201
@@ -198,7 +187,7 @@ def test_a_trial_cannot_read_the_servers_tls_key_nor_a_home_folder(tmp_path):
             log = _peek(client, [key, target, tmp_path / "certs" / "ca-certificates.crt"])
         assert "PRIVATE KEY" not in log, log
         for path in (key, target):  # covered by /dev/null: nothing to read (or refused on a nodev mount)
-            assert f"{path} read ''" in log or f"{path} refused" in log, log
+            assert f"{path} read b''" in log or f"{path} refused" in log, log
         assert "PUBLIC CA BUNDLE" in log, log  # the certificate's folder is not emptied
     finally:
         server.stop()

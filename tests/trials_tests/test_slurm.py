@@ -315,17 +315,30 @@ def test_a_stop_after_a_kill_9_cancels_the_jobs_left_running(tmp_path):
     assert "--executor slurm" in hint.stdout + hint.stderr
 
 
+# sbatch that submits the job and then says its answer was lost (a busy slurmctld).
+_LOST_ANSWER = ('#!/bin/bash\n{sbatch} "$@" >/dev/null\n'
+                'echo "sbatch: error: Batch job submission failed: Socket timed out on send/recv operation" >&2\nexit 1\n')
+
+
+def _which(tool: str) -> str:
+    return subprocess.run(["which", tool], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def _fake_tools(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **scripts: str) -> Path:
+    """A folder of the given scripts, first on PATH; its path."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    for tool, script in scripts.items():
+        (fake / tool).write_text(script)
+        (fake / tool).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake}:{os.environ['PATH']}")
+    return fake
+
+
 def test_a_submission_whose_answer_is_lost_is_followed_not_failed(tmp_path, monkeypatch):
     # A busy slurmctld takes the job and sbatch reports "Socket timed out": the trial was
     # failed (LaunchFailed) while its job ran, unwatched, beside the next trial's.
-    real = subprocess.run(["which", "sbatch"], capture_output=True, text=True, check=True).stdout.strip()
-    fake = tmp_path / "bin"
-    fake.mkdir()
-    (fake / "sbatch").write_text(
-        f'#!/bin/bash\n{real} "$@" >/dev/null\n'
-        'echo "sbatch: error: Batch job submission failed: Socket timed out on send/recv operation" >&2\nexit 1\n')
-    (fake / "sbatch").chmod(0o755)
-    monkeypatch.setenv("PATH", f"{fake}:{os.environ['PATH']}")
+    fake = _fake_tools(tmp_path, monkeypatch, sbatch=_LOST_ANSWER.format(sbatch=_which("sbatch")))
     ex = SlurmExecutor(interval=0.2)
     job = _job(tmp_path, f"lost-{uuid.uuid4().hex[:6]}", "print('loss=0.5')")
     handle = ex.launch(job)
@@ -346,18 +359,9 @@ def test_a_lost_submission_is_looked_up_before_it_is_submitted_again(tmp_path, m
     # one that did not get through, and the next try submitted the trial a second time.
     from trials._executor import Deferred
 
-    real_sbatch = subprocess.run(["which", "sbatch"], capture_output=True, text=True, check=True).stdout.strip()
-    real_squeue = subprocess.run(["which", "squeue"], capture_output=True, text=True, check=True).stdout.strip()
-    fake = tmp_path / "bin"
-    fake.mkdir()
-    (fake / "sbatch").write_text(
-        f'#!/bin/bash\n{real_sbatch} "$@" >/dev/null\n'
-        'echo "sbatch: error: Batch job submission failed: Socket timed out on send/recv operation" >&2\nexit 1\n')
-    (fake / "squeue").write_text(f'#!/bin/bash\nif [ ! -e {tmp_path}/squeue-answered ]; then touch {tmp_path}/squeue-answered; '
-                                 f'echo "squeue: error: Socket timed out" >&2; exit 1; fi\nexec {real_squeue} "$@"\n')
-    for tool in ("sbatch", "squeue"):
-        (fake / tool).chmod(0o755)
-    monkeypatch.setenv("PATH", f"{fake}:{os.environ['PATH']}")
+    _fake_tools(tmp_path, monkeypatch, sbatch=_LOST_ANSWER.format(sbatch=_which("sbatch")),
+                squeue=f'#!/bin/bash\nif [ ! -e {tmp_path}/squeue-answered ]; then touch {tmp_path}/squeue-answered; '
+                       f'echo "squeue: error: Socket timed out" >&2; exit 1; fi\nexec {_which("squeue")} "$@"\n')
     ex = SlurmExecutor(interval=0.2)
     job = _job(tmp_path, f"twice-{uuid.uuid4().hex[:6]}", "print('loss=0.5')")
     with pytest.raises(Deferred, match="squeue does not answer"):
